@@ -1,0 +1,61 @@
+"""The ``dsv3sim`` command line.
+
+Each subcommand lives in its own module under ``dsv3sim/commands/`` and exposes
+``NAME`` (the subcommand), ``HELP`` (one line), ``add_arguments(parser)`` and ``run(args) -> int``.
+Modules are discovered, so adding a command never edits this file. Bad user input
+(``ValueError``, including ``ConfigError``) prints one line naming the field and exits with 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import pkgutil
+import sys
+
+import dsv3sim.commands as _commands
+
+
+def _command_modules() -> dict[str, object]:
+    mods = {}
+    for info in sorted(pkgutil.iter_modules(_commands.__path__), key=lambda i: i.name):
+        if info.name.startswith("_"):
+            continue
+        m = importlib.import_module(f"dsv3sim.commands.{info.name}")
+        if hasattr(m, "NAME") and hasattr(m, "run"):
+            mods[m.NAME] = m
+    return mods
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="dsv3sim", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    for name, m in _command_modules().items():
+        sp = sub.add_parser(name, help=m.HELP, description=getattr(m, "DESCRIPTION", m.HELP),
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
+        m.add_arguments(sp)
+        sp.set_defaults(_run=m.run)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "_run", None):
+        # `dsv3sim` alone runs the default job when a `run` command exists.
+        if "run" in _command_modules() and not argv and len(sys.argv) <= 1:
+            return main(["run"])
+        parser.print_help()
+        return 0
+    try:
+        return int(args._run(args) or 0)
+    except ValueError as e:  # user input: one clear line, no traceback
+        print(f"dsv3sim {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except FileNotFoundError as e:
+        print(f"dsv3sim {args.command}: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
