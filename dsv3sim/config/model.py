@@ -228,12 +228,15 @@ def from_dict(raw: dict[str, Any], name: str = "model") -> ModelConfig:
                     rope[long.split(".", 1)[1]] = v
                 else:
                     d[long] = v
-        if rope.get("factor", 1) and rope.get("factor", 1) > 1:
-            rope.setdefault("type", "yarn")
-            rope.setdefault("mscale_all_dim", rope.get("mscale", 1.0))
+        # ModelArgs defaults of DeepSeek-V3 inference/model.py for keys config_671B.json omits
+        for k, v in (("original_max_position_embeddings", 4096), ("factor", 40), ("beta_fast", 32),
+                     ("beta_slow", 1), ("mscale", 1.0)):
+            rope.setdefault(k, v)
+        rope.setdefault("type", "yarn")
+        rope.setdefault("mscale_all_dim", rope["mscale"])
         d.setdefault("intermediate_size", d.get("intermediate_size"))
         d.setdefault("num_key_value_heads", d.get("num_attention_heads"))
-        d.setdefault("max_position_embeddings", 4096 * int(rope.get("factor", 1) or 1))
+        d.setdefault("max_position_embeddings", 4096 * 4)  # ModelArgs.max_seq_len
         if d.get("dtype") == "fp8":
             d["quantization_config"] = {"weight_block_size": [128, 128]}
     mt = d.get("model_type")

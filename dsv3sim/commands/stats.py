@@ -1,0 +1,124 @@
+"""`dsv3sim stats CONFIG`: size, cost per token and KV cache of a model, from the analytic cost model."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from dsv3sim.config import load_model_config
+from dsv3sim.config.model import ModelConfig
+from dsv3sim.cost.flops import decode_flops_per_token, forward_flops_per_token, prefill_flops_per_token
+from dsv3sim.cost.kvcache import kv_cache_bytes_per_token, max_batch_at_context, mha_equivalent_bytes_per_token
+from dsv3sim.cost.memory import activation_bytes_per_token, training_state_bytes, weight_bytes
+from dsv3sim.cost.params import count_params
+
+NAME = "stats"
+HELP = "parameters, FLOPs per token, memory and KV cache of a model config"
+DESCRIPTION = __doc__ + """
+Definitions (see README): params_activated counts the output head but not the embedding lookup, and
+excludes MTP; train_flops_per_token = forward + backward (2x forward) at --seq-len with causal attention."""
+
+GiB = 1024 ** 3
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("config", help="HF config.json path, or a name from model/ (e.g. deepseek-v3)")
+    p.add_argument("--seq-len", type=int, default=4096, help="training/prefill sequence length (default 4096)")
+    p.add_argument("--context", type=int, default=None, help="decode context length (default: --seq-len)")
+    p.add_argument("--gpu-memory-GiB", type=float, default=141.0,
+                   help="GPU memory for the KV-capacity lines (default 141, an H200)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def compute(cfg: ModelConfig, seq_len: int, context: int, gpu_memory_bytes: float) -> dict:
+    if seq_len <= 0:
+        raise ValueError(f"--seq-len must be > 0, got {seq_len}")
+    pc = count_params(cfg)
+    fwd = forward_flops_per_token(cfg, seq_len)
+    fwd_mtp = forward_flops_per_token(cfg, seq_len, include_mtp=True)
+    kv = kv_cache_bytes_per_token(cfg, 2)
+    wfp8 = weight_bytes(cfg, "fp8")
+    wbf16 = weight_bytes(cfg, "bf16")
+    free_fp8 = gpu_memory_bytes - 0  # KV capacity of one GPU's memory, weights elsewhere (large EP)
+    out = {
+        "model": cfg.name,
+        "model_type": cfg.model_type,
+        "attention": cfg.attention,
+        "params_total": pc.total,
+        "params_activated": pc.activated,
+        "params_mtp": pc.mtp,
+        "params_mtp_activated": pc.mtp_activated,
+        "params_total_with_mtp": pc.total_with_mtp,
+        "params_hub_checkpoint": pc.hub_checkpoint,
+        "params_by_component": pc.by_component,
+        "params_activated_by_component": pc.activated_by_component,
+        "seq_len": seq_len,
+        "train_flops_per_token": fwd.training,
+        "train_flops_per_token_with_mtp": fwd_mtp.training,
+        "forward_flops_by_component": fwd.by_component,
+        "prefill_flops_per_token": prefill_flops_per_token(cfg, seq_len),
+        "decode_context": context,
+        "decode_flops_per_token": decode_flops_per_token(cfg, context),
+        "kv_cache_bytes_per_token": kv,
+        "kv_cache_bytes_per_token_fp8": kv_cache_bytes_per_token(cfg, 1),
+        "kv_cache_bytes_per_token_mha_equivalent": mha_equivalent_bytes_per_token(cfg, 2),
+        "kv_cache_bytes_at_128k": kv * 131072,
+        "weights_bytes_bf16": wbf16,
+        "weights_bytes_fp8": wfp8,
+        "gpus_to_hold_weights_fp8": _ceil_div(wfp8, gpu_memory_bytes),
+        "gpus_to_hold_weights_bf16": _ceil_div(wbf16, gpu_memory_bytes),
+        "training_state_bytes_per_param": training_state_bytes(1.0, dp=1).total,
+        "activation_bytes_per_token": activation_bytes_per_token(cfg),
+        "gpu_memory_bytes": gpu_memory_bytes,
+        "max_batch_per_gpu_memory": {str(c): max_batch_at_context(cfg, free_fp8, c) for c in (4096, 32768, 131072)},
+    }
+    return out
+
+
+def _ceil_div(a: float, b: float) -> int:
+    return int(-(-a // b))
+
+
+def _fmt(n: float, unit: str = "") -> str:
+    for div, s in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "K")):
+        if abs(n) >= div:
+            return f"{n / div:,.3f} {s}{unit}"
+    return f"{n:,.0f} {unit}".rstrip()
+
+
+def run(args: argparse.Namespace) -> int:
+    cfg = load_model_config(args.config)
+    ctx = args.context if args.context is not None else args.seq_len
+    out = compute(cfg, args.seq_len, ctx, args.gpu_memory_GiB * GiB)
+    if args.json:
+        print(json.dumps(out, indent=2))
+        return 0
+    rows = [
+        ("model", f"{cfg.name} ({cfg.model_type}, {cfg.attention.upper()})"),
+        ("params total", _fmt(out["params_total"])),
+        ("params activated / token", _fmt(out["params_activated"])),
+        ("params MTP modules", _fmt(out["params_mtp"])),
+        ("params as on the Hub (MTP incl. its embedding/head copies)", _fmt(out["params_hub_checkpoint"])),
+    ]
+    rows += [(f"  {k}", _fmt(v)) for k, v in out["params_by_component"].items() if v]
+    rows += [
+        (f"train FLOPs / token (S={args.seq_len}, causal)", _fmt(out["train_flops_per_token"], "FLOP")),
+        (f"prefill FLOPs / token (S={args.seq_len})", _fmt(out["prefill_flops_per_token"], "FLOP")),
+        (f"decode FLOPs / token (context {ctx})", _fmt(out["decode_flops_per_token"], "FLOP")),
+        ("KV cache / token (BF16)", f"{out['kv_cache_bytes_per_token']:,} B"),
+        ("KV cache / token (FP8)", f"{out['kv_cache_bytes_per_token_fp8']:,} B"),
+        ("KV cache / token, MHA equivalent (BF16)", f"{out['kv_cache_bytes_per_token_mha_equivalent']:,} B"),
+        ("KV cache of one 128K sequence", f"{out['kv_cache_bytes_at_128k'] / GiB:,.2f} GiB"),
+        ("weights BF16 / FP8 (+ block scales)", f"{out['weights_bytes_bf16'] / GiB:,.1f} / "
+                                                 f"{out['weights_bytes_fp8'] / GiB:,.1f} GiB"),
+        (f"GPUs of {args.gpu_memory_GiB:g} GiB to hold the weights (FP8 / BF16)",
+         f"{out['gpus_to_hold_weights_fp8']} / {out['gpus_to_hold_weights_bf16']}"),
+        ("training state bytes / param (DeepSeek-V3 §3.3.3, no ZeRO)", f"{out['training_state_bytes_per_param']:g}"),
+        ("activations kept / token (all layers)", f"{out['activation_bytes_per_token'] / 1e6:,.2f} MB"),
+    ]
+    rows += [(f"sequences whose KV fits {args.gpu_memory_GiB:g} GiB at context {c}", f"{v:,}")
+             for c, v in out["max_batch_per_gpu_memory"].items()]
+    w = max(len(r[0]) for r in rows)
+    for k, v in rows:
+        print(f"{k:<{w}}  {v}")
+    return 0

@@ -1,0 +1,46 @@
+"""KV-cache size per token and the largest context x batch that fits a GPU.
+
+MLA caches only the compressed latent c^{KV} (kv_lora_rank) and the decoupled rope key k^R (qk_rope_head_dim),
+per token per layer (DeepSeek-V2 §2.1.2-2.1.3, Table 1: (d_c + d_h^R) l elements). DeepSeek-V3: (512 + 64) x 61
+x 2 B = 70,272 B/token in BF16 ("Insights into DeepSeek-V3", ISCA'25, Table 1). MTP layers are not cached
+during plain decoding and are excluded. The MHA equivalent caches full K (d_n + d_r per head) and V (d_v per head);
+GQA caches K and V of num_key_value_heads x head_dim each.
+"""
+
+from __future__ import annotations
+
+from dsv3sim.config.model import ModelConfig
+
+
+def kv_elements_per_token_per_layer(cfg: ModelConfig) -> int:
+    if cfg.attention == "mla":
+        return cfg.kv_lora_rank + cfg.qk_rope_head_dim
+    return 2 * cfg.num_key_value_heads * cfg.head_dim
+
+
+def kv_cache_bytes_per_token(cfg: ModelConfig, dtype_bytes: float = 2) -> int:
+    """Bytes cached per token over all main-model layers. FP8 cache: dtype_bytes=1 (scales not included)."""
+    return int(kv_elements_per_token_per_layer(cfg) * cfg.num_hidden_layers * dtype_bytes)
+
+
+def mha_equivalent_bytes_per_token(cfg: ModelConfig, dtype_bytes: float = 2) -> int:
+    """What plain MHA with the same heads would cache: K (qk_head_dim) and V (v_head_dim) per head per layer."""
+    if cfg.attention == "mla":
+        per_layer = cfg.num_attention_heads * (cfg.qk_nope_head_dim + cfg.qk_rope_head_dim + cfg.v_head_dim)
+    else:
+        per_layer = 2 * cfg.num_attention_heads * cfg.head_dim
+    return int(per_layer * cfg.num_hidden_layers * dtype_bytes)
+
+
+def max_kv_tokens(cfg: ModelConfig, free_bytes: float, dtype_bytes: float = 2, layers_fraction: float = 1.0) -> int:
+    """Tokens of KV cache that fit in ``free_bytes`` (a GPU holding ``layers_fraction`` of the layers)."""
+    per = kv_cache_bytes_per_token(cfg, dtype_bytes) * layers_fraction
+    return max(0, int(free_bytes // per)) if per > 0 else 0
+
+
+def max_batch_at_context(cfg: ModelConfig, free_bytes: float, context: int, dtype_bytes: float = 2,
+                         layers_fraction: float = 1.0) -> int:
+    """Largest number of sequences of ``context`` tokens whose cache fits in ``free_bytes``."""
+    if context <= 0:
+        raise ValueError(f"context must be > 0, got {context}")
+    return max_kv_tokens(cfg, free_bytes, dtype_bytes, layers_fraction) // context
