@@ -1,0 +1,96 @@
+"""Transport micro-benchmark: alpha-beta fits of this machine's process-group transport.
+
+Run as a torchrun job (``job="calibrate"``) before a validation run. Over message sizes n (bytes):
+* p2p ping-pong rank 0 <-> rank 1: one-way time = round trip / 2;
+* ``all_to_all_single`` over all ranks with n bytes to every peer;
+* ``all_reduce`` of n bytes over all ranks.
+Each fit is t(n) = alpha + n / beta (Hockney's model; Hockney 1994, "The communication challenge for MPP"),
+least squares over the sizes' medians. The p2p fit becomes the transport latency/bandwidth of
+``topologies/local-cpu.yaml``; the collective fits are kept beside it for the predictor.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class AlphaBeta:
+    """t(n) = alpha_s + n / beta_Bps."""
+
+    alpha_s: float
+    beta_Bps: float
+
+    def time(self, n_bytes: float) -> float:
+        return self.alpha_s + n_bytes / self.beta_Bps if n_bytes > 0 else 0.0
+
+    def to_dict(self) -> dict[str, float]:
+        return {"latency_us": self.alpha_s * 1e6, "bandwidth_GBps": self.beta_Bps / 1e9}
+
+    @staticmethod
+    def from_dict(d: dict[str, float]) -> AlphaBeta:
+        return AlphaBeta(alpha_s=d["latency_us"] * 1e-6, beta_Bps=d["bandwidth_GBps"] * 1e9)
+
+
+def fit(sizes: list[float], times: list[float]) -> AlphaBeta:
+    """Least-squares t = a + b n with a >= 0 and b > 0 (clamped); beta = 1/b."""
+    if len(sizes) != len(times) or len(sizes) < 2:
+        raise ValueError(f"need >= 2 (size, time) points, got {len(sizes)} sizes and {len(times)} times")
+    n = len(sizes)
+    mx, my = sum(sizes) / n, sum(times) / n
+    sxx = sum((x - mx) ** 2 for x in sizes)
+    b = sum((x - mx) * (y - my) for x, y in zip(sizes, times)) / sxx if sxx else 0.0
+    b = max(b, 1e-15)
+    a = max(my - b * mx, 0.0)
+    return AlphaBeta(alpha_s=a, beta_Bps=1.0 / b)
+
+
+def _time(fn, iters: int, sync) -> float:
+    fn()  # warm-up
+    ts = []
+    for _ in range(iters):
+        sync()
+        t0 = time.perf_counter()
+        fn()
+        sync()
+        ts.append(time.perf_counter() - t0)
+    return statistics.median(ts)
+
+
+def run_rank(ctx) -> dict:
+    """Measure on this rank; rank 0's numbers are authoritative (it takes part in every pattern)."""
+    spec, rank, world, dev = ctx.spec, ctx.rank, ctx.world, ctx.device
+    ctx.maybe_fault(0)
+    rows: dict[str, list[tuple[int, float]]] = {"p2p": [], "all_to_all": [], "all_reduce": []}
+    for size in spec.calib_sizes:
+        numel = max(size // 4, 1)
+        buf = torch.ones(numel, dtype=torch.float32, device=dev)
+        if world >= 2:
+            ctx.collective(f"p2p:{size}")
+
+            def ping() -> None:
+                if rank == 0:
+                    dist.send(buf, 1)
+                    dist.recv(buf, 1)
+                elif rank == 1:
+                    dist.recv(buf, 0)
+                    dist.send(buf, 0)
+            rows["p2p"].append((numel * 4, _time(ping, spec.calib_iters, ctx.sync) / 2))
+            dist.barrier()
+            ctx.collective(f"all_to_all:{size}")
+            send = torch.ones(numel * world, dtype=torch.float32, device=dev)
+            recv = torch.empty_like(send)
+            rows["all_to_all"].append((numel * 4, _time(lambda: dist.all_to_all_single(recv, send),
+                                                        spec.calib_iters, ctx.sync)))
+        ctx.collective(f"all_reduce:{size}")
+        rows["all_reduce"].append((numel * 4, _time(lambda: dist.all_reduce(buf), spec.calib_iters, ctx.sync)))
+    fits = {}
+    for k, pts in rows.items():
+        if len(pts) >= 2:
+            fits[k] = fit([p[0] for p in pts], [p[1] for p in pts]).to_dict()
+    return {"rank": rank, "world": world, "points": rows, "fits": fits}
