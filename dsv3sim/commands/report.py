@@ -1,0 +1,66 @@
+"""`dsv3sim report RESULT.json --out reports/NAME.html`: one self-contained HTML report from a result JSON.
+
+Reads the JSON only (no simulation is re-run). With --chrome-trace REAL.json (a torch.profiler trace of a real
+run) the simulated and the real timeline are drawn side by side. Writing a report refreshes the folder's
+index.html; `dsv3sim report --index reports/` rebuilds the index alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+NAME = "report"
+HELP = "render an HTML report (plotly embedded, works offline) from a result JSON; rebuild reports/index.html"
+DESCRIPTION = __doc__
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("result", nargs="?", help="result JSON written by `dsv3sim run --json` or `dsv3sim sweep`")
+    p.add_argument("--out", default=None, help="output HTML (default reports/<RESULT stem>.html)")
+    p.add_argument("--chrome-trace", default=None, metavar="PATH",
+                   help="a real run's Chrome trace (torch.profiler export, .json or .json.gz) to show beside the "
+                        "simulated timeline")
+    p.add_argument("--price-per-gpu-hour", type=float, default=None, metavar="USD",
+                   help="price for the cost lines (default: the result's, else $2, DeepSeek-V3's H800 assumption)")
+    p.add_argument("--title", default=None, help="report title (default: the scenario name)")
+    p.add_argument("--index", default=None, metavar="DIR", nargs="?", const="reports",
+                   help="only rebuild DIR/index.html (default DIR: reports)")
+    p.add_argument("--json", action="store_true", help="print what was written as one JSON object")
+
+
+def run(args: argparse.Namespace) -> int:
+    from dsv3sim.report import build_page, write_index
+
+    if args.result is None:
+        if args.index is None:
+            raise ValueError("give a RESULT.json to render, or --index [DIR] to rebuild an index")
+        idx = write_index(args.index)
+        print(json.dumps({"index": str(idx)}) if args.json else f"wrote {idx}")
+        return 0
+    src = Path(args.result)
+    out = Path(args.out) if args.out else Path("reports") / f"{src.stem}.html"
+    if out.suffix.lower() not in (".html", ".htm"):
+        raise ValueError(f"--out must end in .html, got {out}")
+    if args.chrome_trace is not None and not Path(args.chrome_trace).exists():
+        raise FileNotFoundError(f"--chrome-trace not found: {args.chrome_trace}")
+    import plotly.offline
+
+    page = build_page(src, chrome_trace=args.chrome_trace, price_per_gpu_hour=args.price_per_gpu_hour,
+                      title=args.title)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(page.html(plotly.offline.get_plotlyjs()))
+    idx = write_index(Path(args.index) if args.index else out.parent)
+    info = {
+        "report": str(out), "index": str(idx), "figures": page.n_figures, "bytes": out.stat().st_size,
+        "sections": {s.key: s.present for _, secs in page.blocks for s in secs},
+    }
+    if args.json:
+        print(json.dumps(info, indent=2))
+    else:
+        absent = sorted({k for k, v in info["sections"].items() if not v})
+        print(f"wrote {out} ({info['bytes'] / 1e6:.1f} MB, {page.n_figures} figures); index {idx}")
+        if absent:
+            print(f"not in this result: {', '.join(absent)}")
+    return 0

@@ -1,0 +1,111 @@
+"""HTML reports from a result JSON: ``render(result, out_path) -> Path`` and ``write_index(folder)``.
+
+A report is one self-contained HTML file (plotly.js inlined once, no CDN) built from the result JSON only —
+nothing is re-simulated (house style 13). Sections, each of which says "not in this result" when its data is
+absent: summary, pipeline timeline, simulated vs real trace (with ``chrome_trace=``), link utilisation,
+expert-load heat-maps, nodes per token, memory per GPU, KV-cache sizing, training imbalance, sweep, validation.
+Which keys each section reads is documented in its module; ``data.pick`` finds them at any nesting depth.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from dsv3sim.report.context import DEFAULT_PRICE_PER_GPU_HOUR, RenderContext
+from dsv3sim.report.data import load, num, pick, split_results
+from dsv3sim.report.index import write_index
+from dsv3sim.report.page import Page, Section
+
+__all__ = ["SECTIONS", "build_page", "render", "render_html", "write_index"]
+
+
+def _sections():
+    from dsv3sim.report.experts import heatmap_section, nodes_section
+    from dsv3sim.report.imbalance import imbalance_section
+    from dsv3sim.report.memory import kv_section, memory_section
+    from dsv3sim.report.network import link_section
+    from dsv3sim.report.summary import summary_section
+    from dsv3sim.report.sweep import sweep_section
+    from dsv3sim.report.timeline import comparison_section, pipeline_section
+    from dsv3sim.report.validation import validation_section
+
+    return (summary_section, pipeline_section, comparison_section, link_section, heatmap_section, nodes_section,
+            memory_section, kv_section, imbalance_section, sweep_section, validation_section)
+
+
+SECTIONS = ("summary", "timeline", "compare", "links", "experts", "nodes", "memory", "kvcache", "imbalance",
+            "sweep", "validation")
+
+
+def _default_traces_dir() -> Path | None:
+    for cand in (Path.cwd() / "traces", Path(__file__).resolve().parents[2] / "traces"):
+        if cand.is_dir():
+            return cand
+    return None
+
+
+def build_page(result_json: dict | str | Path, *, chrome_trace: str | Path | None = None,
+               price_per_gpu_hour: float | None = None, title: str | None = None,
+               traces_dir: str | Path | None = None) -> Page:
+    data = load(result_json)
+    base = Path(result_json).resolve().parent if isinstance(result_json, (str, Path)) else None
+    if price_per_gpu_hour is not None and not price_per_gpu_hour > 0:
+        raise ValueError(f"price per GPU-hour must be > 0, got {price_per_gpu_hour}")
+    results = split_results(data)
+    name = title or pick(data, "scenario", "name", depth=1)
+    if not isinstance(name, str):
+        name = Path(result_json).stem if base else "result"
+    page = Page(title=f"dsv3sim: {name}", subtitle=f"{len(results)} result(s)")
+    for i, (heading, res) in enumerate(results):
+        ctx = RenderContext(base_dir=base, chrome_trace=Path(chrome_trace) if chrome_trace and i == 0 else None,
+                            price_per_gpu_hour=price_per_gpu_hour or DEFAULT_PRICE_PER_GPU_HOUR,
+                            traces_dir=Path(traces_dir) if traces_dir else _default_traces_dir(), prefix=f"r{i}")
+        secs: list[Section] = []
+        for fn in _sections():
+            s = fn(res, ctx)
+            if s is not None:
+                secs.append(s)
+        page.blocks.append((heading, secs))
+    page.summary_line = _summary_line(results[0][1]) if results else ""
+    return page
+
+
+def _summary_line(res: dict) -> str:
+    from dsv3sim.report.data import fmt_si, fmt_time
+
+    bits = []
+    reason = pick(res, "infeasible", depth=1)
+    if isinstance(reason, str):
+        bits.append(f"infeasible: {reason}")
+    for label, keys, f in (("step", ("step_time_s",), fmt_time), ("tokens/s", ("tokens_per_s",), fmt_si),
+                           ("decode tok/s/node", ("decode_tokens_per_s_per_node",), fmt_si)):
+        v = num(pick(res, *keys))
+        if v is not None:
+            bits.append(f"{label} {f(v)}")
+    mfu = num(pick(res, "mfu"))
+    if mfu is not None:
+        bits.append(f"MFU {mfu * 100:.1f}%" if mfu <= 1.5 else f"MFU {mfu:.1f}%")
+    return " · ".join(bits)
+
+
+def render_html(result_json: dict | str | Path, **kw) -> tuple[str, Page]:
+    import plotly.offline
+
+    page = build_page(result_json, **kw)
+    return page.html(plotly.offline.get_plotlyjs()), page
+
+
+def render(result_json: dict | str | Path, out_path: str | Path, *, chrome_trace: str | Path | None = None,
+           price_per_gpu_hour: float | None = None, title: str | None = None, update_index: bool = True,
+           traces_dir: str | Path | None = None) -> Path:
+    """Write the HTML report of ``result_json`` (a dict or a path) to ``out_path``; refresh the folder's index."""
+    out = Path(out_path)
+    if out.suffix.lower() not in (".html", ".htm"):
+        raise ValueError(f"report path must end in .html, got {out}")
+    text, _ = render_html(result_json, chrome_trace=chrome_trace, price_per_gpu_hour=price_per_gpu_hour,
+                          title=title, traces_dir=traces_dir)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text)
+    if update_index:
+        write_index(out.parent)
+    return out

@@ -1,0 +1,130 @@
+"""Tolerant reads of a result JSON: find a key wherever the writer nested it, split multi-scenario files.
+
+Reports render from the result JSON only (house style 13: reports never re-run a simulation). The writer
+(``dsv3sim/results.py``) may put a metric at the top level or inside a group (``training``, ``summary``,
+``metrics``...), and ``dsv3sim run`` may nest whole results by scenario name; ``pick`` looks a few levels
+down, breadth first, so a section finds its data either way and says "not in this result" when it is absent.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+# Keys that mark a dict as one result (not a {scenario name: result} wrapper).
+RESULT_MARKERS = (
+    "step_time_s", "mfu", "tokens_per_s", "schema", "scenario", "kind", "timeline", "chrome_trace",
+    "prefill_tokens_per_s_per_node", "decode_tokens_per_s_per_node", "sweep", "rows", "validation",
+    "memory_per_gpu", "infeasible", "gpu_hours_per_trillion_tokens", "breakdown",
+)
+
+
+def load(source: dict | str | Path) -> dict:
+    if isinstance(source, dict):
+        return source
+    p = Path(source)
+    if not p.exists():
+        raise FileNotFoundError(f"result JSON not found: {p}")
+    try:
+        data = json.loads(p.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{p} is not JSON: {e}") from e
+    if isinstance(data, list):  # a bare sweep: list of rows
+        return {"sweep": data}
+    if not isinstance(data, dict):
+        raise ValueError(f"{p}: expected a JSON object (a result) or a list (sweep rows), got {type(data).__name__}")
+    return data
+
+
+def split_results(data: dict) -> list[tuple[str, dict]]:
+    """[(scenario name, result)]: one entry for a plain result, several when the file nests by scenario."""
+    if any(k in data for k in RESULT_MARKERS):
+        return [("", data)]
+    subs = [(k, v) for k, v in data.items() if isinstance(v, dict) and any(m in v for m in RESULT_MARKERS)]
+    if subs and len(subs) == sum(isinstance(v, dict) for v in data.values()):
+        return subs
+    return [("", data)]
+
+
+def pick(d: Any, *names: str, default: Any = None, depth: int = 3) -> Any:
+    """First value stored under any of ``names``, searched breadth first down to ``depth`` levels of dicts."""
+    level = [d] if isinstance(d, dict) else []
+    for _ in range(depth + 1):
+        for node in level:
+            for n in names:
+                if n in node and node[n] is not None:
+                    return node[n]
+        level = [v for node in level for v in node.values() if isinstance(v, dict)]
+        if not level:
+            break
+    return default
+
+
+def num(x: Any) -> float | None:
+    """A finite float, or None (strings like "12.5" are accepted; bools are not numbers)."""
+    if isinstance(x, bool) or x is None:
+        return None
+    try:
+        f = float(x)
+    except (TypeError, ValueError):
+        return None
+    return f if math.isfinite(f) else None
+
+
+def fmt_si(x: float | None, unit: str = "", digits: int = 3) -> str:
+    if x is None:
+        return "n/a"
+    for div, s in ((1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(x) >= div:
+            return f"{x / div:.{digits}g} {s}{unit}".rstrip()
+    return f"{x:.{digits}g} {unit}".rstrip()
+
+
+def fmt_time(seconds: float | None) -> str:
+    if seconds is None:
+        return "n/a"
+    a = abs(seconds)
+    if a >= 3600:
+        return f"{seconds / 3600:.3g} h"
+    if a >= 1:
+        return f"{seconds:.4g} s"
+    if a >= 1e-3:
+        return f"{seconds * 1e3:.4g} ms"
+    return f"{seconds * 1e6:.4g} µs"
+
+
+def fmt_bytes(b: float | None) -> str:
+    if b is None:
+        return "n/a"
+    for div, s in ((2 ** 40, "TiB"), (2 ** 30, "GiB"), (2 ** 20, "MiB"), (2 ** 10, "KiB")):
+        if abs(b) >= div:
+            return f"{b / div:.4g} {s}"
+    return f"{b:.0f} B"
+
+
+def as_matrix(x: Any) -> list[list[float]] | None:
+    """A rectangular list of lists of numbers (layers x experts), or None."""
+    if isinstance(x, dict):  # {"layer": [...]} or {"weight": [[...]]}
+        for k in ("weight", "load", "loads", "values", "matrix"):
+            if k in x:
+                return as_matrix(x[k])
+        rows = [v for _, v in sorted(x.items(), key=lambda kv: _sort_key(kv[0])) if isinstance(v, list)]
+        x = rows if rows else None
+    if not isinstance(x, list) or not x or not all(isinstance(r, list) for r in x):
+        return None
+    w = len(x[0])
+    if w == 0 or any(len(r) != w for r in x):
+        return None
+    out = [[num(v) for v in r] for r in x]
+    if any(v is None for r in out for v in r):
+        return None
+    return out  # type: ignore[return-value]
+
+
+def _sort_key(k: str):
+    try:
+        return (0, int(k), "")
+    except (TypeError, ValueError):
+        return (1, 0, str(k))

@@ -1,0 +1,148 @@
+"""Expert load heat-maps (layers x experts, before and after placement) and the nodes-per-token histogram.
+
+Load is tokens routed to each expert per MoE layer (EPLB's ``weight[layers, logical]`` shape). Before
+placement the columns are logical experts; after placement (EPLB-style replication / packing) they are
+whatever the result stores — physical expert slots or GPUs. Each map is normalised per layer by its mean,
+so 1.0 is perfect balance and the colour bar reads as max/mean directly (DeepSeek-V3 §2.1.2, §3.4 aim at
+max/mean near 1). Nodes per token: with node-limited routing no token reaches more than M nodes (V3: M=4).
+"""
+
+from __future__ import annotations
+
+from dsv3sim.report.data import as_matrix, num, pick
+from dsv3sim.report.page import Section, absent, figure_html, note, table
+
+BEFORE = ("expert_load_before", "expert_load", "expert_loads", "load_before", "logical_load", "weight")
+AFTER = ("expert_load_after", "expert_load_after_placement", "load_after", "physical_load", "gpu_load_after",
+         "load_per_gpu_after")
+
+
+def _placement(result: dict):
+    pl = pick(result, "placement", "expert_placement", "eplb", depth=2)
+    before = after = None
+    after_label = "physical slot"
+    if isinstance(pl, dict):
+        before = as_matrix(pick(pl, "before", "load_before", "logical_load", "weight", depth=0))
+        a = pick(pl, "after", "load_after", "physical_load", "gpu_load", "load_per_gpu", depth=0)
+        after = as_matrix(a)
+        if any(k in pl for k in ("gpu_load", "load_per_gpu")) and after is not None:
+            after_label = "GPU"
+    if before is None:
+        before = as_matrix(pick(result, *BEFORE))
+    if after is None:
+        after = as_matrix(pick(result, *AFTER))
+        if after is not None and pick(result, "gpu_load_after", "load_per_gpu_after") is not None:
+            after_label = "GPU"
+    return before, after, after_label
+
+
+def max_over_mean(m: list[list[float]]) -> list[float]:
+    out = []
+    for row in m:
+        mean = sum(row) / len(row)
+        out.append(max(row) / mean if mean > 0 else float("nan"))
+    return out
+
+
+def _heat(m, title, xlabel, layer_offset, zmax):
+    import plotly.graph_objects as go
+
+    z = []
+    for row in m:
+        mean = sum(row) / len(row)
+        z.append([v / mean if mean > 0 else 0.0 for v in row])
+    fig = go.Figure(go.Heatmap(
+        z=z, y=[layer_offset + i for i in range(len(m))], colorscale="Inferno", zmin=0, zmax=zmax,
+        colorbar={"title": "load / layer mean"},
+        hovertemplate=f"layer %{{y}}<br>{xlabel} %{{x}}<br>load / mean %{{z:.2f}}<extra></extra>"))
+    fig.update_layout(title=title, xaxis_title=xlabel, yaxis_title="MoE layer", height=max(300, 120 + 6 * len(m)),
+                      margin={"l": 10, "r": 10, "t": 50, "b": 40}, yaxis={"autorange": "reversed"})
+    return fig
+
+
+def heatmap_section(result: dict, ctx) -> Section:
+    import plotly.graph_objects as go
+
+    sec = Section(key="experts", title="Expert load: before and after placement")
+    before, after, after_label = _placement(result)
+    if before is None and after is None:
+        sec.body, sec.present = absent("no expert load in this result"), False
+        return sec
+    offset = int(num(pick(result, "first_moe_layer", "first_k_dense_replace")) or 0)
+    parts = [note("Tokens per expert per MoE layer divided by the layer's mean: 1.0 is perfect balance; the "
+                  "hottest cell of a row is that layer's max/mean.")]
+    rows = []
+    lines = go.Figure()
+    zmax = max(2.0, max(max(max_over_mean(m)) for m in (before, after) if m is not None))
+    for label, m, xl in (("before placement", before, "logical expert"), ("after placement", after, after_label)):
+        if m is None:
+            parts.append(absent(f"{label}: not in this result"))
+            continue
+        parts.append(figure_html(_heat(m, f"Expert load {label} ({len(m)} layers x {len(m[0])} {xl}s)", xl,
+                                       offset, zmax), ctx.fig_id("heat")))
+        sec.n_figures += 1
+        mm = max_over_mean(m)
+        lines.add_trace(go.Scatter(x=[offset + i for i in range(len(mm))], y=mm, name=label, mode="lines+markers"))
+        rows.append([label, f"{max(mm):.3f}", f"{sum(mm) / len(mm):.3f}", len(m), len(m[0])])
+    lines.update_layout(title="max / mean load per layer", xaxis_title="MoE layer", yaxis_title="max / mean",
+                        height=300, margin={"l": 10, "r": 10, "t": 50, "b": 40}, yaxis={"rangemode": "tozero"})
+    parts.append(figure_html(lines, ctx.fig_id("maxmean")))
+    sec.n_figures += 1
+    parts.append(table(["", "worst layer max/mean", "mean over layers", "layers", "columns"], rows, {1, 2, 3, 4}))
+    sec.body = "".join(parts)
+    return sec
+
+
+def nodes_hist(v) -> dict[int, float] | None:
+    """{nodes: count} from a {str/int: count} dict, a list indexed by nodes (index 0 = 0 nodes) or samples."""
+    if isinstance(v, dict):
+        h = pick(v, "histogram", "hist", "counts", depth=0)
+        if h is not None:
+            return nodes_hist(h)
+        out = {}
+        for k, c in v.items():
+            try:
+                out[int(k)] = num(c)
+            except (TypeError, ValueError):
+                continue
+        return {k: c for k, c in out.items() if c is not None} or None
+    if isinstance(v, list) and v and all(num(x) is not None for x in v):
+        xs = [num(x) for x in v]
+        if all(float(x).is_integer() for x in xs) and len(xs) > 16:  # raw samples: one entry per token
+            out: dict[int, float] = {}
+            for x in xs:
+                out[int(x)] = out.get(int(x), 0) + 1
+            return out
+        return {i: x for i, x in enumerate(xs)}
+    return None
+
+
+def nodes_section(result: dict, ctx) -> Section:
+    import plotly.graph_objects as go
+
+    sec = Section(key="nodes", title="Nodes per token")
+    v = pick(result, "nodes_per_token", "nodes_per_token_hist", "nodes_per_token_histogram")
+    h = nodes_hist(v) if v is not None else None
+    if not h:
+        sec.body, sec.present = absent("no nodes-per-token distribution in this result"), False
+        return sec
+    limit = num(pick(result, "node_limit", "max_nodes_per_token_limit", "topk_group"))
+    total = sum(h.values())
+    xs = sorted(h)
+    frac = [h[x] / total * 100 if total else 0 for x in xs]
+    mean = sum(x * h[x] for x in xs) / total if total else 0
+    fig = go.Figure(go.Bar(x=xs, y=frac, marker_color="#4c78a8", text=[f"{f:.1f}%" for f in frac],
+                           textposition="outside"))
+    if limit:
+        fig.add_vline(x=limit + 0.5, line_dash="dash", line_color="#e45756",
+                      annotation_text=f"node limit M={limit:g}")
+    fig.update_layout(title=f"Distinct nodes reached by a token's top-k experts (mean {mean:.2f})",
+                      xaxis_title="nodes per token", yaxis_title="% of tokens", height=340,
+                      margin={"l": 10, "r": 10, "t": 50, "b": 40}, xaxis={"dtick": 1})
+    over = sum(h[x] for x in xs if limit and x > limit)
+    sec.body = (note("DeepSeek-V3 §2.1.2 / §3.2.2: each token goes to at most M=4 nodes, so the IB traffic of a "
+                     "token is bounded by M copies of its hidden state.")
+                + figure_html(fig, ctx.fig_id("nodes"))
+                + (note(f"<b class='err-pos'>{over:g} tokens exceed the node limit.</b>") if over else ""))
+    sec.n_figures = 1
+    return sec

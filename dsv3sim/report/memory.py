@@ -1,0 +1,194 @@
+"""Memory per GPU (stacked by component) and KV-cache sizing, MLA vs GQA.
+
+Memory: whatever components the result lists per GPU (weights, gradients, optimizer state, activations, KV,
+buffers...), stacked, against the GPU's HBM. Keys ending in ``_GiB``/``_GB`` are scaled to bytes.
+
+KV sizing is an analytic read of the model configs named in the result (``dsv3sim.cost.kvcache``), not a
+simulation: bytes per token (MLA caches kv_lora_rank + qk_rope_head_dim per layer, DeepSeek-V2 §2.1; GQA caches
+K and V of num_key_value_heads x head_dim), then the sequences of a given context whose cache fits the KV budget
+of one GPU. The budget is stated above the table and is the same for every model, so the columns compare bytes.
+"""
+
+from __future__ import annotations
+
+from dsv3sim.report.data import fmt_bytes, num, pick
+from dsv3sim.report.page import Section, absent, esc, figure_html, note, table
+
+GiB = 2 ** 30
+GQA_REFERENCES = ("qwen2.5-72b", "llama3-70b")
+CONTEXTS = (4096, 32768, 131072)
+DEFAULT_HBM_BYTES = 141 * GiB  # H200 (NVIDIA H200 datasheet: 141 GB HBM3e) when the result names no GPU memory
+
+
+def _bytes(key: str, v) -> float | None:
+    x = num(v)
+    if x is None:
+        return None
+    if key.endswith("_GiB"):
+        return x * GiB
+    if key.endswith("_GB"):
+        return x * 1e9
+    if key.endswith("_MiB"):
+        return x * 2 ** 20
+    return x
+
+
+def _label(key: str) -> str:
+    for suf in ("_bytes", "_GiB", "_GB", "_MiB", "_B"):
+        key = key.removesuffix(suf)
+    return key
+
+
+def _components(d: dict) -> dict[str, float]:
+    out = {}
+    for k, v in d.items():
+        if k in ("rank", "gpu", "stage", "name", "total", "total_bytes", "total_GiB", "hbm_bytes", "capacity_bytes",
+                 "fits", "free_bytes"):
+            continue
+        b = _bytes(k, v)
+        if b is not None:
+            out[_label(k)] = b
+    return out
+
+
+def parse_memory(mem) -> list[tuple[str, dict[str, float]]]:
+    if isinstance(mem, list):
+        out = []
+        for i, r in enumerate(mem):
+            if isinstance(r, dict):
+                lab = r.get("name", r.get("rank", r.get("gpu", r.get("stage", i))))
+                c = _components(r.get("components", r) if isinstance(r.get("components"), dict) else r)
+                if c:
+                    out.append((f"GPU {lab}" if isinstance(lab, int) else str(lab), c))
+        return out
+    if isinstance(mem, dict):
+        if all(isinstance(v, dict) for v in mem.values()) and mem:
+            return [(str(k) if not str(k).isdigit() else f"GPU {k}", _components(v)) for k, v in mem.items()
+                    if _components(v)]
+        c = _components(mem)
+        return [("per GPU", c)] if c else []
+    return []
+
+
+def hbm_bytes(result: dict) -> float | None:
+    for k in ("hbm_bytes", "gpu_memory_bytes", "hbm_capacity_bytes", "hbm_GiB", "gpu_memory_GiB", "hbm_GB"):
+        v = pick(result, k)
+        if num(v) is not None:
+            return _bytes(k, v)
+    return None
+
+
+def memory_section(result: dict, ctx) -> Section:
+    import plotly.graph_objects as go
+
+    sec = Section(key="memory", title="Memory per GPU")
+    mem = pick(result, "memory_per_gpu", "memory_per_gpu_bytes", "memory_per_gpu_GiB", "memory")
+    rows = parse_memory(mem) if mem is not None else []
+    if not rows:
+        sec.body, sec.present = absent("no memory breakdown in this result"), False
+        return sec
+    comps: list[str] = []
+    for _, c in rows:
+        comps += [k for k in c if k not in comps]
+    fig = go.Figure()
+    for comp in comps:
+        fig.add_trace(go.Bar(x=[r for r, _ in rows], y=[c.get(comp, 0) / GiB for _, c in rows], name=comp))
+    hbm = hbm_bytes(result)
+    if hbm:
+        fig.add_hline(y=hbm / GiB, line_dash="dash", line_color="#e45756",
+                      annotation_text=f"HBM {hbm / GiB:.0f} GiB", annotation_position="top left")
+    fig.update_layout(barmode="stack", title="Memory per GPU by component", yaxis_title="GiB", height=400,
+                      margin={"l": 10, "r": 10, "t": 50, "b": 40})
+    worst = max(rows, key=lambda r: sum(r[1].values()))
+    tot = sum(worst[1].values())
+    fits = "" if not hbm else (f" — fits ({tot / hbm * 100:.0f} % of HBM)" if tot <= hbm
+                               else f" — <b class='err-pos'>does not fit ({tot / hbm * 100:.0f} % of HBM)</b>")
+    sec.body = (note(f"Largest: {esc(worst[0])} with {fmt_bytes(tot)}{fits}.")
+                + figure_html(fig, ctx.fig_id("memory")))
+    sec.n_figures = 1
+    return sec
+
+
+# ---------------------------------------------------------------- KV cache
+
+def _model_names(result: dict) -> list[str]:
+    names = []
+    m = pick(result, "model", "model_name", "model_config", depth=2)
+    if isinstance(m, dict):
+        m = m.get("name")
+    if isinstance(m, str):
+        names.append(m)
+    extra = pick(result, "kv_compare_models", depth=2)
+    if isinstance(extra, list):
+        names += [str(x) for x in extra]
+    return names
+
+
+def kv_rows(names: list[str], budget: float, layers_fraction: float = 1.0) -> tuple[list[dict], list[str]]:
+    """One row per loadable config: bytes/token and max batch at each context within ``budget`` bytes."""
+    from dsv3sim.config import load_model_config
+    from dsv3sim.cost.kvcache import kv_cache_bytes_per_token, max_batch_at_context, max_kv_tokens
+
+    rows, skipped, seen = [], [], set()
+    for n in names:
+        try:
+            cfg = load_model_config(n)
+        except (ValueError, FileNotFoundError, OSError) as e:
+            skipped.append(f"{n} ({e})")
+            continue
+        if cfg.name in seen:
+            continue
+        seen.add(cfg.name)
+        per = kv_cache_bytes_per_token(cfg, 2)
+        tokens = max_kv_tokens(cfg, budget, 2, layers_fraction)
+        rows.append({"model": cfg.name, "attention": cfg.attention.upper(), "bytes_per_token": per,
+                         "bytes_per_token_fp8": kv_cache_bytes_per_token(cfg, 1), "tokens": tokens,
+                         "max_context_batch1": min(tokens, cfg.max_position_embeddings),
+                         "model_max_context": cfg.max_position_embeddings,
+                         "batch": {c: max_batch_at_context(cfg, budget, c, 2, layers_fraction) for c in CONTEXTS}})
+    return rows, skipped
+
+
+def kv_section(result: dict, ctx) -> Section:
+    import plotly.graph_objects as go
+
+    sec = Section(key="kvcache", title="KV-cache sizing: MLA vs GQA")
+    names = _model_names(result)
+    if not names:
+        sec.body, sec.present = absent("no model named in this result, so no KV sizing"), False
+        return sec
+    names += [g for g in GQA_REFERENCES if g not in names]
+    budget = num(pick(result, "kv_budget_bytes_per_gpu", "kv_free_bytes_per_gpu", "kv_memory_bytes"))
+    hbm = hbm_bytes(result)
+    if budget is not None:
+        how = "KV budget per GPU from the result"
+    else:
+        budget = (hbm or DEFAULT_HBM_BYTES) * 0.5
+        how = (f"KV budget per GPU = half of {'the result GPU' if hbm else 'an H200'}'s "
+               f"{(hbm or DEFAULT_HBM_BYTES) / GiB:.0f} GiB HBM (the rest for weights, activations and buffers; "
+               "an assumption, the same for every model)")
+    lf = num(pick(result, "kv_layers_fraction")) or 1.0
+    rows, skipped = kv_rows(names, budget, lf)
+    if not rows:
+        sec.body, sec.present = absent(f"model configs not loadable: {', '.join(skipped)}"), False
+        return sec
+    hdr = ["model", "attention", "KV B/token (BF16)", "KV B/token (FP8)", "tokens in budget",
+           "max context, batch 1"] + [f"max batch @ {c // 1024}K" for c in CONTEXTS]
+    body = [[r["model"], r["attention"], f"{r['bytes_per_token']:,}", f"{r['bytes_per_token_fp8']:,}",
+             f"{r['tokens']:,}", f"{r['max_context_batch1']:,}" + (" (model limit)" if r["tokens"] >
+                                                                     r["model_max_context"] else "")]
+            + [f"{r['batch'][c]:,}" for c in CONTEXTS] for r in rows]
+    fig = go.Figure()
+    for c in CONTEXTS:
+        fig.add_trace(go.Bar(x=[r["model"] for r in rows], y=[max(r["batch"][c], 0.5) for r in rows],
+                             name=f"context {c // 1024}K", text=[f"{r['batch'][c]:,}" for r in rows],
+                             textposition="outside"))
+    fig.update_layout(barmode="group", title=f"Sequences whose KV cache fits {budget / GiB:.0f} GiB (BF16)",
+                      yaxis={"type": "log", "title": "max batch per GPU"}, height=380,
+                      margin={"l": 10, "r": 10, "t": 50, "b": 40})
+    sec.body = (note(esc(how) + f"; each GPU caches {lf:g} of the layers (attention data-parallel, as in "
+                     "DeepSeek's decode deployment). Computed from the configs with dsv3sim.cost.kvcache.")
+                + table(hdr, body, set(range(2, len(hdr)))) + figure_html(fig, ctx.fig_id("kv"))
+                + (note("Not loadable: " + esc(", ".join(skipped))) if skipped else ""))
+    sec.n_figures = 1
+    return sec

@@ -1,0 +1,92 @@
+"""Summary section: step time, MFU, tokens/s, GPU-hours and cost at a stated $/GPU-hour; serving metrics.
+
+GPU-hours per trillion tokens = n_gpus x 1e12 / tokens_per_s / 3600 (when the result does not carry it).
+DeepSeek-V3 (report §1, Table 1): 180K H800 GPU-hours per trillion tokens, $2 per GPU-hour, 14.8T tokens.
+"""
+
+from __future__ import annotations
+
+from dsv3sim.report.data import fmt_si, fmt_time, num, pick
+from dsv3sim.report.page import Section, absent, cards, esc, figure_html, note, table
+
+BREAKDOWN_KEYS = ("step_breakdown_s", "breakdown_s", "breakdown", "step_breakdown")
+
+
+def gpu_hours_per_trillion(result: dict) -> tuple[float | None, str]:
+    v = num(pick(result, "gpu_hours_per_trillion_tokens"))
+    if v is not None:
+        return v, "from the result"
+    n = num(pick(result, "n_gpus", "num_gpus", "world_size", "gpus"))
+    tps = num(pick(result, "tokens_per_s", "train_tokens_per_s"))
+    if n and tps:
+        return n * 1e12 / tps / 3600.0, f"= {n:g} GPUs x 1e12 tokens / {tps:.4g} tokens/s / 3600"
+    return None, ""
+
+
+def summary_section(result: dict, ctx) -> Section:
+    sec = Section(key="summary", title="Summary")
+    price = num(pick(result, "price_per_gpu_hour", "usd_per_gpu_hour")) or ctx.price_per_gpu_hour
+    parts = []
+    reason = pick(result, "infeasible", "infeasible_reason", depth=1)
+    if reason:
+        parts.append(f'<p class="err-pos"><b>Infeasible:</b> {esc(reason)}</p>')
+    ident = [(k, pick(result, *al, depth=2)) for k, al in (
+        ("scenario", ("scenario", "name")), ("model", ("model", "model_name")), ("GPU", ("gpu", "gpu_name")),
+        ("GPUs", ("n_gpus", "num_gpus", "world_size")), ("topology", ("topology", "cluster")),
+        ("schedule", ("schedule", "pipeline_schedule")))]
+    ident = [(k, v if not isinstance(v, dict) else v.get("name", "…")) for k, v in ident if v is not None]
+    layout = pick(result, "parallel", "layout", "parallel_dims", depth=2)
+    if isinstance(layout, dict):
+        ident.append(("layout", ", ".join(f"{k}={v}" for k, v in layout.items() if not isinstance(v, (dict, list)))))
+    if ident:
+        parts.append(table(["", ""], [[k, v] for k, v in ident]))
+
+    step = num(pick(result, "step_time_s"))
+    mfu = num(pick(result, "mfu"))
+    tps = num(pick(result, "tokens_per_s", "train_tokens_per_s"))
+    gph, how = gpu_hours_per_trillion(result)
+    kv = []
+    if step is not None:
+        kv.append(("step time", fmt_time(step)))
+    if mfu is not None:
+        kv.append(("MFU (causal FLOPs / BF16 dense peak)", f"{mfu * 100:.1f} %" if mfu <= 1.5 else f"{mfu:.1f} %"))
+    if tps is not None:
+        kv.append(("tokens / s (cluster)", fmt_si(tps)))
+    if gph is not None:
+        kv.append(("GPU-hours / trillion tokens", f"{gph / 1e3:,.1f} K"))
+        kv.append((f"cost / trillion tokens at ${price:g}/GPU-hour", f"${gph * price / 1e6:,.3f} M"))
+        total = num(pick(result, "training_tokens", "total_tokens", "train_tokens"))
+        if total:
+            kv.append((f"cost of {total / 1e12:g}T tokens", f"${gph * total / 1e12 * price / 1e6:,.3f} M"))
+    for label, keys, f in (
+        ("prefill tokens / s / node", ("prefill_tokens_per_s_per_node",), fmt_si),
+        ("decode tokens / s / node", ("decode_tokens_per_s_per_node",), fmt_si),
+        ("TTFT", ("ttft_s",), fmt_time), ("TPOT", ("tpot_s",), fmt_time),
+        ("exposed communication", ("exposed_comm_s", "exposed_communication_s"), fmt_time),
+    ):
+        v = num(pick(result, *keys))
+        if v is not None:
+            kv.append((label, f(v)))
+    if kv:
+        parts.append(cards(kv))
+        parts.append(note(f"Cost stated at <b>${price:g} per GPU-hour</b> (DeepSeek-V3 report's H800 rental "
+                          f"assumption; change with <code>--price-per-gpu-hour</code>). GPU-hours {esc(how)}."))
+    bd = pick(result, *BREAKDOWN_KEYS)
+    if isinstance(bd, dict):
+        items = [(k, num(v)) for k, v in bd.items()]
+        items = [(k.removesuffix("_s"), v) for k, v in items if v is not None]
+        if items:
+            import plotly.graph_objects as go
+
+            fig = go.Figure(go.Bar(x=[v * 1e3 for _, v in items], y=[k for k, _ in items], orientation="h",
+                                   text=[fmt_time(v) for _, v in items], textposition="auto",
+                                   marker_color="#4c78a8"))
+            fig.update_layout(title="Step time breakdown", xaxis_title="ms", height=120 + 28 * len(items),
+                              margin={"l": 10, "r": 10, "t": 50, "b": 40}, yaxis={"autorange": "reversed"})
+            parts.append(figure_html(fig, ctx.fig_id("breakdown")))
+            sec.n_figures += 1
+    if not kv and not bd and not reason:
+        parts.append(absent("no summary metrics in this result"))
+        sec.present = False
+    sec.body = "".join(parts)
+    return sec

@@ -1,0 +1,247 @@
+"""Timelines: the simulated pipeline per rank (F/B/W/F&B and communication) and a real trace beside it.
+
+Slices come from the result JSON (``timeline`` events, or an embedded/sibling Chrome trace written by
+``dsv3sim/results.py``), and optionally from a torch.profiler trace of a real run (``--chrome-trace``).
+Each lane (rank x stream) is one row; slices are horizontal bars coloured by DeepSeek's profile-data names
+(``attn(F)`` ... ``combine(B)``) or by pipeline kind (F, B, W, F&B). Above ``BAR_LIMIT`` slices a panel draws
+line segments (one SVG path per colour) instead of bars, so a full DualPipe step stays responsive.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from dsv3sim.report.chrome_trace import Slice, category, read_slices
+from dsv3sim.report.data import num, pick
+from dsv3sim.report.page import Section, absent, esc, figure_html, note
+
+BAR_LIMIT = 3000
+
+COLORS = {
+    # DeepSeek profile-data slice names
+    "attn(F)": "#4c78a8", "mlp(F)": "#72b7b2", "dispatch(F)": "#f58518", "combine(F)": "#e45756",
+    "attn(B)": "#54a24b", "mlp(B)": "#88d27a", "attn(W)": "#b279a2", "mlp(W)": "#d6a5c9",
+    "dispatch(B)": "#ff9d45", "combine(B)": "#ff7f7f",
+    # pipeline kinds
+    "F": "#4c78a8", "B": "#54a24b", "W": "#b279a2", "F&B": "#eeca3b", "send": "#9d755d", "recv": "#bab0ac",
+    "optimizer": "#79706e", "bubble": "#e5e5e5",
+}
+CATEGORY_COLORS = {"attn": "#4c78a8", "mlp": "#72b7b2", "dispatch": "#f58518", "combine": "#e45756",
+                   "comm": "#9d755d", "pipeline": "#eeca3b", "optimizer": "#79706e", "idle": "#e5e5e5",
+                   "other": "#bab0ac"}
+MAX_LEGEND = 16
+
+
+def color_of(name: str) -> str:
+    return COLORS.get(name) or CATEGORY_COLORS[category(name)]
+
+
+def legend_key(name: str, names_by_time: list[str]) -> str:
+    """Exact name when it is a known or frequent one, else its family (keeps the legend short)."""
+    if name in COLORS or name in names_by_time[:MAX_LEGEND]:
+        return name
+    return f"other {category(name)}"
+
+
+# ---------------------------------------------------------------- slices from a result
+
+def slices_from_result(result: dict, base_dir: Path | None = None) -> tuple[list[Slice], str]:
+    """Simulated slices stored in a result: ``timeline`` events, an embedded trace or a sibling trace file."""
+    ev = pick(result, "timeline", "pipeline_timeline", "events", depth=2)
+    if isinstance(ev, dict) and isinstance(ev.get("traceEvents"), list):
+        return read_slices(ev)[0], "timeline (Chrome trace)"
+    if isinstance(ev, dict):
+        ev = pick(ev, "events", "slices", "per_rank", depth=1) or ev
+        if isinstance(ev, dict):  # {rank: [events]}
+            ev = [dict(e, rank=e.get("rank", r)) for r, es in ev.items() if isinstance(es, list)
+                  for e in es if isinstance(e, dict)]
+    if isinstance(ev, list) and ev:
+        s = _slices_from_events(ev)
+        if s:
+            return s, "timeline"
+    tr = pick(result, "chrome_trace", "trace", depth=2)
+    if isinstance(tr, (dict, list)):
+        try:
+            return read_slices(tr)[0], "chrome_trace"
+        except ValueError:
+            pass
+    path = pick(result, "chrome_trace_path", depth=2) or (tr if isinstance(tr, str) else None)
+    if isinstance(path, str):
+        p = Path(path)
+        if not p.is_absolute() and base_dir is not None and not p.exists():
+            p = base_dir / p
+        if p.exists():
+            return read_slices(p)[0], f"Chrome trace {p.name}"
+    return [], ""
+
+
+def _slices_from_events(events: list) -> list[Slice]:
+    out = []
+    for e in events:
+        if not isinstance(e, dict):
+            continue
+        if e.get("ph") is not None:  # trace events inside a plain list
+            return read_slices(events)[0]
+        name = e.get("name", e.get("kind", e.get("label", "?")))
+        mb = e.get("microbatch", e.get("mb"))
+        detail = "" if mb is None else f"microbatch {mb}"
+        if e.get("chunk") is not None or e.get("stage") is not None:
+            detail += f" chunk/stage {e.get('chunk', e.get('stage'))}"
+        start = _time(e, ("start_s", "t0_s", "begin_s", "start"), ("start_us", "ts_us", "ts"))
+        end = _time(e, ("end_s", "t1_s", "stop_s", "end"), ("end_us",))
+        dur = _time(e, ("dur_s", "duration_s", "dur"), ("dur_us", "duration_us"))
+        if start is None or (end is None and dur is None):
+            continue
+        dur = dur if dur is not None else end - start
+        rank = e.get("rank", e.get("pid", e.get("gpu", 0)))
+        stream = e.get("stream", e.get("tid", e.get("lane", "compute")))
+        out.append(Slice(lane=f"rank {rank} / {stream}", lane_key=(_k(rank), _k(stream)), name=str(name),
+                         start_s=start, dur_s=max(0.0, dur), detail=detail.strip()))
+    if out:
+        t0 = min(s.start_s for s in out)
+        if t0 != 0:
+            out = [Slice(lane=s.lane, lane_key=s.lane_key, name=s.name, start_s=s.start_s - t0, dur_s=s.dur_s,
+                         detail=s.detail) for s in out]
+    return out
+
+
+def _time(e: dict, sec_keys: tuple, us_keys: tuple) -> float | None:
+    for k in sec_keys:
+        v = num(e.get(k))
+        if v is not None:
+            return v
+    for k in us_keys:
+        v = num(e.get(k))
+        if v is not None:
+            return v * 1e-6
+    return None
+
+
+def _k(v: Any) -> tuple:
+    if isinstance(v, (int, float)) and not isinstance(v, bool):
+        return (0, float(v), "")
+    s = str(v)
+    order = {"compute": 0, "comm": 1, "communication": 1}
+    return (1, float(order.get(s, 9)), s)
+
+
+# ---------------------------------------------------------------- figure
+
+def timeline_figure(panels: list[tuple[str, list[Slice]]], title: str):
+    """One subplot per panel (e.g. simulated, real), lanes as rows, shared time axis."""
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    panels = [(t, s) for t, s in panels if s]
+    span = max((x.end_s for _, ss in panels for x in ss), default=0.0)
+    scale, unit = (1e3, "ms") if span >= 1e-3 else (1e6, "µs")
+    n_lanes = [len({x.lane for x in ss}) for _, ss in panels]
+    heights = [max(2, n) for n in n_lanes]
+    fig = make_subplots(rows=len(panels), cols=1, shared_xaxes=True, vertical_spacing=0.08 if len(panels) > 1 else 0,
+                        subplot_titles=[t for t, _ in panels] if len(panels) > 1 else None,
+                        row_heights=[h / sum(heights) for h in heights])
+    by_time: dict[str, float] = defaultdict(float)
+    for _, ss in panels:
+        for x in ss:
+            by_time[x.name] += x.dur_s
+    names_by_time = sorted(by_time, key=lambda n: -by_time[n])
+    shown: set[str] = set()
+    for row, (_, ss) in enumerate(panels, start=1):
+        lanes = sorted({(x.lane_key, x.lane) for x in ss})
+        order = [lane for _, lane in lanes]
+        groups: dict[str, list[Slice]] = defaultdict(list)
+        for x in ss:
+            groups[legend_key(x.name, names_by_time)].append(x)
+        use_bars = len(ss) <= BAR_LIMIT
+        width = max(2.0, min(16.0, 360.0 / max(1, len(order))))
+        for key in sorted(groups, key=lambda k: -sum(x.dur_s for x in groups[k])):
+            xs = groups[key]
+            col = COLORS.get(key) or CATEGORY_COLORS.get(key.replace("other ", ""), "#bab0ac")
+            common = {"name": key, "legendgroup": key, "showlegend": key not in shown, "marker_color": col}
+            shown.add(key)
+            if use_bars:
+                fig.add_trace(go.Bar(
+                    orientation="h", y=[x.lane for x in xs], x=[x.dur_s * scale for x in xs],
+                    base=[x.start_s * scale for x in xs], width=0.8,
+                    hovertext=[f"{x.name} {x.detail}<br>{x.lane}<br>start {x.start_s * scale:.4g} {unit}, "
+                               f"dur {x.dur_s * scale:.4g} {unit}" for x in xs],
+                    hoverinfo="text", marker_line_width=0.6, marker_line_color="#ffffff", **common), row=row, col=1)
+            else:
+                px, py, tx = [], [], []
+                for x in xs:
+                    px += [x.start_s * scale, x.end_s * scale, None]
+                    py += [x.lane, x.lane, None]
+                    t = f"{x.name} {x.dur_s * scale:.4g} {unit}"
+                    tx += [t, t, None]
+                fig.add_trace(go.Scatter(x=px, y=py, mode="lines", line={"width": width, "color": col},
+                                         hovertext=tx, hoverinfo="text", name=key, legendgroup=key,
+                                         showlegend=common["showlegend"]), row=row, col=1)
+        fig.update_yaxes(categoryorder="array", categoryarray=order, autorange="reversed", row=row, col=1,
+                         type="category", tickfont={"size": 10})
+    fig.update_xaxes(title_text=f"time ({unit})", row=len(panels), col=1)
+    fig.update_layout(barmode="overlay", title=title, height=min(2400, 140 + 22 * sum(heights) + 60 * len(panels)),
+                      margin={"l": 10, "r": 10, "t": 60, "b": 40}, legend={"orientation": "v"}, bargap=0.1,
+                      plot_bgcolor="#fafbfc")
+    return fig
+
+
+def summarize_slices(ss: list[Slice]) -> list[tuple[str, float, int]]:
+    """(name, total busy seconds, count) per slice name, busiest first."""
+    tot: dict[str, list] = defaultdict(lambda: [0.0, 0])
+    for x in ss:
+        tot[x.name][0] += x.dur_s
+        tot[x.name][1] += 1
+    return sorted(((n, v[0], v[1]) for n, v in tot.items()), key=lambda r: -r[1])
+
+
+# ---------------------------------------------------------------- sections
+
+def pipeline_section(result: dict, ctx) -> Section:
+    sec = Section(key="timeline", title="Pipeline timeline per rank")
+    ss, src = slices_from_result(result, ctx.base_dir)
+    if not ss:
+        sec.body, sec.present = absent("no timeline in this result (run with a timeline / --chrome-trace "
+                                       "to record one)"), False
+        return sec
+    fig = timeline_figure([("simulated", ss)], f"Simulated step: {len({x.lane for x in ss})} lanes, "
+                                               f"{len(ss)} slices (from {src})")
+    sec.body = (note("Each row is one rank's stream (compute, communication). F/B/W are forward, backward-input "
+                     "and weight-gradient chunks; F&amp;B an overlapped forward-backward pair (DualPipe); "
+                     "attn/mlp/dispatch/combine use DeepSeek's profile-data names. Zoom by dragging.")
+                + figure_html(fig, ctx.fig_id("timeline")))
+    sec.n_figures = 1
+    return sec
+
+
+def comparison_section(result: dict, ctx) -> Section | None:
+    """Simulated vs real (torch.profiler) timelines side by side; None when no real trace was given."""
+    if ctx.chrome_trace is None:
+        return None
+    sec = Section(key="compare", title="Simulated vs real trace")
+    real, info = read_slices(ctx.chrome_trace)
+    sim, src = slices_from_result(result, ctx.base_dir)
+    if not real:
+        sec.body = absent(f"{ctx.chrome_trace}: no complete events found")
+        return sec
+    fig = timeline_figure([("simulated" + (f" ({src})" if src else ""), sim), (f"real: {info['kind']}", real)],
+                          "Simulated (top) and measured (bottom) on one time axis")
+    rows = []
+    s_tot = {n: (t, c) for n, t, c in summarize_slices(sim)}
+    for n, t, c in summarize_slices(real)[:20]:
+        st = s_tot.get(n)
+        rows.append(f"<tr><td>{esc(n)}</td><td class='num'>{c}</td><td class='num'>{t * 1e3:.4g}</td>"
+                    f"<td class='num'>{'' if st is None else f'{st[0] * 1e3:.4g}'}</td></tr>")
+    dropped = f", {info['dropped']} later slices dropped" if info["dropped"] else ""
+    sec.body = (
+        note(f"Real trace <code>{esc(Path(str(ctx.chrome_trace)).name)}</code>: {info['kind']}, {info['kept']} "
+             f"slices on {info['lanes']} lanes{dropped}. Both files are Chrome Trace Event JSON: open them in "
+             "<a href='https://ui.perfetto.dev'>ui.perfetto.dev</a> (Open trace file) or chrome://tracing to see "
+             "every slice; Perfetto can load the simulated and the real trace in two tabs, lanes named alike.")
+        + (figure_html(fig, ctx.fig_id("compare")) if sim or real else "")
+        + "<table><thead><tr><th>slice name (real)</th><th>count</th><th>busy ms (real)</th>"
+          "<th>busy ms (simulated)</th></tr></thead><tbody>" + "".join(rows) + "</tbody></table>"
+    )
+    sec.n_figures = 1
+    return sec
