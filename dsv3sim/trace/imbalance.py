@@ -1,0 +1,68 @@
+"""Expert-load imbalance over training, per balancing mode, as plot-ready data.
+
+Input: the JSON that ``dsv3sim train CONFIG --balance {aux-free,aux-loss,none} --json`` prints, whose
+``history`` lists per step the ``expert_load`` of each MoE layer ([layers][experts] token counts, or a dict
+layer -> counts). Output series per run: step, max_over_mean of each layer, the worst layer, the mean over
+layers, and the training loss when present. DeepSeek-V3 §2.1.2 (aux-loss-free bias update) vs §2.1.2
+"complementary sequence-wise auxiliary loss" vs no balancing is the comparison this is meant to plot.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from dsv3sim.trace.stats import max_over_mean
+
+
+def _loads_of(entry: dict, where: str) -> np.ndarray:
+    el = entry.get("expert_load")
+    if el is None:
+        raise ValueError(f"{where}: a history entry has no 'expert_load' (keys: {sorted(entry)})")
+    if isinstance(el, dict):
+        el = [el[k] for k in sorted(el, key=lambda s: int(s))]
+    a = np.asarray(el, dtype=np.float64)
+    if a.ndim == 1:
+        a = a[None, :]
+    if a.ndim != 2:
+        raise ValueError(f"{where}: expert_load must be [layers][experts], got shape {a.shape}")
+    return a
+
+
+def imbalance_series(run: dict, label: str | None = None) -> dict:
+    """One ``dsv3sim train --json`` output -> {"label", "balance", "step", "max_over_mean", ...} lists."""
+    hist = run.get("history")
+    if not isinstance(hist, list) or not hist:
+        raise ValueError(f"train output needs a non-empty 'history' list, found keys {sorted(run)}")
+    steps, per_layer, loss = [], [], []
+    for i, h in enumerate(hist):
+        a = _loads_of(h, f"history[{i}]")
+        steps.append(int(h.get("step", i)))
+        per_layer.append([float(x) for x in max_over_mean(a)])
+        loss.append(h.get("loss"))
+    m = np.asarray(per_layer)
+    balance = run.get("balance") or (run.get("args") or {}).get("balance")
+    return {
+        "label": label or balance or "run",
+        "balance": balance,
+        "config": run.get("config") or run.get("model"),
+        "seed": run.get("seed"),
+        "step": steps,
+        "max_over_mean_by_layer": per_layer,
+        "max_over_mean_worst": [float(x) for x in np.nanmax(m, axis=1)],
+        "max_over_mean_mean": [float(x) for x in np.nanmean(m, axis=1)],
+        "loss": loss if any(x is not None for x in loss) else None,
+        "final_max_over_mean_worst": float(np.nanmax(m[-1])),
+    }
+
+
+def imbalance_from_files(paths: list[str | Path]) -> dict:
+    """Series of several train outputs (one per balancing mode) in one plot-ready dict."""
+    runs = []
+    for p in paths:
+        with open(p) as f:
+            runs.append(imbalance_series(json.load(f)))
+    return {"quantity": "expert_load_max_over_mean", "definition": "max_e load / mean_e load per MoE layer",
+            "source": "dsv3sim train --json history[].expert_load", "runs": runs}

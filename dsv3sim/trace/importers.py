@@ -1,0 +1,113 @@
+"""Read and write expert-load files of serving engines, and dispatch on a path's format.
+
+- EPLB (deepseek-ai/EPLB README): ``weight[layers, logical_experts]`` — here a JSON file
+  ``{"weight": [[...], ...]}`` (load of each logical expert in each MoE layer).
+- SGLang expert-distribution dump (sglang ``srt/eplb/expert_distribution.py``, read back by
+  ``init_expert_location``): a ``torch.save``d dict with ``logical_count`` of shape
+  [steps, layers, logical_experts] (or [layers, logical_experts]); loaded with
+  ``torch.load(weights_only=True)`` so no code in the file runs.
+- dsv3sim's own .npz trace (routing_trace.py).
+
+Both engine formats hold loads only, so the traces they give have no per-token columns.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from dsv3sim.trace.routing_trace import RoutingTrace, read_npz_trace
+
+
+def _check_loads(a: np.ndarray, where: str) -> np.ndarray:
+    if a.ndim != 2 or a.shape[0] == 0 or a.shape[1] == 0:
+        raise ValueError(f"{where}: expected a [layers, experts] matrix, got shape {a.shape}")
+    if not np.isfinite(a).all() or (a < 0).any():
+        raise ValueError(f"{where}: loads must be finite and >= 0 (min {np.nanmin(a)})")
+    return a
+
+
+def read_eplb_json(path: str | Path) -> RoutingTrace:
+    """EPLB ``{"weight": [[...]]}`` -> a load-only trace (layers numbered 0..L-1)."""
+    with open(path) as f:
+        d = json.load(f)
+    if not isinstance(d, dict) or "weight" not in d:
+        keys = sorted(d) if isinstance(d, dict) else type(d).__name__
+        raise ValueError(f"{path}: EPLB load file needs a 'weight' key, found {keys}")
+    w = _check_loads(np.asarray(d["weight"], dtype=np.float64), str(path))
+    layers = np.asarray(d.get("layers", range(w.shape[0])), dtype=np.int64)
+    meta = {"source": "eplb", "source_path": str(path)}
+    meta.update({k: v for k, v in d.items() if k not in ("weight", "layers")})
+    return RoutingTrace(n_experts=w.shape[1], layers=layers, load_counts=w, meta=meta)
+
+
+def write_eplb_json(loads: np.ndarray, path: str | Path, *, layers: np.ndarray | None = None,
+                    extra: dict | None = None) -> Path:
+    """Write [layers, experts] loads as EPLB's ``{"weight": ...}``; integral loads are written as ints."""
+    w = _check_loads(np.asarray(loads, dtype=np.float64), "export")
+    rows = w.astype(np.int64).tolist() if np.array_equal(w, np.round(w)) else w.tolist()
+    d: dict = {"weight": rows}
+    if layers is not None:
+        d["layers"] = [int(x) for x in layers]
+    if extra:
+        d.update(extra)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(d) + "\n")
+    return path
+
+
+def read_sglang_pt(path: str | Path) -> RoutingTrace:
+    """SGLang dump with ``logical_count`` [steps, layers, experts] (or [layers, experts]) -> load-only trace."""
+    import torch  # only this importer needs torch
+
+    d = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(d, dict) or "logical_count" not in d:
+        keys = sorted(d) if isinstance(d, dict) else type(d).__name__
+        raise ValueError(f"{path}: SGLang dump needs a 'logical_count' entry, found {keys}")
+    c = np.asarray(d["logical_count"].detach().cpu().double().numpy())
+    steps = None
+    if c.ndim == 3:
+        steps = c
+        c = c.sum(axis=0)  # [S, L, E] -> [L, E]
+    _check_loads(c, str(path))
+    meta = {"source": "sglang", "source_path": str(path)}
+    if "rank" in d:
+        meta["rank"] = int(d["rank"])
+    return RoutingTrace(n_experts=c.shape[1], layers=np.arange(c.shape[0]), load_counts=c, step_counts=steps,
+                        meta=meta)
+
+
+def write_sglang_pt(step_counts: np.ndarray, path: str | Path) -> Path:
+    """Write [steps, layers, experts] counts as an SGLang-style dump (for round-trip tests and examples)."""
+    import torch
+
+    a = np.asarray(step_counts)
+    if a.ndim != 3:
+        raise ValueError(f"SGLang logical_count must be [steps, layers, experts], got shape {a.shape}")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"logical_count": torch.from_numpy(a.astype(np.int64)), "rank": 0}, path)
+    return path
+
+
+def load_trace(path: str | Path) -> RoutingTrace:
+    """Read any supported file: dsv3sim .npz trace, EPLB .json, SGLang .pt (chosen by suffix)."""
+    p = Path(path)
+    if not p.exists():
+        raise FileNotFoundError(f"no such trace file: {p}")
+    suf = p.suffix.lower()
+    if suf == ".npz":
+        return read_npz_trace(p)
+    if suf == ".json":
+        return read_eplb_json(p)
+    if suf in (".pt", ".pth"):
+        return read_sglang_pt(p)
+    raise ValueError(f"{p}: unknown trace format '{suf}' (expected .npz, EPLB .json or SGLang .pt)")
+
+
+def load_loads(path: str | Path) -> np.ndarray:
+    """[layers, experts] float64 expert loads of any supported file (tokens routed to each expert)."""
+    return load_trace(path).loads()

@@ -1,0 +1,169 @@
+"""RoutingTrace: which experts each token chose in each MoE layer, and its .npz serialisation.
+
+One trace = per MoE layer ``l`` and token ``t`` the top-k expert ids and gate weights, plus the token's
+sequence and position; metadata (model, EP layout, seed, node limit) travels as JSON inside the file.
+A trace may instead carry only per-layer expert loads (imported from EPLB / SGLang, which record counts,
+not tokens); then the per-token arrays are None. The on-disk layout is documented in FORMAT.md.
+
+Dimension legend: L = MoE layers in the trace, T = tokens, k = experts per token, E = routed experts,
+S = load-recording steps (SGLang dumps).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dsv3sim.trace.layout import EpLayout, group_of
+
+FORMAT_NAME = "dsv3sim-routing-trace"
+FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class RoutingTrace:
+    """Routing decisions (or only expert loads) of one model over some tokens."""
+
+    n_experts: int
+    layers: np.ndarray                      # [L] model layer index of each traced MoE layer
+    expert_ids: np.ndarray | None = None    # [L, T, k] int
+    weights: np.ndarray | None = None       # [L, T, k] float32 gate weights (after norm / scaling)
+    seq_ids: np.ndarray | None = None       # [T] which sequence each token belongs to
+    positions: np.ndarray | None = None     # [T] position inside its sequence
+    token_ids: np.ndarray | None = None     # [T] vocabulary id (captured traces only)
+    load_counts: np.ndarray | None = None   # [L, E] loads when there are no per-token arrays
+    step_counts: np.ndarray | None = None   # [S, L, E] loads per recording step (SGLang), optional
+    n_group: int = 1
+    layout: EpLayout | None = None
+    node_limit: int | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        L = len(self.layers)
+        if self.expert_ids is None and self.load_counts is None:
+            raise ValueError("a RoutingTrace needs expert_ids [L,T,k] or load_counts [L,E]")
+        if self.expert_ids is not None:
+            ids = self.expert_ids
+            if ids.ndim != 3 or ids.shape[0] != L:
+                raise ValueError(f"expert_ids must be [L={L}, T, k], got shape {ids.shape}")
+            if ids.size and (ids.min() < 0 or ids.max() >= self.n_experts):
+                raise ValueError(f"expert ids must lie in [0, {self.n_experts}), got [{ids.min()}, {ids.max()}]")
+            if self.weights is not None and self.weights.shape != ids.shape:
+                raise ValueError(f"weights shape {self.weights.shape} != expert_ids shape {ids.shape}")
+            for name in ("seq_ids", "positions", "token_ids"):
+                a = getattr(self, name)
+                if a is not None and a.shape != (ids.shape[1],):
+                    raise ValueError(f"{name} must be [T={ids.shape[1]}], got shape {a.shape}")
+        if self.load_counts is not None and self.load_counts.shape != (L, self.n_experts):
+            raise ValueError(f"load_counts must be [L={L}, E={self.n_experts}], got {self.load_counts.shape}")
+        if self.layout is not None and self.layout.n_experts != self.n_experts:
+            raise ValueError(f"layout has {self.layout.n_experts} experts, trace has {self.n_experts}")
+        if self.n_experts % self.n_group:
+            raise ValueError(f"n_experts ({self.n_experts}) must be divisible by n_group ({self.n_group})")
+
+    # --- shapes -----------------------------------------------------------------------------------
+    @property
+    def n_layers(self) -> int:
+        return len(self.layers)
+
+    @property
+    def has_tokens(self) -> bool:
+        return self.expert_ids is not None
+
+    @property
+    def n_tokens(self) -> int:
+        return 0 if self.expert_ids is None else self.expert_ids.shape[1]
+
+    @property
+    def topk(self) -> int:
+        return 0 if self.expert_ids is None else self.expert_ids.shape[2]
+
+    # --- derived columns --------------------------------------------------------------------------
+    def loads(self) -> np.ndarray:
+        """[L, E] float64: tokens routed to each expert (selections counted once each)."""
+        if self.expert_ids is None:
+            return np.asarray(self.load_counts, dtype=np.float64)
+        L, E = self.n_layers, self.n_experts
+        flat = self.expert_ids.reshape(L, -1) + (np.arange(L)[:, None] * E)  # [L, T*k] offset per layer
+        return np.bincount(flat.ravel(), minlength=L * E).reshape(L, E).astype(np.float64)
+
+    def group_ids(self) -> np.ndarray | None:
+        return None if self.expert_ids is None else group_of(self.expert_ids, self.n_experts, self.n_group)
+
+    def gpu_ids(self) -> np.ndarray | None:
+        if self.expert_ids is None or self.layout is None:
+            return None
+        return self.layout.gpu_of(self.expert_ids)
+
+    def node_ids(self) -> np.ndarray | None:
+        if self.expert_ids is None or self.layout is None:
+            return None
+        return self.layout.node_of(self.expert_ids)
+
+    def full_meta(self) -> dict[str, Any]:
+        m = dict(self.meta)
+        m.update(format=FORMAT_NAME, version=FORMAT_VERSION, n_experts=self.n_experts, n_group=self.n_group,
+                 layers=[int(x) for x in self.layers], topk=self.topk, n_tokens=self.n_tokens,
+                 layout=None if self.layout is None else self.layout.to_dict(), node_limit=self.node_limit)
+        return m
+
+
+def _small_int(a: np.ndarray, hi: int) -> np.ndarray:
+    return a.astype(np.int16 if hi < 2 ** 15 else np.int32)
+
+
+def save_trace(trace: RoutingTrace, path: str | Path) -> Path:
+    """Write ``trace`` as a compressed .npz (columns documented in FORMAT.md); returns the path."""
+    path = Path(path)
+    cols: dict[str, np.ndarray] = {"meta": np.array(json.dumps(trace.full_meta(), sort_keys=True)),
+                                   "layers": np.asarray(trace.layers, dtype=np.int32)}
+    E = trace.n_experts
+    if trace.expert_ids is not None:
+        cols["expert_ids"] = _small_int(trace.expert_ids, E)
+        cols["group_ids"] = _small_int(trace.group_ids(), trace.n_group)
+        if trace.weights is not None:
+            cols["weights"] = trace.weights.astype(np.float32)
+        for name in ("seq_ids", "positions", "token_ids"):
+            a = getattr(trace, name)
+            if a is not None:
+                cols[name] = a.astype(np.int32)
+        if trace.layout is not None:
+            cols["gpu_ids"] = _small_int(trace.gpu_ids(), trace.layout.ep)
+            cols["node_ids"] = _small_int(trace.node_ids(), trace.layout.n_nodes)
+    else:
+        cols["load_counts"] = np.asarray(trace.load_counts, dtype=np.float64)
+    if trace.step_counts is not None:
+        cols["step_counts"] = np.asarray(trace.step_counts, dtype=np.float64)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "wb") as f:  # a file handle keeps numpy from appending ".npz" to other suffixes
+        np.savez_compressed(f, **cols)
+    return path
+
+
+def read_npz_trace(path: str | Path) -> RoutingTrace:
+    """Read a trace written by :func:`save_trace`; checks the stored group/gpu/node columns against the ids."""
+    with np.load(path, allow_pickle=False) as z:
+        cols = {k: z[k] for k in z.files}
+    if "meta" not in cols:
+        raise ValueError(f"{path}: not a dsv3sim routing trace (no 'meta' array); arrays: {sorted(cols)}")
+    meta = json.loads(str(cols.pop("meta")))
+    if meta.get("format") != FORMAT_NAME:
+        raise ValueError(f"{path}: format {meta.get('format')!r}, expected {FORMAT_NAME!r}")
+    layout = EpLayout.from_dict(meta["layout"]) if meta.get("layout") else None
+    ids = cols.get("expert_ids")
+    tr = RoutingTrace(
+        n_experts=int(meta["n_experts"]), layers=cols["layers"].astype(np.int64),
+        expert_ids=None if ids is None else ids.astype(np.int64),
+        weights=cols.get("weights"), seq_ids=cols.get("seq_ids"), positions=cols.get("positions"),
+        token_ids=cols.get("token_ids"), load_counts=cols.get("load_counts"), step_counts=cols.get("step_counts"),
+        n_group=int(meta.get("n_group", 1)), layout=layout, node_limit=meta.get("node_limit"),
+        meta={k: v for k, v in meta.items() if k not in ("format", "version", "layers", "layout")},
+    )
+    for name, derived in (("group_ids", tr.group_ids), ("gpu_ids", tr.gpu_ids), ("node_ids", tr.node_ids)):
+        if name in cols and not np.array_equal(cols[name], derived()):
+            raise ValueError(f"{path}: stored {name} disagree with expert_ids and the layout in meta")
+    return tr
