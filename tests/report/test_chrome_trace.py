@@ -1,0 +1,71 @@
+"""Reading Chrome traces: dsv3sim's own layout, torch.profiler's layout (hand-made and a real CPU export)."""
+
+from __future__ import annotations
+
+import gzip
+import json
+
+import pytest
+
+from dsv3sim.report import build_page
+from dsv3sim.report.chrome_trace import category, read_slices
+
+from .conftest import torch_like_trace
+
+
+def test_torch_profiler_layout_keeps_gpu_lanes():
+    ss, info = read_slices(torch_like_trace())
+    assert info["kind"] == "torch.profiler (GPU)"
+    assert {s.lane for s in ss} == {"GPU 0 / stream 7", "GPU 0 / stream 20"}
+    assert min(s.start_s for s in ss) == 0.0  # rebased to the first kept event (ts 1010 us)
+    nccl = next(s for s in ss if s.name.startswith("nccl"))
+    assert nccl.start_s == pytest.approx(90e-6) and nccl.dur_s == pytest.approx(400e-6)
+
+
+def test_begin_end_pairs_and_gzip(tmp_path):
+    ev = [{"ph": "B", "name": "mlp(F)", "pid": 0, "tid": 0, "ts": 5},
+          {"ph": "B", "name": "gemm", "pid": 0, "tid": 0, "ts": 6},
+          {"ph": "E", "pid": 0, "tid": 0, "ts": 9}, {"ph": "E", "pid": 0, "tid": 0, "ts": 15}]
+    p = tmp_path / "t.json.gz"
+    p.write_bytes(gzip.compress(json.dumps(ev).encode()))
+    ss, info = read_slices(p)
+    d = {s.name: (s.start_s, s.dur_s) for s in ss}
+    assert d == {"mlp(F)": (0.0, pytest.approx(10e-6)), "gemm": (pytest.approx(1e-6), pytest.approx(3e-6))}
+
+
+def test_bad_traces(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        read_slices(tmp_path / "nope.json")
+    with pytest.raises(ValueError, match="traceEvents"):
+        read_slices({"events": []})
+
+
+@pytest.mark.parametrize(("name", "cat"), [
+    ("attn(F)", "attn"), ("combine(B)", "combine"), ("dispatch(F)", "dispatch"), ("mlp(W)", "mlp"),
+    ("ncclDevKernel_AllToAll", "comm"), ("flash_fwd_kernel", "attn"), ("sm90_xmma_gemm_bf16", "mlp"),
+    ("F", "pipeline"), ("F&B", "pipeline"), ("optimizer", "optimizer"), ("memcpy", "other"),
+])
+def test_category(name, cat):
+    assert category(name) == cat
+
+
+def test_real_torch_profiler_export_side_by_side(tmp_path, train_result):
+    torch = pytest.importorskip("torch")
+    torch.set_num_threads(1)
+    a = torch.randn(64, 64)
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        for _ in range(2):
+            with torch.profiler.record_function("attn(F)"):
+                a = torch.tanh(a @ a)
+            with torch.profiler.record_function("mlp(F)"):
+                a = torch.relu(a @ a)
+    p = tmp_path / "real.json"
+    prof.export_chrome_trace(str(p))
+    ss, info = read_slices(p)
+    assert info["kind"] == "torch.profiler (CPU)"
+    names = [s.name for s in ss]
+    assert names.count("attn(F)") == 2 and names.count("mlp(F)") == 2
+    assert any(n.startswith("aten::") for n in names)
+    page = build_page(train_result, chrome_trace=p)
+    sec = next(s for _, secs in page.blocks for s in secs if s.key == "compare")
+    assert sec.n_figures == 1 and "ui.perfetto.dev" in sec.body and "attn(F)" in sec.body

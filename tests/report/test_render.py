@@ -1,0 +1,71 @@
+"""The HTML file: self-contained, plotly.js once, one div per figure, every section tolerant of absent data."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from dsv3sim.report import SECTIONS, build_page, render, render_html, write_index
+
+
+def test_self_contained_plotly_once(tmp_path, train_result):
+    out = render(train_result, tmp_path / "r.html")
+    html = out.read_text()
+    assert html.count("* plotly.js v") == 1  # the library, inlined once
+    assert not re.search(r"<script[^>]+src=", html)  # no CDN, no external script
+    import plotly.offline
+
+    ours = html.replace(plotly.offline.get_plotlyjs(), "")
+    assert len(ours) < len(html) - 4_000_000
+    assert "cdn.plot.ly" not in ours and "https://cdn" not in ours
+    n = int(re.search(r'name="dsv3sim:figures" content="(\d+)"', html).group(1))
+    assert html.count("Plotly.newPlot(") == n == html.count("data-dsv3sim-figure=")
+    assert (tmp_path / "index.html").exists()
+
+
+def test_full_fixture_every_section_present(train_result):
+    page = build_page(train_result)
+    (heading, secs), = page.blocks
+    present = {s.key: s.present for s in secs}
+    # the fixture carries data for all of them except a sweep; no real trace given -> no comparison section
+    assert set(present) == set(SECTIONS) - {"compare"}
+    assert [k for k, v in present.items() if not v] == ["sweep"]
+    assert page.n_figures == sum(s.n_figures for s in secs) >= 11
+
+
+def test_empty_result_renders_with_absent_sections():
+    html, page = render_html({"scenario": "nothing"})
+    assert page.n_figures == 0
+    assert html.count('class="absent"') == len(SECTIONS) - 1  # every section but the (not requested) comparison
+    assert "not in this result" in html or "no " in html
+
+
+def test_multi_scenario_file_renders_one_block_each(train_result, sweep_result):
+    page = build_page({"pretrain": train_result, "ep_sweep": sweep_result})
+    assert [h for h, _ in page.blocks] == ["pretrain", "ep_sweep"]
+    ids = re.findall(r'data-dsv3sim-figure="([^"]+)"', page.html(""))
+    assert len(ids) == len(set(ids)) == page.n_figures  # figure ids unique across blocks
+
+
+def test_bad_inputs(tmp_path, train_result):
+    with pytest.raises(ValueError, match="must end in .html"):
+        render(train_result, tmp_path / "r.txt")
+    with pytest.raises(ValueError, match="price per GPU-hour must be > 0, got -1"):
+        build_page(train_result, price_per_gpu_hour=-1)
+    with pytest.raises(FileNotFoundError):
+        build_page(tmp_path / "missing.json")
+    (tmp_path / "bad.json").write_text("{not json")
+    with pytest.raises(ValueError, match="is not JSON"):
+        build_page(tmp_path / "bad.json")
+
+
+def test_index_lists_reports_with_summary(tmp_path, train_result, sweep_result):
+    render(train_result, tmp_path / "a.html", update_index=False)
+    render(sweep_result, tmp_path / "b.html", update_index=False)
+    (tmp_path / "a.trace.json").write_text(json.dumps({"traceEvents": []}))
+    idx = write_index(tmp_path).read_text()
+    assert 'href="a.html"' in idx and 'href="b.html"' in idx and 'href="a.trace.json"' in idx
+    assert "dsv3sim: fixture_pretrain" in idx and "dsv3sim: fixture_sweep" in idx
+    assert "step 20 s" in idx and "MFU 40.0%" in idx  # the summary line read back from the report's meta tag
