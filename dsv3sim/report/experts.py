@@ -44,6 +44,15 @@ def max_over_mean(m: list[list[float]]) -> list[float]:
     return out
 
 
+def colour_cap(maps: list[list[list[float]]], q: float = 0.995) -> float:
+    """Top of the colour scale: the q-quantile of load/mean over all cells (at least 2), so a few very hot
+    experts do not turn the rest of the map black; hover still shows every cell's value."""
+    vals = sorted(v / (sum(r) / len(r)) for m in maps for r in m if sum(r) > 0 for v in r)
+    if not vals:
+        return 2.0
+    return max(2.0, vals[min(len(vals) - 1, int(q * len(vals)))])
+
+
 def _heat(m, title, xlabel, layer_offset, zmax):
     import plotly.graph_objects as go
 
@@ -70,10 +79,11 @@ def heatmap_section(result: dict, ctx) -> Section:
         return sec
     offset = int(num(pick(result, "first_moe_layer", "first_k_dense_replace")) or 0)
     parts = [note("Tokens per expert per MoE layer divided by the layer's mean: 1.0 is perfect balance; the "
-                  "hottest cell of a row is that layer's max/mean.")]
+                  "hottest cell of a row is that layer's max/mean (the colour scale tops out at the 99.5th "
+                  "percentile; hover shows the value).")]
     rows = []
     lines = go.Figure()
-    zmax = max(2.0, max(max(max_over_mean(m)) for m in (before, after) if m is not None))
+    zmax = colour_cap([m for m in (before, after) if m is not None])
     for label, m, xl in (("before placement", before, "logical expert"), ("after placement", after, after_label)):
         if m is None:
             parts.append(absent(f"{label}: not in this result"))

@@ -6,7 +6,9 @@ mode (see ``dsv3sim/trace/FORMAT.md``). The series is taken from the result when
 JSON files under ``traces/`` that hold ``expert_load_max_over_mean``. Shapes read:
 ``{mode: [v...]}``, ``{mode: {"step": [...], "expert_load_max_over_mean": [...]}}``, ``{"series"|"modes": ...}``,
 a list of ``{"step", "mode"|"balancing", "expert_load_max_over_mean"}`` and one file per mode
-``{"balancing": mode, "step"|"steps": [...], "expert_load_max_over_mean": [...]}``.
+``{"balancing": mode, "step"|"steps": [...], "expert_load_max_over_mean": [...]}``, and the trace helper's
+``dsv3sim.trace.imbalance.imbalance_from_files`` output ``{"quantity": ..., "runs": [{"label", "step",
+"max_over_mean_worst"}]}`` (the worst layer per step is plotted).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ VALUE = "expert_load_max_over_mean"
 MODE_KEYS = ("mode", "balancing", "balance", "method", "bias_mode")
 RESULT_KEYS = ("training_imbalance", "imbalance_over_steps", "imbalance", "balance_curves")
 MAX_FILE_BYTES = 20 * 2 ** 20
+WORST_KEYS = ("max_over_mean_worst", VALUE, "values")
 
 
 def _pair(v) -> tuple[list, list] | None:
@@ -57,6 +60,19 @@ def extract(obj) -> dict[str, tuple[list, list]]:
         return {"series": p} if p else {}
     if not isinstance(obj, dict):
         return out
+    if isinstance(obj.get("runs"), list):  # dsv3sim.trace.imbalance.imbalance_from_files
+        for i, run in enumerate(obj["runs"]):
+            if not isinstance(run, dict):
+                continue
+            ys = next((run[k] for k in WORST_KEYS if isinstance(run.get(k), list)), None)
+            if not ys:
+                continue
+            st = run.get("step", run.get("steps"))
+            st = st if isinstance(st, list) and len(st) == len(ys) else list(range(len(ys)))
+            label = str(run.get("label") or run.get("balance") or f"run {i}")
+            out[label if label not in out else f"{label} ({i})"] = ([num(x) for x in st], [num(y) for y in ys])
+        if out:
+            return out
     mode = next((str(obj[k]) for k in MODE_KEYS if isinstance(obj.get(k), str)), None)
     if mode and _pair(obj):
         return {mode: _pair(obj)}

@@ -156,7 +156,9 @@ def timeline_figure(panels: list[tuple[str, list[Slice]]], title: str):
             groups[legend_key(x.name, names_by_time)].append(x)
         use_bars = len(ss) <= BAR_LIMIT
         width = max(2.0, min(16.0, 360.0 / max(1, len(order))))
-        for key in sorted(groups, key=lambda k: -sum(x.dur_s for x in groups[k])):
+        known = list(COLORS)
+        for key in sorted(groups, key=lambda k: (known.index(k) if k in known else len(known),
+                                                 -sum(x.dur_s for x in groups[k]))):
             xs = groups[key]
             col = COLORS.get(key) or CATEGORY_COLORS.get(key.replace("other ", ""), "#bab0ac")
             common = {"name": key, "legendgroup": key, "showlegend": key not in shown, "marker_color": col}

@@ -122,3 +122,15 @@ def test_timeline_from_events_rebased(train_result):
     assert len({s.lane for s in ss}) == 8  # 4 ranks x (compute, comm)
     us = slices_from_result({"timeline": [{"rank": 0, "name": "F", "start_us": 10, "dur_us": 5}]})[0]
     assert us[0].dur_s == pytest.approx(5e-6) and us[0].start_s == 0.0
+
+
+def test_imbalance_reads_trace_helper_output():
+    from dsv3sim.trace.imbalance import imbalance_series
+
+    runs = []
+    for bal, loads in (("aux-free", [[[4, 4], [6, 2]], [[4, 4], [5, 3]]]), ("none", [[[7, 1], [4, 4]], [[8, 0], [4, 4]]])):
+        runs.append(imbalance_series({"balance": bal, "history": [{"step": i, "expert_load": el}
+                                                                   for i, el in enumerate(loads)]}))
+    got = extract({"quantity": "expert_load_max_over_mean", "runs": runs})
+    # worst layer max/mean by hand: aux-free step0 max(1, 6/4)=1.5, step1 5/4; none: 7/4, 8/4
+    assert got == {"aux-free": ([0, 1], [1.5, 1.25]), "none": ([0, 1], [1.75, 2.0])}
