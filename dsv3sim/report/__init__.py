@@ -24,17 +24,17 @@ def _sections():
     from dsv3sim.report.imbalance import imbalance_section
     from dsv3sim.report.memory import kv_section, memory_section
     from dsv3sim.report.network import link_section
-    from dsv3sim.report.summary import summary_section
+    from dsv3sim.report.summary import fields_section, summary_section
     from dsv3sim.report.sweep import sweep_section
     from dsv3sim.report.timeline import comparison_section, pipeline_section
     from dsv3sim.report.validation import validation_section
 
     return (summary_section, pipeline_section, comparison_section, link_section, heatmap_section, nodes_section,
-            memory_section, kv_section, imbalance_section, sweep_section, validation_section)
+            memory_section, kv_section, imbalance_section, sweep_section, validation_section, fields_section)
 
 
 SECTIONS = ("summary", "timeline", "compare", "links", "experts", "nodes", "memory", "kvcache", "imbalance",
-            "sweep", "validation")
+            "sweep", "validation", "fields")
 
 
 def _default_traces_dir() -> Path | None:

@@ -90,3 +90,33 @@ def summary_section(result: dict, ctx) -> Section:
         sec.present = False
     sec.body = "".join(parts)
     return sec
+
+
+def scalar_fields(d, prefix: str = "", out: list | None = None, limit: int = 300) -> list[tuple[str, object]]:
+    """Every scalar in the result as (dotted path, value), lists summarised by length; at most ``limit``."""
+    out = [] if out is None else out
+    if isinstance(d, dict):
+        for k, v in d.items():
+            if len(out) >= limit:
+                break
+            scalar_fields(v, f"{prefix}.{k}" if prefix else str(k), out, limit)
+    elif isinstance(d, list):
+        if d and len(d) <= 8 and all(not isinstance(x, (dict, list)) for x in d):
+            out.append((prefix, ", ".join(str(x) for x in d)))
+        else:
+            out.append((prefix, f"[{len(d)} items]"))
+    else:
+        out.append((prefix, d))
+    return out
+
+
+def fields_section(result: dict, ctx) -> Section:
+    sec = Section(key="fields", title="All fields of the result")
+    rows = scalar_fields(result)
+    if not rows:
+        sec.body, sec.present = absent("empty result"), False
+        return sec
+    shown = [[k, f"{v:.6g}" if isinstance(v, float) else v] for k, v in rows]
+    sec.body = ("<details><summary>" + esc(f"{len(rows)} fields (every scalar, as written by the simulator)")
+                + "</summary>" + table(["field", "value"], shown) + "</details>")
+    return sec

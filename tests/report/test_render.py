@@ -38,7 +38,8 @@ def test_full_fixture_every_section_present(train_result):
 def test_empty_result_renders_with_absent_sections():
     html, page = render_html({"scenario": "nothing"})
     assert page.n_figures == 0
-    assert html.count('class="absent"') == len(SECTIONS) - 1  # every section but the (not requested) comparison
+    # every section but the (not requested) comparison and the all-fields table (it lists "scenario")
+    assert html.count('class="absent"') == len(SECTIONS) - 2
     assert "not in this result" in html or "no " in html
 
 
