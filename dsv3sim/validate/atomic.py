@@ -13,15 +13,16 @@ from pathlib import Path
 from typing import Any
 
 
-def write_text(path: str | Path, text: str) -> Path:
+def write_text(path: str | Path, text: str, *, fsync: bool = True) -> Path:
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
     try:
         with os.fdopen(fd, "w") as f:
             f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
+            if fsync:
+                f.flush()
+                os.fsync(f.fileno())
         os.replace(tmp, p)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -29,8 +30,8 @@ def write_text(path: str | Path, text: str) -> Path:
     return p
 
 
-def write_json(path: str | Path, obj: Any) -> Path:
-    return write_text(path, json.dumps(obj, indent=1, default=_default))
+def write_json(path: str | Path, obj: Any, *, fsync: bool = True) -> Path:
+    return write_text(path, json.dumps(obj, indent=1, default=_default), fsync=fsync)
 
 
 def _default(o: Any) -> Any:

@@ -51,7 +51,7 @@ class RankStatus:
 
     def _write(self, state: str, **extra: str) -> None:
         write_json(self.path, dict(rank=self.rank, pid=os.getpid(), state=state, phase=self.phase,
-                                   step=self.step, t_wall=time.time(), **extra))
+                                   step=self.step, t_wall=time.time(), **extra), fsync=False)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

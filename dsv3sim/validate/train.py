@@ -1,0 +1,234 @@
+"""The ``train`` job of one rank: the model's stages with EP all-to-alls, the pipeline action list executed
+with point-to-point sends, DP gradient all-reduce, AdamW; measured per step and per component.
+
+Per step (after ``warmup``): step time = this rank's end - start after a start barrier (the run's step time
+is the max over ranks); component spans from ``timeline.py``; wire bytes per kind; the routing each MoE layer
+used. One extra step at the end runs under ``torch.profiler`` (Chrome trace ``trace_rank<R>.json`` kept,
+top ops by self time returned); it is not counted in the step times.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections import defaultdict
+from datetime import timedelta
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+import torch.nn as nn
+import torch.nn.functional as F
+from torch._utils import _flatten_dense_tensors, _unflatten_dense_tensors
+
+from dsv3sim.config import load_model_config
+from dsv3sim.validate.ep import EPMoE
+from dsv3sim.validate.layout import Coord, coord, make_groups, rank_of, stage_layers
+from dsv3sim.validate.parts import Block, build
+from dsv3sim.validate.schedule import chunk_stage, generate, parse
+from dsv3sim.validate.timeline import Timeline, mark
+
+
+class Stage(nn.Module):
+    """Model stage s: [embedding] + blocks + [head and loss]."""
+
+    def __init__(self, *, s: int, n_stages: int, parts, layers: range, moe: dict[int, EPMoE], tl: Timeline):
+        super().__init__()
+        self.s, self.first, self.last, self.tl = s, s == 0, s == n_stages - 1, tl
+        self.embed = parts.embed if self.first else None
+        self.head = parts.head if self.last else None
+        self.blocks: list[Block] = [parts.blocks[i] for i in layers]
+        self.mods = nn.ModuleList()
+        for b in self.blocks:
+            self.mods.extend([b.attn_norm, b.attn, b.ffn_norm] + ([b.ffn] if b.ffn is not None else []))
+        self.moe = nn.ModuleDict({str(i): m for i, m in moe.items() if i in layers})
+        self.extra = nn.ModuleList([m for m in (self.embed, self.head) if m is not None])
+
+    def forward(self, x: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+        tl, h = self.tl, x
+        if self.first:
+            with tl.span("embed(F)"):
+                h = self.embed(x)
+        for b in self.blocks:
+            L = b.layer
+            a_in = mark(h, tl, "attn", L, "in")
+            with tl.span("attn(F)", L):
+                a = b.attn(b.attn_norm(a_in))
+            h = h + mark(a, tl, "attn", L, "out")
+            if b.ffn is not None:
+                f_in = mark(h, tl, "mlp", L, "in")
+                with tl.span("mlp(F)", L):
+                    f = b.ffn(b.ffn_norm(f_in))
+                h = h + mark(f, tl, "mlp", L, "out")
+            else:
+                h = h + self.moe[str(L)](b.ffn_norm(h))
+        if not self.last:
+            return h
+        with tl.span("head(F)"):
+            logits = self.head(h)
+            return F.cross_entropy(logits.float().flatten(0, 1), labels.flatten())
+
+
+def run_rank(ctx) -> dict:
+    spec, rank, dev = ctx.spec, ctx.rank, ctx.device
+    cfg = load_model_config(spec.model)
+    me = coord(rank, spec.ep, spec.pp)
+    groups = make_groups(rank, spec.ep, spec.pp, spec.dp)
+    tl = Timeline(dev)
+    nmb = spec.n_microbatches
+    lists, sched_src = generate(spec.schedule, spec.pp, nmb)
+    my_actions = lists[me.pp]
+    layers = stage_layers(cfg.num_hidden_layers, spec.pp)
+    parts = build(cfg, spec.seed)
+    dtype = torch.bfloat16 if dev.type == "cuda" else torch.float32
+    moe: dict[int, EPMoE] = {}
+    stage_ids = sorted({chunk_stage(spec.schedule, me.pp, a.chunk, spec.pp) for it in my_actions for a in parse(it)})
+    mine = {i for s in stage_ids for i in layers[s]}
+    Er = cfg.n_routed_experts // spec.ep if cfg.is_moe else 0
+    for b in parts.blocks:
+        if b.experts is not None and b.layer in mine:
+            moe[b.layer] = EPMoE(cfg=cfg, layer=b.layer, gate_weight=b.gate_weight, gate_bias=b.gate_bias,
+                                 experts=b.experts[me.ep * Er:(me.ep + 1) * Er], shared=b.shared, group=groups.ep,
+                                 ep_rank=me.ep, ep_size=spec.ep, node_size=spec.node_size, fp8=spec.fp8, tl=tl)
+    stages = {s: Stage(s=s, n_stages=spec.pp, parts=parts, layers=layers[s], moe=moe, tl=tl).to(dev, dtype)
+              for s in stage_ids}
+    for m in moe.values():
+        if m.gate_bias is not None:
+            m.gate_bias = m.gate_bias.to(dev)
+    expert_params = [p for m in moe.values() for p in m.experts.parameters()]
+    eids = {id(p) for p in expert_params}
+    dense_params = [p for st in stages.values() for p in st.parameters() if id(p) not in eids]
+    dense_params = list({id(p): p for p in dense_params}.values())
+    opt = torch.optim.AdamW(dense_params + expert_params, lr=1e-4)
+    gen = torch.Generator().manual_seed(spec.seed * 1000003 + me.dp * 1009 + me.ep)
+
+    def stage_rank(chunk: int, s: int) -> int:
+        p = s if chunk == 0 else spec.pp - 1 - s
+        return rank_of(Coord(dp=me.dp, pp=p, ep=me.ep), spec.ep, spec.pp)
+
+    B, S, D = spec.micro_batch, spec.seq_len, cfg.hidden_size
+    timeout = timedelta(seconds=spec.collective_timeout_s)
+    step_s: list[float] = []
+    prof_ops: list[dict] = []
+    for step in range(spec.steps + 1):
+        tl.step, tl.recording = step, spec.warmup <= step < spec.steps
+        profiling = step == spec.steps
+        ctx.maybe_fault(step)
+        tokens = torch.randint(0, cfg.vocab_size, (nmb, B, S + 1), generator=gen).to(dev)
+        ctx.collective("barrier")
+        dist.barrier()
+        ctx.status.enter("compute", step)
+        prof = _profiler(dev) if profiling else None
+        if prof:
+            prof.__enter__()
+            tl.profiling = True
+        t0 = tl.now()
+        sends = []
+        saved: dict[tuple[int, int], tuple[torch.Tensor, torch.Tensor]] = {}
+        for item in my_actions:
+            for a in parse(item):
+                s = chunk_stage(spec.schedule, me.pp, a.chunk, spec.pp)
+                tl.mb = a.mb
+                tag = (a.mb * 2 + a.chunk) * 2
+                if a.kind == "F":
+                    if s == 0:
+                        x = tokens[a.mb, :, :-1]
+                    else:
+                        x = torch.empty(B, S, D, dtype=dtype, device=dev)
+                        _recv(tl, x, stage_rank(a.chunk, s - 1), tag, timeout)
+                        x.requires_grad_()
+                    out = stages[s](x, tokens[a.mb, :, 1:])
+                    if s < spec.pp - 1:
+                        sends.append(_send(tl, out.detach(), stage_rank(a.chunk, s + 1), tag))
+                        saved[(s, a.mb)] = (x, out)
+                    else:
+                        saved[(s, a.mb)] = (x, out / nmb)
+                elif a.kind in ("B", "BW"):
+                    x, out = saved.pop((s, a.mb))
+                    if s == spec.pp - 1:
+                        out.backward()
+                    else:
+                        g = torch.empty_like(out)
+                        _recv(tl, g, stage_rank(a.chunk, s + 1), tag + 1, timeout)
+                        torch.autograd.backward(out, g)
+                    if s > 0:
+                        sends.append(_send(tl, x.grad, stage_rank(a.chunk, s - 1), tag + 1))
+        for w in sends:
+            w.wait(timeout)
+        with tl.span("allreduce"):
+            _allreduce(tl, dense_params, groups.replica, groups.replica_size)
+            _allreduce(tl, expert_params, groups.dp, groups.dp_size)
+        with tl.span("optim"):
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+        t1 = tl.now()
+        tl.profiling = False
+        if prof:
+            prof.__exit__(None, None, None)
+            prof.export_chrome_trace(str(Path(spec.out_dir) / f"trace_rank{rank}.json"))
+            prof_ops = _top_ops(prof)
+        if tl.recording:
+            step_s.append(t1 - t0)
+    return _summarise(ctx, tl, step_s, prof_ops, moe, stage_ids, layers, sched_src, my_actions, parts.source, me)
+
+
+def _send(tl: Timeline, t: torch.Tensor, dst: int, tag: int):
+    tl.count_bytes("p2p", t.numel() * t.element_size())
+    return dist.isend(t.contiguous(), dst, tag=tag)
+
+
+def _recv(tl: Timeline, buf: torch.Tensor, src: int, tag: int, timeout: timedelta) -> None:
+    with tl.span("p2p_wait"):
+        dist.irecv(buf, src, tag=tag).wait(timeout)
+
+
+def _allreduce(tl: Timeline, params: list[torch.Tensor], group, size: int) -> None:
+    """Mean of gradients over ``group`` in one flat buffer (missing grads = 0, so every rank sends the same)."""
+    if size <= 1 or not params:
+        return
+    grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
+    flat = _flatten_dense_tensors(grads)
+    tl.count_bytes("allreduce", flat.numel() * flat.element_size())
+    dist.all_reduce(flat, group=group)
+    flat /= size
+    for p, g in zip(params, _unflatten_dense_tensors(flat, grads)):
+        p.grad = g
+
+
+def _profiler(dev: torch.device):
+    acts = [torch.profiler.ProfilerActivity.CPU]
+    if dev.type == "cuda":
+        acts.append(torch.profiler.ProfilerActivity.CUDA)
+    return torch.profiler.profile(activities=acts)
+
+
+def _top_ops(prof, n: int = 25) -> list[dict]:
+    rows = []
+    for e in prof.key_averages():
+        dev_us = getattr(e, "self_device_time_total", 0.0) or getattr(e, "self_cuda_time_total", 0.0) or 0.0
+        rows.append({"op": e.key, "count": e.count, "self_cpu_us": e.self_cpu_time_total, "self_device_us": dev_us})
+    rows.sort(key=lambda r: -(r["self_device_us"] or r["self_cpu_us"]))
+    return rows[:n]
+
+
+def _summarise(ctx, tl, step_s, prof_ops, moe, stage_ids, layers, sched_src, actions, source, me) -> dict:
+    spec = ctx.spec
+    n = max(len(step_s), 1)
+    per_name: dict[str, float] = defaultdict(float)
+    for e in tl.events:
+        per_name[e.name] += e.dur / n
+    t_first = min((e.t0 for e in tl.events if e.step == spec.steps - 1), default=0.0)
+    last = [dict(name=e.name, t0=e.t0 - t_first, t1=e.t1 - t_first, mb=e.mb, layer=e.layer)
+            for e in tl.events if e.step == spec.steps - 1]
+    return {
+        "rank": ctx.rank, "coord": {"dp": me.dp, "pp": me.pp, "ep": me.ep},
+        "model_source": source, "schedule_source": sched_src, "actions": actions,
+        "stages": {str(s): list(layers[s]) for s in stage_ids},
+        "step_s": step_s, "step_median_s": statistics.median(step_s) if step_s else 0.0,
+        "component_s_per_step": dict(per_name),
+        "bytes_per_step": {k: v / n for k, v in tl.bytes.items()},
+        "bytes_self_per_step": {k: v / n for k, v in tl.bytes_self.items()},
+        "last_step_events": last,
+        "routing": {str(L): m.routing for L, m in moe.items()},
+        "profiler_top_ops": prof_ops,
+        "trace": f"trace_rank{ctx.rank}.json",
+    }
