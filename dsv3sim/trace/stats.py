@@ -79,7 +79,7 @@ def correlation_stats(trace: RoutingTrace) -> dict:
             "load_drift_tv": float(np.mean(tv)) if tv else None}
 
 
-def node_stats(trace: RoutingTrace, layout: EpLayout) -> dict:
+def node_stats(trace: RoutingTrace, layout: EpLayout, node_limit: int | None) -> dict:
     ids = trace.expert_ids
     nodes = layout.node_of(ids)                                        # [L, T, k]
     npt = distinct_per_row(nodes, layout.n_nodes)                      # [L, T]
@@ -90,7 +90,6 @@ def node_stats(trace: RoutingTrace, layout: EpLayout) -> dict:
     per_node = np.zeros((flat.shape[0], layout.n_nodes), dtype=np.int64)
     np.add.at(per_node, (np.repeat(np.arange(flat.shape[0]), flat.shape[1]), flat.ravel()), 1)
     touched = per_node[per_node > 0]
-    node_limit = trace.node_limit
     return {
         "layout": layout.to_dict(),
         "node_limit": node_limit,
@@ -141,7 +140,8 @@ def trace_stats(trace: RoutingTrace, *, layout: EpLayout | None = None, hidden: 
         return out
     if layout.n_experts != trace.n_experts:
         raise ValueError(f"layout has {layout.n_experts} experts, trace has {trace.n_experts}")
-    out.update(node_stats(trace, layout))
+    # the recorded node limit refers to the capture's own layout; another layout has no limit in force
+    out.update(node_stats(trace, layout, trace.node_limit if layout == trace.layout else None))
     if hidden is None:
         hidden = trace.meta.get("hidden_size")
     if hidden:

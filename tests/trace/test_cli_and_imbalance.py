@@ -1,0 +1,66 @@
+"""`dsv3sim trace` end to end in-process, and the training-imbalance series."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from dsv3sim.cli import main
+from dsv3sim.trace.imbalance import imbalance_from_files, imbalance_series
+
+
+def test_synth_stats_export_round_trip(tmp_path, capsys):
+    t = tmp_path / "s.npz"
+    assert main(["trace", "synth", "--experts", "32", "--topk", "8", "--tokens", "1000", "--ep", "16",
+                 "--gpus-per-node", "4", "--node-limit", "2", "--hidden", "7168", "--out", str(t)]) == 0
+    capsys.readouterr()
+    assert main(["trace", "stats", str(t), "--json"]) == 0
+    st = json.loads(capsys.readouterr().out)
+    assert st["max_nodes_per_token"] <= 2 and st["node_limit"] == 2 and st["node_limit_respected"]
+    assert st["comm"]["hidden"] == 7168 and st["comm"]["dispatch_message_bytes"] == 7392
+    e = tmp_path / "e.json"
+    assert main(["trace", "export-eplb", str(t), "--out", str(e)]) == 0
+    capsys.readouterr()
+    assert main(["trace", "stats", str(e), "--json"]) == 0
+    st2 = json.loads(capsys.readouterr().out)
+    assert st2["expert_load"] == st["expert_load"]
+    assert st2["expert_load_max_over_mean"] == st["expert_load_max_over_mean"]
+    assert main(["trace", "stats", str(t)]) == 0  # the table renders
+
+
+def test_bad_input_is_one_line_exit_2(tmp_path, capsys):
+    assert main(["trace", "synth", "--ep", "8", "--out", str(tmp_path / "x.npz")]) == 2
+    assert "--gpus-per-node" in capsys.readouterr().err
+    assert main(["trace", "synth", "--experts", "16", "--ep", "3", "--gpus-per-node", "1",
+                 "--out", str(tmp_path / "x.npz")]) == 2
+    assert "divisible" in capsys.readouterr().err
+
+
+def _fake_run(balance, loads_per_step):
+    return {"balance": balance, "config": "tiny", "seed": 0,
+            "history": [{"step": i, "loss": 5.0 - i, "expert_load": l} for i, l in enumerate(loads_per_step)]}
+
+
+def test_imbalance_series(tmp_path):
+    balanced = [[[10, 10, 10, 10], [10, 10, 10, 10]]] * 3
+    skewed = [[[40, 0, 0, 0], [10, 10, 10, 10]], [[20, 20, 0, 0], [10, 10, 10, 10]]]
+    s = imbalance_series(_fake_run("aux-free", balanced))
+    assert s["max_over_mean_worst"] == [1.0, 1.0, 1.0] and s["label"] == "aux-free"
+    s = imbalance_series(_fake_run("none", skewed))
+    assert s["max_over_mean_by_layer"] == [[4.0, 1.0], [2.0, 1.0]]
+    assert s["max_over_mean_worst"] == [4.0, 2.0] and s["max_over_mean_mean"] == [2.5, 1.5]
+    assert s["final_max_over_mean_worst"] == 2.0 and s["loss"] == [5.0, 4.0]
+    # a dict layer -> counts is accepted too
+    d = _fake_run("aux-loss", [{"1": [1, 3], "2": [2, 2]}])
+    assert imbalance_series(d)["max_over_mean_by_layer"] == [[1.5, 1.0]]
+    p = tmp_path / "r.json"
+    p.write_text(json.dumps(_fake_run("none", skewed)))
+    out = tmp_path / "imb.json"
+    assert main(["trace", "imbalance", str(p), "--out", str(out)]) == 0
+    assert json.loads(out.read_text())["runs"][0]["step"] == [0, 1]
+    assert imbalance_from_files([p])["quantity"] == "expert_load_max_over_mean"
+    with pytest.raises(ValueError, match="history"):
+        imbalance_series({"steps": []})
+    assert np.isfinite(s["final_max_over_mean_worst"])
