@@ -31,7 +31,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from dsv3sim.report import build_page, write_index
+    from dsv3sim.report import build_page, merged_trace_path, write_index
 
     if args.result is None:
         if args.index is None:
@@ -47,13 +47,14 @@ def run(args: argparse.Namespace) -> int:
         raise FileNotFoundError(f"--chrome-trace not found: {args.chrome_trace}")
     import plotly.offline
 
-    page = build_page(src, chrome_trace=args.chrome_trace, price_per_gpu_hour=args.price_per_gpu_hour,
-                      title=args.title)
     out.parent.mkdir(parents=True, exist_ok=True)
+    merged = merged_trace_path(out) if args.chrome_trace else None
+    page = build_page(src, chrome_trace=args.chrome_trace, price_per_gpu_hour=args.price_per_gpu_hour,
+                      title=args.title, merged_trace_out=merged)
     out.write_text(page.html(plotly.offline.get_plotlyjs()))
     idx = write_index(Path(args.index) if args.index else out.parent)
     info = {
-        "report": str(out), "index": str(idx), "figures": page.n_figures, "bytes": out.stat().st_size,
+        "report": str(out), "index": str(idx), "merged_trace": str(merged) if merged else None, "figures": page.n_figures, "bytes": out.stat().st_size,
         "sections": {s.key: s.present for _, secs in page.blocks for s in secs},
     }
     if args.json:

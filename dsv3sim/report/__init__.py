@@ -16,7 +16,7 @@ from dsv3sim.report.data import load, num, pick, split_results
 from dsv3sim.report.index import write_index
 from dsv3sim.report.page import Page, Section
 
-__all__ = ["SECTIONS", "build_page", "render", "render_html", "write_index"]
+__all__ = ["SECTIONS", "build_page", "merged_trace_path", "render", "render_html", "write_index"]
 
 
 def _sections():
@@ -46,7 +46,7 @@ def _default_traces_dir() -> Path | None:
 
 def build_page(result_json: dict | str | Path, *, chrome_trace: str | Path | None = None,
                price_per_gpu_hour: float | None = None, title: str | None = None,
-               traces_dir: str | Path | None = None) -> Page:
+               traces_dir: str | Path | None = None, merged_trace_out: str | Path | None = None) -> Page:
     data = load(result_json)
     base = Path(result_json).resolve().parent if isinstance(result_json, (str, Path)) else None
     if price_per_gpu_hour is not None and not price_per_gpu_hour > 0:
@@ -59,6 +59,7 @@ def build_page(result_json: dict | str | Path, *, chrome_trace: str | Path | Non
     for i, (heading, res) in enumerate(results):
         ctx = RenderContext(base_dir=base, chrome_trace=Path(chrome_trace) if chrome_trace and i == 0 else None,
                             price_per_gpu_hour=price_per_gpu_hour or DEFAULT_PRICE_PER_GPU_HOUR,
+                            merged_trace_out=Path(merged_trace_out) if merged_trace_out and i == 0 else None,
                             traces_dir=Path(traces_dir) if traces_dir else _default_traces_dir(), prefix=f"r{i}")
         secs: list[Section] = []
         for fn in _sections():
@@ -88,6 +89,11 @@ def _summary_line(res: dict) -> str:
     return " · ".join(bits)
 
 
+def merged_trace_path(report: Path) -> Path:
+    """Where a report with a real trace writes the simulated + real lanes as one Chrome trace."""
+    return report.with_name(report.stem + ".sim+real.trace.json")
+
+
 def render_html(result_json: dict | str | Path, **kw) -> tuple[str, Page]:
     import plotly.offline
 
@@ -98,13 +104,17 @@ def render_html(result_json: dict | str | Path, **kw) -> tuple[str, Page]:
 def render(result_json: dict | str | Path, out_path: str | Path, *, chrome_trace: str | Path | None = None,
            price_per_gpu_hour: float | None = None, title: str | None = None, update_index: bool = True,
            traces_dir: str | Path | None = None) -> Path:
-    """Write the HTML report of ``result_json`` (a dict or a path) to ``out_path``; refresh the folder's index."""
+    """Write the HTML report of ``result_json`` (a dict or a path) to ``out_path``; refresh the folder's index.
+
+    With ``chrome_trace`` (a real run's torch.profiler trace) it also writes ``<out stem>.sim+real.trace.json``
+    beside the report: both timelines in one file for Perfetto."""
     out = Path(out_path)
     if out.suffix.lower() not in (".html", ".htm"):
         raise ValueError(f"report path must end in .html, got {out}")
-    text, _ = render_html(result_json, chrome_trace=chrome_trace, price_per_gpu_hour=price_per_gpu_hour,
-                          title=title, traces_dir=traces_dir)
     out.parent.mkdir(parents=True, exist_ok=True)
+    text, _ = render_html(result_json, chrome_trace=chrome_trace, price_per_gpu_hour=price_per_gpu_hour,
+                          title=title, traces_dir=traces_dir,
+                          merged_trace_out=merged_trace_path(out) if chrome_trace else None)
     out.write_text(text)
     if update_index:
         write_index(out.parent)

@@ -153,3 +153,35 @@ def _k(v: Any) -> tuple:
         return (0, float(v), "")
     m = re.search(r"-?\d+", str(v))
     return (1, float(m.group()) if m else 0.0, str(v))
+
+
+def merged_trace(panels: list[tuple[str, list[Slice]]]) -> dict:
+    """One Chrome trace holding several timelines (e.g. simulated and real), each lane its own pid/tid, so a
+    single Perfetto tab shows them one above the other. Times in microseconds from each panel's start."""
+    events: list[dict] = []
+    pid = 0
+    for label, ss in panels:
+        lanes: dict[str, tuple[int, int]] = {}
+        procs: dict[str, int] = {}
+        for s in sorted(ss, key=lambda x: x.lane_key):
+            if s.lane in lanes:
+                continue
+            proc, _, thread = s.lane.partition(" / ")
+            pname = f"{label}: {proc}"
+            if pname not in procs:
+                pid += 1
+                procs[pname] = pid
+                events.append({"ph": "M", "name": "process_name", "pid": pid, "args": {"name": pname}})
+                events.append({"ph": "M", "name": "process_sort_index", "pid": pid, "args": {"sort_index": pid}})
+            tid = sum(1 for p, _ in lanes.values() if p == procs[pname])
+            lanes[s.lane] = (procs[pname], tid)
+            events.append({"ph": "M", "name": "thread_name", "pid": procs[pname], "tid": tid,
+                           "args": {"name": thread or "main"}})
+        for s in ss:
+            p, t = lanes[s.lane]
+            ev = {"ph": "X", "name": s.name, "pid": p, "tid": t, "ts": s.start_s * 1e6, "dur": s.dur_s * 1e6,
+                  "cat": category(s.name)}
+            if s.detail:
+                ev["args"] = {"detail": s.detail}
+            events.append(ev)
+    return {"traceEvents": events, "displayTimeUnit": "ms"}

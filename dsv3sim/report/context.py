@@ -14,6 +14,7 @@ class RenderContext:
     base_dir: Path | None = None          # folder of the result JSON (sibling trace files resolve against it)
     chrome_trace: Path | None = None      # a real torch.profiler trace to show beside the simulated one
     price_per_gpu_hour: float = DEFAULT_PRICE_PER_GPU_HOUR
+    merged_trace_out: Path | None = None  # where to write simulated + real lanes as one Perfetto trace
     traces_dir: Path | None = None        # where training-imbalance series live (repo traces/)
     prefix: str = "f"
     _n: int = field(default=0)

@@ -87,10 +87,11 @@ def _slices_from_events(events: list) -> list[Slice]:
         name = e.get("name", e.get("kind", e.get("label", "?")))
         mb = e.get("microbatch", e.get("mb"))
         detail = "" if mb is None else f"microbatch {mb}"
-        if e.get("chunk") is not None or e.get("stage") is not None:
-            detail += f" chunk/stage {e.get('chunk', e.get('stage'))}"
-        start = _time(e, ("start_s", "t0_s", "begin_s", "start"), ("start_us", "ts_us", "ts"))
-        end = _time(e, ("end_s", "t1_s", "stop_s", "end"), ("end_us",))
+        for k in ("chunk", "stage", "layer", "step"):
+            if e.get(k) is not None and e.get(k) != -1:
+                detail += f" {k} {e[k]}"
+        start = _time(e, ("start_s", "t0_s", "begin_s", "start", "t0"), ("start_us", "ts_us", "ts"))
+        end = _time(e, ("end_s", "t1_s", "stop_s", "end", "t1"), ("end_us",))
         dur = _time(e, ("dur_s", "duration_s", "dur"), ("dur_us", "duration_us"))
         if start is None or (end is None and dur is None):
             continue
@@ -236,11 +237,20 @@ def comparison_section(result: dict, ctx) -> Section | None:
         rows.append(f"<tr><td>{esc(n)}</td><td class='num'>{c}</td><td class='num'>{t * 1e3:.4g}</td>"
                     f"<td class='num'>{'' if st is None else f'{st[0] * 1e3:.4g}'}</td></tr>")
     dropped = f", {info['dropped']} later slices dropped" if info["dropped"] else ""
+    merged = ""
+    if ctx.merged_trace_out is not None:
+        import json
+
+        from dsv3sim.report.chrome_trace import merged_trace
+
+        ctx.merged_trace_out.write_text(json.dumps(merged_trace([("simulated", sim), ("real", real)])))
+        merged = (f" Both timelines in one file for Perfetto: <a href=\"{esc(ctx.merged_trace_out.name)}\">"
+                  f"{esc(ctx.merged_trace_out.name)}</a> (simulated lanes first, real lanes below).")
     sec.body = (
         note(f"Real trace <code>{esc(Path(str(ctx.chrome_trace)).name)}</code>: {info['kind']}, {info['kept']} "
              f"slices on {info['lanes']} lanes{dropped}. Both files are Chrome Trace Event JSON: open them in "
              "<a href='https://ui.perfetto.dev'>ui.perfetto.dev</a> (Open trace file) or chrome://tracing to see "
-             "every slice; Perfetto can load the simulated and the real trace in two tabs, lanes named alike.")
+             "every slice." + merged)
         + (figure_html(fig, ctx.fig_id("compare")) if sim or real else "")
         + "<table><thead><tr><th>slice name (real)</th><th>count</th><th>busy ms (real)</th>"
           "<th>busy ms (simulated)</th></tr></thead><tbody>" + "".join(rows) + "</tbody></table>"

@@ -69,3 +69,24 @@ def test_real_torch_profiler_export_side_by_side(tmp_path, train_result):
     page = build_page(train_result, chrome_trace=p)
     sec = next(s for _, secs in page.blocks for s in secs if s.key == "compare")
     assert sec.n_figures == 1 and "ui.perfetto.dev" in sec.body and "attn(F)" in sec.body
+
+
+def test_merged_trace_round_trips(tmp_path, train_json):
+    from dsv3sim.cli import main
+    from dsv3sim.report.timeline import slices_from_result
+
+    real = tmp_path / "real.json"
+    real.write_text(json.dumps(torch_like_trace()))
+    out = tmp_path / "r.html"
+    assert main(["report", str(train_json), "--out", str(out), "--chrome-trace", str(real)]) == 0
+    merged = tmp_path / "r.sim+real.trace.json"
+    assert merged.exists() and merged.name in out.read_text()
+    back, _ = read_slices(merged)
+    sim, _ = slices_from_result(json.loads(train_json.read_text()))
+    real_ss, _ = read_slices(real)
+    assert len(back) == len(sim) + len(real_ss)
+    # every simulated slice comes back with its name, lane and times (us round trip)
+    key = lambda s: (s.name, round(s.start_s, 9), round(s.dur_s, 9))  # noqa: E731
+    back_sim = sorted(key(s) for s in back if s.lane.startswith("simulated"))
+    assert back_sim == sorted(key(s) for s in sim)
+    assert {s.lane for s in back if s.lane.startswith("real")} == {f"real: {ln}" for ln in {s.lane for s in real_ss}}
