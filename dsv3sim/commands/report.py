@@ -27,6 +27,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--title", default=None, help="report title (default: the scenario name)")
     p.add_argument("--index", default=None, metavar="DIR", nargs="?", const="reports",
                    help="only rebuild DIR/index.html (default DIR: reports)")
+    p.add_argument("--screenshot", default=None, metavar="PNG",
+                   help="also save a screenshot of the report (needs Chromium; 1400 px wide)")
+    p.add_argument("--screenshot-height", type=int, default=3000, metavar="PX", help="screenshot height (3000)")
     p.add_argument("--json", action="store_true", help="print what was written as one JSON object")
 
 
@@ -57,6 +60,12 @@ def run(args: argparse.Namespace) -> int:
         "report": str(out), "index": str(idx), "merged_trace": str(merged) if merged else None, "figures": page.n_figures, "bytes": out.stat().st_size,
         "sections": {s.key: s.present for _, secs in page.blocks for s in secs},
     }
+    if args.screenshot:
+        from dsv3sim.report.browser import screenshot
+
+        if args.screenshot_height <= 0:
+            raise ValueError(f"--screenshot-height must be > 0, got {args.screenshot_height}")
+        info["screenshot"] = str(screenshot(out, Path(args.screenshot), height=args.screenshot_height))
     if args.json:
         print(json.dumps(info, indent=2))
     else:

@@ -10,42 +10,19 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
-import subprocess
-from pathlib import Path
 
 import pytest
 
 from dsv3sim.report import build_page
+from dsv3sim.report.browser import console_errors, dump_dom, find_chromium
 
 from .conftest import fixtures, torch_like_trace
 
-pytestmark = pytest.mark.browser
-
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         "--disable-dev-shm-usage", "--enable-logging=stderr", "--v=0", "--virtual-time-budget=20000"]
+pytestmark = [pytest.mark.browser,
+              pytest.mark.skipif(find_chromium() is None,
+                                 reason="Chromium not installed (apt-get install chromium; .ci/run does it)")]
 
 
-def chromium() -> str | None:
-    for c in ("/usr/bin/chromium", shutil.which("chromium"), shutil.which("chromium-browser")):
-        if c and Path(c).exists():
-            return c
-    return None
-
-
-def dump_dom(exe: str, page: Path, profile: Path) -> tuple[str, str]:
-    r = subprocess.run([exe, *FLAGS, f"--user-data-dir={profile}", "--dump-dom", page.as_uri()],
-                       capture_output=True, text=True, timeout=120)
-    assert r.returncode == 0, r.stderr[-2000:]
-    return r.stdout, r.stderr
-
-
-def console_errors(stderr: str) -> list[str]:
-    return [ln for ln in stderr.splitlines() if "CONSOLE" in ln and re.search(r"Uncaught|Error|error", ln)]
-
-
-@pytest.mark.skipif(chromium() is None, reason="Chromium not installed (apt-get install chromium; .ci/run does it)")
 def test_every_plot_renders_without_console_errors(tmp_path):
     trace = tmp_path / "real.json"
     trace.write_text(json.dumps(torch_like_trace()))
@@ -59,7 +36,7 @@ def test_every_plot_renders_without_console_errors(tmp_path):
     assert keys >= {"summary", "timeline", "compare", "links", "experts", "nodes", "memory", "kvcache",
                     "imbalance", "sweep", "validation"}  # every section kind drew at least one figure
 
-    dom, err = dump_dom(chromium(), out, tmp_path / "profile")
+    dom, err = dump_dom(out)
     wanted = re.search(r'data-plots-wanted="(\d+)"', dom)
     rendered = re.search(r'data-plots-rendered="(\d+)"', dom)
     assert wanted and rendered, "page script did not run"
@@ -70,11 +47,10 @@ def test_every_plot_renders_without_console_errors(tmp_path):
     assert console_errors(err) == []
 
 
-@pytest.mark.skipif(chromium() is None, reason="Chromium not installed (apt-get install chromium; .ci/run does it)")
 def test_the_checks_can_fail(tmp_path):
     """A page with a broken figure and a thrown error is caught by the same checks."""
     bad = tmp_path / "bad.html"
     bad.write_text("<html><body><div data-dsv3sim-figure='x'></div><script>undefinedFn();</script></body></html>")
-    dom, err = dump_dom(chromium(), bad, tmp_path / "profile")
+    dom, err = dump_dom(bad)
     assert "data-plots-rendered" not in dom
     assert any("Uncaught ReferenceError" in ln for ln in console_errors(err))

@@ -28,7 +28,7 @@ def test_begin_end_pairs_and_gzip(tmp_path):
           {"ph": "E", "pid": 0, "tid": 0, "ts": 9}, {"ph": "E", "pid": 0, "tid": 0, "ts": 15}]
     p = tmp_path / "t.json.gz"
     p.write_bytes(gzip.compress(json.dumps(ev).encode()))
-    ss, info = read_slices(p)
+    ss, _ = read_slices(p)
     d = {s.name: (s.start_s, s.dur_s) for s in ss}
     assert d == {"mlp(F)": (0.0, pytest.approx(10e-6)), "gemm": (pytest.approx(1e-6), pytest.approx(3e-6))}
 
@@ -86,7 +86,9 @@ def test_merged_trace_round_trips(tmp_path, train_json):
     real_ss, _ = read_slices(real)
     assert len(back) == len(sim) + len(real_ss)
     # every simulated slice comes back with its name, lane and times (us round trip)
-    key = lambda s: (s.name, round(s.start_s, 9), round(s.dur_s, 9))  # noqa: E731
+    def key(s):
+        return s.name, round(s.start_s, 9), round(s.dur_s, 9)
+
     back_sim = sorted(key(s) for s in back if s.lane.startswith("simulated"))
     assert back_sim == sorted(key(s) for s in sim)
     assert {s.lane for s in back if s.lane.startswith("real")} == {f"real: {ln}" for ln in {s.lane for s in real_ss}}

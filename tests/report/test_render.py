@@ -27,7 +27,7 @@ def test_self_contained_plotly_once(tmp_path, train_result):
 
 def test_full_fixture_every_section_present(train_result):
     page = build_page(train_result)
-    (heading, secs), = page.blocks
+    (_, secs), = page.blocks
     present = {s.key: s.present for s in secs}
     # the fixture carries data for all of them except a sweep; no real trace given -> no comparison section
     assert set(present) == set(SECTIONS) - {"compare"}
