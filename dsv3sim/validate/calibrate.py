@@ -2,10 +2,11 @@
 
 Run as a torchrun job (``job="calibrate"``) before a validation run. Over message sizes n (bytes):
 * p2p ping-pong rank 0 <-> rank 1: one-way time = round trip / 2;
-* ``all_to_all_single`` over all ranks with n bytes to every peer;
+* ``all_to_all_single`` over all ranks with n bytes to every peer (fitted against n * (R - 1), the bytes a
+  rank sends off-rank, which is what the predictor feeds it);
 * ``all_reduce`` of n bytes over all ranks.
 Each fit is t(n) = alpha + n / beta (Hockney's model; Hockney 1994, "The communication challenge for MPP"),
-least squares over the sizes' medians. The p2p fit becomes the transport latency/bandwidth of
+least squares over the sizes' mean times. The p2p fit becomes the transport latency/bandwidth of
 ``topologies/local-cpu.yaml``; the collective fits are kept beside it for the predictor.
 """
 
@@ -38,19 +39,22 @@ class AlphaBeta:
 
 
 def fit(sizes: list[float], times: list[float]) -> AlphaBeta:
-    """Least-squares t = a + b n with a >= 0 and b > 0 (clamped); beta = 1/b."""
+    """Weighted least squares t = a + b n minimising the RELATIVE error (weights 1/t^2), so the small sizes
+    pin the latency and the large ones the bandwidth; a >= 0 and b > 0 (clamped); beta = 1/b."""
     if len(sizes) != len(times) or len(sizes) < 2:
         raise ValueError(f"need >= 2 (size, time) points, got {len(sizes)} sizes and {len(times)} times")
-    n = len(sizes)
-    mx, my = sum(sizes) / n, sum(times) / n
-    sxx = sum((x - mx) ** 2 for x in sizes)
-    b = sum((x - mx) * (y - my) for x, y in zip(sizes, times)) / sxx if sxx else 0.0
+    w = [1.0 / max(t, 1e-12) ** 2 for t in times]
+    sw = sum(w)
+    mx = sum(wi * x for wi, x in zip(w, sizes)) / sw
+    my = sum(wi * y for wi, y in zip(w, times)) / sw
+    sxx = sum(wi * (x - mx) ** 2 for wi, x in zip(w, sizes))
+    b = sum(wi * (x - mx) * (y - my) for wi, x, y in zip(w, sizes, times)) / sxx if sxx else 0.0
     b = max(b, 1e-15)
     a = max(my - b * mx, 0.0)
     return AlphaBeta(alpha_s=a, beta_Bps=1.0 / b)
 
 
-def _time(fn, iters: int, sync) -> float:
+def _time(fn, iters: int, sync, rel: list[float] | None = None) -> float:
     fn()  # warm-up
     ts = []
     for _ in range(iters):
@@ -59,7 +63,10 @@ def _time(fn, iters: int, sync) -> float:
         fn()
         sync()
         ts.append(time.perf_counter() - t0)
-    return statistics.median(ts)
+    m = statistics.fmean(ts)
+    if rel is not None:
+        rel += [t / m for t in ts]
+    return m  # the mean: a step's time is a sum, so its expectation is what adds up
 
 
 def run_rank(ctx) -> dict:
@@ -67,6 +74,7 @@ def run_rank(ctx) -> dict:
     spec, rank, world, dev = ctx.spec, ctx.rank, ctx.world, ctx.device
     ctx.maybe_fault(0)
     rows: dict[str, list[tuple[int, float]]] = {"p2p": [], "all_to_all": [], "all_reduce": []}
+    rel: dict[str, list[float]] = {k: [] for k in rows}  # sample / mean: the transport's jitter
     for size in spec.calib_sizes:
         numel = max(size // 4, 1)
         buf = torch.ones(numel, dtype=torch.float32, device=dev)
@@ -80,17 +88,24 @@ def run_rank(ctx) -> dict:
                 elif rank == 1:
                     dist.recv(buf, 0)
                     dist.send(buf, 0)
-            rows["p2p"].append((numel * 4, _time(ping, spec.calib_iters, ctx.sync) / 2))
+            rows["p2p"].append((numel * 4, _time(ping, spec.calib_iters, ctx.sync, rel["p2p"]) / 2))
             dist.barrier()
             ctx.collective(f"all_to_all:{size}")
             send = torch.ones(numel * world, dtype=torch.float32, device=dev)
             recv = torch.empty_like(send)
-            rows["all_to_all"].append((numel * 4, _time(lambda: dist.all_to_all_single(recv, send),
-                                                        spec.calib_iters, ctx.sync)))
+            rows["all_to_all"].append((numel * 4 * (world - 1), _time(lambda: dist.all_to_all_single(recv, send),
+                                                        spec.calib_iters, ctx.sync, rel["all_to_all"])))
         ctx.collective(f"all_reduce:{size}")
-        rows["all_reduce"].append((numel * 4, _time(lambda: dist.all_reduce(buf), spec.calib_iters, ctx.sync)))
+        rows["all_reduce"].append((numel * 4, _time(lambda: dist.all_reduce(buf), spec.calib_iters, ctx.sync,
+                                                   rel["all_reduce"])))
     fits = {}
     for k, pts in rows.items():
         if len(pts) >= 2:
             fits[k] = fit([p[0] for p in pts], [p[1] for p in pts]).to_dict()
-    return {"rank": rank, "world": world, "points": rows, "fits": fits}
+    out = {"rank": rank, "world": world, "points": rows, "fits": fits, "rel": rel}
+    if spec.model:
+        from dsv3sim.config import load_model_config
+        from dsv3sim.validate.components import profile_components
+        ctx.status.enter("compute")
+        out["components"] = profile_components(load_model_config(spec.model), spec, dev, ctx.sync, rank)
+    return out

@@ -168,7 +168,14 @@ def run_rank(ctx) -> dict:
             prof_ops = _top_ops(prof)
         if tl.recording:
             step_s.append(t1 - t0)
-    return _summarise(ctx, tl, step_s, prof_ops, moe, stage_ids, layers, sched_src, my_actions, parts.source, me)
+    res = _summarise(ctx, tl, step_s, prof_ops, moe, stage_ids, layers, sched_src, my_actions, parts.source, me)
+    allp = dense_params + expert_params
+    res.update(n_params=sum(p.numel() for p in allp), n_tensors=len(allp), microbatches=nmb, tokens_per_mb=B * S,
+               n_dense_params=sum(p.numel() for p in dense_params),
+               n_expert_params=sum(p.numel() for p in expert_params),
+               elt_bytes=torch.finfo(dtype).bits // 8, hidden=D, replica_size=groups.replica_size,
+               dp_size=groups.dp_size)
+    return res
 
 
 def _send(tl: Timeline, t: torch.Tensor, dst: int, tag: int):

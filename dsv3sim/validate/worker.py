@@ -3,7 +3,9 @@
 Reads the RunSpec, joins the process group (gloo on CPU, NCCL on GPUs; env:// rendezvous set up by
 torchrun; every collective bounded by ``collective_timeout_s``), runs the job (``calibrate`` or ``train``),
 gathers every rank's measurements on rank 0, which writes ``<out>/result.json`` atomically. Each rank keeps
-its status file current (``status.py``) so the launcher can name a rank that dies or hangs.
+its status file current (``status.py``) so the launcher can name a rank that dies or hangs. With
+``calibrate_first`` a train job runs the calibration micro-benchmark first in the same processes (same
+cores, same contention), which is what ``dsv3sim validate`` does.
 """
 
 from __future__ import annotations
@@ -75,11 +77,12 @@ def main(argv: list[str]) -> int:
                                 timeout=timedelta(seconds=spec.collective_timeout_s),
                                 **({"device_id": device} if spec.device == "cuda" else {}))
         ctx = Ctx(spec=spec, rank=rank, world=world, local_rank=local_rank, device=device, status=status)
-        if spec.job == "calibrate":
-            from dsv3sim.validate.calibrate import run_rank
-        else:
-            from dsv3sim.validate.train import run_rank
-        mine = run_rank(ctx)
+        from dsv3sim.validate import calibrate, train
+        mine: dict[str, Any] = {}
+        if spec.job == "calibrate" or spec.calibrate_first:  # micro-benchmark first, same processes and cores
+            mine["calibration"] = calibrate.run_rank(ctx)
+        if spec.job == "train":
+            mine["train"] = train.run_rank(ctx)
         status.enter("collective:gather-results")
         gathered: list[Any] | None = [None] * world if rank == 0 else None
         dist.gather_object(mine, gathered, dst=0)

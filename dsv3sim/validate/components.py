@@ -1,0 +1,164 @@
+"""Kernel times profiled on this machine: forward and backward of each model component, standalone.
+
+Run in the calibration phase (same processes as the validation run, so the same cores and contention), on
+synthetic inputs at the run's shapes, with the modules the run executes (``parts.build``); no communication.
+These times, the calibrated transport and the run's routing are all the predictor (``predict.py``) uses.
+
+Per component: mean forward and backward time and the relative spread of the samples (``F_rel``/``B_rel``,
+sample / mean), which the predictor resamples: on a shared CPU the ranks are preempted at random, and each
+EP all-to-all waits for the slowest rank, so the expected step is E[max] of noisy segments, not the sum of
+means. Backward times exclude the autograd engine's per-call start-up (measured on an identity graph),
+which a real backward pays once per microbatch, not once per component.
+
+Components: attention block (norm + MLA) at [B, S, D]; dense FFN; one routed expert at several row counts
+(fit t = a + b * rows, forward and backward); shared experts; the gate's routing and permutation work; head +
+loss; embedding; AdamW step over exactly the parameter shapes this rank holds.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+
+import torch
+import torch.nn.functional as F
+
+from dsv3sim.validate.calibrate import fit
+from dsv3sim.validate.ep import route
+from dsv3sim.validate.layout import coord, stage_layers
+from dsv3sim.validate.parts import build
+from dsv3sim.validate.schedule import chunk_stage, generate, parse
+
+REPS = 8
+
+
+def _samples(fn, make_input, reps: int, sync) -> tuple[list[float], list[float]]:
+    fs, bs = [], []
+    for i in range(reps + 1):
+        x = make_input().requires_grad_()
+        sync()
+        t0 = time.perf_counter()
+        y = fn(x)
+        sync()
+        t1 = time.perf_counter()
+        y.backward(torch.ones_like(y))
+        sync()
+        t2 = time.perf_counter()
+        if i:  # first is warm-up
+            fs.append(t1 - t0)
+            bs.append(t2 - t1)
+    return fs, bs
+
+
+def _summary(fs: list[float], bs: list[float], bwd_start: float) -> dict:
+    bs = [max(b - bwd_start, 0.0) for b in bs]
+    mf, mb = statistics.fmean(fs), statistics.fmean(bs)
+    return {"F": mf, "B": mb, "F_rel": [f / mf for f in fs] if mf else [1.0],
+            "B_rel": [b / mb for b in bs] if mb else [1.0]}
+
+
+def profile_components(cfg, spec, device: torch.device, sync, rank: int = 0) -> dict:
+    parts = build(cfg, spec.seed)
+    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    B, S, D = spec.micro_batch, spec.seq_len, cfg.hidden_size
+    T = B * S
+    hid = lambda: torch.randn(B, S, D, dtype=dtype, device=device)  # noqa: E731
+    _, b0 = _samples(lambda x: x * 1.0, hid, REPS, sync)
+    bwd_start = statistics.fmean(b0)
+    out: dict = {"tokens_per_microbatch": T, "bwd_call_overhead_s": bwd_start}
+
+    def prof(name, fn, make=hid):
+        out[name] = _summary(*_samples(fn, make, REPS, sync), bwd_start)
+
+    dense = next((b for b in parts.blocks if b.ffn is not None), None)
+    moe = next((b for b in parts.blocks if b.experts is not None), None)
+    blk = parts.blocks[0]
+    an, at = blk.attn_norm.to(device, dtype), blk.attn.to(device, dtype)
+    prof("attn", lambda x: at(an(x)))
+    if dense is not None:
+        fn_, ff = dense.ffn_norm.to(device, dtype), dense.ffn.to(device, dtype)
+        prof("mlp_dense", lambda x: ff(fn_(x)))
+    if moe is not None:
+        ex = moe.experts[0].to(device, dtype)
+        K, E = cfg.num_experts_per_tok, cfg.n_routed_experts
+        mean_rows = max(T * K // E, 1)
+        rows = sorted({1, mean_rows // 4 or 1, mean_rows, 4 * mean_rows})
+        pts, rel_f, rel_b = [], [], []
+        for r in rows:
+            s = _summary(*_samples(ex, lambda r=r: torch.randn(r, D, dtype=dtype, device=device), REPS, sync),
+                         bwd_start)
+            pts.append((r, s["F"], s["B"]))
+            rel_f += s["F_rel"]
+            rel_b += s["B_rel"]
+        fF, fB = fit([p[0] for p in pts], [p[1] for p in pts]), fit([p[0] for p in pts], [p[2] for p in pts])
+        out["expert"] = {"fwd": {"a_s": fF.alpha_s, "b_s_per_row": 1.0 / fF.beta_Bps},
+                         "bwd": {"a_s": fB.alpha_s, "b_s_per_row": 1.0 / fB.beta_Bps},
+                         "F_rel": rel_f, "B_rel": rel_b, "points": pts}
+        fn_ = moe.ffn_norm.to(device, dtype)
+        if moe.shared is not None:
+            sh = moe.shared.to(device, dtype)
+            prof("shared", lambda x: sh(x.view(T, D)))
+        gw = moe.gate_weight.detach().to(device, dtype).requires_grad_()
+        gb = moe.gate_bias.to(device) if moe.gate_bias is not None else None
+
+        def gate_work(x: torch.Tensor) -> torch.Tensor:
+            x2 = fn_(x).view(T, D)
+            idx, w = route(x2, gw, gb, cfg, n_nodes=1, m_nodes=1)
+            flat = idx.reshape(-1)
+            order = torch.argsort(flat, stable=True)
+            tok = torch.div(order, K, rounding_mode="floor")
+            torch.bincount(flat[order] // max(E // spec.ep, 1), minlength=spec.ep).tolist()
+            y = x2[tok]
+            return torch.zeros_like(x2).index_add(0, tok, y * w.reshape(-1)[order].unsqueeze(1))
+        prof("gate", gate_work)
+    head = parts.head.to(device, dtype)
+    labels = torch.randint(0, cfg.vocab_size, (B, S), device=device)
+    prof("head", lambda x: F.cross_entropy(head(x).float().flatten(0, 1), labels.flatten()))
+    emb = parts.embed.to(device, dtype)
+    tok = torch.randint(0, cfg.vocab_size, (B, S), device=device)
+    prof("embed", lambda _x: emb(tok) + 0 * _x)
+    out["optim"] = _optim(rank_params(parts, cfg, spec, rank), device, dtype, sync)
+    return out
+
+
+def rank_params(parts, cfg, spec, rank: int) -> list[torch.nn.Parameter]:
+    """The parameters ``train.py`` gives this rank: its stages' blocks, its share of experts, embed/head."""
+    me = coord(rank, spec.ep, spec.pp)
+    lists, _ = generate(spec.schedule, spec.pp, spec.n_microbatches)
+    stages = {chunk_stage(spec.schedule, me.pp, a.chunk, spec.pp) for it in lists[me.pp] for a in parse(it)}
+    layers = stage_layers(cfg.num_hidden_layers, spec.pp)
+    Er = cfg.n_routed_experts // spec.ep if cfg.is_moe else 0
+    mods: list[torch.nn.Module] = []
+    ps: list[torch.nn.Parameter] = []
+    for s in sorted(stages):
+        for i in layers[s]:
+            b = parts.blocks[i]
+            mods += [b.attn_norm, b.attn, b.ffn_norm] + ([b.ffn] if b.ffn is not None else [])
+            if b.experts is not None:
+                mods += b.experts[me.ep * Er:(me.ep + 1) * Er] + ([b.shared] if b.shared is not None else [])
+                ps.append(b.gate_weight)
+    if 0 in stages:
+        mods.append(parts.embed)
+    if spec.pp - 1 in stages:
+        mods.append(parts.head)
+    ps += [p for m in mods for p in m.parameters()]
+    return list({id(p): p for p in ps}.values())
+
+
+def _optim(params: list[torch.nn.Parameter], device, dtype, sync) -> dict:
+    ps = [torch.nn.Parameter(torch.randn(p.shape, dtype=dtype, device=device)) for p in params]
+    for p in ps:
+        p.grad = torch.randn_like(p)
+    opt = torch.optim.AdamW(ps, lr=1e-4)
+    ts = []
+    for i in range(REPS + 1):
+        sync()
+        t0 = time.perf_counter()
+        opt.step()
+        opt.zero_grad(set_to_none=False)
+        sync()
+        if i:
+            ts.append(time.perf_counter() - t0)
+    m = statistics.fmean(ts)
+    return {"F": m, "B": 0.0, "F_rel": [t / m for t in ts], "B_rel": [1.0], "n_tensors": len(ps),
+            "n_params": sum(p.numel() for p in ps)}

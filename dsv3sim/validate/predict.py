@@ -1,0 +1,247 @@
+"""The prediction: the validation run's step, replayed from profiled component times, the calibrated
+transport and the routing the real run used — never from the run's own timings.
+
+Composition (stated in every result as ``prediction_method``):
+* compute: ``components.py`` forward/backward times of each component, profiled on this machine in the
+  calibration job (mean over its ranks); routed experts t = a + b * rows per expert with the run's rows;
+* EP all-to-all: the calibrated all_to_all fit t = alpha + bytes / beta on the largest off-rank bytes
+  (sent or received) of any rank in the EP group, from the run's routing (rows x wire bytes per row);
+  counts+ids exchange ("layout") = 2 small all-to-alls;
+* EP synchronisation: every rank of an EP group runs its compute, then waits at each all-to-all for the
+  slowest rank (lockstep), so a rank's measured all-to-all time includes waiting for its peers;
+* PP: the action lists are replayed in order per pipeline rank (list scheduling): a forward on stage s
+  starts when its rank is free and the activation of stage s-1 has arrived (p2p fit); backward likewise;
+* DP: all-reduce of dense gradients over the replica group, of expert gradients over the DP group (fit);
+* optimizer: AdamW step profiled on this rank's parameter shapes;
+* jitter: on a shared CPU every duration is resampled from its profiled spread (Monte Carlo), because each
+  all-to-all waits for the slowest rank: E[max] of noisy segments exceeds the sum of their means.
+Step time of a rank = its clock after the optimizer; the run's step time = max over ranks.
+"""
+
+from __future__ import annotations
+
+import random
+import statistics
+from collections import defaultdict
+
+from dsv3sim.validate.calibrate import AlphaBeta
+from dsv3sim.validate.ep import row_bytes
+from dsv3sim.validate.layout import Coord, rank_of
+from dsv3sim.validate.schedule import chunk_stage, parse
+
+METHOD = ("composed in dsv3sim.validate.predict: list-schedule replay of the run's action lists, EP lockstep at "
+          "every all-to-all, compute from components profiled on this machine (validate calibration job), "
+          "transport from the calibrated alpha-beta fits (gloo/NCCL p2p, all_to_all, all_reduce), routing "
+          "replayed from the real run")
+
+
+class Costs:
+    """Component times of one rank (its own profile: ranks on a busier core are slower, and the EP lockstep
+    makes their peers wait) + rank 0's transport fits. With ``rng`` every duration is its mean times a factor
+    resampled from the profiled samples (sample / mean), one factor per span."""
+
+    def __init__(self, calib: list[dict], rank: int | None = None) -> None:
+        comps = [r["components"] for r in calib if "components" in r and (rank is None or r["rank"] == rank)]
+        if not comps:
+            raise ValueError("calibration has no component profile (run the calibration phase with a model)")
+        self.c: dict[str, tuple[float, float]] = {}
+        self.rel: dict[str, list[float]] = {}
+        for k, v in comps[0].items():
+            if isinstance(v, dict) and "F_rel" in v:
+                if "F" in v:
+                    self.c[k] = (statistics.fmean(c[k]["F"] for c in comps), statistics.fmean(c[k]["B"] for c in comps))
+                self.rel[f"{k}:0"] = [x for c in comps for x in c[k]["F_rel"]]
+                self.rel[f"{k}:1"] = [x for c in comps for x in c[k]["B_rel"]]
+        ex = comps[0].get("expert")
+        self.expert = {d: {k: statistics.fmean(c["expert"][d][k] for c in comps) for k in ("a_s", "b_s_per_row")}
+                       for d in ("fwd", "bwd")} if ex else {}
+        first = next((r for r in calib if r.get("fits")), calib[0])
+        self.fit = {k: AlphaBeta.from_dict(v) for k, v in first.get("fits", {}).items()}
+        self.comm_rel = {k: v for k, v in first.get("rel", {}).items() if v}
+        self.rng: random.Random | None = None
+
+    def _f(self, key: str) -> float:
+        rel = self.rel.get(key) if key in self.rel else self.comm_rel.get(key)
+        return self.rng.choice(rel) if self.rng is not None and rel else 1.0
+
+    def fb(self, name: str, d: int) -> float:
+        return self.c.get(name, (0.0, 0.0))[d] * self._f(f"{name}:{d}")
+
+    def experts(self, rows: list[int], d: str) -> float:
+        e = self.expert[d]
+        return sum(e["a_s"] + e["b_s_per_row"] * r for r in rows if r > 0) * self._f(f"expert:{int(d == 'bwd')}")
+
+    def comm(self, kind: str, n_bytes: float) -> float:
+        f = self.fit.get(kind)
+        return f.time(n_bytes) * self._f(kind) if f is not None else 0.0
+
+
+def _a2a_bytes(send_rows: dict[int, list[int]], lanes: list[int], rb: int, reverse: bool) -> float:
+    """Largest off-rank bytes sent or received by one lane; reverse=True swaps senders and receivers."""
+    n = len(lanes)
+    mat = [[send_rows[lanes[i]][j] for j in range(n)] for i in range(n)]
+    if reverse:
+        mat = [list(col) for col in zip(*mat)]
+    sent = [sum(mat[i][j] for j in range(n) if j != i) for i in range(n)]
+    recv = [sum(mat[j][i] for j in range(n) if j != i) for i in range(n)]
+    return max(max(sent), max(recv)) * rb
+
+
+def predict_step(spec, meas: list[dict], C: dict[int, Costs], step: int) -> dict:
+    """Replay one step; returns per-rank end clocks, component sums and events."""
+    costs = C[min(C)]  # transport fits (rank 0's)
+    by_rank = {m["rank"]: m for m in meas}
+    ep, pp, dp = spec.ep, spec.pp, spec.dp
+    D, elt = meas[0]["hidden"], meas[0]["elt_bytes"]
+    wire = "fp8" if spec.fp8 else "native"
+    back = "bf16" if spec.fp8 else "native"
+    import torch  # dtype only, for row_bytes
+    dt = torch.float32 if elt == 4 else torch.bfloat16
+    rb_d, rb_c = row_bytes(D, wire, dt), row_bytes(D, back, dt)
+    act_bytes = meas[0]["tokens_per_mb"] * D * elt
+    clock = {r: 0.0 for r in by_rank}
+    comp: dict[int, dict[str, float]] = {r: defaultdict(float) for r in by_rank}
+    events: dict[int, list[dict]] = {r: [] for r in by_rank}
+
+    def compute(lanes, name, durs):
+        for r, d in zip(lanes, durs):
+            events[r].append(dict(name=name, t0=clock[r], t1=clock[r] + d))
+            clock[r] += d
+            comp[r][name] += d
+
+    def sync(lanes, name, transfer):
+        t = max(clock[r] for r in lanes) + transfer
+        for r in lanes:
+            events[r].append(dict(name=name, t0=clock[r], t1=t))
+            comp[r][name] += t - clock[r]
+            clock[r] = t
+
+    def routing(r, layer, mb):
+        for e in by_rank[r]["routing"].get(str(layer), []):
+            if e["step"] == step and e["mb"] == mb:
+                return e
+        raise ValueError(f"no routing recorded for rank {r} layer {layer} step {step} microbatch {mb}")
+
+    def run(lanes, stage_layers, first, last, kind, mb):
+        d = 0 if kind == "F" else 1
+        n = len(stage_layers)
+        if kind == "F" and first:
+            compute(lanes, "embed(F)", [C[r].fb("embed", 0) for r in lanes])
+        if kind == "B" and last:
+            compute(lanes, "head(B)", [C[r].fb("head", 1) for r in lanes])
+        order = stage_layers if kind == "F" else list(reversed(stage_layers))
+        for L in order:
+            is_moe = str(L) in by_rank[lanes[0]]["routing"]
+            if kind == "F":
+                compute(lanes, "attn(F)", [C[r].fb("attn", 0) for r in lanes])
+            if not is_moe:
+                compute(lanes, f"mlp({kind})", [C[r].fb("mlp_dense", d) for r in lanes])
+            else:
+                rt = {r: routing(r, L, mb) for r in lanes}
+                send = {r: rt[r]["send_rows"] for r in rt}
+                rows = {r: rt[r]["expert_rows"] for r in rt}
+                if kind == "F":
+                    compute(lanes, "gate(F)", [C[r].fb("gate", 0) for r in lanes])
+                    ids = _a2a_bytes(send, lanes, 8, False)
+                    sync(lanes, "layout(F)", costs.comm("all_to_all", 4 * len(lanes)) + costs.comm("all_to_all", ids))
+                    sync(lanes, "dispatch(F)", costs.comm("all_to_all", _a2a_bytes(send, lanes, rb_d, False)))
+                    compute(lanes, "mlp(F)", [C[r].experts(rows[r], "fwd") for r in lanes])
+                    sync(lanes, "combine(F)", costs.comm("all_to_all", _a2a_bytes(send, lanes, rb_c, True)))
+                    compute(lanes, "shared(F)", [C[r].fb("shared", 0) for r in lanes])
+                else:
+                    compute(lanes, "shared(B)", [C[r].fb("shared", 1) for r in lanes])
+                    sync(lanes, "combine(B)", costs.comm("all_to_all", _a2a_bytes(send, lanes, rb_c, False)))
+                    compute(lanes, "mlp(B)", [C[r].experts(rows[r], "bwd") for r in lanes])
+                    sync(lanes, "dispatch(B)", costs.comm("all_to_all", _a2a_bytes(send, lanes, rb_c, True)))
+                    compute(lanes, "gate(B)", [C[r].fb("gate", 1) for r in lanes])
+            if kind == "B":
+                compute(lanes, "attn(B)", [C[r].fb("attn", 1) for r in lanes])
+        if kind == "F" and last:
+            compute(lanes, "head(F)", [C[r].fb("head", 0) for r in lanes])
+        if kind == "B" and first:
+            compute(lanes, "embed(B)", [C[r].fb("embed", 1) for r in lanes])
+        del n
+
+    done: dict[tuple, dict[int, float]] = {}
+    ptr = {(d_, p): 0 for d_ in range(dp) for p in range(pp)}
+    acts = {(d_, p): [a for it in by_rank[rank_of(Coord(dp=d_, pp=p, ep=0), ep, pp)]["actions"] for a in parse(it)]
+            for d_ in range(dp) for p in range(pp)}
+    while any(ptr[k] < len(acts[k]) for k in ptr):
+        progressed = False
+        for (d_, p), lst in acts.items():
+            while ptr[(d_, p)] < len(lst):
+                a = lst[ptr[(d_, p)]]
+                if a.kind == "W":
+                    ptr[(d_, p)] += 1
+                    continue
+                s = chunk_stage(spec.schedule, p, a.chunk, pp)
+                lanes = [rank_of(Coord(dp=d_, pp=p, ep=e), ep, pp) for e in range(ep)]
+                kind = "F" if a.kind == "F" else "B"
+                dep = (kind, a.chunk, s - 1, a.mb) if kind == "F" else (kind, a.chunk, s + 1, a.mb)
+                need = (kind == "F" and s > 0) or (kind == "B" and s < pp - 1)
+                if need and dep not in done:
+                    break
+                if need:
+                    ready = done[dep]
+                    for e, r in enumerate(lanes):
+                        arrive = ready[e] + costs.comm("p2p", act_bytes)
+                        w = max(arrive - clock[r], 0.0)
+                        events[r].append(dict(name="p2p_wait", t0=clock[r], t1=clock[r] + w))
+                        comp[r]["p2p_wait"] += w
+                        clock[r] += w
+                stage_layers = by_rank[lanes[0]]["stages"][str(s)]
+                run(lanes, stage_layers, s == 0, s == pp - 1, kind, a.mb)
+                done[(kind, a.chunk, s, a.mb)] = [clock[r] for r in lanes]
+                ptr[(d_, p)] += 1
+                progressed = True
+        if not progressed:
+            raise ValueError(f"pipeline replay deadlocked at {ptr}: action lists are inconsistent")
+    for p in range(pp):  # DP: dense grads over the replica group, expert grads over each DP group
+        rep = [rank_of(Coord(dp=d_, pp=p, ep=e), ep, pp) for d_ in range(dp) for e in range(ep)]
+        m = by_rank[rep[0]]
+        if m["replica_size"] > 1:
+            sync(rep, "allreduce", costs.comm("all_reduce", m["n_dense_params"] * elt))
+        if m["dp_size"] > 1:
+            for e in range(ep):
+                grp = [rank_of(Coord(dp=d_, pp=p, ep=e), ep, pp) for d_ in range(dp)]
+                sync(grp, "allreduce", costs.comm("all_reduce", by_rank[grp[0]]["n_expert_params"] * elt))
+    for r, m in by_rank.items():
+        compute([r], "optim", [C[r].fb("optim", 0)])
+    return {"step_s": max(clock.values()), "rank_step_s": dict(clock), "components": comp, "events": events}
+
+
+def predict(spec, meas: list[dict], calib: list[dict], samples: int = 64, seed: int = 0) -> dict:
+    """``meas``: the train results of every rank; ``calib``: the calibration results of every rank.
+
+    Each recorded step's routing is replayed ``samples`` times with resampled durations (Monte Carlo over the
+    profiled jitter, fixed seeds, so deterministic); the predicted step is the mean over samples, and the
+    median over steps. ``predicted_step_s_no_jitter`` is the same replay with mean durations."""
+    have = {c["rank"] for c in calib if "components" in c}
+    C = {m["rank"]: Costs(calib, m["rank"] if m["rank"] in have else None) for m in meas}
+    steps = sorted({e["step"] for m in meas for lst in m["routing"].values() for e in lst}) or [spec.steps - 1]
+    ranks = sorted(C)
+    times, plain = [], []
+    comp: dict[str, float] = defaultdict(float)
+    last = None
+    for st in steps:
+        for c in C.values():
+            c.rng = None
+        last = predict_step(spec, meas, C, st)
+        plain.append(last["step_s"])
+        acc = []
+        for k in range(samples):
+            for r, c in C.items():
+                c.rng = random.Random(hash((seed, st, k, r)) & 0xFFFFFFFF)
+            p = predict_step(spec, meas, C, st)
+            acc.append(p["step_s"])
+            for r in ranks:
+                for name, v in p["components"][r].items():
+                    comp[name] += v / (samples * len(steps) * len(ranks))
+        times.append(statistics.fmean(acc))
+    for c in C.values():
+        c.rng = None
+    fits = C[ranks[0]].fit
+    return {"predicted_step_s": statistics.median(times), "predicted_steps_s": times,
+            "predicted_step_s_no_jitter": statistics.median(plain), "samples": samples,
+            "components_mean_over_ranks": dict(comp), "events_last_step": last["events"] if last else {},
+            "prediction_method": METHOD, "transport": {k: v.to_dict() for k, v in fits.items()}}
