@@ -1,0 +1,137 @@
+"""Run a schedule's action lists with per-chunk times: makespan, per-rank bubble, spans, activation memory.
+
+Pure longest-path over the action DAG (no simpy: nothing is shared but the dependencies). Each rank runs its
+list in order, one action at a time; an action starts at
+    start = max(end of the rank's previous action,  max over its ops' dependencies d of end(d) + lat(d))
+with lat(d) = ``p2p_latency`` when d ran on another rank and 0 on the same rank (the DualPipeV turn at the
+last rank, a W after its B). Dependencies are those of check.py. Communication is not a resource here: a
+send never delays its sender (DeepSeek overlaps PP sends with compute, V3 §3.2.1).
+
+Times (DualPipe README conventions, so the published bubble formulas apply unchanged):
+  f   forward of one chunk                      -> F
+  b   FULL backward of one chunk (input+weight) -> BW = b;  B (input only) = b - w
+  w   weight-gradient part of the backward      -> W  = w
+  fb  an overlapped forward+backward pair "F&B" (default f + b: no overlap gain); a pair whose backward
+      is split (F&B rather than F&BW) takes fb - w.
+Or a callable ``times(rank, action) -> seconds`` for per-rank / per-chunk costs (the training simulator).
+
+Bubble of a rank = makespan - its busy time. Activation memory (DualPipe README units: one micro-batch's
+activations of one stage): +1 when a forward starts, -1 when its input backward (B or BW) ends; W holds
+nothing extra. A pair counts its forward before its backward frees, so it peaks one above its neighbours.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from dsv3sim.parallel.actions import Action
+from dsv3sim.parallel.check import dependencies, run_order
+from dsv3sim.parallel.schedule import Schedule
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ChunkTimes:
+    """Per-chunk pass times in seconds (any consistent unit works): f, full backward b, weight part w, pair fb."""
+
+    f: float
+    b: float
+    w: float = 0.0
+    fb: float | None = None
+
+    def __post_init__(self) -> None:
+        if min(self.f, self.b, self.w) < 0 or (self.fb is not None and self.fb < 0):
+            raise ValueError(f"chunk times must be >= 0, got f={self.f} b={self.b} w={self.w} fb={self.fb}")
+        if self.w > self.b:
+            raise ValueError(f"w (weight-gradient part, {self.w}) cannot exceed b (full backward, {self.b})")
+
+    @property
+    def pair(self) -> float:
+        return self.f + self.b if self.fb is None else self.fb
+
+    def of(self, action: Action) -> float:
+        d = {"F": self.f, "B": self.b - self.w, "W": self.w, "BW": self.b}
+        if action.is_pair:
+            split = sum(self.w for o in action.ops if o.kind == "B")
+            return self.pair - split
+        return d[action.ops[0].kind]
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Span:
+    rank: int
+    action: str
+    category: str    # F | B | W | BW | F&B
+    start: float
+    end: float
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ExecResult:
+    makespan: float
+    busy: dict[int, float]
+    bubble: dict[int, float]            # makespan - busy, per rank
+    spans: dict[int, tuple[Span, ...]]  # per rank, in list order
+    activation_memory: dict[int, int]   # peak, micro-batch x stage units
+    param_copies: int                   # model chunks per device (stage units)
+
+    @property
+    def bubble_max(self) -> float:
+        return max(self.bubble.values())
+
+    @property
+    def activation_memory_max(self) -> int:
+        return max(self.activation_memory.values())
+
+    def to_dict(self) -> dict:
+        return {"makespan": self.makespan, "bubble_max": self.bubble_max,
+                "bubble_per_rank": [self.bubble[r] for r in sorted(self.bubble)],
+                "busy_per_rank": [self.busy[r] for r in sorted(self.busy)],
+                "activation_memory": self.activation_memory_max,
+                "activation_memory_per_rank": [self.activation_memory[r] for r in sorted(self.activation_memory)],
+                "param_copies": self.param_copies}
+
+
+def activation_peaks(s: Schedule) -> dict[int, int]:
+    """Peak live micro-batch-stage activations per rank, from list order alone (see module docstring)."""
+    out = {}
+    for r, acts in s.actions.items():
+        live = peak = 0
+        for a in acts:
+            live += sum(1 for o in a.ops if o.kind == "F")
+            peak = max(peak, live)
+            live -= sum(1 for o in a.ops if o.is_backward)
+        out[r] = peak
+    return out
+
+
+def execute(s: Schedule, times: ChunkTimes | Callable[[int, Action], float], p2p_latency: float = 0.0
+            ) -> ExecResult:
+    """Start/end of every action, makespan, per-rank bubble and activation peaks (module docstring)."""
+    if p2p_latency < 0:
+        raise ValueError(f"p2p latency must be >= 0, got {p2p_latency}")
+    dur = times.of if isinstance(times, ChunkTimes) else None
+    deps = dependencies(s)
+    end_of: dict = {}
+    free = {r: 0.0 for r in s.actions}
+    spans: dict[int, list[Span]] = {r: [] for r in s.actions}
+    busy = {r: 0.0 for r in s.actions}
+    for r, i in run_order(s, deps):
+        a = s.actions[r][i]
+        d = dur(a) if dur is not None else float(times(r, a))
+        if d < 0:
+            raise ValueError(f"time of {a} on rank {r} must be >= 0, got {d}")
+        ready = free[r]
+        for o in a.ops:
+            for dr, dop in deps[(r, o)]:
+                ready = max(ready, end_of[(dr, dop)] + (p2p_latency if dr != r else 0.0))
+        end = ready + d
+        for o in a.ops:
+            end_of[(r, o)] = end
+        free[r] = end
+        busy[r] += d
+        spans[r].append(Span(rank=r, action=str(a), category=a.category, start=ready, end=end))
+    makespan = max(free.values()) if free else 0.0
+    return ExecResult(makespan=makespan, busy=busy, bubble={r: makespan - busy[r] for r in busy},
+                      spans={r: tuple(v) for r, v in spans.items()}, activation_memory=activation_peaks(s),
+                      param_copies=s.n_chunks)
