@@ -1,0 +1,224 @@
+"""Scenario: the "how" input — model x topology x parallel layout x workload x perturbations x seed.
+
+A scenario module (``scenarios/*.py``) has functions returning a ``Scenario``; variants are derived in code
+(``scenario.with_(...)``), never with CLI flags. Everything is a frozen, kw_only dataclass whose
+``__post_init__`` rejects bad input with a ValueError naming every number involved (house style 10).
+
+Workloads:
+- ``TrainingWorkload``: one optimizer step of PP x DP (ZeRO-1) with EP inside the DP ranks of a stage
+  (DeepSeek-V3 §3.2: PP16, EP64 spanning 8 nodes, ZeRO-1 DP, TP1).
+- ``PrefillWorkload``: one prefill instance (DeepSeek-V3 §3.4.1: 32 GPUs, TP4+SP attention, DP8, EP32 MoE).
+- ``DecodeWorkload``: one decode instance (DeepSeek-V3 §3.4.2: 320 GPUs, EP320, TP1/DP attention).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+SCHEDULES = ("dualpipe", "1f1b", "zb1p")
+GEMM_DTYPES = ("fp8", "bf16")
+PLACEMENTS = ("contiguous", "eplb")
+
+
+def _pos_int(obj: Any, *names: str) -> None:
+    for n in names:
+        v = getattr(obj, n)
+        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+            raise ValueError(f"{type(obj).__name__}.{n} must be a positive integer, got {v!r}")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ParallelDims:
+    """Training: world = pp * dp * tp; EP groups are ``ep`` consecutive DP ranks of one stage (ep | dp*tp).
+    Serving: ``dp`` attention replicas of ``attn_tp`` GPUs each (world = dp * attn_tp), MoE EP over ``ep``."""
+
+    pp: int = 1
+    dp: int = 1
+    tp: int = 1
+    ep: int = 1
+    attn_tp: int = 1
+
+    def __post_init__(self) -> None:
+        _pos_int(self, "pp", "dp", "tp", "ep", "attn_tp")
+        if (self.dp * self.tp) % self.ep:
+            raise ValueError(f"ParallelDims: ep={self.ep} must divide dp*tp={self.dp}*{self.tp}={self.dp * self.tp} "
+                             "(EP groups are made of the data-parallel ranks of one pipeline stage)")
+
+    @property
+    def world(self) -> int:
+        return self.pp * self.dp * self.tp * self.attn_tp
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class TrainingWorkload:
+    kind: str = "training"
+    global_batch_sequences: int = 15360  # DeepSeek-V3 §4.2: batch size ramps to 15360
+    seq_len: int = 4096  # DeepSeek-V3 §4.2: 4K pre-training sequence length
+    micro_batch_sequences: int = 1
+    schedule: str = "dualpipe"
+    gemm_dtype: str = "fp8"  # DeepSeek-V3 §3.3: Fprop, Dgrad, Wgrad of linear layers in FP8
+    dispatch_dtype: str = "fp8"  # DeepSeek-V3 §3.3.3: dispatch activations quantised to FP8, combine BF16
+    node_limit: int | None = 4  # DeepSeek-V3 §2.1.2: each token to at most M=4 nodes
+    zero1: bool = True
+    routing_trace: str | None = None  # path of a routing trace; None = uniform node-limited routing
+    placement: str = "contiguous"  # "eplb": rebalance experts with the trace's loads
+    redundant_experts: int = 0
+    optimizer_overlap: bool = False  # DP reduce-scatter/all-gather overlap with the pipeline tail/head
+    recompute: bool = True  # DeepSeek-V3 §3.2.3: RMSNorm and MLA up-projections recomputed in backward
+
+    def __post_init__(self) -> None:
+        _pos_int(self, "global_batch_sequences", "seq_len", "micro_batch_sequences")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"TrainingWorkload.schedule {self.schedule!r} unknown (one of {', '.join(SCHEDULES)})")
+        for n in ("gemm_dtype", "dispatch_dtype"):
+            if getattr(self, n) not in GEMM_DTYPES:
+                raise ValueError(f"TrainingWorkload.{n} {getattr(self, n)!r} must be one of {GEMM_DTYPES}")
+        if self.node_limit is not None and self.node_limit < 1:
+            raise ValueError(f"TrainingWorkload.node_limit must be >= 1 or None, got {self.node_limit}")
+        if self.placement not in PLACEMENTS:
+            raise ValueError(f"TrainingWorkload.placement {self.placement!r} unknown (one of {PLACEMENTS})")
+        if self.redundant_experts < 0:
+            raise ValueError(f"TrainingWorkload.redundant_experts must be >= 0, got {self.redundant_experts}")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class PrefillWorkload:
+    kind: str = "prefill"
+    prompt_len: int = 4096  # deepseek-ai/profile-data: prefill profile at 4K prompts
+    tokens_per_gpu: int = 16384  # profile-data: 16K tokens per GPU
+    micro_batches: int = 2  # two micro-batches overlap computation with all-to-all (V3 §3.4.1)
+    gemm_dtype: str = "fp8"
+    dispatch_dtype: str = "fp8"
+    node_limit: int | None = 4
+    routing_trace: str | None = None
+    placement: str = "contiguous"
+    redundant_experts: int = 0  # V3 §3.4.1: 32 redundant experts in prefill
+
+    def __post_init__(self) -> None:
+        _pos_int(self, "prompt_len", "tokens_per_gpu", "micro_batches")
+        if self.gemm_dtype not in GEMM_DTYPES or self.dispatch_dtype not in GEMM_DTYPES:
+            raise ValueError(f"PrefillWorkload: dtypes must be in {GEMM_DTYPES}, got {self.gemm_dtype!r}, "
+                             f"{self.dispatch_dtype!r}")
+        if self.placement not in PLACEMENTS:
+            raise ValueError(f"PrefillWorkload.placement {self.placement!r} unknown (one of {PLACEMENTS})")
+        if self.redundant_experts < 0:
+            raise ValueError(f"PrefillWorkload.redundant_experts must be >= 0, got {self.redundant_experts}")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class DecodeWorkload:
+    kind: str = "decode"
+    context_len: int = 4096  # mean context of a decoding request (profile-data decode: 4K prompts)
+    output_len: int = 1024  # tokens generated per request (for request-level figures)
+    batch_per_gpu: int | None = 128  # profile-data decode: 128 requests per GPU; None = as many as KV allows
+    micro_batches: int = 2
+    gemm_dtype: str = "fp8"
+    dispatch_dtype: str = "fp8"
+    kv_dtype_bytes: float = 2.0  # BF16 latent cache (FlashMLA)
+    mtp: bool = True  # V3 §5.4.3: MTP module reused for speculative decoding
+    mtp_acceptance: float | None = None  # None: the committed measurement on the model (see workload/mtp.py)
+    node_limit: int | None = 4
+    routing_trace: str | None = None
+    placement: str = "contiguous"
+    redundant_experts: int = 0  # V3 §3.4.2: 32 redundant experts in decoding (we keep 1 expert per GPU)
+    memory_reserve_fraction: float = 0.1  # HBM kept free for activations/workspace/fragmentation (vLLM default 0.9 util)
+
+    def __post_init__(self) -> None:
+        _pos_int(self, "context_len", "output_len", "micro_batches")
+        if self.batch_per_gpu is not None and self.batch_per_gpu < 1:
+            raise ValueError(f"DecodeWorkload.batch_per_gpu must be >= 1 or None, got {self.batch_per_gpu}")
+        if self.mtp_acceptance is not None and not 0 <= self.mtp_acceptance <= 1:
+            raise ValueError(f"DecodeWorkload.mtp_acceptance must be in [0, 1], got {self.mtp_acceptance}")
+        if not 0 <= self.memory_reserve_fraction < 1:
+            raise ValueError(f"DecodeWorkload.memory_reserve_fraction must be in [0, 1), got "
+                             f"{self.memory_reserve_fraction}")
+        if self.kv_dtype_bytes <= 0:
+            raise ValueError(f"DecodeWorkload.kv_dtype_bytes must be > 0, got {self.kv_dtype_bytes}")
+        if self.placement not in PLACEMENTS:
+            raise ValueError(f"DecodeWorkload.placement {self.placement!r} unknown (one of {PLACEMENTS})")
+
+
+Workload = TrainingWorkload | PrefillWorkload | DecodeWorkload
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Perturbation:
+    """What-ifs applied to the topology/GPUs: scaled link classes, one straggler GPU, one degraded link."""
+
+    nic_bandwidth_scale: float = 1.0  # IB halved (0.5) / doubled (2.0)
+    nvlink_bandwidth_scale: float = 1.0
+    straggler_gpu: int | None = None
+    straggler_slowdown: float = 1.0  # compute of that GPU takes this many times longer
+    degraded_link: str | None = None  # Link name as in Topology.links (e.g. "nic:0.0->leaf:0.0")
+    degraded_fraction: float = 1.0  # that link keeps this fraction of its capacity
+
+    def __post_init__(self) -> None:
+        for n in ("nic_bandwidth_scale", "nvlink_bandwidth_scale"):
+            if not getattr(self, n) > 0:
+                raise ValueError(f"Perturbation.{n} must be > 0, got {getattr(self, n)}")
+        if self.straggler_slowdown < 1:
+            raise ValueError(f"Perturbation.straggler_slowdown must be >= 1, got {self.straggler_slowdown}")
+        if not 0 < self.degraded_fraction <= 1:
+            raise ValueError(f"Perturbation.degraded_fraction must be in (0, 1], got {self.degraded_fraction}")
+        if self.straggler_gpu is not None and self.straggler_gpu < 0:
+            raise ValueError(f"Perturbation.straggler_gpu must be >= 0, got {self.straggler_gpu}")
+
+    @property
+    def is_identity(self) -> bool:
+        return (self.nic_bandwidth_scale == 1 and self.nvlink_bandwidth_scale == 1 and self.straggler_gpu is None
+                and self.degraded_link is None)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Scenario:
+    name: str
+    model: str = "deepseek-v3"  # name in model/ or a path
+    topology: str = "h800-deepseek"  # name in topologies/ or a path
+    gpu: str | None = None  # override the topology's GPU (e.g. "H200" on the same network)
+    n_gpus: int | None = None  # GPUs used (default: parallel.world); must fit in the topology
+    parallel: ParallelDims = field(default_factory=ParallelDims)
+    workload: Workload = field(default_factory=TrainingWorkload)
+    perturb: Perturbation = field(default_factory=Perturbation)
+    seed: int = 0
+    description: str = ""
+    sources: tuple[str, ...] = ()
+    fast: bool = True  # aggregate symmetric EP groups/ranks exactly (see workload/NOTES.md)
+
+    def __post_init__(self) -> None:
+        if not self.name:
+            raise ValueError("Scenario.name must be a non-empty string")
+        if not isinstance(self.workload, (TrainingWorkload, PrefillWorkload, DecodeWorkload)):
+            raise ValueError(f"Scenario.workload must be a Training/Prefill/DecodeWorkload, got "
+                             f"{type(self.workload).__name__}")
+        if self.n_gpus is not None and self.n_gpus != self.parallel.world:
+            raise ValueError(f"Scenario {self.name}: n_gpus={self.n_gpus} != pp*dp*tp*attn_tp="
+                             f"{self.parallel.pp}*{self.parallel.dp}*{self.parallel.tp}*{self.parallel.attn_tp}="
+                             f"{self.parallel.world}")
+        w = self.workload
+        p = self.parallel
+        if isinstance(w, TrainingWorkload):
+            if w.global_batch_sequences % (p.dp * w.micro_batch_sequences):
+                raise ValueError(f"Scenario {self.name}: global_batch_sequences={w.global_batch_sequences} is not a "
+                                 f"multiple of dp*micro_batch_sequences={p.dp}*{w.micro_batch_sequences}")
+            if w.schedule == "dualpipe" and (p.pp % 2 or self.microbatches % 2):
+                raise ValueError(f"Scenario {self.name}: DualPipe needs an even pp and an even number of "
+                                 f"micro-batches, got pp={p.pp}, micro-batches={self.microbatches}")
+
+    @property
+    def microbatches(self) -> int:
+        w = self.workload
+        assert isinstance(w, TrainingWorkload)
+        return w.global_batch_sequences // (self.parallel.dp * w.micro_batch_sequences)
+
+    def with_(self, **changes: Any) -> Scenario:
+        """A variant; ``workload=dict(...)``/``parallel=dict(...)``/``perturb=dict(...)`` update fields."""
+        for k in ("workload", "parallel", "perturb"):
+            if isinstance(changes.get(k), dict):
+                changes[k] = replace(getattr(self, k), **changes[k])
+        return replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        from dataclasses import asdict
+
+        return asdict(self)

@@ -1,0 +1,199 @@
+"""Results of simulations: frozen dataclasses, JSON round trip, Chrome-trace export.
+
+The report (``dsv3sim.report``) renders from this JSON only (house style 13). Top-level keys of a training
+result: ``step_time_s``, ``breakdown_s`` (forward_s, backward_input_s, weight_grad_s, backward_full_s,
+overlapped_forward_backward_s, bubble_s, dp_comm_exposed_s, optimizer_s), ``mfu``, ``tokens_per_s``,
+``gpu_hours_per_trillion_tokens``, ``memory_per_gpu`` (one row per PP rank, bytes by component),
+``ib_utilisation``, ``nvlink_utilisation``, ``link_utilisation`` ({t_s, by_class, by_node, average}),
+``exposed_communication_s``, ``expert_load_before``/``expert_load_after`` (per GPU), ``nodes_per_token``
+({hist}), ``timeline`` ({events: [{rank, stream, name, start_s, end_s, ...}]}), ``validation`` (rows).
+Serving results: ``prefill_tokens_per_s_per_node``, ``decode_tokens_per_s_per_node``, ``ttft_s``, ``tpot_s``,
+``kv_*``. ``Infeasible`` keeps the scenario and its reason (``infeasible``). Sweeps: ``{"sweep": [rows]}``.
+
+Chrome trace (Trace Event Format; deepseek-ai/profile-data uses one tid per stream): one pid per simulated
+rank, tids "compute", "comm" (DeepEP SM partition) and "pipeline" (schedule actions), slice names as in
+profile-data: attn(F), mlp(F), dispatch(F), combine(F), attn(B), attn(W), mlp(B), mlp(W), dispatch(B), combine(B).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+SCHEMA = "dsv3sim.result/1"
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Infeasible:
+    scenario: str
+    kind: str
+    reason: str
+
+    def to_dict(self) -> dict:
+        return {"schema": SCHEMA, "type": "infeasible", "scenario": self.scenario, "kind": self.kind,
+                "infeasible": self.reason}
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class TrainingResult:
+    scenario: str
+    model: str
+    topology: str
+    gpu: str
+    n_gpus: int
+    parallel: dict
+    step_time_s: float
+    breakdown_s: dict
+    mfu: float
+    tokens_per_s: float
+    tokens_per_step: int
+    gpu_hours_per_trillion_tokens: float
+    train_flops_per_token: float
+    memory_per_gpu: list
+    link_utilisation: dict
+    ib_utilisation: float
+    nvlink_utilisation: float
+    exposed_communication_s: float
+    expert_load_before: list
+    expert_load_after: list
+    expert_load_logical: list
+    nodes_per_token: dict
+    comm: dict
+    chunk_times_s: dict
+    timeline: dict
+    pipeline: dict
+    sources: tuple = ()
+    sim_wall_s: float = 0.0
+    validation: dict = field(default_factory=dict)
+    kind: str = "training"
+
+    def to_dict(self) -> dict:
+        return {"schema": SCHEMA, "type": "training", **_plain(asdict(self))}
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ServingResult:
+    scenario: str
+    kind: str  # "prefill" | "decode"
+    model: str
+    topology: str
+    gpu: str
+    n_gpus: int
+    n_nodes: float
+    parallel: dict
+    metrics: dict  # prefill_tokens_per_s_per_node / decode_tokens_per_s_per_node, ttft_s / tpot_s, ...
+    layer_time_s: dict  # per-layer slice times of one micro-batch
+    kv: dict  # KV sizing: bytes per token, budget, max batch, contexts
+    memory_per_gpu: list
+    expert_load_before: list
+    expert_load_after: list
+    nodes_per_token: dict
+    comm: dict
+    timeline: dict
+    sources: tuple = ()
+    sim_wall_s: float = 0.0
+    validation: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        d = _plain(asdict(self))
+        return {"schema": SCHEMA, "type": "serving", **d, **d["metrics"]}
+
+
+Result = TrainingResult | ServingResult | Infeasible
+
+
+def _plain(x: Any) -> Any:
+    """JSON-safe copy: tuples -> lists, numpy scalars -> Python, non-finite floats -> None."""
+    if isinstance(x, dict):
+        return {str(k): _plain(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_plain(v) for v in x]
+    if hasattr(x, "item") and not isinstance(x, (str, bytes)):
+        try:
+            x = x.item()
+        except (ValueError, AttributeError):
+            return str(x)
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    return x
+
+
+def to_json(result: Result | dict) -> dict:
+    return result if isinstance(result, dict) else result.to_dict()
+
+
+def from_json(d: dict) -> Result:
+    """Rebuild a Result from ``to_json`` output (extra keys such as flattened metrics are ignored)."""
+    t = d.get("type")
+    if t == "infeasible" or ("infeasible" in d and t is None):
+        return Infeasible(scenario=d.get("scenario", ""), kind=d.get("kind", ""), reason=d["infeasible"])
+    cls = {"training": TrainingResult, "serving": ServingResult}.get(t)
+    if cls is None:
+        raise ValueError(f"not a dsv3sim result (type={t!r}, schema={d.get('schema')!r})")
+    names = {f.name for f in fields(cls)}
+    kw = {k: v for k, v in d.items() if k in names}
+    if "sources" in kw:
+        kw["sources"] = tuple(kw["sources"])
+    return cls(**kw)
+
+
+def save_json(results: Result | dict | list, path: str | Path) -> Path:
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(results, list):
+        data: Any = {"sweep": [to_json(r) for r in results]}
+    elif isinstance(results, dict) and all(not isinstance(v, (int, float, str)) for v in results.values()) \
+            and "schema" not in results and "sweep" not in results:
+        data = {k: to_json(v) for k, v in results.items()}
+    else:
+        data = to_json(results)
+    p.write_text(json.dumps(data, indent=1, allow_nan=False))
+    return p
+
+
+def load_json(path: str | Path) -> dict:
+    return json.loads(Path(path).read_text())
+
+
+# ------------------------------------------------------------------ Chrome trace
+TIDS = {"compute": 1, "comm": 2, "pipeline": 3}
+
+
+def chrome_trace(result: Result | dict, *, pid_offset: int = 0, label: str = "") -> dict:
+    """Trace Event Format dict: one pid per rank, one tid per stream, complete events (ph "X", microseconds)."""
+    d = to_json(result)
+    evs = ((d.get("timeline") or {}).get("events")) or []
+    out: list[dict] = []
+    seen_pid: set = set()
+    for e in evs:
+        pid = int(e.get("rank", 0)) + pid_offset
+        stream = str(e.get("stream", "compute"))
+        tid = TIDS.get(stream, 9)
+        if pid not in seen_pid:
+            seen_pid.add(pid)
+            out.append({"ph": "M", "name": "process_name", "pid": pid,
+                        "args": {"name": f"{label + ' ' if label else ''}rank {e.get('rank', 0)}"}})
+            for s, t in TIDS.items():
+                out.append({"ph": "M", "name": "thread_name", "pid": pid, "tid": t, "args": {"name": s}})
+        args = {k: v for k, v in e.items() if k not in ("rank", "stream", "name", "start_s", "end_s")}
+        out.append({"ph": "X", "name": e.get("name", "?"), "cat": stream, "pid": pid, "tid": tid,
+                    "ts": float(e["start_s"]) * 1e6, "dur": max(0.0, float(e["end_s"]) - float(e["start_s"])) * 1e6,
+                    "args": args})
+    return {"traceEvents": out, "displayTimeUnit": "ms",
+            "otherData": {"scenario": d.get("scenario", ""), "source": "dsv3sim simulation"}}
+
+
+def save_chrome_trace(results: Result | dict | list, path: str | Path) -> Path:
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    items = results if isinstance(results, list) else [results]
+    merged: list[dict] = []
+    for k, r in enumerate(items):
+        d = to_json(r)
+        merged += chrome_trace(d, pid_offset=1000 * k, label=d.get("scenario", "") if len(items) > 1 else "")[
+            "traceEvents"]
+    p.write_text(json.dumps({"traceEvents": merged, "displayTimeUnit": "ms"}))
+    return p

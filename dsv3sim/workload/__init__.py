@@ -1,0 +1,20 @@
+"""Workloads built on the simulator: a training step (PP x DP x EP, DualPipe) and serving (prefill, decode).
+
+``simulate(scenario)`` dispatches on the workload kind. See NOTES.md for what is simulated event by event
+and what is computed in closed form.
+"""
+
+from __future__ import annotations
+
+
+def simulate(scenario):
+    """Run one Scenario; returns a TrainingResult, ServingResult or Infeasible (dsv3sim.results)."""
+    from dsv3sim.config.scenario import TrainingWorkload
+
+    if isinstance(scenario.workload, TrainingWorkload):
+        from dsv3sim.workload.training import simulate_training
+
+        return simulate_training(scenario)
+    from dsv3sim.workload.serving import simulate_serving
+
+    return simulate_serving(scenario)

@@ -1,0 +1,209 @@
+"""Communication of the workloads: EP routing + placement, DeepEP dispatch/combine on the simulated network,
+ZeRO-1 data-parallel collectives, pipeline point-to-point.
+
+- EP all-to-all is simulated event by event on the topology (``dsv3sim.sim.ep_run.simulate_ep``: flows with
+  max-min fair sharing of every NVLink/PCIe/NIC/leaf/spine link). One EP group is simulated; the sim reduces
+  the cluster to it exactly when groups share no link (sim/ep_run.py docstring). Results are memoised on the
+  scalar inputs (a pure function of them), so a step needs three simulations (FP8 dispatch, BF16 dispatch of the
+  backward, BF16 combine), and sweeps reuse them across configurations that differ only in compute.
+- Routing: uniform node-limited (DeepSeek's balanced profiling, deepseek-ai/profile-data README) or a routing
+  trace (path, or ``synth:zipf=S`` for the trace helper's synthetic generator). With ``placement="eplb"`` the
+  trace's expert loads are rebalanced with redundant experts (``dsv3sim.parallel`` EPLB) and each selection
+  of a replicated expert goes to its replicas round-robin.
+- DP collectives (ZeRO-1 gradient reduce-scatter, parameter all-gather) use the ring alpha-beta cost
+  (Thakur et al. 2005, "Optimization of collective communication operations in MPICH" §4): (n-1) alpha +
+  (n-1)/n x bytes / bw, bw = the GPU's slowest link on the ring (its NIC across nodes), alpha = path latency.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+
+from dsv3sim.config.scenario import Perturbation
+from dsv3sim.config.topology import load_topology_config
+from dsv3sim.sim.ep_run import simulate_ep
+from dsv3sim.sim.result import CommResult
+from dsv3sim.sim.routing import uniform_routing
+from dsv3sim.topology.graph import Topology
+
+
+# ------------------------------------------------------------------ topology with what-ifs
+@lru_cache(maxsize=32)
+def build_topology(name: str, gpu: str | None, perturb: Perturbation, min_gpus: int = 0) -> Topology:
+    """The topology, its GPU optionally replaced, NIC/NVLink bandwidth scaled, one link degraded."""
+    cfg = load_topology_config(name)
+    ch: dict = {}
+    if gpu:
+        ch["gpu"] = gpu
+    if perturb.nic_bandwidth_scale != 1 and cfg.nic is not None:
+        ch["nic"] = dataclasses.replace(cfg.nic, bandwidth=cfg.nic.bandwidth * perturb.nic_bandwidth_scale)
+    if perturb.nvlink_bandwidth_scale != 1:
+        ch["scale_up"] = dataclasses.replace(cfg.scale_up,
+                                             bandwidth=cfg.scale_up.bandwidth * perturb.nvlink_bandwidth_scale)
+    if min_gpus > cfg.n_gpus:
+        raise ValueError(f"topology {cfg.name} has {cfg.n_gpus} GPUs, the scenario needs {min_gpus}")
+    if ch:
+        cfg = dataclasses.replace(cfg, **ch)
+    topo = Topology(cfg, check_connected=False)
+    if perturb.degraded_link is not None:
+        hit = [lk for lk in topo.links if lk.name == perturb.degraded_link]
+        if not hit:
+            raise ValueError(f"degraded_link {perturb.degraded_link!r} is not a link of {cfg.name} "
+                             f"(e.g. {topo.links[0].name!r})")
+        lk = hit[0]
+        topo.links[lk.id] = dataclasses.replace(lk, capacity=lk.capacity * perturb.degraded_fraction)
+    return topo
+
+
+# ------------------------------------------------------------------ routing and placement
+@dataclass(frozen=True, kw_only=True, slots=True)
+class EpPlan:
+    """Routing of one EP group on physical experts, and what the report shows about it."""
+
+    routing: np.ndarray  # [ep, tokens_per_rank, k] physical expert ids
+    n_physical: int
+    load_before: np.ndarray  # [ep] (token, expert) selections per GPU with contiguous placement
+    load_after: np.ndarray  # [ep] after placement (== before when contiguous)
+    expert_load: np.ndarray  # [E] selections per logical expert
+    nodes_per_token: np.ndarray  # histogram: count of tokens touching 1..n_nodes nodes
+    rows_max: int  # most (token, expert) rows any GPU's experts receive
+    rows_mean: float
+
+
+def _trace_ids(spec: str, *, n_experts: int, topk: int, ep: int, gpus_per_node: int, node_limit: int | None,
+               n_tokens: int, seed: int) -> np.ndarray:
+    """[T, k] logical expert ids of one layer from a trace path or ``synth:zipf=S``."""
+    if spec.startswith("synth:"):
+        from dsv3sim.trace.layout import EpLayout
+        from dsv3sim.trace.synth import SynthSpec, synthesize
+
+        kv = dict(x.split("=") for x in spec[6:].split(",") if x)
+        sp = SynthSpec(n_layers=1, n_experts=n_experts, topk=topk, n_tokens=n_tokens, seq_len=min(n_tokens, 4096),
+                       zipf_s=float(kv.get("zipf", 1.0)), seed=seed)
+        lay = EpLayout(n_experts=n_experts, ep=ep, gpus_per_node=min(gpus_per_node, ep))
+        nl = node_limit if node_limit and lay.n_nodes > 1 and node_limit < lay.n_nodes else None
+        return np.asarray(synthesize(sp, lay if nl else None, nl).expert_ids[0])
+    from dsv3sim.sim.routing import _read_ids
+
+    from pathlib import Path
+
+    return np.asarray(_read_ids(Path(spec), 0))
+
+
+def _eplb(load: np.ndarray, n_physical: int, n_nodes: int, ep: int) -> tuple[np.ndarray, np.ndarray]:
+    """(phy2log [n_physical], replicas per logical [E]) from the parallel helper's EPLB."""
+    try:
+        from dsv3sim.parallel.eplb import rebalance_experts
+    except ImportError as e:
+        raise ValueError("placement='eplb' needs dsv3sim.parallel.eplb.rebalance_experts (not available)") from e
+    E = load.shape[0]
+    n_group = n_nodes if E % n_nodes == 0 else 1
+    out = rebalance_experts(load[None, :].astype(np.float64), n_physical, n_group, n_nodes, ep)
+    phy2log, logcnt = np.asarray(out[0])[0], np.asarray(out[2])[0]
+    return phy2log, logcnt
+
+
+@lru_cache(maxsize=256)
+def ep_plan(*, n_experts: int, topk: int, ep: int, gpus_per_node: int, tokens_per_rank: int,
+            node_limit: int | None, trace: str | None, placement: str, redundant: int, seed: int) -> EpPlan:
+    if n_experts % ep and placement == "contiguous":
+        raise ValueError(f"EP degree {ep} does not divide {n_experts} experts")
+    n_phys = n_experts + redundant
+    if n_phys % ep:
+        raise ValueError(f"EP degree {ep} does not divide {n_experts} experts + {redundant} redundant = {n_phys}")
+    gpn = min(gpus_per_node, ep)
+    if trace is None:
+        ids = uniform_routing(ep=ep, tokens_per_rank=tokens_per_rank, n_experts=n_experts, topk=topk,
+                              gpus_per_node=gpn, max_nodes=node_limit, seed=seed).reshape(-1, topk)
+    else:
+        ids = _trace_ids(trace, n_experts=n_experts, topk=topk, ep=ep, gpus_per_node=gpn, node_limit=node_limit,
+                         n_tokens=ep * tokens_per_rank, seed=seed)
+        idx = np.arange(ep * tokens_per_rank) % ids.shape[0]
+        ids = ids[idx]
+    expert_load = np.bincount(ids.ravel(), minlength=n_experts).astype(np.int64)
+    epr_log = n_experts // ep if n_experts % ep == 0 else None
+    load_before = (np.bincount(ids.ravel() // epr_log, minlength=ep) if epr_log else
+                   np.full(ep, ids.size / ep)).astype(np.float64)
+    if placement == "eplb" or redundant:
+        n_nodes = max(1, ep // gpn)
+        phy2log, logcnt = _eplb(expert_load, n_phys, n_nodes, ep)
+        replicas = [np.flatnonzero(phy2log == e) for e in range(n_experts)]
+        flat = ids.ravel()
+        phys = np.empty_like(flat)
+        seen = np.zeros(n_experts, dtype=np.int64)
+        # round-robin over replicas, in token order (deterministic)
+        order = np.argsort(flat, kind="stable")
+        sorted_e = flat[order]
+        starts = np.searchsorted(sorted_e, np.arange(n_experts))
+        rank_in = np.arange(flat.size) - starts[sorted_e]
+        for e in range(n_experts):
+            seen[e] = len(replicas[e])
+        choice = np.empty_like(flat)
+        choice[order] = rank_in % np.maximum(seen[sorted_e], 1)
+        for e in range(n_experts):
+            m = flat == e
+            if m.any():
+                phys[m] = replicas[e][choice[m]]
+        ids_phys = phys.reshape(ids.shape)
+    else:
+        ids_phys = ids
+    epr = n_phys // ep
+    load_after = np.bincount(ids_phys.ravel() // epr, minlength=ep).astype(np.float64)
+    node = ids // max(1, n_experts // max(1, ep // gpn))
+    n_nodes = max(1, ep // gpn)
+    touched = np.array([len(set(r)) for r in node.tolist()]) if n_nodes > 1 else np.ones(len(ids), int)
+    hist = np.bincount(touched, minlength=n_nodes + 1)[1:]
+    routing = ids_phys.reshape(ep, tokens_per_rank, topk).astype(np.int32)
+    return EpPlan(routing=routing, n_physical=n_phys, load_before=load_before, load_after=load_after,
+                  expert_load=expert_load, nodes_per_token=hist, rows_max=int(load_after.max()),
+                  rows_mean=float(load_after.mean()))
+
+
+# ------------------------------------------------------------------ DeepEP on the simulated network
+@lru_cache(maxsize=512)
+def _ep_cached(topo: Topology, plan_key: tuple, kind: str, mode: str, dtype: str, hidden: int, fast: bool
+               ) -> CommResult:
+    plan = ep_plan(**dict(plan_key))
+    ep = plan.routing.shape[0]
+    return simulate_ep(topo, kind=kind, ep=ep, routing=plan.routing, n_experts=plan.n_physical, mode=mode,
+                       dtype=dtype, hidden=hidden, n_groups=1 if fast else None, reduce=True)
+
+
+def ep_comm(topo: Topology, plan_key: tuple, *, kind: str, mode: str, dtype: str, hidden: int,
+            fast: bool = True) -> CommResult:
+    """Dispatch or combine of one micro-batch (memoised). ``fast``: one EP group stands for all of them."""
+    if plan_key and dict(plan_key)["ep"] == 1:
+        return CommResult(kind=kind, mode=mode, n_ranks=1, time_s=0.0, rdma_GBps=0.0, nvlink_GBps=0.0,
+                          deepep_rdma_GBps=0.0, deepep_nvlink_GBps=0.0)
+    return _ep_cached(topo, plan_key, kind, mode, dtype, hidden, fast)
+
+
+# ------------------------------------------------------------------ data parallel and pipeline
+def ring_time(topo: Topology, n: int, nbytes: float, *, cross_node: bool) -> float:
+    """Ring reduce-scatter (or all-gather) of ``nbytes`` per rank over ``n`` ranks, alpha-beta."""
+    if n <= 1 or nbytes <= 0:
+        return 0.0
+    c = topo.cfg
+    g = c.gpus_per_node
+    if cross_node and c.n_nodes > 1:
+        a, b = 0, g  # same local index on two nodes: the GPU's NIC (same plane)
+    else:
+        a, b = 0, 1 if g > 1 else 0
+    if a == b:
+        return 0.0
+    bw = topo.bottleneck(a, b)
+    alpha = topo.path_latency(topo.path(a, b)) + c.kernel_latency
+    return (n - 1) * alpha + (n - 1) / n * nbytes / bw
+
+
+def p2p_time(topo: Topology, nbytes: float, *, cross_node: bool) -> float:
+    """One pipeline send of ``nbytes`` between adjacent stages (latency + bytes / bottleneck)."""
+    c = topo.cfg
+    b = c.gpus_per_node if cross_node and c.n_nodes > 1 else (1 if c.gpus_per_node > 1 else 0)
+    if b == 0:
+        return 0.0
+    return topo.path_latency(topo.path(0, b)) + nbytes / topo.bottleneck(0, b)

@@ -1,0 +1,120 @@
+"""Kernel times for the workload models: the profile tables first, a published-throughput roofline otherwise.
+
+``op_time(gpu, op, dtype, flops=, bytes_=, **shape)`` asks ``dsv3sim.profile.predict.kernel_time`` (measured
+H200 tables scaled to the target GPU, written by the profile helper). When that module or that op is not
+available it falls back to a roofline whose efficiencies are DeepSeek's *published* kernel throughputs on H800,
+applied as fractions of the datasheet peak of the target GPU (never tuned to a result):
+
+- FP8 GEMM / grouped GEMM: DeepGEMM "up to 1350+ FP8 TFLOPS on Hopper" (deepseek-ai/open-infra-index, Day 3)
+  over the H800 dense FP8 peak 1979 TFLOPS -> 0.682.
+- BF16 compute-bound kernels (BF16 GEMMs, attention): FlashMLA "BF16 580 TFLOPS compute-bound on H800"
+  (open-infra-index, Day 1) over 989.5 TFLOPS -> 0.586.
+- Memory-bound kernels: FlashMLA "3000 GB/s memory-bound" on H800 (Day 1) over 3.35 TB/s -> 0.896.
+
+The roofline is an upper bound on speed for small shapes (it ignores wave quantisation and launch cost beyond
+``KERNEL_LAUNCH_S``); every returned time carries its ``source`` so results say which path was used.
+
+Fewer SMs (a communication kernel holding ``comm_sms`` SMs, DeepSeek-V3 §3.2.2): compute-bound time scales by
+n_sms / (n_sms - comm_sms), memory-bound time does not (HBM bandwidth is shared, not partitioned by SM).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+FP8_GEMM_EFF = 1350.0 / 1979.0  # open-infra-index Day 3 (DeepGEMM) / H800 FP8 dense peak
+BF16_EFF = 580.0 / 989.5  # open-infra-index Day 1 (FlashMLA compute-bound) / H800 BF16 dense peak
+MEM_EFF = 3000.0 / 3350.0  # open-infra-index Day 1 (FlashMLA memory-bound) / H800 HBM3 3.35 TB/s
+KERNEL_LAUNCH_S = 0.0  # launch overhead hidden by CUDA graphs / back-to-back launches (not modelled)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class GpuPerf:
+    name: str
+    bf16_flops: float  # dense FLOP/s
+    fp8_flops: float
+    hbm_bytes: float
+    hbm_bw: float  # B/s
+    n_sms: int
+    source: str
+
+
+# Datasheet fallbacks, used only when dsv3sim.config.hardware (profile helper) is not importable.
+_FALLBACK = {
+    "H800": GpuPerf(name="H800", bf16_flops=989.5e12, fp8_flops=1979e12, hbm_bytes=80 * 2**30, hbm_bw=3.35e12,
+                    n_sms=132, source="NVIDIA H100 SXM datasheet (H800: same SXM5 compute and HBM3)"),
+    "H100": GpuPerf(name="H100", bf16_flops=989.5e12, fp8_flops=1979e12, hbm_bytes=80 * 2**30, hbm_bw=3.35e12,
+                    n_sms=132, source="NVIDIA H100 SXM datasheet"),
+    "H200": GpuPerf(name="H200", bf16_flops=989.5e12, fp8_flops=1979e12, hbm_bytes=141e9, hbm_bw=4.8e12,
+                    n_sms=132, source="NVIDIA H200 SXM datasheet"),
+    "B200": GpuPerf(name="B200", bf16_flops=2250e12, fp8_flops=4500e12, hbm_bytes=180e9, hbm_bw=8e12,
+                    n_sms=148, source="NVIDIA DGX B200 datasheet (per GPU, dense)"),
+    "GB200": GpuPerf(name="GB200", bf16_flops=2500e12, fp8_flops=5000e12, hbm_bytes=186e9, hbm_bw=8e12,
+                     n_sms=148, source="NVIDIA GB200 NVL72 datasheet (per GPU, dense)"),
+}
+
+
+@lru_cache(maxsize=64)
+def gpu_perf(name: str) -> GpuPerf:
+    """Peaks of ``name`` from the hardware table (profile helper) or the datasheet fallback above."""
+    try:
+        from dsv3sim.config.hardware import get_gpu
+    except ImportError:
+        get_gpu = None
+    if get_gpu is not None:
+        g = get_gpu(name)
+        src = "; ".join(f"{k}: {v}" for k, v in g.sources.items() if k in ("peak_flops", "hbm_bandwidth"))
+        return GpuPerf(name=g.name, bf16_flops=g.peak("bf16"), fp8_flops=g.peak("fp8"), hbm_bytes=g.hbm_bytes,
+                       hbm_bw=g.hbm_bandwidth, n_sms=g.n_sms, source=src or "dsv3sim.config.hardware")
+    key = name.upper().replace("-SXM", "").replace(" ", "")
+    if key not in _FALLBACK:
+        raise ValueError(f"unknown GPU {name!r} (known without the hardware table: {', '.join(_FALLBACK)})")
+    return _FALLBACK[key]
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class OpTime:
+    time_s: float
+    source: str
+
+
+def _profile_time(gpu: str, op: str, dtype: str, shape: dict) -> OpTime | None:
+    try:
+        from dsv3sim.profile.predict import kernel_time
+    except ImportError:
+        return None
+    try:
+        p = kernel_time(gpu, op, dtype, **shape)
+    except (ValueError, KeyError, TypeError, NotImplementedError, FileNotFoundError):
+        return None
+    return OpTime(time_s=float(p.time_s), source=f"profile:{getattr(p, 'source', 'table')}")
+
+
+@lru_cache(maxsize=200_000)
+def _op_time_cached(gpu: str, op: str, dtype: str, flops: float, bytes_: float, shape: tuple) -> OpTime:
+    got = _profile_time(gpu, op, dtype, dict(shape)) if shape else None
+    if got is not None:
+        return got
+    g = gpu_perf(gpu)
+    if dtype == "fp8":
+        peak = g.fp8_flops * FP8_GEMM_EFF
+    else:
+        peak = g.bf16_flops * BF16_EFF
+    t = max(flops / peak if flops else 0.0, bytes_ / (g.hbm_bw * MEM_EFF) if bytes_ else 0.0)
+    return OpTime(time_s=t + KERNEL_LAUNCH_S, source="roofline:published-kernel-throughput")
+
+
+def op_time(gpu: str, op: str, dtype: str, *, flops: float, bytes_: float, sm_fraction: float = 1.0,
+            **shape: int) -> OpTime:
+    """Time of one kernel; ``sm_fraction`` < 1 when communication holds the rest of the SMs."""
+    if not 0 < sm_fraction <= 1:
+        raise ValueError(f"sm_fraction must be in (0, 1], got {sm_fraction}")
+    base = _op_time_cached(gpu, op, dtype, float(flops), float(bytes_), tuple(sorted(shape.items())))
+    if sm_fraction == 1:
+        return base
+    g = gpu_perf(gpu)
+    t_mem = bytes_ / (g.hbm_bw * MEM_EFF) if bytes_ else 0.0
+    # compute-bound part stretches with fewer SMs; the memory-bound floor does not
+    return OpTime(time_s=max(base.time_s / sm_fraction if base.time_s > t_mem else base.time_s, t_mem),
+                  source=base.source)

@@ -1,0 +1,205 @@
+"""Per-layer compute slices (attn, mlp) of forward, backward-input and backward-weight, from kernel times.
+
+Slices carry DeepSeek's profile-data names: ``attn(F)``, ``mlp(F)``, ``attn(B)``, ``attn(W)``, ``mlp(B)``,
+``mlp(W)`` (deepseek-ai/profile-data train.json). A slice is a list of kernels; its time is the sum of
+``kernels.op_time`` over them. Shapes (legend: T tokens on this GPU, H hidden, I expert intermediate,
+R rows reaching this GPU's experts, S sequence length, nh heads):
+
+- attention projections: one GEMM per linear, [T, in] x [in, out], 2 T in out FLOPs; FP8 where DeepSeek-V3
+  §3.3 quantises linears (Fprop/Dgrad/Wgrad), BF16 otherwise.
+- attention core (causal, training/prefill): T x 2 nh (d_qk + d_v) (S+1)/2 FLOPs forward (cost/flops.py);
+  backward 2.5x forward (FlashAttention-2, Dao 2023 §3.1.2: five matmuls in backward vs two in forward).
+- decode attention (absorbed MLA, cost/flops.py): memory-bound read of the latent cache, B x C x (d_c+d_r) x 2 B.
+- router: [T, H] x [H, E] BF16 (V3 §3.3: gating kept in higher precision).
+- MoE: grouped GEMM of the local experts over R rows (gate+up [R,H]x[H,2I], down [R,I]x[I,H]) plus the
+  shared expert over T rows; dense layers an [T,H]x[H,3I] MLP.
+- backward: dgrad = forward GEMM FLOPs (B); wgrad = forward GEMM FLOPs (W). With ``recompute`` the RMSNorms and
+  MLA up-projections (q_b_proj, kv_b_proj) run again in B (DeepSeek-V3 §3.2.3).
+- element-wise ops (RMSNorm, SwiGLU, rope) as memory-bound reads+writes of their tensors.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from dsv3sim.config.model import ModelConfig
+from dsv3sim.cost.flops import attention_core_flops_per_token, causal_mean_context
+from dsv3sim.cost.kvcache import kv_elements_per_token_per_layer
+from dsv3sim.workload.kernels import op_time
+
+ATTN_BWD_FACTOR = 2.5  # FlashAttention-2 §3.1.2: backward = 5 matmuls / forward = 2
+
+
+def attention_linears(cfg: ModelConfig) -> list[tuple[str, int, int]]:
+    """(name, in, out) of every attention linear, in execution order."""
+    H, nh = cfg.hidden_size, cfg.num_attention_heads
+    if cfg.attention == "mla":
+        dq = cfg.qk_nope_head_dim + cfg.qk_rope_head_dim
+        out: list[tuple[str, int, int]] = []
+        if cfg.q_lora_rank:
+            out += [("q_a_proj", H, cfg.q_lora_rank), ("q_b_proj", cfg.q_lora_rank, nh * dq)]
+        else:
+            out.append(("q_proj", H, nh * dq))
+        out += [("kv_a_proj", H, cfg.kv_lora_rank + cfg.qk_rope_head_dim),
+                ("kv_b_proj", cfg.kv_lora_rank, nh * (cfg.qk_nope_head_dim + cfg.v_head_dim)),
+                ("o_proj", nh * cfg.v_head_dim, H)]
+        return out
+    hd, nkv = cfg.head_dim, cfg.num_key_value_heads
+    return [("q_proj", H, nh * hd), ("k_proj", H, nkv * hd), ("v_proj", H, nkv * hd), ("o_proj", nh * hd, H)]
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class LayerSlices:
+    """Seconds of each compute slice of one layer for one micro-batch, on full SMs and on the compute partition."""
+
+    times: dict[str, float]  # slice name -> s (all SMs)
+    times_partial: dict[str, float]  # slice name -> s (n_sms - comm_sms SMs)
+    flops: dict[str, float]
+    sources: tuple[str, ...]
+
+
+class _Acc:
+    def __init__(self, gpu: str, sm_fraction: float) -> None:
+        self.gpu, self.frac = gpu, sm_fraction
+        self.t: dict[str, float] = {}
+        self.tp: dict[str, float] = {}
+        self.f: dict[str, float] = {}
+        self.src: set[str] = set()
+
+    def add(self, slice_: str, op: str, dtype: str, flops: float, bytes_: float, **shape: int) -> None:
+        a = op_time(self.gpu, op, dtype, flops=flops, bytes_=bytes_, **shape)
+        b = op_time(self.gpu, op, dtype, flops=flops, bytes_=bytes_, sm_fraction=self.frac, **shape)
+        self.t[slice_] = self.t.get(slice_, 0.0) + a.time_s
+        self.tp[slice_] = self.tp.get(slice_, 0.0) + b.time_s
+        self.f[slice_] = self.f.get(slice_, 0.0) + flops
+        self.src.add(a.source)
+
+    def gemm(self, slice_: str, m: int, k: int, n: int, dtype: str, groups: int = 1) -> None:
+        if m <= 0:
+            return
+        eb = 1.0 if dtype == "fp8" else 2.0
+        op = "grouped_gemm" if groups > 1 else "gemm"
+        shape = dict(m=m, n=n, k=k) if groups == 1 else dict(groups=groups, m=max(1, m // groups), n=n, k=k)
+        self.add(slice_, op, dtype, 2.0 * m * k * n, eb * (m * k + groups * k * n) + 2.0 * m * n, **shape)
+
+    def eltwise(self, slice_: str, n_elems: float, passes: float = 2.0) -> None:
+        self.add(slice_, "eltwise", "bf16", 0.0, 2.0 * n_elems * passes)
+
+    def done(self) -> LayerSlices:
+        return LayerSlices(times=dict(self.t), times_partial=dict(self.tp), flops=dict(self.f),
+                           sources=tuple(sorted(self.src)))
+
+
+def training_layer(cfg: ModelConfig, i: int, *, gpu: str, tokens: int, seq_len: int, expert_rows: int,
+                   local_experts: int, gemm_dtype: str, sm_fraction: float, recompute: bool = True) -> LayerSlices:
+    """F/B/W slices of layer ``i`` for ``tokens`` tokens (whole sequences of ``seq_len``) on one GPU."""
+    H = cfg.hidden_size
+    a = _Acc(gpu, sm_fraction)
+    lin = attention_linears(cfg)
+    up_proj = {"q_b_proj", "kv_b_proj"}
+    # attention: norm, projections, core, output projection
+    for ph, passes in (("attn(F)", 1),):
+        a.eltwise(ph, tokens * H * passes)
+    for name, k, n in lin:
+        a.gemm("attn(F)", tokens, k, n, gemm_dtype)
+        a.gemm("attn(B)", tokens, n, k, gemm_dtype)  # dgrad
+        a.gemm("attn(W)", n, tokens, k, gemm_dtype)  # wgrad [n, T] x [T, k]
+        if recompute and name in up_proj:
+            a.gemm("attn(B)", tokens, k, n, gemm_dtype)  # recomputed up-projection (V3 §3.2.3)
+    core = tokens * attention_core_flops_per_token(cfg, causal_mean_context(seq_len))
+    nh = cfg.num_attention_heads
+    qkv_bytes = 2.0 * tokens * nh * (2 * cfg.qk_head_dim + (cfg.v_head_dim if cfg.attention == "mla" else cfg.head_dim))
+    a.add("attn(F)", "attn_prefill", "bf16", core, qkv_bytes, tokens=tokens, seq_len=seq_len, heads=nh)
+    a.add("attn(B)", "attn_prefill_bwd", "bf16", ATTN_BWD_FACTOR * core, 2 * qkv_bytes, tokens=tokens,
+          seq_len=seq_len, heads=nh)
+    a.eltwise("attn(B)", tokens * H, 2 + (1 if recompute else 0))
+    if cfg.is_moe_layer(i):
+        E, I = cfg.n_routed_experts, cfg.moe_intermediate_size
+        a.gemm("attn(F)", tokens, H, E, "bf16")  # router (BF16, V3 §3.3)
+        a.gemm("attn(B)", tokens, E, H, "bf16")
+        a.gemm("attn(W)", E, tokens, H, "bf16")
+        a.eltwise("mlp(F)", tokens * H)  # post-attention norm
+        rows = [(expert_rows, max(1, local_experts))]
+        if cfg.n_shared_experts:
+            rows.append((tokens * cfg.n_shared_experts, 1))
+        for r, g in rows:
+            a.gemm("mlp(F)", r, H, 2 * I, gemm_dtype, g)
+            a.gemm("mlp(F)", r, I, H, gemm_dtype, g)
+            a.eltwise("mlp(F)", r * 3 * I / 2)  # SwiGLU: read 2I, write I
+            a.gemm("mlp(B)", r, H, I, gemm_dtype, g)
+            a.gemm("mlp(B)", r, 2 * I, H, gemm_dtype, g)
+            a.eltwise("mlp(B)", r * 3 * I)
+            a.gemm("mlp(W)", H, r, I, gemm_dtype, g)
+            a.gemm("mlp(W)", 2 * I, r, H, gemm_dtype, g)
+    else:
+        I = cfg.intermediate_size
+        a.eltwise("mlp(F)", tokens * H)
+        a.gemm("mlp(F)", tokens, H, 2 * I, gemm_dtype)
+        a.gemm("mlp(F)", tokens, I, H, gemm_dtype)
+        a.eltwise("mlp(F)", tokens * 3 * I / 2)
+        a.gemm("mlp(B)", tokens, H, I, gemm_dtype)
+        a.gemm("mlp(B)", tokens, 2 * I, H, gemm_dtype)
+        a.eltwise("mlp(B)", tokens * 3 * I)
+        a.gemm("mlp(W)", H, tokens, I, gemm_dtype)
+        a.gemm("mlp(W)", 2 * I, tokens, H, gemm_dtype)
+    return a.done()
+
+
+def head_slices(cfg: ModelConfig, *, gpu: str, tokens: int, sm_fraction: float, n_heads: int = 1) -> LayerSlices:
+    """Output head(s) + cross-entropy (BF16, V3 §3.3 keeps the output head in BF16); the embedding is a gather."""
+    a = _Acc(gpu, sm_fraction)
+    V, H = cfg.vocab_size, cfg.hidden_size
+    for _ in range(n_heads):
+        a.gemm("attn(F)", tokens, H, V, "bf16")
+        a.eltwise("attn(F)", tokens * V, 2)  # softmax cross-entropy over the logits
+        a.gemm("attn(B)", tokens, V, H, "bf16")
+        a.gemm("attn(W)", V, tokens, H, "bf16")
+    return a.done()
+
+
+def prefill_layer(cfg: ModelConfig, i: int, *, gpu: str, tokens: int, seq_len: int, expert_rows: int,
+                  local_experts: int, gemm_dtype: str, sm_fraction: float) -> LayerSlices:
+    """Forward-only slices for a prefill micro-batch (same kernels as the training forward)."""
+    s = training_layer(cfg, i, gpu=gpu, tokens=tokens, seq_len=seq_len, expert_rows=expert_rows,
+                       local_experts=local_experts, gemm_dtype=gemm_dtype, sm_fraction=sm_fraction, recompute=False)
+    keep = ("attn(F)", "mlp(F)")
+    return LayerSlices(times={k: v for k, v in s.times.items() if k in keep},
+                       times_partial={k: v for k, v in s.times_partial.items() if k in keep},
+                       flops={k: v for k, v in s.flops.items() if k in keep}, sources=s.sources)
+
+
+def decode_layer(cfg: ModelConfig, i: int, *, gpu: str, batch: int, context: int, expert_rows: int,
+                 local_experts: int, gemm_dtype: str, kv_dtype_bytes: float) -> LayerSlices:
+    """One decode step of ``batch`` query tokens (DP attention, absorbed MLA) and the local experts."""
+    H = cfg.hidden_size
+    a = _Acc(gpu, 1.0)
+    a.eltwise("attn(F)", batch * H)
+    for name, k, n in attention_linears(cfg):
+        if cfg.attention == "mla" and name == "kv_b_proj":
+            continue  # absorbed into q and o (DeepSeek-V2 §2.1.2)
+        a.gemm("attn(F)", batch, k, n, gemm_dtype)
+    nh = cfg.num_attention_heads
+    kv_bytes = batch * context * kv_elements_per_token_per_layer(cfg) * kv_dtype_bytes
+    if cfg.attention == "mla":
+        dc, dr = cfg.kv_lora_rank, cfg.qk_rope_head_dim
+        core = batch * (2.0 * nh * (dc + dr) * context + 2.0 * nh * dc * context)
+        absorb = batch * (2.0 * nh * cfg.qk_nope_head_dim * dc + 2.0 * nh * dc * cfg.v_head_dim)
+        a.add("attn(F)", "gemm", "bf16", absorb, 2.0 * nh * dc * (cfg.qk_nope_head_dim + cfg.v_head_dim))
+    else:
+        core = batch * attention_core_flops_per_token(cfg, context)
+    a.add("attn(F)", "attn_decode", "bf16", core, kv_bytes, batch=batch, context=context, heads=nh)
+    if cfg.is_moe_layer(i):
+        E, I = cfg.n_routed_experts, cfg.moe_intermediate_size
+        a.gemm("attn(F)", batch, H, E, "bf16")
+        a.eltwise("mlp(F)", batch * H)
+        rows = [(expert_rows, max(1, local_experts))]
+        if cfg.n_shared_experts:
+            rows.append((batch * cfg.n_shared_experts, 1))
+        for r, g in rows:
+            a.gemm("mlp(F)", max(r, 1), H, 2 * I, gemm_dtype, g)
+            a.gemm("mlp(F)", max(r, 1), I, H, gemm_dtype, g)
+    else:
+        I = cfg.intermediate_size
+        a.gemm("mlp(F)", batch, H, 2 * I, gemm_dtype)
+        a.gemm("mlp(F)", batch, I, H, gemm_dtype)
+    return a.done()

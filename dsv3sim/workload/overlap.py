@@ -1,0 +1,101 @@
+"""One pipeline chunk on one GPU, event by event: a compute stream and a communication stream (simpy).
+
+A chunk is ``n`` layers. Each layer is a chain of slices (deepseek-ai/profile-data names):
+  forward  : attn(F) -> dispatch(F) -> mlp(F) -> combine(F) -> next layer
+  backward : combine(B) -> mlp(B) -> dispatch(B) -> attn(B) -> previous layer   (+ mlp(W), attn(W) off the chain)
+(combine(B) carries the output gradients to the experts, dispatch(B) brings the input gradients back;
+W slices produce only weight gradients, so nothing waits for them: zero-bubble split, Qi et al. 2024.)
+
+Compute slices run on the compute stream, dispatch/combine on the communication stream (DeepEP kernels on
+``comm_sms`` SMs, DeepSeek-V3 §3.2.2). Alone (``F``, ``B``, ``W``, ``BW`` actions) the chain runs with every
+SM for compute: communication is exposed. Overlapped (``F&B``: a forward chunk and a backward chunk of
+different micro-batches, DeepSeek-V3 §3.2.1 Figure 4) both chains share the two streams, compute slices run
+on the n_sms - comm_sms SMs left (times from ``layer_ops`` ``times_partial``) and a stream, when free, starts
+the ready slice that became ready first (ties: backward first, DeepSeek's figure starts with the backward's
+combine), so one chunk's all-to-all hides under the other's computation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import simpy
+
+COMM = ("dispatch", "combine")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Slice:
+    name: str  # e.g. "attn(F)"
+    layer: int
+    stream: str  # "compute" | "comm"
+    start: float
+    end: float
+    chunk: str  # "F" or "B" (which chain of an overlapped pair)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ChunkRun:
+    time_s: float
+    slices: tuple[Slice, ...]
+    compute_busy_s: float
+    comm_busy_s: float
+    exposed_comm_s: float  # time the compute stream idles while communication runs
+
+
+FWD = ("attn(F)", "dispatch(F)", "mlp(F)", "combine(F)")
+BWD = ("combine(B)", "mlp(B)", "dispatch(B)", "attn(B)")
+SIDE = {"mlp(B)": "mlp(W)", "attn(B)": "attn(W)"}  # W slice that becomes ready when this B slice ends
+
+
+def _stream(name: str) -> str:
+    return "comm" if name.startswith(COMM) else "compute"
+
+
+def run_chunks(parts: list[tuple[str, list[dict[str, float]]]], *, record: bool = True) -> ChunkRun:
+    """Run one or two chains together. ``parts`` = [(kind, per-layer {slice name: seconds})], kind in
+    F | B | W | BW; a missing or zero slice (a dense layer's dispatch) is skipped."""
+    env = simpy.Environment()
+    streams = {"compute": simpy.PriorityResource(env, 1), "comm": simpy.PriorityResource(env, 1)}
+    slices: list[Slice] = []
+    busy = {"compute": 0.0, "comm": 0.0}
+    seq_id = [0]
+
+    def one(tag: str, name: str, i: int, d: float, prio: int):
+        stream = _stream(name)
+        seq_id[0] += 1
+        with streams[stream].request(priority=(env.now, prio, seq_id[0])) as req:
+            yield req
+            t0 = env.now
+            yield env.timeout(d)
+            busy[stream] += d
+            if record:
+                slices.append(Slice(name=name, layer=i, stream=stream, start=t0, end=env.now, chunk=tag))
+
+    def chain(tag: str, kind: str, layers: list[dict[str, float]], prio: int):
+        if kind == "F":
+            items = [(nm, i) for i in range(len(layers)) for nm in FWD]
+        elif kind == "W":
+            items = [(nm, i) for i in reversed(range(len(layers))) for nm in ("mlp(W)", "attn(W)")]
+        else:
+            items = [(nm, i) for i in reversed(range(len(layers))) for nm in BWD]
+        side = []
+        for name, i in items:
+            d = layers[i].get(name, 0.0)
+            if d > 0:
+                yield env.process(one(tag, name, i, d, prio))
+            w = SIDE.get(name) if kind == "BW" else None
+            if w and layers[i].get(w, 0.0) > 0:
+                side.append(env.process(one(tag, w, i, layers[i][w], prio)))
+        if side:
+            yield simpy.AllOf(env, side)
+
+    for kind, layers in parts:
+        tag = "F" if kind == "F" else "B"
+        env.process(chain(tag, kind, layers, 1 if tag == "F" else 0))
+    env.run()
+    t = env.now
+    exposed = max(0.0, t - busy["compute"]) if busy["comm"] > 0 else 0.0
+    return ChunkRun(time_s=t, slices=tuple(sorted(slices, key=lambda s: (s.start, s.stream))),
+                    compute_busy_s=busy["compute"], comm_busy_s=busy["comm"],
+                    exposed_comm_s=min(exposed, busy["comm"]))

@@ -1,0 +1,333 @@
+"""One training step of PP x DP (ZeRO-1) x EP: DeepSeek-V3's pre-training setup as a simulation.
+
+How the step is assembled (details and the symmetric reductions in NOTES.md):
+1. EP all-to-all of one micro-batch: simulated on the topology (``comm.ep_comm``) for FP8 dispatch, BF16
+   combine and the BF16 dispatch of the backward (DeepSeek-V3 §3.3.3: dispatch activations in FP8, combine
+   and backward communication in BF16). combine(B) uses the dispatch paths, dispatch(B) the combine paths.
+2. Layer slices (``layer_ops.training_layer``) from kernel times; MoE rows = the busiest GPU's received rows.
+3. Chunk passes F, B, W, BW and overlapped pairs F&B(W) on one GPU, event by event (``overlap.run_chunks``).
+4. The pipeline schedule (``dsv3sim.parallel.generate``) executed with those times (``parallel.execute``,
+   longest path over the action DAG, p2p latency + activation bytes / NIC bandwidth between stages).
+5. ZeRO-1 DP: gradient reduce-scatter of each rank starts after its last W and overlaps the pipeline drain;
+   the parameter all-gather after the optimizer is exposed (the next step's first forward needs it).
+   Optimizer: AdamW on the rank's shard, memory-bound (bytes / HBM bandwidth).
+Layer split over stages: embedding on stage 0, output head + MTP module (V3 §2.2) on the last stage; the
+L decoder layers spread evenly, the remainder to the middle stages (DeepSeek does not publish its split).
+"""
+
+from __future__ import annotations
+
+import time
+from functools import lru_cache
+
+import numpy as np
+
+from dsv3sim.config.model import ModelConfig, load_model_config
+from dsv3sim.config.scenario import Scenario, TrainingWorkload
+from dsv3sim.cost.flops import train_flops_per_token
+from dsv3sim.cost.memory import activation_bytes_per_token_per_layer
+from dsv3sim.cost.params import count_params, layer_params, mtp_module_params
+from dsv3sim.parallel import Action, execute, generate
+from dsv3sim.results import Infeasible, TrainingResult
+from dsv3sim.workload import comm as C
+from dsv3sim.workload.kernels import MEM_EFF, gpu_perf
+from dsv3sim.workload.layer_ops import head_slices, training_layer
+from dsv3sim.workload.overlap import run_chunks
+
+COMM_F = ("dispatch(F)", "combine(F)")
+COMM_B = ("combine(B)", "dispatch(B)")
+ADAMW_BYTES_PER_PARAM = 22.0  # r/w FP32 master (8) + r FP32 grad (4) + r/w 2 BF16 moments (8) + w BF16 weight (2)
+
+
+def activation_bytes(cfg: ModelConfig, i: int, recompute: bool = True) -> float:
+    """Per token, layer ``i``: cost/memory.py's itemisation with two DeepSeek-V3 savings it does not apply.
+
+    - §3.3.3 "Low-Precision Activation": the SwiGLU inputs of MoE are cached in FP8 (1 B + 1x128 FP32 scales)
+      and the SwiGLU output is recomputed in backward -> gate/up outputs at 1+4/128 B instead of 2 B, no output.
+    - §3.2.3 "Recomputation of ... MLA Up-Projection": q (the output of q_b_proj) is recomputed, not stored.
+    Reported to the cost-model owner; remove this wrapper once cost/memory.py models both.
+    """
+    moe = cfg.is_moe and cfg.is_moe_layer(min(i, cfg.num_hidden_layers - 1))
+    b = activation_bytes_per_token_per_layer(cfg, moe, recompute_norm_and_up_proj=recompute)
+    if not recompute:
+        return b
+    if moe:
+        n_act = cfg.num_experts_per_tok + cfg.n_shared_experts
+        I = cfg.moe_intermediate_size
+        b -= n_act * 2 * I * (2.0 - (1.0 + 4.0 / 128))  # gate/up outputs FP8 instead of BF16
+        b -= n_act * I * 2.0  # SwiGLU output recomputed
+    if cfg.attention == "mla":
+        b -= cfg.num_attention_heads * (cfg.qk_nope_head_dim + cfg.qk_rope_head_dim) * 2.0  # q recomputed
+    return b
+
+
+def stage_layers(cfg: ModelConfig, pp: int) -> list[list[int]]:
+    """Decoder layer indices per stage; the MTP module is layer index ``num_hidden_layers`` on the last stage."""
+    L = cfg.num_hidden_layers
+    if pp > L:
+        raise ValueError(f"pp={pp} stages for {L} layers")
+    base, extra = divmod(L, pp)
+    sizes = [base] * pp
+    middle = list(range(1, pp - 1)) or list(range(pp))
+    for i in range(extra):
+        sizes[middle[i % len(middle)]] += 1
+    out, at = [], 0
+    for s in sizes:
+        out.append(list(range(at, at + s)))
+        at += s
+    out[-1] += [L] * cfg.num_nextn_predict_layers
+    return out
+
+
+def _stage_params(cfg: ModelConfig, layers: list[int], first: bool, last: bool) -> tuple[float, float]:
+    """(non-expert, routed-expert) parameters of a stage."""
+    ne = ex = 0.0
+    for i in layers:
+        p = mtp_module_params(cfg) if i >= cfg.num_hidden_layers else layer_params(cfg, i)
+        ex += p.get("routed_experts", 0)
+        ne += sum(v for k, v in p.items() if k != "routed_experts")
+    pc = count_params(cfg)
+    if first:
+        ne += pc.by_component.get("embedding", 0)
+    if last:
+        ne += pc.by_component.get("head", 0)
+    return ne, ex
+
+
+def simulate_training(scn: Scenario) -> TrainingResult | Infeasible:
+    t_wall = time.perf_counter()
+    w = scn.workload
+    assert isinstance(w, TrainingWorkload)
+    p = scn.parallel
+    cfg = load_model_config(scn.model)
+    world = p.world
+    try:
+        topo = C.build_topology(scn.topology, scn.gpu, scn.perturb, world)
+    except ValueError as e:
+        return Infeasible(scenario=scn.name, kind="training", reason=str(e))
+    gpu = topo.cfg.gpu
+    perf = gpu_perf(gpu)
+    if cfg.is_moe and cfg.n_routed_experts % p.ep and not w.redundant_experts:
+        return Infeasible(scenario=scn.name, kind="training",
+                          reason=f"EP degree {p.ep} does not divide {cfg.n_routed_experts} experts")
+    if p.pp > cfg.num_hidden_layers:
+        return Infeasible(scenario=scn.name, kind="training", reason=f"pp={p.pp} > {cfg.num_hidden_layers} layers")
+    T = w.micro_batch_sequences * w.seq_len
+    H = cfg.hidden_size
+    comm_sms = topo.cfg.comm_sms if p.ep > 1 else 0
+    frac = (perf.n_sms - comm_sms) / perf.n_sms
+
+    # 1. EP plan and all-to-all times for one micro-batch
+    comm: dict[str, float] = {}
+    comm_res: dict[str, dict] = {}
+    plan = None
+    if cfg.is_moe:
+        try:
+            plan_key = tuple(sorted(dict(
+                n_experts=cfg.n_routed_experts, topk=cfg.num_experts_per_tok, ep=p.ep,
+                gpus_per_node=topo.cfg.gpus_per_node, tokens_per_rank=T, node_limit=w.node_limit,
+                trace=w.routing_trace, placement=w.placement, redundant=w.redundant_experts, seed=scn.seed).items()))
+            plan = C.ep_plan(**dict(plan_key))
+        except ValueError as e:
+            return Infeasible(scenario=scn.name, kind="training", reason=str(e))
+        specs = {"dispatch(F)": ("dispatch", w.dispatch_dtype), "combine(F)": ("combine", "bf16"),
+                 "combine(B)": ("dispatch", "bf16"), "dispatch(B)": ("combine", "bf16")}
+        for name, (kind, dt) in specs.items():
+            r = C.ep_comm(topo, plan_key, kind=kind, mode="normal", dtype=dt, hidden=H, fast=scn.fast)
+            comm[name] = r.time_s + topo.cfg.kernel_latency
+            comm_res[name] = r.to_dict()
+    rows = plan.rows_max if plan else 0
+    local_experts = (plan.n_physical // p.ep) if plan else 0
+
+    # 2. per-layer slices (full SMs for lone passes, compute partition for overlapped pairs)
+    layers_of = stage_layers(cfg, p.pp)
+    straggler_rank = None
+    if scn.perturb.straggler_gpu is not None:
+        if scn.perturb.straggler_gpu >= world:
+            raise ValueError(f"straggler_gpu={scn.perturb.straggler_gpu} not in 0..{world - 1}")
+        straggler_rank = scn.perturb.straggler_gpu // (p.dp * p.tp)  # GPU = stage * dp*tp + dp rank
+
+    @lru_cache(maxsize=None)
+    def layer(i: int) -> tuple[dict, dict]:
+        s = training_layer(cfg, min(i, cfg.num_hidden_layers - 1) if i >= cfg.num_hidden_layers else i, gpu=gpu,
+                           tokens=T, seq_len=w.seq_len, expert_rows=rows, local_experts=local_experts,
+                           gemm_dtype=w.gemm_dtype, sm_fraction=frac, recompute=w.recompute)
+        moe = cfg.is_moe_layer(min(i, cfg.num_hidden_layers - 1)) and cfg.is_moe
+        full, part = dict(s.times), dict(s.times_partial)
+        if moe:
+            full.update(comm)
+            part.update(comm)
+        return full, part
+
+    heads = head_slices(cfg, gpu=gpu, tokens=T, sm_fraction=frac, n_heads=1 + cfg.num_nextn_predict_layers)
+
+    def stage_dicts(stage: int, partial: bool, slow: float) -> list[dict]:
+        out = []
+        for i in layers_of[stage]:
+            d = dict(layer(i)[1 if partial else 0])
+            out.append(d)
+        if stage == p.pp - 1:
+            out.append(dict(heads.times_partial if partial else heads.times))
+        if slow != 1:
+            out = [{k: (v * slow if not k.startswith(("dispatch", "combine")) else v) for k, v in d.items()}
+                   for d in out]
+        return out
+
+    sched = generate(w.schedule, p.pp, scn.microbatches)
+    runs: dict = {}
+
+    def chunk(rank: int, a: Action):
+        slow = scn.perturb.straggler_slowdown if rank == straggler_rank else 1.0
+        key = (rank, str(a) if a.is_pair else a.ops[0].kind + str(a.ops[0].chunk))
+        if a.is_pair:
+            key = (rank, "&".join(o.kind + str(o.chunk) for o in a.ops))
+        r = runs.get(key)
+        if r is None:
+            parts = [(o.kind, stage_dicts(sched.stage_of(rank, o.chunk), a.is_pair, slow)) for o in a.ops]
+            r = runs[key] = run_chunks(parts, record=(rank == 0))
+        return r
+
+    ex = execute(sched, lambda rank, a: chunk(rank, a).time_s,
+                 p2p_latency=C.p2p_time(topo, T * H * 2.0, cross_node=True))
+
+    # 5. data parallel + optimizer
+    dp_ep = max(1, (p.dp * p.tp) // p.ep)
+    mem_rows, last_w_end, opt_t, rs_t, ag_t = [], {}, {}, {}, {}
+    ne_all, ex_all = [], []
+    for r in range(p.pp):
+        stages = sorted({sched.stage_of(r, c) for c in range(sched.n_chunks)})
+        ne = sum(_stage_params(cfg, layers_of[s], s == 0, s == p.pp - 1)[0] for s in range(p.pp) if s in stages)
+        exs = sum(_stage_params(cfg, layers_of[s], s == 0, s == p.pp - 1)[1] for s in range(p.pp) if s in stages)
+        if sched.n_chunks == 2 and len(stages) == 1:  # DualPipe keeps two copies even of the same stage
+            ne, exs = 2 * ne, 2 * exs
+        ex_local = exs / p.ep * ((cfg.n_routed_experts + w.redundant_experts) / cfg.n_routed_experts
+                                 if cfg.is_moe else 1)
+        ne_all.append(ne)
+        ex_all.append(ex_local)
+        shard = ne / (p.dp if w.zero1 else 1) + ex_local / (dp_ep if w.zero1 else 1)
+        rs_t[r] = C.ring_time(topo, p.dp, 4.0 * ne, cross_node=True) + C.ring_time(topo, dp_ep, 4.0 * ex_local,
+                                                                                 cross_node=True)
+        ag_t[r] = (C.ring_time(topo, p.dp, 2.0 * ne, cross_node=True) +
+                   C.ring_time(topo, dp_ep, 2.0 * ex_local, cross_node=True)) if w.zero1 else 0.0
+        opt_t[r] = ADAMW_BYTES_PER_PARAM * shard / (perf.hbm_bw * MEM_EFF)
+        last_w_end[r] = max((s.end for s in ex.spans[r] if "W" in s.category or s.category == "F&B"), default=0.0)
+        act_layers = [i for s in stages for i in layers_of[s]]
+        act_per_mb = T * float(np.mean([activation_bytes(cfg, i, w.recompute) for i in act_layers])) * (
+            len(act_layers) / len(stages))
+        weights = 2.0 * (ne + ex_local)
+        grads = 4.0 * (ne + ex_local)
+        master = 4.0 * shard
+        moments = 4.0 * shard
+        acts = act_per_mb * ex.activation_memory[r]
+        tot = weights + grads + master + moments + acts
+        mem_rows.append({"rank": r, "weights_bytes": weights, "gradients_bytes": grads, "master_weights_bytes": master,
+                         "optimizer_moments_bytes": moments, "activations_bytes": acts, "total_bytes": tot,
+                         "hbm_bytes": perf.hbm_bytes})
+    pipe_end = max(max(ex.makespan, last_w_end[r] + rs_t[r]) for r in range(p.pp))
+    step = pipe_end + max(opt_t.values()) + max(ag_t.values())
+    worst_mem = max(mem_rows, key=lambda m: m["total_bytes"])
+    if worst_mem["total_bytes"] > perf.hbm_bytes:
+        return Infeasible(scenario=scn.name, kind="training",
+                          reason=f"does not fit in HBM: rank {worst_mem['rank']} needs "
+                                 f"{worst_mem['total_bytes'] / 2**30:.1f} GiB > {perf.hbm_bytes / 2**30:.1f} GiB of {gpu}")
+
+    # metrics
+    tokens = w.global_batch_sequences * w.seq_len
+    tps = tokens / step
+    flops_tok = train_flops_per_token(cfg, w.seq_len)
+    mfu = flops_tok * tps / (world * perf.bf16_flops)
+    r0 = 0
+    cats: dict[str, float] = {}
+    for s in ex.spans[r0]:
+        cats[s.category] = cats.get(s.category, 0.0) + (s.end - s.start)
+    bd = {"forward_s": cats.get("F", 0.0), "backward_input_s": cats.get("B", 0.0),
+          "weight_grad_s": cats.get("W", 0.0), "backward_full_s": cats.get("BW", 0.0),
+          "overlapped_forward_backward_s": cats.get("F&B", 0.0), "bubble_s": ex.bubble[r0],
+          "dp_comm_exposed_s": pipe_end - ex.makespan + max(ag_t.values()), "optimizer_s": max(opt_t.values())}
+    # communication accounting: per-GPU NIC / NVLink bytes of a step
+    moe_layers = {s: sum(1 for i in layers_of[s] if cfg.is_moe and cfg.is_moe_layer(min(i, cfg.num_hidden_layers - 1)))
+                  for s in range(p.pp)}
+    per_class = {"nic": {"F": 0.0, "B": 0.0}, "nvlink": {"F": 0.0, "B": 0.0}}
+    for name, r in comm_res.items():
+        d = "F" if name.endswith("(F)") else "B"
+        per_class["nic"][d] += r["bytes_by_class"].get("nic_tx", 0.0) / p.ep
+        per_class["nvlink"][d] += r["bytes_by_class"].get("nvlink_rx", 0.0) / p.ep
+    n_f = {r: 0 for r in range(p.pp)}
+    n_b = {r: 0 for r in range(p.pp)}
+    for r, acts_ in sched.actions.items():
+        for a in acts_:
+            for o in a.ops:
+                st = sched.stage_of(r, o.chunk)
+                if o.kind == "F":
+                    n_f[r] += moe_layers[st]
+                elif o.kind in ("B", "BW"):
+                    n_b[r] += moe_layers[st]
+    nic_cap = topo.cfg.nic.effective_bandwidth if topo.cfg.nic else float("inf")
+    nvl_cap = topo.cfg.scale_up.effective_bandwidth
+    ib_bytes = n_f[r0] * per_class["nic"]["F"] + n_b[r0] * per_class["nic"]["B"]
+    nvl_bytes = n_f[r0] * per_class["nvlink"]["F"] + n_b[r0] * per_class["nvlink"]["B"]
+    util = {"ib": ib_bytes / (step * nic_cap), "nvlink": nvl_bytes / (step * nvl_cap)}
+    exposed = sum(chunk(r0, a).exposed_comm_s for a in sched.actions[r0]) + bd["dp_comm_exposed_s"]
+
+    # timelines: pipeline spans of every PP rank, slices of rank 0, link utilisation over time of rank 0
+    events = []
+    for r, spans in ex.spans.items():
+        for s in spans:
+            events.append({"rank": r, "stream": "pipeline", "name": s.category, "action": s.action,
+                           "start_s": s.start, "end_s": s.end})
+    series_t, ib_u, nvl_u = _link_series(sched, ex, r0, per_class, moe_layers, nic_cap, nvl_cap, step)
+    for a, s in zip(sched.actions[r0], ex.spans[r0]):
+        for sl in chunk(r0, a).slices:
+            events.append({"rank": r0, "stream": sl.stream, "name": sl.name, "start_s": s.start + sl.start,
+                           "end_s": s.start + sl.end, "layer": sl.layer, "action": s.action})
+    events.append({"rank": r0, "stream": "compute", "name": "optimizer", "start_s": pipe_end,
+                   "end_s": pipe_end + bd["optimizer_s"]})
+    sources = sorted(set(heads.sources) | set(training_layer(
+        cfg, cfg.num_hidden_layers - 1, gpu=gpu, tokens=T, seq_len=w.seq_len, expert_rows=rows,
+        local_experts=local_experts, gemm_dtype=w.gemm_dtype, sm_fraction=frac).sources))
+    sources += [f"GPU {gpu}: {perf.source}", f"topology {topo.cfg.name}: " + "; ".join(topo.cfg.sources)]
+    chunk_times = {f"rank{k[0]}:{k[1]}": v.time_s for k, v in sorted(runs.items(), key=lambda kv: str(kv[0]))}
+    return TrainingResult(
+        scenario=scn.name, model=cfg.name if hasattr(cfg, "name") else scn.model, topology=topo.cfg.name, gpu=gpu,
+        n_gpus=world, parallel={"pp": p.pp, "dp": p.dp, "tp": p.tp, "ep": p.ep, "schedule": w.schedule,
+                                "microbatches": scn.microbatches, "micro_batch_tokens": T},
+        step_time_s=step, breakdown_s=bd, mfu=mfu, tokens_per_s=tps, tokens_per_step=tokens,
+        gpu_hours_per_trillion_tokens=world * 1e12 / tps / 3600.0, train_flops_per_token=flops_tok,
+        memory_per_gpu=mem_rows, link_utilisation={"t_s": series_t, "by_class": {"ib": ib_u, "nvlink": nvl_u},
+                                                   "by_node": {"0": {"ib": ib_u, "nvlink": nvl_u}},
+                                                   "average": util},
+        ib_utilisation=util["ib"], nvlink_utilisation=util["nvlink"], exposed_communication_s=exposed,
+        expert_load_before=plan.load_before.tolist() if plan else [],
+        expert_load_after=plan.load_after.tolist() if plan else [],
+        expert_load_logical=plan.expert_load.tolist() if plan else [],
+        nodes_per_token={"hist": plan.nodes_per_token.tolist() if plan else [], "node_limit": w.node_limit},
+        comm={k: v for k, v in comm_res.items()}, chunk_times_s=chunk_times,
+        timeline={"events": events}, pipeline=ex.to_dict(),
+        sources=tuple(sources), sim_wall_s=time.perf_counter() - t_wall)
+
+
+def _link_series(sched, ex, r0, per_class, moe_layers, nic_cap, nvl_cap, step, n_bins: int = 200):
+    """Per-bin utilisation of rank 0's NIC and NVLink: each action's all-to-all bytes spread over its span."""
+    edges = np.linspace(0.0, step, n_bins + 1)
+    ib = np.zeros(n_bins)
+    nv = np.zeros(n_bins)
+    for a, s in zip(sched.actions[r0], ex.spans[r0]):
+        b_ib = b_nv = 0.0
+        for o in a.ops:
+            d = "F" if o.kind == "F" else ("B" if o.kind in ("B", "BW") else None)
+            if d is None:
+                continue
+            m = moe_layers[sched.stage_of(r0, o.chunk)]
+            b_ib += m * per_class["nic"][d]
+            b_nv += m * per_class["nvlink"][d]
+        if s.end <= s.start or (b_ib == 0 and b_nv == 0):
+            continue
+        lo = np.clip((edges[:-1] - s.start), 0, None)
+        ov = np.clip(np.minimum(edges[1:], s.end) - np.maximum(edges[:-1], s.start), 0, None)
+        frac = ov / (s.end - s.start)
+        ib += b_ib * frac
+        nv += b_nv * frac
+        del lo
+    width = step / n_bins
+    t = ((edges[:-1] + edges[1:]) / 2).tolist()
+    return t, (ib / (width * nic_cap)).tolist(), (nv / (width * nvl_cap)).tolist()
