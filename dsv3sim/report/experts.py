@@ -1,8 +1,9 @@
 """Expert load heat-maps (layers x experts, before and after placement) and the nodes-per-token histogram.
 
-Load is tokens routed to each expert per MoE layer (EPLB's ``weight[layers, logical]`` shape). Before
-placement the columns are logical experts; after placement (EPLB-style replication / packing) they are
-whatever the result stores — physical expert slots or GPUs. Each map is normalised per layer by its mean,
+Load is tokens routed to each expert per MoE layer (EPLB's ``weight[layers, logical]`` shape). The result
+may carry the logical map (``expert_load_logical``) and the load per GPU before and after placement
+(``expert_load_before`` / ``expert_load_after``; EPLB-style replication and packing); without a logical map,
+"before" is read as per logical expert and "after" per physical slot. Each map is normalised per layer by its mean,
 so 1.0 is perfect balance and the colour bar reads as max/mean directly (DeepSeek-V3 §2.1.2, §3.4 aim at
 max/mean near 1). Nodes per token: with node-limited routing no token reaches more than M nodes (V3: M=4).
 """
@@ -12,28 +13,38 @@ from __future__ import annotations
 from dsv3sim.report.data import as_matrix, num, pick
 from dsv3sim.report.page import Section, absent, figure_html, note, table
 
-BEFORE = ("expert_load_before", "expert_load", "expert_loads", "load_before", "logical_load", "weight")
+LOGICAL = ("expert_load_logical", "logical_load", "expert_load", "expert_loads", "weight")
+BEFORE = ("expert_load_before", "load_before", "gpu_load_before", "load_per_gpu_before")
 AFTER = ("expert_load_after", "expert_load_after_placement", "load_after", "physical_load", "gpu_load_after",
          "load_per_gpu_after")
 
 
-def _placement(result: dict):
+def _matrix(v) -> list[list[float]] | None:
+    """A layers x columns matrix; a flat list (one value per column) becomes one row."""
+    if isinstance(v, list) and v and all(num(x) is not None for x in v):
+        return [[num(x) for x in v]]
+    return as_matrix(v)
+
+
+def load_maps(result: dict) -> list[tuple[str, list[list[float]], str]]:
+    """[(label, layers x columns load, column name)]: routed load per logical expert, then per GPU (or slot)
+    before and after placement. Without a logical map, "before" is read as per logical expert."""
     pl = pick(result, "placement", "expert_placement", "eplb", depth=2)
-    before = after = None
-    after_label = "physical slot"
-    if isinstance(pl, dict):
-        before = as_matrix(pick(pl, "before", "load_before", "logical_load", "weight", depth=0))
-        a = pick(pl, "after", "load_after", "physical_load", "gpu_load", "load_per_gpu", depth=0)
-        after = as_matrix(a)
-        if any(k in pl for k in ("gpu_load", "load_per_gpu")) and after is not None:
-            after_label = "GPU"
-    if before is None:
-        before = as_matrix(pick(result, *BEFORE))
-    if after is None:
-        after = as_matrix(pick(result, *AFTER))
-        if after is not None and pick(result, "gpu_load_after", "load_per_gpu_after") is not None:
-            after_label = "GPU"
-    return before, after, after_label
+    pl = pl if isinstance(pl, dict) else {}
+    logical = _matrix(pick(pl, "logical", "logical_load", "weight", depth=0)) or _matrix(pick(result, *LOGICAL))
+    before = _matrix(pick(pl, "before", "load_before", depth=0)) or _matrix(pick(result, *BEFORE))
+    after = _matrix(pick(pl, "after", "load_after", "physical_load", "gpu_load", "load_per_gpu", depth=0)) \
+        or _matrix(pick(result, *AFTER))
+    out = []
+    if logical is not None:
+        out.append(("routed load per logical expert", logical, "logical expert"))
+    unit = "GPU" if logical is not None or pick(result, "gpu_load_after", "load_per_gpu_after") is not None \
+        else "physical slot"
+    if before is not None:
+        out.append(("before placement", before, unit if logical is not None else "logical expert"))
+    if after is not None:
+        out.append(("after placement", after, unit))
+    return out
 
 
 def max_over_mean(m: list[list[float]]) -> list[float]:
@@ -73,32 +84,34 @@ def heatmap_section(result: dict, ctx) -> Section:
     import plotly.graph_objects as go
 
     sec = Section(key="experts", title="Expert load: before and after placement")
-    before, after, after_label = _placement(result)
-    if before is None and after is None:
+    maps = load_maps(result)
+    if not maps:
         sec.body, sec.present = absent("no expert load in this result"), False
         return sec
     offset = int(num(pick(result, "first_moe_layer", "first_k_dense_replace")) or 0)
-    parts = [note("Tokens per expert per MoE layer divided by the layer's mean: 1.0 is perfect balance; the "
+    parts = [note("Load (routed tokens) per MoE layer divided by the layer's mean: 1.0 is perfect balance; the "
                   "hottest cell of a row is that layer's max/mean (the colour scale tops out at the 99.5th "
-                  "percentile; hover shows the value).")]
+                  "percentile; hover shows the value). Placement (EPLB-style replication and packing) "
+                  "evens the load per GPU.")]
+    labels = {lab for lab, _, _ in maps}
+    parts += [absent(f"{lab}: not in this result") for lab in ("before placement", "after placement")
+              if lab not in labels]
+    zmax = colour_cap([m for _, m, _ in maps])
     rows = []
     lines = go.Figure()
-    zmax = colour_cap([m for m in (before, after) if m is not None])
-    for label, m, xl in (("before placement", before, "logical expert"), ("after placement", after, after_label)):
-        if m is None:
-            parts.append(absent(f"{label}: not in this result"))
-            continue
-        parts.append(figure_html(_heat(m, f"Expert load {label} ({len(m)} layers x {len(m[0])} {xl}s)", xl,
-                                       offset, zmax), ctx.fig_id("heat")))
-        sec.n_figures += 1
+    for label, m, xl in maps:
+        if len(m) > 1 or len(m[0]) > 1:
+            parts.append(figure_html(_heat(m, f"Expert load {label} ({len(m)} layers x {len(m[0])} {xl}s)", xl,
+                                           offset, zmax), ctx.fig_id("heat")))
+            sec.n_figures += 1
         mm = max_over_mean(m)
         lines.add_trace(go.Scatter(x=[offset + i for i in range(len(mm))], y=mm, name=label, mode="lines+markers"))
-        rows.append([label, f"{max(mm):.3f}", f"{sum(mm) / len(mm):.3f}", len(m), len(m[0])])
+        rows.append([label, f"{max(mm):.3f}", f"{sum(mm) / len(mm):.3f}", len(m), f"{len(m[0])} {xl}s"])
     lines.update_layout(title="max / mean load per layer", xaxis_title="MoE layer", yaxis_title="max / mean",
                         height=300, margin={"l": 10, "r": 10, "t": 50, "b": 40}, yaxis={"rangemode": "tozero"})
     parts.append(figure_html(lines, ctx.fig_id("maxmean")))
     sec.n_figures += 1
-    parts.append(table(["", "worst layer max/mean", "mean over layers", "layers", "columns"], rows, {1, 2, 3, 4}))
+    parts.append(table(["", "worst layer max/mean", "mean over layers", "layers", "columns"], rows, {1, 2, 3}))
     sec.body = "".join(parts)
     return sec
 

@@ -77,8 +77,13 @@ def parse(lu) -> tuple[dict[str, tuple], dict[str, tuple], dict[str, float]]:
                     target[str(name)] = s
                 elif num(v) is not None:
                     avg[str(name)] = num(v)
+    for k in ("average", "mean", "averages"):
+        if isinstance(lu.get(k), dict):
+            avg.update({str(n): num(v) for n, v in lu[k].items() if num(v) is not None})
     if not by_class and not by_node:
         for name, v in lu.items():
+            if name in ("average", "mean", "averages"):
+                continue
             if name in T_KEYS:
                 continue
             s = _series(v, t_shared)

@@ -13,30 +13,34 @@ from dsv3sim.report.page import Section, absent, esc, figure_html, note, table
 
 METRICS = ("step_time_s", "tokens_per_s", "mfu", "gpu_hours_per_trillion_tokens", "decode_tokens_per_s_per_node",
            "prefill_tokens_per_s_per_node", "ttft_s", "tpot_s", "cost_usd", "time_s", "value")
-PARAM_GROUPS = ("params", "config", "overrides", "point", "knobs")
+PARAM_GROUPS = ("params", "config", "overrides", "point", "knobs", "parallel")
+METRIC_GROUPS = ("metrics", "summary")
+TOP_PARAMS = ("scenario", "model", "topology", "gpu", "n_gpus", "n_nodes", "kind", "schedule", "name")
+SKIP = ("schema", "type", "sources", "sim_wall_s")
 MAX_CHARTS = 6
 MAX_TABLE = 60
 
 
 def flatten(row: dict) -> tuple[dict, dict, str | None]:
-    """(params, metrics, infeasible reason) of one sweep row."""
+    """(params, metrics, infeasible reason) of one sweep row.
+
+    Params: the scalars of ``params``/``config``/``overrides``/``parallel``... groups, the identifying top-level
+    fields (``TOP_PARAMS``) and any other non-numeric scalar; metrics: every other top-level number and those of
+    a ``metrics``/``summary`` group."""
     params, metrics = {}, {}
-    for g in PARAM_GROUPS:
-        if isinstance(row.get(g), dict):
-            params.update({k: v for k, v in row[g].items() if not isinstance(v, (dict, list))})
     for k, v in row.items():
-        if k in PARAM_GROUPS:
+        if k in SKIP:
             continue
-        if k in METRICS or k.endswith(("_s", "_per_s", "_bytes")) or k in ("mfu",):
-            if num(v) is not None:
-                metrics[k] = num(v)
-        elif not isinstance(v, (dict, list)) and k not in ("infeasible", "reason", "error", "feasible"):
-            params.setdefault(k, v)
-    for sub in ("metrics", "result", "summary"):
-        if isinstance(row.get(sub), dict):
-            for k, v in row[sub].items():
-                if num(v) is not None:
-                    metrics.setdefault(k, num(v))
+        if k in PARAM_GROUPS and isinstance(v, dict):
+            params.update({kk: vv for kk, vv in v.items() if not isinstance(vv, (dict, list))})
+        elif k in METRIC_GROUPS and isinstance(v, dict):
+            metrics.update({kk: num(vv) for kk, vv in v.items() if num(vv) is not None})
+        elif isinstance(v, (dict, list)) or k in ("infeasible", "reason", "error", "feasible"):
+            continue
+        elif k in TOP_PARAMS or num(v) is None:
+            params[k] = v
+        else:
+            metrics[k] = num(v)
     reason = row.get("infeasible") or row.get("reason") or row.get("error")
     if row.get("feasible") is False and not reason:
         reason = "infeasible"
@@ -65,13 +69,17 @@ def sweep_section(result: dict, ctx) -> Section:
     for p, _, _ in flat:
         keys += [k for k in p if k not in keys]
     varying = [k for k in keys if len({repr(p.get(k)) for p, _, _ in flat}) > 1]
+    # a parameter with a distinct value on every row (a scenario name) identifies rows; chart the others
+    ident = {k for k in varying if len({repr(p.get(k)) for p, _, _ in flat}) == len(flat) and len(flat) > 3
+             and any(num(p.get(k)) is None for p, _, _ in flat)}
+    axes = [k for k in varying if k not in ident] or varying
     present = {m for _, ms, _ in flat for m in ms}
     metric = next((m for m in METRICS if m in present), next(iter(sorted(present)), None))
     parts = [note(f"{len(rows)} configurations; {sum(1 for *_, r in flat if r)} infeasible (kept, with reason). "
                   f"Swept: {esc(', '.join(varying) or 'nothing varies')}.")]
-    if metric and varying:
-        for i, x in enumerate(varying[:MAX_CHARTS]):
-            colour_by = next((k for k in varying if k != x), None)
+    if metric and axes:
+        for i, x in enumerate(axes[:MAX_CHARTS]):
+            colour_by = next((k for k in axes if k != x), None)
             groups: dict[str, list] = {}
             for p, ms, r in flat:
                 groups.setdefault("" if colour_by is None else f"{colour_by}={p.get(colour_by)}", []).append((p, ms, r))

@@ -7,7 +7,7 @@ import pytest
 
 from dsv3sim.report.context import RenderContext
 from dsv3sim.report.data import as_matrix, pick, split_results
-from dsv3sim.report.experts import max_over_mean, nodes_hist
+from dsv3sim.report.experts import load_maps, max_over_mean, nodes_hist
 from dsv3sim.report.imbalance import extract
 from dsv3sim.report.memory import kv_rows, parse_memory
 from dsv3sim.report.network import parse
@@ -92,8 +92,10 @@ def test_kv_rows_agree_with_published_v3():
 
 
 def test_sweep_flatten_and_infeasible_kept(sweep_result):
-    p, m, r = flatten({"params": {"ep": 8}, "step_time_s": 2.0, "note": "x"})
-    assert p == {"ep": 8, "note": "x"} and m == {"step_time_s": 2.0} and r is None
+    p, m, r = flatten({"params": {"ep": 8}, "step_time_s": 2.0, "note": "x", "parallel": {"pp": 2}, "n_gpus": 8,
+                       "ib_utilisation": 0.5, "schema": "s"})
+    assert p == {"ep": 8, "note": "x", "pp": 2, "n_gpus": 8} and m == {"step_time_s": 2.0, "ib_utilisation": 0.5}
+    assert r is None
     assert flatten({"params": {"ep": 128}, "infeasible": "does not fit"})[2] == "does not fit"
     sec = sweep_section(sweep_result, RenderContext())
     assert sec.n_figures == 2  # ep and ib_GBps vary
@@ -134,3 +136,13 @@ def test_imbalance_reads_trace_helper_output():
     got = extract({"quantity": "expert_load_max_over_mean", "runs": runs})
     # worst layer max/mean by hand: aux-free step0 max(1, 6/4)=1.5, step1 5/4; none: 7/4, 8/4
     assert got == {"aux-free": ([0, 1], [1.5, 1.25]), "none": ([0, 1], [1.75, 2.0])}
+
+
+def test_load_maps_schema_variants(train_result):
+    labels = [(lab, xl) for lab, _, xl in load_maps(train_result)]
+    assert labels == [("before placement", "logical expert"), ("after placement", "physical slot")]
+    r = {"expert_load_logical": [[1, 2, 3, 4]], "expert_load_before": [[3, 7]], "expert_load_after": [5, 5]}
+    maps = load_maps(r)
+    assert [(lab, xl) for lab, _, xl in maps] == [("routed load per logical expert", "logical expert"),
+                                                  ("before placement", "GPU"), ("after placement", "GPU")]
+    assert maps[2][1] == [[5.0, 5.0]] and max_over_mean(maps[1][1]) == [pytest.approx(1.4)]
