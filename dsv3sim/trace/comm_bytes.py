@@ -7,7 +7,9 @@ node is reached without IB (its relay is the source GPU). Each target GPU receiv
 its experts the token chose. Combine sends the expert outputs back along the same path.
 
 Message sizes (DeepSeek-V3 §3.3.4 / DeepEP): FP8 dispatch = hidden bytes + one FP32 scale per 128 channels
-(hidden + hidden/128*4); BF16 dispatch = 2*hidden; combine is BF16 = 2*hidden.
+(hidden + hidden/128*4); BF16 dispatch = 2*hidden; combine is BF16 = 2*hidden. DeepEP's RDMA token also
+carries a small header (source metadata, top-k indices and weights, padded to 16 B; ``internode.cu``
+``get_num_bytes_per_rdma_token``), about 1% at hidden 7168; it is not counted here.
 
 The source GPU of a token is not part of a routing trace, so the counts are expectations over a source GPU
 drawn uniformly from the EP group (what DP-attention serving and EP training give on average):
