@@ -35,3 +35,18 @@ def activation_closed_form(name: str, pp: int) -> int:
 
 def param_copies_closed_form(name: str) -> int:
     return 2 if name in ("dualpipe", "dualpipev") else 1
+
+
+def closed_form_exact(name: str, f: float, b: float, w: float, fb: float) -> bool:
+    """Where our executor (no p2p latency) reproduces the closed form exactly, found by sweeping it and
+    kept true by tests/parallel/test_executor.py: 1F1B always; ZB1P when W <= F and W <= B-W; DualPipe(V)
+    when F = B-W (forward = input backward), W <= F and B <= F&B <= F+B. Outside, the formula is an
+    approximation (the simulated bubble may be larger or smaller)."""
+    eps = 1e-12 * max(1.0, f, b, w, fb)
+    if name == "1f1b":
+        return True
+    if name == "zb1p":
+        return w <= f + eps and w <= b - w + eps
+    if name in ("dualpipe", "dualpipev"):
+        return abs(f - (b - w)) <= eps and w <= f + eps and b - eps <= fb <= f + b + eps
+    return False

@@ -1,0 +1,87 @@
+"""`dsv3sim place --load FILE --replicas R --groups G --nodes N --gpus U`: EPLB-style expert placement with
+redundant experts (phy2log, log2phy, logcnt) and per-GPU load max/mean before and after."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import numpy as np
+
+from dsv3sim.parallel.placement import gpu_loads_after, gpu_loads_before, policy, rebalance_experts
+
+NAME = "place"
+HELP = "EPLB-style expert placement (redundant experts) from expert loads; maps and per-GPU balance"
+DESCRIPTION = __doc__ + """
+FILE: EPLB's {"weight": [[...]]} JSON, a dsv3sim routing trace (.npz) or an SGLang expert-distribution dump
+(.pt with logical_count[steps, layers, experts]); read by dsv3sim.trace.load_loads. Policy: hierarchical when
+--nodes divides --groups, else global (deepseek-ai/EPLB). "before" places the logical experts contiguously,
+E/U per GPU, with no replicas; "after" splits each expert's load evenly over its replicas."""
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--load", required=True, metavar="FILE", help="expert loads: EPLB .json, trace .npz, SGLang .pt")
+    p.add_argument("--replicas", type=int, required=True, help="physical experts per layer (R, multiple of --gpus)")
+    p.add_argument("--groups", type=int, required=True, help="expert groups of the gate (n_group)")
+    p.add_argument("--nodes", type=int, required=True, help="server nodes")
+    p.add_argument("--gpus", type=int, required=True, help="GPUs in the EP group (multiple of --nodes)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def read_loads(path: str) -> np.ndarray:
+    """[layers, experts] loads of any file dsv3sim.trace reads (EPLB json, npz trace, SGLang .pt)."""
+    from dsv3sim.trace import load_loads
+    return np.asarray(load_loads(path), dtype=np.float64)
+
+
+def _balance(loads: np.ndarray) -> dict:
+    mean = loads.mean(axis=1)
+    mx = loads.max(axis=1)
+    ratio = np.divide(mx, mean, out=np.ones_like(mx), where=mean > 0)
+    return {"max": mx.tolist(), "mean": mean.tolist(), "max_over_mean": ratio.tolist(),
+            "max_over_mean_avg": float(ratio.mean()), "max_over_mean_worst": float(ratio.max())}
+
+
+def compute(weight: np.ndarray, replicas: int, groups: int, nodes: int, gpus: int) -> dict:
+    phy2log, log2phy, logcnt = rebalance_experts(weight, replicas, groups, nodes, gpus)
+    out = {"layers": int(weight.shape[0]), "experts": int(weight.shape[1]), "replicas": replicas,
+           "groups": groups, "nodes": nodes, "gpus": gpus, "policy": policy(groups, nodes),
+           "phy2log": phy2log.tolist(), "log2phy": log2phy.tolist(), "logcnt": logcnt.tolist()}
+    try:
+        out["gpu_load_before"] = _balance(gpu_loads_before(weight, gpus))
+    except ValueError as e:   # experts not divisible by GPUs: no contiguous baseline
+        out["gpu_load_before"] = {"unavailable": str(e)}
+    out["gpu_load_after"] = _balance(gpu_loads_after(weight, phy2log, logcnt, gpus))
+    return out
+
+
+def run(args: argparse.Namespace) -> int:
+    weight = read_loads(args.load)
+    out = compute(weight, args.replicas, args.groups, args.nodes, args.gpus)
+    out["load_file"] = args.load
+    if args.json:
+        print(json.dumps(out))
+        return 0
+    print(f"placement: {out['layers']} layers x {out['experts']} experts -> {out['replicas']} replicas on "
+          f"{out['gpus']} GPUs / {out['nodes']} nodes, {out['groups']} groups, policy {out['policy']}")
+    for name in ("phy2log", "logcnt"):
+        print(f"{name}:")
+        for li, row in enumerate(out[name]):
+            print(f"  layer {li}: " + " ".join(str(x) for x in row))
+    print("log2phy (replica ids per expert, -1 = none):")
+    for li, rows in enumerate(out["log2phy"]):
+        print(f"  layer {li}: " + " ".join("[" + ",".join(str(x) for x in r if x >= 0) + "]" for r in rows))
+    b, a = out["gpu_load_before"], out["gpu_load_after"]
+    print("per-GPU load (max / mean, max/mean):")
+    for li in range(out["layers"]):
+        before = (f"{b['max'][li]:g} / {b['mean'][li]:g} ({b['max_over_mean'][li]:.3f})"
+                  if "max" in b else "n/a")
+        print(f"  layer {li}: before {before}   after {a['max'][li]:g} / {a['mean'][li]:g} "
+              f"({a['max_over_mean'][li]:.3f})")
+    if "max" in b:
+        print(f"max/mean averaged over layers: before {b['max_over_mean_avg']:.3f} -> after "
+              f"{a['max_over_mean_avg']:.3f} (worst layer {b['max_over_mean_worst']:.3f} -> "
+              f"{a['max_over_mean_worst']:.3f})")
+    else:
+        print(f"max/mean averaged over layers: after {a['max_over_mean_avg']:.3f}; before: {b['unavailable']}")
+    return 0
