@@ -70,12 +70,23 @@ def _time(fn, iters: int, sync, rel: list[float] | None = None) -> float:
 
 
 def run_rank(ctx) -> dict:
-    """Measure on this rank; rank 0's numbers are authoritative (it takes part in every pattern)."""
-    spec, rank, world, dev = ctx.spec, ctx.rank, ctx.world, ctx.device
+    """The calibration phase: one full probe. A train job adds quick probes between its steps."""
     ctx.maybe_fault(0)
+    return {"rank": ctx.rank, "world": ctx.world, "probes": [probe(ctx)]}
+
+
+def probe(ctx, quick: bool = False) -> dict:
+    """One probe on this rank: transport sweep + (with a model) component profile + gradient sync.
+
+    ``quick`` (between training steps) uses every other size and a third of the iterations, so that drifts in
+    this machine's load are sampled throughout the run; the predictor pools all probes. Rank 0's transport
+    numbers are the authoritative ones (it takes part in every pattern)."""
+    spec, rank, world, dev = ctx.spec, ctx.rank, ctx.world, ctx.device
+    sizes = spec.calib_sizes[::2] if quick else spec.calib_sizes
+    iters = max(spec.calib_iters // 3, 3) if quick else spec.calib_iters
     rows: dict[str, list[tuple[int, float]]] = {"p2p": [], "all_to_all": [], "all_reduce": []}
     rel: dict[str, list[float]] = {k: [] for k in rows}  # sample / mean: the transport's jitter
-    for size in spec.calib_sizes:
+    for size in sizes:
         numel = max(size // 4, 1)
         buf = torch.ones(numel, dtype=torch.float32, device=dev)
         if world >= 2:
@@ -88,24 +99,65 @@ def run_rank(ctx) -> dict:
                 elif rank == 1:
                     dist.recv(buf, 0)
                     dist.send(buf, 0)
-            rows["p2p"].append((numel * 4, _time(ping, spec.calib_iters, ctx.sync, rel["p2p"]) / 2))
+            rows["p2p"].append((numel * 4, _time(ping, iters, ctx.sync, rel["p2p"]) / 2))
             dist.barrier()
             ctx.collective(f"all_to_all:{size}")
             send = torch.ones(numel * world, dtype=torch.float32, device=dev)
             recv = torch.empty_like(send)
             rows["all_to_all"].append((numel * 4 * (world - 1), _time(lambda: dist.all_to_all_single(recv, send),
-                                                        spec.calib_iters, ctx.sync, rel["all_to_all"])))
+                                                        iters, ctx.sync, rel["all_to_all"])))
         ctx.collective(f"all_reduce:{size}")
-        rows["all_reduce"].append((numel * 4, _time(lambda: dist.all_reduce(buf), spec.calib_iters, ctx.sync,
+        rows["all_reduce"].append((numel * 4, _time(lambda: dist.all_reduce(buf), iters, ctx.sync,
                                                    rel["all_reduce"])))
     fits = {}
     for k, pts in rows.items():
         if len(pts) >= 2:
             fits[k] = fit([p[0] for p in pts], [p[1] for p in pts]).to_dict()
-    out = {"rank": rank, "world": world, "points": rows, "fits": fits, "rel": rel}
+    out = {"quick": quick, "points": rows, "fits": fits, "rel": rel}
     if spec.model:
         from dsv3sim.config import load_model_config
-        from dsv3sim.validate.components import profile_components
+        from dsv3sim.validate.components import REPS, profile_components
+        from dsv3sim.validate.parts import build
         ctx.status.enter("compute")
-        out["components"] = profile_components(load_model_config(spec.model), spec, dev, ctx.sync, rank)
+        cfg = load_model_config(spec.model)
+        if "parts" not in ctx.extra:
+            ctx.extra["parts"] = build(cfg, spec.seed)
+        out["components"] = profile_components(cfg, spec, dev, ctx.sync, rank, parts=ctx.extra["parts"],
+                                                reps=3 if quick else REPS)
+        out["components"]["grad_sync"] = _grad_sync(ctx, cfg, iters)
     return out
+
+
+def _grad_sync(ctx, cfg, iters: int) -> dict:
+    """The run's gradient all-reduces (same buffers, same groups, same code as ``train._allreduce``) timed
+    here on synthetic gradients: dense grads over the replica group, expert grads over the DP group."""
+    from dsv3sim.validate.components import rank_params
+    from dsv3sim.validate.layout import make_groups
+    from dsv3sim.validate.timeline import Timeline
+    from dsv3sim.validate.train import _allreduce
+
+    spec = ctx.spec
+    if "groups" not in ctx.extra:
+        ctx.extra["groups"] = make_groups(ctx.rank, spec.ep, spec.pp, spec.dp)
+    groups = ctx.extra["groups"]
+    dense, experts = rank_params(ctx.extra["parts"], cfg, spec, ctx.rank)
+    dtype = torch.bfloat16 if ctx.device.type == "cuda" else torch.float32
+
+    def fake(ps):
+        out = [torch.nn.Parameter(torch.zeros(p.shape, dtype=dtype, device=ctx.device)) for p in ps]
+        for p in out:
+            p.grad = torch.randn_like(p)
+        return out
+    dense, experts = fake(dense), fake(experts)
+    tl = Timeline(ctx.device)
+    tl.recording = False
+    ctx.collective("grad_sync")
+    rel: list[float] = []
+
+    def sync_all() -> None:
+        _allreduce(tl, dense, groups.replica, groups.replica_size)
+        _allreduce(tl, experts, groups.dp, groups.dp_size)
+    m = _time(sync_all, iters, ctx.sync, rel)
+    dist.barrier()
+    return {"F": m, "B": 0.0, "F_rel": rel, "B_rel": [1.0],
+            "bytes": sum(p.numel() * p.element_size() for p in dense + experts)}

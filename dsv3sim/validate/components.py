@@ -4,8 +4,8 @@ Run in the calibration phase (same processes as the validation run, so the same 
 synthetic inputs at the run's shapes, with the modules the run executes (``parts.build``); no communication.
 These times, the calibrated transport and the run's routing are all the predictor (``predict.py``) uses.
 
-Per component: mean forward and backward time and the relative spread of the samples (``F_rel``/``B_rel``,
-sample / mean), which the predictor resamples: on a shared CPU the ranks are preempted at random, and each
+Per component: the forward and backward samples (``F_s``/``B_s``; routed experts: the fit and the samples'
+spread ``F_rel``/``B_rel``), which the predictor pools over probes and resamples: on a shared CPU the ranks are preempted at random, and each
 EP all-to-all waits for the slowest rank, so the expected step is E[max] of noisy segments, not the sum of
 means. Backward times exclude the autograd engine's per-call start-up (measured on an identity graph),
 which a real backward pays once per microbatch, not once per component.
@@ -27,7 +27,7 @@ from dsv3sim.validate.calibrate import fit
 from dsv3sim.validate.ep import route
 from dsv3sim.validate.layout import coord, stage_layers
 from dsv3sim.validate.parts import build
-from dsv3sim.validate.schedule import chunk_stage, generate, parse
+from dsv3sim.validate.schedule import plan
 
 REPS = 8
 
@@ -52,23 +52,22 @@ def _samples(fn, make_input, reps: int, sync) -> tuple[list[float], list[float]]
 
 def _summary(fs: list[float], bs: list[float], bwd_start: float) -> dict:
     bs = [max(b - bwd_start, 0.0) for b in bs]
-    mf, mb = statistics.fmean(fs), statistics.fmean(bs)
-    return {"F": mf, "B": mb, "F_rel": [f / mf for f in fs] if mf else [1.0],
-            "B_rel": [b / mb for b in bs] if mb else [1.0]}
+    return {"F": statistics.fmean(fs), "B": statistics.fmean(bs), "F_s": fs, "B_s": bs}
 
 
-def profile_components(cfg, spec, device: torch.device, sync, rank: int = 0) -> dict:
-    parts = build(cfg, spec.seed)
+def profile_components(cfg, spec, device: torch.device, sync, rank: int = 0, *, parts=None,
+                       reps: int = REPS) -> dict:
+    parts = parts if parts is not None else build(cfg, spec.seed)
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     B, S, D = spec.micro_batch, spec.seq_len, cfg.hidden_size
     T = B * S
     hid = lambda: torch.randn(B, S, D, dtype=dtype, device=device)  # noqa: E731
-    _, b0 = _samples(lambda x: x * 1.0, hid, REPS, sync)
+    _, b0 = _samples(lambda x: x * 1.0, hid, reps, sync)
     bwd_start = statistics.fmean(b0)
     out: dict = {"tokens_per_microbatch": T, "bwd_call_overhead_s": bwd_start}
 
     def prof(name, fn, make=hid):
-        out[name] = _summary(*_samples(fn, make, REPS, sync), bwd_start)
+        out[name] = _summary(*_samples(fn, make, reps, sync), bwd_start)
 
     dense = next((b for b in parts.blocks if b.ffn is not None), None)
     moe = next((b for b in parts.blocks if b.experts is not None), None)
@@ -85,11 +84,11 @@ def profile_components(cfg, spec, device: torch.device, sync, rank: int = 0) -> 
         rows = sorted({1, mean_rows // 4 or 1, mean_rows, 4 * mean_rows})
         pts, rel_f, rel_b = [], [], []
         for r in rows:
-            s = _summary(*_samples(ex, lambda r=r: torch.randn(r, D, dtype=dtype, device=device), REPS, sync),
+            s = _summary(*_samples(ex, lambda r=r: torch.randn(r, D, dtype=dtype, device=device), reps, sync),
                          bwd_start)
             pts.append((r, s["F"], s["B"]))
-            rel_f += s["F_rel"]
-            rel_b += s["B_rel"]
+            rel_f += [x / s["F"] for x in s["F_s"]] if s["F"] else []
+            rel_b += [x / s["B"] for x in s["B_s"]] if s["B"] else []
         fF, fB = fit([p[0] for p in pts], [p[1] for p in pts]), fit([p[0] for p in pts], [p[2] for p in pts])
         out["expert"] = {"fwd": {"a_s": fF.alpha_s, "b_s_per_row": 1.0 / fF.beta_Bps},
                          "bwd": {"a_s": fB.alpha_s, "b_s_per_row": 1.0 / fB.beta_Bps},
@@ -117,41 +116,44 @@ def profile_components(cfg, spec, device: torch.device, sync, rank: int = 0) -> 
     emb = parts.embed.to(device, dtype)
     tok = torch.randint(0, cfg.vocab_size, (B, S), device=device)
     prof("embed", lambda _x: emb(tok) + 0 * _x)
-    out["optim"] = _optim(rank_params(parts, cfg, spec, rank), device, dtype, sync)
+    dense_p, expert_p = rank_params(parts, cfg, spec, rank)
+    out["optim"] = _optim(dense_p + expert_p, device, dtype, sync, reps)
     return out
 
 
-def rank_params(parts, cfg, spec, rank: int) -> list[torch.nn.Parameter]:
-    """The parameters ``train.py`` gives this rank: its stages' blocks, its share of experts, embed/head."""
+def rank_params(parts, cfg, spec, rank: int) -> tuple[list[torch.nn.Parameter], list[torch.nn.Parameter]]:
+    """(dense, expert) parameters ``train.py`` gives this rank: its stages' blocks, embed/head; its experts."""
     me = coord(rank, spec.ep, spec.pp)
-    lists, _ = generate(spec.schedule, spec.pp, spec.n_microbatches)
-    stages = {chunk_stage(spec.schedule, me.pp, a.chunk, spec.pp) for it in lists[me.pp] for a in parse(it)}
-    layers = stage_layers(cfg.num_hidden_layers, spec.pp)
+    pl = plan(spec.schedule, spec.pp, spec.n_microbatches)
+    stages = set(pl.stages_of(me.pp))
+    layers = stage_layers(cfg.num_hidden_layers, pl.n_stages)
     Er = cfg.n_routed_experts // spec.ep if cfg.is_moe else 0
     mods: list[torch.nn.Module] = []
     ps: list[torch.nn.Parameter] = []
+    ex: list[torch.nn.Module] = []
     for s in sorted(stages):
         for i in layers[s]:
             b = parts.blocks[i]
             mods += [b.attn_norm, b.attn, b.ffn_norm] + ([b.ffn] if b.ffn is not None else [])
             if b.experts is not None:
-                mods += b.experts[me.ep * Er:(me.ep + 1) * Er] + ([b.shared] if b.shared is not None else [])
+                ex += b.experts[me.ep * Er:(me.ep + 1) * Er]
+                mods += [b.shared] if b.shared is not None else []
                 ps.append(b.gate_weight)
     if 0 in stages:
         mods.append(parts.embed)
-    if spec.pp - 1 in stages:
+    if pl.n_stages - 1 in stages:
         mods.append(parts.head)
     ps += [p for m in mods for p in m.parameters()]
-    return list({id(p): p for p in ps}.values())
+    return list({id(p): p for p in ps}.values()), [p for m in ex for p in m.parameters()]
 
 
-def _optim(params: list[torch.nn.Parameter], device, dtype, sync) -> dict:
+def _optim(params: list[torch.nn.Parameter], device, dtype, sync, reps: int) -> dict:
     ps = [torch.nn.Parameter(torch.randn(p.shape, dtype=dtype, device=device)) for p in params]
     for p in ps:
         p.grad = torch.randn_like(p)
     opt = torch.optim.AdamW(ps, lr=1e-4)
     ts = []
-    for i in range(REPS + 1):
+    for i in range(reps + 1):
         sync()
         t0 = time.perf_counter()
         opt.step()
@@ -159,6 +161,5 @@ def _optim(params: list[torch.nn.Parameter], device, dtype, sync) -> dict:
         sync()
         if i:
             ts.append(time.perf_counter() - t0)
-    m = statistics.fmean(ts)
-    return {"F": m, "B": 0.0, "F_rel": [t / m for t in ts], "B_rel": [1.0], "n_tensors": len(ps),
+    return {"F": statistics.fmean(ts), "B": 0.0, "F_s": ts, "B_s": [0.0], "n_tensors": len(ps),
             "n_params": sum(p.numel() for p in ps)}

@@ -11,7 +11,8 @@ Composition (stated in every result as ``prediction_method``):
   slowest rank (lockstep), so a rank's measured all-to-all time includes waiting for its peers;
 * PP: the action lists are replayed in order per pipeline rank (list scheduling): a forward on stage s
   starts when its rank is free and the activation of stage s-1 has arrived (p2p fit); backward likewise;
-* DP: all-reduce of dense gradients over the replica group, of expert gradients over the DP group (fit);
+* DP: all-reduce of dense gradients over the replica group and of expert gradients over the DP group, as
+  timed on the same buffers and groups in the calibration phase (``calibrate._grad_sync``);
 * optimizer: AdamW step profiled on this rank's parameter shapes;
 * jitter: on a shared CPU every duration is resampled from its profiled spread (Monte Carlo), because each
   all-to-all waits for the slowest rank: E[max] of noisy segments exceeds the sum of their means.
@@ -24,10 +25,10 @@ import random
 import statistics
 from collections import defaultdict
 
-from dsv3sim.validate.calibrate import AlphaBeta
+from dsv3sim.validate.calibrate import fit
 from dsv3sim.validate.ep import row_bytes
 from dsv3sim.validate.layout import Coord, rank_of
-from dsv3sim.validate.schedule import chunk_stage, parse
+from dsv3sim.validate.schedule import parse, plan
 
 METHOD = ("composed in dsv3sim.validate.predict: list-schedule replay of the run's action lists, EP lockstep at "
           "every all-to-all, compute from components profiled on this machine (validate calibration job), "
@@ -37,27 +38,40 @@ METHOD = ("composed in dsv3sim.validate.predict: list-schedule replay of the run
 
 class Costs:
     """Component times of one rank (its own profile: ranks on a busier core are slower, and the EP lockstep
-    makes their peers wait) + rank 0's transport fits. With ``rng`` every duration is its mean times a factor
-    resampled from the profiled samples (sample / mean), one factor per span."""
+    makes their peers wait), pooled over all its probes, + transport fits of rank 0's pooled sweep points.
+    With ``rng`` every duration is its mean times a factor resampled from the profiled samples (sample /
+    mean), one factor per span."""
 
     def __init__(self, calib: list[dict], rank: int | None = None) -> None:
-        comps = [r["components"] for r in calib if "components" in r and (rank is None or r["rank"] == rank)]
-        if not comps:
+        mine = [c for c in calib if rank is None or c["rank"] == rank]
+        probes = [p for c in mine for p in c["probes"] if "components" in p]
+        if not probes:
             raise ValueError("calibration has no component profile (run the calibration phase with a model)")
+        comps = [p["components"] for p in probes]
         self.c: dict[str, tuple[float, float]] = {}
         self.rel: dict[str, list[float]] = {}
         for k, v in comps[0].items():
-            if isinstance(v, dict) and "F_rel" in v:
-                if "F" in v:
-                    self.c[k] = (statistics.fmean(c[k]["F"] for c in comps), statistics.fmean(c[k]["B"] for c in comps))
-                self.rel[f"{k}:0"] = [x for c in comps for x in c[k]["F_rel"]]
-                self.rel[f"{k}:1"] = [x for c in comps for x in c[k]["B_rel"]]
-        ex = comps[0].get("expert")
-        self.expert = {d: {k: statistics.fmean(c["expert"][d][k] for c in comps) for k in ("a_s", "b_s_per_row")}
+            if isinstance(v, dict) and "F_s" in v:
+                for d, key in ((0, "F_s"), (1, "B_s")):
+                    xs = [x for c in comps if k in c for x in c[k][key]]
+                    m = statistics.fmean(xs) if xs else 0.0
+                    self.rel[f"{k}:{d}"] = [x / m for x in xs] if m else [1.0]
+                    self.c[k] = (m, self.c.get(k, (0.0, 0.0))[1]) if d == 0 else (self.c[k][0], m)
+        ex = [c["expert"] for c in comps if "expert" in c]
+        self.expert = {d: {k: statistics.fmean(e[d][k] for e in ex) for k in ("a_s", "b_s_per_row")}
                        for d in ("fwd", "bwd")} if ex else {}
-        first = next((r for r in calib if r.get("fits")), calib[0])
-        self.fit = {k: AlphaBeta.from_dict(v) for k, v in first.get("fits", {}).items()}
-        self.comm_rel = {k: v for k, v in first.get("rel", {}).items() if v}
+        if ex:
+            self.rel["expert:0"] = [x for e in ex for x in e["F_rel"]] or [1.0]
+            self.rel["expert:1"] = [x for e in ex for x in e["B_rel"]] or [1.0]
+        first = min(calib, key=lambda c: c["rank"])  # rank 0: in every transport pattern
+        pts: dict[str, list] = defaultdict(list)
+        self.comm_rel: dict[str, list[float]] = defaultdict(list)
+        for p in first["probes"]:
+            for k, v in p.get("points", {}).items():
+                pts[k] += v
+            for k, v in p.get("rel", {}).items():
+                self.comm_rel[k] += v
+        self.fit = {k: fit([x for x, _ in v], [t for _, t in v]) for k, v in pts.items() if len({x for x, _ in v}) >= 2}
         self.rng: random.Random | None = None
 
     def _f(self, key: str) -> float:
@@ -162,7 +176,9 @@ def predict_step(spec, meas: list[dict], C: dict[int, Costs], step: int) -> dict
             compute(lanes, "embed(B)", [C[r].fb("embed", 1) for r in lanes])
         del n
 
-    done: dict[tuple, dict[int, float]] = {}
+    pl = plan(spec.schedule, pp, meas[0]["microbatches"])
+    last_stage = pl.n_stages - 1
+    done: dict[tuple, list[float]] = {}
     ptr = {(d_, p): 0 for d_ in range(dp) for p in range(pp)}
     acts = {(d_, p): [a for it in by_rank[rank_of(Coord(dp=d_, pp=p, ep=0), ep, pp)]["actions"] for a in parse(it)]
             for d_ in range(dp) for p in range(pp)}
@@ -174,37 +190,34 @@ def predict_step(spec, meas: list[dict], C: dict[int, Costs], step: int) -> dict
                 if a.kind == "W":
                     ptr[(d_, p)] += 1
                     continue
-                s = chunk_stage(spec.schedule, p, a.chunk, pp)
+                s = pl.stage_of(p, a.chunk)
+                prev, nxt = pl.neighbours(p, a.chunk)
                 lanes = [rank_of(Coord(dp=d_, pp=p, ep=e), ep, pp) for e in range(ep)]
                 kind = "F" if a.kind == "F" else "B"
-                dep = (kind, a.chunk, s - 1, a.mb) if kind == "F" else (kind, a.chunk, s + 1, a.mb)
-                need = (kind == "F" and s > 0) or (kind == "B" and s < pp - 1)
-                if need and dep not in done:
+                src = prev if kind == "F" else nxt
+                dep = (kind, d_, src[0], src[1], a.mb) if src is not None else None
+                if dep is not None and dep not in done:
                     break
-                if need:
-                    ready = done[dep]
+                if dep is not None:
+                    hop = costs.comm("p2p", act_bytes) if src[0] != p else 0.0
                     for e, r in enumerate(lanes):
-                        arrive = ready[e] + costs.comm("p2p", act_bytes)
-                        w = max(arrive - clock[r], 0.0)
-                        events[r].append(dict(name="p2p_wait", t0=clock[r], t1=clock[r] + w))
-                        comp[r]["p2p_wait"] += w
+                        w = max(done[dep][e] + hop - clock[r], 0.0)
+                        if src[0] != p:
+                            events[r].append(dict(name="p2p_wait", t0=clock[r], t1=clock[r] + w))
+                            comp[r]["p2p_wait"] += w
                         clock[r] += w
                 stage_layers = by_rank[lanes[0]]["stages"][str(s)]
-                run(lanes, stage_layers, s == 0, s == pp - 1, kind, a.mb)
-                done[(kind, a.chunk, s, a.mb)] = [clock[r] for r in lanes]
+                run(lanes, stage_layers, s == 0, s == last_stage, kind, pl.data_index(a.chunk, a.mb))
+                done[(kind, d_, p, a.chunk, a.mb)] = [clock[r] for r in lanes]
                 ptr[(d_, p)] += 1
                 progressed = True
         if not progressed:
             raise ValueError(f"pipeline replay deadlocked at {ptr}: action lists are inconsistent")
     for p in range(pp):  # DP: dense grads over the replica group, expert grads over each DP group
         rep = [rank_of(Coord(dp=d_, pp=p, ep=e), ep, pp) for d_ in range(dp) for e in range(ep)]
-        m = by_rank[rep[0]]
-        if m["replica_size"] > 1:
-            sync(rep, "allreduce", costs.comm("all_reduce", m["n_dense_params"] * elt))
-        if m["dp_size"] > 1:
-            for e in range(ep):
-                grp = [rank_of(Coord(dp=d_, pp=p, ep=e), ep, pp) for d_ in range(dp)]
-                sync(grp, "allreduce", costs.comm("all_reduce", by_rank[grp[0]]["n_expert_params"] * elt))
+        if by_rank[rep[0]]["replica_size"] > 1 or by_rank[rep[0]]["dp_size"] > 1:
+            # the calibration timed these exact all-reduces (calibrate._grad_sync); the slowest member's mean
+            sync(rep, "allreduce", max(C[r].fb("grad_sync", 0) for r in rep))
     for r, m in by_rank.items():
         compute([r], "optim", [C[r].fb("optim", 0)])
     return {"step_s": max(clock.values()), "rank_step_s": dict(clock), "components": comp, "events": events}

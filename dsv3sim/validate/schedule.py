@@ -1,13 +1,14 @@
-"""Pipeline action lists for the real run: parse, fetch from ``dsv3sim.parallel``, and a 1F1B fallback.
+"""Pipeline plan for the real run: the action lists of ``dsv3sim.parallel`` plus the geometry the executor
+needs (which model stage a rank's chunk holds, where a micro-batch comes from and goes to).
 
-Action strings (shared with ``dsv3sim.parallel``): ``F{c}.{mb}`` forward of chunk c on microbatch mb,
-``B{c}.{mb}`` backward (input grads), ``W{c}.{mb}`` weight grads, ``BW{c}.{mb}`` full backward, and
-``A&B`` two actions the schedule overlaps (DualPipe's F&B pairs; run back to back here). The real run does
-full backward at ``B``/``BW`` and treats ``W`` as a no-op (PyTorch computes weight grads with input grads);
-the predictor does the same, so the comparison is like for like.
+Action strings (``dsv3sim.parallel.actions``): ``F{c}.{mb}`` forward of chunk c on micro-batch mb, ``B``
+input-grad backward, ``W`` weight-grad backward, ``BW`` full backward, ``A&B`` an overlapped pair (run back
+to back here). The real run does the full backward at ``B``/``BW`` and treats ``W`` as a no-op (PyTorch
+computes weight grads with input grads); the predictor does the same, so the comparison is like for like.
+Layouts: linear (1F1B, ZB1P), bidirectional (DualPipe: chunk 1 = reverse pipeline, its micro-batches are
+distinct), v (DualPipeV: 2P stages). A flow's path lists its (rank, chunk) positions in stage order.
 
-1F1B (PipeDream-flush; Narayanan et al., SC'21, §2.2): stage s of P runs min(P-1-s, M) warm-up forwards,
-then alternates one forward / one backward, then drains the remaining backwards.
+Without ``dsv3sim.parallel`` a built-in 1F1B (PipeDream-flush; Narayanan et al., SC'21 §2.2) is used.
 """
 
 from __future__ import annotations
@@ -36,6 +37,46 @@ def parse(item: str) -> list[Action]:
     return out
 
 
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Plan:
+    name: str
+    pp: int
+    microbatches: int
+    layout: str  # linear | bidirectional | v
+    actions: dict[int, list[str]]
+    source: str
+
+    @property
+    def n_stages(self) -> int:
+        return 2 * self.pp if self.layout == "v" else self.pp
+
+    def stage_of(self, rank: int, chunk: int) -> int:
+        if self.layout == "linear" or chunk == 0:
+            return rank
+        return self.pp - 1 - rank if self.layout == "bidirectional" else 2 * self.pp - 1 - rank
+
+    def path(self, chunk: int) -> list[tuple[int, int]]:
+        """(pipeline rank, chunk) positions of a micro-batch of ``chunk``'s flow, in stage order."""
+        down = [(r, 0) for r in range(self.pp)]
+        if self.layout == "linear":
+            return down
+        if self.layout == "bidirectional":
+            return down if chunk == 0 else [(r, 1) for r in reversed(range(self.pp))]
+        return down + [(r, 1) for r in reversed(range(self.pp))]
+
+    def neighbours(self, rank: int, chunk: int) -> tuple[tuple[int, int] | None, tuple[int, int] | None]:
+        p = self.path(chunk)
+        i = p.index((rank, chunk))
+        return (p[i - 1] if i else None), (p[i + 1] if i + 1 < len(p) else None)
+
+    def data_index(self, chunk: int, mb: int) -> int:
+        """Global micro-batch index (DualPipe's reverse direction counts its own micro-batches)."""
+        return mb + (self.microbatches // 2 if self.layout == "bidirectional" and chunk == 1 else 0)
+
+    def stages_of(self, rank: int) -> list[int]:
+        return sorted({self.stage_of(rank, a.chunk) for it in self.actions[rank] for a in parse(it)})
+
+
 def one_f_one_b(pp: int, microbatches: int) -> dict[int, list[str]]:
     out: dict[int, list[str]] = {}
     for s in range(pp):
@@ -43,47 +84,38 @@ def one_f_one_b(pp: int, microbatches: int) -> dict[int, list[str]]:
         acts = [f"F0.{m}" for m in range(warm)]
         f, b = warm, 0
         while f < microbatches:
-            acts += [f"F0.{f}", f"B0.{b}"]
+            acts += [f"F0.{f}", f"BW0.{b}"]
             f, b = f + 1, b + 1
-        acts += [f"B0.{m}" for m in range(b, microbatches)]
+        acts += [f"BW0.{m}" for m in range(b, microbatches)]
         out[s] = acts
     return out
 
 
-def generate(name: str, pp: int, microbatches: int) -> tuple[dict[int, list[str]], str]:
-    """Action lists per pipeline rank and where they came from."""
+def plan(name: str, pp: int, microbatches: int) -> Plan:
     if pp < 1 or microbatches < 1:
         raise ValueError(f"pipeline needs pp >= 1 and microbatches >= 1, got pp={pp} microbatches={microbatches}")
-    if name == "1f1b" and pp > 1 and microbatches < pp:
-        raise ValueError(f"1F1B with pp={pp} needs microbatches >= pp, got {microbatches}")
     try:
-        from dsv3sim.parallel import generate as par_generate  # type: ignore[attr-defined]
-        acts = par_generate(name, pp, microbatches)
-        lists = {int(r): [str(a) for a in v] for r, v in _as_lists(acts).items()}
-        for v in lists.values():
-            for a in v:
-                parse(a)
-        return lists, f"dsv3sim.parallel.generate({name!r})"
-    except (ImportError, AttributeError, TypeError, KeyError):
-        if name != "1f1b":
-            raise ValueError(f"schedule {name!r} needs dsv3sim.parallel, which is not available; use 1f1b")
-        return one_f_one_b(pp, microbatches), "validate.schedule.one_f_one_b (dsv3sim.parallel not available)"
+        sched = _from_parallel(name, pp, microbatches)
+    except ImportError:
+        sched = None
+    if sched is not None:
+        lists = {int(r): [str(a) for a in v] for r, v in sched.actions.items()}
+        return Plan(name=name, pp=pp, microbatches=microbatches, layout=sched.layout, actions=lists,
+                    source=f"dsv3sim.parallel ({name})")
+    if name != "1f1b":
+        raise ValueError(f"schedule {name!r} needs dsv3sim.parallel, which is not importable; use 1f1b")
+    return Plan(name=name, pp=pp, microbatches=microbatches, layout="linear", actions=one_f_one_b(pp, microbatches),
+                source="validate.schedule.one_f_one_b (dsv3sim.parallel not importable)")
 
 
-def _as_lists(acts) -> dict:
-    if isinstance(acts, dict):
-        return acts
-    if hasattr(acts, "actions"):
-        return _as_lists(acts.actions)
-    if isinstance(acts, (list, tuple)):
-        return dict(enumerate(acts))
-    raise TypeError(f"unknown schedule object {type(acts).__name__}")
-
-
-def chunk_stage(name: str, pp_rank: int, chunk: int, pp: int) -> int:
-    """Which model stage a rank's chunk holds: 1F1B: its own index; DualPipe: i (chunk 0) and P-1-i (chunk 1)."""
-    if chunk == 0:
-        return pp_rank
-    if name.startswith("dualpipe") and chunk == 1:
-        return pp - 1 - pp_rank
-    raise ValueError(f"schedule {name!r}: chunk {chunk} on pipeline rank {pp_rank} is not supported")
+def _from_parallel(name: str, pp: int, microbatches: int):
+    import dsv3sim.parallel as par  # noqa: F401  (ImportError -> fallback)
+    gen = getattr(par, "generate", None)
+    if gen is not None:
+        return gen(name, pp, microbatches)
+    from dsv3sim.parallel.dualpipe import dualpipe, dualpipev
+    from dsv3sim.parallel.linear import one_f_one_b as p1f1b, zb1p
+    table = {"1f1b": p1f1b, "zb1p": zb1p, "dualpipe": dualpipe, "dualpipev": dualpipev}
+    if name not in table:
+        raise ValueError(f"unknown schedule {name!r}; known: {', '.join(table)}")
+    return table[name](pp, microbatches)

@@ -24,7 +24,7 @@ from dsv3sim.config import load_model_config
 from dsv3sim.validate.ep import EPMoE
 from dsv3sim.validate.layout import Coord, coord, make_groups, rank_of, stage_layers
 from dsv3sim.validate.parts import Block, build
-from dsv3sim.validate.schedule import chunk_stage, generate, parse
+from dsv3sim.validate.schedule import parse, plan
 from dsv3sim.validate.timeline import Timeline, mark
 
 
@@ -68,20 +68,23 @@ class Stage(nn.Module):
             return F.cross_entropy(logits.float().flatten(0, 1), labels.flatten())
 
 
-def run_rank(ctx) -> dict:
+def run_rank(ctx, probe=None, probes: list | None = None) -> dict:
+    """``probe(ctx, quick=True)`` (the calibration's) runs before every measured step when given; its results
+    are appended to ``probes``. It runs outside the timed region and its numbers only feed the predictor."""
     spec, rank, dev = ctx.spec, ctx.rank, ctx.device
     cfg = load_model_config(spec.model)
     me = coord(rank, spec.ep, spec.pp)
-    groups = make_groups(rank, spec.ep, spec.pp, spec.dp)
+    groups = ctx.extra.get("groups") or make_groups(rank, spec.ep, spec.pp, spec.dp)
+    ctx.extra["groups"] = groups
     tl = Timeline(dev)
     nmb = spec.n_microbatches
-    lists, sched_src = generate(spec.schedule, spec.pp, nmb)
-    my_actions = lists[me.pp]
-    layers = stage_layers(cfg.num_hidden_layers, spec.pp)
+    pl = plan(spec.schedule, spec.pp, nmb)
+    my_actions, sched_src = pl.actions[me.pp], pl.source
+    layers = stage_layers(cfg.num_hidden_layers, pl.n_stages)
     parts = build(cfg, spec.seed)
     dtype = torch.bfloat16 if dev.type == "cuda" else torch.float32
     moe: dict[int, EPMoE] = {}
-    stage_ids = sorted({chunk_stage(spec.schedule, me.pp, a.chunk, spec.pp) for it in my_actions for a in parse(it)})
+    stage_ids = pl.stages_of(me.pp)
     mine = {i for s in stage_ids for i in layers[s]}
     Er = cfg.n_routed_experts // spec.ep if cfg.is_moe else 0
     for b in parts.blocks:
@@ -89,7 +92,7 @@ def run_rank(ctx) -> dict:
             moe[b.layer] = EPMoE(cfg=cfg, layer=b.layer, gate_weight=b.gate_weight, gate_bias=b.gate_bias,
                                  experts=b.experts[me.ep * Er:(me.ep + 1) * Er], shared=b.shared, group=groups.ep,
                                  ep_rank=me.ep, ep_size=spec.ep, node_size=spec.node_size, fp8=spec.fp8, tl=tl)
-    stages = {s: Stage(s=s, n_stages=spec.pp, parts=parts, layers=layers[s], moe=moe, tl=tl).to(dev, dtype)
+    stages = {s: Stage(s=s, n_stages=pl.n_stages, parts=parts, layers=layers[s], moe=moe, tl=tl).to(dev, dtype)
               for s in stage_ids}
     for m in moe.values():
         if m.gate_bias is not None:
@@ -101,9 +104,11 @@ def run_rank(ctx) -> dict:
     opt = torch.optim.AdamW(dense_params + expert_params, lr=1e-4)
     gen = torch.Generator().manual_seed(spec.seed * 1000003 + me.dp * 1009 + me.ep)
 
-    def stage_rank(chunk: int, s: int) -> int:
-        p = s if chunk == 0 else spec.pp - 1 - s
+    def grank(p: int) -> int:
         return rank_of(Coord(dp=me.dp, pp=p, ep=me.ep), spec.ep, spec.pp)
+
+    def tag(chunk: int, mb: int, grad: int) -> int:  # the RECEIVING position's chunk and micro-batch
+        return (pl.data_index(chunk, mb) * 2 + chunk) * 2 + grad
 
     B, S, D = spec.micro_batch, spec.seq_len, cfg.hidden_size
     timeout = timedelta(seconds=spec.collective_timeout_s)
@@ -112,6 +117,8 @@ def run_rank(ctx) -> dict:
     for step in range(spec.steps + 1):
         tl.step, tl.recording = step, spec.warmup <= step < spec.steps
         profiling = step == spec.steps
+        if tl.recording and probe is not None:  # re-sample this machine's speed right before the step
+            probes.append(probe(ctx, quick=True))
         ctx.maybe_fault(step)
         tokens = torch.randint(0, cfg.vocab_size, (nmb, B, S + 1), generator=gen).to(dev)
         ctx.collective("barrier")
@@ -124,34 +131,46 @@ def run_rank(ctx) -> dict:
         t0 = tl.now()
         sends = []
         saved: dict[tuple[int, int], tuple[torch.Tensor, torch.Tensor]] = {}
+        local: dict[tuple[str, int], torch.Tensor] = {}  # hand-offs between two chunks of this rank (V layout)
         for item in my_actions:
             for a in parse(item):
-                s = chunk_stage(spec.schedule, me.pp, a.chunk, spec.pp)
-                tl.mb = a.mb
-                tag = (a.mb * 2 + a.chunk) * 2
+                s = pl.stage_of(me.pp, a.chunk)
+                prev, nxt = pl.neighbours(me.pp, a.chunk)
+                tl.mb = di = pl.data_index(a.chunk, a.mb)
                 if a.kind == "F":
-                    if s == 0:
-                        x = tokens[a.mb, :, :-1]
+                    if prev is None:
+                        x = tokens[di, :, :-1]
+                    elif prev[0] == me.pp:
+                        x = local.pop(("act", a.mb)).detach().requires_grad_()
                     else:
                         x = torch.empty(B, S, D, dtype=dtype, device=dev)
-                        _recv(tl, x, stage_rank(a.chunk, s - 1), tag, timeout)
+                        _recv(tl, x, grank(prev[0]), tag(a.chunk, a.mb, 0), timeout)
                         x.requires_grad_()
-                    out = stages[s](x, tokens[a.mb, :, 1:])
-                    if s < spec.pp - 1:
-                        sends.append(_send(tl, out.detach(), stage_rank(a.chunk, s + 1), tag))
-                        saved[(s, a.mb)] = (x, out)
+                    out = stages[s](x, tokens[di, :, 1:])
+                    if nxt is None:
+                        saved[(a.chunk, a.mb)] = (x, out / nmb)
                     else:
-                        saved[(s, a.mb)] = (x, out / nmb)
+                        if nxt[0] == me.pp:
+                            local[("act", a.mb)] = out.detach()
+                        else:
+                            sends.append(_send(tl, out.detach(), grank(nxt[0]), tag(nxt[1], a.mb, 0)))
+                        saved[(a.chunk, a.mb)] = (x, out)
                 elif a.kind in ("B", "BW"):
-                    x, out = saved.pop((s, a.mb))
-                    if s == spec.pp - 1:
+                    x, out = saved.pop((a.chunk, a.mb))
+                    if nxt is None:
                         out.backward()
                     else:
-                        g = torch.empty_like(out)
-                        _recv(tl, g, stage_rank(a.chunk, s + 1), tag + 1, timeout)
+                        if nxt[0] == me.pp:
+                            g = local.pop(("grad", a.mb))
+                        else:
+                            g = torch.empty_like(out)
+                            _recv(tl, g, grank(nxt[0]), tag(a.chunk, a.mb, 1), timeout)
                         torch.autograd.backward(out, g)
-                    if s > 0:
-                        sends.append(_send(tl, x.grad, stage_rank(a.chunk, s - 1), tag + 1))
+                    if prev is not None:
+                        if prev[0] == me.pp:
+                            local[("grad", a.mb)] = x.grad
+                        else:
+                            sends.append(_send(tl, x.grad, grank(prev[0]), tag(prev[1], a.mb, 1)))
         for w in sends:
             w.wait(timeout)
         with tl.span("allreduce"):
@@ -169,6 +188,7 @@ def run_rank(ctx) -> dict:
         if tl.recording:
             step_s.append(t1 - t0)
     res = _summarise(ctx, tl, step_s, prof_ops, moe, stage_ids, layers, sched_src, my_actions, parts.source, me)
+    res.update(layout=pl.layout, n_stages=pl.n_stages)
     allp = dense_params + expert_params
     res.update(n_params=sum(p.numel() for p in allp), n_tensors=len(allp), microbatches=nmb, tokens_per_mb=B * S,
                n_dense_params=sum(p.numel() for p in dense_params),

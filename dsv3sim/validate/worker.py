@@ -82,7 +82,8 @@ def main(argv: list[str]) -> int:
         if spec.job == "calibrate" or spec.calibrate_first:  # micro-benchmark first, same processes and cores
             mine["calibration"] = calibrate.run_rank(ctx)
         if spec.job == "train":
-            mine["train"] = train.run_rank(ctx)
+            probes = mine["calibration"]["probes"] if "calibration" in mine else None
+            mine["train"] = train.run_rank(ctx, calibrate.probe if probes is not None else None, probes)
         status.enter("collective:gather-results")
         gathered: list[Any] | None = [None] * world if rank == 0 else None
         dist.gather_object(mine, gathered, dst=0)

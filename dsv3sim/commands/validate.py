@@ -1,0 +1,169 @@
+"""`dsv3sim validate`: run the model as a real torch.distributed job (torchrun), simulate the same run,
+compare step time and components.
+
+Gloo on CPU, NCCL on GPUs. The job first calibrates this machine (transport ping-pong / all-to-all /
+all-reduce sweeps and a standalone profile of every model component, in the same processes), then trains
+``--steps`` steps with EP all-to-all dispatch/combine (node-limited routing; FP8 dispatch with --fp8), the
+pipeline schedule's action lists executed with point-to-point sends, and DP gradient all-reduce. The
+prediction replays the run from the calibration and the routing the run used, never from its timings.
+A worker that dies or hangs fails the command with the rank and the cause; every wait is bounded.
+
+Several nodes: run the same command on every node with --nnodes N --rdzv-endpoint HOST:PORT (a host all
+nodes reach) and the same --rdzv-id; --nproc is the processes per node. Results land on the node of rank 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+NAME = "validate"
+HELP = "run the model as a real torchrun job, simulate the same run, compare (measured vs predicted)"
+DESCRIPTION = __doc__
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", default="tiny", help="model config name or path (default tiny)")
+    p.add_argument("--nproc", type=int, default=2, help="processes per node (default 2)")
+    p.add_argument("--ep", type=int, default=None, help="expert-parallel size (default: world / (pp * dp))")
+    p.add_argument("--pp", type=int, default=1, help="pipeline stages (default 1)")
+    p.add_argument("--dp", type=int, default=None, help="data-parallel replicas (default: world / (ep * pp))")
+    p.add_argument("--steps", type=int, default=4, help="training steps, the first --warmup not measured")
+    p.add_argument("--warmup", type=int, default=1)
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    p.add_argument("--schedule", default="1f1b", help="pipeline schedule: 1f1b, zb1p, dualpipe, dualpipev")
+    p.add_argument("--microbatches", type=int, default=0, help="micro-batches per step (default 2*pp, 1 if pp=1)")
+    p.add_argument("--micro-batch", type=int, default=2, help="sequences per micro-batch (default 2)")
+    p.add_argument("--seq-len", type=int, default=64)
+    p.add_argument("--fp8", action="store_true", help="FP8 (e4m3, 1x128 tiles) dispatch payload, BF16 combine")
+    p.add_argument("--gpus-per-node", type=int, default=0,
+                   help="virtual node size for node-limited routing (default: the EP group is one node)")
+    p.add_argument("--threads", type=int, default=1, help="torch threads per rank (default 1)")
+    p.add_argument("--timeout", type=float, default=600.0, help="wall-clock limit of the job, s")
+    p.add_argument("--collective-timeout", type=float, default=60.0, help="limit of any one collective, s")
+    p.add_argument("--samples", type=int, default=64, help="Monte Carlo replays per step for the prediction")
+    p.add_argument("--out", default=None, help="output folder (default reports/validate/<stamp>)")
+    p.add_argument("--save-profile", action="store_true",
+                   help="also write the calibration to profiles/cpu-local/ (cpu) for the simulator")
+    p.add_argument("--nnodes", type=int, default=1, help="nodes (multi-node: same command on each node)")
+    p.add_argument("--rdzv-endpoint", default="", help="HOST:PORT of the c10d rendezvous (default 127.0.0.1:free)")
+    p.add_argument("--rdzv-id", default="", help="job id shared by all nodes")
+    p.add_argument("--node-rank", type=int, default=-1, help="this node's rank (default: assigned)")
+    p.add_argument("--fault", default="", help=argparse.SUPPRESS)  # tests: kind:rank:step
+    p.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    p.add_argument("--report", default=None, help="write an HTML report with a validation section")
+
+
+def make_spec(args: argparse.Namespace, out_dir: str):
+    from dsv3sim.config import load_model_config
+    from dsv3sim.validate.spec import Fault, RunSpec
+
+    world = args.nproc * args.nnodes
+    if args.nproc <= 0 or args.nnodes <= 0:
+        raise ValueError(f"--nproc ({args.nproc}) and --nnodes ({args.nnodes}) must be > 0")
+    pp = args.pp
+    if args.ep is None and args.dp is None:
+        ep, dp = (world // pp if pp and world % pp == 0 else 0), 1
+    elif args.ep is None:
+        ep, dp = (world // (pp * args.dp) if pp * args.dp and world % (pp * args.dp) == 0 else 0), args.dp
+    else:
+        ep = args.ep
+        dp = args.dp if args.dp is not None else (world // (pp * ep) if pp * ep and world % (pp * ep) == 0 else 0)
+    if not ep or not dp:
+        raise ValueError(f"cannot lay out world size {world} (nproc {args.nproc} x nnodes {args.nnodes}) as "
+                         f"ep={args.ep} x pp={pp} x dp={args.dp}")
+    cfg = load_model_config(args.model)
+    if cfg.is_moe and cfg.n_routed_experts % ep:
+        raise ValueError(f"n_routed_experts ({cfg.n_routed_experts}) of {cfg.name} must be divisible by --ep ({ep})")
+    if not cfg.is_moe and ep > 1:
+        raise ValueError(f"{cfg.name} has no routed experts; use --ep 1")
+    fault = None
+    if args.fault:
+        k, r, s = (args.fault.split(":") + ["0", "0"])[:3]
+        fault = Fault(kind=k, rank=int(r), step=int(s))
+    if args.device == "cuda":
+        import torch
+        if not torch.cuda.is_available():
+            raise ValueError("--device cuda: no CUDA device visible")
+        if args.nproc > torch.cuda.device_count():
+            raise ValueError(f"--nproc {args.nproc} > {torch.cuda.device_count()} visible GPUs")
+    return RunSpec(job="train", model=args.model, nproc=args.nproc, nnodes=args.nnodes, ep=ep, pp=pp, dp=dp,
+                   steps=args.steps, warmup=args.warmup, device=args.device, seq_len=args.seq_len,
+                   micro_batch=args.micro_batch, microbatches=args.microbatches, schedule=args.schedule,
+                   gpus_per_node=args.gpus_per_node, fp8=args.fp8, threads=args.threads,
+                   collective_timeout_s=args.collective_timeout, out_dir=out_dir, fault=fault)
+
+
+def run(args: argparse.Namespace) -> int:
+    from dsv3sim.validate.compare import build_result, write_outputs
+    from dsv3sim.validate.launch import Rendezvous, WorkerFailure, launch
+    from dsv3sim.validate.predict import predict
+
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
+    out_dir = Path(args.out or Path("reports") / "validate" / f"{Path(args.model).stem}-{stamp}").resolve()
+    spec = make_spec(args, str(out_dir))
+    if args.report and not str(args.report).lower().endswith((".html", ".htm")):
+        raise ValueError(f"--report must end in .html, got {args.report}")
+    from dsv3sim.validate.schedule import plan
+    plan(spec.schedule, spec.pp, spec.n_microbatches)  # bad schedule/pp/microbatches fail here, not in workers
+    t0 = time.monotonic()
+    try:
+        launch(spec, timeout_s=args.timeout,
+               rdzv=Rendezvous(endpoint=args.rdzv_endpoint, run_id=args.rdzv_id, node_rank=args.node_rank))
+    except WorkerFailure as e:
+        print(f"dsv3sim validate: error: {e}", file=sys.stderr)
+        return 3
+    raw_path = out_dir / "result.json"
+    if not raw_path.exists():
+        print(f"dsv3sim validate: this node's workers finished; the results are on the node of rank 0 "
+              f"({out_dir} there)")
+        return 0
+    raw = json.loads(raw_path.read_text())
+    train = [r["train"] for r in raw["ranks"]]
+    calib = [r["calibration"] for r in raw["ranks"]]
+    pred = predict(spec, train, calib, samples=args.samples)
+    result = build_result(spec, train, calib, pred, out_dir=out_dir, wall_s=time.monotonic() - t0)
+    _save_topology(result, spec, out_dir, args.save_profile, calib)
+    write_outputs(result, train, out_dir, args.report)
+    if args.json:
+        print(json.dumps(result, indent=1))
+    else:
+        _print_table(result, args.report)
+    return 0
+
+
+def _save_topology(result: dict, spec, out_dir: Path, save: bool, calib: list[dict]) -> None:
+    from dsv3sim.validate.atomic import write_json
+    from dsv3sim.validate.topology_out import calibrated_topology, write_topology
+
+    fits = result["transport_calibrated"]
+    if spec.device != "cpu" or "p2p" not in fits:
+        return
+    when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    topo = calibrated_topology(fits, spec.world_size, when)
+    write_topology(topo, out_dir / "local-cpu.calibrated.yaml")
+    result["topology_calibrated"] = str(out_dir / "local-cpu.calibrated.yaml")
+    if save:
+        prof = Path(__file__).resolve().parents[2] / "profiles" / "cpu-local"
+        write_topology(topo, prof / "local-cpu.yaml")
+        write_json(prof / "transport.json", {"when": when, "world": spec.world_size, "fits": fits,
+                                             "points_rank0": [p["points"] for p in calib[0]["probes"]]})
+        comps = {str(c["rank"]): [p.get("components", {}) for p in c["probes"]] for c in calib}
+        write_json(prof / f"components-{Path(spec.model).stem}.json",
+                   {"when": when, "model": spec.model, "micro_batch": spec.micro_batch, "seq_len": spec.seq_len,
+                    "layout": {"ep": spec.ep, "pp": spec.pp, "dp": spec.dp}, "per_rank_probes": comps})
+
+
+def _print_table(r: dict, report: str | None) -> None:
+    print(f"{r['scenario']['name']}  ({r['model_source']}; {r['schedule_source']})")
+    print(f"step time: measured {r['measured_step_s'] * 1e3:.2f} ms, predicted {r['predicted_step_s'] * 1e3:.2f} ms, "
+          f"error {r['error'] * 100:+.1f} %")
+    print(f"{'component':14s} {'measured ms':>12s} {'predicted ms':>13s} {'error':>8s}")
+    for c in r["components"]:
+        e = "" if c["error"] is None else f"{c['error'] * 100:+.0f} %"
+        print(f"{c['name']:14s} {c['measured_s'] * 1e3:12.3f} {c['predicted_s'] * 1e3:13.3f} {e:>8s}")
+    print(f"outputs: {r['out_dir']}" + (f"; report {report}" if report else ""))

@@ -1,0 +1,118 @@
+"""Measured vs predicted: the result JSON of ``dsv3sim validate``.
+
+Step time: the run's step k takes max over ranks of (end - start) of that step; ``measured_step_s`` is the
+median over measured steps; ``predicted_step_s`` the median over the same steps' replays (``predict.py``);
+``error`` = (predicted - measured) / measured. Components: per step, mean over ranks, summed over layers and
+micro-batches. Backward of gate, head and embedding is not timed separately in the run; it is inside
+``other`` (step - timed spans) there, and ``other`` on the predicted side is their profiled sum.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from collections import defaultdict
+from pathlib import Path
+
+from dsv3sim.validate.atomic import write_json
+
+COMM = ("dispatch", "combine", "layout", "allreduce", "p2p_wait")
+UNTIMED_IN_RUN = ("gate(B)", "head(B)", "embed(B)")
+
+
+def stream_of(name: str) -> str:
+    return "comm" if name.startswith(COMM) else "compute"
+
+
+def measured_steps(train: list[dict]) -> list[float]:
+    return [max(x) for x in zip(*[r["step_s"] for r in train])]
+
+
+def build_result(spec, train: list[dict], calib: list[dict], pred: dict, *, out_dir: Path,
+                 wall_s: float) -> dict:
+    steps = measured_steps(train)
+    meas = statistics.median(steps)
+    pstep = pred["predicted_step_s"]
+    n = len(train)
+    mcomp: dict[str, float] = defaultdict(float)
+    for r in train:
+        for k, v in r["component_s_per_step"].items():
+            mcomp[k] += v / n
+    mcomp["other"] = statistics.fmean(r["step_median_s"] for r in train) - sum(mcomp.values())
+    pcomp = dict(pred["components_mean_over_ranks"])
+    pcomp["other"] = sum(pcomp.pop(k, 0.0) for k in UNTIMED_IN_RUN)
+    names = [k for k in ("embed(F)", "attn(F)", "mlp(F)", "shared(F)", "gate(F)", "layout(F)", "dispatch(F)",
+                         "combine(F)", "head(F)", "attn(B)", "mlp(B)", "shared(B)", "dispatch(B)", "combine(B)",
+                         "p2p_wait", "allreduce", "optim", "other") if k in mcomp or k in pcomp]
+    comps = [dict(name=k, measured_s=mcomp.get(k, 0.0), predicted_s=pcomp.get(k, 0.0),
+                  error=(pcomp.get(k, 0.0) - mcomp[k]) / mcomp[k] if mcomp.get(k) else None) for k in names]
+    a2a = {str(r["rank"]): {k: v for k, v in r["bytes_per_step"].items()} for r in train}
+    src = f"real {spec.device} run, {spec.world_size} ranks (torchrun)"
+    rows = [dict(name="step time", predicted=pstep, measured=meas, unit="s", source=src)]
+    rows += [dict(name=c["name"], predicted=c["predicted_s"], measured=c["measured_s"], unit="s", source=src)
+             for c in comps if c["measured_s"] > 0]
+    r0 = next(r for r in train if r["rank"] == 0)
+    return {
+        "kind": "validation",
+        "scenario": {"name": f"validate {spec.model} nproc={spec.nproc} ep={spec.ep} pp={spec.pp} dp={spec.dp}",
+                     "model": spec.model, "device": spec.device, "nproc": spec.nproc, "nnodes": spec.nnodes,
+                     "world_size": spec.world_size, "ep": spec.ep, "pp": spec.pp, "dp": spec.dp,
+                     "schedule": spec.schedule, "microbatches": spec.n_microbatches, "micro_batch": spec.micro_batch,
+                     "seq_len": spec.seq_len, "fp8_dispatch": spec.fp8, "gpus_per_node": spec.node_size,
+                     "steps": spec.steps, "warmup": spec.warmup, "threads_per_rank": spec.threads},
+        "measured_step_s": meas,
+        "predicted_step_s": pstep,
+        "error": (pstep - meas) / meas,
+        "measured_steps_s": steps,
+        "predicted_steps_s": pred["predicted_steps_s"],
+        "predicted_step_s_no_jitter": pred["predicted_step_s_no_jitter"],
+        "components": comps,
+        "a2a_bytes_per_rank_per_step": a2a,
+        "prediction_method": pred["prediction_method"],
+        "model_source": r0["model_source"],
+        "schedule_source": r0["schedule_source"],
+        "transport_calibrated": pred["transport"],
+        "profiler_top_ops_rank0": r0["profiler_top_ops"],
+        "profiler_traces": sorted(str(p.name) for p in out_dir.glob("trace_rank*.json")),
+        "measured_trace": "measured_timeline.trace.json",
+        "timeline": {"per_rank": {str(r): [dict(e, stream=stream_of(e["name"])) for e in evs]
+                                  for r, evs in pred["events_last_step"].items()}},
+        "validation": rows,
+        "out_dir": str(out_dir),
+        "wall_s": wall_s,
+    }
+
+
+def measured_chrome_trace(train: list[dict]) -> dict:
+    """The run's timed spans of its last measured step as Chrome Trace Events (pid = rank, tid = stream)."""
+    ev = []
+    for r in train:
+        ev.append({"ph": "M", "name": "process_name", "pid": r["rank"], "args": {"name": f"rank {r['rank']}"}})
+        for e in r["last_step_events"]:
+            ev.append({"ph": "X", "name": e["name"], "pid": r["rank"], "tid": stream_of(e["name"]),
+                       "ts": e["t0"] * 1e6, "dur": (e["t1"] - e["t0"]) * 1e6,
+                       "args": {"microbatch": e["mb"], "layer": e["layer"]}})
+    return {"traceEvents": ev, "displayTimeUnit": "ms"}
+
+
+def write_outputs(result: dict, train: list[dict], out_dir: Path, report: str | None) -> None:
+    """result.validation.json and the measured trace (atomic), then the HTML report (temp file + rename)."""
+    write_json(out_dir / "measured_timeline.trace.json", measured_chrome_trace(train))
+    write_json(out_dir / "validation.json", result)
+    if report:
+        from dsv3sim.report import render
+
+        dest = Path(report)
+        tmp = dest.with_name(f".{dest.stem}.partial.html")
+        try:
+            render(result, tmp, chrome_trace=out_dir / "measured_timeline.trace.json", update_index=False)
+            tmp.replace(dest)
+            side = tmp.with_name(tmp.stem + ".sim+real.trace.json")
+            if side.exists():
+                side.replace(dest.with_name(dest.stem + ".sim+real.trace.json"))
+        finally:
+            tmp.unlink(missing_ok=True)
+
+
+def load(path: str | Path) -> dict:
+    return json.loads(Path(path).read_text())

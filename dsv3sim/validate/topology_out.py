@@ -1,0 +1,38 @@
+"""The calibrated ``local-cpu`` topology: the p2p alpha-beta fit written into the scale-up link fields of
+``topologies/local-cpu.yaml`` (the sim helper's file is left alone; the calibrated copy goes to the run's
+output folder and, with ``--save-profile``, to ``profiles/cpu-local/``).
+
+Mapping: one-way p2p time t(n) = alpha + n / beta; the topology charges 2 hops of ``latency_us`` per
+transfer (GPU -> switch -> GPU), so latency_us = alpha / 2 and bandwidth_GBps = beta.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from dsv3sim.validate.atomic import write_text
+
+
+def calibrated_topology(fits: dict[str, dict[str, float]], world: int, when: str) -> dict:
+    base = Path(__file__).resolve().parents[2] / "topologies" / "local-cpu.yaml"
+    raw = yaml.safe_load(base.read_text()) if base.is_file() else {"name": "local-cpu", "gpu": "cpu", "n_nodes": 1,
+                                                                        "scale_up": {"kind": "shm"}}
+    p2p = fits.get("p2p")
+    if p2p is None:
+        raise ValueError("no p2p fit to calibrate the topology with (needs >= 2 ranks)")
+    raw["gpus_per_node"] = max(int(raw.get("gpus_per_node", 1)), world)
+    su = dict(raw.get("scale_up") or {})
+    su.update(bandwidth_GBps=round(p2p["bandwidth_GBps"], 6), latency_us=round(p2p["latency_us"] / 2, 3),
+              message_latency_us=0.0, achievable_fraction=1.0,
+              note=f"calibrated: true ({when}; gloo p2p ping-pong, dsv3sim validate)")
+    raw["scale_up"] = su
+    raw["sources"] = [f"dsv3sim validate calibration {when}: gloo p2p alpha-beta fit "
+                      f"(all_to_all: {fits.get('all_to_all')}, all_reduce: {fits.get('all_reduce')})"]
+    return raw
+
+
+def write_topology(raw: dict, path: str | Path) -> Path:
+    return write_text(path, "# written by dsv3sim validate (calibrated transport of this machine)\n"
+                      + yaml.safe_dump(raw, sort_keys=False))
