@@ -1,0 +1,105 @@
+"""DeepSeekMoE layer (V2 §2.2, V3 §2.1.2): shared experts + fine-grained routed experts.
+
+  h' = h + sum_{i<=N_s} FFN_i^(s)(h) + sum_{i<=N_r} g_{i,t} FFN_i^(r)(h)      (V3 eq. 12)
+
+Legend: T tokens, H hidden, E routed experts, k experts per token, I moe_intermediate_size.
+Routed experts are stored stacked (gate_proj/up_proj [E,I,H], down_proj [E,H,I]) so that the expert GEMMs run
+as one grouped GEMM over tokens sorted by expert (torch._grouped_mm on a GPU in BF16, a per-expert loop
+otherwise); the checkpoint splits them into HF's ``mlp.experts.{j}.gate_proj.weight`` etc. The shared
+experts are one SwiGLU of width I * n_shared_experts (HF DeepseekV3MoE).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from dsv3sim.config.model import ModelConfig
+from dsv3sim.nn.balance import aux_balance_loss, expert_load, sequence_balance_loss
+from dsv3sim.nn.fp8 import fp8_linear
+from dsv3sim.nn.layers import MLP
+from dsv3sim.nn.routing import Gate
+
+
+def routed_experts(x_sorted: torch.Tensor, tokens_per_expert: torch.Tensor, w_gate: torch.Tensor,
+                   w_up: torch.Tensor, w_down: torch.Tensor, *, fp8: bool = False) -> torch.Tensor:
+    """Grouped SwiGLU: x_sorted [N,H] (rows grouped by expert, counts tokens_per_expert [E]), w_gate/w_up
+    [E,I,H], w_down [E,H,I] -> [N,H]. Profiler op (timed at given tokens per expert)."""
+    if (not fp8 and x_sorted.is_cuda and x_sorted.dtype == torch.bfloat16 and hasattr(torch, "_grouped_mm")):
+        offs = torch.cumsum(tokens_per_expert, 0).to(torch.int32)
+        g = torch._grouped_mm(x_sorted, w_gate.transpose(-2, -1), offs=offs)
+        u = torch._grouped_mm(x_sorted, w_up.transpose(-2, -1), offs=offs)
+        return torch._grouped_mm(F.silu(g) * u, w_down.transpose(-2, -1), offs=offs)
+    lin = fp8_linear if fp8 else F.linear
+    outs = []
+    start = 0
+    for e, n in enumerate(tokens_per_expert.tolist()):
+        if n:
+            xe = x_sorted[start:start + n]
+            outs.append(lin(F.silu(lin(xe, w_gate[e])) * lin(xe, w_up[e]), w_down[e]))
+            start += n
+    return torch.cat(outs) if outs else x_sorted.new_zeros(0, w_down.shape[1])
+
+
+def shared_expert(x: torch.Tensor, w_gate: torch.Tensor, w_up: torch.Tensor, w_down: torch.Tensor) -> torch.Tensor:
+    """Profiler op: the shared expert(s) as one SwiGLU, x [T,H] -> [T,H]."""
+    return F.linear(F.silu(F.linear(x, w_gate)) * F.linear(x, w_up), w_down)
+
+
+def permute(x: torch.Tensor, ids: torch.Tensor, n_experts: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Tokens x [T,H], ids [T,k] -> (x_sorted [T*k,H], counts [E], order [T*k]: flat (token*k + slot) of each row)."""
+    flat = ids.reshape(-1)
+    order = torch.argsort(flat, stable=True)
+    counts = torch.bincount(flat, minlength=n_experts)
+    return x[order // ids.shape[1]], counts, order
+
+
+class Experts(nn.Module):
+    """E routed SwiGLU experts, stacked."""
+
+    def __init__(self, n: int, dim: int, inter: int) -> None:
+        super().__init__()
+        self.gate_proj = nn.Parameter(torch.empty(n, inter, dim))
+        self.up_proj = nn.Parameter(torch.empty(n, inter, dim))
+        self.down_proj = nn.Parameter(torch.empty(n, dim, inter))
+        self.fp8 = False
+
+    def forward(self, x_sorted: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
+        return routed_experts(x_sorted, counts, self.gate_proj, self.up_proj, self.down_proj, fp8=self.fp8)
+
+
+class MoE(nn.Module):
+    """Gate + routed experts + shared experts. After each forward: ``last_load`` [E] tokens per expert and
+    ``aux_loss`` (a scalar tensor; 0 unless balance_loss is "sequence" or "aux" with alpha > 0)."""
+
+    def __init__(self, cfg: ModelConfig, layer: int) -> None:
+        super().__init__()
+        self.n_experts, self.top_k = cfg.n_routed_experts, cfg.num_experts_per_tok
+        self.gate = Gate(cfg, layer)
+        self.experts = Experts(cfg.n_routed_experts, cfg.hidden_size, cfg.moe_intermediate_size)
+        self.shared_experts = (MLP(cfg.hidden_size, cfg.moe_intermediate_size * cfg.n_shared_experts)
+                               if cfg.n_shared_experts else None)
+        self.balance_loss = "none"  # "none" | "sequence" | "aux"; set by the trainer
+        self.alpha = 0.0
+        self.last_load: torch.Tensor | None = None
+        self.aux_loss: torch.Tensor | None = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        B, S, H = x.shape
+        xt = x.reshape(B * S, H)
+        ids, w, scores = self.gate(xt)
+        self.last_load = expert_load(ids, self.n_experts).detach()
+        self.aux_loss = None
+        if self.training and self.alpha > 0 and self.balance_loss != "none":
+            if self.balance_loss == "sequence":
+                self.aux_loss = sequence_balance_loss(scores, ids, batch=B, top_k=self.top_k, alpha=self.alpha)
+            else:
+                self.aux_loss = aux_balance_loss(scores, ids, top_k=self.top_k, alpha=self.alpha)
+        xs, counts, order = permute(xt, ids, self.n_experts)
+        ys = self.experts(xs, counts)  # [T*k, H]
+        ws = w.reshape(-1)[order].to(ys.dtype)
+        y = torch.zeros_like(xt).index_add_(0, order // self.top_k, ys * ws[:, None])
+        if self.shared_experts is not None:
+            y = y + self.shared_experts(xt)
+        return y.view(B, S, H)
