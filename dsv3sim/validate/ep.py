@@ -51,14 +51,32 @@ def limited_topk(sel: torch.Tensor, k: int, *, n_nodes: int, m_nodes: int, n_gro
 
 def route(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, cfg, *, n_nodes: int,
           m_nodes: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(expert ids [T, K], gate weights [T, K]) for tokens x [T, D]."""
+    """(expert ids [T, K], gate weights [T, K]) for tokens x [T, D].
+
+    Uses the model's own gate math (``dsv3sim.nn.routing``: groups = nodes, group score = sum of the top K/M
+    affinities) when importable; else ``limited_topk`` here (tests check the two agree)."""
+    K = cfg.num_experts_per_tok
+    try:
+        from dsv3sim.nn.routing import gate_scores, select_experts
+    except ImportError:
+        gate_scores = None
+    if gate_scores is not None:
+        scores = gate_scores(x, weight, cfg.scoring_func)
+        node_limited = n_nodes > 1 and m_nodes < n_nodes
+        b = bias.detach().float() if bias is not None else None
+        idx, w = select_experts(scores, b, top_k=K, n_group=n_nodes if node_limited else cfg.n_group,
+                                topk_group=m_nodes if node_limited else cfg.topk_group,
+                                method="noaux_tc" if node_limited else cfg.topk_method,
+                                group_score_topk=max(K // m_nodes, 1) if node_limited else None,
+                                norm_topk_prob=cfg.norm_topk_prob, routed_scaling_factor=cfg.routed_scaling_factor)
+        return idx, w.to(x.dtype)
     logits = F.linear(x.float(), weight.float())  # [T, E]
     scores = logits.sigmoid() if cfg.scoring_func == "sigmoid" else logits.softmax(dim=-1)
     sel = scores.detach() + (bias.detach().float() if bias is not None else 0.0)
-    idx = limited_topk(sel, cfg.num_experts_per_tok, n_nodes=n_nodes, m_nodes=m_nodes, n_group=cfg.n_group,
+    idx = limited_topk(sel, K, n_nodes=n_nodes, m_nodes=m_nodes, n_group=cfg.n_group,
                        topk_group=cfg.topk_group, group_score="top2" if bias is not None else "max")
     w = scores.gather(1, idx)
-    if cfg.norm_topk_prob and cfg.num_experts_per_tok > 1:
+    if cfg.norm_topk_prob and K > 1:
         w = w / (w.sum(dim=-1, keepdim=True) + 1e-20)
     return idx, (w * cfg.routed_scaling_factor).to(x.dtype)
 
