@@ -99,27 +99,51 @@ def heatmap_section(result: dict, ctx) -> Section:
     zmax = colour_cap([m for _, m, _ in maps])
     rows = []
     lines = go.Figure()
+    flat = [(label, m, xl) for label, m, xl in maps if len(m) == 1]
     for label, m, xl in maps:
-        if len(m) > 1 or len(m[0]) > 1:
+        if len(m) > 1:
             parts.append(figure_html(_heat(m, f"Expert load {label} ({len(m)} layers x {len(m[0])} {xl}s)", xl,
                                            offset, zmax), ctx.fig_id("heat")))
             sec.n_figures += 1
+            mm = max_over_mean(m)
+            lines.add_trace(go.Scatter(x=[offset + i for i in range(len(mm))], y=mm, name=label,
+                                       mode="lines+markers"))
         mm = max_over_mean(m)
-        lines.add_trace(go.Scatter(x=[offset + i for i in range(len(mm))], y=mm, name=label, mode="lines+markers"))
         rows.append([label, f"{max(mm):.3f}", f"{sum(mm) / len(mm):.3f}", len(m), f"{len(m[0])} {xl}s"])
-    lines.update_layout(title="max / mean load per layer", xaxis_title="MoE layer", yaxis_title="max / mean",
-                        height=300, margin={"l": 10, "r": 10, "t": 50, "b": 40}, yaxis={"rangemode": "tozero"})
-    parts.append(figure_html(lines, ctx.fig_id("maxmean")))
-    sec.n_figures += 1
+    for xl in dict.fromkeys(xl for _, _, xl in flat):  # one-row maps: bars per column, before/after side by side
+        fig = go.Figure()
+        for label, m, x in flat:
+            if x != xl:
+                continue
+            mean = sum(m[0]) / len(m[0])
+            fig.add_trace(go.Bar(x=list(range(len(m[0]))), y=[v / mean if mean else 0 for v in m[0]], name=label))
+        fig.add_hline(y=1.0, line_dash="dot", line_color="#555")
+        fig.update_layout(title=f"Load per {xl} / mean (a layer's routed tokens)", xaxis_title=xl,
+                          yaxis_title="load / mean", barmode="group", height=340,
+                          margin={"l": 10, "r": 10, "t": 50, "b": 40})
+        parts.append(figure_html(fig, ctx.fig_id("loadbar")))
+        sec.n_figures += 1
+    if lines.data:
+        lines.update_layout(title="max / mean load per layer", xaxis_title="MoE layer", yaxis_title="max / mean",
+                            height=300, margin={"l": 10, "r": 10, "t": 50, "b": 40}, yaxis={"rangemode": "tozero"})
+        parts.append(figure_html(lines, ctx.fig_id("maxmean")))
+        sec.n_figures += 1
     parts.append(table(["", "worst layer max/mean", "mean over layers", "layers", "columns"], rows, {1, 2, 3}))
     sec.body = "".join(parts)
     return sec
 
 
 def nodes_hist(v) -> dict[int, float] | None:
-    """{nodes: count} from a {str/int: count} dict, a list indexed by nodes (index 0 = 0 nodes) or samples."""
+    """{nodes: count} from a {str/int: count} dict, a list whose entry i counts tokens reaching i+1 nodes
+    (``dsv3sim/results.py``: "count of tokens touching 1..n_nodes nodes"), or {"samples": [nodes per token]}."""
     if isinstance(v, dict):
-        h = pick(v, "histogram", "hist", "counts", depth=0)
+        if isinstance(v.get("samples"), list):
+            out: dict[int, float] = {}
+            for x in v["samples"]:
+                if num(x) is not None:
+                    out[int(num(x))] = out.get(int(num(x)), 0) + 1
+            return out or None
+        h = pick(v, "hist", "histogram", "counts", depth=0)
         if h is not None:
             return nodes_hist(h)
         out = {}
@@ -130,13 +154,7 @@ def nodes_hist(v) -> dict[int, float] | None:
                 continue
         return {k: c for k, c in out.items() if c is not None} or None
     if isinstance(v, list) and v and all(num(x) is not None for x in v):
-        xs = [num(x) for x in v]
-        if all(float(x).is_integer() for x in xs) and len(xs) > 16:  # raw samples: one entry per token
-            out: dict[int, float] = {}
-            for x in xs:
-                out[int(x)] = out.get(int(x), 0) + 1
-            return out
-        return {i: x for i, x in enumerate(xs)}
+        return {i + 1: num(x) for i, x in enumerate(v)}
     return None
 
 

@@ -1,7 +1,8 @@
 """Memory per GPU (stacked by component) and KV-cache sizing, MLA vs GQA.
 
 Memory: whatever components the result lists per GPU (weights, gradients, optimizer state, activations, KV,
-buffers...), stacked, against the GPU's HBM. Keys ending in ``_GiB``/``_GB`` are scaled to bytes.
+buffers...), stacked, against the GPU's HBM. ``dsv3sim/results.py`` writes one row per pipeline rank (the
+GPUs of one PP rank hold the same stages, so they need the same memory). Keys ending in ``_GiB``/``_GB`` are scaled to bytes.
 
 KV sizing is an analytic read of the model configs named in the result (``dsv3sim.cost.kvcache``), not a
 simulation: bytes per token (MLA caches kv_lora_rank + qk_rope_head_dim per layer, DeepSeek-V2 §2.1; GQA caches
@@ -56,10 +57,12 @@ def parse_memory(mem) -> list[tuple[str, dict[str, float]]]:
         out = []
         for i, r in enumerate(mem):
             if isinstance(r, dict):
-                lab = r.get("name", r.get("rank", r.get("gpu", r.get("stage", i))))
+                kind = next((k for k in ("name", "rank", "gpu", "stage") if k in r), None)
+                lab = {"name": "{}", "rank": "PP rank {}", None: "row {}"}.get(kind, kind + " {}").format(
+                    r.get(kind, i) if kind else i)
                 c = _components(r.get("components", r) if isinstance(r.get("components"), dict) else r)
                 if c:
-                    out.append((f"GPU {lab}" if isinstance(lab, int) else str(lab), c))
+                    out.append((lab, c))
         return out
     if isinstance(mem, dict):
         if all(isinstance(v, dict) for v in mem.values()) and mem:
@@ -70,11 +73,20 @@ def parse_memory(mem) -> list[tuple[str, dict[str, float]]]:
     return []
 
 
+HBM_KEYS = ("hbm_bytes", "gpu_memory_bytes", "hbm_capacity_bytes", "hbm_GiB", "gpu_memory_GiB", "hbm_GB")
+
+
 def hbm_bytes(result: dict) -> float | None:
-    for k in ("hbm_bytes", "gpu_memory_bytes", "hbm_capacity_bytes", "hbm_GiB", "gpu_memory_GiB", "hbm_GB"):
+    """The GPU's memory: a top-level/nested key, else the first memory row that states it."""
+    for k in HBM_KEYS:
         v = pick(result, k)
         if num(v) is not None:
             return _bytes(k, v)
+    mem = pick(result, "memory_per_gpu", "memory")
+    for r in mem if isinstance(mem, list) else []:
+        for k in HBM_KEYS:
+            if isinstance(r, dict) and num(r.get(k)) is not None:
+                return _bytes(k, r[k])
     return None
 
 
@@ -180,7 +192,7 @@ def kv_section(result: dict, ctx) -> Section:
             + [f"{r['batch'][c]:,}" for c in CONTEXTS] for r in rows]
     fig = go.Figure()
     for c in CONTEXTS:
-        fig.add_trace(go.Bar(x=[r["model"] for r in rows], y=[max(r["batch"][c], 0.5) for r in rows],
+        fig.add_trace(go.Bar(x=[r["model"] for r in rows], y=[r["batch"][c] or None for r in rows],
                              name=f"context {c // 1024}K", text=[f"{r['batch'][c]:,}" for r in rows],
                              textposition="outside"))
     fig.update_layout(barmode="group", title=f"Sequences whose KV cache fits {budget / GiB:.0f} GiB (BF16)",

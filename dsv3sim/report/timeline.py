@@ -18,6 +18,7 @@ from dsv3sim.report.data import num, pick
 from dsv3sim.report.page import Section, absent, esc, figure_html, note
 
 BAR_LIMIT = 3000
+MIN_VISIBLE = 1e-3  # slices shorter than this fraction of the time span are drawn this wide
 
 COLORS = {
     # DeepSeek profile-data slice names
@@ -25,7 +26,7 @@ COLORS = {
     "attn(B)": "#54a24b", "mlp(B)": "#88d27a", "attn(W)": "#b279a2", "mlp(W)": "#d6a5c9",
     "dispatch(B)": "#ff9d45", "combine(B)": "#ff7f7f",
     # pipeline kinds
-    "F": "#4c78a8", "B": "#54a24b", "W": "#b279a2", "F&B": "#eeca3b", "send": "#9d755d", "recv": "#bab0ac",
+    "F": "#4c78a8", "B": "#54a24b", "W": "#b279a2", "F&B": "#eeca3b", "BW": "#2f7d32", "F&BW": "#d4a017", "send": "#9d755d", "recv": "#bab0ac",
     "optimizer": "#79706e", "bubble": "#e5e5e5",
 }
 CATEGORY_COLORS = {"attn": "#4c78a8", "mlp": "#72b7b2", "dispatch": "#f58518", "combine": "#e45756",
@@ -149,6 +150,7 @@ def timeline_figure(panels: list[tuple[str, list[Slice]]], title: str):
             by_time[x.name] += x.dur_s
     names_by_time = sorted(by_time, key=lambda n: -by_time[n])
     shown: set[str] = set()
+    min_w = span * MIN_VISIBLE  # drawn width floor, so sub-pixel slices stay visible (hover: true duration)
     for row, (_, ss) in enumerate(panels, start=1):
         lanes = sorted({(x.lane_key, x.lane) for x in ss})
         order = [lane for _, lane in lanes]
@@ -156,6 +158,8 @@ def timeline_figure(panels: list[tuple[str, list[Slice]]], title: str):
         for x in ss:
             groups[legend_key(x.name, names_by_time)].append(x)
         use_bars = len(ss) <= BAR_LIMIT
+        durs = sorted(x.dur_s for x in ss)
+        edge = 0.6 if durs[len(durs) // 2] > span / 300 else 0.0  # white borders only where slices are wide
         width = max(2.0, min(16.0, 360.0 / max(1, len(order))))
         known = list(COLORS)
         for key in sorted(groups, key=lambda k: (known.index(k) if k in known else len(known),
@@ -166,25 +170,26 @@ def timeline_figure(panels: list[tuple[str, list[Slice]]], title: str):
             shown.add(key)
             if use_bars:
                 fig.add_trace(go.Bar(
-                    orientation="h", y=[x.lane for x in xs], x=[x.dur_s * scale for x in xs],
+                    orientation="h", y=[x.lane for x in xs], x=[max(x.dur_s, min_w) * scale for x in xs],
                     base=[x.start_s * scale for x in xs], width=0.8,
                     hovertext=[f"{x.name} {x.detail}<br>{x.lane}<br>start {x.start_s * scale:.4g} {unit}, "
                                f"dur {x.dur_s * scale:.4g} {unit}" for x in xs],
-                    hoverinfo="text", marker_line_width=0.6, marker_line_color="#ffffff", **common), row=row, col=1)
+                    hoverinfo="text", marker_line_width=edge, marker_line_color="#ffffff", **common), row=row, col=1)
             else:
                 px, py, tx = [], [], []
                 for x in xs:
-                    px += [x.start_s * scale, x.end_s * scale, None]
+                    px += [x.start_s * scale, (x.start_s + max(x.dur_s, min_w)) * scale, None]
                     py += [x.lane, x.lane, None]
                     t = f"{x.name} {x.dur_s * scale:.4g} {unit}"
                     tx += [t, t, None]
-                fig.add_trace(go.Scatter(x=px, y=py, mode="lines", line={"width": width, "color": col},
+                fig.add_trace(go.Scatter(x=px, y=py, mode="lines", line={"width": width, "color": col, "simplify": False},
                                          hovertext=tx, hoverinfo="text", name=key, legendgroup=key,
                                          showlegend=common["showlegend"]), row=row, col=1)
         fig.update_yaxes(categoryorder="array", categoryarray=order, autorange="reversed", row=row, col=1,
                          type="category", tickfont={"size": 10})
     fig.update_xaxes(title_text=f"time ({unit})", row=len(panels), col=1)
-    fig.update_layout(barmode="overlay", title=title, height=min(2400, 140 + 22 * sum(heights) + 60 * len(panels)),
+    height = max(140 + 22 * sum(heights) + 60 * len(panels), 80 + 21 * len(shown))  # lanes, or the legend
+    fig.update_layout(barmode="overlay", title=title, height=min(2400, height),
                       margin={"l": 10, "r": 10, "t": 60, "b": 40}, legend={"orientation": "v"}, bargap=0.1,
                       plot_bgcolor="#fafbfc")
     return fig
@@ -212,7 +217,9 @@ def pipeline_section(result: dict, ctx) -> Section:
                                                f"{len(ss)} slices (from {src})")
     sec.body = (note("Each row is one rank's stream (compute, communication). F/B/W are forward, backward-input "
                      "and weight-gradient chunks; F&amp;B an overlapped forward-backward pair (DualPipe); "
-                     "attn/mlp/dispatch/combine use DeepSeek's profile-data names. Zoom by dragging.")
+                     "attn/mlp/dispatch/combine use DeepSeek's profile-data names. Zoom by dragging; slices shorter than "
+                     "0.1 % of the step are drawn 0.1 % wide so they stay visible (hover gives the true duration). "
+                     "The full trace opens in Perfetto: <code>dsv3sim run --chrome-trace</code>.")
                 + figure_html(fig, ctx.fig_id("timeline")))
     sec.n_figures = 1
     return sec

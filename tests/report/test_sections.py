@@ -56,10 +56,9 @@ def test_heatmap_max_over_mean_matches_numpy(train_result):
 
 def test_nodes_histogram_shapes():
     samples = [1, 2, 2, 3, 4, 4, 4] * 3
-    h = nodes_hist(samples)
-    assert h == {1: 3, 2: 6, 3: 3, 4: 9}
+    assert nodes_hist({"samples": samples}) == {1: 3, 2: 6, 3: 3, 4: 9}
     assert nodes_hist({"1": 3, "2": 6}) == {1: 3, 2: 6}
-    assert nodes_hist([0, 5, 7]) == {0: 0, 1: 5, 2: 7}  # short list: indexed by node count
+    assert nodes_hist({"hist": [0, 5, 7], "node_limit": 4}) == {1: 0, 2: 5, 3: 7}  # results.py: 1..n nodes
     assert nodes_hist({"histogram": {"4": 1}}) == {4: 1}
 
 
@@ -77,7 +76,8 @@ def test_memory_shapes():
     one = parse_memory({"weights_GiB": 2.0, "activations_bytes": 1024})
     assert one == [("per GPU", {"weights": 2 * 2 ** 30, "activations": 1024})]
     per = parse_memory([{"rank": 0, "weights_bytes": 1.0}, {"rank": 1, "weights_bytes": 2.0}])
-    assert per == [("GPU 0", {"weights": 1.0}), ("GPU 1", {"weights": 2.0})]
+    assert per == [("PP rank 0", {"weights": 1.0}), ("PP rank 1", {"weights": 2.0})]
+    assert parse_memory([{"gpu": 3, "kv_bytes": 1.0}]) == [("gpu 3", {"kv": 1.0})]
 
 
 def test_kv_rows_agree_with_published_v3():
