@@ -81,15 +81,11 @@ def capture_trace(model, cfg, tokens, *, layout: EpLayout | None = None, node_li
         n_group=over.get("n_group", cfg.n_group), layout=layout, node_limit=node_limit, meta=m)
 
 
-def heldout_tokens(cfg, n_tokens: int, seq_len: int, seed: int):
-    """[ceil(n_tokens/seq_len), seq_len] LongTensor of held-out text (a split the model did not train on)."""
-    raise NotImplementedError("held-out text comes from dsv3sim.data (nn helper); not available yet")
-
-
 def capture_from_config(cfg, *, checkpoint: str | None, n_tokens: int, seq_len: int, seed: int,
                         layout: EpLayout | None, node_limit: int | None, config_arg: str | None = None,
                         batch_size: int = 8) -> RoutingTrace:
-    """Build the model (loading ``checkpoint`` when given), read held-out text, capture."""
+    """Build the model (loading ``checkpoint`` when given), read held-out text, capture.
+    Tokens are rounded up to whole sequences of ``seq_len``."""
     import torch
 
     from dsv3sim.nn.transformer import Transformer
@@ -104,6 +100,9 @@ def capture_from_config(cfg, *, checkpoint: str | None, n_tokens: int, seq_len: 
         from dsv3sim.nn import checkpoint as ckpt
 
         ckpt.load_checkpoint(model, checkpoint)
-    tokens = heldout_tokens(cfg, n_tokens, seq_len, seed)
-    meta = {"seed": seed, "checkpoint": checkpoint, "config": config_arg, "seq_len": seq_len}
+    from dsv3sim.data import heldout_tokens
+
+    tokens = heldout_tokens(cfg, n_tokens, seq_len, seed)   # [ceil(N/S), S], a split never trained on
+    meta = {"seed": seed, "checkpoint": checkpoint, "config": config_arg, "seq_len": seq_len,
+            "text": "dsv3sim.data held-out split (Python stdlib sources, files never trained on)"}
     return capture_trace(model, cfg, tokens, layout=layout, node_limit=node_limit, batch_size=batch_size, meta=meta)
