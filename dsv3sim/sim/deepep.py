@@ -1,0 +1,265 @@
+"""Expert-parallel dispatch and combine as DeepEP runs them, as flows on a FlowNetwork.
+
+Normal mode (training, prefill; DeepSeek-V3 §3.2.2, deepseek-ai/DeepEP docs/legacy.md "Normal kernels with
+NVLink and RDMA forwarding"): a token crosses IB at most once per target node, to the *relay* GPU of that node
+with the same local index as the source (same plane), which forwards it over NVLink to each target GPU there;
+target GPUs on the source's own node get it over NVLink directly. Node-limited routing bounds the IB copies by
+M. Forwarding is pipelined in ``chunks``: the relay forwards chunk c once chunk c from every source has
+arrived (a fluid stand-in for DeepEP's per-chunk RDMA->NVLink ring buffers). Combine runs the same paths
+backwards: target GPUs send expert outputs over NVLink to the relay, which reduces them and sends one
+message per token back over IB.
+
+Low-latency mode (decoding; DeepEP "Low-latency kernels with pure RDMA"): every (token, expert) selection is
+its own message straight to the expert's GPU (IB to other nodes, through the PXN relay when planes differ;
+NVLink inside the node, DeepEP's ``allow_nvlink_for_low_latency_mode``). No per-node deduplication.
+
+Bytes per token (DeepEP tests): FP8 dispatch = hidden + hidden/128 FP32 scales (normal mode;
+low-latency adds 16 B of metadata, test_low_latency.py ``num_fp8_bytes``); BF16 = 2*hidden.
+
+DeepEP's *reported* bandwidths are "logical" (README: "the results are logical bandwidth ... contains local
+rank traffic"): normal RDMA = tokens x target nodes (own node included) x bytes / t; normal NVL = received
+token copies x bytes / t; low-latency = (token, expert) selections x bytes / t. ``deepep_*_GBps`` uses exactly
+those counts so the calibration test compares like with like.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import simpy
+
+from dsv3sim.sim.flows import FlowNetwork
+from dsv3sim.sim.result import CommResult, link_stats
+from dsv3sim.topology.graph import Topology
+from dsv3sim.trace.comm_bytes import combine_message_bytes, dispatch_message_bytes
+
+LL_METADATA_BYTES = 16  # DeepEP test_low_latency.py: num_fp8_bytes = hidden + hidden/128*4 + 16
+
+
+def token_bytes(kind: str, mode: str, dtype: str, hidden: int) -> float:
+    """Bytes of one token message of a dispatch (``dtype``) or a combine (always BF16)."""
+    if kind == "combine":
+        return float(combine_message_bytes(hidden))
+    if kind != "dispatch":
+        raise ValueError(f"kind must be 'dispatch' or 'combine', got {kind!r}")
+    b = dispatch_message_bytes(hidden, dtype)
+    return float(b + (LL_METADATA_BYTES if mode == "low-latency" and dtype == "fp8" else 0))
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class EpCounts:
+    """Pure plan of one EP group: who sends how many tokens to whom (from a routing [ep, N, k])."""
+
+    ranks: tuple[int, ...]  # GPU ids, EP rank order
+    count_rank: np.ndarray  # [ep, ep] tokens of s with >= 1 selected expert on rank r (deduplicated per rank)
+    count_node: np.ndarray  # [ep, n_nodes] tokens of s with >= 1 selected expert on group node n
+    sel_rank: np.ndarray  # [ep, ep] (token, expert) selections of s on r
+    rank_node: np.ndarray  # [ep] group node index of each rank
+    n_tokens: int
+
+
+def ep_counts(topo: Topology, ranks: tuple[int, ...], routing: np.ndarray, n_experts: int) -> EpCounts:
+    ep = len(ranks)
+    if routing.ndim != 3 or routing.shape[0] != ep:
+        raise ValueError(f"routing must be [ep={ep}, tokens, k], got shape {routing.shape}")
+    if n_experts % ep:
+        raise ValueError(f"n_experts={n_experts} must be a multiple of ep={ep}")
+    if routing.max(initial=-1) >= n_experts:
+        raise ValueError(f"routing has expert id {int(routing.max())} >= n_experts={n_experts}")
+    epr = n_experts // ep
+    nodes = [topo.node_of(g) for g in ranks]
+    uniq = sorted(set(nodes))
+    rank_node = np.array([uniq.index(n) for n in nodes])
+    n_tok = routing.shape[1]
+    count_rank = np.zeros((ep, ep), dtype=np.int64)
+    count_node = np.zeros((ep, len(uniq)), dtype=np.int64)
+    sel_rank = np.zeros((ep, ep), dtype=np.int64)
+    rows = np.arange(n_tok)[:, None]
+    for s in range(ep):
+        r = routing[s]
+        tgt = np.where(r >= 0, r // epr, ep)
+        hit = np.zeros((n_tok, ep + 1), dtype=bool)
+        hit[rows, tgt] = True
+        count_rank[s] = hit[:, :ep].sum(0)
+        sel_rank[s] = np.bincount(tgt.ravel(), minlength=ep + 1)[:ep]
+        hitn = np.zeros((n_tok, len(uniq) + 1), dtype=bool)
+        hitn[rows, np.where(tgt < ep, rank_node[np.minimum(tgt, ep - 1)], len(uniq))] = True
+        count_node[s] = hitn[:, :-1].sum(0)
+    return EpCounts(ranks=tuple(ranks), count_rank=count_rank, count_node=count_node, sel_rank=sel_rank,
+                    rank_node=rank_node, n_tokens=n_tok)
+
+
+def chunk_fractions(chunks: int, taper: bool = True) -> np.ndarray:
+    """Pipeline chunk sizes as fractions of a relay's data.
+
+    Tapered (default): weights 1, 2, 4, ... up to the middle and back down (C=6: 1 2 4 4 2 1 /14), so the
+    relay starts forwarding after a small first chunk and finishes a small last chunk after the final
+    arrival: with few simulated chunks this approaches the fluid limit of DeepEP's fine-grained
+    (16-32 token) chunk pipeline in both regimes, IB-bound (tail = last chunk) and NVLink-bound (start lag
+    = first chunk). ``taper=False`` gives equal chunks.
+    """
+    w = np.array([2.0 ** min(k, chunks - 1 - k) for k in range(chunks)]) if taper else np.ones(chunks)
+    return w / w.sum()
+
+
+class _Ep:
+    """Processes of one dispatch or combine of one EP group, on a shared env + network."""
+
+    def __init__(self, env, net, topo: Topology, c: EpCounts, *, kind: str, mode: str, b: float, chunks: int,
+                 taper: bool = True):
+        self.env, self.net, self.topo, self.c = env, net, topo, c
+        self.kind, self.mode, self.b, self.chunks = kind, mode, b, max(1, chunks)
+        self.frac = chunk_fractions(self.chunks, taper)
+        self.tokens_self = 0
+        ep = len(c.ranks)
+        locs = [topo.local_of(g) for g in c.ranks]
+        self.relay = {(int(c.rank_node[i]), locs[i]): i for i in range(ep)}
+        self.locs = locs
+
+    def _x(self, a: int, b: int, nbytes: float, tokens: int, tag: str, first: bool = True) -> simpy.Event:
+        ga, gb = self.c.ranks[a], self.c.ranks[b]
+        p = self.topo.path(ga, gb)
+        return self.net.transfer(p, nbytes, self.topo.path_latency(p) if first else 0.0, tag=tag, tokens=tokens)
+
+    def _chain(self, a: int, b: int, nbytes: float, tokens: int, tag: str, done: list[simpy.Event]):
+        """Send ``nbytes`` a->b as one flow; ``done[k]`` fires once the first (k+1)/chunks of it is in."""
+        C = self.chunks
+        ga, gb = self.c.ranks[a], self.c.ranks[b]
+        p = self.topo.path(ga, gb)
+        cum = np.cumsum(self.frac)
+        marks = [nbytes * float(x) for x in cum[:-1]]
+        res = self.net.transfer(p, nbytes, self.topo.path_latency(p), tag=tag, tokens=tokens, milestones=marks)
+        end, mev = (res, []) if C == 1 else res
+        for e, d in zip(mev, done):
+            e.callbacks.append(lambda _e, d=d: d.succeed())
+        end.callbacks.append(lambda _e, d=done[-1]: d.succeed())
+        return end
+
+    def _pipe(self, a: int, b: int, nbytes: float, tokens: int, tag: str, ready: list[list[simpy.Event]]):
+        """Relay stage: send chunk k of ``nbytes`` a->b after every event in ``ready[k]`` and chunk k-1."""
+        C = self.chunks
+        for k in range(C):
+            yield self.env.all_of(ready[k])
+            yield self._x(a, b, nbytes * float(self.frac[k]), tokens if k == C - 1 else 0, f"{tag}:{k}", first=k == 0)
+
+    def run(self):
+        """Generator for env.process: the whole collective; returns when the last byte arrives."""
+        kl = self.topo.cfg.kernel_latency
+        if kl:
+            yield self.env.timeout(kl)
+        if self.mode == "low-latency":
+            yield from self._low_latency()
+        elif self.kind == "dispatch":
+            yield from self._normal_dispatch()
+        else:
+            yield from self._normal_combine()
+
+    def _low_latency(self):
+        c, b, evs = self.c, self.b, []
+        ep = len(c.ranks)
+        for s in range(ep):
+            self.tokens_self += int(c.sel_rank[s, s])
+            for r in range(ep):
+                n = int(c.sel_rank[s, r])
+                if r != s and n:
+                    a, d = (s, r) if self.kind == "dispatch" else (r, s)
+                    evs.append(self._x(a, d, n * b, n, f"ll:{a}>{d}"))
+        yield self.env.all_of(evs)
+
+    def _fwd(self) -> np.ndarray:
+        """fwd[f, r]: token copies relay f forwards to rank r of its node (sources on other nodes)."""
+        c = self.c
+        ep = len(c.ranks)
+        fwd = np.zeros((ep, ep), dtype=np.int64)
+        for s in range(ep):
+            for n in range(c.count_node.shape[1]):
+                f = self.relay.get((n, self.locs[s]))
+                if n == c.rank_node[s] or f is None:
+                    continue
+                same = c.rank_node == n
+                fwd[f, same] += c.count_rank[s, same]
+        np.fill_diagonal(fwd, 0)
+        return fwd
+
+    def _remote_pairs(self):
+        c = self.c
+        for s in range(len(c.ranks)):
+            for n in range(c.count_node.shape[1]):
+                if n == c.rank_node[s] or not c.count_node[s, n]:
+                    continue
+                f = self.relay.get((n, self.locs[s]))
+                if f is None:
+                    raise ValueError(f"EP group lacks GPU with local index {self.locs[s]} on group node {n}: "
+                                     "normal mode needs whole nodes")
+                yield s, n, f
+
+    def _normal_dispatch(self):
+        c, b, env, C = self.c, self.b, self.env, self.chunks
+        ep = len(c.ranks)
+        evs: list[simpy.Event] = []
+        for s in range(ep):  # own node: NVLink directly; self copy is free
+            self.tokens_self += int(c.count_rank[s, s])
+            for r in np.flatnonzero(c.rank_node == c.rank_node[s]):
+                n = int(c.count_rank[s, r])
+                if r != s and n:
+                    evs.append(self._x(s, int(r), n * b, n, f"nvl:{s}>{r}"))
+        arrive = {f: [[] for _ in range(C)] for f in range(ep)}
+        for s, n, f in self._remote_pairs():  # IB once per target node, to the relay
+            done = [env.event() for _ in range(C)]
+            for k in range(C):
+                arrive[f][k].append(done[k])
+            evs.append(self._chain(s, f, c.count_node[s, n] * b, int(c.count_rank[s, f]), f"rdma:{s}>{f}", done))
+        fwd = self._fwd()
+        for f in range(ep):  # relay forwards chunk k once chunk k of every source is in (in order per target)
+            for r in range(ep):
+                if fwd[f, r] and arrive[f][0]:
+                    evs.append(env.process(self._pipe(f, r, fwd[f, r] * b, int(fwd[f, r]), f"fwd:{f}>{r}",
+                                                      arrive[f])))
+        yield env.all_of(evs)
+
+    def _normal_combine(self):
+        c, b, env, C = self.c, self.b, self.env, self.chunks
+        ep = len(c.ranks)
+        evs: list[simpy.Event] = []
+        for s in range(ep):
+            self.tokens_self += int(c.count_rank[s, s])
+            for r in np.flatnonzero(c.rank_node == c.rank_node[s]):
+                n = int(c.count_rank[s, r])
+                if r != s and n:
+                    evs.append(self._x(int(r), s, n * b, n, f"nvl:{r}>{s}"))
+        fwd = self._fwd()
+        gathered = {f: [[] for _ in range(C)] for f in range(ep)}
+        for f in range(ep):  # targets send expert outputs to the relay over NVLink, in chunks
+            for r in range(ep):
+                if fwd[f, r]:
+                    done = [env.event() for _ in range(C)]
+                    for k in range(C):
+                        gathered[f][k].append(done[k])
+                    evs.append(self._chain(r, f, fwd[f, r] * b, 0, f"gat:{r}>{f}", done))
+        for s, n, f in self._remote_pairs():  # relay reduces, one IB message per token back to the source
+            pairs = int(c.count_rank[s, c.rank_node == n].sum())
+            evs.append(env.process(self._pipe(f, s, c.count_node[s, n] * b, pairs, f"rdma:{f}>{s}", gathered[f])))
+        yield env.all_of(evs)
+
+
+def start_ep(env: simpy.Environment, net: FlowNetwork, topo: Topology, counts: EpCounts, *, kind: str,
+             mode: str = "normal", dtype: str = "fp8", hidden: int = 7168, chunks: int = 6,
+             taper: bool = True) -> simpy.Process:
+    """Start one dispatch/combine inside a caller's env; the returned Process fires when it completes."""
+    if mode not in ("normal", "low-latency"):
+        raise ValueError(f"mode must be 'normal' or 'low-latency', got {mode!r}")
+    job = _Ep(env, net, topo, counts, kind=kind, mode=mode, b=token_bytes(kind, mode, dtype, hidden),
+              chunks=chunks, taper=taper)
+    proc = env.process(job.run())
+    proc.job = job  # type: ignore[attr-defined]
+    return proc
+
+
+def deepep_logical_bytes(c: EpCounts, *, kind: str, mode: str, b: float) -> tuple[float, float]:
+    """(RDMA, NVLink) bytes per rank as DeepEP's tests count them (see module docstring)."""
+    ep = len(c.ranks)
+    if mode == "low-latency":
+        v = float(c.sel_rank.sum()) * b / ep
+        return v, v
+    return float(c.count_node.sum()) * b / ep, float(c.count_rank.sum()) * b / ep

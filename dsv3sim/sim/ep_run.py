@@ -1,0 +1,124 @@
+"""Run EP dispatch/combine on a whole cluster: one EP group per block of ``ep`` consecutive GPUs.
+
+``simulate_dispatch`` / ``simulate_combine`` / ``simulate_ep`` build a fresh simpy Environment and
+FlowNetwork, start every group's collective, run to completion, check conservation and return a CommResult.
+
+Exact reduction (``reduce=True``): when every group routes the same tokens, and the groups share no link,
+the groups are independent copies of one another (max-min fair rates decompose over connected components,
+and a translation by whole nodes maps one group's links onto another's with equal capacities and
+latencies), so simulating group 0 alone gives the same time and 1/G of every byte count. Groups share no
+link when (1) their GPU sets are disjoint, (2) every NIC is used by one group only, (3) each group is whole
+nodes or lies inside one node, and (4) each group's nodes sit under one leaf per plane (so no traffic
+takes a leaf->spine link) or the fabric has a single leaf. Otherwise every group is simulated together.
+``tests/sim/test_reduction.py`` checks reduced == unreduced on a smaller cluster.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import simpy
+
+from dsv3sim.sim.deepep import EpCounts, deepep_logical_bytes, ep_counts, start_ep, token_bytes
+from dsv3sim.sim.flows import FlowNetwork
+from dsv3sim.sim.result import CommResult, link_stats
+from dsv3sim.topology.graph import Topology
+
+
+def ep_groups(topo: Topology, ep: int, n_groups: int | None = None) -> list[tuple[int, ...]]:
+    """Blocks of ``ep`` consecutive GPU ids (EP rank order = GPU order, DeepEP's numbering)."""
+    n = topo.n_gpus
+    if ep < 1 or ep > n:
+        raise ValueError(f"ep={ep} must be in 1..{n} (GPUs in topology {topo.cfg.name})")
+    g = n // ep if n_groups is None else n_groups
+    if g < 1 or g * ep > n:
+        raise ValueError(f"{g} groups of ep={ep} do not fit in {n} GPUs of {topo.cfg.name}")
+    return [tuple(range(i * ep, (i + 1) * ep)) for i in range(g)]
+
+
+def groups_independent(topo: Topology, groups: list[tuple[int, ...]]) -> bool:
+    """True when no two groups can put bytes on the same link (conditions in the module docstring)."""
+    cfg = topo.cfg
+    seen: set[int] = set()
+    nic_owner: dict[tuple[int, int], int] = {}
+    for gi, ranks in enumerate(groups):
+        if seen & set(ranks):
+            return False
+        seen |= set(ranks)
+        nodes = sorted({topo.node_of(g) for g in ranks})
+        if len(nodes) > 1 and len(ranks) != len(nodes) * cfg.gpus_per_node:
+            return False
+        for g in ranks:
+            key = (topo.node_of(g), topo.nic_of(g))
+            if nic_owner.setdefault(key, gi) != gi:
+                return False
+        if len(nodes) > 1 and len({n // cfg.fabric.nodes_per_leaf for n in nodes}) > 1:
+            return False
+    return True
+
+
+def simulate_ep(topo: Topology, *, kind: str, ep: int, routing: np.ndarray | list[np.ndarray],
+                n_experts: int, mode: str = "normal", dtype: str = "fp8", hidden: int = 7168, chunks: int = 6,
+                taper: bool = True,
+                n_groups: int | None = None, reduce: bool = True, record: bool = False,
+                return_network: bool = False):
+    """Dispatch or combine on ``n_groups`` EP groups (default: the whole cluster).
+
+    ``routing`` is ``[ep, tokens, k]`` (every group routes the same) or a list with one per group.
+    """
+    groups = ep_groups(topo, ep, n_groups)
+    same = not isinstance(routing, list)
+    routings = [routing] * len(groups) if same else routing
+    if len(routings) != len(groups):
+        raise ValueError(f"{len(routings)} routings for {len(groups)} EP groups")
+    reduced = reduce and same and len(groups) > 1 and groups_independent(topo, groups)
+    sim_groups = groups[:1] if reduced else groups
+    env = simpy.Environment()
+    net = FlowNetwork(env, [lk.capacity for lk in topo.links], record=record)
+    counts: list[EpCounts] = []
+    procs = []
+    cache: dict[int, EpCounts] = {}
+    for ranks, r in zip(sim_groups, routings):
+        c0 = cache.get(id(r))
+        c = ep_counts(topo, ranks, np.asarray(r), n_experts) if c0 is None else _retarget(c0, ranks)
+        cache[id(r)] = c
+        counts.append(c)
+        procs.append(start_ep(env, net, topo, c, kind=kind, mode=mode, dtype=dtype, hidden=hidden, chunks=chunks,
+                               taper=taper))
+    env.run()
+    t = env.now
+    net.check_conservation()
+    b = token_bytes(kind, mode, dtype, hidden)
+    flow_tokens = sum(f.tokens for f in net.done) + sum(p.job.tokens_self for p in procs)
+    expect = sum(int((c.sel_rank if mode == "low-latency" else c.count_rank).sum()) for c in counts)
+    if flow_tokens != expect:
+        raise AssertionError(f"token conservation: {flow_tokens} token copies delivered, {expect} routed")
+    scale = len(groups) / len(sim_groups)
+    n_ranks = sum(len(c.ranks) for c in counts)
+    stats = link_stats(topo, net, t, scale=scale)
+    nic = stats["bytes_by_class"].get("nic_tx", 0.0) / scale
+    nvl = stats["bytes_by_class"].get("nvlink_rx", 0.0) / scale
+    logical = [deepep_logical_bytes(c, kind=kind, mode=mode, b=b) for c in counts]
+    lr = sum(x[0] for x in logical) / len(logical)
+    ln = sum(x[1] for x in logical) / len(logical)
+    res = CommResult(
+        kind=kind, mode=mode, n_ranks=ep, time_s=t, rdma_GBps=nic / n_ranks / t / 1e9 if t else 0.0,
+        nvlink_GBps=nvl / n_ranks / t / 1e9 if t else 0.0,
+        deepep_rdma_GBps=lr / t / 1e9 if t else 0.0, deepep_nvlink_GBps=ln / t / 1e9 if t else 0.0,
+        n_flows=len(net.done), n_events=net.n_events, tokens_dispatched=expect if kind == "dispatch" else 0,
+        tokens_combined=expect if kind == "combine" else 0, bytes_sent=net.bytes_sent * scale,
+        bytes_received=net.bytes_received * scale, n_groups=len(groups), groups_simulated=len(sim_groups),
+        comm_sms=topo.cfg.comm_sms, **stats)
+    return (res, net) if return_network else res
+
+
+def _retarget(c: EpCounts, ranks: tuple[int, ...]) -> EpCounts:
+    return EpCounts(ranks=tuple(ranks), count_rank=c.count_rank, count_node=c.count_node, sel_rank=c.sel_rank,
+                    rank_node=c.rank_node, n_tokens=c.n_tokens)
+
+
+def simulate_dispatch(topo: Topology, *, ep: int, routing, n_experts: int, **kw) -> CommResult:
+    return simulate_ep(topo, kind="dispatch", ep=ep, routing=routing, n_experts=n_experts, **kw)
+
+
+def simulate_combine(topo: Topology, *, ep: int, routing, n_experts: int, **kw) -> CommResult:
+    return simulate_ep(topo, kind="combine", ep=ep, routing=routing, n_experts=n_experts, **kw)

@@ -1,0 +1,99 @@
+"""Expert routing for the all-to-all: uniform node-limited random routing, or a captured trace.
+
+A routing is an int array ``[ep, tokens_per_rank, topk]`` of expert ids (``-1`` = no expert), rank ``s``'s
+tokens in row ``s``. Experts are placed contiguously: expert ``e`` lives on EP rank ``e // (E / ep)``.
+
+Uniform node-limited routing (DeepSeek-V3 §2.1.2 "node-limited routing", M <= 4 nodes per token): each
+token picks ``min(M, nodes)`` distinct nodes of the EP group uniformly, then ``topk`` distinct experts
+uniformly among the experts on those nodes (Floyd's sampling, vectorised). DeepEP's own benchmark draws
+random scores and takes the top-M groups then top-k experts, which is the same in distribution up to
+the ordering of scores (deepseek-ai/DeepEP tests/test_internode.py).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+
+def _floyd(rng: np.random.Generator, rows: int, n: int, k: int) -> np.ndarray:
+    """``k`` distinct ints in ``[0, n)`` per row, each k-subset equally likely (Floyd's algorithm)."""
+    out = np.empty((rows, k), dtype=np.int64)
+    for j, top in enumerate(range(n - k, n)):
+        t = rng.integers(0, top + 1, size=rows)
+        if j:
+            dup = (out[:, :j] == t[:, None]).any(axis=1)
+            t = np.where(dup, top, t)
+        out[:, j] = t
+    return out
+
+
+def uniform_routing(*, ep: int, tokens_per_rank: int, n_experts: int, topk: int, gpus_per_node: int,
+                    max_nodes: int | None = None, seed: int = 0) -> np.ndarray:
+    """Random node-limited top-k routing, shape ``[ep, tokens_per_rank, topk]``."""
+    if n_experts % ep:
+        raise ValueError(f"n_experts={n_experts} must be a multiple of ep={ep}")
+    if not 0 < topk <= n_experts:
+        raise ValueError(f"topk={topk} must be in 1..n_experts={n_experts}")
+    n_nodes = max(1, ep // gpus_per_node) if ep % gpus_per_node == 0 else 1
+    m = n_nodes if max_nodes is None else max(1, min(max_nodes, n_nodes))
+    per_node = n_experts // n_nodes
+    if m * per_node < topk:
+        raise ValueError(f"topk={topk} experts do not fit in max_nodes={m} nodes of {per_node} experts each")
+    rng = np.random.default_rng(seed)
+    rows = ep * tokens_per_rank
+    nodes = _floyd(rng, rows, n_nodes, m) if m < n_nodes else np.broadcast_to(np.arange(n_nodes), (rows, n_nodes))
+    slots = _floyd(rng, rows, m * per_node, topk)
+    chosen_node = np.take_along_axis(np.asarray(nodes), slots // per_node, axis=1)
+    experts = chosen_node * per_node + slots % per_node
+    return experts.reshape(ep, tokens_per_rank, topk).astype(np.int32)
+
+
+def load_routing(path: str | Path, *, ep: int, tokens_per_rank: int, layer: int = 0) -> np.ndarray:
+    """Read expert ids ``[tokens, k]`` (or ``[layers, tokens, k]``) and deal ``tokens_per_rank`` to each rank.
+
+    Uses the trace package's reader when it exists (``dsv3sim.trace``); otherwise any ``.npy``/``.npz``
+    (key ``topk_idx``/``expert_ids`` or the first array) or whitespace/comma text file of expert ids.
+    Rank ``s`` takes rows ``s*N .. s*N+N-1`` modulo the trace length.
+    """
+    arr = _read_ids(Path(path), layer)
+    if arr.ndim != 2 or arr.shape[0] == 0:
+        raise ValueError(f"{path}: expected expert ids [tokens, k] (or [layers, tokens, k]), got shape {arr.shape}")
+    idx = np.arange(ep * tokens_per_rank) % arr.shape[0]
+    return arr[idx].reshape(ep, tokens_per_rank, arr.shape[1]).astype(np.int32)
+
+
+def _read_ids(p: Path, layer: int) -> np.ndarray:
+    if not p.is_file():
+        raise FileNotFoundError(f"routing trace {p} not found")
+    if p.suffix in (".npz", ".json", ".pt", ".pth"):
+        tr = None
+        try:  # the trace helper's reader (dsv3sim.trace: RoutingTrace.expert_ids [L, T, k])
+            from dsv3sim.trace.importers import load_trace
+
+            tr = load_trace(p)
+        except Exception:  # noqa: BLE001 - not a dsv3sim trace (or no trace package): plain array below
+            if p.suffix != ".npz":
+                raise
+        if tr is not None:
+            if tr.expert_ids is None:
+                raise ValueError(f"{p}: trace holds only expert loads, not per-token expert ids")
+            arr = np.asarray(tr.expert_ids)
+            if not 0 <= layer < arr.shape[0]:
+                raise ValueError(f"{p}: layer {layer} not in 0..{arr.shape[0] - 1}")
+            return arr[layer]
+    if p.suffix == ".npy":
+        arr = np.load(p)
+    elif p.suffix == ".npz":
+        z = np.load(p)
+        key = next((k for k in ("topk_idx", "expert_ids", "topk_ids") if k in z.files), z.files[0])
+        arr = z[key]
+    else:
+        arr = np.loadtxt(p, delimiter="," if p.suffix == ".csv" else None, dtype=np.int64, ndmin=2)
+    arr = np.asarray(arr)
+    if arr.ndim == 3:
+        if not 0 <= layer < arr.shape[0]:
+            raise ValueError(f"{p}: layer {layer} not in 0..{arr.shape[0] - 1}")
+        arr = arr[layer]
+    return arr
