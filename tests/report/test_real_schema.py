@@ -1,0 +1,60 @@
+"""A real (trimmed) `simulate_training` result of DeepSeek-V3 pre-training: every section finds its data."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from dsv3sim.report import build_page
+from dsv3sim.report.experts import load_maps, nodes_hist
+from dsv3sim.report.memory import hbm_bytes, parse_memory
+from dsv3sim.report.network import parse
+from dsv3sim.report.summary import gpu_hours_per_trillion
+from dsv3sim.report.timeline import slices_from_result
+
+DATA = Path(__file__).with_name("data") / "v3_pretrain_result.json"
+
+
+@pytest.fixture(scope="module")
+def real() -> dict:
+    return json.loads(DATA.read_text())
+
+
+def test_sections_present(real):
+    page = build_page(real)
+    present = {s.key: s.present for _, secs in page.blocks for s in secs}
+    for k in ("summary", "timeline", "links", "experts", "nodes", "memory", "kvcache", "fields"):
+        assert present[k], k
+    assert not present["sweep"] and not present["validation"]  # validation is {} in this result
+
+
+def test_numbers_two_ways(real):
+    # GPU-hours per trillion tokens: the simulator's field vs n_gpus x 1e12 / tokens_per_s / 3600
+    recomputed, _ = gpu_hours_per_trillion({k: v for k, v in real.items() if k != "gpu_hours_per_trillion_tokens"})
+    assert recomputed == pytest.approx(real["gpu_hours_per_trillion_tokens"], rel=1e-9)
+    # node histogram: entry i counts tokens reaching i+1 nodes; none beyond the node limit
+    h = nodes_hist(real["nodes_per_token"])
+    assert sum(h.values()) == sum(real["nodes_per_token"]["hist"])
+    assert all(c == 0 for n, c in h.items() if n > real["nodes_per_token"]["node_limit"])
+    # memory: one row per PP rank, components sum to the simulator's total
+    rows = parse_memory(real["memory_per_gpu"])
+    assert len(rows) == real["parallel"]["pp"]
+    for (_, comps), raw in zip(rows, real["memory_per_gpu"]):
+        assert sum(comps.values()) == pytest.approx(raw["total_bytes"], rel=1e-9)
+    assert hbm_bytes(real) == real["memory_per_gpu"][0]["hbm_bytes"]
+    # link averages as written; per-class series present
+    by_class, by_node, avg = parse(real["link_utilisation"])
+    assert set(by_class) == {"ib", "nvlink"} and avg["ib"] == pytest.approx(real["ib_utilisation"])
+    assert [lab for lab, _, _ in load_maps(real)] == ["routed load per logical expert", "before placement",
+                                                      "after placement"]
+
+
+def test_timeline_lanes(real):
+    ss, src = slices_from_result(real)
+    lanes = sorted({s.lane for s in ss})
+    assert src == "timeline"
+    assert "rank 0 / comm" in lanes and "rank 0 / compute" in lanes and "rank 3 / pipeline" in lanes
+    names = {s.name for s in ss}
+    assert {"attn(F)", "mlp(F)", "dispatch(F)", "combine(F)", "F&B"} <= names
