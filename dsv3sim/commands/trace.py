@@ -73,6 +73,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
     im = sub.add_parser("imbalance", help="imbalance per training step from `dsv3sim train --json` outputs")
     im.add_argument("runs", nargs="+", help="JSON files printed by `dsv3sim train ... --json`")
+    im.add_argument("--window", type=int, default=10, help="steps summed for the *_windowed series (default 10)")
     im.add_argument("--out", required=True, help="output JSON (plot-ready series)")
 
 
@@ -194,12 +195,13 @@ def _run_export(args: argparse.Namespace) -> int:
 def _run_imbalance(args: argparse.Namespace) -> int:
     from dsv3sim.trace.imbalance import imbalance_from_files
 
-    d = imbalance_from_files(args.runs)
+    d = imbalance_from_files(args.runs, window=args.window)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(d, indent=1) + "\n")
     for r in d["runs"]:
-        print(f"{r['label']:>10}: max/mean worst layer {r['max_over_mean_worst'][0]:.2f} -> "
-              f"{r['final_max_over_mean_worst']:.2f} over {len(r['step'])} steps")
+        print(f"{r['label']:>10}: max/mean worst layer, loads over {r['window']} steps: "
+              f"{r['max_over_mean_worst_windowed'][0]:.2f} -> {r['final_max_over_mean_worst_windowed']:.2f} "
+              f"over {len(r['step'])} steps")
     return 0
 
 

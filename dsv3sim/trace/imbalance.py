@@ -31,18 +31,27 @@ def _loads_of(entry: dict, where: str) -> np.ndarray:
     return a
 
 
-def imbalance_series(run: dict, label: str | None = None) -> dict:
-    """One ``dsv3sim train --json`` output -> {"label", "balance", "step", "max_over_mean", ...} lists."""
+def imbalance_series(run: dict, label: str | None = None, window: int = 10) -> dict:
+    """One ``dsv3sim train --json`` output -> {"label", "balance", "step", "max_over_mean", ...} lists.
+
+    One step's batch is small, so its max/mean carries sampling noise (a floor above 1 even when balanced);
+    ``*_windowed`` series use the loads summed over the last ``window`` steps (trailing window)."""
+    if window <= 0:
+        raise ValueError(f"window must be > 0 steps, got {window}")
     hist = run.get("history")
     if not isinstance(hist, list) or not hist:
         raise ValueError(f"train output needs a non-empty 'history' list, found keys {sorted(run)}")
-    steps, per_layer, loss = [], [], []
+    steps, per_layer, loss, loads = [], [], [], []
     for i, h in enumerate(hist):
         a = _loads_of(h, f"history[{i}]")
         steps.append(int(h.get("step", i)))
         per_layer.append([float(x) for x in max_over_mean(a)])
         loss.append(h.get("loss"))
+        loads.append(a)
     m = np.asarray(per_layer)
+    cum = np.cumsum(np.stack(loads), axis=0)                                  # [steps, L, E]
+    win = cum - np.concatenate([np.zeros((window,) + cum.shape[1:]), cum[:-window]])[: len(cum)]
+    mw = np.stack([max_over_mean(w) for w in win])                             # [steps, L]
     balance = run.get("balance") or (run.get("args") or {}).get("balance")
     return {
         "label": label or balance or "run",
@@ -53,16 +62,20 @@ def imbalance_series(run: dict, label: str | None = None) -> dict:
         "max_over_mean_by_layer": per_layer,
         "max_over_mean_worst": [float(x) for x in np.nanmax(m, axis=1)],
         "max_over_mean_mean": [float(x) for x in np.nanmean(m, axis=1)],
+        "window": window,
+        "max_over_mean_worst_windowed": [float(x) for x in np.nanmax(mw, axis=1)],
+        "max_over_mean_mean_windowed": [float(x) for x in np.nanmean(mw, axis=1)],
         "loss": loss if any(x is not None for x in loss) else None,
         "final_max_over_mean_worst": float(np.nanmax(m[-1])),
+        "final_max_over_mean_worst_windowed": float(np.nanmax(mw[-1])),
     }
 
 
-def imbalance_from_files(paths: list[str | Path]) -> dict:
+def imbalance_from_files(paths: list[str | Path], window: int = 10) -> dict:
     """Series of several train outputs (one per balancing mode) in one plot-ready dict."""
     runs = []
     for p in paths:
         with open(p) as f:
-            runs.append(imbalance_series(json.load(f)))
+            runs.append(imbalance_series(json.load(f), window=window))
     return {"quantity": "expert_load_max_over_mean", "definition": "max_e load / mean_e load per MoE layer",
             "source": "dsv3sim train --json history[].expert_load", "runs": runs}

@@ -52,6 +52,9 @@ def test_imbalance_series(tmp_path):
     assert s["max_over_mean_by_layer"] == [[4.0, 1.0], [2.0, 1.0]]
     assert s["max_over_mean_worst"] == [4.0, 2.0] and s["max_over_mean_mean"] == [2.5, 1.5]
     assert s["final_max_over_mean_worst"] == 2.0 and s["loss"] == [5.0, 4.0]
+    # windowed: loads of steps 0..1 summed = [60,20,0,0], mean 20 -> 3.0 in layer 0
+    assert s["max_over_mean_worst_windowed"] == [4.0, 3.0]
+    assert imbalance_series(_fake_run("none", skewed), window=1)["max_over_mean_worst_windowed"] == [4.0, 2.0]
     # a dict layer -> counts is accepted too
     d = _fake_run("aux-loss", [{"1": [1, 3], "2": [2, 2]}])
     assert imbalance_series(d)["max_over_mean_by_layer"] == [[1.5, 1.0]]
