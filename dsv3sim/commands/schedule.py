@@ -9,8 +9,13 @@ from pathlib import Path
 
 from dsv3sim.parallel import SCHEDULES, ChunkTimes, check, execute, generate
 from dsv3sim.parallel.chrome import chrome_trace
-from dsv3sim.parallel.formulas import (activation_closed_form, bubble_closed_form, closed_form_exact,
-                                       param_copies_closed_form, stages)
+from dsv3sim.parallel.formulas import (
+    activation_closed_form,
+    bubble_closed_form,
+    closed_form_exact,
+    param_copies_closed_form,
+    stages,
+)
 
 NAME = "schedule"
 HELP = "pipeline schedule (1F1B, ZB1P, DualPipe, DualPipeV): action lists, bubbles, memory"

@@ -14,10 +14,12 @@ from collections.abc import Callable
 
 from dsv3sim.parallel.actions import Action, Op, format_action, parse_action
 from dsv3sim.parallel.check import check, dependencies
+from dsv3sim.parallel.dispatch import DispatchPlan, dispatch_plan, dispatch_plan_for_trace, source_ranks
 from dsv3sim.parallel.dualpipe import dualpipe, dualpipev
 from dsv3sim.parallel.executor import ChunkTimes, ExecResult, Span, activation_peaks, execute
 from dsv3sim.parallel.formulas import activation_closed_form, bubble_closed_form, param_copies_closed_form
 from dsv3sim.parallel.linear import one_f_one_b, zb1p
+from dsv3sim.parallel.placement import gpu_loads_after, gpu_loads_before, rebalance_experts
 from dsv3sim.parallel.schedule import Schedule, from_strings
 
 SCHEDULES: dict[str, Callable[[int, int], Schedule]] = {
@@ -37,6 +39,30 @@ def generate(name: str, pp: int, microbatches: int) -> Schedule:
     return gen(pp, microbatches)
 
 
-__all__ = ["Action", "ChunkTimes", "ExecResult", "Op", "SCHEDULES", "Schedule", "Span", "activation_closed_form",
-           "activation_peaks", "bubble_closed_form", "check", "dependencies", "execute", "format_action",
-           "from_strings", "generate", "param_copies_closed_form", "parse_action"]
+__all__ = [
+    "SCHEDULES",
+    "Action",
+    "ChunkTimes",
+    "DispatchPlan",
+    "ExecResult",
+    "Op",
+    "Schedule",
+    "Span",
+    "activation_closed_form",
+    "activation_peaks",
+    "bubble_closed_form",
+    "check",
+    "dependencies",
+    "dispatch_plan",
+    "dispatch_plan_for_trace",
+    "execute",
+    "format_action",
+    "from_strings",
+    "generate",
+    "gpu_loads_after",
+    "gpu_loads_before",
+    "param_copies_closed_form",
+    "parse_action",
+    "rebalance_experts",
+    "source_ranks",
+]

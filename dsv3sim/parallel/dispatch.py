@@ -71,8 +71,12 @@ class DispatchPlan:
                 "ib_bytes": self.ib_bytes, "nvlink_bytes": self.nvlink_bytes,
                 "max_ib_bytes_out_per_node": int(self.ib_send_matrix.sum(1).max()) * self.dispatch_bytes,
                 "max_ib_bytes_in_per_node": int(self.ib_send_matrix.sum(0).max()) * self.dispatch_bytes,
-                "tokens_per_gpu_max_over_mean": float(self.tokens_per_gpu.max() / self.tokens_per_gpu.mean())
-                if self.tokens_per_gpu.mean() > 0 else 0.0}
+                "tokens_per_gpu_max_over_mean": _ratio(self.tokens_per_gpu),
+                "slots_per_gpu_max_over_mean": _ratio(self.slots_per_gpu)}
+
+
+def _ratio(a: np.ndarray) -> float:
+    return float(a.max() / a.mean()) if a.size and a.mean() > 0 else 0.0
 
 
 def _occurrence(keys: np.ndarray) -> np.ndarray:
@@ -157,3 +161,31 @@ def dispatch_plan(expert_ids, src_rank, phy2log, *, n_gpus: int, gpus_per_node: 
         dispatch_bytes=dispatch_message_bytes(hidden, dispatch_dtype), combine_bytes=combine_message_bytes(hidden),
         max_nodes_per_token=int(tgt_nodes.sum(1).max()) if T else 0)
 
+
+
+def source_ranks(n_tokens: int, n_gpus: int, how: str = "blocks") -> np.ndarray:
+    """EP rank holding each token when a trace does not say: "blocks" = contiguous equal slices of the batch
+    (each data-parallel attention rank holds its own sequences), "cyclic" = token t on rank t mod U."""
+    if n_gpus <= 0 or n_tokens < 0:
+        raise ValueError(f"need n_gpus > 0 and n_tokens >= 0, got {n_gpus}, {n_tokens}")
+    t = np.arange(n_tokens, dtype=np.int64)
+    if how == "blocks":
+        return t * n_gpus // max(n_tokens, 1)
+    if how == "cyclic":
+        return t % n_gpus
+    raise ValueError(f"source layout must be 'blocks' or 'cyclic', got {how!r}")
+
+
+def dispatch_plan_for_trace(trace, layer: int, phy2log, *, n_gpus: int, gpus_per_node: int,
+                            hidden: int = 7168, dispatch_dtype: str = "fp8", choice: str = "spread",
+                            sources: str = "blocks") -> DispatchPlan:
+    """Plan layer ``layer`` (index into the trace) of a dsv3sim.trace RoutingTrace with per-token expert ids;
+    ``phy2log`` is that layer's row (or the full [L, R] map, indexed by ``layer``)."""
+    if getattr(trace, "expert_ids", None) is None:
+        raise ValueError("this trace holds only expert loads, not per-token expert ids; a dispatch plan needs "
+                         "a token-level trace (.npz from dsv3sim trace capture/synth)")
+    p2l = np.asarray(phy2log)
+    row = p2l[layer] if p2l.ndim == 2 else p2l
+    ids = trace.expert_ids[layer]
+    return dispatch_plan(ids, source_ranks(ids.shape[0], n_gpus, sources), row, n_gpus=n_gpus,
+                         gpus_per_node=gpus_per_node, hidden=hidden, dispatch_dtype=dispatch_dtype, choice=choice)
