@@ -46,6 +46,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--timeout", type=float, default=600.0, help="wall-clock limit of the job, s")
     p.add_argument("--collective-timeout", type=float, default=60.0, help="limit of any one collective, s")
     p.add_argument("--samples", type=int, default=64, help="Monte Carlo replays per step for the prediction")
+    p.add_argument("--calib-sizes", default="1024,16384,131072,1048576,4194304",
+                   help="transport sweep message sizes, bytes, comma-separated")
+    p.add_argument("--calib-iters", type=int, default=10, help="iterations per transport size")
+    p.add_argument("--profile-reps", type=int, default=8, help="samples per model component in the calibration")
     p.add_argument("--out", default=None, help="output folder (default reports/validate/<stamp>)")
     p.add_argument("--save-profile", action="store_true",
                    help="also write the calibration to profiles/cpu-local/ (cpu) for the simulator")
@@ -91,7 +95,16 @@ def make_spec(args: argparse.Namespace, out_dir: str):
             raise ValueError("--device cuda: no CUDA device visible")
         if args.nproc > torch.cuda.device_count():
             raise ValueError(f"--nproc {args.nproc} > {torch.cuda.device_count()} visible GPUs")
-    return RunSpec(job="train", model=args.model, nproc=args.nproc, nnodes=args.nnodes, ep=ep, pp=pp, dp=dp,
+    try:
+        sizes = tuple(int(x) for x in str(args.calib_sizes).split(",") if x.strip())
+    except ValueError:
+        raise ValueError(f"--calib-sizes must be comma-separated integers, got {args.calib_sizes!r}") from None
+    if len(sizes) < 2 or min(sizes) < 4:
+        raise ValueError(f"--calib-sizes needs >= 2 sizes of >= 4 bytes, got {sizes}")
+    if args.calib_iters < 1 or args.profile_reps < 1:
+        raise ValueError(f"--calib-iters ({args.calib_iters}) and --profile-reps ({args.profile_reps}) must be >= 1")
+    return RunSpec(job="train", model=args.model, calib_sizes=sizes, calib_iters=args.calib_iters,
+                   profile_reps=args.profile_reps, nproc=args.nproc, nnodes=args.nnodes, ep=ep, pp=pp, dp=dp,
                    steps=args.steps, warmup=args.warmup, device=args.device, seq_len=args.seq_len,
                    micro_batch=args.micro_batch, microbatches=args.microbatches, schedule=args.schedule,
                    gpus_per_node=args.gpus_per_node, fp8=args.fp8, threads=args.threads,

@@ -116,14 +116,14 @@ def probe(ctx, quick: bool = False) -> dict:
     out = {"quick": quick, "points": rows, "fits": fits, "rel": rel}
     if spec.model:
         from dsv3sim.config import load_model_config
-        from dsv3sim.validate.components import REPS, profile_components
+        from dsv3sim.validate.components import profile_components
         from dsv3sim.validate.parts import build
         ctx.status.enter("compute")
         cfg = load_model_config(spec.model)
         if "parts" not in ctx.extra:
             ctx.extra["parts"] = build(cfg, spec.seed)
         out["components"] = profile_components(cfg, spec, dev, ctx.sync, rank, parts=ctx.extra["parts"],
-                                                reps=3 if quick else REPS)
+                                                reps=min(3, spec.profile_reps) if quick else spec.profile_reps)
         out["components"]["grad_sync"] = _grad_sync(ctx, cfg, iters)
     return out
 

@@ -57,6 +57,7 @@ class RunSpec:
     fault: Fault | None = None
     calib_sizes: tuple[int, ...] = field(default=(1 << 10, 1 << 14, 1 << 17, 1 << 20, 1 << 22))
     calib_iters: int = 10
+    profile_reps: int = 8  # samples per component in a full probe (quick probes take 3)
     calibrate_first: bool = True  # train job: run the calibration phase first in the same processes
 
     def __post_init__(self) -> None:
