@@ -95,11 +95,18 @@ class Page:
             if multi and heading:
                 body.append(f'<h3 class="scenario" id="b{bi}">{esc(heading)}</h3>')
             for s in secs:
+                if not s.present:
+                    continue
                 anchor = f"b{bi}-{s.key}"
                 if bi == 0 or not multi:
                     nav.append(f'<a href="#{anchor}">{esc(s.title)}</a>')
                 body.append(f'<section id="{anchor}" data-section="{esc(s.key)}"><h2>{esc(s.title)}</h2>'
                             f"{s.body}</section>")
+            missing = [s for s in secs if not s.present]
+            if missing:  # sections without data: one compact list at the end of the block
+                items = "".join(f'<tr data-section="{esc(s.key)}"><td>{esc(s.title)}</td><td>{s.body}</td></tr>'
+                                for s in missing)
+                body.append(f'<section id="b{bi}-missing"><h2>Not in this result</h2><table>{items}</table></section>')
         stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
         return (
             "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
