@@ -76,21 +76,63 @@ def dependencies(s: Schedule) -> dict[OpKey, list[OpKey]]:
     return deps
 
 
-def run_order(s: Schedule, deps: dict[OpKey, list[OpKey]] | None = None) -> list[tuple[int, int]]:
+Slot = tuple[int, int]    # (rank, index in the rank's list)
+
+
+def slot_graph(s: Schedule) -> dict[int, list[list[Slot]]]:
+    """deps[rank][i]: the (rank, slot)s that slot i of ``rank`` waits for (dependencies of all its ops, other
+    than program order). Same model as ``dependencies``, on plain tuples for speed (the executor's input)."""
+    where: dict[tuple[int, str, int, int], int] = {}
+    for r, acts in s.actions.items():
+        for i, a in enumerate(acts):
+            for o in a.ops:
+                where[(r, o.kind, o.chunk, o.mb)] = i
+    paths = {f: s.path(f) for f in s.flows()}
+    index = {f: {p: k for k, p in enumerate(path)} for f, path in paths.items()}
+    bidir = s.layout == "bidirectional"
+    out: dict[int, list[list[Slot]]] = {}
+    for r, acts in s.actions.items():
+        rows = []
+        for i, a in enumerate(acts):
+            need: list[Slot] = []
+            for o in a.ops:
+                flow = (o.chunk, o.mb) if bidir else (0, o.mb)
+                path = paths.get(flow)
+                k = index[flow].get((r, o.chunk)) if path is not None else None
+                if k is None:
+                    raise ValueError(f"{s.name}: rank {r} runs {o}, which is not on any micro-batch's path")
+                if o.kind == "F":
+                    keys = [(path[k - 1][0], "F", path[k - 1][1], o.mb)] if k > 0 else []
+                elif o.kind == "W":
+                    keys = [(r, "B", o.chunk, o.mb)]
+                else:
+                    keys = [(r, "F", o.chunk, o.mb)]
+                    if k < len(path) - 1:
+                        nr, nc = path[k + 1]
+                        keys.append((nr, "B", nc, o.mb) if (nr, "B", nc, o.mb) in where else (nr, "BW", nc, o.mb))
+                for key in keys:
+                    j = where.get(key)
+                    if j is None:
+                        raise ValueError(f"{s.name}: {o} on rank {r} needs {key[1]}{key[2]}.{key[3]} on rank "
+                                         f"{key[0]}, which is not in the schedule")
+                    if (key[0], j) != (r, i):
+                        need.append((key[0], j))
+            rows.append(need)
+        out[r] = rows
+    return out
+
+
+def run_order(s: Schedule, graph: dict[int, list[list[Slot]]] | None = None) -> list[Slot]:
     """A deadlock-free order of (rank, slot) respecting program order and dependencies; ValueError if none."""
-    deps = dependencies(s) if deps is None else deps
-    done: set[OpKey] = set()
+    graph = slot_graph(s) if graph is None else graph
     ptr = {r: 0 for r in s.actions}
-    order: list[tuple[int, int]] = []
+    order: list[Slot] = []
     total = sum(len(v) for v in s.actions.values())
     while len(order) < total:
         progressed = False
         for r, acts in s.actions.items():
-            while ptr[r] < len(acts):
-                a = acts[ptr[r]]
-                if not all(d in done for o in a.ops for d in deps[(r, o)]):
-                    break
-                done.update((r, o) for o in a.ops)
+            n, rows = len(acts), graph[r]
+            while ptr[r] < n and all(ptr[dr] > di for dr, di in rows[ptr[r]]):
                 order.append((r, ptr[r]))
                 ptr[r] += 1
                 progressed = True
@@ -127,6 +169,6 @@ def check(s: Schedule) -> dict:
     n_f = sum(1 for (_, o) in seen if o.kind == "F")
     if n_f != n_expected:
         raise ValueError(f"{s.name}: {n_f} forwards, expected {n_expected} (flows x stages)")
-    deps = dependencies(s)
-    run_order(s, deps)
+    dependencies(s)
+    run_order(s)
     return {r: dict(Counter(o.kind for a in acts for o in a.ops)) for r, acts in s.actions.items()}

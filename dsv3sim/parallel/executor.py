@@ -26,7 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from dsv3sim.parallel.actions import Action
-from dsv3sim.parallel.check import dependencies, run_order
+from dsv3sim.parallel.check import run_order, slot_graph
 from dsv3sim.parallel.schedule import Schedule
 
 
@@ -111,23 +111,21 @@ def execute(s: Schedule, times: ChunkTimes | Callable[[int, Action], float], p2p
     if p2p_latency < 0:
         raise ValueError(f"p2p latency must be >= 0, got {p2p_latency}")
     dur = times.of if isinstance(times, ChunkTimes) else None
-    deps = dependencies(s)
-    end_of: dict = {}
+    graph = slot_graph(s)
+    end_of = {r: [0.0] * len(acts) for r, acts in s.actions.items()}
     free = {r: 0.0 for r in s.actions}
     spans: dict[int, list[Span]] = {r: [] for r in s.actions}
     busy = {r: 0.0 for r in s.actions}
-    for r, i in run_order(s, deps):
+    for r, i in run_order(s, graph):
         a = s.actions[r][i]
         d = dur(a) if dur is not None else float(times(r, a))
         if d < 0:
             raise ValueError(f"time of {a} on rank {r} must be >= 0, got {d}")
         ready = free[r]
-        for o in a.ops:
-            for dr, dop in deps[(r, o)]:
-                ready = max(ready, end_of[(dr, dop)] + (p2p_latency if dr != r else 0.0))
+        for dr, di in graph[r][i]:
+            ready = max(ready, end_of[dr][di] + (p2p_latency if dr != r else 0.0))
         end = ready + d
-        for o in a.ops:
-            end_of[(r, o)] = end
+        end_of[r][i] = end
         free[r] = end
         busy[r] += d
         spans[r].append(Span(rank=r, action=str(a), category=a.category, start=ready, end=end))
