@@ -25,7 +25,32 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--groups", type=int, required=True, help="expert groups of the gate (n_group)")
     p.add_argument("--nodes", type=int, required=True, help="server nodes")
     p.add_argument("--gpus", type=int, required=True, help="GPUs in the EP group (multiple of --nodes)")
+    p.add_argument("--hidden", type=int, default=7168,
+                   help="hidden size for the dispatch bytes of token-level traces (default 7168, V3)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def dispatch_summary(trace, phy2log: np.ndarray, gpus: int, nodes: int, hidden: int) -> dict:
+    """Mean per-layer DeepEP traffic and GPU work balance of a token-level trace, before (contiguous, no
+    replicas) and after placement; token sources: contiguous blocks of the batch per GPU."""
+    from dsv3sim.parallel.dispatch import dispatch_plan_for_trace
+
+    E = trace.n_experts
+    out = {}
+    for label, p2l in (("before", np.tile(np.arange(E), (trace.n_layers, 1)) if E % gpus == 0 else None),
+                       ("after", phy2log)):
+        if p2l is None:
+            continue
+        rows = [dispatch_plan_for_trace(trace, li, p2l, n_gpus=gpus, gpus_per_node=gpus // nodes,
+                                        hidden=hidden).summary() for li in range(trace.n_layers)]
+        out[label] = {k: float(np.mean([r[k] for r in rows])) for k in
+                      ("ib_sends_per_token", "nvlink_sends_per_token", "nodes_per_token_mean",
+                       "slots_per_gpu_max_over_mean")}
+        out[label]["ib_bytes_per_token_layer"] = float(np.mean([r["ib_bytes"]["total"] / r["tokens"] for r in rows]))
+        out[label]["nvlink_bytes_per_token_layer"] = float(np.mean([r["nvlink_bytes"]["total"] / r["tokens"]
+                                                                    for r in rows]))
+        out[label]["max_nodes_per_token"] = int(max(r["max_nodes_per_token"] for r in rows))
+    return out
 
 
 def read_loads(path: str) -> np.ndarray:
@@ -56,9 +81,14 @@ def compute(weight: np.ndarray, replicas: int, groups: int, nodes: int, gpus: in
 
 
 def run(args: argparse.Namespace) -> int:
-    weight = read_loads(args.load)
+    from dsv3sim.trace import load_trace
+
+    trace = load_trace(args.load)
+    weight = np.asarray(trace.loads(), dtype=np.float64)
     out = compute(weight, args.replicas, args.groups, args.nodes, args.gpus)
     out["load_file"] = args.load
+    if trace.has_tokens:
+        out["dispatch"] = dispatch_summary(trace, np.asarray(out["phy2log"]), args.gpus, args.nodes, args.hidden)
     if args.json:
         print(json.dumps(out))
         return 0
@@ -84,4 +114,9 @@ def run(args: argparse.Namespace) -> int:
               f"{a['max_over_mean_worst']:.3f})")
     else:
         print(f"max/mean averaged over layers: after {a['max_over_mean_avg']:.3f}; before: {b['unavailable']}")
+    for label, d in out.get("dispatch", {}).items():
+        print(f"dispatch {label} (per token per layer, DeepEP accounting): IB sends {d['ib_sends_per_token']:.3f}, "
+              f"NVLink sends {d['nvlink_sends_per_token']:.3f}, IB {d['ib_bytes_per_token_layer']:.0f} B, "
+              f"NVLink {d['nvlink_bytes_per_token_layer']:.0f} B, GPU work max/mean "
+              f"{d['slots_per_gpu_max_over_mean']:.3f}, max nodes/token {d['max_nodes_per_token']}")
     return 0

@@ -77,3 +77,24 @@ def test_place_on_sglang_dump_balances(capsys, tmp_path):
     d = json.loads(out)
     assert d["gpu_load_after"]["max_over_mean_avg"] < d["gpu_load_before"]["max_over_mean_avg"]
     assert np.allclose(np.array(d["gpu_load_after"]["mean"]), counts.sum(0).sum(1) / 8)
+
+
+def test_place_on_token_trace_reports_dispatch(capsys, tmp_path):
+    from dsv3sim.trace import RoutingTrace, save_trace
+
+    rng = np.random.default_rng(0)
+    E, T, k = 32, 400, 4
+    pop = rng.zipf(1.8, size=E).astype(float)
+    ids = np.stack([np.stack([rng.choice(E, k, replace=False, p=pop / pop.sum()) for _ in range(T)])
+                    for _ in range(2)])                                           # [L=2, T, k]
+    f = save_trace(RoutingTrace(n_experts=E, layers=np.array([3, 4]), expert_ids=ids), tmp_path / "t.npz")
+    rc, out, _ = _run(capsys, ["place", "--load", str(f), "--replicas", "40", "--groups", "4", "--nodes", "2",
+                               "--gpus", "8", "--hidden", "1024", "--json"])
+    assert rc == 0
+    d = json.loads(out)
+    before, after = d["dispatch"]["before"], d["dispatch"]["after"]
+    assert after["slots_per_gpu_max_over_mean"] < before["slots_per_gpu_max_over_mean"]
+    # GPU work after placement = EPLB's prediction (even split over replicas), up to rounding
+    assert after["slots_per_gpu_max_over_mean"] == pytest.approx(
+        np.mean(d["gpu_load_after"]["max_over_mean"]), rel=0.05)
+    assert 0 < before["ib_sends_per_token"] <= 1 and before["max_nodes_per_token"] <= 2
