@@ -92,6 +92,13 @@ def test_dualpipe_matches_readme_figure_rows():
     assert s[0][-len(FIGURE_DEVICE0_TAIL):] == FIGURE_DEVICE0_TAIL
 
 
+def test_dualpipev_matches_readme_figure_row():
+    """images/dualpipev.png (4 PP ranks, 8 stages, 10 micro-batches), Device 0: forwards 0..6 down the V,
+    then (F, B, W) of micro-batches 0, 1, 2 on the way back up, F1.3, then the pair 7 & 3."""
+    v = generate("dualpipev", 4, 10).as_strings()
+    assert v[0][:len(FIGURE_DEVICE0)] == FIGURE_DEVICE0
+
+
 def test_dualpipe_microbatch_order_and_fifo_weights():
     """Within a rank each (kind, chunk) runs micro-batches 0, 1, 2, ... in order; W's follow their B's FIFO."""
     s = generate("dualpipe", 8, 20)
