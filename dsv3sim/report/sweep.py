@@ -2,8 +2,9 @@
 
 Rows come from ``dsv3sim sweep`` (a list of results, each with the parameters it varied — at the top level or
 under ``params``/``config``/``overrides`` — and its metrics, or ``infeasible: reason``). A parameter is a
-column whose value differs between rows; the metric is the first of ``METRICS`` present. One chart per
-parameter (up to ``MAX_CHARTS``), coloured by the next parameter, so the knee of a curve is visible.
+column whose value differs between rows; the metrics are the first ``MAX_METRICS`` of ``METRICS`` present,
+side by side. One chart per parameter (up to ``MAX_CHARTS``), coloured by the next parameter, so the knee of a
+curve is visible.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ METRIC_GROUPS = ("metrics", "summary")
 TOP_PARAMS = ("scenario", "model", "topology", "gpu", "n_gpus", "n_nodes", "kind", "schedule", "name")
 SKIP = ("schema", "type", "sources", "sim_wall_s")
 MAX_CHARTS = 6
+MAX_METRICS = 4  # metrics side by side in each chart
 MAX_TABLE = 60
 
 
@@ -77,32 +79,38 @@ def sweep_section(result: dict, ctx) -> Section:
     metric = next((m for m in METRICS if m in present), next(iter(sorted(present)), None))
     parts = [note(f"{len(rows)} configurations; {sum(1 for *_, r in flat if r)} infeasible (kept, with reason). "
                   f"Swept: {esc(', '.join(varying) or 'nothing varies')}.")]
-    if metric and axes:
+    mcols = [m for m in METRICS if m in present][:MAX_METRICS] or ([metric] if metric else [])
+    if mcols and axes:
+        from plotly.subplots import make_subplots
+
         for i, x in enumerate(axes[:MAX_CHARTS]):
             colour_by = next((k for k in axes if k != x), None)
             groups: dict[str, list] = {}
             for p, ms, r in flat:
                 groups.setdefault("" if colour_by is None else f"{colour_by}={p.get(colour_by)}", []).append((p, ms, r))
-            fig = go.Figure()
             numeric_x = all(num(p.get(x)) is not None for p, _, _ in flat)
-            for g, pts in list(groups.items())[:24]:
-                ok = [(p.get(x), ms[metric]) for p, ms, r in pts if not r and metric in ms]
-                if numeric_x:
-                    ok.sort(key=lambda t: num(t[0]))
-                fig.add_trace(go.Scatter(x=[a for a, _ in ok], y=[b for _, b in ok], name=g or metric,
-                                         mode="lines+markers"))
-            # infeasible points drawn on the x axis
-            bad_all = [(p.get(x), r) for p, _, r in flat if r]
-            if bad_all:
-                fig.add_trace(go.Scatter(x=[a for a, _ in bad_all], y=[0] * len(bad_all), mode="markers",
-                                         marker={"symbol": "x", "color": "#e45756", "size": 10}, name="infeasible",
-                                         hovertext=[r for _, r in bad_all], hoverinfo="text+x"))
-            fig.update_layout(title=f"{metric} vs {x}", xaxis_title=x, yaxis_title=metric, height=360,
-                              margin={"l": 10, "r": 10, "t": 50, "b": 40},
-                              xaxis={"type": "linear" if numeric_x else "category"})
+            fig = make_subplots(rows=1, cols=len(mcols), subplot_titles=mcols, horizontal_spacing=0.06)
+            palette = ("#4c78a8", "#f58518", "#54a24b", "#e45756", "#72b7b2", "#b279a2", "#eeca3b", "#9d755d")
+            for col, m in enumerate(mcols, start=1):
+                for gi, (g, pts) in enumerate(list(groups.items())[:24]):
+                    ok = [(p.get(x), ms[m]) for p, ms, r in pts if not r and m in ms]
+                    if numeric_x:
+                        ok.sort(key=lambda t: num(t[0]))
+                    fig.add_trace(go.Scatter(x=[a for a, _ in ok], y=[b for _, b in ok], name=g or m, legendgroup=g,
+                                             showlegend=col == 1 and bool(g), mode="lines+markers",
+                                             line={"color": palette[gi % len(palette)]}), row=1, col=col)
+                bad = [(p.get(x), r) for p, _, r in flat if r]  # infeasible points sit on the x axis
+                if bad:
+                    fig.add_trace(go.Scatter(x=[a for a, _ in bad], y=[0] * len(bad), mode="markers",
+                                             marker={"symbol": "x", "color": "#e45756", "size": 10},
+                                             name="infeasible", legendgroup="infeasible", showlegend=col == 1,
+                                             hovertext=[r for _, r in bad], hoverinfo="text+x"), row=1, col=col)
+                fig.update_xaxes(title_text=x, type="linear" if numeric_x else "category", row=1, col=col)
+            fig.update_layout(title=f"vs {x}" + (f", coloured by {colour_by}" if colour_by else ""), height=340,
+                              margin={"l": 10, "r": 10, "t": 70, "b": 40}, showlegend=bool(colour_by) or
+                              any(r for *_, r in flat))
             parts.append(figure_html(fig, ctx.fig_id(f"sweep{i}")))
             sec.n_figures += 1
-    mcols = [m for m in METRICS if m in present][:4]
     trows = [[p.get(k, "") for k in varying] + [f"{ms[m]:.4g}" if m in ms else "" for m in mcols] + [r or ""]
              for p, ms, r in flat[:MAX_TABLE]]
     parts.append(table(varying + mcols + ["infeasible because"], trows))
