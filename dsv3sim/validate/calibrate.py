@@ -28,7 +28,7 @@ class AlphaBeta:
     beta_Bps: float
 
     def time(self, n_bytes: float) -> float:
-        return self.alpha_s + n_bytes / self.beta_Bps if n_bytes > 0 else 0.0
+        return self.alpha_s + max(n_bytes, 0.0) / self.beta_Bps
 
     def to_dict(self) -> dict[str, float]:
         return {"latency_us": self.alpha_s * 1e6, "bandwidth_GBps": self.beta_Bps / 1e9}

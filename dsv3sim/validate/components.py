@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from dsv3sim.validate.calibrate import fit
 from dsv3sim.validate.ep import route
 from dsv3sim.validate.layout import coord, stage_layers
-from dsv3sim.validate.parts import build
+from dsv3sim.validate.parts import build, materialize
 from dsv3sim.validate.schedule import plan
 
 REPS = 8
@@ -70,15 +70,17 @@ def profile_components(cfg, spec, device: torch.device, sync, rank: int = 0, *, 
         out[name] = _summary(*_samples(fn, make, reps, sync), bwd_start)
 
     dense = next((b for b in parts.blocks if b.ffn is not None), None)
-    moe = next((b for b in parts.blocks if b.experts is not None), None)
+    moe = next((b for b in parts.blocks if b.is_moe), None)
     blk = parts.blocks[0]
-    an, at = blk.attn_norm.to(device, dtype), blk.attn.to(device, dtype)
+    mat = lambda m: materialize(m, device, dtype, spec.seed)  # noqa: E731
+    an, at = mat(blk.attn_norm), mat(blk.attn)
     prof("attn", lambda x: at(an(x)))
     if dense is not None:
-        fn_, ff = dense.ffn_norm.to(device, dtype), dense.ffn.to(device, dtype)
+        fn_, ff = mat(dense.ffn_norm), mat(dense.ffn)
         prof("mlp_dense", lambda x: ff(fn_(x)))
     if moe is not None:
-        ex = moe.experts[0].to(device, dtype)
+        ex1 = mat(moe.expert_slice(0, 1))
+        ex = lambda x: ex1(x, [x.shape[0]])  # noqa: E731
         K, E = cfg.num_experts_per_tok, cfg.n_routed_experts
         mean_rows = max(T * K // E, 1)
         rows = sorted({1, mean_rows // 4 or 1, mean_rows, 4 * mean_rows})
@@ -93,11 +95,11 @@ def profile_components(cfg, spec, device: torch.device, sync, rank: int = 0, *, 
         out["expert"] = {"fwd": {"a_s": fF.alpha_s, "b_s_per_row": 1.0 / fF.beta_Bps},
                          "bwd": {"a_s": fB.alpha_s, "b_s_per_row": 1.0 / fB.beta_Bps},
                          "F_rel": rel_f, "B_rel": rel_b, "points": pts}
-        fn_ = moe.ffn_norm.to(device, dtype)
+        fn_ = mat(moe.ffn_norm)
         if moe.shared is not None:
-            sh = moe.shared.to(device, dtype)
+            sh = mat(moe.shared)
             prof("shared", lambda x: sh(x.view(T, D)))
-        gw = moe.gate_weight.detach().to(device, dtype).requires_grad_()
+        gw = torch.nn.Parameter(torch.randn(moe.gate_weight.shape, device=device, dtype=dtype) * 0.02)
         gb = moe.gate_bias.to(device) if moe.gate_bias is not None else None
 
         def gate_work(x: torch.Tensor) -> torch.Tensor:
@@ -110,10 +112,10 @@ def profile_components(cfg, spec, device: torch.device, sync, rank: int = 0, *, 
             y = x2[tok]
             return torch.zeros_like(x2).index_add(0, tok, y * w.reshape(-1)[order].unsqueeze(1))
         prof("gate", gate_work)
-    head = parts.head.to(device, dtype)
+    head = mat(parts.head)
     labels = torch.randint(0, cfg.vocab_size, (B, S), device=device)
     prof("head", lambda x: F.cross_entropy(head(x).float().flatten(0, 1), labels.flatten()))
-    emb = parts.embed.to(device, dtype)
+    emb = mat(parts.embed)
     tok = torch.randint(0, cfg.vocab_size, (B, S), device=device)
     prof("embed", lambda _x: emb(tok) + 0 * _x)
     dense_p, expert_p = rank_params(parts, cfg, spec, rank)
@@ -135,8 +137,8 @@ def rank_params(parts, cfg, spec, rank: int) -> tuple[list[torch.nn.Parameter], 
         for i in layers[s]:
             b = parts.blocks[i]
             mods += [b.attn_norm, b.attn, b.ffn_norm] + ([b.ffn] if b.ffn is not None else [])
-            if b.experts is not None:
-                ex += b.experts[me.ep * Er:(me.ep + 1) * Er]
+            if b.is_moe:
+                ex.append(b.expert_slice(me.ep * Er, (me.ep + 1) * Er))
                 mods += [b.shared] if b.shared is not None else []
                 ps.append(b.gate_weight)
     if 0 in stages:

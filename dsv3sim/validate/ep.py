@@ -148,23 +148,25 @@ class AllToAll(torch.autograd.Function):
 class EPMoE(torch.nn.Module):
     """One MoE layer split over an EP group: gate (replicated), E_r local experts, shared experts (replicated).
 
-    ``experts`` are this rank's routed experts, global ids ``ep_rank * E_r + j``; ``shared`` maps [T, D] ->
+    ``experts`` holds this rank's E_r routed experts (global ids ``ep_rank * E_r + j``) and maps rows sorted by
+    local expert plus per-expert row counts to outputs (``parts.Block.expert_slice``); ``shared`` maps [T, D] ->
     [T, D] or is None. Routing per step is kept in ``self.routing`` (rows sent per rank, rows per local
     expert) for the predictor: the simulation replays the routing the real run used.
     """
 
     def __init__(self, *, cfg, layer: int, gate_weight: torch.nn.Parameter, gate_bias: torch.Tensor | None,
-                 experts: list[torch.nn.Module], shared: torch.nn.Module | None, group, ep_rank: int, ep_size: int,
+                 experts: torch.nn.Module, n_local: int, shared: torch.nn.Module | None, group, ep_rank: int,
+                 ep_size: int,
                  node_size: int, fp8: bool, tl: Timeline) -> None:
         super().__init__()
         E = cfg.n_routed_experts
         if E % ep_size:
             raise ValueError(f"n_routed_experts ({E}) must be divisible by --ep ({ep_size})")
-        if len(experts) != E // ep_size:
-            raise ValueError(f"rank {ep_rank} holds {len(experts)} experts, expected {E} / {ep_size}")
+        if n_local != E // ep_size:
+            raise ValueError(f"rank {ep_rank} holds {n_local} experts, expected {E} / {ep_size}")
         self.cfg, self.layer, self.tl = cfg, layer, tl
         self.gate_weight, self.gate_bias = gate_weight, gate_bias
-        self.experts = torch.nn.ModuleList(experts)
+        self.experts, self.n_local = experts, n_local
         self.shared = shared
         self.group, self.ep_rank, self.ep_size = group, ep_rank, ep_size
         self.n_nodes = max(ep_size // max(node_size, 1), 1)
@@ -177,7 +179,7 @@ class EPMoE(torch.nn.Module):
         shape = x.shape
         x = x.reshape(-1, shape[-1])  # [T, D]
         T, D = x.shape
-        K, Er, tl, L = self.cfg.num_experts_per_tok, len(self.experts), self.tl, self.layer
+        K, Er, tl, L = self.cfg.num_experts_per_tok, self.n_local, self.tl, self.layer
         with tl.span("gate(F)", L):
             idx, w = route(x, self.gate_weight, self.gate_bias, self.cfg, n_nodes=self.n_nodes,
                            m_nodes=self.m_nodes)
@@ -186,27 +188,31 @@ class EPMoE(torch.nn.Module):
             tok = torch.div(order, K, rounding_mode="floor")
             dest = torch.div(flat[order], Er, rounding_mode="floor")
             send = torch.bincount(dest, minlength=self.ep_size)
-        t0 = tl.now()
-        recv = torch.empty_like(send)
-        dist.all_to_all_single(recv, send, group=self.group)
-        send_l, recv_l = send.tolist(), recv.tolist()
-        e_recv = torch.empty(sum(recv_l), dtype=torch.int64, device=x.device)
-        dist.all_to_all_single(e_recv, (flat[order] % Er).contiguous(), recv_l, send_l, group=self.group)
-        tl.add("layout(F)", t0, tl.now(), L)
         wire = "fp8" if self.fp8 else "native"
         back = "bf16" if self.fp8 else "native"
-        xr = AllToAll.apply(x[tok], send_l, recv_l, wire, back, self.group, tl, "dispatch", L, self.ep_rank)
+        if self.ep_size == 1:  # no peers: a local permutation, no all-to-all
+            send_l = recv_l = send.tolist()
+            e_recv = flat[order] % Er
+            xr = x[tok]
+        else:
+            t0 = tl.now()
+            recv = torch.empty_like(send)
+            dist.all_to_all_single(recv, send, group=self.group)
+            send_l, recv_l = send.tolist(), recv.tolist()
+            e_recv = torch.empty(sum(recv_l), dtype=torch.int64, device=x.device)
+            dist.all_to_all_single(e_recv, (flat[order] % Er).contiguous(), recv_l, send_l, group=self.group)
+            tl.add("layout(F)", t0, tl.now(), L)
+            xr = AllToAll.apply(x[tok], send_l, recv_l, wire, back, self.group, tl, "dispatch", L, self.ep_rank)
         # local experts on the received rows, grouped by local expert id
         order2 = torch.argsort(e_recv, stable=True)
         per_expert = torch.bincount(e_recv, minlength=Er).tolist()
         xr_m = mark(xr, tl, "mlp", L, "in")
         with tl.span("mlp(F)", L):
-            chunks = torch.split(xr_m[order2], per_expert)
-            ys = [self.experts[j](c) if c.shape[0] else c for j, c in enumerate(chunks)]
-            y_sorted = torch.cat(ys, 0)
+            y_sorted = self.experts(xr_m[order2], per_expert)
             y = torch.empty_like(y_sorted).index_copy(0, order2, y_sorted) if y_sorted.shape[0] else y_sorted
         y = mark(y, tl, "mlp", L, "out")
-        yb = AllToAll.apply(y, recv_l, send_l, back, back, self.group, tl, "combine", L, self.ep_rank)
+        yb = y if self.ep_size == 1 else AllToAll.apply(y, recv_l, send_l, back, back, self.group, tl, "combine", L,
+                                                         self.ep_rank)
         with tl.span("gate(F)", L):
             out = torch.zeros_like(x).index_add(0, tok, yb * w.reshape(-1)[order].unsqueeze(1))
         if self.shared is not None:

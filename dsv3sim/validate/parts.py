@@ -1,10 +1,15 @@
 """The executable model cut into the pieces the real run schedules: embedding, blocks (attention, dense FFN
 or MoE gate + experts + shared experts), head.
 
-Source of the modules: ``dsv3sim.nn`` (the project's model) when it is importable — see ``from_nn`` — else a
+Source of the modules: ``dsv3sim.nn.transformer.Transformer`` (the project's model, built on the meta device
+so that only the pieces a rank keeps are ever allocated — ``nn_adapter.py``) when it is importable, else a
 compact stand-in with the same shapes and FLOPs (``fallback``): MLA with low-rank Q and KV (DeepSeek-V2
 §2.1, decoupled RoPE dims), SwiGLU FFN/experts, sigmoid/softmax gate with bias. Which one was used is
-recorded in the result (``model_source``) so the comparison states it.
+recorded in the result (``model_source``) so the comparison states it. MTP modules are not part of the
+validated step (the main model only).
+
+Routed experts come as ``expert_slice(e0, e1)``: a module holding experts e0..e1-1 whose forward takes rows
+sorted by expert and the row count of each expert (the grouped-GEMM interface of ``dsv3sim.nn.moe``).
 """
 
 from __future__ import annotations
@@ -25,8 +30,12 @@ class Block:
     ffn: nn.Module | None = None  # dense layer
     gate_weight: nn.Parameter | None = None  # MoE layer: [E, D]
     gate_bias: torch.Tensor | None = None  # [E] selection bias (aux-loss-free), may be None
-    experts: list[nn.Module] | None = None  # all E routed experts (the EP wrapper keeps its share)
+    expert_slice: object | None = None  # (e0, e1) -> module(x_sorted [N, D], counts list[int]) -> [N, D]
     shared: nn.Module | None = None
+
+    @property
+    def is_moe(self) -> bool:
+        return self.expert_slice is not None
 
 
 @dataclass(kw_only=True)
@@ -41,10 +50,40 @@ def build(cfg, seed: int) -> ModelParts:
     torch.manual_seed(seed)
     try:
         from dsv3sim.validate.nn_adapter import from_nn
+        parts = from_nn(cfg)
     except ImportError:
-        return fallback(cfg)
-    parts = from_nn(cfg)
+        parts = None
     return parts if parts is not None else fallback(cfg)
+
+
+@torch.no_grad()
+def materialize(module: nn.Module, device: torch.device, dtype: torch.dtype, seed: int) -> nn.Module:
+    """Meta parameters -> real ones on ``device`` (normal(0, 0.02) matrices, ones for norms, zeros for
+    biases, as dsv3sim.nn's reset_parameters); real ones are just moved."""
+    if any(p.is_meta for p in module.parameters()) or any(b.is_meta for b in module.buffers()):
+        module.to_empty(device=device)
+        g = torch.Generator(device=device).manual_seed(seed)
+        for name, p in module.named_parameters():
+            if "bias" in name:
+                p.zero_()
+            elif p.dim() == 1:
+                p.fill_(1.0)
+            else:
+                p.copy_(torch.randn(p.shape, generator=g, device=device, dtype=torch.float32) * 0.02)
+    return module.to(device, dtype)
+
+
+class ExpertList(nn.Module):
+    """Routed experts as separate modules; forward over rows sorted by expert."""
+
+    def __init__(self, experts: list[nn.Module]) -> None:
+        super().__init__()
+        self.experts = nn.ModuleList(experts)
+
+    def forward(self, x_sorted: torch.Tensor, counts: list[int]) -> torch.Tensor:
+        chunks = torch.split(x_sorted, counts)
+        ys = [self.experts[j](c) if c.shape[0] else c for j, c in enumerate(chunks)]
+        return torch.cat(ys, 0) if ys else x_sorted
 
 
 # --- stand-in modules -------------------------------------------------------------------------------------
@@ -130,7 +169,8 @@ def fallback(cfg) -> ModelParts:
         if cfg.is_moe_layer(i):
             b.gate_weight = nn.Parameter(torch.randn(cfg.n_routed_experts, D) * D ** -0.5)
             b.gate_bias = torch.zeros(cfg.n_routed_experts) if cfg.topk_method == "noaux_tc" else None
-            b.experts = [SwiGLU(D, cfg.moe_intermediate_size) for _ in range(cfg.n_routed_experts)]
+            experts = [SwiGLU(D, cfg.moe_intermediate_size) for _ in range(cfg.n_routed_experts)]
+            b.expert_slice = lambda e0, e1, ex=experts: ExpertList(ex[e0:e1])
             b.shared = SwiGLU(D, cfg.moe_intermediate_size * cfg.n_shared_experts) if cfg.n_shared_experts else None
         else:
             b.ffn = SwiGLU(D, cfg.intermediate_size)

@@ -154,7 +154,11 @@ def predict_step(spec, meas: list[dict], C: dict[int, Costs], step: int) -> dict
                 rt = {r: routing(r, L, mb) for r in lanes}
                 send = {r: rt[r]["send_rows"] for r in rt}
                 rows = {r: rt[r]["expert_rows"] for r in rt}
-                if kind == "F":
+                if len(lanes) == 1:  # EP = 1: no all-to-all, only the local permutation (inside gate)
+                    compute(lanes, f"gate({kind})", [C[r].fb("gate", d) for r in lanes])
+                    compute(lanes, f"mlp({kind})", [C[r].experts(rows[r], "fwd" if d == 0 else "bwd") for r in lanes])
+                    compute(lanes, f"shared({kind})", [C[r].fb("shared", d) for r in lanes])
+                elif kind == "F":
                     compute(lanes, "gate(F)", [C[r].fb("gate", 0) for r in lanes])
                     ids = _a2a_bytes(send, lanes, 8, False)
                     sync(lanes, "layout(F)", costs.comm("all_to_all", 4 * len(lanes)) + costs.comm("all_to_all", ids))

@@ -23,7 +23,7 @@ from torch._utils import _flatten_dense_tensors, _unflatten_dense_tensors
 from dsv3sim.config import load_model_config
 from dsv3sim.validate.ep import EPMoE
 from dsv3sim.validate.layout import Coord, coord, make_groups, rank_of, stage_layers
-from dsv3sim.validate.parts import Block, build
+from dsv3sim.validate.parts import Block, build, materialize
 from dsv3sim.validate.schedule import parse, plan
 from dsv3sim.validate.timeline import Timeline, mark
 
@@ -88,12 +88,13 @@ def run_rank(ctx, probe=None, probes: list | None = None) -> dict:
     mine = {i for s in stage_ids for i in layers[s]}
     Er = cfg.n_routed_experts // spec.ep if cfg.is_moe else 0
     for b in parts.blocks:
-        if b.experts is not None and b.layer in mine:
+        if b.is_moe and b.layer in mine:
             moe[b.layer] = EPMoE(cfg=cfg, layer=b.layer, gate_weight=b.gate_weight, gate_bias=b.gate_bias,
-                                 experts=b.experts[me.ep * Er:(me.ep + 1) * Er], shared=b.shared, group=groups.ep,
-                                 ep_rank=me.ep, ep_size=spec.ep, node_size=spec.node_size, fp8=spec.fp8, tl=tl)
-    stages = {s: Stage(s=s, n_stages=pl.n_stages, parts=parts, layers=layers[s], moe=moe, tl=tl).to(dev, dtype)
-              for s in stage_ids}
+                                 experts=b.expert_slice(me.ep * Er, (me.ep + 1) * Er), n_local=Er, shared=b.shared,
+                                 group=groups.ep, ep_rank=me.ep, ep_size=spec.ep, node_size=spec.node_size,
+                                 fp8=spec.fp8, tl=tl)
+    stages = {s: materialize(Stage(s=s, n_stages=pl.n_stages, parts=parts, layers=layers[s], moe=moe, tl=tl), dev,
+                             dtype, spec.seed * 7919 + s) for s in stage_ids}
     for m in moe.values():
         if m.gate_bias is not None:
             m.gate_bias = m.gate_bias.to(dev)

@@ -20,11 +20,11 @@ def main(rank: int, world: int, init: str, out: str, fp8: bool, n_nodes_size: in
     cfg = load_model_config("tiny")
     torch.manual_seed(0)
     parts = fallback(cfg)
-    blk = next(b for b in parts.blocks if b.experts is not None)
+    blk = next(b for b in parts.blocks if b.is_moe)
     Er = cfg.n_routed_experts // world
     tl = Timeline(torch.device("cpu"))
     moe = EPMoE(cfg=cfg, layer=blk.layer, gate_weight=blk.gate_weight, gate_bias=blk.gate_bias,
-                experts=blk.experts[rank * Er:(rank + 1) * Er], shared=blk.shared, group=dist.group.WORLD,
+                experts=blk.expert_slice(rank * Er, (rank + 1) * Er), n_local=Er, shared=blk.shared, group=dist.group.WORLD,
                 ep_rank=rank, ep_size=world, node_size=n_nodes_size, fp8=fp8, tl=tl)
     x = torch.randn(2, 16, cfg.hidden_size, generator=torch.Generator().manual_seed(100 + rank)).requires_grad_()
     y = moe(x)
@@ -42,7 +42,8 @@ def main(rank: int, world: int, init: str, out: str, fp8: bool, n_nodes_size: in
         # reference: all experts on one rank, dense loop, same routing rule
         X = torch.cat(xs).view(-1, cfg.hidden_size).requires_grad_()
         idx, w = route(X, blk.gate_weight, blk.gate_bias, cfg, n_nodes=moe.n_nodes, m_nodes=moe.m_nodes)
-        Y = torch.stack([sum(w[t, k] * blk.experts[int(idx[t, k])](X[t:t + 1])[0] for k in range(idx.shape[1]))
+        ex = [blk.expert_slice(e, e + 1) for e in range(cfg.n_routed_experts)]
+        Y = torch.stack([sum(w[t, k] * ex[int(idx[t, k])](X[t:t + 1], [1])[0] for k in range(idx.shape[1]))
                          for t in range(X.shape[0])]) + blk.shared(X)
         (Y * Y).sum().backward()
         rows_off = [int(sum(1 for t in range(r * 32, (r + 1) * 32) for k in range(idx.shape[1])
