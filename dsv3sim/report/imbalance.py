@@ -70,7 +70,11 @@ def extract(obj) -> dict[str, tuple[list, list]]:
             st = run.get("step", run.get("steps"))
             st = st if isinstance(st, list) and len(st) == len(ys) else list(range(len(ys)))
             label = str(run.get("label") or run.get("balance") or f"run {i}")
-            out[label if label not in out else f"{label} ({i})"] = ([num(x) for x in st], [num(y) for y in ys])
+            label = label if label not in out else f"{label} ({i})"
+            out[label] = ([num(x) for x in st], [num(y) for y in ys])
+            yw = run.get("max_over_mean_worst_windowed")
+            if isinstance(yw, list) and len(yw) == len(ys):  # loads summed over a window of steps
+                out[f"{label} (windowed)"] = ([num(x) for x in st], [num(y) for y in yw])
         if out:
             return out
     mode = next((str(obj[k]) for k in MODE_KEYS if isinstance(obj.get(k), str)), None)
@@ -136,7 +140,8 @@ def imbalance_section(result: dict, ctx) -> Section:
     fig = go.Figure()
     for m in sorted(series):
         st, ys = series[m]
-        fig.add_trace(go.Scatter(x=st, y=ys, name=m, mode="lines"))
+        fig.add_trace(go.Scatter(x=st, y=ys, name=m, mode="lines",
+                                 line={"dash": "dot"} if m.endswith("(windowed)") else {}))
     fig.add_hline(y=1.0, line_dash="dot", line_color="#888", annotation_text="perfect balance")
     fig.update_layout(title="Worst-layer max/mean expert load per training step", xaxis_title="step",
                       yaxis_title="max / mean load", height=360, margin={"l": 10, "r": 10, "t": 50, "b": 40})

@@ -45,7 +45,7 @@ def test_numbers_two_ways(real):
         assert sum(comps.values()) == pytest.approx(raw["total_bytes"], rel=1e-9)
     assert hbm_bytes(real) == real["memory_per_gpu"][0]["hbm_bytes"]
     # link averages as written; per-class series present
-    by_class, by_node, avg = parse(real["link_utilisation"])
+    by_class, _, avg = parse(real["link_utilisation"])
     assert set(by_class) == {"ib", "nvlink"} and avg["ib"] == pytest.approx(real["ib_utilisation"])
     assert [lab for lab, _, _ in load_maps(real)] == ["routed load per logical expert", "before placement",
                                                       "after placement"]
