@@ -136,6 +136,22 @@ def _model_names(result: dict) -> list[str]:
     return names
 
 
+def _result_kv(result: dict) -> dict:
+    """Scalar KV fields the simulator wrote: the ``kv`` group (flattened one level) and top-level ``kv_*``."""
+    out: dict = {}
+    g = result.get("kv")
+    if isinstance(g, dict):
+        for k, v in g.items():
+            if isinstance(v, dict):
+                out.update({f"{k}.{kk}": vv for kk, vv in v.items() if not isinstance(vv, (dict, list))})
+            elif isinstance(v, list) and len(v) <= 8:
+                out[k] = ", ".join(str(x) for x in v)
+            elif not isinstance(v, list):
+                out[k] = v
+    out.update({k: v for k, v in result.items() if k.startswith("kv_") and not isinstance(v, (dict, list))})
+    return out
+
+
 def kv_rows(names: list[str], budget: float, layers_fraction: float = 1.0) -> tuple[list[dict], list[str]]:
     """One row per loadable config: bytes/token and max batch at each context within ``budget`` bytes."""
     from dsv3sim.config import load_model_config
@@ -170,7 +186,10 @@ def kv_section(result: dict, ctx) -> Section:
         sec.body, sec.present = absent("no model named in this result, so no KV sizing"), False
         return sec
     names += [g for g in GQA_REFERENCES if g not in names]
+    sim_kv = _result_kv(result)
     budget = num(pick(result, "kv_budget_bytes_per_gpu", "kv_free_bytes_per_gpu", "kv_memory_bytes"))
+    if budget is None:
+        budget = next((_bytes(k, v) for k, v in sim_kv.items() if "budget" in k and _bytes(k, v)), None)
     hbm = hbm_bytes(result)
     if budget is not None:
         how = "KV budget per GPU from the result"
@@ -198,7 +217,12 @@ def kv_section(result: dict, ctx) -> Section:
     fig.update_layout(barmode="group", title=f"Sequences whose KV cache fits {budget / GiB:.0f} GiB (BF16)",
                       yaxis={"type": "log", "title": "max batch per GPU"}, height=380,
                       margin={"l": 10, "r": 10, "t": 50, "b": 40})
-    sec.body = (note(esc(how) + f"; each GPU caches {lf:g} of the layers (attention data-parallel, as in "
+    sim_html = ""
+    if sim_kv:
+        sim_html = (note("KV figures of the simulated deployment (from the result):")
+                    + table(["field", "value"], [[k, f"{v:,.6g}" if isinstance(v, float) else v]
+                                                 for k, v in sim_kv.items()]))
+    sec.body = sim_html + (note(esc(how) + f"; each GPU caches {lf:g} of the layers (attention data-parallel, as in "
                      "DeepSeek's decode deployment). Computed from the configs with dsv3sim.cost.kvcache.")
                 + table(hdr, body, set(range(2, len(hdr)))) + figure_html(fig, ctx.fig_id("kv"))
                 + (note("Not loadable: " + esc(", ".join(skipped))) if skipped else ""))

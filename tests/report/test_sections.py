@@ -147,3 +147,14 @@ def test_load_maps_schema_variants(train_result):
     assert [(lab, xl) for lab, _, xl in maps] == [("routed load per logical expert", "logical expert"),
                                                   ("before placement", "GPU"), ("after placement", "GPU")]
     assert maps[2][1] == [[5.0, 5.0]] and max_over_mean(maps[1][1]) == [pytest.approx(1.4)]
+
+
+def test_kv_section_uses_the_result_budget():
+    from dsv3sim.report.memory import kv_section
+
+    budget = 70_272 * 131072 * 5  # five 128K sequences of DeepSeek-V3 (BF16)
+    r = {"model": "deepseek-v3", "kv": {"budget_bytes": budget, "bytes_per_token": 70_272}, "kv_max_batch": 5}
+    body = kv_section(r, RenderContext()).body
+    assert "budget_bytes" in body and "kv_max_batch" in body  # the simulator's own fields are listed
+    row = next(tr for tr in body.split("<tr>") if tr.startswith("<td>deepseek-v3</td>"))
+    assert row.split("</tr>")[0].endswith('<td class="num">5</td>')  # max batch @ 128K = the budget's 5
