@@ -44,7 +44,7 @@ def _default_traces_dir() -> Path | None:
     return None
 
 
-def build_page(result_json: dict | str | Path, *, chrome_trace: str | Path | None = None,
+def build_page(result_json, *, chrome_trace: str | Path | None = None,
                price_per_gpu_hour: float | None = None, title: str | None = None,
                traces_dir: str | Path | None = None, merged_trace_out: str | Path | None = None) -> Page:
     data = load(result_json)
@@ -94,17 +94,20 @@ def merged_trace_path(report: Path) -> Path:
     return report.with_name(report.stem + ".sim+real.trace.json")
 
 
-def render_html(result_json: dict | str | Path, **kw) -> tuple[str, Page]:
+def render_html(result_json, **kw) -> tuple[str, Page]:
     import plotly.offline
 
     page = build_page(result_json, **kw)
     return page.html(plotly.offline.get_plotlyjs()), page
 
 
-def render(result_json: dict | str | Path, out_path: str | Path, *, chrome_trace: str | Path | None = None,
+def render(result_json, out_path: str | Path, *, chrome_trace: str | Path | None = None,
            price_per_gpu_hour: float | None = None, title: str | None = None, update_index: bool = True,
            traces_dir: str | Path | None = None) -> Path:
-    """Write the HTML report of ``result_json`` (a dict or a path) to ``out_path``; refresh the folder's index.
+    """Write the HTML report of ``result_json`` to ``out_path``; refresh the folder's index.
+
+    ``result_json``: a result dict (``dsv3sim.results`` JSON), a path to one, a Result object (``to_dict``), a
+    list of results (rendered as a sweep) or a {scenario name: result} dict.
 
     With ``chrome_trace`` (a real run's torch.profiler trace) it also writes ``<out stem>.sim+real.trace.json``
     beside the report: both timelines in one file for Perfetto."""

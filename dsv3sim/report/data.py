@@ -21,9 +21,14 @@ RESULT_MARKERS = (
 )
 
 
-def load(source: dict | str | Path) -> dict:
+def load(source) -> dict:
+    """A result as a dict: from a dict, a Result object (``to_dict``), a list of rows (a sweep) or a JSON path."""
+    if hasattr(source, "to_dict") and not isinstance(source, dict):
+        return source.to_dict()
+    if isinstance(source, list):
+        return {"sweep": [r.to_dict() if hasattr(r, "to_dict") else r for r in source]}
     if isinstance(source, dict):
-        return source
+        return {k: (v.to_dict() if hasattr(v, "to_dict") else v) for k, v in source.items()}
     p = Path(source)
     if not p.exists():
         raise FileNotFoundError(f"result JSON not found: {p}")

@@ -131,8 +131,8 @@ def imbalance_section(result: dict, ctx) -> Section:
     src = pick(result, *RESULT_KEYS, depth=2)
     series = extract(src) if src is not None else {}
     origin = "the result"
-    if not series:
-        series, used = from_traces_dir(ctx.traces_dir)
+    if not series and result.get("type", "training") == "training" and "sweep" not in result:
+        series, used = from_traces_dir(ctx.traces_dir)  # training runs only: serving reports skip this
         origin = f"traces/ ({', '.join(used)})" if used else ""
     if not series:
         sec.body, sec.present = absent("no imbalance-over-steps series in this result or under traces/"), False

@@ -70,3 +70,14 @@ def test_index_lists_reports_with_summary(tmp_path, train_result, sweep_result):
     assert 'href="a.html"' in idx and 'href="b.html"' in idx and 'href="a.trace.json"' in idx
     assert "dsv3sim: fixture_pretrain" in idx and "dsv3sim: fixture_sweep" in idx
     assert "step 20 s" in idx and "MFU 40.0%" in idx  # the summary line read back from the report's meta tag
+
+
+def test_result_objects_and_infeasible(tmp_path):
+    from dsv3sim.results import Infeasible
+
+    bad = Infeasible(scenario="too-big", kind="training", reason="does not fit in HBM: 92.0 GiB > 74.5 GiB")
+    html, page = render_html(bad)
+    assert "does not fit in HBM: 92.0 GiB &gt; 74.5 GiB" in html and page.title == "dsv3sim: too-big"
+    html, page = render_html([bad, {"params": {"ep": 8}, "step_time_s": 1.0}])  # a list renders as a sweep
+    sweep = next(s for _, secs in page.blocks for s in secs if s.key == "sweep")
+    assert sweep.present and "does not fit in HBM" in sweep.body
