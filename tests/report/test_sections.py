@@ -158,3 +158,18 @@ def test_kv_section_uses_the_result_budget():
     assert "budget_bytes" in body and "kv_max_batch" in body  # the simulator's own fields are listed
     row = next(tr for tr in body.split("<tr>") if tr.startswith("<td>deepseek-v3</td>"))
     assert row.split("</tr>")[0].endswith('<td class="num">5</td>')  # max batch @ 128K = the budget's 5
+
+
+def test_imbalance_found_under_traces_dir(tmp_path):
+    import json
+
+    from dsv3sim.report.imbalance import imbalance_section
+
+    d = tmp_path / "traces"
+    d.mkdir()
+    (d / "other.json").write_text(json.dumps({"weight": [[1, 2]]}))  # an EPLB load file: not a series
+    (d / "imb.json").write_text(json.dumps({"quantity": "expert_load_max_over_mean", "runs": [
+        {"label": "aux-free", "step": [0, 1], "max_over_mean_worst": [2.0, 1.5]}]}))
+    sec = imbalance_section({"type": "training"}, RenderContext(traces_dir=d))
+    assert sec.present and sec.n_figures == 1 and "imb.json" in sec.body and "aux-free: 1.50" in sec.body
+    assert not imbalance_section({"type": "serving"}, RenderContext(traces_dir=d)).present
