@@ -141,6 +141,8 @@ def run(args: argparse.Namespace) -> int:
     pred = predict(spec, train, calib, samples=args.samples)
     result = build_result(spec, train, calib, pred, out_dir=out_dir, wall_s=time.monotonic() - t0)
     _save_topology(result, spec, out_dir, args.save_profile, calib)
+    if spec.device == "cuda":
+        _gpu_tables(result, spec, train, raw)
     write_outputs(result, train, out_dir, args.report)
     if args.json:
         print(json.dumps(result, indent=1))
@@ -171,6 +173,24 @@ def _save_topology(result: dict, spec, out_dir: Path, save: bool, calib: list[di
                     "layout": {"ep": spec.ep, "pp": spec.pp, "dp": spec.dp}, "per_rank_probes": comps})
 
 
+def _gpu_tables(result: dict, spec, train: list[dict], raw: dict) -> None:
+    """Compute side vs the GPU profile tables (one H200: ``--device cuda --nproc 1``)."""
+    from dsv3sim.config import load_model_config
+    from dsv3sim.validate.gpu_tables import compare_to_tables, gpu_name
+
+    name = raw["ranks"][0]["train"].get("device_name", "")
+    try:
+        cmp = compare_to_tables(load_model_config(spec.model), spec, train, gpu_name(name))
+    except (ValueError, ImportError) as e:
+        result["compute_vs_profile_tables"] = {"error": str(e)}
+        return
+    result["compute_vs_profile_tables"] = cmp
+    src = f"profile tables ({cmp['gpu']})"
+    result["validation"] += [dict(name=f"compute {r['name']} vs tables", predicted=r["table_s"],
+                                  measured=r["measured_s"], unit="s", source=src) for r in cmp["rows"]
+                             if r["measured_s"] > 0]
+
+
 def _print_table(r: dict, report: str | None) -> None:
     print(f"{r['scenario']['name']}  ({r['model_source']}; {r['schedule_source']})")
     print(f"step time: measured {r['measured_step_s'] * 1e3:.2f} ms, predicted {r['predicted_step_s'] * 1e3:.2f} ms, "
@@ -179,4 +199,11 @@ def _print_table(r: dict, report: str | None) -> None:
     for c in r["components"]:
         e = "" if c["error"] is None else f"{c['error'] * 100:+.0f} %"
         print(f"{c['name']:14s} {c['measured_s'] * 1e3:12.3f} {c['predicted_s'] * 1e3:13.3f} {e:>8s}")
+    g = r.get("compute_vs_profile_tables")
+    if g and "rows" in g:
+        print(f"compute vs {g['gpu']} profile tables: measured {g['compute_measured_s'] * 1e3:.3f} ms, tables "
+              f"{g['compute_table_s'] * 1e3:.3f} ms, error {g['compute_error'] * 100:+.1f} %")
+        for x in g["rows"]:
+            e = "" if x["error"] is None else f"{x['error'] * 100:+.0f} %"
+            print(f"  {x['name']:16s} {x['measured_s'] * 1e3:10.3f} {x['table_s'] * 1e3:10.3f} {e:>8s}")
     print(f"outputs: {r['out_dir']}" + (f"; report {report}" if report else ""))

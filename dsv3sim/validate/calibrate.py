@@ -140,6 +140,8 @@ def _grad_sync(ctx, cfg, iters: int) -> dict:
     if "groups" not in ctx.extra:
         ctx.extra["groups"] = make_groups(ctx.rank, spec.ep, spec.pp, spec.dp)
     groups = ctx.extra["groups"]
+    if groups.replica_size <= 1 and groups.dp_size <= 1:  # nothing to all-reduce (one replica)
+        return {"F": 0.0, "B": 0.0, "F_s": [0.0], "B_s": [0.0], "bytes": 0}
     dense, experts = rank_params(ctx.extra["parts"], cfg, spec, ctx.rank)
     dtype = torch.bfloat16 if ctx.device.type == "cuda" else torch.float32
 

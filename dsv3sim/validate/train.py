@@ -102,7 +102,7 @@ def run_rank(ctx, probe=None, probes: list | None = None) -> dict:
     eids = {id(p) for p in expert_params}
     dense_params = [p for st in stages.values() for p in st.parameters() if id(p) not in eids]
     dense_params = list({id(p): p for p in dense_params}.values())
-    opt = torch.optim.AdamW(dense_params + expert_params, lr=1e-4)
+    opt = torch.optim.AdamW(dense_params + expert_params, lr=1e-4, fused=dev.type == "cuda")
     gen = torch.Generator().manual_seed(spec.seed * 1000003 + me.dp * 1009 + me.ep)
 
     def grank(p: int) -> int:
@@ -195,7 +195,8 @@ def run_rank(ctx, probe=None, probes: list | None = None) -> dict:
                n_dense_params=sum(p.numel() for p in dense_params),
                n_expert_params=sum(p.numel() for p in expert_params),
                elt_bytes=torch.finfo(dtype).bits // 8, hidden=D, replica_size=groups.replica_size,
-               dp_size=groups.dp_size)
+               dp_size=groups.dp_size,
+               device_name=torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu")
     return res
 
 
@@ -209,17 +210,28 @@ def _recv(tl: Timeline, buf: torch.Tensor, src: int, tag: int, timeout: timedelt
         dist.irecv(buf, src, tag=tag).wait(timeout)
 
 
-def _allreduce(tl: Timeline, params: list[torch.Tensor], group, size: int) -> None:
-    """Mean of gradients over ``group`` in one flat buffer (missing grads = 0, so every rank sends the same)."""
+def _allreduce(tl: Timeline, params: list[torch.Tensor], group, size: int, bucket: int = 1 << 26) -> None:
+    """Mean of gradients over ``group``, flattened in buckets of <= ``bucket`` elements (missing grads = 0, so
+    every rank sends the same buffers); buckets keep the extra memory small at DeepSeek-V3 width."""
     if size <= 1 or not params:
         return
-    grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
-    flat = _flatten_dense_tensors(grads)
-    tl.count_bytes("allreduce", flat.numel() * flat.element_size())
-    dist.all_reduce(flat, group=group)
-    flat /= size
-    for p, g in zip(params, _unflatten_dense_tensors(flat, grads)):
-        p.grad = g
+    for p in params:
+        if p.grad is None:
+            p.grad = torch.zeros_like(p)
+    chunk: list[torch.Tensor] = []
+    n = 0
+    for i, p in enumerate(params):
+        chunk.append(p)
+        n += p.numel()
+        if n >= bucket or i == len(params) - 1:
+            grads = [q.grad for q in chunk]
+            flat = _flatten_dense_tensors(grads)
+            tl.count_bytes("allreduce", flat.numel() * flat.element_size())
+            dist.all_reduce(flat, group=group)
+            flat /= size
+            for q, g in zip(chunk, _unflatten_dense_tensors(flat, grads)):
+                q.grad.copy_(g)
+            chunk, n = [], 0
 
 
 def _profiler(dev: torch.device):
