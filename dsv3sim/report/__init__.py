@@ -53,6 +53,8 @@ def build_page(result_json, *, chrome_trace: str | Path | None = None,
         raise ValueError(f"price per GPU-hour must be > 0, got {price_per_gpu_hour}")
     results = split_results(data)
     name = title or pick(data, "scenario", "name", depth=1)
+    if isinstance(name, dict):  # dsv3sim validate: scenario is a dict with a name
+        name = name.get("name")
     if not isinstance(name, str):
         name = Path(result_json).stem if base else "result"
     page = Page(title=f"dsv3sim: {name}", subtitle=f"{len(results)} result(s)")

@@ -142,17 +142,23 @@ def read_slices(source: str | Path | dict | list, *, max_slices: int = 50_000) -
     out = []
     for pid, tid, name, ts, dur, _ in raw:
         pl = pnames.get(pid, f"pid {pid}")
-        tl = tnames.get((pid, tid), f"tid {tid}")
-        out.append(Slice(lane=f"{pl} / {tl}", lane_key=(_k(pid), _k(tid)), name=name,
+        tl = tnames.get((pid, tid), str(tid) if isinstance(tid, str) and not tid.isdigit() else f"tid {tid}")
+        out.append(Slice(lane=f"{pl} / {tl}", lane_key=(sort_key(pid), sort_key(tid)), name=name,
                          start_s=(ts - t0) * 1e-6, dur_s=max(dur, 0.0) * 1e-6))
     return out, {"kind": kind, "kept": len(out), "dropped": dropped, "lanes": len({s.lane for s in out})}
 
 
-def _k(v: Any) -> tuple:
+STREAM_ORDER = {"pipeline": -1.0, "compute": 0.0, "comm": 1.0, "communication": 1.0}
+
+
+def sort_key(v: Any) -> tuple:
+    """Sort key of a pid/tid: numbers in order, then named streams (pipeline, compute, comm), then by digits."""
     if isinstance(v, (int, float)) and not isinstance(v, bool):
         return (0, float(v), "")
+    if str(v) in STREAM_ORDER:
+        return (1, STREAM_ORDER[str(v)], str(v))
     m = re.search(r"-?\d+", str(v))
-    return (1, float(m.group()) if m else 0.0, str(v))
+    return (2, float(m.group()) if m else 0.0, str(v))
 
 
 def merged_trace(panels: list[tuple[str, list[Slice]]]) -> dict:

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from collections import defaultdict
 from pathlib import Path
-from typing import Any
 
 from dsv3sim.report.chrome_trace import Slice, category, read_slices
+from dsv3sim.report.chrome_trace import sort_key as _k
 from dsv3sim.report.data import num, pick
 from dsv3sim.report.page import Section, absent, esc, figure_html, note
 
@@ -119,14 +119,6 @@ def _time(e: dict, sec_keys: tuple, us_keys: tuple) -> float | None:
         if v is not None:
             return v * 1e-6
     return None
-
-
-def _k(v: Any) -> tuple:
-    if isinstance(v, (int, float)) and not isinstance(v, bool):
-        return (0, float(v), "")
-    s = str(v)
-    order = {"compute": 0, "comm": 1, "communication": 1}
-    return (1, float(order.get(s, 9)), s)
 
 
 # ---------------------------------------------------------------- figure

@@ -2,7 +2,8 @@
 
 Rows: ``{"name"|"metric", "predicted", "measured"|"published"|"reference", "source", "unit"}``; the relative
 error is (predicted - reference) / reference, computed here when the row does not carry it. Accepted as a list,
-as ``{name: {predicted, ...}}`` or under ``validation``/``comparisons``.
+as ``{name: {predicted, ...}}`` or under ``validation``/``comparisons``. Values sharing a unit are also drawn side by
+side, and ``measured_steps_s``/``predicted_steps_s`` (``dsv3sim validate``) as step-time series.
 """
 
 from __future__ import annotations
@@ -59,8 +60,34 @@ def validation_section(result: dict, ctx) -> Section:
         trs.append(f"<tr><td>{esc(r['name'])}</td><td class='num'>{r['predicted']:.4g} {esc(r['unit'])}</td>"
                    f"<td class='num'>{r['reference']:.4g} {esc(r['unit'])}</td><td>{esc(r['kind'])}</td>"
                    f"<td class='num {cls}'>{e:+.1f} %</td><td>{esc(r['source'])}</td></tr>")
-    sec.body = (note("Green within 10 %, orange within 25 %, red beyond.") + figure_html(fig, ctx.fig_id("val"))
-                + "<table><thead><tr><th>quantity</th><th>predicted</th><th>reference</th><th>kind</th>"
-                  "<th>error</th><th>source</th></tr></thead><tbody>" + "".join(trs) + "</tbody></table>")
+    parts = [note("Green within 10 %, orange within 25 %, red beyond."), figure_html(fig, ctx.fig_id("val"))]
     sec.n_figures = 1
+    by_unit: dict[str, list[dict]] = {}
+    for r in rows:
+        by_unit.setdefault(r["unit"], []).append(r)
+    for unit, rs in by_unit.items():  # absolute values side by side, one chart per unit
+        if len(rs) < 2:
+            continue
+        vals = [v for r in rs for v in (r["predicted"], r["reference"]) if v > 0]
+        log = bool(vals) and max(vals) / min(vals) > 100
+        f2 = go.Figure([go.Bar(x=[r["name"] for r in rs], y=[r["predicted"] for r in rs], name="predicted",
+                               marker_color="#4c78a8"),
+                        go.Bar(x=[r["name"] for r in rs], y=[r["reference"] for r in rs], name="measured / published",
+                               marker_color="#f58518")])
+        f2.update_layout(title=f"Predicted and reference values ({unit or 'no unit'})", barmode="group", height=360,
+                         yaxis={"title": unit, "type": "log" if log else "linear"},
+                         margin={"l": 10, "r": 10, "t": 50, "b": 40})
+        parts.append(figure_html(f2, ctx.fig_id("valabs")))
+        sec.n_figures += 1
+    meas, pred = result.get("measured_steps_s"), result.get("predicted_steps_s")
+    if isinstance(meas, list) and isinstance(pred, list) and meas and pred:
+        f3 = go.Figure([go.Scatter(y=meas, name="measured", mode="lines+markers"),
+                        go.Scatter(y=pred, name="predicted", mode="lines+markers")])
+        f3.update_layout(title="Step time per measured step", xaxis_title="step", yaxis_title="s", height=320,
+                         margin={"l": 10, "r": 10, "t": 50, "b": 40})
+        parts.append(figure_html(f3, ctx.fig_id("valsteps")))
+        sec.n_figures += 1
+    parts.append("<table><thead><tr><th>quantity</th><th>predicted</th><th>reference</th><th>kind</th>"
+                 "<th>error</th><th>source</th></tr></thead><tbody>" + "".join(trs) + "</tbody></table>")
+    sec.body = "".join(parts)
     return sec
