@@ -138,7 +138,9 @@ def _grad_sync(ctx, cfg, iters: int) -> dict:
 
     spec = ctx.spec
     if "groups" not in ctx.extra:
-        ctx.extra["groups"] = make_groups(ctx.rank, spec.ep, spec.pp, spec.dp)
+        from dsv3sim.validate.schedule import plan
+        mirror = plan(spec.schedule, spec.pp, spec.n_microbatches).layout == "bidirectional"
+        ctx.extra["groups"] = make_groups(ctx.rank, spec.ep, spec.pp, spec.dp, mirror)
     groups = ctx.extra["groups"]
     if groups.replica_size <= 1 and groups.dp_size <= 1:  # nothing to all-reduce (one replica)
         return {"F": 0.0, "B": 0.0, "F_s": [0.0], "B_s": [0.0], "bytes": 0}

@@ -46,7 +46,15 @@ class Groups:
     dp_size: int
 
 
-def make_groups(rank: int, ep: int, pp: int, dp: int) -> Groups:
+def pp_peers(p: int, pp: int, mirror: bool) -> list[int]:
+    """Pipeline ranks holding the same stages as ``p``: itself, and with DualPipe's mirrored copies
+    (bidirectional layout: rank p holds stages p and P-1-p) also P-1-p."""
+    return sorted({p, pp - 1 - p}) if mirror else [p]
+
+
+def make_groups(rank: int, ep: int, pp: int, dp: int, mirror: bool = False) -> Groups:
+    """EP groups, replica groups (dense weights) and DP groups (expert weights). ``mirror``: DualPipe's two
+    copies of each stage also average their gradients (DeepSeek-V3 §3.2.1: parameters are kept twice)."""
     me = coord(rank, ep, pp)
     found: dict[str, object] = {}
     for d in range(dp):
@@ -55,16 +63,20 @@ def make_groups(rank: int, ep: int, pp: int, dp: int) -> Groups:
             g = dist.new_group(ranks)
             if rank in ranks:
                 found["ep"] = g
-    for p in range(pp):
-        ranks = [rank_of(Coord(dp=d, pp=p, ep=e), ep, pp) for d in range(dp) for e in range(ep)]
-        g = dist.new_group(ranks)
+    heads = sorted({pp_peers(p, pp, mirror)[0] for p in range(pp)})
+    for h in heads:
+        peers = pp_peers(h, pp, mirror)
+        ranks = [rank_of(Coord(dp=d, pp=p, ep=e), ep, pp) for p in peers for d in range(dp) for e in range(ep)]
+        g = dist.new_group(sorted(ranks))
         if rank in ranks:
             found["replica"] = g
-    for p in range(pp):
+    for h in heads:
+        peers = pp_peers(h, pp, mirror)
         for e in range(ep):
-            ranks = [rank_of(Coord(dp=d, pp=p, ep=e), ep, pp) for d in range(dp)]
-            g = dist.new_group(ranks)
+            ranks = [rank_of(Coord(dp=d, pp=p, ep=e), ep, pp) for p in peers for d in range(dp)]
+            g = dist.new_group(sorted(ranks))
             if rank in ranks:
                 found["dp"] = g
-    assert me.pp < pp
-    return Groups(ep=found["ep"], replica=found["replica"], dp=found["dp"], replica_size=dp * ep, dp_size=dp)
+    n_peers = len(pp_peers(me.pp, pp, mirror))
+    return Groups(ep=found["ep"], replica=found["replica"], dp=found["dp"], replica_size=dp * ep * n_peers,
+                  dp_size=dp * n_peers)

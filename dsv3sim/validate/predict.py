@@ -27,7 +27,7 @@ from collections import defaultdict
 
 from dsv3sim.validate.calibrate import fit
 from dsv3sim.validate.ep import row_bytes
-from dsv3sim.validate.layout import Coord, rank_of
+from dsv3sim.validate.layout import Coord, pp_peers, rank_of
 from dsv3sim.validate.schedule import parse, plan
 
 METHOD = ("composed in dsv3sim.validate.predict: list-schedule replay of the run's action lists, EP lockstep at "
@@ -217,8 +217,10 @@ def predict_step(spec, meas: list[dict], C: dict[int, Costs], step: int) -> dict
                 progressed = True
         if not progressed:
             raise ValueError(f"pipeline replay deadlocked at {ptr}: action lists are inconsistent")
-    for p in range(pp):  # DP: dense grads over the replica group, expert grads over each DP group
-        rep = [rank_of(Coord(dp=d_, pp=p, ep=e), ep, pp) for d_ in range(dp) for e in range(ep)]
+    heads = sorted({pp_peers(p, pp, pl.layout == "bidirectional")[0] for p in range(pp)})
+    for h in heads:  # DP: dense grads over the replica group, expert grads over each DP group (DualPipe: + mirror)
+        peers = pp_peers(h, pp, pl.layout == "bidirectional")
+        rep = [rank_of(Coord(dp=d_, pp=p, ep=e), ep, pp) for p in peers for d_ in range(dp) for e in range(ep)]
         if by_rank[rep[0]]["replica_size"] > 1 or by_rank[rep[0]]["dp_size"] > 1:
             # the calibration timed these exact all-reduces (calibrate._grad_sync); the slowest member's mean
             sync(rep, "allreduce", max(C[r].fb("grad_sync", 0) for r in rep))

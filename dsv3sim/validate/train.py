@@ -74,11 +74,11 @@ def run_rank(ctx, probe=None, probes: list | None = None) -> dict:
     spec, rank, dev = ctx.spec, ctx.rank, ctx.device
     cfg = load_model_config(spec.model)
     me = coord(rank, spec.ep, spec.pp)
-    groups = ctx.extra.get("groups") or make_groups(rank, spec.ep, spec.pp, spec.dp)
-    ctx.extra["groups"] = groups
-    tl = Timeline(dev)
     nmb = spec.n_microbatches
     pl = plan(spec.schedule, spec.pp, nmb)
+    groups = ctx.extra.get("groups") or make_groups(rank, spec.ep, spec.pp, spec.dp, pl.layout == "bidirectional")
+    ctx.extra["groups"] = groups
+    tl = Timeline(dev)
     my_actions, sched_src = pl.actions[me.pp], pl.source
     layers = stage_layers(cfg.num_hidden_layers, pl.n_stages)
     parts = build(cfg, spec.seed)
