@@ -118,6 +118,9 @@ def link_section(result: dict, ctx) -> Section:
     for title, series in (("per link class", by_class), ("per node", by_node)):
         if not series:
             continue
+        if title == "per node" and sorted(series.values()) == sorted(by_class.values()):
+            parts.append(note("Per node: only one node recorded, the same series as above."))
+            continue
         fig = go.Figure()
         names = sorted(series)
         for name in names[:64]:

@@ -85,6 +85,10 @@ def summary_section(result: dict, ctx) -> Section:
                               margin={"l": 10, "r": 10, "t": 50, "b": 40}, yaxis={"autorange": "reversed"})
             parts.append(figure_html(fig, ctx.fig_id("breakdown")))
             sec.n_figures += 1
+    srcs = pick(result, "sources", depth=1)
+    if isinstance(srcs, (list, tuple)) and srcs:
+        parts.append(f"<details><summary>{len(srcs)} sources of the constants behind this result</summary><ul>"
+                     + "".join(f"<li>{esc(x)}</li>" for x in srcs) + "</ul></details>")
     if not kv and not bd and not reason:
         parts.append(absent("no summary metrics in this result"))
         sec.present = False
