@@ -47,6 +47,14 @@ def build_result(spec, train: list[dict], calib: list[dict], pred: dict, *, out_
     comps = [dict(name=k, measured_s=mcomp.get(k, 0.0), predicted_s=pcomp.get(k, 0.0),
                   error=(pcomp.get(k, 0.0) - mcomp[k]) / mcomp[k] if mcomp.get(k) else None) for k in names]
     a2a = {str(r["rank"]): {k: v for k, v in r["bytes_per_step"].items()} for r in train}
+    # algorithmic bandwidth of each all-to-all kind, as DeepEP's tests report it: bytes a rank moved off-rank
+    # / the time it spent in that all-to-all (waits for peers included), mean over ranks
+    bw = {}
+    for k in ("dispatch(F)", "combine(F)", "dispatch(B)", "combine(B)"):
+        vals = [r["bytes_per_step"][k] / r["component_s_per_step"][k] for r in train
+                if r["bytes_per_step"].get(k) and r["component_s_per_step"].get(k)]
+        if vals:
+            bw[k] = statistics.fmean(vals) / 1e9
     src = f"real {spec.device} run, {spec.world_size} ranks (torchrun)"
     rows = [dict(name="step time", predicted=pstep, measured=meas, unit="s", source=src)]
     rows += [dict(name=c["name"], predicted=c["predicted_s"], measured=c["measured_s"], unit="s", source=src)
@@ -68,6 +76,7 @@ def build_result(spec, train: list[dict], calib: list[dict], pred: dict, *, out_
         "predicted_step_s_no_jitter": pred["predicted_step_s_no_jitter"],
         "components": comps,
         "a2a_bytes_per_rank_per_step": a2a,
+        "a2a_bandwidth_GBps": bw,
         "prediction_method": pred["prediction_method"],
         "model_source": r0["model_source"],
         "schedule_source": r0["schedule_source"],

@@ -90,6 +90,8 @@ def launch(spec: RunSpec, *, timeout_s: float = 600.0, stall_s: float | None = N
     if killed_for is None and rc == 0:
         return out
     reports = read_all(out, spec.world_size)
+    if spec.nnodes > 1:  # other nodes' ranks write their status files on their own nodes
+        reports = [r for r in reports if r.state != "missing"]
     rank, cause = diagnose(reports, parse_torchrun_failures(text), killed_for=killed_for, rc=rc,
                            collective_timeout_s=spec.collective_timeout_s)
     raise WorkerFailure(rank, cause, str(log_path))

@@ -58,18 +58,25 @@ def build(cfg, seed: int) -> ModelParts:
 
 @torch.no_grad()
 def materialize(module: nn.Module, device: torch.device, dtype: torch.dtype, seed: int) -> nn.Module:
-    """Meta parameters -> real ones on ``device`` (normal(0, 0.02) matrices, ones for norms, zeros for
-    biases, as dsv3sim.nn's reset_parameters); real ones are just moved."""
-    if any(p.is_meta for p in module.parameters()) or any(b.is_meta for b in module.buffers()):
-        module.to_empty(device=device)
-        g = torch.Generator(device=device).manual_seed(seed)
-        for name, p in module.named_parameters():
-            if "bias" in name:
-                p.zero_()
-            elif p.dim() == 1:
-                p.fill_(1.0)
-            else:
-                p.copy_(torch.randn(p.shape, generator=g, device=device, dtype=torch.float32) * 0.02)
+    """Meta parameters -> real ones, allocated directly on ``device`` in ``dtype`` and initialised in place
+    (normal(0, 0.02) matrices, ones for norms, zeros for biases, as dsv3sim.nn's reset_parameters), so a
+    DeepSeek-V3-width layer never needs an FP32 or host copy; real parameters are just moved."""
+    g = torch.Generator(device=device).manual_seed(seed)
+    memo: dict[int, nn.Parameter] = {}
+    for mod in module.modules():
+        for name, p in list(mod._parameters.items()):
+            if p is None or not p.is_meta:
+                continue
+            if id(p) not in memo:
+                t = torch.empty(p.shape, device=device, dtype=dtype)
+                if "bias" in name:
+                    t.zero_()
+                elif t.dim() == 1:
+                    t.fill_(1.0)
+                else:
+                    t.normal_(0.0, 0.02, generator=g)
+                memo[id(p)] = nn.Parameter(t, requires_grad=p.requires_grad)
+            mod._parameters[name] = memo[id(p)]
     return module.to(device, dtype)
 
 

@@ -1,0 +1,91 @@
+"""Error distribution of `dsv3sim validate` on this machine: several model sizes x layouts, real CPU runs.
+
+Each case is a real torchrun job (gloo, 1 thread per rank) followed by the prediction; the table prints the
+measured and predicted step time and the relative error side by side, and the summary the distribution
+(median |error|, max |error|, share within 15 % and 5 %). Results: profiles/cpu-local/validation_error.json.
+Model sizes are variants of model/tiny.json written to a temp folder (hidden size, layers, experts).
+
+    .venv/bin/python benchmarks/validate_error.py            # all cases (~10-20 min on 2 busy cores)
+    .venv/bin/python benchmarks/validate_error.py --quick    # 3 cases
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+SIZES = {  # name -> changes to model/tiny.json
+    "tiny": {},
+    "tiny-wide": {"hidden_size": 256, "moe_intermediate_size": 128, "intermediate_size": 768, "n_routed_experts": 32,
+                  "n_group": 4},
+    "tiny-deep": {"num_hidden_layers": 8},
+}
+LAYOUTS = {
+    "ep2": ["--ep", "2"],
+    "ep2-fp8-2nodes": ["--ep", "2", "--fp8", "--gpus-per-node", "1"],
+    "dp2": ["--ep", "1", "--dp", "2"],
+    "pp2-1f1b": ["--pp", "2", "--microbatches", "4"],
+    "pp2-dualpipe": ["--pp", "2", "--schedule", "dualpipe", "--microbatches", "4"],
+}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--steps", type=int, default=5)
+    ap.add_argument("--out", default=str(REPO / "profiles" / "cpu-local" / "validation_error.json"))
+    a = ap.parse_args()
+    cases = [(s, l) for s in SIZES for l in LAYOUTS]
+    if a.quick:
+        cases = [("tiny", "ep2"), ("tiny", "pp2-1f1b"), ("tiny-wide", "ep2-fp8-2nodes")]
+    tmp = Path(tempfile.mkdtemp(prefix="dsv3sim-valbench-"))
+    base = json.loads((REPO / "model" / "tiny.json").read_text())
+    rows = []
+    print(f"{'model':10s} {'layout':16s} {'measured ms':>12s} {'predicted ms':>13s} {'error':>8s}")
+    for i, (size, lay) in enumerate(cases):
+        cfg = dict(base, **SIZES[size])
+        path = tmp / f"{size}.json"
+        path.write_text(json.dumps(cfg))
+        cmd = [sys.executable, "-m", "dsv3sim", "validate", "--model", str(path), "--nproc", "2", "--steps",
+               str(a.steps), "--seq-len", "64", "--json", "--out", str(tmp / f"run{i}"), *LAYOUTS[lay]]
+        if i == 0:
+            cmd.append("--save-profile")
+        t0 = time.time()
+        p = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=900)
+        if p.returncode != 0:
+            print(f"{size:10s} {lay:16s} FAILED: {p.stderr.strip().splitlines()[-1:]}")
+            rows.append(dict(model=size, layout=lay, failed=p.stderr[-500:]))
+            continue
+        r = json.loads(p.stdout)
+        rows.append(dict(model=size, layout=lay, measured_step_s=r["measured_step_s"],
+                         predicted_step_s=r["predicted_step_s"], error=r["error"],
+                         measured_steps_s=r["measured_steps_s"], wall_s=time.time() - t0,
+                         components=r["components"]))
+        print(f"{size:10s} {lay:16s} {r['measured_step_s'] * 1e3:12.2f} {r['predicted_step_s'] * 1e3:13.2f} "
+              f"{r['error'] * 100:+7.1f}%", flush=True)
+    errs = [abs(r["error"]) for r in rows if "error" in r]
+    summary = {}
+    if errs:
+        summary = dict(n=len(errs), median_abs_error=statistics.median(errs), max_abs_error=max(errs),
+                       within_15pct=sum(e <= 0.15 for e in errs) / len(errs),
+                       within_5pct=sum(e <= 0.05 for e in errs) / len(errs))
+        print(f"|error|: median {summary['median_abs_error'] * 100:.1f} %, max {summary['max_abs_error'] * 100:.1f} %, "
+              f"<= 15 %: {summary['within_15pct'] * 100:.0f} % of cases, <= 5 %: {summary['within_5pct'] * 100:.0f} %")
+    load = Path("/proc/loadavg").read_text().split()[:3] if Path("/proc/loadavg").exists() else []
+    out = dict(machine="this 2-core CPU box, shared with other jobs", loadavg_at_end=load,
+               when=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), steps=a.steps, summary=summary, cases=rows)
+    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(a.out).write_text(json.dumps(out, indent=1))
+    print(f"wrote {a.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
