@@ -7,8 +7,6 @@ import json
 from dataclasses import asdict
 from pathlib import Path
 
-import numpy as np
-
 NAME = "trace"
 HELP = "routing traces: capture from the model, synthesise, import EPLB/SGLang loads, statistics"
 DESCRIPTION = __doc__ + """
@@ -160,8 +158,8 @@ def _print_stats(st: dict) -> None:
                  ("load drift (TV over 8 windows)", f"{st['load_drift_tv']:.4f}")]
     if "comm" in st:
         c = st["comm"]
-        rows += [(f"IB / NVLink bytes per token per MoE layer (hidden {c['hidden']}, {c['dispatch_dtype']} "
-                  "dispatch + bf16 combine)",
+        what = f"hidden {c['hidden']}, {c['dispatch_dtype']} dispatch + bf16 combine"
+        rows += [(f"IB / NVLink bytes per token per MoE layer ({what})",
                   f"{c['ib_bytes_per_token_layer']:,.0f} / {c['nvlink_bytes_per_token_layer']:,.0f}"),
                  ("IB / NVLink bytes per token, all traced MoE layers",
                   f"{c['ib_bytes_per_token']:,.0f} / {c['nvlink_bytes_per_token']:,.0f}")]

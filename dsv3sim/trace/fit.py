@@ -65,17 +65,17 @@ def fit_synth(target: RoutingTrace, *, seed: int = 0, max_zipf_s: float = 4.0) -
         return synthesize(s, target.layout, node_limit)
 
     for _ in range(3):
-        spec = spec.with_(zipf_s=_bisect(lambda x: _mean_cv(sim(spec.with_(zipf_s=x))), goal["load_cv"], 0.0,
+        spec = spec.with_(zipf_s=_bisect(lambda x, s=spec: _mean_cv(sim(s.with_(zipf_s=x))), goal["load_cv"], 0.0,
                                          max_zipf_s))
         if goal["within_seq_mi_bits"] is not None:
             hi = 1.0 - spec.layer_corr
             spec = spec.with_(seq_corr=_bisect(
-                lambda x: correlation_stats(sim(spec.with_(seq_corr=x)))["within_seq_mi_bits"],
+                lambda x, s=spec: correlation_stats(sim(s.with_(seq_corr=x)))["within_seq_mi_bits"],
                 goal["within_seq_mi_bits"], 0.0, hi))
         if goal["cross_layer_mi_bits"] is not None:
             hi = 1.0 - spec.seq_corr
             spec = spec.with_(layer_corr=_bisect(
-                lambda x: correlation_stats(sim(spec.with_(layer_corr=x)))["cross_layer_mi_bits"],
+                lambda x, s=spec: correlation_stats(sim(s.with_(layer_corr=x)))["cross_layer_mi_bits"],
                 goal["cross_layer_mi_bits"], 0.0, hi))
     got = correlation_stats(sim(spec))
     got["load_cv"] = _mean_cv(sim(spec))

@@ -78,7 +78,7 @@ def log_popularity(spec: SynthSpec, rng: np.random.Generator) -> np.ndarray:
     base -= np.log(np.exp(base).sum())
     ranks = np.stack([rng.permutation(E) for _ in range(L)])                  # [L, E] rank of each expert
     out = np.empty((W, L, E))
-    n_swaps = int(round(spec.drift * E / 2))
+    n_swaps = round(spec.drift * E / 2)
     for w in range(W):
         if w and n_swaps:
             for l in range(L):

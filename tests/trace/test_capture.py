@@ -9,11 +9,11 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("dsv3sim.nn.routing")
 
-from dsv3sim.config import load_model_config  # noqa: E402
-from dsv3sim.trace.capture import capture_trace  # noqa: E402
-from dsv3sim.trace.gate_np import limited_topk  # noqa: E402
-from dsv3sim.trace.layout import EpLayout  # noqa: E402
-from dsv3sim.trace.stats import trace_stats  # noqa: E402
+from dsv3sim.config import load_model_config
+from dsv3sim.trace.capture import capture_trace
+from dsv3sim.trace.gate_np import limited_topk
+from dsv3sim.trace.layout import EpLayout
+from dsv3sim.trace.stats import trace_stats
 
 
 @pytest.fixture(scope="module")

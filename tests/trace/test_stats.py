@@ -13,8 +13,9 @@ from dsv3sim.trace.layout import EpLayout
 from dsv3sim.trace.routing_trace import RoutingTrace
 from dsv3sim.trace.stats import trace_stats
 from dsv3sim.trace.synth import SynthSpec, synthesize
+
 sys.path.insert(0, str(Path(__file__).parent))
-import _trace_bruteforce as bf  # noqa: E402
+import _trace_bruteforce as bf
 
 
 def _random_trace(E=32, ep=8, gpn=4, L=3, T=300, k=6, seed=0):

@@ -15,7 +15,7 @@ from dsv3sim.trace.stats import correlation_stats, trace_stats
 from dsv3sim.trace.synth import SynthSpec, synthesize
 
 sys.path.insert(0, str(Path(__file__).parent))
-import _trace_bruteforce as bf  # noqa: E402
+import _trace_bruteforce as bf
 
 
 def test_zipf_zero_is_balanced_within_sampling_error():
