@@ -1,0 +1,106 @@
+"""`dsv3sim comm`: simulate one communication collective on a topology (DeepEP dispatch/combine, ring/tree
+all-reduce, all-gather, reduce-scatter, point-to-point) and print its time, bandwidths and busiest link."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from dsv3sim.sim.collectives import simulate_collective
+from dsv3sim.sim.deepep import token_bytes
+from dsv3sim.sim.ep_run import simulate_ep
+from dsv3sim.sim.routing import load_routing, uniform_routing
+from dsv3sim.topology.graph import load_topology
+
+NAME = "comm"
+HELP = "simulate one dispatch/combine/all-reduce/all-gather/reduce-scatter/p2p on a topology"
+DESCRIPTION = __doc__ + """
+EP kinds (dispatch, combine): --ep ranks per EP group, groups tile the cluster (reduced to one group when
+exact). --tokens-per-rank N tokens of --hidden H with --topk K experts each among --experts E, at most
+--max-nodes M nodes per token (uniform random routing, or --trace FILE of expert ids [tokens, k]).
+Other kinds: --ep ranks (consecutive GPUs) and a buffer of N x H x dtype bytes per rank.
+
+rdma_GBps = IB bytes sent per rank / time; nvlink_GBps = NVLink bytes received per rank / time;
+deepep_*_GBps = DeepEP's own "logical" byte counts / time (its README figures)."""
+
+KINDS = ("dispatch", "combine", "all-reduce", "all-gather", "reduce-scatter", "p2p")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--topology", required=True, help="topology YAML path or name in topologies/ (e.g. h800-deepseek)")
+    p.add_argument("--kind", required=True, choices=KINDS)
+    p.add_argument("--mode", default="normal", choices=("normal", "low-latency"), help="DeepEP kernels (EP kinds)")
+    p.add_argument("--ep", type=int, required=True, help="ranks per group (EP degree, or collective size)")
+    p.add_argument("--tokens-per-rank", type=int, default=4096)
+    p.add_argument("--hidden", type=int, default=7168)
+    p.add_argument("--topk", type=int, default=8)
+    p.add_argument("--experts", type=int, default=256, help="routed experts (EP kinds)")
+    p.add_argument("--max-nodes", type=int, default=None, help="node limit M per token (DeepSeek-V3: 4)")
+    p.add_argument("--dtype", default="fp8", choices=("fp8", "bf16"), help="dispatch payload (combine is BF16)")
+    p.add_argument("--trace", default=None, help="routing trace: dsv3sim .npz trace or any array of expert ids")
+    p.add_argument("--algorithm", default="ring", choices=("ring", "tree"), help="all-reduce algorithm")
+    p.add_argument("--chunks", type=int, default=6, help="relay pipeline chunks (normal mode) / tree chunks")
+    p.add_argument("--groups", type=int, default=None, help="EP groups to run (default: fill the cluster)")
+    p.add_argument("--no-reduce", action="store_true", help="simulate every group even when reduction is exact")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def compute(args: argparse.Namespace) -> dict:
+    topo = load_topology(args.topology)
+    for name in ("ep", "tokens_per_rank", "hidden", "topk", "chunks"):
+        if getattr(args, name) < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    if args.kind in ("dispatch", "combine"):
+        if args.trace:
+            routing = load_routing(args.trace, ep=args.ep, tokens_per_rank=args.tokens_per_rank)
+            n_exp = max(args.experts, int(routing.max()) + 1)
+        else:
+            routing = uniform_routing(ep=args.ep, tokens_per_rank=args.tokens_per_rank, n_experts=args.experts,
+                                      topk=args.topk, gpus_per_node=topo.cfg.gpus_per_node,
+                                      max_nodes=args.max_nodes, seed=args.seed)
+            n_exp = args.experts
+        res = simulate_ep(topo, kind=args.kind, ep=args.ep, routing=routing, n_experts=n_exp, mode=args.mode,
+                          dtype=args.dtype, hidden=args.hidden, chunks=args.chunks, n_groups=args.groups,
+                          reduce=not args.no_reduce)
+        bpt = token_bytes(args.kind, args.mode, args.dtype, args.hidden)
+    else:
+        if args.ep > topo.n_gpus:
+            raise ValueError(f"--ep {args.ep} > {topo.n_gpus} GPUs in {topo.cfg.name}")
+        bpt = args.hidden * (1 if args.dtype == "fp8" else 2)
+        nbytes = float(args.tokens_per_rank * bpt)
+        ranks = list(range(args.ep)) if args.kind != "p2p" else [0, args.ep - 1]
+        if args.kind == "p2p" and args.ep < 2:
+            raise ValueError("--kind p2p sends from GPU 0 to GPU ep-1: needs --ep >= 2")
+        res = simulate_collective(topo, args.kind, ranks, nbytes, algorithm=args.algorithm, chunks=args.chunks)
+    out = {"topology": topo.cfg.name, "kind": args.kind, "mode": res.mode, "ep": args.ep,
+           "tokens_per_rank": args.tokens_per_rank, "hidden": args.hidden, "topk": args.topk,
+           "dtype": args.dtype, "bytes_per_token": bpt}
+    out.update(res.to_dict())
+    return out
+
+
+def run(args: argparse.Namespace) -> int:
+    out = compute(args)
+    if args.json:
+        print(json.dumps(out, indent=2))
+        return 0
+    rows = [
+        ("topology", out["topology"]),
+        ("collective", f"{out['kind']} ({out['mode']}), {out['n_ranks']} ranks x {out['n_groups']} groups "
+                       f"({out['groups_simulated']} simulated)"),
+        ("time_s", f"{out['time_s']:.6g}  ({out['time_s'] * 1e6:,.1f} us)"),
+        ("rdma_GBps (IB bytes sent / rank / time)", f"{out['rdma_GBps']:.2f}"),
+        ("nvlink_GBps (NVLink bytes received / rank / time)", f"{out['nvlink_GBps']:.2f}"),
+    ]
+    if out["kind"] in ("dispatch", "combine"):
+        rows += [("deepep_rdma_GBps (DeepEP's logical count)", f"{out['deepep_rdma_GBps']:.2f}"),
+                 ("deepep_nvlink_GBps (DeepEP's logical count)", f"{out['deepep_nvlink_GBps']:.2f}")]
+    rows += [(f"bytes {k}", f"{v / 1e9:,.4f} GB") for k, v in out["bytes_by_class"].items()]
+    rows += [("busiest link", f"{out['busiest_link']} ({out['busiest_link_class']}) "
+                              f"utilisation {out['busiest_link_utilisation']:.3f}"),
+             ("flows / events", f"{out['n_flows']:,} / {out['n_events']:,}")]
+    w = max(len(r[0]) for r in rows)
+    for k, v in rows:
+        print(f"{k:<{w}}  {v}")
+    return 0
