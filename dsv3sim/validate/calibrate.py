@@ -54,10 +54,25 @@ def fit(sizes: list[float], times: list[float]) -> AlphaBeta:
     return AlphaBeta(alpha_s=a, beta_Bps=1.0 / b)
 
 
-def _time(fn, iters: int, sync, rel: list[float] | None = None) -> float:
+GAP_S = 3e-3  # compute before each timed collective: how the run uses them (see _time)
+
+
+def _busy(gap_s: float) -> None:
+    a = torch.ones(64, 64)
+    end = time.perf_counter() + gap_s
+    while time.perf_counter() < end:
+        torch.mm(a, a)
+
+
+def _time(fn, iters: int, sync, rel: list[float] | None = None, gap_s: float = 0.0) -> float:
+    """Mean time of fn() over ``iters``. With ``gap_s`` every call follows that much compute (untimed): in the
+    run a collective always follows a compute segment, and a process that computed and then blocks on a
+    socket pays the wake-up of its communication thread, which back-to-back collectives do not see."""
     fn()  # warm-up
     ts = []
     for _ in range(iters):
+        if gap_s:
+            _busy(gap_s)
         sync()
         t0 = time.perf_counter()
         fn()
@@ -99,16 +114,16 @@ def probe(ctx, quick: bool = False) -> dict:
                 elif rank == 1:
                     dist.recv(buf, 0)
                     dist.send(buf, 0)
-            rows["p2p"].append((numel * 4, _time(ping, iters, ctx.sync, rel["p2p"]) / 2))
+            rows["p2p"].append((numel * 4, _time(ping, iters, ctx.sync, rel["p2p"], GAP_S) / 2))
             dist.barrier()
             ctx.collective(f"all_to_all:{size}")
             send = torch.ones(numel * world, dtype=torch.float32, device=dev)
             recv = torch.empty_like(send)
             rows["all_to_all"].append((numel * 4 * (world - 1), _time(lambda: dist.all_to_all_single(recv, send),
-                                                        iters, ctx.sync, rel["all_to_all"])))
+                                                        iters, ctx.sync, rel["all_to_all"], GAP_S)))
         ctx.collective(f"all_reduce:{size}")
         rows["all_reduce"].append((numel * 4, _time(lambda: dist.all_reduce(buf), iters, ctx.sync,
-                                                   rel["all_reduce"])))
+                                                   rel["all_reduce"], GAP_S)))
     fits = {}
     for k, pts in rows.items():
         if len(pts) >= 2:
@@ -161,7 +176,7 @@ def _grad_sync(ctx, cfg, iters: int) -> dict:
     def sync_all() -> None:
         _allreduce(tl, dense, groups.replica, groups.replica_size)
         _allreduce(tl, experts, groups.dp, groups.dp_size)
-    m = _time(sync_all, iters, ctx.sync, rel)
+    m = _time(sync_all, iters, ctx.sync, rel, GAP_S)
     dist.barrier()
     return {"F": m, "B": 0.0, "F_rel": rel, "B_rel": [1.0],
             "bytes": sum(p.numel() * p.element_size() for p in dense + experts)}

@@ -38,7 +38,7 @@ def build_result(spec, train: list[dict], calib: list[dict], pred: dict, *, out_
     for r in train:
         for k, v in r["component_s_per_step"].items():
             mcomp[k] += v / n
-    mcomp["other"] = statistics.fmean(r["step_median_s"] for r in train) - sum(mcomp.values())
+    mcomp["other"] = statistics.fmean(statistics.fmean(r["step_s"]) for r in train) - sum(mcomp.values())
     pcomp = dict(pred["components_mean_over_ranks"])
     pcomp["other"] = sum(pcomp.pop(k, 0.0) for k in UNTIMED_IN_RUN)
     names = [k for k in ("embed(F)", "attn(F)", "mlp(F)", "shared(F)", "gate(F)", "layout(F)", "dispatch(F)",
