@@ -41,9 +41,10 @@ class ParallelDims:
 
     def __post_init__(self) -> None:
         _pos_int(self, "pp", "dp", "tp", "ep", "attn_tp")
-        if (self.dp * self.tp) % self.ep:
-            raise ValueError(f"ParallelDims: ep={self.ep} must divide dp*tp={self.dp}*{self.tp}={self.dp * self.tp} "
-                             "(EP groups are made of the data-parallel ranks of one pipeline stage)")
+        n = self.dp * self.tp * self.attn_tp
+        if n % self.ep:
+            raise ValueError(f"ParallelDims: ep={self.ep} must divide dp*tp*attn_tp={self.dp}*{self.tp}*{self.attn_tp}"
+                             f"={n} (EP groups are made of the GPUs of one pipeline stage)")
 
     @property
     def world(self) -> int:

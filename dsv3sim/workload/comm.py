@@ -94,29 +94,39 @@ def _trace_ids(spec: str, *, n_experts: int, topk: int, ep: int, gpus_per_node: 
     return np.asarray(_read_ids(Path(spec), 0))
 
 
-def _eplb(load: np.ndarray, n_physical: int, n_nodes: int, ep: int) -> tuple[np.ndarray, np.ndarray]:
+def _eplb(load: np.ndarray, n_physical: int, n_nodes: int, ep: int, n_group: int) -> tuple[np.ndarray, np.ndarray]:
     """(phy2log [n_physical], replicas per logical [E]) from the parallel helper's EPLB."""
     try:
-        from dsv3sim.parallel.eplb import rebalance_experts
+        from dsv3sim.parallel.placement import rebalance_experts
     except ImportError as e:
-        raise ValueError("placement='eplb' needs dsv3sim.parallel.eplb.rebalance_experts (not available)") from e
+        raise ValueError("placement='eplb' needs dsv3sim.parallel.placement.rebalance_experts (not available)") from e
     E = load.shape[0]
-    n_group = n_nodes if E % n_nodes == 0 else 1
-    out = rebalance_experts(load[None, :].astype(np.float64), n_physical, n_group, n_nodes, ep)
+    hier = n_group > 1 and E % n_group == 0 and n_group % n_nodes == 0 and n_physical % n_nodes == 0
+    out = rebalance_experts(load[None, :].astype(np.float64), n_physical, n_group if hier else 1,
+                            n_nodes if hier else 1, ep)
     phy2log, logcnt = np.asarray(out[0])[0], np.asarray(out[2])[0]
     return phy2log, logcnt
 
 
 @lru_cache(maxsize=256)
 def ep_plan(*, n_experts: int, topk: int, ep: int, gpus_per_node: int, tokens_per_rank: int,
-            node_limit: int | None, trace: str | None, placement: str, redundant: int, seed: int) -> EpPlan:
+            node_limit: int | None, trace: str | None, placement: str, redundant: int, seed: int,
+            n_group: int = 1) -> EpPlan:
     if n_experts % ep and placement == "contiguous":
         raise ValueError(f"EP degree {ep} does not divide {n_experts} experts")
     n_phys = n_experts + redundant
     if n_phys % ep:
         raise ValueError(f"EP degree {ep} does not divide {n_experts} experts + {redundant} redundant = {n_phys}")
     gpn = min(gpus_per_node, ep)
-    if trace is None:
+    if trace is None and (n_experts % ep or placement != "contiguous" or redundant):
+        # logical group-limited routing (V3 §2.1.2: topk_group of n_group groups), independent of placement
+        g = n_group if n_group > 1 and n_experts % n_group == 0 else 1
+        n_tok = ep * tokens_per_rank
+        per = -(-n_tok // g)
+        ids = uniform_routing(ep=g, tokens_per_rank=per, n_experts=n_experts, topk=topk, gpus_per_node=1,
+                              max_nodes=node_limit if g > 1 else None, seed=seed).reshape(-1, topk)[:n_tok]
+        ids = np.random.default_rng(seed).permutation(ids)
+    elif trace is None:
         ids = uniform_routing(ep=ep, tokens_per_rank=tokens_per_rank, n_experts=n_experts, topk=topk,
                               gpus_per_node=gpn, max_nodes=node_limit, seed=seed).reshape(-1, topk)
     else:
@@ -130,32 +140,28 @@ def ep_plan(*, n_experts: int, topk: int, ep: int, gpus_per_node: int, tokens_pe
                    np.full(ep, ids.size / ep)).astype(np.float64)
     if placement == "eplb" or redundant:
         n_nodes = max(1, ep // gpn)
-        phy2log, logcnt = _eplb(expert_load, n_phys, n_nodes, ep)
-        replicas = [np.flatnonzero(phy2log == e) for e in range(n_experts)]
+        phy2log, logcnt = _eplb(expert_load, n_phys, n_nodes, ep, n_group)
+        cnt = np.bincount(phy2log, minlength=n_experts)
+        table = np.full((n_experts, max(1, int(cnt.max()))), -1, dtype=np.int64)
+        order_p = np.argsort(phy2log, kind="stable")  # replicas of each expert in physical-id order
+        starts_p = np.concatenate([[0], np.cumsum(cnt)[:-1]])
+        table[phy2log[order_p], np.arange(len(phy2log)) - starts_p[phy2log[order_p]]] = order_p
         flat = ids.ravel()
-        phys = np.empty_like(flat)
-        seen = np.zeros(n_experts, dtype=np.int64)
-        # round-robin over replicas, in token order (deterministic)
+        # the j-th selection of expert e (in token order) goes to replica j mod count(e): round-robin
         order = np.argsort(flat, kind="stable")
-        sorted_e = flat[order]
-        starts = np.searchsorted(sorted_e, np.arange(n_experts))
-        rank_in = np.arange(flat.size) - starts[sorted_e]
-        for e in range(n_experts):
-            seen[e] = len(replicas[e])
-        choice = np.empty_like(flat)
-        choice[order] = rank_in % np.maximum(seen[sorted_e], 1)
-        for e in range(n_experts):
-            m = flat == e
-            if m.any():
-                phys[m] = replicas[e][choice[m]]
+        starts = np.concatenate([[0], np.cumsum(np.bincount(flat, minlength=n_experts))[:-1]])
+        nth = np.empty_like(flat)
+        nth[order] = np.arange(flat.size) - starts[flat[order]]
+        phys = table[flat, nth % np.maximum(cnt[flat], 1)]
         ids_phys = phys.reshape(ids.shape)
     else:
         ids_phys = ids
     epr = n_phys // ep
     load_after = np.bincount(ids_phys.ravel() // epr, minlength=ep).astype(np.float64)
-    node = ids // max(1, n_experts // max(1, ep // gpn))
     n_nodes = max(1, ep // gpn)
-    touched = np.array([len(set(r)) for r in node.tolist()]) if n_nodes > 1 else np.ones(len(ids), int)
+    node = (ids_phys // epr) // gpn
+    srt = np.sort(node, axis=1)
+    touched = 1 + (np.diff(srt, axis=1) != 0).sum(axis=1) if n_nodes > 1 else np.ones(len(ids), int)
     hist = np.bincount(touched, minlength=n_nodes + 1)[1:]
     routing = ids_phys.reshape(ep, tokens_per_rank, topk).astype(np.int32)
     return EpPlan(routing=routing, n_physical=n_phys, load_before=load_before, load_after=load_after,
@@ -207,3 +213,54 @@ def p2p_time(topo: Topology, nbytes: float, *, cross_node: bool) -> float:
     if b == 0:
         return 0.0
     return topo.path_latency(topo.path(0, b)) + nbytes / topo.bottleneck(0, b)
+
+
+def ep_link_bound(topo: Topology, plan_key: tuple, *, kind: str, mode: str, dtype: str, hidden: int
+                  ) -> tuple[float, dict[str, float]]:
+    """Dispatch/combine time as the busiest link's bytes / capacity + the longest path latency (computed).
+
+    Used where the event simulation is too slow (low-latency all-to-all over hundreds of GPUs: every
+    (token, expert) selection is its own message, DeepEP low-latency mode). For a one-shot all-to-all in the
+    fluid model this is a lower bound that the max-min simulation reaches when one link class is the
+    bottleneck; tests/workload/test_serving.py compares it with ``simulate_ep`` on a small cluster.
+    Returns (seconds, bytes per link class for the whole group).
+    """
+    from dsv3sim.sim.deepep import ep_counts, token_bytes
+
+    if mode != "low-latency":
+        raise ValueError("ep_link_bound models DeepEP low-latency mode only (normal mode relays once per node)")
+    plan = ep_plan(**dict(plan_key))
+    ep = plan.routing.shape[0]
+    ranks = tuple(range(ep))
+    c = ep_counts(topo, ranks, plan.routing, plan.n_physical)
+    b = token_bytes(kind, mode, dtype, hidden)
+    msgs = (c.sel_rank if mode == "low-latency" else c.count_rank).astype(np.float64)
+    if kind != "dispatch":
+        msgs = msgs.T  # combine: expert GPU r sends back to token owner s along path(r, s)
+    pair_of, link_of, lat_of = _incidence(topo, ep)
+    load = np.bincount(link_of, weights=msgs.ravel()[pair_of] * b, minlength=len(topo.links))
+    used = msgs.ravel() > 0
+    lat = float(lat_of[used].max()) if used.any() else 0.0
+    cap = np.array([lk.capacity for lk in topo.links])
+    t = float((load / cap).max()) + lat if load.any() else 0.0
+    by_class: dict[str, float] = {}
+    for lk in topo.links:
+        if load[lk.id]:
+            by_class[lk.cls] = by_class.get(lk.cls, 0.0) + float(load[lk.id])
+    return t, by_class
+
+
+@lru_cache(maxsize=8)
+def _incidence(topo: Topology, ep: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For every ordered GPU pair (a, d) of ranks 0..ep-1 (pair index a*ep + d): its links, and its latency."""
+    pairs, links = [], []
+    lat = np.zeros(ep * ep)
+    for a in range(ep):
+        for d in range(ep):
+            if a == d:
+                continue
+            p = topo.path(a, d)
+            pairs.extend([a * ep + d] * len(p))
+            links.extend(p)
+            lat[a * ep + d] = topo.path_latency(p)
+    return np.asarray(pairs, dtype=np.int64), np.asarray(links, dtype=np.int64), lat

@@ -1,0 +1,65 @@
+"""DeepSeek-V3/R1 serving deployments as published: prefill and decode instances on H800.
+
+Sources:
+- DeepSeek-V3 report (arXiv 2412.19437) §3.4.1 prefill: minimum unit 4 nodes / 32 GPUs, attention TP4 + SP
+  with DP8, MoE EP32, 32 redundant experts (each GPU hosts 8 + 1 experts). §3.4.2 decode: 40 nodes / 320 GPUs,
+  MoE EP320 (one expert per GPU; 64 GPUs hold redundant and shared experts), attention TP4 + SP with DP80.
+- deepseek-ai/open-infra-index README, Day 6 "DeepSeek-V3/R1 Inference System Overview" (2025-02): prefill
+  routed experts EP32 with MLA + shared expert DP32, 4 nodes per unit, 32 redundant experts; decode EP144 with
+  MLA + shared expert DP144, 18 nodes per unit, 32 redundant experts; production averages over 24 h:
+  73.7k input tokens/s per H800 node in prefill (including 56.3 % on-disk KV-cache hits) and 14.8k output
+  tokens/s per H800 node in decode; average output speed 20-22 tokens/s per request.
+- deepseek-ai/profile-data README: prefill profile EP32, 4K prompts, 16K tokens per GPU, two micro-batches;
+  decode profile EP128, 4K prompts, 128 requests per GPU, two micro-batches, low-latency all-to-all holds no SMs.
+Our decode model keeps attention data-parallel (attn_tp=1); §3.4.2's TP4 attention is not modelled.
+"""
+
+from __future__ import annotations
+
+from dsv3sim.config.scenario import DecodeWorkload, ParallelDims, PrefillWorkload, Scenario
+
+SOURCES = ("DeepSeek-V3 report §3.4", "deepseek-ai/open-infra-index Day 6 inference system overview",
+           "deepseek-ai/profile-data README")
+PUBLISHED_PREFILL_TOKENS_PER_S_PER_NODE = 73_700.0  # Day 6, includes cache hits
+PUBLISHED_CACHE_HIT_RATE = 0.563  # Day 6: 342B of 608B input tokens hit the on-disk KV cache
+PUBLISHED_DECODE_TOKENS_PER_S_PER_NODE = 14_800.0  # Day 6
+PUBLISHED_OUTPUT_SPEED = (20.0, 22.0)  # Day 6: tokens/s per request
+
+
+def prefill() -> Scenario:
+    """V3 report §3.4.1: 32 H800, attention TP4+SP x DP8, EP32, 32 redundant experts."""
+    return Scenario(name="deepseek-v3-prefill", model="deepseek-v3", topology="h800-deepseek",
+                    parallel=ParallelDims(dp=8, attn_tp=4, ep=32),
+                    workload=PrefillWorkload(prompt_len=4096, tokens_per_gpu=16384, micro_batches=2,
+                                             redundant_experts=32, node_limit=4),
+                    description="DeepSeek-V3 prefill unit (V3 report §3.4.1)", sources=SOURCES)
+
+
+def prefill_day6() -> Scenario:
+    """Day 6: EP32 with MLA and shared expert DP32 (attention without TP)."""
+    return prefill().with_(name="deepseek-v3-prefill-day6", parallel=dict(dp=32, attn_tp=1),
+                           description="DeepSeek-V3/R1 prefill unit (open-infra-index Day 6)")
+
+
+def decode() -> Scenario:
+    """V3 report §3.4.2: 320 H800, EP320 (256 routed + 64 redundant/shared slots, one per GPU), 2 micro-batches."""
+    return Scenario(name="deepseek-v3-decode", model="deepseek-v3", topology="h800-deepseek",
+                    parallel=ParallelDims(dp=320, ep=320),
+                    workload=DecodeWorkload(context_len=4096, batch_per_gpu=128, micro_batches=2,
+                                            redundant_experts=64, mtp=True, node_limit=4),
+                    description="DeepSeek-V3 decode unit (V3 report §3.4.2), attention modelled as DP320",
+                    sources=SOURCES)
+
+
+def decode_day6() -> Scenario:
+    """Day 6: EP144, MLA and shared expert DP144, 18 nodes, 32 redundant experts (2 routed per GPU)."""
+    return decode().with_(name="deepseek-v3-decode-day6", parallel=dict(dp=144, ep=144),
+                          workload=dict(redundant_experts=32),
+                          description="DeepSeek-V3/R1 decode unit (open-infra-index Day 6)")
+
+
+def all_serving() -> dict[str, Scenario]:
+    return {s.name: s for s in (prefill(), prefill_day6(), decode(), decode_day6())}
+
+
+DEFAULT = all_serving
