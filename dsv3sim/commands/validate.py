@@ -162,6 +162,7 @@ def _save_topology(result: dict, spec, out_dir: Path, save: bool, calib: list[di
     topo = calibrated_topology(fits, spec.world_size, when)
     write_topology(topo, out_dir / "local-cpu.calibrated.yaml")
     result["topology_calibrated"] = str(out_dir / "local-cpu.calibrated.yaml")
+    result["sim_on_calibrated_topology"] = _sim_check(out_dir / "local-cpu.calibrated.yaml", result)
     if save:
         prof = Path(__file__).resolve().parents[2] / "profiles" / "cpu-local"
         write_topology(topo, prof / "local-cpu.yaml")
@@ -171,6 +172,28 @@ def _save_topology(result: dict, spec, out_dir: Path, save: bool, calib: list[di
         write_json(prof / f"components-{Path(spec.model).stem}.json",
                    {"when": when, "model": spec.model, "micro_batch": spec.micro_batch, "seq_len": spec.seq_len,
                     "layout": {"ep": spec.ep, "pp": spec.pp, "dp": spec.dp}, "per_rank_probes": comps})
+
+
+def _sim_check(path: Path, result: dict) -> dict:
+    """dsv3sim.sim's collectives on the calibrated topology next to the measured/fitted transport: the PP
+    activation p2p (the calibration maps the p2p fit onto the link exactly) and a ring all-reduce of the
+    run's gradient bytes (the sim's ring on the p2p link vs gloo's measured all-reduce of those bytes)."""
+    try:
+        from dsv3sim.sim.collectives import simulate_collective
+        from dsv3sim.topology.graph import load_topology
+    except ImportError as e:
+        return {"error": str(e)}
+    topo = load_topology(str(path))
+    n = result["scenario"]["world_size"]
+    out: dict = {"topology": str(path)}
+    grad = max((b.get("allreduce", 0.0) for b in result["a2a_bytes_per_rank_per_step"].values()), default=0.0)
+    if grad and n >= 2:
+        out["all_reduce_grad_bytes"] = grad
+        out["all_reduce_sim_ring_s"] = simulate_collective(topo, "all-reduce", list(range(n)), grad).time_s
+        out["all_reduce_measured_allreduce_s"] = next((c["measured_s"] for c in result["components"]
+                                                       if c["name"] == "allreduce"), None)
+    out["p2p_1MB_sim_s"] = simulate_collective(topo, "p2p", [0, 1], 1e6).time_s
+    return out
 
 
 def _gpu_tables(result: dict, spec, train: list[dict], raw: dict) -> None:

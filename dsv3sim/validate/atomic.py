@@ -23,6 +23,7 @@ def write_text(path: str | Path, text: str, *, fsync: bool = True) -> Path:
             if fsync:
                 f.flush()
                 os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)
         os.replace(tmp, p)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
