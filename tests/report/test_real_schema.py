@@ -58,3 +58,18 @@ def test_timeline_lanes(real):
     assert "rank 0 / comm" in lanes and "rank 0 / compute" in lanes and "rank 3 / pipeline" in lanes
     names = {s.name for s in ss}
     assert {"attn(F)", "mlp(F)", "dispatch(F)", "combine(F)", "F&B"} <= names
+
+
+def test_results_chrome_export_reads_back_as_the_timeline(real):
+    """Two routes: dsv3sim.results.chrome_trace -> read_slices, and the result's timeline events directly."""
+    from dsv3sim.report.chrome_trace import read_slices
+    from dsv3sim.results import chrome_trace
+
+    via_trace, info = read_slices(chrome_trace(real))
+    direct, _ = slices_from_result(real)
+    assert info["kind"] == "chrome" and len(via_trace) == len(direct)
+
+    def key(s):
+        return s.lane, s.name, round(s.start_s, 9), round(s.dur_s, 9)
+
+    assert sorted(map(key, via_trace)) == sorted(map(key, direct))
