@@ -7,6 +7,7 @@ Model sizes are variants of model/tiny.json written to a temp folder (hidden siz
 
     .venv/bin/python benchmarks/validate_error.py            # all cases (~10-20 min on 2 busy cores)
     .venv/bin/python benchmarks/validate_error.py --quick    # 3 cases
+    .venv/bin/python benchmarks/validate_error.py --repredict  # same runs, prediction recomputed (no new jobs)
 """
 
 from __future__ import annotations
@@ -41,7 +42,11 @@ def main() -> int:
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--out", default=str(REPO / "profiles" / "cpu-local" / "validation_error.json"))
+    ap.add_argument("--repredict", action="store_true",
+                    help="re-run only the prediction on the run folders recorded in --out (dsv3sim validate --from-run)")
     a = ap.parse_args()
+    if a.repredict:
+        return repredict(Path(a.out))
     cases = [(s, l) for s in SIZES for l in LAYOUTS]
     if a.quick:
         cases = [("tiny", "ep2"), ("tiny", "pp2-1f1b"), ("tiny-wide", "ep2-fp8-2nodes")]
@@ -64,12 +69,17 @@ def main() -> int:
             rows.append(dict(model=size, layout=lay, failed=p.stderr[-500:]))
             continue
         r = json.loads(p.stdout)
-        rows.append(dict(model=size, layout=lay, measured_step_s=r["measured_step_s"],
+        rows.append(dict(model=size, layout=lay, run_dir=str(tmp / f"run{i}"), measured_step_s=r["measured_step_s"],
                          predicted_step_s=r["predicted_step_s"], error=r["error"],
                          measured_steps_s=r["measured_steps_s"], wall_s=time.time() - t0,
                          components=r["components"]))
         print(f"{size:10s} {lay:16s} {r['measured_step_s'] * 1e3:12.2f} {r['predicted_step_s'] * 1e3:13.2f} "
               f"{r['error'] * 100:+7.1f}%", flush=True)
+    write(rows, a.out, a.steps)
+    return 0
+
+
+def write(rows: list[dict], out_path: str | Path, steps: int) -> None:
     errs = [abs(r["error"]) for r in rows if "error" in r]
     summary = {}
     if errs:
@@ -80,10 +90,30 @@ def main() -> int:
               f"<= 15 %: {summary['within_15pct'] * 100:.0f} % of cases, <= 5 %: {summary['within_5pct'] * 100:.0f} %")
     load = Path("/proc/loadavg").read_text().split()[:3] if Path("/proc/loadavg").exists() else []
     out = dict(machine="this 2-core CPU box, shared with other jobs", loadavg_at_end=load,
-               when=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), steps=a.steps, summary=summary, cases=rows)
-    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(a.out).write_text(json.dumps(out, indent=1))
-    print(f"wrote {a.out}")
+               when=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), steps=steps, summary=summary, cases=rows)
+    Path(out_path).parent.mkdir(parents=True, exist_ok=True)
+    Path(out_path).write_text(json.dumps(out, indent=1))
+    print(f"wrote {out_path}")
+
+
+def repredict(path: Path) -> int:
+    old = json.loads(path.read_text())
+    rows = []
+    print(f"{'model':10s} {'layout':16s} {'measured ms':>12s} {'predicted ms':>13s} {'error':>8s}")
+    for c in old["cases"]:
+        if "run_dir" not in c or not (Path(c["run_dir"]) / "result.json").exists():
+            rows.append(c)
+            continue
+        p = subprocess.run([sys.executable, "-m", "dsv3sim", "validate", "--from-run", c["run_dir"], "--json"],
+                           capture_output=True, text=True, cwd=REPO, timeout=600)
+        if p.returncode != 0:
+            rows.append(dict(c, repredict_failed=p.stderr[-300:]))
+            continue
+        r = json.loads(p.stdout)
+        rows.append(dict(c, predicted_step_s=r["predicted_step_s"], error=r["error"], components=r["components"]))
+        print(f"{c['model']:10s} {c['layout']:16s} {r['measured_step_s'] * 1e3:12.2f} "
+              f"{r['predicted_step_s'] * 1e3:13.2f} {r['error'] * 100:+7.1f}%", flush=True)
+    write(rows, path, old.get("steps", 0))
     return 0
 
 

@@ -57,6 +57,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--rdzv-endpoint", default="", help="HOST:PORT of the c10d rendezvous (default 127.0.0.1:free)")
     p.add_argument("--rdzv-id", default="", help="job id shared by all nodes")
     p.add_argument("--node-rank", type=int, default=-1, help="this node's rank (default: assigned)")
+    p.add_argument("--from-run", default=None, metavar="DIR",
+                   help="no new job: predict and compare again from a finished run's folder (its result.json)")
     p.add_argument("--fault", default="", help=argparse.SUPPRESS)  # tests: kind:rank:step
     p.add_argument("--json", action="store_true", help="print the result as one JSON object")
     p.add_argument("--report", default=None, help="write an HTML report with a validation section")
@@ -116,20 +118,27 @@ def run(args: argparse.Namespace) -> int:
     from dsv3sim.validate.launch import Rendezvous, WorkerFailure, launch
     from dsv3sim.validate.predict import predict
 
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
-    out_dir = Path(args.out or Path("reports") / "validate" / f"{Path(args.model).stem}-{stamp}").resolve()
-    spec = make_spec(args, str(out_dir))
     if args.report and not str(args.report).lower().endswith((".html", ".htm")):
         raise ValueError(f"--report must end in .html, got {args.report}")
-    from dsv3sim.validate.schedule import plan
-    plan(spec.schedule, spec.pp, spec.n_microbatches)  # bad schedule/pp/microbatches fail here, not in workers
     t0 = time.monotonic()
-    try:
-        launch(spec, timeout_s=args.timeout,
-               rdzv=Rendezvous(endpoint=args.rdzv_endpoint, run_id=args.rdzv_id, node_rank=args.node_rank))
-    except WorkerFailure as e:
-        print(f"dsv3sim validate: error: {e}", file=sys.stderr)
-        return 3
+    if args.from_run:
+        from dsv3sim.validate.spec import RunSpec
+        out_dir = Path(args.from_run).resolve()
+        if not (out_dir / "result.json").is_file():
+            raise ValueError(f"--from-run {out_dir}: no result.json (not a finished validation run)")
+        spec = RunSpec.from_json(json.loads((out_dir / "result.json").read_text())["spec"])
+    else:
+        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
+        out_dir = Path(args.out or Path("reports") / "validate" / f"{Path(args.model).stem}-{stamp}").resolve()
+        spec = make_spec(args, str(out_dir))
+        from dsv3sim.validate.schedule import plan
+        plan(spec.schedule, spec.pp, spec.n_microbatches)  # bad schedule/pp/microbatches fail here, not in workers
+        try:
+            launch(spec, timeout_s=args.timeout,
+                   rdzv=Rendezvous(endpoint=args.rdzv_endpoint, run_id=args.rdzv_id, node_rank=args.node_rank))
+        except WorkerFailure as e:
+            print(f"dsv3sim validate: error: {e}", file=sys.stderr)
+            return 3
     raw_path = out_dir / "result.json"
     if not raw_path.exists():
         print(f"dsv3sim validate: this node's workers finished; the results are on the node of rank 0 "

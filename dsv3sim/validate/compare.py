@@ -17,7 +17,7 @@ from pathlib import Path
 from dsv3sim.validate.atomic import write_json
 
 COMM = ("dispatch", "combine", "layout", "allreduce", "p2p_wait")
-UNTIMED_IN_RUN = ("gate(B)", "head(B)", "embed(B)")
+UNTIMED_IN_RUN = ("gate(B)", "head(B)", "embed(B)", "bwd_start")
 
 
 def stream_of(name: str) -> str:

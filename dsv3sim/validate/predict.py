@@ -71,6 +71,7 @@ class Costs:
                 pts[k] += v
             for k, v in p.get("rel", {}).items():
                 self.comm_rel[k] += v
+        self.bwd_start = statistics.fmean(c.get("bwd_call_overhead_s", 0.0) for c in comps)
         self.fit = {k: fit([x for x, _ in v], [t for _, t in v]) for k, v in pts.items() if len({x for x, _ in v}) >= 2}
         self.rng: random.Random | None = None
 
@@ -141,6 +142,8 @@ def predict_step(spec, meas: list[dict], C: dict[int, Costs], step: int) -> dict
         n = len(stage_layers)
         if kind == "F" and first:
             compute(lanes, "embed(F)", [C[r].fb("embed", 0) for r in lanes])
+        if kind == "B":  # the autograd engine's start-up, once per backward call (components exclude it)
+            compute(lanes, "bwd_start", [C[r].bwd_start for r in lanes])
         if kind == "B" and last:
             compute(lanes, "head(B)", [C[r].fb("head", 1) for r in lanes])
         order = stage_layers if kind == "F" else list(reversed(stage_layers))
