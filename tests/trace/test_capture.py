@@ -20,7 +20,7 @@ from dsv3sim.trace.stats import trace_stats
 def tiny_model():
     from dsv3sim.nn.transformer import Transformer
 
-    torch.set_num_threads(2)
+    torch.set_num_threads(1)
     torch.manual_seed(0)
     cfg = load_model_config("tiny")
     model = Transformer(cfg)
