@@ -33,6 +33,7 @@ CATEGORY_COLORS = {"attn": "#4c78a8", "mlp": "#72b7b2", "dispatch": "#f58518", "
                    "comm": "#9d755d", "pipeline": "#eeca3b", "optimizer": "#79706e", "idle": "#e5e5e5",
                    "other": "#bab0ac"}
 MAX_LEGEND = 16
+MAX_LANES = 64  # a figure shows at most this many lanes (the first ranks); Perfetto shows them all
 
 
 def color_of(name: str) -> str:
@@ -123,12 +124,21 @@ def _time(e: dict, sec_keys: tuple, us_keys: tuple) -> float | None:
 
 # ---------------------------------------------------------------- figure
 
+def cap_lanes(ss: list[Slice], max_lanes: int = MAX_LANES) -> tuple[list[Slice], int]:
+    """The slices of the first ``max_lanes`` lanes (by rank, then stream) and the number of lanes dropped."""
+    lanes = sorted({(x.lane_key, x.lane) for x in ss})
+    if len(lanes) <= max_lanes:
+        return ss, 0
+    keep = {lane for _, lane in lanes[:max_lanes]}
+    return [x for x in ss if x.lane in keep], len(lanes) - max_lanes
+
+
 def timeline_figure(panels: list[tuple[str, list[Slice]]], title: str):
     """One subplot per panel (e.g. simulated, real), lanes as rows, shared time axis."""
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
-    panels = [(t, s) for t, s in panels if s]
+    panels = [(t, cap_lanes(s)[0]) for t, s in panels if s]
     span = max((x.end_s for _, ss in panels for x in ss), default=0.0)
     scale, unit = (1e3, "ms") if span >= 1e-3 else (1e6, "µs")
     n_lanes = [len({x.lane for x in ss}) for _, ss in panels]
@@ -205,8 +215,10 @@ def pipeline_section(result: dict, ctx) -> Section:
         sec.body, sec.present = absent("no timeline in this result (run with a timeline / --chrome-trace "
                                        "to record one)"), False
         return sec
-    fig = timeline_figure([("simulated", ss)], f"Simulated step: {len({x.lane for x in ss})} lanes, "
-                                               f"{len(ss)} slices (from {src})")
+    n_lanes = len({x.lane for x in ss})
+    dropped = cap_lanes(ss)[1]
+    fig = timeline_figure([("simulated", ss)], f"Simulated step: {n_lanes} lanes, {len(ss)} slices (from {src})"
+                          + (f"; first {MAX_LANES} lanes shown" if dropped else ""))
     sec.body = (note("Each row is one rank's stream (compute, communication). F/B/W are forward, backward-input "
                      "and weight-gradient chunks; F&amp;B an overlapped forward-backward pair (DualPipe); "
                      "attn/mlp/dispatch/combine use DeepSeek's profile-data names. Zoom by dragging; slices shorter than "

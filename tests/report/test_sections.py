@@ -173,3 +173,14 @@ def test_imbalance_found_under_traces_dir(tmp_path):
     sec = imbalance_section({"type": "training"}, RenderContext(traces_dir=d))
     assert sec.present and sec.n_figures == 1 and "imb.json" in sec.body and "aux-free: 1.50" in sec.body
     assert not imbalance_section({"type": "serving"}, RenderContext(traces_dir=d)).present
+
+
+def test_timeline_caps_lanes():
+    from dsv3sim.report.timeline import MAX_LANES, cap_lanes, timeline_figure
+
+    ev = [{"rank": r, "name": "F", "start_s": 0.0, "end_s": 1.0} for r in range(MAX_LANES + 10)]
+    ss, _ = slices_from_result({"timeline": {"events": ev}})
+    kept, dropped = cap_lanes(ss)
+    assert dropped == 10 and {s.lane for s in kept} == {f"rank {r} / compute" for r in range(MAX_LANES)}
+    fig = timeline_figure([("sim", ss)], "t")
+    assert len(set(fig.layout.yaxis.categoryarray)) == MAX_LANES
