@@ -1,0 +1,290 @@
+"""Kernel-time predictor: measured where measured, interpolated between measured shapes, scaled to other GPUs.
+
+No torch; reads the committed tables (``profiles/<gpu>/kernels.csv``) once per process.
+
+How (details and accuracy in ``NOTES.md``):
+1. ``measured``: the query's shape is a row of the base GPU's table (median of the rows if repeated).
+2. ``interpolated``: efficiency ``eff = t_roofline / t_measured`` with
+   ``t_roofline = max(FLOPs / peak_FLOPs(dtype), bytes / HBM_bandwidth)`` (METHOD.md's "two numbers") is
+   interpolated multilinearly in log(shape) space, log(eff) as the value: first along the op's size key within
+   a series that matches the other keys exactly (e.g. the GEMMs of one weight [N, K] over M), else on the
+   lattice over all keys. Outside the measured range eff is held at the edge value (saturation).
+   Then ``t = t_roofline / eff``.
+3. ``scaled``: for a GPU without its own table, the H200's efficiency at that shape is applied to that GPU's
+   roofline (peak and bandwidth from ``dsv3sim.config.hardware``), and the time is floored at the smallest time
+   measured for that op on the H200 (launch latency does not shrink with a bigger chip). The same rule gives
+   the time with only ``sms`` of the SMs computing: peak x sms/n_sms; HBM bandwidth kept while sms >= n_sms/2
+   (a Hopper saturates HBM with about half its SMs), else scaled by sms/(n_sms/2).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+from dsv3sim.config.hardware import GpuSpec, get_gpu
+from dsv3sim.profile.table import Row, profile_dir, read_rows
+
+BASE_GPU = "H200"
+SOURCES = ("measured", "interpolated", "scaled")
+
+# op -> (interpolation keys, size key last; keys that must match exactly; roofline compute class)
+OPS: dict[str, tuple[tuple[str, ...], tuple[str, ...], str]] = {
+    "gemm": (("n", "k", "m"), (), "tensor"),
+    "grouped_gemm": (("n", "k", "e", "m"), ("dist", "impl"), "tensor"),
+    "attn_prefill": (("h", "s"), ("dqk", "dv"), "tensor16"),
+    "attn_prefill_fwdbwd": (("h", "s"), ("dqk", "dv"), "tensor16"),
+    "attn_decode": (("h", "b", "t"), ("dc", "dr"), "tensor16"),
+    "rmsnorm": (("n", "m"), (), "vector"),
+    "swiglu": (("n", "m"), (), "vector"),
+    "quant_fp8": (("n", "m"), (), "vector"),
+    "rope": (("h", "m"), ("d",), "vector"),
+    "gate": (("m",), ("n", "k"), "tensor16"),
+    "embedding": (("m",), ("n", "k"), "vector"),
+    "adamw": (("n",), (), "vector"),
+    "shared_expert": (("m",), ("n", "k"), "tensor"),
+    # the model's own functions (nn_ops.py)
+    "nn_rmsnorm": (("n", "m"), (), "vector"),
+    "nn_rope": (("h", "m"), ("d",), "vector"),
+    "nn_gate": (("m",), ("n", "k"), "tensor16"),
+    "nn_routed_experts": (("e", "m"), ("n", "k"), "tensor"),
+    "nn_shared_expert": (("m",), ("n", "k"), "tensor16"),
+    "nn_attn_decode": (("h", "b", "t"), (), "tensor16"),
+    "nn_attn_prefill": (("h", "s"), (), "tensor16"),
+}
+DEFAULTS: dict[str, dict[str, Any]] = {
+    "grouped_gemm": {"dist": "uniform"}, "attn_prefill": {"b": 1, "dqk": 192, "dv": 128},
+    "attn_prefill_fwdbwd": {"b": 1, "dqk": 192, "dv": 128}, "attn_decode": {"dc": 512, "dr": 64},
+    "rope": {"d": 64}, "gate": {"n": 256, "k": 7168}, "embedding": {"n": 7168, "k": 129280},
+    "shared_expert": {"n": 2048, "k": 7168}, "nn_rope": {"d": 64}, "nn_gate": {"n": 256, "k": 7168},
+    "nn_routed_experts": {"n": 2048, "k": 7168}, "nn_shared_expert": {"n": 2048, "k": 7168},
+    "nn_attn_prefill": {"b": 1},
+}
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Prediction:
+    time_s: float
+    tflops: float
+    source: str  # measured | interpolated | scaled
+    gpu: str
+    base_gpu: str  # whose measurements it comes from
+    flops: float
+    bytes: float
+    efficiency: float  # t_roofline / time on the base GPU
+
+    def as_dict(self) -> dict[str, Any]:
+        return {f: getattr(self, f) for f in self.__slots__}
+
+
+# --------------------------------------------------------------------- FLOPs and bytes (ops.py conventions)
+
+
+def flops_bytes(op: str, dtype: str, s: dict[str, Any]) -> tuple[float, float]:
+    """The same counts ``ops.py`` records, from the shape alone (needed for unmeasured shapes)."""
+    g = s.get
+    eb = 1 if dtype == "fp8" else (4 if dtype == "fp32" else 2)
+    if op == "gemm":
+        m, n, k = g("m"), g("n"), g("k")
+        extra = 2 * m * n + 4 * (m * k / 128 + n * k / 16384) if dtype == "fp8" else m * n * eb
+        return 2.0 * m * n * k, (m * k + n * k) * eb + extra
+    if op == "grouped_gemm":
+        tot = g("e") * g("m")
+        return 2.0 * tot * g("n") * g("k"), (tot * g("k") + g("e") * g("n") * g("k")) * eb + tot * g("n") * 2
+    if op in ("attn_prefill", "attn_prefill_fwdbwd"):
+        b, sq, h, dqk, dv = g("b", 1), g("s"), g("h"), g("dqk", 192), g("dv", 128)
+        f, by = 2.0 * b * h * sq * sq / 2 * (dqk + dv), 2.0 * b * h * sq * (2 * dqk + 2 * dv)
+        return (3.5 * f, 3 * by) if op == "attn_prefill_fwdbwd" else (f, by)
+    if op == "attn_decode":
+        b, t, h, dc, dr = g("b"), g("t"), g("h"), g("dc", 512), g("dr", 64)
+        return 2.0 * b * h * t * (2 * dc + dr), 2.0 * b * t * (dc + dr) + 2.0 * b * h * (2 * dc + dr)
+    if op == "nn_routed_experts":
+        tot, n, k = g("e") * g("m"), g("n", 2048), g("k", 7168)
+        return 6.0 * tot * n * k, (tot * k + 3 * g("e") * n * k) * eb + 2 * tot * k + 4 * tot * n
+    if op == "nn_attn_decode":
+        b, t, h = g("b"), g("t"), g("h")
+        return 2.0 * b * h * t * 1088 + 2.0 * b * h * 512 * 256, 2.0 * b * t * 576 + 2.0 * h * 256 * 512
+    if op == "nn_attn_prefill":
+        b, sq, h = g("b", 1), g("s"), g("h")
+        return 2.0 * b * h * sq * sq / 2 * 320 + 2.0 * b * sq * 512 * h * 256, 2.0 * b * sq * (h * 192 + 576 + h * 128)
+    op = op.removeprefix("nn_")
+    m, n = g("m", 0), g("n", 0)
+    if op == "rmsnorm":
+        return 4.0 * m * n, 4.0 * m * n + 2 * n
+    if op == "swiglu":
+        return 5.0 * m * n, 6.0 * m * n
+    if op == "quant_fp8":
+        return 3.0 * m * n, 3.0 * m * n + 4 * m * n / 128
+    if op == "rope":
+        return 3.0 * m * g("h") * g("d", 64), 4.0 * m * g("h") * g("d", 64)
+    if op == "gate":
+        return 2.0 * m * g("n", 256) * g("k", 7168), 2.0 * m * g("k", 7168) + 2.0 * g("n", 256) * g("k", 7168) + 64 * m
+    if op == "embedding":
+        return 0.0, 4.0 * m * g("n", 7168)
+    if op == "adamw":
+        return 12.0 * n, 28.0 * n
+    if op == "shared_expert":
+        k = g("k", 7168)
+        n = g("n", 2048)
+        return 6.0 * m * n * k, (m * k + 3 * n * k) * eb + 2 * m * k + 4 * m * n
+    raise ValueError(f"unknown op {op!r}; known: {', '.join(OPS)}")
+
+
+def roofline_time(gpu: GpuSpec, op: str, dtype: str, flops: float, nbytes: float, sms: int | None = None) -> float:
+    """max(FLOPs / peak, bytes / bandwidth) with ``sms`` of the GPU's SMs computing."""
+    kind = OPS[op][2]
+    if kind == "vector":
+        peak = gpu.peak_flops.get("fp32", gpu.peak("bf16") / 8)
+    elif kind == "tensor16":
+        peak = gpu.peak("bf16")
+    else:
+        peak = gpu.peak("fp8" if dtype == "fp8" else ("fp32" if dtype == "fp32" else "bf16"))
+    bw = gpu.hbm_bandwidth
+    if sms is not None:
+        if not 1 <= sms <= gpu.n_sms:
+            raise ValueError(f"sms must be in [1, {gpu.n_sms}] for {gpu.name}, got {sms}")
+        peak *= sms / gpu.n_sms
+        bw *= min(1.0, sms / (gpu.n_sms / 2))
+    return max(flops / peak, nbytes / bw)
+
+
+# --------------------------------------------------------------------- interpolation
+
+
+def _interp(points: list[tuple[dict[str, Any], float]], dims: tuple[str, ...], q: dict[str, Any]) -> float | None:
+    """Multilinear interpolation of the values in log(key) space, clamped at the edges (recursive on dims)."""
+    if not points:
+        return None
+    if not dims:
+        vals = sorted(v for _, v in points)
+        return vals[len(vals) // 2]
+    d, rest = dims[0], dims[1:]
+    xs = sorted({p[d] for p, _ in points})
+    x = q[d]
+    lo = max((v for v in xs if v <= x), default=None)
+    hi = min((v for v in xs if v >= x), default=None)
+    if lo is None or hi is None or lo == hi:
+        v = lo if hi is None else hi
+        return _interp([pv for pv in points if pv[0][d] == v], rest, q)
+    ylo = _interp([pv for pv in points if pv[0][d] == lo], rest, q)
+    yhi = _interp([pv for pv in points if pv[0][d] == hi], rest, q)
+    if ylo is None or yhi is None:
+        return ylo if yhi is None else yhi
+    w = (math.log(x) - math.log(lo)) / (math.log(hi) - math.log(lo))
+    return ylo + w * (yhi - ylo)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class _OpTable:
+    """One (op, dtype) slice of a base GPU's table: points as (shape dict, log eff)."""
+
+    points: tuple[tuple[dict[str, Any], float, float], ...]  # (shape, log_eff, time_s)
+    lattice: tuple[tuple[dict[str, Any], float], ...]
+    t_min: float
+
+
+@functools.lru_cache(maxsize=8)
+def _tables(base: str, path: str | None = None) -> dict[tuple[str, str], _OpTable]:
+    spec = get_gpu(base)
+    p = Path(path) if path else profile_dir(spec.name) / "kernels.csv"
+    if not p.exists():
+        raise ValueError(f"no profile table for {spec.name} at {p}; measure it with `dsv3sim profile`")
+    return build_tables(read_rows(str(p)), spec)
+
+
+def build_tables(rows: Iterable[Row], spec: GpuSpec) -> dict[tuple[str, str], _OpTable]:
+    grouped: dict[tuple[str, str], list[Row]] = {}
+    for r in rows:
+        if r.op in OPS and r.set != "heldout" and r.time_s > 0:
+            grouped.setdefault((r.op, r.dtype), []).append(r)
+    out = {}
+    for (op, dt), rs in grouped.items():
+        pts, lat = [], []
+        for r in rs:
+            shape = dict(r.shape)
+            shape.update({k: v for k, v in DEFAULTS.get(op, {}).items() if k not in shape})
+            if op.startswith("attn_prefill") or op == "nn_attn_prefill":
+                shape["h"] = shape["h"] * shape.get("b", 1)  # cost ~ B*H: heads stand for batch too
+            eff = roofline_time(spec, op, dt, r.flops, r.bytes) / r.time_s
+            pts.append((shape, math.log(eff), r.time_s))
+            if r.set == "lattice":
+                lat.append((shape, math.log(eff)))
+        out[(op, dt)] = _OpTable(points=tuple(pts), lattice=tuple(lat), t_min=min(p[2] for p in pts))
+    return out
+
+
+def _efficiency(tab: _OpTable, op: str, q: dict[str, Any]) -> tuple[float, str, float | None]:
+    """(eff, 'measured'|'interpolated', measured time or None) on the base GPU."""
+    dims, fixed, _ = OPS[op]
+    keys = dims + fixed
+    same = [p for p in tab.points if all(p[0].get(k) == q.get(k) for k in keys)]
+    if same:
+        ts = sorted(p[2] for p in same)
+        effs = sorted(p[1] for p in same)
+        return math.exp(effs[len(effs) // 2]), "measured", ts[len(ts) // 2]
+    # a series matching every key but the size key, else the lattice (with the fixed keys matching)
+    series = [(p[0], p[1]) for p in tab.points if all(p[0].get(k) == q.get(k) for k in dims[:-1] + fixed)]
+    if len({p[dims[-1]] for p, _ in series}) >= 2:
+        v = _interp(series, dims[-1:], q)
+    else:
+        lat = [pv for pv in tab.lattice if all(pv[0].get(k) == q.get(k) for k in fixed)]
+        lat = lat or [(p[0], p[1]) for p in tab.points if all(p[0].get(k) == q.get(k) for k in fixed)]
+        if not lat:
+            raise ValueError(f"{op}: nothing measured with {', '.join(f'{k}={q.get(k)}' for k in fixed)}")
+        v = _interp(lat, dims, q)
+    return math.exp(v), "interpolated", None
+
+
+def kernel_time(gpu: str, op: str, dtype: str = "bf16", *, sms: int | None = None, table: str | None = None,
+                base: str | None = None, **shape: Any) -> Prediction:
+    """Predicted time of one ``op`` at ``shape`` on ``gpu`` (see the module docstring for how).
+
+    gemm: m, n, k (C[M,N] = A[M,K] B[K,N]); grouped_gemm: e experts, m tokens each, n, k (or tokens=[...]);
+    attn_prefill[_fwdbwd]: s, h, b; attn_decode: b, t, h; rmsnorm/swiglu/quant_fp8: m, n; rope: m, h;
+    gate/embedding/shared_expert: m; adamw: n parameters. ``sms``: SMs computing (default all).
+    ``table``/``base``: read another CSV / treat it as measured on ``base`` (tests, what-ifs).
+    """
+    if op not in OPS:
+        raise ValueError(f"unknown op {op!r}; known: {', '.join(OPS)}")
+    target = get_gpu(gpu)
+    q = dict(DEFAULTS.get(op, {}))
+    q.update({k: v for k, v in shape.items() if v is not None})
+    if op == "grouped_gemm":
+        tokens = q.pop("tokens", None)
+        if tokens is not None:
+            q["e"], q["m"] = len(tokens), max(1, round(sum(tokens) / len(tokens)))
+        q.setdefault("impl", "grouped" if dtype == "bf16" else "loop")
+    dims, fixed, _ = OPS[op]
+    missing = [k for k in dims if k not in q]
+    if missing:
+        raise ValueError(f"{op} needs {', '.join(dims)}; missing {', '.join(missing)} (got {shape})")
+    for k in dims:
+        if not (isinstance(q[k], (int, float)) and q[k] > 0):
+            raise ValueError(f"{op}: {k} must be a positive number, got {q[k]!r}")
+    flops, nbytes = flops_bytes(op, dtype, q)
+    qi = dict(q)
+    if op.startswith("attn_prefill") or op == "nn_attn_prefill":
+        qi["h"] = q["h"] * q.get("b", 1)
+    own = profile_dir(target.name) / "kernels.csv"
+    base = get_gpu(base).name if base else (target.name if own.exists() else BASE_GPU)
+    tabs = _tables(base, table)
+    if (op, dtype) not in tabs:
+        raise ValueError(f"{op} {dtype}: not in the {base} profile; measured: "
+                         f"{', '.join(sorted(f'{o}/{d}' for o, d in tabs))}")
+    tab = tabs[(op, dtype)]
+    eff, src, t_meas = _efficiency(tab, op, qi)
+    base_spec = get_gpu(base)
+    if base_spec.name == target.name and sms in (None, target.n_sms):
+        t = t_meas if t_meas is not None else roofline_time(target, op, dtype, flops, nbytes) / eff
+    else:
+        t = max(roofline_time(target, op, dtype, flops, nbytes, sms) / eff, tab.t_min)
+        src = "scaled"
+    return Prediction(time_s=t, tflops=flops / t / 1e12, source=src, gpu=target.name, base_gpu=base_spec.name,
+                      flops=flops, bytes=nbytes, efficiency=eff)
+
+
+def ops_measured(gpu: str = BASE_GPU) -> list[tuple[str, str]]:
+    return sorted(_tables(get_gpu(gpu).name))
