@@ -104,7 +104,8 @@ class Page:
                             f"{s.body}</section>")
             missing = [s for s in secs if not s.present]
             if missing:  # sections without data: one compact list at the end of the block
-                items = "".join(f'<tr data-section="{esc(s.key)}"><td>{esc(s.title)}</td><td>{s.body}</td></tr>'
+                items = "".join(f'<tr data-section="{esc(s.key)}"><td>{esc(s.title)}</td><td>'
+                                f'{s.body.replace("<p ", "<span ").replace("</p>", "</span>")}</td></tr>'
                                 for s in missing)
                 body.append(f'<section id="b{bi}-missing"><h2>Not in this result</h2><table>{items}</table></section>')
         stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")

@@ -96,7 +96,10 @@ def summary_section(result: dict, ctx) -> Section:
     return sec
 
 
-def scalar_fields(d, prefix: str = "", out: list | None = None, limit: int = 300) -> list[tuple[str, object]]:
+FIELDS_LIMIT = 500
+
+
+def scalar_fields(d, prefix: str = "", out: list | None = None, limit: int = FIELDS_LIMIT) -> list[tuple[str, object]]:
     """Every scalar in the result as (dotted path, value), lists summarised by length; at most ``limit``."""
     out = [] if out is None else out
     if isinstance(d, dict):
@@ -121,6 +124,7 @@ def fields_section(result: dict, ctx) -> Section:
         sec.body, sec.present = absent("empty result"), False
         return sec
     shown = [[k, f"{v:.6g}" if isinstance(v, float) else v] for k, v in rows]
-    sec.body = ("<details><summary>" + esc(f"{len(rows)} fields (every scalar, as written by the simulator)")
+    more = " (the first ones; the JSON holds the rest)" if len(rows) >= FIELDS_LIMIT else ""
+    sec.body = ("<details><summary>" + esc(f"{len(rows)} fields (every scalar, as written by the simulator){more}")
                 + "</summary>" + table(["field", "value"], shown) + "</details>")
     return sec
