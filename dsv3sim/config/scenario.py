@@ -185,10 +185,14 @@ class Scenario:
     description: str = ""
     sources: tuple[str, ...] = ()
     fast: bool = True  # aggregate symmetric EP groups/ranks exactly (see workload/NOTES.md)
+    comm_model: str = "sim"  # EP all-to-all: "sim" (event simulation) or "bound" (busiest-link bound, sweeps)
+    record: bool = True  # keep per-slice timelines (sweeps turn it off)
 
     def __post_init__(self) -> None:
         if not self.name:
             raise ValueError("Scenario.name must be a non-empty string")
+        if self.comm_model not in ("sim", "bound"):
+            raise ValueError(f"Scenario.comm_model must be 'sim' or 'bound', got {self.comm_model!r}")
         if not isinstance(self.workload, (TrainingWorkload, PrefillWorkload, DecodeWorkload)):
             raise ValueError(f"Scenario.workload must be a Training/Prefill/DecodeWorkload, got "
                              f"{type(self.workload).__name__}")

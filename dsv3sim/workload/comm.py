@@ -220,21 +220,23 @@ def ep_link_bound(topo: Topology, plan_key: tuple, *, kind: str, mode: str, dtyp
     """Dispatch/combine time as the busiest link's bytes / capacity + the longest path latency (computed).
 
     Used where the event simulation is too slow (low-latency all-to-all over hundreds of GPUs: every
-    (token, expert) selection is its own message, DeepEP low-latency mode). For a one-shot all-to-all in the
-    fluid model this is a lower bound that the max-min simulation reaches when one link class is the
-    bottleneck; tests/workload/test_serving.py compares it with ``simulate_ep`` on a small cluster.
+    (token, expert) selection is its own message) and in sweeps (``Scenario.fast_comm``). Messages follow
+    DeepEP's paths (normal mode: one IB copy per target node to the same-index relay, then NVLink). For a
+    one-shot all-to-all in the fluid model this is a lower bound that the max-min simulation approaches when
+    one link class is the bottleneck; tests/workload/test_comm.py compares it with ``simulate_ep``.
     Returns (seconds, bytes per link class for the whole group).
     """
     from dsv3sim.sim.deepep import ep_counts, token_bytes
 
-    if mode != "low-latency":
-        raise ValueError("ep_link_bound models DeepEP low-latency mode only (normal mode relays once per node)")
     plan = ep_plan(**dict(plan_key))
     ep = plan.routing.shape[0]
     ranks = tuple(range(ep))
     c = ep_counts(topo, ranks, plan.routing, plan.n_physical)
     b = token_bytes(kind, mode, dtype, hidden)
-    msgs = (c.sel_rank if mode == "low-latency" else c.count_rank).astype(np.float64)
+    if mode == "low-latency":
+        msgs = c.sel_rank.astype(np.float64)
+    else:
+        msgs = _normal_messages(topo, ep, c)
     if kind != "dispatch":
         msgs = msgs.T  # combine: expert GPU r sends back to token owner s along path(r, s)
     pair_of, link_of, lat_of = _incidence(topo, ep)
@@ -248,6 +250,29 @@ def ep_link_bound(topo: Topology, plan_key: tuple, *, kind: str, mode: str, dtyp
         if load[lk.id]:
             by_class[lk.cls] = by_class.get(lk.cls, 0.0) + float(load[lk.id])
     return t, by_class
+
+
+def _normal_messages(topo: Topology, ep: int, c) -> np.ndarray:
+    """Token messages per GPU pair of a DeepEP normal dispatch: once over IB to the same-index relay GPU of each
+    target node, then NVLink from the relay to each target GPU there; NVLink directly inside the own node."""
+    gpn = min(topo.cfg.gpus_per_node, ep)
+    node = np.arange(ep) // gpn
+    local = np.arange(ep) % gpn
+    m = np.zeros((ep, ep))
+    same = node[:, None] == node[None, :]
+    m[same] += c.count_rank[same]
+    n_nodes = ep // gpn
+    for s in range(ep):
+        for n in range(n_nodes):
+            if n == node[s]:
+                continue
+            relay = n * gpn + local[s]
+            m[s, relay] += c.count_node[s, n]
+            tg = np.arange(n * gpn, (n + 1) * gpn)
+            tg = tg[tg != relay]
+            m[relay, tg] += c.count_rank[s, tg]
+    np.fill_diagonal(m, 0.0)
+    return m
 
 
 @lru_cache(maxsize=8)

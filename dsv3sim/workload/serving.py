@@ -36,6 +36,7 @@ from dsv3sim.workload.layer_ops import decode_layer, head_slices, prefill_layer
 from dsv3sim.workload.overlap import run_chunks
 
 MTP_MEASUREMENT = Path(__file__).parent / "data" / "mtp_acceptance.json"
+GQA_REFERENCES = ("qwen2.5-72b", "llama3-70b")  # dense GQA models for the KV-capacity comparison
 PUBLISHED_MTP_ACCEPTANCE = (0.85, 0.90)  # DeepSeek-V3 report §5.4.3: second-token acceptance 85-90 %
 
 
@@ -98,10 +99,16 @@ def _prefill(scn: Scenario) -> ServingResult | Infeasible:
         plan = C.ep_plan(**dict(key))
     except ValueError as e:
         return Infeasible(scenario=scn.name, kind="prefill", reason=str(e))
-    comm = {"dispatch(F)": C.ep_comm(topo, key, kind="dispatch", mode="normal", dtype=w.dispatch_dtype,
-                                     hidden=cfg.hidden_size, fast=scn.fast),
-            "combine(F)": C.ep_comm(topo, key, kind="combine", mode="normal", dtype="bf16", hidden=cfg.hidden_size,
-                                    fast=scn.fast)}
+    comm, comm_info = {}, {}
+    for name, kind, dt in (("dispatch(F)", "dispatch", w.dispatch_dtype), ("combine(F)", "combine", "bf16")):
+        if scn.comm_model == "bound":
+            t_b, by = C.ep_link_bound(topo, key, kind=kind, mode="normal", dtype=dt, hidden=cfg.hidden_size)
+            comm[name] = t_b
+            comm_info[name] = {"time_s": t_b, "bytes_by_class": by, "method": "busiest-link bound"}
+        else:
+            r = C.ep_comm(topo, key, kind=kind, mode="normal", dtype=dt, hidden=cfg.hidden_size, fast=scn.fast)
+            comm[name] = r.time_s
+            comm_info[name] = dict(r.to_dict(), method="event simulation")
     frac = (perf.n_sms - topo.cfg.comm_sms) / perf.n_sms
     # TP + SP attention: all-gather the sequence shard before attention, reduce-scatter after (BF16, NVLink)
     tp_bytes = mb_tokens * p.attn_tp * cfg.hidden_size * 2.0
@@ -113,7 +120,7 @@ def _prefill(scn: Scenario) -> ServingResult | Infeasible:
         d = dict(s.times_partial)
         d["attn(F)"] = d.get("attn(F)", 0.0) + tp_t
         if cfg.is_moe_layer(i):
-            d.update({k: v.time_s for k, v in comm.items()})
+            d.update(comm)
         layers.append(d)
     head = head_slices(cfg, gpu=gpu, tokens=mb_tokens, sm_fraction=frac)
     layers.append({"attn(F)": head.times_partial["attn(F)"]})
@@ -137,7 +144,7 @@ def _prefill(scn: Scenario) -> ServingResult | Infeasible:
         memory_per_gpu=[{"rank": 0, "weights_bytes": wbytes, "hbm_bytes": perf.hbm_bytes}],
         expert_load_before=plan.load_before.tolist(), expert_load_after=plan.load_after.tolist(),
         nodes_per_token={"hist": plan.nodes_per_token.tolist(), "node_limit": w.node_limit},
-        comm={k: v.to_dict() for k, v in comm.items()}, timeline={"events": events},
+        comm=comm_info, timeline={"events": events},
         sources=(f"GPU {gpu}: {perf.source}",) + tuple(sorted(set(head.sources))),
         sim_wall_s=time.perf_counter() - t0)
 
@@ -220,7 +227,8 @@ def _decode(scn: Scenario) -> ServingResult | Infeasible:
                "request_time_s": w.output_len * tpot}
     kv = {"kv_bytes_per_token": kv_tok, "kv_budget_bytes_per_gpu": budget,
           "kv_memory_bytes": batch * w.context_len * kv_tok, "max_batch_at_context": max_batch,
-          "context_len": w.context_len, "kv_layers_fraction": 1.0}
+          "context_len": w.context_len, "kv_layers_fraction": 1.0,
+          "kv_compare_models": {m: kv_capacity(m, gpu, w.context_len) for m in (scn.model,) + GQA_REFERENCES}}
     events = [{"rank": 0, "stream": s.stream, "name": s.name, "start_s": s.start, "end_s": s.end, "layer": s.layer,
                "microbatch": 0 if s.chunk == "F" else 1} for s in run.slices]
     return ServingResult(
@@ -238,16 +246,19 @@ def _decode(scn: Scenario) -> ServingResult | Infeasible:
         sim_wall_s=time.perf_counter() - t0)
 
 
-def kv_capacity(cfg_name: str, gpu: str, context: int, *, n_gpus: int = 8, dtype_bytes: float = 2.0,
-                reserve: float = 0.1) -> dict:
-    """Requests of ``context`` tokens whose KV cache fits one GPU when weights are sharded over ``n_gpus``
-    (TP/EP in one node) — the MLA-vs-GQA capacity study. Pure arithmetic."""
+def kv_capacity(cfg_name: str, gpu: str, context: int, *, n_gpus: int = 8, reserve: float = 0.1) -> dict:
+    """Requests of ``context`` tokens whose KV cache fits one node of ``n_gpus`` GPUs — the MLA-vs-GQA study.
+
+    Weights in the model's native dtype (FP8 for DeepSeek-V3's checkpoint, V3 §3.3.2; BF16 otherwise) spread
+    over the node; one copy of each token's cache in the node (MLA with data-parallel attention keeps each
+    request's latent on one GPU; GQA with TP shards its KV heads). BF16 cache. Pure arithmetic."""
     cfg = load_model_config(cfg_name)
     perf = gpu_perf(gpu)
-    w = weight_bytes(cfg, "bf16") / n_gpus
-    kv = kv_cache_bytes_per_token(cfg, dtype_bytes) / n_gpus  # heads (GQA) or layers (MLA) sharded
-    budget = perf.hbm_bytes * (1 - reserve) - w
-    return {"model": cfg_name, "gpu": gpu, "context": context, "kv_bytes_per_token_per_gpu": kv,
-            "weights_bytes_per_gpu": w, "kv_budget_bytes_per_gpu": budget,
-            "max_requests_per_gpu": int(budget // (kv * context)) if budget > 0 else 0,
-            "params_total": count_params(cfg).total, "attention_params_per_layer": sum(attention_params(cfg).values())}
+    wdt = "fp8" if cfg.fp8_weight_block else "bf16"
+    w = weight_bytes(cfg, wdt)
+    kv = kv_cache_bytes_per_token(cfg, 2)
+    budget = n_gpus * perf.hbm_bytes * (1 - reserve) - w
+    return {"model": cfg_name, "attention": cfg.attention, "gpu": gpu, "n_gpus": n_gpus, "context": context,
+            "kv_bytes_per_token": kv, "weights_bytes": w, "weights_dtype": wdt, "kv_budget_bytes": budget,
+            "max_requests_per_node": int(budget // (kv * context)) if budget > 0 else 0,
+            "max_tokens_per_node": int(budget // kv) if budget > 0 else 0}

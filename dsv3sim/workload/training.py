@@ -133,9 +133,15 @@ def simulate_training(scn: Scenario) -> TrainingResult | Infeasible:
         specs = {"dispatch(F)": ("dispatch", w.dispatch_dtype), "combine(F)": ("combine", "bf16"),
                  "combine(B)": ("dispatch", "bf16"), "dispatch(B)": ("combine", "bf16")}
         for name, (kind, dt) in specs.items():
-            r = C.ep_comm(topo, plan_key, kind=kind, mode="normal", dtype=dt, hidden=H, fast=scn.fast)
-            comm[name] = r.time_s + topo.cfg.kernel_latency
-            comm_res[name] = r.to_dict()
+            if scn.comm_model == "bound":
+                t_b, by = C.ep_link_bound(topo, plan_key, kind=kind, mode="normal", dtype=dt, hidden=H)
+                comm[name] = t_b + topo.cfg.kernel_latency
+                comm_res[name] = {"time_s": t_b, "bytes_by_class": {k: v for k, v in by.items()},
+                                  "method": "busiest-link bound"}
+            else:
+                r = C.ep_comm(topo, plan_key, kind=kind, mode="normal", dtype=dt, hidden=H, fast=scn.fast)
+                comm[name] = r.time_s + topo.cfg.kernel_latency
+                comm_res[name] = dict(r.to_dict(), method="event simulation")
     rows = plan.rows_max if plan else 0
     local_experts = (plan.n_physical // p.ep) if plan else 0
 
@@ -184,7 +190,7 @@ def simulate_training(scn: Scenario) -> TrainingResult | Infeasible:
         r = runs.get(key)
         if r is None:
             parts = [(o.kind, stage_dicts(sched.stage_of(rank, o.chunk), a.is_pair, slow)) for o in a.ops]
-            r = runs[key] = run_chunks(parts, record=(rank == 0))
+            r = runs[key] = run_chunks(parts, record=(rank == 0 and scn.record))
         return r
 
     ex = execute(sched, lambda rank, a: chunk(rank, a).time_s,

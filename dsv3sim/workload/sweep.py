@@ -1,0 +1,126 @@
+"""Sweeps: the cartesian product of scenario overrides, run in parallel; infeasible points stay as rows.
+
+``grid({"parallel.ep": [32, 64], "workload.node_limit": [2, 4]})`` -> list of override dicts; ``run_sweep``
+applies each to a base Scenario (``Scenario.with_``), simulates it in a local process pool (or on a Ray
+cluster when ``ray_address`` is given and ``ray`` is installed) and returns one flat row per point:
+``{"scenario", "params": {...}, <headline metrics>, "infeasible": reason | absent}``. A configuration that
+cannot exist (EP not dividing the experts, pp > layers) or does not fit (HBM) is a row with its reason.
+Sweeps default to ``comm_model="bound"`` and no per-slice timelines (workload/NOTES.md says why).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Iterable
+from concurrent.futures import ProcessPoolExecutor, as_completed
+
+from dsv3sim.config.scenario import Scenario
+
+ROW_METRICS = ("step_time_s", "mfu", "tokens_per_s", "gpu_hours_per_trillion_tokens", "ib_utilisation",
+               "nvlink_utilisation", "exposed_communication_s", "prefill_tokens_per_s_per_node",
+               "decode_tokens_per_s_per_node", "ttft_s", "tpot_s", "batch_per_gpu", "sim_wall_s")
+
+
+def parse_value(s: str):
+    s = s.strip()
+    if s in ("None", "none", "null"):
+        return None
+    if s in ("true", "True"):
+        return True
+    if s in ("false", "False"):
+        return False
+    for t in (int, float):
+        try:
+            return t(s)
+        except ValueError:
+            pass
+    return s
+
+
+def parse_grid(items: Iterable[str]) -> dict[str, list]:
+    """``["parallel.ep=32,64", "gpu=H800,H200"]`` -> {"parallel.ep": [32, 64], "gpu": ["H800", "H200"]}."""
+    out: dict[str, list] = {}
+    for it in items:
+        k, sep, v = it.partition("=")
+        if not sep or not k or not v:
+            raise ValueError(f"grid item {it!r} must look like key=v1,v2 (e.g. parallel.ep=32,64)")
+        out[k.strip()] = [parse_value(x) for x in v.split(",")]
+    return out
+
+
+def grid(axes: dict[str, list]) -> list[dict]:
+    keys = list(axes)
+    return [dict(zip(keys, vals)) for vals in itertools.product(*(axes[k] for k in keys))]
+
+
+def apply(base: Scenario, point: dict) -> Scenario:
+    groups: dict[str, dict] = {}
+    top: dict = {}
+    for k, v in point.items():
+        head, _, rest = k.partition(".")
+        if rest:
+            if head not in ("parallel", "workload", "perturb"):
+                raise ValueError(f"unknown sweep key {k!r} (use parallel.*, workload.*, perturb.* or a Scenario field)")
+            groups.setdefault(head, {})[rest] = v
+        else:
+            top[k] = v
+    name = base.name + "[" + ",".join(f"{k}={v}" for k, v in point.items()) + "]"
+    return base.with_(name=name, **groups, **top)
+
+
+def _one(args: tuple[Scenario, dict]) -> dict:
+    from dsv3sim.results import to_json
+    from dsv3sim.workload import simulate
+
+    base, point = args
+    try:
+        scn = apply(base, point)
+        d = to_json(simulate(scn))
+    except ValueError as e:  # invalid combination (e.g. ParallelDims rejects it): infeasible, kept
+        return {"scenario": base.name, "params": point, "infeasible": str(e)}
+    row = {"scenario": d.get("scenario", ""), "params": point}
+    if d.get("infeasible"):
+        row["infeasible"] = d["infeasible"]
+        return row
+    for k in ROW_METRICS:
+        if k in d and isinstance(d[k], (int, float)):
+            row[k] = d[k]
+    bd = d.get("breakdown_s")
+    if isinstance(bd, dict):
+        row.update({f"breakdown.{k}": v for k, v in bd.items()})
+    return row
+
+
+def run_sweep(base: Scenario, points: list[dict], *, workers: int = 2, ray_address: str | None = None,
+              progress: Callable[[int, int], None] | None = None) -> list[dict]:
+    """Rows in the order of ``points``."""
+    jobs = [(base, p) for p in points]
+    rows: list[dict | None] = [None] * len(jobs)
+    if ray_address:
+        try:
+            import ray
+        except ImportError as e:
+            raise ValueError("--ray needs the optional 'ray' package (pip install ray)") from e
+        ray.init(address=ray_address, ignore_reinit_error=True)
+        remote = ray.remote(_one)
+        refs = [remote.remote(j) for j in jobs]
+        for i, r in enumerate(ray.get(refs)):
+            rows[i] = r
+            if progress:
+                progress(i + 1, len(jobs))
+        return rows  # type: ignore[return-value]
+    if workers <= 1:
+        for i, j in enumerate(jobs):
+            rows[i] = _one(j)
+            if progress:
+                progress(i + 1, len(jobs))
+        return rows  # type: ignore[return-value]
+    with ProcessPoolExecutor(max_workers=workers) as ex:
+        futs = {ex.submit(_one, j): i for i, j in enumerate(jobs)}
+        done = 0
+        for f in as_completed(futs):
+            rows[futs[f]] = f.result()
+            done += 1
+            if progress:
+                progress(done, len(jobs))
+    return rows  # type: ignore[return-value]

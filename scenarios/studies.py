@@ -1,0 +1,110 @@
+"""Capacity-planning studies around DeepSeek-V3: each function returns {name: Scenario} for ``dsv3sim run``.
+
+    dsv3sim run scenarios/studies.py:ib_bandwidth --json reports/ib.json
+Every variant changes one thing of the published setup (deepseek_v3_pretrain.pretrain, deepseek_v3_serving.*):
+hardware (H200 vs H800), the network (IB halved/doubled, one degraded link), the layout (EP degree, node
+limit M), numerics (FP8 vs BF16), expert placement on skewed routing, a straggler GPU, and KV capacity at long
+context (MLA vs GQA, also in each decode result's ``kv.kv_compare_models``).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+from dsv3sim.config.scenario import Scenario
+
+
+def _load(name: str):
+    p = Path(__file__).with_name(name)
+    sp = importlib.util.spec_from_file_location(f"dsv3sim_scenario_{p.stem}", p)
+    mod = importlib.util.module_from_spec(sp)
+    sp.loader.exec_module(mod)
+    return mod
+
+
+_pre = _load("deepseek_v3_pretrain.py")
+_srv = _load("deepseek_v3_serving.py")
+SKEWED_TRACE = "synth:zipf=1.2"  # trace helper's synthetic generator, Zipf exponent 1.2 over experts
+
+
+def _base() -> Scenario:
+    return _pre.pretrain()
+
+
+def h200_vs_h800() -> dict[str, Scenario]:
+    """Same cluster and network, H800 vs H200 GPUs (H200: 141 GB HBM3e at 4.8 TB/s, same compute)."""
+    b = _base()
+    return {"h800": b.with_(name="pretrain-h800"), "h200": b.with_(name="pretrain-h200", gpu="H200"),
+            "h200-hgx": b.with_(name="pretrain-h200-hgx-topology", topology="h200-hgx")}
+
+
+def ib_bandwidth() -> dict[str, Scenario]:
+    """InfiniBand per-GPU bandwidth halved, as published, doubled."""
+    b = _base()
+    return {f"ib-x{s:g}": b.with_(name=f"pretrain-ib-x{s:g}", perturb=dict(nic_bandwidth_scale=s))
+            for s in (0.5, 1.0, 2.0)}
+
+
+def ep_degree() -> dict[str, Scenario]:
+    """EP 8..128 with the rest as published (EP must divide 256 experts and DP=128)."""
+    b = _base()
+    return {f"ep{e}": b.with_(name=f"pretrain-ep{e}", parallel=dict(ep=e)) for e in (8, 16, 32, 64, 128)}
+
+
+def node_limit() -> dict[str, Scenario]:
+    """Node-limited routing M = 1..8 nodes per token (EP64 spans 8 nodes; DeepSeek uses M=4)."""
+    b = _base()
+    return {f"M{m}": b.with_(name=f"pretrain-M{m}", workload=dict(node_limit=m)) for m in range(1, 9)}
+
+
+def fp8_vs_bf16() -> dict[str, Scenario]:
+    """FP8 GEMMs + FP8 dispatch (as published) vs BF16 everywhere."""
+    b = _base()
+    return {"fp8": b.with_(name="pretrain-fp8"),
+            "bf16": b.with_(name="pretrain-bf16", workload=dict(gemm_dtype="bf16", dispatch_dtype="bf16"))}
+
+
+def kv_capacity_long_context() -> dict[str, Scenario]:
+    """Decode at 32K and 128K context with the batch set by KV capacity (MLA); each result's
+    kv.kv_compare_models holds the GQA references (Qwen2.5-72B, Llama-3-70B) at the same context."""
+    d = _srv.decode_day6()
+    return {f"decode-{c // 1024}k": d.with_(name=f"decode-{c // 1024}k", workload=dict(context_len=c,
+                                                                                      batch_per_gpu=None))
+            for c in (32768, 131072)}
+
+
+def placement_skewed() -> dict[str, Scenario]:
+    """Skewed routing (Zipf 1.2): contiguous experts vs EPLB with 32 redundant experts, prefill (Day-6 unit)."""
+    p = _srv.prefill_day6().with_(workload=dict(routing_trace=SKEWED_TRACE))
+    return {"placement-off": p.with_(name="prefill-skewed-contiguous", workload=dict(placement="contiguous",
+                                                                                   redundant_experts=0)),
+            "placement-on": p.with_(name="prefill-skewed-eplb", workload=dict(placement="eplb",
+                                                                            redundant_experts=32))}
+
+
+def straggler() -> dict[str, Scenario]:
+    """One GPU 20 % slower (GPU 0: pipeline rank 0; EP all-to-all and DP sync make everyone wait for it)."""
+    b = _base()
+    return {"baseline": b.with_(name="pretrain-baseline"),
+            "straggler": b.with_(name="pretrain-straggler-gpu0-x1.2",
+                                 perturb=dict(straggler_gpu=0, straggler_slowdown=1.2))}
+
+
+def degraded_link() -> dict[str, Scenario]:
+    """The NIC uplink of GPU 0 (node 0, plane 0) at 25 % of its capacity."""
+    b = _base()
+    return {"baseline": b.with_(name="pretrain-baseline"),
+            "degraded": b.with_(name="pretrain-degraded-nic0", perturb=dict(degraded_link="nic:0.0->leaf:0.0",
+                                                                          degraded_fraction=0.25))}
+
+
+def all_studies() -> dict[str, Scenario]:
+    out: dict[str, Scenario] = {}
+    for f in (h200_vs_h800, ib_bandwidth, ep_degree, node_limit, fp8_vs_bf16, kv_capacity_long_context,
+              placement_skewed, straggler, degraded_link):
+        out.update({s.name: s for s in f().values()})
+    return out
+
+
+DEFAULT = ib_bandwidth
