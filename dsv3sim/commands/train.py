@@ -32,7 +32,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, default=8, help="sequences per step (default 8)")
     p.add_argument("--seq-len", type=int, default=128, help="tokens per sequence (default 128)")
     p.add_argument("--lr", type=float, default=3e-3, help="peak learning rate (default 3e-3)")
-    p.add_argument("--gamma", type=float, default=0.001, help="bias update speed for aux-free (default 0.001)")
+    p.add_argument("--gamma", type=float, default=0.01,
+                   help="bias update speed for aux-free (default 0.01; V3 used 0.001 at 15k-sequence batches)")
     p.add_argument("--alpha", type=float, default=None,
                    help="balance-loss weight (default: config aux_loss_alpha for aux-free, 0.01 for aux-loss)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")

@@ -35,7 +35,7 @@ class TrainOptions:
     seq_len: int = 128
     lr: float = 3e-3
     warmup: int = 20
-    gamma: float = 0.001
+    gamma: float = 0.01
     alpha: float | None = None
     corpus_bytes: int = 3_000_000
 
