@@ -18,7 +18,7 @@ import argparse
 import json
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 NAME = "validate"
@@ -128,7 +128,7 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError(f"--from-run {out_dir}: no result.json (not a finished validation run)")
         spec = RunSpec.from_json(json.loads((out_dir / "result.json").read_text())["spec"])
     else:
-        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
         out_dir = Path(args.out or Path("reports") / "validate" / f"{Path(args.model).stem}-{stamp}").resolve()
         spec = make_spec(args, str(out_dir))
         from dsv3sim.validate.schedule import plan
@@ -167,7 +167,7 @@ def _save_topology(result: dict, spec, out_dir: Path, save: bool, calib: list[di
     fits = result["transport_calibrated"]
     if spec.device != "cpu" or "p2p" not in fits:
         return
-    when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     topo = calibrated_topology(fits, spec.world_size, when)
     write_topology(topo, out_dir / "local-cpu.calibrated.yaml")
     result["topology_calibrated"] = str(out_dir / "local-cpu.calibrated.yaml")

@@ -10,8 +10,9 @@ EP all-to-all waits for the slowest rank, so the expected step is E[max] of nois
 means. Backward times exclude the autograd engine's per-call start-up (measured on an identity graph),
 which a real backward pays once per microbatch, not once per component.
 
-Components: attention block (norm + MLA) at [B, S, D]; dense FFN; one routed expert at several row counts
-(fit t = a + b * rows, forward and backward); shared experts; the gate's routing and permutation work; head +
+Components: attention block (norm + MLA) at [B, S, D]; dense FFN; this rank's routed-expert module (its
+E/ep experts, the same call as the run) at several balanced row counts (fit t = a + b * total rows, forward
+and backward; a holds the per-expert overheads); shared experts; the gate's routing and permutation work; head +
 loss; embedding; AdamW step over exactly the parameter shapes this rank holds.
 """
 
@@ -61,7 +62,7 @@ def profile_components(cfg, spec, device: torch.device, sync, rank: int = 0, *, 
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     B, S, D = spec.micro_batch, spec.seq_len, cfg.hidden_size
     T = B * S
-    hid = lambda: torch.randn(B, S, D, dtype=dtype, device=device)  # noqa: E731
+    hid = lambda: torch.randn(B, S, D, dtype=dtype, device=device)
     _, b0 = _samples(lambda x: x * 1.0, hid, reps, sync)
     bwd_start = statistics.fmean(b0)
     out: dict = {"tokens_per_microbatch": T, "bwd_call_overhead_s": bwd_start}
@@ -72,29 +73,30 @@ def profile_components(cfg, spec, device: torch.device, sync, rank: int = 0, *, 
     dense = next((b for b in parts.blocks if b.ffn is not None), None)
     moe = next((b for b in parts.blocks if b.is_moe), None)
     blk = parts.blocks[0]
-    mat = lambda m: materialize(m, device, dtype, spec.seed)  # noqa: E731
+    mat = lambda m: materialize(m, device, dtype, spec.seed)
     an, at = mat(blk.attn_norm), mat(blk.attn)
     prof("attn", lambda x: at(an(x)))
     if dense is not None:
         fn_, ff = mat(dense.ffn_norm), mat(dense.ffn)
         prof("mlp_dense", lambda x: ff(fn_(x)))
     if moe is not None:
-        ex1 = mat(moe.expert_slice(0, 1))
-        ex = lambda x: ex1(x, [x.shape[0]])  # noqa: E731
         K, E = cfg.num_experts_per_tok, cfg.n_routed_experts
-        mean_rows = max(T * K // E, 1)
-        rows = sorted({1, mean_rows // 4 or 1, mean_rows, 4 * mean_rows})
+        Er = E // spec.ep
+        exs = mat(moe.expert_slice(0, Er))  # this rank's expert module exactly as the run calls it
+        mean_rows = max(T * K // E, 1)  # rows per expert with balanced routing
+        per = sorted({mean_rows // 4 or 1, mean_rows, 4 * mean_rows})
         pts, rel_f, rel_b = [], [], []
-        for r in rows:
-            s = _summary(*_samples(ex, lambda r=r: torch.randn(r, D, dtype=dtype, device=device), reps, sync),
+        for r in per:
+            s = _summary(*_samples(lambda x, r=r: exs(x, [r] * Er),
+                                   lambda r=r: torch.randn(r * Er, D, dtype=dtype, device=device), reps, sync),
                          bwd_start)
-            pts.append((r, s["F"], s["B"]))
+            pts.append((r * Er, s["F"], s["B"]))
             rel_f += [x / s["F"] for x in s["F_s"]] if s["F"] else []
             rel_b += [x / s["B"] for x in s["B_s"]] if s["B"] else []
         fF, fB = fit([p[0] for p in pts], [p[1] for p in pts]), fit([p[0] for p in pts], [p[2] for p in pts])
         out["expert"] = {"fwd": {"a_s": fF.alpha_s, "b_s_per_row": 1.0 / fF.beta_Bps},
                          "bwd": {"a_s": fB.alpha_s, "b_s_per_row": 1.0 / fB.beta_Bps},
-                         "F_rel": rel_f, "B_rel": rel_b, "points": pts}
+                         "F_rel": rel_f, "B_rel": rel_b, "points": pts, "local_experts": Er}
         fn_ = mat(moe.ffn_norm)
         if moe.shared is not None:
             sh = mat(moe.shared)

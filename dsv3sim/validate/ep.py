@@ -125,7 +125,7 @@ class AllToAll(torch.autograd.Function):
     """Differentiable row all-to-all; forward in ``wire``, backward (reverse splits) in ``bwd_wire``."""
 
     @staticmethod
-    def forward(ctx, x, send, recv, wire, bwd_wire, group, tl, name, layer, me):  # noqa: D102
+    def forward(ctx, x, send, recv, wire, bwd_wire, group, tl, name, layer, me):
         ctx.args = (send, recv, bwd_wire, group, tl, name, layer, me)
         t0 = tl.now()
         y = _a2a_rows(x, send, recv, wire, group)
@@ -135,7 +135,7 @@ class AllToAll(torch.autograd.Function):
         return y
 
     @staticmethod
-    def backward(ctx, g):  # noqa: D102
+    def backward(ctx, g):
         send, recv, bwd_wire, group, tl, name, layer, me = ctx.args
         t0 = tl.now()
         gx = _a2a_rows(g.contiguous(), recv, send, bwd_wire, group)

@@ -133,7 +133,7 @@ def _kill_session(proc: subprocess.Popen) -> None:
             continue
 
 
-_FAIL_RE = re.compile(r"rank\s*:\s*(\d+)\s*\(local_rank:\s*\d+\)\s*\n\s*exitcode\s*:\s*(-?\d+)", re.M)
+_FAIL_RE = re.compile(r"rank\s*:\s*(\d+)\s*\(local_rank:\s*\d+\)\s*\n\s*exitcode\s*:\s*(-?\d+)", re.MULTILINE)
 _SIG_RE = re.compile(r"Signal (\d+) \((\w+)\) received by PID (\d+)")
 
 

@@ -3,7 +3,7 @@ transport and the routing the real run used — never from the run's own timings
 
 Composition (stated in every result as ``prediction_method``):
 * compute: ``components.py`` forward/backward times of each component, profiled on this machine in the
-  calibration job (mean over its ranks); routed experts t = a + b * rows per expert with the run's rows;
+  calibration phase (each rank its own); the rank's routed experts t = a + b * (rows it received);
 * EP all-to-all: the calibrated all_to_all fit t = alpha + bytes / beta on the largest off-rank bytes
   (sent or received) of any rank in the EP group, from the run's routing (rows x wire bytes per row);
   counts+ids exchange ("layout") = 2 small all-to-alls;
@@ -42,9 +42,11 @@ class Costs:
     With ``rng`` every duration is its mean times a factor resampled from the profiled samples (sample /
     mean), one factor per span."""
 
-    def __init__(self, calib: list[dict], rank: int | None = None) -> None:
+    def __init__(self, calib: list[dict], rank: int | None = None, which: list[int] | None = None) -> None:
+        """``which``: indices of the probes to use (None: all of them, pooled)."""
         mine = [c for c in calib if rank is None or c["rank"] == rank]
-        probes = [p for c in mine for p in c["probes"] if "components" in p]
+        probes = [p for c in mine for i, p in enumerate(c["probes"]) if "components" in p
+                  and (which is None or i in which)]
         if not probes:
             raise ValueError("calibration has no component profile (run the calibration phase with a model)")
         comps = [p["components"] for p in probes]
@@ -66,7 +68,9 @@ class Costs:
         first = min(calib, key=lambda c: c["rank"])  # rank 0: in every transport pattern
         pts: dict[str, list] = defaultdict(list)
         self.comm_rel: dict[str, list[float]] = defaultdict(list)
-        for p in first["probes"]:
+        for i, p in enumerate(first["probes"]):
+            if which is not None and i not in which:
+                continue
             for k, v in p.get("points", {}).items():
                 pts[k] += v
             for k, v in p.get("rel", {}).items():
@@ -83,8 +87,9 @@ class Costs:
         return self.c.get(name, (0.0, 0.0))[d] * self._f(f"{name}:{d}")
 
     def experts(self, rows: list[int], d: str) -> float:
-        e = self.expert[d]
-        return sum(e["a_s"] + e["b_s_per_row"] * r for r in rows if r > 0) * self._f(f"expert:{int(d == 'bwd')}")
+        """The rank's expert module on ``rows`` per local expert: a + b * total rows (components.py)."""
+        e, n = self.expert[d], sum(rows)
+        return (e["a_s"] + e["b_s_per_row"] * n) * self._f(f"expert:{int(d == 'bwd')}") if n > 0 else 0.0
 
     def comm(self, kind: str, n_bytes: float) -> float:
         f = self.fit.get(kind)
@@ -232,22 +237,36 @@ def predict_step(spec, meas: list[dict], C: dict[int, Costs], step: int) -> dict
     return {"step_s": max(clock.values()), "rank_step_s": dict(clock), "components": comp, "events": events}
 
 
-def predict(spec, meas: list[dict], calib: list[dict], samples: int = 64, seed: int = 0) -> dict:
+MODES = ("pooled", "local", "local+full")
+
+
+def predict(spec, meas: list[dict], calib: list[dict], samples: int = 64, seed: int = 0,
+            mode: str = "pooled") -> dict:
     """``meas``: the train results of every rank; ``calib``: the calibration results of every rank.
 
     Each recorded step's routing is replayed ``samples`` times with resampled durations (Monte Carlo over the
     profiled jitter, fixed seeds, so deterministic); the predicted step is the mean over samples, and the
-    median over steps. ``predicted_step_s_no_jitter`` is the same replay with mean durations."""
-    have = {c["rank"] for c in calib if "components" in c}
-    C = {m["rank"]: Costs(calib, m["rank"] if m["rank"] in have else None) for m in meas}
+    median over steps. ``predicted_step_s_no_jitter`` is the same replay with mean durations. ``mode``: which
+    calibration probes price step k: all pooled, the quick probe taken just before step k (``local``), or
+    that one plus the full calibration (``local+full``, default: tracks this shared machine's load drift)."""
+    if mode not in MODES:
+        raise ValueError(f"prediction mode must be one of {MODES}, got {mode!r}")
+    have = {c["rank"] for c in calib if any("components" in p for p in c["probes"])}
     steps = sorted({e["step"] for m in meas for lst in m["routing"].values() for e in lst}) or [spec.steps - 1]
-    ranks = sorted(C)
+    ranks = sorted(m["rank"] for m in meas)
+    n_probes = min(len(c["probes"]) for c in calib)
+
+    def costs_for(st: int) -> dict[int, Costs]:
+        # local: the quick probe taken right before step st (probes[1 + st - warmup]), plus the full one
+        k = 1 + st - spec.warmup
+        which = None if mode == "pooled" or not 0 < k < n_probes else ([k] if mode == "local" else [0, k])
+        return {r: Costs(calib, r if r in have else None, which) for r in ranks}
+    C = costs_for(steps[0])
     times, plain = [], []
     comp: dict[str, float] = defaultdict(float)
     last = None
     for st in steps:
-        for c in C.values():
-            c.rng = None
+        C = costs_for(st)
         last = predict_step(spec, meas, C, st)
         plain.append(last["step_s"])
         acc = []
@@ -266,4 +285,4 @@ def predict(spec, meas: list[dict], calib: list[dict], samples: int = 64, seed: 
     return {"predicted_step_s": statistics.median(times), "predicted_steps_s": times,
             "predicted_step_s_no_jitter": statistics.median(plain), "samples": samples,
             "components_mean_over_ranks": dict(comp), "events_last_step": last["events"] if last else {},
-            "prediction_method": METHOD, "transport": {k: v.to_dict() for k, v in fits.items()}}
+            "prediction_method": METHOD + f"; probes: {mode}", "transport": {k: v.to_dict() for k, v in fits.items()}}

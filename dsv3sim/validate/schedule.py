@@ -109,12 +109,13 @@ def plan(name: str, pp: int, microbatches: int) -> Plan:
 
 
 def _from_parallel(name: str, pp: int, microbatches: int):
-    import dsv3sim.parallel as par  # noqa: F401  (ImportError -> fallback)
+    import dsv3sim.parallel as par
     gen = getattr(par, "generate", None)
     if gen is not None:
         return gen(name, pp, microbatches)
     from dsv3sim.parallel.dualpipe import dualpipe, dualpipev
-    from dsv3sim.parallel.linear import one_f_one_b as p1f1b, zb1p
+    from dsv3sim.parallel.linear import one_f_one_b as p1f1b
+    from dsv3sim.parallel.linear import zb1p
     table = {"1f1b": p1f1b, "zb1p": zb1p, "dualpipe": dualpipe, "dualpipev": dualpipev}
     if name not in table:
         raise ValueError(f"unknown schedule {name!r}; known: {', '.join(table)}")

@@ -85,12 +85,12 @@ class Timeline:
 
 class _Mark(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x, tl, name, layer, mb, edge):  # noqa: D102
+    def forward(ctx, x, tl, name, layer, mb, edge):
         ctx.info = (tl, name, layer, mb, edge)
         return x.view_as(x)
 
     @staticmethod
-    def backward(ctx, g):  # noqa: D102
+    def backward(ctx, g):
         tl, name, layer, mb, edge = ctx.info
         tl.bwd_edge(name, layer, mb, edge)
         return g, None, None, None, None, None

@@ -24,7 +24,7 @@ def test_tables_scale_with_routed_rows_and_errors_add_up():
     spec = RunSpec(job="train", model="one-layer", nproc=1, ep=1, device="cpu", seq_len=1024, micro_batch=4)
     small = compare_to_tables(cfg, spec, _train(4096 * 8), "H200")
     big = compare_to_tables(cfg, spec, _train(4 * 4096 * 8), "H200")
-    mlp = lambda c: next(r for r in c["rows"] if r["name"] == "mlp(F)")["table_s"]  # noqa: E731
+    mlp = lambda c: next(r for r in c["rows"] if r["name"] == "mlp(F)")["table_s"]
     assert mlp(big) > 2 * mlp(small) > 0
     for r in small["rows"]:
         assert r["error"] == pytest.approx((r["table_s"] - r["measured_s"]) / r["measured_s"])
