@@ -20,7 +20,7 @@ from typing import Any
 
 from dsv3sim.config.model import ModelConfig
 
-GRIDS = ("full", "small", "heldout", "quick", "nn", "fp8fix")
+GRIDS = ("full", "small", "heldout", "quick", "nn", "fp8fix", "lattice2")
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -79,6 +79,11 @@ def points(cfg: ModelConfig, grid: str = "full", dtypes: tuple[str, ...] = ("bf1
         return heldout(cfg, dtypes, seed)
     if grid == "nn":
         return nn_points(cfg)
+    if grid == "lattice2":  # 1.5x midpoints in N and K (TP-split widths such as 3072, 6144, 12288)
+        mids = {384, 768, 1536, 3072, 6144, 12288, 24576}
+        nk = sorted(mids | {256 * 2**i for i in range(8)})
+        return [Point(op="gemm", dtype=dt, shape={"m": m, "n": n, "k": k}) for dt in dtypes for n in nk for k in nk
+                for m in _m_values(1, 16384) if (n in mids or k in mids) and 2.0 * m * n * k <= 4e12]
     if grid == "fp8fix":  # the FP8 shapes whose M % 4 != 0 failed in the first H200 run (now padded)
         return [p for p in points(cfg, "full", ("fp8",)) if p.op in ("gemm", "grouped_gemm", "shared_expert")
                 and (p.shape.get("m", 4) % 4 or p.shape.get("dist") == "zipf")]
@@ -165,7 +170,7 @@ def points(cfg: ModelConfig, grid: str = "full", dtypes: tuple[str, ...] = ("bf1
     return pts
 
 
-def heldout(cfg: ModelConfig, dtypes: tuple[str, ...] = ("bf16", "fp8"), seed: int = 0, n: int = 30) -> list[Point]:
+def heldout(cfg: ModelConfig, dtypes: tuple[str, ...] = ("bf16", "fp8"), seed: int = 0, n: int = 60) -> list[Point]:
     """Random shapes off the lattice (log-uniform M in [3, 12000], N, K multiples of 128 in [384, 24000])."""
     rng = random.Random(seed)
     pts: list[Point] = []

@@ -110,3 +110,19 @@ def test_fp8_faster_than_bf16_at_v3_shapes():
         f8 = P.kernel_time("H200", "gemm", "fp8", m=m, n=n, k=k)
         b16 = P.kernel_time("H200", "gemm", "bf16", m=m, n=n, k=k)
         assert 1.2 < b16.time_s / f8.time_s < 2.0  # measured 1.5-1.7x; the peak ratio is 2
+
+
+def test_skewed_expert_load_predicted_from_uniform_groups():
+    from dsv3sim.profile.ops import tokens_per_expert
+    n = 0
+    for r in read_rows(str(H200 / "kernels.csv")):
+        if r.op == "grouped_gemm" and r.get("dist") == "zipf":
+            s = dict(r.shape)
+            toks = tokens_per_expert(s["e"], s["m"], "zipf")
+            p = P.kernel_time("H200", "grouped_gemm", r.dtype, tokens=toks, n=s["n"], k=s["k"], impl=s["impl"])
+            assert p.flops == pytest.approx(r.flops, rel=1e-6)
+            assert 0.75 < p.time_s / r.time_s < 1.1, (s, p.time_s, r.time_s)
+            n += 1
+    assert n >= 10
+    uni = P.kernel_time("H200", "grouped_gemm", "bf16", tokens=[64] * 8, n=4096, k=7168)
+    assert uni.time_s == P.kernel_time("H200", "grouped_gemm", "bf16", e=8, m=64, n=4096, k=7168).time_s
