@@ -137,11 +137,14 @@ class _Ep:
         return end
 
     def _pipe(self, a: int, b: int, nbytes: float, tokens: int, tag: str, ready: list[list[simpy.Event]]):
-        """Relay stage: send chunk k of ``nbytes`` a->b after every event in ``ready[k]`` and chunk k-1."""
-        C = self.chunks
-        for k in range(C):
-            yield self.env.all_of(ready[k])
-            yield self._x(a, b, nbytes * float(self.frac[k]), tokens if k == C - 1 else 0, f"{tag}:{k}", first=k == 0)
+        """Relay stage a->b: chunk k of ``nbytes`` may go once every event in ``ready[k]`` fired (and chunks
+        go in order). One gated flow: it only leaves the network when it catches up with its input."""
+        cum = np.cumsum(self.frac)
+        yield self.env.all_of(ready[0])
+        gates = [(nbytes * float(cum[k - 1]), self.env.all_of(ready[k])) for k in range(1, self.chunks)]
+        ga, gb = self.c.ranks[a], self.c.ranks[b]
+        p = self.topo.path(ga, gb)
+        yield self.net.transfer(p, nbytes, self.topo.path_latency(p), tag=tag, tokens=tokens, gates=gates)
 
     def run(self):
         """Generator for env.process: the whole collective; returns when the last byte arrives."""

@@ -73,13 +73,17 @@ class FlowNetwork:
 
     # ------------------------------------------------------------ public
     def transfer(self, path: tuple[int, ...], nbytes: float, latency: float = 0.0, *, tag: str = "",
-                 tokens: int = 0, milestones: Sequence[float] = ()) -> simpy.Event | tuple[simpy.Event, list]:
+                 tokens: int = 0, milestones: Sequence[float] = (),
+                 gates: Sequence[tuple[float, simpy.Event]] = ()) -> simpy.Event | tuple[simpy.Event, list]:
         if nbytes < 0 or latency < 0:
             raise ValueError(f"transfer needs nbytes >= 0 and latency >= 0, got {nbytes}, {latency}")
         ev = self.env.event()
         mev = [self.env.event() for _ in milestones]
         # milestone at b delivered bytes == remaining level nbytes - b; kept descending so pop() is next
-        marks = sorted(((float(nbytes) - b, e) for b, e in zip(milestones, mev)), key=lambda m: m[0])
+        # gates: (b, ev) = the flow may not send past b bytes before ev fires (a relay's next chunk is in);
+        # if ev already fired when the flow gets there it passes without any recomputation
+        marks = sorted([(float(nbytes) - b, e, False) for b, e in zip(milestones, mev)]
+                       + [(float(nbytes) - b, e, True) for b, e in gates], key=lambda m: (m[0], m[2]))
         f = _Flow(self._next_id, tuple(path), nbytes, ev, tag, tokens, marks)
         self._next_id += 1
         f.t_start = self.env.now
@@ -116,8 +120,9 @@ class FlowNetwork:
     def _activate(self, f: _Flow) -> None:
         now = self.env.now
         if f.nbytes == 0 or not f.path:
-            for _, e in f.marks:
-                e.succeed()
+            for _, e, gate in f.marks:
+                if not gate:
+                    e.succeed()
             f.marks = []
             self._finish(f, now)
             f.event.succeed(f.id)
@@ -225,17 +230,26 @@ class FlowNetwork:
             if f is not None and f.version == ver:
                 due.append(f)
         due.sort(key=lambda f: f.id)
-        ending, fired = [], []
+        ending, fired, suspended = [], [], []
         for f in due:
-            if f.marks:  # a milestone: bytes in, rates unchanged
-                level, e = f.marks.pop()
+            if f.marks:  # a milestone or gate: bytes in, rates unchanged
+                level, e, gate = f.marks.pop()
                 f.remaining, f.t_last = level, now
-                fired.append(e)
                 f.version += 1
+                if not gate:
+                    fired.append(e)
+                elif not e.triggered:  # wait for the gate: leave the network until it opens
+                    suspended.append(f)
+                    e.callbacks.append(lambda _e, f=f: self._resume(f))
+                    continue
                 heapq.heappush(heap, (now + (f.remaining - f.next_level()) / f.rate, f.id, f.version))
             else:
                 ending.append(f)
-        roots = set()
+        for f in suspended:
+            del flows[f.id]
+            self._root_flows[f.root].discard(f.id)
+            f.rate = 0.0
+        roots = {f.root for f in suspended}
         for f in ending:
             del flows[f.id]
             self._root_flows[f.root].discard(f.id)
@@ -249,6 +263,12 @@ class FlowNetwork:
             e.succeed()
         for f in ending:
             f.event.succeed(f.id)
+
+    def _resume(self, f: _Flow) -> None:
+        """A gated flow continues where it stopped (no new latency: the connection is already open)."""
+        while f.marks and f.marks[-1][2] and f.marks[-1][1].triggered and f.marks[-1][0] >= f.remaining:
+            f.marks.pop()  # further gates at the same level that are open already
+        self._activate(f)
 
     def _finish(self, f: _Flow, now: float) -> None:
         f.remaining, f.rate, f.t_end = 0.0, 0.0, now
