@@ -52,12 +52,21 @@ def build_page(result_json, *, chrome_trace: str | Path | None = None,
     if price_per_gpu_hour is not None and not price_per_gpu_hour > 0:
         raise ValueError(f"price per GPU-hour must be > 0, got {price_per_gpu_hour}")
     results = split_results(data)
-    name = title or pick(data, "scenario", "name", depth=1)
+    name = title or (pick(data, "scenario", "name", depth=1) if len(results) == 1 else
+                     (f"{Path(result_json).stem} ({len(results)} scenarios)" if base else f"{len(results)} scenarios"))
     if isinstance(name, dict):  # dsv3sim validate: scenario is a dict with a name
         name = name.get("name")
     if not isinstance(name, str):
         name = Path(result_json).stem if base else "result"
     page = Page(title=f"dsv3sim: {name}", subtitle=f"{len(results)} result(s)")
+    if len(results) > 1:  # a study: compare its scenarios first, as the rows of a sweep
+        from dsv3sim.report.sweep import sweep_section
+
+        rows = [dict(res, scenario=res.get("scenario") if isinstance(res.get("scenario"), str) else h)
+                for h, res in results]
+        cmp = sweep_section({"sweep": rows}, RenderContext(prefix="cmp"))
+        cmp.key, cmp.title = "study", f"Comparison of the {len(results)} scenarios"
+        page.blocks.append(("Study", [cmp]))
     for i, (heading, res) in enumerate(results):
         ctx = RenderContext(base_dir=base, chrome_trace=Path(chrome_trace) if chrome_trace and i == 0 else None,
                             price_per_gpu_hour=price_per_gpu_hour or DEFAULT_PRICE_PER_GPU_HOUR,

@@ -100,6 +100,8 @@ class Page:
                 anchor = f"b{bi}-{s.key}"
                 if bi == 0 or not multi:
                     nav.append(f'<a href="#{anchor}">{esc(s.title)}</a>')
+                elif s.key == "summary":  # later blocks: one link each
+                    nav.append(f'<a href="#{anchor}">{esc(heading)}</a>')
                 body.append(f'<section id="{anchor}" data-section="{esc(s.key)}"><h2>{esc(s.title)}</h2>'
                             f"{s.body}</section>")
             missing = [s for s in secs if not s.present]

@@ -45,7 +45,7 @@ def test_empty_result_renders_with_absent_sections():
 
 def test_multi_scenario_file_renders_one_block_each(train_result, sweep_result):
     page = build_page({"pretrain": train_result, "ep_sweep": sweep_result})
-    assert [h for h, _ in page.blocks] == ["pretrain", "ep_sweep"]
+    assert [h for h, _ in page.blocks] == ["Study", "pretrain", "ep_sweep"]  # a comparison first, then each
     ids = re.findall(r'data-dsv3sim-figure="([^"]+)"', page.html(""))
     assert len(ids) == len(set(ids)) == page.n_figures  # figure ids unique across blocks
 
@@ -81,3 +81,11 @@ def test_result_objects_and_infeasible(tmp_path):
     html, page = render_html([bad, {"params": {"ep": 8}, "step_time_s": 1.0}])  # a list renders as a sweep
     sweep = next(s for _, secs in page.blocks for s in secs if s.key == "sweep")
     assert sweep.present and "does not fit in HBM" in sweep.body
+
+
+def test_study_comparison_block(train_result):
+    slow = dict(train_result, scenario="slow", step_time_s=40.0)
+    page = build_page({"fast": train_result, "slow": slow})
+    (_, (cmp,)) = page.blocks[0]
+    assert cmp.key == "study" and cmp.n_figures == 1
+    assert "<td>slow</td><td>40</td>" in cmp.body and "<td>fixture_pretrain</td><td>20</td>" in cmp.body
