@@ -135,15 +135,17 @@ def probe(ctx, quick: bool = False) -> dict:
         from dsv3sim.validate.parts import build
         ctx.status.enter("compute")
         cfg = load_model_config(spec.model)
-        if "parts" not in ctx.extra:
-            ctx.extra["parts"] = build(cfg, spec.seed)
-        out["components"] = profile_components(cfg, spec, dev, ctx.sync, rank, parts=ctx.extra["parts"],
+        parts = build(cfg, spec.seed)  # meta-built: only what the profile materialises is allocated, then freed
+        out["components"] = profile_components(cfg, spec, dev, ctx.sync, rank, parts=parts,
                                                 reps=min(3, spec.profile_reps) if quick else spec.profile_reps)
-        out["components"]["grad_sync"] = _grad_sync(ctx, cfg, iters)
+        out["components"]["grad_sync"] = _grad_sync(ctx, cfg, iters, parts)
+        del parts
+        if dev.type == "cuda":
+            torch.cuda.empty_cache()
     return out
 
 
-def _grad_sync(ctx, cfg, iters: int) -> dict:
+def _grad_sync(ctx, cfg, iters: int, parts) -> dict:
     """The run's gradient all-reduces (same buffers, same groups, same code as ``train._allreduce``) timed
     here on synthetic gradients: dense grads over the replica group, expert grads over the DP group."""
     from dsv3sim.validate.components import rank_params
@@ -159,7 +161,7 @@ def _grad_sync(ctx, cfg, iters: int) -> dict:
     groups = ctx.extra["groups"]
     if groups.replica_size <= 1 and groups.dp_size <= 1:  # nothing to all-reduce (one replica)
         return {"F": 0.0, "B": 0.0, "F_s": [0.0], "B_s": [0.0], "bytes": 0}
-    dense, experts = rank_params(ctx.extra["parts"], cfg, spec, ctx.rank)
+    dense, experts = rank_params(parts, cfg, spec, ctx.rank)
     dtype = torch.bfloat16 if ctx.device.type == "cuda" else torch.float32
 
     def fake(ps):

@@ -31,6 +31,7 @@ from dsv3sim.validate.parts import build, materialize
 from dsv3sim.validate.schedule import plan
 
 REPS = 8
+MAX_PROFILED_EXPERTS = 16  # GPU memory: a V3-width expert is 88 MB of BF16 weights (+ grads)
 
 
 def _samples(fn, make_input, reps: int, sync) -> tuple[list[float], list[float]]:
@@ -82,14 +83,20 @@ def profile_components(cfg, spec, device: torch.device, sync, rank: int = 0, *, 
     if moe is not None:
         K, E = cfg.num_experts_per_tok, cfg.n_routed_experts
         Er = E // spec.ep
-        exs = mat(moe.expert_slice(0, Er))  # this rank's expert module exactly as the run calls it
+        # this rank's expert module exactly as the run calls it; above MAX_PROFILED_EXPERTS a slice of that many
+        # is timed and scaled by Er / n (a grouped GEMM's time is a sum over its experts at equal rows)
+        n_prof = min(Er, MAX_PROFILED_EXPERTS)
+        exs = mat(moe.expert_slice(0, n_prof))
+        scale = Er / n_prof
         mean_rows = max(T * K // E, 1)  # rows per expert with balanced routing
         per = sorted({mean_rows // 4 or 1, mean_rows, 4 * mean_rows})
         pts, rel_f, rel_b = [], [], []
         for r in per:
-            s = _summary(*_samples(lambda x, r=r: exs(x, [r] * Er),
-                                   lambda r=r: torch.randn(r * Er, D, dtype=dtype, device=device), reps, sync),
+            s = _summary(*_samples(lambda x, r=r: exs(x, [r] * n_prof),
+                                   lambda r=r: torch.randn(r * n_prof, D, dtype=dtype, device=device), reps, sync),
                          bwd_start)
+            s["F"], s["B"] = s["F"] * scale, s["B"] * scale
+            s["F_s"], s["B_s"] = [x * scale for x in s["F_s"]], [x * scale for x in s["B_s"]]
             pts.append((r * Er, s["F"], s["B"]))
             rel_f += [x / s["F"] for x in s["F_s"]] if s["F"] else []
             rel_b += [x / s["B"] for x in s["B_s"]] if s["B"] else []
@@ -151,17 +158,18 @@ def rank_params(parts, cfg, spec, rank: int) -> tuple[list[torch.nn.Parameter], 
     return list({id(p): p for p in ps}.values()), [p for m in ex for p in m.parameters()]
 
 
-def _optim(params: list[torch.nn.Parameter], device, dtype, sync, reps: int, max_elems: int = 1 << 27) -> dict:
+def _optim(params: list[torch.nn.Parameter], device, dtype, sync, reps: int, max_elems: int = 1 << 26) -> dict:
     """AdamW step (fused on CUDA, as train.py) over this rank's parameter shapes. Above ``max_elems`` elements
-    only a prefix of the tensors is stepped and the time scaled by total / stepped elements (AdamW is
-    element-wise: its time is linear in the elements once tensors are large)."""
+    only the tensors that fit in that budget are stepped (one flat tensor of the budget if none fits) and the
+    time scaled by total / stepped elements (AdamW is element-wise: linear in elements for large tensors)."""
     total = sum(p.numel() for p in params)
     take, n = [], 0
     for p in params:
-        if n >= max_elems:
-            break
-        take.append(p)
-        n += p.numel()
+        if n + p.numel() <= max_elems:
+            take.append(p)
+            n += p.numel()
+    if not take:
+        take, n = [torch.empty(max_elems, device="meta")], max_elems
     scale = total / n if n else 1.0
     ps = [torch.nn.Parameter(torch.randn(p.shape, dtype=dtype, device=device)) for p in take]
     for p in ps:
