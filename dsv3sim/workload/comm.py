@@ -226,17 +226,16 @@ def ep_link_bound(topo: Topology, plan_key: tuple, *, kind: str, mode: str, dtyp
     one link class is the bottleneck; tests/workload/test_comm.py compares it with ``simulate_ep``.
     Returns (seconds, bytes per link class for the whole group).
     """
-    from dsv3sim.sim.deepep import ep_counts, token_bytes
+    from dsv3sim.sim.deepep import token_bytes
 
     plan = ep_plan(**dict(plan_key))
     ep = plan.routing.shape[0]
-    ranks = tuple(range(ep))
-    c = ep_counts(topo, ranks, plan.routing, plan.n_physical)
+    c = _counts(topo, plan_key)
     b = token_bytes(kind, mode, dtype, hidden)
     if mode == "low-latency":
         msgs = c.sel_rank.astype(np.float64)
     else:
-        msgs = _normal_messages(topo, ep, c)
+        msgs = _normal_messages_cached(topo, plan_key)
     if kind != "dispatch":
         msgs = msgs.T  # combine: expert GPU r sends back to token owner s along path(r, s)
     pair_of, link_of, lat_of = _incidence(topo, ep)
@@ -250,6 +249,20 @@ def ep_link_bound(topo: Topology, plan_key: tuple, *, kind: str, mode: str, dtyp
         if load[lk.id]:
             by_class[lk.cls] = by_class.get(lk.cls, 0.0) + float(load[lk.id])
     return t, by_class
+
+
+@lru_cache(maxsize=64)
+def _counts(topo: Topology, plan_key: tuple):
+    from dsv3sim.sim.deepep import ep_counts
+
+    plan = ep_plan(**dict(plan_key))
+    return ep_counts(topo, tuple(range(plan.routing.shape[0])), plan.routing, plan.n_physical)
+
+
+@lru_cache(maxsize=64)
+def _normal_messages_cached(topo: Topology, plan_key: tuple) -> np.ndarray:
+    plan = ep_plan(**dict(plan_key))
+    return _normal_messages(topo, plan.routing.shape[0], _counts(topo, plan_key))
 
 
 def _normal_messages(topo: Topology, ep: int, c) -> np.ndarray:

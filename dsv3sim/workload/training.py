@@ -39,6 +39,11 @@ COMM_B = ("combine(B)", "dispatch(B)")
 ADAMW_BYTES_PER_PARAM = 22.0  # r/w FP32 master (8) + r FP32 grad (4) + r/w 2 BF16 moments (8) + w BF16 weight (2)
 
 
+@lru_cache(maxsize=64)
+def _schedule(name: str, pp: int, microbatches: int):
+    return generate(name, pp, microbatches)
+
+
 def activation_bytes(cfg: ModelConfig, i: int, recompute: bool = True) -> float:
     """Per token, layer ``i``: cost/memory.py's itemisation with two DeepSeek-V3 savings it does not apply.
 
@@ -81,6 +86,11 @@ def stage_layers(cfg: ModelConfig, pp: int) -> list[list[int]]:
 
 def _stage_params(cfg: ModelConfig, layers: list[int], first: bool, last: bool) -> tuple[float, float]:
     """(non-expert, routed-expert) parameters of a stage."""
+    return _stage_params_cached(cfg, tuple(layers), first, last)
+
+
+@lru_cache(maxsize=4096)
+def _stage_params_cached(cfg: ModelConfig, layers: tuple, first: bool, last: bool) -> tuple[float, float]:
     ne = ex = 0.0
     for i in layers:
         p = mtp_module_params(cfg) if i >= cfg.num_hidden_layers else layer_params(cfg, i)
@@ -179,14 +189,21 @@ def simulate_training(scn: Scenario) -> TrainingResult | Infeasible:
                    for d in out]
         return out
 
-    sched = generate(w.schedule, p.pp, scn.microbatches)
+    sched = _schedule(w.schedule, p.pp, scn.microbatches)
     runs: dict = {}
+
+    def signature(stage: int) -> tuple:
+        """Stages with the same layer kinds in the same order have identical chunk times (exact reuse)."""
+        kinds = tuple("mtp" if i >= cfg.num_hidden_layers else ("moe" if cfg.is_moe and cfg.is_moe_layer(i)
+                                                               else "dense") for i in layers_of[stage])
+        return kinds + (("head",) if stage == p.pp - 1 else ())
+
+    sigs = [signature(s) for s in range(p.pp)]
 
     def chunk(rank: int, a: Action):
         slow = scn.perturb.straggler_slowdown if rank == straggler_rank else 1.0
-        key = (rank, str(a) if a.is_pair else a.ops[0].kind + str(a.ops[0].chunk))
-        if a.is_pair:
-            key = (rank, "&".join(o.kind + str(o.chunk) for o in a.ops))
+        key = (rank == 0 and scn.record, slow, a.is_pair,
+               tuple((o.kind, sigs[sched.stage_of(rank, o.chunk)]) for o in a.ops))
         r = runs.get(key)
         if r is None:
             parts = [(o.kind, stage_dicts(sched.stage_of(rank, o.chunk), a.is_pair, slow)) for o in a.ops]
@@ -292,7 +309,8 @@ def simulate_training(scn: Scenario) -> TrainingResult | Infeasible:
         cfg, cfg.num_hidden_layers - 1, gpu=gpu, tokens=T, seq_len=w.seq_len, expert_rows=rows,
         local_experts=local_experts, gemm_dtype=w.gemm_dtype, sm_fraction=frac).sources))
     sources += [f"GPU {gpu}: {perf.source}", f"topology {topo.cfg.name}: " + "; ".join(topo.cfg.sources)]
-    chunk_times = {f"rank{k[0]}:{k[1]}": v.time_s for k, v in sorted(runs.items(), key=lambda kv: str(kv[0]))}
+    chunk_times = {"&".join(f"{kind}[{'+'.join(sig)}]" for kind, sig in k[3]) + (f" x{k[1]:g} slow" if k[1] != 1
+                   else ""): v.time_s for k, v in sorted(runs.items(), key=lambda kv: str(kv[0]))}
     return TrainingResult(
         scenario=scn.name, model=cfg.name if hasattr(cfg, "name") else scn.model, topology=topo.cfg.name, gpu=gpu,
         n_gpus=world, parallel={"pp": p.pp, "dp": p.dp, "tp": p.tp, "ep": p.ep, "schedule": w.schedule,
