@@ -33,3 +33,31 @@ def test_committed_trace(path):
         assert tr.node_ids().max() < tr.layout.n_nodes
         per_token = [len(set(row)) for row in tr.node_ids().reshape(-1, tr.topk).tolist()]
         assert max(per_token) <= tr.node_limit
+
+
+def test_captured_trace_stats_equal_bruteforce():
+    """The committed capture from the trained tiny model: stats by numpy == stats by plain loops (first 1500 tokens)."""
+    import sys
+
+    from dsv3sim.trace.routing_trace import RoutingTrace
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    import _trace_bruteforce as bf
+
+    full = load_trace(TRACES / "tiny_aux-free_ep8_nl2.npz")
+    assert full.meta["source"] == "capture" and full.meta["checkpoint"]
+    tr = RoutingTrace(n_experts=full.n_experts, layers=full.layers, expert_ids=full.expert_ids[:, :1500],
+                      seq_ids=full.seq_ids[:1500], n_group=full.n_group, layout=full.layout,
+                      node_limit=full.node_limit, meta=full.meta)
+    st = trace_stats(tr)
+    ids, E, lay = tr.expert_ids.tolist(), tr.n_experts, tr.layout
+    loads = bf.loads(ids, E)
+    assert st["expert_load"] == [[float(x) for x in r] for r in loads]
+    assert st["expert_load_max_over_mean"] == pytest.approx(max(bf.max_over_mean(r) for r in loads))
+    hist, counts, per_node = bf.nodes_per_token(ids, E, lay.ep, lay.gpus_per_node)
+    assert st["nodes_per_token_hist"] == {str(n): hist.get(n, 0) for n in range(1, lay.n_nodes + 1)}
+    assert st["max_nodes_per_token"] == max(counts) <= tr.node_limit
+    assert st["experts_per_node_per_token_mean"] == pytest.approx(sum(per_node) / len(per_node))
+    sends = [bf.deepep_sends_every_source(t, E, lay.ep, lay.gpus_per_node) for layer in ids for t in layer]
+    assert st["comm"]["ib_sends_per_token_layer"] == pytest.approx(sum(s[0] for s in sends) / len(sends))
+    assert st["comm"]["nvlink_sends_per_token_layer"] == pytest.approx(sum(s[1] for s in sends) / len(sends))
