@@ -125,8 +125,11 @@ def fp8_gemm(aq, sa, bq, sb, *, b_block: bool, out_dtype: torch.dtype) -> torch.
     m, k = aq.shape
     n = bq.shape[0]
     if aq.is_cuda:
-        if k % TILE == 0 and n % TILE == 0 and m % 16 == 0 and gpu_blockwise_ok(aq.device, b_block):
-            return _scaled_mm(aq, sa, bq, sb, b_block, out_dtype)
+        if k % TILE == 0 and n % TILE == 0 and gpu_blockwise_ok(aq.device, b_block):
+            try:
+                return _scaled_mm(aq, sa, bq, sb, b_block, out_dtype)
+            except RuntimeError:  # a shape cuBLASLt refuses (e.g. M alignment): dequantised BF16 GEMM instead
+                pass
         a = dequantize(aq, sa, 1).to(torch.bfloat16)
         b = dequantize(bq, sb, TILE if b_block else 1).to(torch.bfloat16)
         return (a @ b.t()).to(out_dtype)
