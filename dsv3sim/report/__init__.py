@@ -56,6 +56,10 @@ def build_page(result_json, *, chrome_trace: str | Path | None = None,
                      (f"{Path(result_json).stem} ({len(results)} scenarios)" if base else f"{len(results)} scenarios"))
     if isinstance(name, dict):  # dsv3sim validate: scenario is a dict with a name
         name = name.get("name")
+    if name is None and isinstance(data.get("sweep"), list) and data["sweep"]:  # a sweep: its base scenario
+        first = data["sweep"][0] if isinstance(data["sweep"][0], dict) else {}
+        if isinstance(first.get("scenario"), str):
+            name = f"sweep of {first['scenario'].split('[')[0]} ({len(data['sweep'])} points)"
     if not isinstance(name, str):
         name = Path(result_json).stem if base else "result"
     page = Page(title=f"dsv3sim: {name}", subtitle=f"{len(results)} result(s)")

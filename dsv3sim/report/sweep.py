@@ -99,9 +99,11 @@ def sweep_section(result: dict, ctx) -> Section:
                     fig.add_trace(go.Scatter(x=[a for a, _ in ok], y=[b for _, b in ok], name=g or m, legendgroup=g,
                                              showlegend=col == 1 and bool(g), mode="lines+markers",
                                              line={"color": palette[gi % len(palette)]}), row=1, col=col)
-                bad = [(p.get(x), r) for p, _, r in flat if r]  # infeasible points sit on the x axis
+                bad = [(p.get(x), r) for p, _, r in flat if r]  # infeasible points sit below the feasible ones
                 if bad:
-                    fig.add_trace(go.Scatter(x=[a for a, _ in bad], y=[0] * len(bad), mode="markers",
+                    ys = [ms[m] for _, ms, r in flat if not r and m in ms]
+                    floor = (min(ys) - 0.05 * ((max(ys) - min(ys)) or abs(min(ys)) or 1.0)) if ys else 0.0
+                    fig.add_trace(go.Scatter(x=[a for a, _ in bad], y=[floor] * len(bad), mode="markers",
                                              marker={"symbol": "x", "color": "#e45756", "size": 10},
                                              name="infeasible", legendgroup="infeasible", showlegend=col == 1,
                                              hovertext=[r for _, r in bad], hoverinfo="text+x"), row=1, col=col)
