@@ -9,8 +9,10 @@ torch.profiler (``prof.export_chrome_trace``) writes CPU ops (``cat: cpu_op``, `
 ``record_function``) on host pids and GPU work (``kernel``, ``gpu_memcpy``, ``gpu_memset``,
 ``gpu_user_annotation``) on one pid per device, one tid per CUDA stream. When a trace has GPU events we keep
 those (what the device did), otherwise the CPU ones. DeepSeek's profile-data traces annotate chunks with
-``attn(F)``, ``mlp(F)``, ``dispatch(F)``, ``combine(F)`` and the (B)/(W) variants; ``category`` maps any name
-(NCCL / DeepEP kernels included) onto those families so a simulated and a real timeline colour alike.
+``attn(F)``, ``mlp(F)``, ``dispatch(F)``, ``combine(F)`` and the (B)/(W) variants; ``record_function`` ranges
+(``user_annotation``/``gpu_user_annotation``) get a lane of their own above the kernels of their stream.
+``category`` maps any name (NCCL / DeepEP kernels included) onto those families so a simulated and a real
+timeline colour alike.
 """
 
 from __future__ import annotations
@@ -140,10 +142,12 @@ def read_slices(source: str | Path | dict | list, *, max_slices: int = 50_000) -
     dropped = max(0, len(raw) - max_slices)
     raw = raw[:max_slices]
     out = []
-    for pid, tid, name, ts, dur, _ in raw:
+    for pid, tid, name, ts, dur, cat in raw:
         pl = pnames.get(pid, f"pid {pid}")
         tl = tnames.get((pid, tid), str(tid) if isinstance(tid, str) and not tid.isdigit() else f"tid {tid}")
-        out.append(Slice(lane=f"{pl} / {tl}", lane_key=(sort_key(pid), sort_key(tid)), name=name,
+        ann = cat in ("gpu_user_annotation", "user_annotation")  # record_function ranges: a row of their own,
+        out.append(Slice(lane=f"{pl} / {tl}" + (" (annotations)" if ann else ""),  # above the kernels they span
+                         lane_key=(sort_key(pid), sort_key(tid), 0 if ann else 1), name=name,
                          start_s=(ts - t0) * 1e-6, dur_s=max(dur, 0.0) * 1e-6))
     return out, {"kind": kind, "kept": len(out), "dropped": dropped, "lanes": len({s.lane for s in out})}
 

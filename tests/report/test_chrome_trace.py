@@ -16,7 +16,10 @@ from .conftest import torch_like_trace
 def test_torch_profiler_layout_keeps_gpu_lanes():
     ss, info = read_slices(torch_like_trace())
     assert info["kind"] == "torch.profiler (GPU)"
-    assert {s.lane for s in ss} == {"GPU 0 / stream 7", "GPU 0 / stream 20"}
+    assert {s.lane for s in ss} == {"GPU 0 / stream 7 (annotations)", "GPU 0 / stream 7", "GPU 0 / stream 20"}
+    assert [s.lane for s in ss if s.name == "attn(F)"] == ["GPU 0 / stream 7 (annotations)"]
+    order = sorted({(s.lane_key, s.lane) for s in ss})
+    assert [lane for _, lane in order] == ["GPU 0 / stream 7 (annotations)", "GPU 0 / stream 7", "GPU 0 / stream 20"]
     assert min(s.start_s for s in ss) == 0.0  # rebased to the first kept event (ts 1010 us)
     nccl = next(s for s in ss if s.name.startswith("nccl"))
     assert nccl.start_s == pytest.approx(90e-6) and nccl.dur_s == pytest.approx(400e-6)
