@@ -30,10 +30,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from dsv3sim.config.model import load_model_config  # noqa: E402
-from dsv3sim.nn import fp8 as F8  # noqa: E402
-from dsv3sim.nn.moe import permute, routed_experts  # noqa: E402
-from dsv3sim.nn.transformer import Block  # noqa: E402
+from dsv3sim.config.model import load_model_config
+from dsv3sim.nn import fp8 as F8
+from dsv3sim.nn.moe import permute, routed_experts
+from dsv3sim.nn.transformer import Block
 
 
 def timer(fn, reps: int, warmup: int, device: str) -> float:
@@ -200,7 +200,7 @@ def main() -> int:
         res["fp8_over_bf16_gemm_speedup_loop"] = res["moe_gemm_bf16_loop"]["ms"] / res["moe_gemm_fp8"]["ms"]
     if "moe_gemm_fp8" in res and "moe_gemm_bf16" in res:
         res["fp8_over_bf16_gemm_speedup_vs_grouped"] = res["moe_gemm_bf16"]["ms"] / res["moe_gemm_fp8"]["ms"]
-    del wq, wtq, wgrad_ops, wg, wu, wd
+    wq = wtq = wgrad_ops = wg = wu = wd = None  # free the expert operands before the layer run
     if dev == "cuda":
         torch.cuda.empty_cache()
 

@@ -13,8 +13,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from dsv3sim.config.model import load_model_config  # noqa: E402
-from dsv3sim.nn.train import TrainOptions, train  # noqa: E402
+from dsv3sim.config.model import load_model_config
+from dsv3sim.nn.train import TrainOptions, train
 
 
 def main() -> int:

@@ -33,7 +33,7 @@ def _hf_prefix(name: str, n_layers: int) -> str:
     """Our module path -> HF path (without experts splitting)."""
     if name.startswith("layers."):
         return "model." + name
-    if name.startswith("embed_tokens.") or name.startswith("norm."):
+    if name.startswith(("embed_tokens.", "norm.")):
         return "model." + name
     m = re.match(r"^mtp\.(\d+)\.(.*)$", name)
     if m:

@@ -16,8 +16,8 @@ Weights: g = s_sel / sum(s_sel) when norm_topk_prob (V3 eq. 13), then x routed_s
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 import torch
 import torch.nn.functional as F

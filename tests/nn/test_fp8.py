@@ -7,8 +7,15 @@ from __future__ import annotations
 import pytest
 import torch
 
-from dsv3sim.nn.fp8 import (E4M3_MAX, dequantize, fp8_linear, gemm_emulated, gemm_reference, quantize_1x128,
-                            quantize_128x128)
+from dsv3sim.nn.fp8 import (
+    E4M3_MAX,
+    dequantize,
+    fp8_linear,
+    gemm_emulated,
+    gemm_reference,
+    quantize_1x128,
+    quantize_128x128,
+)
 
 # Bound used below: per element |x - deq(q(x))| <= 2^-4 |x| + s * 2^-10 (E4M3 normal numbers keep 3 mantissa
 # bits -> half-ulp 2^-4 relative; subnormal spacing 2^-9 of the scale s). For Gaussian GEMM operands the

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
-
 import pytest
 import torch
 
@@ -90,6 +88,5 @@ def test_capture_routing_records_and_restores(tiny):
 
 def test_capture_rejects_bad_override(tiny):
     m = Transformer(tiny)
-    with pytest.raises(ValueError, match="n_group"):
-        with capture_routing(m, n_group=3):
-            pass
+    with pytest.raises(ValueError, match="n_group"), capture_routing(m, n_group=3):
+        pass
