@@ -151,7 +151,9 @@ def _print_stats(st: dict) -> None:
                  ("nodes per token: mean / max", f"{st['nodes_per_token_mean']:.3f} / {st['max_nodes_per_token']}"),
                  ("nodes per token histogram", json.dumps(st["nodes_per_token_hist"])),
                  ("experts per node per token: mean / max (V3: 3.2 at equal cost)",
-                  f"{st['experts_per_node_per_token_mean']:.3f} / {st['experts_per_node_per_token_max']}")]
+                  f"{st['experts_per_node_per_token_mean']:.3f} / {st['experts_per_node_per_token_max']}"),
+                 ("tokens received per GPU / node: max/mean (worst layer)",
+                  f"{st['gpu_recv_max_over_mean']:.3f} / {st['node_recv_max_over_mean']:.3f}")]
     if "cross_layer_mi_bits" in st:
         rows += [("MI cross-layer / within-sequence (bits)",
                   f"{st['cross_layer_mi_bits'] or 0:.4f} / {st['within_seq_mi_bits'] or 0:.4f}"),

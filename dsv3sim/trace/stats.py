@@ -11,6 +11,8 @@ Definitions (all per MoE layer unless said; "selection" = one of a token's top-k
 - mutual information (bits) between the expert of one selection and that of another: across adjacent MoE
   layers for the same token (``cross_layer_mi_bits``), and across adjacent tokens of a sequence in the same
   layer (``within_seq_mi_bits``); plug-in estimate, biased upward by about (E-1)^2 / (2 N ln 2) bits.
+- gpu_recv[l, g]: tokens of layer l that GPU g receives (one copy per token however many of its experts the
+  token chose; DeepEP dispatch) and its max/mean — the straggler of the all-to-all; node_recv likewise per node.
 - ``load_drift_tv``: mean total-variation distance between the load share of each of 8 consecutive token
   windows and the whole trace (0 = no drift; sampling noise alone gives a positive floor).
 """
@@ -90,6 +92,12 @@ def node_stats(trace: RoutingTrace, layout: EpLayout, node_limit: int | None) ->
     per_node = np.zeros((flat.shape[0], layout.n_nodes), dtype=np.int64)
     np.add.at(per_node, (np.repeat(np.arange(flat.shape[0]), flat.shape[1]), flat.ravel()), 1)
     touched = per_node[per_node > 0]
+    L, T, n = ids.shape[0], ids.shape[1], layout.n_nodes
+    node_recv = (per_node.reshape(L, T, n) > 0).sum(axis=1)                  # [L, nodes] tokens reaching a node
+    gpu_hit = np.zeros((L * T, layout.ep), dtype=bool)
+    gpu_hit[np.repeat(np.arange(L * T), ids.shape[2]), layout.gpu_of(ids).ravel()] = True
+    gpu_recv = gpu_hit.reshape(L, T, layout.ep).sum(axis=1)                  # [L, ep] token copies a GPU receives
+    g_mom, n_mom = max_over_mean(gpu_recv.astype(np.float64)), max_over_mean(node_recv.astype(np.float64))
     return {
         "layout": layout.to_dict(),
         "node_limit": node_limit,
@@ -102,6 +110,11 @@ def node_stats(trace: RoutingTrace, layout: EpLayout, node_limit: int | None) ->
         "max_gpus_per_token": int(gpt.max()),
         "experts_per_node_per_token_mean": float(touched.mean()),
         "experts_per_node_per_token_max": int(touched.max()),
+        "gpu_recv_tokens": gpu_recv.tolist(),
+        "gpu_recv_max_over_mean_by_layer": [float(x) for x in g_mom],
+        "gpu_recv_max_over_mean": float(np.nanmax(g_mom)),
+        "node_recv_max_over_mean_by_layer": [float(x) for x in n_mom],
+        "node_recv_max_over_mean": float(np.nanmax(n_mom)),
         "deepseek_v3_reference": DEEPSEEK_V3_REFERENCE,
     }
 

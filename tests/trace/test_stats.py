@@ -42,6 +42,18 @@ def test_stats_equal_bruteforce(ep, gpn):
     assert st["nodes_per_token_mean"] == pytest.approx(sum(counts) / len(counts), rel=1e-12)
     assert st["experts_per_node_per_token_mean"] == pytest.approx(sum(per_node) / len(per_node), rel=1e-12)
     assert st["experts_per_node_per_token_max"] == max(per_node)
+    for l, layer in enumerate(ids):
+        recv = [0] * ep
+        for tok in layer:
+            for g in {bf.gpu_of(e, E, ep) for e in tok}:
+                recv[g] += 1
+        assert st["gpu_recv_tokens"][l] == recv
+        assert st["gpu_recv_max_over_mean_by_layer"][l] == pytest.approx(bf.max_over_mean(recv), rel=1e-12)
+        nrecv = [0] * (ep // gpn)
+        for tok in layer:
+            for nd in {bf.node_of(e, E, ep, gpn) for e in tok}:
+                nrecv[nd] += 1
+        assert st["node_recv_max_over_mean_by_layer"][l] == pytest.approx(bf.max_over_mean(nrecv), rel=1e-12)
     ib = nvl = 0.0
     n = 0
     for layer in ids:
