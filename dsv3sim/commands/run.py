@@ -49,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
 
     t0 = time.perf_counter()
     scenarios = load(args.scenario)
-    results = {name: to_json(simulate(s)) for name, s in scenarios.items()}
+    results = {s.name: to_json(simulate(s)) for s in scenarios.values()}
     for name, d in results.items():
         print(summarize(name, d))
     data = next(iter(results.values())) if len(results) == 1 else results

@@ -1,0 +1,63 @@
+"""EP communication: the busiest-link bound against the event simulation; routing plans and placement."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from dsv3sim.config.scenario import Perturbation
+from dsv3sim.workload import comm as C
+
+
+def _key(**kw):
+    d = dict(n_experts=256, topk=8, ep=16, gpus_per_node=8, tokens_per_rank=256, node_limit=None, trace=None,
+             placement="contiguous", redundant=0, seed=0)
+    d.update(kw)
+    return tuple(sorted(d.items()))
+
+
+@pytest.mark.parametrize("kind,dtype", [("dispatch", "fp8"), ("combine", "bf16")])
+def test_bound_below_simulation_and_close(kind, dtype):
+    """Two routes: the max-min flow simulation never beats the busiest link, and stays within 35 % of it."""
+    topo = C.build_topology("h800-deepseek", None, Perturbation(), 0)
+    key = _key()
+    sim = C.ep_comm(topo, key, kind=kind, mode="normal", dtype=dtype, hidden=7168).time_s
+    bound, by_class = C.ep_link_bound(topo, key, kind=kind, mode="normal", dtype=dtype, hidden=7168)
+    assert bound <= sim * (1 + 1e-9)
+    assert sim <= 1.35 * bound
+    assert by_class.get("nic_tx", 0) > 0 and by_class.get("nvlink_rx", 0) > 0
+
+
+def test_halving_ib_never_helps_and_moves_no_bytes():
+    key = _key(tokens_per_rank=1024)
+    t1, b1 = C.ep_link_bound(C.build_topology("h800-deepseek", None, Perturbation(), 0), key, kind="dispatch",
+                            mode="normal", dtype="fp8", hidden=7168)
+    t2, b2 = C.ep_link_bound(C.build_topology("h800-deepseek", None, Perturbation(nic_bandwidth_scale=0.5), 0), key,
+                             kind="dispatch", mode="normal", dtype="fp8", hidden=7168)
+    assert t2 >= t1 and b1 == b2
+
+
+def test_node_limit_histogram():
+    p = C.ep_plan(**dict(_key(ep=64, node_limit=3, tokens_per_rank=64)))
+    assert p.nodes_per_token.sum() == 64 * 64
+    assert p.nodes_per_token[3:].sum() == 0 and p.nodes_per_token[2] > 0  # at most M=3 of 8 nodes
+    assert p.load_before.sum() == 64 * 64 * 8
+
+
+def test_eplb_placement_flattens_skewed_load():
+    off = C.ep_plan(**dict(_key(ep=32, tokens_per_rank=512, trace="synth:zipf=1.2", node_limit=4)))
+    on = C.ep_plan(**dict(_key(ep=32, tokens_per_rank=512, trace="synth:zipf=1.2", node_limit=4, placement="eplb",
+                                 redundant=32, n_group=8)))
+    mm = lambda a: a.max() / a.mean()  # noqa: E731
+    assert mm(off.load_after) > 1.5
+    assert mm(on.load_after) < mm(off.load_after)
+    assert on.n_physical == 288 and on.routing.max() < 288
+    assert np.array_equal(np.sort(off.expert_load), np.sort(on.expert_load))  # same logical routing
+
+
+def test_degraded_link_and_bad_name():
+    topo = C.build_topology("h800-deepseek", None, Perturbation(degraded_link="nic:0.0->leaf:0.0",
+                                                               degraded_fraction=0.25), 0)
+    lk = [x for x in topo.links if x.name == "nic:0.0->leaf:0.0"][0]
+    assert lk.capacity == pytest.approx(0.25 * 50e9 * 0.9)
+    with pytest.raises(ValueError, match="not a link"):
+        C.build_topology("h800-deepseek", None, Perturbation(degraded_link="nope"), 0)

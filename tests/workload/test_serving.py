@@ -1,0 +1,67 @@
+"""Serving: identities, KV capacity bound, MTP, MLA vs GQA capacity."""
+from __future__ import annotations
+
+import pytest
+
+from dsv3sim.config.model import load_model_config
+from dsv3sim.config.scenario import DecodeWorkload, ParallelDims, PrefillWorkload, Scenario
+from dsv3sim.cost.kvcache import kv_cache_bytes_per_token
+from dsv3sim.results import Infeasible, ServingResult, to_json
+from dsv3sim.workload import simulate
+from dsv3sim.workload.serving import kv_capacity
+
+
+def _decode(**kw) -> Scenario:
+    w = dict(context_len=4096, batch_per_gpu=32, redundant_experts=0, mtp_acceptance=0.8)
+    w.update(kw)
+    return Scenario(name="dec", model="deepseek-v3", topology="h800-deepseek", parallel=ParallelDims(dp=64, ep=64),
+                    workload=DecodeWorkload(**w))
+
+
+def test_decode_identities_and_mtp():
+    r = simulate(_decode())
+    assert isinstance(r, ServingResult)
+    m = r.metrics
+    assert m["decode_tokens_per_s_per_node"] == pytest.approx(8 * m["decode_tokens_per_s_per_gpu"])
+    assert m["decode_tokens_per_s_per_gpu"] == pytest.approx(32 * 1.8 / m["step_time_s_decode"])
+    assert m["tpot_s"] == pytest.approx(m["step_time_s_decode"] / 1.8)
+    no_mtp = simulate(_decode(mtp=False))
+    # MTP verifies 2 tokens per request per step: a longer step but more tokens per step at 80 % acceptance
+    assert no_mtp.metrics["step_time_s_decode"] < m["step_time_s_decode"]
+    assert no_mtp.metrics["decode_tokens_per_s_per_gpu"] < m["decode_tokens_per_s_per_gpu"]
+    d = to_json(r)
+    assert d["decode_tokens_per_s_per_node"] == m["decode_tokens_per_s_per_node"]  # flattened for the report
+
+
+def test_decode_batch_bounded_by_kv():
+    r = simulate(_decode(batch_per_gpu=None, context_len=32768))
+    assert isinstance(r, ServingResult)
+    kv = r.kv
+    per_tok = kv_cache_bytes_per_token(load_model_config("deepseek-v3"))
+    assert r.metrics["batch_per_gpu"] == kv["max_batch_at_context"] == int(kv["kv_budget_bytes_per_gpu"] //
+                                                                            (32768 * per_tok))
+    over = simulate(_decode(batch_per_gpu=kv["max_batch_at_context"] + 1, context_len=32768))
+    assert isinstance(over, Infeasible) and "exceeds KV capacity" in over.reason
+
+
+def test_prefill_identities():
+    s = Scenario(name="pf", model="deepseek-v3", topology="h800-deepseek", parallel=ParallelDims(dp=32, ep=32),
+                 workload=PrefillWorkload(tokens_per_gpu=4096, prompt_len=4096, redundant_experts=32),
+                 comm_model="bound")
+    r = simulate(s)
+    m = r.metrics
+    assert m["prefill_tokens_per_s_per_gpu"] == pytest.approx(4096 / m["ttft_s"])
+    assert m["prefill_tokens_per_s_per_node"] == pytest.approx(8 * m["prefill_tokens_per_s_per_gpu"])
+    names = {e["name"] for e in r.timeline["events"]}
+    assert names == {"attn(F)", "mlp(F)", "dispatch(F)", "combine(F)"}
+    bad = simulate(s.with_(name="pf-bad", parallel=dict(dp=64, ep=32)))  # EP must span the instance
+    assert isinstance(bad, Infeasible) and "EP degree 32" in bad.reason
+
+
+def test_mla_vs_gqa_capacity_ratio():
+    for ctx in (32768, 131072):
+        v3 = kv_capacity("deepseek-v3", "H200", ctx)
+        gqa = kv_capacity("qwen2.5-72b", "H200", ctx)
+        assert v3["kv_bytes_per_token"] == 70272  # ISCA'25 Table 1
+        assert gqa["kv_bytes_per_token"] == 327680  # 80 layers x 8 KV heads x 128 x 2 (K,V) x 2 B
+        assert v3["max_requests_per_node"] == int(v3["kv_budget_bytes"] // (70272 * ctx))
