@@ -38,12 +38,11 @@ def load_maps(result: dict) -> list[tuple[str, list[list[float]], str]]:
     out = []
     if logical is not None:
         out.append(("routed load per logical expert", logical, "logical expert"))
-    unit = "GPU" if logical is not None or pick(result, "gpu_load_after", "load_per_gpu_after") is not None \
-        else "physical slot"
+    per_gpu = logical is not None or any(k in result for k in BEFORE + AFTER)  # results.py: loads per GPU
     if before is not None:
-        out.append(("before placement", before, unit if logical is not None else "logical expert"))
+        out.append(("before placement", before, "GPU" if per_gpu else "logical expert"))
     if after is not None:
-        out.append(("after placement", after, unit))
+        out.append(("after placement", after, "GPU" if per_gpu else "physical slot"))
     return out
 
 

@@ -52,13 +52,13 @@ def _components(d: dict) -> dict[str, float]:
     return out
 
 
-def parse_memory(mem) -> list[tuple[str, dict[str, float]]]:
+def parse_memory(mem, rank_label: str = "PP rank") -> list[tuple[str, dict[str, float]]]:
     if isinstance(mem, list):
         out = []
         for i, r in enumerate(mem):
             if isinstance(r, dict):
                 kind = next((k for k in ("name", "rank", "gpu", "stage") if k in r), None)
-                lab = {"name": "{}", "rank": "PP rank {}", None: "row {}"}.get(kind, kind + " {}").format(
+                lab = {"name": "{}", "rank": rank_label + " {}", None: "row {}"}.get(kind, kind + " {}").format(
                     r.get(kind, i) if kind else i)
                 c = _components(r.get("components", r) if isinstance(r.get("components"), dict) else r)
                 if c:
@@ -95,7 +95,8 @@ def memory_section(result: dict, ctx) -> Section:
 
     sec = Section(key="memory", title="Memory per GPU")
     mem = pick(result, "memory_per_gpu", "memory_per_gpu_bytes", "memory_per_gpu_GiB", "memory")
-    rows = parse_memory(mem) if mem is not None else []
+    rows = parse_memory(mem, "PP rank" if result.get("type", "training") == "training" else "rank") \
+        if mem is not None else []
     if not rows:
         sec.body, sec.present = absent("no memory breakdown in this result"), False
         return sec
@@ -134,6 +135,14 @@ def _model_names(result: dict) -> list[str]:
     if isinstance(extra, list):
         names += [str(x) for x in extra]
     return names
+
+
+def _fmt_cell(v) -> str:
+    if isinstance(v, float):
+        return f"{v:,.4g}" if abs(v) < 1e6 else f"{v:,.0f}"
+    if isinstance(v, int) and not isinstance(v, bool):
+        return f"{v:,}"
+    return "" if v is None else str(v)
 
 
 def _result_kv(result: dict) -> dict:
@@ -218,10 +227,17 @@ def kv_section(result: dict, ctx) -> Section:
                       yaxis={"type": "log", "title": "max batch per GPU"}, height=380,
                       margin={"l": 10, "r": 10, "t": 50, "b": 40})
     sim_html = ""
+    cmp = pick(result, "kv_compare_models", depth=2)
+    if isinstance(cmp, dict) and cmp and all(isinstance(v, dict) for v in cmp.values()):
+        cols: list[str] = []
+        for v in cmp.values():
+            cols += [k for k, x in v.items() if k not in cols and k != "model" and not isinstance(x, (dict, list))]
+        cmp_rows = [[m] + [_fmt_cell(v.get(c)) for c in cols] for m, v in cmp.items()]
+        sim_html += (note("Capacity per node as the simulator computed it (weights in each model's native dtype "
+                          "spread over the node):") + table(["model"] + cols, cmp_rows, set(range(1, len(cols) + 1))))
     if sim_kv:
-        sim_html = (note("KV figures of the simulated deployment (from the result):")
-                    + table(["field", "value"], [[k, f"{v:,.6g}" if isinstance(v, float) else v]
-                                                 for k, v in sim_kv.items()]))
+        sim_html += (note("KV figures of the simulated deployment (from the result):")
+                    + table(["field", "value"], [[k, _fmt_cell(v)] for k, v in sim_kv.items()], {1}))
     sec.body = sim_html + (note(esc(how) + f"; each GPU caches {lf:g} of the layers (attention data-parallel, as in "
                      "DeepSeek's decode deployment). Computed from the configs with dsv3sim.cost.kvcache.")
                 + table(hdr, body, set(range(2, len(hdr)))) + figure_html(fig, ctx.fig_id("kv"))

@@ -69,6 +69,7 @@ def summary_section(result: dict, ctx) -> Section:
             kv.append((label, f(v)))
     if kv:
         parts.append(cards(kv))
+    if gph is not None:
         parts.append(note(f"Cost stated at <b>${price:g} per GPU-hour</b> (DeepSeek-V3 report's H800 rental "
                           f"assumption; change with <code>--price-per-gpu-hour</code>). GPU-hours {esc(how)}."))
     bd = pick(result, *BREAKDOWN_KEYS)
@@ -84,6 +85,20 @@ def summary_section(result: dict, ctx) -> Section:
             fig.update_layout(title="Step time breakdown", xaxis_title="ms", height=120 + 28 * len(items),
                               margin={"l": 10, "r": 10, "t": 50, "b": 40}, yaxis={"autorange": "reversed"})
             parts.append(figure_html(fig, ctx.fig_id("breakdown")))
+            sec.n_figures += 1
+    lt = pick(result, "layer_time_s", depth=1)
+    if isinstance(lt, dict):
+        items = [(k, num(v)) for k, v in lt.items() if num(v) is not None]
+        if items:
+            import plotly.graph_objects as go
+
+            fig = go.Figure(go.Bar(x=[v * 1e6 for _, v in items], y=[k for k, _ in items], orientation="h",
+                                   text=[fmt_time(v) for _, v in items], textposition="auto",
+                                   marker_color=[_slice_colour(k) for k, _ in items]))
+            fig.update_layout(title="One layer of one micro-batch, by slice (before overlap)", xaxis_title="µs",
+                              height=120 + 28 * len(items), margin={"l": 10, "r": 10, "t": 50, "b": 40},
+                              yaxis={"autorange": "reversed"})
+            parts.append(figure_html(fig, ctx.fig_id("layer")))
             sec.n_figures += 1
     srcs = pick(result, "sources", depth=1)
     if isinstance(srcs, (list, tuple)) and srcs:
@@ -128,3 +143,9 @@ def fields_section(result: dict, ctx) -> Section:
     sec.body = ("<details><summary>" + esc(f"{len(rows)} fields (every scalar, as written by the simulator){more}")
                 + "</summary>" + table(["field", "value"], shown) + "</details>")
     return sec
+
+
+def _slice_colour(name: str) -> str:
+    from dsv3sim.report.timeline import color_of
+
+    return color_of(name)

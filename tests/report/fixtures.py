@@ -107,3 +107,36 @@ def sweep_result() -> dict:
             rows.append({"params": {"ep": ep, "ib_GBps": ib}, "step_time_s": 30.0 / ep ** 0.3 + 200.0 / ib,
                          "mfu": 0.2 + 0.001 * ep + 0.001 * ib})
     return {"scenario": "fixture_sweep", "sweep": rows}
+
+
+def decode_result() -> dict:
+    """The shape of dsv3sim.workload.serving's decode result (ServingResult.to_dict), small numbers."""
+    kv_tok = 70_272
+    metrics = {"decode_tokens_per_s_per_node": 14_000.0, "tpot_s": 0.05, "batch_per_gpu": 128,
+               "max_batch_per_gpu_kv": 160, "mtp_acceptance": 0.85}
+    ev = []
+    t = 0.0
+    for mb in (0, 1):
+        for layer in range(3):
+            for name, stream, d in (("attn(F)", "compute", 1e-4), ("dispatch(F)", "comm", 5e-5),
+                                    ("mlp(F)", "compute", 8e-5), ("combine(F)", "comm", 6e-5)):
+                ev.append({"rank": 0, "stream": stream, "name": name, "start_s": t, "end_s": t + d,
+                           "layer": layer, "microbatch": mb})
+                t += d
+    return {
+        "schema": "dsv3sim.result/1", "type": "serving", "scenario": "fixture-decode", "kind": "decode",
+        "model": "deepseek-v3", "topology": "h800-deepseek", "gpu": "H800", "n_gpus": 320, "n_nodes": 40.0,
+        "parallel": {"dp": 320, "attn_tp": 1, "ep": 320}, "metrics": metrics, **metrics,
+        "layer_time_s": {"attn(F)": 1e-4, "dispatch(F)": 5e-5, "mlp(F)": 8e-5, "combine(F)": 6e-5},
+        "kv": {"kv_bytes_per_token": kv_tok, "kv_budget_bytes_per_gpu": 160 * 4096 * kv_tok,
+               "max_batch_at_context": 160, "context_len": 4096, "kv_layers_fraction": 1.0,
+               "kv_compare_models": {"deepseek-v3": {"model": "deepseek-v3", "attention": "mla",
+                                                     "max_requests_per_node": 1200},
+                                     "llama3-70b": {"model": "llama3-70b", "attention": "gqa",
+                                                    "max_requests_per_node": 300}}},
+        "memory_per_gpu": [{"rank": 0, "weights_bytes": 5e9, "kv_cache_bytes": 128 * 4096 * kv_tok,
+                            "hbm_bytes": 80e9}],
+        "expert_load_before": [100.0] * 319 + [300.0], "expert_load_after": [101.0] * 320,
+        "nodes_per_token": {"hist": [0, 10, 50, 40, 0], "node_limit": None},
+        "timeline": {"events": ev}, "sources": ["fixture"],
+    }

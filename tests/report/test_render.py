@@ -89,3 +89,19 @@ def test_study_comparison_block(train_result):
     (_, (cmp,)) = page.blocks[0]
     assert cmp.key == "study" and cmp.n_figures == 1
     assert "<td>slow</td><td>40</td>" in cmp.body and "<td>fixture_pretrain</td><td>20</td>" in cmp.body
+
+
+def test_decode_result_sections():
+    from .conftest import fixtures
+
+    page = build_page(fixtures.decode_result())
+    secs = {s.key: s for _, ss in page.blocks for s in ss}
+    assert {k for k, s in secs.items() if s.present} >= {"summary", "timeline", "experts", "nodes", "memory",
+                                                         "kvcache"}
+    assert not secs["imbalance"].present and not secs["links"].present
+    kv = secs["kvcache"].body
+    assert "max_requests_per_node" in kv and "1,200" in kv  # the simulator's node-level comparison
+    # the analytic table uses the result's budget: exactly 160 requests of 4K context for V3
+    row = next(tr for tr in kv.split("<tr>") if tr.startswith("<td>deepseek-v3</td><td>MLA"))
+    assert '<td class="num">160</td>' in row
+    assert "14 k" in secs["summary"].body and "One layer of one micro-batch" in secs["summary"].body
