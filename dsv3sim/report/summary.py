@@ -102,7 +102,8 @@ def summary_section(result: dict, ctx) -> Section:
             sec.n_figures += 1
     srcs = pick(result, "sources", depth=1)
     if isinstance(srcs, (list, tuple)) and srcs:
-        parts.append(f"<details><summary>{len(srcs)} sources of the constants behind this result</summary><ul>"
+        parts.append(f"<details><summary>{len(srcs)} source{'s' if len(srcs) > 1 else ''} of the constants behind "
+                     "this result</summary><ul>"
                      + "".join(f"<li>{esc(x)}</li>" for x in srcs) + "</ul></details>")
     if not kv and not bd and not reason:
         parts.append(absent("no summary metrics in this result"))
