@@ -49,7 +49,13 @@ def run(args: argparse.Namespace) -> int:
 
     t0 = time.perf_counter()
     scenarios = load(args.scenario)
+    from dsv3sim.workload.validation import comparisons
+
     results = {s.name: to_json(simulate(s)) for s in scenarios.values()}
+    for d in results.values():
+        rows = comparisons(d)
+        if rows:
+            d["validation"] = {"rows": rows}
     for name, d in results.items():
         print(summarize(name, d))
     data = next(iter(results.values())) if len(results) == 1 else results

@@ -1,0 +1,72 @@
+"""Predictions for DeepSeek's own deployments against DeepSeek's published figures, errors printed.
+
+Sources and what each figure includes: dsv3sim/workload/validation.py. Default tests use the busiest-link
+all-to-all bound (fast); the ``slow`` tests run the event simulation of the network. Tolerances are wide on
+purpose (published figures are whole-run / 24-hour averages; we simulate steady-state capacity), but each one
+can fail: a 2x error in either direction fails every test here.
+"""
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+from dsv3sim.results import to_json
+from dsv3sim.workload import simulate
+from dsv3sim.workload.validation import comparisons
+
+SCEN = Path(__file__).resolve().parents[2] / "scenarios"
+
+
+def _mod(name):
+    sp = importlib.util.spec_from_file_location(f"val_{name}", SCEN / f"{name}.py")
+    m = importlib.util.module_from_spec(sp)
+    sp.loader.exec_module(m)
+    return m
+
+
+def _report(rows):
+    for r in rows:
+        print(f"{r['name']}: predicted {r['predicted']:,.3g} vs published {r['published']:,.3g} {r['unit']} "
+              f"-> error {r['rel_error']:+.1%} ({r['source']})")
+
+
+def _pretrain(comm_model):
+    d = to_json(simulate(_mod("deepseek_v3_pretrain").pretrain().with_(comm_model=comm_model, record=False)))
+    rows = comparisons(d)
+    _report(rows)
+    return d, rows
+
+
+def test_pretrain_gpu_hours_per_trillion_tokens_bound():
+    d, rows = _pretrain("bound")
+    (r,) = rows
+    # a steady-state step cannot cost more than the whole published run; and not less than half of it
+    assert -0.5 < r["rel_error"] <= 0.05
+    assert 0.25 < d["mfu"] < 0.7
+
+
+@pytest.mark.slow
+def test_pretrain_gpu_hours_per_trillion_tokens_simulated_network():
+    d, rows = _pretrain("sim")
+    assert -0.5 < rows[0]["rel_error"] <= 0.05
+
+
+def test_prefill_day6_per_node():
+    d = to_json(simulate(_mod("deepseek_v3_serving").prefill_day6().with_(comm_model="bound")))
+    rows = comparisons(d)
+    _report(rows)
+    published, computed_only = rows
+    assert 0.5 < published["predicted"] / published["published"] < 2.0
+    assert computed_only["rel_error"] > -0.2  # capacity >= a 24 h average of computed tokens
+
+
+def test_decode_day6_per_node_and_speed():
+    s = _mod("deepseek_v3_serving").decode_day6().with_(workload=dict(mtp_acceptance=0.85))
+    d = to_json(simulate(s))
+    rows = comparisons(d)
+    _report(rows)
+    node, speed, mtp = rows
+    assert -0.2 < node["rel_error"] < 1.0  # capacity at 128 requests/GPU vs a 24 h average
+    assert abs(speed["rel_error"]) < 0.25
