@@ -60,10 +60,14 @@ def simulate_ep(topo: Topology, *, kind: str, ep: int, routing: np.ndarray | lis
                 n_experts: int, mode: str = "normal", dtype: str = "fp8", hidden: int = 7168, chunks: int = 6,
                 taper: bool = True,
                 n_groups: int | None = None, reduce: bool = True, record: bool = False,
-                return_network: bool = False):
+                return_network: bool = False, method: str = "auto", max_flows: int = 2000):
     """Dispatch or combine on ``n_groups`` EP groups (default: the whole cluster).
 
     ``routing`` is ``[ep, tokens, k]`` (every group routes the same) or a list with one per group.
+    ``method``: "flow" (max-min flow simulation), "bound" (low-latency only: kernel + path latency + the most
+    loaded link's bytes / capacity, what max-min converges to for many balanced flows; cost linear in flows)
+    or "auto" (flow unless a low-latency run would need more than ``max_flows`` flows: one flow per
+    (source, target) pair makes every recomputation touch all flows, so EP >= 64 low-latency is slow).
     """
     groups = ep_groups(topo, ep, n_groups)
     same = not isinstance(routing, list)
@@ -72,6 +76,16 @@ def simulate_ep(topo: Topology, *, kind: str, ep: int, routing: np.ndarray | lis
         raise ValueError(f"{len(routings)} routings for {len(groups)} EP groups")
     reduced = reduce and same and len(groups) > 1 and groups_independent(topo, groups)
     sim_groups = groups[:1] if reduced else groups
+    if method not in ("auto", "flow", "bound"):
+        raise ValueError(f"method must be auto, flow or bound, got {method!r}")
+    if method == "bound" and mode != "low-latency":
+        raise ValueError("method='bound' is for low-latency mode (normal mode's relay pipeline needs the flows)")
+    if mode == "low-latency" and method != "flow":
+        c0 = ep_counts(topo, sim_groups[0], np.asarray(routings[0]), n_experts)
+        n_pairs = int(np.count_nonzero(c0.sel_rank) - np.count_nonzero(np.diag(c0.sel_rank))) * len(sim_groups)
+        if method == "bound" or n_pairs > max_flows:
+            return _bound(topo, kind=kind, groups=groups, sim_groups=sim_groups, routings=routings,
+                          n_experts=n_experts, first=c0, dtype=dtype, hidden=hidden)
     env = simpy.Environment()
     net = FlowNetwork(env, [lk.capacity for lk in topo.links], record=record)
     counts: list[EpCounts] = []
@@ -107,8 +121,54 @@ def simulate_ep(topo: Topology, *, kind: str, ep: int, routing: np.ndarray | lis
         n_flows=len(net.done), n_events=net.n_events, tokens_dispatched=expect if kind == "dispatch" else 0,
         tokens_combined=expect if kind == "combine" else 0, bytes_sent=net.bytes_sent * scale,
         bytes_received=net.bytes_received * scale, n_groups=len(groups), groups_simulated=len(sim_groups),
-        comm_sms=topo.cfg.comm_sms, **stats)
+        comm_sms=topo.cfg.comm_sms, method="flow", **stats)
     return (res, net) if return_network else res
+
+
+class _Loads:
+    """Link byte totals of a bound estimate, shaped like a finished FlowNetwork for link_stats."""
+
+    def __init__(self, capacity):
+        self.capacity, self.link_bytes, self.n_events, self.done = capacity, {}, 0, []
+
+
+def _bound(topo: Topology, *, kind, groups, sim_groups, routings, n_experts, first, dtype, hidden) -> CommResult:
+    """Low-latency dispatch/combine as kernel + path latency + max over links of bytes / capacity."""
+    b = token_bytes(kind, "low-latency", dtype, hidden)
+    loads = _Loads([lk.capacity for lk in topo.links])
+    lb = loads.link_bytes
+    lat = 0.0
+    counts = []
+    for i, ranks in enumerate(sim_groups):
+        c = first if i == 0 else ep_counts(topo, ranks, np.asarray(routings[i]), n_experts)
+        counts.append(c)
+        ss, rr = np.nonzero(c.sel_rank)
+        for s, r in zip(ss.tolist(), rr.tolist()):
+            if s == r:
+                continue
+            a, d = (ranks[s], ranks[r]) if kind == "dispatch" else (ranks[r], ranks[s])
+            p = topo.path(a, d)
+            nb = float(c.sel_rank[s, r]) * b
+            for lid in p:
+                lb[lid] = lb.get(lid, 0.0) + nb
+            lat = max(lat, topo.path_latency(p))
+            loads.n_events += 2
+    t = topo.cfg.kernel_latency + lat + max((v / loads.capacity[k] for k, v in lb.items()), default=0.0)
+    scale = len(groups) / len(sim_groups)
+    stats = link_stats(topo, loads, t, scale=scale)
+    n_ranks = sum(len(c.ranks) for c in counts)
+    nic = stats["bytes_by_class"].get("nic_tx", 0.0) / scale
+    nvl = stats["bytes_by_class"].get("nvlink_rx", 0.0) / scale
+    lr = sum(deepep_logical_bytes(c, kind=kind, mode="low-latency", b=b)[0] for c in counts) / len(counts)
+    sent = sum(float(c.sel_rank.sum() - np.trace(c.sel_rank)) * b for c in counts) * scale
+    pairs = sum(int(c.sel_rank.sum()) for c in counts)
+    return CommResult(kind=kind, mode="low-latency", n_ranks=len(sim_groups[0]), time_s=t,
+                      rdma_GBps=nic / n_ranks / t / 1e9, nvlink_GBps=nvl / n_ranks / t / 1e9,
+                      deepep_rdma_GBps=lr / t / 1e9, deepep_nvlink_GBps=lr / t / 1e9, n_flows=loads.n_events // 2,
+                      n_events=0, tokens_dispatched=pairs if kind == "dispatch" else 0,
+                      tokens_combined=pairs if kind == "combine" else 0, bytes_sent=sent, bytes_received=sent,
+                      n_groups=len(groups), groups_simulated=len(sim_groups), comm_sms=topo.cfg.comm_sms,
+                      method="bound", **stats)
 
 
 def _retarget(c: EpCounts, ranks: tuple[int, ...]) -> EpCounts:

@@ -31,6 +31,7 @@ class CommResult:
     n_groups: int = 1  # EP/collective groups the result stands for
     groups_simulated: int = 1
     comm_sms: int = 0
+    method: str = "flow"  # "flow": max-min flow simulation; "bound": bottleneck-link bound (ep_run.simulate_ep)
 
     def to_dict(self) -> dict:
         return asdict(self)

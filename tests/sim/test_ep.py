@@ -130,3 +130,18 @@ def test_bad_input_is_a_value_error():
         simulate_ep(topo, kind="dispatch", ep=16, routing=np.zeros((8, 4, 2), dtype=np.int32), n_experts=E)
     with pytest.raises(ValueError, match="n_experts"):
         simulate_ep(topo, kind="dispatch", ep=16, routing=_routing(), n_experts=60)
+
+
+def test_low_latency_bound_brackets_the_flow_simulation():
+    topo, ep = _topo(), 16
+    r = _routing(ep, n=64, m=None)
+    for kind in ("dispatch", "combine"):
+        flow = simulate_ep(topo, kind=kind, ep=ep, routing=r, n_experts=E, hidden=H, mode="low-latency",
+                           n_groups=1, method="flow")
+        bound = simulate_ep(topo, kind=kind, ep=ep, routing=r, n_experts=E, hidden=H, mode="low-latency",
+                            n_groups=1, method="bound")
+        spread = max(topo.path_latency(topo.path(a, b)) for a in range(ep) for b in range(ep))
+        assert (flow.method, bound.method) == ("flow", "bound")
+        assert flow.time_s <= bound.time_s * (1 + 1e-12) <= flow.time_s + spread
+        assert bound.bytes_by_class == pytest.approx(flow.bytes_by_class, rel=1e-12)
+        assert bound.tokens_dispatched == flow.tokens_dispatched and bound.tokens_combined == flow.tokens_combined
