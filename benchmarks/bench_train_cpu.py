@@ -31,14 +31,19 @@ def main() -> int:
     for name, fp8, steps in (("fp32", False, a.steps), ("fp8_emulated", True, a.fp8_steps)):
         _, r = train(cfg, TrainOptions(steps=steps, fp8=fp8, seed=0))
         rows[name] = {"steps": steps, "tokens_per_s": r["tokens_per_s"], "s_per_step": r["train_s"] / steps,
+                      "tokens_per_cpu_s": steps * r["batch"] * r["seq_len"] / r["train_cpu_s"],
                       "loss_first": r["loss_first"], "loss_last": r["loss_last"]}
-    print(f"{'path':14s} {'tokens/s':>10s} {'s/step':>8s}")
+    import os
+
+    load = os.getloadavg()[0]
+    print(f"load average {load:.1f} on {os.cpu_count()} cores (wall-clock figures shrink with other load)")
+    print(f"{'path':14s} {'tokens/s':>10s} {'tokens/cpu-s':>13s} {'s/step':>8s}")
     for k, v in rows.items():
-        print(f"{k:14s} {v['tokens_per_s']:10.0f} {v['s_per_step']:8.3f}")
+        print(f"{k:14s} {v['tokens_per_s']:10.0f} {v['tokens_per_cpu_s']:13.0f} {v['s_per_step']:8.3f}")
     print(f"fp8-emulated / fp32 time per step: {rows['fp8_emulated']['s_per_step'] / rows['fp32']['s_per_step']:.1f}x")
     if a.out:
         Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(a.out).write_text(json.dumps({"config": cfg.name, "threads": a.threads, **rows}, indent=1))
+        Path(a.out).write_text(json.dumps({"config": cfg.name, "threads": a.threads, "load_average": load, **rows}, indent=1))
     return 0
 
 

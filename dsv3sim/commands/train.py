@@ -36,6 +36,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="bias update speed for aux-free (default 0.01; V3 used 0.001 at 15k-sequence batches)")
     p.add_argument("--alpha", type=float, default=None,
                    help="balance-loss weight (default: config aux_loss_alpha for aux-free, 0.01 for aux-loss)")
+    p.add_argument("--device", default="cpu", help="torch device (default cpu; e.g. cuda)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
@@ -49,7 +50,8 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     cfg = load_model_config(args.config)
     o = TrainOptions(steps=args.steps, balance=args.balance, seed=args.seed, fp8=args.fp8, batch=args.batch_size,
-                     seq_len=args.seq_len, lr=args.lr, gamma=args.gamma, alpha=args.alpha)
+                     seq_len=args.seq_len, lr=args.lr, gamma=args.gamma, alpha=args.alpha,
+                     device=args.device)
     on_step = None
     progress = None
     if sys.stderr.isatty() and not args.json:

@@ -38,6 +38,7 @@ class TrainOptions:
     gamma: float = 0.01
     alpha: float | None = None
     corpus_bytes: int = 3_000_000
+    device: str = "cpu"
 
     def __post_init__(self) -> None:
         if self.balance not in BALANCE:
@@ -89,6 +90,7 @@ def train(cfg: ModelConfig, o: TrainOptions, *, stream: torch.Tensor | None = No
     torch.manual_seed(o.seed)
     model = Transformer(cfg, init=False)
     model.reset_parameters(seed=o.seed)
+    model.to(o.device)
     model.set_fp8(o.fp8)
     configure_balance(model, o)
     model.train()
@@ -103,11 +105,11 @@ def train(cfg: ModelConfig, o: TrainOptions, *, stream: torch.Tensor | None = No
                             lr=o.lr, betas=(0.9, 0.95), eps=1e-8)
     main_moe = model.moe_layers(include_mtp=False)
     history: list[dict] = []
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     for step in range(o.steps):
         for g in opt.param_groups:
             g["lr"] = lr_at(step, o)
-        tokens = next(data)
+        tokens = next(data).to(o.device)
         loss, parts = model.loss(tokens)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -125,7 +127,7 @@ def train(cfg: ModelConfig, o: TrainOptions, *, stream: torch.Tensor | None = No
         history.append(rec)
         if on_step is not None:
             on_step(step, rec)
-    dt = time.perf_counter() - t0
+    dt, cpu = time.perf_counter() - t0, time.process_time() - c0
     n_first = max(1, min(10, o.steps // 10))
     result = {
         "config": cfg.name, "steps": o.steps, "balance": o.balance, "seed": o.seed, "fp8": o.fp8,
@@ -133,7 +135,7 @@ def train(cfg: ModelConfig, o: TrainOptions, *, stream: torch.Tensor | None = No
         "loss_first": sum(h["loss"] for h in history[:n_first]) / n_first,
         "loss_last": sum(h["loss"] for h in history[-n_first:]) / n_first,
         "expert_load_max_over_mean": summarize_load(history) if main_moe else None,
-        "tokens_per_s": o.steps * o.batch * o.seq_len / dt, "train_s": dt,
+        "tokens_per_s": o.steps * o.batch * o.seq_len / dt, "train_s": dt, "train_cpu_s": cpu,
         "n_train_tokens_available": int(stream.numel()),
         "history": history,
     }
