@@ -47,12 +47,17 @@ def combine_message_bytes(hidden: int) -> int:
     return 2 * hidden
 
 
-def distinct_per_row(a: np.ndarray, n_values: int) -> np.ndarray:
-    """Number of distinct values along the last axis of a non-negative int array ([..., k] -> [...])."""
-    flat = a.reshape(-1, a.shape[-1])
-    hit = np.zeros((flat.shape[0], n_values), dtype=bool)
-    hit[np.arange(flat.shape[0])[:, None], flat] = True
-    return hit.sum(axis=1).reshape(a.shape[:-1])
+def first_occurrence(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Sort the last axis of an int array and flag the first copy of each value: (sorted, is_first), same shape."""
+    srt = np.sort(a, axis=-1)
+    first = np.ones(srt.shape, dtype=bool)
+    first[..., 1:] = srt[..., 1:] != srt[..., :-1]
+    return srt, first
+
+
+def distinct_per_row(a: np.ndarray, n_values: int | None = None) -> np.ndarray:
+    """Number of distinct values along the last axis of an int array ([..., k] -> [...]); O(k log k) per row."""
+    return first_occurrence(a)[1].sum(axis=-1)
 
 
 def expected_sends(expert_ids: np.ndarray, layout: EpLayout) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

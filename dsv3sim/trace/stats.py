@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from dsv3sim.trace.comm_bytes import comm_bytes, distinct_per_row
+from dsv3sim.trace.comm_bytes import comm_bytes, distinct_per_row, first_occurrence
 from dsv3sim.trace.layout import EpLayout
 from dsv3sim.trace.routing_trace import RoutingTrace
 
@@ -87,16 +87,14 @@ def node_stats(trace: RoutingTrace, layout: EpLayout, node_limit: int | None) ->
     npt = distinct_per_row(nodes, layout.n_nodes)                      # [L, T]
     gpt = distinct_per_row(layout.gpu_of(ids), layout.ep)              # [L, T]
     hist = np.bincount(npt.ravel(), minlength=layout.n_nodes + 1)[1:]  # tokens touching 1..n_nodes nodes
-    # experts of one token on one node: count per (l, t, node)
-    flat = nodes.reshape(-1, nodes.shape[-1])
-    per_node = np.zeros((flat.shape[0], layout.n_nodes), dtype=np.int64)
-    np.add.at(per_node, (np.repeat(np.arange(flat.shape[0]), flat.shape[1]), flat.ravel()), 1)
-    touched = per_node[per_node > 0]
-    L, T, n = ids.shape[0], ids.shape[1], layout.n_nodes
-    node_recv = (per_node.reshape(L, T, n) > 0).sum(axis=1)                  # [L, nodes] tokens reaching a node
-    gpu_hit = np.zeros((L * T, layout.ep), dtype=bool)
-    gpu_hit[np.repeat(np.arange(L * T), ids.shape[2]), layout.gpu_of(ids).ravel()] = True
-    gpu_recv = gpu_hit.reshape(L, T, layout.ep).sum(axis=1)                  # [L, ep] token copies a GPU receives
+    # experts of one token on one node: run lengths of the sorted node ids of each (l, t)
+    srt, first = first_occurrence(nodes)                               # [L, T, k]
+    starts = np.nonzero(first.reshape(-1))[0]                          # flat index of each run start
+    touched = np.diff(np.append(starts, first.size))                   # run lengths (each row starts a run)
+    L = ids.shape[0]
+    node_recv = np.stack([np.bincount(srt[l][first[l]], minlength=layout.n_nodes) for l in range(L)])  # [L, nodes]
+    gsrt, gfirst = first_occurrence(layout.gpu_of(ids))
+    gpu_recv = np.stack([np.bincount(gsrt[l][gfirst[l]], minlength=layout.ep) for l in range(L)])      # [L, ep]
     g_mom, n_mom = max_over_mean(gpu_recv.astype(np.float64)), max_over_mean(node_recv.astype(np.float64))
     return {
         "layout": layout.to_dict(),
