@@ -17,7 +17,7 @@ from typing import Any
 RESULT_MARKERS = (
     "step_time_s", "mfu", "tokens_per_s", "schema", "scenario", "kind", "timeline", "chrome_trace",
     "prefill_tokens_per_s_per_node", "decode_tokens_per_s_per_node", "sweep", "rows", "validation",
-    "memory_per_gpu", "infeasible", "gpu_hours_per_trillion_tokens", "breakdown",
+    "memory_per_gpu", "infeasible", "gpu_hours_per_trillion_tokens", "breakdown", "traceEvents",
 )
 
 

@@ -50,7 +50,10 @@ def legend_key(name: str, names_by_time: list[str]) -> str:
 # ---------------------------------------------------------------- slices from a result
 
 def slices_from_result(result: dict, base_dir: Path | None = None) -> tuple[list[Slice], str]:
-    """Simulated slices stored in a result: ``timeline`` events, an embedded trace or a sibling trace file."""
+    """Simulated slices stored in a result: ``timeline`` events, an embedded trace or a sibling trace file.
+    A bare Chrome trace (``{"traceEvents": [...]}``, e.g. ``dsv3sim run --chrome-trace`` output) works too."""
+    if isinstance(result.get("traceEvents"), list):
+        return read_slices(result)[0], "Chrome trace"
     ev = pick(result, "timeline", "pipeline_timeline", "events", depth=2)
     if isinstance(ev, dict) and isinstance(ev.get("traceEvents"), list):
         return read_slices(ev)[0], "timeline (Chrome trace)"

@@ -95,3 +95,12 @@ def test_merged_trace_round_trips(tmp_path, train_json):
     back_sim = sorted(key(s) for s in back if s.lane.startswith("simulated"))
     assert back_sim == sorted(key(s) for s in sim)
     assert {s.lane for s in back if s.lane.startswith("real")} == {f"real: {ln}" for ln in {s.lane for s in real_ss}}
+
+
+def test_a_bare_chrome_trace_renders_as_the_timeline(tmp_path, train_result):
+    from dsv3sim.results import save_chrome_trace
+
+    p = save_chrome_trace(dict(train_result, timeline={"events": train_result["timeline"]}), tmp_path / "t.json")
+    page = build_page(p)
+    tl = next(s for _, secs in page.blocks for s in secs if s.key == "timeline")
+    assert tl.present and tl.n_figures == 1 and "from Chrome trace" in tl.body
