@@ -20,9 +20,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from dsv3sim.workload import simulate  # noqa: E402
-from dsv3sim.workload.loader import load  # noqa: E402
-from dsv3sim.workload.sweep import run_sweep  # noqa: E402
+from dsv3sim.workload import simulate
+from dsv3sim.workload.loader import load
+from dsv3sim.workload.sweep import run_sweep
 
 AXES = {
     "perturb.nic_bandwidth_scale": [0.25, 0.5, 1.0, 2.0, 4.0],

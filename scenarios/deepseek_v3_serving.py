@@ -37,7 +37,7 @@ def prefill() -> Scenario:
 
 def prefill_day6() -> Scenario:
     """Day 6: EP32 with MLA and shared expert DP32 (attention without TP)."""
-    return prefill().with_(name="deepseek-v3-prefill-day6", parallel=dict(dp=32, attn_tp=1),
+    return prefill().with_(name="deepseek-v3-prefill-day6", parallel={"dp": 32, "attn_tp": 1},
                            description="DeepSeek-V3/R1 prefill unit (open-infra-index Day 6)")
 
 
@@ -53,8 +53,8 @@ def decode() -> Scenario:
 
 def decode_day6() -> Scenario:
     """Day 6: EP144, MLA and shared expert DP144, 18 nodes, 32 redundant experts (2 routed per GPU)."""
-    return decode().with_(name="deepseek-v3-decode-day6", parallel=dict(dp=144, ep=144),
-                          workload=dict(redundant_experts=32),
+    return decode().with_(name="deepseek-v3-decode-day6", parallel={"dp": 144, "ep": 144},
+                          workload={"redundant_experts": 32},
                           description="DeepSeek-V3/R1 decode unit (open-infra-index Day 6)")
 
 

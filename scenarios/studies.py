@@ -42,45 +42,45 @@ def h200_vs_h800() -> dict[str, Scenario]:
 def ib_bandwidth() -> dict[str, Scenario]:
     """InfiniBand per-GPU bandwidth halved, as published, doubled."""
     b = _base()
-    return {f"ib-x{s:g}": b.with_(name=f"pretrain-ib-x{s:g}", perturb=dict(nic_bandwidth_scale=s))
+    return {f"ib-x{s:g}": b.with_(name=f"pretrain-ib-x{s:g}", perturb={"nic_bandwidth_scale": s})
             for s in (0.5, 1.0, 2.0)}
 
 
 def ep_degree() -> dict[str, Scenario]:
     """EP 8..128 with the rest as published (EP must divide 256 experts and DP=128)."""
     b = _base()
-    return {f"ep{e}": b.with_(name=f"pretrain-ep{e}", parallel=dict(ep=e)) for e in (8, 16, 32, 64, 128)}
+    return {f"ep{e}": b.with_(name=f"pretrain-ep{e}", parallel={"ep": e}) for e in (8, 16, 32, 64, 128)}
 
 
 def node_limit() -> dict[str, Scenario]:
     """Node-limited routing M = 1..8 nodes per token (EP64 spans 8 nodes; DeepSeek uses M=4)."""
     b = _base()
-    return {f"M{m}": b.with_(name=f"pretrain-M{m}", workload=dict(node_limit=m)) for m in range(1, 9)}
+    return {f"M{m}": b.with_(name=f"pretrain-M{m}", workload={"node_limit": m}) for m in range(1, 9)}
 
 
 def fp8_vs_bf16() -> dict[str, Scenario]:
     """FP8 GEMMs + FP8 dispatch (as published) vs BF16 everywhere."""
     b = _base()
     return {"fp8": b.with_(name="pretrain-fp8"),
-            "bf16": b.with_(name="pretrain-bf16", workload=dict(gemm_dtype="bf16", dispatch_dtype="bf16"))}
+            "bf16": b.with_(name="pretrain-bf16", workload={"gemm_dtype": "bf16", "dispatch_dtype": "bf16"})}
 
 
 def kv_capacity_long_context() -> dict[str, Scenario]:
     """Decode at 32K and 128K context with the batch set by KV capacity (MLA); each result's
     kv.kv_compare_models holds the GQA references (Qwen2.5-72B, Llama-3-70B) at the same context."""
     d = _srv.decode_day6()
-    return {f"decode-{c // 1024}k": d.with_(name=f"decode-{c // 1024}k", workload=dict(context_len=c,
-                                                                                      batch_per_gpu=None))
+    return {f"decode-{c // 1024}k": d.with_(name=f"decode-{c // 1024}k", workload={"context_len": c,
+                                                                                      "batch_per_gpu": None})
             for c in (32768, 131072)}
 
 
 def placement_skewed() -> dict[str, Scenario]:
     """Skewed routing (Zipf 1.2): contiguous experts vs EPLB with 32 redundant experts, prefill (Day-6 unit)."""
-    p = _srv.prefill_day6().with_(workload=dict(routing_trace=SKEWED_TRACE))
-    return {"placement-off": p.with_(name="prefill-skewed-contiguous", workload=dict(placement="contiguous",
-                                                                                   redundant_experts=0)),
-            "placement-on": p.with_(name="prefill-skewed-eplb", workload=dict(placement="eplb",
-                                                                            redundant_experts=32))}
+    p = _srv.prefill_day6().with_(workload={"routing_trace": SKEWED_TRACE})
+    return {"placement-off": p.with_(name="prefill-skewed-contiguous", workload={"placement": "contiguous",
+                                                                                   "redundant_experts": 0}),
+            "placement-on": p.with_(name="prefill-skewed-eplb", workload={"placement": "eplb",
+                                                                            "redundant_experts": 32})}
 
 
 def straggler() -> dict[str, Scenario]:
@@ -88,15 +88,15 @@ def straggler() -> dict[str, Scenario]:
     b = _base()
     return {"baseline": b.with_(name="pretrain-baseline"),
             "straggler": b.with_(name="pretrain-straggler-gpu0-x1.2",
-                                 perturb=dict(straggler_gpu=0, straggler_slowdown=1.2))}
+                                 perturb={"straggler_gpu": 0, "straggler_slowdown": 1.2})}
 
 
 def degraded_link() -> dict[str, Scenario]:
     """The NIC uplink of GPU 0 (node 0, plane 0) at 25 % of its capacity."""
     b = _base()
     return {"baseline": b.with_(name="pretrain-baseline"),
-            "degraded": b.with_(name="pretrain-degraded-nic0", perturb=dict(degraded_link="nic:0.0->leaf:0.0",
-                                                                          degraded_fraction=0.25))}
+            "degraded": b.with_(name="pretrain-degraded-nic0", perturb={"degraded_link": "nic:0.0->leaf:0.0",
+                                                                          "degraded_fraction": 0.25})}
 
 
 def all_studies() -> dict[str, Scenario]:

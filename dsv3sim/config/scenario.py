@@ -194,7 +194,7 @@ class Scenario:
         if self.comm_model not in ("sim", "bound"):
             raise ValueError(f"Scenario.comm_model must be 'sim' or 'bound', got {self.comm_model!r}")
         if not isinstance(self.workload, (TrainingWorkload, PrefillWorkload, DecodeWorkload)):
-            raise ValueError(f"Scenario.workload must be a Training/Prefill/DecodeWorkload, got "
+            raise ValueError(f"Scenario.workload must be a Training/Prefill/DecodeWorkload, got "  # noqa: TRY004
                              f"{type(self.workload).__name__}")
         if self.n_gpus is not None and self.n_gpus != self.parallel.world:
             raise ValueError(f"Scenario {self.name}: n_gpus={self.n_gpus} != pp*dp*tp*attn_tp="

@@ -87,9 +87,9 @@ def _trace_ids(spec: str, *, n_experts: int, topk: int, ep: int, gpus_per_node: 
         lay = EpLayout(n_experts=n_experts, ep=ep, gpus_per_node=min(gpus_per_node, ep))
         nl = node_limit if node_limit and lay.n_nodes > 1 and node_limit < lay.n_nodes else None
         return np.asarray(synthesize(sp, lay if nl else None, nl).expert_ids[0])
-    from dsv3sim.sim.routing import _read_ids
-
     from pathlib import Path
+
+    from dsv3sim.sim.routing import _read_ids
 
     return np.asarray(_read_ids(Path(spec), 0))
 
@@ -140,7 +140,7 @@ def ep_plan(*, n_experts: int, topk: int, ep: int, gpus_per_node: int, tokens_pe
                    np.full(ep, ids.size / ep)).astype(np.float64)
     if placement == "eplb" or redundant:
         n_nodes = max(1, ep // gpn)
-        phy2log, logcnt = _eplb(expert_load, n_phys, n_nodes, ep, n_group)
+        phy2log, _logcnt = _eplb(expert_load, n_phys, n_nodes, ep, n_group)
         cnt = np.bincount(phy2log, minlength=n_experts)
         table = np.full((n_experts, max(1, int(cnt.max()))), -1, dtype=np.int64)
         order_p = np.argsort(phy2log, kind="stable")  # replicas of each expert in physical-id order

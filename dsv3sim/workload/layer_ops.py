@@ -79,7 +79,7 @@ class _Acc:
             return
         eb = 1.0 if dtype == "fp8" else 2.0
         op = "grouped_gemm" if groups > 1 else "gemm"
-        shape = dict(m=m, n=n, k=k) if groups == 1 else dict(groups=groups, m=max(1, m // groups), n=n, k=k)
+        shape = {"m": m, "n": n, "k": k} if groups == 1 else {"groups": groups, "m": max(1, m // groups), "n": n, "k": k}
         self.add(slice_, op, dtype, 2.0 * m * k * n, eb * (m * k + groups * k * n) + 2.0 * m * n, **shape)
 
     def eltwise(self, slice_: str, n_elems: float, passes: float = 2.0) -> None:

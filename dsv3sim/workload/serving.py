@@ -28,7 +28,7 @@ from dsv3sim.config.model import ModelConfig, load_model_config
 from dsv3sim.config.scenario import DecodeWorkload, PrefillWorkload, Scenario
 from dsv3sim.cost.kvcache import kv_cache_bytes_per_token
 from dsv3sim.cost.memory import weight_bytes
-from dsv3sim.cost.params import attention_params, count_params, expert_params
+from dsv3sim.cost.params import expert_params
 from dsv3sim.results import Infeasible, ServingResult
 from dsv3sim.workload import comm as C
 from dsv3sim.workload.kernels import gpu_perf
@@ -49,10 +49,10 @@ def measured_mtp_acceptance() -> tuple[float, str]:
 
 def _plan_key(cfg: ModelConfig, w, ep: int, gpn: int, tokens: int, seed: int) -> tuple:
     placement = "eplb" if w.redundant_experts else w.placement
-    return tuple(sorted(dict(
-        n_experts=cfg.n_routed_experts, topk=cfg.num_experts_per_tok, ep=ep, gpus_per_node=gpn,
-        tokens_per_rank=tokens, node_limit=w.node_limit, trace=w.routing_trace, placement=placement,
-        redundant=w.redundant_experts, seed=seed, n_group=cfg.n_group).items()))
+    return tuple(sorted({
+        "n_experts": cfg.n_routed_experts, "topk": cfg.num_experts_per_tok, "ep": ep, "gpus_per_node": gpn,
+        "tokens_per_rank": tokens, "node_limit": w.node_limit, "trace": w.routing_trace, "placement": placement,
+        "redundant": w.redundant_experts, "seed": seed, "n_group": cfg.n_group}.items()))
 
 
 def _weights_per_gpu(cfg: ModelConfig, n_phys: int, ep: int, dtype: str) -> float:

@@ -117,10 +117,8 @@ def run_sweep(base: Scenario, points: list[dict], *, workers: int = 2, ray_addre
         return rows  # type: ignore[return-value]
     with ProcessPoolExecutor(max_workers=workers) as ex:
         futs = {ex.submit(_one, j): i for i, j in enumerate(jobs)}
-        done = 0
-        for f in as_completed(futs):
+        for done, f in enumerate(as_completed(futs), start=1):
             rows[futs[f]] = f.result()
-            done += 1
             if progress:
                 progress(done, len(jobs))
     return rows  # type: ignore[return-value]

@@ -18,7 +18,7 @@ L decoder layers spread evenly, the remainder to the middle stages (DeepSeek doe
 from __future__ import annotations
 
 import time
-from functools import lru_cache
+from functools import cache, lru_cache
 
 import numpy as np
 
@@ -133,10 +133,10 @@ def simulate_training(scn: Scenario) -> TrainingResult | Infeasible:
     plan = None
     if cfg.is_moe:
         try:
-            plan_key = tuple(sorted(dict(
-                n_experts=cfg.n_routed_experts, topk=cfg.num_experts_per_tok, ep=p.ep,
-                gpus_per_node=topo.cfg.gpus_per_node, tokens_per_rank=T, node_limit=w.node_limit,
-                trace=w.routing_trace, placement=w.placement, redundant=w.redundant_experts, seed=scn.seed).items()))
+            plan_key = tuple(sorted({
+                "n_experts": cfg.n_routed_experts, "topk": cfg.num_experts_per_tok, "ep": p.ep,
+                "gpus_per_node": topo.cfg.gpus_per_node, "tokens_per_rank": T, "node_limit": w.node_limit,
+                "trace": w.routing_trace, "placement": w.placement, "redundant": w.redundant_experts, "seed": scn.seed}.items()))
             plan = C.ep_plan(**dict(plan_key))
         except ValueError as e:
             return Infeasible(scenario=scn.name, kind="training", reason=str(e))
@@ -163,7 +163,7 @@ def simulate_training(scn: Scenario) -> TrainingResult | Infeasible:
             raise ValueError(f"straggler_gpu={scn.perturb.straggler_gpu} not in 0..{world - 1}")
         straggler_rank = scn.perturb.straggler_gpu // (p.dp * p.tp)  # GPU = stage * dp*tp + dp rank
 
-    @lru_cache(maxsize=None)
+    @cache
     def layer(i: int) -> tuple[dict, dict]:
         s = training_layer(cfg, min(i, cfg.num_hidden_layers - 1) if i >= cfg.num_hidden_layers else i, gpu=gpu,
                            tokens=T, seq_len=w.seq_len, expert_rows=rows, local_experts=local_experts,

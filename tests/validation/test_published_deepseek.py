@@ -49,7 +49,7 @@ def test_pretrain_gpu_hours_per_trillion_tokens_bound():
 
 @pytest.mark.slow
 def test_pretrain_gpu_hours_per_trillion_tokens_simulated_network():
-    d, rows = _pretrain("sim")
+    _d, rows = _pretrain("sim")
     assert -0.5 < rows[0]["rel_error"] <= 0.05
 
 
@@ -63,10 +63,10 @@ def test_prefill_day6_per_node():
 
 
 def test_decode_day6_per_node_and_speed():
-    s = _mod("deepseek_v3_serving").decode_day6().with_(workload=dict(mtp_acceptance=0.85))
+    s = _mod("deepseek_v3_serving").decode_day6().with_(workload={"mtp_acceptance": 0.85})
     d = to_json(simulate(s))
     rows = comparisons(d)
     _report(rows)
-    node, speed, mtp = rows
+    node, speed, _mtp = rows
     assert -0.2 < node["rel_error"] < 1.0  # capacity at 128 requests/GPU vs a 24 h average
     assert abs(speed["rel_error"]) < 0.25

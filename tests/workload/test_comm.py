@@ -9,8 +9,8 @@ from dsv3sim.workload import comm as C
 
 
 def _key(**kw):
-    d = dict(n_experts=256, topk=8, ep=16, gpus_per_node=8, tokens_per_rank=256, node_limit=None, trace=None,
-             placement="contiguous", redundant=0, seed=0)
+    d = {"n_experts": 256, "topk": 8, "ep": 16, "gpus_per_node": 8, "tokens_per_rank": 256, "node_limit": None, "trace": None,
+             "placement": "contiguous", "redundant": 0, "seed": 0}
     d.update(kw)
     return tuple(sorted(d.items()))
 
@@ -47,7 +47,7 @@ def test_eplb_placement_flattens_skewed_load():
     off = C.ep_plan(**dict(_key(ep=32, tokens_per_rank=512, trace="synth:zipf=1.2", node_limit=4)))
     on = C.ep_plan(**dict(_key(ep=32, tokens_per_rank=512, trace="synth:zipf=1.2", node_limit=4, placement="eplb",
                                  redundant=32, n_group=8)))
-    mm = lambda a: a.max() / a.mean()  # noqa: E731
+    mm = lambda a: a.max() / a.mean()
     assert mm(off.load_after) > 1.5
     assert mm(on.load_after) < mm(off.load_after)
     assert on.n_physical == 288 and on.routing.max() < 288
@@ -57,7 +57,7 @@ def test_eplb_placement_flattens_skewed_load():
 def test_degraded_link_and_bad_name():
     topo = C.build_topology("h800-deepseek", None, Perturbation(degraded_link="nic:0.0->leaf:0.0",
                                                                degraded_fraction=0.25), 0)
-    lk = [x for x in topo.links if x.name == "nic:0.0->leaf:0.0"][0]
+    lk = next(x for x in topo.links if x.name == "nic:0.0->leaf:0.0")
     assert lk.capacity == pytest.approx(0.25 * 50e9 * 0.9)
     with pytest.raises(ValueError, match="not a link"):
         C.build_topology("h800-deepseek", None, Perturbation(degraded_link="nope"), 0)

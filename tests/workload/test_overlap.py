@@ -2,6 +2,8 @@
 communication is shorter than the other chunk's compute hides it completely."""
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from dsv3sim.workload.overlap import run_chunks
@@ -44,4 +46,4 @@ def test_pair_streams_never_overlap_themselves():
     r = run_chunks([("F", [LAYER] * 3), ("BW", [LAYER] * 3)])
     for stream in ("compute", "comm"):
         sl = sorted((s.start, s.end) for s in r.slices if s.stream == stream)
-        assert all(a[1] <= b[0] + 1e-12 for a, b in zip(sl, sl[1:]))
+        assert all(a[1] <= b[0] + 1e-12 for a, b in itertools.pairwise(sl))

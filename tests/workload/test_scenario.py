@@ -31,6 +31,6 @@ def test_bad_inputs_rejected():
 
 def test_with_updates_nested_fields():
     s = Scenario(name="a", parallel=ParallelDims(pp=2, dp=4, ep=4), workload=TrainingWorkload(global_batch_sequences=16))
-    t = s.with_(name="b", parallel=dict(ep=2), perturb=dict(nic_bandwidth_scale=0.5))
+    t = s.with_(name="b", parallel={"ep": 2}, perturb={"nic_bandwidth_scale": 0.5})
     assert (t.parallel.ep, t.parallel.pp, t.perturb.nic_bandwidth_scale, s.parallel.ep) == (2, 2, 0.5, 4)
     assert t.microbatches == 16 // 4

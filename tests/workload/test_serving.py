@@ -12,7 +12,7 @@ from dsv3sim.workload.serving import kv_capacity
 
 
 def _decode(**kw) -> Scenario:
-    w = dict(context_len=4096, batch_per_gpu=32, redundant_experts=0, mtp_acceptance=0.8)
+    w = {"context_len": 4096, "batch_per_gpu": 32, "redundant_experts": 0, "mtp_acceptance": 0.8}
     w.update(kw)
     return Scenario(name="dec", model="deepseek-v3", topology="h800-deepseek", parallel=ParallelDims(dp=64, ep=64),
                     workload=DecodeWorkload(**w))
@@ -54,7 +54,7 @@ def test_prefill_identities():
     assert m["prefill_tokens_per_s_per_node"] == pytest.approx(8 * m["prefill_tokens_per_s_per_gpu"])
     names = {e["name"] for e in r.timeline["events"]}
     assert names == {"attn(F)", "mlp(F)", "dispatch(F)", "combine(F)"}
-    bad = simulate(s.with_(name="pf-bad", parallel=dict(dp=64, ep=32)))  # EP must span the instance
+    bad = simulate(s.with_(name="pf-bad", parallel={"dp": 64, "ep": 32}))  # EP must span the instance
     assert isinstance(bad, Infeasible) and "EP degree 32" in bad.reason
 
 

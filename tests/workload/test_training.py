@@ -25,7 +25,7 @@ def base(request):
 
 
 def test_breakdown_adds_up(base):
-    s, r = base
+    _s, r = base
     assert isinstance(r, TrainingResult)
     bd = r.breakdown_s
     pipe = sum(bd[k] for k in ("forward_s", "backward_input_s", "weight_grad_s", "backward_full_s",
@@ -35,7 +35,7 @@ def test_breakdown_adds_up(base):
 
 
 def test_throughput_identities(base):
-    s, r = base
+    _s, r = base
     tokens = 128 * 256
     assert r.tokens_per_step == tokens
     assert r.tokens_per_s == pytest.approx(tokens / r.step_time_s)
@@ -55,7 +55,7 @@ def test_deterministic_and_json_round_trip(base):
 
 
 def test_chrome_trace_profile_names_and_streams(base):
-    s, r = base
+    _s, r = base
     tr = chrome_trace(r)
     xs = [e for e in tr["traceEvents"] if e["ph"] == "X"]
     by_tid = {}
@@ -70,12 +70,12 @@ def test_chrome_trace_profile_names_and_streams(base):
 
 def test_what_ifs_move_the_right_way(base):
     s, r = base
-    slow_ib = simulate(s.with_(name="ib/2", perturb=dict(nic_bandwidth_scale=0.5)))
-    fast_ib = simulate(s.with_(name="ib*2", perturb=dict(nic_bandwidth_scale=2.0)))
+    slow_ib = simulate(s.with_(name="ib/2", perturb={"nic_bandwidth_scale": 0.5}))
+    fast_ib = simulate(s.with_(name="ib*2", perturb={"nic_bandwidth_scale": 2.0}))
     assert slow_ib.step_time_s >= r.step_time_s >= fast_ib.step_time_s
-    strag = simulate(s.with_(name="straggler", perturb=dict(straggler_gpu=0, straggler_slowdown=1.5)))
+    strag = simulate(s.with_(name="straggler", perturb={"straggler_gpu": 0, "straggler_slowdown": 1.5}))
     assert r.step_time_s * 1.02 < strag.step_time_s <= r.step_time_s * 1.5 + 1e-12
-    bf16 = simulate(s.with_(name="bf16", workload=dict(gemm_dtype="bf16", dispatch_dtype="bf16")))
+    bf16 = simulate(s.with_(name="bf16", workload={"gemm_dtype": "bf16", "dispatch_dtype": "bf16"}))
     assert bf16.step_time_s > r.step_time_s
 
 
@@ -83,7 +83,7 @@ def test_infeasible_configurations_are_results(base):
     s, _ = base
     r = simulate(s.with_(name="v3-pp2", model="deepseek-v3"))
     assert isinstance(r, Infeasible) and "does not fit in HBM" in r.reason
-    r2 = simulate(s.with_(name="ep-bad", model="deepseek-v3", parallel=dict(dp=24, ep=24),
-                          workload=dict(global_batch_sequences=48)))
+    r2 = simulate(s.with_(name="ep-bad", model="deepseek-v3", parallel={"dp": 24, "ep": 24},
+                          workload={"global_batch_sequences": 48}))
     assert isinstance(r2, Infeasible) and "does not divide" in r2.reason
     assert to_json(r2)["infeasible"] == r2.reason
