@@ -23,6 +23,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tokens", type=int, default=64, help="tokens to generate (default 64)")
     p.add_argument("--speculative", choices=("mtp",), default=None, help="MTP speculative decoding")
     p.add_argument("--prompt", default=None, help="prompt text (default: 32 tokens of held-out text)")
+    p.add_argument("--device", default="cpu", help="torch device (default cpu)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
@@ -43,17 +44,19 @@ def run(args: argparse.Namespace) -> int:
         from dsv3sim.nn.checkpoint import load
 
         load(model, args.checkpoint)
+    model.to(args.device)
     tok = tokenizer_for(cfg.vocab_size)
     if args.prompt:
         prompt = torch.tensor([tok.encode(args.prompt)])
     else:
         prompt = heldout_tokens(cfg, 32, 32, args.seed)[:1]
+    prompt = prompt.to(args.device)
     if prompt.shape[1] + args.tokens + 3 > cfg.max_position_embeddings:
         raise ValueError(f"prompt ({prompt.shape[1]}) + tokens ({args.tokens}) exceed max_position_embeddings "
                          f"({cfg.max_position_embeddings})")
     plain = generate(model, prompt, args.tokens)
     res = {"config": cfg.name, "checkpoint": args.checkpoint, "seed": args.seed, "tokens": args.tokens,
-           "prompt": tok.decode(prompt[0].tolist()), "text": tok.decode(plain.tokens),
+           "prompt": tok.decode(prompt[0].tolist()), "device": args.device, "text": tok.decode(plain.tokens),
            "tokens_per_s": plain.tokens_per_s, "main_forwards": plain.main_forwards,
            "kv_cache_bytes_per_token": model.allocate_cache(1, 1).bytes_per_token()}
     if args.speculative == "mtp":
