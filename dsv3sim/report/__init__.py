@@ -82,7 +82,9 @@ def build_page(result_json, *, chrome_trace: str | Path | None = None,
             if s is not None:
                 secs.append(s)
         page.blocks.append((heading, secs))
-    page.summary_line = _summary_line(results[0][1]) if results else ""
+    page.summary_line = (_summary_line(results[0][1]) if len(results) == 1 else
+                         f"{len(results)} scenarios: " + ", ".join(h for h, _ in results[:6])
+                         + (" …" if len(results) > 6 else ""))
     return page
 
 
@@ -90,6 +92,13 @@ def _summary_line(res: dict) -> str:
     from dsv3sim.report.data import fmt_si, fmt_time
 
     bits = []
+    rows = res.get("sweep")
+    if isinstance(rows, list):
+        bad = sum(1 for r in rows if isinstance(r, dict) and r.get("infeasible"))
+        bits.append(f"sweep of {len(rows)} points ({bad} infeasible)")
+    meas, pred = num(res.get("measured_step_s")), num(res.get("predicted_step_s"))
+    if meas and pred is not None:
+        bits.append(f"predicted {fmt_time(pred)} vs measured {fmt_time(meas)} ({(pred - meas) / meas * 100:+.1f}%)")
     reason = pick(res, "infeasible", depth=1)
     if isinstance(reason, str):
         bits.append(f"infeasible: {reason}")

@@ -26,7 +26,7 @@ def _head(path: Path, n: int = 8192) -> str:
 
 def report_entries(folder: Path) -> list[dict]:
     out = []
-    for p in sorted(folder.glob("*.html")):
+    for p in sorted(folder.glob("*.html"), key=lambda q: -q.stat().st_mtime):  # newest first
         if p.name == INDEX_NAME:
             continue
         head = _head(p)
@@ -45,7 +45,8 @@ def write_index(folder: str | Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     rows = report_entries(folder)
     trs = "".join(
-        f"<tr><td><a href=\"{esc(r['file'])}\">{esc(r['title'])}</a></td><td>{esc(r['summary'])}</td>"
+        f"<tr><td><a href=\"{esc(r['file'])}\">{esc(r['title'])}</a><br><span class='note'>{esc(r['file'])}"
+        f"</span></td><td>{esc(r['summary'])}</td>"
         f"<td>{esc(r['modified'])}</td><td class='num'>{r['size_MB']:.1f}</td></tr>" for r in rows)
     traces = sorted(p.name for p in folder.glob("*.json")) + sorted(p.name for p in folder.glob("*.json.gz"))
     tr_html = ("<section><h2>Chrome traces and result JSON here</h2><p class='note'>Open a trace in "
