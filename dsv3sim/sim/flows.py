@@ -10,9 +10,12 @@ senders' own links stay idle. Why max-min rather than proportional splitting per
 a flow more than its bottleneck allows, so capacity a flow cannot use elsewhere is handed to the others
 (what credit-based IB and NVLink flow control converge to for long flows). See NOTES.md.
 
-Rates change only when a flow starts or ends, and only inside the connected component (flows linked by
-shared links) of that flow, so only that component is recomputed. The next completion is kept in a
-heap; ties complete together in flow-id order, so a run is deterministic.
+Rates change only when a flow starts, ends or waits at a gate, and only inside the connected component
+(flows linked by shared links) of that flow. A union-find over links that ever carried a common flow gives
+a superset of that component (never split), which is recomputed; flows starting at one instant share one
+recomputation. The next completion is kept in a heap; ties complete together in flow-id order, so a run is
+deterministic. Milestones (events at b bytes in) and open gates cost a heap entry, not a recomputation;
+a gate that is still closed takes the flow out of the network until it opens (pipelined relays).
 """
 
 from __future__ import annotations
