@@ -24,6 +24,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--speculative", choices=("mtp",), default=None, help="MTP speculative decoding")
     p.add_argument("--prompt", default=None, help="prompt text (default: 32 tokens of held-out text)")
     p.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
@@ -37,6 +38,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.tokens <= 0:
         raise ValueError(f"--tokens must be > 0, got {args.tokens}")
+    torch.set_num_threads(args.threads)
     cfg = load_model_config(args.config)
     torch.manual_seed(args.seed)
     model = Transformer(cfg)

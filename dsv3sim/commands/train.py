@@ -37,7 +37,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--alpha", type=float, default=None,
                    help="balance-loss weight (default: config aux_loss_alpha for aux-free, 0.01 for aux-loss)")
     p.add_argument("--device", default="cpu", help="torch device (default cpu; e.g. cuda)")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch CPU threads (default 1: small GEMMs gain little from more, and a shared machine "
+                        "makes OpenMP spin)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
 
