@@ -33,8 +33,8 @@ def validation_rows(result: dict) -> list[dict]:
         if err is None:
             err = (pred - ref) / ref if ref else None
         out.append({"name": str(r.get("name", r.get("metric", "?"))), "predicted": pred, "reference": ref,
-                        "kind": ref_key, "source": str(r.get("source", "")), "unit": str(r.get("unit", "")), "error": err,
-                        "tolerance": num(r.get("tolerance", r.get("tol")))})
+                    "kind": ref_key, "source": str(r.get("source", "")), "unit": str(r.get("unit", "")), "error": err,
+                    "tolerance": num(r.get("tolerance", r.get("tol"))), "note": str(r.get("note", "") or "")})
     return out
 
 
@@ -48,7 +48,7 @@ def validation_section(result: dict, ctx) -> Section:
         return sec
     errs = [r["error"] * 100 if r["error"] is not None else 0 for r in rows]
     fig = go.Figure(go.Bar(x=[r["name"] for r in rows], y=errs, text=[f"{e:+.1f}%" for e in errs],
-                           textposition="outside",
+                           textposition="outside", width=0.5 if len(rows) < 4 else None,
                            marker_color=["#54a24b" if abs(e) <= 10 else "#f58518" if abs(e) <= 25 else "#e45756"
                                          for e in errs]))
     fig.add_hline(y=0, line_color="#333")
@@ -57,9 +57,10 @@ def validation_section(result: dict, ctx) -> Section:
     trs = []
     for r, e in zip(rows, errs):
         cls = "err-ok" if abs(e) <= 10 else "err-pos"
-        trs.append(f"<tr><td>{esc(r['name'])}</td><td class='num'>{r['predicted']:.4g} {esc(r['unit'])}</td>"
-                   f"<td class='num'>{r['reference']:.4g} {esc(r['unit'])}</td><td>{esc(r['kind'])}</td>"
-                   f"<td class='num {cls}'>{e:+.1f} %</td><td>{esc(r['source'])}</td></tr>")
+        trs.append(f"<tr><td>{esc(r['name'])}</td><td class='num'>{_n(r['predicted'])} {esc(r['unit'])}</td>"
+                   f"<td class='num'>{_n(r['reference'])} {esc(r['unit'])}</td><td>{esc(r['kind'])}</td>"
+                   f"<td class='num {cls}'>{e:+.1f} %</td><td>{esc(r['source'])}"
+                   + (f"<br><span class='note'>{esc(r['note'])}</span>" if r["note"] else "") + "</td></tr>")
     parts = [note("Green within 10 %, orange within 25 %, red beyond."), figure_html(fig, ctx.fig_id("val"))]
     sec.n_figures = 1
     by_unit: dict[str, list[dict]] = {}
@@ -91,3 +92,7 @@ def validation_section(result: dict, ctx) -> Section:
                  "<th>error</th><th>source</th></tr></thead><tbody>" + "".join(trs) + "</tbody></table>")
     sec.body = "".join(parts)
     return sec
+
+
+def _n(v: float) -> str:
+    return f"{v:,.0f}" if abs(v) >= 1e4 else f"{v:.4g}"
