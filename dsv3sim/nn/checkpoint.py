@@ -7,7 +7,8 @@
   model.layers.{i}.mlp.gate.weight, model.layers.{i}.mlp.gate.e_score_correction_bias
   model.layers.{i}.mlp.experts.{j}.{gate_proj,up_proj,down_proj}.weight, mlp.shared_experts.*.weight
   MTP module k = model.layers.{L+k}: the block's names plus enorm, hnorm, eh_proj, shared_head.norm, and (as
-  in DeepSeek's release) its own copies embed_tokens / shared_head.head, written on save and checked on load.
+  in DeepSeek's release) its own copies embed_tokens / shared_head.head, written on save; on load they are
+  dropped when equal to the main tensors, else returned as unused names.
 FP8 (``fp8=True``, DeepSeek-V3's release format): each FP8-capable linear weight stored as float8_e4m3fn with
 ``<name>_scale_inv`` FP32 [ceil(N/128), ceil(K/128)], dequantised as q * s (inference/kernel.py weight_dequant).
 Loading never unpickles: safetensors only.
@@ -148,7 +149,7 @@ def load(model, path: str | Path, *, strict: bool = True) -> list[str]:
                              (f"model.layers.{L + k}.shared_head.head.weight", "lm_head.weight")):
             t = tensors.pop(copy, None)
             if t is not None and shared in new and not torch.equal(t.to(new[shared].dtype), new[shared]):
-                raise ValueError(f"{copy} differs from {shared}: this model shares them (V3 §2.2)")
+                tensors[copy] = t  # differs from the shared tensor: reported as unused (this model shares, V3 §2.2)
     if strict and missing:
         raise ValueError(f"checkpoint {path} lacks {len(missing)} tensor(s), e.g. {missing[:5]}")
     for name, t in new.items():
