@@ -65,7 +65,7 @@ class TrainingWorkload:
     routing_trace: str | None = None  # path of a routing trace; None = uniform node-limited routing
     placement: str = "contiguous"  # "eplb": rebalance experts with the trace's loads
     redundant_experts: int = 0
-    optimizer_overlap: bool = False  # DP reduce-scatter/all-gather overlap with the pipeline tail/head
+    optimizer_overlap: bool = False  # what-if: ZeRO-1 parameter all-gather hidden under the next step's warm-up
     recompute: bool = True  # DeepSeek-V3 §3.2.3: RMSNorm and MLA up-projections recomputed in backward
 
     def __post_init__(self) -> None:

@@ -79,42 +79,52 @@ class OpTime:
     source: str
 
 
-def _profile_time(gpu: str, op: str, dtype: str, shape: dict) -> OpTime | None:
+def _profile_time(gpu: str, op: str, dtype: str, shape: dict, sms: int | None) -> OpTime | None:
     try:
         from dsv3sim.profile.predict import kernel_time
     except ImportError:
         return None
     try:
-        p = kernel_time(gpu, op, dtype, **shape)
-    except (ValueError, KeyError, TypeError, NotImplementedError, FileNotFoundError):
+        if op == "attn_prefill_bwd":  # backward alone = measured forward+backward - forward
+            fb = kernel_time(gpu, "attn_prefill_fwdbwd", dtype, sms=sms, **shape)
+            f = kernel_time(gpu, "attn_prefill", dtype, sms=sms, **shape)
+            return OpTime(time_s=max(fb.time_s - f.time_s, 0.0), source=f"profile:{fb.source}")
+        p = kernel_time(gpu, op, dtype, sms=sms, **shape)
+    except (ValueError, KeyError, TypeError, NotImplementedError, FileNotFoundError, ZeroDivisionError):
         return None
-    return OpTime(time_s=float(p.time_s), source=f"profile:{getattr(p, 'source', 'table')}")
+    return OpTime(time_s=float(p.time_s), source=f"profile:{p.source}")
 
 
-@lru_cache(maxsize=200_000)
-def _op_time_cached(gpu: str, op: str, dtype: str, flops: float, bytes_: float, shape: tuple) -> OpTime:
-    got = _profile_time(gpu, op, dtype, dict(shape)) if shape else None
-    if got is not None:
-        return got
+def _roofline(gpu: str, dtype: str, flops: float, bytes_: float) -> OpTime:
     g = gpu_perf(gpu)
-    if dtype == "fp8":
-        peak = g.fp8_flops * FP8_GEMM_EFF
-    else:
-        peak = g.bf16_flops * BF16_EFF
+    peak = g.fp8_flops * FP8_GEMM_EFF if dtype == "fp8" else g.bf16_flops * BF16_EFF
     t = max(flops / peak if flops else 0.0, bytes_ / (g.hbm_bw * MEM_EFF) if bytes_ else 0.0)
     return OpTime(time_s=t + KERNEL_LAUNCH_S, source="roofline:published-kernel-throughput")
 
 
-def op_time(gpu: str, op: str, dtype: str, *, flops: float, bytes_: float, sm_fraction: float = 1.0,
-            **shape: int) -> OpTime:
-    """Time of one kernel; ``sm_fraction`` < 1 when communication holds the rest of the SMs."""
-    if not 0 < sm_fraction <= 1:
-        raise ValueError(f"sm_fraction must be in (0, 1], got {sm_fraction}")
-    base = _op_time_cached(gpu, op, dtype, float(flops), float(bytes_), tuple(sorted(shape.items())))
-    if sm_fraction == 1:
+@lru_cache(maxsize=200_000)
+def _op_time_cached(gpu: str, op: str, dtype: str, flops: float, bytes_: float, shape: tuple,
+                    sms: int | None) -> OpTime:
+    got = _profile_time(gpu, op, dtype, dict(shape), sms) if shape else None
+    if got is not None:
+        return got
+    base = _roofline(gpu, dtype, flops, bytes_)
+    if sms is None:
         return base
     g = gpu_perf(gpu)
     t_mem = bytes_ / (g.hbm_bw * MEM_EFF) if bytes_ else 0.0
+    frac = sms / g.n_sms
     # compute-bound part stretches with fewer SMs; the memory-bound floor does not
-    return OpTime(time_s=max(base.time_s / sm_fraction if base.time_s > t_mem else base.time_s, t_mem),
-                  source=base.source)
+    return OpTime(time_s=max(base.time_s / frac if base.time_s > t_mem else base.time_s, t_mem), source=base.source)
+
+
+def op_time(gpu: str, op: str, dtype: str, *, flops: float, bytes_: float, sm_fraction: float = 1.0,
+            **shape: int) -> OpTime:
+    """Time of one kernel; ``sm_fraction`` < 1 when communication holds the rest of the SMs.
+
+    ``shape`` uses the profile predictor's keys (gemm m,n,k; grouped_gemm e,m,n,k; attn_prefill s,h,b,dqk,dv;
+    attn_decode b,t,h,dc,dr; rmsnorm/swiglu m,n); ``flops``/``bytes_`` feed the fallback roofline."""
+    if not 0 < sm_fraction <= 1:
+        raise ValueError(f"sm_fraction must be in (0, 1], got {sm_fraction}")
+    sms = None if sm_fraction == 1 else max(1, round(gpu_perf(gpu).n_sms * sm_fraction))
+    return _op_time_cached(gpu, op, dtype, float(flops), float(bytes_), tuple(sorted(shape.items())), sms)

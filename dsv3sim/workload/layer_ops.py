@@ -82,8 +82,11 @@ class _Acc:
         shape = {"m": m, "n": n, "k": k} if groups == 1 else {"groups": groups, "m": max(1, m // groups), "n": n, "k": k}
         self.add(slice_, op, dtype, 2.0 * m * k * n, eb * (m * k + groups * k * n) + 2.0 * m * n, **shape)
 
-    def eltwise(self, slice_: str, n_elems: float, passes: float = 2.0) -> None:
-        self.add(slice_, "eltwise", "bf16", 0.0, 2.0 * n_elems * passes)
+    def eltwise(self, slice_: str, rows: int, width: int, passes: float = 2.0, op: str = "rmsnorm") -> None:
+        """Memory-bound element-wise op over [rows, width] (RMSNorm, SwiGLU), ``passes`` reads+writes."""
+        if rows <= 0:
+            return
+        self.add(slice_, op, "bf16", 0.0, 2.0 * rows * width * passes, m=int(rows), n=int(width))
 
     def done(self) -> LayerSlices:
         return LayerSlices(times=dict(self.t), times_partial=dict(self.tp), flops=dict(self.f),
@@ -98,8 +101,7 @@ def training_layer(cfg: ModelConfig, i: int, *, gpu: str, tokens: int, seq_len: 
     lin = attention_linears(cfg)
     up_proj = {"q_b_proj", "kv_b_proj"}
     # attention: norm, projections, core, output projection
-    for ph, passes in (("attn(F)", 1),):
-        a.eltwise(ph, tokens * H * passes)
+    a.eltwise("attn(F)", tokens, H)
     for name, k, n in lin:
         a.gemm("attn(F)", tokens, k, n, gemm_dtype)
         a.gemm("attn(B)", tokens, n, k, gemm_dtype)  # dgrad
@@ -109,37 +111,38 @@ def training_layer(cfg: ModelConfig, i: int, *, gpu: str, tokens: int, seq_len: 
     core = tokens * attention_core_flops_per_token(cfg, causal_mean_context(seq_len))
     nh = cfg.num_attention_heads
     qkv_bytes = 2.0 * tokens * nh * (2 * cfg.qk_head_dim + (cfg.v_head_dim if cfg.attention == "mla" else cfg.head_dim))
-    a.add("attn(F)", "attn_prefill", "bf16", core, qkv_bytes, tokens=tokens, seq_len=seq_len, heads=nh)
-    a.add("attn(B)", "attn_prefill_bwd", "bf16", ATTN_BWD_FACTOR * core, 2 * qkv_bytes, tokens=tokens,
-          seq_len=seq_len, heads=nh)
-    a.eltwise("attn(B)", tokens * H, 2 + (1 if recompute else 0))
+    dv = cfg.v_head_dim if cfg.attention == "mla" else cfg.head_dim
+    ashape = dict(s=seq_len, h=nh, b=max(1, tokens // seq_len), dqk=cfg.qk_head_dim, dv=dv)
+    a.add("attn(F)", "attn_prefill", "bf16", core, qkv_bytes, **ashape)
+    a.add("attn(B)", "attn_prefill_bwd", "bf16", ATTN_BWD_FACTOR * core, 2 * qkv_bytes, **ashape)
+    a.eltwise("attn(B)", tokens, H, 2 + (1 if recompute else 0))
     if cfg.is_moe_layer(i):
         E, I = cfg.n_routed_experts, cfg.moe_intermediate_size
         a.gemm("attn(F)", tokens, H, E, "bf16")  # router (BF16, V3 §3.3)
         a.gemm("attn(B)", tokens, E, H, "bf16")
         a.gemm("attn(W)", E, tokens, H, "bf16")
-        a.eltwise("mlp(F)", tokens * H)  # post-attention norm
+        a.eltwise("mlp(F)", tokens, H)  # post-attention norm
         rows = [(expert_rows, max(1, local_experts))]
         if cfg.n_shared_experts:
             rows.append((tokens * cfg.n_shared_experts, 1))
         for r, g in rows:
             a.gemm("mlp(F)", r, H, 2 * I, gemm_dtype, g)
             a.gemm("mlp(F)", r, I, H, gemm_dtype, g)
-            a.eltwise("mlp(F)", r * 3 * I / 2)  # SwiGLU: read 2I, write I
+            a.eltwise("mlp(F)", r, 2 * I, 0.75, op="swiglu")  # SwiGLU: read 2I, write I
             a.gemm("mlp(B)", r, H, I, gemm_dtype, g)
             a.gemm("mlp(B)", r, 2 * I, H, gemm_dtype, g)
-            a.eltwise("mlp(B)", r * 3 * I)
+            a.eltwise("mlp(B)", r, 2 * I, 1.5, op="swiglu")
             a.gemm("mlp(W)", H, r, I, gemm_dtype, g)
             a.gemm("mlp(W)", 2 * I, r, H, gemm_dtype, g)
     else:
         I = cfg.intermediate_size
-        a.eltwise("mlp(F)", tokens * H)
+        a.eltwise("mlp(F)", tokens, H)
         a.gemm("mlp(F)", tokens, H, 2 * I, gemm_dtype)
         a.gemm("mlp(F)", tokens, I, H, gemm_dtype)
-        a.eltwise("mlp(F)", tokens * 3 * I / 2)
+        a.eltwise("mlp(F)", tokens, 2 * I, 0.75, op="swiglu")
         a.gemm("mlp(B)", tokens, H, I, gemm_dtype)
         a.gemm("mlp(B)", tokens, 2 * I, H, gemm_dtype)
-        a.eltwise("mlp(B)", tokens * 3 * I)
+        a.eltwise("mlp(B)", tokens, 2 * I, 1.5, op="swiglu")
         a.gemm("mlp(W)", H, tokens, I, gemm_dtype)
         a.gemm("mlp(W)", 2 * I, tokens, H, gemm_dtype)
     return a.done()
@@ -151,7 +154,7 @@ def head_slices(cfg: ModelConfig, *, gpu: str, tokens: int, sm_fraction: float, 
     V, H = cfg.vocab_size, cfg.hidden_size
     for _ in range(n_heads):
         a.gemm("attn(F)", tokens, H, V, "bf16")
-        a.eltwise("attn(F)", tokens * V, 2)  # softmax cross-entropy over the logits
+        a.eltwise("attn(F)", tokens, V, 2, op="softmax_xent")  # softmax cross-entropy over the logits
         a.gemm("attn(B)", tokens, V, H, "bf16")
         a.gemm("attn(W)", V, tokens, H, "bf16")
     return a.done()
@@ -173,7 +176,7 @@ def decode_layer(cfg: ModelConfig, i: int, *, gpu: str, batch: int, context: int
     """One decode step of ``batch`` query tokens (DP attention, absorbed MLA) and the local experts."""
     H = cfg.hidden_size
     a = _Acc(gpu, 1.0)
-    a.eltwise("attn(F)", batch * H)
+    a.eltwise("attn(F)", batch, H)
     for name, k, n in attention_linears(cfg):
         if cfg.attention == "mla" and name == "kv_b_proj":
             continue  # absorbed into q and o (DeepSeek-V2 §2.1.2)
@@ -187,11 +190,13 @@ def decode_layer(cfg: ModelConfig, i: int, *, gpu: str, batch: int, context: int
         a.add("attn(F)", "gemm", "bf16", absorb, 2.0 * nh * dc * (cfg.qk_nope_head_dim + cfg.v_head_dim))
     else:
         core = batch * attention_core_flops_per_token(cfg, context)
-    a.add("attn(F)", "attn_decode", "bf16", core, kv_bytes, batch=batch, context=context, heads=nh)
+    dshape = dict(b=batch, t=context, h=nh, dc=cfg.kv_lora_rank, dr=cfg.qk_rope_head_dim) if cfg.attention == "mla" \
+        else {}
+    a.add("attn(F)", "attn_decode", "bf16", core, kv_bytes, **dshape)
     if cfg.is_moe_layer(i):
         E, I = cfg.n_routed_experts, cfg.moe_intermediate_size
         a.gemm("attn(F)", batch, H, E, "bf16")
-        a.eltwise("mlp(F)", batch * H)
+        a.eltwise("mlp(F)", batch, H)
         rows = [(expert_rows, max(1, local_experts))]
         if cfg.n_shared_experts:
             rows.append((batch * cfg.n_shared_experts, 1))

@@ -230,8 +230,11 @@ def simulate_training(scn: Scenario) -> TrainingResult | Infeasible:
         shard = ne / (p.dp if w.zero1 else 1) + ex_local / (dp_ep if w.zero1 else 1)
         rs_t[r] = C.ring_time(topo, p.dp, 4.0 * ne, cross_node=True) + C.ring_time(topo, dp_ep, 4.0 * ex_local,
                                                                                  cross_node=True)
+        # parameter all-gather after the optimizer: exposed unless the scenario overlaps it with the next step's
+        # warm-up (``optimizer_overlap``, a what-if: DeepSeek does not publish how it schedules it)
         ag_t[r] = (C.ring_time(topo, p.dp, 2.0 * ne, cross_node=True) +
-                   C.ring_time(topo, dp_ep, 2.0 * ex_local, cross_node=True)) if w.zero1 else 0.0
+                   C.ring_time(topo, dp_ep, 2.0 * ex_local, cross_node=True)) if w.zero1 and not \
+            w.optimizer_overlap else 0.0
         opt_t[r] = ADAMW_BYTES_PER_PARAM * shard / (perf.hbm_bw * MEM_EFF)
         last_w_end[r] = max((s.end for s in ex.spans[r] if "W" in s.category or s.category == "F&B"), default=0.0)
         act_layers = [i for s in stages for i in layers_of[s]]
