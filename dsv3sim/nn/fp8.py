@@ -97,7 +97,8 @@ def gemm_reference(aq, sa, bq, sb, *, b_block: bool) -> torch.Tensor:
 def _scaled_mm(aq, sa, bq, sb, b_block: bool, out_dtype) -> torch.Tensor:
     sa_ = sa.t().contiguous().t()  # [M, K/128], stride (1, M): outer-dim-major
     sb_ = sb.t() if b_block else sb.t().contiguous()  # [K/128, N/128] (128x128) or [K/128, N] (1x128)
-    return torch._scaled_mm(aq, bq.t(), sa_, sb_, out_dtype=out_dtype)
+    out = torch._scaled_mm(aq, bq.t(), sa_, sb_, out_dtype=torch.bfloat16)  # block-scaled cuBLASLt writes BF16
+    return out if out_dtype == torch.bfloat16 else out.to(out_dtype)
 
 
 def gpu_blockwise_ok(device: torch.device, b_block: bool) -> bool:
