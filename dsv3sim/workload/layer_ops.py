@@ -112,7 +112,7 @@ def training_layer(cfg: ModelConfig, i: int, *, gpu: str, tokens: int, seq_len: 
     nh = cfg.num_attention_heads
     qkv_bytes = 2.0 * tokens * nh * (2 * cfg.qk_head_dim + (cfg.v_head_dim if cfg.attention == "mla" else cfg.head_dim))
     dv = cfg.v_head_dim if cfg.attention == "mla" else cfg.head_dim
-    ashape = dict(s=seq_len, h=nh, b=max(1, tokens // seq_len), dqk=cfg.qk_head_dim, dv=dv)
+    ashape = {"s": seq_len, "h": nh, "b": max(1, tokens // seq_len), "dqk": cfg.qk_head_dim, "dv": dv}
     a.add("attn(F)", "attn_prefill", "bf16", core, qkv_bytes, **ashape)
     a.add("attn(B)", "attn_prefill_bwd", "bf16", ATTN_BWD_FACTOR * core, 2 * qkv_bytes, **ashape)
     a.eltwise("attn(B)", tokens, H, 2 + (1 if recompute else 0))
@@ -190,7 +190,7 @@ def decode_layer(cfg: ModelConfig, i: int, *, gpu: str, batch: int, context: int
         a.add("attn(F)", "gemm", "bf16", absorb, 2.0 * nh * dc * (cfg.qk_nope_head_dim + cfg.v_head_dim))
     else:
         core = batch * attention_core_flops_per_token(cfg, context)
-    dshape = dict(b=batch, t=context, h=nh, dc=cfg.kv_lora_rank, dr=cfg.qk_rope_head_dim) if cfg.attention == "mla" \
+    dshape = {"b": batch, "t": context, "h": nh, "dc": cfg.kv_lora_rank, "dr": cfg.qk_rope_head_dim} if cfg.attention == "mla" \
         else {}
     a.add("attn(F)", "attn_decode", "bf16", core, kv_bytes, **dshape)
     if cfg.is_moe_layer(i):
