@@ -127,6 +127,16 @@ def simulate_training(scn: Scenario) -> TrainingResult | Infeasible:
     comm_sms = topo.cfg.comm_sms if p.ep > 1 else 0
     frac = (perf.n_sms - comm_sms) / perf.n_sms
 
+    # 0. schedule and memory first: a configuration that does not fit costs no simulation
+    layers_of = stage_layers(cfg, p.pp)
+    sched = _schedule(w.schedule, p.pp, scn.microbatches)
+    mem_rows, opt_t, rs_t, ag_t = _dp_and_memory(cfg, scn, sched, layers_of, topo, perf, T)
+    worst_mem = max(mem_rows, key=lambda m: m["total_bytes"])
+    if worst_mem["total_bytes"] > perf.hbm_bytes:
+        return Infeasible(scenario=scn.name, kind="training",
+                          reason=f"does not fit in HBM: rank {worst_mem['rank']} needs "
+                                 f"{worst_mem['total_bytes'] / 2**30:.1f} GiB > {perf.hbm_bytes / 2**30:.1f} GiB of {gpu}")
+
     # 1. EP plan and all-to-all times for one micro-batch
     comm: dict[str, float] = {}
     comm_res: dict[str, dict] = {}
@@ -156,7 +166,6 @@ def simulate_training(scn: Scenario) -> TrainingResult | Infeasible:
     local_experts = (plan.n_physical // p.ep) if plan else 0
 
     # 2. per-layer slices (full SMs for lone passes, compute partition for overlapped pairs)
-    layers_of = stage_layers(cfg, p.pp)
     straggler_rank = None
     if scn.perturb.straggler_gpu is not None:
         if scn.perturb.straggler_gpu >= world:
@@ -189,7 +198,6 @@ def simulate_training(scn: Scenario) -> TrainingResult | Infeasible:
                    for d in out]
         return out
 
-    sched = _schedule(w.schedule, p.pp, scn.microbatches)
     runs: dict = {}
 
     def signature(stage: int) -> tuple:
@@ -213,49 +221,11 @@ def simulate_training(scn: Scenario) -> TrainingResult | Infeasible:
     ex = execute(sched, lambda rank, a: chunk(rank, a).time_s,
                  p2p_latency=C.p2p_time(topo, T * H * 2.0, cross_node=True))
 
-    # 5. data parallel + optimizer
-    dp_ep = max(1, (p.dp * p.tp) // p.ep)
-    mem_rows, last_w_end, opt_t, rs_t, ag_t = [], {}, {}, {}, {}
-    ne_all, ex_all = [], []
-    for r in range(p.pp):
-        stages = sorted({sched.stage_of(r, c) for c in range(sched.n_chunks)})
-        ne = sum(_stage_params(cfg, layers_of[s], s == 0, s == p.pp - 1)[0] for s in range(p.pp) if s in stages)
-        exs = sum(_stage_params(cfg, layers_of[s], s == 0, s == p.pp - 1)[1] for s in range(p.pp) if s in stages)
-        if sched.n_chunks == 2 and len(stages) == 1:  # DualPipe keeps two copies even of the same stage
-            ne, exs = 2 * ne, 2 * exs
-        ex_local = exs / p.ep * ((cfg.n_routed_experts + w.redundant_experts) / cfg.n_routed_experts
-                                 if cfg.is_moe else 1)
-        ne_all.append(ne)
-        ex_all.append(ex_local)
-        shard = ne / (p.dp if w.zero1 else 1) + ex_local / (dp_ep if w.zero1 else 1)
-        rs_t[r] = C.ring_time(topo, p.dp, 4.0 * ne, cross_node=True) + C.ring_time(topo, dp_ep, 4.0 * ex_local,
-                                                                                 cross_node=True)
-        # parameter all-gather after the optimizer: exposed unless the scenario overlaps it with the next step's
-        # warm-up (``optimizer_overlap``, a what-if: DeepSeek does not publish how it schedules it)
-        ag_t[r] = (C.ring_time(topo, p.dp, 2.0 * ne, cross_node=True) +
-                   C.ring_time(topo, dp_ep, 2.0 * ex_local, cross_node=True)) if w.zero1 and not \
-            w.optimizer_overlap else 0.0
-        opt_t[r] = ADAMW_BYTES_PER_PARAM * shard / (perf.hbm_bw * MEM_EFF)
-        last_w_end[r] = max((s.end for s in ex.spans[r] if "W" in s.category or s.category == "F&B"), default=0.0)
-        act_layers = [i for s in stages for i in layers_of[s]]
-        act_per_mb = T * float(np.mean([activation_bytes(cfg, i, w.recompute) for i in act_layers])) * (
-            len(act_layers) / len(stages))
-        weights = 2.0 * (ne + ex_local)
-        grads = 4.0 * (ne + ex_local)
-        master = 4.0 * shard
-        moments = 4.0 * shard
-        acts = act_per_mb * ex.activation_memory[r]
-        tot = weights + grads + master + moments + acts
-        mem_rows.append({"rank": r, "weights_bytes": weights, "gradients_bytes": grads, "master_weights_bytes": master,
-                         "optimizer_moments_bytes": moments, "activations_bytes": acts, "total_bytes": tot,
-                         "hbm_bytes": perf.hbm_bytes})
+    # 5. data parallel + optimizer (memory rows were computed before any simulation)
+    last_w_end = {r: max((sp.end for sp in ex.spans[r] if "W" in sp.category or sp.category == "F&B"), default=0.0)
+                  for r in range(p.pp)}
     pipe_end = max(max(ex.makespan, last_w_end[r] + rs_t[r]) for r in range(p.pp))
     step = pipe_end + max(opt_t.values()) + max(ag_t.values())
-    worst_mem = max(mem_rows, key=lambda m: m["total_bytes"])
-    if worst_mem["total_bytes"] > perf.hbm_bytes:
-        return Infeasible(scenario=scn.name, kind="training",
-                          reason=f"does not fit in HBM: rank {worst_mem['rank']} needs "
-                                 f"{worst_mem['total_bytes'] / 2**30:.1f} GiB > {perf.hbm_bytes / 2**30:.1f} GiB of {gpu}")
 
     # metrics
     tokens = w.global_batch_sequences * w.seq_len
@@ -331,6 +301,46 @@ def simulate_training(scn: Scenario) -> TrainingResult | Infeasible:
         comm={k: v for k, v in comm_res.items()}, chunk_times_s=chunk_times,
         timeline={"events": events}, pipeline=ex.to_dict(),
         sources=tuple(sources), sim_wall_s=time.perf_counter() - t_wall)
+
+
+def _dp_and_memory(cfg: ModelConfig, scn: Scenario, sched, layers_of: list[list[int]], topo, perf, T: int):
+    """Per PP rank: memory rows, ZeRO-1 reduce-scatter / all-gather and optimizer times (pure arithmetic)."""
+    from dsv3sim.parallel import activation_peaks
+
+    w, p = scn.workload, scn.parallel
+    peaks = activation_peaks(sched)
+    dp_ep = max(1, (p.dp * p.tp) // p.ep)
+    mem_rows, opt_t, rs_t, ag_t = [], {}, {}, {}
+    for r in range(p.pp):
+        stages = sorted({sched.stage_of(r, c) for c in range(sched.n_chunks)})
+        ne = sum(_stage_params(cfg, layers_of[s], s == 0, s == p.pp - 1)[0] for s in stages)
+        exs = sum(_stage_params(cfg, layers_of[s], s == 0, s == p.pp - 1)[1] for s in stages)
+        if sched.n_chunks == 2 and len(stages) == 1:  # DualPipe keeps two copies even of the same stage
+            ne, exs = 2 * ne, 2 * exs
+        ex_local = exs / p.ep * ((cfg.n_routed_experts + w.redundant_experts) / cfg.n_routed_experts
+                                 if cfg.is_moe else 1)
+        shard = ne / (p.dp if w.zero1 else 1) + ex_local / (dp_ep if w.zero1 else 1)
+        # FP32 gradients reduce-scattered (V3 §3.3.3 keeps gradients in FP32); non-experts over DP, experts DP/EP
+        rs_t[r] = C.ring_time(topo, p.dp, 4.0 * ne, cross_node=True) + C.ring_time(topo, dp_ep, 4.0 * ex_local,
+                                                                                 cross_node=True)
+        # parameter all-gather after the optimizer: exposed unless the scenario overlaps it with the next step's
+        # warm-up (``optimizer_overlap``, a what-if: DeepSeek does not publish how it schedules it)
+        ag_t[r] = (C.ring_time(topo, p.dp, 2.0 * ne, cross_node=True) +
+                   C.ring_time(topo, dp_ep, 2.0 * ex_local, cross_node=True)) if w.zero1 and not \
+            w.optimizer_overlap else 0.0
+        opt_t[r] = ADAMW_BYTES_PER_PARAM * shard / (perf.hbm_bw * MEM_EFF)
+        act_layers = [i for s in stages for i in layers_of[s]]
+        act_per_mb = T * float(np.mean([activation_bytes(cfg, i, w.recompute) for i in act_layers])) * (
+            len(act_layers) / len(stages))
+        weights = 2.0 * (ne + ex_local)
+        grads = 4.0 * (ne + ex_local)
+        acts = act_per_mb * peaks[r]
+        tot = weights + grads + 8.0 * shard + acts
+        mem_rows.append({"rank": r, "weights_bytes": weights, "gradients_bytes": grads,
+                         "master_weights_bytes": 4.0 * shard, "optimizer_moments_bytes": 4.0 * shard,
+                         "activations_bytes": acts, "total_bytes": tot, "hbm_bytes": perf.hbm_bytes,
+                         "activation_microbatch_stages": peaks[r]})
+    return mem_rows, opt_t, rs_t, ag_t
 
 
 def _link_series(sched, ex, r0, per_class, moe_layers, nic_cap, nvl_cap, step, n_bins: int = 200):
