@@ -58,6 +58,9 @@ def run(args: argparse.Namespace) -> int:
             d["validation"] = {"rows": rows}
     for name, d in results.items():
         print(summarize(name, d))
+        for r in (d.get("validation") or {}).get("rows", []):
+            print(f"    vs published {r['name']}: {r['predicted']:,.4g} vs {r['published']:,.4g} "
+                  f"({r['rel_error']:+.1%}; {r['source']})")
     data = next(iter(results.values())) if len(results) == 1 else results
     if args.json_path:
         save_json(data, args.json_path)
