@@ -68,7 +68,7 @@ def build_page(result_json, *, chrome_trace: str | Path | None = None,
 
         rows = [dict(res, scenario=res.get("scenario") if isinstance(res.get("scenario"), str) else h)
                 for h, res in results]
-        cmp = sweep_section({"sweep": rows}, RenderContext(prefix="cmp"))
+        cmp = sweep_section({"sweep": rows}, RenderContext(prefix="cmp"), study=True)
         cmp.key, cmp.title = "study", f"Comparison of the {len(results)} scenarios"
         page.blocks.append(("Study", [cmp]))
     for i, (heading, res) in enumerate(results):

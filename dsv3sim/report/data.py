@@ -133,3 +133,8 @@ def _sort_key(k: str):
         return (0, int(k), "")
     except (TypeError, ValueError):
         return (1, 0, str(k))
+
+
+def fmt_num(v: float) -> str:
+    """Plain numbers for tables: thousands separators from 10,000 up, 4 significant digits below."""
+    return f"{v:,.0f}" if abs(v) >= 1e4 else f"{v:.4g}"

@@ -9,7 +9,7 @@ curve is visible.
 
 from __future__ import annotations
 
-from dsv3sim.report.data import num, pick
+from dsv3sim.report.data import fmt_num, num, pick
 from dsv3sim.report.page import Section, absent, esc, figure_html, note, table
 
 METRICS = ("step_time_s", "tokens_per_s", "mfu", "gpu_hours_per_trillion_tokens", "decode_tokens_per_s_per_node",
@@ -20,6 +20,7 @@ TOP_PARAMS = ("scenario", "model", "topology", "gpu", "n_gpus", "n_nodes", "kind
 SKIP = ("schema", "type", "sources", "sim_wall_s")
 MAX_CHARTS = 6
 MAX_METRICS = 4  # metrics side by side in each chart
+MAX_PARAM_CHARS = 40
 MAX_TABLE = 60
 
 
@@ -58,7 +59,8 @@ def sweep_rows(result: dict) -> list[dict] | None:
     return [r for r in v if isinstance(r, dict)] if isinstance(v, list) else None
 
 
-def sweep_section(result: dict, ctx) -> Section:
+def sweep_section(result: dict, ctx, *, study: bool = False) -> Section:
+    """Charts and table of sweep rows. ``study``: named scenarios (not a grid) — one bar per scenario."""
     import plotly.graph_objects as go
 
     sec = Section(key="sweep", title="Sweep")
@@ -67,15 +69,22 @@ def sweep_section(result: dict, ctx) -> Section:
         sec.body, sec.present = absent("not a sweep (no rows in this result)"), False
         return sec
     flat = [flatten(r) for r in rows]
+    flat = [({k: v for k, v in p.items() if not (isinstance(v, str) and len(v) > MAX_PARAM_CHARS)}, ms, r)
+            for p, ms, r in flat]  # long strings (notes, sources) are not parameters
     keys: list[str] = []
     for p, _, _ in flat:
         keys += [k for k in p if k not in keys]
     varying = [k for k in keys if len({repr(p.get(k)) for p, _, _ in flat}) > 1]
+    knobs = {k for r in rows if isinstance(r.get("params"), dict) for k in r["params"]}
     # a parameter with a distinct value on every row (a scenario name) identifies rows; chart the others
     ident = {k for k in varying if len({repr(p.get(k)) for p, _, _ in flat}) == len(flat) and len(flat) > 3
              and any(num(p.get(k)) is None for p, _, _ in flat)}
+    if knobs:  # dsv3sim sweep: its grid axes are the parameters; derived fields stay in the table
+        varying = [k for k in varying if k in knobs or k in ident]
     axes = [k for k in varying if k not in ident] or varying
     present = {m for _, ms, _ in flat for m in ms}
+    if study:
+        return _study(sec, flat, present)
     metric = next((m for m in METRICS if m in present), next(iter(sorted(present)), None))
     parts = [note(f"{len(rows)} configurations; {sum(1 for *_, r in flat if r)} infeasible (kept, with reason). "
                   f"Swept: {esc(', '.join(varying) or 'nothing varies')}.")]
@@ -113,10 +122,37 @@ def sweep_section(result: dict, ctx) -> Section:
                               any(r for *_, r in flat))
             parts.append(figure_html(fig, ctx.fig_id(f"sweep{i}")))
             sec.n_figures += 1
-    trows = [[p.get(k, "") for k in varying] + [f"{ms[m]:.4g}" if m in ms else "" for m in mcols] + [r or ""]
+    trows = [[p.get(k, "") for k in varying] + [fmt_num(ms[m]) if m in ms else "" for m in mcols] + [r or ""]
              for p, ms, r in flat[:MAX_TABLE]]
     parts.append(table(varying + mcols + ["infeasible because"], trows))
     if len(flat) > MAX_TABLE:
         parts.append(note(f"first {MAX_TABLE} of {len(flat)} rows shown; the JSON holds them all"))
+    sec.body = "".join(parts)
+    return sec
+
+
+def _study(sec: Section, flat: list, present: set) -> Section:
+    """Named scenarios side by side: one bar per scenario for each headline metric present."""
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    names = [str(p.get("scenario", i)) for i, (p, _, _) in enumerate(flat)]
+    mcols = [m for m in METRICS if m in present][:MAX_METRICS]
+    parts = [note(f"{len(flat)} scenarios; {sum(1 for *_, r in flat if r)} infeasible (kept, with reason).")]
+    if mcols:
+        fig = make_subplots(rows=1, cols=len(mcols), subplot_titles=mcols, horizontal_spacing=0.07)
+        for col, m in enumerate(mcols, start=1):
+            xs = [n for n, (_, ms, r) in zip(names, flat) if m in ms and not r]
+            ys = [ms[m] for _, ms, r in flat if m in ms and not r]
+            fig.add_trace(go.Bar(x=xs, y=ys, marker_color="#4c78a8", showlegend=False,
+                                 text=[fmt_num(y) for y in ys], textposition="auto"), row=1, col=col)
+        fig.update_layout(height=380, margin={"l": 10, "r": 10, "t": 50, "b": 40})
+        fig.update_xaxes(tickangle=-30)
+        parts.append(figure_html(fig, f"study-{sec.key}"))
+        sec.n_figures = 1
+    mc = [m for m in METRICS if m in present]
+    parts.append(table(["scenario"] + mc + ["infeasible because"],
+                       [[n] + [fmt_num(ms[m]) if m in ms else "" for m in mc] + [r or ""]
+                        for n, (_, ms, r) in zip(names, flat)]))
     sec.body = "".join(parts)
     return sec

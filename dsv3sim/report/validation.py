@@ -8,7 +8,7 @@ side, and ``measured_steps_s``/``predicted_steps_s`` (``dsv3sim validate``) as s
 
 from __future__ import annotations
 
-from dsv3sim.report.data import num, pick
+from dsv3sim.report.data import fmt_num, num, pick
 from dsv3sim.report.page import Section, absent, esc, figure_html, note
 
 REF_KEYS = ("measured", "published", "reference", "actual", "expected")
@@ -57,8 +57,8 @@ def validation_section(result: dict, ctx) -> Section:
     trs = []
     for r, e in zip(rows, errs):
         cls = "err-ok" if abs(e) <= 10 else "err-pos"
-        trs.append(f"<tr><td>{esc(r['name'])}</td><td class='num'>{_n(r['predicted'])} {esc(r['unit'])}</td>"
-                   f"<td class='num'>{_n(r['reference'])} {esc(r['unit'])}</td><td>{esc(r['kind'])}</td>"
+        trs.append(f"<tr><td>{esc(r['name'])}</td><td class='num'>{fmt_num(r['predicted'])} {esc(r['unit'])}</td>"
+                   f"<td class='num'>{fmt_num(r['reference'])} {esc(r['unit'])}</td><td>{esc(r['kind'])}</td>"
                    f"<td class='num {cls}'>{e:+.1f} %</td><td>{esc(r['source'])}"
                    + (f"<br><span class='note'>{esc(r['note'])}</span>" if r["note"] else "") + "</td></tr>")
     parts = [note("Green within 10 %, orange within 25 %, red beyond."), figure_html(fig, ctx.fig_id("val"))]
@@ -92,7 +92,3 @@ def validation_section(result: dict, ctx) -> Section:
                  "<th>error</th><th>source</th></tr></thead><tbody>" + "".join(trs) + "</tbody></table>")
     sec.body = "".join(parts)
     return sec
-
-
-def _n(v: float) -> str:
-    return f"{v:,.0f}" if abs(v) >= 1e4 else f"{v:.4g}"
