@@ -221,10 +221,9 @@ def _efficiency(tab: _OpTable, op: str, q: dict[str, Any]) -> tuple[float, str, 
     dims, fixed, _ = OPS[op]
     keys = dims + fixed
     same = [p for p in tab.points if all(p[0].get(k) == q.get(k) for k in keys)]
-    if same:
-        ts = sorted(p[2] for p in same)
-        effs = sorted(p[1] for p in same)
-        return math.exp(effs[len(effs) // 2]), "measured", ts[len(ts) // 2]
+    if same:  # repeated measurements: the (upper) median row by time, its efficiency with it
+        row = sorted(same, key=lambda p: p[2])[len(same) // 2]
+        return math.exp(row[1]), "measured", row[2]
     # a series matching every key but the size key, else the lattice (with the fixed keys matching)
     series = [(p[0], p[1]) for p in tab.points if all(p[0].get(k) == q.get(k) for k in dims[:-1] + fixed)]
     if len({p[dims[-1]] for p, _ in series}) >= 2:

@@ -83,9 +83,10 @@ def test_heldout_h200_shapes_within_20_percent():
         shape = {k: (int(r[k]) if r[k].isdigit() else r[k]) for k in ("m", "n", "k", "e", "b", "s", "t", "h", "dist",
                                                                        "impl") if r[k]}
         p = P.kernel_time("H200", r["op"], r["dtype"], **shape)
-        assert p.source == "interpolated"
+        if p.source == "measured":  # a random shape that the later midpoint lattice happened to contain
+            continue
         errs.append(abs(p.time_s / float(r["time_s"]) - 1))
-    assert len(errs) >= 40
+    assert len(errs) >= 100
     errs.sort()
     assert statistics.median(errs) <= 0.05
     within = sum(e <= 0.20 for e in errs) / len(errs)
