@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from dsv3sim.profile.table import profile_dir, read_rows  # noqa: E402
+from dsv3sim.profile.table import profile_dir, read_rows
 
 # (M, N, K) -> DeepGEMM H800 TFLOPS (README table "Normal GEMMs for dense models")
 DEEPGEMM_DENSE = {
@@ -65,7 +65,7 @@ def table(gpu: str = "H200") -> list[dict]:
 
 def main() -> int:
     t = table()
-    f = lambda x: f"{x:7.0f}" if x else "      -"  # noqa: E731
+    f = lambda x: f"{x:7.0f}" if x else "      -"
     print("FP8 block-scaled GEMM TFLOP/s: ours on H200 (cuBLAS via torch._scaled_mm) vs DeepGEMM on H800 (README)")
     print(f"{'kind':22s} {'shape':28s} {'H200 fp8':>8s} {'H200 bf16':>9s} {'fp8/bf16':>8s} {'DeepGEMM':>8s} "
           f"{'ours/DG':>7s}")

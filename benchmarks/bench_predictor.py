@@ -12,16 +12,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import statistics
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from dsv3sim.config.hardware import get_gpu  # noqa: E402
-from dsv3sim.profile import predict as P  # noqa: E402
-from dsv3sim.profile.table import profile_dir, read_raw, read_rows  # noqa: E402
+from dsv3sim.config.hardware import get_gpu
+from dsv3sim.profile import predict as P
+from dsv3sim.profile.table import profile_dir, read_raw, read_rows
 
 
 def _stats(errs: list[float]) -> dict[str, float]:
@@ -50,7 +49,7 @@ def leave_one_out(gpu: str = "H200") -> dict[str, dict[str, float]]:
                 # the predictor interpolates along the series (other keys equal) when it has >= 2 sizes left,
                 # so the series without the point is the whole table it would use
                 keep = tuple(p for p in series if p[0][size] != shape[size])
-                sub = P._OpTable(points=keep, lattice=(), t_min=tab.t_min)
+                sub = P.make_optable(op, keep, [True] * len(keep), tab.t_min)
                 eff, _, _ = P._efficiency(sub, op, shape)
                 prefill = op.startswith("attn_prefill") or op == "nn_attn_prefill"
                 fl, by = P.flops_bytes(op, dt, {**shape, "b": 1} if prefill else shape)

@@ -31,9 +31,9 @@ Sources (short keys used in ``sources`` below):
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Mapping
 
 GB = 1e9
 TB = 1e12

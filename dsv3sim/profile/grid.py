@@ -178,8 +178,8 @@ def heldout(cfg: ModelConfig, dtypes: tuple[str, ...] = ("bf16", "fp8"), seed: i
     for dt in dtypes:
         for _ in range(n):
             while True:
-                m = int(round(2 ** rng.uniform(1.6, 13.5)))
-                nn_, kk = (128 * int(round(2 ** rng.uniform(1.6, 7.5))) for _ in range(2))
+                m = round(2 ** rng.uniform(1.6, 13.5))
+                nn_, kk = (128 * round(2 ** rng.uniform(1.6, 7.5)) for _ in range(2))
                 if nn_ not in lattice and kk not in lattice and 2.0 * m * nn_ * kk <= 4e12:
                     break
             pts.append(Point(op="gemm", dtype=dt, shape={"m": m, "n": nn_, "k": kk}, set="heldout"))

@@ -18,8 +18,9 @@ in higher precision); ``dtype`` of GEMM-like ops is ``bf16`` or ``fp8`` (block-s
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F

@@ -19,11 +19,13 @@ How (details and accuracy in ``NOTES.md``):
 
 from __future__ import annotations
 
+import bisect
 import functools
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from dsv3sim.config.hardware import GpuSpec, get_gpu
 from dsv3sim.profile.table import Row, profile_dir, read_rows
@@ -154,36 +156,67 @@ def roofline_time(gpu: GpuSpec, op: str, dtype: str, flops: float, nbytes: float
 # --------------------------------------------------------------------- interpolation
 
 
-def _interp(points: list[tuple[dict[str, Any], float]], dims: tuple[str, ...], q: dict[str, Any]) -> float | None:
-    """Multilinear interpolation of the values in log(key) space, clamped at the edges (recursive on dims)."""
-    if not points:
-        return None
+Tree = Any  # float leaf (median log eff) or (sorted key values, {value: subtree})
+
+
+def _tree(points: list[tuple[dict[str, Any], float]], dims: tuple[str, ...]) -> Tree:
+    """Nested index of (shape, log eff) over ``dims`` (built once per table)."""
     if not dims:
         vals = sorted(v for _, v in points)
         return vals[len(vals) // 2]
-    d, rest = dims[0], dims[1:]
-    xs = sorted({p[d] for p, _ in points})
-    x = q[d]
-    lo = max((v for v in xs if v <= x), default=None)
-    hi = min((v for v in xs if v >= x), default=None)
-    if lo is None or hi is None or lo == hi:
-        v = lo if hi is None else hi
-        return _interp([pv for pv in points if pv[0][d] == v], rest, q)
-    ylo = _interp([pv for pv in points if pv[0][d] == lo], rest, q)
-    yhi = _interp([pv for pv in points if pv[0][d] == hi], rest, q)
-    if ylo is None or yhi is None:
-        return ylo if yhi is None else yhi
+    groups: dict[Any, list] = {}
+    for pv in points:
+        groups.setdefault(pv[0][dims[0]], []).append(pv)
+    return tuple(sorted(groups)), {v: _tree(g, dims[1:]) for v, g in groups.items()}
+
+
+def _interp(tree: Tree, dims: tuple[str, ...], q: dict[str, Any]) -> float:
+    """Multilinear interpolation of log eff in log(key) space, clamped at the edges (recursive on dims)."""
+    if not dims:
+        return tree
+    xs, sub = tree
+    x = q[dims[0]]
+    i = bisect.bisect_left(xs, x)
+    if i < len(xs) and xs[i] == x:
+        return _interp(sub[x], dims[1:], q)
+    if i == 0 or i == len(xs):  # outside the measured range: hold the edge value
+        return _interp(sub[xs[0] if i == 0 else xs[-1]], dims[1:], q)
+    lo, hi = xs[i - 1], xs[i]
+    ylo, yhi = _interp(sub[lo], dims[1:], q), _interp(sub[hi], dims[1:], q)
     w = (math.log(x) - math.log(lo)) / (math.log(hi) - math.log(lo))
     return ylo + w * (yhi - ylo)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class _OpTable:
-    """One (op, dtype) slice of a base GPU's table: points as (shape dict, log eff)."""
+    """One (op, dtype) slice of a base GPU's table: points as (shape dict, log eff, time), with indexes."""
 
     points: tuple[tuple[dict[str, Any], float, float], ...]  # (shape, log_eff, time_s)
-    lattice: tuple[tuple[dict[str, Any], float], ...]
     t_min: float
+    exact: dict[tuple, list[tuple[float, float]]]  # full key -> [(time, log eff)]
+    series: dict[tuple, Tree]  # key without the size key -> tree over the size key (>= 2 sizes only)
+    lattice: dict[tuple, Tree]  # fixed keys -> tree over all dims (lattice rows; all rows if none)
+
+
+def make_optable(op: str, points: Iterable[tuple[dict[str, Any], float, float]], lattice_flags: Iterable[bool],
+                 t_min: float) -> _OpTable:
+    dims, fixed, _ = OPS[op]
+    pts = tuple(points)
+    flags = tuple(lattice_flags)
+    exact: dict[tuple, list] = {}
+    ser: dict[tuple, list] = {}
+    lat: dict[tuple, list] = {}
+    allp: dict[tuple, list] = {}
+    for (shape, le, t), is_lat in zip(pts, flags):
+        exact.setdefault(tuple(shape.get(k) for k in dims + fixed), []).append((t, le))
+        ser.setdefault(tuple(shape.get(k) for k in dims[:-1] + fixed), []).append((shape, le))
+        fk = tuple(shape.get(k) for k in fixed)
+        allp.setdefault(fk, []).append((shape, le))
+        if is_lat:
+            lat.setdefault(fk, []).append((shape, le))
+    series = {k: _tree(v, dims[-1:]) for k, v in ser.items() if len({s[dims[-1]] for s, _ in v}) >= 2}
+    lattice = {k: _tree(lat.get(k) or v, dims) for k, v in allp.items()}
+    return _OpTable(points=pts, t_min=t_min, exact=exact, series=series, lattice=lattice)
 
 
 @functools.lru_cache(maxsize=8)
@@ -202,7 +235,7 @@ def build_tables(rows: Iterable[Row], spec: GpuSpec) -> dict[tuple[str, str], _O
             grouped.setdefault((r.op, r.dtype), []).append(r)
     out = {}
     for (op, dt), rs in grouped.items():
-        pts, lat = [], []
+        pts, flags = [], []
         for r in rs:
             shape = dict(r.shape)
             shape.update({k: v for k, v in DEFAULTS.get(op, {}).items() if k not in shape})
@@ -210,35 +243,47 @@ def build_tables(rows: Iterable[Row], spec: GpuSpec) -> dict[tuple[str, str], _O
                 shape["h"] = shape["h"] * shape.get("b", 1)  # cost ~ B*H: heads stand for batch too
             eff = roofline_time(spec, op, dt, r.flops, r.bytes) / r.time_s
             pts.append((shape, math.log(eff), r.time_s))
-            if r.set == "lattice":
-                lat.append((shape, math.log(eff)))
-        out[(op, dt)] = _OpTable(points=tuple(pts), lattice=tuple(lat), t_min=min(p[2] for p in pts))
+            flags.append(r.set == "lattice")
+        out[(op, dt)] = make_optable(op, pts, flags, min(p[2] for p in pts))
     return out
 
 
 def _efficiency(tab: _OpTable, op: str, q: dict[str, Any]) -> tuple[float, str, float | None]:
     """(eff, 'measured'|'interpolated', measured time or None) on the base GPU."""
     dims, fixed, _ = OPS[op]
-    keys = dims + fixed
-    same = [p for p in tab.points if all(p[0].get(k) == q.get(k) for k in keys)]
+    same = tab.exact.get(tuple(q.get(k) for k in dims + fixed))
     if same:  # repeated measurements: the (upper) median row by time, its efficiency with it
-        row = sorted(same, key=lambda p: p[2])[len(same) // 2]
-        return math.exp(row[1]), "measured", row[2]
+        t, le = sorted(same)[len(same) // 2]
+        return math.exp(le), "measured", t
     # a series matching every key but the size key, else the lattice (with the fixed keys matching)
-    series = [(p[0], p[1]) for p in tab.points if all(p[0].get(k) == q.get(k) for k in dims[:-1] + fixed)]
-    if len({p[dims[-1]] for p, _ in series}) >= 2:
-        v = _interp(series, dims[-1:], q)
-    else:
-        lat = [pv for pv in tab.lattice if all(pv[0].get(k) == q.get(k) for k in fixed)]
-        lat = lat or [(p[0], p[1]) for p in tab.points if all(p[0].get(k) == q.get(k) for k in fixed)]
-        if not lat:
-            raise ValueError(f"{op}: nothing measured with {', '.join(f'{k}={q.get(k)}' for k in fixed)}")
-        v = _interp(lat, dims, q)
-    return math.exp(v), "interpolated", None
+    series = tab.series.get(tuple(q.get(k) for k in dims[:-1] + fixed))
+    if series is not None:
+        return math.exp(_interp(series, dims[-1:], q)), "interpolated", None
+    lat = tab.lattice.get(tuple(q.get(k) for k in fixed))
+    if lat is None:
+        raise ValueError(f"{op}: nothing measured with {', '.join(f'{k}={q.get(k)}' for k in fixed)}")
+    return math.exp(_interp(lat, dims, q)), "interpolated", None
+
+
+@functools.lru_cache(maxsize=16)
+def _has_table(name: str) -> bool:
+    return (profile_dir(name) / "kernels.csv").exists()
 
 
 def kernel_time(gpu: str, op: str, dtype: str = "bf16", *, sms: int | None = None, table: str | None = None,
                 base: str | None = None, **shape: Any) -> Prediction:
+    """Predicted time of one ``op`` at ``shape`` on ``gpu``; see ``_kernel_time`` (results are cached)."""
+    items = tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in shape.items()))
+    return _kernel_time_cached(gpu, op, dtype, sms, table, base, items)
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _kernel_time_cached(gpu, op, dtype, sms, table, base, items) -> Prediction:
+    return _kernel_time(gpu, op, dtype, sms=sms, table=table, base=base, **dict(items))
+
+
+def _kernel_time(gpu: str, op: str, dtype: str = "bf16", *, sms: int | None = None, table: str | None = None,
+                 base: str | None = None, **shape: Any) -> Prediction:
     """Predicted time of one ``op`` at ``shape`` on ``gpu`` (see the module docstring for how).
 
     gemm: m, n, k (C[M,N] = A[M,K] B[K,N]); grouped_gemm: e experts, m tokens each, n, k (or tokens=[...]);
@@ -259,7 +304,7 @@ def kernel_time(gpu: str, op: str, dtype: str = "bf16", *, sms: int | None = Non
                                    **{k: q[k] for k in ("n", "k", "impl") if k in q})
         if tokens is not None:
             q["e"], q["m"] = len(tokens), int(tokens[0])
-    dims, fixed, _ = OPS[op]
+    dims, _, _ = OPS[op]
     missing = [k for k in dims if k not in q]
     if missing:
         raise ValueError(f"{op} needs {', '.join(dims)}; missing {', '.join(missing)} (got {shape})")
@@ -270,8 +315,7 @@ def kernel_time(gpu: str, op: str, dtype: str = "bf16", *, sms: int | None = Non
     qi = dict(q)
     if op.startswith("attn_prefill") or op == "nn_attn_prefill":
         qi["h"] = q["h"] * q.get("b", 1)
-    own = profile_dir(target.name) / "kernels.csv"
-    base = get_gpu(base).name if base else (target.name if own.exists() else BASE_GPU)
+    base = get_gpu(base).name if base else (target.name if _has_table(target.name) else BASE_GPU)
     tabs = _tables(base, table)
     if (op, dtype) not in tabs:
         raise ValueError(f"{op} {dtype}: not in the {base} profile; measured: "

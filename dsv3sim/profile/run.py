@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import os
 import platform
 import subprocess
 import sys
@@ -36,7 +35,7 @@ BUILDERS = {**OP_BUILDERS, **NN_BUILDERS}
 def _smi(query: str) -> str:
     try:
         return subprocess.run(["nvidia-smi", f"--query-gpu={query}", "--format=csv,noheader"], capture_output=True,
-                              text=True, timeout=20).stdout.strip()
+                              text=True, timeout=20, check=False).stdout.strip()
     except Exception as e:  # noqa: BLE001 - metadata only
         return f"unavailable: {e}"
 

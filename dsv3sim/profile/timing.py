@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import statistics
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import torch
 
@@ -41,7 +42,7 @@ def n_sets_for(bytes_per_set: float, lo: int = 2, hi: int = 48) -> int:
 
 def _quantiles(xs: Sequence[float]) -> tuple[float, float, float]:
     s = sorted(xs)
-    q = lambda f: s[min(len(s) - 1, max(0, int(round(f * (len(s) - 1)))))]  # noqa: E731
+    q = lambda f: s[min(len(s) - 1, max(0, round(f * (len(s) - 1))))]
     return statistics.median(s), q(0.1), q(0.9)
 
 
