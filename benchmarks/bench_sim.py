@@ -5,7 +5,7 @@ The 2048-GPU run tiles 32 EP64 groups; each group's 8 nodes sit under one leaf p
 share no link and, routing alike, are simulated once (exact; sim/ep_run.py). The last block runs the
 same reduction on a 512-GPU slice with and without it, side by side, to show the results agree.
 
-    .venv/bin/python benchmarks/bench_sim.py [--chunks 6]
+    .venv/bin/python benchmarks/bench_sim.py [--chunks 8]
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ def _timed(fn):
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--chunks", type=int, default=6)
+    ap.add_argument("--chunks", type=int, default=8)
     args = ap.parse_args()
     topo, t_load, _ = _timed(lambda: load_topology("h800-deepseek"))
     print(f"load h800-deepseek ({topo.n_gpus} GPUs, {len(topo.links)} links): {t_load:.2f} s")

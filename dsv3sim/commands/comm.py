@@ -39,7 +39,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dtype", default="fp8", choices=("fp8", "bf16"), help="dispatch payload (combine is BF16)")
     p.add_argument("--trace", default=None, help="routing trace: dsv3sim .npz trace or any array of expert ids")
     p.add_argument("--algorithm", default="ring", choices=("ring", "tree"), help="all-reduce algorithm")
-    p.add_argument("--chunks", type=int, default=6, help="relay pipeline chunks (normal mode) / tree chunks")
+    p.add_argument("--chunks", type=int, default=8, help="relay pipeline chunks (normal mode) / tree chunks")
     p.add_argument("--groups", type=int, default=None, help="EP groups to run (default: fill the cluster)")
     p.add_argument("--no-reduce", action="store_true", help="simulate every group even when reduction is exact")
     p.add_argument("--seed", type=int, default=0)

@@ -57,10 +57,10 @@ def groups_independent(topo: Topology, groups: list[tuple[int, ...]]) -> bool:
 
 
 def simulate_ep(topo: Topology, *, kind: str, ep: int, routing: np.ndarray | list[np.ndarray],
-                n_experts: int, mode: str = "normal", dtype: str = "fp8", hidden: int = 7168, chunks: int = 6,
-                taper: bool = True,
+                n_experts: int, mode: str = "normal", dtype: str = "fp8", hidden: int = 7168, chunks: int = 8,
+                taper: bool = False,
                 n_groups: int | None = None, reduce: bool = True, record: bool = False,
-                return_network: bool = False, method: str = "auto", max_flows: int = 2000):
+                return_network: bool = False, method: str = "auto", max_flows: int = 600):
     """Dispatch or combine on ``n_groups`` EP groups (default: the whole cluster).
 
     ``routing`` is ``[ep, tokens, k]`` (every group routes the same) or a list with one per group.

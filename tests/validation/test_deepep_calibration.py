@@ -14,16 +14,16 @@ Knobs, physical only and shared by every case (in the YAML): NIC achievable frac
 The errors are printed (pytest -s) and bounded below; the bounds are the model's stated accuracy.
 
 Measured at commit time (simulated vs published; normal = DeepEP-logical GB/s, low-latency = time):
-  normal dispatch  EP8 150 vs 153 (-2%)  EP16 46 vs 43 (+7%)  EP32 55 vs 58 (-6%)   EP64 45 vs 51 (-12%)
-  normal combine   EP8 151 vs 158 (-4%)  EP16 43 vs 43 (+0%)  EP32 46 vs 57 (-19%)  EP64 43 vs 50 (-14%)
-  LL dispatch  EP8 65 vs 77 us (-16%)  EP16 106 vs 118 (-10%) EP32 148 vs 155 (-5%)
+  normal dispatch  EP8 150 vs 153 (-2%)  EP16 46 vs 43 (+7%)  EP32 55 vs 58 (-5%)   EP64 47 vs 51 (-8%)
+  normal combine   EP8 151 vs 158 (-4%)  EP16 43 vs 43 (+1%)  EP32 50 vs 57 (-12%)  EP64 44 vs 50 (-12%)
+  LL dispatch  EP8 65 vs 77 us (-16%)  EP16 106 vs 118 (-10%) EP32 151 vs 155 (-3%)
                EP64 176 vs 173 (+1%)   EP128 187 vs 192 (-3%)  EP256 194 vs 194 (+0%)
-  LL combine   EP8 113 vs 114 us (-1%) EP16 188 vs 195 (-4%)   EP32 283 vs 273 (+4%)
+  LL combine   EP8 113 vs 114 us (-1%) EP16 188 vs 195 (-4%)   EP32 287 vs 273 (+5%)
                EP64 325 vs 314 (+3%)   EP128 345 vs 369 (-7%)  EP256 365 vs 360 (+1%)
-(low-latency EP >= 64 uses simulate_ep's bottleneck bound, method="auto"; tests/sim checks it against the
-flow simulation: it is above it by at most the path-latency spread.)
-The model is pessimistic at EP32/64 combine: DeepEP overlaps the NVLink gather and the IB send more finely
-than the simulated 6-stage relay pipeline, and its kernels balance channels across relays.
+(low-latency runs of more than 600 flows, EP >= 32, use simulate_ep's bottleneck bound, method="auto";
+tests/sim checks it against the flow simulation: above it by at most the path-latency spread.)
+The model is pessimistic for EP32/64 combine: the simulated 8-chunk relay pipeline overlaps the NVLink
+gather and the IB send less finely than DeepEP's kernels (16 chunks: -8%/-7%, at twice the events).
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ LOW_LATENCY = [(8, 77, 98, 114, 127), (16, 118, 63, 195, 74), (32, 155, 48, 273,
                (128, 192, 39, 369, 39), (256, 194, 39, 360, 40)]
 
 # Stated accuracy of the calibrated model (relative error bounds checked below).
-NORMAL_TOL = {8: 0.10, 16: 0.15, 32: 0.25, 64: 0.20}
+NORMAL_TOL = {8: 0.10, 16: 0.15, 32: 0.20, 64: 0.20}
 LL_TOL = 0.20
 
 
