@@ -110,8 +110,9 @@ def link_section(result: dict, ctx) -> Section:
     sec = Section(key="links", title="Link utilisation over time")
     lu = pick(result, *KEYS)
     by_class, by_node, avg = parse(lu) if lu is not None else ({}, {}, {})
+    comm = comm_table(result)
     if not (by_class or by_node or avg):
-        sec.body, sec.present = absent("no link utilisation in this result"), False
+        sec.body, sec.present = (comm, True) if comm else (absent("no link utilisation in this result"), False)
         return sec
     parts = [note("Fraction of each link's bandwidth in use (100 % = saturated). Per link class (mean over "
                   "links of that class) and per node.")]
@@ -138,10 +139,37 @@ def link_section(result: dict, ctx) -> Section:
         sec.n_figures += 1
     if avg:
         y, _ = _pct(list(avg.values()))
-        fig = go.Figure(go.Bar(x=list(avg), y=y, marker_color="#9d755d", text=[f"{v:.1f} %" for v in y]))
-        fig.update_layout(title="Mean utilisation over the step", yaxis_title="utilisation (%)", height=320,
+        fig = go.Figure(go.Bar(x=list(avg), y=y, marker_color="#9d755d", text=[f"{v:.1f} %" for v in y],
+                               width=0.5 if len(avg) < 4 else None))
+        fig.update_layout(title="Mean utilisation over the step", yaxis_title="utilisation (%)", height=280,
                           margin={"l": 10, "r": 10, "t": 50, "b": 40})
         parts.append(figure_html(fig, ctx.fig_id("linkavg")))
         sec.n_figures += 1
-    sec.body = "".join(parts)
+    sec.body = "".join(parts) + comm
     return sec
+
+
+COMM_COLS = (("time_s", "time", 1e6, "µs"), ("rdma_GBps", "RDMA", 1, "GB/s"), ("nvlink_GBps", "NVLink", 1, "GB/s"),
+             ("busiest_link_utilisation", "busiest link load", 100, "%"))
+
+
+def comm_table(result: dict) -> str:
+    """One all-to-all of one micro-batch per row (``comm`` in the result): time, bandwidths, busiest link."""
+    from dsv3sim.report.page import table
+
+    c = result.get("comm")
+    if not isinstance(c, dict) or not c or not all(isinstance(v, dict) for v in c.values()):
+        return ""
+    rows = []
+    for name, d in c.items():
+        cells = [name]
+        for k, _, f, unit in COMM_COLS:
+            v = num(d.get(k))
+            cells.append("" if v is None else f"{v * f:,.1f} {unit}")
+        cells.append(f"{d.get('busiest_link', '')} ({d.get('busiest_link_class', '')})" if d.get("busiest_link")
+                     else "")
+        cells.append(str(d.get("method", d.get("mode", ""))))
+        rows.append(cells)
+    return (note("Each all-to-all of one micro-batch as simulated (per EP group; DeepEP-style dispatch/combine):")
+            + table(["collective"] + [lab for _, lab, _, _ in COMM_COLS] + ["busiest link", "method"], rows,
+                    {1, 2, 3, 4}))

@@ -73,3 +73,15 @@ def test_results_chrome_export_reads_back_as_the_timeline(real):
         return s.lane, s.name, round(s.start_s, 9), round(s.dur_s, 9)
 
     assert sorted(map(key, via_trace)) == sorted(map(key, direct))
+
+
+def test_comm_table(real):
+    from html import escape
+
+    from dsv3sim.report.network import comm_table
+
+    html = comm_table(real)
+    d = real["comm"]["dispatch(F)"]
+    assert "dispatch(F)" in html and f"{d['time_s'] * 1e6:,.1f} µs" in html
+    assert f"{d['busiest_link_utilisation'] * 100:,.1f} %" in html and escape(d["busiest_link"]) in html
+    assert comm_table({"comm": {}}) == ""
