@@ -27,13 +27,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dtype", default="bf16", choices=("bf16", "fp8", "fp32"))
     for f in _SHAPE_FLAGS:
         p.add_argument(f"--{f}", type=int, default=None)
+    p.add_argument("--tokens", default=None,
+                   help="grouped_gemm: comma-separated tokens per expert (skewed loads; replaces --e/--m)")
     p.add_argument("--sms", type=int, default=None, help="SMs computing (default: all)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
 
 def run(args: argparse.Namespace) -> int:
     from dsv3sim.profile.predict import kernel_time
-    shape = {f: getattr(args, f) for f in _SHAPE_FLAGS if getattr(args, f) is not None}
+    shape: dict = {f: getattr(args, f) for f in _SHAPE_FLAGS if getattr(args, f) is not None}
+    if args.tokens:
+        try:
+            shape["tokens"] = [int(x) for x in args.tokens.split(",")]
+        except ValueError:
+            raise ValueError(f"--tokens must be comma-separated integers, got {args.tokens!r}") from None
     p = kernel_time(args.gpu, args.op, args.dtype, sms=args.sms, **shape)
     d = {"gpu": p.gpu, "op": args.op, "dtype": args.dtype, **shape, "sms": args.sms, "time_s": p.time_s,
          "time_us": p.time_s * 1e6, "tflops": p.tflops, "source": p.source, "base_gpu": p.base_gpu,

@@ -21,13 +21,15 @@ _LAYOUT: dict[str, tuple[bool, bool] | None] = {}  # probed layout per device ty
 
 
 def quantize_1x128(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """x[M,K] (K % 128 == 0) -> (fp8 [M,K], fp32 scale [M, K/128]); scale = amax/448 per 1x128 tile."""
+    """x[M,K] -> (fp8 [M,K], fp32 scale [M, ceil(K/128)]); scale = amax/448 per 1x128 tile."""
     m, k = x.shape
-    xt = x.view(m, k // BLOCK, BLOCK).float()
-    amax = xt.abs().amax(dim=-1).clamp_min(1e-12)  # [M, K/128]
+    k_pad = -(-k // BLOCK) * BLOCK  # ragged last tile (tiny configs): zero-padded, cropped after
+    xf = torch.nn.functional.pad(x.float(), (0, k_pad - k)) if k_pad != k else x.float()
+    xt = xf.view(m, k_pad // BLOCK, BLOCK)
+    amax = xt.abs().amax(dim=-1).clamp_min(1e-12)  # [M, ceil(K/128)]
     scale = amax / E4M3_MAX
-    q = (xt / scale.unsqueeze(-1)).to(torch.float8_e4m3fn).view(m, k)
-    return q, scale
+    q = (xt / scale.unsqueeze(-1)).to(torch.float8_e4m3fn).view(m, k_pad)
+    return (q[:, :k].contiguous() if k_pad != k else q), scale
 
 
 def quantize_128x128(w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -75,3 +75,10 @@ def test_kernel_time_cli_json(capsys):
     text = capsys.readouterr().out
     assert "time_s" in text and "tflops" in text and "source" in text
     assert main(["kernel-time", "--gpu", "nope", "--op", "gemm", "--m", "1", "--n", "1", "--k", "1"]) == 2
+
+
+def test_ragged_k_quantises_with_a_zero_padded_last_tile():
+    x = torch.randn(4, 200, generator=torch.Generator().manual_seed(3))
+    q, s = fp8m.quantize_1x128(x)
+    assert q.shape == (4, 200) and s.shape == (4, 2)
+    assert ((fp8m.dequant(q, s, 1) - x).norm() / x.norm()) < 0.04
