@@ -51,7 +51,7 @@ def flatten(row: dict) -> tuple[dict, dict, str | None]:
 
 
 def sweep_rows(result: dict) -> list[dict] | None:
-    v = pick(result, "sweep", "rows", "points", depth=1)
+    v = pick(result, "sweep", "rows", "points", depth=0)  # top level only: `validation` also has `rows`
     if isinstance(v, dict):
         v = pick(v, "rows", "results", "points", depth=0)
     if v is None and isinstance(result.get("results"), list):

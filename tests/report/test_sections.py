@@ -184,3 +184,9 @@ def test_timeline_caps_lanes():
     assert dropped == 10 and {s.lane for s in kept} == {f"rank {r} / compute" for r in range(MAX_LANES)}
     fig = timeline_figure([("sim", ss)], "t")
     assert len(set(fig.layout.yaxis.categoryarray)) == MAX_LANES
+
+
+def test_validation_rows_are_not_a_sweep():
+    r = {"step_time_s": 1.0, "validation": {"rows": [{"name": "x", "predicted": 1.0, "published": 2.0}]}}
+    assert not sweep_section(r, RenderContext()).present
+    assert len(validation_rows(r)) == 1
