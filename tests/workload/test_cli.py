@@ -4,6 +4,8 @@ from __future__ import annotations
 import json
 import textwrap
 
+import pytest
+
 from dsv3sim.cli import main
 from dsv3sim.workload.sweep import apply, grid, parse_grid, run_sweep
 
@@ -64,3 +66,12 @@ def test_sweep_keeps_infeasible_rows(tmp_path):
     assert len(bad) == 2 and all("ep=12" in r["infeasible"] for r in bad)
     good = [r for r in rows if not r.get("infeasible")]
     assert all(r["step_time_s"] > 0 and "breakdown.bubble_s" in r for r in good)
+
+
+@pytest.mark.slow
+def test_run_default_is_v3_pretraining(tmp_path):
+    out = tmp_path / "v3.json"
+    assert main(["run", "--json", str(out)]) == 0
+    d = json.loads(out.read_text())
+    assert d["scenario"] == "deepseek-v3-pretrain" and d["n_gpus"] == 2048
+    assert d["validation"]["rows"][0]["published"] == 180_000.0
