@@ -17,9 +17,9 @@ def test_large_fp8_gemm_profile_vs_published_deepgemm():
 
 
 def test_partial_sms_never_faster():
-    for op, dt, shape in (("gemm", "fp8", dict(m=4096, n=2048, k=7168)),
-                          ("grouped_gemm", "fp8", dict(e=4, m=4096, n=4096, k=7168)),
-                          ("attn_prefill", "bf16", dict(s=4096, h=128, b=1, dqk=192, dv=128))):
+    for op, dt, shape in (("gemm", "fp8", {"m": 4096, "n": 2048, "k": 7168}),
+                          ("grouped_gemm", "fp8", {"e": 4, "m": 4096, "n": 4096, "k": 7168}),
+                          ("attn_prefill", "bf16", {"s": 4096, "h": 128, "b": 1, "dqk": 192, "dv": 128})):
         full = op_time("H800", op, dt, flops=1e12, bytes_=1e9, **shape).time_s
         part = op_time("H800", op, dt, flops=1e12, bytes_=1e9, sm_fraction=112 / 132, **shape).time_s
         assert part >= full * (1 - 1e-9)
