@@ -31,13 +31,21 @@ from dsv3sim.validate.parts import build, materialize
 from dsv3sim.validate.schedule import plan
 
 REPS = 8
+# On a CPU shared with other processes the scheduler (Linux CFS) runs a task that just woke from a blocking
+# wait ahead of the CPU-bound ones for a few ms; a task that computes back to back gets its fair share only.
+# Measured here: an MLA forward of `tiny` takes 11 ms back to back but 5 ms after a 3 ms sleep at load ~13.
+# With EP every component runs between blocking all-to-alls, so it is profiled after such a wait; without EP
+# a stage computes for long stretches and is profiled back to back. The optimizer always follows a wait.
+WAIT_S = 3e-3
 MAX_PROFILED_EXPERTS = 16  # GPU memory: a V3-width expert is 88 MB of BF16 weights (+ grads)
 
 
-def _samples(fn, make_input, reps: int, sync) -> tuple[list[float], list[float]]:
+def _samples(fn, make_input, reps: int, sync, wait_s: float = 0.0) -> tuple[list[float], list[float]]:
     fs, bs = [], []
     for i in range(reps + 1):
         x = make_input().requires_grad_()
+        if wait_s:
+            time.sleep(wait_s)  # block like a rank waiting in an all-to-all (see WAIT_S)
         sync()
         t0 = time.perf_counter()
         y = fn(x)
@@ -64,12 +72,13 @@ def profile_components(cfg, spec, device: torch.device, sync, rank: int = 0, *, 
     B, S, D = spec.micro_batch, spec.seq_len, cfg.hidden_size
     T = B * S
     hid = lambda: torch.randn(B, S, D, dtype=dtype, device=device)
-    _, b0 = _samples(lambda x: x * 1.0, hid, reps, sync)
+    wait = WAIT_S if spec.ep > 1 else 0.0
+    _, b0 = _samples(lambda x: x * 1.0, hid, reps, sync, wait)
     bwd_start = statistics.fmean(b0)
-    out: dict = {"tokens_per_microbatch": T, "bwd_call_overhead_s": bwd_start}
+    out: dict = {"tokens_per_microbatch": T, "bwd_call_overhead_s": bwd_start, "wait_before_sample_s": wait}
 
     def prof(name, fn, make=hid):
-        out[name] = _summary(*_samples(fn, make, reps, sync), bwd_start)
+        out[name] = _summary(*_samples(fn, make, reps, sync, wait), bwd_start)
 
     dense = next((b for b in parts.blocks if b.ffn is not None), None)
     moe = next((b for b in parts.blocks if b.is_moe), None)
@@ -93,7 +102,8 @@ def profile_components(cfg, spec, device: torch.device, sync, rank: int = 0, *, 
         pts, rel_f, rel_b = [], [], []
         for r in per:
             s = _summary(*_samples(lambda x, r=r: exs(x, [r] * n_prof),
-                                   lambda r=r: torch.randn(r * n_prof, D, dtype=dtype, device=device), reps, sync),
+                                   lambda r=r: torch.randn(r * n_prof, D, dtype=dtype, device=device), reps, sync,
+                                   wait),
                          bwd_start)
             s["F"], s["B"] = s["F"] * scale, s["B"] * scale
             s["F_s"], s["B_s"] = [x * scale for x in s["F_s"]], [x * scale for x in s["B_s"]]
@@ -128,7 +138,7 @@ def profile_components(cfg, spec, device: torch.device, sync, rank: int = 0, *, 
     tok = torch.randint(0, cfg.vocab_size, (B, S), device=device)
     prof("embed", lambda _x: emb(tok) + 0 * _x)
     dense_p, expert_p = rank_params(parts, cfg, spec, rank)
-    out["optim"] = _optim(dense_p + expert_p, device, dtype, sync, reps)
+    out["optim"] = _optim(dense_p + expert_p, device, dtype, sync, reps, wait_s=WAIT_S if spec.world_size > 1 else 0)
     return out
 
 
@@ -158,7 +168,8 @@ def rank_params(parts, cfg, spec, rank: int) -> tuple[list[torch.nn.Parameter], 
     return list({id(p): p for p in ps}.values()), [p for m in ex for p in m.parameters()]
 
 
-def _optim(params: list[torch.nn.Parameter], device, dtype, sync, reps: int, max_elems: int = 1 << 26) -> dict:
+def _optim(params: list[torch.nn.Parameter], device, dtype, sync, reps: int, max_elems: int = 1 << 26,
+           wait_s: float = 0.0) -> dict:
     """AdamW step (fused on CUDA, as train.py) over this rank's parameter shapes. Above ``max_elems`` elements
     only the tensors that fit in that budget are stepped (one flat tensor of the budget if none fits) and the
     time scaled by total / stepped elements (AdamW is element-wise: linear in elements for large tensors)."""
@@ -177,6 +188,8 @@ def _optim(params: list[torch.nn.Parameter], device, dtype, sync, reps: int, max
     opt = torch.optim.AdamW(ps, lr=1e-4, fused=device.type == "cuda")
     ts = []
     for i in range(reps + 1):
+        if wait_s:
+            time.sleep(wait_s)
         sync()
         t0 = time.perf_counter()
         opt.step()
