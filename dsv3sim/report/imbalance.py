@@ -138,11 +138,16 @@ def imbalance_section(result: dict, ctx) -> Section:
         sec.body, sec.present = absent("no imbalance-over-steps series in this result or under traces/"), False
         return sec
     fig = go.Figure()
+    palette = ("#4c78a8", "#f58518", "#54a24b", "#e45756", "#b279a2", "#72b7b2")
+    bases = list(dict.fromkeys(m.removesuffix(" (windowed)") for m in sorted(series)))
     for m in sorted(series):
         st, ys = series[m]
-        fig.add_trace(go.Scatter(x=st, y=ys, name=m, mode="lines",
-                                 line={"dash": "dot"} if m.endswith("(windowed)") else {}))
-    fig.add_hline(y=1.0, line_dash="dot", line_color="#888", annotation_text="perfect balance")
+        windowed = m.endswith(" (windowed)")
+        col = palette[bases.index(m.removesuffix(" (windowed)")) % len(palette)]
+        fig.add_trace(go.Scatter(x=st, y=ys, name=m, mode="lines", opacity=1.0 if windowed else 0.45,
+                                 line={"color": col, "width": 2.5 if windowed else 1.2}))
+    fig.add_hline(y=1.0, line_dash="dot", line_color="#888", annotation_text="perfect balance",
+                  annotation_position="bottom left")
     fig.update_layout(title="Worst-layer max/mean expert load per training step", xaxis_title="step",
                       yaxis_title="max / mean load", height=360, margin={"l": 10, "r": 10, "t": 50, "b": 40})
     last = ", ".join(f"{esc(m)}: {series[m][1][-1]:.2f}" for m in sorted(series) if series[m][1])

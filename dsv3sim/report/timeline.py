@@ -146,7 +146,10 @@ def timeline_figure(panels: list[tuple[str, list[Slice]]], title: str):
     scale, unit = (1e3, "ms") if span >= 1e-3 else (1e6, "µs")
     n_lanes = [len({x.lane for x in ss}) for _, ss in panels]
     heights = [max(2, n) for n in n_lanes]
-    fig = make_subplots(rows=len(panels), cols=1, shared_xaxes=True, vertical_spacing=0.08 if len(panels) > 1 else 0,
+    spans = [max(x.end_s for x in ss) for _, ss in panels]
+    shared = len(panels) < 2 or max(spans) <= 3 * max(min(spans), 1e-12)  # else each panel its own time axis
+    fig = make_subplots(rows=len(panels), cols=1, shared_xaxes=shared,
+                        vertical_spacing=(0.08 if shared else 0.14) if len(panels) > 1 else 0,
                         subplot_titles=[t for t, _ in panels] if len(panels) > 1 else None,
                         row_heights=[h / sum(heights) for h in heights])
     by_time: dict[str, float] = defaultdict(float)
@@ -192,7 +195,8 @@ def timeline_figure(panels: list[tuple[str, list[Slice]]], title: str):
                                          showlegend=common["showlegend"]), row=row, col=1)
         fig.update_yaxes(categoryorder="array", categoryarray=order, autorange="reversed", row=row, col=1,
                          type="category", tickfont={"size": 10})
-    fig.update_xaxes(title_text=f"time ({unit})", row=len(panels), col=1)
+    for row in range(1, len(panels) + 1) if not shared else (len(panels),):
+        fig.update_xaxes(title_text=f"time ({unit})", row=row, col=1)
     height = max(140 + 22 * sum(heights) + 60 * len(panels), 80 + 21 * len(shown))  # lanes, or the legend
     fig.update_layout(barmode="overlay", title=title, height=min(2400, height),
                       margin={"l": 10, "r": 10, "t": 60, "b": 40}, legend={"orientation": "v"}, bargap=0.1,

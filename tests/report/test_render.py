@@ -35,8 +35,8 @@ def test_full_fixture_every_section_present(train_result):
     assert page.n_figures == sum(s.n_figures for s in secs) >= 11
 
 
-def test_empty_result_renders_with_absent_sections():
-    html, page = render_html({"scenario": "nothing"})
+def test_empty_result_renders_with_absent_sections(tmp_path):
+    html, page = render_html({"scenario": "nothing"}, traces_dir=tmp_path)  # no imbalance series under traces/
     assert page.n_figures == 0
     # every section but the (not requested) comparison and the all-fields table (it lists "scenario")
     assert html.count('class="absent"') == len(SECTIONS) - 2
