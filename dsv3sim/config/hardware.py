@@ -178,18 +178,20 @@ register(GpuSpec(
         "sm_clock": "derived: 2.5e15 / (148 SMs x 8192 dense BF16 FLOP/clk/SM) = 2.06 GHz",
     }))
 
-# The 2-core development box (topologies/local-cpu.yaml names it "cpu"). Values MEASURED here with torch 2.13,
-# 2 threads: 1024^3 matmul 10 reps after 3 warm-ups (fp32 24.9 GFLOP/s, bf16 0.92 GFLOP/s: no native bf16 GEMM),
-# 256 MiB tensor copy 13.7 GB/s (read+write). A shared box: other processes perturb these by tens of percent.
+# The 2-core development box (topologies/local-cpu.yaml names it "cpu"). Values MEASURED here with torch 2.13:
+# fp32 1024^3 matmul, 2 threads, 10 reps after 3 warm-ups: 24.9 GFLOP/s; bf16/fp8: the best GEMM rate in
+# profiles/cpu/kernels.csv (1 thread; bf16 9.8 GFLOP/s, fp8 emulated through bf16 4.3); memory: the best
+# memory-bound op there, 40 GB/s (cache-resident sizes; a 256 MiB copy gave 13.7 GB/s). A shared box:
+# other processes perturb these by tens of percent.
 register(GpuSpec(
-    name="cpu", arch="x86-64", peak_flops={"fp32": 24.9e9, "bf16": 0.92e9, "tf32": 24.9e9, "fp8": 0.92e9},
-    hbm_bytes=23 * GB, hbm_bandwidth=13.7 * GB, n_sms=2, nvlink_bandwidth=2 * GB, nic_bandwidth=1 * GB,
+    name="cpu", arch="x86-64", peak_flops={"fp32": 24.9e9, "bf16": 9.8e9, "tf32": 24.9e9, "fp8": 4.3e9},
+    hbm_bytes=23 * GB, hbm_bandwidth=40 * GB, n_sms=2, nvlink_bandwidth=2 * GB, nic_bandwidth=1 * GB,
     sm_clock=2.0e9,
     sources={
-        "peak_flops": "measured-here: torch 1024x1024x1024 matmul, 2 threads, median of 10 (fp8 has no CPU GEMM: "
-                      "emulated through bf16, so the bf16 figure)",
+        "peak_flops": "measured-here: fp32 torch 1024^3 matmul (2 threads); bf16 / fp8 (emulated) the best GEMM "
+                      "rate in profiles/cpu/kernels.csv",
         "hbm_bytes": "measured-here: `free -g` total 23 GiB",
-        "hbm_bandwidth": "measured-here: 256 MiB torch copy, bytes read + written / time",
+        "hbm_bandwidth": "measured-here: best memory-bound op in profiles/cpu/kernels.csv (bytes / time)",
         "n_sms": "measured-here: nproc = 2 cores",
         "nvlink_bandwidth": "placeholder: shared-memory gloo transport, see topologies/local-cpu.yaml (not measured)",
         "nic_bandwidth": "placeholder: no NIC (not measured)",
