@@ -149,7 +149,7 @@ def timeline_figure(panels: list[tuple[str, list[Slice]]], title: str):
     spans = [max(x.end_s for x in ss) for _, ss in panels]
     shared = len(panels) < 2 or max(spans) <= 3 * max(min(spans), 1e-12)  # else each panel its own time axis
     fig = make_subplots(rows=len(panels), cols=1, shared_xaxes=shared,
-                        vertical_spacing=(0.08 if shared else 0.14) if len(panels) > 1 else 0,
+                        vertical_spacing=(0.08 if shared else 0.2) if len(panels) > 1 else 0,
                         subplot_titles=[t for t, _ in panels] if len(panels) > 1 else None,
                         row_heights=[h / sum(heights) for h in heights])
     by_time: dict[str, float] = defaultdict(float)
@@ -173,7 +173,8 @@ def timeline_figure(panels: list[tuple[str, list[Slice]]], title: str):
         for key in sorted(groups, key=lambda k: (known.index(k) if k in known else len(known),
                                                  -sum(x.dur_s for x in groups[k]))):
             xs = groups[key]
-            col = COLORS.get(key) or CATEGORY_COLORS.get(key.replace("other ", ""), "#bab0ac")
+            col = CATEGORY_COLORS[key[6:]] if key.startswith("other ") and key[6:] in CATEGORY_COLORS \
+                else color_of(key)
             common = {"name": key, "legendgroup": key, "showlegend": key not in shown, "marker_color": col}
             shown.add(key)
             if use_bars:
@@ -198,6 +199,8 @@ def timeline_figure(panels: list[tuple[str, list[Slice]]], title: str):
     for row in range(1, len(panels) + 1) if not shared else (len(panels),):
         fig.update_xaxes(title_text=f"time ({unit})", row=row, col=1)
     height = max(140 + 22 * sum(heights) + 60 * len(panels), 80 + 21 * len(shown))  # lanes, or the legend
+    if not shared:
+        title += " (each panel on its own time axis: their spans differ more than 3x)"
     fig.update_layout(barmode="overlay", title=title, height=min(2400, height),
                       margin={"l": 10, "r": 10, "t": 60, "b": 40}, legend={"orientation": "v"}, bargap=0.1,
                       plot_bgcolor="#fafbfc")
@@ -247,7 +250,7 @@ def comparison_section(result: dict, ctx) -> Section | None:
         sec.body = absent(f"{ctx.chrome_trace}: no complete events found")
         return sec
     fig = timeline_figure([("simulated" + (f" ({src})" if src else ""), sim), (f"real: {info['kind']}", real)],
-                          "Simulated (top) and measured (bottom) on one time axis")
+                          "Simulated (top) and measured (bottom)")
     rows = []
     s_tot = {n: (t, c) for n, t, c in summarize_slices(sim)}
     for n, t, c in summarize_slices(real)[:20]:
