@@ -168,41 +168,48 @@ class FlowNetwork:
         on: list[list[_Flow]] = []
         cap = self.capacity
         cap_left: list[float] = []
+        lpaths: list[list[int]] = []
         for f in fl:  # bring remaining bytes up to now at the old rates
             if f.rate > 0:
                 f.remaining = max(0.0, f.remaining - f.rate * (now - f.t_last))
             f.t_last = now
+            f.rate = -1.0  # unfrozen
+            lp = []
             for lid in f.path:
                 i = idx.get(lid)
                 if i is None:
-                    idx[lid] = len(on)
+                    i = idx[lid] = len(on)
                     on.append([f])
                     cap_left.append(cap[lid])
                 else:
                     on[i].append(f)
-        # progressive filling over local link indices (ties -> lower link id first via insertion order)
+                lp.append(i)
+            lpaths.append(lp)
+        # progressive filling over local link indices (ties -> lower link id first via insertion order);
+        # a link at the minimum fair share at the start of a round saturates in that round (freezing flows
+        # at that share never lowers another link's fair share below it)
         n_on = [len(v) for v in on]
-        paths = {f.id: [idx[lid] for lid in f.path] for f in fl}
+        pos = {f.id: k for k, f in enumerate(fl)}
         live = list(range(len(on)))
-        frozen: set[int] = set()
         while live:
-            share = min(cap_left[i] / n_on[i] for i in live)
+            ratios = [cap_left[i] / n_on[i] for i in live]
+            share = min(ratios)
             lim = share * (1 + _REL)
-            for i in live:
-                if n_on[i] and cap_left[i] / n_on[i] <= lim:
+            for i, x in zip(live, ratios):
+                if x <= lim and n_on[i]:
                     for f in on[i]:
-                        if f.id in frozen:
+                        if f.rate >= 0:
                             continue
-                        frozen.add(f.id)
                         f.rate = share
-                        for j in paths[f.id]:
+                        for j in lpaths[pos[f.id]]:
                             cap_left[j] -= share
                             n_on[j] -= 1
             live = [i for i in live if n_on[i]]
         heap = self._heap
+        push = heapq.heappush
         for f in fl:
             f.version += 1
-            heapq.heappush(heap, (now + (f.remaining - f.next_level()) / f.rate, f.id, f.version))
+            push(heap, (now + (f.remaining - (f.marks[-1][0] if f.marks else 0.0)) / f.rate, f.id, f.version))
         if len(heap) > 4 * len(flows) + 64:  # drop stale entries
             self._heap = [e for e in heap if e[1] in flows and flows[e[1]].version == e[2]]
             heapq.heapify(self._heap)
