@@ -93,6 +93,18 @@ def attention_absorbed(q_nope, q_pe, kv, k_pe, wkv_b, *, n_heads: int, d_nope: i
     return torch.einsum("bshc,hdc->bshd", o_c, w[:, d_nope:])  # [B,S,nh,d_v]
 
 
+def mla_projections(x, cos, sin, q_in, kv_a, kv_norm, *, n_heads: int, d_nope: int, d_rope: int, d_c: int):
+    """Profiler op: the MLA down/up projections, norms and RoPE. ``q_in`` maps x -> [.., nh(d_n+d_r)] (q_a, norm,
+    q_b, or q_proj), ``kv_a`` x -> [.., d_c+d_r], ``kv_norm`` the latent RMSNorm (callables: modules or lambdas
+    over weights). Returns q_nope, q_pe, kv (normed latent), k_pe as MLA.project."""
+    B, S, _ = x.shape
+    q = q_in(x).view(B, S, n_heads, d_nope + d_rope)
+    q_nope, q_pe = q.split([d_nope, d_rope], dim=-1)
+    q_pe = apply_rope(q_pe, cos[:, None], sin[:, None])
+    kv, k_pe = kv_a(x).split([d_c, d_rope], dim=-1)
+    return q_nope, q_pe, kv_norm(kv), apply_rope(k_pe, cos, sin)
+
+
 class MLA(nn.Module):
     """One MLA block with HF parameter names (modeling_deepseek.py DeepseekV3Attention)."""
 
@@ -116,13 +128,9 @@ class MLA(nn.Module):
 
     def project(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor):
         """x [B,S,H] -> q_nope [B,S,nh,d_n], q_pe (RoPE'd) [B,S,nh,d_r], kv latent (normed) [B,S,d_c], k_pe [B,S,d_r]."""
-        B, S, _ = x.shape
-        q = self.q_b_proj(self.q_a_layernorm(self.q_a_proj(x))) if self.q_lora_rank else self.q_proj(x)
-        q = q.view(B, S, self.n_heads, self.d_nope + self.d_rope)
-        q_nope, q_pe = q.split([self.d_nope, self.d_rope], dim=-1)
-        q_pe = apply_rope(q_pe, cos[:, None], sin[:, None])
-        kv, k_pe = self.kv_a_proj_with_mqa(x).split([self.d_c, self.d_rope], dim=-1)
-        return q_nope, q_pe, self.kv_a_layernorm(kv), apply_rope(k_pe, cos, sin)
+        q_in = (lambda t: self.q_b_proj(self.q_a_layernorm(self.q_a_proj(t)))) if self.q_lora_rank else self.q_proj
+        return mla_projections(x, cos, sin, q_in, self.kv_a_proj_with_mqa, self.kv_a_layernorm, n_heads=self.n_heads,
+                               d_nope=self.d_nope, d_rope=self.d_rope, d_c=self.d_c)
 
     def kv_b_weight(self) -> torch.Tensor:
         return self.kv_b_proj.weight
