@@ -9,6 +9,9 @@ with its knob in expectation:
 Simulating at the target's own size makes the estimator biases (e.g. plug-in MI) cancel. Knobs are fitted
 in this order, each with the others fixed, for three sweeps (sequence topics inflate the load CV, so zipf_s
 is refitted once the correlations are in).
+The sequence topic (seq_corr) raises the cross-layer MI too, so layer_corr is fitted after it. What the
+model cannot match is how local real within-sequence dependence is: a topic spans a whole sequence, so
+the windowed load TV of a fitted trace overshoots a capture's (reported in the fit report).
 Drift is not fitted: a trace captured from one fixed checkpoint has none (its windowed load TV comes from
 sequence topics, which seq_corr already reproduces), and drift confounds the other statistics (hot experts
 moving together over time look like cross-layer correlation). Set it by hand (``--drift``) for what-ifs.

@@ -8,11 +8,11 @@ Model (each knob alone reduces to a textbook case):
 - Selection: a token takes the top-k of log p + g, g ~ Gumbel(0,1) iid per expert, i.e. it samples k experts
   without replacement in proportion to p (Plackett-Luce; the Gumbel-top-k trick, Kool et al. ICML 2019),
   optionally through the group/node-limited rule of DeepSeek-V3 §2.1.2 (gate_np.limited_topk).
-- Correlation by Gumbel max-stability: g[t,l] = max(X[t] + log a, Y[seq(t),l] + log b, Z[t,l] + log c),
+- Correlation by Gumbel max-stability: g[t,l] = max(X[t] + log a, Y[seq(t)] + log b, Z[t,l] + log c),
   a = layer_corr, b = seq_corr, c = 1 - a - b, X, Y, Z iid Gumbel(0,1) vectors over experts. The max of
   independent Gumbels located at log w_i with sum w_i = 1 is again Gumbel(0,1), so every token's marginal law
-  is unchanged, while X (shared by a token's layers) correlates layers and Y (shared by a sequence's tokens in
-  one layer) correlates tokens of a sequence.
+  is unchanged, while X (shared by a token's layers) correlates layers and Y (a sequence "topic", shared by
+  all tokens and layers of a sequence) correlates tokens of a sequence — and, like X, layers.
 """
 
 from __future__ import annotations
@@ -112,8 +112,8 @@ def synthesize(spec: SynthSpec, layout: EpLayout | None = None, node_limit: int 
     n_seq = int(seq_ids[-1]) + 1
     ids = np.empty((L, T, k), dtype=np.int64)
     weights = np.empty((L, T, k), dtype=np.float32)
+    Y = _gumbel(rng, (n_seq, E))[seq_ids] + (np.log(b) if b > 0 else -np.inf)
     for l in range(L):
-        Y = _gumbel(rng, (n_seq, E))[seq_ids] + (np.log(b) if b > 0 else -np.inf)
         Z = _gumbel(rng, (T, E)) + (np.log(c) if c > 0 else -np.inf)
         g = np.maximum(np.maximum(X, Y), Z)                                    # Gumbel(0,1) by max-stability
         lp = logp[window, l]                                                   # [T, E]
