@@ -61,3 +61,15 @@ def test_captured_trace_stats_equal_bruteforce():
     sends = [bf.deepep_sends_every_source(t, E, lay.ep, lay.gpus_per_node) for layer in ids for t in layer]
     assert st["comm"]["ib_sends_per_token_layer"] == pytest.approx(sum(s[0] for s in sends) / len(sends))
     assert st["comm"]["nvlink_sends_per_token_layer"] == pytest.approx(sum(s[1] for s in sends) / len(sends))
+
+
+def test_committed_training_imbalance_series():
+    """The committed series comes from three real tiny-model runs; without balancing the load ends worst."""
+    import json
+
+    d = json.loads((TRACES / "train_imbalance_tiny.json").read_text())
+    runs = {r["balance"]: r for r in d["runs"]}
+    assert set(runs) == {"aux-free", "aux-loss", "none"}
+    assert all(r["config"] == "tiny" and len(r["step"]) == 250 for r in runs.values())
+    end = {b: r["final_max_over_mean_worst_windowed"] for b, r in runs.items()}
+    assert end["none"] > 2 * end["aux-free"] and end["none"] > 2 * end["aux-loss"]
