@@ -8,7 +8,8 @@ CPU smoke run of the script's logic (tiny shapes, no timing meaning):
 
 Measured:
 * moe_gemm_bf16: routed-expert SwiGLU forward+backward through torch._grouped_mm (dsv3sim.nn.moe.routed_experts),
-  tokens sorted by expert with the counts a gate gives; FLOPs = 3 GEMMs x 2 T k H I forward, 2x that backward.
+  rows grouped by expert with the counts a gate gives, each padded to a multiple of 128 (DeepGEMM layout);
+  FLOPs = 3 GEMMs x 2 N H I forward (N padded rows), 2x that backward.
 * moe_gemm_fp8 / moe_gemm_bf16_loop: the same 9 expert GEMMs per expert (Fprop, Dgrad, Wgrad of gate, up,
   down) on pre-quantised operands through torch._scaled_mm with 1x128 / 128x128 block scales (Wgrad 1x128 on
   both), and the BF16 per-expert loop of the same GEMMs: the GEMM speed-up FP8/BF16 without quantisation cost.
@@ -114,11 +115,15 @@ def main() -> int:
     from dsv3sim.nn.routing import gate_topk
 
     ids, _ = gate_topk(x, gate_w, torch.zeros(E, device=dev), cfg)
-    xs, counts, _ = permute(x, ids, E)
-    xs = xs.detach().requires_grad_()
+    _, counts, _ = permute(x, ids, E)
     res["tokens_per_expert_max_over_mean"] = float(counts.max() / counts.float().mean())
-    gy = torch.randn(T * k, H, device=dev, dtype=dt)
-    f_moe = 3 * 2 * T * k * H * I  # forward FLOPs of the routed experts
+    # each expert's rows padded to a multiple of 128, as DeepGEMM's contiguous grouped layout requires
+    counts = (counts + 127) // 128 * 128
+    N = int(counts.sum())
+    res["routed_rows"], res["routed_rows_padding"] = N, N / (T * k) - 1
+    xs = torch.randn(N, H, device=dev, dtype=dt).requires_grad_()
+    gy = torch.randn(N, H, device=dev, dtype=dt)
+    f_moe = 3 * 2 * N * H * I  # forward FLOPs of the routed experts (padded rows included)
 
     def moe_bf16():
         y = routed_experts(xs, counts, wg, wu, wd)
@@ -138,9 +143,9 @@ def main() -> int:
         starts.append(starts[-1] + n)
     with torch.no_grad():
         xq, xsc = F8.quantize_1x128(xs.detach())  # Fprop A (1x128)
-        hq, hsc = F8.quantize_1x128(torch.randn(T * k, I, device=dev, dtype=dt))  # down-proj input
+        hq, hsc = F8.quantize_1x128(torch.randn(N, I, device=dev, dtype=dt))  # down-proj input
         gyq, gysc = F8.quantize_1x128(gy)  # Dgrad A for down (N = H)
-        ghq, ghsc = F8.quantize_1x128(torch.randn(T * k, I, device=dev, dtype=dt))  # Dgrad A for gate/up
+        ghq, ghsc = F8.quantize_1x128(torch.randn(N, I, device=dev, dtype=dt))  # Dgrad A for gate/up
         wq = [[F8.quantize_128x128(w[e].detach()) for w in (wg, wu, wd)] for e in range(E)]
         wtq = [[F8.quantize_128x128(w[e].detach().t().contiguous()) for w in (wg, wu, wd)] for e in range(E)]
         # Wgrad operands: dy^T and x^T quantised 1x128 along the token dim, per expert
@@ -172,8 +177,7 @@ def main() -> int:
                 F8.fp8_gemm(dq_, ds_, xq_, xs_, b_block=False, out_dtype=torch.float32)
                 F8.fp8_gemm(dq_, ds_, xq_, xs_, b_block=False, out_dtype=torch.float32)
 
-    xb, hb, gyb, ghb = xs.detach(), torch.randn(T * k, I, device=dev, dtype=dt), gy, torch.randn(T * k, I, device=dev,
-                                                                                                 dtype=dt)
+    xb, hb, gyb, ghb = xs.detach(), torch.randn(N, I, device=dev, dtype=dt), gy, torch.randn(N, I, device=dev, dtype=dt)
 
     def bf16_gemms():
         for e in range(E):
