@@ -146,7 +146,8 @@ def simulate_training(scn: Scenario) -> TrainingResult | Infeasible:
             plan_key = tuple(sorted({
                 "n_experts": cfg.n_routed_experts, "topk": cfg.num_experts_per_tok, "ep": p.ep,
                 "gpus_per_node": topo.cfg.gpus_per_node, "tokens_per_rank": T, "node_limit": w.node_limit,
-                "trace": w.routing_trace, "placement": w.placement, "redundant": w.redundant_experts, "seed": scn.seed}.items()))
+                "trace": w.routing_trace, "placement": w.placement, "redundant": w.redundant_experts, "seed": scn.seed,
+                "n_group": cfg.n_group}.items()))
             plan = C.ep_plan(**dict(plan_key))
         except ValueError as e:
             return Infeasible(scenario=scn.name, kind="training", reason=str(e))
