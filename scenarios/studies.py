@@ -75,12 +75,17 @@ def kv_capacity_long_context() -> dict[str, Scenario]:
 
 
 def placement_skewed() -> dict[str, Scenario]:
-    """Skewed routing (Zipf 1.2): contiguous experts vs EPLB with 32 redundant experts, prefill (Day-6 unit)."""
+    """Skewed routing (Zipf 1.2): contiguous experts vs EPLB with redundant experts, in prefill (Day-6 unit,
+    32 redundant) and in pre-training (64 redundant, hierarchical EPLB keeps each token on <= M nodes)."""
     p = _srv.prefill_day6().with_(workload={"routing_trace": SKEWED_TRACE})
+    t = _base().with_(workload={"routing_trace": SKEWED_TRACE})
     return {"placement-off": p.with_(name="prefill-skewed-contiguous", workload={"placement": "contiguous",
-                                                                                   "redundant_experts": 0}),
+                                                                               "redundant_experts": 0}),
             "placement-on": p.with_(name="prefill-skewed-eplb", workload={"placement": "eplb",
-                                                                            "redundant_experts": 32})}
+                                                                        "redundant_experts": 32}),
+            "train-placement-off": t.with_(name="pretrain-skewed-contiguous"),
+            "train-placement-on": t.with_(name="pretrain-skewed-eplb", workload={"placement": "eplb",
+                                                                               "redundant_experts": 64})}
 
 
 def straggler() -> dict[str, Scenario]:
