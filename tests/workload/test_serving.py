@@ -1,12 +1,14 @@
 """Serving: identities, KV capacity bound, MTP, MLA vs GQA capacity."""
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from dsv3sim.config.model import load_model_config
 from dsv3sim.config.scenario import DecodeWorkload, ParallelDims, PrefillWorkload, Scenario
 from dsv3sim.cost.kvcache import kv_cache_bytes_per_token
-from dsv3sim.results import Infeasible, ServingResult, to_json
+from dsv3sim.results import Infeasible, ServingResult, from_json, to_json
 from dsv3sim.workload import simulate
 from dsv3sim.workload.serving import kv_capacity
 
@@ -29,8 +31,9 @@ def test_decode_identities_and_mtp():
     # MTP verifies 2 tokens per request per step: a longer step but more tokens per step at 80 % acceptance
     assert no_mtp.metrics["step_time_s_decode"] < m["step_time_s_decode"]
     assert no_mtp.metrics["decode_tokens_per_s_per_gpu"] < m["decode_tokens_per_s_per_gpu"]
-    d = to_json(r)
+    d = json.loads(json.dumps(to_json(r)))
     assert d["decode_tokens_per_s_per_node"] == m["decode_tokens_per_s_per_node"]  # flattened for the report
+    assert json.loads(json.dumps(to_json(from_json(d)))) == d  # JSON round trip
 
 
 def test_decode_batch_bounded_by_kv():
