@@ -9,6 +9,16 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 
+def pytest_configure(config):
+    # One torch thread per test process: the CI machine has 2 cores and oversubscription slows tests 10-30x.
+    try:
+        import torch
+
+        torch.set_num_threads(1)
+    except Exception:  # pragma: no cover
+        pass
+
+
 def pytest_collection_modifyitems(config, items):
     try:
         import torch
