@@ -29,11 +29,16 @@ def _row(name: str, predicted: float, published: float, unit: str, source: str, 
             "rel_error": (predicted - published) / published if published else None, "note": note}
 
 
+PUBLISHED_SCENARIOS = ("deepseek-v3-pretrain", "deepseek-v3-prefill", "deepseek-v3-prefill-day6",
+                       "deepseek-v3-decode", "deepseek-v3-decode-day6")
+
+
 def comparisons(d: dict) -> list[dict]:
-    """Rows for a result dict (to_json output) whose scenario is one of DeepSeek's published deployments."""
+    """Rows for a result dict (to_json output) whose scenario is one of DeepSeek's published deployments
+    (scenarios/deepseek_v3_pretrain.py, scenarios/deepseek_v3_serving.py); what-if variants get none."""
     rows: list[dict] = []
     name = d.get("scenario", "")
-    if d.get("infeasible"):
+    if d.get("infeasible") or name not in PUBLISHED_SCENARIOS:
         return rows
     if d.get("type") == "training" and d.get("gpu") == "H800" and d.get("model") == "deepseek-v3":
         rows.append(_row("GPU hours per trillion tokens", d["gpu_hours_per_trillion_tokens"], V3_GPU_HOURS_PER_T,
