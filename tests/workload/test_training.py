@@ -87,3 +87,16 @@ def test_infeasible_configurations_are_results(base):
                           workload={"global_batch_sequences": 48}))
     assert isinstance(r2, Infeasible) and "does not divide" in r2.reason
     assert to_json(r2)["infeasible"] == r2.reason
+
+
+def test_activation_peak_matches_dualpipe_closed_form(base):
+    """Two routes: the schedule's in-flight micro-batch-stages (list order) == DualPipe README's PP + 1."""
+    from dsv3sim.parallel import activation_closed_form
+
+    s, r = base
+    peak = max(m["activation_microbatch_stages"] for m in r.memory_per_gpu)
+    assert peak == activation_closed_form("dualpipe", s.parallel.pp)
+    for m in r.memory_per_gpu:
+        parts = ("weights_bytes", "gradients_bytes", "master_weights_bytes", "optimizer_moments_bytes",
+                 "activations_bytes")
+        assert m["total_bytes"] == pytest.approx(sum(m[k] for k in parts))
