@@ -7,9 +7,18 @@ y = q * s). Ragged edges (dims not multiples of 128) are padded with zeros insid
 
 GEMM ``C[M,N] = A[M,K] @ B[N,K]^T`` with A in 1x128 tiles and B in 128x128 blocks (or 1x128 rows, for Wgrad):
 * GPU: ``torch._scaled_mm`` with block-wise scales (cuBLASLt; sm90, torch >= 2.9). Layout the op wants
-  (aten ScaledBlas.cpp): A's 1x128 scale is [M, K/128] outer-dim-major (stride (1, M)); B's 128x128 scale is
-  passed as [K/128, N/128] = sw.t() of the row-major [N/128, K/128]. A one-time probe checks the result
-  against the emulation and falls back to dequantise + BF16 GEMM when the device/torch refuses.
+  (aten ScaledBlas.cpp ``is_blockwise_1x128_scaling`` / ``_128x128``): a 1x128 scale [rows, K/128] is
+  outer-dim-major (stride (1, rows)), and the quantiser writes it so (the amax reduction runs over a transposed
+  view), so no call copies a scale; B's scale is passed as its transpose (a view). cuBLAS needs rows % 4 == 0
+  (16-byte aligned scale columns; seen on the H200 by the profiler): the GPU quantiser pads rows with zeros to a
+  multiple of 4 and K to a multiple of 128 and the output is cropped, so ragged expert batches and Wgrad's
+  K = tokens stay on the FP8 path. A one-time probe per (device, B kind, ragged N) checks the result against
+  the emulation; if it fails the GEMM dequantises to BF16 (counted in ``FALLBACKS``).
+* Weights are quantised once per value: ``weight_operands`` caches (q, s) and the transposed copy Dgrad needs,
+  keyed on the tensor's storage/shape/strides and checked against ``w._version``, which every in-place update
+  (optimizer step, ``copy_`` under no_grad) bumps, so training re-quantises after each step and not per call.
+  Several weights multiplying the same input (gate and up projections) are quantised as one [sum N, K]
+  operand: one GEMM per direction instead of one per weight.
 * CPU: ``gemm_emulated``: FP32 products of the FP8 values inside each 128-wide K chunk (a WGMMA group), then
   the chunk is multiplied by its two scales and added to an FP32 accumulator, i.e. promotion to FP32 every
   N_C = 128 elements along K (V3 §3.3.2 "Increasing accumulation precision"). Within a chunk the tensor core's
@@ -22,13 +31,20 @@ tiles of dy and x). Outputs in the input dtype; master weights stay in high prec
 
 from __future__ import annotations
 
+from collections import OrderedDict
+
 import torch
+import torch.nn.functional as F
 
 E4M3_MAX = 448.0
 TILE = 128
 FP8 = torch.float8_e4m3fn
+ROW_ALIGN = 4  # cuBLAS block-scaled FP8: rows % 4 == 0 (outer-dim-major scale columns 16-byte aligned)
+CACHE_MAX_ENTRIES = 8192
 
-_GPU_OK: dict[tuple[str, bool], bool] = {}  # probe cache per (device type, B block-scaled): not model state
+_GPU_OK: dict[tuple[str, bool, bool], bool] = {}  # probe cache per (device, B block-scaled, ragged N)
+_WCACHE: OrderedDict = OrderedDict()  # weight operand cache (not model state), see weight_operands
+FALLBACKS = {"dequant_bf16": 0}  # GPU GEMMs that left the FP8 path (the bench reports it)
 
 
 def _ceil(a: int, b: int) -> int:
@@ -38,16 +54,23 @@ def _ceil(a: int, b: int) -> int:
 def _pad_cols(x: torch.Tensor) -> torch.Tensor:
     k = x.shape[-1]
     pad = _ceil(k, TILE) * TILE - k
-    return torch.nn.functional.pad(x, (0, pad)) if pad else x
+    return F.pad(x, (0, pad)) if pad else x
 
 
-def quantize_1x128(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """x[M,K] -> (q fp8 [M,K], s fp32 [M, ceil(K/128)]) with x ~= q * s per 1x128 tile."""
+def quantize_1x128(x: torch.Tensor, *, row_align: int = 1, crop: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """x[M,K] -> (q fp8 [M,K], s fp32 [M, ceil(K/128)]) with x ~= q * s per 1x128 tile.
+
+    ``s`` is outer-dim-major (stride (1, rows)), the layout _scaled_mm wants. ``crop=False`` keeps the zero
+    padding: rows up to a multiple of ``row_align``, K up to a multiple of 128 (the GPU operand)."""
     m, k = x.shape
-    xp = _pad_cols(x.float()).contiguous()
-    t = xp.view(m, -1, TILE)  # [M, K/128, 128]
-    s = (t.abs().amax(-1) / E4M3_MAX).clamp_min(1e-12)  # [M, K/128]
-    q = (t / s.unsqueeze(-1)).clamp(-E4M3_MAX, E4M3_MAX).to(FP8).view(m, -1)[:, :k]
+    mp, kp = _ceil(m, row_align) * row_align, _ceil(k, TILE) * TILE
+    x = F.pad(x, (0, kp - k, 0, mp - m)) if (mp, kp) != (m, k) else x.contiguous()
+    t = x.view(mp, kp // TILE, TILE)
+    amax = torch.linalg.vector_norm(t.transpose(0, 1), ord=float("inf"), dim=-1)  # [C, Mp], max |x|, exact
+    s = (amax.float() / E4M3_MAX).clamp_min_(1e-12).t()  # [Mp, C], stride (1, Mp)
+    q = (t / s.unsqueeze(-1)).clamp_(-E4M3_MAX, E4M3_MAX).to(FP8).view(mp, kp)
+    if crop and (mp, kp) != (m, k):
+        return q[:m, :k], s[:m]
     return q, s
 
 
@@ -55,11 +78,11 @@ def quantize_128x128(w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """w[N,K] -> (q fp8 [N,K], s fp32 [ceil(N/128), ceil(K/128)]) with w ~= q * s per 128x128 block."""
     n, k = w.shape
     np_ = _ceil(n, TILE) * TILE
-    wp = torch.nn.functional.pad(_pad_cols(w.float()), (0, 0, 0, np_ - n)).contiguous()
+    wp = F.pad(_pad_cols(w.float()), (0, 0, 0, np_ - n)).contiguous()
     b = wp.view(np_ // TILE, TILE, -1, TILE)  # [N/128, 128, K/128, 128]
     s = (b.abs().amax(dim=(1, 3)) / E4M3_MAX).clamp_min(1e-12)  # [N/128, K/128]
     q = (b / s[:, None, :, None]).clamp(-E4M3_MAX, E4M3_MAX).to(FP8).view(np_, -1)[:n, :k]
-    return q, s
+    return q.contiguous(), s
 
 
 def expand_scale(s: torch.Tensor, rows: int, cols: int, block_rows: int) -> torch.Tensor:
@@ -94,22 +117,30 @@ def gemm_reference(aq, sa, bq, sb, *, b_block: bool) -> torch.Tensor:
     return a @ b.t()
 
 
+def _outer_major(s: torch.Tensor) -> torch.Tensor:
+    return s if s.shape[0] <= 1 or s.stride(0) == 1 and (s.shape[1] <= 1 or s.stride(1) == s.shape[0]) \
+        else s.t().contiguous().t()
+
+
 def _scaled_mm(aq, sa, bq, sb, b_block: bool, out_dtype) -> torch.Tensor:
-    sa_ = sa.t().contiguous().t()  # [M, K/128], stride (1, M): outer-dim-major
-    sb_ = sb.t() if b_block else sb.t().contiguous()  # [K/128, N/128] (128x128) or [K/128, N] (1x128)
+    """torch._scaled_mm on block-scaled operands. No copies when the scales come from this module's
+    quantisers (sa outer-dim-major; sb row-major [N/128, K/128] for 128x128 or outer-dim-major [N, K/128])."""
+    sa_ = _outer_major(sa)
+    sb_ = (sb.contiguous() if b_block else _outer_major(sb)).t()  # [K/128, N/128] or [K/128, N]
     out = torch._scaled_mm(aq, bq.t(), sa_, sb_, out_dtype=torch.bfloat16)  # block-scaled cuBLASLt writes BF16
     return out if out_dtype == torch.bfloat16 else out.to(out_dtype)
 
 
-def gpu_blockwise_ok(device: torch.device, b_block: bool) -> bool:
-    """Whether _scaled_mm's block-wise path runs here and agrees with the emulation (probed once)."""
-    key = (str(device), b_block)
+def gpu_blockwise_ok(device: torch.device, b_block: bool, ragged: bool = False) -> bool:
+    """Whether _scaled_mm's block-wise path runs here and agrees with the emulation (probed once);
+    ``ragged``: B's rows not a multiple of 128 (a partial last 128x128 block)."""
+    key = (str(device), b_block, ragged)
     if key not in _GPU_OK:
         ok = False
         try:
             g = torch.Generator(device=device).manual_seed(0)
-            x = torch.randn(256, 512, device=device, generator=g)
-            w = torch.randn(384, 512, device=device, generator=g)
+            x = torch.randn(252, 512, device=device, generator=g)  # 252: rows a multiple of 4, not of 128
+            w = torch.randn(320 if ragged else 384, 512, device=device, generator=g)
             aq, sa = quantize_1x128(x)
             bq, sb = quantize_128x128(w) if b_block else quantize_1x128(w)
             out = _scaled_mm(aq, sa, bq, sb, b_block, torch.float32)
@@ -121,50 +152,114 @@ def gpu_blockwise_ok(device: torch.device, b_block: bool) -> bool:
     return _GPU_OK[key]
 
 
+def gpu_path(x: torch.Tensor, k: int, n: int, b_block: bool) -> bool:
+    """Whether a GEMM with reduction dim k and n output columns runs as FP8 _scaled_mm on x's device."""
+    return (x.is_cuda and k % TILE == 0 and n % 16 == 0
+            and gpu_blockwise_ok(x.device, b_block, ragged=b_block and n % TILE != 0))
+
+
 def fp8_gemm(aq, sa, bq, sb, *, b_block: bool, out_dtype: torch.dtype) -> torch.Tensor:
-    """Block-scaled FP8 GEMM: _scaled_mm on a capable GPU (dims multiples of 128), else the emulation."""
-    m, k = aq.shape
-    n = bq.shape[0]
+    """Block-scaled FP8 GEMM: _scaled_mm on a capable GPU (operands from ``quantize_1x128(..., crop=False)``),
+    else the emulation (CPU) or a dequantised BF16 GEMM (a GPU shape cuBLASLt refuses)."""
+    k, n = aq.shape[1], bq.shape[0]
     if aq.is_cuda:
-        if k % TILE == 0 and n % TILE == 0 and gpu_blockwise_ok(aq.device, b_block):
+        if aq.shape[0] % ROW_ALIGN == 0 and bq.shape[1] == k and gpu_path(aq, k, n, b_block):
             try:
                 return _scaled_mm(aq, sa, bq, sb, b_block, out_dtype)
-            except RuntimeError:  # a shape cuBLASLt refuses (e.g. M alignment): dequantised BF16 GEMM instead
+            except RuntimeError:
                 pass
+        FALLBACKS["dequant_bf16"] += 1
         a = dequantize(aq, sa, 1).to(torch.bfloat16)
         b = dequantize(bq, sb, TILE if b_block else 1).to(torch.bfloat16)
         return (a @ b.t()).to(out_dtype)
     return gemm_emulated(aq, sa, bq, sb, b_block=b_block, out_dtype=out_dtype)
 
 
+# --- weight operand cache ---------------------------------------------------------------------------------
+class _WEntry:
+    __slots__ = ("refs", "version", "q", "s", "qt", "st")
+
+    def __init__(self, refs, version, q, s) -> None:
+        self.refs, self.version, self.q, self.s = refs, version, q, s  # refs pin the storage: no address reuse
+        self.qt = self.st = None
+
+    def transposed(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(W^T fp8 [K,N] contiguous, its 128x128 scale [K/128, N/128]): the Dgrad B operand (same blocks)."""
+        if self.qt is None:
+            self.qt, self.st = self.q.t().contiguous(), self.s.t().contiguous()
+        return self.qt, self.st
+
+
+def weight_operands(ws: tuple[torch.Tensor, ...]) -> _WEntry:
+    """128x128-quantised [sum N, K] operand of the weights ``ws`` (stacked along N), re-quantised only when a
+    weight's storage, shape, strides or in-place version changed (module docstring)."""
+    key = tuple((w.untyped_storage().data_ptr(), w.storage_offset(), tuple(w.shape), tuple(w.stride()), w.dtype,
+                 str(w.device)) for w in ws)
+    version = tuple(w._version for w in ws)
+    e = _WCACHE.get(key)
+    if e is not None and e.version == version:
+        _WCACHE.move_to_end(key)
+        return e
+    with torch.no_grad():
+        wcat = ws[0].detach() if len(ws) == 1 else torch.cat([w.detach() for w in ws])
+        q, s = quantize_128x128(wcat)
+    e = _WEntry(tuple(w.detach() for w in ws), version, q, s)
+    _WCACHE[key] = e
+    _WCACHE.move_to_end(key)
+    while len(_WCACHE) > CACHE_MAX_ENTRIES:
+        _WCACHE.popitem(last=False)
+    return e
+
+
+def clear_weight_cache() -> None:
+    _WCACHE.clear()
+
+
+def _act(x: torch.Tensor, gpu: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    return quantize_1x128(x, row_align=ROW_ALIGN, crop=False) if gpu else quantize_1x128(x)
+
+
 class _FP8Linear(torch.autograd.Function):
-    """y = x W^T with the three GEMMs of a linear layer in FP8 (module docstring)."""
+    """y = x [W_1; W_2; ...]^T with the three GEMMs of a linear layer in FP8 (module docstring)."""
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-        aq, sa = quantize_1x128(x)
-        wq, sw = quantize_128x128(w)
-        ctx.save_for_backward(x, wq, sw)
-        ctx.w_dtype = w.dtype
-        return fp8_gemm(aq, sa, wq, sw, b_block=True, out_dtype=x.dtype)  # Fprop
+    def forward(ctx, x: torch.Tensor, *ws: torch.Tensor) -> torch.Tensor:
+        m, k = x.shape
+        ent = weight_operands(ws)
+        n = ent.q.shape[0]
+        gpu = gpu_path(x, k, n, True)
+        aq, sa = _act(x, gpu)
+        ctx.save_for_backward(x)
+        ctx.ent, ctx.splits, ctx.w_dtype = ent, [w.shape[0] for w in ws], ws[0].dtype
+        return fp8_gemm(aq, sa, ent.q, ent.s, b_block=True, out_dtype=x.dtype)[:m]  # Fprop
 
     @staticmethod
     def backward(ctx, dy: torch.Tensor):
-        x, wq, sw = ctx.saved_tensors
-        dy = dy.contiguous()
-        dx = dw = None
+        (x,) = ctx.saved_tensors
+        ent = ctx.ent
+        m, k = x.shape
+        n = dy.shape[1]
+        dx = None
+        dws = [None] * len(ctx.splits)
         if ctx.needs_input_grad[0]:  # Dgrad: dx[M,K] = dy[M,N] @ W[N,K]; W^T keeps its 128x128 blocks
-            gq, sg = quantize_1x128(dy)
-            dx = fp8_gemm(gq, sg, wq.t().contiguous(), sw.t().contiguous(), b_block=True, out_dtype=x.dtype)
-        if ctx.needs_input_grad[1]:  # Wgrad: dW[N,K] = dy^T[N,M] @ x[M,K], both tiled along M (128x1)
-            gq, sg = quantize_1x128(dy.t())
-            xq, sx = quantize_1x128(x.t())
-            dw = fp8_gemm(gq, sg, xq, sx, b_block=False, out_dtype=ctx.w_dtype)
-        return dx, dw
+            gpu = gpu_path(dy, n, k, True)
+            gq, sg = _act(dy, gpu)
+            wqt, swt = ent.transposed()
+            dx = fp8_gemm(gq, sg, wqt, swt, b_block=True, out_dtype=x.dtype)[:m]
+        if any(ctx.needs_input_grad[1:]):  # Wgrad: dW[N,K] = dy^T[N,M] @ x[M,K], both tiled along M (128x1)
+            gpu = gpu_path(dy, TILE, k, False)  # K = tokens, zero-padded to a multiple of 128 on the GPU path
+            gq, sg = _act(dy.t(), gpu)
+            xq, sx = _act(x.t(), gpu)
+            dw = fp8_gemm(gq, sg, xq, sx, b_block=False, out_dtype=ctx.w_dtype)[:n]
+            dws = list(dw.split(ctx.splits, 0)) if len(ctx.splits) > 1 else [dw]
+            dws = [d if need else None for d, need in zip(dws, ctx.needs_input_grad[1:])]
+        return (dx, *dws)
 
 
-def fp8_linear(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-    """x[..., K] @ w[N, K]^T through FP8 Fprop/Dgrad/Wgrad."""
+def fp8_linear(x: torch.Tensor, w: torch.Tensor | tuple[torch.Tensor, ...] | list[torch.Tensor]) -> torch.Tensor:
+    """x[..., K] @ w[N, K]^T through FP8 Fprop/Dgrad/Wgrad. ``w`` may be several weights [N_i, K] sharing the
+    input (gate and up projections): one GEMM each way, output [..., sum N_i] in their order."""
+    ws = tuple(w) if isinstance(w, (tuple, list)) else (w,)
     shape = x.shape
-    y = _FP8Linear.apply(x.reshape(-1, shape[-1]), w)
-    return y.view(*shape[:-1], w.shape[0])
+    y = _FP8Linear.apply(x.reshape(-1, shape[-1]), *ws)
+    return y.view(*shape[:-1], y.shape[-1])

@@ -38,7 +38,11 @@ def routed_experts(x_sorted: torch.Tensor, tokens_per_expert: torch.Tensor, w_ga
     for e, n in enumerate(tokens_per_expert.tolist()):
         if n:
             xe = x_sorted[start:start + n]
-            outs.append(lin(F.silu(lin(xe, wg[e])) * lin(xe, wu[e]), wd[e]))
+            if fp8:  # gate and up as one [2I, H] FP8 operand: one GEMM per direction (nn/fp8.py)
+                g, u = fp8_linear(xe, (wg[e], wu[e])).split(wg[e].shape[0], -1)
+            else:
+                g, u = lin(xe, wg[e]), lin(xe, wu[e])
+            outs.append(lin(F.silu(g) * u, wd[e]))
             start += n
     return torch.cat(outs) if outs else x_sorted.new_zeros(0, w_down.shape[1])
 
