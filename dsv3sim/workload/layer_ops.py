@@ -28,6 +28,7 @@ from dsv3sim.cost.kvcache import kv_elements_per_token_per_layer
 from dsv3sim.workload.kernels import op_time
 
 ATTN_BWD_FACTOR = 2.5  # FlashAttention-2 §3.1.2: backward = 5 matmuls / forward = 2
+CAST_BYTES_PER_ELEM = 2.0 + 1.0 + 4.0 / 128  # BF16 in, FP8 out, one FP32 scale per 128 elements
 
 
 def attention_linears(cfg: ModelConfig) -> list[tuple[str, int, int]]:
@@ -74,13 +75,18 @@ class _Acc:
         self.f[slice_] = self.f.get(slice_, 0.0) + flops
         self.src.add(a.source)
 
-    def gemm(self, slice_: str, m: int, k: int, n: int, dtype: str, groups: int = 1) -> None:
+    def gemm(self, slice_: str, m: int, k: int, n: int, dtype: str, groups: int = 1, cast_b: bool = False) -> None:
+        """[m, k] x [k, n] (``groups`` experts sharing the m rows); FP8 GEMMs first quantise A (and B for a weight
+        gradient, whose operands are both activations) to 1x128-tile FP8 in a fused memory-bound cast (V3 §3.3.2)."""
         if m <= 0:
             return
         eb = 1.0 if dtype == "fp8" else 2.0
         op = "grouped_gemm" if groups > 1 else "gemm"
-        shape = {"m": m, "n": n, "k": k} if groups == 1 else {"groups": groups, "m": max(1, m // groups), "n": n, "k": k}
+        shape = {"m": m, "n": n, "k": k} if groups == 1 else {"e": groups, "m": max(1, m // groups), "n": n, "k": k}
         self.add(slice_, op, dtype, 2.0 * m * k * n, eb * (m * k + groups * k * n) + 2.0 * m * n, **shape)
+        if dtype == "fp8":
+            elems = m * k + (k * n if cast_b else 0)
+            self.add(slice_, "fp8_cast_fused", "bf16", 0.0, elems * CAST_BYTES_PER_ELEM)
 
     def eltwise(self, slice_: str, rows: int, width: int, passes: float = 2.0, op: str = "rmsnorm") -> None:
         """Memory-bound element-wise op over [rows, width] (RMSNorm, SwiGLU), ``passes`` reads+writes."""
@@ -105,7 +111,7 @@ def training_layer(cfg: ModelConfig, i: int, *, gpu: str, tokens: int, seq_len: 
     for name, k, n in lin:
         a.gemm("attn(F)", tokens, k, n, gemm_dtype)
         a.gemm("attn(B)", tokens, n, k, gemm_dtype)  # dgrad
-        a.gemm("attn(W)", n, tokens, k, gemm_dtype)  # wgrad [n, T] x [T, k]
+        a.gemm("attn(W)", n, tokens, k, gemm_dtype, cast_b=True)  # wgrad [n, T] x [T, k]
         if recompute and name in up_proj:
             a.gemm("attn(B)", tokens, k, n, gemm_dtype)  # recomputed up-projection (V3 §3.2.3)
     core = tokens * attention_core_flops_per_token(cfg, causal_mean_context(seq_len))
@@ -132,8 +138,8 @@ def training_layer(cfg: ModelConfig, i: int, *, gpu: str, tokens: int, seq_len: 
             a.gemm("mlp(B)", r, H, I, gemm_dtype, g)
             a.gemm("mlp(B)", r, 2 * I, H, gemm_dtype, g)
             a.eltwise("mlp(B)", r, 2 * I, 1.5, op="swiglu")
-            a.gemm("mlp(W)", H, r, I, gemm_dtype, g)
-            a.gemm("mlp(W)", 2 * I, r, H, gemm_dtype, g)
+            a.gemm("mlp(W)", H, r, I, gemm_dtype, g, cast_b=True)
+            a.gemm("mlp(W)", 2 * I, r, H, gemm_dtype, g, cast_b=True)
     else:
         I = cfg.intermediate_size
         a.eltwise("mlp(F)", tokens, H)
@@ -143,8 +149,8 @@ def training_layer(cfg: ModelConfig, i: int, *, gpu: str, tokens: int, seq_len: 
         a.gemm("mlp(B)", tokens, H, I, gemm_dtype)
         a.gemm("mlp(B)", tokens, 2 * I, H, gemm_dtype)
         a.eltwise("mlp(B)", tokens, 2 * I, 1.5, op="swiglu")
-        a.gemm("mlp(W)", H, tokens, I, gemm_dtype)
-        a.gemm("mlp(W)", 2 * I, tokens, H, gemm_dtype)
+        a.gemm("mlp(W)", H, tokens, I, gemm_dtype, cast_b=True)
+        a.gemm("mlp(W)", 2 * I, tokens, H, gemm_dtype, cast_b=True)
     return a.done()
 
 
