@@ -58,6 +58,12 @@ def node_limit() -> dict[str, Scenario]:
     return {f"M{m}": b.with_(name=f"pretrain-M{m}", workload={"node_limit": m}) for m in range(1, 9)}
 
 
+def pipeline_schedule() -> dict[str, Scenario]:
+    """DualPipe (as published) vs 1F1B vs ZB1P on the same layout (dsv3sim.parallel schedules)."""
+    b = _base()
+    return {f"sched-{n}": b.with_(name=f"pretrain-{n}", workload={"schedule": n}) for n in ("dualpipe", "1f1b", "zb1p")}
+
+
 def fp8_vs_bf16() -> dict[str, Scenario]:
     """FP8 GEMMs + FP8 dispatch (as published) vs BF16 everywhere."""
     b = _base()
@@ -106,7 +112,7 @@ def degraded_link() -> dict[str, Scenario]:
 
 def all_studies() -> dict[str, Scenario]:
     out: dict[str, Scenario] = {}
-    for f in (h200_vs_h800, ib_bandwidth, ep_degree, node_limit, fp8_vs_bf16, kv_capacity_long_context,
+    for f in (h200_vs_h800, ib_bandwidth, ep_degree, node_limit, pipeline_schedule, fp8_vs_bf16, kv_capacity_long_context,
               placement_skewed, straggler, degraded_link):
         out.update({s.name: s for s in f().values()})
     return out
