@@ -10,11 +10,19 @@ Measured:
 * moe_gemm_bf16: routed-expert SwiGLU forward+backward through torch._grouped_mm (dsv3sim.nn.moe.routed_experts),
   rows grouped by expert with the counts a gate gives, each padded to a multiple of 128 (DeepGEMM layout);
   FLOPs = 3 GEMMs x 2 N H I forward (N padded rows), 2x that backward.
-* moe_gemm_fp8 / moe_gemm_bf16_loop: the same 9 expert GEMMs per expert (Fprop, Dgrad, Wgrad of gate, up,
-  down) on pre-quantised operands through torch._scaled_mm with 1x128 / 128x128 block scales (Wgrad 1x128 on
-  both), and the BF16 per-expert loop of the same GEMMs: the GEMM speed-up FP8/BF16 without quantisation cost.
-* layer_bf16 / layer_fp8: the whole Block (MLA + gate + experts + shared expert) forward+backward; FP8 = the
-  model's FP8 path (eager quantisation kernels + per-expert FP8 GEMMs: no fused kernels like DeepGEMM).
+* moe_gemm_{fp8,bf16_loop}_{9,6}: the routed experts' GEMMs one call per expert (Fprop, Dgrad, Wgrad of gate,
+  up and down: 9 per expert; or gate and up as one [2I, H] operand: 6), FP8 on operands quantised and laid out
+  beforehand (raw block-scaled torch._scaled_mm, 1x128 x 128x128, Wgrad 1x128 x 1x128) vs BF16 matmuls of the
+  same shapes: ``ms`` eager (host launch cost included, as the eager model pays it), ``graph_ms`` the same
+  calls replayed from one CUDA graph (the GPU's own time, as profiles/h200/kernels.csv measures kernels),
+  ``host_ms`` the host time to enqueue them. FLOPs as moe_gemm_bf16.
+* probe_m512_n4096_k7168: one FP8 GEMM the profiler's way vs the nn path (fp8_gemm; fp8_linear with the
+  activation quantised per call) vs BF16 torch.mm: per-call graph / eager / host microseconds.
+* layer_bf16 / layer_fp8 / layer_fp8_requant: the whole Block (MLA + gate + experts + shared expert)
+  forward+backward; FP8 = the model's FP8 path (eager, unfused quantisation kernels, per-expert FP8 GEMMs with
+  gate+up fused: no fused kernels like DeepGEMM). layer_fp8 finds the quantised weights cached (a micro-batch
+  after the first of an optimizer step); layer_fp8_requant re-quantises every weight each step (one step per
+  optimizer update). ``fp8_gemm_fallbacks``: GEMMs that left the FP8 path (dequantised BF16).
 MFU = achieved FLOP/s / dense peak of the dtype (dsv3sim.config.hardware H200: 989 BF16, 1979 FP8 TFLOP/s).
 """
 
@@ -81,6 +89,175 @@ def layer_gemm_flops(cfg, T: int) -> dict[str, float]:
     return {"attn_proj": 2 * T * proj, "moe": 2 * T * moe, "shared": 2 * T * shared, "gate": 2 * T * gate}
 
 
+def graph_timer(fn, reps: int) -> float:
+    """Median seconds per replay of fn captured in one CUDA graph (no host launch cost: the GPU's own time)."""
+    s = torch.cuda.Stream()
+    s.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(s):
+        fn()  # warm (cuBLAS workspaces, heuristics) outside the capture
+    torch.cuda.current_stream().wait_stream(s)
+    torch.cuda.synchronize()
+    g = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(g):
+        fn()
+    g.replay()
+    torch.cuda.synchronize()
+    ts = []
+    for _ in range(reps):
+        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        a.record()
+        g.replay()
+        b.record()
+        b.synchronize()
+        ts.append(a.elapsed_time(b) / 1e3)
+    del g
+    ts.sort()
+    return ts[len(ts) // 2]
+
+
+def host_timer(fn, n: int) -> float:
+    """Host seconds per call to enqueue fn (launch + Python + dispatcher + cuBLASLt set-up), GPU not waited on."""
+    torch.cuda.synchronize()
+    t = time.perf_counter()
+    for _ in range(n):
+        fn()
+    dt = (time.perf_counter() - t) / n
+    torch.cuda.synchronize()
+    return dt
+
+
+def expert_gemm_loops(a, dev, dt, pk, E, H, I, counts, xs, gy, wg, wu, wd, f_moe) -> dict:
+    """The routed experts' Fprop/Dgrad/Wgrad GEMMs, one call per expert per GEMM, in FP8 (block-scaled
+    _scaled_mm on operands quantised and laid out beforehand: GEMMs only) and BF16, with gate and up as two
+    GEMMs ("9": 9 GEMMs per expert) or one [2I, H] GEMM ("6"), timed eagerly (launch cost included, as the
+    nn model runs) and as one CUDA graph (the GPU's time alone, as profiles/h200/kernels.csv measures)."""
+    out: dict = {"errors": {}}
+    sizes = counts.tolist()
+    cuda = dev == "cuda"
+
+    def q_act(t):  # 1x128 along the last dim; GPU operand keeps zero padding (rows % 4, K % 128)
+        return F8.quantize_1x128(t, row_align=F8.ROW_ALIGN, crop=False) if cuda else F8.quantize_1x128(t)
+
+    def mm8(aq, sa, bq, sb, b_block):
+        if cuda:  # the raw call, scales already in _scaled_mm's layout (sb row-major or outer-dim-major)
+            return torch._scaled_mm(aq, bq.t(), sa, sb.t(), out_dtype=torch.bfloat16)
+        return F8.fp8_gemm(aq, sa, bq, sb, b_block=b_block, out_dtype=dt)
+
+    g = torch.Generator(device=dev).manual_seed(1)
+    rnd = lambda *s_: torch.randn(*s_, device=dev, dtype=dt, generator=g)  # noqa: E731
+    ops8: dict[str, list] = {"9": [], "6": []}
+    ops16: dict[str, list] = {"9": [], "6": []}
+    w13 = [torch.cat((wg[e].detach(), wu[e].detach())) for e in range(E)]
+    s0 = 0
+    with torch.no_grad():
+        for e, n in enumerate(sizes):
+            if n == 0:
+                continue
+            x_e, dy_e = xs[s0:s0 + n], gy[s0:s0 + n]
+            s0 += n
+            h_e, dgu_e = rnd(n, I), rnd(n, 2 * I)
+            dg_e, du_e = dgu_e[:, :I], dgu_e[:, I:]
+            ent = {k_: F8.weight_operands(ws) for k_, ws in
+                   (("g", (wg[e],)), ("u", (wu[e],)), ("d", (wd[e],)), ("gu", (wg[e], wu[e])))}
+            B = {k_: (v.q, v.s) for k_, v in ent.items()}
+            BT = {k_: v.transposed() for k_, v in ent.items()}
+            xq, hq, dyq = q_act(x_e), q_act(h_e), q_act(dy_e)
+            dgq, duq, dguq = q_act(dg_e.contiguous()), q_act(du_e.contiguous()), q_act(dgu_e)
+            xT, hT, dyT = q_act(x_e.t()), q_act(h_e.t()), q_act(dy_e.t())
+            dgT, duT, dguT = q_act(dg_e.t()), q_act(du_e.t()), q_act(dgu_e.t())
+            ops8["9"] += [(*xq, *B["g"], True), (*xq, *B["u"], True), (*hq, *B["d"], True),
+                          (*dgq, *BT["g"], True), (*duq, *BT["u"], True), (*dyq, *BT["d"], True),
+                          (*dyT, *hT, False), (*dgT, *xT, False), (*duT, *xT, False)]
+            ops8["6"] += [(*xq, *B["gu"], True), (*hq, *B["d"], True), (*dguq, *BT["gu"], True),
+                          (*dyq, *BT["d"], True), (*dyT, *hT, False), (*dguT, *xT, False)]
+            wge, wue, wde = wg[e].detach(), wu[e].detach(), wd[e].detach()
+            # BF16: A @ B^T with B [N, K]; Dgrad B = W^T (a transposed view), Wgrad A = dy^T, B = x^T (views)
+            ops16["9"] += [(x_e, wge), (x_e, wue), (h_e, wde), (dg_e, wge.t()), (du_e, wue.t()), (dy_e, wde.t()),
+                           (dy_e.t(), h_e.t()), (dg_e.t(), x_e.t()), (du_e.t(), x_e.t())]
+            ops16["6"] += [(x_e, w13[e]), (h_e, wde), (dgu_e, w13[e].t()), (dy_e, wde.t()),
+                           (dy_e.t(), h_e.t()), (dgu_e.t(), x_e.t())]
+    for variant in ("9", "6"):
+        def run8(v=variant):  # results dropped at once, so the allocator reuses the output memory
+            for op in ops8[v]:
+                mm8(*op)
+
+        def run16(v=variant):
+            for a_, b_ in ops16[v]:
+                a_ @ b_.t()
+
+        fns = (("fp8", run8), ("bf16_loop", run16))
+        for dname, fn in fns:
+            name = f"moe_gemm_{dname}_{variant}"
+            peak = pk["fp8" if dname == "fp8" else "bf16"]
+            try:
+                with torch.no_grad():
+                    t = timer(fn, a.reps, a.warmup, dev)
+                    r = {"ms": t * 1e3, "tflops": 3 * f_moe / t / 1e12, "mfu": 3 * f_moe / t / peak,
+                         "gemm_calls": len(ops8[variant])}
+                    if cuda:
+                        tg = graph_timer(fn, a.reps)
+                        r.update(graph_ms=tg * 1e3, graph_tflops=3 * f_moe / tg / 1e12, graph_mfu=3 * f_moe / tg / peak,
+                                 host_ms=host_timer(fn, 1) * 1e3)
+                out[name] = r
+            except Exception:  # noqa: BLE001
+                out["errors"][name] = traceback.format_exc(limit=3)
+        f8, b16 = out.get(f"moe_gemm_fp8_{variant}"), out.get(f"moe_gemm_bf16_loop_{variant}")
+        if f8 and b16:
+            out[f"fp8_over_bf16_gemm_speedup_{variant}"] = b16["ms"] / f8["ms"]
+            if "graph_ms" in f8 and "graph_ms" in b16:
+                out[f"fp8_over_bf16_gemm_speedup_{variant}_graph"] = b16["graph_ms"] / f8["graph_ms"]
+    # the nn model's own path (quantisation included) is the layer run below; keep the old keys for readers
+    if "moe_gemm_fp8_9" in out:
+        out["moe_gemm_fp8"], out["moe_gemm_bf16_loop"] = out["moe_gemm_fp8_9"], out.get("moe_gemm_bf16_loop_9")
+    if cuda:
+        out["fp8_scaled_mm_blockwise"] = F8.gpu_blockwise_ok(torch.device(dev), True)
+        out["fp8_scaled_mm_blockwise_ragged_n"] = F8.gpu_blockwise_ok(torch.device(dev), True, ragged=True)
+        out["fp8_scaled_mm_wgrad_1x128x1x128"] = F8.gpu_blockwise_ok(torch.device(dev), False)
+    return out
+
+
+def probe_gemm(m: int, n: int, k: int, n_sets: int = 8, calls: int = 96) -> dict:
+    """One FP8 GEMM shape three ways (the profiler's call, the nn model's fp8_gemm, its fp8_linear forward with
+    the activation quantised each call) vs BF16 torch.mm: per-call GPU time in a CUDA graph, eager time, and
+    host enqueue time. ``n_sets`` operand sets rotate so the weights are not L2-resident (as the profiler)."""
+    from dsv3sim.profile import fp8 as P8
+
+    dev = "cuda"
+    g = torch.Generator(device=dev).manual_seed(0)
+    xs_ = [torch.randn(m, k, device=dev, generator=g, dtype=torch.bfloat16) for _ in range(n_sets)]
+    ws_ = [torch.randn(n, k, device=dev, generator=g, dtype=torch.bfloat16) * 0.02 for _ in range(n_sets)]
+    prof, nn_ = [], []
+    for x, w in zip(xs_, ws_):
+        aq, sa = P8.quantize_1x128(x)
+        wq, sw = P8.quantize_128x128(w)
+        prof.append((aq, wq, *P8.prepare_scales(sa, sw, dev)))
+        ent = F8.weight_operands((w,))
+        nn_.append((*F8.quantize_1x128(x, row_align=F8.ROW_ALIGN, crop=False), ent.q, ent.s))
+    bf = torch.bfloat16
+    cases = {
+        "profile_scaled_mm": lambda i: torch._scaled_mm(prof[i][0], prof[i][1].t(), prof[i][2], prof[i][3], out_dtype=bf),
+        "nn_fp8_gemm": lambda i: F8.fp8_gemm(*nn_[i], b_block=True, out_dtype=bf),
+        "nn_fp8_linear_fwd": lambda i: F8.fp8_linear(xs_[i], ws_[i]),
+        "bf16_mm": lambda i: torch.mm(xs_[i], ws_[i].t()),
+    }
+    out: dict = {}
+    flops = 2 * m * n * k
+    with torch.no_grad():
+        for name, f in cases.items():
+            def loop(f=f):
+                for i in range(calls):
+                    f(i % n_sets)
+
+            te = timer(loop, 5, 2, dev) / calls
+            tg = graph_timer(loop, 5) / calls
+            th = host_timer(loop, 1) / calls
+            out[name] = {"graph_us": tg * 1e6, "eager_us": te * 1e6, "host_us": th * 1e6,
+                         "graph_tflops": flops / tg / 1e12}
+    out["fp8_over_bf16_graph"] = out["bf16_mm"]["graph_us"] / out["nn_fp8_gemm"]["graph_us"]
+    out["fp8_over_bf16_eager"] = out["bf16_mm"]["eager_us"] / out["nn_fp8_gemm"]["eager_us"]
+    return out
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--config", default="one-layer")
@@ -136,76 +313,23 @@ def main() -> int:
     except Exception:  # noqa: BLE001
         res["errors"]["moe_gemm_bf16"] = traceback.format_exc(limit=3)
 
-    # --- the 9 expert GEMMs per expert: FP8 block-scaled vs BF16 loop ----------------------------------------
-    sizes = counts.tolist()
-    starts = [0]
-    for n in sizes:
-        starts.append(starts[-1] + n)
-    with torch.no_grad():
-        xq, xsc = F8.quantize_1x128(xs.detach())  # Fprop A (1x128)
-        hq, hsc = F8.quantize_1x128(torch.randn(N, I, device=dev, dtype=dt))  # down-proj input
-        gyq, gysc = F8.quantize_1x128(gy)  # Dgrad A for down (N = H)
-        ghq, ghsc = F8.quantize_1x128(torch.randn(N, I, device=dev, dtype=dt))  # Dgrad A for gate/up
-        wq = [[F8.quantize_128x128(w[e].detach()) for w in (wg, wu, wd)] for e in range(E)]
-        wtq = [[F8.quantize_128x128(w[e].detach().t().contiguous()) for w in (wg, wu, wd)] for e in range(E)]
-        # Wgrad operands: dy^T and x^T quantised 1x128 along the token dim, per expert
-        wgrad_ops = []
-        for e in range(E):
-            s0, s1 = starts[e], starts[e + 1]
-            if s1 - s0 < 128:
-                wgrad_ops.append(None)
-                continue
-            n = (s1 - s0) // 128 * 128
-            wgrad_ops.append((F8.quantize_1x128(gy[s0:s0 + n].t().contiguous()),
-                              F8.quantize_1x128(hq[s0:s0 + n].float().to(dt).t().contiguous()),
-                              F8.quantize_1x128(ghq[s0:s0 + n].float().to(dt).t().contiguous()),
-                              F8.quantize_1x128(xs[s0:s0 + n].detach().t().contiguous())))
-
-    def fp8_gemms():
-        for e in range(E):
-            s0, s1 = starts[e], starts[e + 1]
-            if s1 == s0:
-                continue
-            for j, (aq, asc) in enumerate(((xq, xsc), (xq, xsc), (hq, hsc))):  # Fprop gate, up, down
-                F8.fp8_gemm(aq[s0:s1], asc[s0:s1], *wq[e][j], b_block=True, out_dtype=dt)
-            for j, (aq, asc) in enumerate(((ghq, ghsc), (ghq, ghsc), (gyq, gysc))):  # Dgrad
-                F8.fp8_gemm(aq[s0:s1], asc[s0:s1], *wtq[e][j], b_block=True, out_dtype=dt)
-            op = wgrad_ops[e]
-            if op is not None:  # Wgrad: dW_down = dy^T h, dW_gate/up = dh^T x
-                (gq_, gs_), (hq_, hs_), (dq_, ds_), (xq_, xs_) = op
-                F8.fp8_gemm(gq_, gs_, hq_, hs_, b_block=False, out_dtype=torch.float32)
-                F8.fp8_gemm(dq_, ds_, xq_, xs_, b_block=False, out_dtype=torch.float32)
-                F8.fp8_gemm(dq_, ds_, xq_, xs_, b_block=False, out_dtype=torch.float32)
-
-    xb, hb, gyb, ghb = xs.detach(), torch.randn(N, I, device=dev, dtype=dt), gy, torch.randn(N, I, device=dev, dtype=dt)
-
-    def bf16_gemms():
-        for e in range(E):
-            s0, s1 = starts[e], starts[e + 1]
-            if s1 == s0:
-                continue
-            xe, he, ge, gh = xb[s0:s1], hb[s0:s1], gyb[s0:s1], ghb[s0:s1]
-            xe @ wg[e].detach().t(), xe @ wu[e].detach().t(), he @ wd[e].detach().t()
-            gh @ wg[e].detach(), gh @ wu[e].detach(), ge @ wd[e].detach()
-            if wgrad_ops[e] is not None:
-                ge.t() @ he, gh.t() @ xe, gh.t() @ xe
-
-    for name, fn, dtype_peak in (("moe_gemm_fp8", fp8_gemms, "fp8"), ("moe_gemm_bf16_loop", bf16_gemms, "bf16")):
+    # --- the expert GEMMs per expert: FP8 block-scaled vs BF16, eager and CUDA graph ----------------------------
+    wg.grad = wu.grad = wd.grad = xs.grad = None
+    loops = expert_gemm_loops(a, dev, dt, pk, E, H, I, counts, xs.detach(), gy, wg, wu, wd, f_moe)
+    res["errors"].update(loops.pop("errors"))
+    res.update(loops)
+    if "moe_gemm_bf16" in res:
+        for v in ("9", "6"):
+            if f"moe_gemm_fp8_{v}" in res:
+                res[f"fp8_{v}_over_bf16_grouped_speedup"] = res["moe_gemm_bf16"]["ms"] / res[f"moe_gemm_fp8_{v}"]["ms"]
+    xs = gy = wg = wu = wd = None  # free the expert operands before the layer run
+    F8.clear_weight_cache()
+    if dev == "cuda":
+        torch.cuda.empty_cache()
         try:
-            with torch.no_grad():
-                t = timer(fn, a.reps, a.warmup, dev)
-            res[name] = {"ms": t * 1e3, "tflops": 3 * f_moe / t / 1e12, "mfu": 3 * f_moe / t / pk[dtype_peak]}
+            res["probe_m512_n4096_k7168"] = probe_gemm(512, 4096, 7168)
         except Exception:  # noqa: BLE001
-            res["errors"][name] = traceback.format_exc(limit=3)
-    if dev == "cuda":
-        res["fp8_scaled_mm_blockwise"] = F8.gpu_blockwise_ok(torch.device(dev), True)
-        res["fp8_scaled_mm_wgrad_1x128x1x128"] = F8.gpu_blockwise_ok(torch.device(dev), False)
-    if "moe_gemm_fp8" in res and "moe_gemm_bf16_loop" in res:
-        res["fp8_over_bf16_gemm_speedup_loop"] = res["moe_gemm_bf16_loop"]["ms"] / res["moe_gemm_fp8"]["ms"]
-    if "moe_gemm_fp8" in res and "moe_gemm_bf16" in res:
-        res["fp8_over_bf16_gemm_speedup_vs_grouped"] = res["moe_gemm_bf16"]["ms"] / res["moe_gemm_fp8"]["ms"]
-    wq = wtq = wgrad_ops = wg = wu = wd = None  # free the expert operands before the layer run
-    if dev == "cuda":
+            res["errors"]["probe"] = traceback.format_exc(limit=3)
         torch.cuda.empty_cache()
 
     # --- whole layer fwd+bwd ----------------------------------------------------------------------------------
@@ -232,34 +356,45 @@ def main() -> int:
     attn_core = 2 * B * S * S / 2 * cfg.num_attention_heads * (cfg.qk_nope_head_dim + cfg.qk_rope_head_dim + cfg.v_head_dim)
     fwd_total = sum(fl.values()) + attn_core
     res["layer_forward_flops"] = fwd_total
-    for fp8 in (False, True):
-        name = "layer_fp8" if fp8 else "layer_bf16"
+    for name, fp8, requant in (("layer_bf16", False, False), ("layer_fp8", True, False),
+                               ("layer_fp8_requant", True, True)):
         for m in blk.modules():
             if hasattr(m, "fp8"):
                 m.fp8 = fp8
 
         def step():
+            if requant:  # every step re-quantises all weights, as after an optimizer step
+                F8.clear_weight_cache()
             blk(h, cos, sin).backward(gh_out)
             blk.zero_grad(set_to_none=True)
             h.grad = None
 
         try:
+            fb0 = F8.FALLBACKS["dequant_bf16"]
             t = timer(step, max(1, a.reps // 2), max(1, a.warmup), dev)
             res[name] = {"ms": t * 1e3, "tflops": 3 * fwd_total / t / 1e12,
-                         "mfu": 3 * fwd_total / t / pk["fp8" if fp8 else "bf16"]}
+                         "mfu": 3 * fwd_total / t / pk["fp8" if fp8 else "bf16"],
+                         "fp8_gemm_fallbacks": F8.FALLBACKS["dequant_bf16"] - fb0}
         except Exception:  # noqa: BLE001
             res["errors"][name] = traceback.format_exc(limit=3)
+        F8.clear_weight_cache()
+        if dev == "cuda":
+            torch.cuda.empty_cache()
     if "layer_fp8" in res and "layer_bf16" in res:
         res["fp8_over_bf16_layer_speedup"] = res["layer_bf16"]["ms"] / res["layer_fp8"]["ms"]
+    if "layer_fp8_requant" in res and "layer_bf16" in res:
+        res["fp8_over_bf16_layer_speedup_requant"] = res["layer_bf16"]["ms"] / res["layer_fp8_requant"]["ms"]
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text(json.dumps(res, indent=1))
-    for key in ("moe_gemm_bf16", "moe_gemm_bf16_loop", "moe_gemm_fp8", "layer_bf16", "layer_fp8"):
+    for key in ("moe_gemm_bf16", *[k_ for k_ in res if k_.startswith("moe_gemm_") and k_ != "moe_gemm_bf16"],
+                "layer_bf16", "layer_fp8", "layer_fp8_requant"):
         if key in res:
             r = res[key]
             print(f"{key:20s} {r['ms']:9.2f} ms  {r['tflops']:8.1f} TFLOP/s  MFU {100 * r['mfu']:5.1f} %")
-    for key in ("fp8_over_bf16_gemm_speedup_loop", "fp8_over_bf16_gemm_speedup_vs_grouped", "fp8_over_bf16_layer_speedup"):
-        if key in res:
-            print(f"{key}: {res[key]:.2f}x")
+    for key in [k_ for k_ in res if "speedup" in k_]:
+        print(f"{key}: {res[key]:.2f}x")
+    if "probe_m512_n4096_k7168" in res:
+        print("probe M=512 N=4096 K=7168:", json.dumps(res["probe_m512_n4096_k7168"]))
     for k_, v in res["errors"].items():
         print(f"ERROR {k_}: {v.strip().splitlines()[-1]}")
     print(f"wrote {a.out}")

@@ -184,9 +184,13 @@ class _WEntry:
         self.qt = self.st = None
 
     def transposed(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """(W^T fp8 [K,N] contiguous, its 128x128 scale [K/128, N/128]): the Dgrad B operand (same blocks)."""
+        """(W^T fp8 [K, N'] with N zero-padded to N' = a multiple of 128, its 128x128 scale [K/128, N'/128]):
+        the Dgrad B operand (the same blocks, transposed)."""
         if self.qt is None:
-            self.qt, self.st = self.q.t().contiguous(), self.s.t().contiguous()
+            n, k = self.q.shape
+            qt = torch.zeros(k, _ceil(n, TILE) * TILE, dtype=FP8, device=self.q.device)
+            qt[:, :n] = self.q.t()
+            self.qt, self.st = qt, self.s.t().contiguous()
         return self.qt, self.st
 
 
@@ -242,9 +246,10 @@ class _FP8Linear(torch.autograd.Function):
         dx = None
         dws = [None] * len(ctx.splits)
         if ctx.needs_input_grad[0]:  # Dgrad: dx[M,K] = dy[M,N] @ W[N,K]; W^T keeps its 128x128 blocks
-            gpu = gpu_path(dy, n, k, True)
-            gq, sg = _act(dy, gpu)
             wqt, swt = ent.transposed()
+            gpu = gpu_path(dy, wqt.shape[1], k, True)
+            gq, sg = _act(dy, gpu)
+            wqt = wqt if gpu else wqt[:, :n]
             dx = fp8_gemm(gq, sg, wqt, swt, b_block=True, out_dtype=x.dtype)[:m]
         if any(ctx.needs_input_grad[1:]):  # Wgrad: dW[N,K] = dy^T[N,M] @ x[M,K], both tiled along M (128x1)
             gpu = gpu_path(dy, TILE, k, False)  # K = tokens, zero-padded to a multiple of 128 on the GPU path
