@@ -109,7 +109,12 @@ def write_outputs(result: dict, train: list[dict], out_dir: Path, report: str | 
     write_json(out_dir / "measured_timeline.trace.json", measured_chrome_trace(train))
     write_json(out_dir / "validation.json", result)
     if report:
-        from dsv3sim.report import render
+        try:
+            from dsv3sim.report import render
+        except ImportError as e:  # e.g. no plotly on a GPU box: keep the JSON, render later with --from-run
+            print(f"dsv3sim validate: no report ({e}); render it later: dsv3sim validate --from-run {out_dir} "
+                  f"--report {report}")
+            return
 
         dest = Path(report)
         tmp = dest.with_name(f".{dest.stem}.partial.html")
