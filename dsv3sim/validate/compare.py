@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import statistics
+import sys
 from collections import defaultdict
 from pathlib import Path
 
@@ -113,7 +114,7 @@ def write_outputs(result: dict, train: list[dict], out_dir: Path, report: str | 
             from dsv3sim.report import render
         except ImportError as e:  # e.g. no plotly on a GPU box: keep the JSON, render later with --from-run
             print(f"dsv3sim validate: no report ({e}); render it later: dsv3sim validate --from-run {out_dir} "
-                  f"--report {report}")
+                  f"--report {report}", file=sys.stderr)
             return
 
         dest = Path(report)
