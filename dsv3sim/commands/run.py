@@ -61,6 +61,9 @@ def run(args: argparse.Namespace) -> int:
         for r in (d.get("validation") or {}).get("rows", []):
             print(f"    vs published {r['name']}: {r['predicted']:,.4g} vs {r['published']:,.4g} "
                   f"({r['rel_error']:+.1%}; {r['source']})")
+    if args.chrome_trace:  # the report finds the trace next to the JSON
+        for d in results.values():
+            d["chrome_trace_path"] = str(args.chrome_trace)
     data = next(iter(results.values())) if len(results) == 1 else results
     if args.json_path:
         save_json(data, args.json_path)
