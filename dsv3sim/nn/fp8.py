@@ -44,7 +44,7 @@ CACHE_MAX_ENTRIES = 8192
 
 _GPU_OK: dict[tuple[str, bool, bool], bool] = {}  # probe cache per (device, B block-scaled, ragged N)
 _WCACHE: OrderedDict = OrderedDict()  # weight operand cache (not model state), see weight_operands
-FALLBACKS = {"dequant_bf16": 0}  # GPU GEMMs that left the FP8 path (the bench reports it)
+FALLBACKS = {"dequant_bf16": 0, "dgrad_dequant_bf16": 0}  # GPU GEMMs that left the FP8 path (the bench reports it)
 
 
 def _ceil(a: int, b: int) -> int:
@@ -215,6 +215,13 @@ def weight_operands(ws: tuple[torch.Tensor, ...]) -> _WEntry:
     return e
 
 
+# On the H200 (torch 2.11, CUDA 13), _scaled_mm with the transposed 128x128-block weight gave wrong dx whenever
+# the block-scale grid was not square (N != K in blocks, e.g. 384x512 or kv_a_proj's 576x7168), while Fprop and
+# Wgrad matched the emulation (tests/nn/test_fp8_gpu.py, 2026-11-29). Until that is understood, Dgrad on a GPU
+# multiplies the same FP8 operands dequantised to BF16: correct, but it forgoes FP8 speed for that GEMM.
+DGRAD_ON_SCALED_MM = False
+
+
 def clear_weight_cache() -> None:
     _WCACHE.clear()
 
@@ -247,10 +254,18 @@ class _FP8Linear(torch.autograd.Function):
         dws = [None] * len(ctx.splits)
         if ctx.needs_input_grad[0]:  # Dgrad: dx[M,K] = dy[M,N] @ W[N,K]; W^T keeps its 128x128 blocks
             wqt, swt = ent.transposed()
-            gpu = gpu_path(dy, wqt.shape[1], k, True)
-            gq, sg = _act(dy, gpu)
-            wqt = wqt if gpu else wqt[:, :n]
-            dx = fp8_gemm(gq, sg, wqt, swt, b_block=True, out_dtype=x.dtype)[:m]
+            if dy.is_cuda and not DGRAD_ON_SCALED_MM:
+                # Same FP8 operands, dequantised and multiplied in BF16 (see DGRAD_ON_SCALED_MM).
+                FALLBACKS["dgrad_dequant_bf16"] += 1
+                gq, sg = quantize_1x128(dy)
+                a = dequantize(gq, sg, 1).to(torch.bfloat16)
+                b = dequantize(wqt[:, :n], swt, TILE).to(torch.bfloat16)
+                dx = (a @ b.t()).to(x.dtype)
+            else:
+                gpu = gpu_path(dy, wqt.shape[1], k, True)
+                gq, sg = _act(dy, gpu)
+                wqt = wqt if gpu else wqt[:, :n]
+                dx = fp8_gemm(gq, sg, wqt, swt, b_block=True, out_dtype=x.dtype)[:m]
         if any(ctx.needs_input_grad[1:]):  # Wgrad: dW[N,K] = dy^T[N,M] @ x[M,K], both tiled along M (128x1)
             gpu = gpu_path(dy, TILE, k, False)  # K = tokens, zero-padded to a multiple of 128 on the GPU path
             gq, sg = _act(dy.t(), gpu)
