@@ -15,6 +15,8 @@ import time
 NAME = "run"
 HELP = "simulate a scenario (default: DeepSeek-V3 pre-training) -> summary, JSON, report, Chrome trace"
 
+DEFAULT_REPORT = "reports/deepseek-v3-pretrain.html"
+
 SUMMARY_KEYS = (("step_time_s", "step s", "{:.3f}"), ("mfu", "MFU", "{:.1%}"), ("tokens_per_s", "tok/s", "{:,.0f}"),
                 ("gpu_hours_per_trillion_tokens", "GPU-h / T tok", "{:,.0f}"),
                 ("prefill_tokens_per_s_per_node", "prefill tok/s/node", "{:,.0f}"),
@@ -29,6 +31,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--report", default=None, help="write an HTML report here (dsv3sim.report)")
     p.add_argument("--chrome-trace", default=None, help="write a Chrome/Perfetto trace here")
     p.add_argument("--print-json", action="store_true", help="print the result JSON to stdout")
+    p.add_argument("--no-report", action="store_true",
+                   help="with no scenario argument, skip the default report and JSON under reports/")
 
 
 def summarize(name: str, d: dict) -> str:
@@ -48,6 +52,9 @@ def run(args: argparse.Namespace) -> int:
     from dsv3sim.workload.loader import load
 
     t0 = time.perf_counter()
+    if args.scenario is None and not args.no_report:  # the main job: default scenario with its report
+        args.report = args.report or DEFAULT_REPORT
+        args.json_path = args.json_path or DEFAULT_REPORT.replace(".html", ".json")
     scenarios = load(args.scenario)
     from dsv3sim.workload.validation import comparisons
 
