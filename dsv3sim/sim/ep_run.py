@@ -64,10 +64,11 @@ def simulate_ep(topo: Topology, *, kind: str, ep: int, routing: np.ndarray | lis
     """Dispatch or combine on ``n_groups`` EP groups (default: the whole cluster).
 
     ``routing`` is ``[ep, tokens, k]`` (every group routes the same) or a list with one per group.
-    ``method``: "flow" (max-min flow simulation), "bound" (low-latency only: kernel + path latency + the most
-    loaded link's bytes / capacity, what max-min converges to for many balanced flows; cost linear in flows)
-    or "auto" (flow unless a low-latency run would need more than ``max_flows`` flows: one flow per
-    (source, target) pair makes every recomputation touch all flows, so EP >= 64 low-latency is slow).
+    ``method``: "flow" (max-min flow simulation), "bound" (direct all-to-alls only, i.e. low-latency mode or
+    groups inside one node: kernel + path latency + the most loaded link's bytes / capacity, what max-min
+    converges to for many balanced flows; cost linear in flows) or "auto" (flow unless such a direct run
+    needs more than ``max_flows`` flows: one flow per (source, target) pair makes every recomputation
+    touch all flows, so EP >= 32 low-latency or an NVL72-wide EP would be slow).
     """
     groups = ep_groups(topo, ep, n_groups)
     same = not isinstance(routing, list)
@@ -78,13 +79,16 @@ def simulate_ep(topo: Topology, *, kind: str, ep: int, routing: np.ndarray | lis
     sim_groups = groups[:1] if reduced else groups
     if method not in ("auto", "flow", "bound"):
         raise ValueError(f"method must be auto, flow or bound, got {method!r}")
-    if method == "bound" and mode != "low-latency":
-        raise ValueError("method='bound' is for low-latency mode (normal mode's relay pipeline needs the flows)")
-    if mode == "low-latency" and method != "flow":
+    one_node = all(len({topo.node_of(g) for g in ranks}) == 1 for ranks in sim_groups)
+    if method == "bound" and mode != "low-latency" and not one_node:
+        raise ValueError("method='bound' is for low-latency mode or single-node groups (normal mode's relay "
+                         "pipeline needs the flows)")
+    if (mode == "low-latency" or one_node) and method != "flow":
         c0 = ep_counts(topo, sim_groups[0], np.asarray(routings[0]), n_experts)
-        n_pairs = int(np.count_nonzero(c0.sel_rank) - np.count_nonzero(np.diag(c0.sel_rank))) * len(sim_groups)
+        m = c0.sel_rank if mode == "low-latency" else c0.count_rank
+        n_pairs = int(np.count_nonzero(m) - np.count_nonzero(np.diag(m))) * len(sim_groups)
         if method == "bound" or n_pairs > max_flows:
-            return _bound(topo, kind=kind, groups=groups, sim_groups=sim_groups, routings=routings,
+            return _bound(topo, kind=kind, mode=mode, groups=groups, sim_groups=sim_groups, routings=routings,
                           n_experts=n_experts, first=c0, dtype=dtype, hidden=hidden)
     env = simpy.Environment()
     net = FlowNetwork(env, [lk.capacity for lk in topo.links], record=record)
@@ -132,9 +136,11 @@ class _Loads:
         self.capacity, self.link_bytes, self.n_events, self.done = capacity, {}, 0, []
 
 
-def _bound(topo: Topology, *, kind, groups, sim_groups, routings, n_experts, first, dtype, hidden) -> CommResult:
-    """Low-latency dispatch/combine as kernel + path latency + max over links of bytes / capacity."""
-    b = token_bytes(kind, "low-latency", dtype, hidden)
+def _bound(topo: Topology, *, kind, mode, groups, sim_groups, routings, n_experts, first, dtype,
+           hidden) -> CommResult:
+    """Direct all-to-all (low-latency mode, or normal mode inside one node: no relays, every flow starts at
+    once) as kernel latency + longest path latency + max over links of bytes / capacity."""
+    b = token_bytes(kind, mode, dtype, hidden)
     loads = _Loads([lk.capacity for lk in topo.links])
     lb = loads.link_bytes
     lat = 0.0
@@ -142,13 +148,14 @@ def _bound(topo: Topology, *, kind, groups, sim_groups, routings, n_experts, fir
     for i, ranks in enumerate(sim_groups):
         c = first if i == 0 else ep_counts(topo, ranks, np.asarray(routings[i]), n_experts)
         counts.append(c)
-        ss, rr = np.nonzero(c.sel_rank)
+        m = c.sel_rank if mode == "low-latency" else c.count_rank
+        ss, rr = np.nonzero(m)
         for s, r in zip(ss.tolist(), rr.tolist()):
             if s == r:
                 continue
             a, d = (ranks[s], ranks[r]) if kind == "dispatch" else (ranks[r], ranks[s])
             p = topo.path(a, d)
-            nb = float(c.sel_rank[s, r]) * b
+            nb = float(m[s, r]) * b
             for lid in p:
                 lb[lid] = lb.get(lid, 0.0) + nb
             lat = max(lat, topo.path_latency(p))
@@ -159,12 +166,15 @@ def _bound(topo: Topology, *, kind, groups, sim_groups, routings, n_experts, fir
     n_ranks = sum(len(c.ranks) for c in counts)
     nic = stats["bytes_by_class"].get("nic_tx", 0.0) / scale
     nvl = stats["bytes_by_class"].get("nvlink_rx", 0.0) / scale
-    lr = sum(deepep_logical_bytes(c, kind=kind, mode="low-latency", b=b)[0] for c in counts) / len(counts)
-    sent = sum(float(c.sel_rank.sum() - np.trace(c.sel_rank)) * b for c in counts) * scale
-    pairs = sum(int(c.sel_rank.sum()) for c in counts)
-    return CommResult(kind=kind, mode="low-latency", n_ranks=len(sim_groups[0]), time_s=t,
+    logical = [deepep_logical_bytes(c, kind=kind, mode=mode, b=b) for c in counts]
+    lr = sum(x[0] for x in logical) / len(counts)
+    ln = sum(x[1] for x in logical) / len(counts)
+    mats = [c.sel_rank if mode == "low-latency" else c.count_rank for c in counts]
+    sent = sum(float(m.sum() - np.trace(m)) * b for m in mats) * scale
+    pairs = sum(int(m.sum()) for m in mats)
+    return CommResult(kind=kind, mode=mode, n_ranks=len(sim_groups[0]), time_s=t,
                       rdma_GBps=nic / n_ranks / t / 1e9, nvlink_GBps=nvl / n_ranks / t / 1e9,
-                      deepep_rdma_GBps=lr / t / 1e9, deepep_nvlink_GBps=lr / t / 1e9, n_flows=loads.n_events // 2,
+                      deepep_rdma_GBps=lr / t / 1e9, deepep_nvlink_GBps=ln / t / 1e9, n_flows=loads.n_events // 2,
                       n_events=0, tokens_dispatched=pairs if kind == "dispatch" else 0,
                       tokens_combined=pairs if kind == "combine" else 0, bytes_sent=sent, bytes_received=sent,
                       n_groups=len(groups), groups_simulated=len(sim_groups), comm_sms=topo.cfg.comm_sms,
