@@ -12,6 +12,8 @@ import argparse
 import json
 import time
 
+from dsv3sim.commands._output import write_report
+
 NAME = "run"
 HELP = "simulate a scenario (default: DeepSeek-V3 pre-training) -> summary, JSON, report, Chrome trace"
 
@@ -79,13 +81,7 @@ def run(args: argparse.Namespace) -> int:
         save_chrome_trace([d for d in results.values() if not d.get("infeasible")], args.chrome_trace)
         print(f"wrote {args.chrome_trace}")
     if args.report:
-        try:
-            from dsv3sim.report import render
-        except ImportError:
-            print("dsv3sim.report is not available: wrote the JSON only")
-        else:
-            render(data, args.report)
-            print(f"wrote {args.report}")
+        write_report(data, args.report)
     if args.print_json:
         print(json.dumps(data, indent=1))
     print(f"total {time.perf_counter() - t0:.1f} s")

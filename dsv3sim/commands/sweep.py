@@ -14,6 +14,8 @@ import json
 import os
 import time
 
+from dsv3sim.commands._output import write_report
+
 NAME = "sweep"
 HELP = "run the cartesian product of scenario overrides in parallel (process pool or Ray); JSON rows"
 
@@ -62,11 +64,5 @@ def run(args: argparse.Namespace) -> int:
         Path(args.json_path).write_text(json.dumps(data, indent=1))
         print(f"wrote {args.json_path}")
     if args.report:
-        try:
-            from dsv3sim.report import render
-        except ImportError:
-            print("dsv3sim.report is not available: wrote the JSON only")
-        else:
-            render(data, args.report)
-            print(f"wrote {args.report}")
+        write_report(data, args.report)
     return 0

@@ -1,0 +1,14 @@
+"""Output helpers shared by the commands that write results (``run``, ``sweep``)."""
+
+from __future__ import annotations
+
+
+def write_report(data, path: str) -> None:
+    """Render ``data`` (a result JSON object) to an HTML report at ``path`` with dsv3sim.report."""
+    try:
+        from dsv3sim.report import render
+    except ImportError:
+        print("dsv3sim.report is not available: wrote the JSON only")
+        return
+    render(data, path)
+    print(f"wrote {path}")
