@@ -20,7 +20,7 @@ from typing import Any
 
 from dsv3sim.config.model import ModelConfig
 
-GRIDS = ("full", "small", "heldout", "quick", "nn", "fp8fix", "lattice2")
+GRIDS = ("full", "small", "heldout", "quick", "nn", "fp8fix", "lattice2", "scatter", "heldout2", "lattice3")
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -77,6 +77,9 @@ def points(cfg: ModelConfig, grid: str = "full", dtypes: tuple[str, ...] = ("bf1
         raise ValueError(f"unknown grid {grid!r}; known: {', '.join(GRIDS)}")
     if grid == "heldout":
         return heldout(cfg, dtypes, seed)
+    if grid in ("scatter", "heldout2"):  # same distribution, different seeds: training data vs a fresh check
+        return scattered(cfg, dtypes, seed=101 if grid == "scatter" else 202, n=3500 if grid == "scatter" else 300,
+                         set_name=grid)
     if grid == "nn":
         return nn_points(cfg)
     if grid == "lattice2":  # 1.5x midpoints in N and K (TP-split widths such as 3072, 6144, 12288)
@@ -84,6 +87,11 @@ def points(cfg: ModelConfig, grid: str = "full", dtypes: tuple[str, ...] = ("bf1
         nk = sorted(mids | {256 * 2**i for i in range(8)})
         return [Point(op="gemm", dtype=dt, shape={"m": m, "n": n, "k": k}) for dt in dtypes for n in nk for k in nk
                 for m in _m_values(1, 16384) if (n in mids or k in mids) and 2.0 * m * n * k <= 4e12]
+    if grid == "lattice3":  # denser M where cuBLAS switches tiles and wave counts (1-3 waves of 132 SMs)
+        nk = sorted({256 * 2**i for i in range(8)} | {384, 768, 1536, 3072, 6144, 12288, 24576})
+        ms = [m for m in range(96, 513, 32) if m not in _m_values(1, 16384)] + [576, 640, 704, 832, 896, 960]
+        return [Point(op="gemm", dtype=dt, shape={"m": m, "n": n, "k": k}) for dt in dtypes for n in nk for k in nk
+                for m in ms if 2.0 * m * n * k <= 4e12]
     if grid == "fp8fix":  # the FP8 shapes whose M % 4 != 0 failed in the first H200 run (now padded)
         return [p for p in points(cfg, "full", ("fp8",)) if p.op in ("gemm", "grouped_gemm", "shared_expert")
                 and (p.shape.get("m", 4) % 4 or p.shape.get("dist") == "zipf")]
@@ -199,6 +207,47 @@ def heldout(cfg: ModelConfig, dtypes: tuple[str, ...] = ("bf16", "fp8"), seed: i
                                 "dv": cfg.v_head_dim}))
     for m in (100, 3000, 40000):
         pts.append(Point(op="rmsnorm", dtype="bf16", set="heldout", shape={"m": m, "n": cfg.hidden_size}))
+    return pts
+
+
+def scattered(cfg: ModelConfig, dtypes: tuple[str, ...], *, seed: int, n: int, set_name: str) -> list[Point]:
+    """Random shapes of the sizes users ask about, off the lattice, for the predictor's residual correction
+    (``set='scatter'``) or as a fresh validation set (``set='heldout2'``, never read by the predictor).
+
+    GEMM: M log-uniform integer in [1, 16384] (token counts are arbitrary), N and K multiples of 128 log-uniform
+    in [256, 32768]; grouped GEMM at the model's expert shapes with random E and tokens per expert; MLA decode
+    with random batch, context and heads. FLOPs of one call capped at 4e12 (GEMM) / 8e12 (grouped).
+    """
+    rng = random.Random(seed)
+    pts: list[Point] = []
+    for dt in dtypes:
+        for _ in range(n):
+            while True:
+                m = max(1, round(2 ** rng.uniform(0, 14)))
+                nn_, kk = (128 * round(2 ** rng.uniform(1, 8)) for _ in range(2))
+                if 2.0 * m * nn_ * kk <= 4e12:
+                    break
+            pts.append(Point(op="gemm", dtype=dt, shape={"m": m, "n": nn_, "k": kk}, set=set_name))
+        for _ in range(max(8, n // 20)):
+            impl = "grouped" if dt == "bf16" else "loop"
+            while True:
+                e = round(2 ** rng.uniform(0, 8 if impl == "grouped" else 6))
+                m = max(1, round(2 ** rng.uniform(0, 12)))
+                role = rng.choice(("moe.w13", "moe.w2"))
+                nn_, kk = ((2 * cfg.moe_intermediate_size, cfg.hidden_size) if role == "moe.w13"
+                           else (cfg.hidden_size, cfg.moe_intermediate_size))
+                if 2.0 * e * m * nn_ * kk <= 8e12:
+                    break
+            pts.append(Point(op="grouped_gemm", dtype=dt, role=role, set=set_name,
+                             shape={"e": e, "m": m, "n": nn_, "k": kk, "dist": "uniform", "impl": impl}))
+    for _ in range(max(8, n // 20)):
+        while True:
+            b, t = round(2 ** rng.uniform(0, 8)), round(2 ** rng.uniform(7, 15))
+            if b * t <= 2**21:
+                break
+        pts.append(Point(op="attn_decode", dtype="bf16", set=set_name,
+                         shape={"b": b, "t": t, "h": rng.choice((16, 32, 64, 128)), "dc": cfg.kv_lora_rank,
+                                "dr": cfg.qk_rope_head_dim}))
     return pts
 
 

@@ -191,27 +191,38 @@ def attn_prefill(*, b: int, s: int, h: int, dqk: int = 192, dv: int = 128, devic
     return Case(fn=fwd, sets=sets, flops=fwd_flops, bytes=nbytes, impl="torch.sdpa")
 
 
+PAGE = 64  # tokens per KV-cache page (FlashMLA block size)
+
+
 def attn_decode(*, b: int, t: int, h: int, dc: int = 512, dr: int = 64, device: str, seed: int = 0,
                 dtype: str = "bf16") -> Case:
     """MLA decode with absorbed W_UK / W_UV (V2 report §2.1.2; V3 inference model.py 'absorb' path):
     scores[b,h,t] = q_lat[b,h,:dc] . c_kv[b,t,:] + q_pe[b,h,:dr] . k_pe[b,t,:]; out_lat = softmax(scores) c_kv.
     One query token per sequence; the latent cache (dc + dr per token) is read once.
+
+    The cache is paged in blocks of ``PAGE`` = 64 tokens (FlashMLA's KV block size), so a context of t tokens
+    occupies ceil(t / 64) pages and the kernel runs over whole pages (the tail page's unused slots cost, as in a
+    paged kernel). FLOPs and bytes count the t real tokens. Without pages, ``bmm`` over a ragged t (t % 8 != 0:
+    rows not 16-byte aligned) measured 2-5x slower on the H200 (``profiles/h200/runs/run3_decode_unpaged.csv``),
+    an artefact of the unfused reference, not of MLA.
     """
     g = _gen(device, seed)
     flops = 2.0 * b * h * t * (dc + dr) + 2.0 * b * h * t * dc
     nbytes = 2 * b * t * (dc + dr) + 2 * b * h * (dc + dr + dc)
     scale = 1.0 / math.sqrt(128 + dr)
+    tp = -(-t // PAGE) * PAGE
 
     def make():
-        return (_randn((b, h, dc), device, g), _randn((b, h, dr), device, g), _randn((b, t, dc), device, g),
-                _randn((b, t, dr), device, g))
+        return (_randn((b, h, dc), device, g), _randn((b, h, dr), device, g), _randn((b, tp, dc), device, g),
+                _randn((b, tp, dr), device, g))
 
     def fn(q_lat, q_pe, ckv, kpe):
         sc = (torch.bmm(q_lat, ckv.transpose(1, 2)) + torch.bmm(q_pe, kpe.transpose(1, 2))).float() * scale
         p = sc.softmax(dim=-1).to(BF16)
         return torch.bmm(p, ckv)
 
-    return Case(fn=fn, sets=_sets(make, nbytes, device), flops=flops, bytes=nbytes, impl="torch.bmm absorbed")
+    return Case(fn=fn, sets=_sets(make, nbytes * tp / t, device), flops=flops, bytes=nbytes,
+                impl="torch.bmm absorbed, 64-token pages")
 
 
 # ---------------------------------------------------------------- memory-bound and small ops

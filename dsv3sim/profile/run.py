@@ -81,8 +81,21 @@ def measure(pt: Point, device: str, emulate_fp8: bool) -> dict[str, Any]:
     return row
 
 
+def _resume_point(out: Path) -> tuple[int, int | None]:
+    """(rows already in ``out``, index of the point a dead process was measuring, or None)."""
+    if not out.exists():
+        return 0, None
+    with out.open(newline="") as f:
+        n = sum(1 for _ in csv.DictReader(f))
+    cur = out.with_suffix(".cur")
+    crashed = int(cur.read_text()) if cur.exists() else None
+    return n, (crashed if crashed == n else None)
+
+
 def run(cfg_name: str, device: str, grid: str, out: Path, *, dtypes: tuple[str, ...], deadline_s: float = 1e9,
-        only_ops: set[str] | None = None) -> int:
+        only_ops: set[str] | None = None, resume: bool = False) -> int:
+    """Measure ``grid``'s points into ``out``. ``resume``: append to an existing ``out``; a point that killed the
+    previous process (a CUDA illegal address poisons the context) is written as an error row and skipped."""
     cfg = load_model_config(cfg_name)
     plan = [p for p in points(cfg, grid, dtypes) if not only_ops or p.op in only_ops]
     # measure what the simulator needs most first, so a run cut by its deadline keeps it
@@ -92,19 +105,29 @@ def run(cfg_name: str, device: str, grid: str, out: Path, *, dtypes: tuple[str, 
         plan = [p for p in plan if not (p.dtype == "fp8" and p.op in ("grouped_gemm", "shared_expert"))]
     out.parent.mkdir(parents=True, exist_ok=True)
     meta = environment(device) | {"config": cfg.name, "grid": grid, "n_planned": len(plan), "csv": out.name}
-    t0, n_done, n_err = time.time(), 0, 0
-    with out.open("w", newline="") as f:
+    start, crashed = _resume_point(out) if resume else (0, None)
+    cur = out.with_suffix(".cur")
+    t0, n_done, n_err = time.time(), start, 0
+    with out.open("a" if start else "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=COLUMNS, extrasaction="ignore")
-        w.writeheader()
-        for pt in plan:
+        if not start:
+            w.writeheader()
+        for i, pt in enumerate(plan[start:], start):
             if time.time() - t0 > deadline_s:
                 meta["stopped_early"] = f"deadline {deadline_s} s reached after {n_done} of {len(plan)}"
                 break
-            row = measure(pt, device, emulate)
+            if i == crashed:
+                row = {"op": pt.op, "dtype": pt.dtype, "role": pt.role, "set": pt.set,
+                       **{k: pt.shape.get(k, "") for k in SHAPE_KEYS},
+                       "error": "ProcessCrashed: this shape killed the measuring process (e.g. CUDA illegal address)"}
+            else:
+                cur.write_text(str(i))
+                row = measure(pt, device, emulate)
             w.writerow(row)
             f.flush()
             n_done += 1
             n_err += bool(row.get("error"))
+    cur.unlink(missing_ok=True)
     meta.update(n_measured=n_done, n_errors=n_err, wall_s=round(time.time() - t0, 1))
     if device == "cuda":
         meta["smi_after"] = _smi("clocks.sm,clocks.mem,temperature.gpu,power.draw")
@@ -122,6 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--ops", default="", help="comma-separated subset of ops")
     ap.add_argument("--deadline-s", type=float, default=1e9)
     ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--resume", action="store_true", help="append to --out; skip the point that crashed a previous run")
     ap.add_argument("--out", type=Path, required=True)
     a = ap.parse_args(argv)
     if a.threads:
@@ -129,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     if a.device == "cuda" and not torch.cuda.is_available():
         raise ValueError("--device cuda but torch sees no CUDA device")
     return run(a.config, a.device, a.grid, a.out, dtypes=tuple(a.dtypes.split(",")), deadline_s=a.deadline_s,
-               only_ops=set(filter(None, a.ops.split(","))) or None)
+               only_ops=set(filter(None, a.ops.split(","))) or None, resume=a.resume)
 
 
 if __name__ == "__main__":

@@ -82,3 +82,23 @@ def test_ragged_k_quantises_with_a_zero_padded_last_tile():
     q, s = fp8m.quantize_1x128(x)
     assert q.shape == (4, 200) and s.shape == (4, 2)
     assert ((fp8m.dequant(q, s, 1) - x).norm() / x.norm()) < 0.04
+
+
+def test_resume_skips_the_point_that_killed_the_previous_process(tmp_path):
+    """A CUDA illegal address kills the process; --resume writes that point as an error row and goes on."""
+    from dsv3sim.profile.run import run
+
+    out = tmp_path / "k.csv"
+    run("tiny", "cpu", "quick", out, dtypes=("bf16",), only_ops={"gemm"})
+    full = read_raw(out)
+    # pretend a process died while measuring point 2 after writing rows 0 and 1
+    lines = out.read_text().splitlines(keepends=True)
+    out.write_text("".join(lines[:3]))
+    out.with_suffix(".cur").write_text("2")
+    run("tiny", "cpu", "quick", out, dtypes=("bf16",), only_ops={"gemm"}, resume=True)
+    rows = read_raw(out)
+    assert len(rows) == len(full)
+    assert rows[2]["error"].startswith("ProcessCrashed") and not rows[2]["time_s"]
+    assert [(r["m"], r["n"], r["k"]) for r in rows] == [(r["m"], r["n"], r["k"]) for r in full]
+    assert all(r["time_s"] for i, r in enumerate(rows) if i != 2)
+    assert not out.with_suffix(".cur").exists()
