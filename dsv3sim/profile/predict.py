@@ -9,7 +9,10 @@ How (details and accuracy in ``NOTES.md``):
    interpolated multilinearly in log(shape) space, log(eff) as the value: first along the op's size key within
    a series that matches the other keys exactly (e.g. the GEMMs of one weight [N, K] over M), else on the
    lattice over all keys. Outside the measured range eff is held at the edge value (saturation).
-   Then ``t = t_roofline / eff``.
+   Then ``t = t_roofline / eff``. For FP8 GEMMs the roofline's FLOPs are wave-quantised (``waves.py``: 128 x 128
+   tiles in waves of one tile per SM), so efficiency is smooth where time steps with the wave count.
+   Off the lattice's series, the interpolation is corrected by the residuals of nearby random shapes measured
+   for the purpose (``residual.py``, ``profiles/<gpu>/scatter.csv``); a scatter shape itself is ``measured``.
 3. ``scaled``: for a GPU without its own table, the H200's efficiency at that shape is applied to that GPU's
    roofline (peak and bandwidth from ``dsv3sim.config.hardware``), and the time is floored at the smallest time
    measured for that op on the H200 (launch latency does not shrink with a bigger chip). The same rule gives
@@ -28,7 +31,9 @@ from pathlib import Path
 from typing import Any
 
 from dsv3sim.config.hardware import GpuSpec, get_gpu
+from dsv3sim.profile.residual import Residuals
 from dsv3sim.profile.table import Row, profile_dir, read_rows
+from dsv3sim.profile.waves import FP8_TILE, gemm_work
 
 BASE_GPU = "H200"
 SOURCES = ("measured", "interpolated", "scaled")
@@ -135,8 +140,28 @@ def flops_bytes(op: str, dtype: str, s: dict[str, Any]) -> tuple[float, float]:
     raise ValueError(f"unknown op {op!r}; known: {', '.join(OPS)}")
 
 
-def roofline_time(gpu: GpuSpec, op: str, dtype: str, flops: float, nbytes: float, sms: int | None = None) -> float:
-    """max(FLOPs / peak, bytes / bandwidth) with ``sms`` of the GPU's SMs computing."""
+def tile_of(op: str, dtype: str, shape: dict[str, Any]) -> tuple[int, int] | None:
+    """The output tile whose waves quantise this op's work (``waves.py``), or None (plain FLOPs)."""
+    if dtype == "fp8" and (op == "gemm" or (op == "grouped_gemm" and shape.get("impl") == "loop")):
+        return FP8_TILE
+    return None
+
+
+def work_flops(op: str, dtype: str, shape: dict[str, Any], flops: float, sms: int) -> float:
+    """FLOPs the roofline charges: wave-quantised for tiled FP8 GEMMs (one GEMM per expert for 'loop')."""
+    tile = tile_of(op, dtype, shape)
+    if tile is None:
+        return flops
+    one = gemm_work(int(shape["m"]), int(shape["n"]), int(shape["k"]), sms, tile)
+    return one * int(shape.get("e", 1)) if op == "grouped_gemm" else one
+
+
+def roofline_time(gpu: GpuSpec, op: str, dtype: str, flops: float, nbytes: float, sms: int | None = None,
+                  shape: dict[str, Any] | None = None) -> float:
+    """max(FLOPs / peak, bytes / bandwidth) with ``sms`` of the GPU's SMs computing; with ``shape``, FLOPs are
+    the wave-quantised work of ``work_flops`` on those SMs."""
+    if shape is not None:
+        flops = work_flops(op, dtype, shape, flops, sms or gpu.n_sms)
     kind = OPS[op][2]
     if kind == "vector":
         peak = gpu.peak_flops.get("fp32", gpu.peak("bf16") / 8)
@@ -241,7 +266,7 @@ def build_tables(rows: Iterable[Row], spec: GpuSpec) -> dict[tuple[str, str], _O
             shape.update({k: v for k, v in DEFAULTS.get(op, {}).items() if k not in shape})
             if op.startswith("attn_prefill") or op == "nn_attn_prefill":
                 shape["h"] = shape["h"] * shape.get("b", 1)  # cost ~ B*H: heads stand for batch too
-            eff = roofline_time(spec, op, dt, r.flops, r.bytes) / r.time_s
+            eff = roofline_time(spec, op, dt, r.flops, r.bytes, shape=shape) / r.time_s
             pts.append((shape, math.log(eff), r.time_s))
             flags.append(r.set == "lattice")
         out[(op, dt)] = make_optable(op, pts, flags, min(p[2] for p in pts))
@@ -249,7 +274,7 @@ def build_tables(rows: Iterable[Row], spec: GpuSpec) -> dict[tuple[str, str], _O
 
 
 def _efficiency(tab: _OpTable, op: str, q: dict[str, Any]) -> tuple[float, str, float | None]:
-    """(eff, 'measured'|'interpolated', measured time or None) on the base GPU."""
+    """(eff, 'measured'|'series'|'lattice', measured time or None) on the base GPU."""
     dims, fixed, _ = OPS[op]
     same = tab.exact.get(tuple(q.get(k) for k in dims + fixed))
     if same:  # repeated measurements: the (upper) median row by time, its efficiency with it
@@ -258,11 +283,55 @@ def _efficiency(tab: _OpTable, op: str, q: dict[str, Any]) -> tuple[float, str, 
     # a series matching every key but the size key, else the lattice (with the fixed keys matching)
     series = tab.series.get(tuple(q.get(k) for k in dims[:-1] + fixed))
     if series is not None:
-        return math.exp(_interp(series, dims[-1:], q)), "interpolated", None
+        return math.exp(_interp(series, dims[-1:], q)), "series", None
     lat = tab.lattice.get(tuple(q.get(k) for k in fixed))
     if lat is None:
         raise ValueError(f"{op}: nothing measured with {', '.join(f'{k}={q.get(k)}' for k in fixed)}")
-    return math.exp(_interp(lat, dims, q)), "interpolated", None
+    return math.exp(_interp(lat, dims, q)), "lattice", None
+
+
+# --------------------------------------------------------------------- scatter: exact hits and residuals
+
+
+@dataclass(frozen=True, slots=True)
+class _Scatter:
+    """Random off-lattice measurements of one base GPU (``scatter.csv``), by (op, dtype)."""
+
+    exact: dict[tuple, float]  # (op, dtype, full key) -> median time
+    rows: dict[tuple, list[tuple[dict[str, Any], float]]]  # (op, dtype, fixed key) -> [(shape, time)]
+
+
+@functools.lru_cache(maxsize=8)
+def _scatter(base: str) -> _Scatter:
+    p = profile_dir(base) / "scatter.csv"
+    exact: dict[tuple, list[float]] = {}
+    rows: dict[tuple, list] = {}
+    if p.exists():
+        for r in read_rows(str(p)):
+            if r.op not in OPS or r.time_s <= 0:
+                continue
+            dims, fixed, _ = OPS[r.op]
+            shape = {**DEFAULTS.get(r.op, {}), **dict(r.shape)}
+            exact.setdefault((r.op, r.dtype, *(shape.get(k) for k in dims + fixed)), []).append(r.time_s)
+            rows.setdefault((r.op, r.dtype, *(shape.get(k) for k in fixed)), []).append((shape, r.time_s))
+    return _Scatter(exact={k: sorted(v)[len(v) // 2] for k, v in exact.items()}, rows=rows)
+
+
+@functools.lru_cache(maxsize=64)
+def _residuals(base: str, op: str, dtype: str, fixed_key: tuple) -> Residuals | None:
+    """Residuals log(t / t_lattice) of the scatter points of one slice (built on first use: ~0.2 ms a point)."""
+    pts = _scatter(base).rows.get((op, dtype, *fixed_key))
+    if not pts:
+        return None
+    spec = get_gpu(base)
+    tab = _tables(base, None)[(op, dtype)]
+    shapes, res = [], []
+    for shape, t in pts:
+        eff, _, _ = _efficiency(tab, op, shape)
+        flops, nbytes = flops_bytes(op, dtype, shape)
+        shapes.append(shape)
+        res.append(math.log(t / (roofline_time(spec, op, dtype, flops, nbytes, shape=shape) / eff)))
+    return Residuals.build(OPS[op][0], shapes, res)
 
 
 @functools.lru_cache(maxsize=16)
@@ -322,11 +391,22 @@ def _kernel_time(gpu: str, op: str, dtype: str = "bf16", *, sms: int | None = No
                          f"{', '.join(sorted(f'{o}/{d}' for o, d in tabs))}")
     tab = tabs[(op, dtype)]
     eff, src, t_meas = _efficiency(tab, op, qi)
+    if src == "lattice" and table is None:  # off every measured series: a scatter hit, or its residual correction
+        dims, fixed, _ = OPS[op]
+        hit = _scatter(base).exact.get((op, dtype, *(qi.get(k) for k in dims + fixed)))
+        if hit is not None:
+            t_meas, src = hit, "measured"
+            eff = roofline_time(get_gpu(base), op, dtype, flops, nbytes, shape=qi) / hit
+        else:
+            res = _residuals(base, op, dtype, tuple(qi.get(k) for k in fixed))
+            if res is not None:
+                eff *= math.exp(-res.correction(qi))
+    src = "interpolated" if src in ("series", "lattice") else src
     base_spec = get_gpu(base)
     if base_spec.name == target.name and sms in (None, target.n_sms):
-        t = t_meas if t_meas is not None else roofline_time(target, op, dtype, flops, nbytes) / eff
+        t = t_meas if t_meas is not None else roofline_time(target, op, dtype, flops, nbytes, shape=qi) / eff
     else:
-        t = max(roofline_time(target, op, dtype, flops, nbytes, sms) / eff, tab.t_min)
+        t = max(roofline_time(target, op, dtype, flops, nbytes, sms, shape=qi) / eff, tab.t_min)
         src = "scaled"
     return Prediction(time_s=t, tflops=flops / t / 1e12, source=src, gpu=target.name, base_gpu=base_spec.name,
                       flops=flops, bytes=nbytes, efficiency=eff)

@@ -49,7 +49,7 @@ def test_log_linear_efficiency_is_interpolated_exactly():
         rows.append(_row("gemm", "bf16", roof / (0.01 * m ** 0.5), m=m, n=4096, k=4096))
     tabs = P.build_tables(rows, spec)
     eff, src, _ = P._efficiency(tabs[("gemm", "bf16")], "gemm", {"m": 32, "n": 4096, "k": 4096})
-    assert src == "interpolated" and eff == pytest.approx(0.01 * 32 ** 0.5, rel=1e-9)
+    assert src == "series" and eff == pytest.approx(0.01 * 32 ** 0.5, rel=1e-9)
     eff, _, _ = P._efficiency(tabs[("gemm", "bf16")], "gemm", {"m": 4096, "n": 4096, "k": 4096})
     assert eff == pytest.approx(0.01 * 256 ** 0.5)  # held at the edge (saturation)
 
@@ -74,10 +74,12 @@ def test_scaling_follows_the_hardware_table():
     assert tiny.time_s >= min(r.time_s for r in read_rows(str(H200 / "kernels.csv")) if r.op == "rmsnorm") * 0.999
 
 
-def test_heldout_h200_shapes_within_20_percent():
-    """Random shapes never in the grid (profiles/h200/heldout.csv, measured on the H200 in the same run)."""
+@pytest.mark.parametrize(("name", "n_min", "within_min"), [("heldout.csv", 100, 0.95), ("heldout2.csv", 600, 0.95)])
+def test_heldout_h200_shapes_within_20_percent(name, n_min, within_min):
+    """Random shapes never read by the predictor (heldout.csv: session 2; heldout2.csv: 629 shapes measured in
+    session 3 and first predicted after the predictor was frozen: median 3.0%, 97.8% within 20%)."""
     errs = []
-    for r in read_raw(H200 / "heldout.csv"):
+    for r in read_raw(H200 / name):
         if r["error"] or not r["time_s"]:
             continue
         shape = {k: (int(r[k]) if r[k].isdigit() else r[k]) for k in ("m", "n", "k", "e", "b", "s", "t", "h", "dist",
@@ -86,11 +88,63 @@ def test_heldout_h200_shapes_within_20_percent():
         if p.source == "measured":  # a random shape that the later midpoint lattice happened to contain
             continue
         errs.append(abs(p.time_s / float(r["time_s"]) - 1))
-    assert len(errs) >= 100
+    assert len(errs) >= n_min
     errs.sort()
     assert statistics.median(errs) <= 0.05
     within = sum(e <= 0.20 for e in errs) / len(errs)
-    assert within >= 0.85, (within, errs[-8:])
+    assert within >= within_min, (within, errs[-8:])
+
+
+def test_wave_quantised_work_steps_with_the_wave_count():
+    from dsv3sim.profile.waves import gemm_work, waves
+
+    # 132 SMs, 128x128 tiles: N = 1536 -> 12 column tiles; M = 1024 -> 96 tiles (1 wave), M = 1536 -> 144 (2)
+    assert waves(1024, 1536, 132, (128, 128)) == 1 and waves(1536, 1536, 132, (128, 128)) == 2
+    assert gemm_work(1536, 1536, 4096, 132, (128, 128)) == 2.0 * 2 * 132 * 128 * 128 * 4096
+    assert gemm_work(100, 200, 300, 132, None) == 2.0 * 100 * 200 * 300
+    # full waves: the work is exactly 2MNK
+    assert gemm_work(128 * 12, 128 * 11, 512, 132, (128, 128)) == 2.0 * (128 * 12) * (128 * 11) * 512
+    # the measured H200 step the model is for: FP8 N=1536, K=16384, M 1024 -> 1536 doubles the time
+    t = {m: P.kernel_time("H200", "gemm", "fp8", m=m, n=1536, k=16384).time_s for m in (1024, 1536)}
+    assert 1.8 < t[1536] / t[1024] < 2.2
+    # with 112 SMs computing, M = 1024 (96 tiles) still fits one wave, M = 1280 (120) needs two
+    p1 = P.kernel_time("H200", "gemm", "fp8", m=1024, n=1536, k=16384, sms=112)
+    p2 = P.kernel_time("H200", "gemm", "fp8", m=1280, n=1536, k=16384, sms=112)
+    assert p2.time_s / p1.time_s > 1.6
+
+
+def test_residual_correction_is_inverse_distance_knn():
+    from dsv3sim.profile.residual import PRIOR_W, SOFT, Residuals
+
+    assert Residuals.build(("m",), [], []).correction({"m": 5}) == 0.0
+    shapes = [{"m": 2.0**i} for i in range(20)]
+    const = Residuals.build(("m",), shapes, [0.3] * 20)
+    # k nearest all carry 0.3: the correction is 0.3 shrunk by the prior pseudo-weight
+    q = {"m": 2.0**9.5}
+    d = [0.5, 0.5, 1.5, 1.5, 2.5, 2.5, 3.5, 3.5]
+    w = sum(1 / (x + SOFT) for x in d)
+    assert const.correction(q) == pytest.approx(0.3 * w / (w + PRIOR_W))
+    near = Residuals.build(("m",), shapes, [1.0 if i == 9 else 0.0 for i in range(20)])
+    assert near.correction({"m": 2.0**9}) > near.correction({"m": 2.0**12}) > 0
+
+
+def test_scatter_shapes_are_measured_and_off_lattice_queries_are_corrected():
+    lattice_n = {r.get("n") for r in read_rows(str(H200 / "kernels.csv")) if r.op == "gemm"}
+    sc = [r for r in read_rows(str(H200 / "scatter.csv")) if r.op == "gemm" and r.get("n") not in lattice_n][:5]
+    for r in sc:
+        p = P.kernel_time("H200", "gemm", r.dtype, **dict(r.shape))
+        assert p.source == "measured" and p.time_s == pytest.approx(r.time_s)
+    # a series query (lattice N, K) is not corrected: same answer with the residuals switched off
+    series = P.kernel_time("H200", "gemm", "bf16", m=1000, n=4096, k=7168)
+    res = P._residuals("H200", "gemm", "bf16", ())
+    off = dict(m=1000, n=4224, k=7040)
+    corrected = P.kernel_time("H200", "gemm", "bf16", **off)
+    tab = P._tables("H200", None)[("gemm", "bf16")]
+    eff, src, _ = P._efficiency(tab, "gemm", off)
+    f, b = P.flops_bytes("gemm", "bf16", off)
+    plain = P.roofline_time(get_gpu("H200"), "gemm", "bf16", f, b, shape=off) / eff
+    assert src == "lattice" and corrected.time_s == pytest.approx(plain * __import__("math").exp(res.correction(off)))
+    assert series.source == "interpolated"
 
 
 def test_errors_name_the_problem():

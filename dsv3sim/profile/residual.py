@@ -1,0 +1,55 @@
+"""Residual correction from scattered measurements: what the lattice misses near a query (numpy, no torch).
+
+The lattice (``grid.py``) measures "nice" shapes: powers of two and their 1.5x midpoints. A query off the
+lattice is interpolated between them (``predict.py``); the error of that interpolation at random shapes is
+measured by the scatter set (``profiles/<gpu>/scatter.csv``: thousands of random shapes, ``grid.scattered``).
+For each scatter point s the residual is ``r_s = log(t_measured / t_lattice)``; a query q gets
+
+    corr(q) = sum_{s in kNN(q)} w_s r_s / (sum w_s + PRIOR_W),   w_s = 1 / (d(q, s) + SOFT)            (1)
+
+with d the Euclidean distance in log2(shape) over the op's interpolation keys, k = K_NEAREST nearest points
+and a pseudo-weight PRIOR_W for "no correction" (shrinks the correction where scatter points are far away).
+The prediction becomes ``t_lattice * exp(corr)``. This is inverse-distance-weighted kNN regression of the
+residual (a kriging-free stand-in for Gaussian-process residual modelling, as in Vidur's random-forest
+runtime estimator but with the roofline interpolation kept as the trend).
+
+Measured effect (2-fold cross-validation on the H200 scatter, ``benchmarks/bench_predictor.py``): small for
+GEMMs, whose residuals are mostly kernel-choice noise that no neighbour predicts; larger where the lattice is
+biased (ops whose lattice misses a whole axis value).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+K_NEAREST = 8
+SOFT = 0.25  # log2 units: a neighbour at distance 0 weighs 4, at one octave 0.8
+PRIOR_W = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class Residuals:
+    """Residuals of one (op, dtype, fixed keys) slice of a scatter table."""
+
+    dims: tuple[str, ...]
+    x: np.ndarray  # [n, len(dims)] log2 of the shape keys
+    r: np.ndarray  # [n] log(measured / lattice prediction)
+
+    @classmethod
+    def build(cls, dims: tuple[str, ...], shapes: Sequence[dict], residuals: Sequence[float]) -> Residuals:
+        x = np.log2(np.array([[float(s[k]) for k in dims] for s in shapes], dtype=float).reshape(-1, len(dims)))
+        return cls(dims=dims, x=x, r=np.asarray(residuals, dtype=float))
+
+    def correction(self, q: dict) -> float:
+        """Eq. (1) at shape ``q`` (0 when there is no scatter point)."""
+        if len(self.r) == 0:
+            return 0.0
+        xq = np.log2(np.array([float(q[k]) for k in self.dims]))
+        d = np.sqrt(((self.x - xq) ** 2).sum(axis=1))
+        k = min(K_NEAREST, len(d))
+        idx = np.argpartition(d, k - 1)[:k]
+        w = 1.0 / (d[idx] + SOFT)
+        return float((w * self.r[idx]).sum() / (w.sum() + PRIOR_W))
