@@ -3,6 +3,7 @@ hardware table, and the committed H200 table predicts held-out shapes it never s
 
 from __future__ import annotations
 
+import math
 import statistics
 
 import pytest
@@ -137,13 +138,13 @@ def test_scatter_shapes_are_measured_and_off_lattice_queries_are_corrected():
     # a series query (lattice N, K) is not corrected: same answer with the residuals switched off
     series = P.kernel_time("H200", "gemm", "bf16", m=1000, n=4096, k=7168)
     res = P._residuals("H200", "gemm", "bf16", ())
-    off = dict(m=1000, n=4224, k=7040)
+    off = {"m": 1000, "n": 4224, "k": 7040}
     corrected = P.kernel_time("H200", "gemm", "bf16", **off)
     tab = P._tables("H200", None)[("gemm", "bf16")]
     eff, src, _ = P._efficiency(tab, "gemm", off)
     f, b = P.flops_bytes("gemm", "bf16", off)
     plain = P.roofline_time(get_gpu("H200"), "gemm", "bf16", f, b, shape=off) / eff
-    assert src == "lattice" and corrected.time_s == pytest.approx(plain * __import__("math").exp(res.correction(off)))
+    assert src == "lattice" and corrected.time_s == pytest.approx(plain * math.exp(res.correction(off)))
     assert series.source == "interpolated"
 
 
