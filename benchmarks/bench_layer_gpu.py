@@ -43,27 +43,14 @@ from dsv3sim.config.model import load_model_config
 from dsv3sim.nn import fp8 as F8
 from dsv3sim.nn.moe import permute, routed_experts
 from dsv3sim.nn.transformer import Block
+from dsv3sim.profile.timing import time_cuda, time_fn
 
 
 def timer(fn, reps: int, warmup: int, device: str) -> float:
-    """Median seconds per call."""
-    for _ in range(warmup):
+    """Median seconds per eager call (``dsv3sim.profile.timing``: CUDA events, warm-up, median of ``reps``)."""
+    for _ in range(max(0, warmup - 1)):  # time_fn warms once itself
         fn()
-    ts = []
-    for _ in range(reps):
-        if device == "cuda":
-            a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            a.record()
-            fn()
-            b.record()
-            torch.cuda.synchronize()
-            ts.append(a.elapsed_time(b) / 1e3)
-        else:
-            t = time.perf_counter()
-            fn()
-            ts.append(time.perf_counter() - t)
-    ts.sort()
-    return ts[len(ts) // 2]
+    return time_fn(lambda: fn(), [()], device, graph=False, reps=reps).time_s
 
 
 def peaks(device: str) -> dict[str, float]:
@@ -90,29 +77,12 @@ def layer_gemm_flops(cfg, T: int) -> dict[str, float]:
 
 
 def graph_timer(fn, reps: int) -> float:
-    """Median seconds per replay of fn captured in one CUDA graph (no host launch cost: the GPU's own time)."""
-    s = torch.cuda.Stream()
-    s.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(s):
-        fn()  # warm (cuBLAS workspaces, heuristics) outside the capture
-    torch.cuda.current_stream().wait_stream(s)
-    torch.cuda.synchronize()
-    g = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(g):
-        fn()
-    g.replay()
-    torch.cuda.synchronize()
-    ts = []
-    for _ in range(reps):
-        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        a.record()
-        g.replay()
-        b.record()
-        b.synchronize()
-        ts.append(a.elapsed_time(b) / 1e3)
-    del g
-    ts.sort()
-    return ts[len(ts) // 2]
+    """Median seconds per call of fn replayed from a CUDA graph (no host launch cost: the GPU's own time);
+    ``dsv3sim.profile.timing.time_cuda``, which raises nothing and falls back to eager if capture fails."""
+    t = time_cuda(lambda: fn(), [()], reps=reps, use_graph=True)
+    if t.mode != "graph":
+        raise RuntimeError("CUDA graph capture failed")
+    return t.time_s
 
 
 def host_timer(fn, n: int) -> float:

@@ -40,6 +40,11 @@ E4M3_MAX = 448.0
 TILE = 128
 FP8 = torch.float8_e4m3fn
 ROW_ALIGN = 4  # cuBLAS block-scaled FP8: rows % 4 == 0 (outer-dim-major scale columns 16-byte aligned)
+# cuBLAS (torch 2.11 + CUDA 13, H200) reads a 128x128 B-scale [N/128, K/128] with its row length rounded up to a
+# multiple of 4 blocks, while torch's _scaled_mm insists on the exact row length: with K/128 % 4 != 0 the result
+# was garbage (relative error 70-220) or an illegal address (benchmarks/probe_fp8_scale_layout.out.txt). The
+# same 16-byte rule as ROW_ALIGN, on the other scale tensor. So such GEMMs are zero-padded along K.
+SCALE_K_ALIGN = 4
 CACHE_MAX_ENTRIES = 8192
 
 _GPU_OK: dict[tuple[str, bool, bool], bool] = {}  # probe cache per (device, B block-scaled, ragged N)
@@ -122,9 +127,30 @@ def _outer_major(s: torch.Tensor) -> torch.Tensor:
         else s.t().contiguous().t()
 
 
+def _pad_k_blocks(aq, sa, bq, sb) -> tuple:
+    """Zero-pad the reduction dim to a multiple of ``SCALE_K_ALIGN`` 128-blocks (see SCALE_K_ALIGN): FP8 zeros in
+    both operands, scale 1 for the new blocks; the products of the padding are exactly 0."""
+    m, k = aq.shape
+    n = bq.shape[0]
+    kb = k // TILE
+    kb4 = _ceil(kb, SCALE_K_ALIGN) * SCALE_K_ALIGN
+    a2 = torch.zeros(m, kb4 * TILE, dtype=FP8, device=aq.device)
+    a2[:, :k] = aq
+    b2 = torch.zeros(n, kb4 * TILE, dtype=FP8, device=bq.device)
+    b2[:, :k] = bq
+    sa2 = torch.ones(kb4, m, device=sa.device).t()  # outer-dim-major [M, kb4]
+    sa2[:, :kb] = sa
+    sb2 = torch.ones(sb.shape[0], kb4, device=sb.device)
+    sb2[:, :kb] = sb
+    return a2, sa2, b2, sb2
+
+
 def _scaled_mm(aq, sa, bq, sb, b_block: bool, out_dtype) -> torch.Tensor:
     """torch._scaled_mm on block-scaled operands. No copies when the scales come from this module's
-    quantisers (sa outer-dim-major; sb row-major [N/128, K/128] for 128x128 or outer-dim-major [N, K/128])."""
+    quantisers (sa outer-dim-major; sb row-major [N/128, K/128] for 128x128 or outer-dim-major [N, K/128]),
+    except that a 128x128-scaled B with K/128 not a multiple of SCALE_K_ALIGN is zero-padded along K first."""
+    if b_block and (aq.shape[1] // TILE) % SCALE_K_ALIGN:
+        aq, sa, bq, sb = _pad_k_blocks(aq, sa, bq, sb)
     sa_ = _outer_major(sa)
     sb_ = (sb.contiguous() if b_block else _outer_major(sb)).t()  # [K/128, N/128] or [K/128, N]
     out = torch._scaled_mm(aq, bq.t(), sa_, sb_, out_dtype=torch.bfloat16)  # block-scaled cuBLASLt writes BF16
@@ -215,11 +241,10 @@ def weight_operands(ws: tuple[torch.Tensor, ...]) -> _WEntry:
     return e
 
 
-# On the H200 (torch 2.11, CUDA 13), _scaled_mm with the transposed 128x128-block weight gave wrong dx whenever
-# the block-scale grid was not square (N != K in blocks, e.g. 384x512 or kv_a_proj's 576x7168), while Fprop and
-# Wgrad matched the emulation (tests/nn/test_fp8_gpu.py, 2026-11-29). Until that is understood, Dgrad on a GPU
-# multiplies the same FP8 operands dequantised to BF16: correct, but it forgoes FP8 speed for that GEMM.
-DGRAD_ON_SCALED_MM = False
+# Dgrad on _scaled_mm gave wrong dx on the H200 in session 2 whenever its reduction dim (the layer's N) was not a
+# multiple of 512 (384, kv_a_proj's 576 -> 640): the scale-row rounding of SCALE_K_ALIGN, found in session 3 and
+# fixed by the K padding in _scaled_mm. False restores the dequantised-BF16 Dgrad (same FP8 operands).
+DGRAD_ON_SCALED_MM = True
 
 
 def clear_weight_cache() -> None:

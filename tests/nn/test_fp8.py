@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from dsv3sim.nn import fp8 as F8
 from dsv3sim.nn.fp8 import (
     E4M3_MAX,
     dequantize,
@@ -90,3 +91,15 @@ def test_fp8_model_close_to_fp32(tiny):
         out = m(tok)
     # ~15 FP8 GEMMs per block compound over 4 blocks, and a few top-k choices flip: looser whole-model bound
     assert 1e-4 < _rel(out, ref) < 0.25
+
+
+def test_k_padding_for_the_scale_row_rule_changes_nothing():
+    """SCALE_K_ALIGN padding (FP8 zeros, scale 1) leaves the product exactly as it was (emulated on CPU)."""
+    g = torch.Generator().manual_seed(3)
+    x, w = torch.randn(8, 384, generator=g), torch.randn(256, 384, generator=g)
+    aq, sa = F8.quantize_1x128(x)
+    bq, sb = F8.quantize_128x128(w)
+    a2, sa2, b2, sb2 = F8._pad_k_blocks(aq, sa, bq, sb)
+    assert a2.shape[1] == b2.shape[1] == 512 and sa2.shape == (8, 4) and sb2.shape == (2, 4)
+    ref = F8.gemm_emulated(aq, sa, bq, sb, b_block=True)
+    assert torch.equal(F8.gemm_emulated(a2, sa2, b2, sb2, b_block=True), ref)
