@@ -95,6 +95,7 @@ class ServingResult:
     timeline: dict
     sources: tuple = ()
     sim_wall_s: float = 0.0
+    expert_load_logical: list = ()
     validation: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:

@@ -25,6 +25,7 @@ def _load(name: str):
 
 _pre = _load("deepseek_v3_pretrain.py")
 _srv = _load("deepseek_v3_serving.py")
+V3_TRACE = str(Path(__file__).resolve().parents[1] / "traces" / "synth_v3_ep64_nl4.npz")  # 58 MoE layers
 SKEWED_TRACE = "synth:zipf=1.2"  # trace helper's synthetic generator, Zipf exponent 1.2 over experts
 
 
@@ -110,10 +111,20 @@ def degraded_link() -> dict[str, Scenario]:
                                                                           "degraded_fraction": 0.25})}
 
 
+def per_layer_routing() -> dict[str, Scenario]:
+    """Each of V3's 58 MoE layers with its own routing (the committed V3-shaped synthetic trace, one trace layer per
+    model layer): contiguous experts vs EPLB with 64 redundant experts balanced per layer. The report draws the
+    layers x GPUs and layers x experts load maps. ~40 s of simulation (58 EP plans and link bounds each)."""
+    t = _base().with_(workload={"routing_trace": V3_TRACE})
+    return {"per-layer-contiguous": t.with_(name="pretrain-per-layer-contiguous"),
+            "per-layer-eplb": t.with_(name="pretrain-per-layer-eplb", workload={"placement": "eplb",
+                                                                                "redundant_experts": 64})}
+
+
 def all_studies() -> dict[str, Scenario]:
     out: dict[str, Scenario] = {}
     for f in (h200_vs_h800, ib_bandwidth, ep_degree, node_limit, pipeline_schedule, fp8_vs_bf16, kv_capacity_long_context,
-              placement_skewed, straggler, degraded_link):
+              placement_skewed, straggler, degraded_link, per_layer_routing):
         out.update({s.name: s for s in f().values()})
     return out
 

@@ -65,6 +65,8 @@ class TrainingWorkload:
     routing_trace: str | None = None  # path of a routing trace; None = uniform node-limited routing
     placement: str = "contiguous"  # "eplb": rebalance experts with the trace's loads
     redundant_experts: int = 0
+    routing_layers: int | None = None  # distinct MoE-layer routings simulated (layer j uses j mod R); None: see
+    #   workload/layer_routing.py (every layer of a trace file; 1 for uniform or synth: routing)
     optimizer_overlap: bool = False  # what-if: ZeRO-1 parameter all-gather hidden under the next step's warm-up
     recompute: bool = True  # DeepSeek-V3 §3.2.3: RMSNorm and MLA up-projections recomputed in backward
 
@@ -81,6 +83,8 @@ class TrainingWorkload:
             raise ValueError(f"TrainingWorkload.placement {self.placement!r} unknown (one of {PLACEMENTS})")
         if self.redundant_experts < 0:
             raise ValueError(f"TrainingWorkload.redundant_experts must be >= 0, got {self.redundant_experts}")
+        if self.routing_layers is not None and self.routing_layers < 1:
+            raise ValueError(f"TrainingWorkload.routing_layers must be >= 1 or None, got {self.routing_layers}")
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -95,6 +99,8 @@ class PrefillWorkload:
     routing_trace: str | None = None
     placement: str = "contiguous"
     redundant_experts: int = 0  # V3 §3.4.1: 32 redundant experts in prefill
+    routing_layers: int | None = None  # distinct MoE-layer routings simulated (layer j uses j mod R); None: see
+    #   workload/layer_routing.py (every layer of a trace file; 1 for uniform or synth: routing)
 
     def __post_init__(self) -> None:
         _pos_int(self, "prompt_len", "tokens_per_gpu", "micro_batches")
@@ -105,6 +111,8 @@ class PrefillWorkload:
             raise ValueError(f"PrefillWorkload.placement {self.placement!r} unknown (one of {PLACEMENTS})")
         if self.redundant_experts < 0:
             raise ValueError(f"PrefillWorkload.redundant_experts must be >= 0, got {self.redundant_experts}")
+        if self.routing_layers is not None and self.routing_layers < 1:
+            raise ValueError(f"PrefillWorkload.routing_layers must be >= 1 or None, got {self.routing_layers}")
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -123,6 +131,8 @@ class DecodeWorkload:
     routing_trace: str | None = None
     placement: str = "contiguous"
     redundant_experts: int = 0  # V3 §3.4.2: 32 redundant experts in decoding (we keep 1 expert per GPU)
+    routing_layers: int | None = None  # distinct MoE-layer routings simulated (layer j uses j mod R); None: see
+    #   workload/layer_routing.py (every layer of a trace file; 1 for uniform or synth: routing)
     memory_reserve_fraction: float = 0.1  # HBM kept free for activations/workspace/fragmentation (vLLM default 0.9 util)
 
     def __post_init__(self) -> None:
@@ -138,6 +148,8 @@ class DecodeWorkload:
             raise ValueError(f"DecodeWorkload.kv_dtype_bytes must be > 0, got {self.kv_dtype_bytes}")
         if self.placement not in PLACEMENTS:
             raise ValueError(f"DecodeWorkload.placement {self.placement!r} unknown (one of {PLACEMENTS})")
+        if self.routing_layers is not None and self.routing_layers < 1:
+            raise ValueError(f"DecodeWorkload.routing_layers must be >= 1 or None, got {self.routing_layers}")
 
 
 Workload = TrainingWorkload | PrefillWorkload | DecodeWorkload

@@ -12,6 +12,7 @@ the ordering of scores (deepseek-ai/DeepEP tests/test_internode.py).
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import numpy as np
@@ -65,6 +66,23 @@ def load_routing(path: str | Path, *, ep: int, tokens_per_rank: int, layer: int 
 
 
 def _read_ids(p: Path, layer: int) -> np.ndarray:
+    arr = read_all_ids(p)
+    if arr.ndim == 3:
+        if not 0 <= layer < arr.shape[0]:
+            raise ValueError(f"{p}: layer {layer} not in 0..{arr.shape[0] - 1}")
+        arr = arr[layer]
+    return arr
+
+
+def trace_layer_count(p: Path) -> int:
+    """MoE layers in a routing trace file (1 for a plain [tokens, k] array)."""
+    arr = read_all_ids(p)
+    return arr.shape[0] if arr.ndim == 3 else 1
+
+
+@functools.lru_cache(maxsize=16)
+def read_all_ids(p: Path) -> np.ndarray:
+    """Expert ids of a trace file: [layers, tokens, k] or [tokens, k] (read once per process; do not modify)."""
     if not p.is_file():
         raise FileNotFoundError(f"routing trace {p} not found")
     if p.suffix in (".npz", ".json", ".pt", ".pth"):
@@ -79,10 +97,7 @@ def _read_ids(p: Path, layer: int) -> np.ndarray:
         if tr is not None:
             if tr.expert_ids is None:
                 raise ValueError(f"{p}: trace holds only expert loads, not per-token expert ids")
-            arr = np.asarray(tr.expert_ids)
-            if not 0 <= layer < arr.shape[0]:
-                raise ValueError(f"{p}: layer {layer} not in 0..{arr.shape[0] - 1}")
-            return arr[layer]
+            return np.asarray(tr.expert_ids)
     if p.suffix == ".npy":
         arr = np.load(p)
     elif p.suffix == ".npz":
@@ -91,9 +106,4 @@ def _read_ids(p: Path, layer: int) -> np.ndarray:
         arr = z[key]
     else:
         arr = np.loadtxt(p, delimiter="," if p.suffix == ".csv" else None, dtype=np.int64, ndmin=2)
-    arr = np.asarray(arr)
-    if arr.ndim == 3:
-        if not 0 <= layer < arr.shape[0]:
-            raise ValueError(f"{p}: layer {layer} not in 0..{arr.shape[0] - 1}")
-        arr = arr[layer]
-    return arr
+    return np.asarray(arr)

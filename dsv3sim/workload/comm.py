@@ -74,16 +74,31 @@ class EpPlan:
     rows_mean: float
 
 
+LAYER_SEED_STRIDE = 7919  # seed + stride * layer: each MoE layer's synthetic/uniform routing its own draw
+
+
+def trace_layers(spec: str | None) -> int | None:
+    """MoE layers a routing trace file holds (None: uniform or ``synth:`` routing, any number of layers)."""
+    if spec is None or spec.startswith("synth:"):
+        return None
+    from pathlib import Path
+
+    from dsv3sim.sim.routing import trace_layer_count
+
+    return trace_layer_count(Path(spec))
+
+
 def _trace_ids(spec: str, *, n_experts: int, topk: int, ep: int, gpus_per_node: int, node_limit: int | None,
-               n_tokens: int, seed: int) -> np.ndarray:
-    """[T, k] logical expert ids of one layer from a trace path or ``synth:zipf=S``."""
+               n_tokens: int, seed: int, layer: int = 0) -> np.ndarray:
+    """[T, k] logical expert ids of one layer from a trace path (its layer ``layer`` modulo the layers it holds)
+    or ``synth:zipf=S`` (a fresh draw per layer)."""
     if spec.startswith("synth:"):
         from dsv3sim.trace.layout import EpLayout
         from dsv3sim.trace.synth import SynthSpec, synthesize
 
         kv = dict(x.split("=") for x in spec[6:].split(",") if x)
         sp = SynthSpec(n_layers=1, n_experts=n_experts, topk=topk, n_tokens=n_tokens, seq_len=min(n_tokens, 4096),
-                       zipf_s=float(kv.get("zipf", 1.0)), seed=seed)
+                       zipf_s=float(kv.get("zipf", 1.0)), seed=seed + LAYER_SEED_STRIDE * layer)
         lay = EpLayout(n_experts=n_experts, ep=ep, gpus_per_node=min(gpus_per_node, ep))
         nl = node_limit if node_limit and lay.n_nodes > 1 and node_limit < lay.n_nodes else None
         return np.asarray(synthesize(sp, lay if nl else None, nl).expert_ids[0])
@@ -91,7 +106,8 @@ def _trace_ids(spec: str, *, n_experts: int, topk: int, ep: int, gpus_per_node: 
 
     from dsv3sim.sim.routing import _read_ids
 
-    return np.asarray(_read_ids(Path(spec), 0))
+    n_layers = trace_layers(spec) or 1
+    return np.asarray(_read_ids(Path(spec), layer % n_layers))
 
 
 def _eplb(load: np.ndarray, n_physical: int, n_nodes: int, ep: int, n_group: int) -> tuple[np.ndarray, np.ndarray]:
@@ -111,7 +127,10 @@ def _eplb(load: np.ndarray, n_physical: int, n_nodes: int, ep: int, n_group: int
 @lru_cache(maxsize=256)
 def ep_plan(*, n_experts: int, topk: int, ep: int, gpus_per_node: int, tokens_per_rank: int,
             node_limit: int | None, trace: str | None, placement: str, redundant: int, seed: int,
-            n_group: int = 1) -> EpPlan:
+            n_group: int = 1, layer: int = 0) -> EpPlan:
+    """Routing of one EP group for MoE layer ``layer`` (its trace layer, or its own random draw) and the
+    placement of its experts (EPLB per layer, as DeepSeek's EPLB balances each layer separately)."""
+    seed_l = seed + LAYER_SEED_STRIDE * layer
     if n_experts % ep and placement == "contiguous":
         raise ValueError(f"EP degree {ep} does not divide {n_experts} experts")
     n_phys = n_experts + redundant
@@ -124,14 +143,14 @@ def ep_plan(*, n_experts: int, topk: int, ep: int, gpus_per_node: int, tokens_pe
         n_tok = ep * tokens_per_rank
         per = -(-n_tok // g)
         ids = uniform_routing(ep=g, tokens_per_rank=per, n_experts=n_experts, topk=topk, gpus_per_node=1,
-                              max_nodes=node_limit if g > 1 else None, seed=seed).reshape(-1, topk)[:n_tok]
-        ids = np.random.default_rng(seed).permutation(ids)
+                              max_nodes=node_limit if g > 1 else None, seed=seed_l).reshape(-1, topk)[:n_tok]
+        ids = np.random.default_rng(seed_l).permutation(ids)
     elif trace is None:
         ids = uniform_routing(ep=ep, tokens_per_rank=tokens_per_rank, n_experts=n_experts, topk=topk,
-                              gpus_per_node=gpn, max_nodes=node_limit, seed=seed).reshape(-1, topk)
+                              gpus_per_node=gpn, max_nodes=node_limit, seed=seed_l).reshape(-1, topk)
     else:
         ids = _trace_ids(trace, n_experts=n_experts, topk=topk, ep=ep, gpus_per_node=gpn, node_limit=node_limit,
-                         n_tokens=ep * tokens_per_rank, seed=seed)
+                         n_tokens=ep * tokens_per_rank, seed=seed, layer=layer)
         idx = np.arange(ep * tokens_per_rank) % ids.shape[0]
         ids = ids[idx]
     expert_load = np.bincount(ids.ravel(), minlength=n_experts).astype(np.int64)

@@ -31,6 +31,7 @@ from dsv3sim.cost.memory import weight_bytes
 from dsv3sim.cost.params import expert_params
 from dsv3sim.results import Infeasible, ServingResult
 from dsv3sim.workload import comm as C
+from dsv3sim.workload import layer_routing as LR
 from dsv3sim.workload.kernels import gpu_perf
 from dsv3sim.workload.layer_ops import decode_layer, head_slices, prefill_layer
 from dsv3sim.workload.overlap import run_chunks
@@ -95,8 +96,10 @@ def _prefill(scn: Scenario) -> ServingResult | Infeasible:
         return Infeasible(scenario=scn.name, kind="prefill", reason=f"EP degree {ep} != GPUs {world} (dp*attn_tp)")
     mb_tokens = w.tokens_per_gpu // w.micro_batches
     try:
-        key = _plan_key(cfg, w, ep, topo.cfg.gpus_per_node, mb_tokens, scn.seed)
-        plan = C.ep_plan(**dict(key))
+        moe_pos = LR.moe_positions(cfg, cfg.num_hidden_layers)
+        lr = LR.layer_routing(_plan_key(cfg, w, ep, topo.cfg.gpus_per_node, mb_tokens, scn.seed), len(moe_pos),
+                              w.routing_layers)
+        key, plan = lr.keys[0], lr.plans[0]
     except ValueError as e:
         return Infeasible(scenario=scn.name, kind="prefill", reason=str(e))
     comm, comm_info = {}, {}
@@ -109,18 +112,22 @@ def _prefill(scn: Scenario) -> ServingResult | Infeasible:
             r = C.ep_comm(topo, key, kind=kind, mode="normal", dtype=dt, hidden=cfg.hidden_size, fast=scn.fast)
             comm[name] = r.time_s
             comm_info[name] = dict(r.to_dict(), method="event simulation")
+    scales = LR.comm_scales(topo, lr, {"dispatch(F)": ("dispatch", "normal", w.dispatch_dtype),
+                                       "combine(F)": ("combine", "normal", "bf16")}, cfg.hidden_size)
+    comm_by_r = [{n: comm[n] * sc[n] for n in comm} for sc in scales]
     frac = (perf.n_sms - topo.cfg.comm_sms) / perf.n_sms
     # TP + SP attention: all-gather the sequence shard before attention, reduce-scatter after (BF16, NVLink)
     tp_bytes = mb_tokens * p.attn_tp * cfg.hidden_size * 2.0
     tp_t = 2 * C.ring_time(topo, p.attn_tp, tp_bytes, cross_node=False)
     layers = []
     for i in range(cfg.num_hidden_layers):
-        s = prefill_layer(cfg, i, gpu=gpu, tokens=mb_tokens, seq_len=w.prompt_len, expert_rows=plan.rows_max,
+        r = lr.index(moe_pos[i]) if i in moe_pos else 0
+        s = prefill_layer(cfg, i, gpu=gpu, tokens=mb_tokens, seq_len=w.prompt_len, expert_rows=lr.plans[r].rows_max,
                           local_experts=plan.n_physical // ep, gemm_dtype=w.gemm_dtype, sm_fraction=frac)
         d = dict(s.times_partial)
         d["attn(F)"] = d.get("attn(F)", 0.0) + tp_t
         if cfg.is_moe_layer(i):
-            d.update(comm)
+            d.update(comm_by_r[r])
         layers.append(d)
     head = head_slices(cfg, gpu=gpu, tokens=mb_tokens, sm_fraction=frac)
     layers.append({"attn(F)": head.times_partial["attn(F)"]})
@@ -142,8 +149,10 @@ def _prefill(scn: Scenario) -> ServingResult | Infeasible:
         metrics=metrics, layer_time_s={k: v for k, v in layers[-2].items()},
         kv={"kv_bytes_per_token": kv_cache_bytes_per_token(cfg)},
         memory_per_gpu=[{"rank": 0, "weights_bytes": wbytes, "hbm_bytes": perf.hbm_bytes}],
-        expert_load_before=plan.load_before.tolist(), expert_load_after=plan.load_after.tolist(),
-        nodes_per_token={"hist": plan.nodes_per_token.tolist(), "node_limit": w.node_limit},
+        expert_load_before=lr.loads()["expert_load_before"], expert_load_after=lr.loads()["expert_load_after"],
+        expert_load_logical=lr.loads()["expert_load_logical"],
+        nodes_per_token={"hist": lr.loads()["nodes_per_token_hist"], "node_limit": w.node_limit,
+                         "routing_layers": len(lr)},
         comm=comm_info, timeline={"events": events},
         sources=(f"GPU {gpu}: {perf.source}",) + tuple(sorted(set(head.sources))),
         sim_wall_s=time.perf_counter() - t0)
@@ -190,8 +199,10 @@ def _decode(scn: Scenario) -> ServingResult | Infeasible:
         acc, acc_src, q = 0.0, "no MTP", 1
     mb_tokens = max(1, batch * q // w.micro_batches)
     try:
-        key = _plan_key(cfg, w, ep, topo.cfg.gpus_per_node, mb_tokens, scn.seed)
-        plan = C.ep_plan(**dict(key))
+        moe_pos = LR.moe_positions(cfg, cfg.num_hidden_layers)
+        lr = LR.layer_routing(_plan_key(cfg, w, ep, topo.cfg.gpus_per_node, mb_tokens, scn.seed), len(moe_pos),
+                              w.routing_layers)
+        key = lr.keys[0]
     except ValueError as e:
         return Infeasible(scenario=scn.name, kind="decode", reason=str(e))
     comm = {}
@@ -201,13 +212,18 @@ def _decode(scn: Scenario) -> ServingResult | Infeasible:
                                 dtype=w.dispatch_dtype if kind == "dispatch" else "bf16", hidden=cfg.hidden_size)
         comm[name] = t + topo.cfg.kernel_latency
         comm_bytes[name] = {"time_s": t, "bytes_by_class": by, "mode": "low-latency", "method": "link-load bound"}
+    lat = topo.cfg.kernel_latency
+    scales = LR.comm_scales(topo, lr, {"dispatch(F)": ("dispatch", "low-latency", w.dispatch_dtype),
+                                       "combine(F)": ("combine", "low-latency", "bf16")}, cfg.hidden_size)
+    comm_by_r = [{n: (comm[n] - lat) * sc[n] + lat for n in comm} for sc in scales]
     layers = []
     for i in range(cfg.num_hidden_layers):
-        s = decode_layer(cfg, i, gpu=gpu, batch=mb_tokens, context=w.context_len, expert_rows=plan.rows_max,
+        r = lr.index(moe_pos[i]) if i in moe_pos else 0
+        s = decode_layer(cfg, i, gpu=gpu, batch=mb_tokens, context=w.context_len, expert_rows=lr.plans[r].rows_max,
                          local_experts=n_phys // ep, gemm_dtype=w.gemm_dtype, kv_dtype_bytes=w.kv_dtype_bytes)
         d = dict(s.times)
         if cfg.is_moe_layer(i):
-            d.update(comm)
+            d.update(comm_by_r[r])
         layers.append(d)
     if q == 2:  # MTP module: one more MoE layer on the draft position
         layers.append(dict(layers[-1]))
@@ -239,8 +255,10 @@ def _decode(scn: Scenario) -> ServingResult | Infeasible:
         metrics=metrics, layer_time_s=layers[cfg.num_hidden_layers - 1], kv=kv,
         memory_per_gpu=[{"rank": 0, "weights_bytes": wbytes, "kv_cache_bytes": kv["kv_memory_bytes"],
                          "hbm_bytes": perf.hbm_bytes}],
-        expert_load_before=plan.load_before.tolist(), expert_load_after=plan.load_after.tolist(),
-        nodes_per_token={"hist": plan.nodes_per_token.tolist(), "node_limit": w.node_limit},
+        expert_load_before=lr.loads()["expert_load_before"], expert_load_after=lr.loads()["expert_load_after"],
+        expert_load_logical=lr.loads()["expert_load_logical"],
+        nodes_per_token={"hist": lr.loads()["nodes_per_token_hist"], "node_limit": w.node_limit,
+                         "routing_layers": len(lr)},
         comm=comm_bytes, timeline={"events": events},
         sources=(f"GPU {gpu}: {perf.source}", f"MTP acceptance: {acc_src}"),
         sim_wall_s=time.perf_counter() - t0)

@@ -30,6 +30,7 @@ from dsv3sim.cost.params import count_params, layer_params, mtp_module_params
 from dsv3sim.parallel import Action, execute, generate
 from dsv3sim.results import Infeasible, TrainingResult
 from dsv3sim.workload import comm as C
+from dsv3sim.workload import layer_routing as LR
 from dsv3sim.workload.kernels import MEM_EFF, gpu_perf
 from dsv3sim.workload.layer_ops import head_slices, training_layer
 from dsv3sim.workload.overlap import run_chunks
@@ -141,6 +142,10 @@ def simulate_training(scn: Scenario) -> TrainingResult | Infeasible:
     comm: dict[str, float] = {}
     comm_res: dict[str, dict] = {}
     plan = None
+    lr = None
+    n_all_layers = max(i for ls in layers_of for i in ls) + 1
+    moe_pos = LR.moe_positions(cfg, n_all_layers)
+    comm_by_r: list[dict[str, float]] = [comm]
     if cfg.is_moe:
         try:
             plan_key = tuple(sorted({
@@ -148,7 +153,8 @@ def simulate_training(scn: Scenario) -> TrainingResult | Infeasible:
                 "gpus_per_node": topo.cfg.gpus_per_node, "tokens_per_rank": T, "node_limit": w.node_limit,
                 "trace": w.routing_trace, "placement": w.placement, "redundant": w.redundant_experts, "seed": scn.seed,
                 "n_group": cfg.n_group}.items()))
-            plan = C.ep_plan(**dict(plan_key))
+            lr = LR.layer_routing(plan_key, len(moe_pos), w.routing_layers)
+            plan_key, plan = lr.keys[0], lr.plans[0]
         except ValueError as e:
             return Infeasible(scenario=scn.name, kind="training", reason=str(e))
         specs = {"dispatch(F)": ("dispatch", w.dispatch_dtype), "combine(F)": ("combine", "bf16"),
@@ -163,8 +169,16 @@ def simulate_training(scn: Scenario) -> TrainingResult | Infeasible:
                 r = C.ep_comm(topo, plan_key, kind=kind, mode="normal", dtype=dt, hidden=H, fast=scn.fast)
                 comm[name] = r.time_s + topo.cfg.kernel_latency
                 comm_res[name] = dict(r.to_dict(), method="event simulation")
+        # the other MoE layers' routings: routing 0's times scaled by their busiest-link bounds (layer_routing.py)
+        lat = topo.cfg.kernel_latency
+        scales = LR.comm_scales(topo, lr, {n: (kind, "normal", dt) for n, (kind, dt) in specs.items()}, H)
+        comm_by_r = [{n: (comm[n] - lat) * sc[n] + lat for n in comm} for sc in scales]
     rows = plan.rows_max if plan else 0
+    rows_by_r = [pl.rows_max for pl in lr.plans] if lr else [0]
     local_experts = (plan.n_physical // p.ep) if plan else 0
+
+    def routing_of(i: int) -> int:
+        return lr.index(moe_pos[i]) if lr and i in moe_pos else 0
 
     # 2. per-layer slices (full SMs for lone passes, compute partition for overlapped pairs)
     straggler_rank = None
@@ -175,14 +189,15 @@ def simulate_training(scn: Scenario) -> TrainingResult | Infeasible:
 
     @cache
     def layer(i: int) -> tuple[dict, dict]:
+        r = routing_of(i)
         s = training_layer(cfg, min(i, cfg.num_hidden_layers - 1) if i >= cfg.num_hidden_layers else i, gpu=gpu,
-                           tokens=T, seq_len=w.seq_len, expert_rows=rows, local_experts=local_experts,
+                           tokens=T, seq_len=w.seq_len, expert_rows=rows_by_r[r], local_experts=local_experts,
                            gemm_dtype=w.gemm_dtype, sm_fraction=frac, recompute=w.recompute)
         moe = cfg.is_moe_layer(min(i, cfg.num_hidden_layers - 1)) and cfg.is_moe
         full, part = dict(s.times), dict(s.times_partial)
         if moe:
-            full.update(comm)
-            part.update(comm)
+            full.update(comm_by_r[r])
+            part.update(comm_by_r[r])
         return full, part
 
     heads = head_slices(cfg, gpu=gpu, tokens=T, sm_fraction=frac, n_heads=1 + cfg.num_nextn_predict_layers)
@@ -203,8 +218,11 @@ def simulate_training(scn: Scenario) -> TrainingResult | Infeasible:
 
     def signature(stage: int) -> tuple:
         """Stages with the same layer kinds in the same order have identical chunk times (exact reuse)."""
-        kinds = tuple("mtp" if i >= cfg.num_hidden_layers else ("moe" if cfg.is_moe and cfg.is_moe_layer(i)
-                                                               else "dense") for i in layers_of[stage])
+        def kind(i: int) -> str:
+            base = "mtp" if i >= cfg.num_hidden_layers else ("moe" if cfg.is_moe and cfg.is_moe_layer(i) else "dense")
+            return base + (str(routing_of(i)) if lr and len(lr) > 1 and i in moe_pos else "")
+
+        kinds = tuple(kind(i) for i in layers_of[stage])
         return kinds + (("head",) if stage == p.pp - 1 else ())
 
     sigs = [signature(s) for s in range(p.pp)]
@@ -285,6 +303,7 @@ def simulate_training(scn: Scenario) -> TrainingResult | Infeasible:
     sources += [f"GPU {gpu}: {perf.source}", f"topology {topo.cfg.name}: " + "; ".join(topo.cfg.sources)]
     chunk_times = {"&".join(f"{kind}[{'+'.join(sig)}]" for kind, sig in k[3]) + (f" x{k[1]:g} slow" if k[1] != 1
                    else ""): v.time_s for k, v in sorted(runs.items(), key=lambda kv: str(kv[0]))}
+    loads = lr.loads() if lr else {}
     return TrainingResult(
         scenario=scn.name, model=cfg.name if hasattr(cfg, "name") else scn.model, topology=topo.cfg.name, gpu=gpu,
         n_gpus=world, parallel={"pp": p.pp, "dp": p.dp, "tp": p.tp, "ep": p.ep, "schedule": w.schedule,
@@ -295,10 +314,11 @@ def simulate_training(scn: Scenario) -> TrainingResult | Infeasible:
                                                    "by_node": {"0": {"ib": ib_u, "nvlink": nvl_u}},
                                                    "average": util},
         ib_utilisation=util["ib"], nvlink_utilisation=util["nvlink"], exposed_communication_s=exposed,
-        expert_load_before=plan.load_before.tolist() if plan else [],
-        expert_load_after=plan.load_after.tolist() if plan else [],
-        expert_load_logical=plan.expert_load.tolist() if plan else [],
-        nodes_per_token={"hist": plan.nodes_per_token.tolist() if plan else [], "node_limit": w.node_limit},
+        expert_load_before=loads.get("expert_load_before", []),
+        expert_load_after=loads.get("expert_load_after", []),
+        expert_load_logical=loads.get("expert_load_logical", []),
+        nodes_per_token={"hist": loads.get("nodes_per_token_hist", []), "node_limit": w.node_limit,
+                         "routing_layers": loads.get("routing_layers", 0)},
         comm={k: v for k, v in comm_res.items()}, chunk_times_s=chunk_times,
         timeline={"events": events}, pipeline=ex.to_dict(),
         sources=tuple(sources), sim_wall_s=time.perf_counter() - t_wall)
