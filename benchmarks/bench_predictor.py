@@ -90,15 +90,17 @@ def scatter_cv(gpu: str = "H200", folds: int = 2, seed: int = 0) -> dict[str, di
         res = P._residuals(get_gpu(gpu).name, op, dt, tuple(fk))
         rng = random.Random(seed)
         fold = [rng.randrange(folds) for _ in pts]
-        raw, cor = [], []
+        raw, cor, inside = [], [], 0
         for f in range(folds):
             tr = [i for i in range(len(pts)) if fold[i] != f]
             sub = Residuals.build(res.dims, [pts[i][0] for i in tr], res.r[tr])
             for i in (i for i in range(len(pts)) if fold[i] == f):
                 raw.append(math.exp(res.r[i]) - 1)
-                cor.append(math.exp(res.r[i] - sub.correction(pts[i][0])) - 1)
+                e = res.r[i] - sub.correction(pts[i][0])
+                cor.append(math.exp(e) - 1)
+                inside += abs(e) <= math.log1p(sub.band90(pts[i][0]))
         key = f"{op}/{dt}" + (f" {'/'.join(map(str, fk))}" if any(fk) else "")
-        out[key] = {"lattice": _stats(raw), "corrected": _stats(cor)}
+        out[key] = {"lattice": _stats(raw), "corrected": _stats(cor), "band90_coverage": inside / len(pts)}
     return out
 
 
@@ -151,7 +153,7 @@ def heldout(gpu: str = "H200", name: str = "heldout.csv") -> tuple[dict[str, flo
             continue  # the midpoint lattice (run 2) happened to contain this random shape
         t = float(r["time_s"])
         rows.append({"op": r["op"], "dtype": r["dtype"], "shape": shape, "measured_s": t, "predicted_s": p.time_s,
-                     "err": p.time_s / t - 1, "source": p.source})
+                     "err": p.time_s / t - 1, "source": p.source, "error90": p.error90})
     return _stats([r["err"] for r in rows]), rows
 
 
@@ -175,7 +177,8 @@ def main(argv: list[str] | None = None) -> int:
     print("   corrected by the other fold's residuals")
     print(hdr)
     for k, v in cv.items():
-        print(f"{k:30s} {_fmt(v['lattice'])}\n{'  + residual correction':30s} {_fmt(v['corrected'])}")
+        print(f"{k:30s} {_fmt(v['lattice'])}\n{'  + residual correction':30s} {_fmt(v['corrected'])}"
+              f"  (inside 90% band: {v['band90_coverage']:.1%})")
     ho = {}
     for name in ("heldout.csv", "heldout2.csv"):
         st, rows = heldout(name=name)
@@ -188,6 +191,12 @@ def main(argv: list[str] | None = None) -> int:
         for k, errs in sorted(by.items()):
             print(f"{k:30s} {_fmt(_stats(errs))}")
         print(f"{'all':30s} {_fmt(st)}")
+        banded = [r for r in rows if r["error90"] is not None]
+        inside = sum(abs(math.log1p(r["err"])) <= math.log1p(r["error90"]) for r in banded)
+        widths = sorted(r["error90"] for r in banded)
+        ho[name]["band90_coverage"] = inside / max(1, len(banded))
+        print(f"  90% error band: {inside}/{len(banded)} = {inside / max(1, len(banded)):.1%} of shapes inside their "
+              f"band (90% if calibrated); band median +-{statistics.median(widths) if widths else float('nan'):.1%}")
         ab = ablations(name)
         ho[name]["ablations"] = ab
         for label, v in ab.items():

@@ -44,12 +44,13 @@ def run(args: argparse.Namespace) -> int:
     p = kernel_time(args.gpu, args.op, args.dtype, sms=args.sms, **shape)
     d = {"gpu": p.gpu, "op": args.op, "dtype": args.dtype, **shape, "sms": args.sms, "time_s": p.time_s,
          "time_us": p.time_s * 1e6, "tflops": p.tflops, "source": p.source, "base_gpu": p.base_gpu,
-         "flops": p.flops, "bytes": p.bytes, "efficiency": p.efficiency}
+         "flops": p.flops, "bytes": p.bytes, "efficiency": p.efficiency, "error90": p.error90}
     if args.json:
         print(json.dumps(d))
     else:
         print(f"{p.gpu} {args.op} {args.dtype} {shape}" + (f" sms={args.sms}" if args.sms else ""))
-        print(f"time_s  {p.time_s:.6g}  ({p.time_s * 1e6:.1f} us)")
+        band = f", 90% band +-{p.error90:.0%}" if p.error90 is not None else ""
+        print(f"time_s  {p.time_s:.6g}  ({p.time_s * 1e6:.1f} us{band})")
         print(f"tflops  {p.tflops:.1f}")
         print(f"source  {p.source}  (from {p.base_gpu} measurements, efficiency {p.efficiency:.3f})")
     return 0

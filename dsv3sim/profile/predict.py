@@ -82,6 +82,7 @@ class Prediction:
     flops: float
     bytes: float
     efficiency: float  # t_roofline / time on the base GPU
+    error90: float | None = None  # relative half-width of the 90 % band (residual.py eq. 2); None: not estimated
 
     def as_dict(self) -> dict[str, Any]:
         return {f: getattr(self, f) for f in self.__slots__}
@@ -391,6 +392,10 @@ def _kernel_time(gpu: str, op: str, dtype: str = "bf16", *, sms: int | None = No
                          f"{', '.join(sorted(f'{o}/{d}' for o, d in tabs))}")
     tab = tabs[(op, dtype)]
     eff, src, t_meas = _efficiency(tab, op, qi)
+    band = None
+    if src in ("series", "lattice") and table is None:  # the band of the nearby random shapes' residuals
+        res = _residuals(base, op, dtype, tuple(qi.get(k) for k in OPS[op][1]))
+        band = res.band90(qi) if res is not None else None
     if src == "lattice" and table is None:  # off every measured series: a scatter hit, or its residual correction
         dims, fixed, _ = OPS[op]
         hit = _scatter(base).exact.get((op, dtype, *(qi.get(k) for k in dims + fixed)))
@@ -409,7 +414,8 @@ def _kernel_time(gpu: str, op: str, dtype: str = "bf16", *, sms: int | None = No
         t = max(roofline_time(target, op, dtype, flops, nbytes, sms, shape=qi) / eff, tab.t_min)
         src = "scaled"
     return Prediction(time_s=t, tflops=flops / t / 1e12, source=src, gpu=target.name, base_gpu=base_spec.name,
-                      flops=flops, bytes=nbytes, efficiency=eff)
+                      flops=flops, bytes=nbytes, efficiency=eff,
+                      error90=band if src == "interpolated" else None)  # scaled: the band says nothing of scaling
 
 
 def _skewed_grouped(gpu: str, dtype: str, tokens: list[int], **kw: Any) -> Prediction:

@@ -16,6 +16,14 @@ runtime estimator but with the roofline interpolation kept as the trend).
 Measured effect (2-fold cross-validation on the H200 scatter, ``benchmarks/bench_predictor.py``): small for
 GEMMs, whose residuals are mostly kernel-choice noise that no neighbour predicts; larger where the lattice is
 biased (ops whose lattice misses a whole axis value).
+
+Error band: what remains after the correction is the neighbours' scatter around it, so the predictor also
+reports a 90 % band ``exp(Z90 * sigma) - 1`` with
+
+    sigma^2(q) = (sum_s w_s (r_s - corr(q))^2 + PRIOR_W * sigma_all^2) / (sum w_s + PRIOR_W)            (2)
+
+(sigma_all: the slice's residual RMS, standing in where neighbours are few or far). Its calibration (share of
+never-measured shapes whose error falls inside their band; 90 % if honest) is printed by the benchmark.
 """
 
 from __future__ import annotations
@@ -26,6 +34,7 @@ from dataclasses import dataclass
 import numpy as np
 
 K_NEAREST = 8
+Z90 = 1.6449  # two-sided 90 % of a normal in log-time
 SOFT = 0.25  # log2 units: a neighbour at distance 0 weighs 4, at one octave 0.8
 PRIOR_W = 1.0
 
@@ -43,13 +52,26 @@ class Residuals:
         x = np.log2(np.array([[float(s[k]) for k in dims] for s in shapes], dtype=float).reshape(-1, len(dims)))
         return cls(dims=dims, x=x, r=np.asarray(residuals, dtype=float))
 
-    def correction(self, q: dict) -> float:
-        """Eq. (1) at shape ``q`` (0 when there is no scatter point)."""
-        if len(self.r) == 0:
-            return 0.0
+    def _neighbours(self, q: dict) -> tuple[np.ndarray, np.ndarray]:
         xq = np.log2(np.array([float(q[k]) for k in self.dims]))
         d = np.sqrt(((self.x - xq) ** 2).sum(axis=1))
         k = min(K_NEAREST, len(d))
         idx = np.argpartition(d, k - 1)[:k]
-        w = 1.0 / (d[idx] + SOFT)
+        return idx, 1.0 / (d[idx] + SOFT)
+
+    def correction(self, q: dict) -> float:
+        """Eq. (1) at shape ``q`` (0 when there is no scatter point)."""
+        if len(self.r) == 0:
+            return 0.0
+        idx, w = self._neighbours(q)
         return float((w * self.r[idx]).sum() / (w.sum() + PRIOR_W))
+
+    def band90(self, q: dict) -> float | None:
+        """Eq. (2): relative half-width of the 90 % band of the corrected prediction (None without points)."""
+        if len(self.r) < 2:
+            return None
+        idx, w = self._neighbours(q)
+        c = (w * self.r[idx]).sum() / (w.sum() + PRIOR_W)
+        var_all = float((self.r ** 2).mean())
+        var = ((w * (self.r[idx] - c) ** 2).sum() + PRIOR_W * var_all) / (w.sum() + PRIOR_W)
+        return float(np.expm1(Z90 * np.sqrt(var)))
