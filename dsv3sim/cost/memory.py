@@ -101,8 +101,11 @@ def activation_bytes_per_token_per_layer(cfg: ModelConfig, moe: bool, fp8_cache:
     """Activations a layer keeps for backward, per token (bytes).
 
     Itemised, with DeepSeek-V3 §3.2.3 memory savings: RMSNorm outputs and MLA up-projections recomputed in
-    backward; inputs of FP8 GEMMs cached in FP8 (1 B + 1x128 scales) where V3 §3.3.4 does so (MoE up-proj
-    inputs and the linear after attention); everything else BF16 (2 B).
+    backward (``recompute_norm_and_up_proj``; the query from the up-projection included, so only the latent
+    inputs stay); inputs of FP8 GEMMs cached in FP8 (1 B + 1x128 scales) where V3 §3.3.4 does so (MoE up-proj
+    inputs and the linear after attention); with ``fp8_cache`` and recomputation also V3 §3.3.3's MoE SwiGLU
+    trick: its inputs (the gate/up outputs) cached in FP8 and its output recomputed in backward. Everything
+    else BF16 (2 B).
     """
     H, nh = cfg.hidden_size, cfg.num_attention_heads
     a = 1.0 + 4.0 / 128 if fp8_cache else 2.0  # bytes per cached FP8 element incl. its 1x128 scale
@@ -115,8 +118,7 @@ def activation_bytes_per_token_per_layer(cfg: ModelConfig, moe: bool, fp8_cache:
         total += (cfg.kv_lora_rank + cfg.qk_rope_head_dim) * b  # latent + rope key
         if not recompute_norm_and_up_proj:
             total += nh * (dqk + dqk + cfg.v_head_dim) * b  # q, k, v materialised
-        else:
-            total += nh * dqk * b  # q after rope is kept for the attention backward
+        # recomputed (V3 §3.2.3): q is rebuilt from c_q by the up-projection in backward, nothing more kept
         total += nh * cfg.v_head_dim * a  # attention output (input of o_proj), FP8 cached
         total += nh * 4  # softmax log-sum-exp per head (FP32), flash-attention style
     else:
@@ -126,8 +128,11 @@ def activation_bytes_per_token_per_layer(cfg: ModelConfig, moe: bool, fp8_cache:
         k, I = cfg.num_experts_per_tok, cfg.moe_intermediate_size
         n_act = k + cfg.n_shared_experts
         total += n_act * H * a  # expert inputs (dispatched, FP8)
-        total += n_act * 2 * I * b  # gate/up outputs for SwiGLU backward
-        total += n_act * I * b  # SwiGLU output (input of down proj)
+        if fp8_cache and recompute_norm_and_up_proj:  # V3 §3.3.3: SwiGLU inputs FP8, output recomputed
+            total += n_act * 2 * I * a
+        else:
+            total += n_act * 2 * I * b  # gate/up outputs for SwiGLU backward
+            total += n_act * I * b  # SwiGLU output (input of down proj)
         total += cfg.n_routed_experts * 4  # router scores (FP32)
     else:
         I = cfg.intermediate_size

@@ -46,25 +46,9 @@ def _schedule(name: str, pp: int, microbatches: int):
 
 
 def activation_bytes(cfg: ModelConfig, i: int, recompute: bool = True) -> float:
-    """Per token, layer ``i``: cost/memory.py's itemisation with two DeepSeek-V3 savings it does not apply.
-
-    - §3.3.3 "Low-Precision Activation": the SwiGLU inputs of MoE are cached in FP8 (1 B + 1x128 FP32 scales)
-      and the SwiGLU output is recomputed in backward -> gate/up outputs at 1+4/128 B instead of 2 B, no output.
-    - §3.2.3 "Recomputation of ... MLA Up-Projection": q (the output of q_b_proj) is recomputed, not stored.
-    Reported to the cost-model owner; remove this wrapper once cost/memory.py models both.
-    """
+    """Per token, layer ``i`` (MTP layers as the last layer): ``cost.memory``'s itemisation with V3's savings."""
     moe = cfg.is_moe and cfg.is_moe_layer(min(i, cfg.num_hidden_layers - 1))
-    b = activation_bytes_per_token_per_layer(cfg, moe, recompute_norm_and_up_proj=recompute)
-    if not recompute:
-        return b
-    if moe:
-        n_act = cfg.num_experts_per_tok + cfg.n_shared_experts
-        I = cfg.moe_intermediate_size
-        b -= n_act * 2 * I * (2.0 - (1.0 + 4.0 / 128))  # gate/up outputs FP8 instead of BF16
-        b -= n_act * I * 2.0  # SwiGLU output recomputed
-    if cfg.attention == "mla":
-        b -= cfg.num_attention_heads * (cfg.qk_nope_head_dim + cfg.qk_rope_head_dim) * 2.0  # q recomputed
-    return b
+    return activation_bytes_per_token_per_layer(cfg, moe, recompute_norm_and_up_proj=recompute)
 
 
 def stage_layers(cfg: ModelConfig, pp: int) -> list[list[int]]:
