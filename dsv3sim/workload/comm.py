@@ -234,6 +234,7 @@ def p2p_time(topo: Topology, nbytes: float, *, cross_node: bool) -> float:
     return topo.path_latency(topo.path(0, b)) + nbytes / topo.bottleneck(0, b)
 
 
+@lru_cache(maxsize=4096)
 def ep_link_bound(topo: Topology, plan_key: tuple, *, kind: str, mode: str, dtype: str, hidden: int
                   ) -> tuple[float, dict[str, float]]:
     """Dispatch/combine time as the busiest link's bytes / capacity + the longest path latency (computed).

@@ -74,6 +74,21 @@ def comm_scales(topo, lr: LayerRouting, specs: dict[str, tuple[str, str, str]], 
     return [{name: (b[name] / bounds[0][name] if bounds[0][name] > 0 else 1.0) for name in specs} for b in bounds]
 
 
+def link_bytes(topo, lr: LayerRouting, specs: dict[str, tuple[str, str, str]], hidden: int) -> list[dict]:
+    """Per routing r: {slice name: {link class: bytes of the whole EP group}} from ``comm.ep_link_bound``
+    (the bytes a routing puts on each link class do not depend on timing, so the bound's are exact)."""
+    return [{name: dict(C.ep_link_bound(topo, key, kind=kind, mode=mode, dtype=dt, hidden=hidden)[1])
+             for name, (kind, mode, dt) in specs.items()} for key in lr.keys]
+
+
+def weights(lr: LayerRouting, n_moe: int) -> list[float]:
+    """Share of the MoE layers that run each routing (layer j runs j mod R)."""
+    counts = [0] * len(lr)
+    for j in range(n_moe):
+        counts[lr.index(j)] += 1
+    return [c / max(1, n_moe) for c in counts]
+
+
 def moe_positions(cfg: ModelConfig, n_layers: int) -> dict[int, int]:
     """Layer index (MTP layers at L, L+1, ...) -> its position j among the MoE layers, for layers that are MoE."""
     out: dict[int, int] = {}

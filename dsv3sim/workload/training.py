@@ -247,10 +247,18 @@ def simulate_training(scn: Scenario) -> TrainingResult | Infeasible:
     moe_layers = {s: sum(1 for i in layers_of[s] if cfg.is_moe and cfg.is_moe_layer(min(i, cfg.num_hidden_layers - 1)))
                   for s in range(p.pp)}
     per_class = {"nic": {"F": 0.0, "B": 0.0}, "nvlink": {"F": 0.0, "B": 0.0}}
+    # bytes per MoE layer: routing 0's simulated bytes, scaled for the other routings by their (exact) link bytes
+    mix: dict[tuple[str, str], float] = {}
+    if lr and len(lr) > 1:
+        lb = LR.link_bytes(topo, lr, {n: (kind, "normal", dt) for n, (kind, dt) in specs.items()}, H)
+        wts = LR.weights(lr, len(moe_pos))
+        mix = {(n, c): sum(w_ * lb[r][n].get(c, 0.0) for r, w_ in enumerate(wts)) / lb[0][n][c]
+               for n in lb[0] for c in ("nic_tx", "nvlink_rx") if lb[0][n].get(c)}
     for name, r in comm_res.items():
         d = "F" if name.endswith("(F)") else "B"
-        per_class["nic"][d] += r["bytes_by_class"].get("nic_tx", 0.0) / p.ep
-        per_class["nvlink"][d] += r["bytes_by_class"].get("nvlink_rx", 0.0) / p.ep
+        f_nic, f_nvl = mix.get((name, "nic_tx"), 1.0), mix.get((name, "nvlink_rx"), 1.0)
+        per_class["nic"][d] += f_nic * r["bytes_by_class"].get("nic_tx", 0.0) / p.ep
+        per_class["nvlink"][d] += f_nvl * r["bytes_by_class"].get("nvlink_rx", 0.0) / p.ep
     n_f = {r: 0 for r in range(p.pp)}
     n_b = {r: 0 for r in range(p.pp)}
     for r, acts_ in sched.actions.items():

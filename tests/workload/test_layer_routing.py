@@ -87,3 +87,16 @@ def test_uniform_routing_keeps_one_routing_unless_asked(small_training):
 def test_routing_layers_is_validated(small_training):
     with pytest.raises(ValueError, match="routing_layers must be >= 1"):
         small_training.with_(workload={"routing_layers": 0})
+
+
+def test_identical_layers_reduce_to_one_routing(small_training, trace_path, tmp_path):
+    """A trace whose 3 layers are the same routing: per-layer machinery == one routing (step, links, loads)."""
+    one_layer = np.load(trace_path)["expert_ids"][0]
+    same = tmp_path / "same3.npy"
+    np.save(same, np.stack([one_layer] * 3))
+    per = simulate(_scn(small_training, str(same)))
+    one = simulate(_scn(small_training, str(same), routing_layers=1))
+    assert np.array(per.expert_load_logical).shape == (3, 64)
+    assert per.step_time_s == pytest.approx(one.step_time_s, rel=1e-12)
+    assert per.ib_utilisation == pytest.approx(one.ib_utilisation, rel=1e-12)
+    assert per.nvlink_utilisation == pytest.approx(one.nvlink_utilisation, rel=1e-12)
