@@ -27,7 +27,8 @@ def limited_topk(scores: np.ndarray, k: int, n_group: int = 1, topk_group: int =
         raise ValueError(f"group_score_topk ({group_score_topk}) must be in [1, {per}] experts per group")
     masked = scores
     if topk_group < n_group:
-        g = np.sort(scores.reshape(T, n_group, per), axis=2)[:, :, per - group_score_topk:].sum(axis=2)  # [T, G]
+        top = np.partition(scores.reshape(T, n_group, per), per - group_score_topk, axis=2)
+        g = np.sort(top[:, :, per - group_score_topk:], axis=2).sum(axis=2)                               # [T, G]
         keep = np.argsort(-g, axis=1, kind="stable")[:, :topk_group]                                   # [T, M]
         allowed = np.zeros((T, n_group), dtype=bool)
         allowed[np.arange(T)[:, None], keep] = True

@@ -71,6 +71,11 @@ def _gumbel(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
     return -np.log(-np.log(rng.random(shape).clip(1e-300, 1.0 - 1e-16)))
 
 
+def _skip(rng: np.random.Generator, n: int) -> None:
+    """Advance ``rng`` past ``n`` doubles without drawing them (None: the term is absent)."""
+    rng.bit_generator.advance(n)
+
+
 def log_popularity(spec: SynthSpec, rng: np.random.Generator) -> np.ndarray:
     """[n_windows, L, E] log p of each expert in each window (Zipf over a drifting rank permutation)."""
     E, L, W = spec.n_experts, spec.n_layers, spec.n_windows
@@ -108,14 +113,19 @@ def synthesize(spec: SynthSpec, layout: EpLayout | None = None, node_limit: int 
     window = (np.arange(T) * spec.n_windows) // T
     a, b = spec.layer_corr, spec.seq_corr
     c = 1.0 - a - b
-    X = _gumbel(rng, (T, E)) + (np.log(a) if a > 0 else -np.inf)
+    # a term with weight 0 is -inf everywhere and drops out of the max: its draws are skipped by advancing the
+    # generator past them (PCG64: one 64-bit step per double), so the trace is the same as drawing them
+    X = _gumbel(rng, (T, E)) + np.log(a) if a > 0 else _skip(rng, T * E)
     n_seq = int(seq_ids[-1]) + 1
     ids = np.empty((L, T, k), dtype=np.int64)
     weights = np.empty((L, T, k), dtype=np.float32)
-    Y = _gumbel(rng, (n_seq, E))[seq_ids] + (np.log(b) if b > 0 else -np.inf)
+    Y = _gumbel(rng, (n_seq, E))[seq_ids] + np.log(b) if b > 0 else _skip(rng, n_seq * E)
     for l in range(L):
         Z = _gumbel(rng, (T, E)) + (np.log(c) if c > 0 else -np.inf)
-        g = np.maximum(np.maximum(X, Y), Z)                                    # Gumbel(0,1) by max-stability
+        g = Z                                                                  # Gumbel(0,1) by max-stability
+        for other in (X, Y):
+            if other is not None:
+                g = np.maximum(g, other)
         lp = logp[window, l]                                                   # [T, E]
         sel = limited_topk(lp + g, k, n_group, topk_group, spec.group_score_topk)
         ids[l] = sel

@@ -91,3 +91,15 @@ def test_fit_recovers_statistics():
     for k, v in rep.items():
         assert v["fitted"] == pytest.approx(v["target"], rel=0.25, abs=0.004), (k, v)
     assert 0.5 < spec.zipf_s < 1.3
+
+
+def test_skipping_an_absent_gumbel_term_leaves_the_stream_unchanged():
+    """synth skips the draws of a zero-weight term by advancing the generator: same next numbers as drawing."""
+    import numpy as np
+
+    from dsv3sim.trace.synth import _skip
+
+    a, b = np.random.default_rng(7), np.random.default_rng(7)
+    a.random((300, 256))
+    _skip(b, 300 * 256)
+    assert np.array_equal(a.random(1000), b.random(1000))
