@@ -9,11 +9,14 @@ largest sum of their top K/M selection scores, then takes its top K experts on t
 the un-biased scores of the chosen experts, normalised (norm_topk_prob) and times routed_scaling_factor.
 With one node the model's own group-limited routing (n_group / topk_group) applies.
 
-Dispatch/combine: each (token, expert) pair is sent to the rank owning the expert with
-``torch.distributed.all_to_all_single`` (counts first, then payload). FP8 dispatch (V3 §3.3: activations
-quantised in 1x128 tiles, e4m3, scale = amax/448) packs fp8 bytes + fp32 tile scales per row; combine is
-BF16 when FP8 is on, else the model dtype; backward all-to-alls send gradients in the combine dtype. Unlike
-DeepEP, a token going to two experts on one rank is sent twice (simpler; the bytes counted are the bytes sent).
+Dispatch/combine as DeepEP does it: a token goes once to each rank that owns at least one of its experts
+(one row per (token, rank), not per (token, expert)), with its (local expert, gate weight) pairs beside it;
+the expert rank runs each pair, sums the weighted outputs of a row and sends one row back, which the token's
+rank adds up. ``torch.distributed.all_to_all_single`` carries counts, then the pair layout, the gate weights
+(differentiable, FP32) and the rows. FP8 dispatch (V3 §3.3: activations quantised in 1x128 tiles, e4m3,
+scale = amax/448) packs fp8 bytes + fp32 tile scales per row; combine is BF16 when FP8 is on, else the model
+dtype; backward all-to-alls send gradients in the combine dtype. Bytes counted for dispatch/combine are the
+rows'; the pair layout and weights (12 B a pair, DeepEP's topk_idx/topk_weights) are timed as ``layout(F)``.
 """
 
 from __future__ import annotations
@@ -126,22 +129,25 @@ class AllToAll(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, send, recv, wire, bwd_wire, group, tl, name, layer, me):
+        """``tl`` None: an untimed side transfer (the gate weights), neither timed nor counted."""
         ctx.args = (send, recv, bwd_wire, group, tl, name, layer, me)
-        t0 = tl.now()
+        t0 = tl.now() if tl else 0.0
         y = _a2a_rows(x, send, recv, wire, group)
-        tl.add(f"{name}(F)", t0, tl.now(), layer)
-        rb = row_bytes(x.shape[1], wire, x.dtype)
-        tl.count_bytes(f"{name}(F)", (sum(send) - send[me]) * rb, send[me] * rb)
+        if tl:
+            tl.add(f"{name}(F)", t0, tl.now(), layer)
+            rb = row_bytes(x.shape[1], wire, x.dtype)
+            tl.count_bytes(f"{name}(F)", (sum(send) - send[me]) * rb, send[me] * rb)
         return y
 
     @staticmethod
     def backward(ctx, g):
         send, recv, bwd_wire, group, tl, name, layer, me = ctx.args
-        t0 = tl.now()
+        t0 = tl.now() if tl else 0.0
         gx = _a2a_rows(g.contiguous(), recv, send, bwd_wire, group)
-        tl.add(f"{name}(B)", t0, tl.now(), layer)
-        rb = row_bytes(g.shape[1], bwd_wire, g.dtype)
-        tl.count_bytes(f"{name}(B)", (sum(recv) - recv[me]) * rb, recv[me] * rb)
+        if tl:
+            tl.add(f"{name}(B)", t0, tl.now(), layer)
+            rb = row_bytes(g.shape[1], bwd_wire, g.dtype)
+            tl.count_bytes(f"{name}(B)", (sum(recv) - recv[me]) * rb, recv[me] * rb)
         return gx, None, None, None, None, None, None, None, None, None
 
 
@@ -180,41 +186,64 @@ class EPMoE(torch.nn.Module):
         x = x.reshape(-1, shape[-1])  # [T, D]
         T, D = x.shape
         K, Er, tl, L = self.cfg.num_experts_per_tok, self.n_local, self.tl, self.layer
+        R = self.ep_size
         with tl.span("gate(F)", L):
             idx, w = route(x, self.gate_weight, self.gate_bias, self.cfg, n_nodes=self.n_nodes,
                            m_nodes=self.m_nodes)
-            flat = idx.reshape(-1)  # [T*K]
-            order = torch.argsort(flat, stable=True)
-            tok = torch.div(order, K, rounding_mode="floor")
-            dest = torch.div(flat[order], Er, rounding_mode="floor")
-            send = torch.bincount(dest, minlength=self.ep_size)
+            dest = torch.div(idx, Er, rounding_mode="floor")  # [T, K] rank of each pair's expert
+            tok = torch.arange(T, device=x.device).unsqueeze(1).expand(T, K)
+            # one row per (token, rank), grouped by rank: key = rank * T + token, sorted
+            rows_key, pair_row = torch.unique((dest * T + tok).reshape(-1), sorted=True, return_inverse=True)
+            row_tok = rows_key % T
+            send = torch.bincount(torch.div(rows_key, T, rounding_mode="floor"), minlength=R)
+            porder = torch.argsort(pair_row, stable=True)  # pairs grouped like their rows (by rank)
+            pair_send = torch.bincount(dest.reshape(-1), minlength=R)
+            row_start = torch.cumsum(send, 0) - send
+            flat_dest = dest.reshape(-1)[porder]
+            pair_rel = pair_row[porder] - row_start[flat_dest]  # row index inside its rank's block
+            pair_le = (idx.reshape(-1) % Er)[porder]
+            pair_w = w.reshape(-1)[porder].unsqueeze(1).float()
         wire = "fp8" if self.fp8 else "native"
         back = "bf16" if self.fp8 else "native"
-        if self.ep_size == 1:  # no peers: a local permutation, no all-to-all
+        if R == 1:  # no peers: a local permutation, no all-to-all
             send_l = recv_l = send.tolist()
-            e_recv = flat[order] % Er
-            xr = x[tok]
+            rel_recv, le_recv, w_recv = pair_rel, pair_le, pair_w
+            src_of_pair = torch.zeros_like(pair_rel)
+            recv_row_start = torch.zeros(1, dtype=torch.int64, device=x.device)
+            xr = x[row_tok]
         else:
             t0 = tl.now()
-            recv = torch.empty_like(send)
-            dist.all_to_all_single(recv, send, group=self.group)
-            send_l, recv_l = send.tolist(), recv.tolist()
-            e_recv = torch.empty(sum(recv_l), dtype=torch.int64, device=x.device)
-            dist.all_to_all_single(e_recv, (flat[order] % Er).contiguous(), recv_l, send_l, group=self.group)
+            counts = torch.stack([send, pair_send], 1).contiguous()  # [R, 2]: rows, pairs per destination
+            counts_r = torch.empty_like(counts)
+            dist.all_to_all_single(counts_r, counts, group=self.group)
+            send_l, recv_l = send.tolist(), counts_r[:, 0].tolist()
+            ps_l, pr_l = pair_send.tolist(), counts_r[:, 1].tolist()
+            lay = torch.stack([pair_rel, pair_le], 1).contiguous()
+            lay_r = torch.empty(sum(pr_l), 2, dtype=torch.int64, device=x.device)
+            dist.all_to_all_single(lay_r, lay, pr_l, ps_l, group=self.group)
+            rel_recv, le_recv = lay_r[:, 0], lay_r[:, 1]
+            w_recv = AllToAll.apply(pair_w, ps_l, pr_l, "native", "native", self.group, None, "weights", L,
+                                    self.ep_rank)
             tl.add("layout(F)", t0, tl.now(), L)
-            xr = AllToAll.apply(x[tok], send_l, recv_l, wire, back, self.group, tl, "dispatch", L, self.ep_rank)
-        # local experts on the received rows, grouped by local expert id
-        order2 = torch.argsort(e_recv, stable=True)
-        per_expert = torch.bincount(e_recv, minlength=Er).tolist()
+            src_of_pair = torch.repeat_interleave(torch.arange(R, device=x.device),
+                                                  torch.tensor(pr_l, device=x.device))
+            recv_row_start = torch.cumsum(counts_r[:, 0], 0) - counts_r[:, 0]
+            xr = AllToAll.apply(x[row_tok], send_l, recv_l, wire, back, self.group, tl, "dispatch", L, self.ep_rank)
+        # the pairs on this rank: received row, local expert, gate weight; experts run grouped by local expert
+        prow = rel_recv + recv_row_start[src_of_pair]
+        order2 = torch.argsort(le_recv, stable=True)
+        per_expert = torch.bincount(le_recv, minlength=Er).tolist()
         xr_m = mark(xr, tl, "mlp", L, "in")
         with tl.span("mlp(F)", L):
-            y_sorted = self.experts(xr_m[order2], per_expert)
-            y = torch.empty_like(y_sorted).index_copy(0, order2, y_sorted) if y_sorted.shape[0] else y_sorted
-        y = mark(y, tl, "mlp", L, "out")
-        yb = y if self.ep_size == 1 else AllToAll.apply(y, recv_l, send_l, back, back, self.group, tl, "combine", L,
-                                                         self.ep_rank)
+            y_sorted = self.experts(xr_m[prow[order2]], per_expert)
+            y_pair = torch.empty_like(y_sorted).index_copy(0, order2, y_sorted) if y_sorted.shape[0] else y_sorted
+            y_rows = torch.zeros(xr.shape[0], D, dtype=y_pair.dtype, device=x.device).index_add(
+                0, prow, y_pair * w_recv.to(y_pair.dtype))
+        y_rows = mark(y_rows, tl, "mlp", L, "out")
+        yb = y_rows if R == 1 else AllToAll.apply(y_rows, recv_l, send_l, back, back, self.group, tl, "combine", L,
+                                                   self.ep_rank)
         with tl.span("gate(F)", L):
-            out = torch.zeros_like(x).index_add(0, tok, yb * w.reshape(-1)[order].unsqueeze(1))
+            out = torch.zeros_like(x).index_add(0, row_tok, yb.to(x.dtype))
         if self.shared is not None:
             xs = mark(x, tl, "shared", L, "in")
             with tl.span("shared(F)", L):

@@ -46,8 +46,9 @@ def main(rank: int, world: int, init: str, out: str, fp8: bool, n_nodes_size: in
         Y = torch.stack([sum(w[t, k] * ex[int(idx[t, k])](X[t:t + 1], [1])[0] for k in range(idx.shape[1]))
                          for t in range(X.shape[0])]) + blk.shared(X)
         (Y * Y).sum().backward()
-        rows_off = [int(sum(1 for t in range(r * 32, (r + 1) * 32) for k in range(idx.shape[1])
-                            if int(idx[t, k]) // Er != r)) for r in range(world)]
+        # DeepEP-style: one row per (token, destination rank), not per (token, expert)
+        rows_off = [int(sum(len({int(idx[t, k]) // Er for k in range(idx.shape[1])} - {r})
+                            for t in range(r * 32, (r + 1) * 32))) for r in range(world)]
         torch.save({"y": torch.cat(ys).view(-1, cfg.hidden_size), "Y": Y.detach(),
                     "g": torch.cat(gs).view(-1, cfg.hidden_size), "G": X.grad, "sent": [int(s) for s in sents],
                     "rows_off": rows_off, "n_nodes": moe.n_nodes, "m_nodes": moe.m_nodes,
