@@ -67,12 +67,14 @@ class _Acc:
         self.f: dict[str, float] = {}
         self.src: set[str] = set()
 
-    def add(self, slice_: str, op: str, dtype: str, flops: float, bytes_: float, **shape: int) -> None:
+    def add(self, slice_: str, op: str, dtype: str, flops: float, bytes_: float, count: int = 1,
+            **shape: int) -> None:
+        """``count`` identical kernels one after another (per-expert weight gradients)."""
         a = op_time(self.gpu, op, dtype, flops=flops, bytes_=bytes_, **shape)
         b = op_time(self.gpu, op, dtype, flops=flops, bytes_=bytes_, sm_fraction=self.frac, **shape)
-        self.t[slice_] = self.t.get(slice_, 0.0) + a.time_s
-        self.tp[slice_] = self.tp.get(slice_, 0.0) + b.time_s
-        self.f[slice_] = self.f.get(slice_, 0.0) + flops
+        self.t[slice_] = self.t.get(slice_, 0.0) + count * a.time_s
+        self.tp[slice_] = self.tp.get(slice_, 0.0) + count * b.time_s
+        self.f[slice_] = self.f.get(slice_, 0.0) + count * flops
         self.src.add(a.source)
 
     def gemm(self, slice_: str, m: int, k: int, n: int, dtype: str, groups: int = 1, cast_b: bool = False) -> None:
@@ -87,6 +89,22 @@ class _Acc:
         if dtype == "fp8":
             elems = m * k + (k * n if cast_b else 0)
             self.add(slice_, "fp8_cast_fused", "bf16", 0.0, elems * CAST_BYTES_PER_ELEM)
+
+    def wgrad(self, slice_: str, out_f: int, rows: int, in_f: int, dtype: str, groups: int = 1) -> None:
+        """Weight gradient dW[out_f, in_f] = dY^T [out_f, rows] x X [rows, in_f]; with ``groups`` experts each
+        expert's own GEMM over its rows / groups tokens (K = tokens, M = out features: not the forward's
+        grouping of rows), one per expert. Both operands are activations: FP8 casts both (V3 §3.3.2)."""
+        if rows <= 0:
+            return
+        if groups == 1:
+            self.gemm(slice_, out_f, rows, in_f, dtype, cast_b=True)
+            return
+        re = max(1, rows // groups)
+        eb = 1.0 if dtype == "fp8" else 2.0
+        self.add(slice_, "gemm", dtype, 2.0 * out_f * re * in_f, eb * (out_f * re + re * in_f) + 2.0 * out_f * in_f,
+                 count=groups, m=out_f, n=in_f, k=re)
+        if dtype == "fp8":
+            self.add(slice_, "fp8_cast_fused", "bf16", 0.0, (out_f * rows + rows * in_f) * CAST_BYTES_PER_ELEM)
 
     def eltwise(self, slice_: str, rows: int, width: int, passes: float = 2.0, op: str = "rmsnorm") -> None:
         """Memory-bound element-wise op over [rows, width] (RMSNorm, SwiGLU), ``passes`` reads+writes."""
@@ -138,8 +156,8 @@ def training_layer(cfg: ModelConfig, i: int, *, gpu: str, tokens: int, seq_len: 
             a.gemm("mlp(B)", r, H, I, gemm_dtype, g)
             a.gemm("mlp(B)", r, 2 * I, H, gemm_dtype, g)
             a.eltwise("mlp(B)", r, 2 * I, 1.5, op="swiglu")
-            a.gemm("mlp(W)", H, r, I, gemm_dtype, g, cast_b=True)
-            a.gemm("mlp(W)", 2 * I, r, H, gemm_dtype, g, cast_b=True)
+            a.wgrad("mlp(W)", H, r, I, gemm_dtype, g)
+            a.wgrad("mlp(W)", 2 * I, r, H, gemm_dtype, g)
     else:
         I = cfg.intermediate_size
         a.eltwise("mlp(F)", tokens, H)
