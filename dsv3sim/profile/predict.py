@@ -393,19 +393,18 @@ def _kernel_time(gpu: str, op: str, dtype: str = "bf16", *, sms: int | None = No
     tab = tabs[(op, dtype)]
     eff, src, t_meas = _efficiency(tab, op, qi)
     band = None
-    if src in ("series", "lattice") and table is None:  # the band of the nearby random shapes' residuals
-        res = _residuals(base, op, dtype, tuple(qi.get(k) for k in OPS[op][1]))
-        band = res.band90(qi) if res is not None else None
-    if src == "lattice" and table is None:  # off every measured series: a scatter hit, or its residual correction
+    if src in ("series", "lattice") and table is None:
         dims, fixed, _ = OPS[op]
         hit = _scatter(base).exact.get((op, dtype, *(qi.get(k) for k in dims + fixed)))
-        if hit is not None:
+        if hit is not None:  # a random shape measured for the residuals: its own time
             t_meas, src = hit, "measured"
             eff = roofline_time(get_gpu(base), op, dtype, flops, nbytes, shape=qi) / hit
         else:
             res = _residuals(base, op, dtype, tuple(qi.get(k) for k in fixed))
             if res is not None:
-                eff *= math.exp(-res.correction(qi))
+                band = res.band90(qi)  # the spread of the nearby random shapes' residuals
+                if src == "lattice":  # off every measured series: corrected by those residuals
+                    eff *= math.exp(-res.correction(qi))
     src = "interpolated" if src in ("series", "lattice") else src
     base_spec = get_gpu(base)
     if base_spec.name == target.name and sms in (None, target.n_sms):
