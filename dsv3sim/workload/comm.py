@@ -234,9 +234,16 @@ def p2p_time(topo: Topology, nbytes: float, *, cross_node: bool) -> float:
     return topo.path_latency(topo.path(0, b)) + nbytes / topo.bottleneck(0, b)
 
 
-@lru_cache(maxsize=4096)
 def ep_link_bound(topo: Topology, plan_key: tuple, *, kind: str, mode: str, dtype: str, hidden: int
                   ) -> tuple[float, dict[str, float]]:
+    """See ``_ep_link_bound`` (memoised; each caller gets its own bytes dict)."""
+    t, by = _ep_link_bound(topo, plan_key, kind=kind, mode=mode, dtype=dtype, hidden=hidden)
+    return t, dict(by)
+
+
+@lru_cache(maxsize=4096)
+def _ep_link_bound(topo: Topology, plan_key: tuple, *, kind: str, mode: str, dtype: str, hidden: int
+                   ) -> tuple[float, dict[str, float]]:
     """Dispatch/combine time as the busiest link's bytes / capacity + the longest path latency (computed).
 
     Used where the event simulation is too slow (low-latency all-to-all over hundreds of GPUs: every
