@@ -392,22 +392,23 @@ def _kernel_time(gpu: str, op: str, dtype: str = "bf16", *, sms: int | None = No
                          f"{', '.join(sorted(f'{o}/{d}' for o, d in tabs))}")
     tab = tabs[(op, dtype)]
     eff, src, t_meas = _efficiency(tab, op, qi)
+    base_spec = get_gpu(base)
+    on_base = base_spec.name == target.name and sms in (None, target.n_sms)
     band = None
     if src in ("series", "lattice") and table is None:
         dims, fixed, _ = OPS[op]
         hit = _scatter(base).exact.get((op, dtype, *(qi.get(k) for k in dims + fixed)))
         if hit is not None:  # a random shape measured for the residuals: its own time
             t_meas, src = hit, "measured"
-            eff = roofline_time(get_gpu(base), op, dtype, flops, nbytes, shape=qi) / hit
-        else:
+            eff = roofline_time(base_spec, op, dtype, flops, nbytes, shape=qi) / hit
+        elif src == "lattice" or on_base:  # series answers need the residuals only for their band
             res = _residuals(base, op, dtype, tuple(qi.get(k) for k in fixed))
             if res is not None:
-                band = res.band90(qi)  # the spread of the nearby random shapes' residuals
+                corr, band = res.estimate(qi)  # band: the spread of the nearby random shapes' residuals
                 if src == "lattice":  # off every measured series: corrected by those residuals
-                    eff *= math.exp(-res.correction(qi))
+                    eff *= math.exp(-corr)
     src = "interpolated" if src in ("series", "lattice") else src
-    base_spec = get_gpu(base)
-    if base_spec.name == target.name and sms in (None, target.n_sms):
+    if on_base:
         t = t_meas if t_meas is not None else roofline_time(target, op, dtype, flops, nbytes, shape=qi) / eff
     else:
         t = max(roofline_time(target, op, dtype, flops, nbytes, sms, shape=qi) / eff, tab.t_min)

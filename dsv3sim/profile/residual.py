@@ -47,31 +47,34 @@ class Residuals:
     x: np.ndarray  # [n, len(dims)] log2 of the shape keys
     r: np.ndarray  # [n] log(measured / lattice prediction)
 
+    var_all: float  # mean r^2 of the slice: the prior variance of eq. (2)
+
     @classmethod
     def build(cls, dims: tuple[str, ...], shapes: Sequence[dict], residuals: Sequence[float]) -> Residuals:
         x = np.log2(np.array([[float(s[k]) for k in dims] for s in shapes], dtype=float).reshape(-1, len(dims)))
-        return cls(dims=dims, x=x, r=np.asarray(residuals, dtype=float))
+        r = np.asarray(residuals, dtype=float)
+        return cls(dims=dims, x=x, r=r, var_all=float((r ** 2).mean()) if len(r) else 0.0)
 
-    def _neighbours(self, q: dict) -> tuple[np.ndarray, np.ndarray]:
+    def estimate(self, q: dict) -> tuple[float, float | None]:
+        """(eq. 1 correction, eq. 2 band) at shape ``q`` from one nearest-neighbour search; (0, None) without
+        points, band None with fewer than two."""
+        if len(self.r) == 0:
+            return 0.0, None
         xq = np.log2(np.array([float(q[k]) for k in self.dims]))
         d = np.sqrt(((self.x - xq) ** 2).sum(axis=1))
         k = min(K_NEAREST, len(d))
         idx = np.argpartition(d, k - 1)[:k]
-        return idx, 1.0 / (d[idx] + SOFT)
+        w = 1.0 / (d[idx] + SOFT)
+        c = float((w * self.r[idx]).sum() / (w.sum() + PRIOR_W))
+        if len(self.r) < 2:
+            return c, None
+        var = ((w * (self.r[idx] - c) ** 2).sum() + PRIOR_W * self.var_all) / (w.sum() + PRIOR_W)
+        return c, float(np.expm1(Z90 * np.sqrt(var)))
 
     def correction(self, q: dict) -> float:
         """Eq. (1) at shape ``q`` (0 when there is no scatter point)."""
-        if len(self.r) == 0:
-            return 0.0
-        idx, w = self._neighbours(q)
-        return float((w * self.r[idx]).sum() / (w.sum() + PRIOR_W))
+        return self.estimate(q)[0]
 
     def band90(self, q: dict) -> float | None:
         """Eq. (2): relative half-width of the 90 % band of the corrected prediction (None without points)."""
-        if len(self.r) < 2:
-            return None
-        idx, w = self._neighbours(q)
-        c = (w * self.r[idx]).sum() / (w.sum() + PRIOR_W)
-        var_all = float((self.r ** 2).mean())
-        var = ((w * (self.r[idx] - c) ** 2).sum() + PRIOR_W * var_all) / (w.sum() + PRIOR_W)
-        return float(np.expm1(Z90 * np.sqrt(var)))
+        return self.estimate(q)[1]
