@@ -77,34 +77,28 @@ class _Acc:
         self.f[slice_] = self.f.get(slice_, 0.0) + count * flops
         self.src.add(a.source)
 
-    def gemm(self, slice_: str, m: int, k: int, n: int, dtype: str, groups: int = 1, cast_b: bool = False) -> None:
-        """[m, k] x [k, n] (``groups`` experts sharing the m rows); FP8 GEMMs first quantise A (and B for a weight
-        gradient, whose operands are both activations) to 1x128-tile FP8 in a fused memory-bound cast (V3 §3.3.2)."""
+    def gemm(self, slice_: str, m: int, k: int, n: int, dtype: str, groups: int = 1, cast_b: bool = False,
+             count: int = 1) -> None:
+        """[m, k] x [k, n] (``groups`` experts sharing the m rows), ``count`` times one after another; FP8 GEMMs
+        first quantise A (and B for a weight gradient, whose operands are both activations) to 1x128-tile FP8 in
+        a fused memory-bound cast (V3 §3.3.2)."""
         if m <= 0:
             return
         eb = 1.0 if dtype == "fp8" else 2.0
         op = "grouped_gemm" if groups > 1 else "gemm"
         shape = {"m": m, "n": n, "k": k} if groups == 1 else {"e": groups, "m": max(1, m // groups), "n": n, "k": k}
-        self.add(slice_, op, dtype, 2.0 * m * k * n, eb * (m * k + groups * k * n) + 2.0 * m * n, **shape)
+        self.add(slice_, op, dtype, 2.0 * m * k * n, eb * (m * k + groups * k * n) + 2.0 * m * n, count=count,
+                 **shape)
         if dtype == "fp8":
             elems = m * k + (k * n if cast_b else 0)
-            self.add(slice_, "fp8_cast_fused", "bf16", 0.0, elems * CAST_BYTES_PER_ELEM)
+            self.add(slice_, "fp8_cast_fused", "bf16", 0.0, elems * CAST_BYTES_PER_ELEM, count=count)
 
     def wgrad(self, slice_: str, out_f: int, rows: int, in_f: int, dtype: str, groups: int = 1) -> None:
         """Weight gradient dW[out_f, in_f] = dY^T [out_f, rows] x X [rows, in_f]; with ``groups`` experts each
         expert's own GEMM over its rows / groups tokens (K = tokens, M = out features: not the forward's
-        grouping of rows), one per expert. Both operands are activations: FP8 casts both (V3 §3.3.2)."""
-        if rows <= 0:
-            return
-        if groups == 1:
-            self.gemm(slice_, out_f, rows, in_f, dtype, cast_b=True)
-            return
-        re = max(1, rows // groups)
-        eb = 1.0 if dtype == "fp8" else 2.0
-        self.add(slice_, "gemm", dtype, 2.0 * out_f * re * in_f, eb * (out_f * re + re * in_f) + 2.0 * out_f * in_f,
-                 count=groups, m=out_f, n=in_f, k=re)
-        if dtype == "fp8":
-            self.add(slice_, "fp8_cast_fused", "bf16", 0.0, (out_f * rows + rows * in_f) * CAST_BYTES_PER_ELEM)
+        grouping of rows), one per expert."""
+        if rows > 0:
+            self.gemm(slice_, out_f, max(1, rows // groups), in_f, dtype, cast_b=True, count=groups)
 
     def eltwise(self, slice_: str, rows: int, width: int, passes: float = 2.0, op: str = "rmsnorm") -> None:
         """Memory-bound element-wise op over [rows, width] (RMSNorm, SwiGLU), ``passes`` reads+writes."""
