@@ -29,12 +29,18 @@ from dsv3sim.workload import comm as C
 class LayerRouting:
     keys: tuple[tuple, ...]  # ep_plan keys (with 'layer'), one per routing
     plans: tuple[C.EpPlan, ...]
+    positions: dict[int, int]  # layer index -> its position among the MoE layers (MoE layers only)
 
     def __len__(self) -> int:
         return len(self.plans)
 
     def index(self, moe_j: int) -> int:
         return moe_j % len(self.plans)
+
+    def routing_of(self, layer: int) -> int:
+        """The routing layer ``layer`` runs (0 for a dense layer, which has none)."""
+        j = self.positions.get(layer)
+        return 0 if j is None else self.index(j)
 
     def loads(self) -> dict:
         """Result fields: loads per GPU before/after placement and per logical expert, one row per routing
@@ -57,12 +63,13 @@ def n_routings(trace: str | None, n_moe: int, requested: int | None) -> int:
     return 1 if n is None else max(1, min(n, n_moe))
 
 
-def layer_routing(base_key: tuple, n_moe: int, requested: int | None) -> LayerRouting:
-    """Plans of the R routings for an EP group described by ``base_key`` (``ep_plan``'s arguments)."""
+def layer_routing(base_key: tuple, positions: dict[int, int], requested: int | None) -> LayerRouting:
+    """Plans of the R routings for an EP group described by ``base_key`` (``ep_plan``'s arguments), for the MoE
+    layers at ``positions`` (``moe_positions``)."""
     base = {k: v for k, v in base_key if k != "layer"}
-    r = n_routings(base.get("trace"), n_moe, requested)
+    r = n_routings(base.get("trace"), len(positions), requested)
     keys = tuple(tuple(sorted({**base, "layer": i}.items())) for i in range(r))
-    return LayerRouting(keys=keys, plans=tuple(C.ep_plan(**dict(k)) for k in keys))
+    return LayerRouting(keys=keys, plans=tuple(C.ep_plan(**dict(k)) for k in keys), positions=dict(positions))
 
 
 def comm_scales(topo, lr: LayerRouting, specs: dict[str, tuple[str, str, str]], hidden: int) -> list[dict]:
@@ -74,6 +81,14 @@ def comm_scales(topo, lr: LayerRouting, specs: dict[str, tuple[str, str, str]], 
     return [{name: (b[name] / bounds[0][name] if bounds[0][name] > 0 else 1.0) for name in specs} for b in bounds]
 
 
+def layer_comm(topo, lr: LayerRouting, comm: dict[str, float], specs: dict[str, tuple[str, str, str]], hidden: int,
+               latency: float = 0.0) -> list[dict[str, float]]:
+    """Per routing r: routing 0's slice times ``comm`` with the part beyond ``latency`` scaled by
+    bound_r / bound_0 (module docstring)."""
+    return [{n: (comm[n] - latency) * sc[n] + latency for n in comm}
+            for sc in comm_scales(topo, lr, specs, hidden)]
+
+
 def link_bytes(topo, lr: LayerRouting, specs: dict[str, tuple[str, str, str]], hidden: int) -> list[dict]:
     """Per routing r: {slice name: {link class: bytes of the whole EP group}} from ``comm.ep_link_bound``
     (the bytes a routing puts on each link class do not depend on timing, so the bound's are exact)."""
@@ -81,12 +96,12 @@ def link_bytes(topo, lr: LayerRouting, specs: dict[str, tuple[str, str, str]], h
              for name, (kind, mode, dt) in specs.items()} for key in lr.keys]
 
 
-def weights(lr: LayerRouting, n_moe: int) -> list[float]:
+def weights(lr: LayerRouting) -> list[float]:
     """Share of the MoE layers that run each routing (layer j runs j mod R)."""
     counts = [0] * len(lr)
-    for j in range(n_moe):
+    for j in lr.positions.values():
         counts[lr.index(j)] += 1
-    return [c / max(1, n_moe) for c in counts]
+    return [c / max(1, len(lr.positions)) for c in counts]
 
 
 def moe_positions(cfg: ModelConfig, n_layers: int) -> dict[int, int]:

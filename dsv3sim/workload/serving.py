@@ -56,6 +56,15 @@ def _plan_key(cfg: ModelConfig, w, ep: int, gpn: int, tokens: int, seed: int) ->
         "redundant": w.redundant_experts, "seed": seed, "n_group": cfg.n_group}.items()))
 
 
+def _load_fields(lr: LR.LayerRouting, node_limit: int | None) -> dict:
+    """The result's expert-load and nodes-per-token fields from the layer routings (computed once)."""
+    ld = lr.loads()
+    return {"expert_load_before": ld["expert_load_before"], "expert_load_after": ld["expert_load_after"],
+            "expert_load_logical": ld["expert_load_logical"],
+            "nodes_per_token": {"hist": ld["nodes_per_token_hist"], "node_limit": node_limit,
+                                "routing_layers": len(lr)}}
+
+
 def _weights_per_gpu(cfg: ModelConfig, n_phys: int, ep: int, dtype: str) -> float:
     """Weights on one GPU: attention, norms, router, shared experts, embedding and head replicated (DP),
     routed experts n_phys / ep per MoE layer. FP8 for the decoder linears (V3 §3.3.2 checkpoint layout)."""
@@ -96,9 +105,8 @@ def _prefill(scn: Scenario) -> ServingResult | Infeasible:
         return Infeasible(scenario=scn.name, kind="prefill", reason=f"EP degree {ep} != GPUs {world} (dp*attn_tp)")
     mb_tokens = w.tokens_per_gpu // w.micro_batches
     try:
-        moe_pos = LR.moe_positions(cfg, cfg.num_hidden_layers)
-        lr = LR.layer_routing(_plan_key(cfg, w, ep, topo.cfg.gpus_per_node, mb_tokens, scn.seed), len(moe_pos),
-                              w.routing_layers)
+        lr = LR.layer_routing(_plan_key(cfg, w, ep, topo.cfg.gpus_per_node, mb_tokens, scn.seed),
+                              LR.moe_positions(cfg, cfg.num_hidden_layers), w.routing_layers)
         key, plan = lr.keys[0], lr.plans[0]
     except ValueError as e:
         return Infeasible(scenario=scn.name, kind="prefill", reason=str(e))
@@ -112,16 +120,15 @@ def _prefill(scn: Scenario) -> ServingResult | Infeasible:
             r = C.ep_comm(topo, key, kind=kind, mode="normal", dtype=dt, hidden=cfg.hidden_size, fast=scn.fast)
             comm[name] = r.time_s
             comm_info[name] = dict(r.to_dict(), method="event simulation")
-    scales = LR.comm_scales(topo, lr, {"dispatch(F)": ("dispatch", "normal", w.dispatch_dtype),
-                                       "combine(F)": ("combine", "normal", "bf16")}, cfg.hidden_size)
-    comm_by_r = [{n: comm[n] * sc[n] for n in comm} for sc in scales]
+    comm_by_r = LR.layer_comm(topo, lr, comm, {"dispatch(F)": ("dispatch", "normal", w.dispatch_dtype),
+                                               "combine(F)": ("combine", "normal", "bf16")}, cfg.hidden_size)
     frac = (perf.n_sms - topo.cfg.comm_sms) / perf.n_sms
     # TP + SP attention: all-gather the sequence shard before attention, reduce-scatter after (BF16, NVLink)
     tp_bytes = mb_tokens * p.attn_tp * cfg.hidden_size * 2.0
     tp_t = 2 * C.ring_time(topo, p.attn_tp, tp_bytes, cross_node=False)
     layers = []
     for i in range(cfg.num_hidden_layers):
-        r = lr.index(moe_pos[i]) if i in moe_pos else 0
+        r = lr.routing_of(i)
         s = prefill_layer(cfg, i, gpu=gpu, tokens=mb_tokens, seq_len=w.prompt_len, expert_rows=lr.plans[r].rows_max,
                           local_experts=plan.n_physical // ep, gemm_dtype=w.gemm_dtype, sm_fraction=frac)
         d = dict(s.times_partial)
@@ -149,10 +156,7 @@ def _prefill(scn: Scenario) -> ServingResult | Infeasible:
         metrics=metrics, layer_time_s={k: v for k, v in layers[-2].items()},
         kv={"kv_bytes_per_token": kv_cache_bytes_per_token(cfg)},
         memory_per_gpu=[{"rank": 0, "weights_bytes": wbytes, "hbm_bytes": perf.hbm_bytes}],
-        expert_load_before=lr.loads()["expert_load_before"], expert_load_after=lr.loads()["expert_load_after"],
-        expert_load_logical=lr.loads()["expert_load_logical"],
-        nodes_per_token={"hist": lr.loads()["nodes_per_token_hist"], "node_limit": w.node_limit,
-                         "routing_layers": len(lr)},
+        **_load_fields(lr, w.node_limit),
         comm=comm_info, timeline={"events": events},
         sources=(f"GPU {gpu}: {perf.source}",) + tuple(sorted(set(head.sources))),
         sim_wall_s=time.perf_counter() - t0)
@@ -199,9 +203,8 @@ def _decode(scn: Scenario) -> ServingResult | Infeasible:
         acc, acc_src, q = 0.0, "no MTP", 1
     mb_tokens = max(1, batch * q // w.micro_batches)
     try:
-        moe_pos = LR.moe_positions(cfg, cfg.num_hidden_layers)
-        lr = LR.layer_routing(_plan_key(cfg, w, ep, topo.cfg.gpus_per_node, mb_tokens, scn.seed), len(moe_pos),
-                              w.routing_layers)
+        lr = LR.layer_routing(_plan_key(cfg, w, ep, topo.cfg.gpus_per_node, mb_tokens, scn.seed),
+                              LR.moe_positions(cfg, cfg.num_hidden_layers), w.routing_layers)
         key = lr.keys[0]
     except ValueError as e:
         return Infeasible(scenario=scn.name, kind="decode", reason=str(e))
@@ -212,13 +215,12 @@ def _decode(scn: Scenario) -> ServingResult | Infeasible:
                                 dtype=w.dispatch_dtype if kind == "dispatch" else "bf16", hidden=cfg.hidden_size)
         comm[name] = t + topo.cfg.kernel_latency
         comm_bytes[name] = {"time_s": t, "bytes_by_class": by, "mode": "low-latency", "method": "link-load bound"}
-    lat = topo.cfg.kernel_latency
-    scales = LR.comm_scales(topo, lr, {"dispatch(F)": ("dispatch", "low-latency", w.dispatch_dtype),
-                                       "combine(F)": ("combine", "low-latency", "bf16")}, cfg.hidden_size)
-    comm_by_r = [{n: (comm[n] - lat) * sc[n] + lat for n in comm} for sc in scales]
+    comm_by_r = LR.layer_comm(topo, lr, comm, {"dispatch(F)": ("dispatch", "low-latency", w.dispatch_dtype),
+                                               "combine(F)": ("combine", "low-latency", "bf16")}, cfg.hidden_size,
+                              latency=topo.cfg.kernel_latency)
     layers = []
     for i in range(cfg.num_hidden_layers):
-        r = lr.index(moe_pos[i]) if i in moe_pos else 0
+        r = lr.routing_of(i)
         s = decode_layer(cfg, i, gpu=gpu, batch=mb_tokens, context=w.context_len, expert_rows=lr.plans[r].rows_max,
                          local_experts=n_phys // ep, gemm_dtype=w.gemm_dtype, kv_dtype_bytes=w.kv_dtype_bytes)
         d = dict(s.times)
@@ -255,10 +257,7 @@ def _decode(scn: Scenario) -> ServingResult | Infeasible:
         metrics=metrics, layer_time_s=layers[cfg.num_hidden_layers - 1], kv=kv,
         memory_per_gpu=[{"rank": 0, "weights_bytes": wbytes, "kv_cache_bytes": kv["kv_memory_bytes"],
                          "hbm_bytes": perf.hbm_bytes}],
-        expert_load_before=lr.loads()["expert_load_before"], expert_load_after=lr.loads()["expert_load_after"],
-        expert_load_logical=lr.loads()["expert_load_logical"],
-        nodes_per_token={"hist": lr.loads()["nodes_per_token_hist"], "node_limit": w.node_limit,
-                         "routing_layers": len(lr)},
+        **_load_fields(lr, w.node_limit),
         comm=comm_bytes, timeline={"events": events},
         sources=(f"GPU {gpu}: {perf.source}", f"MTP acceptance: {acc_src}"),
         sim_wall_s=time.perf_counter() - t0)

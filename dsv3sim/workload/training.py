@@ -128,7 +128,6 @@ def simulate_training(scn: Scenario) -> TrainingResult | Infeasible:
     plan = None
     lr = None
     n_all_layers = max(i for ls in layers_of for i in ls) + 1
-    moe_pos = LR.moe_positions(cfg, n_all_layers)
     comm_by_r: list[dict[str, float]] = [comm]
     if cfg.is_moe:
         try:
@@ -137,7 +136,7 @@ def simulate_training(scn: Scenario) -> TrainingResult | Infeasible:
                 "gpus_per_node": topo.cfg.gpus_per_node, "tokens_per_rank": T, "node_limit": w.node_limit,
                 "trace": w.routing_trace, "placement": w.placement, "redundant": w.redundant_experts, "seed": scn.seed,
                 "n_group": cfg.n_group}.items()))
-            lr = LR.layer_routing(plan_key, len(moe_pos), w.routing_layers)
+            lr = LR.layer_routing(plan_key, LR.moe_positions(cfg, n_all_layers), w.routing_layers)
             plan_key, plan = lr.keys[0], lr.plans[0]
         except ValueError as e:
             return Infeasible(scenario=scn.name, kind="training", reason=str(e))
@@ -154,15 +153,14 @@ def simulate_training(scn: Scenario) -> TrainingResult | Infeasible:
                 comm[name] = r.time_s + topo.cfg.kernel_latency
                 comm_res[name] = dict(r.to_dict(), method="event simulation")
         # the other MoE layers' routings: routing 0's times scaled by their busiest-link bounds (layer_routing.py)
-        lat = topo.cfg.kernel_latency
-        scales = LR.comm_scales(topo, lr, {n: (kind, "normal", dt) for n, (kind, dt) in specs.items()}, H)
-        comm_by_r = [{n: (comm[n] - lat) * sc[n] + lat for n in comm} for sc in scales]
+        comm_by_r = LR.layer_comm(topo, lr, comm, {n: (kind, "normal", dt) for n, (kind, dt) in specs.items()}, H,
+                                  latency=topo.cfg.kernel_latency)
     rows = plan.rows_max if plan else 0
     rows_by_r = [pl.rows_max for pl in lr.plans] if lr else [0]
     local_experts = (plan.n_physical // p.ep) if plan else 0
 
     def routing_of(i: int) -> int:
-        return lr.index(moe_pos[i]) if lr and i in moe_pos else 0
+        return lr.routing_of(i) if lr else 0
 
     # 2. per-layer slices (full SMs for lone passes, compute partition for overlapped pairs)
     straggler_rank = None
@@ -204,7 +202,7 @@ def simulate_training(scn: Scenario) -> TrainingResult | Infeasible:
         """Stages with the same layer kinds in the same order have identical chunk times (exact reuse)."""
         def kind(i: int) -> str:
             base = "mtp" if i >= cfg.num_hidden_layers else ("moe" if cfg.is_moe and cfg.is_moe_layer(i) else "dense")
-            return base + (str(routing_of(i)) if lr and len(lr) > 1 and i in moe_pos else "")
+            return base + (str(routing_of(i)) if lr and len(lr) > 1 and i in lr.positions else "")
 
         kinds = tuple(kind(i) for i in layers_of[stage])
         return kinds + (("head",) if stage == p.pp - 1 else ())
@@ -251,7 +249,7 @@ def simulate_training(scn: Scenario) -> TrainingResult | Infeasible:
     mix: dict[tuple[str, str], float] = {}
     if lr and len(lr) > 1:
         lb = LR.link_bytes(topo, lr, {n: (kind, "normal", dt) for n, (kind, dt) in specs.items()}, H)
-        wts = LR.weights(lr, len(moe_pos))
+        wts = LR.weights(lr)
         mix = {(n, c): sum(w_ * lb[r][n].get(c, 0.0) for r, w_ in enumerate(wts)) / lb[0][n][c]
                for n in lb[0] for c in ("nic_tx", "nvlink_rx") if lb[0][n].get(c)}
     for name, r in comm_res.items():

@@ -46,7 +46,7 @@ def test_layer_all_to_all_is_its_own_bound(small_training, trace_path):
 
     s = _scn(small_training, trace_path)
     r = simulate(s)
-    lr = LR.layer_routing(tuple(sorted(C_key(s).items())), 3, None)
+    lr = LR.layer_routing(tuple(sorted(C_key(s).items())), {i: i for i in range(3)}, None)
     topo = load_topology(s.topology)
     lat = topo.cfg.kernel_latency
     want = {round(C.ep_link_bound(topo, k, kind="dispatch", mode="normal", dtype="fp8", hidden=2048)[0] + lat, 12)
