@@ -28,6 +28,19 @@ def _pos_int(obj: Any, *names: str) -> None:
             raise ValueError(f"{type(obj).__name__}.{n} must be a positive integer, got {v!r}")
 
 
+def _check_routing(obj: Any) -> None:
+    """The expert-routing fields every workload has: node limit, placement, redundant experts, routing layers."""
+    name = type(obj).__name__
+    if obj.node_limit is not None and obj.node_limit < 1:
+        raise ValueError(f"{name}.node_limit must be >= 1 or None, got {obj.node_limit}")
+    if obj.placement not in PLACEMENTS:
+        raise ValueError(f"{name}.placement {obj.placement!r} unknown (one of {PLACEMENTS})")
+    if obj.redundant_experts < 0:
+        raise ValueError(f"{name}.redundant_experts must be >= 0, got {obj.redundant_experts}")
+    if obj.routing_layers is not None and obj.routing_layers < 1:
+        raise ValueError(f"{name}.routing_layers must be >= 1 or None, got {obj.routing_layers}")
+
+
 @dataclass(frozen=True, kw_only=True, slots=True)
 class ParallelDims:
     """Training: world = pp * dp * tp; EP groups are ``ep`` consecutive DP ranks of one stage (ep | dp*tp).
@@ -77,14 +90,7 @@ class TrainingWorkload:
         for n in ("gemm_dtype", "dispatch_dtype"):
             if getattr(self, n) not in GEMM_DTYPES:
                 raise ValueError(f"TrainingWorkload.{n} {getattr(self, n)!r} must be one of {GEMM_DTYPES}")
-        if self.node_limit is not None and self.node_limit < 1:
-            raise ValueError(f"TrainingWorkload.node_limit must be >= 1 or None, got {self.node_limit}")
-        if self.placement not in PLACEMENTS:
-            raise ValueError(f"TrainingWorkload.placement {self.placement!r} unknown (one of {PLACEMENTS})")
-        if self.redundant_experts < 0:
-            raise ValueError(f"TrainingWorkload.redundant_experts must be >= 0, got {self.redundant_experts}")
-        if self.routing_layers is not None and self.routing_layers < 1:
-            raise ValueError(f"TrainingWorkload.routing_layers must be >= 1 or None, got {self.routing_layers}")
+        _check_routing(self)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -107,12 +113,7 @@ class PrefillWorkload:
         if self.gemm_dtype not in GEMM_DTYPES or self.dispatch_dtype not in GEMM_DTYPES:
             raise ValueError(f"PrefillWorkload: dtypes must be in {GEMM_DTYPES}, got {self.gemm_dtype!r}, "
                              f"{self.dispatch_dtype!r}")
-        if self.placement not in PLACEMENTS:
-            raise ValueError(f"PrefillWorkload.placement {self.placement!r} unknown (one of {PLACEMENTS})")
-        if self.redundant_experts < 0:
-            raise ValueError(f"PrefillWorkload.redundant_experts must be >= 0, got {self.redundant_experts}")
-        if self.routing_layers is not None and self.routing_layers < 1:
-            raise ValueError(f"PrefillWorkload.routing_layers must be >= 1 or None, got {self.routing_layers}")
+        _check_routing(self)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -146,10 +147,7 @@ class DecodeWorkload:
                              f"{self.memory_reserve_fraction}")
         if self.kv_dtype_bytes <= 0:
             raise ValueError(f"DecodeWorkload.kv_dtype_bytes must be > 0, got {self.kv_dtype_bytes}")
-        if self.placement not in PLACEMENTS:
-            raise ValueError(f"DecodeWorkload.placement {self.placement!r} unknown (one of {PLACEMENTS})")
-        if self.routing_layers is not None and self.routing_layers < 1:
-            raise ValueError(f"DecodeWorkload.routing_layers must be >= 1 or None, got {self.routing_layers}")
+        _check_routing(self)
 
 
 Workload = TrainingWorkload | PrefillWorkload | DecodeWorkload
