@@ -88,6 +88,8 @@ def _common(scn: Scenario):
     p = scn.parallel
     world = p.dp * p.attn_tp
     topo = C.build_topology(scn.topology, scn.gpu, scn.perturb, world)
+    if p.ep != world:
+        raise ValueError(f"EP degree {p.ep} != GPUs {world} (dp*attn_tp)")
     return cfg, p, world, topo, topo.cfg.gpu
 
 
@@ -101,8 +103,6 @@ def _prefill(scn: Scenario) -> ServingResult | Infeasible:
         return Infeasible(scenario=scn.name, kind="prefill", reason=str(e))
     perf = gpu_perf(gpu)
     ep = p.ep
-    if ep != world:
-        return Infeasible(scenario=scn.name, kind="prefill", reason=f"EP degree {ep} != GPUs {world} (dp*attn_tp)")
     mb_tokens = w.tokens_per_gpu // w.micro_batches
     try:
         lr = LR.layer_routing(_plan_key(cfg, w, ep, topo.cfg.gpus_per_node, mb_tokens, scn.seed),
@@ -172,8 +172,6 @@ def _decode(scn: Scenario) -> ServingResult | Infeasible:
         return Infeasible(scenario=scn.name, kind="decode", reason=str(e))
     perf = gpu_perf(gpu)
     ep = p.ep
-    if ep != world:
-        return Infeasible(scenario=scn.name, kind="decode", reason=f"EP degree {ep} != GPUs {world} (dp*attn_tp)")
     n_phys = cfg.n_routed_experts + w.redundant_experts
     if n_phys % ep:
         return Infeasible(scenario=scn.name, kind="decode",
