@@ -153,8 +153,8 @@ def simulate_training(scn: Scenario) -> TrainingResult | Infeasible:
                 comm[name] = r.time_s + topo.cfg.kernel_latency
                 comm_res[name] = dict(r.to_dict(), method="event simulation")
         # the other MoE layers' routings: routing 0's times scaled by their busiest-link bounds (layer_routing.py)
-        comm_by_r = LR.layer_comm(topo, lr, comm, {n: (kind, "normal", dt) for n, (kind, dt) in specs.items()}, H,
-                                  latency=topo.cfg.kernel_latency)
+        lspecs = {n: (kind, "normal", dt) for n, (kind, dt) in specs.items()}  # (kind, mode, dtype) per slice
+        comm_by_r = LR.layer_comm(topo, lr, comm, lspecs, H, latency=topo.cfg.kernel_latency)
     rows = plan.rows_max if plan else 0
     rows_by_r = [pl.rows_max for pl in lr.plans] if lr else [0]
     local_experts = (plan.n_physical // p.ep) if plan else 0
@@ -248,7 +248,7 @@ def simulate_training(scn: Scenario) -> TrainingResult | Infeasible:
     # bytes per MoE layer: routing 0's simulated bytes, scaled for the other routings by their (exact) link bytes
     mix: dict[tuple[str, str], float] = {}
     if lr and len(lr) > 1:
-        lb = LR.link_bytes(topo, lr, {n: (kind, "normal", dt) for n, (kind, dt) in specs.items()}, H)
+        lb = LR.link_bytes(topo, lr, lspecs, H)
         wts = LR.weights(lr)
         mix = {(n, c): sum(w_ * lb[r][n].get(c, 0.0) for r, w_ in enumerate(wts)) / lb[0][n][c]
                for n in lb[0] for c in ("nic_tx", "nvlink_rx") if lb[0][n].get(c)}
