@@ -207,9 +207,7 @@ class EPMoE(torch.nn.Module):
         back = "bf16" if self.fp8 else "native"
         if R == 1:  # no peers: a local permutation, no all-to-all
             send_l = recv_l = send.tolist()
-            rel_recv, le_recv, w_recv = pair_rel, pair_le, pair_w
-            src_of_pair = torch.zeros_like(pair_rel)
-            recv_row_start = torch.zeros(1, dtype=torch.int64, device=x.device)
+            prow, le_recv, w_recv = pair_row[porder], pair_le, pair_w  # received row of each pair
             xr = x[row_tok]
         else:
             t0 = tl.now()
@@ -221,16 +219,16 @@ class EPMoE(torch.nn.Module):
             lay = torch.stack([pair_rel, pair_le], 1).contiguous()
             lay_r = torch.empty(sum(pr_l), 2, dtype=torch.int64, device=x.device)
             dist.all_to_all_single(lay_r, lay, pr_l, ps_l, group=self.group)
-            rel_recv, le_recv = lay_r[:, 0], lay_r[:, 1]
+            le_recv = lay_r[:, 1]
             w_recv = AllToAll.apply(pair_w, ps_l, pr_l, "native", "native", self.group, None, "weights", L,
                                     self.ep_rank)
             tl.add("layout(F)", t0, tl.now(), L)
+            # received row of each pair: its row inside the sender's block + where that block starts
             src_of_pair = torch.repeat_interleave(torch.arange(R, device=x.device),
                                                   torch.tensor(pr_l, device=x.device))
-            recv_row_start = torch.cumsum(counts_r[:, 0], 0) - counts_r[:, 0]
+            prow = lay_r[:, 0] + (torch.cumsum(counts_r[:, 0], 0) - counts_r[:, 0])[src_of_pair]
             xr = AllToAll.apply(x[row_tok], send_l, recv_l, wire, back, self.group, tl, "dispatch", L, self.ep_rank)
         # the pairs on this rank: received row, local expert, gate weight; experts run grouped by local expert
-        prow = rel_recv + recv_row_start[src_of_pair]
         order2 = torch.argsort(le_recv, stable=True)
         per_expert = torch.bincount(le_recv, minlength=Er).tolist()
         xr_m = mark(xr, tl, "mlp", L, "in")
