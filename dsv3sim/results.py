@@ -69,6 +69,10 @@ class TrainingResult:
     sim_wall_s: float = 0.0
     validation: dict = field(default_factory=dict)
     kind: str = "training"
+    step_breakdown_s: dict = field(default_factory=dict)  # DeepSeek's terms: 1F, 1B, 1W, 1F1B, bubble, opt
+    mfu_causal: float = 0.0
+    mfu_noncausal: float = 0.0  # full S x S attention FLOPs (DeepSeek's non-causal TFLOPS)
+    pair_slices_s: dict = field(default_factory=dict)  # {pair_s, rank, action, per_layer_s: {slice: s}}
 
     def to_dict(self) -> dict:
         return {"schema": SCHEMA, "type": "training", **_plain(asdict(self))}

@@ -25,7 +25,9 @@ from dataclasses import dataclass
 from dsv3sim.config.model import ModelConfig
 from dsv3sim.cost.flops import attention_core_flops_per_token, causal_mean_context
 from dsv3sim.cost.kvcache import kv_elements_per_token_per_layer
-from dsv3sim.workload.kernels import op_time
+from dsv3sim.workload.interference import is_memory_bound
+from dsv3sim.workload.kernels import gpu_perf, op_time
+from dsv3sim.workload.layer_extras import training_extras
 
 ATTN_BWD_FACTOR = 2.5  # FlashAttention-2 §3.1.2: backward = 5 matmuls / forward = 2
 CAST_BYTES_PER_ELEM = 2.0 + 1.0 + 4.0 / 128  # BF16 in, FP8 out, one FP32 scale per 128 elements
@@ -60,8 +62,8 @@ class LayerSlices:
 
 
 class _Acc:
-    def __init__(self, gpu: str, sm_fraction: float) -> None:
-        self.gpu, self.frac = gpu, sm_fraction
+    def __init__(self, gpu: str, sm_fraction: float, mem_stretch: float = 1.0) -> None:
+        self.gpu, self.frac, self.mem_stretch = gpu, sm_fraction, mem_stretch
         self.t: dict[str, float] = {}
         self.tp: dict[str, float] = {}
         self.f: dict[str, float] = {}
@@ -72,8 +74,13 @@ class _Acc:
         """``count`` identical kernels one after another (per-expert weight gradients)."""
         a = op_time(self.gpu, op, dtype, flops=flops, bytes_=bytes_, **shape)
         b = op_time(self.gpu, op, dtype, flops=flops, bytes_=bytes_, sm_fraction=self.frac, **shape)
+        tb = b.time_s
+        if self.mem_stretch != 1.0:  # beside the all-to-all, memory-bound kernels share HBM (interference.py)
+            g = gpu_perf(self.gpu)
+            if is_memory_bound(flops, bytes_, g.fp8_flops if dtype == "fp8" else g.bf16_flops, g.hbm_bw):
+                tb *= self.mem_stretch
         self.t[slice_] = self.t.get(slice_, 0.0) + count * a.time_s
-        self.tp[slice_] = self.tp.get(slice_, 0.0) + count * b.time_s
+        self.tp[slice_] = self.tp.get(slice_, 0.0) + count * tb
         self.f[slice_] = self.f.get(slice_, 0.0) + count * flops
         self.src.add(a.source)
 
@@ -112,10 +119,16 @@ class _Acc:
 
 
 def training_layer(cfg: ModelConfig, i: int, *, gpu: str, tokens: int, seq_len: int, expert_rows: int,
-                   local_experts: int, gemm_dtype: str, sm_fraction: float, recompute: bool = True) -> LayerSlices:
-    """F/B/W slices of layer ``i`` for ``tokens`` tokens (whole sequences of ``seq_len``) on one GPU."""
+                   local_experts: int, gemm_dtype: str, sm_fraction: float, recompute: bool = True,
+                   extras: bool = True, mem_stretch: float = 1.0) -> LayerSlices:
+    """F/B/W slices of layer ``i`` for ``tokens`` tokens (whole sequences of ``seq_len``) on one GPU. ``extras``:
+    the production kernels of ``layer_extras``; ``mem_stretch``: memory-bound kernels' factor on the compute
+    partition beside the all-to-all (``interference.memory_bound_stretch``)."""
     H = cfg.hidden_size
-    a = _Acc(gpu, sm_fraction)
+    a = _Acc(gpu, sm_fraction, mem_stretch)
+    if extras:
+        for e in training_extras(cfg, i, tokens=tokens, expert_rows=expert_rows, local_experts=local_experts):
+            a.add(e.slice, e.op, "bf16", 0.0, e.bytes)
     lin = attention_linears(cfg)
     up_proj = {"q_b_proj", "kv_b_proj"}
     # attention: norm, projections, core, output projection
@@ -182,7 +195,8 @@ def prefill_layer(cfg: ModelConfig, i: int, *, gpu: str, tokens: int, seq_len: i
                   local_experts: int, gemm_dtype: str, sm_fraction: float) -> LayerSlices:
     """Forward-only slices for a prefill micro-batch (same kernels as the training forward)."""
     s = training_layer(cfg, i, gpu=gpu, tokens=tokens, seq_len=seq_len, expert_rows=expert_rows,
-                       local_experts=local_experts, gemm_dtype=gemm_dtype, sm_fraction=sm_fraction, recompute=False)
+                       local_experts=local_experts, gemm_dtype=gemm_dtype, sm_fraction=sm_fraction, recompute=False,
+                       extras=False)
     keep = ("attn(F)", "mlp(F)")
     return LayerSlices(times={k: v for k, v in s.times.items() if k in keep},
                        times_partial={k: v for k, v in s.times_partial.items() if k in keep},

@@ -24,12 +24,16 @@ import numpy as np
 
 from dsv3sim.config.model import ModelConfig, load_model_config
 from dsv3sim.config.scenario import Scenario, TrainingWorkload
-from dsv3sim.cost.flops import train_flops_per_token
+from dsv3sim.cost.flops import causal_mean_context, forward_flops_per_token, train_flops_per_token
 from dsv3sim.cost.memory import activation_bytes_per_token_per_layer
 from dsv3sim.cost.params import count_params, layer_params, mtp_module_params
 from dsv3sim.parallel import Action, execute, generate
 from dsv3sim.results import Infeasible, TrainingResult
+from dsv3sim.sim.deepep import token_bytes
 from dsv3sim.workload import comm as C
+from dsv3sim.workload import deepep_overheads as DO
+from dsv3sim.workload import interference as IF
+from dsv3sim.workload import optimizer_step as OS
 from dsv3sim.workload import layer_routing as LR
 from dsv3sim.workload.kernels import MEM_EFF, gpu_perf
 from dsv3sim.workload.layer_ops import head_slices, training_layer
@@ -140,8 +144,10 @@ def simulate_training(scn: Scenario) -> TrainingResult | Infeasible:
             plan_key, plan = lr.keys[0], lr.plans[0]
         except ValueError as e:
             return Infeasible(scenario=scn.name, kind="training", reason=str(e))
+        # V3 §3.3.3: activations before the up-projections and activation gradients before the down-projections
+        # go out in FP8 (profile-data: a per-token FP8 cast precedes combine(B)'s dispatch kernel); combines BF16
         specs = {"dispatch(F)": ("dispatch", w.dispatch_dtype), "combine(F)": ("combine", "bf16"),
-                 "combine(B)": ("dispatch", "bf16"), "dispatch(B)": ("combine", "bf16")}
+                 "combine(B)": ("dispatch", w.dispatch_dtype), "dispatch(B)": ("combine", "bf16")}
         for name, (kind, dt) in specs.items():
             if scn.comm_model == "bound":
                 t_b, by = C.ep_link_bound(topo, plan_key, kind=kind, mode="normal", dtype=dt, hidden=H)
@@ -169,17 +175,30 @@ def simulate_training(scn: Scenario) -> TrainingResult | Infeasible:
             raise ValueError(f"straggler_gpu={scn.perturb.straggler_gpu} not in 0..{world - 1}")
         straggler_rank = scn.perturb.straggler_gpu // (p.dp * p.tp)  # GPU = stage * dp*tp + dp rank
 
+    ep_cfg = _ep_overhead_args(topo, p.ep, T, cfg.num_experts_per_tok if cfg.is_moe else 0)
+    comm_hbm = {n: IF.comm_hbm_bytes(rdma_bytes=v["bytes_by_class"].get("nic_tx", 0.0) / p.ep,
+                                     nvlink_bytes=v["bytes_by_class"].get("nvlink_rx", 0.0) / p.ep,
+                                     source_bytes=T * token_bytes(specs[n][0], "normal", specs[n][1], H))
+                for n, v in comm_res.items()} if cfg.is_moe else {}
+
     @cache
     def layer(i: int) -> tuple[dict, dict]:
         r = routing_of(i)
-        s = training_layer(cfg, min(i, cfg.num_hidden_layers - 1) if i >= cfg.num_hidden_layers else i, gpu=gpu,
-                           tokens=T, seq_len=w.seq_len, expert_rows=rows_by_r[r], local_experts=local_experts,
-                           gemm_dtype=w.gemm_dtype, sm_fraction=frac, recompute=w.recompute)
+        li = min(i, cfg.num_hidden_layers - 1) if i >= cfg.num_hidden_layers else i
+        kw = dict(gpu=gpu, tokens=T, seq_len=w.seq_len, expert_rows=rows_by_r[r], local_experts=local_experts,
+                  gemm_dtype=w.gemm_dtype, sm_fraction=frac, recompute=w.recompute)
+        s = training_layer(cfg, li, **kw)
         moe = cfg.is_moe_layer(min(i, cfg.num_hidden_layers - 1)) and cfg.is_moe
         full, part = dict(s.times), dict(s.times_partial)
         if moe:
-            full.update(comm_by_r[r])
-            part.update(comm_by_r[r])
+            pair_comm = DO.comm_slices(comm_by_r[r], part, paired=True, **ep_cfg)
+            # HBM taken by the all-to-all, averaged over the pair's layer (interference.py)
+            span = max(sum(part.values()), sum(pair_comm.values()) / 2.0)
+            share = IF.hbm_share(sum(comm_hbm.values()), span, perf.hbm_bw)
+            if share > 0:
+                part = dict(training_layer(cfg, li, mem_stretch=IF.memory_bound_stretch(share), **kw).times_partial)
+            full.update(DO.comm_slices(comm_by_r[r], full, paired=False, **ep_cfg))
+            part.update(DO.comm_slices(comm_by_r[r], part, paired=True, **ep_cfg))
         return full, part
 
     heads = head_slices(cfg, gpu=gpu, tokens=T, sm_fraction=frac, n_heads=1 + cfg.num_nextn_predict_layers)
@@ -222,17 +241,31 @@ def simulate_training(scn: Scenario) -> TrainingResult | Infeasible:
     ex = execute(sched, lambda rank, a: chunk(rank, a).time_s,
                  p2p_latency=C.p2p_time(topo, T * H * 2.0, cross_node=True))
 
-    # 5. data parallel + optimizer (memory rows were computed before any simulation)
-    last_w_end = {r: max((sp.end for sp in ex.spans[r] if "W" in sp.category or sp.category == "F&B"), default=0.0)
-                  for r in range(p.pp)}
-    pipe_end = max(max(ex.makespan, last_w_end[r] + rs_t[r]) for r in range(p.pp))
-    step = pipe_end + max(opt_t.values()) + max(ag_t.values())
+    # the overlapped pair with the most MoE layers, slice by slice (DeepSeek's profile-data shows one such pair)
+    pair_slices: dict = {}
+    pairs = [(sum(sigs[sched.stage_of(r, o.chunk)].count("moe") for o in a.ops), r, a)
+             for r in range(p.pp) for a in sched.actions[r] if a.is_pair]
+    if pairs and cfg.is_moe:
+        _n, pr, pa = max(pairs, key=lambda x: x[0])
+        run = run_chunks([(o.kind, stage_dicts(sched.stage_of(pr, o.chunk), True, 1.0)) for o in pa.ops])
+        per: dict[str, list[float]] = {}
+        for sl in run.slices:
+            per.setdefault(sl.name, []).append(sl.end - sl.start)
+        pair_slices = {"pair_s": run.time_s, "rank": pr, "action": str(pa),
+                       "per_layer_s": {k: sum(v) / len(v) for k, v in per.items()}}
+
+    # 5. data parallel + optimizer as DeepSeek runs them (optimizer_step.py; memory rows came before simulation)
+    ends = {r: _rank_end(cfg, scn, sched, layers_of, topo, perf, ex, r, mem_rows[r]) for r in range(p.pp)}
+    crit = max(ends, key=lambda r: ends[r].end_s)
+    step = ends[crit].end_s
+    pipe_end = max(ex.makespan, ends[crit].rs_end_s)
 
     # metrics
     tokens = w.global_batch_sequences * w.seq_len
     tps = tokens / step
     flops_tok = train_flops_per_token(cfg, w.seq_len)
     mfu = flops_tok * tps / (world * perf.bf16_flops)
+    mfu_noncausal = noncausal_train_flops_per_token(cfg, w.seq_len) * tps / (world * perf.bf16_flops)
     r0 = 0
     cats: dict[str, float] = {}
     for s in ex.spans[r0]:
@@ -240,7 +273,12 @@ def simulate_training(scn: Scenario) -> TrainingResult | Infeasible:
     bd = {"forward_s": cats.get("F", 0.0), "backward_input_s": cats.get("B", 0.0),
           "weight_grad_s": cats.get("W", 0.0), "backward_full_s": cats.get("BW", 0.0),
           "overlapped_forward_backward_s": cats.get("F&B", 0.0), "bubble_s": ex.bubble[r0],
-          "dp_comm_exposed_s": pipe_end - ex.makespan + max(ag_t.values()), "optimizer_s": max(opt_t.values())}
+          "dp_comm_exposed_s": pipe_end - ex.makespan + ends[crit].ag_exposed_s,
+          "optimizer_s": ends[crit].optimizer_s}
+    # DeepSeek's terms (ISCA'25 Table 4) on PP rank 0; they add up to the step time
+    deepseek_bd = {"1F": bd["forward_s"], "1B": bd["backward_input_s"] + bd["backward_full_s"],
+                   "1W": bd["weight_grad_s"], "1F1B": bd["overlapped_forward_backward_s"], "bubble": bd["bubble_s"],
+                   "opt": step - ex.makespan}
     # communication accounting: per-GPU NIC / NVLink bytes of a step
     moe_layers = {s: sum(1 for i in layers_of[s] if cfg.is_moe and cfg.is_moe_layer(min(i, cfg.num_hidden_layers - 1)))
                   for s in range(p.pp)}
@@ -298,7 +336,8 @@ def simulate_training(scn: Scenario) -> TrainingResult | Infeasible:
         scenario=scn.name, model=cfg.name if hasattr(cfg, "name") else scn.model, topology=topo.cfg.name, gpu=gpu,
         n_gpus=world, parallel={"pp": p.pp, "dp": p.dp, "tp": p.tp, "ep": p.ep, "schedule": w.schedule,
                                 "microbatches": scn.microbatches, "micro_batch_tokens": T},
-        step_time_s=step, breakdown_s=bd, mfu=mfu, tokens_per_s=tps, tokens_per_step=tokens,
+        step_time_s=step, breakdown_s=bd, step_breakdown_s=deepseek_bd, mfu=mfu, mfu_causal=mfu,
+        mfu_noncausal=mfu_noncausal, pair_slices_s=pair_slices, tokens_per_s=tps, tokens_per_step=tokens,
         gpu_hours_per_trillion_tokens=world * 1e12 / tps / 3600.0, train_flops_per_token=flops_tok,
         memory_per_gpu=mem_rows, link_utilisation={"t_s": series_t, "by_class": {"ib": ib_u, "nvlink": nvl_u},
                                                    "by_node": {"0": {"ib": ib_u, "nvlink": nvl_u}},
@@ -312,6 +351,54 @@ def simulate_training(scn: Scenario) -> TrainingResult | Infeasible:
         comm={k: v for k, v in comm_res.items()}, chunk_times_s=chunk_times,
         timeline={"events": events}, pipeline=ex.to_dict(),
         sources=tuple(sources), sim_wall_s=time.perf_counter() - t_wall)
+
+
+def noncausal_train_flops_per_token(cfg: ModelConfig, seq_len: int) -> float:
+    """Training FLOPs per token counting the full S x S attention (DeepSeek's "non-causal" TFLOPS, ISCA'25 Table 4):
+    the causal count with the attention core at context S instead of (S+1)/2."""
+    core = forward_flops_per_token(cfg, seq_len).by_component.get("attention_core", 0.0)
+    return train_flops_per_token(cfg, seq_len) + 3.0 * core * (seq_len / causal_mean_context(seq_len) - 1.0)
+
+
+def _rank_end(cfg: ModelConfig, scn: Scenario, sched, layers_of, topo, perf, ex, r: int, mem: dict) -> OS.RankEnd:
+    """Per chunk of rank ``r``: gradients ready (last W/BW end), first use in the next step (first F start),
+    reduce-scatter and all-gather times (ring over DP for non-experts, DP/EP for experts); then ``rank_end``."""
+    w, p = scn.workload, scn.parallel
+    dp_ep = max(1, (p.dp * p.tp) // p.ep)
+    red = (cfg.n_routed_experts + w.redundant_experts) / cfg.n_routed_experts if cfg.is_moe else 1.0
+    ready: dict[int, float] = {}
+    first: dict[int, float] = {}
+    for a, sp in zip(sched.actions[r], ex.spans[r]):
+        for o in a.ops:
+            if o.kind in ("W", "BW"):
+                ready[o.chunk] = max(ready.get(o.chunk, 0.0), sp.end)
+            if o.kind == "F":
+                first[o.chunk] = min(first.get(o.chunk, sp.start), sp.start)
+    rs: dict[int, float] = {}
+    ag: dict[int, float] = {}
+    for c in set(ready) | set(first):
+        st = sched.stage_of(r, c)
+        ne, exs = _stage_params(cfg, layers_of[st], st == 0, st == p.pp - 1)
+        ex_local = exs / p.ep * red
+        rs[c] = C.ring_time(topo, p.dp, 4.0 * ne, cross_node=True) + C.ring_time(topo, dp_ep, 4.0 * ex_local,
+                                                                               cross_node=True)
+        ag[c] = 0.0 if not w.zero1 or w.optimizer_overlap else (
+            C.ring_time(topo, p.dp, 2.0 * ne, cross_node=True) + C.ring_time(topo, dp_ep, 2.0 * ex_local,
+                                                                             cross_node=True))
+    opt = OS.optimizer_compute_time(shard_params=mem["master_weights_bytes"] / 4.0,
+                                    local_params=mem["weights_bytes"] / 2.0, hbm_bw=perf.hbm_bw * MEM_EFF)
+    return OS.rank_end(makespan=ex.makespan, ready=ready, rs=rs, first_use=first, ag=ag, optimizer_s=opt)
+
+
+def _ep_overhead_args(topo, ep: int, tokens: int, topk: int) -> dict:
+    """Arguments of ``deepep_overheads.comm_slices`` from the topology: EP size, barrier path latencies."""
+    c = topo.cfg
+    g = c.gpus_per_node
+    cross = ep > g and c.n_nodes > 1
+    rdma = topo.path_latency(topo.path(0, g)) if cross else 0.0
+    nvl = topo.path_latency(topo.path(0, 1)) if g > 1 else 0.0
+    return {"ep": ep, "tokens": tokens, "topk": topk, "rdma_latency_s": rdma, "nvlink_latency_s": nvl,
+            "cross_node": cross}
 
 
 def _dp_and_memory(cfg: ModelConfig, scn: Scenario, sched, layers_of: list[list[int]], topo, perf, T: int):

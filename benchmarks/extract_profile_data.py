@@ -1,0 +1,94 @@
+"""Extract per-slice numbers from DeepSeek's training profile (deepseek-ai/profile-data ``train.json``).
+
+The profile (PyTorch profiler, H800, EP64, TP1, 4K sequence, balanced routing, one overlapped forward+backward
+chunk pair of 4 MoE layers, PP communication left out) has CPU-side annotations ``attn(F)``, ``dispatch(F)``,
+... and GPU kernels linked to their launches by correlation id. Per annotation this script takes the kernels
+launched inside it (kernels without a launch record, e.g. Triton's rotary and copy kernels, go to the compute
+annotation whose kernel span holds them) and reports:
+
+- ``span_ms``: first kernel start to last kernel end, all streams (the per-layer component);
+- ``busy_ms``: kernel time per class (gemm, attention, cast/copy, other; DeepEP notify, layout, dispatch, combine).
+
+Usage: ``python benchmarks/extract_profile_data.py train.json > dsv3sim/workload/data/profile_data_train.json``
+(train.json from github.com/deepseek-ai/profile-data; the extract is committed, the 3 MB trace is not).
+"""
+from __future__ import annotations
+
+import bisect
+import json
+import sys
+from collections import defaultdict
+
+SLICES = ("attn(F)", "dispatch(F)", "mlp(F)", "combine(F)", "combine(B)", "mlp(B)", "dispatch(B)", "attn(B)",
+          "mlp(W)", "attn(W)")
+
+
+def kernel_class(name: str) -> str:
+    if "dpsk::ep" in name:
+        for t in ("notify", "layout", "dispatch", "combine"):
+            if t in name:
+                return "deepep_" + t
+    if "gemm" in name.lower() or "xmma" in name:
+        return "gemm"
+    if "flash" in name:
+        return "attention"
+    if any(t in name for t in ("cast", "transpose", "copy", "expand_to_fused")):
+        return "cast_copy"
+    return "other"
+
+
+def extract(path: str) -> dict:
+    ev = json.load(open(path))["traceEvents"]
+    ann = sorted((e for e in ev if e.get("cat") == "user_annotation" and e["name"] in SLICES), key=lambda e: e["ts"])
+    launch = {e["args"]["correlation"]: e["ts"] for e in ev
+              if e.get("cat") == "cuda_runtime" and "correlation" in e.get("args", {})}
+    ks = [e for e in ev if e.get("cat") in ("kernel", "gpu_memcpy", "gpu_memset")]
+    starts = [a["ts"] for a in ann]
+    of: dict[int, list] = defaultdict(list)
+    orphans = []
+    for k in ks:
+        t = launch.get(k.get("args", {}).get("correlation"))
+        if t is None:
+            orphans.append(k)
+            continue
+        i = bisect.bisect_right(starts, t) - 1
+        if i >= 0 and t <= ann[i]["ts"] + ann[i]["dur"]:
+            of[i].append(k)
+    for k in orphans:  # by time, into the compute-stream annotation whose kernels span it
+        for i, kl in of.items():
+            c = [x for x in kl if x["tid"] == k["tid"]]
+            if c and min(x["ts"] for x in c) <= k["ts"] <= max(x["ts"] + x["dur"] for x in c):
+                kl.append(k)
+                break
+    t0 = min(k["ts"] for k in ks)
+    t1 = max(k["ts"] + k["dur"] for k in ks)
+    per: dict[str, dict] = {s: {"span_ms": [], "busy_ms": defaultdict(list)} for s in SLICES}
+    for i, kl in sorted(of.items()):
+        name = ann[i]["name"]
+        per[name]["span_ms"].append((max(k["ts"] + k["dur"] for k in kl) - min(k["ts"] for k in kl)) / 1e3)
+        by = defaultdict(float)
+        for k in kl:
+            by[kernel_class(k["name"])] += k["dur"] / 1e3
+        for c, v in by.items():
+            per[name]["busy_ms"][c].append(v)
+    out = {}
+    for s, v in per.items():
+        n = len(v["span_ms"])
+        out[s] = {"span_ms_mean": sum(v["span_ms"]) / n, "span_ms": [round(x, 3) for x in v["span_ms"]],
+                  "busy_ms_mean": {c: round(sum(x) / n, 4) for c, x in sorted(v["busy_ms"].items())}}
+    streams = defaultdict(lambda: defaultdict(float))
+    for k in ks:
+        streams[str(k["tid"])][kernel_class(k["name"])] += k["dur"] / 1e3
+    return {"source": "github.com/deepseek-ai/profile-data train.json (H800, EP64, TP1, 4K, balanced routing, "
+                      "one F&B chunk pair of 4 MoE layers, PP communication not included)",
+            "extracted_by": "benchmarks/extract_profile_data.py", "n_layers": 4,
+            "pair_span_ms": (t1 - t0) / 1e3,
+            "stream_busy_ms": {s: {c: round(v, 3) for c, v in sorted(d.items())} for s, d in streams.items()},
+            "per_layer": out}
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 2:
+        sys.exit("usage: extract_profile_data.py TRAIN_JSON")
+    json.dump(extract(sys.argv[1]), sys.stdout, indent=1)
+    print()
