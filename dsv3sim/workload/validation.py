@@ -11,12 +11,22 @@ Published figures:
   Averages over a day of varying load: capacity (what we simulate) is at or above them.
 - MTP: 85-90 % acceptance of the second token (DeepSeek-V3 report §5.4.3).
 - One overlapped forward+backward chunk pair of 4 MoE layers at EP64, 4K sequence, balanced routing, H800
-  (deepseek-ai/profile-data train.json, PyTorch profiler): its GPU kernels span 128.5 ms (compute stream busy
-  118.2 ms, DeepEP stream 114.5 ms), read from the trace's kernel events. The profile's micro-batch size is not
-  published; we compare with our pair at one 4K sequence.
+  (deepseek-ai/profile-data train.json, PyTorch profiler): its GPU kernels span 129.0 ms (compute stream busy
+  118.2 ms, DeepEP stream 114.5 ms), and each slice's kernels span ``data/profile_data_train.json`` (extracted by
+  benchmarks/extract_profile_data.py: first kernel start to last kernel end of the kernels launched inside the
+  slice's annotation, mean of the 4 layers). The profile's micro-batch size is not published; we compare with
+  our pair at one 4K sequence.
+- The step of the production run, part by part ("Insights into DeepSeek-V3", ISCA'25, arXiv 2505.09343, Table 4,
+  multi-plane fat-tree column): 19.926 s per step; 1F 1.13 s, bubble 2.06 s, 1B 1.99 s, 1W 0.48 s, 1F1B
+  13.95 s, opt 0.29 s; MFU 38.94 % causal, 43.73 % non-causal. Which PP rank the parts were measured on is not
+  published; we compare PP rank 0's.
 """
 
 from __future__ import annotations
+
+import json
+from functools import cache
+from pathlib import Path
 
 V3_GPU_HOURS_PER_T = 180_000.0
 DAY6_PREFILL = 73_700.0
@@ -24,8 +34,19 @@ DAY6_CACHE_HIT = 0.563
 DAY6_DECODE = 14_800.0
 DAY6_SPEED = (20.0, 22.0)
 MTP_PUBLISHED = (0.85, 0.90)
-PROFILE_DATA_PAIR_S = 0.1285  # deepseek-ai/profile-data train.json: kernel span of the F&B pair (4 MoE layers)
+PROFILE_DATA_PAIR_S = 0.129  # deepseek-ai/profile-data train.json: kernel span of the F&B pair (4 MoE layers)
 PAIR_KEY = "F[moe+moe+moe+moe]&BW[moe+moe+moe+moe]"
+SRC_ISCA = "Insights into DeepSeek-V3 (ISCA'25, arXiv 2505.09343) Table 4 (MPFT)"
+ISCA_STEP_S = 19.926
+ISCA_PARTS_S = {"1F": 1.13, "1B": 1.99, "1W": 0.48, "1F1B": 13.95, "bubble": 2.06, "opt": 0.29}
+ISCA_MFU = {"causal": 0.3894, "non-causal": 0.4373}
+SRC_PROFILE = "deepseek-ai/profile-data train.json (kernel span per slice, mean of 4 layers)"
+
+
+@cache
+def profile_data_train() -> dict:
+    """Per-slice numbers extracted from profile-data train.json (data/profile_data_train.json)."""
+    return json.loads((Path(__file__).with_name("data") / "profile_data_train.json").read_text())
 SRC_V3 = "DeepSeek-V3 report (arXiv 2412.19437) §1, Table 1"
 SRC_DAY6 = "deepseek-ai/open-infra-index Day 6 inference system overview (24 h production averages, H800)"
 
@@ -50,11 +71,24 @@ def comparisons(d: dict) -> list[dict]:
         rows.append(_row("GPU hours per trillion tokens", d["gpu_hours_per_trillion_tokens"], V3_GPU_HOURS_PER_T,
                          "GPU h / 1e12 tokens", SRC_V3,
                          "published = whole pre-training run; simulated = steady-state step"))
-        pair = (d.get("chunk_times_s") or {}).get(PAIR_KEY)
+        ps = d.get("pair_slices_s") or {}
+        pair = ps.get("pair_s", (d.get("chunk_times_s") or {}).get(PAIR_KEY))
         if pair is not None:
             rows.append(_row("F&B chunk pair, 4 MoE layers", pair, PROFILE_DATA_PAIR_S, "s",
                              "deepseek-ai/profile-data train.json (kernel span)",
                              "profile micro-batch size unpublished; simulated at one 4K sequence"))
+        rows.append(_row("step time", d["step_time_s"], ISCA_STEP_S, "s", SRC_ISCA))
+        for k, v in (d.get("step_breakdown_s") or {}).items():
+            if k in ISCA_PARTS_S:
+                rows.append(_row(k, v, ISCA_PARTS_S[k], "s", SRC_ISCA, "PP rank 0"))
+        for k, key in (("causal", "mfu_causal"), ("non-causal", "mfu_noncausal")):
+            if d.get(key):
+                rows.append(_row(f"MFU ({k})", d[key], ISCA_MFU[k], "fraction", SRC_ISCA))
+        per = profile_data_train()["per_layer"]
+        for k, v in (ps.get("per_layer_s") or {}).items():
+            if k in per:
+                rows.append(_row(f"per layer: {k}", v, per[k]["span_ms_mean"] / 1e3, "s", SRC_PROFILE,
+                                 f"simulated pair {ps.get('action', '')} on PP rank {ps.get('rank', '')}"))
     if d.get("kind") == "prefill" and d.get("gpu") == "H800" and "deepseek-v3" in d.get("model", ""):
         v = d["prefill_tokens_per_s_per_node"]
         rows.append(_row("prefill input tokens/s per node (as published, incl. cache hits)", v, DAY6_PREFILL,

@@ -39,20 +39,52 @@ def _pretrain(comm_model):
     return d, rows
 
 
+def _by_name(rows):
+    return {r["name"]: r for r in rows}
+
+
 def test_pretrain_gpu_hours_per_trillion_tokens_bound():
     d, rows = _pretrain("bound")
-    r, pair = rows
+    r, pair = rows[:2]
     # a steady-state step cannot cost more than the whole published run; and not less than half of it
     assert -0.5 < r["rel_error"] <= 0.05
     assert 0.25 < d["mfu"] < 0.7
-    # DeepSeek's own profile of one overlapped F&B pair (4 MoE layers): within 35 %
-    assert abs(pair["rel_error"]) < 0.35
+    # DeepSeek's own profile of one overlapped F&B pair (4 MoE layers): within 15 %
+    assert abs(pair["rel_error"]) < 0.15
+
+
+def test_pretrain_step_part_by_part_bound():
+    """ISCA'25 Table 4: the step within 5 %, 1F / 1B / 1W / 1F1B within 15 %, MFU (both counts) within 10 %.
+    bubble and opt miss the 15 % target (dsv3sim/workload/NOTES.md says why); they are held to 35 % here."""
+    d, rows = _pretrain("bound")
+    by = _by_name(rows)
+    assert abs(by["step time"]["rel_error"]) < 0.05
+    for k in ("1F", "1B", "1W", "1F1B"):
+        assert abs(by[k]["rel_error"]) < 0.15, by[k]
+    for k in ("bubble", "opt"):
+        assert abs(by[k]["rel_error"]) < 0.35, by[k]
+    for k in ("MFU (causal)", "MFU (non-causal)"):
+        assert abs(by[k]["rel_error"]) < 0.10, by[k]
+    assert d["mfu_noncausal"] > d["mfu_causal"] == d["mfu"]
+    assert sum(d["step_breakdown_s"].values()) == pytest.approx(d["step_time_s"], rel=1e-9)
+
+
+def test_pretrain_per_layer_slices_against_profile_data_bound():
+    """Every slice of DeepSeek's profiled F&B pair (attn/mlp F, B, W; dispatch/combine F, B) within 25 %."""
+    _d, rows = _pretrain("bound")
+    per = [r for r in rows if r["name"].startswith("per layer: ")]
+    assert len(per) == 10
+    for r in per:
+        assert abs(r["rel_error"]) < 0.25, r
 
 
 @pytest.mark.slow
 def test_pretrain_gpu_hours_per_trillion_tokens_simulated_network():
     _d, rows = _pretrain("sim")
     assert -0.5 < rows[0]["rel_error"] <= 0.05
+    by = _by_name(rows)
+    assert abs(by["step time"]["rel_error"]) < 0.05
+    assert abs(by["F&B chunk pair, 4 MoE layers"]["rel_error"]) < 0.15
 
 
 def test_prefill_day6_per_node():
