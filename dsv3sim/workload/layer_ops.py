@@ -120,9 +120,10 @@ class _Acc:
 
 def training_layer(cfg: ModelConfig, i: int, *, gpu: str, tokens: int, seq_len: int, expert_rows: int,
                    local_experts: int, gemm_dtype: str, sm_fraction: float, recompute: bool = True,
-                   extras: bool = True, mem_stretch: float = 1.0) -> LayerSlices:
+                   extras: bool = False, mem_stretch: float = 1.0) -> LayerSlices:
     """F/B/W slices of layer ``i`` for ``tokens`` tokens (whole sequences of ``seq_len``) on one GPU. ``extras``:
-    the production kernels of ``layer_extras``; ``mem_stretch``: memory-bound kernels' factor on the compute
+    the production kernels of ``layer_extras`` (the simulated training step sets it; validate's comparison with
+    our own PyTorch runs does not); ``mem_stretch``: memory-bound kernels' factor on the compute
     partition beside the all-to-all (``interference.memory_bound_stretch``)."""
     H = cfg.hidden_size
     a = _Acc(gpu, sm_fraction, mem_stretch)
@@ -195,8 +196,7 @@ def prefill_layer(cfg: ModelConfig, i: int, *, gpu: str, tokens: int, seq_len: i
                   local_experts: int, gemm_dtype: str, sm_fraction: float) -> LayerSlices:
     """Forward-only slices for a prefill micro-batch (same kernels as the training forward)."""
     s = training_layer(cfg, i, gpu=gpu, tokens=tokens, seq_len=seq_len, expert_rows=expert_rows,
-                       local_experts=local_experts, gemm_dtype=gemm_dtype, sm_fraction=sm_fraction, recompute=False,
-                       extras=False)
+                       local_experts=local_experts, gemm_dtype=gemm_dtype, sm_fraction=sm_fraction, recompute=False)
     keep = ("attn(F)", "mlp(F)")
     return LayerSlices(times={k: v for k, v in s.times.items() if k in keep},
                        times_partial={k: v for k, v in s.times_partial.items() if k in keep},

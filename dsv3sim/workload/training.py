@@ -186,7 +186,7 @@ def simulate_training(scn: Scenario) -> TrainingResult | Infeasible:
         r = routing_of(i)
         li = min(i, cfg.num_hidden_layers - 1) if i >= cfg.num_hidden_layers else i
         kw = dict(gpu=gpu, tokens=T, seq_len=w.seq_len, expert_rows=rows_by_r[r], local_experts=local_experts,
-                  gemm_dtype=w.gemm_dtype, sm_fraction=frac, recompute=w.recompute)
+                  gemm_dtype=w.gemm_dtype, sm_fraction=frac, recompute=w.recompute, extras=True)
         s = training_layer(cfg, li, **kw)
         moe = cfg.is_moe_layer(min(i, cfg.num_hidden_layers - 1)) and cfg.is_moe
         full, part = dict(s.times), dict(s.times_partial)
