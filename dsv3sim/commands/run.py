@@ -19,7 +19,8 @@ HELP = "simulate a scenario (default: DeepSeek-V3 pre-training) -> summary, JSON
 
 DEFAULT_REPORT = "reports/deepseek-v3-pretrain.html"
 
-SUMMARY_KEYS = (("step_time_s", "step s", "{:.3f}"), ("mfu", "MFU", "{:.1%}"), ("tokens_per_s", "tok/s", "{:,.0f}"),
+SUMMARY_KEYS = (("step_time_s", "step s", "{:.3f}"), ("mfu", "MFU", "{:.1%}"), ("mfu_noncausal", "MFU non-causal", "{:.1%}"),
+                ("tokens_per_s", "tok/s", "{:,.0f}"),
                 ("gpu_hours_per_trillion_tokens", "GPU-h / T tok", "{:,.0f}"),
                 ("prefill_tokens_per_s_per_node", "prefill tok/s/node", "{:,.0f}"),
                 ("decode_tokens_per_s_per_node", "decode tok/s/node", "{:,.0f}"),

@@ -50,6 +50,9 @@ def summary_section(result: dict, ctx) -> Section:
         kv.append(("step time", fmt_time(step)))
     if mfu is not None:
         kv.append(("MFU (causal FLOPs / BF16 dense peak)", f"{mfu * 100:.1f} %" if mfu <= 1.5 else f"{mfu:.1f} %"))
+    mfu_nc = num(pick(result, "mfu_noncausal"))
+    if mfu_nc:
+        kv.append(("MFU (non-causal: full S x S attention, DeepSeek's ISCA'25 count)", f"{mfu_nc * 100:.1f} %"))
     if tps is not None:
         kv.append(("tokens / s (cluster)", fmt_si(tps)))
     if gph is not None:
