@@ -22,10 +22,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from dsv3sim.results import to_json  # noqa: E402
-from dsv3sim.workload import deepep_overheads as DO  # noqa: E402
-from dsv3sim.workload import simulate  # noqa: E402
-from dsv3sim.workload.validation import ISCA_PARTS_S, comparisons  # noqa: E402
+from dsv3sim.results import to_json
+from dsv3sim.workload import deepep_overheads as DO
+from dsv3sim.workload import simulate
+from dsv3sim.workload.validation import ISCA_PARTS_S, comparisons
 
 TARGET = {"step time": 0.05, "GPU hours per trillion tokens": 0.05, "F&B chunk pair, 4 MoE layers": 0.15,
           **{k: 0.15 for k in ISCA_PARTS_S}, "MFU (causal)": 0.10, "MFU (non-causal)": 0.10}

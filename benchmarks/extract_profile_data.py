@@ -18,6 +18,7 @@ import bisect
 import json
 import sys
 from collections import defaultdict
+from pathlib import Path
 
 SLICES = ("attn(F)", "dispatch(F)", "mlp(F)", "combine(F)", "combine(B)", "mlp(B)", "dispatch(B)", "attn(B)",
           "mlp(W)", "attn(W)")
@@ -38,7 +39,7 @@ def kernel_class(name: str) -> str:
 
 
 def extract(path: str) -> dict:
-    ev = json.load(open(path))["traceEvents"]
+    ev = json.loads(Path(path).read_text())["traceEvents"]
     ann = sorted((e for e in ev if e.get("cat") == "user_annotation" and e["name"] in SLICES), key=lambda e: e["ts"])
     launch = {e["args"]["correlation"]: e["ts"] for e in ev
               if e.get("cat") == "cuda_runtime" and "correlation" in e.get("args", {})}

@@ -2,7 +2,10 @@
 
 The report (``dsv3sim.report``) renders from this JSON only (house style 13). Top-level keys of a training
 result: ``step_time_s``, ``breakdown_s`` (forward_s, backward_input_s, weight_grad_s, backward_full_s,
-overlapped_forward_backward_s, bubble_s, dp_comm_exposed_s, optimizer_s), ``mfu``, ``tokens_per_s``,
+overlapped_forward_backward_s, bubble_s, dp_comm_exposed_s, optimizer_s), ``step_breakdown_s`` (DeepSeek's
+terms, ISCA'25 Table 4: 1F, 1B, 1W, 1F1B, bubble, opt; they add up to the step), ``mfu`` (= ``mfu_causal``),
+``mfu_noncausal``, ``pair_slices_s`` (the overlapped pair with the most MoE layers, per-layer slice seconds),
+``tokens_per_s``,
 ``gpu_hours_per_trillion_tokens``, ``memory_per_gpu`` (one row per PP rank, bytes by component),
 ``ib_utilisation``, ``nvlink_utilisation``, ``link_utilisation`` ({t_s, by_class, by_node, average}),
 ``exposed_communication_s``, ``expert_load_before``/``expert_load_after`` (per GPU), ``nodes_per_token``

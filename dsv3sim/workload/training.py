@@ -1,16 +1,20 @@
 """One training step of PP x DP (ZeRO-1) x EP: DeepSeek-V3's pre-training setup as a simulation.
 
 How the step is assembled (details and the symmetric reductions in NOTES.md):
-1. EP all-to-all of one micro-batch: simulated on the topology (``comm.ep_comm``) for FP8 dispatch, BF16
-   combine and the BF16 dispatch of the backward (DeepSeek-V3 §3.3.3: dispatch activations in FP8, combine
-   and backward communication in BF16). combine(B) uses the dispatch paths, dispatch(B) the combine paths.
-2. Layer slices (``layer_ops.training_layer``) from kernel times; MoE rows = the busiest GPU's received rows.
+1. EP all-to-all of one micro-batch: simulated on the topology (``comm.ep_comm``) for the dispatch of the
+   forward and of the backward (combine(B), in the dispatch dtype: V3 §3.3.3 sends activations and the
+   activation gradients before the down-projections in FP8) and the BF16 combines. combine(B) uses the dispatch
+   paths, dispatch(B) the combine paths. DeepEP's layout and notify kernels and, in overlapped pairs, the
+   transfer's slowdown beside the GEMMs are added per slice (``deepep_overheads``).
+2. Layer slices (``layer_ops.training_layer``) from kernel times, with the production element-wise kernels
+   (``layer_extras``); MoE rows = the busiest GPU's received rows. In a pair, memory-bound kernels share HBM
+   with the all-to-all (``interference``).
 3. Chunk passes F, B, W, BW and overlapped pairs F&B(W) on one GPU, event by event (``overlap.run_chunks``).
 4. The pipeline schedule (``dsv3sim.parallel.generate``) executed with those times (``parallel.execute``,
    longest path over the action DAG, p2p latency + activation bytes / NIC bandwidth between stages).
-5. ZeRO-1 DP: gradient reduce-scatter of each rank starts after its last W and overlaps the pipeline drain;
-   the parameter all-gather after the optimizer is exposed (the next step's first forward needs it).
-   Optimizer: AdamW on the rank's shard, memory-bound (bytes / HBM bandwidth).
+5. ZeRO-1 DP per model chunk (``optimizer_step``): a chunk's gradient reduce-scatter starts after its last W on
+   the rank; optimizer (AdamW on the shard, FP8 re-quantisation, gradient zeroing) after the last one; the
+   parameter all-gathers are exposed only past the next step's first use of each chunk.
 Layer split over stages: embedding on stage 0, output head + MTP module (V3 §2.2) on the last stage; the
 L decoder layers spread evenly, the remainder to the middle stages (DeepSeek does not publish its split).
 """
@@ -33,15 +37,14 @@ from dsv3sim.sim.deepep import token_bytes
 from dsv3sim.workload import comm as C
 from dsv3sim.workload import deepep_overheads as DO
 from dsv3sim.workload import interference as IF
-from dsv3sim.workload import optimizer_step as OS
 from dsv3sim.workload import layer_routing as LR
+from dsv3sim.workload import optimizer_step as OS
 from dsv3sim.workload.kernels import MEM_EFF, gpu_perf
 from dsv3sim.workload.layer_ops import head_slices, training_layer
 from dsv3sim.workload.overlap import run_chunks
 
 COMM_F = ("dispatch(F)", "combine(F)")
 COMM_B = ("combine(B)", "dispatch(B)")
-ADAMW_BYTES_PER_PARAM = 22.0  # r/w FP32 master (8) + r FP32 grad (4) + r/w 2 BF16 moments (8) + w BF16 weight (2)
 
 
 @lru_cache(maxsize=64)
@@ -119,7 +122,7 @@ def simulate_training(scn: Scenario) -> TrainingResult | Infeasible:
     # 0. schedule and memory first: a configuration that does not fit costs no simulation
     layers_of = stage_layers(cfg, p.pp)
     sched = _schedule(w.schedule, p.pp, scn.microbatches)
-    mem_rows, opt_t, rs_t, ag_t = _dp_and_memory(cfg, scn, sched, layers_of, topo, perf, T)
+    mem_rows = _dp_and_memory(cfg, scn, sched, layers_of, topo, perf, T)
     worst_mem = max(mem_rows, key=lambda m: m["total_bytes"])
     if worst_mem["total_bytes"] > perf.hbm_bytes:
         return Infeasible(scenario=scn.name, kind="training",
@@ -185,8 +188,8 @@ def simulate_training(scn: Scenario) -> TrainingResult | Infeasible:
     def layer(i: int) -> tuple[dict, dict]:
         r = routing_of(i)
         li = min(i, cfg.num_hidden_layers - 1) if i >= cfg.num_hidden_layers else i
-        kw = dict(gpu=gpu, tokens=T, seq_len=w.seq_len, expert_rows=rows_by_r[r], local_experts=local_experts,
-                  gemm_dtype=w.gemm_dtype, sm_fraction=frac, recompute=w.recompute, extras=True)
+        kw = {"gpu": gpu, "tokens": T, "seq_len": w.seq_len, "expert_rows": rows_by_r[r], "local_experts": local_experts,
+                  "gemm_dtype": w.gemm_dtype, "sm_fraction": frac, "recompute": w.recompute, "extras": True}
         s = training_layer(cfg, li, **kw)
         moe = cfg.is_moe_layer(min(i, cfg.num_hidden_layers - 1)) and cfg.is_moe
         full, part = dict(s.times), dict(s.times_partial)
@@ -402,13 +405,14 @@ def _ep_overhead_args(topo, ep: int, tokens: int, topk: int) -> dict:
 
 
 def _dp_and_memory(cfg: ModelConfig, scn: Scenario, sched, layers_of: list[list[int]], topo, perf, T: int):
-    """Per PP rank: memory rows, ZeRO-1 reduce-scatter / all-gather and optimizer times (pure arithmetic)."""
+    """Per PP rank: memory rows (ZeRO-1 shard, weights, FP32 gradients, activations); pure arithmetic. The DP
+    collectives and the optimizer's time are per chunk, after execution (``_rank_end``, optimizer_step.py)."""
     from dsv3sim.parallel import activation_peaks
 
     w, p = scn.workload, scn.parallel
     peaks = activation_peaks(sched)
     dp_ep = max(1, (p.dp * p.tp) // p.ep)
-    mem_rows, opt_t, rs_t, ag_t = [], {}, {}, {}
+    mem_rows = []
     for r in range(p.pp):
         stages = sorted({sched.stage_of(r, c) for c in range(sched.n_chunks)})
         ne = sum(_stage_params(cfg, layers_of[s], s == 0, s == p.pp - 1)[0] for s in stages)
@@ -418,15 +422,6 @@ def _dp_and_memory(cfg: ModelConfig, scn: Scenario, sched, layers_of: list[list[
         ex_local = exs / p.ep * ((cfg.n_routed_experts + w.redundant_experts) / cfg.n_routed_experts
                                  if cfg.is_moe else 1)
         shard = ne / (p.dp if w.zero1 else 1) + ex_local / (dp_ep if w.zero1 else 1)
-        # FP32 gradients reduce-scattered (V3 §3.3.3 keeps gradients in FP32); non-experts over DP, experts DP/EP
-        rs_t[r] = C.ring_time(topo, p.dp, 4.0 * ne, cross_node=True) + C.ring_time(topo, dp_ep, 4.0 * ex_local,
-                                                                                 cross_node=True)
-        # parameter all-gather after the optimizer: exposed unless the scenario overlaps it with the next step's
-        # warm-up (``optimizer_overlap``, a what-if: DeepSeek does not publish how it schedules it)
-        ag_t[r] = (C.ring_time(topo, p.dp, 2.0 * ne, cross_node=True) +
-                   C.ring_time(topo, dp_ep, 2.0 * ex_local, cross_node=True)) if w.zero1 and not \
-            w.optimizer_overlap else 0.0
-        opt_t[r] = ADAMW_BYTES_PER_PARAM * shard / (perf.hbm_bw * MEM_EFF)
         act_layers = [i for s in stages for i in layers_of[s]]
         act_per_mb = T * float(np.mean([activation_bytes(cfg, i, w.recompute) for i in act_layers])) * (
             len(act_layers) / len(stages))
@@ -438,7 +433,7 @@ def _dp_and_memory(cfg: ModelConfig, scn: Scenario, sched, layers_of: list[list[
                          "master_weights_bytes": 4.0 * shard, "optimizer_moments_bytes": 4.0 * shard,
                          "activations_bytes": acts, "total_bytes": tot, "hbm_bytes": perf.hbm_bytes,
                          "activation_microbatch_stages": peaks[r]})
-    return mem_rows, opt_t, rs_t, ag_t
+    return mem_rows
 
 
 def _link_series(sched, ex, r0, per_class, moe_layers, nic_cap, nvl_cap, step, n_bins: int = 200):

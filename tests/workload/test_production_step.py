@@ -24,7 +24,7 @@ def test_calibrations_reproduce_their_trace_numbers():
 
 
 def test_notify_grows_with_ep_and_vanishes_without_peers():
-    args = dict(rdma_latency_s=3e-6, nvlink_latency_s=3e-6, cross_node=True)
+    args = {"rdma_latency_s": 3e-6, "nvlink_latency_s": 3e-6, "cross_node": True}
     assert DO.notify_time(1, 5e-3, **args) == 0.0
     t8, t64, t256 = (DO.notify_time(n, 5e-3, **args) for n in (8, 64, 256))
     assert t8 < t64 < t256
@@ -35,7 +35,7 @@ def test_notify_grows_with_ep_and_vanishes_without_peers():
 def test_comm_slices_alone_vs_paired():
     transfer = {"dispatch(F)": 2e-3, "combine(F)": 4e-3, "combine(B)": 2e-3, "dispatch(B)": 4e-3}
     compute = {"attn(F)": 3e-3, "mlp(F)": 4e-3, "attn(B)": 8e-3, "mlp(B)": 5e-3, "attn(W)": 2e-3, "mlp(W)": 4e-3}
-    kw = dict(ep=64, tokens=4096, topk=8, rdma_latency_s=3e-6, nvlink_latency_s=3e-6, cross_node=True)
+    kw = {"ep": 64, "tokens": 4096, "topk": 8, "rdma_latency_s": 3e-6, "nvlink_latency_s": 3e-6, "cross_node": True}
     alone = DO.comm_slices(transfer, compute, paired=False, **kw)
     pair = DO.comm_slices(transfer, compute, paired=True, **kw)
     for n, t in transfer.items():
@@ -61,8 +61,8 @@ def test_hbm_interference():
 
 def test_stretch_slows_only_memory_bound_kernels_on_the_partition():
     cfg = load_model_config("deepseek-v3")
-    kw = dict(gpu="H800", tokens=4096, seq_len=4096, expert_rows=32768, local_experts=4, gemm_dtype="fp8",
-              sm_fraction=112 / 132)
+    kw = {"gpu": "H800", "tokens": 4096, "seq_len": 4096, "expert_rows": 32768, "local_experts": 4, "gemm_dtype": "fp8",
+              "sm_fraction": 112 / 132}
     a = training_layer(cfg, 10, extras=True, **kw)
     b = training_layer(cfg, 10, extras=True, mem_stretch=1.2, **kw)
     assert a.times == b.times  # lone passes: all SMs, nothing beside them
@@ -80,8 +80,8 @@ def test_layer_extras_bytes_from_shapes():
     dense = {(e.slice, e.op) for e in training_extras(cfg, 0, tokens=4096, expert_rows=0, local_experts=0)}
     assert ("mlp(F)", "moe_permute") not in dense and ("mlp(W)", "grad_accumulate") in dense
     # the extras make every slice slower, never faster
-    kw = dict(gpu="H800", tokens=4096, seq_len=4096, expert_rows=32768, local_experts=4, gemm_dtype="fp8",
-              sm_fraction=1.0)
+    kw = {"gpu": "H800", "tokens": 4096, "seq_len": 4096, "expert_rows": 32768, "local_experts": 4, "gemm_dtype": "fp8",
+              "sm_fraction": 1.0}
     with_, without = training_layer(cfg, 10, extras=True, **kw), training_layer(cfg, 10, **kw)
     assert all(with_.times[k] > without.times[k] for k in without.times)
 
