@@ -188,15 +188,16 @@ def simulate_training(scn: Scenario) -> TrainingResult | Infeasible:
     def layer(i: int) -> tuple[dict, dict]:
         r = routing_of(i)
         li = min(i, cfg.num_hidden_layers - 1) if i >= cfg.num_hidden_layers else i
-        kw = {"gpu": gpu, "tokens": T, "seq_len": w.seq_len, "expert_rows": rows_by_r[r], "local_experts": local_experts,
-                  "gemm_dtype": w.gemm_dtype, "sm_fraction": frac, "recompute": w.recompute, "extras": True}
+        kw = {"gpu": gpu, "tokens": T, "seq_len": w.seq_len, "expert_rows": rows_by_r[r],
+              "local_experts": local_experts, "gemm_dtype": w.gemm_dtype, "sm_fraction": frac,
+              "recompute": w.recompute, "extras": True}
         s = training_layer(cfg, li, **kw)
         moe = cfg.is_moe_layer(min(i, cfg.num_hidden_layers - 1)) and cfg.is_moe
         full, part = dict(s.times), dict(s.times_partial)
         if moe:
             pair_comm = DO.comm_slices(comm_by_r[r], part, paired=True, **ep_cfg)
-            # HBM taken by the all-to-all, averaged over the pair's layer (interference.py)
-            span = max(sum(part.values()), sum(pair_comm.values()) / 2.0)
+            # HBM taken by the all-to-all, averaged over the pair's layer: its wall time is the longer stream
+            span = max(sum(part.values()), sum(pair_comm.values()))
             share = IF.hbm_share(sum(comm_hbm.values()), span, perf.hbm_bw)
             if share > 0:
                 part = dict(training_layer(cfg, li, mem_stretch=IF.memory_bound_stretch(share), **kw).times_partial)
