@@ -8,8 +8,9 @@ import json
 from dsv3sim.config import load_model_config
 from dsv3sim.config.model import ModelConfig
 from dsv3sim.cost.flops import decode_flops_per_token, forward_flops_per_token, prefill_flops_per_token
-from dsv3sim.cost.kvcache import kv_cache_bytes_per_token, max_batch_at_context, mha_equivalent_bytes_per_token
-from dsv3sim.cost.memory import activation_bytes_per_token, training_state_bytes, weight_bytes
+from dsv3sim.cost.kvcache import (kv_cache_bytes, kv_cache_bytes_per_token, max_batch_at_context,
+                                  mha_equivalent_bytes_per_token)
+from dsv3sim.cost.memory import activation_bytes_per_token, checkpoint_weight_dtype, training_state_bytes, weight_bytes
 from dsv3sim.cost.params import count_params
 
 NAME = "stats"
@@ -36,13 +37,15 @@ def compute(cfg: ModelConfig, seq_len: int, context: int, gpu_memory_bytes: floa
     pc = count_params(cfg)
     fwd = forward_flops_per_token(cfg, seq_len)
     fwd_mtp = forward_flops_per_token(cfg, seq_len, include_mtp=True)
-    kv = kv_cache_bytes_per_token(cfg, 2)
+    kv = kv_cache_bytes_per_token(cfg, 2, context=context)
     wfp8 = weight_bytes(cfg, "fp8")
+    ckpt = checkpoint_weight_dtype(cfg)
     wbf16 = weight_bytes(cfg, "bf16")
     free_fp8 = gpu_memory_bytes - 0  # KV capacity of one GPU's memory, weights elsewhere (large EP)
     out = {
         "model": cfg.name,
         "model_type": cfg.model_type,
+        "family": cfg.family,
         "attention": cfg.attention,
         "params_total": pc.total,
         "params_activated": pc.activated,
@@ -60,11 +63,13 @@ def compute(cfg: ModelConfig, seq_len: int, context: int, gpu_memory_bytes: floa
         "decode_context": context,
         "decode_flops_per_token": decode_flops_per_token(cfg, context),
         "kv_cache_bytes_per_token": kv,
-        "kv_cache_bytes_per_token_fp8": kv_cache_bytes_per_token(cfg, 1),
+        "kv_cache_bytes_per_token_fp8": kv_cache_bytes_per_token(cfg, 1, context=context),
         "kv_cache_bytes_per_token_mha_equivalent": mha_equivalent_bytes_per_token(cfg, 2),
-        "kv_cache_bytes_at_128k": kv * 131072,
+        "kv_cache_bytes_at_128k": kv_cache_bytes(cfg, 131072, 2),
         "weights_bytes_bf16": wbf16,
         "weights_bytes_fp8": wfp8,
+        "weights_checkpoint_dtype": ckpt,
+        "weights_bytes_checkpoint": weight_bytes(cfg, ckpt),
         "gpus_to_hold_weights_fp8": _ceil_div(wfp8, gpu_memory_bytes),
         "gpus_to_hold_weights_bf16": _ceil_div(wbf16, gpu_memory_bytes),
         "training_state_bytes_per_param": training_state_bytes(1.0, dp=1).total,
@@ -94,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(out, indent=2))
         return 0
     rows = [
-        ("model", f"{cfg.name} ({cfg.model_type}, {cfg.attention.upper()})"),
+        ("model", f"{cfg.name} ({cfg.model_type}, {cfg.family} family, {cfg.attention.upper()})"),
         ("params total", _fmt(out["params_total"])),
         ("params activated / token", _fmt(out["params_activated"])),
         ("params MTP modules", _fmt(out["params_mtp"])),
@@ -105,12 +110,15 @@ def run(args: argparse.Namespace) -> int:
         (f"train FLOPs / token (S={args.seq_len}, causal)", _fmt(out["train_flops_per_token"], "FLOP")),
         (f"prefill FLOPs / token (S={args.seq_len})", _fmt(out["prefill_flops_per_token"], "FLOP")),
         (f"decode FLOPs / token (context {ctx})", _fmt(out["decode_flops_per_token"], "FLOP")),
-        ("KV cache / token (BF16)", f"{out['kv_cache_bytes_per_token']:,} B"),
+        (f"KV cache / token (BF16{', at context ' + str(ctx) if cfg.sliding_window else ''})",
+         f"{out['kv_cache_bytes_per_token']:,} B"),
         ("KV cache / token (FP8)", f"{out['kv_cache_bytes_per_token_fp8']:,} B"),
         ("KV cache / token, MHA equivalent (BF16)", f"{out['kv_cache_bytes_per_token_mha_equivalent']:,} B"),
         ("KV cache of one 128K sequence", f"{out['kv_cache_bytes_at_128k'] / GiB:,.2f} GiB"),
         ("weights BF16 / FP8 (+ block scales)", f"{out['weights_bytes_bf16'] / GiB:,.1f} / "
                                                  f"{out['weights_bytes_fp8'] / GiB:,.1f} GiB"),
+        (f"weights as published ({out['weights_checkpoint_dtype']})",
+         f"{out['weights_bytes_checkpoint'] / GiB:,.1f} GiB"),
         (f"GPUs of {args.gpu_memory_GiB:g} GiB to hold the weights (FP8 / BF16)",
          f"{out['gpus_to_hold_weights_fp8']} / {out['gpus_to_hold_weights_bf16']}"),
         ("training state bytes / param (DeepSeek-V3 §3.3.3, no ZeRO)", f"{out['training_state_bytes_per_param']:g}"),

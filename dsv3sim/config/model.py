@@ -1,9 +1,12 @@
-"""ModelConfig: a frozen description of a DeepSeek-family (or dense GQA) transformer.
+"""ModelConfig: a frozen description of a DeepSeek-family (MLA) or GQA transformer, dense or MoE.
 
-Read from the model's own Hugging Face ``config.json`` (DeepSeek-V2/V3, Llama/Qwen style dense GQA)
-or from DeepSeek's inference ``config_671B.json`` (its short key names go through ``INFERENCE_ALIASES``).
-Keys absent from the file take the defaults of their ``model_type`` (``MODEL_TYPE_DEFAULTS``).
-Every variant is a field; nothing downstream tests for a particular width.
+Read from the model's own Hugging Face ``config.json``: DeepSeek-V2/V3 and their derivatives (Kimi K2,
+DeepSeek-V3.1/R1 fine-tunes, recognised by ``architectures``), Qwen3-MoE, Qwen2-MoE, Mixtral, gpt-oss and
+dense Llama/Qwen/Mistral (the family registry and its key maps: ``model_families.py``); or from DeepSeek's
+inference ``config_16B/236B/671B.json`` (short key names through ``INFERENCE_ALIASES``; a softmax gate reads
+as V2, a sigmoid one as V3; ``q_lora_rank: 0`` means no query compression). Keys absent from the file take the
+defaults of the family's HF configuration class. Every value is type-checked, finite and bounded
+(``model_fields.py``); every variant is a field; nothing downstream tests for a particular width.
 
 Facts: DeepSeek-V2 report (arXiv 2405.04434) §2.1 (MLA), §2.2 (DeepSeekMoE, device-limited routing);
 DeepSeek-V3 report (arXiv 2412.19437) §2.1.2 (sigmoid gate, aux-loss-free bias, node-limited routing),
@@ -19,11 +22,11 @@ from pathlib import Path
 from typing import Any
 
 from dsv3sim.config.errors import ConfigError
+from dsv3sim.config.model_families import ARCH_KEY, family_of
+from dsv3sim.config.model_fields import (check_limit, effective_limits, read_dict, read_float, read_int, read_list,
+                                         read_str, read_value)
 
-DEEPSEEK_TYPES = ("deepseek_v2", "deepseek_v3")
-DENSE_TYPES = ("llama", "qwen2", "qwen3", "mistral")
-
-# DeepSeek inference config_671B.json key -> HF config.json key
+# DeepSeek inference config (config_16B/236B/671B.json, DeepSeek-V3 inference/model.py ModelArgs) -> HF key
 INFERENCE_ALIASES: dict[str, str] = {
     "dim": "hidden_size",
     "inter_dim": "intermediate_size",
@@ -43,22 +46,18 @@ INFERENCE_ALIASES: dict[str, str] = {
     "mscale": "rope_scaling.mscale",
     "max_seq_len": "max_position_embeddings",
 }
-
-# Defaults per model_type for keys a config may omit (HF configuration_deepseek.py defaults, V2/V3 reports).
-MODEL_TYPE_DEFAULTS: dict[str, dict[str, Any]] = {
-    "deepseek_v2": dict(scoring_func="softmax", topk_method="group_limited_greedy", norm_topk_prob=False,
-                        routed_scaling_factor=1.0, num_nextn_predict_layers=0, n_group=1, topk_group=1,
-                        first_k_dense_replace=0, moe_layer_freq=1, n_shared_experts=0, aux_loss_alpha=0.001,
-                        seq_aux=True, q_lora_rank=None),
-    "deepseek_v3": dict(scoring_func="sigmoid", topk_method="noaux_tc", norm_topk_prob=True,
-                        routed_scaling_factor=2.5, num_nextn_predict_layers=1, n_group=8, topk_group=4,
-                        first_k_dense_replace=3, moe_layer_freq=1, n_shared_experts=1, aux_loss_alpha=0.0001,
-                        seq_aux=True, q_lora_rank=1536),
-    "llama": dict(),
-    "qwen2": dict(),
-    "qwen3": dict(),
-    "mistral": dict(),
-}
+# ModelArgs fields read under their own name; together with INFERENCE_ALIASES the closed key set of the format
+INFERENCE_KEYS = ("vocab_size", "n_routed_experts", "n_shared_experts", "q_lora_rank", "kv_lora_rank",
+                  "qk_nope_head_dim", "qk_rope_head_dim", "v_head_dim", "rope_theta", "dtype", "max_batch_size",
+                  "scale_fmt")
+# ModelArgs defaults (DeepSeek-V3 inference/model.py) for keys an inference config omits
+INFERENCE_DEFAULTS: dict[str, Any] = dict(first_k_dense_replace=1, n_group=1, topk_group=1,
+                                          routed_scaling_factor=1.0, scoring_func="softmax", q_lora_rank=0,
+                                          max_position_embeddings=4096 * 4, rope_theta=10000.0)
+ROPE_TYPES = ("yarn", "default", "linear", "dynamic", "llama3", "longrope", "su", "mrope", "ntk")
+TOPK_METHODS = ("greedy", "group_limited_greedy", "noaux_tc")
+LAYER_TYPES = ("full_attention", "sliding_attention")
+EXPERT_FORMATS = ("", "mxfp4")
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -83,7 +82,8 @@ class RopeScaling:
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class ModelConfig:
-    """One transformer. ``attention`` is "mla" for DeepSeek models, "gqa" for dense Llama/Qwen configs."""
+    """One transformer. ``attention`` is "mla" for the DeepSeek family (incl. Kimi K2), "gqa" for the others;
+    ``family`` names the FAMILIES entry it was read as (model_families.py)."""
 
     name: str
     model_type: str
@@ -94,34 +94,54 @@ class ModelConfig:
     num_hidden_layers: int
     num_attention_heads: int
     num_key_value_heads: int
+    family: str = ""
     rms_norm_eps: float = 1e-6
     rope_theta: float = 10000.0
     max_position_embeddings: int = 4096
     rope_scaling: RopeScaling | None = None
     tie_word_embeddings: bool = False
-    # GQA
+    # GQA (Llama / Qwen / Mixtral / gpt-oss): biases, per-head q/k RMSNorm (Qwen3), a learned softmax sink per
+    # head (gpt-oss), sliding-window layers (layer_types[i] == "sliding_attention" attends the last
+    # sliding_window keys)
     head_dim: int = 0
+    qkv_bias: bool = False
+    o_bias: bool = False
+    qk_norm: bool = False
+    attention_sinks: bool = False
+    sliding_window: int = 0
+    layer_types: tuple[str, ...] = ()
     # MLA (DeepSeek-V2 §2.1)
     q_lora_rank: int | None = None
     kv_lora_rank: int = 0
     qk_nope_head_dim: int = 0
     qk_rope_head_dim: int = 0
     v_head_dim: int = 0
-    # DeepSeekMoE (V2 §2.2, V3 §2.1.2)
+    # MoE (DeepSeekMoE V2 §2.2, V3 §2.1.2; Qwen/Mixtral/gpt-oss routers are softmax + top-k, n_group = 1)
     n_routed_experts: int = 0
     n_shared_experts: int = 0
     moe_intermediate_size: int = 0
+    shared_expert_intermediate_size: int = 0  # 0: n_shared_experts x moe_intermediate_size (DeepSeek)
+    shared_expert_gate: bool = False  # Qwen2-MoE: sigmoid(W x) scales the shared expert
+    router_bias: bool = False  # gpt-oss
+    expert_bias: bool = False  # gpt-oss: biases of gate/up [2I] and down [H] per expert
+    swiglu_limit: float = 0.0  # gpt-oss clamped SwiGLU (0: plain SwiGLU)
+    expert_weight_format: str = ""  # "mxfp4" (gpt-oss checkpoint) or "" (as the rest of the model)
     num_experts_per_tok: int = 0
     n_group: int = 1
     topk_group: int = 1
     first_k_dense_replace: int = 0
     moe_layer_freq: int = 1
+    moe_layer_offset: int = 0  # layer i is MoE when (i + offset) % freq == 0 (Qwen: 1, DeepSeek: 0)
+    mlp_only_layers: tuple[int, ...] = ()
     routed_scaling_factor: float = 1.0
     scoring_func: str = "softmax"
     topk_method: str = "greedy"
     norm_topk_prob: bool = False
     aux_loss_alpha: float = 0.0
     seq_aux: bool = True
+    # counting convention: Qwen and Mistral count the embedding in the activated parameters, DeepSeek and
+    # OpenAI do not (cost/params.py)
+    activated_counts_embedding: bool = False
     # MTP (V3 §2.2)
     num_nextn_predict_layers: int = 0
     # FP8 (V3 §3.3): weight block [rows, cols], None when the checkpoint is not quantised
@@ -140,9 +160,34 @@ class ModelConfig:
     def qk_head_dim(self) -> int:
         return self.qk_nope_head_dim + self.qk_rope_head_dim if self.attention == "mla" else self.head_dim
 
+    @property
+    def v_dim(self) -> int:
+        """Per-head value width: v_head_dim (MLA) or head_dim (GQA)."""
+        return self.v_head_dim if self.attention == "mla" else self.head_dim
+
+    @property
+    def rope_dim(self) -> int:
+        """Rotated width per head: the decoupled rope key (MLA) or the whole head (GQA)."""
+        return self.qk_rope_head_dim if self.attention == "mla" else self.head_dim
+
+    @property
+    def shared_intermediate_size(self) -> int:
+        """Width of the shared expert(s) as one SwiGLU (0 without shared experts)."""
+        if not self.n_shared_experts:
+            return 0
+        return self.shared_expert_intermediate_size or self.n_shared_experts * self.moe_intermediate_size
+
     def is_moe_layer(self, i: int) -> bool:
-        """Layer i uses DeepSeekMoE (HF modeling_deepseek: i >= first_k_dense_replace and i % freq == 0)."""
-        return self.is_moe and i >= self.first_k_dense_replace and i % self.moe_layer_freq == 0
+        """Layer i is MoE: i >= first_k_dense_replace, (i + moe_layer_offset) % moe_layer_freq == 0 and i not in
+        mlp_only_layers (HF modeling_deepseek / modeling_qwen*_moe)."""
+        return (self.is_moe and i >= self.first_k_dense_replace and (i + self.moe_layer_offset) % self.moe_layer_freq == 0
+                and i not in self.mlp_only_layers)
+
+    def window_of(self, i: int) -> int:
+        """Keys attended by layer i's sliding window, 0 for a full-attention layer (MTP layers are full)."""
+        if 0 <= i < len(self.layer_types) and self.layer_types[i] == "sliding_attention":
+            return self.sliding_window
+        return 0
 
     @property
     def n_moe_layers(self) -> int:
@@ -164,34 +209,73 @@ class ModelConfig:
         return replace(self, **changes)
 
 
+_KINDS = {f.name: f.type for f in fields(ModelConfig)}
+
+
 def _validate(c: ModelConfig) -> None:
+    """Types, finiteness and ranges of every field, with the field and value in each message."""
+    for f, kind in _KINDS.items():
+        if kind in ("int", "int | None", "float", "bool", "str"):
+            read_value(c.name, f, getattr(c, f), kind)
+
     def need_pos(name: str) -> None:
         v = getattr(c, name)
-        if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
+        if v <= 0:
             raise ConfigError(f"{c.name}: field '{name}' must be a positive integer, got {v!r}")
+
+    def need_nonneg(name: str) -> None:
+        if getattr(c, name) < 0:
+            raise ConfigError(f"{c.name}: field '{name}' must be >= 0, got {getattr(c, name)!r}")
 
     if c.attention not in ("mla", "gqa"):
         raise ConfigError(f"{c.name}: attention must be 'mla' or 'gqa', got {c.attention!r}")
     for n in ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
-              "num_key_value_heads"):
+              "num_key_value_heads", "max_position_embeddings"):
         need_pos(n)
+    if not 0 < c.rms_norm_eps < 1:
+        raise ConfigError(f"{c.name}: field 'rms_norm_eps' must be in (0, 1), got {c.rms_norm_eps!r}")
+    if c.rope_theta <= 0:
+        raise ConfigError(f"{c.name}: field 'rope_theta' must be > 0, got {c.rope_theta!r}")
     if c.attention == "mla":
         for n in ("kv_lora_rank", "qk_nope_head_dim", "qk_rope_head_dim", "v_head_dim"):
             need_pos(n)
         if c.q_lora_rank is not None:
             need_pos("q_lora_rank")
+        if c.qk_rope_head_dim % 2:
+            raise ConfigError(f"{c.name}: field 'qk_rope_head_dim' must be even (rotated in pairs), got "
+                              f"{c.qk_rope_head_dim}")
     else:
         need_pos("head_dim")
         if c.num_attention_heads % c.num_key_value_heads:
             raise ConfigError(f"{c.name}: num_attention_heads ({c.num_attention_heads}) must be divisible by "
                               f"num_key_value_heads ({c.num_key_value_heads})")
-    if c.n_routed_experts < 0:
-        raise ConfigError(f"{c.name}: field 'n_routed_experts' must be >= 0, got {c.n_routed_experts}")
+    for n in ("n_routed_experts", "n_shared_experts", "shared_expert_intermediate_size", "num_nextn_predict_layers",
+              "sliding_window", "moe_layer_offset"):
+        need_nonneg(n)
+    if c.aux_loss_alpha < 0:
+        raise ConfigError(f"{c.name}: field 'aux_loss_alpha' must be >= 0, got {c.aux_loss_alpha!r}")
+    if c.swiglu_limit < 0:
+        raise ConfigError(f"{c.name}: field 'swiglu_limit' must be >= 0, got {c.swiglu_limit!r}")
+    if c.expert_weight_format not in EXPERT_FORMATS:
+        raise ConfigError(f"{c.name}: expert_weight_format must be one of {EXPERT_FORMATS}, got "
+                          f"{c.expert_weight_format!r}")
+    if c.layer_types:
+        bad = sorted({t for t in c.layer_types if t not in LAYER_TYPES}, key=str)
+        if bad:
+            raise ConfigError(f"{c.name}: layer_types must hold only {', '.join(LAYER_TYPES)}; got {bad}")
+        if len(c.layer_types) != c.num_hidden_layers:
+            raise ConfigError(f"{c.name}: layer_types has {len(c.layer_types)} entries for num_hidden_layers "
+                              f"{c.num_hidden_layers}")
+        if "sliding_attention" in c.layer_types and c.sliding_window <= 0:
+            raise ConfigError(f"{c.name}: sliding_attention layers need sliding_window > 0, got {c.sliding_window}")
     if c.is_moe:
         for n in ("moe_intermediate_size", "num_experts_per_tok", "n_group", "topk_group", "moe_layer_freq"):
             need_pos(n)
-        if c.n_shared_experts < 0:
-            raise ConfigError(f"{c.name}: field 'n_shared_experts' must be >= 0, got {c.n_shared_experts}")
+        if c.routed_scaling_factor <= 0:
+            raise ConfigError(f"{c.name}: field 'routed_scaling_factor' must be > 0, got {c.routed_scaling_factor!r}")
+        if c.num_experts_per_tok > c.n_routed_experts:
+            raise ConfigError(f"{c.name}: num_experts_per_tok ({c.num_experts_per_tok}) exceeds n_routed_experts "
+                              f"({c.n_routed_experts})")
         if c.n_routed_experts % c.n_group:
             raise ConfigError(f"{c.name}: n_routed_experts ({c.n_routed_experts}) must be divisible by "
                               f"n_group ({c.n_group})")
@@ -203,75 +287,178 @@ def _validate(c: ModelConfig) -> None:
                               f"topk_group ({c.topk_group}) groups of {per_group}")
         if c.scoring_func not in ("softmax", "sigmoid"):
             raise ConfigError(f"{c.name}: scoring_func must be 'softmax' or 'sigmoid', got {c.scoring_func!r}")
+        if c.topk_method not in TOPK_METHODS:
+            raise ConfigError(f"{c.name}: topk_method must be one of {', '.join(TOPK_METHODS)}, got "
+                              f"{c.topk_method!r}")
         if c.first_k_dense_replace < 0 or c.first_k_dense_replace > c.num_hidden_layers:
             raise ConfigError(f"{c.name}: first_k_dense_replace ({c.first_k_dense_replace}) must be within "
                               f"[0, num_hidden_layers={c.num_hidden_layers}]")
-    if c.num_nextn_predict_layers < 0:
-        raise ConfigError(f"{c.name}: field 'num_nextn_predict_layers' must be >= 0, got {c.num_nextn_predict_layers}")
+        bad_l = [i for i in c.mlp_only_layers if isinstance(i, bool) or not isinstance(i, int)
+                 or not 0 <= i < c.num_hidden_layers]
+        if bad_l:
+            raise ConfigError(f"{c.name}: mlp_only_layers must be layer indices in [0, {c.num_hidden_layers}), "
+                              f"got {bad_l}")
+    if c.fp8_weight_block is not None:
+        blk = c.fp8_weight_block
+        if (len(blk) != 2 or any(isinstance(x, bool) or not isinstance(x, int) or x <= 0 for x in blk)):
+            raise ConfigError(f"{c.name}: quantization_config.weight_block_size must be two positive integers "
+                              f"[rows, cols], got {list(blk)}")
 
 
-_INT_KEYS = {f.name for f in fields(ModelConfig) if f.type in ("int", "int | None")}
+_SPECIAL = ("name", "model_type", "attention", "family", "rope_scaling", "fp8_weight_block", "extra", "layer_types",
+            "mlp_only_layers")
 
 
-def from_dict(raw: dict[str, Any], name: str = "model") -> ModelConfig:
-    """Build a ModelConfig from an HF config.json (or DeepSeek inference config) dict."""
+def _inference_to_hf(d: dict[str, Any], name: str) -> dict[str, Any]:
+    """DeepSeek's inference format (config_16B/236B/671B.json) -> HF keys. The family follows the gate: sigmoid
+    scores mean V3's aux-loss-free gate (noaux_tc, with the selection bias), softmax means V2's; V2's group
+    limit is group_limited_greedy (group scored by its max, V3 inference/model.py Gate for dim != 7168)."""
+    unknown = sorted(k for k in d if k not in INFERENCE_ALIASES and k not in INFERENCE_KEYS)
+    if unknown:
+        raise ConfigError(f"{name}: unknown key(s) in a DeepSeek inference config: {', '.join(unknown)} "
+                          f"(known: {', '.join(sorted(set(INFERENCE_ALIASES) | set(INFERENCE_KEYS)))})")
+    out: dict[str, Any] = {}
+    rope: dict[str, Any] = {}
+    for k, v in d.items():
+        long = INFERENCE_ALIASES.get(k, k)
+        if long.startswith("rope_scaling."):
+            rope[long.split(".", 1)[1]] = v
+        else:
+            out[long] = v
+    for k, v in INFERENCE_DEFAULTS.items():
+        out.setdefault(k, v)
+    score = read_str(name, "score_func", out["scoring_func"])
+    v3 = score == "sigmoid"
+    out["model_type"] = "deepseek_v3" if v3 else "deepseek_v2"
+    if not v3:
+        out.setdefault("num_nextn_predict_layers", 0)
+        out["topk_method"] = "group_limited_greedy" if out["n_group"] != 1 else "greedy"
+    for k, v in (("original_max_position_embeddings", 4096), ("factor", 40), ("beta_fast", 32),
+                 ("beta_slow", 1), ("mscale", 1.0)):
+        rope.setdefault(k, v)
+    rope["type"] = "yarn"
+    rope.setdefault("mscale_all_dim", rope["mscale"])
+    out["rope_scaling"] = rope
+    out["num_key_value_heads"] = out.get("num_attention_heads")
+    dtype = out.pop("dtype", "bf16")
+    if dtype not in ("bf16", "fp8"):
+        raise ConfigError(f"{name}: field 'dtype' must be 'bf16' or 'fp8', got {dtype!r}")
+    if dtype == "fp8":
+        out["quantization_config"] = {"weight_block_size": [128, 128]}
+    for k in ("max_batch_size", "scale_fmt"):
+        out.pop(k, None)
+    return out
+
+
+def _rope(r: Any, name: str) -> RopeScaling | None:
+    rope = read_dict(name, "rope_scaling", r)
+    if not rope:
+        return None
+    typ = rope.get("type", rope.get("rope_type"))
+    if typ not in ROPE_TYPES:
+        raise ConfigError(f"{name}: rope_scaling type must be one of {', '.join(ROPE_TYPES)}, got {typ!r}")
+    if "factor" in rope and read_float(name, "rope_scaling.factor", rope["factor"]) <= 0:
+        raise ConfigError(f"{name}: field 'rope_scaling.factor' must be > 0, got {rope['factor']!r}")
+    if typ != "yarn":
+        return None
+    kw: dict[str, Any] = {}
+    for k in ("factor", "beta_fast", "beta_slow", "mscale", "mscale_all_dim"):
+        if k in rope:
+            kw[k] = read_float(name, f"rope_scaling.{k}", rope[k])
+    if "original_max_position_embeddings" in rope:
+        kw["original_max_position_embeddings"] = read_int(name, "rope_scaling.original_max_position_embeddings",
+                                                          rope["original_max_position_embeddings"])
+    if kw.get("factor", 1.0) < 1.0:
+        raise ConfigError(f"{name}: field 'rope_scaling.factor' must be >= 1 for yarn, got {kw['factor']!r}")
+    for k in ("beta_fast", "beta_slow"):
+        if kw.get(k, 1.0) <= 0:
+            raise ConfigError(f"{name}: field 'rope_scaling.{k}' must be > 0, got {kw[k]!r}")
+    for k in ("mscale", "mscale_all_dim"):
+        if kw.get(k, 0.0) < 0:
+            raise ConfigError(f"{name}: field 'rope_scaling.{k}' must be >= 0, got {kw[k]!r}")
+    if kw.get("original_max_position_embeddings", 1) <= 0:
+        raise ConfigError(f"{name}: field 'rope_scaling.original_max_position_embeddings' must be > 0, got "
+                          f"{kw['original_max_position_embeddings']!r}")
+    return RopeScaling(**kw)
+
+
+def _quantization(q: Any, name: str) -> tuple[tuple[int, int] | None, str]:
+    """(FP8 weight block, expert weight format) from ``quantization_config``."""
+    q = read_dict(name, "quantization_config", q)
+    method = read_str(name, "quantization_config.quant_method", q["quant_method"]) if "quant_method" in q else ""
+    if method == "mxfp4":
+        return None, "mxfp4"
+    if method not in ("", "fp8"):
+        raise ConfigError(f"{name}: quantization_config.quant_method {method!r} is not modelled (known: fp8, mxfp4)")
+    if q.get("weight_block_size") is None:
+        return None, ""
+    blk = read_list(name, "quantization_config.weight_block_size", q["weight_block_size"])
+    if len(blk) != 2:
+        raise ConfigError(f"{name}: quantization_config.weight_block_size must be two positive integers "
+                          f"[rows, cols], got {blk!r}")
+    vals = tuple(read_int(name, "quantization_config.weight_block_size", x) for x in blk)
+    if min(vals) <= 0:
+        raise ConfigError(f"{name}: quantization_config.weight_block_size must be two positive integers "
+                          f"[rows, cols], got {blk!r}")
+    return (vals[0], vals[1]), ""
+
+
+def from_dict(raw: dict[str, Any], name: str = "model", *, limits: dict[str, int] | None = None) -> ModelConfig:
+    """Build a ModelConfig from an HF config.json (or a DeepSeek inference config) dict. Bad input raises one
+    ConfigError naming the field and the value (model_fields.py, model_families.py)."""
     if not isinstance(raw, dict):
         raise ConfigError(f"{name}: config must be a JSON object, got {type(raw).__name__}")
+    lim = effective_limits(limits)
     d = dict(raw)
-    rope = dict(d.get("rope_scaling") or {})
-    if "dim" in d and "hidden_size" not in d:  # DeepSeek inference config_671B.json
-        d.setdefault("model_type", "deepseek_v3")
-        for short, long in INFERENCE_ALIASES.items():
-            if short in d:
-                v = d.pop(short)
-                if long.startswith("rope_scaling."):
-                    rope[long.split(".", 1)[1]] = v
-                else:
-                    d[long] = v
-        # ModelArgs defaults of DeepSeek-V3 inference/model.py for keys config_671B.json omits
-        for k, v in (("original_max_position_embeddings", 4096), ("factor", 40), ("beta_fast", 32),
-                     ("beta_slow", 1), ("mscale", 1.0)):
-            rope.setdefault(k, v)
-        rope.setdefault("type", "yarn")
-        rope.setdefault("mscale_all_dim", rope["mscale"])
-        d.setdefault("intermediate_size", d.get("intermediate_size"))
-        d.setdefault("num_key_value_heads", d.get("num_attention_heads"))
-        d.setdefault("max_position_embeddings", 4096 * 4)  # ModelArgs.max_seq_len
-        if d.get("dtype") == "fp8":
-            d["quantization_config"] = {"weight_block_size": [128, 128]}
-    mt = d.get("model_type")
-    if mt not in MODEL_TYPE_DEFAULTS:
-        raise ConfigError(f"{name}: unknown model_type {mt!r}; known: {', '.join(MODEL_TYPE_DEFAULTS)}")
-    for k, v in MODEL_TYPE_DEFAULTS[mt].items():
-        d.setdefault(k, v)
+    if "dim" in d and "hidden_size" not in d and "model_type" not in d:
+        d = _inference_to_hf(d, name)
+    fam = family_of(d.get("model_type"), d.get("architectures"), name)
+    unknown = sorted(k for k in d if ARCH_KEY.search(k) and k not in fam.understood)
+    if unknown:
+        raise ConfigError(f"{name}: key(s) {', '.join(unknown)} are not understood for the {fam.name} family "
+                          f"(model_type {d.get('model_type')!r}); refusing to drop them and build a different model")
+    # values: the file's (renamed), then the family's defaults for absent/null keys, then its fixed facts
+    kw: dict[str, Any] = {}
+    for k in fam.read_keys:
+        if k in d and (d[k] is not None or k == "q_lora_rank"):
+            kw[fam.renames.get(k, k)] = d[k]
+    for k, v in fam.defaults.items():
+        if kw.get(k) is None and not (k == "q_lora_rank" and "q_lora_rank" in d):
+            kw[k] = v
+    if fam.hook is not None:
+        fam.hook(d, kw, name)
+    fixed = dict(fam.fixed)
+    width_from = fixed.pop("expert_width_from", None)
+    kw.update(fixed)
     required = ["vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads"]
-    missing = [k for k in required if d.get(k) is None]
+    missing = [k for k in required if kw.get(k) is None]
     if missing:
         raise ConfigError(f"{name}: missing required field(s): {', '.join(missing)}")
-    d.setdefault("num_key_value_heads", d["num_attention_heads"])
-    attention = "mla" if mt in DEEPSEEK_TYPES else "gqa"
-    kw: dict[str, Any] = dict(name=name, model_type=mt, attention=attention)
-    for f in fields(ModelConfig):
-        if f.name in ("name", "model_type", "attention", "rope_scaling", "fp8_weight_block", "extra"):
-            continue
-        if f.name in d and d[f.name] is not None or f.name == "q_lora_rank" and f.name in d:
-            kw[f.name] = d[f.name]
-    for k in _INT_KEYS:
-        v = kw.get(k)
-        if isinstance(v, float) and v.is_integer():
-            kw[k] = int(v)
-        elif v is not None and not isinstance(v, int):
-            raise ConfigError(f"{name}: field '{k}' must be an integer, got {v!r}")
-    if attention == "gqa":
-        kw.setdefault("head_dim", d.get("head_dim") or d["hidden_size"] // d["num_attention_heads"])
-        kw["n_routed_experts"] = 0
-    if rope and (rope.get("type") or rope.get("rope_type")) == "yarn":
-        rs = {k: rope[k] for k in ("factor", "original_max_position_embeddings", "beta_fast", "beta_slow",
-                                    "mscale", "mscale_all_dim") if k in rope}
-        kw["rope_scaling"] = RopeScaling(**rs)
-    q = d.get("quantization_config") or {}
-    if q.get("weight_block_size"):
-        kw["fp8_weight_block"] = tuple(int(x) for x in q["weight_block_size"])
+    kw.setdefault("num_key_value_heads", kw["num_attention_heads"])
+    for k in list(kw):
+        if k in _KINDS and k not in _SPECIAL:
+            kw[k] = read_value(name, k, kw[k], _KINDS[k])
+            if k in lim and isinstance(kw[k], int):
+                check_limit(name, k, kw[k], lim)
+    if width_from:
+        kw["moe_intermediate_size"] = kw[width_from]
+    if kw.get("q_lora_rank") == 0:
+        kw["q_lora_rank"] = None  # q_lora_rank 0 / null: no query compression (V2-Lite)
+    if "mlp_only_layers" in kw:
+        kw["mlp_only_layers"] = tuple(read_list(name, "mlp_only_layers", kw["mlp_only_layers"]))
+    if "layer_types" in kw:
+        kw["layer_types"] = tuple(kw["layer_types"])
+    if fam.attention == "gqa":
+        if "head_dim" not in kw:
+            kw["head_dim"] = kw["hidden_size"] // kw["num_attention_heads"] if kw["num_attention_heads"] > 0 else 0
+        check_limit(name, "head_dim", kw["head_dim"], lim)
+    kw["rope_scaling"] = _rope(d.get("rope_scaling"), name)
+    blk, fmt = _quantization(d.get("quantization_config"), name)
+    if blk is not None:
+        kw["fp8_weight_block"] = blk
+    if fmt:
+        kw["expert_weight_format"] = fmt
+    kw.update(name=name, model_type=str(d.get("model_type")), attention=fam.attention, family=fam.name)
     kw["extra"] = {k: v for k, v in raw.items() if k not in kw}
     try:
         return ModelConfig(**kw)
@@ -279,14 +466,16 @@ def from_dict(raw: dict[str, Any], name: str = "model") -> ModelConfig:
         raise ConfigError(f"{name}: {e}") from None
 
 
-def load_model_config(path: str | Path) -> ModelConfig:
+def load_model_config(path: str | Path, *, limits: dict[str, int] | None = None) -> ModelConfig:
     """Load a config file; ``path`` may also be a bare name from the repo's ``model/`` folder."""
     p = resolve_model_path(path)
     try:
         raw = json.loads(p.read_text())
-    except json.JSONDecodeError as e:
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
         raise ConfigError(f"{p}: not valid JSON ({e})") from None
-    return from_dict(raw, name=p.stem)
+    except OSError as e:
+        raise ConfigError(f"{p}: cannot read the model config ({e.strerror or e})") from None
+    return from_dict(raw, name=p.stem, limits=limits)
 
 
 def model_dir() -> Path:

@@ -7,6 +7,9 @@ Conventions (stated so users can compare):
   not (it is a gather). Backward = 2 x forward (input and weight gradients), so training = 3 x forward.
 - Causal attention at sequence length S: a query at position i attends i+1 keys; the mean is (S+1)/2. Per
   layer and token the forward core costs 2 nh (d_qk + d_v) (S+1)/2 (QK^T and PV).
+- Sliding-window layers (gpt-oss, Mistral; ``cfg.window_of(i)`` = W) attend at most W keys: the causal mean
+  becomes (sum_{p=1..S} min(p, W)) / S and decode reads min(C, W) keys. Attention sinks (one logit per head)
+  and biases are ignored like norms.
 - Decode at context C uses MLA's absorbed form (DeepSeek-V2 §2.1.2, "absorb W^{UK} into W^{UQ} and W^{UV}
   into W^O"): scores over the latent cost 2 nh (d_c + d_r) C, the weighted sum 2 nh d_c C, plus the
   absorptions 2 nh d_n d_c (query) and 2 nh d_c d_v (output) per token; kv_b_proj is not applied per step.
@@ -19,19 +22,23 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from dsv3sim.config.model import ModelConfig
-from dsv3sim.cost.params import attention_params, count_params, expert_params, mlp_params
+from dsv3sim.cost.params import attention_params, count_params, expert_matmul_params, is_norm, mlp_params
+
+_NOT_MATMUL = ("qkv_bias", "o_bias", "sinks")
 
 
 def attention_linear_params(cfg: ModelConfig) -> int:
-    return sum(v for k, v in attention_params(cfg).items() if not k.endswith("layernorm") and k != "qkv_bias")
+    """Weights of the attention projections (norms, biases and sinks excluded)."""
+    return sum(v for k, v in attention_params(cfg).items() if not is_norm(k) and k not in _NOT_MATMUL)
 
 
 def layer_linear_params_activated(cfg: ModelConfig, i: int) -> dict[str, int]:
     out = {"attention_proj": attention_linear_params(cfg)}
     if cfg.is_moe_layer(i):
         out["gate"] = cfg.n_routed_experts * cfg.hidden_size
-        out["shared_experts"] = cfg.n_shared_experts * expert_params(cfg)
-        out["routed_experts"] = cfg.num_experts_per_tok * expert_params(cfg)
+        out["shared_experts"] = 3 * cfg.hidden_size * cfg.shared_intermediate_size + (
+            cfg.hidden_size if cfg.shared_expert_gate else 0)
+        out["routed_experts"] = cfg.num_experts_per_tok * expert_matmul_params(cfg)
     else:
         out["dense_mlp"] = mlp_params(cfg)
     return out
@@ -39,13 +46,21 @@ def layer_linear_params_activated(cfg: ModelConfig, i: int) -> dict[str, int]:
 
 def attention_core_flops_per_token(cfg: ModelConfig, context: float) -> float:
     """Forward QK^T + PV for one token attending ``context`` keys, one layer (naive/materialised form)."""
-    nh = cfg.num_attention_heads
-    dv = cfg.v_head_dim if cfg.attention == "mla" else cfg.head_dim
-    return 2.0 * nh * (cfg.qk_head_dim + dv) * context
+    return 2.0 * cfg.num_attention_heads * (cfg.qk_head_dim + cfg.v_dim) * context
 
 
-def causal_mean_context(seq_len: int) -> float:
-    return (seq_len + 1) / 2.0
+def causal_mean_context(seq_len: int, window: int = 0) -> float:
+    """Mean keys attended per query of a causal sequence of ``seq_len``: (S+1)/2, or with a sliding window W < S
+    (W(W+1)/2 + (S-W) W) / S."""
+    if window <= 0 or window >= seq_len:
+        return (seq_len + 1) / 2.0
+    return (window * (window + 1) / 2.0 + (seq_len - window) * window) / seq_len
+
+
+def decode_context(cfg: ModelConfig, i: int, context: float) -> float:
+    """Keys read by one decoded token in layer ``i`` at ``context`` cached tokens."""
+    w = cfg.window_of(i)
+    return min(context, w) if w else context
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -67,10 +82,10 @@ def forward_flops_per_token(cfg: ModelConfig, seq_len: int, include_mtp: bool = 
     layers = list(range(cfg.num_hidden_layers))
     if include_mtp:
         layers += [cfg.num_hidden_layers] * cfg.num_nextn_predict_layers
-    ctx = causal_mean_context(seq_len)
     for i in layers:
         for k, v in layer_linear_params_activated(cfg, i).items():
             comp[k] = comp.get(k, 0.0) + 2.0 * v
+        ctx = causal_mean_context(seq_len, cfg.window_of(i))
         comp["attention_core"] = comp.get("attention_core", 0.0) + attention_core_flops_per_token(cfg, ctx)
     heads = 1 + (cfg.num_nextn_predict_layers if include_mtp else 0)
     comp["head"] = 2.0 * cfg.vocab_size * cfg.hidden_size * heads
@@ -105,7 +120,7 @@ def decode_flops_per_token(cfg: ModelConfig, context: int) -> float:
             absorb = 2.0 * nh * cfg.qk_nope_head_dim * dc + 2.0 * nh * dc * cfg.v_head_dim
             total += core + absorb
         else:
-            total += attention_core_flops_per_token(cfg, context)
+            total += attention_core_flops_per_token(cfg, decode_context(cfg, i, context))
         total += 2.0 * sum(lin.values())
     return total
 

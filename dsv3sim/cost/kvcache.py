@@ -4,7 +4,9 @@ MLA caches only the compressed latent c^{KV} (kv_lora_rank) and the decoupled ro
 per token per layer (DeepSeek-V2 §2.1.2-2.1.3, Table 1: (d_c + d_h^R) l elements). DeepSeek-V3: (512 + 64) x 61
 x 2 B = 70,272 B/token in BF16 ("Insights into DeepSeek-V3", ISCA'25, Table 1). MTP layers are not cached
 during plain decoding and are excluded. The MHA equivalent caches full K (d_n + d_r per head) and V (d_v per head);
-GQA caches K and V of num_key_value_heads x head_dim each.
+GQA caches K and V of num_key_value_heads x head_dim each. A sliding-window layer (gpt-oss: every other layer,
+W = 128) keeps only its last W tokens, so a sequence of C tokens holds min(C, W) there: the bytes per token
+depend on the context for such models (``context=``), and equal the all-layers figure without windows.
 """
 
 from __future__ import annotations
@@ -18,8 +20,18 @@ def kv_elements_per_token_per_layer(cfg: ModelConfig) -> int:
     return 2 * cfg.num_key_value_heads * cfg.head_dim
 
 
-def kv_cache_bytes_per_token(cfg: ModelConfig, dtype_bytes: float = 2) -> int:
-    """Bytes cached per token over all main-model layers. FP8 cache: dtype_bytes=1 (scales not included)."""
+def kv_cache_bytes(cfg: ModelConfig, context: int, dtype_bytes: float = 2) -> int:
+    """Bytes cached for one sequence of ``context`` tokens over all main-model layers (windows capped at W)."""
+    per = kv_elements_per_token_per_layer(cfg) * dtype_bytes
+    held = sum(min(context, cfg.window_of(i)) if cfg.window_of(i) else context for i in range(cfg.num_hidden_layers))
+    return int(per * held)
+
+
+def kv_cache_bytes_per_token(cfg: ModelConfig, dtype_bytes: float = 2, context: int | None = None) -> int:
+    """Bytes cached per token over all main-model layers; with ``context``, the mean per token of a sequence that
+    long (sliding-window layers hold at most W tokens). FP8 cache: dtype_bytes=1 (scales not included)."""
+    if context is not None and context > 0 and cfg.sliding_window:
+        return int(kv_cache_bytes(cfg, context, dtype_bytes) / context)
     return int(kv_elements_per_token_per_layer(cfg) * cfg.num_hidden_layers * dtype_bytes)
 
 
@@ -43,4 +55,5 @@ def max_batch_at_context(cfg: ModelConfig, free_bytes: float, context: int, dtyp
     """Largest number of sequences of ``context`` tokens whose cache fits in ``free_bytes``."""
     if context <= 0:
         raise ValueError(f"context must be > 0, got {context}")
-    return max_kv_tokens(cfg, free_bytes, dtype_bytes, layers_fraction) // context
+    per_seq = kv_cache_bytes(cfg, context, dtype_bytes) * layers_fraction
+    return max(0, int(free_bytes // per_seq)) if per_seq > 0 else 0

@@ -8,6 +8,10 @@ data-parallel ranks (Rajbhandari et al. 2020, stage 1).
 FP8 weights (V3 §3.3.2, HF ``quantization_config.weight_block_size``): every linear of the decoder layers is
 E4M3 with one FP32 ``weight_scale_inv`` per 128x128 block; embedding, output head, norms and the router stay
 BF16 (DeepSeek-V3 checkpoint layout).
+
+MXFP4 experts (gpt-oss model card §2; OCP Microscaling spec v1.0 §6.3): the routed experts' matrices are FP4
+(E2M1, 0.5 B) with one E8M0 scale (1 B) per 32 elements = 0.53125 B per weight; attention, router, embedding,
+head, norms and biases stay BF16 (``quantization_config.modules_to_not_convert``).
 """
 
 from __future__ import annotations
@@ -16,7 +20,11 @@ import math
 from dataclasses import dataclass
 
 from dsv3sim.config.model import ModelConfig
-from dsv3sim.cost.params import attention_params, count_params
+from dsv3sim.cost.params import attention_params, count_params, expert_matmul_params, expert_params
+
+MXFP4_BLOCK = 32  # elements per E8M0 scale (OCP MX spec v1.0)
+MXFP4_BYTES_PER_WEIGHT = 0.5 + 1.0 / MXFP4_BLOCK
+WEIGHT_DTYPES = ("bf16", "fp8", "fp32", "mxfp4")
 
 
 def _linear_shapes_per_layer(cfg: ModelConfig, i: int) -> list[tuple[int, int, int]]:
@@ -37,16 +45,21 @@ def _linear_shapes_per_layer(cfg: ModelConfig, i: int) -> list[tuple[int, int, i
         nh, nkv, hd = cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim
         shapes += [(nh * hd, H, 1), (nkv * hd, H, 2), (H, nh * hd, 1)]
     if cfg.is_moe_layer(i):
-        n = cfg.n_routed_experts + cfg.n_shared_experts
-        I = cfg.moe_intermediate_size
+        E, I = cfg.n_routed_experts, cfg.moe_intermediate_size
+        shapes += [(I, H, 2 * E), (H, I, E)]
+        if cfg.shared_intermediate_size:
+            Is = cfg.shared_intermediate_size
+            shapes += [(Is, H, 2), (H, Is, 1)]
     else:
-        n, I = 1, cfg.intermediate_size
-    shapes += [(I, H, 2 * n), (H, I, n)]
+        I = cfg.intermediate_size
+        shapes += [(I, H, 2), (H, I, 1)]
     return shapes
 
 
 def fp8_weight_bytes(cfg: ModelConfig, block: tuple[int, int] = (128, 128), include_mtp: bool = False) -> int:
     """Bytes of the weights with decoder linears in FP8 (1 B) + FP32 block scales, the rest in BF16."""
+    if len(block) != 2 or any(isinstance(b, bool) or not isinstance(b, int) or b <= 0 for b in block):
+        raise ValueError(f"FP8 weight block must be two positive integers [rows, cols], got {list(block)}")
     pc = count_params(cfg)
     layers = list(range(cfg.num_hidden_layers))
     if include_mtp:
@@ -61,6 +74,32 @@ def fp8_weight_bytes(cfg: ModelConfig, block: tuple[int, int] = (128, 128), incl
     return fp8_elems + scale_bytes + 2 * (total - fp8_elems)
 
 
+def mxfp4_weight_bytes(cfg: ModelConfig, include_mtp: bool = False) -> int:
+    """Routed-expert matrices in MXFP4, everything else (expert biases included) BF16."""
+    pc = count_params(cfg)
+    total = pc.total + (pc.mtp if include_mtp else 0)
+    layers = cfg.n_moe_layers + (cfg.num_nextn_predict_layers if include_mtp and cfg.is_moe else 0)
+    fp4 = layers * cfg.n_routed_experts * expert_matmul_params(cfg)
+    return int(math.ceil(fp4 * MXFP4_BYTES_PER_WEIGHT) + 2 * (total - fp4))
+
+
+def checkpoint_weight_dtype(cfg: ModelConfig) -> str:
+    """The format the model is published in: "mxfp4" (gpt-oss experts), "fp8" (DeepSeek-V3, Kimi K2), "bf16"."""
+    if cfg.expert_weight_format == "mxfp4":
+        return "mxfp4"
+    return "fp8" if cfg.fp8_weight_block else "bf16"
+
+
+def routed_expert_bytes(cfg: ModelConfig, dtype: str) -> float:
+    """One routed expert's weights in ``dtype`` (FP8: + FP32 scale per 128x128 block; MXFP4: + E8M0 per 32),
+    its biases in BF16."""
+    mat, bias = expert_matmul_params(cfg), expert_params(cfg) - expert_matmul_params(cfg)
+    per = {"bf16": 2.0, "fp32": 4.0, "fp8": 1.0 + 4.0 / 128 ** 2, "mxfp4": MXFP4_BYTES_PER_WEIGHT}.get(dtype)
+    if per is None:
+        raise ValueError(f"dtype must be one of {', '.join(WEIGHT_DTYPES)}; got {dtype!r}")
+    return mat * per + 2.0 * bias
+
+
 def weight_bytes(cfg: ModelConfig, dtype: str = "bf16", include_mtp: bool = False) -> int:
     pc = count_params(cfg)
     n = pc.total + (pc.mtp if include_mtp else 0)
@@ -70,7 +109,9 @@ def weight_bytes(cfg: ModelConfig, dtype: str = "bf16", include_mtp: bool = Fals
         return 4 * n
     if dtype == "fp8":
         return fp8_weight_bytes(cfg, cfg.fp8_weight_block or (128, 128), include_mtp)
-    raise ValueError(f"dtype must be one of bf16, fp8, fp32; got {dtype!r}")
+    if dtype == "mxfp4":
+        return mxfp4_weight_bytes(cfg, include_mtp)
+    raise ValueError(f"dtype must be one of {', '.join(WEIGHT_DTYPES)}; got {dtype!r}")
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -127,12 +168,13 @@ def activation_bytes_per_token_per_layer(cfg: ModelConfig, moe: bool, fp8_cache:
     if moe:
         k, I = cfg.num_experts_per_tok, cfg.moe_intermediate_size
         n_act = k + cfg.n_shared_experts
+        width = k * I + cfg.shared_intermediate_size  # SwiGLU width over the chosen and shared experts
         total += n_act * H * a  # expert inputs (dispatched, FP8)
         if fp8_cache and recompute_norm_and_up_proj:  # V3 §3.3.3: SwiGLU inputs FP8, output recomputed
-            total += n_act * 2 * I * a
+            total += 2 * width * a
         else:
-            total += n_act * 2 * I * b  # gate/up outputs for SwiGLU backward
-            total += n_act * I * b  # SwiGLU output (input of down proj)
+            total += 2 * width * b  # gate/up outputs for SwiGLU backward
+            total += width * b  # SwiGLU output (input of down proj)
         total += cfg.n_routed_experts * 4  # router scores (FP32)
     else:
         I = cfg.intermediate_size

@@ -1,14 +1,22 @@
-"""Parameter counts of a DeepSeek-family (MLA + DeepSeekMoE + MTP) or dense GQA transformer.
+"""Parameter counts of a DeepSeek-family (MLA + DeepSeekMoE + MTP) or GQA (dense or MoE) transformer.
 
-Counts follow the Hugging Face module layout of DeepSeek-V2/V3 (modeling_deepseek.py), so that they equal
-``numel()`` of the executable model. "Activated per token" follows DeepSeek's convention (V3 report, abstract:
-671B total, 37B activated): every non-expert parameter counts once, plus the shared experts and the top-k
-routed experts of each MoE layer; the output head counts, the embedding lookup does not; MTP modules are
-reported separately (V3 README: 671B main model + 14B MTP module weights = 685B on the Hub, where the MTP
-layer stores its own copies of the embedding and output head).
+Counts follow the Hugging Face module layout of each family (modeling_deepseek.py, modeling_qwen3_moe.py,
+modeling_qwen2_moe.py, modeling_mixtral.py, modeling_gpt_oss.py), so that they equal ``numel()`` of the
+executable model (dsv3sim.nn builds every family on the meta device).
+
+"Activated per token" follows each model's own published convention:
+- DeepSeek (V3 report, abstract: 671B total, 37B activated), Kimi K2 (1.04T / 32B) and gpt-oss (model card
+  Table 1: 116.8B total, 5.13B active, where "active" counts the unembedding but not the embedding): every
+  non-expert parameter once, plus the shared experts and the top-k routed experts of each MoE layer; the output
+  head counts, the embedding lookup does not.
+- Qwen (Qwen3 report Table 1-2: 235B/22B, 30.5B/3.3B; Qwen1.5-MoE-A2.7B: 14.3B/2.7B) and Mistral
+  (Mixtral-8x7B: 46.7B/12.9B): the same, plus the embedding (``activated_counts_embedding``).
+MTP modules are reported separately (V3 README: 671B main model + 14B MTP module weights = 685B on the Hub,
+where the MTP layer stores its own copies of the embedding and output head).
 
 Legend: H hidden, V vocab, nh heads, d_c kv_lora_rank, d_q q_lora_rank, d_n qk_nope, d_r qk_rope, d_v v_head,
-E routed experts, I_e moe_intermediate_size, I dense intermediate_size.
+E routed experts, I_e moe_intermediate_size, I dense intermediate_size, I_s shared-expert width, hd head_dim,
+nkv key/value heads.
 """
 
 from __future__ import annotations
@@ -24,8 +32,14 @@ def attention_params(cfg: ModelConfig) -> dict[str, int]:
     if cfg.attention == "gqa":
         hd, nkv = cfg.head_dim, cfg.num_key_value_heads
         p = {"q_proj": H * nh * hd, "k_proj": H * nkv * hd, "v_proj": H * nkv * hd, "o_proj": nh * hd * H}
-        if _has_qkv_bias(cfg):
+        if cfg.qkv_bias:
             p["qkv_bias"] = nh * hd + 2 * nkv * hd
+        if cfg.o_bias:
+            p["o_bias"] = H
+        if cfg.qk_norm:  # Qwen3: RMSNorm over each head's q and k (weights [hd] shared by the heads)
+            p["q_norm"] = p["k_norm"] = hd
+        if cfg.attention_sinks:  # gpt-oss: one learned sink logit per head
+            p["sinks"] = nh
         return p
     dq = cfg.qk_nope_head_dim + cfg.qk_rope_head_dim
     p: dict[str, int] = {}
@@ -42,8 +56,8 @@ def attention_params(cfg: ModelConfig) -> dict[str, int]:
     return p
 
 
-def _has_qkv_bias(cfg: ModelConfig) -> bool:
-    return bool(cfg.extra.get("attention_bias")) or cfg.model_type == "qwen2"
+def is_norm(key: str) -> bool:
+    return key.endswith("norm")
 
 
 def mlp_params(cfg: ModelConfig) -> int:
@@ -51,24 +65,37 @@ def mlp_params(cfg: ModelConfig) -> int:
     return 3 * cfg.hidden_size * cfg.intermediate_size
 
 
-def expert_params(cfg: ModelConfig) -> int:
-    """One fine-grained expert (SwiGLU with I_e)."""
+def expert_matmul_params(cfg: ModelConfig) -> int:
+    """Matrices of one routed expert (SwiGLU with I_e): gate, up [I_e, H], down [H, I_e]."""
     return 3 * cfg.hidden_size * cfg.moe_intermediate_size
 
 
+def expert_params(cfg: ModelConfig) -> int:
+    """One routed expert, with gpt-oss's biases (gate/up 2 I_e, down H) where the family has them."""
+    bias = 2 * cfg.moe_intermediate_size + cfg.hidden_size if cfg.expert_bias else 0
+    return expert_matmul_params(cfg) + bias
+
+
+def shared_expert_params(cfg: ModelConfig) -> int:
+    """All shared experts of one MoE layer as one SwiGLU of width I_s, plus Qwen2-MoE's gate [1, H]."""
+    return 3 * cfg.hidden_size * cfg.shared_intermediate_size + (cfg.hidden_size if cfg.shared_expert_gate else 0)
+
+
 def gate_params(cfg: ModelConfig) -> int:
-    """Router centroids E x H, plus the selection bias of aux-loss-free balancing (V3 §2.1.2) for noaux_tc."""
-    return cfg.n_routed_experts * cfg.hidden_size + (cfg.n_routed_experts if cfg.topk_method == "noaux_tc" else 0)
+    """Router centroids E x H, plus the selection bias of aux-loss-free balancing (V3 §2.1.2) for noaux_tc and
+    gpt-oss's router bias."""
+    E = cfg.n_routed_experts
+    return E * cfg.hidden_size + (E if cfg.topk_method == "noaux_tc" else 0) + (E if cfg.router_bias else 0)
 
 
 def layer_params(cfg: ModelConfig, i: int) -> dict[str, int]:
     """One decoder layer by component."""
     attn = attention_params(cfg)
-    norm_in_attn = sum(v for k, v in attn.items() if k.endswith("layernorm"))
+    norm_in_attn = sum(v for k, v in attn.items() if is_norm(k))
     out = {"attention": sum(attn.values()) - norm_in_attn, "norms": 2 * cfg.hidden_size + norm_in_attn}
     if cfg.is_moe_layer(i):
         out["gate"] = gate_params(cfg)
-        out["shared_experts"] = cfg.n_shared_experts * expert_params(cfg)
+        out["shared_experts"] = shared_expert_params(cfg)
         out["routed_experts"] = cfg.n_routed_experts * expert_params(cfg)
     else:
         out["dense_mlp"] = mlp_params(cfg)
@@ -88,7 +115,7 @@ def mtp_module_params(cfg: ModelConfig) -> dict[str, int]:
 @dataclass(frozen=True, kw_only=True, slots=True)
 class ParamCounts:
     total: int  # main model, every parameter once (MTP excluded)
-    activated: int  # per token, DeepSeek's convention (embedding excluded, head included)
+    activated: int  # per token, the family's published convention (module docstring)
     mtp: int  # all MTP modules, shared embedding/head excluded
     mtp_activated: int
     mtp_per_module: int = 0
@@ -118,7 +145,8 @@ def count_params(cfg: ModelConfig) -> ParamCounts:
             comp[k] += v
     total = sum(comp.values())
     act = dict(comp)
-    act["embedding"] = 0
+    if not cfg.activated_counts_embedding:
+        act["embedding"] = 0
     if cfg.is_moe:
         act["routed_experts"] = cfg.n_moe_layers * cfg.num_experts_per_tok * expert_params(cfg)
     if cfg.tie_word_embeddings:

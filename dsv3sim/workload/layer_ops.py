@@ -9,10 +9,13 @@ R rows reaching this GPU's experts, S sequence length, nh heads):
   §3.3 quantises linears (Fprop/Dgrad/Wgrad), BF16 otherwise.
 - attention core (causal, training/prefill): T x 2 nh (d_qk + d_v) (S+1)/2 FLOPs forward (cost/flops.py);
   backward 2.5x forward (FlashAttention-2, Dao 2023 §3.1.2: five matmuls in backward vs two in forward).
-- decode attention (absorbed MLA, cost/flops.py): memory-bound read of the latent cache, B x C x (d_c+d_r) x 2 B.
+- decode attention (absorbed MLA, cost/flops.py): memory-bound read of the latent cache, B x C x (d_c+d_r) x 2 B;
+  GQA reads K and V of its KV heads, B x C x 2 nkv hd x 2 B. A sliding-window layer (``cfg.window_of(i)`` = W)
+  attends min(C, W) keys in decode and the windowed causal mean in training/prefill (cost/flops.py).
 - router: [T, H] x [H, E] BF16 (V3 §3.3: gating kept in higher precision).
 - MoE: grouped GEMM of the local experts over R rows (gate+up [R,H]x[H,2I], down [R,I]x[I,H]) plus the
-  shared expert over T rows; dense layers an [T,H]x[H,3I] MLP.
+  shared expert over T rows (DeepSeek: n_shared x T rows of width I; a shared expert of its own width I_s,
+  Qwen2-MoE: T rows of I_s); dense layers an [T,H]x[H,3I] MLP.
 - backward: dgrad = forward GEMM FLOPs (B); wgrad = forward GEMM FLOPs (W). With ``recompute`` the RMSNorms and
   MLA up-projections (q_b_proj, kv_b_proj) run again in B (DeepSeek-V3 §3.2.3).
 - element-wise ops (RMSNorm, SwiGLU, rope) as memory-bound reads+writes of their tensors.
@@ -23,7 +26,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from dsv3sim.config.model import ModelConfig
-from dsv3sim.cost.flops import attention_core_flops_per_token, causal_mean_context
+from dsv3sim.cost.flops import attention_core_flops_per_token, causal_mean_context, decode_context
 from dsv3sim.cost.kvcache import kv_elements_per_token_per_layer
 from dsv3sim.workload.interference import is_memory_bound
 from dsv3sim.workload.kernels import gpu_perf, op_time
@@ -49,6 +52,16 @@ def attention_linears(cfg: ModelConfig) -> list[tuple[str, int, int]]:
         return out
     hd, nkv = cfg.head_dim, cfg.num_key_value_heads
     return [("q_proj", H, nh * hd), ("k_proj", H, nkv * hd), ("v_proj", H, nkv * hd), ("o_proj", nh * hd, H)]
+
+
+def _expert_rows(cfg: ModelConfig, tokens: int, expert_rows: int, local_experts: int) -> list[tuple[int, int, int]]:
+    """(rows, experts, width) of the routed grouped GEMM and of the shared expert(s)."""
+    out = [(expert_rows, max(1, local_experts), cfg.moe_intermediate_size)]
+    if cfg.n_shared_experts and cfg.shared_expert_intermediate_size:
+        out.append((tokens, 1, cfg.shared_expert_intermediate_size))
+    elif cfg.n_shared_experts:
+        out.append((tokens * cfg.n_shared_experts, 1, cfg.moe_intermediate_size))
+    return out
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -140,24 +153,22 @@ def training_layer(cfg: ModelConfig, i: int, *, gpu: str, tokens: int, seq_len: 
         a.gemm("attn(W)", n, tokens, k, gemm_dtype, cast_b=True)  # wgrad [n, T] x [T, k]
         if recompute and name in up_proj:
             a.gemm("attn(B)", tokens, k, n, gemm_dtype)  # recomputed up-projection (V3 §3.2.3)
-    core = tokens * attention_core_flops_per_token(cfg, causal_mean_context(seq_len))
+    core = tokens * attention_core_flops_per_token(cfg, causal_mean_context(seq_len, cfg.window_of(i)))
     nh = cfg.num_attention_heads
-    qkv_bytes = 2.0 * tokens * nh * (2 * cfg.qk_head_dim + (cfg.v_head_dim if cfg.attention == "mla" else cfg.head_dim))
-    dv = cfg.v_head_dim if cfg.attention == "mla" else cfg.head_dim
+    dv = cfg.v_dim
+    n_kv = nh if cfg.attention == "mla" else cfg.num_key_value_heads  # MLA materialises K, V per head
+    qkv_bytes = 2.0 * tokens * (nh * cfg.qk_head_dim + n_kv * (cfg.qk_head_dim + dv))
     ashape = {"s": seq_len, "h": nh, "b": max(1, tokens // seq_len), "dqk": cfg.qk_head_dim, "dv": dv}
     a.add("attn(F)", "attn_prefill", "bf16", core, qkv_bytes, **ashape)
     a.add("attn(B)", "attn_prefill_bwd", "bf16", ATTN_BWD_FACTOR * core, 2 * qkv_bytes, **ashape)
     a.eltwise("attn(B)", tokens, H, 2 + (1 if recompute else 0))
     if cfg.is_moe_layer(i):
-        E, I = cfg.n_routed_experts, cfg.moe_intermediate_size
+        E = cfg.n_routed_experts
         a.gemm("attn(F)", tokens, H, E, "bf16")  # router (BF16, V3 §3.3)
         a.gemm("attn(B)", tokens, E, H, "bf16")
         a.gemm("attn(W)", E, tokens, H, "bf16")
         a.eltwise("mlp(F)", tokens, H)  # post-attention norm
-        rows = [(expert_rows, max(1, local_experts))]
-        if cfg.n_shared_experts:
-            rows.append((tokens * cfg.n_shared_experts, 1))
-        for r, g in rows:
+        for r, g, I in _expert_rows(cfg, tokens, expert_rows, local_experts):
             a.gemm("mlp(F)", r, H, 2 * I, gemm_dtype, g)
             a.gemm("mlp(F)", r, I, H, gemm_dtype, g)
             a.eltwise("mlp(F)", r, 2 * I, 0.75, op="swiglu")  # SwiGLU: read 2I, write I
@@ -214,25 +225,23 @@ def decode_layer(cfg: ModelConfig, i: int, *, gpu: str, batch: int, context: int
             continue  # absorbed into q and o (DeepSeek-V2 §2.1.2)
         a.gemm("attn(F)", batch, k, n, gemm_dtype)
     nh = cfg.num_attention_heads
-    kv_bytes = batch * context * kv_elements_per_token_per_layer(cfg) * kv_dtype_bytes
+    ctx = decode_context(cfg, i, context)
+    kv_bytes = batch * ctx * kv_elements_per_token_per_layer(cfg) * kv_dtype_bytes
     if cfg.attention == "mla":
         dc, dr = cfg.kv_lora_rank, cfg.qk_rope_head_dim
         core = batch * (2.0 * nh * (dc + dr) * context + 2.0 * nh * dc * context)
         absorb = batch * (2.0 * nh * cfg.qk_nope_head_dim * dc + 2.0 * nh * dc * cfg.v_head_dim)
         a.add("attn(F)", "gemm", "bf16", absorb, 2.0 * nh * dc * (cfg.qk_nope_head_dim + cfg.v_head_dim))
     else:
-        core = batch * attention_core_flops_per_token(cfg, context)
+        core = batch * attention_core_flops_per_token(cfg, ctx)
     dshape = {"b": batch, "t": context, "h": nh, "dc": cfg.kv_lora_rank, "dr": cfg.qk_rope_head_dim} if cfg.attention == "mla" \
         else {}
     a.add("attn(F)", "attn_decode", "bf16", core, kv_bytes, **dshape)
     if cfg.is_moe_layer(i):
-        E, I = cfg.n_routed_experts, cfg.moe_intermediate_size
+        E = cfg.n_routed_experts
         a.gemm("attn(F)", batch, H, E, "bf16")
         a.eltwise("mlp(F)", batch, H)
-        rows = [(expert_rows, max(1, local_experts))]
-        if cfg.n_shared_experts:
-            rows.append((batch * cfg.n_shared_experts, 1))
-        for r, g in rows:
+        for r, g, I in _expert_rows(cfg, batch, expert_rows, local_experts):
             a.gemm("mlp(F)", max(r, 1), H, 2 * I, gemm_dtype, g)
             a.gemm("mlp(F)", max(r, 1), I, H, gemm_dtype, g)
     else:

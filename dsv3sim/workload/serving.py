@@ -27,8 +27,7 @@ from pathlib import Path
 from dsv3sim.config.model import ModelConfig, load_model_config
 from dsv3sim.config.scenario import DecodeWorkload, PrefillWorkload, Scenario
 from dsv3sim.cost.kvcache import kv_cache_bytes_per_token
-from dsv3sim.cost.memory import weight_bytes
-from dsv3sim.cost.params import expert_params
+from dsv3sim.cost.memory import checkpoint_weight_dtype, routed_expert_bytes, weight_bytes
 from dsv3sim.results import Infeasible, ServingResult
 from dsv3sim.workload import comm as C
 from dsv3sim.workload import layer_routing as LR
@@ -67,11 +66,19 @@ def _load_fields(lr: LR.LayerRouting, node_limit: int | None) -> dict:
 
 def _weights_per_gpu(cfg: ModelConfig, n_phys: int, ep: int, dtype: str) -> float:
     """Weights on one GPU: attention, norms, router, shared experts, embedding and head replicated (DP),
-    routed experts n_phys / ep per MoE layer. FP8 for the decoder linears (V3 §3.3.2 checkpoint layout)."""
+    routed experts n_phys / ep per MoE layer. FP8 for the decoder linears (V3 §3.3.2 checkpoint layout); MXFP4
+    experts for a model published so (gpt-oss)."""
     total = weight_bytes(cfg, dtype)
-    per_expert = expert_params(cfg) * (1.0 + (4.0 / 128**2 if dtype == "fp8" else 1.0))  # FP8 + 128x128 scales
+    per_expert = routed_expert_bytes(cfg, dtype)  # FP8 + 128x128 scales / MXFP4 + E8M0 per 32 / BF16
     routed = cfg.n_moe_layers * cfg.n_routed_experts * per_expert
     return total - routed + cfg.n_moe_layers * (n_phys / ep) * per_expert
+
+
+def _serving_weight_dtype(cfg: ModelConfig, gemm_dtype: str) -> str:
+    """Weights as deployed: MXFP4 experts when the model is published so (gpt-oss), else the GEMM dtype."""
+    if checkpoint_weight_dtype(cfg) == "mxfp4":
+        return "mxfp4"
+    return "fp8" if gemm_dtype == "fp8" else "bf16"
 
 
 def simulate_serving(scn: Scenario) -> ServingResult | Infeasible:
@@ -143,7 +150,7 @@ def _prefill(scn: Scenario) -> ServingResult | Infeasible:
     tok_per_gpu_s = w.tokens_per_gpu / t_fwd
     n_nodes = world / topo.cfg.gpus_per_node
     per_node = tok_per_gpu_s * topo.cfg.gpus_per_node
-    wbytes = _weights_per_gpu(cfg, plan.n_physical, ep, "fp8" if w.gemm_dtype == "fp8" else "bf16")
+    wbytes = _weights_per_gpu(cfg, plan.n_physical, ep, _serving_weight_dtype(cfg, w.gemm_dtype))
     metrics = {"prefill_tokens_per_s_per_node": per_node, "prefill_tokens_per_s_per_gpu": tok_per_gpu_s,
                "ttft_s": t_fwd, "forward_time_s": t_fwd, "exposed_communication_s": run.exposed_comm_s,
                "tokens_per_gpu": w.tokens_per_gpu, "prompt_len": w.prompt_len}
@@ -154,7 +161,7 @@ def _prefill(scn: Scenario) -> ServingResult | Infeasible:
         n_nodes=n_nodes, parallel={"dp": p.dp, "attn_tp": p.attn_tp, "ep": ep, "redundant_experts": w.redundant_experts,
                                    "micro_batches": w.micro_batches},
         metrics=metrics, layer_time_s={k: v for k, v in layers[-2].items()},
-        kv={"kv_bytes_per_token": kv_cache_bytes_per_token(cfg)},
+        kv={"kv_bytes_per_token": kv_cache_bytes_per_token(cfg, context=w.prompt_len)},
         memory_per_gpu=[{"rank": 0, "weights_bytes": wbytes, "hbm_bytes": perf.hbm_bytes}],
         **_load_fields(lr, w.node_limit),
         comm=comm_info, timeline={"events": events},
@@ -177,9 +184,9 @@ def _decode(scn: Scenario) -> ServingResult | Infeasible:
         return Infeasible(scenario=scn.name, kind="decode",
                           reason=f"EP degree {ep} does not divide {cfg.n_routed_experts} experts + "
                                  f"{w.redundant_experts} redundant = {n_phys}")
-    wdt = "fp8" if w.gemm_dtype == "fp8" else "bf16"
+    wdt = _serving_weight_dtype(cfg, w.gemm_dtype)
     wbytes = _weights_per_gpu(cfg, n_phys, ep, wdt)
-    kv_tok = kv_cache_bytes_per_token(cfg, w.kv_dtype_bytes)
+    kv_tok = kv_cache_bytes_per_token(cfg, w.kv_dtype_bytes, context=w.context_len)
     budget = perf.hbm_bytes * (1 - w.memory_reserve_fraction) - wbytes
     max_batch = int(budget // (w.context_len * kv_tok)) if budget > 0 else 0
     if max_batch < w.micro_batches:
@@ -269,9 +276,9 @@ def kv_capacity(cfg_name: str, gpu: str, context: int, *, n_gpus: int = 8, reser
     request's latent on one GPU; GQA with TP shards its KV heads). BF16 cache. Pure arithmetic."""
     cfg = load_model_config(cfg_name)
     perf = gpu_perf(gpu)
-    wdt = "fp8" if cfg.fp8_weight_block else "bf16"
+    wdt = checkpoint_weight_dtype(cfg)
     w = weight_bytes(cfg, wdt)
-    kv = kv_cache_bytes_per_token(cfg, 2)
+    kv = kv_cache_bytes_per_token(cfg, 2, context=context)
     budget = n_gpus * perf.hbm_bytes * (1 - reserve) - w
     return {"model": cfg_name, "attention": cfg.attention, "gpu": gpu, "n_gpus": n_gpus, "context": context,
             "kv_bytes_per_token": kv, "weights_bytes": w, "weights_dtype": wdt, "kv_budget_bytes": budget,
