@@ -36,20 +36,23 @@ def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
 
 
 class Linear(nn.Module):
-    """y = x W^T (no bias). ``fp8`` switches the three GEMMs to FP8 (nn/fp8.py); ``fp8_capable=False`` keeps the
-    layer in high precision like DeepSeek's embedding, head, gate and MTP projection (V3 §3.3.1)."""
+    """y = x W^T (+ b with ``bias``: Qwen2 q/k/v, gpt-oss q/k/v/o). ``fp8`` switches the three GEMMs to FP8
+    (nn/fp8.py); ``fp8_capable=False`` keeps the layer in high precision like DeepSeek's embedding, head, gate and
+    MTP projection (V3 §3.3.1)."""
 
-    def __init__(self, in_features: int, out_features: int, *, fp8_capable: bool = True) -> None:
+    def __init__(self, in_features: int, out_features: int, *, fp8_capable: bool = True, bias: bool = False) -> None:
         super().__init__()
         self.in_features, self.out_features = in_features, out_features
         self.weight = nn.Parameter(torch.empty(out_features, in_features))
+        self.bias = nn.Parameter(torch.empty(out_features)) if bias else None
         self.fp8_capable = fp8_capable
         self.fp8 = False
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.fp8 and self.fp8_capable:
-            return fp8_linear(x, self.weight)
-        return F.linear(x, self.weight)
+            y = fp8_linear(x, self.weight)
+            return y + self.bias.to(y.dtype) if self.bias is not None else y
+        return F.linear(x, self.weight, self.bias)
 
 
 def swiglu(x: torch.Tensor, w_gate: torch.Tensor, w_up: torch.Tensor, w_down: torch.Tensor,
@@ -79,7 +82,7 @@ def _yarn_mscale(scale: float, mscale: float) -> float:
 
 def yarn_inv_freq(cfg: ModelConfig) -> tuple[torch.Tensor, float]:
     """Per-pair frequencies [d_r/2] (YaRN-corrected when the context is extended) and the cos/sin multiplier."""
-    dim, base = cfg.qk_rope_head_dim, cfg.rope_theta
+    dim, base = cfg.rope_dim, cfg.rope_theta
     freqs = 1.0 / (base ** (torch.arange(0, dim, 2, dtype=torch.float64) / dim))
     rs = cfg.rope_scaling
     if rs is None or cfg.max_position_embeddings <= rs.original_max_position_embeddings:

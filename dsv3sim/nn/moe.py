@@ -6,7 +6,10 @@ Legend: T tokens, H hidden, E routed experts, k experts per token, I moe_interme
 Routed experts are stored stacked (gate_proj/up_proj [E,I,H], down_proj [E,H,I]) so that the expert GEMMs run
 as one grouped GEMM over tokens sorted by expert (torch._grouped_mm on a GPU in BF16, a per-expert loop
 otherwise); the checkpoint splits them into HF's ``mlp.experts.{j}.gate_proj.weight`` etc. The shared
-experts are one SwiGLU of width I * n_shared_experts (HF DeepseekV3MoE).
+experts are one SwiGLU of width I * n_shared_experts (HF DeepseekV3MoE), or of its own width I_s scaled by
+sigmoid(shared_expert_gate x) (Qwen2-MoE). gpt-oss experts carry biases (gate/up [E,I], down [E,H]) and a
+clamped SwiGLU: g = min(gate, L), u = clamp(up, -L, L), y = (u + 1) g sigmoid(1.702 g) (HF modeling_gpt_oss.py,
+L = swiglu_limit).
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from torch import nn
 from dsv3sim.config.model import ModelConfig
 from dsv3sim.nn.balance import aux_balance_loss, expert_load, sequence_balance_loss
 from dsv3sim.nn.fp8 import fp8_linear
-from dsv3sim.nn.layers import MLP
+from dsv3sim.nn.layers import MLP, Linear
 from dsv3sim.nn.routing import Gate
 
 
@@ -63,17 +66,49 @@ def permute(x: torch.Tensor, ids: torch.Tensor, n_experts: int) -> tuple[torch.T
     return x[order // ids.shape[1]], counts, order
 
 
-class Experts(nn.Module):
-    """E routed SwiGLU experts, stacked."""
+GPT_OSS_ALPHA = 1.702  # HF modeling_gpt_oss.py GptOssExperts.alpha
 
-    def __init__(self, n: int, dim: int, inter: int) -> None:
+
+def biased_experts(x_sorted: torch.Tensor, tokens_per_expert: torch.Tensor, w: tuple[torch.Tensor, ...],
+                   b: tuple[torch.Tensor, ...], limit: float) -> torch.Tensor:
+    """gpt-oss experts: w = (gate [E,I,H], up [E,I,H], down [E,H,I]), b = (gate [E,I], up [E,I], down [E,H]);
+    clamped SwiGLU with limit ``limit`` (0: plain SwiGLU). x_sorted [N,H] grouped by expert -> [N,H]."""
+    outs = []
+    for e, xe in enumerate(x_sorted.split(tokens_per_expert.tolist())):
+        if not xe.shape[0]:
+            continue
+        g = F.linear(xe, w[0][e], b[0][e])
+        u = F.linear(xe, w[1][e], b[1][e])
+        if limit:
+            g, u = g.clamp(max=limit), u.clamp(-limit, limit)
+            h = (u + 1) * g * torch.sigmoid(GPT_OSS_ALPHA * g)
+        else:
+            h = F.silu(g) * u
+        outs.append(F.linear(h, w[2][e], b[2][e]))
+    return torch.cat(outs) if outs else x_sorted.new_zeros(0, w[2].shape[1])
+
+
+class Experts(nn.Module):
+    """E routed SwiGLU experts, stacked (with biases and the clamped SwiGLU for gpt-oss)."""
+
+    def __init__(self, n: int, dim: int, inter: int, *, bias: bool = False, swiglu_limit: float = 0.0) -> None:
         super().__init__()
         self.gate_proj = nn.Parameter(torch.empty(n, inter, dim))
         self.up_proj = nn.Parameter(torch.empty(n, inter, dim))
         self.down_proj = nn.Parameter(torch.empty(n, dim, inter))
+        if bias:
+            self.gate_proj_bias = nn.Parameter(torch.empty(n, inter))
+            self.up_proj_bias = nn.Parameter(torch.empty(n, inter))
+            self.down_proj_bias = nn.Parameter(torch.empty(n, dim))
+        self.has_bias, self.swiglu_limit = bias, swiglu_limit
         self.fp8 = False
 
     def forward(self, x_sorted: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
+        if self.has_bias or self.swiglu_limit:
+            w = (self.gate_proj, self.up_proj, self.down_proj)
+            z = [torch.zeros(t.shape[:2], dtype=t.dtype, device=t.device) for t in w] if not self.has_bias else None
+            b = (self.gate_proj_bias, self.up_proj_bias, self.down_proj_bias) if self.has_bias else tuple(z)
+            return biased_experts(x_sorted, counts, w, b, self.swiglu_limit)
         return routed_experts(x_sorted, counts, self.gate_proj, self.up_proj, self.down_proj, fp8=self.fp8)
 
 
@@ -85,9 +120,12 @@ class MoE(nn.Module):
         super().__init__()
         self.n_experts, self.top_k = cfg.n_routed_experts, cfg.num_experts_per_tok
         self.gate = Gate(cfg, layer)
-        self.experts = Experts(cfg.n_routed_experts, cfg.hidden_size, cfg.moe_intermediate_size)
-        self.shared_experts = (MLP(cfg.hidden_size, cfg.moe_intermediate_size * cfg.n_shared_experts)
+        self.experts = Experts(cfg.n_routed_experts, cfg.hidden_size, cfg.moe_intermediate_size,
+                               bias=cfg.expert_bias, swiglu_limit=cfg.swiglu_limit)
+        self.shared_experts = (MLP(cfg.hidden_size, cfg.shared_intermediate_size)
                                if cfg.n_shared_experts else None)
+        self.shared_expert_gate = (Linear(cfg.hidden_size, 1, fp8_capable=False)
+                                   if cfg.shared_expert_gate and cfg.n_shared_experts else None)
         self.balance_loss = "none"  # "none" | "sequence" | "aux"; set by the trainer
         self.alpha = 0.0
         self.last_load: torch.Tensor | None = None
@@ -109,5 +147,8 @@ class MoE(nn.Module):
         ws = w.reshape(-1)[order].to(ys.dtype)
         y = torch.zeros_like(xt).index_add_(0, order // self.top_k, ys * ws[:, None])
         if self.shared_experts is not None:
-            y = y + self.shared_experts(xt)
+            sh = self.shared_experts(xt)
+            if self.shared_expert_gate is not None:  # Qwen2-MoE: sigmoid(W x) scales the shared expert
+                sh = torch.sigmoid(self.shared_expert_gate(xt)) * sh
+            y = y + sh
         return y.view(B, S, H)

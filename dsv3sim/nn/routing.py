@@ -26,9 +26,11 @@ from torch import nn
 from dsv3sim.config.model import ModelConfig
 
 
-def gate_scores(x: torch.Tensor, weight: torch.Tensor, scoring_func: str) -> torch.Tensor:
-    """x [T,H], weight [E,H] -> affinities [T,E] in FP32 (the gate stays in high precision, V3 §3.3.1)."""
-    logits = F.linear(x.float(), weight.float())
+def gate_scores(x: torch.Tensor, weight: torch.Tensor, scoring_func: str,
+                bias: torch.Tensor | None = None) -> torch.Tensor:
+    """x [T,H], weight [E,H] (+ router bias [E], gpt-oss) -> affinities [T,E] in FP32 (the gate stays in high
+    precision, V3 §3.3.1)."""
+    logits = F.linear(x.float(), weight.float(), None if bias is None else bias.float())
     if scoring_func == "sigmoid":
         return logits.sigmoid()
     if scoring_func == "softmax":
@@ -74,12 +76,13 @@ class Gate(nn.Module):
             self.e_score_correction_bias = nn.Parameter(torch.zeros(cfg.n_routed_experts), requires_grad=False)
         else:
             self.e_score_correction_bias = None
+        self.bias = nn.Parameter(torch.zeros(cfg.n_routed_experts)) if cfg.router_bias else None  # gpt-oss router
         self.capture: list | None = None  # set by capture_routing only
         self.overrides: dict = {}
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """x [T,H] -> (ids [T,k], weights [T,k] FP32, scores [T,E] FP32)."""
-        scores = gate_scores(x, self.weight, self.scoring_func)
+        scores = gate_scores(x, self.weight, self.scoring_func, self.bias)
         o = self.overrides
         method = self.method if not o else (self.method if self.method != "greedy" else "noaux_tc")
         ids, w = select_experts(scores, self.e_score_correction_bias, top_k=self.top_k,

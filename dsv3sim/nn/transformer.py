@@ -1,4 +1,5 @@
-"""The DeepSeek-V3 (and V2 / V2-Lite) decoder with Multi-Token Prediction, built from a ModelConfig.
+"""The DeepSeek-V3 (and V2 / V2-Lite, Kimi K2) decoder with Multi-Token Prediction, built from a ModelConfig;
+GQA models (Qwen3-MoE, Qwen2-MoE, Mixtral, gpt-oss, dense Llama/Qwen) build with nn/gqa.py attention.
 
 Module tree and names follow HF modeling_deepseek.py (checkpoint.py maps them to ``model.layers.{i}...``):
 embed_tokens, layers[i] (input_layernorm, self_attn: MLA, post_attention_layernorm, mlp: MLP | MoE), norm,
@@ -16,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from dsv3sim.config.model import ModelConfig
+from dsv3sim.nn.gqa import GQAttention
 from dsv3sim.nn.layers import MLP, Linear, RMSNorm, rope_cos_sin, yarn_inv_freq
 from dsv3sim.nn.mla import MLA, LatentKVCache
 from dsv3sim.nn.moe import Experts, MoE
@@ -23,13 +25,13 @@ from dsv3sim.nn.mtp import MTPModule
 
 
 class Block(nn.Module):
-    """Pre-norm decoder layer: h += MLA(norm(h)); h += FFN(norm(h)), FFN = MLP or MoE."""
+    """Pre-norm decoder layer: h += Attn(norm(h)); h += FFN(norm(h)), Attn = MLA or GQA, FFN = MLP or MoE."""
 
     def __init__(self, cfg: ModelConfig, layer: int) -> None:
         super().__init__()
         self.layer = layer
         self.input_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
-        self.self_attn = MLA(cfg)
+        self.self_attn = MLA(cfg) if cfg.attention == "mla" else GQAttention(cfg, layer)
         self.post_attention_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
         self.mlp = MoE(cfg, layer) if cfg.is_moe_layer(layer) else MLP(cfg.hidden_size, cfg.intermediate_size)
 
@@ -45,8 +47,6 @@ class Transformer(nn.Module):
 
     def __init__(self, cfg: ModelConfig, *, init: bool = True) -> None:
         super().__init__()
-        if cfg.attention != "mla":
-            raise ValueError(f"{cfg.name}: dsv3sim.nn implements MLA models only (attention={cfg.attention!r})")
         self.cfg = cfg
         H = cfg.hidden_size
         self.embed_tokens = nn.Embedding(cfg.vocab_size, H)
@@ -65,10 +65,10 @@ class Transformer(nn.Module):
     # --- parameters -----------------------------------------------------------------------------------
     @torch.no_grad()
     def reset_parameters(self, std: float = 0.02, seed: int | None = None) -> None:
-        """Normal(0, std) for matrices (HF initializer_range), ones for norms, zeros for gate biases."""
+        """Normal(0, std) for matrices (HF initializer_range), ones for norms, zeros for biases and sinks."""
         g = torch.Generator().manual_seed(seed) if seed is not None else None
         for name, p in self.named_parameters():
-            if name.endswith("e_score_correction_bias"):
+            if name.endswith("bias") or name.endswith("sinks"):
                 p.zero_()
             elif p.dim() == 1:
                 p.fill_(1.0)
@@ -138,6 +138,9 @@ class Transformer(nn.Module):
         return total, parts
 
     def allocate_cache(self, batch: int, max_len: int, *, include_mtp: bool = False) -> LatentKVCache:
+        if self.cfg.attention != "mla":
+            raise ValueError(f"{self.cfg.name}: dsv3sim.nn decodes with a KV cache for MLA models only "
+                             f"(attention={self.cfg.attention!r})")
         n = self.cfg.num_hidden_layers + (len(self.mtp) if include_mtp else 0)
         p = self.embed_tokens.weight
         return LatentKVCache.allocate(self.cfg, n, batch, max_len, dtype=p.dtype, device=p.device)

@@ -21,7 +21,7 @@ def _by_component(m: Transformer) -> dict[str, int]:
             key = "head"
         elif ".mlp.experts." in n:
             key = "routed_experts"
-        elif ".mlp.shared_experts." in n:
+        elif ".mlp.shared_experts." in n or ".mlp.shared_expert_gate." in n:
             key = "shared_experts"
         elif ".mlp.gate." in n:
             key = "gate"
@@ -36,7 +36,10 @@ def _by_component(m: Transformer) -> dict[str, int]:
 
 
 @pytest.mark.parametrize("name", ["tiny", "deepseek-v2-lite", "deepseek-v2", "deepseek-v3",
-                                  "deepseek-v3-inference-671B", "one-layer"])
+                                  "deepseek-v3-inference-671B", "one-layer", "deepseek-v2-lite-inference-16B",
+                                  "deepseek-v2-inference-236B", "kimi-k2", "qwen3-235b-a22b", "qwen3-30b-a3b",
+                                  "qwen1.5-moe-a2.7b", "qwen2-57b-a14b", "mixtral-8x7b", "gpt-oss-120b",
+                                  "llama3-70b", "qwen2.5-72b"])
 def test_numel_on_meta_equals_analytic(name):
     cfg = load_model_config(name)
     with torch.device("meta"):
