@@ -53,7 +53,7 @@ def test_layers_and_gqa():
 @pytest.mark.parametrize("change, needle", [
     ({"hidden_size": -5}, "hidden_size"),
     ({"n_routed_experts": 250}, "n_group (8)"),
-    ({"model_type": "gpt9"}, "unknown model_type 'gpt9'"),
+    ({"model_type": "gpt9", "architectures": ["Gpt9ForCausalLM"]}, "unknown model_type 'gpt9'"),
     ({"topk_group": 9}, "topk_group (9)"),
     ({"num_hidden_layers": "sixty"}, "num_hidden_layers"),
 ])
