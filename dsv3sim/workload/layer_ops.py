@@ -234,9 +234,12 @@ def decode_layer(cfg: ModelConfig, i: int, *, gpu: str, batch: int, context: int
         a.add("attn(F)", "gemm", "bf16", absorb, 2.0 * nh * dc * (cfg.qk_nope_head_dim + cfg.v_head_dim))
     else:
         core = batch * attention_core_flops_per_token(cfg, ctx)
-    dshape = {"b": batch, "t": context, "h": nh, "dc": cfg.kv_lora_rank, "dr": cfg.qk_rope_head_dim} if cfg.attention == "mla" \
-        else {}
-    a.add("attn(F)", "attn_decode", "bf16", core, kv_bytes, **dshape)
+    if cfg.attention == "mla":
+        a.add("attn(F)", "attn_decode", "bf16", core, kv_bytes, b=batch, t=context, h=nh, dc=cfg.kv_lora_rank,
+              dr=cfg.qk_rope_head_dim)
+    else:  # GQA decode (FlashAttention-style split-KV): the profile's attn_decode_gqa table, else the roofline
+        a.add("attn(F)", "attn_decode_gqa", "bf16", core, kv_bytes, b=batch, t=int(ctx), h=nh,
+              kvh=cfg.num_key_value_heads, d=cfg.head_dim)
     if cfg.is_moe_layer(i):
         E = cfg.n_routed_experts
         a.gemm("attn(F)", batch, H, E, "bf16")
