@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from dsv3sim.config.errors import ConfigError
-from dsv3sim.config.model_families import ARCH_KEY, family_of
+from dsv3sim.config.model_families import ARCH_KEY, MOE_SIZE_FIELDS, family_of
 from dsv3sim.config.model_fields import (check_limit, effective_limits, read_dict, read_float, read_int, read_list,
                                          read_str, read_value)
 
@@ -442,6 +442,13 @@ def from_dict(raw: dict[str, Any], name: str = "model", *, limits: dict[str, int
                 check_limit(name, k, kw[k], lim)
     if width_from:
         kw["moe_intermediate_size"] = kw[width_from]
+    if not kw.get("n_routed_experts"):
+        # a dense model only when nothing sizes experts (HF DeepSeek-V2: n_routed_experts null = dense MLPs)
+        sized = sorted(k for k in d if fam.renames.get(k, k) in MOE_SIZE_FIELDS and d[k] not in (None, 0))
+        if sized:
+            src = next((k for k, f in fam.renames.items() if f == "n_routed_experts"), "n_routed_experts")
+            raise ConfigError(f"{name}: field '{src}' is {d.get(src)!r} (no routed experts: a dense model) but the "
+                              f"config sizes experts with {', '.join(sized)}")
     if kw.get("q_lora_rank") == 0:
         kw["q_lora_rank"] = None  # q_lora_rank 0 / null: no query compression (V2-Lite)
     if "mlp_only_layers" in kw:

@@ -43,6 +43,9 @@ DEEPSEEK_KEYS = ("q_lora_rank", "kv_lora_rank", "qk_nope_head_dim", "qk_rope_hea
                  "n_routed_experts", "n_shared_experts", "moe_intermediate_size", "num_experts_per_tok", "n_group",
                  "topk_group", "first_k_dense_replace", "moe_layer_freq", "routed_scaling_factor", "scoring_func",
                  "topk_method", "norm_topk_prob", "aux_loss_alpha", "seq_aux", "num_nextn_predict_layers")
+# Fields that size experts: set in a config whose n_routed_experts ends up 0, they mean a contradiction
+MOE_SIZE_FIELDS = ("moe_intermediate_size", "num_experts_per_tok", "n_shared_experts",
+                   "shared_expert_intermediate_size")
 # MoE keys of the HF Qwen/Mixtral/gpt-oss classes that do not change the parameter layout (training options)
 MOE_TRAINING_KEYS = ("router_aux_loss_coef", "output_router_logits", "router_jitter_noise")
 
@@ -104,6 +107,10 @@ def _gpt_oss(d: dict, kw: dict, name: str) -> None:
     from dsv3sim.config.model_fields import read_bool, read_float, read_int
 
     _windows(d, kw, name)
+    L = d.get("num_hidden_layers")
+    if d.get("layer_types") is None and "sliding_window" in kw and isinstance(L, int) and not isinstance(L, bool):
+        # HF GptOssConfig default: even layers sliding, odd layers full
+        kw["layer_types"] = tuple("sliding_attention" if (i + 1) % 2 else "full_attention" for i in range(L))
     b = read_bool(name, "attention_bias", d.get("attention_bias", True))
     kw["qkv_bias"] = kw["o_bias"] = b
     if "experts_per_token" in d and "num_experts_per_tok" in d:

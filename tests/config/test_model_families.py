@@ -92,6 +92,9 @@ def test_family_layouts():
     assert q.sliding_window == 0  # stored but disabled (use_sliding_window false)
     m = load_model_config("mixtral-8x7b")
     assert m.moe_intermediate_size == 14336 and m.n_moe_layers == 32 and m.norm_topk_prob
+    r = raw("gpt-oss-120b")
+    del r["layer_types"]  # HF GptOssConfig default: even layers sliding, odd full
+    assert from_dict(r, "g").layer_types == g.layer_types
     r = raw("qwen3-30b-a3b")
     r.update(decoder_sparse_step=2, mlp_only_layers=[3])
     c = from_dict(r, "sparse")
@@ -153,6 +156,9 @@ BAD = [  # (model, change, words the one-line message must contain)
     ("qwen3-30b-a3b", {"mlp_only_layers": "all"}, "'mlp_only_layers' must be a list"),
     ("qwen3-30b-a3b", {"num_experts_per_tok": 200}, "num_experts_per_tok (200) exceeds n_routed_experts (128)"),
     ("qwen1.5-moe-a2.7b", {"use_sliding_window": "no"}, "'use_sliding_window' must be true or false"),
+    ("kimi-k2", {"n_routed_experts": None},
+     "'n_routed_experts' is None (no routed experts: a dense model) but the config sizes experts with"),
+    ("mixtral-8x7b", {"num_local_experts": 0}, "'num_local_experts' is 0 (no routed experts"),
     ("deepseek-v2-lite-inference-16B", {"foo": 1}, "unknown key(s) in a DeepSeek inference config: foo"),
     ("deepseek-v2-lite-inference-16B", {"score_func": ["sigmoid"]}, "'score_func' must be a string"),
     ("deepseek-v2-lite-inference-16B", {"dtype": "int3"}, "'dtype' must be 'bf16' or 'fp8', got 'int3'"),
