@@ -23,8 +23,16 @@ from typing import Any
 
 from dsv3sim.config.errors import ConfigError
 from dsv3sim.config.model_families import ARCH_KEY, MOE_SIZE_FIELDS, family_of
-from dsv3sim.config.model_fields import (check_limit, effective_limits, read_dict, read_float, read_int, read_list,
-                                         read_str, read_value)
+from dsv3sim.config.model_fields import (
+    check_limit,
+    effective_limits,
+    read_dict,
+    read_float,
+    read_int,
+    read_list,
+    read_str,
+    read_value,
+)
 
 # DeepSeek inference config (config_16B/236B/671B.json, DeepSeek-V3 inference/model.py ModelArgs) -> HF key
 INFERENCE_ALIASES: dict[str, str] = {
@@ -51,9 +59,9 @@ INFERENCE_KEYS = ("vocab_size", "n_routed_experts", "n_shared_experts", "q_lora_
                   "qk_nope_head_dim", "qk_rope_head_dim", "v_head_dim", "rope_theta", "dtype", "max_batch_size",
                   "scale_fmt")
 # ModelArgs defaults (DeepSeek-V3 inference/model.py) for keys an inference config omits
-INFERENCE_DEFAULTS: dict[str, Any] = dict(first_k_dense_replace=1, n_group=1, topk_group=1,
-                                          routed_scaling_factor=1.0, scoring_func="softmax", q_lora_rank=0,
-                                          max_position_embeddings=4096 * 4, rope_theta=10000.0)
+INFERENCE_DEFAULTS: dict[str, Any] = {"first_k_dense_replace": 1, "n_group": 1, "topk_group": 1,
+                                          "routed_scaling_factor": 1.0, "scoring_func": "softmax", "q_lora_rank": 0,
+                                          "max_position_embeddings": 4096 * 4, "rope_theta": 10000.0}
 ROPE_TYPES = ("yarn", "default", "linear", "dynamic", "llama3", "longrope", "su", "mrope", "ntk")
 TOPK_METHODS = ("greedy", "group_limited_greedy", "noaux_tc")
 LAYER_TYPES = ("full_attention", "sliding_attention")

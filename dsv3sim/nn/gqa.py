@@ -33,7 +33,7 @@ def rope_half(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Te
 def gqa_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, scale: float, window: int = 0,
                   sinks: torch.Tensor | None = None) -> torch.Tensor:
     """q [B,S,nh,hd], k/v [B,S,nkv,hd] -> o [B,S,nh,hd]; causal, optional sliding window and per-head sinks."""
-    B, S, nh, hd = q.shape
+    B, S, nh, _hd = q.shape
     rep = nh // k.shape[2]
     qt = q.transpose(1, 2)  # [B,nh,S,hd]
     kt = k.transpose(1, 2).repeat_interleave(rep, dim=1)  # [B,nh,S,hd]

@@ -68,7 +68,7 @@ class Transformer(nn.Module):
         """Normal(0, std) for matrices (HF initializer_range), ones for norms, zeros for biases and sinks."""
         g = torch.Generator().manual_seed(seed) if seed is not None else None
         for name, p in self.named_parameters():
-            if name.endswith("bias") or name.endswith("sinks"):
+            if name.endswith(("bias", "sinks")):
                 p.zero_()
             elif p.dim() == 1:
                 p.fill_(1.0)

@@ -11,12 +11,12 @@ import time
 import pytest
 
 hypothesis = pytest.importorskip("hypothesis")
-from hypothesis import HealthCheck, given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from dsv3sim.commands.stats import compute  # noqa: E402
-from dsv3sim.config import ConfigError, from_dict  # noqa: E402
-from dsv3sim.config.model import resolve_model_path  # noqa: E402
+from dsv3sim.commands.stats import compute
+from dsv3sim.config import ConfigError, from_dict
+from dsv3sim.config.model import resolve_model_path
 
 MODELS = ("deepseek-v3", "kimi-k2", "deepseek-v2-lite-inference-16B", "qwen3-30b-a3b", "qwen1.5-moe-a2.7b",
           "mixtral-8x7b", "gpt-oss-120b", "llama3-70b")

@@ -69,8 +69,8 @@ def test_every_family_serves_and_trains(model, ep):
 
 def test_gqa_layer_kernels_follow_the_window_and_kv_heads():
     g = load_model_config("gpt-oss-120b")
-    kw = dict(gpu="H200", batch=64, context=65536, expert_rows=256, local_experts=16, gemm_dtype="bf16",
-              kv_dtype_bytes=2.0)
+    kw = {"gpu": "H200", "batch": 64, "context": 65536, "expert_rows": 256, "local_experts": 16, "gemm_dtype": "bf16",
+              "kv_dtype_bytes": 2.0}
     slid, full = decode_layer(g, 0, **kw), decode_layer(g, 1, **kw)
     assert slid.times["attn(F)"] < 0.2 * full.times["attn(F)"]  # 128 keys instead of 65,536
     t0 = training_layer(g, 0, gpu="H200", tokens=8192, seq_len=8192, expert_rows=4096, local_experts=16,
