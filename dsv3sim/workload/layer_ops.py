@@ -159,8 +159,14 @@ def training_layer(cfg: ModelConfig, i: int, *, gpu: str, tokens: int, seq_len: 
     n_kv = nh if cfg.attention == "mla" else cfg.num_key_value_heads  # MLA materialises K, V per head
     qkv_bytes = 2.0 * tokens * (nh * cfg.qk_head_dim + n_kv * (cfg.qk_head_dim + dv))
     ashape = {"s": seq_len, "h": nh, "b": max(1, tokens // seq_len), "dqk": cfg.qk_head_dim, "dv": dv}
-    a.add("attn(F)", "attn_prefill", "bf16", core, qkv_bytes, **ashape)
-    a.add("attn(B)", "attn_prefill_bwd", "bf16", ATTN_BWD_FACTOR * core, 2 * qkv_bytes, **ashape)
+    window = cfg.window_of(i)
+    if window and window < seq_len:  # sliding-window kernel: no causal-attention table entry, the roofline
+        ashape["w"] = window
+        a.add("attn(F)", "attn_prefill_swa", "bf16", core, qkv_bytes, **ashape)
+        a.add("attn(B)", "attn_prefill_swa_bwd", "bf16", ATTN_BWD_FACTOR * core, 2 * qkv_bytes, **ashape)
+    else:
+        a.add("attn(F)", "attn_prefill", "bf16", core, qkv_bytes, **ashape)
+        a.add("attn(B)", "attn_prefill_bwd", "bf16", ATTN_BWD_FACTOR * core, 2 * qkv_bytes, **ashape)
     a.eltwise("attn(B)", tokens, H, 2 + (1 if recompute else 0))
     if cfg.is_moe_layer(i):
         E = cfg.n_routed_experts
