@@ -20,7 +20,7 @@ from typing import Any
 
 from dsv3sim.config.model import ModelConfig
 
-GRIDS = ("full", "small", "heldout", "quick", "nn", "fp8fix", "lattice2", "scatter", "heldout2", "lattice3")
+GRIDS = ("full", "small", "heldout", "quick", "nn", "fp8fix", "lattice2", "scatter", "heldout2", "lattice3", "gqa")
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -82,6 +82,8 @@ def points(cfg: ModelConfig, grid: str = "full", dtypes: tuple[str, ...] = ("bf1
                          set_name=grid)
     if grid == "nn":
         return nn_points(cfg)
+    if grid == "gqa":
+        return gqa_points()
     if grid == "lattice2":  # 1.5x midpoints in N and K (TP-split widths such as 3072, 6144, 12288)
         mids = {384, 768, 1536, 3072, 6144, 12288, 24576}
         nk = sorted(mids | {256 * 2**i for i in range(8)})
@@ -283,4 +285,30 @@ def nn_points(cfg: ModelConfig) -> list[Point]:
                 pts.append(Point(op="nn_attn_decode", dtype="bf16", shape={"b": b, "t": t, "h": h}))
         for s in (512, 1024, 2048, 4096):
             pts.append(Point(op="nn_attn_prefill", dtype="bf16", shape={"b": 1, "s": s, "h": h}))
+    return pts
+
+
+# GQA attention of the committed GQA-MoE models: (query heads, KV heads, head_dim) of Qwen3-235B-A22B (64, 4, 128),
+# Qwen3-30B-A3B and Mixtral-8x7B (32, 4|8, 128), gpt-oss-120b (64, 8, 64), Qwen1.5-MoE (16, 16, 128)
+GQA_HEADS = ((4, 128), (8, 128), (8, 64), (16, 128))
+
+
+def gqa_points() -> list[Point]:
+    """Causal prefill (forward and forward+backward) at head widths 128 and 64 (K and V per query head: the
+    FLOPs of a GQA kernel), and GQA decode over (KV heads, head_dim) x query heads x batch x context."""
+    pts: list[Point] = []
+    for kvh, d in GQA_HEADS:
+        for h in (16, 32, 64, 128):
+            if h % kvh:
+                continue
+            for b in (1, 4, 16, 64, 256):
+                for t in (512, 2048, 8192, 32768, 131072):
+                    if b * t <= 2**21:
+                        pts.append(Point(op="attn_decode_gqa", dtype="bf16", set="lattice",
+                                         shape={"b": b, "t": t, "h": h, "kvh": kvh, "d": d}))
+    for d in (128, 64):
+        for h in (16, 32, 64, 128):
+            for s in (512, 1024, 2048, 4096, 8192, 16384):
+                for op in ("attn_prefill", "attn_prefill_fwdbwd"):
+                    pts.append(Point(op=op, dtype="bf16", shape={"b": 1, "s": s, "h": h, "dqk": d, "dv": d}))
     return pts

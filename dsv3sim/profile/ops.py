@@ -225,6 +225,26 @@ def attn_decode(*, b: int, t: int, h: int, dc: int = 512, dr: int = 64, device: 
                 impl="torch.bmm absorbed, 64-token pages")
 
 
+def attn_decode_gqa(*, b: int, t: int, h: int, kvh: int, d: int, device: str, seed: int = 0,
+                    dtype: str = "bf16") -> Case:
+    """GQA decode (Qwen3-MoE, Mixtral, gpt-oss): one query token per sequence, ``h`` query heads sharing ``kvh``
+    key/value heads of width ``d``; the cache K, V [b, kvh, t, d] is read once. torch SDPA with ``enable_gqa``
+    (the fused kernel torch dispatches; no K/V repetition in memory).
+
+    FLOPs 2 b h t 2d (q.k and p.v); bytes: K and V read, q read and o written (BF16)."""
+    g = _gen(device, seed)
+    flops = 2.0 * b * h * t * 2 * d
+    nbytes = 2 * b * t * kvh * 2 * d + 2 * b * h * d * 2
+
+    def make():
+        return (_randn((b, h, 1, d), device, g), _randn((b, kvh, t, d), device, g), _randn((b, kvh, t, d), device, g))
+
+    def fn(q, kk, v):
+        return F.scaled_dot_product_attention(q, kk, v, enable_gqa=True)
+
+    return Case(fn=fn, sets=_sets(make, nbytes, device), flops=flops, bytes=nbytes, impl="torch.sdpa enable_gqa")
+
+
 # ---------------------------------------------------------------- memory-bound and small ops
 
 
@@ -366,6 +386,6 @@ def shared_expert(*, m: int, n: int = 2048, k: int = 7168, dtype: str = "bf16", 
 BUILDERS: dict[str, Callable[..., Case]] = {
     "gemm": gemm, "grouped_gemm": grouped_gemm, "attn_prefill": attn_prefill,
     "attn_prefill_fwdbwd": lambda **kw: attn_prefill(backward=True, **kw), "attn_decode": attn_decode,
-    "rmsnorm": rmsnorm, "rope": rope, "swiglu": swiglu, "quant_fp8": quant_fp8, "gate": gate,
+    "attn_decode_gqa": attn_decode_gqa, "rmsnorm": rmsnorm, "rope": rope, "swiglu": swiglu, "quant_fp8": quant_fp8, "gate": gate,
     "embedding": embedding, "adamw": adamw, "shared_expert": shared_expert,
 }

@@ -45,6 +45,7 @@ OPS: dict[str, tuple[tuple[str, ...], tuple[str, ...], str]] = {
     "attn_prefill": (("h", "s"), ("dqk", "dv"), "tensor16"),
     "attn_prefill_fwdbwd": (("h", "s"), ("dqk", "dv"), "tensor16"),
     "attn_decode": (("h", "b", "t"), ("dc", "dr"), "tensor16"),
+    "attn_decode_gqa": (("h", "b", "t"), ("kvh", "d"), "tensor16"),
     "rmsnorm": (("n", "m"), (), "vector"),
     "swiglu": (("n", "m"), (), "vector"),
     "quant_fp8": (("n", "m"), (), "vector"),
@@ -109,6 +110,9 @@ def flops_bytes(op: str, dtype: str, s: dict[str, Any]) -> tuple[float, float]:
     if op == "attn_decode":
         b, t, h, dc, dr = g("b"), g("t"), g("h"), g("dc", 512), g("dr", 64)
         return 2.0 * b * h * t * (2 * dc + dr), 2.0 * b * t * (dc + dr) + 2.0 * b * h * (2 * dc + dr)
+    if op == "attn_decode_gqa":
+        b, t, h, kvh, d = g("b"), g("t"), g("h"), g("kvh"), g("d")
+        return 2.0 * b * h * t * 2 * d, 2.0 * b * t * kvh * 2 * d + 2.0 * b * h * d * 2
     if op == "nn_routed_experts":
         tot, n, k = g("e") * g("m"), g("n", 2048), g("k", 7168)
         return 6.0 * tot * n * k, (tot * k + 3 * g("e") * n * k) * eb + 2 * tot * k + 4 * tot * n

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 SHAPE_KEYS = ("m", "n", "k", "e", "b", "s", "t", "h", "d", "dqk", "dv", "dc", "dr", "n_group", "topk_group",
-              "top_k", "dist", "impl")
+              "top_k", "dist", "impl", "kvh")
 COLUMNS = ("op", "dtype", "role", "set", *SHAPE_KEYS, "kernel", "time_s", "p10_s", "p90_s", "n_calls", "reps", "mode",
            "flops", "bytes", "tflops", "gbps", "error")
 _STR_KEYS = {"op", "dtype", "role", "set", "dist", "impl", "kernel", "mode", "error"}
