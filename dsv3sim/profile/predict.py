@@ -255,7 +255,11 @@ def _tables(base: str, path: str | None = None) -> dict[tuple[str, str], _OpTabl
     p = Path(path) if path else profile_dir(spec.name) / "kernels.csv"
     if not p.exists():
         raise ValueError(f"no profile table for {spec.name} at {p}; measure it with `dsv3sim profile`")
-    return build_tables(read_rows(str(p)), spec)
+    rows = list(read_rows(str(p)))
+    if not path:  # kernels-<part>.csv beside it: further measured op families (e.g. kernels-gqa.csv)
+        for extra in sorted(p.parent.glob("kernels-*.csv")):
+            rows += read_rows(str(extra))
+    return build_tables(rows, spec)
 
 
 def build_tables(rows: Iterable[Row], spec: GpuSpec) -> dict[tuple[str, str], _OpTable]:
