@@ -40,6 +40,9 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--tokens must be > 0, got {args.tokens}")
     torch.set_num_threads(args.threads)
     cfg = load_model_config(args.config)
+    if cfg.attention != "mla":  # refuse before building: decoding uses MLA's latent KV cache (nn/mla.py)
+        raise ValueError(f"generate decodes MLA models only (latent KV cache); {cfg.name} uses "
+                         f"{cfg.attention.upper()} attention")
     torch.manual_seed(args.seed)
     model = Transformer(cfg)
     if args.checkpoint:

@@ -59,11 +59,16 @@ def model_gemms(cfg: ModelConfig) -> dict[str, tuple[int, int]]:
         "mlp.w2": (h, cfg.intermediate_size),
         "head": (cfg.vocab_size, h),
     }
+    if cfg.attention == "gqa":  # q/k/v/o projections instead of MLA's
+        for role in [r for r in out if r.startswith("mla.")]:
+            del out[role]
+        hd, nkv = cfg.head_dim, cfg.num_key_value_heads
+        out.update({"attn.q_proj": (nh * hd, h), "attn.kv_proj": (nkv * hd, h), "attn.o_proj": (h, nh * hd)})
     if cfg.q_lora_rank:
         out["mla.wq_b"] = (nh * dqk, cfg.q_lora_rank)
         out["mla.wq_a+wkv_a"] = (cfg.q_lora_rank + cfg.kv_lora_rank + cfg.qk_rope_head_dim, h)  # DeepGEMM 2112
     # backward data-gradient GEMMs use W (not W^T): C[M,K] = dY[M,N] W[N,K] -> (N', K') = (K, N)
-    for role in ("mla.wq_b", "mla.wkv_b", "mla.wo", "moe.w13", "moe.w2"):
+    for role in ("mla.wq_b", "mla.wkv_b", "mla.wo", "attn.o_proj", "moe.w13", "moe.w2"):
         if role in out:
             n, k = out[role]
             out[role + ".dgrad"] = (k, n)
@@ -72,9 +77,21 @@ def model_gemms(cfg: ModelConfig) -> dict[str, tuple[int, int]]:
 
 def points(cfg: ModelConfig, grid: str = "full", dtypes: tuple[str, ...] = ("bf16", "fp8"),
            seed: int = 0) -> list[Point]:
-    """The measurement plan for ``grid`` in GRIDS ('small' for CPUs, 'quick' for smoke tests)."""
+    """The measurement plan for ``grid`` in GRIDS ('small' for CPUs, 'quick' for smoke tests). For a GQA model
+    the MLA attention ops (and shapes sized by MLA widths) give way to the ``gqa`` grid's attention points."""
     if grid not in GRIDS:
         raise ValueError(f"unknown grid {grid!r}; known: {', '.join(GRIDS)}")
+    if cfg.attention == "gqa" and grid not in ("gqa", "quick"):
+        if grid == "nn":
+            raise ValueError(f"the nn grid times dsv3sim.nn's MLA functions; {cfg.name} uses GQA attention")
+        mla = {"attn_decode", "rope"}
+        pts = [p for p in _points(cfg, grid, dtypes, seed) if p.op not in mla
+               and not any(isinstance(v, int) and v <= 0 for v in p.shape.values())]
+        return pts + (gqa_points() if grid in ("full", "small") else [])
+    return _points(cfg, grid, dtypes, seed)
+
+
+def _points(cfg: ModelConfig, grid: str, dtypes: tuple[str, ...], seed: int) -> list[Point]:
     if grid == "heldout":
         return heldout(cfg, dtypes, seed)
     if grid in ("scatter", "heldout2"):  # same distribution, different seeds: training data vs a fresh check

@@ -49,3 +49,18 @@ def test_step_model_asks_with_the_predictor_keys(monkeypatch):
     keys = next(k for op, k in seen if op == "attn_decode_gqa")
     dims, fixed, _ = OPS["attn_decode_gqa"]
     assert set(dims) | set(fixed) == keys
+
+
+def test_grids_of_a_gqa_model_measure_gqa_attention_not_mla():
+    from dsv3sim.profile.grid import model_gemms, points
+
+    q = load_model_config("qwen3-30b-a3b")
+    pts = points(q, "small", ("bf16",))
+    assert not [p for p in pts if any(isinstance(v, int) and v <= 0 for v in p.shape.values())]
+    ops = {p.op for p in pts}
+    assert "attn_decode_gqa" in ops and "attn_decode" not in ops
+    assert model_gemms(q)["attn.kv_proj"] == (4 * 128, 2048) and "mla.wq_a" not in model_gemms(q)
+    with pytest.raises(ValueError, match="nn grid times dsv3sim.nn's MLA functions"):
+        points(q, "nn")
+    v3 = load_model_config("deepseek-v3")
+    assert "attn_decode_gqa" not in {p.op for p in points(v3, "small", ("bf16",))}
