@@ -8,8 +8,12 @@ import json
 from dsv3sim.config import load_model_config
 from dsv3sim.config.model import ModelConfig
 from dsv3sim.cost.flops import decode_flops_per_token, forward_flops_per_token, prefill_flops_per_token
-from dsv3sim.cost.kvcache import (kv_cache_bytes, kv_cache_bytes_per_token, max_batch_at_context,
-                                  mha_equivalent_bytes_per_token)
+from dsv3sim.cost.kvcache import (
+    kv_cache_bytes,
+    kv_cache_bytes_per_token,
+    max_batch_at_context,
+    mha_equivalent_bytes_per_token,
+)
 from dsv3sim.cost.memory import activation_bytes_per_token, checkpoint_weight_dtype, training_state_bytes, weight_bytes
 from dsv3sim.cost.params import count_params
 
