@@ -28,7 +28,10 @@ def _command_modules() -> dict[str, object]:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from dsv3sim import __version__
+
     p = argparse.ArgumentParser(prog="dsv3sim", description=__doc__.splitlines()[0])
+    p.add_argument("--version", action="version", version=f"dsv3sim {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     for name, m in _command_modules().items():
         sp = sub.add_parser(name, help=m.HELP, description=getattr(m, "DESCRIPTION", m.HELP),
@@ -55,6 +58,9 @@ def main(argv: list[str] | None = None) -> int:
     except FileNotFoundError as e:
         print(f"dsv3sim {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `dsv3sim ... | head`: the reader left; no traceback
+        sys.stderr.close()
+        return 0
 
 
 if __name__ == "__main__":
