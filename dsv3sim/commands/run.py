@@ -97,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
     def say(*a) -> None:
         print(*a, file=out, flush=True)
 
-    scenarios = load(args.scenario)
+    scenarios = {s.name: s for s in load(args.scenario).values()}  # results are keyed by scenario name
     asked = any(x is not None for x in (args.json_path, args.report, args.chrome_trace)) or args.print_json
     defaults = not asked and not args.no_report
     if defaults:  # a result always lands somewhere the user is told about, outside the tracked files

@@ -358,7 +358,7 @@ def simulate_training(scn: Scenario) -> TrainingResult | Infeasible:
         expert_load_after=loads.get("expert_load_after", []),
         expert_load_logical=loads.get("expert_load_logical", []),
         nodes_per_token={"hist": loads.get("nodes_per_token_hist", []), "node_limit": w.node_limit,
-                         "routing_layers": loads.get("routing_layers", 0)},
+                         "routing_layers": loads.get("routing_layers", 0), "n_group": cfg.n_group},
         comm={k: v for k, v in comm_res.items()}, chunk_times_s=chunk_times,
         timeline={"events": events}, pipeline=ex.to_dict(),
         sources=tuple(sources), sim_wall_s=time.perf_counter() - t_wall)
