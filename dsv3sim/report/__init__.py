@@ -95,10 +95,9 @@ def build_page(result_json, *, chrome_trace: str | Path | None = None,
                 secs.append(s)
         page.blocks.append((heading, secs))
     if study:
-        page.blocks.insert(1, ("", [Section(key="per-scenario", title="Per scenario", body=note(
+        page.blocks[0][1][0].body += note(
             "Below: each scenario's summary, expert loads and nodes per token. Timelines, link utilisation, memory, "
-            "KV cache and every field of one scenario: <code>dsv3sim report RESULT.json --scenario NAME</code>."
-        ))]))
+            "KV cache and every field of one scenario: <code>dsv3sim report RESULT.json --scenario NAME</code>.")
     page.summary_line = (_summary_line(results[0][1]) if len(results) == 1 else
                          f"{len(results)} scenarios: " + ", ".join(h for h, _ in results[:6])
                          + (" …" if len(results) > 6 else ""))

@@ -22,12 +22,9 @@ COMPUTE_KEYS = ("forward_s", "backward_input_s", "weight_grad_s", "backward_full
 def _network(result: dict) -> str:
     """'InfiniBand' / 'NVLink' / 'PCIe' from the busiest link of the slowest all-to-all, else ''."""
     comm = result.get("comm")
-    if not isinstance(comm, dict):
-        return ""
-    rows = [r for r in comm.values() if isinstance(r, dict) and num(r.get("time_s")) is not None]
-    if not rows:
-        return ""
-    cls = str(max(rows, key=lambda r: num(r["time_s"])).get("busiest_link_class") or "")
+    rows = [r for r in comm.values() if isinstance(r, dict) and num(r.get("time_s")) is not None] \
+        if isinstance(comm, dict) else []
+    cls = str(max(rows, key=lambda r: num(r["time_s"])).get("busiest_link_class") or "") if rows else ""
     for pre, name in (("nic", "InfiniBand"), ("nvlink", "NVLink"), ("pcie", "PCIe")):
         if cls.startswith(pre):
             return name
