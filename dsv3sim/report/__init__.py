@@ -44,8 +44,10 @@ def _default_traces_dir() -> Path | None:
     return None
 
 
-# A study page stays small: per scenario, no timeline, link series or field dump (render one scenario fully
-# with ``scenario=``, `dsv3sim report STUDY.json --scenario NAME`); the comparison comes first.
+# A study page stays small: beyond STUDY_FULL scenarios, per scenario no timeline, link series, memory, KV or
+# field dump (one scenario in full: ``scenario=``, `dsv3sim report STUDY.json --scenario NAME`); the comparison
+# of the scenarios comes first either way.
+STUDY_FULL = 4
 STUDY_SKIPS = ("pipeline_section", "comparison_section", "link_section", "fields_section", "imbalance_section",
                "memory_section", "kv_section")
 
@@ -77,6 +79,7 @@ def build_page(result_json, *, chrome_trace: str | Path | None = None,
         name = Path(result_json).stem if base else "result"
     page = Page(title=f"dsv3sim: {name}", subtitle=f"{len(results)} result(s)")
     study = len(results) > 1
+    light = len(results) > STUDY_FULL
     if study:  # compare the scenarios first: one table, one chart
         from dsv3sim.report.study import study_section
 
@@ -88,13 +91,13 @@ def build_page(result_json, *, chrome_trace: str | Path | None = None,
                             traces_dir=Path(traces_dir) if traces_dir else _default_traces_dir(), prefix=f"r{i}")
         secs: list[Section] = []
         for fn in _sections():
-            if study and fn.__name__ in STUDY_SKIPS:
+            if light and fn.__name__ in STUDY_SKIPS:
                 continue
             s = fn(res, ctx)
             if s is not None:
                 secs.append(s)
         page.blocks.append((heading, secs))
-    if study:
+    if light:
         page.blocks[0][1][0].body += note(
             "Below: each scenario's summary, expert loads and nodes per token. Timelines, link utilisation, memory, "
             "KV cache and every field of one scenario: <code>dsv3sim report RESULT.json --scenario NAME</code>.")

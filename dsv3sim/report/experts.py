@@ -204,7 +204,8 @@ def nodes_section(result: dict, ctx) -> Section:
         return sec
     limit = num(pick(result, "node_limit", "max_nodes_per_token_limit", "topk_group"))
     total = sum(h.values())
-    xs = sorted(h)
+    top = max([x for x in h if h[x]] + [int(limit or 0) + 1])
+    xs = [x for x in sorted(h) if x <= top]  # no run of empty bins past the last token (EP320 has 40 nodes)
     frac = [h[x] / total * 100 if total else 0 for x in xs]
     mean = sum(x * h[x] for x in xs) / total if total else 0
     fig = go.Figure(go.Bar(x=xs, y=frac, marker_color="#4c78a8", text=[f"{f:.1f}%" for f in frac],

@@ -87,7 +87,7 @@ def study_section(results: list[tuple[str, dict]], ctx) -> Section:
                       xaxis={"title": "% change in throughput (higher is better)", "zeroline": True,
                              "zerolinecolor": "#555"},
                       yaxis={"categoryorder": "array", "categoryarray": order[::-1], "automargin": True,
-                             "tickfont": {"size": 13}},
+                             "tickfont": {"size": 13}, "ticksuffix": "  "},
                       legend={"orientation": "h", "y": 1.0, "yanchor": "bottom", "x": 0.3, "xanchor": "left"})
     parts.append(figure_html(fig, ctx.fig_id("study")))
     sec.n_figures = 1
@@ -99,8 +99,11 @@ def study_section(results: list[tuple[str, dict]], ctx) -> Section:
                     f"{fmt_si(r['throughput'])} {r['unit']}" if r["throughput"] else "", vs,
                     f"{r['mfu'] * 100:.1f}%" if r["mfu"] is not None else "",
                     f"{r['gph'] / 1e3:,.1f} K" if r["gph"] else "", r["infeasible"] or r["limit"]])
+    header = ["scenario", "kind", "step / TTFT / TPOT", "throughput", "vs baseline", "MFU", "GPU-h / T tokens",
+              "limited by"]
+    keep = [i for i in range(len(header)) if any(tr[i] for tr in trs)]  # no all-empty columns (serving: MFU)
     parts.append('<div data-study-table>' + table(
-        ["scenario", "kind", "step / TTFT / TPOT", "throughput", "vs baseline", "MFU", "GPU-h / T tokens",
-         "limited by"], trs, {4, 5, 6}) + "</div>")
+        [header[i] for i in keep], [[tr[i] for i in keep] for tr in trs],
+        {keep.index(i) for i in (4, 5, 6) if i in keep}) + "</div>")
     sec.body = "".join(parts)
     return sec

@@ -73,7 +73,8 @@ def summary_section(result: dict, ctx) -> Section:
         ("prefill tokens / s / node", ("prefill_tokens_per_s_per_node",), fmt_si),
         ("decode tokens / s / node", ("decode_tokens_per_s_per_node",), fmt_si),
         ("TTFT", ("ttft_s",), fmt_time), ("TPOT", ("tpot_s",), fmt_time),
-        ("exposed communication", ("exposed_comm_s", "exposed_communication_s"), fmt_time),
+        ("exposed communication (EP + DP)" if isinstance(pick(result, "breakdown_s", depth=1), dict)
+         else "exposed communication", ("exposed_comm_s", "exposed_communication_s"), fmt_time),
     ):
         v = num(pick(result, *keys))
         if v is not None:

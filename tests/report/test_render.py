@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from dsv3sim.report import SECTIONS, build_page, render, render_html, write_index
+from dsv3sim.report import SECTIONS, STUDY_FULL, build_page, render, render_html, write_index
 
 
 def test_self_contained_plotly_once(tmp_path, train_result):
@@ -93,8 +93,10 @@ def test_study_comparison_block(train_result):
     # half the tokens/s of the baseline: -50 %, and what limits each step is named
     assert rows[2].startswith("<td>slow</td><td>training</td><td>step 40 s</td>") and "-50.0%" in rows[2]
     assert all("GPU compute" in r or "bubble" in r or "all-to-all" in r for r in rows[1:])
-    # per-scenario blocks stay light in a study: no timeline, links or field dump
-    keys = {s.key for h, secs in page.blocks[1:] for s in secs}
+    # per-scenario blocks stay light in a study of more than STUDY_FULL scenarios: no timeline, links or fields
+    assert "timeline" in {s.key for h, secs in page.blocks[1:] for s in secs}
+    many = build_page({f"s{i}": dict(train_result, scenario=f"s{i}") for i in range(STUDY_FULL + 1)})
+    keys = {s.key for h, secs in many.blocks[1:] for s in secs}
     assert "summary" in keys and not keys & {"timeline", "links", "fields"}
     one = build_page({"fast": train_result, "slow": slow}, scenario="slow")  # one scenario in full
     assert [h for h, _ in one.blocks] == ["slow"] and "timeline" in {s.key for s in one.blocks[0][1]}
