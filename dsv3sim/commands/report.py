@@ -55,9 +55,12 @@ def run(args: argparse.Namespace) -> int:
 
     out.parent.mkdir(parents=True, exist_ok=True)
     merged = merged_trace_path(out) if args.chrome_trace else None
-    page = build_page(src, chrome_trace=args.chrome_trace, price_per_gpu_hour=args.price_per_gpu_hour,
-                      title=args.title, merged_trace_out=merged, scenario=args.scenario)
-    out.write_text(page.html(plotly.offline.get_plotlyjs()))
+    from dsv3sim.commands._progress import bars_wanted, progress
+
+    with progress(None, f"rendering {out}", enabled=bars_wanted(args.json)):
+        page = build_page(src, chrome_trace=args.chrome_trace, price_per_gpu_hour=args.price_per_gpu_hour,
+                          title=args.title, merged_trace_out=merged, scenario=args.scenario)
+        out.write_text(page.html(plotly.offline.get_plotlyjs()))
     idx = write_index(Path(args.index) if args.index else out.parent)
     info = {
         "report": str(out), "index": str(idx), "merged_trace": str(merged) if merged else None, "figures": page.n_figures, "bytes": out.stat().st_size,
@@ -68,7 +71,8 @@ def run(args: argparse.Namespace) -> int:
 
         if args.screenshot_height <= 0:
             raise ValueError(f"--screenshot-height must be > 0, got {args.screenshot_height}")
-        info["screenshot"] = str(screenshot(out, Path(args.screenshot), height=args.screenshot_height))
+        with progress(None, "screenshot in headless Chromium", enabled=bars_wanted(args.json)):
+            info["screenshot"] = str(screenshot(out, Path(args.screenshot), height=args.screenshot_height))
     if args.json:
         print(json.dumps(info, indent=2))
     else:

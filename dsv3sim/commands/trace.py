@@ -100,9 +100,12 @@ def _run_capture(args: argparse.Namespace) -> int:
 
     cfg = load_model_config(args.config)
     layout = _layout(args, cfg.n_routed_experts)
-    tr = capture_from_config(cfg, checkpoint=args.checkpoint, n_tokens=args.tokens, seq_len=args.seq_len,
-                             seed=args.seed, layout=layout, node_limit=args.node_limit,
-                             config_arg=args.config)
+    from dsv3sim.commands._progress import bars_wanted, progress
+
+    with progress(None, f"routing {args.tokens} tokens through {cfg.name}", enabled=bars_wanted(args.json)):
+        tr = capture_from_config(cfg, checkpoint=args.checkpoint, n_tokens=args.tokens, seq_len=args.seq_len,
+                                 seed=args.seed, layout=layout, node_limit=args.node_limit,
+                                 config_arg=args.config)
     out = save_trace(tr, _npz_path(args.out))
     st = trace_stats(tr)
     if args.json:

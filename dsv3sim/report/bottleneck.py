@@ -58,7 +58,10 @@ def _training(result: dict) -> str | None:
     (top, t) = shares[0]
     # with compute on top, its hidden/exposed all-to-all is said in the same clause; "next" is another part
     nxt, t2 = next((k, v) for k, v in shares[1:] if not (top == "GPU compute" and k.startswith("EP all-to-all")))
-    pct = lambda x: f"{x / step * 100:.0f}%"  # noqa: E731
+
+    def pct(x: float) -> str:
+        return f"{x / step * 100:.0f}%"
+
     s = f"{top[0].upper() + top[1:]} limits the step: {fmt_time(t)} of {fmt_time(step)} ({pct(t)})"
     if top == "GPU compute":
         ep = next(v for k, v in shares if k.startswith("EP all-to-all"))

@@ -127,3 +127,14 @@ def test_no_bars_off_a_terminal():
     assert not bars_wanted(False) and not bars_wanted(True)  # pytest's stderr is not a tty
     with progress(3, "x", enabled=False) as bar:
         bar.step("y")
+
+
+def test_a_bar_draws_on_stderr_only(capsys):
+    from dsv3sim.commands._progress import progress
+
+    with progress(2, "work", enabled=True) as bar:
+        bar.step("half")
+        bar.describe("more")
+        bar.step()
+    out, _err = capsys.readouterr()
+    assert out == ""

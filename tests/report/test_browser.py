@@ -45,8 +45,8 @@ def test_every_plot_renders_without_console_errors(tmp_path):
     GPU/topology pairing warning, the placement verdict."""
     trace = tmp_path / "real.json"
     trace.write_text(json.dumps(torch_like_trace()))
-    train = dict(fixtures.training_result(), notes=["warning: inconsistent pairing: B200 (sm100) on a network "
-                                                    "built for H800 (sm90)"])
+    warning = "warning: inconsistent pairing: B200 (sm100) on a network built for H800 (sm90)"
+    train = dict(fixtures.training_result(), notes=[warning])
     keys, doms = set(), {}
     for name, page in (("train", build_page(train, chrome_trace=trace)), ("sweep", build_page(fixtures.sweep_result())),
                        ("decode", build_page(fixtures.decode_result()))):
