@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import pkgutil
 import sys
 
@@ -58,8 +59,8 @@ def main(argv: list[str] | None = None) -> int:
     except FileNotFoundError as e:
         print(f"dsv3sim {args.command}: error: {e}", file=sys.stderr)
         return 2
-    except BrokenPipeError:  # `dsv3sim ... | head`: the reader left; no traceback
-        sys.stderr.close()
+    except BrokenPipeError:  # `dsv3sim ... | head`: the reader left; no traceback (Python docs, signal note)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
 
 
