@@ -29,10 +29,12 @@ def _command_modules() -> dict[str, object]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from dsv3sim import __version__
+    import dsv3sim
 
-    p = argparse.ArgumentParser(prog="dsv3sim", description=__doc__.splitlines()[0])
-    p.add_argument("--version", action="version", version=f"dsv3sim {__version__}")
+    p = argparse.ArgumentParser(prog="dsv3sim", description=dsv3sim.__doc__.splitlines()[0],
+                                epilog="`dsv3sim` alone runs the default job (`dsv3sim run`); "
+                                       "`dsv3sim COMMAND --help` lists a command's flags.")
+    p.add_argument("--version", action="version", version=f"dsv3sim {dsv3sim.__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     for name, m in _command_modules().items():
         sp = sub.add_parser(name, help=m.HELP, description=getattr(m, "DESCRIPTION", m.HELP),

@@ -58,7 +58,7 @@ def summarize(name: str, d: dict) -> str:
         v = d.get(k)
         if isinstance(v, (int, float)):
             parts.append(f"{label} " + fmt.format(v * 1e3 if k == "tpot_s" else v))
-    return f"{name}: " + ", ".join(parts) + f"  [{d.get('sim_wall_s', 0):.1f} s simulated]"
+    return f"{name}: " + ", ".join(parts) + f"  [simulated in {d.get('sim_wall_s', 0):.1f} s]"
 
 
 def output_name(spec: str | None, names: list[str]) -> str:

@@ -163,6 +163,9 @@ def placement_text(result: dict, maps) -> str | None:
                    f"under near-even routing the busiest GPU carries about {slots:g}/{n_exp} = {slots / n_exp:.3f}x "
                    "the mean. Redundant experts pay off only when routing is skewed.")
         out.append(f"Placement raises the worst layer's per-GPU max/mean from {b:.3f} to {a:.3f}.{why}")
+    elif before == after:
+        out.append(f"Before and after are one placement here (experts contiguous, no replicas): per-GPU max/mean "
+                   f"{a:.3f}.")
     else:
         out.append(f"Placement leaves the per-GPU max/mean at {a:.3f}.")
     return " ".join(out)
