@@ -9,7 +9,8 @@ nic -> InfiniBand, nvlink -> NVLink) says which network it is.
 Serving (``layer_time_s``: one layer of one micro-batch before overlap): with two micro-batches overlapped
 (DeepSeek-V3 §3.4) the step is paced by the larger of compute (attention + MoE) and all-to-all (dispatch +
 combine). A decode batch set by KV capacity (``batch_per_gpu == max_batch_per_gpu_kv``) adds that memory limit.
-An infeasible result names its reason (memory, divisibility) instead.
+A real run (``dsv3sim validate``: measured ``components``) groups its measured components the same way. An
+infeasible result names its reason (memory, divisibility) instead.
 """
 
 from __future__ import annotations
@@ -98,6 +99,31 @@ def _serving(result: dict) -> str | None:
     return s + "."
 
 
+VALIDATION_GROUPS = (("EP all-to-all (layout, dispatch, combine)", ("layout", "dispatch", "combine")),
+                     ("pipeline send/recv", ("p2p", "send", "recv")),
+                     ("data-parallel all-reduce", ("allreduce", "all_reduce", "reduce_scatter", "all_gather")),
+                     ("the optimizer", ("optim",)), ("unattributed time", ("other",)))
+
+
+def _validation(result: dict) -> str | None:
+    """A real run (``dsv3sim validate``): the measured components grouped, the largest named."""
+    comps = result.get("components")
+    step = num(result.get("measured_step_s"))
+    if not isinstance(comps, list) or not step:
+        return None
+    groups: dict[str, float] = {}
+    for c in comps:
+        name, t = str(c.get("name", "")), num(c.get("measured_s")) or 0.0
+        label = next((g for g, keys in VALIDATION_GROUPS if name.startswith(keys)), "GPU compute")
+        groups[label] = groups.get(label, 0.0) + t
+    ranked = sorted(groups.items(), key=lambda kv: -kv[1])
+    (top, t), rest = ranked[0], ranked[1:]
+    s = f"{top[0].upper() + top[1:]} limits the measured step: {fmt_time(t)} of {fmt_time(step)} ({t / step:.0%})"
+    if rest:
+        s += f"; next is {rest[0][0]} at {fmt_time(rest[0][1])} ({rest[0][1] / step:.0%})"
+    return s + "."
+
+
 def bottleneck(result: dict) -> str | None:
     """One sentence naming what limits the step of ``result`` (None when the result cannot tell)."""
     if not isinstance(result, dict):
@@ -107,6 +133,8 @@ def bottleneck(result: dict) -> str | None:
         return f"Infeasible: {reason}."
     if isinstance(pick(result, "breakdown_s", depth=1), dict):
         return _training(result)
+    if isinstance(result.get("components"), list):
+        return _validation(result)
     return _serving(result)
 
 

@@ -60,3 +60,12 @@ def test_placement_text_explains_a_rise_with_whole_expert_slots():
     maps[1] = ("before placement", [[2.0] + [1.0] * 319], "GPU")
     maps[2] = ("after placement", [[1.0] * 320], "GPU")
     assert "lowers the worst layer's per-GPU max/mean from 1.994 to 1.000" in placement_text({}, maps)
+
+
+def test_a_real_run_names_its_largest_measured_part():
+    comps = [{"name": "attn(F)", "measured_s": 0.02}, {"name": "dispatch(F)", "measured_s": 0.03},
+             {"name": "combine(B)", "measured_s": 0.03}, {"name": "layout(F)", "measured_s": 0.01},
+             {"name": "allreduce", "measured_s": 0.01}, {"name": "other", "measured_s": 0.0}]
+    s = bottleneck({"kind": "validation", "measured_step_s": 0.1, "components": comps})
+    assert s == ("EP all-to-all (layout, dispatch, combine) limits the measured step: 70 ms of 100 ms (70%); "
+                 "next is GPU compute at 20 ms (20%).")
