@@ -129,6 +129,11 @@ def _summary_line(res: dict) -> str:
     mfu = num(pick(res, "mfu"))
     if mfu is not None:
         bits.append(f"MFU {mfu * 100:.1f}%" if mfu <= 1.5 else f"MFU {mfu:.1f}%")
+    from dsv3sim.report.bottleneck import limiter
+
+    limit = "" if isinstance(reason, str) else limiter(res)
+    if limit:
+        bits.append(f"limited by {limit}")
     return " · ".join(bits)
 
 
