@@ -1,9 +1,9 @@
 """Progress on a terminal, and where a command's human text goes.
 
 A command that prints JSON on stdout keeps stdout for that JSON alone: its human lines (summaries, "wrote ...")
-go to stderr (``human_stream``). Progress bars (rich) draw on stderr only when stderr is a terminal and the
-command is not printing JSON, and vanish when done (``transient``), so piped or redirected output never holds
-bar frames.
+go to stderr (``human_stream``). Progress bars (rich) draw on stderr only when stdout and stderr are both a
+terminal and the command is not printing JSON, and vanish when done (``transient``), so piped or redirected
+output never holds bar frames.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ def human_stream(json_on_stdout: bool) -> TextIO:
 
 
 def bars_wanted(json_on_stdout: bool) -> bool:
-    """Progress bars only on a terminal (stderr a tty) and never in JSON mode."""
-    return not json_on_stdout and sys.stderr.isatty()
+    """Progress bars only on a terminal (stdout and stderr both ttys) and never in JSON mode."""
+    return not json_on_stdout and sys.stderr.isatty() and sys.stdout.isatty()
 
 
 class _Silent:

@@ -143,7 +143,7 @@ def run(cfg_name: str, device: str, grid: str, out: Path, *, dtypes: tuple[str, 
 
 def _terminal_bar(total: int, description: str):
     """A started rich progress bar on stderr when it is a terminal (never in pipes or logs), else None."""
-    if not sys.stderr.isatty():
+    if not (sys.stderr.isatty() and sys.stdout.isatty()):
         return None
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
