@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import pkgutil
 import sys
 
@@ -28,7 +29,12 @@ def _command_modules() -> dict[str, object]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="dsv3sim", description=__doc__.splitlines()[0])
+    import dsv3sim
+
+    p = argparse.ArgumentParser(prog="dsv3sim", description=dsv3sim.__doc__.splitlines()[0],
+                                epilog="`dsv3sim` alone runs the default job (`dsv3sim run`); "
+                                       "`dsv3sim COMMAND --help` lists a command's flags.")
+    p.add_argument("--version", action="version", version=f"dsv3sim {dsv3sim.__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     for name, m in _command_modules().items():
         sp = sub.add_parser(name, help=m.HELP, description=getattr(m, "DESCRIPTION", m.HELP),
@@ -55,6 +61,9 @@ def main(argv: list[str] | None = None) -> int:
     except FileNotFoundError as e:
         print(f"dsv3sim {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `dsv3sim ... | head`: the reader left; no traceback (Python docs, signal note)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import sys
 
-def write_report(data, path: str) -> None:
+
+def write_report(data, path: str, *, quiet: bool = False) -> None:
     """Render ``data`` (a result JSON object) to an HTML report at ``path`` with dsv3sim.report."""
     try:
         from dsv3sim.report import render
     except ImportError:
-        print("dsv3sim.report is not available: wrote the JSON only")
+        print("dsv3sim.report is not available: wrote the JSON only", file=sys.stderr)
         return
     render(data, path)
-    print(f"wrote {path}")
+    if not quiet:
+        print(f"wrote {path}")

@@ -59,13 +59,18 @@ def run(args: argparse.Namespace) -> int:
     if prompt.shape[1] + args.tokens + 3 > cfg.max_position_embeddings:
         raise ValueError(f"prompt ({prompt.shape[1]}) + tokens ({args.tokens}) exceed max_position_embeddings "
                          f"({cfg.max_position_embeddings})")
-    plain = generate(model, prompt, args.tokens)
+    from dsv3sim.commands._progress import bars_wanted, progress
+
+    with progress(2 if args.speculative else 1, f"generating {args.tokens} tokens", enabled=bars_wanted(args.json)) \
+            as bar:
+        plain = generate(model, prompt, args.tokens)
+        bar.step("MTP speculative decoding")
+        spec = generate_speculative_mtp(model, prompt, args.tokens) if args.speculative == "mtp" else None
     res = {"config": cfg.name, "checkpoint": args.checkpoint, "seed": args.seed, "tokens": args.tokens,
            "prompt": tok.decode(prompt[0].tolist()), "device": args.device, "text": tok.decode(plain.tokens),
            "tokens_per_s": plain.tokens_per_s, "main_forwards": plain.main_forwards,
            "kv_cache_bytes_per_token": model.allocate_cache(1, 1).bytes_per_token()}
-    if args.speculative == "mtp":
-        spec = generate_speculative_mtp(model, prompt, args.tokens)
+    if spec is not None:
         res.update(mtp_acceptance_rate=spec.acceptance_rate, tokens_per_s_speculative=spec.tokens_per_s,
                    speedup=spec.tokens_per_s / plain.tokens_per_s, main_forwards_speculative=spec.main_forwards,
                    drafted=spec.drafted, accepted=spec.accepted, identical_output=spec.tokens == plain.tokens)

@@ -48,7 +48,8 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(d))
     else:
-        print(f"{p.gpu} {args.op} {args.dtype} {shape}" + (f" sms={args.sms}" if args.sms else ""))
+        dims = " ".join(f"{k}={','.join(map(str, v)) if isinstance(v, list) else v}" for k, v in shape.items())
+        print(f"{p.gpu} {args.op} {args.dtype} {dims}" + (f" sms={args.sms}" if args.sms else ""))
         band = f", 90% band +-{p.error90:.0%}" if p.error90 is not None else ""
         print(f"time_s  {p.time_s:.6g}  ({p.time_s * 1e6:.1f} us{band})")
         print(f"tflops  {p.tflops:.1f}")

@@ -27,6 +27,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--gpus", type=int, required=True, help="GPUs in the EP group (multiple of --nodes)")
     p.add_argument("--hidden", type=int, default=7168,
                    help="hidden size for the dispatch bytes of token-level traces (default 7168, V3)")
+    p.add_argument("--maps", action="store_true", help="also print phy2log, logcnt and log2phy per layer")
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
 
@@ -92,8 +93,43 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(out))
         return 0
-    print(f"placement: {out['layers']} layers x {out['experts']} experts -> {out['replicas']} replicas on "
-          f"{out['gpus']} GPUs / {out['nodes']} nodes, {out['groups']} groups, policy {out['policy']}")
+    print_summary(out, maps=args.maps)
+    return 0
+
+
+def print_summary(out: dict, *, maps: bool = False, worst: int = 5) -> None:
+    """The readable answer first (balance before/after, replicas, dispatch), the per-layer lines of the worst
+    layers, and the maps themselves only with ``maps``."""
+    b, a = out["gpu_load_before"], out["gpu_load_after"]
+    logcnt = np.asarray(out["logcnt"])
+    print(f"placement: {out['layers']} layers x {out['experts']} experts -> {out['replicas']} replicas "
+          f"({out['replicas'] - out['experts']} redundant per layer) on {out['gpus']} GPUs / {out['nodes']} nodes, "
+          f"{out['groups']} groups, policy {out['policy']}")
+    if "max" in b:
+        print(f"per-GPU load max/mean (1.000 = even), mean over layers: before {b['max_over_mean_avg']:.3f} -> "
+              f"after {a['max_over_mean_avg']:.3f}; worst layer {b['max_over_mean_worst']:.3f} -> "
+              f"{a['max_over_mean_worst']:.3f}")
+    else:
+        print(f"per-GPU load max/mean (1.000 = even), mean over layers: after {a['max_over_mean_avg']:.3f}, worst "
+              f"layer {a['max_over_mean_worst']:.3f}; before: {b['unavailable']}")
+    print(f"replicas per expert: max {int(logcnt.max())}, experts with more than one: "
+          f"{float((logcnt > 1).sum(axis=1).mean()):.1f} per layer")
+    for label, d in out.get("dispatch", {}).items():
+        print(f"dispatch {label} (per token per layer, DeepEP accounting): IB sends {d['ib_sends_per_token']:.3f}, "
+              f"NVLink sends {d['nvlink_sends_per_token']:.3f}, IB {d['ib_bytes_per_token_layer']:.0f} B, "
+              f"NVLink {d['nvlink_bytes_per_token_layer']:.0f} B, GPU work max/mean "
+              f"{d['slots_per_gpu_max_over_mean']:.3f}, max nodes/token {d['max_nodes_per_token']}")
+    key = b["max_over_mean"] if "max" in b else a["max_over_mean"]
+    order = sorted(range(out["layers"]), key=lambda li: -key[li])[:worst]
+    if out["layers"] > 1:
+        print(f"{'worst layers' if out['layers'] > worst else 'layers'} (per-GPU max / mean, max/mean):")
+    for li in sorted(order):
+        before = (f"{b['max'][li]:g} / {b['mean'][li]:g} ({b['max_over_mean'][li]:.3f})" if "max" in b else "n/a")
+        print(f"  layer {li}: before {before}   after {a['max'][li]:g} / {a['mean'][li]:g} "
+              f"({a['max_over_mean'][li]:.3f})")
+    if not maps:
+        print("maps (phy2log, log2phy, logcnt): add --maps, or --json for everything")
+        return
     for name in ("phy2log", "logcnt"):
         print(f"{name}:")
         for li, row in enumerate(out[name]):
@@ -101,22 +137,3 @@ def run(args: argparse.Namespace) -> int:
     print("log2phy (replica ids per expert, -1 = none):")
     for li, rows in enumerate(out["log2phy"]):
         print(f"  layer {li}: " + " ".join("[" + ",".join(str(x) for x in r if x >= 0) + "]" for r in rows))
-    b, a = out["gpu_load_before"], out["gpu_load_after"]
-    print("per-GPU load (max / mean, max/mean):")
-    for li in range(out["layers"]):
-        before = (f"{b['max'][li]:g} / {b['mean'][li]:g} ({b['max_over_mean'][li]:.3f})"
-                  if "max" in b else "n/a")
-        print(f"  layer {li}: before {before}   after {a['max'][li]:g} / {a['mean'][li]:g} "
-              f"({a['max_over_mean'][li]:.3f})")
-    if "max" in b:
-        print(f"max/mean averaged over layers: before {b['max_over_mean_avg']:.3f} -> after "
-              f"{a['max_over_mean_avg']:.3f} (worst layer {b['max_over_mean_worst']:.3f} -> "
-              f"{a['max_over_mean_worst']:.3f})")
-    else:
-        print(f"max/mean averaged over layers: after {a['max_over_mean_avg']:.3f}; before: {b['unavailable']}")
-    for label, d in out.get("dispatch", {}).items():
-        print(f"dispatch {label} (per token per layer, DeepEP accounting): IB sends {d['ib_sends_per_token']:.3f}, "
-              f"NVLink sends {d['nvlink_sends_per_token']:.3f}, IB {d['ib_bytes_per_token_layer']:.0f} B, "
-              f"NVLink {d['nvlink_bytes_per_token_layer']:.0f} B, GPU work max/mean "
-              f"{d['slots_per_gpu_max_over_mean']:.3f}, max nodes/token {d['max_nodes_per_token']}")
-    return 0

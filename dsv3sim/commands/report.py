@@ -25,6 +25,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--price-per-gpu-hour", type=float, default=None, metavar="USD",
                    help="price for the cost lines (default: the result's, else $2, DeepSeek-V3's H800 assumption)")
     p.add_argument("--title", default=None, help="report title (default: the scenario name)")
+    p.add_argument("--scenario", default=None, metavar="NAME",
+                   help="render only this scenario of a study JSON, in full (timeline, links, every field)")
     p.add_argument("--index", default=None, metavar="DIR", nargs="?", const="reports",
                    help="only rebuild DIR/index.html (default DIR: reports)")
     p.add_argument("--screenshot", default=None, metavar="PNG",
@@ -43,7 +45,8 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps({"index": str(idx)}) if args.json else f"wrote {idx}")
         return 0
     src = Path(args.result)
-    out = Path(args.out) if args.out else Path("reports") / f"{src.stem}.html"
+    stem = src.stem + (f"-{args.scenario}" if args.scenario else "")
+    out = Path(args.out) if args.out else Path("reports") / f"{stem}.html"
     if out.suffix.lower() not in (".html", ".htm"):
         raise ValueError(f"--out must end in .html, got {out}")
     if args.chrome_trace is not None and not Path(args.chrome_trace).exists():
@@ -52,9 +55,12 @@ def run(args: argparse.Namespace) -> int:
 
     out.parent.mkdir(parents=True, exist_ok=True)
     merged = merged_trace_path(out) if args.chrome_trace else None
-    page = build_page(src, chrome_trace=args.chrome_trace, price_per_gpu_hour=args.price_per_gpu_hour,
-                      title=args.title, merged_trace_out=merged)
-    out.write_text(page.html(plotly.offline.get_plotlyjs()))
+    from dsv3sim.commands._progress import bars_wanted, progress
+
+    with progress(None, f"rendering {out}", enabled=bars_wanted(args.json)):
+        page = build_page(src, chrome_trace=args.chrome_trace, price_per_gpu_hour=args.price_per_gpu_hour,
+                          title=args.title, merged_trace_out=merged, scenario=args.scenario)
+        out.write_text(page.html(plotly.offline.get_plotlyjs()))
     idx = write_index(Path(args.index) if args.index else out.parent)
     info = {
         "report": str(out), "index": str(idx), "merged_trace": str(merged) if merged else None, "figures": page.n_figures, "bytes": out.stat().st_size,
@@ -65,7 +71,8 @@ def run(args: argparse.Namespace) -> int:
 
         if args.screenshot_height <= 0:
             raise ValueError(f"--screenshot-height must be > 0, got {args.screenshot_height}")
-        info["screenshot"] = str(screenshot(out, Path(args.screenshot), height=args.screenshot_height))
+        with progress(None, "screenshot in headless Chromium", enabled=bars_wanted(args.json)):
+            info["screenshot"] = str(screenshot(out, Path(args.screenshot), height=args.screenshot_height))
     if args.json:
         print(json.dumps(info, indent=2))
     else:

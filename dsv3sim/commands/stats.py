@@ -23,15 +23,20 @@ DESCRIPTION = __doc__ + """
 Definitions (see README): params_activated counts the output head but not the embedding lookup, and
 excludes MTP; train_flops_per_token = forward + backward (2x forward) at --seq-len with causal attention."""
 
-GiB = 1024 ** 3
+GiB = 1024 ** 3  # binary: memory sizes we compute are shown in GiB
+GB = 1e9  # decimal: vendors quote HBM in GB (H200: 141 GB = 131.3 GiB; config/hardware.py stores bytes)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("config", help="HF config.json path, or a name from model/ (e.g. deepseek-v3)")
     p.add_argument("--seq-len", type=int, default=4096, help="training/prefill sequence length (default 4096)")
     p.add_argument("--context", type=int, default=None, help="decode context length (default: --seq-len)")
-    p.add_argument("--gpu-memory-GiB", type=float, default=141.0,
-                   help="GPU memory for the KV-capacity lines (default 141, an H200)")
+    p.add_argument("--gpu", default="H200",
+                   help="GPU whose HBM sizes the KV-capacity lines (hardware table; default H200, 141 GB)")
+    mem = p.add_mutually_exclusive_group()
+    mem.add_argument("--gpu-memory-GB", type=float, default=None, help="GPU memory in GB (1e9 B), instead of --gpu")
+    mem.add_argument("--gpu-memory-GiB", type=float, default=None,
+                     help="GPU memory in GiB (2^30 B), instead of --gpu")
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
 
@@ -45,7 +50,9 @@ def compute(cfg: ModelConfig, seq_len: int, context: int, gpu_memory_bytes: floa
     wfp8 = weight_bytes(cfg, "fp8")
     ckpt = checkpoint_weight_dtype(cfg)
     wbf16 = weight_bytes(cfg, "bf16")
-    free_fp8 = gpu_memory_bytes - 0  # KV capacity of one GPU's memory, weights elsewhere (large EP)
+    # Upper bound: the whole HBM of one GPU holds KV cache (weights, activations and workspace elsewhere).
+    # Serving results (`dsv3sim run scenarios/deepseek_v3_serving.py`) subtract the weights per GPU instead.
+    kv_budget = gpu_memory_bytes
     out = {
         "model": cfg.name,
         "model_type": cfg.model_type,
@@ -79,7 +86,7 @@ def compute(cfg: ModelConfig, seq_len: int, context: int, gpu_memory_bytes: floa
         "training_state_bytes_per_param": training_state_bytes(1.0, dp=1).total,
         "activation_bytes_per_token": activation_bytes_per_token(cfg),
         "gpu_memory_bytes": gpu_memory_bytes,
-        "max_batch_per_gpu_memory": {str(c): max_batch_at_context(cfg, free_fp8, c) for c in (4096, 32768, 131072)},
+        "max_batch_per_gpu_memory": {str(c): max_batch_at_context(cfg, kv_budget, c) for c in (4096, 32768, 131072)},
     }
     return out
 
@@ -95,10 +102,26 @@ def _fmt(n: float, unit: str = "") -> str:
     return f"{n:,.0f} {unit}".rstrip()
 
 
+def gpu_memory(args: argparse.Namespace) -> tuple[float, str]:
+    """(bytes, label) of the GPU memory the capacity lines use: --gpu-memory-GB/GiB, else --gpu's HBM."""
+    if args.gpu_memory_GB is not None or args.gpu_memory_GiB is not None:
+        gb, gib = args.gpu_memory_GB, args.gpu_memory_GiB
+        v = gb * GB if gb is not None else gib * GiB
+        if not v > 0:
+            raise ValueError(f"GPU memory must be > 0, got --gpu-memory-GB={gb} --gpu-memory-GiB={gib}")
+        return v, (f"{gb:g} GB" if gb is not None else f"{gib:g} GiB")
+    from dsv3sim.config.hardware import get_gpu
+
+    g = get_gpu(args.gpu)
+    return g.hbm_bytes, f"{g.name} {g.hbm_bytes / GB:g} GB"
+
+
 def run(args: argparse.Namespace) -> int:
     cfg = load_model_config(args.config)
     ctx = args.context if args.context is not None else args.seq_len
-    out = compute(cfg, args.seq_len, ctx, args.gpu_memory_GiB * GiB)
+    mem, mem_label = gpu_memory(args)
+    out = compute(cfg, args.seq_len, ctx, mem)
+    out["gpu_memory_label"] = mem_label
     if args.json:
         print(json.dumps(out, indent=2))
         return 0
@@ -123,12 +146,12 @@ def run(args: argparse.Namespace) -> int:
                                                  f"{out['weights_bytes_fp8'] / GiB:,.1f} GiB"),
         (f"weights as published ({out['weights_checkpoint_dtype']})",
          f"{out['weights_bytes_checkpoint'] / GiB:,.1f} GiB"),
-        (f"GPUs of {args.gpu_memory_GiB:g} GiB to hold the weights (FP8 / BF16)",
+        (f"GPUs of {mem_label} ({mem / GiB:,.1f} GiB) to hold the weights (FP8 / BF16)",
          f"{out['gpus_to_hold_weights_fp8']} / {out['gpus_to_hold_weights_bf16']}"),
         ("training state bytes / param (DeepSeek-V3 §3.3.3, no ZeRO)", f"{out['training_state_bytes_per_param']:g}"),
         ("activations kept / token (all layers)", f"{out['activation_bytes_per_token'] / 1e6:,.2f} MB"),
     ]
-    rows += [(f"sequences whose KV fits {args.gpu_memory_GiB:g} GiB at context {c}", f"{v:,}")
+    rows += [(f"sequences at context {c} whose BF16 KV fills all {mem_label} (upper bound)", f"{v:,}")
              for c, v in out["max_batch_per_gpu_memory"].items()]
     w = max(len(r[0]) for r in rows)
     for k, v in rows:

@@ -85,6 +85,13 @@ def _layout(args: argparse.Namespace, n_experts: int):
     return EpLayout(n_experts=n_experts, ep=args.ep, gpus_per_node=args.gpus_per_node)
 
 
+def _npz_path(out: str) -> Path:
+    """The archive a trace is written to: ``--out`` with ``.npz`` appended when it has another suffix, the name
+    every reader (`trace stats`, `place --load`, scenarios' ``routing_trace``) recognises."""
+    p = Path(out)
+    return p if p.suffix.lower() == ".npz" else p.with_name(p.name + ".npz")
+
+
 def _run_capture(args: argparse.Namespace) -> int:
     from dsv3sim.config import load_model_config
     from dsv3sim.trace.capture import capture_from_config
@@ -93,15 +100,18 @@ def _run_capture(args: argparse.Namespace) -> int:
 
     cfg = load_model_config(args.config)
     layout = _layout(args, cfg.n_routed_experts)
-    tr = capture_from_config(cfg, checkpoint=args.checkpoint, n_tokens=args.tokens, seq_len=args.seq_len,
-                             seed=args.seed, layout=layout, node_limit=args.node_limit,
-                             config_arg=args.config)
-    save_trace(tr, args.out)
+    from dsv3sim.commands._progress import bars_wanted, progress
+
+    with progress(None, f"routing {args.tokens} tokens through {cfg.name}", enabled=bars_wanted(args.json)):
+        tr = capture_from_config(cfg, checkpoint=args.checkpoint, n_tokens=args.tokens, seq_len=args.seq_len,
+                                 seed=args.seed, layout=layout, node_limit=args.node_limit,
+                                 config_arg=args.config)
+    out = save_trace(tr, _npz_path(args.out))
     st = trace_stats(tr)
     if args.json:
-        print(json.dumps({k: v for k, v in st.items() if k != "expert_load"}, indent=2))
+        print(json.dumps({"out": str(out), **{k: v for k, v in st.items() if k != "expert_load"}}, indent=2))
     else:
-        print(f"wrote {args.out}: {tr.n_layers} MoE layers x {tr.n_tokens} tokens x top-{tr.topk}; "
+        print(f"wrote {out}: {tr.n_layers} MoE layers x {tr.n_tokens} tokens x top-{tr.topk}; "
               f"expert_load_max_over_mean {st['expert_load_max_over_mean']:.3f}"
               + (f"; max_nodes_per_token {st['max_nodes_per_token']} (limit {tr.node_limit})" if layout else ""))
     return 0
@@ -132,10 +142,13 @@ def _run_synth(args: argparse.Namespace) -> int:
         tr.meta["hidden_size"] = int(hidden)
     if args.fit:
         tr.meta["fitted_to"] = str(args.fit)
-    save_trace(tr, args.out)
+    path = save_trace(tr, _npz_path(args.out))
     out["spec"] = asdict(spec)
-    out["out"] = str(args.out)
-    print(json.dumps(out, indent=2) if args.json else f"wrote {args.out}: {spec}")
+    out["out"] = str(path)
+    print(json.dumps(out, indent=2) if args.json else
+          f"wrote {path}: {spec.n_layers} MoE layers x {spec.n_tokens} tokens x top-{spec.topk} of {spec.n_experts} "
+          f"experts (Zipf {spec.zipf_s:g}, drift {spec.drift:g}, layer corr {spec.layer_corr:g}, sequence corr "
+          f"{spec.seq_corr:g}, seed {spec.seed}); statistics: dsv3sim trace stats {path}")
     return 0
 
 

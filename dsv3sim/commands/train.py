@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 
 from dsv3sim.config import load_model_config
 
@@ -56,7 +55,9 @@ def run(args: argparse.Namespace) -> int:
                      device=args.device)
     on_step = None
     progress = None
-    if sys.stderr.isatty() and not args.json:
+    from dsv3sim.commands._progress import bars_wanted
+
+    if bars_wanted(args.json):
         from rich.progress import Progress
 
         progress = Progress(transient=True)

@@ -133,9 +133,13 @@ def run(args: argparse.Namespace) -> int:
         spec = make_spec(args, str(out_dir))
         from dsv3sim.validate.schedule import plan
         plan(spec.schedule, spec.pp, spec.n_microbatches)  # bad schedule/pp/microbatches fail here, not in workers
+        from dsv3sim.commands._progress import bars_wanted, progress
+
         try:
-            launch(spec, timeout_s=args.timeout,
-                   rdzv=Rendezvous(endpoint=args.rdzv_endpoint, run_id=args.rdzv_id, node_rank=args.node_rank))
+            with progress(None, f"validate: {args.nproc} workers per node via torchrun (logs in {out_dir})",
+                          enabled=bars_wanted(args.json)):
+                launch(spec, timeout_s=args.timeout,
+                       rdzv=Rendezvous(endpoint=args.rdzv_endpoint, run_id=args.rdzv_id, node_rank=args.node_rank))
         except WorkerFailure as e:
             print(f"dsv3sim validate: error: {e}", file=sys.stderr)
             return 3

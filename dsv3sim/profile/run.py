@@ -108,6 +108,7 @@ def run(cfg_name: str, device: str, grid: str, out: Path, *, dtypes: tuple[str, 
     start, crashed = _resume_point(out) if resume else (0, None)
     cur = out.with_suffix(".cur")
     t0, n_done, n_err = time.time(), start, 0
+    bar = _terminal_bar(len(plan) - start, f"profiling {cfg.name} on {device}")
     with out.open("a" if start else "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=COLUMNS, extrasaction="ignore")
         if not start:
@@ -127,6 +128,10 @@ def run(cfg_name: str, device: str, grid: str, out: Path, *, dtypes: tuple[str, 
             f.flush()
             n_done += 1
             n_err += bool(row.get("error"))
+            if bar is not None:
+                bar.update(bar.task_ids[0], advance=1, description=f"{pt.op} {pt.dtype}")
+    if bar is not None:
+        bar.stop()
     cur.unlink(missing_ok=True)
     meta.update(n_measured=n_done, n_errors=n_err, wall_s=round(time.time() - t0, 1))
     if device == "cuda":
@@ -134,6 +139,20 @@ def run(cfg_name: str, device: str, grid: str, out: Path, *, dtypes: tuple[str, 
     out.with_suffix(".json").write_text(json.dumps(meta, indent=1, default=str))
     print(f"{out}: {n_done} rows ({n_err} errors) in {meta['wall_s']} s", file=sys.stderr)
     return 0
+
+
+def _terminal_bar(total: int, description: str):
+    """A started rich progress bar on stderr when it is a terminal (never in pipes or logs), else None."""
+    if not (sys.stderr.isatty() and sys.stdout.isatty()):
+        return None
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                   console=Console(file=sys.stderr), transient=True)
+    bar.add_task(description, total=total)
+    bar.start()
+    return bar
 
 
 def main(argv: list[str] | None = None) -> int:

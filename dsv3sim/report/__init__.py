@@ -14,7 +14,7 @@ from pathlib import Path
 from dsv3sim.report.context import DEFAULT_PRICE_PER_GPU_HOUR, RenderContext
 from dsv3sim.report.data import load, num, pick, split_results
 from dsv3sim.report.index import write_index
-from dsv3sim.report.page import Page, Section
+from dsv3sim.report.page import Page, Section, note
 
 __all__ = ["SECTIONS", "build_page", "merged_trace_path", "render", "render_html", "write_index"]
 
@@ -44,14 +44,29 @@ def _default_traces_dir() -> Path | None:
     return None
 
 
+# A study page stays small: beyond STUDY_FULL scenarios, per scenario no timeline, link series, memory, KV or
+# field dump (one scenario in full: ``scenario=``, `dsv3sim report STUDY.json --scenario NAME`); the comparison
+# of the scenarios comes first either way.
+STUDY_FULL = 4
+STUDY_SKIPS = ("pipeline_section", "comparison_section", "link_section", "fields_section", "imbalance_section",
+               "memory_section", "kv_section")
+
+
 def build_page(result_json, *, chrome_trace: str | Path | None = None,
                price_per_gpu_hour: float | None = None, title: str | None = None,
-               traces_dir: str | Path | None = None, merged_trace_out: str | Path | None = None) -> Page:
+               traces_dir: str | Path | None = None, merged_trace_out: str | Path | None = None,
+               scenario: str | None = None) -> Page:
     data = load(result_json)
     base = Path(result_json).resolve().parent if isinstance(result_json, (str, Path)) else None
     if price_per_gpu_hour is not None and not price_per_gpu_hour > 0:
         raise ValueError(f"price per GPU-hour must be > 0, got {price_per_gpu_hour}")
     results = split_results(data)
+    if scenario is not None:  # one scenario of a study, rendered in full
+        names = [h for h, _ in results]
+        if scenario not in names:
+            raise ValueError(f"scenario {scenario!r} is not in this result (scenarios: {', '.join(names)})")
+        results = [(h, r) for h, r in results if h == scenario]
+        data = results[0][1]
     name = title or (pick(data, "scenario", "name", depth=1) if len(results) == 1 else
                      (f"{Path(result_json).stem} ({len(results)} scenarios)" if base else f"{len(results)} scenarios"))
     if isinstance(name, dict):  # dsv3sim validate: scenario is a dict with a name
@@ -63,14 +78,12 @@ def build_page(result_json, *, chrome_trace: str | Path | None = None,
     if not isinstance(name, str):
         name = Path(result_json).stem if base else "result"
     page = Page(title=f"dsv3sim: {name}", subtitle=f"{len(results)} result(s)")
-    if len(results) > 1:  # a study: compare its scenarios first, as the rows of a sweep
-        from dsv3sim.report.sweep import sweep_section
+    study = len(results) > 1
+    light = len(results) > STUDY_FULL
+    if study:  # compare the scenarios first: one table, one chart
+        from dsv3sim.report.study import study_section
 
-        rows = [dict(res, scenario=res.get("scenario") if isinstance(res.get("scenario"), str) else h)
-                for h, res in results]
-        cmp = sweep_section({"sweep": rows}, RenderContext(prefix="cmp"), study=True)
-        cmp.key, cmp.title = "study", f"Comparison of the {len(results)} scenarios"
-        page.blocks.append(("Study", [cmp]))
+        page.blocks.append(("Study", [study_section(results, RenderContext(prefix="cmp"))]))
     for i, (heading, res) in enumerate(results):
         ctx = RenderContext(base_dir=base, chrome_trace=Path(chrome_trace) if chrome_trace and i == 0 else None,
                             price_per_gpu_hour=price_per_gpu_hour or DEFAULT_PRICE_PER_GPU_HOUR,
@@ -78,10 +91,16 @@ def build_page(result_json, *, chrome_trace: str | Path | None = None,
                             traces_dir=Path(traces_dir) if traces_dir else _default_traces_dir(), prefix=f"r{i}")
         secs: list[Section] = []
         for fn in _sections():
+            if light and fn.__name__ in STUDY_SKIPS:
+                continue
             s = fn(res, ctx)
             if s is not None:
                 secs.append(s)
         page.blocks.append((heading, secs))
+    if light:
+        page.blocks[0][1][0].body += note(
+            "Below: each scenario's summary, expert loads and nodes per token. Timelines, link utilisation, memory, "
+            "KV cache and every field of one scenario: <code>dsv3sim report RESULT.json --scenario NAME</code>.")
     page.summary_line = (_summary_line(results[0][1]) if len(results) == 1 else
                          f"{len(results)} scenarios: " + ", ".join(h for h, _ in results[:6])
                          + (" …" if len(results) > 6 else ""))
@@ -110,6 +129,11 @@ def _summary_line(res: dict) -> str:
     mfu = num(pick(res, "mfu"))
     if mfu is not None:
         bits.append(f"MFU {mfu * 100:.1f}%" if mfu <= 1.5 else f"MFU {mfu:.1f}%")
+    from dsv3sim.report.bottleneck import limiter
+
+    limit = "" if isinstance(reason, str) else limiter(res)
+    if limit:
+        bits.append(f"limited by {limit}")
     return " · ".join(bits)
 
 
@@ -127,7 +151,7 @@ def render_html(result_json, **kw) -> tuple[str, Page]:
 
 def render(result_json, out_path: str | Path, *, chrome_trace: str | Path | None = None,
            price_per_gpu_hour: float | None = None, title: str | None = None, update_index: bool = True,
-           traces_dir: str | Path | None = None) -> Path:
+           traces_dir: str | Path | None = None, scenario: str | None = None) -> Path:
     """Write the HTML report of ``result_json`` to ``out_path``; refresh the folder's index.
 
     ``result_json``: a result dict (``dsv3sim.results`` JSON), a path to one, a Result object (``to_dict``), a
@@ -140,7 +164,7 @@ def render(result_json, out_path: str | Path, *, chrome_trace: str | Path | None
         raise ValueError(f"report path must end in .html, got {out}")
     out.parent.mkdir(parents=True, exist_ok=True)
     text, _ = render_html(result_json, chrome_trace=chrome_trace, price_per_gpu_hour=price_per_gpu_hour,
-                          title=title, traces_dir=traces_dir,
+                          title=title, traces_dir=traces_dir, scenario=scenario,
                           merged_trace_out=merged_trace_path(out) if chrome_trace else None)
     out.write_text(text)
     if update_index:

@@ -11,7 +11,7 @@ max/mean near 1). Nodes per token: with node-limited routing no token reaches mo
 from __future__ import annotations
 
 from dsv3sim.report.data import as_matrix, num, pick
-from dsv3sim.report.page import Section, absent, figure_html, note, table
+from dsv3sim.report.page import Section, absent, esc, figure_html, note, table
 
 LOGICAL = ("expert_load_logical", "logical_load", "expert_load", "expert_loads", "weight")
 BEFORE = ("expert_load_before", "load_before", "gpu_load_before", "load_per_gpu_before")
@@ -90,8 +90,10 @@ def heatmap_section(result: dict, ctx) -> Section:
     offset = int(num(pick(result, "first_moe_layer", "first_k_dense_replace")) or 0)
     parts = [note("Load (routed tokens) per MoE layer divided by the layer's mean: 1.0 is perfect balance; the "
                   "hottest cell of a row is that layer's max/mean (the colour scale tops out at the 99.5th "
-                  "percentile; hover shows the value). Placement (EPLB-style replication and packing) "
-                  "evens the load per GPU.")]
+                  "percentile; hover shows the value).")]
+    verdict = placement_text(result, maps)
+    if verdict:
+        parts.append(f'<p class="note" data-placement>{esc(verdict)}</p>')
     labels = {lab for lab, _, _ in maps}
     parts += [absent(f"{lab}: not in this result") for lab in ("before placement", "after placement")
               if lab not in labels]
@@ -132,6 +134,43 @@ def heatmap_section(result: dict, ctx) -> Section:
     return sec
 
 
+def placement_text(result: dict, maps) -> str | None:
+    """What placement did to the per-GPU load, from the maps (worst layer max/mean before -> after), and why
+    when it did not help: whole expert slots per GPU, or a "before" that is no placement at all."""
+    by = {label: m for label, m, _ in maps}
+    if "before placement" not in by or "after placement" not in by:
+        return None
+    before, after = by["before placement"], by["after placement"]
+    b, a = max(max_over_mean(before)), max(max_over_mean(after))
+    n_gpus = len(after[0])
+    logical = by.get("routed load per logical expert")
+    n_exp = len(logical[0]) if logical else None
+    red = num(pick(result, "redundant_experts"))
+    flat = all(max(r) == min(r) for r in before)
+    out = []
+    if flat and n_exp and n_exp % n_gpus:
+        out.append(f"The 'before' row is no placement: {n_exp} experts do not divide over {n_gpus} GPUs, so it "
+                   "spreads the routed load evenly (the ideal, max/mean 1.000).")
+    if a < b - 5e-4:
+        out.append(f"Placement (EPLB-style replication and packing) lowers the worst layer's per-GPU max/mean "
+                   f"from {b:.3f} to {a:.3f}.")
+    elif a > b + 5e-4:
+        why = ""
+        if n_exp and red is not None:
+            slots = n_exp + red
+            why = (f" {slots:g} expert slots ({n_exp} experts + {red:g} redundant) on {n_gpus} GPUs give each GPU "
+                   f"{slots / n_gpus:g} whole slot(s); an expert without a replica keeps all its load on one GPU, so "
+                   f"under near-even routing the busiest GPU carries about {slots:g}/{n_exp} = {slots / n_exp:.3f}x "
+                   "the mean. Redundant experts pay off only when routing is skewed.")
+        out.append(f"Placement raises the worst layer's per-GPU max/mean from {b:.3f} to {a:.3f}.{why}")
+    elif before == after:
+        out.append(f"Before and after are one placement here (experts contiguous, no replicas): per-GPU max/mean "
+                   f"{a:.3f}.")
+    else:
+        out.append(f"Placement leaves the per-GPU max/mean at {a:.3f}.")
+    return " ".join(out)
+
+
 def nodes_hist(v) -> dict[int, float] | None:
     """{nodes: count} from a {str/int: count} dict, a list whose entry i counts tokens reaching i+1 nodes
     (``dsv3sim/results.py``: "count of tokens touching 1..n_nodes nodes"), or {"samples": [nodes per token]}."""
@@ -168,21 +207,43 @@ def nodes_section(result: dict, ctx) -> Section:
         return sec
     limit = num(pick(result, "node_limit", "max_nodes_per_token_limit", "topk_group"))
     total = sum(h.values())
-    xs = sorted(h)
+    top = max([x for x in h if h[x]] + [int(limit or 0) + 1])
+    xs = [x for x in sorted(h) if x <= top]  # no run of empty bins past the last token (EP320 has 40 nodes)
     frac = [h[x] / total * 100 if total else 0 for x in xs]
     mean = sum(x * h[x] for x in xs) / total if total else 0
     fig = go.Figure(go.Bar(x=xs, y=frac, marker_color="#4c78a8", text=[f"{f:.1f}%" for f in frac],
                            textposition="outside"))
-    if limit:
-        fig.add_vline(x=limit + 0.5, line_dash="dash", line_color="#e45756",
-                      annotation_text=f"node limit M={limit:g}")
     fig.update_layout(title=f"Distinct nodes reached by a token's top-k experts (mean {mean:.2f})",
                       xaxis_title="nodes per token", yaxis_title="% of tokens", height=340,
                       margin={"l": 10, "r": 10, "t": 50, "b": 40}, xaxis={"dtick": 1})
     over = sum(h[x] for x in xs if limit and x > limit)
-    sec.body = (note("DeepSeek-V3 §2.1.2 / §3.2.2: each token goes to at most M=4 nodes, so the IB traffic of a "
-                     "token is bounded by M copies of its hidden state.")
-                + figure_html(fig, ctx.fig_id("nodes"))
-                + (note(f"<b class='err-pos'>{over:g} tokens exceed the node limit.</b>") if over else ""))
+    groups = num(v.get("n_group")) if isinstance(v, dict) else None
+    if limit and over:
+        label = f"M={limit:g} (a limit on expert groups)"
+        text = nodes_text_over(limit, over / total, mean, max(x for x in xs if h[x] > 0), len(h) if isinstance(v, dict) else
+                               None, groups)
+    else:
+        label = f"node limit M={limit:g}" if limit else ""
+        text = ("DeepSeek-V3 §2.1.2 / §3.2.2: each token goes to at most M nodes, so the IB traffic of a token is "
+                f"bounded by M copies of its hidden state; here no token reaches more than {limit:g} "
+                f"(mean {mean:.2f})." if limit else "No node limit in this result: the gate picks the top-k experts "
+                f"anywhere (mean {mean:.2f} nodes per token).")
+    if label:
+        fig.add_vline(x=limit + 0.5, line_dash="dash", line_color="#e45756", annotation_text=label)
+    sec.body = note(esc(text)) + figure_html(fig, ctx.fig_id("nodes"))
     sec.n_figures = 1
     return sec
+
+
+def nodes_text_over(limit: float, frac_over: float, mean: float, most: int, n_nodes: int | None,
+                    groups: float | None) -> str:
+    """Why tokens reach more nodes than M: M limits the gate's expert groups (topk_group of n_group, V3 §2.1.2),
+    which bounds nodes only while each group sits on one node."""
+    span = (f"the EP group spans {n_nodes} nodes but the gate has {groups:g} expert groups, so a group's experts "
+            "(and the placement's replicas of them) sit on several nodes" if n_nodes and groups and n_nodes != groups
+            else "the placement puts experts of one group (or their replicas) on several nodes, or the routing "
+                 "trace was not node-limited")
+    return (f"M={limit:g} limits the expert groups a token's gate keeps (DeepSeek-V3 §2.1.2: the top M groups by "
+            f"their experts' scores); it bounds nodes per token only where each group lives on one node. Here "
+            f"{span}: {frac_over * 100:.1f}% of tokens reach more than {limit:g} nodes (mean {mean:.2f}, at most "
+            f"{most}), and IB traffic per token grows with that count.")

@@ -18,7 +18,7 @@ from dsv3sim.report.page import Section, absent, esc, figure_html, note, table
 GiB = 2 ** 30
 GQA_REFERENCES = ("qwen2.5-72b", "llama3-70b")
 CONTEXTS = (4096, 32768, 131072)
-DEFAULT_HBM_BYTES = 141 * GiB  # H200 (NVIDIA H200 datasheet: 141 GB HBM3e) when the result names no GPU memory
+DEFAULT_HBM_BYTES = 141e9  # H200 (NVIDIA H200 datasheet: 141 GB = 131.3 GiB HBM3e) when the result names no GPU memory
 
 
 def _bytes(key: str, v) -> float | None:

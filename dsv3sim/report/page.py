@@ -34,6 +34,8 @@ td.num{text-align:right;font-variant-numeric:tabular-nums}
 .card{background:#f2f4f8;border-radius:6px;padding:8px 14px;min-width:150px}
 .card .v{font-size:22px;font-weight:600} .card .k{font-size:12px;color:#5b6472}
 .err-pos{color:#b3261e} .err-ok{color:#1b7f3b}
+.bottleneck{background:#eef3fc;border-left:4px solid #2d5be3;padding:6px 10px;margin:6px 0;font-size:15px}
+.warn{background:#fdf3e1;border-left:4px solid #d18b00;padding:6px 10px;margin:6px 0;font-size:14px}
 #js-errors{color:#b3261e;white-space:pre-wrap}
 """
 

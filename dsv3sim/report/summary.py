@@ -6,6 +6,7 @@ DeepSeek-V3 (report §1, Table 1): 180K H800 GPU-hours per trillion tokens, $2 p
 
 from __future__ import annotations
 
+from dsv3sim.report.bottleneck import bottleneck
 from dsv3sim.report.data import fmt_si, fmt_time, num, pick
 from dsv3sim.report.page import Section, absent, cards, esc, figure_html, note, table
 
@@ -30,6 +31,13 @@ def summary_section(result: dict, ctx) -> Section:
     reason = pick(result, "infeasible", "infeasible_reason", depth=1)
     if reason:
         parts.append(f'<p class="err-pos"><b>Infeasible:</b> {esc(reason)}</p>')
+    else:
+        limit = bottleneck(result)
+        if limit:
+            parts.append(f'<p class="bottleneck" data-bottleneck><b>Bottleneck.</b> {esc(limit)}</p>')
+    for n in pick(result, "notes", depth=1) or ():
+        cls = "warn" if str(n).startswith("warning") else "note"
+        parts.append(f'<p class="{cls}" data-note>{esc(n)}</p>')
     ident = [(k, pick(result, *al, depth=2)) for k, al in (
         ("scenario", ("scenario", "name")), ("model", ("model", "model_name")), ("GPU", ("gpu", "gpu_name")),
         ("GPUs", ("n_gpus", "num_gpus", "world_size")), ("topology", ("topology", "cluster")),
@@ -65,7 +73,8 @@ def summary_section(result: dict, ctx) -> Section:
         ("prefill tokens / s / node", ("prefill_tokens_per_s_per_node",), fmt_si),
         ("decode tokens / s / node", ("decode_tokens_per_s_per_node",), fmt_si),
         ("TTFT", ("ttft_s",), fmt_time), ("TPOT", ("tpot_s",), fmt_time),
-        ("exposed communication", ("exposed_comm_s", "exposed_communication_s"), fmt_time),
+        ("exposed communication (EP + DP)" if isinstance(pick(result, "breakdown_s", depth=1), dict)
+         else "exposed communication", ("exposed_comm_s", "exposed_communication_s"), fmt_time),
     ):
         v = num(pick(result, *keys))
         if v is not None:
@@ -74,7 +83,7 @@ def summary_section(result: dict, ctx) -> Section:
         parts.append(cards(kv))
     if gph is not None:
         parts.append(note(f"Cost stated at <b>${price:g} per GPU-hour</b> (DeepSeek-V3 report's H800 rental "
-                          f"assumption; change with <code>--price-per-gpu-hour</code>). GPU-hours {esc(how)}."))
+                          f"assumption; change with <code>dsv3sim report RESULT.json --price-per-gpu-hour USD</code>). GPU-hours {esc(how)}."))
     bd = pick(result, *BREAKDOWN_KEYS)
     if isinstance(bd, dict):
         items = [(k, num(v)) for k, v in bd.items()]

@@ -27,7 +27,7 @@ COLORS = {
     "dispatch(B)": "#ff9d45", "combine(B)": "#ff7f7f",
     # pipeline kinds
     "F": "#4c78a8", "B": "#54a24b", "W": "#b279a2", "F&B": "#eeca3b", "BW": "#2f7d32", "F&BW": "#d4a017", "send": "#9d755d", "recv": "#bab0ac",
-    "optimizer": "#79706e", "bubble": "#e5e5e5",
+    "optimizer": "#79706e", "bubble": "#e5e5e5", "dp_comm(exposed)": "#8c564b",
 }
 CATEGORY_COLORS = {"attn": "#4c78a8", "mlp": "#72b7b2", "dispatch": "#f58518", "combine": "#e45756",
                    "comm": "#9d755d", "pipeline": "#eeca3b", "optimizer": "#79706e", "idle": "#e5e5e5",

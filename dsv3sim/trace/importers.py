@@ -96,9 +96,15 @@ def write_sglang_pt(step_counts: np.ndarray, path: str | Path) -> Path:
 def load_trace(path: str | Path) -> RoutingTrace:
     """Read any supported file: dsv3sim .npz trace, EPLB .json, SGLang .pt (chosen by suffix)."""
     p = Path(path)
+    if not p.exists() and p.suffix.lower() != ".npz" and p.with_name(p.name + ".npz").exists():
+        p = p.with_name(p.name + ".npz")  # `trace capture --out DIR/trace` wrote DIR/trace.npz
     if not p.exists():
         raise FileNotFoundError(f"no such trace file: {p}")
     suf = p.suffix.lower()
+    if suf not in (".npz", ".json", ".pt", ".pth"):  # no known suffix: tell the formats apart by content
+        with p.open("rb") as f:
+            head = f.read(4)
+        suf = {b"PK\x03\x04": ".npz"}.get(head, ".json" if head[:1] in (b"{", b"[") else suf)
     if suf == ".npz":
         return read_npz_trace(p)
     if suf == ".json":

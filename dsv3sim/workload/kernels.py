@@ -47,9 +47,9 @@ class GpuPerf:
 
 # Datasheet fallbacks, used only when dsv3sim.config.hardware (profile helper) is not importable.
 _FALLBACK = {
-    "H800": GpuPerf(name="H800", bf16_flops=989.5e12, fp8_flops=1979e12, hbm_bytes=80 * 2**30, hbm_bw=3.35e12,
+    "H800": GpuPerf(name="H800", bf16_flops=989.5e12, fp8_flops=1979e12, hbm_bytes=80e9, hbm_bw=3.35e12,
                     n_sms=132, source="NVIDIA H100 SXM datasheet (H800: same SXM5 compute and HBM3)"),
-    "H100": GpuPerf(name="H100", bf16_flops=989.5e12, fp8_flops=1979e12, hbm_bytes=80 * 2**30, hbm_bw=3.35e12,
+    "H100": GpuPerf(name="H100", bf16_flops=989.5e12, fp8_flops=1979e12, hbm_bytes=80e9, hbm_bw=3.35e12,
                     n_sms=132, source="NVIDIA H100 SXM datasheet"),
     "H200": GpuPerf(name="H200", bf16_flops=989.5e12, fp8_flops=1979e12, hbm_bytes=141e9, hbm_bw=4.8e12,
                     n_sms=132, source="NVIDIA H200 SXM datasheet"),

@@ -61,7 +61,7 @@ def _load_fields(lr: LR.LayerRouting, node_limit: int | None) -> dict:
     return {"expert_load_before": ld["expert_load_before"], "expert_load_after": ld["expert_load_after"],
             "expert_load_logical": ld["expert_load_logical"],
             "nodes_per_token": {"hist": ld["nodes_per_token_hist"], "node_limit": node_limit,
-                                "routing_layers": len(lr)}}
+                                "routing_layers": len(lr), "n_group": dict(lr.keys[0]).get("n_group")}}
 
 
 def _weights_per_gpu(cfg: ModelConfig, n_phys: int, ep: int, dtype: str) -> float:

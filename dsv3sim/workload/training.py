@@ -329,6 +329,13 @@ def simulate_training(scn: Scenario) -> TrainingResult | Infeasible:
                            "end_s": s.start + sl.end, "layer": sl.layer, "action": s.action})
     events.append({"rank": r0, "stream": "compute", "name": "optimizer", "start_s": pipe_end,
                    "end_s": pipe_end + bd["optimizer_s"]})
+    # exposed DP communication (breakdown dp_comm_exposed_s): the gradient reduce-scatter still running after
+    # the pipeline drains, and the parameter all-gather after the optimizer (ZeRO-1), on the comm stream
+    for what, t0_, t1_ in (("reduce-scatter", ex.makespan, pipe_end),
+                           ("all-gather", pipe_end + bd["optimizer_s"], step)):
+        if t1_ > t0_:
+            events.append({"rank": r0, "stream": "comm", "name": "dp_comm(exposed)", "collective": what,
+                           "start_s": t0_, "end_s": t1_})
     sources = sorted(set(heads.sources) | set(training_layer(
         cfg, cfg.num_hidden_layers - 1, gpu=gpu, tokens=T, seq_len=w.seq_len, expert_rows=rows,
         local_experts=local_experts, gemm_dtype=w.gemm_dtype, sm_fraction=frac).sources))
@@ -351,7 +358,7 @@ def simulate_training(scn: Scenario) -> TrainingResult | Infeasible:
         expert_load_after=loads.get("expert_load_after", []),
         expert_load_logical=loads.get("expert_load_logical", []),
         nodes_per_token={"hist": loads.get("nodes_per_token_hist", []), "node_limit": w.node_limit,
-                         "routing_layers": loads.get("routing_layers", 0)},
+                         "routing_layers": loads.get("routing_layers", 0), "n_group": cfg.n_group},
         comm={k: v for k, v in comm_res.items()}, chunk_times_s=chunk_times,
         timeline={"events": events}, pipeline=ex.to_dict(),
         sources=tuple(sources), sim_wall_s=time.perf_counter() - t_wall)

@@ -62,6 +62,11 @@ def test_place_on_eplb_readme_json(capsys, tmp_path):
     assert set(d) >= {"log2phy", "logcnt", "gpu_load_before", "gpu_load_after"}
     rc, out, _ = _run(capsys, ["place", "--load", str(f), "--replicas", "16", "--groups", "4", "--nodes", "2",
                                "--gpus", "8"])
+    lines = out.splitlines()
+    assert lines[0].startswith("placement: 2 layers x 12 experts -> 16 replicas")  # the summary comes first
+    assert "max/mean" in lines[1] and "layer 0: 5 6 5 7" not in out and len(lines) < 12  # maps only on request
+    rc, out, _ = _run(capsys, ["place", "--load", str(f), "--replicas", "16", "--groups", "4", "--nodes", "2",
+                               "--gpus", "8", "--maps"])
     assert "layer 0: 5 6 5 7 8 4 3 4 10 9 10 2 0 1 11 1" in out
 
 

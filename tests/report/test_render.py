@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from dsv3sim.report import SECTIONS, build_page, render, render_html, write_index
+from dsv3sim.report import SECTIONS, STUDY_FULL, build_page, render, render_html, write_index
 
 
 def test_self_contained_plotly_once(tmp_path, train_result):
@@ -84,11 +84,24 @@ def test_result_objects_and_infeasible(tmp_path):
 
 
 def test_study_comparison_block(train_result):
-    slow = dict(train_result, scenario="slow", step_time_s=40.0)
+    slow = dict(train_result, scenario="slow", step_time_s=40.0, tokens_per_s=train_result["tokens_per_s"] / 2)
     page = build_page({"fast": train_result, "slow": slow})
     (_, (cmp,)) = page.blocks[0]
     assert cmp.key == "study" and cmp.n_figures == 1
-    assert "<td>slow</td><td>40</td>" in cmp.body and "<td>fixture_pretrain</td><td>20</td>" in cmp.body
+    rows = re.findall(r"<tr>(.*?)</tr>", cmp.body.split("data-study-table")[1])
+    assert rows[1].startswith("<td>fast</td><td>training</td><td>step 20 s</td>") and "baseline" in rows[1]
+    # half the tokens/s of the baseline: -50 %, and what limits each step is named
+    assert rows[2].startswith("<td>slow</td><td>training</td><td>step 40 s</td>") and "-50.0%" in rows[2]
+    assert all("GPU compute" in r or "bubble" in r or "all-to-all" in r for r in rows[1:])
+    # per-scenario blocks stay light in a study of more than STUDY_FULL scenarios: no timeline, links or fields
+    assert "timeline" in {s.key for h, secs in page.blocks[1:] for s in secs}
+    many = build_page({f"s{i}": dict(train_result, scenario=f"s{i}") for i in range(STUDY_FULL + 1)})
+    keys = {s.key for h, secs in many.blocks[1:] for s in secs}
+    assert "summary" in keys and not keys & {"timeline", "links", "fields"}
+    one = build_page({"fast": train_result, "slow": slow}, scenario="slow")  # one scenario in full
+    assert [h for h, _ in one.blocks] == ["slow"] and "timeline" in {s.key for s in one.blocks[0][1]}
+    with pytest.raises(ValueError, match="scenario 'nope' is not in this result"):
+        build_page({"fast": train_result, "slow": slow}, scenario="nope")
 
 
 def test_decode_result_sections():

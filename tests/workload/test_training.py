@@ -61,7 +61,9 @@ def test_chrome_trace_profile_names_and_streams(base):
     by_tid = {}
     for e in xs:
         by_tid.setdefault(e["cat"], set()).add(e["name"])
-    assert by_tid["comm"] <= {"dispatch(F)", "combine(F)", "dispatch(B)", "combine(B)"}
+    assert by_tid["comm"] <= {"dispatch(F)", "combine(F)", "dispatch(B)", "combine(B)", "dp_comm(exposed)"}
+    dp = [e for e in xs if e["name"] == "dp_comm(exposed)"]  # breakdown's exposed DP communication, as slices
+    assert sum(e["dur"] for e in dp) / 1e6 == pytest.approx(r.breakdown_s["dp_comm_exposed_s"], rel=1e-6)
     assert (by_tid["compute"] - {"optimizer"}) <= PROFILE_NAMES
     assert {"dispatch(F)", "combine(B)"} <= by_tid["comm"]
     assert {e["pid"] for e in xs} == {0, 1}  # one pid per PP rank of the simulated pipeline

@@ -1,0 +1,148 @@
+"""What limits the step, in one sentence, derived from a result JSON (never hard-coded per scenario).
+
+Training (``breakdown_s`` of pipeline rank 0, which sums to the step): the step splits into GPU compute in the
+pipeline chunks, EP all-to-all the compute stream waits for (``exposed_communication_s`` minus the DP part),
+the pipeline bubble, exposed data-parallel communication (``dp_comm_exposed_s``) and the optimizer. The
+largest share names the bottleneck; the link class the all-to-all saturates (``comm.*.busiest_link_class``:
+nic -> InfiniBand, nvlink -> NVLink) says which network it is.
+
+Serving (``layer_time_s``: one layer of one micro-batch before overlap): with two micro-batches overlapped
+(DeepSeek-V3 §3.4) the step is paced by the larger of compute (attention + MoE) and all-to-all (dispatch +
+combine). A decode batch set by KV capacity (``batch_per_gpu == max_batch_per_gpu_kv``) adds that memory limit.
+A real run (``dsv3sim validate``: measured ``components``) groups its measured components the same way. An
+infeasible result names its reason (memory, divisibility) instead.
+"""
+
+from __future__ import annotations
+
+from dsv3sim.report.data import fmt_time, num, pick
+
+COMPUTE_KEYS = ("forward_s", "backward_input_s", "weight_grad_s", "backward_full_s", "overlapped_forward_backward_s")
+
+
+def _network(result: dict) -> str:
+    """'InfiniBand' / 'NVLink' / 'PCIe' from the busiest link of the slowest all-to-all, else ''."""
+    comm = result.get("comm")
+    rows = [r for r in comm.values() if isinstance(r, dict) and num(r.get("time_s")) is not None] \
+        if isinstance(comm, dict) else []
+    cls = str(max(rows, key=lambda r: num(r["time_s"])).get("busiest_link_class") or "") if rows else ""
+    for pre, name in (("nic", "InfiniBand"), ("nvlink", "NVLink"), ("pcie", "PCIe")):
+        if cls.startswith(pre):
+            return name
+    n_nodes = num(result.get("n_nodes"))
+    return "InfiniBand and NVLink" if n_nodes and n_nodes > 1 else ""
+
+
+def training_shares(result: dict) -> list[tuple[str, float]] | None:
+    """[(component, seconds)] of a training step, largest first (None without a breakdown)."""
+    bd = pick(result, "breakdown_s", depth=1)
+    if not isinstance(bd, dict):
+        return None
+    chunks = sum(num(bd.get(k)) or 0.0 for k in COMPUTE_KEYS)
+    dp = num(bd.get("dp_comm_exposed_s")) or 0.0
+    ep = max(0.0, (num(result.get("exposed_communication_s")) or 0.0) - dp)
+    ep = min(ep, chunks)
+    net = _network(result)
+    shares = [("GPU compute", chunks - ep),
+              (f"EP all-to-all{' over ' + net if net else ''} (not hidden by compute)", ep),
+              ("the pipeline bubble", num(bd.get("bubble_s")) or 0.0),
+              ("exposed data-parallel communication", dp),
+              ("the optimizer", num(bd.get("optimizer_s")) or 0.0)]
+    return sorted(shares, key=lambda kv: -kv[1])
+
+
+def _training(result: dict) -> str | None:
+    shares = training_shares(result)
+    step = num(result.get("step_time_s"))
+    if not shares or not step:
+        return None
+    (top, t) = shares[0]
+    # with compute on top, its hidden/exposed all-to-all is said in the same clause; "next" is another part
+    nxt, t2 = next((k, v) for k, v in shares[1:] if not (top == "GPU compute" and k.startswith("EP all-to-all")))
+
+    def pct(x: float) -> str:
+        return f"{x / step * 100:.0f}%"
+
+    s = f"{top[0].upper() + top[1:]} limits the step: {fmt_time(t)} of {fmt_time(step)} ({pct(t)})"
+    if top == "GPU compute":
+        ep = next(v for k, v in shares if k.startswith("EP all-to-all"))
+        net = _network(result)
+        s += (", with the EP all-to-all hidden behind it" + (f" except {fmt_time(ep)}" if ep > 0 else "")
+              + (f" (busiest links: {net})" if net else ""))
+    return s + f"; next is {nxt} at {fmt_time(t2)} ({pct(t2)})."
+
+
+def _serving(result: dict) -> str | None:
+    lt = pick(result, "layer_time_s", depth=1)
+    if not isinstance(lt, dict):
+        return None
+    comp = sum(num(v) or 0.0 for k, v in lt.items() if not str(k).startswith(("dispatch", "combine")))
+    comm = sum(num(v) or 0.0 for k, v in lt.items() if str(k).startswith(("dispatch", "combine")))
+    if comp <= 0 and comm <= 0:
+        return None
+    net = _network(result)
+    comm_name = f"the EP all-to-all{' over ' + net if net else ''}"
+    exposed = num(pick(result, "exposed_communication_s"))
+    kind = "decode step" if result.get("kind") == "decode" else "prefill forward"
+    if comm > comp:
+        s = (f"{comm_name[0].upper() + comm_name[1:]} limits the {kind}: dispatch + combine take {fmt_time(comm)} "
+             f"per layer and micro-batch against {fmt_time(comp)} of compute")
+    else:
+        s = (f"GPU compute limits the {kind}: attention + MoE take {fmt_time(comp)} per layer and micro-batch "
+             f"against {fmt_time(comm)} for {comm_name}")
+    if exposed is not None:
+        s += (f"; {fmt_time(exposed)} of communication stays exposed after the two-micro-batch overlap" if exposed > 0
+              else "; the two-micro-batch overlap hides all of the communication")
+    batch, kv_max = num(pick(result, "batch_per_gpu")), num(pick(result, "max_batch_per_gpu_kv"))
+    if batch and kv_max and batch >= kv_max:
+        s += f"; KV-cache memory caps the batch at {kv_max:g} sequences per GPU"
+    return s + "."
+
+
+VALIDATION_GROUPS = (("EP all-to-all (layout, dispatch, combine)", ("layout", "dispatch", "combine")),
+                     ("pipeline send/recv", ("p2p", "send", "recv")),
+                     ("data-parallel all-reduce", ("allreduce", "all_reduce", "reduce_scatter", "all_gather")),
+                     ("the optimizer", ("optim",)), ("unattributed time", ("other",)))
+
+
+def _validation(result: dict) -> str | None:
+    """A real run (``dsv3sim validate``): the measured components grouped, the largest named."""
+    comps = result.get("components")
+    step = num(result.get("measured_step_s"))
+    if not isinstance(comps, list) or not step:
+        return None
+    groups: dict[str, float] = {}
+    for c in comps:
+        name, t = str(c.get("name", "")), num(c.get("measured_s")) or 0.0
+        label = next((g for g, keys in VALIDATION_GROUPS if name.startswith(keys)), "GPU compute")
+        groups[label] = groups.get(label, 0.0) + t
+    ranked = sorted(groups.items(), key=lambda kv: -kv[1])
+    (top, t), rest = ranked[0], ranked[1:]
+    s = f"{top[0].upper() + top[1:]} limits the measured step: {fmt_time(t)} of {fmt_time(step)} ({t / step:.0%})"
+    if rest:
+        s += f"; next is {rest[0][0]} at {fmt_time(rest[0][1])} ({rest[0][1] / step:.0%})"
+    return s + "."
+
+
+def bottleneck(result: dict) -> str | None:
+    """One sentence naming what limits the step of ``result`` (None when the result cannot tell)."""
+    if not isinstance(result, dict):
+        return None
+    reason = pick(result, "infeasible", depth=1)
+    if isinstance(reason, str):
+        return f"Infeasible: {reason}."
+    if isinstance(pick(result, "breakdown_s", depth=1), dict):
+        return _training(result)
+    if isinstance(result.get("components"), list):
+        return _validation(result)
+    return _serving(result)
+
+
+def limiter(result: dict) -> str:
+    """A few words for a table cell: what limits the step ("GPU compute", "EP all-to-all over InfiniBand", ...)."""
+    s = bottleneck(result)
+    if not s:
+        return ""
+    if s.startswith("Infeasible"):
+        return "infeasible"
+    return s.split(" limits the ")[0].replace(" (not hidden by compute)", "").removeprefix("The ")
