@@ -91,34 +91,65 @@ def _one(args: tuple[Scenario, dict]) -> dict:
     return row
 
 
-def run_sweep(base: Scenario, points: list[dict], *, workers: int = 2, ray_address: str | None = None,
-              progress: Callable[[int, int], None] | None = None) -> list[dict]:
-    """Rows in the order of ``points``."""
-    jobs = [(base, p) for p in points]
-    rows: list[dict | None] = [None] * len(jobs)
+def run_parallel(fn: Callable, jobs: list, *, workers: int = 2, ray_address: str | None = None,
+                 progress: Callable[[int, int], None] | None = None, chunksize: int = 1) -> list:
+    """``[fn(j) for j in jobs]`` in a local process pool (default), serially (``workers <= 1``) or on Ray.
+
+    ``ray_address``: ``"local"`` starts a local Ray cluster in this process (``ray.init()``), anything else is
+    the address of a running one (``ray.init(address=...)``). Results keep the order of ``jobs``. ``chunksize``
+    sends consecutive jobs to one worker together, so jobs sorted by what they share reuse its caches."""
+    out: list = [None] * len(jobs)
     if ray_address:
         try:
             import ray
         except ImportError as e:
-            raise ValueError("--ray needs the optional 'ray' package (pip install ray)") from e
-        ray.init(address=ray_address, ignore_reinit_error=True)
-        remote = ray.remote(_one)
-        refs = [remote.remote(j) for j in jobs]
-        for i, r in enumerate(ray.get(refs)):
-            rows[i] = r
-            if progress:
-                progress(i + 1, len(jobs))
-        return rows  # type: ignore[return-value]
-    if workers <= 1:
+            raise ValueError("--ray needs the optional 'ray' package (pip install 'dsv3sim[ray]')") from e
+        if not ray.is_initialized():
+            if ray_address == "local":
+                ray.init(num_cpus=max(1, workers), include_dashboard=False, log_to_driver=False)
+            else:
+                ray.init(address=ray_address, log_to_driver=False)
+        remote = ray.remote(_batch)
+        batches = [jobs[i:i + chunksize] for i in range(0, len(jobs), max(1, chunksize))]
+        refs = [remote.remote(fn, b) for b in batches]
+        done = 0
+        pending = {r: i for i, r in enumerate(refs)}
+        while pending:
+            ready, _ = ray.wait(list(pending), num_returns=1)
+            for r in ready:
+                i = pending.pop(r)
+                res = ray.get(r)
+                out[i * chunksize:i * chunksize + len(res)] = res
+                done += len(res)
+                if progress:
+                    progress(done, len(jobs))
+        return out
+    if workers <= 1 or len(jobs) <= 1:
         for i, j in enumerate(jobs):
-            rows[i] = _one(j)
+            out[i] = fn(j)
             if progress:
                 progress(i + 1, len(jobs))
-        return rows  # type: ignore[return-value]
+        return out
     with ProcessPoolExecutor(max_workers=workers) as ex:
-        futs = {ex.submit(_one, j): i for i, j in enumerate(jobs)}
-        for done, f in enumerate(as_completed(futs), start=1):
-            rows[futs[f]] = f.result()
+        batches = [(i, jobs[i:i + max(1, chunksize)]) for i in range(0, len(jobs), max(1, chunksize))]
+        futs = {ex.submit(_batch, fn, b): i for i, b in batches}
+        done = 0
+        for f in as_completed(futs):
+            res = f.result()
+            i = futs[f]
+            out[i:i + len(res)] = res
+            done += len(res)
             if progress:
                 progress(done, len(jobs))
-    return rows  # type: ignore[return-value]
+    return out
+
+
+def _batch(fn: Callable, jobs: list) -> list:
+    return [fn(j) for j in jobs]
+
+
+def run_sweep(base: Scenario, points: list[dict], *, workers: int = 2, ray_address: str | None = None,
+              progress: Callable[[int, int], None] | None = None) -> list[dict]:
+    """Rows in the order of ``points``."""
+    return run_parallel(_one, [(base, p) for p in points], workers=workers, ray_address=ray_address,
+                        progress=progress)

@@ -1,0 +1,275 @@
+"""Serving layout search under a TTFT/TPOT SLA: prefill and decode instances, composed into disaggregated
+deployments on a GPU budget; Pareto frontier, $ per million tokens, fleet size for a daily load.
+
+Instances come from the step model's public workloads (``dsv3sim.workload.simulate`` of a ``PrefillWorkload`` /
+``DecodeWorkload``), each with the busiest-link all-to-all bound in the screen (``comm_model="bound"``):
+* prefill: instance size S (EP = S, the MoE spans the instance), attention TP ``attn_tp`` x DP S/attn_tp, tokens
+  per GPU per step, redundant experts (the fewest that make EP divide the experts, or S more). TTFT = the
+  prefill step (a request's prompt is in the batch from its start; queueing is not modelled). With a prefix-cache
+  hit rate h only (1 - h) of each prompt is computed: input tokens/s = computed tokens/s / (1 - h); the cached
+  prefix's attention is not charged (the computed suffix attends the full ISL-token prompt in the step model).
+* decode: instance size S, batch per GPU (or as many requests as the KV cache holds), MTP on/off, redundant
+  experts; mean context ISL + OSL/2; TPOT from the step model (MTP: step / (1 + acceptance)).
+A disaggregated deployment is n_p prefill instances + n_d decode instances within the GPU budget; it serves
+requests/s = min(prefill GPUs x prefill requests/s/GPU, decode GPUs x decode requests/s/GPU);
+tokens/s/GPU = output tokens/s / GPUs used (AIConfigurator's definition), tokens/s/user = 1 / TPOT.
+$ per million input tokens charges the prefill GPUs, $ per million output tokens the decode GPUs.
+Aggregated serving (prefill and decode batched on the same GPUs) is not a workload of the step model, so only
+disaggregated deployments are compared; every result says so.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+
+from dsv3sim.config.scenario import DecodeWorkload, ParallelDims, PrefillWorkload, Scenario
+from dsv3sim.cost.pricing import DEFAULT_PRICE_PER_GPU_HOUR, check_price
+
+GPU_TOPOLOGY = {"H800": "h800-deepseek", "H200": "h200-hgx", "H100": "h100-roce", "B200": "gb200-nvl72"}
+AGGREGATED_NOTE = ("aggregated serving (prefill and decode on the same GPUs) is not modelled by the step model "
+                   "(dsv3sim.workload has prefill and decode workloads only): only disaggregated layouts compared")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ServeQuery:
+    model: str = "deepseek-v3"
+    gpu: str = "H200"
+    topology: str | None = None
+    gpus: int = 32
+    isl: int = 4000
+    osl: int = 1000
+    ttft_ms: float = 2000.0
+    tpot_ms: float = 50.0
+    prefix_cache_hit: float = 0.0
+    price_per_gpu_hour: float = DEFAULT_PRICE_PER_GPU_HOUR
+    mtp_acceptance: float | None = None
+    instance_sizes: tuple[int, ...] = (8, 16, 24, 32, 48, 64, 72, 96, 128, 144, 256, 320)
+    attn_tp: tuple[int, ...] = (1, 2, 4, 8)
+    prefill_tokens_per_gpu: tuple[int, ...] = (2048, 4096, 8192, 16384, 32768)
+    decode_batches: tuple[int | None, ...] = (1, 2, 4, 8, 16, 24, 32, 48, 64, 96, 128, 192, 256, None)
+    mtp: tuple[bool, ...] = (True, False)
+    max_layouts: int = 5000
+
+    def __post_init__(self) -> None:
+        for n in ("gpus", "isl", "osl"):
+            if getattr(self, n) < 1:
+                raise ValueError(f"--{n} must be >= 1, got {getattr(self, n)}")
+        for n in ("ttft_ms", "tpot_ms"):
+            if not getattr(self, n) > 0:
+                raise ValueError(f"--{n.replace('_', '-')} must be > 0, got {getattr(self, n)}")
+        if not 0 <= self.prefix_cache_hit < 1:
+            raise ValueError(f"--prefix-cache-hit must be in [0, 1), got {self.prefix_cache_hit}")
+        check_price(self.price_per_gpu_hour)
+
+    @property
+    def topo(self) -> str:
+        if self.topology:
+            return self.topology
+        if self.gpu not in GPU_TOPOLOGY:
+            raise ValueError(f"--gpu {self.gpu!r} has no default topology (known: {', '.join(GPU_TOPOLOGY)}); "
+                             "pass --topology")
+        return GPU_TOPOLOGY[self.gpu]
+
+
+def _redundant(n_experts: int, size: int) -> tuple[int, ...]:
+    r0 = (-n_experts) % size
+    return (r0, r0 + size) if r0 + size <= n_experts else (r0,)
+
+
+def prefill_jobs(q: ServeQuery, n_experts: int, gpn: int) -> list[dict]:
+    out = []
+    for s in q.instance_sizes:
+        if s > q.gpus or s % gpn and s > gpn:
+            continue
+        for tp in q.attn_tp:
+            if s % tp or tp > gpn:
+                continue
+            for tok in q.prefill_tokens_per_gpu:
+                for red in _redundant(n_experts, s):
+                    out.append({"phase": "prefill", "size": s, "attn_tp": tp, "tokens_per_gpu": tok,
+                                "redundant_experts": red})
+    return out
+
+
+def decode_jobs(q: ServeQuery, n_experts: int, gpn: int) -> list[dict]:
+    out = []
+    for s in q.instance_sizes:
+        if s > q.gpus or s % gpn and s > gpn:
+            continue
+        for b in q.decode_batches:
+            for m in q.mtp:
+                for red in _redundant(n_experts, s):
+                    out.append({"phase": "decode", "size": s, "batch_per_gpu": b, "mtp": m, "redundant_experts": red})
+    return out
+
+
+def scenario_of(q: ServeQuery, job: dict) -> Scenario:
+    s = job["size"]
+    if job["phase"] == "prefill":
+        tp = job["attn_tp"]
+        # the prompt's computed part per request; the step runs tokens_per_gpu of them per GPU
+        return Scenario(name=f"plan-prefill[{_key(job)}]", model=q.model, topology=q.topo, gpu=q.gpu,
+                        parallel=ParallelDims(dp=s // tp, attn_tp=tp, ep=s),
+                        workload=PrefillWorkload(prompt_len=q.isl, tokens_per_gpu=job["tokens_per_gpu"],
+                                                 redundant_experts=job["redundant_experts"]),
+                        comm_model="bound", record=False)
+    return Scenario(name=f"plan-decode[{_key(job)}]", model=q.model, topology=q.topo, gpu=q.gpu,
+                    parallel=ParallelDims(dp=s, ep=s),
+                    workload=DecodeWorkload(context_len=q.isl + q.osl // 2, output_len=q.osl,
+                                            batch_per_gpu=job["batch_per_gpu"], mtp=job["mtp"],
+                                            mtp_acceptance=q.mtp_acceptance,
+                                            redundant_experts=job["redundant_experts"]),
+                    comm_model="bound", record=False)
+
+
+def _key(job: dict) -> str:
+    if job["phase"] == "prefill":
+        return f"P{job['size']} tp{job['attn_tp']} {job['tokens_per_gpu']}tok/gpu r{job['redundant_experts']}"
+    b = job["batch_per_gpu"] if job["batch_per_gpu"] is not None else "kvmax"
+    return f"D{job['size']} b{b} {'mtp' if job['mtp'] else 'nomtp'} r{job['redundant_experts']}"
+
+
+def evaluate(args: tuple[ServeQuery, dict]) -> dict:
+    from dsv3sim.workload import simulate
+
+    q, job = args
+    row = dict(job, key=_key(job))
+    try:
+        res = simulate(scenario_of(q, job))
+    except ValueError as e:
+        return dict(row, infeasible=str(e))
+    if not hasattr(res, "metrics"):
+        return dict(row, infeasible=res.reason)
+    m = res.metrics
+    if job["phase"] == "prefill":
+        computed = m["prefill_tokens_per_s_per_gpu"]
+        inp = computed / (1 - q.prefix_cache_hit)
+        return dict(row, ttft_s=m["ttft_s"], input_tokens_per_s_per_gpu=inp,
+                    requests_per_s_per_gpu=inp / q.isl, exposed_communication_s=m["exposed_communication_s"],
+                    meets_ttft=m["ttft_s"] * 1e3 <= q.ttft_ms, gpus_per_node=res.n_gpus / res.n_nodes)
+    kv_bound = job["batch_per_gpu"] is None
+    return dict(row, tpot_s=m["tpot_s"], output_tokens_per_s_per_gpu=m["decode_tokens_per_s_per_gpu"],
+                tokens_per_s_per_user=m["tokens_per_s_per_request"], batch=m["batch_per_gpu"],
+                max_batch_kv=m["max_batch_per_gpu_kv"], mtp_acceptance=m["mtp_acceptance"],
+                requests_per_s_per_gpu=m["decode_tokens_per_s_per_gpu"] / q.osl,
+                exposed_communication_s=m["exposed_communication_s"], step_s=m["step_time_s_decode"],
+                meets_tpot=m["tpot_s"] * 1e3 <= q.tpot_ms, limits="memory (KV cache)" if kv_bound or
+                m["batch_per_gpu"] >= m["max_batch_per_gpu_kv"] else
+                ("IB" if m["exposed_communication_s"] > 0.5 * m["step_time_s_decode"] else "compute"),
+                gpus_per_node=res.n_gpus / res.n_nodes)
+
+
+def compose(q: ServeQuery, pre: list[dict], dec: list[dict]) -> list[dict]:
+    """Every (prefill, decode, n_p, n_d) within the budget; per (prefill, decode) pair the best split."""
+    out = []
+    for p in pre:
+        for d in dec:
+            best = None
+            for n_p in range(1, q.gpus // p["size"] + 1):
+                rest = q.gpus - n_p * p["size"]
+                n_d = rest // d["size"]
+                if n_d < 1:
+                    continue
+                g_p, g_d = n_p * p["size"], n_d * d["size"]
+                rps = min(g_p * p["requests_per_s_per_gpu"], g_d * d["requests_per_s_per_gpu"])
+                tps_gpu = rps * q.osl / (g_p + g_d)
+                if best is None or tps_gpu > best[0]:
+                    best = (tps_gpu, n_p, n_d, g_p, g_d, rps)
+            if best is None:
+                continue
+            tps_gpu, n_p, n_d, g_p, g_d, rps = best
+            usd_s = q.price_per_gpu_hour / 3600.0
+            out.append({"prefill": p["key"], "decode": d["key"], "n_prefill_instances": n_p,
+                        "n_decode_instances": n_d, "prefill_gpus": g_p, "decode_gpus": g_d, "gpus_used": g_p + g_d,
+                        "requests_per_s": rps, "tokens_per_s_per_gpu": tps_gpu,
+                        "tokens_per_s_per_user": d["tokens_per_s_per_user"], "ttft_s": p["ttft_s"],
+                        "tpot_s": d["tpot_s"], "meets_sla": bool(p["meets_ttft"] and d["meets_tpot"]),
+                        "bottleneck_side": "prefill" if g_p * p["requests_per_s_per_gpu"] <
+                        g_d * d["requests_per_s_per_gpu"] else "decode",
+                        "limits": d["limits"] if g_p * p["requests_per_s_per_gpu"] >=
+                        g_d * d["requests_per_s_per_gpu"] else "prefill capacity",
+                        "cost_usd_per_million_input_tokens": g_p * usd_s / (rps * q.isl) * 1e6,
+                        "cost_usd_per_million_output_tokens": g_d * usd_s / (rps * q.osl) * 1e6,
+                        "miss": max(p["ttft_s"] * 1e3 / q.ttft_ms - 1, d["tpot_s"] * 1e3 / q.tpot_ms - 1, 0.0)})
+    return out
+
+
+def pareto(rows: list[dict]) -> list[dict]:
+    """Non-dominated rows in (tokens/s/user up, tokens/s/GPU up), sorted by tokens/s/user."""
+    pts = sorted(rows, key=lambda r: (-r["tokens_per_s_per_user"], -r["tokens_per_s_per_gpu"]))
+    out, best_gpu = [], -1.0
+    for r in pts:
+        if r["tokens_per_s_per_gpu"] > best_gpu:
+            out.append(r)
+            best_gpu = r["tokens_per_s_per_gpu"]
+    return sorted(out, key=lambda r: r["tokens_per_s_per_user"])
+
+
+def plan_serving(q: ServeQuery, *, workers: int = 2, ray_address: str | None = None, progress=None,
+                 daily: tuple[float, float] | None = None, node_rates: tuple[float, float] | None = None) -> dict:
+    from dsv3sim.config.model import load_model_config
+    from dsv3sim.config.topology import load_topology_config
+    from dsv3sim.cost.pricing import fleet_size
+    from dsv3sim.workload.sweep import run_parallel
+
+    t0 = time.perf_counter()
+    cfg = load_model_config(q.model)
+    gpn = load_topology_config(q.topo).gpus_per_node
+    n_exp = cfg.n_routed_experts
+    jobs = prefill_jobs(q, n_exp, gpn) + decode_jobs(q, n_exp, gpn)
+    if len(jobs) > q.max_layouts:
+        raise ValueError(f"serving search space has {len(jobs)} instance layouts > --max-layouts {q.max_layouts}")
+    if not jobs:
+        raise ValueError(f"no instance size in {q.instance_sizes} fits --gpus {q.gpus}")
+    rows = run_parallel(evaluate, [(q, j) for j in jobs], workers=workers, ray_address=ray_address,
+                        progress=progress, chunksize=max(1, len(jobs) // (4 * max(1, workers))))
+    pre = [r for r in rows if r["phase"] == "prefill" and "infeasible" not in r]
+    dec = [r for r in rows if r["phase"] == "decode" and "infeasible" not in r]
+    combos = compose(q, pre, dec)
+    ok = sorted((c for c in combos if c["meets_sla"]), key=lambda c: -c["tokens_per_s_per_gpu"])
+    front = pareto(combos)
+    result = {"schema": "dsv3sim.plan/1", "type": "plan", "kind": "serve", "query": dict(asdict(q), topology=q.topo),
+              "mode": "disaggregated", "aggregated": None, "notes": [AGGREGATED_NOTE,
+              "screening: busiest-link all-to-all bound for every instance (decode uses it in `run` too)"],
+              "counts": {"instance_layouts": len(jobs), "feasible_instances": len(pre) + len(dec),
+                         "deployments": len(combos), "meeting_sla": len(ok)},
+              "best": ok[0] if ok else None, "ranked": ok[:50], "pareto": front,
+              "instances": rows, "price_per_gpu_hour": q.price_per_gpu_hour}
+    if not ok:
+        close = sorted(combos, key=lambda c: (c["miss"], -c["tokens_per_s_per_gpu"]))[:5]
+        result["sla_unmet"] = {"message": f"no layout on {q.gpus} {q.gpu} meets TTFT {q.ttft_ms:g} ms and "
+                                          f"TPOT {q.tpot_ms:g} ms", "closest": [
+            dict(c, misses=_misses(q, c)) for c in close]}
+    if daily is not None:
+        best = ok[0] if ok else None
+        if node_rates is not None:
+            inp_node, out_node, src = node_rates[0], node_rates[1], "given per-node throughputs"
+        elif best is not None:
+            p = next(r for r in pre if r["key"] == best["prefill"])
+            d = next(r for r in dec if r["key"] == best["decode"])
+            inp_node, out_node = p["input_tokens_per_s_per_gpu"] * gpn, d["output_tokens_per_s_per_gpu"] * gpn
+            src = f"best SLA-meeting instances ({best['prefill']}; {best['decode']})"
+        else:
+            inp_node = out_node = None
+            src = "no SLA-meeting layout"
+        if inp_node:
+            result["fleet"] = dict(fleet_size(daily_input_tokens=daily[0], daily_output_tokens=daily[1],
+                                              input_tokens_per_s_per_node=inp_node,
+                                              output_tokens_per_s_per_node=out_node, gpus_per_node=gpn,
+                                              price_per_gpu_hour=q.price_per_gpu_hour,
+                                              prefix_cache_hit=q.prefix_cache_hit), rates_from=src)
+        else:
+            result["fleet"] = {"infeasible": src}
+    result["wall_s"] = time.perf_counter() - t0
+    return result
+
+
+def _misses(q: ServeQuery, c: dict) -> str:
+    parts = []
+    if c["ttft_s"] * 1e3 > q.ttft_ms:
+        parts.append(f"TTFT {c['ttft_s'] * 1e3:.0f} ms > {q.ttft_ms:g} ms (+{c['ttft_s'] * 1e3 / q.ttft_ms - 1:.0%})")
+    if c["tpot_s"] * 1e3 > q.tpot_ms:
+        parts.append(f"TPOT {c['tpot_s'] * 1e3:.1f} ms > {q.tpot_ms:g} ms (+{c['tpot_s'] * 1e3 / q.tpot_ms - 1:.0%})")
+    return "; ".join(parts) or "meets"
+
