@@ -96,6 +96,9 @@ def fat_tree_2(radix: int, endpoints: int, prices: dict | None = None) -> Networ
 def multi_plane_fat_tree(radix: int, endpoints: int, planes: int = 8, prices: dict | None = None) -> NetworkSize:
     _check(radix, endpoints, planes)
     per = math.ceil(endpoints / planes)
+    if per > radix * radix // 2:
+        raise ValueError(f"MPFT of radix {radix} with {planes} planes takes at most {planes * radix * radix // 2} "
+                         f"endpoints, asked {endpoints}")
     one = fat_tree_2(radix, per, prices)
     cap = one.capacity * planes
     return NetworkSize(topology="MPFT", radix=radix, endpoints=endpoints, capacity=cap, switches=one.switches * planes,
@@ -182,7 +185,9 @@ def dragonfly(radix: int, endpoints: int, prices: dict | None = None) -> Network
 
 
 def size_all(radix: int, endpoints: int, *, planes: int = 8, prices: dict | None = None) -> list[dict]:
-    """Every topology that can take ``endpoints``; those that cannot are rows with ``infeasible``."""
+    """Every topology that can take ``endpoints``; those that cannot are rows with ``infeasible``.
+    Bad input (odd radix, no endpoints) raises ValueError."""
+    _check(radix, endpoints, planes)
     makers = {"FT2": lambda: fat_tree_2(radix, endpoints, prices),
               "MPFT": lambda: multi_plane_fat_tree(radix, endpoints, planes, prices),
               "FT3": lambda: fat_tree_3(radix, endpoints, prices), "SF": lambda: slim_fly(radix, endpoints, prices),
@@ -197,6 +202,8 @@ def size_all(radix: int, endpoints: int, *, planes: int = 8, prices: dict | None
 
 
 def cheapest(rows: list[dict]) -> dict | None:
-    """The feasible row with the lowest cost per endpoint (ties: fewer switch hops)."""
+    """The feasible row with the lowest cost per endpoint (ties: fewer switch hops, then more planes, which
+    isolate failures and congestion — ISCA'25 §5.1.1)."""
     ok = [r for r in rows if "infeasible" not in r]
-    return min(ok, key=lambda r: (r["cost_usd_per_endpoint"], r["diameter_switch_hops"])) if ok else None
+    return min(ok, key=lambda r: (round(r["cost_usd_per_endpoint"], 6), r["diameter_switch_hops"],
+                                  -r["detail"].get("planes", 1))) if ok else None

@@ -24,12 +24,14 @@ def _sections():
     from dsv3sim.report.imbalance import imbalance_section
     from dsv3sim.report.memory import kv_section, memory_section
     from dsv3sim.report.network import link_section
+    from dsv3sim.report.planner import planner_section
     from dsv3sim.report.summary import fields_section, summary_section
     from dsv3sim.report.sweep import sweep_section
     from dsv3sim.report.timeline import comparison_section, pipeline_section
     from dsv3sim.report.validation import validation_section
 
-    return (summary_section, pipeline_section, comparison_section, link_section, heatmap_section, nodes_section,
+    return (planner_section,
+            summary_section, pipeline_section, comparison_section, link_section, heatmap_section, nodes_section,
             memory_section, kv_section, imbalance_section, sweep_section, validation_section, fields_section)
 
 
@@ -90,7 +92,7 @@ def build_page(result_json, *, chrome_trace: str | Path | None = None,
                             merged_trace_out=Path(merged_trace_out) if merged_trace_out and i == 0 else None,
                             traces_dir=Path(traces_dir) if traces_dir else _default_traces_dir(), prefix=f"r{i}")
         secs: list[Section] = []
-        for fn in _sections():
+        for fn in (_sections()[:1] if res.get("type") == "plan" else _sections()):  # a plan: its own section
             if light and fn.__name__ in STUDY_SKIPS:
                 continue
             s = fn(res, ctx)
