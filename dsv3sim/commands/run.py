@@ -46,6 +46,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--chrome-trace", default=None, metavar="PATH", help="write a Chrome/Perfetto trace here")
     p.add_argument("--print-json", action="store_true",
                    help="print the result JSON on stdout (human text goes to stderr)")
+    p.add_argument("--price-per-gpu-hour", type=float, default=2.0, metavar="USD",
+                   help="price for the cost_usd_* keys (default $2, DeepSeek-V3's H800 assumption)")
     p.add_argument("--no-report", action="store_true",
                    help=f"write nothing by default (without it: {OUTPUT_DIR}/NAME.json and NAME.html)")
 
@@ -85,11 +87,13 @@ def _pairing_notes(scenarios: dict) -> list[tuple[str, str, str]]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from dsv3sim.plan.costs import add_cost_keys, check_price
     from dsv3sim.results import save_chrome_trace, save_json, to_json
     from dsv3sim.workload import simulate
     from dsv3sim.workload.loader import load
     from dsv3sim.workload.validation import comparisons
 
+    check_price(args.price_per_gpu_hour)  # bad input exits 2 before anything runs
     t0 = time.perf_counter()
     json_stdout = args.print_json or args.json_path == "-"
     out = human_stream(json_stdout)
@@ -109,7 +113,7 @@ def run(args: argparse.Namespace) -> int:
     with progress(len(scenarios), "simulating", enabled=bars) as bar:
         for i, (name, s) in enumerate(scenarios.items()):
             bar.describe(f"simulating {name} ({i + 1}/{len(scenarios)})")
-            d = to_json(simulate(s))
+            d = add_cost_keys(to_json(simulate(s)), args.price_per_gpu_hour)
             rows = comparisons(d)
             if rows:
                 d["validation"] = {"rows": rows}

@@ -1,5 +1,10 @@
 """Sweeps: the cartesian product of scenario overrides, run in parallel; infeasible points stay as rows.
 
+Keys (``known_keys``): a Scenario field (``gpu``, ``topology``, ``model``, ``seed``, ``comm_model``, ...) or a
+dotted field of its parts: ``parallel.*`` (pp, dp, tp, ep, attn_tp), ``workload.*`` (the fields of the base
+scenario's workload: TrainingWorkload, PrefillWorkload or DecodeWorkload) and ``perturb.*`` (what-ifs). A key
+that is none of these is refused before anything runs (``check_keys``), naming the known keys.
+
 ``grid({"parallel.ep": [32, 64], "workload.node_limit": [2, 4]})`` -> list of override dicts; ``run_sweep``
 applies each to a base Scenario (``Scenario.with_``), simulates it in a local process pool (or on a Ray
 cluster when ``ray_address`` is given and ``ray`` is installed) and returns one flat row per point:
@@ -14,11 +19,14 @@ import itertools
 from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 
-from dsv3sim.config.scenario import Scenario
+from dataclasses import fields
+
+from dsv3sim.config.scenario import ParallelDims, Perturbation, Scenario
 
 ROW_METRICS = ("step_time_s", "mfu", "tokens_per_s", "gpu_hours_per_trillion_tokens", "ib_utilisation",
                "nvlink_utilisation", "exposed_communication_s", "prefill_tokens_per_s_per_node",
-               "decode_tokens_per_s_per_node", "ttft_s", "tpot_s", "batch_per_gpu", "sim_wall_s")
+               "decode_tokens_per_s_per_node", "prefill_tokens_per_s_per_gpu", "decode_tokens_per_s_per_gpu", "n_gpus",
+               "ttft_s", "tpot_s", "batch_per_gpu", "sim_wall_s")
 
 
 def parse_value(s: str):
@@ -46,6 +54,42 @@ def parse_grid(items: Iterable[str]) -> dict[str, list]:
             raise ValueError(f"grid item {it!r} must look like key=v1,v2 (e.g. parallel.ep=32,64)")
         out[k.strip()] = [parse_value(x) for x in v.split(",")]
     return out
+
+
+PARTS = {"parallel": ParallelDims, "perturb": Perturbation}
+FIXED = ("name", "parallel", "workload", "perturb", "record", "fast", "description", "sources")
+
+
+def known_keys(base: Scenario | None = None) -> list[str]:
+    """Every key a sweep accepts for ``base`` (workload keys of its workload class; all classes if None)."""
+    from dsv3sim.config.scenario import DecodeWorkload, PrefillWorkload, TrainingWorkload
+
+    keys = [f.name for f in fields(Scenario) if f.name not in FIXED]
+    for head, cls in PARTS.items():
+        keys += [f"{head}.{f.name}" for f in fields(cls)]
+    wcls = [type(base.workload)] if base is not None else [TrainingWorkload, PrefillWorkload, DecodeWorkload]
+    seen = set()
+    for c in wcls:
+        for f in fields(c):
+            if f.name != "kind" and f.name not in seen:
+                seen.add(f.name)
+                keys.append(f"workload.{f.name}")
+    return keys
+
+
+def check_keys(axes: dict[str, list], base: Scenario | None = None) -> None:
+    """ValueError naming an unknown key, a close match and the known keys (before anything runs)."""
+    import difflib
+
+    known = known_keys(base)
+    for k in axes:
+        if k not in known:
+            close = difflib.get_close_matches(k, known, n=1, cutoff=0.6)
+            if not close and "." not in k:
+                close = [c for c in known if c.endswith("." + k)][:1]
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            wl = f" for a {type(base.workload).__name__}" if base is not None else ""
+            raise ValueError(f"unknown sweep key {k!r}{hint}; known keys{wl}: {', '.join(known)}")
 
 
 def grid(axes: dict[str, list]) -> list[dict]:
@@ -76,9 +120,11 @@ def _one(args: tuple[Scenario, dict]) -> dict:
     try:
         scn = apply(base, point)
         d = to_json(simulate(scn))
-    except ValueError as e:  # invalid combination (e.g. ParallelDims rejects it): infeasible, kept
-        return {"scenario": base.name, "params": point, "infeasible": str(e)}
-    row = {"scenario": d.get("scenario", ""), "params": point}
+    except (ValueError, TypeError) as e:  # invalid combination (ParallelDims rejects it, a value of the wrong
+        # type): infeasible, kept with its reason
+        return {"scenario": base.name, "params": point, "infeasible": f"{type(e).__name__}: {e}"
+                if isinstance(e, TypeError) else str(e)}
+    row = {"scenario": d.get("scenario", ""), "params": point, "comm_model": scn.comm_model}
     if d.get("infeasible"):
         row["infeasible"] = d["infeasible"]
         return row
