@@ -36,8 +36,8 @@ def plan_network(*, radix: int, endpoints: int | None = None, n_gpus: int | None
     return {"schema": "dsv3sim.plan/1", "type": "plan", "kind": "network", "radix": radix, "endpoints": endpoints,
             "planes": planes, "prices": prices or DEFAULT_PRICES, "rows": rows,
             "chosen": best["topology"] if best else None,
-            "notes": ["links = switch-to-switch cables (ISCA'25 Table 3's convention); cost adds one cable per "
-                      "endpoint", "chosen = lowest cost per endpoint (ties: fewer switch hops)"]}
+            "notes": [("links = switch-to-switch cables (ISCA'25 Table 3's convention); cost adds one cable per "
+                      "endpoint"), "chosen = lowest cost per endpoint (ties: fewer switch hops)"]}
 
 
 def topology_yaml(plan: dict, *, base: str = "h800-deepseek", topology: str | None = None,

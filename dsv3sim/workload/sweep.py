@@ -18,7 +18,6 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor, as_completed
-
 from dataclasses import fields
 
 from dsv3sim.config.scenario import ParallelDims, Perturbation, Scenario

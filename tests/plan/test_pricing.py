@@ -1,0 +1,41 @@
+"""Pricing and fleet arithmetic against DeepSeek's published figures.
+
+DeepSeek-V3 report Table 1: pre-training 2664K, context extension 119K, post-training 5K H800 GPU-hours = 2788K,
+$5.576M at $2/GPU-hour. open-infra-index Day 6 (24 h): 608B input tokens (56.3 % cache hits), 168B output tokens,
+73.7k input tok/s per prefill node, 14.8k output tok/s per decode node, 226.75 nodes on average, $87,072 per day,
+theoretical revenue $562,027 per day at R1 prices ($0.14 / $0.55 per M input hit / miss, $2.19 per M output)."""
+
+from __future__ import annotations
+
+import pytest
+
+from dsv3sim.cost.pricing import Phase, check_price, fleet_size, training_run_totals
+
+
+def test_table1_totals():
+    t = training_run_totals([Phase(name="pre", gpu_hours=2664e3, n_gpus=2048),
+                             Phase(name="ext", gpu_hours=119e3, n_gpus=2048),
+                             Phase(name="post", gpu_hours=5e3, n_gpus=2048)], 2.0)
+    assert t["gpu_hours_total"] == pytest.approx(2788e3)
+    assert t["cost_usd_total"] == pytest.approx(5.576e6)
+
+
+def test_day6_fleet_from_published_node_rates():
+    f = fleet_size(daily_input_tokens=608e9, daily_output_tokens=168e9, input_tokens_per_s_per_node=73.7e3,
+                   output_tokens_per_s_per_node=14.8e3, gpus_per_node=8, price_per_gpu_hour=2.0,
+                   prefix_cache_hit=0.563, revenue_usd_per_million=(0.14, 0.55, 2.19))
+    assert f["nodes"] == pytest.approx(226.75, rel=0.01)
+    assert f["cost_usd_per_day"] == pytest.approx(87_072, rel=0.01)
+    assert f["revenue_usd_per_day"] == pytest.approx(562_027, rel=0.002)
+
+
+@pytest.mark.parametrize("bad", [0, -1, float("nan"), float("inf")])
+def test_bad_price(bad):
+    with pytest.raises(ValueError, match="price-per-gpu-hour"):
+        check_price(bad)
+
+
+def test_fleet_rejects_bad_rates():
+    with pytest.raises(ValueError, match="output_tokens_per_s_per_node"):
+        fleet_size(daily_input_tokens=1, daily_output_tokens=1, input_tokens_per_s_per_node=1,
+                   output_tokens_per_s_per_node=0, gpus_per_node=8, price_per_gpu_hour=2)

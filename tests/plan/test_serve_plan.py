@@ -1,0 +1,52 @@
+"""Serving layout search: SLA filtering, Pareto frontier, unmeetable SLA, fleet sizing."""
+
+from __future__ import annotations
+
+import pytest
+
+from dsv3sim.plan.serve import AGGREGATED_NOTE, ServeQuery, pareto, plan_serving
+
+SMALL = {"instance_sizes": (8, 16), "attn_tp": (1,), "prefill_tokens_per_gpu": (4096, 16384),
+         "decode_batches": (8, 32, 64, 128), "mtp": (True,)}
+
+
+@pytest.fixture(scope="module")
+def res():
+    return plan_serving(ServeQuery(gpus=32, **SMALL), workers=1, daily=(608e9, 168e9))
+
+
+def test_best_meets_sla_and_is_priced(res):
+    b = res["best"]
+    assert b["meets_sla"] and b["ttft_s"] <= 2.0 and b["tpot_s"] <= 0.05
+    assert b["gpus_used"] <= 32
+    assert b["tokens_per_s_per_gpu"] == max(c["tokens_per_s_per_gpu"] for c in res["ranked"])
+    assert b["cost_usd_per_million_output_tokens"] > 0 and b["cost_usd_per_million_input_tokens"] > 0
+    assert AGGREGATED_NOTE in res["notes"] and res["mode"] == "disaggregated"
+
+
+def test_pareto_is_non_dominated(res):
+    front = res["pareto"]
+    assert len(front) >= 2
+    for a in front:
+        assert not any(b["tokens_per_s_per_user"] >= a["tokens_per_s_per_user"] and
+                       b["tokens_per_s_per_gpu"] > a["tokens_per_s_per_gpu"] for b in front if b is not a)
+    assert pareto(front) == front
+
+
+def test_fleet_from_search(res):
+    f = res["fleet"]
+    assert f["nodes"] == pytest.approx(f["prefill_nodes"] + f["decode_nodes"])
+    assert f["cost_usd_per_day"] == pytest.approx(f["nodes"] * 8 * 24 * 2.0)
+
+
+def test_unmeetable_sla_lists_closest():
+    r = plan_serving(ServeQuery(gpus=16, tpot_ms=1.0, **SMALL), workers=1)
+    assert r["best"] is None
+    close = r["sla_unmet"]["closest"]
+    assert close and all("TPOT" in c["misses"] for c in close)
+    assert close == sorted(close, key=lambda c: (c["miss"], -c["tokens_per_s_per_gpu"]))
+
+
+def test_bad_query():
+    with pytest.raises(ValueError, match="prefix-cache-hit"):
+        ServeQuery(prefix_cache_hit=1.0)
