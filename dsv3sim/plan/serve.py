@@ -4,7 +4,8 @@ deployments on a GPU budget; Pareto frontier, $ per million tokens, fleet size f
 Instances come from the step model's public workloads (``dsv3sim.workload.simulate`` of a ``PrefillWorkload`` /
 ``DecodeWorkload``), each with the busiest-link all-to-all bound in the screen (``comm_model="bound"``):
 * prefill: instance size S (EP = S, the MoE spans the instance), attention TP ``attn_tp`` x DP S/attn_tp, tokens
-  per GPU per step, redundant experts (the fewest that make EP divide the experts, or S more). TTFT = the
+  per GPU per step, redundant experts (the fewest that make EP divide the experts: with uniform routing more
+  replicas only add weights). TTFT = the
   prefill step (a request's prompt is in the batch from its start; queueing is not modelled). With a prefix-cache
   hit rate h only (1 - h) of each prompt is computed: input tokens/s = computed tokens/s / (1 - h); the cached
   prefix's attention is not charged (the computed suffix attends the full ISL-token prompt in the step model).
@@ -47,7 +48,7 @@ class ServeQuery:
     instance_sizes: tuple[int, ...] = (8, 16, 24, 32, 48, 64, 72, 96, 128, 144, 256, 320)
     attn_tp: tuple[int, ...] = (1, 2, 4, 8)
     prefill_tokens_per_gpu: tuple[int, ...] = (2048, 4096, 8192, 16384, 32768)
-    decode_batches: tuple[int | None, ...] = (1, 2, 4, 8, 16, 24, 32, 48, 64, 96, 128, 192, 256, None)
+    decode_batches: tuple[int | None, ...] = (1, 4, 16, 32, 48, 64, 96, 128, 192, 256, None)
     mtp: tuple[bool, ...] = (True, False)
     max_layouts: int = 5000
 
@@ -86,7 +87,7 @@ def prefill_jobs(q: ServeQuery, n_experts: int, gpn: int) -> list[dict]:
             if s % tp or tp > gpn:
                 continue
             for tok in q.prefill_tokens_per_gpu:
-                for red in _redundant(n_experts, s):
+                for red in _redundant(n_experts, s)[:1]:  # uniform routing: more replicas only add weights
                     out.append({"phase": "prefill", "size": s, "attn_tp": tp, "tokens_per_gpu": tok,
                                 "redundant_experts": red})
     return out
