@@ -238,7 +238,13 @@ def plan_serving(q: ServeQuery, *, workers: int = 2, ray_address: str | None = N
               "best": ok[0] if ok else None, "ranked": ok[:50], "pareto": front,
               "instances": rows, "price_per_gpu_hour": q.price_per_gpu_hour}
     if not ok:
-        close = sorted(combos, key=lambda c: (c["miss"], -c["tokens_per_s_per_gpu"]))[:5]
+        close, seen = [], set()
+        for c in sorted(combos, key=lambda c: (c["miss"], -c["tokens_per_s_per_gpu"])):
+            if c["decode"] not in seen:  # one row per decode layout (the prefill side rarely decides it)
+                seen.add(c["decode"])
+                close.append(c)
+            if len(close) == 5:
+                break
         result["sla_unmet"] = {"message": f"no layout on {q.gpus} {q.gpu} meets TTFT {q.ttft_ms:g} ms and "
                                           f"TPOT {q.tpot_ms:g} ms", "closest": [
             dict(c, misses=_misses(q, c)) for c in close]}

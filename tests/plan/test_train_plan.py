@@ -55,3 +55,16 @@ def test_unmeetable_deadline_is_a_result():
                                  dtypes=("fp8",), recompute=(True,), node_limits=(4,)), workers=1)
     assert p.best["meets_deadline"] is False and p.best["misses_deadline_by_days"] > 40
     assert any("no layout meets" in n for n in p.notes)
+
+
+def test_run_totals_add_extension_and_post_training():
+    q = TrainQuery(pp=(16,), ep=(64,), schedules=("dualpipe",), dtypes=("fp8",), recompute=(True,),
+                   node_limits=(4,), refine=0, extension_phases=((1000 * 1920 * 32768, 32768, 1920),),
+                   post_training_gpu_hours=5e3)
+    t = plan_training(q, workers=1).totals
+    pre, ext, post = t["phases"]
+    assert post["gpu_hours"] == 5e3 and ext["tokens"] == 1000 * 1920 * 32768
+    # the 32K phase costs more per token than 4K pre-training (attention FLOPs grow with the context)
+    assert ext["gpu_hours"] / ext["tokens"] > pre["gpu_hours"] / pre["tokens"]
+    assert t["gpu_hours_total"] == pytest.approx(sum(p["gpu_hours"] for p in t["phases"]))
+    assert t["cost_usd_total"] == pytest.approx(2.0 * t["gpu_hours_total"])
