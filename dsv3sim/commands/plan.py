@@ -204,6 +204,8 @@ def _train(args) -> int:
     cols = [("rank", "#", ""), ("key", "layout", ""), ("comm_model", "a2a", ""), ("step_time_s", "step s", ".3f"),
             ("mfu", "MFU", ".1%"), ("memory_headroom", "HBM free", ".0%"), ("days", "days", ".1f"),
             ("gpu_hours", "GPU-h", ",.0f"), ("cost_usd_run", "$", ",.0f"), ("limits", "limit", "")]
+    if q.deadline_days is not None:
+        cols.insert(7, ("meets_deadline", f"<= {q.deadline_days:g} d", ""))
     ok = [r for r in plan.candidates if "infeasible" not in r]
     _say(args, table(ok, cols, max_rows=15))
     if plan.best:

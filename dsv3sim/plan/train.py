@@ -154,8 +154,12 @@ def prescreen(q: TrainQuery, lay: TrainLayout, hbm_bytes: float, n_experts: int,
         scn = scenario_of(q, lay, "bound")
     except ValueError as e:
         return str(e)
-    need = peak_bytes(model=q.model, pp=lay.pp, dp=lay.dp, ep=lay.ep, schedule=lay.schedule,
-                      microbatches=scn.microbatches, mb_tokens=lay.micro_batch * q.seq_len, recompute=lay.recompute)
+    try:  # the schedule generator has its own conditions (DualPipe: micro-batches >= 2 pp)
+        need = peak_bytes(model=q.model, pp=lay.pp, dp=lay.dp, ep=lay.ep, schedule=lay.schedule,
+                          microbatches=scn.microbatches, mb_tokens=lay.micro_batch * q.seq_len,
+                          recompute=lay.recompute)
+    except ValueError as e:
+        return str(e)
     if need > hbm_bytes:
         return f"memory: needs {need / GiB:.1f} GiB > {hbm_bytes / GiB:.1f} GiB HBM"
     return None
