@@ -19,10 +19,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from dsv3sim.plan.serve import ServeQuery, plan_serving  # noqa: E402
-from dsv3sim.plan.train import TrainQuery, plan_training  # noqa: E402
-from dsv3sim.workload import simulate  # noqa: E402
-from dsv3sim.workload.loader import load  # noqa: E402
+from dsv3sim.plan.serve import ServeQuery, plan_serving
+from dsv3sim.plan.train import TrainQuery, plan_training
+from dsv3sim.workload import simulate
+from dsv3sim.workload.loader import load
 
 
 def cpu_s() -> float:
