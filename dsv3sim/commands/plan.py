@@ -272,8 +272,10 @@ def _serve(args) -> int:
                    f"tok/s/user ({b['n_prefill_instances']} x {b['prefill']} + {b['n_decode_instances']} x "
                    f"{b['decode']}); limited by {b['limits']}")
     else:
-        _say(args, res["sla_unmet"]["message"] + "; closest:")
-        _say(args, table(res["sla_unmet"]["closest"], cols[:7] + [("misses", "misses by", "")], max_rows=5))
+        close = res["sla_unmet"]["closest"]
+        _say(args, res["sla_unmet"]["message"] + ("; closest:" if close else ""))
+        if close:
+            _say(args, table(close, cols[:7] + [("misses", "misses by", "")], max_rows=5))
     _say(args, f"Pareto frontier ({len(res['pareto'])} points, tok/s/user vs tok/s/GPU) in the JSON and report")
     if "fleet" in res:
         f = res["fleet"]

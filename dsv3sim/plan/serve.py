@@ -237,7 +237,12 @@ def plan_serving(q: ServeQuery, *, workers: int = 2, ray_address: str | None = N
                          "deployments": len(combos), "meeting_sla": len(ok)},
               "best": ok[0] if ok else None, "ranked": ok[:50], "pareto": front,
               "instances": rows, "price_per_gpu_hour": q.price_per_gpu_hour}
-    if not ok:
+    if not pre or not dec:
+        side = "prefill" if not pre else "decode"
+        why = sorted({r["infeasible"] for r in rows if r["phase"] == side and "infeasible" in r})
+        result["sla_unmet"] = {"message": f"no feasible {side} instance for {q.model} on {q.gpus} {q.gpu}: "
+                                          + "; ".join(why[:3]), "closest": []}
+    elif not ok:
         close, seen = [], set()
         for c in sorted(combos, key=lambda c: (c["miss"], -c["tokens_per_s_per_gpu"])):
             if c["decode"] not in seen:  # one row per decode layout (the prefill side rarely decides it)
