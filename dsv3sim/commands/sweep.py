@@ -81,7 +81,6 @@ def run(args: argparse.Namespace) -> int:
             rows += run_sweep(base, points, workers=args.workers, ray_address=args.ray, progress=prog)
     for r in rows:
         _cost(r, price)
-        r.update({k: v for k, v in r["params"].items()})
     n_bad = sum(1 for r in rows if r.get("infeasible"))
     how = ("busiest-link bound (fast; `run` uses the event simulation: --comm sim)" if args.comm == "bound"
            else "event simulation (as `run`)")
@@ -90,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
     present = [c for c in COLS if any(c[0] in r for r in rows)]
     cols = [("scenario", "scenario", "")] if len(scenarios) > 1 else []
     cols += [(k, k, "") for k in axes] + list(present) + [("infeasible", "infeasible because", "")]
-    print(table(rows, cols, max_rows=40))
+    print(table([dict(r, **r["params"]) for r in rows], cols, max_rows=40))  # axes as columns, for display only
     data = {"sweep": rows, "axes": axes, "comm_model": args.comm, "price_per_gpu_hour": price}
     if args.json_path:
         from pathlib import Path
