@@ -11,6 +11,8 @@ Instances come from the step model's public workloads (``dsv3sim.workload.simula
   prefix's attention is not charged (the computed suffix attends the full ISL-token prompt in the step model).
 * decode: instance size S, batch per GPU (or as many requests as the KV cache holds), MTP on/off, redundant
   experts; mean context ISL + OSL/2; TPOT from the step model (MTP: step / (1 + acceptance)).
+The prefill instances of the best ``REFINE`` deployments are re-run with the event-simulated all-to-all (``run``'s
+model) and those deployments rank first (``prefill_comm_model``); decode always uses the bound, as ``run`` does.
 A disaggregated deployment is n_p prefill instances + n_d decode instances within the GPU budget; it serves
 requests/s = min(prefill GPUs x prefill requests/s/GPU, decode GPUs x decode requests/s/GPU);
 tokens/s/GPU = output tokens/s / GPUs used (AIConfigurator's definition), tokens/s/user = 1 / TPOT.
@@ -28,6 +30,7 @@ from dsv3sim.config.scenario import DecodeWorkload, ParallelDims, PrefillWorkloa
 from dsv3sim.cost.pricing import DEFAULT_PRICE_PER_GPU_HOUR, check_price
 
 GPU_TOPOLOGY = {"H800": "h800-deepseek", "H200": "h200-hgx", "H100": "h100-roce", "B200": "gb200-nvl72"}
+REFINE = 3  # prefill instances of the best deployments re-run with the event-simulated all-to-all
 AGGREGATED_NOTE = ("aggregated serving (prefill and decode on the same GPUs) is not modelled by the step model "
                    "(dsv3sim.workload has prefill and decode workloads only): only disaggregated layouts compared")
 
@@ -114,7 +117,7 @@ def scenario_of(q: ServeQuery, job: dict) -> Scenario:
                         parallel=ParallelDims(dp=s // tp, attn_tp=tp, ep=s),
                         workload=PrefillWorkload(prompt_len=q.isl, tokens_per_gpu=job["tokens_per_gpu"],
                                                  redundant_experts=job["redundant_experts"]),
-                        comm_model="bound", record=False)
+                        comm_model=job.get("comm_model", "bound"), record=False)
     return Scenario(name=f"plan-decode[{_key(job)}]", model=q.model, topology=q.topo, gpu=q.gpu,
                     parallel=ParallelDims(dp=s, ep=s),
                     workload=DecodeWorkload(context_len=q.isl + q.osl // 2, output_len=q.osl,
@@ -135,7 +138,7 @@ def evaluate(args: tuple[ServeQuery, dict]) -> dict:
     from dsv3sim.workload import simulate
 
     q, job = args
-    row = dict(job, key=_key(job))
+    row = dict(job, key=_key(job), comm_model=job.get("comm_model", "bound"))
     try:
         res = simulate(scenario_of(q, job))
     except ValueError as e:
@@ -181,7 +184,8 @@ def compose(q: ServeQuery, pre: list[dict], dec: list[dict]) -> list[dict]:
                 continue
             tps_gpu, n_p, n_d, g_p, g_d, rps = best
             usd_s = q.price_per_gpu_hour / 3600.0
-            out.append({"prefill": p["key"], "decode": d["key"], "n_prefill_instances": n_p,
+            out.append({"prefill": p["key"], "decode": d["key"], "prefill_comm_model": p["comm_model"],
+                        "n_prefill_instances": n_p,
                         "n_decode_instances": n_d, "prefill_gpus": g_p, "decode_gpus": g_d, "gpus_used": g_p + g_d,
                         "requests_per_s": rps, "tokens_per_s_per_gpu": tps_gpu,
                         "tokens_per_s_per_user": d["tokens_per_s_per_user"], "ttft_s": p["ttft_s"],
@@ -229,10 +233,25 @@ def plan_serving(q: ServeQuery, *, workers: int = 2, ray_address: str | None = N
     dec = [r for r in rows if r["phase"] == "decode" and "infeasible" not in r]
     combos = compose(q, pre, dec)
     ok = sorted((c for c in combos if c["meets_sla"]), key=lambda c: -c["tokens_per_s_per_gpu"])
+    # the prefill instances of the best deployments again with the event-simulated all-to-all (`run`'s model);
+    # decode keeps the bound, which is what the step model uses for decode everywhere
+    top = list(dict.fromkeys(c["prefill"] for c in ok))[:REFINE]
+    if top:
+        jobs_sim = [dict({k: v for k, v in r.items() if k in ("phase", "size", "attn_tp", "tokens_per_gpu",
+                                                               "redundant_experts")}, comm_model="sim")
+                    for r in pre if r["key"] in top]
+        sim = {r["key"]: r for r in run_parallel(evaluate, [(q, j) for j in jobs_sim], workers=min(workers, len(top)),
+                                                 ray_address=ray_address) if "infeasible" not in r}
+        pre = [sim.get(r["key"], r) for r in pre]
+        combos = compose(q, pre, dec)
+        ok = sorted((c for c in combos if c["meets_sla"]),
+                    key=lambda c: (c["prefill_comm_model"] != "sim", -c["tokens_per_s_per_gpu"]))
     front = pareto(combos)
     result = {"schema": "dsv3sim.plan/1", "type": "plan", "kind": "serve", "query": dict(asdict(q), topology=q.topo),
               "mode": "disaggregated", "aggregated": None, "notes": [AGGREGATED_NOTE,
-              "screening: busiest-link all-to-all bound for every instance (decode uses it in `run` too)"],
+              "screening: busiest-link all-to-all bound for every instance; the prefill instances of the best "
+              f"{REFINE} deployments re-run with the event-simulated all-to-all (prefill_comm_model says which; "
+              "decode uses the bound in `run` too)"],
               "counts": {"instance_layouts": len(jobs), "feasible_instances": len(pre) + len(dec),
                          "deployments": len(combos), "meeting_sla": len(ok)},
               "best": ok[0] if ok else None, "ranked": ok[:50], "pareto": front,
