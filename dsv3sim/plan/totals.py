@@ -7,6 +7,8 @@ per token at that length (``cost.flops.train_flops_per_token``) at the pre-train
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from dsv3sim.cost.pricing import Phase, training_run_totals
 
 
@@ -21,8 +23,7 @@ def run_totals(q, best: dict) -> dict:
     notes = []
     cfg = load_model_config(q.model)
     for tokens, seq, batch in q.extension_phases:
-        qq = q.__class__(**{**{f: getattr(q, f) for f in q.__slots__}, "seq_len": seq, "global_batch": batch,
-                            "tokens": tokens})
+        qq = replace(q, seq_len=seq, global_batch=batch, tokens=tokens)
         r = evaluate((qq, lay, best["comm_model"]))
         if "infeasible" in r:
             f0, f1 = train_flops_per_token(cfg, q.seq_len), train_flops_per_token(cfg, seq)
