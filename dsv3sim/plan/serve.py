@@ -249,9 +249,9 @@ def plan_serving(q: ServeQuery, *, workers: int = 2, ray_address: str | None = N
     front = pareto(combos)
     result = {"schema": "dsv3sim.plan/1", "type": "plan", "kind": "serve", "query": dict(asdict(q), topology=q.topo),
               "mode": "disaggregated", "aggregated": None, "notes": [AGGREGATED_NOTE,
-              "screening: busiest-link all-to-all bound for every instance; the prefill instances of the best "
+              ("screening: busiest-link all-to-all bound for every instance; the prefill instances of the best "
               f"{REFINE} deployments re-run with the event-simulated all-to-all (prefill_comm_model says which; "
-              "decode uses the bound in `run` too)"],
+              "decode uses the bound in `run` too)")],
               "counts": {"instance_layouts": len(jobs), "feasible_instances": len(pre) + len(dec),
                          "deployments": len(combos), "meeting_sla": len(ok)},
               "best": ok[0] if ok else None, "ranked": ok[:50], "pareto": front,
