@@ -1,7 +1,8 @@
 """FP8 (E4M3) fine-grained quantisation and block-scaled GEMM, as DeepSeek-V3 trains (report §3.3).
 
 Activations are quantised per 1x128 tile (one token, 128 channels), weights per 128x128 block, each tile with
-one FP32 scale ``s = amax / 448`` (E4M3 max 448), so ``x ~= q * s``; DeepSeek's HF checkpoints store this
+one FP32 scale ``s = amax / 448`` (E4M3 max 448), so ``x ~= q * s``, q = RNE(x * (1/s)) (the reciprocal in IEEE
+FP32, then one multiply per element: the GPU kernels of nn/fp8_triton.py compute the same bytes); DeepSeek's HF checkpoints store this
 ``s`` as ``weight_scale_inv`` of shape [ceil(N/128), ceil(K/128)] (inference/kernel.py ``weight_dequant``:
 y = q * s). Ragged edges (dims not multiples of 128) are padded with zeros inside the quantiser and cropped.
 
@@ -73,7 +74,7 @@ def quantize_1x128(x: torch.Tensor, *, row_align: int = 1, crop: bool = True) ->
     t = x.view(mp, kp // TILE, TILE)
     amax = torch.linalg.vector_norm(t.transpose(0, 1), ord=float("inf"), dim=-1)  # [C, Mp], max |x|, exact
     s = (amax.float() / E4M3_MAX).clamp_min_(1e-12).t()  # [Mp, C], stride (1, Mp)
-    q = (t / s.unsqueeze(-1)).clamp_(-E4M3_MAX, E4M3_MAX).to(FP8).view(mp, kp)
+    q = (t * s.reciprocal().unsqueeze(-1)).clamp_(-E4M3_MAX, E4M3_MAX).to(FP8).view(mp, kp)
     if crop and (mp, kp) != (m, k):
         return q[:m, :k], s[:m]
     return q, s
@@ -86,7 +87,7 @@ def quantize_128x128(w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     wp = F.pad(_pad_cols(w.float()), (0, 0, 0, np_ - n)).contiguous()
     b = wp.view(np_ // TILE, TILE, -1, TILE)  # [N/128, 128, K/128, 128]
     s = (b.abs().amax(dim=(1, 3)) / E4M3_MAX).clamp_min(1e-12)  # [N/128, K/128]
-    q = (b / s[:, None, :, None]).clamp(-E4M3_MAX, E4M3_MAX).to(FP8).view(np_, -1)[:n, :k]
+    q = (b * s.reciprocal()[:, None, :, None]).clamp(-E4M3_MAX, E4M3_MAX).to(FP8).view(np_, -1)[:n, :k]
     return q.contiguous(), s
 
 
@@ -249,6 +250,14 @@ DGRAD_ON_SCALED_MM = True
 
 def clear_weight_cache() -> None:
     _WCACHE.clear()
+    from dsv3sim.nn import fp8_experts
+
+    fp8_experts.clear_cache()
+
+
+# On a GPU with Triton, fp8_linear runs on the grouped kernels (nn/fp8_triton_linear.py); False keeps the
+# _scaled_mm path below (comparisons, and GPUs without Triton take it anyway).
+TRITON_LINEAR = True
 
 
 def _act(x: torch.Tensor, gpu: bool) -> tuple[torch.Tensor, torch.Tensor]:
@@ -306,5 +315,12 @@ def fp8_linear(x: torch.Tensor, w: torch.Tensor | tuple[torch.Tensor, ...] | lis
     input (gate and up projections): one GEMM each way, output [..., sum N_i] in their order."""
     ws = tuple(w) if isinstance(w, (tuple, list)) else (w,)
     shape = x.shape
-    y = _FP8Linear.apply(x.reshape(-1, shape[-1]), *ws)
+    x2 = x.reshape(-1, shape[-1])
+    if x.is_cuda and TRITON_LINEAR:
+        from dsv3sim.nn import fp8_triton_linear as TL
+
+        if TL.supported(x2, shape[-1], [w.shape[0] for w in ws]):
+            y = TL.linear(x2, ws)
+            return y.view(*shape[:-1], y.shape[-1])
+    y = _FP8Linear.apply(x2, *ws)
     return y.view(*shape[:-1], y.shape[-1])

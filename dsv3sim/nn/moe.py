@@ -19,7 +19,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from dsv3sim.config.model import ModelConfig
-from dsv3sim.nn.balance import aux_balance_loss, expert_load, sequence_balance_loss
+from dsv3sim.nn import fp8_experts
+from dsv3sim.nn.balance import aux_balance_loss, sequence_balance_loss
 from dsv3sim.nn.fp8 import fp8_linear
 from dsv3sim.nn.layers import MLP, Linear
 from dsv3sim.nn.routing import Gate
@@ -28,7 +29,12 @@ from dsv3sim.nn.routing import Gate
 def routed_experts(x_sorted: torch.Tensor, tokens_per_expert: torch.Tensor, w_gate: torch.Tensor,
                    w_up: torch.Tensor, w_down: torch.Tensor, *, fp8: bool = False) -> torch.Tensor:
     """Grouped SwiGLU: x_sorted [N,H] (rows grouped by expert, counts tokens_per_expert [E]), w_gate/w_up
-    [E,I,H], w_down [E,H,I] -> [N,H]. Profiler op (timed at given tokens per expert)."""
+    [E,I,H], w_down [E,H,I] -> [N,H]. Profiler op (timed at given tokens per expert). FP8 on a GPU with Triton:
+    the grouped block-scaled kernels (nn/fp8_experts.py); else one fp8_linear per expert (CPU: emulated)."""
+    if fp8 and fp8_experts.triton_ok(x_sorted, w_gate.shape[2], w_gate.shape[1]):
+        lay = fp8_experts.layout_from_counts(tokens_per_expert, x_sorted.shape[0])
+        ys = fp8_experts.fp8_experts(x_sorted, lay, w_gate, w_up, w_down)
+        return ys.index_select(0, lay.pos).to(x_sorted.dtype)
     if (not fp8 and x_sorted.is_cuda and x_sorted.dtype == torch.bfloat16 and hasattr(torch, "_grouped_mm")):
         offs = torch.cumsum(tokens_per_expert, 0).to(torch.int32)
         g = torch._grouped_mm(x_sorted, w_gate.transpose(-2, -1), offs=offs)
@@ -58,11 +64,17 @@ def shared_expert(x: torch.Tensor, w_gate: torch.Tensor, w_up: torch.Tensor, w_d
     return F.linear(F.silu(F.linear(x, w_gate)) * F.linear(x, w_up), w_down)
 
 
+def expert_counts(ids: torch.Tensor, n_experts: int) -> torch.Tensor:
+    """ids [T,k] -> tokens per expert [E] (int64), without the host sync of torch.bincount (CUDA-graph safe)."""
+    flat = ids.reshape(-1)
+    return torch.zeros(n_experts, dtype=torch.int64, device=flat.device).scatter_add_(0, flat, torch.ones_like(flat))
+
+
 def permute(x: torch.Tensor, ids: torch.Tensor, n_experts: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Tokens x [T,H], ids [T,k] -> (x_sorted [T*k,H], counts [E], order [T*k]: flat (token*k + slot) of each row)."""
     flat = ids.reshape(-1)
     order = torch.argsort(flat, stable=True)
-    counts = torch.bincount(flat, minlength=n_experts)
+    counts = expert_counts(ids, n_experts)
     return x[order // ids.shape[1]], counts, order
 
 
@@ -135,17 +147,25 @@ class MoE(nn.Module):
         B, S, H = x.shape
         xt = x.reshape(B * S, H)
         ids, w, scores = self.gate(xt)
-        self.last_load = expert_load(ids, self.n_experts).detach()
+        self.last_load = expert_counts(ids, self.n_experts).detach()
         self.aux_loss = None
         if self.training and self.alpha > 0 and self.balance_loss != "none":
             if self.balance_loss == "sequence":
                 self.aux_loss = sequence_balance_loss(scores, ids, batch=B, top_k=self.top_k, alpha=self.alpha)
             else:
                 self.aux_loss = aux_balance_loss(scores, ids, top_k=self.top_k, alpha=self.alpha)
-        xs, counts, order = permute(xt, ids, self.n_experts)
-        ys = self.experts(xs, counts)  # [T*k, H]
-        ws = w.reshape(-1)[order].to(ys.dtype)
-        y = torch.zeros_like(xt).index_add_(0, order // self.top_k, ys * ws[:, None])
+        ex = self.experts
+        if ex.fp8 and fp8_experts.triton_ok(xt, H, ex.gate_proj.shape[1]):
+            # dispatch gathers and quantises x in one kernel; combine: y_t = sum_j w_tj y[pos(t, j)]
+            lay = fp8_experts.layout_from_ids(ids, self.n_experts)
+            ys = fp8_experts.fp8_experts(xt, lay, ex.gate_proj, ex.up_proj, ex.down_proj)  # [M_pad, H]
+            yk = ys.index_select(0, lay.pos).view(B * S, self.top_k, H)
+            y = torch.einsum("tkh,tk->th", yk, w.to(yk.dtype)).to(xt.dtype)
+        else:
+            xs, counts, order = permute(xt, ids, self.n_experts)
+            ys = self.experts(xs, counts)  # [T*k, H]
+            ws = w.reshape(-1)[order].to(ys.dtype)
+            y = torch.zeros_like(xt).index_add_(0, order // self.top_k, ys * ws[:, None])
         if self.shared_experts is not None:
             sh = self.shared_experts(xt)
             if self.shared_expert_gate is not None:  # Qwen2-MoE: sigmoid(W x) scales the shared expert

@@ -12,10 +12,15 @@ pytestmark = pytest.mark.gpu
 DEVS = ("cpu", "cuda")
 
 
+@pytest.mark.parametrize("triton_linear", [True, False])
 @pytest.mark.parametrize(("m", "ns", "k"), [(301, (256, 256), 512), (64, (576,), 512), (130, (384,), 512),
                                             (96, (512,), 384), (200, (640,), 1280), (64, (2112,), 7168)])
-def test_fp8_linear_gpu_equals_emulation(m, ns, k):
-    """k = 384 / 1280 (3 / 10 blocks) and N = 384 / 576 / 2112 (Dgrad's reduction) exercise SCALE_K_ALIGN."""
+def test_fp8_linear_gpu_equals_emulation(m, ns, k, triton_linear, monkeypatch):
+    """k = 384 / 1280 (3 / 10 blocks) and N = 384 / 576 / 2112 (Dgrad's reduction) exercise SCALE_K_ALIGN on the
+    _scaled_mm path and ragged K / N blocks on the Triton path (nn/fp8_triton_linear.py)."""
+    if triton_linear:
+        pytest.importorskip("triton")
+    monkeypatch.setattr(F8, "TRITON_LINEAR", triton_linear)
     g = torch.Generator().manual_seed(m)
     x = torch.randn(m, k, generator=g)
     ws = [torch.randn(n, k, generator=g) * 0.05 for n in ns]

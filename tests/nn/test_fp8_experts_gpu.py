@@ -1,0 +1,161 @@
+"""Grouped block-scaled FP8 kernels (nn/fp8_triton.py) against the CPU emulation (nn/fp8.py) on the same
+quantisation tiles: ragged expert batches (empty experts, partial tiles) and K not a multiple of 512. -m gpu."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from dsv3sim.nn import fp8 as F8
+
+pytestmark = pytest.mark.gpu
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+
+
+def _rel(a, b):
+    return float((a.float().cpu() - b.float().cpu()).norm() / b.float().cpu().norm())
+
+
+def _kernels():
+    pytest.importorskip("triton")
+    from dsv3sim.nn import fp8_triton as K
+
+    return K
+
+
+@cuda
+@pytest.mark.parametrize(("k", "n", "cfg"), [(384, 256, {}), (1280, 384, {"BM": 128, "num_warps": 8}), (2112, 640, {}),
+                                             (7168, 512, {"BN": 64, "maxnreg": 128}), (7168, 512, {})])
+def test_grouped_gemm_matches_emulation(k, n, cfg):
+    from dsv3sim.nn.fp8_experts import layout_from_counts
+
+    K = _kernels()
+    g = torch.Generator().manual_seed(k)
+    counts = torch.tensor([0, 200, 1, 128, 0, 77])
+    rows = int(counts.sum())
+    x = torch.randn(rows, k, generator=g)
+    w = torch.randn(len(counts), n, k, generator=g) * 0.05
+    lay = layout_from_counts(counts.cuda(), rows)
+    xq, xs, _, _ = K.quant(x.cuda().bfloat16(), src=lay.src, rows_out=lay.rows)
+    q, s, qt, st = K.weight_quant([w.cuda()])
+    assert torch.equal(qt.view(torch.uint8), q.transpose(1, 2).contiguous().view(torch.uint8))  # Dgrad copy
+    assert torch.equal(st, s.transpose(1, 2))
+    out = K.grouped_gemm(xq, xs, q, s, lay.tile_expert, cfg=cfg)[lay.pos].float().cpu()
+    xb = x.bfloat16().float()
+    ref, r0 = [], 0
+    for e, c in enumerate(counts.tolist()):
+        if c:
+            aq, sa = F8.quantize_1x128(xb[r0:r0 + c])
+            bq, sb = F8.quantize_128x128(w[e])
+            ref.append(F8.gemm_emulated(aq, sa, bq, sb, b_block=True))
+            r0 += c
+    assert _rel(out, torch.cat(ref)) < 1e-2  # BF16 output (2^-9); identical FP8 operands
+    # Dgrad operand: the transposed 128x128 blocks give x @ W (not W^T)
+    dy = torch.randn(rows, n, generator=g)
+    dq, ds, _, _ = K.quant(dy.cuda().bfloat16(), src=lay.src, rows_out=lay.rows)
+    dx = K.grouped_gemm(dq, ds, qt, st, lay.tile_expert)[lay.pos].float().cpu()
+    ref, r0 = [], 0
+    for e, c in enumerate(counts.tolist()):
+        if c:
+            aq, sa = F8.quantize_1x128(dy.bfloat16().float()[r0:r0 + c])
+            bq, sb = F8.quantize_128x128(w[e])
+            ref.append(F8.gemm_emulated(aq, sa, bq.float().t().to(F8.FP8), sb.t(), b_block=True))
+            r0 += c
+    assert _rel(dx, torch.cat(ref)) < 1e-2
+
+
+@cuda
+@pytest.mark.parametrize(("n", "k", "cfg"), [(256, 384, {}), (384, 1280, {"BM": 128, "num_warps": 8}), (128, 2112, {})])
+def test_grouped_wgrad_matches_emulation(n, k, cfg):
+    from dsv3sim.nn.fp8_experts import layout_from_counts
+
+    K = _kernels()
+    g = torch.Generator().manual_seed(n + k)
+    counts = torch.tensor([3, 0, 300, 129])
+    rows = int(counts.sum())
+    dy = torch.randn(rows, n, generator=g).bfloat16()
+    x = torch.randn(rows, k, generator=g).bfloat16()
+    lay = layout_from_counts(counts.cuda(), rows)
+    _, _, dqt, dst = K.quant(dy.cuda(), src=lay.src, rows_out=lay.rows, rowwise=False, colwise=True)
+    _, _, xqt, xst = K.quant(x.cuda(), src=lay.src, rows_out=lay.rows, rowwise=False, colwise=True)
+    dw = K.grouped_wgrad(dqt, dst, xqt, xst, lay.tile_start, lay.n_tiles, n, out_dtype=torch.float32,
+                         cfg=cfg).cpu()
+    r0 = 0
+    for e, c in enumerate(counts.tolist()):
+        if c == 0:
+            assert float(dw[e].abs().max()) == 0.0
+            continue
+        gq, sg = F8.quantize_1x128(dy[r0:r0 + c].float().t())
+        xq, sx = F8.quantize_1x128(x[r0:r0 + c].float().t())
+        # the column-wise (128-token) quantiser: same scales, same FP8 bytes (x * IEEE reciprocal, as the CPU)
+        t0 = int(lay.tile_start[e]) * 128
+        diff = float((dqt[:, t0:t0 + c].cpu().view(torch.uint8) != gq.view(torch.uint8)).float().mean())
+        assert diff == 0.0, f"{diff:.2e} of the FP8 bytes differ"
+        assert torch.allclose(dst[int(lay.tile_start[e]):int(lay.tile_start[e]) + -(-c // 128)].t().cpu(), sg)
+        ref = F8.gemm_emulated(gq, sg, xq, sx, b_block=False)
+        # FP32 output; the tensor cores accumulate FP8 products with ~14 mantissa bits inside a 128 chunk
+        # (V3 §3.3.2), which the emulation models as FP32
+        assert _rel(dw[e], ref) < 1e-2
+        r0 += c
+
+
+@cuda
+def test_fp8_experts_fwd_bwd_match_cpu_emulation():
+    """The whole FP8 expert path (gather+quant, grouped GEMMs, fused SwiGLU+quant, Wgrad, combine of dx) vs the
+    CPU per-expert fp8_linear path on the same inputs (FP8 operands identical up to BF16 rounding)."""
+    from dsv3sim.nn.moe import routed_experts
+
+    _kernels()
+    g = torch.Generator().manual_seed(3)
+    E, H, I = 5, 384, 256
+    counts = torch.tensor([130, 0, 7, 256, 40])
+    rows = int(counts.sum())
+    x = torch.randn(rows, H, generator=g)
+    ws = [torch.randn(E, I, H, generator=g) * 0.05, torch.randn(E, I, H, generator=g) * 0.05,
+          torch.randn(E, H, I, generator=g) * 0.05]
+    dy = torch.randn(rows, H, generator=g)
+    x, ws, dy = x.bfloat16().float(), [w.bfloat16().float() for w in ws], dy.bfloat16().float()
+    outs = {}
+    for name, dev, dt, fp8 in (("exact", "cpu", torch.float32, False), ("emul", "cpu", torch.float32, True),
+                               ("gpu", "cuda", torch.bfloat16, True)):
+        xd = x.to(dev, dt).detach().clone().requires_grad_()
+        wd = [w.to(dev, dt).detach().clone().requires_grad_() for w in ws]
+        y = routed_experts(xd, counts.to(dev), *wd, fp8=fp8)
+        y.backward(dy.to(dev, dt))
+        outs[name] = [t.detach().float().cpu() for t in (y, xd.grad, *(w.grad for w in wd))]
+    for i, name in enumerate(("y", "dx", "dw_gate", "dw_up", "dw_down")):
+        gpu, emul, exact = outs["gpu"][i], outs["emul"][i], outs["exact"][i]
+        # the GPU keeps gu, dh and the GEMM outputs in BF16, so a few FP8 roundings differ from the emulation's;
+        # its error against exact FP32 math is the emulation's, not more
+        assert _rel(gpu, emul) < 5e-2, name
+        assert _rel(gpu, exact) < 1.25 * _rel(emul, exact) + 2e-3, name
+
+
+@cuda
+def test_moe_layer_fp8_triton_equals_per_expert_path(tiny):
+    """MoE.forward's fused dispatch path (gather + quant from x, padded layout, combine by gather) vs the
+    per-expert FP8 path on the same GPU and weights."""
+    from dsv3sim.nn import fp8_experts
+    from dsv3sim.nn.moe import MoE
+
+    _kernels()
+    cfg = tiny.with_(hidden_size=256, moe_intermediate_size=128)
+    torch.manual_seed(0)
+    moe = MoE(cfg, 1).cuda().bfloat16()
+    for p in moe.parameters():
+        torch.nn.init.normal_(p, 0, 0.05)
+    moe.experts.fp8 = True
+    x = torch.randn(2, 64, 256, device="cuda", dtype=torch.bfloat16)
+    res = {}
+    for on in (True, False):
+        fp8_experts.ENABLED = on
+        try:
+            xi = x.clone().requires_grad_()
+            y = moe(xi)
+            y.float().square().sum().backward()
+            res[on] = (y.detach(), xi.grad, moe.experts.down_proj.grad.clone())
+            moe.zero_grad(set_to_none=True)
+        finally:
+            fp8_experts.ENABLED = True
+    for a, b in zip(res[True], res[False]):
+        assert _rel(a, b) < 3e-2
