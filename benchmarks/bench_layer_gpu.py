@@ -190,17 +190,15 @@ def probe_gemm(m: int, n: int, k: int, n_sets: int = 8, calls: int = 96) -> dict
     """One FP8 GEMM shape three ways (the profiler's call, the nn model's fp8_gemm, its fp8_linear forward with
     the activation quantised each call) vs BF16 torch.mm: per-call GPU time in a CUDA graph, eager time, and
     host enqueue time. ``n_sets`` operand sets rotate so the weights are not L2-resident (as the profiler)."""
-    from dsv3sim.profile import fp8 as P8
-
     dev = "cuda"
     g = torch.Generator(device=dev).manual_seed(0)
     xs_ = [torch.randn(m, k, device=dev, generator=g, dtype=torch.bfloat16) for _ in range(n_sets)]
     ws_ = [torch.randn(n, k, device=dev, generator=g, dtype=torch.bfloat16) * 0.02 for _ in range(n_sets)]
     prof, nn_ = [], []
     for x, w in zip(xs_, ws_):
-        aq, sa = P8.quantize_1x128(x)
-        wq, sw = P8.quantize_128x128(w)
-        prof.append((aq, wq, *P8.prepare_scales(sa, sw, dev)))
+        aq, sa = F8.quantize_1x128(x)
+        wq, sw = F8.quantize_128x128(w)
+        prof.append((aq, wq, *F8.prepare_scales(sa, sw)))
         ent = F8.weight_operands((w,))
         nn_.append((*F8.quantize_1x128(x, row_align=F8.ROW_ALIGN, crop=False), ent.q, ent.s))
     bf = torch.bfloat16

@@ -23,7 +23,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch
 
-from dsv3sim.profile.fp8 import dequant, quantize_1x128, quantize_128x128
+from dsv3sim.nn.fp8 import dequantize as dequant
+from dsv3sim.nn.fp8 import quantize_1x128, quantize_128x128
 
 SHAPES = [(256, 384, 512), (256, 512, 384), (252, 640, 256), (380, 5376, 256), (484, 4992, 256),
           (108, 18304, 1280), (216, 4224, 384), (512, 7168, 640), (512, 4096, 768), (512, 576, 7168),

@@ -3,7 +3,7 @@ compare step time and components.
 
 Gloo on CPU, NCCL on GPUs. The job first calibrates this machine (transport ping-pong / all-to-all /
 all-reduce sweeps and a standalone profile of every model component, in the same processes), then trains
-``--steps`` steps with EP all-to-all dispatch/combine (node-limited routing; FP8 dispatch with --fp8), the
+``--steps`` steps with EP all-to-all dispatch/combine (node-limited routing; with --fp8 FP8 compute and FP8 dispatch), the
 pipeline schedule's action lists executed with point-to-point sends, and DP gradient all-reduce. The
 prediction replays the run from the calibration and the routing the run used, never from its timings.
 A worker that dies or hangs fails the command with the rank and the cause; every wait is bounded.
@@ -39,7 +39,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--microbatches", type=int, default=0, help="micro-batches per step (default 2*pp, 1 if pp=1)")
     p.add_argument("--micro-batch", type=int, default=2, help="sequences per micro-batch (default 2)")
     p.add_argument("--seq-len", type=int, default=64)
-    p.add_argument("--fp8", action="store_true", help="FP8 (e4m3, 1x128 tiles) dispatch payload, BF16 combine")
+    p.add_argument("--fp8", action="store_true",
+                   help="FP8 training: block-scaled FP8 GEMMs (1x128 activations, 128x128 weights) in every linear "
+                        "and routed expert (Triton kernels on a GPU, the exact emulation on CPU) and the FP8 "
+                        "dispatch payload, BF16 combine")
+    p.add_argument("--fp8-dispatch-only", action="store_true",
+                   help="FP8 dispatch payload only, compute in the model dtype")
     p.add_argument("--gpus-per-node", type=int, default=0,
                    help="virtual node size for node-limited routing (default: the EP group is one node)")
     p.add_argument("--threads", type=int, default=1, help="torch threads per rank (default 1)")
@@ -109,7 +114,8 @@ def make_spec(args: argparse.Namespace, out_dir: str):
                    profile_reps=args.profile_reps, nproc=args.nproc, nnodes=args.nnodes, ep=ep, pp=pp, dp=dp,
                    steps=args.steps, warmup=args.warmup, device=args.device, seq_len=args.seq_len,
                    micro_batch=args.micro_batch, microbatches=args.microbatches, schedule=args.schedule,
-                   gpus_per_node=args.gpus_per_node, fp8=args.fp8, threads=args.threads,
+                   gpus_per_node=args.gpus_per_node, fp8=args.fp8 or args.fp8_dispatch_only,
+                   fp8_compute=args.fp8 and not args.fp8_dispatch_only, threads=args.threads,
                    collective_timeout_s=args.collective_timeout, out_dir=out_dir, fault=fault)
 
 

@@ -158,6 +158,18 @@ def _scaled_mm(aq, sa, bq, sb, b_block: bool, out_dtype) -> torch.Tensor:
     return out if out_dtype == torch.bfloat16 else out.to(out_dtype)
 
 
+def prepare_scales(sa: torch.Tensor, sb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The scales of a 1x128 A and a 128x128 B laid out as torch._scaled_mm reads them, for a timed raw call
+    ``torch._scaled_mm(aq, bq.t(), sa_, sb_)`` that copies nothing (the profiler's). cuBLAS reads each B-scale
+    row rounded up to SCALE_K_ALIGN blocks: the storage gets that slack so the kernel never reads past the
+    allocation (the values read past a row are the next row's; the kernel and its time are the same)."""
+    nb, kb = sb.shape
+    buf = torch.ones(nb * kb + SCALE_K_ALIGN * nb, device=sb.device, dtype=sb.dtype)
+    sb_c = buf[: nb * kb].view(nb, kb)
+    sb_c.copy_(sb)
+    return _outer_major(sa), sb_c.t()
+
+
 def gpu_blockwise_ok(device: torch.device, b_block: bool, ragged: bool = False) -> bool:
     """Whether _scaled_mm's block-wise path runs here and agrees with the emulation (probed once);
     ``ragged``: B's rows not a multiple of 128 (a partial last 128x128 block)."""

@@ -25,7 +25,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from dsv3sim.profile import fp8 as fp8m
+from dsv3sim.nn import fp8 as fp8m
 from dsv3sim.profile.timing import n_sets_for
 
 BF16 = torch.bfloat16
@@ -80,13 +80,13 @@ def gemm(*, m: int, n: int, k: int, dtype: str, device: str, seed: int = 0, emul
         wq, sw = fp8m.quantize_128x128(_randn((n, k), device, g, scale=0.02))
         if emulate:
             return aq, sa, wq, sw
-        sa_, sw_ = fp8m.prepare_scales(sa, sw, device)
+        sa_, sw_ = fp8m.prepare_scales(sa, sw)
         return aq, sa_, wq, sw_
 
     sets = _sets(make, nbytes, device)
     if emulate:
-        return Case(fn=lambda aq, sa, wq, sw: fp8m.scaled_mm_blockwise(aq, sa, wq, sw, emulate=True), sets=sets,
-                    flops=flops, bytes=nbytes, impl="emulated-bf16")
+        return Case(fn=lambda aq, sa, wq, sw: fp8m.fp8_gemm(aq, sa, wq, sw, b_block=True, out_dtype=BF16), sets=sets,
+                    flops=flops, bytes=nbytes, impl="emulated (nn.fp8.gemm_emulated)")
     return Case(fn=lambda aq, sa, wq, sw: torch._scaled_mm(aq, wq.t(), sa, sw, out_dtype=BF16), sets=sets,
                 flops=flops, bytes=nbytes, impl="torch._scaled_mm[1x128,128x128]")
 
@@ -137,7 +137,7 @@ def grouped_gemm(*, e: int, m: int, n: int, k: int, dtype: str, device: str, dis
                 rows = -(-tpe[i] // 4) * 4  # M % 4 == 0 for cuBLAS block-scaled FP8 (padded rows, as a tile would)
                 aq, sa = fp8m.quantize_1x128(_randn((rows, k), device, g))
                 wq, sw = fp8m.quantize_128x128(_randn((n, k), device, g, scale=0.02))
-                sa_, sw_ = fp8m.prepare_scales(sa, sw, device)
+                sa_, sw_ = fp8m.prepare_scales(sa, sw)
                 out.append((aq, sa_, wq, sw_))
             return (out,)
 
@@ -285,12 +285,8 @@ def quant_fp8(*, m: int, n: int, device: str, seed: int = 0, dtype: str = "fp8")
     g = _gen(device, seed)
     nbytes = 2 * m * n + m * n + 4 * m * n / 128
     sets = _sets(lambda: (_randn((m, n), device, g),), nbytes, device)
-    try:  # the model's own quantiser when dsv3sim.nn provides it
-        from dsv3sim.nn.fp8 import quantize_1x128 as fn
-        impl = "nn.fp8.quantize_1x128 (torch ops, unfused)"
-    except ImportError:
-        fn, impl = fp8m.quantize_1x128, "profile.fp8.quantize_1x128 (torch ops, unfused)"
-    return Case(fn=fn, sets=sets, flops=3.0 * m * n, bytes=nbytes, impl=impl)
+    return Case(fn=fp8m.quantize_1x128, sets=sets, flops=3.0 * m * n, bytes=nbytes,
+                impl="nn.fp8.quantize_1x128 (torch ops, unfused)")
 
 
 def gate(*, m: int, n: int = 256, k: int = 7168, n_group: int = 8, topk_group: int = 4, top_k: int = 8,
@@ -365,10 +361,10 @@ def shared_expert(*, m: int, n: int = 2048, k: int = 7168, dtype: str = "bf16", 
             return (_randn((m, k), device, g), ws, w2)
 
         def fn(x, ws, w2):
-            aq, sa = fp8m.quantize_1x128(x)
-            a, b = (fp8m.scaled_mm_blockwise(aq, sa, wq, sw) for wq, sw in ws)
-            hq, sh = fp8m.quantize_1x128(F.silu(a) * b)
-            return fp8m.scaled_mm_blockwise(hq, sh, *w2)
+            aq, sa = fp8m.quantize_1x128(x, row_align=fp8m.ROW_ALIGN, crop=False)
+            a, b = (fp8m.fp8_gemm(aq, sa, wq, sw, b_block=True, out_dtype=BF16) for wq, sw in ws)
+            hq, sh = fp8m.quantize_1x128(F.silu(a) * b, row_align=fp8m.ROW_ALIGN, crop=False)
+            return fp8m.fp8_gemm(hq, sh, *w2, b_block=True, out_dtype=BF16)
         return Case(fn=fn, sets=_sets(make, nbytes, device), flops=6.0 * m * n * k, bytes=nbytes,
                     impl="fp8 quant + 3x _scaled_mm")
 

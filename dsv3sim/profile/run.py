@@ -22,7 +22,7 @@ from typing import Any
 import torch
 
 from dsv3sim.config.model import load_model_config
-from dsv3sim.profile import fp8 as fp8m
+from dsv3sim.nn import fp8 as fp8m
 from dsv3sim.profile.grid import GRIDS, Point, points
 from dsv3sim.profile.nn_ops import NN_BUILDERS
 from dsv3sim.profile.ops import BUILDERS as OP_BUILDERS
@@ -55,7 +55,7 @@ def environment(device: str) -> dict[str, Any]:
                        torch.backends.cuda, "preferred_blas_library") else None,
                    cudnn=torch.backends.cudnn.version(),
                    smi=_smi("name,driver_version,clocks.sm,clocks.max.sm,clocks.mem,power.limit,temperature.gpu"),
-                   fp8_scale_layout=str(fp8m.probe_layout("cuda")))
+                   fp8_blockwise_scaled_mm=fp8m.gpu_blockwise_ok(torch.device("cuda"), True))
     return env
 
 

@@ -67,7 +67,7 @@ def build_result(spec, train: list[dict], calib: list[dict], pred: dict, *, out_
                      "model": spec.model, "device": spec.device, "nproc": spec.nproc, "nnodes": spec.nnodes,
                      "world_size": spec.world_size, "ep": spec.ep, "pp": spec.pp, "dp": spec.dp,
                      "schedule": spec.schedule, "microbatches": spec.n_microbatches, "micro_batch": spec.micro_batch,
-                     "seq_len": spec.seq_len, "fp8_dispatch": spec.fp8, "gpus_per_node": spec.node_size,
+                     "seq_len": spec.seq_len, "fp8_dispatch": spec.fp8, "fp8_compute": spec.fp8_compute, "gpus_per_node": spec.node_size,
                      "steps": spec.steps, "warmup": spec.warmup, "threads_per_rank": spec.threads},
         "measured_step_s": meas,
         "predicted_step_s": pstep,

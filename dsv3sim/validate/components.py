@@ -67,7 +67,7 @@ def _summary(fs: list[float], bs: list[float], bwd_start: float) -> dict:
 
 def profile_components(cfg, spec, device: torch.device, sync, rank: int = 0, *, parts=None,
                        reps: int = REPS) -> dict:
-    parts = parts if parts is not None else build(cfg, spec.seed)
+    parts = parts if parts is not None else build(cfg, spec.seed, fp8=spec.fp8_compute)
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     B, S, D = spec.micro_batch, spec.seq_len, cfg.hidden_size
     T = B * S

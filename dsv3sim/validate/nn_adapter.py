@@ -66,8 +66,9 @@ class StackedExperts(nn.Module):
         return routed_experts(x_sorted, c, self.gate_proj, self.up_proj, self.down_proj, fp8=self.fp8)
 
 
-def from_nn(cfg) -> ModelParts | None:
-    """None when the model is not MLA (``dsv3sim.nn`` builds MLA models only)."""
+def from_nn(cfg, fp8: bool = False) -> ModelParts | None:
+    """None when the model is not MLA (``dsv3sim.nn`` builds MLA models only). ``fp8``: FP8 compute (the model's
+    ``fp8`` flags: Triton grouped/dense FP8 kernels on a GPU, the exact emulation on CPU)."""
     from dsv3sim.nn.layers import yarn_inv_freq
     from dsv3sim.nn.moe import MoE
     from dsv3sim.nn.transformer import Transformer
@@ -76,6 +77,9 @@ def from_nn(cfg) -> ModelParts | None:
         return None
     with torch.device("meta"):
         model = Transformer(cfg, init=False)
+    for m in model.modules():
+        if hasattr(m, "fp8"):
+            m.fp8 = fp8
     inv_freq, mscale = yarn_inv_freq(cfg)
     blocks = []
     for i, blk in enumerate(model.layers):

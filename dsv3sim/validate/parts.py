@@ -46,13 +46,17 @@ class ModelParts:
     head: nn.Module  # [B, S, D] -> logits [B, S, V] (final norm included)
 
 
-def build(cfg, seed: int) -> ModelParts:
+def build(cfg, seed: int, fp8: bool = False) -> ModelParts:
+    """``fp8``: FP8 compute in every FP8-capable linear and the routed experts (dsv3sim.nn's ``fp8`` flags; the
+    embedding, head and gate stay high precision, V3 §3.3.1). The fallback (non-MLA) model has no FP8 path."""
     torch.manual_seed(seed)
     try:
         from dsv3sim.validate.nn_adapter import from_nn
-        parts = from_nn(cfg)
+        parts = from_nn(cfg, fp8=fp8)
     except ImportError:
         parts = None
+    if parts is None and fp8:
+        raise ValueError(f"FP8 compute needs an MLA model built by dsv3sim.nn; {cfg.name} is not")
     return parts if parts is not None else fallback(cfg)
 
 

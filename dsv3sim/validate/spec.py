@@ -49,7 +49,8 @@ class RunSpec:
     microbatches: int = 0  # 0 -> 2 * pp when pp > 1, else 1
     schedule: str = "1f1b"
     gpus_per_node: int = 0  # virtual node size for node-limited routing; 0 -> ep (one node)
-    fp8: bool = False
+    fp8: bool = False  # FP8 dispatch payload (e4m3, 1x128 tiles), BF16 combine
+    fp8_compute: bool = False  # block-scaled FP8 GEMMs in every FP8-capable linear and the routed experts
     seed: int = 0
     threads: int = 1
     collective_timeout_s: float = 60.0

@@ -81,7 +81,7 @@ def run_rank(ctx, probe=None, probes: list | None = None) -> dict:
     tl = Timeline(dev)
     my_actions, sched_src = pl.actions[me.pp], pl.source
     layers = stage_layers(cfg.num_hidden_layers, pl.n_stages)
-    parts = build(cfg, spec.seed)
+    parts = build(cfg, spec.seed, fp8=spec.fp8_compute)
     dtype = torch.bfloat16 if dev.type == "cuda" else torch.float32
     moe: dict[int, EPMoE] = {}
     stage_ids = pl.stages_of(me.pp)

@@ -9,15 +9,15 @@ pytestmark = pytest.mark.gpu
 
 
 def test_fp8_blockwise_layout_probe_and_accuracy():
-    from dsv3sim.profile import fp8 as fp8m
-    assert fp8m.probe_layout("cuda") is not None
+    from dsv3sim.nn import fp8 as fp8m
+    assert fp8m.gpu_blockwise_ok(torch.device("cuda"), True)
     g = torch.Generator(device="cuda").manual_seed(0)
     a = torch.randn(512, 1024, device="cuda", generator=g)
     w = torch.randn(768, 1024, device="cuda", generator=g)
     aq, sa = fp8m.quantize_1x128(a)
     wq, sw = fp8m.quantize_128x128(w)
-    out = fp8m.scaled_mm_blockwise(aq, sa, wq, sw).float()
-    ref = fp8m.dequant(aq, sa, 1) @ fp8m.dequant(wq, sw, 128).t()
+    out = fp8m.fp8_gemm(aq, sa, wq, sw, b_block=True, out_dtype=torch.float32)
+    ref = fp8m.dequantize(aq, sa, 1) @ fp8m.dequantize(wq, sw, 128).t()
     assert ((out - ref).norm() / ref.norm()).item() < 1e-2
 
 
