@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import functools
 import importlib.util
+import weakref
 from collections import OrderedDict
 from dataclasses import dataclass
 
@@ -103,16 +104,21 @@ def layout_from_counts(counts: torch.Tensor, n_rows: int) -> Layout:
 def cached(ws: tuple[torch.Tensor, ...], build):
     """FP8 operands of the weights ``ws``, built by ``build()`` once per weight value: the key is each weight's
     storage, offset, shape and dtype, checked against ``w._version``, which every in-place update (optimizer
-    step, ``copy_``) bumps (the rule of nn/fp8.py ``weight_operands``). The entry pins the weights."""
+    step, ``copy_``) bumps (the rule of nn/fp8.py ``weight_operands``). An entry dies with its weights (a
+    finaliser drops it, so a freed module frees its FP8 copies and a new tensor at a reused address never hits
+    a stale entry); ``clear_cache`` before an optimizer step frees the copies that step makes stale."""
     key = tuple((w.untyped_storage().data_ptr(), w.storage_offset(), tuple(w.shape), w.dtype) for w in ws)
     version = tuple(w._version for w in ws)
     ent = _WCACHE.get(key)
     if ent is not None and ent[0] == version:
         _WCACHE.move_to_end(key)
-        return ent[2]
+        return ent[1]
     with torch.no_grad():
         val = build()
-    _WCACHE[key] = (version, tuple(w.detach() for w in ws), val)
+    if ent is None:
+        for w in ws:
+            weakref.finalize(w, _WCACHE.pop, key, None)
+    _WCACHE[key] = (version, val)
     while len(_WCACHE) > CACHE_MAX_ENTRIES:
         _WCACHE.popitem(last=False)
     return val
@@ -175,7 +181,10 @@ class _FP8Experts(torch.autograd.Function):
         dxs = K.grouped_gemm(gq, gs, qt13, st13, lay.tile_expert)
         n_src = lay.pos.shape[0]
         k = n_src // ctx.n_tok
-        dx = dxs.index_select(0, lay.pos).view(ctx.n_tok, k, h).sum(1, dtype=torch.float32).to(x_dt)
+        if k == 1:  # rows already one per token (routed_experts): a gather
+            dx = dxs.index_select(0, lay.pos).to(x_dt)
+        else:  # dx_t = sum of its k rows, in FP32
+            dx = dxs.index_select(0, lay.pos).view(ctx.n_tok, k, h).sum(1, dtype=torch.float32).to(x_dt)
         return dx, None, dwg, dwu, dwd
 
 

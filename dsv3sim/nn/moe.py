@@ -165,7 +165,7 @@ class MoE(nn.Module):
             xs, counts, order = permute(xt, ids, self.n_experts)
             ys = self.experts(xs, counts)  # [T*k, H]
             ws = w.reshape(-1)[order].to(ys.dtype)
-            y = torch.zeros_like(xt).index_add_(0, order // self.top_k, ys * ws[:, None])
+            y = torch.zeros_like(xt).index_add_(0, order // self.top_k, (ys * ws[:, None]).to(xt.dtype))
         if self.shared_experts is not None:
             sh = self.shared_experts(xt)
             if self.shared_expert_gate is not None:  # Qwen2-MoE: sigmoid(W x) scales the shared expert

@@ -103,6 +103,10 @@ def run_rank(ctx, probe=None, probes: list | None = None) -> dict:
     dense_params = [p for st in stages.values() for p in st.parameters() if id(p) not in eids]
     dense_params = list({id(p): p for p in dense_params}.values())
     opt = torch.optim.AdamW(dense_params + expert_params, lr=1e-4, fused=dev.type == "cuda")
+    if spec.fp8_compute:  # the step makes the FP8 weight copies stale: free them before AdamW's temporaries
+        from dsv3sim.nn.fp8 import clear_weight_cache
+
+        opt.register_step_pre_hook(lambda *_: clear_weight_cache())
     gen = torch.Generator().manual_seed(spec.seed * 1000003 + me.dp * 1009 + me.ep)
 
     def grank(p: int) -> int:

@@ -147,15 +147,19 @@ def test_moe_layer_fp8_triton_equals_per_expert_path(tiny):
     moe.experts.fp8 = True
     x = torch.randn(2, 64, 256, device="cuda", dtype=torch.bfloat16)
     res = {}
-    for on in (True, False):
+    for name, on, fp8 in (("triton", True, True), ("per_expert", False, True), ("bf16", True, False)):
         fp8_experts.ENABLED = on
+        moe.experts.fp8 = fp8
         try:
             xi = x.clone().requires_grad_()
             y = moe(xi)
             y.float().square().sum().backward()
-            res[on] = (y.detach(), xi.grad, moe.experts.down_proj.grad.clone())
+            res[name] = (y.detach(), xi.grad, moe.experts.down_proj.grad.clone())
             moe.zero_grad(set_to_none=True)
         finally:
             fp8_experts.ENABLED = True
-    for a, b in zip(res[True], res[False]):
-        assert _rel(a, b) < 3e-2
+    # two FP8 paths (the per-expert one rounds h = silu(g) u to BF16 before quantising, the fused kernel does not):
+    # each within FP8's error of the BF16 layer, the fused one no worse than the per-expert one
+    for t, p, ref in zip(res["triton"], res["per_expert"], res["bf16"]):
+        assert _rel(t, p) < 6e-2
+        assert _rel(t, ref) < 1.25 * _rel(p, ref) + 5e-3
