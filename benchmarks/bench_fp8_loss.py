@@ -1,7 +1,10 @@
 """FP8 vs BF16 (and FP32) training loss of the tiny model on CPU: DeepSeek-V3 reports the FP8 loss within 0.25 %
 (relative) of BF16 (V3 §3.3, Fig. 10). Same seed, data and schedule for every run; the FP8 run uses the exact
 emulation of the block-scaled GEMMs (nn/fp8.py: 1x128 activations, 128x128 weights, FP32 promotion per 128
-along K) in every FP8-capable linear and routed expert; BF16 is torch.autocast(bfloat16) over the same model.
+along K) in every FP8-capable linear and routed expert, the rest in FP32. The reference is the FP32 run (the
+high-precision limit of DeepSeek's BF16 baseline); "bf16" is torch.autocast(bfloat16) over the same model on
+CPU, which casts every linear including the head and the router (not DeepSeek's BF16 recipe, which keeps
+those in FP32), shown for contrast.
 
 Usage:  python benchmarks/bench_fp8_loss.py [--steps 300] [--out profiles/cpu-local/fp8_loss.json]
 Metric: mean loss over the last --tail steps; relative difference (L_fp8 - L_ref) / L_ref."""

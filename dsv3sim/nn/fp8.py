@@ -254,9 +254,8 @@ def weight_operands(ws: tuple[torch.Tensor, ...]) -> _WEntry:
     return e
 
 
-# Dgrad on _scaled_mm gave wrong dx on the H200 in session 2 whenever its reduction dim (the layer's N) was not a
-# multiple of 512 (384, kv_a_proj's 576 -> 640): the scale-row rounding of SCALE_K_ALIGN, found in session 3 and
-# fixed by the K padding in _scaled_mm. False restores the dequantised-BF16 Dgrad (same FP8 operands).
+# Dgrad on _scaled_mm: its reduction dim is the layer's N (384, kv_a_proj's 576 -> 640), which needs the K padding of
+# SCALE_K_ALIGN in _scaled_mm. False restores the dequantised-BF16 Dgrad (same FP8 operands).
 DGRAD_ON_SCALED_MM = True
 
 

@@ -55,5 +55,5 @@ def test_tables_use_fp8_gemms_with_fp8_compute():
                        fp8=fp8, fp8_compute=fp8)
         out[fp8] = compare_to_tables(cfg, spec, train, "H200")
     assert out[False]["gemm_dtype"] == "bf16" and out[True]["gemm_dtype"] == "fp8"
-    attn = lambda c: next(r for r in c["rows"] if r["name"] == "attn(F)")["table_s"]  # noqa: E731
+    attn = lambda c: next(r for r in c["rows"] if r["name"] == "attn(F)")["table_s"]
     assert attn(out[True]) < attn(out[False])  # the FP8 tables' projection GEMMs are faster
