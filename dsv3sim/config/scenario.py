@@ -9,6 +9,10 @@ Workloads:
   (DeepSeek-V3 §3.2: PP16, EP64 spanning 8 nodes, ZeRO-1 DP, TP1).
 - ``PrefillWorkload``: one prefill instance (DeepSeek-V3 §3.4.1: 32 GPUs, TP4+SP attention, DP8, EP32 MoE).
 - ``DecodeWorkload``: one decode instance (DeepSeek-V3 §3.4.2: 320 GPUs, EP320, TP1/DP attention).
+- ``AggregatedWorkload``: prefill and decode sharing the same GPUs with chunked prefill (SGLang/vLLM default).
+
+Serving layouts: attention DP follows the GPU count unless set (``ParallelDims(ep=16)`` is 16 GPUs of DP16
+attention; ``Scenario.n_gpus`` sets the count when given).
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from typing import Any
 SCHEDULES = ("dualpipe", "1f1b", "zb1p")
 GEMM_DTYPES = ("fp8", "bf16")
 PLACEMENTS = ("contiguous", "eplb")
+LL_TRANSPORTS = ("nvlink", "rdma")
 
 
 def _pos_int(obj: Any, *names: str) -> None:
@@ -47,12 +52,17 @@ class ParallelDims:
     Serving: ``dp`` attention replicas of ``attn_tp`` GPUs each (world = dp * attn_tp), MoE EP over ``ep``."""
 
     pp: int = 1
-    dp: int = 1
+    dp: int | None = None  # None: follows the GPU count, ep / (tp * attn_tp) (at least 1); see dp_follows
     tp: int = 1
     ep: int = 1
     attn_tp: int = 1
+    dp_follows: bool = False  # set when dp was left unset: variants (Scenario.with_) re-derive it
 
     def __post_init__(self) -> None:
+        if self.dp is None:
+            _pos_int(self, "tp", "ep", "attn_tp")
+            object.__setattr__(self, "dp", max(1, self.ep // (self.tp * self.attn_tp)))
+            object.__setattr__(self, "dp_follows", True)
         _pos_int(self, "pp", "dp", "tp", "ep", "attn_tp")
         n = self.dp * self.tp * self.attn_tp
         if n % self.ep:
@@ -135,9 +145,13 @@ class DecodeWorkload:
     routing_layers: int | None = None  # distinct MoE-layer routings simulated (layer j uses j mod R); None: see
     #   workload/layer_routing.py (every layer of a trace file; 1 for uniform or synth: routing)
     memory_reserve_fraction: float = 0.1  # HBM kept free for activations/workspace/fragmentation (vLLM default 0.9 util)
+    mtp_acceptance_source: str | None = None  # citation of a scenario's mtp_acceptance (default: "scenario")
+    ll_transport: str = "nvlink"  # DeepEP low-latency all-to-all inside a node: "nvlink" or "rdma" (pure RDMA)
 
     def __post_init__(self) -> None:
         _pos_int(self, "context_len", "output_len", "micro_batches")
+        if self.ll_transport not in LL_TRANSPORTS:
+            raise ValueError(f"DecodeWorkload.ll_transport {self.ll_transport!r} unknown (one of {LL_TRANSPORTS})")
         if self.batch_per_gpu is not None and self.batch_per_gpu < 1:
             raise ValueError(f"DecodeWorkload.batch_per_gpu must be >= 1 or None, got {self.batch_per_gpu}")
         if self.mtp_acceptance is not None and not 0 <= self.mtp_acceptance <= 1:
@@ -150,7 +164,54 @@ class DecodeWorkload:
         _check_routing(self)
 
 
-Workload = TrainingWorkload | PrefillWorkload | DecodeWorkload
+@dataclass(frozen=True, kw_only=True, slots=True)
+class AggregatedWorkload:
+    """Prefill and decode on the same GPUs (SGLang / vLLM default): every iteration runs the decode batch plus
+    up to ``chunk_tokens`` prompt tokens per GPU (chunked prefill). Steady state: prompts are prefilled as fast
+    as requests finish (``batch_per_gpu`` decoding requests, ``output_len`` tokens each). Model:
+    workload/aggregated.py."""
+
+    kind: str = "aggregated"
+    prompt_len: int = 4000
+    output_len: int = 1000
+    batch_per_gpu: int | None = 64  # concurrent decoding requests per GPU; None: as many as the KV cache holds
+    chunk_tokens: int = 8192  # prompt tokens per GPU per iteration (SGLang chunked_prefill_size default 8192)
+    cache_hit_rate: float = 0.0  # fraction of prompt tokens found in the prefix/KV cache (not computed)
+    micro_batches: int = 1
+    gemm_dtype: str = "fp8"
+    dispatch_dtype: str = "fp8"
+    kv_dtype_bytes: float = 2.0
+    mtp: bool = False
+    mtp_acceptance: float | None = None
+    mtp_acceptance_source: str | None = None
+    node_limit: int | None = 4
+    routing_trace: str | None = None
+    placement: str = "contiguous"
+    redundant_experts: int = 0
+    routing_layers: int | None = None
+    memory_reserve_fraction: float = 0.1
+    ll_transport: str = "nvlink"
+
+    def __post_init__(self) -> None:
+        _pos_int(self, "prompt_len", "output_len", "chunk_tokens", "micro_batches")
+        if self.batch_per_gpu is not None and self.batch_per_gpu < 1:
+            raise ValueError(f"AggregatedWorkload.batch_per_gpu must be >= 1 or None, got {self.batch_per_gpu}")
+        if not 0 <= self.cache_hit_rate < 1:
+            raise ValueError(f"AggregatedWorkload.cache_hit_rate must be in [0, 1), got {self.cache_hit_rate}")
+        if self.mtp_acceptance is not None and not 0 <= self.mtp_acceptance <= 1:
+            raise ValueError(f"AggregatedWorkload.mtp_acceptance must be in [0, 1], got {self.mtp_acceptance}")
+        if self.gemm_dtype not in GEMM_DTYPES or self.dispatch_dtype not in GEMM_DTYPES:
+            raise ValueError(f"AggregatedWorkload: dtypes must be in {GEMM_DTYPES}, got {self.gemm_dtype!r}, "
+                             f"{self.dispatch_dtype!r}")
+        if self.ll_transport not in LL_TRANSPORTS:
+            raise ValueError(f"AggregatedWorkload.ll_transport {self.ll_transport!r} unknown (one of {LL_TRANSPORTS})")
+        if not 0 <= self.memory_reserve_fraction < 1:
+            raise ValueError(f"AggregatedWorkload.memory_reserve_fraction must be in [0, 1), got "
+                             f"{self.memory_reserve_fraction}")
+        _check_routing(self)
+
+
+Workload = TrainingWorkload | PrefillWorkload | DecodeWorkload | AggregatedWorkload
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -203,9 +264,16 @@ class Scenario:
             raise ValueError("Scenario.name must be a non-empty string")
         if self.comm_model not in ("sim", "bound"):
             raise ValueError(f"Scenario.comm_model must be 'sim' or 'bound', got {self.comm_model!r}")
-        if not isinstance(self.workload, (TrainingWorkload, PrefillWorkload, DecodeWorkload)):
-            raise ValueError(f"Scenario.workload must be a Training/Prefill/DecodeWorkload, got "  # noqa: TRY004
+        if not isinstance(self.workload, (TrainingWorkload, PrefillWorkload, DecodeWorkload, AggregatedWorkload)):
+            raise ValueError(f"Scenario.workload must be a Training/Prefill/Decode/AggregatedWorkload, got "  # noqa: TRY004
                              f"{type(self.workload).__name__}")
+        p = self.parallel
+        if self.n_gpus is not None and p.dp_follows and self.n_gpus != p.world:
+            per = p.pp * p.tp * p.attn_tp
+            if self.n_gpus % per or (self.n_gpus // per) * p.tp * p.attn_tp % p.ep:
+                raise ValueError(f"Scenario {self.name}: n_gpus={self.n_gpus} is not pp*tp*attn_tp={per} times a DP "
+                                 f"degree that ep={p.ep} divides")
+            object.__setattr__(self, "parallel", replace(p, dp=self.n_gpus // per))
         if self.n_gpus is not None and self.n_gpus != self.parallel.world:
             raise ValueError(f"Scenario {self.name}: n_gpus={self.n_gpus} != pp*dp*tp*attn_tp="
                              f"{self.parallel.pp}*{self.parallel.dp}*{self.parallel.tp}*{self.parallel.attn_tp}="
@@ -230,6 +298,10 @@ class Scenario:
         """A variant; ``workload=dict(...)``/``parallel=dict(...)``/``perturb=dict(...)`` update fields."""
         for k in ("workload", "parallel", "perturb"):
             if isinstance(changes.get(k), dict):
+                if k == "parallel" and "dp" in changes[k]:
+                    changes[k] = {**changes[k], "dp_follows": False}  # None re-derives (and sets it) in post_init
+                elif k == "parallel" and self.parallel.dp_follows:
+                    changes[k] = {**changes[k], "dp": None}
                 changes[k] = replace(getattr(self, k), **changes[k])
         return replace(self, **changes)
 

@@ -267,3 +267,76 @@ def deepep_logical_bytes(c: EpCounts, *, kind: str, mode: str, b: float) -> tupl
         v = float(c.sel_rank.sum()) * b / ep
         return v, v
     return float(c.count_node.sum()) * b / ep, float(c.count_rank.sum()) * b / ep
+
+
+# ------------------------------------------------------------------ low-latency transports and the TPOT limit
+LL_TRANSPORTS = ("nvlink", "rdma")
+
+
+def ll_path(topo: Topology, src: int, dst: int, transport: str = "nvlink") -> tuple[int, ...]:
+    """Links a low-latency message takes. ``nvlink``: DeepEP's ``allow_nvlink_for_low_latency_mode`` (peers of
+    the own node over NVLink, others over IB as the topology routes them). ``rdma``: DeepEP's Feb-2025 pure-RDMA
+    kernels: every message leaves through the sender's NIC and enters through the receiver's, own node included
+    (sender NIC -> its leaf -> receiver's leaf -> receiver NIC: the NIC and leaf links are what it loads)."""
+    if transport not in LL_TRANSPORTS:
+        raise ValueError(f"ll transport {transport!r} unknown (one of {LL_TRANSPORTS})")
+    if transport == "nvlink" or topo.node_of(src) != topo.node_of(dst) or topo.cfg.nic is None:
+        return topo.path(src, dst)
+    n = topo.node_of(src)
+    nic_s, nic_d = ("nic", n, topo.nic_of(src)), ("nic", n, topo.nic_of(dst))
+    if nic_s == nic_d:  # GPUs sharing one NIC: loop back through it
+        return (topo.link(("gpu", src), nic_s), topo.link(nic_s, ("gpu", dst)))
+    ls, ld = topo._leaf(n, nic_s[2]), topo._leaf(n, nic_d[2])  # noqa: SLF001 (topology's own leaf rule)
+    hops = [topo.link(("gpu", src), nic_s), topo.link(nic_s, ls)]
+    if ls != ld:  # another plane: the message would need the spine (pure RDMA across planes)
+        hops += [topo.link(ls, ("spine", ls[1])), topo.link(("spine", ls[1]), ld)] if ("spine", ls[1]) in \
+            topo.graph else []
+    hops += [topo.link(ld, nic_d), topo.link(nic_d, ("gpu", dst))]
+    return tuple(hops)
+
+
+def ll_link_bound(topo: Topology, c: EpCounts, *, kind: str, dtype: str, hidden: int, transport: str = "nvlink"
+                  ) -> tuple[float, dict[str, float]]:
+    """Low-latency dispatch/combine as the busiest link's bytes / capacity + the longest path latency + the
+    kernel latency: every (token, expert) selection is its own message (``sel_rank``), over ``ll_path``.
+    Returns (seconds, bytes per link class)."""
+    b = token_bytes(kind, "low-latency", dtype, hidden)
+    ep = len(c.ranks)
+    load = np.zeros(len(topo.links))
+    lat = 0.0
+    for s in range(ep):
+        for r in range(ep):
+            n = int(c.sel_rank[s, r])
+            if r == s or not n:
+                continue
+            a, d = (c.ranks[s], c.ranks[r]) if kind == "dispatch" else (c.ranks[r], c.ranks[s])
+            p = ll_path(topo, a, d, transport)
+            for lid in p:
+                load[lid] += n * b
+            lat = max(lat, topo.path_latency(p))
+    if not load.any():
+        return topo.cfg.kernel_latency, {}
+    cap = np.array([lk.capacity for lk in topo.links])
+    by: dict[str, float] = {}
+    for lk in topo.links:
+        if load[lk.id]:
+            by[lk.cls] = by.get(lk.cls, 0.0) + float(load[lk.id])
+    return float((load / cap).max()) + lat + topo.cfg.kernel_latency, by
+
+
+def tpot_limit(*, tokens: int, experts_per_token: int, hidden: float, bandwidth: float, layers: int,
+               dispatch_bytes_per_elem: float = 1.0, combine_bytes_per_elem: float = 2.0,
+               micro_batches: int = 2) -> dict:
+    """The communication-bound decode limit of "Insights into DeepSeek-V3" (ISCA'25, arXiv 2505.09343, its TPOT estimate):
+    each GPU sends ``tokens`` x ``experts_per_token`` copies of a ``hidden``-wide vector, FP8 out (1 B) and BF16
+    back (2 B), over ``bandwidth`` B/s: t_layer = (1 + 2) B x tokens x experts x hidden / bandwidth. With two
+    micro-batches overlapping compute and communication, a layer takes 2 x t_layer and TPOT = layers x 2 x
+    t_layer (paper: 32 tokens, 9 experts, 7K hidden, 61 layers; 400G IB 50 GB/s -> 120.96 us, TPOT 14.76 ms,
+    67 tokens/s; GB200 NVL72 900 GB/s -> 6.72 us, TPOT 0.82 ms, ~1200 tokens/s). Pure arithmetic: no latency,
+    no scales, no metadata, as the paper states it."""
+    t = (dispatch_bytes_per_elem + combine_bytes_per_elem) * tokens * experts_per_token * hidden / bandwidth
+    tpot = layers * micro_batches * t
+    return {"comm_per_layer_s": t, "layer_s": micro_batches * t, "tpot_s": tpot, "tokens_per_s": 1.0 / tpot,
+            "tokens": tokens, "experts_per_token": experts_per_token, "hidden": hidden, "bandwidth_Bps": bandwidth,
+            "layers": layers, "micro_batches": micro_batches,
+            "source": "Insights into DeepSeek-V3 (ISCA'25, arXiv 2505.09343): EP-bound TPOT estimate"}

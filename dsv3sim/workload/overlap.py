@@ -52,9 +52,11 @@ def _stream(name: str) -> str:
     return "comm" if name.startswith(COMM) else "compute"
 
 
-def run_chunks(parts: list[tuple[str, list[dict[str, float]]]], *, record: bool = True) -> ChunkRun:
-    """Run one or two chains together. ``parts`` = [(kind, per-layer {slice name: seconds})], kind in
-    F | B | W | BW; a missing or zero slice (a dense layer's dispatch) is skipped."""
+def run_chunks(parts: list[tuple[str, list[dict[str, float]]]], *, record: bool = True,
+               tags: list[str] | None = None) -> ChunkRun:
+    """Run chains together. ``parts`` = [(kind, per-layer {slice name: seconds})], kind in F | B | W | BW; a
+    missing or zero slice (a dense layer's dispatch) is skipped. Any number of forward chains may share the
+    streams (serving's micro-batches); ``tags`` names each part's slices (default "F" / "B" by kind)."""
     env = simpy.Environment()
     streams = {"compute": simpy.PriorityResource(env, 1), "comm": simpy.PriorityResource(env, 1)}
     slices: list[Slice] = []
@@ -90,9 +92,9 @@ def run_chunks(parts: list[tuple[str, list[dict[str, float]]]], *, record: bool 
         if side:
             yield simpy.AllOf(env, side)
 
-    for kind, layers in parts:
-        tag = "F" if kind == "F" else "B"
-        env.process(chain(tag, kind, layers, 1 if tag == "F" else 0))
+    for j, (kind, layers) in enumerate(parts):
+        tag = tags[j] if tags else ("F" if kind == "F" else "B")
+        env.process(chain(tag, kind, layers, 1 if kind == "F" else 0))
     env.run()
     t = env.now
     exposed = max(0.0, t - busy["compute"]) if busy["comm"] > 0 else 0.0

@@ -57,8 +57,11 @@ def test_prefill_identities():
     assert m["prefill_tokens_per_s_per_node"] == pytest.approx(8 * m["prefill_tokens_per_s_per_gpu"])
     names = {e["name"] for e in r.timeline["events"]}
     assert names == {"attn(F)", "mlp(F)", "dispatch(F)", "combine(F)"}
-    bad = simulate(s.with_(name="pf-bad", parallel={"dp": 64, "ep": 32}))  # EP must span the instance
-    assert isinstance(bad, Infeasible) and "EP degree 32" in bad.reason
+    two = simulate(s.with_(name="pf-2groups", parallel={"dp": 64, "ep": 32}))  # two EP32 groups of the same routing
+    assert two.parallel["ep_groups"] == 2 and two.n_gpus == 64
+    assert two.metrics["prefill_tokens_per_s_per_gpu"] == pytest.approx(m["prefill_tokens_per_s_per_gpu"], rel=0.02)
+    with pytest.raises(ValueError, match="ep=16 must divide"):  # EP groups must tile the GPUs
+        s.with_(name="pf-bad", parallel={"dp": 24, "ep": 16})
 
 
 def test_mla_vs_gqa_capacity_ratio():

@@ -1,0 +1,194 @@
+"""One decode layer, kernel by kernel, priced from first principles (a CUDA-graph decode step as servers run it).
+
+At decode batch sizes every GEMM is weight-read bound: M (tokens, or rows per expert) is far below the ridge
+point, so the kernel's time is the weights it streams from HBM at the rate a small-M kernel reaches, plus the
+per-kernel cost of a CUDA-graph replay. Legend: R requests on this GPU's attention replica per micro-batch,
+q query tokens per request (1, or 2 when MTP's draft is verified), T = R x q tokens, H hidden, I expert
+intermediate, nh heads (nh / tp on one rank of a TP attention group), C context, d_c + d_r latent width.
+
+Per kernel:  t = max(FLOPs / (peak(dtype) x eff_compute), bytes / (HBM x f_stream)) + t_launch
+
+- ``f_stream`` (weight-streaming fraction of HBM bandwidth at small M): the H200 tables' grouped-GEMM rows with
+  at most 64 rows per expert (``profiles/h200/kernels.csv``, ``torch._grouped_mm`` / per-expert loop in one
+  CUDA graph): median bytes / time / HBM bandwidth. A weight-read-bound kernel streams bytes, so the fraction
+  applies to FP8 weights too. (The table's FP8 grouped rows are cuBLAS block-scaled kernels tuned for large M,
+  1.3-1.8 TB/s; DeepSeek decodes with DeepGEMM's masked grouped GEMM, whose published dense small-M rows reach
+  0.50-0.80 of H800 HBM, deepseek-ai/DeepGEMM README, M = 64.)
+- ``t_launch``: the smallest kernel time in the H200 tables (graph replays; a 512-element RMSNorm): what one
+  kernel costs in a CUDA-graph decode step however little it does.
+- ``eff_compute``: DeepSeek's published kernel throughputs (``kernels.FP8_GEMM_EFF``, ``kernels.BF16_EFF``).
+- Attention is FlashMLA-class (``flashmla_decode``): one fused kernel reading each request's latent cache once
+  for all its q query tokens and all local heads (FlashMLA folds s_q into the head dimension), at FlashMLA's
+  published memory-bound throughput (``kernels.MEM_EFF``: 3000 GB/s of 3.35 TB/s on H800).
+- Routed experts (DeepGEMM masked layout): a local expert with no rows reads no weights; with ``rows`` spread
+  over ``e`` local experts the expected number of active experts is e (1 - (1 - 1/e)^rows) (uniform routing).
+- TP attention (``attn_tp`` > 1, V3 §3.4.2 TP4 + SP): each rank runs the replica's T x tp tokens over nh / tp
+  heads; q_a / kv_a projections are replicated, q_b / absorbed / o projections split by heads; the latent
+  cache (one head shared by all heads) is read whole on every rank. SP all-gather / reduce-scatter of
+  [T x tp, H] BF16 are added by the caller (NVLink ring).
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from dataclasses import dataclass
+from functools import lru_cache
+
+from dsv3sim.config.model import ModelConfig
+from dsv3sim.workload.kernels import BF16_EFF, FP8_GEMM_EFF, MEM_EFF, gpu_perf
+
+TABLE_GPU = "H200"
+STREAM_MAX_ROWS = 64  # rows per expert at which the tables' grouped GEMMs are still weight-read bound
+SCALE_BYTES = 4.0 / 128**2  # FP8 weights: one FP32 scale per 128 x 128 block (V3 §3.3.2)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class DecodeConstants:
+    stream_fraction: float  # small-M kernels' weight-read rate / HBM bandwidth
+    launch_s: float  # one kernel in a CUDA-graph replay
+    n_rows: int  # table rows the fraction comes from
+    source: str
+
+
+@lru_cache(maxsize=1)
+def decode_constants() -> DecodeConstants:
+    """Measured on the H200 (committed table); see the module docstring."""
+    from dsv3sim.config.hardware import get_gpu
+    from dsv3sim.profile.table import profile_dir, read_rows
+
+    rows = read_rows(profile_dir(TABLE_GPU) / "kernels.csv")
+    bw = get_gpu(TABLE_GPU).hbm_bandwidth
+    fr = [r.bytes / r.time_s / bw for r in rows
+          if r.op == "grouped_gemm" and r.dtype == "bf16" and 0 < (r.get("m") or 0) <= STREAM_MAX_ROWS
+          and r.time_s > 0 and r.bytes > 0]
+    if not fr:
+        raise ValueError(f"profiles/{TABLE_GPU.lower()}/kernels.csv has no bf16 grouped_gemm rows with m <= "
+                         f"{STREAM_MAX_ROWS}")
+    launch = min(r.time_s for r in rows if r.time_s > 0)
+    return DecodeConstants(stream_fraction=statistics.median(fr), launch_s=launch, n_rows=len(fr),
+                           source=f"profiles/{TABLE_GPU.lower()}/kernels.csv: small-M grouped GEMMs stream weights "
+                                  f"at {statistics.median(fr):.2f} of HBM ({len(fr)} rows); one graph kernel "
+                                  f">= {launch * 1e6:.2f} us")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Kernel:
+    slice: str  # "attn(F)" | "mlp(F)"
+    name: str
+    time_s: float
+    flops: float
+    bytes: float
+    bound: str  # "memory" | "compute" | "launch"
+
+
+def kernel(slice_: str, name: str, gpu: str, dtype: str, flops: float, bytes_: float, *,
+           stream: bool = True) -> Kernel:
+    """One kernel: compute at the published efficiency, bytes at the small-M streaming rate (``stream``) or at
+    FlashMLA's memory-bound rate (attention), plus the CUDA-graph launch cost."""
+    g = gpu_perf(gpu)
+    k = decode_constants()
+    peak = g.fp8_flops * FP8_GEMM_EFF if dtype == "fp8" else g.bf16_flops * BF16_EFF
+    t_c = flops / peak if flops else 0.0
+    t_m = bytes_ / (g.hbm_bw * (k.stream_fraction if stream else MEM_EFF)) if bytes_ else 0.0
+    bound = "launch" if max(t_c, t_m) < k.launch_s else ("compute" if t_c > t_m else "memory")
+    return Kernel(slice=slice_, name=name, time_s=max(t_c, t_m) + k.launch_s, flops=flops, bytes=bytes_, bound=bound)
+
+
+def gemm(slice_: str, name: str, gpu: str, m: int, k: int, n: int, dtype: str, *, groups: int = 1) -> Kernel:
+    """[m, k] x [k, n] with ``groups`` weight matrices [k, n] (experts) read once each."""
+    eb = 1.0 + SCALE_BYTES if dtype == "fp8" else 2.0
+    ab = 1.0 if dtype == "fp8" else 2.0
+    return kernel(slice_, name, gpu, dtype, 2.0 * m * k * n, groups * k * n * eb + m * k * ab + 2.0 * m * n)
+
+
+def eltwise(slice_: str, name: str, gpu: str, rows: int, width: int, passes: float = 2.0) -> Kernel:
+    return kernel(slice_, name, gpu, "bf16", 0.0, 2.0 * rows * width * passes, stream=False)
+
+
+def flashmla_decode(gpu: str, *, requests: int, q_per_request: int, context: int, heads: int, dc: int, dr: int,
+                    kv_dtype_bytes: float = 2.0) -> Kernel:
+    """Fused MLA decode attention (FlashMLA-class): reads each request's latent cache [C, d_c + d_r] once for
+    its q query tokens x ``heads`` heads; FLOPs 2 x (d_c + d_r) + 2 x d_c per (query, head, position)."""
+    flops = requests * q_per_request * heads * context * (2.0 * (dc + dr) + 2.0 * dc)
+    nbytes = requests * (context * (dc + dr) * kv_dtype_bytes + q_per_request * heads * (dc + dr + dc) * 2.0)
+    return kernel("attn(F)", "flashmla", gpu, "bf16", flops, nbytes, stream=False)
+
+
+def active_experts(rows: float, local: int) -> float:
+    """Expected local experts with >= 1 of ``rows`` uniformly routed rows."""
+    if local <= 1:
+        return float(local) if rows > 0 else 0.0
+    return local * (1.0 - (1.0 - 1.0 / local) ** rows)
+
+
+def decode_layer_kernels(cfg: ModelConfig, i: int, *, gpu: str, requests: int, q: int, context: int,
+                         expert_rows: int, local_experts: int, gemm_dtype: str = "fp8", kv_dtype_bytes: float = 2.0,
+                         attn_tp: int = 1) -> list[Kernel]:
+    """The kernels of decoder layer ``i`` for one micro-batch of ``requests`` x ``q`` tokens on one GPU."""
+    H, nh = cfg.hidden_size, cfg.num_attention_heads
+    T = requests * q * attn_tp  # tokens the attention replica's ranks each see (SP all-gathered)
+    nh_l = max(1, nh // attn_tp)
+    out: list[Kernel] = [eltwise("attn(F)", "input_norm", gpu, T, H)]
+    if cfg.attention == "mla":
+        dc, dr, dn, dv = cfg.kv_lora_rank, cfg.qk_rope_head_dim, cfg.qk_nope_head_dim, cfg.v_head_dim
+        qa = cfg.q_lora_rank or 0
+        out.append(gemm("attn(F)", "q_a+kv_a_proj", gpu, T, H, qa + dc + dr, gemm_dtype))
+        out.append(eltwise("attn(F)", "q_a/kv_a norm", gpu, T, qa + dc))
+        if qa:
+            out.append(gemm("attn(F)", "q_b_proj", gpu, T, qa, nh_l * (dn + dr), gemm_dtype))
+        else:
+            out.append(gemm("attn(F)", "q_proj", gpu, T, H, nh_l * (dn + dr), gemm_dtype))
+        out.append(eltwise("attn(F)", "rope", gpu, T, nh_l * dr + dr))
+        # absorbed W_UK (q_nope -> latent) and W_UV (latent -> v): per-head BF16 bmm (DeepSeek-V2 §2.1.2)
+        out.append(kernel("attn(F)", "absorb_uk", gpu, "bf16", 2.0 * T * nh_l * dn * dc,
+                          nh_l * dn * dc * 2.0 + T * nh_l * (dn + dc) * 2.0))
+        out.append(flashmla_decode(gpu, requests=requests * attn_tp, q_per_request=q, context=context, heads=nh_l,
+                                   dc=dc, dr=dr, kv_dtype_bytes=kv_dtype_bytes))
+        out.append(kernel("attn(F)", "absorb_uv", gpu, "bf16", 2.0 * T * nh_l * dc * dv,
+                          nh_l * dc * dv * 2.0 + T * nh_l * (dc + dv) * 2.0))
+        out.append(gemm("attn(F)", "o_proj", gpu, T, nh_l * dv, H, gemm_dtype))
+    else:
+        hd, nkv = cfg.head_dim, cfg.num_key_value_heads
+        nkv_l = max(1, nkv // attn_tp)
+        out.append(gemm("attn(F)", "qkv_proj", gpu, T, H, (nh_l + 2 * nkv_l) * hd, gemm_dtype))
+        kv = requests * attn_tp * context * 2 * nkv_l * hd * kv_dtype_bytes
+        out.append(kernel("attn(F)", "flash_decode", gpu, "bf16", 4.0 * T * nh_l * hd * context, kv, stream=False))
+        out.append(gemm("attn(F)", "o_proj", gpu, T, nh_l * hd, H, gemm_dtype))
+    t = requests * q  # tokens of this GPU after the SP reduce-scatter
+    out.append(eltwise("mlp(F)", "post_attn_norm", gpu, t, H))
+    if cfg.is_moe_layer(i):
+        E, I = cfg.n_routed_experts, cfg.moe_intermediate_size
+        out.append(gemm("attn(F)", "router", gpu, t, H, E, "bf16"))
+        out.append(eltwise("attn(F)", "topk", gpu, t, E))
+        if cfg.n_shared_experts:
+            Is = I * cfg.n_shared_experts
+            out.append(gemm("mlp(F)", "shared_gate_up", gpu, t, H, 2 * Is, gemm_dtype))
+            out.append(eltwise("mlp(F)", "shared_swiglu+quant", gpu, t, 2 * Is, 0.75))
+            out.append(gemm("mlp(F)", "shared_down", gpu, t, Is, H, gemm_dtype))
+        act = active_experts(expert_rows, local_experts)
+        if expert_rows > 0 and act > 0:
+            g = max(1, math.ceil(act))
+            out.append(gemm("mlp(F)", "experts_gate_up", gpu, expert_rows, H, 2 * I, gemm_dtype, groups=g))
+            out.append(eltwise("mlp(F)", "experts_swiglu+quant", gpu, expert_rows, 2 * I, 0.75))
+            out.append(gemm("mlp(F)", "experts_down", gpu, expert_rows, I, H, gemm_dtype, groups=g))
+    else:
+        Id = cfg.intermediate_size
+        out.append(gemm("mlp(F)", "mlp_gate_up", gpu, t, H, 2 * Id, gemm_dtype))
+        out.append(eltwise("mlp(F)", "mlp_swiglu+quant", gpu, t, 2 * Id, 0.75))
+        out.append(gemm("mlp(F)", "mlp_down", gpu, t, Id, H, gemm_dtype))
+    return out
+
+
+def head_kernels(cfg: ModelConfig, *, gpu: str, tokens: int) -> list[Kernel]:
+    """Final norm + output head (BF16, V3 §3.3) over ``tokens`` positions + sampling."""
+    H, V = cfg.hidden_size, cfg.vocab_size
+    return [eltwise("attn(F)", "final_norm", gpu, tokens, H), gemm("attn(F)", "lm_head", gpu, tokens, H, V, "bf16"),
+            eltwise("attn(F)", "sample", gpu, tokens, V, 1.0)]
+
+
+def slice_times(kernels: list[Kernel]) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for k in kernels:
+        out[k.slice] = out.get(k.slice, 0.0) + k.time_s
+    return out

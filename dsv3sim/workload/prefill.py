@@ -1,0 +1,103 @@
+"""Prefill instance (DeepSeek-V3 §3.4.1; deepseek-ai/profile-data prefill: EP32, 4K prompts, 16K tokens per GPU).
+
+Attention with ``attn_tp``-way TP + sequence parallelism inside ``dp`` replicas, MoE with EP groups of ``ep``
+GPUs (redundant experts placed by EPLB). The ``tokens_per_gpu`` are split into ``micro_batches`` chains of
+tokens_per_gpu // micro_batches tokens, all simulated together on one compute and one communication stream
+(``overlap.run_chunks``): with 1 there is no overlap (the all-to-all is exposed and computation keeps every
+SM); with 2, DeepSeek's two-micro-batch overlap (V3 §3.4.1), each chain's computation hides the other's DeepEP
+normal all-to-all, which holds ``comm_sms`` SMs; more chains overlap the same way with smaller GEMMs.
+Throughput counts the tokens actually run (micro_batches x tokens per micro-batch). TP all-gather /
+reduce-scatter of SP (per layer, NVLink ring, alpha-beta) are added to attention.
+"""
+
+from __future__ import annotations
+
+import time
+
+from dsv3sim.config.scenario import PrefillWorkload, Scenario
+from dsv3sim.cost.kvcache import kv_cache_bytes_per_token
+from dsv3sim.results import Infeasible, ServingResult
+from dsv3sim.workload import comm as C
+from dsv3sim.workload import layer_routing as LR
+from dsv3sim.workload.kernels import gpu_perf
+from dsv3sim.workload.layer_ops import head_slices, prefill_layer
+from dsv3sim.workload.overlap import run_chunks
+from dsv3sim.workload.serving import (
+    common,
+    events_of,
+    load_fields,
+    parallel_fields,
+    plan_key,
+    weights_per_gpu,
+)
+
+
+def simulate_prefill(scn: Scenario) -> ServingResult | Infeasible:
+    t0 = time.perf_counter()
+    w = scn.workload
+    assert isinstance(w, PrefillWorkload)
+    try:
+        cfg, p, world, topo, gpu = common(scn)
+    except ValueError as e:
+        return Infeasible(scenario=scn.name, kind="prefill", reason=str(e))
+    perf = gpu_perf(gpu)
+    ep = p.ep
+    n_mb = w.micro_batches
+    mb_tokens = w.tokens_per_gpu // n_mb
+    if mb_tokens < 1:
+        return Infeasible(scenario=scn.name, kind="prefill",
+                          reason=f"{w.tokens_per_gpu} tokens per GPU cannot fill {n_mb} micro-batches")
+    try:
+        lr = LR.layer_routing(plan_key(cfg, w, ep, topo.cfg.gpus_per_node, mb_tokens, scn.seed),
+                              LR.moe_positions(cfg, cfg.num_hidden_layers), w.routing_layers)
+        key, plan = lr.keys[0], lr.plans[0]
+    except ValueError as e:
+        return Infeasible(scenario=scn.name, kind="prefill", reason=str(e))
+    comm, comm_info = {}, {}
+    for name, kind, dt in (("dispatch(F)", "dispatch", w.dispatch_dtype), ("combine(F)", "combine", "bf16")):
+        if scn.comm_model == "bound":
+            t_b, by = C.ep_link_bound(topo, key, kind=kind, mode="normal", dtype=dt, hidden=cfg.hidden_size)
+            comm[name] = t_b
+            comm_info[name] = {"time_s": t_b, "bytes_by_class": by, "method": "busiest-link bound"}
+        else:
+            r = C.ep_comm(topo, key, kind=kind, mode="normal", dtype=dt, hidden=cfg.hidden_size, fast=scn.fast)
+            comm[name] = r.time_s
+            comm_info[name] = dict(r.to_dict(), method="event simulation")
+    comm_by_r = LR.layer_comm(topo, lr, comm, {"dispatch(F)": ("dispatch", "normal", w.dispatch_dtype),
+                                               "combine(F)": ("combine", "normal", "bf16")}, cfg.hidden_size)
+    # overlapped chains: DeepEP's normal kernels hold comm_sms SMs while computation runs beside them
+    frac = (perf.n_sms - topo.cfg.comm_sms) / perf.n_sms if n_mb > 1 else 1.0
+    # TP + SP attention: all-gather the sequence shard before attention, reduce-scatter after (BF16, NVLink)
+    tp_bytes = mb_tokens * p.attn_tp * cfg.hidden_size * 2.0
+    tp_t = 2 * C.ring_time(topo, p.attn_tp, tp_bytes, cross_node=False)
+    layers = []
+    for i in range(cfg.num_hidden_layers):
+        r = lr.routing_of(i)
+        s = prefill_layer(cfg, i, gpu=gpu, tokens=mb_tokens, seq_len=w.prompt_len, expert_rows=lr.plans[r].rows_max,
+                          local_experts=plan.n_physical // ep, gemm_dtype=w.gemm_dtype, sm_fraction=frac)
+        d = dict(s.times_partial)
+        d["attn(F)"] = d.get("attn(F)", 0.0) + tp_t
+        if cfg.is_moe_layer(i):
+            d.update(comm_by_r[r])
+        layers.append(d)
+    head = head_slices(cfg, gpu=gpu, tokens=mb_tokens, sm_fraction=frac)
+    layers.append({"attn(F)": head.times_partial["attn(F)"]})
+    run = run_chunks([("F", layers)] * n_mb, record=scn.record, tags=[str(j) for j in range(n_mb)])
+    t_fwd = run.time_s
+    tokens_run = mb_tokens * n_mb
+    tok_per_gpu_s = tokens_run / t_fwd
+    per_node = tok_per_gpu_s * topo.cfg.gpus_per_node
+    wbytes = weights_per_gpu(cfg, plan.n_physical, ep, "fp8" if w.gemm_dtype == "fp8" else "bf16", p.attn_tp)
+    metrics = {"prefill_tokens_per_s_per_node": per_node, "prefill_tokens_per_s_per_gpu": tok_per_gpu_s,
+               "ttft_s": t_fwd, "forward_time_s": t_fwd, "exposed_communication_s": run.exposed_comm_s,
+               "tokens_per_gpu": tokens_run, "tokens_per_micro_batch": mb_tokens, "prompt_len": w.prompt_len}
+    return ServingResult(
+        scenario=scn.name, kind="prefill", model=scn.model, topology=topo.cfg.name, gpu=gpu, n_gpus=world,
+        n_nodes=world / topo.cfg.gpus_per_node, parallel=parallel_fields(p, w, ep),
+        metrics=metrics, layer_time_s=dict(layers[-2]),
+        kv={"kv_bytes_per_token": kv_cache_bytes_per_token(cfg)},
+        memory_per_gpu=[{"rank": 0, "weights_bytes": wbytes, "hbm_bytes": perf.hbm_bytes}],
+        **load_fields(lr, w.node_limit),
+        comm=comm_info, timeline={"events": events_of(run)},
+        sources=(f"GPU {gpu}: {perf.source}",) + tuple(sorted(set(head.sources))),
+        sim_wall_s=time.perf_counter() - t0)
