@@ -7,7 +7,7 @@ import argparse
 import json
 
 from dsv3sim.sim.collectives import simulate_collective
-from dsv3sim.sim.deepep import token_bytes
+from dsv3sim.sim.deepep import LL_TRANSPORTS, ep_counts, ll_link_bound, token_bytes, tpot_limit
 from dsv3sim.sim.ep_run import simulate_ep
 from dsv3sim.sim.routing import load_routing, uniform_routing
 from dsv3sim.topology.graph import load_topology
@@ -21,15 +21,26 @@ exact). --tokens-per-rank N tokens of --hidden H with --topk K experts each amon
 Other kinds: --ep ranks (consecutive GPUs) and a buffer of N x H x dtype bytes per rank.
 
 rdma_GBps = IB bytes sent per rank / time; nvlink_GBps = NVLink bytes received per rank / time;
-deepep_*_GBps = DeepEP's own "logical" byte counts / time (its README figures)."""
+deepep_*_GBps = DeepEP's own "logical" byte counts / time (its README figures).
 
-KINDS = ("dispatch", "combine", "all-reduce", "all-gather", "reduce-scatter", "p2p")
+--mode low-latency --ll-transport nvlink|rdma: DeepEP's low-latency kernels with NVLink inside a node
+(allow_nvlink_for_low_latency_mode) or pure RDMA (every message through both NICs, own node included); rdma is
+computed as the busiest link's bytes / capacity + path and kernel latency (sim.deepep.ll_link_bound).
+--kind tpot-limit: the ISCA'25 arithmetic (arXiv 2505.09343) of the communication-bound decode TPOT: (1 + 2) B x
+--tokens-per-rank x --topk (experts per token, the paper uses 9) x --hidden / bandwidth per layer, where the
+bandwidth is the topology's nominal NIC (--ll-transport rdma) or scale-up (nvlink) per-direction figure;
+2 micro-batches x --layers layers per token. The paper's inputs: --tokens-per-rank 32 --topk 9 --hidden 7000."""
+
+KINDS = ("dispatch", "combine", "all-reduce", "all-gather", "reduce-scatter", "p2p", "tpot-limit")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--topology", required=True, help="topology YAML path or name in topologies/ (e.g. h800-deepseek)")
     p.add_argument("--kind", required=True, choices=KINDS)
     p.add_argument("--mode", default="normal", choices=("normal", "low-latency"), help="DeepEP kernels (EP kinds)")
+    p.add_argument("--ll-transport", default=None, choices=LL_TRANSPORTS,
+                   help="low-latency mode inside a node: nvlink (default) or rdma (pure RDMA, DeepEP Feb 2025)")
+    p.add_argument("--layers", type=int, default=61, help="tpot-limit: layers per token (DeepSeek-V3: 61)")
     p.add_argument("--ep", type=int, required=True, help="ranks per group (EP degree, or collective size)")
     p.add_argument("--tokens-per-rank", type=int, default=4096)
     p.add_argument("--hidden", type=int, default=7168)
@@ -46,11 +57,51 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
 
+def _tpot_limit(topo, args: argparse.Namespace) -> dict:
+    c = topo.cfg
+    transport = args.ll_transport or "rdma"
+    spec = c.scale_up if transport == "nvlink" else c.nic
+    if spec is None:
+        raise ValueError(f"--ll-transport {transport}: topology {c.name} has no {'NVLink' if transport == 'nvlink' else 'NIC'}")
+    if args.layers < 1:
+        raise ValueError(f"--layers must be >= 1, got {args.layers}")
+    out = tpot_limit(tokens=args.tokens_per_rank, experts_per_token=args.topk, hidden=args.hidden,
+                     bandwidth=spec.bandwidth, layers=args.layers)
+    return {"topology": c.name, "kind": "tpot-limit", "transport": transport, **out}
+
+
 def compute(args: argparse.Namespace) -> dict:
     topo = load_topology(args.topology)
     for name in ("ep", "tokens_per_rank", "hidden", "topk", "chunks"):
         if getattr(args, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    if args.ll_transport and args.mode != "low-latency" and args.kind != "tpot-limit":
+        raise ValueError(f"--ll-transport {args.ll_transport} needs --mode low-latency (or --kind tpot-limit)")
+    if args.kind == "tpot-limit":
+        return _tpot_limit(topo, args)
+    if args.kind in ("dispatch", "combine") and args.ll_transport == "rdma":
+        if args.trace:
+            routing = load_routing(args.trace, ep=args.ep, tokens_per_rank=args.tokens_per_rank)
+            n_exp = max(args.experts, int(routing.max()) + 1)
+        else:
+            routing = uniform_routing(ep=args.ep, tokens_per_rank=args.tokens_per_rank, n_experts=args.experts,
+                                      topk=args.topk, gpus_per_node=topo.cfg.gpus_per_node,
+                                      max_nodes=args.max_nodes, seed=args.seed)
+            n_exp = args.experts
+        if args.ep > topo.n_gpus:
+            raise ValueError(f"--ep {args.ep} > {topo.n_gpus} GPUs in {topo.cfg.name}")
+        cnt = ep_counts(topo, tuple(range(args.ep)), routing, n_exp)
+        t, by = ll_link_bound(topo, cnt, kind=args.kind, dtype=args.dtype, hidden=args.hidden, transport="rdma")
+        bpt = token_bytes(args.kind, "low-latency", args.dtype, args.hidden)
+        nic = sum(v for k, v in by.items() if k.startswith("nic_tx")) / args.ep
+        nvl = sum(v for k, v in by.items() if k.startswith("nvlink_rx")) / args.ep
+        logical = float(cnt.sel_rank.sum()) * bpt / args.ep
+        return {"topology": topo.cfg.name, "kind": args.kind, "mode": "low-latency", "transport": "rdma",
+                "ep": args.ep, "tokens_per_rank": args.tokens_per_rank, "hidden": args.hidden, "topk": args.topk,
+                "dtype": args.dtype, "bytes_per_token": bpt, "n_ranks": args.ep, "n_groups": 1, "groups_simulated": 1,
+                "time_s": t, "rdma_GBps": nic / t / 1e9, "nvlink_GBps": nvl / t / 1e9,
+                "deepep_rdma_GBps": logical / t / 1e9, "deepep_nvlink_GBps": logical / t / 1e9,
+                "bytes_by_class": by, "method": "link-load bound"}
     if args.kind in ("dispatch", "combine"):
         if args.trace:
             routing = load_routing(args.trace, ep=args.ep, tokens_per_rank=args.tokens_per_rank)
@@ -84,6 +135,15 @@ def run(args: argparse.Namespace) -> int:
     out = compute(args)
     if args.json:
         print(json.dumps(out, indent=2))
+        return 0
+    if out["kind"] == "tpot-limit":
+        print(f"{out['topology']} ({out['transport']}, {out['bandwidth_Bps'] / 1e9:g} GB/s): "
+              f"{out['comm_per_layer_s'] * 1e6:.2f} us per layer per micro-batch, TPOT {out['tpot_s'] * 1e3:.2f} ms, "
+              f"{out['tokens_per_s']:.0f} tokens/s ({out['source']})")
+        return 0
+    if out.get("method") == "link-load bound":
+        print(f"{out['topology']} {out['kind']} (low-latency, pure RDMA) {out['ep']} ranks: {out['time_s'] * 1e6:,.1f} us; "
+              f"DeepEP logical {out['deepep_rdma_GBps']:.1f} GB/s; bytes {out['bytes_by_class']}")
         return 0
     rows = [
         ("topology", out["topology"]),

@@ -3,7 +3,10 @@
 Measured where the H200 table has the shape, interpolated between measured shapes, scaled to other GPUs
 through the hardware table (dsv3sim/profile/NOTES.md). Shape flags per op:
   gemm: --m --n --k (C[M,N] = A[M,K] x B[K,N]);  grouped_gemm: --e (experts) --m (tokens per expert) --n --k
-  attn_prefill / attn_prefill_fwdbwd: --s --h [--b];  attn_decode: --b --t --h
+  attn_prefill / attn_prefill_fwdbwd: --s --h [--b];  attn_decode: --b --t --h [--q]
+  attn_decode is the fused FlashMLA-class estimate the serving model uses (workload/decode_ops.py: the latent
+  cache read once per request for its --q query tokens, FlashMLA's published throughputs, the CUDA-graph
+  launch cost); attn_decode_unfused is the measured three-kernel torch reference (profile tables).
   rmsnorm / swiglu / quant_fp8: --m --n;  rope: --m --h;  gate / embedding / shared_expert: --m;  adamw: --n
   nn_* ops: the model's own functions, same flags as their counterparts.
 --sms: SMs computing (e.g. 112 of 132 when 20 serve communication, DeepSeek-V3 §3.2.2).
@@ -19,6 +22,8 @@ HELP = "predicted time of one kernel (gemm, grouped_gemm, attention ...) on a GP
 DESCRIPTION = __doc__
 
 _SHAPE_FLAGS = ("m", "n", "k", "e", "b", "s", "t", "h")
+FUSED_DECODE = "attn_decode"  # priced as serving prices it
+UNFUSED_DECODE = "attn_decode_unfused"  # the profile table's attn_decode rows
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -30,18 +35,51 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tokens", default=None,
                    help="grouped_gemm: comma-separated tokens per expert (skewed loads; replaces --e/--m)")
     p.add_argument("--sms", type=int, default=None, help="SMs computing (default: all)")
+    p.add_argument("--q", type=int, default=1, help="attn_decode: query tokens per request (2 = MTP verification)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
 
+def _fused_decode(args: argparse.Namespace) -> dict:
+    from dsv3sim.workload.decode_ops import flashmla_decode
+
+    missing = [f"--{f}" for f in ("b", "t", "h") if getattr(args, f) is None]
+    if missing:
+        raise ValueError(f"--op attn_decode needs {', '.join(missing)} (batch, context, heads)")
+    for f in ("b", "t", "h", "q"):
+        if getattr(args, f) < 1:
+            raise ValueError(f"--{f} must be >= 1, got {getattr(args, f)}")
+    if args.sms is not None:
+        raise ValueError("--sms is not supported for the fused attn_decode (decode holds every SM)")
+    kv_bytes = 1.0 if args.dtype == "fp8" else 2.0
+    k = flashmla_decode(args.gpu, requests=args.b, q_per_request=args.q, context=args.t, heads=args.h, dc=512, dr=64,
+                        kv_dtype_bytes=kv_bytes)
+    return {"gpu": args.gpu, "op": args.op, "dtype": args.dtype, "b": args.b, "t": args.t, "h": args.h, "q": args.q,
+            "sms": None, "time_s": k.time_s, "time_us": k.time_s * 1e6, "tflops": k.flops / k.time_s / 1e12,
+            "source": "fused FlashMLA-class estimate (workload/decode_ops.flashmla_decode; serving uses it)",
+            "base_gpu": args.gpu, "flops": k.flops, "bytes": k.bytes, "bound": k.bound, "efficiency": None,
+            "error90": None}
+
+
 def run(args: argparse.Namespace) -> int:
+    if args.op == FUSED_DECODE:
+        d = _fused_decode(args)
+        if args.json:
+            print(json.dumps(d))
+        else:
+            print(f"{d['gpu']} attn_decode (fused) b={args.b} t={args.t} h={args.h} q={args.q}")
+            print(f"time_s  {d['time_s']:.6g}  ({d['time_us']:.1f} us, {d['bound']}-bound)")
+            print(f"tflops  {d['tflops']:.1f}")
+            print(f"source  {d['source']}")
+        return 0
     from dsv3sim.profile.predict import kernel_time
+    op = FUSED_DECODE if args.op == UNFUSED_DECODE else args.op
     shape: dict = {f: getattr(args, f) for f in _SHAPE_FLAGS if getattr(args, f) is not None}
     if args.tokens:
         try:
             shape["tokens"] = [int(x) for x in args.tokens.split(",")]
         except ValueError:
             raise ValueError(f"--tokens must be comma-separated integers, got {args.tokens!r}") from None
-    p = kernel_time(args.gpu, args.op, args.dtype, sms=args.sms, **shape)
+    p = kernel_time(args.gpu, op, args.dtype, sms=args.sms, **shape)
     d = {"gpu": p.gpu, "op": args.op, "dtype": args.dtype, **shape, "sms": args.sms, "time_s": p.time_s,
          "time_us": p.time_s * 1e6, "tflops": p.tflops, "source": p.source, "base_gpu": p.base_gpu,
          "flops": p.flops, "bytes": p.bytes, "efficiency": p.efficiency, "error90": p.error90}

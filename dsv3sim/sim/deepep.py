@@ -276,23 +276,17 @@ LL_TRANSPORTS = ("nvlink", "rdma")
 def ll_path(topo: Topology, src: int, dst: int, transport: str = "nvlink") -> tuple[int, ...]:
     """Links a low-latency message takes. ``nvlink``: DeepEP's ``allow_nvlink_for_low_latency_mode`` (peers of
     the own node over NVLink, others over IB as the topology routes them). ``rdma``: DeepEP's Feb-2025 pure-RDMA
-    kernels: every message leaves through the sender's NIC and enters through the receiver's, own node included
-    (sender NIC -> its leaf -> receiver's leaf -> receiver NIC: the NIC and leaf links are what it loads)."""
+    kernels: every message goes through a NIC, own node included
+    (in the node: the NIC's loopback, PCIe out of the sender and PCIe into the receiver, instead of NVLink)."""
     if transport not in LL_TRANSPORTS:
         raise ValueError(f"ll transport {transport!r} unknown (one of {LL_TRANSPORTS})")
     if transport == "nvlink" or topo.node_of(src) != topo.node_of(dst) or topo.cfg.nic is None:
         return topo.path(src, dst)
     n = topo.node_of(src)
     nic_s, nic_d = ("nic", n, topo.nic_of(src)), ("nic", n, topo.nic_of(dst))
-    if nic_s == nic_d:  # GPUs sharing one NIC: loop back through it
-        return (topo.link(("gpu", src), nic_s), topo.link(nic_s, ("gpu", dst)))
-    ls, ld = topo._leaf(n, nic_s[2]), topo._leaf(n, nic_d[2])  # noqa: SLF001 (topology's own leaf rule)
-    hops = [topo.link(("gpu", src), nic_s), topo.link(nic_s, ls)]
-    if ls != ld:  # another plane: the message would need the spine (pure RDMA across planes)
-        hops += [topo.link(ls, ("spine", ls[1])), topo.link(("spine", ls[1]), ld)] if ("spine", ls[1]) in \
-            topo.graph else []
-    hops += [topo.link(ld, nic_d), topo.link(nic_d, ("gpu", dst))]
-    return tuple(hops)
+    # NIC loopback: the sender's NIC reads over its PCIe link and writes into the receiver over the receiver's
+    # (GPUDirect RDMA inside the node never reaches the IB wire)
+    return (topo.link(("gpu", src), nic_s), topo.link(nic_d, ("gpu", dst)))
 
 
 def ll_link_bound(topo: Topology, c: EpCounts, *, kind: str, dtype: str, hidden: int, transport: str = "nvlink"
