@@ -11,12 +11,15 @@ Sources:
   tokens/s per H800 node in decode; average output speed 20-22 tokens/s per request.
 - deepseek-ai/profile-data README: prefill profile EP32, 4K prompts, 16K tokens per GPU, two micro-batches;
   decode profile EP128, 4K prompts, 128 requests per GPU, two micro-batches, low-latency all-to-all holds no SMs.
-Our decode model keeps attention data-parallel (attn_tp=1); §3.4.2's TP4 attention is not modelled.
+- ISCA'25 (arXiv 2505.09343): DeepSeek-V3's own inference deployment; InferSim (alibaba/InferSim README) measured
+  profile-data's setups at 7,839 prefill and 2,324 decode tokens/s per GPU.
+MTP acceptance: DeepSeek's published 85-90 % (V3 report §5.4.3, midpoint 0.875) unless a scenario sets one with its
+source. ``decode_tp4`` models §3.4.2's TP4 + SP attention.
 """
 
 from __future__ import annotations
 
-from dsv3sim.config.scenario import DecodeWorkload, ParallelDims, PrefillWorkload, Scenario
+from dsv3sim.config.scenario import AggregatedWorkload, DecodeWorkload, ParallelDims, PrefillWorkload, Scenario
 
 SOURCES = ("DeepSeek-V3 report §3.4", "deepseek-ai/open-infra-index Day 6 inference system overview",
            "deepseek-ai/profile-data README")
@@ -58,8 +61,41 @@ def decode_day6() -> Scenario:
                           description="DeepSeek-V3/R1 decode unit (open-infra-index Day 6)")
 
 
+def decode_tp4() -> Scenario:
+    """V3 report §3.4.2 as written: 320 GPUs, attention TP4 + SP x DP80, EP320."""
+    return decode().with_(name="deepseek-v3-decode-tp4", parallel={"dp": 80, "attn_tp": 4, "ep": 320},
+                          workload={"batch_per_gpu": 32},
+                          description="DeepSeek-V3 decode unit with TP4 + SP attention (V3 report §3.4.2)")
+
+
+def infersim_prefill() -> Scenario:
+    """profile-data prefill (InferSim's measured 7,839 tokens/s/GPU): EP32, DP32 attention, 16K tokens/GPU."""
+    return Scenario(name="infersim-v3-prefill", model="deepseek-v3", topology="h800-deepseek",
+                    parallel=ParallelDims(ep=32),
+                    workload=PrefillWorkload(prompt_len=4096, tokens_per_gpu=16384, micro_batches=2, node_limit=4),
+                    description="deepseek-ai/profile-data prefill setup (InferSim V3 example)", sources=SOURCES)
+
+
+def infersim_decode() -> Scenario:
+    """profile-data decode (InferSim's measured 2,324 tokens/s/GPU): EP128, 128 requests/GPU, 4K context."""
+    return Scenario(name="infersim-v3-decode", model="deepseek-v3", topology="h800-deepseek",
+                    parallel=ParallelDims(ep=128),
+                    workload=DecodeWorkload(context_len=4096, batch_per_gpu=128, micro_batches=2, mtp=False,
+                                            node_limit=4),
+                    description="deepseek-ai/profile-data decode setup (InferSim V3 example)", sources=SOURCES)
+
+
+def aggregated_h200() -> Scenario:
+    """Aggregated serving (chunked prefill) on 32 H200, ISL 4000 / OSL 1000, the question AIConfigurator answers."""
+    return Scenario(name="deepseek-v3-aggregated-h200", model="deepseek-v3", topology="h200-hgx",
+                    parallel=ParallelDims(ep=32),
+                    workload=AggregatedWorkload(prompt_len=4000, output_len=1000, batch_per_gpu=64, chunk_tokens=8192),
+                    description="DeepSeek-V3 aggregated serving, 32 H200, chunked prefill", sources=SOURCES)
+
+
 def all_serving() -> dict[str, Scenario]:
-    return {s.name: s for s in (prefill(), prefill_day6(), decode(), decode_day6())}
+    return {s.name: s for s in (prefill(), prefill_day6(), decode(), decode_day6(), decode_tp4(), infersim_prefill(),
+                                infersim_decode(), aggregated_h200())}
 
 
 DEFAULT = all_serving

@@ -8,10 +8,11 @@ intermediate, nh heads (nh / tp on one rank of a TP attention group), C context,
 
 Per kernel:  t = max(FLOPs / (peak(dtype) x eff_compute), bytes / (HBM x f_stream)) + t_launch
 
-- ``f_stream`` (weight-streaming fraction of HBM bandwidth at small M): the H200 tables' grouped-GEMM rows with
-  at most 64 rows per expert (``profiles/h200/kernels.csv``, ``torch._grouped_mm`` / per-expert loop in one
-  CUDA graph): median bytes / time / HBM bandwidth. A weight-read-bound kernel streams bytes, so the fraction
-  applies to FP8 weights too. (The table's FP8 grouped rows are cuBLAS block-scaled kernels tuned for large M,
+- ``f_stream`` (weight-streaming fraction of HBM bandwidth at small M), measured in the H200 tables
+  (``profiles/h200/kernels.csv``, CUDA-graph replays), median bytes / time / HBM bandwidth: for grouped GEMMs
+  the BF16 grouped rows with at most 64 rows per expert (``torch._grouped_mm`` / per-expert loop, ~0.58); for
+  dense GEMMs the BF16 rows with M <= 64 and weights of at least 7168 x 4096 (~0.78). A weight-read-bound kernel
+  streams bytes, so the fraction applies to FP8 weights too. (The table's FP8 grouped rows are cuBLAS block-scaled kernels tuned for large M,
   1.3-1.8 TB/s; DeepSeek decodes with DeepGEMM's masked grouped GEMM, whose published dense small-M rows reach
   0.50-0.80 of H800 HBM, deepseek-ai/DeepGEMM README, M = 64.)
 - ``t_launch``: the smallest kernel time in the H200 tables (graph replays; a 512-element RMSNorm): what one
@@ -40,12 +41,14 @@ from dsv3sim.workload.kernels import BF16_EFF, FP8_GEMM_EFF, MEM_EFF, gpu_perf
 
 TABLE_GPU = "H200"
 STREAM_MAX_ROWS = 64  # rows per expert at which the tables' grouped GEMMs are still weight-read bound
+DENSE_MIN_WEIGHTS = 7168 * 4096  # dense weights large enough to fill every SM's stream
 SCALE_BYTES = 4.0 / 128**2  # FP8 weights: one FP32 scale per 128 x 128 block (V3 §3.3.2)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class DecodeConstants:
-    stream_fraction: float  # small-M kernels' weight-read rate / HBM bandwidth
+    stream_fraction: float  # small-M grouped GEMMs' weight-read rate / HBM bandwidth
+    dense_stream_fraction: float  # small-M dense GEMMs' (large weights) weight-read rate / HBM bandwidth
     launch_s: float  # one kernel in a CUDA-graph replay
     n_rows: int  # table rows the fraction comes from
     source: str
@@ -65,10 +68,17 @@ def decode_constants() -> DecodeConstants:
     if not fr:
         raise ValueError(f"profiles/{TABLE_GPU.lower()}/kernels.csv has no bf16 grouped_gemm rows with m <= "
                          f"{STREAM_MAX_ROWS}")
+    dense = [r.bytes / r.time_s / bw for r in rows
+             if r.op == "gemm" and r.dtype == "bf16" and 0 < (r.get("m") or 0) <= STREAM_MAX_ROWS
+             and (r.get("n") or 0) * (r.get("k") or 0) >= DENSE_MIN_WEIGHTS and r.time_s > 0 and r.bytes > 0]
+    if not dense:
+        raise ValueError(f"profiles/{TABLE_GPU.lower()}/kernels.csv has no bf16 gemm rows with m <= {STREAM_MAX_ROWS}")
     launch = min(r.time_s for r in rows if r.time_s > 0)
-    return DecodeConstants(stream_fraction=statistics.median(fr), launch_s=launch, n_rows=len(fr),
+    return DecodeConstants(stream_fraction=statistics.median(fr), dense_stream_fraction=statistics.median(dense),
+                           launch_s=launch, n_rows=len(fr) + len(dense),
                            source=f"profiles/{TABLE_GPU.lower()}/kernels.csv: small-M grouped GEMMs stream weights "
-                                  f"at {statistics.median(fr):.2f} of HBM ({len(fr)} rows); one graph kernel "
+                                  f"at {statistics.median(fr):.2f} of HBM ({len(fr)} rows), dense GEMMs at "
+                                  f"{statistics.median(dense):.2f} ({len(dense)} rows); one graph kernel "
                                   f">= {launch * 1e6:.2f} us")
 
 
@@ -83,14 +93,15 @@ class Kernel:
 
 
 def kernel(slice_: str, name: str, gpu: str, dtype: str, flops: float, bytes_: float, *,
-           stream: bool = True) -> Kernel:
-    """One kernel: compute at the published efficiency, bytes at the small-M streaming rate (``stream``) or at
-    FlashMLA's memory-bound rate (attention), plus the CUDA-graph launch cost."""
+           stream: str | None = "grouped") -> Kernel:
+    """One kernel: compute at the published efficiency, bytes at the small-M streaming rate (``stream`` =
+    "grouped" or "dense") or at FlashMLA's memory-bound rate (None), plus the CUDA-graph launch cost."""
     g = gpu_perf(gpu)
     k = decode_constants()
     peak = g.fp8_flops * FP8_GEMM_EFF if dtype == "fp8" else g.bf16_flops * BF16_EFF
     t_c = flops / peak if flops else 0.0
-    t_m = bytes_ / (g.hbm_bw * (k.stream_fraction if stream else MEM_EFF)) if bytes_ else 0.0
+    frac = {"grouped": k.stream_fraction, "dense": k.dense_stream_fraction, None: MEM_EFF}[stream]
+    t_m = bytes_ / (g.hbm_bw * frac) if bytes_ else 0.0
     bound = "launch" if max(t_c, t_m) < k.launch_s else ("compute" if t_c > t_m else "memory")
     return Kernel(slice=slice_, name=name, time_s=max(t_c, t_m) + k.launch_s, flops=flops, bytes=bytes_, bound=bound)
 
@@ -99,11 +110,12 @@ def gemm(slice_: str, name: str, gpu: str, m: int, k: int, n: int, dtype: str, *
     """[m, k] x [k, n] with ``groups`` weight matrices [k, n] (experts) read once each."""
     eb = 1.0 + SCALE_BYTES if dtype == "fp8" else 2.0
     ab = 1.0 if dtype == "fp8" else 2.0
-    return kernel(slice_, name, gpu, dtype, 2.0 * m * k * n, groups * k * n * eb + m * k * ab + 2.0 * m * n)
+    return kernel(slice_, name, gpu, dtype, 2.0 * m * k * n, groups * k * n * eb + m * k * ab + 2.0 * m * n,
+                  stream="grouped" if groups > 1 else "dense")
 
 
 def eltwise(slice_: str, name: str, gpu: str, rows: int, width: int, passes: float = 2.0) -> Kernel:
-    return kernel(slice_, name, gpu, "bf16", 0.0, 2.0 * rows * width * passes, stream=False)
+    return kernel(slice_, name, gpu, "bf16", 0.0, 2.0 * rows * width * passes, stream=None)
 
 
 def flashmla_decode(gpu: str, *, requests: int, q_per_request: int, context: int, heads: int, dc: int, dr: int,
@@ -112,7 +124,7 @@ def flashmla_decode(gpu: str, *, requests: int, q_per_request: int, context: int
     its q query tokens x ``heads`` heads; FLOPs 2 x (d_c + d_r) + 2 x d_c per (query, head, position)."""
     flops = requests * q_per_request * heads * context * (2.0 * (dc + dr) + 2.0 * dc)
     nbytes = requests * (context * (dc + dr) * kv_dtype_bytes + q_per_request * heads * (dc + dr + dc) * 2.0)
-    return kernel("attn(F)", "flashmla", gpu, "bf16", flops, nbytes, stream=False)
+    return kernel("attn(F)", "flashmla", gpu, "bf16", flops, nbytes, stream=None)
 
 
 def active_experts(rows: float, local: int) -> float:
@@ -153,7 +165,7 @@ def decode_layer_kernels(cfg: ModelConfig, i: int, *, gpu: str, requests: int, q
         nkv_l = max(1, nkv // attn_tp)
         out.append(gemm("attn(F)", "qkv_proj", gpu, T, H, (nh_l + 2 * nkv_l) * hd, gemm_dtype))
         kv = requests * attn_tp * context * 2 * nkv_l * hd * kv_dtype_bytes
-        out.append(kernel("attn(F)", "flash_decode", gpu, "bf16", 4.0 * T * nh_l * hd * context, kv, stream=False))
+        out.append(kernel("attn(F)", "flash_decode", gpu, "bf16", 4.0 * T * nh_l * hd * context, kv, stream=None))
         out.append(gemm("attn(F)", "o_proj", gpu, T, nh_l * hd, H, gemm_dtype))
     t = requests * q  # tokens of this GPU after the SP reduce-scatter
     out.append(eltwise("mlp(F)", "post_attn_norm", gpu, t, H))
