@@ -33,8 +33,14 @@ from dsv3sim.workload.decode import decode_step, kv_budget
 from dsv3sim.workload.decode_ops import decode_constants
 from dsv3sim.workload.kernels import gpu_perf
 from dsv3sim.workload.prefill import simulate_prefill
-from dsv3sim.workload.serving import PUBLISHED_MTP_ACCEPTANCE, common, events_of, load_fields, mtp_acceptance, \
-    parallel_fields
+from dsv3sim.workload.serving import (
+    PUBLISHED_MTP_ACCEPTANCE,
+    common,
+    events_of,
+    load_fields,
+    mtp_acceptance,
+    parallel_fields,
+)
 
 _SHARED = ("gemm_dtype", "dispatch_dtype", "node_limit", "routing_trace", "placement", "redundant_experts",
            "routing_layers", "micro_batches")

@@ -15,7 +15,6 @@ same routing; one group is simulated, exact when groups share no link).
 from __future__ import annotations
 
 import json
-import time
 from functools import lru_cache
 from pathlib import Path
 
