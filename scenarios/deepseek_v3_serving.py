@@ -8,7 +8,8 @@ Sources:
   routed experts EP32 with MLA + shared expert DP32, 4 nodes per unit, 32 redundant experts; decode EP144 with
   MLA + shared expert DP144, 18 nodes per unit, 32 redundant experts; production averages over 24 h:
   73.7k input tokens/s per H800 node in prefill (including 56.3 % on-disk KV-cache hits) and 14.8k output
-  tokens/s per H800 node in decode; average output speed 20-22 tokens/s per request.
+  tokens/s per H800 node in decode; average output speed 20-22 tokens/s per request; average KV-cache length
+  per output token 4,989 tokens.
 - deepseek-ai/profile-data README: prefill profile EP32, 4K prompts, 16K tokens per GPU, two micro-batches;
   decode profile EP128, 4K prompts, 128 requests per GPU, two micro-batches, low-latency all-to-all holds no SMs.
 - ISCA'25 (arXiv 2505.09343): DeepSeek-V3's own inference deployment; InferSim (alibaba/InferSim README) measured
@@ -44,6 +45,14 @@ def prefill_day6() -> Scenario:
                            description="DeepSeek-V3/R1 prefill unit (open-infra-index Day 6)")
 
 
+def prefill_day6_cache_hits() -> Scenario:
+    """Day 6 with its published 56.3 % KV-cache hits applied: computed tokens attend to the cached prefix, and
+    ``prefill_input_tokens_per_s_per_node`` counts every input token as the published 73.7k does."""
+    return prefill_day6().with_(name="deepseek-v3-prefill-day6-cache-hits",
+                                workload={"cache_hit_rate": PUBLISHED_CACHE_HIT_RATE},
+                                description="DeepSeek-V3/R1 prefill unit, Day-6 cache-hit rate applied")
+
+
 def decode() -> Scenario:
     """V3 report §3.4.2: 320 H800, EP320 (256 routed + 64 redundant/shared slots, one per GPU), 2 micro-batches."""
     return Scenario(name="deepseek-v3-decode", model="deepseek-v3", topology="h800-deepseek",
@@ -55,9 +64,10 @@ def decode() -> Scenario:
 
 
 def decode_day6() -> Scenario:
-    """Day 6: EP144, MLA and shared expert DP144, 18 nodes, 32 redundant experts (2 routed per GPU)."""
+    """Day 6: EP144, MLA and shared expert DP144, 18 nodes, 32 redundant experts (2 routed per GPU), the
+    published average KV length per output token (4,989)."""
     return decode().with_(name="deepseek-v3-decode-day6", parallel={"dp": 144, "ep": 144},
-                          workload={"redundant_experts": 32},
+                          workload={"redundant_experts": 32, "context_len": 4989},
                           description="DeepSeek-V3/R1 decode unit (open-infra-index Day 6)")
 
 
@@ -94,7 +104,8 @@ def aggregated_h200() -> Scenario:
 
 
 def all_serving() -> dict[str, Scenario]:
-    return {s.name: s for s in (prefill(), prefill_day6(), decode(), decode_day6(), decode_tp4(), infersim_prefill(),
+    return {s.name: s for s in (prefill(), prefill_day6(), prefill_day6_cache_hits(), decode(), decode_day6(),
+                                decode_tp4(), infersim_prefill(),
                                 infersim_decode(), aggregated_h200())}
 
 

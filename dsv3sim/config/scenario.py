@@ -117,9 +117,13 @@ class PrefillWorkload:
     redundant_experts: int = 0  # V3 §3.4.1: 32 redundant experts in prefill
     routing_layers: int | None = None  # distinct MoE-layer routings simulated (layer j uses j mod R); None: see
     #   workload/layer_routing.py (every layer of a trace file; 1 for uniform or synth: routing)
+    cache_hit_rate: float = 0.0  # fraction of each prompt found in the KV cache (Day 6: 56.3 %); tokens_per_gpu
+    #   counts computed tokens, which attend to the cached prefix too
 
     def __post_init__(self) -> None:
         _pos_int(self, "prompt_len", "tokens_per_gpu", "micro_batches")
+        if not 0 <= self.cache_hit_rate < 1:
+            raise ValueError(f"PrefillWorkload.cache_hit_rate must be in [0, 1), got {self.cache_hit_rate}")
         if self.gemm_dtype not in GEMM_DTYPES or self.dispatch_dtype not in GEMM_DTYPES:
             raise ValueError(f"PrefillWorkload: dtypes must be in {GEMM_DTYPES}, got {self.gemm_dtype!r}, "
                              f"{self.dispatch_dtype!r}")

@@ -104,10 +104,10 @@ def decode_step(scn: Scenario, cfg, p, topo, gpu: str, w, *, requests: int, q: i
         if cfg.is_moe_layer(i) and ep > 1:
             d.update(comm_by_r[r])
         layers.append(d)
-    heads = [head_kernels(cfg, gpu=gpu, tokens=mb_tokens)]
+    heads = [head_kernels(cfg, gpu=gpu, tokens=mb_tokens, attn_tp=p.attn_tp)]
     if q == 2:  # MTP module: embed + project, one more layer on the 2 positions, head on the drafted position
         layers.append(dict(layers[-1]))
-        heads.append(head_kernels(cfg, gpu=gpu, tokens=r_mb))
+        heads.append(head_kernels(cfg, gpu=gpu, tokens=r_mb, attn_tp=p.attn_tp))
     layers.append({"attn(F)": sum(slice_times(h)["attn(F)"] for h in heads)})
     run = run_chunks([("F", layers)] * n_mb, record=scn.record, tags=[str(j) for j in range(n_mb)])
     return DecodeStep(time_s=run.time_s, layers=layers, exposed_comm_s=run.exposed_comm_s, comm=info, run=run, lr=lr,

@@ -192,11 +192,14 @@ def decode_layer_kernels(cfg: ModelConfig, i: int, *, gpu: str, requests: int, q
     return out
 
 
-def head_kernels(cfg: ModelConfig, *, gpu: str, tokens: int) -> list[Kernel]:
-    """Final norm + output head (BF16, V3 §3.3) over ``tokens`` positions + sampling."""
+def head_kernels(cfg: ModelConfig, *, gpu: str, tokens: int, attn_tp: int = 1) -> list[Kernel]:
+    """Final norm + output head (BF16, V3 §3.3) over ``tokens`` positions + sampling. Under TP attention the head
+    is vocabulary-parallel over the replica's ``attn_tp`` ranks (each reads V / attn_tp rows for the replica's
+    tokens; sampling reduces per-rank top candidates, whose exchange is not modelled)."""
     H, V = cfg.hidden_size, cfg.vocab_size
-    return [eltwise("attn(F)", "final_norm", gpu, tokens, H), gemm("attn(F)", "lm_head", gpu, tokens, H, V, "bf16"),
-            eltwise("attn(F)", "sample", gpu, tokens, V, 1.0)]
+    T, Vl = tokens * attn_tp, -(-V // attn_tp)
+    return [eltwise("attn(F)", "final_norm", gpu, T, H), gemm("attn(F)", "lm_head", gpu, T, H, Vl, "bf16"),
+            eltwise("attn(F)", "sample", gpu, T, Vl, 1.0)]
 
 
 def slice_times(kernels: list[Kernel]) -> dict[str, float]:

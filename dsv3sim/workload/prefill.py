@@ -8,6 +8,12 @@ SM); with 2, DeepSeek's two-micro-batch overlap (V3 §3.4.1), each chain's compu
 normal all-to-all, which holds ``comm_sms`` SMs; more chains overlap the same way with smaller GEMMs.
 Throughput counts the tokens actually run (micro_batches x tokens per micro-batch). TP all-gather /
 reduce-scatter of SP (per layer, NVLink ring, alpha-beta) are added to attention.
+
+KV-cache hits (``cache_hit_rate`` h, Day 6: 56.3 %): a prompt of S tokens computes only its last (1 - h) S tokens,
+which attend to the cached h S too: per computed token the causal attention's mean context S / 2 becomes
+h S + (1 - h) S / 2, so the attention core costs (1 + h) x the whole-prompt figure per token (the measured
+``attn_prefill`` time of whole prompts, scaled). ``prefill_input_tokens_per_s_per_node`` counts every prompt
+token as DeepSeek's published figure does: computed / (1 - h).
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ from dsv3sim.cost.kvcache import kv_cache_bytes_per_token
 from dsv3sim.results import Infeasible, ServingResult
 from dsv3sim.workload import comm as C
 from dsv3sim.workload import layer_routing as LR
-from dsv3sim.workload.kernels import gpu_perf
+from dsv3sim.workload.kernels import gpu_perf, op_time
 from dsv3sim.workload.layer_ops import head_slices, prefill_layer
 from dsv3sim.workload.overlap import run_chunks
 from dsv3sim.workload.serving import (
@@ -70,13 +76,14 @@ def simulate_prefill(scn: Scenario) -> ServingResult | Infeasible:
     # TP + SP attention: all-gather the sequence shard before attention, reduce-scatter after (BF16, NVLink)
     tp_bytes = mb_tokens * p.attn_tp * cfg.hidden_size * 2.0
     tp_t = 2 * C.ring_time(topo, p.attn_tp, tp_bytes, cross_node=False)
+    hit_t = w.cache_hit_rate * _attention_core(cfg, gpu, mb_tokens, w.prompt_len, frac)
     layers = []
     for i in range(cfg.num_hidden_layers):
         r = lr.routing_of(i)
         s = prefill_layer(cfg, i, gpu=gpu, tokens=mb_tokens, seq_len=w.prompt_len, expert_rows=lr.plans[r].rows_max,
                           local_experts=plan.n_physical // ep, gemm_dtype=w.gemm_dtype, sm_fraction=frac)
         d = dict(s.times_partial)
-        d["attn(F)"] = d.get("attn(F)", 0.0) + tp_t
+        d["attn(F)"] = d.get("attn(F)", 0.0) + tp_t + hit_t
         if cfg.is_moe_layer(i):
             d.update(comm_by_r[r])
         layers.append(d)
@@ -90,7 +97,10 @@ def simulate_prefill(scn: Scenario) -> ServingResult | Infeasible:
     wbytes = weights_per_gpu(cfg, plan.n_physical, ep, "fp8" if w.gemm_dtype == "fp8" else "bf16", p.attn_tp)
     metrics = {"prefill_tokens_per_s_per_node": per_node, "prefill_tokens_per_s_per_gpu": tok_per_gpu_s,
                "ttft_s": t_fwd, "forward_time_s": t_fwd, "exposed_communication_s": run.exposed_comm_s,
-               "tokens_per_gpu": tokens_run, "tokens_per_micro_batch": mb_tokens, "prompt_len": w.prompt_len}
+               "tokens_per_gpu": tokens_run, "tokens_per_micro_batch": mb_tokens, "prompt_len": w.prompt_len,
+               "cache_hit_rate": w.cache_hit_rate,
+               "prefill_input_tokens_per_s_per_node": per_node / (1.0 - w.cache_hit_rate),
+               "prefill_input_tokens_per_s_per_gpu": tok_per_gpu_s / (1.0 - w.cache_hit_rate)}
     return ServingResult(
         scenario=scn.name, kind="prefill", model=scn.model, topology=topo.cfg.name, gpu=gpu, n_gpus=world,
         n_nodes=world / topo.cfg.gpus_per_node, parallel=parallel_fields(p, w, ep),
@@ -101,3 +111,18 @@ def simulate_prefill(scn: Scenario) -> ServingResult | Infeasible:
         comm=comm_info, timeline={"events": events_of(run)},
         sources=(f"GPU {gpu}: {perf.source}",) + tuple(sorted(set(head.sources))),
         sim_wall_s=time.perf_counter() - t0)
+
+
+def _attention_core(cfg, gpu: str, tokens: int, seq_len: int, frac: float) -> float:
+    """Seconds of the causal attention core of ``tokens`` tokens of whole ``seq_len`` prompts (the kernel
+    ``prefill_layer`` prices), per token x tokens when they are less than one prompt."""
+    from dsv3sim.cost.flops import attention_core_flops_per_token, causal_mean_context
+
+    nh = cfg.num_attention_heads
+    dv = cfg.v_head_dim if cfg.attention == "mla" else cfg.head_dim
+    b = max(1, tokens // seq_len)
+    core = b * seq_len * attention_core_flops_per_token(cfg, causal_mean_context(seq_len))
+    qkv = 2.0 * b * seq_len * nh * (2 * cfg.qk_head_dim + dv)
+    t = op_time(gpu, "attn_prefill", "bf16", flops=core, bytes_=qkv, sm_fraction=frac, s=seq_len, h=nh, b=b,
+                dqk=cfg.qk_head_dim, dv=dv).time_s
+    return t * min(1.0, tokens / (b * seq_len))

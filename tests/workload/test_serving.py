@@ -71,3 +71,17 @@ def test_mla_vs_gqa_capacity_ratio():
         assert v3["kv_bytes_per_token"] == 70272  # ISCA'25 Table 1
         assert gqa["kv_bytes_per_token"] == 327680  # 80 layers x 8 KV heads x 128 x 2 (K,V) x 2 B
         assert v3["max_requests_per_node"] == int(v3["kv_budget_bytes"] // (70272 * ctx))
+
+
+def test_prefill_cache_hits_cost_attention_and_count_every_input_token():
+    s = Scenario(name="pf-hit", model="deepseek-v3", topology="h800-deepseek", parallel=ParallelDims(ep=32),
+                 workload=PrefillWorkload(tokens_per_gpu=8192, prompt_len=4096), comm_model="bound")
+    cold, hot = simulate(s), simulate(s.with_(workload={"cache_hit_rate": 0.5}))
+    # computed tokens attend to the cached prefix: attention costs more per computed token, nothing else changes
+    assert hot.layer_time_s["attn(F)"] > cold.layer_time_s["attn(F)"]
+    assert hot.layer_time_s["mlp(F)"] == cold.layer_time_s["mlp(F)"]
+    m = hot.metrics
+    assert m["prefill_input_tokens_per_s_per_node"] == pytest.approx(2 * m["prefill_tokens_per_s_per_node"])
+    assert m["prefill_tokens_per_s_per_node"] < cold.metrics["prefill_tokens_per_s_per_node"]
+    with pytest.raises(ValueError, match="cache_hit_rate"):
+        PrefillWorkload(cache_hit_rate=1.0)
