@@ -62,7 +62,9 @@ def breakdown() -> None:
     src = {"routed experts (weight read)": "measured: H200 small-M grouped GEMMs stream at "
                                            f"{decode_constants().stream_fraction:.2f} of HBM",
            "FlashMLA attention": "published: FlashMLA 580 TFLOPS / 3000 GB/s on H800, as fractions of H200 peaks",
-           "dense/shared/attention GEMMs": "measured streaming rate, as above",
+           "dense/shared/attention GEMMs": "published: DeepGEMM M=64 FP8 rows stream at "
+                                           f"{decode_constants().fp8_dense_stream_fraction:.2f} of HBM; BF16 measured "
+                                           f"{decode_constants().dense_stream_fraction:.2f}",
            "small kernels (launch-bound)": "measured: H200 graph-replay floor",
            "CUDA-graph launch": f"measured: {decode_constants().launch_s * 1e6:.2f} us x {n_k} kernels",
            "low-latency all-to-all (exposed, 58 MoE layers)": "topology h200-hgx link bound (NVLink + 400G IB)"}

@@ -34,6 +34,7 @@ SUMMARY_KEYS = (("step_time_s", "step s", "{:.3f}"), ("mfu", "MFU", "{:.1%}"), (
                 ("gpu_hours_per_trillion_tokens", "GPU-h / T tok", "{:,.0f}"),
                 ("prefill_tokens_per_s_per_node", "prefill tok/s/node", "{:,.0f}"),
                 ("decode_tokens_per_s_per_node", "decode tok/s/node", "{:,.0f}"),
+                ("output_tokens_per_s_per_node", "output tok/s/node", "{:,.0f}"),
                 ("ttft_s", "TTFT s", "{:.3f}"), ("tpot_s", "TPOT ms", "{:.1f}"))
 
 

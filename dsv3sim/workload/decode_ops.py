@@ -11,8 +11,10 @@ Per kernel:  t = max(FLOPs / (peak(dtype) x eff_compute), bytes / (HBM x f_strea
 - ``f_stream`` (weight-streaming fraction of HBM bandwidth at small M), measured in the H200 tables
   (``profiles/h200/kernels.csv``, CUDA-graph replays), median bytes / time / HBM bandwidth: for grouped GEMMs
   the BF16 grouped rows with at most 64 rows per expert (``torch._grouped_mm`` / per-expert loop, ~0.58); for
-  dense GEMMs the BF16 rows with M <= 64 and weights of at least 7168 x 4096 (~0.78). A weight-read-bound kernel
-  streams bytes, so the fraction applies to FP8 weights too. (The table's FP8 grouped rows are cuBLAS block-scaled kernels tuned for large M,
+  dense BF16 GEMMs (cuBLAS, as servers run the head, router and absorbed projections) the BF16 rows with M <= 64
+  and weights of at least 7168 x 4096 (~0.78). FP8 dense GEMMs are DeepGEMM's in DeepSeek's serving; its
+  published M = 64 rows (``DEEPGEMM_M64``, H800) stream at a median 0.71 of the H800's HBM, which is used for
+  them. A weight-read-bound kernel streams bytes, so the grouped fraction applies to FP8 experts too. (The table's FP8 grouped rows are cuBLAS block-scaled kernels tuned for large M,
   1.3-1.8 TB/s; DeepSeek decodes with DeepGEMM's masked grouped GEMM, whose published dense small-M rows reach
   0.50-0.80 of H800 HBM, deepseek-ai/DeepGEMM README, M = 64.)
 - ``t_launch``: the smallest kernel time in the H200 tables (graph replays; a 512-element RMSNorm): what one
@@ -42,13 +44,28 @@ from dsv3sim.workload.kernels import BF16_EFF, FP8_GEMM_EFF, MEM_EFF, gpu_perf
 TABLE_GPU = "H200"
 STREAM_MAX_ROWS = 64  # rows per expert at which the tables' grouped GEMMs are still weight-read bound
 DENSE_MIN_WEIGHTS = 7168 * 4096  # dense weights large enough to fill every SM's stream
+# DeepGEMM FP8 dense GEMMs at M = 64 on H800, (N, K) -> TFLOPS: deepseek-ai/DeepGEMM README "Normal GEMMs for
+# dense models", first release (commit a6d97a1); also in benchmarks/bench_fp8_vs_deepgemm.py
+DEEPGEMM_M64 = {(2112, 7168): 206, (24576, 1536): 289, (32768, 512): 219, (7168, 16384): 336, (4096, 7168): 287,
+                (7168, 2048): 295}
+H800_HBM = 3.35e12  # B/s, the GPU DeepGEMM's table was measured on
+
+
+def deepgemm_stream_fraction() -> float:
+    """Median over DEEPGEMM_M64 of (FP8 weights + FP8 A + BF16 C bytes) / time / H800 HBM bandwidth."""
+    fr = []
+    for (n, k), tf in DEEPGEMM_M64.items():
+        t = 2.0 * 64 * n * k / (tf * 1e12)
+        fr.append((n * k + 64 * k + 2.0 * 64 * n) / t / H800_HBM)
+    return statistics.median(fr)
 SCALE_BYTES = 4.0 / 128**2  # FP8 weights: one FP32 scale per 128 x 128 block (V3 §3.3.2)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class DecodeConstants:
     stream_fraction: float  # small-M grouped GEMMs' weight-read rate / HBM bandwidth
-    dense_stream_fraction: float  # small-M dense GEMMs' (large weights) weight-read rate / HBM bandwidth
+    dense_stream_fraction: float  # small-M dense BF16 GEMMs' (large weights) weight-read rate / HBM bandwidth
+    fp8_dense_stream_fraction: float  # DeepGEMM's published M = 64 FP8 dense GEMMs
     launch_s: float  # one kernel in a CUDA-graph replay
     n_rows: int  # table rows the fraction comes from
     source: str
@@ -75,10 +92,12 @@ def decode_constants() -> DecodeConstants:
         raise ValueError(f"profiles/{TABLE_GPU.lower()}/kernels.csv has no bf16 gemm rows with m <= {STREAM_MAX_ROWS}")
     launch = min(r.time_s for r in rows if r.time_s > 0)
     return DecodeConstants(stream_fraction=statistics.median(fr), dense_stream_fraction=statistics.median(dense),
+                           fp8_dense_stream_fraction=deepgemm_stream_fraction(),
                            launch_s=launch, n_rows=len(fr) + len(dense),
                            source=f"profiles/{TABLE_GPU.lower()}/kernels.csv: small-M grouped GEMMs stream weights "
                                   f"at {statistics.median(fr):.2f} of HBM ({len(fr)} rows), dense GEMMs at "
-                                  f"{statistics.median(dense):.2f} ({len(dense)} rows); one graph kernel "
+                                  f"{statistics.median(dense):.2f} ({len(dense)} rows, BF16), DeepGEMM FP8 dense at "
+                                  f"{deepgemm_stream_fraction():.2f} (published, H800); one graph kernel "
                                   f">= {launch * 1e6:.2f} us")
 
 
@@ -100,7 +119,10 @@ def kernel(slice_: str, name: str, gpu: str, dtype: str, flops: float, bytes_: f
     k = decode_constants()
     peak = g.fp8_flops * FP8_GEMM_EFF if dtype == "fp8" else g.bf16_flops * BF16_EFF
     t_c = flops / peak if flops else 0.0
-    frac = {"grouped": k.stream_fraction, "dense": k.dense_stream_fraction, None: MEM_EFF}[stream]
+    if stream == "dense" and dtype == "fp8":
+        stream = "dense_fp8"
+    frac = {"grouped": k.stream_fraction, "dense": k.dense_stream_fraction, "dense_fp8": k.fp8_dense_stream_fraction,
+            None: MEM_EFF}[stream]
     t_m = bytes_ / (g.hbm_bw * frac) if bytes_ else 0.0
     bound = "launch" if max(t_c, t_m) < k.launch_s else ("compute" if t_c > t_m else "memory")
     return Kernel(slice=slice_, name=name, time_s=max(t_c, t_m) + k.launch_s, flops=flops, bytes=bytes_, bound=bound)
