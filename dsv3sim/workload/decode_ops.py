@@ -58,6 +58,9 @@ def deepgemm_stream_fraction() -> float:
         t = 2.0 * 64 * n * k / (tf * 1e12)
         fr.append((n * k + 64 * k + 2.0 * 64 * n) / t / H800_HBM)
     return statistics.median(fr)
+WEIGHT_KERNELS = frozenset({"q_a+kv_a_proj", "q_b_proj", "q_proj", "absorb_uk", "absorb_uv", "o_proj", "qkv_proj",
+                            "router", "shared_gate_up", "shared_down", "experts_gate_up", "experts_down",
+                            "mlp_gate_up", "mlp_down", "lm_head"})  # kernels whose bytes are mostly weights
 SCALE_BYTES = 4.0 / 128**2  # FP8 weights: one FP32 scale per 128 x 128 block (V3 §3.3.2)
 
 
