@@ -24,7 +24,8 @@ DESCRIPTION = __doc__
 COLS = (("step_time_s", "step s", ".3f"), ("mfu", "MFU", ".1%"), ("gpu_hours_per_trillion_tokens", "GPU-h/T", ",.0f"),
         ("cost_usd_per_trillion_tokens", "$/T tok", ",.0f"), ("prefill_tokens_per_s_per_node", "prefill tok/s/node",
                                                               ",.0f"),
-        ("decode_tokens_per_s_per_node", "decode tok/s/node", ",.0f"), ("ttft_s", "TTFT s", ".3f"),
+        ("decode_tokens_per_s_per_node", "decode tok/s/node", ",.0f"),
+        ("output_tokens_per_s_per_node", "output tok/s/node", ",.0f"), ("ttft_s", "TTFT s", ".3f"),
         ("tpot_s", "TPOT s", ".4f"), ("cost_usd_per_million_input_tokens", "$/M in", ".3f"),
         ("cost_usd_per_million_output_tokens", "$/M out", ".3f"))
 

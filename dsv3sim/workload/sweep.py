@@ -25,7 +25,8 @@ from dsv3sim.config.scenario import ParallelDims, Perturbation, Scenario
 ROW_METRICS = ("step_time_s", "mfu", "tokens_per_s", "gpu_hours_per_trillion_tokens", "ib_utilisation",
                "nvlink_utilisation", "exposed_communication_s", "prefill_tokens_per_s_per_node",
                "decode_tokens_per_s_per_node", "prefill_tokens_per_s_per_gpu", "decode_tokens_per_s_per_gpu", "n_gpus",
-               "ttft_s", "tpot_s", "batch_per_gpu", "sim_wall_s")
+               "ttft_s", "tpot_s", "batch_per_gpu", "sim_wall_s", "output_tokens_per_s_per_node",
+               "output_tokens_per_s_per_gpu", "prefill_bound")
 
 
 def parse_value(s: str):
