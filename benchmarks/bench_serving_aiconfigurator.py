@@ -50,8 +50,9 @@ def breakdown() -> None:
     n_k = 0
     for i in range(cfg.num_hidden_layers):
         for k in decode_layer_kernels(cfg, i, gpu="H200", requests=BATCH, q=1, context=ISL + OSL // 2,
-                                      expert_rows=rows, local_experts=16):
+                                      expert_rows=rows, local_experts=16, ep=16):
             g = ("routed experts (weight read)" if k.name.startswith("experts") else
+                 "DeepEP low-latency send/receive kernels" if k.name.startswith("ll_") else
                  "FlashMLA attention" if k.name == "flashmla" else
                  "dense/shared/attention GEMMs" if k.bound != "launch" else "small kernels (launch-bound)")
             groups[g] = groups.get(g, 0.0) + k.time_s - decode_constants().launch_s
@@ -66,10 +67,11 @@ def breakdown() -> None:
                                            f"{decode_constants().fp8_dense_stream_fraction:.2f} of HBM; BF16 measured "
                                            f"{decode_constants().dense_stream_fraction:.2f}",
            "small kernels (launch-bound)": "measured: H200 graph-replay floor",
+           "DeepEP low-latency send/receive kernels": "message copies / top-k reduce at FlashMLA's published HBM rate",
            "CUDA-graph launch": f"measured: {decode_constants().launch_s * 1e6:.2f} us x {n_k} kernels",
            "low-latency all-to-all (exposed, 58 MoE layers)": "topology h200-hgx link bound (NVLink + 400G IB)"}
     print(f"\nTPOT terms, decode DP16/EP16, batch {BATCH}, 1 micro-batch, no MTP (step {r.metrics['tpot_s'] * 1e3:.1f} ms;"
-          " terms sum to slightly more: the head and the MTP-free step's other slices are in 'dense')")
+          " the terms leave out the output head and the time the one chain waits on its own all-to-all latency)")
     for k, v in groups.items():
         print(f"  {k:<50s} {v * 1e3:7.2f} ms   {src[k]}")
 

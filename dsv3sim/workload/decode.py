@@ -98,7 +98,7 @@ def decode_step(scn: Scenario, cfg, p, topo, gpu: str, w, *, requests: int, q: i
         r = lr.routing_of(i)
         ks = decode_layer_kernels(cfg, i, gpu=gpu, requests=r_mb, q=q, context=w.context_len,
                                   expert_rows=lr.plans[r].rows_max, local_experts=n_phys // ep,
-                                  gemm_dtype=w.gemm_dtype, kv_dtype_bytes=w.kv_dtype_bytes, attn_tp=p.attn_tp)
+                                  gemm_dtype=w.gemm_dtype, kv_dtype_bytes=w.kv_dtype_bytes, attn_tp=p.attn_tp, ep=ep)
         d = slice_times(ks)
         d["attn(F)"] += sp_t
         if cfg.is_moe_layer(i) and ep > 1:

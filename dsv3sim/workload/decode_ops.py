@@ -25,6 +25,11 @@ Per kernel:  t = max(FLOPs / (peak(dtype) x eff_compute), bytes / (HBM x f_strea
   published memory-bound throughput (``kernels.MEM_EFF``: 3000 GB/s of 3.35 TB/s on H800).
 - Routed experts (DeepGEMM masked layout): a local expert with no rows reads no weights; with ``rows`` spread
   over ``e`` local experts the expected number of active experts is e (1 - (1 - 1/e)^rows) (uniform routing).
+- DeepEP low-latency kernels (``ep`` > 1), hook mode: the all-to-all itself holds no SMs, but its send and
+  receive phases are kernels on the compute stream (deepseek-ai/DeepEP README, ``return_recv_hook``): dispatch
+  send reads the BF16 tokens and writes one FP8 message per (token, expert) into the send buffer; dispatch
+  receive is a launch (data lands in the expert layout); combine send copies each expert output row into
+  the send buffer; combine receive reads the top-k BF16 rows per token and writes their weighted sum.
 - TP attention (``attn_tp`` > 1, V3 §3.4.2 TP4 + SP): each rank runs the replica's T x tp tokens over nh / tp
   heads; q_a / kv_a projections are replicated, q_b / absorbed / o projections split by heads; the latent
   cache (one head shared by all heads) is read whole on every rank. SP all-gather / reduce-scatter of
@@ -161,7 +166,7 @@ def active_experts(rows: float, local: int) -> float:
 
 def decode_layer_kernels(cfg: ModelConfig, i: int, *, gpu: str, requests: int, q: int, context: int,
                          expert_rows: int, local_experts: int, gemm_dtype: str = "fp8", kv_dtype_bytes: float = 2.0,
-                         attn_tp: int = 1) -> list[Kernel]:
+                         attn_tp: int = 1, ep: int = 1) -> list[Kernel]:
     """The kernels of decoder layer ``i`` for one micro-batch of ``requests`` x ``q`` tokens on one GPU."""
     H, nh = cfg.hidden_size, cfg.num_attention_heads
     T = requests * q * attn_tp  # tokens the attention replica's ranks each see (SP all-gathered)
@@ -203,6 +208,14 @@ def decode_layer_kernels(cfg: ModelConfig, i: int, *, gpu: str, requests: int, q
             out.append(gemm("mlp(F)", "shared_gate_up", gpu, t, H, 2 * Is, gemm_dtype))
             out.append(eltwise("mlp(F)", "shared_swiglu+quant", gpu, t, 2 * Is, 0.75))
             out.append(gemm("mlp(F)", "shared_down", gpu, t, Is, H, gemm_dtype))
+        if ep > 1:  # DeepEP low-latency send / receive phases (module docstring)
+            k_ = cfg.num_experts_per_tok
+            msg = H + H / 128 * 4 + 16  # FP8 payload + scales + metadata (DeepEP test_low_latency.py)
+            out.append(kernel("attn(F)", "ll_dispatch_send", gpu, "bf16", 0.0, t * H * 2.0 + t * k_ * msg, stream=None))
+            out.append(kernel("mlp(F)", "ll_dispatch_recv", gpu, "bf16", 0.0, 0.0, stream=None))
+            out.append(kernel("mlp(F)", "ll_combine_send", gpu, "bf16", 0.0, 2 * expert_rows * H * 2.0, stream=None))
+            out.append(kernel("attn(F)", "ll_combine_recv", gpu, "bf16", 0.0, t * k_ * H * 2.0 + t * H * 2.0,
+                              stream=None))
         act = active_experts(expert_rows, local_experts)
         if expert_rows > 0 and act > 0:
             g = max(1, math.ceil(act))
