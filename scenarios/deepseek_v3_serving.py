@@ -28,6 +28,9 @@ PUBLISHED_PREFILL_TOKENS_PER_S_PER_NODE = 73_700.0  # Day 6, includes cache hits
 PUBLISHED_CACHE_HIT_RATE = 0.563  # Day 6: 342B of 608B input tokens hit the on-disk KV cache
 PUBLISHED_DECODE_TOKENS_PER_S_PER_NODE = 14_800.0  # Day 6
 PUBLISHED_OUTPUT_SPEED = (20.0, 22.0)  # Day 6: tokens/s per request
+PUBLISHED_DAY_INPUT_TOKENS = 608e9  # Day 6: input tokens in 24 h (342B of them cache hits)
+PUBLISHED_DAY_OUTPUT_TOKENS = 168e9  # Day 6: output tokens in 24 h
+PUBLISHED_MEAN_NODES = 226.75  # Day 6: average inference nodes over the 24 h (peak 278)
 
 
 def prefill() -> Scenario:
