@@ -127,10 +127,6 @@ def events_of(run) -> list[dict]:
              "microbatch": int(s.chunk) if s.chunk.isdigit() else (0 if s.chunk == "F" else 1)} for s in run.slices]
 
 
-def micro_batch_sizes(total: int, n: int) -> list[int]:
-    """``total`` tokens (or requests) split over ``n`` micro-batches as evenly as integers allow."""
-    return [total // n + (1 if j < total % n else 0) for j in range(n)]
-
 
 def kv_capacity(cfg_name: str, gpu: str, context: int, *, n_gpus: int = 8, reserve: float = 0.1) -> dict:
     """Requests of ``context`` tokens whose KV cache fits one node of ``n_gpus`` GPUs — the MLA-vs-GQA study.
