@@ -7,17 +7,18 @@ compute P = B (1 + a) / output_len x prompt_len x (1 - cache_hit_rate) prompt to
 ``chunk_tokens`` the GPU cannot keep B requests decoding: B falls to what chunk_tokens sustains
 (``prefill_bound``).
 
-Iteration time t_it(P) = t_decode(B) + t_chunk(P) - t_shared (P > 0):
+Iteration time t_it(P) = t_decode(B) + t_chunk(P) - min(t_shared, t_chunk_mlp):
 - t_decode: the decode step of B requests at mean context prompt_len + output_len / 2 (``decode.decode_step``:
   first-principles kernels, low-latency all-to-all).
 - t_chunk(P): P tokens' share of a prefill forward of whole prompts (``prefill.simulate_prefill`` on
   max(P, prompt_len) tokens per GPU with the same layout, normal-mode all-to-all): a chunk at offset o of a
   prompt attends to o + its own tokens, so over a prompt's chunks the attention FLOPs are the prompt's causal
   FLOPs; per token the forward costs what whole prompts cost.
-- t_shared (``fused_weight_read_overlap_s``): the decode step's weight-read-bound GEMMs. In the fused mixed
-  batch every GEMM reads its weights once, and the chunk's GEMMs (priced from the tables at M = P) already pay
-  that read (or hide it under their compute), so the decode tokens add their attention, their all-to-all,
-  launches and small kernels, not a second weight read. Their extra GEMM FLOPs (M grows by B) are not added.
+- t_shared (``fused_weight_read_overlap_s``): the decode step's weight-read-bound MoE GEMMs (routed and shared
+  experts). In the fused mixed batch a GEMM takes max(weight read, compute of P + B rows), not the sum of the
+  two parts' times: the chunk's MoE GEMMs (its ``mlp(F)`` share of t_chunk, t_chunk_mlp) hide the decode
+  part's weight read up to their own length. The decode tokens' extra GEMM FLOPs are not added; attention
+  projections are not merged (conservative).
 TPOT = t_it(P) / (1 + a); ``tpot_chunk_s``: an iteration carrying a full chunk. TTFT: a prompt's
 prompt_len (1 - hit) tokens go in ceil(. / chunk_tokens) iterations each carrying a full chunk, after waiting
 half an iteration on average for the next one to start. Bigger chunks: lower TTFT, longer (spikier) TPOT.
@@ -70,6 +71,13 @@ def chunk_time(scn: Scenario, w: AggregatedWorkload, tokens: float) -> tuple[flo
     return tokens * r.metrics["ttft_s"] / r.metrics["tokens_per_gpu"], r
 
 
+def mlp_share(r: ServingResult) -> float:
+    """The MoE / MLP GEMMs' share of a prefill layer's computation (its ``mlp(F)`` slice)."""
+    lt = r.layer_time_s
+    comp = lt.get("attn(F)", 0.0) + lt.get("mlp(F)", 0.0)
+    return lt.get("mlp(F)", 0.0) / comp if comp > 0 else 0.0
+
+
 def simulate_aggregated(scn: Scenario) -> ServingResult | Infeasible:
     t0 = time.perf_counter()
     w = scn.workload
@@ -106,15 +114,17 @@ def simulate_aggregated(scn: Scenario) -> ServingResult | Infeasible:
     if isinstance(pr, Infeasible):
         return Infeasible(scenario=scn.name, kind="aggregated", reason=f"prefill chunk: {pr.reason}")
     full = min(w.chunk_tokens, max(1.0, computed_prompt))
-    t_full, _ = chunk_time(scn, w, full)
+    t_full, pf = chunk_time(scn, w, full)
     shared = sum(k.time_s for k in _weight_bound(cfg, gpu, dw, p, st))
-    t_it = st.time_s + t_chunk - (shared if t_chunk else 0.0)
-    t_it_full = st.time_s + t_full - (shared if t_full else 0.0)
+    ov = min(shared, t_chunk * mlp_share(pr)) if t_chunk else 0.0
+    ov_full = min(shared, t_full * mlp_share(pf)) if t_full else 0.0
+    t_it = st.time_s + t_chunk - ov
+    t_it_full = st.time_s + t_full - ov_full
     n_chunks = math.ceil(computed_prompt / w.chunk_tokens) if computed_prompt > 0 else 0
     ttft = 0.5 * t_it + n_chunks * t_it_full
     run_batch = st.requests_per_micro_batch * w.micro_batches
     out_per_gpu = run_batch * (1.0 + acc) / t_it
-    weight_read = shared if t_chunk else 0.0
+    weight_read = ov
     metrics = {
         "ttft_s": ttft, "tpot_s": t_it / (1.0 + acc), "tpot_chunk_s": t_it_full / (1.0 + acc),
         "iteration_time_s": t_it, "decode_step_time_s": st.time_s, "chunk_time_s": t_chunk,
@@ -128,7 +138,7 @@ def simulate_aggregated(scn: Scenario) -> ServingResult | Infeasible:
         "chunks_per_prompt": n_chunks, "fused_weight_read_overlap_s": weight_read,
         "request_time_s": ttft + w.output_len * t_it / (1.0 + acc),
         "exposed_communication_s": st.exposed_comm_s}
-    kv_tok = kv_cache_bytes_per_token(cfg, w.kv_dtype_bytes)
+    kv_tok = kv_cache_bytes_per_token(cfg, w.kv_dtype_bytes, context=dw.context_len)
     kv = {"kv_bytes_per_token": kv_tok, "kv_budget_bytes_per_gpu": budget, "max_batch_at_context": max_batch,
           "context_len": dw.context_len, "kv_memory_bytes": run_batch * p.attn_tp * dw.context_len * kv_tok}
     return ServingResult(
@@ -143,7 +153,7 @@ def simulate_aggregated(scn: Scenario) -> ServingResult | Infeasible:
 
 
 def _weight_bound(cfg, gpu, dw, p, st):
-    """The decode step's memory-bound GEMM kernels (what a fused mixed batch would not read twice)."""
+    """The decode step's memory-bound MoE / MLP GEMM kernels (what a fused mixed batch would not read twice)."""
     from dsv3sim.workload.decode_ops import WEIGHT_KERNELS, decode_layer_kernels
 
     out = []
@@ -153,5 +163,5 @@ def _weight_bound(cfg, gpu, dw, p, st):
         ks = decode_layer_kernels(cfg, i, gpu=gpu, requests=st.requests_per_micro_batch, q=st.q, context=dw.context_len,
                                   expert_rows=st.lr.plans[r].rows_max, local_experts=n_phys // p.ep,
                                   gemm_dtype=dw.gemm_dtype, kv_dtype_bytes=dw.kv_dtype_bytes, attn_tp=p.attn_tp)
-        out += [k for k in ks if k.bound == "memory" and k.name in WEIGHT_KERNELS]
+        out += [k for k in ks if k.bound == "memory" and k.name in WEIGHT_KERNELS and k.slice == "mlp(F)"]
     return out * dw.micro_batches

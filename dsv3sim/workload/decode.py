@@ -44,6 +44,7 @@ from dsv3sim.workload.serving import (
     mtp_acceptance,
     parallel_fields,
     plan_key,
+    serving_weight_dtype,
     weights_per_gpu,
 )
 
@@ -98,7 +99,8 @@ def decode_step(scn: Scenario, cfg, p, topo, gpu: str, w, *, requests: int, q: i
         r = lr.routing_of(i)
         ks = decode_layer_kernels(cfg, i, gpu=gpu, requests=r_mb, q=q, context=w.context_len,
                                   expert_rows=lr.plans[r].rows_max, local_experts=n_phys // ep,
-                                  gemm_dtype=w.gemm_dtype, kv_dtype_bytes=w.kv_dtype_bytes, attn_tp=p.attn_tp, ep=ep)
+                                  gemm_dtype=w.gemm_dtype, kv_dtype_bytes=w.kv_dtype_bytes, attn_tp=p.attn_tp, ep=ep,
+                                  expert_weight_dtype=serving_weight_dtype(cfg, w.gemm_dtype))
         d = slice_times(ks)
         d["attn(F)"] += sp_t
         if cfg.is_moe_layer(i) and ep > 1:
@@ -117,10 +119,10 @@ def decode_step(scn: Scenario, cfg, p, topo, gpu: str, w, *, requests: int, q: i
 def kv_budget(cfg, p, w, perf) -> tuple[float, float, int]:
     """(weights bytes, KV budget bytes, max requests per GPU) at ``w.context_len``."""
     n_phys = cfg.n_routed_experts + w.redundant_experts
-    wbytes = weights_per_gpu(cfg, n_phys, p.ep, "fp8" if w.gemm_dtype == "fp8" else "bf16", p.attn_tp)
-    kv_tok = kv_cache_bytes_per_token(cfg, w.kv_dtype_bytes)
+    wbytes = weights_per_gpu(cfg, n_phys, p.ep, serving_weight_dtype(cfg, w.gemm_dtype), p.attn_tp)
+    ctx = w.context_len
+    kv_tok = kv_cache_bytes_per_token(cfg, w.kv_dtype_bytes, context=ctx)  # sliding-window layers cap at W
     budget = perf.hbm_bytes * (1 - w.memory_reserve_fraction) - wbytes
-    ctx = getattr(w, "context_len", None) or (w.prompt_len + w.output_len)
     max_batch = int(budget // (p.attn_tp * ctx * kv_tok)) if budget > 0 else 0
     return wbytes, budget, max_batch
 
@@ -141,7 +143,7 @@ def simulate_decode(scn: Scenario) -> ServingResult | Infeasible:
                           reason=f"EP degree {ep} does not divide {cfg.n_routed_experts} experts + "
                                  f"{w.redundant_experts} redundant = {n_phys}")
     wbytes, budget, max_batch = kv_budget(cfg, p, w, perf)
-    kv_tok = kv_cache_bytes_per_token(cfg, w.kv_dtype_bytes)
+    kv_tok = kv_cache_bytes_per_token(cfg, w.kv_dtype_bytes, context=w.context_len)
     if max_batch < w.micro_batches:
         return Infeasible(scenario=scn.name, kind="decode",
                           reason=f"does not fit: KV budget {budget / 2**30:.1f} GiB holds {max_batch} requests of "

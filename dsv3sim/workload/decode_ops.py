@@ -30,6 +30,10 @@ Per kernel:  t = max(FLOPs / (peak(dtype) x eff_compute), bytes / (HBM x f_strea
   send reads the BF16 tokens and writes one FP8 message per (token, expert) into the send buffer; dispatch
   receive is a launch (data lands in the expert layout); combine send copies each expert output row into
   the send buffer; combine receive reads the top-k BF16 rows per token and writes their weighted sum.
+- GQA attention (Qwen3-MoE, Mixtral, gpt-oss): the H200 GQA decode table (``attn_decode_gqa``, FlashAttention-
+  style split-KV over the KV heads, graph replays) at min(C, W) keys on a sliding-window layer, else the
+  roofline; the shared expert has its own width when the model says so (``shared_intermediate_size``); MXFP4
+  experts (gpt-oss) read 0.53 B per weight (``expert_weight_dtype``).
 - TP attention (``attn_tp`` > 1, V3 §3.4.2 TP4 + SP): each rank runs the replica's T x tp tokens over nh / tp
   heads; q_a / kv_a projections are replicated, q_b / absorbed / o projections split by heads; the latent
   cache (one head shared by all heads) is read whole on every rank. SP all-gather / reduce-scatter of
@@ -44,7 +48,9 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from dsv3sim.config.model import ModelConfig
-from dsv3sim.workload.kernels import BF16_EFF, FP8_GEMM_EFF, MEM_EFF, gpu_perf
+from dsv3sim.cost.flops import attention_core_flops_per_token, decode_context
+from dsv3sim.cost.memory import MXFP4_BYTES_PER_WEIGHT
+from dsv3sim.workload.kernels import BF16_EFF, FP8_GEMM_EFF, MEM_EFF, gpu_perf, op_time
 
 TABLE_GPU = "H200"
 STREAM_MAX_ROWS = 64  # rows per expert at which the tables' grouped GEMMs are still weight-read bound
@@ -136,9 +142,12 @@ def kernel(slice_: str, name: str, gpu: str, dtype: str, flops: float, bytes_: f
     return Kernel(slice=slice_, name=name, time_s=max(t_c, t_m) + k.launch_s, flops=flops, bytes=bytes_, bound=bound)
 
 
-def gemm(slice_: str, name: str, gpu: str, m: int, k: int, n: int, dtype: str, *, groups: int = 1) -> Kernel:
-    """[m, k] x [k, n] with ``groups`` weight matrices [k, n] (experts) read once each."""
-    eb = 1.0 + SCALE_BYTES if dtype == "fp8" else 2.0
+def gemm(slice_: str, name: str, gpu: str, m: int, k: int, n: int, dtype: str, *, groups: int = 1,
+         weight_dtype: str | None = None) -> Kernel:
+    """[m, k] x [k, n] with ``groups`` weight matrices [k, n] (experts) read once each, stored in
+    ``weight_dtype`` (default ``dtype``; "mxfp4" for gpt-oss experts)."""
+    wd = weight_dtype or dtype
+    eb = {"fp8": 1.0 + SCALE_BYTES, "mxfp4": MXFP4_BYTES_PER_WEIGHT}.get(wd, 2.0)
     ab = 1.0 if dtype == "fp8" else 2.0
     return kernel(slice_, name, gpu, dtype, 2.0 * m * k * n, groups * k * n * eb + m * k * ab + 2.0 * m * n,
                   stream="grouped" if groups > 1 else "dense")
@@ -166,7 +175,7 @@ def active_experts(rows: float, local: int) -> float:
 
 def decode_layer_kernels(cfg: ModelConfig, i: int, *, gpu: str, requests: int, q: int, context: int,
                          expert_rows: int, local_experts: int, gemm_dtype: str = "fp8", kv_dtype_bytes: float = 2.0,
-                         attn_tp: int = 1, ep: int = 1) -> list[Kernel]:
+                         attn_tp: int = 1, ep: int = 1, expert_weight_dtype: str | None = None) -> list[Kernel]:
     """The kernels of decoder layer ``i`` for one micro-batch of ``requests`` x ``q`` tokens on one GPU."""
     H, nh = cfg.hidden_size, cfg.num_attention_heads
     T = requests * q * attn_tp  # tokens the attention replica's ranks each see (SP all-gathered)
@@ -194,8 +203,13 @@ def decode_layer_kernels(cfg: ModelConfig, i: int, *, gpu: str, requests: int, q
         hd, nkv = cfg.head_dim, cfg.num_key_value_heads
         nkv_l = max(1, nkv // attn_tp)
         out.append(gemm("attn(F)", "qkv_proj", gpu, T, H, (nh_l + 2 * nkv_l) * hd, gemm_dtype))
-        kv = requests * attn_tp * context * 2 * nkv_l * hd * kv_dtype_bytes
-        out.append(kernel("attn(F)", "flash_decode", gpu, "bf16", 4.0 * T * nh_l * hd * context, kv, stream=None))
+        ctx = decode_context(cfg, i, context)  # a sliding-window layer reads min(C, W) keys
+        kv = T * ctx * 2 * nkv_l * hd * kv_dtype_bytes / q  # each request's K and V read once for its q tokens
+        core = T * attention_core_flops_per_token(cfg, ctx) * nh_l / nh
+        t = op_time(gpu, "attn_decode_gqa", "bf16", flops=core, bytes_=kv, b=requests * attn_tp * q, t=int(ctx),
+                    h=nh_l, kvh=nkv_l, d=hd)
+        out.append(Kernel(slice="attn(F)", name="flash_decode", time_s=t.time_s, flops=core, bytes=kv,
+                          bound="memory" if kv / gpu_perf(gpu).hbm_bw > core / gpu_perf(gpu).bf16_flops else "compute"))
         out.append(gemm("attn(F)", "o_proj", gpu, T, nh_l * hd, H, gemm_dtype))
     t = requests * q  # tokens of this GPU after the SP reduce-scatter
     out.append(eltwise("mlp(F)", "post_attn_norm", gpu, t, H))
@@ -204,7 +218,7 @@ def decode_layer_kernels(cfg: ModelConfig, i: int, *, gpu: str, requests: int, q
         out.append(gemm("attn(F)", "router", gpu, t, H, E, "bf16"))
         out.append(eltwise("attn(F)", "topk", gpu, t, E))
         if cfg.n_shared_experts:
-            Is = I * cfg.n_shared_experts
+            Is = cfg.shared_intermediate_size
             out.append(gemm("mlp(F)", "shared_gate_up", gpu, t, H, 2 * Is, gemm_dtype))
             out.append(eltwise("mlp(F)", "shared_swiglu+quant", gpu, t, 2 * Is, 0.75))
             out.append(gemm("mlp(F)", "shared_down", gpu, t, Is, H, gemm_dtype))
@@ -219,9 +233,11 @@ def decode_layer_kernels(cfg: ModelConfig, i: int, *, gpu: str, requests: int, q
         act = active_experts(expert_rows, local_experts)
         if expert_rows > 0 and act > 0:
             g = max(1, math.ceil(act))
-            out.append(gemm("mlp(F)", "experts_gate_up", gpu, expert_rows, H, 2 * I, gemm_dtype, groups=g))
+            out.append(gemm("mlp(F)", "experts_gate_up", gpu, expert_rows, H, 2 * I, gemm_dtype, groups=g,
+                            weight_dtype=expert_weight_dtype))
             out.append(eltwise("mlp(F)", "experts_swiglu+quant", gpu, expert_rows, 2 * I, 0.75))
-            out.append(gemm("mlp(F)", "experts_down", gpu, expert_rows, I, H, gemm_dtype, groups=g))
+            out.append(gemm("mlp(F)", "experts_down", gpu, expert_rows, I, H, gemm_dtype, groups=g,
+                            weight_dtype=expert_weight_dtype))
     else:
         Id = cfg.intermediate_size
         out.append(gemm("mlp(F)", "mlp_gate_up", gpu, t, H, 2 * Id, gemm_dtype))

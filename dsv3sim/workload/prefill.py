@@ -34,6 +34,7 @@ from dsv3sim.workload.serving import (
     load_fields,
     parallel_fields,
     plan_key,
+    serving_weight_dtype,
     weights_per_gpu,
 )
 
@@ -94,7 +95,7 @@ def simulate_prefill(scn: Scenario) -> ServingResult | Infeasible:
     tokens_run = mb_tokens * n_mb
     tok_per_gpu_s = tokens_run / t_fwd
     per_node = tok_per_gpu_s * topo.cfg.gpus_per_node
-    wbytes = weights_per_gpu(cfg, plan.n_physical, ep, "fp8" if w.gemm_dtype == "fp8" else "bf16", p.attn_tp)
+    wbytes = weights_per_gpu(cfg, plan.n_physical, ep, serving_weight_dtype(cfg, w.gemm_dtype), p.attn_tp)
     metrics = {"prefill_tokens_per_s_per_node": per_node, "prefill_tokens_per_s_per_gpu": tok_per_gpu_s,
                "ttft_s": t_fwd, "forward_time_s": t_fwd, "exposed_communication_s": run.exposed_comm_s,
                "tokens_per_gpu": tokens_run, "tokens_per_micro_batch": mb_tokens, "prompt_len": w.prompt_len,
@@ -105,7 +106,7 @@ def simulate_prefill(scn: Scenario) -> ServingResult | Infeasible:
         scenario=scn.name, kind="prefill", model=scn.model, topology=topo.cfg.name, gpu=gpu, n_gpus=world,
         n_nodes=world / topo.cfg.gpus_per_node, parallel=parallel_fields(p, w, ep),
         metrics=metrics, layer_time_s=dict(layers[-2]),
-        kv={"kv_bytes_per_token": kv_cache_bytes_per_token(cfg)},
+        kv={"kv_bytes_per_token": kv_cache_bytes_per_token(cfg, context=w.prompt_len)},
         memory_per_gpu=[{"rank": 0, "weights_bytes": wbytes, "hbm_bytes": perf.hbm_bytes}],
         **load_fields(lr, w.node_limit),
         comm=comm_info, timeline={"events": events_of(run)},
@@ -119,10 +120,11 @@ def _attention_core(cfg, gpu: str, tokens: int, seq_len: int, frac: float) -> fl
     from dsv3sim.cost.flops import attention_core_flops_per_token, causal_mean_context
 
     nh = cfg.num_attention_heads
-    dv = cfg.v_head_dim if cfg.attention == "mla" else cfg.head_dim
+    dv = cfg.v_dim
+    n_kv = nh if cfg.attention == "mla" else cfg.num_key_value_heads
     b = max(1, tokens // seq_len)
     core = b * seq_len * attention_core_flops_per_token(cfg, causal_mean_context(seq_len))
-    qkv = 2.0 * b * seq_len * nh * (2 * cfg.qk_head_dim + dv)
+    qkv = 2.0 * b * seq_len * (nh * cfg.qk_head_dim + n_kv * (cfg.qk_head_dim + dv))
     t = op_time(gpu, "attn_prefill", "bf16", flops=core, bytes_=qkv, sm_fraction=frac, s=seq_len, h=nh, b=b,
                 dqk=cfg.qk_head_dim, dv=dv).time_s
     return t * min(1.0, tokens / (b * seq_len))

@@ -121,11 +121,11 @@ def test_aggregated_ttft_tpot_interplay():
     for r in (small, big):
         m = r.metrics
         assert r.kind == "aggregated"
-        # fused mixed batch: the decode step's weight reads are paid once, by the chunk's GEMMs
-        assert 0 < m["fused_weight_read_overlap_s"] < m["decode_step_time_s"]
+        # fused mixed batch: the chunk's MoE GEMMs hide the decode part's weight read, up to their own length
+        assert 0 < m["fused_weight_read_overlap_s"] < min(m["decode_step_time_s"], m["chunk_time_s"])
         assert m["iteration_time_s"] == pytest.approx(m["decode_step_time_s"] + m["chunk_time_s"]
                                                       - m["fused_weight_read_overlap_s"])
-        assert m["iteration_time_s"] > max(m["chunk_time_s"], m["decode_step_time_s"] - m["fused_weight_read_overlap_s"])
+        assert m["iteration_time_s"] > max(m["chunk_time_s"], m["decode_step_time_s"])
         assert m["prefill_tokens_per_iteration"] == pytest.approx(32 / 1000 * 4000)
         assert m["output_tokens_per_s_per_gpu"] == pytest.approx(32 / m["iteration_time_s"])
     # bigger chunks: a prompt needs fewer iterations (lower TTFT) but an iteration with a full chunk is longer
