@@ -83,7 +83,11 @@ def _serving(result: dict) -> str | None:
     net = _network(result)
     comm_name = f"the EP all-to-all{' over ' + net if net else ''}"
     exposed = num(pick(result, "exposed_communication_s"))
-    kind = "decode step" if result.get("kind") == "decode" else "prefill forward"
+    kind = {"decode": "decode step", "aggregated": "decode part of the mixed iteration"}.get(
+        str(result.get("kind")), "prefill forward")
+    par = pick(result, "parallel", depth=1)
+    mb = int(num(par.get("micro_batches")) or 2) if isinstance(par, dict) else 2
+    overlap = {1: "one micro-batch (no overlap)", 2: "the two-micro-batch overlap"}.get(mb, f"the {mb}-micro-batch overlap")
     if comm > comp:
         s = (f"{comm_name[0].upper() + comm_name[1:]} limits the {kind}: dispatch + combine take {fmt_time(comm)} "
              f"per layer and micro-batch against {fmt_time(comp)} of compute")
@@ -91,8 +95,8 @@ def _serving(result: dict) -> str | None:
         s = (f"GPU compute limits the {kind}: attention + MoE take {fmt_time(comp)} per layer and micro-batch "
              f"against {fmt_time(comm)} for {comm_name}")
     if exposed is not None:
-        s += (f"; {fmt_time(exposed)} of communication stays exposed after the two-micro-batch overlap" if exposed > 0
-              else "; the two-micro-batch overlap hides all of the communication")
+        s += (f"; {fmt_time(exposed)} of communication stays exposed with {overlap}" if exposed > 0
+              else f"; {overlap} hides all of the communication")
     batch, kv_max = num(pick(result, "batch_per_gpu")), num(pick(result, "max_batch_per_gpu_kv"))
     if batch and kv_max and batch >= kv_max:
         s += f"; KV-cache memory caps the batch at {kv_max:g} sequences per GPU"
