@@ -277,6 +277,13 @@ def _serve(args) -> int:
         if close:
             _say(args, table(close, cols[:7] + [("misses", "misses by", "")], max_rows=5))
     _say(args, f"Pareto frontier ({len(res['pareto'])} points, tok/s/user vs tok/s/GPU) in the JSON and report")
+    ab = (res.get("aggregated") or {}).get("best")
+    if ab:
+        _say(args, f"aggregated best: {ab['tokens_per_s_per_gpu']:,.0f} output tok/s/GPU at "
+                   f"{ab['tokens_per_s_per_user']:.1f} tok/s/user, TTFT {ab['ttft_s']:.2f} s, TPOT {ab['tpot_s']:.3f} s "
+                   f"({ab['n_instances']} x {ab['key']})")
+    elif res.get("aggregated") is not None:
+        _say(args, f"aggregated: no layout meets TTFT {q.ttft_ms:g} ms / TPOT {q.tpot_ms:g} ms")
     if "fleet" in res:
         f = res["fleet"]
         if "infeasible" in f:

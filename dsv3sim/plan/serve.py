@@ -17,8 +17,10 @@ A disaggregated deployment is n_p prefill instances + n_d decode instances withi
 requests/s = min(prefill GPUs x prefill requests/s/GPU, decode GPUs x decode requests/s/GPU);
 tokens/s/GPU = output tokens/s / GPUs used (AIConfigurator's definition), tokens/s/user = 1 / TPOT.
 $ per million input tokens charges the prefill GPUs, $ per million output tokens the decode GPUs.
-Aggregated serving (prefill and decode batched on the same GPUs) is not a workload of the step model, so only
-disaggregated deployments are compared; every result says so.
+Aggregated serving (``AggregatedWorkload``, workload/aggregated.py: prefill chunks batched with the decode batch on
+the same GPUs, SGLang/vLLM's default) is searched beside them: instance size S (EP = S, DP attention follows),
+decode batch, chunk size, MTP on/off; as many instances as fit the budget; tokens/s/GPU over the GPUs used.
+It is reported under ``aggregated`` (best, ranked, Pareto), next to the disaggregated ``best``.
 """
 
 from __future__ import annotations
@@ -26,13 +28,14 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, dataclass
 
-from dsv3sim.config.scenario import DecodeWorkload, ParallelDims, PrefillWorkload, Scenario
+from dsv3sim.config.scenario import AggregatedWorkload, DecodeWorkload, ParallelDims, PrefillWorkload, Scenario
 from dsv3sim.cost.pricing import DEFAULT_PRICE_PER_GPU_HOUR, check_price
 
 GPU_TOPOLOGY = {"H800": "h800-deepseek", "H200": "h200-hgx", "H100": "h100-roce", "B200": "gb200-nvl72"}
 REFINE = 3  # prefill instances of the best deployments re-run with the event-simulated all-to-all
-AGGREGATED_NOTE = ("aggregated serving (prefill and decode on the same GPUs) is not modelled by the step model "
-                   "(dsv3sim.workload has prefill and decode workloads only): only disaggregated layouts compared")
+AGGREGATED_CHUNKS = (2048, 8192)  # chunked-prefill tokens per GPU per iteration (vLLM's and SGLang's defaults)
+AGGREGATED_NOTE = ("aggregated serving (prefill chunks batched with decode on the same GPUs, workload/aggregated.py) "
+                   "is compared under `aggregated`; the table ranks disaggregated deployments")
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -108,8 +111,31 @@ def decode_jobs(q: ServeQuery, n_experts: int, gpn: int) -> list[dict]:
     return out
 
 
+def aggregated_jobs(q: ServeQuery, n_experts: int, gpn: int) -> list[dict]:
+    out = []
+    for s in q.instance_sizes:
+        if s > q.gpus or s % gpn and s > gpn:
+            continue
+        for b in q.decode_batches:
+            for c in AGGREGATED_CHUNKS:
+                for m in q.mtp:
+                    out.append({"phase": "aggregated", "size": s, "batch_per_gpu": b, "chunk_tokens": c, "mtp": m,
+                                "redundant_experts": _redundant(n_experts, s)[0]})
+    return out
+
+
 def scenario_of(q: ServeQuery, job: dict) -> Scenario:
     s = job["size"]
+    if job["phase"] == "aggregated":
+        return Scenario(name=f"plan-aggregated[{_key(job)}]", model=q.model, topology=q.topo, gpu=q.gpu,
+                        parallel=ParallelDims(ep=s),
+                        workload=AggregatedWorkload(prompt_len=q.isl, output_len=q.osl,
+                                                    batch_per_gpu=job["batch_per_gpu"],
+                                                    chunk_tokens=job["chunk_tokens"],
+                                                    cache_hit_rate=q.prefix_cache_hit, mtp=job["mtp"],
+                                                    mtp_acceptance=q.mtp_acceptance,
+                                                    redundant_experts=job["redundant_experts"]),
+                        comm_model="bound", record=False)
     if job["phase"] == "prefill":
         tp = job["attn_tp"]
         # the prompt's computed part per request; the step runs tokens_per_gpu of them per GPU
@@ -128,6 +154,9 @@ def scenario_of(q: ServeQuery, job: dict) -> Scenario:
 
 
 def _key(job: dict) -> str:
+    if job["phase"] == "aggregated":
+        b = job["batch_per_gpu"] if job["batch_per_gpu"] is not None else "kvmax"
+        return f"A{job['size']} b{b} chunk{job['chunk_tokens']} {'mtp' if job['mtp'] else 'nomtp'}"
     if job["phase"] == "prefill":
         return f"P{job['size']} tp{job['attn_tp']} {job['tokens_per_gpu']}tok/gpu r{job['redundant_experts']}"
     b = job["batch_per_gpu"] if job["batch_per_gpu"] is not None else "kvmax"
@@ -146,6 +175,15 @@ def evaluate(args: tuple[ServeQuery, dict]) -> dict:
     if not hasattr(res, "metrics"):
         return dict(row, infeasible=res.reason)
     m = res.metrics
+    if job["phase"] == "aggregated":
+        n = q.gpus // job["size"]
+        usd_s = q.price_per_gpu_hour / 3600.0
+        return dict(row, ttft_s=m["ttft_s"], tpot_s=m["tpot_s"], tokens_per_s_per_gpu=m["output_tokens_per_s_per_gpu"],
+                    tokens_per_s_per_user=m["tokens_per_s_per_request"], batch=m["batch_per_gpu"],
+                    n_instances=n, gpus_used=n * job["size"], prefill_bound=m["prefill_bound"],
+                    tpot_chunk_s=m["tpot_chunk_s"],
+                    cost_usd_per_million_output_tokens=usd_s / m["output_tokens_per_s_per_gpu"] * 1e6,
+                    meets_sla=bool(m["ttft_s"] * 1e3 <= q.ttft_ms and m["tpot_s"] * 1e3 <= q.tpot_ms))
     if job["phase"] == "prefill":
         computed = m["prefill_tokens_per_s_per_gpu"]
         inp = computed / (1 - q.prefix_cache_hit)
@@ -222,7 +260,7 @@ def plan_serving(q: ServeQuery, *, workers: int = 2, ray_address: str | None = N
     cfg = load_model_config(q.model)
     gpn = load_topology_config(q.topo).gpus_per_node
     n_exp = cfg.n_routed_experts
-    jobs = prefill_jobs(q, n_exp, gpn) + decode_jobs(q, n_exp, gpn)
+    jobs = prefill_jobs(q, n_exp, gpn) + decode_jobs(q, n_exp, gpn) + aggregated_jobs(q, n_exp, gpn)
     if len(jobs) > q.max_layouts:
         raise ValueError(f"serving search space has {len(jobs)} instance layouts > --max-layouts {q.max_layouts}")
     if not jobs:
@@ -231,6 +269,8 @@ def plan_serving(q: ServeQuery, *, workers: int = 2, ray_address: str | None = N
                         progress=progress, chunksize=max(1, len(jobs) // (4 * max(1, workers))))
     pre = [r for r in rows if r["phase"] == "prefill" and "infeasible" not in r]
     dec = [r for r in rows if r["phase"] == "decode" and "infeasible" not in r]
+    agg = [r for r in rows if r["phase"] == "aggregated" and "infeasible" not in r]
+    agg_ok = sorted((r for r in agg if r["meets_sla"]), key=lambda r: -r["tokens_per_s_per_gpu"])
     combos = compose(q, pre, dec)
     ok = sorted((c for c in combos if c["meets_sla"]), key=lambda c: -c["tokens_per_s_per_gpu"])
     # the prefill instances of the best deployments again with the event-simulated all-to-all (`run`'s model);
@@ -248,7 +288,9 @@ def plan_serving(q: ServeQuery, *, workers: int = 2, ray_address: str | None = N
                     key=lambda c: (c["prefill_comm_model"] != "sim", -c["tokens_per_s_per_gpu"]))
     front = pareto(combos)
     result = {"schema": "dsv3sim.plan/1", "type": "plan", "kind": "serve", "query": dict(asdict(q), topology=q.topo),
-              "mode": "disaggregated", "aggregated": None, "notes": [AGGREGATED_NOTE,
+              "mode": "disaggregated",
+              "aggregated": {"best": agg_ok[0] if agg_ok else None, "ranked": agg_ok[:20], "pareto": pareto(agg),
+                             "feasible": len(agg), "meeting_sla": len(agg_ok)}, "notes": [AGGREGATED_NOTE,
               ("screening: busiest-link all-to-all bound for every instance; the prefill instances of the best "
               f"{REFINE} deployments re-run with the event-simulated all-to-all (prefill_comm_model says which; "
               "decode uses the bound in `run` too)")],

@@ -22,6 +22,10 @@ def test_best_meets_sla_and_is_priced(res):
     assert b["tokens_per_s_per_gpu"] == max(c["tokens_per_s_per_gpu"] for c in res["ranked"])
     assert b["cost_usd_per_million_output_tokens"] > 0 and b["cost_usd_per_million_input_tokens"] > 0
     assert AGGREGATED_NOTE in res["notes"] and res["mode"] == "disaggregated"
+    agg = res["aggregated"]  # aggregated (chunked-prefill) instances searched beside the disaggregated ones
+    assert agg["feasible"] > 0 and all(r["meets_sla"] for r in agg["ranked"])
+    if agg["best"]:
+        assert agg["best"]["tokens_per_s_per_gpu"] == max(r["tokens_per_s_per_gpu"] for r in agg["ranked"])
 
 
 def test_pareto_is_non_dominated(res):
