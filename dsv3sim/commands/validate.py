@@ -48,9 +48,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--gpus-per-node", type=int, default=0,
                    help="virtual node size for node-limited routing (default: the EP group is one node)")
     p.add_argument("--threads", type=int, default=1, help="torch threads per rank (default 1)")
+    p.add_argument("--allow-oversubscribe", action="store_true",
+                   help="run more processes x threads than this machine has CPU cores (on CPU refused without it: "
+                        "ranks then time-share cores and the measurement is of the OS scheduler)")
     p.add_argument("--timeout", type=float, default=600.0, help="wall-clock limit of the job, s")
     p.add_argument("--collective-timeout", type=float, default=60.0, help="limit of any one collective, s")
-    p.add_argument("--samples", type=int, default=64, help="Monte Carlo replays per step for the prediction")
+    p.add_argument("--samples", type=int, default=64, help=argparse.SUPPRESS)  # accepted, unused: the step model is analytic in its jitter
     p.add_argument("--calib-sizes", default="1024,16384,131072,1048576,4194304",
                    help="transport sweep message sizes, bytes, comma-separated")
     p.add_argument("--calib-iters", type=int, default=10, help="iterations per transport size")
@@ -92,6 +95,18 @@ def make_spec(args: argparse.Namespace, out_dir: str):
         raise ValueError(f"n_routed_experts ({cfg.n_routed_experts}) of {cfg.name} must be divisible by --ep ({ep})")
     if not cfg.is_moe and ep > 1:
         raise ValueError(f"{cfg.name} has no routed experts; use --ep 1")
+    stages = pp * (2 if args.schedule == "dualpipev" else 1)
+    if stages > cfg.num_hidden_layers:
+        raise ValueError(f"--pp {pp} with --schedule {args.schedule} needs {stages} pipeline stages, more than "
+                         f"{cfg.name}'s {cfg.num_hidden_layers} layers")
+    if args.threads < 1:
+        raise ValueError(f"--threads must be >= 1, got {args.threads}")
+    if args.device == "cpu" and not args.allow_oversubscribe:
+        cores = _cpu_cores()
+        if args.nproc * args.threads > cores:
+            raise ValueError(f"--nproc {args.nproc} x --threads {args.threads} = {args.nproc * args.threads} "
+                             f"processes' threads > {cores} CPU cores of this machine (pass --allow-oversubscribe "
+                             f"to run anyway)")
     fault = None
     if args.fault:
         k, r, s = (args.fault.split(":") + ["0", "0"])[:3]
@@ -119,10 +134,19 @@ def make_spec(args: argparse.Namespace, out_dir: str):
                    collective_timeout_s=args.collective_timeout, out_dir=out_dir, fault=fault)
 
 
+def _cpu_cores() -> int:
+    import os
+
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
 def run(args: argparse.Namespace) -> int:
     from dsv3sim.validate.compare import build_result, write_outputs
     from dsv3sim.validate.launch import Rendezvous, WorkerFailure, launch
-    from dsv3sim.validate.predict import predict
+    from dsv3sim.validate.prediction import predict
 
     if args.report and not str(args.report).lower().endswith((".html", ".htm")):
         raise ValueError(f"--report must end in .html, got {args.report}")
@@ -157,9 +181,9 @@ def run(args: argparse.Namespace) -> int:
     raw = json.loads(raw_path.read_text())
     train = [r["train"] for r in raw["ranks"]]
     calib = [r["calibration"] for r in raw["ranks"]]
-    pred = predict(spec, train, calib, samples=args.samples)
+    pred = predict(spec, train, calib, out_dir)
     result = build_result(spec, train, calib, pred, out_dir=out_dir, wall_s=time.monotonic() - t0)
-    _save_topology(result, spec, out_dir, args.save_profile, calib)
+    _save_topology(result, spec, out_dir, args.save_profile, calib, pred)
     if spec.device == "cuda":
         _gpu_tables(result, spec, train, raw)
     write_outputs(result, train, out_dir, args.report)
@@ -170,21 +194,20 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _save_topology(result: dict, spec, out_dir: Path, save: bool, calib: list[dict]) -> None:
+def _save_topology(result: dict, spec, out_dir: Path, save: bool, calib: list[dict], pred: dict) -> None:
+    import shutil
+
     from dsv3sim.validate.atomic import write_json
-    from dsv3sim.validate.topology_out import calibrated_topology, write_topology
 
     fits = result["transport_calibrated"]
+    result["topology_calibrated"] = pred["topology_calibrated"]
     if spec.device != "cpu" or "p2p" not in fits:
         return
     when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-    topo = calibrated_topology(fits, spec.world_size, when)
-    write_topology(topo, out_dir / "local-cpu.calibrated.yaml")
-    result["topology_calibrated"] = str(out_dir / "local-cpu.calibrated.yaml")
-    result["sim_on_calibrated_topology"] = _sim_check(out_dir / "local-cpu.calibrated.yaml", result)
+    result["sim_on_calibrated_topology"] = _sim_check(Path(pred["topology_calibrated"]), result)
     if save:
         prof = Path(__file__).resolve().parents[2] / "profiles" / "cpu-local"
-        write_topology(topo, prof / "local-cpu.yaml")
+        shutil.copyfile(pred["topology_calibrated"], prof / "local-cpu.yaml")
         write_json(prof / "transport.json", {"when": when, "world": spec.world_size, "fits": fits,
                                              "points_rank0": [p["points"] for p in calib[0]["probes"]]})
         comps = {str(c["rank"]): [p.get("components", {}) for p in c["probes"]] for c in calib}

@@ -92,6 +92,8 @@ class TrainingWorkload:
     #   workload/layer_routing.py (every layer of a trace file; 1 for uniform or synth: routing)
     optimizer_overlap: bool = False  # what-if: ZeRO-1 parameter all-gather hidden under the next step's warm-up
     recompute: bool = True  # DeepSeek-V3 §3.2.3: RMSNorm and MLA up-projections recomputed in backward
+    component_table: str | None = None  # measured component table of a calibrated machine (dsv3sim validate):
+    #   the step is composed from it (workload/measured_step.py) instead of GPU kernel tables
 
     def __post_init__(self) -> None:
         _pos_int(self, "global_batch_sequences", "seq_len", "micro_batch_sequences")

@@ -84,6 +84,10 @@ class TopologyConfig:
     fabric: FabricSpec = field(default_factory=FabricSpec)
     comm_sms: int = 0  # SMs a communication kernel occupies (DeepSeek-V3 §3.2.2: 20 of 132)
     kernel_latency: float = 0.0  # s, launch + synchronisation of one collective kernel
+    # measured alpha-beta fits of whole collectives on this machine: ((kind, latency s, bandwidth B/s), ...) from
+    # the YAML's ``collectives: {kind: {latency_us, bandwidth_GBps}}``, written by dsv3sim validate's calibration
+    # (all_to_all, all_reduce); empty for modelled clusters
+    collectives: tuple = ()
     description: str = ""
     sources: tuple[str, ...] = ()
 
@@ -161,7 +165,7 @@ def _link(d: dict[str, Any], where: str) -> LinkSpec:
 
 def topology_from_dict(raw: dict[str, Any], *, name: str, check_gpu: bool = True) -> TopologyConfig:
     known = {"name", "description", "sources", "gpu", "n_nodes", "gpus_per_node", "n_gpus", "scale_up", "pcie", "nic",
-             "fabric", "comm_sms", "kernel_latency_us"}
+             "fabric", "comm_sms", "kernel_latency_us", "collectives"}
     extra = set(raw) - known
     if extra:
         raise ConfigError(f"{name}: unknown keys {sorted(extra)} (known: {sorted(known)})")
@@ -191,9 +195,24 @@ def topology_from_dict(raw: dict[str, Any], *, name: str, check_gpu: bool = True
         nic=_link(nic, f"{name}: nic") if nic else None,
         nics_per_node=int(nic.get("per_node", 0)) if nic else 0,
         fabric=fabric, comm_sms=int(raw.get("comm_sms", 0)),
-        kernel_latency=float(raw.get("kernel_latency_us", 0.0)) * US,
+        kernel_latency=float(raw.get("kernel_latency_us", 0.0)) * US, collectives=_collectives(raw, name),
         description=str(raw.get("description", "")).strip(), sources=tuple(raw.get("sources") or ()),
     )
+
+
+def _collectives(raw: dict[str, Any], name: str) -> tuple:
+    c = raw.get("collectives") or {}
+    if not isinstance(c, dict):
+        raise ConfigError(f"{name}: collectives must be a mapping of kind -> {{latency_us, bandwidth_GBps}}")
+    out = []
+    for k, v in c.items():
+        if not isinstance(v, dict) or set(v) - {"latency_us", "bandwidth_GBps"} or "bandwidth_GBps" not in v:
+            raise ConfigError(f"{name}: collectives.{k} must be {{latency_us, bandwidth_GBps}}, got {v!r}")
+        lat, bw = float(v.get("latency_us", 0.0)), float(v["bandwidth_GBps"])
+        if lat < 0 or bw <= 0:
+            raise ConfigError(f"{name}: collectives.{k}: latency_us={lat} must be >= 0, bandwidth_GBps={bw} > 0")
+        out.append((str(k), lat * US, bw * GB))
+    return tuple(out)
 
 
 def _check_gpu(gpu: str, where: str) -> None:

@@ -55,6 +55,10 @@ def fit(sizes: list[float], times: list[float]) -> AlphaBeta:
 
 
 GAP_S = 3e-3  # compute before each timed collective: how the run uses them (see _time)
+# The all-to-all is also swept after shorter compute gaps: the wake-up a blocked rank pays grows with the time
+# its communication thread slept (in the run a dispatch follows the layout exchange at once, a combine follows
+# ~1 ms of expert compute). Key "all_to_all@<gap us>"; "all_to_all" is the GAP_S point.
+A2A_GAPS_S = (0.0, 1e-3)
 
 
 def _busy(gap_s: float) -> None:
@@ -121,6 +125,12 @@ def probe(ctx, quick: bool = False) -> dict:
             recv = torch.empty_like(send)
             rows["all_to_all"].append((numel * 4 * (world - 1), _time(lambda: dist.all_to_all_single(recv, send),
                                                         iters, ctx.sync, rel["all_to_all"], GAP_S)))
+            for g in A2A_GAPS_S:
+                k = f"all_to_all@{g * 1e6:.0f}"
+                rows.setdefault(k, [])
+                rel.setdefault(k, [])
+                rows[k].append((numel * 4 * (world - 1), _time(lambda: dist.all_to_all_single(recv, send),
+                                                               iters, ctx.sync, rel[k], g)))
         ctx.collective(f"all_reduce:{size}")
         rows["all_reduce"].append((numel * 4, _time(lambda: dist.all_reduce(buf), iters, ctx.sync,
                                                    rel["all_reduce"], GAP_S)))

@@ -4,7 +4,10 @@ Step time: the run's step k takes max over ranks of (end - start) of that step; 
 median over measured steps; ``predicted_step_s`` the median over the same steps' replays (``predict.py``);
 ``error`` = (predicted - measured) / measured. Components: per step, mean over ranks, summed over layers and
 micro-batches. Backward of gate, head and embedding is not timed separately in the run; it is inside
-``other`` (step - timed spans) there, and ``other`` on the predicted side is their profiled sum.
+``other`` (step - timed spans) there, and ``other`` on the predicted side is the step model's ``framework``
+component (their profiled sum + the autograd start-up of every backward call). The run's ``allreduce`` span
+holds the wait for the slowest member: it is compared with the model's ``allreduce`` + ``allreduce_wait``
+(``predicted_components_s`` keeps the model's components apart).
 """
 
 from __future__ import annotations
@@ -18,7 +21,8 @@ from pathlib import Path
 from dsv3sim.validate.atomic import write_json
 
 COMM = ("dispatch", "combine", "layout", "allreduce", "p2p_wait")
-UNTIMED_IN_RUN = ("gate(B)", "head(B)", "embed(B)", "bwd_start")
+UNTIMED_IN_RUN = ("framework",)
+IN_RUN_ALLREDUCE = ("allreduce", "allreduce_wait")
 
 
 def stream_of(name: str) -> str:
@@ -42,6 +46,8 @@ def build_result(spec, train: list[dict], calib: list[dict], pred: dict, *, out_
     mcomp["other"] = statistics.fmean(statistics.fmean(r["step_s"]) for r in train) - sum(mcomp.values())
     pcomp = dict(pred["components_mean_over_ranks"])
     pcomp["other"] = sum(pcomp.pop(k, 0.0) for k in UNTIMED_IN_RUN)
+    if any(k in pcomp for k in IN_RUN_ALLREDUCE):
+        pcomp["allreduce"] = sum(pcomp.pop(k, 0.0) for k in IN_RUN_ALLREDUCE)
     names = [k for k in ("embed(F)", "attn(F)", "mlp(F)", "shared(F)", "gate(F)", "layout(F)", "dispatch(F)",
                          "combine(F)", "head(F)", "attn(B)", "mlp(B)", "shared(B)", "dispatch(B)", "combine(B)",
                          "p2p_wait", "allreduce", "optim", "other") if k in mcomp or k in pcomp]
@@ -76,6 +82,9 @@ def build_result(spec, train: list[dict], calib: list[dict], pred: dict, *, out_
         "predicted_steps_s": pred["predicted_steps_s"],
         "predicted_step_s_no_jitter": pred["predicted_step_s_no_jitter"],
         "components": comps,
+        "predicted_components_s": dict(pred["components_mean_over_ranks"]),
+        "scenario_path": pred["scenario_path"],
+        "component_table": pred["component_table"],
         "a2a_bytes_per_rank_per_step": a2a,
         "a2a_bandwidth_GBps": bw,
         "prediction_method": pred["prediction_method"],

@@ -137,9 +137,31 @@ def profile_components(cfg, spec, device: torch.device, sync, rank: int = 0, *, 
     emb = mat(parts.embed)
     tok = torch.randint(0, cfg.vocab_size, (B, S), device=device)
     prof("embed", lambda _x: emb(tok) + 0 * _x)
+    if dense is not None:
+        out["glue"] = _glue(cfg, spec, parts, mat, hid, reps, sync, wait, out, bwd_start)
     dense_p, expert_p = rank_params(parts, cfg, spec, rank)
     out["optim"] = _optim(dense_p + expert_p, device, dtype, sync, reps, wait_s=WAIT_S if spec.world_size > 1 else 0)
     return out
+
+
+def _glue(cfg, spec, parts, mat, hid, reps: int, sync, wait: float, comps: dict, bwd_start: float) -> dict:
+    """Framework time per layer and pass: the model's dense layers run through the run's own stage code
+    (``train.Stage``: residual adds, timeline marks and spans, the autograd graph between components), forward
+    and backward, minus their components profiled alone (attention block, dense FFN). What is left is what a
+    step pays between the kernels the components time; it is charged to every layer (MoE layers add their own
+    Python around the all-to-alls, which this does not see, so it is a lower bound there)."""
+    from dsv3sim.validate.timeline import Timeline
+    from dsv3sim.validate.train import Stage
+
+    layers = [b.layer for b in parts.blocks if b.ffn is not None]
+    tl = Timeline(hid().device)
+    tl.step = 0
+    st = mat(Stage(s=1, n_stages=3, parts=parts, layers=layers, moe={}, tl=tl))  # neither first nor last stage
+    s = _summary(*_samples(lambda x: st(x, None), hid, reps, sync, wait), bwd_start)
+    n = len(layers)
+    per = {d: max((s[d] - n * (comps["attn"][d] + comps["mlp_dense"][d])) / n, 0.0) for d in ("F", "B")}
+    return {"F": per["F"], "B": per["B"], "F_s": [per["F"]], "B_s": [per["B"]], "stage_F": s["F"],
+            "stage_B": s["B"], "layers": layers}
 
 
 def rank_params(parts, cfg, spec, rank: int) -> tuple[list[torch.nn.Parameter], list[torch.nn.Parameter]]:

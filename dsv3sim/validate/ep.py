@@ -33,55 +33,24 @@ FP8_MAX = 448.0  # float8_e4m3fn largest finite value
 TILE = 128  # V3 §3.3.1: per-token 1x128 activation tiles
 
 
-def limited_topk(sel: torch.Tensor, k: int, *, n_nodes: int, m_nodes: int, n_group: int, topk_group: int,
-                 group_score: str = "top2") -> torch.Tensor:
-    """Indices [T, k] of the chosen experts under node-limited (N > 1) or group-limited routing."""
-    T, E = sel.shape
-    if n_nodes > 1 and m_nodes < n_nodes:
-        per = max(k // m_nodes, 1)
-        node = sel.view(T, n_nodes, E // n_nodes).topk(per, dim=-1).values.sum(-1)  # [T, N]
-        keep = node.topk(m_nodes, dim=-1).indices
-        mask = torch.zeros(T, n_nodes, dtype=torch.bool, device=sel.device).scatter_(1, keep, True)
-        sel = sel.masked_fill(~mask.repeat_interleave(E // n_nodes, dim=1), float("-inf"))
-    elif n_nodes <= 1 and 1 < n_group and topk_group < n_group:
-        g = sel.view(T, n_group, E // n_group)
-        gs = g.topk(2, dim=-1).values.sum(-1) if group_score == "top2" and E // n_group >= 2 else g.amax(-1)
-        keep = gs.topk(topk_group, dim=-1).indices
-        mask = torch.zeros(T, n_group, dtype=torch.bool, device=sel.device).scatter_(1, keep, True)
-        sel = sel.masked_fill(~mask.repeat_interleave(E // n_group, dim=1), float("-inf"))
-    return sel.topk(k, dim=-1).indices
-
-
 def route(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, cfg, *, n_nodes: int,
           m_nodes: int) -> tuple[torch.Tensor, torch.Tensor]:
     """(expert ids [T, K], gate weights [T, K]) for tokens x [T, D].
 
-    Uses the model's own gate math (``dsv3sim.nn.routing``: groups = nodes, group score = sum of the top K/M
-    affinities) when importable; else ``limited_topk`` here (tests check the two agree)."""
+    The model's own gate math (``dsv3sim.nn.routing``) with groups = nodes under node-limited routing
+    (group score = sum of the top K/M affinities, DeepSeek-V3 §2.1.2), the model's groups otherwise."""
+    from dsv3sim.nn.routing import gate_scores, select_experts
+
     K = cfg.num_experts_per_tok
-    try:
-        from dsv3sim.nn.routing import gate_scores, select_experts
-    except ImportError:
-        gate_scores = None
-    if gate_scores is not None:
-        scores = gate_scores(x, weight, cfg.scoring_func)
-        node_limited = n_nodes > 1 and m_nodes < n_nodes
-        b = bias.detach().float() if bias is not None else None
-        idx, w = select_experts(scores, b, top_k=K, n_group=n_nodes if node_limited else cfg.n_group,
-                                topk_group=m_nodes if node_limited else cfg.topk_group,
-                                method="noaux_tc" if node_limited else cfg.topk_method,
-                                group_score_topk=max(K // m_nodes, 1) if node_limited else None,
-                                norm_topk_prob=cfg.norm_topk_prob, routed_scaling_factor=cfg.routed_scaling_factor)
-        return idx, w.to(x.dtype)
-    logits = F.linear(x.float(), weight.float())  # [T, E]
-    scores = logits.sigmoid() if cfg.scoring_func == "sigmoid" else logits.softmax(dim=-1)
-    sel = scores.detach() + (bias.detach().float() if bias is not None else 0.0)
-    idx = limited_topk(sel, K, n_nodes=n_nodes, m_nodes=m_nodes, n_group=cfg.n_group,
-                       topk_group=cfg.topk_group, group_score="top2" if bias is not None else "max")
-    w = scores.gather(1, idx)
-    if cfg.norm_topk_prob and K > 1:
-        w = w / (w.sum(dim=-1, keepdim=True) + 1e-20)
-    return idx, (w * cfg.routed_scaling_factor).to(x.dtype)
+    scores = gate_scores(x, weight, cfg.scoring_func)
+    node_limited = n_nodes > 1 and m_nodes < n_nodes
+    b = bias.detach().float() if bias is not None else None
+    idx, w = select_experts(scores, b, top_k=K, n_group=n_nodes if node_limited else cfg.n_group,
+                            topk_group=m_nodes if node_limited else cfg.topk_group,
+                            method="noaux_tc" if node_limited else cfg.topk_method,
+                            group_score_topk=max(K // m_nodes, 1) if node_limited else None,
+                            norm_topk_prob=cfg.norm_topk_prob, routed_scaling_factor=cfg.routed_scaling_factor)
+    return idx, w.to(x.dtype)
 
 
 # --- wire encoding: every payload travels as uint8 rows, so any backend/dtype works ------------------------

@@ -11,6 +11,10 @@ def simulate(scenario):
     """Run one Scenario; returns a TrainingResult, ServingResult or Infeasible (dsv3sim.results)."""
     from dsv3sim.config.scenario import TrainingWorkload
 
+    if isinstance(scenario.workload, TrainingWorkload) and scenario.workload.component_table:
+        from dsv3sim.workload.measured_step import simulate_measured
+
+        return simulate_measured(scenario)
     if isinstance(scenario.workload, TrainingWorkload):
         from dsv3sim.workload.training import simulate_training
 

@@ -1,0 +1,330 @@
+"""A training step on a machine described by a *measured component table* (a CPU or a single GPU that
+``dsv3sim validate`` calibrated) instead of GPU kernel tables: the step model ``validate`` predicts with, and
+that ``dsv3sim run`` reproduces from the scenario file ``validate`` writes.
+
+Inputs (all ordinary files a scenario names):
+* ``TrainingWorkload.component_table``: JSON written by the calibration (``validate/component_table.py``):
+  per rank, forward/backward seconds of every model component the run executes (attention block, dense FFN,
+  gate work, shared experts, head + loss, embedding; routed experts as t = a + b * rows), the autograd
+  engine's start-up per backward call, the optimizer step on the rank's parameters, the gradient all-reduce
+  on the run's exact buffers, each component's relative spread (cv); the run's stage split and its routing
+  (rows each EP rank sends to each other rank per micro-batch and MoE layer, per DP replica; routing is an
+  input like a routing trace, never a timing).
+* the topology YAML: p2p = the scale-up link (alpha = 2 hops x latency_us, beta = bandwidth_GBps) and the
+  ``collectives`` fits (``all_to_all``, ``all_reduce``: t = alpha + bytes / beta, Hockney 1994).
+
+Composition:
+* pipeline: ``dsv3sim.parallel.generate(schedule, pp, microbatches)`` executed by ``dsv3sim.parallel.execute``
+  (longest path over the action DAG, the same executor as ``workload.training``), one pipeline per DP replica,
+  p2p = activation bytes over the p2p fit. B and BW run the full backward, W is empty (eager PyTorch computes
+  weight gradients with the input gradients).
+* one chunk on one pipeline rank: every EP rank of the replica runs the chunk's layers in lockstep; at each
+  all-to-all (layout, dispatch, combine) all EP ranks meet: the all-to-all starts at the latest rank's clock
+  plus the expected lateness of the slowest of n jittering ranks, cv x (compute since the last meeting) x
+  E[max of n N(0,1)] (order statistics, Blom's approximation), and costs the all_to_all fit on the largest
+  off-rank bytes any rank sends or receives; the fit is the one calibrated after as much compute as the ranks
+  did since their previous collective (a rank whose communication thread slept longer pays a longer wake-up;
+  the dispatch follows the layout exchange with none).
+* ``allreduce``: the calibrated gradient all-reduce; ``allreduce_wait``: the members arrive at their own
+  pipeline ends, and each arrives late by its jitter since the last point it met the others: cv x that
+  compute x E[max of n N(0,1)] (DP replicas never meet before it: their whole step; EP ranks: the last
+  chunk's compute after its last all-to-all).
+* ``optim``: the measured optimizer step. ``framework``: per layer and pass the glue the calibration measured
+  (the run's stage code over the dense layers minus their components: residual adds, marks, the autograd
+  graph between components), the autograd start-up of every backward call, and the backward of gate, head and
+  embedding (timed in the calibration, not separately in a run).
+The step = max over ranks of the end of the optimizer. Components are per step, mean over ranks.
+
+Not modelled here (the GPU step of ``workload.training`` prices them): SM partitions, DeepEP kernels, HBM
+interference, the production element-wise kernels, ZeRO-1 (a CPU run all-reduces gradients, no shards).
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+from collections import defaultdict
+from itertools import pairwise
+from pathlib import Path
+
+from dsv3sim.config.scenario import Scenario, TrainingWorkload
+from dsv3sim.config.topology import load_topology_config
+from dsv3sim.parallel import execute, generate
+from dsv3sim.results import Infeasible, TrainingResult
+from dsv3sim.workload.deepep_overheads import expected_max_normal
+
+FORMAT = "dsv3sim-component-table"
+VERSION = 1
+COMPONENTS = ("attn", "mlp_dense", "shared", "gate", "head", "embed", "glue")
+
+
+class TableError(ValueError):
+    """A component table that cannot be used (missing keys, other layout than the scenario)."""
+
+
+def load_table(path: str | Path) -> dict:
+    p = Path(path)
+    try:
+        t = json.loads(p.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise TableError(f"component_table {p}: cannot read ({e})") from None
+    if not isinstance(t, dict) or t.get("format") != FORMAT or t.get("version") != VERSION:
+        raise TableError(f"component_table {p}: not a {FORMAT} v{VERSION} file")
+    for k in ("ranks", "stages", "routing", "hidden", "elt_bytes", "tokens_per_microbatch", "row_bytes", "pp", "ep",
+              "dp", "schedule", "microbatches"):
+        if k not in t:
+            raise TableError(f"component_table {p}: missing key {k!r}")
+    return t
+
+
+class Transport:
+    """Alpha-beta fits of the topology: p2p from the scale-up link, the collectives from ``collectives``."""
+
+    def __init__(self, topology: str) -> None:
+        cfg = load_topology_config(topology)
+        su = cfg.scale_up
+        self.p2p = (2.0 * su.latency + su.message_latency, su.bandwidth * su.achievable_fraction)
+        self.fits = {k: (lat, bw) for k, lat, bw in cfg.collectives}
+        self.name = cfg.name
+
+        # fits of one collective after different compute gaps ("all_to_all@<gap us>"): sorted (gap s, fit)
+        self.gaps: dict[str, list] = defaultdict(list)
+        for k, v in self.fits.items():
+            if "@" in k:
+                base, g = k.split("@", 1)
+                self.gaps[base].append((float(g) * 1e-6, v))
+        for v in self.gaps.values():
+            v.sort()
+
+    def time(self, kind: str, n_bytes: float, after_s: float | None = None) -> float:
+        """``after_s``: compute the ranks did since their last collective (wake-up cost, calibrate.py):
+        linear between the calibrated gaps, the nearest gap outside them."""
+        n = max(n_bytes, 0.0)
+        pts = self.gaps.get(kind)
+        if after_s is not None and pts:
+            ts = [(g, a + n / b) for g, (a, b) in pts]
+            if after_s <= ts[0][0]:
+                return ts[0][1]
+            for (g0, t0), (g1, t1) in pairwise(ts):
+                if after_s <= g1:
+                    return t0 + (t1 - t0) * (after_s - g0) / (g1 - g0)
+            return ts[-1][1]
+        a, b = self.p2p if kind == "p2p" else self.fits.get(kind, (None, None))
+        if a is None:
+            raise TableError(f"topology {self.name}: no {kind!r} fit under collectives (calibrate with validate)")
+        return a + n / b
+
+
+def _a2a_bytes(send: list[list[float]], row_bytes: float, reverse: bool) -> float:
+    """Largest off-rank bytes one rank sends or receives; reverse swaps senders and receivers (combine)."""
+    n = len(send)
+    mat = [list(c) for c in zip(*send)] if reverse else send
+    sent = [sum(mat[i][j] for j in range(n) if j != i) for i in range(n)]
+    recv = [sum(mat[j][i] for j in range(n) if j != i) for i in range(n)]
+    return max(max(sent), max(recv)) * row_bytes
+
+
+class _Lanes:
+    """The EP ranks of one (replica, pipeline rank) running one chunk in lockstep: per-rank clocks from 0."""
+
+    def __init__(self, ranks: list[dict]) -> None:
+        self.r = ranks
+        self.clock = [0.0] * len(ranks)
+        self.since = [0.0] * len(ranks)  # compute since the last all-to-all
+        self.comp: dict[str, float] = defaultdict(float)  # summed over lanes
+
+    def compute(self, name: str, durs: list[float]) -> None:
+        for i, d in enumerate(durs):
+            self.clock[i] += d
+            self.since[i] += d
+            self.comp[name] += d
+
+    def meet(self, name: str, transfer) -> None:
+        """All ranks meet in a collective; ``transfer(after_s)`` is its time after that much compute."""
+        n = len(self.r)
+        cv = statistics.fmean(x["cv"] for x in self.r)
+        since = statistics.fmean(self.since)
+        late = cv * since * expected_max_normal(n)
+        t = max(self.clock) + late + transfer(since)
+        for i in range(n):
+            self.comp[name] += t - self.clock[i]
+            self.clock[i] = t
+            self.since[i] = 0.0
+
+
+def _fb(rank: dict, name: str, d: int) -> float:
+    return float(rank["components"].get(name, (0.0, 0.0))[d])
+
+
+def _experts(rank: dict, rows: float, d: int) -> float:
+    a, b = rank["expert"]["fwd" if d == 0 else "bwd"]
+    return a + b * rows if rows > 0 else 0.0
+
+
+def _run_op(t: dict, lanes: _Lanes, tr: Transport, stage: int, kind: str, replica: int, dispatch_fp8: bool) -> None:
+    """One forward (``F``) or full backward (``B``) of ``stage`` on the replica's EP ranks."""
+    d = 0 if kind == "F" else 1
+    layers = t["stages"][str(stage)]
+    first, last = stage == 0, stage == len(t["stages"]) - 1
+    R = lanes.r
+    rb_d = t["row_bytes"]["fp8" if dispatch_fp8 else "native"]
+    rb_c = t["row_bytes"]["bf16" if dispatch_fp8 else "native"]
+    ep = len(R)
+
+    def a2a(n_bytes: float, after_s: float) -> float:
+        return tr.time("all_to_all", n_bytes, after_s)
+
+    if kind == "F" and first:
+        lanes.compute("embed(F)", [_fb(x, "embed", 0) for x in R])
+    if kind == "B":
+        lanes.compute("framework", [x["bwd_start_s"] for x in R])
+        if last:
+            lanes.compute("framework", [_fb(x, "head", 1) for x in R])
+    for L in (layers if kind == "F" else list(reversed(layers))):
+        rt = t["routing"].get(str(L))
+        if kind == "F":
+            lanes.compute("attn(F)", [_fb(x, "attn", 0) for x in R])
+        if rt is None:
+            lanes.compute(f"mlp({kind})", [_fb(x, "mlp_dense", d) for x in R])
+        else:
+            rr = rt[replica]
+            send, rows = rr["send_rows"], rr["expert_rows"]
+            if ep == 1:
+                gate_name = "gate(F)" if kind == "F" else "framework"
+                lanes.compute(gate_name, [_fb(x, "gate", d) for x in R])
+                lanes.compute(f"mlp({kind})", [_experts(x, rows[i], d) for i, x in enumerate(R)])
+                lanes.compute(f"shared({kind})", [_fb(x, "shared", d) for x in R])
+            elif kind == "F":
+                lanes.compute("gate(F)", [_fb(x, "gate", 0) for x in R])
+                # counts, then row ids + local experts right after: the second one follows no compute
+                lanes.meet("layout(F)", lambda s, send=send: a2a(4 * ep, s) + a2a(_a2a_bytes(send, 8, False), 0.0))
+                lanes.meet("dispatch(F)", lambda s, send=send: a2a(_a2a_bytes(send, rb_d, False), s))
+                lanes.compute("mlp(F)", [_experts(x, rows[i], 0) for i, x in enumerate(R)])
+                lanes.meet("combine(F)", lambda s, send=send: a2a(_a2a_bytes(send, rb_c, True), s))
+                lanes.compute("shared(F)", [_fb(x, "shared", 0) for x in R])
+            else:
+                lanes.compute("shared(B)", [_fb(x, "shared", 1) for x in R])
+                lanes.meet("combine(B)", lambda s, send=send: a2a(_a2a_bytes(send, rb_c, False), s))
+                lanes.compute("mlp(B)", [_experts(x, rows[i], 1) for i, x in enumerate(R)])
+                lanes.meet("dispatch(B)", lambda s, send=send: a2a(_a2a_bytes(send, rb_c, True), s))
+                lanes.compute("framework", [_fb(x, "gate", 1) for x in R])
+        if kind == "B":
+            lanes.compute("attn(B)", [_fb(x, "attn", 1) for x in R])
+        lanes.compute("framework", [_fb(x, "glue", d) for x in R])
+    if kind == "F" and last:
+        lanes.compute("head(F)", [_fb(x, "head", 0) for x in R])
+    if kind == "B" and first:
+        lanes.compute("framework", [_fb(x, "embed", 1) for x in R])
+
+
+def _check(scn: Scenario, t: dict) -> str | None:
+    w, p = scn.workload, scn.parallel
+    if (p.pp, p.dp, p.ep) != (t["pp"], t["dp"] * t["ep"], t["ep"]):
+        return (f"layout pp={p.pp} dp={p.dp} ep={p.ep} is not the calibrated one (pp={t['pp']}, "
+                f"dp={t['dp'] * t['ep']}, ep={t['ep']}): component tables hold per-rank measurements")
+    if w.schedule != t["schedule"] or scn.microbatches != t["microbatches"]:
+        return (f"schedule {w.schedule} x {scn.microbatches} micro-batches is not the calibrated "
+                f"{t['schedule']} x {t['microbatches']}")
+    if w.micro_batch_sequences * w.seq_len != t["tokens_per_microbatch"]:
+        return (f"micro-batch of {w.micro_batch_sequences} x {w.seq_len} tokens is not the calibrated "
+                f"{t['tokens_per_microbatch']} tokens")
+    if (w.gemm_dtype == "fp8") != bool(t.get("fp8_compute")):
+        return f"gemm_dtype {w.gemm_dtype} is not the calibrated compute (fp8_compute={t.get('fp8_compute')})"
+    return None
+
+
+def simulate_measured(scn: Scenario) -> TrainingResult | Infeasible:
+    t_wall = time.perf_counter()
+    w = scn.workload
+    assert isinstance(w, TrainingWorkload) and w.component_table
+    t = load_table(w.component_table)
+    bad = _check(scn, t)
+    if bad:
+        return Infeasible(scenario=scn.name, kind="training", reason=bad)
+    tr = Transport(scn.topology)
+    pp, dp, ep = t["pp"], t["dp"], t["ep"]
+    ranks = {int(k): v for k, v in t["ranks"].items()}
+    fp8 = w.dispatch_dtype == "fp8"
+    sched = generate(w.schedule, pp, scn.microbatches)
+    act_bytes = t["tokens_per_microbatch"] * t["hidden"] * t["elt_bytes"]
+    hop = tr.time("p2p", act_bytes) if pp > 1 else 0.0
+
+    def rank_of(d: int, p: int, e: int) -> int:  # validate's layout: EP innermost, then PP, then DP
+        return (d * pp + p) * ep + e
+
+    comp: dict[str, float] = defaultdict(float)
+    end: dict[int, float] = {}
+    tail: dict[int, float] = {}  # per rank: compute since it last met the other members of its all-reduce
+    spans, makespans = {}, []
+    for d in range(dp):
+        cache: dict = {}
+
+        def chunk(p: int, a, d=d, cache=cache) -> float:
+            key = (p, str(a))
+            if key not in cache:
+                lanes = _Lanes([ranks[rank_of(d, p, e)] for e in range(ep)])
+                for o in a.ops:
+                    if o.kind != "W":
+                        _run_op(t, lanes, tr, sched.stage_of(p, o.chunk), "F" if o.kind == "F" else "B", d, fp8)
+                cache[key] = (max(lanes.clock), lanes)
+            return cache[key][0]
+
+        ex = execute(sched, chunk, p2p_latency=hop)
+        makespans.append(ex.makespan)
+        spans[d] = ex.spans
+        for p, acts in sched.actions.items():
+            busy = 0.0
+            for a in acts:
+                _, lanes = cache[(p, str(a))]
+                busy += max(lanes.clock)
+                for k, v in lanes.comp.items():
+                    comp[k] += v
+            last = cache[(p, str(acts[-1]))][1]
+            fin = ex.spans[p][-1].end
+            for e in range(ep):
+                r = rank_of(d, p, e)
+                end[r] = fin
+                tail[r] = busy if dp > 1 else last.since[e]
+            if pp > 1:
+                comp["p2p_wait"] += ep * (fin - busy)
+    # DP: every stage's ranks (all replicas and EP ranks; DualPipe: + the mirrored stage) all-reduce gradients
+    mirror = sched.layout == "bidirectional"
+    for p in range(pp):
+        if mirror and p > pp - 1 - p:
+            continue
+        peers = sorted({p, pp - 1 - p}) if mirror else [p]
+        grp = [rank_of(d, q, e) for q in peers for d in range(dp) for e in range(ep)]
+        if len(grp) < 2:
+            continue
+        cv = statistics.fmean(ranks[r]["cv"] for r in grp)
+        late = {r: end[r] + cv * tail[r] * expected_max_normal(len(grp)) for r in grp}
+        t0 = max(late.values())
+        sync = max(ranks[r]["grad_sync_s"] for r in grp)
+        for r in grp:
+            comp["allreduce_wait"] += t0 - end[r]
+            comp["allreduce"] += sync
+            end[r] = t0 + sync
+    for r, x in ranks.items():
+        comp["optim"] += x["optim_s"]
+        end[r] += x["optim_s"]
+    n = len(ranks)
+    components = {k: v / n for k, v in comp.items()}
+    step = max(end.values())
+    tokens = w.global_batch_sequences * w.seq_len
+    events = [{"rank": r, "stream": "pipeline", "name": s.category, "action": s.action, "start_s": s.start,
+               "end_s": s.end, "replica": d} for d, sp in spans.items() for r, lst in sp.items() for s in lst]
+    return TrainingResult(
+        scenario=scn.name, model=scn.model, topology=tr.name, gpu=str(t.get("device", "cpu")), n_gpus=n,
+        parallel={"pp": pp, "dp": dp * ep, "tp": 1, "ep": ep, "schedule": w.schedule,
+                  "microbatches": scn.microbatches, "micro_batch_tokens": t["tokens_per_microbatch"]},
+        step_time_s=step, breakdown_s=components, mfu=0.0, tokens_per_s=tokens / step, tokens_per_step=tokens,
+        gpu_hours_per_trillion_tokens=n * 1e12 / (tokens / step) / 3600.0, train_flops_per_token=0.0,
+        memory_per_gpu=[], link_utilisation={}, ib_utilisation=0.0, nvlink_utilisation=0.0,
+        exposed_communication_s=sum(v for k, v in components.items()
+                                    if k.startswith(("layout", "dispatch", "combine", "allreduce", "p2p"))),
+        expert_load_before=[], expert_load_after=[], expert_load_logical=[], nodes_per_token={},
+        comm={}, chunk_times_s={}, timeline={"events": events}, pipeline={"makespan_s": max(makespans)},
+        sources=(f"component table {w.component_table} ({t.get('when', '?')}, {t.get('machine', '?')})",
+                 f"topology {tr.name}: calibrated alpha-beta fits"),
+        sim_wall_s=time.perf_counter() - t_wall, step_breakdown_s={"pipeline": max(makespans)})
