@@ -79,6 +79,14 @@ def make_spec(args: argparse.Namespace, out_dir: str):
     world = args.nproc * args.nnodes
     if args.nproc <= 0 or args.nnodes <= 0:
         raise ValueError(f"--nproc ({args.nproc}) and --nnodes ({args.nnodes}) must be > 0")
+    if args.threads < 1:
+        raise ValueError(f"--threads must be >= 1, got {args.threads}")
+    if args.device == "cpu" and not args.allow_oversubscribe:
+        cores = _cpu_cores()
+        if args.nproc * args.threads > cores:
+            raise ValueError(f"--nproc {args.nproc} x --threads {args.threads} = {args.nproc * args.threads} "
+                             f"processes' threads > {cores} CPU cores of this machine (pass --allow-oversubscribe "
+                             f"to run anyway)")
     pp = args.pp
     if args.ep is None and args.dp is None:
         ep, dp = (world // pp if pp and world % pp == 0 else 0), 1
@@ -99,14 +107,6 @@ def make_spec(args: argparse.Namespace, out_dir: str):
     if stages > cfg.num_hidden_layers:
         raise ValueError(f"--pp {pp} with --schedule {args.schedule} needs {stages} pipeline stages, more than "
                          f"{cfg.name}'s {cfg.num_hidden_layers} layers")
-    if args.threads < 1:
-        raise ValueError(f"--threads must be >= 1, got {args.threads}")
-    if args.device == "cpu" and not args.allow_oversubscribe:
-        cores = _cpu_cores()
-        if args.nproc * args.threads > cores:
-            raise ValueError(f"--nproc {args.nproc} x --threads {args.threads} = {args.nproc * args.threads} "
-                             f"processes' threads > {cores} CPU cores of this machine (pass --allow-oversubscribe "
-                             f"to run anyway)")
     fault = None
     if args.fault:
         k, r, s = (args.fault.split(":") + ["0", "0"])[:3]

@@ -33,6 +33,12 @@ def test_validate_ep2_end_to_end(tmp_path, capsys):
     assert all(b[k]["dispatch(F)"] > 0 and b[k]["dispatch(B)"] > 0 for k in ("0", "1"))
     assert (tmp_path / "run" / "trace_rank0.json").exists() and (tmp_path / "run" / "validation.json").exists()
     assert (tmp_path / "run" / "local-cpu.calibrated.yaml").exists()
+    # the prediction is dsv3sim run's on the scenario file validate wrote (same step model, same numbers)
+    assert r["scenario_path"] == str(tmp_path / "run" / "scenario.py")
+    assert main(["run", r["scenario_path"], "--json", "-"]) == 0
+    sim = json.loads(capsys.readouterr().out)
+    assert sim["step_time_s"] == pytest.approx(r["predicted_step_s"], rel=1e-12)
+    assert {"framework", "allreduce_wait", "allreduce"} <= set(sim["breakdown_s"])
     html = rep.read_text()
     assert "Validation" in html and "step time" in html
 

@@ -19,5 +19,11 @@ def test_sim_p2p_on_calibrated_topology_equals_fit(tmp_path):
     topo = load_topology(str(path))
     for n in (1e3, 1e5, 4e6):
         assert simulate_collective(topo, "p2p", [0, 1], n).time_s == pytest.approx(fit.time(n), rel=1e-9)
-    with pytest.raises(ValueError, match="no p2p fit"):
-        calibrated_topology({}, world=1, when="test")
+    # one process: no transport to fit, the link stays the base file's (marked so); collectives ride along
+    one = calibrated_topology({"all_reduce": fit.to_dict()}, world=1, when="test")
+    assert "calibrated: true" not in str(one["scale_up"].get("note"))
+    assert one["collectives"]["all_reduce"]["bandwidth_GBps"] == pytest.approx(1.7)
+    from dsv3sim.config.topology import load_topology_config
+
+    cfg = load_topology_config(str(write_topology(one, tmp_path / "one.yaml")))
+    assert cfg.collectives == (("all_reduce", pytest.approx(180e-6), pytest.approx(1.7e9)),)

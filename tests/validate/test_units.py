@@ -93,6 +93,30 @@ def test_spec_validation_messages():
     assert RunSpec.from_json(s.to_json()) == s
 
 
+@pytest.mark.parametrize(("argv", "flag"), [
+    (["--nproc", "64"], "--nproc 64 x --threads 1 = 64"),
+    (["--nproc", "2", "--threads", "8"], "--threads 8"),
+    (["--nproc", "2", "--ep", "4", "--dp", "1"], "must equal"),
+    (["--nproc", "3", "--ep", "3", "--allow-oversubscribe"], "divisible by --ep"),
+    (["--nproc", "2", "--pp", "2", "--schedule", "dualpipev", "--model", "tiny"], None),
+    (["--nproc", "2", "--pp", "8", "--ep", "1", "--dp", "1", "--allow-oversubscribe"], "--pp 8"),
+])
+def test_layouts_the_machine_cannot_run_are_refused_before_launch(argv, flag, capsys, monkeypatch):
+    """One line naming the flag, exit 2, nothing launched (a launch would fail this test: no torchrun here)."""
+    import dsv3sim.commands.validate as V
+    from dsv3sim.cli import main
+
+    monkeypatch.setattr(V, "_cpu_cores", lambda: 2)
+    monkeypatch.setattr("dsv3sim.validate.launch.launch", lambda *a, **k: (_ for _ in ()).throw(AssertionError))
+    if flag is None:  # dualpipev: 2 x pp = 4 stages of tiny's 4 layers is fine -> it would launch
+        with pytest.raises(AssertionError):
+            main(["validate", *argv])
+        return
+    assert main(["validate", "--model", "tiny", *argv]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and flag in err[0], err
+
+
 def _r(rank, state, phase="compute", step=1, err=""):
     return RankReport(rank=rank, state=state, phase=phase, step=step, t_wall=float(rank), error=err)
 

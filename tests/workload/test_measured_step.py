@@ -1,0 +1,117 @@
+"""The step model over a measured component table (workload/measured_step.py) against closed forms."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+
+from dsv3sim.config.scenario import ParallelDims, Scenario, TrainingWorkload
+from dsv3sim.workload import simulate
+from dsv3sim.workload.deepep_overheads import expected_max_normal
+from dsv3sim.workload.measured_step import FORMAT, VERSION
+
+MS = 1e-3
+
+
+def _rank(attn=(1, 2), mlp=(1, 2), cv=0.0, grad_sync=0.0, expert=((0.0, 1e-5), (0.0, 2e-5)), glue=(0.0, 0.0)):
+    return {"components": {"attn": [attn[0] * MS, attn[1] * MS], "mlp_dense": [mlp[0] * MS, mlp[1] * MS],
+                           "embed": [0, 0], "head": [0, 0], "gate": [0, 0], "shared": [0, 0],
+                           "glue": [glue[0] * MS, glue[1] * MS]},
+            "expert": {"fwd": list(expert[0]), "bwd": list(expert[1])}, "bwd_start_s": 0.0, "optim_s": 0.0,
+            "grad_sync_s": grad_sync, "cv": cv}
+
+
+def _write(tmp_path, *, pp=1, ep=1, dp=1, nmb=1, ranks=None, stages=None, routing=None, a2a=None, p2p_us=0.0):
+    table = {"format": FORMAT, "version": VERSION, "pp": pp, "ep": ep, "dp": dp, "schedule": "1f1b",
+             "microbatches": nmb, "tokens_per_microbatch": 8, "hidden": 16, "elt_bytes": 4, "fp8_compute": False,
+             "row_bytes": {"fp8": 20, "bf16": 32, "native": 64}, "stages": stages or {"0": [0]},
+             "routing": routing or {}, "ranks": {str(r): v for r, v in (ranks or {0: _rank()}).items()}}
+    (tmp_path / "t.json").write_text(json.dumps(table))
+    topo = {"name": "t", "gpu": "cpu", "n_nodes": 1, "gpus_per_node": max(pp * ep * dp, 2),
+            "scale_up": {"kind": "shm", "bandwidth_GBps": 1e6, "latency_us": p2p_us / 2},
+            "collectives": a2a or {"all_to_all": {"latency_us": 0.0, "bandwidth_GBps": 1e6}}}
+    (tmp_path / "t.yaml").write_text(yaml.safe_dump(topo))
+    return Scenario(name="t", model="tiny", topology=str(tmp_path / "t.yaml"),
+                    parallel=ParallelDims(pp=pp, dp=dp * ep, ep=ep),
+                    workload=TrainingWorkload(global_batch_sequences=nmb * dp * ep, seq_len=8, micro_batch_sequences=1,
+                                              schedule="1f1b", gemm_dtype="bf16", dispatch_dtype="bf16",
+                                              node_limit=None, zero1=False, component_table=str(tmp_path / "t.json")))
+
+
+def test_1f1b_closed_form_with_p2p(tmp_path):
+    """Two stages of one dense layer, forward 2 ms and backward 4 ms per stage: 1F1B over m micro-batches
+    takes (m + pp - 1) * (F + B) without hops (Narayanan et al. SC'21 §2.2); p2p hops add at least one
+    forward and one backward hop and at most one of each per micro-batch."""
+    m, hop = 4, 0.5 * MS
+    kw = {"pp": 2, "nmb": m, "stages": {"0": [0], "1": [1]}, "ranks": {0: _rank(), 1: _rank()}}
+    r0 = simulate(_write(tmp_path, **kw))
+    assert r0.step_time_s == pytest.approx((m + 1) * 6 * MS, rel=1e-9)
+    # idle per rank until its own end: rank 0 waits (pp - 1)(F + B) = 6 ms for the last stage's backwards,
+    # rank 1 one forward (2 ms) for its first input; mean 4 ms
+    assert r0.breakdown_s["p2p_wait"] == pytest.approx(4 * MS, rel=1e-9)
+    r = simulate(_write(tmp_path, p2p_us=hop * 1e6, **kw))
+    assert r0.step_time_s + 2 * hop - 1e-12 <= r.step_time_s <= r0.step_time_s + 2 * m * hop + 1e-12
+
+
+def test_ep_lockstep_waits_for_the_slowest_and_expected_lateness(tmp_path):
+    """EP=2, one MoE layer: every all-to-all waits for the slower rank; with cv > 0 it also waits
+    cv x (compute since the last meeting) x E[max of 2 N(0,1)]."""
+    routing = {"0": [{"send_rows": [[0, 0], [0, 0]], "expert_rows": [100, 100]}]}
+    fast, slow = _rank(attn=(1, 1)), _rank(attn=(3, 1))
+    scn = _write(tmp_path, ep=2, ranks={0: fast, 1: slow}, routing=routing)
+    r0 = simulate(scn)
+    # forward: attn (max 3 ms) | layout | dispatch | experts 1 ms | combine ; backward: experts 2 ms, attn 1 ms
+    assert r0.step_time_s == pytest.approx(3 * MS + 1 * MS + 2 * MS + 1 * MS, rel=1e-9)
+    assert r0.breakdown_s["layout(F)"] == pytest.approx(1 * MS, rel=1e-9)  # rank 0 waited 2 ms: mean 1 ms
+    cv = 0.2
+    r1 = simulate(_write(tmp_path, ep=2, ranks={0: dict(fast, cv=cv), 1: dict(slow, cv=cv)}, routing=routing))
+    e = expected_max_normal(2)
+    # mean compute before layout (2), combine(F) (1), dispatch(B) (2), and before the gradient all-reduce the
+    # two EP ranks meet in after the backward's attention (1)
+    late = cv * e * (2 * MS + 1 * MS + 2 * MS + 1 * MS)
+    assert r1.step_time_s == pytest.approx(r0.step_time_s + late, rel=1e-9)
+
+
+def test_all_to_all_fit_follows_the_compute_gap(tmp_path):
+    """The all-to-all after a compute gap g: linear between the calibrated gaps; the dispatch right after
+    the layout exchange pays the no-gap fit."""
+    routing = {"0": [{"send_rows": [[0, 0], [0, 0]], "expert_rows": [0, 0]}]}
+    a2a = {"all_to_all@0": {"latency_us": 100.0, "bandwidth_GBps": 1e6},
+           "all_to_all@2000": {"latency_us": 2100.0, "bandwidth_GBps": 1e6},
+           "all_to_all": {"latency_us": 2100.0, "bandwidth_GBps": 1e6}}
+    r = _rank(attn=(1, 0))
+    res = simulate(_write(tmp_path, ep=2, ranks={0: r, 1: r}, routing=routing, a2a=a2a))
+    # layout: after 1 ms of attention -> 1100 us, then the ids right after -> 100 us; dispatch -> 100 us;
+    # combine(F) after 0 ms of experts -> 100 us; backward: combine(B), dispatch(B) after 0 compute -> 100 us each
+    assert res.breakdown_s["layout(F)"] == pytest.approx(1.2 * MS, rel=1e-9)
+    assert res.breakdown_s["dispatch(F)"] == pytest.approx(0.1 * MS, rel=1e-9)
+    assert res.step_time_s == pytest.approx(1 * MS + 1.2 * MS + 4 * 0.1 * MS, rel=1e-9)
+
+
+def test_dp_allreduce_waits_for_the_late_replica(tmp_path):
+    """Two DP replicas never meet before the gradient all-reduce: each is late by cv x its step compute."""
+    cv, gs = 0.1, 0.5 * MS
+    scn = _write(tmp_path, dp=2, ranks={0: _rank(cv=cv, grad_sync=gs), 1: _rank(cv=cv, grad_sync=gs)})
+    r = simulate(scn)
+    pipe = 6 * MS
+    assert r.step_time_s == pytest.approx(pipe * (1 + cv * expected_max_normal(2)) + gs, rel=1e-9)
+    assert r.breakdown_s["allreduce_wait"] == pytest.approx(pipe * cv * expected_max_normal(2), rel=1e-9)
+    assert r.breakdown_s["allreduce"] == pytest.approx(gs)
+
+
+def test_framework_glue_per_layer_and_pass(tmp_path):
+    scn = _write(tmp_path, ranks={0: _rank(glue=(0.25, 0.5))}, stages={"0": [0, 1]})
+    r = simulate(scn)
+    assert r.breakdown_s["framework"] == pytest.approx(2 * 0.75 * MS)
+    assert r.step_time_s == pytest.approx(2 * 6 * MS + 1.5 * MS)
+
+
+def test_mismatched_layout_is_infeasible_and_bad_table_is_refused(tmp_path):
+    scn = _write(tmp_path)
+    other = scn.with_(parallel={"pp": 1, "dp": 2, "ep": 1}, workload={"global_batch_sequences": 2})
+    assert "not the calibrated one" in simulate(other).reason
+    (tmp_path / "t.json").write_text(json.dumps({"format": "something else"}))
+    with pytest.raises(ValueError, match="component_table"):
+        simulate(scn)
