@@ -1,7 +1,7 @@
 """Measured vs predicted: the result JSON of ``dsv3sim validate``.
 
 Step time: the run's step k takes max over ranks of (end - start) of that step; ``measured_step_s`` is the
-median over measured steps; ``predicted_step_s`` the median over the same steps' replays (``predict.py``);
+median over measured steps; ``predicted_step_s`` the step model's step (``prediction.py``);
 ``error`` = (predicted - measured) / measured. Components: per step, mean over ranks, summed over layers and
 micro-batches. Backward of gate, head and embedding is not timed separately in the run; it is inside
 ``other`` (step - timed spans) there, and ``other`` on the predicted side is the step model's ``framework``

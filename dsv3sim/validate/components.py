@@ -2,7 +2,7 @@
 
 Run in the calibration phase (same processes as the validation run, so the same cores and contention), on
 synthetic inputs at the run's shapes, with the modules the run executes (``parts.build``); no communication.
-These times, the calibrated transport and the run's routing are all the predictor (``predict.py``) uses.
+These times, the calibrated transport and the run's routing are all the prediction uses (``component_table.py``).
 
 Per component: the forward and backward samples (``F_s``/``B_s``; routed experts: the fit and the samples'
 spread ``F_rel``/``B_rel``), which the predictor pools over probes and resamples: on a shared CPU the ranks are preempted at random, and each
