@@ -146,7 +146,7 @@ def repredict(path: Path) -> int:
         rows.append(dict(c, predicted_step_s=r["predicted_step_s"], error=r["error"], components=r["components"]))
         print(f"{c['model']:10s} {c['layout']:16s} {r['measured_step_s'] * 1e3:12.2f} "
               f"{r['predicted_step_s'] * 1e3:13.2f} {r['error'] * 100:+7.1f}%", flush=True)
-    write(rows, path, old.get("steps", 0))
+    write(rows, path, old.get("steps", 0), " ".join(sys.argv[1:]))
     return 0
 
 

@@ -20,13 +20,14 @@ Composition:
   weight gradients with the input gradients).
 * one chunk on one pipeline rank: every EP rank of the replica runs the chunk's layers in lockstep; at each
   all-to-all (layout, dispatch, combine) all EP ranks meet: the all-to-all starts at the latest rank's clock
-  plus the expected lateness of the slowest of n jittering ranks, cv x (compute since the last meeting) x
-  E[max of n N(0,1)] (order statistics, Blom's approximation), and costs the all_to_all fit on the largest
+  plus the expected lateness of the slowest of n jittering ranks, sigma x E[max of n N(0,1)] (order
+  statistics, Blom's approximation), sigma = cv x sqrt(sum of the squared component times since the last
+  meeting) (each component call an independent sample of its profiled spread: variances add), and costs the all_to_all fit on the largest
   off-rank bytes any rank sends or receives; the fit is the one calibrated after as much compute as the ranks
   did since their previous collective (a rank whose communication thread slept longer pays a longer wake-up;
   the dispatch follows the layout exchange with none).
 * ``allreduce``: the calibrated gradient all-reduce; ``allreduce_wait``: the members arrive at their own
-  pipeline ends, and each arrives late by its jitter since the last point it met the others: cv x that
+  pipeline ends, and each arrives late by its jitter since the last point it met the others: sigma of that
   compute x E[max of n N(0,1)] (DP replicas never meet before it: their whole step; EP ranks: the last
   chunk's compute after its last all-to-all).
 * ``optim``: the measured optimizer step. ``framework``: per layer and pass the glue the calibration measured
@@ -42,6 +43,7 @@ interference, the production element-wise kernels, ZeRO-1 (a CPU run all-reduces
 from __future__ import annotations
 
 import json
+import math
 import statistics
 import time
 from collections import defaultdict
@@ -126,31 +128,36 @@ def _a2a_bytes(send: list[list[float]], row_bytes: float, reverse: bool) -> floa
 
 
 class _Lanes:
-    """The EP ranks of one (replica, pipeline rank) running one chunk in lockstep: per-rank clocks from 0."""
+    """The EP ranks of one (replica, pipeline rank) running one chunk in lockstep: per-rank clocks from 0.
+    Jitter: each component call is one sample of its profiled spread, independent of the others, so the
+    spread of a stretch of compute is cv x sqrt(sum of its components' squared times) (variances add)."""
 
     def __init__(self, ranks: list[dict]) -> None:
         self.r = ranks
         self.clock = [0.0] * len(ranks)
         self.since = [0.0] * len(ranks)  # compute since the last all-to-all
+        self.since_sq = [0.0] * len(ranks)  # sum of squared component times since then
+        self.sq = [0.0] * len(ranks)  # ... over the whole chunk
         self.comp: dict[str, float] = defaultdict(float)  # summed over lanes
 
     def compute(self, name: str, durs: list[float]) -> None:
         for i, d in enumerate(durs):
             self.clock[i] += d
             self.since[i] += d
+            self.since_sq[i] += d * d
+            self.sq[i] += d * d
             self.comp[name] += d
 
     def meet(self, name: str, transfer) -> None:
         """All ranks meet in a collective; ``transfer(after_s)`` is its time after that much compute."""
         n = len(self.r)
         cv = statistics.fmean(x["cv"] for x in self.r)
-        since = statistics.fmean(self.since)
-        late = cv * since * expected_max_normal(n)
-        t = max(self.clock) + late + transfer(since)
+        late = cv * math.sqrt(statistics.fmean(self.since_sq)) * expected_max_normal(n)
+        t = max(self.clock) + late + transfer(statistics.fmean(self.since))
         for i in range(n):
             self.comp[name] += t - self.clock[i]
             self.clock[i] = t
-            self.since[i] = 0.0
+            self.since[i] = self.since_sq[i] = 0.0
 
 
 def _fb(rank: dict, name: str, d: int) -> float:
@@ -255,7 +262,7 @@ def simulate_measured(scn: Scenario) -> TrainingResult | Infeasible:
 
     comp: dict[str, float] = defaultdict(float)
     end: dict[int, float] = {}
-    tail: dict[int, float] = {}  # per rank: compute since it last met the other members of its all-reduce
+    tail: dict[int, float] = {}  # per rank: sum of squared component times since it last met the all-reduce members
     spans, makespans = {}, []
     for d in range(dp):
         cache: dict = {}
@@ -275,9 +282,11 @@ def simulate_measured(scn: Scenario) -> TrainingResult | Infeasible:
         spans[d] = ex.spans
         for p, acts in sched.actions.items():
             busy = 0.0
+            sq = [0.0] * ep
             for a in acts:
                 _, lanes = cache[(p, str(a))]
                 busy += max(lanes.clock)
+                sq = [x + y for x, y in zip(sq, lanes.sq)]
                 for k, v in lanes.comp.items():
                     comp[k] += v
             last = cache[(p, str(acts[-1]))][1]
@@ -285,7 +294,7 @@ def simulate_measured(scn: Scenario) -> TrainingResult | Infeasible:
             for e in range(ep):
                 r = rank_of(d, p, e)
                 end[r] = fin
-                tail[r] = busy if dp > 1 else last.since[e]
+                tail[r] = sq[e] if dp > 1 else last.since_sq[e]
             if pp > 1:
                 comp["p2p_wait"] += ep * (fin - busy)
     # DP: every stage's ranks (all replicas and EP ranks; DualPipe: + the mirrored stage) all-reduce gradients
@@ -298,7 +307,7 @@ def simulate_measured(scn: Scenario) -> TrainingResult | Infeasible:
         if len(grp) < 2:
             continue
         cv = statistics.fmean(ranks[r]["cv"] for r in grp)
-        late = {r: end[r] + cv * tail[r] * expected_max_normal(len(grp)) for r in grp}
+        late = {r: end[r] + cv * math.sqrt(tail[r]) * expected_max_normal(len(grp)) for r in grp}
         t0 = max(late.values())
         sync = max(ranks[r]["grad_sync_s"] for r in grp)
         for r in grp:

@@ -57,7 +57,7 @@ def test_1f1b_closed_form_with_p2p(tmp_path):
 
 def test_ep_lockstep_waits_for_the_slowest_and_expected_lateness(tmp_path):
     """EP=2, one MoE layer: every all-to-all waits for the slower rank; with cv > 0 it also waits
-    cv x (compute since the last meeting) x E[max of 2 N(0,1)]."""
+    cv x sqrt(sum of squared component times since the last meeting) x E[max of 2 N(0,1)]."""
     routing = {"0": [{"send_rows": [[0, 0], [0, 0]], "expert_rows": [100, 100]}]}
     fast, slow = _rank(attn=(1, 1)), _rank(attn=(3, 1))
     scn = _write(tmp_path, ep=2, ranks={0: fast, 1: slow}, routing=routing)
@@ -68,9 +68,9 @@ def test_ep_lockstep_waits_for_the_slowest_and_expected_lateness(tmp_path):
     cv = 0.2
     r1 = simulate(_write(tmp_path, ep=2, ranks={0: dict(fast, cv=cv), 1: dict(slow, cv=cv)}, routing=routing))
     e = expected_max_normal(2)
-    # mean compute before layout (2), combine(F) (1), dispatch(B) (2), and before the gradient all-reduce the
-    # two EP ranks meet in after the backward's attention (1)
-    late = cv * e * (2 * MS + 1 * MS + 2 * MS + 1 * MS)
+    # before layout: attention 1 or 3 ms (mean square 5), combine(F): experts 1 ms, dispatch(B): experts 2 ms,
+    # the gradient all-reduce the two EP ranks meet in after the backward's attention: 1 ms
+    late = cv * e * (5 ** 0.5 + 1 + 2 + 1) * MS
     assert r1.step_time_s == pytest.approx(r0.step_time_s + late, rel=1e-9)
 
 
@@ -91,13 +91,15 @@ def test_all_to_all_fit_follows_the_compute_gap(tmp_path):
 
 
 def test_dp_allreduce_waits_for_the_late_replica(tmp_path):
-    """Two DP replicas never meet before the gradient all-reduce: each is late by cv x its step compute."""
+    """Two DP replicas never meet before the gradient all-reduce: each is late by the spread of its whole
+    step's compute, cv x sqrt(sum of squared component times) (attention 1 + 2 ms, FFN 1 + 2 ms)."""
     cv, gs = 0.1, 0.5 * MS
     scn = _write(tmp_path, dp=2, ranks={0: _rank(cv=cv, grad_sync=gs), 1: _rank(cv=cv, grad_sync=gs)})
     r = simulate(scn)
     pipe = 6 * MS
-    assert r.step_time_s == pytest.approx(pipe * (1 + cv * expected_max_normal(2)) + gs, rel=1e-9)
-    assert r.breakdown_s["allreduce_wait"] == pytest.approx(pipe * cv * expected_max_normal(2), rel=1e-9)
+    sigma = cv * (1 + 4 + 1 + 4) ** 0.5 * MS
+    assert r.step_time_s == pytest.approx(pipe + sigma * expected_max_normal(2) + gs, rel=1e-9)
+    assert r.breakdown_s["allreduce_wait"] == pytest.approx(sigma * expected_max_normal(2), rel=1e-9)
     assert r.breakdown_s["allreduce"] == pytest.approx(gs)
 
 
