@@ -53,7 +53,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "ranks then time-share cores and the measurement is of the OS scheduler)")
     p.add_argument("--timeout", type=float, default=600.0, help="wall-clock limit of the job, s")
     p.add_argument("--collective-timeout", type=float, default=60.0, help="limit of any one collective, s")
-    p.add_argument("--samples", type=int, default=64, help=argparse.SUPPRESS)  # accepted, unused: the step model is analytic in its jitter
     p.add_argument("--calib-sizes", default="1024,16384,131072,1048576,4194304",
                    help="transport sweep message sizes, bytes, comma-separated")
     p.add_argument("--calib-iters", type=int, default=10, help="iterations per transport size")

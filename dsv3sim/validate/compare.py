@@ -79,8 +79,7 @@ def build_result(spec, train: list[dict], calib: list[dict], pred: dict, *, out_
         "predicted_step_s": pstep,
         "error": (pstep - meas) / meas,
         "measured_steps_s": steps,
-        "predicted_steps_s": pred["predicted_steps_s"],
-        "predicted_step_s_no_jitter": pred["predicted_step_s_no_jitter"],
+        "predicted_steps_s": [pstep] * len(steps),  # one step model: the same prediction for every measured step
         "components": comps,
         "predicted_components_s": dict(pred["components_mean_over_ranks"]),
         "scenario_path": pred["scenario_path"],

@@ -13,7 +13,7 @@ import pytest
 from dsv3sim.cli import main
 
 QUICK = ["--model", "tiny", "--nproc", "2", "--seq-len", "16", "--calib-sizes", "1024,262144",
-         "--calib-iters", "2", "--profile-reps", "2", "--samples", "4", "--timeout", "240", "--collective-timeout", "30"]
+         "--calib-iters", "2", "--profile-reps", "2", "--timeout", "240", "--collective-timeout", "30"]
 
 
 def test_validate_ep2_end_to_end(tmp_path, capsys):
