@@ -2,7 +2,7 @@
 or MoE gate + experts + shared experts), head.
 
 Source of the modules: ``dsv3sim.nn.transformer.Transformer`` (the project's model, built on the meta device
-so that only the pieces a rank keeps are ever allocated — ``nn_adapter.py``) when it is importable, else a
+so that only the pieces a rank keeps are ever allocated — ``nn_adapter.py``) for MLA models; for the others a
 compact stand-in with the same shapes and FLOPs (``fallback``): MLA with low-rank Q and KV (DeepSeek-V2
 §2.1, decoupled RoPE dims), SwiGLU FFN/experts, sigmoid/softmax gate with bias. Which one was used is
 recorded in the result (``model_source``) so the comparison states it. MTP modules are not part of the
@@ -49,12 +49,10 @@ class ModelParts:
 def build(cfg, seed: int, fp8: bool = False) -> ModelParts:
     """``fp8``: FP8 compute in every FP8-capable linear and the routed experts (dsv3sim.nn's ``fp8`` flags; the
     embedding, head and gate stay high precision, V3 §3.3.1). The fallback (non-MLA) model has no FP8 path."""
+    from dsv3sim.validate.nn_adapter import from_nn
+
     torch.manual_seed(seed)
-    try:
-        from dsv3sim.validate.nn_adapter import from_nn
-        parts = from_nn(cfg, fp8=fp8)
-    except ImportError:
-        parts = None
+    parts = from_nn(cfg, fp8=fp8)  # None: not an MLA model (the stand-in below runs its shapes)
     if parts is None and fp8:
         raise ValueError(f"FP8 compute needs an MLA model built by dsv3sim.nn; {cfg.name} is not")
     return parts if parts is not None else fallback(cfg)

@@ -7,8 +7,6 @@ to back here). The real run does the full backward at ``B``/``BW`` and treats ``
 computes weight grads with input grads); the predictor does the same, so the comparison is like for like.
 Layouts: linear (1F1B, ZB1P), bidirectional (DualPipe: chunk 1 = reverse pipeline, its micro-batches are
 distinct), v (DualPipeV: 2P stages). A flow's path lists its (rank, chunk) positions in stage order.
-
-Without ``dsv3sim.parallel`` a built-in 1F1B (PipeDream-flush; Narayanan et al., SC'21 §2.2) is used.
 """
 
 from __future__ import annotations
@@ -77,46 +75,16 @@ class Plan:
         return sorted({self.stage_of(rank, a.chunk) for it in self.actions[rank] for a in parse(it)})
 
 
-def one_f_one_b(pp: int, microbatches: int) -> dict[int, list[str]]:
-    out: dict[int, list[str]] = {}
-    for s in range(pp):
-        warm = min(pp - 1 - s, microbatches)
-        acts = [f"F0.{m}" for m in range(warm)]
-        f, b = warm, 0
-        while f < microbatches:
-            acts += [f"F0.{f}", f"BW0.{b}"]
-            f, b = f + 1, b + 1
-        acts += [f"BW0.{m}" for m in range(b, microbatches)]
-        out[s] = acts
-    return out
-
-
 def plan(name: str, pp: int, microbatches: int) -> Plan:
     if pp < 1 or microbatches < 1:
         raise ValueError(f"pipeline needs pp >= 1 and microbatches >= 1, got pp={pp} microbatches={microbatches}")
-    try:
-        sched = _from_parallel(name, pp, microbatches)
-    except ImportError:
-        sched = None
-    if sched is not None:
-        lists = {int(r): [str(a) for a in v] for r, v in sched.actions.items()}
-        return Plan(name=name, pp=pp, microbatches=microbatches, layout=sched.layout, actions=lists,
-                    source=f"dsv3sim.parallel ({name})")
-    if name != "1f1b":
-        raise ValueError(f"schedule {name!r} needs dsv3sim.parallel, which is not importable; use 1f1b")
-    return Plan(name=name, pp=pp, microbatches=microbatches, layout="linear", actions=one_f_one_b(pp, microbatches),
-                source="validate.schedule.one_f_one_b (dsv3sim.parallel not importable)")
+    sched = _from_parallel(name, pp, microbatches)
+    lists = {int(r): [str(a) for a in v] for r, v in sched.actions.items()}
+    return Plan(name=name, pp=pp, microbatches=microbatches, layout=sched.layout, actions=lists,
+                source=f"dsv3sim.parallel ({name})")
 
 
 def _from_parallel(name: str, pp: int, microbatches: int):
-    import dsv3sim.parallel as par
-    gen = getattr(par, "generate", None)
-    if gen is not None:
-        return gen(name, pp, microbatches)
-    from dsv3sim.parallel.dualpipe import dualpipe, dualpipev
-    from dsv3sim.parallel.linear import one_f_one_b as p1f1b
-    from dsv3sim.parallel.linear import zb1p
-    table = {"1f1b": p1f1b, "zb1p": zb1p, "dualpipe": dualpipe, "dualpipev": dualpipev}
-    if name not in table:
-        raise ValueError(f"unknown schedule {name!r}; known: {', '.join(table)}")
-    return table[name](pp, microbatches)
+    from dsv3sim.parallel import generate
+
+    return generate(name, pp, microbatches)

@@ -12,7 +12,7 @@ from dsv3sim.validate.calibrate import AlphaBeta, fit
 from dsv3sim.validate.ep import decode, encode, route, row_bytes
 from dsv3sim.validate.launch import diagnose, parse_torchrun_failures
 from dsv3sim.validate.layout import Coord, coord, rank_of, stage_layers
-from dsv3sim.validate.schedule import one_f_one_b, parse, plan
+from dsv3sim.validate.schedule import parse, plan
 from dsv3sim.validate.spec import Fault, RunSpec
 from dsv3sim.validate.status import RankReport
 
@@ -67,9 +67,10 @@ def test_layout_roundtrip_and_stage_split():
         stage_layers(2, 3)
 
 
-def test_fallback_1f1b_matches_parallel_and_parse():
+def test_1f1b_plan_and_parse():
     p = plan("1f1b", 3, 6)
-    assert p.actions == one_f_one_b(3, 6)  # two generators of the same schedule agree
+    # PipeDream-flush (Narayanan et al., SC'21 §2.2): the last stage alternates from the start
+    assert p.actions[2][:4] == ["F0.0", "BW0.0", "F0.1", "BW0.1"] and len(p.actions[0]) == 12
     assert [a.kind for a in parse("F0.9&BW1.2")] == ["F", "BW"]
     with pytest.raises(ValueError, match="bad pipeline action"):
         parse("X0.1")
