@@ -9,6 +9,7 @@ Modules are discovered, so adding a command never edits this file. Bad user inpu
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import os
 import pkgutil
@@ -35,6 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
                                 epilog="`dsv3sim` alone runs the default job (`dsv3sim run`); "
                                        "`dsv3sim COMMAND --help` lists a command's flags.")
     p.add_argument("--version", action="version", version=f"dsv3sim {dsv3sim.__version__}")
+    p.add_argument("--limit", action="append", default=[], metavar="NAME=N",
+                   help="raise a size limit for this run (names and defaults: dsv3sim/config/checks.py)")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     for name, m in _command_modules().items():
         sp = sub.add_parser(name, help=m.HELP, description=getattr(m, "DESCRIPTION", m.HELP),
@@ -54,16 +57,38 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 0
     try:
-        return int(args._run(args) or 0)
+        with _limits(args.limit):
+            return int(args._run(args) or 0)
     except ValueError as e:  # user input: one clear line, no traceback
-        print(f"dsv3sim {args.command}: error: {e}", file=sys.stderr)
-        return 2
-    except FileNotFoundError as e:
         print(f"dsv3sim {args.command}: error: {e}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # `dsv3sim ... | head`: the reader left; no traceback (Python docs, signal note)
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except OSError as e:  # a path the user gave: missing, a directory, not writable
+        where = f": {e.filename!r}" if getattr(e, "filename", None) else ""
+        print(f"dsv3sim {args.command}: error: {e.strerror or e}{where}", file=sys.stderr)
+        return 2
+
+
+@contextlib.contextmanager
+def _limits(specs: list[str]):
+    """``--limit NAME=N`` raises size limits (dsv3sim.config.checks) for this call only."""
+    if not specs:
+        yield
+        return
+    from dsv3sim.config.checks import LIMITS_ENV, parse_limits
+
+    old = os.environ.get(LIMITS_ENV)
+    merged = {**parse_limits(old or ""), **parse_limits(",".join(specs))}
+    os.environ[LIMITS_ENV] = ",".join(f"{k}={v}" for k, v in merged.items())
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop(LIMITS_ENV, None)
+        else:
+            os.environ[LIMITS_ENV] = old
 
 
 if __name__ == "__main__":

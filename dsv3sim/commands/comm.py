@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from dsv3sim.commands import _args as A
 from dsv3sim.sim.collectives import simulate_collective
 from dsv3sim.sim.deepep import LL_TRANSPORTS, ep_counts, ll_link_bound, token_bytes, tpot_limit
 from dsv3sim.sim.ep_run import simulate_ep
@@ -40,20 +41,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--mode", default="normal", choices=("normal", "low-latency"), help="DeepEP kernels (EP kinds)")
     p.add_argument("--ll-transport", default=None, choices=LL_TRANSPORTS,
                    help="low-latency mode inside a node: nvlink (default) or rdma (pure RDMA, DeepEP Feb 2025)")
-    p.add_argument("--layers", type=int, default=61, help="tpot-limit: layers per token (DeepSeek-V3: 61)")
-    p.add_argument("--ep", type=int, required=True, help="ranks per group (EP degree, or collective size)")
-    p.add_argument("--tokens-per-rank", type=int, default=4096)
-    p.add_argument("--hidden", type=int, default=7168)
-    p.add_argument("--topk", type=int, default=8)
-    p.add_argument("--experts", type=int, default=256, help="routed experts (EP kinds)")
-    p.add_argument("--max-nodes", type=int, default=None, help="node limit M per token (DeepSeek-V3: 4)")
+    p.add_argument("--layers", type=A.pos_int, default=61, help="tpot-limit: layers per token (DeepSeek-V3: 61)")
+    p.add_argument("--ep", type=A.pos_int, required=True, help="ranks per group (EP degree, or collective size)")
+    p.add_argument("--tokens-per-rank", type=A.pos_int, default=4096)
+    p.add_argument("--hidden", type=A.pos_int, default=7168)
+    p.add_argument("--topk", type=A.pos_int, default=8)
+    p.add_argument("--experts", type=A.pos_int, default=256, help="routed experts (EP kinds)")
+    p.add_argument("--max-nodes", type=A.pos_int, default=None, help="node limit M per token (DeepSeek-V3: 4)")
     p.add_argument("--dtype", default="fp8", choices=("fp8", "bf16"), help="dispatch payload (combine is BF16)")
     p.add_argument("--trace", default=None, help="routing trace: dsv3sim .npz trace or any array of expert ids")
     p.add_argument("--algorithm", default="ring", choices=("ring", "tree"), help="all-reduce algorithm")
-    p.add_argument("--chunks", type=int, default=8, help="relay pipeline chunks (normal mode) / tree chunks")
-    p.add_argument("--groups", type=int, default=None, help="EP groups to run (default: fill the cluster)")
+    p.add_argument("--chunks", type=A.pos_int, default=8, help="relay pipeline chunks (normal mode) / tree chunks")
+    p.add_argument("--groups", type=A.pos_int, default=None, help="EP groups to run (default: fill the cluster)")
     p.add_argument("--no-reduce", action="store_true", help="simulate every group even when reduction is exact")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=A.seed, default=0)
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
 

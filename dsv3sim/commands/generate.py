@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from dsv3sim.commands import _args as A
 from dsv3sim.config import load_model_config
 
 NAME = "generate"
@@ -20,12 +21,12 @@ DESCRIPTION = __doc__
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("config", help="HF config.json path, or a name from model/ (e.g. tiny)")
     p.add_argument("--checkpoint", default=None, help="safetensors checkpoint (HF names); random weights if absent")
-    p.add_argument("--tokens", type=int, default=64, help="tokens to generate (default 64)")
+    p.add_argument("--tokens", type=A.pos_int, default=64, help="tokens to generate (default 64)")
     p.add_argument("--speculative", choices=("mtp",), default=None, help="MTP speculative decoding")
     p.add_argument("--prompt", default=None, help="prompt text (default: 32 tokens of held-out text)")
-    p.add_argument("--device", default="cpu", help="torch device (default cpu)")
-    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", type=A.device, default="cpu", help="torch device (default cpu)")
+    p.add_argument("--threads", type=A.threads, default=1, help="torch CPU threads (default 1)")
+    p.add_argument("--seed", type=A.seed, default=0)
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
 

@@ -17,6 +17,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from dsv3sim.commands import _args as A
+
 NAME = "kernel-time"
 HELP = "predicted time of one kernel (gemm, grouped_gemm, attention ...) on a GPU: measured/interpolated/scaled"
 DESCRIPTION = __doc__
@@ -31,11 +33,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--op", required=True, help="operator (gemm, grouped_gemm, attn_prefill, attn_decode, ...)")
     p.add_argument("--dtype", default="bf16", choices=("bf16", "fp8", "fp32"))
     for f in _SHAPE_FLAGS:
-        p.add_argument(f"--{f}", type=int, default=None)
+        p.add_argument(f"--{f}", type=A.pos_int, default=None)
     p.add_argument("--tokens", default=None,
                    help="grouped_gemm: comma-separated tokens per expert (skewed loads; replaces --e/--m)")
-    p.add_argument("--sms", type=int, default=None, help="SMs computing (default: all)")
-    p.add_argument("--q", type=int, default=1, help="attn_decode: query tokens per request (2 = MTP verification)")
+    p.add_argument("--sms", type=A.pos_int, default=None, help="SMs computing (default: all)")
+    p.add_argument("--q", type=A.pos_int, default=1, help="attn_decode: query tokens per request (2 = MTP verification)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
 

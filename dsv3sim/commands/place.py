@@ -8,6 +8,7 @@ import json
 
 import numpy as np
 
+from dsv3sim.commands import _args as A
 from dsv3sim.parallel.placement import gpu_loads_after, gpu_loads_before, policy, rebalance_experts
 
 NAME = "place"
@@ -21,11 +22,12 @@ E/U per GPU, with no replicas; "after" splits each expert's load evenly over its
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--load", required=True, metavar="FILE", help="expert loads: EPLB .json, trace .npz, SGLang .pt")
-    p.add_argument("--replicas", type=int, required=True, help="physical experts per layer (R, multiple of --gpus)")
-    p.add_argument("--groups", type=int, required=True, help="expert groups of the gate (n_group)")
-    p.add_argument("--nodes", type=int, required=True, help="server nodes")
-    p.add_argument("--gpus", type=int, required=True, help="GPUs in the EP group (multiple of --nodes)")
-    p.add_argument("--hidden", type=int, default=7168,
+    p.add_argument("--replicas", type=A.pos_int, required=True,
+                   help="physical experts per layer (R, multiple of --gpus)")
+    p.add_argument("--groups", type=A.pos_int, required=True, help="expert groups of the gate (n_group)")
+    p.add_argument("--nodes", type=A.pos_int, required=True, help="server nodes")
+    p.add_argument("--gpus", type=A.pos_int, required=True, help="GPUs in the EP group (multiple of --nodes)")
+    p.add_argument("--hidden", type=A.pos_int, default=7168,
                    help="hidden size for the dispatch bytes of token-level traces (default 7168, V3)")
     p.add_argument("--maps", action="store_true", help="also print phy2log, logcnt and log2phy per layer")
     p.add_argument("--json", action="store_true", help="print one JSON object")

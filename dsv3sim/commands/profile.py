@@ -11,6 +11,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from dsv3sim.commands import _args as A
+
 NAME = "profile"
 HELP = "measure operator times (GEMM, grouped GEMM, MLA attention, norms, FP8 quant ...) on cpu or cuda"
 DESCRIPTION = __doc__
@@ -19,12 +21,12 @@ DESCRIPTION = __doc__
 def add_arguments(p: argparse.ArgumentParser) -> None:
     from dsv3sim.profile.grid import GRIDS
     p.add_argument("config", help="model config name or path (e.g. deepseek-v3, tiny)")
-    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    p.add_argument("--device", type=A.device, choices=("cpu", "cuda"), default="cpu")
     p.add_argument("--grid", choices=GRIDS, default="small", help="which shapes (default small)")
     p.add_argument("--dtypes", default="bf16,fp8", help="comma-separated GEMM dtypes (default bf16,fp8)")
     p.add_argument("--ops", default="", help="comma-separated subset of ops (default all)")
-    p.add_argument("--deadline-s", type=float, default=1e9, help="stop starting new shapes after this many s")
-    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (default torch's)")
+    p.add_argument("--deadline-s", type=A.pos_float, default=1e9, help="stop starting new shapes after this many s")
+    p.add_argument("--threads", type=A.nonneg_int, default=0, help="torch CPU threads (default torch's)")
     p.add_argument("--out", type=Path, required=True, help="CSV path; metadata goes beside it as .json")
 
 

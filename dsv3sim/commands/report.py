@@ -11,6 +11,8 @@ import argparse
 import json
 from pathlib import Path
 
+from dsv3sim.commands import _args as A
+
 NAME = "report"
 HELP = "render an HTML report (plotly embedded, works offline) from a result JSON; rebuild reports/index.html"
 DESCRIPTION = __doc__
@@ -18,20 +20,20 @@ DESCRIPTION = __doc__
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("result", nargs="?", help="result JSON written by `dsv3sim run --json` or `dsv3sim sweep`")
-    p.add_argument("--out", default=None, help="output HTML (default reports/<RESULT stem>.html)")
+    p.add_argument("--out", type=A.out_path, default=None, help="output HTML (default reports/<RESULT stem>.html)")
     p.add_argument("--chrome-trace", default=None, metavar="PATH",
                    help="a real run's Chrome trace (torch.profiler export, .json or .json.gz) to show beside the "
                         "simulated timeline")
-    p.add_argument("--price-per-gpu-hour", type=float, default=None, metavar="USD",
+    p.add_argument("--price-per-gpu-hour", type=A.nonneg_float, default=None, metavar="USD",
                    help="price for the cost lines (default: the result's, else $2, DeepSeek-V3's H800 assumption)")
     p.add_argument("--title", default=None, help="report title (default: the scenario name)")
     p.add_argument("--scenario", default=None, metavar="NAME",
                    help="render only this scenario of a study JSON, in full (timeline, links, every field)")
     p.add_argument("--index", default=None, metavar="DIR", nargs="?", const="reports",
                    help="only rebuild DIR/index.html (default DIR: reports)")
-    p.add_argument("--screenshot", default=None, metavar="PNG",
+    p.add_argument("--screenshot", type=A.out_path, default=None, metavar="PNG",
                    help="also save a screenshot of the report (needs Chromium; 1400 px wide)")
-    p.add_argument("--screenshot-height", type=int, default=3000, metavar="PX", help="screenshot height (3000)")
+    p.add_argument("--screenshot-height", type=A.pos_int, default=3000, metavar="PX", help="screenshot height (3000)")
     p.add_argument("--json", action="store_true", help="print what was written as one JSON object")
 
 

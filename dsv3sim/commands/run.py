@@ -20,6 +20,7 @@ import sys
 import time
 from pathlib import Path
 
+from dsv3sim.commands import _args as A
 from dsv3sim.commands._output import write_report
 from dsv3sim.commands._progress import bars_wanted, human_stream, progress
 
@@ -41,13 +42,15 @@ SUMMARY_KEYS = (("step_time_s", "step s", "{:.3f}"), ("mfu", "MFU", "{:.1%}"), (
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("scenario", nargs="?", default=None,
                    help="scenario file[:function] (default scenarios/deepseek_v3_pretrain.py)")
-    p.add_argument("--json", dest="json_path", default=None, metavar="PATH",
+    p.add_argument("--json", type=A.out_path, dest="json_path", default=None, metavar="PATH",
                    help="write the result JSON here ('-': print it on stdout)")
-    p.add_argument("--report", default=None, metavar="PATH", help="write an HTML report here (dsv3sim.report)")
-    p.add_argument("--chrome-trace", default=None, metavar="PATH", help="write a Chrome/Perfetto trace here")
+    p.add_argument("--report", type=A.out_path, default=None, metavar="PATH",
+                   help="write an HTML report here (dsv3sim.report)")
+    p.add_argument("--chrome-trace", type=A.out_path, default=None, metavar="PATH",
+                   help="write a Chrome/Perfetto trace here")
     p.add_argument("--print-json", action="store_true",
                    help="print the result JSON on stdout (human text goes to stderr)")
-    p.add_argument("--price-per-gpu-hour", type=float, default=2.0, metavar="USD",
+    p.add_argument("--price-per-gpu-hour", type=A.nonneg_float, default=2.0, metavar="USD",
                    help="price for the cost_usd_* keys (default $2, DeepSeek-V3's H800 assumption)")
     p.add_argument("--no-report", action="store_true",
                    help=f"write nothing by default (without it: {OUTPUT_DIR}/NAME.json and NAME.html)")

@@ -7,6 +7,7 @@ import argparse
 import json
 from pathlib import Path
 
+from dsv3sim.commands import _args as A
 from dsv3sim.parallel import SCHEDULES, ChunkTimes, check, execute, generate
 from dsv3sim.parallel.chrome import chrome_trace
 from dsv3sim.parallel.formulas import (
@@ -28,15 +29,16 @@ makespan - busy time of a rank; bubble_simulated is the largest over ranks."""
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("name", choices=sorted(SCHEDULES), help="schedule")
-    p.add_argument("--pp", type=int, required=True, help="pipeline ranks (devices)")
-    p.add_argument("--microbatches", type=int, required=True, help="micro-batches per step (both directions)")
-    p.add_argument("--f", type=float, default=1.0, help="forward time of one chunk, ms (default 1)")
-    p.add_argument("--b", type=float, default=2.0, help="full backward time of one chunk, ms (default 2)")
-    p.add_argument("--w", type=float, default=1.0, help="weight-gradient part of --b, ms (default 1)")
-    p.add_argument("--fb", type=float, default=None, help="overlapped forward+backward pair, ms (default f+b)")
-    p.add_argument("--p2p-latency", type=float, default=0.0, help="latency between adjacent ranks, ms")
+    p.add_argument("--pp", type=A.pos_int, required=True, help="pipeline ranks (devices)")
+    p.add_argument("--microbatches", type=A.pos_int, required=True, help="micro-batches per step (both directions)")
+    p.add_argument("--f", type=A.pos_float, default=1.0, help="forward time of one chunk, ms (default 1)")
+    p.add_argument("--b", type=A.pos_float, default=2.0, help="full backward time of one chunk, ms (default 2)")
+    p.add_argument("--w", type=A.nonneg_float, default=1.0, help="weight-gradient part of --b, ms (default 1)")
+    p.add_argument("--fb", type=A.pos_float, default=None, help="overlapped forward+backward pair, ms (default f+b)")
+    p.add_argument("--p2p-latency", type=A.nonneg_float, default=0.0, help="latency between adjacent ranks, ms")
     p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.add_argument("--chrome-trace", default=None, metavar="PATH", help="write a Chrome Trace Event JSON")
+    p.add_argument("--chrome-trace", type=A.out_path, default=None, metavar="PATH",
+                   help="write a Chrome Trace Event JSON")
 
 
 def compute(name: str, pp: int, microbatches: int, f: float, b: float, w: float, fb: float | None,

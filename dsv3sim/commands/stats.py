@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from dsv3sim.commands import _args as A
 from dsv3sim.config import load_model_config
 from dsv3sim.config.model import ModelConfig
 from dsv3sim.cost.flops import decode_flops_per_token, forward_flops_per_token, prefill_flops_per_token
@@ -29,13 +30,13 @@ GB = 1e9  # decimal: vendors quote HBM in GB (H200: 141 GB = 131.3 GiB; config/h
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("config", help="HF config.json path, or a name from model/ (e.g. deepseek-v3)")
-    p.add_argument("--seq-len", type=int, default=4096, help="training/prefill sequence length (default 4096)")
-    p.add_argument("--context", type=int, default=None, help="decode context length (default: --seq-len)")
+    p.add_argument("--seq-len", type=A.pos_int, default=4096, help="training/prefill sequence length (default 4096)")
+    p.add_argument("--context", type=A.pos_int, default=None, help="decode context length (default: --seq-len)")
     p.add_argument("--gpu", default="H200",
                    help="GPU whose HBM sizes the KV-capacity lines (hardware table; default H200, 141 GB)")
     mem = p.add_mutually_exclusive_group()
-    mem.add_argument("--gpu-memory-GB", type=float, default=None, help="GPU memory in GB (1e9 B), instead of --gpu")
-    mem.add_argument("--gpu-memory-GiB", type=float, default=None,
+    mem.add_argument("--gpu-memory-GB", type=A.pos_float, default=None, help="GPU memory in GB (1e9 B), instead of --gpu")
+    mem.add_argument("--gpu-memory-GiB", type=A.pos_float, default=None,
                      help="GPU memory in GiB (2^30 B), instead of --gpu")
     p.add_argument("--json", action="store_true", help="print one JSON object")
 

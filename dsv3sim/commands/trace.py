@@ -7,6 +7,8 @@ import json
 from dataclasses import asdict
 from pathlib import Path
 
+from dsv3sim.commands import _args as A
+
 NAME = "trace"
 HELP = "routing traces: capture from the model, synthesise, import EPLB/SGLang loads, statistics"
 DESCRIPTION = __doc__ + """
@@ -18,8 +20,8 @@ DESCRIPTION = __doc__ + """
 
 
 def _layout_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--ep", type=int, default=None, help="expert-parallel GPUs (with --gpus-per-node)")
-    p.add_argument("--gpus-per-node", type=int, default=None, help="GPUs per node of the EP layout")
+    p.add_argument("--ep", type=A.pos_int, default=None, help="expert-parallel GPUs (with --gpus-per-node)")
+    p.add_argument("--gpus-per-node", type=A.pos_int, default=None, help="GPUs per node of the EP layout")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -28,51 +30,53 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     c = sub.add_parser("capture", help="record the routing of the model over held-out text")
     c.add_argument("config", help="model config path or name (e.g. tiny)")
     c.add_argument("--checkpoint", default=None, help="safetensors checkpoint (from `dsv3sim train --save`)")
-    c.add_argument("--tokens", type=int, required=True, help="tokens to route")
-    c.add_argument("--seq-len", type=int, default=256, help="sequence length of each forward (default 256)")
-    c.add_argument("--seed", type=int, required=True)
+    c.add_argument("--tokens", type=A.pos_int, required=True, help="tokens to route")
+    c.add_argument("--seq-len", type=A.pos_int, default=256, help="sequence length of each forward (default 256)")
+    c.add_argument("--seed", type=A.seed, required=True)
     _layout_args(c)
-    c.add_argument("--node-limit", type=int, default=None,
+    c.add_argument("--node-limit", type=A.pos_int, default=None,
                    help="route each token to at most M nodes (groups = nodes of the layout; DeepSeek-V3 §2.1.2)")
-    c.add_argument("--out", required=True, help="output .npz")
+    c.add_argument("--out", type=A.out_path, required=True, help="output .npz")
     c.add_argument("--json", action="store_true", help="print the trace's stats as JSON")
 
     s = sub.add_parser("synth", help="synthetic trace: Zipf skew, drifting hot experts, correlations")
     s.add_argument("--fit", default=None, help="fit the knobs to this captured .npz trace (sizes from it)")
-    s.add_argument("--layers", type=int, default=3)
-    s.add_argument("--experts", type=int, default=16)
-    s.add_argument("--topk", type=int, default=4)
-    s.add_argument("--tokens", type=int, default=4096)
-    s.add_argument("--seq-len", type=int, default=256)
-    s.add_argument("--zipf-s", type=float, default=1.0, help="Zipf exponent of expert popularity (0 = uniform)")
-    s.add_argument("--drift", type=float, default=0.0, help="fraction of experts swapping rank per window, 0..1")
-    s.add_argument("--windows", type=int, default=16, help="drift windows over the trace")
-    s.add_argument("--layer-corr", type=float, default=0.0, help="cross-layer correlation weight, 0..1")
-    s.add_argument("--seq-corr", type=float, default=0.0, help="within-sequence correlation weight, 0..1")
-    s.add_argument("--n-group", type=int, default=1, help="gate groups (without --node-limit)")
-    s.add_argument("--topk-group", type=int, default=1, help="groups kept per token (without --node-limit)")
+    s.add_argument("--layers", type=A.pos_int, default=3)
+    s.add_argument("--experts", type=A.pos_int, default=16)
+    s.add_argument("--topk", type=A.pos_int, default=4)
+    s.add_argument("--tokens", type=A.pos_int, default=4096)
+    s.add_argument("--seq-len", type=A.pos_int, default=256)
+    s.add_argument("--zipf-s", type=A.nonneg_float, default=1.0,
+                   help="Zipf exponent of expert popularity (0 = uniform)")
+    s.add_argument("--drift", type=A.fraction, default=0.0, help="fraction of experts swapping rank per window, 0..1")
+    s.add_argument("--windows", type=A.pos_int, default=16, help="drift windows over the trace")
+    s.add_argument("--layer-corr", type=A.fraction, default=0.0, help="cross-layer correlation weight, 0..1")
+    s.add_argument("--seq-corr", type=A.fraction, default=0.0, help="within-sequence correlation weight, 0..1")
+    s.add_argument("--n-group", type=A.pos_int, default=1, help="gate groups (without --node-limit)")
+    s.add_argument("--topk-group", type=A.pos_int, default=1, help="groups kept per token (without --node-limit)")
     _layout_args(s)
-    s.add_argument("--node-limit", type=int, default=None, help="at most M nodes per token (needs the layout)")
-    s.add_argument("--hidden", type=int, default=None, help="hidden size recorded in meta (for comm bytes)")
-    s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--out", required=True, help="output .npz")
+    s.add_argument("--node-limit", type=A.pos_int, default=None, help="at most M nodes per token (needs the layout)")
+    s.add_argument("--hidden", type=A.pos_int, default=None, help="hidden size recorded in meta (for comm bytes)")
+    s.add_argument("--seed", type=A.seed, default=0)
+    s.add_argument("--out", type=A.out_path, required=True, help="output .npz")
     s.add_argument("--json", action="store_true", help="print the spec (and fit report) as JSON")
 
     st = sub.add_parser("stats", help="statistics of a trace (.npz), EPLB load (.json) or SGLang dump (.pt)")
     st.add_argument("path")
     _layout_args(st)
-    st.add_argument("--hidden", type=int, default=None, help="hidden size for IB/NVLink bytes (default: from meta)")
+    st.add_argument("--hidden", type=A.pos_int, default=None,
+                    help="hidden size for IB/NVLink bytes (default: from meta)")
     st.add_argument("--dispatch-dtype", choices=("fp8", "bf16"), default="fp8")
     st.add_argument("--json", action="store_true", help="print one JSON object")
 
     e = sub.add_parser("export-eplb", help='write per-layer expert loads as EPLB {"weight": [[...]]}')
     e.add_argument("path")
-    e.add_argument("--out", required=True)
+    e.add_argument("--out", type=A.out_path, required=True)
 
     im = sub.add_parser("imbalance", help="imbalance per training step from `dsv3sim train --json` outputs")
     im.add_argument("runs", nargs="+", help="JSON files printed by `dsv3sim train ... --json`")
-    im.add_argument("--window", type=int, default=10, help="steps summed for the *_windowed series (default 10)")
-    im.add_argument("--out", required=True, help="output JSON (plot-ready series)")
+    im.add_argument("--window", type=A.pos_int, default=10, help="steps summed for the *_windowed series (default 10)")
+    im.add_argument("--out", type=A.out_path, required=True, help="output JSON (plot-ready series)")
 
 
 def _layout(args: argparse.Namespace, n_experts: int):

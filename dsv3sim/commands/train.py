@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from dsv3sim.commands import _args as A
 from dsv3sim.config import load_model_config
 
 NAME = "train"
@@ -21,22 +22,23 @@ DESCRIPTION = __doc__
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("config", help="HF config.json path, or a name from model/ (e.g. tiny)")
-    p.add_argument("--steps", type=int, default=300, help="optimizer steps (default 300)")
+    p.add_argument("--steps", type=A.pos_int, default=300, help="optimizer steps (default 300)")
     p.add_argument("--balance", choices=("aux-free", "aux-loss", "none"), default="aux-free",
                    help="load balancing (default aux-free)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=A.seed, default=0)
     p.add_argument("--fp8", action="store_true", help="FP8 GEMMs in every linear (CPU: exact emulation, slow)")
-    p.add_argument("--save", metavar="CKPT", default=None, help="write a safetensors checkpoint (HF names)")
+    p.add_argument("--save", type=A.out_path, metavar="CKPT", default=None,
+                   help="write a safetensors checkpoint (HF names)")
     p.add_argument("--save-fp8", action="store_true", help="store the checkpoint's linear weights in FP8")
-    p.add_argument("--batch-size", type=int, default=8, help="sequences per step (default 8)")
-    p.add_argument("--seq-len", type=int, default=128, help="tokens per sequence (default 128)")
-    p.add_argument("--lr", type=float, default=3e-3, help="peak learning rate (default 3e-3)")
-    p.add_argument("--gamma", type=float, default=0.01,
+    p.add_argument("--batch-size", type=A.pos_int, default=8, help="sequences per step (default 8)")
+    p.add_argument("--seq-len", type=A.pos_int, default=128, help="tokens per sequence (default 128)")
+    p.add_argument("--lr", type=A.pos_float, default=3e-3, help="peak learning rate (default 3e-3)")
+    p.add_argument("--gamma", type=A.nonneg_float, default=0.01,
                    help="bias update speed for aux-free (default 0.01; V3 used 0.001 at 15k-sequence batches)")
-    p.add_argument("--alpha", type=float, default=None,
+    p.add_argument("--alpha", type=A.nonneg_float, default=None,
                    help="balance-loss weight (default: config aux_loss_alpha for aux-free, 0.01 for aux-loss)")
-    p.add_argument("--device", default="cpu", help="torch device (default cpu; e.g. cuda)")
-    p.add_argument("--threads", type=int, default=1,
+    p.add_argument("--device", type=A.device, default="cpu", help="torch device (default cpu; e.g. cuda)")
+    p.add_argument("--threads", type=A.threads, default=1,
                    help="torch CPU threads (default 1: small GEMMs gain little from more, and a shared machine "
                         "makes OpenMP spin)")
     p.add_argument("--json", action="store_true", help="print one JSON object")

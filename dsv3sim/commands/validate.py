@@ -21,6 +21,8 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+from dsv3sim.commands import _args as A
+
 NAME = "validate"
 HELP = "run the model as a real torchrun job, simulate the same run, compare (measured vs predicted)"
 DESCRIPTION = __doc__
@@ -28,42 +30,42 @@ DESCRIPTION = __doc__
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default="tiny", help="model config name or path (default tiny)")
-    p.add_argument("--nproc", type=int, default=2, help="processes per node (default 2)")
-    p.add_argument("--ep", type=int, default=None, help="expert-parallel size (default: world / (pp * dp))")
-    p.add_argument("--pp", type=int, default=1, help="pipeline stages (default 1)")
-    p.add_argument("--dp", type=int, default=None, help="data-parallel replicas (default: world / (ep * pp))")
-    p.add_argument("--steps", type=int, default=4, help="training steps, the first --warmup not measured")
-    p.add_argument("--warmup", type=int, default=1)
-    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    p.add_argument("--nproc", type=A.pos_int, default=2, help="processes per node (default 2)")
+    p.add_argument("--ep", type=A.pos_int, default=None, help="expert-parallel size (default: world / (pp * dp))")
+    p.add_argument("--pp", type=A.pos_int, default=1, help="pipeline stages (default 1)")
+    p.add_argument("--dp", type=A.pos_int, default=None, help="data-parallel replicas (default: world / (ep * pp))")
+    p.add_argument("--steps", type=A.pos_int, default=4, help="training steps, the first --warmup not measured")
+    p.add_argument("--warmup", type=A.nonneg_int, default=1)
+    p.add_argument("--device", type=A.device, choices=("cpu", "cuda"), default="cpu")
     p.add_argument("--schedule", default="1f1b", help="pipeline schedule: 1f1b, zb1p, dualpipe, dualpipev")
-    p.add_argument("--microbatches", type=int, default=0, help="micro-batches per step (default 2*pp, 1 if pp=1)")
-    p.add_argument("--micro-batch", type=int, default=2, help="sequences per micro-batch (default 2)")
-    p.add_argument("--seq-len", type=int, default=64)
+    p.add_argument("--microbatches", type=A.nonneg_int, default=0, help="micro-batches per step (default 2*pp, 1 if pp=1)")
+    p.add_argument("--micro-batch", type=A.pos_int, default=2, help="sequences per micro-batch (default 2)")
+    p.add_argument("--seq-len", type=A.pos_int, default=64)
     p.add_argument("--fp8", action="store_true",
                    help="FP8 training: block-scaled FP8 GEMMs (1x128 activations, 128x128 weights) in every linear "
                         "and routed expert (Triton kernels on a GPU, the exact emulation on CPU) and the FP8 "
                         "dispatch payload, BF16 combine")
     p.add_argument("--fp8-dispatch-only", action="store_true",
                    help="FP8 dispatch payload only, compute in the model dtype")
-    p.add_argument("--gpus-per-node", type=int, default=0,
+    p.add_argument("--gpus-per-node", type=A.nonneg_int, default=0,
                    help="virtual node size for node-limited routing (default: the EP group is one node)")
-    p.add_argument("--threads", type=int, default=1, help="torch threads per rank (default 1)")
+    p.add_argument("--threads", type=A.threads, default=1, help="torch threads per rank (default 1)")
     p.add_argument("--allow-oversubscribe", action="store_true",
                    help="run more processes x threads than this machine has CPU cores (on CPU refused without it: "
                         "ranks then time-share cores and the measurement is of the OS scheduler)")
-    p.add_argument("--timeout", type=float, default=600.0, help="wall-clock limit of the job, s")
-    p.add_argument("--collective-timeout", type=float, default=60.0, help="limit of any one collective, s")
+    p.add_argument("--timeout", type=A.pos_float, default=600.0, help="wall-clock limit of the job, s")
+    p.add_argument("--collective-timeout", type=A.pos_float, default=60.0, help="limit of any one collective, s")
     p.add_argument("--calib-sizes", default="1024,16384,131072,1048576,4194304",
                    help="transport sweep message sizes, bytes, comma-separated")
-    p.add_argument("--calib-iters", type=int, default=10, help="iterations per transport size")
-    p.add_argument("--profile-reps", type=int, default=8, help="samples per model component in the calibration")
+    p.add_argument("--calib-iters", type=A.pos_int, default=10, help="iterations per transport size")
+    p.add_argument("--profile-reps", type=A.pos_int, default=8, help="samples per model component in the calibration")
     p.add_argument("--out", default=None, help="output folder (default reports/validate/<stamp>)")
     p.add_argument("--save-profile", action="store_true",
                    help="also write the calibration to profiles/cpu-local/ (cpu) for the simulator")
-    p.add_argument("--nnodes", type=int, default=1, help="nodes (multi-node: same command on each node)")
+    p.add_argument("--nnodes", type=A.pos_int, default=1, help="nodes (multi-node: same command on each node)")
     p.add_argument("--rdzv-endpoint", default="", help="HOST:PORT of the c10d rendezvous (default 127.0.0.1:free)")
     p.add_argument("--rdzv-id", default="", help="job id shared by all nodes")
-    p.add_argument("--node-rank", type=int, default=-1, help="this node's rank (default: assigned)")
+    p.add_argument("--node-rank", type=A.int_range(-1), default=-1, help="this node's rank (default: assigned)")
     p.add_argument("--from-run", default=None, metavar="DIR",
                    help="no new job: predict and compare again from a finished run's folder (its result.json)")
     p.add_argument("--fault", default="", help=argparse.SUPPRESS)  # tests: kind:rank:step

@@ -25,6 +25,7 @@ from typing import Any
 
 import yaml
 
+from dsv3sim.config import checks as ck
 from dsv3sim.config.errors import ConfigError
 
 FABRIC_KINDS = ("multi-plane", "rail-optimized", "fat-tree", "none")
@@ -42,12 +43,10 @@ class LinkSpec:
     message_latency: float = 0.0  # s, extra start-up per message (doorbell, completion, flags)
 
     def __post_init__(self) -> None:
-        if not self.bandwidth > 0:
-            raise ConfigError(f"link bandwidth must be > 0 B/s, got {self.bandwidth}")
-        if self.latency < 0 or self.message_latency < 0:
-            raise ConfigError(f"link latencies must be >= 0 s, got {self.latency}, {self.message_latency}")
-        if not 0 < self.achievable_fraction <= 1:
-            raise ConfigError(f"achievable_fraction must be in (0, 1], got {self.achievable_fraction}")
+        ck.number(self.bandwidth, "link bandwidth (B/s)", lo=0, lo_open=True)
+        ck.number(self.latency, "link latency (s)", lo=0)
+        ck.number(self.message_latency, "link message_latency (s)", lo=0)
+        ck.number(self.achievable_fraction, "link achievable_fraction", lo=0, lo_open=True, hi=1)
 
     @property
     def effective_bandwidth(self) -> float:
@@ -63,8 +62,11 @@ class FabricSpec:
     spine_hop_latency: float = 0.0  # s, each of leaf->spine and spine->leaf
 
     def __post_init__(self) -> None:
-        if self.kind not in FABRIC_KINDS:
-            raise ConfigError(f"fabric.kind {self.kind!r} unknown (one of {', '.join(FABRIC_KINDS)})")
+        ck.string(self.kind, "fabric.kind", choices=FABRIC_KINDS)
+        ck.integer(self.n_planes, "fabric.n_planes", lo=1)
+        ck.integer(self.nodes_per_leaf, "fabric.nodes_per_leaf", lo=1)
+        ck.number(self.oversubscription, "fabric.oversubscription", lo=1)
+        ck.number(self.spine_hop_latency, "fabric.spine_hop_latency (s)", lo=0)
         if self.n_planes < 1 or self.nodes_per_leaf < 1 or not self.oversubscription >= 1:
             raise ConfigError(f"fabric: n_planes={self.n_planes}, nodes_per_leaf={self.nodes_per_leaf} must be >= 1, "
                               f"oversubscription={self.oversubscription} must be >= 1")
@@ -92,8 +94,14 @@ class TopologyConfig:
     sources: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        for f in ("n_nodes", "gpus_per_node", "nics_per_node", "comm_sms"):
+            ck.integer(getattr(self, f), f"{self.name}: {f}")
+        ck.number(self.kernel_latency, f"{self.name}: kernel_latency (s)", lo=0)
         if self.n_nodes < 1 or self.gpus_per_node < 1:
-            raise ConfigError(f"{self.name}: n_nodes={self.n_nodes} and gpus_per_node={self.gpus_per_node} must be >= 1")
+            raise ConfigError(f"{self.name}: n_nodes={self.n_nodes} and gpus_per_node={self.gpus_per_node} "
+                              "must be >= 1")
+        ck.check_limit("gpus", self.n_nodes * self.gpus_per_node,
+                       f"{self.name}: n_nodes x gpus_per_node = {self.n_nodes} x {self.gpus_per_node} GPUs")
         if self.nic is None and self.n_nodes > 1:
             raise ConfigError(f"{self.name}: disconnected graph: {self.n_nodes} nodes but no `nic` section, so nodes "
                               "cannot reach each other")
@@ -141,62 +149,71 @@ def load_topology_config(path: str | Path) -> TopologyConfig:
     """Load a topology YAML (a path or a bare name from ``topologies/``) and check the GPU name."""
     p = resolve_topology_path(path)
     try:
-        raw = yaml.safe_load(p.read_text())
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{p}: not valid YAML ({e})") from None
+        raw = yaml.safe_load(ck.read_text(p, "topology"))
+    except (yaml.YAMLError, RecursionError) as e:
+        raise ConfigError(f"{p}: not valid YAML ({ck.one_line(e)})") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{p}: expected a mapping at the top level")
-    return topology_from_dict(raw, name=raw.get("name", p.stem))
+    name = raw.get("name", p.stem)
+    return topology_from_dict(raw, name=name if isinstance(name, str) and name else p.stem)
 
 
-def _link(d: dict[str, Any], where: str) -> LinkSpec:
-    if not isinstance(d, dict):
-        raise ConfigError(f"{where}: expected a mapping, got {d!r}")
-    known = {"bandwidth_GBps", "latency_us", "achievable_fraction", "message_latency_us", "kind", "per_node", "note"}
-    extra = set(d) - known
-    if extra:
-        raise ConfigError(f"{where}: unknown keys {sorted(extra)} (known: {sorted(known)})")
+def _link(d: Any, where: str) -> LinkSpec:
+    d = ck.mapping(d, where)
+    ck.known_keys(d, ("bandwidth_GBps", "latency_us", "achievable_fraction", "message_latency_us", "kind",
+                      "per_node", "note"), where)
     if "bandwidth_GBps" not in d:
         raise ConfigError(f"{where}: missing bandwidth_GBps")
-    return LinkSpec(bandwidth=float(d["bandwidth_GBps"]) * GB, latency=float(d.get("latency_us", 0.0)) * US,
-                    achievable_fraction=float(d.get("achievable_fraction", 1.0)),
-                    message_latency=float(d.get("message_latency_us", 0.0)) * US)
+    return LinkSpec(bandwidth=ck.number(d["bandwidth_GBps"], f"{where}.bandwidth_GBps", lo=0, lo_open=True) * GB,
+                    latency=ck.number(d.get("latency_us", 0.0), f"{where}.latency_us", lo=0) * US,
+                    achievable_fraction=ck.number(d.get("achievable_fraction", 1.0), f"{where}.achievable_fraction",
+                                                  lo=0, lo_open=True, hi=1),
+                    message_latency=ck.number(d.get("message_latency_us", 0.0), f"{where}.message_latency_us",
+                                              lo=0) * US)
 
 
 def topology_from_dict(raw: dict[str, Any], *, name: str, check_gpu: bool = True) -> TopologyConfig:
-    known = {"name", "description", "sources", "gpu", "n_nodes", "gpus_per_node", "n_gpus", "scale_up", "pcie", "nic",
-             "fabric", "comm_sms", "kernel_latency_us", "collectives"}
-    extra = set(raw) - known
-    if extra:
-        raise ConfigError(f"{name}: unknown keys {sorted(extra)} (known: {sorted(known)})")
+    """Build a TopologyConfig from a parsed YAML mapping; every field type- and range-checked (one-line errors)."""
+    name = str(name)
+    ck.known_keys(raw, ("name", "description", "sources", "gpu", "n_nodes", "gpus_per_node", "n_gpus", "scale_up",
+                        "pcie", "nic", "fabric", "comm_sms", "kernel_latency_us", "collectives"), name)
     for k in ("gpu", "n_nodes", "gpus_per_node", "scale_up"):
         if k not in raw:
             raise ConfigError(f"{name}: missing required key {k!r}")
-    n_nodes, gpn = int(raw["n_nodes"]), int(raw["gpus_per_node"])
-    if "n_gpus" in raw and int(raw["n_gpus"]) != n_nodes * gpn:
+    n_nodes = ck.integer(raw["n_nodes"], f"{name}: n_nodes", lo=1)
+    gpn = ck.integer(raw["gpus_per_node"], f"{name}: gpus_per_node", lo=1)
+    ck.check_limit("gpus", n_nodes * gpn, f"{name}: n_nodes x gpus_per_node = {n_nodes} x {gpn} GPUs")
+    if "n_gpus" in raw and ck.integer(raw["n_gpus"], f"{name}: n_gpus") != n_nodes * gpn:
         raise ConfigError(f"{name}: n_gpus={raw['n_gpus']} != n_nodes={n_nodes} x gpus_per_node={gpn}")
-    gpu = str(raw["gpu"])
+    gpu = ck.string(raw["gpu"], f"{name}: gpu", empty=False)
     if check_gpu:
         _check_gpu(gpu, name)
     nic = raw.get("nic")
-    fab = dict(raw.get("fabric") or {})
-    fab_known = {"kind", "n_planes", "nodes_per_leaf", "oversubscription", "spine_hop_latency_us", "note"}
-    if set(fab) - fab_known:
-        raise ConfigError(f"{name}: fabric: unknown keys {sorted(set(fab) - fab_known)} (known: {sorted(fab_known)})")
-    fabric = FabricSpec(kind=str(fab.get("kind", "none")), n_planes=int(fab.get("n_planes", 1)),
-                        nodes_per_leaf=int(fab.get("nodes_per_leaf", 1)),
-                        oversubscription=float(fab.get("oversubscription", 1.0)),
-                        spine_hop_latency=float(fab.get("spine_hop_latency_us", 0.0)) * US)
-    su = raw["scale_up"]
+    if nic is not None:
+        ck.mapping(nic, f"{name}: nic")
+    fab = dict(ck.mapping(raw.get("fabric") or {}, f"{name}: fabric"))
+    ck.known_keys(fab, ("kind", "n_planes", "nodes_per_leaf", "oversubscription", "spine_hop_latency_us", "note"),
+                  f"{name}: fabric")
+    fabric = FabricSpec(
+        kind=ck.string(fab.get("kind", "none"), f"{name}: fabric.kind", choices=FABRIC_KINDS),
+        n_planes=ck.integer(fab.get("n_planes", 1), f"{name}: fabric.n_planes", lo=1),
+        nodes_per_leaf=ck.integer(fab.get("nodes_per_leaf", 1), f"{name}: fabric.nodes_per_leaf", lo=1),
+        oversubscription=ck.number(fab.get("oversubscription", 1.0), f"{name}: fabric.oversubscription", lo=1),
+        spine_hop_latency=ck.number(fab.get("spine_hop_latency_us", 0.0), f"{name}: fabric.spine_hop_latency_us",
+                                    lo=0) * US)
+    su = ck.mapping(raw["scale_up"], f"{name}: scale_up")
     return TopologyConfig(
-        name=str(name), gpu=gpu, n_nodes=n_nodes, gpus_per_node=gpn,
-        scale_up=_link(su, f"{name}: scale_up"), scale_up_kind=str(su.get("kind", "nvlink")),
-        pcie=_link(raw["pcie"], f"{name}: pcie") if raw.get("pcie") else None,
+        name=name, gpu=gpu, n_nodes=n_nodes, gpus_per_node=gpn,
+        scale_up=_link(su, f"{name}: scale_up"),
+        scale_up_kind=ck.string(su.get("kind", "nvlink"), f"{name}: scale_up.kind"),
+        pcie=_link(raw["pcie"], f"{name}: pcie") if raw.get("pcie") is not None else None,
         nic=_link(nic, f"{name}: nic") if nic else None,
-        nics_per_node=int(nic.get("per_node", 0)) if nic else 0,
-        fabric=fabric, comm_sms=int(raw.get("comm_sms", 0)),
-        kernel_latency=float(raw.get("kernel_latency_us", 0.0)) * US, collectives=_collectives(raw, name),
-        description=str(raw.get("description", "")).strip(), sources=tuple(raw.get("sources") or ()),
+        nics_per_node=ck.integer(nic.get("per_node", 0), f"{name}: nic.per_node", lo=0) if nic else 0,
+        fabric=fabric, comm_sms=ck.integer(raw.get("comm_sms", 0), f"{name}: comm_sms", lo=0),
+        kernel_latency=ck.number(raw.get("kernel_latency_us", 0.0), f"{name}: kernel_latency_us", lo=0) * US,
+        collectives=_collectives(raw, name),
+        description=str(ck.optional(ck.string, raw.get("description"), f"{name}: description") or "").strip(),
+        sources=ck.string_list(raw.get("sources"), f"{name}: sources"),
     )
 
 
@@ -208,9 +225,8 @@ def _collectives(raw: dict[str, Any], name: str) -> tuple:
     for k, v in c.items():
         if not isinstance(v, dict) or set(v) - {"latency_us", "bandwidth_GBps"} or "bandwidth_GBps" not in v:
             raise ConfigError(f"{name}: collectives.{k} must be {{latency_us, bandwidth_GBps}}, got {v!r}")
-        lat, bw = float(v.get("latency_us", 0.0)), float(v["bandwidth_GBps"])
-        if lat < 0 or bw <= 0:
-            raise ConfigError(f"{name}: collectives.{k}: latency_us={lat} must be >= 0, bandwidth_GBps={bw} > 0")
+        lat = ck.number(v.get("latency_us", 0.0), f"{name}: collectives.{k}.latency_us", lo=0)
+        bw = ck.number(v["bandwidth_GBps"], f"{name}: collectives.{k}.bandwidth_GBps", lo=0, lo_open=True)
         out.append((str(k), lat * US, bw * GB))
     return tuple(out)
 

@@ -1,0 +1,129 @@
+"""Run the real CLI entry point in-process on one fuzz case and classify what happened.
+
+Outcome kinds:
+- ``ok``: exit 0; ``error``: exit 2 with exactly one ``dsv3sim ...: error:`` line (or argparse usage);
+- ``traceback``: an exception escaped ``dsv3sim.cli.main`` (or an exit code other than 0/2);
+- ``hang``: the case ran past its time budget (SIGALRM, so only Python frames are interrupted);
+- ``nonsense``: exit 0 although the case is known-invalid, or NaN/Infinity/NUL in the JSON or text written.
+
+``expect`` on a case: ``"error"`` (must be refused: exit 2, or an infeasible result), ``"any"``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import re
+import signal
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+
+BAD_JSON = re.compile(r"\b(NaN|-?Infinity)\b")
+
+
+class _Hang(BaseException):
+    """Raised by the alarm; a BaseException so `except Exception` in the code under test cannot swallow it."""
+
+
+@dataclass
+class Outcome:
+    kind: str
+    rc: int | None
+    out: str = ""
+    err: str = ""
+    detail: str = ""
+    files: list[str] = field(default_factory=list)
+
+    def __str__(self) -> str:
+        return f"{self.kind} rc={self.rc} {self.detail}\n--- stderr ---\n{self.err[-2000:]}\n--- stdout ---\n{self.out[-800:]}"
+
+
+def _alarm(_sig, _frame):
+    raise _Hang()
+
+
+def _scan_outputs(outdir: Path | None, out: str) -> str:
+    """A reason string if any JSON text written has NaN/Infinity or any text has NUL characters."""
+    if "\x00" in out:
+        return "NUL character on stdout"
+    texts = [("stdout", out)]
+    if outdir is not None and outdir.exists():
+        for p in sorted(outdir.rglob("*")):
+            if p.is_file() and p.suffix in (".json", ".html") and p.stat().st_size < 50_000_000:
+                texts.append((p.name, p.read_text(errors="replace")))
+    for where, t in texts:
+        for chunk in _json_chunks(t) if where == "stdout" else ([t] if where.endswith(".json") else []):
+            m = BAD_JSON.search(chunk)
+            if m:
+                return f"{m.group(0)} in JSON written to {where}"
+    return ""
+
+
+def _json_chunks(text: str) -> list[str]:
+    """The parts of stdout that are JSON documents (a whole-output document or a {...} block)."""
+    s = text.strip()
+    if s.startswith(("{", "[")):
+        return [s]
+    i = s.find("\n{")
+    return [s[i:]] if i >= 0 else []
+
+
+def run_case(argv: list[str], *, timeout_s: float = 20.0, expect: str = "any", outdir: Path | None = None) -> Outcome:
+    """Run ``dsv3sim.cli.main(argv)`` with stdout/stderr captured and a wall-clock alarm."""
+    from dsv3sim.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    old = signal.signal(signal.SIGALRM, _alarm)
+    signal.setitimer(signal.ITIMER_REAL, timeout_s)
+    rc: int | None = None
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                rc = main(list(argv))
+            except SystemExit as e:  # argparse usage errors, --help
+                rc = e.code if isinstance(e.code, int) else (0 if e.code is None else 2)
+    except _Hang:
+        return Outcome("hang", None, out.getvalue(), err.getvalue(), f"> {timeout_s} s: {argv}")
+    except Exception as e:  # noqa: BLE001 - the whole point: anything escaping main is a traceback
+        return Outcome("traceback", None, out.getvalue(), err.getvalue() + traceback.format_exc(),
+                       f"{type(e).__name__}: {str(e)[:200]}")
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+    o, e_ = out.getvalue(), err.getvalue()
+    if rc not in (0, 2):
+        return Outcome("traceback", rc, o, e_, f"exit code {rc}")
+    if rc == 2:
+        if "Traceback (most recent call last)" in e_:
+            return Outcome("traceback", rc, o, e_, "traceback printed on stderr")
+        return Outcome("error", rc, o, e_)
+    bad = _scan_outputs(outdir, o)
+    if bad:
+        return Outcome("nonsense", rc, o, e_, bad)
+    if expect == "error" and "INFEASIBLE" not in o and '"infeasible": "' not in o and not _infeasible_file(outdir):
+        return Outcome("nonsense", rc, o, e_, f"known-invalid input accepted: {argv}")
+    return Outcome("ok", rc, o, e_)
+
+
+def _infeasible_file(outdir: Path | None) -> bool:
+    if outdir is None or not outdir.exists():
+        return False
+    for p in outdir.rglob("*.json"):
+        try:
+            d = json.loads(p.read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(d, dict) and d.get("infeasible"):
+            return True
+    return False
+
+
+def assert_clean(o: Outcome) -> None:
+    """The property every fuzz case must have."""
+    assert o.kind in ("ok", "error"), str(o)
+    if o.kind == "error":
+        lines = [ln for ln in o.err.strip().splitlines() if ln.strip()]
+        # argparse prints usage + one error line; our commands print exactly one line
+        assert lines and ("error:" in lines[-1]), str(o)
