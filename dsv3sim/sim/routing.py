@@ -98,12 +98,24 @@ def read_all_ids(p: Path) -> np.ndarray:
             if tr.expert_ids is None:
                 raise ValueError(f"{p}: trace holds only expert loads, not per-token expert ids")
             return np.asarray(tr.expert_ids)
-    if p.suffix == ".npy":
-        arr = np.load(p)
-    elif p.suffix == ".npz":
-        z = np.load(p)
-        key = next((k for k in ("topk_idx", "expert_ids", "topk_ids") if k in z.files), z.files[0])
-        arr = z[key]
-    else:
-        arr = np.loadtxt(p, delimiter="," if p.suffix == ".csv" else None, dtype=np.int64, ndmin=2)
-    return np.asarray(arr)
+    try:
+        if p.suffix == ".npy":
+            arr = np.load(p, allow_pickle=False)
+        elif p.suffix == ".npz":
+            from dsv3sim.trace.routing_trace import open_npz
+
+            z = open_npz(p)
+            if not z:
+                raise ValueError(f"{p}: the .npz holds no arrays")
+            arr = z[next((k for k in ("topk_idx", "expert_ids", "topk_ids") if k in z), sorted(z)[0])]
+        else:
+            arr = np.loadtxt(p, delimiter="," if p.suffix == ".csv" else None, dtype=np.int64, ndmin=2)
+    except (ValueError, OSError, EOFError) as e:
+        if isinstance(e, ValueError) and str(e).startswith(str(p)):
+            raise
+        raise ValueError(f"{p}: not a readable routing trace ({' '.join(str(e).split())[:200]})") from None
+    arr = np.asarray(arr)
+    if arr.dtype.kind not in "iu" or arr.ndim not in (2, 3) or arr.size == 0 or arr.min() < 0:
+        raise ValueError(f"{p}: expert ids must be a non-empty [tokens, k] or [layers, tokens, k] array of "
+                         f"integers >= 0, got {arr.dtype} shape {arr.shape}")
+    return arr

@@ -22,22 +22,48 @@ from dsv3sim.trace.routing_trace import RoutingTrace, read_npz_trace
 
 
 def _check_loads(a: np.ndarray, where: str) -> np.ndarray:
+    """[layers, experts] loads: finite, >= 0, and every layer with some load (an all-zero layer has no
+    max/mean imbalance and nothing for EPLB to balance)."""
     if a.ndim != 2 or a.shape[0] == 0 or a.shape[1] == 0:
         raise ValueError(f"{where}: expected a [layers, experts] matrix, got shape {a.shape}")
     if not np.isfinite(a).all() or (a < 0).any():
-        raise ValueError(f"{where}: loads must be finite and >= 0 (min {np.nanmin(a)})")
+        bad = a[~np.isfinite(a) | (a < 0)]
+        raise ValueError(f"{where}: loads must be finite and >= 0, got {bad[:3].tolist()}")
+    empty = np.flatnonzero(a.sum(axis=1) == 0)
+    if empty.size:
+        raise ValueError(f"{where}: layer(s) {empty[:8].tolist()} have zero load on every expert "
+                         "(nothing to balance; drop them or record more steps)")
+    return a
+
+
+def _as_matrix(v, where: str) -> np.ndarray:
+    """A nested list of numbers (or a numeric array) as float64, refused with one line when ragged or not numeric."""
+    try:
+        a = np.asarray(v, dtype=np.float64)
+    except (ValueError, TypeError, OverflowError):
+        raise ValueError(f"{where}: expected a [layers, experts] matrix of numbers") from None
     return a
 
 
 def read_eplb_json(path: str | Path) -> RoutingTrace:
     """EPLB ``{"weight": [[...]]}`` -> a load-only trace (layers numbered 0..L-1)."""
-    with open(path) as f:
-        d = json.load(f)
+    from dsv3sim.config.checks import one_line, read_text
+
+    try:
+        d = json.loads(read_text(path, "EPLB load file", max_bytes=2**30))
+    except (ValueError, RecursionError) as e:
+        if type(e).__name__ == "ConfigError":
+            raise
+        raise ValueError(f"{path}: not valid JSON ({one_line(e)})") from None
     if not isinstance(d, dict) or "weight" not in d:
         keys = sorted(d) if isinstance(d, dict) else type(d).__name__
         raise ValueError(f"{path}: EPLB load file needs a 'weight' key, found {keys}")
-    w = _check_loads(np.asarray(d["weight"], dtype=np.float64), str(path))
-    layers = np.asarray(d.get("layers", range(w.shape[0])), dtype=np.int64)
+    w = _check_loads(_as_matrix(d["weight"], f"{path}: weight"), str(path))
+    layers = d.get("layers", list(range(w.shape[0])))
+    if (not isinstance(layers, list) or len(layers) != w.shape[0]
+            or not all(isinstance(x, int) and not isinstance(x, bool) and x >= 0 for x in layers)):
+        raise ValueError(f"{path}: 'layers' must list {w.shape[0]} layer indices >= 0")
+    layers = np.asarray(layers, dtype=np.int64)
     meta = {"source": "eplb", "source_path": str(path)}
     meta.update({k: v for k, v in d.items() if k not in ("weight", "layers")})
     return RoutingTrace(n_experts=w.shape[1], layers=layers, load_counts=w, meta=meta)
@@ -61,21 +87,49 @@ def write_eplb_json(loads: np.ndarray, path: str | Path, *, layers: np.ndarray |
 
 def read_sglang_pt(path: str | Path) -> RoutingTrace:
     """SGLang dump with ``logical_count`` [steps, layers, experts] (or [layers, experts]) -> load-only trace."""
+    import pickle
+    import zipfile
+
     import torch  # only this importer needs torch
 
-    d = torch.load(path, map_location="cpu", weights_only=True)
+    from dsv3sim.config.checks import check_limit
+
+    p = Path(path)
+    check_limit("file_bytes", p.stat().st_size, f"{p}: file size")
+    if not zipfile.is_zipfile(p):  # torch.save has written zip archives since 1.6; older files are bare pickles
+        raise ValueError(f"{p}: not a torch.save zip archive (a bare pickle or another format); refused, since "
+                         "only tensor-only files are read")
+    try:
+        d = torch.load(p, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, AttributeError, KeyError, TypeError,
+            zipfile.BadZipFile, OSError):
+        # never pass the loader's own message on: it suggests unpickling arbitrary objects
+        raise ValueError(f"{p}: refused: holds objects other than tensors, dicts, lists and numbers, or is "
+                         "corrupt (SGLang dumps are read as tensor-only files)") from None
     if not isinstance(d, dict) or "logical_count" not in d:
-        keys = sorted(d) if isinstance(d, dict) else type(d).__name__
+        keys = sorted(map(str, d)) if isinstance(d, dict) else type(d).__name__
         raise ValueError(f"{path}: SGLang dump needs a 'logical_count' entry, found {keys}")
-    c = np.asarray(d["logical_count"].detach().cpu().double().numpy())
+    lc = d["logical_count"]
+    if not isinstance(lc, torch.Tensor) or lc.is_complex() or lc.dtype == torch.bool:
+        raise ValueError(f"{path}: logical_count must be a real-valued tensor, got {type(lc).__name__}"
+                         f"{'' if not isinstance(lc, torch.Tensor) else ' ' + str(lc.dtype)}")
+    if lc.ndim not in (2, 3):
+        raise ValueError(f"{path}: logical_count must be [steps, layers, experts] or [layers, experts], got "
+                         f"shape {tuple(lc.shape)}")
+    c = np.asarray(lc.detach().cpu().double().numpy())
+    if not np.isfinite(c).all() or (c < 0).any():
+        raise ValueError(f"{path}: logical_count must be finite and >= 0")
     steps = None
     if c.ndim == 3:
         steps = c
         c = c.sum(axis=0)  # [S, L, E] -> [L, E]
     _check_loads(c, str(path))
     meta = {"source": "sglang", "source_path": str(path)}
-    if "rank" in d:
-        meta["rank"] = int(d["rank"])
+    r = d.get("rank")
+    if isinstance(r, torch.Tensor) and r.numel() == 1:
+        r = r.item()
+    if isinstance(r, (int, float)) and not isinstance(r, bool) and float(r).is_integer():
+        meta["rank"] = int(r)
     return RoutingTrace(n_experts=c.shape[1], layers=np.arange(c.shape[0]), load_counts=c, step_counts=steps,
                         meta=meta)
 

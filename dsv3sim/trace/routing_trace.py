@@ -43,6 +43,30 @@ class RoutingTrace:
     meta: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        for name in ("n_experts", "n_group"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+                raise ValueError(f"trace {name} must be a positive integer, got {v!r}")
+        if self.node_limit is not None and (isinstance(self.node_limit, bool)
+                                            or not isinstance(self.node_limit, (int, np.integer))
+                                            or self.node_limit < 1):
+            raise ValueError(f"trace node_limit must be a positive integer or null, got {self.node_limit!r}")
+        if not isinstance(self.layers, np.ndarray) or self.layers.ndim != 1 or self.layers.dtype.kind not in "iu":
+            raise ValueError(f"trace layers must be a 1-D integer array, got {getattr(self.layers, 'shape', '?')} "
+                             f"{getattr(self.layers, 'dtype', type(self.layers).__name__)}")
+        _check_array(self.expert_ids, "expert_ids", "iu")
+        for name in ("seq_ids", "positions", "token_ids"):
+            _check_array(getattr(self, name), name, "iu")
+        for name in ("weights", "load_counts", "step_counts"):
+            _check_array(getattr(self, name), name, "iuf")
+        for name in ("load_counts", "step_counts"):
+            a = getattr(self, name)
+            if a is not None and a.size and a.min() < 0:
+                raise ValueError(f"trace {name} must be >= 0, got a minimum of {a.min()}")
+        if self.step_counts is not None and (self.step_counts.ndim != 3
+                                             or self.step_counts.shape[1:] != (len(self.layers), self.n_experts)):
+            raise ValueError(f"step_counts must be [S, L={len(self.layers)}, E={self.n_experts}], got "
+                             f"{self.step_counts.shape}")
         L = len(self.layers)
         if self.expert_ids is None and self.load_counts is None:
             raise ValueError("a RoutingTrace needs expert_ids [L,T,k] or load_counts [L,E]")
@@ -112,6 +136,38 @@ class RoutingTrace:
         return m
 
 
+def _check_array(a: np.ndarray | None, name: str, kinds: str) -> None:
+    """A numeric array of the given dtype kinds ('i' int, 'u' unsigned, 'f' float) with finite values only."""
+    if a is None:
+        return
+    if not isinstance(a, np.ndarray) or a.dtype.kind not in kinds:
+        raise ValueError(f"trace {name} must be a numeric array ({kinds}), got "
+                         f"{getattr(a, 'dtype', type(a).__name__)}")
+    if a.dtype.kind == "f" and a.size and not np.isfinite(a).all():
+        raise ValueError(f"trace {name} holds NaN or infinite values")
+
+
+def open_npz(path: str | Path) -> dict[str, np.ndarray]:
+    """All arrays of an .npz file, refused with one line when it is not a sound NumPy zip: not a zip, a member
+    that is not an array, pickled objects, or more uncompressed bytes than the ``file_bytes`` limit (checked
+    from the zip directory before anything is decompressed)."""
+    import zipfile
+
+    from dsv3sim.config.checks import check_limit, one_line
+
+    p = Path(path)
+    try:
+        with zipfile.ZipFile(p) as zf:
+            total = sum(i.file_size for i in zf.infolist())
+        check_limit("file_bytes", total, f"{p}: uncompressed size of the .npz")
+        with np.load(p, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    except (zipfile.BadZipFile, EOFError, KeyError, ValueError, OSError, NotImplementedError) as e:
+        if type(e).__name__ == "ConfigError":
+            raise
+        raise ValueError(f"{p}: not a readable .npz archive ({one_line(e)})") from None
+
+
 def _small_int(a: np.ndarray, hi: int) -> np.ndarray:
     return a.astype(np.int16 if hi < 2 ** 15 else np.int32)
 
@@ -146,21 +202,34 @@ def save_trace(trace: RoutingTrace, path: str | Path) -> Path:
 
 def read_npz_trace(path: str | Path) -> RoutingTrace:
     """Read a trace written by :func:`save_trace`; checks the stored group/gpu/node columns against the ids."""
-    with np.load(path, allow_pickle=False) as z:
-        cols = {k: z[k] for k in z.files}
+    cols = open_npz(path)
     if "meta" not in cols:
         raise ValueError(f"{path}: not a dsv3sim routing trace (no 'meta' array); arrays: {sorted(cols)}")
-    meta = json.loads(str(cols.pop("meta")))
-    if meta.get("format") != FORMAT_NAME:
-        raise ValueError(f"{path}: format {meta.get('format')!r}, expected {FORMAT_NAME!r}")
-    layout = EpLayout.from_dict(meta["layout"]) if meta.get("layout") else None
+    try:
+        meta = json.loads(str(cols.pop("meta")))
+    except ValueError:
+        raise ValueError(f"{path}: the trace's meta is not JSON") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT_NAME:
+        fmt = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
+        raise ValueError(f"{path}: format {fmt!r}, expected {FORMAT_NAME!r}")
+    if "layers" not in cols or "n_experts" not in meta:
+        raise ValueError(f"{path}: a routing trace needs a 'layers' array and meta n_experts")
+    try:
+        layout = EpLayout.from_dict(meta["layout"]) if meta.get("layout") else None
+    except (KeyError, TypeError, AttributeError) as e:
+        raise ValueError(f"{path}: meta layout is malformed ({e!r})") from None
     ids = cols.get("expert_ids")
+    if ids is not None and (ids.ndim != 3 or 0 in ids.shape):
+        raise ValueError(f"{path}: expert_ids must be a non-empty [layers, tokens, k] array, got shape {ids.shape}")
+    for name in ("layers", "expert_ids"):
+        if name in cols and cols[name].dtype.kind not in "iu":
+            raise ValueError(f"{path}: {name} must be integers, got {cols[name].dtype}")
     tr = RoutingTrace(
-        n_experts=int(meta["n_experts"]), layers=cols["layers"].astype(np.int64),
+        n_experts=meta["n_experts"], layers=cols["layers"].astype(np.int64),
         expert_ids=None if ids is None else ids.astype(np.int64),
         weights=cols.get("weights"), seq_ids=cols.get("seq_ids"), positions=cols.get("positions"),
         token_ids=cols.get("token_ids"), load_counts=cols.get("load_counts"), step_counts=cols.get("step_counts"),
-        n_group=int(meta.get("n_group", 1)), layout=layout, node_limit=meta.get("node_limit"),
+        n_group=meta.get("n_group", 1), layout=layout, node_limit=meta.get("node_limit"),
         meta={k: v for k, v in meta.items() if k not in ("format", "version", "layers", "layout")},
     )
     for name, derived in (("group_ids", tr.group_ids), ("gpu_ids", tr.gpu_ids), ("node_ids", tr.node_ids)):

@@ -117,6 +117,12 @@ def node_stats(trace: RoutingTrace, layout: EpLayout, node_limit: int | None) ->
     }
 
 
+def _f(x) -> float | None:
+    """A JSON-safe float: None for NaN/inf (a ratio over an empty layer or step is undefined, not a number)."""
+    x = float(x)
+    return x if np.isfinite(x) else None
+
+
 def trace_stats(trace: RoutingTrace, *, layout: EpLayout | None = None, hidden: int | None = None,
                 dispatch_dtype: str = "fp8") -> dict:
     """All statistics of ``trace`` as a JSON-ready dict; ``layout`` overrides the trace's own EP layout."""
@@ -128,16 +134,18 @@ def trace_stats(trace: RoutingTrace, *, layout: EpLayout | None = None, hidden: 
         "n_layers": trace.n_layers, "layers": [int(x) for x in trace.layers], "n_experts": trace.n_experts,
         "n_tokens": trace.n_tokens, "topk": trace.topk, "has_tokens": trace.has_tokens,
         "expert_load": loads.tolist(),
-        "expert_load_max_over_mean_by_layer": [float(x) for x in mom],
-        "expert_load_max_over_mean": float(mom[worst]),
+        "expert_load_max_over_mean_by_layer": [_f(x) for x in mom],
+        "expert_load_max_over_mean": _f(mom[worst]),
         "expert_load_max_over_mean_layer": int(trace.layers[worst]),
-        "expert_load_max_over_mean_mean": float(np.nanmean(mom)),
+        "expert_load_max_over_mean_mean": _f(np.nanmean(mom)) if np.isfinite(mom).any() else None,
         "expert_load_cv_by_layer": [float(x) for x in loads.std(axis=1) / np.maximum(loads.mean(axis=1), 1e-300)],
         "node_limit": trace.node_limit,
     }
     if trace.step_counts is not None:
         steps_mom = max_over_mean(trace.step_counts.reshape(-1, trace.n_experts)).reshape(trace.step_counts.shape[:2])
-        out["expert_load_max_over_mean_by_step"] = [float(np.nanmax(r)) for r in steps_mom]
+        # a step that recorded no load has no ratio: null, not NaN
+        out["expert_load_max_over_mean_by_step"] = [_f(np.nanmax(r)) if np.isfinite(r).any() else None
+                                                    for r in steps_mom]
     if not trace.has_tokens:
         return out
     groups = trace.group_ids()
