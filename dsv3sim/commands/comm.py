@@ -71,6 +71,21 @@ def _tpot_limit(topo, args: argparse.Namespace) -> dict:
     return {"topology": c.name, "kind": "tpot-limit", "transport": transport, **out}
 
 
+def _check_size(args: argparse.Namespace, topo) -> None:
+    """Bound the simulated work (dsv3sim/config/checks.py limits): an EP all-to-all moves tokens x ranks x
+    groups token copies in chunks (relay milestones beyond 8 chunks cost about quadratically, measured); a
+    ring collective has ranks^2 flows."""
+    from dsv3sim.config.checks import check_limit
+
+    if args.kind in ("dispatch", "combine"):
+        groups = (args.groups or max(topo.n_gpus // args.ep, 1)) if args.no_reduce else (args.groups or 1)
+        work = args.tokens_per_rank * args.ep * groups * max(1.0, args.chunks / 8) ** 2
+        check_limit("comm_tokens", work, f"tokens-per-rank x ep x groups x max(1, chunks/8)^2 = {args.tokens_per_rank}"
+                                         f" x {args.ep} x {groups} x {max(1.0, args.chunks / 8) ** 2:g}")
+    else:
+        check_limit("collective_ranks", args.ep, "--ep (ranks of the collective)")
+
+
 def compute(args: argparse.Namespace) -> dict:
     topo = load_topology(args.topology)
     for name in ("ep", "tokens_per_rank", "hidden", "topk", "chunks"):
@@ -80,6 +95,7 @@ def compute(args: argparse.Namespace) -> dict:
         raise ValueError(f"--ll-transport {args.ll_transport} needs --mode low-latency (or --kind tpot-limit)")
     if args.kind == "tpot-limit":
         return _tpot_limit(topo, args)
+    _check_size(args, topo)
     if args.kind in ("dispatch", "combine") and args.ll_transport == "rdma":
         if args.trace:
             routing = load_routing(args.trace, ep=args.ep, tokens_per_rank=args.tokens_per_rank)

@@ -43,8 +43,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def compute(name: str, pp: int, microbatches: int, f: float, b: float, w: float, fb: float | None,
             p2p_latency: float = 0.0) -> tuple[dict, object]:
+    from dsv3sim.config.checks import check_limit
+
+    check_limit("schedule_cells", pp * microbatches, f"pp x microbatches = {pp} x {microbatches}")
     times = ChunkTimes(f=f, b=b, w=w, fb=fb)
-    s = generate(name, pp, microbatches)
+    try:
+        s = generate(name, pp, microbatches)
+    except ValueError as e:
+        # too few micro-batches to fill DualPipe's two directions is a layout that cannot run: a result;
+        # an odd pp or micro-batch count for the bidirectional schedule stays bad input
+        too_few = name.startswith("dualpipe") and microbatches < 2 * pp
+        odd = name == "dualpipe" and (pp % 2 or microbatches % 2)
+        if not too_few or odd:
+            raise
+        return {"schedule": name, "pp": pp, "microbatches": microbatches, "infeasible": str(e)}, None
     counts = check(s)
     res = execute(s, times, p2p_latency)
     out = {
@@ -70,6 +82,9 @@ def compute(name: str, pp: int, microbatches: int, f: float, b: float, w: float,
 
 def run(args: argparse.Namespace) -> int:
     out, res = compute(args.name, args.pp, args.microbatches, args.f, args.b, args.w, args.fb, args.p2p_latency)
+    if res is None:
+        print(json.dumps(out, indent=1) if args.json else f"schedule {args.name}: INFEASIBLE - {out['infeasible']}")
+        return 0
     if args.chrome_trace:
         path = Path(args.chrome_trace)
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -13,7 +13,10 @@ The defaults and the time they correspond to on a 2-core CPU box (measured with 
 * ``schedule_cells`` 131,072: pp x micro-batches of one pipeline schedule (``schedule 1f1b --pp 256
   --microbatches 512``: 8 s; pp 512 x 1,024 = 4x the cells: 50 s, superlinear).
 * ``comm_tokens`` 16,777,216: tokens routed by one simulated all-to-all (tokens per rank x ranks:
-  ``comm --ep 64 --tokens-per-rank 262144``: 16 s).
+  ``comm --ep 64 --tokens-per-rank 262144``: 16 s); relay chunks c beyond 8 count as (c/8)^2
+  (``--chunks 256`` at 4,096 x 64 tokens: 52 s).
+* ``collective_ranks`` 256: ranks of one simulated ring collective (flows grow as ranks^2: ``comm --kind
+  all-reduce --ep 256``: 9 s; ``--ep 512``: 37 s).
 * ``trace_tokens`` 16,777,216: tokens x layers of a synthesized or captured routing trace.
 * ``file_bytes`` 4 GiB: a trace or load file read into memory.
 """
@@ -32,6 +35,7 @@ LIMITS: Mapping[str, int] = MappingProxyType({
     "gpus": 131_072,
     "schedule_cells": 131_072,
     "comm_tokens": 16_777_216,
+    "collective_ranks": 256,
     "trace_tokens": 16_777_216,
     "file_bytes": 4 * 2**30,
 })

@@ -20,6 +20,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from dsv3sim.config import checks as ck
+
 SCHEDULES = ("dualpipe", "1f1b", "zb1p")
 GEMM_DTYPES = ("fp8", "bf16")
 PLACEMENTS = ("contiguous", "eplb")
@@ -31,6 +33,31 @@ def _pos_int(obj: Any, *names: str) -> None:
         v = getattr(obj, n)
         if not isinstance(v, int) or isinstance(v, bool) or v < 1:
             raise ValueError(f"{type(obj).__name__}.{n} must be a positive integer, got {v!r}")
+
+
+def _types(obj: Any, *, ints: tuple[str, ...] = (), opt_ints: tuple[str, ...] = (), nums: tuple[str, ...] = (),
+           opt_nums: tuple[str, ...] = (), bools: tuple[str, ...] = (), strs: tuple[str, ...] = (),
+           opt_strs: tuple[str, ...] = ()) -> None:
+    """Field types (ints are ints, not 2.5 or "4"; numbers finite; booleans true/false) before any range check."""
+    name = type(obj).__name__
+    for n in ints:
+        ck.integer(getattr(obj, n), f"{name}.{n}")
+    for n in opt_ints:
+        ck.optional(ck.integer, getattr(obj, n), f"{name}.{n}")
+    for n in nums:
+        ck.number(getattr(obj, n), f"{name}.{n}")
+    for n in opt_nums:
+        ck.optional(ck.number, getattr(obj, n), f"{name}.{n}")
+    for n in bools:
+        ck.boolean(getattr(obj, n), f"{name}.{n}")
+    for n in strs:
+        ck.string(getattr(obj, n), f"{name}.{n}")
+    for n in opt_strs:
+        ck.optional(ck.string, getattr(obj, n), f"{name}.{n}")
+
+
+_ROUTING = {"opt_ints": ("node_limit", "routing_layers"), "ints": ("redundant_experts",),
+            "strs": ("kind", "placement", "gemm_dtype", "dispatch_dtype"), "opt_strs": ("routing_trace",)}
 
 
 def _check_routing(obj: Any) -> None:
@@ -64,6 +91,7 @@ class ParallelDims:
             object.__setattr__(self, "dp", max(1, self.ep // (self.tp * self.attn_tp)))
             object.__setattr__(self, "dp_follows", True)
         _pos_int(self, "pp", "dp", "tp", "ep", "attn_tp")
+        ck.check_limit("gpus", self.pp * self.dp * self.tp * self.attn_tp, "ParallelDims pp*dp*tp*attn_tp GPUs")
         n = self.dp * self.tp * self.attn_tp
         if n % self.ep:
             raise ValueError(f"ParallelDims: ep={self.ep} must divide dp*tp*attn_tp={self.dp}*{self.tp}*{self.attn_tp}"
@@ -96,6 +124,8 @@ class TrainingWorkload:
     #   the step is composed from it (workload/measured_step.py) instead of GPU kernel tables
 
     def __post_init__(self) -> None:
+        _types(self, bools=("zero1", "optimizer_overlap", "recompute"), **{**_ROUTING, "strs": _ROUTING["strs"]
+                                                                          + ("schedule",)})
         _pos_int(self, "global_batch_sequences", "seq_len", "micro_batch_sequences")
         # the measured-table step (workload/measured_step.py) executes every schedule dsv3sim.parallel generates
         if self.schedule not in SCHEDULES and not (self.component_table and self.schedule == "dualpipev"):
@@ -124,6 +154,7 @@ class PrefillWorkload:
     #   counts computed tokens, which attend to the cached prefix too
 
     def __post_init__(self) -> None:
+        _types(self, **_ROUTING)
         _pos_int(self, "prompt_len", "tokens_per_gpu", "micro_batches")
         if not 0 <= self.cache_hit_rate < 1:
             raise ValueError(f"PrefillWorkload.cache_hit_rate must be in [0, 1), got {self.cache_hit_rate}")
@@ -156,6 +187,8 @@ class DecodeWorkload:
     ll_transport: str = "nvlink"  # DeepEP low-latency all-to-all inside a node: "nvlink" or "rdma" (pure RDMA)
 
     def __post_init__(self) -> None:
+        _types(self, **{**_ROUTING, "opt_ints": _ROUTING["opt_ints"] + ("batch_per_gpu",)}, bools=("mtp",),
+               nums=("kv_dtype_bytes", "memory_reserve_fraction"), opt_nums=("mtp_acceptance",))
         _pos_int(self, "context_len", "output_len", "micro_batches")
         if self.ll_transport not in LL_TRANSPORTS:
             raise ValueError(f"DecodeWorkload.ll_transport {self.ll_transport!r} unknown (one of {LL_TRANSPORTS})")
@@ -233,6 +266,8 @@ class Perturbation:
     degraded_fraction: float = 1.0  # that link keeps this fraction of its capacity
 
     def __post_init__(self) -> None:
+        _types(self, nums=("nic_bandwidth_scale", "nvlink_bandwidth_scale", "straggler_slowdown", "degraded_fraction"),
+               opt_ints=("straggler_gpu",), opt_strs=("degraded_link",))
         for n in ("nic_bandwidth_scale", "nvlink_bandwidth_scale"):
             if not getattr(self, n) > 0:
                 raise ValueError(f"Perturbation.{n} must be > 0, got {getattr(self, n)}")
@@ -267,8 +302,15 @@ class Scenario:
     record: bool = True  # keep per-slice timelines (sweeps turn it off)
 
     def __post_init__(self) -> None:
-        if not self.name:
-            raise ValueError("Scenario.name must be a non-empty string")
+        ck.string(self.name, "Scenario.name", empty=False)
+        _types(self, strs=("model", "topology", "description", "comm_model"), opt_strs=("gpu",), ints=("seed",),
+               opt_ints=("n_gpus",), bools=("fast", "record"))
+        if not isinstance(self.parallel, ParallelDims) or not isinstance(self.perturb, Perturbation):
+            raise ValueError(f"Scenario {self.name}: parallel must be a ParallelDims and perturb a Perturbation, "  # noqa: TRY004
+                             f"got {type(self.parallel).__name__}, {type(self.perturb).__name__}")
+        if self.seed < 0:
+            raise ValueError(f"Scenario {self.name}: seed must be >= 0, got {self.seed}")
+        ck.check_limit("gpus", self.parallel.world, f"Scenario {self.name}: pp*dp*tp*attn_tp GPUs")
         if self.comm_model not in ("sim", "bound"):
             raise ValueError(f"Scenario.comm_model must be 'sim' or 'bound', got {self.comm_model!r}")
         if not isinstance(self.workload, (TrainingWorkload, PrefillWorkload, DecodeWorkload, AggregatedWorkload)):
@@ -291,6 +333,8 @@ class Scenario:
             if w.global_batch_sequences % (p.dp * w.micro_batch_sequences):
                 raise ValueError(f"Scenario {self.name}: global_batch_sequences={w.global_batch_sequences} is not a "
                                  f"multiple of dp*micro_batch_sequences={p.dp}*{w.micro_batch_sequences}")
+            ck.check_limit("schedule_cells", p.pp * self.microbatches,
+                           f"Scenario {self.name}: pp x micro-batches = {p.pp} x {self.microbatches}")
             if w.schedule == "dualpipe" and (p.pp % 2 or self.microbatches % 2):
                 raise ValueError(f"Scenario {self.name}: DualPipe needs an even pp and an even number of "
                                  f"micro-batches, got pp={p.pp}, micro-batches={self.microbatches}")

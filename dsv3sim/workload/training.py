@@ -121,7 +121,10 @@ def simulate_training(scn: Scenario) -> TrainingResult | Infeasible:
 
     # 0. schedule and memory first: a configuration that does not fit costs no simulation
     layers_of = stage_layers(cfg, p.pp)
-    sched = _schedule(w.schedule, p.pp, scn.microbatches)
+    try:
+        sched = _schedule(w.schedule, p.pp, scn.microbatches)
+    except ValueError as e:  # e.g. DualPipe with fewer than 2*pp micro-batches
+        return Infeasible(scenario=scn.name, kind="training", reason=str(e))
     mem_rows = _dp_and_memory(cfg, scn, sched, layers_of, topo, perf, T)
     worst_mem = max(mem_rows, key=lambda m: m["total_bytes"])
     if worst_mem["total_bytes"] > perf.hbm_bytes:
