@@ -11,12 +11,14 @@
   dropped when equal to the main tensors, else returned as unused names.
 FP8 (``fp8=True``, DeepSeek-V3's release format): each FP8-capable linear weight stored as float8_e4m3fn with
 ``<name>_scale_inv`` FP32 [ceil(N/128), ceil(K/128)], dequantised as q * s (inference/kernel.py weight_dequant).
-Loading never unpickles: safetensors only.
+Loading never unpickles: safetensors only, and every header is checked (shapes, dtypes, FP8 scale shapes)
+before a tensor is read.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import re
 from pathlib import Path
 
@@ -96,35 +98,139 @@ def save(model, path: str | Path, *, fp8: bool = False, mtp_copies: bool = True,
     save_file(tensors, str(path), metadata=meta)
 
 
-def _read(path: Path) -> dict[str, torch.Tensor]:
+_DTYPE_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "F8_E4M3": 1, "F8_E5M2": 1, "I64": 8, "I32": 4, "I16": 2,
+                "I8": 1, "U8": 1, "BOOL": 1, "U16": 2, "U32": 4, "U64": 8}
+_WEIGHT_DTYPES = ("F32", "F16", "BF16")  # high-precision weights; FP8 (F8_E4M3) only with a _scale_inv beside it
+_MAX_HEADER = 100 * 2**20
+
+
+def _header(f: Path) -> dict[str, tuple[str, tuple[int, ...]]]:
+    """{name: (dtype, shape)} of one .safetensors file from its JSON header alone (nothing allocated), refused with
+    one line unless the header is sound: length within the file, every tensor's byte range inside the data and
+    matching dtype x shape (safetensors format: u64 little-endian header length, JSON header, raw data)."""
+    try:
+        size = f.stat().st_size
+        with open(f, "rb") as fh:
+            head = fh.read(8)
+            n = int.from_bytes(head, "little") if len(head) == 8 else -1
+            if n < 2 or n > min(size - 8, _MAX_HEADER):
+                raise ValueError(f"checkpoint {f}: not a safetensors file (header length {n} for a {size}-byte file)")
+            hdr = json.loads(fh.read(n).decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise ValueError(f"checkpoint {f}: not a safetensors file (header is not JSON)") from None
+    if not isinstance(hdr, dict):
+        raise ValueError(f"checkpoint {f}: not a safetensors file (header is not a JSON object)")
+    data = size - 8 - n
+    out = {}
+    for k, v in hdr.items():
+        if k == "__metadata__":
+            continue
+        ok = (isinstance(v, dict) and v.get("dtype") in _DTYPE_BYTES and isinstance(v.get("shape"), list)
+              and all(isinstance(d, int) and d >= 0 for d in v["shape"]) and isinstance(v.get("data_offsets"), list)
+              and len(v["data_offsets"]) == 2 and all(isinstance(o, int) for o in v["data_offsets"]))
+        if ok:
+            lo, hi = v["data_offsets"]
+            ok = 0 <= lo <= hi <= data and hi - lo == math.prod(v["shape"]) * _DTYPE_BYTES[v["dtype"]]
+        if not ok:
+            raise ValueError(f"checkpoint {f}: tensor {k!r} has a malformed entry in the header: {str(v)[:120]}")
+        out[k] = (v["dtype"], tuple(v["shape"]))
+    return out
+
+
+def _files(path: Path) -> list[Path]:
     files = sorted(path.glob("*.safetensors")) if path.is_dir() else [path]
     if not files:
         raise ValueError(f"no .safetensors files in {path}")
+    return files
+
+
+def _read(files: list[Path]) -> dict[str, torch.Tensor]:
     out = {}
     for f in files:
-        with safe_open(str(f), framework="pt") as fh:
-            for k in fh.keys():
-                out[k] = fh.get_tensor(k)
+        try:
+            with safe_open(str(f), framework="pt") as fh:
+                for k in fh.keys():
+                    out[k] = fh.get_tensor(k)
+        except Exception as e:  # noqa: BLE001 - the reader's own error type; the header was checked already
+            raise ValueError(f"checkpoint {f}: cannot be read ({' '.join(str(e).split())[:200]})") from None
     return out
+
+
+def _expected(model) -> dict[str, tuple[int, ...]]:
+    """{HF name: shape} of every tensor the model loads (experts split per expert)."""
+    L = model.cfg.num_hidden_layers
+    out = {}
+    for name, ref in model.state_dict().items():
+        m = _EXPERT.match(name)
+        if m:
+            base = _hf_prefix(m.group(1), L)
+            for j in range(ref.shape[0]):
+                out[f"{base}.{j}.{m.group(2)}.weight"] = tuple(ref.shape[1:])
+        else:
+            out[_hf_prefix(name, L)] = tuple(ref.shape)
+    return out
+
+
+def _check_header(path: Path, hdr: dict[str, tuple[str, tuple[int, ...]]], expected: dict) -> None:
+    """Shapes and dtypes of every tensor the model will take, and of FP8 scales, before anything is read."""
+    for k, (dt, shape) in hdr.items():
+        if k.endswith("_scale_inv"):
+            w = hdr.get(k[: -len("_scale_inv")])
+            if w is None or w[0] != "F8_E4M3":
+                continue  # reported as unused by the caller
+            if dt != "F32" or len(w[1]) != 2 or shape != tuple(-(-d // TILE) for d in w[1]):
+                want = tuple(-(-d // TILE) for d in w[1]) if len(w[1]) == 2 else "?"
+                raise ValueError(f"checkpoint {path}: {k} is {dt} {list(shape)}, expected F32 {list(want)} (one scale "
+                                 f"per {TILE}x{TILE} block of {list(w[1])})")
+            continue
+        if k not in expected:
+            continue
+        if dt == "F8_E4M3":
+            if k + "_scale_inv" not in hdr:
+                raise ValueError(f"{k} is FP8 but {k}_scale_inv is missing")
+            if len(shape) != 2:
+                raise ValueError(f"checkpoint {path}: {k} is FP8 with shape {list(shape)}; FP8 weights are 2-D")
+        elif dt not in _WEIGHT_DTYPES:
+            raise ValueError(f"checkpoint {path}: {k} has dtype {dt}; weights must be one of {', '.join(_WEIGHT_DTYPES)}"
+                             " (or F8_E4M3 with a _scale_inv)")
+        if shape != expected[k]:
+            raise ValueError(f"{k}: checkpoint shape {shape} != model shape {expected[k]}")
 
 
 def load(model, path: str | Path, *, strict: bool = True) -> list[str]:
     """Load HF-named safetensors (one file or a directory of shards) into ``model``; dequantises FP8 weights.
-    Returns the names in the file that the model does not have (MTP embedding/head copies excluded)."""
+    Returns the names in the file that the model does not have (MTP embedding/head copies excluded).
+    Refused with one ValueError line: not safetensors, a malformed header, missing tensors (``strict``), wrong
+    shapes or dtypes, FP8 scales of the wrong shape (all from the headers, before any tensor is read), and
+    NaN/inf weights or non-positive FP8 scales (after reading)."""
     path = Path(path)
     if not path.exists():
         raise ValueError(f"checkpoint {str(path)!r} does not exist")
-    raw = _read(path)
+    files = _files(path)
+    hdr: dict[str, tuple[str, tuple[int, ...]]] = {}
+    for f in files:
+        hdr.update(_header(f))
+    expected = _expected(model)
+    _check_header(path, hdr, expected)
+    if strict:
+        sd_missing = sorted({re.sub(r"\.\d+\.(gate_proj|up_proj|down_proj)\.weight$", r".*.\1.weight", k)
+                             for k in expected if k not in hdr})
+        if sd_missing:
+            raise ValueError(f"checkpoint {path} lacks {len(sd_missing)} tensor(s), e.g. {sd_missing[:5]}")
+    raw = _read(files)
     L = model.cfg.num_hidden_layers
     tensors: dict[str, torch.Tensor] = {}
     for k, t in raw.items():
-        if k.endswith("_scale_inv"):
+        if k.endswith("_scale_inv") and k[: -len("_scale_inv")] in raw:
             continue
         if t.dtype == FP8:
-            s = raw.get(k + "_scale_inv")
-            if s is None:
-                raise ValueError(f"{k} is FP8 but {k}_scale_inv is missing")
-            t = dequantize(t, s.float(), TILE)
+            s = raw[k + "_scale_inv"].float()
+            if not (torch.isfinite(s).all() and (s > 0).all()):
+                raise ValueError(f"checkpoint {path}: {k}_scale_inv holds non-finite or non-positive scales")
+            t = dequantize(t, s, TILE)
+        if k in expected and t.is_floating_point() and not torch.isfinite(t).all():
+            n_bad = int((~torch.isfinite(t)).sum())
+            raise ValueError(f"checkpoint {path}: {k} holds {n_bad} NaN/inf value(s)")
         tensors[k] = t
     sd = model.state_dict()
     new: dict[str, torch.Tensor] = {}
