@@ -21,6 +21,7 @@ a gate that is still closed takes the flow out of the network until it opens (pi
 from __future__ import annotations
 
 import heapq
+import math
 from collections.abc import Sequence
 
 import simpy
@@ -56,6 +57,9 @@ class FlowNetwork:
     def __init__(self, env: simpy.Environment, capacity: Sequence[float], *, record: bool = False) -> None:
         self.env = env
         self.capacity = list(capacity)
+        bad = [(i, c) for i, c in enumerate(self.capacity) if not 0 < c < math.inf]
+        if bad:
+            raise ValueError(f"link capacities must be finite and > 0 B/s, got {bad[:3]} (link, capacity)")
         self.flows: dict[int, _Flow] = {}
         self.done: list[_Flow] = []
         self.link_bytes: dict[int, float] = {}
@@ -78,8 +82,8 @@ class FlowNetwork:
     def transfer(self, path: tuple[int, ...], nbytes: float, latency: float = 0.0, *, tag: str = "",
                  tokens: int = 0, milestones: Sequence[float] = (),
                  gates: Sequence[tuple[float, simpy.Event]] = ()) -> simpy.Event | tuple[simpy.Event, list]:
-        if nbytes < 0 or latency < 0:
-            raise ValueError(f"transfer needs nbytes >= 0 and latency >= 0, got {nbytes}, {latency}")
+        if not (0 <= nbytes < math.inf and 0 <= latency < math.inf):  # NaN fails both comparisons
+            raise ValueError(f"transfer needs finite nbytes >= 0 and latency >= 0, got {nbytes}, {latency}")
         ev = self.env.event()
         mev = [self.env.event() for _ in milestones]
         # milestone at b delivered bytes == remaining level nbytes - b; kept descending so pop() is next

@@ -267,6 +267,7 @@ def _ep_link_bound(topo: Topology, plan_key: tuple, *, kind: str, mode: str, dty
         msgs = msgs.T  # combine: expert GPU r sends back to token owner s along path(r, s)
     pair_of, link_of, lat_of = _incidence(topo, ep)
     load = np.bincount(link_of, weights=msgs.ravel()[pair_of] * b, minlength=len(topo.links))
+    _check_bound_conservation(msgs, pair_of, b, ep)
     used = msgs.ravel() > 0
     lat = float(lat_of[used].max()) if used.any() else 0.0
     cap = np.array([lk.capacity for lk in topo.links])
@@ -276,6 +277,23 @@ def _ep_link_bound(topo: Topology, plan_key: tuple, *, kind: str, mode: str, dty
         if load[lk.id]:
             by_class[lk.cls] = by_class.get(lk.cls, 0.0) + float(load[lk.id])
     return t, by_class
+
+
+def _check_bound_conservation(msgs: np.ndarray, pair_of: np.ndarray, b: float, ep: int) -> None:
+    """The bound's conservation, as the event simulation checks its own: the bytes every sender puts on its
+    first hop equal the bytes the receivers take off their last hop and the bytes routed between distinct GPUs
+    (no pair with traffic lacks a path, none is counted twice)."""
+    if pair_of.size == 0:
+        return
+    w = msgs.ravel()[pair_of] * b
+    starts = np.r_[True, pair_of[1:] != pair_of[:-1]]
+    ends = np.r_[pair_of[1:] != pair_of[:-1], True]
+    routed = float(msgs.sum() - np.trace(msgs)) * b
+    sent, received = float(w[starts].sum()), float(w[ends].sum())
+    tol = 1e-9 * max(routed, 1.0)
+    if abs(sent - routed) > tol or abs(received - routed) > tol:
+        raise AssertionError(f"bound conservation: {routed} B routed between GPUs, {sent} B sent on first hops, "
+                             f"{received} B received on last hops (ep={ep})")
 
 
 @lru_cache(maxsize=64)
