@@ -37,6 +37,24 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print what was written as one JSON object")
 
 
+def _check_is_result(src: Path) -> None:
+    """Refuse a JSON that is not a result (a model config, a load file, anything else) instead of rendering an
+    empty report from it."""
+    from dsv3sim.report.data import RESULT_MARKERS, load
+
+    data = load(src)
+    rows = data.get("sweep") if isinstance(data.get("sweep"), list) else None
+    if rows is not None and all(isinstance(r, dict) for r in rows) and rows:
+        return
+    if any(k in data for k in RESULT_MARKERS) or any(
+            isinstance(v, dict) and any(m in v for m in RESULT_MARKERS) for v in data.values()):
+        return
+    hint = " (it looks like a model config.json)" if "model_type" in data or "architectures" in data else ""
+    raise ValueError(f"{src} is not a result JSON{hint}: none of the result keys (step_time_s, scenario, kind, "
+                     "sweep, validation, infeasible, ...); render what `dsv3sim run --json`, `sweep` or `validate` "
+                     "wrote")
+
+
 def run(args: argparse.Namespace) -> int:
     from dsv3sim.report import build_page, merged_trace_path, write_index
 
@@ -47,6 +65,7 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps({"index": str(idx)}) if args.json else f"wrote {idx}")
         return 0
     src = Path(args.result)
+    _check_is_result(src)
     stem = src.stem + (f"-{args.scenario}" if args.scenario else "")
     out = Path(args.out) if args.out else Path("reports") / f"{stem}.html"
     if out.suffix.lower() not in (".html", ".htm"):
