@@ -8,6 +8,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from dsv3sim.commands import _args as A
+from dsv3sim.config.checks import check_limit
 
 NAME = "trace"
 HELP = "routing traces: capture from the model, synthesise, import EPLB/SGLang loads, statistics"
@@ -103,6 +104,8 @@ def _run_capture(args: argparse.Namespace) -> int:
     from dsv3sim.trace.stats import trace_stats
 
     cfg = load_model_config(args.config)
+    check_limit("trace_tokens", args.tokens * max(cfg.n_moe_layers, 1), f"--tokens x MoE layers = {args.tokens} x "
+                f"{cfg.n_moe_layers}")
     layout = _layout(args, cfg.n_routed_experts)
     from dsv3sim.commands._progress import bars_wanted, progress
 
@@ -136,6 +139,8 @@ def _run_synth(args: argparse.Namespace) -> int:
         out["fit"] = report
         hidden = args.hidden or target.meta.get("hidden_size")
     else:
+        check_limit("trace_tokens", args.tokens * args.layers * args.topk,
+                    f"--tokens x --layers x --topk = {args.tokens} x {args.layers} x {args.topk}")
         spec = SynthSpec(n_layers=args.layers, n_experts=args.experts, topk=args.topk, n_tokens=args.tokens,
                          seq_len=args.seq_len, zipf_s=args.zipf_s, drift=args.drift, n_windows=args.windows,
                          layer_corr=args.layer_corr, seq_corr=args.seq_corr, n_group=args.n_group,

@@ -17,7 +17,8 @@ The defaults and the time they correspond to on a 2-core CPU box (measured with 
   (``--chunks 256`` at 4,096 x 64 tokens: 52 s).
 * ``collective_ranks`` 256: ranks of one simulated ring collective (flows grow as ranks^2: ``comm --kind
   all-reduce --ep 256``: 9 s; ``--ep 512``: 37 s).
-* ``trace_tokens`` 16,777,216: tokens x layers of a synthesized or captured routing trace.
+* ``trace_tokens`` 16,777,216: expert selections of a synthesized trace (tokens x layers x top-k) or tokens x
+  MoE layers of a captured one (each a model forward on this CPU).
 * ``file_bytes`` 4 GiB: a trace or load file read into memory.
 """
 

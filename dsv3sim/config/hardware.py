@@ -31,6 +31,7 @@ Sources (short keys used in ``sources`` below):
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -56,14 +57,17 @@ class GpuSpec:
     sources: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        bad = {k: v for k, v in self.peak_flops.items() if not v > 0}
+        bad = {k: v for k, v in self.peak_flops.items() if not 0 < v < math.inf}
         if bad or not self.peak_flops:
-            raise ValueError(f"{self.name}: peak_flops must be > 0 for every dtype, got {dict(self.peak_flops)}")
-        for attr in ("hbm_bytes", "hbm_bandwidth", "sm_clock"):
-            if not getattr(self, attr) > 0:
-                raise ValueError(f"{self.name}: {attr} must be > 0, got {getattr(self, attr)}")
-        if self.n_sms < 1:
-            raise ValueError(f"{self.name}: n_sms must be >= 1, got {self.n_sms}")
+            raise ValueError(f"{self.name}: peak_flops must be finite and > 0 for every dtype, got "
+                             f"{dict(self.peak_flops)}")
+        for attr in ("hbm_bytes", "hbm_bandwidth", "sm_clock", "nvlink_bandwidth", "nic_bandwidth"):
+            v = getattr(self, attr)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v < math.inf \
+                    or (v == 0 and attr in ("hbm_bytes", "hbm_bandwidth", "sm_clock")):
+                raise ValueError(f"{self.name}: {attr} must be a finite number > 0, got {v!r}")
+        if isinstance(self.n_sms, bool) or not isinstance(self.n_sms, int) or self.n_sms < 1:
+            raise ValueError(f"{self.name}: n_sms must be an integer >= 1, got {self.n_sms!r}")
         missing = [k for k in ("peak_flops", "hbm_bytes", "hbm_bandwidth", "n_sms", "nvlink_bandwidth",
                                "nic_bandwidth", "sm_clock") if k not in self.sources]
         if missing:

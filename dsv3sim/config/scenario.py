@@ -156,11 +156,12 @@ class PrefillWorkload:
     def __post_init__(self) -> None:
         _types(self, **_ROUTING)
         _pos_int(self, "prompt_len", "tokens_per_gpu", "micro_batches")
+        ck.number(self.cache_hit_rate, "PrefillWorkload.cache_hit_rate")
         if not 0 <= self.cache_hit_rate < 1:
             raise ValueError(f"PrefillWorkload.cache_hit_rate must be in [0, 1), got {self.cache_hit_rate}")
-        if self.gemm_dtype not in GEMM_DTYPES or self.dispatch_dtype not in GEMM_DTYPES:
-            raise ValueError(f"PrefillWorkload: dtypes must be in {GEMM_DTYPES}, got {self.gemm_dtype!r}, "
-                             f"{self.dispatch_dtype!r}")
+        for n in ("gemm_dtype", "dispatch_dtype"):
+            if getattr(self, n) not in GEMM_DTYPES:
+                raise ValueError(f"PrefillWorkload.{n} {getattr(self, n)!r} must be one of {GEMM_DTYPES}")
         _check_routing(self)
 
 

@@ -120,10 +120,11 @@ def _infeasible_file(outdir: Path | None) -> bool:
     return False
 
 
-def assert_clean(o: Outcome) -> None:
+def assert_clean(o: Outcome, label: str = "") -> None:
     """The property every fuzz case must have."""
-    assert o.kind in ("ok", "error"), str(o)
+    assert o.kind in ("ok", "error"), f"{label}: {o}"
     if o.kind == "error":
         lines = [ln for ln in o.err.strip().splitlines() if ln.strip()]
         # argparse prints usage + one error line; our commands print exactly one line
-        assert lines and ("error:" in lines[-1]), str(o)
+        assert lines and ("error:" in lines[-1]), f"{label}: {o}"
+        assert sum("error:" in ln for ln in lines) == 1, f"{label}: {o}"

@@ -1,0 +1,75 @@
+"""Count fuzz outcomes by category (ok / error / traceback / hang / nonsense) for each case generator.
+
+    PYTHONPATH=$PWD python benchmarks/fuzz_inventory.py [--examples 200] [--timeout 5]
+
+Runs the generators of tests/fuzz/cases.py through the real CLI (tests/fuzz/harness.py) without asserting,
+so the same command measures any checkout (put that checkout first on PYTHONPATH). Address space is capped
+(``--max-gib``) so an input that allocates without bound fails inside this process instead of the machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import resource
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "fuzz"))
+
+from cases import file_case, flag_case, topology_case  # noqa: E402
+from harness import run_case  # noqa: E402
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--examples", type=int, default=200)
+    ap.add_argument("--timeout", type=float, default=5.0)
+    ap.add_argument("--max-gib", type=float, default=6.0)
+    ap.add_argument("--show", type=int, default=3, help="examples printed per bad category")
+    a = ap.parse_args()
+    lim = int(a.max_gib * 2**30)
+    resource.setrlimit(resource.RLIMIT_AS, (lim, lim))
+    out: dict = {}
+    for name, strat in (("topology", topology_case()), ("flags", flag_case()), ("files", file_case())):
+        counts: collections.Counter = collections.Counter()
+        shown: dict[str, list] = collections.defaultdict(list)
+        seen: set = set()
+
+        @settings(derandomize=True, max_examples=a.examples, deadline=None, database=None,
+                  suppress_health_check=list(HealthCheck))
+        @given(strat)
+        def probe(case):
+            argv, expect, files, label = case
+            key = repr((argv, expect, sorted(files), [hash(files[k]) for k in sorted(files)]))
+            if key in seen:
+                return
+            seen.add(key)
+            with tempfile.TemporaryDirectory() as d:
+                for fn, data in files.items():
+                    (Path(d) / fn).write_bytes(data)
+                try:
+                    o = run_case([x.replace("{TMP}", d) for x in argv], timeout_s=a.timeout, expect=expect,
+                                 outdir=Path(d))
+                    kind, detail = o.kind, o.detail
+                except MemoryError:
+                    kind, detail = "traceback", "MemoryError"
+            counts[kind] += 1
+            if kind not in ("ok", "error") and len(shown[kind]) < a.show:
+                shown[kind].append(f"{label[:100]} :: {detail[:160]}")
+
+        probe()
+        out[name] = {"cases": sum(counts.values()), **dict(sorted(counts.items())), "examples": dict(shown)}
+        print(name, json.dumps(out[name], indent=1), flush=True)
+    tot = collections.Counter()
+    for v in out.values():
+        for k in ("ok", "error", "traceback", "hang", "nonsense"):
+            tot[k] += v.get(k, 0)
+    print("TOTAL", dict(tot))
+
+
+if __name__ == "__main__":
+    main()

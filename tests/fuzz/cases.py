@@ -1,0 +1,178 @@
+"""Hypothesis strategies for fuzz cases: junk values, mutated topologies, CLI argument lists, crafted files.
+
+Each strategy yields ``(argv, expect, files, label)``: the CLI arguments, ``"error"`` when the input is known to be
+invalid (exit 2 or an infeasible result is the only right answer) or ``"any"``, and files to write first
+({relative path: bytes}) and a short description of the mutation; ``{TMP}`` in argv is replaced by the case's folder.
+"""
+
+from __future__ import annotations
+
+import datetime
+import io
+import pickle
+
+import yaml
+from hypothesis import strategies as st
+
+REPO_TOPO = "topologies/h800-deepseek.yaml"
+
+# values that are never a valid number/size (type or finiteness), and some that are valid only sometimes
+INVALID = [None, [], [1, 2], {"a": 1}, "abc", "", True, float("nan"), float("inf"), float("-inf"),
+           datetime.date(2024, 1, 1)]
+EDGE = [0, -1, 2.5, 1e-300, 1e300, 10**12, 100_000_000, 1_000_000, 3, 0.5, 1]
+
+
+def junk() -> st.SearchStrategy:
+    return st.one_of(st.sampled_from(INVALID), st.sampled_from(EDGE),
+                     st.floats(allow_nan=True, allow_infinity=True), st.integers(-10**12, 10**12))
+
+
+def is_invalid(v) -> bool:
+    """A value no numeric field accepts."""
+    if isinstance(v, float):
+        return v != v or v in (float("inf"), float("-inf"))
+    return not isinstance(v, int) or isinstance(v, bool)
+
+
+def _small_topology() -> dict:
+    raw = yaml.safe_load(open(REPO_TOPO))
+    raw.update(n_nodes=2)
+    raw.pop("n_gpus", None)
+    return raw
+
+
+TOPO_FIELDS = [("n_nodes",), ("gpus_per_node",), ("comm_sms",), ("kernel_latency_us",), ("n_gpus",),
+               ("scale_up", "bandwidth_GBps"), ("scale_up", "latency_us"), ("scale_up", "achievable_fraction"),
+               ("scale_up", "message_latency_us"), ("nic", "bandwidth_GBps"), ("nic", "latency_us"),
+               ("nic", "per_node"), ("nic", "achievable_fraction"), ("pcie", "bandwidth_GBps"),
+               ("fabric", "n_planes"), ("fabric", "nodes_per_leaf"), ("fabric", "oversubscription"),
+               ("fabric", "spine_hop_latency_us"), ("fabric", "kind"), ("gpu",), ("scale_up",), ("nic",),
+               ("fabric",), ("sources",), ("name",)]
+
+
+@st.composite
+def topology_case(draw):
+    raw = _small_topology()
+    path = draw(st.sampled_from(TOPO_FIELDS))
+    v = draw(junk())
+    d = raw
+    for k in path[:-1]:
+        d = d[k]
+    d[path[-1]] = v
+    text = yaml.safe_dump(raw, default_flow_style=False) if not isinstance(v, datetime.date) else \
+        yaml.dump(raw, Dumper=yaml.SafeDumper)
+    numeric = path[-1] not in ("kind", "gpu", "sources", "name", "scale_up", "nic", "fabric")
+    expect = "error" if numeric and is_invalid(v) else "any"
+    argv = ["comm", "--topology", "{TMP}/t.yaml", "--kind", "dispatch", "--ep", "16", "--tokens-per-rank", "64",
+            "--experts", "32", "--topk", "4", "--json"]
+    return argv, expect, {"t.yaml": text.encode()}, f"topology {'.'.join(path)}={v!r}"
+
+
+FLAG_VALUES = ["0", "-1", "nan", "inf", "-inf", "1e9", "2.5", "abc", "", "1e400", "100000000", "3", "1000000"]
+
+# command templates: flag -> default value; one flag at a time gets a junk value
+TEMPLATES = [
+    (["stats", "tiny", "--json"], {"--seq-len": "64", "--context": "64", "--gpu-memory-GiB": "80"}),
+    (["schedule", "1f1b", "--json"], {"--pp": "4", "--microbatches": "8", "--f": "1", "--b": "2", "--w": "1",
+                                      "--p2p-latency": "0"}),
+    (["schedule", "dualpipe", "--json"], {"--pp": "4", "--microbatches": "8", "--fb": "2.5"}),
+    (["comm", "--topology", "h800-deepseek", "--kind", "dispatch", "--json"],
+     {"--ep": "16", "--tokens-per-rank": "64", "--hidden": "256", "--topk": "4", "--experts": "32",
+      "--max-nodes": "2", "--chunks": "4", "--groups": "1", "--seed": "0"}),
+    (["comm", "--topology", "h800-deepseek", "--kind", "all-reduce", "--json"],
+     {"--ep": "16", "--tokens-per-rank": "64", "--hidden": "256", "--chunks": "2"}),
+    (["kernel-time", "--gpu", "H200", "--op", "gemm", "--json"], {"--m": "128", "--n": "256", "--k": "512",
+                                                                  "--sms": "100"}),
+    (["trace", "synth", "--out", "{TMP}/s.npz", "--json"],
+     {"--layers": "2", "--experts": "16", "--topk": "2", "--tokens": "64", "--seq-len": "32", "--zipf-s": "1",
+      "--drift": "0.1", "--windows": "2", "--layer-corr": "0.1", "--seq-corr": "0.1", "--seed": "0"}),
+]
+
+
+@st.composite
+def flag_case(draw):
+    base, flags = draw(st.sampled_from(TEMPLATES))
+    flag = draw(st.sampled_from(sorted(flags)))
+    v = draw(st.sampled_from(FLAG_VALUES))
+    argv = list(base)
+    for f, d in flags.items():
+        argv += [f, v if f == flag else d]
+    expect = "error" if v in ("nan", "inf", "-inf", "abc", "", "1e400", "2.5", "-1") else "any"
+    return argv, expect, {}, f"{' '.join(base[:2])} {flag} {v!r}"
+
+
+def _npz_bytes(**arrays) -> bytes:
+    import numpy as np
+
+    b = io.BytesIO()
+    np.savez(b, **arrays)
+    return b.getvalue()
+
+
+def _torch_bytes(obj) -> bytes:
+    import torch
+
+    b = io.BytesIO()
+    torch.save(obj, b)
+    return b.getvalue()
+
+
+class _Evil:
+    def __reduce__(self):
+        return (print, ("EXECUTED-FROM-FILE",))
+
+
+def crafted_files() -> dict[str, callable]:
+    import numpy as np
+    import torch
+
+    return {
+        "pickle.pt": lambda: pickle.dumps({"logical_count": [[1, 2]]}),
+        "evil.pt": lambda: pickle.dumps(_Evil()),
+        "evil_zip.pt": lambda: _torch_bytes({"logical_count": _Evil()}),
+        "truncated.pt": lambda: _torch_bytes({"logical_count": torch.ones(3, 8)})[:300],
+        "list.pt": lambda: _torch_bytes({"logical_count": [[1, 2], [3, 4]]}),
+        "zeros.pt": lambda: _torch_bytes({"logical_count": torch.zeros(2, 2, 8)}),
+        "nan.pt": lambda: _torch_bytes({"logical_count": torch.full((2, 8), float("nan"))}),
+        "str.pt": lambda: _torch_bytes("hello"),
+        "ok.pt": lambda: _torch_bytes({"logical_count": torch.randint(0, 5, (3, 2, 8)) + 1, "rank": 0}),
+        "garbage.npz": lambda: b"PK\x03\x04garbage",
+        "empty.npz": lambda: _npz_bytes(),
+        "plain.npz": lambda: _npz_bytes(a=np.arange(10)),
+        "float_ids.npz": lambda: _npz_bytes(topk_idx=np.full((4, 2), 0.5)),
+        "meta_junk.npz": lambda: _npz_bytes(meta=np.array("{not json"), layers=np.arange(2)),
+        "zero.json": lambda: b'{"weight": [[0, 0, 0, 0], [0, 0, 0, 0]]}',
+        "ragged.json": lambda: b'{"weight": [[1, 2], [3]]}',
+        "strs.json": lambda: b'{"weight": [["a", "b"]]}',
+        "nanw.json": lambda: b'{"weight": [[NaN, 1]]}',
+        "deep.json": lambda: b"[" * 100000,
+        "ok.json": lambda: b'{"weight": [[5, 1, 2, 7, 3, 3, 1, 2], [1, 1, 1, 9, 2, 2, 2, 2]]}',
+        "binary.json": lambda: bytes(range(256)),
+        "empty.safetensors": lambda: b"",
+        "huge_header.safetensors": lambda: (10**15).to_bytes(8, "little") + b"{}",
+        "junk.safetensors": lambda: b"\x10\x00\x00\x00\x00\x00\x00\x00{}garbage-garbage",
+        "model_config.json": lambda: open("model/tiny.json", "rb").read(),
+    }
+
+
+FILE_COMMANDS = [
+    ["trace", "stats", "{F}", "--json"],
+    ["place", "--load", "{F}", "--replicas", "8", "--groups", "1", "--nodes", "1", "--gpus", "2", "--json"],
+    ["comm", "--topology", "h800-deepseek", "--kind", "dispatch", "--ep", "8", "--experts", "8", "--topk", "2",
+     "--tokens-per-rank", "4", "--trace", "{F}", "--json"],
+    ["report", "{F}", "--out", "{TMP}/r.html"],
+    ["trace", "export-eplb", "{F}", "--out", "{TMP}/e.json"],
+]
+
+
+@st.composite
+def file_case(draw):
+    files = crafted_files()
+    name = draw(st.sampled_from(sorted(files)))
+    cmd = draw(st.sampled_from(FILE_COMMANDS))
+    argv = [a.replace("{F}", "{TMP}/" + name) for a in cmd]
+    expect = "any" if name.startswith("ok.") else "error"
+    if cmd[0] == "comm" and name == "ok.pt":
+        expect = "error"  # a load-only trace has no per-token ids
+    return argv, expect, {name: files[name]()}, f"{' '.join(cmd[:2])} {name}"
+
