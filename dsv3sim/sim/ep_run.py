@@ -144,6 +144,7 @@ def _bound(topo: Topology, *, kind, mode, groups, sim_groups, routings, n_expert
     loads = _Loads([lk.capacity for lk in topo.links])
     lb = loads.link_bytes
     lat = 0.0
+    on_first = off_last = 0.0
     counts = []
     for i, ranks in enumerate(sim_groups):
         c = first if i == 0 else ep_counts(topo, ranks, np.asarray(routings[i]), n_experts)
@@ -158,6 +159,9 @@ def _bound(topo: Topology, *, kind, mode, groups, sim_groups, routings, n_expert
             nb = float(m[s, r]) * b
             for lid in p:
                 lb[lid] = lb.get(lid, 0.0) + nb
+            if p:  # what the sender puts on its first hop and the receiver takes off its last
+                on_first += nb
+                off_last += nb
             lat = max(lat, topo.path_latency(p))
             loads.n_events += 2
     t = topo.cfg.kernel_latency + lat + max((v / loads.capacity[k] for k, v in lb.items()), default=0.0)
@@ -172,11 +176,17 @@ def _bound(topo: Topology, *, kind, mode, groups, sim_groups, routings, n_expert
     mats = [c.sel_rank if mode == "low-latency" else c.count_rank for c in counts]
     sent = sum(float(m.sum() - np.trace(m)) * b for m in mats) * scale
     pairs = sum(int(m.sum()) for m in mats)
+    # conservation, as the flow simulation checks it: bytes routed between distinct GPUs = bytes sent on first
+    # hops = bytes received off last hops (no pair dropped for a missing path, none counted twice)
+    if abs(on_first * scale - sent) > 1e-9 * max(sent, 1.0) or abs(off_last - on_first) > 1e-9 * max(sent, 1.0):
+        raise AssertionError(f"bound conservation: {sent} B routed, {on_first * scale} B sent, "
+                             f"{off_last * scale} B received")
     return CommResult(kind=kind, mode=mode, n_ranks=len(sim_groups[0]), time_s=t,
                       rdma_GBps=nic / n_ranks / t / 1e9, nvlink_GBps=nvl / n_ranks / t / 1e9,
                       deepep_rdma_GBps=lr / t / 1e9, deepep_nvlink_GBps=ln / t / 1e9, n_flows=loads.n_events // 2,
                       n_events=0, tokens_dispatched=pairs if kind == "dispatch" else 0,
-                      tokens_combined=pairs if kind == "combine" else 0, bytes_sent=sent, bytes_received=sent,
+                      tokens_combined=pairs if kind == "combine" else 0, bytes_sent=on_first * scale,
+                      bytes_received=off_last * scale,
                       n_groups=len(groups), groups_simulated=len(sim_groups), comm_sms=topo.cfg.comm_sms,
                       method="bound", **stats)
 

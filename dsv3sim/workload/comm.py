@@ -279,6 +279,16 @@ def _ep_link_bound(topo: Topology, plan_key: tuple, *, kind: str, mode: str, dty
     return t, by_class
 
 
+def check_round_trip(results: dict[str, dict]) -> None:
+    """Tokens dispatched = tokens combined over one micro-batch's simulated all-to-alls (every token copy sent
+    to an expert comes back once); results without token counts (the busiest-link bound) are skipped, since
+    there combine is dispatch's matrix transposed (``_ep_link_bound``)."""
+    sent = [r["tokens_dispatched"] for r in results.values() if r.get("kind") == "dispatch" and "tokens_dispatched" in r]
+    back = [r["tokens_combined"] for r in results.values() if r.get("kind") == "combine" and "tokens_combined" in r]
+    if sent and back and (sum(sent) != sum(back) or len(sent) != len(back)):
+        raise AssertionError(f"token conservation: {sent} token copies dispatched, {back} combined")
+
+
 def _check_bound_conservation(msgs: np.ndarray, pair_of: np.ndarray, b: float, ep: int) -> None:
     """The bound's conservation, as the event simulation checks its own: the bytes every sender puts on its
     first hop equal the bytes the receivers take off their last hop and the bytes routed between distinct GPUs

@@ -70,6 +70,7 @@ def simulate_prefill(scn: Scenario) -> ServingResult | Infeasible:
             r = C.ep_comm(topo, key, kind=kind, mode="normal", dtype=dt, hidden=cfg.hidden_size, fast=scn.fast)
             comm[name] = r.time_s
             comm_info[name] = dict(r.to_dict(), method="event simulation")
+    C.check_round_trip(comm_info)
     comm_by_r = LR.layer_comm(topo, lr, comm, {"dispatch(F)": ("dispatch", "normal", w.dispatch_dtype),
                                                "combine(F)": ("combine", "normal", "bf16")}, cfg.hidden_size)
     # overlapped chains: DeepEP's normal kernels hold comm_sms SMs while computation runs beside them

@@ -164,6 +164,7 @@ def simulate_training(scn: Scenario) -> TrainingResult | Infeasible:
                 r = C.ep_comm(topo, plan_key, kind=kind, mode="normal", dtype=dt, hidden=H, fast=scn.fast)
                 comm[name] = r.time_s + topo.cfg.kernel_latency
                 comm_res[name] = dict(r.to_dict(), method="event simulation")
+        C.check_round_trip(comm_res)
         # the other MoE layers' routings: routing 0's times scaled by their busiest-link bounds (layer_routing.py)
         lspecs = {n: (kind, "normal", dt) for n, (kind, dt) in specs.items()}  # (kind, mode, dtype) per slice
         comm_by_r = LR.layer_comm(topo, lr, comm, lspecs, H, latency=topo.cfg.kernel_latency)

@@ -120,3 +120,14 @@ class _nothing:
 
     def __exit__(self, *exc):
         return False
+
+
+def test_round_trip_conservation_check():
+    from dsv3sim.workload.comm import check_round_trip
+
+    ok = {"dispatch(F)": {"kind": "dispatch", "tokens_dispatched": 96}, "combine(F)": {"kind": "combine",
+                                                                                      "tokens_combined": 96}}
+    check_round_trip(ok)
+    check_round_trip({"dispatch(F)": {"kind": "dispatch", "method": "busiest-link bound"}})
+    with pytest.raises(AssertionError, match="token conservation"):
+        check_round_trip({**ok, "combine(F)": {"kind": "combine", "tokens_combined": 95}})
