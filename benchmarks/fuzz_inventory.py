@@ -3,8 +3,8 @@
     PYTHONPATH=$PWD python benchmarks/fuzz_inventory.py [--examples 200] [--timeout 5]
 
 Runs the generators of tests/fuzz/cases.py through the real CLI (tests/fuzz/harness.py) without asserting,
-so the same command measures any checkout (put that checkout first on PYTHONPATH). Address space is capped
-(``--max-gib``) so an input that allocates without bound fails inside this process instead of the machine.
+so the same command measures any checkout (put that checkout first on PYTHONPATH). Each case runs in a forked
+child with its address space capped (``--max-gib``) and a hard kill at the deadline (harness.run_case_isolated).
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import collections
 import json
-import resource
 import sys
 import tempfile
 from pathlib import Path
@@ -20,7 +19,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "fuzz"))
 
 from cases import file_case, flag_case, topology_case  # noqa: E402
-from harness import run_case  # noqa: E402
+from harness import run_case_isolated  # noqa: E402
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 
 
@@ -32,7 +31,8 @@ def main() -> None:
     ap.add_argument("--show", type=int, default=3, help="examples printed per bad category")
     a = ap.parse_args()
     lim = int(a.max_gib * 2**30)
-    resource.setrlimit(resource.RLIMIT_AS, (lim, lim))
+    import dsv3sim.cli  # noqa: F401 - imported once here, so each forked case starts warm
+    import torch  # noqa: F401
     out: dict = {}
     for name, strat in (("topology", topology_case()), ("flags", flag_case()), ("files", file_case())):
         counts: collections.Counter = collections.Counter()
@@ -51,12 +51,9 @@ def main() -> None:
             with tempfile.TemporaryDirectory() as d:
                 for fn, data in files.items():
                     (Path(d) / fn).write_bytes(data)
-                try:
-                    o = run_case([x.replace("{TMP}", d) for x in argv], timeout_s=a.timeout, expect=expect,
-                                 outdir=Path(d))
-                    kind, detail = o.kind, o.detail
-                except MemoryError:
-                    kind, detail = "traceback", "MemoryError"
+                o = run_case_isolated([x.replace("{TMP}", d) for x in argv], timeout_s=a.timeout, expect=expect,
+                                      outdir=Path(d), max_bytes=lim)
+                kind, detail = o.kind, o.detail
             counts[kind] += 1
             if kind not in ("ok", "error") and len(shown[kind]) < a.show:
                 shown[kind].append(f"{label[:100]} :: {detail[:160]}")

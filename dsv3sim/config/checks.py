@@ -17,8 +17,8 @@ The defaults and the time they correspond to on a 2-core CPU box (measured with 
   (``--chunks 256`` at 4,096 x 64 tokens: 52 s).
 * ``collective_ranks`` 256: ranks of one simulated ring collective (flows grow as ranks^2: ``comm --kind
   all-reduce --ep 256``: 9 s; ``--ep 512``: 37 s).
-* ``trace_tokens`` 16,777,216: expert selections of a synthesized trace (tokens x layers x top-k) or tokens x
-  MoE layers of a captured one (each a model forward on this CPU).
+* ``trace_tokens`` 4,194,304: expert selections of a synthesized trace (tokens x layers x top-k) or tokens x
+  MoE layers of a captured one (``trace synth --tokens 1048576 --layers 2 --topk 8``, 4x the limit: 95 s, 2.9 GB).
 * ``file_bytes`` 4 GiB: a trace or load file read into memory.
 """
 
@@ -37,7 +37,7 @@ LIMITS: Mapping[str, int] = MappingProxyType({
     "schedule_cells": 131_072,
     "comm_tokens": 16_777_216,
     "collective_ranks": 256,
-    "trace_tokens": 16_777_216,
+    "trace_tokens": 4_194_304,
     "file_bytes": 4 * 2**30,
 })
 LIMITS_ENV = "DSV3SIM_LIMITS"

@@ -95,7 +95,12 @@ def save(model, path: str | Path, *, fp8: bool = False, mtp_copies: bool = True,
             tensors[f"model.layers.{L + k}.shared_head.head.weight"] = model.lm_head.weight.detach().cpu().clone()
     meta = {"format": "pt", "dsv3sim_config": model.cfg.name, "fp8": json.dumps(fp8)}
     meta.update(metadata or {})
-    save_file(tensors, str(path), metadata=meta)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        save_file(tensors, str(path), metadata=meta)
+    except Exception as e:  # noqa: BLE001 - the writer's own error type: an I/O problem with the user's path
+        raise OSError(f"cannot write checkpoint {str(path)!r} ({' '.join(str(e).split())[:200]})") from None
 
 
 _DTYPE_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "F8_E4M3": 1, "F8_E5M2": 1, "I64": 8, "I32": 4, "I16": 2,

@@ -128,3 +128,53 @@ def assert_clean(o: Outcome, label: str = "") -> None:
         # argparse prints usage + one error line; our commands print exactly one line
         assert lines and ("error:" in lines[-1]), f"{label}: {o}"
         assert sum("error:" in ln for ln in lines) == 1, f"{label}: {o}"
+
+
+def run_case_isolated(argv: list[str], *, timeout_s: float = 20.0, expect: str = "any", outdir: Path | None = None,
+                      max_bytes: int = 6 * 2**30) -> Outcome:
+    """``run_case`` in a forked child with an address-space cap and a hard kill at the deadline: a hang inside
+    C code, an allocation without bound or a crash is classified instead of taking the caller down, and
+    caches of one case never leak into the next."""
+    import os
+    import resource
+    import tempfile
+    import time
+    from dataclasses import asdict
+
+    fd, res_path = tempfile.mkstemp(suffix=".json")
+    os.close(fd)
+    pid = os.fork()
+    if pid == 0:  # child
+        code = 0
+        try:
+            resource.setrlimit(resource.RLIMIT_AS, (max_bytes, max_bytes))
+            try:
+                o = run_case(argv, timeout_s=timeout_s, expect=expect, outdir=outdir)
+            except MemoryError:
+                o = Outcome("traceback", None, detail="MemoryError (address space capped)")
+            d = asdict(o)
+            d["out"], d["err"] = d["out"][-4000:], d["err"][-4000:]
+            Path(res_path).write_text(json.dumps(d))
+        except BaseException:  # noqa: BLE001 - the child must never return into the caller's stack
+            code = 1
+        os._exit(code)
+    deadline = time.monotonic() + timeout_s + 5.0
+    status = None
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        time.sleep(0.02)
+    else:
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
+        Path(res_path).unlink(missing_ok=True)
+        return Outcome("hang", None, detail=f"killed after {timeout_s + 5:.0f} s: {argv}")
+    try:
+        d = json.loads(Path(res_path).read_text() or "null")
+    finally:
+        Path(res_path).unlink(missing_ok=True)
+    if not d:
+        sig = os.WTERMSIG(status) if status is not None and os.WIFSIGNALED(status) else None
+        return Outcome("traceback", None, detail=f"child died (signal {sig}, status {status})")
+    return Outcome(**d)
