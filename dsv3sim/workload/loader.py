@@ -7,6 +7,7 @@ and may name one ``DEFAULT``. Modules are imported from their file path (importl
 from __future__ import annotations
 
 import importlib.util
+import traceback
 from pathlib import Path
 
 from dsv3sim.config.scenario import Scenario
@@ -39,7 +40,10 @@ def load(spec: str | None) -> dict[str, Scenario]:
     if sp is None or sp.loader is None:
         raise ValueError(f"cannot import scenario file {path}")
     mod = importlib.util.module_from_spec(sp)
-    sp.loader.exec_module(mod)
+    try:
+        sp.loader.exec_module(mod)
+    except SyntaxError as e:
+        raise ValueError(f"scenario file {path}: line {e.lineno}: {e.msg}") from None
     if func is None:
         fn = getattr(mod, "DEFAULT", None)
         if fn is None:
@@ -52,7 +56,12 @@ def load(spec: str | None) -> dict[str, Scenario]:
             fns = [n for n in dir(mod) if not n.startswith("_") and callable(getattr(mod, n))
                    and getattr(getattr(mod, n), "__module__", None) == mod_name]
             raise ValueError(f"{path.name} has no function {func!r} (functions: {', '.join(fns)})")
-    out = fn()
+    try:
+        out = fn()
+    except TypeError as e:  # a wrong or missing keyword in the scenario's own code: name it and its line
+        line = next((f.lineno for f in reversed(traceback.extract_tb(e.__traceback__))
+                     if Path(f.filename) == path.resolve() or f.filename == str(path)), "?")
+        raise ValueError(f"scenario file {path}: line {line}: {e}") from None
     if isinstance(out, Scenario):
         return {out.name: out}
     if isinstance(out, dict):

@@ -176,3 +176,63 @@ def file_case(draw):
         expect = "error"  # a load-only trace has no per-token ids
     return argv, expect, {name: files[name]()}, f"{' '.join(cmd[:2])} {name}"
 
+
+
+SCENARIO_BASES = {
+    "training": ("TrainingWorkload", {"global_batch_sequences": 8, "seq_len": 64, "schedule": "1f1b",
+                                      "node_limit": None}),
+    "prefill": ("PrefillWorkload", {"prompt_len": 64, "tokens_per_gpu": 256, "node_limit": None}),
+    "decode": ("DecodeWorkload", {"context_len": 64, "batch_per_gpu": 4, "node_limit": None}),
+}
+SCENARIO_FIELDS = {
+    "W": {"training": ["global_batch_sequences", "seq_len", "micro_batch_sequences", "schedule", "node_limit",
+                       "redundant_experts", "routing_layers", "zero1", "placement", "routing_trace"],
+          "prefill": ["prompt_len", "tokens_per_gpu", "micro_batches", "redundant_experts", "routing_layers",
+                      "gemm_dtype"],
+          "decode": ["context_len", "output_len", "batch_per_gpu", "micro_batches", "kv_dtype_bytes", "mtp",
+                     "mtp_acceptance", "memory_reserve_fraction"]},
+    "P": ["pp", "dp", "ep", "tp", "attn_tp"],
+    "X": ["nic_bandwidth_scale", "nvlink_bandwidth_scale", "straggler_gpu", "straggler_slowdown",
+          "degraded_fraction", "degraded_link"],
+    "S": ["seed", "n_gpus", "gpu", "comm_model", "model", "topology", "fast"],
+}
+
+
+def py_src(v) -> str:
+    """Python source for a junk value (NaN and infinities spelled as float(...), dates via datetime)."""
+    if isinstance(v, float) and (v != v or v in (float("inf"), float("-inf"))):
+        return f"float({str(v)!r})"
+    if isinstance(v, datetime.date):
+        return f"datetime.date({v.year}, {v.month}, {v.day})"
+    return repr(v)
+
+
+@st.composite
+def scenario_case(draw):
+    """A scenario file (model tiny on topologies/local-cpu.yaml) with one field of the scenario, its workload,
+    layout or perturbation replaced by a junk value, through ``dsv3sim run FILE --json``."""
+    kind = draw(st.sampled_from(sorted(SCENARIO_BASES)))
+    part = draw(st.sampled_from(["W", "P", "X", "S"]))
+    names = SCENARIO_FIELDS[part][kind] if part == "W" else SCENARIO_FIELDS[part]
+    name = draw(st.sampled_from(names))
+    v = draw(st.one_of(junk(), st.sampled_from(["bound", "H200", "nope", "eplb", "dualpipe", "zb1p"])))
+    cls, wkw = SCENARIO_BASES[kind]
+    parts = {"W": dict(wkw), "P": {"dp": 2, "ep": 2}, "X": {}, "S": {"name": "fz", "model": "tiny",
+                                                                     "topology": "local-cpu"}}
+    lines = [f"    {p} = {d!r}" for p, d in parts.items()]
+    lines.append(f"    {part}[{name!r}] = {py_src(v)}")
+    text = ("import datetime\nfrom dsv3sim.config.scenario import *\n\n\ndef f():\n" + "\n".join(lines) + "\n"
+            f"    return Scenario(parallel=ParallelDims(**P), workload={cls}(**W), perturb=Perturbation(**X), **S)\n")
+    optional = name in ("node_limit", "routing_layers", "routing_trace", "batch_per_gpu", "mtp_acceptance",
+                        "straggler_gpu", "degraded_link", "n_gpus", "gpu")
+    if v is None and optional:
+        expect = "any"
+    elif name in ("zero1", "mtp", "fast"):
+        expect = "any" if isinstance(v, bool) else "error"
+    elif name in ("schedule", "placement", "routing_trace", "gemm_dtype", "degraded_link", "gpu", "comm_model",
+                  "model", "topology"):
+        expect = "any" if isinstance(v, str) else "error"
+    else:
+        expect = "error" if is_invalid(v) else "any"
+    return (["run", "{TMP}/s.py:f", "--json", "{TMP}/r.json"], expect, {"s.py": text.encode()},
+            f"scenario {kind} {part}.{name}={v!r}")

@@ -12,7 +12,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from cases import file_case, flag_case, topology_case
+from cases import file_case, flag_case, scenario_case, topology_case
 from harness import assert_clean, run_case
 from hypothesis import HealthCheck, given, settings
 
@@ -48,6 +48,19 @@ def test_fuzz_flags(case):
 @settings(FAST, max_examples=40)
 @given(file_case())
 def test_fuzz_files(case):
+    check(case)
+
+
+@settings(FAST, max_examples=8)
+@given(scenario_case())
+def test_fuzz_scenario_files(case):
+    check(case)
+
+
+@pytest.mark.slow
+@LONG
+@given(scenario_case())
+def test_fuzz_scenario_files_long(case):
     check(case)
 
 
