@@ -124,7 +124,7 @@ def _header(f: Path) -> dict[str, tuple[str, tuple[int, ...]]]:
     except (UnicodeDecodeError, json.JSONDecodeError):
         raise ValueError(f"checkpoint {f}: not a safetensors file (header is not JSON)") from None
     if not isinstance(hdr, dict):
-        raise ValueError(f"checkpoint {f}: not a safetensors file (header is not a JSON object)")
+        raise ValueError(f"checkpoint {f}: not a safetensors file (header is not a JSON object)")  # noqa: TRY004
     data = size - 8 - n
     out = {}
     for k, v in hdr.items():

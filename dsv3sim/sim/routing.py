@@ -91,7 +91,7 @@ def read_all_ids(p: Path) -> np.ndarray:
             from dsv3sim.trace.importers import load_trace
 
             tr = load_trace(p)
-        except Exception:  # noqa: BLE001 - not a dsv3sim trace (or no trace package): plain array below
+        except Exception:
             if p.suffix != ".npz":
                 raise
         if tr is not None:
@@ -107,7 +107,7 @@ def read_all_ids(p: Path) -> np.ndarray:
             z = open_npz(p)
             if not z:
                 raise ValueError(f"{p}: the .npz holds no arrays")
-            arr = z[next((k for k in ("topk_idx", "expert_ids", "topk_ids") if k in z), sorted(z)[0])]
+            arr = z[next((k for k in ("topk_idx", "expert_ids", "topk_ids") if k in z), min(z))]
         else:
             arr = np.loadtxt(p, delimiter="," if p.suffix == ".csv" else None, dtype=np.int64, ndmin=2)
     except (ValueError, OSError, EOFError) as e:

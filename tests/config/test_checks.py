@@ -44,7 +44,8 @@ def test_limits_named_and_raisable(monkeypatch):
 
 
 def _topo(tmp_path, **changes):
-    raw = yaml.safe_load(open("topologies/h800-deepseek.yaml"))
+    with open("topologies/h800-deepseek.yaml") as f:
+        raw = yaml.safe_load(f)
     raw.pop("n_gpus", None)
     for k, v in changes.items():
         d = raw

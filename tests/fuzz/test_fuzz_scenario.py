@@ -6,14 +6,21 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 
 import pytest
 from cases import INVALID, junk
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dsv3sim.config.scenario import (DecodeWorkload, ParallelDims, Perturbation, PrefillWorkload, Scenario,
-                                     TrainingWorkload)
+from dsv3sim.config.scenario import (
+    DecodeWorkload,
+    ParallelDims,
+    Perturbation,
+    PrefillWorkload,
+    Scenario,
+    TrainingWorkload,
+)
 
 FAST = settings(derandomize=True, max_examples=150, deadline=None, database=None,
                 suppress_health_check=[HealthCheck.too_slow])
@@ -43,7 +50,7 @@ def test_scenario_overrides(ov):
         assert "\n" not in msg and msg
         assert name in msg or type(v).__name__ in msg or "Scenario" in msg, msg
         return
-    if v in INVALID[:6] or (isinstance(v, float) and v != v):  # None/[]/list/dict/str/"" and NaN: never valid
+    if v in INVALID[:6] or (isinstance(v, float) and math.isnan(v)):  # None/[]/list/dict/str/"" and NaN: never valid
         assert v is None and name in ("gpu", "n_gpus", "node_limit", "routing_trace", "routing_layers",
                                       "batch_per_gpu", "mtp_acceptance", "straggler_gpu", "degraded_link") or \
             isinstance(v, str) and name in ("description", "gpu", "routing_trace", "degraded_link", "model",
@@ -61,10 +68,22 @@ def _strip(d):
     return d
 
 
-@pytest.mark.parametrize("spec", ["scenarios/deepseek_v3_serving.py:prefill"])
+TINY = """from dsv3sim.config.scenario import *
+
+
+def f():
+    return Scenario(name="t", model="tiny", topology="local-cpu", parallel=ParallelDims(dp=2, ep=2), seed=7,
+                    workload=TrainingWorkload(global_batch_sequences=8, seq_len=64, schedule="1f1b", node_limit=None))
+"""
+
+
+@pytest.mark.parametrize("spec", ["scenarios/deepseek_v3_serving.py:prefill", "TINY:f"])
 def test_same_seed_byte_identical_json(spec, tmp_path):
     from dsv3sim.cli import main
 
+    if spec.startswith("TINY"):
+        (tmp_path / "tiny_scn.py").write_text(TINY)
+        spec = str(tmp_path / "tiny_scn.py:f")
     outs = []
     for i in range(2):
         p = tmp_path / f"r{i}.json"
