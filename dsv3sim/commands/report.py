@@ -42,7 +42,12 @@ def _check_is_result(src: Path) -> None:
     empty report from it."""
     from dsv3sim.report.data import RESULT_MARKERS, load
 
-    data = load(src)
+    try:
+        data = load(src)
+    except RecursionError:
+        raise ValueError(f"{src}: JSON nested too deeply to be a result") from None
+    except UnicodeDecodeError:
+        raise ValueError(f"{src}: not UTF-8 text, so not a result JSON") from None
     rows = data.get("sweep") if isinstance(data.get("sweep"), list) else None
     if rows is not None and all(isinstance(r, dict) for r in rows) and rows:
         return

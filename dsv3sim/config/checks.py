@@ -83,9 +83,10 @@ def check_limit(name: str, value: float, what: str) -> None:
 
 # ---------------------------------------------------------------- scalar checks
 
-def integer(v: Any, field: str, *, lo: int | None = None, hi: int | None = None) -> int:
-    """An integer (a float that is exactly integral is accepted, ``2.5``, ``True``, ``"3"``, None are not)."""
-    if isinstance(v, bool) or not isinstance(v, (int, float)):
+def integer(v: Any, field: str, *, lo: int | None = None, hi: int | None = None, strict: bool = False) -> int:
+    """An integer (a float that is exactly integral is accepted unless ``strict``, as for a field kept as given;
+    ``2.5``, ``True``, ``"3"``, None never are)."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or (strict and isinstance(v, float)):
         raise ConfigError(f"{field}: expected an integer, got {_describe(v)}")
     if isinstance(v, float):
         if not math.isfinite(v) or v != int(v):

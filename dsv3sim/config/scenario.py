@@ -41,9 +41,9 @@ def _types(obj: Any, *, ints: tuple[str, ...] = (), opt_ints: tuple[str, ...] = 
     """Field types (ints are ints, not 2.5 or "4"; numbers finite; booleans true/false) before any range check."""
     name = type(obj).__name__
     for n in ints:
-        ck.integer(getattr(obj, n), f"{name}.{n}")
+        ck.integer(getattr(obj, n), f"{name}.{n}", strict=True)
     for n in opt_ints:
-        ck.optional(ck.integer, getattr(obj, n), f"{name}.{n}")
+        ck.optional(ck.integer, getattr(obj, n), f"{name}.{n}", strict=True)
     for n in nums:
         ck.number(getattr(obj, n), f"{name}.{n}")
     for n in opt_nums:

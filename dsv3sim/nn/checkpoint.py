@@ -121,7 +121,7 @@ def _header(f: Path) -> dict[str, tuple[str, tuple[int, ...]]]:
             if n < 2 or n > min(size - 8, _MAX_HEADER):
                 raise ValueError(f"checkpoint {f}: not a safetensors file (header length {n} for a {size}-byte file)")
             hdr = json.loads(fh.read(n).decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
         raise ValueError(f"checkpoint {f}: not a safetensors file (header is not JSON)") from None
     if not isinstance(hdr, dict):
         raise ValueError(f"checkpoint {f}: not a safetensors file (header is not a JSON object)")  # noqa: TRY004

@@ -18,12 +18,19 @@ from dsv3sim.trace.stats import max_over_mean
 
 
 def _loads_of(entry: dict, where: str) -> np.ndarray:
+    if not isinstance(entry, dict):
+        raise ValueError(f"{where}: a history entry must be an object, got {type(entry).__name__}")  # noqa: TRY004
     el = entry.get("expert_load")
     if el is None:
         raise ValueError(f"{where}: a history entry has no 'expert_load' (keys: {sorted(entry)})")
     if isinstance(el, dict):
         el = [el[k] for k in sorted(el, key=lambda s: int(s))]
-    a = np.asarray(el, dtype=np.float64)
+    try:
+        a = np.asarray(el, dtype=np.float64)
+    except (TypeError, ValueError, OverflowError):
+        raise ValueError(f"{where}: expert_load must be [layers][experts] numbers") from None
+    if not np.isfinite(a).all() or (a < 0).any():
+        raise ValueError(f"{where}: expert_load must be finite and >= 0")
     if a.ndim == 1:
         a = a[None, :]
     if a.ndim != 2:
@@ -71,11 +78,31 @@ def imbalance_series(run: dict, label: str | None = None, window: int = 10) -> d
     }
 
 
+def _json_safe(x):
+    """NaN/inf (max/mean of a layer that saw no tokens) as None, recursively: JSON has no NaN."""
+    if isinstance(x, float):
+        return x if np.isfinite(x) else None
+    if isinstance(x, dict):
+        return {k: _json_safe(v) for k, v in x.items()}
+    if isinstance(x, list):
+        return [_json_safe(v) for v in x]
+    return x
+
+
 def imbalance_from_files(paths: list[str | Path], window: int = 10) -> dict:
     """Series of several train outputs (one per balancing mode) in one plot-ready dict."""
     runs = []
     for p in paths:
-        with open(p) as f:
-            runs.append(imbalance_series(json.load(f), window=window))
+        try:
+            with open(p) as f:
+                run = json.load(f)
+        except (ValueError, RecursionError) as e:  # JSONDecodeError, UnicodeDecodeError
+            raise ValueError(f"{p}: not a `dsv3sim train --json` output ({' '.join(str(e).split())[:120]})") from None
+        if not isinstance(run, dict):
+            raise ValueError(f"{p}: expected a JSON object from `dsv3sim train --json`, got {type(run).__name__}")  # noqa: TRY004
+        try:
+            runs.append(_json_safe(imbalance_series(run, window=window)))
+        except (TypeError, AttributeError, KeyError) as e:
+            raise ValueError(f"{p}: malformed train output ({type(e).__name__}: {e})") from None
     return {"quantity": "expert_load_max_over_mean", "definition": "max_e load / mean_e load per MoE layer",
             "source": "dsv3sim train --json history[].expert_load", "runs": runs}

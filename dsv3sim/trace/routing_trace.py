@@ -207,7 +207,7 @@ def read_npz_trace(path: str | Path) -> RoutingTrace:
         raise ValueError(f"{path}: not a dsv3sim routing trace (no 'meta' array); arrays: {sorted(cols)}")
     try:
         meta = json.loads(str(cols.pop("meta")))
-    except ValueError:
+    except (ValueError, RecursionError):
         raise ValueError(f"{path}: the trace's meta is not JSON") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT_NAME:
         fmt = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
