@@ -11,7 +11,6 @@ import datetime
 import io
 import math
 import pickle
-
 from pathlib import Path
 
 import yaml

@@ -44,14 +44,23 @@ def _alarm(_sig, _frame):
     raise _Hang()
 
 
-def _scan_outputs(outdir: Path | None, out: str) -> str:
-    """A reason string if any JSON text written has NaN/Infinity or any text has NUL characters."""
+def _snapshot(outdir: Path | None) -> dict[Path, tuple[int, int]]:
+    if outdir is None or not outdir.exists():
+        return {}
+    return {p: (p.stat().st_mtime_ns, p.stat().st_size) for p in outdir.rglob("*") if p.is_file()}
+
+
+def _scan_outputs(outdir: Path | None, out: str, before: dict[Path, tuple[int, int]]) -> str:
+    """A reason string if any JSON text written (stdout, or a file the command created or changed) has
+    NaN/Infinity, or stdout has NUL characters. The case's own input files are not scanned."""
     if "\x00" in out:
         return "NUL character on stdout"
     texts = [("stdout", out)]
     if outdir is not None and outdir.exists():
-        for p in sorted(outdir.rglob("*")):
-            if p.is_file() and p.suffix in (".json", ".html") and p.stat().st_size < 50_000_000:
+        for p, sig in sorted(_snapshot(outdir).items()):
+            if before.get(p) == sig:
+                continue
+            if p.suffix in (".json", ".html") and p.stat().st_size < 50_000_000:
                 texts.append((p.name, p.read_text(errors="replace")))
     for where, t in texts:
         for chunk in _json_chunks(t) if where == "stdout" else ([t] if where.endswith(".json") else []):
@@ -75,6 +84,7 @@ def run_case(argv: list[str], *, timeout_s: float = 20.0, expect: str = "any", o
     from dsv3sim.cli import main
 
     out, err = io.StringIO(), io.StringIO()
+    before = _snapshot(outdir)
     old = signal.signal(signal.SIGALRM, _alarm)
     signal.setitimer(signal.ITIMER_REAL, timeout_s)
     rc: int | None = None
@@ -99,7 +109,7 @@ def run_case(argv: list[str], *, timeout_s: float = 20.0, expect: str = "any", o
         if "Traceback (most recent call last)" in e_:
             return Outcome("traceback", rc, o, e_, "traceback printed on stderr")
         return Outcome("error", rc, o, e_)
-    bad = _scan_outputs(outdir, o)
+    bad = _scan_outputs(outdir, o, before)
     if bad:
         return Outcome("nonsense", rc, o, e_, bad)
     if expect == "error" and "INFEASIBLE" not in o and '"infeasible": "' not in o and not _infeasible_file(outdir):
