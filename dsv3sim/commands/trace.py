@@ -141,6 +141,9 @@ def _run_synth(args: argparse.Namespace) -> int:
     else:
         check_limit("trace_tokens", args.tokens * args.layers * args.topk,
                     f"--tokens x --layers x --topk = {args.tokens} x {args.layers} x {args.topk}")
+        check_limit("synth_cells", args.layers * args.experts * (args.tokens + 16 * args.windows),
+                    f"--layers x --experts x (--tokens + 16 x --windows) = {args.layers} x {args.experts} x "
+                    f"({args.tokens} + 16 x {args.windows})")
         spec = SynthSpec(n_layers=args.layers, n_experts=args.experts, topk=args.topk, n_tokens=args.tokens,
                          seq_len=args.seq_len, zipf_s=args.zipf_s, drift=args.drift, n_windows=args.windows,
                          layer_corr=args.layer_corr, seq_corr=args.seq_corr, n_group=args.n_group,
