@@ -20,6 +20,9 @@ from dsv3sim.trace.stats import max_over_mean
 def _loads_of(entry: dict, where: str) -> np.ndarray:
     if not isinstance(entry, dict):
         raise ValueError(f"{where}: a history entry must be an object, got {type(entry).__name__}")  # noqa: TRY004
+    if "expert_load" in entry and isinstance(entry["expert_load"], dict) and not all(
+            isinstance(k, str) and k.lstrip("-").isdigit() for k in entry["expert_load"]):
+        raise ValueError(f"{where}: expert_load keys must be layer numbers, got {sorted(entry['expert_load'])[:5]}")
     el = entry.get("expert_load")
     if el is None:
         raise ValueError(f"{where}: a history entry has no 'expert_load' (keys: {sorted(entry)})")
@@ -33,8 +36,11 @@ def _loads_of(entry: dict, where: str) -> np.ndarray:
         raise ValueError(f"{where}: expert_load must be finite and >= 0")
     if a.ndim == 1:
         a = a[None, :]
-    if a.ndim != 2:
+    if a.ndim != 2 or 0 in a.shape:
         raise ValueError(f"{where}: expert_load must be [layers][experts], got shape {a.shape}")
+    empty = np.flatnonzero(a.sum(axis=1) == 0)
+    if empty.size:  # a training step routes every token: a layer with no load is not a train output
+        raise ValueError(f"{where}: expert_load of layer(s) {empty[:8].tolist()} is zero on every expert")
     return a
 
 
