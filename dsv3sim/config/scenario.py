@@ -60,6 +60,11 @@ _ROUTING = {"opt_ints": ("node_limit", "routing_layers"), "ints": ("redundant_ex
             "strs": ("kind", "placement", "gemm_dtype", "dispatch_dtype"), "opt_strs": ("routing_trace",)}
 
 
+_SERVING = {**_ROUTING, "opt_ints": _ROUTING["opt_ints"] + ("batch_per_gpu",), "bools": ("mtp",),
+            "nums": ("kv_dtype_bytes", "memory_reserve_fraction"), "opt_nums": ("mtp_acceptance",),
+            "strs": _ROUTING["strs"] + ("ll_transport",), "opt_strs": _ROUTING["opt_strs"] + ("mtp_acceptance_source",)}
+
+
 def _check_routing(obj: Any) -> None:
     """The expert-routing fields every workload has: node limit, placement, redundant experts, routing layers."""
     name = type(obj).__name__
@@ -188,8 +193,7 @@ class DecodeWorkload:
     ll_transport: str = "nvlink"  # DeepEP low-latency all-to-all inside a node: "nvlink" or "rdma" (pure RDMA)
 
     def __post_init__(self) -> None:
-        _types(self, **{**_ROUTING, "opt_ints": _ROUTING["opt_ints"] + ("batch_per_gpu",)}, bools=("mtp",),
-               nums=("kv_dtype_bytes", "memory_reserve_fraction"), opt_nums=("mtp_acceptance",))
+        _types(self, **_SERVING)
         _pos_int(self, "context_len", "output_len", "micro_batches")
         if self.ll_transport not in LL_TRANSPORTS:
             raise ValueError(f"DecodeWorkload.ll_transport {self.ll_transport!r} unknown (one of {LL_TRANSPORTS})")
@@ -234,6 +238,7 @@ class AggregatedWorkload:
     ll_transport: str = "nvlink"
 
     def __post_init__(self) -> None:
+        _types(self, **{**_SERVING, "nums": _SERVING["nums"] + ("cache_hit_rate",)})
         _pos_int(self, "prompt_len", "output_len", "chunk_tokens", "micro_batches")
         if self.batch_per_gpu is not None and self.batch_per_gpu < 1:
             raise ValueError(f"AggregatedWorkload.batch_per_gpu must be >= 1 or None, got {self.batch_per_gpu}")
