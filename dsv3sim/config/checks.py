@@ -19,8 +19,9 @@ The defaults and the time they correspond to on a 2-core CPU box (measured with 
   all-reduce --ep 256``: 9 s; ``--ep 512``: 37 s).
 * ``trace_tokens`` 4,194,304: expert selections of a synthesized trace (tokens x layers x top-k) or tokens x
   MoE layers of a captured one (``trace synth --tokens 1048576 --layers 2 --topk 8``, 4x the limit: 95 s, 2.9 GB).
-* ``synth_cells`` 268,435,456: layers x experts x (tokens + 16 x windows) of a synthesized trace (its Zipf
-  tables and per-token draws; a V3-sized ``trace synth --tokens 4096 --layers 58 --experts 256``, 61M: 4.4 s).
+* ``synth_cells`` 67,108,864: layers x experts x (tokens + 16 x windows) of a synthesized trace (its Zipf
+  tables and per-token draws; a V3-sized ``trace synth --tokens 4096 --layers 58 --experts 256``, 61M: 4.4 s;
+  ``--experts 1000000 --layers 2 --tokens 64``, 192M: over 8 s).
 * ``file_bytes`` 4 GiB: a trace or load file read into memory.
 """
 
@@ -40,7 +41,7 @@ LIMITS: Mapping[str, int] = MappingProxyType({
     "comm_tokens": 16_777_216,
     "collective_ranks": 256,
     "trace_tokens": 4_194_304,
-    "synth_cells": 268_435_456,
+    "synth_cells": 67_108_864,
     "file_bytes": 4 * 2**30,
 })
 LIMITS_ENV = "DSV3SIM_LIMITS"
