@@ -290,6 +290,17 @@ class Perturbation:
                 and self.degraded_link is None)
 
 
+def _tokens_per_rank(w: Workload) -> int:
+    """Tokens one rank routes per micro-batch (what an EP all-to-all plan holds per rank)."""
+    if isinstance(w, TrainingWorkload):
+        return w.micro_batch_sequences * w.seq_len
+    if isinstance(w, PrefillWorkload):
+        return -(-w.tokens_per_gpu // w.micro_batches)
+    if isinstance(w, AggregatedWorkload):
+        return w.chunk_tokens + (w.batch_per_gpu or 0)
+    return w.batch_per_gpu or 0  # decode: a batch of None is sized from HBM, bounded by it
+
+
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Scenario:
     name: str
@@ -335,6 +346,9 @@ class Scenario:
                              f"{self.parallel.world}")
         w = self.workload
         p = self.parallel
+        ck.check_limit("comm_tokens", _tokens_per_rank(w) * p.ep,
+                       f"Scenario {self.name}: routed tokens per micro-batch of one EP group (tokens per rank "
+                       f"{_tokens_per_rank(w):,} x ep {p.ep})")
         if isinstance(w, TrainingWorkload):
             if w.global_batch_sequences % (p.dp * w.micro_batch_sequences):
                 raise ValueError(f"Scenario {self.name}: global_batch_sequences={w.global_batch_sequences} is not a "
