@@ -237,7 +237,7 @@ def scenario_case(draw):
     text = ("import datetime\nfrom dsv3sim.config.scenario import *\n\n\ndef f():\n" + "\n".join(lines) + "\n"
             f"    return Scenario(parallel=ParallelDims(**P), workload={cls}(**W), perturb=Perturbation(**X), **S)\n")
     optional = name in ("node_limit", "routing_layers", "routing_trace", "batch_per_gpu", "mtp_acceptance",
-                        "straggler_gpu", "degraded_link", "n_gpus", "gpu")
+                        "straggler_gpu", "degraded_link", "n_gpus", "gpu", "dp")  # dp None: follows the GPUs
     if v is None and optional:
         expect = "any"
     elif name in ("zero1", "mtp", "fast"):
