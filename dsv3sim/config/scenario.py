@@ -129,8 +129,9 @@ class TrainingWorkload:
     #   the step is composed from it (workload/measured_step.py) instead of GPU kernel tables
 
     def __post_init__(self) -> None:
-        _types(self, bools=("zero1", "optimizer_overlap", "recompute"), **{**_ROUTING, "strs": _ROUTING["strs"]
-                                                                          + ("schedule",)})
+        _types(self, bools=("zero1", "optimizer_overlap", "recompute"),
+               **{**_ROUTING, "strs": _ROUTING["strs"] + ("schedule",),
+                  "opt_strs": _ROUTING["opt_strs"] + ("component_table",)})
         _pos_int(self, "global_batch_sequences", "seq_len", "micro_batch_sequences")
         # the measured-table step (workload/measured_step.py) executes every schedule dsv3sim.parallel generates
         if self.schedule not in SCHEDULES and not (self.component_table and self.schedule == "dualpipev"):
