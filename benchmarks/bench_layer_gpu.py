@@ -42,7 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from dsv3sim.config.model import load_model_config
 from dsv3sim.nn import fp8 as F8
 from dsv3sim.nn.moe import permute, routed_experts
-from dsv3sim.nn.transformer import Block
+from dsv3sim.nn.block import Block
 from dsv3sim.profile.timing import time_cuda, time_fn
 
 

@@ -14,7 +14,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from dsv3sim.config.model import load_model_config
 from dsv3sim.nn.layers import rope_cos_sin, yarn_inv_freq
-from dsv3sim.nn.transformer import Block
+from dsv3sim.nn.block import Block
 
 
 def main() -> int:

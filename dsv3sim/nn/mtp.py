@@ -15,14 +15,13 @@ import torch
 from torch import nn
 
 from dsv3sim.config.model import ModelConfig
+from dsv3sim.nn.block import Block
 from dsv3sim.nn.layers import Linear, RMSNorm
 
 
 class MTPModule(nn.Module):
     def __init__(self, cfg: ModelConfig, layer: int) -> None:
         super().__init__()
-        from dsv3sim.nn.transformer import Block
-
         H = cfg.hidden_size
         self.layer = layer
         self.enorm = RMSNorm(H, cfg.rms_norm_eps)

@@ -17,29 +17,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from dsv3sim.config.model import ModelConfig
-from dsv3sim.nn.gqa import GQAttention
-from dsv3sim.nn.layers import MLP, Linear, RMSNorm, rope_cos_sin, yarn_inv_freq
-from dsv3sim.nn.mla import MLA, LatentKVCache
+from dsv3sim.nn.layers import Linear, RMSNorm, rope_cos_sin, yarn_inv_freq
+from dsv3sim.nn.block import Block
+from dsv3sim.nn.mla import LatentKVCache
 from dsv3sim.nn.moe import Experts, MoE
 from dsv3sim.nn.mtp import MTPModule
-
-
-class Block(nn.Module):
-    """Pre-norm decoder layer: h += Attn(norm(h)); h += FFN(norm(h)), Attn = MLA or GQA, FFN = MLP or MoE."""
-
-    def __init__(self, cfg: ModelConfig, layer: int) -> None:
-        super().__init__()
-        self.layer = layer
-        self.input_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
-        self.self_attn = MLA(cfg) if cfg.attention == "mla" else GQAttention(cfg, layer)
-        self.post_attention_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
-        self.mlp = MoE(cfg, layer) if cfg.is_moe_layer(layer) else MLP(cfg.hidden_size, cfg.intermediate_size)
-
-    def forward(self, h, cos, sin, *, cache: LatentKVCache | None = None, cache_layer: int = 0, start: int = 0,
-                impl: str | None = None) -> torch.Tensor:
-        h = h + self.self_attn(self.input_layernorm(h), cos, sin, cache=cache, layer=cache_layer, start=start,
-                               impl=impl)
-        return h + self.mlp(self.post_attention_layernorm(h))
 
 
 class Transformer(nn.Module):
