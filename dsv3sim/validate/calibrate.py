@@ -14,44 +14,18 @@ from __future__ import annotations
 
 import statistics
 import time
-from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
 
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class AlphaBeta:
-    """t(n) = alpha_s + n / beta_Bps."""
-
-    alpha_s: float
-    beta_Bps: float
-
-    def time(self, n_bytes: float) -> float:
-        return self.alpha_s + max(n_bytes, 0.0) / self.beta_Bps
-
-    def to_dict(self) -> dict[str, float]:
-        return {"latency_us": self.alpha_s * 1e6, "bandwidth_GBps": self.beta_Bps / 1e9}
-
-    @staticmethod
-    def from_dict(d: dict[str, float]) -> AlphaBeta:
-        return AlphaBeta(alpha_s=d["latency_us"] * 1e-6, beta_Bps=d["bandwidth_GBps"] * 1e9)
-
-
-def fit(sizes: list[float], times: list[float]) -> AlphaBeta:
-    """Weighted least squares t = a + b n minimising the RELATIVE error (weights 1/t^2), so the small sizes
-    pin the latency and the large ones the bandwidth; a >= 0 and b > 0 (clamped); beta = 1/b."""
-    if len(sizes) != len(times) or len(sizes) < 2:
-        raise ValueError(f"need >= 2 (size, time) points, got {len(sizes)} sizes and {len(times)} times")
-    w = [1.0 / max(t, 1e-12) ** 2 for t in times]
-    sw = sum(w)
-    mx = sum(wi * x for wi, x in zip(w, sizes)) / sw
-    my = sum(wi * y for wi, y in zip(w, times)) / sw
-    sxx = sum(wi * (x - mx) ** 2 for wi, x in zip(w, sizes))
-    b = sum(wi * (x - mx) * (y - my) for wi, x, y in zip(w, sizes, times)) / sxx if sxx else 0.0
-    b = max(b, 1e-15)
-    a = max(my - b * mx, 0.0)
-    return AlphaBeta(alpha_s=a, beta_Bps=1.0 / b)
+from dsv3sim.config import load_model_config
+from dsv3sim.validate.alpha_beta import fit
+from dsv3sim.validate.components import profile_components, rank_params
+from dsv3sim.validate.layout import make_groups
+from dsv3sim.validate.nn_adapter import build
+from dsv3sim.validate.schedule import plan
+from dsv3sim.validate.timeline import Timeline
+from dsv3sim.validate.train import _allreduce
 
 
 GAP_S = 3e-3  # compute before each timed collective: how the run uses them (see _time)
@@ -140,9 +114,6 @@ def probe(ctx, quick: bool = False) -> dict:
             fits[k] = fit([p[0] for p in pts], [p[1] for p in pts]).to_dict()
     out = {"quick": quick, "points": rows, "fits": fits, "rel": rel}
     if spec.model:
-        from dsv3sim.config import load_model_config
-        from dsv3sim.validate.components import profile_components
-        from dsv3sim.validate.parts import build
         ctx.status.enter("compute")
         cfg = load_model_config(spec.model)
         parts = build(cfg, spec.seed, fp8=spec.fp8_compute)  # meta-built: only what the profile materialises is allocated, then freed
@@ -158,14 +129,8 @@ def probe(ctx, quick: bool = False) -> dict:
 def _grad_sync(ctx, cfg, iters: int, parts) -> dict:
     """The run's gradient all-reduces (same buffers, same groups, same code as ``train._allreduce``) timed
     here on synthetic gradients: dense grads over the replica group, expert grads over the DP group."""
-    from dsv3sim.validate.components import rank_params
-    from dsv3sim.validate.layout import make_groups
-    from dsv3sim.validate.timeline import Timeline
-    from dsv3sim.validate.train import _allreduce
-
     spec = ctx.spec
     if "groups" not in ctx.extra:
-        from dsv3sim.validate.schedule import plan
         mirror = plan(spec.schedule, spec.pp, spec.n_microbatches).layout == "bidirectional"
         ctx.extra["groups"] = make_groups(ctx.rank, spec.ep, spec.pp, spec.dp, mirror)
     groups = ctx.extra["groups"]

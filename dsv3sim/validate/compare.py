@@ -12,6 +12,7 @@ holds the wait for the slowest member: it is compared with the model's ``allredu
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import statistics
 import sys
@@ -118,12 +119,11 @@ def write_outputs(result: dict, train: list[dict], out_dir: Path, report: str | 
     write_json(out_dir / "measured_timeline.trace.json", measured_chrome_trace(train))
     write_json(out_dir / "validation.json", result)
     if report:
-        try:
-            from dsv3sim.report import render
-        except ImportError as e:  # e.g. no plotly on a GPU box: keep the JSON, render later with --from-run
-            print(f"dsv3sim validate: no report ({e}); render it later: dsv3sim validate --from-run {out_dir} "
-                  f"--report {report}", file=sys.stderr)
+        if importlib.util.find_spec("plotly") is None:  # a bare GPU box: keep the JSON, render later
+            print(f"dsv3sim validate: no report (plotly is not installed); render it later: "
+                  f"dsv3sim validate --from-run {out_dir} --report {report}", file=sys.stderr)
             return
+        from dsv3sim.report import render
 
         dest = Path(report)
         tmp = dest.with_name(f".{dest.stem}.partial.html")

@@ -24,10 +24,11 @@ import time
 import torch
 import torch.nn.functional as F
 
-from dsv3sim.validate.calibrate import fit
+from dsv3sim.validate.alpha_beta import fit
 from dsv3sim.validate.ep import route
 from dsv3sim.validate.layout import coord, stage_layers
-from dsv3sim.validate.parts import build, materialize
+from dsv3sim.validate.nn_adapter import build
+from dsv3sim.validate.parts import materialize
 from dsv3sim.validate.schedule import plan
 
 REPS = 8

@@ -13,7 +13,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from dsv3sim.validate.parts import Block, ModelParts
+from dsv3sim.nn.layers import rope_cos_sin, yarn_inv_freq
+from dsv3sim.nn.moe import MoE, routed_experts
+from dsv3sim.nn.transformer import Transformer
+from dsv3sim.validate.parts import Block, ModelParts, fallback
 
 
 class _Attn(nn.Module):
@@ -25,8 +28,6 @@ class _Attn(nn.Module):
         self._cache: dict = {}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        from dsv3sim.nn.layers import rope_cos_sin
-
         key = (x.shape[1], x.device, x.dtype)
         if key not in self._cache:
             pos = torch.arange(x.shape[1])
@@ -60,19 +61,25 @@ class StackedExperts(nn.Module):
             setattr(self, name, nn.Parameter(t))
 
     def forward(self, x_sorted: torch.Tensor, counts: list[int]) -> torch.Tensor:
-        from dsv3sim.nn.moe import routed_experts
-
         c = torch.tensor(counts, device=x_sorted.device)
         return routed_experts(x_sorted, c, self.gate_proj, self.up_proj, self.down_proj, fp8=self.fp8)
+
+
+def build(cfg, seed: int, fp8: bool = False) -> ModelParts:
+    """The model of ``cfg`` cut into parts, on the meta device; ``seed`` seeds torch for what follows. ``fp8``:
+    FP8 compute in every FP8-capable linear and the routed experts (dsv3sim.nn's ``fp8`` flags; the embedding,
+    head and gate stay high precision, V3 §3.3.1). A model that is not MLA runs as ``parts.fallback``, the compact
+    stand-in of its shapes, which has no FP8 path."""
+    torch.manual_seed(seed)
+    parts = from_nn(cfg, fp8=fp8)
+    if parts is None and fp8:
+        raise ValueError(f"FP8 compute needs an MLA model built by dsv3sim.nn; {cfg.name} is not")
+    return parts if parts is not None else fallback(cfg)
 
 
 def from_nn(cfg, fp8: bool = False) -> ModelParts | None:
     """None when the model is not MLA (``dsv3sim.nn`` builds MLA models only). ``fp8``: FP8 compute (the model's
     ``fp8`` flags: Triton grouped/dense FP8 kernels on a GPU, the exact emulation on CPU)."""
-    from dsv3sim.nn.layers import yarn_inv_freq
-    from dsv3sim.nn.moe import MoE
-    from dsv3sim.nn.transformer import Transformer
-
     if cfg.attention != "mla":
         return None
     with torch.device("meta"):

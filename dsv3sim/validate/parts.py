@@ -46,18 +46,6 @@ class ModelParts:
     head: nn.Module  # [B, S, D] -> logits [B, S, V] (final norm included)
 
 
-def build(cfg, seed: int, fp8: bool = False) -> ModelParts:
-    """``fp8``: FP8 compute in every FP8-capable linear and the routed experts (dsv3sim.nn's ``fp8`` flags; the
-    embedding, head and gate stay high precision, V3 §3.3.1). The fallback (non-MLA) model has no FP8 path."""
-    from dsv3sim.validate.nn_adapter import from_nn
-
-    torch.manual_seed(seed)
-    parts = from_nn(cfg, fp8=fp8)  # None: not an MLA model (the stand-in below runs its shapes)
-    if parts is None and fp8:
-        raise ValueError(f"FP8 compute needs an MLA model built by dsv3sim.nn; {cfg.name} is not")
-    return parts if parts is not None else fallback(cfg)
-
-
 @torch.no_grad()
 def materialize(module: nn.Module, device: torch.device, dtype: torch.dtype, seed: int) -> nn.Module:
     """Meta parameters -> real ones, allocated directly on ``device`` in ``dtype`` and initialised in place

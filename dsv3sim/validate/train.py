@@ -23,7 +23,8 @@ from torch._utils import _flatten_dense_tensors, _unflatten_dense_tensors
 from dsv3sim.config import load_model_config
 from dsv3sim.validate.ep import EPMoE
 from dsv3sim.validate.layout import Coord, coord, make_groups, rank_of, stage_layers
-from dsv3sim.validate.parts import Block, build, materialize
+from dsv3sim.validate.nn_adapter import build
+from dsv3sim.validate.parts import Block, materialize
 from dsv3sim.validate.schedule import parse, plan
 from dsv3sim.validate.timeline import Timeline, mark
 

@@ -27,7 +27,7 @@ def test_fp8_flag_switches_compute_and_dispatch():
 
 
 def test_built_parts_carry_fp8_flags():
-    from dsv3sim.validate.parts import build
+    from dsv3sim.validate.nn_adapter import build
 
     cfg = load_model_config("tiny")
     for on in (True, False):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from dsv3sim.validate.calibrate import AlphaBeta
+from dsv3sim.validate.alpha_beta import AlphaBeta
 from dsv3sim.validate.topology_out import calibrated_topology, write_topology
 
 
