@@ -33,7 +33,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from dsv3sim.data.corpus import heldout_tokens, tokenizer_for
+    from dsv3sim.data.corpus import tokenizer_for
+    from dsv3sim.nn.batches import heldout_tokens
     from dsv3sim.nn.generate import generate, generate_speculative_mtp
     from dsv3sim.nn.transformer import Transformer
 

@@ -3,7 +3,7 @@
 Split by file (so held-out text is never seen in training, not even as overlapping windows): a file is
 held out when crc32(relative path) % 20 == 0 (~5 %). Test suites and site-packages are excluded. Files are
 ordered by crc32 of their path (a fixed shuffle) and concatenated up to a byte budget. Token streams are
-cached as .npy under ~/.cache/dsv3sim.
+cached as .npy under ~/.cache/dsv3sim. Numpy only: the torch batches are ``dsv3sim.nn.batches``.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ import zlib
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from dsv3sim.data.tokenizer import cache_dir, get_tokenizer
 
@@ -52,38 +51,13 @@ def tokenizer_for(vocab_size: int):
     return get_tokenizer(vocab_size, split_text("train", TOKENIZER_TEXT_BYTES))
 
 
-def token_stream(split: str, vocab_size: int, max_bytes: int = 3_000_000) -> torch.Tensor:
-    """1-D LongTensor of the split's tokens (cached)."""
+def token_ids(split: str, vocab_size: int, max_bytes: int = 3_000_000) -> np.ndarray:
+    """1-D int64 array of the split's tokens (cached as .npy)."""
     tok = tokenizer_for(vocab_size)
     key = hashlib.sha256(repr((split, vocab_size, max_bytes, len(tok.merges), tok.merges[:8])).encode()).hexdigest()[:16]
     path = cache_dir() / f"tokens-{split}-{key}.npy"
     if path.is_file():
-        return torch.from_numpy(np.load(path).astype(np.int64))
+        return np.load(path).astype(np.int64)
     ids = np.asarray(tok.encode(split_text(split, max_bytes)), dtype=np.int32)
     np.save(path, ids)
-    return torch.from_numpy(ids.astype(np.int64))
-
-
-def train_batches(stream: torch.Tensor, batch: int, length: int, seed: int):
-    """Endless generator of [batch, length] random windows of ``stream`` (torch.Generator seeded)."""
-    if stream.numel() <= length:
-        raise ValueError(f"token stream ({stream.numel()}) shorter than a window ({length})")
-    g = torch.Generator().manual_seed(seed)
-    while True:
-        starts = torch.randint(0, stream.numel() - length, (batch,), generator=g)
-        yield torch.stack([stream[s:s + length] for s in starts.tolist()])
-
-
-def heldout_tokens(cfg, n_tokens: int, seq_len: int, seed: int) -> torch.Tensor:
-    """[ceil(n_tokens/seq_len), seq_len] LongTensor of held-out text (never trained on); consecutive windows
-    from an offset chosen by ``seed``."""
-    if n_tokens <= 0 or seq_len <= 0:
-        raise ValueError(f"n_tokens ({n_tokens}) and seq_len ({seq_len}) must be > 0")
-    rows = -(-n_tokens // seq_len)
-    need = rows * seq_len
-    stream = token_stream("heldout", cfg.vocab_size, max_bytes=max(600_000, 6 * need))
-    if stream.numel() < need:
-        raise ValueError(f"held-out split has {stream.numel()} tokens, {need} requested")
-    g = torch.Generator().manual_seed(seed)
-    off = int(torch.randint(0, stream.numel() - need + 1, (1,), generator=g))
-    return stream[off:off + need].view(rows, seq_len).clone()
+    return ids.astype(np.int64)

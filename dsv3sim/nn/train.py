@@ -20,6 +20,7 @@ import torch
 
 from dsv3sim.config.model import ModelConfig
 from dsv3sim.nn.balance import max_over_mean, update_bias
+from dsv3sim.nn.batches import token_stream, train_batches
 from dsv3sim.nn.transformer import Transformer
 
 BALANCE = ("aux-free", "aux-loss", "none")
@@ -85,8 +86,6 @@ def train(cfg: ModelConfig, o: TrainOptions, *, stream: torch.Tensor | None = No
           on_step: Callable[[int, dict], None] | None = None) -> tuple[Transformer, dict]:
     """Train a fresh model; returns (model, result dict with loss_first, loss_last, expert_load_max_over_mean,
     tokens_per_s, history)."""
-    from dsv3sim.data.corpus import token_stream, train_batches
-
     torch.manual_seed(o.seed)
     model = Transformer(cfg, init=False)
     model.reset_parameters(seed=o.seed)

@@ -100,7 +100,7 @@ def capture_from_config(cfg, *, checkpoint: str | None, n_tokens: int, seq_len: 
         from dsv3sim.nn import checkpoint as ckpt
 
         ckpt.load(model, checkpoint)   # HF-named safetensors, incl. the gate biases (e_score_correction_bias)
-    from dsv3sim.data import heldout_tokens
+    from dsv3sim.nn.batches import heldout_tokens
 
     tokens = heldout_tokens(cfg, n_tokens, seq_len, seed)   # [ceil(N/S), S], a split never trained on
     meta = {"seed": seed, "checkpoint": checkpoint, "config": config_arg, "seq_len": seq_len,
