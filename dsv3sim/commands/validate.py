@@ -221,11 +221,9 @@ def _sim_check(path: Path, result: dict) -> dict:
     """dsv3sim.sim's collectives on the calibrated topology next to the measured/fitted transport: the PP
     activation p2p (the calibration maps the p2p fit onto the link exactly) and a ring all-reduce of the
     run's gradient bytes (the sim's ring on the p2p link vs gloo's measured all-reduce of those bytes)."""
-    try:
-        from dsv3sim.sim.collectives import simulate_collective
-        from dsv3sim.topology.graph import load_topology
-    except ImportError as e:
-        return {"error": str(e)}
+    from dsv3sim.sim.collectives import simulate_collective
+    from dsv3sim.topology.graph import load_topology
+
     topo = load_topology(str(path))
     n = result["scenario"]["world_size"]
     out: dict = {"topology": str(path)}

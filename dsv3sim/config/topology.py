@@ -27,6 +27,7 @@ import yaml
 
 from dsv3sim.config import checks as ck
 from dsv3sim.config.errors import ConfigError
+from dsv3sim.config.hardware import get_gpu
 
 FABRIC_KINDS = ("multi-plane", "rail-optimized", "fat-tree", "none")
 GB = 1e9
@@ -232,12 +233,8 @@ def _collectives(raw: dict[str, Any], name: str) -> tuple:
 
 
 def _check_gpu(gpu: str, where: str) -> None:
-    """Unknown GPU names are an error; the table lives in dsv3sim.config.hardware (profile helper)."""
+    """Unknown GPU names are an error; the table lives in dsv3sim.config.hardware."""
     try:
-        from dsv3sim.config import hardware
-    except ImportError:  # table not written yet: accept the name, the simulator does not need its fields
-        return
-    try:
-        hardware.get_gpu(gpu)
+        get_gpu(gpu)
     except (KeyError, ValueError) as e:
         raise ConfigError(f"{where}: unknown GPU {gpu!r} ({e})") from None

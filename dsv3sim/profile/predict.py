@@ -92,6 +92,11 @@ class Prediction:
 # --------------------------------------------------------------------- FLOPs and bytes (ops.py conventions)
 
 
+class NotMeasured(ValueError):
+    """Nothing measured to answer from: no profile table for the GPU, the (op, dtype) not profiled, or no
+    measurement with the asked fixed keys. Callers with another model (the roofline) catch exactly this."""
+
+
 def flops_bytes(op: str, dtype: str, s: dict[str, Any]) -> tuple[float, float]:
     """The same counts ``ops.py`` records, from the shape alone (needed for unmeasured shapes)."""
     g = s.get
@@ -254,7 +259,7 @@ def _tables(base: str, path: str | None = None) -> dict[tuple[str, str], _OpTabl
     spec = get_gpu(base)
     p = Path(path) if path else profile_dir(spec.name) / "kernels.csv"
     if not p.exists():
-        raise ValueError(f"no profile table for {spec.name} at {p}; measure it with `dsv3sim profile`")
+        raise NotMeasured(f"no profile table for {spec.name} at {p}; measure it with `dsv3sim profile`")
     rows = list(read_rows(str(p)))
     if not path:  # kernels-<part>.csv beside it: further measured op families (e.g. kernels-gqa.csv)
         for extra in sorted(p.parent.glob("kernels-*.csv")):
@@ -295,7 +300,7 @@ def _efficiency(tab: _OpTable, op: str, q: dict[str, Any]) -> tuple[float, str, 
         return math.exp(_interp(series, dims[-1:], q)), "series", None
     lat = tab.lattice.get(tuple(q.get(k) for k in fixed))
     if lat is None:
-        raise ValueError(f"{op}: nothing measured with {', '.join(f'{k}={q.get(k)}' for k in fixed)}")
+        raise NotMeasured(f"{op}: nothing measured with {', '.join(f'{k}={q.get(k)}' for k in fixed)}")
     return math.exp(_interp(lat, dims, q)), "lattice", None
 
 
@@ -396,7 +401,7 @@ def _kernel_time(gpu: str, op: str, dtype: str = "bf16", *, sms: int | None = No
     base = get_gpu(base).name if base else (target.name if _has_table(target.name) else BASE_GPU)
     tabs = _tables(base, table)
     if (op, dtype) not in tabs:
-        raise ValueError(f"{op} {dtype}: not in the {base} profile; measured: "
+        raise NotMeasured(f"{op} {dtype}: not in the {base} profile; measured: "
                          f"{', '.join(sorted(f'{o}/{d}' for o, d in tabs))}")
     tab = tabs[(op, dtype)]
     eff, src, t_meas = _efficiency(tab, op, qi)

@@ -17,6 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
+from dsv3sim.trace.importers import load_trace
+from dsv3sim.trace.routing_trace import open_npz
+
 
 def _floyd(rng: np.random.Generator, rows: int, n: int, k: int) -> np.ndarray:
     """``k`` distinct ints in ``[0, n)`` per row, each k-subset equally likely (Floyd's algorithm)."""
@@ -80,30 +83,25 @@ def trace_layer_count(p: Path) -> int:
     return arr.shape[0] if arr.ndim == 3 else 1
 
 
+def _is_routing_trace(p: Path) -> bool:
+    """A dsv3sim trace .npz carries a 'meta' array (``trace/FORMAT.md``); any other .npz is a plain id array."""
+    return "meta" in open_npz(p)
+
+
 @functools.lru_cache(maxsize=16)
 def read_all_ids(p: Path) -> np.ndarray:
     """Expert ids of a trace file: [layers, tokens, k] or [tokens, k] (read once per process; do not modify)."""
     if not p.is_file():
         raise FileNotFoundError(f"routing trace {p} not found")
-    if p.suffix in (".npz", ".json", ".pt", ".pth"):
-        tr = None
-        try:  # the trace helper's reader (dsv3sim.trace: RoutingTrace.expert_ids [L, T, k])
-            from dsv3sim.trace.importers import load_trace
-
-            tr = load_trace(p)
-        except Exception:
-            if p.suffix != ".npz":
-                raise
-        if tr is not None:
-            if tr.expert_ids is None:
-                raise ValueError(f"{p}: trace holds only expert loads, not per-token expert ids")
-            return np.asarray(tr.expert_ids)
+    if p.suffix in (".json", ".pt", ".pth") or (p.suffix == ".npz" and _is_routing_trace(p)):
+        tr = load_trace(p)  # dsv3sim.trace: RoutingTrace.expert_ids [L, T, k]
+        if tr.expert_ids is None:
+            raise ValueError(f"{p}: trace holds only expert loads, not per-token expert ids")
+        return np.asarray(tr.expert_ids)
     try:
         if p.suffix == ".npy":
             arr = np.load(p, allow_pickle=False)
         elif p.suffix == ".npz":
-            from dsv3sim.trace.routing_trace import open_npz
-
             z = open_npz(p)
             if not z:
                 raise ValueError(f"{p}: the .npz holds no arrays")

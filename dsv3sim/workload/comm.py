@@ -20,15 +20,20 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 
 from dsv3sim.config.scenario import Perturbation
 from dsv3sim.config.topology import load_topology_config
+from dsv3sim.parallel.placement import rebalance_experts
+from dsv3sim.sim.deepep import ep_counts, token_bytes
 from dsv3sim.sim.ep_run import simulate_ep
 from dsv3sim.sim.result import CommResult
-from dsv3sim.sim.routing import uniform_routing
+from dsv3sim.sim.routing import _read_ids, trace_layer_count, uniform_routing
 from dsv3sim.topology.graph import Topology
+from dsv3sim.trace.layout import EpLayout
+from dsv3sim.trace.synth import SynthSpec, synthesize
 
 
 # ------------------------------------------------------------------ topology with what-ifs
@@ -81,9 +86,6 @@ def trace_layers(spec: str | None) -> int | None:
     """MoE layers a routing trace file holds (None: uniform or ``synth:`` routing, any number of layers)."""
     if spec is None or spec.startswith("synth:"):
         return None
-    from pathlib import Path
-
-    from dsv3sim.sim.routing import trace_layer_count
 
     return trace_layer_count(Path(spec))
 
@@ -93,29 +95,19 @@ def _trace_ids(spec: str, *, n_experts: int, topk: int, ep: int, gpus_per_node: 
     """[T, k] logical expert ids of one layer from a trace path (its layer ``layer`` modulo the layers it holds)
     or ``synth:zipf=S`` (a fresh draw per layer)."""
     if spec.startswith("synth:"):
-        from dsv3sim.trace.layout import EpLayout
-        from dsv3sim.trace.synth import SynthSpec, synthesize
-
         kv = dict(x.split("=") for x in spec[6:].split(",") if x)
         sp = SynthSpec(n_layers=1, n_experts=n_experts, topk=topk, n_tokens=n_tokens, seq_len=min(n_tokens, 4096),
                        zipf_s=float(kv.get("zipf", 1.0)), seed=seed + LAYER_SEED_STRIDE * layer)
         lay = EpLayout(n_experts=n_experts, ep=ep, gpus_per_node=min(gpus_per_node, ep))
         nl = node_limit if node_limit and lay.n_nodes > 1 and node_limit < lay.n_nodes else None
         return np.asarray(synthesize(sp, lay if nl else None, nl).expert_ids[0])
-    from pathlib import Path
-
-    from dsv3sim.sim.routing import _read_ids
 
     n_layers = trace_layers(spec) or 1
     return np.asarray(_read_ids(Path(spec), layer % n_layers))
 
 
 def _eplb(load: np.ndarray, n_physical: int, n_nodes: int, ep: int, n_group: int) -> tuple[np.ndarray, np.ndarray]:
-    """(phy2log [n_physical], replicas per logical [E]) from the parallel helper's EPLB."""
-    try:
-        from dsv3sim.parallel.placement import rebalance_experts
-    except ImportError as e:
-        raise ValueError("placement='eplb' needs dsv3sim.parallel.placement.rebalance_experts (not available)") from e
+    """(phy2log [n_physical], replicas per logical [E]) from EPLB (``dsv3sim.parallel.placement``)."""
     E = load.shape[0]
     hier = n_group > 1 and E % n_group == 0 and n_group % n_nodes == 0 and n_physical % n_nodes == 0
     out = rebalance_experts(load[None, :].astype(np.float64), n_physical, n_group if hier else 1,
@@ -253,8 +245,6 @@ def _ep_link_bound(topo: Topology, plan_key: tuple, *, kind: str, mode: str, dty
     one link class is the bottleneck; tests/workload/test_comm.py compares it with ``simulate_ep``.
     Returns (seconds, bytes per link class for the whole group).
     """
-    from dsv3sim.sim.deepep import token_bytes
-
     plan = ep_plan(**dict(plan_key))
     ep = plan.routing.shape[0]
     c = _counts(topo, plan_key)
@@ -308,8 +298,6 @@ def _check_bound_conservation(msgs: np.ndarray, pair_of: np.ndarray, b: float, e
 
 @lru_cache(maxsize=64)
 def _counts(topo: Topology, plan_key: tuple):
-    from dsv3sim.sim.deepep import ep_counts
-
     plan = ep_plan(**dict(plan_key))
     return ep_counts(topo, tuple(range(plan.routing.shape[0])), plan.routing, plan.n_physical)
 

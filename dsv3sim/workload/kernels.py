@@ -1,8 +1,7 @@
 """Kernel times for the workload models: the profile tables first, a published-throughput roofline otherwise.
 
 ``op_time(gpu, op, dtype, flops=, bytes_=, **shape)`` asks ``dsv3sim.profile.predict.kernel_time`` (measured
-H200 tables scaled to the target GPU, written by the profile helper). When that module or that op is not
-available it falls back to a roofline whose efficiencies are DeepSeek's *published* kernel throughputs on H800,
+H200 tables scaled to the target GPU). Where nothing is measured for the op (``NotMeasured``) it falls back to a roofline whose efficiencies are DeepSeek's *published* kernel throughputs on H800,
 applied as fractions of the datasheet peak of the target GPU (never tuned to a result). Decode attention always
 uses FlashMLA's published throughput (``DEPLOYED_PUBLISHED``: the profiled op is an unfused reference):
 
@@ -23,6 +22,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
+
+from dsv3sim.config.hardware import get_gpu
+from dsv3sim.profile.predict import OPS as PROFILED_OPS
+from dsv3sim.profile.predict import NotMeasured, kernel_time
 
 FP8_GEMM_EFF = 1350.0 / 1979.0  # open-infra-index Day 3 (DeepGEMM) / H800 FP8 dense peak
 BF16_EFF = 580.0 / 989.5  # open-infra-index Day 1 (FlashMLA compute-bound) / H800 BF16 dense peak
@@ -45,37 +48,13 @@ class GpuPerf:
     source: str
 
 
-# Datasheet fallbacks, used only when dsv3sim.config.hardware (profile helper) is not importable.
-_FALLBACK = {
-    "H800": GpuPerf(name="H800", bf16_flops=989.5e12, fp8_flops=1979e12, hbm_bytes=80e9, hbm_bw=3.35e12,
-                    n_sms=132, source="NVIDIA H100 SXM datasheet (H800: same SXM5 compute and HBM3)"),
-    "H100": GpuPerf(name="H100", bf16_flops=989.5e12, fp8_flops=1979e12, hbm_bytes=80e9, hbm_bw=3.35e12,
-                    n_sms=132, source="NVIDIA H100 SXM datasheet"),
-    "H200": GpuPerf(name="H200", bf16_flops=989.5e12, fp8_flops=1979e12, hbm_bytes=141e9, hbm_bw=4.8e12,
-                    n_sms=132, source="NVIDIA H200 SXM datasheet"),
-    "B200": GpuPerf(name="B200", bf16_flops=2250e12, fp8_flops=4500e12, hbm_bytes=180e9, hbm_bw=8e12,
-                    n_sms=148, source="NVIDIA DGX B200 datasheet (per GPU, dense)"),
-    "GB200": GpuPerf(name="GB200", bf16_flops=2500e12, fp8_flops=5000e12, hbm_bytes=186e9, hbm_bw=8e12,
-                     n_sms=148, source="NVIDIA GB200 NVL72 datasheet (per GPU, dense)"),
-}
-
-
 @lru_cache(maxsize=64)
 def gpu_perf(name: str) -> GpuPerf:
-    """Peaks of ``name`` from the hardware table (profile helper) or the datasheet fallback above."""
-    try:
-        from dsv3sim.config.hardware import get_gpu
-    except ImportError:
-        get_gpu = None
-    if get_gpu is not None:
-        g = get_gpu(name)
-        src = "; ".join(f"{k}: {v}" for k, v in g.sources.items() if k in ("peak_flops", "hbm_bandwidth"))
-        return GpuPerf(name=g.name, bf16_flops=g.peak("bf16"), fp8_flops=g.peak("fp8"), hbm_bytes=g.hbm_bytes,
-                       hbm_bw=g.hbm_bandwidth, n_sms=g.n_sms, source=src or "dsv3sim.config.hardware")
-    key = name.upper().replace("-SXM", "").replace(" ", "")
-    if key not in _FALLBACK:
-        raise ValueError(f"unknown GPU {name!r} (known without the hardware table: {', '.join(_FALLBACK)})")
-    return _FALLBACK[key]
+    """Peaks of ``name`` from the hardware table (``dsv3sim.config.hardware``, SI units, with sources)."""
+    g = get_gpu(name)
+    src = "; ".join(f"{k}: {v}" for k, v in g.sources.items() if k in ("peak_flops", "hbm_bandwidth"))
+    return GpuPerf(name=g.name, bf16_flops=g.peak("bf16"), fp8_flops=g.peak("fp8"), hbm_bytes=g.hbm_bytes,
+                   hbm_bw=g.hbm_bandwidth, n_sms=g.n_sms, source=src or "dsv3sim.config.hardware")
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -85,9 +64,9 @@ class OpTime:
 
 
 def _profile_time(gpu: str, op: str, dtype: str, shape: dict, sms: int | None) -> OpTime | None:
-    try:
-        from dsv3sim.profile.predict import kernel_time
-    except ImportError:
+    """The profile tables' time, or None where nothing is measured for this op (then the roofline answers);
+    any other error of the predictor is a bug and propagates."""
+    if op not in PROFILED_OPS and op != "attn_prefill_bwd":
         return None
     try:
         if op == "attn_prefill_bwd":  # backward alone = measured forward+backward - forward
@@ -95,7 +74,7 @@ def _profile_time(gpu: str, op: str, dtype: str, shape: dict, sms: int | None) -
             f = kernel_time(gpu, "attn_prefill", dtype, sms=sms, **shape)
             return OpTime(time_s=max(fb.time_s - f.time_s, 0.0), source=f"profile:{fb.source}")
         p = kernel_time(gpu, op, dtype, sms=sms, **shape)
-    except (ValueError, KeyError, TypeError, NotImplementedError, FileNotFoundError, ZeroDivisionError):
+    except NotMeasured:
         return None
     return OpTime(time_s=float(p.time_s), source=f"profile:{p.source}")
 
