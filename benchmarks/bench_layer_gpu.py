@@ -41,8 +41,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from dsv3sim.config.model import load_model_config
 from dsv3sim.nn import fp8 as F8
-from dsv3sim.nn.moe import permute, routed_experts
 from dsv3sim.nn.block import Block
+from dsv3sim.nn.moe import permute, routed_experts
 from dsv3sim.profile.timing import time_cuda, time_fn
 
 
@@ -203,7 +203,8 @@ def probe_gemm(m: int, n: int, k: int, n_sets: int = 8, calls: int = 96) -> dict
         nn_.append((*F8.quantize_1x128(x, row_align=F8.ROW_ALIGN, crop=False), ent.q, ent.s))
     bf = torch.bfloat16
     cases = {
-        "profile_scaled_mm": lambda i: torch._scaled_mm(prof[i][0], prof[i][1].t(), prof[i][2], prof[i][3], out_dtype=bf),
+        "profile_scaled_mm": lambda i: torch._scaled_mm(prof[i][0], prof[i][1].t(), prof[i][2], prof[i][3],
+                                                        out_dtype=bf),
         "nn_fp8_gemm": lambda i: F8.fp8_gemm(*nn_[i], b_block=True, out_dtype=bf),
         "nn_fp8_linear_fwd": lambda i: F8.fp8_linear(xs_[i], ws_[i]),
         "bf16_mm": lambda i: torch.mm(xs_[i], ws_[i].t()),
@@ -321,7 +322,8 @@ def main() -> int:
     h = torch.randn(B, S, H, device=dev, dtype=dt, requires_grad=True)
     gh_out = torch.randn(B, S, H, device=dev, dtype=dt)
     fl = layer_gemm_flops(cfg, T)
-    attn_core = 2 * B * S * S / 2 * cfg.num_attention_heads * (cfg.qk_nope_head_dim + cfg.qk_rope_head_dim + cfg.v_head_dim)
+    head_dims = cfg.qk_nope_head_dim + cfg.qk_rope_head_dim + cfg.v_head_dim
+    attn_core = 2 * B * S * S / 2 * cfg.num_attention_heads * head_dims
     fwd_total = sum(fl.values()) + attn_core
     res["layer_forward_flops"] = fwd_total
     for name, fp8, requant in (("layer_bf16", False, False), ("layer_fp8", True, False),

@@ -43,7 +43,8 @@ def main() -> int:
     print(f"fp8-emulated / fp32 time per step: {rows['fp8_emulated']['s_per_step'] / rows['fp32']['s_per_step']:.1f}x")
     if a.out:
         Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(a.out).write_text(json.dumps({"config": cfg.name, "threads": a.threads, "load_average": load, **rows}, indent=1))
+        out = {"config": cfg.name, "threads": a.threads, "load_average": load, **rows}
+        Path(a.out).write_text(json.dumps(out, indent=1))
     return 0
 
 

@@ -13,8 +13,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from dsv3sim.config.model import load_model_config
-from dsv3sim.nn.layers import rope_cos_sin, yarn_inv_freq
 from dsv3sim.nn.block import Block
+from dsv3sim.nn.layers import rope_cos_sin, yarn_inv_freq
 
 
 def main() -> int:
@@ -35,7 +35,10 @@ def main() -> int:
     torch.set_default_dtype(torch.float32)
     with torch.no_grad():
         for n_, p in blk.named_parameters():
-            p.zero_() if n_.endswith("e_score_correction_bias") else p.fill_(1.0) if p.dim() == 1 else p.normal_(0, 0.02)
+            if n_.endswith("e_score_correction_bias"):
+                p.zero_()
+            else:
+                p.fill_(1.0) if p.dim() == 1 else p.normal_(0, 0.02)
     for m in blk.modules():
         if hasattr(m, "fp8"):
             m.fp8 = True

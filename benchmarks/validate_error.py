@@ -68,7 +68,8 @@ def main() -> int:
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--out", default=str(REPO / "profiles" / "cpu-local" / "validation_error.json"))
     ap.add_argument("--repredict", action="store_true",
-                    help="re-run only the prediction on the run folders recorded in --out (dsv3sim validate --from-run)")
+                    help="re-run only the prediction on the run folders recorded in --out "
+                         "(dsv3sim validate --from-run)")
     a = ap.parse_args()
     if a.repredict:
         return repredict(Path(a.out))

@@ -123,8 +123,8 @@ def per_layer_routing() -> dict[str, Scenario]:
 
 def all_studies() -> dict[str, Scenario]:
     out: dict[str, Scenario] = {}
-    for f in (h200_vs_h800, ib_bandwidth, ep_degree, node_limit, pipeline_schedule, fp8_vs_bf16, kv_capacity_long_context,
-              placement_skewed, straggler, degraded_link, per_layer_routing):
+    for f in (h200_vs_h800, ib_bandwidth, ep_degree, node_limit, pipeline_schedule, fp8_vs_bf16,
+              kv_capacity_long_context, placement_skewed, straggler, degraded_link, per_layer_routing):
         out.update({s.name: s for s in f().values()})
     return out
 

@@ -117,7 +117,7 @@ class TopologyConfig:
                                   f"{self.fabric.n_planes} but nic.per_node={self.nics_per_node} (one NIC per plane)")
             if self.fabric.kind == "none" and self.n_nodes > 1:
                 raise ConfigError(f"{self.name}: disconnected graph: fabric.kind none with {self.n_nodes} nodes")
-        if not 0 <= self.comm_sms:
+        if not self.comm_sms >= 0:
             raise ConfigError(f"{self.name}: comm_sms={self.comm_sms} must be >= 0")
 
     @property

@@ -54,7 +54,8 @@ def tokenizer_for(vocab_size: int):
 def token_ids(split: str, vocab_size: int, max_bytes: int = 3_000_000) -> np.ndarray:
     """1-D int64 array of the split's tokens (cached as .npy)."""
     tok = tokenizer_for(vocab_size)
-    key = hashlib.sha256(repr((split, vocab_size, max_bytes, len(tok.merges), tok.merges[:8])).encode()).hexdigest()[:16]
+    ident = repr((split, vocab_size, max_bytes, len(tok.merges), tok.merges[:8]))
+    key = hashlib.sha256(ident.encode()).hexdigest()[:16]
     path = cache_dir() / f"tokens-{split}-{key}.npy"
     if path.is_file():
         return np.load(path).astype(np.int64)

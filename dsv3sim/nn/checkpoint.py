@@ -2,7 +2,8 @@
 
   model.embed_tokens.weight, model.norm.weight, lm_head.weight
   model.layers.{i}.{input_layernorm,post_attention_layernorm}.weight
-  model.layers.{i}.self_attn.{q_a_proj,q_a_layernorm,q_b_proj | q_proj,kv_a_proj_with_mqa,kv_a_layernorm,kv_b_proj,o_proj}.weight
+  model.layers.{i}.self_attn.{q_a_proj,q_a_layernorm,q_b_proj | q_proj,
+                             kv_a_proj_with_mqa,kv_a_layernorm,kv_b_proj,o_proj}.weight
   model.layers.{i}.mlp.{gate_proj,up_proj,down_proj}.weight                       (dense layers)
   model.layers.{i}.mlp.gate.weight, model.layers.{i}.mlp.gate.e_score_correction_bias
   model.layers.{i}.mlp.experts.{j}.{gate_proj,up_proj,down_proj}.weight, mlp.shared_experts.*.weight
@@ -154,7 +155,7 @@ def _read(files: list[Path]) -> dict[str, torch.Tensor]:
     for f in files:
         try:
             with safe_open(str(f), framework="pt") as fh:
-                for k in fh.keys():
+                for k in fh.keys():  # noqa: SIM118 - safe_open has keys(), not __iter__
                     out[k] = fh.get_tensor(k)
         except Exception as e:  # noqa: BLE001 - the reader's own error type; the header was checked already
             raise ValueError(f"checkpoint {f}: cannot be read ({' '.join(str(e).split())[:200]})") from None

@@ -111,7 +111,8 @@ class MLA(nn.Module):
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         H, nh = cfg.hidden_size, cfg.num_attention_heads
-        self.n_heads, self.d_nope, self.d_rope, self.d_v = nh, cfg.qk_nope_head_dim, cfg.qk_rope_head_dim, cfg.v_head_dim
+        self.n_heads, self.d_nope = nh, cfg.qk_nope_head_dim
+        self.d_rope, self.d_v = cfg.qk_rope_head_dim, cfg.v_head_dim
         self.d_c, self.q_lora_rank = cfg.kv_lora_rank, cfg.q_lora_rank
         self.scale = cfg.softmax_scale
         d_qk = self.d_nope + self.d_rope
@@ -127,7 +128,8 @@ class MLA(nn.Module):
         self.o_proj = Linear(nh * self.d_v, H)
 
     def project(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor):
-        """x [B,S,H] -> q_nope [B,S,nh,d_n], q_pe (RoPE'd) [B,S,nh,d_r], kv latent (normed) [B,S,d_c], k_pe [B,S,d_r]."""
+        """x [B,S,H] -> q_nope [B,S,nh,d_n], q_pe (RoPE'd) [B,S,nh,d_r], kv latent (normed) [B,S,d_c],
+        k_pe [B,S,d_r]."""
         q_in = (lambda t: self.q_b_proj(self.q_a_layernorm(self.q_a_proj(t)))) if self.q_lora_rank else self.q_proj
         return mla_projections(x, cos, sin, q_in, self.kv_a_proj_with_mqa, self.kv_a_layernorm, n_heads=self.n_heads,
                                d_nope=self.d_nope, d_rope=self.d_rope, d_c=self.d_c)

@@ -46,7 +46,8 @@ def routed_experts(x_sorted: torch.Tensor, tokens_per_expert: torch.Tensor, w_ga
     sizes = tokens_per_expert.tolist()
     rest = x_sorted.shape[0] - sum(sizes)
     # split, not per-expert slices: one backward op (a cat) instead of a full-size zero-filled [N, H] gradient
-    # per expert summed by the autograd engine (~0.45 s GPU of the H200 FP8 layer step: profiles/h200/layer_fp8_profile.txt)
+    # per expert summed by the autograd engine (~0.45 s GPU of the H200 FP8 layer step:
+    # profiles/h200/layer_fp8_profile.txt)
     parts = x_sorted.split(sizes + [rest] if rest > 0 else sizes)
     for e, n in enumerate(sizes):
         if n:

@@ -17,8 +17,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from dsv3sim.config.model import ModelConfig
-from dsv3sim.nn.layers import Linear, RMSNorm, rope_cos_sin, yarn_inv_freq
 from dsv3sim.nn.block import Block
+from dsv3sim.nn.layers import Linear, RMSNorm, rope_cos_sin, yarn_inv_freq
 from dsv3sim.nn.mla import LatentKVCache
 from dsv3sim.nn.moe import Experts, MoE
 from dsv3sim.nn.mtp import MTPModule

@@ -125,7 +125,7 @@ def slot_graph(s: Schedule) -> dict[int, list[list[Slot]]]:
 def run_order(s: Schedule, graph: dict[int, list[list[Slot]]] | None = None) -> list[Slot]:
     """A deadlock-free order of (rank, slot) respecting program order and dependencies; ValueError if none."""
     graph = slot_graph(s) if graph is None else graph
-    ptr = {r: 0 for r in s.actions}
+    ptr = dict.fromkeys(s.actions, 0)
     order: list[Slot] = []
     total = sum(len(v) for v in s.actions.values())
     while len(order) < total:

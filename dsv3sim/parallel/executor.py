@@ -113,9 +113,9 @@ def execute(s: Schedule, times: ChunkTimes | Callable[[int, Action], float], p2p
     dur = times.of if isinstance(times, ChunkTimes) else None
     graph = slot_graph(s)
     end_of = {r: [0.0] * len(acts) for r, acts in s.actions.items()}
-    free = {r: 0.0 for r in s.actions}
+    free = dict.fromkeys(s.actions, 0.0)
     spans: dict[int, list[Span]] = {r: [] for r in s.actions}
-    busy = {r: 0.0 for r in s.actions}
+    busy = dict.fromkeys(s.actions, 0.0)
     for r, i in run_order(s, graph):
         a = s.actions[r][i]
         d = dur(a) if dur is not None else float(times(r, a))

@@ -174,7 +174,8 @@ def _points(cfg: ModelConfig, grid: str, dtypes: tuple[str, ...], seed: int) -> 
             for t in ([128, 1024] if small else [256, 1024, 2048, 4096, 8192, 16384, 32768]):
                 if b * t <= 2**21:
                     pts.append(Point(op="attn_decode", dtype="bf16",
-                                     shape={"b": b, "t": t, "h": h, "dc": cfg.kv_lora_rank, "dr": cfg.qk_rope_head_dim}))
+                                     shape={"b": b, "t": t, "h": h, "dc": cfg.kv_lora_rank,
+                                            "dr": cfg.qk_rope_head_dim}))
     tok = [1, 16, 256, 4096] if small else [1, 4, 16, 64, 256, 1024, 4096, 16384, 65536]
     for m in tok:
         for n in sorted({hid, cfg.q_lora_rank or hid, cfg.kv_lora_rank}):

@@ -45,7 +45,8 @@ def nn_rope(*, m: int, h: int, d: int = 64, device: str, seed: int = 0, dtype: s
     ang = torch.rand((m, d // 2), device=device, generator=g) * 6.28
     cos, sin = ang.cos()[:, None], ang.sin()[:, None]
     nb = 4.0 * m * h * d
-    return Case(fn=lambda x: apply_rope(x, cos, sin), sets=_sets(lambda: (_randn((1, m, h, d), device, g),), nb, device),
+    sets = _sets(lambda: (_randn((1, m, h, d), device, g),), nb, device)
+    return Case(fn=lambda x: apply_rope(x, cos, sin), sets=sets,
                 flops=3.0 * m * h * d, bytes=nb, impl="nn.layers.apply_rope")
 
 

@@ -11,6 +11,7 @@ context (torch.cuda.GreenContext, CUDA >= 12.4 driver API) confines the kernels 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import sys
 from pathlib import Path
@@ -66,10 +67,8 @@ def main(argv: list[str] | None = None) -> int:
             print(rows[-1], file=sys.stderr)
         finally:
             if ctx is not None:
-                try:
+                with contextlib.suppress(Exception):  # nothing to restore
                     ctx.pop_context()
-                except Exception:  # noqa: BLE001, S110 - nothing to restore
-                    pass
     a.out.parent.mkdir(parents=True, exist_ok=True)
     with a.out.open("w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(rows[0]))

@@ -30,7 +30,6 @@ import numpy as np
 import simpy
 
 from dsv3sim.sim.flows import FlowNetwork
-from dsv3sim.sim.result import CommResult, link_stats
 from dsv3sim.topology.graph import Topology
 from dsv3sim.trace.comm_bytes import combine_message_bytes, dispatch_message_bytes
 

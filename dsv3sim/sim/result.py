@@ -39,7 +39,7 @@ class CommResult:
 
 def link_stats(topo: Topology, net: FlowNetwork, t: float, *, scale: float = 1.0) -> dict:
     """Bytes per link class and the busiest link (bytes / (capacity * t)) from a finished network."""
-    by_class = {c: 0.0 for c in LINK_CLASSES}
+    by_class = dict.fromkeys(LINK_CLASSES, 0.0)
     best, best_u = None, -1.0
     for lid, b in sorted(net.link_bytes.items()):
         link = topo.links[lid]

@@ -27,7 +27,6 @@ from dsv3sim.validate.schedule import plan
 from dsv3sim.validate.timeline import Timeline
 from dsv3sim.validate.train import _allreduce
 
-
 GAP_S = 3e-3  # compute before each timed collective: how the run uses them (see _time)
 # The all-to-all is also swept after shorter compute gaps: the wake-up a blocked rank pays grows with the time
 # its communication thread slept (in the run a dispatch follows the layout exchange at once, a combine follows

@@ -54,7 +54,7 @@ def build_result(spec, train: list[dict], calib: list[dict], pred: dict, *, out_
                          "p2p_wait", "allreduce", "optim", "other") if k in mcomp or k in pcomp]
     comps = [dict(name=k, measured_s=mcomp.get(k, 0.0), predicted_s=pcomp.get(k, 0.0),
                   error=(pcomp.get(k, 0.0) - mcomp[k]) / mcomp[k] if mcomp.get(k) else None) for k in names]
-    a2a = {str(r["rank"]): {k: v for k, v in r["bytes_per_step"].items()} for r in train}
+    a2a = {str(r["rank"]): dict(r["bytes_per_step"]) for r in train}
     # algorithmic bandwidth of each all-to-all kind, as DeepEP's tests report it: bytes a rank moved off-rank
     # / the time it spent in that all-to-all (waits for peers included), mean over ranks
     bw = {}

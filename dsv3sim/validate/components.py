@@ -5,10 +5,10 @@ synthetic inputs at the run's shapes, with the modules the run executes (``parts
 These times, the calibrated transport and the run's routing are all the prediction uses (``component_table.py``).
 
 Per component: the forward and backward samples (``F_s``/``B_s``; routed experts: the fit and the samples'
-spread ``F_rel``/``B_rel``), which the predictor pools over probes and resamples: on a shared CPU the ranks are preempted at random, and each
-EP all-to-all waits for the slowest rank, so the expected step is E[max] of noisy segments, not the sum of
-means. Backward times exclude the autograd engine's per-call start-up (measured on an identity graph),
-which a real backward pays once per microbatch, not once per component.
+spread ``F_rel``/``B_rel``), which the predictor pools over probes and resamples: on a shared CPU the ranks
+are preempted at random, and each EP all-to-all waits for the slowest rank, so the expected step is E[max] of
+noisy segments, not the sum of means. Backward times exclude the autograd engine's per-call start-up
+(measured on an identity graph), which a real backward pays once per microbatch, not once per component.
 
 Components: attention block (norm + MLA) at [B, S, D]; dense FFN; this rank's routed-expert module (its
 E/ep experts, the same call as the run) at several balanced row counts (fit t = a + b * total rows, forward

@@ -60,5 +60,7 @@ def compare_to_tables(cfg, spec, train: list[dict], gpu: str) -> dict:
     rows.append(dict(name="head(F)", measured_s=meas.get("head(F)", 0.0), table_s=table["head(F)"],
                      error=(table["head(F)"] - meas["head(F)"]) / meas["head(F)"] if meas.get("head(F)") else None))
     tm, tt = sum(r["measured_s"] for r in rows), sum(r["table_s"] for r in rows)
-    return {"gpu": gpu, "gemm_dtype": gemm_dtype, "source": "dsv3sim.workload.layer_ops on dsv3sim.profile tables (profiles/h200)",
-            "rows": rows, "compute_measured_s": tm, "compute_table_s": tt, "compute_error": (tt - tm) / tm if tm else None}
+    return {"gpu": gpu, "gemm_dtype": gemm_dtype,
+            "source": "dsv3sim.workload.layer_ops on dsv3sim.profile tables (profiles/h200)",
+            "rows": rows, "compute_measured_s": tm, "compute_table_s": tt,
+            "compute_error": (tt - tm) / tm if tm else None}

@@ -1,8 +1,9 @@
 """Per-rank measured timeline: forward spans, backward spans (via autograd markers) and bytes on the wire.
 
-Forward: ``with tl.span("attn(F)", layer=i):`` records that span (and a profiler range when profiling). Backward: the identity autograd function
-``mark(x, tl, "attn", i, edge)`` placed on a component's input (edge "in") and output (edge "out") records
-when the gradient reaches its output (backward starts) and leaves its input (backward ends) -> ``attn(B)``.
+Forward: ``with tl.span("attn(F)", layer=i):`` records that span (and a profiler range when profiling).
+Backward: the identity autograd function ``mark(x, tl, "attn", i, edge)`` placed on a component's input
+(edge "in") and output (edge "out") records when the gradient reaches its output (backward starts) and
+leaves its input (backward ends) -> ``attn(B)``.
 On CPU the autograd engine runs backward on the calling thread, so host timestamps are the compute times;
 on CUDA every timestamp synchronises the device first (serialises streams; fine for validation).
 Names follow deepseek-ai/profile-data: ``attn(F)``, ``mlp(F)``, ``dispatch(F)``, ``combine(F)``, ``(B)``.

@@ -1,7 +1,8 @@
 """Kernel times for the workload models: the profile tables first, a published-throughput roofline otherwise.
 
 ``op_time(gpu, op, dtype, flops=, bytes_=, **shape)`` asks ``dsv3sim.profile.predict.kernel_time`` (measured
-H200 tables scaled to the target GPU). Where nothing is measured for the op (``NotMeasured``) it falls back to a roofline whose efficiencies are DeepSeek's *published* kernel throughputs on H800,
+H200 tables scaled to the target GPU). Where nothing is measured for the op (``NotMeasured``) it falls back to
+a roofline whose efficiencies are DeepSeek's *published* kernel throughputs on H800,
 applied as fractions of the datasheet peak of the target GPU (never tuned to a result). Decode attention always
 uses FlashMLA's published throughput (``DEPLOYED_PUBLISHED``: the profiled op is an unfused reference):
 

@@ -75,7 +75,7 @@ def layer_routing(base_key: tuple, positions: dict[int, int], requested: int | N
 def comm_scales(topo, lr: LayerRouting, specs: dict[str, tuple[str, str, str]], hidden: int) -> list[dict]:
     """Per routing r: {slice name: bound_r / bound_0} for ``specs`` {name: (kind, mode, dtype)}."""
     if len(lr) == 1:
-        return [{name: 1.0 for name in specs}]
+        return [dict.fromkeys(specs, 1.0)]
     bounds = [{name: C.ep_link_bound(topo, key, kind=kind, mode=mode, dtype=dt, hidden=hidden)[0]
                for name, (kind, mode, dt) in specs.items()} for key in lr.keys]
     return [{name: (b[name] / bounds[0][name] if bounds[0][name] > 0 else 1.0) for name in specs} for b in bounds]

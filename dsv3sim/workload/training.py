@@ -130,7 +130,8 @@ def simulate_training(scn: Scenario) -> TrainingResult | Infeasible:
     if worst_mem["total_bytes"] > perf.hbm_bytes:
         return Infeasible(scenario=scn.name, kind="training",
                           reason=f"does not fit in HBM: rank {worst_mem['rank']} needs "
-                                 f"{worst_mem['total_bytes'] / 2**30:.1f} GiB > {perf.hbm_bytes / 2**30:.1f} GiB of {gpu}")
+                                 f"{worst_mem['total_bytes'] / 2**30:.1f} GiB > "
+                                 f"{perf.hbm_bytes / 2**30:.1f} GiB of {gpu}")
 
     # 1. EP plan and all-to-all times for one micro-batch
     comm: dict[str, float] = {}
@@ -158,7 +159,7 @@ def simulate_training(scn: Scenario) -> TrainingResult | Infeasible:
             if scn.comm_model == "bound":
                 t_b, by = C.ep_link_bound(topo, plan_key, kind=kind, mode="normal", dtype=dt, hidden=H)
                 comm[name] = t_b + topo.cfg.kernel_latency
-                comm_res[name] = {"time_s": t_b, "bytes_by_class": {k: v for k, v in by.items()},
+                comm_res[name] = {"time_s": t_b, "bytes_by_class": dict(by),
                                   "method": "busiest-link bound"}
             else:
                 r = C.ep_comm(topo, plan_key, kind=kind, mode="normal", dtype=dt, hidden=H, fast=scn.fast)
@@ -303,8 +304,8 @@ def simulate_training(scn: Scenario) -> TrainingResult | Infeasible:
         f_nic, f_nvl = mix.get((name, "nic_tx"), 1.0), mix.get((name, "nvlink_rx"), 1.0)
         per_class["nic"][d] += f_nic * r["bytes_by_class"].get("nic_tx", 0.0) / p.ep
         per_class["nvlink"][d] += f_nvl * r["bytes_by_class"].get("nvlink_rx", 0.0) / p.ep
-    n_f = {r: 0 for r in range(p.pp)}
-    n_b = {r: 0 for r in range(p.pp)}
+    n_f = dict.fromkeys(range(p.pp), 0)
+    n_b = dict.fromkeys(range(p.pp), 0)
     for r, acts_ in sched.actions.items():
         for a in acts_:
             for o in a.ops:
@@ -363,7 +364,7 @@ def simulate_training(scn: Scenario) -> TrainingResult | Infeasible:
         expert_load_logical=loads.get("expert_load_logical", []),
         nodes_per_token={"hist": loads.get("nodes_per_token_hist", []), "node_limit": w.node_limit,
                          "routing_layers": loads.get("routing_layers", 0), "n_group": cfg.n_group},
-        comm={k: v for k, v in comm_res.items()}, chunk_times_s=chunk_times,
+        comm=dict(comm_res), chunk_times_s=chunk_times,
         timeline={"events": events}, pipeline=ex.to_dict(),
         sources=tuple(sources), sim_wall_s=time.perf_counter() - t_wall)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from dsv3sim.config import load_model_config
-from dsv3sim.cost.flops import forward_flops_per_token, decode_flops_per_token
+from dsv3sim.cost.flops import decode_flops_per_token, forward_flops_per_token
 from dsv3sim.cost.kvcache import kv_cache_bytes_per_token, max_batch_at_context, max_kv_tokens
 from dsv3sim.cost.memory import training_state_bytes, weight_bytes
 from dsv3sim.cost.params import count_params, expert_params
