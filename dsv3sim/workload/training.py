@@ -29,7 +29,7 @@ import numpy as np
 from dsv3sim.config.model import ModelConfig, load_model_config
 from dsv3sim.config.scenario import Scenario, TrainingWorkload
 from dsv3sim.cost.flops import causal_mean_context, forward_flops_per_token, train_flops_per_token
-from dsv3sim.cost.memory import activation_bytes_per_token_per_layer
+from dsv3sim.cost.memory import activation_bytes_per_token_per_layer, training_state_bytes
 from dsv3sim.cost.params import count_params, layer_params, mtp_module_params
 from dsv3sim.parallel import Action, execute, generate
 from dsv3sim.results import Infeasible, TrainingResult
@@ -434,16 +434,20 @@ def _dp_and_memory(cfg: ModelConfig, scn: Scenario, sched, layers_of: list[list[
             ne, exs = 2 * ne, 2 * exs
         ex_local = exs / p.ep * ((cfg.n_routed_experts + w.redundant_experts) / cfg.n_routed_experts
                                  if cfg.is_moe else 1)
-        shard = ne / (p.dp if w.zero1 else 1) + ex_local / (dp_ep if w.zero1 else 1)
         act_layers = [i for s in stages for i in layers_of[s]]
         act_per_mb = T * float(np.mean([activation_bytes(cfg, i, w.recompute) for i in act_layers])) * (
             len(act_layers) / len(stages))
-        weights = 2.0 * (ne + ex_local)
-        grads = 4.0 * (ne + ex_local)
+        # cost.memory's training states (V3 §3.3.3), non-experts sharded over DP and experts over DP/EP
+        st_ne = training_state_bytes(ne, p.dp, w.zero1)
+        st_ex = training_state_bytes(ex_local, dp_ep, w.zero1)
+        weights = st_ne.weights + st_ex.weights
+        grads = st_ne.gradients + st_ex.gradients
+        master = st_ne.master_weights + st_ex.master_weights
+        moments = st_ne.optimizer_moments + st_ex.optimizer_moments
         acts = act_per_mb * peaks[r]
-        tot = weights + grads + 8.0 * shard + acts
+        tot = weights + grads + (master + moments) + acts
         mem_rows.append({"rank": r, "weights_bytes": weights, "gradients_bytes": grads,
-                         "master_weights_bytes": 4.0 * shard, "optimizer_moments_bytes": 4.0 * shard,
+                         "master_weights_bytes": master, "optimizer_moments_bytes": moments,
                          "activations_bytes": acts, "total_bytes": tot, "hbm_bytes": perf.hbm_bytes,
                          "activation_microbatch_stages": peaks[r]})
     return mem_rows
