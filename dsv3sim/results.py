@@ -162,10 +162,6 @@ def save_json(results: Result | dict | list, path: str | Path) -> Path:
     return p
 
 
-def load_json(path: str | Path) -> dict:
-    return json.loads(Path(path).read_text())
-
-
 # ------------------------------------------------------------------ Chrome trace
 TIDS = {"compute": 1, "comm": 2, "pipeline": 3}
 

@@ -56,12 +56,6 @@ def dispatch_summary(trace, phy2log: np.ndarray, gpus: int, nodes: int, hidden: 
     return out
 
 
-def read_loads(path: str) -> np.ndarray:
-    """[layers, experts] loads of any file dsv3sim.trace reads (EPLB json, npz trace, SGLang .pt)."""
-    from dsv3sim.trace import load_loads
-    return np.asarray(load_loads(path), dtype=np.float64)
-
-
 def _balance(loads: np.ndarray) -> dict:
     mean = loads.mean(axis=1)
     mx = loads.max(axis=1)

@@ -123,8 +123,3 @@ def decode_flops_per_token(cfg: ModelConfig, context: int) -> float:
             total += attention_core_flops_per_token(cfg, decode_context(cfg, i, context))
         total += 2.0 * sum(lin.values())
     return total
-
-
-def model_flops_6n(cfg: ModelConfig) -> float:
-    """The common 6N shortcut (N = activated parameters), for comparison only."""
-    return 6.0 * count_params(cfg).activated

@@ -446,7 +446,3 @@ def _skewed_grouped(gpu: str, dtype: str, tokens: list[int], **kw: Any) -> Predi
     return Prediction(time_s=t, tflops=flops / t / 1e12, source="scaled" if p0.source == "scaled" else "interpolated",
                       gpu=p0.gpu, base_gpu=p0.base_gpu, flops=flops, bytes=nbytes,
                       efficiency=sum(p.efficiency for p in parts) / len(parts))
-
-
-def ops_measured(gpu: str = BASE_GPU) -> list[tuple[str, str]]:
-    return sorted(_tables(get_gpu(gpu).name))

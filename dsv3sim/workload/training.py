@@ -469,12 +469,10 @@ def _link_series(sched, ex, r0, per_class, moe_layers, nic_cap, nvl_cap, step, n
             b_nv += m * per_class["nvlink"][d]
         if s.end <= s.start or (b_ib == 0 and b_nv == 0):
             continue
-        lo = np.clip((edges[:-1] - s.start), 0, None)
         ov = np.clip(np.minimum(edges[1:], s.end) - np.maximum(edges[:-1], s.start), 0, None)
         frac = ov / (s.end - s.start)
         ib += b_ib * frac
         nv += b_nv * frac
-        del lo
     width = step / n_bins
     t = ((edges[:-1] + edges[1:]) / 2).tolist()
     return t, (ib / (width * nic_cap)).tolist(), (nv / (width * nvl_cap)).tolist()
