@@ -6,8 +6,8 @@
    wave-quantised FP8 roofline (``waves.py``) and without it, side by side.
 2. Scatter cross-validation: the random shapes of ``scatter.csv`` in two folds; each fold's lattice error is
    corrected by the other fold's residuals (``residual.py``), against no correction.
-3. Held-out: ``heldout.csv`` (136 random shapes, session 2) and ``heldout2.csv`` (645 random shapes drawn like
-   the scatter with another seed, measured in session 3 and not read until the predictor was frozen),
+3. Held-out: ``heldout.csv`` (136 random shapes, the first grid) and ``heldout2.csv`` (645 random shapes drawn like
+   the scatter with another seed, measured with it and not read until the predictor was frozen),
    predicted by ``kernel_time`` from everything else.
 
     .venv/bin/python benchmarks/bench_predictor.py [--json out.json]

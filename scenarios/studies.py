@@ -26,7 +26,7 @@ def _load(name: str):
 _pre = _load("deepseek_v3_pretrain.py")
 _srv = _load("deepseek_v3_serving.py")
 V3_TRACE = str(Path(__file__).resolve().parents[1] / "traces" / "synth_v3_ep64_nl4.npz")  # 58 MoE layers
-SKEWED_TRACE = "synth:zipf=1.2"  # trace helper's synthetic generator, Zipf exponent 1.2 over experts
+SKEWED_TRACE = "synth:zipf=1.2"  # dsv3sim.trace.synth's generator, Zipf exponent 1.2 over experts
 
 
 def _base() -> Scenario:

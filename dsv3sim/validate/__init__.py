@@ -1,2 +1,2 @@
 """Real-run validation: launch the executable model as a torch.distributed job (torchrun), measure it,
-simulate the same scenario, and compare (issue 10). See NOTES.md beside this file for the design."""
+simulate the same scenario, and compare. See NOTES.md beside this file for the design."""

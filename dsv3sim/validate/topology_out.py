@@ -1,5 +1,5 @@
 """The calibrated ``local-cpu`` topology: the p2p alpha-beta fit written into the scale-up link fields of
-``topologies/local-cpu.yaml`` (the sim helper's file is left alone; the calibrated copy goes to the run's
+``topologies/local-cpu.yaml`` (the committed file is left alone; the calibrated copy goes to the run's
 output folder and, with ``--save-profile``, to ``profiles/cpu-local/``).
 
 Mapping: one-way p2p time t(n) = alpha + n / beta; the topology charges 2 hops of ``latency_us`` per

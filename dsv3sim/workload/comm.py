@@ -7,7 +7,7 @@ ZeRO-1 data-parallel collectives, pipeline point-to-point.
   scalar inputs (a pure function of them), so a step needs three simulations (FP8 dispatch, BF16 dispatch of the
   backward, BF16 combine), and sweeps reuse them across configurations that differ only in compute.
 - Routing: uniform node-limited (DeepSeek's balanced profiling, deepseek-ai/profile-data README) or a routing
-  trace (path, or ``synth:zipf=S`` for the trace helper's synthetic generator). With ``placement="eplb"`` the
+  trace (path, or ``synth:zipf=S`` for ``dsv3sim.trace.synth``'s generator). With ``placement="eplb"`` the
   trace's expert loads are rebalanced with redundant experts (``dsv3sim.parallel`` EPLB) and each selection
   of a replicated expert goes to its replicas round-robin.
 - DP collectives (ZeRO-1 gradient reduce-scatter, parameter all-gather) use the ring alpha-beta cost

@@ -1,4 +1,4 @@
-"""Node-limited dispatch plan: hand-counted example, agreement with the trace helper's expectations, replicas."""
+"""Node-limited dispatch plan: hand-counted example, agreement with dsv3sim.trace's expectations, replicas."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ def test_hand_counted_token():
     assert p.slots_per_gpu.tolist() == [0, 2, 0, 1, 1, 1, 0, 0]
 
 
-def test_exact_counts_average_to_the_trace_helpers_expectation():
+def test_exact_counts_average_to_the_trace_expectation():
     """Two routes: exact per-source counts, averaged over every source GPU, equal dsv3sim.trace.comm_bytes'
     closed-form expectations (source uniform over the EP group)."""
     rng = np.random.default_rng(0)

@@ -77,8 +77,8 @@ def test_scaling_follows_the_hardware_table():
 
 @pytest.mark.parametrize(("name", "n_min", "within_min"), [("heldout.csv", 100, 0.95), ("heldout2.csv", 600, 0.95)])
 def test_heldout_h200_shapes_within_20_percent(name, n_min, within_min):
-    """Random shapes never read by the predictor (heldout.csv: session 2; heldout2.csv: 629 shapes measured in
-    session 3 and first predicted after the predictor was frozen: median 3.0%, 97.8% within 20%)."""
+    """Random shapes never read by the predictor (heldout.csv: the first grid; heldout2.csv: 629 shapes measured
+    with the scatter and first predicted after the predictor was frozen: median 3.0%, 97.8% within 20%)."""
     errs = []
     for r in read_raw(H200 / name):
         if r["error"] or not r["time_s"]:

@@ -1,4 +1,4 @@
-"""Routing inputs: the trace helper's .npz traces and plain expert-id arrays both load into [ep, N, k]."""
+"""Routing inputs: dsv3sim.trace's .npz traces and plain expert-id arrays both load into [ep, N, k]."""
 
 from __future__ import annotations
 
