@@ -387,13 +387,7 @@ def _kernel_time(gpu: str, op: str, dtype: str = "bf16", *, sms: int | None = No
                                    **{k: q[k] for k in ("n", "k", "impl") if k in q})
         if tokens is not None:
             q["e"], q["m"] = len(tokens), int(tokens[0])
-    dims, _, _ = OPS[op]
-    missing = [k for k in dims if k not in q]
-    if missing:
-        raise ValueError(f"{op} needs {', '.join(dims)}; missing {', '.join(missing)} (got {shape})")
-    for k in dims:
-        if not (isinstance(q[k], (int, float)) and q[k] > 0):
-            raise ValueError(f"{op}: {k} must be a positive number, got {q[k]!r}")
+    _check_dims(op, q, shape)
     flops, nbytes = flops_bytes(op, dtype, q)
     qi = dict(q)
     if op.startswith("attn_prefill") or op == "nn_attn_prefill":
@@ -402,33 +396,52 @@ def _kernel_time(gpu: str, op: str, dtype: str = "bf16", *, sms: int | None = No
     tabs = _tables(base, table)
     if (op, dtype) not in tabs:
         raise NotMeasured(f"{op} {dtype}: not in the {base} profile; measured: "
-                         f"{', '.join(sorted(f'{o}/{d}' for o, d in tabs))}")
-    tab = tabs[(op, dtype)]
-    eff, src, t_meas = _efficiency(tab, op, qi)
+                          f"{', '.join(sorted(f'{o}/{d}' for o, d in tabs))}")
     base_spec = get_gpu(base)
     on_base = base_spec.name == target.name and sms in (None, target.n_sms)
-    band = None
-    if src in ("series", "lattice") and table is None:
-        dims, fixed, _ = OPS[op]
-        hit = _scatter(base).exact.get((op, dtype, *(qi.get(k) for k in dims + fixed)))
-        if hit is not None:  # a random shape measured for the residuals: its own time
-            t_meas, src = hit, "measured"
-            eff = roofline_time(base_spec, op, dtype, flops, nbytes, shape=qi) / hit
-        elif src == "lattice" or on_base:  # series answers need the residuals only for their band
-            res = _residuals(base, op, dtype, tuple(qi.get(k) for k in fixed))
-            if res is not None:
-                corr, band = res.estimate(qi)  # band: the spread of the nearby random shapes' residuals
-                if src == "lattice":  # off every measured series: corrected by those residuals
-                    eff *= math.exp(-corr)
-    src = "interpolated" if src in ("series", "lattice") else src
+    eff, src, t_meas, band = _base_efficiency(tabs[(op, dtype)], op, dtype, qi, base_spec, flops, nbytes,
+                                              use_scatter=table is None, on_base=on_base)
     if on_base:
         t = t_meas if t_meas is not None else roofline_time(target, op, dtype, flops, nbytes, shape=qi) / eff
     else:
-        t = max(roofline_time(target, op, dtype, flops, nbytes, sms, shape=qi) / eff, tab.t_min)
+        t = max(roofline_time(target, op, dtype, flops, nbytes, sms, shape=qi) / eff, tabs[(op, dtype)].t_min)
         src = "scaled"
     return Prediction(time_s=t, tflops=flops / t / 1e12, source=src, gpu=target.name, base_gpu=base_spec.name,
                       flops=flops, bytes=nbytes, efficiency=eff,
                       error90=band if src == "interpolated" else None)  # scaled: the band says nothing of scaling
+
+
+def _check_dims(op: str, q: dict[str, Any], shape: dict[str, Any]) -> None:
+    dims, _, _ = OPS[op]
+    missing = [k for k in dims if k not in q]
+    if missing:
+        raise ValueError(f"{op} needs {', '.join(dims)}; missing {', '.join(missing)} (got {shape})")
+    for k in dims:
+        if not (isinstance(q[k], (int, float)) and q[k] > 0):
+            raise ValueError(f"{op}: {k} must be a positive number, got {q[k]!r}")
+
+
+def _base_efficiency(tab: _OpTable, op: str, dtype: str, qi: dict[str, Any], base_spec: GpuSpec, flops: float,
+                     nbytes: float, *, use_scatter: bool,
+                     on_base: bool) -> tuple[float, str, float | None, float | None]:
+    """(efficiency on the base GPU, 'measured' | 'interpolated', measured time or None, 90 % error band or None):
+    the table's answer, replaced by a scatter measurement of the same shape, or corrected by the residuals of the
+    nearby random shapes (``residual.py``) when it comes from the lattice."""
+    eff, src, t_meas = _efficiency(tab, op, qi)
+    band = None
+    if src in ("series", "lattice") and use_scatter:
+        dims, fixed, _ = OPS[op]
+        hit = _scatter(base_spec.name).exact.get((op, dtype, *(qi.get(k) for k in dims + fixed)))
+        if hit is not None:  # a random shape measured for the residuals: its own time
+            t_meas, src = hit, "measured"
+            eff = roofline_time(base_spec, op, dtype, flops, nbytes, shape=qi) / hit
+        elif src == "lattice" or on_base:  # series answers need the residuals only for their band
+            res = _residuals(base_spec.name, op, dtype, tuple(qi.get(k) for k in fixed))
+            if res is not None:
+                corr, band = res.estimate(qi)  # band: the spread of the nearby random shapes' residuals
+                if src == "lattice":  # off every measured series: corrected by those residuals
+                    eff *= math.exp(-corr)
+    return eff, ("interpolated" if src in ("series", "lattice") else src), t_meas, band
 
 
 def _skewed_grouped(gpu: str, dtype: str, tokens: list[int], **kw: Any) -> Prediction:

@@ -116,19 +116,10 @@ def _eplb(load: np.ndarray, n_physical: int, n_nodes: int, ep: int, n_group: int
     return phy2log, logcnt
 
 
-@lru_cache(maxsize=256)
-def ep_plan(*, n_experts: int, topk: int, ep: int, gpus_per_node: int, tokens_per_rank: int,
-            node_limit: int | None, trace: str | None, placement: str, redundant: int, seed: int,
-            n_group: int = 1, layer: int = 0) -> EpPlan:
-    """Routing of one EP group for MoE layer ``layer`` (its trace layer, or its own random draw) and the
-    placement of its experts (EPLB per layer, as DeepSeek's EPLB balances each layer separately)."""
+def _logical_ids(*, n_experts: int, topk: int, ep: int, gpn: int, tokens_per_rank: int, node_limit: int | None,
+                 trace: str | None, placement: str, redundant: int, seed: int, n_group: int, layer: int) -> np.ndarray:
+    """[ep * tokens_per_rank, topk] logical expert ids of one MoE layer: its trace layer or its own draw."""
     seed_l = seed + LAYER_SEED_STRIDE * layer
-    if n_experts % ep and placement == "contiguous":
-        raise ValueError(f"EP degree {ep} does not divide {n_experts} experts")
-    n_phys = n_experts + redundant
-    if n_phys % ep:
-        raise ValueError(f"EP degree {ep} does not divide {n_experts} experts + {redundant} redundant = {n_phys}")
-    gpn = min(gpus_per_node, ep)
     if trace is None and (n_experts % ep or placement != "contiguous" or redundant):
         # logical group-limited routing (V3 §2.1.2: topk_group of n_group groups), independent of placement
         g = n_group if n_group > 1 and n_experts % n_group == 0 else 1
@@ -136,35 +127,53 @@ def ep_plan(*, n_experts: int, topk: int, ep: int, gpus_per_node: int, tokens_pe
         per = -(-n_tok // g)
         ids = uniform_routing(ep=g, tokens_per_rank=per, n_experts=n_experts, topk=topk, gpus_per_node=1,
                               max_nodes=node_limit if g > 1 else None, seed=seed_l).reshape(-1, topk)[:n_tok]
-        ids = np.random.default_rng(seed_l).permutation(ids)
-    elif trace is None:
-        ids = uniform_routing(ep=ep, tokens_per_rank=tokens_per_rank, n_experts=n_experts, topk=topk,
-                              gpus_per_node=gpn, max_nodes=node_limit, seed=seed_l).reshape(-1, topk)
-    else:
-        ids = _trace_ids(trace, n_experts=n_experts, topk=topk, ep=ep, gpus_per_node=gpn, node_limit=node_limit,
-                         n_tokens=ep * tokens_per_rank, seed=seed, layer=layer)
-        idx = np.arange(ep * tokens_per_rank) % ids.shape[0]
-        ids = ids[idx]
+        return np.random.default_rng(seed_l).permutation(ids)
+    if trace is None:
+        return uniform_routing(ep=ep, tokens_per_rank=tokens_per_rank, n_experts=n_experts, topk=topk,
+                               gpus_per_node=gpn, max_nodes=node_limit, seed=seed_l).reshape(-1, topk)
+    ids = _trace_ids(trace, n_experts=n_experts, topk=topk, ep=ep, gpus_per_node=gpn, node_limit=node_limit,
+                     n_tokens=ep * tokens_per_rank, seed=seed, layer=layer)
+    return ids[np.arange(ep * tokens_per_rank) % ids.shape[0]]
+
+
+def _round_robin_replicas(ids: np.ndarray, phy2log: np.ndarray, n_experts: int) -> np.ndarray:
+    """Logical ids -> physical ids: the j-th selection of expert e (in token order) goes to replica
+    j mod count(e), replicas of each expert in physical-id order."""
+    cnt = np.bincount(phy2log, minlength=n_experts)
+    table = np.full((n_experts, max(1, int(cnt.max()))), -1, dtype=np.int64)
+    order_p = np.argsort(phy2log, kind="stable")
+    starts_p = np.concatenate([[0], np.cumsum(cnt)[:-1]])
+    table[phy2log[order_p], np.arange(len(phy2log)) - starts_p[phy2log[order_p]]] = order_p
+    flat = ids.ravel()
+    order = np.argsort(flat, kind="stable")
+    starts = np.concatenate([[0], np.cumsum(np.bincount(flat, minlength=n_experts))[:-1]])
+    nth = np.empty_like(flat)
+    nth[order] = np.arange(flat.size) - starts[flat[order]]
+    return table[flat, nth % np.maximum(cnt[flat], 1)].reshape(ids.shape)
+
+
+@lru_cache(maxsize=256)
+def ep_plan(*, n_experts: int, topk: int, ep: int, gpus_per_node: int, tokens_per_rank: int,
+            node_limit: int | None, trace: str | None, placement: str, redundant: int, seed: int,
+            n_group: int = 1, layer: int = 0) -> EpPlan:
+    """Routing of one EP group for MoE layer ``layer`` (its trace layer, or its own random draw) and the
+    placement of its experts (EPLB per layer, as DeepSeek's EPLB balances each layer separately)."""
+    if n_experts % ep and placement == "contiguous":
+        raise ValueError(f"EP degree {ep} does not divide {n_experts} experts")
+    n_phys = n_experts + redundant
+    if n_phys % ep:
+        raise ValueError(f"EP degree {ep} does not divide {n_experts} experts + {redundant} redundant = {n_phys}")
+    gpn = min(gpus_per_node, ep)
+    ids = _logical_ids(n_experts=n_experts, topk=topk, ep=ep, gpn=gpn, tokens_per_rank=tokens_per_rank,
+                       node_limit=node_limit, trace=trace, placement=placement, redundant=redundant, seed=seed,
+                       n_group=n_group, layer=layer)
     expert_load = np.bincount(ids.ravel(), minlength=n_experts).astype(np.int64)
     epr_log = n_experts // ep if n_experts % ep == 0 else None
     load_before = (np.bincount(ids.ravel() // epr_log, minlength=ep) if epr_log else
                    np.full(ep, ids.size / ep)).astype(np.float64)
     if placement == "eplb" or redundant:
-        n_nodes = max(1, ep // gpn)
-        phy2log, _logcnt = _eplb(expert_load, n_phys, n_nodes, ep, n_group)
-        cnt = np.bincount(phy2log, minlength=n_experts)
-        table = np.full((n_experts, max(1, int(cnt.max()))), -1, dtype=np.int64)
-        order_p = np.argsort(phy2log, kind="stable")  # replicas of each expert in physical-id order
-        starts_p = np.concatenate([[0], np.cumsum(cnt)[:-1]])
-        table[phy2log[order_p], np.arange(len(phy2log)) - starts_p[phy2log[order_p]]] = order_p
-        flat = ids.ravel()
-        # the j-th selection of expert e (in token order) goes to replica j mod count(e): round-robin
-        order = np.argsort(flat, kind="stable")
-        starts = np.concatenate([[0], np.cumsum(np.bincount(flat, minlength=n_experts))[:-1]])
-        nth = np.empty_like(flat)
-        nth[order] = np.arange(flat.size) - starts[flat[order]]
-        phys = table[flat, nth % np.maximum(cnt[flat], 1)]
-        ids_phys = phys.reshape(ids.shape)
+        phy2log, _logcnt = _eplb(expert_load, n_phys, max(1, ep // gpn), ep, n_group)
+        ids_phys = _round_robin_replicas(ids, phy2log, n_experts)
     else:
         ids_phys = ids
     epr = n_phys // ep
