@@ -99,8 +99,24 @@ def dispatch_plan(expert_ids, src_rank, phy2log, *, n_gpus: int, gpus_per_node: 
     T, k = ids.shape
     src = np.broadcast_to(np.asarray(src_rank, dtype=np.int64), (T,))
     p2l = np.asarray(phy2log, dtype=np.int64).reshape(-1)
-    R = len(p2l)
-    n_log = int(p2l.max()) + 1
+    _check_plan_inputs(ids, src, p2l, n_gpus=n_gpus, gpus_per_node=gpus_per_node, choice=choice)
+    gpu_of_phy = np.arange(len(p2l)) // (len(p2l) // n_gpus)
+    phy = _choose_replicas(ids, src, p2l, gpu_of_phy, gpus_per_node, choice)
+    gpu = gpu_of_phy[phy]
+    tgt_gpus = np.zeros((T, n_gpus), dtype=bool)
+    tgt_gpus[np.arange(T)[:, None], gpu] = True
+    ib, nvl, ib_matrix, tgt_nodes = _sends(tgt_gpus, gpu, src, gpus_per_node)
+    return DispatchPlan(
+        target_phy=phy, target_gpu=gpu, target_nodes=tgt_nodes, target_gpus=tgt_gpus,
+        ib_sends=ib, nvlink_sends=nvl, ib_send_matrix=ib_matrix,
+        tokens_per_gpu=tgt_gpus.sum(0), slots_per_gpu=np.bincount(gpu.reshape(-1), minlength=n_gpus),
+        dispatch_bytes=dispatch_message_bytes(hidden, dispatch_dtype), combine_bytes=combine_message_bytes(hidden),
+        max_nodes_per_token=int(tgt_nodes.sum(1).max()) if T else 0)
+
+
+def _check_plan_inputs(ids: np.ndarray, src: np.ndarray, p2l: np.ndarray, *, n_gpus: int, gpus_per_node: int,
+                       choice: str) -> None:
+    T, R, n_log = ids.shape[0], len(p2l), int(p2l.max()) + 1
     if choice not in CHOICES:
         raise ValueError(f"replica choice must be one of {CHOICES}, got {choice!r}")
     if gpus_per_node <= 0:
@@ -114,34 +130,36 @@ def dispatch_plan(expert_ids, src_rank, phy2log, *, n_gpus: int, gpus_per_node: 
         raise ValueError(f"need replicas ({R}) % gpus ({n_gpus}) == 0 and gpus % gpus_per_node ({gpus_per_node}) == 0")
     if T and (src.min() < 0 or src.max() >= n_gpus):
         raise ValueError(f"source ranks must lie in 0..{n_gpus - 1}, got {src.min()}..{src.max()}")
-    per_gpu = R // n_gpus
-    n_nodes = n_gpus // gpus_per_node
-    gpu_of_phy = np.arange(R) // per_gpu
-    # replicas of each expert in physical order: reps[e] = list of phy ids
-    order = np.argsort(p2l, kind="stable")
-    cnt = np.bincount(p2l, minlength=n_log)
+
+
+def _choose_replicas(ids: np.ndarray, src: np.ndarray, p2l: np.ndarray, gpu_of_phy: np.ndarray,
+                     gpus_per_node: int, choice: str) -> np.ndarray:
+    """[T, k] physical replica of each selection: "spread" = the j-th selection of an expert takes replica
+    j mod count; otherwise the nearest replicas (same GPU, then same node) in turn."""
+    T, k = ids.shape
+    order = np.argsort(p2l, kind="stable")  # replicas of each expert in physical order
+    cnt = np.bincount(p2l, minlength=int(p2l.max()) + 1)
     first = np.r_[0, np.cumsum(cnt)[:-1]]
     flat = ids.reshape(-1)
     occ = _occurrence(flat)
-    src_flat = np.repeat(src, k)
     if choice == "spread":
-        phy = order[first[flat] + occ % cnt[flat]]
-    else:
-        phy = np.empty_like(flat)
-        for i, (e, s, j) in enumerate(zip(flat, src_flat, occ)):
-            reps = order[first[e]:first[e] + cnt[e]]
-            g = gpu_of_phy[reps]
-            cls = np.where(g == s, 0, np.where(g // gpus_per_node == s // gpus_per_node, 1, 2))
-            best = reps[cls == cls.min()]
-            phy[i] = best[j % len(best)]
-    phy = phy.reshape(T, k)
-    gpu = gpu_of_phy[phy]
-    node = gpu // gpus_per_node
-    rows = np.arange(T)[:, None]
-    tgt_gpus = np.zeros((T, n_gpus), dtype=bool)
-    tgt_gpus[rows, gpu] = True
+        return order[first[flat] + occ % cnt[flat]].reshape(T, k)
+    phy = np.empty_like(flat)
+    for i, (e, s, j) in enumerate(zip(flat, np.repeat(src, k), occ)):
+        reps = order[first[e]:first[e] + cnt[e]]
+        g = gpu_of_phy[reps]
+        cls = np.where(g == s, 0, np.where(g // gpus_per_node == s // gpus_per_node, 1, 2))
+        best = reps[cls == cls.min()]
+        phy[i] = best[j % len(best)]
+    return phy.reshape(T, k)
+
+
+def _sends(tgt_gpus: np.ndarray, gpu: np.ndarray, src: np.ndarray, gpus_per_node: int):
+    """(IB sends per token, NVLink sends per token, node x node IB send matrix, target nodes [T, nodes])."""
+    T, n_gpus = tgt_gpus.shape
+    n_nodes = n_gpus // gpus_per_node
     tgt_nodes = np.zeros((T, n_nodes), dtype=bool)
-    tgt_nodes[rows, node] = True
+    tgt_nodes[np.arange(T)[:, None], gpu // gpus_per_node] = True
     src_node, src_local = src // gpus_per_node, src % gpus_per_node
     # IB: one per target node other than the source node
     ib_mask = tgt_nodes.copy()
@@ -154,13 +172,7 @@ def dispatch_plan(expert_ids, src_rank, phy2log, *, n_gpus: int, gpus_per_node: 
     ib_matrix = np.zeros((n_nodes, n_nodes), dtype=np.int64)
     np.add.at(ib_matrix, (np.repeat(src_node, n_nodes).reshape(T, n_nodes)[ib_mask],
                           np.broadcast_to(np.arange(n_nodes), (T, n_nodes))[ib_mask]), 1)
-    return DispatchPlan(
-        target_phy=phy, target_gpu=gpu, target_nodes=tgt_nodes, target_gpus=tgt_gpus,
-        ib_sends=ib, nvlink_sends=nvl, ib_send_matrix=ib_matrix,
-        tokens_per_gpu=tgt_gpus.sum(0), slots_per_gpu=np.bincount(gpu.reshape(-1), minlength=n_gpus),
-        dispatch_bytes=dispatch_message_bytes(hidden, dispatch_dtype), combine_bytes=combine_message_bytes(hidden),
-        max_nodes_per_token=int(tgt_nodes.sum(1).max()) if T else 0)
-
+    return ib, nvl, ib_matrix, tgt_nodes
 
 
 def source_ranks(n_tokens: int, n_gpus: int, how: str = "blocks") -> np.ndarray:

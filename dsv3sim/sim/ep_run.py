@@ -90,6 +90,16 @@ def simulate_ep(topo: Topology, *, kind: str, ep: int, routing: np.ndarray | lis
         if method == "bound" or n_pairs > max_flows:
             return _bound(topo, kind=kind, mode=mode, groups=groups, sim_groups=sim_groups, routings=routings,
                           n_experts=n_experts, first=c0, dtype=dtype, hidden=hidden)
+    net, counts, procs = _run_flows(topo, sim_groups, routings, n_experts, kind=kind, mode=mode, dtype=dtype,
+                                    hidden=hidden, chunks=chunks, taper=taper, record=record)
+    res = _flow_result(topo, net, counts, procs, kind=kind, mode=mode, dtype=dtype, hidden=hidden, ep=ep,
+                       n_groups=len(groups))
+    return (res, net) if return_network else res
+
+
+def _run_flows(topo: Topology, sim_groups: list, routings: list, n_experts: int, *, kind: str, mode: str,
+               dtype: str, hidden: int, chunks: int, taper: bool, record: bool):
+    """Every simulated group's DeepEP processes on one flow network, run to the end (``net.env.now``)."""
     env = simpy.Environment()
     net = FlowNetwork(env, [lk.capacity for lk in topo.links], record=record)
     counts: list[EpCounts] = []
@@ -101,16 +111,23 @@ def simulate_ep(topo: Topology, *, kind: str, ep: int, routing: np.ndarray | lis
         cache[id(r)] = c
         counts.append(c)
         procs.append(start_ep(env, net, topo, c, kind=kind, mode=mode, dtype=dtype, hidden=hidden, chunks=chunks,
-                               taper=taper))
+                              taper=taper))
     env.run()
-    t = env.now
     net.check_conservation()
+    return net, counts, procs
+
+
+def _flow_result(topo: Topology, net: FlowNetwork, counts: list[EpCounts], procs: list, *, kind: str, mode: str,
+                 dtype: str, hidden: int, ep: int, n_groups: int) -> CommResult:
+    """CommResult of a finished flow run, link statistics scaled from the simulated groups to all ``n_groups``
+    (token copies checked against the routing: every routed copy was delivered)."""
+    t = net.env.now
     b = token_bytes(kind, mode, dtype, hidden)
     flow_tokens = sum(f.tokens for f in net.done) + sum(p.job.tokens_self for p in procs)
     expect = sum(int((c.sel_rank if mode == "low-latency" else c.count_rank).sum()) for c in counts)
     if flow_tokens != expect:
         raise AssertionError(f"token conservation: {flow_tokens} token copies delivered, {expect} routed")
-    scale = len(groups) / len(sim_groups)
+    scale = n_groups / len(counts)
     n_ranks = sum(len(c.ranks) for c in counts)
     stats = link_stats(topo, net, t, scale=scale)
     nic = stats["bytes_by_class"].get("nic_tx", 0.0) / scale
@@ -118,15 +135,14 @@ def simulate_ep(topo: Topology, *, kind: str, ep: int, routing: np.ndarray | lis
     logical = [deepep_logical_bytes(c, kind=kind, mode=mode, b=b) for c in counts]
     lr = sum(x[0] for x in logical) / len(logical)
     ln = sum(x[1] for x in logical) / len(logical)
-    res = CommResult(
+    return CommResult(
         kind=kind, mode=mode, n_ranks=ep, time_s=t, rdma_GBps=nic / n_ranks / t / 1e9 if t else 0.0,
         nvlink_GBps=nvl / n_ranks / t / 1e9 if t else 0.0,
         deepep_rdma_GBps=lr / t / 1e9 if t else 0.0, deepep_nvlink_GBps=ln / t / 1e9 if t else 0.0,
         n_flows=len(net.done), n_events=net.n_events, tokens_dispatched=expect if kind == "dispatch" else 0,
         tokens_combined=expect if kind == "combine" else 0, bytes_sent=net.bytes_sent * scale,
-        bytes_received=net.bytes_received * scale, n_groups=len(groups), groups_simulated=len(sim_groups),
+        bytes_received=net.bytes_received * scale, n_groups=n_groups, groups_simulated=len(counts),
         comm_sms=topo.cfg.comm_sms, method="flow", **stats)
-    return (res, net) if return_network else res
 
 
 class _Loads:
