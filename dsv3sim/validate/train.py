@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import statistics
 from collections import defaultdict
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
@@ -69,18 +70,28 @@ class Stage(nn.Module):
             return F.cross_entropy(logits.float().flatten(0, 1), labels.flatten())
 
 
-def run_rank(ctx, probe=None, probes: list | None = None) -> dict:
-    """``probe(ctx, quick=True)`` (the calibration's) runs before every measured step when given; its results
-    are appended to ``probes``. It runs outside the timed region and its numbers only feed the predictor."""
-    spec, rank, dev = ctx.spec, ctx.rank, ctx.device
-    cfg = load_model_config(spec.model)
-    me = coord(rank, spec.ep, spec.pp)
-    nmb = spec.n_microbatches
-    pl = plan(spec.schedule, spec.pp, nmb)
-    groups = ctx.extra.get("groups") or make_groups(rank, spec.ep, spec.pp, spec.dp, pl.layout == "bidirectional")
-    ctx.extra["groups"] = groups
+@dataclass(kw_only=True)
+class _Rank:
+    """What one rank holds: its position, the plan, its stages (materialised), its EP MoE layers, parameters
+    and optimizer, and the timeline every span is recorded on."""
+
+    me: Coord
+    pl: object
+    layers: list
+    stage_ids: list[int]
+    stages: dict
+    moe: dict
+    parts: object
+    dense_params: list
+    expert_params: list
+    opt: object
+    tl: Timeline
+    dtype: torch.dtype
+
+
+def _build_rank(ctx, cfg, groups, pl, me: Coord) -> _Rank:
+    spec, dev = ctx.spec, ctx.device
     tl = Timeline(dev)
-    my_actions, sched_src = pl.actions[me.pp], pl.source
     layers = stage_layers(cfg.num_hidden_layers, pl.n_stages)
     parts = build(cfg, spec.seed, fp8=spec.fp8_compute)
     dtype = torch.bfloat16 if dev.type == "cuda" else torch.float32
@@ -108,16 +119,24 @@ def run_rank(ctx, probe=None, probes: list | None = None) -> dict:
         from dsv3sim.nn.fp8 import clear_weight_cache
 
         opt.register_step_pre_hook(lambda *_: clear_weight_cache())
+    return _Rank(me=me, pl=pl, layers=layers, stage_ids=stage_ids, stages=stages, moe=moe, parts=parts,
+                 dense_params=dense_params, expert_params=expert_params, opt=opt, tl=tl, dtype=dtype)
+
+
+def run_rank(ctx, probe=None, probes: list | None = None) -> dict:
+    """``probe(ctx, quick=True)`` (the calibration's) runs before every measured step when given; its results
+    are appended to ``probes``. It runs outside the timed region and its numbers only feed the predictor."""
+    spec, rank, dev = ctx.spec, ctx.rank, ctx.device
+    cfg = load_model_config(spec.model)
+    nmb = spec.n_microbatches
+    pl = plan(spec.schedule, spec.pp, nmb)
+    me = coord(rank, spec.ep, spec.pp)
+    groups = ctx.extra.get("groups") or make_groups(rank, spec.ep, spec.pp, spec.dp, pl.layout == "bidirectional")
+    ctx.extra["groups"] = groups
+    R = _build_rank(ctx, cfg, groups, pl, me)
+    tl = R.tl
     gen = torch.Generator().manual_seed(spec.seed * 1000003 + me.dp * 1009 + me.ep)
-
-    def grank(p: int) -> int:
-        return rank_of(Coord(dp=me.dp, pp=p, ep=me.ep), spec.ep, spec.pp)
-
-    def tag(chunk: int, mb: int, grad: int) -> int:  # the RECEIVING position's chunk and micro-batch
-        return (pl.data_index(chunk, mb) * 2 + chunk) * 2 + grad
-
     B, S, D = spec.micro_batch, spec.seq_len, cfg.hidden_size
-    timeout = timedelta(seconds=spec.collective_timeout_s)
     step_s: list[float] = []
     prof_ops: list[dict] = []
     for step in range(spec.steps + 1):
@@ -135,56 +154,13 @@ def run_rank(ctx, probe=None, probes: list | None = None) -> dict:
             prof.__enter__()
             tl.profiling = True
         t0 = tl.now()
-        sends = []
-        saved: dict[tuple[int, int], tuple[torch.Tensor, torch.Tensor]] = {}
-        local: dict[tuple[str, int], torch.Tensor] = {}  # hand-offs between two chunks of this rank (V layout)
-        for item in my_actions:
-            for a in parse(item):
-                s = pl.stage_of(me.pp, a.chunk)
-                prev, nxt = pl.neighbours(me.pp, a.chunk)
-                tl.mb = di = pl.data_index(a.chunk, a.mb)
-                if a.kind == "F":
-                    if prev is None:
-                        x = tokens[di, :, :-1]
-                    elif prev[0] == me.pp:
-                        x = local.pop(("act", a.mb)).detach().requires_grad_()
-                    else:
-                        x = torch.empty(B, S, D, dtype=dtype, device=dev)
-                        _recv(tl, x, grank(prev[0]), tag(a.chunk, a.mb, 0), timeout)
-                        x.requires_grad_()
-                    out = stages[s](x, tokens[di, :, 1:])
-                    if nxt is None:
-                        saved[(a.chunk, a.mb)] = (x, out / nmb)
-                    else:
-                        if nxt[0] == me.pp:
-                            local[("act", a.mb)] = out.detach()
-                        else:
-                            sends.append(_send(tl, out.detach(), grank(nxt[0]), tag(nxt[1], a.mb, 0)))
-                        saved[(a.chunk, a.mb)] = (x, out)
-                elif a.kind in ("B", "BW"):
-                    x, out = saved.pop((a.chunk, a.mb))
-                    if nxt is None:
-                        out.backward()
-                    else:
-                        if nxt[0] == me.pp:
-                            g = local.pop(("grad", a.mb))
-                        else:
-                            g = torch.empty_like(out)
-                            _recv(tl, g, grank(nxt[0]), tag(a.chunk, a.mb, 1), timeout)
-                        torch.autograd.backward(out, g)
-                    if prev is not None:
-                        if prev[0] == me.pp:
-                            local[("grad", a.mb)] = x.grad
-                        else:
-                            sends.append(_send(tl, x.grad, grank(prev[0]), tag(prev[1], a.mb, 1)))
-        for w in sends:
-            w.wait(timeout)
+        _pipeline_step(ctx, R, tokens, D)
         with tl.span("allreduce"):
-            _allreduce(tl, dense_params, groups.replica, groups.replica_size)
-            _allreduce(tl, expert_params, groups.dp, groups.dp_size)
+            _allreduce(tl, R.dense_params, groups.replica, groups.replica_size)
+            _allreduce(tl, R.expert_params, groups.dp, groups.dp_size)
         with tl.span("optim"):
-            opt.step()
-            opt.zero_grad(set_to_none=True)
+            R.opt.step()
+            R.opt.zero_grad(set_to_none=True)
         t1 = tl.now()
         tl.profiling = False
         if prof:
@@ -193,16 +169,76 @@ def run_rank(ctx, probe=None, probes: list | None = None) -> dict:
             prof_ops = _top_ops(prof)
         if tl.recording:
             step_s.append(t1 - t0)
-    res = _summarise(ctx, tl, step_s, prof_ops, moe, stage_ids, layers, sched_src, my_actions, parts.source, me)
+    res = _summarise(ctx, tl, step_s, prof_ops, R.moe, R.stage_ids, R.layers, pl.source, pl.actions[me.pp],
+                     R.parts.source, me)
     res.update(layout=pl.layout, n_stages=pl.n_stages)
-    allp = dense_params + expert_params
+    allp = R.dense_params + R.expert_params
     res.update(n_params=sum(p.numel() for p in allp), n_tensors=len(allp), microbatches=nmb, tokens_per_mb=B * S,
-               n_dense_params=sum(p.numel() for p in dense_params),
-               n_expert_params=sum(p.numel() for p in expert_params),
-               elt_bytes=torch.finfo(dtype).bits // 8, hidden=D, replica_size=groups.replica_size,
+               n_dense_params=sum(p.numel() for p in R.dense_params),
+               n_expert_params=sum(p.numel() for p in R.expert_params),
+               elt_bytes=torch.finfo(R.dtype).bits // 8, hidden=D, replica_size=groups.replica_size,
                dp_size=groups.dp_size,
                device_name=torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu")
     return res
+
+
+def _pipeline_step(ctx, R: _Rank, tokens: torch.Tensor, D: int) -> None:
+    """This rank's action list for one step: forwards and backwards of its chunks, activations and gradients
+    to and from the neighbouring stages (point-to-point, or handed over locally between two chunks of this
+    rank in the V layout); waits for its sends."""
+    spec, me, pl, tl = ctx.spec, R.me, R.pl, R.tl
+    nmb, B, S = spec.n_microbatches, spec.micro_batch, spec.seq_len
+    timeout = timedelta(seconds=spec.collective_timeout_s)
+
+    def grank(p: int) -> int:
+        return rank_of(Coord(dp=me.dp, pp=p, ep=me.ep), spec.ep, spec.pp)
+
+    def tag(chunk: int, mb: int, grad: int) -> int:  # the RECEIVING position's chunk and micro-batch
+        return (pl.data_index(chunk, mb) * 2 + chunk) * 2 + grad
+
+    sends = []
+    saved: dict[tuple[int, int], tuple[torch.Tensor, torch.Tensor]] = {}
+    local: dict[tuple[str, int], torch.Tensor] = {}  # hand-offs between two chunks of this rank (V layout)
+    for a in (a for item in pl.actions[me.pp] for a in parse(item)):
+        s = pl.stage_of(me.pp, a.chunk)
+        prev, nxt = pl.neighbours(me.pp, a.chunk)
+        tl.mb = di = pl.data_index(a.chunk, a.mb)
+        if a.kind == "F":
+            if prev is None:
+                x = tokens[di, :, :-1]
+            elif prev[0] == me.pp:
+                x = local.pop(("act", a.mb)).detach().requires_grad_()
+            else:
+                x = torch.empty(B, S, D, dtype=R.dtype, device=ctx.device)
+                _recv(tl, x, grank(prev[0]), tag(a.chunk, a.mb, 0), timeout)
+                x.requires_grad_()
+            out = R.stages[s](x, tokens[di, :, 1:])
+            if nxt is None:
+                saved[(a.chunk, a.mb)] = (x, out / nmb)
+            else:
+                if nxt[0] == me.pp:
+                    local[("act", a.mb)] = out.detach()
+                else:
+                    sends.append(_send(tl, out.detach(), grank(nxt[0]), tag(nxt[1], a.mb, 0)))
+                saved[(a.chunk, a.mb)] = (x, out)
+        elif a.kind in ("B", "BW"):
+            x, out = saved.pop((a.chunk, a.mb))
+            if nxt is None:
+                out.backward()
+            else:
+                if nxt[0] == me.pp:
+                    g = local.pop(("grad", a.mb))
+                else:
+                    g = torch.empty_like(out)
+                    _recv(tl, g, grank(nxt[0]), tag(a.chunk, a.mb, 1), timeout)
+                torch.autograd.backward(out, g)
+            if prev is not None:
+                if prev[0] == me.pp:
+                    local[("grad", a.mb)] = x.grad
+                else:
+                    sends.append(_send(tl, x.grad, grank(prev[0]), tag(prev[1], a.mb, 1)))
+    for w in sends:
+        w.wait(timeout)
 
 
 def _send(tl: Timeline, t: torch.Tensor, dst: int, tag: int):
