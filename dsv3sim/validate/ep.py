@@ -22,6 +22,7 @@ rows'; the pair layout and weights (12 B a pair, DeepEP's topk_idx/topk_weights)
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
@@ -120,6 +121,20 @@ class AllToAll(torch.autograd.Function):
         return gx, None, None, None, None, None, None, None, None, None
 
 
+@dataclass(frozen=True, slots=True)
+class _RowsAndPairs:
+    """This rank's tokens as rows to send (one per (token, destination rank), grouped by rank) and its
+    (token, expert) pairs in the same grouping: each pair's row inside its rank's block, local expert, weight."""
+
+    row_tok: torch.Tensor  # [rows] token of each row
+    send: torch.Tensor  # [R] rows per destination rank
+    pair_send: torch.Tensor  # [R] pairs per destination rank
+    pair_row: torch.Tensor  # [pairs] row of each pair (global row index)
+    pair_rel: torch.Tensor  # [pairs] row index inside its rank's block
+    pair_le: torch.Tensor  # [pairs] local expert on the destination rank
+    pair_w: torch.Tensor  # [pairs, 1] gate weight (FP32)
+
+
 class EPMoE(torch.nn.Module):
     """One MoE layer split over an EP group: gate (replicated), E_r local experts, shared experts (replicated).
 
@@ -149,54 +164,61 @@ class EPMoE(torch.nn.Module):
         self.fp8 = fp8
         self.routing: list[dict] = []
 
+    def _rows_and_pairs(self, x: torch.Tensor) -> _RowsAndPairs:
+        T, K, Er, R = x.shape[0], self.cfg.num_experts_per_tok, self.n_local, self.ep_size
+        idx, w = route(x, self.gate_weight, self.gate_bias, self.cfg, n_nodes=self.n_nodes, m_nodes=self.m_nodes)
+        dest = torch.div(idx, Er, rounding_mode="floor")  # [T, K] rank of each pair's expert
+        tok = torch.arange(T, device=x.device).unsqueeze(1).expand(T, K)
+        # one row per (token, rank), grouped by rank: key = rank * T + token, sorted
+        rows_key, pair_row = torch.unique((dest * T + tok).reshape(-1), sorted=True, return_inverse=True)
+        send = torch.bincount(torch.div(rows_key, T, rounding_mode="floor"), minlength=R)
+        porder = torch.argsort(pair_row, stable=True)  # pairs grouped like their rows (by rank)
+        row_start = torch.cumsum(send, 0) - send
+        flat_dest = dest.reshape(-1)[porder]
+        return _RowsAndPairs(row_tok=rows_key % T, send=send, pair_send=torch.bincount(dest.reshape(-1), minlength=R),
+                             pair_row=pair_row[porder], pair_rel=pair_row[porder] - row_start[flat_dest],
+                             pair_le=(idx.reshape(-1) % Er)[porder], pair_w=w.reshape(-1)[porder].unsqueeze(1).float())
+
+    def _exchange_layout(self, rp: _RowsAndPairs, device):
+        """Row and pair counts, each pair's (row, local expert) and its weight to the ranks that hold the experts
+        (the ``layout(F)`` span); returns (rows sent, rows received per rank, received row / local expert /
+        weight of each pair received)."""
+        tl, L, R = self.tl, self.layer, self.ep_size
+        t0 = tl.now()
+        counts = torch.stack([rp.send, rp.pair_send], 1).contiguous()  # [R, 2]: rows, pairs per destination
+        counts_r = torch.empty_like(counts)
+        dist.all_to_all_single(counts_r, counts, group=self.group)
+        send_l, recv_l = rp.send.tolist(), counts_r[:, 0].tolist()
+        ps_l, pr_l = rp.pair_send.tolist(), counts_r[:, 1].tolist()
+        lay = torch.stack([rp.pair_rel, rp.pair_le], 1).contiguous()
+        lay_r = torch.empty(sum(pr_l), 2, dtype=torch.int64, device=device)
+        dist.all_to_all_single(lay_r, lay, pr_l, ps_l, group=self.group)
+        w_recv = AllToAll.apply(rp.pair_w, ps_l, pr_l, "native", "native", self.group, None, "weights", L,
+                                self.ep_rank)
+        tl.add("layout(F)", t0, tl.now(), L)
+        # received row of each pair: its row inside the sender's block + where that block starts
+        src_of_pair = torch.repeat_interleave(torch.arange(R, device=device), torch.tensor(pr_l, device=device))
+        prow = lay_r[:, 0] + (torch.cumsum(counts_r[:, 0], 0) - counts_r[:, 0])[src_of_pair]
+        return send_l, recv_l, prow, lay_r[:, 1], w_recv
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x [B, S, D] (or [T, D]) -> same shape."""
         shape = x.shape
         x = x.reshape(-1, shape[-1])  # [T, D]
         T, D = x.shape
-        K, Er, tl, L = self.cfg.num_experts_per_tok, self.n_local, self.tl, self.layer
-        R = self.ep_size
+        Er, tl, L, R = self.n_local, self.tl, self.layer, self.ep_size
         with tl.span("gate(F)", L):
-            idx, w = route(x, self.gate_weight, self.gate_bias, self.cfg, n_nodes=self.n_nodes,
-                           m_nodes=self.m_nodes)
-            dest = torch.div(idx, Er, rounding_mode="floor")  # [T, K] rank of each pair's expert
-            tok = torch.arange(T, device=x.device).unsqueeze(1).expand(T, K)
-            # one row per (token, rank), grouped by rank: key = rank * T + token, sorted
-            rows_key, pair_row = torch.unique((dest * T + tok).reshape(-1), sorted=True, return_inverse=True)
-            row_tok = rows_key % T
-            send = torch.bincount(torch.div(rows_key, T, rounding_mode="floor"), minlength=R)
-            porder = torch.argsort(pair_row, stable=True)  # pairs grouped like their rows (by rank)
-            pair_send = torch.bincount(dest.reshape(-1), minlength=R)
-            row_start = torch.cumsum(send, 0) - send
-            flat_dest = dest.reshape(-1)[porder]
-            pair_rel = pair_row[porder] - row_start[flat_dest]  # row index inside its rank's block
-            pair_le = (idx.reshape(-1) % Er)[porder]
-            pair_w = w.reshape(-1)[porder].unsqueeze(1).float()
-        wire = "fp8" if self.fp8 else "native"
+            rp = self._rows_and_pairs(x)
         back = "bf16" if self.fp8 else "native"
         if R == 1:  # no peers: a local permutation, no all-to-all
-            send_l = recv_l = send.tolist()
-            prow, le_recv, w_recv = pair_row[porder], pair_le, pair_w  # received row of each pair
-            xr = x[row_tok]
+            send_l = recv_l = rp.send.tolist()
+            prow, le_recv, w_recv = rp.pair_row, rp.pair_le, rp.pair_w  # received row of each pair
+            xr = x[rp.row_tok]
         else:
-            t0 = tl.now()
-            counts = torch.stack([send, pair_send], 1).contiguous()  # [R, 2]: rows, pairs per destination
-            counts_r = torch.empty_like(counts)
-            dist.all_to_all_single(counts_r, counts, group=self.group)
-            send_l, recv_l = send.tolist(), counts_r[:, 0].tolist()
-            ps_l, pr_l = pair_send.tolist(), counts_r[:, 1].tolist()
-            lay = torch.stack([pair_rel, pair_le], 1).contiguous()
-            lay_r = torch.empty(sum(pr_l), 2, dtype=torch.int64, device=x.device)
-            dist.all_to_all_single(lay_r, lay, pr_l, ps_l, group=self.group)
-            le_recv = lay_r[:, 1]
-            w_recv = AllToAll.apply(pair_w, ps_l, pr_l, "native", "native", self.group, None, "weights", L,
-                                    self.ep_rank)
-            tl.add("layout(F)", t0, tl.now(), L)
-            # received row of each pair: its row inside the sender's block + where that block starts
-            src_of_pair = torch.repeat_interleave(torch.arange(R, device=x.device),
-                                                  torch.tensor(pr_l, device=x.device))
-            prow = lay_r[:, 0] + (torch.cumsum(counts_r[:, 0], 0) - counts_r[:, 0])[src_of_pair]
-            xr = AllToAll.apply(x[row_tok], send_l, recv_l, wire, back, self.group, tl, "dispatch", L, self.ep_rank)
+            send_l, recv_l, prow, le_recv, w_recv = self._exchange_layout(rp, x.device)
+            xr = AllToAll.apply(x[rp.row_tok], send_l, recv_l, "fp8" if self.fp8 else "native", back, self.group,
+                                tl, "dispatch", L, self.ep_rank)
+        row_tok = rp.row_tok
         # the pairs on this rank: received row, local expert, gate weight; experts run grouped by local expert
         order2 = torch.argsort(le_recv, stable=True)
         per_expert = torch.bincount(le_recv, minlength=Er).tolist()
