@@ -40,7 +40,8 @@ def main() -> None:
            "workers": a.workers, "loadavg_before": os.getloadavg()}
     t, c = time.perf_counter(), cpu_s()
     tp = plan_training(TrainQuery(), workers=a.workers)
-    out["train"] = {"wall_s": time.perf_counter() - t, "cpu_s": cpu_s() - c, "counts": tp.counts, "best": tp.best["key"],
+    out["train"] = {"wall_s": time.perf_counter() - t, "cpu_s": cpu_s() - c, "counts": tp.counts,
+                    "best": tp.best["key"],
                     "best_step_s": tp.best["step_time_s"], "best_comm_model": tp.best["comm_model"],
                     "best_limits": tp.best["limits"], "loadavg_after": os.getloadavg()}
     pub = next(iter(load(None).values())).with_(record=False)  # the published layout, as `dsv3sim run` simulates it

@@ -56,7 +56,7 @@ def extract(path: str) -> dict:
         if i >= 0 and t <= ann[i]["ts"] + ann[i]["dur"]:
             of[i].append(k)
     for k in orphans:  # by time, into the compute-stream annotation whose kernels span it
-        for i, kl in of.items():
+        for kl in of.values():
             c = [x for x in kl if x["tid"] == k["tid"]]
             if c and min(x["ts"] for x in c) <= k["ts"] <= max(x["ts"] + x["dur"] for x in c):
                 kl.append(k)

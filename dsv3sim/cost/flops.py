@@ -22,7 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from dsv3sim.config.model import ModelConfig
-from dsv3sim.cost.params import attention_params, count_params, expert_matmul_params, is_norm, mlp_params
+from dsv3sim.cost.params import attention_params, expert_matmul_params, is_norm, mlp_params
 
 _NOT_MATMUL = ("qkv_bias", "o_bias", "sinks")
 

@@ -9,15 +9,15 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from dsv3sim.config.model import load_model_config
+from dsv3sim.cost.flops import train_flops_per_token
 from dsv3sim.cost.pricing import Phase, training_run_totals
 
 
-def run_totals(q, best: dict) -> dict:
-    from dsv3sim.config.model import load_model_config
-    from dsv3sim.cost.flops import train_flops_per_token
-    from dsv3sim.plan.train import TrainLayout, evaluate
-
-    lay = TrainLayout(**{k: v for k, v in best["layout"].items() if k != "dp"})
+def run_totals(q, best: dict, *, layout, evaluate) -> dict:
+    """``layout``: the best training layout; ``evaluate((query, layout, comm_model))`` simulates it
+    (``plan.train.evaluate``, passed in so that this module needs no import of the search)."""
+    lay = layout
     phases = [Phase(name=f"pre-training ({q.seq_len} tokens/sequence)", tokens=q.tokens,
                     tokens_per_s=best["tokens_per_s"], n_gpus=best["n_gpus"])]
     notes = []

@@ -27,6 +27,7 @@ from dsv3sim.config.scenario import SCHEDULES, ParallelDims, Perturbation, Scena
 from dsv3sim.cost.pricing import DEFAULT_PRICE_PER_GPU_HOUR, check_price
 from dsv3sim.plan.limits import training_limits
 from dsv3sim.plan.memory import GiB, peak_bytes
+from dsv3sim.plan.totals import run_totals
 
 DEFAULT_MAX_LAYOUTS = 20_000
 
@@ -115,7 +116,7 @@ def enumerate_layouts(q: TrainQuery, gpus_per_node: int) -> list[TrainLayout]:
             for ep in q.ep:
                 nodes = max(1, math.ceil(ep / gpus_per_node))
                 for M in q.node_limits:
-                    m_eff = None if M is None or M >= nodes else M
+                    m_eff = None if M is None or nodes <= M else M
                     for mb in q.micro_batch:
                         for sch in q.schedules:
                             for dt in q.dtypes:
@@ -251,7 +252,6 @@ class TrainPlan:
 
 def plan_training(q: TrainQuery, *, workers: int = 2, ray_address: str | None = None, progress=None) -> TrainPlan:
     from dsv3sim.config.model import load_model_config
-    from dsv3sim.plan.totals import run_totals
     from dsv3sim.workload import comm as C
     from dsv3sim.workload.kernels import gpu_perf
     from dsv3sim.workload.sweep import run_parallel
@@ -316,7 +316,8 @@ def plan_training(q: TrainQuery, *, workers: int = 2, ray_address: str | None = 
                     "days": u["days"], "cost_usd_run": u["cost_usd_run"]}
             if best is not None:
                 user["vs_best_step"] = u["step_time_s"] / best["step_time_s"] - 1
-    totals = run_totals(q, best) if best else None
+    totals = run_totals(q, best, layout=TrainLayout(**{k: v for k, v in best["layout"].items() if k != "dp"}),
+                        evaluate=evaluate) if best else None
     notes = [(f"screening: busiest-link all-to-all bound for {len(todo)} layouts; the best {len(top)} re-simulated "
              "with the event-simulated all-to-all (what `dsv3sim run` uses) and ranked first on those numbers; the "
              "other rows keep the bound, which is optimistic (bound <= simulation <= 1.35 x bound); each row's "

@@ -382,6 +382,7 @@ def shared_expert(*, m: int, n: int = 2048, k: int = 7168, dtype: str = "bf16", 
 BUILDERS: dict[str, Callable[..., Case]] = {
     "gemm": gemm, "grouped_gemm": grouped_gemm, "attn_prefill": attn_prefill,
     "attn_prefill_fwdbwd": lambda **kw: attn_prefill(backward=True, **kw), "attn_decode": attn_decode,
-    "attn_decode_gqa": attn_decode_gqa, "rmsnorm": rmsnorm, "rope": rope, "swiglu": swiglu, "quant_fp8": quant_fp8, "gate": gate,
+    "attn_decode_gqa": attn_decode_gqa, "rmsnorm": rmsnorm, "rope": rope, "swiglu": swiglu, "quant_fp8": quant_fp8,
+    "gate": gate,
     "embedding": embedding, "adamw": adamw, "shared_expert": shared_expert,
 }

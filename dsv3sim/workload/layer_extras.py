@@ -32,9 +32,25 @@ class ExtraOp:
     bytes: float
 
 
-def _attn_weight_params(cfg: ModelConfig) -> float:
-    from dsv3sim.workload.layer_ops import attention_linears
+def attention_linears(cfg: ModelConfig) -> list[tuple[str, int, int]]:
+    """(name, in, out) of every attention linear, in execution order."""
+    H, nh = cfg.hidden_size, cfg.num_attention_heads
+    if cfg.attention == "mla":
+        dq = cfg.qk_nope_head_dim + cfg.qk_rope_head_dim
+        out: list[tuple[str, int, int]] = []
+        if cfg.q_lora_rank:
+            out += [("q_a_proj", H, cfg.q_lora_rank), ("q_b_proj", cfg.q_lora_rank, nh * dq)]
+        else:
+            out.append(("q_proj", H, nh * dq))
+        out += [("kv_a_proj", H, cfg.kv_lora_rank + cfg.qk_rope_head_dim),
+                ("kv_b_proj", cfg.kv_lora_rank, nh * (cfg.qk_nope_head_dim + cfg.v_head_dim)),
+                ("o_proj", nh * cfg.v_head_dim, H)]
+        return out
+    hd, nkv = cfg.head_dim, cfg.num_key_value_heads
+    return [("q_proj", H, nh * hd), ("k_proj", H, nkv * hd), ("v_proj", H, nkv * hd), ("o_proj", nh * hd, H)]
 
+
+def _attn_weight_params(cfg: ModelConfig) -> float:
     return float(sum(k * n for _, k, n in attention_linears(cfg)))
 
 

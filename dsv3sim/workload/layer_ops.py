@@ -30,28 +30,10 @@ from dsv3sim.cost.flops import attention_core_flops_per_token, causal_mean_conte
 from dsv3sim.cost.kvcache import kv_elements_per_token_per_layer
 from dsv3sim.workload.interference import is_memory_bound
 from dsv3sim.workload.kernels import gpu_perf, op_time
-from dsv3sim.workload.layer_extras import training_extras
+from dsv3sim.workload.layer_extras import attention_linears, training_extras
 
 ATTN_BWD_FACTOR = 2.5  # FlashAttention-2 §3.1.2: backward = 5 matmuls / forward = 2
 CAST_BYTES_PER_ELEM = 2.0 + 1.0 + 4.0 / 128  # BF16 in, FP8 out, one FP32 scale per 128 elements
-
-
-def attention_linears(cfg: ModelConfig) -> list[tuple[str, int, int]]:
-    """(name, in, out) of every attention linear, in execution order."""
-    H, nh = cfg.hidden_size, cfg.num_attention_heads
-    if cfg.attention == "mla":
-        dq = cfg.qk_nope_head_dim + cfg.qk_rope_head_dim
-        out: list[tuple[str, int, int]] = []
-        if cfg.q_lora_rank:
-            out += [("q_a_proj", H, cfg.q_lora_rank), ("q_b_proj", cfg.q_lora_rank, nh * dq)]
-        else:
-            out.append(("q_proj", H, nh * dq))
-        out += [("kv_a_proj", H, cfg.kv_lora_rank + cfg.qk_rope_head_dim),
-                ("kv_b_proj", cfg.kv_lora_rank, nh * (cfg.qk_nope_head_dim + cfg.v_head_dim)),
-                ("o_proj", nh * cfg.v_head_dim, H)]
-        return out
-    hd, nkv = cfg.head_dim, cfg.num_key_value_heads
-    return [("q_proj", H, nh * hd), ("k_proj", H, nkv * hd), ("v_proj", H, nkv * hd), ("o_proj", nh * hd, H)]
 
 
 def _expert_rows(cfg: ModelConfig, tokens: int, expert_rows: int, local_experts: int) -> list[tuple[int, int, int]]:
