@@ -22,7 +22,8 @@ L decoder layers spread evenly, the remainder to the middle stages (DeepSeek doe
 from __future__ import annotations
 
 import time
-from functools import cache, lru_cache
+from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -31,20 +32,18 @@ from dsv3sim.config.scenario import Scenario, TrainingWorkload
 from dsv3sim.cost.flops import causal_mean_context, forward_flops_per_token, train_flops_per_token
 from dsv3sim.cost.memory import activation_bytes_per_token_per_layer, training_state_bytes
 from dsv3sim.cost.params import count_params, layer_params, mtp_module_params
-from dsv3sim.parallel import Action, execute, generate
+from dsv3sim.parallel import Action, ExecResult, Schedule, activation_peaks, execute, generate
 from dsv3sim.results import Infeasible, TrainingResult
 from dsv3sim.sim.deepep import token_bytes
+from dsv3sim.topology.graph import Topology
 from dsv3sim.workload import comm as C
 from dsv3sim.workload import deepep_overheads as DO
 from dsv3sim.workload import interference as IF
 from dsv3sim.workload import layer_routing as LR
 from dsv3sim.workload import optimizer_step as OS
-from dsv3sim.workload.kernels import MEM_EFF, gpu_perf
+from dsv3sim.workload.kernels import MEM_EFF, GpuPerf, gpu_perf
 from dsv3sim.workload.layer_ops import head_slices, training_layer
 from dsv3sim.workload.overlap import run_chunks
-
-COMM_F = ("dispatch(F)", "combine(F)")
-COMM_B = ("combine(B)", "dispatch(B)")
 
 
 @lru_cache(maxsize=64)
@@ -96,15 +95,79 @@ def _stage_params_cached(cfg: ModelConfig, layers: tuple, first: bool, last: boo
     return ne, ex
 
 
+@dataclass(frozen=True, kw_only=True, slots=True)
+class StepPlan:
+    """A training step before any simulation: model, cluster, layout, schedule and per-rank memory."""
+
+    scn: Scenario
+    cfg: ModelConfig
+    topo: Topology
+    perf: GpuPerf
+    tokens: int  # T: tokens of one micro-batch
+    sm_fraction: float  # SMs left to compute while a communication kernel holds comm_sms (V3 §3.2.2)
+    layers_of: list[list[int]]  # decoder layer indices per stage (MTP = num_hidden_layers)
+    sched: Schedule
+    mem_rows: list[dict]
+
+    @property
+    def gpu(self) -> str:
+        return self.topo.cfg.gpu
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class EpTimes:
+    """The EP all-to-all of one micro-batch: per slice name, its (kind, dtype), routing 0's simulated time and
+    result, and the per-routing slice times of every MoE layer routing (``layer_routing``)."""
+
+    specs: dict[str, tuple[str, str]]
+    comm: dict[str, float]
+    comm_res: dict[str, dict]
+    comm_by_r: list[dict[str, float]]
+    lr: LR.LayerRouting | None
+
+    @property
+    def lspecs(self) -> dict[str, tuple[str, str, str]]:
+        return {n: (kind, "normal", dt) for n, (kind, dt) in self.specs.items()}  # (kind, mode, dtype) per slice
+
+    @property
+    def rows_by_r(self) -> list[int]:
+        return [pl.rows_max for pl in self.lr.plans] if self.lr else [0]
+
+    @property
+    def rows(self) -> int:
+        return self.lr.plans[0].rows_max if self.lr else 0
+
+    def local_experts(self, ep: int) -> int:
+        return self.lr.plans[0].n_physical // ep if self.lr else 0
+
+    def routing_of(self, i: int) -> int:
+        return self.lr.routing_of(i) if self.lr else 0
+
+
 def simulate_training(scn: Scenario) -> TrainingResult | Infeasible:
+    """plan (layout, schedule, memory) -> EP all-to-all times -> chunk times -> pipeline execution -> metrics."""
     t_wall = time.perf_counter()
+    sp = plan_step(scn)
+    if isinstance(sp, Infeasible):
+        return sp
+    ep = ep_times(sp)
+    if isinstance(ep, Infeasible):
+        return ep
+    chunks = ChunkTimes(sp, ep)
+    T, H = sp.tokens, sp.cfg.hidden_size
+    ex = execute(sp.sched, lambda rank, a: chunks(rank, a).time_s,
+                 p2p_latency=C.p2p_time(sp.topo, T * H * 2.0, cross_node=True))
+    return training_result(sp, ep, chunks, ex, t_wall)
+
+
+def plan_step(scn: Scenario) -> StepPlan | Infeasible:
+    """Layout checks, schedule and memory first: a configuration that does not fit costs no simulation."""
     w = scn.workload
     assert isinstance(w, TrainingWorkload)
     p = scn.parallel
     cfg = load_model_config(scn.model)
-    world = p.world
     try:
-        topo = C.build_topology(scn.topology, scn.gpu, scn.perturb, world)
+        topo = C.build_topology(scn.topology, scn.gpu, scn.perturb, p.world)
     except ValueError as e:
         return Infeasible(scenario=scn.name, kind="training", reason=str(e))
     gpu = topo.cfg.gpu
@@ -115,11 +178,8 @@ def simulate_training(scn: Scenario) -> TrainingResult | Infeasible:
     if p.pp > cfg.num_hidden_layers:
         return Infeasible(scenario=scn.name, kind="training", reason=f"pp={p.pp} > {cfg.num_hidden_layers} layers")
     T = w.micro_batch_sequences * w.seq_len
-    H = cfg.hidden_size
     comm_sms = topo.cfg.comm_sms if p.ep > 1 else 0
     frac = (perf.n_sms - comm_sms) / perf.n_sms
-
-    # 0. schedule and memory first: a configuration that does not fit costs no simulation
     layers_of = stage_layers(cfg, p.pp)
     try:
         sched = _schedule(w.schedule, p.pp, scn.microbatches)
@@ -132,180 +192,185 @@ def simulate_training(scn: Scenario) -> TrainingResult | Infeasible:
                           reason=f"does not fit in HBM: rank {worst_mem['rank']} needs "
                                  f"{worst_mem['total_bytes'] / 2**30:.1f} GiB > "
                                  f"{perf.hbm_bytes / 2**30:.1f} GiB of {gpu}")
+    return StepPlan(scn=scn, cfg=cfg, topo=topo, perf=perf, tokens=T, sm_fraction=frac, layers_of=layers_of,
+                    sched=sched, mem_rows=mem_rows)
 
-    # 1. EP plan and all-to-all times for one micro-batch
+
+def ep_times(sp: StepPlan) -> EpTimes | Infeasible:
+    """EP plan of every MoE layer routing and the all-to-all times of one micro-batch (routing 0 simulated or
+    bounded, the others scaled by their busiest-link bounds, ``layer_routing.py``)."""
+    scn, cfg, topo = sp.scn, sp.cfg, sp.topo
+    w, p, H = scn.workload, scn.parallel, cfg.hidden_size
     comm: dict[str, float] = {}
+    if not cfg.is_moe:
+        return EpTimes(specs={}, comm=comm, comm_res={}, comm_by_r=[comm], lr=None)
+    n_all_layers = max(i for ls in sp.layers_of for i in ls) + 1
+    try:
+        plan_key = tuple(sorted({
+            "n_experts": cfg.n_routed_experts, "topk": cfg.num_experts_per_tok, "ep": p.ep,
+            "gpus_per_node": topo.cfg.gpus_per_node, "tokens_per_rank": sp.tokens, "node_limit": w.node_limit,
+            "trace": w.routing_trace, "placement": w.placement, "redundant": w.redundant_experts, "seed": scn.seed,
+            "n_group": cfg.n_group}.items()))
+        lr = LR.layer_routing(plan_key, LR.moe_positions(cfg, n_all_layers), w.routing_layers)
+    except ValueError as e:
+        return Infeasible(scenario=scn.name, kind="training", reason=str(e))
+    plan_key = lr.keys[0]
+    # V3 §3.3.3: activations before the up-projections and activation gradients before the down-projections
+    # go out in FP8 (profile-data: a per-token FP8 cast precedes combine(B)'s dispatch kernel); combines BF16
+    specs = {"dispatch(F)": ("dispatch", w.dispatch_dtype), "combine(F)": ("combine", "bf16"),
+             "combine(B)": ("dispatch", w.dispatch_dtype), "dispatch(B)": ("combine", "bf16")}
     comm_res: dict[str, dict] = {}
-    plan = None
-    lr = None
-    n_all_layers = max(i for ls in layers_of for i in ls) + 1
-    comm_by_r: list[dict[str, float]] = [comm]
-    if cfg.is_moe:
-        try:
-            plan_key = tuple(sorted({
-                "n_experts": cfg.n_routed_experts, "topk": cfg.num_experts_per_tok, "ep": p.ep,
-                "gpus_per_node": topo.cfg.gpus_per_node, "tokens_per_rank": T, "node_limit": w.node_limit,
-                "trace": w.routing_trace, "placement": w.placement, "redundant": w.redundant_experts, "seed": scn.seed,
-                "n_group": cfg.n_group}.items()))
-            lr = LR.layer_routing(plan_key, LR.moe_positions(cfg, n_all_layers), w.routing_layers)
-            plan_key, plan = lr.keys[0], lr.plans[0]
-        except ValueError as e:
-            return Infeasible(scenario=scn.name, kind="training", reason=str(e))
-        # V3 §3.3.3: activations before the up-projections and activation gradients before the down-projections
-        # go out in FP8 (profile-data: a per-token FP8 cast precedes combine(B)'s dispatch kernel); combines BF16
-        specs = {"dispatch(F)": ("dispatch", w.dispatch_dtype), "combine(F)": ("combine", "bf16"),
-                 "combine(B)": ("dispatch", w.dispatch_dtype), "dispatch(B)": ("combine", "bf16")}
-        for name, (kind, dt) in specs.items():
-            if scn.comm_model == "bound":
-                t_b, by = C.ep_link_bound(topo, plan_key, kind=kind, mode="normal", dtype=dt, hidden=H)
-                comm[name] = t_b + topo.cfg.kernel_latency
-                comm_res[name] = {"time_s": t_b, "bytes_by_class": dict(by),
-                                  "method": "busiest-link bound"}
-            else:
-                r = C.ep_comm(topo, plan_key, kind=kind, mode="normal", dtype=dt, hidden=H, fast=scn.fast)
-                comm[name] = r.time_s + topo.cfg.kernel_latency
-                comm_res[name] = dict(r.to_dict(), method="event simulation")
-        C.check_round_trip(comm_res)
-        # the other MoE layers' routings: routing 0's times scaled by their busiest-link bounds (layer_routing.py)
-        lspecs = {n: (kind, "normal", dt) for n, (kind, dt) in specs.items()}  # (kind, mode, dtype) per slice
-        comm_by_r = LR.layer_comm(topo, lr, comm, lspecs, H, latency=topo.cfg.kernel_latency)
-    rows = plan.rows_max if plan else 0
-    rows_by_r = [pl.rows_max for pl in lr.plans] if lr else [0]
-    local_experts = (plan.n_physical // p.ep) if plan else 0
+    for name, (kind, dt) in specs.items():
+        if scn.comm_model == "bound":
+            t_b, by = C.ep_link_bound(topo, plan_key, kind=kind, mode="normal", dtype=dt, hidden=H)
+            comm[name] = t_b + topo.cfg.kernel_latency
+            comm_res[name] = {"time_s": t_b, "bytes_by_class": dict(by), "method": "busiest-link bound"}
+        else:
+            r = C.ep_comm(topo, plan_key, kind=kind, mode="normal", dtype=dt, hidden=H, fast=scn.fast)
+            comm[name] = r.time_s + topo.cfg.kernel_latency
+            comm_res[name] = dict(r.to_dict(), method="event simulation")
+    C.check_round_trip(comm_res)
+    ept = EpTimes(specs=specs, comm=comm, comm_res=comm_res, comm_by_r=[], lr=lr)
+    comm_by_r = LR.layer_comm(topo, lr, comm, ept.lspecs, H, latency=topo.cfg.kernel_latency)
+    return EpTimes(specs=specs, comm=comm, comm_res=comm_res, comm_by_r=comm_by_r, lr=lr)
 
-    def routing_of(i: int) -> int:
-        return lr.routing_of(i) if lr else 0
 
-    # 2. per-layer slices (full SMs for lone passes, compute partition for overlapped pairs)
-    straggler_rank = None
-    if scn.perturb.straggler_gpu is not None:
-        if scn.perturb.straggler_gpu >= world:
-            raise ValueError(f"straggler_gpu={scn.perturb.straggler_gpu} not in 0..{world - 1}")
-        straggler_rank = scn.perturb.straggler_gpu // (p.dp * p.tp)  # GPU = stage * dp*tp + dp rank
+class ChunkTimes:
+    """``(rank, action) -> ChunkRun``: the slices of the action's chunk passes on one GPU, event by event
+    (``overlap.run_chunks``); full SMs for lone passes, the compute partition for overlapped pairs, where the
+    all-to-all also takes HBM bandwidth from memory-bound kernels (``interference``) and DeepEP's layout and
+    notify kernels are added (``deepep_overheads``). Stages with the same layer kinds in the same order have
+    identical chunk times, so runs are reused exactly."""
 
-    ep_cfg = _ep_overhead_args(topo, p.ep, T, cfg.num_experts_per_tok if cfg.is_moe else 0)
-    comm_hbm = {n: IF.comm_hbm_bytes(rdma_bytes=v["bytes_by_class"].get("nic_tx", 0.0) / p.ep,
-                                     nvlink_bytes=v["bytes_by_class"].get("nvlink_rx", 0.0) / p.ep,
-                                     source_bytes=T * token_bytes(specs[n][0], "normal", specs[n][1], H))
-                for n, v in comm_res.items()} if cfg.is_moe else {}
+    def __init__(self, sp: StepPlan, ep: EpTimes) -> None:
+        scn, cfg = sp.scn, sp.cfg
+        p, T, H = scn.parallel, sp.tokens, cfg.hidden_size
+        self.sp, self.ep = sp, ep
+        self.straggler_rank = None
+        if scn.perturb.straggler_gpu is not None:
+            if scn.perturb.straggler_gpu >= p.world:
+                raise ValueError(f"straggler_gpu={scn.perturb.straggler_gpu} not in 0..{p.world - 1}")
+            self.straggler_rank = scn.perturb.straggler_gpu // (p.dp * p.tp)  # GPU = stage * dp*tp + dp rank
+        self.ep_cfg = _ep_overhead_args(sp.topo, p.ep, T, cfg.num_experts_per_tok if cfg.is_moe else 0)
+        self.comm_hbm = {n: IF.comm_hbm_bytes(rdma_bytes=v["bytes_by_class"].get("nic_tx", 0.0) / p.ep,
+                                              nvlink_bytes=v["bytes_by_class"].get("nvlink_rx", 0.0) / p.ep,
+                                              source_bytes=T * token_bytes(ep.specs[n][0], "normal", ep.specs[n][1],
+                                                                           H))
+                         for n, v in ep.comm_res.items()} if cfg.is_moe else {}
+        self.heads = head_slices(cfg, gpu=sp.gpu, tokens=T, sm_fraction=sp.sm_fraction,
+                                 n_heads=1 + cfg.num_nextn_predict_layers)
+        self.sigs = [self.signature(s) for s in range(p.pp)]
+        self.runs: dict = {}
+        self._layers: dict[int, tuple[dict, dict]] = {}
 
-    @cache
-    def layer(i: int) -> tuple[dict, dict]:
-        r = routing_of(i)
+    def layer(self, i: int) -> tuple[dict, dict]:
+        """(full-SM, partitioned) slice times of layer ``i``, its routing's all-to-all included when MoE."""
+        if i not in self._layers:
+            self._layers[i] = self._layer(i)
+        return self._layers[i]
+
+    def _layer(self, i: int) -> tuple[dict, dict]:
+        sp, cfg, w, ep = self.sp, self.sp.cfg, self.sp.scn.workload, self.ep
+        r = ep.routing_of(i)
         li = min(i, cfg.num_hidden_layers - 1) if i >= cfg.num_hidden_layers else i
-        kw = {"gpu": gpu, "tokens": T, "seq_len": w.seq_len, "expert_rows": rows_by_r[r],
-              "local_experts": local_experts, "gemm_dtype": w.gemm_dtype, "sm_fraction": frac,
-              "recompute": w.recompute, "extras": True}
+        kw = {"gpu": sp.gpu, "tokens": sp.tokens, "seq_len": w.seq_len, "expert_rows": ep.rows_by_r[r],
+              "local_experts": ep.local_experts(sp.scn.parallel.ep), "gemm_dtype": w.gemm_dtype,
+              "sm_fraction": sp.sm_fraction, "recompute": w.recompute, "extras": True}
         s = training_layer(cfg, li, **kw)
         moe = cfg.is_moe_layer(min(i, cfg.num_hidden_layers - 1)) and cfg.is_moe
         full, part = dict(s.times), dict(s.times_partial)
         if moe:
-            pair_comm = DO.comm_slices(comm_by_r[r], part, paired=True, **ep_cfg)
+            pair_comm = DO.comm_slices(ep.comm_by_r[r], part, paired=True, **self.ep_cfg)
             # HBM taken by the all-to-all, averaged over the pair's layer: its wall time is the longer stream
             span = max(sum(part.values()), sum(pair_comm.values()))
-            share = IF.hbm_share(sum(comm_hbm.values()), span, perf.hbm_bw)
+            share = IF.hbm_share(sum(self.comm_hbm.values()), span, sp.perf.hbm_bw)
             if share > 0:
                 part = dict(training_layer(cfg, li, mem_stretch=IF.memory_bound_stretch(share), **kw).times_partial)
-            full.update(DO.comm_slices(comm_by_r[r], full, paired=False, **ep_cfg))
-            part.update(DO.comm_slices(comm_by_r[r], part, paired=True, **ep_cfg))
+            full.update(DO.comm_slices(ep.comm_by_r[r], full, paired=False, **self.ep_cfg))
+            part.update(DO.comm_slices(ep.comm_by_r[r], part, paired=True, **self.ep_cfg))
         return full, part
 
-    heads = head_slices(cfg, gpu=gpu, tokens=T, sm_fraction=frac, n_heads=1 + cfg.num_nextn_predict_layers)
-
-    def stage_dicts(stage: int, partial: bool, slow: float) -> list[dict]:
-        out = []
-        for i in layers_of[stage]:
-            d = dict(layer(i)[1 if partial else 0])
-            out.append(d)
-        if stage == p.pp - 1:
-            out.append(dict(heads.times_partial if partial else heads.times))
+    def stage_dicts(self, stage: int, partial: bool, slow: float) -> list[dict]:
+        out = [dict(self.layer(i)[1 if partial else 0]) for i in self.sp.layers_of[stage]]
+        if stage == self.sp.scn.parallel.pp - 1:
+            out.append(dict(self.heads.times_partial if partial else self.heads.times))
         if slow != 1:
             out = [{k: (v * slow if not k.startswith(("dispatch", "combine")) else v) for k, v in d.items()}
                    for d in out]
         return out
 
-    runs: dict = {}
+    def signature(self, stage: int) -> tuple:
+        cfg, lr = self.sp.cfg, self.ep.lr
 
-    def signature(stage: int) -> tuple:
-        """Stages with the same layer kinds in the same order have identical chunk times (exact reuse)."""
         def kind(i: int) -> str:
             base = "mtp" if i >= cfg.num_hidden_layers else ("moe" if cfg.is_moe and cfg.is_moe_layer(i) else "dense")
-            return base + (str(routing_of(i)) if lr and len(lr) > 1 and i in lr.positions else "")
+            return base + (str(self.ep.routing_of(i)) if lr and len(lr) > 1 and i in lr.positions else "")
 
-        kinds = tuple(kind(i) for i in layers_of[stage])
-        return kinds + (("head",) if stage == p.pp - 1 else ())
+        kinds = tuple(kind(i) for i in self.sp.layers_of[stage])
+        return kinds + (("head",) if stage == self.sp.scn.parallel.pp - 1 else ())
 
-    sigs = [signature(s) for s in range(p.pp)]
-
-    def chunk(rank: int, a: Action):
-        slow = scn.perturb.straggler_slowdown if rank == straggler_rank else 1.0
+    def __call__(self, rank: int, a: Action):
+        scn, sched = self.sp.scn, self.sp.sched
+        slow = scn.perturb.straggler_slowdown if rank == self.straggler_rank else 1.0
         key = (rank == 0 and scn.record, slow, a.is_pair,
-               tuple((o.kind, sigs[sched.stage_of(rank, o.chunk)]) for o in a.ops))
-        r = runs.get(key)
+               tuple((o.kind, self.sigs[sched.stage_of(rank, o.chunk)]) for o in a.ops))
+        r = self.runs.get(key)
         if r is None:
-            parts = [(o.kind, stage_dicts(sched.stage_of(rank, o.chunk), a.is_pair, slow)) for o in a.ops]
-            r = runs[key] = run_chunks(parts, record=(rank == 0 and scn.record))
+            parts = [(o.kind, self.stage_dicts(sched.stage_of(rank, o.chunk), a.is_pair, slow)) for o in a.ops]
+            r = self.runs[key] = run_chunks(parts, record=(rank == 0 and scn.record))
         return r
 
-    ex = execute(sched, lambda rank, a: chunk(rank, a).time_s,
-                 p2p_latency=C.p2p_time(topo, T * H * 2.0, cross_node=True))
+    def table(self) -> dict[str, float]:
+        """Result field ``chunk_times_s``: each distinct chunk run by its passes and stage signatures."""
+        return {"&".join(f"{kind}[{'+'.join(sig)}]" for kind, sig in k[3]) + (f" x{k[1]:g} slow" if k[1] != 1
+                else ""): v.time_s for k, v in sorted(self.runs.items(), key=lambda kv: str(kv[0]))}
 
-    # the overlapped pair with the most MoE layers, slice by slice (DeepSeek's profile-data shows one such pair)
-    pair_slices: dict = {}
-    pairs = [(sum(sigs[sched.stage_of(r, o.chunk)].count("moe") for o in a.ops), r, a)
-             for r in range(p.pp) for a in sched.actions[r] if a.is_pair]
-    if pairs and cfg.is_moe:
+    def pair_slices(self) -> dict:
+        """The overlapped pair with the most MoE layers, slice by slice (DeepSeek's profile-data shows one)."""
+        sched, pp = self.sp.sched, self.sp.scn.parallel.pp
+        pairs = [(sum(self.sigs[sched.stage_of(r, o.chunk)].count("moe") for o in a.ops), r, a)
+                 for r in range(pp) for a in sched.actions[r] if a.is_pair]
+        if not pairs or not self.sp.cfg.is_moe:
+            return {}
         _n, pr, pa = max(pairs, key=lambda x: x[0])
-        run = run_chunks([(o.kind, stage_dicts(sched.stage_of(pr, o.chunk), True, 1.0)) for o in pa.ops])
+        run = run_chunks([(o.kind, self.stage_dicts(sched.stage_of(pr, o.chunk), True, 1.0)) for o in pa.ops])
         per: dict[str, list[float]] = {}
         for sl in run.slices:
             per.setdefault(sl.name, []).append(sl.end - sl.start)
-        pair_slices = {"pair_s": run.time_s, "rank": pr, "action": str(pa),
-                       "per_layer_s": {k: sum(v) / len(v) for k, v in per.items()}}
+        return {"pair_s": run.time_s, "rank": pr, "action": str(pa),
+                "per_layer_s": {k: sum(v) / len(v) for k, v in per.items()}}
 
-    # 5. data parallel + optimizer as DeepSeek runs them (optimizer_step.py; memory rows came before simulation)
-    ends = {r: _rank_end(cfg, scn, sched, layers_of, topo, perf, ex, r, mem_rows[r]) for r in range(p.pp)}
-    crit = max(ends, key=lambda r: ends[r].end_s)
-    step = ends[crit].end_s
-    pipe_end = max(ex.makespan, ends[crit].rs_end_s)
 
-    # metrics
-    tokens = w.global_batch_sequences * w.seq_len
-    tps = tokens / step
-    flops_tok = train_flops_per_token(cfg, w.seq_len)
-    mfu = flops_tok * tps / (world * perf.bf16_flops)
-    mfu_noncausal = noncausal_train_flops_per_token(cfg, w.seq_len) * tps / (world * perf.bf16_flops)
-    r0 = 0
-    cats: dict[str, float] = {}
-    for s in ex.spans[r0]:
-        cats[s.category] = cats.get(s.category, 0.0) + (s.end - s.start)
-    bd = {"forward_s": cats.get("F", 0.0), "backward_input_s": cats.get("B", 0.0),
-          "weight_grad_s": cats.get("W", 0.0), "backward_full_s": cats.get("BW", 0.0),
-          "overlapped_forward_backward_s": cats.get("F&B", 0.0), "bubble_s": ex.bubble[r0],
-          "dp_comm_exposed_s": pipe_end - ex.makespan + ends[crit].ag_exposed_s,
-          "optimizer_s": ends[crit].optimizer_s}
-    # DeepSeek's terms (ISCA'25 Table 4) on PP rank 0; they add up to the step time
-    deepseek_bd = {"1F": bd["forward_s"], "1B": bd["backward_input_s"] + bd["backward_full_s"],
-                   "1W": bd["weight_grad_s"], "1F1B": bd["overlapped_forward_backward_s"], "bubble": bd["bubble_s"],
-                   "opt": step - ex.makespan}
-    # communication accounting: per-GPU NIC / NVLink bytes of a step
-    moe_layers = {s: sum(1 for i in layers_of[s] if cfg.is_moe and cfg.is_moe_layer(min(i, cfg.num_hidden_layers - 1)))
-                  for s in range(p.pp)}
+def _moe_layers_per_stage(sp: StepPlan) -> dict[int, int]:
+    cfg = sp.cfg
+    return {s: sum(1 for i in sp.layers_of[s] if cfg.is_moe and cfg.is_moe_layer(min(i, cfg.num_hidden_layers - 1)))
+            for s in range(sp.scn.parallel.pp)}
+
+
+def a2a_bytes_per_layer(sp: StepPlan, ep: EpTimes) -> dict[str, dict[str, float]]:
+    """Per-GPU NIC / NVLink bytes of one MoE layer's all-to-all, forward and backward: routing 0's simulated
+    bytes, scaled for the other routings by their (exact) link bytes."""
+    p, H = sp.scn.parallel, sp.cfg.hidden_size
     per_class = {"nic": {"F": 0.0, "B": 0.0}, "nvlink": {"F": 0.0, "B": 0.0}}
-    # bytes per MoE layer: routing 0's simulated bytes, scaled for the other routings by their (exact) link bytes
     mix: dict[tuple[str, str], float] = {}
+    lr = ep.lr
     if lr and len(lr) > 1:
-        lb = LR.link_bytes(topo, lr, lspecs, H)
+        lb = LR.link_bytes(sp.topo, lr, ep.lspecs, H)
         wts = LR.weights(lr)
         mix = {(n, c): sum(w_ * lb[r][n].get(c, 0.0) for r, w_ in enumerate(wts)) / lb[0][n][c]
                for n in lb[0] for c in ("nic_tx", "nvlink_rx") if lb[0][n].get(c)}
-    for name, r in comm_res.items():
+    for name, r in ep.comm_res.items():
         d = "F" if name.endswith("(F)") else "B"
         f_nic, f_nvl = mix.get((name, "nic_tx"), 1.0), mix.get((name, "nvlink_rx"), 1.0)
         per_class["nic"][d] += f_nic * r["bytes_by_class"].get("nic_tx", 0.0) / p.ep
         per_class["nvlink"][d] += f_nvl * r["bytes_by_class"].get("nvlink_rx", 0.0) / p.ep
-    n_f = dict.fromkeys(range(p.pp), 0)
-    n_b = dict.fromkeys(range(p.pp), 0)
+    return per_class
+
+
+def _moe_passes(sched: Schedule, moe_layers: dict[int, int]) -> tuple[dict[int, int], dict[int, int]]:
+    """(forward, backward) MoE-layer passes per PP rank over the step."""
+    n_f = dict.fromkeys(range(sched.pp), 0)
+    n_b = dict.fromkeys(range(sched.pp), 0)
     for r, acts_ in sched.actions.items():
         for a in acts_:
             for o in a.ops:
@@ -314,59 +379,106 @@ def simulate_training(scn: Scenario) -> TrainingResult | Infeasible:
                     n_f[r] += moe_layers[st]
                 elif o.kind in ("B", "BW"):
                     n_b[r] += moe_layers[st]
-    nic_cap = topo.cfg.nic.effective_bandwidth if topo.cfg.nic else float("inf")
-    nvl_cap = topo.cfg.scale_up.effective_bandwidth
-    ib_bytes = n_f[r0] * per_class["nic"]["F"] + n_b[r0] * per_class["nic"]["B"]
-    nvl_bytes = n_f[r0] * per_class["nvlink"]["F"] + n_b[r0] * per_class["nvlink"]["B"]
-    util = {"ib": ib_bytes / (step * nic_cap), "nvlink": nvl_bytes / (step * nvl_cap)}
-    exposed = sum(chunk(r0, a).exposed_comm_s for a in sched.actions[r0]) + bd["dp_comm_exposed_s"]
+    return n_f, n_b
 
-    # timelines: pipeline spans of every PP rank, slices of rank 0, link utilisation over time of rank 0
+
+def _breakdown(ex: ExecResult, end: OS.RankEnd, pipe_end: float, r0: int) -> dict[str, float]:
+    cats: dict[str, float] = {}
+    for s in ex.spans[r0]:
+        cats[s.category] = cats.get(s.category, 0.0) + (s.end - s.start)
+    return {"forward_s": cats.get("F", 0.0), "backward_input_s": cats.get("B", 0.0),
+            "weight_grad_s": cats.get("W", 0.0), "backward_full_s": cats.get("BW", 0.0),
+            "overlapped_forward_backward_s": cats.get("F&B", 0.0), "bubble_s": ex.bubble[r0],
+            "dp_comm_exposed_s": pipe_end - ex.makespan + end.ag_exposed_s, "optimizer_s": end.optimizer_s}
+
+
+def _events(sp: StepPlan, chunks: ChunkTimes, ex: ExecResult, r0: int, pipe_end: float, optimizer_s: float,
+            step: float) -> list[dict]:
+    """Timeline: pipeline spans of every PP rank, the slices of rank ``r0``, its optimizer and its exposed DP
+    communication (the reduce-scatter still running after the drain, the ZeRO-1 all-gather after the optimizer)."""
     events = []
     for r, spans in ex.spans.items():
         for s in spans:
             events.append({"rank": r, "stream": "pipeline", "name": s.category, "action": s.action,
                            "start_s": s.start, "end_s": s.end})
-    series_t, ib_u, nvl_u = _link_series(sched, ex, r0, per_class, moe_layers, nic_cap, nvl_cap, step)
-    for a, s in zip(sched.actions[r0], ex.spans[r0]):
-        for sl in chunk(r0, a).slices:
+    for a, s in zip(sp.sched.actions[r0], ex.spans[r0]):
+        for sl in chunks(r0, a).slices:
             events.append({"rank": r0, "stream": sl.stream, "name": sl.name, "start_s": s.start + sl.start,
                            "end_s": s.start + sl.end, "layer": sl.layer, "action": s.action})
     events.append({"rank": r0, "stream": "compute", "name": "optimizer", "start_s": pipe_end,
-                   "end_s": pipe_end + bd["optimizer_s"]})
-    # exposed DP communication (breakdown dp_comm_exposed_s): the gradient reduce-scatter still running after
-    # the pipeline drains, and the parameter all-gather after the optimizer (ZeRO-1), on the comm stream
-    for what, t0_, t1_ in (("reduce-scatter", ex.makespan, pipe_end),
-                           ("all-gather", pipe_end + bd["optimizer_s"], step)):
+                   "end_s": pipe_end + optimizer_s})
+    for what, t0_, t1_ in (("reduce-scatter", ex.makespan, pipe_end), ("all-gather", pipe_end + optimizer_s, step)):
         if t1_ > t0_:
             events.append({"rank": r0, "stream": "comm", "name": "dp_comm(exposed)", "collective": what,
                            "start_s": t0_, "end_s": t1_})
-    sources = sorted(set(heads.sources) | set(training_layer(
-        cfg, cfg.num_hidden_layers - 1, gpu=gpu, tokens=T, seq_len=w.seq_len, expert_rows=rows,
-        local_experts=local_experts, gemm_dtype=w.gemm_dtype, sm_fraction=frac).sources))
-    sources += [f"GPU {gpu}: {perf.source}", f"topology {topo.cfg.name}: " + "; ".join(topo.cfg.sources)]
-    chunk_times = {"&".join(f"{kind}[{'+'.join(sig)}]" for kind, sig in k[3]) + (f" x{k[1]:g} slow" if k[1] != 1
-                   else ""): v.time_s for k, v in sorted(runs.items(), key=lambda kv: str(kv[0]))}
-    loads = lr.loads() if lr else {}
+    return events
+
+
+def _sources(sp: StepPlan, ep: EpTimes, chunks: ChunkTimes) -> list[str]:
+    cfg, w = sp.cfg, sp.scn.workload
+    last = training_layer(cfg, cfg.num_hidden_layers - 1, gpu=sp.gpu, tokens=sp.tokens, seq_len=w.seq_len,
+                          expert_rows=ep.rows, local_experts=ep.local_experts(sp.scn.parallel.ep),
+                          gemm_dtype=w.gemm_dtype, sm_fraction=sp.sm_fraction)
+    topo = sp.topo.cfg
+    return sorted(set(chunks.heads.sources) | set(last.sources)) + [
+        f"GPU {sp.gpu}: {sp.perf.source}", f"topology {topo.name}: " + "; ".join(topo.sources)]
+
+
+def _link_utilisation(sp: StepPlan, ep: EpTimes, ex: ExecResult, step: float, r0: int) -> tuple[dict, dict]:
+    """(average IB / NVLink utilisation of rank ``r0`` over the step, the per-bin series of it)."""
+    topo, sched = sp.topo, sp.sched
+    moe_layers = _moe_layers_per_stage(sp)
+    per_class = a2a_bytes_per_layer(sp, ep)
+    n_f, n_b = _moe_passes(sched, moe_layers)
+    nic_cap = topo.cfg.nic.effective_bandwidth if topo.cfg.nic else float("inf")
+    nvl_cap = topo.cfg.scale_up.effective_bandwidth
+    ib_bytes = n_f[r0] * per_class["nic"]["F"] + n_b[r0] * per_class["nic"]["B"]
+    nvl_bytes = n_f[r0] * per_class["nvlink"]["F"] + n_b[r0] * per_class["nvlink"]["B"]
+    util = {"ib": ib_bytes / (step * nic_cap), "nvlink": nvl_bytes / (step * nvl_cap)}
+    series_t, ib_u, nvl_u = _link_series(sched, ex, r0, per_class, moe_layers, nic_cap, nvl_cap, step)
+    return util, {"t_s": series_t, "by_class": {"ib": ib_u, "nvlink": nvl_u},
+                  "by_node": {"0": {"ib": ib_u, "nvlink": nvl_u}}, "average": util}
+
+
+def training_result(sp: StepPlan, ep: EpTimes, chunks: ChunkTimes, ex: ExecResult, t_wall: float) -> TrainingResult:
+    """Step time (pipeline, then DP and optimizer as DeepSeek runs them, ``optimizer_step.py``) and metrics."""
+    scn, cfg, topo, sched, perf = sp.scn, sp.cfg, sp.topo, sp.sched, sp.perf
+    w, p, r0 = scn.workload, scn.parallel, 0
+    ends = {r: _rank_end(cfg, scn, sched, sp.layers_of, topo, perf, ex, r, sp.mem_rows[r]) for r in range(p.pp)}
+    crit = max(ends, key=lambda r: ends[r].end_s)
+    step = ends[crit].end_s
+    pipe_end = max(ex.makespan, ends[crit].rs_end_s)
+    tokens = w.global_batch_sequences * w.seq_len
+    tps = tokens / step
+    flops_tok = train_flops_per_token(cfg, w.seq_len)
+    mfu = flops_tok * tps / (p.world * perf.bf16_flops)
+    bd = _breakdown(ex, ends[crit], pipe_end, r0)
+    # DeepSeek's terms (ISCA'25 Table 4) on PP rank 0; they add up to the step time
+    deepseek_bd = {"1F": bd["forward_s"], "1B": bd["backward_input_s"] + bd["backward_full_s"],
+                   "1W": bd["weight_grad_s"], "1F1B": bd["overlapped_forward_backward_s"], "bubble": bd["bubble_s"],
+                   "opt": step - ex.makespan}
+    util, link_util = _link_utilisation(sp, ep, ex, step, r0)
+    exposed = sum(chunks(r0, a).exposed_comm_s for a in sched.actions[r0]) + bd["dp_comm_exposed_s"]
+    events = _events(sp, chunks, ex, r0, pipe_end, bd["optimizer_s"], step)
+    loads = ep.lr.loads() if ep.lr else {}
     return TrainingResult(
-        scenario=scn.name, model=cfg.name if hasattr(cfg, "name") else scn.model, topology=topo.cfg.name, gpu=gpu,
-        n_gpus=world, parallel={"pp": p.pp, "dp": p.dp, "tp": p.tp, "ep": p.ep, "schedule": w.schedule,
-                                "microbatches": scn.microbatches, "micro_batch_tokens": T},
+        scenario=scn.name, model=cfg.name if hasattr(cfg, "name") else scn.model, topology=topo.cfg.name,
+        gpu=sp.gpu, n_gpus=p.world, parallel={"pp": p.pp, "dp": p.dp, "tp": p.tp, "ep": p.ep, "schedule": w.schedule,
+                                              "microbatches": scn.microbatches, "micro_batch_tokens": sp.tokens},
         step_time_s=step, breakdown_s=bd, step_breakdown_s=deepseek_bd, mfu=mfu, mfu_causal=mfu,
-        mfu_noncausal=mfu_noncausal, pair_slices_s=pair_slices, tokens_per_s=tps, tokens_per_step=tokens,
-        gpu_hours_per_trillion_tokens=world * 1e12 / tps / 3600.0, train_flops_per_token=flops_tok,
-        memory_per_gpu=mem_rows, link_utilisation={"t_s": series_t, "by_class": {"ib": ib_u, "nvlink": nvl_u},
-                                                   "by_node": {"0": {"ib": ib_u, "nvlink": nvl_u}},
-                                                   "average": util},
+        mfu_noncausal=noncausal_train_flops_per_token(cfg, w.seq_len) * tps / (p.world * perf.bf16_flops),
+        pair_slices_s=chunks.pair_slices(), tokens_per_s=tps, tokens_per_step=tokens,
+        gpu_hours_per_trillion_tokens=p.world * 1e12 / tps / 3600.0, train_flops_per_token=flops_tok,
+        memory_per_gpu=sp.mem_rows, link_utilisation=link_util,
         ib_utilisation=util["ib"], nvlink_utilisation=util["nvlink"], exposed_communication_s=exposed,
         expert_load_before=loads.get("expert_load_before", []),
         expert_load_after=loads.get("expert_load_after", []),
         expert_load_logical=loads.get("expert_load_logical", []),
         nodes_per_token={"hist": loads.get("nodes_per_token_hist", []), "node_limit": w.node_limit,
                          "routing_layers": loads.get("routing_layers", 0), "n_group": cfg.n_group},
-        comm=dict(comm_res), chunk_times_s=chunk_times,
+        comm=dict(ep.comm_res), chunk_times_s=chunks.table(),
         timeline={"events": events}, pipeline=ex.to_dict(),
-        sources=tuple(sources), sim_wall_s=time.perf_counter() - t_wall)
+        sources=tuple(_sources(sp, ep, chunks)), sim_wall_s=time.perf_counter() - t_wall)
 
 
 def noncausal_train_flops_per_token(cfg: ModelConfig, seq_len: int) -> float:
@@ -420,8 +532,6 @@ def _ep_overhead_args(topo, ep: int, tokens: int, topk: int) -> dict:
 def _dp_and_memory(cfg: ModelConfig, scn: Scenario, sched, layers_of: list[list[int]], topo, perf, T: int):
     """Per PP rank: memory rows (ZeRO-1 shard, weights, FP32 gradients, activations); pure arithmetic. The DP
     collectives and the optimizer's time are per chunk, after execution (``_rank_end``, optimizer_step.py)."""
-    from dsv3sim.parallel import activation_peaks
-
     w, p = scn.workload, scn.parallel
     peaks = activation_peaks(sched)
     dp_ep = max(1, (p.dp * p.tp) // p.ep)
