@@ -92,6 +92,21 @@ def points(cfg: ModelConfig, grid: str = "full", dtypes: tuple[str, ...] = ("bf1
 
 
 def _points(cfg: ModelConfig, grid: str, dtypes: tuple[str, ...], seed: int) -> list[Point]:
+    if grid not in ("full", "small", "quick"):
+        return _named_grid(cfg, grid, dtypes, seed)
+    small = grid in ("small", "quick")
+    pts = _gemm_points(cfg, grid, dtypes)
+    if grid == "quick":
+        pts.append(Point(op="attn_decode", dtype="bf16", shape={"b": 2, "t": 64, "h": 4}))
+        pts.append(Point(op="rmsnorm", dtype="bf16", shape={"m": 16, "n": 256}))
+        return pts
+    return pts + _grouped_points(cfg, small, dtypes) + _attention_points(cfg, small) + \
+        _vector_points(cfg, small, dtypes)
+
+
+def _named_grid(cfg: ModelConfig, grid: str, dtypes: tuple[str, ...], seed: int) -> list[Point]:
+    """The grids measured after the full lattice: held-out and scatter shapes, the model's own operators,
+    denser N, K and M lattices, the FP8 re-measurement."""
     if grid == "heldout":
         return heldout(cfg, dtypes, seed)
     if grid in ("scatter", "heldout2"):  # same distribution, different seeds: training data vs a fresh check
@@ -111,44 +126,44 @@ def _points(cfg: ModelConfig, grid: str, dtypes: tuple[str, ...], seed: int) -> 
         ms = [m for m in range(96, 513, 32) if m not in _m_values(1, 16384)] + [576, 640, 704, 832, 896, 960]
         return [Point(op="gemm", dtype=dt, shape={"m": m, "n": n, "k": k}) for dt in dtypes for n in nk for k in nk
                 for m in ms if 2.0 * m * n * k <= 4e12]
-    if grid == "fp8fix":  # the FP8 shapes whose M % 4 != 0 failed in the first H200 run (now padded)
-        return [p for p in points(cfg, "full", ("fp8",)) if p.op in ("gemm", "grouped_gemm", "shared_expert")
-                and (p.shape.get("m", 4) % 4 or p.shape.get("dist") == "zipf")]
+    assert grid == "fp8fix", grid  # the FP8 shapes whose M % 4 != 0 failed in the first H200 run (now padded)
+    return [p for p in points(cfg, "full", ("fp8",)) if p.op in ("gemm", "grouped_gemm", "shared_expert")
+            and (p.shape.get("m", 4) % 4 or p.shape.get("dist") == "zipf")]
+
+
+def _gemm_points(cfg: ModelConfig, grid: str, dtypes: tuple[str, ...]) -> list[Point]:
+    """The M x N x K lattice (FLOPs capped per call), then the model's own GEMM shapes at the lattice's M."""
     small = grid in ("small", "quick")
-    pts: list[Point] = []
     cap = 1.2e10 if small else 4e12  # max FLOPs of one GEMM call
     nk = [256, 1024, 4096] if small else [256, 512, 1024, 2048, 4096, 8192, 16384, 32768]
     ms = _m_values(1, 512) if small else _m_values(1, 16384)
     if grid == "quick":
         nk, ms = [256, 512], [1, 16, 64]
     gm = model_gemms(cfg)
+    pts: list[Point] = []
     for dt in dtypes:
-        for n in nk:
-            for k in nk:
-                for m in ms:
-                    if 2.0 * m * n * k <= cap:
-                        pts.append(Point(op="gemm", dtype=dt, shape={"m": m, "n": n, "k": k}))
+        pts += [Point(op="gemm", dtype=dt, shape={"m": m, "n": n, "k": k})
+                for n in nk for k in nk for m in ms if 2.0 * m * n * k <= cap]
         if grid != "quick":
-            for role, (n, k) in gm.items():
-                for m in (ms if not small else [1, 8, 64]):
-                    if 2.0 * m * n * k <= cap:
-                        pts.append(Point(op="gemm", dtype=dt, shape={"m": m, "n": n, "k": k}, role=role, set="model"))
-    if grid == "quick":
-        pts.append(Point(op="attn_decode", dtype="bf16", shape={"b": 2, "t": 64, "h": 4}))
-        pts.append(Point(op="rmsnorm", dtype="bf16", shape={"m": 16, "n": 256}))
-        return pts
+            pts += [Point(op="gemm", dtype=dt, shape={"m": m, "n": n, "k": k}, role=role, set="model")
+                    for role, (n, k) in gm.items() for m in (ms if not small else [1, 8, 64])
+                    if 2.0 * m * n * k <= cap]
+    return pts
+
+
+def _grouped_points(cfg: ModelConfig, small: bool, dtypes: tuple[str, ...]) -> list[Point]:
+    """Routed experts: E local experts x m tokens each, up (w13) and down (w2) GEMMs; uniform and Zipf loads."""
     inter, hid = cfg.moe_intermediate_size, cfg.hidden_size
-    # routed experts: E local experts x m tokens each, up (w13) and down (w2) GEMMs
+    cap = 1.2e10 if small else 8e12
     es = [1, 4, 16] if small else [1, 2, 4, 8, 16, 32, 64, 256]
     mexp = [1, 8, 64] if small else [1, 4, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192]
+    pts: list[Point] = []
     for dt in dtypes:
+        impl = "grouped" if dt == "bf16" else "loop"
         for (n, k), role in (((2 * inter, hid), "moe.w13"), ((hid, inter), "moe.w2")):
             for e in es:
                 for m in mexp:
-                    if 2.0 * e * m * n * k > (cap if small else 8e12):
-                        continue
-                    impl = "grouped" if dt == "bf16" else "loop"
-                    if impl == "loop" and e > 64:
+                    if 2.0 * e * m * n * k > cap or (impl == "loop" and e > 64):
                         continue
                     pts.append(Point(op="grouped_gemm", dtype=dt, role=role,
                                      shape={"e": e, "m": m, "n": n, "k": k, "dist": "uniform", "impl": impl}))
@@ -156,45 +171,50 @@ def _points(cfg: ModelConfig, grid: str, dtypes: tuple[str, ...], seed: int) -> 
                         pts.append(Point(op="grouped_gemm", dtype=dt, role=role, set="model",
                                          shape={"e": e, "m": m, "n": n, "k": k, "dist": "uniform", "impl": "loop"}))
             if not small:
-                for e, m in ((8, 512), (32, 256), (32, 1024), (256, 64), (256, 256)):
-                    impl = "grouped" if dt == "bf16" else "loop"
-                    if impl == "loop" and e > 64:
-                        continue
-                    pts.append(Point(op="grouped_gemm", dtype=dt, role=role, set="model",
-                                     shape={"e": e, "m": m, "n": n, "k": k, "dist": "zipf", "impl": impl}))
+                pts += [Point(op="grouped_gemm", dtype=dt, role=role, set="model",
+                              shape={"e": e, "m": m, "n": n, "k": k, "dist": "zipf", "impl": impl})
+                        for e, m in ((8, 512), (32, 256), (32, 1024), (256, 64), (256, 256))
+                        if not (impl == "loop" and e > 64)]
+    return pts
+
+
+def _attention_points(cfg: ModelConfig, small: bool) -> list[Point]:
+    """MLA prefill (forward, forward+backward) over heads x sequence; absorbed decode over batch x context."""
     dqk, dv = cfg.qk_nope_head_dim + cfg.qk_rope_head_dim, cfg.v_head_dim
-    hs = [4] if small else [16, 32, 64, 128]
-    ss = [128, 256, 512] if small else [512, 1024, 2048, 4096, 8192, 16384]
-    for h in hs:
-        for s in ss:
-            for op in ("attn_prefill", "attn_prefill_fwdbwd"):
-                pts.append(Point(op=op, dtype="bf16", shape={"b": 1, "s": s, "h": h, "dqk": dqk, "dv": dv}))
-    for h in ([4] if small else [16, 128]):
-        for b in ([1, 8] if small else [1, 2, 4, 8, 16, 32, 64, 128, 256]):
-            for t in ([128, 1024] if small else [256, 1024, 2048, 4096, 8192, 16384, 32768]):
-                if b * t <= 2**21:
-                    pts.append(Point(op="attn_decode", dtype="bf16",
-                                     shape={"b": b, "t": t, "h": h, "dc": cfg.kv_lora_rank,
-                                            "dr": cfg.qk_rope_head_dim}))
-    tok = [1, 16, 256, 4096] if small else [1, 4, 16, 64, 256, 1024, 4096, 16384, 65536]
-    for m in tok:
-        for n in sorted({hid, cfg.q_lora_rank or hid, cfg.kv_lora_rank}):
-            pts.append(Point(op="rmsnorm", dtype="bf16", shape={"m": m, "n": n}))
-        for n in sorted({inter, cfg.intermediate_size}):
-            pts.append(Point(op="swiglu", dtype="bf16", shape={"m": m, "n": n}))
-        for n in sorted({hid, inter, cfg.num_attention_heads * cfg.v_head_dim}):
-            pts.append(Point(op="quant_fp8", dtype="fp8", shape={"m": m, "n": n}))
-        for h in sorted({1, cfg.num_attention_heads}):
-            pts.append(Point(op="rope", dtype="bf16", shape={"m": m, "h": h, "d": cfg.qk_rope_head_dim}))
+    pts = [Point(op=op, dtype="bf16", shape={"b": 1, "s": s, "h": h, "dqk": dqk, "dv": dv})
+           for h in ([4] if small else [16, 32, 64, 128])
+           for s in ([128, 256, 512] if small else [512, 1024, 2048, 4096, 8192, 16384])
+           for op in ("attn_prefill", "attn_prefill_fwdbwd")]
+    pts += [Point(op="attn_decode", dtype="bf16",
+                  shape={"b": b, "t": t, "h": h, "dc": cfg.kv_lora_rank, "dr": cfg.qk_rope_head_dim})
+            for h in ([4] if small else [16, 128])
+            for b in ([1, 8] if small else [1, 2, 4, 8, 16, 32, 64, 128, 256])
+            for t in ([128, 1024] if small else [256, 1024, 2048, 4096, 8192, 16384, 32768]) if b * t <= 2**21]
+    return pts
+
+
+def _vector_points(cfg: ModelConfig, small: bool, dtypes: tuple[str, ...]) -> list[Point]:
+    """Per-token ops over the token counts (norms, SwiGLU, FP8 casts, RoPE, gate, embedding, shared expert)
+    and AdamW over parameter counts."""
+    inter, hid = cfg.moe_intermediate_size, cfg.hidden_size
+    pts: list[Point] = []
+    for m in ([1, 16, 256, 4096] if small else [1, 4, 16, 64, 256, 1024, 4096, 16384, 65536]):
+        pts += [Point(op="rmsnorm", dtype="bf16", shape={"m": m, "n": n})
+                for n in sorted({hid, cfg.q_lora_rank or hid, cfg.kv_lora_rank})]
+        pts += [Point(op="swiglu", dtype="bf16", shape={"m": m, "n": n})
+                for n in sorted({inter, cfg.intermediate_size})]
+        pts += [Point(op="quant_fp8", dtype="fp8", shape={"m": m, "n": n})
+                for n in sorted({hid, inter, cfg.num_attention_heads * cfg.v_head_dim})]
+        pts += [Point(op="rope", dtype="bf16", shape={"m": m, "h": h, "d": cfg.qk_rope_head_dim})
+                for h in sorted({1, cfg.num_attention_heads})]
         pts.append(Point(op="gate", dtype="bf16", shape={"m": m, "n": cfg.n_routed_experts, "k": hid,
                                                           "n_group": cfg.n_group, "topk_group": cfg.topk_group,
                                                           "top_k": cfg.num_experts_per_tok}))
         pts.append(Point(op="embedding", dtype="bf16", shape={"m": m, "n": hid, "k": cfg.vocab_size}))
         if m <= (256 if small else 16384):
-            for dt in dtypes:
-                pts.append(Point(op="shared_expert", dtype=dt, shape={"m": m, "n": inter, "k": hid}))
-    for n in ([2**16, 2**20] if small else [2**16, 2**18, 2**20, 2**22, 2**24, 2**26, 2**28]):
-        pts.append(Point(op="adamw", dtype="fp32", shape={"n": n}))
+            pts += [Point(op="shared_expert", dtype=dt, shape={"m": m, "n": inter, "k": hid}) for dt in dtypes]
+    pts += [Point(op="adamw", dtype="fp32", shape={"n": n})
+            for n in ([2**16, 2**20] if small else [2**16, 2**18, 2**20, 2**22, 2**24, 2**26, 2**28])]
     return pts
 
 
