@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/bench_plan.py --out benchmarks/bench_plan.out.json
 
-Targets (issue 17): the training search over >= 500 layouts in <= 60 s on 2 cores, its best DeepSeek-V3 layout on
+Targets: the training search over >= 500 layouts in <= 60 s on 2 cores, its best DeepSeek-V3 layout on
 2048 H800 no slower than the published layout's simulated step (PP16 DualPipe EP64 M=4 FP8, `dsv3sim run`);
 the serving search in <= 30 s; AIConfigurator's question (V3, 32 H200, ISL 4000, OSL 1000, TTFT 2 s, TPOT 50 ms).
 """
