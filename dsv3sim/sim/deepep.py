@@ -320,7 +320,8 @@ def ll_link_bound(topo: Topology, c: EpCounts, *, kind: str, dtype: str, hidden:
 def tpot_limit(*, tokens: int, experts_per_token: int, hidden: float, bandwidth: float, layers: int,
                dispatch_bytes_per_elem: float = 1.0, combine_bytes_per_elem: float = 2.0,
                micro_batches: int = 2) -> dict:
-    """The communication-bound decode limit of "Insights into DeepSeek-V3" (ISCA'25, arXiv 2505.09343, its TPOT estimate):
+    """The communication-bound decode limit of "Insights into DeepSeek-V3" (ISCA'25, arXiv 2505.09343, its TPOT
+    estimate):
     each GPU sends ``tokens`` x ``experts_per_token`` copies of a ``hidden``-wide vector, FP8 out (1 B) and BF16
     back (2 B), over ``bandwidth`` B/s: t_layer = (1 + 2) B x tokens x experts x hidden / bandwidth. With two
     micro-batches overlapping compute and communication, a layer takes 2 x t_layer and TPOT = layers x 2 x

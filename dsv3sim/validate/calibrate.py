@@ -115,7 +115,8 @@ def probe(ctx, quick: bool = False) -> dict:
     if spec.model:
         ctx.status.enter("compute")
         cfg = load_model_config(spec.model)
-        parts = build(cfg, spec.seed, fp8=spec.fp8_compute)  # meta-built: only what the profile materialises is allocated, then freed
+        # meta-built: only what the profile materialises is allocated, then freed
+        parts = build(cfg, spec.seed, fp8=spec.fp8_compute)
         out["components"] = profile_components(cfg, spec, dev, ctx.sync, rank, parts=parts,
                                                 reps=min(3, spec.profile_reps) if quick else spec.profile_reps)
         out["components"]["grad_sync"] = _grad_sync(ctx, cfg, iters, parts)

@@ -19,10 +19,9 @@ from functools import lru_cache
 from pathlib import Path
 
 from dsv3sim.config.model import ModelConfig, load_model_config
-from dsv3sim.config.scenario import AggregatedWorkload, DecodeWorkload, PrefillWorkload, Scenario
+from dsv3sim.config.scenario import Scenario
 from dsv3sim.cost.kvcache import kv_cache_bytes_per_token
 from dsv3sim.cost.memory import checkpoint_weight_dtype, routed_expert_bytes, weight_bytes
-from dsv3sim.results import Infeasible, ServingResult
 from dsv3sim.workload import comm as C
 from dsv3sim.workload import layer_routing as LR
 from dsv3sim.workload.kernels import gpu_perf
@@ -86,23 +85,6 @@ def serving_weight_dtype(cfg: ModelConfig, gemm_dtype: str) -> str:
     if checkpoint_weight_dtype(cfg) == "mxfp4":
         return "mxfp4"
     return "fp8" if gemm_dtype == "fp8" else "bf16"
-
-
-def simulate_serving(scn: Scenario) -> ServingResult | Infeasible:
-    w = scn.workload
-    if isinstance(w, PrefillWorkload):
-        from dsv3sim.workload.prefill import simulate_prefill
-
-        return simulate_prefill(scn)
-    if isinstance(w, DecodeWorkload):
-        from dsv3sim.workload.decode import simulate_decode
-
-        return simulate_decode(scn)
-    if isinstance(w, AggregatedWorkload):
-        from dsv3sim.workload.aggregated import simulate_aggregated
-
-        return simulate_aggregated(scn)
-    raise ValueError(f"simulate_serving needs a prefill, decode or aggregated workload, got {type(w).__name__}")
 
 
 def common(scn: Scenario):

@@ -11,9 +11,9 @@ from dsv3sim.config import load_model_config
 from dsv3sim.config.scenario import DecodeWorkload, ParallelDims, PrefillWorkload, Scenario, TrainingWorkload
 from dsv3sim.cost.flops import train_flops_per_token
 from dsv3sim.results import Infeasible, ServingResult, TrainingResult
+from dsv3sim.workload import simulate_serving
 from dsv3sim.workload.layer_ops import decode_layer, training_layer
 from dsv3sim.workload.loader import load
-from dsv3sim.workload.serving import simulate_serving
 from dsv3sim.workload.training import simulate_training
 
 

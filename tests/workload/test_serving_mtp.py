@@ -15,7 +15,7 @@ def test_measurement_file_names_its_recipe_and_serving_defaults_to_published():
     assert d["mtp_acceptance_rate"] == pytest.approx(d["accepted"] / d["drafted"])
     assert any(c.startswith("dsv3sim train tiny") for c in d["commands"])
     assert measured_mtp_acceptance()[0] == d["mtp_acceptance_rate"]
-    assert DEFAULT_MTP_ACCEPTANCE == pytest.approx(0.875)  # DeepSeek-V3 §5.4.3: 85-90 %
+    assert pytest.approx(0.875) == DEFAULT_MTP_ACCEPTANCE  # DeepSeek-V3 §5.4.3: 85-90 %
 
 
 @pytest.mark.slow
