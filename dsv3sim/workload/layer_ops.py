@@ -120,11 +120,20 @@ def training_layer(cfg: ModelConfig, i: int, *, gpu: str, tokens: int, seq_len: 
     the production kernels of ``layer_extras`` (the simulated training step sets it; validate's comparison with
     our own PyTorch runs does not); ``mem_stretch``: memory-bound kernels' factor on the compute
     partition beside the all-to-all (``interference.memory_bound_stretch``)."""
-    H = cfg.hidden_size
     a = _Acc(gpu, sm_fraction, mem_stretch)
     if extras:
         for e in training_extras(cfg, i, tokens=tokens, expert_rows=expert_rows, local_experts=local_experts):
             a.add(e.slice, e.op, "bf16", 0.0, e.bytes)
+    _attention_slices(a, cfg, i, tokens=tokens, seq_len=seq_len, gemm_dtype=gemm_dtype, recompute=recompute)
+    _ffn_slices(a, cfg, i, tokens=tokens, expert_rows=expert_rows, local_experts=local_experts, gemm_dtype=gemm_dtype)
+    return a.done()
+
+
+def _attention_slices(a: _Acc, cfg: ModelConfig, i: int, *, tokens: int, seq_len: int, gemm_dtype: str,
+                      recompute: bool) -> None:
+    """Attention of layer ``i``: norm, projections (forward, dgrad, wgrad; up-projections recomputed in the
+    backward, V3 §3.2.3), the core (causal, or the sliding window's roofline), the backward's norms."""
+    H = cfg.hidden_size
     lin = attention_linears(cfg)
     up_proj = {"q_b_proj", "kv_b_proj"}
     # attention: norm, projections, core, output projection
@@ -150,6 +159,12 @@ def training_layer(cfg: ModelConfig, i: int, *, gpu: str, tokens: int, seq_len: 
         a.add("attn(F)", "attn_prefill", "bf16", core, qkv_bytes, **ashape)
         a.add("attn(B)", "attn_prefill_bwd", "bf16", ATTN_BWD_FACTOR * core, 2 * qkv_bytes, **ashape)
     a.eltwise("attn(B)", tokens, H, 2 + (1 if recompute else 0))
+
+
+def _ffn_slices(a: _Acc, cfg: ModelConfig, i: int, *, tokens: int, expert_rows: int, local_experts: int,
+                gemm_dtype: str) -> None:
+    """FFN of layer ``i``: the router and the routed + shared experts on their rows (MoE), or the dense MLP."""
+    H = cfg.hidden_size
     if cfg.is_moe_layer(i):
         E = cfg.n_routed_experts
         a.gemm("attn(F)", tokens, H, E, "bf16")  # router (BF16, V3 §3.3)
@@ -176,7 +191,6 @@ def training_layer(cfg: ModelConfig, i: int, *, gpu: str, tokens: int, seq_len: 
         a.eltwise("mlp(B)", tokens, 2 * I, 1.5, op="swiglu")
         a.gemm("mlp(W)", H, tokens, I, gemm_dtype, cast_b=True)
         a.gemm("mlp(W)", 2 * I, tokens, H, gemm_dtype, cast_b=True)
-    return a.done()
 
 
 def head_slices(cfg: ModelConfig, *, gpu: str, tokens: int, sm_fraction: float, n_heads: int = 1) -> LayerSlices:
