@@ -108,7 +108,8 @@ def build_table(spec, train: list[dict], calib: list[dict], machine: str) -> dic
             "tokens_per_microbatch": m0["tokens_per_mb"], "hidden": D, "elt_bytes": elt,
             "fp8_compute": spec.fp8_compute, "fp8_dispatch": spec.fp8,
             "row_bytes": {w: row_bytes(D, w, dt) for w in ("fp8", "bf16", "native")},
-            "stages": dict(sorted({s: v for m in train for s, v in m["stages"].items()}.items(), key=lambda kv: int(kv[0]))),
+            "stages": dict(sorted({s: v for m in train for s, v in m["stages"].items()}.items(),
+                                  key=lambda kv: int(kv[0]))),
             "routing": _routing(spec, train),
             "ranks": {str(c["rank"]): _rank_entry(c) for c in calib}}
 

@@ -22,7 +22,8 @@ Composition:
   all-to-all (layout, dispatch, combine) all EP ranks meet: the all-to-all starts at the latest rank's clock
   plus the expected lateness of the slowest of n jittering ranks, sigma x E[max of n N(0,1)] (order
   statistics, Blom's approximation), sigma = cv x sqrt(sum of the squared component times since the last
-  meeting) (each component call an independent sample of its profiled spread: variances add), and costs the all_to_all fit on the largest
+  meeting) (each component call an independent sample of its profiled spread: variances add), and costs the
+  all_to_all fit on the largest
   off-rank bytes any rank sends or receives; the fit is the one calibrated after as much compute as the ranks
   did since their previous collective (a rank whose communication thread slept longer pays a longer wake-up;
   the dispatch follows the layout exchange with none).
