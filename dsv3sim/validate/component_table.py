@@ -18,8 +18,9 @@ from collections import defaultdict
 from datetime import UTC, datetime
 from pathlib import Path
 
+from dsv3sim.validate.alpha_beta import fit
 from dsv3sim.validate.atomic import write_json, write_text
-from dsv3sim.validate.calibrate import GAP_S, fit
+from dsv3sim.validate.calibrate import GAP_S
 from dsv3sim.validate.ep import row_bytes
 from dsv3sim.validate.layout import Coord, rank_of
 from dsv3sim.workload.measured_step import COMPONENTS, FORMAT, VERSION

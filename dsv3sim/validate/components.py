@@ -1,7 +1,7 @@
 """Kernel times profiled on this machine: forward and backward of each model component, standalone.
 
 Run in the calibration phase (same processes as the validation run, so the same cores and contention), on
-synthetic inputs at the run's shapes, with the modules the run executes (``parts.build``); no communication.
+synthetic inputs at the run's shapes, with the modules the run executes (``nn_adapter.build``); no communication.
 These times, the calibrated transport and the run's routing are all the prediction uses (``component_table.py``).
 
 Per component: the forward and backward samples (``F_s``/``B_s``; routed experts: the fit and the samples'

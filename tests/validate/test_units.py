@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from dsv3sim.config import load_model_config
-from dsv3sim.validate.calibrate import AlphaBeta, fit
+from dsv3sim.validate.alpha_beta import AlphaBeta, fit
 from dsv3sim.validate.ep import decode, encode, route, row_bytes
 from dsv3sim.validate.launch import diagnose, parse_torchrun_failures
 from dsv3sim.validate.layout import Coord, coord, rank_of, stage_layers
