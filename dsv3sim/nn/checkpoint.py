@@ -197,7 +197,8 @@ def _check_header(path: Path, hdr: dict[str, tuple[str, tuple[int, ...]]], expec
             if len(shape) != 2:
                 raise ValueError(f"checkpoint {path}: {k} is FP8 with shape {list(shape)}; FP8 weights are 2-D")
         elif dt not in _WEIGHT_DTYPES:
-            raise ValueError(f"checkpoint {path}: {k} has dtype {dt}; weights must be one of {', '.join(_WEIGHT_DTYPES)}"
+            raise ValueError(f"checkpoint {path}: {k} has dtype {dt}; weights must be one of "
+                             f"{', '.join(_WEIGHT_DTYPES)}"
                              " (or F8_E4M3 with a _scale_inv)")
         if shape != expected[k]:
             raise ValueError(f"{k}: checkpoint shape {shape} != model shape {expected[k]}")

@@ -282,7 +282,8 @@ def check_round_trip(results: dict[str, dict]) -> None:
     """Tokens dispatched = tokens combined over one micro-batch's simulated all-to-alls (every token copy sent
     to an expert comes back once); results without token counts (the busiest-link bound) are skipped, since
     there combine is dispatch's matrix transposed (``_ep_link_bound``)."""
-    sent = [r["tokens_dispatched"] for r in results.values() if r.get("kind") == "dispatch" and "tokens_dispatched" in r]
+    sent = [r["tokens_dispatched"] for r in results.values()
+            if r.get("kind") == "dispatch" and "tokens_dispatched" in r]
     back = [r["tokens_combined"] for r in results.values() if r.get("kind") == "combine" and "tokens_combined" in r]
     if sent and back and (sum(sent) != sum(back) or len(sent) != len(back)):
         raise AssertionError(f"token conservation: {sent} token copies dispatched, {back} combined")
