@@ -97,14 +97,7 @@ def compute(args: argparse.Namespace) -> dict:
         return _tpot_limit(topo, args)
     _check_size(args, topo)
     if args.kind in ("dispatch", "combine") and args.ll_transport == "rdma":
-        if args.trace:
-            routing = load_routing(args.trace, ep=args.ep, tokens_per_rank=args.tokens_per_rank)
-            n_exp = max(args.experts, int(routing.max()) + 1)
-        else:
-            routing = uniform_routing(ep=args.ep, tokens_per_rank=args.tokens_per_rank, n_experts=args.experts,
-                                      topk=args.topk, gpus_per_node=topo.cfg.gpus_per_node,
-                                      max_nodes=args.max_nodes, seed=args.seed)
-            n_exp = args.experts
+        routing, n_exp = _routing(args, topo)
         if args.ep > topo.n_gpus:
             raise ValueError(f"--ep {args.ep} > {topo.n_gpus} GPUs in {topo.cfg.name}")
         cnt = ep_counts(topo, tuple(range(args.ep)), routing, n_exp)
@@ -120,14 +113,7 @@ def compute(args: argparse.Namespace) -> dict:
                 "deepep_rdma_GBps": logical / t / 1e9, "deepep_nvlink_GBps": logical / t / 1e9,
                 "bytes_by_class": by, "method": "link-load bound"}
     if args.kind in ("dispatch", "combine"):
-        if args.trace:
-            routing = load_routing(args.trace, ep=args.ep, tokens_per_rank=args.tokens_per_rank)
-            n_exp = max(args.experts, int(routing.max()) + 1)
-        else:
-            routing = uniform_routing(ep=args.ep, tokens_per_rank=args.tokens_per_rank, n_experts=args.experts,
-                                      topk=args.topk, gpus_per_node=topo.cfg.gpus_per_node,
-                                      max_nodes=args.max_nodes, seed=args.seed)
-            n_exp = args.experts
+        routing, n_exp = _routing(args, topo)
         res = simulate_ep(topo, kind=args.kind, ep=args.ep, routing=routing, n_experts=n_exp, mode=args.mode,
                           dtype=args.dtype, hidden=args.hidden, chunks=args.chunks, n_groups=args.groups,
                           reduce=not args.no_reduce)
@@ -146,6 +132,17 @@ def compute(args: argparse.Namespace) -> dict:
            "dtype": args.dtype, "bytes_per_token": bpt}
     out.update(res.to_dict())
     return out
+
+
+def _routing(args: argparse.Namespace, topo):
+    """The routing the command prices: a trace file's, or uniform node-limited top-k; and the expert count."""
+    if args.trace:
+        routing = load_routing(args.trace, ep=args.ep, tokens_per_rank=args.tokens_per_rank)
+        return routing, max(args.experts, int(routing.max()) + 1)
+    routing = uniform_routing(ep=args.ep, tokens_per_rank=args.tokens_per_rank, n_experts=args.experts,
+                              topk=args.topk, gpus_per_node=topo.cfg.gpus_per_node,
+                              max_nodes=args.max_nodes, seed=args.seed)
+    return routing, args.experts
 
 
 def run(args: argparse.Namespace) -> int:

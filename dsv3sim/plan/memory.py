@@ -18,7 +18,6 @@ from functools import lru_cache
 
 from dsv3sim.config.model import ModelConfig, load_model_config
 from dsv3sim.cost.memory import activation_bytes_per_token_per_layer, training_state_bytes
-from dsv3sim.cost.params import count_params, layer_params, mtp_module_params
 from dsv3sim.parallel import activation_peaks, generate
 
 GiB = 2**30
@@ -44,19 +43,11 @@ def stage_layers(cfg: ModelConfig, pp: int) -> list[list[int]]:
 
 @lru_cache(maxsize=4096)
 def _stage_params(model: str, pp: int, stage: int) -> tuple[float, float]:
+    """(non-expert, routed-expert) parameters of one stage, as the step model counts them."""
+    from dsv3sim.workload.training import stage_params
+
     cfg = load_model_config(model)
-    layers = stage_layers(cfg, pp)[stage]
-    ne = ex = 0.0
-    for i in layers:
-        p = mtp_module_params(cfg) if i >= cfg.num_hidden_layers else layer_params(cfg, i)
-        ex += p.get("routed_experts", 0)
-        ne += sum(v for k, v in p.items() if k != "routed_experts")
-    pc = count_params(cfg)
-    if stage == 0:
-        ne += pc.by_component.get("embedding", 0)
-    if stage == pp - 1:
-        ne += pc.by_component.get("head", 0)
-    return ne, ex
+    return stage_params(cfg, stage_layers(cfg, pp)[stage], stage == 0, stage == pp - 1)
 
 
 @lru_cache(maxsize=4096)

@@ -75,7 +75,7 @@ def stage_layers(cfg: ModelConfig, pp: int) -> list[list[int]]:
     return out
 
 
-def _stage_params(cfg: ModelConfig, layers: list[int], first: bool, last: bool) -> tuple[float, float]:
+def stage_params(cfg: ModelConfig, layers: list[int], first: bool, last: bool) -> tuple[float, float]:
     """(non-expert, routed-expert) parameters of a stage."""
     return _stage_params_cached(cfg, tuple(layers), first, last)
 
@@ -506,7 +506,7 @@ def _rank_end(cfg: ModelConfig, scn: Scenario, sched, layers_of, topo, perf, ex,
     ag: dict[int, float] = {}
     for c in set(ready) | set(first):
         st = sched.stage_of(r, c)
-        ne, exs = _stage_params(cfg, layers_of[st], st == 0, st == p.pp - 1)
+        ne, exs = stage_params(cfg, layers_of[st], st == 0, st == p.pp - 1)
         ex_local = exs / p.ep * red
         rs[c] = C.ring_time(topo, p.dp, 4.0 * ne, cross_node=True) + C.ring_time(topo, dp_ep, 4.0 * ex_local,
                                                                                cross_node=True)
@@ -538,8 +538,8 @@ def _dp_and_memory(cfg: ModelConfig, scn: Scenario, sched, layers_of: list[list[
     mem_rows = []
     for r in range(p.pp):
         stages = sorted({sched.stage_of(r, c) for c in range(sched.n_chunks)})
-        ne = sum(_stage_params(cfg, layers_of[s], s == 0, s == p.pp - 1)[0] for s in stages)
-        exs = sum(_stage_params(cfg, layers_of[s], s == 0, s == p.pp - 1)[1] for s in stages)
+        ne = sum(stage_params(cfg, layers_of[s], s == 0, s == p.pp - 1)[0] for s in stages)
+        exs = sum(stage_params(cfg, layers_of[s], s == 0, s == p.pp - 1)[1] for s in stages)
         if sched.n_chunks == 2 and len(stages) == 1:  # DualPipe keeps two copies even of the same stage
             ne, exs = 2 * ne, 2 * exs
         ex_local = exs / p.ep * ((cfg.n_routed_experts + w.redundant_experts) / cfg.n_routed_experts
