@@ -88,7 +88,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     s.add_argument("--ttft-ms", type=float, default=2000.0)
     s.add_argument("--tpot-ms", type=float, default=50.0)
     s.add_argument("--prefix-cache-hit", type=float, default=0.0, help="fraction of input tokens served from cache")
-    s.add_argument("--mtp-acceptance", type=float, default=None, help="default: the committed measurement")
+    s.add_argument("--mtp-acceptance", type=float, default=None, help="MTP second-token acceptance (default 0.875: DeepSeek-V3 report §5.4.3, 85-90 %%)")
     s.add_argument("--instance-sizes", type=_ints, default=None, help="GPUs per prefill/decode instance")
     s.add_argument("--daily-input-tokens", type=float, default=None, help="fleet sizing: input tokens per day")
     s.add_argument("--daily-output-tokens", type=float, default=None, help="fleet sizing: output tokens per day")

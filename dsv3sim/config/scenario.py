@@ -182,7 +182,7 @@ class DecodeWorkload:
     dispatch_dtype: str = "fp8"
     kv_dtype_bytes: float = 2.0  # BF16 latent cache (FlashMLA)
     mtp: bool = True  # V3 §5.4.3: MTP module reused for speculative decoding
-    mtp_acceptance: float | None = None  # None: the committed measurement on the model (see workload/mtp.py)
+    mtp_acceptance: float | None = None  # None: DeepSeek-V3 §5.4.3 85-90 % midpoint (workload/serving.py)
     node_limit: int | None = 4
     routing_trace: str | None = None
     placement: str = "contiguous"
