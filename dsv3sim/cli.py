@@ -3,7 +3,8 @@
 Each subcommand lives in its own module under ``dsv3sim/commands/`` and exposes
 ``NAME`` (the subcommand), ``HELP`` (one line), ``add_arguments(parser)`` and ``run(args) -> int``.
 Modules are discovered, so adding a command never edits this file. Bad user input
-(``ValueError``, including ``ConfigError``) prints one line naming the field and exits with 2.
+(``ConfigError``) prints one line naming the field and exits with 2; any other exception is a bug and
+surfaces as a traceback.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import pkgutil
 import sys
 
 import dsv3sim.commands as _commands
+from dsv3sim.config.errors import ConfigError
 
 
 def _command_modules() -> dict[str, object]:
@@ -59,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with _limits(args.limit):
             return int(args._run(args) or 0)
-    except ValueError as e:  # user input: one clear line, no traceback
+    except ConfigError as e:  # user input: one clear line, no traceback
         print(f"dsv3sim {args.command}: error: {e}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # `dsv3sim ... | head`: the reader left; no traceback (Python docs, signal note)

@@ -26,6 +26,8 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from dsv3sim.config.errors import ConfigError
+
 SCHEMA = "dsv3sim.result/1"
 
 
@@ -140,7 +142,7 @@ def from_json(d: dict) -> Result:
         return Infeasible(scenario=d.get("scenario", ""), kind=d.get("kind", ""), reason=d["infeasible"])
     cls = {"training": TrainingResult, "serving": ServingResult}.get(t)
     if cls is None:
-        raise ValueError(f"not a dsv3sim result (type={t!r}, schema={d.get('schema')!r})")
+        raise ConfigError(f"not a dsv3sim result (type={t!r}, schema={d.get('schema')!r})")
     names = {f.name for f in fields(cls)}
     kw = {k: v for k, v in d.items() if k in names}
     if "sources" in kw:

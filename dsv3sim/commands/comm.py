@@ -7,6 +7,7 @@ import argparse
 import json
 
 from dsv3sim.commands import _args as A
+from dsv3sim.config.errors import ConfigError
 from dsv3sim.sim.collectives import simulate_collective
 from dsv3sim.sim.deepep import LL_TRANSPORTS, ep_counts, ll_link_bound, token_bytes, tpot_limit
 from dsv3sim.sim.ep_run import simulate_ep
@@ -63,9 +64,9 @@ def _tpot_limit(topo, args: argparse.Namespace) -> dict:
     transport = args.ll_transport or "rdma"
     spec = c.scale_up if transport == "nvlink" else c.nic
     if spec is None:
-        raise ValueError(f"--ll-transport {transport}: topology {c.name} has no {'NVLink' if transport == 'nvlink' else 'NIC'}")
+        raise ConfigError(f"--ll-transport {transport}: topology {c.name} has no {'NVLink' if transport == 'nvlink' else 'NIC'}")
     if args.layers < 1:
-        raise ValueError(f"--layers must be >= 1, got {args.layers}")
+        raise ConfigError(f"--layers must be >= 1, got {args.layers}")
     out = tpot_limit(tokens=args.tokens_per_rank, experts_per_token=args.topk, hidden=args.hidden,
                      bandwidth=spec.bandwidth, layers=args.layers)
     return {"topology": c.name, "kind": "tpot-limit", "transport": transport, **out}
@@ -90,16 +91,16 @@ def compute(args: argparse.Namespace) -> dict:
     topo = load_topology(args.topology)
     for name in ("ep", "tokens_per_rank", "hidden", "topk", "chunks"):
         if getattr(args, name) < 1:
-            raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+            raise ConfigError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     if args.ll_transport and args.mode != "low-latency" and args.kind != "tpot-limit":
-        raise ValueError(f"--ll-transport {args.ll_transport} needs --mode low-latency (or --kind tpot-limit)")
+        raise ConfigError(f"--ll-transport {args.ll_transport} needs --mode low-latency (or --kind tpot-limit)")
     if args.kind == "tpot-limit":
         return _tpot_limit(topo, args)
     _check_size(args, topo)
     if args.kind in ("dispatch", "combine") and args.ll_transport == "rdma":
         routing, n_exp = _routing(args, topo)
         if args.ep > topo.n_gpus:
-            raise ValueError(f"--ep {args.ep} > {topo.n_gpus} GPUs in {topo.cfg.name}")
+            raise ConfigError(f"--ep {args.ep} > {topo.n_gpus} GPUs in {topo.cfg.name}")
         cnt = ep_counts(topo, tuple(range(args.ep)), routing, n_exp)
         t, by = ll_link_bound(topo, cnt, kind=args.kind, dtype=args.dtype, hidden=args.hidden, transport="rdma")
         bpt = token_bytes(args.kind, "low-latency", args.dtype, args.hidden)
@@ -120,12 +121,12 @@ def compute(args: argparse.Namespace) -> dict:
         bpt = token_bytes(args.kind, args.mode, args.dtype, args.hidden)
     else:
         if args.ep > topo.n_gpus:
-            raise ValueError(f"--ep {args.ep} > {topo.n_gpus} GPUs in {topo.cfg.name}")
+            raise ConfigError(f"--ep {args.ep} > {topo.n_gpus} GPUs in {topo.cfg.name}")
         bpt = args.hidden * (1 if args.dtype == "fp8" else 2)
         nbytes = float(args.tokens_per_rank * bpt)
         ranks = list(range(args.ep)) if args.kind != "p2p" else [0, args.ep - 1]
         if args.kind == "p2p" and args.ep < 2:
-            raise ValueError("--kind p2p sends from GPU 0 to GPU ep-1: needs --ep >= 2")
+            raise ConfigError("--kind p2p sends from GPU 0 to GPU ep-1: needs --ep >= 2")
         res = simulate_collective(topo, args.kind, ranks, nbytes, algorithm=args.algorithm, chunks=args.chunks)
     out = {"topology": topo.cfg.name, "kind": args.kind, "mode": res.mode, "ep": args.ep,
            "tokens_per_rank": args.tokens_per_rank, "hidden": args.hidden, "topk": args.topk,

@@ -12,6 +12,7 @@ import json
 
 from dsv3sim.commands import _args as A
 from dsv3sim.config import load_model_config
+from dsv3sim.config.errors import ConfigError
 
 NAME = "generate"
 HELP = "generate text with the latent KV cache; --speculative mtp reports the MTP acceptance rate"
@@ -39,11 +40,11 @@ def run(args: argparse.Namespace) -> int:
     from dsv3sim.nn.transformer import Transformer
 
     if args.tokens <= 0:
-        raise ValueError(f"--tokens must be > 0, got {args.tokens}")
+        raise ConfigError(f"--tokens must be > 0, got {args.tokens}")
     torch.set_num_threads(args.threads)
     cfg = load_model_config(args.config)
     if cfg.attention != "mla":  # refuse before building: decoding uses MLA's latent KV cache (nn/mla.py)
-        raise ValueError(f"generate decodes MLA models only (latent KV cache); {cfg.name} uses "
+        raise ConfigError(f"generate decodes MLA models only (latent KV cache); {cfg.name} uses "
                          f"{cfg.attention.upper()} attention")
     torch.manual_seed(args.seed)
     model = Transformer(cfg)
@@ -59,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
         prompt = heldout_tokens(cfg, 32, 32, args.seed)[:1]
     prompt = prompt.to(args.device)
     if prompt.shape[1] + args.tokens + 3 > cfg.max_position_embeddings:
-        raise ValueError(f"prompt ({prompt.shape[1]}) + tokens ({args.tokens}) exceed max_position_embeddings "
+        raise ConfigError(f"prompt ({prompt.shape[1]}) + tokens ({args.tokens}) exceed max_position_embeddings "
                          f"({cfg.max_position_embeddings})")
     from dsv3sim.commands._progress import bars_wanted, progress
 

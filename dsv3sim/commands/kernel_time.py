@@ -18,6 +18,7 @@ import argparse
 import json
 
 from dsv3sim.commands import _args as A
+from dsv3sim.config.errors import ConfigError
 
 NAME = "kernel-time"
 HELP = "predicted time of one kernel (gemm, grouped_gemm, attention ...) on a GPU: measured/interpolated/scaled"
@@ -46,12 +47,12 @@ def _fused_decode(args: argparse.Namespace) -> dict:
 
     missing = [f"--{f}" for f in ("b", "t", "h") if getattr(args, f) is None]
     if missing:
-        raise ValueError(f"--op attn_decode needs {', '.join(missing)} (batch, context, heads)")
+        raise ConfigError(f"--op attn_decode needs {', '.join(missing)} (batch, context, heads)")
     for f in ("b", "t", "h", "q"):
         if getattr(args, f) < 1:
-            raise ValueError(f"--{f} must be >= 1, got {getattr(args, f)}")
+            raise ConfigError(f"--{f} must be >= 1, got {getattr(args, f)}")
     if args.sms is not None:
-        raise ValueError("--sms is not supported for the fused attn_decode (decode holds every SM)")
+        raise ConfigError("--sms is not supported for the fused attn_decode (decode holds every SM)")
     kv_bytes = 1.0 if args.dtype == "fp8" else 2.0
     k = flashmla_decode(args.gpu, requests=args.b, q_per_request=args.q, context=args.t, heads=args.h, dc=512, dr=64,
                         kv_dtype_bytes=kv_bytes)
@@ -80,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
         try:
             shape["tokens"] = [int(x) for x in args.tokens.split(",")]
         except ValueError:
-            raise ValueError(f"--tokens must be comma-separated integers, got {args.tokens!r}") from None
+            raise ConfigError(f"--tokens must be comma-separated integers, got {args.tokens!r}") from None
     p = kernel_time(args.gpu, op, args.dtype, sms=args.sms, **shape)
     d = {"gpu": p.gpu, "op": args.op, "dtype": args.dtype, **shape, "sms": args.sms, "time_s": p.time_s,
          "time_us": p.time_s * 1e6, "tflops": p.tflops, "source": p.source, "base_gpu": p.base_gpu,

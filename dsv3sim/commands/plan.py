@@ -20,6 +20,8 @@ import os
 import sys
 from pathlib import Path
 
+from dsv3sim.config.errors import ConfigError
+
 NAME = "plan"
 HELP = "capacity planner: search training/serving layouts under a budget or SLA, size the fleet and the network"
 DESCRIPTION = __doc__
@@ -154,7 +156,7 @@ def _layout(spec: str, gpus: int):
         k, sep, v = item.partition("=")
         k = k.strip()
         if not sep or k not in LAYOUT_KEYS:
-            raise ValueError(f"--layout item {item!r}: keys are {', '.join(LAYOUT_KEYS)} (e.g. pp=16,ep=64)")
+            raise ConfigError(f"--layout item {item!r}: keys are {', '.join(LAYOUT_KEYS)} (e.g. pp=16,ep=64)")
         if k in ("schedule", "dtype"):
             kw[k] = v.strip()
         elif k == "recompute":
@@ -165,7 +167,7 @@ def _layout(spec: str, gpus: int):
             try:
                 kw[k] = int(v)
             except ValueError:
-                raise ValueError(f"--layout {k}={v!r} must be an integer") from None
+                raise ConfigError(f"--layout {k}={v!r} must be an integer") from None
     return TrainLayout(**kw)
 
 
@@ -183,7 +185,7 @@ def _train(args) -> int:
             tok, seq, batch = e.split(":")
             ext.append((float(tok), int(seq), int(batch)))
         except ValueError:
-            raise ValueError(f"--extension {e!r} must be TOKENS:SEQ_LEN:GLOBAL_BATCH, e.g. 630e9:32768:1920") from None
+            raise ConfigError(f"--extension {e!r} must be TOKENS:SEQ_LEN:GLOBAL_BATCH, e.g. 630e9:32768:1920") from None
     kw = {k: v for k, v in {"pp": args.pp, "ep": args.ep, "micro_batch": args.micro_batch,
                             "schedules": args.schedules, "dtypes": args.dtypes, "node_limits": args.node_limits}.items()
           if v is not None}
@@ -250,7 +252,7 @@ def _serve(args) -> int:
         daily = (args.daily_input_tokens or 0.0, args.daily_output_tokens or 0.0)
     rates = None
     if (args.input_tokens_per_node_s is None) != (args.output_tokens_per_node_s is None):
-        raise ValueError("give both --input-tokens-per-node-s and --output-tokens-per-node-s, or neither")
+        raise ConfigError("give both --input-tokens-per-node-s and --output-tokens-per-node-s, or neither")
     if args.input_tokens_per_node_s is not None:
         rates = (args.input_tokens_per_node_s, args.output_tokens_per_node_s)
     with progress_bar("serving instances", 1) as prog:
@@ -308,7 +310,7 @@ def _network(args) -> int:
                  ("endpoint_link_usd", args.endpoint_link_usd)):
         if v is not None:
             if v < 0:
-                raise ValueError(f"--{k.replace('_', '-')} must be >= 0, got {v}")
+                raise ConfigError(f"--{k.replace('_', '-')} must be >= 0, got {v}")
             prices[k] = v
     res = plan_network(radix=args.radix, endpoints=args.endpoints, n_gpus=args.gpus,
                        gpus_per_node=args.gpus_per_node, nics_per_node=args.nics_per_node, planes=args.planes,

@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 
 from dsv3sim.commands import _args as A
+from dsv3sim.config.errors import ConfigError
 
 NAME = "report"
 HELP = "render an HTML report (plotly embedded, works offline) from a result JSON; rebuild reports/index.html"
@@ -45,9 +46,9 @@ def _check_is_result(src: Path) -> None:
     try:
         data = load(src)
     except RecursionError:
-        raise ValueError(f"{src}: JSON nested too deeply to be a result") from None
+        raise ConfigError(f"{src}: JSON nested too deeply to be a result") from None
     except UnicodeDecodeError:
-        raise ValueError(f"{src}: not UTF-8 text, so not a result JSON") from None
+        raise ConfigError(f"{src}: not UTF-8 text, so not a result JSON") from None
     rows = data.get("sweep") if isinstance(data.get("sweep"), list) else None
     if rows is not None and all(isinstance(r, dict) for r in rows) and rows:
         return
@@ -55,7 +56,7 @@ def _check_is_result(src: Path) -> None:
             isinstance(v, dict) and any(m in v for m in RESULT_MARKERS) for v in data.values()):
         return
     hint = " (it looks like a model config.json)" if "model_type" in data or "architectures" in data else ""
-    raise ValueError(f"{src} is not a result JSON{hint}: none of the result keys (step_time_s, scenario, kind, "
+    raise ConfigError(f"{src} is not a result JSON{hint}: none of the result keys (step_time_s, scenario, kind, "
                      "sweep, validation, infeasible, ...); render what `dsv3sim run --json`, `sweep` or `validate` "
                      "wrote")
 
@@ -65,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.result is None:
         if args.index is None:
-            raise ValueError("give a RESULT.json to render, or --index [DIR] to rebuild an index")
+            raise ConfigError("give a RESULT.json to render, or --index [DIR] to rebuild an index")
         idx = write_index(args.index)
         print(json.dumps({"index": str(idx)}) if args.json else f"wrote {idx}")
         return 0
@@ -74,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
     stem = src.stem + (f"-{args.scenario}" if args.scenario else "")
     out = Path(args.out) if args.out else Path("reports") / f"{stem}.html"
     if out.suffix.lower() not in (".html", ".htm"):
-        raise ValueError(f"--out must end in .html, got {out}")
+        raise ConfigError(f"--out must end in .html, got {out}")
     if args.chrome_trace is not None and not Path(args.chrome_trace).exists():
         raise FileNotFoundError(f"--chrome-trace not found: {args.chrome_trace}")
     import plotly.offline
@@ -96,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
         from dsv3sim.report.browser import screenshot
 
         if args.screenshot_height <= 0:
-            raise ValueError(f"--screenshot-height must be > 0, got {args.screenshot_height}")
+            raise ConfigError(f"--screenshot-height must be > 0, got {args.screenshot_height}")
         with progress(None, "screenshot in headless Chromium", enabled=bars_wanted(args.json)):
             info["screenshot"] = str(screenshot(out, Path(args.screenshot), height=args.screenshot_height))
     if args.json:

@@ -7,6 +7,7 @@ import json
 
 from dsv3sim.commands import _args as A
 from dsv3sim.config import load_model_config
+from dsv3sim.config.errors import ConfigError
 from dsv3sim.config.model import ModelConfig
 from dsv3sim.cost.flops import decode_flops_per_token, forward_flops_per_token, prefill_flops_per_token
 from dsv3sim.cost.kvcache import (
@@ -43,7 +44,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def compute(cfg: ModelConfig, seq_len: int, context: int, gpu_memory_bytes: float) -> dict:
     if seq_len <= 0:
-        raise ValueError(f"--seq-len must be > 0, got {seq_len}")
+        raise ConfigError(f"--seq-len must be > 0, got {seq_len}")
     pc = count_params(cfg)
     fwd = forward_flops_per_token(cfg, seq_len)
     fwd_mtp = forward_flops_per_token(cfg, seq_len, include_mtp=True)
@@ -109,7 +110,7 @@ def gpu_memory(args: argparse.Namespace) -> tuple[float, str]:
         gb, gib = args.gpu_memory_GB, args.gpu_memory_GiB
         v = gb * GB if gb is not None else gib * GiB
         if not v > 0:
-            raise ValueError(f"GPU memory must be > 0, got --gpu-memory-GB={gb} --gpu-memory-GiB={gib}")
+            raise ConfigError(f"GPU memory must be > 0, got --gpu-memory-GB={gb} --gpu-memory-GiB={gib}")
         return v, (f"{gb:g} GB" if gb is not None else f"{gib:g} GiB")
     from dsv3sim.config.hardware import get_gpu
 

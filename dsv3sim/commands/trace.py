@@ -9,6 +9,7 @@ from pathlib import Path
 
 from dsv3sim.commands import _args as A
 from dsv3sim.config.checks import check_limit
+from dsv3sim.config.errors import ConfigError
 
 NAME = "trace"
 HELP = "routing traces: capture from the model, synthesise, import EPLB/SGLang loads, statistics"
@@ -84,7 +85,7 @@ def _layout(args: argparse.Namespace, n_experts: int):
     from dsv3sim.trace.layout import EpLayout
 
     if (args.ep is None) != (args.gpus_per_node is None):
-        raise ValueError(f"--ep ({args.ep}) and --gpus-per-node ({args.gpus_per_node}) go together")
+        raise ConfigError(f"--ep ({args.ep}) and --gpus-per-node ({args.gpus_per_node}) go together")
     if args.ep is None:
         return None
     return EpLayout(n_experts=n_experts, ep=args.ep, gpus_per_node=args.gpus_per_node)

@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from dsv3sim.commands import _args as A
+from dsv3sim.config.errors import ConfigError
 
 NAME = "validate"
 HELP = "run the model as a real torchrun job, simulate the same run, compare (measured vs predicted)"
@@ -79,13 +80,13 @@ def make_spec(args: argparse.Namespace, out_dir: str):
 
     world = args.nproc * args.nnodes
     if args.nproc <= 0 or args.nnodes <= 0:
-        raise ValueError(f"--nproc ({args.nproc}) and --nnodes ({args.nnodes}) must be > 0")
+        raise ConfigError(f"--nproc ({args.nproc}) and --nnodes ({args.nnodes}) must be > 0")
     if args.threads < 1:
-        raise ValueError(f"--threads must be >= 1, got {args.threads}")
+        raise ConfigError(f"--threads must be >= 1, got {args.threads}")
     if args.device == "cpu" and not args.allow_oversubscribe:
         cores = _cpu_cores()
         if args.nproc * args.threads > cores:
-            raise ValueError(f"--nproc {args.nproc} x --threads {args.threads} = {args.nproc * args.threads} "
+            raise ConfigError(f"--nproc {args.nproc} x --threads {args.threads} = {args.nproc * args.threads} "
                              f"processes' threads > {cores} CPU cores of this machine (pass --allow-oversubscribe "
                              f"to run anyway)")
     pp = args.pp
@@ -97,16 +98,16 @@ def make_spec(args: argparse.Namespace, out_dir: str):
         ep = args.ep
         dp = args.dp if args.dp is not None else (world // (pp * ep) if pp * ep and world % (pp * ep) == 0 else 0)
     if not ep or not dp:
-        raise ValueError(f"cannot lay out world size {world} (nproc {args.nproc} x nnodes {args.nnodes}) as "
+        raise ConfigError(f"cannot lay out world size {world} (nproc {args.nproc} x nnodes {args.nnodes}) as "
                          f"ep={args.ep} x pp={pp} x dp={args.dp}")
     cfg = load_model_config(args.model)
     if cfg.is_moe and cfg.n_routed_experts % ep:
-        raise ValueError(f"n_routed_experts ({cfg.n_routed_experts}) of {cfg.name} must be divisible by --ep ({ep})")
+        raise ConfigError(f"n_routed_experts ({cfg.n_routed_experts}) of {cfg.name} must be divisible by --ep ({ep})")
     if not cfg.is_moe and ep > 1:
-        raise ValueError(f"{cfg.name} has no routed experts; use --ep 1")
+        raise ConfigError(f"{cfg.name} has no routed experts; use --ep 1")
     stages = pp * (2 if args.schedule == "dualpipev" else 1)
     if stages > cfg.num_hidden_layers:
-        raise ValueError(f"--pp {pp} with --schedule {args.schedule} needs {stages} pipeline stages, more than "
+        raise ConfigError(f"--pp {pp} with --schedule {args.schedule} needs {stages} pipeline stages, more than "
                          f"{cfg.name}'s {cfg.num_hidden_layers} layers")
     fault = None
     if args.fault:
@@ -115,17 +116,17 @@ def make_spec(args: argparse.Namespace, out_dir: str):
     if args.device == "cuda":
         import torch
         if not torch.cuda.is_available():
-            raise ValueError("--device cuda: no CUDA device visible")
+            raise ConfigError("--device cuda: no CUDA device visible")
         if args.nproc > torch.cuda.device_count():
-            raise ValueError(f"--nproc {args.nproc} > {torch.cuda.device_count()} visible GPUs")
+            raise ConfigError(f"--nproc {args.nproc} > {torch.cuda.device_count()} visible GPUs")
     try:
         sizes = tuple(int(x) for x in str(args.calib_sizes).split(",") if x.strip())
     except ValueError:
-        raise ValueError(f"--calib-sizes must be comma-separated integers, got {args.calib_sizes!r}") from None
+        raise ConfigError(f"--calib-sizes must be comma-separated integers, got {args.calib_sizes!r}") from None
     if len(sizes) < 2 or min(sizes) < 4:
-        raise ValueError(f"--calib-sizes needs >= 2 sizes of >= 4 bytes, got {sizes}")
+        raise ConfigError(f"--calib-sizes needs >= 2 sizes of >= 4 bytes, got {sizes}")
     if args.calib_iters < 1 or args.profile_reps < 1:
-        raise ValueError(f"--calib-iters ({args.calib_iters}) and --profile-reps ({args.profile_reps}) must be >= 1")
+        raise ConfigError(f"--calib-iters ({args.calib_iters}) and --profile-reps ({args.profile_reps}) must be >= 1")
     return RunSpec(job="train", model=args.model, calib_sizes=sizes, calib_iters=args.calib_iters,
                    profile_reps=args.profile_reps, nproc=args.nproc, nnodes=args.nnodes, ep=ep, pp=pp, dp=dp,
                    steps=args.steps, warmup=args.warmup, device=args.device, seq_len=args.seq_len,
@@ -150,13 +151,13 @@ def run(args: argparse.Namespace) -> int:
     from dsv3sim.validate.prediction import predict
 
     if args.report and not str(args.report).lower().endswith((".html", ".htm")):
-        raise ValueError(f"--report must end in .html, got {args.report}")
+        raise ConfigError(f"--report must end in .html, got {args.report}")
     t0 = time.monotonic()
     if args.from_run:
         from dsv3sim.validate.spec import RunSpec
         out_dir = Path(args.from_run).resolve()
         if not (out_dir / "result.json").is_file():
-            raise ValueError(f"--from-run {out_dir}: no result.json (not a finished validation run)")
+            raise ConfigError(f"--from-run {out_dir}: no result.json (not a finished validation run)")
         spec = RunSpec.from_json(json.loads((out_dir / "result.json").read_text())["spec"])
     else:
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")

@@ -36,6 +36,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
+from dsv3sim.config.errors import ConfigError
+
 GB = 1e9
 TB = 1e12
 TFLOPS = 1e12
@@ -59,19 +61,19 @@ class GpuSpec:
     def __post_init__(self) -> None:
         bad = {k: v for k, v in self.peak_flops.items() if not 0 < v < math.inf}
         if bad or not self.peak_flops:
-            raise ValueError(f"{self.name}: peak_flops must be finite and > 0 for every dtype, got "
+            raise ConfigError(f"{self.name}: peak_flops must be finite and > 0 for every dtype, got "
                              f"{dict(self.peak_flops)}")
         for attr in ("hbm_bytes", "hbm_bandwidth", "sm_clock", "nvlink_bandwidth", "nic_bandwidth"):
             v = getattr(self, attr)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v < math.inf \
                     or (v == 0 and attr in ("hbm_bytes", "hbm_bandwidth", "sm_clock")):
-                raise ValueError(f"{self.name}: {attr} must be a finite number > 0, got {v!r}")
+                raise ConfigError(f"{self.name}: {attr} must be a finite number > 0, got {v!r}")
         if isinstance(self.n_sms, bool) or not isinstance(self.n_sms, int) or self.n_sms < 1:
-            raise ValueError(f"{self.name}: n_sms must be an integer >= 1, got {self.n_sms!r}")
+            raise ConfigError(f"{self.name}: n_sms must be an integer >= 1, got {self.n_sms!r}")
         missing = [k for k in ("peak_flops", "hbm_bytes", "hbm_bandwidth", "n_sms", "nvlink_bandwidth",
                                "nic_bandwidth", "sm_clock") if k not in self.sources]
         if missing:
-            raise ValueError(f"{self.name}: every figure needs a source; missing {missing}")
+            raise ConfigError(f"{self.name}: every figure needs a source; missing {missing}")
         object.__setattr__(self, "peak_flops", MappingProxyType(dict(self.peak_flops)))
         object.__setattr__(self, "sources", MappingProxyType(dict(self.sources)))
 
@@ -80,7 +82,7 @@ class GpuSpec:
         try:
             return self.peak_flops[dtype]
         except KeyError:
-            raise ValueError(f"{self.name}: no peak for dtype {dtype!r}; known {sorted(self.peak_flops)}") from None
+            raise ConfigError(f"{self.name}: no peak for dtype {dtype!r}; known {sorted(self.peak_flops)}") from None
 
     @property
     def ridge_point(self) -> float:
@@ -208,7 +210,7 @@ def get_gpu(name: str) -> GpuSpec:
     key = name.strip().upper().removeprefix("NVIDIA ").removesuffix("-SXM").removesuffix(" SXM").strip()
     if key in GPUS:
         return GPUS[key]
-    raise ValueError(f"unknown GPU {name!r}; known: {', '.join(s.name for s in GPUS.values())}")
+    raise ConfigError(f"unknown GPU {name!r}; known: {', '.join(s.name for s in GPUS.values())}")
 
 
 def known_gpus() -> tuple[str, ...]:

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from dsv3sim.config import checks as ck
+from dsv3sim.config.errors import ConfigError
 
 SCHEDULES = ("dualpipe", "1f1b", "zb1p")
 GEMM_DTYPES = ("fp8", "bf16")
@@ -32,7 +33,7 @@ def _pos_int(obj: Any, *names: str) -> None:
     for n in names:
         v = getattr(obj, n)
         if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-            raise ValueError(f"{type(obj).__name__}.{n} must be a positive integer, got {v!r}")
+            raise ConfigError(f"{type(obj).__name__}.{n} must be a positive integer, got {v!r}")
 
 
 def _types(obj: Any, *, ints: tuple[str, ...] = (), opt_ints: tuple[str, ...] = (), nums: tuple[str, ...] = (),
@@ -69,13 +70,13 @@ def _check_routing(obj: Any) -> None:
     """The expert-routing fields every workload has: node limit, placement, redundant experts, routing layers."""
     name = type(obj).__name__
     if obj.node_limit is not None and obj.node_limit < 1:
-        raise ValueError(f"{name}.node_limit must be >= 1 or None, got {obj.node_limit}")
+        raise ConfigError(f"{name}.node_limit must be >= 1 or None, got {obj.node_limit}")
     if obj.placement not in PLACEMENTS:
-        raise ValueError(f"{name}.placement {obj.placement!r} unknown (one of {PLACEMENTS})")
+        raise ConfigError(f"{name}.placement {obj.placement!r} unknown (one of {PLACEMENTS})")
     if obj.redundant_experts < 0:
-        raise ValueError(f"{name}.redundant_experts must be >= 0, got {obj.redundant_experts}")
+        raise ConfigError(f"{name}.redundant_experts must be >= 0, got {obj.redundant_experts}")
     if obj.routing_layers is not None and obj.routing_layers < 1:
-        raise ValueError(f"{name}.routing_layers must be >= 1 or None, got {obj.routing_layers}")
+        raise ConfigError(f"{name}.routing_layers must be >= 1 or None, got {obj.routing_layers}")
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -99,7 +100,7 @@ class ParallelDims:
         ck.check_limit("gpus", self.pp * self.dp * self.tp * self.attn_tp, "ParallelDims pp*dp*tp*attn_tp GPUs")
         n = self.dp * self.tp * self.attn_tp
         if n % self.ep:
-            raise ValueError(f"ParallelDims: ep={self.ep} must divide dp*tp*attn_tp={self.dp}*{self.tp}*{self.attn_tp}"
+            raise ConfigError(f"ParallelDims: ep={self.ep} must divide dp*tp*attn_tp={self.dp}*{self.tp}*{self.attn_tp}"
                              f"={n} (EP groups are made of the GPUs of one pipeline stage)")
 
     @property
@@ -135,10 +136,10 @@ class TrainingWorkload:
         _pos_int(self, "global_batch_sequences", "seq_len", "micro_batch_sequences")
         # the measured-table step (workload/measured_step.py) executes every schedule dsv3sim.parallel generates
         if self.schedule not in SCHEDULES and not (self.component_table and self.schedule == "dualpipev"):
-            raise ValueError(f"TrainingWorkload.schedule {self.schedule!r} unknown (one of {', '.join(SCHEDULES)})")
+            raise ConfigError(f"TrainingWorkload.schedule {self.schedule!r} unknown (one of {', '.join(SCHEDULES)})")
         for n in ("gemm_dtype", "dispatch_dtype"):
             if getattr(self, n) not in GEMM_DTYPES:
-                raise ValueError(f"TrainingWorkload.{n} {getattr(self, n)!r} must be one of {GEMM_DTYPES}")
+                raise ConfigError(f"TrainingWorkload.{n} {getattr(self, n)!r} must be one of {GEMM_DTYPES}")
         _check_routing(self)
 
 
@@ -164,10 +165,10 @@ class PrefillWorkload:
         _pos_int(self, "prompt_len", "tokens_per_gpu", "micro_batches")
         ck.number(self.cache_hit_rate, "PrefillWorkload.cache_hit_rate")
         if not 0 <= self.cache_hit_rate < 1:
-            raise ValueError(f"PrefillWorkload.cache_hit_rate must be in [0, 1), got {self.cache_hit_rate}")
+            raise ConfigError(f"PrefillWorkload.cache_hit_rate must be in [0, 1), got {self.cache_hit_rate}")
         for n in ("gemm_dtype", "dispatch_dtype"):
             if getattr(self, n) not in GEMM_DTYPES:
-                raise ValueError(f"PrefillWorkload.{n} {getattr(self, n)!r} must be one of {GEMM_DTYPES}")
+                raise ConfigError(f"PrefillWorkload.{n} {getattr(self, n)!r} must be one of {GEMM_DTYPES}")
         _check_routing(self)
 
 
@@ -197,16 +198,16 @@ class DecodeWorkload:
         _types(self, **_SERVING)
         _pos_int(self, "context_len", "output_len", "micro_batches")
         if self.ll_transport not in LL_TRANSPORTS:
-            raise ValueError(f"DecodeWorkload.ll_transport {self.ll_transport!r} unknown (one of {LL_TRANSPORTS})")
+            raise ConfigError(f"DecodeWorkload.ll_transport {self.ll_transport!r} unknown (one of {LL_TRANSPORTS})")
         if self.batch_per_gpu is not None and self.batch_per_gpu < 1:
-            raise ValueError(f"DecodeWorkload.batch_per_gpu must be >= 1 or None, got {self.batch_per_gpu}")
+            raise ConfigError(f"DecodeWorkload.batch_per_gpu must be >= 1 or None, got {self.batch_per_gpu}")
         if self.mtp_acceptance is not None and not 0 <= self.mtp_acceptance <= 1:
-            raise ValueError(f"DecodeWorkload.mtp_acceptance must be in [0, 1], got {self.mtp_acceptance}")
+            raise ConfigError(f"DecodeWorkload.mtp_acceptance must be in [0, 1], got {self.mtp_acceptance}")
         if not 0 <= self.memory_reserve_fraction < 1:
-            raise ValueError(f"DecodeWorkload.memory_reserve_fraction must be in [0, 1), got "
+            raise ConfigError(f"DecodeWorkload.memory_reserve_fraction must be in [0, 1), got "
                              f"{self.memory_reserve_fraction}")
         if self.kv_dtype_bytes <= 0:
-            raise ValueError(f"DecodeWorkload.kv_dtype_bytes must be > 0, got {self.kv_dtype_bytes}")
+            raise ConfigError(f"DecodeWorkload.kv_dtype_bytes must be > 0, got {self.kv_dtype_bytes}")
         _check_routing(self)
 
 
@@ -242,18 +243,18 @@ class AggregatedWorkload:
         _types(self, **{**_SERVING, "nums": _SERVING["nums"] + ("cache_hit_rate",)})
         _pos_int(self, "prompt_len", "output_len", "chunk_tokens", "micro_batches")
         if self.batch_per_gpu is not None and self.batch_per_gpu < 1:
-            raise ValueError(f"AggregatedWorkload.batch_per_gpu must be >= 1 or None, got {self.batch_per_gpu}")
+            raise ConfigError(f"AggregatedWorkload.batch_per_gpu must be >= 1 or None, got {self.batch_per_gpu}")
         if not 0 <= self.cache_hit_rate < 1:
-            raise ValueError(f"AggregatedWorkload.cache_hit_rate must be in [0, 1), got {self.cache_hit_rate}")
+            raise ConfigError(f"AggregatedWorkload.cache_hit_rate must be in [0, 1), got {self.cache_hit_rate}")
         if self.mtp_acceptance is not None and not 0 <= self.mtp_acceptance <= 1:
-            raise ValueError(f"AggregatedWorkload.mtp_acceptance must be in [0, 1], got {self.mtp_acceptance}")
+            raise ConfigError(f"AggregatedWorkload.mtp_acceptance must be in [0, 1], got {self.mtp_acceptance}")
         if self.gemm_dtype not in GEMM_DTYPES or self.dispatch_dtype not in GEMM_DTYPES:
-            raise ValueError(f"AggregatedWorkload: dtypes must be in {GEMM_DTYPES}, got {self.gemm_dtype!r}, "
+            raise ConfigError(f"AggregatedWorkload: dtypes must be in {GEMM_DTYPES}, got {self.gemm_dtype!r}, "
                              f"{self.dispatch_dtype!r}")
         if self.ll_transport not in LL_TRANSPORTS:
-            raise ValueError(f"AggregatedWorkload.ll_transport {self.ll_transport!r} unknown (one of {LL_TRANSPORTS})")
+            raise ConfigError(f"AggregatedWorkload.ll_transport {self.ll_transport!r} unknown (one of {LL_TRANSPORTS})")
         if not 0 <= self.memory_reserve_fraction < 1:
-            raise ValueError(f"AggregatedWorkload.memory_reserve_fraction must be in [0, 1), got "
+            raise ConfigError(f"AggregatedWorkload.memory_reserve_fraction must be in [0, 1), got "
                              f"{self.memory_reserve_fraction}")
         _check_routing(self)
 
@@ -277,13 +278,13 @@ class Perturbation:
                opt_ints=("straggler_gpu",), opt_strs=("degraded_link",))
         for n in ("nic_bandwidth_scale", "nvlink_bandwidth_scale"):
             if not getattr(self, n) > 0:
-                raise ValueError(f"Perturbation.{n} must be > 0, got {getattr(self, n)}")
+                raise ConfigError(f"Perturbation.{n} must be > 0, got {getattr(self, n)}")
         if self.straggler_slowdown < 1:
-            raise ValueError(f"Perturbation.straggler_slowdown must be >= 1, got {self.straggler_slowdown}")
+            raise ConfigError(f"Perturbation.straggler_slowdown must be >= 1, got {self.straggler_slowdown}")
         if not 0 < self.degraded_fraction <= 1:
-            raise ValueError(f"Perturbation.degraded_fraction must be in (0, 1], got {self.degraded_fraction}")
+            raise ConfigError(f"Perturbation.degraded_fraction must be in (0, 1], got {self.degraded_fraction}")
         if self.straggler_gpu is not None and self.straggler_gpu < 0:
-            raise ValueError(f"Perturbation.straggler_gpu must be >= 0, got {self.straggler_gpu}")
+            raise ConfigError(f"Perturbation.straggler_gpu must be >= 0, got {self.straggler_gpu}")
 
     @property
     def is_identity(self) -> bool:
@@ -324,25 +325,25 @@ class Scenario:
         _types(self, strs=("model", "topology", "description", "comm_model"), opt_strs=("gpu",), ints=("seed",),
                opt_ints=("n_gpus",), bools=("fast", "record"))
         if not isinstance(self.parallel, ParallelDims) or not isinstance(self.perturb, Perturbation):
-            raise ValueError(f"Scenario {self.name}: parallel must be a ParallelDims and perturb a Perturbation, "  # noqa: TRY004
+            raise ConfigError(f"Scenario {self.name}: parallel must be a ParallelDims and perturb a Perturbation, "  # noqa: TRY004
                              f"got {type(self.parallel).__name__}, {type(self.perturb).__name__}")
         if self.seed < 0:
-            raise ValueError(f"Scenario {self.name}: seed must be >= 0, got {self.seed}")
+            raise ConfigError(f"Scenario {self.name}: seed must be >= 0, got {self.seed}")
         ck.check_limit("gpus", self.parallel.world, f"Scenario {self.name}: pp*dp*tp*attn_tp GPUs")
         if self.comm_model not in ("sim", "bound"):
-            raise ValueError(f"Scenario.comm_model must be 'sim' or 'bound', got {self.comm_model!r}")
+            raise ConfigError(f"Scenario.comm_model must be 'sim' or 'bound', got {self.comm_model!r}")
         if not isinstance(self.workload, (TrainingWorkload, PrefillWorkload, DecodeWorkload, AggregatedWorkload)):
-            raise ValueError(f"Scenario.workload must be a Training/Prefill/Decode/AggregatedWorkload, got "  # noqa: TRY004
+            raise ConfigError(f"Scenario.workload must be a Training/Prefill/Decode/AggregatedWorkload, got "  # noqa: TRY004
                              f"{type(self.workload).__name__}")
         p = self.parallel
         if self.n_gpus is not None and p.dp_follows and self.n_gpus != p.world:
             per = p.pp * p.tp * p.attn_tp
             if self.n_gpus % per or (self.n_gpus // per) * p.tp * p.attn_tp % p.ep:
-                raise ValueError(f"Scenario {self.name}: n_gpus={self.n_gpus} is not pp*tp*attn_tp={per} times a DP "
+                raise ConfigError(f"Scenario {self.name}: n_gpus={self.n_gpus} is not pp*tp*attn_tp={per} times a DP "
                                  f"degree that ep={p.ep} divides")
             object.__setattr__(self, "parallel", replace(p, dp=self.n_gpus // per))
         if self.n_gpus is not None and self.n_gpus != self.parallel.world:
-            raise ValueError(f"Scenario {self.name}: n_gpus={self.n_gpus} != pp*dp*tp*attn_tp="
+            raise ConfigError(f"Scenario {self.name}: n_gpus={self.n_gpus} != pp*dp*tp*attn_tp="
                              f"{self.parallel.pp}*{self.parallel.dp}*{self.parallel.tp}*{self.parallel.attn_tp}="
                              f"{self.parallel.world}")
         w = self.workload
@@ -352,12 +353,12 @@ class Scenario:
                        f"{_tokens_per_rank(w):,} x ep {p.ep})")
         if isinstance(w, TrainingWorkload):
             if w.global_batch_sequences % (p.dp * w.micro_batch_sequences):
-                raise ValueError(f"Scenario {self.name}: global_batch_sequences={w.global_batch_sequences} is not a "
+                raise ConfigError(f"Scenario {self.name}: global_batch_sequences={w.global_batch_sequences} is not a "
                                  f"multiple of dp*micro_batch_sequences={p.dp}*{w.micro_batch_sequences}")
             ck.check_limit("schedule_cells", p.pp * self.microbatches,
                            f"Scenario {self.name}: pp x micro-batches = {p.pp} x {self.microbatches}")
             if w.schedule == "dualpipe" and (p.pp % 2 or self.microbatches % 2):
-                raise ValueError(f"Scenario {self.name}: DualPipe needs an even pp and an even number of "
+                raise ConfigError(f"Scenario {self.name}: DualPipe needs an even pp and an even number of "
                                  f"micro-batches, got pp={p.pp}, micro-batches={self.microbatches}")
 
     @property

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from dsv3sim.config.errors import ConfigError
 from dsv3sim.config.model import ModelConfig
 from dsv3sim.cost.params import attention_params, expert_matmul_params, is_norm, mlp_params
 
@@ -77,7 +78,7 @@ class FlopsPerToken:
 def forward_flops_per_token(cfg: ModelConfig, seq_len: int, include_mtp: bool = False) -> FlopsPerToken:
     """Forward (and backward = 2x) FLOPs per token of a causal sequence of ``seq_len`` tokens."""
     if seq_len <= 0:
-        raise ValueError(f"seq_len must be > 0, got {seq_len}")
+        raise ConfigError(f"seq_len must be > 0, got {seq_len}")
     comp: dict[str, float] = {}
     layers = list(range(cfg.num_hidden_layers))
     if include_mtp:
@@ -108,7 +109,7 @@ def prefill_flops_per_token(cfg: ModelConfig, seq_len: int) -> float:
 def decode_flops_per_token(cfg: ModelConfig, context: int) -> float:
     """Forward FLOPs of one generated token attending ``context`` cached tokens (absorbed MLA)."""
     if context < 0:
-        raise ValueError(f"context must be >= 0, got {context}")
+        raise ConfigError(f"context must be >= 0, got {context}")
     total = 2.0 * cfg.vocab_size * cfg.hidden_size
     for i in range(cfg.num_hidden_layers):
         lin = layer_linear_params_activated(cfg, i)

@@ -11,6 +11,7 @@ depend on the context for such models (``context=``), and equal the all-layers f
 
 from __future__ import annotations
 
+from dsv3sim.config.errors import ConfigError
 from dsv3sim.config.model import ModelConfig
 
 
@@ -54,6 +55,6 @@ def max_batch_at_context(cfg: ModelConfig, free_bytes: float, context: int, dtyp
                          layers_fraction: float = 1.0) -> int:
     """Largest number of sequences of ``context`` tokens whose cache fits in ``free_bytes``."""
     if context <= 0:
-        raise ValueError(f"context must be > 0, got {context}")
+        raise ConfigError(f"context must be > 0, got {context}")
     per_seq = kv_cache_bytes(cfg, context, dtype_bytes) * layers_fraction
     return max(0, int(free_bytes // per_seq)) if per_seq > 0 else 0

@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from dsv3sim.config.errors import ConfigError
 from dsv3sim.config.model import ModelConfig
 from dsv3sim.cost.params import attention_params, count_params, expert_matmul_params, expert_params
 
@@ -59,7 +60,7 @@ def _linear_shapes_per_layer(cfg: ModelConfig, i: int) -> list[tuple[int, int, i
 def fp8_weight_bytes(cfg: ModelConfig, block: tuple[int, int] = (128, 128), include_mtp: bool = False) -> int:
     """Bytes of the weights with decoder linears in FP8 (1 B) + FP32 block scales, the rest in BF16."""
     if len(block) != 2 or any(isinstance(b, bool) or not isinstance(b, int) or b <= 0 for b in block):
-        raise ValueError(f"FP8 weight block must be two positive integers [rows, cols], got {list(block)}")
+        raise ConfigError(f"FP8 weight block must be two positive integers [rows, cols], got {list(block)}")
     pc = count_params(cfg)
     layers = list(range(cfg.num_hidden_layers))
     if include_mtp:
@@ -96,7 +97,7 @@ def routed_expert_bytes(cfg: ModelConfig, dtype: str) -> float:
     mat, bias = expert_matmul_params(cfg), expert_params(cfg) - expert_matmul_params(cfg)
     per = {"bf16": 2.0, "fp32": 4.0, "fp8": 1.0 + 4.0 / 128 ** 2, "mxfp4": MXFP4_BYTES_PER_WEIGHT}.get(dtype)
     if per is None:
-        raise ValueError(f"dtype must be one of {', '.join(WEIGHT_DTYPES)}; got {dtype!r}")
+        raise ConfigError(f"dtype must be one of {', '.join(WEIGHT_DTYPES)}; got {dtype!r}")
     return mat * per + 2.0 * bias
 
 
@@ -111,7 +112,7 @@ def weight_bytes(cfg: ModelConfig, dtype: str = "bf16", include_mtp: bool = Fals
         return fp8_weight_bytes(cfg, cfg.fp8_weight_block or (128, 128), include_mtp)
     if dtype == "mxfp4":
         return mxfp4_weight_bytes(cfg, include_mtp)
-    raise ValueError(f"dtype must be one of {', '.join(WEIGHT_DTYPES)}; got {dtype!r}")
+    raise ConfigError(f"dtype must be one of {', '.join(WEIGHT_DTYPES)}; got {dtype!r}")
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -131,7 +132,7 @@ class TrainingStateBytes:
 def training_state_bytes(params: float, dp: int = 1, zero1: bool = True) -> TrainingStateBytes:
     """DeepSeek-V3 §3.3.3 precisions; ZeRO-1 divides master weights and moments by dp."""
     if dp < 1:
-        raise ValueError(f"dp must be >= 1, got {dp}")
+        raise ConfigError(f"dp must be >= 1, got {dp}")
     shard = dp if zero1 else 1
     return TrainingStateBytes(weights=2.0 * params, gradients=4.0 * params,
                               master_weights=4.0 * params / shard, optimizer_moments=4.0 * params / shard)

@@ -31,6 +31,8 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
+from dsv3sim.config.errors import ConfigError
+
 TOPOLOGIES = ("FT2", "MPFT", "FT3", "SF", "DF")
 # $ per 64-port 400G switch, per endpoint cable (NIC-leaf), per switch-to-switch cable (optics at both ends):
 # least-squares fit to ISCA'25 Table 3's Cost column (module docstring).
@@ -61,11 +63,11 @@ class NetworkSize:
 
 def _check(radix: int, endpoints: int, planes: int = 1) -> None:
     if not isinstance(radix, int) or radix < 4 or radix % 2:
-        raise ValueError(f"switch radix must be an even integer >= 4, got {radix!r}")
+        raise ConfigError(f"switch radix must be an even integer >= 4, got {radix!r}")
     if not isinstance(endpoints, int) or endpoints < 1:
-        raise ValueError(f"endpoints must be a positive integer, got {endpoints!r}")
+        raise ConfigError(f"endpoints must be a positive integer, got {endpoints!r}")
     if planes < 1:
-        raise ValueError(f"planes must be >= 1, got {planes}")
+        raise ConfigError(f"planes must be >= 1, got {planes}")
 
 
 def _cost(switches: int, links: int, endpoints: int, prices: dict) -> float:
@@ -84,7 +86,7 @@ def fat_tree_2(radix: int, endpoints: int, prices: dict | None = None) -> Networ
     _check(radix, endpoints)
     cap = radix * radix // 2
     if endpoints > cap:
-        raise ValueError(f"FT2 of radix {radix} takes at most {cap} endpoints, asked {endpoints}")
+        raise ConfigError(f"FT2 of radix {radix} takes at most {cap} endpoints, asked {endpoints}")
     leaves, spines, links = _ft2_counts(radix, endpoints)
     capacity = leaves * radix // 2
     return NetworkSize(topology="FT2", radix=radix, endpoints=endpoints, capacity=capacity, switches=leaves + spines,
@@ -97,7 +99,7 @@ def multi_plane_fat_tree(radix: int, endpoints: int, planes: int = 8, prices: di
     _check(radix, endpoints, planes)
     per = math.ceil(endpoints / planes)
     if per > radix * radix // 2:
-        raise ValueError(f"MPFT of radix {radix} with {planes} planes takes at most {planes * radix * radix // 2} "
+        raise ConfigError(f"MPFT of radix {radix} with {planes} planes takes at most {planes * radix * radix // 2} "
                          f"endpoints, asked {endpoints}")
     one = fat_tree_2(radix, per, prices)
     cap = one.capacity * planes
@@ -114,7 +116,7 @@ def fat_tree_3(radix: int, endpoints: int, prices: dict | None = None) -> Networ
     half = radix // 2
     cap = radix**3 // 4
     if endpoints > cap:
-        raise ValueError(f"FT3 of radix {radix} takes at most {cap} endpoints, asked {endpoints}")
+        raise ConfigError(f"FT3 of radix {radix} takes at most {cap} endpoints, asked {endpoints}")
     edge = math.ceil(endpoints / half)
     pods = math.ceil(edge / half)
     agg = edge
@@ -154,7 +156,7 @@ def slim_fly(radix: int, endpoints: int, prices: dict | None = None) -> NetworkS
             best = (q, d, kp, p, routers)
             break
     if best is None:
-        raise ValueError(f"Slim Fly of radix {radix} cannot take {endpoints} endpoints")
+        raise ConfigError(f"Slim Fly of radix {radix} cannot take {endpoints} endpoints")
     q, d, kp, p, routers = best
     links = routers * kp // 2
     cap = routers * p
@@ -171,7 +173,7 @@ def dragonfly(radix: int, endpoints: int, prices: dict | None = None) -> Network
     g_max = a * h + 1
     g = math.ceil(endpoints / (a * p))
     if g > g_max:
-        raise ValueError(f"Dragonfly of radix {radix} takes at most {g_max * a * p} endpoints, asked {endpoints}")
+        raise ConfigError(f"Dragonfly of radix {radix} takes at most {g_max * a * p} endpoints, asked {endpoints}")
     routers = g * a
     local = g * a * (a - 1) // 2
     glob = g * a * h // 2 if g > 1 else 0

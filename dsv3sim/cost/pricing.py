@@ -16,13 +16,15 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from dsv3sim.config.errors import ConfigError
+
 DEFAULT_PRICE_PER_GPU_HOUR = 2.0  # DeepSeek-V3 report §1: "assuming the rental price of the H800 GPU is $2 per GPU hour"
 SECONDS_PER_DAY = 86_400.0
 
 
 def check_price(price: float) -> float:
     if not isinstance(price, (int, float)) or not math.isfinite(price) or price <= 0:
-        raise ValueError(f"--price-per-gpu-hour must be a positive number of dollars, got {price!r}")
+        raise ConfigError(f"--price-per-gpu-hour must be a positive number of dollars, got {price!r}")
     return float(price)
 
 
@@ -67,7 +69,7 @@ class Phase:
         if self.gpu_hours is not None:
             return self.gpu_hours
         if self.tokens_per_s <= 0 or self.n_gpus <= 0:
-            raise ValueError(f"phase {self.name}: tokens_per_s={self.tokens_per_s} and n_gpus={self.n_gpus} must be > 0")
+            raise ConfigError(f"phase {self.name}: tokens_per_s={self.tokens_per_s} and n_gpus={self.n_gpus} must be > 0")
         return self.n_gpus * self.tokens / self.tokens_per_s / 3600.0
 
 
@@ -97,13 +99,13 @@ def fleet_size(*, daily_input_tokens: float, daily_output_tokens: float, input_t
     """
     for n, v in (("daily_input_tokens", daily_input_tokens), ("daily_output_tokens", daily_output_tokens)):
         if v < 0:
-            raise ValueError(f"{n} must be >= 0, got {v}")
+            raise ConfigError(f"{n} must be >= 0, got {v}")
     for n, v in (("input_tokens_per_s_per_node", input_tokens_per_s_per_node),
                  ("output_tokens_per_s_per_node", output_tokens_per_s_per_node)):
         if not v > 0:
-            raise ValueError(f"{n} must be > 0, got {v}")
+            raise ConfigError(f"{n} must be > 0, got {v}")
     if not 0 <= prefix_cache_hit < 1:
-        raise ValueError(f"prefix_cache_hit must be in [0, 1), got {prefix_cache_hit}")
+        raise ConfigError(f"prefix_cache_hit must be in [0, 1), got {prefix_cache_hit}")
     n_pre = daily_input_tokens / (SECONDS_PER_DAY * input_tokens_per_s_per_node)
     n_dec = daily_output_tokens / (SECONDS_PER_DAY * output_tokens_per_s_per_node)
     nodes = n_pre + n_dec

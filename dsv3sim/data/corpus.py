@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from dsv3sim.config.errors import ConfigError
 from dsv3sim.data.tokenizer import cache_dir, get_tokenizer
 
 HELDOUT_MOD = 20
@@ -33,7 +34,7 @@ def stdlib_files() -> list[tuple[str, Path]]:
 def split_text(split: str, max_bytes: int) -> str:
     """Concatenated sources of ``split`` ("train" | "heldout"), at most max_bytes (UTF-8)."""
     if split not in ("train", "heldout"):
-        raise ValueError(f"split must be 'train' or 'heldout', got {split!r}")
+        raise ConfigError(f"split must be 'train' or 'heldout', got {split!r}")
     parts, n = [], 0
     for rel, f in stdlib_files():
         held = zlib.crc32(rel.encode()) % HELDOUT_MOD == 0

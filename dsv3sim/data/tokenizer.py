@@ -15,6 +15,8 @@ import re
 from collections import Counter
 from pathlib import Path
 
+from dsv3sim.config.errors import ConfigError
+
 PRETOKEN = re.compile(r" ?[A-Za-z_]+| ?[0-9]+| ?[^\sA-Za-z_0-9]+|\s+")
 
 
@@ -25,7 +27,7 @@ def _words(text: str) -> list[bytes]:
 class BPETokenizer:
     def __init__(self, merges: list[tuple[int, int]], vocab_size: int) -> None:
         if vocab_size < 256 + len(merges):
-            raise ValueError(f"vocab_size ({vocab_size}) must be >= 256 + merges ({len(merges)})")
+            raise ConfigError(f"vocab_size ({vocab_size}) must be >= 256 + merges ({len(merges)})")
         self.merges = merges
         self.vocab_size = vocab_size
         self.ranks = {p: i for i, p in enumerate(merges)}
@@ -112,7 +114,7 @@ def cache_dir() -> Path:
 def get_tokenizer(vocab_size: int, text: str, max_merges: int = 1024) -> BPETokenizer:
     """Tokenizer with min(vocab_size - 256, max_merges) merges learnt on ``text`` (cached)."""
     if vocab_size < 256:
-        raise ValueError(f"byte-level BPE needs vocab_size >= 256, got {vocab_size}")
+        raise ConfigError(f"byte-level BPE needs vocab_size >= 256, got {vocab_size}")
     n = min(vocab_size - 256, max_merges)
     key = hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
     path = cache_dir() / f"bpe-{key}-{n}.json"

@@ -27,6 +27,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from dsv3sim.config.errors import ConfigError
 from dsv3sim.nn.fp8 import FP8, TILE, dequantize, quantize_128x128
 from dsv3sim.nn.layers import Linear
 
@@ -120,12 +121,12 @@ def _header(f: Path) -> dict[str, tuple[str, tuple[int, ...]]]:
             head = fh.read(8)
             n = int.from_bytes(head, "little") if len(head) == 8 else -1
             if n < 2 or n > min(size - 8, _MAX_HEADER):
-                raise ValueError(f"checkpoint {f}: not a safetensors file (header length {n} for a {size}-byte file)")
+                raise ConfigError(f"checkpoint {f}: not a safetensors file (header length {n} for a {size}-byte file)")
             hdr = json.loads(fh.read(n).decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
-        raise ValueError(f"checkpoint {f}: not a safetensors file (header is not JSON)") from None
+        raise ConfigError(f"checkpoint {f}: not a safetensors file (header is not JSON)") from None
     if not isinstance(hdr, dict):
-        raise ValueError(f"checkpoint {f}: not a safetensors file (header is not a JSON object)")  # noqa: TRY004
+        raise ConfigError(f"checkpoint {f}: not a safetensors file (header is not a JSON object)")  # noqa: TRY004
     data = size - 8 - n
     out = {}
     for k, v in hdr.items():
@@ -138,7 +139,7 @@ def _header(f: Path) -> dict[str, tuple[str, tuple[int, ...]]]:
             lo, hi = v["data_offsets"]
             ok = 0 <= lo <= hi <= data and hi - lo == math.prod(v["shape"]) * _DTYPE_BYTES[v["dtype"]]
         if not ok:
-            raise ValueError(f"checkpoint {f}: tensor {k!r} has a malformed entry in the header: {str(v)[:120]}")
+            raise ConfigError(f"checkpoint {f}: tensor {k!r} has a malformed entry in the header: {str(v)[:120]}")
         out[k] = (v["dtype"], tuple(v["shape"]))
     return out
 
@@ -146,7 +147,7 @@ def _header(f: Path) -> dict[str, tuple[str, tuple[int, ...]]]:
 def _files(path: Path) -> list[Path]:
     files = sorted(path.glob("*.safetensors")) if path.is_dir() else [path]
     if not files:
-        raise ValueError(f"no .safetensors files in {path}")
+        raise ConfigError(f"no .safetensors files in {path}")
     return files
 
 
@@ -158,7 +159,7 @@ def _read(files: list[Path]) -> dict[str, torch.Tensor]:
                 for k in fh.keys():  # noqa: SIM118 - safe_open has keys(), not __iter__
                     out[k] = fh.get_tensor(k)
         except Exception as e:  # noqa: BLE001 - the reader's own error type; the header was checked already
-            raise ValueError(f"checkpoint {f}: cannot be read ({' '.join(str(e).split())[:200]})") from None
+            raise ConfigError(f"checkpoint {f}: cannot be read ({' '.join(str(e).split())[:200]})") from None
     return out
 
 
@@ -186,22 +187,22 @@ def _check_header(path: Path, hdr: dict[str, tuple[str, tuple[int, ...]]], expec
                 continue  # reported as unused by the caller
             if dt != "F32" or len(w[1]) != 2 or shape != tuple(-(-d // TILE) for d in w[1]):
                 want = tuple(-(-d // TILE) for d in w[1]) if len(w[1]) == 2 else "?"
-                raise ValueError(f"checkpoint {path}: {k} is {dt} {list(shape)}, expected F32 {list(want)} (one scale "
+                raise ConfigError(f"checkpoint {path}: {k} is {dt} {list(shape)}, expected F32 {list(want)} (one scale "
                                  f"per {TILE}x{TILE} block of {list(w[1])})")
             continue
         if k not in expected:
             continue
         if dt == "F8_E4M3":
             if k + "_scale_inv" not in hdr:
-                raise ValueError(f"{k} is FP8 but {k}_scale_inv is missing")
+                raise ConfigError(f"{k} is FP8 but {k}_scale_inv is missing")
             if len(shape) != 2:
-                raise ValueError(f"checkpoint {path}: {k} is FP8 with shape {list(shape)}; FP8 weights are 2-D")
+                raise ConfigError(f"checkpoint {path}: {k} is FP8 with shape {list(shape)}; FP8 weights are 2-D")
         elif dt not in _WEIGHT_DTYPES:
-            raise ValueError(f"checkpoint {path}: {k} has dtype {dt}; weights must be one of "
+            raise ConfigError(f"checkpoint {path}: {k} has dtype {dt}; weights must be one of "
                              f"{', '.join(_WEIGHT_DTYPES)}"
                              " (or F8_E4M3 with a _scale_inv)")
         if shape != expected[k]:
-            raise ValueError(f"{k}: checkpoint shape {shape} != model shape {expected[k]}")
+            raise ConfigError(f"{k}: checkpoint shape {shape} != model shape {expected[k]}")
 
 
 def load(model, path: str | Path, *, strict: bool = True) -> list[str]:
@@ -212,7 +213,7 @@ def load(model, path: str | Path, *, strict: bool = True) -> list[str]:
     NaN/inf weights or non-positive FP8 scales (after reading)."""
     path = Path(path)
     if not path.exists():
-        raise ValueError(f"checkpoint {str(path)!r} does not exist")
+        raise ConfigError(f"checkpoint {str(path)!r} does not exist")
     files = _files(path)
     hdr: dict[str, tuple[str, tuple[int, ...]]] = {}
     for f in files:
@@ -223,7 +224,7 @@ def load(model, path: str | Path, *, strict: bool = True) -> list[str]:
         sd_missing = sorted({re.sub(r"\.\d+\.(gate_proj|up_proj|down_proj)\.weight$", r".*.\1.weight", k)
                              for k in expected if k not in hdr})
         if sd_missing:
-            raise ValueError(f"checkpoint {path} lacks {len(sd_missing)} tensor(s), e.g. {sd_missing[:5]}")
+            raise ConfigError(f"checkpoint {path} lacks {len(sd_missing)} tensor(s), e.g. {sd_missing[:5]}")
     raw = _read(files)
     L = model.cfg.num_hidden_layers
     tensors: dict[str, torch.Tensor] = {}
@@ -233,11 +234,11 @@ def load(model, path: str | Path, *, strict: bool = True) -> list[str]:
         if t.dtype == FP8:
             s = raw[k + "_scale_inv"].float()
             if not (torch.isfinite(s).all() and (s > 0).all()):
-                raise ValueError(f"checkpoint {path}: {k}_scale_inv holds non-finite or non-positive scales")
+                raise ConfigError(f"checkpoint {path}: {k}_scale_inv holds non-finite or non-positive scales")
             t = dequantize(t, s, TILE)
         if k in expected and t.is_floating_point() and not torch.isfinite(t).all():
             n_bad = int((~torch.isfinite(t)).sum())
-            raise ValueError(f"checkpoint {path}: {k} holds {n_bad} NaN/inf value(s)")
+            raise ConfigError(f"checkpoint {path}: {k} holds {n_bad} NaN/inf value(s)")
         tensors[k] = t
     sd = model.state_dict()
     new: dict[str, torch.Tensor] = {}
@@ -264,10 +265,10 @@ def load(model, path: str | Path, *, strict: bool = True) -> list[str]:
             if t is not None and shared in new and not torch.equal(t.to(new[shared].dtype), new[shared]):
                 tensors[copy] = t  # differs from the shared tensor: reported as unused (this model shares, V3 §2.2)
     if strict and missing:
-        raise ValueError(f"checkpoint {path} lacks {len(missing)} tensor(s), e.g. {missing[:5]}")
+        raise ConfigError(f"checkpoint {path} lacks {len(missing)} tensor(s), e.g. {missing[:5]}")
     for name, t in new.items():
         if tuple(t.shape) != tuple(sd[name].shape):
-            raise ValueError(f"{name}: checkpoint shape {tuple(t.shape)} != model shape {tuple(sd[name].shape)}")
+            raise ConfigError(f"{name}: checkpoint shape {tuple(t.shape)} != model shape {tuple(sd[name].shape)}")
     with torch.no_grad():
         params = dict(model.named_parameters())
         params.update(dict(model.named_buffers()))

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 
 import torch
 
+from dsv3sim.config.errors import ConfigError
+
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class GenerationResult:
@@ -44,7 +46,7 @@ def _argmax_last(logits: torch.Tensor) -> int:
 def generate(model, prompt: torch.Tensor, n_tokens: int) -> GenerationResult:
     """Greedy decoding of ``n_tokens`` after prompt [1,P]."""
     if n_tokens <= 0:
-        raise ValueError(f"tokens must be > 0, got {n_tokens}")
+        raise ConfigError(f"tokens must be > 0, got {n_tokens}")
     model.eval()
     P = prompt.shape[1]
     t0 = time.perf_counter()
@@ -63,9 +65,9 @@ def generate(model, prompt: torch.Tensor, n_tokens: int) -> GenerationResult:
 def generate_speculative_mtp(model, prompt: torch.Tensor, n_tokens: int) -> GenerationResult:
     """Greedy decoding with MTP module 1 drafting one token per main forward (module docstring)."""
     if not len(model.mtp):
-        raise ValueError(f"{model.cfg.name} has no MTP module (num_nextn_predict_layers = 0)")
+        raise ConfigError(f"{model.cfg.name} has no MTP module (num_nextn_predict_layers = 0)")
     if n_tokens <= 0:
-        raise ValueError(f"tokens must be > 0, got {n_tokens}")
+        raise ConfigError(f"tokens must be > 0, got {n_tokens}")
     model.eval()
     dev = prompt.device
     P = prompt.shape[1]

@@ -18,6 +18,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from dsv3sim.config.errors import ConfigError
 from dsv3sim.config.model import ModelConfig
 from dsv3sim.nn.layers import Linear, RMSNorm
 
@@ -74,7 +75,7 @@ class GQAttention(nn.Module):
                 start: int = 0, impl: str | None = None) -> torch.Tensor:
         """x [B,S,H] at positions start..start+S-1 (whole sequences; no cache)."""
         if cache is not None:
-            raise ValueError("dsv3sim.nn decodes with a KV cache for MLA models only; this model uses GQA")
+            raise ConfigError("dsv3sim.nn decodes with a KV cache for MLA models only; this model uses GQA")
         B, S, _ = x.shape
         q = self.q_proj(x).view(B, S, self.n_heads, self.hd)
         k = self.k_proj(x).view(B, S, self.n_kv, self.hd)

@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dsv3sim.config.errors import ConfigError
 from dsv3sim.config.model import ModelConfig
 from dsv3sim.nn.layers import Linear, RMSNorm, apply_rope
 
@@ -150,7 +151,7 @@ class MLA(nn.Module):
         impl = impl or ("absorb" if cache is not None else "naive")
         fn = {"naive": attention_naive, "absorb": attention_absorbed}.get(impl)
         if fn is None:
-            raise ValueError(f"attention impl must be 'naive' or 'absorb', got {impl!r}")
+            raise ConfigError(f"attention impl must be 'naive' or 'absorb', got {impl!r}")
         kw = {"up": self.kv_b_proj} if impl == "naive" else {}
         o = fn(q_nope, q_pe, kv, k_pe, self.kv_b_weight(), n_heads=self.n_heads, d_nope=self.d_nope, d_v=self.d_v,
                scale=self.scale, start=start, **kw)

@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dsv3sim.config.errors import ConfigError
 from dsv3sim.config.model import ModelConfig
 
 
@@ -35,7 +36,7 @@ def gate_scores(x: torch.Tensor, weight: torch.Tensor, scoring_func: str,
         return logits.sigmoid()
     if scoring_func == "softmax":
         return logits.softmax(dim=-1)
-    raise ValueError(f"scoring_func must be 'sigmoid' or 'softmax', got {scoring_func!r}")
+    raise ConfigError(f"scoring_func must be 'sigmoid' or 'softmax', got {scoring_func!r}")
 
 
 def select_experts(scores: torch.Tensor, bias: torch.Tensor | None, *, top_k: int, n_group: int, topk_group: int,
@@ -114,9 +115,9 @@ def capture_routing(model: nn.Module, n_group: int | None = None, topk_group: in
         for g in gates:
             E = g.weight.shape[0]
             if E % n_group:
-                raise ValueError(f"n_group override ({n_group}) must divide n_routed_experts ({E})")
+                raise ConfigError(f"n_group override ({n_group}) must divide n_routed_experts ({E})")
             if topk_group is not None and (topk_group > n_group or g.top_k > topk_group * (E // n_group)):
-                raise ValueError(f"topk_group override ({topk_group}) with n_group {n_group} cannot hold top-"
+                raise ConfigError(f"topk_group override ({topk_group}) with n_group {n_group} cannot hold top-"
                                  f"{g.top_k} of {E} experts")
     over = {k: v for k, v in (("n_group", n_group), ("topk_group", topk_group),
                               ("group_score_topk", group_score_topk)) if v is not None}

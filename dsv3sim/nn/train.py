@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import torch
 
+from dsv3sim.config.errors import ConfigError
 from dsv3sim.config.model import ModelConfig
 from dsv3sim.nn.balance import max_over_mean, update_bias
 from dsv3sim.nn.batches import token_stream, train_batches
@@ -43,12 +44,12 @@ class TrainOptions:
 
     def __post_init__(self) -> None:
         if self.balance not in BALANCE:
-            raise ValueError(f"balance must be one of {', '.join(BALANCE)}, got {self.balance!r}")
+            raise ConfigError(f"balance must be one of {', '.join(BALANCE)}, got {self.balance!r}")
         for n in ("steps", "batch", "seq_len"):
             if getattr(self, n) <= 0:
-                raise ValueError(f"{n} must be > 0, got {getattr(self, n)}")
+                raise ConfigError(f"{n} must be > 0, got {getattr(self, n)}")
         if self.lr <= 0 or self.gamma < 0:
-            raise ValueError(f"lr ({self.lr}) must be > 0 and gamma ({self.gamma}) >= 0")
+            raise ConfigError(f"lr ({self.lr}) must be > 0 and gamma ({self.gamma}) >= 0")
 
 
 def lr_at(step: int, o: TrainOptions) -> float:

@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dsv3sim.config.errors import ConfigError
 from dsv3sim.config.model import ModelConfig
 from dsv3sim.nn.block import Block
 from dsv3sim.nn.layers import Linear, RMSNorm, rope_cos_sin, yarn_inv_freq
@@ -100,7 +101,7 @@ class Transformer(nn.Module):
         D = len(self.mtp)
         S = tokens.shape[1] - 1 - D
         if S <= 0:
-            raise ValueError(f"loss needs tokens of length > 1 + MTP depth ({D}), got {tokens.shape[1]}")
+            raise ConfigError(f"loss needs tokens of length > 1 + MTP depth ({D}), got {tokens.shape[1]}")
         h = self.hidden(tokens[:, :S])
         logits = self.lm_head(h)
         V = logits.shape[-1]
@@ -121,7 +122,7 @@ class Transformer(nn.Module):
 
     def allocate_cache(self, batch: int, max_len: int, *, include_mtp: bool = False) -> LatentKVCache:
         if self.cfg.attention != "mla":
-            raise ValueError(f"{self.cfg.name}: dsv3sim.nn decodes with a KV cache for MLA models only "
+            raise ConfigError(f"{self.cfg.name}: dsv3sim.nn decodes with a KV cache for MLA models only "
                              f"(attention={self.cfg.attention!r})")
         n = self.cfg.num_hidden_layers + (len(self.mtp) if include_mtp else 0)
         p = self.embed_tokens.weight

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from dsv3sim.config.errors import ConfigError
 from dsv3sim.parallel.actions import Action, Op, format_action, parse_action
 from dsv3sim.parallel.check import check, dependencies
 from dsv3sim.parallel.dispatch import DispatchPlan, dispatch_plan, dispatch_plan_for_trace, source_ranks
@@ -35,7 +36,7 @@ def generate(name: str, pp: int, microbatches: int) -> Schedule:
     try:
         gen = SCHEDULES[name.lower()]
     except KeyError:
-        raise ValueError(f"unknown pipeline schedule {name!r}; known: {sorted(SCHEDULES)}") from None
+        raise ConfigError(f"unknown pipeline schedule {name!r}; known: {sorted(SCHEDULES)}") from None
     return gen(pp, microbatches)
 
 

@@ -19,6 +19,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from dsv3sim.config.errors import ConfigError
+
 KINDS = ("F", "B", "W", "BW")
 _OP = re.compile(r"^(BW|F|B|W)(\d+)\.(\d+)$")
 
@@ -74,7 +76,7 @@ class Action:
 def parse_op(text: str) -> Op:
     m = _OP.match(text.strip())
     if not m:
-        raise ValueError(f"bad pipeline op {text!r}: expected F|B|W|BW<chunk>.<microbatch>, e.g. F0.3")
+        raise ConfigError(f"bad pipeline op {text!r}: expected F|B|W|BW<chunk>.<microbatch>, e.g. F0.3")
     return Op(m.group(1), int(m.group(2)), int(m.group(3)))
 
 

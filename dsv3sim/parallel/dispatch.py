@@ -28,6 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from dsv3sim.config.errors import ConfigError
 from dsv3sim.trace.comm_bytes import combine_message_bytes, dispatch_message_bytes
 
 CHOICES = ("spread", "nearest")
@@ -95,7 +96,7 @@ def dispatch_plan(expert_ids, src_rank, phy2log, *, n_gpus: int, gpus_per_node: 
     """Plan one layer's dispatch (module docstring). phy2log: [R] (one layer of EPLB's map)."""
     ids = np.asarray(expert_ids, dtype=np.int64)
     if ids.ndim != 2:
-        raise ValueError(f"expert_ids must be [tokens, k], got shape {ids.shape}")
+        raise ConfigError(f"expert_ids must be [tokens, k], got shape {ids.shape}")
     T, k = ids.shape
     src = np.broadcast_to(np.asarray(src_rank, dtype=np.int64), (T,))
     p2l = np.asarray(phy2log, dtype=np.int64).reshape(-1)
@@ -118,18 +119,18 @@ def _check_plan_inputs(ids: np.ndarray, src: np.ndarray, p2l: np.ndarray, *, n_g
                        choice: str) -> None:
     T, R, n_log = ids.shape[0], len(p2l), int(p2l.max()) + 1
     if choice not in CHOICES:
-        raise ValueError(f"replica choice must be one of {CHOICES}, got {choice!r}")
+        raise ConfigError(f"replica choice must be one of {CHOICES}, got {choice!r}")
     if gpus_per_node <= 0:
-        raise ValueError(f"gpus_per_node must be > 0, got {gpus_per_node}")
+        raise ConfigError(f"gpus_per_node must be > 0, got {gpus_per_node}")
     if T and (ids.min() < 0 or ids.max() >= n_log):
-        raise ValueError(f"expert ids must lie in 0..{n_log - 1} (the placement's logical experts), "
+        raise ConfigError(f"expert ids must lie in 0..{n_log - 1} (the placement's logical experts), "
                          f"got {ids.min()}..{ids.max()}")
     if np.bincount(p2l, minlength=n_log).min() == 0:
         raise ValueError("placement leaves some logical expert without a replica")
     if n_gpus <= 0 or R % n_gpus or n_gpus % gpus_per_node:
-        raise ValueError(f"need replicas ({R}) % gpus ({n_gpus}) == 0 and gpus % gpus_per_node ({gpus_per_node}) == 0")
+        raise ConfigError(f"need replicas ({R}) % gpus ({n_gpus}) == 0 and gpus % gpus_per_node ({gpus_per_node}) == 0")
     if T and (src.min() < 0 or src.max() >= n_gpus):
-        raise ValueError(f"source ranks must lie in 0..{n_gpus - 1}, got {src.min()}..{src.max()}")
+        raise ConfigError(f"source ranks must lie in 0..{n_gpus - 1}, got {src.min()}..{src.max()}")
 
 
 def _choose_replicas(ids: np.ndarray, src: np.ndarray, p2l: np.ndarray, gpu_of_phy: np.ndarray,
@@ -179,13 +180,13 @@ def source_ranks(n_tokens: int, n_gpus: int, how: str = "blocks") -> np.ndarray:
     """EP rank holding each token when a trace does not say: "blocks" = contiguous equal slices of the batch
     (each data-parallel attention rank holds its own sequences), "cyclic" = token t on rank t mod U."""
     if n_gpus <= 0 or n_tokens < 0:
-        raise ValueError(f"need n_gpus > 0 and n_tokens >= 0, got {n_gpus}, {n_tokens}")
+        raise ConfigError(f"need n_gpus > 0 and n_tokens >= 0, got {n_gpus}, {n_tokens}")
     t = np.arange(n_tokens, dtype=np.int64)
     if how == "blocks":
         return t * n_gpus // max(n_tokens, 1)
     if how == "cyclic":
         return t % n_gpus
-    raise ValueError(f"source layout must be 'blocks' or 'cyclic', got {how!r}")
+    raise ConfigError(f"source layout must be 'blocks' or 'cyclic', got {how!r}")
 
 
 def dispatch_plan_for_trace(trace, layer: int, phy2log, *, n_gpus: int, gpus_per_node: int,
@@ -194,7 +195,7 @@ def dispatch_plan_for_trace(trace, layer: int, phy2log, *, n_gpus: int, gpus_per
     """Plan layer ``layer`` (index into the trace) of a dsv3sim.trace RoutingTrace with per-token expert ids;
     ``phy2log`` is that layer's row (or the full [L, R] map, indexed by ``layer``)."""
     if getattr(trace, "expert_ids", None) is None:
-        raise ValueError("this trace holds only expert loads, not per-token expert ids; a dispatch plan needs "
+        raise ConfigError("this trace holds only expert loads, not per-token expert ids; a dispatch plan needs "
                          "a token-level trace (.npz from dsv3sim trace capture/synth)")
     p2l = np.asarray(phy2log)
     row = p2l[layer] if p2l.ndim == 2 else p2l

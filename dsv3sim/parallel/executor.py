@@ -25,6 +25,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from dsv3sim.config.errors import ConfigError
 from dsv3sim.parallel.actions import Action
 from dsv3sim.parallel.check import run_order, slot_graph
 from dsv3sim.parallel.schedule import Schedule
@@ -41,9 +42,9 @@ class ChunkTimes:
 
     def __post_init__(self) -> None:
         if min(self.f, self.b, self.w) < 0 or (self.fb is not None and self.fb < 0):
-            raise ValueError(f"chunk times must be >= 0, got f={self.f} b={self.b} w={self.w} fb={self.fb}")
+            raise ConfigError(f"chunk times must be >= 0, got f={self.f} b={self.b} w={self.w} fb={self.fb}")
         if self.w > self.b:
-            raise ValueError(f"w (weight-gradient part, {self.w}) cannot exceed b (full backward, {self.b})")
+            raise ConfigError(f"w (weight-gradient part, {self.w}) cannot exceed b (full backward, {self.b})")
 
     @property
     def pair(self) -> float:
@@ -109,7 +110,7 @@ def execute(s: Schedule, times: ChunkTimes | Callable[[int, Action], float], p2p
             ) -> ExecResult:
     """Start/end of every action, makespan, per-rank bubble and activation peaks (module docstring)."""
     if p2p_latency < 0:
-        raise ValueError(f"p2p latency must be >= 0, got {p2p_latency}")
+        raise ConfigError(f"p2p latency must be >= 0, got {p2p_latency}")
     dur = times.of if isinstance(times, ChunkTimes) else None
     graph = slot_graph(s)
     end_of = {r: [0.0] * len(acts) for r, acts in s.actions.items()}

@@ -12,6 +12,8 @@ Our ``pp`` argument counts ranks (devices), so PP = pp for all but DualPipeV, wh
 
 from __future__ import annotations
 
+from dsv3sim.config.errors import ConfigError
+
 
 def stages(name: str, pp: int) -> int:
     return 2 * pp if name == "dualpipev" else pp
@@ -25,7 +27,7 @@ def bubble_closed_form(name: str, pp: int, f: float, b: float, w: float, fb: flo
         return (n - 1) * (f + b - 2 * w)
     if name in ("dualpipe", "dualpipev"):
         return (n / 2 - 1) * (fb + b - 3 * w)
-    raise ValueError(f"no closed-form bubble for schedule {name!r}")
+    raise ConfigError(f"no closed-form bubble for schedule {name!r}")
 
 
 def activation_closed_form(name: str, pp: int) -> int:

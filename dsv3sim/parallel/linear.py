@@ -16,13 +16,14 @@ from __future__ import annotations
 
 from collections import deque
 
+from dsv3sim.config.errors import ConfigError
 from dsv3sim.parallel.actions import Action, Op, act
 from dsv3sim.parallel.schedule import Schedule
 
 
 def _check(name: str, pp: int, microbatches: int) -> None:
     if pp < 1 or microbatches < 1:
-        raise ValueError(f"{name}: needs pp >= 1 and microbatches >= 1, got pp={pp} microbatches={microbatches}")
+        raise ConfigError(f"{name}: needs pp >= 1 and microbatches >= 1, got pp={pp} microbatches={microbatches}")
 
 
 def one_f_one_b(pp: int, microbatches: int) -> Schedule:

@@ -27,6 +27,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from dsv3sim.config.errors import ConfigError
+
 
 def balanced_packing(weight: np.ndarray, num_packs: int) -> tuple[np.ndarray, np.ndarray]:
     """[X, n] weights -> (pack_index[X, n], rank_in_pack[X, n]); n/num_packs items per pack, greedy LPT."""
@@ -119,22 +121,22 @@ def rebalance_experts(weight, num_replicas: int, num_groups: int, num_nodes: int
     if w.ndim == 1:
         w = w[None, :]
     if w.ndim != 2 or w.size == 0:
-        raise ValueError(f"expert loads must be [layers, experts], got shape {np.shape(weight)}")
+        raise ConfigError(f"expert loads must be [layers, experts], got shape {np.shape(weight)}")
     if not np.isfinite(w).all() or (w < 0).any():
-        raise ValueError("expert loads must be finite and >= 0")
+        raise ConfigError("expert loads must be finite and >= 0")
     L, E = w.shape
     R, G, N, U = num_replicas, num_groups, num_nodes, num_gpus
     if min(R, G, N, U) <= 0:
-        raise ValueError(f"replicas, groups, nodes, gpus must be > 0, got {R}, {G}, {N}, {U}")
+        raise ConfigError(f"replicas, groups, nodes, gpus must be > 0, got {R}, {G}, {N}, {U}")
     if R < E:
-        raise ValueError(f"replicas ({R}) must be >= logical experts ({E})")
+        raise ConfigError(f"replicas ({R}) must be >= logical experts ({E})")
     if U % N or R % U:
-        raise ValueError(f"need gpus ({U}) % nodes ({N}) == 0 and replicas ({R}) % gpus ({U}) == 0")
+        raise ConfigError(f"need gpus ({U}) % nodes ({N}) == 0 and replicas ({R}) % gpus ({U}) == 0")
     if E % G:
-        raise ValueError(f"experts ({E}) must split evenly into groups ({G})")
+        raise ConfigError(f"experts ({E}) must split evenly into groups ({G})")
     if policy(G, N) == "hierarchical":
         if (R // N) < (E // N) or E % N:
-            raise ValueError(f"hierarchical policy: experts ({E}) and replicas ({R}) must split over nodes ({N})")
+            raise ConfigError(f"hierarchical policy: experts ({E}) and replicas ({R}) must split over nodes ({N})")
         phy2log, phyrank, logcnt = _hierarchical(w, R, G, N, U)
     else:
         phy2log, phyrank, logcnt = _hierarchical(w, R, 1, 1, U)
@@ -155,5 +157,5 @@ def gpu_loads_before(weight, num_gpus: int) -> np.ndarray:
     """[L, U] load per GPU with no redundancy and contiguous placement (GPU g: experts [g*E/U, (g+1)*E/U))."""
     w = np.asarray(weight, dtype=np.float64)
     if w.shape[1] % num_gpus:
-        raise ValueError(f"contiguous placement needs experts ({w.shape[1]}) % gpus ({num_gpus}) == 0")
+        raise ConfigError(f"contiguous placement needs experts ({w.shape[1]}) % gpus ({num_gpus}) == 0")
     return w.reshape(w.shape[0], num_gpus, -1).sum(-1)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from dsv3sim.config.errors import ConfigError
 from dsv3sim.parallel.actions import Action, parse_action
 
 LAYOUTS = ("linear", "bidirectional", "v")
@@ -40,10 +41,10 @@ class Schedule:
         if self.layout not in LAYOUTS:
             raise ValueError(f"schedule layout must be one of {LAYOUTS}, got {self.layout!r}")
         if self.pp < 1 or self.microbatches < 1:
-            raise ValueError(f"schedule needs pp >= 1 and microbatches >= 1, got pp={self.pp} "
+            raise ConfigError(f"schedule needs pp >= 1 and microbatches >= 1, got pp={self.pp} "
                              f"microbatches={self.microbatches}")
         if self.layout == "bidirectional" and (self.pp % 2 or self.microbatches % 2):
-            raise ValueError(f"a bidirectional schedule needs even pp and microbatches, got pp={self.pp} "
+            raise ConfigError(f"a bidirectional schedule needs even pp and microbatches, got pp={self.pp} "
                              f"microbatches={self.microbatches}")
         if sorted(self.actions) != list(range(self.pp)):
             raise ValueError(f"schedule {self.name}: action lists for ranks {sorted(self.actions)}, "

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import yaml
 
+from dsv3sim.config.errors import ConfigError
 from dsv3sim.cost.network_sizing import DEFAULT_PRICES, cheapest, size_all
 
 
@@ -24,9 +25,9 @@ def plan_network(*, radix: int, endpoints: int | None = None, n_gpus: int | None
     """Rows for FT2, MPFT, FT3, SF, DF at ``endpoints`` NIC ports (default: one per GPU), the cheapest marked."""
     if endpoints is None:
         if n_gpus is None:
-            raise ValueError("give --endpoints or --gpus")
+            raise ConfigError("give --endpoints or --gpus")
         if n_gpus % gpus_per_node:
-            raise ValueError(f"--gpus {n_gpus} is not a multiple of --gpus-per-node {gpus_per_node}")
+            raise ConfigError(f"--gpus {n_gpus} is not a multiple of --gpus-per-node {gpus_per_node}")
         endpoints = n_gpus // gpus_per_node * nics_per_node
     planes = planes or nics_per_node
     rows = size_all(radix, endpoints, planes=planes, prices=prices or DEFAULT_PRICES)
@@ -49,7 +50,7 @@ def topology_yaml(plan: dict, *, base: str = "h800-deepseek", topology: str | No
     topo = topology or plan["chosen"]
     row = next((r for r in plan["rows"] if r["topology"] == topo), None)
     if row is None or "infeasible" in row:
-        raise ValueError(f"topology {topo!r} is not a feasible row of this plan (rows: "
+        raise ConfigError(f"topology {topo!r} is not a feasible row of this plan (rows: "
                          f"{[r['topology'] for r in plan['rows'] if 'infeasible' not in r]})")
     gpn = int(raw["gpus_per_node"])
     nics = int((raw.get("nic") or {}).get("per_node", gpn))
@@ -58,7 +59,7 @@ def topology_yaml(plan: dict, *, base: str = "h800-deepseek", topology: str | No
     fab = dict(raw.get("fabric") or {})
     if topo == "MPFT":
         if plan["planes"] != nics:
-            raise ValueError(f"MPFT with {plan['planes']} planes needs {plan['planes']} NICs per node; base "
+            raise ConfigError(f"MPFT with {plan['planes']} planes needs {plan['planes']} NICs per node; base "
                              f"topology {base} has {nics}")
         fab.update(kind="multi-plane", n_planes=nics, nodes_per_leaf=k // 2, oversubscription=1.0)
         how = f"multi-plane fat tree: {nics} planes of FT2 with {k}-port switches"

@@ -28,6 +28,7 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, dataclass
 
+from dsv3sim.config.errors import ConfigError
 from dsv3sim.config.scenario import AggregatedWorkload, DecodeWorkload, ParallelDims, PrefillWorkload, Scenario
 from dsv3sim.cost.pricing import DEFAULT_PRICE_PER_GPU_HOUR, check_price
 
@@ -61,12 +62,12 @@ class ServeQuery:
     def __post_init__(self) -> None:
         for n in ("gpus", "isl", "osl"):
             if getattr(self, n) < 1:
-                raise ValueError(f"--{n} must be >= 1, got {getattr(self, n)}")
+                raise ConfigError(f"--{n} must be >= 1, got {getattr(self, n)}")
         for n in ("ttft_ms", "tpot_ms"):
             if not getattr(self, n) > 0:
-                raise ValueError(f"--{n.replace('_', '-')} must be > 0, got {getattr(self, n)}")
+                raise ConfigError(f"--{n.replace('_', '-')} must be > 0, got {getattr(self, n)}")
         if not 0 <= self.prefix_cache_hit < 1:
-            raise ValueError(f"--prefix-cache-hit must be in [0, 1), got {self.prefix_cache_hit}")
+            raise ConfigError(f"--prefix-cache-hit must be in [0, 1), got {self.prefix_cache_hit}")
         check_price(self.price_per_gpu_hour)
 
     @property
@@ -74,7 +75,7 @@ class ServeQuery:
         if self.topology:
             return self.topology
         if self.gpu not in GPU_TOPOLOGY:
-            raise ValueError(f"--gpu {self.gpu!r} has no default topology (known: {', '.join(GPU_TOPOLOGY)}); "
+            raise ConfigError(f"--gpu {self.gpu!r} has no default topology (known: {', '.join(GPU_TOPOLOGY)}); "
                              "pass --topology")
         return GPU_TOPOLOGY[self.gpu]
 
@@ -262,9 +263,9 @@ def plan_serving(q: ServeQuery, *, workers: int = 2, ray_address: str | None = N
     n_exp = cfg.n_routed_experts
     jobs = prefill_jobs(q, n_exp, gpn) + decode_jobs(q, n_exp, gpn) + aggregated_jobs(q, n_exp, gpn)
     if len(jobs) > q.max_layouts:
-        raise ValueError(f"serving search space has {len(jobs)} instance layouts > --max-layouts {q.max_layouts}")
+        raise ConfigError(f"serving search space has {len(jobs)} instance layouts > --max-layouts {q.max_layouts}")
     if not jobs:
-        raise ValueError(f"no instance size in {q.instance_sizes} fits --gpus {q.gpus}")
+        raise ConfigError(f"no instance size in {q.instance_sizes} fits --gpus {q.gpus}")
     rows = run_parallel(evaluate, [(q, j) for j in jobs], workers=workers, ray_address=ray_address,
                         progress=progress, chunksize=max(1, len(jobs) // (4 * max(1, workers))))
     pre = [r for r in rows if r["phase"] == "prefill" and "infeasible" not in r]

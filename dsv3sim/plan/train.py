@@ -23,6 +23,7 @@ import math
 import time
 from dataclasses import asdict, dataclass, field
 
+from dsv3sim.config.errors import ConfigError
 from dsv3sim.config.scenario import SCHEDULES, ParallelDims, Perturbation, Scenario, TrainingWorkload
 from dsv3sim.cost.pricing import DEFAULT_PRICE_PER_GPU_HOUR, check_price
 from dsv3sim.plan.limits import training_limits
@@ -86,17 +87,17 @@ class TrainQuery:
 
     def __post_init__(self) -> None:
         if self.gpus < 1:
-            raise ValueError(f"--gpus must be >= 1, got {self.gpus}")
+            raise ConfigError(f"--gpus must be >= 1, got {self.gpus}")
         if self.gpus_max is not None and self.gpus_max < self.gpus:
-            raise ValueError(f"--gpus-max {self.gpus_max} must be >= --gpus {self.gpus}")
+            raise ConfigError(f"--gpus-max {self.gpus_max} must be >= --gpus {self.gpus}")
         if not self.tokens > 0:
-            raise ValueError(f"--tokens must be > 0, got {self.tokens}")
+            raise ConfigError(f"--tokens must be > 0, got {self.tokens}")
         if self.deadline_days is not None and not self.deadline_days > 0:
-            raise ValueError(f"--deadline-days must be > 0, got {self.deadline_days}")
+            raise ConfigError(f"--deadline-days must be > 0, got {self.deadline_days}")
         check_price(self.price_per_gpu_hour)
         bad = [s for s in self.schedules if s not in SCHEDULES]
         if bad:
-            raise ValueError(f"schedule(s) {bad} unknown (the step model knows {', '.join(SCHEDULES)})")
+            raise ConfigError(f"schedule(s) {bad} unknown (the step model knows {', '.join(SCHEDULES)})")
 
     def gpu_counts(self) -> list[int]:
         out, n = [], self.gpus
@@ -259,7 +260,7 @@ def plan_training(q: TrainQuery, *, workers: int = 2, ray_address: str | None = 
     t0 = time.perf_counter()
     n_space = count_layouts(q)
     if n_space > q.max_layouts:
-        raise ValueError(f"search space has {n_space} layouts > --max-layouts {q.max_layouts}; narrow it "
+        raise ConfigError(f"search space has {n_space} layouts > --max-layouts {q.max_layouts}; narrow it "
                          f"(--pp, --ep, --schedules, --gpus-max) or raise --max-layouts")
     cfg = load_model_config(q.model)
     topo = C.build_topology(q.topology, q.gpu, Perturbation(), max(q.gpu_counts()))

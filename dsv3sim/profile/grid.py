@@ -18,6 +18,7 @@ import random
 from dataclasses import dataclass, field
 from typing import Any
 
+from dsv3sim.config.errors import ConfigError
 from dsv3sim.config.model import ModelConfig
 
 GRIDS = ("full", "small", "heldout", "quick", "nn", "fp8fix", "lattice2", "scatter", "heldout2", "lattice3", "gqa")
@@ -80,10 +81,10 @@ def points(cfg: ModelConfig, grid: str = "full", dtypes: tuple[str, ...] = ("bf1
     """The measurement plan for ``grid`` in GRIDS ('small' for CPUs, 'quick' for smoke tests). For a GQA model
     the MLA attention ops (and shapes sized by MLA widths) give way to the ``gqa`` grid's attention points."""
     if grid not in GRIDS:
-        raise ValueError(f"unknown grid {grid!r}; known: {', '.join(GRIDS)}")
+        raise ConfigError(f"unknown grid {grid!r}; known: {', '.join(GRIDS)}")
     if cfg.attention == "gqa" and grid not in ("gqa", "quick"):
         if grid == "nn":
-            raise ValueError(f"the nn grid times dsv3sim.nn's MLA functions; {cfg.name} uses GQA attention")
+            raise ConfigError(f"the nn grid times dsv3sim.nn's MLA functions; {cfg.name} uses GQA attention")
         mla = {"attn_decode", "rope"}
         pts = [p for p in _points(cfg, grid, dtypes, seed) if p.op not in mla
                and not any(isinstance(v, int) and v <= 0 for v in p.shape.values())]

@@ -25,6 +25,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from dsv3sim.config.errors import ConfigError
 from dsv3sim.nn import fp8 as fp8m
 from dsv3sim.profile.timing import n_sets_for
 
@@ -70,7 +71,7 @@ def gemm(*, m: int, n: int, k: int, dtype: str, device: str, seed: int = 0, emul
         sets = _sets(lambda: (_randn((m, k), device, g, dt), _randn((n, k), device, g, dt, 0.02)), nbytes, device)
         return Case(fn=lambda a, w: torch.mm(a, w.t()), sets=sets, flops=flops, bytes=nbytes, impl="torch.mm")
     if dtype != "fp8":
-        raise ValueError(f"gemm dtype must be bf16, fp32 or fp8, got {dtype!r}")
+        raise ConfigError(f"gemm dtype must be bf16, fp32 or fp8, got {dtype!r}")
     nbytes = m * k + n * k + 2 * m * n + 4 * (m * k / 128 + n * k / 16384)
 
     m4 = -(-m // 4) * 4  # cuBLAS block-scaled FP8 needs M % 4 == 0 (seen on the H200): pad rows like a kernel tile
@@ -106,7 +107,7 @@ def tokens_per_expert(e: int, m: int, dist: str, seed: int = 0) -> list[int]:
         out = [int(r) for r in raw]
         out[0] += tot - sum(out)
         return out
-    raise ValueError(f"dist must be 'uniform' or 'zipf', got {dist!r}")
+    raise ConfigError(f"dist must be 'uniform' or 'zipf', got {dist!r}")
 
 
 def grouped_gemm(*, e: int, m: int, n: int, k: int, dtype: str, device: str, dist: str = "uniform",
@@ -128,7 +129,7 @@ def grouped_gemm(*, e: int, m: int, n: int, k: int, dtype: str, device: str, dis
         return Case(fn=lambda x, w: torch._grouped_mm(x, w.transpose(-2, -1), offs=offs), sets=sets, flops=flops,
                     bytes=nbytes, impl="torch._grouped_mm")
     if impl != "loop" and impl != "grouped":
-        raise ValueError(f"grouped_gemm impl must be 'grouped' or 'loop', got {impl!r}")
+        raise ConfigError(f"grouped_gemm impl must be 'grouped' or 'loop', got {impl!r}")
     bounds = [0] + [sum(tpe[: i + 1]) for i in range(e)]
     if dtype == "fp8":
         def make() -> tuple:

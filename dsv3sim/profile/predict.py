@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from dsv3sim.config.errors import ConfigError
 from dsv3sim.config.hardware import GpuSpec, get_gpu
 from dsv3sim.profile.residual import Residuals
 from dsv3sim.profile.table import Row, profile_dir, read_rows
@@ -147,7 +148,7 @@ def flops_bytes(op: str, dtype: str, s: dict[str, Any]) -> tuple[float, float]:
         k = g("k", 7168)
         n = g("n", 2048)
         return 6.0 * m * n * k, (m * k + 3 * n * k) * eb + 2 * m * k + 4 * m * n
-    raise ValueError(f"unknown op {op!r}; known: {', '.join(OPS)}")
+    raise ConfigError(f"unknown op {op!r}; known: {', '.join(OPS)}")
 
 
 def tile_of(op: str, dtype: str, shape: dict[str, Any]) -> tuple[int, int] | None:
@@ -182,7 +183,7 @@ def roofline_time(gpu: GpuSpec, op: str, dtype: str, flops: float, nbytes: float
     bw = gpu.hbm_bandwidth
     if sms is not None:
         if not 1 <= sms <= gpu.n_sms:
-            raise ValueError(f"sms must be in [1, {gpu.n_sms}] for {gpu.name}, got {sms}")
+            raise ConfigError(f"sms must be in [1, {gpu.n_sms}] for {gpu.name}, got {sms}")
         peak *= sms / gpu.n_sms
         bw *= min(1.0, sms / (gpu.n_sms / 2))
     return max(flops / peak, nbytes / bw)
@@ -375,7 +376,7 @@ def _kernel_time(gpu: str, op: str, dtype: str = "bf16", *, sms: int | None = No
     ``table``/``base``: read another CSV / treat it as measured on ``base`` (tests, what-ifs).
     """
     if op not in OPS:
-        raise ValueError(f"unknown op {op!r}; known: {', '.join(OPS)}")
+        raise ConfigError(f"unknown op {op!r}; known: {', '.join(OPS)}")
     target = get_gpu(gpu)
     q = dict(DEFAULTS.get(op, {}))
     q.update({k: v for k, v in shape.items() if v is not None})
@@ -415,10 +416,10 @@ def _check_dims(op: str, q: dict[str, Any], shape: dict[str, Any]) -> None:
     dims, _, _ = OPS[op]
     missing = [k for k in dims if k not in q]
     if missing:
-        raise ValueError(f"{op} needs {', '.join(dims)}; missing {', '.join(missing)} (got {shape})")
+        raise ConfigError(f"{op} needs {', '.join(dims)}; missing {', '.join(missing)} (got {shape})")
     for k in dims:
         if not (isinstance(q[k], (int, float)) and q[k] > 0):
-            raise ValueError(f"{op}: {k} must be a positive number, got {q[k]!r}")
+            raise ConfigError(f"{op}: {k} must be a positive number, got {q[k]!r}")
 
 
 def _base_efficiency(tab: _OpTable, op: str, dtype: str, qi: dict[str, Any], base_spec: GpuSpec, flops: float,
@@ -450,7 +451,7 @@ def _skewed_grouped(gpu: str, dtype: str, tokens: list[int], **kw: Any) -> Predi
     is 0.83-0.98x of the measured time, where the mean-M uniform estimate is 0.65-0.90x."""
     e = len(tokens)
     if e == 0 or min(tokens) < 0:
-        raise ValueError(f"tokens must be a non-empty list of counts >= 0, got {tokens[:8]}...")
+        raise ConfigError(f"tokens must be a non-empty list of counts >= 0, got {tokens[:8]}...")
     parts = [kernel_time(gpu, "grouped_gemm", dtype, e=e, m=t, **kw) for t in tokens if t > 0]
     t = sum(p.time_s for p in parts) / e
     flops = sum(p.flops for p in parts) / e

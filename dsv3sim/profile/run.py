@@ -21,6 +21,7 @@ from typing import Any
 
 import torch
 
+from dsv3sim.config.errors import ConfigError
 from dsv3sim.config.model import load_model_config
 from dsv3sim.nn import fp8 as fp8m
 from dsv3sim.profile.grid import GRIDS, Point, points
@@ -170,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     if a.threads:
         torch.set_num_threads(a.threads)
     if a.device == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda but torch sees no CUDA device")
+        raise ConfigError("--device cuda but torch sees no CUDA device")
     return run(a.config, a.device, a.grid, a.out, dtypes=tuple(a.dtypes.split(",")), deadline_s=a.deadline_s,
                only_ops=set(filter(None, a.ops.split(","))) or None, resume=a.resume)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from dsv3sim.config.errors import ConfigError
 from dsv3sim.report.context import DEFAULT_PRICE_PER_GPU_HOUR, RenderContext
 from dsv3sim.report.data import load, num, pick, split_results
 from dsv3sim.report.index import write_index
@@ -61,12 +62,12 @@ def build_page(result_json, *, chrome_trace: str | Path | None = None,
     data = load(result_json)
     base = Path(result_json).resolve().parent if isinstance(result_json, (str, Path)) else None
     if price_per_gpu_hour is not None and not price_per_gpu_hour > 0:
-        raise ValueError(f"price per GPU-hour must be > 0, got {price_per_gpu_hour}")
+        raise ConfigError(f"price per GPU-hour must be > 0, got {price_per_gpu_hour}")
     results = split_results(data)
     if scenario is not None:  # one scenario of a study, rendered in full
         names = [h for h, _ in results]
         if scenario not in names:
-            raise ValueError(f"scenario {scenario!r} is not in this result (scenarios: {', '.join(names)})")
+            raise ConfigError(f"scenario {scenario!r} is not in this result (scenarios: {', '.join(names)})")
         results = [(h, r) for h, r in results if h == scenario]
         data = results[0][1]
     name = title or (pick(data, "scenario", "name", depth=1) if len(results) == 1 else
@@ -163,7 +164,7 @@ def render(result_json, out_path: str | Path, *, chrome_trace: str | Path | None
     beside the report: both timelines in one file for Perfetto."""
     out = Path(out_path)
     if out.suffix.lower() not in (".html", ".htm"):
-        raise ValueError(f"report path must end in .html, got {out}")
+        raise ConfigError(f"report path must end in .html, got {out}")
     out.parent.mkdir(parents=True, exist_ok=True)
     text, _ = render_html(result_json, chrome_trace=chrome_trace, price_per_gpu_hour=price_per_gpu_hour,
                           title=title, traces_dir=traces_dir, scenario=scenario,

@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from dsv3sim.config.errors import ConfigError
+
 DEEPSEEK_SLICES = ("attn(F)", "mlp(F)", "dispatch(F)", "combine(F)",
                    "attn(B)", "attn(W)", "mlp(B)", "mlp(W)", "dispatch(B)", "combine(B)")
 GPU_CATS = {"kernel", "gpu_memcpy", "gpu_memset", "gpu_user_annotation"}
@@ -87,11 +89,11 @@ def load_trace(source: str | Path | dict | list) -> dict:
         try:
             data = json.loads(text)
         except json.JSONDecodeError as e:
-            raise ValueError(f"{p} is not Chrome Trace JSON: {e}") from e
+            raise ConfigError(f"{p} is not Chrome Trace JSON: {e}") from e
     if isinstance(data, list):
         data = {"traceEvents": data}
     if not isinstance(data, dict) or not isinstance(data.get("traceEvents"), list):
-        raise ValueError("a Chrome trace is {'traceEvents': [...]} or a JSON list of events")
+        raise ConfigError("a Chrome trace is {'traceEvents': [...]} or a JSON list of events")
     return data
 
 

@@ -13,6 +13,8 @@ import math
 from pathlib import Path
 from typing import Any
 
+from dsv3sim.config.errors import ConfigError
+
 # Keys that mark a dict as one result (not a {scenario name: result} wrapper).
 RESULT_MARKERS = (
     "step_time_s", "mfu", "tokens_per_s", "schema", "scenario", "kind", "timeline", "chrome_trace",
@@ -35,11 +37,11 @@ def load(source) -> dict:
     try:
         data = json.loads(p.read_text())
     except json.JSONDecodeError as e:
-        raise ValueError(f"{p} is not JSON: {e}") from e
+        raise ConfigError(f"{p} is not JSON: {e}") from e
     if isinstance(data, list):  # a bare sweep: list of rows
         return {"sweep": data}
     if not isinstance(data, dict):
-        raise ValueError(f"{p}: expected a JSON object (a result) or a list (sweep rows), got {type(data).__name__}")
+        raise ConfigError(f"{p}: expected a JSON object (a result) or a list (sweep rows), got {type(data).__name__}")
     return data
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import simpy
 
+from dsv3sim.config.errors import ConfigError
 from dsv3sim.sim.flows import FlowNetwork
 from dsv3sim.sim.result import CommResult, link_stats
 from dsv3sim.topology.graph import Topology
@@ -76,15 +77,15 @@ def start_collective(env, net: FlowNetwork, topo: Topology, kind: str, ranks: li
     (all-reduce, reduce-scatter input, all-gather output) or the message (p2p: ranks[0] -> ranks[1])."""
     n = len(ranks)
     if kind not in KINDS:
-        raise ValueError(f"collective kind {kind!r} unknown (one of {', '.join(KINDS)})")
+        raise ConfigError(f"collective kind {kind!r} unknown (one of {', '.join(KINDS)})")
     if n < 2:
-        raise ValueError(f"a collective needs >= 2 ranks, got {n}")
+        raise ConfigError(f"a collective needs >= 2 ranks, got {n}")
     if kind == "p2p":
         return env.process(_one(_x(net, topo, ranks[0], ranks[1], nbytes, "p2p")))
     if kind == "all-reduce" and algorithm == "tree":
         return env.process(tree_all_reduce(env, net, topo, ranks, nbytes, chunks))
     if algorithm != "ring":
-        raise ValueError(f"algorithm {algorithm!r} unknown for {kind} (ring, or tree for all-reduce)")
+        raise ConfigError(f"algorithm {algorithm!r} unknown for {kind} (ring, or tree for all-reduce)")
     steps = 2 * (n - 1) if kind == "all-reduce" else n - 1
     return env.process(ring(env, net, topo, ranks, nbytes, steps, kind))
 

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 import simpy
 
+from dsv3sim.config.errors import ConfigError
 from dsv3sim.sim.flows import FlowNetwork
 from dsv3sim.topology.graph import Topology
 from dsv3sim.trace.comm_bytes import combine_message_bytes, dispatch_message_bytes
@@ -41,7 +42,7 @@ def token_bytes(kind: str, mode: str, dtype: str, hidden: int) -> float:
     if kind == "combine":
         return float(combine_message_bytes(hidden))
     if kind != "dispatch":
-        raise ValueError(f"kind must be 'dispatch' or 'combine', got {kind!r}")
+        raise ConfigError(f"kind must be 'dispatch' or 'combine', got {kind!r}")
     b = dispatch_message_bytes(hidden, dtype)
     return float(b + (LL_METADATA_BYTES if mode == "low-latency" and dtype == "fp8" else 0))
 
@@ -61,11 +62,11 @@ class EpCounts:
 def ep_counts(topo: Topology, ranks: tuple[int, ...], routing: np.ndarray, n_experts: int) -> EpCounts:
     ep = len(ranks)
     if routing.ndim != 3 or routing.shape[0] != ep:
-        raise ValueError(f"routing must be [ep={ep}, tokens, k], got shape {routing.shape}")
+        raise ConfigError(f"routing must be [ep={ep}, tokens, k], got shape {routing.shape}")
     if n_experts % ep:
-        raise ValueError(f"n_experts={n_experts} must be a multiple of ep={ep}")
+        raise ConfigError(f"n_experts={n_experts} must be a multiple of ep={ep}")
     if routing.max(initial=-1) >= n_experts:
-        raise ValueError(f"routing has expert id {int(routing.max())} >= n_experts={n_experts}")
+        raise ConfigError(f"routing has expert id {int(routing.max())} >= n_experts={n_experts}")
     epr = n_experts // ep
     nodes = [topo.node_of(g) for g in ranks]
     uniq = sorted(set(nodes))
@@ -251,7 +252,7 @@ def start_ep(env: simpy.Environment, net: FlowNetwork, topo: Topology, counts: E
              taper: bool = False) -> simpy.Process:
     """Start one dispatch/combine inside a caller's env; the returned Process fires when it completes."""
     if mode not in ("normal", "low-latency"):
-        raise ValueError(f"mode must be 'normal' or 'low-latency', got {mode!r}")
+        raise ConfigError(f"mode must be 'normal' or 'low-latency', got {mode!r}")
     job = _Ep(env, net, topo, counts, kind=kind, mode=mode, b=token_bytes(kind, mode, dtype, hidden),
               chunks=chunks, taper=taper)
     proc = env.process(job.run())
@@ -278,7 +279,7 @@ def ll_path(topo: Topology, src: int, dst: int, transport: str = "nvlink") -> tu
     kernels: every message goes through a NIC, own node included
     (in the node: the NIC's loopback, PCIe out of the sender and PCIe into the receiver, instead of NVLink)."""
     if transport not in LL_TRANSPORTS:
-        raise ValueError(f"ll transport {transport!r} unknown (one of {LL_TRANSPORTS})")
+        raise ConfigError(f"ll transport {transport!r} unknown (one of {LL_TRANSPORTS})")
     if transport == "nvlink" or topo.node_of(src) != topo.node_of(dst) or topo.cfg.nic is None:
         return topo.path(src, dst)
     n = topo.node_of(src)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import numpy as np
 import simpy
 
+from dsv3sim.config.errors import ConfigError
 from dsv3sim.sim.deepep import EpCounts, deepep_logical_bytes, ep_counts, start_ep, token_bytes
 from dsv3sim.sim.flows import FlowNetwork
 from dsv3sim.sim.result import CommResult, link_stats
@@ -28,10 +29,10 @@ def ep_groups(topo: Topology, ep: int, n_groups: int | None = None) -> list[tupl
     """Blocks of ``ep`` consecutive GPU ids (EP rank order = GPU order, DeepEP's numbering)."""
     n = topo.n_gpus
     if ep < 1 or ep > n:
-        raise ValueError(f"ep={ep} must be in 1..{n} (GPUs in topology {topo.cfg.name})")
+        raise ConfigError(f"ep={ep} must be in 1..{n} (GPUs in topology {topo.cfg.name})")
     g = n // ep if n_groups is None else n_groups
     if g < 1 or g * ep > n:
-        raise ValueError(f"{g} groups of ep={ep} do not fit in {n} GPUs of {topo.cfg.name}")
+        raise ConfigError(f"{g} groups of ep={ep} do not fit in {n} GPUs of {topo.cfg.name}")
     return [tuple(range(i * ep, (i + 1) * ep)) for i in range(g)]
 
 
@@ -78,10 +79,10 @@ def simulate_ep(topo: Topology, *, kind: str, ep: int, routing: np.ndarray | lis
     reduced = reduce and same and len(groups) > 1 and groups_independent(topo, groups)
     sim_groups = groups[:1] if reduced else groups
     if method not in ("auto", "flow", "bound"):
-        raise ValueError(f"method must be auto, flow or bound, got {method!r}")
+        raise ConfigError(f"method must be auto, flow or bound, got {method!r}")
     one_node = all(len({topo.node_of(g) for g in ranks}) == 1 for ranks in sim_groups)
     if method == "bound" and mode != "low-latency" and not one_node:
-        raise ValueError("method='bound' is for low-latency mode or single-node groups (normal mode's relay "
+        raise ConfigError("method='bound' is for low-latency mode or single-node groups (normal mode's relay "
                          "pipeline needs the flows)")
     if (mode == "low-latency" or one_node) and method != "flow":
         c0 = ep_counts(topo, sim_groups[0], np.asarray(routings[0]), n_experts)

@@ -26,6 +26,8 @@ from collections.abc import Sequence
 
 import simpy
 
+from dsv3sim.config.errors import ConfigError
+
 _REL = 1e-12
 
 
@@ -59,7 +61,7 @@ class FlowNetwork:
         self.capacity = list(capacity)
         bad = [(i, c) for i, c in enumerate(self.capacity) if not 0 < c < math.inf]
         if bad:
-            raise ValueError(f"link capacities must be finite and > 0 B/s, got {bad[:3]} (link, capacity)")
+            raise ConfigError(f"link capacities must be finite and > 0 B/s, got {bad[:3]} (link, capacity)")
         self.flows: dict[int, _Flow] = {}
         self.done: list[_Flow] = []
         self.link_bytes: dict[int, float] = {}

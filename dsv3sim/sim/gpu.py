@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import simpy
 
+from dsv3sim.config.errors import ConfigError
+
 
 class Gpu:
     def __init__(self, env: simpy.Environment, *, rank: int, n_sms: int, comm_sms: int,
                  record: bool = True) -> None:
         if not 0 <= comm_sms < n_sms:
-            raise ValueError(f"comm_sms={comm_sms} must be in 0..n_sms-1={n_sms - 1}")
+            raise ConfigError(f"comm_sms={comm_sms} must be in 0..n_sms-1={n_sms - 1}")
         self.env, self.rank, self.n_sms, self.comm_sms = env, rank, n_sms, comm_sms
         self.stream = simpy.Resource(env, capacity=1)
         self.n_comm = 0

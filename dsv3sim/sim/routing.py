@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from dsv3sim.config.errors import ConfigError
 from dsv3sim.trace.importers import load_trace
 from dsv3sim.trace.routing_trace import open_npz
 
@@ -37,14 +38,14 @@ def uniform_routing(*, ep: int, tokens_per_rank: int, n_experts: int, topk: int,
                     max_nodes: int | None = None, seed: int = 0) -> np.ndarray:
     """Random node-limited top-k routing, shape ``[ep, tokens_per_rank, topk]``."""
     if n_experts % ep:
-        raise ValueError(f"n_experts={n_experts} must be a multiple of ep={ep}")
+        raise ConfigError(f"n_experts={n_experts} must be a multiple of ep={ep}")
     if not 0 < topk <= n_experts:
-        raise ValueError(f"topk={topk} must be in 1..n_experts={n_experts}")
+        raise ConfigError(f"topk={topk} must be in 1..n_experts={n_experts}")
     n_nodes = max(1, ep // gpus_per_node) if ep % gpus_per_node == 0 else 1
     m = n_nodes if max_nodes is None else max(1, min(max_nodes, n_nodes))
     per_node = n_experts // n_nodes
     if m * per_node < topk:
-        raise ValueError(f"topk={topk} experts do not fit in max_nodes={m} nodes of {per_node} experts each")
+        raise ConfigError(f"topk={topk} experts do not fit in max_nodes={m} nodes of {per_node} experts each")
     rng = np.random.default_rng(seed)
     rows = ep * tokens_per_rank
     nodes = _floyd(rng, rows, n_nodes, m) if m < n_nodes else np.broadcast_to(np.arange(n_nodes), (rows, n_nodes))
@@ -63,7 +64,7 @@ def load_routing(path: str | Path, *, ep: int, tokens_per_rank: int, layer: int 
     """
     arr = _read_ids(Path(path), layer)
     if arr.ndim != 2 or arr.shape[0] == 0:
-        raise ValueError(f"{path}: expected expert ids [tokens, k] (or [layers, tokens, k]), got shape {arr.shape}")
+        raise ConfigError(f"{path}: expected expert ids [tokens, k] (or [layers, tokens, k]), got shape {arr.shape}")
     idx = np.arange(ep * tokens_per_rank) % arr.shape[0]
     return arr[idx].reshape(ep, tokens_per_rank, arr.shape[1]).astype(np.int32)
 
@@ -72,7 +73,7 @@ def _read_ids(p: Path, layer: int) -> np.ndarray:
     arr = read_all_ids(p)
     if arr.ndim == 3:
         if not 0 <= layer < arr.shape[0]:
-            raise ValueError(f"{p}: layer {layer} not in 0..{arr.shape[0] - 1}")
+            raise ConfigError(f"{p}: layer {layer} not in 0..{arr.shape[0] - 1}")
         arr = arr[layer]
     return arr
 
@@ -96,7 +97,7 @@ def read_all_ids(p: Path) -> np.ndarray:
     if p.suffix in (".json", ".pt", ".pth") or (p.suffix == ".npz" and _is_routing_trace(p)):
         tr = load_trace(p)  # dsv3sim.trace: RoutingTrace.expert_ids [L, T, k]
         if tr.expert_ids is None:
-            raise ValueError(f"{p}: trace holds only expert loads, not per-token expert ids")
+            raise ConfigError(f"{p}: trace holds only expert loads, not per-token expert ids")
         return np.asarray(tr.expert_ids)
     try:
         if p.suffix == ".npy":
@@ -104,16 +105,16 @@ def read_all_ids(p: Path) -> np.ndarray:
         elif p.suffix == ".npz":
             z = open_npz(p)
             if not z:
-                raise ValueError(f"{p}: the .npz holds no arrays")
+                raise ConfigError(f"{p}: the .npz holds no arrays")
             arr = z[next((k for k in ("topk_idx", "expert_ids", "topk_ids") if k in z), min(z))]
         else:
             arr = np.loadtxt(p, delimiter="," if p.suffix == ".csv" else None, dtype=np.int64, ndmin=2)
     except (ValueError, OSError, EOFError) as e:
         if isinstance(e, ValueError) and str(e).startswith(str(p)):
             raise
-        raise ValueError(f"{p}: not a readable routing trace ({' '.join(str(e).split())[:200]})") from None
+        raise ConfigError(f"{p}: not a readable routing trace ({' '.join(str(e).split())[:200]})") from None
     arr = np.asarray(arr)
     if arr.dtype.kind not in "iu" or arr.ndim not in (2, 3) or arr.size == 0 or arr.min() < 0:
-        raise ValueError(f"{p}: expert ids must be a non-empty [tokens, k] or [layers, tokens, k] array of "
+        raise ConfigError(f"{p}: expert ids must be a non-empty [tokens, k] or [layers, tokens, k] array of "
                          f"integers >= 0, got {arr.dtype} shape {arr.shape}")
     return arr

@@ -160,7 +160,7 @@ class Topology:
 
     def _check_gpu(self, g: int) -> None:
         if not 0 <= g < self.cfg.n_gpus:
-            raise ValueError(f"GPU {g} not in topology {self.cfg.name} (0..{self.cfg.n_gpus - 1})")
+            raise ConfigError(f"GPU {g} not in topology {self.cfg.name} (0..{self.cfg.n_gpus - 1})")
 
     def link(self, a: tuple, b: tuple) -> int:
         return self._edge[(a, b)]

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from dsv3sim.config.errors import ConfigError
 from dsv3sim.trace.layout import EpLayout
 from dsv3sim.trace.routing_trace import RoutingTrace
 
@@ -23,10 +24,10 @@ def node_limit_overrides(cfg, layout: EpLayout, node_limit: int) -> dict:
     """Gate overrides for node-limited routing: groups = nodes, keep ``node_limit``, score by top K/M."""
     k = cfg.num_experts_per_tok
     if not 1 <= node_limit <= layout.n_nodes:
-        raise ValueError(f"--node-limit ({node_limit}) must be in [1, n_nodes={layout.n_nodes}] "
+        raise ConfigError(f"--node-limit ({node_limit}) must be in [1, n_nodes={layout.n_nodes}] "
                          f"(ep {layout.ep} / gpus_per_node {layout.gpus_per_node})")
     if k > node_limit * layout.experts_per_node:
-        raise ValueError(f"top-{k} routing cannot fit in {node_limit} node(s) of {layout.experts_per_node} experts")
+        raise ConfigError(f"top-{k} routing cannot fit in {node_limit} node(s) of {layout.experts_per_node} experts")
     gst = min(layout.experts_per_node, max(1, k // node_limit))   # V3 §2.1.2: sum of the K_r/M highest affinities
     return {"n_group": layout.n_nodes, "topk_group": node_limit, "group_score_topk": gst}
 
@@ -61,7 +62,7 @@ def capture_trace(model, cfg, tokens, *, layout: EpLayout | None = None, node_li
     over: dict = {}
     if node_limit is not None:
         if layout is None:
-            raise ValueError("--node-limit needs an EP layout (--ep and --gpus-per-node)")
+            raise ConfigError("--node-limit needs an EP layout (--ep and --gpus-per-node)")
         over = node_limit_overrides(cfg, layout, node_limit)
     B, S = tokens.shape
     model.eval()
@@ -91,9 +92,9 @@ def capture_from_config(cfg, *, checkpoint: str | None, n_tokens: int, seq_len: 
     from dsv3sim.nn.transformer import Transformer
 
     if n_tokens <= 0 or seq_len <= 0:
-        raise ValueError(f"--tokens ({n_tokens}) and --seq-len ({seq_len}) must be > 0")
+        raise ConfigError(f"--tokens ({n_tokens}) and --seq-len ({seq_len}) must be > 0")
     if not cfg.is_moe:
-        raise ValueError(f"{cfg.name} has no routed experts (n_routed_experts = {cfg.n_routed_experts})")
+        raise ConfigError(f"{cfg.name} has no routed experts (n_routed_experts = {cfg.n_routed_experts})")
     torch.manual_seed(seed)
     model = Transformer(cfg)
     if checkpoint:

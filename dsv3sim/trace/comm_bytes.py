@@ -24,6 +24,7 @@ import math
 
 import numpy as np
 
+from dsv3sim.config.errors import ConfigError
 from dsv3sim.trace.layout import EpLayout
 
 FP8_SCALE_BLOCK = 128   # channels per FP32 scale in DeepEP/DeepGEMM FP8 activations (V3 §3.3.2, 1x128 tiles)
@@ -32,18 +33,18 @@ FP8_SCALE_BLOCK = 128   # channels per FP32 scale in DeepEP/DeepGEMM FP8 activat
 def dispatch_message_bytes(hidden: int, dtype: str) -> int:
     """Bytes of one token's dispatch message: fp8 -> hidden + ceil(hidden/128)*4; bf16 -> 2*hidden."""
     if hidden <= 0:
-        raise ValueError(f"hidden size must be > 0, got {hidden}")
+        raise ConfigError(f"hidden size must be > 0, got {hidden}")
     if dtype == "fp8":
         return hidden + math.ceil(hidden / FP8_SCALE_BLOCK) * 4
     if dtype == "bf16":
         return 2 * hidden
-    raise ValueError(f"dispatch dtype must be 'fp8' or 'bf16', got {dtype!r}")
+    raise ConfigError(f"dispatch dtype must be 'fp8' or 'bf16', got {dtype!r}")
 
 
 def combine_message_bytes(hidden: int) -> int:
     """Bytes of one token's combine message (BF16): 2*hidden."""
     if hidden <= 0:
-        raise ValueError(f"hidden size must be > 0, got {hidden}")
+        raise ConfigError(f"hidden size must be > 0, got {hidden}")
     return 2 * hidden
 
 

@@ -23,6 +23,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from dsv3sim.config.errors import ConfigError
 from dsv3sim.trace.routing_trace import RoutingTrace
 from dsv3sim.trace.stats import correlation_stats
 from dsv3sim.trace.synth import SynthSpec, synthesize
@@ -52,7 +53,7 @@ def _bisect(f: Callable[[float], float], target: float, lo: float, hi: float) ->
 def fit_synth(target: RoutingTrace, *, seed: int = 0, max_zipf_s: float = 4.0) -> tuple[SynthSpec, dict]:
     """SynthSpec reproducing ``target``'s skew, correlations and drift; returns (spec, report dict)."""
     if not target.has_tokens:
-        raise ValueError("fitting needs a trace with per-token routing (an .npz trace), not loads only")
+        raise ConfigError("fitting needs a trace with per-token routing (an .npz trace), not loads only")
     seq_len = target.n_tokens
     if target.seq_ids is not None and target.n_tokens:
         seq_len = int(np.bincount(target.seq_ids).max())

@@ -11,20 +11,22 @@ from __future__ import annotations
 
 import numpy as np
 
+from dsv3sim.config.errors import ConfigError
+
 
 def limited_topk(scores: np.ndarray, k: int, n_group: int = 1, topk_group: int = 1,
                  group_score_topk: int = 2) -> np.ndarray:
     """scores [T, E] -> expert ids [T, k] (best first) restricted to the ``topk_group`` best groups."""
     T, E = scores.shape
     if E % n_group:
-        raise ValueError(f"n_experts ({E}) must be divisible by n_group ({n_group})")
+        raise ConfigError(f"n_experts ({E}) must be divisible by n_group ({n_group})")
     if not 1 <= topk_group <= n_group:
-        raise ValueError(f"topk_group ({topk_group}) must be in [1, n_group={n_group}]")
+        raise ConfigError(f"topk_group ({topk_group}) must be in [1, n_group={n_group}]")
     per = E // n_group
     if k > topk_group * per:
-        raise ValueError(f"k ({k}) exceeds the experts of {topk_group} groups x {per} experts")
+        raise ConfigError(f"k ({k}) exceeds the experts of {topk_group} groups x {per} experts")
     if not 1 <= group_score_topk <= per:
-        raise ValueError(f"group_score_topk ({group_score_topk}) must be in [1, {per}] experts per group")
+        raise ConfigError(f"group_score_topk ({group_score_topk}) must be in [1, {per}] experts per group")
     masked = scores
     if topk_group < n_group:
         top = np.partition(scores.reshape(T, n_group, per), per - group_score_topk, axis=2)

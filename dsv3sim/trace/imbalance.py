@@ -14,33 +14,34 @@ from pathlib import Path
 
 import numpy as np
 
+from dsv3sim.config.errors import ConfigError
 from dsv3sim.trace.stats import max_over_mean
 
 
 def _loads_of(entry: dict, where: str) -> np.ndarray:
     if not isinstance(entry, dict):
-        raise ValueError(f"{where}: a history entry must be an object, got {type(entry).__name__}")  # noqa: TRY004
+        raise ConfigError(f"{where}: a history entry must be an object, got {type(entry).__name__}")  # noqa: TRY004
     if "expert_load" in entry and isinstance(entry["expert_load"], dict) and not all(
             isinstance(k, str) and k.lstrip("-").isdigit() for k in entry["expert_load"]):
-        raise ValueError(f"{where}: expert_load keys must be layer numbers, got {sorted(entry['expert_load'])[:5]}")
+        raise ConfigError(f"{where}: expert_load keys must be layer numbers, got {sorted(entry['expert_load'])[:5]}")
     el = entry.get("expert_load")
     if el is None:
-        raise ValueError(f"{where}: a history entry has no 'expert_load' (keys: {sorted(entry)})")
+        raise ConfigError(f"{where}: a history entry has no 'expert_load' (keys: {sorted(entry)})")
     if isinstance(el, dict):
         el = [el[k] for k in sorted(el, key=lambda s: int(s))]
     try:
         a = np.asarray(el, dtype=np.float64)
     except (TypeError, ValueError, OverflowError):
-        raise ValueError(f"{where}: expert_load must be [layers][experts] numbers") from None
+        raise ConfigError(f"{where}: expert_load must be [layers][experts] numbers") from None
     if not np.isfinite(a).all() or (a < 0).any():
-        raise ValueError(f"{where}: expert_load must be finite and >= 0")
+        raise ConfigError(f"{where}: expert_load must be finite and >= 0")
     if a.ndim == 1:
         a = a[None, :]
     if a.ndim != 2 or 0 in a.shape:
-        raise ValueError(f"{where}: expert_load must be [layers][experts], got shape {a.shape}")
+        raise ConfigError(f"{where}: expert_load must be [layers][experts], got shape {a.shape}")
     empty = np.flatnonzero(a.sum(axis=1) == 0)
     if empty.size:  # a training step routes every token: a layer with no load is not a train output
-        raise ValueError(f"{where}: expert_load of layer(s) {empty[:8].tolist()} is zero on every expert")
+        raise ConfigError(f"{where}: expert_load of layer(s) {empty[:8].tolist()} is zero on every expert")
     return a
 
 
@@ -50,10 +51,10 @@ def imbalance_series(run: dict, label: str | None = None, window: int = 10) -> d
     One step's batch is small, so its max/mean carries sampling noise (a floor above 1 even when balanced);
     ``*_windowed`` series use the loads summed over the last ``window`` steps (trailing window)."""
     if window <= 0:
-        raise ValueError(f"window must be > 0 steps, got {window}")
+        raise ConfigError(f"window must be > 0 steps, got {window}")
     hist = run.get("history")
     if not isinstance(hist, list) or not hist:
-        raise ValueError(f"train output needs a non-empty 'history' list, found keys {sorted(run)}")
+        raise ConfigError(f"train output needs a non-empty 'history' list, found keys {sorted(run)}")
     steps, per_layer, loss, loads = [], [], [], []
     for i, h in enumerate(hist):
         a = _loads_of(h, f"history[{i}]")
@@ -103,12 +104,12 @@ def imbalance_from_files(paths: list[str | Path], window: int = 10) -> dict:
             with open(p) as f:
                 run = json.load(f)
         except (ValueError, RecursionError) as e:  # JSONDecodeError, UnicodeDecodeError
-            raise ValueError(f"{p}: not a `dsv3sim train --json` output ({' '.join(str(e).split())[:120]})") from None
+            raise ConfigError(f"{p}: not a `dsv3sim train --json` output ({' '.join(str(e).split())[:120]})") from None
         if not isinstance(run, dict):
-            raise ValueError(f"{p}: expected a JSON object from `dsv3sim train --json`, got {type(run).__name__}")  # noqa: TRY004
+            raise ConfigError(f"{p}: expected a JSON object from `dsv3sim train --json`, got {type(run).__name__}")  # noqa: TRY004
         try:
             runs.append(_json_safe(imbalance_series(run, window=window)))
         except (TypeError, AttributeError, KeyError) as e:
-            raise ValueError(f"{p}: malformed train output ({type(e).__name__}: {e})") from None
+            raise ConfigError(f"{p}: malformed train output ({type(e).__name__}: {e})") from None
     return {"quantity": "expert_load_max_over_mean", "definition": "max_e load / mean_e load per MoE layer",
             "source": "dsv3sim train --json history[].expert_load", "runs": runs}

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from dsv3sim.config.errors import ConfigError
 from dsv3sim.trace.routing_trace import RoutingTrace, read_npz_trace
 
 
@@ -25,13 +26,13 @@ def _check_loads(a: np.ndarray, where: str) -> np.ndarray:
     """[layers, experts] loads: finite, >= 0, and every layer with some load (an all-zero layer has no
     max/mean imbalance and nothing for EPLB to balance)."""
     if a.ndim != 2 or a.shape[0] == 0 or a.shape[1] == 0:
-        raise ValueError(f"{where}: expected a [layers, experts] matrix, got shape {a.shape}")
+        raise ConfigError(f"{where}: expected a [layers, experts] matrix, got shape {a.shape}")
     if not np.isfinite(a).all() or (a < 0).any():
         bad = a[~np.isfinite(a) | (a < 0)]
-        raise ValueError(f"{where}: loads must be finite and >= 0, got {bad[:3].tolist()}")
+        raise ConfigError(f"{where}: loads must be finite and >= 0, got {bad[:3].tolist()}")
     empty = np.flatnonzero(a.sum(axis=1) == 0)
     if empty.size:
-        raise ValueError(f"{where}: layer(s) {empty[:8].tolist()} have zero load on every expert "
+        raise ConfigError(f"{where}: layer(s) {empty[:8].tolist()} have zero load on every expert "
                          "(nothing to balance; drop them or record more steps)")
     return a
 
@@ -41,7 +42,7 @@ def _as_matrix(v, where: str) -> np.ndarray:
     try:
         a = np.asarray(v, dtype=np.float64)
     except (ValueError, TypeError, OverflowError):
-        raise ValueError(f"{where}: expected a [layers, experts] matrix of numbers") from None
+        raise ConfigError(f"{where}: expected a [layers, experts] matrix of numbers") from None
     return a
 
 
@@ -54,15 +55,15 @@ def read_eplb_json(path: str | Path) -> RoutingTrace:
     except (ValueError, RecursionError) as e:
         if type(e).__name__ == "ConfigError":
             raise
-        raise ValueError(f"{path}: not valid JSON ({one_line(e)})") from None
+        raise ConfigError(f"{path}: not valid JSON ({one_line(e)})") from None
     if not isinstance(d, dict) or "weight" not in d:
         keys = sorted(d) if isinstance(d, dict) else type(d).__name__
-        raise ValueError(f"{path}: EPLB load file needs a 'weight' key, found {keys}")
+        raise ConfigError(f"{path}: EPLB load file needs a 'weight' key, found {keys}")
     w = _check_loads(_as_matrix(d["weight"], f"{path}: weight"), str(path))
     layers = d.get("layers", list(range(w.shape[0])))
     if (not isinstance(layers, list) or len(layers) != w.shape[0]
             or not all(isinstance(x, int) and not isinstance(x, bool) and x >= 0 for x in layers)):
-        raise ValueError(f"{path}: 'layers' must list {w.shape[0]} layer indices >= 0")
+        raise ConfigError(f"{path}: 'layers' must list {w.shape[0]} layer indices >= 0")
     layers = np.asarray(layers, dtype=np.int64)
     meta = {"source": "eplb", "source_path": str(path)}
     meta.update({k: v for k, v in d.items() if k not in ("weight", "layers")})
@@ -97,28 +98,28 @@ def read_sglang_pt(path: str | Path) -> RoutingTrace:
     p = Path(path)
     check_limit("file_bytes", p.stat().st_size, f"{p}: file size")
     if not zipfile.is_zipfile(p):  # torch.save has written zip archives since 1.6; older files are bare pickles
-        raise ValueError(f"{p}: not a torch.save zip archive (a bare pickle or another format); refused, since "
+        raise ConfigError(f"{p}: not a torch.save zip archive (a bare pickle or another format); refused, since "
                          "only tensor-only files are read")
     try:
         d = torch.load(p, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, AttributeError, KeyError, TypeError,
             zipfile.BadZipFile, OSError):
         # never pass the loader's own message on: it suggests unpickling arbitrary objects
-        raise ValueError(f"{p}: refused: holds objects other than tensors, dicts, lists and numbers, or is "
+        raise ConfigError(f"{p}: refused: holds objects other than tensors, dicts, lists and numbers, or is "
                          "corrupt (SGLang dumps are read as tensor-only files)") from None
     if not isinstance(d, dict) or "logical_count" not in d:
         keys = sorted(map(str, d)) if isinstance(d, dict) else type(d).__name__
-        raise ValueError(f"{path}: SGLang dump needs a 'logical_count' entry, found {keys}")
+        raise ConfigError(f"{path}: SGLang dump needs a 'logical_count' entry, found {keys}")
     lc = d["logical_count"]
     if not isinstance(lc, torch.Tensor) or lc.is_complex() or lc.dtype == torch.bool:
-        raise ValueError(f"{path}: logical_count must be a real-valued tensor, got {type(lc).__name__}"
+        raise ConfigError(f"{path}: logical_count must be a real-valued tensor, got {type(lc).__name__}"
                          f"{'' if not isinstance(lc, torch.Tensor) else ' ' + str(lc.dtype)}")
     if lc.ndim not in (2, 3):
-        raise ValueError(f"{path}: logical_count must be [steps, layers, experts] or [layers, experts], got "
+        raise ConfigError(f"{path}: logical_count must be [steps, layers, experts] or [layers, experts], got "
                          f"shape {tuple(lc.shape)}")
     c = np.asarray(lc.detach().cpu().double().numpy())
     if not np.isfinite(c).all() or (c < 0).any():
-        raise ValueError(f"{path}: logical_count must be finite and >= 0")
+        raise ConfigError(f"{path}: logical_count must be finite and >= 0")
     steps = None
     if c.ndim == 3:
         steps = c
@@ -140,7 +141,7 @@ def write_sglang_pt(step_counts: np.ndarray, path: str | Path) -> Path:
 
     a = np.asarray(step_counts)
     if a.ndim != 3:
-        raise ValueError(f"SGLang logical_count must be [steps, layers, experts], got shape {a.shape}")
+        raise ConfigError(f"SGLang logical_count must be [steps, layers, experts], got shape {a.shape}")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save({"logical_count": torch.from_numpy(a.astype(np.int64)), "rank": 0}, path)
@@ -165,7 +166,7 @@ def load_trace(path: str | Path) -> RoutingTrace:
         return read_eplb_json(p)
     if suf in (".pt", ".pth"):
         return read_sglang_pt(p)
-    raise ValueError(f"{p}: unknown trace format '{suf}' (expected .npz, EPLB .json or SGLang .pt)")
+    raise ConfigError(f"{p}: unknown trace format '{suf}' (expected .npz, EPLB .json or SGLang .pt)")
 
 
 def load_loads(path: str | Path) -> np.ndarray:

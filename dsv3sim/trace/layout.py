@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from dsv3sim.config.errors import ConfigError
+
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class EpLayout:
@@ -26,11 +28,11 @@ class EpLayout:
         for name in ("n_experts", "ep", "gpus_per_node"):
             v = getattr(self, name)
             if not isinstance(v, (int, np.integer)) or v <= 0:
-                raise ValueError(f"EP layout: {name} must be a positive integer, got {v!r}")
+                raise ConfigError(f"EP layout: {name} must be a positive integer, got {v!r}")
         if self.n_experts % self.ep:
-            raise ValueError(f"EP layout: n_experts ({self.n_experts}) must be divisible by ep ({self.ep})")
+            raise ConfigError(f"EP layout: n_experts ({self.n_experts}) must be divisible by ep ({self.ep})")
         if self.ep % self.gpus_per_node:
-            raise ValueError(f"EP layout: ep ({self.ep}) must be divisible by gpus_per_node ({self.gpus_per_node})")
+            raise ConfigError(f"EP layout: ep ({self.ep}) must be divisible by gpus_per_node ({self.gpus_per_node})")
 
     @property
     def experts_per_gpu(self) -> int:
@@ -64,5 +66,5 @@ class EpLayout:
 def group_of(expert_ids: np.ndarray, n_experts: int, n_group: int) -> np.ndarray:
     """Gate group of each expert id: contiguous groups of n_experts/n_group (HF modeling_deepseek MoEGate)."""
     if n_group <= 0 or n_experts % n_group:
-        raise ValueError(f"n_experts ({n_experts}) must be divisible by n_group ({n_group}) > 0")
+        raise ConfigError(f"n_experts ({n_experts}) must be divisible by n_group ({n_group}) > 0")
     return np.asarray(expert_ids) // (n_experts // n_group)

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from dsv3sim.config.errors import ConfigError
 from dsv3sim.trace.layout import EpLayout, group_of
 
 FORMAT_NAME = "dsv3sim-routing-trace"
@@ -46,13 +47,13 @@ class RoutingTrace:
         for name in ("n_experts", "n_group"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
-                raise ValueError(f"trace {name} must be a positive integer, got {v!r}")
+                raise ConfigError(f"trace {name} must be a positive integer, got {v!r}")
         if self.node_limit is not None and (isinstance(self.node_limit, bool)
                                             or not isinstance(self.node_limit, (int, np.integer))
                                             or self.node_limit < 1):
-            raise ValueError(f"trace node_limit must be a positive integer or null, got {self.node_limit!r}")
+            raise ConfigError(f"trace node_limit must be a positive integer or null, got {self.node_limit!r}")
         if not isinstance(self.layers, np.ndarray) or self.layers.ndim != 1 or self.layers.dtype.kind not in "iu":
-            raise ValueError(f"trace layers must be a 1-D integer array, got {getattr(self.layers, 'shape', '?')} "
+            raise ConfigError(f"trace layers must be a 1-D integer array, got {getattr(self.layers, 'shape', '?')} "
                              f"{getattr(self.layers, 'dtype', type(self.layers).__name__)}")
         _check_array(self.expert_ids, "expert_ids", "iu")
         for name in ("seq_ids", "positions", "token_ids"):
@@ -62,32 +63,32 @@ class RoutingTrace:
         for name in ("load_counts", "step_counts"):
             a = getattr(self, name)
             if a is not None and a.size and a.min() < 0:
-                raise ValueError(f"trace {name} must be >= 0, got a minimum of {a.min()}")
+                raise ConfigError(f"trace {name} must be >= 0, got a minimum of {a.min()}")
         if self.step_counts is not None and (self.step_counts.ndim != 3
                                              or self.step_counts.shape[1:] != (len(self.layers), self.n_experts)):
-            raise ValueError(f"step_counts must be [S, L={len(self.layers)}, E={self.n_experts}], got "
+            raise ConfigError(f"step_counts must be [S, L={len(self.layers)}, E={self.n_experts}], got "
                              f"{self.step_counts.shape}")
         L = len(self.layers)
         if self.expert_ids is None and self.load_counts is None:
-            raise ValueError("a RoutingTrace needs expert_ids [L,T,k] or load_counts [L,E]")
+            raise ConfigError("a RoutingTrace needs expert_ids [L,T,k] or load_counts [L,E]")
         if self.expert_ids is not None:
             ids = self.expert_ids
             if ids.ndim != 3 or ids.shape[0] != L:
-                raise ValueError(f"expert_ids must be [L={L}, T, k], got shape {ids.shape}")
+                raise ConfigError(f"expert_ids must be [L={L}, T, k], got shape {ids.shape}")
             if ids.size and (ids.min() < 0 or ids.max() >= self.n_experts):
-                raise ValueError(f"expert ids must lie in [0, {self.n_experts}), got [{ids.min()}, {ids.max()}]")
+                raise ConfigError(f"expert ids must lie in [0, {self.n_experts}), got [{ids.min()}, {ids.max()}]")
             if self.weights is not None and self.weights.shape != ids.shape:
-                raise ValueError(f"weights shape {self.weights.shape} != expert_ids shape {ids.shape}")
+                raise ConfigError(f"weights shape {self.weights.shape} != expert_ids shape {ids.shape}")
             for name in ("seq_ids", "positions", "token_ids"):
                 a = getattr(self, name)
                 if a is not None and a.shape != (ids.shape[1],):
-                    raise ValueError(f"{name} must be [T={ids.shape[1]}], got shape {a.shape}")
+                    raise ConfigError(f"{name} must be [T={ids.shape[1]}], got shape {a.shape}")
         if self.load_counts is not None and self.load_counts.shape != (L, self.n_experts):
-            raise ValueError(f"load_counts must be [L={L}, E={self.n_experts}], got {self.load_counts.shape}")
+            raise ConfigError(f"load_counts must be [L={L}, E={self.n_experts}], got {self.load_counts.shape}")
         if self.layout is not None and self.layout.n_experts != self.n_experts:
-            raise ValueError(f"layout has {self.layout.n_experts} experts, trace has {self.n_experts}")
+            raise ConfigError(f"layout has {self.layout.n_experts} experts, trace has {self.n_experts}")
         if self.n_experts % self.n_group:
-            raise ValueError(f"n_experts ({self.n_experts}) must be divisible by n_group ({self.n_group})")
+            raise ConfigError(f"n_experts ({self.n_experts}) must be divisible by n_group ({self.n_group})")
 
     # --- shapes -----------------------------------------------------------------------------------
     @property
@@ -141,10 +142,10 @@ def _check_array(a: np.ndarray | None, name: str, kinds: str) -> None:
     if a is None:
         return
     if not isinstance(a, np.ndarray) or a.dtype.kind not in kinds:
-        raise ValueError(f"trace {name} must be a numeric array ({kinds}), got "
+        raise ConfigError(f"trace {name} must be a numeric array ({kinds}), got "
                          f"{getattr(a, 'dtype', type(a).__name__)}")
     if a.dtype.kind == "f" and a.size and not np.isfinite(a).all():
-        raise ValueError(f"trace {name} holds NaN or infinite values")
+        raise ConfigError(f"trace {name} holds NaN or infinite values")
 
 
 def open_npz(path: str | Path) -> dict[str, np.ndarray]:
@@ -165,7 +166,7 @@ def open_npz(path: str | Path) -> dict[str, np.ndarray]:
     except (zipfile.BadZipFile, EOFError, KeyError, ValueError, OSError, NotImplementedError) as e:
         if type(e).__name__ == "ConfigError":
             raise
-        raise ValueError(f"{p}: not a readable .npz archive ({one_line(e)})") from None
+        raise ConfigError(f"{p}: not a readable .npz archive ({one_line(e)})") from None
 
 
 def _small_int(a: np.ndarray, hi: int) -> np.ndarray:
@@ -204,26 +205,26 @@ def read_npz_trace(path: str | Path) -> RoutingTrace:
     """Read a trace written by :func:`save_trace`; checks the stored group/gpu/node columns against the ids."""
     cols = open_npz(path)
     if "meta" not in cols:
-        raise ValueError(f"{path}: not a dsv3sim routing trace (no 'meta' array); arrays: {sorted(cols)}")
+        raise ConfigError(f"{path}: not a dsv3sim routing trace (no 'meta' array); arrays: {sorted(cols)}")
     try:
         meta = json.loads(str(cols.pop("meta")))
     except (ValueError, RecursionError):
-        raise ValueError(f"{path}: the trace's meta is not JSON") from None
+        raise ConfigError(f"{path}: the trace's meta is not JSON") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT_NAME:
         fmt = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
-        raise ValueError(f"{path}: format {fmt!r}, expected {FORMAT_NAME!r}")
+        raise ConfigError(f"{path}: format {fmt!r}, expected {FORMAT_NAME!r}")
     if "layers" not in cols or "n_experts" not in meta:
-        raise ValueError(f"{path}: a routing trace needs a 'layers' array and meta n_experts")
+        raise ConfigError(f"{path}: a routing trace needs a 'layers' array and meta n_experts")
     try:
         layout = EpLayout.from_dict(meta["layout"]) if meta.get("layout") else None
     except (KeyError, TypeError, AttributeError) as e:
-        raise ValueError(f"{path}: meta layout is malformed ({e!r})") from None
+        raise ConfigError(f"{path}: meta layout is malformed ({e!r})") from None
     ids = cols.get("expert_ids")
     if ids is not None and (ids.ndim != 3 or 0 in ids.shape):
-        raise ValueError(f"{path}: expert_ids must be a non-empty [layers, tokens, k] array, got shape {ids.shape}")
+        raise ConfigError(f"{path}: expert_ids must be a non-empty [layers, tokens, k] array, got shape {ids.shape}")
     for name in ("layers", "expert_ids"):
         if name in cols and cols[name].dtype.kind not in "iu":
-            raise ValueError(f"{path}: {name} must be integers, got {cols[name].dtype}")
+            raise ConfigError(f"{path}: {name} must be integers, got {cols[name].dtype}")
     tr = RoutingTrace(
         n_experts=meta["n_experts"], layers=cols["layers"].astype(np.int64),
         expert_ids=None if ids is None else ids.astype(np.int64),
@@ -234,5 +235,5 @@ def read_npz_trace(path: str | Path) -> RoutingTrace:
     )
     for name, derived in (("group_ids", tr.group_ids), ("gpu_ids", tr.gpu_ids), ("node_ids", tr.node_ids)):
         if name in cols and not np.array_equal(cols[name], derived()):
-            raise ValueError(f"{path}: stored {name} disagree with expert_ids and the layout in meta")
+            raise ConfigError(f"{path}: stored {name} disagree with expert_ids and the layout in meta")
     return tr

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from dsv3sim.config.errors import ConfigError
 from dsv3sim.trace.comm_bytes import comm_bytes, distinct_per_row, first_occurrence
 from dsv3sim.trace.layout import EpLayout
 from dsv3sim.trace.routing_trace import RoutingTrace
@@ -158,7 +159,7 @@ def trace_stats(trace: RoutingTrace, *, layout: EpLayout | None = None, hidden: 
     if layout is None:
         return out
     if layout.n_experts != trace.n_experts:
-        raise ValueError(f"layout has {layout.n_experts} experts, trace has {trace.n_experts}")
+        raise ConfigError(f"layout has {layout.n_experts} experts, trace has {trace.n_experts}")
     # the recorded node limit refers to the capture's own layout; another layout has no limit in force
     out.update(node_stats(trace, layout, trace.node_limit if layout == trace.layout else None))
     if hidden is None:

@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from dsv3sim.config.errors import ConfigError
 from dsv3sim.trace.gate_np import limited_topk
 from dsv3sim.trace.layout import EpLayout
 from dsv3sim.trace.routing_trace import RoutingTrace
@@ -50,15 +51,15 @@ class SynthSpec:
                   "group_score_topk"):
             v = getattr(self, n)
             if not isinstance(v, (int, np.integer)) or v <= 0:
-                raise ValueError(f"synth: {n} must be a positive integer, got {v!r}")
+                raise ConfigError(f"synth: {n} must be a positive integer, got {v!r}")
         if self.topk > self.n_experts:
-            raise ValueError(f"synth: topk ({self.topk}) must be <= n_experts ({self.n_experts})")
+            raise ConfigError(f"synth: topk ({self.topk}) must be <= n_experts ({self.n_experts})")
         if self.zipf_s < 0:
-            raise ValueError(f"synth: zipf_s must be >= 0, got {self.zipf_s}")
+            raise ConfigError(f"synth: zipf_s must be >= 0, got {self.zipf_s}")
         if not 0 <= self.drift <= 1:
-            raise ValueError(f"synth: drift must be in [0, 1], got {self.drift}")
+            raise ConfigError(f"synth: drift must be in [0, 1], got {self.drift}")
         if self.layer_corr < 0 or self.seq_corr < 0 or self.layer_corr + self.seq_corr > 1:
-            raise ValueError(f"synth: layer_corr ({self.layer_corr}) and seq_corr ({self.seq_corr}) must be >= 0 "
+            raise ConfigError(f"synth: layer_corr ({self.layer_corr}) and seq_corr ({self.seq_corr}) must be >= 0 "
                              f"with a sum <= 1")
 
     def with_(self, **kw) -> SynthSpec:
@@ -101,12 +102,12 @@ def synthesize(spec: SynthSpec, layout: EpLayout | None = None, node_limit: int 
     n_group, topk_group = spec.n_group, spec.topk_group
     if node_limit is not None:
         if layout is None:
-            raise ValueError("synth: a node limit needs an EP layout (--ep and --gpus-per-node)")
+            raise ConfigError("synth: a node limit needs an EP layout (--ep and --gpus-per-node)")
         n_group, topk_group = layout.n_nodes, node_limit
         if not 1 <= node_limit <= layout.n_nodes:
-            raise ValueError(f"synth: node limit ({node_limit}) must be in [1, n_nodes={layout.n_nodes}]")
+            raise ConfigError(f"synth: node limit ({node_limit}) must be in [1, n_nodes={layout.n_nodes}]")
     if layout is not None and layout.n_experts != E:
-        raise ValueError(f"synth: layout has {layout.n_experts} experts, spec has {E}")
+        raise ConfigError(f"synth: layout has {layout.n_experts} experts, spec has {E}")
     logp = log_popularity(spec, rng)                                           # [W, L, E]
     seq_ids = np.arange(T) // spec.seq_len
     positions = np.arange(T) % spec.seq_len

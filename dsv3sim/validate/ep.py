@@ -28,6 +28,7 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
+from dsv3sim.config.errors import ConfigError
 from dsv3sim.validate.timeline import Timeline, mark
 
 FP8_MAX = 448.0  # float8_e4m3fn largest finite value
@@ -151,7 +152,7 @@ class EPMoE(torch.nn.Module):
         super().__init__()
         E = cfg.n_routed_experts
         if E % ep_size:
-            raise ValueError(f"n_routed_experts ({E}) must be divisible by --ep ({ep_size})")
+            raise ConfigError(f"n_routed_experts ({E}) must be divisible by --ep ({ep_size})")
         if n_local != E // ep_size:
             raise ValueError(f"rank {ep_rank} holds {n_local} experts, expected {E} / {ep_size}")
         self.cfg, self.layer, self.tl = cfg, layer, tl

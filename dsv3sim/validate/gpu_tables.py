@@ -14,6 +14,8 @@ from __future__ import annotations
 import statistics
 from collections import defaultdict
 
+from dsv3sim.config.errors import ConfigError
+
 GROUPS = {  # table slice(s) -> measured components
     "attn(F)": (("attn(F)",), ("attn(F)", "gate(F)")),
     "mlp(F)": (("mlp(F)",), ("mlp(F)", "shared(F)")),
@@ -26,7 +28,7 @@ def gpu_name(device_name: str) -> str:
     for g in ("H200", "H100", "H800", "B200", "GB200", "A100"):
         if g in device_name.upper():
             return g
-    raise ValueError(f"no profile tables for GPU {device_name!r}")
+    raise ConfigError(f"no profile tables for GPU {device_name!r}")
 
 
 def compare_to_tables(cfg, spec, train: list[dict], gpu: str) -> dict:

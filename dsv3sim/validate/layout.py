@@ -8,6 +8,8 @@ from dataclasses import dataclass
 
 import torch.distributed as dist
 
+from dsv3sim.config.errors import ConfigError
+
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Coord:
@@ -27,7 +29,7 @@ def rank_of(c: Coord, ep: int, pp: int) -> int:
 def stage_layers(n_layers: int, pp: int) -> list[range]:
     """Contiguous, as even as possible; earlier stages take the remainder (they also hold the embedding)."""
     if pp > n_layers:
-        raise ValueError(f"--pp ({pp}) must be <= num_hidden_layers ({n_layers})")
+        raise ConfigError(f"--pp ({pp}) must be <= num_hidden_layers ({n_layers})")
     base, rem = divmod(n_layers, pp)
     out, a = [], 0
     for s in range(pp):

@@ -13,6 +13,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from dsv3sim.config.errors import ConfigError
 from dsv3sim.nn.layers import rope_cos_sin, yarn_inv_freq
 from dsv3sim.nn.moe import MoE, routed_experts
 from dsv3sim.nn.transformer import Transformer
@@ -73,7 +74,7 @@ def build(cfg, seed: int, fp8: bool = False) -> ModelParts:
     torch.manual_seed(seed)
     parts = from_nn(cfg, fp8=fp8)
     if parts is None and fp8:
-        raise ValueError(f"FP8 compute needs an MLA model built by dsv3sim.nn; {cfg.name} is not")
+        raise ConfigError(f"FP8 compute needs an MLA model built by dsv3sim.nn; {cfg.name} is not")
     return parts if parts is not None else fallback(cfg)
 
 

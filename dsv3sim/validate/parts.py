@@ -20,6 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dsv3sim.config.errors import ConfigError
+
 
 @dataclass(kw_only=True)
 class Block:
@@ -157,7 +159,7 @@ class Head(nn.Module):
 
 def fallback(cfg) -> ModelParts:
     if cfg.attention != "mla":
-        raise ValueError(f"the stand-in model implements MLA only; {cfg.name} uses {cfg.attention}")
+        raise ConfigError(f"the stand-in model implements MLA only; {cfg.name} uses {cfg.attention}")
     D = cfg.hidden_size
     blocks = []
     for i in range(cfg.num_hidden_layers):

@@ -8,6 +8,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
+from dsv3sim.config.errors import ConfigError
 from dsv3sim.validate.component_table import transport_fits, write_artefacts
 from dsv3sim.validate.topology_out import calibrated_topology, write_topology
 
@@ -41,7 +42,7 @@ def predict(spec, train: list[dict], calib: list[dict], out_dir: Path) -> dict:
     (scn,) = load(str(scen)).values()
     res = simulate(scn)
     if not hasattr(res, "step_time_s"):
-        raise ValueError(f"the validation scenario {scen} is infeasible: {res.reason}")
+        raise ConfigError(f"the validation scenario {scen} is infeasible: {res.reason}")
     per_rank: dict[int, list[dict]] = {}
     for e in res.timeline["events"]:
         if e.get("replica", 0) == 0:

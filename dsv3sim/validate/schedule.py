@@ -14,6 +14,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from dsv3sim.config.errors import ConfigError
+
 _ACT = re.compile(r"^(BW|F|B|W)(\d+)\.(\d+)$")
 
 
@@ -30,7 +32,7 @@ def parse(item: str) -> list[Action]:
     for part in str(item).split("&"):
         m = _ACT.match(part.strip())
         if not m:
-            raise ValueError(f"bad pipeline action {part!r} in {item!r}: expected F|B|W|BW<chunk>.<microbatch>")
+            raise ConfigError(f"bad pipeline action {part!r} in {item!r}: expected F|B|W|BW<chunk>.<microbatch>")
         out.append(Action(kind=m.group(1), chunk=int(m.group(2)), mb=int(m.group(3))))
     return out
 
@@ -77,7 +79,7 @@ class Plan:
 
 def plan(name: str, pp: int, microbatches: int) -> Plan:
     if pp < 1 or microbatches < 1:
-        raise ValueError(f"pipeline needs pp >= 1 and microbatches >= 1, got pp={pp} microbatches={microbatches}")
+        raise ConfigError(f"pipeline needs pp >= 1 and microbatches >= 1, got pp={pp} microbatches={microbatches}")
     sched = _from_parallel(name, pp, microbatches)
     lists = {int(r): [str(a) for a in v] for r, v in sched.actions.items()}
     return Plan(name=name, pp=pp, microbatches=microbatches, layout=sched.layout, actions=lists,

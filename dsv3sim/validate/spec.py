@@ -11,6 +11,8 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from dsv3sim.config.errors import ConfigError
+
 JOBS = ("calibrate", "train")
 FAULT_KINDS = ("kill", "hang", "raise")
 
@@ -25,9 +27,9 @@ class Fault:
 
     def __post_init__(self) -> None:
         if self.kind not in FAULT_KINDS:
-            raise ValueError(f"fault kind must be one of {FAULT_KINDS}, got {self.kind!r}")
+            raise ConfigError(f"fault kind must be one of {FAULT_KINDS}, got {self.kind!r}")
         if self.rank < 0 or self.step < 0:
-            raise ValueError(f"fault rank and step must be >= 0, got rank={self.rank} step={self.step}")
+            raise ConfigError(f"fault rank and step must be >= 0, got rank={self.rank} step={self.step}")
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -63,28 +65,28 @@ class RunSpec:
 
     def __post_init__(self) -> None:
         if self.job not in JOBS:
-            raise ValueError(f"job must be one of {JOBS}, got {self.job!r}")
+            raise ConfigError(f"job must be one of {JOBS}, got {self.job!r}")
         for name in ("nproc", "nnodes", "ep", "pp", "dp", "steps", "seq_len", "micro_batch", "threads"):
             v = getattr(self, name)
             if not isinstance(v, int) or v <= 0:
-                raise ValueError(f"--{name.replace('_', '-')} must be a positive integer, got {v!r}")
+                raise ConfigError(f"--{name.replace('_', '-')} must be a positive integer, got {v!r}")
         if self.warmup < 0 or self.warmup >= self.steps and self.job == "train":
-            raise ValueError(f"warmup ({self.warmup}) must be >= 0 and < --steps ({self.steps})")
+            raise ConfigError(f"warmup ({self.warmup}) must be >= 0 and < --steps ({self.steps})")
         if self.job == "train" and self.ep * self.pp * self.dp != self.world_size:
-            raise ValueError(f"--ep ({self.ep}) x --pp ({self.pp}) x --dp ({self.dp}) = "
+            raise ConfigError(f"--ep ({self.ep}) x --pp ({self.pp}) x --dp ({self.dp}) = "
                              f"{self.ep * self.pp * self.dp} must equal the world size nproc ({self.nproc}) "
                              f"x nnodes ({self.nnodes}) = {self.world_size}")
         if self.device not in ("cpu", "cuda"):
-            raise ValueError(f"--device must be cpu or cuda, got {self.device!r}")
+            raise ConfigError(f"--device must be cpu or cuda, got {self.device!r}")
         if self.gpus_per_node < 0:
-            raise ValueError(f"--gpus-per-node must be >= 0, got {self.gpus_per_node}")
+            raise ConfigError(f"--gpus-per-node must be >= 0, got {self.gpus_per_node}")
         if self.gpus_per_node and self.ep % self.gpus_per_node:
-            raise ValueError(f"--ep ({self.ep}) must be a multiple of --gpus-per-node ({self.gpus_per_node}) "
+            raise ConfigError(f"--ep ({self.ep}) must be a multiple of --gpus-per-node ({self.gpus_per_node}) "
                              "to define virtual nodes for node-limited routing")
         if self.microbatches < 0:
-            raise ValueError(f"--microbatches must be >= 0, got {self.microbatches}")
+            raise ConfigError(f"--microbatches must be >= 0, got {self.microbatches}")
         if self.collective_timeout_s <= 0:
-            raise ValueError(f"collective timeout must be > 0 s, got {self.collective_timeout_s}")
+            raise ConfigError(f"collective timeout must be > 0 s, got {self.collective_timeout_s}")
 
     @property
     def world_size(self) -> int:

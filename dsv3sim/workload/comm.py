@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from dsv3sim.config.errors import ConfigError
 from dsv3sim.config.scenario import Perturbation
 from dsv3sim.config.topology import load_topology_config
 from dsv3sim.parallel.placement import rebalance_experts
@@ -50,14 +51,14 @@ def build_topology(name: str, gpu: str | None, perturb: Perturbation, min_gpus: 
         ch["scale_up"] = dataclasses.replace(cfg.scale_up,
                                              bandwidth=cfg.scale_up.bandwidth * perturb.nvlink_bandwidth_scale)
     if min_gpus > cfg.n_gpus:
-        raise ValueError(f"topology {cfg.name} has {cfg.n_gpus} GPUs, the scenario needs {min_gpus}")
+        raise ConfigError(f"topology {cfg.name} has {cfg.n_gpus} GPUs, the scenario needs {min_gpus}")
     if ch:
         cfg = dataclasses.replace(cfg, **ch)
     topo = Topology(cfg, check_connected=False)
     if perturb.degraded_link is not None:
         hit = [lk for lk in topo.links if lk.name == perturb.degraded_link]
         if not hit:
-            raise ValueError(f"degraded_link {perturb.degraded_link!r} is not a link of {cfg.name} "
+            raise ConfigError(f"degraded_link {perturb.degraded_link!r} is not a link of {cfg.name} "
                              f"(e.g. {topo.links[0].name!r})")
         lk = hit[0]
         topo.links[lk.id] = dataclasses.replace(lk, capacity=lk.capacity * perturb.degraded_fraction)
@@ -159,10 +160,10 @@ def ep_plan(*, n_experts: int, topk: int, ep: int, gpus_per_node: int, tokens_pe
     """Routing of one EP group for MoE layer ``layer`` (its trace layer, or its own random draw) and the
     placement of its experts (EPLB per layer, as DeepSeek's EPLB balances each layer separately)."""
     if n_experts % ep and placement == "contiguous":
-        raise ValueError(f"EP degree {ep} does not divide {n_experts} experts")
+        raise ConfigError(f"EP degree {ep} does not divide {n_experts} experts")
     n_phys = n_experts + redundant
     if n_phys % ep:
-        raise ValueError(f"EP degree {ep} does not divide {n_experts} experts + {redundant} redundant = {n_phys}")
+        raise ConfigError(f"EP degree {ep} does not divide {n_experts} experts + {redundant} redundant = {n_phys}")
     gpn = min(gpus_per_node, ep)
     ids = _logical_ids(n_experts=n_experts, topk=topk, ep=ep, gpn=gpn, tokens_per_rank=tokens_per_rank,
                        node_limit=node_limit, trace=trace, placement=placement, redundant=redundant, seed=seed,

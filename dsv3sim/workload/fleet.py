@@ -15,6 +15,8 @@ No figure is fitted: u follows from the totals and the node count, not from the 
 
 from __future__ import annotations
 
+from dsv3sim.config.errors import ConfigError
+
 DAY_S = 86_400.0
 
 
@@ -26,7 +28,7 @@ def fleet_average(*, prefill_capacity_per_node: float, decode_capacity_per_node:
                     ("decode_capacity_per_node", decode_capacity_per_node), ("mean_nodes", mean_nodes),
                     ("period_s", period_s)):
         if not v > 0:
-            raise ValueError(f"fleet_average: {name} must be > 0, got {v}")
+            raise ConfigError(f"fleet_average: {name} must be > 0, got {v}")
     n_p = input_tokens / period_s / prefill_capacity_per_node
     n_d = output_tokens / period_s / decode_capacity_per_node
     u = (n_p + n_d) / mean_nodes

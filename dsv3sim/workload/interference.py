@@ -20,6 +20,8 @@ literature; ``deepep_overheads.CORUN_SLOWDOWN`` calibrates it on DeepSeek's prof
 
 from __future__ import annotations
 
+from dsv3sim.config.errors import ConfigError
+
 HBM_TOUCHES_RDMA = 4.0  # send-buffer write, NIC read, remote NIC write, forwarder read
 HBM_TOUCHES_NVLINK = 3.0  # peer-buffer write, read, output write
 MAX_COMM_HBM_SHARE = 0.5  # the comm SMs cannot take more than this of HBM (guard; the profile's case is ~0.1)
@@ -40,7 +42,7 @@ def hbm_share(hbm_bytes: float, transfer_s: float, hbm_bw: float) -> float:
 def memory_bound_stretch(share: float) -> float:
     """Time factor of a memory-bound kernel that runs beside an all-to-all taking ``share`` of HBM."""
     if not 0 <= share < 1:
-        raise ValueError(f"HBM share must be in [0, 1), got {share}")
+        raise ConfigError(f"HBM share must be in [0, 1), got {share}")
     return 1.0 / (1.0 - share)
 
 

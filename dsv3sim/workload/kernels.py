@@ -24,6 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 
+from dsv3sim.config.errors import ConfigError
 from dsv3sim.config.hardware import get_gpu
 from dsv3sim.profile.predict import OPS as PROFILED_OPS
 from dsv3sim.profile.predict import NotMeasured, kernel_time
@@ -112,6 +113,6 @@ def op_time(gpu: str, op: str, dtype: str, *, flops: float, bytes_: float, sm_fr
     ``shape`` uses the profile predictor's keys (gemm m,n,k; grouped_gemm e,m,n,k; attn_prefill s,h,b,dqk,dv;
     attn_decode b,t,h,dc,dr; rmsnorm/swiglu m,n); ``flops``/``bytes_`` feed the fallback roofline."""
     if not 0 < sm_fraction <= 1:
-        raise ValueError(f"sm_fraction must be in (0, 1], got {sm_fraction}")
+        raise ConfigError(f"sm_fraction must be in (0, 1], got {sm_fraction}")
     sms = None if sm_fraction == 1 else max(1, round(gpu_perf(gpu).n_sms * sm_fraction))
     return _op_time_cached(gpu, op, dtype, float(flops), float(bytes_), tuple(sorted(shape.items())), sms)

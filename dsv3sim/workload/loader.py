@@ -10,6 +10,7 @@ import importlib.util
 import traceback
 from pathlib import Path
 
+from dsv3sim.config.errors import ConfigError
 from dsv3sim.config.scenario import Scenario
 
 DEFAULT_SCENARIO = "deepseek_v3_pretrain.py"
@@ -29,7 +30,7 @@ def resolve(spec: str | None) -> tuple[Path, str | None]:
         if c.is_file():
             return c, func or None
     known = sorted(x.name for x in scenarios_dir().glob("*.py"))
-    raise ValueError(f"scenario file {path_s!r} not found (in scenarios/: {', '.join(known)})")
+    raise ConfigError(f"scenario file {path_s!r} not found (in scenarios/: {', '.join(known)})")
 
 
 def load(spec: str | None) -> dict[str, Scenario]:
@@ -38,34 +39,34 @@ def load(spec: str | None) -> dict[str, Scenario]:
     mod_name = f"dsv3sim_scenario_{path.stem}"
     sp = importlib.util.spec_from_file_location(mod_name, path)
     if sp is None or sp.loader is None:
-        raise ValueError(f"cannot import scenario file {path}")
+        raise ConfigError(f"cannot import scenario file {path}")
     mod = importlib.util.module_from_spec(sp)
     try:
         sp.loader.exec_module(mod)
     except SyntaxError as e:
-        raise ValueError(f"scenario file {path}: line {e.lineno}: {e.msg}") from None
+        raise ConfigError(f"scenario file {path}: line {e.lineno}: {e.msg}") from None
     if func is None:
         fn = getattr(mod, "DEFAULT", None)
         if fn is None:
             fns = [n for n in dir(mod) if not n.startswith("_") and callable(getattr(mod, n))
                    and getattr(getattr(mod, n), "__module__", None) == mod_name]
-            raise ValueError(f"{path.name} has no DEFAULT; name a function: {', '.join(fns)}")
+            raise ConfigError(f"{path.name} has no DEFAULT; name a function: {', '.join(fns)}")
     else:
         fn = getattr(mod, func, None)
         if not callable(fn):
             fns = [n for n in dir(mod) if not n.startswith("_") and callable(getattr(mod, n))
                    and getattr(getattr(mod, n), "__module__", None) == mod_name]
-            raise ValueError(f"{path.name} has no function {func!r} (functions: {', '.join(fns)})")
+            raise ConfigError(f"{path.name} has no function {func!r} (functions: {', '.join(fns)})")
     try:
         out = fn()
     except TypeError as e:  # a wrong or missing keyword in the scenario's own code: name it and its line
         line = next((f.lineno for f in reversed(traceback.extract_tb(e.__traceback__))
                      if Path(f.filename) == path.resolve() or f.filename == str(path)), "?")
-        raise ValueError(f"scenario file {path}: line {line}: {e}") from None
+        raise ConfigError(f"scenario file {path}: line {line}: {e}") from None
     if isinstance(out, Scenario):
         return {out.name: out}
     if isinstance(out, dict):
         return {str(k): v for k, v in out.items()}
     if isinstance(out, (list, tuple)):
         return {s.name: s for s in out}
-    raise ValueError(f"{path.name}:{getattr(fn, '__name__', fn)} returned {type(out).__name__}, not a Scenario")
+    raise ConfigError(f"{path.name}:{getattr(fn, '__name__', fn)} returned {type(out).__name__}, not a Scenario")

@@ -18,6 +18,7 @@ import json
 from functools import lru_cache
 from pathlib import Path
 
+from dsv3sim.config.errors import ConfigError
 from dsv3sim.config.model import ModelConfig, load_model_config
 from dsv3sim.config.scenario import Scenario
 from dsv3sim.cost.kvcache import kv_cache_bytes_per_token
@@ -94,7 +95,7 @@ def common(scn: Scenario):
     world = p.dp * p.attn_tp
     topo = C.build_topology(scn.topology, scn.gpu, scn.perturb, world)
     if world % p.ep:
-        raise ValueError(f"EP degree {p.ep} does not divide the {world} GPUs (dp*attn_tp = {p.dp}*{p.attn_tp})")
+        raise ConfigError(f"EP degree {p.ep} does not divide the {world} GPUs (dp*attn_tp = {p.dp}*{p.attn_tp})")
     return cfg, p, world, topo, topo.cfg.gpu
 
 

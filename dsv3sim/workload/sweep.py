@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import fields
 
+from dsv3sim.config.errors import ConfigError
 from dsv3sim.config.scenario import ParallelDims, Perturbation, Scenario
 
 ROW_METRICS = ("step_time_s", "mfu", "tokens_per_s", "gpu_hours_per_trillion_tokens", "ib_utilisation",
@@ -51,7 +52,7 @@ def parse_grid(items: Iterable[str]) -> dict[str, list]:
     for it in items:
         k, sep, v = it.partition("=")
         if not sep or not k or not v:
-            raise ValueError(f"grid item {it!r} must look like key=v1,v2 (e.g. parallel.ep=32,64)")
+            raise ConfigError(f"grid item {it!r} must look like key=v1,v2 (e.g. parallel.ep=32,64)")
         out[k.strip()] = [parse_value(x) for x in v.split(",")]
     return out
 
@@ -89,7 +90,7 @@ def check_keys(axes: dict[str, list], base: Scenario | None = None) -> None:
                 close = [c for c in known if c.endswith("." + k)][:1]
             hint = f" (did you mean {close[0]}?)" if close else ""
             wl = f" for a {type(base.workload).__name__}" if base is not None else ""
-            raise ValueError(f"unknown sweep key {k!r}{hint}; known keys{wl}: {', '.join(known)}")
+            raise ConfigError(f"unknown sweep key {k!r}{hint}; known keys{wl}: {', '.join(known)}")
 
 
 def grid(axes: dict[str, list]) -> list[dict]:
@@ -104,7 +105,8 @@ def apply(base: Scenario, point: dict) -> Scenario:
         head, _, rest = k.partition(".")
         if rest:
             if head not in ("parallel", "workload", "perturb"):
-                raise ValueError(f"unknown sweep key {k!r} (use parallel.*, workload.*, perturb.* or a Scenario field)")
+                raise ConfigError(f"unknown sweep key {k!r} "
+                                  "(use parallel.*, workload.*, perturb.* or a Scenario field)")
             groups.setdefault(head, {})[rest] = v
         else:
             top[k] = v
@@ -149,7 +151,7 @@ def run_parallel(fn: Callable, jobs: list, *, workers: int = 2, ray_address: str
         try:
             import ray
         except ImportError as e:
-            raise ValueError("--ray needs the optional 'ray' package (pip install 'dsv3sim[ray]')") from e
+            raise ConfigError("--ray needs the optional 'ray' package (pip install 'dsv3sim[ray]')") from e
         if not ray.is_initialized():
             if ray_address == "local":
                 ray.init(num_cpus=max(1, workers), include_dashboard=False, log_to_driver=False)

@@ -27,6 +27,7 @@ from functools import lru_cache
 
 import numpy as np
 
+from dsv3sim.config.errors import ConfigError
 from dsv3sim.config.model import ModelConfig, load_model_config
 from dsv3sim.config.scenario import Scenario, TrainingWorkload
 from dsv3sim.cost.flops import causal_mean_context, forward_flops_per_token, train_flops_per_token
@@ -61,7 +62,7 @@ def stage_layers(cfg: ModelConfig, pp: int) -> list[list[int]]:
     """Decoder layer indices per stage; the MTP module is layer index ``num_hidden_layers`` on the last stage."""
     L = cfg.num_hidden_layers
     if pp > L:
-        raise ValueError(f"pp={pp} stages for {L} layers")
+        raise ConfigError(f"pp={pp} stages for {L} layers")
     base, extra = divmod(L, pp)
     sizes = [base] * pp
     middle = list(range(1, pp - 1)) or list(range(pp))
@@ -249,7 +250,7 @@ class ChunkTimes:
         self.straggler_rank = None
         if scn.perturb.straggler_gpu is not None:
             if scn.perturb.straggler_gpu >= p.world:
-                raise ValueError(f"straggler_gpu={scn.perturb.straggler_gpu} not in 0..{p.world - 1}")
+                raise ConfigError(f"straggler_gpu={scn.perturb.straggler_gpu} not in 0..{p.world - 1}")
             self.straggler_rank = scn.perturb.straggler_gpu // (p.dp * p.tp)  # GPU = stage * dp*tp + dp rank
         self.ep_cfg = _ep_overhead_args(sp.topo, p.ep, T, cfg.num_experts_per_tok if cfg.is_moe else 0)
         self.comm_hbm = {n: IF.comm_hbm_bytes(rdma_bytes=v["bytes_by_class"].get("nic_tx", 0.0) / p.ep,
