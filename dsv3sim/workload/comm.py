@@ -164,6 +164,9 @@ def ep_plan(*, n_experts: int, topk: int, ep: int, gpus_per_node: int, tokens_pe
     n_phys = n_experts + redundant
     if n_phys % ep:
         raise ConfigError(f"EP degree {ep} does not divide {n_experts} experts + {redundant} redundant = {n_phys}")
+    if n_phys > n_experts * ep:  # beyond one copy of every expert on every GPU a replica adds nothing
+        raise ConfigError(f"redundant_experts={redundant}: {n_phys} physical experts exceed one copy of each of "
+                          f"{n_experts} experts on each of ep={ep} GPUs ({n_experts * ep})")
     gpn = min(gpus_per_node, ep)
     ids = _logical_ids(n_experts=n_experts, topk=topk, ep=ep, gpn=gpn, tokens_per_rank=tokens_per_rank,
                        node_limit=node_limit, trace=trace, placement=placement, redundant=redundant, seed=seed,

@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from dsv3sim.config.errors import ConfigError
 from dsv3sim.config.scenario import Perturbation
 from dsv3sim.workload import comm as C
 
@@ -61,3 +62,10 @@ def test_degraded_link_and_bad_name():
     assert lk.capacity == pytest.approx(0.25 * 50e9 * 0.9)
     with pytest.raises(ValueError, match="not a link"):
         C.build_topology("h800-deepseek", None, Perturbation(degraded_link="nope"), 0)
+
+
+def test_redundant_experts_beyond_a_copy_per_gpu_refused():
+    """More physical experts than one copy of each on every EP GPU is refused in one line, not allocated."""
+    C.ep_plan(**dict(_key(ep=32, tokens_per_rank=64, placement="eplb", redundant=32)))
+    with pytest.raises(ConfigError, match="redundant_experts=1000000000000"):
+        C.ep_plan(**dict(_key(ep=2, tokens_per_rank=64, placement="eplb", redundant=10**12)))
