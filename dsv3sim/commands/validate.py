@@ -112,7 +112,11 @@ def make_spec(args: argparse.Namespace, out_dir: str):
     fault = None
     if args.fault:
         k, r, s = (args.fault.split(":") + ["0", "0"])[:3]
-        fault = Fault(kind=k, rank=int(r), step=int(s))
+        try:
+            r, s = int(r), int(s)
+        except ValueError:
+            raise ConfigError(f"--fault must be KIND[:RANK[:STEP]] with integer RANK and STEP, got {args.fault!r}") from None
+        fault = Fault(kind=k, rank=r, step=s)
     if args.device == "cuda":
         import torch
         if not torch.cuda.is_available():
@@ -158,7 +162,10 @@ def run(args: argparse.Namespace) -> int:
         out_dir = Path(args.from_run).resolve()
         if not (out_dir / "result.json").is_file():
             raise ConfigError(f"--from-run {out_dir}: no result.json (not a finished validation run)")
-        spec = RunSpec.from_json(json.loads((out_dir / "result.json").read_text())["spec"])
+        try:
+            spec = RunSpec.from_json(json.loads((out_dir / "result.json").read_text())["spec"])
+        except (ValueError, KeyError, TypeError) as e:  # not JSON, no spec, or fields of another version
+            raise ConfigError(f"--from-run {out_dir}: result.json is not a validation result ({type(e).__name__}: {e})") from None
     else:
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
         out_dir = Path(args.out or Path("reports") / "validate" / f"{Path(args.model).stem}-{stamp}").resolve()

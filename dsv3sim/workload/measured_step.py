@@ -51,6 +51,7 @@ from collections import defaultdict
 from itertools import pairwise
 from pathlib import Path
 
+from dsv3sim.config.errors import ConfigError
 from dsv3sim.config.scenario import Scenario, TrainingWorkload
 from dsv3sim.config.topology import load_topology_config
 from dsv3sim.parallel import execute, generate
@@ -62,7 +63,7 @@ VERSION = 1
 COMPONENTS = ("attn", "mlp_dense", "shared", "gate", "head", "embed", "glue")
 
 
-class TableError(ValueError):
+class TableError(ConfigError):
     """A component table that cannot be used (missing keys, other layout than the scenario)."""
 
 
@@ -70,7 +71,7 @@ def load_table(path: str | Path) -> dict:
     p = Path(path)
     try:
         t = json.loads(p.read_text())
-    except (OSError, json.JSONDecodeError) as e:
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
         raise TableError(f"component_table {p}: cannot read ({e})") from None
     if not isinstance(t, dict) or t.get("format") != FORMAT or t.get("version") != VERSION:
         raise TableError(f"component_table {p}: not a {FORMAT} v{VERSION} file")
