@@ -269,17 +269,20 @@ def quant(x: torch.Tensor, *, src: torch.Tensor | None = None, rows_out: int | N
     return q, s, qt, st
 
 
+def _quant_buffers(r: int, c: int, dev: torch.device):
+    """Outputs of a fused quantiser of an [R, C] tensor: row-wise 1x128 (q [R, C], s [C/128, R]) and its transpose
+    quantised along R for the weight-gradient GEMM (qT [C, R], sT [R/128, C])."""
+    return (torch.empty(r, c, dtype=FP8, device=dev), torch.empty(c // TILE, r, dtype=torch.float32, device=dev),
+            torch.empty(c, r, dtype=FP8, device=dev), torch.empty(r // TILE, c, dtype=torch.float32, device=dev))
+
+
 def swiglu_quant(gu: torch.Tensor):
     """gu [R, 2I] -> h = silu(g) u quantised: (q [R, I], s_row [I/128, R], qT [I, R], s_col [R/128, I])."""
     r, i2 = gu.shape
     i = i2 // 2
     if r % TILE or i % TILE:
         raise ValueError(f"swiglu_quant: rows ({r}) and I ({i}) must be multiples of {TILE}")
-    dev = gu.device
-    q = torch.empty(r, i, dtype=FP8, device=dev)
-    s = torch.empty(i // TILE, r, dtype=torch.float32, device=dev)
-    qt = torch.empty(i, r, dtype=FP8, device=dev)
-    st = torch.empty(r // TILE, i, dtype=torch.float32, device=dev)
+    q, s, qt, st = _quant_buffers(r, i, gu.device)
     _swiglu_quant_kernel[(r // TILE, i // TILE)](gu.contiguous(), q, s, qt, st, r, i, num_warps=8)
     return q, s, qt, st
 
@@ -290,11 +293,7 @@ def swiglu_bwd_quant(gu: torch.Tensor, dh: torch.Tensor):
     i = i2 // 2
     if r % TILE or i % TILE:
         raise ValueError(f"swiglu_bwd_quant: rows ({r}) and I ({i}) must be multiples of {TILE}")
-    dev = gu.device
-    q = torch.empty(r, i2, dtype=FP8, device=dev)
-    s = torch.empty(i2 // TILE, r, dtype=torch.float32, device=dev)
-    qt = torch.empty(i2, r, dtype=FP8, device=dev)
-    st = torch.empty(r // TILE, i2, dtype=torch.float32, device=dev)
+    q, s, qt, st = _quant_buffers(r, i2, gu.device)
     _swiglu_bwd_quant_kernel[(r // TILE, i // TILE)](gu.contiguous(), dh.contiguous(), q, s, qt, st, r, i,
                                                      num_warps=8)
     return q, s, qt, st
