@@ -1,12 +1,12 @@
 """Training imbalance over steps: expert_load_max_over_mean per step for aux-loss-free, aux-loss and none.
 
 DeepSeek-V3 §2.1.2 replaces the auxiliary balance loss with a per-expert bias updated each step (speed gamma);
-the trace helper's training command writes the worst-layer max/mean expert load per step for each balancing
+`dsv3sim train` writes the worst-layer max/mean expert load per step for each balancing
 mode (see ``dsv3sim/trace/FORMAT.md``). The series is taken from the result when it carries one, else from
 JSON files under ``traces/`` that hold ``expert_load_max_over_mean``. Shapes read:
 ``{mode: [v...]}``, ``{mode: {"step": [...], "expert_load_max_over_mean": [...]}}``, ``{"series"|"modes": ...}``,
 a list of ``{"step", "mode"|"balancing", "expert_load_max_over_mean"}`` and one file per mode
-``{"balancing": mode, "step"|"steps": [...], "expert_load_max_over_mean": [...]}``, and the trace helper's
+``{"balancing": mode, "step"|"steps": [...], "expert_load_max_over_mean": [...]}``, and
 ``dsv3sim.trace.imbalance.imbalance_from_files`` output ``{"quantity": ..., "runs": [{"label", "step",
 "max_over_mean_worst"}]}`` (the worst layer per step is plotted).
 """
