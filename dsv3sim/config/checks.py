@@ -5,7 +5,8 @@ is refused the same way everywhere: a ``ConfigError`` (a ``ValueError``) whose m
 value, which the CLI prints as one line with exit code 2.
 
 Size limits keep a run bounded (minutes, not hours or an out-of-memory kill). Each limit has a name; raise one
-with ``dsv3sim --limit NAME=N COMMAND ...`` or the environment variable ``DSV3SIM_LIMITS="NAME=N,NAME=N"``.
+with ``dsv3sim --limit NAME=N COMMAND ...`` or the environment variable ``DSV3SIM_LIMITS="NAME=N,NAME=N"``; NAME may
+also be a model-config field, whose bounds live in ``dsv3sim/config/model_fields.py``.
 The defaults and the time they correspond to on a 2-core CPU box (measured with the commands quoted):
 
 * ``gpus`` 131,072: GPUs in a topology (n_nodes x gpus_per_node). A 16,384-node x 8 topology builds and runs one
@@ -34,6 +35,7 @@ from types import MappingProxyType
 from typing import Any
 
 from dsv3sim.config.errors import ConfigError
+from dsv3sim.config.model_fields import MODEL_LIMITS
 
 LIMITS: Mapping[str, int] = MappingProxyType({
     "gpus": 131_072,
@@ -60,8 +62,9 @@ def parse_limits(text: str) -> dict[str, int]:
     for part in filter(None, (s.strip() for s in text.split(","))):
         name, eq, val = part.partition("=")
         name = name.strip()
-        if not eq or name not in LIMITS:
-            raise ConfigError(f"limit {part!r}: expected NAME=N with NAME one of {', '.join(LIMITS)}")
+        if not eq or (name not in LIMITS and name not in MODEL_LIMITS):
+            raise ConfigError(f"limit {part!r}: expected NAME=N with NAME one of {', '.join(LIMITS)} "
+                              f"or a model-config field ({', '.join(MODEL_LIMITS)})")
         try:
             n = float(val)
         except ValueError:

@@ -6,8 +6,8 @@ JSON boolean, never the string ``"true"``; floats must be finite) and raise ``Co
 the field and the value. Sizes are bounded (``MODEL_LIMITS``) so that a typo such as ``num_hidden_layers: 1e9``
 is refused at load instead of allocating or looping for hours; the limits sit far above every published model
 (DeepSeek-V3: 61 layers, 7168 hidden, 256 experts; Kimi K2: 384 experts) and are raised for one run with the
-environment variable ``DSV3SIM_MODEL_LIMITS="num_hidden_layers=4096,n_routed_experts=100000"`` or the
-``limits=`` argument of ``from_dict`` / ``load_model_config``.
+flag ``dsv3sim --limit num_hidden_layers=4096 ...``, the environment variable
+``DSV3SIM_MODEL_LIMITS="num_hidden_layers=4096,n_routed_experts=100000"`` or the ``limits=`` argument of ``from_dict`` / ``load_model_config``.
 """
 
 from __future__ import annotations
@@ -48,6 +48,7 @@ MODEL_LIMITS: Mapping[str, int] = MappingProxyType({
     "sliding_window": 1 << 31,
 })
 LIMITS_ENV = "DSV3SIM_MODEL_LIMITS"
+SHARED_LIMITS_ENV = "DSV3SIM_LIMITS"  # dsv3sim.config.checks.LIMITS_ENV
 
 
 def effective_limits(limits: Mapping[str, int] | None = None) -> dict[str, int]:
@@ -62,6 +63,7 @@ def effective_limits(limits: Mapping[str, int] | None = None) -> dict[str, int]:
                 raise ConfigError(f"{LIMITS_ENV}: expected field=N with field one of {', '.join(MODEL_LIMITS)}, "
                                   f"got {item.strip()!r}")
             out[key] = int(val)
+    out.update(_shared_limits())
     for k, v in (limits or {}).items():
         if k not in MODEL_LIMITS:
             raise ConfigError(f"limits: unknown field {k!r}; known: {', '.join(MODEL_LIMITS)}")
@@ -69,11 +71,29 @@ def effective_limits(limits: Mapping[str, int] | None = None) -> dict[str, int]:
     return out
 
 
+def _shared_limits() -> dict[str, int]:
+    """Model-field entries of ``DSV3SIM_LIMITS``, which ``dsv3sim --limit NAME=N`` sets for one command
+    (``dsv3sim.config.checks`` owns that variable and accepts these field names too)."""
+    out: dict[str, int] = {}
+    for item in filter(None, (x.strip() for x in os.environ.get(SHARED_LIMITS_ENV, "").split(","))):
+        key, _, val = item.partition("=")
+        key = key.strip()
+        if key in MODEL_LIMITS:
+            try:
+                n = float(val)
+            except ValueError:
+                n = float("nan")
+            if not math.isfinite(n) or n < 1 or n != int(n):
+                raise ConfigError(f"limit {key}={val.strip()!r}: expected a positive integer")
+            out[key] = int(n)
+    return out
+
+
 def check_limit(name: str, field: str, value: int, limits: Mapping[str, int]) -> None:
     lim = limits.get(field)
     if lim is not None and value > lim:
         raise ConfigError(f"{name}: field '{field}' = {value} exceeds the limit {lim} (raise it with "
-                          f"{LIMITS_ENV}=\"{field}=N\" if the model really is that large)")
+                          f"`dsv3sim --limit {field}=N ...` or {LIMITS_ENV}=\"{field}=N\" if the model really is that large)")
 
 
 def read_int(name: str, field: str, v: Any) -> int:

@@ -202,6 +202,22 @@ def test_cli_refuses_with_one_line_and_exit_2(tmp_path, change, needle):
     assert needle in out.stderr and len(out.stderr.strip().splitlines()) == 1
 
 
+def test_cli_limit_flag_raises_a_model_limit(tmp_path, capsys):
+    """`dsv3sim --limit FIELD=N` raises a model-config size limit for one command, like the other size limits."""
+    from dsv3sim.cli import main
+
+    r = raw("tiny")
+    r["num_hidden_layers"] = 2000
+    p = tmp_path / "deep.json"
+    p.write_text(json.dumps(r))
+    assert main(["stats", str(p), "--json"]) == 2
+    assert "exceeds the limit 1024" in capsys.readouterr().err
+    assert main(["--limit", "num_hidden_layers=4096", "stats", str(p), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["params_total"] > 0
+    assert main(["--limit", "num_hidden_layers=lots", "stats", str(p)]) == 2
+    assert "expected a positive integer" in capsys.readouterr().err
+
+
 def test_unreadable_config_file_is_one_line(tmp_path):
     p = tmp_path / "bin.json"
     p.write_bytes(b"\xff\xfe\x00garbage")
