@@ -31,7 +31,7 @@ class _Silent:
         pass
 
 
-class _Bar:
+class Bar:
     def __init__(self, prog, task) -> None:
         self._prog, self._task = prog, task
 
@@ -41,6 +41,10 @@ class _Bar:
 
     def describe(self, description: str) -> None:
         self._prog.update(self._task, description=description)
+
+    def set(self, done: float, total: float) -> None:
+        """Absolute position, for work that reports (done, total) rather than steps."""
+        self._prog.update(self._task, completed=done, total=total)
 
 
 @contextmanager
@@ -57,4 +61,4 @@ def progress(total: float | None, description: str, *, enabled: bool):
 
     cols = [SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
     with Progress(*cols, console=Console(file=sys.stderr), transient=True) as prog:
-        yield _Bar(prog, prog.add_task(description, total=total))
+        yield Bar(prog, prog.add_task(description, total=total))

@@ -6,6 +6,8 @@ import contextlib
 import sys
 from collections.abc import Callable, Iterator
 
+from dsv3sim.commands._progress import Bar, progress
+
 
 def fmt(v, spec: str = "") -> str:
     if v is None:
@@ -34,14 +36,7 @@ def table(rows: list[dict], cols: list[tuple[str, str, str]], *, max_rows: int =
 
 @contextlib.contextmanager
 def progress_bar(label: str, total: int) -> Iterator[Callable[[int, int], None] | None]:
-    """A rich progress bar on stderr when stderr is a terminal; otherwise nothing (yields None)."""
-    if not sys.stderr.isatty():
-        yield None
-        return
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=Console(stderr=True), transient=True) as prog:
-        task = prog.add_task(label, total=total)
-        yield lambda d, n: prog.update(task, completed=d, total=n)
+    """The commands' progress bar (``_progress.progress``) as a ``(done, total)`` callback for the searches, when
+    stderr is a terminal (the bar is transient and on stderr, so it never mixes into JSON); otherwise None."""
+    with progress(total, label, enabled=sys.stderr.isatty()) as bar:
+        yield bar.set if isinstance(bar, Bar) else None
