@@ -40,5 +40,3 @@ def simulate(scenario):
         return simulate_aggregated(scenario)
     raise ValueError(f"simulate needs a training, prefill, decode or aggregated workload, got {type(w).__name__}")
 
-
-simulate_serving = simulate  # serving scenarios dispatch like any other

@@ -11,7 +11,7 @@ from dsv3sim.config import load_model_config
 from dsv3sim.config.scenario import DecodeWorkload, ParallelDims, PrefillWorkload, Scenario, TrainingWorkload
 from dsv3sim.cost.flops import train_flops_per_token
 from dsv3sim.results import Infeasible, ServingResult, TrainingResult
-from dsv3sim.workload import simulate_serving
+from dsv3sim.workload import simulate
 from dsv3sim.workload.layer_ops import decode_layer, training_layer
 from dsv3sim.workload.loader import load
 from dsv3sim.workload.training import simulate_training
@@ -36,7 +36,7 @@ def test_qwen3_235b_training_scenario():
 
 def test_kimi_k2_serving_scenarios():
     scns = load("kimi_k2_serving.py")
-    pf, dc, mn = (simulate_serving(scns[n]) for n in ("kimi-k2-prefill", "kimi-k2-decode", "kimi-k2-decode-16gpu"))
+    pf, dc, mn = (simulate(scns[n]) for n in ("kimi-k2-prefill", "kimi-k2-decode", "kimi-k2-decode-16gpu"))
     for r in (pf, dc, mn):
         assert isinstance(r, ServingResult), getattr(r, "reason", r)
     assert pf.kv["kv_bytes_per_token"] == 70_272  # MLA latent (512 + 64) x 61 layers x 2 B, as DeepSeek-V3
@@ -60,10 +60,10 @@ def test_every_family_serves_and_trains(model, ep):
                   workload=TrainingWorkload(global_batch_sequences=64, seq_len=2048, schedule="1f1b",
                                             node_limit=None))
     for s, kind in ((dec, ServingResult), (pf, ServingResult), (tr, TrainingResult)):
-        r = simulate_serving(s) if kind is ServingResult else simulate_training(s)
+        r = simulate(s) if kind is ServingResult else simulate_training(s)
         assert isinstance(r, kind), getattr(r, "reason", r)
         _conserved(r.comm)
-    bad = simulate_serving(dec.with_(parallel={"dp": 7, "ep": 7}))  # 7 divides no family's expert count
+    bad = simulate(dec.with_(parallel={"dp": 7, "ep": 7}))  # 7 divides no family's expert count
     assert isinstance(bad, Infeasible) and "does not divide" in bad.reason
 
 
@@ -83,5 +83,5 @@ def test_gqa_layer_kernels_follow_the_window_and_kv_heads():
 def test_infeasible_layout_is_a_result_not_a_crash():
     s = Scenario(name="x", model="qwen3-235b-a22b", topology="h200-hgx", parallel=ParallelDims(dp=8, ep=8),
                  workload=DecodeWorkload(context_len=131072, batch_per_gpu=512, mtp=False, node_limit=None))
-    r = simulate_serving(s)
+    r = simulate(s)
     assert isinstance(r, Infeasible) and "exceeds KV capacity" in r.reason
