@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 from pathlib import Path
 
 
@@ -100,3 +101,31 @@ def device(text: str) -> str:
 def threads(text: str) -> int:
     """Torch CPU threads: 1 .. 4096."""
     return int_range(1, 4096)(text)
+
+
+# Bytes per parameter that building the executable model needs (FP32 parameters; training adds the gradient and
+# AdamW's two moments: 4 + 4 + 8).
+BYTES_PER_PARAM = {"build": 4, "train": 16}
+
+
+def memory_bytes(dev: str) -> int:
+    """Memory of the device a command builds the model on: the GPU's, or this machine's physical RAM."""
+    if dev.startswith("cuda"):
+        import torch
+
+        return int(torch.cuda.get_device_properties(torch.device(dev)).total_memory)
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def check_model_fits(cfg, dev: str, use: str) -> None:
+    """Refuse, before allocating, a model whose parameters (x ``BYTES_PER_PARAM[use]``) exceed the device's
+    memory: building DeepSeek-V3 on a laptop is a clear error, not an out-of-memory kill."""
+    from dsv3sim.config.errors import ConfigError
+    from dsv3sim.cost.params import count_params
+
+    n = count_params(cfg).total_with_mtp
+    need, have = n * BYTES_PER_PARAM[use], memory_bytes(dev)
+    if need > have:
+        raise ConfigError(f"{cfg.name}: {n / 1e9:,.2f}B parameters need {need / 2**30:,.1f} GiB to {use} "
+                          f"({BYTES_PER_PARAM[use]} B/param) but {dev} has {have / 2**30:,.1f} GiB; use a smaller "
+                          f"config (e.g. tiny) or the simulator (`dsv3sim run`) for full-size models")

@@ -46,6 +46,7 @@ def run(args: argparse.Namespace) -> int:
     if cfg.attention != "mla":  # refuse before building: decoding uses MLA's latent KV cache (nn/mla.py)
         raise ConfigError(f"generate decodes MLA models only (latent KV cache); {cfg.name} uses "
                          f"{cfg.attention.upper()} attention")
+    A.check_model_fits(cfg, "cpu", "build")
     torch.manual_seed(args.seed)
     model = Transformer(cfg)
     if args.checkpoint:

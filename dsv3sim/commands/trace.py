@@ -107,6 +107,7 @@ def _run_capture(args: argparse.Namespace) -> int:
     cfg = load_model_config(args.config)
     check_limit("trace_tokens", args.tokens * max(cfg.n_moe_layers, 1), f"--tokens x MoE layers = {args.tokens} x "
                 f"{cfg.n_moe_layers}")
+    A.check_model_fits(cfg, "cpu", "build")
     layout = _layout(args, cfg.n_routed_experts)
     from dsv3sim.commands._progress import bars_wanted, progress
 

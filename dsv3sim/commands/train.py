@@ -52,6 +52,8 @@ def run(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     cfg = load_model_config(args.config)
+    A.check_model_fits(cfg, "cpu", "build")
+    A.check_model_fits(cfg, args.device, "train")
     o = TrainOptions(steps=args.steps, balance=args.balance, seed=args.seed, fp8=args.fp8, batch=args.batch_size,
                      seq_len=args.seq_len, lr=args.lr, gamma=args.gamma, alpha=args.alpha,
                      device=args.device)
