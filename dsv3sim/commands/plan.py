@@ -51,6 +51,12 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     sub = p.add_subparsers(dest="plan_kind", metavar="{train,serve,network}", required=True)
+    _add_train_parser(sub)
+    _add_serve_parser(sub)
+    _add_network_parser(sub)
+
+
+def _add_train_parser(sub) -> None:
     t = sub.add_parser("train", help="search training layouts for a token budget",
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     t.add_argument("model", nargs="?", default="deepseek-v3", help="model name in model/ or a config.json path")
@@ -79,6 +85,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="a context-extension phase, e.g. 630e9:32768:1920 (V3 §4.3); repeat for more")
     t.add_argument("--post-training-gpu-hours", type=float, default=None)
     _common(t)
+
+
+def _add_serve_parser(sub) -> None:
     s = sub.add_parser("serve", help="search serving layouts under a TTFT/TPOT SLA; fleet size for a daily load",
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     s.add_argument("model", nargs="?", default="deepseek-v3")
@@ -100,6 +109,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="fleet sizing with a measured decode node rate instead of the search's")
     s.add_argument("--max-layouts", type=int, default=5000)
     _common(s)
+
+
+def _add_network_parser(sub) -> None:
     n = sub.add_parser("network", help="switches, links and cost of FT2, MPFT, FT3, Slim Fly, Dragonfly")
     n.add_argument("--radix", type=int, default=64, help="switch ports (default 64, 400G IB)")
     n.add_argument("--gpus", type=int, default=None, help="GPUs (endpoints = GPUs / per node x NICs per node)")
@@ -171,34 +183,40 @@ def _layout(spec: str, gpus: int):
     return TrainLayout(**kw)
 
 
-def _train(args) -> int:
-    from dsv3sim.commands._table import progress_bar, table
-    from dsv3sim.plan.network import scaled_topology
-    from dsv3sim.plan.serve import GPU_TOPOLOGY
-    from dsv3sim.plan.train import TrainQuery, plan_training
-
-    topo = args.topology or (GPU_TOPOLOGY.get(args.gpu, "h800-deepseek") if args.gpu else "h800-deepseek")
-    topo = scaled_topology(topo, args.gpus_max or args.gpus)
+def _extensions(specs: list[str]) -> tuple[tuple[float, int, int], ...]:
     ext = []
-    for e in args.extension:
+    for e in specs:
         try:
             tok, seq, batch = e.split(":")
             ext.append((float(tok), int(seq), int(batch)))
         except ValueError:
             raise ConfigError(f"--extension {e!r} must be TOKENS:SEQ_LEN:GLOBAL_BATCH, e.g. 630e9:32768:1920") from None
+    return tuple(ext)
+
+
+def _train_query(args):
+    from dsv3sim.plan.network import scaled_topology
+    from dsv3sim.plan.serve import GPU_TOPOLOGY
+    from dsv3sim.plan.train import TrainQuery
+
+    topo = args.topology or (GPU_TOPOLOGY.get(args.gpu, "h800-deepseek") if args.gpu else "h800-deepseek")
+    topo = scaled_topology(topo, args.gpus_max or args.gpus)
+    ext = _extensions(args.extension)
     kw = {k: v for k, v in {"pp": args.pp, "ep": args.ep, "micro_batch": args.micro_batch,
                             "schedules": args.schedules, "dtypes": args.dtypes, "node_limits": args.node_limits}.items()
           if v is not None}
     if args.recompute != "both":
         kw["recompute"] = (args.recompute == "on",)
-    q = TrainQuery(model=args.model, gpu=args.gpu, topology=topo, gpus=args.gpus, gpus_max=args.gpus_max,
-                   tokens=args.tokens, deadline_days=args.deadline_days, price_per_gpu_hour=args.price_per_gpu_hour,
-                   global_batch=args.global_batch, seq_len=args.seq_len, refine=args.refine,
-                   max_layouts=args.max_layouts, user_layout=_layout(args.layout, args.gpus) if args.layout else None,
-                   extension_phases=tuple(ext), post_training_gpu_hours=args.post_training_gpu_hours, **kw)
-    with progress_bar("training layouts", 1) as prog:
-        plan = plan_training(q, workers=args.workers, ray_address=args.ray, progress=prog)
-    d = plan.to_dict()
+    return TrainQuery(model=args.model, gpu=args.gpu, topology=topo, gpus=args.gpus, gpus_max=args.gpus_max,
+                      tokens=args.tokens, deadline_days=args.deadline_days, price_per_gpu_hour=args.price_per_gpu_hour,
+                      global_batch=args.global_batch, seq_len=args.seq_len, refine=args.refine,
+                      max_layouts=args.max_layouts, user_layout=_layout(args.layout, args.gpus) if args.layout else None,
+                      extension_phases=ext, post_training_gpu_hours=args.post_training_gpu_hours, **kw)
+
+
+def _say_train_table(args, q, plan) -> None:
+    from dsv3sim.commands._table import table
+
     c = plan.counts
     _say(args, f"{c['layouts']} layouts ({c['space']} in the space): {c['pruned_before_simulation']} pruned before "
                f"simulation (structure, memory), {c['simulated_bound']} screened with the all-to-all bound, "
@@ -210,6 +228,9 @@ def _train(args) -> int:
         cols.insert(7, ("meets_deadline", f"<= {q.deadline_days:g} d", ""))
     ok = [r for r in plan.candidates if "infeasible" not in r]
     _say(args, table(ok, cols, max_rows=15))
+
+
+def _say_train_summary(args, q, plan) -> None:
     if plan.best:
         b = plan.best
         _say(args, f"best: {b['key']}: {b['step_time_s']:.2f} s/step ({b['comm_model']} all-to-all), "
@@ -234,6 +255,18 @@ def _train(args) -> int:
                    f"${plan.totals['cost_usd_total'] / 1e6:.3f}M")
     for n in plan.notes:
         _say(args, f"note: {n}")
+
+
+def _train(args) -> int:
+    from dsv3sim.commands._table import progress_bar
+    from dsv3sim.plan.train import plan_training
+
+    q = _train_query(args)
+    with progress_bar("training layouts", 1) as prog:
+        plan = plan_training(q, workers=args.workers, ray_address=args.ray, progress=prog)
+    d = plan.to_dict()
+    _say_train_table(args, q, plan)
+    _say_train_summary(args, q, plan)
     _emit(args, d)
     return 0
 

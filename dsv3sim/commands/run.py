@@ -90,34 +90,17 @@ def _pairing_notes(scenarios: dict) -> list[tuple[str, str, str]]:
     return out
 
 
-def run(args: argparse.Namespace) -> int:
-    from dsv3sim.plan.costs import add_cost_keys, check_price
-    from dsv3sim.results import save_chrome_trace, save_json, to_json
+def _simulate_all(scenarios: dict, notes: list, price_per_gpu_hour: float, bars: bool) -> dict[str, dict]:
+    from dsv3sim.plan.costs import add_cost_keys
+    from dsv3sim.results import to_json
     from dsv3sim.workload import simulate
-    from dsv3sim.workload.loader import load
     from dsv3sim.workload.validation import comparisons
 
-    check_price(args.price_per_gpu_hour)  # bad input exits 2 before anything runs
-    t0 = time.perf_counter()
-    json_stdout = args.print_json or args.json_path == "-"
-    out = human_stream(json_stdout)
-
-    def say(*a) -> None:
-        print(*a, file=out, flush=True)
-
-    scenarios = {s.name: s for s in load(args.scenario).values()}  # results are keyed by scenario name
-    asked = any(x is not None for x in (args.json_path, args.report, args.chrome_trace)) or args.print_json
-    defaults = not asked and not args.no_report
-    if defaults:  # a result always lands somewhere the user is told about, outside the tracked files
-        stem = output_name(args.scenario, list(scenarios))
-        args.json_path, args.report = str(OUTPUT_DIR / f"{stem}.json"), str(OUTPUT_DIR / f"{stem}.html")
-    notes = _pairing_notes(scenarios)
     results: dict[str, dict] = {}
-    bars = bars_wanted(json_stdout)
     with progress(len(scenarios), "simulating", enabled=bars) as bar:
         for i, (name, s) in enumerate(scenarios.items()):
             bar.describe(f"simulating {name} ({i + 1}/{len(scenarios)})")
-            d = add_cost_keys(to_json(simulate(s)), args.price_per_gpu_hour)
+            d = add_cost_keys(to_json(simulate(s)), price_per_gpu_hour)
             rows = comparisons(d)
             if rows:
                 d["validation"] = {"rows": rows}
@@ -126,6 +109,10 @@ def run(args: argparse.Namespace) -> int:
                 d["notes"] = mine
             results[name] = d
             bar.step()
+    return results
+
+
+def _say_results(say, out, results: dict[str, dict], notes: list) -> None:
     from dsv3sim.report.bottleneck import bottleneck
 
     for name, d in results.items():
@@ -138,6 +125,11 @@ def run(args: argparse.Namespace) -> int:
                 f"({r['rel_error']:+.1%}; {r['source']})")
     for txt in dict.fromkeys(f"{lvl}: {t}" for _, lvl, t in notes):  # once per pairing, warnings on stderr
         print(f"  {txt}", file=sys.stderr if txt.startswith("warning") else out)
+
+
+def _write_outputs(args: argparse.Namespace, results: dict[str, dict], json_stdout: bool, bars: bool) -> list[str]:
+    from dsv3sim.results import save_chrome_trace, save_json
+
     if args.chrome_trace:  # the report finds the trace next to the JSON
         for d in results.values():
             d["chrome_trace_path"] = str(args.chrome_trace)
@@ -154,6 +146,10 @@ def run(args: argparse.Namespace) -> int:
         written.append(args.report)
     if json_stdout:
         print(json.dumps(data, indent=1))
+    return written
+
+
+def _say_written(say, args: argparse.Namespace, written: list[str], json_stdout: bool, defaults: bool) -> None:
     for w in written:
         say(f"wrote {w}")
     if args.report:
@@ -165,5 +161,31 @@ def run(args: argparse.Namespace) -> int:
         say(f"nothing written (--no-report); without it the JSON and report go to {OUTPUT_DIR}/")
     if defaults:
         say(f"({OUTPUT_DIR}/ is git-ignored; choose paths with --json / --report / --chrome-trace)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from dsv3sim.plan.costs import check_price
+    from dsv3sim.workload.loader import load
+
+    check_price(args.price_per_gpu_hour)  # bad input exits 2 before anything runs
+    t0 = time.perf_counter()
+    json_stdout = args.print_json or args.json_path == "-"
+    out = human_stream(json_stdout)
+
+    def say(*a) -> None:
+        print(*a, file=out, flush=True)
+
+    scenarios = {s.name: s for s in load(args.scenario).values()}  # results are keyed by scenario name
+    asked = any(x is not None for x in (args.json_path, args.report, args.chrome_trace)) or args.print_json
+    defaults = not asked and not args.no_report
+    if defaults:  # a result always lands somewhere the user is told about, outside the tracked files
+        stem = output_name(args.scenario, list(scenarios))
+        args.json_path, args.report = str(OUTPUT_DIR / f"{stem}.json"), str(OUTPUT_DIR / f"{stem}.html")
+    notes = _pairing_notes(scenarios)
+    bars = bars_wanted(json_stdout)
+    results = _simulate_all(scenarios, notes, args.price_per_gpu_hour, bars)
+    _say_results(say, out, results, notes)
+    written = _write_outputs(args, results, json_stdout, bars)
+    _say_written(say, args, written, json_stdout, defaults)
     say(f"total {time.perf_counter() - t0:.1f} s")
     return 0

@@ -74,11 +74,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--report", default=None, help="write an HTML report with a validation section")
 
 
-def make_spec(args: argparse.Namespace, out_dir: str):
-    from dsv3sim.config import load_model_config
-    from dsv3sim.validate.spec import Fault, RunSpec
-
-    world = args.nproc * args.nnodes
+def _check_processes(args: argparse.Namespace) -> None:
     if args.nproc <= 0 or args.nnodes <= 0:
         raise ConfigError(f"--nproc ({args.nproc}) and --nnodes ({args.nnodes}) must be > 0")
     if args.threads < 1:
@@ -89,6 +85,10 @@ def make_spec(args: argparse.Namespace, out_dir: str):
             raise ConfigError(f"--nproc {args.nproc} x --threads {args.threads} = {args.nproc * args.threads} "
                              f"processes' threads > {cores} CPU cores of this machine (pass --allow-oversubscribe "
                              f"to run anyway)")
+
+
+def _ep_dp(args: argparse.Namespace, world: int) -> tuple[int, int]:
+    """EP and DP filling the world with PP; the ones not given are what divides the rest."""
     pp = args.pp
     if args.ep is None and args.dp is None:
         ep, dp = (world // pp if pp and world % pp == 0 else 0), 1
@@ -100,6 +100,13 @@ def make_spec(args: argparse.Namespace, out_dir: str):
     if not ep or not dp:
         raise ConfigError(f"cannot lay out world size {world} (nproc {args.nproc} x nnodes {args.nnodes}) as "
                          f"ep={args.ep} x pp={pp} x dp={args.dp}")
+    return ep, dp
+
+
+def _check_model(args: argparse.Namespace, ep: int) -> None:
+    from dsv3sim.config import load_model_config
+
+    pp = args.pp
     cfg = load_model_config(args.model)
     if cfg.is_moe and cfg.n_routed_experts % ep:
         raise ConfigError(f"n_routed_experts ({cfg.n_routed_experts}) of {cfg.name} must be divisible by --ep ({ep})")
@@ -109,20 +116,31 @@ def make_spec(args: argparse.Namespace, out_dir: str):
     if stages > cfg.num_hidden_layers:
         raise ConfigError(f"--pp {pp} with --schedule {args.schedule} needs {stages} pipeline stages, more than "
                          f"{cfg.name}'s {cfg.num_hidden_layers} layers")
-    fault = None
-    if args.fault:
-        k, r, s = (args.fault.split(":") + ["0", "0"])[:3]
-        try:
-            r, s = int(r), int(s)
-        except ValueError:
-            raise ConfigError(f"--fault must be KIND[:RANK[:STEP]] with integer RANK and STEP, got {args.fault!r}") from None
-        fault = Fault(kind=k, rank=r, step=s)
+
+
+def _fault(spec: str):
+    from dsv3sim.validate.spec import Fault
+
+    if not spec:
+        return None
+    k, r, s = (spec.split(":") + ["0", "0"])[:3]
+    try:
+        r, s = int(r), int(s)
+    except ValueError:
+        raise ConfigError(f"--fault must be KIND[:RANK[:STEP]] with integer RANK and STEP, got {spec!r}") from None
+    return Fault(kind=k, rank=r, step=s)
+
+
+def _check_cuda(args: argparse.Namespace) -> None:
     if args.device == "cuda":
         import torch
         if not torch.cuda.is_available():
             raise ConfigError("--device cuda: no CUDA device visible")
         if args.nproc > torch.cuda.device_count():
             raise ConfigError(f"--nproc {args.nproc} > {torch.cuda.device_count()} visible GPUs")
+
+
+def _calib_sizes(args: argparse.Namespace) -> tuple[int, ...]:
     try:
         sizes = tuple(int(x) for x in str(args.calib_sizes).split(",") if x.strip())
     except ValueError:
@@ -131,8 +149,21 @@ def make_spec(args: argparse.Namespace, out_dir: str):
         raise ConfigError(f"--calib-sizes needs >= 2 sizes of >= 4 bytes, got {sizes}")
     if args.calib_iters < 1 or args.profile_reps < 1:
         raise ConfigError(f"--calib-iters ({args.calib_iters}) and --profile-reps ({args.profile_reps}) must be >= 1")
+    return sizes
+
+
+def make_spec(args: argparse.Namespace, out_dir: str):
+    from dsv3sim.validate.spec import RunSpec
+
+    world = args.nproc * args.nnodes
+    _check_processes(args)
+    ep, dp = _ep_dp(args, world)
+    _check_model(args, ep)
+    fault = _fault(args.fault)
+    _check_cuda(args)
+    sizes = _calib_sizes(args)
     return RunSpec(job="train", model=args.model, calib_sizes=sizes, calib_iters=args.calib_iters,
-                   profile_reps=args.profile_reps, nproc=args.nproc, nnodes=args.nnodes, ep=ep, pp=pp, dp=dp,
+                   profile_reps=args.profile_reps, nproc=args.nproc, nnodes=args.nnodes, ep=ep, pp=args.pp, dp=dp,
                    steps=args.steps, warmup=args.warmup, device=args.device, seq_len=args.seq_len,
                    micro_batch=args.micro_batch, microbatches=args.microbatches, schedule=args.schedule,
                    gpus_per_node=args.gpus_per_node, fp8=args.fp8 or args.fp8_dispatch_only,

@@ -85,11 +85,14 @@ def _redundant(n_experts: int, size: int) -> tuple[int, ...]:
     return (r0, r0 + size) if r0 + size <= n_experts else (r0,)
 
 
+def _instance_sizes(q: ServeQuery, gpn: int) -> list[int]:
+    """Instance sizes within the GPU budget: a multi-node instance spans whole nodes."""
+    return [s for s in q.instance_sizes if not (s > q.gpus or s % gpn and s > gpn)]
+
+
 def prefill_jobs(q: ServeQuery, n_experts: int, gpn: int) -> list[dict]:
     out = []
-    for s in q.instance_sizes:
-        if s > q.gpus or s % gpn and s > gpn:
-            continue
+    for s in _instance_sizes(q, gpn):
         for tp in q.attn_tp:
             if s % tp or tp > gpn:
                 continue
@@ -102,9 +105,7 @@ def prefill_jobs(q: ServeQuery, n_experts: int, gpn: int) -> list[dict]:
 
 def decode_jobs(q: ServeQuery, n_experts: int, gpn: int) -> list[dict]:
     out = []
-    for s in q.instance_sizes:
-        if s > q.gpus or s % gpn and s > gpn:
-            continue
+    for s in _instance_sizes(q, gpn):
         for b in q.decode_batches:
             for m in q.mtp:
                 for red in _redundant(n_experts, s):
@@ -114,9 +115,7 @@ def decode_jobs(q: ServeQuery, n_experts: int, gpn: int) -> list[dict]:
 
 def aggregated_jobs(q: ServeQuery, n_experts: int, gpn: int) -> list[dict]:
     out = []
-    for s in q.instance_sizes:
-        if s > q.gpus or s % gpn and s > gpn:
-            continue
+    for s in _instance_sizes(q, gpn):
         for b in q.decode_batches:
             for c in AGGREGATED_CHUNKS:
                 for m in q.mtp:
@@ -250,43 +249,100 @@ def pareto(rows: list[dict]) -> list[dict]:
     return sorted(out, key=lambda r: r["tokens_per_s_per_user"])
 
 
-def plan_serving(q: ServeQuery, *, workers: int = 2, ray_address: str | None = None, progress=None,
-                 daily: tuple[float, float] | None = None, node_rates: tuple[float, float] | None = None) -> dict:
-    from dsv3sim.config.model import load_model_config
-    from dsv3sim.config.topology import load_topology_config
-    from dsv3sim.cost.pricing import fleet_size
-    from dsv3sim.workload.sweep import run_parallel
-
-    t0 = time.perf_counter()
-    cfg = load_model_config(q.model)
-    gpn = load_topology_config(q.topo).gpus_per_node
-    n_exp = cfg.n_routed_experts
+def _search_space(q: ServeQuery, gpn: int, n_exp: int) -> list[dict]:
     jobs = prefill_jobs(q, n_exp, gpn) + decode_jobs(q, n_exp, gpn) + aggregated_jobs(q, n_exp, gpn)
     if len(jobs) > q.max_layouts:
         raise ConfigError(f"serving search space has {len(jobs)} instance layouts > --max-layouts {q.max_layouts}")
     if not jobs:
         raise ConfigError(f"no instance size in {q.instance_sizes} fits --gpus {q.gpus}")
+    return jobs
+
+
+def _feasible(rows: list[dict], phase: str) -> list[dict]:
+    return [r for r in rows if r["phase"] == phase and "infeasible" not in r]
+
+
+def _refine_prefill(q: ServeQuery, pre: list[dict], dec: list[dict], combos: list[dict], ok: list[dict], *,
+                    workers: int, ray_address: str | None) -> tuple[list[dict], list[dict], list[dict]]:
+    """The prefill instances of the best deployments again with the event-simulated all-to-all (`run`'s model);
+    decode keeps the bound, which is what the step model uses for decode everywhere."""
+    from dsv3sim.workload.sweep import run_parallel
+
+    top = list(dict.fromkeys(c["prefill"] for c in ok))[:REFINE]
+    if not top:
+        return pre, combos, ok
+    jobs_sim = [dict({k: v for k, v in r.items() if k in ("phase", "size", "attn_tp", "tokens_per_gpu",
+                                                           "redundant_experts")}, comm_model="sim")
+                for r in pre if r["key"] in top]
+    sim = {r["key"]: r for r in run_parallel(evaluate, [(q, j) for j in jobs_sim], workers=min(workers, len(top)),
+                                             ray_address=ray_address) if "infeasible" not in r}
+    pre = [sim.get(r["key"], r) for r in pre]
+    combos = compose(q, pre, dec)
+    ok = sorted((c for c in combos if c["meets_sla"]),
+                key=lambda c: (c["prefill_comm_model"] != "sim", -c["tokens_per_s_per_gpu"]))
+    return pre, combos, ok
+
+
+def _sla_unmet(q: ServeQuery, rows: list[dict], pre: list[dict], dec: list[dict], combos: list[dict],
+               ok: list[dict]) -> dict | None:
+    if not pre or not dec:
+        side = "prefill" if not pre else "decode"
+        why = sorted({r["infeasible"] for r in rows if r["phase"] == side and "infeasible" in r})
+        return {"message": f"no feasible {side} instance for {q.model} on {q.gpus} {q.gpu}: " + "; ".join(why[:3]),
+                "closest": []}
+    if ok:
+        return None
+    close, seen = [], set()
+    for c in sorted(combos, key=lambda c: (c["miss"], -c["tokens_per_s_per_gpu"])):
+        if c["decode"] not in seen:  # one row per decode layout (the prefill side rarely decides it)
+            seen.add(c["decode"])
+            close.append(c)
+        if len(close) == 5:
+            break
+    return {"message": f"no layout on {q.gpus} {q.gpu} meets TTFT {q.ttft_ms:g} ms and TPOT {q.tpot_ms:g} ms",
+            "closest": [dict(c, misses=_misses(q, c)) for c in close]}
+
+
+def _fleet(q: ServeQuery, gpn: int, pre: list[dict], dec: list[dict], ok: list[dict], daily: tuple[float, float],
+           node_rates: tuple[float, float] | None) -> dict:
+    from dsv3sim.cost.pricing import fleet_size
+
+    best = ok[0] if ok else None
+    if node_rates is not None:
+        inp_node, out_node, src = node_rates[0], node_rates[1], "given per-node throughputs"
+    elif best is not None:
+        p = next(r for r in pre if r["key"] == best["prefill"])
+        d = next(r for r in dec if r["key"] == best["decode"])
+        inp_node, out_node = p["input_tokens_per_s_per_gpu"] * gpn, d["output_tokens_per_s_per_gpu"] * gpn
+        src = f"best SLA-meeting instances ({best['prefill']}; {best['decode']})"
+    else:
+        inp_node = out_node = None
+        src = "no SLA-meeting layout"
+    if not inp_node:
+        return {"infeasible": src}
+    return dict(fleet_size(daily_input_tokens=daily[0], daily_output_tokens=daily[1],
+                           input_tokens_per_s_per_node=inp_node, output_tokens_per_s_per_node=out_node,
+                           gpus_per_node=gpn, price_per_gpu_hour=q.price_per_gpu_hour,
+                           prefix_cache_hit=q.prefix_cache_hit), rates_from=src)
+
+
+def plan_serving(q: ServeQuery, *, workers: int = 2, ray_address: str | None = None, progress=None,
+                 daily: tuple[float, float] | None = None, node_rates: tuple[float, float] | None = None) -> dict:
+    from dsv3sim.config.model import load_model_config
+    from dsv3sim.config.topology import load_topology_config
+    from dsv3sim.workload.sweep import run_parallel
+
+    t0 = time.perf_counter()
+    cfg = load_model_config(q.model)
+    gpn = load_topology_config(q.topo).gpus_per_node
+    jobs = _search_space(q, gpn, cfg.n_routed_experts)
     rows = run_parallel(evaluate, [(q, j) for j in jobs], workers=workers, ray_address=ray_address,
                         progress=progress, chunksize=max(1, len(jobs) // (4 * max(1, workers))))
-    pre = [r for r in rows if r["phase"] == "prefill" and "infeasible" not in r]
-    dec = [r for r in rows if r["phase"] == "decode" and "infeasible" not in r]
-    agg = [r for r in rows if r["phase"] == "aggregated" and "infeasible" not in r]
+    pre, dec, agg = _feasible(rows, "prefill"), _feasible(rows, "decode"), _feasible(rows, "aggregated")
     agg_ok = sorted((r for r in agg if r["meets_sla"]), key=lambda r: -r["tokens_per_s_per_gpu"])
     combos = compose(q, pre, dec)
     ok = sorted((c for c in combos if c["meets_sla"]), key=lambda c: -c["tokens_per_s_per_gpu"])
-    # the prefill instances of the best deployments again with the event-simulated all-to-all (`run`'s model);
-    # decode keeps the bound, which is what the step model uses for decode everywhere
-    top = list(dict.fromkeys(c["prefill"] for c in ok))[:REFINE]
-    if top:
-        jobs_sim = [dict({k: v for k, v in r.items() if k in ("phase", "size", "attn_tp", "tokens_per_gpu",
-                                                               "redundant_experts")}, comm_model="sim")
-                    for r in pre if r["key"] in top]
-        sim = {r["key"]: r for r in run_parallel(evaluate, [(q, j) for j in jobs_sim], workers=min(workers, len(top)),
-                                                 ray_address=ray_address) if "infeasible" not in r}
-        pre = [sim.get(r["key"], r) for r in pre]
-        combos = compose(q, pre, dec)
-        ok = sorted((c for c in combos if c["meets_sla"]),
-                    key=lambda c: (c["prefill_comm_model"] != "sim", -c["tokens_per_s_per_gpu"]))
+    pre, combos, ok = _refine_prefill(q, pre, dec, combos, ok, workers=workers, ray_address=ray_address)
     front = pareto(combos)
     result = {"schema": "dsv3sim.plan/1", "type": "plan", "kind": "serve", "query": dict(asdict(q), topology=q.topo),
               "mode": "disaggregated",
@@ -299,42 +355,11 @@ def plan_serving(q: ServeQuery, *, workers: int = 2, ray_address: str | None = N
                          "deployments": len(combos), "meeting_sla": len(ok)},
               "best": ok[0] if ok else None, "ranked": ok[:50], "pareto": front,
               "instances": rows, "price_per_gpu_hour": q.price_per_gpu_hour}
-    if not pre or not dec:
-        side = "prefill" if not pre else "decode"
-        why = sorted({r["infeasible"] for r in rows if r["phase"] == side and "infeasible" in r})
-        result["sla_unmet"] = {"message": f"no feasible {side} instance for {q.model} on {q.gpus} {q.gpu}: "
-                                          + "; ".join(why[:3]), "closest": []}
-    elif not ok:
-        close, seen = [], set()
-        for c in sorted(combos, key=lambda c: (c["miss"], -c["tokens_per_s_per_gpu"])):
-            if c["decode"] not in seen:  # one row per decode layout (the prefill side rarely decides it)
-                seen.add(c["decode"])
-                close.append(c)
-            if len(close) == 5:
-                break
-        result["sla_unmet"] = {"message": f"no layout on {q.gpus} {q.gpu} meets TTFT {q.ttft_ms:g} ms and "
-                                          f"TPOT {q.tpot_ms:g} ms", "closest": [
-            dict(c, misses=_misses(q, c)) for c in close]}
+    unmet = _sla_unmet(q, rows, pre, dec, combos, ok)
+    if unmet is not None:
+        result["sla_unmet"] = unmet
     if daily is not None:
-        best = ok[0] if ok else None
-        if node_rates is not None:
-            inp_node, out_node, src = node_rates[0], node_rates[1], "given per-node throughputs"
-        elif best is not None:
-            p = next(r for r in pre if r["key"] == best["prefill"])
-            d = next(r for r in dec if r["key"] == best["decode"])
-            inp_node, out_node = p["input_tokens_per_s_per_gpu"] * gpn, d["output_tokens_per_s_per_gpu"] * gpn
-            src = f"best SLA-meeting instances ({best['prefill']}; {best['decode']})"
-        else:
-            inp_node = out_node = None
-            src = "no SLA-meeting layout"
-        if inp_node:
-            result["fleet"] = dict(fleet_size(daily_input_tokens=daily[0], daily_output_tokens=daily[1],
-                                              input_tokens_per_s_per_node=inp_node,
-                                              output_tokens_per_s_per_node=out_node, gpus_per_node=gpn,
-                                              price_per_gpu_hour=q.price_per_gpu_hour,
-                                              prefix_cache_hit=q.prefix_cache_hit), rates_from=src)
-        else:
-            result["fleet"] = {"infeasible": src}
+        result["fleet"] = _fleet(q, gpn, pre, dec, ok, daily, node_rates)
     result["wall_s"] = time.perf_counter() - t0
     return result
 

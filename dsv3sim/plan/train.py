@@ -251,33 +251,25 @@ class TrainPlan:
                 "price_per_gpu_hour": self.query["price_per_gpu_hour"]}
 
 
-def plan_training(q: TrainQuery, *, workers: int = 2, ray_address: str | None = None, progress=None) -> TrainPlan:
-    from dsv3sim.config.model import load_model_config
-    from dsv3sim.workload import comm as C
-    from dsv3sim.workload.kernels import gpu_perf
-    from dsv3sim.workload.sweep import run_parallel
-
-    t0 = time.perf_counter()
-    n_space = count_layouts(q)
-    if n_space > q.max_layouts:
-        raise ConfigError(f"search space has {n_space} layouts > --max-layouts {q.max_layouts}; narrow it "
-                         f"(--pp, --ep, --schedules, --gpus-max) or raise --max-layouts")
-    cfg = load_model_config(q.model)
-    topo = C.build_topology(q.topology, q.gpu, Perturbation(), max(q.gpu_counts()))
-    gpn = topo.cfg.gpus_per_node
-    hbm = gpu_perf(topo.cfg.gpu).hbm_bytes
-    layouts = enumerate_layouts(q, gpn)
-    if q.user_layout is not None and q.user_layout not in layouts:
-        layouts.append(q.user_layout)
-    n_exp = cfg.n_routed_experts if cfg.is_moe else 0
+def _prescreen_layouts(q: TrainQuery, layouts: list, hbm: float, n_exp: int,
+                       n_layers: int) -> tuple[list[dict], list]:
+    """(rows rejected before simulation, layouts to simulate)."""
     rows_bad, todo = [], []
     for lay in layouts:
-        why = prescreen(q, lay, hbm, n_exp, cfg.num_hidden_layers)
+        why = prescreen(q, lay, hbm, n_exp, n_layers)
         if why:
             rows_bad.append({"layout": lay.to_dict(), "key": lay.key, "infeasible": why, "stage": "pre-screen",
                              "limits": "memory" if why.startswith("memory") else "structure"})
         else:
             todo.append(lay)
+    return rows_bad, todo
+
+
+def _screen(q: TrainQuery, todo: list, *, workers: int, ray_address: str | None,
+            progress) -> tuple[list[dict], list[dict]]:
+    """Every layout with the busiest-link all-to-all bound: (feasible rows by objective, infeasible rows)."""
+    from dsv3sim.workload.sweep import run_parallel
+
     # similar layouts next to each other so a worker's caches (EP plans, chunk runs) are reused
     todo.sort(key=lambda lay: (lay.n_gpus, lay.ep, lay.node_limit or 0, lay.micro_batch, lay.dtype, lay.pp))
     chunk = max(1, len(todo) // (4 * max(1, workers)))
@@ -286,6 +278,14 @@ def plan_training(q: TrainQuery, *, workers: int = 2, ray_address: str | None = 
     ok = [r for r in screened if "infeasible" not in r]
     bad = [dict(r, stage="screen") for r in screened if "infeasible" in r]
     ok.sort(key=lambda r: _objective(q, r))
+    return ok, bad
+
+
+def _refine(q: TrainQuery, ok: list[dict], *, workers: int, ray_address: str | None) -> tuple[list[dict], list]:
+    """The best layouts (and the user's) re-run with the event-simulated all-to-all and ranked first:
+    (ranked rows, re-simulated layouts)."""
+    from dsv3sim.workload.sweep import run_parallel
+
     refined = []
     top = [TrainLayout(**{k: v for k, v in r["layout"].items() if k != "dp"}) for r in ok[:q.refine]]
     if q.user_layout is not None and q.user_layout not in top and any(r["key"] == q.user_layout.key for r in ok):
@@ -304,22 +304,26 @@ def plan_training(q: TrainQuery, *, workers: int = 2, ray_address: str | None = 
     final.sort(key=lambda r: (0 if r["comm_model"] == "sim" else 1,) + _objective(q, r))
     for i, r in enumerate(final, 1):
         r["rank"] = i
-    best = final[0] if final else None
-    user = None
-    if q.user_layout is not None:
-        u = next((r for r in final if r["key"] == q.user_layout.key), None)
-        if u is None:
-            u = next((r for r in rows_bad + bad if r["key"] == q.user_layout.key), None)
-            user = {"key": q.user_layout.key, "feasible": False, "reason": u["infeasible"] if u else "not evaluated",
-                    "nearest_feasible": nearest_feasible(q.user_layout, final)}
-        else:
-            user = {"key": u["key"], "feasible": True, "rank": u["rank"], "step_time_s": u["step_time_s"],
-                    "days": u["days"], "cost_usd_run": u["cost_usd_run"]}
-            if best is not None:
-                user["vs_best_step"] = u["step_time_s"] / best["step_time_s"] - 1
-    totals = run_totals(q, best, layout=TrainLayout(**{k: v for k, v in best["layout"].items() if k != "dp"}),
-                        evaluate=evaluate) if best else None
-    notes = [(f"screening: busiest-link all-to-all bound for {len(todo)} layouts; the best {len(top)} re-simulated "
+    return final, top
+
+
+def _user_summary(q: TrainQuery, final: list[dict], rejected: list[dict], best: dict | None) -> dict | None:
+    if q.user_layout is None:
+        return None
+    u = next((r for r in final if r["key"] == q.user_layout.key), None)
+    if u is None:
+        u = next((r for r in rejected if r["key"] == q.user_layout.key), None)
+        return {"key": q.user_layout.key, "feasible": False, "reason": u["infeasible"] if u else "not evaluated",
+                "nearest_feasible": nearest_feasible(q.user_layout, final)}
+    user = {"key": u["key"], "feasible": True, "rank": u["rank"], "step_time_s": u["step_time_s"],
+            "days": u["days"], "cost_usd_run": u["cost_usd_run"]}
+    if best is not None:
+        user["vs_best_step"] = u["step_time_s"] / best["step_time_s"] - 1
+    return user
+
+
+def _notes(q: TrainQuery, n_screened: int, n_refined: int, final: list[dict]) -> list[str]:
+    notes = [(f"screening: busiest-link all-to-all bound for {n_screened} layouts; the best {n_refined} re-simulated "
              "with the event-simulated all-to-all (what `dsv3sim run` uses) and ranked first on those numbers; the "
              "other rows keep the bound, which is optimistic (bound <= simulation <= 1.35 x bound); each row's "
              "comm_model says which")]
@@ -329,11 +333,42 @@ def plan_training(q: TrainQuery, *, workers: int = 2, ray_address: str | None = 
     if q.deadline_days and not any(r.get("meets_deadline") for r in final):
         notes.append(f"no layout meets the {q.deadline_days:g}-day deadline; the closest are ranked first "
                      "with misses_deadline_by_days")
+    return notes
+
+
+def _query_dict(q: TrainQuery) -> dict:
+    qd = {k: v for k, v in asdict(q).items() if k != "user_layout"}
+    qd["user_layout"] = q.user_layout.to_dict() if q.user_layout else None
+    return qd
+
+
+def plan_training(q: TrainQuery, *, workers: int = 2, ray_address: str | None = None, progress=None) -> TrainPlan:
+    from dsv3sim.config.model import load_model_config
+    from dsv3sim.workload import comm as C
+    from dsv3sim.workload.kernels import gpu_perf
+
+    t0 = time.perf_counter()
+    n_space = count_layouts(q)
+    if n_space > q.max_layouts:
+        raise ConfigError(f"search space has {n_space} layouts > --max-layouts {q.max_layouts}; narrow it "
+                         f"(--pp, --ep, --schedules, --gpus-max) or raise --max-layouts")
+    cfg = load_model_config(q.model)
+    topo = C.build_topology(q.topology, q.gpu, Perturbation(), max(q.gpu_counts()))
+    gpn = topo.cfg.gpus_per_node
+    hbm = gpu_perf(topo.cfg.gpu).hbm_bytes
+    layouts = enumerate_layouts(q, gpn)
+    if q.user_layout is not None and q.user_layout not in layouts:
+        layouts.append(q.user_layout)
+    n_exp = cfg.n_routed_experts if cfg.is_moe else 0
+    rows_bad, todo = _prescreen_layouts(q, layouts, hbm, n_exp, cfg.num_hidden_layers)
+    ok, bad = _screen(q, todo, workers=workers, ray_address=ray_address, progress=progress)
+    final, top = _refine(q, ok, workers=workers, ray_address=ray_address)
+    best = final[0] if final else None
+    user = _user_summary(q, final, rows_bad + bad, best)
+    totals = run_totals(q, best, layout=TrainLayout(**{k: v for k, v in best["layout"].items() if k != "dp"}),
+                        evaluate=evaluate) if best else None
     counts = {"space": n_space, "layouts": len(layouts), "pruned_before_simulation": len(rows_bad),
               "simulated_bound": len(todo), "simulated_event": len(top), "feasible": len(final),
               "infeasible": len(rows_bad) + len(bad)}
-    qd = {k: v for k, v in asdict(q).items() if k != "user_layout"}
-    qd["user_layout"] = q.user_layout.to_dict() if q.user_layout else None
-    return TrainPlan(query=qd, candidates=final + bad + rows_bad, best=best, user=user, totals=totals,
-                     counts=counts, wall_s=time.perf_counter() - t0, notes=notes)
-
+    return TrainPlan(query=_query_dict(q), candidates=final + bad + rows_bad, best=best, user=user, totals=totals,
+                     counts=counts, wall_s=time.perf_counter() - t0, notes=_notes(q, len(todo), len(top), final))
