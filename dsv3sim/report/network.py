@@ -37,65 +37,84 @@ def _series(v, t_shared):
 
 def parse(lu) -> tuple[dict[str, tuple], dict[str, tuple], dict[str, float]]:
     """(by_class series, by_node series, class averages)."""
+    if isinstance(lu, list):
+        return _parse_samples(lu)
     by_class: dict[str, tuple] = {}
     by_node: dict[str, tuple] = {}
     avg: dict[str, float] = {}
-    if isinstance(lu, list):
-        acc: dict[tuple, dict[float, list]] = defaultdict(lambda: defaultdict(list))
-        for r in lu:
-            if not isinstance(r, dict):
-                continue
-            t = next((num(r[k]) for k in T_KEYS if k in r), None)
-            u = next((num(r[k]) for k in U_KEYS if k in r), None)
-            if t is None or u is None:
-                continue
-            cls = str(r.get("link_class", r.get("class", r.get("link", "link"))))
-            acc[("c", cls)][t].append(u)
-            if r.get("node") is not None:
-                acc[("n", f"node {r['node']} {cls}")][t].append(u)
-        for (kind, name), pts in acc.items():
-            ts = sorted(pts)
-            s = (ts, [sum(pts[t]) / len(pts[t]) for t in ts])
-            (by_class if kind == "c" else by_node)[name] = s
-        return by_class, by_node, avg
     if not isinstance(lu, dict):
         return by_class, by_node, avg
     t_shared = next((lu[k] for k in T_KEYS if isinstance(lu.get(k), list)), None)
-    for group, target in (("by_class", by_class), ("per_class", by_class), ("by_link_class", by_class),
-                          ("by_node", by_node), ("per_node", by_node)):
-        g = lu.get(group)
-        if isinstance(g, dict):
-            for name, v in g.items():
-                if isinstance(v, dict) and not any(k in v for k in U_KEYS) and group in ("by_node", "per_node"):
-                    for cls, vv in v.items():  # {node: {cls: series}}
-                        s = _series(vv, t_shared)
-                        if s:
-                            target[f"node {name} {cls}"] = s
-                    continue
-                s = _series(v, t_shared)
-                if s:
-                    target[str(name)] = s
-                elif num(v) is not None:
-                    avg[str(name)] = num(v)
+    _parse_groups(lu, t_shared, by_class, by_node, avg)
     for k in ("average", "mean", "averages"):
         if isinstance(lu.get(k), dict):
             avg.update({str(n): num(v) for n, v in lu[k].items() if num(v) is not None})
     if not by_class and not by_node:
-        for name, v in lu.items():
-            if name in ("average", "mean", "averages"):
-                continue
-            if name in T_KEYS:
+        _parse_flat(lu, t_shared, by_class, avg)
+    return by_class, by_node, avg
+
+
+def _parse_samples(lu: list) -> tuple[dict[str, tuple], dict[str, tuple], dict[str, float]]:
+    """A list of samples ``{t_s, link_class, node, utilisation}``: per class and per node, samples at one
+    time averaged."""
+    by_class: dict[str, tuple] = {}
+    by_node: dict[str, tuple] = {}
+    acc: dict[tuple, dict[float, list]] = defaultdict(lambda: defaultdict(list))
+    for r in lu:
+        if not isinstance(r, dict):
+            continue
+        t = next((num(r[k]) for k in T_KEYS if k in r), None)
+        u = next((num(r[k]) for k in U_KEYS if k in r), None)
+        if t is None or u is None:
+            continue
+        cls = str(r.get("link_class", r.get("class", r.get("link", "link"))))
+        acc[("c", cls)][t].append(u)
+        if r.get("node") is not None:
+            acc[("n", f"node {r['node']} {cls}")][t].append(u)
+    for (kind, name), pts in acc.items():
+        ts = sorted(pts)
+        s = (ts, [sum(pts[t]) / len(pts[t]) for t in ts])
+        (by_class if kind == "c" else by_node)[name] = s
+    return by_class, by_node, {}
+
+
+def _parse_groups(lu: dict, t_shared, by_class: dict, by_node: dict, avg: dict) -> None:
+    """The ``by_class`` / ``by_node`` groups (and their aliases) into ``by_class``, ``by_node`` and ``avg``."""
+    for group, target in (("by_class", by_class), ("per_class", by_class), ("by_link_class", by_class),
+                          ("by_node", by_node), ("per_node", by_node)):
+        g = lu.get(group)
+        if not isinstance(g, dict):
+            continue
+        for name, v in g.items():
+            if isinstance(v, dict) and not any(k in v for k in U_KEYS) and group in ("by_node", "per_node"):
+                for cls, vv in v.items():  # {node: {cls: series}}
+                    s = _series(vv, t_shared)
+                    if s:
+                        target[f"node {name} {cls}"] = s
                 continue
             s = _series(v, t_shared)
             if s:
-                by_class[str(name)] = s
+                target[str(name)] = s
             elif num(v) is not None:
                 avg[str(name)] = num(v)
-            elif isinstance(v, dict):
-                m = next((num(v[k]) for k in ("mean", "avg", "average") + U_KEYS if num(v.get(k)) is not None), None)
-                if m is not None:
-                    avg[str(name)] = m
-    return by_class, by_node, avg
+
+
+def _parse_flat(lu: dict, t_shared, by_class: dict, avg: dict) -> None:
+    """``{cls: series}`` or ``{cls: average}`` at the top level into ``by_class`` and ``avg``."""
+    for name, v in lu.items():
+        if name in ("average", "mean", "averages"):
+            continue
+        if name in T_KEYS:
+            continue
+        s = _series(v, t_shared)
+        if s:
+            by_class[str(name)] = s
+        elif num(v) is not None:
+            avg[str(name)] = num(v)
+        elif isinstance(v, dict):
+            m = next((num(v[k]) for k in ("mean", "avg", "average") + U_KEYS if num(v.get(k)) is not None), None)
+            if m is not None:
+                avg[str(name)] = m
 
 
 def _pct(us: list) -> tuple[list, float]:

@@ -27,8 +27,34 @@ def gpu_hours_per_trillion(result: dict) -> tuple[float | None, str]:
 def summary_section(result: dict, ctx) -> Section:
     sec = Section(key="summary", title="Summary")
     price = num(pick(result, "price_per_gpu_hour", "usd_per_gpu_hour")) or ctx.price_per_gpu_hour
-    parts = []
     reason = pick(result, "infeasible", "infeasible_reason", depth=1)
+    parts = _verdict(result, reason) + _identity(result)
+    kv, gph, how = _metric_cards(result, price)
+    if kv:
+        parts.append(cards(kv))
+    if gph is not None:
+        parts.append(note(f"Cost stated at <b>${price:g} per GPU-hour</b> (DeepSeek-V3 report's H800 rental "
+                          f"assumption; change with <code>dsv3sim report RESULT.json --price-per-gpu-hour USD</code>). GPU-hours {esc(how)}."))
+    bd = pick(result, *BREAKDOWN_KEYS)
+    for fig in (_breakdown_figure(bd, ctx), _layer_figure(pick(result, "layer_time_s", depth=1), ctx)):
+        if fig is not None:
+            parts.append(fig)
+            sec.n_figures += 1
+    srcs = pick(result, "sources", depth=1)
+    if isinstance(srcs, (list, tuple)) and srcs:
+        parts.append(f"<details><summary>{len(srcs)} source{'s' if len(srcs) > 1 else ''} of the constants behind "
+                     "this result</summary><ul>"
+                     + "".join(f"<li>{esc(x)}</li>" for x in srcs) + "</ul></details>")
+    if not kv and not bd and not reason:
+        parts.append(absent("no summary metrics in this result"))
+        sec.present = False
+    sec.body = "".join(parts)
+    return sec
+
+
+def _verdict(result: dict, reason) -> list[str]:
+    """The infeasibility reason or the bottleneck, then the result's notes and warnings."""
+    parts = []
     if reason:
         parts.append(f'<p class="err-pos"><b>Infeasible:</b> {esc(reason)}</p>')
     else:
@@ -38,6 +64,11 @@ def summary_section(result: dict, ctx) -> Section:
     for n in pick(result, "notes", depth=1) or ():
         cls = "warn" if str(n).startswith("warning") else "note"
         parts.append(f'<p class="{cls}" data-note>{esc(n)}</p>')
+    return parts
+
+
+def _identity(result: dict) -> list[str]:
+    """The table of what was simulated: scenario, model, GPU(s), topology, schedule, parallel layout."""
     ident = [(k, pick(result, *al, depth=2)) for k, al in (
         ("scenario", ("scenario", "name")), ("model", ("model", "model_name")), ("GPU", ("gpu", "gpu_name")),
         ("GPUs", ("n_gpus", "num_gpus", "world_size")), ("topology", ("topology", "cluster")),
@@ -46,9 +77,11 @@ def summary_section(result: dict, ctx) -> Section:
     layout = pick(result, "parallel", "layout", "parallel_dims", depth=2)
     if isinstance(layout, dict):
         ident.append(("layout", ", ".join(f"{k}={v}" for k, v in layout.items() if not isinstance(v, (dict, list)))))
-    if ident:
-        parts.append(table(["", ""], [[k, v] for k, v in ident]))
+    return [table(["", ""], [[k, v] for k, v in ident])] if ident else []
 
+
+def _metric_cards(result: dict, price: float) -> tuple[list[tuple[str, str]], float | None, str]:
+    """(headline metric cards, GPU-hours per trillion tokens or None, how they were derived)."""
     step = num(pick(result, "step_time_s"))
     mfu = num(pick(result, "mfu"))
     tps = num(pick(result, "tokens_per_s", "train_tokens_per_s"))
@@ -79,49 +112,43 @@ def summary_section(result: dict, ctx) -> Section:
         v = num(pick(result, *keys))
         if v is not None:
             kv.append((label, f(v)))
-    if kv:
-        parts.append(cards(kv))
-    if gph is not None:
-        parts.append(note(f"Cost stated at <b>${price:g} per GPU-hour</b> (DeepSeek-V3 report's H800 rental "
-                          f"assumption; change with <code>dsv3sim report RESULT.json --price-per-gpu-hour USD</code>). GPU-hours {esc(how)}."))
-    bd = pick(result, *BREAKDOWN_KEYS)
-    if isinstance(bd, dict):
-        items = [(k, num(v)) for k, v in bd.items()]
-        items = [(k.removesuffix("_s"), v) for k, v in items if v is not None]
-        if items:
-            import plotly.graph_objects as go
+    return kv, gph, how
 
-            fig = go.Figure(go.Bar(x=[v * 1e3 for _, v in items], y=[k for k, _ in items], orientation="h",
-                                   text=[fmt_time(v) for _, v in items], textposition="auto",
-                                   marker_color="#4c78a8"))
-            fig.update_layout(title="Step time breakdown", xaxis_title="ms", height=120 + 28 * len(items),
-                              margin={"l": 10, "r": 10, "t": 50, "b": 40}, yaxis={"autorange": "reversed"})
-            parts.append(figure_html(fig, ctx.fig_id("breakdown")))
-            sec.n_figures += 1
-    lt = pick(result, "layer_time_s", depth=1)
-    if isinstance(lt, dict):
-        items = [(k, num(v)) for k, v in lt.items() if num(v) is not None]
-        if items:
-            import plotly.graph_objects as go
 
-            fig = go.Figure(go.Bar(x=[v * 1e6 for _, v in items], y=[k for k, _ in items], orientation="h",
-                                   text=[fmt_time(v) for _, v in items], textposition="auto",
-                                   marker_color=[_slice_colour(k) for k, _ in items]))
-            fig.update_layout(title="One layer of one micro-batch, by slice (before overlap)", xaxis_title="µs",
-                              height=120 + 28 * len(items), margin={"l": 10, "r": 10, "t": 50, "b": 40},
-                              yaxis={"autorange": "reversed"})
-            parts.append(figure_html(fig, ctx.fig_id("layer")))
-            sec.n_figures += 1
-    srcs = pick(result, "sources", depth=1)
-    if isinstance(srcs, (list, tuple)) and srcs:
-        parts.append(f"<details><summary>{len(srcs)} source{'s' if len(srcs) > 1 else ''} of the constants behind "
-                     "this result</summary><ul>"
-                     + "".join(f"<li>{esc(x)}</li>" for x in srcs) + "</ul></details>")
-    if not kv and not bd and not reason:
-        parts.append(absent("no summary metrics in this result"))
-        sec.present = False
-    sec.body = "".join(parts)
-    return sec
+def _breakdown_figure(bd, ctx) -> str | None:
+    """Horizontal bars of the step-time breakdown (ms), or None without one."""
+    if not isinstance(bd, dict):
+        return None
+    items = [(k, num(v)) for k, v in bd.items()]
+    items = [(k.removesuffix("_s"), v) for k, v in items if v is not None]
+    if not items:
+        return None
+    import plotly.graph_objects as go
+
+    fig = go.Figure(go.Bar(x=[v * 1e3 for _, v in items], y=[k for k, _ in items], orientation="h",
+                           text=[fmt_time(v) for _, v in items], textposition="auto",
+                           marker_color="#4c78a8"))
+    fig.update_layout(title="Step time breakdown", xaxis_title="ms", height=120 + 28 * len(items),
+                      margin={"l": 10, "r": 10, "t": 50, "b": 40}, yaxis={"autorange": "reversed"})
+    return figure_html(fig, ctx.fig_id("breakdown"))
+
+
+def _layer_figure(lt, ctx) -> str | None:
+    """Horizontal bars of one layer's slice times (µs), coloured as the timeline, or None without them."""
+    if not isinstance(lt, dict):
+        return None
+    items = [(k, num(v)) for k, v in lt.items() if num(v) is not None]
+    if not items:
+        return None
+    import plotly.graph_objects as go
+
+    fig = go.Figure(go.Bar(x=[v * 1e6 for _, v in items], y=[k for k, _ in items], orientation="h",
+                           text=[fmt_time(v) for _, v in items], textposition="auto",
+                           marker_color=[_slice_colour(k) for k, _ in items]))
+    fig.update_layout(title="One layer of one micro-batch, by slice (before overlap)", xaxis_title="µs",
+                      height=120 + 28 * len(items), margin={"l": 10, "r": 10, "t": 50, "b": 40},
+                      yaxis={"autorange": "reversed"})
+    return figure_html(fig, ctx.fig_id("layer"))
 
 
 FIELDS_LIMIT = 500

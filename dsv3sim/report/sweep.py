@@ -61,8 +61,6 @@ def sweep_rows(result: dict) -> list[dict] | None:
 
 def sweep_section(result: dict, ctx, *, study: bool = False) -> Section:
     """Charts and table of sweep rows. ``study``: named scenarios (not a grid) — one bar per scenario."""
-    import plotly.graph_objects as go
-
     sec = Section(key="sweep", title="Sweep")
     rows = sweep_rows(result)
     if not rows:
@@ -71,6 +69,29 @@ def sweep_section(result: dict, ctx, *, study: bool = False) -> Section:
     flat = [flatten(r) for r in rows]
     flat = [({k: v for k, v in p.items() if not (isinstance(v, str) and len(v) > MAX_PARAM_CHARS)}, ms, r)
             for p, ms, r in flat]  # long strings (notes, sources) are not parameters
+    varying, axes = _sweep_axes(rows, flat)
+    present = {m for _, ms, _ in flat for m in ms}
+    if study:
+        return _study(sec, flat, present)
+    metric = next((m for m in METRICS if m in present), next(iter(sorted(present)), None))
+    parts = [note(f"{len(rows)} configurations; {sum(1 for *_, r in flat if r)} infeasible (kept, with reason). "
+                  f"Swept: {esc(', '.join(varying) or 'nothing varies')}.")]
+    mcols = [m for m in METRICS if m in present][:MAX_METRICS] or ([metric] if metric else [])
+    if mcols and axes:
+        for i, x in enumerate(axes[:MAX_CHARTS]):
+            parts.append(figure_html(_sweep_chart(flat, x, axes, mcols), ctx.fig_id(f"sweep{i}")))
+            sec.n_figures += 1
+    trows = [[p.get(k, "") for k in varying] + [fmt_num(ms[m]) if m in ms else "" for m in mcols] + [r or ""]
+             for p, ms, r in flat[:MAX_TABLE]]
+    parts.append(table(varying + mcols + ["infeasible because"], trows))
+    if len(flat) > MAX_TABLE:
+        parts.append(note(f"first {MAX_TABLE} of {len(flat)} rows shown; the JSON holds them all"))
+    sec.body = "".join(parts)
+    return sec
+
+
+def _sweep_axes(rows: list[dict], flat: list) -> tuple[list[str], list[str]]:
+    """(the parameters that vary across rows, those charted on an x axis: not the row-identifying ones)."""
     keys: list[str] = []
     for p, _, _ in flat:
         keys += [k for k in p if k not in keys]
@@ -82,53 +103,48 @@ def sweep_section(result: dict, ctx, *, study: bool = False) -> Section:
     if knobs:  # dsv3sim sweep: its grid axes are the parameters; derived fields stay in the table
         varying = [k for k in varying if k in knobs or k in ident]
     axes = [k for k in varying if k not in ident] or varying
-    present = {m for _, ms, _ in flat for m in ms}
-    if study:
-        return _study(sec, flat, present)
-    metric = next((m for m in METRICS if m in present), next(iter(sorted(present)), None))
-    parts = [note(f"{len(rows)} configurations; {sum(1 for *_, r in flat if r)} infeasible (kept, with reason). "
-                  f"Swept: {esc(', '.join(varying) or 'nothing varies')}.")]
-    mcols = [m for m in METRICS if m in present][:MAX_METRICS] or ([metric] if metric else [])
-    if mcols and axes:
-        from plotly.subplots import make_subplots
+    return varying, axes
 
-        for i, x in enumerate(axes[:MAX_CHARTS]):
-            colour_by = next((k for k in axes if k != x), None)
-            groups: dict[str, list] = {}
-            for p, ms, r in flat:
-                groups.setdefault("" if colour_by is None else f"{colour_by}={p.get(colour_by)}", []).append((p, ms, r))
-            numeric_x = all(num(p.get(x)) is not None for p, _, _ in flat)
-            fig = make_subplots(rows=1, cols=len(mcols), subplot_titles=mcols, horizontal_spacing=0.06)
-            palette = ("#4c78a8", "#f58518", "#54a24b", "#e45756", "#72b7b2", "#b279a2", "#eeca3b", "#9d755d")
-            for col, m in enumerate(mcols, start=1):
-                for gi, (g, pts) in enumerate(list(groups.items())[:24]):
-                    ok = [(p.get(x), ms[m]) for p, ms, r in pts if not r and m in ms]
-                    if numeric_x:
-                        ok.sort(key=lambda t: num(t[0]))
-                    fig.add_trace(go.Scatter(x=[a for a, _ in ok], y=[b for _, b in ok], name=g or m, legendgroup=g,
-                                             showlegend=col == 1 and bool(g), mode="lines+markers",
-                                             line={"color": palette[gi % len(palette)]}), row=1, col=col)
-                bad = [(p.get(x), r) for p, _, r in flat if r]  # infeasible points sit below the feasible ones
-                if bad:
-                    ys = [ms[m] for _, ms, r in flat if not r and m in ms]
-                    floor = (min(ys) - 0.05 * ((max(ys) - min(ys)) or abs(min(ys)) or 1.0)) if ys else 0.0
-                    fig.add_trace(go.Scatter(x=[a for a, _ in bad], y=[floor] * len(bad), mode="markers",
-                                             marker={"symbol": "x", "color": "#e45756", "size": 10},
-                                             name="infeasible", legendgroup="infeasible", showlegend=col == 1,
-                                             hovertext=[r for _, r in bad], hoverinfo="text+x"), row=1, col=col)
-                fig.update_xaxes(title_text=x, type="linear" if numeric_x else "category", row=1, col=col)
-            fig.update_layout(title=f"vs {x}" + (f", coloured by {colour_by}" if colour_by else ""), height=340,
-                              margin={"l": 10, "r": 10, "t": 70, "b": 40}, showlegend=bool(colour_by) or
-                              any(r for *_, r in flat))
-            parts.append(figure_html(fig, ctx.fig_id(f"sweep{i}")))
-            sec.n_figures += 1
-    trows = [[p.get(k, "") for k in varying] + [fmt_num(ms[m]) if m in ms else "" for m in mcols] + [r or ""]
-             for p, ms, r in flat[:MAX_TABLE]]
-    parts.append(table(varying + mcols + ["infeasible because"], trows))
-    if len(flat) > MAX_TABLE:
-        parts.append(note(f"first {MAX_TABLE} of {len(flat)} rows shown; the JSON holds them all"))
-    sec.body = "".join(parts)
-    return sec
+
+def _sweep_chart(flat: list, x: str, axes: list[str], mcols: list[str]):
+    """One figure: each metric of ``mcols`` against ``x``, one line per value of the next axis."""
+    from plotly.subplots import make_subplots
+
+    colour_by = next((k for k in axes if k != x), None)
+    groups: dict[str, list] = {}
+    for p, ms, r in flat:
+        groups.setdefault("" if colour_by is None else f"{colour_by}={p.get(colour_by)}", []).append((p, ms, r))
+    numeric_x = all(num(p.get(x)) is not None for p, _, _ in flat)
+    fig = make_subplots(rows=1, cols=len(mcols), subplot_titles=mcols, horizontal_spacing=0.06)
+    for col, m in enumerate(mcols, start=1):
+        _metric_traces(fig, flat, groups, x, m, col, numeric_x)
+    fig.update_layout(title=f"vs {x}" + (f", coloured by {colour_by}" if colour_by else ""), height=340,
+                      margin={"l": 10, "r": 10, "t": 70, "b": 40}, showlegend=bool(colour_by) or
+                      any(r for *_, r in flat))
+    return fig
+
+
+def _metric_traces(fig, flat: list, groups: dict, x: str, m: str, col: int, numeric_x: bool) -> None:
+    """Metric ``m`` against ``x`` in subplot ``col``: a line per group, infeasible points as crosses below."""
+    import plotly.graph_objects as go
+
+    palette = ("#4c78a8", "#f58518", "#54a24b", "#e45756", "#72b7b2", "#b279a2", "#eeca3b", "#9d755d")
+    for gi, (g, pts) in enumerate(list(groups.items())[:24]):
+        ok = [(p.get(x), ms[m]) for p, ms, r in pts if not r and m in ms]
+        if numeric_x:
+            ok.sort(key=lambda t: num(t[0]))
+        fig.add_trace(go.Scatter(x=[a for a, _ in ok], y=[b for _, b in ok], name=g or m, legendgroup=g,
+                                 showlegend=col == 1 and bool(g), mode="lines+markers",
+                                 line={"color": palette[gi % len(palette)]}), row=1, col=col)
+    bad = [(p.get(x), r) for p, _, r in flat if r]  # infeasible points sit below the feasible ones
+    if bad:
+        ys = [ms[m] for _, ms, r in flat if not r and m in ms]
+        floor = (min(ys) - 0.05 * ((max(ys) - min(ys)) or abs(min(ys)) or 1.0)) if ys else 0.0
+        fig.add_trace(go.Scatter(x=[a for a, _ in bad], y=[floor] * len(bad), mode="markers",
+                                 marker={"symbol": "x", "color": "#e45756", "size": 10},
+                                 name="infeasible", legendgroup="infeasible", showlegend=col == 1,
+                                 hovertext=[r for _, r in bad], hoverinfo="text+x"), row=1, col=col)
+    fig.update_xaxes(title_text=x, type="linear" if numeric_x else "category", row=1, col=col)
 
 
 def _study(sec: Section, flat: list, present: set) -> Section:

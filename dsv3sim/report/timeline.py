@@ -138,7 +138,6 @@ def cap_lanes(ss: list[Slice], max_lanes: int = MAX_LANES) -> tuple[list[Slice],
 
 def timeline_figure(panels: list[tuple[str, list[Slice]]], title: str):
     """One subplot per panel (e.g. simulated, real), lanes as rows, shared time axis."""
-    import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
     panels = [(t, cap_lanes(s)[0]) for t, s in panels if s]
@@ -152,50 +151,10 @@ def timeline_figure(panels: list[tuple[str, list[Slice]]], title: str):
                         vertical_spacing=(0.08 if shared else 0.2) if len(panels) > 1 else 0,
                         subplot_titles=[t for t, _ in panels] if len(panels) > 1 else None,
                         row_heights=[h / sum(heights) for h in heights])
-    by_time: dict[str, float] = defaultdict(float)
-    for _, ss in panels:
-        for x in ss:
-            by_time[x.name] += x.dur_s
-    names_by_time = sorted(by_time, key=lambda n: -by_time[n])
+    names_by_time = _names_by_time(panels)
     shown: set[str] = set()
-    min_w = span * MIN_VISIBLE  # drawn width floor, so sub-pixel slices stay visible (hover: true duration)
     for row, (_, ss) in enumerate(panels, start=1):
-        lanes = sorted({(x.lane_key, x.lane) for x in ss})
-        order = [lane for _, lane in lanes]
-        groups: dict[str, list[Slice]] = defaultdict(list)
-        for x in ss:
-            groups[legend_key(x.name, names_by_time)].append(x)
-        use_bars = len(ss) <= BAR_LIMIT
-        durs = sorted(x.dur_s for x in ss)
-        edge = 0.6 if durs[len(durs) // 2] > span / 300 else 0.0  # white borders only where slices are wide
-        width = max(2.0, min(16.0, 360.0 / max(1, len(order))))
-        known = list(COLORS)
-        for key in sorted(groups, key=lambda k: (known.index(k) if k in known else len(known),
-                                                 -sum(x.dur_s for x in groups[k]))):
-            xs = groups[key]
-            col = CATEGORY_COLORS[key[6:]] if key.startswith("other ") and key[6:] in CATEGORY_COLORS \
-                else color_of(key)
-            common = {"name": key, "legendgroup": key, "showlegend": key not in shown, "marker_color": col}
-            shown.add(key)
-            if use_bars:
-                fig.add_trace(go.Bar(
-                    orientation="h", y=[x.lane for x in xs], x=[max(x.dur_s, min_w) * scale for x in xs],
-                    base=[x.start_s * scale for x in xs], width=0.8,
-                    hovertext=[f"{x.name} {x.detail}<br>{x.lane}<br>start {x.start_s * scale:.4g} {unit}, "
-                               f"dur {x.dur_s * scale:.4g} {unit}" for x in xs],
-                    hoverinfo="text", marker_line_width=edge, marker_line_color="#ffffff", **common), row=row, col=1)
-            else:
-                px, py, tx = [], [], []
-                for x in xs:
-                    px += [x.start_s * scale, (x.start_s + max(x.dur_s, min_w)) * scale, None]
-                    py += [x.lane, x.lane, None]
-                    t = f"{x.name} {x.dur_s * scale:.4g} {unit}"
-                    tx += [t, t, None]
-                fig.add_trace(go.Scatter(x=px, y=py, mode="lines", line={"width": width, "color": col, "simplify": False},
-                                         hovertext=tx, hoverinfo="text", name=key, legendgroup=key,
-                                         showlegend=common["showlegend"]), row=row, col=1)
-        fig.update_yaxes(categoryorder="array", categoryarray=order, autorange="reversed", row=row, col=1,
-                         type="category", tickfont={"size": 10})
+        _draw_panel(fig, row, ss, names_by_time, shown, span=span, scale=scale, unit=unit)
     for row in range(1, len(panels) + 1) if not shared else (len(panels),):
         fig.update_xaxes(title_text=f"time ({unit})", row=row, col=1)
     height = max(140 + 22 * sum(heights) + 60 * len(panels), 80 + 21 * len(shown))  # lanes, or the legend
@@ -205,6 +164,72 @@ def timeline_figure(panels: list[tuple[str, list[Slice]]], title: str):
                       margin={"l": 10, "r": 10, "t": 60, "b": 40}, legend={"orientation": "v"}, bargap=0.1,
                       plot_bgcolor="#fafbfc")
     return fig
+
+
+def _names_by_time(panels: list[tuple[str, list[Slice]]]) -> list[str]:
+    """Slice names by total busy time over all panels, busiest first (the legend keeps the busiest)."""
+    by_time: dict[str, float] = defaultdict(float)
+    for _, ss in panels:
+        for x in ss:
+            by_time[x.name] += x.dur_s
+    return sorted(by_time, key=lambda n: -by_time[n])
+
+
+def _draw_panel(fig, row: int, ss: list[Slice], names_by_time: list[str], shown: set[str], *, span: float,
+                scale: float, unit: str) -> None:
+    """Panel ``row``: one trace per legend key (bars, or lines past BAR_LIMIT slices); adds the keys to ``shown``."""
+    lanes = sorted({(x.lane_key, x.lane) for x in ss})
+    order = [lane for _, lane in lanes]
+    groups: dict[str, list[Slice]] = defaultdict(list)
+    for x in ss:
+        groups[legend_key(x.name, names_by_time)].append(x)
+    use_bars = len(ss) <= BAR_LIMIT
+    durs = sorted(x.dur_s for x in ss)
+    edge = 0.6 if durs[len(durs) // 2] > span / 300 else 0.0  # white borders only where slices are wide
+    width = max(2.0, min(16.0, 360.0 / max(1, len(order))))
+    min_w = span * MIN_VISIBLE  # drawn width floor, so sub-pixel slices stay visible (hover: true duration)
+    known = list(COLORS)
+    for key in sorted(groups, key=lambda k: (known.index(k) if k in known else len(known),
+                                             -sum(x.dur_s for x in groups[k]))):
+        xs = groups[key]
+        col = CATEGORY_COLORS[key[6:]] if key.startswith("other ") and key[6:] in CATEGORY_COLORS \
+            else color_of(key)
+        common = {"name": key, "legendgroup": key, "showlegend": key not in shown, "marker_color": col}
+        shown.add(key)
+        if use_bars:
+            trace = _bar_trace(xs, common, min_w=min_w, scale=scale, unit=unit, edge=edge)
+        else:
+            trace = _line_trace(xs, common, min_w=min_w, scale=scale, unit=unit, width=width)
+        fig.add_trace(trace, row=row, col=1)
+    fig.update_yaxes(categoryorder="array", categoryarray=order, autorange="reversed", row=row, col=1,
+                     type="category", tickfont={"size": 10})
+
+
+def _bar_trace(xs: list[Slice], common: dict, *, min_w: float, scale: float, unit: str, edge: float):
+    """Slices as horizontal bars (hover: name, lane, start, true duration)."""
+    import plotly.graph_objects as go
+
+    return go.Bar(
+        orientation="h", y=[x.lane for x in xs], x=[max(x.dur_s, min_w) * scale for x in xs],
+        base=[x.start_s * scale for x in xs], width=0.8,
+        hovertext=[f"{x.name} {x.detail}<br>{x.lane}<br>start {x.start_s * scale:.4g} {unit}, "
+                   f"dur {x.dur_s * scale:.4g} {unit}" for x in xs],
+        hoverinfo="text", marker_line_width=edge, marker_line_color="#ffffff", **common)
+
+
+def _line_trace(xs: list[Slice], common: dict, *, min_w: float, scale: float, unit: str, width: float):
+    """Slices as thick line segments, one trace for many slices (cheaper than bars)."""
+    import plotly.graph_objects as go
+
+    px, py, tx = [], [], []
+    for x in xs:
+        px += [x.start_s * scale, (x.start_s + max(x.dur_s, min_w)) * scale, None]
+        py += [x.lane, x.lane, None]
+        t = f"{x.name} {x.dur_s * scale:.4g} {unit}"
+        tx += [t, t, None]
+    key, col = common["name"], common["marker_color"]
+    return go.Scatter(x=px, y=py, mode="lines", line={"width": width, "color": col, "simplify": False},
+                      hovertext=tx, hoverinfo="text", name=key, legendgroup=key, showlegend=common["showlegend"])
 
 
 def summarize_slices(ss: list[Slice]) -> list[tuple[str, float, int]]:

@@ -34,14 +34,14 @@ from dsv3sim.cost.kvcache import kv_cache_bytes_per_token
 from dsv3sim.results import Infeasible, ServingResult
 from dsv3sim.workload.decode import decode_step, kv_budget
 from dsv3sim.workload.decode_ops import decode_constants
-from dsv3sim.workload.kernels import gpu_perf
 from dsv3sim.workload.prefill import simulate_prefill
 from dsv3sim.workload.serving import (
     PUBLISHED_MTP_ACCEPTANCE,
-    common,
+    Instance,
     events_of,
     load_fields,
-    mtp_acceptance,
+    mtp_plan,
+    open_instance,
     parallel_fields,
 )
 
@@ -80,70 +80,97 @@ def mlp_share(r: ServingResult) -> float:
 
 def simulate_aggregated(scn: Scenario) -> ServingResult | Infeasible:
     t0 = time.perf_counter()
-    w = scn.workload
-    assert isinstance(w, AggregatedWorkload)
-    try:
-        cfg, p, world, topo, gpu = common(scn)
-    except ValueError as e:
-        return Infeasible(scenario=scn.name, kind="aggregated", reason=str(e))
-    perf = gpu_perf(gpu)
+    inst = open_instance(scn, "aggregated", AggregatedWorkload)
+    if isinstance(inst, Infeasible):
+        return inst
+    w, cfg, p = inst.w, inst.cfg, inst.p
     dw = decode_part(w, w.batch_per_gpu)
     n_phys = cfg.n_routed_experts + w.redundant_experts
     if n_phys % p.ep:
         return Infeasible(scenario=scn.name, kind="aggregated",
                           reason=f"EP degree {p.ep} does not divide {n_phys} experts ({w.redundant_experts} redundant)")
-    wbytes, budget, max_batch = kv_budget(cfg, p, dw, perf)
+    wbytes, budget, max_batch = kv_budget(cfg, p, dw, inst.perf)
     batch = max_batch if w.batch_per_gpu is None else w.batch_per_gpu
     if batch > max_batch or max_batch < w.micro_batches:
         return Infeasible(scenario=scn.name, kind="aggregated",
                           reason=f"batch {batch} per GPU exceeds KV capacity {max_batch} at context "
                                  f"{dw.context_len} ({budget / 2**30:.1f} GiB free after {wbytes / 2**30:.1f} GiB)")
-    acc, acc_src = mtp_acceptance(w) if w.mtp and cfg.num_nextn_predict_layers else (0.0, "no MTP")
-    q = 2 if w.mtp and cfg.num_nextn_predict_layers else 1
+    acc, acc_src, q = mtp_plan(cfg, w)
+    batch, need, prefill_bound = _steady_batch(w, batch, acc)
+    try:
+        st = decode_step(scn, cfg, p, inst.topo, inst.gpu, dw, requests=batch, q=q)
+    except ValueError as e:
+        return Infeasible(scenario=scn.name, kind="aggregated", reason=str(e))
+    it = _iteration(scn, inst, dw, st, need)
+    if isinstance(it, Infeasible):
+        return it
+    metrics = _aggregated_metrics(w, inst, st, it, acc=acc, acc_src=acc_src, need=need, prefill_bound=prefill_bound,
+                                  max_batch=max_batch)
+    return _aggregated_result(scn, inst, dw, st, metrics, acc_src=acc_src, wbytes=wbytes, budget=budget,
+                              max_batch=max_batch, t0=t0)
+
+
+def _steady_batch(w: AggregatedWorkload, batch: int, acc: float) -> tuple[int, float, bool]:
+    """(requests per GPU, prompt tokens per iteration in steady state, whether chunk capacity bounds the batch)."""
     computed_prompt = w.prompt_len * (1.0 - w.cache_hit_rate)
     need = batch * (1.0 + acc) / w.output_len * computed_prompt  # prompt tokens per iteration, steady state
     prefill_bound = need > w.chunk_tokens
     if prefill_bound:  # chunk capacity limits how many requests can be kept decoding
         batch = max(w.micro_batches, int(w.chunk_tokens * w.output_len / ((1.0 + acc) * computed_prompt)))
         need = batch * (1.0 + acc) / w.output_len * computed_prompt
-    try:
-        st = decode_step(scn, cfg, p, topo, gpu, dw, requests=batch, q=q)
-    except ValueError as e:
-        return Infeasible(scenario=scn.name, kind="aggregated", reason=str(e))
+    return batch, need, prefill_bound
+
+
+def _iteration(scn: Scenario, inst: Instance, dw: DecodeWorkload, st, need: float) -> dict | Infeasible:
+    """An iteration's times: the decode step plus the steady-state chunk (``t_it``) or a full chunk
+    (``t_it_full``), less the weight reads the fused batch shares; Infeasible when the chunk is."""
+    w = inst.w
     t_chunk, pr = chunk_time(scn, w, need)
     if isinstance(pr, Infeasible):
         return Infeasible(scenario=scn.name, kind="aggregated", reason=f"prefill chunk: {pr.reason}")
+    computed_prompt = w.prompt_len * (1.0 - w.cache_hit_rate)
     full = min(w.chunk_tokens, max(1.0, computed_prompt))
     t_full, pf = chunk_time(scn, w, full)
-    shared = sum(k.time_s for k in _weight_bound(cfg, gpu, dw, p, st))
+    shared = sum(k.time_s for k in _weight_bound(inst.cfg, inst.gpu, dw, inst.p, st))
     ov = min(shared, t_chunk * mlp_share(pr)) if t_chunk else 0.0
     ov_full = min(shared, t_full * mlp_share(pf)) if t_full else 0.0
-    t_it = st.time_s + t_chunk - ov
-    t_it_full = st.time_s + t_full - ov_full
     n_chunks = math.ceil(computed_prompt / w.chunk_tokens) if computed_prompt > 0 else 0
+    return {"t_chunk": t_chunk, "ov": ov, "t_it": st.time_s + t_chunk - ov, "t_it_full": st.time_s + t_full - ov_full,
+            "n_chunks": n_chunks}
+
+
+def _aggregated_metrics(w: AggregatedWorkload, inst: Instance, st, it: dict, *, acc: float, acc_src: str,
+                        need: float, prefill_bound: bool, max_batch: int) -> dict:
+    t_it, t_it_full, n_chunks = it["t_it"], it["t_it_full"], it["n_chunks"]
     ttft = 0.5 * t_it + n_chunks * t_it_full
     run_batch = st.requests_per_micro_batch * w.micro_batches
     out_per_gpu = run_batch * (1.0 + acc) / t_it
-    weight_read = ov
-    metrics = {
+    return {
         "ttft_s": ttft, "tpot_s": t_it / (1.0 + acc), "tpot_chunk_s": t_it_full / (1.0 + acc),
-        "iteration_time_s": t_it, "decode_step_time_s": st.time_s, "chunk_time_s": t_chunk,
+        "iteration_time_s": t_it, "decode_step_time_s": st.time_s, "chunk_time_s": it["t_chunk"],
         "prefill_tokens_per_iteration": need, "chunk_tokens": w.chunk_tokens, "prefill_bound": prefill_bound,
-        "output_tokens_per_s_per_gpu": out_per_gpu, "output_tokens_per_s_per_node": out_per_gpu * topo.cfg.gpus_per_node,
+        "output_tokens_per_s_per_gpu": out_per_gpu,
+        "output_tokens_per_s_per_node": out_per_gpu * inst.topo.cfg.gpus_per_node,
         "input_tokens_per_s_per_gpu": need / (1.0 - w.cache_hit_rate) / t_it,
         "computed_input_tokens_per_s_per_gpu": need / t_it, "tokens_per_s_per_request": (1.0 + acc) / t_it,
         "batch_per_gpu": run_batch, "max_batch_per_gpu_kv": max_batch, "mtp_acceptance": acc,
         "mtp_acceptance_source": acc_src, "mtp_acceptance_published": list(PUBLISHED_MTP_ACCEPTANCE),
         "prompt_len": w.prompt_len, "output_len": w.output_len, "cache_hit_rate": w.cache_hit_rate,
-        "chunks_per_prompt": n_chunks, "fused_weight_read_overlap_s": weight_read,
+        "chunks_per_prompt": n_chunks, "fused_weight_read_overlap_s": it["ov"],
         "request_time_s": ttft + w.output_len * t_it / (1.0 + acc),
         "exposed_communication_s": st.exposed_comm_s}
+
+
+def _aggregated_result(scn: Scenario, inst: Instance, dw: DecodeWorkload, st, metrics: dict, *, acc_src: str,
+                       wbytes: float, budget: float, max_batch: int, t0: float) -> ServingResult:
+    w, cfg, p, topo, gpu, perf = inst.w, inst.cfg, inst.p, inst.topo, inst.gpu, inst.perf
+    run_batch = metrics["batch_per_gpu"]
     kv_tok = kv_cache_bytes_per_token(cfg, w.kv_dtype_bytes, context=dw.context_len)
     kv = {"kv_bytes_per_token": kv_tok, "kv_budget_bytes_per_gpu": budget, "max_batch_at_context": max_batch,
           "context_len": dw.context_len, "kv_memory_bytes": run_batch * p.attn_tp * dw.context_len * kv_tok}
     return ServingResult(
-        scenario=scn.name, kind="aggregated", model=scn.model, topology=topo.cfg.name, gpu=gpu, n_gpus=world,
-        n_nodes=world / topo.cfg.gpus_per_node, parallel=parallel_fields(p, w, p.ep),
+        scenario=scn.name, kind="aggregated", model=scn.model, topology=topo.cfg.name, gpu=gpu, n_gpus=inst.world,
+        n_nodes=inst.world / topo.cfg.gpus_per_node, parallel=parallel_fields(p, w, p.ep),
         metrics=metrics, layer_time_s=st.layers[cfg.num_hidden_layers - 1], kv=kv,
         memory_per_gpu=[{"rank": 0, "weights_bytes": wbytes, "kv_cache_bytes": kv["kv_memory_bytes"],
                          "hbm_bytes": perf.hbm_bytes}],

@@ -32,16 +32,16 @@ from dsv3sim.sim.deepep import ep_counts, ll_link_bound
 from dsv3sim.workload import comm as C
 from dsv3sim.workload import layer_routing as LR
 from dsv3sim.workload.decode_ops import decode_constants, decode_layer_kernels, head_kernels, slice_times
-from dsv3sim.workload.kernels import gpu_perf
 from dsv3sim.workload.overlap import run_chunks
 from dsv3sim.workload.serving import (
     GQA_REFERENCES,
     PUBLISHED_MTP_ACCEPTANCE,
-    common,
+    Instance,
     events_of,
     kv_capacity,
     load_fields,
-    mtp_acceptance,
+    mtp_plan,
+    open_instance,
     parallel_fields,
     plan_key,
     serving_weight_dtype,
@@ -129,20 +129,34 @@ def kv_budget(cfg, p, w, perf) -> tuple[float, float, int]:
 
 def simulate_decode(scn: Scenario) -> ServingResult | Infeasible:
     t0 = time.perf_counter()
-    w = scn.workload
-    assert isinstance(w, DecodeWorkload)
+    inst = open_instance(scn, "decode", DecodeWorkload)
+    if isinstance(inst, Infeasible):
+        return inst
+    w, cfg, p = inst.w, inst.cfg, inst.p
+    fit = _decode_batch(scn, inst)
+    if isinstance(fit, Infeasible):
+        return fit
+    batch, wbytes, budget, max_batch = fit
+    acc, acc_src, q = mtp_plan(cfg, w)
     try:
-        cfg, p, world, topo, gpu = common(scn)
+        st = decode_step(scn, cfg, p, inst.topo, inst.gpu, w, requests=batch, q=q)
     except ValueError as e:
         return Infeasible(scenario=scn.name, kind="decode", reason=str(e))
-    perf = gpu_perf(gpu)
+    return _decode_result(scn, inst, st, acc=acc, acc_src=acc_src, wbytes=wbytes, budget=budget, max_batch=max_batch,
+                          t0=t0)
+
+
+def _decode_batch(scn: Scenario, inst: Instance) -> tuple[int, float, float, int] | Infeasible:
+    """(requests per GPU, weights bytes, KV budget bytes, max requests per GPU), or Infeasible when the experts,
+    the KV cache or the micro-batches do not fit."""
+    w, cfg, p = inst.w, inst.cfg, inst.p
     ep = p.ep
     n_phys = cfg.n_routed_experts + w.redundant_experts
     if n_phys % ep:
         return Infeasible(scenario=scn.name, kind="decode",
                           reason=f"EP degree {ep} does not divide {cfg.n_routed_experts} experts + "
                                  f"{w.redundant_experts} redundant = {n_phys}")
-    wbytes, budget, max_batch = kv_budget(cfg, p, w, perf)
+    wbytes, budget, max_batch = kv_budget(cfg, p, w, inst.perf)
     kv_tok = kv_cache_bytes_per_token(cfg, w.kv_dtype_bytes, context=w.context_len)
     if max_batch < w.micro_batches:
         return Infeasible(scenario=scn.name, kind="decode",
@@ -156,15 +170,13 @@ def simulate_decode(scn: Scenario) -> ServingResult | Infeasible:
     if batch < w.micro_batches:
         return Infeasible(scenario=scn.name, kind="decode",
                           reason=f"batch {batch} per GPU cannot fill {w.micro_batches} micro-batches")
-    if w.mtp and cfg.num_nextn_predict_layers:
-        acc, acc_src = mtp_acceptance(w)
-        q = 2  # main model verifies the pending token and the MTP draft
-    else:
-        acc, acc_src, q = 0.0, "no MTP", 1
-    try:
-        st = decode_step(scn, cfg, p, topo, gpu, w, requests=batch, q=q)
-    except ValueError as e:
-        return Infeasible(scenario=scn.name, kind="decode", reason=str(e))
+    return batch, wbytes, budget, max_batch
+
+
+def _decode_result(scn: Scenario, inst: Instance, st: DecodeStep, *, acc: float, acc_src: str, wbytes: float,
+                   budget: float, max_batch: int, t0: float) -> ServingResult:
+    w, cfg, p, topo, gpu, perf = inst.w, inst.cfg, inst.p, inst.topo, inst.gpu, inst.perf
+    kv_tok = kv_cache_bytes_per_token(cfg, w.kv_dtype_bytes, context=w.context_len)
     run_batch = st.requests_per_micro_batch * w.micro_batches  # requests actually run
     step = st.time_s
     per_gpu = run_batch * (1.0 + acc) / step
@@ -173,15 +185,15 @@ def simulate_decode(scn: Scenario) -> ServingResult | Infeasible:
                "tpot_s": tpot, "step_time_s_decode": step, "tokens_per_s_per_request": 1.0 / tpot,
                "batch_per_gpu": run_batch, "max_batch_per_gpu_kv": max_batch, "mtp_acceptance": acc,
                "mtp_acceptance_source": acc_src, "mtp_acceptance_published": list(PUBLISHED_MTP_ACCEPTANCE),
-               "tokens_per_request_per_step": q, "exposed_communication_s": st.exposed_comm_s,
+               "tokens_per_request_per_step": st.q, "exposed_communication_s": st.exposed_comm_s,
                "context_len": w.context_len, "request_time_s": w.output_len * tpot}
     kv = {"kv_bytes_per_token": kv_tok, "kv_budget_bytes_per_gpu": budget,
           "kv_memory_bytes": run_batch * p.attn_tp * w.context_len * kv_tok, "max_batch_at_context": max_batch,
           "context_len": w.context_len, "kv_layers_fraction": 1.0,
           "kv_compare_models": {m: kv_capacity(m, gpu, w.context_len) for m in (scn.model,) + GQA_REFERENCES}}
     return ServingResult(
-        scenario=scn.name, kind="decode", model=scn.model, topology=topo.cfg.name, gpu=gpu, n_gpus=world,
-        n_nodes=world / topo.cfg.gpus_per_node, parallel=parallel_fields(p, w, ep),
+        scenario=scn.name, kind="decode", model=scn.model, topology=topo.cfg.name, gpu=gpu, n_gpus=inst.world,
+        n_nodes=inst.world / topo.cfg.gpus_per_node, parallel=parallel_fields(p, w, p.ep),
         metrics=metrics, layer_time_s=st.layers[cfg.num_hidden_layers - 1], kv=kv,
         memory_per_gpu=[{"rank": 0, "weights_bytes": wbytes, "kv_cache_bytes": kv["kv_memory_bytes"],
                          "hbm_bytes": perf.hbm_bytes}],

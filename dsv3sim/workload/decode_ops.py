@@ -177,72 +177,98 @@ def decode_layer_kernels(cfg: ModelConfig, i: int, *, gpu: str, requests: int, q
                          expert_rows: int, local_experts: int, gemm_dtype: str = "fp8", kv_dtype_bytes: float = 2.0,
                          attn_tp: int = 1, ep: int = 1, expert_weight_dtype: str | None = None) -> list[Kernel]:
     """The kernels of decoder layer ``i`` for one micro-batch of ``requests`` x ``q`` tokens on one GPU."""
-    H, nh = cfg.hidden_size, cfg.num_attention_heads
+    H = cfg.hidden_size
     T = requests * q * attn_tp  # tokens the attention replica's ranks each see (SP all-gathered)
-    nh_l = max(1, nh // attn_tp)
     out: list[Kernel] = [eltwise("attn(F)", "input_norm", gpu, T, H)]
-    if cfg.attention == "mla":
-        dc, dr, dn, dv = cfg.kv_lora_rank, cfg.qk_rope_head_dim, cfg.qk_nope_head_dim, cfg.v_head_dim
-        qa = cfg.q_lora_rank or 0
-        out.append(gemm("attn(F)", "q_a+kv_a_proj", gpu, T, H, qa + dc + dr, gemm_dtype))
-        out.append(eltwise("attn(F)", "q_a/kv_a norm", gpu, T, qa + dc))
-        if qa:
-            out.append(gemm("attn(F)", "q_b_proj", gpu, T, qa, nh_l * (dn + dr), gemm_dtype))
-        else:
-            out.append(gemm("attn(F)", "q_proj", gpu, T, H, nh_l * (dn + dr), gemm_dtype))
-        out.append(eltwise("attn(F)", "rope", gpu, T, nh_l * dr + dr))
-        # absorbed W_UK (q_nope -> latent) and W_UV (latent -> v): per-head BF16 bmm (DeepSeek-V2 §2.1.2)
-        out.append(kernel("attn(F)", "absorb_uk", gpu, "bf16", 2.0 * T * nh_l * dn * dc,
-                          nh_l * dn * dc * 2.0 + T * nh_l * (dn + dc) * 2.0))
-        out.append(flashmla_decode(gpu, requests=requests * attn_tp, q_per_request=q, context=context, heads=nh_l,
-                                   dc=dc, dr=dr, kv_dtype_bytes=kv_dtype_bytes))
-        out.append(kernel("attn(F)", "absorb_uv", gpu, "bf16", 2.0 * T * nh_l * dc * dv,
-                          nh_l * dc * dv * 2.0 + T * nh_l * (dc + dv) * 2.0))
-        out.append(gemm("attn(F)", "o_proj", gpu, T, nh_l * dv, H, gemm_dtype))
-    else:
-        hd, nkv = cfg.head_dim, cfg.num_key_value_heads
-        nkv_l = max(1, nkv // attn_tp)
-        out.append(gemm("attn(F)", "qkv_proj", gpu, T, H, (nh_l + 2 * nkv_l) * hd, gemm_dtype))
-        ctx = decode_context(cfg, i, context)  # a sliding-window layer reads min(C, W) keys
-        kv = T * ctx * 2 * nkv_l * hd * kv_dtype_bytes / q  # each request's K and V read once for its q tokens
-        core = T * attention_core_flops_per_token(cfg, ctx) * nh_l / nh
-        t = op_time(gpu, "attn_decode_gqa", "bf16", flops=core, bytes_=kv, b=requests * attn_tp * q, t=int(ctx),
-                    h=nh_l, kvh=nkv_l, d=hd)
-        out.append(Kernel(slice="attn(F)", name="flash_decode", time_s=t.time_s, flops=core, bytes=kv,
-                          bound="memory" if kv / gpu_perf(gpu).hbm_bw > core / gpu_perf(gpu).bf16_flops else "compute"))
-        out.append(gemm("attn(F)", "o_proj", gpu, T, nh_l * hd, H, gemm_dtype))
+    attention = _mla_kernels if cfg.attention == "mla" else _gqa_kernels
+    out += attention(cfg, i, gpu=gpu, requests=requests, q=q, context=context, gemm_dtype=gemm_dtype,
+                     kv_dtype_bytes=kv_dtype_bytes, attn_tp=attn_tp)
     t = requests * q  # tokens of this GPU after the SP reduce-scatter
     out.append(eltwise("mlp(F)", "post_attn_norm", gpu, t, H))
     if cfg.is_moe_layer(i):
-        E, I = cfg.n_routed_experts, cfg.moe_intermediate_size
-        out.append(gemm("attn(F)", "router", gpu, t, H, E, "bf16"))
-        out.append(eltwise("attn(F)", "topk", gpu, t, E))
-        if cfg.n_shared_experts:
-            Is = cfg.shared_intermediate_size
-            out.append(gemm("mlp(F)", "shared_gate_up", gpu, t, H, 2 * Is, gemm_dtype))
-            out.append(eltwise("mlp(F)", "shared_swiglu+quant", gpu, t, 2 * Is, 0.75))
-            out.append(gemm("mlp(F)", "shared_down", gpu, t, Is, H, gemm_dtype))
-        if ep > 1:  # DeepEP low-latency send / receive phases (module docstring)
-            k_ = cfg.num_experts_per_tok
-            msg = H + H / 128 * 4 + 16  # FP8 payload + scales + metadata (DeepEP test_low_latency.py)
-            out.append(kernel("attn(F)", "ll_dispatch_send", gpu, "bf16", 0.0, t * H * 2.0 + t * k_ * msg, stream=None))
-            out.append(kernel("mlp(F)", "ll_dispatch_recv", gpu, "bf16", 0.0, 0.0, stream=None))
-            out.append(kernel("mlp(F)", "ll_combine_send", gpu, "bf16", 0.0, 2 * expert_rows * H * 2.0, stream=None))
-            out.append(kernel("attn(F)", "ll_combine_recv", gpu, "bf16", 0.0, t * k_ * H * 2.0 + t * H * 2.0,
-                              stream=None))
-        act = active_experts(expert_rows, local_experts)
-        if expert_rows > 0 and act > 0:
-            g = max(1, math.ceil(act))
-            out.append(gemm("mlp(F)", "experts_gate_up", gpu, expert_rows, H, 2 * I, gemm_dtype, groups=g,
-                            weight_dtype=expert_weight_dtype))
-            out.append(eltwise("mlp(F)", "experts_swiglu+quant", gpu, expert_rows, 2 * I, 0.75))
-            out.append(gemm("mlp(F)", "experts_down", gpu, expert_rows, I, H, gemm_dtype, groups=g,
-                            weight_dtype=expert_weight_dtype))
+        out += _moe_kernels(cfg, gpu=gpu, tokens=t, expert_rows=expert_rows, local_experts=local_experts,
+                            gemm_dtype=gemm_dtype, ep=ep, expert_weight_dtype=expert_weight_dtype)
     else:
         Id = cfg.intermediate_size
         out.append(gemm("mlp(F)", "mlp_gate_up", gpu, t, H, 2 * Id, gemm_dtype))
         out.append(eltwise("mlp(F)", "mlp_swiglu+quant", gpu, t, 2 * Id, 0.75))
         out.append(gemm("mlp(F)", "mlp_down", gpu, t, Id, H, gemm_dtype))
+    return out
+
+
+def _mla_kernels(cfg: ModelConfig, i: int, *, gpu: str, requests: int, q: int, context: int, gemm_dtype: str,
+                 kv_dtype_bytes: float, attn_tp: int) -> list[Kernel]:
+    """MLA attention of one micro-batch with the absorbed up-projections and FlashMLA-class decode."""
+    H, nh = cfg.hidden_size, cfg.num_attention_heads
+    T = requests * q * attn_tp
+    nh_l = max(1, nh // attn_tp)
+    dc, dr, dn, dv = cfg.kv_lora_rank, cfg.qk_rope_head_dim, cfg.qk_nope_head_dim, cfg.v_head_dim
+    qa = cfg.q_lora_rank or 0
+    out = [gemm("attn(F)", "q_a+kv_a_proj", gpu, T, H, qa + dc + dr, gemm_dtype),
+           eltwise("attn(F)", "q_a/kv_a norm", gpu, T, qa + dc)]
+    if qa:
+        out.append(gemm("attn(F)", "q_b_proj", gpu, T, qa, nh_l * (dn + dr), gemm_dtype))
+    else:
+        out.append(gemm("attn(F)", "q_proj", gpu, T, H, nh_l * (dn + dr), gemm_dtype))
+    out.append(eltwise("attn(F)", "rope", gpu, T, nh_l * dr + dr))
+    # absorbed W_UK (q_nope -> latent) and W_UV (latent -> v): per-head BF16 bmm (DeepSeek-V2 §2.1.2)
+    out.append(kernel("attn(F)", "absorb_uk", gpu, "bf16", 2.0 * T * nh_l * dn * dc,
+                      nh_l * dn * dc * 2.0 + T * nh_l * (dn + dc) * 2.0))
+    out.append(flashmla_decode(gpu, requests=requests * attn_tp, q_per_request=q, context=context, heads=nh_l,
+                               dc=dc, dr=dr, kv_dtype_bytes=kv_dtype_bytes))
+    out.append(kernel("attn(F)", "absorb_uv", gpu, "bf16", 2.0 * T * nh_l * dc * dv,
+                      nh_l * dc * dv * 2.0 + T * nh_l * (dc + dv) * 2.0))
+    out.append(gemm("attn(F)", "o_proj", gpu, T, nh_l * dv, H, gemm_dtype))
+    return out
+
+
+def _gqa_kernels(cfg: ModelConfig, i: int, *, gpu: str, requests: int, q: int, context: int, gemm_dtype: str,
+                 kv_dtype_bytes: float, attn_tp: int) -> list[Kernel]:
+    """GQA attention of one micro-batch: fused QKV, flash-decode over layer ``i``'s context, output projection."""
+    H, nh = cfg.hidden_size, cfg.num_attention_heads
+    T = requests * q * attn_tp
+    nh_l = max(1, nh // attn_tp)
+    hd, nkv = cfg.head_dim, cfg.num_key_value_heads
+    nkv_l = max(1, nkv // attn_tp)
+    out = [gemm("attn(F)", "qkv_proj", gpu, T, H, (nh_l + 2 * nkv_l) * hd, gemm_dtype)]
+    ctx = decode_context(cfg, i, context)  # a sliding-window layer reads min(C, W) keys
+    kv = T * ctx * 2 * nkv_l * hd * kv_dtype_bytes / q  # each request's K and V read once for its q tokens
+    core = T * attention_core_flops_per_token(cfg, ctx) * nh_l / nh
+    t = op_time(gpu, "attn_decode_gqa", "bf16", flops=core, bytes_=kv, b=requests * attn_tp * q, t=int(ctx),
+                h=nh_l, kvh=nkv_l, d=hd)
+    out.append(Kernel(slice="attn(F)", name="flash_decode", time_s=t.time_s, flops=core, bytes=kv,
+                      bound="memory" if kv / gpu_perf(gpu).hbm_bw > core / gpu_perf(gpu).bf16_flops else "compute"))
+    out.append(gemm("attn(F)", "o_proj", gpu, T, nh_l * hd, H, gemm_dtype))
+    return out
+
+
+def _moe_kernels(cfg: ModelConfig, *, gpu: str, tokens: int, expert_rows: int, local_experts: int, gemm_dtype: str,
+                 ep: int, expert_weight_dtype: str | None) -> list[Kernel]:
+    """A MoE layer's router, shared experts, DeepEP low-latency phases (ep > 1) and routed-expert GEMMs."""
+    H, t = cfg.hidden_size, tokens
+    E, I = cfg.n_routed_experts, cfg.moe_intermediate_size
+    out = [gemm("attn(F)", "router", gpu, t, H, E, "bf16"), eltwise("attn(F)", "topk", gpu, t, E)]
+    if cfg.n_shared_experts:
+        Is = cfg.shared_intermediate_size
+        out.append(gemm("mlp(F)", "shared_gate_up", gpu, t, H, 2 * Is, gemm_dtype))
+        out.append(eltwise("mlp(F)", "shared_swiglu+quant", gpu, t, 2 * Is, 0.75))
+        out.append(gemm("mlp(F)", "shared_down", gpu, t, Is, H, gemm_dtype))
+    if ep > 1:  # DeepEP low-latency send / receive phases (module docstring)
+        k_ = cfg.num_experts_per_tok
+        msg = H + H / 128 * 4 + 16  # FP8 payload + scales + metadata (DeepEP test_low_latency.py)
+        out.append(kernel("attn(F)", "ll_dispatch_send", gpu, "bf16", 0.0, t * H * 2.0 + t * k_ * msg, stream=None))
+        out.append(kernel("mlp(F)", "ll_dispatch_recv", gpu, "bf16", 0.0, 0.0, stream=None))
+        out.append(kernel("mlp(F)", "ll_combine_send", gpu, "bf16", 0.0, 2 * expert_rows * H * 2.0, stream=None))
+        out.append(kernel("attn(F)", "ll_combine_recv", gpu, "bf16", 0.0, t * k_ * H * 2.0 + t * H * 2.0,
+                          stream=None))
+    act = active_experts(expert_rows, local_experts)
+    if expert_rows > 0 and act > 0:
+        g = max(1, math.ceil(act))
+        out.append(gemm("mlp(F)", "experts_gate_up", gpu, expert_rows, H, 2 * I, gemm_dtype, groups=g,
+                        weight_dtype=expert_weight_dtype))
+        out.append(eltwise("mlp(F)", "experts_swiglu+quant", gpu, expert_rows, 2 * I, 0.75))
+        out.append(gemm("mlp(F)", "experts_down", gpu, expert_rows, I, H, gemm_dtype, groups=g,
+                        weight_dtype=expert_weight_dtype))
     return out
 
 

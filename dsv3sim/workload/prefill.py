@@ -25,13 +25,14 @@ from dsv3sim.cost.kvcache import kv_cache_bytes_per_token
 from dsv3sim.results import Infeasible, ServingResult
 from dsv3sim.workload import comm as C
 from dsv3sim.workload import layer_routing as LR
-from dsv3sim.workload.kernels import gpu_perf, op_time
+from dsv3sim.workload.kernels import op_time
 from dsv3sim.workload.layer_ops import head_slices, prefill_layer
 from dsv3sim.workload.overlap import run_chunks
 from dsv3sim.workload.serving import (
-    common,
+    Instance,
     events_of,
     load_fields,
+    open_instance,
     parallel_fields,
     plan_key,
     serving_weight_dtype,
@@ -41,25 +42,34 @@ from dsv3sim.workload.serving import (
 
 def simulate_prefill(scn: Scenario) -> ServingResult | Infeasible:
     t0 = time.perf_counter()
-    w = scn.workload
-    assert isinstance(w, PrefillWorkload)
-    try:
-        cfg, p, world, topo, gpu = common(scn)
-    except ValueError as e:
-        return Infeasible(scenario=scn.name, kind="prefill", reason=str(e))
-    perf = gpu_perf(gpu)
-    ep = p.ep
+    inst = open_instance(scn, "prefill", PrefillWorkload)
+    if isinstance(inst, Infeasible):
+        return inst
+    w, cfg, p, topo = inst.w, inst.cfg, inst.p, inst.topo
     n_mb = w.micro_batches
     mb_tokens = w.tokens_per_gpu // n_mb
     if mb_tokens < 1:
         return Infeasible(scenario=scn.name, kind="prefill",
                           reason=f"{w.tokens_per_gpu} tokens per GPU cannot fill {n_mb} micro-batches")
     try:
-        lr = LR.layer_routing(plan_key(cfg, w, ep, topo.cfg.gpus_per_node, mb_tokens, scn.seed),
+        lr = LR.layer_routing(plan_key(cfg, w, p.ep, topo.cfg.gpus_per_node, mb_tokens, scn.seed),
                               LR.moe_positions(cfg, cfg.num_hidden_layers), w.routing_layers)
-        key, plan = lr.keys[0], lr.plans[0]
     except ValueError as e:
         return Infeasible(scenario=scn.name, kind="prefill", reason=str(e))
+    comm_info, comm_by_r = _prefill_comm(scn, inst, lr)
+    # overlapped chains: DeepEP's normal kernels hold comm_sms SMs while computation runs beside them
+    frac = (inst.perf.n_sms - topo.cfg.comm_sms) / inst.perf.n_sms if n_mb > 1 else 1.0
+    layers, head = _prefill_layers(inst, lr, comm_by_r, mb_tokens, frac)
+    run = run_chunks([("F", layers)] * n_mb, record=scn.record, tags=[str(j) for j in range(n_mb)])
+    return _prefill_result(scn, inst, lr, run, layers=layers, head=head, comm_info=comm_info, mb_tokens=mb_tokens,
+                           t0=t0)
+
+
+def _prefill_comm(scn: Scenario, inst: Instance, lr) -> tuple[dict, dict]:
+    """(dispatch / combine details of the first routing, their per-routing slice times): DeepEP normal
+    all-to-all, event-simulated or the busiest link's bound (``scn.comm_model``)."""
+    w, cfg, topo = inst.w, inst.cfg, inst.topo
+    key = lr.keys[0]
     comm, comm_info = {}, {}
     for name, kind, dt in (("dispatch(F)", "dispatch", w.dispatch_dtype), ("combine(F)", "combine", "bf16")):
         if scn.comm_model == "bound":
@@ -73,17 +83,22 @@ def simulate_prefill(scn: Scenario) -> ServingResult | Infeasible:
     C.check_round_trip(comm_info)
     comm_by_r = LR.layer_comm(topo, lr, comm, {"dispatch(F)": ("dispatch", "normal", w.dispatch_dtype),
                                                "combine(F)": ("combine", "normal", "bf16")}, cfg.hidden_size)
-    # overlapped chains: DeepEP's normal kernels hold comm_sms SMs while computation runs beside them
-    frac = (perf.n_sms - topo.cfg.comm_sms) / perf.n_sms if n_mb > 1 else 1.0
+    return comm_info, comm_by_r
+
+
+def _prefill_layers(inst: Instance, lr, comm_by_r: dict, mb_tokens: int, frac: float):
+    """(slice times of each layer + the head of one micro-batch, the head's kernels)."""
+    w, cfg, p, topo, gpu = inst.w, inst.cfg, inst.p, inst.topo, inst.gpu
     # TP + SP attention: all-gather the sequence shard before attention, reduce-scatter after (BF16, NVLink)
     tp_bytes = mb_tokens * p.attn_tp * cfg.hidden_size * 2.0
     tp_t = 2 * C.ring_time(topo, p.attn_tp, tp_bytes, cross_node=False)
     hit_t = w.cache_hit_rate * _attention_core(cfg, gpu, mb_tokens, w.prompt_len, frac)
+    n_physical = lr.plans[0].n_physical
     layers = []
     for i in range(cfg.num_hidden_layers):
         r = lr.routing_of(i)
         s = prefill_layer(cfg, i, gpu=gpu, tokens=mb_tokens, seq_len=w.prompt_len, expert_rows=lr.plans[r].rows_max,
-                          local_experts=plan.n_physical // ep, gemm_dtype=w.gemm_dtype, sm_fraction=frac)
+                          local_experts=n_physical // p.ep, gemm_dtype=w.gemm_dtype, sm_fraction=frac)
         d = dict(s.times_partial)
         d["attn(F)"] = d.get("attn(F)", 0.0) + tp_t + hit_t
         if cfg.is_moe_layer(i):
@@ -91,12 +106,18 @@ def simulate_prefill(scn: Scenario) -> ServingResult | Infeasible:
         layers.append(d)
     head = head_slices(cfg, gpu=gpu, tokens=mb_tokens, sm_fraction=frac)
     layers.append({"attn(F)": head.times_partial["attn(F)"]})
-    run = run_chunks([("F", layers)] * n_mb, record=scn.record, tags=[str(j) for j in range(n_mb)])
+    return layers, head
+
+
+def _prefill_result(scn: Scenario, inst: Instance, lr, run, *, layers, head, comm_info: dict, mb_tokens: int,
+                    t0: float) -> ServingResult:
+    w, cfg, p, topo, gpu, perf = inst.w, inst.cfg, inst.p, inst.topo, inst.gpu, inst.perf
     t_fwd = run.time_s
-    tokens_run = mb_tokens * n_mb
+    tokens_run = mb_tokens * w.micro_batches
     tok_per_gpu_s = tokens_run / t_fwd
     per_node = tok_per_gpu_s * topo.cfg.gpus_per_node
-    wbytes = weights_per_gpu(cfg, plan.n_physical, ep, serving_weight_dtype(cfg, w.gemm_dtype), p.attn_tp)
+    n_physical = lr.plans[0].n_physical
+    wbytes = weights_per_gpu(cfg, n_physical, p.ep, serving_weight_dtype(cfg, w.gemm_dtype), p.attn_tp)
     metrics = {"prefill_tokens_per_s_per_node": per_node, "prefill_tokens_per_s_per_gpu": tok_per_gpu_s,
                "ttft_s": t_fwd, "forward_time_s": t_fwd, "exposed_communication_s": run.exposed_comm_s,
                "tokens_per_gpu": tokens_run, "tokens_per_micro_batch": mb_tokens, "prompt_len": w.prompt_len,
@@ -104,8 +125,8 @@ def simulate_prefill(scn: Scenario) -> ServingResult | Infeasible:
                "prefill_input_tokens_per_s_per_node": per_node / (1.0 - w.cache_hit_rate),
                "prefill_input_tokens_per_s_per_gpu": tok_per_gpu_s / (1.0 - w.cache_hit_rate)}
     return ServingResult(
-        scenario=scn.name, kind="prefill", model=scn.model, topology=topo.cfg.name, gpu=gpu, n_gpus=world,
-        n_nodes=world / topo.cfg.gpus_per_node, parallel=parallel_fields(p, w, ep),
+        scenario=scn.name, kind="prefill", model=scn.model, topology=topo.cfg.name, gpu=gpu, n_gpus=inst.world,
+        n_nodes=inst.world / topo.cfg.gpus_per_node, parallel=parallel_fields(p, w, p.ep),
         metrics=metrics, layer_time_s=dict(layers[-2]),
         kv={"kv_bytes_per_token": kv_cache_bytes_per_token(cfg, context=w.prompt_len)},
         memory_per_gpu=[{"rank": 0, "weights_bytes": wbytes, "hbm_bytes": perf.hbm_bytes}],

@@ -15,6 +15,7 @@ same routing; one group is simulated, exact when groups share no link).
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from dsv3sim.config.model import ModelConfig, load_model_config
 from dsv3sim.config.scenario import Scenario
 from dsv3sim.cost.kvcache import kv_cache_bytes_per_token
 from dsv3sim.cost.memory import checkpoint_weight_dtype, routed_expert_bytes, weight_bytes
+from dsv3sim.results import Infeasible
 from dsv3sim.workload import comm as C
 from dsv3sim.workload import layer_routing as LR
 from dsv3sim.workload.kernels import gpu_perf
@@ -97,6 +99,40 @@ def common(scn: Scenario):
     if world % p.ep:
         raise ConfigError(f"EP degree {p.ep} does not divide the {world} GPUs (dp*attn_tp = {p.dp}*{p.attn_tp})")
     return cfg, p, world, topo, topo.cfg.gpu
+
+
+@dataclass(frozen=True, slots=True)
+class Instance:
+    """A serving scenario's workload and layout, resolved once by ``open_instance``."""
+
+    w: object
+    cfg: ModelConfig
+    p: object
+    world: int
+    topo: object
+    gpu: str
+    perf: object
+
+
+def open_instance(scn: Scenario, kind: str, workload_type: type) -> Instance | Infeasible:
+    """The opening every serving instance shares: the workload, the layout (``common``) and the GPU's figures;
+    Infeasible of ``kind`` when the layout does not fit."""
+    w = scn.workload
+    assert isinstance(w, workload_type)
+    try:
+        cfg, p, world, topo, gpu = common(scn)
+    except ValueError as e:
+        return Infeasible(scenario=scn.name, kind=kind, reason=str(e))
+    return Instance(w, cfg, p, world, topo, gpu, gpu_perf(gpu))
+
+
+def mtp_plan(cfg: ModelConfig, w) -> tuple[float, str, int]:
+    """(acceptance, source, query tokens per request): q = 2 with MTP (the main model verifies the pending token
+    and the MTP draft), else 1."""
+    if w.mtp and cfg.num_nextn_predict_layers:
+        acc, acc_src = mtp_acceptance(w)
+        return acc, acc_src, 2
+    return 0.0, "no MTP", 1
 
 
 def parallel_fields(p, w, ep: int) -> dict:
