@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from dsv3sim.config.errors import ConfigError
-from dsv3sim.config.model_families import ARCH_KEY, MOE_SIZE_FIELDS, family_of
+from dsv3sim.config.model_families import ARCH_KEY, MOE_SIZE_FIELDS, Family, family_of
 from dsv3sim.config.model_fields import (
     check_limit,
     effective_limits,
@@ -220,46 +220,67 @@ class ModelConfig:
 _KINDS = {f.name: f.type for f in fields(ModelConfig)}
 
 
+def _need_pos(c: ModelConfig, name: str) -> None:
+    v = getattr(c, name)
+    if v <= 0:
+        raise ConfigError(f"{c.name}: field '{name}' must be a positive integer, got {v!r}")
+
+
+def _need_nonneg(c: ModelConfig, name: str) -> None:
+    if getattr(c, name) < 0:
+        raise ConfigError(f"{c.name}: field '{name}' must be >= 0, got {getattr(c, name)!r}")
+
+
 def _validate(c: ModelConfig) -> None:
     """Types, finiteness and ranges of every field, with the field and value in each message."""
     for f, kind in _KINDS.items():
         if kind in ("int", "int | None", "float", "bool", "str"):
             read_value(c.name, f, getattr(c, f), kind)
+    _check_sizes(c)
+    _check_attention(c)
+    _check_nonneg_and_formats(c)
+    _check_layer_types(c)
+    if c.is_moe:
+        _check_moe_routing(c)
+    _check_fp8_block(c)
 
-    def need_pos(name: str) -> None:
-        v = getattr(c, name)
-        if v <= 0:
-            raise ConfigError(f"{c.name}: field '{name}' must be a positive integer, got {v!r}")
 
-    def need_nonneg(name: str) -> None:
-        if getattr(c, name) < 0:
-            raise ConfigError(f"{c.name}: field '{name}' must be >= 0, got {getattr(c, name)!r}")
-
+def _check_sizes(c: ModelConfig) -> None:
+    """The attention kind, the core sizes, the norm epsilon and the RoPE base."""
     if c.attention not in ("mla", "gqa"):
         raise ConfigError(f"{c.name}: attention must be 'mla' or 'gqa', got {c.attention!r}")
     for n in ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
               "num_key_value_heads", "max_position_embeddings"):
-        need_pos(n)
+        _need_pos(c, n)
     if not 0 < c.rms_norm_eps < 1:
         raise ConfigError(f"{c.name}: field 'rms_norm_eps' must be in (0, 1), got {c.rms_norm_eps!r}")
     if c.rope_theta <= 0:
         raise ConfigError(f"{c.name}: field 'rope_theta' must be > 0, got {c.rope_theta!r}")
+
+
+def _check_attention(c: ModelConfig) -> None:
+    """MLA's latent and head widths (V2 report §2.1), or GQA's head width and head grouping."""
     if c.attention == "mla":
         for n in ("kv_lora_rank", "qk_nope_head_dim", "qk_rope_head_dim", "v_head_dim"):
-            need_pos(n)
+            _need_pos(c, n)
         if c.q_lora_rank is not None:
-            need_pos("q_lora_rank")
+            _need_pos(c, "q_lora_rank")
         if c.qk_rope_head_dim % 2:
             raise ConfigError(f"{c.name}: field 'qk_rope_head_dim' must be even (rotated in pairs), got "
                               f"{c.qk_rope_head_dim}")
     else:
-        need_pos("head_dim")
+        _need_pos(c, "head_dim")
         if c.num_attention_heads % c.num_key_value_heads:
             raise ConfigError(f"{c.name}: num_attention_heads ({c.num_attention_heads}) must be divisible by "
                               f"num_key_value_heads ({c.num_key_value_heads})")
+
+
+def _check_nonneg_and_formats(c: ModelConfig) -> None:
+    """Counts that may be zero (experts, MTP depth, window), the aux-loss weight, the SwiGLU clamp, the expert
+    weight format."""
     for n in ("n_routed_experts", "n_shared_experts", "shared_expert_intermediate_size", "num_nextn_predict_layers",
               "sliding_window", "moe_layer_offset"):
-        need_nonneg(n)
+        _need_nonneg(c, n)
     if c.aux_loss_alpha < 0:
         raise ConfigError(f"{c.name}: field 'aux_loss_alpha' must be >= 0, got {c.aux_loss_alpha!r}")
     if c.swiglu_limit < 0:
@@ -267,45 +288,58 @@ def _validate(c: ModelConfig) -> None:
     if c.expert_weight_format not in EXPERT_FORMATS:
         raise ConfigError(f"{c.name}: expert_weight_format must be one of {EXPERT_FORMATS}, got "
                           f"{c.expert_weight_format!r}")
-    if c.layer_types:
-        bad = sorted({t for t in c.layer_types if t not in LAYER_TYPES}, key=str)
-        if bad:
-            raise ConfigError(f"{c.name}: layer_types must hold only {', '.join(LAYER_TYPES)}; got {bad}")
-        if len(c.layer_types) != c.num_hidden_layers:
-            raise ConfigError(f"{c.name}: layer_types has {len(c.layer_types)} entries for num_hidden_layers "
-                              f"{c.num_hidden_layers}")
-        if "sliding_attention" in c.layer_types and c.sliding_window <= 0:
-            raise ConfigError(f"{c.name}: sliding_attention layers need sliding_window > 0, got {c.sliding_window}")
-    if c.is_moe:
-        for n in ("moe_intermediate_size", "num_experts_per_tok", "n_group", "topk_group", "moe_layer_freq"):
-            need_pos(n)
-        if c.routed_scaling_factor <= 0:
-            raise ConfigError(f"{c.name}: field 'routed_scaling_factor' must be > 0, got {c.routed_scaling_factor!r}")
-        if c.num_experts_per_tok > c.n_routed_experts:
-            raise ConfigError(f"{c.name}: num_experts_per_tok ({c.num_experts_per_tok}) exceeds n_routed_experts "
-                              f"({c.n_routed_experts})")
-        if c.n_routed_experts % c.n_group:
-            raise ConfigError(f"{c.name}: n_routed_experts ({c.n_routed_experts}) must be divisible by "
-                              f"n_group ({c.n_group})")
-        if c.topk_group > c.n_group:
-            raise ConfigError(f"{c.name}: topk_group ({c.topk_group}) must be <= n_group ({c.n_group})")
-        per_group = c.n_routed_experts // c.n_group
-        if c.num_experts_per_tok > c.topk_group * per_group:
-            raise ConfigError(f"{c.name}: num_experts_per_tok ({c.num_experts_per_tok}) exceeds the experts in "
-                              f"topk_group ({c.topk_group}) groups of {per_group}")
-        if c.scoring_func not in ("softmax", "sigmoid"):
-            raise ConfigError(f"{c.name}: scoring_func must be 'softmax' or 'sigmoid', got {c.scoring_func!r}")
-        if c.topk_method not in TOPK_METHODS:
-            raise ConfigError(f"{c.name}: topk_method must be one of {', '.join(TOPK_METHODS)}, got "
-                              f"{c.topk_method!r}")
-        if c.first_k_dense_replace < 0 or c.first_k_dense_replace > c.num_hidden_layers:
-            raise ConfigError(f"{c.name}: first_k_dense_replace ({c.first_k_dense_replace}) must be within "
-                              f"[0, num_hidden_layers={c.num_hidden_layers}]")
-        bad_l = [i for i in c.mlp_only_layers if isinstance(i, bool) or not isinstance(i, int)
-                 or not 0 <= i < c.num_hidden_layers]
-        if bad_l:
-            raise ConfigError(f"{c.name}: mlp_only_layers must be layer indices in [0, {c.num_hidden_layers}), "
-                              f"got {bad_l}")
+
+
+def _check_layer_types(c: ModelConfig) -> None:
+    """Per-layer attention kinds: known names, one per layer, a window where sliding layers need one."""
+    if not c.layer_types:
+        return
+    bad = sorted({t for t in c.layer_types if t not in LAYER_TYPES}, key=str)
+    if bad:
+        raise ConfigError(f"{c.name}: layer_types must hold only {', '.join(LAYER_TYPES)}; got {bad}")
+    if len(c.layer_types) != c.num_hidden_layers:
+        raise ConfigError(f"{c.name}: layer_types has {len(c.layer_types)} entries for num_hidden_layers "
+                          f"{c.num_hidden_layers}")
+    if "sliding_attention" in c.layer_types and c.sliding_window <= 0:
+        raise ConfigError(f"{c.name}: sliding_attention layers need sliding_window > 0, got {c.sliding_window}")
+
+
+def _check_moe_routing(c: ModelConfig) -> None:
+    """Expert widths, top-k within the group limit (V2 report §2.2, V3 report §2.1.2), the gate's scoring and
+    selection method, and which layers are MoE."""
+    for n in ("moe_intermediate_size", "num_experts_per_tok", "n_group", "topk_group", "moe_layer_freq"):
+        _need_pos(c, n)
+    if c.routed_scaling_factor <= 0:
+        raise ConfigError(f"{c.name}: field 'routed_scaling_factor' must be > 0, got {c.routed_scaling_factor!r}")
+    if c.num_experts_per_tok > c.n_routed_experts:
+        raise ConfigError(f"{c.name}: num_experts_per_tok ({c.num_experts_per_tok}) exceeds n_routed_experts "
+                          f"({c.n_routed_experts})")
+    if c.n_routed_experts % c.n_group:
+        raise ConfigError(f"{c.name}: n_routed_experts ({c.n_routed_experts}) must be divisible by "
+                          f"n_group ({c.n_group})")
+    if c.topk_group > c.n_group:
+        raise ConfigError(f"{c.name}: topk_group ({c.topk_group}) must be <= n_group ({c.n_group})")
+    per_group = c.n_routed_experts // c.n_group
+    if c.num_experts_per_tok > c.topk_group * per_group:
+        raise ConfigError(f"{c.name}: num_experts_per_tok ({c.num_experts_per_tok}) exceeds the experts in "
+                          f"topk_group ({c.topk_group}) groups of {per_group}")
+    if c.scoring_func not in ("softmax", "sigmoid"):
+        raise ConfigError(f"{c.name}: scoring_func must be 'softmax' or 'sigmoid', got {c.scoring_func!r}")
+    if c.topk_method not in TOPK_METHODS:
+        raise ConfigError(f"{c.name}: topk_method must be one of {', '.join(TOPK_METHODS)}, got "
+                          f"{c.topk_method!r}")
+    if c.first_k_dense_replace < 0 or c.first_k_dense_replace > c.num_hidden_layers:
+        raise ConfigError(f"{c.name}: first_k_dense_replace ({c.first_k_dense_replace}) must be within "
+                          f"[0, num_hidden_layers={c.num_hidden_layers}]")
+    bad_l = [i for i in c.mlp_only_layers if isinstance(i, bool) or not isinstance(i, int)
+             or not 0 <= i < c.num_hidden_layers]
+    if bad_l:
+        raise ConfigError(f"{c.name}: mlp_only_layers must be layer indices in [0, {c.num_hidden_layers}), "
+                          f"got {bad_l}")
+
+
+def _check_fp8_block(c: ModelConfig) -> None:
+    """The FP8 weight-quantisation block (V3 report §3.3: 128x128 weight blocks)."""
     if c.fp8_weight_block is not None:
         blk = c.fp8_weight_block
         if (len(blk) != 2 or any(isinstance(x, bool) or not isinstance(x, int) or x <= 0 for x in blk)):
@@ -425,7 +459,29 @@ def from_dict(raw: dict[str, Any], name: str = "model", *, limits: dict[str, int
     if unknown:
         raise ConfigError(f"{name}: key(s) {', '.join(unknown)} are not understood for the {fam.name} family "
                           f"(model_type {d.get('model_type')!r}); refusing to drop them and build a different model")
-    # values: the file's (renamed), then the family's defaults for absent/null keys, then its fixed facts
+    kw, width_from = _family_values(d, fam, name)
+    _read_typed_values(kw, lim, name)
+    if width_from:
+        kw["moe_intermediate_size"] = kw[width_from]
+    _check_dense_has_no_expert_sizes(d, kw, fam, name)
+    _normalise_shapes(kw, fam, lim, name)
+    kw["rope_scaling"] = _rope(d.get("rope_scaling"), name)
+    blk, fmt = _quantization(d.get("quantization_config"), name)
+    if blk is not None:
+        kw["fp8_weight_block"] = blk
+    if fmt:
+        kw["expert_weight_format"] = fmt
+    kw.update(name=name, model_type=str(d.get("model_type")), attention=fam.attention, family=fam.name)
+    kw["extra"] = {k: v for k, v in raw.items() if k not in kw}
+    try:
+        return ModelConfig(**kw)
+    except TypeError as e:  # wrong value types in user input
+        raise ConfigError(f"{name}: {e}") from None
+
+
+def _family_values(d: dict[str, Any], fam: Family, name: str) -> tuple[dict[str, Any], str | None]:
+    """Field values: the file's (renamed), then the family's defaults for absent/null keys, then its fixed facts.
+    Returns them and the field the expert width is copied from (None: the file sizes experts itself)."""
     kw: dict[str, Any] = {}
     for k in fam.read_keys:
         if k in d and (d[k] is not None or k == "q_lora_rank"):
@@ -443,20 +499,31 @@ def from_dict(raw: dict[str, Any], name: str = "model", *, limits: dict[str, int
     if missing:
         raise ConfigError(f"{name}: missing required field(s): {', '.join(missing)}")
     kw.setdefault("num_key_value_heads", kw["num_attention_heads"])
+    return kw, width_from
+
+
+def _read_typed_values(kw: dict[str, Any], lim: dict[str, int], name: str) -> None:
+    """Each plain field read as its annotated type (in place), integers held to their size limits."""
     for k in list(kw):
         if k in _KINDS and k not in _SPECIAL:
             kw[k] = read_value(name, k, kw[k], _KINDS[k])
             if k in lim and isinstance(kw[k], int):
                 check_limit(name, k, kw[k], lim)
-    if width_from:
-        kw["moe_intermediate_size"] = kw[width_from]
-    if not kw.get("n_routed_experts"):
-        # a dense model only when nothing sizes experts (HF DeepSeek-V2: n_routed_experts null = dense MLPs)
-        sized = sorted(k for k in d if fam.renames.get(k, k) in MOE_SIZE_FIELDS and d[k] not in (None, 0))
-        if sized:
-            src = next((k for k, f in fam.renames.items() if f == "n_routed_experts"), "n_routed_experts")
-            raise ConfigError(f"{name}: field '{src}' is {d.get(src)!r} (no routed experts: a dense model) but the "
-                              f"config sizes experts with {', '.join(sized)}")
+
+
+def _check_dense_has_no_expert_sizes(d: dict[str, Any], kw: dict[str, Any], fam: Family, name: str) -> None:
+    """A dense model only when nothing sizes experts (HF DeepSeek-V2: n_routed_experts null = dense MLPs)."""
+    if kw.get("n_routed_experts"):
+        return
+    sized = sorted(k for k in d if fam.renames.get(k, k) in MOE_SIZE_FIELDS and d[k] not in (None, 0))
+    if sized:
+        src = next((k for k, f in fam.renames.items() if f == "n_routed_experts"), "n_routed_experts")
+        raise ConfigError(f"{name}: field '{src}' is {d.get(src)!r} (no routed experts: a dense model) but the "
+                          f"config sizes experts with {', '.join(sized)}")
+
+
+def _normalise_shapes(kw: dict[str, Any], fam: Family, lim: dict[str, int], name: str) -> None:
+    """In place: q_lora_rank 0 as None, layer lists as tuples, GQA's head_dim (derived when absent, limited)."""
     if kw.get("q_lora_rank") == 0:
         kw["q_lora_rank"] = None  # q_lora_rank 0 / null: no query compression (V2-Lite)
     if "mlp_only_layers" in kw:
@@ -467,18 +534,6 @@ def from_dict(raw: dict[str, Any], name: str = "model", *, limits: dict[str, int
         if "head_dim" not in kw:
             kw["head_dim"] = kw["hidden_size"] // kw["num_attention_heads"] if kw["num_attention_heads"] > 0 else 0
         check_limit(name, "head_dim", kw["head_dim"], lim)
-    kw["rope_scaling"] = _rope(d.get("rope_scaling"), name)
-    blk, fmt = _quantization(d.get("quantization_config"), name)
-    if blk is not None:
-        kw["fp8_weight_block"] = blk
-    if fmt:
-        kw["expert_weight_format"] = fmt
-    kw.update(name=name, model_type=str(d.get("model_type")), attention=fam.attention, family=fam.name)
-    kw["extra"] = {k: v for k, v in raw.items() if k not in kw}
-    try:
-        return ModelConfig(**kw)
-    except TypeError as e:  # wrong value types in user input
-        raise ConfigError(f"{name}: {e}") from None
 
 
 def load_model_config(path: str | Path, *, limits: dict[str, int] | None = None) -> ModelConfig:

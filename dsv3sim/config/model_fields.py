@@ -117,31 +117,30 @@ def read_float(name: str, field: str, v: Any) -> float:
     return f
 
 
-def read_bool(name: str, field: str, v: Any) -> bool:
-    if not isinstance(v, bool):
-        raise ConfigError(f"{name}: field '{field}' must be true or false, got {v!r}")
+def _read_instance(name: str, field: str, v: Any, typ: type, what: str) -> Any:
+    """``v`` itself when it is a ``typ``; otherwise one line saying the field must be ``what``."""
+    if not isinstance(v, typ):
+        raise ConfigError(f"{name}: field '{field}' must be {what}, got {v!r}")
     return v
+
+
+def read_bool(name: str, field: str, v: Any) -> bool:
+    return _read_instance(name, field, v, bool, "true or false")
 
 
 def read_str(name: str, field: str, v: Any) -> str:
-    if not isinstance(v, str):
-        raise ConfigError(f"{name}: field '{field}' must be a string, got {v!r}")
-    return v
+    return _read_instance(name, field, v, str, "a string")
 
 
 def read_dict(name: str, field: str, v: Any) -> dict:
     """A JSON object, or null (-> {})."""
     if v is None:
         return {}
-    if not isinstance(v, dict):
-        raise ConfigError(f"{name}: field '{field}' must be an object or null, got {v!r}")
-    return v
+    return _read_instance(name, field, v, dict, "an object or null")
 
 
 def read_list(name: str, field: str, v: Any) -> list:
-    if not isinstance(v, list):
-        raise ConfigError(f"{name}: field '{field}' must be a list, got {v!r}")
-    return v
+    return _read_instance(name, field, v, list, "a list")
 
 
 def read_value(name: str, field: str, v: Any, kind: str) -> Any:
