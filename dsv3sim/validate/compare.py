@@ -34,49 +34,75 @@ def measured_steps(train: list[dict]) -> list[float]:
     return [max(x) for x in zip(*[r["step_s"] for r in train])]
 
 
-def build_result(spec, train: list[dict], calib: list[dict], pred: dict, *, out_dir: Path,
-                 wall_s: float) -> dict:
-    steps = measured_steps(train)
-    meas = statistics.median(steps)
-    pstep = pred["predicted_step_s"]
+def _measured_components(train: list[dict]) -> dict[str, float]:
+    """Per-step component time of the run, mean over ranks; ``other`` = mean step - the timed spans."""
     n = len(train)
     mcomp: dict[str, float] = defaultdict(float)
     for r in train:
         for k, v in r["component_s_per_step"].items():
             mcomp[k] += v / n
     mcomp["other"] = statistics.fmean(statistics.fmean(r["step_s"]) for r in train) - sum(mcomp.values())
+    return mcomp
+
+
+def _predicted_components(pred: dict) -> dict[str, float]:
+    """The model's components regrouped as the run times them (``other``, ``allreduce`` with its wait)."""
     pcomp = dict(pred["components_mean_over_ranks"])
     pcomp["other"] = sum(pcomp.pop(k, 0.0) for k in UNTIMED_IN_RUN)
     if any(k in pcomp for k in IN_RUN_ALLREDUCE):
         pcomp["allreduce"] = sum(pcomp.pop(k, 0.0) for k in IN_RUN_ALLREDUCE)
+    return pcomp
+
+
+def _component_rows(mcomp: dict[str, float], pcomp: dict[str, float]) -> list[dict]:
     names = [k for k in ("embed(F)", "attn(F)", "mlp(F)", "shared(F)", "gate(F)", "layout(F)", "dispatch(F)",
                          "combine(F)", "head(F)", "attn(B)", "mlp(B)", "shared(B)", "dispatch(B)", "combine(B)",
                          "p2p_wait", "allreduce", "optim", "other") if k in mcomp or k in pcomp]
-    comps = [dict(name=k, measured_s=mcomp.get(k, 0.0), predicted_s=pcomp.get(k, 0.0),
-                  error=(pcomp.get(k, 0.0) - mcomp[k]) / mcomp[k] if mcomp.get(k) else None) for k in names]
-    a2a = {str(r["rank"]): dict(r["bytes_per_step"]) for r in train}
-    # algorithmic bandwidth of each all-to-all kind, as DeepEP's tests report it: bytes a rank moved off-rank
-    # / the time it spent in that all-to-all (waits for peers included), mean over ranks
+    return [dict(name=k, measured_s=mcomp.get(k, 0.0), predicted_s=pcomp.get(k, 0.0),
+                 error=(pcomp.get(k, 0.0) - mcomp[k]) / mcomp[k] if mcomp.get(k) else None) for k in names]
+
+
+def _a2a_bandwidth(train: list[dict]) -> dict[str, float]:
+    """Algorithmic bandwidth (GB/s) of each all-to-all kind, as DeepEP's tests report it: bytes a rank moved
+    off-rank / the time it spent in that all-to-all (waits for peers included), mean over ranks."""
     bw = {}
     for k in ("dispatch(F)", "combine(F)", "dispatch(B)", "combine(B)"):
         vals = [r["bytes_per_step"][k] / r["component_s_per_step"][k] for r in train
                 if r["bytes_per_step"].get(k) and r["component_s_per_step"].get(k)]
         if vals:
             bw[k] = statistics.fmean(vals) / 1e9
+    return bw
+
+
+def _scenario(spec) -> dict:
+    return {"name": f"validate {spec.model} nproc={spec.nproc} ep={spec.ep} pp={spec.pp} dp={spec.dp}",
+            "model": spec.model, "device": spec.device, "nproc": spec.nproc, "nnodes": spec.nnodes,
+            "world_size": spec.world_size, "ep": spec.ep, "pp": spec.pp, "dp": spec.dp,
+            "schedule": spec.schedule, "microbatches": spec.n_microbatches, "micro_batch": spec.micro_batch,
+            "seq_len": spec.seq_len, "fp8_dispatch": spec.fp8, "fp8_compute": spec.fp8_compute,
+            "gpus_per_node": spec.node_size,
+            "steps": spec.steps, "warmup": spec.warmup, "threads_per_rank": spec.threads}
+
+
+def _validation_rows(spec, pstep: float, meas: float, comps: list[dict]) -> list[dict]:
     src = f"real {spec.device} run, {spec.world_size} ranks (torchrun)"
     rows = [dict(name="step time", predicted=pstep, measured=meas, unit="s", source=src)]
     rows += [dict(name=c["name"], predicted=c["predicted_s"], measured=c["measured_s"], unit="s", source=src)
              for c in comps if c["measured_s"] > 0]
+    return rows
+
+
+def build_result(spec, train: list[dict], calib: list[dict], pred: dict, *, out_dir: Path,
+                 wall_s: float) -> dict:
+    steps = measured_steps(train)
+    meas = statistics.median(steps)
+    pstep = pred["predicted_step_s"]
+    comps = _component_rows(_measured_components(train), _predicted_components(pred))
+    a2a = {str(r["rank"]): dict(r["bytes_per_step"]) for r in train}
     r0 = next(r for r in train if r["rank"] == 0)
     return {
         "kind": "validation",
-        "scenario": {"name": f"validate {spec.model} nproc={spec.nproc} ep={spec.ep} pp={spec.pp} dp={spec.dp}",
-                     "model": spec.model, "device": spec.device, "nproc": spec.nproc, "nnodes": spec.nnodes,
-                     "world_size": spec.world_size, "ep": spec.ep, "pp": spec.pp, "dp": spec.dp,
-                     "schedule": spec.schedule, "microbatches": spec.n_microbatches, "micro_batch": spec.micro_batch,
-                     "seq_len": spec.seq_len, "fp8_dispatch": spec.fp8, "fp8_compute": spec.fp8_compute,
-                     "gpus_per_node": spec.node_size,
-                     "steps": spec.steps, "warmup": spec.warmup, "threads_per_rank": spec.threads},
+        "scenario": _scenario(spec),
         "measured_step_s": meas,
         "predicted_step_s": pstep,
         "error": (pstep - meas) / meas,
@@ -87,7 +113,7 @@ def build_result(spec, train: list[dict], calib: list[dict], pred: dict, *, out_
         "scenario_path": pred["scenario_path"],
         "component_table": pred["component_table"],
         "a2a_bytes_per_rank_per_step": a2a,
-        "a2a_bandwidth_GBps": bw,
+        "a2a_bandwidth_GBps": _a2a_bandwidth(train),
         "prediction_method": pred["prediction_method"],
         "model_source": r0["model_source"],
         "schedule_source": r0["schedule_source"],
@@ -97,7 +123,7 @@ def build_result(spec, train: list[dict], calib: list[dict], pred: dict, *, out_
         "measured_trace": "measured_timeline.trace.json",
         "timeline": {"per_rank": {str(r): [dict(e, stream=stream_of(e["name"])) for e in evs]
                                   for r, evs in pred["events_last_step"].items()}},
-        "validation": rows,
+        "validation": _validation_rows(spec, pstep, meas, comps),
         "out_dir": str(out_dir),
         "wall_s": wall_s,
     }

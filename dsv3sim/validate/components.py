@@ -91,47 +91,8 @@ def profile_components(cfg, spec, device: torch.device, sync, rank: int = 0, *, 
         fn_, ff = mat(dense.ffn_norm), mat(dense.ffn)
         prof("mlp_dense", lambda x: ff(fn_(x)))
     if moe is not None:
-        K, E = cfg.num_experts_per_tok, cfg.n_routed_experts
-        Er = E // spec.ep
-        # this rank's expert module exactly as the run calls it; above MAX_PROFILED_EXPERTS a slice of that many
-        # is timed and scaled by Er / n (a grouped GEMM's time is a sum over its experts at equal rows)
-        n_prof = min(Er, MAX_PROFILED_EXPERTS)
-        exs = mat(moe.expert_slice(0, n_prof))
-        scale = Er / n_prof
-        mean_rows = max(T * K // E, 1)  # rows per expert with balanced routing
-        per = sorted({mean_rows // 4 or 1, mean_rows, 4 * mean_rows})
-        pts, rel_f, rel_b = [], [], []
-        for r in per:
-            s = _summary(*_samples(lambda x, r=r: exs(x, [r] * n_prof),
-                                   lambda r=r: torch.randn(r * n_prof, D, dtype=dtype, device=device), reps, sync,
-                                   wait),
-                         bwd_start)
-            s["F"], s["B"] = s["F"] * scale, s["B"] * scale
-            s["F_s"], s["B_s"] = [x * scale for x in s["F_s"]], [x * scale for x in s["B_s"]]
-            pts.append((r * Er, s["F"], s["B"]))
-            rel_f += [x / s["F"] for x in s["F_s"]] if s["F"] else []
-            rel_b += [x / s["B"] for x in s["B_s"]] if s["B"] else []
-        fF, fB = fit([p[0] for p in pts], [p[1] for p in pts]), fit([p[0] for p in pts], [p[2] for p in pts])
-        out["expert"] = {"fwd": {"a_s": fF.alpha_s, "b_s_per_row": 1.0 / fF.beta_Bps},
-                         "bwd": {"a_s": fB.alpha_s, "b_s_per_row": 1.0 / fB.beta_Bps},
-                         "F_rel": rel_f, "B_rel": rel_b, "points": pts, "local_experts": Er}
-        fn_ = mat(moe.ffn_norm)
-        if moe.shared is not None:
-            sh = mat(moe.shared)
-            prof("shared", lambda x: sh(x.view(T, D)))
-        gw = torch.nn.Parameter(torch.randn(moe.gate_weight.shape, device=device, dtype=dtype) * 0.02)
-        gb = moe.gate_bias.to(device) if moe.gate_bias is not None else None
-
-        def gate_work(x: torch.Tensor) -> torch.Tensor:
-            x2 = fn_(x).view(T, D)
-            idx, w = route(x2, gw, gb, cfg, n_nodes=1, m_nodes=1)
-            flat = idx.reshape(-1)
-            order = torch.argsort(flat, stable=True)
-            tok = torch.div(order, K, rounding_mode="floor")
-            torch.bincount(flat[order] // max(E // spec.ep, 1), minlength=spec.ep).tolist()
-            y = x2[tok]
-            return torch.zeros_like(x2).index_add(0, tok, y * w.reshape(-1)[order].unsqueeze(1))
-        prof("gate", gate_work)
+        out["expert"] = _profile_experts(cfg, spec, moe, mat, T, dtype, device, reps, sync, wait, bwd_start)
+        _profile_shared_and_gate(cfg, spec, moe, mat, prof, T, dtype, device)
     head = mat(parts.head)
     labels = torch.randint(0, cfg.vocab_size, (B, S), device=device)
     prof("head", lambda x: F.cross_entropy(head(x).float().flatten(0, 1), labels.flatten()))
@@ -143,6 +104,58 @@ def profile_components(cfg, spec, device: torch.device, sync, rank: int = 0, *, 
     dense_p, expert_p = rank_params(parts, cfg, spec, rank)
     out["optim"] = _optim(dense_p + expert_p, device, dtype, sync, reps, wait_s=WAIT_S if spec.world_size > 1 else 0)
     return out
+
+
+def _profile_experts(cfg, spec, moe, mat, T: int, dtype, device, reps: int, sync, wait: float,
+                     bwd_start: float) -> dict:
+    """This rank's expert module exactly as the run calls it, at three rows-per-expert points around balanced
+    routing, fitted to a + b * rows (forward and backward); above MAX_PROFILED_EXPERTS a slice of that many is
+    timed and scaled by Er / n (a grouped GEMM's time is a sum over its experts at equal rows)."""
+    K, E, D = cfg.num_experts_per_tok, cfg.n_routed_experts, cfg.hidden_size
+    Er = E // spec.ep
+    n_prof = min(Er, MAX_PROFILED_EXPERTS)
+    exs = mat(moe.expert_slice(0, n_prof))
+    scale = Er / n_prof
+    mean_rows = max(T * K // E, 1)  # rows per expert with balanced routing
+    per = sorted({mean_rows // 4 or 1, mean_rows, 4 * mean_rows})
+    pts, rel_f, rel_b = [], [], []
+    for r in per:
+        s = _summary(*_samples(lambda x, r=r: exs(x, [r] * n_prof),
+                               lambda r=r: torch.randn(r * n_prof, D, dtype=dtype, device=device), reps, sync,
+                               wait),
+                     bwd_start)
+        s["F"], s["B"] = s["F"] * scale, s["B"] * scale
+        s["F_s"], s["B_s"] = [x * scale for x in s["F_s"]], [x * scale for x in s["B_s"]]
+        pts.append((r * Er, s["F"], s["B"]))
+        rel_f += [x / s["F"] for x in s["F_s"]] if s["F"] else []
+        rel_b += [x / s["B"] for x in s["B_s"]] if s["B"] else []
+    fF, fB = fit([p[0] for p in pts], [p[1] for p in pts]), fit([p[0] for p in pts], [p[2] for p in pts])
+    return {"fwd": {"a_s": fF.alpha_s, "b_s_per_row": 1.0 / fF.beta_Bps},
+            "bwd": {"a_s": fB.alpha_s, "b_s_per_row": 1.0 / fB.beta_Bps},
+            "F_rel": rel_f, "B_rel": rel_b, "points": pts, "local_experts": Er}
+
+
+def _profile_shared_and_gate(cfg, spec, moe, mat, prof, T: int, dtype, device) -> None:
+    """The shared expert (when the model has one) and the gate with the run's token permutation around it,
+    profiled through ``prof`` (which records them under "shared" and "gate")."""
+    K, E, D = cfg.num_experts_per_tok, cfg.n_routed_experts, cfg.hidden_size
+    fn_ = mat(moe.ffn_norm)
+    if moe.shared is not None:
+        sh = mat(moe.shared)
+        prof("shared", lambda x: sh(x.view(T, D)))
+    gw = torch.nn.Parameter(torch.randn(moe.gate_weight.shape, device=device, dtype=dtype) * 0.02)
+    gb = moe.gate_bias.to(device) if moe.gate_bias is not None else None
+
+    def gate_work(x: torch.Tensor) -> torch.Tensor:
+        x2 = fn_(x).view(T, D)
+        idx, w = route(x2, gw, gb, cfg, n_nodes=1, m_nodes=1)
+        flat = idx.reshape(-1)
+        order = torch.argsort(flat, stable=True)
+        tok = torch.div(order, K, rounding_mode="floor")
+        torch.bincount(flat[order] // max(E // spec.ep, 1), minlength=spec.ep).tolist()
+        y = x2[tok]
+        return torch.zeros_like(x2).index_add(0, tok, y * w.reshape(-1)[order].unsqueeze(1))
+    prof("gate", gate_work)
 
 
 def _glue(cfg, spec, parts, mat, hid, reps: int, sync, wait: float, comps: dict, bwd_start: float) -> dict:
