@@ -225,8 +225,27 @@ def load(model, path: str | Path, *, strict: bool = True) -> list[str]:
                              for k in expected if k not in hdr})
         if sd_missing:
             raise ConfigError(f"checkpoint {path} lacks {len(sd_missing)} tensor(s), e.g. {sd_missing[:5]}")
-    raw = _read(files)
+    tensors = _decoded(path, _read(files), expected)
     L = model.cfg.num_hidden_layers
+    sd = model.state_dict()
+    new, missing = _to_model_names(sd, tensors, L)
+    _keep_differing_mtp_copies(model, tensors, new, L)
+    if strict and missing:
+        raise ConfigError(f"checkpoint {path} lacks {len(missing)} tensor(s), e.g. {missing[:5]}")
+    for name, t in new.items():
+        if tuple(t.shape) != tuple(sd[name].shape):
+            raise ConfigError(f"{name}: checkpoint shape {tuple(t.shape)} != model shape {tuple(sd[name].shape)}")
+    with torch.no_grad():
+        params = dict(model.named_parameters())
+        params.update(dict(model.named_buffers()))
+        for name, t in new.items():
+            params[name].copy_(t.to(params[name].dtype))
+    return sorted(tensors)
+
+
+def _decoded(path: Path, raw: dict[str, torch.Tensor], expected: dict[str, tuple[int, ...]]) -> dict[str, torch.Tensor]:
+    """The file's tensors with FP8 weights dequantised by their (finite, positive) ``_scale_inv`` (the scales
+    themselves dropped); the model's weights refused when they hold NaN/inf."""
     tensors: dict[str, torch.Tensor] = {}
     for k, t in raw.items():
         if k.endswith("_scale_inv") and k[: -len("_scale_inv")] in raw:
@@ -240,7 +259,13 @@ def load(model, path: str | Path, *, strict: bool = True) -> list[str]:
             n_bad = int((~torch.isfinite(t)).sum())
             raise ConfigError(f"checkpoint {path}: {k} holds {n_bad} NaN/inf value(s)")
         tensors[k] = t
-    sd = model.state_dict()
+    return tensors
+
+
+def _to_model_names(sd: dict[str, torch.Tensor], tensors: dict[str, torch.Tensor],
+                    L: int) -> tuple[dict[str, torch.Tensor], list[str]]:
+    """The model's state-dict entries taken (popped) from the HF-named ``tensors``: per-expert weights stacked
+    into the model's grouped expert tensors. Returns them and the HF names the file lacks."""
     new: dict[str, torch.Tensor] = {}
     missing = []
     for name, ref in sd.items():
@@ -258,23 +283,18 @@ def load(model, path: str | Path, *, strict: bool = True) -> list[str]:
             new[name] = tensors.pop(hf)
         else:
             missing.append(hf)
+    return new, missing
+
+
+def _keep_differing_mtp_copies(model, tensors: dict[str, torch.Tensor], new: dict[str, torch.Tensor],
+                               L: int) -> None:
+    """MTP modules' embedding/head copies are dropped from ``tensors`` when they equal the shared tensors."""
     for k in range(len(model.mtp)):
         for copy, shared in ((f"model.layers.{L + k}.embed_tokens.weight", "embed_tokens.weight"),
                              (f"model.layers.{L + k}.shared_head.head.weight", "lm_head.weight")):
             t = tensors.pop(copy, None)
             if t is not None and shared in new and not torch.equal(t.to(new[shared].dtype), new[shared]):
                 tensors[copy] = t  # differs from the shared tensor: reported as unused (this model shares, V3 §2.2)
-    if strict and missing:
-        raise ConfigError(f"checkpoint {path} lacks {len(missing)} tensor(s), e.g. {missing[:5]}")
-    for name, t in new.items():
-        if tuple(t.shape) != tuple(sd[name].shape):
-            raise ConfigError(f"{name}: checkpoint shape {tuple(t.shape)} != model shape {tuple(sd[name].shape)}")
-    with torch.no_grad():
-        params = dict(model.named_parameters())
-        params.update(dict(model.named_buffers()))
-        for name, t in new.items():
-            params[name].copy_(t.to(params[name].dtype))
-    return sorted(tensors)
 
 
 save_checkpoint = save

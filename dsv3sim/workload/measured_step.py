@@ -243,6 +243,11 @@ def _check(scn: Scenario, t: dict) -> str | None:
     return None
 
 
+def _rank_of(d: int, p: int, e: int, pp: int, ep: int) -> int:
+    """validate's layout: EP innermost, then PP, then DP."""
+    return (d * pp + p) * ep + e
+
+
 def simulate_measured(scn: Scenario) -> TrainingResult | Infeasible:
     t_wall = time.perf_counter()
     w = scn.workload
@@ -252,60 +257,77 @@ def simulate_measured(scn: Scenario) -> TrainingResult | Infeasible:
     if bad:
         return Infeasible(scenario=scn.name, kind="training", reason=bad)
     tr = Transport(scn.topology)
-    pp, dp, ep = t["pp"], t["dp"], t["ep"]
+    pp, dp = t["pp"], t["dp"]
     ranks = {int(k): v for k, v in t["ranks"].items()}
-    fp8 = w.dispatch_dtype == "fp8"
     sched = generate(w.schedule, pp, scn.microbatches)
     act_bytes = t["tokens_per_microbatch"] * t["hidden"] * t["elt_bytes"]
     hop = tr.time("p2p", act_bytes) if pp > 1 else 0.0
-
-    def rank_of(d: int, p: int, e: int) -> int:  # validate's layout: EP innermost, then PP, then DP
-        return (d * pp + p) * ep + e
-
     comp: dict[str, float] = defaultdict(float)
     end: dict[int, float] = {}
     tail: dict[int, float] = {}  # per rank: sum of squared component times since it last met the all-reduce members
     spans, makespans = {}, []
     for d in range(dp):
-        cache: dict = {}
-
-        def chunk(p: int, a, d=d, cache=cache) -> float:
-            key = (p, str(a))
-            if key not in cache:
-                lanes = _Lanes([ranks[rank_of(d, p, e)] for e in range(ep)])
-                for o in a.ops:
-                    if o.kind != "W":
-                        _run_op(t, lanes, tr, sched.stage_of(p, o.chunk), "F" if o.kind == "F" else "B", d, fp8)
-                cache[key] = (max(lanes.clock), lanes)
-            return cache[key][0]
-
-        ex = execute(sched, chunk, p2p_latency=hop)
+        ex = _simulate_replica(t, sched, tr, ranks, d, hop, w.dispatch_dtype == "fp8", comp, end, tail)
         makespans.append(ex.makespan)
         spans[d] = ex.spans
-        for p, acts in sched.actions.items():
-            busy = 0.0
-            sq = [0.0] * ep
-            for a in acts:
-                _, lanes = cache[(p, str(a))]
-                busy += max(lanes.clock)
-                sq = [x + y for x, y in zip(sq, lanes.sq)]
-                for k, v in lanes.comp.items():
-                    comp[k] += v
-            last = cache[(p, str(acts[-1]))][1]
-            fin = ex.spans[p][-1].end
-            for e in range(ep):
-                r = rank_of(d, p, e)
-                end[r] = fin
-                tail[r] = sq[e] if dp > 1 else last.since_sq[e]
-            if pp > 1:
-                comp["p2p_wait"] += ep * (fin - busy)
-    # DP: every stage's ranks (all replicas and EP ranks; DualPipe: + the mirrored stage) all-reduce gradients
+    _dp_allreduce(t, sched, ranks, comp, end, tail)
+    for r, x in ranks.items():
+        comp["optim"] += x["optim_s"]
+        end[r] += x["optim_s"]
+    return _result(scn, t, tr, comp, end, spans, makespans, len(ranks), t_wall)
+
+
+def _simulate_replica(t: dict, sched, tr: Transport, ranks: dict, d: int, hop: float, fp8: bool,
+                      comp: dict[str, float], end: dict[int, float], tail: dict[int, float]):
+    """Pipeline replica ``d``: every (stage, action) chunk run on its EP ranks' lanes, the schedule executed over
+    them. Adds its components to ``comp``, sets its ranks' ``end`` and squared-time ``tail``; returns the
+    execution (spans, makespan)."""
+    pp, dp, ep = t["pp"], t["dp"], t["ep"]
+    cache: dict = {}
+
+    def chunk(p: int, a) -> float:
+        key = (p, str(a))
+        if key not in cache:
+            lanes = _Lanes([ranks[_rank_of(d, p, e, pp, ep)] for e in range(ep)])
+            for o in a.ops:
+                if o.kind != "W":
+                    _run_op(t, lanes, tr, sched.stage_of(p, o.chunk), "F" if o.kind == "F" else "B", d, fp8)
+            cache[key] = (max(lanes.clock), lanes)
+        return cache[key][0]
+
+    ex = execute(sched, chunk, p2p_latency=hop)
+    for p, acts in sched.actions.items():
+        busy = 0.0
+        sq = [0.0] * ep
+        for a in acts:
+            _, lanes = cache[(p, str(a))]
+            busy += max(lanes.clock)
+            sq = [x + y for x, y in zip(sq, lanes.sq)]
+            for k, v in lanes.comp.items():
+                comp[k] += v
+        last = cache[(p, str(acts[-1]))][1]
+        fin = ex.spans[p][-1].end
+        for e in range(ep):
+            r = _rank_of(d, p, e, pp, ep)
+            end[r] = fin
+            tail[r] = sq[e] if dp > 1 else last.since_sq[e]
+        if pp > 1:
+            comp["p2p_wait"] += ep * (fin - busy)
+    return ex
+
+
+def _dp_allreduce(t: dict, sched, ranks: dict, comp: dict[str, float], end: dict[int, float],
+                  tail: dict[int, float]) -> None:
+    """DP: every stage's ranks (all replicas and EP ranks; DualPipe: + the mirrored stage) all-reduce gradients.
+    The group starts when its expected-latest member arrives (each rank's end plus its jitter over the time since
+    it last met the group, times the expected max of that many normals); moves ``end`` past the sync."""
+    pp, dp, ep = t["pp"], t["dp"], t["ep"]
     mirror = sched.layout == "bidirectional"
     for p in range(pp):
         if mirror and p > pp - 1 - p:
             continue
         peers = sorted({p, pp - 1 - p}) if mirror else [p]
-        grp = [rank_of(d, q, e) for q in peers for d in range(dp) for e in range(ep)]
+        grp = [_rank_of(d, q, e, pp, ep) for q in peers for d in range(dp) for e in range(ep)]
         if len(grp) < 2:
             continue
         cv = statistics.fmean(ranks[r]["cv"] for r in grp)
@@ -316,10 +338,12 @@ def simulate_measured(scn: Scenario) -> TrainingResult | Infeasible:
             comp["allreduce_wait"] += t0 - end[r]
             comp["allreduce"] += sync
             end[r] = t0 + sync
-    for r, x in ranks.items():
-        comp["optim"] += x["optim_s"]
-        end[r] += x["optim_s"]
-    n = len(ranks)
+
+
+def _result(scn: Scenario, t: dict, tr: Transport, comp: dict[str, float], end: dict[int, float], spans: dict,
+            makespans: list[float], n: int, t_wall: float) -> TrainingResult:
+    w = scn.workload
+    pp, dp, ep = t["pp"], t["dp"], t["ep"]
     components = {k: v / n for k, v in comp.items()}
     step = max(end.values())
     tokens = w.global_batch_sequences * w.seq_len
