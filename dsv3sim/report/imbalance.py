@@ -26,76 +26,102 @@ MAX_FILE_BYTES = 20 * 2 ** 20
 WORST_KEYS = ("max_over_mean_worst", VALUE, "values")
 
 
+def _steps_for(d: dict, ys: list) -> list:
+    st = d.get("step", d.get("steps"))
+    return st if isinstance(st, list) and len(st) == len(ys) else list(range(len(ys)))
+
+
+def _numbers(v) -> bool:
+    return isinstance(v, list) and bool(v) and all(num(x) is not None for x in v)
+
+
+def _rows(v) -> bool:
+    return isinstance(v, list) and bool(v) and all(isinstance(r, dict) for r in v)
+
+
 def _pair(v) -> tuple[list, list] | None:
-    if isinstance(v, list) and v and all(num(x) is not None for x in v):
+    if _numbers(v):
         return list(range(len(v))), [num(x) for x in v]
-    if isinstance(v, list) and v and all(isinstance(r, dict) for r in v):
+    if _rows(v):
         pts = [(num(r.get("step")), num(r.get(VALUE, r.get("value")))) for r in v]
         pts = [(s, y) for s, y in pts if s is not None and y is not None]
         return ([s for s, _ in pts], [y for _, y in pts]) if pts else None
     if isinstance(v, dict):
         ys = v.get(VALUE, v.get("values", v.get("value")))
         if isinstance(ys, list) and ys:
-            st = v.get("step", v.get("steps"))
-            st = st if isinstance(st, list) and len(st) == len(ys) else list(range(len(ys)))
-            return [num(s) for s in st], [num(y) for y in ys]
+            return [num(s) for s in _steps_for(v, ys)], [num(y) for y in ys]
     return None
 
 
-def extract(obj) -> dict[str, tuple[list, list]]:
-    """{mode: (steps, values)} from any of the shapes in the module docstring."""
-    out: dict[str, tuple[list, list]] = {}
-    if isinstance(obj, list) and obj and all(isinstance(r, dict) for r in obj):
-        if any(k in obj[0] for k in MODE_KEYS):
-            by: dict[str, list] = {}
-            for r in obj:
-                m = next((str(r[k]) for k in MODE_KEYS if k in r), "series")
-                by.setdefault(m, []).append(r)
-            for m, rs in by.items():
-                p = _pair(rs)
-                if p:
-                    out[m] = p
-            return out
-        p = _pair(obj)
+def _from_rows(rows: list[dict]) -> dict[str, tuple[list, list]]:
+    """A list of {"step", mode key, value} rows: one series per mode (or one unnamed series)."""
+    if not any(k in rows[0] for k in MODE_KEYS):
+        p = _pair(rows)
         return {"series": p} if p else {}
-    if not isinstance(obj, dict):
-        return out
-    if isinstance(obj.get("runs"), list):  # dsv3sim.trace.imbalance.imbalance_from_files
-        for i, run in enumerate(obj["runs"]):
-            if not isinstance(run, dict):
-                continue
-            ys = next((run[k] for k in WORST_KEYS if isinstance(run.get(k), list)), None)
-            if not ys:
-                continue
-            st = run.get("step", run.get("steps"))
-            st = st if isinstance(st, list) and len(st) == len(ys) else list(range(len(ys)))
-            label = str(run.get("label") or run.get("balance") or f"run {i}")
-            label = label if label not in out else f"{label} ({i})"
-            out[label] = ([num(x) for x in st], [num(y) for y in ys])
-            yw = run.get("max_over_mean_worst_windowed")
-            if isinstance(yw, list) and len(yw) == len(ys):  # loads summed over a window of steps
-                out[f"{label} (windowed)"] = ([num(x) for x in st], [num(y) for y in yw])
-        if out:
-            return out
-    mode = next((str(obj[k]) for k in MODE_KEYS if isinstance(obj.get(k), str)), None)
-    if mode and _pair(obj):
-        return {mode: _pair(obj)}
+    by: dict[str, list] = {}
+    for r in rows:
+        by.setdefault(next((str(r[k]) for k in MODE_KEYS if k in r), "series"), []).append(r)
+    return {m: p for m, rs in by.items() if (p := _pair(rs))}
+
+
+def _from_runs(runs: list) -> dict[str, tuple[list, list]]:
+    """``imbalance_from_files`` output: the worst layer per step of each run, and its windowed series."""
+    out: dict[str, tuple[list, list]] = {}
+    for i, run in enumerate(runs):
+        ys = next((run[k] for k in WORST_KEYS if isinstance(run.get(k), list)), None) if isinstance(run, dict) else None
+        if not ys:
+            continue
+        st = [num(x) for x in _steps_for(run, ys)]
+        label = str(run.get("label") or run.get("balance") or f"run {i}")
+        label = label if label not in out else f"{label} ({i})"
+        out[label] = (st, [num(y) for y in ys])
+        yw = run.get("max_over_mean_worst_windowed")
+        if isinstance(yw, list) and len(yw) == len(ys):  # loads summed over a window of steps
+            out[f"{label} (windowed)"] = (st, [num(y) for y in yw])
+    return out
+
+
+def _from_nested(obj: dict) -> dict[str, tuple[list, list]]:
+    """The series under one of the grouping keys ("series", "modes", ...), if any."""
     for k in ("series", "modes", "by_mode", "curves", VALUE):
-        if isinstance(obj.get(k), (dict, list)):
-            sub = extract(obj[k]) if isinstance(obj[k], dict) else ({"series": _pair(obj[k])} if _pair(obj[k]) else {})
-            if sub:
-                return sub
+        v = obj.get(k)
+        if isinstance(v, dict):
+            sub = extract(v)
+        elif isinstance(v, list):
+            sub = {"series": p} if (p := _pair(v)) else {}
+        else:
+            continue
+        if sub:
+            return sub
+    return {}
+
+
+def _from_columns(obj: dict) -> dict[str, tuple[list, list]]:
+    """{"step": [...], mode: [values]} columns, or {mode: series of any shape}."""
+    out: dict[str, tuple[list, list]] = {}
     steps = obj.get("step", obj.get("steps"))
     for k, v in obj.items():
         if k in ("step", "steps"):
             continue
-        if isinstance(v, list) and isinstance(steps, list) and len(v) == len(steps) and all(num(x) is not None for x in v):
+        if _numbers(v) and isinstance(steps, list) and len(v) == len(steps):
             out[k] = ([num(s) for s in steps], [num(x) for x in v])
-        else:
-            p = _pair(v)
-            if p and (isinstance(v, dict) or k not in MODE_KEYS):
-                out[k] = p
+        elif (p := _pair(v)) and (isinstance(v, dict) or k not in MODE_KEYS):
+            out[k] = p
     return out
+
+
+def extract(obj) -> dict[str, tuple[list, list]]:
+    """{mode: (steps, values)} from any of the shapes in the module docstring."""
+    if _rows(obj):
+        return _from_rows(obj)
+    if not isinstance(obj, dict):
+        return {}
+    if isinstance(obj.get("runs"), list) and (runs := _from_runs(obj["runs"])):
+        return runs
+    mode = next((str(obj[k]) for k in MODE_KEYS if isinstance(obj.get(k), str)), None)
+    if mode and (p := _pair(obj)):
+        return {mode: p}
+    return _from_nested(obj) or _from_columns(obj)
 
 
 def from_traces_dir(d: Path | None) -> tuple[dict[str, tuple[list, list]], list[str]]:
