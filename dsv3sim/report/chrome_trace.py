@@ -103,48 +103,61 @@ def is_torch_profiler(data: dict) -> bool:
         isinstance(e, dict) and e.get("cat") in GPU_CATS | CPU_CATS for e in ev[:2000])
 
 
+def _lane_names(events: list[dict]) -> tuple[dict[Any, str], dict[tuple, str]]:
+    """Process and thread names from the metadata ("M") events."""
+    pnames: dict[Any, str] = {}
+    tnames: dict[tuple, str] = {}
+    for e in events:
+        nm = (e.get("args") or {}).get("name") if e.get("ph") == "M" else None
+        if nm is None:
+            continue
+        if e.get("name") == "process_name":
+            pnames[e.get("pid")] = str(nm)
+        elif e.get("name") == "thread_name":
+            tnames[(e.get("pid"), e.get("tid"))] = str(nm)
+    return pnames, tnames
+
+
+def _raw_slices(events: list[dict]) -> list[tuple[Any, Any, str, float, float, str]]:
+    """(pid, tid, name, ts_us, dur_us, cat) of complete ("X") events and matched begin/end ("B"/"E") pairs."""
+    raw: list[tuple[Any, Any, str, float, float, str]] = []
+    stacks: dict[tuple, list[dict]] = {}
+    for e in (e for e in events if "ts" in e):
+        ph = e.get("ph")
+        if ph == "X":
+            raw.append((e.get("pid"), e.get("tid"), str(e.get("name", "")), float(e["ts"]),
+                        float(e.get("dur", 0.0)), str(e.get("cat", ""))))
+        elif ph == "B":
+            stacks.setdefault((e.get("pid"), e.get("tid")), []).append(e)
+        elif ph == "E" and (st := stacks.get((e.get("pid"), e.get("tid")))):
+            b = st.pop()
+            raw.append((b.get("pid"), b.get("tid"), str(b.get("name", e.get("name", ""))), float(b["ts"]),
+                        float(e["ts"]) - float(b["ts"]), str(b.get("cat", ""))))
+    return raw
+
+
+def _torch_device_slices(raw: list) -> tuple[list, str]:
+    """A torch.profiler trace: its GPU kernels when it has them, else its CPU ops."""
+    gpu = [r for r in raw if r[5] in GPU_CATS]
+    cpu = [r for r in raw if r[5] in CPU_CATS]
+    return (gpu, "torch.profiler (GPU)") if gpu else (cpu or raw, "torch.profiler (CPU)")
+
+
 def read_slices(source: str | Path | dict | list, *, max_slices: int = 50_000) -> tuple[list[Slice], dict]:
     """Slices of a Chrome trace, times rebased to its first event; plus info (kind, kept, dropped, lanes)."""
     data = load_trace(source)
     events = [e for e in data["traceEvents"] if isinstance(e, dict)]
-    torch_like = is_torch_profiler(data)
-    pnames: dict[Any, str] = {}
-    tnames: dict[tuple, str] = {}
-    for e in events:
-        if e.get("ph") == "M":
-            nm = (e.get("args") or {}).get("name")
-            if e.get("name") == "process_name" and nm is not None:
-                pnames[e.get("pid")] = str(nm)
-            elif e.get("name") == "thread_name" and nm is not None:
-                tnames[(e.get("pid"), e.get("tid"))] = str(nm)
-    raw: list[tuple[Any, Any, str, float, float, str]] = []  # pid, tid, name, ts_us, dur_us, cat
-    stacks: dict[tuple, list[dict]] = {}
-    for e in events:
-        ph = e.get("ph")
-        if ph == "X" and "ts" in e:
-            raw.append((e.get("pid"), e.get("tid"), str(e.get("name", "")), float(e["ts"]),
-                        float(e.get("dur", 0.0)), str(e.get("cat", ""))))
-        elif ph == "B" and "ts" in e:
-            stacks.setdefault((e.get("pid"), e.get("tid")), []).append(e)
-        elif ph == "E" and "ts" in e:
-            st = stacks.get((e.get("pid"), e.get("tid")))
-            if st:
-                b = st.pop()
-                raw.append((b.get("pid"), b.get("tid"), str(b.get("name", e.get("name", ""))), float(b["ts"]),
-                            float(e["ts"]) - float(b["ts"]), str(b.get("cat", ""))))
-    kind = "chrome"
-    if torch_like:
-        gpu = [r for r in raw if r[5] in GPU_CATS]
-        cpu = [r for r in raw if r[5] in CPU_CATS]
-        raw, kind = (gpu, "torch.profiler (GPU)") if gpu else (cpu or raw, "torch.profiler (CPU)")
+    pnames, tnames = _lane_names(events)
+    raw, kind = _raw_slices(events), "chrome"
+    if is_torch_profiler(data):
+        raw, kind = _torch_device_slices(raw)
     if not raw:
         return [], {"kind": kind, "kept": 0, "dropped": 0, "lanes": 0}
     t0 = min(r[3] for r in raw)
     raw.sort(key=lambda r: r[3])
     dropped = max(0, len(raw) - max_slices)
-    raw = raw[:max_slices]
     out = []
-    for pid, tid, name, ts, dur, cat in raw:
+    for pid, tid, name, ts, dur, cat in raw[:max_slices]:
         pl = pnames.get(pid, f"pid {pid}")
         tl = tnames.get((pid, tid), str(tid) if isinstance(tid, str) and not tid.isdigit() else f"tid {tid}")
         ann = cat in ("gpu_user_annotation", "user_annotation")  # record_function ranges: a row of their own,

@@ -186,38 +186,32 @@ def kv_rows(names: list[str], budget: float, layers_fraction: float = 1.0) -> tu
     return rows, skipped
 
 
-def kv_section(result: dict, ctx) -> Section:
-    import plotly.graph_objects as go
-
-    sec = Section(key="kvcache", title="KV-cache sizing: MLA vs GQA")
-    names = _model_names(result)
-    if not names:
-        sec.body, sec.present = absent("no model named in this result, so no KV sizing"), False
-        return sec
-    names += [g for g in GQA_REFERENCES if g not in names]
-    sim_kv = _result_kv(result)
+def _kv_budget(result: dict, sim_kv: dict) -> tuple[float, str]:
+    """The KV bytes per GPU to size against, and how it was chosen (from the result, else half the HBM)."""
     budget = num(pick(result, "kv_budget_bytes_per_gpu", "kv_free_bytes_per_gpu", "kv_memory_bytes"))
     if budget is None:
         budget = next((_bytes(k, v) for k, v in sim_kv.items() if "budget" in k and _bytes(k, v)), None)
-    hbm = hbm_bytes(result)
     if budget is not None:
-        how = "KV budget per GPU from the result"
-    else:
-        budget = (hbm or DEFAULT_HBM_BYTES) * 0.5
-        how = (f"KV budget per GPU = half of {'the result GPU' if hbm else 'an H200'}'s "
-               f"{(hbm or DEFAULT_HBM_BYTES) / GiB:.0f} GiB HBM (the rest for weights, activations and buffers; "
-               "an assumption, the same for every model)")
-    lf = num(pick(result, "kv_layers_fraction")) or 1.0
-    rows, skipped = kv_rows(names, budget, lf)
-    if not rows:
-        sec.body, sec.present = absent(f"model configs not loadable: {', '.join(skipped)}"), False
-        return sec
+        return budget, "KV budget per GPU from the result"
+    hbm = hbm_bytes(result) or DEFAULT_HBM_BYTES
+    return hbm * 0.5, (f"KV budget per GPU = half of {'the result GPU' if hbm_bytes(result) else 'an H200'}'s "
+                       f"{hbm / GiB:.0f} GiB HBM (the rest for weights, activations and buffers; "
+                       "an assumption, the same for every model)")
+
+
+def _kv_table(rows: list[dict]) -> str:
     hdr = ["model", "attention", "KV B/token (BF16)", "KV B/token (FP8)", "tokens in budget",
            "max context, batch 1"] + [f"max batch @ {c // 1024}K" for c in CONTEXTS]
     body = [[r["model"], r["attention"], f"{r['bytes_per_token']:,}", f"{r['bytes_per_token_fp8']:,}",
-             f"{r['tokens']:,}", f"{r['max_context_batch1']:,}" + (" (model limit)" if r["tokens"] >
-                                                                     r["model_max_context"] else "")]
+             f"{r['tokens']:,}", f"{r['max_context_batch1']:,}"
+             + (" (model limit)" if r["tokens"] > r["model_max_context"] else "")]
             + [f"{r['batch'][c]:,}" for c in CONTEXTS] for r in rows]
+    return table(hdr, body, set(range(2, len(hdr))))
+
+
+def _kv_figure(rows: list[dict], budget: float):
+    import plotly.graph_objects as go
+
     fig = go.Figure()
     for c in CONTEXTS:
         fig.add_trace(go.Bar(x=[r["model"] for r in rows], y=[r["batch"][c] or None for r in rows],
@@ -226,21 +220,44 @@ def kv_section(result: dict, ctx) -> Section:
     fig.update_layout(barmode="group", title=f"Sequences whose KV cache fits {budget / GiB:.0f} GiB (BF16)",
                       yaxis={"type": "log", "title": "max batch per GPU"}, height=380,
                       margin={"l": 10, "r": 10, "t": 50, "b": 40})
-    sim_html = ""
+    return fig
+
+
+def _kv_simulated(result: dict, sim_kv: dict) -> str:
+    """The simulator's own per-model capacity comparison and KV figures, when the result has them."""
+    html = ""
     cmp = pick(result, "kv_compare_models", depth=2)
     if isinstance(cmp, dict) and cmp and all(isinstance(v, dict) for v in cmp.values()):
         cols: list[str] = []
         for v in cmp.values():
             cols += [k for k, x in v.items() if k not in cols and k != "model" and not isinstance(x, (dict, list))]
         cmp_rows = [[m] + [_fmt_cell(v.get(c)) for c in cols] for m, v in cmp.items()]
-        sim_html += (note("Capacity per node as the simulator computed it (weights in each model's native dtype "
-                          "spread over the node):") + table(["model"] + cols, cmp_rows, set(range(1, len(cols) + 1))))
+        html += (note("Capacity per node as the simulator computed it (weights in each model's native dtype "
+                      "spread over the node):") + table(["model"] + cols, cmp_rows, set(range(1, len(cols) + 1))))
     if sim_kv:
-        sim_html += (note("KV figures of the simulated deployment (from the result):")
-                    + table(["field", "value"], [[k, _fmt_cell(v)] for k, v in sim_kv.items()], {1}))
-    sec.body = sim_html + (note(esc(how) + f"; each GPU caches {lf:g} of the layers (attention data-parallel, as in "
-                     "DeepSeek's decode deployment). Computed from the configs with dsv3sim.cost.kvcache.")
-                + table(hdr, body, set(range(2, len(hdr)))) + figure_html(fig, ctx.fig_id("kv"))
-                + (note("Not loadable: " + esc(", ".join(skipped))) if skipped else ""))
+        html += (note("KV figures of the simulated deployment (from the result):")
+                 + table(["field", "value"], [[k, _fmt_cell(v)] for k, v in sim_kv.items()], {1}))
+    return html
+
+
+def kv_section(result: dict, ctx) -> Section:
+    sec = Section(key="kvcache", title="KV-cache sizing: MLA vs GQA")
+    names = _model_names(result)
+    if not names:
+        sec.body, sec.present = absent("no model named in this result, so no KV sizing"), False
+        return sec
+    names += [g for g in GQA_REFERENCES if g not in names]
+    sim_kv = _result_kv(result)
+    budget, how = _kv_budget(result, sim_kv)
+    lf = num(pick(result, "kv_layers_fraction")) or 1.0
+    rows, skipped = kv_rows(names, budget, lf)
+    if not rows:
+        sec.body, sec.present = absent(f"model configs not loadable: {', '.join(skipped)}"), False
+        return sec
+    sec.body = _kv_simulated(result, sim_kv) + (
+        note(esc(how) + f"; each GPU caches {lf:g} of the layers (attention data-parallel, as in "
+             "DeepSeek's decode deployment). Computed from the configs with dsv3sim.cost.kvcache.")
+        + _kv_table(rows) + figure_html(_kv_figure(rows, budget), ctx.fig_id("kv"))
+        + (note("Not loadable: " + esc(", ".join(skipped))) if skipped else ""))
     sec.n_figures = 1
     return sec
