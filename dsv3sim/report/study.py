@@ -55,32 +55,37 @@ def study_rows(results: list[tuple[str, dict]]) -> list[dict]:
     return rows
 
 
-def study_section(results: list[tuple[str, dict]], ctx) -> Section:
+def _vs(r: dict) -> str:
+    if r["scenario"] == r["baseline"]:
+        return "baseline"
+    return f"{r['vs_baseline'] * 100:+.1f}%" if r["vs_baseline"] is not None else ""
+
+
+def _kind_traces(go, kind: str, mine: list[dict]) -> list:
+    """One kind's bars (throughput vs its baseline) and its infeasible scenarios as crosses on zero."""
+    ok = [r for r in mine if r["vs_baseline"] is not None]
+    traces = [go.Bar(
+        y=[r["scenario"] for r in ok], x=[r["vs_baseline"] * 100 for r in ok], orientation="h", name=kind,
+        marker_color=KIND_COLOUR.get(kind, "#9d755d"), text=[_vs(r) for r in ok],
+        textposition="outside", cliponaxis=False,
+        customdata=[[fmt_si(r["throughput"]), r["unit"], r["latency"], r["limit"]] for r in ok],
+        hovertemplate="%{y}<br>%{customdata[0]} %{customdata[1]} (%{x:+.1f}%)<br>%{customdata[2]}"
+                      "<br>limited by %{customdata[3]}<extra></extra>")]
+    bad = [r for r in mine if r["infeasible"]]
+    if bad:
+        traces.append(go.Scatter(y=[r["scenario"] for r in bad], x=[0] * len(bad), mode="markers",
+                                 marker={"symbol": "x", "color": "#e45756", "size": 11}, name="infeasible",
+                                 hovertext=[r["infeasible"] for r in bad], hoverinfo="text+y"))
+    return traces
+
+
+def _study_figure(rows: list[dict]):
     import plotly.graph_objects as go
 
-    sec = Section(key="study", title=f"Comparison of the {len(results)} scenarios")
-    rows = study_rows(results)
-    bases = {r["kind"]: r["baseline"] for r in rows if r["baseline"]}
-    parts = [note("Throughput of each scenario relative to the baseline of its kind ("
-                  + esc(", ".join(f"{k}: {v}" for k, v in bases.items()))
-                  + "); the last column names what limits its step. Infeasible scenarios keep their reason.")]
     fig = go.Figure()
     for kind in dict.fromkeys(r["kind"] for r in rows):
-        mine = [r for r in rows if r["kind"] == kind]
-        ok = [r for r in mine if r["vs_baseline"] is not None]
-        fig.add_trace(go.Bar(
-            y=[r["scenario"] for r in ok], x=[r["vs_baseline"] * 100 for r in ok], orientation="h", name=kind,
-            marker_color=KIND_COLOUR.get(kind, "#9d755d"),
-            text=["baseline" if r["scenario"] == r["baseline"] else f"{r['vs_baseline'] * 100:+.1f}%" for r in ok],
-            textposition="outside", cliponaxis=False,
-            customdata=[[fmt_si(r["throughput"]), r["unit"], r["latency"], r["limit"]] for r in ok],
-            hovertemplate="%{y}<br>%{customdata[0]} %{customdata[1]} (%{x:+.1f}%)<br>%{customdata[2]}"
-                          "<br>limited by %{customdata[3]}<extra></extra>"))
-        bad = [r for r in mine if r["infeasible"]]
-        if bad:
-            fig.add_trace(go.Scatter(y=[r["scenario"] for r in bad], x=[0] * len(bad), mode="markers",
-                                     marker={"symbol": "x", "color": "#e45756", "size": 11}, name="infeasible",
-                                     hovertext=[r["infeasible"] for r in bad], hoverinfo="text+y"))
+        for tr in _kind_traces(go, kind, [r for r in rows if r["kind"] == kind]):
+            fig.add_trace(tr)
     order = [r["scenario"] for r in rows]
     fig.update_layout(title="Throughput vs the baseline of its kind (%)", barmode="overlay",
                       height=140 + 24 * len(rows), margin={"l": 10, "r": 40, "t": 50, "b": 40},
@@ -89,21 +94,29 @@ def study_section(results: list[tuple[str, dict]], ctx) -> Section:
                       yaxis={"categoryorder": "array", "categoryarray": order[::-1], "automargin": True,
                              "tickfont": {"size": 13}, "ticksuffix": "  "},
                       legend={"orientation": "h", "y": 1.0, "yanchor": "bottom", "x": 0.3, "xanchor": "left"})
-    parts.append(figure_html(fig, ctx.fig_id("study")))
-    sec.n_figures = 1
-    trs = []
-    for r in rows:
-        vs = "baseline" if r["scenario"] == r["baseline"] else (
-            f"{r['vs_baseline'] * 100:+.1f}%" if r["vs_baseline"] is not None else "")
-        trs.append([r["scenario"], r["kind"], r["latency"],
-                    f"{fmt_si(r['throughput'])} {r['unit']}" if r["throughput"] else "", vs,
-                    f"{r['mfu'] * 100:.1f}%" if r["mfu"] is not None else "",
-                    f"{r['gph'] / 1e3:,.1f} K" if r["gph"] else "", r["infeasible"] or r["limit"]])
+    return fig
+
+
+def _study_table(rows: list[dict]) -> str:
+    trs = [[r["scenario"], r["kind"], r["latency"],
+            f"{fmt_si(r['throughput'])} {r['unit']}" if r["throughput"] else "", _vs(r),
+            f"{r['mfu'] * 100:.1f}%" if r["mfu"] is not None else "",
+            f"{r['gph'] / 1e3:,.1f} K" if r["gph"] else "", r["infeasible"] or r["limit"]] for r in rows]
     header = ["scenario", "kind", "step / TTFT / TPOT", "throughput", "vs baseline", "MFU", "GPU-h / T tokens",
               "limited by"]
     keep = [i for i in range(len(header)) if any(tr[i] for tr in trs)]  # no all-empty columns (serving: MFU)
-    parts.append('<div data-study-table>' + table(
+    return '<div data-study-table>' + table(
         [header[i] for i in keep], [[tr[i] for i in keep] for tr in trs],
-        {keep.index(i) for i in (4, 5, 6) if i in keep}) + "</div>")
-    sec.body = "".join(parts)
+        {keep.index(i) for i in (4, 5, 6) if i in keep}) + "</div>"
+
+
+def study_section(results: list[tuple[str, dict]], ctx) -> Section:
+    sec = Section(key="study", title=f"Comparison of the {len(results)} scenarios")
+    rows = study_rows(results)
+    bases = {r["kind"]: r["baseline"] for r in rows if r["baseline"]}
+    sec.body = (note("Throughput of each scenario relative to the baseline of its kind ("
+                     + esc(", ".join(f"{k}: {v}" for k, v in bases.items()))
+                     + "); the last column names what limits its step. Infeasible scenarios keep their reason.")
+                + figure_html(_study_figure(rows), ctx.fig_id("study")) + _study_table(rows))
+    sec.n_figures = 1
     return sec
