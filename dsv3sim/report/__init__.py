@@ -55,6 +55,38 @@ STUDY_SKIPS = ("pipeline_section", "comparison_section", "link_section", "fields
                "memory_section", "kv_section")
 
 
+def _one_scenario(results: list[tuple[str, dict]], scenario: str) -> list[tuple[str, dict]]:
+    names = [h for h, _ in results]
+    if scenario not in names:
+        raise ConfigError(f"scenario {scenario!r} is not in this result (scenarios: {', '.join(names)})")
+    return [(h, r) for h, r in results if h == scenario]
+
+
+def _page_name(data: dict, results: list, result_json, title: str | None) -> str:
+    """The page's name: the title given, the scenario's name, the sweep's base scenario, or the file's stem."""
+    from_file = isinstance(result_json, (str, Path))
+    name = title or (pick(data, "scenario", "name", depth=1) if len(results) == 1 else
+                     (f"{Path(result_json).stem} ({len(results)} scenarios)" if from_file
+                      else f"{len(results)} scenarios"))
+    if isinstance(name, dict):  # dsv3sim validate: scenario is a dict with a name
+        name = name.get("name")
+    sweep = data.get("sweep")
+    if name is None and isinstance(sweep, list) and sweep:  # a sweep: its base scenario
+        first = sweep[0] if isinstance(sweep[0], dict) else {}
+        if isinstance(first.get("scenario"), str):
+            name = f"sweep of {first['scenario'].split('[')[0]} ({len(sweep)} points)"
+    if not isinstance(name, str):
+        name = Path(result_json).stem if from_file else "result"
+    return name
+
+
+def _result_sections(res: dict, ctx: RenderContext, light: bool) -> list[Section]:
+    """The sections of one result (a plan has its own section only; a light study block skips the big ones)."""
+    fns = _sections()[:1] if res.get("type") == "plan" else _sections()
+    secs = [fn(res, ctx) for fn in fns if not (light and fn.__name__ in STUDY_SKIPS)]
+    return [s for s in secs if s is not None]
+
+
 def build_page(result_json, *, chrome_trace: str | Path | None = None,
                price_per_gpu_hour: float | None = None, title: str | None = None,
                traces_dir: str | Path | None = None, merged_trace_out: str | Path | None = None,
@@ -65,25 +97,12 @@ def build_page(result_json, *, chrome_trace: str | Path | None = None,
         raise ConfigError(f"price per GPU-hour must be > 0, got {price_per_gpu_hour}")
     results = split_results(data)
     if scenario is not None:  # one scenario of a study, rendered in full
-        names = [h for h, _ in results]
-        if scenario not in names:
-            raise ConfigError(f"scenario {scenario!r} is not in this result (scenarios: {', '.join(names)})")
-        results = [(h, r) for h, r in results if h == scenario]
+        results = _one_scenario(results, scenario)
         data = results[0][1]
-    name = title or (pick(data, "scenario", "name", depth=1) if len(results) == 1 else
-                     (f"{Path(result_json).stem} ({len(results)} scenarios)" if base else f"{len(results)} scenarios"))
-    if isinstance(name, dict):  # dsv3sim validate: scenario is a dict with a name
-        name = name.get("name")
-    if name is None and isinstance(data.get("sweep"), list) and data["sweep"]:  # a sweep: its base scenario
-        first = data["sweep"][0] if isinstance(data["sweep"][0], dict) else {}
-        if isinstance(first.get("scenario"), str):
-            name = f"sweep of {first['scenario'].split('[')[0]} ({len(data['sweep'])} points)"
-    if not isinstance(name, str):
-        name = Path(result_json).stem if base else "result"
+    name = _page_name(data, results, result_json, title)
     page = Page(title=f"dsv3sim: {name}", subtitle=f"{len(results)} result(s)")
-    study = len(results) > 1
     light = len(results) > STUDY_FULL
-    if study:  # compare the scenarios first: one table, one chart
+    if len(results) > 1:  # a study: compare the scenarios first, one table, one chart
         from dsv3sim.report.study import study_section
 
         page.blocks.append(("Study", [study_section(results, RenderContext(prefix="cmp"))]))
@@ -92,14 +111,7 @@ def build_page(result_json, *, chrome_trace: str | Path | None = None,
                             price_per_gpu_hour=price_per_gpu_hour or DEFAULT_PRICE_PER_GPU_HOUR,
                             merged_trace_out=Path(merged_trace_out) if merged_trace_out and i == 0 else None,
                             traces_dir=Path(traces_dir) if traces_dir else _default_traces_dir(), prefix=f"r{i}")
-        secs: list[Section] = []
-        for fn in (_sections()[:1] if res.get("type") == "plan" else _sections()):  # a plan: its own section
-            if light and fn.__name__ in STUDY_SKIPS:
-                continue
-            s = fn(res, ctx)
-            if s is not None:
-                secs.append(s)
-        page.blocks.append((heading, secs))
+        page.blocks.append((heading, _result_sections(res, ctx, light)))
     if light:
         page.blocks[0][1][0].body += note(
             "Below: each scenario's summary, expert loads and nodes per token. Timelines, link utilisation, memory, "
