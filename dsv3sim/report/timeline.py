@@ -54,7 +54,12 @@ def slices_from_result(result: dict, base_dir: Path | None = None) -> tuple[list
     A bare Chrome trace (``{"traceEvents": [...]}``, e.g. ``dsv3sim run --chrome-trace`` output) works too."""
     if isinstance(result.get("traceEvents"), list):
         return read_slices(result)[0], "Chrome trace"
-    ev = pick(result, "timeline", "pipeline_timeline", "events", depth=2)
+    found = _timeline_slices(pick(result, "timeline", "pipeline_timeline", "events", depth=2))
+    return found or _trace_slices(result, base_dir)
+
+
+def _timeline_slices(ev) -> tuple[list[Slice], str] | None:
+    """The result's timeline: an embedded Chrome trace, a list of events or {rank: [events]}."""
     if isinstance(ev, dict) and isinstance(ev.get("traceEvents"), list):
         return read_slices(ev)[0], "timeline (Chrome trace)"
     if isinstance(ev, dict):
@@ -62,10 +67,13 @@ def slices_from_result(result: dict, base_dir: Path | None = None) -> tuple[list
         if isinstance(ev, dict):  # {rank: [events]}
             ev = [dict(e, rank=e.get("rank", r)) for r, es in ev.items() if isinstance(es, list)
                   for e in es if isinstance(e, dict)]
-    if isinstance(ev, list) and ev:
-        s = _slices_from_events(ev)
-        if s:
-            return s, "timeline"
+    if isinstance(ev, list) and ev and (s := _slices_from_events(ev)):
+        return s, "timeline"
+    return None
+
+
+def _trace_slices(result: dict, base_dir: Path | None) -> tuple[list[Slice], str]:
+    """A Chrome trace embedded in the result, or the trace file it names (relative to ``base_dir``)."""
     tr = pick(result, "chrome_trace", "trace", depth=2)
     if isinstance(tr, (dict, list)):
         try:
@@ -73,13 +81,12 @@ def slices_from_result(result: dict, base_dir: Path | None = None) -> tuple[list
         except ValueError:
             pass
     path = pick(result, "chrome_trace_path", depth=2) or (tr if isinstance(tr, str) else None)
-    if isinstance(path, str):
-        p = Path(path)
-        if not p.is_absolute() and base_dir is not None and not p.exists():
-            p = base_dir / p
-        if p.exists():
-            return read_slices(p)[0], f"Chrome trace {p.name}"
-    return [], ""
+    if not isinstance(path, str):
+        return [], ""
+    p = Path(path)
+    if not p.is_absolute() and base_dir is not None and not p.exists():
+        p = base_dir / p
+    return (read_slices(p)[0], f"Chrome trace {p.name}") if p.exists() else ([], "")
 
 
 def _slices_from_events(events: list) -> list[Slice]:
@@ -136,6 +143,13 @@ def cap_lanes(ss: list[Slice], max_lanes: int = MAX_LANES) -> tuple[list[Slice],
     return [x for x in ss if x.lane in keep], len(lanes) - max_lanes
 
 
+def _panel_rows(panels: list[tuple[str, list[Slice]]]) -> tuple[list[int], bool]:
+    """Row height (lanes) of each panel, and whether the panels share one time axis (spans within 3x)."""
+    heights = [max(2, len({x.lane for x in ss})) for _, ss in panels]
+    spans = [max(x.end_s for x in ss) for _, ss in panels]
+    return heights, len(panels) < 2 or max(spans) <= 3 * max(min(spans), 1e-12)
+
+
 def timeline_figure(panels: list[tuple[str, list[Slice]]], title: str):
     """One subplot per panel (e.g. simulated, real), lanes as rows, shared time axis."""
     from plotly.subplots import make_subplots
@@ -143,13 +157,11 @@ def timeline_figure(panels: list[tuple[str, list[Slice]]], title: str):
     panels = [(t, cap_lanes(s)[0]) for t, s in panels if s]
     span = max((x.end_s for _, ss in panels for x in ss), default=0.0)
     scale, unit = (1e3, "ms") if span >= 1e-3 else (1e6, "µs")
-    n_lanes = [len({x.lane for x in ss}) for _, ss in panels]
-    heights = [max(2, n) for n in n_lanes]
-    spans = [max(x.end_s for x in ss) for _, ss in panels]
-    shared = len(panels) < 2 or max(spans) <= 3 * max(min(spans), 1e-12)  # else each panel its own time axis
+    heights, shared = _panel_rows(panels)  # not shared: each panel its own time axis
+    many = len(panels) > 1
     fig = make_subplots(rows=len(panels), cols=1, shared_xaxes=shared,
-                        vertical_spacing=(0.08 if shared else 0.2) if len(panels) > 1 else 0,
-                        subplot_titles=[t for t, _ in panels] if len(panels) > 1 else None,
+                        vertical_spacing=(0.08 if shared else 0.2) if many else 0,
+                        subplot_titles=[t for t, _ in panels] if many else None,
                         row_heights=[h / sum(heights) for h in heights])
     names_by_time = _names_by_time(panels)
     shown: set[str] = set()
