@@ -59,47 +59,54 @@ def sweep_rows(result: dict) -> list[dict] | None:
     return [r for r in v if isinstance(r, dict)] if isinstance(v, list) else None
 
 
-def sweep_section(result: dict, ctx, *, study: bool = False) -> Section:
-    """Charts and table of sweep rows. ``study``: named scenarios (not a grid) — one bar per scenario."""
+def sweep_section(result: dict, ctx) -> Section:
+    """Charts and table of sweep rows."""
     sec = Section(key="sweep", title="Sweep")
     rows = sweep_rows(result)
     if not rows:
         sec.body, sec.present = absent("not a sweep (no rows in this result)"), False
         return sec
-    flat = [flatten(r) for r in rows]
     flat = [({k: v for k, v in p.items() if not (isinstance(v, str) and len(v) > MAX_PARAM_CHARS)}, ms, r)
-            for p, ms, r in flat]  # long strings (notes, sources) are not parameters
+            for p, ms, r in map(flatten, rows)]  # long strings (notes, sources) are not parameters
     varying, axes = _sweep_axes(rows, flat)
+    mcols = _metric_columns(flat)
+    charts = [figure_html(_sweep_chart(flat, x, axes, mcols), ctx.fig_id(f"sweep{i}"))
+              for i, x in enumerate(axes[:MAX_CHARTS] if mcols else [])]
+    sec.n_figures += len(charts)
+    sec.body = "".join(
+        [note(f"{len(rows)} configurations; {sum(1 for *_, r in flat if r)} infeasible (kept, with reason). "
+              f"Swept: {esc(', '.join(varying) or 'nothing varies')}.")] + charts + [_sweep_table(flat, varying, mcols)])
+    return sec
+
+
+def _metric_columns(flat: list) -> list[str]:
+    """The headline metrics present (at most MAX_METRICS), else the first metric any row has."""
     present = {m for _, ms, _ in flat for m in ms}
-    if study:
-        return _study(sec, flat, present)
     metric = next((m for m in METRICS if m in present), next(iter(sorted(present)), None))
-    parts = [note(f"{len(rows)} configurations; {sum(1 for *_, r in flat if r)} infeasible (kept, with reason). "
-                  f"Swept: {esc(', '.join(varying) or 'nothing varies')}.")]
-    mcols = [m for m in METRICS if m in present][:MAX_METRICS] or ([metric] if metric else [])
-    if mcols and axes:
-        for i, x in enumerate(axes[:MAX_CHARTS]):
-            parts.append(figure_html(_sweep_chart(flat, x, axes, mcols), ctx.fig_id(f"sweep{i}")))
-            sec.n_figures += 1
+    return [m for m in METRICS if m in present][:MAX_METRICS] or ([metric] if metric else [])
+
+
+def _sweep_table(flat: list, varying: list[str], mcols: list[str]) -> str:
     trows = [[p.get(k, "") for k in varying] + [fmt_num(ms[m]) if m in ms else "" for m in mcols] + [r or ""]
              for p, ms, r in flat[:MAX_TABLE]]
-    parts.append(table(varying + mcols + ["infeasible because"], trows))
-    if len(flat) > MAX_TABLE:
-        parts.append(note(f"first {MAX_TABLE} of {len(flat)} rows shown; the JSON holds them all"))
-    sec.body = "".join(parts)
-    return sec
+    return table(varying + mcols + ["infeasible because"], trows) + (
+        note(f"first {MAX_TABLE} of {len(flat)} rows shown; the JSON holds them all") if len(flat) > MAX_TABLE else "")
+
+
+def _identifying(varying: list[str], flat: list) -> set[str]:
+    """Parameters with a distinct, non-numeric value on every row (a scenario name): they name rows."""
+    if len(flat) <= 3:
+        return set()
+    return {k for k in varying if len({repr(p.get(k)) for p, _, _ in flat}) == len(flat)
+            and any(num(p.get(k)) is None for p, _, _ in flat)}
 
 
 def _sweep_axes(rows: list[dict], flat: list) -> tuple[list[str], list[str]]:
     """(the parameters that vary across rows, those charted on an x axis: not the row-identifying ones)."""
-    keys: list[str] = []
-    for p, _, _ in flat:
-        keys += [k for k in p if k not in keys]
+    keys = list(dict.fromkeys(k for p, _, _ in flat for k in p))
     varying = [k for k in keys if len({repr(p.get(k)) for p, _, _ in flat}) > 1]
     knobs = {k for r in rows if isinstance(r.get("params"), dict) for k in r["params"]}
-    # a parameter with a distinct value on every row (a scenario name) identifies rows; chart the others
-    ident = {k for k in varying if len({repr(p.get(k)) for p, _, _ in flat}) == len(flat) and len(flat) > 3
-             and any(num(p.get(k)) is None for p, _, _ in flat)}
+    ident = _identifying(varying, flat)
     if knobs:  # dsv3sim sweep: its grid axes are the parameters; derived fields stay in the table
         varying = [k for k in varying if k in knobs or k in ident]
     axes = [k for k in varying if k not in ident] or varying
@@ -136,39 +143,19 @@ def _metric_traces(fig, flat: list, groups: dict, x: str, m: str, col: int, nume
         fig.add_trace(go.Scatter(x=[a for a, _ in ok], y=[b for _, b in ok], name=g or m, legendgroup=g,
                                  showlegend=col == 1 and bool(g), mode="lines+markers",
                                  line={"color": palette[gi % len(palette)]}), row=1, col=col)
-    bad = [(p.get(x), r) for p, _, r in flat if r]  # infeasible points sit below the feasible ones
-    if bad:
-        ys = [ms[m] for _, ms, r in flat if not r and m in ms]
-        floor = (min(ys) - 0.05 * ((max(ys) - min(ys)) or abs(min(ys)) or 1.0)) if ys else 0.0
-        fig.add_trace(go.Scatter(x=[a for a, _ in bad], y=[floor] * len(bad), mode="markers",
-                                 marker={"symbol": "x", "color": "#e45756", "size": 10},
-                                 name="infeasible", legendgroup="infeasible", showlegend=col == 1,
-                                 hovertext=[r for _, r in bad], hoverinfo="text+x"), row=1, col=col)
+    if any(r for *_, r in flat):
+        fig.add_trace(_infeasible_trace(flat, x, m, col), row=1, col=col)
     fig.update_xaxes(title_text=x, type="linear" if numeric_x else "category", row=1, col=col)
 
 
-def _study(sec: Section, flat: list, present: set) -> Section:
-    """Named scenarios side by side: one bar per scenario for each headline metric present."""
+def _infeasible_trace(flat: list, x: str, m: str, col: int):
+    """Infeasible points as crosses just below the lowest feasible value of ``m``."""
     import plotly.graph_objects as go
-    from plotly.subplots import make_subplots
 
-    names = [str(p.get("scenario", i)) for i, (p, _, _) in enumerate(flat)]
-    mcols = [m for m in METRICS if m in present][:MAX_METRICS]
-    parts = [note(f"{len(flat)} scenarios; {sum(1 for *_, r in flat if r)} infeasible (kept, with reason).")]
-    if mcols:
-        fig = make_subplots(rows=1, cols=len(mcols), subplot_titles=mcols, horizontal_spacing=0.07)
-        for col, m in enumerate(mcols, start=1):
-            xs = [n for n, (_, ms, r) in zip(names, flat) if m in ms and not r]
-            ys = [ms[m] for _, ms, r in flat if m in ms and not r]
-            fig.add_trace(go.Bar(x=xs, y=ys, marker_color="#4c78a8", showlegend=False,
-                                 text=[fmt_num(y) for y in ys], textposition="auto"), row=1, col=col)
-        fig.update_layout(height=380, margin={"l": 10, "r": 10, "t": 50, "b": 40})
-        fig.update_xaxes(tickangle=-30)
-        parts.append(figure_html(fig, f"study-{sec.key}"))
-        sec.n_figures = 1
-    mc = [m for m in METRICS if m in present]
-    parts.append(table(["scenario"] + mc + ["infeasible because"],
-                       [[n] + [fmt_num(ms[m]) if m in ms else "" for m in mc] + [r or ""]
-                        for n, (_, ms, r) in zip(names, flat)]))
-    sec.body = "".join(parts)
-    return sec
+    bad = [(p.get(x), r) for p, _, r in flat if r]
+    ys = [ms[m] for _, ms, r in flat if not r and m in ms]
+    floor = (min(ys) - 0.05 * ((max(ys) - min(ys)) or abs(min(ys)) or 1.0)) if ys else 0.0
+    return go.Scatter(x=[a for a, _ in bad], y=[floor] * len(bad), mode="markers",
+                      marker={"symbol": "x", "color": "#e45756", "size": 10},
+                      name="infeasible", legendgroup="infeasible", showlegend=col == 1,
+                      hovertext=[r for _, r in bad], hoverinfo="text+x")
