@@ -62,14 +62,14 @@ def test_nodes_histogram_shapes():
     assert nodes_hist({"histogram": {"4": 1}}) == {4: 1}
 
 
-def test_link_shapes_agree():
+def test_link_utilisation_as_written():
     t = [0.0, 1e-3, 2e-3]
-    a = parse({"t_s": t, "by_class": {"ib": [0.1, 0.5, 0.9]}})[0]
-    b = parse({"ib": {"t_s": t, "utilisation": [0.1, 0.5, 0.9]}})[0]
-    c = parse([{"t_s": x, "link_class": "ib", "node": n, "utilisation": u}
-               for x, u in zip(t, [0.1, 0.5, 0.9]) for n in (0, 1)])[0]
-    assert a == b == c == {"ib": (t, [0.1, 0.5, 0.9])}
-    assert parse({"ib": 0.7, "nvlink": 0.2})[2] == {"ib": 0.7, "nvlink": 0.2}
+    lu = {"t_s": t, "by_class": {"ib": [0.1, 0.5, 0.9]}, "by_node": {"0": {"ib": [0.2, 0.4, 0.6]}},
+          "average": {"ib": 0.5, "nvlink": None}}
+    by_class, by_node, avg = parse(lu)
+    assert by_class == {"ib": (t, [0.1, 0.5, 0.9])} and by_node == {"node 0 ib": (t, [0.2, 0.4, 0.6])}
+    assert avg == {"ib": 0.5}
+    assert parse(None) == parse({"ib": 0.7}) == ({}, {}, {})  # not the written shape: no series
 
 
 def test_memory_shapes():
