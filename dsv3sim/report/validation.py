@@ -38,6 +38,62 @@ def validation_rows(result: dict) -> list[dict]:
     return out
 
 
+def _colour(e: float) -> str:
+    return "#54a24b" if abs(e) <= 10 else "#f58518" if abs(e) <= 25 else "#e45756"
+
+
+def _error_figure(go, rows: list[dict], errs: list[float]):
+    fig = go.Figure(go.Bar(x=[r["name"] for r in rows], y=errs, text=[f"{e:+.1f}%" for e in errs],
+                           textposition="outside", width=0.5 if len(rows) < 4 else None,
+                           marker_color=[_colour(e) for e in errs]))
+    fig.add_hline(y=0, line_color="#333")
+    fig.update_layout(title="Relative error of the prediction (predicted − reference) / reference",
+                      yaxis_title="error (%)", height=380, margin={"l": 10, "r": 10, "t": 50, "b": 40})
+    return fig
+
+
+def _unit_figures(go, rows: list[dict]) -> list:
+    """Absolute values side by side, one chart per unit shared by two rows or more."""
+    by_unit: dict[str, list[dict]] = {}
+    for r in rows:
+        by_unit.setdefault(r["unit"], []).append(r)
+    figs = []
+    for unit, rs in ((u, rs) for u, rs in by_unit.items() if len(rs) >= 2):
+        vals = [v for r in rs for v in (r["predicted"], r["reference"]) if v > 0]
+        log = bool(vals) and max(vals) / min(vals) > 100
+        f = go.Figure([go.Bar(x=[r["name"] for r in rs], y=[r["predicted"] for r in rs], name="predicted",
+                              marker_color="#4c78a8"),
+                       go.Bar(x=[r["name"] for r in rs], y=[r["reference"] for r in rs], name="measured / published",
+                              marker_color="#f58518")])
+        f.update_layout(title=f"Predicted and reference values ({unit or 'no unit'})", barmode="group", height=360,
+                        yaxis={"title": unit, "type": "log" if log else "linear"},
+                        margin={"l": 10, "r": 10, "t": 50, "b": 40})
+        figs.append(f)
+    return figs
+
+
+def _steps_figure(go, result: dict):
+    """Measured and predicted step time per step (``dsv3sim validate``), when the result has both series."""
+    meas, pred = result.get("measured_steps_s"), result.get("predicted_steps_s")
+    if not (isinstance(meas, list) and isinstance(pred, list) and meas and pred):
+        return None
+    f = go.Figure([go.Scatter(y=meas, name="measured", mode="lines+markers"),
+                   go.Scatter(y=pred, name="predicted", mode="lines+markers")])
+    f.update_layout(title="Step time per measured step", xaxis_title="step", yaxis_title="s", height=320,
+                    margin={"l": 10, "r": 10, "t": 50, "b": 40})
+    return f
+
+
+def _table(rows: list[dict], errs: list[float]) -> str:
+    trs = [f"<tr><td>{esc(r['name'])}</td><td class='num'>{fmt_num(r['predicted'])} {esc(r['unit'])}</td>"
+           f"<td class='num'>{fmt_num(r['reference'])} {esc(r['unit'])}</td><td>{esc(r['kind'])}</td>"
+           f"<td class='num {'err-ok' if abs(e) <= 10 else 'err-pos'}'>{e:+.1f} %</td><td>{esc(r['source'])}"
+           + (f"<br><span class='note'>{esc(r['note'])}</span>" if r["note"] else "") + "</td></tr>"
+           for r, e in zip(rows, errs)]
+    return ("<table><thead><tr><th>quantity</th><th>predicted</th><th>reference</th><th>kind</th>"
+            "<th>error</th><th>source</th></tr></thead><tbody>" + "".join(trs) + "</tbody></table>")
+
+
 def validation_section(result: dict, ctx) -> Section:
     import plotly.graph_objects as go
 
@@ -47,48 +103,12 @@ def validation_section(result: dict, ctx) -> Section:
         sec.body, sec.present = absent("no validation in this result"), False
         return sec
     errs = [r["error"] * 100 if r["error"] is not None else 0 for r in rows]
-    fig = go.Figure(go.Bar(x=[r["name"] for r in rows], y=errs, text=[f"{e:+.1f}%" for e in errs],
-                           textposition="outside", width=0.5 if len(rows) < 4 else None,
-                           marker_color=["#54a24b" if abs(e) <= 10 else "#f58518" if abs(e) <= 25 else "#e45756"
-                                         for e in errs]))
-    fig.add_hline(y=0, line_color="#333")
-    fig.update_layout(title="Relative error of the prediction (predicted − reference) / reference",
-                      yaxis_title="error (%)", height=380, margin={"l": 10, "r": 10, "t": 50, "b": 40})
-    trs = []
-    for r, e in zip(rows, errs):
-        cls = "err-ok" if abs(e) <= 10 else "err-pos"
-        trs.append(f"<tr><td>{esc(r['name'])}</td><td class='num'>{fmt_num(r['predicted'])} {esc(r['unit'])}</td>"
-                   f"<td class='num'>{fmt_num(r['reference'])} {esc(r['unit'])}</td><td>{esc(r['kind'])}</td>"
-                   f"<td class='num {cls}'>{e:+.1f} %</td><td>{esc(r['source'])}"
-                   + (f"<br><span class='note'>{esc(r['note'])}</span>" if r["note"] else "") + "</td></tr>")
-    parts = [note("Green within 10 %, orange within 25 %, red beyond."), figure_html(fig, ctx.fig_id("val"))]
-    sec.n_figures = 1
-    by_unit: dict[str, list[dict]] = {}
-    for r in rows:
-        by_unit.setdefault(r["unit"], []).append(r)
-    for unit, rs in by_unit.items():  # absolute values side by side, one chart per unit
-        if len(rs) < 2:
-            continue
-        vals = [v for r in rs for v in (r["predicted"], r["reference"]) if v > 0]
-        log = bool(vals) and max(vals) / min(vals) > 100
-        f2 = go.Figure([go.Bar(x=[r["name"] for r in rs], y=[r["predicted"] for r in rs], name="predicted",
-                               marker_color="#4c78a8"),
-                        go.Bar(x=[r["name"] for r in rs], y=[r["reference"] for r in rs], name="measured / published",
-                               marker_color="#f58518")])
-        f2.update_layout(title=f"Predicted and reference values ({unit or 'no unit'})", barmode="group", height=360,
-                         yaxis={"title": unit, "type": "log" if log else "linear"},
-                         margin={"l": 10, "r": 10, "t": 50, "b": 40})
-        parts.append(figure_html(f2, ctx.fig_id("valabs")))
-        sec.n_figures += 1
-    meas, pred = result.get("measured_steps_s"), result.get("predicted_steps_s")
-    if isinstance(meas, list) and isinstance(pred, list) and meas and pred:
-        f3 = go.Figure([go.Scatter(y=meas, name="measured", mode="lines+markers"),
-                        go.Scatter(y=pred, name="predicted", mode="lines+markers")])
-        f3.update_layout(title="Step time per measured step", xaxis_title="step", yaxis_title="s", height=320,
-                         margin={"l": 10, "r": 10, "t": 50, "b": 40})
-        parts.append(figure_html(f3, ctx.fig_id("valsteps")))
-        sec.n_figures += 1
-    parts.append("<table><thead><tr><th>quantity</th><th>predicted</th><th>reference</th><th>kind</th>"
-                 "<th>error</th><th>source</th></tr></thead><tbody>" + "".join(trs) + "</tbody></table>")
-    sec.body = "".join(parts)
+    parts = [note("Green within 10 %, orange within 25 %, red beyond."),
+             figure_html(_error_figure(go, rows, errs), ctx.fig_id("val"))]
+    parts += [figure_html(f, ctx.fig_id("valabs")) for f in _unit_figures(go, rows)]
+    steps = _steps_figure(go, result)
+    if steps is not None:
+        parts.append(figure_html(steps, ctx.fig_id("valsteps")))
+    sec.n_figures = len(parts) - 1
+    sec.body = "".join(parts) + _table(rows, errs)
     return sec
