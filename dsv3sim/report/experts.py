@@ -196,6 +196,22 @@ def nodes_hist(v) -> dict[int, float] | None:
     return None
 
 
+def _nodes_text(h: dict, xs: list, v, limit: float | None, mean: float) -> tuple[str, str]:
+    """(the limit line's label, the explanation): the node limit held, was exceeded, or there is none."""
+    total = sum(h.values())
+    over = sum(h[x] for x in xs if limit and x > limit)
+    if limit and over:
+        groups = num(v.get("n_group")) if isinstance(v, dict) else None
+        return f"M={limit:g} (a limit on expert groups)", nodes_text_over(
+            limit, over / total, mean, max(x for x in xs if h[x] > 0), len(h) if isinstance(v, dict) else None, groups)
+    if limit:
+        return f"node limit M={limit:g}", (
+            "DeepSeek-V3 §2.1.2 / §3.2.2: each token goes to at most M nodes, so the IB traffic of a token is "
+            f"bounded by M copies of its hidden state; here no token reaches more than {limit:g} (mean {mean:.2f}).")
+    return "", ("No node limit in this result: the gate picks the top-k experts "
+                f"anywhere (mean {mean:.2f} nodes per token).")
+
+
 def nodes_section(result: dict, ctx) -> Section:
     import plotly.graph_objects as go
 
@@ -216,18 +232,7 @@ def nodes_section(result: dict, ctx) -> Section:
     fig.update_layout(title=f"Distinct nodes reached by a token's top-k experts (mean {mean:.2f})",
                       xaxis_title="nodes per token", yaxis_title="% of tokens", height=340,
                       margin={"l": 10, "r": 10, "t": 50, "b": 40}, xaxis={"dtick": 1})
-    over = sum(h[x] for x in xs if limit and x > limit)
-    groups = num(v.get("n_group")) if isinstance(v, dict) else None
-    if limit and over:
-        label = f"M={limit:g} (a limit on expert groups)"
-        text = nodes_text_over(limit, over / total, mean, max(x for x in xs if h[x] > 0), len(h) if isinstance(v, dict) else
-                               None, groups)
-    else:
-        label = f"node limit M={limit:g}" if limit else ""
-        text = ("DeepSeek-V3 §2.1.2 / §3.2.2: each token goes to at most M nodes, so the IB traffic of a token is "
-                f"bounded by M copies of its hidden state; here no token reaches more than {limit:g} "
-                f"(mean {mean:.2f})." if limit else "No node limit in this result: the gate picks the top-k experts "
-                f"anywhere (mean {mean:.2f} nodes per token).")
+    label, text = _nodes_text(h, xs, v, limit, mean)
     if label:
         fig.add_vline(x=limit + 0.5, line_dash="dash", line_color="#e45756", annotation_text=label)
     sec.body = note(esc(text)) + figure_html(fig, ctx.fig_id("nodes"))

@@ -46,62 +46,81 @@ def planner_section(result: dict, ctx) -> Section | None:
     return sec
 
 
-def _train(r: dict, ctx, sec: Section) -> str:
-    import plotly.graph_objects as go
+def _best_line(best: dict | None, q: dict) -> str:
+    if not best:
+        return '<p class="err-pos"><b>No layout fits.</b></p>'
+    return (f"<p><b>Best:</b> {esc(best['key'])} — {best['step_time_s']:.2f} s per step "
+            f"({esc(best['comm_model'])} all-to-all), MFU {best['mfu']:.1%}, {best['days']:.1f} days, "
+            f"{best['gpu_hours'] / 1e6:.3f}M GPU-hours, ${best['cost_usd_run'] / 1e6:.3f}M at "
+            f"${q.get('price_per_gpu_hour', 2):g}/GPU-hour. Its bottleneck is <b>{esc(best['limits'])}</b>: "
+            f"{esc(best['limits_why'])}.</p>")
 
-    q, best, c = r.get("query", {}), r.get("best"), r.get("counts", {})
-    parts = []
-    if best:
-        parts.append(f"<p><b>Best:</b> {esc(best['key'])} — {best['step_time_s']:.2f} s per step "
-                     f"({esc(best['comm_model'])} all-to-all), MFU {best['mfu']:.1%}, {best['days']:.1f} days, "
-                     f"{best['gpu_hours'] / 1e6:.3f}M GPU-hours, ${best['cost_usd_run'] / 1e6:.3f}M at "
-                     f"${q.get('price_per_gpu_hour', 2):g}/GPU-hour. Its bottleneck is <b>{esc(best['limits'])}</b>: "
-                     f"{esc(best['limits_why'])}.</p>")
-    else:
-        parts.append('<p class="err-pos"><b>No layout fits.</b></p>')
-    parts.append(note(f"{c.get('layouts', 0)} layouts; {c.get('pruned_before_simulation', 0)} pruned by structure or "
-                      f"memory before any simulation; {c.get('simulated_bound', 0)} screened with the busiest-link "
-                      f"all-to-all bound; the best {c.get('simulated_event', 0)} re-simulated event by event. "
-                      "Highlighted: the best."))
-    ok = [x for x in r.get("candidates", []) if "infeasible" not in x]
+
+def _train_table(ok: list[dict]) -> str:
     rows = [[str(x.get("rank", "")), esc(x["key"]), esc(x["comm_model"]), _f(x["step_time_s"], ".3f"),
              _f(x["mfu"], ".1%"), _f(x["memory_headroom"], ".0%"), _f(x["days"], ".1f"), _f(x["gpu_hours"], ",.0f"),
              _f(x["cost_usd_run"], ",.0f"), _f(x["cost_usd_per_trillion_tokens"], ",.0f"), esc(x["limits"])]
             for x in ok[:MAX_ROWS]]
-    parts.append(_table_hl(["#", "layout", "all-to-all", "step s", "MFU", "HBM free", "days", "GPU-hours",
-                            "cost $", "$ / T tokens", "limit"], rows, 0 if rows else None))
+    return _table_hl(["#", "layout", "all-to-all", "step s", "MFU", "HBM free", "days", "GPU-hours",
+                      "cost $", "$ / T tokens", "limit"], rows, 0 if rows else None)
+
+
+def _train_figure(ok: list[dict]):
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(x=[x["days"] for x in ok], y=[x["cost_usd_run"] for x in ok], mode="markers",
+                             text=[x["key"] for x in ok], hoverinfo="text+x+y", name="feasible",
+                             marker={"color": ["#2e7d32" if i == 0 else "#4c78a8" for i in range(len(ok))]}))
+    fig.update_layout(title="Feasible layouts: days vs dollars", xaxis_title="days", yaxis_title="$",
+                      height=340, margin={"l": 10, "r": 10, "t": 50, "b": 40})
+    return fig
+
+
+def _user_layout(u: dict | None) -> str:
+    if not u:
+        return ""
+    if u.get("feasible"):
+        return note(f"Your layout {esc(u['key'])}: rank {u['rank']}, {u['step_time_s']:.2f} s per step.")
+    nf = u.get("nearest_feasible") or {}
+    return (f'<p class="err-pos">Your layout {esc(u["key"])} does not run: {esc(u["reason"])}. '
+            + (f"Nearest that fits: {esc(nf.get('key'))} (changes {esc(', '.join(nf.get('changed', [])))})"
+               if nf else "Nothing feasible.") + "</p>")
+
+
+def _totals(t: dict | None) -> str:
+    if not t:
+        return ""
+    return table(["phase", "GPU-hours", "days", "cost $"],
+                 [[p["phase"], f"{p['gpu_hours']:,.0f}", _f(p.get("days"), ".1f"), f"{p['cost_usd']:,.0f}"]
+                  for p in t["phases"]] + [["total", f"{t['gpu_hours_total']:,.0f}", "", f"{t['cost_usd_total']:,.0f}"]])
+
+
+def _infeasible_reasons(bad: list[dict]) -> str:
+    if not bad:
+        return ""
+    reasons: dict[str, int] = {}
+    for x in bad:
+        k = x["infeasible"].split(":")[0][:60]
+        reasons[k] = reasons.get(k, 0) + 1
+    return note("Infeasible, by reason: " + "; ".join(f"{esc(k)} ({n})" for k, n in
+                                                       sorted(reasons.items(), key=lambda kv: -kv[1])[:8]))
+
+
+def _train(r: dict, ctx, sec: Section) -> str:
+    c = r.get("counts", {})
+    cands = r.get("candidates", [])
+    ok = [x for x in cands if "infeasible" not in x]
+    parts = [_best_line(r.get("best"), r.get("query", {})),
+             note(f"{c.get('layouts', 0)} layouts; {c.get('pruned_before_simulation', 0)} pruned by structure or "
+                  f"memory before any simulation; {c.get('simulated_bound', 0)} screened with the busiest-link "
+                  f"all-to-all bound; the best {c.get('simulated_event', 0)} re-simulated event by event. "
+                  "Highlighted: the best."), _train_table(ok)]
     if ok:
-        fig = go.Figure()
-        fig.add_trace(go.Scatter(x=[x["days"] for x in ok], y=[x["cost_usd_run"] for x in ok], mode="markers",
-                                 text=[x["key"] for x in ok], hoverinfo="text+x+y", name="feasible",
-                                 marker={"color": ["#2e7d32" if i == 0 else "#4c78a8" for i in range(len(ok))]}))
-        fig.update_layout(title="Feasible layouts: days vs dollars", xaxis_title="days", yaxis_title="$",
-                          height=340, margin={"l": 10, "r": 10, "t": 50, "b": 40})
-        parts.append(figure_html(fig, ctx.fig_id("plan-train")))
+        parts.append(figure_html(_train_figure(ok), ctx.fig_id("plan-train")))
         sec.n_figures += 1
-    u = r.get("user_layout")
-    if u:
-        if u.get("feasible"):
-            parts.append(note(f"Your layout {esc(u['key'])}: rank {u['rank']}, {u['step_time_s']:.2f} s per step."))
-        else:
-            nf = u.get("nearest_feasible") or {}
-            parts.append(f'<p class="err-pos">Your layout {esc(u["key"])} does not run: {esc(u["reason"])}. '
-                         + (f"Nearest that fits: {esc(nf.get('key'))} (changes {esc(', '.join(nf.get('changed', [])))})"
-                            if nf else "Nothing feasible.") + "</p>")
-    t = r.get("totals")
-    if t:
-        parts.append(table(["phase", "GPU-hours", "days", "cost $"],
-                           [[p["phase"], f"{p['gpu_hours']:,.0f}", _f(p.get("days"), ".1f"), f"{p['cost_usd']:,.0f}"]
-                            for p in t["phases"]] + [["total", f"{t['gpu_hours_total']:,.0f}", "",
-                                                      f"{t['cost_usd_total']:,.0f}"]]))
-    bad = [x for x in r.get("candidates", []) if "infeasible" in x]
-    if bad:
-        reasons: dict[str, int] = {}
-        for x in bad:
-            k = x["infeasible"].split(":")[0][:60]
-            reasons[k] = reasons.get(k, 0) + 1
-        parts.append(note("Infeasible, by reason: " + "; ".join(f"{esc(k)} ({n})" for k, n in
-                                                                   sorted(reasons.items(), key=lambda kv: -kv[1])[:8])))
+    parts += [_user_layout(r.get("user_layout")), _totals(r.get("totals")),
+              _infeasible_reasons([x for x in cands if "infeasible" in x])]
     parts += [note(esc(n)) for n in r.get("notes", [])]
     return "".join(parts)
 
