@@ -44,19 +44,33 @@ class RoutingTrace:
     meta: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        self._check_scalars()
+        self._check_dtypes()
+        if self.expert_ids is None and self.load_counts is None:
+            raise ConfigError("a RoutingTrace needs expert_ids [L,T,k] or load_counts [L,E]")
+        if self.expert_ids is not None:
+            self._check_token_shapes()
+        self._check_count_shapes()
+        if self.layout is not None and self.layout.n_experts != self.n_experts:
+            raise ConfigError(f"layout has {self.layout.n_experts} experts, trace has {self.n_experts}")
+        if self.n_experts % self.n_group:
+            raise ConfigError(f"n_experts ({self.n_experts}) must be divisible by n_group ({self.n_group})")
+
+    def _check_scalars(self) -> None:
         for name in ("n_experts", "n_group"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
                 raise ConfigError(f"trace {name} must be a positive integer, got {v!r}")
-        if self.node_limit is not None and (isinstance(self.node_limit, bool)
-                                            or not isinstance(self.node_limit, (int, np.integer))
-                                            or self.node_limit < 1):
-            raise ConfigError(f"trace node_limit must be a positive integer or null, got {self.node_limit!r}")
+        v = self.node_limit
+        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1):
+            raise ConfigError(f"trace node_limit must be a positive integer or null, got {v!r}")
+
+    def _check_dtypes(self) -> None:
+        """Integer layers, ids and token columns; numeric, non-negative weights and counts."""
         if not isinstance(self.layers, np.ndarray) or self.layers.ndim != 1 or self.layers.dtype.kind not in "iu":
             raise ConfigError(f"trace layers must be a 1-D integer array, got {getattr(self.layers, 'shape', '?')} "
                              f"{getattr(self.layers, 'dtype', type(self.layers).__name__)}")
-        _check_array(self.expert_ids, "expert_ids", "iu")
-        for name in ("seq_ids", "positions", "token_ids"):
+        for name in ("expert_ids", "seq_ids", "positions", "token_ids"):
             _check_array(getattr(self, name), name, "iu")
         for name in ("weights", "load_counts", "step_counts"):
             _check_array(getattr(self, name), name, "iuf")
@@ -64,31 +78,27 @@ class RoutingTrace:
             a = getattr(self, name)
             if a is not None and a.size and a.min() < 0:
                 raise ConfigError(f"trace {name} must be >= 0, got a minimum of {a.min()}")
-        if self.step_counts is not None and (self.step_counts.ndim != 3
-                                             or self.step_counts.shape[1:] != (len(self.layers), self.n_experts)):
-            raise ConfigError(f"step_counts must be [S, L={len(self.layers)}, E={self.n_experts}], got "
-                             f"{self.step_counts.shape}")
-        L = len(self.layers)
-        if self.expert_ids is None and self.load_counts is None:
-            raise ConfigError("a RoutingTrace needs expert_ids [L,T,k] or load_counts [L,E]")
-        if self.expert_ids is not None:
-            ids = self.expert_ids
-            if ids.ndim != 3 or ids.shape[0] != L:
-                raise ConfigError(f"expert_ids must be [L={L}, T, k], got shape {ids.shape}")
-            if ids.size and (ids.min() < 0 or ids.max() >= self.n_experts):
-                raise ConfigError(f"expert ids must lie in [0, {self.n_experts}), got [{ids.min()}, {ids.max()}]")
-            if self.weights is not None and self.weights.shape != ids.shape:
-                raise ConfigError(f"weights shape {self.weights.shape} != expert_ids shape {ids.shape}")
-            for name in ("seq_ids", "positions", "token_ids"):
-                a = getattr(self, name)
-                if a is not None and a.shape != (ids.shape[1],):
-                    raise ConfigError(f"{name} must be [T={ids.shape[1]}], got shape {a.shape}")
-        if self.load_counts is not None and self.load_counts.shape != (L, self.n_experts):
-            raise ConfigError(f"load_counts must be [L={L}, E={self.n_experts}], got {self.load_counts.shape}")
-        if self.layout is not None and self.layout.n_experts != self.n_experts:
-            raise ConfigError(f"layout has {self.layout.n_experts} experts, trace has {self.n_experts}")
-        if self.n_experts % self.n_group:
-            raise ConfigError(f"n_experts ({self.n_experts}) must be divisible by n_group ({self.n_group})")
+
+    def _check_token_shapes(self) -> None:
+        """expert_ids [L, T, k] with ids in range; weights like it; per-token columns [T]."""
+        ids, L = self.expert_ids, len(self.layers)
+        if ids.ndim != 3 or ids.shape[0] != L:
+            raise ConfigError(f"expert_ids must be [L={L}, T, k], got shape {ids.shape}")
+        if ids.size and (ids.min() < 0 or ids.max() >= self.n_experts):
+            raise ConfigError(f"expert ids must lie in [0, {self.n_experts}), got [{ids.min()}, {ids.max()}]")
+        if self.weights is not None and self.weights.shape != ids.shape:
+            raise ConfigError(f"weights shape {self.weights.shape} != expert_ids shape {ids.shape}")
+        for name in ("seq_ids", "positions", "token_ids"):
+            a = getattr(self, name)
+            if a is not None and a.shape != (ids.shape[1],):
+                raise ConfigError(f"{name} must be [T={ids.shape[1]}], got shape {a.shape}")
+
+    def _check_count_shapes(self) -> None:
+        L, E = len(self.layers), self.n_experts
+        if self.step_counts is not None and (self.step_counts.ndim != 3 or self.step_counts.shape[1:] != (L, E)):
+            raise ConfigError(f"step_counts must be [S, L={L}, E={E}], got {self.step_counts.shape}")
+        if self.load_counts is not None and self.load_counts.shape != (L, E):
+            raise ConfigError(f"load_counts must be [L={L}, E={E}], got {self.load_counts.shape}")
 
     # --- shapes -----------------------------------------------------------------------------------
     @property
@@ -201,9 +211,8 @@ def save_trace(trace: RoutingTrace, path: str | Path) -> Path:
     return path
 
 
-def read_npz_trace(path: str | Path) -> RoutingTrace:
-    """Read a trace written by :func:`save_trace`; checks the stored group/gpu/node columns against the ids."""
-    cols = open_npz(path)
+def _read_meta(path, cols: dict) -> dict:
+    """The trace's JSON ``meta`` (popped from ``cols``): the format name checked, n_experts and layers present."""
     if "meta" not in cols:
         raise ConfigError(f"{path}: not a dsv3sim routing trace (no 'meta' array); arrays: {sorted(cols)}")
     try:
@@ -215,6 +224,13 @@ def read_npz_trace(path: str | Path) -> RoutingTrace:
         raise ConfigError(f"{path}: format {fmt!r}, expected {FORMAT_NAME!r}")
     if "layers" not in cols or "n_experts" not in meta:
         raise ConfigError(f"{path}: a routing trace needs a 'layers' array and meta n_experts")
+    return meta
+
+
+def read_npz_trace(path: str | Path) -> RoutingTrace:
+    """Read a trace written by :func:`save_trace`; checks the stored group/gpu/node columns against the ids."""
+    cols = open_npz(path)
+    meta = _read_meta(path, cols)
     try:
         layout = EpLayout.from_dict(meta["layout"]) if meta.get("layout") else None
     except (KeyError, TypeError, AttributeError) as e:
