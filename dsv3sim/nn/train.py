@@ -83,10 +83,7 @@ def summarize_load(history: list[dict]) -> float:
     return sum(vals) / len(vals)
 
 
-def train(cfg: ModelConfig, o: TrainOptions, *, stream: torch.Tensor | None = None,
-          on_step: Callable[[int, dict], None] | None = None) -> tuple[Transformer, dict]:
-    """Train a fresh model; returns (model, result dict with loss_first, loss_last, expert_load_max_over_mean,
-    tokens_per_s, history)."""
+def _fresh_model(cfg: ModelConfig, o: TrainOptions) -> Transformer:
     torch.manual_seed(o.seed)
     model = Transformer(cfg, init=False)
     model.reset_parameters(seed=o.seed)
@@ -94,39 +91,53 @@ def train(cfg: ModelConfig, o: TrainOptions, *, stream: torch.Tensor | None = No
     model.set_fp8(o.fp8)
     configure_balance(model, o)
     model.train()
-    if stream is None:
-        stream = token_stream("train", cfg.vocab_size, o.corpus_bytes)
-    D = cfg.num_nextn_predict_layers
-    data = train_batches(stream, o.batch, o.seq_len + 1 + D, o.seed)
-    params = [p for p in model.parameters() if p.requires_grad]
+    return model
+
+
+def _optimizer(params: list, o: TrainOptions) -> torch.optim.AdamW:
+    """AdamW with weight decay 0.1 on matrices only (DeepSeek-V3 §4.2: betas 0.9/0.95, decay 0.1)."""
     decay = [p for p in params if p.dim() >= 2]
     no_decay = [p for p in params if p.dim() < 2]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1}, {"params": no_decay, "weight_decay": 0.0}],
-                            lr=o.lr, betas=(0.9, 0.95), eps=1e-8)
-    main_moe = model.moe_layers(include_mtp=False)
+    return torch.optim.AdamW([{"params": decay, "weight_decay": 0.1}, {"params": no_decay, "weight_decay": 0.0}],
+                             lr=o.lr, betas=(0.9, 0.95), eps=1e-8)
+
+
+def _step(model: Transformer, opt, params: list, tokens: torch.Tensor, o: TrainOptions, step: int) -> dict:
+    """One optimiser step (and the aux-loss-free bias update); its history record."""
+    for g in opt.param_groups:
+        g["lr"] = lr_at(step, o)
+    loss, parts = model.loss(tokens)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(params, 1.0)
+    opt.step()
+    loads = [m.last_load for m in model.moe_layers(include_mtp=False)]
+    if o.balance == "aux-free":
+        for m in model.moe_layers():
+            if m.gate.e_score_correction_bias is not None:
+                update_bias(m.gate.e_score_correction_bias, m.last_load, o.gamma)
+    return {"step": step, "loss": parts["main"], "loss_total": float(loss.detach()),
+            **{k: v for k, v in parts.items() if k != "main"},
+            "expert_load_max_over_mean": (sum(max_over_mean(c) for c in loads) / len(loads)) if loads else None,
+            "expert_load": [c.tolist() for c in loads]}
+
+
+def train(cfg: ModelConfig, o: TrainOptions, *, stream: torch.Tensor | None = None,
+          on_step: Callable[[int, dict], None] | None = None) -> tuple[Transformer, dict]:
+    """Train a fresh model; returns (model, result dict with loss_first, loss_last, expert_load_max_over_mean,
+    tokens_per_s, history)."""
+    model = _fresh_model(cfg, o)
+    if stream is None:
+        stream = token_stream("train", cfg.vocab_size, o.corpus_bytes)
+    data = train_batches(stream, o.batch, o.seq_len + 1 + cfg.num_nextn_predict_layers, o.seed)
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = _optimizer(params, o)
     history: list[dict] = []
     t0, c0 = time.perf_counter(), time.process_time()
     for step in range(o.steps):
-        for g in opt.param_groups:
-            g["lr"] = lr_at(step, o)
-        tokens = next(data).to(o.device)
-        loss, parts = model.loss(tokens)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
-        loads = [m.last_load for m in main_moe]
-        if o.balance == "aux-free":
-            for m in model.moe_layers():
-                if m.gate.e_score_correction_bias is not None:
-                    update_bias(m.gate.e_score_correction_bias, m.last_load, o.gamma)
-        rec = {"step": step, "loss": parts["main"], "loss_total": float(loss.detach()),
-               **{k: v for k, v in parts.items() if k != "main"},
-               "expert_load_max_over_mean": (sum(max_over_mean(c) for c in loads) / len(loads)) if loads else None,
-               "expert_load": [c.tolist() for c in loads]}
-        history.append(rec)
+        history.append(_step(model, opt, params, next(data).to(o.device), o, step))
         if on_step is not None:
-            on_step(step, rec)
+            on_step(step, history[-1])
     dt, cpu = time.perf_counter() - t0, time.process_time() - c0
     n_first = max(1, min(10, o.steps // 10))
     result = {
@@ -134,7 +145,7 @@ def train(cfg: ModelConfig, o: TrainOptions, *, stream: torch.Tensor | None = No
         "batch": o.batch, "seq_len": o.seq_len, "lr": o.lr, "gamma": o.gamma,
         "loss_first": sum(h["loss"] for h in history[:n_first]) / n_first,
         "loss_last": sum(h["loss"] for h in history[-n_first:]) / n_first,
-        "expert_load_max_over_mean": summarize_load(history) if main_moe else None,
+        "expert_load_max_over_mean": summarize_load(history) if model.moe_layers(include_mtp=False) else None,
         "tokens_per_s": o.steps * o.batch * o.seq_len / dt, "train_s": dt, "train_cpu_s": cpu,
         "n_train_tokens_available": int(stream.numel()),
         "history": history,

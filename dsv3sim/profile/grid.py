@@ -105,6 +105,30 @@ def _points(cfg: ModelConfig, grid: str, dtypes: tuple[str, ...], seed: int) -> 
         _vector_points(cfg, small, dtypes)
 
 
+_NK_MIDS = {384, 768, 1536, 3072, 6144, 12288, 24576}  # 1.5x midpoints (TP-split widths)
+
+
+def _lattice2(cfg: ModelConfig, dtypes: tuple[str, ...]) -> list[Point]:
+    """1.5x midpoints in N and K (TP-split widths such as 3072, 6144, 12288)."""
+    nk = sorted(_NK_MIDS | {256 * 2**i for i in range(8)})
+    return [Point(op="gemm", dtype=dt, shape={"m": m, "n": n, "k": k}) for dt in dtypes for n in nk for k in nk
+            for m in _m_values(1, 16384) if (n in _NK_MIDS or k in _NK_MIDS) and 2.0 * m * n * k <= 4e12]
+
+
+def _lattice3(cfg: ModelConfig, dtypes: tuple[str, ...]) -> list[Point]:
+    """Denser M where cuBLAS switches tiles and wave counts (1-3 waves of 132 SMs)."""
+    nk = sorted({256 * 2**i for i in range(8)} | _NK_MIDS)
+    ms = [m for m in range(96, 513, 32) if m not in _m_values(1, 16384)] + [576, 640, 704, 832, 896, 960]
+    return [Point(op="gemm", dtype=dt, shape={"m": m, "n": n, "k": k}) for dt in dtypes for n in nk for k in nk
+            for m in ms if 2.0 * m * n * k <= 4e12]
+
+
+def _fp8fix(cfg: ModelConfig, dtypes: tuple[str, ...]) -> list[Point]:
+    """The FP8 shapes whose M % 4 != 0 failed in the first H200 run (now padded)."""
+    return [p for p in points(cfg, "full", ("fp8",)) if p.op in ("gemm", "grouped_gemm", "shared_expert")
+            and (p.shape.get("m", 4) % 4 or p.shape.get("dist") == "zipf")]
+
+
 def _named_grid(cfg: ModelConfig, grid: str, dtypes: tuple[str, ...], seed: int) -> list[Point]:
     """The grids measured after the full lattice: held-out and scatter shapes, the model's own operators,
     denser N, K and M lattices, the FP8 re-measurement."""
@@ -113,23 +137,10 @@ def _named_grid(cfg: ModelConfig, grid: str, dtypes: tuple[str, ...], seed: int)
     if grid in ("scatter", "heldout2"):  # same distribution, different seeds: training data vs a fresh check
         return scattered(cfg, dtypes, seed=101 if grid == "scatter" else 202, n=3500 if grid == "scatter" else 300,
                          set_name=grid)
-    if grid == "nn":
-        return nn_points(cfg)
-    if grid == "gqa":
-        return gqa_points()
-    if grid == "lattice2":  # 1.5x midpoints in N and K (TP-split widths such as 3072, 6144, 12288)
-        mids = {384, 768, 1536, 3072, 6144, 12288, 24576}
-        nk = sorted(mids | {256 * 2**i for i in range(8)})
-        return [Point(op="gemm", dtype=dt, shape={"m": m, "n": n, "k": k}) for dt in dtypes for n in nk for k in nk
-                for m in _m_values(1, 16384) if (n in mids or k in mids) and 2.0 * m * n * k <= 4e12]
-    if grid == "lattice3":  # denser M where cuBLAS switches tiles and wave counts (1-3 waves of 132 SMs)
-        nk = sorted({256 * 2**i for i in range(8)} | {384, 768, 1536, 3072, 6144, 12288, 24576})
-        ms = [m for m in range(96, 513, 32) if m not in _m_values(1, 16384)] + [576, 640, 704, 832, 896, 960]
-        return [Point(op="gemm", dtype=dt, shape={"m": m, "n": n, "k": k}) for dt in dtypes for n in nk for k in nk
-                for m in ms if 2.0 * m * n * k <= 4e12]
-    assert grid == "fp8fix", grid  # the FP8 shapes whose M % 4 != 0 failed in the first H200 run (now padded)
-    return [p for p in points(cfg, "full", ("fp8",)) if p.op in ("gemm", "grouped_gemm", "shared_expert")
-            and (p.shape.get("m", 4) % 4 or p.shape.get("dist") == "zipf")]
+    by_name = {"nn": lambda c, d: nn_points(c), "gqa": lambda c, d: gqa_points(), "lattice2": _lattice2,
+               "lattice3": _lattice3, "fp8fix": _fp8fix}
+    assert grid in by_name, grid
+    return by_name[grid](cfg, dtypes)
 
 
 def _gemm_points(cfg: ModelConfig, grid: str, dtypes: tuple[str, ...]) -> list[Point]:
