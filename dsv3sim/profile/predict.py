@@ -100,8 +100,15 @@ class NotMeasured(ValueError):
 
 def flops_bytes(op: str, dtype: str, s: dict[str, Any]) -> tuple[float, float]:
     """The same counts ``ops.py`` records, from the shape alone (needed for unmeasured shapes)."""
-    g = s.get
     eb = 1 if dtype == "fp8" else (4 if dtype == "fp32" else 2)
+    for counts in (_matmul_counts, _attention_counts, _vector_counts):
+        fb = counts(op, dtype, eb, s.get)
+        if fb is not None:
+            return fb
+    raise ConfigError(f"unknown op {op!r}; known: {', '.join(OPS)}")
+
+
+def _matmul_counts(op: str, dtype: str, eb: int, g) -> tuple[float, float] | None:
     if op == "gemm":
         m, n, k = g("m"), g("n"), g("k")
         extra = 2 * m * n + 4 * (m * k / 128 + n * k / 16384) if dtype == "fp8" else m * n * eb
@@ -109,6 +116,16 @@ def flops_bytes(op: str, dtype: str, s: dict[str, Any]) -> tuple[float, float]:
     if op == "grouped_gemm":
         tot = g("e") * g("m")
         return 2.0 * tot * g("n") * g("k"), (tot * g("k") + g("e") * g("n") * g("k")) * eb + tot * g("n") * 2
+    if op == "nn_routed_experts":
+        tot, n, k = g("e") * g("m"), g("n", 2048), g("k", 7168)
+        return 6.0 * tot * n * k, (tot * k + 3 * g("e") * n * k) * eb + 2 * tot * k + 4 * tot * n
+    if op in ("shared_expert", "nn_shared_expert"):
+        m, n, k = g("m", 0), g("n", 2048), g("k", 7168)
+        return 6.0 * m * n * k, (m * k + 3 * n * k) * eb + 2 * m * k + 4 * m * n
+    return None
+
+
+def _attention_counts(op: str, dtype: str, eb: int, g) -> tuple[float, float] | None:
     if op in ("attn_prefill", "attn_prefill_fwdbwd"):
         b, sq, h, dqk, dv = g("b", 1), g("s"), g("h"), g("dqk", 192), g("dv", 128)
         f, by = 2.0 * b * h * sq * sq / 2 * (dqk + dv), 2.0 * b * h * sq * (2 * dqk + 2 * dv)
@@ -119,36 +136,30 @@ def flops_bytes(op: str, dtype: str, s: dict[str, Any]) -> tuple[float, float]:
     if op == "attn_decode_gqa":
         b, t, h, kvh, d = g("b"), g("t"), g("h"), g("kvh"), g("d")
         return 2.0 * b * h * t * 2 * d, 2.0 * b * t * kvh * 2 * d + 2.0 * b * h * d * 2
-    if op == "nn_routed_experts":
-        tot, n, k = g("e") * g("m"), g("n", 2048), g("k", 7168)
-        return 6.0 * tot * n * k, (tot * k + 3 * g("e") * n * k) * eb + 2 * tot * k + 4 * tot * n
     if op == "nn_attn_decode":
         b, t, h = g("b"), g("t"), g("h")
         return 2.0 * b * h * t * 1088 + 2.0 * b * h * 512 * 256, 2.0 * b * t * 576 + 2.0 * h * 256 * 512
     if op == "nn_attn_prefill":
         b, sq, h = g("b", 1), g("s"), g("h")
         return 2.0 * b * h * sq * sq / 2 * 320 + 2.0 * b * sq * 512 * h * 256, 2.0 * b * sq * (h * 192 + 576 + h * 128)
+    return None
+
+
+def _vector_counts(op: str, dtype: str, eb: int, g) -> tuple[float, float] | None:
+    """Element-wise and small ops of m rows x n columns (``nn_`` variants count the same)."""
     op = op.removeprefix("nn_")
     m, n = g("m", 0), g("n", 0)
-    if op == "rmsnorm":
-        return 4.0 * m * n, 4.0 * m * n + 2 * n
-    if op == "swiglu":
-        return 5.0 * m * n, 6.0 * m * n
-    if op == "quant_fp8":
-        return 3.0 * m * n, 3.0 * m * n + 4 * m * n / 128
-    if op == "rope":
-        return 3.0 * m * g("h") * g("d", 64), 4.0 * m * g("h") * g("d", 64)
-    if op == "gate":
-        return 2.0 * m * g("n", 256) * g("k", 7168), 2.0 * m * g("k", 7168) + 2.0 * g("n", 256) * g("k", 7168) + 64 * m
-    if op == "embedding":
-        return 0.0, 4.0 * m * g("n", 7168)
-    if op == "adamw":
-        return 12.0 * n, 28.0 * n
-    if op == "shared_expert":
-        k = g("k", 7168)
-        n = g("n", 2048)
-        return 6.0 * m * n * k, (m * k + 3 * n * k) * eb + 2 * m * k + 4 * m * n
-    raise ConfigError(f"unknown op {op!r}; known: {', '.join(OPS)}")
+    counts = {
+        "rmsnorm": lambda: (4.0 * m * n, 4.0 * m * n + 2 * n),
+        "swiglu": lambda: (5.0 * m * n, 6.0 * m * n),
+        "quant_fp8": lambda: (3.0 * m * n, 3.0 * m * n + 4 * m * n / 128),
+        "rope": lambda: (3.0 * m * g("h") * g("d", 64), 4.0 * m * g("h") * g("d", 64)),
+        "gate": lambda: (2.0 * m * g("n", 256) * g("k", 7168),
+                         2.0 * m * g("k", 7168) + 2.0 * g("n", 256) * g("k", 7168) + 64 * m),
+        "embedding": lambda: (0.0, 4.0 * m * g("n", 7168)),
+        "adamw": lambda: (12.0 * n, 28.0 * n),
+    }
+    return counts[op]() if op in counts else None
 
 
 def tile_of(op: str, dtype: str, shape: dict[str, Any]) -> tuple[int, int] | None:
@@ -381,13 +392,10 @@ def _kernel_time(gpu: str, op: str, dtype: str = "bf16", *, sms: int | None = No
     q = dict(DEFAULTS.get(op, {}))
     q.update({k: v for k, v in shape.items() if v is not None})
     if op == "grouped_gemm":
-        tokens = q.pop("tokens", None)
-        q.setdefault("impl", "grouped" if dtype == "bf16" else "loop")
+        tokens = _grouped_tokens(q, dtype)
         if tokens is not None and len(set(tokens)) > 1:
             return _skewed_grouped(gpu, dtype, [int(t) for t in tokens], sms=sms, table=table, base=base,
                                    **{k: q[k] for k in ("n", "k", "impl") if k in q})
-        if tokens is not None:
-            q["e"], q["m"] = len(tokens), int(tokens[0])
     _check_dims(op, q, shape)
     flops, nbytes = flops_bytes(op, dtype, q)
     qi = dict(q)
@@ -402,14 +410,23 @@ def _kernel_time(gpu: str, op: str, dtype: str = "bf16", *, sms: int | None = No
     on_base = base_spec.name == target.name and sms in (None, target.n_sms)
     eff, src, t_meas, band = _base_efficiency(tabs[(op, dtype)], op, dtype, qi, base_spec, flops, nbytes,
                                               use_scatter=table is None, on_base=on_base)
-    if on_base:
+    if on_base:  # the measurement itself, or the base GPU's roofline at the interpolated efficiency
         t = t_meas if t_meas is not None else roofline_time(target, op, dtype, flops, nbytes, shape=qi) / eff
-    else:
+    else:  # another GPU (or fewer SMs): its roofline at the base GPU's efficiency
         t = max(roofline_time(target, op, dtype, flops, nbytes, sms, shape=qi) / eff, tabs[(op, dtype)].t_min)
         src = "scaled"
     return Prediction(time_s=t, tflops=flops / t / 1e12, source=src, gpu=target.name, base_gpu=base_spec.name,
                       flops=flops, bytes=nbytes, efficiency=eff,
                       error90=band if src == "interpolated" else None)  # scaled: the band says nothing of scaling
+
+
+def _grouped_tokens(q: dict[str, Any], dtype: str) -> list | None:
+    """A grouped GEMM's per-expert ``tokens`` (popped from ``q``); equal counts become its e and m; default impl."""
+    tokens = q.pop("tokens", None)
+    q.setdefault("impl", "grouped" if dtype == "bf16" else "loop")
+    if tokens is not None and len(set(tokens)) == 1:
+        q["e"], q["m"] = len(tokens), int(tokens[0])
+    return tokens
 
 
 def _check_dims(op: str, q: dict[str, Any], shape: dict[str, Any]) -> None:
