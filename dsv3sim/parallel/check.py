@@ -79,46 +79,45 @@ def dependencies(s: Schedule) -> dict[OpKey, list[OpKey]]:
 Slot = tuple[int, int]    # (rank, index in the rank's list)
 
 
+def _needed_keys(r: int, o: Op, path: list, k: int, where: dict) -> list[tuple[int, str, int, int]]:
+    """(rank, kind, chunk, mb) of the ops that op ``o`` at position ``k`` of its micro-batch's ``path`` waits
+    for: F the previous stage's F; W its own B; B (or BW) its own F and the next stage's backward."""
+    if o.kind == "F":
+        return [(path[k - 1][0], "F", path[k - 1][1], o.mb)] if k > 0 else []
+    if o.kind == "W":
+        return [(r, "B", o.chunk, o.mb)]
+    keys = [(r, "F", o.chunk, o.mb)]
+    if k < len(path) - 1:
+        nr, nc = path[k + 1]
+        keys.append((nr, "B", nc, o.mb) if (nr, "B", nc, o.mb) in where else (nr, "BW", nc, o.mb))
+    return keys
+
+
 def slot_graph(s: Schedule) -> dict[int, list[list[Slot]]]:
     """deps[rank][i]: the (rank, slot)s that slot i of ``rank`` waits for (dependencies of all its ops, other
     than program order). Same model as ``dependencies``, on plain tuples for speed (the executor's input)."""
-    where: dict[tuple[int, str, int, int], int] = {}
-    for r, acts in s.actions.items():
-        for i, a in enumerate(acts):
-            for o in a.ops:
-                where[(r, o.kind, o.chunk, o.mb)] = i
+    where = {(r, o.kind, o.chunk, o.mb): i for r, acts in s.actions.items() for i, a in enumerate(acts) for o in a.ops}
     paths = {f: s.path(f) for f in s.flows()}
     index = {f: {p: k for k, p in enumerate(path)} for f, path in paths.items()}
     bidir = s.layout == "bidirectional"
     out: dict[int, list[list[Slot]]] = {}
     for r, acts in s.actions.items():
-        rows = []
+        out[r] = []
         for i, a in enumerate(acts):
             need: list[Slot] = []
             for o in a.ops:
                 flow = (o.chunk, o.mb) if bidir else (0, o.mb)
-                path = paths.get(flow)
-                k = index[flow].get((r, o.chunk)) if path is not None else None
+                k = index[flow].get((r, o.chunk)) if flow in paths else None
                 if k is None:
                     raise ValueError(f"{s.name}: rank {r} runs {o}, which is not on any micro-batch's path")
-                if o.kind == "F":
-                    keys = [(path[k - 1][0], "F", path[k - 1][1], o.mb)] if k > 0 else []
-                elif o.kind == "W":
-                    keys = [(r, "B", o.chunk, o.mb)]
-                else:
-                    keys = [(r, "F", o.chunk, o.mb)]
-                    if k < len(path) - 1:
-                        nr, nc = path[k + 1]
-                        keys.append((nr, "B", nc, o.mb) if (nr, "B", nc, o.mb) in where else (nr, "BW", nc, o.mb))
-                for key in keys:
+                for key in _needed_keys(r, o, paths[flow], k, where):
                     j = where.get(key)
                     if j is None:
                         raise ValueError(f"{s.name}: {o} on rank {r} needs {key[1]}{key[2]}.{key[3]} on rank "
                                          f"{key[0]}, which is not in the schedule")
                     if (key[0], j) != (r, i):
                         need.append((key[0], j))
-            rows.append(need)
-        out[r] = rows
+            out[r].append(need)
     return out
 
 
@@ -143,21 +142,20 @@ def run_order(s: Schedule, graph: dict[int, list[list[Slot]]] | None = None) -> 
     return order
 
 
-def check(s: Schedule) -> dict:
-    """Prove ``s`` valid (ValueError naming the first problem); returns op counts per rank."""
+def _check_ranges(s: Schedule) -> None:
+    """Every op's chunk and micro-batch lie within the schedule's layout."""
     for r, acts in s.actions.items():
-        for a in acts:
-            for o in a.ops:
-                if o.chunk >= s.n_chunks:
-                    raise ValueError(f"{s.name}: rank {r} runs {o} but the {s.layout} layout has "
-                                     f"{s.n_chunks} chunk(s) per rank")
-                if o.mb >= s.flows_per_direction():
-                    raise ValueError(f"{s.name}: rank {r} runs {o}, micro-batch {o.mb} out of range "
-                                     f"0..{s.flows_per_direction() - 1}")
-    seen = Counter((r, o) for r, acts in s.actions.items() for a in acts for o in a.ops)
-    dup = [f"{o} on rank {r} x{n}" for (r, o), n in seen.items() if n > 1]
-    if dup:
-        raise ValueError(f"{s.name}: ops run more than once: {dup[:5]}")
+        for o in (o for a in acts for o in a.ops):
+            if o.chunk >= s.n_chunks:
+                raise ValueError(f"{s.name}: rank {r} runs {o} but the {s.layout} layout has "
+                                 f"{s.n_chunks} chunk(s) per rank")
+            if o.mb >= s.flows_per_direction():
+                raise ValueError(f"{s.name}: rank {r} runs {o}, micro-batch {o.mb} out of range "
+                                 f"0..{s.flows_per_direction() - 1}")
+
+
+def _check_coverage(s: Schedule, seen: Counter) -> None:
+    """Each stage of each micro-batch's path runs F with BW, or F with B and W; forwards = flows x stages."""
     for f in s.flows():
         for r, c in s.path(f):
             mb = f[1]
@@ -169,6 +167,16 @@ def check(s: Schedule) -> dict:
     n_f = sum(1 for (_, o) in seen if o.kind == "F")
     if n_f != n_expected:
         raise ValueError(f"{s.name}: {n_f} forwards, expected {n_expected} (flows x stages)")
+
+
+def check(s: Schedule) -> dict:
+    """Prove ``s`` valid (ValueError naming the first problem); returns op counts per rank."""
+    _check_ranges(s)
+    seen = Counter((r, o) for r, acts in s.actions.items() for a in acts for o in a.ops)
+    dup = [f"{o} on rank {r} x{n}" for (r, o), n in seen.items() if n > 1]
+    if dup:
+        raise ValueError(f"{s.name}: ops run more than once: {dup[:5]}")
+    _check_coverage(s, seen)
     dependencies(s)
     run_order(s)
     return {r: dict(Counter(o.kind for a in acts for o in a.ops)) for r, acts in s.actions.items()}
