@@ -153,22 +153,18 @@ class _Loads:
         self.capacity, self.link_bytes, self.n_events, self.done = capacity, {}, 0, []
 
 
-def _bound(topo: Topology, *, kind, mode, groups, sim_groups, routings, n_experts, first, dtype,
-           hidden) -> CommResult:
-    """Direct all-to-all (low-latency mode, or normal mode inside one node: no relays, every flow starts at
-    once) as kernel latency + longest path latency + max over links of bytes / capacity."""
-    b = token_bytes(kind, mode, dtype, hidden)
-    loads = _Loads([lk.capacity for lk in topo.links])
+def _load_links(topo: Topology, loads: _Loads, kind, mode, sim_groups, routings, n_experts, first,
+                b: float) -> tuple[list[EpCounts], float, float, float]:
+    """Every flow's bytes onto every link of its path (in ``loads``); (counts per group, longest path latency,
+    bytes put on first hops, bytes taken off last hops)."""
     lb = loads.link_bytes
-    lat = 0.0
-    on_first = off_last = 0.0
+    lat = on_first = off_last = 0.0
     counts = []
     for i, ranks in enumerate(sim_groups):
         c = first if i == 0 else ep_counts(topo, ranks, np.asarray(routings[i]), n_experts)
         counts.append(c)
         m = c.sel_rank if mode == "low-latency" else c.count_rank
-        ss, rr = np.nonzero(m)
-        for s, r in zip(ss.tolist(), rr.tolist()):
+        for s, r in zip(*(x.tolist() for x in np.nonzero(m))):
             if s == r:
                 continue
             a, d = (ranks[s], ranks[r]) if kind == "dispatch" else (ranks[r], ranks[s])
@@ -181,7 +177,17 @@ def _bound(topo: Topology, *, kind, mode, groups, sim_groups, routings, n_expert
                 off_last += nb
             lat = max(lat, topo.path_latency(p))
             loads.n_events += 2
-    t = topo.cfg.kernel_latency + lat + max((v / loads.capacity[k] for k, v in lb.items()), default=0.0)
+    return counts, lat, on_first, off_last
+
+
+def _bound(topo: Topology, *, kind, mode, groups, sim_groups, routings, n_experts, first, dtype,
+           hidden) -> CommResult:
+    """Direct all-to-all (low-latency mode, or normal mode inside one node: no relays, every flow starts at
+    once) as kernel latency + longest path latency + max over links of bytes / capacity."""
+    b = token_bytes(kind, mode, dtype, hidden)
+    loads = _Loads([lk.capacity for lk in topo.links])
+    counts, lat, on_first, off_last = _load_links(topo, loads, kind, mode, sim_groups, routings, n_experts, first, b)
+    t = topo.cfg.kernel_latency + lat + max((v / loads.capacity[k] for k, v in loads.link_bytes.items()), default=0.0)
     scale = len(groups) / len(sim_groups)
     stats = link_stats(topo, loads, t, scale=scale)
     n_ranks = sum(len(c.ranks) for c in counts)

@@ -170,12 +170,27 @@ class FlowNetwork:
         if not fl:
             self._schedule_wake()
             return
+        on, cap_left, lpaths = self._local_links(fl, now)
+        _progressive_fill(fl, on, cap_left, lpaths)
+        heap = self._heap
+        push = heapq.heappush
+        for f in fl:
+            f.version += 1
+            push(heap, (now + (f.remaining - (f.marks[-1][0] if f.marks else 0.0)) / f.rate, f.id, f.version))
+        if len(heap) > 4 * len(flows) + 64:  # drop stale entries
+            self._heap = [e for e in heap if e[1] in flows and flows[e[1]].version == e[2]]
+            heapq.heapify(self._heap)
+        self._schedule_wake()
+
+    def _local_links(self, fl: list[_Flow], now: float) -> tuple[list[list[_Flow]], list[float], list[list[int]]]:
+        """Bring each flow's remaining bytes up to ``now`` at its old rate and unfreeze it; number the links of
+        the component locally: (flows on each local link, its capacity, each flow's path as local indices)."""
         idx: dict[int, int] = {}  # link id -> local index
         on: list[list[_Flow]] = []
         cap = self.capacity
         cap_left: list[float] = []
         lpaths: list[list[int]] = []
-        for f in fl:  # bring remaining bytes up to now at the old rates
+        for f in fl:
             if f.rate > 0:
                 f.remaining = max(0.0, f.remaining - f.rate * (now - f.t_last))
             f.t_last = now
@@ -191,35 +206,7 @@ class FlowNetwork:
                     on[i].append(f)
                 lp.append(i)
             lpaths.append(lp)
-        # progressive filling over local link indices (ties -> lower link id first via insertion order);
-        # a link at the minimum fair share at the start of a round saturates in that round (freezing flows
-        # at that share never lowers another link's fair share below it)
-        n_on = [len(v) for v in on]
-        pos = {f.id: k for k, f in enumerate(fl)}
-        live = list(range(len(on)))
-        while live:
-            ratios = [cap_left[i] / n_on[i] for i in live]
-            share = min(ratios)
-            lim = share * (1 + _REL)
-            for i, x in zip(live, ratios):
-                if x <= lim and n_on[i]:
-                    for f in on[i]:
-                        if f.rate >= 0:
-                            continue
-                        f.rate = share
-                        for j in lpaths[pos[f.id]]:
-                            cap_left[j] -= share
-                            n_on[j] -= 1
-            live = [i for i in live if n_on[i]]
-        heap = self._heap
-        push = heapq.heappush
-        for f in fl:
-            f.version += 1
-            push(heap, (now + (f.remaining - (f.marks[-1][0] if f.marks else 0.0)) / f.rate, f.id, f.version))
-        if len(heap) > 4 * len(flows) + 64:  # drop stale entries
-            self._heap = [e for e in heap if e[1] in flows and flows[e[1]].version == e[2]]
-            heapq.heapify(self._heap)
-        self._schedule_wake()
+        return on, cap_left, lpaths
 
     def _schedule_wake(self) -> None:
         heap, flows = self._heap, self.flows
@@ -293,3 +280,25 @@ class FlowNetwork:
             self.link_bytes[lid] = self.link_bytes.get(lid, 0.0) + f.nbytes
         self.done.append(f)
         self._log("end", f)
+
+
+def _progressive_fill(fl: list[_Flow], on: list[list[_Flow]], cap_left: list[float], lpaths: list[list[int]]) -> None:
+    """Max-min fair rates by progressive filling over local link indices (ties -> lower link id first via
+    insertion order); a link at the minimum fair share at the start of a round saturates in that round (freezing
+    flows at that share never lowers another link's fair share below it)."""
+    n_on = [len(v) for v in on]
+    pos = {f.id: k for k, f in enumerate(fl)}
+    live = list(range(len(on)))
+    while live:
+        ratios = [cap_left[i] / n_on[i] for i in live]
+        share = min(ratios)
+        lim = share * (1 + _REL)
+        for i in (i for i, x in zip(live, ratios) if x <= lim and n_on[i]):
+            for f in on[i]:
+                if f.rate >= 0:
+                    continue
+                f.rate = share
+                for j in lpaths[pos[f.id]]:
+                    cap_left[j] -= share
+                    n_on[j] -= 1
+        live = [i for i in live if n_on[i]]
