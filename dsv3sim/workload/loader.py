@@ -33,10 +33,7 @@ def resolve(spec: str | None) -> tuple[Path, str | None]:
     raise ConfigError(f"scenario file {path_s!r} not found (in scenarios/: {', '.join(known)})")
 
 
-def load(spec: str | None) -> dict[str, Scenario]:
-    """{name: Scenario} from ``PATH[:FUNC]``."""
-    path, func = resolve(spec)
-    mod_name = f"dsv3sim_scenario_{path.stem}"
+def _import(path: Path, mod_name: str):
     sp = importlib.util.spec_from_file_location(mod_name, path)
     if sp is None or sp.loader is None:
         raise ConfigError(f"cannot import scenario file {path}")
@@ -45,18 +42,26 @@ def load(spec: str | None) -> dict[str, Scenario]:
         sp.loader.exec_module(mod)
     except SyntaxError as e:
         raise ConfigError(f"scenario file {path}: line {e.lineno}: {e.msg}") from None
+    return mod
+
+
+def _function(mod, mod_name: str, path: Path, func: str | None):
+    """The scenario function: ``func``, or the module's DEFAULT; ConfigError listing the module's functions."""
+    fn = getattr(mod, func or "DEFAULT", None)
+    if callable(fn) or (func is None and fn is not None):
+        return fn
+    fns = [n for n in dir(mod) if not n.startswith("_") and callable(getattr(mod, n))
+           and getattr(getattr(mod, n), "__module__", None) == mod_name]
     if func is None:
-        fn = getattr(mod, "DEFAULT", None)
-        if fn is None:
-            fns = [n for n in dir(mod) if not n.startswith("_") and callable(getattr(mod, n))
-                   and getattr(getattr(mod, n), "__module__", None) == mod_name]
-            raise ConfigError(f"{path.name} has no DEFAULT; name a function: {', '.join(fns)}")
-    else:
-        fn = getattr(mod, func, None)
-        if not callable(fn):
-            fns = [n for n in dir(mod) if not n.startswith("_") and callable(getattr(mod, n))
-                   and getattr(getattr(mod, n), "__module__", None) == mod_name]
-            raise ConfigError(f"{path.name} has no function {func!r} (functions: {', '.join(fns)})")
+        raise ConfigError(f"{path.name} has no DEFAULT; name a function: {', '.join(fns)}")
+    raise ConfigError(f"{path.name} has no function {func!r} (functions: {', '.join(fns)})")
+
+
+def load(spec: str | None) -> dict[str, Scenario]:
+    """{name: Scenario} from ``PATH[:FUNC]``."""
+    path, func = resolve(spec)
+    mod_name = f"dsv3sim_scenario_{path.stem}"
+    fn = _function(_import(path, mod_name), mod_name, path, func)
     try:
         out = fn()
     except TypeError as e:  # a wrong or missing keyword in the scenario's own code: name it and its line

@@ -171,6 +171,52 @@ def _experts(rank: dict, rows: float, d: int) -> float:
     return a + b * rows if rows > 0 else 0.0
 
 
+def _moe_layer(lanes: _Lanes, kind: str, rr: dict, a2a, rb_d: float, rb_c: float) -> None:
+    """One MoE layer's gate, experts and shared expert; with EP > 1 the DeepEP layout, dispatch and combine
+    all-to-alls between them (forward: dispatch in ``rb_d`` bytes per row, combine in ``rb_c``; backward:
+    both in ``rb_c``)."""
+    R, ep, d = lanes.r, len(lanes.r), 0 if kind == "F" else 1
+    send, rows = rr["send_rows"], rr["expert_rows"]
+    if ep == 1:
+        lanes.compute("gate(F)" if kind == "F" else "framework", [_fb(x, "gate", d) for x in R])
+        lanes.compute(f"mlp({kind})", [_experts(x, rows[i], d) for i, x in enumerate(R)])
+        lanes.compute(f"shared({kind})", [_fb(x, "shared", d) for x in R])
+    elif kind == "F":
+        lanes.compute("gate(F)", [_fb(x, "gate", 0) for x in R])
+        # counts, then row ids + local experts right after: the second one follows no compute
+        lanes.meet("layout(F)", lambda s: a2a(4 * ep, s) + a2a(_a2a_bytes(send, 8, False), 0.0))
+        lanes.meet("dispatch(F)", lambda s: a2a(_a2a_bytes(send, rb_d, False), s))
+        lanes.compute("mlp(F)", [_experts(x, rows[i], 0) for i, x in enumerate(R)])
+        lanes.meet("combine(F)", lambda s: a2a(_a2a_bytes(send, rb_c, True), s))
+        lanes.compute("shared(F)", [_fb(x, "shared", 0) for x in R])
+    else:
+        lanes.compute("shared(B)", [_fb(x, "shared", 1) for x in R])
+        lanes.meet("combine(B)", lambda s: a2a(_a2a_bytes(send, rb_c, False), s))
+        lanes.compute("mlp(B)", [_experts(x, rows[i], 1) for i, x in enumerate(R)])
+        lanes.meet("dispatch(B)", lambda s: a2a(_a2a_bytes(send, rb_c, True), s))
+        lanes.compute("framework", [_fb(x, "gate", 1) for x in R])
+
+
+def _stage_start(lanes: _Lanes, kind: str, first: bool, last: bool) -> None:
+    """The embedding before the first stage's F; the backward's start-up (and the head's backward) before B."""
+    R = lanes.r
+    if kind == "F" and first:
+        lanes.compute("embed(F)", [_fb(x, "embed", 0) for x in R])
+    if kind == "B":
+        lanes.compute("framework", [x["bwd_start_s"] for x in R])
+        if last:
+            lanes.compute("framework", [_fb(x, "head", 1) for x in R])
+
+
+def _stage_end(lanes: _Lanes, kind: str, first: bool, last: bool) -> None:
+    """The head after the last stage's F; the embedding's backward after the first stage's B."""
+    R = lanes.r
+    if kind == "F" and last:
+        lanes.compute("head(F)", [_fb(x, "head", 0) for x in R])
+    if kind == "B" and first:
+        lanes.compute("framework", [_fb(x, "embed", 1) for x in R])
+
+
 def _run_op(t: dict, lanes: _Lanes, tr: Transport, stage: int, kind: str, replica: int, dispatch_fp8: bool) -> None:
     """One forward (``F``) or full backward (``B``) of ``stage`` on the replica's EP ranks."""
     d = 0 if kind == "F" else 1
@@ -179,17 +225,11 @@ def _run_op(t: dict, lanes: _Lanes, tr: Transport, stage: int, kind: str, replic
     R = lanes.r
     rb_d = t["row_bytes"]["fp8" if dispatch_fp8 else "native"]
     rb_c = t["row_bytes"]["bf16" if dispatch_fp8 else "native"]
-    ep = len(R)
 
     def a2a(n_bytes: float, after_s: float) -> float:
         return tr.time("all_to_all", n_bytes, after_s)
 
-    if kind == "F" and first:
-        lanes.compute("embed(F)", [_fb(x, "embed", 0) for x in R])
-    if kind == "B":
-        lanes.compute("framework", [x["bwd_start_s"] for x in R])
-        if last:
-            lanes.compute("framework", [_fb(x, "head", 1) for x in R])
+    _stage_start(lanes, kind, first, last)
     for L in (layers if kind == "F" else list(reversed(layers))):
         rt = t["routing"].get(str(L))
         if kind == "F":
@@ -197,34 +237,11 @@ def _run_op(t: dict, lanes: _Lanes, tr: Transport, stage: int, kind: str, replic
         if rt is None:
             lanes.compute(f"mlp({kind})", [_fb(x, "mlp_dense", d) for x in R])
         else:
-            rr = rt[replica]
-            send, rows = rr["send_rows"], rr["expert_rows"]
-            if ep == 1:
-                gate_name = "gate(F)" if kind == "F" else "framework"
-                lanes.compute(gate_name, [_fb(x, "gate", d) for x in R])
-                lanes.compute(f"mlp({kind})", [_experts(x, rows[i], d) for i, x in enumerate(R)])
-                lanes.compute(f"shared({kind})", [_fb(x, "shared", d) for x in R])
-            elif kind == "F":
-                lanes.compute("gate(F)", [_fb(x, "gate", 0) for x in R])
-                # counts, then row ids + local experts right after: the second one follows no compute
-                lanes.meet("layout(F)", lambda s, send=send: a2a(4 * ep, s) + a2a(_a2a_bytes(send, 8, False), 0.0))
-                lanes.meet("dispatch(F)", lambda s, send=send: a2a(_a2a_bytes(send, rb_d, False), s))
-                lanes.compute("mlp(F)", [_experts(x, rows[i], 0) for i, x in enumerate(R)])
-                lanes.meet("combine(F)", lambda s, send=send: a2a(_a2a_bytes(send, rb_c, True), s))
-                lanes.compute("shared(F)", [_fb(x, "shared", 0) for x in R])
-            else:
-                lanes.compute("shared(B)", [_fb(x, "shared", 1) for x in R])
-                lanes.meet("combine(B)", lambda s, send=send: a2a(_a2a_bytes(send, rb_c, False), s))
-                lanes.compute("mlp(B)", [_experts(x, rows[i], 1) for i, x in enumerate(R)])
-                lanes.meet("dispatch(B)", lambda s, send=send: a2a(_a2a_bytes(send, rb_c, True), s))
-                lanes.compute("framework", [_fb(x, "gate", 1) for x in R])
+            _moe_layer(lanes, kind, rt[replica], a2a, rb_d, rb_c)
         if kind == "B":
             lanes.compute("attn(B)", [_fb(x, "attn", 1) for x in R])
         lanes.compute("framework", [_fb(x, "glue", d) for x in R])
-    if kind == "F" and last:
-        lanes.compute("head(F)", [_fb(x, "head", 0) for x in R])
-    if kind == "B" and first:
-        lanes.compute("framework", [_fb(x, "embed", 1) for x in R])
+    _stage_end(lanes, kind, first, last)
 
 
 def _check(scn: Scenario, t: dict) -> str | None:
