@@ -85,6 +85,18 @@ class DecodeConstants:
     source: str
 
 
+def _stream_fractions(rows: list, bw: float, op: str, min_weights: int) -> list[float]:
+    """bytes / time / HBM bandwidth of the table's BF16 ``op`` rows with 0 < M <= STREAM_MAX_ROWS (and N x K >=
+    ``min_weights``)."""
+    fr = [r.bytes / r.time_s / bw for r in rows
+          if r.op == op and r.dtype == "bf16" and 0 < (r.get("m") or 0) <= STREAM_MAX_ROWS
+          and (r.get("n") or 0) * (r.get("k") or 0) >= min_weights and r.time_s > 0 and r.bytes > 0]
+    if not fr:
+        raise ValueError(f"profiles/{TABLE_GPU.lower()}/kernels.csv has no bf16 {op} rows with m <= "
+                         f"{STREAM_MAX_ROWS}")
+    return fr
+
+
 @lru_cache(maxsize=1)
 def decode_constants() -> DecodeConstants:
     """Measured on the H200 (committed table); see the module docstring."""
@@ -93,17 +105,8 @@ def decode_constants() -> DecodeConstants:
 
     rows = read_rows(profile_dir(TABLE_GPU) / "kernels.csv")
     bw = get_gpu(TABLE_GPU).hbm_bandwidth
-    fr = [r.bytes / r.time_s / bw for r in rows
-          if r.op == "grouped_gemm" and r.dtype == "bf16" and 0 < (r.get("m") or 0) <= STREAM_MAX_ROWS
-          and r.time_s > 0 and r.bytes > 0]
-    if not fr:
-        raise ValueError(f"profiles/{TABLE_GPU.lower()}/kernels.csv has no bf16 grouped_gemm rows with m <= "
-                         f"{STREAM_MAX_ROWS}")
-    dense = [r.bytes / r.time_s / bw for r in rows
-             if r.op == "gemm" and r.dtype == "bf16" and 0 < (r.get("m") or 0) <= STREAM_MAX_ROWS
-             and (r.get("n") or 0) * (r.get("k") or 0) >= DENSE_MIN_WEIGHTS and r.time_s > 0 and r.bytes > 0]
-    if not dense:
-        raise ValueError(f"profiles/{TABLE_GPU.lower()}/kernels.csv has no bf16 gemm rows with m <= {STREAM_MAX_ROWS}")
+    fr = _stream_fractions(rows, bw, "grouped_gemm", 0)
+    dense = _stream_fractions(rows, bw, "gemm", DENSE_MIN_WEIGHTS)
     launch = min(r.time_s for r in rows if r.time_s > 0)
     return DecodeConstants(stream_fraction=statistics.median(fr), dense_stream_fraction=statistics.median(dense),
                            fp8_dense_stream_fraction=deepgemm_stream_fraction(),

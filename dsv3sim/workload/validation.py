@@ -63,44 +63,56 @@ PUBLISHED_SCENARIOS = ("deepseek-v3-pretrain", "deepseek-v3-prefill", "deepseek-
 def comparisons(d: dict) -> list[dict]:
     """Rows for a result dict (to_json output) whose scenario is one of DeepSeek's published deployments
     (scenarios/deepseek_v3_pretrain.py, scenarios/deepseek_v3_serving.py); what-if variants get none."""
+    if d.get("infeasible") or d.get("scenario", "") not in PUBLISHED_SCENARIOS or d.get("gpu") != "H800":
+        return []
     rows: list[dict] = []
-    name = d.get("scenario", "")
-    if d.get("infeasible") or name not in PUBLISHED_SCENARIOS:
-        return rows
-    if d.get("type") == "training" and d.get("gpu") == "H800" and d.get("model") == "deepseek-v3":
-        rows.append(_row("GPU hours per trillion tokens", d["gpu_hours_per_trillion_tokens"], V3_GPU_HOURS_PER_T,
-                         "GPU h / 1e12 tokens", SRC_V3,
-                         "published = whole pre-training run; simulated = steady-state step"))
-        ps = d.get("pair_slices_s") or {}
-        pair = ps.get("pair_s", (d.get("chunk_times_s") or {}).get(PAIR_KEY))
-        if pair is not None:
-            rows.append(_row("F&B chunk pair, 4 MoE layers", pair, PROFILE_DATA_PAIR_S, "s",
-                             "deepseek-ai/profile-data train.json (kernel span)",
-                             "profile micro-batch size unpublished; simulated at one 4K sequence"))
-        rows.append(_row("step time", d["step_time_s"], ISCA_STEP_S, "s", SRC_ISCA))
-        for k, v in (d.get("step_breakdown_s") or {}).items():
-            if k in ISCA_PARTS_S:
-                rows.append(_row(k, v, ISCA_PARTS_S[k], "s", SRC_ISCA, "PP rank 0"))
-        for k, key in (("causal", "mfu_causal"), ("non-causal", "mfu_noncausal")):
-            if d.get(key):
-                rows.append(_row(f"MFU ({k})", d[key], ISCA_MFU[k], "fraction", SRC_ISCA))
-        per = profile_data_train()["per_layer"]
-        for k, v in (ps.get("per_layer_s") or {}).items():
-            if k in per:
-                rows.append(_row(f"per layer: {k}", v, per[k]["span_ms_mean"] / 1e3, "s", SRC_PROFILE,
-                                 f"simulated pair {ps.get('action', '')} on PP rank {ps.get('rank', '')}"))
-    if d.get("kind") == "prefill" and d.get("gpu") == "H800" and "deepseek-v3" in d.get("model", ""):
-        v = d["prefill_tokens_per_s_per_node"]
-        rows.append(_row("prefill input tokens/s per node (as published, incl. cache hits)", v, DAY6_PREFILL,
-                         "tokens/s", SRC_DAY6, f"scenario {name}; simulated tokens are all computed"))
-        rows.append(_row("prefill computed tokens/s per node (published x (1 - 56.3 % cache hits))", v,
-                         DAY6_PREFILL * (1 - DAY6_CACHE_HIT), "tokens/s", SRC_DAY6,
-                         "published is a 24 h average; simulated is capacity at 16K tokens per GPU"))
-    if d.get("kind") == "decode" and d.get("gpu") == "H800" and "deepseek-v3" in d.get("model", ""):
-        rows.append(_row("decode output tokens/s per node", d["decode_tokens_per_s_per_node"], DAY6_DECODE,
-                         "tokens/s", SRC_DAY6, f"scenario {name}; published is a 24 h average"))
-        rows.append(_row("output tokens/s per request", d["tokens_per_s_per_request"], sum(DAY6_SPEED) / 2,
-                         "tokens/s", SRC_DAY6, "published range 20-22"))
-        rows.append(_row("MTP acceptance used", d["mtp_acceptance"], sum(MTP_PUBLISHED) / 2, "fraction",
-                         "DeepSeek-V3 report §5.4.3 (85-90 %)", f"used: {d.get('mtp_acceptance_source', '')}"))
+    if d.get("type") == "training" and d.get("model") == "deepseek-v3":
+        rows += _training_rows(d)
+    if d.get("kind") == "prefill" and "deepseek-v3" in d.get("model", ""):
+        rows += _prefill_rows(d)
+    if d.get("kind") == "decode" and "deepseek-v3" in d.get("model", ""):
+        rows += _decode_rows(d)
     return rows
+
+
+def _training_rows(d: dict) -> list[dict]:
+    """GPU-hours per trillion tokens (V3 report), the F&B chunk pair and per-layer spans (profile-data), the
+    step time, its parts and MFU (ISCA paper)."""
+    rows = [_row("GPU hours per trillion tokens", d["gpu_hours_per_trillion_tokens"], V3_GPU_HOURS_PER_T,
+                 "GPU h / 1e12 tokens", SRC_V3, "published = whole pre-training run; simulated = steady-state step")]
+    ps = d.get("pair_slices_s") or {}
+    pair = ps.get("pair_s", (d.get("chunk_times_s") or {}).get(PAIR_KEY))
+    if pair is not None:
+        rows.append(_row("F&B chunk pair, 4 MoE layers", pair, PROFILE_DATA_PAIR_S, "s",
+                         "deepseek-ai/profile-data train.json (kernel span)",
+                         "profile micro-batch size unpublished; simulated at one 4K sequence"))
+    rows.append(_row("step time", d["step_time_s"], ISCA_STEP_S, "s", SRC_ISCA))
+    rows += [_row(k, v, ISCA_PARTS_S[k], "s", SRC_ISCA, "PP rank 0")
+             for k, v in (d.get("step_breakdown_s") or {}).items() if k in ISCA_PARTS_S]
+    rows += [_row(f"MFU ({k})", d[key], ISCA_MFU[k], "fraction", SRC_ISCA)
+             for k, key in (("causal", "mfu_causal"), ("non-causal", "mfu_noncausal")) if d.get(key)]
+    per = profile_data_train()["per_layer"]
+    rows += [_row(f"per layer: {k}", v, per[k]["span_ms_mean"] / 1e3, "s", SRC_PROFILE,
+                  f"simulated pair {ps.get('action', '')} on PP rank {ps.get('rank', '')}")
+             for k, v in (ps.get("per_layer_s") or {}).items() if k in per]
+    return rows
+
+
+def _prefill_rows(d: dict) -> list[dict]:
+    """Day-6 prefill throughput per node, as published (cache hits included) and as computed tokens."""
+    v, name = d["prefill_tokens_per_s_per_node"], d["scenario"]
+    return [_row("prefill input tokens/s per node (as published, incl. cache hits)", v, DAY6_PREFILL,
+                 "tokens/s", SRC_DAY6, f"scenario {name}; simulated tokens are all computed"),
+            _row("prefill computed tokens/s per node (published x (1 - 56.3 % cache hits))", v,
+                 DAY6_PREFILL * (1 - DAY6_CACHE_HIT), "tokens/s", SRC_DAY6,
+                 "published is a 24 h average; simulated is capacity at 16K tokens per GPU")]
+
+
+def _decode_rows(d: dict) -> list[dict]:
+    """Day-6 decode throughput per node and per request, and the MTP acceptance used (V3 report §5.4.3)."""
+    return [_row("decode output tokens/s per node", d["decode_tokens_per_s_per_node"], DAY6_DECODE,
+                 "tokens/s", SRC_DAY6, f"scenario {d['scenario']}; published is a 24 h average"),
+            _row("output tokens/s per request", d["tokens_per_s_per_request"], sum(DAY6_SPEED) / 2,
+                 "tokens/s", SRC_DAY6, "published range 20-22"),
+            _row("MTP acceptance used", d["mtp_acceptance"], sum(MTP_PUBLISHED) / 2, "fraction",
+                 "DeepSeek-V3 report §5.4.3 (85-90 %)", f"used: {d.get('mtp_acceptance_source', '')}")]
