@@ -43,13 +43,11 @@ def transport_fits(calib: list[dict]) -> dict[str, dict[str, float]]:
     return out
 
 
-def _rank_entry(c: dict) -> dict:
-    comps = [p["components"] for p in c["probes"] if "components" in p]
-    if not comps:
-        raise ValueError(f"rank {c['rank']}: the calibration has no component profile")
-    out: dict = {"components": {}}
-    cvs, wts = [], []
-    for k in COMPONENTS:
+def _component_means(comps: list[dict], cvs: list[float], wts: list[float]) -> dict[str, list[float]]:
+    """{component: [mean F_s, mean B_s]} over the probes; each repeated component's CV (weight: its mean) is
+    appended to ``cvs`` / ``wts``."""
+    out: dict[str, list[float]] = {}
+    for k in (k for k in COMPONENTS if any(k in cc for cc in comps)):
         fb = []
         for key in ("F_s", "B_s"):
             xs = [x for cc in comps if k in cc for x in cc[k][key]]
@@ -58,16 +56,32 @@ def _rank_entry(c: dict) -> dict:
             if len(xs) > 1 and m > 0:
                 cvs.append(statistics.pstdev(xs) / m)
                 wts.append(m)
-        if any(k in cc for cc in comps):
-            out["components"][k] = fb
+        out[k] = fb
+    return out
+
+
+def _expert_fit(comps: list[dict], cvs: list[float], wts: list[float]) -> dict[str, list[float]]:
+    """{fwd|bwd: [a_s, b_s_per_row]} averaged over the probes; the relative spread of each repeated fit is
+    appended to ``cvs`` (weight: its fixed cost a_s)."""
     ex = [cc["expert"] for cc in comps if "expert" in cc]
-    out["expert"] = {d: [statistics.fmean(e[d]["a_s"] for e in ex), statistics.fmean(e[d]["b_s_per_row"] for e in ex)]
-                     for d in ("fwd", "bwd")} if ex else {"fwd": [0.0, 0.0], "bwd": [0.0, 0.0]}
+    if not ex:
+        return {"fwd": [0.0, 0.0], "bwd": [0.0, 0.0]}
     for e in ex:
         for d, key in (("fwd", "F_rel"), ("bwd", "B_rel")):
             if len(e[key]) > 1:
                 cvs.append(statistics.pstdev(e[key]))
                 wts.append(e[d]["a_s"])
+    return {d: [statistics.fmean(e[d]["a_s"] for e in ex), statistics.fmean(e[d]["b_s_per_row"] for e in ex)]
+            for d in ("fwd", "bwd")}
+
+
+def _rank_entry(c: dict) -> dict:
+    comps = [p["components"] for p in c["probes"] if "components" in p]
+    if not comps:
+        raise ValueError(f"rank {c['rank']}: the calibration has no component profile")
+    cvs: list[float] = []
+    wts: list[float] = []
+    out: dict = {"components": _component_means(comps, cvs, wts), "expert": _expert_fit(comps, cvs, wts)}
     out["bwd_start_s"] = statistics.fmean(cc.get("bwd_call_overhead_s", 0.0) for cc in comps)
     out["optim_s"] = statistics.fmean(x for cc in comps for x in cc["optim"]["F_s"])
     gs = [cc["grad_sync"]["F"] for cc in comps if "grad_sync" in cc]

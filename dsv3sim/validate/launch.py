@@ -149,6 +149,38 @@ def _signame(code: int) -> str:
         return f"signal {-code}"
 
 
+def _where(r: RankReport) -> str:
+    return f"in phase '{r.phase}'" + (f" at step {r.step}" if r.step >= 0 else "")
+
+
+def _unreported(reports: list[RankReport]) -> list[RankReport]:
+    """Ranks that neither finished nor reported an error (still running, or no report at all)."""
+    return [r for r in reports if r.state in ("running", "missing")]
+
+
+def _hang(reports: list[RankReport], killed_for: str | None, collective_timeout_s: float) -> tuple[int, str] | None:
+    """A rank stuck outside a collective while its peers timed out in one (or the launcher killed the run)."""
+    peers_timed_out = [r for r in reports if r.comm_error]
+    stuck = [r for r in _unreported(reports) if not r.in_collective]
+    if not (stuck and (peers_timed_out or killed_for)):
+        return None
+    r = min(stuck, key=lambda x: x.t_wall or float("inf"))
+    others = ", ".join(str(p.rank) for p in peers_timed_out) or "none"
+    return r.rank, (f"hung {_where(r)} (no progress; peers that timed out after {collective_timeout_s:g} s "
+                    f"waiting for it: {others})" + (f"; launcher: {killed_for}" if killed_for else ""))
+
+
+def _launcher_or_comm(reports: list[RankReport], killed_for: str | None, rc: int | None) -> tuple[int, str]:
+    """No rank failed on its own: a peer's communication error, the launcher's kill, or torchrun's exit code."""
+    timed_out = [r for r in reports if r.comm_error]
+    if timed_out:
+        return timed_out[0].rank, f"communication failure {_where(timed_out[0])}: {timed_out[0].error}"
+    if killed_for:
+        r = next((r for r in reports if r.state != "done"), None)
+        return (r.rank if r else -1), f"{killed_for}" + (f"; rank {r.rank} last {_where(r)}" if r else "")
+    return -1, f"torchrun exited with code {rc} (no rank reported an error; see the log)"
+
+
 def diagnose(reports: list[RankReport], exitcodes: dict[int, int], *, killed_for: str | None, rc: int | None,
              collective_timeout_s: float) -> tuple[int, str]:
     """Pick the root-cause rank and describe it. Pure function of what the launcher observed.
@@ -157,33 +189,17 @@ def diagnose(reports: list[RankReport], exitcodes: dict[int, int], *, killed_for
     did not send (its status neither done nor error); (3) a rank stuck outside a collective while peers
     timed out in one (a hang); (4) the launcher's own kill (stall / wall clock); (5) anything else.
     """
-    def where(r: RankReport) -> str:
-        return f"in phase '{r.phase}'" + (f" at step {r.step}" if r.step >= 0 else "")
-
     for r in reports:
         if r.state == "error" and not r.comm_error:
-            return r.rank, f"raised {r.error} {where(r)}"
-    dead = [r for r in reports if r.state in ("running", "missing") and exitcodes.get(r.rank, 0) < 0
-            and exitcodes[r.rank] != -signal.SIGTERM]
+            return r.rank, f"raised {r.error} {_where(r)}"
+    dead = [r for r in _unreported(reports) if exitcodes.get(r.rank, 0) < 0 and exitcodes[r.rank] != -signal.SIGTERM]
     if dead:
-        r = dead[0]
-        return r.rank, f"died from {_signame(exitcodes[r.rank])} {where(r)}"
-    peers_timed_out = [r for r in reports if r.comm_error]
-    stuck = [r for r in reports if r.state in ("running", "missing") and not r.in_collective]
-    if stuck and (peers_timed_out or killed_for):
-        r = min(stuck, key=lambda x: x.t_wall or float("inf"))
-        others = ", ".join(str(p.rank) for p in peers_timed_out) or "none"
-        return r.rank, (f"hung {where(r)} (no progress; peers that timed out after {collective_timeout_s:g} s "
-                        f"waiting for it: {others})" + (f"; launcher: {killed_for}" if killed_for else ""))
-    exited = [r for r in reports if r.state in ("running", "missing") and exitcodes.get(r.rank, 0) > 0]
+        return dead[0].rank, f"died from {_signame(exitcodes[dead[0].rank])} {_where(dead[0])}"
+    hang = _hang(reports, killed_for, collective_timeout_s)
+    if hang:
+        return hang
+    exited = [r for r in _unreported(reports) if exitcodes.get(r.rank, 0) > 0]
     if exited:
         r = exited[0]
-        return r.rank, f"exited with code {exitcodes[r.rank]} without reporting an error {where(r)}"
-    if peers_timed_out:
-        r = peers_timed_out[0]
-        return r.rank, f"communication failure {where(r)}: {r.error}"
-    if killed_for:
-        running = [r for r in reports if r.state != "done"]
-        r = running[0] if running else None
-        return (r.rank if r else -1), f"{killed_for}" + (f"; rank {r.rank} last {where(r)}" if r else "")
-    return -1, f"torchrun exited with code {rc} (no rank reported an error; see the log)"
+        return r.rank, f"exited with code {exitcodes[r.rank]} without reporting an error {_where(r)}"
+    return _launcher_or_comm(reports, killed_for, rc)
