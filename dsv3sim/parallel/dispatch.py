@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from dsv3sim.config.errors import ConfigError
+from dsv3sim.config.errors import ConfigError, InfeasibleError
 from dsv3sim.trace.comm_bytes import combine_message_bytes, dispatch_message_bytes
 
 CHOICES = ("spread", "nearest")
@@ -128,7 +128,8 @@ def _check_plan_inputs(ids: np.ndarray, src: np.ndarray, p2l: np.ndarray, *, n_g
     if np.bincount(p2l, minlength=n_log).min() == 0:
         raise ValueError("placement leaves some logical expert without a replica")
     if n_gpus <= 0 or R % n_gpus or n_gpus % gpus_per_node:
-        raise ConfigError(f"need replicas ({R}) % gpus ({n_gpus}) == 0 and gpus % gpus_per_node ({gpus_per_node}) == 0")
+        raise InfeasibleError(f"need replicas ({R}) % gpus ({n_gpus}) == 0 and gpus % gpus_per_node "
+                              f"({gpus_per_node}) == 0")
     if T and (src.min() < 0 or src.max() >= n_gpus):
         raise ConfigError(f"source ranks must lie in 0..{n_gpus - 1}, got {src.min()}..{src.max()}")
 

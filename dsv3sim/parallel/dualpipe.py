@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from collections import deque
 
-from dsv3sim.config.errors import ConfigError
+from dsv3sim.config.errors import InfeasibleError
 from dsv3sim.parallel.actions import Action, Op, act
 from dsv3sim.parallel.schedule import Schedule
 
@@ -109,7 +109,7 @@ def _phases(em: _Rank, half: int, h: int, half_chunks: int, n_ranks_for_step4: i
 
 def dualpipe(pp: int, microbatches: int) -> Schedule:
     if pp < 2 or pp % 2 or microbatches % 2 or microbatches < 2 * pp:
-        raise ConfigError(f"dualpipe needs an even pp >= 2 and an even microbatches >= 2*pp "
+        raise InfeasibleError(f"dualpipe needs an even pp >= 2 and an even microbatches >= 2*pp "
                          f"(deepseek-ai/DualPipe dualpipe.py asserts), got pp={pp} microbatches={microbatches}")
     half = pp // 2
     acts = {}
@@ -124,7 +124,7 @@ def dualpipe(pp: int, microbatches: int) -> Schedule:
 def dualpipev(pp: int, microbatches: int) -> Schedule:
     """``pp`` ranks = 2*pp stages (the DualPipe README counts PP in stages: PP/2 devices)."""
     if pp < 1 or microbatches < 2 * pp:
-        raise ConfigError(f"dualpipev needs pp >= 1 ranks and microbatches >= 2*pp (deepseek-ai/DualPipe "
+        raise InfeasibleError(f"dualpipev needs pp >= 1 ranks and microbatches >= 2*pp (deepseek-ai/DualPipe "
                          f"dualpipev.py asserts), got pp={pp} microbatches={microbatches}")
     acts = {}
     for r in range(pp):

@@ -27,14 +27,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from dsv3sim.config.errors import ConfigError
+from dsv3sim.config.errors import ConfigError, InfeasibleError
 
 
 def balanced_packing(weight: np.ndarray, num_packs: int) -> tuple[np.ndarray, np.ndarray]:
     """[X, n] weights -> (pack_index[X, n], rank_in_pack[X, n]); n/num_packs items per pack, greedy LPT."""
     n_rows, n = weight.shape
     if num_packs <= 0 or n % num_packs:
-        raise ValueError(f"balanced packing: {n} items do not split evenly into {num_packs} packs")
+        raise InfeasibleError(f"balanced packing: {n} items do not split evenly into {num_packs} packs")
     per_pack = n // num_packs
     if per_pack == 1:
         return np.tile(np.arange(n, dtype=np.int64), (n_rows, 1)), np.zeros((n_rows, n), dtype=np.int64)
@@ -61,7 +61,7 @@ def replicate_experts(weight: np.ndarray, num_phy: int) -> tuple[np.ndarray, np.
     the high-load experts)."""
     n_rows, n_log = weight.shape
     if num_phy < n_log:
-        raise ValueError(f"{num_phy} replicas cannot hold {n_log} logical experts")
+        raise InfeasibleError(f"{num_phy} replicas cannot hold {n_log} logical experts")
     phy2log = np.tile(np.arange(num_phy, dtype=np.int64), (n_rows, 1))
     rank = np.zeros((n_rows, num_phy), dtype=np.int64)
     logcnt = np.ones((n_rows, n_log), dtype=np.int64)

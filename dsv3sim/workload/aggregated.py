@@ -29,6 +29,7 @@ from __future__ import annotations
 import math
 import time
 
+from dsv3sim.config.errors import InfeasibleError
 from dsv3sim.config.scenario import AggregatedWorkload, DecodeWorkload, PrefillWorkload, Scenario
 from dsv3sim.cost.kvcache import kv_cache_bytes_per_token
 from dsv3sim.results import Infeasible, ServingResult
@@ -99,8 +100,8 @@ def simulate_aggregated(scn: Scenario) -> ServingResult | Infeasible:
     batch, need, prefill_bound = _steady_batch(w, batch, acc)
     try:
         st = decode_step(scn, cfg, p, inst.topo, inst.gpu, dw, requests=batch, q=q)
-    except ValueError as e:
-        return Infeasible(scenario=scn.name, kind="aggregated", reason=str(e))
+    except InfeasibleError as e:
+        return Infeasible(scenario=scn.name, kind="aggregated", reason=e.reason)
     it = _iteration(scn, inst, dw, st, need)
     if isinstance(it, Infeasible):
         return it

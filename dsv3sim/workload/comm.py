@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dsv3sim.config.errors import ConfigError
+from dsv3sim.config.errors import ConfigError, InfeasibleError
 from dsv3sim.config.scenario import Perturbation
 from dsv3sim.config.topology import load_topology_config
 from dsv3sim.parallel.placement import rebalance_experts
@@ -51,7 +51,7 @@ def build_topology(name: str, gpu: str | None, perturb: Perturbation, min_gpus: 
         ch["scale_up"] = dataclasses.replace(cfg.scale_up,
                                              bandwidth=cfg.scale_up.bandwidth * perturb.nvlink_bandwidth_scale)
     if min_gpus > cfg.n_gpus:
-        raise ConfigError(f"topology {cfg.name} has {cfg.n_gpus} GPUs, the scenario needs {min_gpus}")
+        raise InfeasibleError(f"topology {cfg.name} has {cfg.n_gpus} GPUs, the scenario needs {min_gpus}")
     if ch:
         cfg = dataclasses.replace(cfg, **ch)
     topo = Topology(cfg, check_connected=False)
@@ -160,12 +160,12 @@ def ep_plan(*, n_experts: int, topk: int, ep: int, gpus_per_node: int, tokens_pe
     """Routing of one EP group for MoE layer ``layer`` (its trace layer, or its own random draw) and the
     placement of its experts (EPLB per layer, as DeepSeek's EPLB balances each layer separately)."""
     if n_experts % ep and placement == "contiguous":
-        raise ConfigError(f"EP degree {ep} does not divide {n_experts} experts")
+        raise InfeasibleError(f"EP degree {ep} does not divide {n_experts} experts")
     n_phys = n_experts + redundant
     if n_phys % ep:
-        raise ConfigError(f"EP degree {ep} does not divide {n_experts} experts + {redundant} redundant = {n_phys}")
+        raise InfeasibleError(f"EP degree {ep} does not divide {n_experts} experts + {redundant} redundant = {n_phys}")
     if n_phys > n_experts * ep:  # beyond one copy of every expert on every GPU a replica adds nothing
-        raise ConfigError(f"redundant_experts={redundant}: {n_phys} physical experts exceed one copy of each of "
+        raise InfeasibleError(f"redundant_experts={redundant}: {n_phys} physical experts exceed one copy of each of "
                           f"{n_experts} experts on each of ep={ep} GPUs ({n_experts * ep})")
     gpn = min(gpus_per_node, ep)
     ids = _logical_ids(n_experts=n_experts, topk=topk, ep=ep, gpn=gpn, tokens_per_rank=tokens_per_rank,

@@ -25,6 +25,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
+from dsv3sim.config.errors import InfeasibleError
 from dsv3sim.config.scenario import DecodeWorkload, Scenario
 from dsv3sim.cost.kvcache import kv_cache_bytes_per_token
 from dsv3sim.results import Infeasible, ServingResult
@@ -140,8 +141,8 @@ def simulate_decode(scn: Scenario) -> ServingResult | Infeasible:
     acc, acc_src, q = mtp_plan(cfg, w)
     try:
         st = decode_step(scn, cfg, p, inst.topo, inst.gpu, w, requests=batch, q=q)
-    except ValueError as e:
-        return Infeasible(scenario=scn.name, kind="decode", reason=str(e))
+    except InfeasibleError as e:
+        return Infeasible(scenario=scn.name, kind="decode", reason=e.reason)
     return _decode_result(scn, inst, st, acc=acc, acc_src=acc_src, wbytes=wbytes, budget=budget, max_batch=max_batch,
                           t0=t0)
 

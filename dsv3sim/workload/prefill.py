@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import time
 
+from dsv3sim.config.errors import InfeasibleError
 from dsv3sim.config.scenario import PrefillWorkload, Scenario
 from dsv3sim.cost.kvcache import kv_cache_bytes_per_token
 from dsv3sim.results import Infeasible, ServingResult
@@ -54,8 +55,8 @@ def simulate_prefill(scn: Scenario) -> ServingResult | Infeasible:
     try:
         lr = LR.layer_routing(plan_key(cfg, w, p.ep, topo.cfg.gpus_per_node, mb_tokens, scn.seed),
                               LR.moe_positions(cfg, cfg.num_hidden_layers), w.routing_layers)
-    except ValueError as e:
-        return Infeasible(scenario=scn.name, kind="prefill", reason=str(e))
+    except InfeasibleError as e:
+        return Infeasible(scenario=scn.name, kind="prefill", reason=e.reason)
     comm_info, comm_by_r = _prefill_comm(scn, inst, lr)
     # overlapped chains: DeepEP's normal kernels hold comm_sms SMs while computation runs beside them
     frac = (inst.perf.n_sms - topo.cfg.comm_sms) / inst.perf.n_sms if n_mb > 1 else 1.0

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from dsv3sim.config.errors import ConfigError
+from dsv3sim.config.errors import InfeasibleError
 from dsv3sim.config.model import ModelConfig, load_model_config
 from dsv3sim.config.scenario import Scenario
 from dsv3sim.cost.kvcache import kv_cache_bytes_per_token
@@ -91,13 +91,13 @@ def serving_weight_dtype(cfg: ModelConfig, gemm_dtype: str) -> str:
 
 
 def common(scn: Scenario):
-    """(model config, parallel dims, GPUs, topology, GPU name); ValueError when the layout does not fit."""
+    """(model config, parallel dims, GPUs, topology, GPU name); InfeasibleError when the layout does not fit."""
     cfg = load_model_config(scn.model)
     p = scn.parallel
     world = p.dp * p.attn_tp
     topo = C.build_topology(scn.topology, scn.gpu, scn.perturb, world)
     if world % p.ep:
-        raise ConfigError(f"EP degree {p.ep} does not divide the {world} GPUs (dp*attn_tp = {p.dp}*{p.attn_tp})")
+        raise InfeasibleError(f"EP degree {p.ep} does not divide the {world} GPUs (dp*attn_tp = {p.dp}*{p.attn_tp})")
     return cfg, p, world, topo, topo.cfg.gpu
 
 
@@ -121,8 +121,8 @@ def open_instance(scn: Scenario, kind: str, workload_type: type) -> Instance | I
     assert isinstance(w, workload_type)
     try:
         cfg, p, world, topo, gpu = common(scn)
-    except ValueError as e:
-        return Infeasible(scenario=scn.name, kind=kind, reason=str(e))
+    except InfeasibleError as e:
+        return Infeasible(scenario=scn.name, kind=kind, reason=e.reason)
     return Instance(w, cfg, p, world, topo, gpu, gpu_perf(gpu))
 
 

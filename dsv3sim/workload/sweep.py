@@ -122,7 +122,7 @@ def _one(args: tuple[Scenario, dict]) -> dict:
     try:
         scn = apply(base, point)
         d = to_json(simulate(scn))
-    except (ValueError, TypeError) as e:  # invalid combination (ParallelDims rejects it, a value of the wrong
+    except (ConfigError, TypeError) as e:  # invalid combination (ParallelDims rejects it, a value of the wrong
         # type): infeasible, kept with its reason
         return {"scenario": base.name, "params": point, "infeasible": f"{type(e).__name__}: {e}"
                 if isinstance(e, TypeError) else str(e)}

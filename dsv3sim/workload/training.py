@@ -27,7 +27,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from dsv3sim.config.errors import ConfigError
+from dsv3sim.config.errors import ConfigError, InfeasibleError
 from dsv3sim.config.model import ModelConfig, load_model_config
 from dsv3sim.config.scenario import Scenario, TrainingWorkload
 from dsv3sim.cost.flops import causal_mean_context, forward_flops_per_token, train_flops_per_token
@@ -62,7 +62,7 @@ def stage_layers(cfg: ModelConfig, pp: int) -> list[list[int]]:
     """Decoder layer indices per stage; the MTP module is layer index ``num_hidden_layers`` on the last stage."""
     L = cfg.num_hidden_layers
     if pp > L:
-        raise ConfigError(f"pp={pp} stages for {L} layers")
+        raise InfeasibleError(f"pp={pp} stages for {L} layers")
     base, extra = divmod(L, pp)
     sizes = [base] * pp
     middle = list(range(1, pp - 1)) or list(range(pp))
@@ -169,8 +169,8 @@ def plan_step(scn: Scenario) -> StepPlan | Infeasible:
     cfg = load_model_config(scn.model)
     try:
         topo = C.build_topology(scn.topology, scn.gpu, scn.perturb, p.world)
-    except ValueError as e:
-        return Infeasible(scenario=scn.name, kind="training", reason=str(e))
+    except InfeasibleError as e:
+        return Infeasible(scenario=scn.name, kind="training", reason=e.reason)
     gpu = topo.cfg.gpu
     perf = gpu_perf(gpu)
     if cfg.is_moe and cfg.n_routed_experts % p.ep and not w.redundant_experts:
@@ -184,8 +184,8 @@ def plan_step(scn: Scenario) -> StepPlan | Infeasible:
     layers_of = stage_layers(cfg, p.pp)
     try:
         sched = _schedule(w.schedule, p.pp, scn.microbatches)
-    except ValueError as e:  # e.g. DualPipe with fewer than 2*pp micro-batches
-        return Infeasible(scenario=scn.name, kind="training", reason=str(e))
+    except InfeasibleError as e:  # e.g. DualPipe with fewer than 2*pp micro-batches
+        return Infeasible(scenario=scn.name, kind="training", reason=e.reason)
     mem_rows = _dp_and_memory(cfg, scn, sched, layers_of, topo, perf, T)
     worst_mem = max(mem_rows, key=lambda m: m["total_bytes"])
     if worst_mem["total_bytes"] > perf.hbm_bytes:
@@ -213,8 +213,8 @@ def ep_times(sp: StepPlan) -> EpTimes | Infeasible:
             "trace": w.routing_trace, "placement": w.placement, "redundant": w.redundant_experts, "seed": scn.seed,
             "n_group": cfg.n_group}.items()))
         lr = LR.layer_routing(plan_key, LR.moe_positions(cfg, n_all_layers), w.routing_layers)
-    except ValueError as e:
-        return Infeasible(scenario=scn.name, kind="training", reason=str(e))
+    except InfeasibleError as e:
+        return Infeasible(scenario=scn.name, kind="training", reason=e.reason)
     plan_key = lr.keys[0]
     # V3 §3.3.3: activations before the up-projections and activation gradients before the down-projections
     # go out in FP8 (profile-data: a per-token FP8 cast precedes combine(B)'s dispatch kernel); combines BF16

@@ -102,6 +102,19 @@ def test_infeasible_configurations_are_results(base):
     assert to_json(r2)["infeasible"] == r2.reason
 
 
+def test_only_infeasible_configurations_become_results(base):
+    """A schedule whose conditions fail is a result with its reason; a bad field (a link the topology does not
+    have) is bad input and propagates as ConfigError, never an Infeasible result."""
+    from dsv3sim.config.errors import ConfigError, InfeasibleError
+
+    s, _ = base
+    r = simulate(s.with_(name="few-mb", workload={"schedule": "dualpipe", "global_batch_sequences": 32}))
+    assert isinstance(r, Infeasible) and "dualpipe needs" in r.reason
+    with pytest.raises(ConfigError, match="degraded_link") as e:
+        simulate(s.with_(name="typo", perturb={"degraded_link": "no-such-link"}))
+    assert not isinstance(e.value, InfeasibleError)
+
+
 def test_activation_peak_matches_dualpipe_closed_form(base):
     """Two routes: the schedule's in-flight micro-batch-stages (list order) == DualPipe README's PP + 1."""
     from dsv3sim.parallel import activation_closed_form
