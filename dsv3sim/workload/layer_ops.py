@@ -9,9 +9,8 @@ R rows reaching this GPU's experts, S sequence length, nh heads):
   §3.3 quantises linears (Fprop/Dgrad/Wgrad), BF16 otherwise.
 - attention core (causal, training/prefill): T x 2 nh (d_qk + d_v) (S+1)/2 FLOPs forward (cost/flops.py);
   backward 2.5x forward (FlashAttention-2, Dao 2023 §3.1.2: five matmuls in backward vs two in forward).
-- decode attention (absorbed MLA, cost/flops.py): memory-bound read of the latent cache, B x C x (d_c+d_r) x 2 B;
-  GQA reads K and V of its KV heads, B x C x 2 nkv hd x 2 B. A sliding-window layer (``cfg.window_of(i)`` = W)
-  attends min(C, W) keys in decode and the windowed causal mean in training/prefill (cost/flops.py).
+- a sliding-window layer (``cfg.window_of(i)`` = W) attends the windowed causal mean (cost/flops.py); decode
+  layers are ``decode_ops.decode_layer_kernels``.
 - router: [T, H] x [H, E] BF16 (V3 §3.3: gating kept in higher precision).
 - MoE: grouped GEMM of the local experts over R rows (gate+up [R,H]x[H,2I], down [R,I]x[I,H]) plus the
   shared expert over T rows (DeepSeek: n_shared x T rows of width I; a shared expert of its own width I_s,
@@ -26,8 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from dsv3sim.config.model import ModelConfig
-from dsv3sim.cost.flops import attention_core_flops_per_token, causal_mean_context, decode_context
-from dsv3sim.cost.kvcache import kv_elements_per_token_per_layer
+from dsv3sim.cost.flops import attention_core_flops_per_token, causal_mean_context
 from dsv3sim.workload.interference import is_memory_bound
 from dsv3sim.workload.kernels import gpu_perf, op_time
 from dsv3sim.workload.layer_extras import attention_linears, training_extras
@@ -214,43 +212,3 @@ def prefill_layer(cfg: ModelConfig, i: int, *, gpu: str, tokens: int, seq_len: i
     return LayerSlices(times={k: v for k, v in s.times.items() if k in keep},
                        times_partial={k: v for k, v in s.times_partial.items() if k in keep},
                        flops={k: v for k, v in s.flops.items() if k in keep}, sources=s.sources)
-
-
-def decode_layer(cfg: ModelConfig, i: int, *, gpu: str, batch: int, context: int, expert_rows: int,
-                 local_experts: int, gemm_dtype: str, kv_dtype_bytes: float) -> LayerSlices:
-    """One decode step of ``batch`` query tokens (DP attention, absorbed MLA) and the local experts."""
-    H = cfg.hidden_size
-    a = _Acc(gpu, 1.0)
-    a.eltwise("attn(F)", batch, H)
-    for name, k, n in attention_linears(cfg):
-        if cfg.attention == "mla" and name == "kv_b_proj":
-            continue  # absorbed into q and o (DeepSeek-V2 §2.1.2)
-        a.gemm("attn(F)", batch, k, n, gemm_dtype)
-    nh = cfg.num_attention_heads
-    ctx = decode_context(cfg, i, context)
-    kv_bytes = batch * ctx * kv_elements_per_token_per_layer(cfg) * kv_dtype_bytes
-    if cfg.attention == "mla":
-        dc, dr = cfg.kv_lora_rank, cfg.qk_rope_head_dim
-        core = batch * (2.0 * nh * (dc + dr) * context + 2.0 * nh * dc * context)
-        absorb = batch * (2.0 * nh * cfg.qk_nope_head_dim * dc + 2.0 * nh * dc * cfg.v_head_dim)
-        a.add("attn(F)", "gemm", "bf16", absorb, 2.0 * nh * dc * (cfg.qk_nope_head_dim + cfg.v_head_dim))
-    else:
-        core = batch * attention_core_flops_per_token(cfg, ctx)
-    if cfg.attention == "mla":
-        a.add("attn(F)", "attn_decode", "bf16", core, kv_bytes, b=batch, t=context, h=nh, dc=cfg.kv_lora_rank,
-              dr=cfg.qk_rope_head_dim)
-    else:  # GQA decode (FlashAttention-style split-KV): the profile's attn_decode_gqa table, else the roofline
-        a.add("attn(F)", "attn_decode_gqa", "bf16", core, kv_bytes, b=batch, t=int(ctx), h=nh,
-              kvh=cfg.num_key_value_heads, d=cfg.head_dim)
-    if cfg.is_moe_layer(i):
-        E = cfg.n_routed_experts
-        a.gemm("attn(F)", batch, H, E, "bf16")
-        a.eltwise("mlp(F)", batch, H)
-        for r, g, I in _expert_rows(cfg, batch, expert_rows, local_experts):
-            a.gemm("mlp(F)", max(r, 1), H, 2 * I, gemm_dtype, g)
-            a.gemm("mlp(F)", max(r, 1), I, H, gemm_dtype, g)
-    else:
-        I = cfg.intermediate_size
-        a.gemm("mlp(F)", batch, H, 2 * I, gemm_dtype)
-        a.gemm("mlp(F)", batch, I, H, gemm_dtype)
-    return a.done()

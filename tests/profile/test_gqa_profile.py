@@ -34,18 +34,18 @@ def test_grid_covers_the_committed_gqa_models():
 
 
 def test_step_model_asks_with_the_predictor_keys(monkeypatch):
-    from dsv3sim.workload import layer_ops
+    from dsv3sim.workload import decode_ops
 
     seen = []
-    real = layer_ops.op_time
+    real = decode_ops.op_time
 
     def spy(gpu, op, dtype, **kw):
         seen.append((op, set(kw) - {"flops", "bytes_", "sm_fraction"}))
         return real(gpu, op, dtype, **kw)
 
-    monkeypatch.setattr(layer_ops, "op_time", spy)
-    layer_ops.decode_layer(load_model_config("qwen3-30b-a3b"), 0, gpu="H200", batch=8, context=4096, expert_rows=64,
-                           local_experts=16, gemm_dtype="bf16", kv_dtype_bytes=2.0)
+    monkeypatch.setattr(decode_ops, "op_time", spy)
+    decode_ops.decode_layer_kernels(load_model_config("qwen3-30b-a3b"), 0, gpu="H200", requests=8, q=1, context=4096,
+                                    expert_rows=64, local_experts=16, gemm_dtype="bf16", kv_dtype_bytes=2.0)
     keys = next(k for op, k in seen if op == "attn_decode_gqa")
     dims, fixed, _ = OPS["attn_decode_gqa"]
     assert set(dims) | set(fixed) == keys
