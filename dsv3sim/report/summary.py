@@ -1,24 +1,23 @@
 """Summary section: step time, MFU, tokens/s, GPU-hours and cost at a stated $/GPU-hour; serving metrics.
 
-GPU-hours per trillion tokens = n_gpus x 1e12 / tokens_per_s / 3600 (when the result does not carry it).
-DeepSeek-V3 (report §1, Table 1): 180K H800 GPU-hours per trillion tokens, $2 per GPU-hour, 14.8T tokens.
+Reads the top-level keys ``dsv3sim/results.py`` writes (a training result's ``step_breakdown_s``, a serving
+result's ``layer_time_s``, the layout under ``parallel``). GPU-hours per trillion tokens = n_gpus x 1e12 /
+tokens_per_s / 3600 (when the result does not carry it). DeepSeek-V3 (report §1, Table 1): 180K H800 GPU-hours
+per trillion tokens, $2 per GPU-hour, 14.8T tokens.
 """
 
 from __future__ import annotations
 
 from dsv3sim.report.bottleneck import bottleneck
-from dsv3sim.report.data import fmt_si, fmt_time, num, pick
+from dsv3sim.report.data import fmt_si, fmt_time, num
 from dsv3sim.report.page import Section, absent, cards, esc, figure_html, note, table
-
-BREAKDOWN_KEYS = ("step_breakdown_s", "breakdown_s", "breakdown", "step_breakdown")
 
 
 def gpu_hours_per_trillion(result: dict) -> tuple[float | None, str]:
-    v = num(pick(result, "gpu_hours_per_trillion_tokens"))
+    v = num(result.get("gpu_hours_per_trillion_tokens"))
     if v is not None:
         return v, "from the result"
-    n = num(pick(result, "n_gpus", "num_gpus", "world_size", "gpus"))
-    tps = num(pick(result, "tokens_per_s", "train_tokens_per_s"))
+    n, tps = num(result.get("n_gpus")), num(result.get("tokens_per_s"))
     if n and tps:
         return n * 1e12 / tps / 3600.0, f"= {n:g} GPUs x 1e12 tokens / {tps:.4g} tokens/s / 3600"
     return None, ""
@@ -26,8 +25,8 @@ def gpu_hours_per_trillion(result: dict) -> tuple[float | None, str]:
 
 def summary_section(result: dict, ctx) -> Section:
     sec = Section(key="summary", title="Summary")
-    price = num(pick(result, "price_per_gpu_hour", "usd_per_gpu_hour")) or ctx.price_per_gpu_hour
-    reason = pick(result, "infeasible", "infeasible_reason", depth=1)
+    price = num(result.get("price_per_gpu_hour")) or ctx.price_per_gpu_hour
+    reason = result.get("infeasible")
     parts = _verdict(result, reason) + _identity(result)
     kv, gph, how = _metric_cards(result, price)
     if kv:
@@ -35,12 +34,12 @@ def summary_section(result: dict, ctx) -> Section:
     if gph is not None:
         parts.append(note(f"Cost stated at <b>${price:g} per GPU-hour</b> (DeepSeek-V3 report's H800 rental "
                           f"assumption; change with <code>dsv3sim report RESULT.json --price-per-gpu-hour USD</code>). GPU-hours {esc(how)}."))
-    bd = pick(result, *BREAKDOWN_KEYS)
-    for fig in (_breakdown_figure(bd, ctx), _layer_figure(pick(result, "layer_time_s", depth=1), ctx)):
+    bd = result.get("step_breakdown_s") or result.get("breakdown_s")  # DeepSeek's terms, else the executor's
+    for fig in (_breakdown_figure(bd, ctx), _layer_figure(result.get("layer_time_s"), ctx)):
         if fig is not None:
             parts.append(fig)
             sec.n_figures += 1
-    srcs = pick(result, "sources", depth=1)
+    srcs = result.get("sources")
     if isinstance(srcs, (list, tuple)) and srcs:
         parts.append(f"<details><summary>{len(srcs)} source{'s' if len(srcs) > 1 else ''} of the constants behind "
                      "this result</summary><ul>"
@@ -61,7 +60,7 @@ def _verdict(result: dict, reason) -> list[str]:
         limit = bottleneck(result)
         if limit:
             parts.append(f'<p class="bottleneck" data-bottleneck><b>Bottleneck.</b> {esc(limit)}</p>')
-    for n in pick(result, "notes", depth=1) or ():
+    for n in result.get("notes") or ():
         cls = "warn" if str(n).startswith("warning") else "note"
         parts.append(f'<p class="{cls}" data-note>{esc(n)}</p>')
     return parts
@@ -69,12 +68,11 @@ def _verdict(result: dict, reason) -> list[str]:
 
 def _identity(result: dict) -> list[str]:
     """The table of what was simulated: scenario, model, GPU(s), topology, schedule, parallel layout."""
-    ident = [(k, pick(result, *al, depth=2)) for k, al in (
-        ("scenario", ("scenario", "name")), ("model", ("model", "model_name")), ("GPU", ("gpu", "gpu_name")),
-        ("GPUs", ("n_gpus", "num_gpus", "world_size")), ("topology", ("topology", "cluster")),
-        ("schedule", ("schedule", "pipeline_schedule")))]
+    layout = result.get("parallel")
+    ident = [(k, result.get(key)) for k, key in (("scenario", "scenario"), ("model", "model"), ("GPU", "gpu"),
+                                                 ("GPUs", "n_gpus"), ("topology", "topology"))]
+    ident.append(("schedule", layout.get("schedule") if isinstance(layout, dict) else None))
     ident = [(k, v if not isinstance(v, dict) else v.get("name", "…")) for k, v in ident if v is not None]
-    layout = pick(result, "parallel", "layout", "parallel_dims", depth=2)
     if isinstance(layout, dict):
         ident.append(("layout", ", ".join(f"{k}={v}" for k, v in layout.items() if not isinstance(v, (dict, list)))))
     return [table(["", ""], [[k, v] for k, v in ident])] if ident else []
@@ -82,16 +80,14 @@ def _identity(result: dict) -> list[str]:
 
 def _metric_cards(result: dict, price: float) -> tuple[list[tuple[str, str]], float | None, str]:
     """(headline metric cards, GPU-hours per trillion tokens or None, how they were derived)."""
-    step = num(pick(result, "step_time_s"))
-    mfu = num(pick(result, "mfu"))
-    tps = num(pick(result, "tokens_per_s", "train_tokens_per_s"))
+    step, mfu, tps = (num(result.get(k)) for k in ("step_time_s", "mfu", "tokens_per_s"))
     gph, how = gpu_hours_per_trillion(result)
     kv = []
     if step is not None:
         kv.append(("step time", fmt_time(step)))
     if mfu is not None:
-        kv.append(("MFU (causal FLOPs / BF16 dense peak)", f"{mfu * 100:.1f} %" if mfu <= 1.5 else f"{mfu:.1f} %"))
-    mfu_nc = num(pick(result, "mfu_noncausal"))
+        kv.append(("MFU (causal FLOPs / BF16 dense peak)", f"{mfu * 100:.1f} %"))
+    mfu_nc = num(result.get("mfu_noncausal"))
     if mfu_nc:
         kv.append(("MFU (non-causal: full S x S attention, DeepSeek's ISCA'25 count)", f"{mfu_nc * 100:.1f} %"))
     if tps is not None:
@@ -99,17 +95,14 @@ def _metric_cards(result: dict, price: float) -> tuple[list[tuple[str, str]], fl
     if gph is not None:
         kv.append(("GPU-hours / trillion tokens", f"{gph / 1e3:,.1f} K"))
         kv.append((f"cost / trillion tokens at ${price:g}/GPU-hour", f"${gph * price / 1e6:,.3f} M"))
-        total = num(pick(result, "training_tokens", "total_tokens", "train_tokens"))
-        if total:
-            kv.append((f"cost of {total / 1e12:g}T tokens", f"${gph * total / 1e12 * price / 1e6:,.3f} M"))
-    for label, keys, f in (
-        ("prefill tokens / s / node", ("prefill_tokens_per_s_per_node",), fmt_si),
-        ("decode tokens / s / node", ("decode_tokens_per_s_per_node",), fmt_si),
-        ("TTFT", ("ttft_s",), fmt_time), ("TPOT", ("tpot_s",), fmt_time),
-        ("exposed communication (EP + DP)" if isinstance(pick(result, "breakdown_s", depth=1), dict)
-         else "exposed communication", ("exposed_comm_s", "exposed_communication_s"), fmt_time),
+    for label, key, f in (
+        ("prefill tokens / s / node", "prefill_tokens_per_s_per_node", fmt_si),
+        ("decode tokens / s / node", "decode_tokens_per_s_per_node", fmt_si),
+        ("TTFT", "ttft_s", fmt_time), ("TPOT", "tpot_s", fmt_time),
+        ("exposed communication (EP + DP)" if isinstance(result.get("breakdown_s"), dict)
+         else "exposed communication", "exposed_communication_s", fmt_time),
     ):
-        v = num(pick(result, *keys))
+        v = num(result.get(key))
         if v is not None:
             kv.append((label, f(v)))
     return kv, gph, how
