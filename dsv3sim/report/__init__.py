@@ -4,7 +4,7 @@ A report is one self-contained HTML file (plotly.js inlined once, no CDN) built 
 nothing is re-simulated (house style 13). Sections, each of which says "not in this result" when its data is
 absent: summary, pipeline timeline, simulated vs real trace (with ``chrome_trace=``), link utilisation,
 expert-load heat-maps, nodes per token, memory per GPU, KV-cache sizing, training imbalance, sweep, validation.
-Which keys each section reads is documented in its module; ``data.pick`` finds them at any nesting depth.
+Which keys each section reads is documented in its module: those ``dsv3sim/results.py`` writes, where it writes them.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from pathlib import Path
 
 from dsv3sim.config.errors import ConfigError
 from dsv3sim.report.context import DEFAULT_PRICE_PER_GPU_HOUR, RenderContext
-from dsv3sim.report.data import load, num, pick, split_results
+from dsv3sim.report.data import load, num, split_results
 from dsv3sim.report.index import write_index
 from dsv3sim.report.page import Page, Section, note
 
@@ -65,7 +65,7 @@ def _one_scenario(results: list[tuple[str, dict]], scenario: str) -> list[tuple[
 def _page_name(data: dict, results: list, result_json, title: str | None) -> str:
     """The page's name: the title given, the scenario's name, the sweep's base scenario, or the file's stem."""
     from_file = isinstance(result_json, (str, Path))
-    name = title or (pick(data, "scenario", "name", depth=1) if len(results) == 1 else
+    name = title or (data.get("scenario") if len(results) == 1 else
                      (f"{Path(result_json).stem} ({len(results)} scenarios)" if from_file
                       else f"{len(results)} scenarios"))
     if isinstance(name, dict):  # dsv3sim validate: scenario is a dict with a name
@@ -133,17 +133,18 @@ def _summary_line(res: dict) -> str:
     meas, pred = num(res.get("measured_step_s")), num(res.get("predicted_step_s"))
     if meas and pred is not None:
         bits.append(f"predicted {fmt_time(pred)} vs measured {fmt_time(meas)} ({(pred - meas) / meas * 100:+.1f}%)")
-    reason = pick(res, "infeasible", depth=1)
+    reason = res.get("infeasible")
     if isinstance(reason, str):
         bits.append(f"infeasible: {reason}")
-    for label, keys, f in (("step", ("step_time_s",), fmt_time), ("tokens/s", ("tokens_per_s",), fmt_si),
-                           ("decode tok/s/node", ("decode_tokens_per_s_per_node",), fmt_si)):
-        v = num(pick(res, *keys))
+    m = res.get("best") or {} if res.get("type") == "plan" else res  # a plan: its best layout's numbers
+    for label, key, f in (("step", "step_time_s", fmt_time), ("tokens/s", "tokens_per_s", fmt_si),
+                          ("decode tok/s/node", "decode_tokens_per_s_per_node", fmt_si)):
+        v = num(m.get(key))
         if v is not None:
             bits.append(f"{label} {f(v)}")
-    mfu = num(pick(res, "mfu"))
+    mfu = num(m.get("mfu"))
     if mfu is not None:
-        bits.append(f"MFU {mfu * 100:.1f}%" if mfu <= 1.5 else f"MFU {mfu:.1f}%")
+        bits.append(f"MFU {mfu * 100:.1f}%")
     from dsv3sim.report.bottleneck import limiter
 
     limit = "" if isinstance(reason, str) else limiter(res)
