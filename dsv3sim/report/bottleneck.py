@@ -15,7 +15,7 @@ infeasible result names its reason (memory, divisibility) instead.
 
 from __future__ import annotations
 
-from dsv3sim.report.data import fmt_time, num, pick
+from dsv3sim.report.data import fmt_time, num
 
 COMPUTE_KEYS = ("forward_s", "backward_input_s", "weight_grad_s", "backward_full_s", "overlapped_forward_backward_s")
 
@@ -35,7 +35,7 @@ def _network(result: dict) -> str:
 
 def training_shares(result: dict) -> list[tuple[str, float]] | None:
     """[(component, seconds)] of a training step, largest first (None without a breakdown)."""
-    bd = pick(result, "breakdown_s", depth=1)
+    bd = result.get("breakdown_s")
     if not isinstance(bd, dict):
         return None
     chunks = sum(num(bd.get(k)) or 0.0 for k in COMPUTE_KEYS)
@@ -73,7 +73,7 @@ def _training(result: dict) -> str | None:
 
 
 def _serving(result: dict) -> str | None:
-    lt = pick(result, "layer_time_s", depth=1)
+    lt = result.get("layer_time_s")
     if not isinstance(lt, dict):
         return None
     comp = sum(num(v) or 0.0 for k, v in lt.items() if not str(k).startswith(("dispatch", "combine")))
@@ -82,10 +82,10 @@ def _serving(result: dict) -> str | None:
         return None
     net = _network(result)
     comm_name = f"the EP all-to-all{' over ' + net if net else ''}"
-    exposed = num(pick(result, "exposed_communication_s"))
+    exposed = num(result.get("exposed_communication_s"))
     kind = {"decode": "decode step", "aggregated": "decode part of the mixed iteration"}.get(
         str(result.get("kind")), "prefill forward")
-    par = pick(result, "parallel", depth=1)
+    par = result.get("parallel")
     mb = int(num(par.get("micro_batches")) or 2) if isinstance(par, dict) else 2
     overlap = {1: "one micro-batch (no overlap)", 2: "the two-micro-batch overlap"}.get(mb, f"the {mb}-micro-batch overlap")
     if comm > comp:
@@ -97,7 +97,7 @@ def _serving(result: dict) -> str | None:
     if exposed is not None:
         s += (f"; {fmt_time(exposed)} of communication stays exposed with {overlap}" if exposed > 0
               else f"; {overlap} hides all of the communication")
-    batch, kv_max = num(pick(result, "batch_per_gpu")), num(pick(result, "max_batch_per_gpu_kv"))
+    batch, kv_max = num(result.get("batch_per_gpu")), num(result.get("max_batch_per_gpu_kv"))
     if batch and kv_max and batch >= kv_max:
         s += f"; KV-cache memory caps the batch at {kv_max:g} sequences per GPU"
     return s + "."
@@ -132,10 +132,10 @@ def bottleneck(result: dict) -> str | None:
     """One sentence naming what limits the step of ``result`` (None when the result cannot tell)."""
     if not isinstance(result, dict):
         return None
-    reason = pick(result, "infeasible", depth=1)
+    reason = result.get("infeasible")
     if isinstance(reason, str):
         return f"Infeasible: {reason}."
-    if isinstance(pick(result, "breakdown_s", depth=1), dict):
+    if isinstance(result.get("breakdown_s"), dict):
         return _training(result)
     if isinstance(result.get("components"), list):
         return _validation(result)

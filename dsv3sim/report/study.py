@@ -10,7 +10,7 @@ names stay legible; hover shows the absolute numbers and what limits each step (
 from __future__ import annotations
 
 from dsv3sim.report.bottleneck import limiter
-from dsv3sim.report.data import fmt_si, fmt_time, num, pick
+from dsv3sim.report.data import fmt_si, fmt_time, num
 from dsv3sim.report.page import Section, esc, figure_html, note, table
 
 THROUGHPUT = {"training": ("tokens_per_s", "tokens/s (cluster)"),
@@ -28,7 +28,7 @@ def _kind(res: dict) -> str:
 
 def _latency(res: dict) -> str:
     for key, label in (("step_time_s", "step"), ("ttft_s", "TTFT"), ("tpot_s", "TPOT")):
-        v = num(pick(res, key))
+        v = num(res.get(key))
         if v is not None:
             return f"{label} {fmt_time(v)}"
     return ""
@@ -42,12 +42,12 @@ def study_rows(results: list[tuple[str, dict]]) -> list[dict]:
         kind = _kind(res)
         key, unit = THROUGHPUT.get(kind, ("tokens_per_s", "tokens/s"))
         reason = res.get("infeasible")
-        tp = None if reason else num(pick(res, key))
+        tp = None if reason else num(res.get(key))
         if tp and kind not in base:
             base[kind] = (name, tp)
         rows.append({"scenario": name, "kind": kind, "throughput": tp, "unit": unit, "infeasible": reason,
-                     "latency": "" if reason else _latency(res), "mfu": num(pick(res, "mfu")),
-                     "gph": num(pick(res, "gpu_hours_per_trillion_tokens")), "limit": limiter(res)})
+                     "latency": "" if reason else _latency(res), "mfu": num(res.get("mfu")),
+                     "gph": num(res.get("gpu_hours_per_trillion_tokens")), "limit": limiter(res)})
     for r in rows:
         b = base.get(r["kind"])
         r["baseline"] = b[0] if b else None
