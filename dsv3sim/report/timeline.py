@@ -14,7 +14,7 @@ from pathlib import Path
 
 from dsv3sim.report.chrome_trace import Slice, category, read_slices
 from dsv3sim.report.chrome_trace import sort_key as _k
-from dsv3sim.report.data import num, pick
+from dsv3sim.report.data import num
 from dsv3sim.report.page import Section, absent, esc, figure_html, note
 
 BAR_LIMIT = 3000
@@ -50,37 +50,19 @@ def legend_key(name: str, names_by_time: list[str]) -> str:
 # ---------------------------------------------------------------- slices from a result
 
 def slices_from_result(result: dict, base_dir: Path | None = None) -> tuple[list[Slice], str]:
-    """Simulated slices stored in a result: ``timeline`` events, an embedded trace or a sibling trace file.
-    A bare Chrome trace (``{"traceEvents": [...]}``, e.g. ``dsv3sim run --chrome-trace`` output) works too."""
+    """Simulated slices stored in a result: its ``timeline`` (``{"events": [...]}`` from a simulation,
+    ``{"per_rank": {rank: [...]}}`` from ``dsv3sim validate``), else the Chrome trace file it names
+    (``chrome_trace_path``, written by ``dsv3sim run --chrome-trace``; ``chrome_trace``, by ``dsv3sim schedule``).
+    A bare Chrome trace (``{"traceEvents": [...]}``) works too."""
     if isinstance(result.get("traceEvents"), list):
         return read_slices(result)[0], "Chrome trace"
-    found = _timeline_slices(pick(result, "timeline", "pipeline_timeline", "events", depth=2))
-    return found or _trace_slices(result, base_dir)
-
-
-def _timeline_slices(ev) -> tuple[list[Slice], str] | None:
-    """The result's timeline: an embedded Chrome trace, a list of events or {rank: [events]}."""
-    if isinstance(ev, dict) and isinstance(ev.get("traceEvents"), list):
-        return read_slices(ev)[0], "timeline (Chrome trace)"
-    if isinstance(ev, dict):
-        ev = pick(ev, "events", "slices", "per_rank", depth=1) or ev
-        if isinstance(ev, dict):  # {rank: [events]}
-            ev = [dict(e, rank=e.get("rank", r)) for r, es in ev.items() if isinstance(es, list)
-                  for e in es if isinstance(e, dict)]
-    if isinstance(ev, list) and ev and (s := _slices_from_events(ev)):
-        return s, "timeline"
-    return None
-
-
-def _trace_slices(result: dict, base_dir: Path | None) -> tuple[list[Slice], str]:
-    """A Chrome trace embedded in the result, or the trace file it names (relative to ``base_dir``)."""
-    tr = pick(result, "chrome_trace", "trace", depth=2)
-    if isinstance(tr, (dict, list)):
-        try:
-            return read_slices(tr)[0], "chrome_trace"
-        except ValueError:
-            pass
-    path = pick(result, "chrome_trace_path", depth=2) or (tr if isinstance(tr, str) else None)
+    tl = result.get("timeline")
+    ev = tl.get("events") if isinstance(tl, dict) else None
+    if isinstance(tl, dict) and isinstance(tl.get("per_rank"), dict):
+        ev = [dict(e, rank=r) for r, es in tl["per_rank"].items() for e in es]
+    if ev and (ss := _slices_from_events(ev)):
+        return ss, "timeline"
+    path = result.get("chrome_trace_path") or result.get("chrome_trace")
     if not isinstance(path, str):
         return [], ""
     p = Path(path)
@@ -89,47 +71,26 @@ def _trace_slices(result: dict, base_dir: Path | None) -> tuple[list[Slice], str
     return (read_slices(p)[0], f"Chrome trace {p.name}") if p.exists() else ([], "")
 
 
-def _slices_from_events(events: list) -> list[Slice]:
+def _slices_from_events(events: list[dict]) -> list[Slice]:
+    """Events ``{rank, stream, name, start_s, end_s}`` (validate's: ``t0``, ``t1``) as slices from time 0; the
+    micro-batch, chunk, stage and layer they carry go to the hover text."""
     out = []
     for e in events:
-        if not isinstance(e, dict):
-            continue
-        if e.get("ph") is not None:  # trace events inside a plain list
-            return read_slices(events)[0]
-        name = e.get("name", e.get("kind", e.get("label", "?")))
-        mb = e.get("microbatch", e.get("mb"))
-        detail = "" if mb is None else f"microbatch {mb}"
+        detail = "" if e.get("microbatch") is None else f"microbatch {e['microbatch']}"
         for k in ("chunk", "stage", "layer", "step"):
             if e.get(k) is not None and e.get(k) != -1:
                 detail += f" {k} {e[k]}"
-        start = _time(e, ("start_s", "t0_s", "begin_s", "start", "t0"), ("start_us", "ts_us", "ts"))
-        end = _time(e, ("end_s", "t1_s", "stop_s", "end", "t1"), ("end_us",))
-        dur = _time(e, ("dur_s", "duration_s", "dur"), ("dur_us", "duration_us"))
-        if start is None or (end is None and dur is None):
+        start, end = num(e.get("start_s", e.get("t0"))), num(e.get("end_s", e.get("t1")))
+        if start is None or end is None:
             continue
-        dur = dur if dur is not None else end - start
-        rank = e.get("rank", e.get("pid", e.get("gpu", 0)))
-        stream = e.get("stream", e.get("tid", e.get("lane", "compute")))
-        out.append(Slice(lane=f"rank {rank} / {stream}", lane_key=(_k(rank), _k(stream)), name=str(name),
-                         start_s=start, dur_s=max(0.0, dur), detail=detail.strip()))
-    if out:
-        t0 = min(s.start_s for s in out)
-        if t0 != 0:
-            out = [Slice(lane=s.lane, lane_key=s.lane_key, name=s.name, start_s=s.start_s - t0, dur_s=s.dur_s,
-                         detail=s.detail) for s in out]
+        rank, stream = e.get("rank", 0), e.get("stream", "compute")
+        out.append(Slice(lane=f"rank {rank} / {stream}", lane_key=(_k(rank), _k(stream)), name=str(e.get("name")),
+                         start_s=start, dur_s=max(0.0, end - start), detail=detail.strip()))
+    t0 = min((s.start_s for s in out), default=0.0)
+    if t0 != 0:
+        out = [Slice(lane=s.lane, lane_key=s.lane_key, name=s.name, start_s=s.start_s - t0, dur_s=s.dur_s,
+                     detail=s.detail) for s in out]
     return out
-
-
-def _time(e: dict, sec_keys: tuple, us_keys: tuple) -> float | None:
-    for k in sec_keys:
-        v = num(e.get(k))
-        if v is not None:
-            return v
-    for k in us_keys:
-        v = num(e.get(k))
-        if v is not None:
-            return v * 1e-6
-    return None
 
 
 # ---------------------------------------------------------------- figure

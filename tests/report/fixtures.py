@@ -68,7 +68,7 @@ def training_result() -> dict:
         "training_tokens": 14.8e12,
         "breakdown_s": {"forward_s": 5.0, "backward_input_s": 5.0, "weight_grad_s": 4.0, "overlapped_fb_s": 4.0,
                         "bubble_s": 1.5, "optimizer_s": 0.5},
-        "timeline": timeline(),
+        "timeline": {"events": timeline()},
         "link_utilisation": {
             "t_s": t,
             "by_class": {"nvlink": [0.3 + 0.2 * ((i // 5) % 2) for i in range(40)],

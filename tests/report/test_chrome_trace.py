@@ -100,7 +100,7 @@ def test_merged_trace_round_trips(tmp_path, train_json):
 def test_a_bare_chrome_trace_renders_as_the_timeline(tmp_path, train_result):
     from dsv3sim.results import save_chrome_trace
 
-    p = save_chrome_trace(dict(train_result, timeline={"events": train_result["timeline"]}), tmp_path / "t.json")
+    p = save_chrome_trace(train_result, tmp_path / "t.json")
     page = build_page(p)
     tl = next(s for _, secs in page.blocks for s in secs if s.key == "timeline")
     assert tl.present and tl.n_figures == 1 and "from Chrome trace" in tl.body

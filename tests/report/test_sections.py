@@ -122,8 +122,9 @@ def test_timeline_from_events_rebased(train_result):
     assert src == "timeline" and min(s.start_s for s in ss) == 0.0
     assert {s.name for s in ss} >= {"F", "B", "W", "send", "attn(F)", "dispatch(F)"}
     assert len({s.lane for s in ss}) == 8  # 4 ranks x (compute, comm)
-    us = slices_from_result({"timeline": [{"rank": 0, "name": "F", "start_us": 10, "dur_us": 5}]})[0]
-    assert us[0].dur_s == pytest.approx(5e-6) and us[0].start_s == 0.0
+    per_rank = slices_from_result({"timeline": {"per_rank": {"3": [{"name": "F", "t0": 1e-5, "t1": 1.5e-5}]}}})[0]
+    assert per_rank[0].dur_s == pytest.approx(5e-6) and per_rank[0].start_s == 0.0  # dsv3sim validate's shape
+    assert per_rank[0].lane == "rank 3 / compute"
 
 
 def test_imbalance_reads_trace_helper_output():
