@@ -1,40 +1,34 @@
 """Validation: predicted vs measured (real runs) or published (DeepSeek's reports), with the error.
 
-Rows: ``{"name"|"metric", "predicted", "measured"|"published"|"reference", "source", "unit"}``; the relative
-error is (predicted - reference) / reference, computed here when the row does not carry it. Accepted as a list,
-as ``{name: {predicted, ...}}`` or under ``validation``/``comparisons``. Values sharing a unit are also drawn side by
-side, and ``measured_steps_s``/``predicted_steps_s`` (``dsv3sim validate``) as step-time series.
+Rows as written: ``{"name", "predicted", "measured"|"published", "unit", "source", "rel_error"?, "note"?}``, under
+``validation`` as a list (``dsv3sim validate``) or as ``{"rows": [...]}`` (``dsv3sim run``); the relative error
+is (predicted - reference) / reference, computed here when the row does not carry it. Values sharing a unit are
+also drawn side by side, and ``measured_steps_s``/``predicted_steps_s`` (``dsv3sim validate``) as step-time series.
 """
 
 from __future__ import annotations
 
-from dsv3sim.report.data import fmt_num, num, pick
+from dsv3sim.report.data import fmt_num, num
 from dsv3sim.report.page import Section, absent, esc, figure_html, note
 
-REF_KEYS = ("measured", "published", "reference", "actual", "expected")
+REF_KEYS = ("measured", "published")
 
 
 def validation_rows(result: dict) -> list[dict]:
-    v = pick(result, "validation", "comparisons", "validations", depth=2)
-    if isinstance(v, dict):
-        inner = pick(v, "rows", "comparisons", "items", depth=0)
-        v = inner if isinstance(inner, list) else [dict(r, name=r.get("name", k)) for k, r in v.items()
-                                                    if isinstance(r, dict)]
+    v = result.get("validation")
     out = []
-    for r in v if isinstance(v, list) else []:
-        if not isinstance(r, dict):
-            continue
-        pred = num(r.get("predicted", r.get("simulated", r.get("prediction"))))
+    for r in v.get("rows", []) if isinstance(v, dict) else v or []:
+        pred = num(r.get("predicted"))
         ref_key = next((k for k in REF_KEYS if num(r.get(k)) is not None), None)
         ref = num(r.get(ref_key)) if ref_key else None
         if pred is None or ref is None:
             continue
-        err = num(r.get("rel_error", r.get("error_rel", r.get("relative_error"))))
+        err = num(r.get("rel_error"))
         if err is None:
             err = (pred - ref) / ref if ref else None
-        out.append({"name": str(r.get("name", r.get("metric", "?"))), "predicted": pred, "reference": ref,
-                    "kind": ref_key, "source": str(r.get("source", "")), "unit": str(r.get("unit", "")), "error": err,
-                    "tolerance": num(r.get("tolerance", r.get("tol"))), "note": str(r.get("note", "") or "")})
+        out.append({"name": str(r.get("name")), "predicted": pred, "reference": ref, "kind": ref_key,
+                    "source": str(r.get("source", "")), "unit": str(r.get("unit", "")), "error": err,
+                    "note": str(r.get("note", "") or "")})
     return out
 
 

@@ -103,8 +103,9 @@ def test_sweep_flatten_and_infeasible_kept(sweep_result):
 
 
 def test_validation_error_computed():
-    rows = validation_rows({"validation": {"gph": {"predicted": 198.0, "published": 180.0}}})
+    rows = validation_rows({"validation": {"rows": [{"name": "gph", "predicted": 198.0, "published": 180.0}]}})
     assert rows[0]["name"] == "gph" and rows[0]["error"] == pytest.approx(0.1)
+    assert validation_rows({"validation": [{"name": "s", "predicted": 1.0, "measured": 2.0}]})[0]["error"] == -0.5
     assert validation_rows({"validation": [{"name": "x", "predicted": 1.0}]}) == []  # no reference: skipped
 
 
