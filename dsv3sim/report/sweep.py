@@ -1,23 +1,21 @@
 """Sweep charts: a metric against each swept parameter, infeasible points kept with their reason.
 
-Rows come from ``dsv3sim sweep`` (a list of results, each with the parameters it varied — at the top level or
-under ``params``/``config``/``overrides`` — and its metrics, or ``infeasible: reason``). A parameter is a
-column whose value differs between rows; the metrics are the first ``MAX_METRICS`` of ``METRICS`` present,
-side by side. One chart per parameter (up to ``MAX_CHARTS``), coloured by the next parameter, so the knee of a
-curve is visible.
+Rows as ``dsv3sim sweep`` writes them (``{"sweep": [rows]}``): ``scenario``, the values it varied under
+``params``, ``comm_model``, the result's headline numbers, or ``infeasible: reason``. A parameter is a column
+whose value differs between rows; the metrics are the first ``MAX_METRICS`` of ``METRICS`` present, side by
+side. One chart per parameter (up to ``MAX_CHARTS``), coloured by the next parameter, so the knee of a curve is
+visible.
 """
 
 from __future__ import annotations
 
-from dsv3sim.report.data import fmt_num, num, pick
+from dsv3sim.report.data import fmt_num, num
 from dsv3sim.report.page import Section, absent, esc, figure_html, note, table
 
 METRICS = ("step_time_s", "tokens_per_s", "mfu", "gpu_hours_per_trillion_tokens", "decode_tokens_per_s_per_node",
-           "prefill_tokens_per_s_per_node", "ttft_s", "tpot_s", "cost_usd", "time_s", "value")
-PARAM_GROUPS = ("params", "config", "overrides", "point", "knobs", "parallel")
-METRIC_GROUPS = ("metrics", "summary")
-TOP_PARAMS = ("scenario", "model", "topology", "gpu", "n_gpus", "n_nodes", "kind", "schedule", "name")
-SKIP = ("schema", "type", "sources", "sim_wall_s")
+           "prefill_tokens_per_s_per_node", "ttft_s", "tpot_s")
+TOP_PARAMS = ("scenario", "n_gpus")
+SKIP = ("sim_wall_s", "infeasible")
 MAX_CHARTS = 6
 MAX_METRICS = 4  # metrics side by side in each chart
 MAX_PARAM_CHARS = 40
@@ -25,37 +23,24 @@ MAX_TABLE = 60
 
 
 def flatten(row: dict) -> tuple[dict, dict, str | None]:
-    """(params, metrics, infeasible reason) of one sweep row.
-
-    Params: the scalars of ``params``/``config``/``overrides``/``parallel``... groups, the identifying top-level
-    fields (``TOP_PARAMS``) and any other non-numeric scalar; metrics: every other top-level number and those of
-    a ``metrics``/``summary`` group."""
+    """(params, metrics, infeasible reason) of one sweep row: params are the ``params`` group, the scenario and
+    any other non-numeric scalar; metrics every other number."""
     params, metrics = {}, {}
     for k, v in row.items():
-        if k in SKIP:
-            continue
-        if k in PARAM_GROUPS and isinstance(v, dict):
+        if k == "params":
             params.update({kk: vv for kk, vv in v.items() if not isinstance(vv, (dict, list))})
-        elif k in METRIC_GROUPS and isinstance(v, dict):
-            metrics.update({kk: num(vv) for kk, vv in v.items() if num(vv) is not None})
-        elif isinstance(v, (dict, list)) or k in ("infeasible", "reason", "error", "feasible"):
+        elif k in SKIP or isinstance(v, (dict, list)):
             continue
         elif k in TOP_PARAMS or num(v) is None:
             params[k] = v
         else:
             metrics[k] = num(v)
-    reason = row.get("infeasible") or row.get("reason") or row.get("error")
-    if row.get("feasible") is False and not reason:
-        reason = "infeasible"
+    reason = row.get("infeasible")
     return params, metrics, (str(reason) if reason else None)
 
 
 def sweep_rows(result: dict) -> list[dict] | None:
-    v = pick(result, "sweep", "rows", "points", depth=0)  # top level only: `validation` also has `rows`
-    if isinstance(v, dict):
-        v = pick(v, "rows", "results", "points", depth=0)
-    if v is None and isinstance(result.get("results"), list):
-        v = result["results"]
+    v = result.get("sweep")
     return [r for r in v if isinstance(r, dict)] if isinstance(v, list) else None
 
 

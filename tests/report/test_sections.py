@@ -92,9 +92,10 @@ def test_kv_rows_agree_with_published_v3():
 
 
 def test_sweep_flatten_and_infeasible_kept(sweep_result):
-    p, m, r = flatten({"params": {"ep": 8}, "step_time_s": 2.0, "note": "x", "parallel": {"pp": 2}, "n_gpus": 8,
-                       "ib_utilisation": 0.5, "schema": "s"})
-    assert p == {"ep": 8, "note": "x", "pp": 2, "n_gpus": 8} and m == {"step_time_s": 2.0, "ib_utilisation": 0.5}
+    p, m, r = flatten({"scenario": "s[ep=8]", "params": {"ep": 8}, "comm_model": "bound", "step_time_s": 2.0,
+                       "n_gpus": 8, "ib_utilisation": 0.5, "sim_wall_s": 0.1})
+    assert p == {"scenario": "s[ep=8]", "ep": 8, "comm_model": "bound", "n_gpus": 8}
+    assert m == {"step_time_s": 2.0, "ib_utilisation": 0.5}
     assert r is None
     assert flatten({"params": {"ep": 128}, "infeasible": "does not fit"})[2] == "does not fit"
     sec = sweep_section(sweep_result, RenderContext())
