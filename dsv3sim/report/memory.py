@@ -1,102 +1,52 @@
 """Memory per GPU (stacked by component) and KV-cache sizing, MLA vs GQA.
 
-Memory: whatever components the result lists per GPU (weights, gradients, optimizer state, activations, KV,
-buffers...), stacked, against the GPU's HBM. ``dsv3sim/results.py`` writes one row per pipeline rank (the
-GPUs of one PP rank hold the same stages, so they need the same memory). Keys ending in ``_GiB``/``_GB`` are scaled to bytes.
+Memory: ``memory_per_gpu`` as ``dsv3sim/results.py`` writes it, one row per pipeline rank (the GPUs of one PP
+rank hold the same stages, so they need the same memory): ``rank``, one ``<component>_bytes`` per component
+(weights, gradients, optimizer state, activations, KV cache...), ``total_bytes`` and the GPU's ``hbm_bytes``;
+the components are stacked against the HBM.
 
 KV sizing is an analytic read of the model configs named in the result (``dsv3sim.cost.kvcache``), not a
 simulation: bytes per token (MLA caches kv_lora_rank + qk_rope_head_dim per layer, DeepSeek-V2 §2.1; GQA caches
 K and V of num_key_value_heads x head_dim), then the sequences of a given context whose cache fits the KV budget
-of one GPU. The budget is stated above the table and is the same for every model, so the columns compare bytes.
+of one GPU (the serving result's ``kv`` group: ``kv_budget_bytes_per_gpu``, ``kv_layers_fraction``,
+``kv_compare_models``). The budget is stated above the table and is the same for every model, so the columns
+compare bytes.
 """
 
 from __future__ import annotations
 
-from dsv3sim.report.data import fmt_bytes, num, pick
+from dsv3sim.report.data import fmt_bytes, num
 from dsv3sim.report.page import Section, absent, esc, figure_html, note, table
 
 GiB = 2 ** 30
 GQA_REFERENCES = ("qwen2.5-72b", "llama3-70b")
 CONTEXTS = (4096, 32768, 131072)
 DEFAULT_HBM_BYTES = 141e9  # H200 (NVIDIA H200 datasheet: 141 GB = 131.3 GiB HBM3e) when the result names no GPU memory
-
-
-def _bytes(key: str, v) -> float | None:
-    x = num(v)
-    if x is None:
-        return None
-    if key.endswith("_GiB"):
-        return x * GiB
-    if key.endswith("_GB"):
-        return x * 1e9
-    if key.endswith("_MiB"):
-        return x * 2 ** 20
-    return x
-
-
-def _label(key: str) -> str:
-    for suf in ("_bytes", "_GiB", "_GB", "_MiB", "_B"):
-        key = key.removesuffix(suf)
-    return key
-
-
-def _components(d: dict) -> dict[str, float]:
-    out = {}
-    for k, v in d.items():
-        if k in ("rank", "gpu", "stage", "name", "total", "total_bytes", "total_GiB", "hbm_bytes", "capacity_bytes",
-                 "fits", "free_bytes"):
-            continue
-        b = _bytes(k, v)
-        if b is not None:
-            out[_label(k)] = b
-    return out
+NOT_COMPONENTS = ("total_bytes", "hbm_bytes")
 
 
 def parse_memory(mem, rank_label: str = "PP rank") -> list[tuple[str, dict[str, float]]]:
-    if isinstance(mem, list):
-        out = []
-        for i, r in enumerate(mem):
-            if isinstance(r, dict):
-                kind = next((k for k in ("name", "rank", "gpu", "stage") if k in r), None)
-                lab = {"name": "{}", "rank": rank_label + " {}", None: "row {}"}.get(kind, kind + " {}").format(
-                    r.get(kind, i) if kind else i)
-                c = _components(r.get("components", r) if isinstance(r.get("components"), dict) else r)
-                if c:
-                    out.append((lab, c))
-        return out
-    if isinstance(mem, dict):
-        if all(isinstance(v, dict) for v in mem.values()) and mem:
-            return [(str(k) if not str(k).isdigit() else f"GPU {k}", _components(v)) for k, v in mem.items()
-                    if _components(v)]
-        c = _components(mem)
-        return [("per GPU", c)] if c else []
-    return []
-
-
-HBM_KEYS = ("hbm_bytes", "gpu_memory_bytes", "hbm_capacity_bytes", "hbm_GiB", "gpu_memory_GiB", "hbm_GB")
+    """[(row label, {component: bytes})] of ``memory_per_gpu`` rows: every ``*_bytes`` but the total and HBM."""
+    out = []
+    for i, r in enumerate(mem if isinstance(mem, list) else []):
+        c = {k.removesuffix("_bytes"): num(v) for k, v in r.items()
+             if k.endswith("_bytes") and k not in NOT_COMPONENTS and num(v) is not None}
+        if c:
+            out.append((f"{rank_label} {r.get('rank', i)}", c))
+    return out
 
 
 def hbm_bytes(result: dict) -> float | None:
-    """The GPU's memory: a top-level/nested key, else the first memory row that states it."""
-    for k in HBM_KEYS:
-        v = pick(result, k)
-        if num(v) is not None:
-            return _bytes(k, v)
-    mem = pick(result, "memory_per_gpu", "memory")
-    for r in mem if isinstance(mem, list) else []:
-        for k in HBM_KEYS:
-            if isinstance(r, dict) and num(r.get(k)) is not None:
-                return _bytes(k, r[k])
-    return None
+    """The GPU's memory, as the first memory row states it."""
+    mem = result.get("memory_per_gpu")
+    return next((num(r["hbm_bytes"]) for r in mem if num(r.get("hbm_bytes"))), None) if isinstance(mem, list) else None
 
 
 def memory_section(result: dict, ctx) -> Section:
     import plotly.graph_objects as go
 
     sec = Section(key="memory", title="Memory per GPU")
-    mem = pick(result, "memory_per_gpu", "memory_per_gpu_bytes", "memory_per_gpu_GiB", "memory")
-    rows = parse_memory(mem, "PP rank" if result.get("type", "training") == "training" else "rank") \
-        if mem is not None else []
+    rows = parse_memory(result.get("memory_per_gpu"), "PP rank" if result.get("type") == "training" else "rank")
     if not rows:
         sec.body, sec.present = absent("no memory breakdown in this result"), False
         return sec
@@ -125,16 +75,7 @@ def memory_section(result: dict, ctx) -> Section:
 # ---------------------------------------------------------------- KV cache
 
 def _model_names(result: dict) -> list[str]:
-    names = []
-    m = pick(result, "model", "model_name", "model_config", depth=2)
-    if isinstance(m, dict):
-        m = m.get("name")
-    if isinstance(m, str):
-        names.append(m)
-    extra = pick(result, "kv_compare_models", depth=2)
-    if isinstance(extra, list):
-        names += [str(x) for x in extra]
-    return names
+    return [result["model"]] if isinstance(result.get("model"), str) else []
 
 
 def _fmt_cell(v) -> str:
@@ -146,18 +87,15 @@ def _fmt_cell(v) -> str:
 
 
 def _result_kv(result: dict) -> dict:
-    """Scalar KV fields the simulator wrote: the ``kv`` group (flattened one level) and top-level ``kv_*``."""
+    """Scalar KV fields the simulator wrote: the ``kv`` group, flattened one level."""
     out: dict = {}
-    g = result.get("kv")
-    if isinstance(g, dict):
-        for k, v in g.items():
-            if isinstance(v, dict):
-                out.update({f"{k}.{kk}": vv for kk, vv in v.items() if not isinstance(vv, (dict, list))})
-            elif isinstance(v, list) and len(v) <= 8:
-                out[k] = ", ".join(str(x) for x in v)
-            elif not isinstance(v, list):
-                out[k] = v
-    out.update({k: v for k, v in result.items() if k.startswith("kv_") and not isinstance(v, (dict, list))})
+    for k, v in (result.get("kv") or {}).items():
+        if isinstance(v, dict):
+            out.update({f"{k}.{kk}": vv for kk, vv in v.items() if not isinstance(vv, (dict, list))})
+        elif isinstance(v, list) and len(v) <= 8:
+            out[k] = ", ".join(str(x) for x in v)
+        elif not isinstance(v, list):
+            out[k] = v
     return out
 
 
@@ -188,9 +126,7 @@ def kv_rows(names: list[str], budget: float, layers_fraction: float = 1.0) -> tu
 
 def _kv_budget(result: dict, sim_kv: dict) -> tuple[float, str]:
     """The KV bytes per GPU to size against, and how it was chosen (from the result, else half the HBM)."""
-    budget = num(pick(result, "kv_budget_bytes_per_gpu", "kv_free_bytes_per_gpu", "kv_memory_bytes"))
-    if budget is None:
-        budget = next((_bytes(k, v) for k, v in sim_kv.items() if "budget" in k and _bytes(k, v)), None)
+    budget = num((result.get("kv") or {}).get("kv_budget_bytes_per_gpu"))
     if budget is not None:
         return budget, "KV budget per GPU from the result"
     hbm = hbm_bytes(result) or DEFAULT_HBM_BYTES
@@ -226,7 +162,7 @@ def _kv_figure(rows: list[dict], budget: float):
 def _kv_simulated(result: dict, sim_kv: dict) -> str:
     """The simulator's own per-model capacity comparison and KV figures, when the result has them."""
     html = ""
-    cmp = pick(result, "kv_compare_models", depth=2)
+    cmp = (result.get("kv") or {}).get("kv_compare_models")
     if isinstance(cmp, dict) and cmp and all(isinstance(v, dict) for v in cmp.values()):
         cols: list[str] = []
         for v in cmp.values():
@@ -249,7 +185,7 @@ def kv_section(result: dict, ctx) -> Section:
     names += [g for g in GQA_REFERENCES if g not in names]
     sim_kv = _result_kv(result)
     budget, how = _kv_budget(result, sim_kv)
-    lf = num(pick(result, "kv_layers_fraction")) or 1.0
+    lf = num((result.get("kv") or {}).get("kv_layers_fraction")) or 1.0
     rows, skipped = kv_rows(names, budget, lf)
     if not rows:
         sec.body, sec.present = absent(f"model configs not loadable: {', '.join(skipped)}"), False

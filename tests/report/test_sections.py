@@ -72,12 +72,11 @@ def test_link_utilisation_as_written():
     assert parse(None) == parse({"ib": 0.7}) == ({}, {}, {})  # not the written shape: no series
 
 
-def test_memory_shapes():
-    one = parse_memory({"weights_GiB": 2.0, "activations_bytes": 1024})
-    assert one == [("per GPU", {"weights": 2 * 2 ** 30, "activations": 1024})]
-    per = parse_memory([{"rank": 0, "weights_bytes": 1.0}, {"rank": 1, "weights_bytes": 2.0}])
-    assert per == [("PP rank 0", {"weights": 1.0}), ("PP rank 1", {"weights": 2.0})]
-    assert parse_memory([{"gpu": 3, "kv_bytes": 1.0}]) == [("gpu 3", {"kv": 1.0})]
+def test_memory_rows_as_written():
+    per = parse_memory([{"rank": 0, "weights_bytes": 1.0, "total_bytes": 1.0, "hbm_bytes": 8.0,
+                         "activation_microbatch_stages": 17}, {"rank": 1, "weights_bytes": 2.0}])
+    assert per == [("PP rank 0", {"weights": 1.0}), ("PP rank 1", {"weights": 2.0})]  # counts are not bytes
+    assert parse_memory([{"rank": 3, "kv_cache_bytes": 1.0}], "rank") == [("rank 3", {"kv_cache": 1.0})]
 
 
 def test_kv_rows_agree_with_published_v3():
@@ -156,9 +155,9 @@ def test_kv_section_uses_the_result_budget():
     from dsv3sim.report.memory import kv_section
 
     budget = 70_272 * 131072 * 5  # five 128K sequences of DeepSeek-V3 (BF16)
-    r = {"model": "deepseek-v3", "kv": {"budget_bytes": budget, "bytes_per_token": 70_272}, "kv_max_batch": 5}
+    r = {"model": "deepseek-v3", "kv": {"kv_budget_bytes_per_gpu": budget, "kv_bytes_per_token": 70_272}}
     body = kv_section(r, RenderContext()).body
-    assert "budget_bytes" in body and "kv_max_batch" in body  # the simulator's own fields are listed
+    assert "kv_budget_bytes_per_gpu" in body and "kv_bytes_per_token" in body  # the simulator's own fields listed
     row = next(tr for tr in body.split("<tr>") if tr.startswith("<td>deepseek-v3</td>"))
     assert row.split("</tr>")[0].endswith('<td class="num">5</td>')  # max batch @ 128K = the budget's 5
 
