@@ -1,22 +1,18 @@
 """Expert load heat-maps (layers x experts, before and after placement) and the nodes-per-token histogram.
 
 Load is tokens routed to each expert per MoE layer (EPLB's ``weight[layers, logical]`` shape). The result
-may carry the logical map (``expert_load_logical``) and the load per GPU before and after placement
-(``expert_load_before`` / ``expert_load_after``; EPLB-style replication and packing); without a logical map,
-"before" is read as per logical expert and "after" per physical slot. Each map is normalised per layer by its mean,
-so 1.0 is perfect balance and the colour bar reads as max/mean directly (DeepSeek-V3 §2.1.2, §3.4 aim at
-max/mean near 1). Nodes per token: with node-limited routing no token reaches more than M nodes (V3: M=4).
+carries the logical map (``expert_load_logical``) and the load per GPU before and after placement
+(``expert_load_before`` / ``expert_load_after``; EPLB-style replication and packing), each one list per layer or
+one list for a single routing. Each map is normalised per layer by its mean, so 1.0 is perfect balance and the
+colour bar reads as max/mean directly (DeepSeek-V3 §2.1.2, §3.4 aim at max/mean near 1). Nodes per token
+(``nodes_per_token``: ``hist``, entry i counting tokens that reach i+1 nodes, and the ``node_limit``): with
+node-limited routing no token reaches more than M nodes (V3: M=4).
 """
 
 from __future__ import annotations
 
-from dsv3sim.report.data import as_matrix, num, pick
+from dsv3sim.report.data import as_matrix, num
 from dsv3sim.report.page import Section, absent, esc, figure_html, note, table
-
-LOGICAL = ("expert_load_logical", "logical_load", "expert_load", "expert_loads", "weight")
-BEFORE = ("expert_load_before", "load_before", "gpu_load_before", "load_per_gpu_before")
-AFTER = ("expert_load_after", "expert_load_after_placement", "load_after", "physical_load", "gpu_load_after",
-         "load_per_gpu_after")
 
 
 def _matrix(v) -> list[list[float]] | None:
@@ -27,23 +23,11 @@ def _matrix(v) -> list[list[float]] | None:
 
 
 def load_maps(result: dict) -> list[tuple[str, list[list[float]], str]]:
-    """[(label, layers x columns load, column name)]: routed load per logical expert, then per GPU (or slot)
-    before and after placement. Without a logical map, "before" is read as per logical expert."""
-    pl = pick(result, "placement", "expert_placement", "eplb", depth=2)
-    pl = pl if isinstance(pl, dict) else {}
-    logical = _matrix(pick(pl, "logical", "logical_load", "weight", depth=0)) or _matrix(pick(result, *LOGICAL))
-    before = _matrix(pick(pl, "before", "load_before", depth=0)) or _matrix(pick(result, *BEFORE))
-    after = _matrix(pick(pl, "after", "load_after", "physical_load", "gpu_load", "load_per_gpu", depth=0)) \
-        or _matrix(pick(result, *AFTER))
-    out = []
-    if logical is not None:
-        out.append(("routed load per logical expert", logical, "logical expert"))
-    per_gpu = logical is not None or any(k in result for k in BEFORE + AFTER)  # results.py: loads per GPU
-    if before is not None:
-        out.append(("before placement", before, "GPU" if per_gpu else "logical expert"))
-    if after is not None:
-        out.append(("after placement", after, "GPU" if per_gpu else "physical slot"))
-    return out
+    """[(label, layers x columns load, column name)]: routed load per logical expert, then per GPU before and
+    after placement."""
+    maps = (("routed load per logical expert", "expert_load_logical", "logical expert"),
+            ("before placement", "expert_load_before", "GPU"), ("after placement", "expert_load_after", "GPU"))
+    return [(label, m, col) for label, key, col in maps if (m := _matrix(result.get(key))) is not None]
 
 
 def max_over_mean(m: list[list[float]]) -> list[float]:
@@ -87,7 +71,7 @@ def heatmap_section(result: dict, ctx) -> Section:
     if not maps:
         sec.body, sec.present = absent("no expert load in this result"), False
         return sec
-    offset = int(num(pick(result, "first_moe_layer", "first_k_dense_replace")) or 0)
+    offset = 0
     parts = [note("Load (routed tokens) per MoE layer divided by the layer's mean: 1.0 is perfect balance; the "
                   "hottest cell of a row is that layer's max/mean (the colour scale tops out at the 99.5th "
                   "percentile; hover shows the value).")]
@@ -145,7 +129,7 @@ def placement_text(result: dict, maps) -> str | None:
     n_gpus = len(after[0])
     logical = by.get("routed load per logical expert")
     n_exp = len(logical[0]) if logical else None
-    red = num(pick(result, "redundant_experts"))
+    red = num((result.get("parallel") or {}).get("redundant_experts"))
     flat = all(max(r) == min(r) for r in before)
     out = []
     if flat and n_exp and n_exp % n_gpus:
@@ -172,27 +156,10 @@ def placement_text(result: dict, maps) -> str | None:
 
 
 def nodes_hist(v) -> dict[int, float] | None:
-    """{nodes: count} from a {str/int: count} dict, a list whose entry i counts tokens reaching i+1 nodes
-    (``dsv3sim/results.py``: "count of tokens touching 1..n_nodes nodes"), or {"samples": [nodes per token]}."""
-    if isinstance(v, dict):
-        if isinstance(v.get("samples"), list):
-            out: dict[int, float] = {}
-            for x in v["samples"]:
-                if num(x) is not None:
-                    out[int(num(x))] = out.get(int(num(x)), 0) + 1
-            return out or None
-        h = pick(v, "hist", "histogram", "counts", depth=0)
-        if h is not None:
-            return nodes_hist(h)
-        out = {}
-        for k, c in v.items():
-            try:
-                out[int(k)] = num(c)
-            except (TypeError, ValueError):
-                continue
-        return {k: c for k, c in out.items() if c is not None} or None
-    if isinstance(v, list) and v and all(num(x) is not None for x in v):
-        return {i + 1: num(x) for i, x in enumerate(v)}
+    """{nodes: count} from ``nodes_per_token``'s ``hist`` (entry i counts tokens reaching i+1 nodes)."""
+    h = v.get("hist") if isinstance(v, dict) else None
+    if isinstance(h, list) and h and all(num(x) is not None for x in h):
+        return {i + 1: num(x) for i, x in enumerate(h)}
     return None
 
 
@@ -216,12 +183,12 @@ def nodes_section(result: dict, ctx) -> Section:
     import plotly.graph_objects as go
 
     sec = Section(key="nodes", title="Nodes per token")
-    v = pick(result, "nodes_per_token", "nodes_per_token_hist", "nodes_per_token_histogram")
-    h = nodes_hist(v) if v is not None else None
+    v = result.get("nodes_per_token")
+    h = nodes_hist(v)
     if not h:
         sec.body, sec.present = absent("no nodes-per-token distribution in this result"), False
         return sec
-    limit = num(pick(result, "node_limit", "max_nodes_per_token_limit", "topk_group"))
+    limit = num(v.get("node_limit"))
     total = sum(h.values())
     top = max([x for x in h if h[x]] + [int(limit or 0) + 1])
     xs = [x for x in sorted(h) if x <= top]  # no run of empty bins past the last token (EP320 has 40 nodes)

@@ -1,4 +1,4 @@
-"""Hand-built result dicts covering every report section (until a real `dsv3sim run --json` exists).
+"""Hand-built result dicts in the shapes ``dsv3sim/results.py`` writes, covering every report section.
 
 Numbers are deterministic and internally consistent (the tests recompute some of them a second way).
 """
@@ -76,10 +76,10 @@ def training_result() -> dict:
             "by_node": {"0": {"ib": [0.5 + 0.01 * i for i in range(40)]},
                         "1": {"ib": [0.9 - 0.01 * i for i in range(40)]}},
         },
-        "placement": {"before": load, "after": balanced(load, 8)},
-        "first_moe_layer": 3,
-        "nodes_per_token": {"1": 120, "2": 900, "3": 2100, "4": 976},
-        "node_limit": 4,
+        "expert_load_logical": load,
+        "expert_load_before": balanced([row[::-1] for row in load], 8),
+        "expert_load_after": balanced(load, 8),
+        "nodes_per_token": {"hist": [120, 900, 2100, 976], "node_limit": 4},
         "memory_per_gpu": [{"rank": 0, "weights_bytes": 20e9, "grads_bytes": 10e9, "optimizer_bytes": 12e9,
                             "activations_bytes": 30e9, "hbm_bytes": 80e9},
                            {"rank": 15, "weights_bytes": 22e9, "grads_bytes": 11e9, "optimizer_bytes": 12e9,

@@ -47,19 +47,15 @@ def test_summary_states_price_and_cost(train_result):
 
 
 def test_heatmap_max_over_mean_matches_numpy(train_result):
-    m = as_matrix(train_result["placement"]["before"])
+    m = as_matrix(train_result["expert_load_before"])
     a = np.asarray(m, dtype=float)
     assert max_over_mean(m) == pytest.approx(list(a.max(1) / a.mean(1)))
-    assert as_matrix({"weight": [[1, 2], [3, 4]]}) == [[1, 2], [3, 4]]
     assert as_matrix([[1, 2], [3]]) is None  # ragged
 
 
-def test_nodes_histogram_shapes():
-    samples = [1, 2, 2, 3, 4, 4, 4] * 3
-    assert nodes_hist({"samples": samples}) == {1: 3, 2: 6, 3: 3, 4: 9}
-    assert nodes_hist({"1": 3, "2": 6}) == {1: 3, 2: 6}
+def test_nodes_histogram_as_written():
     assert nodes_hist({"hist": [0, 5, 7], "node_limit": 4}) == {1: 0, 2: 5, 3: 7}  # results.py: 1..n nodes
-    assert nodes_hist({"histogram": {"4": 1}}) == {4: 1}
+    assert nodes_hist({"hist": []}) is None and nodes_hist(None) is None
 
 
 def test_link_utilisation_as_written():
@@ -141,9 +137,7 @@ def test_imbalance_reads_trace_helper_output():
     assert got == {"aux-free": ([0, 1], [1.5, 1.25]), "none": ([0, 1], [1.75, 2.0])}
 
 
-def test_load_maps_schema_variants(train_result):
-    labels = [(lab, xl) for lab, _, xl in load_maps(train_result)]
-    assert labels == [("before placement", "logical expert"), ("after placement", "physical slot")]
+def test_load_maps_as_written():
     r = {"expert_load_logical": [[1, 2, 3, 4]], "expert_load_before": [[3, 7]], "expert_load_after": [5, 5]}
     maps = load_maps(r)
     assert [(lab, xl) for lab, _, xl in maps] == [("routed load per logical expert", "logical expert"),
