@@ -1,14 +1,10 @@
-"""Training imbalance over steps: expert_load_max_over_mean per step for aux-loss-free, aux-loss and none.
+"""Training imbalance over steps: the worst layer's max/mean expert load per step, one line per balancing mode.
 
 DeepSeek-V3 §2.1.2 replaces the auxiliary balance loss with a per-expert bias updated each step (speed gamma);
-`dsv3sim train` writes the worst-layer max/mean expert load per step for each balancing
-mode (see ``dsv3sim/trace/FORMAT.md``). The series is taken from the result when it carries one, else from
-JSON files under ``traces/`` that hold ``expert_load_max_over_mean``. Shapes read:
-``{mode: [v...]}``, ``{mode: {"step": [...], "expert_load_max_over_mean": [...]}}``, ``{"series"|"modes": ...}``,
-a list of ``{"step", "mode"|"balancing", "expert_load_max_over_mean"}`` and one file per mode
-``{"balancing": mode, "step"|"steps": [...], "expert_load_max_over_mean": [...]}``, and
-``dsv3sim.trace.imbalance.imbalance_from_files`` output ``{"quantity": ..., "runs": [{"label", "step",
-"max_over_mean_worst"}]}`` (the worst layer per step is plotted).
+`dsv3sim train --json` records each step's expert loads and `dsv3sim trace imbalance` turns several such runs
+into ``{"quantity": ..., "runs": [{"label", "step", "max_over_mean_worst", "max_over_mean_worst_windowed"}]}``
+(``dsv3sim.trace.imbalance``). The section reads JSON files of either kind under ``traces/`` (a train output
+through the same ``imbalance_series``); the windowed series (loads summed over a window of steps) is drawn bold.
 """
 
 from __future__ import annotations
@@ -16,112 +12,40 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from dsv3sim.report.data import num, pick
+from dsv3sim.config.errors import ConfigError
+from dsv3sim.report.data import num
 from dsv3sim.report.page import Section, absent, esc, figure_html, note
+from dsv3sim.trace.imbalance import imbalance_series
 
 VALUE = "expert_load_max_over_mean"
-MODE_KEYS = ("mode", "balancing", "balance", "method", "bias_mode")
-RESULT_KEYS = ("training_imbalance", "imbalance_over_steps", "imbalance", "balance_curves")
 MAX_FILE_BYTES = 20 * 2 ** 20
-WORST_KEYS = ("max_over_mean_worst", VALUE, "values")
 
 
-def _steps_for(d: dict, ys: list) -> list:
-    st = d.get("step", d.get("steps"))
-    return st if isinstance(st, list) and len(st) == len(ys) else list(range(len(ys)))
-
-
-def _numbers(v) -> bool:
-    return isinstance(v, list) and bool(v) and all(num(x) is not None for x in v)
-
-
-def _rows(v) -> bool:
-    return isinstance(v, list) and bool(v) and all(isinstance(r, dict) for r in v)
-
-
-def _pair(v) -> tuple[list, list] | None:
-    if _numbers(v):
-        return list(range(len(v))), [num(x) for x in v]
-    if _rows(v):
-        pts = [(num(r.get("step")), num(r.get(VALUE, r.get("value")))) for r in v]
-        pts = [(s, y) for s, y in pts if s is not None and y is not None]
-        return ([s for s, _ in pts], [y for _, y in pts]) if pts else None
-    if isinstance(v, dict):
-        ys = v.get(VALUE, v.get("values", v.get("value")))
-        if isinstance(ys, list) and ys:
-            return [num(s) for s in _steps_for(v, ys)], [num(y) for y in ys]
-    return None
-
-
-def _from_rows(rows: list[dict]) -> dict[str, tuple[list, list]]:
-    """A list of {"step", mode key, value} rows: one series per mode (or one unnamed series)."""
-    if not any(k in rows[0] for k in MODE_KEYS):
-        p = _pair(rows)
-        return {"series": p} if p else {}
-    by: dict[str, list] = {}
-    for r in rows:
-        by.setdefault(next((str(r[k]) for k in MODE_KEYS if k in r), "series"), []).append(r)
-    return {m: p for m, rs in by.items() if (p := _pair(rs))}
-
-
-def _from_runs(runs: list) -> dict[str, tuple[list, list]]:
-    """``imbalance_from_files`` output: the worst layer per step of each run, and its windowed series."""
+def extract(obj) -> dict[str, tuple[list, list]]:
+    """{label: (steps, worst-layer max/mean)} (and "label (windowed)") of a ``dsv3sim trace imbalance`` output
+    or of one ``dsv3sim train --json`` output; {} for anything else."""
+    if not isinstance(obj, dict):
+        return {}
+    if isinstance(obj.get("history"), list):
+        try:
+            runs = [imbalance_series(obj)]
+        except ConfigError:  # a train output without per-step expert loads (a dense model)
+            return {}
+    else:
+        runs = obj.get("runs") if isinstance(obj.get("runs"), list) else []
     out: dict[str, tuple[list, list]] = {}
     for i, run in enumerate(runs):
-        ys = next((run[k] for k in WORST_KEYS if isinstance(run.get(k), list)), None) if isinstance(run, dict) else None
+        ys = run.get("max_over_mean_worst")
         if not ys:
             continue
-        st = [num(x) for x in _steps_for(run, ys)]
+        st = [num(x) for x in run.get("step", range(len(ys)))]
         label = str(run.get("label") or run.get("balance") or f"run {i}")
         label = label if label not in out else f"{label} ({i})"
         out[label] = (st, [num(y) for y in ys])
         yw = run.get("max_over_mean_worst_windowed")
-        if isinstance(yw, list) and len(yw) == len(ys):  # loads summed over a window of steps
+        if isinstance(yw, list) and len(yw) == len(ys):
             out[f"{label} (windowed)"] = (st, [num(y) for y in yw])
     return out
-
-
-def _from_nested(obj: dict) -> dict[str, tuple[list, list]]:
-    """The series under one of the grouping keys ("series", "modes", ...), if any."""
-    for k in ("series", "modes", "by_mode", "curves", VALUE):
-        v = obj.get(k)
-        if isinstance(v, dict):
-            sub = extract(v)
-        elif isinstance(v, list):
-            sub = {"series": p} if (p := _pair(v)) else {}
-        else:
-            continue
-        if sub:
-            return sub
-    return {}
-
-
-def _from_columns(obj: dict) -> dict[str, tuple[list, list]]:
-    """{"step": [...], mode: [values]} columns, or {mode: series of any shape}."""
-    out: dict[str, tuple[list, list]] = {}
-    steps = obj.get("step", obj.get("steps"))
-    for k, v in obj.items():
-        if k in ("step", "steps"):
-            continue
-        if _numbers(v) and isinstance(steps, list) and len(v) == len(steps):
-            out[k] = ([num(s) for s in steps], [num(x) for x in v])
-        elif (p := _pair(v)) and (isinstance(v, dict) or k not in MODE_KEYS):
-            out[k] = p
-    return out
-
-
-def extract(obj) -> dict[str, tuple[list, list]]:
-    """{mode: (steps, values)} from any of the shapes in the module docstring."""
-    if _rows(obj):
-        return _from_rows(obj)
-    if not isinstance(obj, dict):
-        return {}
-    if isinstance(obj.get("runs"), list) and (runs := _from_runs(obj["runs"])):
-        return runs
-    mode = next((str(obj[k]) for k in MODE_KEYS if isinstance(obj.get(k), str)), None)
-    if mode and (p := _pair(obj)):
-        return {mode: p}
-    return _from_nested(obj) or _from_columns(obj)
 
 
 def from_traces_dir(d: Path | None) -> tuple[dict[str, tuple[list, list]], list[str]]:
@@ -154,14 +78,13 @@ def imbalance_section(result: dict, ctx) -> Section:
     import plotly.graph_objects as go
 
     sec = Section(key="imbalance", title="Expert-load imbalance during training")
-    src = pick(result, *RESULT_KEYS, depth=2)
-    series = extract(src) if src is not None else {}
-    origin = "the result"
-    if not series and result.get("type", "training") == "training" and "sweep" not in result:
+    series: dict[str, tuple[list, list]] = {}
+    origin = ""
+    if result.get("type", "training") == "training" and "sweep" not in result:
         series, used = from_traces_dir(ctx.traces_dir)  # training runs only: serving reports skip this
         origin = f"traces/ ({', '.join(used)})" if used else ""
     if not series:
-        sec.body, sec.present = absent("no imbalance-over-steps series in this result or under traces/"), False
+        sec.body, sec.present = absent("no imbalance-over-steps series under traces/"), False
         return sec
     fig = go.Figure()
     palette = ("#4c78a8", "#f58518", "#54a24b", "#e45756", "#b279a2", "#72b7b2")

@@ -84,9 +84,6 @@ def training_result() -> dict:
                             "activations_bytes": 30e9, "hbm_bytes": 80e9},
                            {"rank": 15, "weights_bytes": 22e9, "grads_bytes": 11e9, "optimizer_bytes": 12e9,
                             "activations_bytes": 8e9, "hbm_bytes": 80e9}],
-        "training_imbalance": {"aux-free": [3.0 * 0.9 ** i + 1.1 for i in range(30)],
-                               "aux-loss": [3.0 * 0.95 ** i + 1.2 for i in range(30)],
-                               "none": [3.0 + 0.02 * i for i in range(30)]},
         "validation": [
             {"name": "GPU-hours per trillion tokens", "predicted": 170e3, "published": 180e3,
              "source": "DeepSeek-V3 report §1 Table 1", "unit": "GPU-h"},

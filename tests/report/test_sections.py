@@ -105,13 +105,16 @@ def test_validation_error_computed():
     assert validation_rows({"validation": [{"name": "x", "predicted": 1.0}]}) == []  # no reference: skipped
 
 
-def test_imbalance_shapes_agree():
-    v = [3.0, 2.0, 1.5]
-    a = extract({"aux-free": v})
-    b = extract({"aux-free": {"step": [0, 1, 2], "expert_load_max_over_mean": v}})
-    c = extract([{"step": i, "mode": "aux-free", "expert_load_max_over_mean": x} for i, x in enumerate(v)])
-    d = extract({"balancing": "aux-free", "steps": [0, 1, 2], "expert_load_max_over_mean": v})
-    assert a == b == c == d == {"aux-free": ([0, 1, 2], v)}
+def test_imbalance_of_a_train_output_equals_the_trace_helper():
+    """Two routes to one series: a `dsv3sim train --json` output read directly, and through the runs file."""
+    from dsv3sim.trace.imbalance import imbalance_series
+
+    run = {"balance": "aux-free", "history": [{"step": i, "expert_load": el, "expert_load_max_over_mean": 1.0}
+                                              for i, el in enumerate([[[4, 4], [6, 2]], [[4, 4], [5, 3]]])]}
+    direct = extract(run)
+    assert direct["aux-free"] == ([0, 1], [1.5, 1.25])  # worst layer by hand: max(1, 6/4), max(1, 5/4)
+    assert direct == extract({"quantity": "expert_load_max_over_mean", "runs": [imbalance_series(run)]})
+    assert extract({"aux-free": [3.0, 2.0]}) == {} and extract([1, 2]) == {}  # not a shape anything writes
 
 
 def test_timeline_from_events_rebased(train_result):
