@@ -1,9 +1,8 @@
-"""Tolerant reads of a result JSON: find a key wherever the writer nested it, split multi-scenario files.
+"""Reading a result JSON for the report: load it, split a multi-scenario file, format numbers.
 
-Reports render from the result JSON only (house style 13: reports never re-run a simulation). The writer
-(``dsv3sim/results.py``) may put a metric at the top level or inside a group (``training``, ``summary``,
-``metrics``...), and ``dsv3sim run`` may nest whole results by scenario name; ``pick`` looks a few levels
-down, breadth first, so a section finds its data either way and says "not in this result" when it is absent.
+Reports render from the result JSON only (house style 13: reports never re-run a simulation). Sections read the
+keys ``dsv3sim/results.py`` (and ``dsv3sim sweep``, ``dsv3sim validate``, ``dsv3sim plan``) write, where they
+write them; ``dsv3sim run`` of a study nests whole results by scenario name, which ``split_results`` undoes.
 """
 
 from __future__ import annotations
@@ -55,20 +54,6 @@ def split_results(data: dict) -> list[tuple[str, dict]]:
     return [("", data)]
 
 
-def pick(d: Any, *names: str, default: Any = None, depth: int = 3) -> Any:
-    """First value stored under any of ``names``, searched breadth first down to ``depth`` levels of dicts."""
-    level = [d] if isinstance(d, dict) else []
-    for _ in range(depth + 1):
-        for node in level:
-            for n in names:
-                if n in node and node[n] is not None:
-                    return node[n]
-        level = [v for node in level for v in node.values() if isinstance(v, dict)]
-        if not level:
-            break
-    return default
-
-
 def num(x: Any) -> float | None:
     """A finite float, or None (strings like "12.5" are accepted; bools are not numbers)."""
     if isinstance(x, bool) or x is None:
@@ -113,28 +98,13 @@ def fmt_bytes(b: float | None) -> str:
 
 def as_matrix(x: Any) -> list[list[float]] | None:
     """A rectangular list of lists of numbers (layers x experts), or None."""
-    if isinstance(x, dict):  # {"layer": [...]} or {"weight": [[...]]}
-        for k in ("weight", "load", "loads", "values", "matrix"):
-            if k in x:
-                return as_matrix(x[k])
-        rows = [v for _, v in sorted(x.items(), key=lambda kv: _sort_key(kv[0])) if isinstance(v, list)]
-        x = rows if rows else None
     if not isinstance(x, list) or not x or not all(isinstance(r, list) for r in x):
         return None
     w = len(x[0])
     if w == 0 or any(len(r) != w for r in x):
         return None
     out = [[num(v) for v in r] for r in x]
-    if any(v is None for r in out for v in r):
-        return None
-    return out  # type: ignore[return-value]
-
-
-def _sort_key(k: str):
-    try:
-        return (0, int(k), "")
-    except (TypeError, ValueError):
-        return (1, 0, str(k))
+    return None if any(v is None for r in out for v in r) else out  # type: ignore[return-value]
 
 
 def fmt_num(v: float) -> str:

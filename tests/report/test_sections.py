@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from dsv3sim.report.context import RenderContext
-from dsv3sim.report.data import as_matrix, pick, split_results
+from dsv3sim.report.data import as_matrix, split_results
 from dsv3sim.report.experts import load_maps, max_over_mean, nodes_hist
 from dsv3sim.report.imbalance import extract
 from dsv3sim.report.memory import kv_rows, parse_memory
@@ -17,10 +17,8 @@ from dsv3sim.report.timeline import slices_from_result
 from dsv3sim.report.validation import validation_rows
 
 
-def test_pick_finds_nested_keys_and_split_by_scenario():
-    r = {"scenario": "x", "training": {"metrics": {"mfu": 0.3}}, "step_time_s": 2.0}
-    assert pick(r, "mfu") == 0.3 and pick(r, "step_time_s") == 2.0 and pick(r, "nope", default=7) == 7
-    assert pick(r, "mfu", depth=1) is None
+def test_split_by_scenario():
+    r = {"scenario": "x", "step_time_s": 2.0}
     assert split_results({"a": {"step_time_s": 1}, "b": {"mfu": 0.2}}) == [("a", {"step_time_s": 1}),
                                                                             ("b", {"mfu": 0.2})]
     assert split_results(r) == [("", r)]
