@@ -189,8 +189,7 @@ def price_training(res, q: TrainQuery) -> dict:
     hbm = res.memory_per_gpu[0]["hbm_bytes"]
     seconds = q.tokens / res.tokens_per_s
     gph = res.n_gpus * seconds / 3600.0
-    lim = training_limits(res.step_time_s, res.breakdown_s, res.exposed_communication_s, res.ib_utilisation,
-                          res.nvlink_utilisation, 1 - mem / hbm)
+    lim = training_limits(res, 1 - mem / hbm)
     out = {"n_gpus": res.n_gpus, "step_time_s": res.step_time_s, "mfu": res.mfu, "tokens_per_s": res.tokens_per_s,
            "memory_peak_GiB": mem / GiB, "hbm_GiB": hbm / GiB, "memory_headroom": 1 - mem / hbm,
            "days": seconds / 86400.0, "gpu_hours": gph, "cost_usd_run": gph * q.price_per_gpu_hour,

@@ -1,10 +1,9 @@
 """What limits the step, in one sentence, derived from a result JSON (never hard-coded per scenario).
 
-Training (``breakdown_s`` of pipeline rank 0, which sums to the step): the step splits into GPU compute in the
-pipeline chunks, EP all-to-all the compute stream waits for (``exposed_communication_s`` minus the DP part),
-the pipeline bubble, exposed data-parallel communication (``dp_comm_exposed_s``) and the optimizer. The
-largest share names the bottleneck; the link class the all-to-all saturates (``comm.*.busiest_link_class``:
-nic -> InfiniBand, nvlink -> NVLink) says which network it is.
+Training: the shares of PP rank 0's step as ``dsv3sim.workload.limits`` defines them (the planner's definition
+too): GPU compute, the EP all-to-all it waits for, the pipeline bubble, exposed data-parallel communication and
+the optimizer. The largest share names the bottleneck; the class of the busiest link of the slowest all-to-all
+says which network it is.
 
 Serving (``layer_time_s``: one layer of one micro-batch before overlap): with two micro-batches overlapped
 (DeepSeek-V3 §3.4) the step is paced by the larger of compute (attention + MoE) and all-to-all (dispatch +
@@ -16,21 +15,19 @@ infeasible result names its reason (memory, divisibility) instead.
 from __future__ import annotations
 
 from dsv3sim.report.data import fmt_time, num
+from dsv3sim.workload.limits import busiest_network
+from dsv3sim.workload.limits import training_shares as shares_of_step
 
-COMPUTE_KEYS = ("forward_s", "backward_input_s", "weight_grad_s", "backward_full_s", "overlapped_forward_backward_s")
+NETWORK_NAMES = {"IB": "InfiniBand", "NVLink": "NVLink", "PCIe": "PCIe"}
+SHARE_NAMES = (("compute", "GPU compute"), ("bubble", "the pipeline bubble"),
+               ("dp_communication", "exposed data-parallel communication"), ("optimizer", "the optimizer"))
 
 
 def _network(result: dict) -> str:
     """'InfiniBand' / 'NVLink' / 'PCIe' from the busiest link of the slowest all-to-all, else ''."""
-    comm = result.get("comm")
-    rows = [r for r in comm.values() if isinstance(r, dict) and num(r.get("time_s")) is not None] \
-        if isinstance(comm, dict) else []
-    cls = str(max(rows, key=lambda r: num(r["time_s"])).get("busiest_link_class") or "") if rows else ""
-    for pre, name in (("nic", "InfiniBand"), ("nvlink", "NVLink"), ("pcie", "PCIe")):
-        if cls.startswith(pre):
-            return name
+    net = NETWORK_NAMES.get(busiest_network(result.get("comm") or {}), "")
     n_nodes = num(result.get("n_nodes"))
-    return "InfiniBand and NVLink" if n_nodes and n_nodes > 1 else ""
+    return net or ("InfiniBand and NVLink" if n_nodes and n_nodes > 1 else "")
 
 
 def training_shares(result: dict) -> list[tuple[str, float]] | None:
@@ -38,17 +35,11 @@ def training_shares(result: dict) -> list[tuple[str, float]] | None:
     bd = result.get("breakdown_s")
     if not isinstance(bd, dict):
         return None
-    chunks = sum(num(bd.get(k)) or 0.0 for k in COMPUTE_KEYS)
-    dp = num(bd.get("dp_comm_exposed_s")) or 0.0
-    ep = max(0.0, (num(result.get("exposed_communication_s")) or 0.0) - dp)
-    ep = min(ep, chunks)
+    sh = shares_of_step(bd, num(result.get("exposed_communication_s")) or 0.0)
     net = _network(result)
-    shares = [("GPU compute", chunks - ep),
-              (f"EP all-to-all{' over ' + net if net else ''} (not hidden by compute)", ep),
-              ("the pipeline bubble", num(bd.get("bubble_s")) or 0.0),
-              ("exposed data-parallel communication", dp),
-              ("the optimizer", num(bd.get("optimizer_s")) or 0.0)]
-    return sorted(shares, key=lambda kv: -kv[1])
+    named = [(name, sh[k]) for k, name in SHARE_NAMES]
+    named.insert(1, (f"EP all-to-all{' over ' + net if net else ''} (not hidden by compute)", sh["ep_all_to_all"]))
+    return sorted(named, key=lambda kv: -kv[1])
 
 
 def _training(result: dict) -> str | None:
