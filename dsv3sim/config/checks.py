@@ -2,7 +2,8 @@
 
 Every loader (topologies, scenarios, traces, checkpoints) and every CLI flag goes through these, so a bad value
 is refused the same way everywhere: a ``ConfigError`` (a ``ValueError``) whose message names the field and the
-value, which the CLI prints as one line with exit code 2.
+value in the form the model-config readers (``model_fields.py``) use too, "<field> must be <what>, got <value>",
+which the CLI prints as one line with exit code 2.
 
 Size limits keep a run bounded (minutes, not hours or an out-of-memory kill). Each limit has a name; raise one
 with ``dsv3sim --limit NAME=N COMMAND ...`` or the environment variable ``DSV3SIM_LIMITS="NAME=N,NAME=N"``; NAME may
@@ -94,10 +95,10 @@ def integer(v: Any, field: str, *, lo: int | None = None, hi: int | None = None,
     """An integer (a float that is exactly integral is accepted unless ``strict``, as for a field kept as given;
     ``2.5``, ``True``, ``"3"``, None never are)."""
     if isinstance(v, bool) or not isinstance(v, (int, float)) or (strict and isinstance(v, float)):
-        raise ConfigError(f"{field}: expected an integer, got {_describe(v)}")
+        raise ConfigError(f"{field} must be an integer, got {_describe(v)}")
     if isinstance(v, float):
         if not math.isfinite(v) or v != int(v):
-            raise ConfigError(f"{field}: expected an integer, got {v!r}")
+            raise ConfigError(f"{field} must be an integer, got {v!r}")
         v = int(v)
     if lo is not None and v < lo:
         raise ConfigError(f"{field} must be >= {lo}, got {v}")
@@ -110,7 +111,7 @@ def number(v: Any, field: str, *, lo: float | None = None, hi: float | None = No
            hi_open: bool = False) -> float:
     """A finite real number in [lo, hi] (open ends with ``lo_open``/``hi_open``); bools and strings are refused."""
     if isinstance(v, bool) or not isinstance(v, (int, float)):
-        raise ConfigError(f"{field}: expected a number, got {_describe(v)}")
+        raise ConfigError(f"{field} must be a number, got {_describe(v)}")
     x = float(v)
     if not math.isfinite(x):
         raise ConfigError(f"{field} must be a finite number, got {v!r}")
@@ -123,13 +124,13 @@ def number(v: Any, field: str, *, lo: float | None = None, hi: float | None = No
 
 def boolean(v: Any, field: str) -> bool:
     if not isinstance(v, bool):
-        raise ConfigError(f"{field}: expected true or false, got {_describe(v)}")
+        raise ConfigError(f"{field} must be true or false, got {_describe(v)}")
     return v
 
 
 def string(v: Any, field: str, *, choices: Iterable[str] | None = None, empty: bool = True) -> str:
     if not isinstance(v, str):
-        raise ConfigError(f"{field}: expected a string, got {_describe(v)}")
+        raise ConfigError(f"{field} must be a string, got {_describe(v)}")
     if not empty and not v.strip():
         raise ConfigError(f"{field} must be a non-empty string")
     if choices is not None:
@@ -146,7 +147,7 @@ def optional(check, v: Any, field: str, **kw: Any) -> Any:
 
 def mapping(v: Any, field: str) -> dict:
     if not isinstance(v, dict):
-        raise ConfigError(f"{field}: expected a mapping, got {_describe(v)}")
+        raise ConfigError(f"{field} must be a mapping, got {_describe(v)}")
     return v
 
 
@@ -164,7 +165,7 @@ def string_list(v: Any, field: str) -> tuple[str, ...]:
     if isinstance(v, str):
         return (v,)
     if not isinstance(v, (list, tuple)) or not all(isinstance(x, str) for x in v):
-        raise ConfigError(f"{field}: expected a list of strings, got {_describe(v)}")
+        raise ConfigError(f"{field} must be a list of strings, got {_describe(v)}")
     return tuple(v)
 
 

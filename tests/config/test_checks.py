@@ -59,11 +59,11 @@ def _topo(tmp_path, **changes):
 
 
 @pytest.mark.parametrize(("field", "value", "match"), [
-    ("n_nodes", 2.5, "n_nodes: expected an integer"), ("n_nodes", None, "n_nodes: expected an integer"),
+    ("n_nodes", 2.5, "n_nodes must be an integer"), ("n_nodes", None, "n_nodes must be an integer"),
     ("n_nodes", 10**8, "size limit gpus"), ("nic.latency_us", float("nan"), "latency_us must be a finite"),
-    ("nic.latency_us", float("inf"), "latency_us must be a finite"), ("scale_up.bandwidth_GBps", [1], "expected a number"),
-    ("fabric.oversubscription", "2", "expected a number"), ("kernel_latency_us", datetime.date(2024, 1, 1), "number"),
-    ("sources", 3, "list of strings"), ("fabric", [1], "expected a mapping"),
+    ("nic.latency_us", float("inf"), "latency_us must be a finite"), ("scale_up.bandwidth_GBps", [1], "must be a number"),
+    ("fabric.oversubscription", "2", "must be a number"), ("kernel_latency_us", datetime.date(2024, 1, 1), "number"),
+    ("sources", 3, "list of strings"), ("fabric", [1], "must be a mapping"),
 ])
 def test_topology_fields_refused(tmp_path, field, value, match):
     with pytest.raises(ConfigError, match=match):
