@@ -22,13 +22,54 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from dsv3sim.config.errors import ConfigError
 
 SCHEMA = "dsv3sim.result/1"
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class NodesPerToken:
+    """Distinct nodes a token's top-k experts reach (V3 §2.1.2 node-limited routing): ``hist[i]`` counts tokens
+    reaching i + 1 nodes, over ``routing_layers`` MoE layers; ``node_limit`` M (None: not limited)."""
+
+    hist: list
+    node_limit: int | None
+    routing_layers: int = 0  # (results written before these two fields: 0 and 1)
+    n_group: int = 1
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class LinkUtilisation:
+    """Fraction of each link's bandwidth in use over the step on the shared time axis ``t_s``: the mean over the
+    links of each class (``by_class``: {class: [u]}), per node and class (``by_node``: {node: {class: [u]}}) and
+    the step average per class (``average``)."""
+
+    t_s: list
+    by_class: dict
+    by_node: dict = field(default_factory=dict)
+    average: dict = field(default_factory=dict)
+
+
+def group(cls, v):
+    """``v`` as the typed group ``cls`` when it is one or a dict of its fields (those with defaults may be
+    missing), else None (absent, or the empty dict a step that was not simulated writes)."""
+    if isinstance(v, cls):
+        return v
+    names = {f.name for f in fields(cls)}
+    required = {f.name for f in fields(cls) if f.default is MISSING and f.default_factory is MISSING}
+    return cls(**v) if isinstance(v, dict) and required <= set(v) <= names else None
+
+
+def _typed_groups(obj, **groups) -> None:
+    """In a frozen result's ``__post_init__``: each named field's dict becomes its typed group (kept when empty)."""
+    for name, cls in groups.items():
+        g = group(cls, getattr(obj, name))
+        if g is not None:
+            object.__setattr__(obj, name, g)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -58,14 +99,14 @@ class TrainingResult:
     gpu_hours_per_trillion_tokens: float
     train_flops_per_token: float
     memory_per_gpu: list
-    link_utilisation: dict
+    link_utilisation: LinkUtilisation | dict  # {} when the step was not simulated (a measured-table prediction)
     ib_utilisation: float
     nvlink_utilisation: float
     exposed_communication_s: float
     expert_load_before: list
     expert_load_after: list
     expert_load_logical: list
-    nodes_per_token: dict
+    nodes_per_token: NodesPerToken | dict  # {} when the step was not simulated
     comm: dict
     chunk_times_s: dict
     timeline: dict
@@ -78,6 +119,9 @@ class TrainingResult:
     mfu_causal: float = 0.0
     mfu_noncausal: float = 0.0  # full S x S attention FLOPs (DeepSeek's non-causal TFLOPS)
     pair_slices_s: dict = field(default_factory=dict)  # {pair_s, rank, action, per_layer_s: {slice: s}}
+
+    def __post_init__(self) -> None:
+        _typed_groups(self, link_utilisation=LinkUtilisation, nodes_per_token=NodesPerToken)
 
     def to_dict(self) -> dict:
         return {"schema": SCHEMA, "type": "training", **_plain(asdict(self))}
@@ -99,13 +143,16 @@ class ServingResult:
     memory_per_gpu: list
     expert_load_before: list
     expert_load_after: list
-    nodes_per_token: dict
+    nodes_per_token: NodesPerToken | dict
     comm: dict
     timeline: dict
     sources: tuple = ()
     sim_wall_s: float = 0.0
     expert_load_logical: list = ()
     validation: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        _typed_groups(self, nodes_per_token=NodesPerToken)
 
     def to_dict(self) -> dict:
         d = _plain(asdict(self))

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dsv3sim.report.data import as_matrix, num
 from dsv3sim.report.page import Section, absent, esc, figure_html, note, table
+from dsv3sim.results import NodesPerToken, group
 
 
 def _matrix(v) -> list[list[float]] | None:
@@ -156,21 +157,21 @@ def placement_text(result: dict, maps) -> str | None:
 
 
 def nodes_hist(v) -> dict[int, float] | None:
-    """{nodes: count} from ``nodes_per_token``'s ``hist`` (entry i counts tokens reaching i+1 nodes)."""
-    h = v.get("hist") if isinstance(v, dict) else None
-    if isinstance(h, list) and h and all(num(x) is not None for x in h):
-        return {i + 1: num(x) for i, x in enumerate(h)}
-    return None
+    """{nodes: count} from ``nodes_per_token`` (``results.NodesPerToken``: ``hist[i]`` counts tokens reaching i+1
+    nodes)."""
+    g = group(NodesPerToken, v)
+    if g is None or not g.hist or any(num(x) is None for x in g.hist):
+        return None
+    return {i + 1: num(x) for i, x in enumerate(g.hist)}
 
 
-def _nodes_text(h: dict, xs: list, v, limit: float | None, mean: float) -> tuple[str, str]:
+def _nodes_text(h: dict, xs: list, v: NodesPerToken, limit: float | None, mean: float) -> tuple[str, str]:
     """(the limit line's label, the explanation): the node limit held, was exceeded, or there is none."""
     total = sum(h.values())
     over = sum(h[x] for x in xs if limit and x > limit)
     if limit and over:
-        groups = num(v.get("n_group")) if isinstance(v, dict) else None
         return f"M={limit:g} (a limit on expert groups)", nodes_text_over(
-            limit, over / total, mean, max(x for x in xs if h[x] > 0), len(h) if isinstance(v, dict) else None, groups)
+            limit, over / total, mean, max(x for x in xs if h[x] > 0), len(h), num(v.n_group))
     if limit:
         return f"node limit M={limit:g}", (
             "DeepSeek-V3 §2.1.2 / §3.2.2: each token goes to at most M nodes, so the IB traffic of a token is "
@@ -183,12 +184,12 @@ def nodes_section(result: dict, ctx) -> Section:
     import plotly.graph_objects as go
 
     sec = Section(key="nodes", title="Nodes per token")
-    v = result.get("nodes_per_token")
+    v = group(NodesPerToken, result.get("nodes_per_token"))
     h = nodes_hist(v)
     if not h:
         sec.body, sec.present = absent("no nodes-per-token distribution in this result"), False
         return sec
-    limit = num(v.get("node_limit"))
+    limit = num(v.node_limit)
     total = sum(h.values())
     top = max([x for x in h if h[x]] + [int(limit or 0) + 1])
     xs = [x for x in sorted(h) if x <= top]  # no run of empty bins past the last token (EP320 has 40 nodes)

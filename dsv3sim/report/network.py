@@ -1,25 +1,26 @@
 """Link utilisation over time, per link class (NVLink, IB/RDMA, PCIe...) and per node.
 
-Reads the result's ``link_utilisation`` as ``dsv3sim/results.py`` writes it: ``{"t_s": [...], "by_class": {cls:
-[u...]}, "by_node": {node: {cls: [u...]}}, "average": {cls: u}}``, every series on the shared time axis ``t_s``.
-Utilisation is a fraction of the link's bandwidth (0..1), shown in percent.
+Reads the result's ``link_utilisation`` as the typed group ``dsv3sim.results.LinkUtilisation`` (``t_s``,
+``by_class`` {class: [u]}, ``by_node`` {node: {class: [u]}}, ``average`` {class: u}), every series on the shared
+time axis ``t_s``. Utilisation is a fraction of the link's bandwidth (0..1), shown in percent.
 """
 
 from __future__ import annotations
 
 from dsv3sim.report.data import num
 from dsv3sim.report.page import Section, absent, figure_html, note
+from dsv3sim.results import LinkUtilisation, group
 
 
 def parse(lu) -> tuple[dict[str, tuple], dict[str, tuple], dict[str, float]]:
-    """(by_class series, by_node series named "node N cls", class averages) of a ``link_utilisation`` dict."""
-    if not isinstance(lu, dict) or not isinstance(lu.get("t_s"), list):
+    """(by_class series, by_node series named "node N cls", class averages) of a ``link_utilisation``."""
+    g = group(LinkUtilisation, lu)
+    if g is None:
         return {}, {}, {}
-    t = [num(x) for x in lu["t_s"]]
-    by_class = {str(c): (t, [num(x) for x in u]) for c, u in (lu.get("by_class") or {}).items()}
-    by_node = {f"node {n} {c}": (t, [num(x) for x in u])
-               for n, classes in (lu.get("by_node") or {}).items() for c, u in classes.items()}
-    avg = {str(c): num(v) for c, v in (lu.get("average") or {}).items() if num(v) is not None}
+    t = [num(x) for x in g.t_s]
+    by_class = {str(c): (t, [num(x) for x in u]) for c, u in g.by_class.items()}
+    by_node = {f"node {n} {c}": (t, [num(x) for x in u]) for n, classes in g.by_node.items() for c, u in classes.items()}
+    avg = {str(c): num(v) for c, v in g.average.items() if num(v) is not None}
     return by_class, by_node, avg
 
 

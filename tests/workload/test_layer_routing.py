@@ -28,7 +28,7 @@ def _scn(small, trace, routing_layers=None, placement="contiguous"):
 def test_each_moe_layer_gets_its_trace_layer(small_training, trace_path):
     r = simulate(_scn(small_training, trace_path))
     logical = np.array(r.expert_load_logical)
-    assert logical.shape == (3, 64) and r.nodes_per_token["routing_layers"] == 3
+    assert logical.shape == (3, 64) and r.nodes_per_token.routing_layers == 3
     # second route: the selections of trace layer l, tiled to the EP group's tokens, counted directly
     ids = np.load(trace_path)["expert_ids"]
     n_tok = 16 * r.parallel["micro_batch_tokens"]

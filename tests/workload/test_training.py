@@ -54,6 +54,19 @@ def test_deterministic_and_json_round_trip(base):
     assert to_json(simulate(s))["step_time_s"] == d["step_time_s"]
 
 
+def test_typed_groups_survive_json_and_the_report_reads_them(base):
+    """The nested groups are typed on the result and after a JSON round trip; the report finds them by attribute."""
+    from dsv3sim.report import build_page
+    from dsv3sim.results import LinkUtilisation, NodesPerToken
+
+    _s, r = base
+    back = from_json(json.loads(json.dumps(to_json(r))))
+    assert isinstance(back.link_utilisation, LinkUtilisation) and isinstance(back.nodes_per_token, NodesPerToken)
+    assert back.link_utilisation == r.link_utilisation and back.nodes_per_token.hist == r.nodes_per_token.hist
+    secs = {x.key: x for _, ss in build_page(to_json(back)).blocks for x in ss}
+    assert secs["links"].present and secs["nodes"].present and secs["memory"].present
+
+
 def test_chrome_trace_profile_names_and_streams(base):
     _s, r = base
     tr = chrome_trace(r)
