@@ -48,7 +48,7 @@ def colour_cap(maps: list[list[list[float]]], q: float = 0.995) -> float:
     return max(2.0, vals[min(len(vals) - 1, int(q * len(vals)))])
 
 
-def _heat(m, title, xlabel, layer_offset, zmax):
+def _heat(m, title, xlabel, zmax):
     import plotly.graph_objects as go
 
     z = []
@@ -56,7 +56,7 @@ def _heat(m, title, xlabel, layer_offset, zmax):
         mean = sum(row) / len(row)
         z.append([v / mean if mean > 0 else 0.0 for v in row])
     fig = go.Figure(go.Heatmap(
-        z=z, y=[layer_offset + i for i in range(len(m))], colorscale="Inferno", zmin=0, zmax=zmax,
+        z=z, y=list(range(len(m))), colorscale="Inferno", zmin=0, zmax=zmax,
         colorbar={"title": "load / layer mean"},
         hovertemplate=f"layer %{{y}}<br>{xlabel} %{{x}}<br>load / mean %{{z:.2f}}<extra></extra>"))
     fig.update_layout(title=title, xaxis_title=xlabel, yaxis_title="MoE layer", height=max(300, 120 + 6 * len(m)),
@@ -72,7 +72,6 @@ def heatmap_section(result: dict, ctx) -> Section:
     if not maps:
         sec.body, sec.present = absent("no expert load in this result"), False
         return sec
-    offset = 0
     parts = [note("Load (routed tokens) per MoE layer divided by the layer's mean: 1.0 is perfect balance; the "
                   "hottest cell of a row is that layer's max/mean (the colour scale tops out at the 99.5th "
                   "percentile; hover shows the value).")]
@@ -88,11 +87,11 @@ def heatmap_section(result: dict, ctx) -> Section:
     flat = [(label, m, xl) for label, m, xl in maps if len(m) == 1]
     for label, m, xl in maps:
         if len(m) > 1:
-            parts.append(figure_html(_heat(m, f"Expert load {label} ({len(m)} layers x {len(m[0])} {xl}s)", xl,
-                                           offset, zmax), ctx.fig_id("heat")))
+            parts.append(figure_html(_heat(m, f"Expert load {label} ({len(m)} layers x {len(m[0])} {xl}s)", xl, zmax),
+                                     ctx.fig_id("heat")))
             sec.n_figures += 1
             mm = max_over_mean(m)
-            lines.add_trace(go.Scatter(x=[offset + i for i in range(len(mm))], y=mm, name=label,
+            lines.add_trace(go.Scatter(x=list(range(len(mm))), y=mm, name=label,
                                        mode="lines+markers"))
         mm = max_over_mean(m)
         rows.append([label, f"{max(mm):.3f}", f"{sum(mm) / len(mm):.3f}", len(m), f"{len(m[0])} {xl}s"])
