@@ -9,7 +9,8 @@ terms, ISCA'25 Table 4: 1F, 1B, 1W, 1F1B, bubble, opt; they add up to the step),
 ``gpu_hours_per_trillion_tokens``, ``memory_per_gpu`` (one row per PP rank, bytes by component),
 ``ib_utilisation``, ``nvlink_utilisation``, ``link_utilisation`` (``LinkUtilisation``: t_s, by_class, by_node,
 average), ``exposed_communication_s``, ``expert_load_before``/``expert_load_after`` (per GPU), ``nodes_per_token``
-(``NodesPerToken``: hist, node_limit, routing_layers, n_group), ``timeline`` ({events: [{rank, stream, name, start_s, end_s, ...}]}), ``validation`` (rows).
+(``NodesPerToken``: hist, node_limit, routing_layers, n_group), ``timeline`` ({events: [{rank, stream, name,
+start_s, end_s, ...}]}), ``validation`` (rows).
 Serving results: ``prefill_tokens_per_s_per_node``, ``decode_tokens_per_s_per_node``, ``ttft_s``, ``tpot_s``,
 ``kv_*``. ``Infeasible`` keeps the scenario and its reason (``infeasible``). Sweeps: ``{"sweep": [rows]}``.
 
