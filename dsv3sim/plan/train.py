@@ -154,13 +154,13 @@ def prescreen(q: TrainQuery, lay: TrainLayout, hbm_bytes: float, n_experts: int,
         return f"pp={lay.pp} > {n_layers} layers"
     try:
         scn = scenario_of(q, lay, "bound")
-    except ValueError as e:
+    except ConfigError as e:  # a layout the scenario refuses (EP not dividing the GPUs...)
         return str(e)
     try:  # the schedule generator has its own conditions (DualPipe: micro-batches >= 2 pp)
         need = peak_bytes(model=q.model, pp=lay.pp, dp=lay.dp, ep=lay.ep, schedule=lay.schedule,
                           microbatches=scn.microbatches, mb_tokens=lay.micro_batch * q.seq_len,
                           recompute=lay.recompute)
-    except ValueError as e:
+    except ConfigError as e:
         return str(e)
     if need > hbm_bytes:
         return f"memory: needs {need / GiB:.1f} GiB > {hbm_bytes / GiB:.1f} GiB HBM"
@@ -175,7 +175,7 @@ def evaluate(job: tuple[TrainQuery, TrainLayout, str]) -> dict:
     row = {"layout": lay.to_dict(), "key": lay.key, "comm_model": comm_model}
     try:
         res = simulate(scenario_of(q, lay, comm_model))
-    except ValueError as e:
+    except ConfigError as e:  # refused before simulating; infeasible layouts come back as results
         return dict(row, infeasible=str(e), limits="memory" if "HBM" in str(e) else "structure")
     if not hasattr(res, "step_time_s"):
         reason = res.reason
