@@ -30,6 +30,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from dsv3sim.config.model import load_model_config
 from dsv3sim.nn import fp8 as F8
@@ -242,43 +243,16 @@ def sweep(a, cfg, res: dict) -> None:
 
 
 def bench_layer(a, cfg, res: dict) -> None:
-    from dsv3sim.nn.layers import rope_cos_sin, yarn_inv_freq
-    from dsv3sim.nn.transformer import Block
+    from gpu_layer import batch_shape, layer_forward_flops, one_layer, set_fp8
 
-    dev, dt = "cuda", torch.bfloat16
-    if not cfg.is_moe_layer(0):
-        cfg = cfg.with_(first_k_dense_replace=0)
-    S = min(a.seq_len, a.tokens)
-    B = max(1, a.tokens // S)
-    torch.set_default_dtype(dt)
-    with torch.device(dev):
-        blk = Block(cfg, 0)
-    torch.set_default_dtype(torch.float32)
-    with torch.no_grad():
-        for n_, p in blk.named_parameters():
-            if n_.endswith("e_score_correction_bias"):
-                p.zero_()
-            elif p.dim() == 1:
-                p.fill_(1.0)
-            else:
-                p.normal_(0, 0.02)
-    blk = blk.to(dt)
-    inv, msc = yarn_inv_freq(cfg)
-    cos, sin = rope_cos_sin(inv.to(dev), torch.arange(S, device=dev), msc)
-    h = torch.randn(B, S, cfg.hidden_size, device=dev, dtype=dt, requires_grad=True)
-    gy = torch.randn(B, S, cfg.hidden_size, device=dev, dtype=dt)
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from bench_layer_gpu import layer_gemm_flops
-
-    fl = layer_gemm_flops(cfg, B * S)
-    attn = 2 * B * S * S / 2 * cfg.num_attention_heads * (cfg.qk_nope_head_dim + cfg.qk_rope_head_dim
-                                                          + cfg.v_head_dim)
-    flops = 3 * (sum(fl.values()) + attn)
+    cfg = cfg if cfg.is_moe_layer(0) else cfg.with_(first_k_dense_replace=0)
+    B, S = batch_shape(a.tokens, a.seq_len)
+    lc = one_layer(cfg, B, S)
+    blk, cos, sin, h, gy = lc.blk, lc.cos, lc.sin, lc.h, lc.gy
+    flops = 3 * layer_forward_flops(cfg, B, S)
     lay: dict = {"tokens": B * S, "batch": B, "seq_len": S, "flops": flops}
     for name, fp8, requant in (("bf16", False, False), ("fp8", True, False), ("fp8_requant", True, True)):
-        for m in blk.modules():
-            if hasattr(m, "fp8"):
-                m.fp8 = fp8
+        set_fp8(blk, fp8)
 
         def step(requant=requant):
             if requant:

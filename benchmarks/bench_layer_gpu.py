@@ -39,11 +39,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from dsv3sim.config.model import load_model_config
 from dsv3sim.nn import fp8 as F8
-from dsv3sim.nn.block import Block
 from dsv3sim.nn.moe import permute, routed_experts
 from dsv3sim.profile.timing import time_cuda, time_fn
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from gpu_layer import batch_shape, layer_forward_flops, moe_config, one_layer, set_fp8  # noqa: E402
 
 
 def timer(fn, reps: int, warmup: int, device: str) -> float:
@@ -61,19 +62,6 @@ def peaks(device: str) -> dict[str, float]:
         return {"bf16": g.peak("bf16"), "fp8": g.peak("fp8")}
     except Exception:  # noqa: BLE001
         return {"bf16": 989e12, "fp8": 1979e12}
-
-
-def layer_gemm_flops(cfg, T: int) -> dict[str, float]:
-    """Forward GEMM FLOPs of one MLA+MoE layer for T tokens at sequence length S (attention core separately)."""
-    H, nh = cfg.hidden_size, cfg.num_attention_heads
-    dqk, dv = cfg.qk_nope_head_dim + cfg.qk_rope_head_dim, cfg.v_head_dim
-    proj = (H * cfg.q_lora_rank + cfg.q_lora_rank * nh * dqk if cfg.q_lora_rank else H * nh * dqk)
-    proj += H * (cfg.kv_lora_rank + cfg.qk_rope_head_dim) + cfg.kv_lora_rank * nh * (cfg.qk_nope_head_dim + dv)
-    proj += nh * dv * H
-    moe = 3 * H * cfg.moe_intermediate_size * cfg.num_experts_per_tok
-    shared = 3 * H * cfg.moe_intermediate_size * cfg.n_shared_experts
-    gate = H * cfg.n_routed_experts
-    return {"attn_proj": 2 * T * proj, "moe": 2 * T * moe, "shared": 2 * T * shared, "gate": 2 * T * gate}
 
 
 def graph_timer(fn, reps: int) -> float:
@@ -227,6 +215,41 @@ def probe_gemm(m: int, n: int, k: int, n_sets: int = 8, calls: int = 96) -> dict
     return out
 
 
+def layer_runs(cfg, B: int, S: int, a, pk: dict) -> dict:
+    """The whole layer forward+backward in BF16, FP8 and FP8 re-quantising its weights every step; speed-ups."""
+    dev = a.device
+    lc = one_layer(cfg, B, S, device=dev)
+    fwd_total = layer_forward_flops(cfg, B, S)
+    out: dict = {"layer_forward_flops": fwd_total, "errors": {}}
+    for name, fp8, requant in (("layer_bf16", False, False), ("layer_fp8", True, False),
+                               ("layer_fp8_requant", True, True)):
+        set_fp8(lc.blk, fp8)
+
+        def step(requant=requant):
+            if requant:  # every step re-quantises all weights, as after an optimizer step
+                F8.clear_weight_cache()
+            lc.blk(lc.h, lc.cos, lc.sin).backward(lc.gy)
+            lc.blk.zero_grad(set_to_none=True)
+            lc.h.grad = None
+
+        try:
+            fb0 = F8.FALLBACKS["dequant_bf16"]
+            t = timer(step, max(1, a.reps // 2), max(1, a.warmup), dev)
+            out[name] = {"ms": t * 1e3, "tflops": 3 * fwd_total / t / 1e12,
+                         "mfu": 3 * fwd_total / t / pk["fp8" if fp8 else "bf16"],
+                         "fp8_gemm_fallbacks": F8.FALLBACKS["dequant_bf16"] - fb0}
+        except Exception:  # noqa: BLE001
+            out["errors"][name] = traceback.format_exc(limit=3)
+        F8.clear_weight_cache()
+        if dev == "cuda":
+            torch.cuda.empty_cache()
+    for key, v in (("fp8_over_bf16_layer_speedup", "layer_fp8"),
+                   ("fp8_over_bf16_layer_speedup_requant", "layer_fp8_requant")):
+        if v in out and "layer_bf16" in out:
+            out[key] = out["layer_bf16"]["ms"] / out[v]["ms"]
+    return out
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--config", default="one-layer")
@@ -238,11 +261,8 @@ def main() -> int:
     ap.add_argument("--out", required=True)
     a = ap.parse_args()
     dev = a.device
-    cfg = load_model_config(a.config)
-    if not cfg.is_moe_layer(0):
-        cfg = cfg.with_(first_k_dense_replace=0)
-    S = min(a.seq_len, a.tokens)
-    B = max(1, a.tokens // S)
+    cfg = moe_config(a.config)
+    B, S = batch_shape(a.tokens, a.seq_len)
     T = B * S
     dt = torch.bfloat16
     res: dict = {"config": cfg.name, "device": dev, "tokens": T, "batch": B, "seq_len": S, "torch": torch.__version__,
@@ -301,59 +321,9 @@ def main() -> int:
             res["errors"]["probe"] = traceback.format_exc(limit=3)
         torch.cuda.empty_cache()
 
-    # --- whole layer fwd+bwd ----------------------------------------------------------------------------------
-    torch.set_default_dtype(dt)  # build the 13B-parameter layer directly in BF16
-    with torch.device(dev):
-        blk = Block(cfg, 0)
-    torch.set_default_dtype(torch.float32)
-    with torch.no_grad():
-        for n_, p in blk.named_parameters():
-            if n_.endswith("e_score_correction_bias"):
-                p.zero_()
-            elif p.dim() == 1:
-                p.fill_(1.0)
-            else:
-                p.normal_(0, 0.02)
-    blk = blk.to(dt)
-    from dsv3sim.nn.layers import rope_cos_sin, yarn_inv_freq
-
-    inv, msc = yarn_inv_freq(cfg)
-    cos, sin = rope_cos_sin(inv.to(dev), torch.arange(S, device=dev), msc)
-    h = torch.randn(B, S, H, device=dev, dtype=dt, requires_grad=True)
-    gh_out = torch.randn(B, S, H, device=dev, dtype=dt)
-    fl = layer_gemm_flops(cfg, T)
-    head_dims = cfg.qk_nope_head_dim + cfg.qk_rope_head_dim + cfg.v_head_dim
-    attn_core = 2 * B * S * S / 2 * cfg.num_attention_heads * head_dims
-    fwd_total = sum(fl.values()) + attn_core
-    res["layer_forward_flops"] = fwd_total
-    for name, fp8, requant in (("layer_bf16", False, False), ("layer_fp8", True, False),
-                               ("layer_fp8_requant", True, True)):
-        for m in blk.modules():
-            if hasattr(m, "fp8"):
-                m.fp8 = fp8
-
-        def step():
-            if requant:  # every step re-quantises all weights, as after an optimizer step
-                F8.clear_weight_cache()
-            blk(h, cos, sin).backward(gh_out)
-            blk.zero_grad(set_to_none=True)
-            h.grad = None
-
-        try:
-            fb0 = F8.FALLBACKS["dequant_bf16"]
-            t = timer(step, max(1, a.reps // 2), max(1, a.warmup), dev)
-            res[name] = {"ms": t * 1e3, "tflops": 3 * fwd_total / t / 1e12,
-                         "mfu": 3 * fwd_total / t / pk["fp8" if fp8 else "bf16"],
-                         "fp8_gemm_fallbacks": F8.FALLBACKS["dequant_bf16"] - fb0}
-        except Exception:  # noqa: BLE001
-            res["errors"][name] = traceback.format_exc(limit=3)
-        F8.clear_weight_cache()
-        if dev == "cuda":
-            torch.cuda.empty_cache()
-    if "layer_fp8" in res and "layer_bf16" in res:
-        res["fp8_over_bf16_layer_speedup"] = res["layer_bf16"]["ms"] / res["layer_fp8"]["ms"]
-    if "layer_fp8_requant" in res and "layer_bf16" in res:
-        res["fp8_over_bf16_layer_speedup_requant"] = res["layer_bf16"]["ms"] / res["layer_fp8_requant"]["ms"]
+    layer = layer_runs(cfg, B, S, a, pk)
+    res["errors"].update(layer.pop("errors"))
+    res.update(layer)
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text(json.dumps(res, indent=1))
     for key in ("moe_gemm_bf16", *[k_ for k_ in res if k_.startswith("moe_gemm_") and k_ != "moe_gemm_bf16"],

@@ -10,11 +10,9 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from dsv3sim.config.model import load_model_config
-from dsv3sim.nn.block import Block
-from dsv3sim.nn.layers import rope_cos_sin, yarn_inv_freq
+from gpu_layer import batch_shape, moe_config, one_layer, set_fp8
 
 
 def main() -> int:
@@ -23,29 +21,11 @@ def main() -> int:
     ap.add_argument("--seq-len", type=int, default=4096)
     ap.add_argument("--out", default=None)
     a = ap.parse_args()
-    cfg = load_model_config("one-layer")
-    if not cfg.is_moe_layer(0):
-        cfg = cfg.with_(first_k_dense_replace=0)
-    dt, dev = torch.bfloat16, "cuda"
-    S = min(a.seq_len, a.tokens)
-    B = max(1, a.tokens // S)
-    torch.set_default_dtype(dt)
-    with torch.device(dev):
-        blk = Block(cfg, 0)
-    torch.set_default_dtype(torch.float32)
-    with torch.no_grad():
-        for n_, p in blk.named_parameters():
-            if n_.endswith("e_score_correction_bias"):
-                p.zero_()
-            else:
-                p.fill_(1.0) if p.dim() == 1 else p.normal_(0, 0.02)
-    for m in blk.modules():
-        if hasattr(m, "fp8"):
-            m.fp8 = True
-    inv, msc = yarn_inv_freq(cfg)
-    cos, sin = rope_cos_sin(inv.to(dev), torch.arange(S, device=dev), msc)
-    h = torch.randn(B, S, cfg.hidden_size, device=dev, dtype=dt, requires_grad=True)
-    gy = torch.randn_like(h)
+    cfg = moe_config("one-layer")
+    B, S = batch_shape(a.tokens, a.seq_len)
+    lc = one_layer(cfg, B, S, cast=False)
+    set_fp8(lc.blk, True)
+    blk, cos, sin, h, gy = lc.blk, lc.cos, lc.sin, lc.h, lc.gy
 
     def step():
         blk(h, cos, sin).backward(gy)
