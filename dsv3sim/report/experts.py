@@ -12,7 +12,7 @@ node-limited routing no token reaches more than M nodes (V3: M=4).
 from __future__ import annotations
 
 from dsv3sim.report.data import as_matrix, num
-from dsv3sim.report.page import Section, absent, esc, figure_html, note, table
+from dsv3sim.report.page import Section, absent, esc, missing, note, plot, table
 from dsv3sim.results import NodesPerToken, group
 
 
@@ -59,19 +59,17 @@ def _heat(m, title, xlabel, zmax):
         z=z, y=list(range(len(m))), colorscale="Inferno", zmin=0, zmax=zmax,
         colorbar={"title": "load / layer mean"},
         hovertemplate=f"layer %{{y}}<br>{xlabel} %{{x}}<br>load / mean %{{z:.2f}}<extra></extra>"))
-    fig.update_layout(title=title, xaxis_title=xlabel, yaxis_title="MoE layer", height=max(300, 120 + 6 * len(m)),
-                      margin={"l": 10, "r": 10, "t": 50, "b": 40}, yaxis={"autorange": "reversed"})
-    return fig
+    return fig.update_layout(title=title, xaxis_title=xlabel, yaxis_title="MoE layer",
+                             height=max(300, 120 + 6 * len(m)), yaxis={"autorange": "reversed"})
 
 
 def heatmap_section(result: dict, ctx) -> Section:
     import plotly.graph_objects as go
 
-    sec = Section(key="experts", title="Expert load: before and after placement")
     maps = load_maps(result)
     if not maps:
-        sec.body, sec.present = absent("no expert load in this result"), False
-        return sec
+        return missing("experts", "Expert load: before and after placement", "no expert load in this result")
+    sec = Section(key="experts", title="Expert load: before and after placement")
     parts = [note("Load (routed tokens) per MoE layer divided by the layer's mean: 1.0 is perfect balance; the "
                   "hottest cell of a row is that layer's max/mean (the colour scale tops out at the 99.5th "
                   "percentile; hover shows the value).")]
@@ -87,13 +85,11 @@ def heatmap_section(result: dict, ctx) -> Section:
     flat = [(label, m, xl) for label, m, xl in maps if len(m) == 1]
     for label, m, xl in maps:
         if len(m) > 1:
-            parts.append(figure_html(_heat(m, f"Expert load {label} ({len(m)} layers x {len(m[0])} {xl}s)", xl, zmax),
-                                     ctx.fig_id("heat")))
-            sec.n_figures += 1
-            mm = max_over_mean(m)
-            lines.add_trace(go.Scatter(x=list(range(len(mm))), y=mm, name=label,
-                                       mode="lines+markers"))
+            parts.append(plot(sec, ctx, "heat", _heat(m, f"Expert load {label} ({len(m)} layers x {len(m[0])} {xl}s)",
+                                                      xl, zmax)))
         mm = max_over_mean(m)
+        if len(m) > 1:
+            lines.add_trace(go.Scatter(x=list(range(len(mm))), y=mm, name=label, mode="lines+markers"))
         rows.append([label, f"{max(mm):.3f}", f"{sum(mm) / len(mm):.3f}", len(m), f"{len(m[0])} {xl}s"])
     for xl in dict.fromkeys(xl for _, _, xl in flat):  # one-row maps: bars per column, before/after side by side
         fig = go.Figure()
@@ -103,16 +99,11 @@ def heatmap_section(result: dict, ctx) -> Section:
             mean = sum(m[0]) / len(m[0])
             fig.add_trace(go.Bar(x=list(range(len(m[0]))), y=[v / mean if mean else 0 for v in m[0]], name=label))
         fig.add_hline(y=1.0, line_dash="dot", line_color="#555")
-        fig.update_layout(title=f"Load per {xl} / mean (a layer's routed tokens)", xaxis_title=xl,
-                          yaxis_title="load / mean", barmode="group", height=340,
-                          margin={"l": 10, "r": 10, "t": 50, "b": 40})
-        parts.append(figure_html(fig, ctx.fig_id("loadbar")))
-        sec.n_figures += 1
+        parts.append(plot(sec, ctx, "loadbar", fig, title=f"Load per {xl} / mean (a layer's routed tokens)",
+                          xaxis_title=xl, yaxis_title="load / mean", barmode="group", height=340))
     if lines.data:
-        lines.update_layout(title="max / mean load per layer", xaxis_title="MoE layer", yaxis_title="max / mean",
-                            height=300, margin={"l": 10, "r": 10, "t": 50, "b": 40}, yaxis={"rangemode": "tozero"})
-        parts.append(figure_html(lines, ctx.fig_id("maxmean")))
-        sec.n_figures += 1
+        parts.append(plot(sec, ctx, "maxmean", lines, title="max / mean load per layer", xaxis_title="MoE layer",
+                          yaxis_title="max / mean", height=300, yaxis={"rangemode": "tozero"}))
     parts.append(table(["", "worst layer max/mean", "mean over layers", "layers", "columns"], rows, {1, 2, 3}))
     sec.body = "".join(parts)
     return sec
@@ -182,12 +173,11 @@ def _nodes_text(h: dict, xs: list, v: NodesPerToken, limit: float | None, mean: 
 def nodes_section(result: dict, ctx) -> Section:
     import plotly.graph_objects as go
 
-    sec = Section(key="nodes", title="Nodes per token")
     v = group(NodesPerToken, result.get("nodes_per_token"))
     h = nodes_hist(v)
     if not h:
-        sec.body, sec.present = absent("no nodes-per-token distribution in this result"), False
-        return sec
+        return missing("nodes", "Nodes per token", "no nodes-per-token distribution in this result")
+    sec = Section(key="nodes", title="Nodes per token")
     limit = num(v.node_limit)
     total = sum(h.values())
     top = max([x for x in h if h[x]] + [int(limit or 0) + 1])
@@ -196,14 +186,12 @@ def nodes_section(result: dict, ctx) -> Section:
     mean = sum(x * h[x] for x in xs) / total if total else 0
     fig = go.Figure(go.Bar(x=xs, y=frac, marker_color="#4c78a8", text=[f"{f:.1f}%" for f in frac],
                            textposition="outside"))
-    fig.update_layout(title=f"Distinct nodes reached by a token's top-k experts (mean {mean:.2f})",
-                      xaxis_title="nodes per token", yaxis_title="% of tokens", height=340,
-                      margin={"l": 10, "r": 10, "t": 50, "b": 40}, xaxis={"dtick": 1})
     label, text = _nodes_text(h, xs, v, limit, mean)
     if label:
         fig.add_vline(x=limit + 0.5, line_dash="dash", line_color="#e45756", annotation_text=label)
-    sec.body = note(esc(text)) + figure_html(fig, ctx.fig_id("nodes"))
-    sec.n_figures = 1
+    sec.body = note(esc(text)) + plot(sec, ctx, "nodes", fig, xaxis_title="nodes per token", height=340,
+                                      title=f"Distinct nodes reached by a token's top-k experts (mean {mean:.2f})",
+                                      yaxis_title="% of tokens", xaxis={"dtick": 1})
     return sec
 
 

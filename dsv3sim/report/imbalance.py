@@ -14,7 +14,7 @@ from pathlib import Path
 
 from dsv3sim.config.errors import ConfigError
 from dsv3sim.report.data import num
-from dsv3sim.report.page import Section, absent, esc, figure_html, note
+from dsv3sim.report.page import Section, esc, missing, note, plot
 from dsv3sim.trace.imbalance import imbalance_series
 
 VALUE = "expert_load_max_over_mean"
@@ -77,15 +77,15 @@ def from_traces_dir(d: Path | None) -> tuple[dict[str, tuple[list, list]], list[
 def imbalance_section(result: dict, ctx) -> Section:
     import plotly.graph_objects as go
 
-    sec = Section(key="imbalance", title="Expert-load imbalance during training")
+    title = "Expert-load imbalance during training"
     series: dict[str, tuple[list, list]] = {}
     origin = ""
     if result.get("type", "training") == "training" and "sweep" not in result:
         series, used = from_traces_dir(ctx.traces_dir)  # training runs only: serving reports skip this
         origin = f"traces/ ({', '.join(used)})" if used else ""
     if not series:
-        sec.body, sec.present = absent("no imbalance-over-steps series under traces/"), False
-        return sec
+        return missing("imbalance", title, "no imbalance-over-steps series under traces/")
+    sec = Section(key="imbalance", title=title)
     fig = go.Figure()
     palette = ("#4c78a8", "#f58518", "#54a24b", "#e45756", "#b279a2", "#72b7b2")
     bases = list(dict.fromkeys(m.removesuffix(" (windowed)") for m in sorted(series)))
@@ -97,10 +97,8 @@ def imbalance_section(result: dict, ctx) -> Section:
                                  line={"color": col, "width": 2.5 if windowed else 1.2}))
     fig.add_hline(y=1.0, line_dash="dot", line_color="#888", annotation_text="perfect balance",
                   annotation_position="bottom left")
-    fig.update_layout(title="Worst-layer max/mean expert load per training step", xaxis_title="step",
-                      yaxis_title="max / mean load", height=360, margin={"l": 10, "r": 10, "t": 50, "b": 40})
     last = ", ".join(f"{esc(m)}: {series[m][1][-1]:.2f}" for m in sorted(series) if series[m][1])
     sec.body = (note(f"Aux-loss-free balancing (DeepSeek-V3 §2.1.2) vs an auxiliary loss vs none, from "
-                     f"{esc(origin)}. Final step: {last}.") + figure_html(fig, ctx.fig_id("imb")))
-    sec.n_figures = 1
+                     f"{esc(origin)}. Final step: {last}.") + plot(sec, ctx, "imb", fig, title="Worst-layer max/mean expert load per training step", xaxis_title="step",
+                     yaxis_title="max / mean load", height=360))
     return sec

@@ -16,7 +16,7 @@ compare bytes.
 from __future__ import annotations
 
 from dsv3sim.report.data import fmt_bytes, num
-from dsv3sim.report.page import Section, absent, esc, figure_html, note, table
+from dsv3sim.report.page import Section, esc, missing, note, plot, table
 
 GiB = 2 ** 30
 GQA_REFERENCES = ("qwen2.5-72b", "llama3-70b")
@@ -45,30 +45,24 @@ def hbm_bytes(result: dict) -> float | None:
 def memory_section(result: dict, ctx) -> Section:
     import plotly.graph_objects as go
 
-    sec = Section(key="memory", title="Memory per GPU")
     rows = parse_memory(result.get("memory_per_gpu"), "PP rank" if result.get("type") == "training" else "rank")
     if not rows:
-        sec.body, sec.present = absent("no memory breakdown in this result"), False
-        return sec
-    comps: list[str] = []
-    for _, c in rows:
-        comps += [k for k in c if k not in comps]
-    fig = go.Figure()
-    for comp in comps:
-        fig.add_trace(go.Bar(x=[r for r, _ in rows], y=[c.get(comp, 0) / GiB for _, c in rows], name=comp))
+        return missing("memory", "Memory per GPU", "no memory breakdown in this result")
+    sec = Section(key="memory", title="Memory per GPU")
+    comps = list(dict.fromkeys(k for _, c in rows for k in c))
+    fig = go.Figure([go.Bar(x=[r for r, _ in rows], y=[c.get(comp, 0) / GiB for _, c in rows], name=comp)
+                     for comp in comps])
     hbm = hbm_bytes(result)
     if hbm:
         fig.add_hline(y=hbm / GiB, line_dash="dash", line_color="#e45756",
                       annotation_text=f"HBM {hbm / GiB:.0f} GiB", annotation_position="top left")
-    fig.update_layout(barmode="stack", title="Memory per GPU by component", yaxis_title="GiB", height=400,
-                      margin={"l": 10, "r": 10, "t": 50, "b": 40})
     worst = max(rows, key=lambda r: sum(r[1].values()))
     tot = sum(worst[1].values())
     fits = "" if not hbm else (f" — fits ({tot / hbm * 100:.0f} % of HBM)" if tot <= hbm
                                else f" — <b class='err-pos'>does not fit ({tot / hbm * 100:.0f} % of HBM)</b>")
     sec.body = (note(f"Largest: {esc(worst[0])} with {fmt_bytes(tot)}{fits}.")
-                + figure_html(fig, ctx.fig_id("memory")))
-    sec.n_figures = 1
+                + plot(sec, ctx, "memory", fig, barmode="stack", title="Memory per GPU by component",
+                       yaxis_title="GiB", height=400))
     return sec
 
 
@@ -145,7 +139,7 @@ def _kv_table(rows: list[dict]) -> str:
     return table(hdr, body, set(range(2, len(hdr))))
 
 
-def _kv_figure(rows: list[dict], budget: float):
+def _kv_figure(rows: list[dict]):
     import plotly.graph_objects as go
 
     fig = go.Figure()
@@ -153,9 +147,6 @@ def _kv_figure(rows: list[dict], budget: float):
         fig.add_trace(go.Bar(x=[r["model"] for r in rows], y=[r["batch"][c] or None for r in rows],
                              name=f"context {c // 1024}K", text=[f"{r['batch'][c]:,}" for r in rows],
                              textposition="outside"))
-    fig.update_layout(barmode="group", title=f"Sequences whose KV cache fits {budget / GiB:.0f} GiB (BF16)",
-                      yaxis={"type": "log", "title": "max batch per GPU"}, height=380,
-                      margin={"l": 10, "r": 10, "t": 50, "b": 40})
     return fig
 
 
@@ -177,23 +168,23 @@ def _kv_simulated(result: dict, sim_kv: dict) -> str:
 
 
 def kv_section(result: dict, ctx) -> Section:
-    sec = Section(key="kvcache", title="KV-cache sizing: MLA vs GQA")
+    title = "KV-cache sizing: MLA vs GQA"
     names = _model_names(result)
     if not names:
-        sec.body, sec.present = absent("no model named in this result, so no KV sizing"), False
-        return sec
+        return missing("kvcache", title, "no model named in this result, so no KV sizing")
     names += [g for g in GQA_REFERENCES if g not in names]
     sim_kv = _result_kv(result)
     budget, how = _kv_budget(result, sim_kv)
     lf = num((result.get("kv") or {}).get("kv_layers_fraction")) or 1.0
     rows, skipped = kv_rows(names, budget, lf)
     if not rows:
-        sec.body, sec.present = absent(f"model configs not loadable: {', '.join(skipped)}"), False
-        return sec
+        return missing("kvcache", title, f"model configs not loadable: {', '.join(skipped)}")
+    sec = Section(key="kvcache", title=title)
     sec.body = _kv_simulated(result, sim_kv) + (
         note(esc(how) + f"; each GPU caches {lf:g} of the layers (attention data-parallel, as in "
              "DeepSeek's decode deployment). Computed from the configs with dsv3sim.cost.kvcache.")
-        + _kv_table(rows) + figure_html(_kv_figure(rows, budget), ctx.fig_id("kv"))
+        + _kv_table(rows) + plot(sec, ctx, "kv", _kv_figure(rows), barmode="group", height=380,
+                                 title=f"Sequences whose KV cache fits {budget / GiB:.0f} GiB (BF16)",
+                                 yaxis={"type": "log", "title": "max batch per GPU"})
         + (note("Not loadable: " + esc(", ".join(skipped))) if skipped else ""))
-    sec.n_figures = 1
     return sec

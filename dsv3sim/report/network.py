@@ -8,7 +8,7 @@ time axis ``t_s``. Utilisation is a fraction of the link's bandwidth (0..1), sho
 from __future__ import annotations
 
 from dsv3sim.report.data import num
-from dsv3sim.report.page import Section, absent, figure_html, note
+from dsv3sim.report.page import Section, missing, note, plot, table
 from dsv3sim.results import LinkUtilisation, group
 
 
@@ -31,18 +31,19 @@ def _pct(us: list) -> list:
 def link_section(result: dict, ctx) -> Section:
     import plotly.graph_objects as go
 
-    sec = Section(key="links", title="Link utilisation over time")
+    title = "Link utilisation over time"
     by_class, by_node, avg = parse(result.get("link_utilisation"))
     comm = comm_table(result)
     if not (by_class or by_node or avg):
-        sec.body, sec.present = (comm, True) if comm else (absent("no link utilisation in this result"), False)
-        return sec
+        return Section(key="links", title=title, body=comm) if comm else missing(
+            "links", title, "no link utilisation in this result")
+    sec = Section(key="links", title=title)
     parts = [note("Fraction of each link's bandwidth in use (100 % = saturated). Per link class (mean over "
                   "links of that class) and per node.")]
-    for title, series in (("per link class", by_class), ("per node", by_node)):
+    for what, series in (("per link class", by_class), ("per node", by_node)):
         if not series:
             continue
-        if title == "per node" and sorted(series.values()) == sorted(by_class.values()):
+        if what == "per node" and sorted(series.values()) == sorted(by_class.values()):
             parts.append(note("Per node: only one node recorded, the same series as above."))
             continue
         fig = go.Figure()
@@ -54,20 +55,15 @@ def link_section(result: dict, ctx) -> Section:
             y = _pct(u)
             fig.add_trace(go.Scatter(x=[None if x is None else x * sc for x in t], y=y, name=name,
                                      mode="lines", line_shape="hv"))
-        fig.update_layout(title=f"Link utilisation {title}" + (f" (first 64 of {len(names)})" if len(names) > 64
-                                                                 else ""),
-                          xaxis_title=f"time ({unit})", yaxis_title="utilisation (%)", height=360,
-                          margin={"l": 10, "r": 10, "t": 50, "b": 40}, yaxis={"rangemode": "tozero"})
-        parts.append(figure_html(fig, ctx.fig_id("links")))
-        sec.n_figures += 1
+        more = f" (first 64 of {len(names)})" if len(names) > 64 else ""
+        parts.append(plot(sec, ctx, "links", fig, title=f"Link utilisation {what}{more}", height=360,
+                          xaxis_title=f"time ({unit})", yaxis_title="utilisation (%)", yaxis={"rangemode": "tozero"}))
     if avg:
         y = _pct(list(avg.values()))
         fig = go.Figure(go.Bar(x=list(avg), y=y, marker_color="#9d755d", text=[f"{v:.1f} %" for v in y],
                                width=0.5 if len(avg) < 4 else None))
-        fig.update_layout(title="Mean utilisation over the step", yaxis_title="utilisation (%)", height=280,
-                          margin={"l": 10, "r": 10, "t": 50, "b": 40})
-        parts.append(figure_html(fig, ctx.fig_id("linkavg")))
-        sec.n_figures += 1
+        parts.append(plot(sec, ctx, "linkavg", fig, title="Mean utilisation over the step",
+                          yaxis_title="utilisation (%)", height=280))
     sec.body = "".join(parts) + comm
     return sec
 
@@ -78,8 +74,6 @@ COMM_COLS = (("time_s", "time", 1e6, "µs"), ("rdma_GBps", "RDMA", 1, "GB/s"), (
 
 def comm_table(result: dict) -> str:
     """One all-to-all of one micro-batch per row (``comm`` in the result): time, bandwidths, busiest link."""
-    from dsv3sim.report.page import table
-
     c = result.get("comm")
     if not isinstance(c, dict) or not c or not all(isinstance(v, dict) for v in c.values()):
         return ""

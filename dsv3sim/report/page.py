@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 FIGURE_ATTR = "data-dsv3sim-figure"
+BEST_STYLE = ' style="background:#e8f5e9;font-weight:600"'
 
 CSS = """
 body{font-family:system-ui,-apple-system,'Segoe UI',Roboto,sans-serif;margin:0;color:#1d2330;background:#f6f7f9}
@@ -138,23 +139,58 @@ def figure_html(fig, div_id: str) -> str:
     return f'<div {FIGURE_ATTR}="{esc(div_id)}">{body}</div>'
 
 
+MARGIN = {"l": 10, "r": 10, "t": 50, "b": 40}
+
+
+def plot(sec: Section, ctx, name: str, fig, **layout) -> str:
+    """``fig`` laid out by ``layout`` (the house margins unless it has its own) as a figure div counted in ``sec``."""
+    fig.update_layout(**layout)
+    if fig.layout.margin.t is None:
+        fig.update_layout(margin=MARGIN)
+    sec.n_figures += 1
+    return figure_html(fig, ctx.fig_id(name))
+
+
 def absent(what: str = "not in this result") -> str:
     return f'<p class="absent">{esc(what)}</p>'
+
+
+def missing(key: str, title: str, what: str) -> Section:
+    """A section without its data: listed under "Not in this result" with ``what`` is missing."""
+    return Section(key=key, title=title, body=absent(what), present=False)
 
 
 def note(text: str) -> str:
     return f'<p class="note">{text}</p>'
 
 
-def table(header: list[str], rows: list[list[object]], numeric: set[int] | None = None) -> str:
+def table(header: list[str], rows: list[list[object]], numeric: set[int] | None = None, *, raw: bool = False,
+          best: int | None = None) -> str:
+    """An HTML table; ``numeric`` columns right-aligned, ``raw`` cells trusted HTML, row ``best`` highlighted."""
     numeric = numeric or set()
+    cell = (lambda c: str(c)) if raw else esc
     th = "".join(f"<th>{esc(h)}</th>" for h in header)
-    trs = []
-    for r in rows:
-        tds = "".join(f'<td class="num">{esc(c)}</td>' if i in numeric else f"<td>{esc(c)}</td>"
-                      for i, c in enumerate(r))
-        trs.append(f"<tr>{tds}</tr>")
-    return f"<table><thead><tr>{th}</tr></thead><tbody>{''.join(trs)}</tbody></table>"
+    trs = "".join(f"<tr{BEST_STYLE if i == best else ''}>" + "".join(
+        f'<td class="num">{cell(c)}</td>' if j in numeric else f"<td>{cell(c)}</td>" for j, c in enumerate(r))
+        + "</tr>" for i, r in enumerate(rows))
+    return f"<table><thead><tr>{th}</tr></thead><tbody>{trs}</tbody></table>"
+
+
+def fmt(v, spec) -> str:
+    """``v`` by a format spec (".3f") or a function; '' for None, the text itself when it will not format."""
+    if v is None:
+        return ""
+    if callable(spec):
+        return spec(v)
+    try:
+        return format(v, spec)
+    except (TypeError, ValueError):
+        return str(v)
+
+
+def spec_rows(items: list[dict], spec) -> tuple[list[str], list[list[str]]]:
+    """(header, rows) of ``items`` by ``spec``: (header, key, format spec or function) per column."""
+    return [h for h, _, _ in spec], [[fmt(x.get(k), f) for _, k, f in spec] for x in items]
 
 
 def cards(items: list[tuple[str, str]]) -> str:

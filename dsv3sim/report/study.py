@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dsv3sim.report.bottleneck import limiter
 from dsv3sim.report.data import fmt_si, fmt_time, num
-from dsv3sim.report.page import Section, esc, figure_html, note, table
+from dsv3sim.report.page import Section, esc, note, plot, table
 
 THROUGHPUT = {"training": ("tokens_per_s", "tokens/s (cluster)"),
               "prefill": ("prefill_tokens_per_s_per_node", "prefill tokens/s/node"),
@@ -117,6 +117,5 @@ def study_section(results: list[tuple[str, dict]], ctx) -> Section:
     sec.body = (note("Throughput of each scenario relative to the baseline of its kind ("
                      + esc(", ".join(f"{k}: {v}" for k, v in bases.items()))
                      + "); the last column names what limits its step. Infeasible scenarios keep their reason.")
-                + figure_html(_study_figure(rows), ctx.fig_id("study")) + _study_table(rows))
-    sec.n_figures = 1
+                + plot(sec, ctx, "study", _study_figure(rows)) + _study_table(rows))
     return sec

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from dsv3sim.report.bottleneck import bottleneck
 from dsv3sim.report.data import fmt_si, fmt_time, num
-from dsv3sim.report.page import Section, absent, cards, esc, figure_html, note, table
+from dsv3sim.report.page import Section, absent, cards, esc, missing, note, plot, table
+from dsv3sim.report.timeline import color_of
 
 
 def gpu_hours_per_trillion(result: dict) -> tuple[float | None, str]:
@@ -35,10 +36,9 @@ def summary_section(result: dict, ctx) -> Section:
         parts.append(note(f"Cost stated at <b>${price:g} per GPU-hour</b> (DeepSeek-V3 report's H800 rental "
                           f"assumption; change with <code>dsv3sim report RESULT.json --price-per-gpu-hour USD</code>). GPU-hours {esc(how)}."))
     bd = result.get("step_breakdown_s") or result.get("breakdown_s")  # DeepSeek's terms, else the executor's
-    for fig in (_breakdown_figure(bd, ctx), _layer_figure(result.get("layer_time_s"), ctx)):
-        if fig is not None:
-            parts.append(fig)
-            sec.n_figures += 1
+    parts.append(_bars(sec, ctx, bd, "breakdown", "Step time breakdown", (1e3, "ms"), lambda _: "#4c78a8"))
+    parts.append(_bars(sec, ctx, result.get("layer_time_s"), "layer",
+                       "One layer of one micro-batch, by slice (before overlap)", (1e6, "µs"), color_of))
     srcs = result.get("sources")
     if isinstance(srcs, (list, tuple)) and srcs:
         parts.append(f"<details><summary>{len(srcs)} source{'s' if len(srcs) > 1 else ''} of the constants behind "
@@ -78,70 +78,44 @@ def _identity(result: dict) -> list[str]:
     return [table(["", ""], [[k, v] for k, v in ident])] if ident else []
 
 
+def _pct(v: float) -> str:
+    return f"{v * 100:.1f} %"
+
+
+CARDS = (("step time", "step_time_s", fmt_time), ("MFU (causal FLOPs / BF16 dense peak)", "mfu", _pct),
+         ("MFU (non-causal: full S x S attention, DeepSeek's ISCA'25 count)", "mfu_noncausal",
+          lambda v: _pct(v) if v else ""),
+         ("tokens / s (cluster)", "tokens_per_s", fmt_si),
+         ("GPU-hours / trillion tokens", "gph", lambda v: f"{v / 1e3:,.1f} K"),
+         ("cost / trillion tokens at ${price:g}/GPU-hour", "cost", lambda v: f"${v / 1e6:,.3f} M"),
+         ("prefill tokens / s / node", "prefill_tokens_per_s_per_node", fmt_si),
+         ("decode tokens / s / node", "decode_tokens_per_s_per_node", fmt_si),
+         ("TTFT", "ttft_s", fmt_time), ("TPOT", "tpot_s", fmt_time),
+         ("exposed communication{ep}", "exposed_communication_s", fmt_time))
+
+
 def _metric_cards(result: dict, price: float) -> tuple[list[tuple[str, str]], float | None, str]:
-    """(headline metric cards, GPU-hours per trillion tokens or None, how they were derived)."""
-    step, mfu, tps = (num(result.get(k)) for k in ("step_time_s", "mfu", "tokens_per_s"))
+    """(headline metric cards by ``CARDS``, GPU-hours per trillion tokens or None, how they were derived)."""
     gph, how = gpu_hours_per_trillion(result)
-    kv = []
-    if step is not None:
-        kv.append(("step time", fmt_time(step)))
-    if mfu is not None:
-        kv.append(("MFU (causal FLOPs / BF16 dense peak)", f"{mfu * 100:.1f} %"))
-    mfu_nc = num(result.get("mfu_noncausal"))
-    if mfu_nc:
-        kv.append(("MFU (non-causal: full S x S attention, DeepSeek's ISCA'25 count)", f"{mfu_nc * 100:.1f} %"))
-    if tps is not None:
-        kv.append(("tokens / s (cluster)", fmt_si(tps)))
-    if gph is not None:
-        kv.append(("GPU-hours / trillion tokens", f"{gph / 1e3:,.1f} K"))
-        kv.append((f"cost / trillion tokens at ${price:g}/GPU-hour", f"${gph * price / 1e6:,.3f} M"))
-    for label, key, f in (
-        ("prefill tokens / s / node", "prefill_tokens_per_s_per_node", fmt_si),
-        ("decode tokens / s / node", "decode_tokens_per_s_per_node", fmt_si),
-        ("TTFT", "ttft_s", fmt_time), ("TPOT", "tpot_s", fmt_time),
-        ("exposed communication (EP + DP)" if isinstance(result.get("breakdown_s"), dict)
-         else "exposed communication", "exposed_communication_s", fmt_time),
-    ):
-        v = num(result.get(key))
-        if v is not None:
-            kv.append((label, f(v)))
-    return kv, gph, how
+    vals = dict(result, gph=gph, cost=None if gph is None else gph * price)
+    ep = " (EP + DP)" if isinstance(result.get("breakdown_s"), dict) else ""
+    kv = [(label.format(price=price, ep=ep), f(v)) for label, key, f in CARDS if (v := num(vals.get(key))) is not None]
+    return [(k, v) for k, v in kv if v], gph, how
 
 
-def _breakdown_figure(bd, ctx) -> str | None:
-    """Horizontal bars of the step-time breakdown (ms), or None without one."""
-    if not isinstance(bd, dict):
-        return None
-    items = [(k, num(v)) for k, v in bd.items()]
-    items = [(k.removesuffix("_s"), v) for k, v in items if v is not None]
+def _bars(sec: Section, ctx, items: dict | None, name: str, title: str, unit: tuple[float, str], colour) -> str:
+    """Horizontal bars of ``items`` ({label: seconds}) in ``unit`` (scale, name); '' without numbers."""
+    items = [(str(k).removesuffix("_s"), num(v)) for k, v in items.items()] if isinstance(items, dict) else []
+    items = [(k, v) for k, v in items if v is not None]
     if not items:
-        return None
+        return ""
     import plotly.graph_objects as go
 
-    fig = go.Figure(go.Bar(x=[v * 1e3 for _, v in items], y=[k for k, _ in items], orientation="h",
+    fig = go.Figure(go.Bar(x=[v * unit[0] for _, v in items], y=[k for k, _ in items], orientation="h",
                            text=[fmt_time(v) for _, v in items], textposition="auto",
-                           marker_color="#4c78a8"))
-    fig.update_layout(title="Step time breakdown", xaxis_title="ms", height=120 + 28 * len(items),
-                      margin={"l": 10, "r": 10, "t": 50, "b": 40}, yaxis={"autorange": "reversed"})
-    return figure_html(fig, ctx.fig_id("breakdown"))
-
-
-def _layer_figure(lt, ctx) -> str | None:
-    """Horizontal bars of one layer's slice times (µs), coloured as the timeline, or None without them."""
-    if not isinstance(lt, dict):
-        return None
-    items = [(k, num(v)) for k, v in lt.items() if num(v) is not None]
-    if not items:
-        return None
-    import plotly.graph_objects as go
-
-    fig = go.Figure(go.Bar(x=[v * 1e6 for _, v in items], y=[k for k, _ in items], orientation="h",
-                           text=[fmt_time(v) for _, v in items], textposition="auto",
-                           marker_color=[_slice_colour(k) for k, _ in items]))
-    fig.update_layout(title="One layer of one micro-batch, by slice (before overlap)", xaxis_title="µs",
-                      height=120 + 28 * len(items), margin={"l": 10, "r": 10, "t": 50, "b": 40},
-                      yaxis={"autorange": "reversed"})
-    return figure_html(fig, ctx.fig_id("layer"))
+                           marker_color=[colour(k) for k, _ in items]))
+    return plot(sec, ctx, name, fig, title=title, xaxis_title=unit[1], height=120 + 28 * len(items),
+                yaxis={"autorange": "reversed"})
 
 
 FIELDS_LIMIT = 500
@@ -166,19 +140,13 @@ def scalar_fields(d, prefix: str = "", out: list | None = None, limit: int = FIE
 
 
 def fields_section(result: dict, ctx) -> Section:
-    sec = Section(key="fields", title="All fields of the result")
     rows = scalar_fields(result)
     if not rows:
-        sec.body, sec.present = absent("empty result"), False
-        return sec
+        return missing("fields", "All fields of the result", "empty result")
+    sec = Section(key="fields", title="All fields of the result")
     shown = [[k, f"{v:.6g}" if isinstance(v, float) else v] for k, v in rows]
     more = " (the first ones; the JSON holds the rest)" if len(rows) >= FIELDS_LIMIT else ""
     sec.body = ("<details><summary>" + esc(f"{len(rows)} fields (every scalar, as written by the simulator){more}")
                 + "</summary>" + table(["field", "value"], shown) + "</details>")
     return sec
 
-
-def _slice_colour(name: str) -> str:
-    from dsv3sim.report.timeline import color_of
-
-    return color_of(name)

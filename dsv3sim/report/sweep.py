@@ -10,7 +10,7 @@ visible.
 from __future__ import annotations
 
 from dsv3sim.report.data import fmt_num, num
-from dsv3sim.report.page import Section, absent, esc, figure_html, note, table
+from dsv3sim.report.page import Section, esc, missing, note, plot, table
 
 METRICS = ("step_time_s", "tokens_per_s", "mfu", "gpu_hours_per_trillion_tokens", "decode_tokens_per_s_per_node",
            "prefill_tokens_per_s_per_node", "ttft_s", "tpot_s")
@@ -46,18 +46,16 @@ def sweep_rows(result: dict) -> list[dict] | None:
 
 def sweep_section(result: dict, ctx) -> Section:
     """Charts and table of sweep rows."""
-    sec = Section(key="sweep", title="Sweep")
     rows = sweep_rows(result)
     if not rows:
-        sec.body, sec.present = absent("not a sweep (no rows in this result)"), False
-        return sec
+        return missing("sweep", "Sweep", "not a sweep (no rows in this result)")
+    sec = Section(key="sweep", title="Sweep")
     flat = [({k: v for k, v in p.items() if not (isinstance(v, str) and len(v) > MAX_PARAM_CHARS)}, ms, r)
             for p, ms, r in map(flatten, rows)]  # long strings (notes, sources) are not parameters
     varying, axes = _sweep_axes(rows, flat)
     mcols = _metric_columns(flat)
-    charts = [figure_html(_sweep_chart(flat, x, axes, mcols), ctx.fig_id(f"sweep{i}"))
+    charts = [plot(sec, ctx, f"sweep{i}", _sweep_chart(flat, x, axes, mcols))
               for i, x in enumerate(axes[:MAX_CHARTS] if mcols else [])]
-    sec.n_figures += len(charts)
     sec.body = "".join(
         [note(f"{len(rows)} configurations; {sum(1 for *_, r in flat if r)} infeasible (kept, with reason). "
               f"Swept: {esc(', '.join(varying) or 'nothing varies')}.")] + charts + [_sweep_table(flat, varying, mcols)])

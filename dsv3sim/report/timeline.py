@@ -9,13 +9,14 @@ line segments (one SVG path per colour) instead of bars, so a full DualPipe step
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from pathlib import Path
 
-from dsv3sim.report.chrome_trace import Slice, category, read_slices
+from dsv3sim.report.chrome_trace import Slice, category, merged_trace, read_slices
 from dsv3sim.report.chrome_trace import sort_key as _k
 from dsv3sim.report.data import num
-from dsv3sim.report.page import Section, absent, esc, figure_html, note
+from dsv3sim.report.page import Section, absent, esc, fmt, missing, note, plot, table
 
 BAR_LIMIT = 3000
 MIN_VISIBLE = 1e-3  # slices shorter than this fraction of the time span are drawn this wide
@@ -217,24 +218,32 @@ def summarize_slices(ss: list[Slice]) -> list[tuple[str, float, int]]:
 # ---------------------------------------------------------------- sections
 
 def pipeline_section(result: dict, ctx) -> Section:
-    sec = Section(key="timeline", title="Pipeline timeline per rank")
     ss, src = slices_from_result(result, ctx.base_dir)
+    title = "Pipeline timeline per rank"
     if not ss:
-        sec.body, sec.present = absent("no timeline in this result (run with a timeline / --chrome-trace "
-                                       "to record one)"), False
-        return sec
-    n_lanes = len({x.lane for x in ss})
+        return missing("timeline", title, "no timeline in this result (run with a timeline / --chrome-trace to "
+                                          "record one)")
+    sec = Section(key="timeline", title=title)
     dropped = cap_lanes(ss)[1]
-    fig = timeline_figure([("simulated", ss)], f"Simulated step: {n_lanes} lanes, {len(ss)} slices (from {src})"
-                          + (f"; first {MAX_LANES} lanes shown" if dropped else ""))
+    fig = timeline_figure([("simulated", ss)], f"Simulated step: {len({x.lane for x in ss})} lanes, {len(ss)} "
+                          f"slices (from {src})" + (f"; first {MAX_LANES} lanes shown" if dropped else ""))
     sec.body = (note("Each row is one rank's stream (compute, communication). F/B/W are forward, backward-input "
                      "and weight-gradient chunks; F&amp;B an overlapped forward-backward pair (DualPipe); "
                      "attn/mlp/dispatch/combine use DeepSeek's profile-data names. Zoom by dragging; slices shorter than "
                      "0.1 % of the step are drawn 0.1 % wide so they stay visible (hover gives the true duration). "
                      "The full trace opens in Perfetto: <code>dsv3sim run --chrome-trace</code>.")
-                + figure_html(fig, ctx.fig_id("timeline")))
-    sec.n_figures = 1
+                + plot(sec, ctx, "timeline", fig))
     return sec
+
+
+def _merged(ctx, sim: list[Slice], real: list[Slice]) -> str:
+    """Write simulated + real lanes as one Chrome trace beside the report; the sentence linking it."""
+    if ctx.merged_trace_out is None:
+        return ""
+    ctx.merged_trace_out.write_text(json.dumps(merged_trace([("simulated", sim), ("real", real)])))
+    name = esc(ctx.merged_trace_out.name)
+    return (f" Both timelines in one file for Perfetto: <a href=\"{name}\">{name}</a> (simulated lanes first, "
+            "real lanes below).")
 
 
 def comparison_section(result: dict, ctx) -> Section | None:
@@ -249,30 +258,15 @@ def comparison_section(result: dict, ctx) -> Section | None:
         return sec
     fig = timeline_figure([("simulated" + (f" ({src})" if src else ""), sim), (f"real: {info['kind']}", real)],
                           "Simulated (top) and measured (bottom)")
-    rows = []
-    s_tot = {n: (t, c) for n, t, c in summarize_slices(sim)}
-    for n, t, c in summarize_slices(real)[:20]:
-        st = s_tot.get(n)
-        rows.append(f"<tr><td>{esc(n)}</td><td class='num'>{c}</td><td class='num'>{t * 1e3:.4g}</td>"
-                    f"<td class='num'>{'' if st is None else f'{st[0] * 1e3:.4g}'}</td></tr>")
+    s_tot = {n: t for n, t, _ in summarize_slices(sim)}
+    rows = [[n, c, f"{t * 1e3:.4g}", fmt(s_tot.get(n), lambda v: f"{v * 1e3:.4g}")]
+            for n, t, c in summarize_slices(real)[:20]]
     dropped = f", {info['dropped']} later slices dropped" if info["dropped"] else ""
-    merged = ""
-    if ctx.merged_trace_out is not None:
-        import json
-
-        from dsv3sim.report.chrome_trace import merged_trace
-
-        ctx.merged_trace_out.write_text(json.dumps(merged_trace([("simulated", sim), ("real", real)])))
-        merged = (f" Both timelines in one file for Perfetto: <a href=\"{esc(ctx.merged_trace_out.name)}\">"
-                  f"{esc(ctx.merged_trace_out.name)}</a> (simulated lanes first, real lanes below).")
     sec.body = (
         note(f"Real trace <code>{esc(Path(str(ctx.chrome_trace)).name)}</code>: {info['kind']}, {info['kept']} "
              f"slices on {info['lanes']} lanes{dropped}. Both files are Chrome Trace Event JSON: open them in "
              "<a href='https://ui.perfetto.dev'>ui.perfetto.dev</a> (Open trace file) or chrome://tracing to see "
-             "every slice." + merged)
-        + (figure_html(fig, ctx.fig_id("compare")) if sim or real else "")
-        + "<table><thead><tr><th>slice name (real)</th><th>count</th><th>busy ms (real)</th>"
-          "<th>busy ms (simulated)</th></tr></thead><tbody>" + "".join(rows) + "</tbody></table>"
-    )
-    sec.n_figures = 1
+             "every slice." + _merged(ctx, sim, real))
+        + plot(sec, ctx, "compare", fig)
+        + table(["slice name (real)", "count", "busy ms (real)", "busy ms (simulated)"], rows, {1, 2, 3}))
     return sec

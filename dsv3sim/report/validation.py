@@ -9,7 +9,7 @@ also drawn side by side, and ``measured_steps_s``/``predicted_steps_s`` (``dsv3s
 from __future__ import annotations
 
 from dsv3sim.report.data import fmt_num, num
-from dsv3sim.report.page import Section, absent, esc, figure_html, note
+from dsv3sim.report.page import Section, esc, missing, note, plot, table
 
 REF_KEYS = ("measured", "published")
 
@@ -41,9 +41,8 @@ def _error_figure(go, rows: list[dict], errs: list[float]):
                            textposition="outside", width=0.5 if len(rows) < 4 else None,
                            marker_color=[_colour(e) for e in errs]))
     fig.add_hline(y=0, line_color="#333")
-    fig.update_layout(title="Relative error of the prediction (predicted − reference) / reference",
-                      yaxis_title="error (%)", height=380, margin={"l": 10, "r": 10, "t": 50, "b": 40})
-    return fig
+    return fig.update_layout(title="Relative error of the prediction (predicted − reference) / reference",
+                             yaxis_title="error (%)", height=380)
 
 
 def _unit_figures(go, rows: list[dict]) -> list:
@@ -59,10 +58,8 @@ def _unit_figures(go, rows: list[dict]) -> list:
                               marker_color="#4c78a8"),
                        go.Bar(x=[r["name"] for r in rs], y=[r["reference"] for r in rs], name="measured / published",
                               marker_color="#f58518")])
-        f.update_layout(title=f"Predicted and reference values ({unit or 'no unit'})", barmode="group", height=360,
-                        yaxis={"title": unit, "type": "log" if log else "linear"},
-                        margin={"l": 10, "r": 10, "t": 50, "b": 40})
-        figs.append(f)
+        figs.append(f.update_layout(title=f"Predicted and reference values ({unit or 'no unit'})", barmode="group",
+                                    height=360, yaxis={"title": unit, "type": "log" if log else "linear"}))
     return figs
 
 
@@ -71,38 +68,32 @@ def _steps_figure(go, result: dict):
     meas, pred = result.get("measured_steps_s"), result.get("predicted_steps_s")
     if not (isinstance(meas, list) and isinstance(pred, list) and meas and pred):
         return None
-    f = go.Figure([go.Scatter(y=meas, name="measured", mode="lines+markers"),
-                   go.Scatter(y=pred, name="predicted", mode="lines+markers")])
-    f.update_layout(title="Step time per measured step", xaxis_title="step", yaxis_title="s", height=320,
-                    margin={"l": 10, "r": 10, "t": 50, "b": 40})
-    return f
+    return go.Figure([go.Scatter(y=meas, name="measured", mode="lines+markers"),
+                      go.Scatter(y=pred, name="predicted", mode="lines+markers")]).update_layout(
+        title="Step time per measured step", xaxis_title="step", yaxis_title="s", height=320)
 
 
 def _table(rows: list[dict], errs: list[float]) -> str:
-    trs = [f"<tr><td>{esc(r['name'])}</td><td class='num'>{fmt_num(r['predicted'])} {esc(r['unit'])}</td>"
-           f"<td class='num'>{fmt_num(r['reference'])} {esc(r['unit'])}</td><td>{esc(r['kind'])}</td>"
-           f"<td class='num {'err-ok' if abs(e) <= 10 else 'err-pos'}'>{e:+.1f} %</td><td>{esc(r['source'])}"
-           + (f"<br><span class='note'>{esc(r['note'])}</span>" if r["note"] else "") + "</td></tr>"
+    trs = [[esc(r["name"]), f"{fmt_num(r['predicted'])} {esc(r['unit'])}", f"{fmt_num(r['reference'])} {esc(r['unit'])}",
+            esc(r["kind"]), f"<span class='{'err-ok' if abs(e) <= 10 else 'err-pos'}'>{e:+.1f} %</span>",
+            esc(r["source"]) + (f"<br><span class='note'>{esc(r['note'])}</span>" if r["note"] else "")]
            for r, e in zip(rows, errs)]
-    return ("<table><thead><tr><th>quantity</th><th>predicted</th><th>reference</th><th>kind</th>"
-            "<th>error</th><th>source</th></tr></thead><tbody>" + "".join(trs) + "</tbody></table>")
+    return table(["quantity", "predicted", "reference", "kind", "error", "source"], trs, {1, 2, 4}, raw=True)
 
 
 def validation_section(result: dict, ctx) -> Section:
     import plotly.graph_objects as go
 
-    sec = Section(key="validation", title="Validation: predicted vs measured / published")
     rows = validation_rows(result)
     if not rows:
-        sec.body, sec.present = absent("no validation in this result"), False
-        return sec
+        return missing("validation", "Validation: predicted vs measured / published", "no validation in this result")
+    sec = Section(key="validation", title="Validation: predicted vs measured / published")
     errs = [r["error"] * 100 if r["error"] is not None else 0 for r in rows]
     parts = [note("Green within 10 %, orange within 25 %, red beyond."),
-             figure_html(_error_figure(go, rows, errs), ctx.fig_id("val"))]
-    parts += [figure_html(f, ctx.fig_id("valabs")) for f in _unit_figures(go, rows)]
+             plot(sec, ctx, "val", _error_figure(go, rows, errs))]
+    parts += [plot(sec, ctx, "valabs", f) for f in _unit_figures(go, rows)]
     steps = _steps_figure(go, result)
     if steps is not None:
-        parts.append(figure_html(steps, ctx.fig_id("valsteps")))
-    sec.n_figures = len(parts) - 1
+        parts.append(plot(sec, ctx, "valsteps", steps))
     sec.body = "".join(parts) + _table(rows, errs)
     return sec
