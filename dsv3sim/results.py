@@ -23,7 +23,8 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import MISSING, asdict, dataclass, field, fields
+from collections.abc import Mapping
+from dataclasses import MISSING, dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any
 
@@ -55,22 +56,131 @@ class LinkUtilisation:
     average: dict = field(default_factory=dict)
 
 
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Ordered(Mapping):
+    """A typed group whose keys differ by workload: the fields it was given (``given``, in the producer's order)
+    are its JSON, the others stay None and are left out. Read by attribute; as a read-only mapping of the given
+    fields too, so code written against the dict keeps working."""
+
+    given: tuple = field(default=(), repr=False, compare=False)
+
+    @classmethod
+    def of(cls, v: dict):
+        return cls(**v, given=tuple(v))
+
+    def to_dict(self) -> dict:
+        return {k: getattr(self, k) for k in self.given}
+
+    def __getitem__(self, k: str):
+        if k not in self.given:
+            raise KeyError(k)
+        return getattr(self, k)
+
+    def __iter__(self):
+        return iter(self.given)
+
+    def __len__(self) -> int:
+        return len(self.given)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Timeline(Ordered):
+    """Simulated slices: ``events`` [{rank, stream, name, start_s, end_s, ...}] (the Chrome trace's source)."""
+
+    events: list | None = None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class MemoryRow(Ordered):
+    """Bytes per GPU of one pipeline rank by component (``*_bytes``), its ``total_bytes`` and the GPU's HBM."""
+
+    rank: int | None = None
+    weights_bytes: float | None = None
+    gradients_bytes: float | None = None
+    master_weights_bytes: float | None = None
+    optimizer_moments_bytes: float | None = None
+    activations_bytes: float | None = None
+    kv_cache_bytes: float | None = None
+    total_bytes: float | None = None
+    hbm_bytes: float | None = None
+    activation_microbatch_stages: float | None = None
+
+    def components(self) -> dict[str, float]:
+        """{component: bytes} in the producer's order: every ``*_bytes`` but the total and the HBM."""
+        return {k.removesuffix("_bytes"): getattr(self, k) for k in self.given
+                if k.endswith("_bytes") and k not in ("total_bytes", "hbm_bytes") and getattr(self, k) is not None}
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class KvSizing(Ordered):
+    """KV-cache sizing of a serving step: bytes per token (every workload), and for decode / aggregated the
+    budget per GPU, the memory the batch uses, the batch it allows at ``context_len`` and other models' capacity."""
+
+    kv_bytes_per_token: float | None = None
+    kv_budget_bytes_per_gpu: float | None = None
+    kv_memory_bytes: float | None = None
+    max_batch_at_context: int | None = None
+    context_len: int | None = None
+    kv_layers_fraction: float | None = None
+    kv_compare_models: dict | None = None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class CommStats(Ordered):
+    """One all-to-all of one micro-batch (``comm`` maps its name to one): time, bytes by link class, how it was
+    computed (``method``: event simulation or busiest-link bound) and, simulated, bandwidths and the busiest link."""
+
+    kind: str | None = None
+    mode: str | None = None
+    n_ranks: int | None = None
+    time_s: float | None = None
+    rdma_GBps: float | None = None
+    nvlink_GBps: float | None = None
+    deepep_rdma_GBps: float | None = None
+    deepep_nvlink_GBps: float | None = None
+    bytes_by_class: dict | None = None
+    busiest_link: str | None = None
+    busiest_link_class: str | None = None
+    busiest_link_utilisation: float | None = None
+    n_flows: int | None = None
+    n_events: int | None = None
+    tokens_dispatched: int | None = None
+    tokens_combined: int | None = None
+    bytes_sent: float | None = None
+    bytes_received: float | None = None
+    n_groups: int | None = None
+    groups_simulated: int | None = None
+    comm_sms: int | None = None
+    transport: str | None = None
+    method: str | None = None
+
+
 def group(cls, v):
     """``v`` as the typed group ``cls`` when it is one or a dict of its fields (those with defaults may be
     missing), else None (absent, or the empty dict a step that was not simulated writes)."""
     if isinstance(v, cls):
         return v
+    if issubclass(cls, Ordered):
+        names = {f.name for f in fields(cls)} - {"given"}
+        return cls.of(v) if isinstance(v, dict) and v and set(v) <= names else None
     names = {f.name for f in fields(cls)}
     required = {f.name for f in fields(cls) if f.default is MISSING and f.default_factory is MISSING}
     return cls(**v) if isinstance(v, dict) and required <= set(v) <= names else None
 
 
 def _typed_groups(obj, **groups) -> None:
-    """In a frozen result's ``__post_init__``: each named field's dict becomes its typed group (kept when empty)."""
+    """In a frozen result's ``__post_init__``: each named field's dict becomes its typed group (kept as it is when
+    it does not match); ``memory_per_gpu`` rows and ``comm`` entries each become one (all of them, or none)."""
     for name, cls in groups.items():
         g = group(cls, getattr(obj, name))
         if g is not None:
             object.__setattr__(obj, name, g)
+    rows = [group(MemoryRow, r) for r in obj.memory_per_gpu]
+    if rows and None not in rows:
+        object.__setattr__(obj, "memory_per_gpu", rows)
+    comm = {k: group(CommStats, v) for k, v in obj.comm.items()} if isinstance(obj.comm, dict) else {}
+    if comm and None not in comm.values():
+        object.__setattr__(obj, "comm", comm)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -99,7 +209,7 @@ class TrainingResult:
     tokens_per_step: int
     gpu_hours_per_trillion_tokens: float
     train_flops_per_token: float
-    memory_per_gpu: list
+    memory_per_gpu: list  # of MemoryRow (dicts until typed)
     link_utilisation: LinkUtilisation | dict  # {} when the step was not simulated (a measured-table prediction)
     ib_utilisation: float
     nvlink_utilisation: float
@@ -108,9 +218,9 @@ class TrainingResult:
     expert_load_after: list
     expert_load_logical: list
     nodes_per_token: NodesPerToken | dict  # {} when the step was not simulated
-    comm: dict
+    comm: dict  # {collective: CommStats}
     chunk_times_s: dict
-    timeline: dict
+    timeline: Timeline | dict
     pipeline: dict
     sources: tuple = ()
     sim_wall_s: float = 0.0
@@ -122,10 +232,10 @@ class TrainingResult:
     pair_slices_s: dict = field(default_factory=dict)  # {pair_s, rank, action, per_layer_s: {slice: s}}
 
     def __post_init__(self) -> None:
-        _typed_groups(self, link_utilisation=LinkUtilisation, nodes_per_token=NodesPerToken)
+        _typed_groups(self, link_utilisation=LinkUtilisation, nodes_per_token=NodesPerToken, timeline=Timeline)
 
     def to_dict(self) -> dict:
-        return {"schema": SCHEMA, "type": "training", **_plain(asdict(self))}
+        return {"schema": SCHEMA, "type": "training", **_plain(_fields(self))}
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -140,31 +250,41 @@ class ServingResult:
     parallel: dict
     metrics: dict  # prefill_tokens_per_s_per_node / decode_tokens_per_s_per_node, ttft_s / tpot_s, ...
     layer_time_s: dict  # per-layer slice times of one micro-batch
-    kv: dict  # KV sizing: bytes per token, budget, max batch, contexts
-    memory_per_gpu: list
+    kv: KvSizing | dict  # KV sizing: bytes per token, budget, max batch, contexts
+    memory_per_gpu: list  # of MemoryRow (dicts until typed)
     expert_load_before: list
     expert_load_after: list
     nodes_per_token: NodesPerToken | dict
-    comm: dict
-    timeline: dict
+    comm: dict  # {collective: CommStats}
+    timeline: Timeline | dict
     sources: tuple = ()
     sim_wall_s: float = 0.0
     expert_load_logical: list = ()
     validation: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        _typed_groups(self, nodes_per_token=NodesPerToken)
+        _typed_groups(self, nodes_per_token=NodesPerToken, timeline=Timeline, kv=KvSizing)
 
     def to_dict(self) -> dict:
-        d = _plain(asdict(self))
+        d = _plain(_fields(self))
         return {"schema": SCHEMA, "type": "serving", **d, **d["metrics"]}
 
 
 Result = TrainingResult | ServingResult | Infeasible
 
 
+def _fields(obj) -> dict:
+    """A result's fields by name (typed groups still typed; ``_plain`` writes them)."""
+    return {f.name: getattr(obj, f.name) for f in fields(obj)}
+
+
 def _plain(x: Any) -> Any:
-    """JSON-safe copy: tuples -> lists, numpy scalars -> Python, non-finite floats -> None."""
+    """JSON-safe copy: typed groups -> their dicts, tuples -> lists, numpy scalars -> Python, non-finite floats
+    -> None."""
+    if isinstance(x, Ordered):
+        return _plain(x.to_dict())
+    if is_dataclass(x) and not isinstance(x, type):
+        return _plain(_fields(x))
     if isinstance(x, dict):
         return {str(k): _plain(v) for k, v in x.items()}
     if isinstance(x, (list, tuple)):

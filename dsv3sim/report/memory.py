@@ -17,29 +17,30 @@ from __future__ import annotations
 
 from dsv3sim.report.data import fmt_bytes, num
 from dsv3sim.report.page import Section, esc, missing, note, plot, table
+from dsv3sim.results import KvSizing, MemoryRow, group
 
 GiB = 2 ** 30
 GQA_REFERENCES = ("qwen2.5-72b", "llama3-70b")
 CONTEXTS = (4096, 32768, 131072)
 DEFAULT_HBM_BYTES = 141e9  # H200 (NVIDIA H200 datasheet: 141 GB = 131.3 GiB HBM3e) when the result names no GPU memory
-NOT_COMPONENTS = ("total_bytes", "hbm_bytes")
+
+
+def memory_rows(result: dict) -> list[MemoryRow]:
+    """``memory_per_gpu`` as ``results.MemoryRow``s (rows of other keys are not memory rows)."""
+    mem = result.get("memory_per_gpu")
+    return [g for r in mem if (g := group(MemoryRow, r)) is not None] if isinstance(mem, list) else []
 
 
 def parse_memory(mem, rank_label: str = "PP rank") -> list[tuple[str, dict[str, float]]]:
-    """[(row label, {component: bytes})] of ``memory_per_gpu`` rows: every ``*_bytes`` but the total and HBM."""
-    out = []
-    for i, r in enumerate(mem if isinstance(mem, list) else []):
-        c = {k.removesuffix("_bytes"): num(v) for k, v in r.items()
-             if k.endswith("_bytes") and k not in NOT_COMPONENTS and num(v) is not None}
-        if c:
-            out.append((f"{rank_label} {r.get('rank', i)}", c))
-    return out
+    """[(row label, {component: bytes})] of ``memory_per_gpu`` rows (``MemoryRow.components``)."""
+    rows = memory_rows({"memory_per_gpu": mem})
+    return [(f"{rank_label} {i if r.rank is None else r.rank}", r.components()) for i, r in enumerate(rows)
+            if r.components()]
 
 
 def hbm_bytes(result: dict) -> float | None:
     """The GPU's memory, as the first memory row states it."""
-    mem = result.get("memory_per_gpu")
-    return next((num(r["hbm_bytes"]) for r in mem if num(r.get("hbm_bytes"))), None) if isinstance(mem, list) else None
+    return next((r.hbm_bytes for r in memory_rows(result) if r.hbm_bytes), None)
 
 
 def memory_section(result: dict, ctx) -> Section:
@@ -80,17 +81,9 @@ def _fmt_cell(v) -> str:
     return "" if v is None else str(v)
 
 
-def _result_kv(result: dict) -> dict:
-    """Scalar KV fields the simulator wrote: the ``kv`` group, flattened one level."""
-    out: dict = {}
-    for k, v in (result.get("kv") or {}).items():
-        if isinstance(v, dict):
-            out.update({f"{k}.{kk}": vv for kk, vv in v.items() if not isinstance(vv, (dict, list))})
-        elif isinstance(v, list) and len(v) <= 8:
-            out[k] = ", ".join(str(x) for x in v)
-        elif not isinstance(v, list):
-            out[k] = v
-    return out
+def _kv(result: dict) -> KvSizing:
+    """The result's ``kv`` group (``results.KvSizing``; empty when there is none)."""
+    return group(KvSizing, result.get("kv")) or KvSizing()
 
 
 def kv_rows(names: list[str], budget: float, layers_fraction: float = 1.0) -> tuple[list[dict], list[str]]:
@@ -118,9 +111,9 @@ def kv_rows(names: list[str], budget: float, layers_fraction: float = 1.0) -> tu
     return rows, skipped
 
 
-def _kv_budget(result: dict, sim_kv: dict) -> tuple[float, str]:
+def _kv_budget(result: dict, kv: KvSizing) -> tuple[float, str]:
     """The KV bytes per GPU to size against, and how it was chosen (from the result, else half the HBM)."""
-    budget = num((result.get("kv") or {}).get("kv_budget_bytes_per_gpu"))
+    budget = num(kv.kv_budget_bytes_per_gpu)
     if budget is not None:
         return budget, "KV budget per GPU from the result"
     hbm = hbm_bytes(result) or DEFAULT_HBM_BYTES
@@ -150,10 +143,11 @@ def _kv_figure(rows: list[dict]):
     return fig
 
 
-def _kv_simulated(result: dict, sim_kv: dict) -> str:
+def _kv_simulated(kv: KvSizing) -> str:
     """The simulator's own per-model capacity comparison and KV figures, when the result has them."""
     html = ""
-    cmp = (result.get("kv") or {}).get("kv_compare_models")
+    cmp = kv.kv_compare_models
+    sim_kv = {k: getattr(kv, k) for k in kv.given if k != "kv_compare_models"}
     if isinstance(cmp, dict) and cmp and all(isinstance(v, dict) for v in cmp.values()):
         cols: list[str] = []
         for v in cmp.values():
@@ -173,14 +167,14 @@ def kv_section(result: dict, ctx) -> Section:
     if not names:
         return missing("kvcache", title, "no model named in this result, so no KV sizing")
     names += [g for g in GQA_REFERENCES if g not in names]
-    sim_kv = _result_kv(result)
-    budget, how = _kv_budget(result, sim_kv)
-    lf = num((result.get("kv") or {}).get("kv_layers_fraction")) or 1.0
+    kv = _kv(result)
+    budget, how = _kv_budget(result, kv)
+    lf = num(kv.kv_layers_fraction) or 1.0
     rows, skipped = kv_rows(names, budget, lf)
     if not rows:
         return missing("kvcache", title, f"model configs not loadable: {', '.join(skipped)}")
     sec = Section(key="kvcache", title=title)
-    sec.body = _kv_simulated(result, sim_kv) + (
+    sec.body = _kv_simulated(kv) + (
         note(esc(how) + f"; each GPU caches {lf:g} of the layers (attention data-parallel, as in "
              "DeepSeek's decode deployment). Computed from the configs with dsv3sim.cost.kvcache.")
         + _kv_table(rows) + plot(sec, ctx, "kv", _kv_figure(rows), barmode="group", height=380,

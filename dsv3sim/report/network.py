@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dsv3sim.report.data import num
 from dsv3sim.report.page import Section, missing, note, plot, table
-from dsv3sim.results import LinkUtilisation, group
+from dsv3sim.results import CommStats, LinkUtilisation, group
 
 
 def parse(lu) -> tuple[dict[str, tuple], dict[str, tuple], dict[str, float]]:
@@ -75,17 +75,17 @@ COMM_COLS = (("time_s", "time", 1e6, "µs"), ("rdma_GBps", "RDMA", 1, "GB/s"), (
 def comm_table(result: dict) -> str:
     """One all-to-all of one micro-batch per row (``comm`` in the result): time, bandwidths, busiest link."""
     c = result.get("comm")
-    if not isinstance(c, dict) or not c or not all(isinstance(v, dict) for v in c.values()):
+    c = {k: group(CommStats, v) for k, v in c.items()} if isinstance(c, dict) else {}
+    if not c or None in c.values():
         return ""
     rows = []
     for name, d in c.items():
         cells = [name]
         for k, _, f, unit in COMM_COLS:
-            v = num(d.get(k))
+            v = num(getattr(d, k))
             cells.append("" if v is None else f"{v * f:,.1f} {unit}")
-        cells.append(f"{d.get('busiest_link', '')} ({d.get('busiest_link_class', '')})" if d.get("busiest_link")
-                     else "")
-        cells.append(str(d.get("method", d.get("mode", ""))))
+        cells.append(f"{d.busiest_link} ({d.busiest_link_class or ''})" if d.busiest_link else "")
+        cells.append(str(d.method or d.mode or ""))
         rows.append(cells)
     return (note("Each all-to-all of one micro-batch as simulated (per EP group; DeepEP-style dispatch/combine):")
             + table(["collective"] + [lab for _, lab, _, _ in COMM_COLS] + ["busiest link", "method"], rows,

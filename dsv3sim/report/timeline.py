@@ -17,6 +17,7 @@ from dsv3sim.report.chrome_trace import Slice, category, merged_trace, read_slic
 from dsv3sim.report.chrome_trace import sort_key as _k
 from dsv3sim.report.data import num
 from dsv3sim.report.page import Section, absent, esc, fmt, missing, note, plot, table
+from dsv3sim.results import Timeline, group
 
 BAR_LIMIT = 3000
 MIN_VISIBLE = 1e-3  # slices shorter than this fraction of the time span are drawn this wide
@@ -58,7 +59,7 @@ def slices_from_result(result: dict, base_dir: Path | None = None) -> tuple[list
     if isinstance(result.get("traceEvents"), list):
         return read_slices(result)[0], "Chrome trace"
     tl = result.get("timeline")
-    ev = tl.get("events") if isinstance(tl, dict) else None
+    ev = g.events if (g := group(Timeline, tl)) else None
     if isinstance(tl, dict) and isinstance(tl.get("per_rank"), dict):
         ev = [dict(e, rank=r) for r, es in tl["per_rank"].items() for e in es]
     if ev and (ss := _slices_from_events(ev)):

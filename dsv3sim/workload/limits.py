@@ -12,6 +12,8 @@ all-to-all (``comm.*.busiest_link_class``: nic -> IB, nvlink -> NVLink, pcie -> 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 COMPUTE_KEYS = ("forward_s", "backward_input_s", "weight_grad_s", "backward_full_s", "overlapped_forward_backward_s")
 LINK_CLASSES = (("nic", "IB"), ("nvlink", "NVLink"), ("pcie", "PCIe"))
 
@@ -31,9 +33,9 @@ def training_shares(breakdown: dict, exposed_communication_s: float) -> dict[str
             "dp_communication": dp, "optimizer": _s(breakdown, "optimizer_s")}
 
 
-def busiest_network(comm: dict) -> str:
+def busiest_network(comm: Mapping) -> str:
     """"IB" / "NVLink" / "PCIe": the class of the busiest link of the slowest all-to-all, or "" without one."""
-    rows = [r for r in (comm or {}).values() if isinstance(r, dict) and isinstance(r.get("time_s"), (int, float))]
+    rows = [r for r in (comm or {}).values() if isinstance(r, Mapping) and isinstance(r.get("time_s"), (int, float))]
     if not rows:
         return ""
     cls = str(max(rows, key=lambda r: r["time_s"]).get("busiest_link_class") or "")

@@ -80,9 +80,9 @@ def training_result() -> dict:
         "expert_load_before": balanced([row[::-1] for row in load], 8),
         "expert_load_after": balanced(load, 8),
         "nodes_per_token": {"hist": [120, 900, 2100, 976], "node_limit": 4},
-        "memory_per_gpu": [{"rank": 0, "weights_bytes": 20e9, "grads_bytes": 10e9, "optimizer_bytes": 12e9,
+        "memory_per_gpu": [{"rank": 0, "weights_bytes": 20e9, "gradients_bytes": 10e9, "optimizer_moments_bytes": 12e9,
                             "activations_bytes": 30e9, "hbm_bytes": 80e9},
-                           {"rank": 15, "weights_bytes": 22e9, "grads_bytes": 11e9, "optimizer_bytes": 12e9,
+                           {"rank": 15, "weights_bytes": 22e9, "gradients_bytes": 11e9, "optimizer_moments_bytes": 12e9,
                             "activations_bytes": 8e9, "hbm_bytes": 80e9}],
         "validation": [
             {"name": "GPU-hours per trillion tokens", "predicted": 170e3, "published": 180e3,
