@@ -11,7 +11,7 @@ import re
 from datetime import UTC, datetime
 from pathlib import Path
 
-from dsv3sim.report.page import CSS, esc
+from dsv3sim.report.page import CSS, absent, esc, table
 
 INDEX_NAME = "index.html"
 _TITLE = re.compile(r"<title>(.*?)</title>", re.DOTALL)
@@ -20,8 +20,7 @@ _SUMMARY = re.compile(r'<meta name="dsv3sim:summary" content="(.*?)">', re.DOTAL
 
 def _head(path: Path, n: int = 8192) -> str:
     with path.open("rb") as f:
-        start = f.read(n).decode("utf-8", "replace")
-    return start
+        return f.read(n).decode("utf-8", "replace")
 
 
 def report_entries(folder: Path) -> list[dict]:
@@ -30,13 +29,11 @@ def report_entries(folder: Path) -> list[dict]:
         if p.name == INDEX_NAME:
             continue
         head = _head(p)
-        t = _TITLE.search(head)
-        s = _SUMMARY.search(head)
-        st = p.stat()
+        t, s, st = _TITLE.search(head), _SUMMARY.search(head), p.stat()
         out.append({"file": p.name, "title": html.unescape(t.group(1)) if t else p.stem,
-                        "summary": html.unescape(s.group(1)) if s else "",
-                        "modified": datetime.fromtimestamp(st.st_mtime, UTC).strftime("%Y-%m-%d %H:%M UTC"),
-                        "size_MB": st.st_size / 1e6})
+                    "summary": html.unescape(s.group(1)) if s else "",
+                    "modified": datetime.fromtimestamp(st.st_mtime, UTC).strftime("%Y-%m-%d %H:%M UTC"),
+                    "size_MB": st.st_size / 1e6})
     return out
 
 
@@ -44,17 +41,14 @@ def write_index(folder: str | Path) -> Path:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     rows = report_entries(folder)
-    trs = "".join(
-        f"<tr><td><a href=\"{esc(r['file'])}\">{esc(r['title'])}</a><br><span class='note'>{esc(r['file'])}"
-        f"</span></td><td>{esc(r['summary'])}</td>"
-        f"<td>{esc(r['modified'])}</td><td class='num'>{r['size_MB']:.1f}</td></tr>" for r in rows)
+    trs = [[f"<a href=\"{esc(r['file'])}\">{esc(r['title'])}</a><br><span class='note'>{esc(r['file'])}</span>",
+            esc(r["summary"]), esc(r["modified"]), f"{r['size_MB']:.1f}"] for r in rows]
     traces = sorted(p.name for p in folder.glob("*.json")) + sorted(p.name for p in folder.glob("*.json.gz"))
     tr_html = ("<section><h2>Chrome traces and result JSON here</h2><p class='note'>Open a trace in "
                "<a href='https://ui.perfetto.dev'>ui.perfetto.dev</a> or chrome://tracing.</p><ul>"
                + "".join(f"<li><a href=\"{esc(t)}\">{esc(t)}</a></li>" for t in traces) + "</ul></section>"
                ) if traces else ""
-    body = (f"<table><thead><tr><th>report</th><th>summary</th><th>written</th><th>MB</th></tr></thead>"
-            f"<tbody>{trs}</tbody></table>" if rows else "<p class='absent'>no reports yet</p>")
+    body = table(["report", "summary", "written", "MB"], trs, {3}, raw=True) if rows else absent("no reports yet")
     page = ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>dsv3sim reports</title>"
             f"<style>{CSS}</style></head><body><header><h1>dsv3sim reports</h1><p>{len(rows)} report(s) in "
             f"{esc(folder)}; each file is self-contained and works offline</p></header><main><section>"

@@ -8,7 +8,7 @@ time axis ``t_s``. Utilisation is a fraction of the link's bandwidth (0..1), sho
 from __future__ import annotations
 
 from dsv3sim.report.data import num
-from dsv3sim.report.page import Section, missing, note, plot, table
+from dsv3sim.report.page import Section, fmt, missing, note, plot, table
 from dsv3sim.results import CommStats, LinkUtilisation, group
 
 
@@ -68,25 +68,22 @@ def link_section(result: dict, ctx) -> Section:
     return sec
 
 
-COMM_COLS = (("time_s", "time", 1e6, "µs"), ("rdma_GBps", "RDMA", 1, "GB/s"), ("nvlink_GBps", "NVLink", 1, "GB/s"),
-             ("busiest_link_utilisation", "busiest link load", 100, "%"))
+def _unit(scale: float, unit: str):
+    return lambda v: f"{v * scale:,.1f} {unit}"
+
+
+COMM_COLS = (("time", "time_s", _unit(1e6, "µs")), ("RDMA", "rdma_GBps", _unit(1, "GB/s")),
+             ("NVLink", "nvlink_GBps", _unit(1, "GB/s")), ("busiest link load", "busiest_link_utilisation", _unit(100, "%")))
 
 
 def comm_table(result: dict) -> str:
-    """One all-to-all of one micro-batch per row (``comm`` in the result): time, bandwidths, busiest link."""
+    """One all-to-all of one micro-batch per row (``comm``, ``results.CommStats``): time, bandwidths, busiest link."""
     c = result.get("comm")
     c = {k: group(CommStats, v) for k, v in c.items()} if isinstance(c, dict) else {}
     if not c or None in c.values():
         return ""
-    rows = []
-    for name, d in c.items():
-        cells = [name]
-        for k, _, f, unit in COMM_COLS:
-            v = num(getattr(d, k))
-            cells.append("" if v is None else f"{v * f:,.1f} {unit}")
-        cells.append(f"{d.busiest_link} ({d.busiest_link_class or ''})" if d.busiest_link else "")
-        cells.append(str(d.method or d.mode or ""))
-        rows.append(cells)
+    rows = [[name] + [fmt(getattr(d, k), f) for _, k, f in COMM_COLS]
+            + [f"{d.busiest_link} ({d.busiest_link_class or ''})" if d.busiest_link else "", d.method or d.mode or ""]
+            for name, d in c.items()]
     return (note("Each all-to-all of one micro-batch as simulated (per EP group; DeepEP-style dispatch/combine):")
-            + table(["collective"] + [lab for _, lab, _, _ in COMM_COLS] + ["busiest link", "method"], rows,
-                    {1, 2, 3, 4}))
+            + table(["collective"] + [h for h, _, _ in COMM_COLS] + ["busiest link", "method"], rows, {1, 2, 3, 4}))
