@@ -1,12 +1,8 @@
 """Expert load heat-maps (layers x experts, before and after placement) and the nodes-per-token histogram.
 
-Load is tokens routed to each expert per MoE layer (EPLB's ``weight[layers, logical]`` shape). The result
-carries the logical map (``expert_load_logical``) and the load per GPU before and after placement
-(``expert_load_before`` / ``expert_load_after``; EPLB-style replication and packing), each one list per layer or
-one list for a single routing. Each map is normalised per layer by its mean, so 1.0 is perfect balance and the
-colour bar reads as max/mean directly (DeepSeek-V3 §2.1.2, §3.4 aim at max/mean near 1). Nodes per token
-(``nodes_per_token``: ``hist``, entry i counting tokens that reach i+1 nodes, and the ``node_limit``): with
-node-limited routing no token reaches more than M nodes (V3: M=4).
+Load is tokens routed to each expert per MoE layer (EPLB's ``weight[layers, logical]`` shape), each map normalised
+per layer by its mean, so 1.0 is perfect balance and the colour bar reads as max/mean (DeepSeek-V3 §2.1.2, §3.4).
+With node-limited routing no token reaches more than M nodes (V3: M=4). Keys read: NOTES.md.
 """
 
 from __future__ import annotations

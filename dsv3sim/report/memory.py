@@ -1,16 +1,9 @@
-"""Memory per GPU (stacked by component) and KV-cache sizing, MLA vs GQA.
+"""Memory per GPU (``results.MemoryRow`` components stacked against the HBM) and KV-cache sizing, MLA vs GQA.
 
-Memory: ``memory_per_gpu`` as ``dsv3sim/results.py`` writes it, one row per pipeline rank (the GPUs of one PP
-rank hold the same stages, so they need the same memory): ``rank``, one ``<component>_bytes`` per component
-(weights, gradients, optimizer state, activations, KV cache...), ``total_bytes`` and the GPU's ``hbm_bytes``;
-the components are stacked against the HBM.
-
-KV sizing is an analytic read of the model configs named in the result (``dsv3sim.cost.kvcache``), not a
-simulation: bytes per token (MLA caches kv_lora_rank + qk_rope_head_dim per layer, DeepSeek-V2 §2.1; GQA caches
-K and V of num_key_value_heads x head_dim), then the sequences of a given context whose cache fits the KV budget
-of one GPU (the serving result's ``kv`` group: ``kv_budget_bytes_per_gpu``, ``kv_layers_fraction``,
-``kv_compare_models``). The budget is stated above the table and is the same for every model, so the columns
-compare bytes.
+KV sizing reads the model configs (``dsv3sim.cost.kvcache``): bytes per token (MLA caches kv_lora_rank +
+qk_rope_head_dim per layer, DeepSeek-V2 §2.1; GQA K and V of num_key_value_heads x head_dim), then the sequences of
+a context whose cache fits one GPU's KV budget (the result's ``KvSizing``, else half the HBM), the same for every
+model so the columns compare bytes. Keys read: NOTES.md.
 """
 
 from __future__ import annotations

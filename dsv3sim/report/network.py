@@ -1,9 +1,5 @@
-"""Link utilisation over time, per link class (NVLink, IB/RDMA, PCIe...) and per node.
-
-Reads the result's ``link_utilisation`` as the typed group ``dsv3sim.results.LinkUtilisation`` (``t_s``,
-``by_class`` {class: [u]}, ``by_node`` {node: {class: [u]}}, ``average`` {class: u}), every series on the shared
-time axis ``t_s``. Utilisation is a fraction of the link's bandwidth (0..1), shown in percent.
-"""
+"""Link utilisation over time (``results.LinkUtilisation``: per link class and per node, a fraction of the link's
+bandwidth shown in percent) and the all-to-all table (``results.CommStats``)."""
 
 from __future__ import annotations
 

@@ -1,9 +1,7 @@
 """Validation: predicted vs measured (real runs) or published (DeepSeek's reports), with the error.
 
-Rows as written: ``{"name", "predicted", "measured"|"published", "unit", "source", "rel_error"?, "note"?}``, under
-``validation`` as a list (``dsv3sim validate``) or as ``{"rows": [...]}`` (``dsv3sim run``); the relative error
-is (predicted - reference) / reference, computed here when the row does not carry it. Values sharing a unit are
-also drawn side by side, and ``measured_steps_s``/``predicted_steps_s`` (``dsv3sim validate``) as step-time series.
+The relative error is (predicted - reference) / reference, computed here when a row does not carry it; values
+sharing a unit are drawn side by side, measured and predicted step series as lines. Keys read: NOTES.md.
 """
 
 from __future__ import annotations
