@@ -155,30 +155,38 @@ class CommStats(Ordered):
     method: str | None = None
 
 
-def group(cls, v):
+def group(cls, v, strict: bool = False):
     """``v`` as the typed group ``cls`` when it is one or a dict of its fields (those with defaults may be
-    missing), else None (absent, or the empty dict a step that was not simulated writes)."""
+    missing), else None (absent, or the empty dict a step that was not simulated writes). Readers of foreign JSON
+    get None for a dict with keys the class does not declare; producers (``strict``) get a TypeError naming them,
+    so a new key is declared here rather than silently dropping the group from the report."""
     if isinstance(v, cls):
         return v
+    if not isinstance(v, dict) or not v:
+        return None
+    names = {f.name for f in fields(cls)} - {"given"}
+    unknown = set(v) - names
+    if unknown and not strict:
+        return None
+    if unknown:
+        raise TypeError(f"{cls.__name__} has no field(s) {sorted(unknown)}: declare them in dsv3sim/results.py")
     if issubclass(cls, Ordered):
-        names = {f.name for f in fields(cls)} - {"given"}
-        return cls.of(v) if isinstance(v, dict) and v and set(v) <= names else None
-    names = {f.name for f in fields(cls)}
+        return cls.of(v)
     required = {f.name for f in fields(cls) if f.default is MISSING and f.default_factory is MISSING}
-    return cls(**v) if isinstance(v, dict) and required <= set(v) <= names else None
+    return cls(**v) if required <= set(v) else None
 
 
 def _typed_groups(obj, **groups) -> None:
     """In a frozen result's ``__post_init__``: each named field's dict becomes its typed group (kept as it is when
     it does not match); ``memory_per_gpu`` rows and ``comm`` entries each become one (all of them, or none)."""
     for name, cls in groups.items():
-        g = group(cls, getattr(obj, name))
+        g = group(cls, getattr(obj, name), strict=True)
         if g is not None:
             object.__setattr__(obj, name, g)
-    rows = [group(MemoryRow, r) for r in obj.memory_per_gpu]
+    rows = [group(MemoryRow, r, strict=True) for r in obj.memory_per_gpu]
     if rows and None not in rows:
         object.__setattr__(obj, "memory_per_gpu", rows)
-    comm = {k: group(CommStats, v) for k, v in obj.comm.items()} if isinstance(obj.comm, dict) else {}
+    comm = {k: group(CommStats, v, strict=True) for k, v in obj.comm.items()} if isinstance(obj.comm, dict) else {}
     if comm and None not in comm.values():
         object.__setattr__(obj, "comm", comm)
 
