@@ -65,7 +65,7 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--matrix", action="store_true", help="the layout matrix on tiny (MATRIX) instead of sizes x layouts")
-    ap.add_argument("--steps", type=int, default=5)
+    ap.add_argument("--steps", type=int, default=8)
     ap.add_argument("--out", default=str(REPO / "profiles" / "cpu-local" / "validation_error.json"))
     ap.add_argument("--repredict", action="store_true",
                     help="re-run only the prediction on the run folders recorded in --out "
@@ -105,18 +105,33 @@ def main() -> int:
                          run_dir=str(tmp / f"run{i}"), measured_step_s=r["measured_step_s"],
                          predicted_step_s=r["predicted_step_s"], error=r["error"], signed_error=r["error"],
                          measured_steps_s=r["measured_steps_s"], wall_s=time.time() - t0,
+                         machine_load=r.get("machine_load"),
                          components=r["components"], predicted_components_s=r.get("predicted_components_s")))
+        ld = r.get("machine_load") or {}
         print(f"{size:10s} {lay:16s} {r['measured_step_s'] * 1e3:12.2f} {r['predicted_step_s'] * 1e3:13.2f} "
-              f"{r['error'] * 100:+7.1f}%  load {' '.join(load0)}", flush=True)
+              f"{r['error'] * 100:+7.1f}%  load {' '.join(load0)}  CPU share {ld.get('rank_cpu_share_median')}  "
+              f"worst component {_worst(r['components'])}", flush=True)
     write(rows, a.out, a.steps, " ".join(sys.argv[1:]))
     return 0
+
+
+def _worst(comps: list[dict]) -> str:
+    """The component furthest from its measurement (of those >= 2 % of the step)."""
+    tot = sum(c["measured_s"] for c in comps) or 1.0
+    big = [c for c in comps if c["error"] is not None and c["measured_s"] >= 0.02 * tot]
+    if not big:
+        return "-"
+    c = max(big, key=lambda c: abs(c["error"]))
+    return f"{c['name']} {c['error'] * 100:+.0f} %"
 
 
 def write(rows: list[dict], out_path: str | Path, steps: int, args: str = "") -> None:
     errs = [abs(r["error"]) for r in rows if "error" in r]
     summary = {}
     if errs:
+        comp_errs = [abs(c["error"]) for r in rows for c in r.get("components", []) if c.get("error") is not None]
         summary = dict(n=len(errs), median_abs_error=statistics.median(errs), max_abs_error=max(errs),
+                       components_within_20pct=sum(e <= 0.20 for e in comp_errs) / max(len(comp_errs), 1),
                        within_15pct=sum(e <= 0.15 for e in errs) / len(errs),
                        within_5pct=sum(e <= 0.05 for e in errs) / len(errs),
                        within_10pct=sum(e <= 0.10 for e in errs) / len(errs))

@@ -107,7 +107,10 @@ def _check_model(args: argparse.Namespace, ep: int) -> None:
     from dsv3sim.config import load_model_config
 
     pp = args.pp
+    from dsv3sim.validate.nn_adapter import check_supported
+
     cfg = load_model_config(args.model)
+    check_supported(cfg)
     if cfg.is_moe and cfg.n_routed_experts % ep:
         raise ConfigError(f"n_routed_experts ({cfg.n_routed_experts}) of {cfg.name} must be divisible by --ep ({ep})")
     if not cfg.is_moe and ep > 1:
@@ -298,6 +301,11 @@ def _print_table(r: dict, report: str | None) -> None:
     print(f"{r['scenario']['name']}  ({r['model_source']}; {r['schedule_source']})")
     print(f"step time: measured {r['measured_step_s'] * 1e3:.2f} ms, predicted {r['predicted_step_s'] * 1e3:.2f} ms, "
           f"error {r['error'] * 100:+.1f} %")
+    ld = r.get("machine_load") or {}
+    if ld:
+        print(f"machine load during the steps: load average {ld['loadavg1_min']:.1f}-{ld['loadavg1_max']:.1f} on "
+              f"{ld['cores']} cores, ranks' CPU share {ld['rank_cpu_share_median']}"
+              + (f", steal {ld['steal_median'] * 100:.1f} %" if "steal_median" in ld else ""))
     print(f"{'component':14s} {'measured ms':>12s} {'predicted ms':>13s} {'error':>8s}")
     for c in r["components"]:
         e = "" if c["error"] is None else f"{c['error'] * 100:+.0f} %"

@@ -2,8 +2,8 @@
 
 Run as a torchrun job (``job="calibrate"``) before a validation run. Over message sizes n (bytes):
 * p2p ping-pong rank 0 <-> rank 1: one-way time = round trip / 2;
-* ``all_to_all_single`` over all ranks with n bytes to every peer (fitted against n * (R - 1), the bytes a
-  rank sends off-rank, which is what the predictor feeds it);
+* ``all_to_all_single`` over the run's EP group (all ranks without EP) with n bytes to every peer (fitted
+  against n * (R - 1), the bytes a rank sends off-rank, which is what the predictor feeds it);
 * ``all_reduce`` of n bytes over all ranks.
 Each fit is t(n) = alpha + n / beta (Hockney's model; Hockney 1994, "The communication challenge for MPP"),
 least squares over the sizes' mean times. The p2p fit becomes the transport latency/bandwidth of
@@ -94,16 +94,18 @@ def probe(ctx, quick: bool = False) -> dict:
             rows["p2p"].append((numel * 4, _time(ping, iters, ctx.sync, rel["p2p"], GAP_S) / 2))
             dist.barrier()
             ctx.collective(f"all_to_all:{size}")
-            send = torch.ones(numel * world, dtype=torch.float32, device=dev)
+            # over the run's EP group (every EP group at once, as in the run); the world without EP
+            grp, n = (_groups(ctx).ep, spec.ep) if 1 < spec.ep < world else (None, world)
+            send = torch.ones(numel * n, dtype=torch.float32, device=dev)
             recv = torch.empty_like(send)
-            rows["all_to_all"].append((numel * 4 * (world - 1), _time(lambda: dist.all_to_all_single(recv, send),
-                                                        iters, ctx.sync, rel["all_to_all"], GAP_S)))
+            rows["all_to_all"].append((numel * 4 * (n - 1), _time(lambda: dist.all_to_all_single(recv, send, group=grp),
+                                                    iters, ctx.sync, rel["all_to_all"], GAP_S)))
             for g in A2A_GAPS_S:
                 k = f"all_to_all@{g * 1e6:.0f}"
                 rows.setdefault(k, [])
                 rel.setdefault(k, [])
-                rows[k].append((numel * 4 * (world - 1), _time(lambda: dist.all_to_all_single(recv, send),
-                                                               iters, ctx.sync, rel[k], g)))
+                rows[k].append((numel * 4 * (n - 1), _time(lambda: dist.all_to_all_single(recv, send, group=grp),
+                                                           iters, ctx.sync, rel[k], g)))
         ctx.collective(f"all_reduce:{size}")
         rows["all_reduce"].append((numel * 4, _time(lambda: dist.all_reduce(buf), iters, ctx.sync,
                                                    rel["all_reduce"], GAP_S)))
@@ -126,14 +128,21 @@ def probe(ctx, quick: bool = False) -> dict:
     return out
 
 
+def _groups(ctx):
+    """The run's process groups (``layout.make_groups``), made once per process (every rank calls this in the
+    same order: group creation is collective)."""
+    if "groups" not in ctx.extra:
+        spec = ctx.spec
+        mirror = plan(spec.schedule, spec.pp, spec.n_microbatches).layout == "bidirectional"
+        ctx.extra["groups"] = make_groups(ctx.rank, spec.ep, spec.pp, spec.dp, mirror)
+    return ctx.extra["groups"]
+
+
 def _grad_sync(ctx, cfg, iters: int, parts) -> dict:
     """The run's gradient all-reduces (same buffers, same groups, same code as ``train._allreduce``) timed
     here on synthetic gradients: dense grads over the replica group, expert grads over the DP group."""
     spec = ctx.spec
-    if "groups" not in ctx.extra:
-        mirror = plan(spec.schedule, spec.pp, spec.n_microbatches).layout == "bidirectional"
-        ctx.extra["groups"] = make_groups(ctx.rank, spec.ep, spec.pp, spec.dp, mirror)
-    groups = ctx.extra["groups"]
+    groups = _groups(ctx)
     if groups.replica_size <= 1 and groups.dp_size <= 1:  # nothing to all-reduce (one replica)
         return {"F": 0.0, "B": 0.0, "F_s": [0.0], "B_s": [0.0], "bytes": 0}
     dense, experts = rank_params(parts, cfg, spec, ctx.rank)

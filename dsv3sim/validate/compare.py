@@ -1,13 +1,13 @@
 """Measured vs predicted: the result JSON of ``dsv3sim validate``.
 
 Step time: the run's step k takes max over ranks of (end - start) of that step; ``measured_step_s`` is the
-median over measured steps; ``predicted_step_s`` the step model's step (``prediction.py``);
-``error`` = (predicted - measured) / measured. Components: per step, mean over ranks, summed over layers and
-micro-batches. Backward of gate, head and embedding is not timed separately in the run; it is inside
-``other`` (step - timed spans) there, and ``other`` on the predicted side is the step model's ``framework``
-component (their profiled sum + the autograd start-up of every backward call). The run's ``allreduce`` span
-holds the wait for the slowest member: it is compared with the model's ``allreduce`` + ``allreduce_wait``
-(``predicted_components_s`` keeps the model's components apart).
+median over measured steps (``measured_step_low_s``: their lower quartile); ``predicted_step_s`` the step
+model's step (``prediction.py``); ``error`` = (predicted - measured) / measured. Components: per step, mean
+over ranks, summed over layers and micro-batches. Backward of gate, head and embedding is not timed separately
+in the run; it is inside ``other`` (step - timed spans) there, and ``other`` on the predicted side is the step
+model's ``framework`` component (their profiled sum + the autograd start-up of every backward call). The run's
+``allreduce`` span holds the wait for the slowest member: it is compared with the model's ``allreduce`` +
+``allreduce_wait`` (``predicted_components_s`` keeps the model's components apart).
 """
 
 from __future__ import annotations
@@ -20,9 +20,11 @@ from collections import defaultdict
 from pathlib import Path
 
 from dsv3sim.validate.atomic import write_json
+from dsv3sim.validate.load import summary as load_summary
+from dsv3sim.validate.robust import low
 
 COMM = ("dispatch", "combine", "layout", "allreduce", "p2p_wait")
-UNTIMED_IN_RUN = ("framework",)
+UNTIMED_IN_RUN = ("framework", "layout(B)")  # not a span of the run: inside its other
 IN_RUN_ALLREDUCE = ("allreduce", "allreduce_wait")
 
 
@@ -35,13 +37,22 @@ def measured_steps(train: list[dict]) -> list[float]:
 
 
 def _measured_components(train: list[dict]) -> dict[str, float]:
-    """Per-step component time of the run, mean over ranks; ``other`` = mean step - the timed spans."""
+    """Per-step component time of the run, mean over ranks of the median over the measured steps;
+    ``other`` = step - the timed spans, per step. Older results without per-step spans: the
+    mean over steps."""
     n = len(train)
     mcomp: dict[str, float] = defaultdict(float)
     for r in train:
-        for k, v in r["component_s_per_step"].items():
-            mcomp[k] += v / n
-    mcomp["other"] = statistics.fmean(statistics.fmean(r["step_s"]) for r in train) - sum(mcomp.values())
+        by = r.get("component_s_by_step") or {}
+        if by:
+            for k, v in by.items():
+                mcomp[k] += statistics.median(v) / n
+            spans = [sum(v[i] for v in by.values()) for i in range(len(r["step_s"]))]
+            mcomp["other"] += statistics.median([s - t for s, t in zip(r["step_s"], spans)]) / n
+        else:
+            for k, v in r["component_s_per_step"].items():
+                mcomp[k] += v / n
+            mcomp["other"] += (statistics.fmean(r["step_s"]) - sum(r["component_s_per_step"].values())) / n
     return mcomp
 
 
@@ -107,9 +118,12 @@ def build_result(spec, train: list[dict], calib: list[dict], pred: dict, *, out_
         "predicted_step_s": pstep,
         "error": (pstep - meas) / meas,
         "measured_steps_s": steps,
+        "measured_step_low_s": low(steps),
+        "measured_statistic": "median over the measured steps (measured_step_low_s: their lower quartile)",
         "predicted_steps_s": [pstep] * len(steps),  # one step model: the same prediction for every measured step
         "components": comps,
         "predicted_components_s": dict(pred["components_mean_over_ranks"]),
+        "machine_load": load_summary([r.get("load_per_step", []) for r in train]),
         "scenario_path": pred["scenario_path"],
         "component_table": pred["component_table"],
         "a2a_bytes_per_rank_per_step": a2a,

@@ -2,11 +2,13 @@
 (``workload/measured_step.py`` documents the format and the step composed from it), the calibrated topology
 YAML with the collective fits, and a scenario file that names both.
 
-From the calibration phase only (never the run's timings): per rank, the mean of every component's forward
-and backward samples pooled over all probes (the full profile + the quick probe before each measured step),
-the routed-expert fit t = a + b * rows, the autograd start-up per backward call, the optimizer step, the
-gradient all-reduce on the run's buffers, and the relative spread cv of the component samples (time-weighted
-mean of stdev / mean). Transport: alpha-beta fits over rank 0's pooled sweep points (``calibrate.fit``).
+From the calibration phase only (never the run's timings), per rank (statistics: ``robust.py``): every
+component's forward and backward time pooled over all probes (the full profile + the quick probe before each
+measured step): on CPU the median of its CPU-time samples over the share of a core the rank got in the steps'
+window (``window_share``), on a GPU the median of its wall samples; the routed-expert fit t = a + b * rows,
+the autograd start-up per backward call and the optimizer step the same way; the gradient all-reduce on the
+run's buffers (wall); the relative spread cv of the wall samples (time-weighted robust sigma / median).
+Transport: alpha-beta fits over rank 0's pooled sweep points (``calibrate.fit``).
 From the run: its stage split and its routing (rows per EP rank pair per micro-batch and MoE layer, mean over
 the measured steps and micro-batches), as a routing trace would give it.
 """
@@ -23,14 +25,19 @@ from dsv3sim.validate.atomic import write_json, write_text
 from dsv3sim.validate.calibrate import GAP_S
 from dsv3sim.validate.ep import row_bytes
 from dsv3sim.validate.layout import Coord, rank_of
+from dsv3sim.validate.robust import rel_spread
 from dsv3sim.workload.measured_step import COMPONENTS, FORMAT, VERSION
+from dsv3sim.workload.preemption import fit as preemption_fit
 
 TABLE = "components.json"
 SCENARIO = "scenario.py"
 
 
 def transport_fits(calib: list[dict]) -> dict[str, dict[str, float]]:
-    """{kind: {latency_us, bandwidth_GBps}} over rank 0's pooled sweep points (it is in every pattern)."""
+    """{kind: {latency_us, bandwidth_GBps}} over rank 0's pooled sweep points (it is in every pattern; each
+    point the mean over its iterations). The fit weighs points by 1 / t^2 (``alpha_beta.fit``), so a probe whose
+    collectives a loaded machine stretched several-fold counts less than the quiet ones: on this shared box a
+    per-size mean let single 10 ms outliers set a 5 ms latency (MEASUREMENTS.md)."""
     first = min(calib, key=lambda c: c["rank"])
     pts: dict[str, list] = defaultdict(list)
     for p in first["probes"]:
@@ -43,51 +50,95 @@ def transport_fits(calib: list[dict]) -> dict[str, dict[str, float]]:
     return out
 
 
-def _component_means(comps: list[dict], cvs: list[float], wts: list[float]) -> dict[str, list[float]]:
-    """{component: [mean F_s, mean B_s]} over the probes; each repeated component's CV (weight: its mean) is
-    appended to ``cvs`` / ``wts``."""
+def window_share(probes: list[dict]) -> float:
+    """The share of a core this rank got while it profiled (CPU / wall seconds over every sample), over the quick
+    probes interleaved with the measured steps when there are any (the steps' window), else over all probes."""
+    wins = [p["components"]["window"] for p in probes if "window" in p.get("components", {})]
+    quick = [p["components"]["window"] for p in probes if p.get("quick") and "window" in p.get("components", {})]
+    wins = quick or wins
+    cpu, wall = sum(w["cpu_s"] for w in wins), sum(w["wall_s"] for w in wins)
+    return min(cpu / wall, 1.0) if wall > 0 else 1.0
+
+
+def _component_times(comps: list[dict], ded: bool, share: float, cvs: list[float],
+                     wts: list[float]) -> dict[str, list[float]]:
+    """{component: [F, B]}: the median of the pooled samples (CPU seconds over the window's share with ``ded``,
+    else wall); each repeated component's robust spread of its wall samples (weight: its time) goes to
+    ``cvs`` / ``wts``."""
     out: dict[str, list[float]] = {}
     for k in (k for k in COMPONENTS if any(k in cc for cc in comps)):
         fb = []
-        for key in ("F_s", "B_s"):
-            xs = [x for cc in comps if k in cc for x in cc[k][key]]
-            m = statistics.fmean(xs) if xs else 0.0
+        for key in ("F", "B"):
+            xs = [x for cc in comps if k in cc for x in cc[k].get(f"{key}_cpu_s" if ded else "", cc[k][f"{key}_s"])]
+            m = statistics.median(xs) / share if xs else 0.0
             fb.append(m)
-            if len(xs) > 1 and m > 0:
-                cvs.append(statistics.pstdev(xs) / m)
+            walls = [x for cc in comps if k in cc for x in cc[k][f"{key}_s"]]
+            if len(walls) > 1 and m > 0:
+                cvs.append(rel_spread(walls))
                 wts.append(m)
         out[k] = fb
     return out
 
 
-def _expert_fit(comps: list[dict], cvs: list[float], wts: list[float]) -> dict[str, list[float]]:
-    """{fwd|bwd: [a_s, b_s_per_row]} averaged over the probes; the relative spread of each repeated fit is
-    appended to ``cvs`` (weight: its fixed cost a_s)."""
+def _expert_fit(comps: list[dict], share: float, cvs: list[float], wts: list[float]) -> dict[str, list[float]]:
+    """{fwd|bwd: [a_s, b_s_per_row]}: the median over the probes that profiled the most experts (closest to the
+    rank's count) over the share; each fit's relative spread goes to ``cvs`` (weight: its fixed cost a_s)."""
     ex = [cc["expert"] for cc in comps if "expert" in cc]
     if not ex:
         return {"fwd": [0.0, 0.0], "bwd": [0.0, 0.0]}
+    most = max(e.get("profiled_experts", 0) for e in ex)
+    ex = [e for e in ex if e.get("profiled_experts", 0) == most]
     for e in ex:
         for d, key in (("fwd", "F_rel"), ("bwd", "B_rel")):
             if len(e[key]) > 1:
-                cvs.append(statistics.pstdev(e[key]))
+                cvs.append(rel_spread(e[key]))
                 wts.append(e[d]["a_s"])
-    return {d: [statistics.fmean(e[d]["a_s"] for e in ex), statistics.fmean(e[d]["b_s_per_row"] for e in ex)]
-            for d in ("fwd", "bwd")}
+    return {d: [statistics.median(e[d]["a_s"] for e in ex) / share,
+                statistics.median(e[d]["b_s_per_row"] for e in ex) / share] for d in ("fwd", "bwd")}
+
+
+def _codec_fit(comps: list[dict], share: float) -> dict[str, list[float]]:
+    """{wire: [a_s, b_s_per_row]} of the payload encoding, median over the probes, over the share."""
+    codecs = [cc["codec"] for cc in comps if "codec" in cc]
+    if not codecs:
+        return {}
+    return {w: [statistics.median(c_[w][0] for c_ in codecs) / share,
+                statistics.median(c_[w][1] for c_ in codecs) / share] for w in codecs[0]}
+
+
+def _preempt(probes: list[dict], comps: list[dict]) -> dict:
+    """Preemption slices in the steps' window (the quick probes, else all; ``workload/preemption.py``)."""
+    quick = [p["components"] for p in probes if p.get("quick") and "components" in p] or comps
+    pairs = [(w, c_) for cc in quick for k in COMPONENTS if k in cc and "F_cpu_s" in cc[k]
+             for d in ("F", "B") for w, c_ in zip(cc[k][f"{d}_s"], cc[k][f"{d}_cpu_s"])]
+    return preemption_fit([p[0] for p in pairs], [p[1] for p in pairs])
 
 
 def _rank_entry(c: dict) -> dict:
     comps = [p["components"] for p in c["probes"] if "components" in p]
     if not comps:
         raise ValueError(f"rank {c['rank']}: the calibration has no component profile")
+    ded = bool(comps[0].get("dedicated"))
+    share = window_share(c["probes"]) if ded else 1.0
+    wins = [cc["window"] for cc in comps if "window" in cc]
     cvs: list[float] = []
     wts: list[float] = []
-    out: dict = {"components": _component_means(comps, cvs, wts), "expert": _expert_fit(comps, cvs, wts)}
-    out["bwd_start_s"] = statistics.fmean(cc.get("bwd_call_overhead_s", 0.0) for cc in comps)
-    out["optim_s"] = statistics.fmean(x for cc in comps for x in cc["optim"]["F_s"])
-    gs = [cc["grad_sync"]["F"] for cc in comps if "grad_sync" in cc]
-    out["grad_sync_s"] = statistics.fmean(gs) if gs else 0.0
+    out: dict = {"components": _component_times(comps, ded, share, cvs, wts),
+                 "expert": _expert_fit(comps, share, cvs, wts), "codec": _codec_fit(comps, share), "share": share,
+                 "busy": statistics.median(w["busy"] for w in wins) if wins else 1.0}
+    out["bwd_start_s"] = statistics.median(cc.get("bwd_call_overhead_s", 0.0) for cc in comps) / share
+    out["optim_s"] = statistics.median(x for cc in comps for x in cc["optim"]["F_s"]) / share
+    gs = [x for cc in comps if "grad_sync" in cc for x in _grad_sync_samples(cc["grad_sync"])]
+    out["grad_sync_s"] = statistics.median(gs) if gs else 0.0
     out["cv"] = sum(c_ * w for c_, w in zip(cvs, wts)) / sum(wts) if wts and sum(wts) > 0 else 0.0
+    if ded:
+        out["preempt"] = _preempt(c["probes"], comps)
     return out
+
+
+def _grad_sync_samples(g: dict) -> list[float]:
+    """The gradient all-reduce's samples (its mean times each sample / mean)."""
+    return [g["F"] * r for r in g.get("F_rel", [1.0])] or [g["F"]]
 
 
 def _routing(spec, train: list[dict]) -> dict[str, list[dict]]:
@@ -111,6 +162,15 @@ def _routing(spec, train: list[dict]) -> dict[str, list[dict]]:
     return out
 
 
+def _cores() -> int:
+    import os
+
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
 def build_table(spec, train: list[dict], calib: list[dict], machine: str) -> dict:
     import torch
 
@@ -126,6 +186,7 @@ def build_table(spec, train: list[dict], calib: list[dict], machine: str) -> dic
             "stages": dict(sorted({s: v for m in train for s, v in m["stages"].items()}.items(),
                                   key=lambda kv: int(kv[0]))),
             "routing": _routing(spec, train),
+            "cores": _cores() if spec.device == "cpu" else 0, "procs": spec.nproc * spec.threads,
             "ranks": {str(c["rank"]): _rank_entry(c) for c in calib}}
 
 

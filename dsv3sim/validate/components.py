@@ -25,7 +25,6 @@ import torch
 import torch.nn.functional as F
 
 from dsv3sim.validate.alpha_beta import fit
-from dsv3sim.validate.ep import route
 from dsv3sim.validate.layout import coord, stage_layers
 from dsv3sim.validate.nn_adapter import build
 from dsv3sim.validate.parts import materialize
@@ -38,32 +37,68 @@ REPS = 8
 # With EP every component runs between blocking all-to-alls, so it is profiled after such a wait; without EP
 # a stage computes for long stretches and is profiled back to back. The optimizer always follows a wait.
 WAIT_S = 3e-3
-MAX_PROFILED_EXPERTS = 16  # GPU memory: a V3-width expert is 88 MB of BF16 weights (+ grads)
+LARGE = 1 << 24  # optimizer: tensors above this many elements are timed as flat stand-ins (_optim)
+MAX_PROFILED_EXPERTS = 16  # at least (on CPU: exactly) this many experts are profiled at once (_experts_that_fit)
 
 
-def _samples(fn, make_input, reps: int, sync, wait_s: float = 0.0) -> tuple[list[float], list[float]]:
-    fs, bs = [], []
+class _Window:
+    """CPU and wall seconds of every sample of one profile: the share of a core this rank got (CPU / wall) and
+    how much of the profile's time it computed (busy, the rest asleep in WAIT_S); see ``robust.py``."""
+
+    def __init__(self) -> None:
+        self.cpu = self.wall = self.slept = 0.0
+        self.t0 = time.perf_counter()
+
+    def sleep(self, s: float) -> None:
+        t = time.perf_counter()
+        time.sleep(s)
+        self.slept += time.perf_counter() - t
+
+    def summary(self) -> dict:
+        el = max(time.perf_counter() - self.t0, 1e-9)
+        return {"cpu_s": self.cpu, "wall_s": self.wall, "share": self.cpu / self.wall if self.wall else 1.0,
+                "busy": max(el - self.slept, 0.0) / el}
+
+
+_WIN = _Window()
+
+
+def _samples(fn, make_input, reps: int, sync, wait_s: float = 0.0) -> tuple[list[float], ...]:
+    """Wall and CPU seconds of forward and backward, ``reps`` samples after one warm-up: (F, B, F_cpu, B_cpu).
+    CPU seconds (``time.thread_time``) are the work a sample needed whatever share of a core the scheduler gave
+    it (on CPU the autograd engine runs backward on this thread)."""
+    fs, bs, cf, cb = [], [], [], []
     for i in range(reps + 1):
         x = make_input().requires_grad_()
         if wait_s:
-            time.sleep(wait_s)  # block like a rank waiting in an all-to-all (see WAIT_S)
+            _WIN.sleep(wait_s)  # block like a rank waiting in an all-to-all (see WAIT_S)
         sync()
-        t0 = time.perf_counter()
+        c0, t0 = time.thread_time(), time.perf_counter()
         y = fn(x)
         sync()
-        t1 = time.perf_counter()
+        c1, t1 = time.thread_time(), time.perf_counter()
         y.backward(torch.ones_like(y))
         sync()
-        t2 = time.perf_counter()
+        c2, t2 = time.thread_time(), time.perf_counter()
         if i:  # first is warm-up
             fs.append(t1 - t0)
             bs.append(t2 - t1)
-    return fs, bs
+            cf.append(c1 - c0)
+            cb.append(c2 - c1)
+            _WIN.cpu += c2 - c0
+            _WIN.wall += t2 - t0
+    return fs, bs, cf, cb
 
 
-def _summary(fs: list[float], bs: list[float], bwd_start: float) -> dict:
+def _summary(fs: list[float], bs: list[float], cf: list[float], cb: list[float], bwd_start: float,
+             dedicated: bool) -> dict:
+    """F/B: the median of the CPU samples with ``dedicated`` (a CPU run: the time on a core of its own; the
+    table divides by the window's share), else of the wall samples; the samples are kept."""
     bs = [max(b - bwd_start, 0.0) for b in bs]
-    return {"F": statistics.fmean(fs), "B": statistics.fmean(bs), "F_s": fs, "B_s": bs}
+    cb = [max(b - bwd_start, 0.0) for b in cb]
+    F, B = (cf, cb) if dedicated else (fs, bs)
+    return {"F": statistics.median(F), "B": statistics.median(B), "F_s": fs, "B_s": bs, "F_cpu_s": cf,
+            "B_cpu_s": cb}
 
 
 def profile_components(cfg, spec, device: torch.device, sync, rank: int = 0, *, parts=None,
@@ -74,12 +109,16 @@ def profile_components(cfg, spec, device: torch.device, sync, rank: int = 0, *, 
     T = B * S
     hid = lambda: torch.randn(B, S, D, dtype=dtype, device=device)
     wait = WAIT_S if spec.ep > 1 else 0.0
-    _, b0 = _samples(lambda x: x * 1.0, hid, reps, sync, wait)
-    bwd_start = statistics.fmean(b0)
-    out: dict = {"tokens_per_microbatch": T, "bwd_call_overhead_s": bwd_start, "wait_before_sample_s": wait}
+    global _WIN
+    _WIN = _Window()
+    ded = device.type == "cpu"
+    _, b0, _, c0 = _samples(lambda x: x * 1.0, hid, reps, sync, wait)
+    bwd_start = statistics.median(c0 if ded else b0)
+    out: dict = {"tokens_per_microbatch": T, "bwd_call_overhead_s": bwd_start, "wait_before_sample_s": wait,
+                 "dedicated": ded}
 
     def prof(name, fn, make=hid):
-        out[name] = _summary(*_samples(fn, make, reps, sync, wait), bwd_start)
+        out[name] = _summary(*_samples(fn, make, reps, sync, wait), bwd_start, ded)
 
     dense = next((b for b in parts.blocks if b.ffn is not None), None)
     moe = next((b for b in parts.blocks if b.is_moe), None)
@@ -92,6 +131,8 @@ def profile_components(cfg, spec, device: torch.device, sync, rank: int = 0, *, 
         prof("mlp_dense", lambda x: ff(fn_(x)))
     if moe is not None:
         out["expert"] = _profile_experts(cfg, spec, moe, mat, T, dtype, device, reps, sync, wait, bwd_start)
+        if spec.ep > 1:
+            out["codec"] = _profile_codec(cfg, spec, T, dtype, device, reps, sync, wait)
         _profile_shared_and_gate(cfg, spec, moe, mat, prof, T, dtype, device)
     head = mat(parts.head)
     labels = torch.randint(0, cfg.vocab_size, (B, S), device=device)
@@ -99,83 +140,199 @@ def profile_components(cfg, spec, device: torch.device, sync, rank: int = 0, *, 
     emb = mat(parts.embed)
     tok = torch.randint(0, cfg.vocab_size, (B, S), device=device)
     prof("embed", lambda _x: emb(tok) + 0 * _x)
-    if dense is not None:
+    if dense is not None or (moe is not None and device.type == "cpu"):
         out["glue"] = _glue(cfg, spec, parts, mat, hid, reps, sync, wait, out, bwd_start)
     dense_p, expert_p = rank_params(parts, cfg, spec, rank)
     out["optim"] = _optim(dense_p + expert_p, device, dtype, sync, reps, wait_s=WAIT_S if spec.world_size > 1 else 0)
+    out["window"] = _WIN.summary()
     return out
 
 
 def _profile_experts(cfg, spec, moe, mat, T: int, dtype, device, reps: int, sync, wait: float,
                      bwd_start: float) -> dict:
-    """This rank's expert module exactly as the run calls it, at three rows-per-expert points around balanced
-    routing, fitted to a + b * rows (forward and backward); above MAX_PROFILED_EXPERTS a slice of that many is
-    timed and scaled by Er / n (a grouped GEMM's time is a sum over its experts at equal rows)."""
+    """This rank's routed experts exactly as the run's ``mlp(F)`` span calls them (``ep.EPMoE.forward``: gather
+    the received rows pair by pair in local-expert order, the expert module, scatter back, weighted sum per
+    received row) at three rows-per-expert points around balanced routing. Fit (least squares, forward and
+    backward) t = c + e * experts + b * pairs: c is the per-call cost (launches, autograd nodes), e the per-expert
+    cost (a grouped GEMM reads every expert's weights and, backward, writes every expert's weight gradient even
+    at few rows), b the per-row cost. Above MAX_PROFILED_EXPERTS, slices of that many and of a quarter of it are
+    timed and the fit gives the Er experts the rank holds (per-call cost counted once, not Er / n times)."""
+    import numpy as np
+
     K, E, D = cfg.num_experts_per_tok, cfg.n_routed_experts, cfg.hidden_size
     Er = E // spec.ep
-    n_prof = min(Er, MAX_PROFILED_EXPERTS)
-    exs = mat(moe.expert_slice(0, n_prof))
-    scale = Er / n_prof
+    n_prof = min(Er, _experts_that_fit(cfg, dtype, device))
     mean_rows = max(T * K // E, 1)  # rows per expert with balanced routing
-    per = sorted({mean_rows // 4 or 1, mean_rows, 4 * mean_rows})
+    per_row = max(K * Er / E, 1.0)  # pairs per received row: the scatter's output rows
+    runs = [(n_prof, r) for r in sorted({mean_rows // 4 or 1, mean_rows, 4 * mean_rows})]
+    if Er > n_prof:
+        runs.append((max(n_prof // 4, 1), mean_rows))
     pts, rel_f, rel_b = [], [], []
-    for r in per:
-        s = _summary(*_samples(lambda x, r=r: exs(x, [r] * n_prof),
-                               lambda r=r: torch.randn(r * n_prof, D, dtype=dtype, device=device), reps, sync,
-                               wait),
-                     bwd_start)
-        s["F"], s["B"] = s["F"] * scale, s["B"] * scale
-        s["F_s"], s["B_s"] = [x * scale for x in s["F_s"]], [x * scale for x in s["B_s"]]
-        pts.append((r * Er, s["F"], s["B"]))
-        rel_f += [x / s["F"] for x in s["F_s"]] if s["F"] else []
-        rel_b += [x / s["B"] for x in s["B_s"]] if s["B"] else []
-    fF, fB = fit([p[0] for p in pts], [p[1] for p in pts]), fit([p[0] for p in pts], [p[2] for p in pts])
-    return {"fwd": {"a_s": fF.alpha_s, "b_s_per_row": 1.0 / fF.beta_Bps},
-            "bwd": {"a_s": fB.alpha_s, "b_s_per_row": 1.0 / fB.beta_Bps},
-            "F_rel": rel_f, "B_rel": rel_b, "points": pts, "local_experts": Er}
+    for n, r in runs:
+        exs = mat(moe.expert_slice(0, n))
+        pairs = n * r
+        rows = max(int(pairs / per_row), 1)
+        g = torch.Generator().manual_seed(n * 7919 + r)
+        prow = torch.randint(0, rows, (pairs,), generator=g).to(device)
+        le = torch.arange(n).repeat_interleave(r).to(device)
+        order2 = torch.argsort(le[torch.randperm(pairs, generator=g).to(device)], stable=True)
+        w = torch.rand(pairs, 1, generator=g).to(device)
+
+        def fn(x, exs=exs, prow=prow, order2=order2, w=w, n=n, r=r):
+            y_sorted = exs(x[prow[order2]], [r] * n)
+            y_pair = torch.empty_like(y_sorted).index_copy(0, order2, y_sorted)
+            return torch.zeros(x.shape[0], D, dtype=y_pair.dtype, device=x.device).index_add(
+                0, prow, y_pair * w.to(y_pair.dtype))
+        s = _summary(*_samples(fn, lambda rows=rows: torch.randn(rows, D, dtype=dtype, device=device), reps, sync,
+                               wait), bwd_start, device.type == "cpu")
+        pts.append((n, pairs, s["F"], s["B"]))
+        mf, mb = statistics.median(s["F_s"]), statistics.median(s["B_s"])
+        rel_f += [x / mf for x in s["F_s"]] if mf else []
+        rel_b += [x / mb for x in s["B_s"]] if mb else []
+        del exs
+    out = {"F_rel": rel_f, "B_rel": rel_b, "points": [list(p) for p in pts], "local_experts": Er,
+           "profiled_experts": n_prof}
+    for j, d in ((2, "fwd"), (3, "bwd")):
+        y = np.array([p[j] for p in pts])
+        if Er > n_prof:  # c + e * n + b * pairs
+            A = np.array([[1.0, p[0], p[1]] for p in pts])
+            c, e, b = np.linalg.lstsq(A, y, rcond=None)[0]
+            c, e, b = max(c, 0.0), max(e, 0.0), max(b, 0.0)
+            out[d] = {"a_s": float(c + e * Er), "b_s_per_row": float(b), "per_call_s": float(c),
+                      "per_expert_s": float(e)}
+        else:
+            f = fit([p[1] for p in pts], list(y))
+            out[d] = {"a_s": f.alpha_s, "b_s_per_row": 1.0 / f.beta_Bps}
+    return out
+
+
+def _profile_codec(cfg, spec, T: int, dtype, device, reps: int, sync, wait: float) -> dict:
+    """The payload encoding the run's all-to-all spans hold beside the transfer (``ep.encode`` of the rows sent
+    and ``ep.decode`` of the rows received: FP8 1x128-tile quantisation, BF16 cast, or a plain view), per wire
+    format the run uses, at three row counts, fitted to t = a + b * rows (CPU seconds on CPU)."""
+    from dsv3sim.validate.ep import decode, encode
+
+    D = cfg.hidden_size
+    wires = {"fp8", "bf16"} if spec.fp8 else {"native"}
+    out = {}
+    for wire in sorted(wires):
+        pts = []
+        for rows in sorted({max(T // 4, 1), T, 4 * T}):
+            x = torch.randn(rows, D, dtype=dtype, device=device)
+            ts = []
+            for i in range(reps + 1):
+                if wait:
+                    _WIN.sleep(wait)
+                sync()
+                c0, t0 = time.thread_time(), time.perf_counter()
+                decode(encode(x, wire), wire, D, dtype)
+                sync()
+                c1, t1 = time.thread_time(), time.perf_counter()
+                if i:
+                    ts.append(c1 - c0 if device.type == "cpu" else t1 - t0)
+                    _WIN.cpu += c1 - c0
+                    _WIN.wall += t1 - t0
+            pts.append((rows, statistics.median(ts)))
+        f = fit([p[0] for p in pts], [p[1] for p in pts])
+        out[wire] = [f.alpha_s, 1.0 / f.beta_Bps]
+    return out
+
+
+def _experts_that_fit(cfg, dtype, device) -> int:
+    """How many experts to profile at once: MAX_PROFILED_EXPERTS on CPU; on a GPU as many as a quarter of the
+    free memory holds (weights, their gradients and the rows: ~2.5x the weights), at least MAX_PROFILED_EXPERTS.
+    A grouped GEMM's per-expert cost falls as more experts fill the GPU (at few rows the backward streams every
+    expert's weights and weight gradients: memory-bound once enough experts are in flight), so the fit is taken
+    as close to the rank's expert count as memory allows."""
+    if device.type != "cuda":
+        return MAX_PROFILED_EXPERTS
+    free, _ = torch.cuda.mem_get_info(device)
+    per = 3 * cfg.hidden_size * cfg.moe_intermediate_size * torch.finfo(dtype).bits // 8 * 2.5
+    n = int(0.25 * free / per)
+    return max(MAX_PROFILED_EXPERTS, 1 << max(n, 1).bit_length() - 1)  # a power of two
 
 
 def _profile_shared_and_gate(cfg, spec, moe, mat, prof, T: int, dtype, device) -> None:
-    """The shared expert (when the model has one) and the gate with the run's token permutation around it,
-    profiled through ``prof`` (which records them under "shared" and "gate")."""
-    K, E, D = cfg.num_experts_per_tok, cfg.n_routed_experts, cfg.hidden_size
+    """The shared expert (when the model has one) and the gate as the run's ``gate(F)`` spans hold it: the
+    MoE norm, the model's routing and the (token, rank) row / pair bookkeeping (``ep.EPMoE._rows_and_pairs``), and
+    the final sum of the returned rows into their tokens; profiled through ``prof`` ("shared", "gate")."""
+    from dsv3sim.validate.ep import EPMoE
+    from dsv3sim.validate.timeline import Timeline
+
+    E, D = cfg.n_routed_experts, cfg.hidden_size
     fn_ = mat(moe.ffn_norm)
     if moe.shared is not None:
         sh = mat(moe.shared)
         prof("shared", lambda x: sh(x.view(T, D)))
     gw = torch.nn.Parameter(torch.randn(moe.gate_weight.shape, device=device, dtype=dtype) * 0.02)
     gb = moe.gate_bias.to(device) if moe.gate_bias is not None else None
+    m = EPMoE(cfg=cfg, layer=0, gate_weight=gw, gate_bias=gb, experts=torch.nn.Identity(), n_local=E // spec.ep,
+              shared=None, group=None, ep_rank=0, ep_size=spec.ep, node_size=spec.node_size, fp8=False,
+              tl=Timeline(device))
 
     def gate_work(x: torch.Tensor) -> torch.Tensor:
         x2 = fn_(x).view(T, D)
-        idx, w = route(x2, gw, gb, cfg, n_nodes=1, m_nodes=1)
-        flat = idx.reshape(-1)
-        order = torch.argsort(flat, stable=True)
-        tok = torch.div(order, K, rounding_mode="floor")
-        torch.bincount(flat[order] // max(E // spec.ep, 1), minlength=spec.ep).tolist()
-        y = x2[tok]
-        return torch.zeros_like(x2).index_add(0, tok, y * w.reshape(-1)[order].unsqueeze(1))
+        rp = m._rows_and_pairs(x2)
+        out = torch.zeros_like(x2).index_add(0, rp.row_tok, x2[rp.row_tok])
+        return out + (rp.pair_w.sum() * 0).to(out.dtype)  # the gate weights' backward, as in the run
     prof("gate", gate_work)
 
 
 def _glue(cfg, spec, parts, mat, hid, reps: int, sync, wait: float, comps: dict, bwd_start: float) -> dict:
-    """Framework time per layer and pass: the model's dense layers run through the run's own stage code
-    (``train.Stage``: residual adds, timeline marks and spans, the autograd graph between components), forward
-    and backward, minus their components profiled alone (attention block, dense FFN). What is left is what a
-    step pays between the kernels the components time; it is charged to every layer (MoE layers add their own
-    Python around the all-to-alls, which this does not see, so it is a lower bound there)."""
+    """Framework time per layer and pass, measured the way the run defines it (``other`` = step - timed spans):
+    the model's layers run through the run's own stage code (``train.Stage`` with ``ep.EPMoE`` MoE layers on one
+    rank: residual adds, norms, timeline marks, the routing bookkeeping, the autograd graph between the
+    components), forward and backward, and what the stage's timeline spans do not cover is the glue. Backward:
+    less the autograd start-up and the gate's backward (both charged separately). On CPU the share of the stage's
+    CPU time outside the spans (the table divides by the window's share), on a GPU wall time. A GPU profiles the
+    dense layers only (a V3-width MoE layer's experts do not fit beside the calibration)."""
+    from dsv3sim.validate.ep import EPMoE
     from dsv3sim.validate.timeline import Timeline
     from dsv3sim.validate.train import Stage
 
-    layers = [b.layer for b in parts.blocks if b.ffn is not None]
-    tl = Timeline(hid().device)
+    dev = hid().device
+    ded = comps["dedicated"]
+    layers = [b.layer for b in parts.blocks if b.ffn is not None or (ded and b.is_moe)]
+    tl = Timeline(dev)
     tl.step = 0
-    st = mat(Stage(s=1, n_stages=3, parts=parts, layers=layers, moe={}, tl=tl))  # neither first nor last stage
-    s = _summary(*_samples(lambda x: st(x, None), hid, reps, sync, wait), bwd_start)
-    n = len(layers)
-    per = {d: max((s[d] - n * (comps["attn"][d] + comps["mlp_dense"][d])) / n, 0.0) for d in ("F", "B")}
-    return {"F": per["F"], "B": per["B"], "F_s": [per["F"]], "B_s": [per["B"]], "stage_F": s["F"],
-            "stage_B": s["B"], "layers": layers}
+    E = cfg.n_routed_experts
+    moe = {b.layer: EPMoE(cfg=cfg, layer=b.layer, gate_weight=b.gate_weight, gate_bias=b.gate_bias,
+                          experts=b.expert_slice(0, E), n_local=E, shared=b.shared, group=None, ep_rank=0, ep_size=1,
+                          node_size=1, fp8=False, tl=tl) for b in parts.blocks if b.layer in layers and b.is_moe}
+    st = mat(Stage(s=1, n_stages=3, parts=parts, layers=layers, moe=moe, tl=tl))  # neither first nor last stage
+    for m in moe.values():
+        if m.gate_bias is not None:
+            m.gate_bias = m.gate_bias.to(dev)
+    tot = {"F": [0.0, 0.0, 0.0], "B": [0.0, 0.0, 0.0]}  # wall, cpu, spans
+    for i in range(reps + 1):
+        x = hid().requires_grad_()
+        if wait:
+            _WIN.sleep(wait)
+        tl.events.clear()
+        sync()
+        c0, t0 = time.thread_time(), time.perf_counter()
+        y = st(x, None)
+        sync()
+        c1, t1 = time.thread_time(), time.perf_counter()
+        y.backward(torch.ones_like(y))
+        sync()
+        c2, t2 = time.thread_time(), time.perf_counter()
+        if i:
+            for d, w, c in (("F", t1 - t0, c1 - c0), ("B", t2 - t1, c2 - c1)):
+                tot[d][0] += w
+                tot[d][1] += c
+                tot[d][2] += sum(e.dur for e in tl.events if e.name.endswith(f"({d})"))
+    n, n_moe = len(layers), len(moe)
+    gate_b = comps["gate"]["B"] if "gate" in comps else 0.0
+    per = {}
+    for d in ("F", "B"):
+        wall, cpu, spans = (v / reps for v in tot[d])
+        out_of_spans = max(wall - spans, 0.0) * (cpu / wall if ded and wall > 0 else 1.0)
+        if d == "B":
+            out_of_spans -= bwd_start + n_moe * gate_b
+        per[d] = max(out_of_spans / n, 0.0)
+    return {"F": per["F"], "B": per["B"], "F_s": [per["F"]], "B_s": [per["B"]], "layers": layers,
+            "stage_wall_s": {d: tot[d][0] / reps for d in tot}, "stage_spans_s": {d: tot[d][2] / reps for d in tot}}
 
 
 def rank_params(parts, cfg, spec, rank: int) -> tuple[list[torch.nn.Parameter], list[torch.nn.Parameter]]:
@@ -206,33 +363,55 @@ def rank_params(parts, cfg, spec, rank: int) -> tuple[list[torch.nn.Parameter], 
 
 def _optim(params: list[torch.nn.Parameter], device, dtype, sync, reps: int, max_elems: int = 1 << 26,
            wait_s: float = 0.0) -> dict:
-    """AdamW step (fused on CUDA, as train.py) over this rank's parameter shapes. Above ``max_elems`` elements
-    only the tensors that fit in that budget are stepped (one flat tensor of the budget if none fits) and the
-    time scaled by total / stepped elements (AdamW is element-wise: linear in elements for large tensors)."""
+    """AdamW step (fused on CUDA, as train.py), gradients dropped after it (``zero_grad(set_to_none=True)``, as the
+    run). The rank's tensors up to LARGE elements are stepped as they are (up to ``max_elems`` in all, the time
+    scaled by their count beyond that); the larger ones (a V3 expert stack is 3.8 G elements) as one flat tensor
+    of n1 and of n1 / 4 elements: AdamW is element-wise, so t = c + b * n for them and their time is
+    c + b * (their elements), the per-launch cost c counted once."""
     total = sum(p.numel() for p in params)
+    small = [p for p in params if p.numel() <= LARGE]
+    n_large = total - sum(p.numel() for p in small)
     take, n = [], 0
-    for p in params:
+    for p in small:
         if n + p.numel() <= max_elems:
             take.append(p)
             n += p.numel()
-    if not take:
-        take, n = [torch.empty(max_elems, device="meta")], max_elems
-    scale = total / n if n else 1.0
-    ps = [torch.nn.Parameter(torch.randn(p.shape, dtype=dtype, device=device)) for p in take]
-    for p in ps:
-        p.grad = torch.randn_like(p)
-    opt = torch.optim.AdamW(ps, lr=1e-4, fused=device.type == "cuda")
-    ts = []
-    for i in range(reps + 1):
-        if wait_s:
-            time.sleep(wait_s)
-        sync()
-        t0 = time.perf_counter()
-        opt.step()
-        opt.zero_grad(set_to_none=False)
-        sync()
-        if i:
-            ts.append((time.perf_counter() - t0) * scale)
-    del opt, ps
-    return {"F": statistics.fmean(ts), "B": 0.0, "F_s": ts, "B_s": [0.0], "n_tensors": len(params),
-            "n_params": total, "scaled_from_params": n}
+    scale = sum(p.numel() for p in small) / n if n else 0.0
+
+    def time_step(shapes: list) -> list[float]:
+        ps = [torch.nn.Parameter(torch.randn(sh, dtype=dtype, device=device)) for sh in shapes]
+        gs = [torch.randn_like(p) for p in ps]
+        opt = torch.optim.AdamW(ps, lr=1e-4, fused=device.type == "cuda")
+        ts = []
+        for i in range(reps + 1):
+            for p, g in zip(ps, gs):
+                p.grad = g
+            if wait_s:
+                _WIN.sleep(wait_s)
+            sync()
+            c0, t0 = time.thread_time(), time.perf_counter()
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+            sync()
+            c1, t1 = time.thread_time(), time.perf_counter()
+            if i:
+                ts.append(c1 - c0 if device.type == "cpu" else t1 - t0)
+                _WIN.cpu += c1 - c0
+                _WIN.wall += t1 - t0
+        del opt, ps, gs
+        return ts
+
+    ts = [t * scale for t in time_step([p.shape for p in take])] if take else [0.0] * reps
+    large = {}
+    if n_large:
+        n1 = min(n_large, max_elems * 4)
+        n2 = max(n1 // 4, 1)
+        t1, t2 = statistics.median(time_step([(n1,)])), statistics.median(time_step([(n2,)]))
+        b = max((t1 - t2) / (n1 - n2), 0.0) if n1 > n2 else t1 / n1
+        c = max(t1 - b * n1, 0.0)
+        large = {"elements": n_large, "per_call_s": c, "per_element_s": b}
+        ts = [t + c + b * n_large for t in ts]
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    return {"F": statistics.median(ts), "B": 0.0, "F_s": ts, "B_s": [0.0], "n_tensors": len(params),
+            "n_params": total, "scaled_from_params": n, "large": large}

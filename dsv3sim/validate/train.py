@@ -22,6 +22,7 @@ from torch import nn
 from torch._utils import _flatten_dense_tensors, _unflatten_dense_tensors
 
 from dsv3sim.config import load_model_config
+from dsv3sim.validate import load
 from dsv3sim.validate.ep import EPMoE
 from dsv3sim.validate.layout import Coord, coord, make_groups, rank_of, stage_layers
 from dsv3sim.validate.nn_adapter import build
@@ -62,7 +63,9 @@ class Stage(nn.Module):
                     f = b.ffn(b.ffn_norm(f_in))
                 h = h + mark(f, tl, "mlp", L, "out")
             else:
-                h = h + self.moe[str(L)](b.ffn_norm(h))
+                with tl.span("gate(F)", L):  # the MoE norm belongs to the gate's work (components.py profiles both)
+                    hn = b.ffn_norm(h)
+                h = h + self.moe[str(L)](hn)
         if not self.last:
             return h
         with tl.span("head(F)"):
@@ -138,6 +141,7 @@ def run_rank(ctx, probe=None, probes: list | None = None) -> dict:
     gen = torch.Generator().manual_seed(spec.seed * 1000003 + me.dp * 1009 + me.ep)
     B, S, D = spec.micro_batch, spec.seq_len, cfg.hidden_size
     step_s: list[float] = []
+    step_load: list[dict] = []
     prof_ops: list[dict] = []
     for step in range(spec.steps + 1):
         tl.step, tl.recording = step, spec.warmup <= step < spec.steps
@@ -154,6 +158,7 @@ def run_rank(ctx, probe=None, probes: list | None = None) -> dict:
             prof.__enter__()
             tl.profiling = True
         t0 = tl.now()
+        snap = load.snapshot()
         _pipeline_step(ctx, R, tokens, D)
         with tl.span("allreduce"):
             _allreduce(tl, R.dense_params, groups.replica, groups.replica_size)
@@ -169,9 +174,10 @@ def run_rank(ctx, probe=None, probes: list | None = None) -> dict:
             prof_ops = _top_ops(prof)
         if tl.recording:
             step_s.append(t1 - t0)
+            step_load.append(load.between(snap, load.snapshot()))
     res = _summarise(ctx, tl, step_s, prof_ops, R.moe, R.stage_ids, R.layers, pl.source, pl.actions[me.pp],
                      R.parts.source, me)
-    res.update(layout=pl.layout, n_stages=pl.n_stages)
+    res.update(layout=pl.layout, n_stages=pl.n_stages, load_per_step=step_load)
     allp = R.dense_params + R.expert_params
     res.update(n_params=sum(p.numel() for p in allp), n_tensors=len(allp), microbatches=nmb, tokens_per_mb=B * S,
                n_dense_params=sum(p.numel() for p in R.dense_params),
@@ -295,8 +301,11 @@ def _summarise(ctx, tl, step_s, prof_ops, moe, stage_ids, layers, sched_src, act
     spec = ctx.spec
     n = max(len(step_s), 1)
     per_name: dict[str, float] = defaultdict(float)
+    steps = sorted({e.step for e in tl.events})
+    by_step: dict[str, list[float]] = defaultdict(lambda: [0.0] * len(steps))
     for e in tl.events:
         per_name[e.name] += e.dur / n
+        by_step[e.name][steps.index(e.step)] += e.dur
     t_first = min((e.t0 for e in tl.events if e.step == spec.steps - 1), default=0.0)
     last = [dict(name=e.name, t0=e.t0 - t_first, t1=e.t1 - t_first, mb=e.mb, layer=e.layer)
             for e in tl.events if e.step == spec.steps - 1]
@@ -306,6 +315,7 @@ def _summarise(ctx, tl, step_s, prof_ops, moe, stage_ids, layers, sched_src, act
         "stages": {str(s): list(layers[s]) for s in stage_ids},
         "step_s": step_s, "step_median_s": statistics.median(step_s) if step_s else 0.0,
         "component_s_per_step": dict(per_name),
+        "component_s_by_step": dict(by_step) if len(steps) == len(step_s) else {},
         "bytes_per_step": {k: v / n for k, v in tl.bytes.items()},
         "bytes_self_per_step": {k: v / n for k, v in tl.bytes_self.items()},
         "last_step_events": last,

@@ -17,6 +17,7 @@ The roofline is an upper bound on speed for small shapes (it ignores wave quanti
 
 Fewer SMs (a communication kernel holding ``comm_sms`` SMs, DeepSeek-V3 §3.2.2): compute-bound time scales by
 n_sms / (n_sms - comm_sms), memory-bound time does not (HBM bandwidth is shared, not partitioned by SM).
+A profiled GEMM is never faster than the GPU sustains at its power limit (``sustained.py``).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from dsv3sim.config.errors import ConfigError
 from dsv3sim.config.hardware import get_gpu
 from dsv3sim.profile.predict import OPS as PROFILED_OPS
 from dsv3sim.profile.predict import NotMeasured, kernel_time
+from dsv3sim.workload.sustained import SOURCE, ceiling_time
 
 FP8_GEMM_EFF = 1350.0 / 1979.0  # open-infra-index Day 3 (DeepGEMM) / H800 FP8 dense peak
 BF16_EFF = 580.0 / 989.5  # open-infra-index Day 1 (FlashMLA compute-bound) / H800 BF16 dense peak
@@ -93,6 +95,11 @@ def _op_time_cached(gpu: str, op: str, dtype: str, flops: float, bytes_: float, 
                     sms: int | None) -> OpTime:
     got = _profile_time(gpu, op, dtype, dict(shape), sms) if shape and op not in DEPLOYED_PUBLISHED else None
     if got is not None:
+        g = gpu_perf(gpu)
+        floor = ceiling_time(op, dtype, flops, g.fp8_flops if dtype == "fp8" else g.bf16_flops,
+                             (sms or g.n_sms) / g.n_sms)
+        if floor > got.time_s:  # the table row was timed at a boost clock a step cannot hold (sustained.py)
+            return OpTime(time_s=floor, source=f"{got.source}; {SOURCE}")
         return got
     base = _roofline(gpu, dtype, flops, bytes_)
     if op in DEPLOYED_PUBLISHED:

@@ -19,7 +19,8 @@ Composition:
   p2p = activation bytes over the p2p fit. B and BW run the full backward, W is empty (eager PyTorch computes
   weight gradients with the input gradients).
 * one chunk on one pipeline rank: every EP rank of the replica runs the chunk's layers in lockstep; at each
-  all-to-all (layout, dispatch, combine) all EP ranks meet: the all-to-all starts at the latest rank's clock
+  all-to-all (layout, dispatch, combine; each dispatch/combine span also encodes the rows sent and decodes those
+  received, the table's ``codec`` fit) all EP ranks meet: the all-to-all starts at the latest rank's clock
   plus the expected lateness of the slowest of n jittering ranks, sigma x E[max of n N(0,1)] (order
   statistics, Blom's approximation), sigma = cv x sqrt(sum of the squared component times since the last
   meeting) (each component call an independent sample of its profiled spread: variances add), and costs the
@@ -57,6 +58,7 @@ from dsv3sim.config.topology import load_topology_config
 from dsv3sim.parallel import execute, generate
 from dsv3sim.results import Infeasible, TrainingResult
 from dsv3sim.workload.deepep_overheads import expected_max_normal
+from dsv3sim.workload.preemption import lateness
 
 FORMAT = "dsv3sim-component-table"
 VERSION = 1
@@ -136,14 +138,30 @@ class _Lanes:
 
     def __init__(self, ranks: list[dict]) -> None:
         self.r = ranks
+        # a shared CPU (the table measured preemption, preemption.py): a rank woken from a blocking call runs
+        # its first scheduler slice whole and pays for it in waiting for the core at the wake-up (``debt``,
+        # charged to the collective it woke from); beyond the slice it computes at the window's share
+        self.slice = [_free_slice(x) for x in ranks]
+        self.share = [min(max(float(x.get("share", 1.0)), 1e-3), 1.0) for x in ranks]
+        self.cpu_since = [0.0] * len(ranks)  # CPU seconds since the last blocking call
+        self.debt = [0.0] * len(ranks)
         self.clock = [0.0] * len(ranks)
         self.since = [0.0] * len(ranks)  # compute since the last all-to-all
         self.since_sq = [0.0] * len(ranks)  # sum of squared component times since then
         self.sq = [0.0] * len(ranks)  # ... over the whole chunk
+        self.busy = [0.0] * len(ranks)  # compute only (a rank waiting in a collective leaves its core)
         self.comp: dict[str, float] = defaultdict(float)  # summed over lanes
 
     def compute(self, name: str, durs: list[float]) -> None:
         for i, d in enumerate(durs):
+            if self.slice[i]:  # d = CPU seconds / share: the part inside the slice runs at full speed
+                sh = self.share[i]
+                c = d * sh
+                free = min(c, max(self.slice[i] - self.cpu_since[i], 0.0))
+                d = free + (c - free) / sh
+                self.debt[i] += free * (1.0 / sh - 1.0)
+                self.cpu_since[i] += c
+            self.busy[i] += d
             self.clock[i] += d
             self.since[i] += d
             self.since_sq[i] += d * d
@@ -153,13 +171,57 @@ class _Lanes:
     def meet(self, name: str, transfer) -> None:
         """All ranks meet in a collective; ``transfer(after_s)`` is its time after that much compute."""
         n = len(self.r)
-        cv = statistics.fmean(x["cv"] for x in self.r)
-        late = cv * math.sqrt(statistics.fmean(self.since_sq)) * expected_max_normal(n)
-        t = max(self.clock) + late + transfer(statistics.fmean(self.since))
+        cpu = statistics.fmean(self.cpu_since)
+        late = _late(list(self.r), statistics.fmean(self.since), statistics.fmean(self.since_sq), n,
+                     cpu if any(self.slice) else None)
+        t = max(c + w for c, w in zip(self.clock, self.debt)) + late + transfer(statistics.fmean(self.since))
         for i in range(n):
             self.comp[name] += t - self.clock[i]
             self.clock[i] = t
-            self.since[i] = self.since_sq[i] = 0.0
+            self.since[i] = self.since_sq[i] = self.cpu_since[i] = self.debt[i] = 0.0
+
+    def finish(self, name: str) -> None:
+        """The chunk ends in a blocking call outside the lanes (a pipeline hand-off, the gradient all-reduce):
+        the wake-up debt is paid there."""
+        for i, w in enumerate(self.debt):
+            self.clock[i] += w
+            self.comp[name] += w
+            self.debt[i] = 0.0
+
+
+def _free_slice(rank: dict) -> float:
+    """CPU seconds a rank runs unpreempted after a blocking call: one scheduler slice (the preemption delay the
+    calibration measured, the competing tasks' slice under EEVDF); 0 where no preemption was measured."""
+    p = rank.get("preempt") or {}
+    return float(p.get("slice_s", 0.0)) if p.get("rate_per_cpu_s") else 0.0
+
+
+def _late(ranks: list[dict], since: float, since_sq: float, n: int, exposed_cpu: float | None = None) -> float:
+    """Expected lateness of the slowest of n ranks after ``since`` seconds of compute (sum of squared component
+    times ``since_sq``): preemption slices where the table measured them (a shared CPU: ``preemption.py``, on
+    the CPU seconds past the free slice ``exposed_cpu``, or since * share), else the normal jitter
+    cv x sqrt(since_sq) x E[max of n N(0,1)]."""
+    pre = [x.get("preempt") for x in ranks]
+    if all(p and p.get("slice_s") for p in pre):
+        share = statistics.fmean(x.get("share", 1.0) for x in ranks)
+        cpu = since * share if exposed_cpu is None else exposed_cpu
+        return lateness(cpu, statistics.fmean(p["rate_per_cpu_s"] for p in pre),
+                        statistics.fmean(p["slice_s"] for p in pre), n)
+    cv = statistics.fmean(x["cv"] for x in ranks)
+    return cv * math.sqrt(since_sq) * expected_max_normal(n)
+
+
+def _codec(rank: dict, wire: str, rows: float) -> float:
+    """Encoding the rows a rank sends and decoding those it receives (``rows`` = their mean), t = a + b * rows."""
+    ab = (rank.get("codec") or {}).get(wire)
+    return ab[0] + ab[1] * rows if ab and rows > 0 else 0.0
+
+
+def _codec_rows(send: list[list[float]], reverse: bool) -> list[float]:
+    """Per rank: mean of the rows it encodes (all it sends, to itself too) and decodes (all it receives)."""
+    n = len(send)
+    mat = [list(c) for c in zip(*send)] if reverse else send
+    return [(sum(mat[i]) + sum(mat[j][i] for j in range(n))) / 2 for i in range(n)]
 
 
 def _fb(rank: dict, name: str, d: int) -> float:
@@ -171,29 +233,42 @@ def _experts(rank: dict, rows: float, d: int) -> float:
     return a + b * rows if rows > 0 else 0.0
 
 
-def _moe_layer(lanes: _Lanes, kind: str, rr: dict, a2a, rb_d: float, rb_c: float) -> None:
+def _moe_layer(lanes: _Lanes, kind: str, rr: dict, a2a, wires: tuple[str, str], rb_d: float, rb_c: float) -> None:
     """One MoE layer's gate, experts and shared expert; with EP > 1 the DeepEP layout, dispatch and combine
     all-to-alls between them (forward: dispatch in ``rb_d`` bytes per row, combine in ``rb_c``; backward:
-    both in ``rb_c``)."""
+    both in ``rb_c``); each dispatch/combine span also encodes the rows sent and decodes those received in its
+    wire format (``wires``: dispatch, combine; the table's ``codec`` fit, validate/ep.py)."""
     R, ep, d = lanes.r, len(lanes.r), 0 if kind == "F" else 1
     send, rows = rr["send_rows"], rr["expert_rows"]
+    wd, wc = wires
     if ep == 1:
         lanes.compute("gate(F)" if kind == "F" else "framework", [_fb(x, "gate", d) for x in R])
         lanes.compute(f"mlp({kind})", [_experts(x, rows[i], d) for i, x in enumerate(R)])
         lanes.compute(f"shared({kind})", [_fb(x, "shared", d) for x in R])
-    elif kind == "F":
+        return
+    fwd, bwd = _codec_rows(send, False), _codec_rows(send, True)
+    if kind == "F":
         lanes.compute("gate(F)", [_fb(x, "gate", 0) for x in R])
-        # counts, then row ids + local experts right after: the second one follows no compute
-        lanes.meet("layout(F)", lambda s: a2a(4 * ep, s) + a2a(_a2a_bytes(send, 8, False), 0.0))
+        # counts, then row ids + local experts and the pairs' gate weights (FP32) right after: the second and
+        # third follow no compute (validate/ep.py _exchange_layout)
+        lanes.meet("layout(F)", lambda s: a2a(4 * ep, s) + a2a(_a2a_bytes(send, 8, False), 0.0)
+                   + a2a(_a2a_bytes(send, 4, False), 0.0))
+        lanes.compute("dispatch(F)", [_codec(x, wd, fwd[i]) for i, x in enumerate(R)])
         lanes.meet("dispatch(F)", lambda s: a2a(_a2a_bytes(send, rb_d, False), s))
         lanes.compute("mlp(F)", [_experts(x, rows[i], 0) for i, x in enumerate(R)])
+        lanes.compute("combine(F)", [_codec(x, wc, bwd[i]) for i, x in enumerate(R)])
         lanes.meet("combine(F)", lambda s: a2a(_a2a_bytes(send, rb_c, True), s))
         lanes.compute("shared(F)", [_fb(x, "shared", 0) for x in R])
     else:
         lanes.compute("shared(B)", [_fb(x, "shared", 1) for x in R])
+        lanes.compute("combine(B)", [_codec(x, wc, fwd[i]) for i, x in enumerate(R)])
         lanes.meet("combine(B)", lambda s: a2a(_a2a_bytes(send, rb_c, False), s))
         lanes.compute("mlp(B)", [_experts(x, rows[i], 1) for i, x in enumerate(R)])
+        lanes.compute("dispatch(B)", [_codec(x, wc, bwd[i]) for i, x in enumerate(R)])
         lanes.meet("dispatch(B)", lambda s: a2a(_a2a_bytes(send, rb_c, True), s))
+        # the gate weights' gradient goes back to the token ranks (the third layout all-to-all's backward;
+        # autograd runs it after the dispatch's, being older), then the gate's backward
+        lanes.meet("layout(B)", lambda s: a2a(_a2a_bytes(send, 4, True), s))
         lanes.compute("framework", [_fb(x, "gate", 1) for x in R])
 
 
@@ -223,8 +298,8 @@ def _run_op(t: dict, lanes: _Lanes, tr: Transport, stage: int, kind: str, replic
     layers = t["stages"][str(stage)]
     first, last = stage == 0, stage == len(t["stages"]) - 1
     R = lanes.r
-    rb_d = t["row_bytes"]["fp8" if dispatch_fp8 else "native"]
-    rb_c = t["row_bytes"]["bf16" if dispatch_fp8 else "native"]
+    wires = ("fp8", "bf16") if dispatch_fp8 else ("native", "native")
+    rb_d, rb_c = t["row_bytes"][wires[0]], t["row_bytes"][wires[1]]
 
     def a2a(n_bytes: float, after_s: float) -> float:
         return tr.time("all_to_all", n_bytes, after_s)
@@ -237,7 +312,7 @@ def _run_op(t: dict, lanes: _Lanes, tr: Transport, stage: int, kind: str, replic
         if rt is None:
             lanes.compute(f"mlp({kind})", [_fb(x, "mlp_dense", d) for x in R])
         else:
-            _moe_layer(lanes, kind, rt[replica], a2a, rb_d, rb_c)
+            _moe_layer(lanes, kind, rt[replica], a2a, wires, rb_d, rb_c)
         if kind == "B":
             lanes.compute("attn(B)", [_fb(x, "attn", 1) for x in R])
         lanes.compute("framework", [_fb(x, "glue", d) for x in R])
@@ -274,28 +349,37 @@ def simulate_measured(scn: Scenario) -> TrainingResult | Infeasible:
     if bad:
         return Infeasible(scenario=scn.name, kind="training", reason=bad)
     tr = Transport(scn.topology)
-    pp, dp = t["pp"], t["dp"]
     ranks = {int(k): v for k, v in t["ranks"].items()}
-    sched = generate(w.schedule, pp, scn.microbatches)
+    sched = generate(w.schedule, pp := t["pp"], scn.microbatches)
     act_bytes = t["tokens_per_microbatch"] * t["hidden"] * t["elt_bytes"]
     hop = tr.time("p2p", act_bytes) if pp > 1 else 0.0
+    fp8 = w.dispatch_dtype == "fp8"
+    comp, end, spans, makespans = _step(t, sched, tr, ranks, hop, fp8)[:4]
+    return _result(scn, t, tr, comp, end, spans, makespans, len(ranks), t_wall)
+
+
+def _step(t: dict, sched, tr: Transport, ranks: dict, hop: float, fp8: bool):
+    """One step on every rank: (components, end per rank, spans per replica, makespans, tail, busy per rank)."""
     comp: dict[str, float] = defaultdict(float)
     end: dict[int, float] = {}
-    tail: dict[int, float] = {}  # per rank: sum of squared component times since it last met the all-reduce members
+    tail: dict[int, tuple] = {}  # per rank: (compute, sum of squared component times) since it last met the DP group
+    busy: dict[int, float] = defaultdict(float)  # per rank: compute seconds (no waits)
     spans, makespans = {}, []
-    for d in range(dp):
-        ex = _simulate_replica(t, sched, tr, ranks, d, hop, w.dispatch_dtype == "fp8", comp, end, tail)
+    for d in range(t["dp"]):
+        ex = _simulate_replica(t, sched, tr, ranks, d, hop, fp8, comp, end, tail, busy)
         makespans.append(ex.makespan)
         spans[d] = ex.spans
     _dp_allreduce(t, sched, ranks, comp, end, tail)
     for r, x in ranks.items():
         comp["optim"] += x["optim_s"]
         end[r] += x["optim_s"]
-    return _result(scn, t, tr, comp, end, spans, makespans, len(ranks), t_wall)
+        busy[r] += x["optim_s"]
+    return comp, end, spans, makespans, tail, busy
 
 
 def _simulate_replica(t: dict, sched, tr: Transport, ranks: dict, d: int, hop: float, fp8: bool,
-                      comp: dict[str, float], end: dict[int, float], tail: dict[int, float]):
+                      comp: dict[str, float], end: dict[int, float], tail: dict[int, tuple],
+                      busy_of: dict[int, float]):
     """Pipeline replica ``d``: every (stage, action) chunk run on its EP ranks' lanes, the schedule executed over
     them. Adds its components to ``comp``, sets its ranks' ``end`` and squared-time ``tail``; returns the
     execution (spans, makespan)."""
@@ -309,17 +393,21 @@ def _simulate_replica(t: dict, sched, tr: Transport, ranks: dict, d: int, hop: f
             for o in a.ops:
                 if o.kind != "W":
                     _run_op(t, lanes, tr, sched.stage_of(p, o.chunk), "F" if o.kind == "F" else "B", d, fp8)
+            lanes.finish("p2p_wait" if pp > 1 else "allreduce_wait")
             cache[key] = (max(lanes.clock), lanes)
         return cache[key][0]
 
     ex = execute(sched, chunk, p2p_latency=hop)
     for p, acts in sched.actions.items():
         busy = 0.0
-        sq = [0.0] * ep
+        sq, lin = [0.0] * ep, [0.0] * ep
         for a in acts:
             _, lanes = cache[(p, str(a))]
             busy += max(lanes.clock)
             sq = [x + y for x, y in zip(sq, lanes.sq)]
+            lin = [x + y for x, y in zip(lin, lanes.busy)]
+            for e in range(ep):
+                busy_of[_rank_of(d, p, e, pp, ep)] += lanes.busy[e]
             for k, v in lanes.comp.items():
                 comp[k] += v
         last = cache[(p, str(acts[-1]))][1]
@@ -327,14 +415,14 @@ def _simulate_replica(t: dict, sched, tr: Transport, ranks: dict, d: int, hop: f
         for e in range(ep):
             r = _rank_of(d, p, e, pp, ep)
             end[r] = fin
-            tail[r] = sq[e] if dp > 1 else last.since_sq[e]
+            tail[r] = (lin[e], sq[e]) if dp > 1 else (last.since[e], last.since_sq[e])
         if pp > 1:
             comp["p2p_wait"] += ep * (fin - busy)
     return ex
 
 
 def _dp_allreduce(t: dict, sched, ranks: dict, comp: dict[str, float], end: dict[int, float],
-                  tail: dict[int, float]) -> None:
+                  tail: dict[int, tuple]) -> None:
     """DP: every stage's ranks (all replicas and EP ranks; DualPipe: + the mirrored stage) all-reduce gradients.
     The group starts when its expected-latest member arrives (each rank's end plus its jitter over the time since
     it last met the group, times the expected max of that many normals); moves ``end`` past the sync."""
@@ -347,8 +435,7 @@ def _dp_allreduce(t: dict, sched, ranks: dict, comp: dict[str, float], end: dict
         grp = [_rank_of(d, q, e, pp, ep) for q in peers for d in range(dp) for e in range(ep)]
         if len(grp) < 2:
             continue
-        cv = statistics.fmean(ranks[r]["cv"] for r in grp)
-        late = {r: end[r] + cv * math.sqrt(tail[r]) * expected_max_normal(len(grp)) for r in grp}
+        late = {r: end[r] + _late([ranks[x] for x in grp], tail[r][0], tail[r][1], len(grp)) for r in grp}
         t0 = max(late.values())
         sync = max(ranks[r]["grad_sync_s"] for r in grp)
         for r in grp:

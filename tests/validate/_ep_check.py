@@ -13,13 +13,14 @@ def main(rank: int, world: int, init: str, out: str, fp8: bool, n_nodes_size: in
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=init, rank=rank, world_size=world, timeout=timedelta(seconds=30))
     from dsv3sim.config import load_model_config
+    from dsv3sim.nn.transformer import Transformer
     from dsv3sim.validate.ep import EPMoE, route
-    from dsv3sim.validate.parts import fallback
+    from dsv3sim.validate.nn_adapter import parts_of
     from dsv3sim.validate.timeline import Timeline
 
     cfg = load_model_config("tiny")
     torch.manual_seed(0)
-    parts = fallback(cfg)
+    parts = parts_of(Transformer(cfg))  # real weights: every expert slice copies the same tensors
     blk = next(b for b in parts.blocks if b.is_moe)
     Er = cfg.n_routed_experts // world
     tl = Timeline(torch.device("cpu"))

@@ -1,0 +1,43 @@
+"""Statistics of timings on a shared machine (used by both sides of a validation).
+
+Other jobs on a shared CPU take cores away from a run: a sample's wall time is the CPU time it needed over the
+share of a core the rank got meanwhile. CPU time (``time.thread_time``) barely moves with the load (cache and
+frequency effects only); the share moves with it. So the calibration keeps both for every component sample
+(``components.py``), the component table divides the median CPU time by the share the rank got during the
+quick probes interleaved with the measured steps (the same window as the steps, ``component_table.py``), and
+the measured side takes the median over steps. On a GPU the host thread waits in the device sync and wall time
+is what counts: medians of wall samples.
+
+The spread is the interquartile range over 1.349 (a normal's sigma) relative to the median, robust to the rare
+long preemption.
+"""
+
+from __future__ import annotations
+
+import statistics
+
+LOW_Q = 0.25
+
+
+def quantile(xs: list[float], q: float) -> float:
+    """Linear-interpolation quantile (numpy's default); 0.0 for no samples."""
+    s = sorted(xs)
+    if not s:
+        return 0.0
+    pos = q * (len(s) - 1)
+    i = int(pos)
+    return s[i] if i + 1 >= len(s) else s[i] + (s[i + 1] - s[i]) * (pos - i)
+
+
+def low(xs: list[float]) -> float:
+    """The lower quartile (reported beside the median)."""
+    return quantile(list(xs), LOW_Q)
+
+
+def rel_spread(xs: list[float]) -> float:
+    """Robust relative sigma: IQR / 1.349 / median (0 for < 2 samples)."""
+    xs = list(xs)
+    m = statistics.median(xs) if xs else 0.0
+    if len(xs) < 2 or m <= 0:
+        return 0.0
+    return (quantile(xs, 0.75) - quantile(xs, 0.25)) / 1.349 / m

@@ -1,0 +1,34 @@
+"""Statistics of a shared machine: quantiles, robust spread, the CPU share of a calibration window, load."""
+
+from __future__ import annotations
+
+import pytest
+
+from dsv3sim.validate.component_table import window_share
+from dsv3sim.validate.load import between, snapshot, summary
+from dsv3sim.validate.robust import low, quantile, rel_spread
+
+
+def test_quantiles_and_spread():
+    xs = [1.0, 2.0, 3.0, 4.0, 5.0]
+    assert quantile(xs, 0.5) == 3.0 and low(xs) == 2.0 and quantile(xs, 0.1) == pytest.approx(1.4)
+    assert rel_spread([2.0] * 5) == 0.0
+    # one long preemption among quiet samples barely moves the robust spread
+    assert rel_spread([1.0, 1.0, 1.01, 0.99, 1.0, 6.0]) < 0.05
+
+
+def test_window_share_prefers_the_quick_probes():
+    full = {"quick": False, "components": {"window": {"cpu_s": 1.0, "wall_s": 1.0}}}
+    q = [{"quick": True, "components": {"window": {"cpu_s": 0.5, "wall_s": 1.0}}} for _ in range(2)]
+    assert window_share([full] + q) == pytest.approx(0.5)
+    assert window_share([full]) == pytest.approx(1.0)
+
+
+def test_load_snapshot_between_and_summary():
+    a = snapshot()
+    x = sum(i * i for i in range(200000))  # some CPU work
+    b = snapshot()
+    d = between(a, b)
+    assert x > 0 and 0.0 < d["rank_cpu_share"] <= 1.5
+    s = summary([[d, d], [d]])
+    assert s["loadavg1_min"] <= s["loadavg1_max"] and len(s["rank_cpu_share_median"]) == 2
