@@ -303,7 +303,24 @@ def _glue(cfg, spec, parts, mat, hid, reps: int, sync, wait: float, comps: dict,
     for m in moe.values():
         if m.gate_bias is not None:
             m.gate_bias = m.gate_bias.to(dev)
-    tot = {"F": [0.0, 0.0, 0.0], "B": [0.0, 0.0, 0.0]}  # wall, cpu, spans
+    tot = _stage_spans(st, tl, hid, reps, sync, wait)
+    n, n_moe = len(layers), len(moe)
+    gate_b = comps["gate"]["B"] if "gate" in comps else 0.0
+    per = {}
+    for d in ("F", "B"):
+        wall, cpu, spans = (v / reps for v in tot[d])
+        out_of_spans = max(wall - spans, 0.0) * (cpu / wall if ded and wall > 0 else 1.0)
+        if d == "B":
+            out_of_spans -= bwd_start + n_moe * gate_b
+        per[d] = max(out_of_spans / n, 0.0)
+    return {"F": per["F"], "B": per["B"], "F_s": [per["F"]], "B_s": [per["B"]], "layers": layers,
+            "stage_wall_s": {d: tot[d][0] / reps for d in tot}, "stage_spans_s": {d: tot[d][2] / reps for d in tot}}
+
+
+def _stage_spans(st, tl, hid, reps: int, sync, wait: float) -> dict[str, list[float]]:
+    """{F|B: [wall, CPU, timeline spans]} seconds of ``st`` forward and backward, summed over ``reps`` samples
+    after one warm-up."""
+    tot = {"F": [0.0, 0.0, 0.0], "B": [0.0, 0.0, 0.0]}
     for i in range(reps + 1):
         x = hid().requires_grad_()
         if wait:
@@ -322,17 +339,7 @@ def _glue(cfg, spec, parts, mat, hid, reps: int, sync, wait: float, comps: dict,
                 tot[d][0] += w
                 tot[d][1] += c
                 tot[d][2] += sum(e.dur for e in tl.events if e.name.endswith(f"({d})"))
-    n, n_moe = len(layers), len(moe)
-    gate_b = comps["gate"]["B"] if "gate" in comps else 0.0
-    per = {}
-    for d in ("F", "B"):
-        wall, cpu, spans = (v / reps for v in tot[d])
-        out_of_spans = max(wall - spans, 0.0) * (cpu / wall if ded and wall > 0 else 1.0)
-        if d == "B":
-            out_of_spans -= bwd_start + n_moe * gate_b
-        per[d] = max(out_of_spans / n, 0.0)
-    return {"F": per["F"], "B": per["B"], "F_s": [per["F"]], "B_s": [per["B"]], "layers": layers,
-            "stage_wall_s": {d: tot[d][0] / reps for d in tot}, "stage_spans_s": {d: tot[d][2] / reps for d in tot}}
+    return tot
 
 
 def rank_params(parts, cfg, spec, rank: int) -> tuple[list[torch.nn.Parameter], list[torch.nn.Parameter]]:
