@@ -274,19 +274,38 @@ LL_TRANSPORTS = ("nvlink", "rdma")
 
 
 def ll_path(topo: Topology, src: int, dst: int, transport: str = "nvlink") -> tuple[int, ...]:
-    """Links a low-latency message takes. ``nvlink``: DeepEP's ``allow_nvlink_for_low_latency_mode`` (peers of
-    the own node over NVLink, others over IB as the topology routes them). ``rdma``: DeepEP's Feb-2025 pure-RDMA
-    kernels: every message goes through a NIC, own node included
-    (in the node: the NIC's loopback, PCIe out of the sender and PCIe into the receiver, instead of NVLink)."""
+    """Links a low-latency message takes.
+
+    ``nvlink``: DeepEP's ``allow_nvlink_for_low_latency_mode`` (deepseek-ai/DeepEP #173, June 2025): peers of
+    the own node over NVLink, others over IB as the topology routes them (PXN relay across planes).
+    ``rdma``: DeepEP's original pure-RDMA kernels (Feb 2025, csrc/kernels/internode_ll.cu: every message to
+    another rank is an IBGDA put, own node included; no NVLink, so no PXN relay either): the message leaves
+    through the sender's NIC onto the wire and enters through the receiver's NIC, even inside a node (two GPUs
+    of a node have different NICs: the bytes cross both NIC ports and the switch). Between the two NICs the
+    fabric is taken as connecting any pair (a leaf-to-leaf crossing is priced on the leaves' up/down links,
+    also across planes, where DeepEP's pure-RDMA runs need a fabric that joins them). Two GPUs behind one NIC
+    loop back inside it (PCIe out, PCIe in)."""
     if transport not in LL_TRANSPORTS:
         raise ConfigError(f"ll transport {transport!r} unknown (one of {LL_TRANSPORTS})")
-    if transport == "nvlink" or topo.node_of(src) != topo.node_of(dst) or topo.cfg.nic is None:
+    if transport == "nvlink" or topo.cfg.nic is None or src == dst:
         return topo.path(src, dst)
-    n = topo.node_of(src)
-    nic_s, nic_d = ("nic", n, topo.nic_of(src)), ("nic", n, topo.nic_of(dst))
-    # NIC loopback: the sender's NIC reads over its PCIe link and writes into the receiver over the receiver's
-    # (GPUDirect RDMA inside the node never reaches the IB wire)
-    return (topo.link(("gpu", src), nic_s), topo.link(nic_d, ("gpu", dst)))
+    ns, nd = topo.node_of(src), topo.node_of(dst)
+    nic_s, nic_d = ("nic", ns, topo.nic_of(src)), ("nic", nd, topo.nic_of(dst))
+    out = topo.link(("gpu", src), nic_s)
+    into = topo.link(nic_d, ("gpu", dst))
+    if nic_s == nic_d:
+        return (out, into)
+    leaf_s, leaf_d = _next_of(topo, nic_s, "leaf"), _next_of(topo, nic_d, "leaf")
+    hops = [out, topo.link(nic_s, leaf_s)]
+    spine_s, spine_d = _next_of(topo, leaf_s, "spine"), _next_of(topo, leaf_d, "spine")
+    if leaf_s != leaf_d and spine_s is not None and spine_d is not None:
+        hops += [topo.link(leaf_s, spine_s), topo.link(spine_d, leaf_d)]
+    return tuple(hops + [topo.link(leaf_d, nic_d), into])
+
+
+def _next_of(topo: Topology, node: tuple, kind: str) -> tuple | None:
+    """The switch of ``kind`` that ``node`` links up to (its leaf, a leaf's spine), or None."""
+    return next((b for b in topo.graph.successors(node) if b[0] == kind), None)
 
 
 def ll_link_bound(topo: Topology, c: EpCounts, *, kind: str, dtype: str, hidden: int, transport: str = "nvlink"

@@ -20,6 +20,9 @@ Measured at commit time (simulated vs published; normal = DeepEP-logical GB/s, l
                EP64 176 vs 173 (+1%)   EP128 187 vs 192 (-3%)  EP256 194 vs 194 (+0%)
   LL combine   EP8 113 vs 114 us (-1%) EP16 188 vs 195 (-4%)   EP32 287 vs 273 (+5%)
                EP64 325 vs 314 (+3%)   EP128 345 vs 369 (-7%)  EP256 365 vs 360 (+1%)
+  LL pure RDMA (--ll-transport rdma, DeepEP's Feb-2025 kernels; README of commit ebfe47e, the table before
+  #173 brought NVLink into the low-latency kernels): dispatch EP8..256 163/173/182/186/192/194 us, combine
+  318/329/350/353/369/360 us; simulated within 6 % on every row (benchmarks/bench_deepep_ll.out.txt).
 (low-latency runs of more than 600 flows, EP >= 32, use simulate_ep's bottleneck bound, method="auto";
 tests/sim checks it against the flow simulation: above it by at most the path-latency spread.)
 The model is pessimistic for EP32/64 combine: the simulated 8-chunk relay pipeline overlaps the NVLink
@@ -30,6 +33,7 @@ from __future__ import annotations
 
 import pytest
 
+from dsv3sim.sim.deepep import ep_counts, ll_link_bound
 from dsv3sim.sim.ep_run import simulate_ep
 from dsv3sim.sim.routing import uniform_routing
 from dsv3sim.topology import load_topology
@@ -39,6 +43,10 @@ NORMAL = [(8, 153, 158), (16, 43, 43), (32, 58, 57), (64, 51, 50)]
 # (ep, dispatch us, dispatch GB/s, combine us, combine GB/s), low-latency kernels
 LOW_LATENCY = [(8, 77, 98, 114, 127), (16, 118, 63, 195, 74), (32, 155, 48, 273, 53), (64, 173, 43, 314, 46),
                (128, 192, 39, 369, 39), (256, 194, 39, 360, 40)]
+
+# pure-RDMA low-latency kernels (README at ebfe47e, 2025-02-24): (ep, dispatch us, combine us)
+LOW_LATENCY_RDMA = [(8, 163, 318), (16, 173, 329), (32, 182, 350), (64, 186, 353), (128, 192, 369), (256, 194, 360)]
+LL_RDMA_TOL = 0.10
 
 # Stated accuracy of the calibrated model (relative error bounds checked below).
 NORMAL_TOL = {8: 0.10, 16: 0.15, 32: 0.20, 64: 0.20}
@@ -83,3 +91,17 @@ def test_low_latency_kernels(topo, ep, dt, dbw, ct, cbw):
         print(f"DeepEP low-latency EP{ep} {kind}: simulated {t:.0f} us ({bw:.0f} GB/s) vs published {t_ref} us "
               f"({err:+.0%})")
         assert abs(err) <= LL_TOL, (ep, kind, t, t_ref)
+
+
+@pytest.mark.parametrize("ep,dt,ct", LOW_LATENCY_RDMA)
+def test_low_latency_pure_rdma(topo, ep, dt, ct):
+    """Pure RDMA: every message crosses both NICs, own node included; EP8 is NIC-bound, not NVLink-bound."""
+    r = uniform_routing(ep=ep, tokens_per_rank=128, n_experts=256, topk=8, gpus_per_node=8, seed=1)
+    c = ep_counts(topo, tuple(range(ep)), r, 256)
+    for kind, t_ref in (("dispatch", dt), ("combine", ct)):
+        t, by = ll_link_bound(topo, c, kind=kind, dtype="fp8", hidden=7168, transport="rdma")
+        assert "nvlink_tx" not in by and by["nic_tx"] > 0
+        err = t * 1e6 / t_ref - 1
+        print(f"DeepEP low-latency pure RDMA EP{ep} {kind}: simulated {t * 1e6:.0f} us vs published {t_ref} us "
+              f"({err:+.0%})")
+        assert abs(err) <= LL_RDMA_TOL, (ep, kind, t, t_ref)

@@ -1,0 +1,66 @@
+"""DeepEP low-latency all-to-all on H800 + CX7 400 Gb/s IB: simulated vs published, per EP size and transport.
+
+    python benchmarks/bench_deepep_ll.py > benchmarks/bench_deepep_ll.out.txt
+
+Published (deepseek-ai/DeepEP README, "Low-latency kernels", 128 tokens per batch, hidden 7168, top-8 experts,
+FP8 dispatch / BF16 combine; the DeepEP repository's git history):
+- ``rdma``  : the original pure-RDMA kernels, README of the initial commit ebfe47e (2025-02-24) to 3b1045d;
+- ``nvlink``: the same table after "low-latency kernels now leverage NVLink as much as possible" (#173, README
+  de8cfca, 2025-06-05; kept in docs/legacy.md). EP128/EP256 rows did not change (1/16 or less of the messages
+  stay inside a node).
+Simulated: ``--ll-transport rdma`` = busiest link's bytes / capacity + path + kernel latency over
+``sim.deepep.ll_path`` (every message through both NICs, own node included); ``nvlink`` = ``sim.ep_run``'s
+low-latency simulation (NVLink inside a node). Same topology YAML (topologies/h800-deepseek.yaml) for both;
+uniform routing over 256 experts (DeepEP's tests route random scores), seed 1. Target: within 15 %.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from dsv3sim.sim.deepep import ep_counts, ll_link_bound
+from dsv3sim.sim.ep_run import simulate_ep
+from dsv3sim.sim.routing import uniform_routing
+from dsv3sim.topology import load_topology
+
+EPS = (8, 16, 32, 64, 128, 256)
+PUBLISHED_US = {  # (transport, kind) -> latency per EP size, microseconds
+    ("rdma", "dispatch"): (163, 173, 182, 186, 192, 194),
+    ("rdma", "combine"): (318, 329, 350, 353, 369, 360),
+    ("nvlink", "dispatch"): (77, 118, 155, 173, 192, 194),
+    ("nvlink", "combine"): (114, 195, 273, 314, 369, 360),
+}
+TARGET = 0.15
+
+
+def simulated_us(topo, transport: str, kind: str, ep: int) -> float:
+    r = uniform_routing(ep=ep, tokens_per_rank=128, n_experts=256, topk=8, gpus_per_node=8, seed=1)
+    if transport == "rdma":
+        c = ep_counts(topo, tuple(range(ep)), r, 256)
+        return ll_link_bound(topo, c, kind=kind, dtype="fp8", hidden=7168, transport="rdma")[0] * 1e6
+    res = simulate_ep(topo, kind=kind, ep=ep, routing=r, n_experts=256, mode="low-latency", dtype="fp8",
+                      hidden=7168, n_groups=1)
+    return res.time_s * 1e6
+
+
+def main() -> None:
+    print(f"# {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; python benchmarks/bench_deepep_ll.py")
+    topo = load_topology("h800-deepseek")
+    print(f"{'transport':9s} {'kind':8s} {'EP':>4s} {'simulated':>11s} {'published':>11s} {'error':>7s}")
+    worst = 0.0
+    for (transport, kind), pub in PUBLISHED_US.items():
+        for ep, ref in zip(EPS, pub):
+            t = simulated_us(topo, transport, kind, ep)
+            err = t / ref - 1
+            worst = max(worst, abs(err))
+            print(f"{transport:9s} {kind:8s} {ep:4d} {t:8.1f} us {ref:8d} us {err:+7.1%} "
+                  f"{'ok' if abs(err) <= TARGET else 'MISS'}")
+    print(f"worst |error| {worst:.1%} (target {TARGET:.0%})")
+
+
+if __name__ == "__main__":
+    main()
