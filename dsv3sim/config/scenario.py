@@ -124,7 +124,7 @@ class TrainingWorkload:
     redundant_experts: int = 0
     routing_layers: int | None = None  # distinct MoE-layer routings simulated (layer j uses j mod R); None: see
     #   workload/layer_routing.py (every layer of a trace file; 1 for uniform or synth: routing)
-    optimizer_overlap: bool = False  # what-if: ZeRO-1 parameter all-gather hidden under the next step's warm-up
+    optimizer_overlap: bool = False  # what-if: ZeRO-1 reduce-scatter per chunk under the cool-down, all-gather under the warm-up
     recompute: bool = True  # DeepSeek-V3 §3.2.3: RMSNorm and MLA up-projections recomputed in backward
     component_table: str | None = None  # measured component table of a calibrated machine (dsv3sim validate):
     #   the step is composed from it (workload/measured_step.py) instead of GPU kernel tables

@@ -106,13 +106,26 @@ def activation_peaks(s: Schedule) -> dict[int, int]:
     return out
 
 
-def execute(s: Schedule, times: ChunkTimes | Callable[[int, Action], float], p2p_latency: float = 0.0
-            ) -> ExecResult:
-    """Start/end of every action, makespan, per-rank bubble and activation peaks (module docstring)."""
-    if p2p_latency < 0:
-        raise ConfigError(f"p2p latency must be >= 0, got {p2p_latency}")
+def execute(s: Schedule, times: ChunkTimes | Callable[[int, Action], float], p2p_latency: float = 0.0,
+            p2p_transfer: float = 0.0) -> ExecResult:
+    """Start/end of every action, makespan, per-rank bubble and activation peaks (module docstring).
+
+    ``p2p_transfer`` > 0 prices the pipeline sends and receives as DualPipe's reference runs them
+    (``dualpipe.py``: ``_commit_and_wait_comm`` before every chunk commits the previous chunk's sends and this
+    chunk's receives and waits for them): before each action its rank is idle for
+    ``p2p_transfer`` x max(tensors it sends for its previous action, tensors this action receives) (one tensor
+    per cross-rank dependency; sends and receives run at the same time, full duplex). The wait is not busy
+    time: it lands in the rank's bubble. With it, ``p2p_latency`` should be the path latency alone."""
+    if p2p_latency < 0 or p2p_transfer < 0:
+        raise ConfigError(f"p2p latency and transfer must be >= 0, got {p2p_latency}, {p2p_transfer}")
     dur = times.of if isinstance(times, ChunkTimes) else None
     graph = slot_graph(s)
+    sends = {r: [0] * len(acts) for r, acts in s.actions.items()}
+    for r, rows in graph.items():
+        for row in rows:
+            for dr, di in row:
+                if dr != r:
+                    sends[dr][di] += 1
     end_of = {r: [0.0] * len(acts) for r, acts in s.actions.items()}
     free = dict.fromkeys(s.actions, 0.0)
     spans: dict[int, list[Span]] = {r: [] for r in s.actions}
@@ -123,8 +136,12 @@ def execute(s: Schedule, times: ChunkTimes | Callable[[int, Action], float], p2p
         if d < 0:
             raise ValueError(f"time of {a} on rank {r} must be >= 0, got {d}")
         ready = free[r]
+        n_recv = 0
         for dr, di in graph[r][i]:
             ready = max(ready, end_of[dr][di] + (p2p_latency if dr != r else 0.0))
+            n_recv += dr != r
+        if p2p_transfer:
+            ready += p2p_transfer * max(n_recv, sends[r][i - 1] if i else 0)
         end = ready + d
         end_of[r][i] = end
         free[r] = end

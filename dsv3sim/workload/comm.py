@@ -213,21 +213,32 @@ def ep_comm(topo: Topology, plan_key: tuple, *, kind: str, mode: str, dtype: str
 
 
 # ------------------------------------------------------------------ data parallel and pipeline
-def ring_time(topo: Topology, n: int, nbytes: float, *, cross_node: bool) -> float:
-    """Ring reduce-scatter (or all-gather) of ``nbytes`` per rank over ``n`` ranks, alpha-beta."""
+def ring_time(topo: Topology, n: int, nbytes: float, *, cross_node: bool, per_node: int = 1) -> float:
+    """Ring reduce-scatter (or all-gather) of ``nbytes`` per rank over ``n`` ranks, alpha-beta.
+
+    ``cross_node=False``: all ranks in one node, NVLink. ``cross_node=True`` with ``per_node`` ranks of the
+    ring in each node: NCCL builds ``per_node`` rings (channels), each entering and leaving every node once
+    through a different NIC (the rail / plane of that local index), so per GPU the NIC carries
+    (n-1)/n x nbytes / per_node and NVLink the other (per_node - 1) / per_node of it, at the same time
+    (NCCL ring algorithm, Thakur et al. 2005 per ring); ``per_node=1`` is the flat ring over the NICs."""
     if n <= 1 or nbytes <= 0:
         return 0.0
     c = topo.cfg
     g = c.gpus_per_node
+    k = max(1, min(per_node, g, n))
     if cross_node and c.n_nodes > 1:
         a, b = 0, g  # same local index on two nodes: the GPU's NIC (same plane)
     else:
         a, b = 0, 1 if g > 1 else 0
     if a == b:
         return 0.0
-    bw = topo.bottleneck(a, b)
+    vol = (n - 1) / n * nbytes
     alpha = topo.path_latency(topo.path(a, b)) + c.kernel_latency
-    return (n - 1) * alpha + (n - 1) / n * nbytes / bw
+    if not (cross_node and c.n_nodes > 1) or k == 1:
+        return (n - 1) * alpha + vol / topo.bottleneck(a, b)
+    t_nic = vol / k / topo.bottleneck(0, g)
+    t_nvl = vol * (k - 1) / k / topo.bottleneck(0, 1)
+    return (n - 1) * alpha + max(t_nic, t_nvl)
 
 
 def p2p_time(topo: Topology, nbytes: float, *, cross_node: bool) -> float:

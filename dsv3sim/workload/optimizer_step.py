@@ -1,25 +1,31 @@
 """The end of a training step as DeepSeek runs it: ZeRO-1 gradient reduce-scatter, optimizer, FP8 re-quantisation
 of the weights, parameter all-gather — and which of the data-parallel communication hides behind the pipeline.
 
-Per PP rank and per model chunk c the rank holds (DualPipe: two chunks, stage r and stage PP-1-r):
+Per PP rank (DualPipe: two model chunks, stage r and stage PP-1-r):
 
-- **reduce-scatter** of chunk c's FP32 gradients (V3 §3.3.3 keeps gradients in FP32) starts once c's last
-  weight gradient is done on this rank (``ready[c]``, from the executed schedule) and the NIC is free of the
-  previous chunk's; ring alpha-beta (``comm.ring_time``). A chunk whose backward ends early in the cool-down
-  hides its reduce-scatter behind the rest of the pipeline; the last one is exposed.
-- **optimizer** on the rank's ZeRO-1 shard after its last reduce-scatter: AdamW, memory-bound, 22 B per
+- **reduce-scatter** of the FP32 gradients (V3 §3.3.3 keeps gradients in FP32), NCCL rings
+  (``comm.ring_time``): the DP peers of a stage fill whole nodes (EP64 spans 8 nodes of one stage, V3 §3.2), so
+  every NIC of those nodes carries one ring and NVLink the rest (NVLink-bound on H800); expert gradients over
+  the DP/EP peers, one per node, over the NIC.
+- **optimizer** on the rank's ZeRO-1 shard after its reduce-scatters: AdamW, memory-bound, 22 B per
   parameter (FP32 master r/w, FP32 gradient r, two BF16 moments r/w — V3 §3.3.3 keeps the moments in BF16 —
   BF16 weight w); then every local weight is **re-quantised** for the next step's FP8 GEMMs (V3 §3.3.2: 128x128
   blocks): BF16 read, FP8 written twice (the GEMM's layout and the transposed copy the dgrad GEMM needs, since
   DeepGEMM takes K-major operands only) = 4 B per parameter; and the FP32 gradient buffers are **zeroed** for the
   next step's accumulation (4 B per parameter).
-- **all-gather** of the updated BF16 parameters, chunk by chunk in the order the next step first uses them;
-  chunk c only has to arrive before the next step's first action on c (``first_use[c]``, DualPipe's warm-up
-  runs chunk 0 first), so what exceeds that is exposed.
+- **all-gather** of the updated BF16 parameters.
+
+Order. Default, the plain ZeRO-1 order (Megatron's distributed optimizer and DeepSpeed ZeRO-1 without their
+overlap options): all reduce-scatters after the rank's last pipeline action, one at a time on the links, the
+optimizer, all all-gathers before the next step. DeepSeek does not publish whether it overlaps them; ISCA'25
+Table 4's opt (0.29 s) is what decides between the two unpublished choices: the plain order gives 0.25 s, the
+overlapped one 0.12 s (benchmarks/bench_published_v3.out.txt). ``optimizer_overlap=True`` (what-if): chunk
+c's reduce-scatter starts once c's last weight gradient is done (``ready[c]``: a chunk whose backward ends
+early in the cool-down hides it behind the rest of the pipeline), and c's all-gather only has to arrive before
+the next step's first action on c (``first_use[c]``), so only what exceeds that is exposed.
 
 DeepSeek's "opt" (ISCA'25 Table 4) is then the step time after the pipeline: exposed reduce-scatter + optimizer
-+ exposed all-gather. Not modelled: the NIC shared with the cool-down's EP all-to-all (the drain's lone chunks
-still dispatch), gradient-norm clipping's all-reduce (a scalar: latency only).
++ exposed all-gather. Not modelled: gradient-norm clipping's all-reduce (a scalar: latency only).
 """
 
 from __future__ import annotations

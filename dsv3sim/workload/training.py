@@ -11,10 +11,13 @@ How the step is assembled (details and the symmetric reductions in NOTES.md):
    with the all-to-all (``interference``).
 3. Chunk passes F, B, W, BW and overlapped pairs F&B(W) on one GPU, event by event (``overlap.run_chunks``).
 4. The pipeline schedule (``dsv3sim.parallel.generate``) executed with those times (``parallel.execute``,
-   longest path over the action DAG, p2p latency + activation bytes / NIC bandwidth between stages).
-5. ZeRO-1 DP per model chunk (``optimizer_step``): a chunk's gradient reduce-scatter starts after its last W on
-   the rank; optimizer (AdamW on the shard, FP8 re-quantisation, gradient zeroing) after the last one; the
-   parameter all-gathers are exposed only past the next step's first use of each chunk.
+   longest path over the action DAG; p2p latency between stages, and before every action the rank waits for
+   its sends and receives, activation bytes / NIC bandwidth, as DualPipe's reference commits them).
+5. ZeRO-1 DP (``optimizer_step``): gradient reduce-scatter after the pipeline, optimizer (AdamW on the shard,
+   FP8 re-quantisation, gradient zeroing), parameter all-gather before the next step; NCCL rings over NVLink
+   and every NIC of the DP group's nodes (``comm.ring_time``). ``optimizer_overlap=True`` (what-if): per model
+   chunk, the reduce-scatter starts after the chunk's last W, the all-gather is exposed only past the next
+   step's first use of the chunk.
 Layer split over stages: embedding on stage 0, output head + MTP module (V3 §2.2) on the last stage; the
 L decoder layers spread evenly, the remainder to the middle stages (DeepSeek does not publish its split).
 """
@@ -156,8 +159,11 @@ def simulate_training(scn: Scenario) -> TrainingResult | Infeasible:
         return ep
     chunks = ChunkTimes(sp, ep)
     T, H = sp.tokens, sp.cfg.hidden_size
-    ex = execute(sp.sched, lambda rank, a: chunks(rank, a).time_s,
-                 p2p_latency=C.p2p_time(sp.topo, T * H * 2.0, cross_node=True))
+    # pipeline sends of one micro-batch's BF16 activations (or their gradients) between stages on other nodes,
+    # committed and waited for at every chunk boundary as DualPipe's reference does (parallel.execute)
+    lat = C.p2p_time(sp.topo, 0.0, cross_node=True)
+    ex = execute(sp.sched, lambda rank, a: chunks(rank, a).time_s, p2p_latency=lat,
+                 p2p_transfer=C.p2p_time(sp.topo, T * H * 2.0, cross_node=True) - lat)
     return training_result(sp, ep, chunks, ex, t_wall)
 
 
@@ -505,15 +511,27 @@ def _rank_end(cfg: ModelConfig, scn: Scenario, sched, layers_of, topo, perf, ex,
                 first[o.chunk] = min(first.get(o.chunk, sp.start), sp.start)
     rs: dict[int, float] = {}
     ag: dict[int, float] = {}
+    # DP peers of a stage are consecutive GPUs (GPU = stage x dp x tp + dp rank x tp + tp rank): whole nodes of
+    # them share NVLink; expert DP peers are EP groups apart (one per node once ep >= GPUs per node)
+    g = topo.cfg.gpus_per_node
+    k_ne, k_ex = max(1, min(p.dp, g // p.tp)), max(1, min(dp_ep, g // p.ep))
+
+    def ring(nbytes_ne: float, nbytes_ex: float) -> float:
+        return (C.ring_time(topo, p.dp, nbytes_ne, cross_node=True, per_node=k_ne)
+                + C.ring_time(topo, dp_ep, nbytes_ex, cross_node=True, per_node=k_ex))
+
     for c in set(ready) | set(first):
         st = sched.stage_of(r, c)
         ne, exs = stage_params(cfg, layers_of[st], st == 0, st == p.pp - 1)
         ex_local = exs / p.ep * red
-        rs[c] = C.ring_time(topo, p.dp, 4.0 * ne, cross_node=True) + C.ring_time(topo, dp_ep, 4.0 * ex_local,
-                                                                               cross_node=True)
-        ag[c] = 0.0 if not w.zero1 or w.optimizer_overlap else (
-            C.ring_time(topo, p.dp, 2.0 * ne, cross_node=True) + C.ring_time(topo, dp_ep, 2.0 * ex_local,
-                                                                             cross_node=True))
+        rs[c] = ring(4.0 * ne, 4.0 * ex_local)
+        ag[c] = ring(2.0 * ne, 2.0 * ex_local) if w.zero1 else 0.0
+    if not w.optimizer_overlap:
+        # plain ZeRO-1 order: every chunk's reduce-scatter after the rank's last pipeline action, every
+        # all-gather before the next step starts (optimizer_step module docstring)
+        last = max((sp_.end for sp_ in ex.spans[r]), default=0.0)
+        ready = dict.fromkeys(ready, last)
+        first = dict.fromkeys(first, 0.0)
     opt = OS.optimizer_compute_time(shard_params=mem["master_weights_bytes"] / 4.0,
                                     local_params=mem["weights_bytes"] / 2.0, hbm_bw=perf.hbm_bw * MEM_EFF)
     return OS.rank_end(makespan=ex.makespan, ready=ready, rs=rs, first_use=first, ag=ag, optimizer_s=opt)
