@@ -12,6 +12,10 @@ Simulated: ``--ll-transport rdma`` = busiest link's bytes / capacity + path + ke
 ``sim.deepep.ll_path`` (every message through both NICs, own node included); ``nvlink`` = ``sim.ep_run``'s
 low-latency simulation (NVLink inside a node). Same topology YAML (topologies/h800-deepseek.yaml) for both;
 uniform routing over 256 experts (DeepEP's tests route random scores), seed 1. Target: within 15 %.
+
+Also printed: the ISCA'25 communication-bound TPOT arithmetic (arXiv 2505.09343 §2.3.2: 32 tokens x 9 experts x
+7K hidden, 1 B out + 2 B back, 61 layers, two micro-batches): 120.96 us per layer over 400G IB (50 GB/s), TPOT
+14.76 ms; 6.72 us over GB200 NVL72 (900 GB/s), TPOT 0.82 ms. Target: exact.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from dsv3sim.sim.deepep import ep_counts, ll_link_bound
+from dsv3sim.sim.deepep import ep_counts, ll_link_bound, tpot_limit
 from dsv3sim.sim.ep_run import simulate_ep
 from dsv3sim.sim.routing import uniform_routing
 from dsv3sim.topology import load_topology
@@ -60,6 +64,11 @@ def main() -> None:
             print(f"{transport:9s} {kind:8s} {ep:4d} {t:8.1f} us {ref:8d} us {err:+7.1%} "
                   f"{'ok' if abs(err) <= TARGET else 'MISS'}")
     print(f"worst |error| {worst:.1%} (target {TARGET:.0%})")
+    print("\nISCA'25 TPOT limit (dsv3sim comm --kind tpot-limit --tokens-per-rank 32 --topk 9 --hidden 7000):")
+    for what, bw, ref_us, ref_ms in (("400G IB", 50e9, 120.96, 14.76), ("GB200 NVL72", 900e9, 6.72, 0.82)):
+        t = tpot_limit(tokens=32, experts_per_token=9, hidden=7000, bandwidth=bw, layers=61)
+        print(f"  {what:12s} {t['comm_per_layer_s'] * 1e6:8.2f} us per layer (published {ref_us} us), TPOT "
+              f"{t['tpot_s'] * 1e3:.2f} ms (published {ref_ms} ms), {t['tokens_per_s']:.0f} tokens/s")
 
 
 if __name__ == "__main__":

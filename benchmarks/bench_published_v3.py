@@ -75,12 +75,23 @@ def main() -> None:
         if e.get("rank") == 0 and e.get("stream") == "pipeline" and e["name"] in counts:
             counts[e["name"]] += 1
     if counts["F&B"]:
+        # DualPipe README: bubble (PP/2-1)(F&B + B - 3W), B = a FULL backward chunk (input + weight). Per-chunk
+        # times from the parts of PP rank 0 (its chunk counts from the schedule): F&B = 1F1B / #F&B,
+        # B = 1B / #(B + BW) + W (the table's 1B is input-backward time), W = 1W / #W.
         sb = d["step_breakdown_s"]
-        fb, b, w = sb["1F1B"] / counts["F&B"], sb["1B"] / (counts["B"] + counts["BW"]), sb["1W"] / max(counts["W"], 1)
-        pfb, pb, pw = pub["1F1B"] / counts["F&B"], pub["1B"] / (counts["B"] + counts["BW"]), pub["1W"] / counts["W"]
-        print(f"\nDualPipe bubble formula (PP/2-1)(F&B+B-3W), PP rank 0's mean chunk times ({counts}):")
-        print(f"  published parts: {(pp / 2 - 1) * (pfb + pb - 3 * pw):.3f} s (measured bubble {pub['bubble']} s); "
-              f"simulated: {(pp / 2 - 1) * (fb + b - 3 * w):.3f} s (simulated bubble {sb['bubble']:.3f} s)")
+
+        def formula(parts: dict) -> float:
+            fb, w = parts["1F1B"] / counts["F&B"], parts["1W"] / max(counts["W"], 1)
+            b_full = parts["1B"] / (counts["B"] + counts["BW"]) + w
+            return (pp / 2 - 1) * (fb + b_full - 3 * w)
+
+        print(f"\nDualPipe bubble formula (PP/2-1)(F&B+B-3W), B = full backward, PP rank 0's mean chunk times "
+              f"({counts}):")
+        print(f"  published parts: {formula(pub):.3f} s (measured bubble {pub['bubble']} s); "
+              f"simulated parts: {formula(sb):.3f} s (simulated bubble {sb['bubble']:.3f} s)")
+        bd = d["breakdown_s"]
+        print(f"  opt = exposed DP reduce-scatter + all-gather {bd['dp_comm_exposed_s'] * 1e3:.1f} ms + optimizer "
+              f"{bd['optimizer_s'] * 1e3:.1f} ms (plain ZeRO-1 order; optimizer_overlap=True is the overlapped what-if)")
     ps = d["pair_slices_s"]
     print(f"\nsimulated pair: {ps['action']} on PP rank {ps['rank']}; wall: sim {results['sim'][2]:.1f} s, "
           f"bound {results['bound'][2]:.1f} s")

@@ -144,6 +144,28 @@ def test_p2p_latency():
             assert execute(s, t, 0.25).makespan >= base + 2 * (p - 1) * 0.25 - 1e-9
 
 
+def test_p2p_transfer_commits_at_chunk_boundaries():
+    """DualPipe's reference commits the previous chunk's sends and this chunk's receives before every chunk:
+    one micro-batch over P ranks (1F1B) receives P-1 activations forward and P-1 gradients back, each waited
+    for once (the sender's own commit of a send overlaps with the receiver's, full duplex), so the makespan
+    grows by exactly 2(P-1) transfers; the waits are idle time (bubble), never busy time."""
+    t = ChunkTimes(f=1.0, b=2.0)
+    for p in (2, 4, 8):
+        s = generate("1f1b", p, 1)
+        base, x = execute(s, t), execute(s, t, p2p_transfer=0.1)
+        assert x.makespan == pytest.approx(base.makespan + 2 * (p - 1) * 0.1)
+        assert x.busy == base.busy and all(x.bubble[r] > base.bubble[r] for r in x.bubble)
+    # DualPipe at DeepSeek-like times: a middle rank sends and receives two tensors around a pair, the first
+    # rank of a direction fewer; every rank pays, and the makespan grows by at least one transfer per action
+    # on the critical rank's list that receives or sends
+    s = generate("dualpipe", 8, 32)
+    t = ChunkTimes(f=1.0, b=2.0, w=0.7, fb=2.4)
+    base, x = execute(s, t), execute(s, t, p2p_transfer=0.01)
+    assert x.makespan > base.makespan and all(x.bubble[r] > base.bubble[r] for r in x.bubble)
+    with pytest.raises(Exception, match="transfer"):
+        execute(s, t, p2p_transfer=-1.0)
+
+
 @pytest.mark.parametrize("name,p,m", [("1f1b", 8, 20), ("zb1p", 8, 20), ("dualpipe", 8, 20),
                                       ("dualpipe", 4, 16), ("dualpipev", 4, 20), ("dualpipev", 8, 16)])
 def test_activation_memory_and_param_copies_match_readme(name, p, m):

@@ -54,15 +54,14 @@ def test_pretrain_gpu_hours_per_trillion_tokens_bound():
 
 
 def test_pretrain_step_part_by_part_bound():
-    """ISCA'25 Table 4: the step within 5 %, 1F / 1B / 1W / 1F1B within 15 %, MFU (both counts) within 10 %.
-    bubble and opt miss the 15 % target (dsv3sim/workload/NOTES.md says why); they are held to 35 % here."""
+    """ISCA'25 Table 4: the step within 5 %, 1F / 1B / 1W / 1F1B / opt within 15 %, MFU (both counts) within 10 %.
+    bubble misses the 15 % target (-23 % here, dsv3sim/workload/NOTES.md says why); it is held to 30 %."""
     d, rows = _pretrain("bound")
     by = _by_name(rows)
     assert abs(by["step time"]["rel_error"]) < 0.05
-    for k in ("1F", "1B", "1W", "1F1B"):
+    for k in ("1F", "1B", "1W", "1F1B", "opt"):
         assert abs(by[k]["rel_error"]) < 0.15, by[k]
-    for k in ("bubble", "opt"):
-        assert abs(by[k]["rel_error"]) < 0.35, by[k]
+    assert abs(by["bubble"]["rel_error"]) < 0.30, by["bubble"]
     for k in ("MFU (causal)", "MFU (non-causal)"):
         assert abs(by[k]["rel_error"]) < 0.10, by[k]
     assert d["mfu_noncausal"] > d["mfu_causal"] == d["mfu"]

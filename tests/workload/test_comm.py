@@ -69,3 +69,22 @@ def test_redundant_experts_beyond_a_copy_per_gpu_refused():
     C.ep_plan(**dict(_key(ep=32, tokens_per_rank=64, placement="eplb", redundant=32)))
     with pytest.raises(ConfigError, match="redundant_experts=1000000000000"):
         C.ep_plan(**dict(_key(ep=2, tokens_per_rank=64, placement="eplb", redundant=10**12)))
+
+
+def test_dp_ring_uses_every_nic_and_nvlink_of_whole_nodes():
+    """A ring over whole nodes: NCCL's per_node rings leave each node through a different NIC, so the NIC carries
+    1/per_node of the flat ring's bytes and NVLink the rest; on H800 (45 GB/s NIC, 134 GB/s NVLink) the
+    NVLink share binds: (n-1)/n x S x 7/8 / 134 GB/s, plus the per-step latencies."""
+    from dsv3sim.topology import load_topology
+
+    topo = load_topology("h800-deepseek")
+    S, n = 8e9, 128
+    flat = C.ring_time(topo, n, S, cross_node=True)
+    hier = C.ring_time(topo, n, S, cross_node=True, per_node=8)
+    alpha = (n - 1) * (topo.path_latency(topo.path(0, 8)) + topo.cfg.kernel_latency)
+    assert flat == pytest.approx(alpha + (n - 1) / n * S / topo.bottleneck(0, 8))
+    assert hier == pytest.approx(alpha + (n - 1) / n * S * 7 / 8 / topo.bottleneck(0, 1))
+    assert hier < flat / 2
+    # one rank per node (expert DP peers EP groups apart) is the flat ring; per_node never exceeds the ring
+    assert C.ring_time(topo, 2, S, cross_node=True, per_node=8) == pytest.approx(C.ring_time(topo, 2, S, cross_node=True, per_node=2))
+    assert C.ring_time(topo, 2, S, cross_node=True, per_node=1) > C.ring_time(topo, 2, S, cross_node=True, per_node=2)

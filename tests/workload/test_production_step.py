@@ -101,3 +101,27 @@ def test_optimizer_step_hides_early_reduce_scatter_and_late_all_gather():
                      optimizer_s=0.0)
     assert e2.rs_end_s == pytest.approx(10.4)
     assert math.isclose(e2.end_s, 10.4)
+
+
+def test_plain_zero1_order_by_default_and_overlap_what_if():
+    """Default: every reduce-scatter after the pipeline and every all-gather before the next step (plain ZeRO-1
+    order); optimizer_overlap=True hides what the schedule allows. opt = step - pipeline makespan either way."""
+    import importlib.util
+    from pathlib import Path
+
+    from dsv3sim.results import to_json
+    from dsv3sim.workload import simulate
+
+    path = Path(__file__).resolve().parents[2] / "scenarios" / "deepseek_v3_pretrain.py"
+    spec = importlib.util.spec_from_file_location("pretrain_opt", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    base = mod.pretrain().with_(comm_model="bound", record=False)
+    plain = to_json(simulate(base))
+    over = to_json(simulate(base.with_(workload={"optimizer_overlap": True})))
+    for d in (plain, over):
+        bd = d["breakdown_s"]
+        assert d["step_breakdown_s"]["opt"] == pytest.approx(bd["dp_comm_exposed_s"] + bd["optimizer_s"], rel=1e-9)
+    assert over["step_time_s"] < plain["step_time_s"]
+    assert over["breakdown_s"]["dp_comm_exposed_s"] < plain["breakdown_s"]["dp_comm_exposed_s"]
+    assert plain["step_breakdown_s"]["1F1B"] == over["step_breakdown_s"]["1F1B"]  # the pipeline is the same
