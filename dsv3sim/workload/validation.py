@@ -18,8 +18,11 @@ Published figures:
   our pair at one 4K sequence.
 - The step of the production run, part by part ("Insights into DeepSeek-V3", ISCA'25, arXiv 2505.09343, Table 4,
   multi-plane fat-tree column): 19.926 s per step; 1F 1.13 s, bubble 2.06 s, 1B 1.99 s, 1W 0.48 s, 1F1B
-  13.95 s, opt 0.29 s; MFU 38.94 % causal, 43.73 % non-causal. Which PP rank the parts were measured on is not
-  published; we compare PP rank 0's.
+  13.95 s, opt 0.29 s; MFU 38.94 % causal, 43.73 % non-causal (checked against the paper's Table 4: "1F, 1B,
+  and 1W denote forward time, input backward time, and weight backward time"; the six parts add up to 19.90 s,
+  0.03 s short of the step; MRFT column 19.946 s). Which PP rank the parts were measured on is not published; we
+  compare PP rank 0's. Derived for comparison only (benchmarks/bench_published_v3.py): DualPipe's bubble formula
+  (PP/2-1)(F&B + B - 3W) on the parts per chunk of rank 0 (97 F&B, 23 B, 15 W; B full = 1B/23 + W) = 1.16 s.
 """
 
 from __future__ import annotations
