@@ -24,6 +24,9 @@ DeepEP's own benchmark measures it. Three terms are added here:
 3. **co-run slowdown** of the transfer when its ``comm_sms`` SMs run beside GEMMs and casts (L2/HBM and SM
    issue contention; DeepSeek-V3 §3.5 / ISCA'25 §4 describe the contention, no published model of its size):
    calibrated as the profile's mean transfer-kernel time over DeepEP's standalone time for the same bytes.
+   Not the SM share: V3 §3.2.2 states that "only 20 SMs are sufficient to fully utilize the bandwidths of IB and
+   NVLink" (DeepEP's standalone figures ran 24); not HBM: the transfer's own traffic (``interference``) is a few
+   % of HBM bandwidth and the FP8 GEMMs beside it are compute-bound. No first-principles term was found.
 
 Calibration constants (all from profile-data train.json, extracted by benchmarks/extract_profile_data.py into
 ``data/profile_data_train.json``) are named ``TRACE_*`` below; everything else is computed.
