@@ -106,6 +106,17 @@ def activation_peaks(s: Schedule) -> dict[int, int]:
     return out
 
 
+def _cross_rank_sends(s: Schedule, graph) -> dict[int, list[int]]:
+    """sends[rank][i]: how many tensors slot i of ``rank`` sends to other ranks (its cross-rank dependents)."""
+    sends = {r: [0] * len(acts) for r, acts in s.actions.items()}
+    for r, rows in graph.items():
+        for row in rows:
+            for dr, di in row:
+                if dr != r:
+                    sends[dr][di] += 1
+    return sends
+
+
 def execute(s: Schedule, times: ChunkTimes | Callable[[int, Action], float], p2p_latency: float = 0.0,
             p2p_transfer: float = 0.0) -> ExecResult:
     """Start/end of every action, makespan, per-rank bubble and activation peaks (module docstring).
@@ -120,12 +131,7 @@ def execute(s: Schedule, times: ChunkTimes | Callable[[int, Action], float], p2p
         raise ConfigError(f"p2p latency and transfer must be >= 0, got {p2p_latency}, {p2p_transfer}")
     dur = times.of if isinstance(times, ChunkTimes) else None
     graph = slot_graph(s)
-    sends = {r: [0] * len(acts) for r, acts in s.actions.items()}
-    for r, rows in graph.items():
-        for row in rows:
-            for dr, di in row:
-                if dr != r:
-                    sends[dr][di] += 1
+    sends = _cross_rank_sends(s, graph)
     end_of = {r: [0.0] * len(acts) for r, acts in s.actions.items()}
     free = dict.fromkeys(s.actions, 0.0)
     spans: dict[int, list[Span]] = {r: [] for r in s.actions}
