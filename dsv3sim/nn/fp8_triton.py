@@ -229,6 +229,25 @@ FP8 = torch.float8_e4m3fn
 GEMM_CFG = {"BM": 64, "BN": 128, "GROUP_M": 16, "num_warps": 4, "num_stages": 3, "scaled": True, "maxnreg": None}
 WGRAD_CFG = {"BM": 64, "BN": 128, "num_warps": 4, "num_stages": 3, "maxnreg": None}
 LAST: dict = {}  # the last compiled GEMM / Wgrad kernel (registers, spills, shared memory: the benchmark reads it)
+# Which kernels run the GEMMs: "auto" = the Gluon kernels of nn/fp8_gluon.py on Hopper (promotion overlapped with
+# the next block's MMA), these Triton kernels elsewhere; "triton" / "gluon" force one (benchmarks, tests).
+BACKEND = "auto"
+
+
+def _gluon(dev: torch.device):
+    """nn/fp8_gluon.py if it runs on ``dev`` under BACKEND, else None."""
+    if BACKEND == "triton":
+        return None
+    try:
+        from dsv3sim.nn import fp8_gluon as G
+    except ImportError:
+        if BACKEND == "gluon":
+            raise
+        return None
+    ok = G.available(dev.index if dev.index is not None else torch.cuda.current_device())
+    if BACKEND == "gluon" and not ok:
+        raise RuntimeError("fp8_triton.BACKEND = 'gluon' needs a compute capability 9.x GPU")
+    return G if ok else None
 
 
 def _cdiv(a: int, b: int) -> int:
@@ -327,11 +346,14 @@ def weight_quant(ws: list[torch.Tensor]):
 def grouped_gemm(a: torch.Tensor, sa: torch.Tensor, b: torch.Tensor, sb: torch.Tensor, tile_expert: torch.Tensor,
                  out_dtype: torch.dtype = torch.bfloat16, cfg: dict | None = None) -> torch.Tensor:
     """a [M, K] fp8 (sa [K/128, M]), b [E, N, K] fp8 (sb [E, N/128, K/128]) -> [M, N] (module doc)."""
-    cfg = dict(GEMM_CFG, **(cfg or {}))
     m, k = a.shape
     e, n, _ = b.shape
     _check_tma("grouped_gemm A", a)
     _check_tma("grouped_gemm B", b)
+    g = _gluon(a.device) if cfg is None else None
+    if g is not None and m % g.GEMM_CFG["BM"] == 0 and n * torch.empty(0, dtype=out_dtype).element_size() % 16 == 0:
+        return g.grouped_gemm(a, sa, b, sb, tile_expert, out_dtype)
+    cfg = dict(GEMM_CFG, **(cfg or {}))
     c = torch.empty(m, n, dtype=out_dtype, device=a.device)
     ad = TensorDescriptor.from_tensor(a, [cfg["BM"], TILE])
     bd = TensorDescriptor.from_tensor(b.view(e * n, k), [cfg["BN"], TILE])
@@ -346,12 +368,15 @@ def grouped_wgrad(at: torch.Tensor, sat: torch.Tensor, bt: torch.Tensor, sbt: to
                   cfg: dict | None = None) -> torch.Tensor:
     """dW [E, n, K] per expert from at [NA, M] (rows a_row0..a_row0+n) and bt [K, M], token-contiguous FP8
     (module doc)."""
-    cfg = dict(WGRAD_CFG, **(cfg or {}))
     na, _ = at.shape
     k = bt.shape[0]
     e = tile_start.shape[0]
     _check_tma("grouped_wgrad A^T", at)
     _check_tma("grouped_wgrad B^T", bt)
+    g = _gluon(at.device) if cfg is None else None
+    if g is not None:
+        return g.grouped_wgrad(at, sat, bt, sbt, tile_start, n_tiles, n, a_row0, out_dtype)
+    cfg = dict(WGRAD_CFG, **(cfg or {}))
     c = torch.empty(e, n, k, dtype=out_dtype, device=at.device)
     ad = TensorDescriptor.from_tensor(at, [cfg["BM"], TILE])
     bd = TensorDescriptor.from_tensor(bt, [cfg["BN"], TILE])

@@ -1,5 +1,6 @@
-"""Grouped block-scaled FP8 kernels (nn/fp8_triton.py) against the CPU emulation (nn/fp8.py) on the same
-quantisation tiles: ragged expert batches (empty experts, partial tiles) and K not a multiple of 512. -m gpu."""
+"""Grouped block-scaled FP8 kernels (nn/fp8_triton.py; nn/fp8_gluon.py on Hopper) against the CPU emulation
+(nn/fp8.py) on the same quantisation tiles: ragged expert batches (empty experts, partial tiles, odd and even
+block counts), K not a multiple of 512 (nor of 128), N not a multiple of 128. -m gpu."""
 
 from __future__ import annotations
 
@@ -23,13 +24,37 @@ def _kernels():
     return K
 
 
+def _backend(name: str, monkeypatch):
+    """Force nn/fp8_triton.py's GEMMs onto one backend; gluon only on compute capability 9.x."""
+    K = _kernels()
+    if name == "gluon" and torch.cuda.get_device_capability()[0] != 9:
+        pytest.skip("the Gluon kernels are Hopper-only")
+    monkeypatch.setattr(K, "BACKEND", name)
+    return K
+
+
+def _gemm_fn(K, backend: str, cfg: dict):
+    if backend == "triton" or not cfg:
+        return lambda *a: K.grouped_gemm(*a, cfg=cfg or None)
+    from dsv3sim.nn import fp8_gluon as G
+
+    return lambda *a: G.grouped_gemm(*a, cfg=cfg)
+
+
+TRITON_GEMM = [(384, 256, {}), (1280, 384, {"BM": 128, "num_warps": 8}), (2112, 640, {}),
+               (7168, 512, {"BN": 64, "maxnreg": 128}), (7168, 512, {})]
+GLUON_GEMM = [(384, 256, {}), (1280, 576, {}), (2112, 640, {"STAGES": 3}), (7168, 512, {}),
+              (1280, 384, {"overlap": False}), (2112, 256, {"BM": 64, "num_warps": 4}), (208, 128, {})]
+
+
 @cuda
-@pytest.mark.parametrize(("k", "n", "cfg"), [(384, 256, {}), (1280, 384, {"BM": 128, "num_warps": 8}), (2112, 640, {}),
-                                             (7168, 512, {"BN": 64, "maxnreg": 128}), (7168, 512, {})])
-def test_grouped_gemm_matches_emulation(k, n, cfg):
+@pytest.mark.parametrize(("backend", "k", "n", "cfg"), [("triton", *c) for c in TRITON_GEMM]
+                         + [("gluon", *c) for c in GLUON_GEMM])
+def test_grouped_gemm_matches_emulation(backend, k, n, cfg, monkeypatch):
     from dsv3sim.nn.fp8_experts import layout_from_counts
 
-    K = _kernels()
+    K = _backend(backend, monkeypatch)
+    gemm = _gemm_fn(K, backend, cfg)
     g = torch.Generator().manual_seed(k)
     counts = torch.tensor([0, 200, 1, 128, 0, 77])
     rows = int(counts.sum())
@@ -40,7 +65,7 @@ def test_grouped_gemm_matches_emulation(k, n, cfg):
     q, s, qt, st = K.weight_quant([w.cuda()])
     assert torch.equal(qt.view(torch.uint8), q.transpose(1, 2).contiguous().view(torch.uint8))  # Dgrad copy
     assert torch.equal(st, s.transpose(1, 2))
-    out = K.grouped_gemm(xq, xs, q, s, lay.tile_expert, cfg=cfg)[lay.pos].float().cpu()
+    out = gemm(xq, xs, q, s, lay.tile_expert)[lay.pos].float().cpu()
     xb = x.bfloat16().float()
     ref, r0 = [], 0
     for e, c in enumerate(counts.tolist()):
@@ -53,7 +78,7 @@ def test_grouped_gemm_matches_emulation(k, n, cfg):
     # Dgrad operand: the transposed 128x128 blocks give x @ W (not W^T)
     dy = torch.randn(rows, n, generator=g)
     dq, ds, _, _ = K.quant(dy.cuda().bfloat16(), src=lay.src, rows_out=lay.rows)
-    dx = K.grouped_gemm(dq, ds, qt, st, lay.tile_expert)[lay.pos].float().cpu()
+    dx = gemm(dq, ds, qt, st, lay.tile_expert)[lay.pos].float().cpu()
     ref, r0 = [], 0
     for e, c in enumerate(counts.tolist()):
         if c:
@@ -65,21 +90,30 @@ def test_grouped_gemm_matches_emulation(k, n, cfg):
 
 
 @cuda
-@pytest.mark.parametrize(("n", "k", "cfg"), [(256, 384, {}), (384, 1280, {"BM": 128, "num_warps": 8}), (128, 2112, {})])
-def test_grouped_wgrad_matches_emulation(n, k, cfg):
+@pytest.mark.parametrize(("backend", "n", "k", "cfg"), [
+    ("triton", 256, 384, {}), ("triton", 384, 1280, {"BM": 128, "num_warps": 8}), ("triton", 128, 2112, {}),
+    ("gluon", 256, 384, {}), ("gluon", 576, 1280, {}), ("gluon", 128, 2112, {"overlap": False}),
+    ("gluon", 384, 640, {"BM": 64, "num_warps": 4})])
+def test_grouped_wgrad_matches_emulation(backend, n, k, cfg, monkeypatch):
     from dsv3sim.nn.fp8_experts import layout_from_counts
 
-    K = _kernels()
+    K = _backend(backend, monkeypatch)
+    if backend == "gluon" and cfg:
+        from dsv3sim.nn import fp8_gluon as G
+
+        wgrad = G.grouped_wgrad
+    else:
+        wgrad = K.grouped_wgrad
     g = torch.Generator().manual_seed(n + k)
-    counts = torch.tensor([3, 0, 300, 129])
+    counts = torch.tensor([3, 0, 300, 129, 520])  # 1, 0, 3, 2, 5 token tiles
     rows = int(counts.sum())
     dy = torch.randn(rows, n, generator=g).bfloat16()
     x = torch.randn(rows, k, generator=g).bfloat16()
     lay = layout_from_counts(counts.cuda(), rows)
     _, _, dqt, dst = K.quant(dy.cuda(), src=lay.src, rows_out=lay.rows, rowwise=False, colwise=True)
     _, _, xqt, xst = K.quant(x.cuda(), src=lay.src, rows_out=lay.rows, rowwise=False, colwise=True)
-    dw = K.grouped_wgrad(dqt, dst, xqt, xst, lay.tile_start, lay.n_tiles, n, out_dtype=torch.float32,
-                         cfg=cfg).cpu()
+    dw = wgrad(dqt, dst, xqt, xst, lay.tile_start, lay.n_tiles, n, out_dtype=torch.float32,
+               cfg=cfg or None).cpu()
     r0 = 0
     for e, c in enumerate(counts.tolist()):
         if c == 0:
@@ -100,12 +134,13 @@ def test_grouped_wgrad_matches_emulation(n, k, cfg):
 
 
 @cuda
-def test_fp8_experts_fwd_bwd_match_cpu_emulation():
+@pytest.mark.parametrize("backend", ["triton", "gluon"])
+def test_fp8_experts_fwd_bwd_match_cpu_emulation(backend, monkeypatch):
     """The whole FP8 expert path (gather+quant, grouped GEMMs, fused SwiGLU+quant, Wgrad, combine of dx) vs the
     CPU per-expert fp8_linear path on the same inputs (FP8 operands identical up to BF16 rounding)."""
     from dsv3sim.nn.moe import routed_experts
 
-    _kernels()
+    _backend(backend, monkeypatch)
     g = torch.Generator().manual_seed(3)
     E, H, I = 5, 384, 256
     counts = torch.tensor([130, 0, 7, 256, 40])
