@@ -30,7 +30,7 @@ from bench_fp8_layer import routing_counts, timed  # noqa: E402
 from dsv3sim.config.model import load_model_config  # noqa: E402
 from dsv3sim.nn import fp8_experts as X  # noqa: E402
 
-GEMM_VARIANTS = {"gluon_s4": {}, "gluon_s3": {"STAGES": 3}, "gluon_bm64_w4_s4": {"BM": 64, "num_warps": 4},
+GEMM_VARIANTS = {"gluon_s4": {}, "gluon_bm64_w4_s4": {"BM": 64, "num_warps": 4},
                  "gluon_ov0": {"overlap": False}}
 WGRAD_VARIANTS = {"gluon_s4": {}, "gluon_ov0": {"overlap": False}}
 

@@ -67,7 +67,7 @@ def main() -> int:
                         err = ""
                     except Exception as ex:  # noqa: BLE001 - a failed shape is a row with its error
                         t, err = 0.0, f"{type(ex).__name__}: {str(ex).splitlines()[0][:200] if str(ex) else ''}"
-                    row = {c: "" for c in COLUMNS}
+                    row = dict.fromkeys(COLUMNS, "")
                     row.update(op="grouped_gemm", dtype="fp8", role=role, set="lattice", m=m, n=n, k=k, e=e,
                                dist="uniform", impl=f"nn.{be}", kernel=f"dsv3sim.nn.fp8_{be}.grouped_gemm",
                                time_s=t, p10_s=t, p90_s=t, n_calls=1, reps=a.reps, mode="eager", flops=flops,
@@ -76,8 +76,6 @@ def main() -> int:
                     rows_out.append(row)
                     print(f"{role:14s} e={e:3d} m={m:5d} {be:6s} {t * 1e3:8.3f} ms "
                           f"{flops / t / 1e12 if t else 0:6.0f} TFLOP/s {err}", flush=True)
-                del xq, xs
-            del q, s
             torch.cuda.empty_cache()
             Path(a.out).parent.mkdir(parents=True, exist_ok=True)
             with Path(a.out).open("w", newline="") as f:
