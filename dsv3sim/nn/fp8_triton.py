@@ -229,8 +229,10 @@ FP8 = torch.float8_e4m3fn
 GEMM_CFG = {"BM": 64, "BN": 128, "GROUP_M": 16, "num_warps": 4, "num_stages": 3, "scaled": True, "maxnreg": None}
 WGRAD_CFG = {"BM": 64, "BN": 128, "num_warps": 4, "num_stages": 3, "maxnreg": None}
 LAST: dict = {}  # the last compiled GEMM / Wgrad kernel (registers, spills, shared memory: the benchmark reads it)
-# Which kernels run the GEMMs: "auto" = the Gluon kernels of nn/fp8_gluon.py on Hopper (promotion overlapped with
-# the next block's MMA), these Triton kernels elsewhere; "triton" / "gluon" force one (benchmarks, tests).
+# Which kernels run the GEMMs: "auto" = Fprop / Dgrad on the Gluon kernel of nn/fp8_gluon.py on Hopper (promotion
+# overlapped with the next block's MMA: 918-1121 vs 743-824 TFLOP/s at EP32's shapes) and Wgrad on the Triton
+# kernel here (its short per-expert token loops run better at 3 programs per SM: 783-795 vs 531-549 TFLOP/s;
+# profiles/h200/fp8_gluon_probe.json); "triton" / "gluon" force one for all three (benchmarks, tests).
 BACKEND = "auto"
 
 
@@ -373,7 +375,7 @@ def grouped_wgrad(at: torch.Tensor, sat: torch.Tensor, bt: torch.Tensor, sbt: to
     e = tile_start.shape[0]
     _check_tma("grouped_wgrad A^T", at)
     _check_tma("grouped_wgrad B^T", bt)
-    g = _gluon(at.device) if cfg is None else None
+    g = _gluon(at.device) if cfg is None and BACKEND == "gluon" else None
     if g is not None:
         return g.grouped_wgrad(at, sat, bt, sbt, tile_start, n_tiles, n, a_row0, out_dtype)
     cfg = dict(WGRAD_CFG, **(cfg or {}))
