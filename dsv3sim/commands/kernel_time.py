@@ -10,6 +10,9 @@ through the hardware table (dsv3sim/profile/NOTES.md). Shape flags per op:
   rmsnorm / swiglu / quant_fp8: --m --n;  rope: --m --h;  gate / embedding / shared_expert: --m;  adamw: --n
   nn_* ops: the model's own functions, same flags as their counterparts.
 --sms: SMs computing (e.g. 112 of 132 when 20 serve communication, DeepSeek-V3 §3.2.2).
+--impl (grouped_gemm): whose kernel's table: grouped (torch._grouped_mm, the BF16 default), loop (one block-scaled
+  cuBLAS _scaled_mm per expert, the FP8 default: DeepGEMM-class, the reference for DeepSeek's production), nn.gluon
+  (the executable model's own grouped FP8 kernel, dsv3sim/nn/fp8_gluon.py; profiles/h200/kernels-fp8nn.csv).
 """
 
 from __future__ import annotations
@@ -39,6 +42,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="grouped_gemm: comma-separated tokens per expert (skewed loads; replaces --e/--m)")
     p.add_argument("--sms", type=A.pos_int, default=None, help="SMs computing (default: all)")
     p.add_argument("--q", type=A.pos_int, default=1, help="attn_decode: query tokens per request (2 = MTP verification)")
+    p.add_argument("--impl", default=None,
+                   help="grouped_gemm: grouped | loop | nn.gluon (whose kernel's measurements; default grouped for "
+                        "bf16, loop for fp8)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
 
@@ -74,15 +80,24 @@ def run(args: argparse.Namespace) -> int:
             print(f"tflops  {d['tflops']:.1f}")
             print(f"source  {d['source']}")
         return 0
-    from dsv3sim.profile.predict import kernel_time
+    from dsv3sim.profile.predict import NotMeasured, kernel_time
     op = FUSED_DECODE if args.op == UNFUSED_DECODE else args.op
     shape: dict = {f: getattr(args, f) for f in _SHAPE_FLAGS if getattr(args, f) is not None}
+    if args.impl is not None:
+        if args.op != "grouped_gemm":
+            raise ConfigError(f"--impl applies to --op grouped_gemm only, got --op {args.op}")
+        shape["impl"] = args.impl
     if args.tokens:
         try:
             shape["tokens"] = [int(x) for x in args.tokens.split(",")]
         except ValueError:
             raise ConfigError(f"--tokens must be comma-separated integers, got {args.tokens!r}") from None
-    p = kernel_time(args.gpu, op, args.dtype, sms=args.sms, **shape)
+    try:
+        p = kernel_time(args.gpu, op, args.dtype, sms=args.sms, **shape)
+    except NotMeasured as e:
+        if args.impl is None:
+            raise
+        raise ConfigError(f"--impl {args.impl}: {e} (the H200 tables have grouped and loop, and nn.gluon for fp8)") from None
     d = {"gpu": p.gpu, "op": args.op, "dtype": args.dtype, **shape, "sms": args.sms, "time_s": p.time_s,
          "time_us": p.time_s * 1e6, "tflops": p.tflops, "source": p.source, "base_gpu": p.base_gpu,
          "flops": p.flops, "bytes": p.bytes, "efficiency": p.efficiency, "error90": p.error90}

@@ -77,6 +77,29 @@ def test_kernel_time_cli_json(capsys):
     assert main(["kernel-time", "--gpu", "nope", "--op", "gemm", "--m", "1", "--n", "1", "--k", "1"]) == 2
 
 
+def test_kernel_time_impl_reads_the_model_kernels_rows(capsys):
+    """--impl nn.gluon answers from the executable model's own grouped FP8 kernel's rows (kernels-fp8nn.csv): the
+    measured time at a measured shape; the default (loop: cuBLAS per expert) is another table; a bad --impl, or
+    --impl off grouped_gemm, is one error line and exit 2."""
+    import csv
+
+    from dsv3sim.profile.table import PROFILES_DIR
+
+    rows = [r for r in csv.DictReader((PROFILES_DIR / "h200" / "kernels-fp8nn.csv").open()) if r["impl"] == "nn.gluon"]
+    r = rows[0]
+    shape = ["--e", r["e"], "--m", r["m"], "--n", r["n"], "--k", r["k"]]
+    base = ["kernel-time", "--gpu", "H200", "--op", "grouped_gemm", "--dtype", "fp8", *shape, "--json"]
+    assert main([*base, "--impl", "nn.gluon"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert d["source"] == "measured" and d["time_s"] == pytest.approx(float(r["time_s"]))
+    assert main(base) == 0
+    assert json.loads(capsys.readouterr().out)["time_s"] != d["time_s"]
+    assert main([*base, "--impl", "nope"]) == 2
+    assert "--impl nope" in capsys.readouterr().err
+    assert main(["kernel-time", "--gpu", "H200", "--op", "gemm", "--m", "8", "--n", "8", "--k", "8", "--impl",
+                 "loop"]) == 2
+
+
 def test_ragged_k_quantises_with_a_zero_padded_last_tile():
     x = torch.randn(4, 200, generator=torch.Generator().manual_seed(3))
     q, s = fp8m.quantize_1x128(x)
