@@ -26,7 +26,8 @@ inside the block as the report notes). Triton waits for each block's dot before 
 cannot overlap the two; several programs per multiprocessor can: the default tiles (BM=64, BN=128, 4 warps,
 3 stages: 164 registers, 74 KB of shared memory, 3 programs per SM) were the fastest of a sweep on the H200
 (profiles/h200/fp8_layer_bench.json ``sweep_tflops``; one 128x128 program per SM: 580 TFLOP/s, the same loop
-unscaled: 1000).
+unscaled: 1000). On Hopper, Fprop / Dgrad go to nn/fp8_gluon.py, which overlaps the promotion with the next
+block's MMA (``BACKEND``); Wgrad stays here (faster at its short per-expert loops).
 """
 
 from __future__ import annotations
