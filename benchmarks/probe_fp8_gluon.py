@@ -8,8 +8,8 @@ Usage (GPU machine, repository root):
 
 Each time: CUDA events around each call, 3 warm-ups, median of --reps, calls back to back. rel_diff: ||out - ref||
 / ||ref|| against the Triton kernel's output on the same operands (both FP32 promotion per 128-K block; they
-differ in BF16 rounding and the order of the in-block tensor-core sums). "unscaled" (no promotion: a ceiling) and
-"ov0" (each block's MMA awaited before its promotion, the Triton schedule) are ablations, not DeepSeek's recipe.
+differ in BF16 rounding and the order of the in-block tensor-core sums). "ov0" (each block's MMA awaited before its
+promotion, the Triton schedule) is an ablation of the overlap; "bm64_w4" 64-row tiles on one warpgroup.
 """
 
 from __future__ import annotations

@@ -251,7 +251,8 @@ def grouped_gemm(a: torch.Tensor, sa: torch.Tensor, b: torch.Tensor, sb: torch.T
     e, n, _ = b.shape
     bm, bn = cfg["BM"], cfg["BN"]
     if m % bm or bn != TILE:
-        raise ValueError(f"fp8_gluon.grouped_gemm: rows ({m}) must be a multiple of BM ({bm}) and BN ({bn}) {TILE}")
+        raise ValueError(f"fp8_gluon.grouped_gemm: rows ({m}) must be a multiple of BM ({bm}); BN must be {TILE}, "
+                         f"got {bn}")
     c = torch.empty(m, n, dtype=out_dtype, device=a.device)
     grid = (_cdiv(m, bm) * _cdiv(n, bn),)
     LAST["gemm"] = _gemm_kernel[grid](

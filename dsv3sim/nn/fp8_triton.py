@@ -354,7 +354,7 @@ def grouped_gemm(a: torch.Tensor, sa: torch.Tensor, b: torch.Tensor, sb: torch.T
     _check_tma("grouped_gemm A", a)
     _check_tma("grouped_gemm B", b)
     g = _gluon(a.device) if cfg is None else None
-    if g is not None and m % g.GEMM_CFG["BM"] == 0 and n * torch.empty(0, dtype=out_dtype).element_size() % 16 == 0:
+    if g is not None and m % g.GEMM_CFG["BM"] == 0 and (n * out_dtype.itemsize) % 16 == 0:  # TMA store of C
         return g.grouped_gemm(a, sa, b, sb, tile_expert, out_dtype)
     cfg = dict(GEMM_CFG, **(cfg or {}))
     c = torch.empty(m, n, dtype=out_dtype, device=a.device)
