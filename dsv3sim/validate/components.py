@@ -54,6 +54,19 @@ class _Window:
         time.sleep(s)
         self.slept += time.perf_counter() - t
 
+    def timed(self, fn, sync, cpu: bool, keep: bool = True) -> float:
+        """Seconds of one sample of ``fn`` between device syncs (CPU seconds with ``cpu``, else wall); kept
+        samples count towards the window's share."""
+        sync()
+        c0, t0 = time.thread_time(), time.perf_counter()
+        fn()
+        sync()
+        c1, t1 = time.thread_time(), time.perf_counter()
+        if keep:
+            self.cpu += c1 - c0
+            self.wall += t1 - t0
+        return c1 - c0 if cpu else t1 - t0
+
     def summary(self) -> dict:
         el = max(time.perf_counter() - self.t0, 1e-9)
         return {"cpu_s": self.cpu, "wall_s": self.wall, "share": self.cpu / self.wall if self.wall else 1.0,
@@ -223,15 +236,10 @@ def _profile_codec(cfg, spec, T: int, dtype, device, reps: int, sync, wait: floa
             for i in range(reps + 1):
                 if wait:
                     _WIN.sleep(wait)
-                sync()
-                c0, t0 = time.thread_time(), time.perf_counter()
-                decode(encode(x, wire), wire, D, dtype)
-                sync()
-                c1, t1 = time.thread_time(), time.perf_counter()
+                codec = lambda x=x, w=wire: decode(encode(x, w), w, D, dtype)  # noqa: E731
+                t = _WIN.timed(codec, sync, device.type == "cpu", keep=i > 0)
                 if i:
-                    ts.append(c1 - c0 if device.type == "cpu" else t1 - t0)
-                    _WIN.cpu += c1 - c0
-                    _WIN.wall += t1 - t0
+                    ts.append(t)
             pts.append((rows, statistics.median(ts)))
         f = fit([p[0] for p in pts], [p[1] for p in pts])
         out[wire] = [f.alpha_s, 1.0 / f.beta_Bps]
@@ -395,16 +403,10 @@ def _optim(params: list[torch.nn.Parameter], device, dtype, sync, reps: int, max
                 p.grad = g
             if wait_s:
                 _WIN.sleep(wait_s)
-            sync()
-            c0, t0 = time.thread_time(), time.perf_counter()
-            opt.step()
-            opt.zero_grad(set_to_none=True)
-            sync()
-            c1, t1 = time.thread_time(), time.perf_counter()
+            t = _WIN.timed(lambda o=opt: (o.step(), o.zero_grad(set_to_none=True)), sync, device.type == "cpu",
+                           keep=i > 0)
             if i:
-                ts.append(c1 - c0 if device.type == "cpu" else t1 - t0)
-                _WIN.cpu += c1 - c0
-                _WIN.wall += t1 - t0
+                ts.append(t)
         del opt, ps, gs
         return ts
 
