@@ -107,6 +107,16 @@ def _add_serve_parser(sub) -> None:
                    help="fleet sizing with a measured prefill node rate (cache hits included) instead of the search's")
     s.add_argument("--output-tokens-per-node-s", type=float, default=None,
                    help="fleet sizing with a measured decode node rate instead of the search's")
+    s.add_argument("--load-shape", default="sinusoid", choices=("flat", "sinusoid", "two-peak"),
+                   help="fleet sizing: the day's load curve (workload/fleet.py)")
+    s.add_argument("--peak-to-mean", type=float, default=1.5,
+                   help="fleet sizing: peak / mean of the day's load (default 1.5, an assumption)")
+    s.add_argument("--scale-interval-h", type=float, default=12.0,
+                   help="fleet sizing: hours between fleet resizes (default 12: Day 6's day/night split)")
+    s.add_argument("--burst-quantile", type=float, default=0.99,
+                   help="fleet sizing: quantile of Poisson bursts the deployed slots cover (default 0.99)")
+    s.add_argument("--min-prefill-units", type=int, default=1, help="fleet sizing: prefill instances kept warm")
+    s.add_argument("--min-decode-units", type=int, default=1, help="fleet sizing: decode instances kept warm")
     s.add_argument("--max-layouts", type=int, default=5000)
     _common(s)
 
@@ -273,13 +283,16 @@ def _train(args) -> int:
 
 def _serve(args) -> int:
     from dsv3sim.commands._table import progress_bar, table
-    from dsv3sim.plan.serve import ServeQuery, plan_serving
+    from dsv3sim.plan.serve import FleetQuery, ServeQuery, plan_serving
 
     kw = {"instance_sizes": args.instance_sizes} if args.instance_sizes else {}
     q = ServeQuery(model=args.model, gpu=args.gpu, topology=args.topology, gpus=args.gpus, isl=args.isl, osl=args.osl,
                    ttft_ms=args.ttft_ms, tpot_ms=args.tpot_ms, prefix_cache_hit=args.prefix_cache_hit,
                    price_per_gpu_hour=args.price_per_gpu_hour, mtp_acceptance=args.mtp_acceptance,
                    max_layouts=args.max_layouts, **kw)
+    fq = FleetQuery(load_shape=args.load_shape, peak_to_mean=args.peak_to_mean,
+                    scale_interval_h=args.scale_interval_h, burst_quantile=args.burst_quantile,
+                    min_prefill_units=args.min_prefill_units, min_decode_units=args.min_decode_units)
     daily = None
     if args.daily_input_tokens is not None or args.daily_output_tokens is not None:
         daily = (args.daily_input_tokens or 0.0, args.daily_output_tokens or 0.0)
@@ -290,7 +303,7 @@ def _serve(args) -> int:
         rates = (args.input_tokens_per_node_s, args.output_tokens_per_node_s)
     with progress_bar("serving instances", 1) as prog:
         res = plan_serving(q, workers=args.workers, ray_address=args.ray, progress=prog, daily=daily,
-                           node_rates=rates)
+                           node_rates=rates, fleet=fq)
     c = res["counts"]
     _say(args, f"{c['instance_layouts']} instance layouts ({c['feasible_instances']} feasible), "
                f"{c['deployments']} disaggregated deployments on {q.gpus} {q.gpu}, {c['meeting_sla']} meet "
@@ -327,6 +340,15 @@ def _serve(args) -> int:
             _say(args, f"fleet: {f['nodes']:.1f} nodes on average ({f['prefill_nodes']:.1f} prefill + "
                        f"{f['decode_nodes']:.1f} decode; buy {f['nodes_to_buy']}), ${f['cost_usd_per_day']:,.0f} "
                        f"per day ({f['rates_from']})")
+            lm, cap = f.get("load_model"), f.get("capacity")
+            if lm and "infeasible" not in lm:
+                _say(args, f"  load model: {lm['load']['shape']} load, peak/mean {lm['load']['peak_to_mean']:g}, "
+                           f"resized every {lm['autoscaler']['scale_interval_h']:g} h: peak {lm['peak_nodes']:.0f} "
+                           f"nodes (peak/average {lm['peak_to_average_nodes']:.2f}); 24 h average per node "
+                           f"{f['input_tokens_per_s_per_node']:,.0f} input / {f['output_tokens_per_s_per_node']:,.0f} "
+                           f"output tok/s; at capacity (flat load, full batch) {cap['nodes']:.1f} nodes")
+            elif lm:
+                _say(args, f"  load model: {lm['infeasible']}")
     for n in res["notes"]:
         _say(args, f"note: {n}")
     _emit(args, res)

@@ -25,6 +25,7 @@ It is reported under ``aggregated`` (best, ranked, Pareto), next to the disaggre
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import asdict, dataclass
 
@@ -78,6 +79,28 @@ class ServeQuery:
             raise ConfigError(f"--gpu {self.gpu!r} has no default topology (known: {', '.join(GPU_TOPOLOGY)}); "
                              "pass --topology")
         return GPU_TOPOLOGY[self.gpu]
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class FleetQuery:
+    """The load model's parameters for fleet sizing (``workload/fleet.py``; each default's source there)."""
+
+    load_shape: str = "sinusoid"
+    peak_to_mean: float = 1.5
+    load_source: str = "assumption: a sinusoid with peak 1.5 x mean (vary --peak-to-mean)"
+    scale_interval_h: float = 12.0
+    burst_quantile: float = 0.99
+    min_prefill_units: int = 1
+    min_decode_units: int = 1
+
+    def __post_init__(self) -> None:
+        from dsv3sim.workload.fleet import Autoscaler, DiurnalLoad
+
+        DiurnalLoad(shape=self.load_shape, peak_to_mean=self.peak_to_mean)
+        Autoscaler(scale_interval_h=self.scale_interval_h, burst_quantile=self.burst_quantile)
+        for n in ("min_prefill_units", "min_decode_units"):
+            if getattr(self, n) < 0:
+                raise ConfigError(f"--{n.replace('_', '-')} must be >= 0, got {getattr(self, n)}")
 
 
 def _redundant(n_experts: int, size: int) -> tuple[int, ...]:
@@ -304,30 +327,72 @@ def _sla_unmet(q: ServeQuery, rows: list[dict], pre: list[dict], dec: list[dict]
 
 
 def _fleet(q: ServeQuery, gpn: int, pre: list[dict], dec: list[dict], ok: list[dict], daily: tuple[float, float],
-           node_rates: tuple[float, float] | None) -> dict:
+           node_rates: tuple[float, float] | None, fleet: FleetQuery | None = None) -> dict:
+    """Nodes and $ per day for a daily load. With the search's rates: the load model (``plan/fleet.py``,
+    ``workload/fleet.py``: diurnal curve, burst headroom, autoscaling in instance-sized units) on the best
+    SLA-meeting instances' throughput-vs-batch curves; ``capacity`` keeps the flat-load, full-batch arithmetic.
+    With given per-node rates (measured averages): that arithmetic only."""
     from dsv3sim.cost.pricing import fleet_size
 
     best = ok[0] if ok else None
     if node_rates is not None:
-        inp_node, out_node, src = node_rates[0], node_rates[1], "given per-node throughputs"
-    elif best is not None:
-        p = next(r for r in pre if r["key"] == best["prefill"])
-        d = next(r for r in dec if r["key"] == best["decode"])
-        inp_node, out_node = p["input_tokens_per_s_per_gpu"] * gpn, d["output_tokens_per_s_per_gpu"] * gpn
-        src = f"best SLA-meeting instances ({best['prefill']}; {best['decode']})"
-    else:
-        inp_node = out_node = None
-        src = "no SLA-meeting layout"
-    if not inp_node:
-        return {"infeasible": src}
-    return dict(fleet_size(daily_input_tokens=daily[0], daily_output_tokens=daily[1],
-                           input_tokens_per_s_per_node=inp_node, output_tokens_per_s_per_node=out_node,
-                           gpus_per_node=gpn, price_per_gpu_hour=q.price_per_gpu_hour,
-                           prefix_cache_hit=q.prefix_cache_hit), rates_from=src)
+        return dict(fleet_size(daily_input_tokens=daily[0], daily_output_tokens=daily[1],
+                               input_tokens_per_s_per_node=node_rates[0], output_tokens_per_s_per_node=node_rates[1],
+                               gpus_per_node=gpn, price_per_gpu_hour=q.price_per_gpu_hour,
+                               prefix_cache_hit=q.prefix_cache_hit), rates_from="given per-node throughputs")
+    if best is None:
+        return {"infeasible": "no SLA-meeting layout"}
+    p = next(r for r in pre if r["key"] == best["prefill"])
+    d = next(r for r in dec if r["key"] == best["decode"])
+    src = f"best SLA-meeting instances ({best['prefill']}; {best['decode']})"
+    cap = fleet_size(daily_input_tokens=daily[0], daily_output_tokens=daily[1],
+                     input_tokens_per_s_per_node=p["input_tokens_per_s_per_gpu"] * gpn,
+                     output_tokens_per_s_per_node=d["output_tokens_per_s_per_gpu"] * gpn, gpus_per_node=gpn,
+                     price_per_gpu_hour=q.price_per_gpu_hour, prefix_cache_hit=q.prefix_cache_hit)
+    f = fleet or FleetQuery()
+    try:
+        day = _load_model_day(q, gpn, pre, dec, p, d, daily, f)
+    except ValueError as e:
+        return dict(cap, rates_from=src, load_model={"infeasible": str(e)})
+    return {"nodes": day["average_nodes"], "prefill_nodes": day["prefill"]["average_nodes"],
+            "decode_nodes": day["decode"]["average_nodes"], "peak_nodes": day["peak_nodes"],
+            "nodes_to_buy": math.ceil(day["peak_nodes"]), "gpus": day["average_nodes"] * gpn,
+            "cost_usd_per_day": day["cost_usd_per_day"], "price_per_gpu_hour": q.price_per_gpu_hour,
+            "input_tokens_per_s_per_node": day["prefill"]["tokens_per_s_per_node_average"],
+            "output_tokens_per_s_per_node": day["decode"]["tokens_per_s_per_node_average"],
+            "daily_input_tokens": daily[0], "daily_output_tokens": daily[1], "prefix_cache_hit": q.prefix_cache_hit,
+            **{k: day[k] for k in ("cost_usd_per_million_input_tokens", "cost_usd_per_million_output_tokens")
+               if k in day},
+            "rates_from": src, "load_model": day, "capacity": cap}
+
+
+def _load_model_day(q: ServeQuery, gpn: int, pre: list[dict], dec: list[dict], p: dict, d: dict,
+                    daily: tuple[float, float], f: FleetQuery) -> dict:
+    """The best instances' curves (same instance layout, every batch the search ran) into the load model."""
+    from dsv3sim.plan.fleet import decode_pool, prefill_pool, size_fleet
+    from dsv3sim.workload.fleet import DEFAULT_PEAK_TO_MEAN, Autoscaler, DiurnalLoad
+
+    same_p = [r for r in pre if (r["size"], r["attn_tp"], r["redundant_experts"], r["comm_model"]) ==
+              (p["size"], p["attn_tp"], p["redundant_experts"], p["comm_model"])]
+    same_d = [r for r in dec if (r["size"], r["mtp"], r["redundant_experts"]) ==
+              (d["size"], d["mtp"], d["redundant_experts"])]
+    dp = decode_pool([(r["batch"], r["output_tokens_per_s_per_gpu"] * gpn, r["tokens_per_s_per_user"])
+                      for r in same_d], min_speed=1e3 / q.tpot_ms, unit_nodes=d["size"] / gpn,
+                     gpus_per_node=gpn, min_units=f.min_decode_units)
+    pp = prefill_pool([(r["tokens_per_gpu"], r["input_tokens_per_s_per_gpu"] * gpn, r["ttft_s"]) for r in same_p],
+                      ttft_s=q.ttft_ms / 1e3, isl=q.isl, cache_hit=q.prefix_cache_hit,
+                      unit_nodes=p["size"] / gpn, gpus_per_node=gpn, min_units=f.min_prefill_units)
+    return size_fleet(prefill=pp, decode=dp, daily_input_tokens=daily[0], daily_output_tokens=daily[1],
+                      load=DiurnalLoad(shape=f.load_shape, peak_to_mean=f.peak_to_mean,
+                                       source=f.load_source if (f.load_shape, f.peak_to_mean) ==
+                                       ("sinusoid", DEFAULT_PEAK_TO_MEAN) else "given (--load-shape, --peak-to-mean)"),
+                      scaler=Autoscaler(scale_interval_h=f.scale_interval_h, burst_quantile=f.burst_quantile),
+                      gpus_per_node=gpn, price_per_gpu_hour=q.price_per_gpu_hour)
 
 
 def plan_serving(q: ServeQuery, *, workers: int = 2, ray_address: str | None = None, progress=None,
-                 daily: tuple[float, float] | None = None, node_rates: tuple[float, float] | None = None) -> dict:
+                 daily: tuple[float, float] | None = None, node_rates: tuple[float, float] | None = None,
+                 fleet: FleetQuery | None = None) -> dict:
     from dsv3sim.config.model import load_model_config
     from dsv3sim.config.topology import load_topology_config
     from dsv3sim.workload.sweep import run_parallel
@@ -359,7 +424,7 @@ def plan_serving(q: ServeQuery, *, workers: int = 2, ray_address: str | None = N
     if unmet is not None:
         result["sla_unmet"] = unmet
     if daily is not None:
-        result["fleet"] = _fleet(q, gpn, pre, dec, ok, daily, node_rates)
+        result["fleet"] = _fleet(q, gpn, pre, dec, ok, daily, node_rates, fleet)
     result["wall_s"] = time.perf_counter() - t0
     return result
 

@@ -19,9 +19,16 @@ Iteration time t_it(P) = t_decode(B) + t_chunk(P) - min(t_shared, t_chunk_mlp):
   two parts' times: the chunk's MoE GEMMs (its ``mlp(F)`` share of t_chunk, t_chunk_mlp) hide the decode
   part's weight read up to their own length. The decode tokens' extra GEMM FLOPs are not added; attention
   projections are not merged (conservative).
-TPOT = t_it(P) / (1 + a); ``tpot_chunk_s``: an iteration carrying a full chunk. TTFT: a prompt's
-prompt_len (1 - hit) tokens go in ceil(. / chunk_tokens) iterations each carrying a full chunk, after waiting
-half an iteration on average for the next one to start. Bigger chunks: lower TTFT, longer (spikier) TPOT.
+TPOT = t_it(P) / (1 + a) (the mean over a request's iterations, the usual definition); ``tpot_chunk_s``: an
+iteration carrying a full chunk (the inter-token gap a decoding request sees when a chunk rides along).
+
+TTFT (mean) = half an iteration (the one in flight) + the wait in the GPU's prefill queue + the prompt's own
+service S = ceil(prompt_len (1 - hit) / chunk_tokens) iterations each carrying a full chunk. With attention DP a
+request's prompt is prefilled on its own GPU, so each GPU's chunk budget is a single server: arrivals Poisson,
+service deterministic (S), utilisation rho = P / chunk_tokens (the share of the chunk budget the steady state
+uses). M/D/1 mean wait (Pollaczek-Khinchine): W = rho S / (2 (1 - rho)); rho -> 1 makes TTFT unbounded, so a
+batch that saturates the chunk budget cannot meet a TTFT limit. Bigger chunks: lower TTFT, longer (spikier)
+inter-token gaps.
 """
 
 from __future__ import annotations
@@ -111,6 +118,15 @@ def simulate_aggregated(scn: Scenario) -> ServingResult | Infeasible:
                               max_batch=max_batch, t0=t0)
 
 
+RHO_MAX = 0.999  # a saturated chunk budget: the queue wait is 500x the service, i.e. no TTFT limit is met
+
+
+def prefill_queue_wait(rho: float, service_s: float) -> float:
+    """M/D/1 mean waiting time (Pollaczek-Khinchine, deterministic service): rho S / (2 (1 - rho))."""
+    rho = min(max(rho, 0.0), RHO_MAX)
+    return rho * service_s / (2.0 * (1.0 - rho))
+
+
 def _steady_batch(w: AggregatedWorkload, batch: int, acc: float) -> tuple[int, float, bool]:
     """(requests per GPU, prompt tokens per iteration in steady state, whether chunk capacity bounds the batch)."""
     computed_prompt = w.prompt_len * (1.0 - w.cache_hit_rate)
@@ -143,7 +159,10 @@ def _iteration(scn: Scenario, inst: Instance, dw: DecodeWorkload, st, need: floa
 def _aggregated_metrics(w: AggregatedWorkload, inst: Instance, st, it: dict, *, acc: float, acc_src: str,
                         need: float, prefill_bound: bool, max_batch: int) -> dict:
     t_it, t_it_full, n_chunks = it["t_it"], it["t_it_full"], it["n_chunks"]
-    ttft = 0.5 * t_it + n_chunks * t_it_full
+    rho = need / w.chunk_tokens if w.chunk_tokens else 0.0
+    service = n_chunks * t_it_full
+    wait = prefill_queue_wait(rho, service)
+    ttft = 0.5 * t_it + wait + service
     run_batch = st.requests_per_micro_batch * w.micro_batches
     out_per_gpu = run_batch * (1.0 + acc) / t_it
     return {
@@ -158,6 +177,7 @@ def _aggregated_metrics(w: AggregatedWorkload, inst: Instance, st, it: dict, *, 
         "mtp_acceptance_source": acc_src, "mtp_acceptance_published": list(PUBLISHED_MTP_ACCEPTANCE),
         "prompt_len": w.prompt_len, "output_len": w.output_len, "cache_hit_rate": w.cache_hit_rate,
         "chunks_per_prompt": n_chunks, "fused_weight_read_overlap_s": it["ov"],
+        "prefill_utilisation": rho, "ttft_queue_wait_s": wait,
         "request_time_s": ttft + w.output_len * t_it / (1.0 + acc),
         "exposed_communication_s": st.exposed_comm_s}
 
