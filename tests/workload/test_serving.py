@@ -85,20 +85,3 @@ def test_prefill_cache_hits_cost_attention_and_count_every_input_token():
     assert m["prefill_tokens_per_s_per_node"] < cold.metrics["prefill_tokens_per_s_per_node"]
     with pytest.raises(ValueError, match="cache_hit_rate"):
         PrefillWorkload(cache_hit_rate=1.0)
-
-
-def test_fleet_average_is_consistent_with_day6_totals():
-    from dsv3sim.workload.fleet import fleet_average
-
-    # DeepSeek's own per-node averages are the day's totals over its node-hours: at those "capacities" the
-    # fleet model needs exactly the published average node count (226.75) -> utilisation 1
-    f = fleet_average(prefill_capacity_per_node=73_700.0, decode_capacity_per_node=14_800.0, input_tokens=608e9,
-                      output_tokens=168e9, mean_nodes=226.75)
-    assert f["utilisation"] == pytest.approx(1.0, abs=0.005)
-    g = fleet_average(prefill_capacity_per_node=2 * 73_700.0, decode_capacity_per_node=2 * 14_800.0,
-                      input_tokens=608e9, output_tokens=168e9, mean_nodes=226.75)
-    assert g["utilisation"] == pytest.approx(f["utilisation"] / 2)
-    assert g["decode_tokens_per_s_per_node_average"] == pytest.approx(f["decode_tokens_per_s_per_node_average"])
-    with pytest.raises(ValueError, match="mean_nodes"):
-        fleet_average(prefill_capacity_per_node=1.0, decode_capacity_per_node=1.0, input_tokens=1.0,
-                      output_tokens=1.0, mean_nodes=0.0)
