@@ -98,6 +98,8 @@ def _add_serve_parser(sub) -> None:
     s.add_argument("--osl", type=int, default=1000, help="output tokens per request")
     s.add_argument("--ttft-ms", type=float, default=2000.0)
     s.add_argument("--tpot-ms", type=float, default=50.0)
+    s.add_argument("--max-itl-ms", type=float, default=None,
+                   help="tail inter-token limit: aggregated iterations that carry a prefill chunk must meet it too")
     s.add_argument("--prefix-cache-hit", type=float, default=0.0, help="fraction of input tokens served from cache")
     s.add_argument("--mtp-acceptance", type=float, default=None, help="MTP second-token acceptance (default 0.875: DeepSeek-V3 report §5.4.3, 85-90 %%)")
     s.add_argument("--instance-sizes", type=_ints, default=None, help="GPUs per prefill/decode instance")
@@ -289,6 +291,7 @@ def _serve(args) -> int:
     q = ServeQuery(model=args.model, gpu=args.gpu, topology=args.topology, gpus=args.gpus, isl=args.isl, osl=args.osl,
                    ttft_ms=args.ttft_ms, tpot_ms=args.tpot_ms, prefix_cache_hit=args.prefix_cache_hit,
                    price_per_gpu_hour=args.price_per_gpu_hour, mtp_acceptance=args.mtp_acceptance,
+                   max_itl_ms=args.max_itl_ms,
                    max_layouts=args.max_layouts, **kw)
     fq = FleetQuery(load_shape=args.load_shape, peak_to_mean=args.peak_to_mean,
                     scale_interval_h=args.scale_interval_h, burst_quantile=args.burst_quantile,

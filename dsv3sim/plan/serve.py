@@ -20,6 +20,8 @@ $ per million input tokens charges the prefill GPUs, $ per million output tokens
 Aggregated serving (``AggregatedWorkload``, workload/aggregated.py: prefill chunks batched with the decode batch on
 the same GPUs, SGLang/vLLM's default) is searched beside them: instance size S (EP = S, DP attention follows),
 decode batch, chunk size, MTP on/off; as many instances as fit the budget; tokens/s/GPU over the GPUs used.
+TPOT is the mean over a request's iterations; ``max_itl_ms`` (a tail inter-token limit) also bounds the iterations
+that carry a prefill chunk (``tpot_chunk_s``) and searches the small chunks of ``ITL_CHUNKS`` instead.
 It is reported under ``aggregated`` (best, ranked, Pareto), next to the disaggregated ``best``.
 """
 
@@ -36,6 +38,7 @@ from dsv3sim.cost.pricing import DEFAULT_PRICE_PER_GPU_HOUR, check_price
 GPU_TOPOLOGY = {"H800": "h800-deepseek", "H200": "h200-hgx", "H100": "h100-roce", "B200": "gb200-nvl72"}
 REFINE = 3  # prefill instances of the best deployments re-run with the event-simulated all-to-all
 AGGREGATED_CHUNKS = (2048, 8192)  # chunked-prefill tokens per GPU per iteration (vLLM's and SGLang's defaults)
+ITL_CHUNKS = (512, 1024, 2048)  # searched instead under a tail inter-token limit (--max-itl-ms): small chunks
 AGGREGATED_NOTE = ("aggregated serving (prefill chunks batched with decode on the same GPUs, workload/aggregated.py) "
                    "is compared under `aggregated`; the table ranks disaggregated deployments")
 
@@ -58,12 +61,15 @@ class ServeQuery:
     prefill_tokens_per_gpu: tuple[int, ...] = (2048, 4096, 8192, 16384, 32768)
     decode_batches: tuple[int | None, ...] = (1, 4, 16, 32, 48, 64, 96, 128, 192, 256, None)
     mtp: tuple[bool, ...] = (True, False)
+    max_itl_ms: float | None = None  # tail inter-token limit: also the iterations a prefill chunk rides
     max_layouts: int = 5000
 
     def __post_init__(self) -> None:
         for n in ("gpus", "isl", "osl"):
             if getattr(self, n) < 1:
                 raise ConfigError(f"--{n} must be >= 1, got {getattr(self, n)}")
+        if self.max_itl_ms is not None and not self.max_itl_ms > 0:
+            raise ConfigError(f"--max-itl-ms must be > 0, got {self.max_itl_ms}")
         for n in ("ttft_ms", "tpot_ms"):
             if not getattr(self, n) > 0:
                 raise ConfigError(f"--{n.replace('_', '-')} must be > 0, got {getattr(self, n)}")
@@ -140,7 +146,7 @@ def aggregated_jobs(q: ServeQuery, n_experts: int, gpn: int) -> list[dict]:
     out = []
     for s in _instance_sizes(q, gpn):
         for b in q.decode_batches:
-            for c in AGGREGATED_CHUNKS:
+            for c in ITL_CHUNKS if q.max_itl_ms else AGGREGATED_CHUNKS:
                 for m in q.mtp:
                     out.append({"phase": "aggregated", "size": s, "batch_per_gpu": b, "chunk_tokens": c, "mtp": m,
                                 "redundant_experts": _redundant(n_experts, s)[0]})
@@ -206,7 +212,8 @@ def evaluate(args: tuple[ServeQuery, dict]) -> dict:
                     n_instances=n, gpus_used=n * job["size"], prefill_bound=m["prefill_bound"],
                     tpot_chunk_s=m["tpot_chunk_s"],
                     cost_usd_per_million_output_tokens=usd_s / m["output_tokens_per_s_per_gpu"] * 1e6,
-                    meets_sla=bool(m["ttft_s"] * 1e3 <= q.ttft_ms and m["tpot_s"] * 1e3 <= q.tpot_ms))
+                    meets_sla=bool(m["ttft_s"] * 1e3 <= q.ttft_ms and m["tpot_s"] * 1e3 <= q.tpot_ms
+                                   and (q.max_itl_ms is None or m["tpot_chunk_s"] * 1e3 <= q.max_itl_ms)))
     if job["phase"] == "prefill":
         computed = m["prefill_tokens_per_s_per_gpu"]
         inp = computed / (1 - q.prefix_cache_hit)
@@ -219,7 +226,7 @@ def evaluate(args: tuple[ServeQuery, dict]) -> dict:
                 max_batch_kv=m["max_batch_per_gpu_kv"], mtp_acceptance=m["mtp_acceptance"],
                 requests_per_s_per_gpu=m["decode_tokens_per_s_per_gpu"] / q.osl,
                 exposed_communication_s=m["exposed_communication_s"], step_s=m["step_time_s_decode"],
-                meets_tpot=m["tpot_s"] * 1e3 <= q.tpot_ms, limits="memory (KV cache)" if kv_bound or
+                meets_tpot=m["tpot_s"] * 1e3 <= min(q.tpot_ms, q.max_itl_ms or q.tpot_ms), limits="memory (KV cache)" if kv_bound or
                 m["batch_per_gpu"] >= m["max_batch_per_gpu_kv"] else
                 ("IB" if m["exposed_communication_s"] > 0.5 * m["step_time_s_decode"] else "compute"),
                 gpus_per_node=res.n_gpus / res.n_nodes)
@@ -372,8 +379,8 @@ def _load_model_day(q: ServeQuery, gpn: int, pre: list[dict], dec: list[dict], p
     from dsv3sim.plan.fleet import decode_pool, prefill_pool, size_fleet
     from dsv3sim.workload.fleet import DEFAULT_PEAK_TO_MEAN, Autoscaler, DiurnalLoad
 
-    same_p = [r for r in pre if (r["size"], r["attn_tp"], r["redundant_experts"], r["comm_model"]) ==
-              (p["size"], p["attn_tp"], p["redundant_experts"], p["comm_model"])]
+    same_p = [r for r in pre if (r["size"], r["attn_tp"], r["redundant_experts"]) ==
+              (p["size"], p["attn_tp"], p["redundant_experts"])]  # refined rows replace their screened ones
     same_d = [r for r in dec if (r["size"], r["mtp"], r["redundant_experts"]) ==
               (d["size"], d["mtp"], d["redundant_experts"])]
     dp = decode_pool([(r["batch"], r["output_tokens_per_s_per_gpu"] * gpn, r["tokens_per_s_per_user"])

@@ -41,6 +41,35 @@ def test_fleet_from_search(res):
     f = res["fleet"]
     assert f["nodes"] == pytest.approx(f["prefill_nodes"] + f["decode_nodes"])
     assert f["cost_usd_per_day"] == pytest.approx(f["nodes"] * 8 * 24 * 2.0)
+    # the load model sizes above the flat-load capacity arithmetic, and its peak is above its average
+    lm = f["load_model"]
+    assert f["nodes"] >= f["capacity"]["nodes"] and lm["peak_nodes"] >= f["nodes"]
+    assert f["output_tokens_per_s_per_node"] <= f["capacity"]["output_tokens_per_s_per_node"] * (1 + 1e-9)
+    assert lm["decode"]["sla_batch_per_gpu"] > 0 and lm["decode"]["mean_batch_per_gpu"] <= lm["decode"]["sla_batch_per_gpu"]
+
+
+def test_fleet_needs_more_nodes_at_a_higher_peak(res):
+    from dsv3sim.plan.serve import FleetQuery, _fleet
+
+    q = ServeQuery(gpus=32, **SMALL)
+    rows = res["instances"]
+    pre = [r for r in rows if r["phase"] == "prefill" and "infeasible" not in r]
+    pre = [next((x for x in rows if x.get("key") == r["key"] and x.get("comm_model") == "sim"), r) for r in pre]
+    dec = [r for r in rows if r["phase"] == "decode" and "infeasible" not in r]
+    nodes = [_fleet(q, 8, pre, dec, res["ranked"], (608e9, 168e9), None, FleetQuery(peak_to_mean=r))["nodes"]
+             for r in (1.0, 1.5, 2.0)]
+    assert nodes[0] < nodes[1] < nodes[2]
+
+
+def test_aggregated_rows_respect_tpot_and_the_tail_itl_limit():
+    r = plan_serving(ServeQuery(gpus=16, max_itl_ms=100.0, **dict(SMALL, instance_sizes=(16,))), workers=1)
+    agg = r["aggregated"]
+    assert agg["ranked"], "an aggregated layout meets TPOT 50 ms and a 100 ms tail inter-token limit"
+    for a in agg["ranked"]:
+        assert a["tpot_s"] <= 0.05 and a["tpot_chunk_s"] <= 0.1 and a["ttft_s"] <= 2.0
+        assert a["chunk_tokens"] in (512, 1024, 2048)
+    with pytest.raises(ValueError, match="max-itl-ms"):
+        ServeQuery(max_itl_ms=0)
 
 
 def test_unmeetable_sla_lists_closest():
