@@ -8,7 +8,8 @@ Capacity: ``decode_day6`` (EP144, MTP 0.875, average KV length 4,989) swept over
 largest with >= 20 tokens/s per user (Day 6: 20-22). ``prefill_day6_cache_hits`` (EP32, 56.3 % hits applied,
 input tokens counted as published) swept over tokens per GPU; the profile-data batch (16K tokens per GPU) is the
 SLA batch. Load: the day's published token totals (608B in, 168B out) on a diurnal curve; Day-6 deployment units
-(prefill 4 nodes, decode 18 nodes), one warm unit each. Day 6's node count (226.75 average, 278 peak) is only
+(prefill 4 nodes, decode 18 nodes), one warm unit each, for each of the two services Day 6 combines (V3 and
+R1; equal shares of the load assumed). Day 6's node count (226.75 average, 278 peak) is only
 compared with, never used.
 """
 
@@ -63,6 +64,8 @@ def main() -> None:
     ap.add_argument("--peak-to-mean", type=float, default=DiurnalLoad().peak_to_mean)
     ap.add_argument("--shape", default="sinusoid")
     ap.add_argument("--scale-interval-h", type=float, default=Autoscaler().scale_interval_h)
+    ap.add_argument("--services", type=int, default=2,
+                    help="separately deployed models (Day 6: 'V3 and R1 inference services' -> 2, equal shares)")
     a = ap.parse_args()
     m = _scenarios()
     pre, dec = curves(m)
@@ -74,12 +77,13 @@ def main() -> None:
     load = DiurnalLoad(shape=a.shape, peak_to_mean=a.peak_to_mean)
     sc = Autoscaler(scale_interval_h=a.scale_interval_h)
     f = fleet_day(prefill=pp, decode=dp, daily_input_tokens=m.PUBLISHED_DAY_INPUT_TOKENS,
-                  daily_output_tokens=m.PUBLISHED_DAY_OUTPUT_TOKENS, load=load, scaler=sc)
+                  daily_output_tokens=m.PUBLISHED_DAY_OUTPUT_TOKENS, load=load, scaler=sc,
+                  services=a.services)
     p, d = f["prefill"], f["decode"]
     pub_p, pub_d = m.PUBLISHED_PREFILL_TOKENS_PER_S_PER_NODE, m.PUBLISHED_DECODE_TOKENS_PER_S_PER_NODE
     print(f"# load: {load.shape}, peak/mean {load.peak_to_mean:g}; autoscaling every {sc.scale_interval_h:g} h in "
           f"units of {DAY6_PREFILL_UNIT_NODES} (prefill) / {DAY6_DECODE_UNIT_NODES} (decode) nodes; burst "
-          f"quantile {sc.burst_quantile:g}")
+          f"quantile {sc.burst_quantile:g}; {a.services} service(s) on equal shares")
     print(f"# SLA batch: decode {dp.sla_batch_per_gpu:.0f} requests/GPU (>= {speed:g} tok/s/user), prefill "
           f"{pp.sla_batch_per_gpu:.0f} tokens/GPU per step")
     print(f"{'figure':<62s} {'simulated':>10s} {'published':>10s} {'error':>7s}")
@@ -87,6 +91,8 @@ def main() -> None:
             ("decode output tok/s per node, capacity at the SLA batch", d["capacity_tokens_per_s_per_node"], pub_d),
             ("prefill input tok/s per node, 24 h average (load model)", p["tokens_per_s_per_node_average"], pub_p),
             ("decode output tok/s per node, 24 h average (load model)", d["tokens_per_s_per_node_average"], pub_d),
+            ("decode output speed tok/s per user, day average (output check)", d["mean_tokens_per_s_per_request"],
+             sum(m.PUBLISHED_OUTPUT_SPEED) / 2),
             ("average nodes (load model)", f["average_nodes"], m.PUBLISHED_MEAN_NODES),
             ("peak nodes (load model)", f["peak_nodes"], PUBLISHED_PEAK_NODES),
             ("peak / average nodes (output check)", f["peak_to_average_nodes"],

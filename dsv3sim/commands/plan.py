@@ -119,6 +119,8 @@ def _add_serve_parser(sub) -> None:
                    help="fleet sizing: quantile of Poisson bursts the deployed slots cover (default 0.99)")
     s.add_argument("--min-prefill-units", type=int, default=1, help="fleet sizing: prefill instances kept warm")
     s.add_argument("--min-decode-units", type=int, default=1, help="fleet sizing: decode instances kept warm")
+    s.add_argument("--services", type=int, default=1,
+                   help="fleet sizing: models deployed separately on equal shares of the load (Day 6: V3 + R1 = 2)")
     s.add_argument("--max-layouts", type=int, default=5000)
     _common(s)
 
@@ -295,7 +297,8 @@ def _serve(args) -> int:
                    max_layouts=args.max_layouts, **kw)
     fq = FleetQuery(load_shape=args.load_shape, peak_to_mean=args.peak_to_mean,
                     scale_interval_h=args.scale_interval_h, burst_quantile=args.burst_quantile,
-                    min_prefill_units=args.min_prefill_units, min_decode_units=args.min_decode_units)
+                    min_prefill_units=args.min_prefill_units, min_decode_units=args.min_decode_units,
+                    services=args.services)
     daily = None
     if args.daily_input_tokens is not None or args.daily_output_tokens is not None:
         daily = (args.daily_input_tokens or 0.0, args.daily_output_tokens or 0.0)

@@ -45,7 +45,7 @@ def decode_pool(points: list[tuple[float, float, float]], *, min_speed: float, u
                           f"(best {max(u for _, _, u in points):.1f})")
     b, rate = sla
     return Pool(name="decode", capacity_tokens_per_s_per_node=rate, slots_per_node=b * gpus_per_node,
-                unit_nodes=unit_nodes, min_units=min_units, sla_batch_per_gpu=b,
+                unit_nodes=unit_nodes, min_units=min_units, sla_batch_per_gpu=b, gpus_per_node=gpus_per_node,
                 curve=tuple(sorted((pb, pr) for pb, pr, _ in points if pb <= b)) + ((b, rate),))
 
 
@@ -63,15 +63,17 @@ def prefill_pool(points: list[tuple[float, float, float]], *, ttft_s: float | No
         b, rate = sla
     computed = isl * (1.0 - cache_hit)
     return Pool(name="prefill", capacity_tokens_per_s_per_node=rate, slots_per_node=b * gpus_per_node / computed,
-                unit_nodes=unit_nodes, min_units=min_units, sla_batch_per_gpu=b,
+                unit_nodes=unit_nodes, min_units=min_units, sla_batch_per_gpu=b, batch_unit="tokens",
+                gpus_per_node=gpus_per_node,
                 curve=tuple(sorted((pb, pr) for pb, pr, _ in points if pb <= b)) + ((b, rate),))
 
 
 def size_fleet(*, prefill: Pool, decode: Pool, daily_input_tokens: float, daily_output_tokens: float,
-               load: DiurnalLoad, scaler: Autoscaler, gpus_per_node: int, price_per_gpu_hour: float) -> dict:
+               load: DiurnalLoad, scaler: Autoscaler, gpus_per_node: int, price_per_gpu_hour: float,
+               services: int = 1) -> dict:
     """``workload.fleet.fleet_day`` plus cost per day (node-hours x GPUs x price) and $ per million tokens."""
     day = fleet_day(prefill=prefill, decode=decode, daily_input_tokens=daily_input_tokens,
-                    daily_output_tokens=daily_output_tokens, load=load, scaler=scaler)
+                    daily_output_tokens=daily_output_tokens, load=load, scaler=scaler, services=services)
     usd_h = gpus_per_node * price_per_gpu_hour
     out = dict(day, cost_usd_per_day=day["node_hours"] * usd_h, price_per_gpu_hour=price_per_gpu_hour)
     if daily_input_tokens:

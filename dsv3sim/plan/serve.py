@@ -98,12 +98,15 @@ class FleetQuery:
     burst_quantile: float = 0.99
     min_prefill_units: int = 1
     min_decode_units: int = 1
+    services: int = 1  # models deployed separately on equal shares of the load (Day 6: V3 and R1)
 
     def __post_init__(self) -> None:
         from dsv3sim.workload.fleet import Autoscaler, DiurnalLoad
 
         DiurnalLoad(shape=self.load_shape, peak_to_mean=self.peak_to_mean)
         Autoscaler(scale_interval_h=self.scale_interval_h, burst_quantile=self.burst_quantile)
+        if self.services < 1:
+            raise ConfigError(f"--services must be >= 1, got {self.services}")
         for n in ("min_prefill_units", "min_decode_units"):
             if getattr(self, n) < 0:
                 raise ConfigError(f"--{n.replace('_', '-')} must be >= 0, got {getattr(self, n)}")
@@ -394,7 +397,7 @@ def _load_model_day(q: ServeQuery, gpn: int, pre: list[dict], dec: list[dict], p
                                        source=f.load_source if (f.load_shape, f.peak_to_mean) ==
                                        ("sinusoid", DEFAULT_PEAK_TO_MEAN) else "given (--load-shape, --peak-to-mean)"),
                       scaler=Autoscaler(scale_interval_h=f.scale_interval_h, burst_quantile=f.burst_quantile),
-                      gpus_per_node=gpn, price_per_gpu_hour=q.price_per_gpu_hour)
+                      gpus_per_node=gpn, price_per_gpu_hour=q.price_per_gpu_hour, services=f.services)
 
 
 def plan_serving(q: ServeQuery, *, workers: int = 2, ray_address: str | None = None, progress=None,

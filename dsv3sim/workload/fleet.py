@@ -22,6 +22,7 @@ This module prices that gap from first principles:
 4. **Autoscaling** (``Autoscaler``): the fleet changes every ``scale_interval_h`` hours (DeepSeek Day 6: all
    nodes by day, fewer at night, the rest lent to research/training), sized for the interval's largest need,
    in whole deployment units (Day 6 / V3 §3.4: prefill 4 nodes, decode 18 nodes), never below the warm minimum.
+   ``services`` models copies deployed separately (Day 6's fleet serves V3 and R1) on equal shares of the load.
 5. **Result**: node-hours = sum over intervals of nodes x hours; average tokens/s per node = tokens served /
    node-seconds; average nodes = node-hours / 24 h; inside an interval the batch per GPU follows the load (the
    pool's throughput-vs-batch curve inverted at lambda / nodes), so the per-node rate falls when load is low.
@@ -100,6 +101,8 @@ class Pool:
     min_units: int = 1
     sla_batch_per_gpu: float | None = None
     curve: tuple[tuple[float, float], ...] = ()  # (batch per GPU, tokens/s per node), batch ascending
+    batch_unit: str = "requests"  # decode: requests per GPU; prefill: tokens per GPU per step
+    gpus_per_node: int = 8
 
     def __post_init__(self) -> None:
         for n in ("capacity_tokens_per_s_per_node", "slots_per_node", "unit_nodes"):
@@ -150,6 +153,7 @@ class PoolDay:
     unit_nodes: float
     mean_batch_per_gpu: float | None
     sla_batch_per_gpu: float | None
+    mean_tokens_per_s_per_request: float | None  # decode: token-weighted output speed a user sees over the day
     node_hours_by_cause: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
@@ -199,22 +203,42 @@ def _pool_day(pool: Pool, daily_tokens: float, load: DiurnalLoad, sc: Autoscaler
     rate = np.divide(lam, nodes, out=np.zeros_like(lam), where=nodes > 0)
     b = pool.batch_at(rate)
     mean_b = float((b * nodes).sum() / nodes.sum()) if b is not None and nodes.sum() > 0 else None
+    speed = None
+    if b is not None and pool.batch_unit == "requests" and lam.sum() > 0:
+        per_req = np.divide(rate, b * pool.gpus_per_node, out=np.zeros_like(rate), where=b > 0)
+        speed = float((per_req * lam).sum() / lam.sum())
     return PoolDay(name=pool.name, tokens=daily_tokens, node_hours=node_h, average_nodes=node_h / DAY_H,
                    peak_nodes=float(nodes.max()), min_nodes=float(nodes.min()),
                    capacity_tokens_per_s_per_node=pool.capacity_tokens_per_s_per_node,
                    tokens_per_s_per_node_average=avg, utilisation=avg / pool.capacity_tokens_per_s_per_node,
                    unit_nodes=pool.unit_nodes, mean_batch_per_gpu=mean_b, sla_batch_per_gpu=pool.sla_batch_per_gpu,
+                   mean_tokens_per_s_per_request=speed,
                    node_hours_by_cause=causes), nodes
 
 
+def _services_day(pool: Pool, tokens: float, load: DiurnalLoad, sc: Autoscaler, services: int):
+    """``services`` independently deployed copies (different weights: e.g. V3 and R1) sharing the tokens
+    equally: each rounds to its own units and keeps its own warm minimum."""
+    one, nodes = _pool_day(pool, tokens / services, load, sc)
+    if services == 1:
+        return one, nodes
+    d = one.to_dict()
+    for k in ("tokens", "node_hours", "average_nodes", "peak_nodes", "min_nodes"):
+        d[k] *= services
+    d["node_hours_by_cause"] = {k: v * services for k, v in d["node_hours_by_cause"].items()}
+    return PoolDay(**d), nodes * services
+
+
 def fleet_day(*, prefill: Pool, decode: Pool, daily_input_tokens: float, daily_output_tokens: float,
-              load: DiurnalLoad = DiurnalLoad(), scaler: Autoscaler = Autoscaler()) -> dict:
+              load: DiurnalLoad = DiurnalLoad(), scaler: Autoscaler = Autoscaler(), services: int = 1) -> dict:
     """Both pools over a day: per-pool ``PoolDay`` and the fleet's average and peak nodes. The pools follow the
     same load curve (a request's prompt and its output belong to the same hour)."""
-    p, n_p = _pool_day(prefill, daily_input_tokens, load, scaler)
-    d, n_d = _pool_day(decode, daily_output_tokens, load, scaler)
+    if services < 1:
+        raise ConfigError(f"services must be >= 1, got {services}")
+    p, n_p = _services_day(prefill, daily_input_tokens, load, scaler, services)
+    d, n_d = _services_day(decode, daily_output_tokens, load, scaler, services)
     avg = p.average_nodes + d.average_nodes
     peak = float((n_p + n_d).max())
     return {"prefill": p.to_dict(), "decode": d.to_dict(), "average_nodes": avg, "peak_nodes": peak,
             "peak_to_average_nodes": peak / avg if avg else None, "node_hours": p.node_hours + d.node_hours,
-            "load": asdict(load), "autoscaler": asdict(scaler)}
+            "services": services, "load": asdict(load), "autoscaler": asdict(scaler)}

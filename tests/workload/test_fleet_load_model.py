@@ -111,3 +111,20 @@ def test_aggregated_ttft_includes_the_prefill_queue():
     assert prefill_queue_wait(0.0, 1.0) == 0.0
     assert prefill_queue_wait(0.5, 1.0) == pytest.approx(0.5)
     assert prefill_queue_wait(1.0, 1.0) == pytest.approx(RHO_MAX / (2 * (1 - RHO_MAX)))
+
+
+def test_separate_services_round_separately():
+    load, sc = DiurnalLoad(peak_to_mean=1.5), Autoscaler()
+    one = fleet_day(prefill=_pool(unit=4), decode=_pool(unit=18, min_units=1), daily_input_tokens=4 * TOK,
+                    daily_output_tokens=TOK, load=load, scaler=sc)
+    two = fleet_day(prefill=_pool(unit=4), decode=_pool(unit=18, min_units=1), daily_input_tokens=4 * TOK,
+                    daily_output_tokens=TOK, load=load, scaler=sc, services=2)
+    assert two["average_nodes"] >= one["average_nodes"]
+    assert two["decode"]["tokens"] == pytest.approx(TOK)
+    # with no rounding and no minimum two services need what one does, bursts aside
+    fine = Autoscaler(burst_quantile=0.5)
+    a = fleet_day(prefill=_pool(), decode=_pool(), daily_input_tokens=TOK, daily_output_tokens=TOK, load=load,
+                  scaler=fine)
+    b = fleet_day(prefill=_pool(), decode=_pool(), daily_input_tokens=TOK, daily_output_tokens=TOK, load=load,
+                  scaler=fine, services=3)
+    assert b["node_hours"] == pytest.approx(a["node_hours"], rel=1e-6)
