@@ -5,10 +5,10 @@ Instances come from the step model's public workloads (``dsv3sim.workload.simula
 ``DecodeWorkload``), each with the busiest-link all-to-all bound in the screen (``comm_model="bound"``):
 * prefill: instance size S (EP = S, the MoE spans the instance), attention TP ``attn_tp`` x DP S/attn_tp, tokens
   per GPU per step, redundant experts (the fewest that make EP divide the experts: with uniform routing more
-  replicas only add weights). TTFT = the
-  prefill step (a request's prompt is in the batch from its start; queueing is not modelled). With a prefix-cache
-  hit rate h only (1 - h) of each prompt is computed: input tokens/s = computed tokens/s / (1 - h); the cached
-  prefix's attention is not charged (the computed suffix attends the full ISL-token prompt in the step model).
+  replicas only add weights). TTFT (mean) = half a step (the step in flight when the request arrives) + its own
+  step; burst queueing beyond that is priced by the fleet model's headroom. With a prefix-cache hit rate h only
+  (1 - h) of each prompt is computed: input tokens/s = computed tokens/s / (1 - h), and the computed suffix
+  attends the cached prefix too (``PrefillWorkload.cache_hit_rate``, workload/prefill.py).
 * decode: instance size S, batch per GPU (or as many requests as the KV cache holds), MTP on/off, redundant
   experts; mean context ISL + OSL/2; TPOT from the step model (MTP: step / (1 + acceptance)).
 The prefill instances of the best ``REFINE`` deployments are re-run with the event-simulated all-to-all (``run``'s
@@ -36,6 +36,7 @@ from dsv3sim.config.scenario import AggregatedWorkload, DecodeWorkload, Parallel
 from dsv3sim.cost.pricing import DEFAULT_PRICE_PER_GPU_HOUR, check_price
 
 GPU_TOPOLOGY = {"H800": "h800-deepseek", "H200": "h200-hgx", "H100": "h100-roce", "B200": "gb200-nvl72"}
+PREFILL_INFLIGHT_WAIT = 0.5  # mean wait for the prefill step in flight, in steps (uniform arrival within a step)
 REFINE = 3  # prefill instances of the best deployments re-run with the event-simulated all-to-all
 AGGREGATED_CHUNKS = (2048, 8192)  # chunked-prefill tokens per GPU per iteration (vLLM's and SGLang's defaults)
 ITL_CHUNKS = (512, 1024, 2048)  # searched instead under a tail inter-token limit (--max-itl-ms): small chunks
@@ -174,7 +175,8 @@ def scenario_of(q: ServeQuery, job: dict) -> Scenario:
         return Scenario(name=f"plan-prefill[{_key(job)}]", model=q.model, topology=q.topo, gpu=q.gpu,
                         parallel=ParallelDims(dp=s // tp, attn_tp=tp, ep=s),
                         workload=PrefillWorkload(prompt_len=q.isl, tokens_per_gpu=job["tokens_per_gpu"],
-                                                 redundant_experts=job["redundant_experts"]),
+                                                 redundant_experts=job["redundant_experts"],
+                                                 cache_hit_rate=q.prefix_cache_hit),
                         comm_model=job.get("comm_model", "bound"), record=False)
     return Scenario(name=f"plan-decode[{_key(job)}]", model=q.model, topology=q.topo, gpu=q.gpu,
                     parallel=ParallelDims(dp=s, ep=s),
@@ -220,9 +222,11 @@ def evaluate(args: tuple[ServeQuery, dict]) -> dict:
     if job["phase"] == "prefill":
         computed = m["prefill_tokens_per_s_per_gpu"]
         inp = computed / (1 - q.prefix_cache_hit)
-        return dict(row, ttft_s=m["ttft_s"], input_tokens_per_s_per_gpu=inp,
+        # a request arrives during a step in flight and waits for it (half a step on average), then its own step
+        ttft = PREFILL_INFLIGHT_WAIT * m["ttft_s"] + m["ttft_s"]
+        return dict(row, ttft_s=ttft, step_s=m["ttft_s"], input_tokens_per_s_per_gpu=inp,
                     requests_per_s_per_gpu=inp / q.isl, exposed_communication_s=m["exposed_communication_s"],
-                    meets_ttft=m["ttft_s"] * 1e3 <= q.ttft_ms, gpus_per_node=res.n_gpus / res.n_nodes)
+                    meets_ttft=ttft * 1e3 <= q.ttft_ms, gpus_per_node=res.n_gpus / res.n_nodes)
     kv_bound = job["batch_per_gpu"] is None
     return dict(row, tpot_s=m["tpot_s"], output_tokens_per_s_per_gpu=m["decode_tokens_per_s_per_gpu"],
                 tokens_per_s_per_user=m["tokens_per_s_per_request"], batch=m["batch_per_gpu"],
@@ -389,7 +393,7 @@ def _load_model_day(q: ServeQuery, gpn: int, pre: list[dict], dec: list[dict], p
     dp = decode_pool([(r["batch"], r["output_tokens_per_s_per_gpu"] * gpn, r["tokens_per_s_per_user"])
                       for r in same_d], min_speed=1e3 / q.tpot_ms, unit_nodes=d["size"] / gpn,
                      gpus_per_node=gpn, min_units=f.min_decode_units)
-    pp = prefill_pool([(r["tokens_per_gpu"], r["input_tokens_per_s_per_gpu"] * gpn, r["ttft_s"]) for r in same_p],
+    pp = prefill_pool([(r["tokens_per_gpu"], r["input_tokens_per_s_per_gpu"] * gpn, r["step_s"]) for r in same_p],
                       ttft_s=q.ttft_ms / 1e3, isl=q.isl, cache_hit=q.prefix_cache_hit,
                       unit_nodes=p["size"] / gpn, gpus_per_node=gpn, min_units=f.min_prefill_units)
     return size_fleet(prefill=pp, decode=dp, daily_input_tokens=daily[0], daily_output_tokens=daily[1],
