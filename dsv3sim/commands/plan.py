@@ -3,7 +3,10 @@
   plan train MODEL --gpu H800 --gpus 2048 [--gpus-max N] --tokens 14.8e12 [--deadline-days D]
              [--price-per-gpu-hour 2] [--topology T] [--layout pp=16,ep=64,...] [--json] [--out F] [--report F]
   plan serve MODEL --gpu H200 --gpus 32 --isl 4000 --osl 1000 --ttft-ms 2000 --tpot-ms 50
-             [--prefix-cache-hit 0.563] [--daily-input-tokens N --daily-output-tokens N] [--json]
+             [--prefix-cache-hit 0.563] [--max-itl-ms MS] [--json]
+             [--daily-input-tokens N --daily-output-tokens N [--peak-to-mean 1.5] [--load-shape sinusoid]
+              [--scale-interval-h 12] [--burst-quantile 0.99] [--min-prefill-units 1] [--min-decode-units 1]
+              [--services 1]]
   plan network --radix 64 --gpus 2048 [--endpoints N] [--planes 8] [--topology-out F] [--json]
 
 `--json` prints the result JSON on stdout (tables and progress go to stderr); `--out` writes it to a file;
