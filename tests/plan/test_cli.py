@@ -42,3 +42,10 @@ def test_sweep_table_and_infeasible_row(capsys, tmp_path):
 def test_plan_train_bad_layout_key(capsys):
     assert main(["plan", "train", "--layout", "pipeline=4"]) == 2
     assert "keys are" in capsys.readouterr().err
+
+
+def test_plan_serve_bad_load_parameter_exits_2(capsys):
+    assert main(["plan", "serve", "--gpus", "8", "--peak-to-mean", "3", "--daily-input-tokens", "1e9",
+                 "--daily-output-tokens", "1e9"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "peak_to_mean 3.0" in err[0]
