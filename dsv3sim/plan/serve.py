@@ -100,6 +100,7 @@ class FleetQuery:
     min_prefill_units: int = 1
     min_decode_units: int = 1
     services: int = 1  # models deployed separately on equal shares of the load (Day 6: V3 and R1)
+    whole_units: bool = True  # False: fractional instances (with flat load and no bursts: the capacity arithmetic)
 
     def __post_init__(self) -> None:
         from dsv3sim.workload.fleet import Autoscaler, DiurnalLoad
@@ -400,7 +401,8 @@ def _load_model_day(q: ServeQuery, gpn: int, pre: list[dict], dec: list[dict], p
                       load=DiurnalLoad(shape=f.load_shape, peak_to_mean=f.peak_to_mean,
                                        source=f.load_source if (f.load_shape, f.peak_to_mean) ==
                                        ("sinusoid", DEFAULT_PEAK_TO_MEAN) else "given (--load-shape, --peak-to-mean)"),
-                      scaler=Autoscaler(scale_interval_h=f.scale_interval_h, burst_quantile=f.burst_quantile),
+                      scaler=Autoscaler(scale_interval_h=f.scale_interval_h, burst_quantile=f.burst_quantile,
+                                        whole_units=f.whole_units),
                       gpus_per_node=gpn, price_per_gpu_hour=q.price_per_gpu_hour, services=f.services)
 
 

@@ -132,6 +132,7 @@ class Autoscaler:
     scale_interval_h: float = DEFAULT_SCALE_INTERVAL_H
     burst_quantile: float = 0.99
     align_to_peak: bool = True  # an interval is centred on the load peak (the operator knows the daily rhythm)
+    whole_units: bool = True  # False: fractional deployments (the capacity arithmetic's continuous node count)
 
     def __post_init__(self) -> None:
         if not 0 < self.scale_interval_h <= DAY_H:
@@ -195,7 +196,8 @@ def _pool_day(pool: Pool, daily_tokens: float, load: DiurnalLoad, sc: Autoscaler
     steps = {"ideal (load / capacity)": ideal,
              "+ burst headroom": burst,
              "+ interval sizing": _deployed(burst, idx, pool.unit_nodes, 0, whole_units=False),
-             "+ whole units, warm minimum": _deployed(burst, idx, pool.unit_nodes, pool.min_units, whole_units=True)}
+             "+ whole units, warm minimum": _deployed(burst, idx, pool.unit_nodes, pool.min_units,
+                                                      whole_units=sc.whole_units)}
     causes = {k: float(v.sum() * dt_h) for k, v in steps.items()}
     nodes = steps["+ whole units, warm minimum"]
     node_h = float(nodes.sum() * dt_h)

@@ -61,6 +61,24 @@ def test_fleet_needs_more_nodes_at_a_higher_peak(res):
     assert nodes[0] < nodes[1] < nodes[2]
 
 
+def test_fleet_flat_load_equals_the_capacity_arithmetic(res):
+    from dsv3sim.plan.serve import FleetQuery, _fleet
+
+    q = ServeQuery(gpus=32, **SMALL)
+    rows = res["instances"]
+    pre = [r for r in rows if r["phase"] == "prefill" and "infeasible" not in r]
+    dec = [r for r in rows if r["phase"] == "decode" and "infeasible" not in r]
+    flat = FleetQuery(load_shape="flat", peak_to_mean=1.0, burst_quantile=0.5, whole_units=False,
+                      min_prefill_units=0, min_decode_units=0)
+    f = _fleet(q, 8, pre, dec, res["ranked"], (608e9, 168e9), None, flat)
+    # same decode instance at its SLA batch: the load model reduces to tokens / (86400 x capacity)
+    lm = f["load_model"]
+    assert f["decode_nodes"] == pytest.approx(168e9 / 86400 / lm["decode"]["capacity_tokens_per_s_per_node"], rel=1e-6)
+    assert f["prefill_nodes"] == pytest.approx(608e9 / 86400 / lm["prefill"]["capacity_tokens_per_s_per_node"],
+                                               rel=1e-6)
+    assert lm["peak_to_average_nodes"] == pytest.approx(1.0)
+
+
 def test_aggregated_rows_respect_tpot_and_the_tail_itl_limit():
     r = plan_serving(ServeQuery(gpus=16, max_itl_ms=100.0, **dict(SMALL, instance_sizes=(16,))), workers=1)
     agg = r["aggregated"]
