@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import sys
 
-from dsv3sim.plan.serve import ServeQuery
+from dsv3sim.plan.serve import FleetQuery, ServeQuery
 from dsv3sim.plan.train import TrainLayout, TrainQuery
 
 
@@ -33,7 +33,13 @@ def aiconfigurator_question() -> ServeQuery:
 def day6_serving() -> ServeQuery:
     """DeepSeek's Day-6 service on H800: 56.3 % prefix-cache hits, 20-22 tokens/s per user (TPOT <= 50 ms)."""
     return ServeQuery(model="deepseek-v3", gpu="H800", gpus=320, isl=4000, osl=1000, ttft_ms=2000, tpot_ms=50,
-                      prefix_cache_hit=0.563, instance_sizes=(32, 64, 128, 144, 160, 320))
+                      prefix_cache_hit=0.563, instance_sizes=(32, 144))  # Day 6's units: 4-node P, 18-node D
+
+
+def day6_fleet() -> FleetQuery:
+    """The load model for Day 6's fleet: two services (V3 and R1, equal shares assumed), the defaults otherwise
+    (sinusoid with peak 1.5 x mean: an assumption; resized every 12 h: Day 6's day/night policy)."""
+    return FleetQuery(services=2)
 
 
 if __name__ == "__main__":
@@ -47,6 +53,6 @@ if __name__ == "__main__":
     elif what == "serve":
         print(json.dumps(plan_serving(aiconfigurator_question())["best"], indent=1))
     elif what == "fleet":
-        print(json.dumps(plan_serving(day6_serving(), daily=(608e9, 168e9))["fleet"], indent=1))
+        print(json.dumps(plan_serving(day6_serving(), daily=(608e9, 168e9), fleet=day6_fleet())["fleet"], indent=1))
     else:
         print(json.dumps(plan_network(radix=64, endpoints=16384), indent=1))
