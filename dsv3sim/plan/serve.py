@@ -234,7 +234,8 @@ def evaluate(args: tuple[ServeQuery, dict]) -> dict:
                 max_batch_kv=m["max_batch_per_gpu_kv"], mtp_acceptance=m["mtp_acceptance"],
                 requests_per_s_per_gpu=m["decode_tokens_per_s_per_gpu"] / q.osl,
                 exposed_communication_s=m["exposed_communication_s"], step_s=m["step_time_s_decode"],
-                meets_tpot=m["tpot_s"] * 1e3 <= min(q.tpot_ms, q.max_itl_ms or q.tpot_ms), limits="memory (KV cache)" if kv_bound or
+                meets_tpot=m["tpot_s"] * 1e3 <= min(q.tpot_ms, q.max_itl_ms or q.tpot_ms),
+                limits="memory (KV cache)" if kv_bound or
                 m["batch_per_gpu"] >= m["max_batch_per_gpu_kv"] else
                 ("IB" if m["exposed_communication_s"] > 0.5 * m["step_time_s_decode"] else "compute"),
                 gpus_per_node=res.n_gpus / res.n_nodes)
