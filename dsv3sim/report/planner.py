@@ -145,8 +145,24 @@ def _serve(r: dict, ctx, sec: Section) -> str:
         parts.append(note(f"Fleet for {f['daily_input_tokens']:.3g} input + {f['daily_output_tokens']:.3g} output "
                           f"tokens per day: {f['nodes']:.1f} nodes on average ({f['prefill_nodes']:.1f} prefill + "
                           f"{f['decode_nodes']:.1f} decode), ${f['cost_usd_per_day']:,.0f} per day "
-                          f"({esc(f['rates_from'])})."))
+                          f"({esc(f['rates_from'])})." + _load_model_note(f)))
     return "".join(parts + [note(esc(n)) for n in r.get("notes", [])])
+
+
+def _load_model_note(f: dict) -> str:
+    """The load model's peak and where each pool's node-hours go (ideal -> burst -> interval -> whole units)."""
+    lm = f.get("load_model")
+    if not isinstance(lm, dict):
+        return ""
+    pools = []
+    for name in ("prefill", "decode"):
+        p = lm.get(name) or {}
+        causes = p.get("node_hours_by_cause") or {}
+        steps = ", ".join(f"{esc(k)} {v:,.0f}" for k, v in causes.items())
+        pools.append(f"{name}: {p.get('utilisation', 0.0):.0%} of capacity on average ({steps} node-hours)")
+    load = lm.get("load") or {}
+    return (f" Peak {lm.get('peak_nodes', 0):.0f} nodes (peak/average {lm.get('peak_to_average_nodes', 0):.2f}) "
+            f"under {esc(load.get('source', 'the load model'))}; " + "; ".join(pools) + ".")
 
 
 def _network(r: dict, ctx, sec: Section) -> str:

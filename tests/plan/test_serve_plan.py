@@ -101,3 +101,13 @@ def test_unmeetable_sla_lists_closest():
 def test_bad_query():
     with pytest.raises(ValueError, match="prefix-cache-hit"):
         ServeQuery(prefix_cache_hit=1.0)
+
+
+def test_report_shows_the_load_model(res):
+    from dsv3sim.report import build_page
+
+    (_, secs), = build_page(res).blocks
+    body = secs[0].body
+    lm = res["fleet"]["load_model"]
+    assert f"Peak {lm['peak_nodes']:.0f} nodes" in body and "burst headroom" in body
+    assert f"{lm['decode']['utilisation']:.0%} of capacity" in body
