@@ -33,7 +33,7 @@ import numpy as np
 from dsv3sim.config.errors import ConfigError, InfeasibleError
 from dsv3sim.config.model import ModelConfig, load_model_config
 from dsv3sim.config.scenario import Scenario, TrainingWorkload
-from dsv3sim.cost.flops import causal_mean_context, forward_flops_per_token, train_flops_per_token
+from dsv3sim.cost.flops import train_flops_per_token
 from dsv3sim.cost.memory import activation_bytes_per_token_per_layer, training_state_bytes
 from dsv3sim.cost.params import count_params, layer_params, mtp_module_params
 from dsv3sim.parallel import Action, ExecResult, Schedule, activation_peaks, execute, generate
@@ -45,6 +45,7 @@ from dsv3sim.workload import deepep_overheads as DO
 from dsv3sim.workload import interference as IF
 from dsv3sim.workload import layer_routing as LR
 from dsv3sim.workload import optimizer_step as OS
+from dsv3sim.workload import training_metrics as TM
 from dsv3sim.workload.kernels import MEM_EFF, GpuPerf, gpu_perf
 from dsv3sim.workload.layer_ops import head_slices, training_layer
 from dsv3sim.workload.overlap import run_chunks
@@ -348,105 +349,6 @@ class ChunkTimes:
                 "per_layer_s": {k: sum(v) / len(v) for k, v in per.items()}}
 
 
-def _moe_layers_per_stage(sp: StepPlan) -> dict[int, int]:
-    cfg = sp.cfg
-    return {s: sum(1 for i in sp.layers_of[s] if cfg.is_moe and cfg.is_moe_layer(min(i, cfg.num_hidden_layers - 1)))
-            for s in range(sp.scn.parallel.pp)}
-
-
-def a2a_bytes_per_layer(sp: StepPlan, ep: EpTimes) -> dict[str, dict[str, float]]:
-    """Per-GPU NIC / NVLink bytes of one MoE layer's all-to-all, forward and backward: routing 0's simulated
-    bytes, scaled for the other routings by their (exact) link bytes."""
-    p, H = sp.scn.parallel, sp.cfg.hidden_size
-    per_class = {"nic": {"F": 0.0, "B": 0.0}, "nvlink": {"F": 0.0, "B": 0.0}}
-    mix: dict[tuple[str, str], float] = {}
-    lr = ep.lr
-    if lr and len(lr) > 1:
-        lb = LR.link_bytes(sp.topo, lr, ep.lspecs, H)
-        wts = LR.weights(lr)
-        mix = {(n, c): sum(w_ * lb[r][n].get(c, 0.0) for r, w_ in enumerate(wts)) / lb[0][n][c]
-               for n in lb[0] for c in ("nic_tx", "nvlink_rx") if lb[0][n].get(c)}
-    for name, r in ep.comm_res.items():
-        d = "F" if name.endswith("(F)") else "B"
-        f_nic, f_nvl = mix.get((name, "nic_tx"), 1.0), mix.get((name, "nvlink_rx"), 1.0)
-        per_class["nic"][d] += f_nic * r["bytes_by_class"].get("nic_tx", 0.0) / p.ep
-        per_class["nvlink"][d] += f_nvl * r["bytes_by_class"].get("nvlink_rx", 0.0) / p.ep
-    return per_class
-
-
-def _moe_passes(sched: Schedule, moe_layers: dict[int, int]) -> tuple[dict[int, int], dict[int, int]]:
-    """(forward, backward) MoE-layer passes per PP rank over the step."""
-    n_f = dict.fromkeys(range(sched.pp), 0)
-    n_b = dict.fromkeys(range(sched.pp), 0)
-    for r, acts_ in sched.actions.items():
-        for a in acts_:
-            for o in a.ops:
-                st = sched.stage_of(r, o.chunk)
-                if o.kind == "F":
-                    n_f[r] += moe_layers[st]
-                elif o.kind in ("B", "BW"):
-                    n_b[r] += moe_layers[st]
-    return n_f, n_b
-
-
-def _breakdown(ex: ExecResult, end: OS.RankEnd, pipe_end: float, r0: int) -> dict[str, float]:
-    cats: dict[str, float] = {}
-    for s in ex.spans[r0]:
-        cats[s.category] = cats.get(s.category, 0.0) + (s.end - s.start)
-    return {"forward_s": cats.get("F", 0.0), "backward_input_s": cats.get("B", 0.0),
-            "weight_grad_s": cats.get("W", 0.0), "backward_full_s": cats.get("BW", 0.0),
-            "overlapped_forward_backward_s": cats.get("F&B", 0.0), "bubble_s": ex.bubble[r0],
-            "dp_comm_exposed_s": pipe_end - ex.makespan + end.ag_exposed_s, "optimizer_s": end.optimizer_s}
-
-
-def _events(sp: StepPlan, chunks: ChunkTimes, ex: ExecResult, r0: int, pipe_end: float, optimizer_s: float,
-            step: float) -> list[dict]:
-    """Timeline: pipeline spans of every PP rank, the slices of rank ``r0``, its optimizer and its exposed DP
-    communication (the reduce-scatter still running after the drain, the ZeRO-1 all-gather after the optimizer)."""
-    events = []
-    for r, spans in ex.spans.items():
-        for s in spans:
-            events.append({"rank": r, "stream": "pipeline", "name": s.category, "action": s.action,
-                           "start_s": s.start, "end_s": s.end})
-    for a, s in zip(sp.sched.actions[r0], ex.spans[r0]):
-        for sl in chunks(r0, a).slices:
-            events.append({"rank": r0, "stream": sl.stream, "name": sl.name, "start_s": s.start + sl.start,
-                           "end_s": s.start + sl.end, "layer": sl.layer, "action": s.action})
-    events.append({"rank": r0, "stream": "compute", "name": "optimizer", "start_s": pipe_end,
-                   "end_s": pipe_end + optimizer_s})
-    for what, t0_, t1_ in (("reduce-scatter", ex.makespan, pipe_end), ("all-gather", pipe_end + optimizer_s, step)):
-        if t1_ > t0_:
-            events.append({"rank": r0, "stream": "comm", "name": "dp_comm(exposed)", "collective": what,
-                           "start_s": t0_, "end_s": t1_})
-    return events
-
-
-def _sources(sp: StepPlan, ep: EpTimes, chunks: ChunkTimes) -> list[str]:
-    cfg, w = sp.cfg, sp.scn.workload
-    last = training_layer(cfg, cfg.num_hidden_layers - 1, gpu=sp.gpu, tokens=sp.tokens, seq_len=w.seq_len,
-                          expert_rows=ep.rows, local_experts=ep.local_experts(sp.scn.parallel.ep),
-                          gemm_dtype=w.gemm_dtype, sm_fraction=sp.sm_fraction)
-    topo = sp.topo.cfg
-    return sorted(set(chunks.heads.sources) | set(last.sources)) + [
-        f"GPU {sp.gpu}: {sp.perf.source}", f"topology {topo.name}: " + "; ".join(topo.sources)]
-
-
-def _link_utilisation(sp: StepPlan, ep: EpTimes, ex: ExecResult, step: float, r0: int) -> tuple[dict, dict]:
-    """(average IB / NVLink utilisation of rank ``r0`` over the step, the per-bin series of it)."""
-    topo, sched = sp.topo, sp.sched
-    moe_layers = _moe_layers_per_stage(sp)
-    per_class = a2a_bytes_per_layer(sp, ep)
-    n_f, n_b = _moe_passes(sched, moe_layers)
-    nic_cap = topo.cfg.nic.effective_bandwidth if topo.cfg.nic else float("inf")
-    nvl_cap = topo.cfg.scale_up.effective_bandwidth
-    ib_bytes = n_f[r0] * per_class["nic"]["F"] + n_b[r0] * per_class["nic"]["B"]
-    nvl_bytes = n_f[r0] * per_class["nvlink"]["F"] + n_b[r0] * per_class["nvlink"]["B"]
-    util = {"ib": ib_bytes / (step * nic_cap), "nvlink": nvl_bytes / (step * nvl_cap)}
-    series_t, ib_u, nvl_u = _link_series(sched, ex, r0, per_class, moe_layers, nic_cap, nvl_cap, step)
-    return util, {"t_s": series_t, "by_class": {"ib": ib_u, "nvlink": nvl_u},
-                  "by_node": {"0": {"ib": ib_u, "nvlink": nvl_u}}, "average": util}
-
-
 def training_result(sp: StepPlan, ep: EpTimes, chunks: ChunkTimes, ex: ExecResult, t_wall: float) -> TrainingResult:
     """Step time (pipeline, then DP and optimizer as DeepSeek runs them, ``optimizer_step.py``) and metrics."""
     scn, cfg, topo, sched, perf = sp.scn, sp.cfg, sp.topo, sp.sched, sp.perf
@@ -459,21 +361,21 @@ def training_result(sp: StepPlan, ep: EpTimes, chunks: ChunkTimes, ex: ExecResul
     tps = tokens / step
     flops_tok = train_flops_per_token(cfg, w.seq_len)
     mfu = flops_tok * tps / (p.world * perf.bf16_flops)
-    bd = _breakdown(ex, ends[crit], pipe_end, r0)
+    bd = TM.breakdown(ex, ends[crit], pipe_end, r0)
     # DeepSeek's terms (ISCA'25 Table 4) on PP rank 0; they add up to the step time
     deepseek_bd = {"1F": bd["forward_s"], "1B": bd["backward_input_s"] + bd["backward_full_s"],
                    "1W": bd["weight_grad_s"], "1F1B": bd["overlapped_forward_backward_s"], "bubble": bd["bubble_s"],
                    "opt": step - ex.makespan}
-    util, link_util = _link_utilisation(sp, ep, ex, step, r0)
+    util, link_util = TM.link_utilisation(sp, ep, ex, step, r0)
     exposed = sum(chunks(r0, a).exposed_comm_s for a in sched.actions[r0]) + bd["dp_comm_exposed_s"]
-    events = _events(sp, chunks, ex, r0, pipe_end, bd["optimizer_s"], step)
+    events = TM.events(sp, chunks, ex, r0, pipe_end, bd["optimizer_s"], step)
     loads = ep.lr.loads() if ep.lr else {}
     return TrainingResult(
         scenario=scn.name, model=cfg.name if hasattr(cfg, "name") else scn.model, topology=topo.cfg.name,
         gpu=sp.gpu, n_gpus=p.world, parallel={"pp": p.pp, "dp": p.dp, "tp": p.tp, "ep": p.ep, "schedule": w.schedule,
                                               "microbatches": scn.microbatches, "micro_batch_tokens": sp.tokens},
         step_time_s=step, breakdown_s=bd, step_breakdown_s=deepseek_bd, mfu=mfu, mfu_causal=mfu,
-        mfu_noncausal=noncausal_train_flops_per_token(cfg, w.seq_len) * tps / (p.world * perf.bf16_flops),
+        mfu_noncausal=TM.noncausal_train_flops_per_token(cfg, w.seq_len) * tps / (p.world * perf.bf16_flops),
         pair_slices_s=chunks.pair_slices(), tokens_per_s=tps, tokens_per_step=tokens,
         gpu_hours_per_trillion_tokens=p.world * 1e12 / tps / 3600.0, train_flops_per_token=flops_tok,
         memory_per_gpu=sp.mem_rows, link_utilisation=link_util,
@@ -485,14 +387,7 @@ def training_result(sp: StepPlan, ep: EpTimes, chunks: ChunkTimes, ex: ExecResul
                          "routing_layers": loads.get("routing_layers", 0), "n_group": cfg.n_group},
         comm=dict(ep.comm_res), chunk_times_s=chunks.table(),
         timeline={"events": events}, pipeline=ex.to_dict(),
-        sources=tuple(_sources(sp, ep, chunks)), sim_wall_s=time.perf_counter() - t_wall)
-
-
-def noncausal_train_flops_per_token(cfg: ModelConfig, seq_len: int) -> float:
-    """Training FLOPs per token counting the full S x S attention (DeepSeek's "non-causal" TFLOPS, ISCA'25 Table 4):
-    the causal count with the attention core at context S instead of (S+1)/2."""
-    core = forward_flops_per_token(cfg, seq_len).by_component.get("attention_core", 0.0)
-    return train_flops_per_token(cfg, seq_len) + 3.0 * core * (seq_len / causal_mean_context(seq_len) - 1.0)
+        sources=tuple(TM.sources(sp, ep, chunks)), sim_wall_s=time.perf_counter() - t_wall)
 
 
 def _rank_end(cfg: ModelConfig, scn: Scenario, sched, layers_of, topo, perf, ex, r: int, mem: dict) -> OS.RankEnd:
@@ -580,28 +475,3 @@ def _dp_and_memory(cfg: ModelConfig, scn: Scenario, sched, layers_of: list[list[
                          "activations_bytes": acts, "total_bytes": tot, "hbm_bytes": perf.hbm_bytes,
                          "activation_microbatch_stages": peaks[r]})
     return mem_rows
-
-
-def _link_series(sched, ex, r0, per_class, moe_layers, nic_cap, nvl_cap, step, n_bins: int = 200):
-    """Per-bin utilisation of rank 0's NIC and NVLink: each action's all-to-all bytes spread over its span."""
-    edges = np.linspace(0.0, step, n_bins + 1)
-    ib = np.zeros(n_bins)
-    nv = np.zeros(n_bins)
-    for a, s in zip(sched.actions[r0], ex.spans[r0]):
-        b_ib = b_nv = 0.0
-        for o in a.ops:
-            d = "F" if o.kind == "F" else ("B" if o.kind in ("B", "BW") else None)
-            if d is None:
-                continue
-            m = moe_layers[sched.stage_of(r0, o.chunk)]
-            b_ib += m * per_class["nic"][d]
-            b_nv += m * per_class["nvlink"][d]
-        if s.end <= s.start or (b_ib == 0 and b_nv == 0):
-            continue
-        ov = np.clip(np.minimum(edges[1:], s.end) - np.maximum(edges[:-1], s.start), 0, None)
-        frac = ov / (s.end - s.start)
-        ib += b_ib * frac
-        nv += b_nv * frac
-    width = step / n_bins
-    t = ((edges[:-1] + edges[1:]) / 2).tolist()
-    return t, (ib / (width * nic_cap)).tolist(), (nv / (width * nvl_cap)).tolist()

@@ -10,6 +10,7 @@ from dsv3sim.cost.memory import training_state_bytes
 from dsv3sim.parallel import execute
 from dsv3sim.results import Infeasible, TrainingResult
 from dsv3sim.workload import training as TR
+from dsv3sim.workload import training_metrics as TM
 
 
 def _small() -> Scenario:
@@ -79,8 +80,8 @@ def test_parts_compose_to_simulate_training(parts):
 
 def test_moe_passes_count_every_forward_and_backward(parts):
     sp, *_ = parts
-    moe = TR._moe_layers_per_stage(sp)
-    n_f, n_b = TR._moe_passes(sp.sched, moe)
+    moe = TM._moe_layers_per_stage(sp)
+    n_f, n_b = TM._moe_passes(sp.sched, moe)
     mbs = sp.sched.microbatches
     # DualPipe: every rank runs both directions' stages, each micro-batch forward and backward once
     assert sum(n_f.values()) == sum(n_b.values()) == mbs * sum(moe.values())
