@@ -288,9 +288,9 @@ def _train(args) -> int:
     return 0
 
 
-def _serve(args) -> int:
-    from dsv3sim.commands._table import progress_bar, table
-    from dsv3sim.plan.serve import FleetQuery, ServeQuery, plan_serving
+def _serve_query(args):
+    """(ServeQuery, FleetQuery, daily tokens or None, published node rates or None) from the flags."""
+    from dsv3sim.plan.serve import FleetQuery, ServeQuery
 
     kw = {"instance_sizes": args.instance_sizes} if args.instance_sizes else {}
     q = ServeQuery(model=args.model, gpu=args.gpu, topology=args.topology, gpus=args.gpus, isl=args.isl, osl=args.osl,
@@ -310,20 +310,27 @@ def _serve(args) -> int:
         raise ConfigError("give both --input-tokens-per-node-s and --output-tokens-per-node-s, or neither")
     if args.input_tokens_per_node_s is not None:
         rates = (args.input_tokens_per_node_s, args.output_tokens_per_node_s)
-    with progress_bar("serving instances", 1) as prog:
-        res = plan_serving(q, workers=args.workers, ray_address=args.ray, progress=prog, daily=daily,
-                           node_rates=rates, fleet=fq)
+    return q, fq, daily, rates
+
+
+SERVE_COLS = [("prefill", "prefill instance", ""), ("n_prefill_instances", "xP", ""),
+              ("decode", "decode instance", ""), ("n_decode_instances", "xD", ""), ("gpus_used", "GPUs", ""),
+              ("tokens_per_s_per_gpu", "tok/s/GPU", ",.0f"), ("tokens_per_s_per_user", "tok/s/user", ".1f"),
+              ("ttft_s", "TTFT s", ".2f"), ("tpot_s", "TPOT s", ".3f"),
+              ("cost_usd_per_million_input_tokens", "$/M in", ".3f"),
+              ("cost_usd_per_million_output_tokens", "$/M out", ".3f"), ("limits", "limit", "")]
+
+
+def _say_serve_ranked(args, q, res: dict) -> None:
+    """The disaggregated deployments: counts, ranked table and best (or the closest ones and what they miss)."""
+    from dsv3sim.commands._table import table
+
     c = res["counts"]
     _say(args, f"{c['instance_layouts']} instance layouts ({c['feasible_instances']} feasible), "
                f"{c['deployments']} disaggregated deployments on {q.gpus} {q.gpu}, {c['meeting_sla']} meet "
                f"TTFT {q.ttft_ms:g} ms / TPOT {q.tpot_ms:g} ms; {res['wall_s']:.1f} s")
-    cols = [("prefill", "prefill instance", ""), ("n_prefill_instances", "xP", ""), ("decode", "decode instance", ""),
-            ("n_decode_instances", "xD", ""), ("gpus_used", "GPUs", ""), ("tokens_per_s_per_gpu", "tok/s/GPU", ",.0f"),
-            ("tokens_per_s_per_user", "tok/s/user", ".1f"), ("ttft_s", "TTFT s", ".2f"), ("tpot_s", "TPOT s", ".3f"),
-            ("cost_usd_per_million_input_tokens", "$/M in", ".3f"),
-            ("cost_usd_per_million_output_tokens", "$/M out", ".3f"), ("limits", "limit", "")]
     if res["best"]:
-        _say(args, table(res["ranked"], cols, max_rows=10))
+        _say(args, table(res["ranked"], SERVE_COLS, max_rows=10))
         b = res["best"]
         _say(args, f"best: {b['tokens_per_s_per_gpu']:,.0f} output tok/s/GPU at {b['tokens_per_s_per_user']:.1f} "
                    f"tok/s/user ({b['n_prefill_instances']} x {b['prefill']} + {b['n_decode_instances']} x "
@@ -332,7 +339,7 @@ def _serve(args) -> int:
         close = res["sla_unmet"]["closest"]
         _say(args, res["sla_unmet"]["message"] + ("; closest:" if close else ""))
         if close:
-            _say(args, table(close, cols[:7] + [("misses", "misses by", "")], max_rows=5))
+            _say(args, table(close, SERVE_COLS[:7] + [("misses", "misses by", "")], max_rows=5))
     _say(args, f"Pareto frontier ({len(res['pareto'])} points, tok/s/user vs tok/s/GPU) in the JSON and report")
     ab = (res.get("aggregated") or {}).get("best")
     if ab:
@@ -341,23 +348,38 @@ def _serve(args) -> int:
                    f"({ab['n_instances']} x {ab['key']})")
     elif res.get("aggregated") is not None:
         _say(args, f"aggregated: no layout meets TTFT {q.ttft_ms:g} ms / TPOT {q.tpot_ms:g} ms")
+
+
+def _say_fleet(args, f: dict) -> None:
+    """Fleet sizing: average nodes and cost per day, then the load model's peak and 24 h rates."""
+    if "infeasible" in f:
+        _say(args, f"fleet: {f['infeasible']}")
+        return
+    _say(args, f"fleet: {f['nodes']:.1f} nodes on average ({f['prefill_nodes']:.1f} prefill + "
+               f"{f['decode_nodes']:.1f} decode; buy {f['nodes_to_buy']}), ${f['cost_usd_per_day']:,.0f} "
+               f"per day ({f['rates_from']})")
+    lm, cap = f.get("load_model"), f.get("capacity")
+    if lm and "infeasible" not in lm:
+        _say(args, f"  load model: {lm['load']['shape']} load, peak/mean {lm['load']['peak_to_mean']:g}, "
+                   f"resized every {lm['autoscaler']['scale_interval_h']:g} h: peak {lm['peak_nodes']:.0f} "
+                   f"nodes (peak/average {lm['peak_to_average_nodes']:.2f}); 24 h average per node "
+                   f"{f['input_tokens_per_s_per_node']:,.0f} input / {f['output_tokens_per_s_per_node']:,.0f} "
+                   f"output tok/s; at capacity (flat load, full batch) {cap['nodes']:.1f} nodes")
+    elif lm:
+        _say(args, f"  load model: {lm['infeasible']}")
+
+
+def _serve(args) -> int:
+    from dsv3sim.commands._table import progress_bar
+    from dsv3sim.plan.serve import plan_serving
+
+    q, fq, daily, rates = _serve_query(args)
+    with progress_bar("serving instances", 1) as prog:
+        res = plan_serving(q, workers=args.workers, ray_address=args.ray, progress=prog, daily=daily,
+                           node_rates=rates, fleet=fq)
+    _say_serve_ranked(args, q, res)
     if "fleet" in res:
-        f = res["fleet"]
-        if "infeasible" in f:
-            _say(args, f"fleet: {f['infeasible']}")
-        else:
-            _say(args, f"fleet: {f['nodes']:.1f} nodes on average ({f['prefill_nodes']:.1f} prefill + "
-                       f"{f['decode_nodes']:.1f} decode; buy {f['nodes_to_buy']}), ${f['cost_usd_per_day']:,.0f} "
-                       f"per day ({f['rates_from']})")
-            lm, cap = f.get("load_model"), f.get("capacity")
-            if lm and "infeasible" not in lm:
-                _say(args, f"  load model: {lm['load']['shape']} load, peak/mean {lm['load']['peak_to_mean']:g}, "
-                           f"resized every {lm['autoscaler']['scale_interval_h']:g} h: peak {lm['peak_nodes']:.0f} "
-                           f"nodes (peak/average {lm['peak_to_average_nodes']:.2f}); 24 h average per node "
-                           f"{f['input_tokens_per_s_per_node']:,.0f} input / {f['output_tokens_per_s_per_node']:,.0f} "
-                           f"output tok/s; at capacity (flat load, full batch) {cap['nodes']:.1f} nodes")
-            elif lm:
-                _say(args, f"  load model: {lm['infeasible']}")
+        _say_fleet(args, res["fleet"])
     for n in res["notes"]:
         _say(args, f"note: {n}")
     _emit(args, res)
