@@ -99,8 +99,8 @@ def _fence(acc):
 def _mainloop(a_desc, b_desc, a_row, b_row, k_base, n_blk, sa_ptr, sa_stride, sa_off, sb_ptr, sb_stride, sb_off,
               layout: gl.constexpr, BM: gl.constexpr, BN: gl.constexpr, STAGES: gl.constexpr,
               COL_SB: gl.constexpr, OVERLAP: gl.constexpr):
-    """sum over the n_blk K blocks of (A_blk B_blk^T) s_a s_b; block k's promotion runs under block k+1's MMA.
-    Block 0 goes to buffer x, then pairs (odd block -> y, even block -> x), then the odd one out."""
+    """sum over the n_blk K blocks of (A_blk B_blk^T) s_a s_b: the shared-memory ring and its barriers around
+    ``_overlapped`` (block k's promotion under block k+1's MMA) or ``_serial`` (Triton's schedule)."""
     a_s = gl.allocate_shared_memory(a_desc.dtype, [STAGES, BM, 128], a_desc.layout)
     b_s = gl.allocate_shared_memory(b_desc.dtype, [STAGES, BN, 128], b_desc.layout)
     bars = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
@@ -109,56 +109,78 @@ def _mainloop(a_desc, b_desc, a_row, b_row, k_base, n_blk, sa_ptr, sa_stride, sa
     for i in gl.static_range(STAGES):
         _load(a_desc, b_desc, a_s, b_s, bars, i, n_blk, a_row, b_row, k_base, STAGES)
     acc = gl.zeros([BM, BN], gl.float32, layout)
-    row_l: gl.constexpr = gl.SliceLayout(1, layout)
     if n_blk > 0:
         if OVERLAP:
-            x = _issue(a_s, b_s, bars, 0, warpgroup_mma_init(gl.zeros([BM, BN], gl.float32, layout)), STAGES)
-            y = warpgroup_mma_init(gl.zeros([BM, BN], gl.float32, layout))
-            sx = gl.zeros([BM], gl.float32, row_l)
-            sy = gl.zeros([BM], gl.float32, row_l)
-            if not COL_SB:
-                sx = _scale(sa_ptr, sa_stride, sa_off, sb_ptr, sb_stride, sb_off, 0)
-            for p in range((n_blk - 1) // 2):
-                b = 2 * p + 1
-                y = _issue(a_s, b_s, bars, b, y, STAGES)
-                if not COL_SB:
-                    sy = _scale(sa_ptr, sa_stride, sa_off, sb_ptr, sb_stride, sb_off, b)
-                xv = warpgroup_mma_wait(num_outstanding=1, deps=(x, ))
-                acc = _promote(acc, xv, sx, sa_ptr, sa_stride, sa_off, sb_ptr, sb_stride, sb_off, b - 1, COL_SB)
-                acc = _fence(acc)
-                _load(a_desc, b_desc, a_s, b_s, bars, b - 1 + STAGES, n_blk, a_row, b_row, k_base, STAGES)
-                x = _issue(a_s, b_s, bars, b + 1, warpgroup_mma_init(xv), STAGES)
-                if not COL_SB:
-                    sx = _scale(sa_ptr, sa_stride, sa_off, sb_ptr, sb_stride, sb_off, b + 1)
-                yv = warpgroup_mma_wait(num_outstanding=1, deps=(y, ))
-                acc = _promote(acc, yv, sy, sa_ptr, sa_stride, sa_off, sb_ptr, sb_stride, sb_off, b, COL_SB)
-                acc = _fence(acc)
-                _load(a_desc, b_desc, a_s, b_s, bars, b + STAGES, n_blk, a_row, b_row, k_base, STAGES)
-                y = warpgroup_mma_init(yv)
-            last = n_blk - 1
-            if n_blk % 2 == 0:  # block n_blk - 1 (odd) still to go, into y
-                y = _issue(a_s, b_s, bars, last, y, STAGES)
-                if not COL_SB:
-                    sy = _scale(sa_ptr, sa_stride, sa_off, sb_ptr, sb_stride, sb_off, last)
-                xv = warpgroup_mma_wait(num_outstanding=1, deps=(x, ))
-                acc = _promote(acc, xv, sx, sa_ptr, sa_stride, sa_off, sb_ptr, sb_stride, sb_off, last - 1, COL_SB)
-                yv = warpgroup_mma_wait(num_outstanding=0, deps=(y, ))
-                acc = _promote(acc, yv, sy, sa_ptr, sa_stride, sa_off, sb_ptr, sb_stride, sb_off, last, COL_SB)
-            else:
-                xv = warpgroup_mma_wait(num_outstanding=0, deps=(x, ))
-                acc = _promote(acc, xv, sx, sa_ptr, sa_stride, sa_off, sb_ptr, sb_stride, sb_off, last, COL_SB)
-        else:  # Triton's schedule, for comparison: each block's MMA awaited before its promotion
-            d = gl.zeros([BM, BN], gl.float32, layout)
-            s = gl.zeros([BM], gl.float32, row_l)
-            for blk in range(n_blk):
-                dd = _issue(a_s, b_s, bars, blk, warpgroup_mma_init(d), STAGES)
-                if not COL_SB:
-                    s = _scale(sa_ptr, sa_stride, sa_off, sb_ptr, sb_stride, sb_off, blk)
-                d = warpgroup_mma_wait(num_outstanding=0, deps=(dd, ))
-                acc = _promote(acc, d, s, sa_ptr, sa_stride, sa_off, sb_ptr, sb_stride, sb_off, blk, COL_SB)
-                _load(a_desc, b_desc, a_s, b_s, bars, blk + STAGES, n_blk, a_row, b_row, k_base, STAGES)
+            acc = _overlapped(acc, a_desc, b_desc, a_s, b_s, bars, a_row, b_row, k_base, n_blk, sa_ptr, sa_stride,
+                              sa_off, sb_ptr, sb_stride, sb_off, layout, BM, BN, STAGES, COL_SB)
+        else:
+            acc = _serial(acc, a_desc, b_desc, a_s, b_s, bars, a_row, b_row, k_base, n_blk, sa_ptr, sa_stride,
+                          sa_off, sb_ptr, sb_stride, sb_off, layout, BM, BN, STAGES, COL_SB)
     for i in gl.static_range(STAGES):
         mbarrier.invalidate(bars.index(i))
+    return acc
+
+
+@gluon.jit
+def _overlapped(acc, a_desc, b_desc, a_s, b_s, bars, a_row, b_row, k_base, n_blk, sa_ptr, sa_stride, sa_off, sb_ptr,
+                sb_stride, sb_off, layout: gl.constexpr, BM: gl.constexpr, BN: gl.constexpr, STAGES: gl.constexpr,
+                COL_SB: gl.constexpr):
+    """Block 0 goes to buffer x, then pairs (odd block -> y, even block -> x), then the odd one out; each block's
+    promotion runs while the next block's MMA is in flight."""
+    row_l: gl.constexpr = gl.SliceLayout(1, layout)
+    x = _issue(a_s, b_s, bars, 0, warpgroup_mma_init(gl.zeros([BM, BN], gl.float32, layout)), STAGES)
+    y = warpgroup_mma_init(gl.zeros([BM, BN], gl.float32, layout))
+    sx = gl.zeros([BM], gl.float32, row_l)
+    sy = gl.zeros([BM], gl.float32, row_l)
+    if not COL_SB:
+        sx = _scale(sa_ptr, sa_stride, sa_off, sb_ptr, sb_stride, sb_off, 0)
+    for p in range((n_blk - 1) // 2):
+        b = 2 * p + 1
+        y = _issue(a_s, b_s, bars, b, y, STAGES)
+        if not COL_SB:
+            sy = _scale(sa_ptr, sa_stride, sa_off, sb_ptr, sb_stride, sb_off, b)
+        xv = warpgroup_mma_wait(num_outstanding=1, deps=(x, ))
+        acc = _promote(acc, xv, sx, sa_ptr, sa_stride, sa_off, sb_ptr, sb_stride, sb_off, b - 1, COL_SB)
+        acc = _fence(acc)
+        _load(a_desc, b_desc, a_s, b_s, bars, b - 1 + STAGES, n_blk, a_row, b_row, k_base, STAGES)
+        x = _issue(a_s, b_s, bars, b + 1, warpgroup_mma_init(xv), STAGES)
+        if not COL_SB:
+            sx = _scale(sa_ptr, sa_stride, sa_off, sb_ptr, sb_stride, sb_off, b + 1)
+        yv = warpgroup_mma_wait(num_outstanding=1, deps=(y, ))
+        acc = _promote(acc, yv, sy, sa_ptr, sa_stride, sa_off, sb_ptr, sb_stride, sb_off, b, COL_SB)
+        acc = _fence(acc)
+        _load(a_desc, b_desc, a_s, b_s, bars, b + STAGES, n_blk, a_row, b_row, k_base, STAGES)
+        y = warpgroup_mma_init(yv)
+    last = n_blk - 1
+    if n_blk % 2 == 0:  # block n_blk - 1 (odd) still to go, into y
+        y = _issue(a_s, b_s, bars, last, y, STAGES)
+        if not COL_SB:
+            sy = _scale(sa_ptr, sa_stride, sa_off, sb_ptr, sb_stride, sb_off, last)
+        xv = warpgroup_mma_wait(num_outstanding=1, deps=(x, ))
+        acc = _promote(acc, xv, sx, sa_ptr, sa_stride, sa_off, sb_ptr, sb_stride, sb_off, last - 1, COL_SB)
+        yv = warpgroup_mma_wait(num_outstanding=0, deps=(y, ))
+        acc = _promote(acc, yv, sy, sa_ptr, sa_stride, sa_off, sb_ptr, sb_stride, sb_off, last, COL_SB)
+    else:
+        xv = warpgroup_mma_wait(num_outstanding=0, deps=(x, ))
+        acc = _promote(acc, xv, sx, sa_ptr, sa_stride, sa_off, sb_ptr, sb_stride, sb_off, last, COL_SB)
+    return acc
+
+
+@gluon.jit
+def _serial(acc, a_desc, b_desc, a_s, b_s, bars, a_row, b_row, k_base, n_blk, sa_ptr, sa_stride, sa_off, sb_ptr,
+            sb_stride, sb_off, layout: gl.constexpr, BM: gl.constexpr, BN: gl.constexpr, STAGES: gl.constexpr,
+            COL_SB: gl.constexpr):
+    """Triton's schedule, for comparison: each block's MMA awaited before its promotion."""
+    row_l: gl.constexpr = gl.SliceLayout(1, layout)
+    d = gl.zeros([BM, BN], gl.float32, layout)
+    s = gl.zeros([BM], gl.float32, row_l)
+    for blk in range(n_blk):
+        dd = _issue(a_s, b_s, bars, blk, warpgroup_mma_init(d), STAGES)
+        if not COL_SB:
+            s = _scale(sa_ptr, sa_stride, sa_off, sb_ptr, sb_stride, sb_off, blk)
+        d = warpgroup_mma_wait(num_outstanding=0, deps=(dd, ))
+        acc = _promote(acc, d, s, sa_ptr, sa_stride, sa_off, sb_ptr, sb_stride, sb_off, blk, COL_SB)
+        _load(a_desc, b_desc, a_s, b_s, bars, blk + STAGES, n_blk, a_row, b_row, k_base, STAGES)
     return acc
 
 
