@@ -5,7 +5,7 @@ import pytest
 from dsv3sim.config.scenario import ParallelDims, Scenario, TrainingWorkload
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def small_training() -> Scenario:
     """DeepSeek-V2-Lite on 32 H800 (PP2 x DP16, EP16 over 2 nodes), short sequences: seconds to simulate."""
     return Scenario(name="small", model="deepseek-v2-lite", topology="h800-deepseek",

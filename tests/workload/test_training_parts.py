@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import pytest
 
-from dsv3sim.config.scenario import ParallelDims, Scenario, TrainingWorkload
 from dsv3sim.cost.memory import training_state_bytes
 from dsv3sim.parallel import execute
 from dsv3sim.results import Infeasible, TrainingResult
@@ -13,18 +12,9 @@ from dsv3sim.workload import training as TR
 from dsv3sim.workload import training_metrics as TM
 
 
-def _small() -> Scenario:
-    """DeepSeek-V2-Lite on 32 H800 (PP2 x DP16, EP16 over 2 nodes), DualPipe, short sequences."""
-    return Scenario(name="small", model="deepseek-v2-lite", topology="h800-deepseek",
-                    parallel=ParallelDims(pp=2, dp=16, ep=16),
-                    workload=TrainingWorkload(global_batch_sequences=128, seq_len=256, micro_batch_sequences=1,
-                                              schedule="dualpipe", node_limit=2),
-                    comm_model="bound")
-
-
 @pytest.fixture(scope="module")
-def parts():
-    sp = TR.plan_step(_small())
+def parts(small_training):
+    sp = TR.plan_step(small_training)
     ep = TR.ep_times(sp)
     chunks = TR.ChunkTimes(sp, ep)
     ex = execute(sp.sched, lambda rank, a: chunks(rank, a).time_s, p2p_latency=0.0)
@@ -46,8 +36,8 @@ def test_plan_memory_rows_are_cost_memorys_training_states(parts):
     assert p.dp > 1
 
 
-def test_plan_is_infeasible_before_simulating_when_memory_does_not_fit():
-    r = TR.plan_step(_small().with_(name="big-batch", parallel={"pp": 1, "dp": 32, "ep": 16},
+def test_plan_is_infeasible_before_simulating_when_memory_does_not_fit(small_training):
+    r = TR.plan_step(small_training.with_(name="big-batch", parallel={"pp": 1, "dp": 32, "ep": 16},
                                     workload={"micro_batch_sequences": 64, "seq_len": 4096, "schedule": "1f1b",
                                               "global_batch_sequences": 2048}))
     assert isinstance(r, Infeasible) and "does not fit in HBM" in r.reason
@@ -69,10 +59,10 @@ def test_chunk_times_reuse_runs_of_identical_stages(parts):
     assert all(t > 0 for t in chunks.table().values())
 
 
-def test_parts_compose_to_simulate_training(parts):
+def test_parts_compose_to_simulate_training(parts, small_training):
     sp, ep, chunks, ex = parts
     r = TR.training_result(sp, ep, chunks, ex, t_wall=0.0)
-    whole = TR.simulate_training(_small())
+    whole = TR.simulate_training(small_training)
     assert isinstance(r, TrainingResult) and isinstance(whole, TrainingResult)
     assert r.step_time_s <= whole.step_time_s  # the whole step adds the PP p2p latency between stages
     assert r.memory_per_gpu == whole.memory_per_gpu and r.comm == whole.comm
