@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
+from statistics import NormalDist
 
 import numpy as np
 
@@ -51,15 +52,10 @@ DAY6_DECODE_UNIT_NODES = 18  # Day 6: a decode deployment unit is 18 nodes (EP14
 
 
 def z_quantile(p: float) -> float:
-    """Standard normal quantile z_p (Newton steps on Phi(x) = p, Phi from math.erf)."""
+    """Standard normal quantile z_p."""
     if not 0.5 <= p < 1:
         raise ConfigError(f"burst quantile must be in [0.5, 1), got {p}")
-    x = 0.0
-    for _ in range(60):  # Newton on Phi(x) - p
-        phi = 0.5 * (1 + math.erf(x / math.sqrt(2)))
-        pdf = math.exp(-0.5 * x * x) / math.sqrt(2 * math.pi)
-        x -= (phi - p) / pdf
-    return x
+    return NormalDist().inv_cdf(p)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
