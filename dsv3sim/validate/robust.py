@@ -16,17 +16,14 @@ from __future__ import annotations
 
 import statistics
 
+import numpy as np
+
 LOW_Q = 0.25
 
 
 def quantile(xs: list[float], q: float) -> float:
     """Linear-interpolation quantile (numpy's default); 0.0 for no samples."""
-    s = sorted(xs)
-    if not s:
-        return 0.0
-    pos = q * (len(s) - 1)
-    i = int(pos)
-    return s[i] if i + 1 >= len(s) else s[i] + (s[i + 1] - s[i]) * (pos - i)
+    return float(np.quantile(xs, q)) if len(xs) else 0.0
 
 
 def low(xs: list[float]) -> float:
