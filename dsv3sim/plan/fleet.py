@@ -36,6 +36,11 @@ def _interp_max(points: list[tuple[float, float, float]], ok) -> tuple[float, fl
     return best
 
 
+def _curve(points: list[tuple[float, float, float]], b: float, rate: float) -> tuple[tuple[float, float], ...]:
+    """The pool's throughput-vs-batch curve: the simulated points up to the SLA batch, then the SLA point."""
+    return tuple(sorted((pb, pr) for pb, pr, _ in points if pb <= b)) + ((b, rate),)
+
+
 def decode_pool(points: list[tuple[float, float, float]], *, min_speed: float, unit_nodes: float,
                 gpus_per_node: int, min_units: int = 1) -> Pool:
     """points: (batch per GPU, output tokens/s per node, tokens/s per user)."""
@@ -46,7 +51,7 @@ def decode_pool(points: list[tuple[float, float, float]], *, min_speed: float, u
     b, rate = sla
     return Pool(name="decode", capacity_tokens_per_s_per_node=rate, slots_per_node=b * gpus_per_node,
                 unit_nodes=unit_nodes, min_units=min_units, sla_batch_per_gpu=b, gpus_per_node=gpus_per_node,
-                curve=tuple(sorted((pb, pr) for pb, pr, _ in points if pb <= b)) + ((b, rate),))
+                curve=_curve(points, b, rate))
 
 
 def prefill_pool(points: list[tuple[float, float, float]], *, ttft_s: float | None, isl: int,
@@ -65,7 +70,7 @@ def prefill_pool(points: list[tuple[float, float, float]], *, ttft_s: float | No
     return Pool(name="prefill", capacity_tokens_per_s_per_node=rate, slots_per_node=b * gpus_per_node / computed,
                 unit_nodes=unit_nodes, min_units=min_units, sla_batch_per_gpu=b, batch_unit="tokens",
                 gpus_per_node=gpus_per_node,
-                curve=tuple(sorted((pb, pr) for pb, pr, _ in points if pb <= b)) + ((b, rate),))
+                curve=_curve(points, b, rate))
 
 
 def size_fleet(*, prefill: Pool, decode: Pool, daily_input_tokens: float, daily_output_tokens: float,
