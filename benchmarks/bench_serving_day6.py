@@ -59,6 +59,19 @@ def curves(m):
     return pre, dec
 
 
+def day6_fleet(load: DiurnalLoad, sc: Autoscaler, services: int):
+    """(serving scenarios module, prefill pool, decode pool, ``fleet_day`` result) for Day 6's daily tokens."""
+    m = _scenarios()
+    pre, dec = curves(m)
+    dp = decode_pool(dec, min_speed=m.PUBLISHED_OUTPUT_SPEED[0], unit_nodes=DAY6_DECODE_UNIT_NODES, gpus_per_node=8)
+    w = m.prefill_day6_cache_hits().workload
+    pp = prefill_pool([p for p in pre if p[0] <= w.tokens_per_gpu], ttft_s=None, isl=w.prompt_len,
+                      cache_hit=w.cache_hit_rate, unit_nodes=DAY6_PREFILL_UNIT_NODES, gpus_per_node=8)
+    f = fleet_day(prefill=pp, decode=dp, daily_input_tokens=m.PUBLISHED_DAY_INPUT_TOKENS,
+                  daily_output_tokens=m.PUBLISHED_DAY_OUTPUT_TOKENS, load=load, scaler=sc, services=services)
+    return m, pp, dp, f
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--peak-to-mean", type=float, default=DiurnalLoad().peak_to_mean)
@@ -67,18 +80,10 @@ def main() -> None:
     ap.add_argument("--services", type=int, default=2,
                     help="separately deployed models (Day 6: 'V3 and R1 inference services' -> 2, equal shares)")
     a = ap.parse_args()
-    m = _scenarios()
-    pre, dec = curves(m)
-    speed = m.PUBLISHED_OUTPUT_SPEED[0]
-    dp = decode_pool(dec, min_speed=speed, unit_nodes=DAY6_DECODE_UNIT_NODES, gpus_per_node=8)
-    w = m.prefill_day6_cache_hits().workload
-    pp = prefill_pool([p for p in pre if p[0] <= w.tokens_per_gpu], ttft_s=None, isl=w.prompt_len,
-                      cache_hit=w.cache_hit_rate, unit_nodes=DAY6_PREFILL_UNIT_NODES, gpus_per_node=8)
     load = DiurnalLoad(shape=a.shape, peak_to_mean=a.peak_to_mean)
     sc = Autoscaler(scale_interval_h=a.scale_interval_h)
-    f = fleet_day(prefill=pp, decode=dp, daily_input_tokens=m.PUBLISHED_DAY_INPUT_TOKENS,
-                  daily_output_tokens=m.PUBLISHED_DAY_OUTPUT_TOKENS, load=load, scaler=sc,
-                  services=a.services)
+    m, pp, dp, f = day6_fleet(load, sc, a.services)
+    speed = m.PUBLISHED_OUTPUT_SPEED[0]
     p, d = f["prefill"], f["decode"]
     pub_p, pub_d = m.PUBLISHED_PREFILL_TOKENS_PER_S_PER_NODE, m.PUBLISHED_DECODE_TOKENS_PER_S_PER_NODE
     print(f"# load: {load.shape}, peak/mean {load.peak_to_mean:g}; autoscaling every {sc.scale_interval_h:g} h in "
