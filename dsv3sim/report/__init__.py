@@ -1,10 +1,9 @@
 """HTML reports from a result JSON: ``render(result, out_path) -> Path`` and ``write_index(folder)``.
 
-A report is one self-contained HTML file (plotly.js inlined once, no CDN) built from the result JSON only —
-nothing is re-simulated (house style 13). Sections, each of which says "not in this result" when its data is
-absent: summary, pipeline timeline, simulated vs real trace (with ``chrome_trace=``), link utilisation,
-expert-load heat-maps, nodes per token, memory per GPU, KV-cache sizing, training imbalance, sweep, validation.
-Which keys each section reads is documented in its module: those ``dsv3sim/results.py`` writes, where it writes them.
+A report is one self-contained HTML file built from the result JSON only (house style 13: nothing is re-simulated).
+Its sections are declared once, in page order, in ``SECTIONS``: key -> (title, renderer). A renderer returns the
+section's HTML, None where the section does not apply, or raises ``Absent`` naming what is missing (listed under
+"Not in this result"). Which keys each section reads: NOTES.md.
 """
 
 from __future__ import annotations
@@ -12,121 +11,113 @@ from __future__ import annotations
 from pathlib import Path
 
 from dsv3sim.config.errors import ConfigError
-from dsv3sim.report.context import DEFAULT_PRICE_PER_GPU_HOUR, RenderContext
-from dsv3sim.report.data import load, num, split_results
-from dsv3sim.report.index import write_index
-from dsv3sim.report.page import Page, Section, note
+from dsv3sim.report import experts, memory, network, planner, summary, sweep, timeline, validation
+from dsv3sim.report.bottleneck import limiter
+from dsv3sim.report.data import fmt_si, fmt_time, load, num, split_results
+from dsv3sim.report.page import (
+    DEFAULT_PRICE_PER_GPU_HOUR,
+    Absent,
+    Page,
+    RenderContext,
+    Section,
+    absent,
+    note,
+    write_index,
+)
 
-__all__ = ["SECTIONS", "build_page", "merged_trace_path", "render", "render_html", "write_index"]
+__all__ = ["SECTIONS", "build_page", "merged_trace_path", "render", "render_html", "section", "write_index"]
 
-
-def _sections():
-    from dsv3sim.report.experts import heatmap_section, nodes_section
-    from dsv3sim.report.imbalance import imbalance_section
-    from dsv3sim.report.memory import kv_section, memory_section
-    from dsv3sim.report.network import link_section
-    from dsv3sim.report.planner import planner_section
-    from dsv3sim.report.summary import fields_section, summary_section
-    from dsv3sim.report.sweep import sweep_section
-    from dsv3sim.report.timeline import comparison_section, pipeline_section
-    from dsv3sim.report.validation import validation_section
-
-    return (planner_section,
-            summary_section, pipeline_section, comparison_section, link_section, heatmap_section, nodes_section,
-            memory_section, kv_section, imbalance_section, sweep_section, validation_section, fields_section)
-
-
-SECTIONS = ("summary", "timeline", "compare", "links", "experts", "nodes", "memory", "kvcache", "imbalance",
-            "sweep", "validation", "fields")
-
-
-def _default_traces_dir() -> Path | None:
-    for cand in (Path.cwd() / "traces", Path(__file__).resolve().parents[2] / "traces"):
-        if cand.is_dir():
-            return cand
-    return None
-
-
-# A study page stays small: beyond STUDY_FULL scenarios, per scenario no timeline, link series, memory, KV or
-# field dump (one scenario in full: ``scenario=``, `dsv3sim report STUDY.json --scenario NAME`); the comparison
-# of the scenarios comes first either way.
+SECTIONS = {
+    "summary": ("Summary", summary.summary),
+    "timeline": ("Pipeline timeline per rank", timeline.pipeline),
+    "compare": ("Simulated vs real trace", timeline.compare),
+    "links": ("Link utilisation over time", network.links),
+    "experts": ("Expert load: before and after placement", experts.heatmaps),
+    "nodes": ("Nodes per token", experts.nodes),
+    "memory": ("Memory per GPU", memory.memory),
+    "kvcache": ("KV-cache sizing: MLA vs GQA", memory.kv),
+    "imbalance": ("Expert-load imbalance during training", experts.imbalance),
+    "sweep": ("Sweep", sweep.sweep),
+    "validation": ("Validation: predicted vs measured / published", validation.validation),
+    "fields": ("All fields of the result", summary.fields),
+}
+PLAN = {"planner": ("Capacity plan", planner.plan)}  # a plan result (``type: plan``) has this section only
+# A study page stays small: beyond STUDY_FULL scenarios each scenario keeps only these (one scenario in full:
+# ``dsv3sim report STUDY.json --scenario NAME``); the comparison of the scenarios comes first either way.
 STUDY_FULL = 4
-STUDY_SKIPS = ("pipeline_section", "comparison_section", "link_section", "fields_section", "imbalance_section",
-               "memory_section", "kv_section")
+STUDY_LIGHT = ("planner", "summary", "experts", "nodes", "sweep", "validation")
 
 
-def _one_scenario(results: list[tuple[str, dict]], scenario: str) -> list[tuple[str, dict]]:
-    names = [h for h, _ in results]
-    if scenario not in names:
-        raise ConfigError(f"scenario {scenario!r} is not in this result (scenarios: {', '.join(names)})")
-    return [(h, r) for h, r in results if h == scenario]
+def section(key: str, result: dict, ctx: RenderContext, table: dict = SECTIONS) -> Section | None:
+    """Section ``key`` of ``result``: rendered, listed as absent (``Absent``), or None where it does not apply."""
+    title, renderer = table[key]
+    sec = ctx.section = Section(key=key, title=title)
+    try:
+        body = renderer(result, ctx)
+    except Absent as e:
+        body, sec.present, sec.n_figures = absent(str(e)), False, 0
+    finally:
+        ctx.section = None
+    if body is None:
+        return None
+    sec.body = body
+    return sec
 
 
-def _page_name(data: dict, results: list, result_json, title: str | None) -> str:
+def _name(data: dict, results: list, result_json, title: str | None) -> str:
     """The page's name: the title given, the scenario's name, the sweep's base scenario, or the file's stem."""
     from_file = isinstance(result_json, (str, Path))
-    name = title or (data.get("scenario") if len(results) == 1 else
-                     (f"{Path(result_json).stem} ({len(results)} scenarios)" if from_file
-                      else f"{len(results)} scenarios"))
-    if isinstance(name, dict):  # dsv3sim validate: scenario is a dict with a name
-        name = name.get("name")
-    sweep = data.get("sweep")
-    if name is None and isinstance(sweep, list) and sweep:  # a sweep: its base scenario
-        first = sweep[0] if isinstance(sweep[0], dict) else {}
-        if isinstance(first.get("scenario"), str):
-            name = f"sweep of {first['scenario'].split('[')[0]} ({len(sweep)} points)"
-    if not isinstance(name, str):
-        name = Path(result_json).stem if from_file else "result"
-    return name
+    name = title or (data.get("scenario") if len(results) == 1 else (
+        f"{Path(result_json).stem} ({len(results)} scenarios)" if from_file else f"{len(results)} scenarios"))
+    name = name.get("name") if isinstance(name, dict) else name  # dsv3sim validate: a dict with a name
+    rows = data.get("sweep")
+    base = rows[0].get("scenario") if isinstance(rows, list) and rows and isinstance(rows[0], dict) else None
+    if name is None and isinstance(base, str):
+        name = f"sweep of {base.split('[')[0]} ({len(rows)} points)"  # a sweep: its base scenario
+    return name if isinstance(name, str) else Path(result_json).stem if from_file else "result"
 
 
-def _result_sections(res: dict, ctx: RenderContext, light: bool) -> list[Section]:
-    """The sections of one result (a plan has its own section only; a light study block skips the big ones)."""
-    fns = _sections()[:1] if res.get("type") == "plan" else _sections()
-    secs = [fn(res, ctx) for fn in fns if not (light and fn.__name__ in STUDY_SKIPS)]
-    return [s for s in secs if s is not None]
-
-
-def build_page(result_json, *, chrome_trace: str | Path | None = None,
-               price_per_gpu_hour: float | None = None, title: str | None = None,
-               traces_dir: str | Path | None = None, merged_trace_out: str | Path | None = None,
-               scenario: str | None = None) -> Page:
+def build_page(result_json, *, chrome_trace: str | Path | None = None, price_per_gpu_hour: float | None = None,
+               title: str | None = None, traces_dir: str | Path | None = None,
+               merged_trace_out: str | Path | None = None, scenario: str | None = None) -> Page:
     data = load(result_json)
-    base = Path(result_json).resolve().parent if isinstance(result_json, (str, Path)) else None
     if price_per_gpu_hour is not None and not price_per_gpu_hour > 0:
         raise ConfigError(f"price per GPU-hour must be > 0, got {price_per_gpu_hour}")
     results = split_results(data)
     if scenario is not None:  # one scenario of a study, rendered in full
-        results = _one_scenario(results, scenario)
+        if scenario not in (names := [h for h, _ in results]):
+            raise ConfigError(f"scenario {scenario!r} is not in this result (scenarios: {', '.join(names)})")
+        results = [(h, r) for h, r in results if h == scenario]
         data = results[0][1]
-    name = _page_name(data, results, result_json, title)
-    page = Page(title=f"dsv3sim: {name}", subtitle=f"{len(results)} result(s)")
+    page = Page(title=f"dsv3sim: {_name(data, results, result_json, title)}", subtitle=f"{len(results)} result(s)")
     light = len(results) > STUDY_FULL
     if len(results) > 1:  # a study: compare the scenarios first, one table, one chart
-        from dsv3sim.report.study import study_section
-
-        page.blocks.append(("Study", [study_section(results, RenderContext(prefix="cmp"))]))
+        ctx = RenderContext(prefix="cmp")
+        page.blocks.append(("Study", [section("study", results, ctx, {"study": summary.STUDY})]))
+    traces = Path(traces_dir) if traces_dir else next(
+        (d for d in (Path.cwd() / "traces", Path(__file__).resolve().parents[2] / "traces") if d.is_dir()), None)
     for i, (heading, res) in enumerate(results):
-        ctx = RenderContext(base_dir=base, chrome_trace=Path(chrome_trace) if chrome_trace and i == 0 else None,
+        first = i == 0
+        ctx = RenderContext(base_dir=Path(result_json).resolve().parent if isinstance(result_json, (str, Path))
+                            else None, chrome_trace=Path(chrome_trace) if chrome_trace and first else None,
                             price_per_gpu_hour=price_per_gpu_hour or DEFAULT_PRICE_PER_GPU_HOUR,
-                            merged_trace_out=Path(merged_trace_out) if merged_trace_out and i == 0 else None,
-                            traces_dir=Path(traces_dir) if traces_dir else _default_traces_dir(), prefix=f"r{i}")
-        page.blocks.append((heading, _result_sections(res, ctx, light)))
+                            merged_trace_out=Path(merged_trace_out) if merged_trace_out and first else None,
+                            traces_dir=traces, prefix=f"r{i}")
+        table = PLAN if res.get("type") == "plan" else SECTIONS
+        secs = [section(k, res, ctx, table) for k in table if not light or k in STUDY_LIGHT]
+        page.blocks.append((heading, [s for s in secs if s is not None]))
     if light:
         page.blocks[0][1][0].body += note(
             "Below: each scenario's summary, expert loads and nodes per token. Timelines, link utilisation, memory, "
             "KV cache and every field of one scenario: <code>dsv3sim report RESULT.json --scenario NAME</code>.")
-    page.summary_line = (_summary_line(results[0][1]) if len(results) == 1 else
-                         f"{len(results)} scenarios: " + ", ".join(h for h, _ in results[:6])
-                         + (" …" if len(results) > 6 else ""))
+    page.summary_line = _summary_line(results[0][1]) if len(results) == 1 else (
+        f"{len(results)} scenarios: " + ", ".join(h for h, _ in results[:6]) + (" …" if len(results) > 6 else ""))
     return page
 
 
 def _summary_line(res: dict) -> str:
-    from dsv3sim.report.data import fmt_si, fmt_time
-
-    bits = []
-    rows = res.get("sweep")
+    """One line for the index: sweep size, predicted vs measured, infeasibility, headline metrics, the limit."""
+    bits, rows = [], res.get("sweep")
     if isinstance(rows, list):
         bad = sum(1 for r in rows if isinstance(r, dict) and r.get("infeasible"))
         bits.append(f"sweep of {len(rows)} points ({bad} infeasible)")
@@ -136,21 +127,13 @@ def _summary_line(res: dict) -> str:
     reason = res.get("infeasible")
     if isinstance(reason, str):
         bits.append(f"infeasible: {reason}")
-    m = res.get("best") or {} if res.get("type") == "plan" else res  # a plan: its best layout's numbers
+    m = (res.get("best") or {}) if res.get("type") == "plan" else res  # a plan: its best layout's numbers
     for label, key, f in (("step", "step_time_s", fmt_time), ("tokens/s", "tokens_per_s", fmt_si),
-                          ("decode tok/s/node", "decode_tokens_per_s_per_node", fmt_si)):
-        v = num(m.get(key))
-        if v is not None:
-            bits.append(f"{label} {f(v)}")
-    mfu = num(m.get("mfu"))
-    if mfu is not None:
-        bits.append(f"MFU {mfu * 100:.1f}%")
-    from dsv3sim.report.bottleneck import limiter
-
+                          ("decode tok/s/node", "decode_tokens_per_s_per_node", fmt_si),
+                          ("MFU", "mfu", lambda v: f"{v * 100:.1f}%")):
+        bits += [f"{label} {f(v)}"] if (v := num(m.get(key))) is not None else []
     limit = "" if isinstance(reason, str) else limiter(res)
-    if limit:
-        bits.append(f"limited by {limit}")
-    return " · ".join(bits)
+    return " · ".join(bits + ([f"limited by {limit}"] if limit else []))
 
 
 def merged_trace_path(report: Path) -> Path:
@@ -168,13 +151,9 @@ def render_html(result_json, **kw) -> tuple[str, Page]:
 def render(result_json, out_path: str | Path, *, chrome_trace: str | Path | None = None,
            price_per_gpu_hour: float | None = None, title: str | None = None, update_index: bool = True,
            traces_dir: str | Path | None = None, scenario: str | None = None) -> Path:
-    """Write the HTML report of ``result_json`` to ``out_path``; refresh the folder's index.
-
-    ``result_json``: a result dict (``dsv3sim.results`` JSON), a path to one, a Result object (``to_dict``), a
-    list of results (rendered as a sweep) or a {scenario name: result} dict.
-
-    With ``chrome_trace`` (a real run's torch.profiler trace) it also writes ``<out stem>.sim+real.trace.json``
-    beside the report: both timelines in one file for Perfetto."""
+    """Write the HTML report of ``result_json`` (a result dict, a path to one, a Result object, a list of results
+    rendered as a sweep, or a {scenario name: result} dict) to ``out_path``; refresh the folder's index. With
+    ``chrome_trace`` (a real run's trace) also ``<out stem>.sim+real.trace.json``: both timelines for Perfetto."""
     out = Path(out_path)
     if out.suffix.lower() not in (".html", ".htm"):
         raise ConfigError(f"report path must end in .html, got {out}")

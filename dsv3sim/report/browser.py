@@ -1,9 +1,8 @@
 """Headless Chromium: dump a report's DOM after its scripts ran, or take a screenshot of it.
 
-Flags: headless, no sandbox (containers), no GPU, no network side traffic (``--disable-background-networking``
-etc.), a throw-away profile, and ``--virtual-time-budget`` so timers run without waiting in real time.
-``--enable-logging=stderr --v=0`` puts the page's console on stderr ("...:CONSOLE..." lines).
-Used by the browser test (tests/report/test_browser.py) and ``dsv3sim report --screenshot``.
+Headless, no sandbox (containers), no GPU, no network side traffic, a throw-away profile, and
+``--virtual-time-budget`` so timers run without waiting in real time; ``--enable-logging=stderr --v=0`` puts the
+page's console on stderr ("...:CONSOLE..." lines). Used by tests/report/test_browser.py and ``--screenshot``.
 """
 
 from __future__ import annotations
@@ -20,26 +19,22 @@ FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-
 
 
 def find_chromium() -> str | None:
-    for c in ("/usr/bin/chromium", shutil.which("chromium"), shutil.which("chromium-browser"),
-              shutil.which("google-chrome")):
-        if c and Path(c).exists():
-            return c
-    return None
+    return next((c for c in ("/usr/bin/chromium", shutil.which("chromium"), shutil.which("chromium-browser"),
+                             shutil.which("google-chrome")) if c and Path(c).exists()), None)
 
 
-def _run(args: list[str], timeout_s: float) -> subprocess.CompletedProcess:
-    exe = find_chromium()
-    if exe is None:
+def _run(page: Path, args: list[str], timeout_s: float, budget_ms: int) -> subprocess.CompletedProcess:
+    if (exe := find_chromium()) is None:
         raise FileNotFoundError("Chromium not found (Debian: apt-get install chromium)")
     with tempfile.TemporaryDirectory(prefix="dsv3sim-chromium-") as prof:
-        return subprocess.run([exe, *FLAGS, f"--user-data-dir={prof}", *args], capture_output=True, text=True,
-                              timeout=timeout_s, check=False)
+        return subprocess.run([exe, *FLAGS, f"--user-data-dir={prof}", f"--virtual-time-budget={budget_ms}", *args,
+                               Path(page).resolve().as_uri()], capture_output=True, text=True, timeout=timeout_s,
+                              check=False)
 
 
 def dump_dom(page: Path, *, budget_ms: int = 20000, timeout_s: float = 120) -> tuple[str, str]:
     """(DOM after the page's scripts ran, stderr with console lines)."""
-    r = _run(["--enable-logging=stderr", "--v=0", f"--virtual-time-budget={budget_ms}", "--dump-dom",
-              Path(page).resolve().as_uri()], timeout_s)
+    r = _run(page, ["--enable-logging=stderr", "--v=0", "--dump-dom"], timeout_s, budget_ms)
     if r.returncode != 0:
         raise RuntimeError(f"chromium exited {r.returncode}: {r.stderr[-1500:]}")
     return r.stdout, r.stderr
@@ -54,8 +49,7 @@ def screenshot(page: Path, png: Path, *, width: int = 1400, height: int = 3000, 
                timeout_s: float = 120) -> Path:
     png = Path(png).resolve()
     png.parent.mkdir(parents=True, exist_ok=True)
-    r = _run([f"--virtual-time-budget={budget_ms}", f"--window-size={width},{height}", f"--screenshot={png}",
-              Path(page).resolve().as_uri()], timeout_s)
+    r = _run(page, [f"--window-size={width},{height}", f"--screenshot={png}"], timeout_s, budget_ms)
     if r.returncode != 0 or not png.exists():
         raise RuntimeError(f"chromium screenshot failed ({r.returncode}): {r.stderr[-1500:]}")
     return png

@@ -1,22 +1,17 @@
-"""Read Chrome Trace Event JSON — dsv3sim's own export or a torch.profiler trace from a real run — into slices.
+"""Read Chrome Trace Event JSON — dsv3sim's own export or a torch.profiler trace of a real run — into slices.
 
-Format: the Trace Event Format (Google, "Trace Event Format" doc): ``{"traceEvents": [...]}`` or a bare list;
-complete events ``ph == "X"`` carry ``ts`` and ``dur`` in microseconds, ``pid``/``tid`` name the lane, and
-metadata events ``ph == "M"`` (``process_name``, ``thread_name``) give the lanes their names. ``B``/``E`` pairs
-are matched per (pid, tid) as a stack.
-
-torch.profiler (``prof.export_chrome_trace``) writes CPU ops (``cat: cpu_op``, ``user_annotation`` from
-``record_function``) on host pids and GPU work (``kernel``, ``gpu_memcpy``, ``gpu_memset``,
-``gpu_user_annotation``) on one pid per device, one tid per CUDA stream. When a trace has GPU events we keep
-those (what the device did), otherwise the CPU ones. DeepSeek's profile-data traces annotate chunks with
-``attn(F)``, ``mlp(F)``, ``dispatch(F)``, ``combine(F)`` and the (B)/(W) variants; ``record_function`` ranges
-(``user_annotation``/``gpu_user_annotation``) get a lane of their own above the kernels of their stream.
-``category`` maps any name (NCCL / DeepEP kernels included) onto those families so a simulated and a real
-timeline colour alike.
+Trace Event Format (Google's "Trace Event Format" doc): ``{"traceEvents": [...]}`` or a bare list; complete events
+``ph == "X"`` carry ``ts`` and ``dur`` in microseconds, ``pid``/``tid`` name the lane, metadata events
+(``process_name``, ``thread_name``) name the lanes; ``B``/``E`` pairs are matched per (pid, tid) as a stack.
+torch.profiler writes CPU ops on host pids and GPU work (``kernel``, ``gpu_memcpy``, ...) on one pid per device, one
+tid per stream: a trace with GPU events keeps those, else its CPU ones; ``record_function`` ranges get a lane of
+their own above the kernels of their stream. ``category`` maps any name (NCCL / DeepEP kernels included) onto
+DeepSeek's profile-data families (``attn(F)``, ``dispatch(B)``, ...) so simulated and real timelines colour alike.
 """
 
 from __future__ import annotations
 
+import gzip
 import json
 import re
 from dataclasses import dataclass
@@ -25,10 +20,15 @@ from typing import Any
 
 from dsv3sim.config.errors import ConfigError
 
-DEEPSEEK_SLICES = ("attn(F)", "mlp(F)", "dispatch(F)", "combine(F)",
-                   "attn(B)", "attn(W)", "mlp(B)", "mlp(W)", "dispatch(B)", "combine(B)")
 GPU_CATS = {"kernel", "gpu_memcpy", "gpu_memset", "gpu_user_annotation"}
 CPU_CATS = {"cpu_op", "user_annotation", "python_function"}
+STREAM_ORDER = {"pipeline": -1.0, "compute": 0.0, "comm": 1.0, "communication": 1.0}
+CATEGORIES = (  # (family, pattern on the lower-case name), first match wins
+    ("dispatch", r"dispatch"), ("combine", r"combine"),
+    ("comm", r"nccl|all_?to_?all|all_?reduce|reduce_?scatter|all_?gather|sendrecv|\bsend\b|\brecv\b|\bp2p\b|"
+             r"broadcast|deep_?ep|\ba2a\b|comm"),
+    ("attn", r"attn|attention|flash|mla|softmax|rope"), ("mlp", r"mlp|moe|expert|gemm|matmul|cutlass|sm90|linear|ffn"),
+    ("pipeline", r"^(f|b|w|f&b|fb|f\+b)$|^[fbw](&b)?\d*$"), ("optimizer", r"optim|adam"), ("idle", r"bubble|idle"))
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -47,127 +47,10 @@ class Slice:
         return self.start_s + self.dur_s
 
 
-_COMM = re.compile(r"nccl|all_?to_?all|all_?reduce|reduce_?scatter|all_?gather|sendrecv|\bsend\b|\brecv\b|"
-                   r"\bp2p\b|broadcast|deep_?ep|\ba2a\b|comm", re.IGNORECASE)
-
-
 def category(name: str) -> str:
     """Family of a slice name: one of the DeepSeek names' stems, a pipeline kind, comm, or other."""
-    n = name.strip()
-    low = n.lower()
-    if "dispatch" in low:
-        return "dispatch"
-    if "combine" in low:
-        return "combine"
-    if _COMM.search(low):
-        return "comm"
-    if re.search(r"attn|attention|flash|mla|softmax|rope", low):
-        return "attn"
-    if re.search(r"mlp|moe|expert|gemm|matmul|cutlass|sm90|linear|ffn", low):
-        return "mlp"
-    if low in ("f", "b", "w", "f&b", "fb", "f+b") or re.fullmatch(r"[fbw](&b)?\d*", low):
-        return "pipeline"
-    if "optim" in low or "adam" in low:
-        return "optimizer"
-    if "bubble" in low or "idle" in low:
-        return "idle"
-    return "other"
-
-
-def load_trace(source: str | Path | dict | list) -> dict:
-    if isinstance(source, (dict, list)):
-        data = source
-    else:
-        p = Path(source)
-        if not p.exists():
-            raise FileNotFoundError(f"Chrome trace not found: {p}")
-        text = p.read_bytes()
-        if p.suffix == ".gz":
-            import gzip
-
-            text = gzip.decompress(text)
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise ConfigError(f"{p} is not Chrome Trace JSON: {e}") from e
-    if isinstance(data, list):
-        data = {"traceEvents": data}
-    if not isinstance(data, dict) or not isinstance(data.get("traceEvents"), list):
-        raise ConfigError("a Chrome trace is {'traceEvents': [...]} or a JSON list of events")
-    return data
-
-
-def is_torch_profiler(data: dict) -> bool:
-    ev = data.get("traceEvents", [])
-    return "schemaVersion" in data or "deviceProperties" in data or any(
-        isinstance(e, dict) and e.get("cat") in GPU_CATS | CPU_CATS for e in ev[:2000])
-
-
-def _lane_names(events: list[dict]) -> tuple[dict[Any, str], dict[tuple, str]]:
-    """Process and thread names from the metadata ("M") events."""
-    pnames: dict[Any, str] = {}
-    tnames: dict[tuple, str] = {}
-    for e in events:
-        nm = (e.get("args") or {}).get("name") if e.get("ph") == "M" else None
-        if nm is None:
-            continue
-        if e.get("name") == "process_name":
-            pnames[e.get("pid")] = str(nm)
-        elif e.get("name") == "thread_name":
-            tnames[(e.get("pid"), e.get("tid"))] = str(nm)
-    return pnames, tnames
-
-
-def _raw_slices(events: list[dict]) -> list[tuple[Any, Any, str, float, float, str]]:
-    """(pid, tid, name, ts_us, dur_us, cat) of complete ("X") events and matched begin/end ("B"/"E") pairs."""
-    raw: list[tuple[Any, Any, str, float, float, str]] = []
-    stacks: dict[tuple, list[dict]] = {}
-    for e in (e for e in events if "ts" in e):
-        ph = e.get("ph")
-        if ph == "X":
-            raw.append((e.get("pid"), e.get("tid"), str(e.get("name", "")), float(e["ts"]),
-                        float(e.get("dur", 0.0)), str(e.get("cat", ""))))
-        elif ph == "B":
-            stacks.setdefault((e.get("pid"), e.get("tid")), []).append(e)
-        elif ph == "E" and (st := stacks.get((e.get("pid"), e.get("tid")))):
-            b = st.pop()
-            raw.append((b.get("pid"), b.get("tid"), str(b.get("name", e.get("name", ""))), float(b["ts"]),
-                        float(e["ts"]) - float(b["ts"]), str(b.get("cat", ""))))
-    return raw
-
-
-def _torch_device_slices(raw: list) -> tuple[list, str]:
-    """A torch.profiler trace: its GPU kernels when it has them, else its CPU ops."""
-    gpu = [r for r in raw if r[5] in GPU_CATS]
-    cpu = [r for r in raw if r[5] in CPU_CATS]
-    return (gpu, "torch.profiler (GPU)") if gpu else (cpu or raw, "torch.profiler (CPU)")
-
-
-def read_slices(source: str | Path | dict | list, *, max_slices: int = 50_000) -> tuple[list[Slice], dict]:
-    """Slices of a Chrome trace, times rebased to its first event; plus info (kind, kept, dropped, lanes)."""
-    data = load_trace(source)
-    events = [e for e in data["traceEvents"] if isinstance(e, dict)]
-    pnames, tnames = _lane_names(events)
-    raw, kind = _raw_slices(events), "chrome"
-    if is_torch_profiler(data):
-        raw, kind = _torch_device_slices(raw)
-    if not raw:
-        return [], {"kind": kind, "kept": 0, "dropped": 0, "lanes": 0}
-    t0 = min(r[3] for r in raw)
-    raw.sort(key=lambda r: r[3])
-    dropped = max(0, len(raw) - max_slices)
-    out = []
-    for pid, tid, name, ts, dur, cat in raw[:max_slices]:
-        pl = pnames.get(pid, f"pid {pid}")
-        tl = tnames.get((pid, tid), str(tid) if isinstance(tid, str) and not tid.isdigit() else f"tid {tid}")
-        ann = cat in ("gpu_user_annotation", "user_annotation")  # record_function ranges: a row of their own,
-        out.append(Slice(lane=f"{pl} / {tl}" + (" (annotations)" if ann else ""),  # above the kernels they span
-                         lane_key=(sort_key(pid), sort_key(tid), 0 if ann else 1), name=name,
-                         start_s=(ts - t0) * 1e-6, dur_s=max(dur, 0.0) * 1e-6))
-    return out, {"kind": kind, "kept": len(out), "dropped": dropped, "lanes": len({s.lane for s in out})}
-
-
-STREAM_ORDER = {"pipeline": -1.0, "compute": 0.0, "comm": 1.0, "communication": 1.0}
+    low = name.strip().lower()
+    return next((fam for fam, pat in CATEGORIES if re.search(pat, low)), "other")
 
 
 def sort_key(v: Any) -> tuple:
@@ -178,6 +61,64 @@ def sort_key(v: Any) -> tuple:
         return (1, STREAM_ORDER[str(v)], str(v))
     m = re.search(r"-?\d+", str(v))
     return (2, float(m.group()) if m else 0.0, str(v))
+
+
+def load_trace(source: str | Path | dict | list) -> dict:
+    data = source
+    if not isinstance(source, (dict, list)):
+        p = Path(source)
+        if not p.exists():
+            raise FileNotFoundError(f"Chrome trace not found: {p}")
+        try:
+            data = json.loads(gzip.decompress(p.read_bytes()) if p.suffix == ".gz" else p.read_bytes())
+        except json.JSONDecodeError as e:
+            raise ConfigError(f"{p} is not Chrome Trace JSON: {e}") from e
+    data = {"traceEvents": data} if isinstance(data, list) else data
+    if not isinstance(data, dict) or not isinstance(data.get("traceEvents"), list):
+        raise ConfigError("a Chrome trace is {'traceEvents': [...]} or a JSON list of events")
+    return data
+
+
+def _raw_slices(events: list[dict]) -> list[tuple[Any, Any, str, float, float, str]]:
+    """(pid, tid, name, ts_us, dur_us, cat) of complete ("X") events and matched begin/end ("B"/"E") pairs."""
+    raw, stacks = [], {}
+    for e in (e for e in events if "ts" in e):
+        ph, lane = e.get("ph"), (e.get("pid"), e.get("tid"))
+        if ph == "X":
+            raw.append((*lane, str(e.get("name", "")), float(e["ts"]), float(e.get("dur", 0.0)), str(e.get("cat", ""))))
+        elif ph == "B":
+            stacks.setdefault(lane, []).append(e)
+        elif ph == "E" and (st := stacks.get(lane)):
+            b = st.pop()
+            raw.append((b.get("pid"), b.get("tid"), str(b.get("name", e.get("name", ""))), float(b["ts"]),
+                        float(e["ts"]) - float(b["ts"]), str(b.get("cat", ""))))
+    return raw
+
+
+def read_slices(source: str | Path | dict | list, *, max_slices: int = 50_000) -> tuple[list[Slice], dict]:
+    """Slices of a Chrome trace, times rebased to its first event; plus info (kind, kept, dropped, lanes)."""
+    data = load_trace(source)
+    events = [e for e in data["traceEvents"] if isinstance(e, dict)]
+    names = {(e["name"], e.get("pid"), e.get("tid") if e["name"] == "thread_name" else None): str(e["args"]["name"])
+             for e in events if e.get("ph") == "M" and e.get("name") in ("process_name", "thread_name")
+             and (e.get("args") or {}).get("name") is not None}  # lane names from the metadata events
+    raw, kind = _raw_slices(events), "chrome"
+    if "schemaVersion" in data or "deviceProperties" in data or any(  # torch.profiler: GPU kernels, else CPU ops
+            isinstance(e, dict) and e.get("cat") in GPU_CATS | CPU_CATS for e in data["traceEvents"][:2000]):
+        gpu, cpu = [r for r in raw if r[5] in GPU_CATS], [r for r in raw if r[5] in CPU_CATS]
+        raw, kind = (gpu, "torch.profiler (GPU)") if gpu else (cpu or raw, "torch.profiler (CPU)")
+    raw.sort(key=lambda r: r[3])
+    t0, out = raw[0][3] if raw else 0.0, []
+    for pid, tid, name, ts, dur, cat in raw[:max_slices]:
+        pl = names.get(("process_name", pid, None), f"pid {pid}")
+        tl = names.get(("thread_name", pid, tid), str(tid) if isinstance(tid, str) and not tid.isdigit()
+                       else f"tid {tid}")
+        ann = cat in ("gpu_user_annotation", "user_annotation")  # record_function ranges: a row of their own,
+        out.append(Slice(lane=f"{pl} / {tl}" + (" (annotations)" if ann else ""),  # above the kernels they span
+                         lane_key=(sort_key(pid), sort_key(tid), 0 if ann else 1), name=name,
+                         start_s=(ts - t0) * 1e-6, dur_s=max(dur, 0.0) * 1e-6))
+    return out, {"kind": kind, "kept": len(out), "dropped": max(0, len(raw) - max_slices),
+                 "lanes": len({s.lane for s in out})}
 
 
 def merged_trace(panels: list[tuple[str, list[Slice]]]) -> dict:
@@ -192,21 +133,16 @@ def merged_trace(panels: list[tuple[str, list[Slice]]]) -> dict:
             if s.lane in lanes:
                 continue
             proc, _, thread = s.lane.partition(" / ")
-            pname = f"{label}: {proc}"
-            if pname not in procs:
+            if (pname := f"{label}: {proc}") not in procs:
                 pid += 1
                 procs[pname] = pid
-                events.append({"ph": "M", "name": "process_name", "pid": pid, "args": {"name": pname}})
-                events.append({"ph": "M", "name": "process_sort_index", "pid": pid, "args": {"sort_index": pid}})
-            tid = sum(1 for p, _ in lanes.values() if p == procs[pname])
-            lanes[s.lane] = (procs[pname], tid)
-            events.append({"ph": "M", "name": "thread_name", "pid": procs[pname], "tid": tid,
+                events += [{"ph": "M", "name": "process_name", "pid": pid, "args": {"name": pname}},
+                           {"ph": "M", "name": "process_sort_index", "pid": pid, "args": {"sort_index": pid}}]
+            lanes[s.lane] = (procs[pname], sum(1 for p, _ in lanes.values() if p == procs[pname]))
+            events.append({"ph": "M", "name": "thread_name", "pid": procs[pname], "tid": lanes[s.lane][1],
                            "args": {"name": thread or "main"}})
         for s in ss:
             p, t = lanes[s.lane]
-            ev = {"ph": "X", "name": s.name, "pid": p, "tid": t, "ts": s.start_s * 1e6, "dur": s.dur_s * 1e6,
-                  "cat": category(s.name)}
-            if s.detail:
-                ev["args"] = {"detail": s.detail}
-            events.append(ev)
+            events.append({"ph": "X", "name": s.name, "pid": p, "tid": t, "ts": s.start_s * 1e6, "dur": s.dur_s * 1e6,
+                           "cat": category(s.name)} | ({"args": {"detail": s.detail}} if s.detail else {}))
     return {"traceEvents": events, "displayTimeUnit": "ms"}

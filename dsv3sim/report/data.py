@@ -1,9 +1,4 @@
-"""Reading a result JSON for the report: load it, split a multi-scenario file, format numbers.
-
-Reports render from the result JSON only (house style 13: reports never re-run a simulation). Sections read the
-keys ``dsv3sim/results.py`` (and ``dsv3sim sweep``, ``dsv3sim validate``, ``dsv3sim plan``) write, where they
-write them; ``dsv3sim run`` of a study nests whole results by scenario name, which ``split_results`` undoes.
-"""
+"""Reading a result JSON for the report: load it, split a study into its scenarios, format numbers."""
 
 from __future__ import annotations
 
@@ -22,14 +17,16 @@ RESULT_MARKERS = (
 )
 
 
+def _plain(v):
+    return v.to_dict() if hasattr(v, "to_dict") and not isinstance(v, dict) else v
+
+
 def load(source) -> dict:
     """A result as a dict: from a dict, a Result object (``to_dict``), a list of rows (a sweep) or a JSON path."""
-    if hasattr(source, "to_dict") and not isinstance(source, dict):
-        return source.to_dict()
-    if isinstance(source, list):
-        return {"sweep": [r.to_dict() if hasattr(r, "to_dict") else r for r in source]}
-    if isinstance(source, dict):
-        return {k: (v.to_dict() if hasattr(v, "to_dict") else v) for k, v in source.items()}
+    if not isinstance(source, (str, Path)):
+        data = _plain(source)
+        return {"sweep": [_plain(r) for r in data]} if isinstance(data, list) else {
+            k: _plain(v) for k, v in data.items()}
     p = Path(source)
     if not p.exists():
         raise FileNotFoundError(f"result JSON not found: {p}")
@@ -37,21 +34,21 @@ def load(source) -> dict:
         data = json.loads(p.read_text())
     except json.JSONDecodeError as e:
         raise ConfigError(f"{p} is not JSON: {e}") from e
-    if isinstance(data, list):  # a bare sweep: list of rows
-        return {"sweep": data}
-    if not isinstance(data, dict):
+    if not isinstance(data, (dict, list)):
         raise ConfigError(f"{p}: expected a JSON object (a result) or a list (sweep rows), got {type(data).__name__}")
-    return data
+    return {"sweep": data} if isinstance(data, list) else data
+
+
+def is_result(d) -> bool:
+    return isinstance(d, dict) and any(k in d for k in RESULT_MARKERS)
 
 
 def split_results(data: dict) -> list[tuple[str, dict]]:
     """[(scenario name, result)]: one entry for a plain result, several when the file nests by scenario."""
-    if any(k in data for k in RESULT_MARKERS):
+    subs = [(k, v) for k, v in data.items() if is_result(v)]
+    if is_result(data) or not subs or len(subs) != sum(isinstance(v, dict) for v in data.values()):
         return [("", data)]
-    subs = [(k, v) for k, v in data.items() if isinstance(v, dict) and any(m in v for m in RESULT_MARKERS)]
-    if subs and len(subs) == sum(isinstance(v, dict) for v in data.values()):
-        return subs
-    return [("", data)]
+    return subs
 
 
 def num(x: Any) -> float | None:
@@ -65,48 +62,40 @@ def num(x: Any) -> float | None:
     return f if math.isfinite(f) else None
 
 
+def _scaled(x: float | None, steps, last) -> str:
+    """``x`` written by the first (threshold, writer) of ``steps`` whose threshold |x| reaches, else by ``last``."""
+    return "n/a" if x is None else next((f(x) for t, f in steps if abs(x) >= t), None) or last(x)
+
+
+SI = [(d, s) for d, s in ((1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k"))]
+
+
 def fmt_si(x: float | None, unit: str = "", digits: int = 3) -> str:
-    if x is None:
-        return "n/a"
-    for div, s in ((1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
-        if abs(x) >= div:
-            return f"{x / div:.{digits}g} {s}{unit}".rstrip()
-    return f"{x:.{digits}g} {unit}".rstrip()
+    steps = [(d, lambda v, d=d, s=s: f"{v / d:.{digits}g} {s}{unit}".rstrip()) for d, s in SI]
+    return _scaled(x, steps, lambda v: f"{v:.{digits}g} {unit}".rstrip())
 
 
 def fmt_time(seconds: float | None) -> str:
-    if seconds is None:
-        return "n/a"
-    a = abs(seconds)
-    if a >= 3600:
-        return f"{seconds / 3600:.3g} h"
-    if a >= 1:
-        return f"{seconds:.4g} s"
-    if a >= 1e-3:
-        return f"{seconds * 1e3:.4g} ms"
-    return f"{seconds * 1e6:.4g} µs"
+    return _scaled(seconds, ((3600, lambda v: f"{v / 3600:.3g} h"), (1, lambda v: f"{v:.4g} s"),
+                             (1e-3, lambda v: f"{v * 1e3:.4g} ms")), lambda v: f"{v * 1e6:.4g} µs")
 
 
 def fmt_bytes(b: float | None) -> str:
-    if b is None:
-        return "n/a"
-    for div, s in ((2 ** 40, "TiB"), (2 ** 30, "GiB"), (2 ** 20, "MiB"), (2 ** 10, "KiB")):
-        if abs(b) >= div:
-            return f"{b / div:.4g} {s}"
-    return f"{b:.0f} B"
-
-
-def as_matrix(x: Any) -> list[list[float]] | None:
-    """A rectangular list of lists of numbers (layers x experts), or None."""
-    if not isinstance(x, list) or not x or not all(isinstance(r, list) for r in x):
-        return None
-    w = len(x[0])
-    if w == 0 or any(len(r) != w for r in x):
-        return None
-    out = [[num(v) for v in r] for r in x]
-    return None if any(v is None for r in out for v in r) else out  # type: ignore[return-value]
+    steps = [(2 ** p, lambda v, p=p, s=s: f"{v / 2 ** p:.4g} {s}")
+             for p, s in ((40, "TiB"), (30, "GiB"), (20, "MiB"), (10, "KiB"))]
+    return _scaled(b, steps, lambda v: f"{v:.0f} B")
 
 
 def fmt_num(v: float) -> str:
     """Plain numbers for tables: thousands separators from 10,000 up, 4 significant digits below."""
     return f"{v:,.0f}" if abs(v) >= 1e4 else f"{v:.4g}"
+
+
+def as_matrix(x: Any) -> list[list[float]] | None:
+    """A rectangular list of lists of numbers (layers x experts); a flat list of numbers is one row; else None."""
+    if isinstance(x, list) and x and all(num(v) is not None for v in x):
+        x = [x]
+    if not isinstance(x, list) or not x or not all(isinstance(r, list) and len(r) == len(x[0]) for r in x):
+        return None
+    out = [[num(v) for v in r] for r in x]
+    return None if not out[0] or any(v is None for r in out for v in r) else out  # type: ignore[return-value]

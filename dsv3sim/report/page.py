@@ -1,20 +1,23 @@
-"""The HTML page: one self-contained file, plotly.js embedded once, every figure a div.
+"""The HTML page: one self-contained file (plotly.js inlined once in the head, no CDN), sections of trusted HTML,
+each figure a ``fig.to_html(include_plotlyjs=False)`` div; and ``index.html``, the table of a folder's reports.
 
-A report is a list of ``Section``s (title, HTML body, figures). ``Page.html()`` writes a single file that works
-offline: plotly.js is inlined once in the head (``plotly.offline.get_plotlyjs()``), each figure is
-``fig.to_html(full_html=False, include_plotlyjs=False)``. A small script records JavaScript errors in
-``#js-errors`` and, once every figure has drawn, sets ``data-plots-rendered`` on ``<body>`` so a headless
-browser test (tests/report/test_browser.py) can check both from the dumped DOM.
+A script records JavaScript errors in ``#js-errors`` and, once every figure has drawn, sets
+``data-plots-wanted`` / ``data-plots-rendered`` on ``<body>`` so a headless browser (``browser.py``) can check both.
 """
 
 from __future__ import annotations
 
 import html
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 
 FIGURE_ATTR = "data-dsv3sim-figure"
 BEST_STYLE = ' style="background:#e8f5e9;font-weight:600"'
+MARGIN = {"l": 10, "r": 10, "t": 50, "b": 40}
+DEFAULT_PRICE_PER_GPU_HOUR = 2.0  # DeepSeek-V3 report §1, Table 1: "the rental price of the H800 GPU is $2 per GPU hour"
+INDEX_NAME = "index.html"
 
 CSS = """
 body{font-family:system-ui,-apple-system,'Segoe UI',Roboto,sans-serif;margin:0;color:#1d2330;background:#f6f7f9}
@@ -40,7 +43,7 @@ td.num{text-align:right;font-variant-numeric:tabular-nums}
 #js-errors{color:#b3261e;white-space:pre-wrap}
 """
 
-# Runs before the figures: collect errors so a headless browser can read them from the DOM.
+# Before the figures: collect errors. After them: count the wrappers plotly drew into (an svg.main-svg).
 HEAD_JS = """
 window.__dsv3simErrors = [];
 window.addEventListener('error', function (e) {
@@ -48,8 +51,6 @@ window.addEventListener('error', function (e) {
   var el = document.getElementById('js-errors'); if (el) el.textContent = window.__dsv3simErrors.join('\\n');
 });
 """
-
-# Runs after the figures: count the rendered plots (plotly adds .js-plotly-plot and an svg.main-svg).
 TAIL_JS = """
 (function () {
   var want = document.querySelectorAll('[FIGATTR]').length;
@@ -67,9 +68,13 @@ TAIL_JS = """
 """.replace("FIGATTR", FIGURE_ATTR)
 
 
+class Absent(Exception):  # noqa: N818 -- a section's data is absent: a normal outcome, not an error
+    """Raised by a section renderer without its data; the message says what is missing."""
+
+
 @dataclass(kw_only=True, slots=True)
 class Section:
-    """One titled block of the report. ``body`` is trusted HTML built by the section functions."""
+    """One titled block of the report. ``body`` is trusted HTML built by the section renderers."""
 
     key: str
     title: str
@@ -79,121 +84,159 @@ class Section:
 
 
 @dataclass(kw_only=True, slots=True)
-class Page:
-    """The whole report; ``html()`` renders it."""
+class RenderContext:
+    """What a section renderer gets besides the result: where the JSON lives, the stated price, figure ids."""
 
-    title: str
-    subtitle: str = ""
-    summary_line: str = ""
-    blocks: list[tuple[str, list[Section]]] = field(default_factory=list)  # (scenario heading or "", sections)
+    base_dir: Path | None = None  # folder of the result JSON (sibling trace files resolve against it)
+    chrome_trace: Path | None = None  # a real torch.profiler trace to show beside the simulated one
+    price_per_gpu_hour: float = DEFAULT_PRICE_PER_GPU_HOUR
+    merged_trace_out: Path | None = None  # where to write simulated + real lanes as one Perfetto trace
+    traces_dir: Path | None = None  # where training-imbalance series live (repo traces/)
+    prefix: str = "f"
+    section: Section | None = None  # the section being rendered: its figures are counted there
+    _n: int = field(default=0)
 
-    @property
-    def n_figures(self) -> int:
-        return sum(s.n_figures for _, secs in self.blocks for s in secs)
+    def plot(self, name: str, data, *, lines=(), **layout) -> str:
+        """A figure div counted in the section being rendered: ``data`` (a plotly figure, or traces as dicts),
+        reference ``lines`` (("h" or "v", ``add_hline`` / ``add_vline`` arguments)), laid out by ``layout`` (the
+        house margins unless it has its own)."""
+        import plotly.graph_objects as go
 
-    def html(self, plotly_js: str) -> str:
-        nav, body = [], []
-        multi = len(self.blocks) > 1
-        for bi, (heading, secs) in enumerate(self.blocks):
-            if multi and heading:
-                body.append(f'<h3 class="scenario" id="b{bi}">{esc(heading)}</h3>')
-            for s in secs:
-                if not s.present:
-                    continue
-                anchor = f"b{bi}-{s.key}"
-                if bi == 0 or not multi:
-                    nav.append(f'<a href="#{anchor}">{esc(s.title)}</a>')
-                elif s.key == "summary":  # later blocks: one link each
-                    nav.append(f'<a href="#{anchor}">{esc(heading)}</a>')
-                body.append(f'<section id="{anchor}" data-section="{esc(s.key)}"><h2>{esc(s.title)}</h2>'
-                            f"{s.body}</section>")
-            missing = [s for s in secs if not s.present]
-            if missing:  # sections without data: one compact list at the end of the block
-                items = "".join(f'<tr data-section="{esc(s.key)}"><td>{esc(s.title)}</td><td>'
-                                f'{s.body.replace("<p ", "<span ").replace("</p>", "</span>")}</td></tr>'
-                                for s in missing)
-                body.append(f'<section id="b{bi}-missing"><h2>Not in this result</h2><table>{items}</table></section>')
-        stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-        return (
-            "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-            f"<meta name=\"viewport\" content=\"width=device-width,initial-scale=1\"><title>{esc(self.title)}</title>"
-            f"<meta name=\"dsv3sim:summary\" content=\"{esc(self.summary_line)}\">"
-            f"<meta name=\"dsv3sim:figures\" content=\"{self.n_figures}\">"
-            f"<style>{CSS}</style><script>{HEAD_JS}</script>"
-            f"<script type=\"text/javascript\">{plotly_js}</script></head>\n<body>"
-            f"<header><h1>{esc(self.title)}</h1><p>{esc(self.subtitle)} &middot; rendered {stamp} by dsv3sim "
-            "report from the result JSON (no simulation was re-run)</p></header>"
-            f"<nav>{''.join(nav)}</nav><main>{''.join(body)}<pre id=\"js-errors\"></pre></main>"
-            f"<script>{TAIL_JS}</script></body></html>\n"
-        )
+        fig = data if isinstance(data, go.Figure) else go.Figure(data=list(data))
+        for axis, kw in lines:
+            (fig.add_hline if axis == "h" else fig.add_vline)(**kw)
+        fig.update_layout(**layout)
+        if fig.layout.margin.t is None:
+            fig.update_layout(margin=MARGIN)
+        self._n += 1
+        if self.section is not None:
+            self.section.n_figures += 1
+        div_id = f"{self.prefix}-{name}-{self._n}"
+        div = fig.to_html(full_html=False, include_plotlyjs=False, div_id=div_id,
+                          config={"displaylogo": False, "responsive": True})
+        return f'<div {FIGURE_ATTR}="{div_id}">{div}</div>'
 
 
 def esc(s: object) -> str:
     return html.escape(str(s), quote=True)
 
 
-def figure_html(fig, div_id: str) -> str:
-    """One plotly figure as a div (no plotly.js), wrapped so the page script can count it."""
-    body = fig.to_html(full_html=False, include_plotlyjs=False, div_id=div_id,
-                       config={"displaylogo": False, "responsive": True})
-    return f'<div {FIGURE_ATTR}="{esc(div_id)}">{body}</div>'
-
-
-MARGIN = {"l": 10, "r": 10, "t": 50, "b": 40}
-
-
-def plot(sec: Section, ctx, name: str, fig, **layout) -> str:
-    """``fig`` laid out by ``layout`` (the house margins unless it has its own) as a figure div counted in ``sec``."""
-    fig.update_layout(**layout)
-    if fig.layout.margin.t is None:
-        fig.update_layout(margin=MARGIN)
-    sec.n_figures += 1
-    return figure_html(fig, ctx.fig_id(name))
+def note(text: str, attr: str = "note") -> str:
+    return f'<p class="{attr}">{text}</p>'
 
 
 def absent(what: str = "not in this result") -> str:
     return f'<p class="absent">{esc(what)}</p>'
 
 
-def missing(key: str, title: str, what: str) -> Section:
-    """A section without its data: listed under "Not in this result" with ``what`` is missing."""
-    return Section(key=key, title=title, body=absent(what), present=False)
-
-
-def note(text: str) -> str:
-    return f'<p class="note">{text}</p>'
-
-
-def table(header: list[str], rows: list[list[object]], numeric: set[int] | None = None, *, raw: bool = False,
-          best: int | None = None) -> str:
+def table(header: list[str], rows: list[list[object]], numeric=(), *, raw: bool = False, best: int | None = None):
     """An HTML table; ``numeric`` columns right-aligned, ``raw`` cells trusted HTML, row ``best`` highlighted."""
-    numeric = numeric or set()
-    cell = (lambda c: str(c)) if raw else esc
-    th = "".join(f"<th>{esc(h)}</th>" for h in header)
+    cell, num = (str if raw else esc), ' class="num"'
     trs = "".join(f"<tr{BEST_STYLE if i == best else ''}>" + "".join(
-        f'<td class="num">{cell(c)}</td>' if j in numeric else f"<td>{cell(c)}</td>" for j, c in enumerate(r))
-        + "</tr>" for i, r in enumerate(rows))
-    return f"<table><thead><tr>{th}</tr></thead><tbody>{trs}</tbody></table>"
+        f"<td{num if j in numeric else ''}>{cell(c)}</td>" for j, c in enumerate(r)) + "</tr>"
+        for i, r in enumerate(rows))
+    return f"<table><thead><tr>{''.join(f'<th>{esc(h)}</th>' for h in header)}</tr></thead><tbody>{trs}</tbody></table>"
 
 
 def fmt(v, spec) -> str:
     """``v`` by a format spec (".3f") or a function; '' for None, the text itself when it will not format."""
     if v is None:
         return ""
-    if callable(spec):
-        return spec(v)
     try:
-        return format(v, spec)
+        return spec(v) if callable(spec) else format(v, spec)
     except (TypeError, ValueError):
         return str(v)
 
 
-def spec_rows(items: list[dict], spec) -> tuple[list[str], list[list[str]]]:
-    """(header, rows) of ``items`` by ``spec``: (header, key, format spec or function) per column."""
-    return [h for h, _, _ in spec], [[fmt(x.get(k), f) for _, k, f in spec] for x in items]
+def spec_table(items: list, spec, *, get=dict.get, numeric=(), best: int | None = None) -> str:
+    """A table of ``items`` by a column spec: (header, key, format spec or function) per column."""
+    rows = [[fmt(get(x, k), f) for _, k, f in spec] for x in items]
+    return table([h for h, _, _ in spec], rows, numeric, best=best)
 
 
 def cards(items: list[tuple[str, str]]) -> str:
     return '<div class="cards">' + "".join(
         f'<div class="card"><div class="v">{esc(v)}</div><div class="k">{esc(k)}</div></div>' for k, v in items
     ) + "</div>"
+
+
+def details(summary: str, inner: str) -> str:
+    return f"<details><summary>{esc(summary)}</summary>{inner}</details>"
+
+
+def html_page(title: str, subtitle: str, body: str, meta: str = "", scripts: str = "</head><body>", nav: str = ""):
+    """The skeleton of every page: head (``meta``, the CSS, ``scripts``), the dark header, ``nav``, ``body``."""
+    return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" "
+            f"content=\"width=device-width,initial-scale=1\"><title>{esc(title)}</title>{meta}<style>{CSS}</style>"
+            f"{scripts}<header><h1>{esc(title)}</h1><p>{subtitle}</p></header>{nav}<main>{body}")
+
+
+@dataclass(kw_only=True, slots=True)
+class Page:
+    """The whole report: blocks of (scenario heading or "", sections); ``html()`` renders it."""
+
+    title: str
+    subtitle: str = ""
+    summary_line: str = ""
+    blocks: list[tuple[str, list[Section]]] = field(default_factory=list)
+
+    @property
+    def n_figures(self) -> int:
+        return sum(s.n_figures for _, secs in self.blocks for s in secs)
+
+    def _block(self, bi: int, heading: str, secs: list[Section], nav: list[str]) -> str:
+        """One block's sections; those without data as one compact list at its end. Adds its links to ``nav``."""
+        multi, out = len(self.blocks) > 1, []
+        for s in (s for s in secs if s.present):
+            link = esc(s.title) if bi == 0 or not multi else esc(heading) if s.key == "summary" else None
+            nav += [f'<a href="#b{bi}-{s.key}">{link}</a>'] if link else []
+            out.append(f'<section id="b{bi}-{s.key}" data-section="{esc(s.key)}"><h2>{esc(s.title)}</h2>'
+                       f"{s.body}</section>")
+        items = "".join(f'<tr data-section="{esc(s.key)}"><td>{esc(s.title)}</td><td>'
+                        f'{s.body.replace("<p ", "<span ").replace("</p>", "</span>")}</td></tr>'
+                        for s in secs if not s.present)
+        missing = f'<section id="b{bi}-missing"><h2>Not in this result</h2><table>{items}</table></section>'
+        head = f'<h3 class="scenario" id="b{bi}">{esc(heading)}</h3>' if multi and heading else ""
+        return head + "".join(out) + (missing if items else "")
+
+    def html(self, plotly_js: str) -> str:
+        nav: list[str] = []
+        body = "".join(self._block(bi, h, secs, nav) for bi, (h, secs) in enumerate(self.blocks))
+        stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+        meta = (f"<meta name=\"dsv3sim:summary\" content=\"{esc(self.summary_line)}\">"
+                f"<meta name=\"dsv3sim:figures\" content=\"{self.n_figures}\">")
+        scripts = f"<script>{HEAD_JS}</script><script type=\"text/javascript\">{plotly_js}</script></head>\n<body>"
+        return html_page(self.title, f"{esc(self.subtitle)} &middot; rendered {stamp} by dsv3sim report from the "
+                         "result JSON (no simulation was re-run)", body + '<pre id="js-errors"></pre></main>',
+                         meta, scripts, f"<nav>{''.join(nav)}</nav>") + f"<script>{TAIL_JS}</script></body></html>\n"
+
+
+def _entry(p: Path) -> list[str]:
+    """An index row of one report: title and file, the summary from its meta tag, date, size."""
+    with p.open("rb") as f:
+        head = f.read(8192).decode("utf-8", "replace")
+    t = re.search(r"<title>(.*?)</title>", head, re.DOTALL)
+    s = re.search(r'<meta name="dsv3sim:summary" content="(.*?)">', head, re.DOTALL)
+    st = p.stat()
+    return [f"<a href=\"{esc(p.name)}\">{esc(html.unescape(t.group(1)) if t else p.stem)}</a><br>"
+            f"<span class='note'>{esc(p.name)}</span>", esc(html.unescape(s.group(1)) if s else ""),
+            esc(datetime.fromtimestamp(st.st_mtime, UTC).strftime("%Y-%m-%d %H:%M UTC")), f"{st.st_size / 1e6:.1f}"]
+
+
+def write_index(folder: str | Path) -> Path:
+    """``folder/index.html``: every report in the folder, newest first, read back from the reports' meta tags."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = [_entry(p) for p in sorted(folder.glob("*.html"), key=lambda q: -q.stat().st_mtime)
+            if p.name != INDEX_NAME]
+    traces = sorted(p.name for p in folder.glob("*.json")) + sorted(p.name for p in folder.glob("*.json.gz"))
+    tr_html = ("<section><h2>Chrome traces and result JSON here</h2><p class='note'>Open a trace in "
+               "<a href='https://ui.perfetto.dev'>ui.perfetto.dev</a> or chrome://tracing.</p><ul>"
+               + "".join(f"<li><a href=\"{esc(t)}\">{esc(t)}</a></li>" for t in traces) + "</ul></section>"
+               ) if traces else ""
+    body = table(["report", "summary", "written", "MB"], rows, {3}, raw=True) if rows else absent("no reports yet")
+    out = folder / INDEX_NAME
+    out.write_text(html_page("dsv3sim reports", f"{len(rows)} report(s) in {esc(folder)}; each file is "
+                             "self-contained and works offline", f"<section><h2>Reports</h2>{body}</section>"
+                             f"{tr_html}</main></body></html>\n"))
+    return out

@@ -1,81 +1,26 @@
-"""Summary section: step time, MFU, tokens/s, GPU-hours and cost at a stated $/GPU-hour; serving metrics.
+"""Summary sections: the headline numbers of one result, every field of it, and a study's comparison table.
 
-Reads the top-level keys ``dsv3sim/results.py`` writes (a training result's ``step_breakdown_s``, a serving
-result's ``layer_time_s``, the layout under ``parallel``). GPU-hours per trillion tokens = n_gpus x 1e12 /
-tokens_per_s / 3600 (when the result does not carry it). DeepSeek-V3 (report §1, Table 1): 180K H800 GPU-hours
-per trillion tokens, $2 per GPU-hour, 14.8T tokens.
+GPU-hours per trillion tokens = n_gpus x 1e12 / tokens_per_s / 3600 when the result does not carry it; DeepSeek-V3
+(report §1, Table 1): 180K H800 GPU-hours per trillion tokens at $2 per GPU-hour. A study compares each scenario
+with the first of its kind (``scenarios/studies.py`` puts the published setup first): throughput relative to it in
+percent, cluster tokens/s for training, tokens/s per node for prefill and decode (DeepSeek's Day-6 unit).
 """
 
 from __future__ import annotations
 
-from dsv3sim.report.bottleneck import bottleneck
+from dsv3sim.report.bottleneck import bottleneck, limiter
 from dsv3sim.report.data import fmt_si, fmt_time, num
-from dsv3sim.report.page import Section, absent, cards, esc, missing, note, plot, table
+from dsv3sim.report.page import Absent, cards, details, esc, fmt, note, spec_table, table
 from dsv3sim.report.timeline import color_of
 
 
 def gpu_hours_per_trillion(result: dict) -> tuple[float | None, str]:
-    v = num(result.get("gpu_hours_per_trillion_tokens"))
-    if v is not None:
+    """(GPU-hours per trillion tokens, how it was derived)."""
+    if (v := num(result.get("gpu_hours_per_trillion_tokens"))) is not None:
         return v, "from the result"
     n, tps = num(result.get("n_gpus")), num(result.get("tokens_per_s"))
-    if n and tps:
-        return n * 1e12 / tps / 3600.0, f"= {n:g} GPUs x 1e12 tokens / {tps:.4g} tokens/s / 3600"
-    return None, ""
-
-
-def summary_section(result: dict, ctx) -> Section:
-    sec = Section(key="summary", title="Summary")
-    price = num(result.get("price_per_gpu_hour")) or ctx.price_per_gpu_hour
-    reason = result.get("infeasible")
-    parts = _verdict(result, reason) + _identity(result)
-    kv, gph, how = _metric_cards(result, price)
-    if kv:
-        parts.append(cards(kv))
-    if gph is not None:
-        parts.append(note(f"Cost stated at <b>${price:g} per GPU-hour</b> (DeepSeek-V3 report's H800 rental "
-                          f"assumption; change with <code>dsv3sim report RESULT.json --price-per-gpu-hour USD</code>). GPU-hours {esc(how)}."))
-    bd = result.get("step_breakdown_s") or result.get("breakdown_s")  # DeepSeek's terms, else the executor's
-    parts.append(_bars(sec, ctx, bd, "breakdown", "Step time breakdown", (1e3, "ms"), lambda _: "#4c78a8"))
-    parts.append(_bars(sec, ctx, result.get("layer_time_s"), "layer",
-                       "One layer of one micro-batch, by slice (before overlap)", (1e6, "µs"), color_of))
-    srcs = result.get("sources")
-    if isinstance(srcs, (list, tuple)) and srcs:
-        parts.append(f"<details><summary>{len(srcs)} source{'s' if len(srcs) > 1 else ''} of the constants behind "
-                     "this result</summary><ul>"
-                     + "".join(f"<li>{esc(x)}</li>" for x in srcs) + "</ul></details>")
-    if not kv and not bd and not reason:
-        parts.append(absent("no summary metrics in this result"))
-        sec.present = False
-    sec.body = "".join(parts)
-    return sec
-
-
-def _verdict(result: dict, reason) -> list[str]:
-    """The infeasibility reason or the bottleneck, then the result's notes and warnings."""
-    parts = []
-    if reason:
-        parts.append(f'<p class="err-pos"><b>Infeasible:</b> {esc(reason)}</p>')
-    else:
-        limit = bottleneck(result)
-        if limit:
-            parts.append(f'<p class="bottleneck" data-bottleneck><b>Bottleneck.</b> {esc(limit)}</p>')
-    for n in result.get("notes") or ():
-        cls = "warn" if str(n).startswith("warning") else "note"
-        parts.append(f'<p class="{cls}" data-note>{esc(n)}</p>')
-    return parts
-
-
-def _identity(result: dict) -> list[str]:
-    """The table of what was simulated: scenario, model, GPU(s), topology, schedule, parallel layout."""
-    layout = result.get("parallel")
-    ident = [(k, result.get(key)) for k, key in (("scenario", "scenario"), ("model", "model"), ("GPU", "gpu"),
-                                                 ("GPUs", "n_gpus"), ("topology", "topology"))]
-    ident.append(("schedule", layout.get("schedule") if isinstance(layout, dict) else None))
-    ident = [(k, v if not isinstance(v, dict) else v.get("name", "…")) for k, v in ident if v is not None]
-    if isinstance(layout, dict):
-        ident.append(("layout", ", ".join(f"{k}={v}" for k, v in layout.items() if not isinstance(v, (dict, list)))))
-    return [table(["", ""], [[k, v] for k, v in ident])] if ident else []
+    return (n * 1e12 / tps / 3600.0, f"= {n:g} GPUs x 1e12 tokens / {tps:.4g} tokens/s / 3600") if n and tps else (
+        None, "")
 
 
 def _pct(v: float) -> str:
@@ -92,61 +37,161 @@ CARDS = (("step time", "step_time_s", fmt_time), ("MFU (causal FLOPs / BF16 dens
          ("decode tokens / s / node", "decode_tokens_per_s_per_node", fmt_si),
          ("TTFT", "ttft_s", fmt_time), ("TPOT", "tpot_s", fmt_time),
          ("exposed communication{ep}", "exposed_communication_s", fmt_time))
+IDENTITY = (("scenario", "scenario"), ("model", "model"), ("GPU", "gpu"), ("GPUs", "n_gpus"), ("topology", "topology"))
 
 
-def _metric_cards(result: dict, price: float) -> tuple[list[tuple[str, str]], float | None, str]:
-    """(headline metric cards by ``CARDS``, GPU-hours per trillion tokens or None, how they were derived)."""
+def _verdict(result: dict, reason) -> str:
+    """The infeasibility reason or the bottleneck sentence, then the result's notes and warnings."""
+    limit = None if reason else bottleneck(result)
+    out = f'<p class="err-pos"><b>Infeasible:</b> {esc(reason)}</p>' if reason else (
+        f'<p class="bottleneck" data-bottleneck><b>Bottleneck.</b> {esc(limit)}</p>' if limit else "")
+    return out + "".join(f'<p class="{"warn" if str(n).startswith("warning") else "note"}" data-note>{esc(n)}</p>'
+                         for n in result.get("notes") or ())
+
+
+def _identity(result: dict) -> str:
+    """The table of what was simulated: scenario, model, GPU(s), topology, schedule, parallel layout."""
+    layout = result.get("parallel") if isinstance(result.get("parallel"), dict) else None
+    rows = [(k, result.get(key)) for k, key in IDENTITY] + [("schedule", (layout or {}).get("schedule"))]
+    rows = [[k, v.get("name", "…") if isinstance(v, dict) else v] for k, v in rows if v is not None]
+    if layout is not None:
+        rows.append(["layout", ", ".join(f"{k}={v}" for k, v in layout.items() if not isinstance(v, (dict, list)))])
+    return table(["", ""], rows) if rows else ""
+
+
+def _bars(ctx, items, name: str, title: str, scale: float, unit: str, colour) -> str:
+    """Horizontal bars of ``items`` ({label: seconds}) in ``unit``; '' without numbers."""
+    items = [(str(k).removesuffix("_s"), num(v)) for k, v in items.items()] if isinstance(items, dict) else []
+    items = [(k, v) for k, v in items if v is not None]
+    return ctx.plot(name, [{"type": "bar", "x": [v * scale for _, v in items], "y": [k for k, _ in items],
+                            "orientation": "h", "text": [fmt_time(v) for _, v in items], "textposition": "auto",
+                            "marker": {"color": [colour(k) for k, _ in items]}}],
+                    title=title, xaxis_title=unit, height=120 + 28 * len(items),
+                    yaxis={"autorange": "reversed"}) if items else ""
+
+
+def summary(result: dict, ctx) -> str:
+    price = num(result.get("price_per_gpu_hour")) or ctx.price_per_gpu_hour
     gph, how = gpu_hours_per_trillion(result)
     vals = dict(result, gph=gph, cost=None if gph is None else gph * price)
     ep = " (EP + DP)" if isinstance(result.get("breakdown_s"), dict) else ""
     kv = [(label.format(price=price, ep=ep), f(v)) for label, key, f in CARDS if (v := num(vals.get(key))) is not None]
-    return [(k, v) for k, v in kv if v], gph, how
-
-
-def _bars(sec: Section, ctx, items: dict | None, name: str, title: str, unit: tuple[float, str], colour) -> str:
-    """Horizontal bars of ``items`` ({label: seconds}) in ``unit`` (scale, name); '' without numbers."""
-    items = [(str(k).removesuffix("_s"), num(v)) for k, v in items.items()] if isinstance(items, dict) else []
-    items = [(k, v) for k, v in items if v is not None]
-    if not items:
-        return ""
-    import plotly.graph_objects as go
-
-    fig = go.Figure(go.Bar(x=[v * unit[0] for _, v in items], y=[k for k, _ in items], orientation="h",
-                           text=[fmt_time(v) for _, v in items], textposition="auto",
-                           marker_color=[colour(k) for k, _ in items]))
-    return plot(sec, ctx, name, fig, title=title, xaxis_title=unit[1], height=120 + 28 * len(items),
-                yaxis={"autorange": "reversed"})
+    kv, reason = [(k, v) for k, v in kv if v], result.get("infeasible")
+    bd = result.get("step_breakdown_s") or result.get("breakdown_s")  # DeepSeek's terms, else the executor's
+    if not kv and not bd and not reason:
+        raise Absent("no summary metrics in this result")
+    srcs = result.get("sources") if isinstance(result.get("sources"), (list, tuple)) else ()
+    return "".join([
+        _verdict(result, reason), _identity(result), cards(kv) if kv else "",
+        note(f"Cost stated at <b>${price:g} per GPU-hour</b> (DeepSeek-V3 report's H800 rental assumption; change "
+             "with <code>dsv3sim report RESULT.json --price-per-gpu-hour USD</code>). GPU-hours "
+             f"{esc(how)}.") if gph is not None else "",
+        _bars(ctx, bd, "breakdown", "Step time breakdown", 1e3, "ms", lambda _: "#4c78a8"),
+        _bars(ctx, result.get("layer_time_s"), "layer", "One layer of one micro-batch, by slice (before overlap)",
+              1e6, "µs", color_of),
+        details(f"{len(srcs)} source{'s' if len(srcs) > 1 else ''} of the constants behind this result",
+                "<ul>" + "".join(f"<li>{esc(x)}</li>" for x in srcs) + "</ul>") if srcs else ""])
 
 
 FIELDS_LIMIT = 500
 
 
-def scalar_fields(d, prefix: str = "", out: list | None = None, limit: int = FIELDS_LIMIT) -> list[tuple[str, object]]:
-    """Every scalar in the result as (dotted path, value), lists summarised by length; at most ``limit``."""
+def scalar_fields(d, prefix: str = "", out: list | None = None) -> list[tuple[str, object]]:
+    """Every scalar in the result as (dotted path, value), lists summarised by length; at most FIELDS_LIMIT."""
     out = [] if out is None else out
     if isinstance(d, dict):
         for k, v in d.items():
-            if len(out) >= limit:
+            if len(out) >= FIELDS_LIMIT:
                 break
-            scalar_fields(v, f"{prefix}.{k}" if prefix else str(k), out, limit)
+            scalar_fields(v, f"{prefix}.{k}" if prefix else str(k), out)
     elif isinstance(d, list):
-        if d and len(d) <= 8 and all(not isinstance(x, (dict, list)) for x in d):
-            out.append((prefix, ", ".join(str(x) for x in d)))
-        else:
-            out.append((prefix, f"[{len(d)} items]"))
+        short = d and len(d) <= 8 and all(not isinstance(x, (dict, list)) for x in d)
+        out.append((prefix, ", ".join(str(x) for x in d) if short else f"[{len(d)} items]"))
     else:
         out.append((prefix, d))
     return out
 
 
-def fields_section(result: dict, ctx) -> Section:
-    rows = scalar_fields(result)
-    if not rows:
-        return missing("fields", "All fields of the result", "empty result")
-    sec = Section(key="fields", title="All fields of the result")
-    shown = [[k, f"{v:.6g}" if isinstance(v, float) else v] for k, v in rows]
+def fields(result: dict, ctx) -> str:
+    if not (rows := scalar_fields(result)):
+        raise Absent("empty result")
     more = " (the first ones; the JSON holds the rest)" if len(rows) >= FIELDS_LIMIT else ""
-    sec.body = ("<details><summary>" + esc(f"{len(rows)} fields (every scalar, as written by the simulator){more}")
-                + "</summary>" + table(["field", "value"], shown) + "</details>")
-    return sec
+    return details(f"{len(rows)} fields (every scalar, as written by the simulator){more}", table(
+        ["field", "value"], [[k, fmt(v, ".6g") if isinstance(v, float) else v] for k, v in rows]))
 
+
+# ---------------------------------------------------------------- study: several scenarios in one JSON
+
+THROUGHPUT = {"training": ("tokens_per_s", "tokens/s (cluster)"),
+              "prefill": ("prefill_tokens_per_s_per_node", "prefill tokens/s/node"),
+              "decode": ("decode_tokens_per_s_per_node", "decode tokens/s/node")}
+KIND_COLOUR = {"training": "#4c78a8", "prefill": "#f58518", "decode": "#54a24b"}
+STUDY_COLS = (("scenario", "scenario", str), ("kind", "kind", str), ("step / TTFT / TPOT", "latency", str),
+              ("throughput", "tp", str), ("vs baseline", "vs", str), ("MFU", "mfu", lambda v: f"{v * 100:.1f}%"),
+              ("GPU-h / T tokens", "gph", lambda v: f"{v / 1e3:,.1f} K" if v else ""),
+              ("limited by", "why", str))
+
+
+def study_rows(results: list[tuple[str, dict]]) -> list[dict]:
+    """One dict per scenario: name, kind, throughput and its change vs the kind's baseline, latency, limiter."""
+    rows, base = [], {}
+    for name, res in results:
+        k = res.get("kind")
+        kind = k if k in THROUGHPUT else "training" if isinstance(res.get("breakdown_s"), dict) else str(k or "?")
+        key, unit = THROUGHPUT.get(kind, ("tokens_per_s", "tokens/s"))
+        reason = res.get("infeasible")
+        tp = None if reason else num(res.get(key))
+        if tp and kind not in base:
+            base[kind] = (name, tp)
+        lat = next((f"{lab} {fmt_time(v)}" for key2, lab in (("step_time_s", "step"), ("ttft_s", "TTFT"),
+                    ("tpot_s", "TPOT")) if (v := num(res.get(key2))) is not None), "")
+        rows.append({"scenario": name, "kind": kind, "throughput": tp, "unit": unit, "infeasible": reason,
+                     "latency": "" if reason else lat, "mfu": num(res.get("mfu")), "limit": limiter(res),
+                     "gph": num(res.get("gpu_hours_per_trillion_tokens"))})
+    for r in rows:
+        b = base.get(r["kind"])
+        r["baseline"], r["vs_baseline"] = b and b[0], r["throughput"] / b[1] - 1.0 if b and r["throughput"] else None
+        r["vs"] = "baseline" if r["scenario"] == r["baseline"] else fmt(r["vs_baseline"], lambda v: f"{v * 100:+.1f}%")
+        r["tp"] = f"{fmt_si(r['throughput'])} {r['unit']}" if r["throughput"] else ""
+        r["why"] = r["infeasible"] or r["limit"]
+    return rows
+
+
+def _study_traces(rows: list[dict]) -> list[dict]:
+    """Per kind: bars of throughput vs its baseline, and its infeasible scenarios as crosses on zero."""
+    traces = []
+    for kind in dict.fromkeys(r["kind"] for r in rows):
+        ok = [r for r in rows if r["kind"] == kind and r["vs_baseline"] is not None]
+        bad = [r for r in rows if r["kind"] == kind and r["infeasible"]]
+        traces.append({"type": "bar", "y": [r["scenario"] for r in ok], "x": [r["vs_baseline"] * 100 for r in ok],
+                       "orientation": "h", "name": kind, "marker": {"color": KIND_COLOUR.get(kind, "#9d755d")},
+                       "text": [r["vs"] for r in ok], "textposition": "outside", "cliponaxis": False,
+                       "customdata": [[fmt_si(r["throughput"]), r["unit"], r["latency"], r["limit"]] for r in ok],
+                       "hovertemplate": "%{y}<br>%{customdata[0]} %{customdata[1]} (%{x:+.1f}%)<br>%{customdata[2]}"
+                                        "<br>limited by %{customdata[3]}<extra></extra>"})
+        traces += [{"type": "scatter", "y": [r["scenario"] for r in bad], "x": [0] * len(bad), "mode": "markers",
+                    "marker": {"symbol": "x", "color": "#e45756", "size": 11}, "name": "infeasible",
+                    "hovertext": [r["infeasible"] for r in bad], "hoverinfo": "text+y"}] if bad else []
+    return traces
+
+
+def study(results: list[tuple[str, dict]], ctx) -> str:
+    """One table and one horizontal-bar chart comparing the scenarios (long names stay legible)."""
+    ctx.section.title = f"Comparison of the {len(results)} scenarios"
+    rows = study_rows(results)
+    fig = ctx.plot("study", _study_traces(rows), title="Throughput vs the baseline of its kind (%)",
+                   barmode="overlay", height=140 + 24 * len(rows), margin={"l": 10, "r": 40, "t": 50, "b": 40},
+                   xaxis={"title": "% change in throughput (higher is better)", "zeroline": True,
+                          "zerolinecolor": "#555"},
+                   yaxis={"categoryorder": "array", "categoryarray": [r["scenario"] for r in rows][::-1],
+                          "automargin": True, "tickfont": {"size": 13}, "ticksuffix": "  "},
+                   legend={"orientation": "h", "y": 1.0, "yanchor": "bottom", "x": 0.3, "xanchor": "left"})
+    cols = [c for c in STUDY_COLS if any(fmt(r[c[1]], c[2]) for r in rows)]  # no all-empty column (serving: MFU)
+    bases = ", ".join(f"{k}: {v}" for k, v in {r["kind"]: r["baseline"] for r in rows if r["baseline"]}.items())
+    return (note(f"Throughput of each scenario relative to the baseline of its kind ({esc(bases)}); the last column "
+                 "names what limits its step. Infeasible scenarios keep their reason.") + fig
+            + "<div data-study-table>" + spec_table(rows, cols, numeric={
+                i for i, c in enumerate(cols) if c[1] in ("vs", "mfu", "gph")}) + "</div>")
+
+
+STUDY = ("Comparison of the scenarios", study)
