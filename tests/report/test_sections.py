@@ -5,14 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from dsv3sim.report.context import RenderContext
+from dsv3sim.report import section
 from dsv3sim.report.data import as_matrix, split_results
-from dsv3sim.report.experts import load_maps, max_over_mean, nodes_hist
-from dsv3sim.report.imbalance import extract
+from dsv3sim.report.experts import extract, load_maps, max_over_mean, nodes_hist
 from dsv3sim.report.memory import kv_rows, parse_memory
 from dsv3sim.report.network import parse
-from dsv3sim.report.summary import gpu_hours_per_trillion, summary_section
-from dsv3sim.report.sweep import flatten, sweep_section
+from dsv3sim.report.page import RenderContext
+from dsv3sim.report.summary import gpu_hours_per_trillion
+from dsv3sim.report.sweep import flatten
 from dsv3sim.report.timeline import slices_from_result
 from dsv3sim.report.validation import validation_rows
 
@@ -35,12 +35,12 @@ def test_gpu_hours_deepseek_v3_published():
 
 
 def test_summary_states_price_and_cost(train_result):
-    body = summary_section(train_result, RenderContext(price_per_gpu_hour=2.0)).body
+    body = section("summary", train_result, RenderContext(price_per_gpu_hour=2.0)).body
     gph = 2048 * 1e12 / (15360 * 4096 / 20.0) / 3600
     assert f"{gph / 1e3:,.1f} K" in body
     assert f"${gph * 2 / 1e6:,.3f} M" in body  # cost per trillion tokens at $2
     assert "$2 per GPU-hour" in body
-    body3 = summary_section(train_result, RenderContext(price_per_gpu_hour=3.0)).body
+    body3 = section("summary", train_result, RenderContext(price_per_gpu_hour=3.0)).body
     assert f"${gph * 3 / 1e6:,.3f} M" in body3
 
 
@@ -91,7 +91,7 @@ def test_sweep_flatten_and_infeasible_kept(sweep_result):
     assert m == {"step_time_s": 2.0, "ib_utilisation": 0.5}
     assert r is None
     assert flatten({"params": {"ep": 128}, "infeasible": "does not fit"})[2] == "does not fit"
-    sec = sweep_section(sweep_result, RenderContext())
+    sec = section("sweep", sweep_result, RenderContext())
     assert sec.n_figures == 2  # ep and ib_GBps vary
     assert "does not fit in HBM: 92 &gt; 80 GB" in sec.body and "1 infeasible" in sec.body
 
@@ -147,11 +147,9 @@ def test_load_maps_as_written():
 
 
 def test_kv_section_uses_the_result_budget():
-    from dsv3sim.report.memory import kv_section
-
     budget = 70_272 * 131072 * 5  # five 128K sequences of DeepSeek-V3 (BF16)
     r = {"model": "deepseek-v3", "kv": {"kv_budget_bytes_per_gpu": budget, "kv_bytes_per_token": 70_272}}
-    body = kv_section(r, RenderContext()).body
+    body = section("kvcache", r, RenderContext()).body
     assert "kv_budget_bytes_per_gpu" in body and "kv_bytes_per_token" in body  # the simulator's own fields listed
     row = next(tr for tr in body.split("<tr>") if tr.startswith("<td>deepseek-v3</td>"))
     assert row.split("</tr>")[0].endswith('<td class="num">5</td>')  # max batch @ 128K = the budget's 5
@@ -160,16 +158,14 @@ def test_kv_section_uses_the_result_budget():
 def test_imbalance_found_under_traces_dir(tmp_path):
     import json
 
-    from dsv3sim.report.imbalance import imbalance_section
-
     d = tmp_path / "traces"
     d.mkdir()
     (d / "other.json").write_text(json.dumps({"weight": [[1, 2]]}))  # an EPLB load file: not a series
     (d / "imb.json").write_text(json.dumps({"quantity": "expert_load_max_over_mean", "runs": [
         {"label": "aux-free", "step": [0, 1], "max_over_mean_worst": [2.0, 1.5]}]}))
-    sec = imbalance_section({"type": "training"}, RenderContext(traces_dir=d))
+    sec = section("imbalance", {"type": "training"}, RenderContext(traces_dir=d))
     assert sec.present and sec.n_figures == 1 and "imb.json" in sec.body and "aux-free: 1.50" in sec.body
-    assert not imbalance_section({"type": "serving"}, RenderContext(traces_dir=d)).present
+    assert not section("imbalance", {"type": "serving"}, RenderContext(traces_dir=d)).present
 
 
 def test_timeline_caps_lanes():
@@ -185,5 +181,5 @@ def test_timeline_caps_lanes():
 
 def test_validation_rows_are_not_a_sweep():
     r = {"step_time_s": 1.0, "validation": {"rows": [{"name": "x", "predicted": 1.0, "published": 2.0}]}}
-    assert not sweep_section(r, RenderContext()).present
+    assert not section("sweep", r, RenderContext()).present
     assert len(validation_rows(r)) == 1
