@@ -58,7 +58,8 @@ def links(result: dict, ctx) -> str:
             more = f" (first {MAX_SERIES} of {len(names)})" if len(names) > MAX_SERIES else ""
             parts.append(ctx.plot("links", [{
                 "type": "scatter", "x": [None if x is None else x * sc for x in series[n][0]],
-                "y": _pct(series[n][1]), "name": n, "mode": "lines", "line": {"shape": "hv"}} for n in names[:MAX_SERIES]],
+                "y": _pct(series[n][1]), "name": n, "mode": "lines", "line": {"shape": "hv"}}
+                for n in names[:MAX_SERIES]],
                 title=f"Link utilisation {what}{more}", height=360, xaxis_title=f"time ({unit})",
                 yaxis_title="utilisation (%)", yaxis={"rangemode": "tozero"}))
     if avg:

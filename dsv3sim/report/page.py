@@ -16,7 +16,8 @@ from pathlib import Path
 FIGURE_ATTR = "data-dsv3sim-figure"
 BEST_STYLE = ' style="background:#e8f5e9;font-weight:600"'
 MARGIN = {"l": 10, "r": 10, "t": 50, "b": 40}
-DEFAULT_PRICE_PER_GPU_HOUR = 2.0  # DeepSeek-V3 report §1, Table 1: "the rental price of the H800 GPU is $2 per GPU hour"
+# DeepSeek-V3 report §1, Table 1: "assuming the rental price of the H800 GPU is $2 per GPU hour"
+DEFAULT_PRICE_PER_GPU_HOUR = 2.0
 INDEX_NAME = "index.html"
 
 CSS = """
@@ -121,8 +122,8 @@ def esc(s: object) -> str:
     return html.escape(str(s), quote=True)
 
 
-def note(text: str, attr: str = "note") -> str:
-    return f'<p class="{attr}">{text}</p>'
+def note(text: str) -> str:
+    return f'<p class="note">{text}</p>'
 
 
 def absent(what: str = "not in this result") -> str:
@@ -135,7 +136,8 @@ def table(header: list[str], rows: list[list[object]], numeric=(), *, raw: bool 
     trs = "".join(f"<tr{BEST_STYLE if i == best else ''}>" + "".join(
         f"<td{num if j in numeric else ''}>{cell(c)}</td>" for j, c in enumerate(r)) + "</tr>"
         for i, r in enumerate(rows))
-    return f"<table><thead><tr>{''.join(f'<th>{esc(h)}</th>' for h in header)}</tr></thead><tbody>{trs}</tbody></table>"
+    th = "".join(f"<th>{esc(h)}</th>" for h in header)
+    return f"<table><thead><tr>{th}</tr></thead><tbody>{trs}</tbody></table>"
 
 
 def fmt(v, spec) -> str:

@@ -73,13 +73,14 @@ def _train(r: dict, ctx) -> str:
              f"before any simulation; {c.get('simulated_bound', 0)} screened with the busiest-link all-to-all bound; "
              f"the best {c.get('simulated_event', 0)} re-simulated event by event. Highlighted: the best."),
         spec_table(ok[:MAX_ROWS], TRAIN_COLS, best=0 if ok else None),
-        ctx.plot("plan-train", [{"type": "scatter", "x": [x["days"] for x in ok], "y": [x["cost_usd_run"] for x in ok],
-                                 "mode": "markers", "text": [x["key"] for x in ok], "hoverinfo": "text+x+y",
-                                 "name": "feasible", "marker": {"color": ["#2e7d32"] + ["#4c78a8"] * (len(ok) - 1)}}],
+        ctx.plot("plan-train", [{"type": "scatter", "x": [x["days"] for x in ok], "mode": "markers",
+                                 "y": [x["cost_usd_run"] for x in ok], "text": [x["key"] for x in ok],
+                                 "hoverinfo": "text+x+y", "name": "feasible",
+                                 "marker": {"color": ["#2e7d32"] + ["#4c78a8"] * (len(ok) - 1)}}],
                  title="Feasible layouts: days vs dollars", xaxis_title="days", yaxis_title="$", height=340)
         if ok else "", _user_layout(r.get("user_layout")),
-        spec_table(t["phases"] + [{"phase": "total", "gpu_hours": t["gpu_hours_total"], "cost_usd": t["cost_usd_total"]}],
-                   TOTALS_COLS) if t else "",
+        spec_table(t["phases"] + [{"phase": "total", "gpu_hours": t["gpu_hours_total"],
+                                   "cost_usd": t["cost_usd_total"]}], TOTALS_COLS) if t else "",
         note("Infeasible, by reason: " + "; ".join(f"{esc(k)} ({n})" for k, n in reasons)) if bad else ""])
 
 
@@ -113,8 +114,9 @@ def _fleet(f: dict) -> str:
         p = lm.get(name) or {}
         steps = ", ".join(f"{esc(k)} {v:,.0f}" for k, v in (p.get("node_hours_by_cause") or {}).items())
         pools.append(f"{name}: {p.get('utilisation', 0.0):.0%} of capacity on average ({steps} node-hours)")
-    load = (f" Peak {lm.get('peak_nodes', 0):.0f} nodes (peak/average {lm.get('peak_to_average_nodes', 0):.2f}) under "
-            f"{esc((lm.get('load') or {}).get('source', 'the load model'))}; " + "; ".join(pools) + ".") if pools else ""
+    source = esc((lm.get("load") or {}).get("source", "the load model")) if pools else ""
+    load = (f" Peak {lm.get('peak_nodes', 0):.0f} nodes (peak/average {lm.get('peak_to_average_nodes', 0):.2f}) "
+            f"under {source}; " + "; ".join(pools) + ".") if pools else ""
     return note(f"Fleet for {f['daily_input_tokens']:.3g} input + {f['daily_output_tokens']:.3g} output tokens per "
                 f"day: {f['nodes']:.1f} nodes on average ({f['prefill_nodes']:.1f} prefill + {f['decode_nodes']:.1f} "
                 f"decode), ${f['cost_usd_per_day']:,.0f} per day ({esc(f['rates_from'])})." + load)

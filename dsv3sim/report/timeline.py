@@ -147,8 +147,8 @@ def _draw_panel(fig, row: int, ss: list[Slice], frequent: list[str], shown: set,
                                y=[v for x in xs for v in (x.lane, x.lane, None)], line={
                                    "width": max(2.0, min(16.0, 360.0 / max(1, len(order)))), "color": color_of(key),
                                    "simplify": False},
-                               hovertext=[v for x in xs for v in [f"{x.name} {x.dur_s * scale:.4g} {unit}"] * 2 + [None]],
-                               **common)
+                               hovertext=[v for x in xs for v in [f"{x.name} {x.dur_s * scale:.4g} {unit}"] * 2
+                                          + [None]], **common)
         fig.add_trace(trace, row=row, col=1)
     fig.update_yaxes(categoryorder="array", categoryarray=order, autorange="reversed", row=row, col=1,
                      type="category", tickfont={"size": 10})
