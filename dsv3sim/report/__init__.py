@@ -77,32 +77,28 @@ def _name(data: dict, results: list, result_json, title: str | None) -> str:
     return name if isinstance(name, str) else Path(result_json).stem if from_file else "result"
 
 
+def _select(results: list[tuple[str, dict]], scenario: str | None) -> list[tuple[str, dict]]:
+    """The results to render: all of them, or the one scenario of a study asked for (rendered in full)."""
+    if scenario is not None and scenario not in (names := [h for h, _ in results]):
+        raise ConfigError(f"scenario {scenario!r} is not in this result (scenarios: {', '.join(names)})")
+    return results if scenario is None else [(h, r) for h, r in results if h == scenario]
+
+
 def build_page(result_json, *, chrome_trace: str | Path | None = None, price_per_gpu_hour: float | None = None,
                title: str | None = None, traces_dir: str | Path | None = None,
                merged_trace_out: str | Path | None = None, scenario: str | None = None) -> Page:
     data = load(result_json)
     if price_per_gpu_hour is not None and not price_per_gpu_hour > 0:
         raise ConfigError(f"price per GPU-hour must be > 0, got {price_per_gpu_hour}")
-    results = split_results(data)
-    if scenario is not None:  # one scenario of a study, rendered in full
-        if scenario not in (names := [h for h, _ in results]):
-            raise ConfigError(f"scenario {scenario!r} is not in this result (scenarios: {', '.join(names)})")
-        results = [(h, r) for h, r in results if h == scenario]
-        data = results[0][1]
+    results = _select(split_results(data), scenario)
+    data = results[0][1] if scenario is not None else data
     page = Page(title=f"dsv3sim: {_name(data, results, result_json, title)}", subtitle=f"{len(results)} result(s)")
     light = len(results) > STUDY_FULL
     if len(results) > 1:  # a study: compare the scenarios first, one table, one chart
-        ctx = RenderContext(prefix="cmp")
-        page.blocks.append(("Study", [section("study", results, ctx, {"study": summary.STUDY})]))
-    traces = Path(traces_dir) if traces_dir else next(
-        (d for d in (Path.cwd() / "traces", Path(__file__).resolve().parents[2] / "traces") if d.is_dir()), None)
-    for i, (heading, res) in enumerate(results):
-        first = i == 0
-        ctx = RenderContext(base_dir=Path(result_json).resolve().parent if isinstance(result_json, (str, Path))
-                            else None, chrome_trace=Path(chrome_trace) if chrome_trace and first else None,
-                            price_per_gpu_hour=price_per_gpu_hour or DEFAULT_PRICE_PER_GPU_HOUR,
-                            merged_trace_out=Path(merged_trace_out) if merged_trace_out and first else None,
-                            traces_dir=traces, prefix=f"r{i}")
+        study = section("study", results, RenderContext(prefix="cmp"), {"study": summary.STUDY})
+        page.blocks.append(("Study", [study]))
+    contexts = _contexts(result_json, len(results), chrome_trace, merged_trace_out, price_per_gpu_hour, traces_dir)
+    for ctx, (heading, res) in zip(contexts, results):
         table = PLAN if res.get("type") == "plan" else SECTIONS
         secs = [section(k, res, ctx, table) for k in table if not light or k in STUDY_LIGHT]
         page.blocks.append((heading, [s for s in secs if s is not None]))
@@ -110,14 +106,28 @@ def build_page(result_json, *, chrome_trace: str | Path | None = None, price_per
         page.blocks[0][1][0].body += note(
             "Below: each scenario's summary, expert loads and nodes per token. Timelines, link utilisation, memory, "
             "KV cache and every field of one scenario: <code>dsv3sim report RESULT.json --scenario NAME</code>.")
-    page.summary_line = _summary_line(results[0][1]) if len(results) == 1 else (
-        f"{len(results)} scenarios: " + ", ".join(h for h, _ in results[:6]) + (" …" if len(results) > 6 else ""))
+    page.summary_line = _summary_line(results)
     return page
 
 
-def _summary_line(res: dict) -> str:
-    """One line for the index: sweep size, predicted vs measured, infeasibility, headline metrics, the limit."""
-    bits, rows = [], res.get("sweep")
+def _contexts(result_json, n: int, chrome_trace, merged_trace_out, price, traces_dir) -> list[RenderContext]:
+    """One context per result; a real trace (and the merged trace written from it) goes with the first."""
+    traces = Path(traces_dir) if traces_dir else next((d for d in (
+        Path.cwd() / "traces", Path(__file__).resolve().parents[2] / "traces") if d.is_dir()), None)
+    base = Path(result_json).resolve().parent if isinstance(result_json, (str, Path)) else None
+    first = {"chrome_trace": Path(chrome_trace) if chrome_trace else None,
+             "merged_trace_out": Path(merged_trace_out) if merged_trace_out else None}
+    return [RenderContext(base_dir=base, price_per_gpu_hour=price or DEFAULT_PRICE_PER_GPU_HOUR, traces_dir=traces,
+                          prefix=f"r{i}", **(first if i == 0 else {})) for i in range(n)]
+
+
+def _summary_line(results: list[tuple[str, dict]]) -> str:
+    """One line for the index: a study's scenarios, or of one result: sweep size, predicted vs measured,
+    infeasibility, headline metrics, the limit."""
+    if len(results) > 1:
+        return f"{len(results)} scenarios: " + ", ".join(h for h, _ in results[:6]) + (" …" if len(results) > 6 else "")
+    bits, res = [], results[0][1]
+    rows = res.get("sweep")
     if isinstance(rows, list):
         bad = sum(1 for r in rows if isinstance(r, dict) and r.get("infeasible"))
         bits.append(f"sweep of {len(rows)} points ({bad} infeasible)")

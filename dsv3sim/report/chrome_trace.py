@@ -95,18 +95,28 @@ def _raw_slices(events: list[dict]) -> list[tuple[Any, Any, str, float, float, s
     return raw
 
 
+def _lane_names(events: list[dict]) -> dict[tuple, str]:
+    """{("process_name", pid, None) or ("thread_name", pid, tid): name} from the metadata ("M") events."""
+    return {(e["name"], e.get("pid"), e.get("tid") if e["name"] == "thread_name" else None): str(e["args"]["name"])
+            for e in events if e.get("ph") == "M" and e.get("name") in ("process_name", "thread_name")
+            and (e.get("args") or {}).get("name") is not None}
+
+
+def _device_slices(data: dict, raw: list) -> tuple[list, str]:
+    """A torch.profiler trace keeps its GPU work when it has some, else its CPU ops; any other trace all of it."""
+    if not ("schemaVersion" in data or "deviceProperties" in data or any(
+            isinstance(e, dict) and e.get("cat") in GPU_CATS | CPU_CATS for e in data["traceEvents"][:2000])):
+        return raw, "chrome"
+    gpu, cpu = [r for r in raw if r[5] in GPU_CATS], [r for r in raw if r[5] in CPU_CATS]
+    return (gpu, "torch.profiler (GPU)") if gpu else (cpu or raw, "torch.profiler (CPU)")
+
+
 def read_slices(source: str | Path | dict | list, *, max_slices: int = 50_000) -> tuple[list[Slice], dict]:
     """Slices of a Chrome trace, times rebased to its first event; plus info (kind, kept, dropped, lanes)."""
     data = load_trace(source)
     events = [e for e in data["traceEvents"] if isinstance(e, dict)]
-    names = {(e["name"], e.get("pid"), e.get("tid") if e["name"] == "thread_name" else None): str(e["args"]["name"])
-             for e in events if e.get("ph") == "M" and e.get("name") in ("process_name", "thread_name")
-             and (e.get("args") or {}).get("name") is not None}  # lane names from the metadata events
-    raw, kind = _raw_slices(events), "chrome"
-    if "schemaVersion" in data or "deviceProperties" in data or any(  # torch.profiler: GPU kernels, else CPU ops
-            isinstance(e, dict) and e.get("cat") in GPU_CATS | CPU_CATS for e in data["traceEvents"][:2000]):
-        gpu, cpu = [r for r in raw if r[5] in GPU_CATS], [r for r in raw if r[5] in CPU_CATS]
-        raw, kind = (gpu, "torch.profiler (GPU)") if gpu else (cpu or raw, "torch.profiler (CPU)")
+    names = _lane_names(events)
+    raw, kind = _device_slices(data, _raw_slices(events))
     raw.sort(key=lambda r: r[3])
     t0, out = raw[0][3] if raw else 0.0, []
     for pid, tid, name, ts, dur, cat in raw[:max_slices]:

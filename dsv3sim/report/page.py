@@ -53,19 +53,13 @@ window.addEventListener('error', function (e) {
 });
 """
 TAIL_JS = """
-(function () {
-  var want = document.querySelectorAll('[FIGATTR]').length;
-  function check(n) {
-    var done = 0;
-    document.querySelectorAll('[FIGATTR]').forEach(function (w) {
-      if (w.querySelector('.main-svg')) done += 1;
-    });
-    document.body.setAttribute('data-plots-wanted', String(want));
-    document.body.setAttribute('data-plots-rendered', String(done));
-    if (done < want && n < 200) setTimeout(function () { check(n + 1); }, 50);
-  }
-  check(0);
-})();
+(function check(n) {
+  var figs = document.querySelectorAll('[FIGATTR]'), done = 0;
+  figs.forEach(function (w) { if (w.querySelector('.main-svg')) done += 1; });
+  document.body.setAttribute('data-plots-wanted', String(figs.length));
+  document.body.setAttribute('data-plots-rendered', String(done));
+  if (done < figs.length && n < 200) setTimeout(function () { check(n + 1); }, 50);
+})(0);
 """.replace("FIGATTR", FIGURE_ATTR)
 
 

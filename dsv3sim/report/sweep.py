@@ -34,46 +34,65 @@ def flatten(row: dict) -> tuple[dict, dict, str | None]:
     return params, metrics, (str(row["infeasible"]) if row.get("infeasible") else None)
 
 
+def _distinct(flat: list, k: str) -> int:
+    return len({repr(p.get(k)) for p, _, _ in flat})
+
+
 def _axes(rows: list[dict], flat: list) -> tuple[list[str], list[str]]:
     """(the parameters that vary across rows, those charted on an x axis: not the row-naming ones, i.e. those with
     a distinct non-numeric value on every row of more than three)."""
-    keys = list(dict.fromkeys(k for p, _, _ in flat for k in p))
-    varying = [k for k in keys if len({repr(p.get(k)) for p, _, _ in flat}) > 1]
-    ident = {k for k in varying if len({repr(p.get(k)) for p, _, _ in flat}) == len(flat)
-             and any(num(p.get(k)) is None for p, _, _ in flat)} if len(flat) > 3 else set()
+    varying = [k for k in dict.fromkeys(k for p, _, _ in flat for k in p) if _distinct(flat, k) > 1]
+    ident = {k for k in varying if len(flat) > 3 and _distinct(flat, k) == len(flat)
+             and any(num(p.get(k)) is None for p, _, _ in flat)}
     if knobs := {k for r in rows if isinstance(r.get("params"), dict) for k in r["params"]}:
         varying = [k for k in varying if k in knobs or k in ident]  # dsv3sim sweep: its grid axes; derived: table
     return varying, [k for k in varying if k not in ident] or varying
 
 
+def _metric(fig, col: int, m: str, x: str, groups: dict, numeric_x: bool) -> None:
+    """Metric ``m`` against ``x`` in subplot ``col``: a line per group."""
+    for gi, (g, pts) in enumerate(list(groups.items())[:MAX_LINES]):
+        ok = [(p.get(x), ms[m]) for p, ms, r in pts if not r and m in ms]
+        ok = sorted(ok, key=lambda t: num(t[0])) if numeric_x else ok
+        fig.add_scatter(x=[a for a, _ in ok], y=[b for _, b in ok], name=g or m, legendgroup=g, row=1, col=col,
+                        showlegend=col == 1 and bool(g), mode="lines+markers",
+                        line={"color": PALETTE[gi % len(PALETTE)]})
+    fig.update_xaxes(title_text=x, type="linear" if numeric_x else "category", row=1, col=col)
+
+
+def _infeasible(fig, col: int, m: str, x: str, flat: list) -> None:
+    """Infeasible points as crosses just below the lowest feasible value of ``m``."""
+    bad = [(p.get(x), r) for p, _, r in flat if r]
+    ys = [ms[m] for _, ms, r in flat if not r and m in ms]
+    floor = (min(ys) - 0.05 * ((max(ys) - min(ys)) or abs(min(ys)) or 1.0)) if ys else 0.0
+    fig.add_scatter(x=[a for a, _ in bad], y=[floor] * len(bad), mode="markers", name="infeasible",
+                    marker={"symbol": "x", "color": "#e45756", "size": 10}, legendgroup="infeasible",
+                    showlegend=col == 1, hovertext=[r for _, r in bad], hoverinfo="text+x", row=1, col=col)
+
+
 def _chart(ctx, i: int, flat: list, x: str, axes: list[str], mcols: list[str]) -> str:
-    """Each metric of ``mcols`` against ``x``, a line per value of the next axis; infeasible points as crosses just
-    below the lowest feasible value."""
+    """Each metric of ``mcols`` side by side against ``x``, a line per value of the next axis."""
     from plotly.subplots import make_subplots
 
     colour_by = next((k for k in axes if k != x), None)
     groups: dict[str, list] = {}
     for p, ms, r in flat:
         groups.setdefault("" if colour_by is None else f"{colour_by}={p.get(colour_by)}", []).append((p, ms, r))
-    numeric_x, bad = all(num(p.get(x)) is not None for p, _, _ in flat), [(p.get(x), r) for p, _, r in flat if r]
     fig = make_subplots(rows=1, cols=len(mcols), subplot_titles=mcols, horizontal_spacing=0.06)
     for col, m in enumerate(mcols, start=1):
-        for gi, (g, pts) in enumerate(list(groups.items())[:MAX_LINES]):
-            ok = sorted(((p.get(x), ms[m]) for p, ms, r in pts if not r and m in ms),
-                        key=(lambda t: num(t[0])) if numeric_x else (lambda t: 0))
-            fig.add_scatter(x=[a for a, _ in ok], y=[b for _, b in ok], name=g or m, legendgroup=g, row=1, col=col,
-                            showlegend=col == 1 and bool(g), mode="lines+markers",
-                            line={"color": PALETTE[gi % len(PALETTE)]})
-        if bad:
-            ys = [ms[m] for _, ms, r in flat if not r and m in ms]
-            floor = (min(ys) - 0.05 * ((max(ys) - min(ys)) or abs(min(ys)) or 1.0)) if ys else 0.0
-            fig.add_scatter(x=[a for a, _ in bad], y=[floor] * len(bad), mode="markers", name="infeasible",
-                            marker={"symbol": "x", "color": "#e45756", "size": 10}, legendgroup="infeasible",
-                            showlegend=col == 1, hovertext=[r for _, r in bad], hoverinfo="text+x", row=1, col=col)
-        fig.update_xaxes(title_text=x, type="linear" if numeric_x else "category", row=1, col=col)
+        _metric(fig, col, m, x, groups, all(num(p.get(x)) is not None for p, _, _ in flat))
+        if any(r for *_, r in flat):
+            _infeasible(fig, col, m, x, flat)
     return ctx.plot(f"sweep{i}", fig, title=f"vs {x}" + (f", coloured by {colour_by}" if colour_by else ""),
                     height=340, margin={"l": 10, "r": 10, "t": 70, "b": 40},
-                    showlegend=bool(colour_by) or bool(bad))
+                    showlegend=bool(colour_by) or any(r for *_, r in flat))
+
+
+def _table(flat: list, varying: list[str], mcols: list[str]) -> str:
+    trows = [[p.get(k, "") for k in varying] + [fmt_num(ms[m]) if m in ms else "" for m in mcols] + [r or ""]
+             for p, ms, r in flat[:MAX_TABLE]]
+    return table(varying + mcols + ["infeasible because"], trows) + (note(
+        f"first {MAX_TABLE} of {len(flat)} rows shown; the JSON holds them all") if len(flat) > MAX_TABLE else "")
 
 
 def sweep(result: dict, ctx) -> str:
@@ -87,9 +106,6 @@ def sweep(result: dict, ctx) -> str:
     present = {m for _, ms, _ in flat for m in ms}
     mcols = [m for m in METRICS if m in present][:MAX_METRICS] or sorted(present)[:1]
     charts = [_chart(ctx, i, flat, x, axes, mcols) for i, x in enumerate(axes[:MAX_CHARTS] if mcols else [])]
-    trows = [[p.get(k, "") for k in varying] + [fmt_num(ms[m]) if m in ms else "" for m in mcols] + [r or ""]
-             for p, ms, r in flat[:MAX_TABLE]]
     return "".join([note(f"{len(rows)} configurations; {sum(1 for *_, r in flat if r)} infeasible (kept, with "
-                         f"reason). Swept: {esc(', '.join(varying) or 'nothing varies')}.")] + charts + [
-        table(varying + mcols + ["infeasible because"], trows), note(
-            f"first {MAX_TABLE} of {len(flat)} rows shown; the JSON holds them all") if len(flat) > MAX_TABLE else ""])
+                         f"reason). Swept: {esc(', '.join(varying) or 'nothing varies')}."), *charts,
+                    _table(flat, varying, mcols)])

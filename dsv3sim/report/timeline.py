@@ -93,25 +93,30 @@ def _busy(ss: list[Slice]) -> dict[str, list]:
     return dict(sorted(tot.items(), key=lambda kv: -kv[1][0]))
 
 
-def timeline_figure(panels: list[tuple[str, list[Slice]]], title: str):
-    """One subplot per panel (e.g. simulated, real), lanes as rows; one time axis when the spans are within 3x."""
+def _subplots(panels: list[tuple[str, list[Slice]]]):
+    """(figure with a row per panel, row heights in lanes, whether the panels share one time axis: spans within 3x)."""
     from plotly.subplots import make_subplots
 
-    panels = [(t, cap_lanes(s)[0]) for t, s in panels if s]
-    span = max((x.end_s for _, ss in panels for x in ss), default=0.0)
-    scale, unit = (1e3, "ms") if span >= 1e-3 else (1e6, "µs")
     heights = [max(2, len({x.lane for x in ss})) for _, ss in panels]
     spans = [max(x.end_s for x in ss) for _, ss in panels]
     shared, many = len(panels) < 2 or max(spans) <= 3 * max(min(spans), 1e-12), len(panels) > 1
-    fig = make_subplots(rows=len(panels), cols=1, shared_xaxes=shared,
-                        vertical_spacing=(0.08 if shared else 0.2) if many else 0,
-                        subplot_titles=[t for t, _ in panels] if many else None,
-                        row_heights=[h / sum(heights) for h in heights])
+    return make_subplots(rows=len(panels), cols=1, shared_xaxes=shared,
+                         vertical_spacing=(0.08 if shared else 0.2) if many else 0,
+                         subplot_titles=[t for t, _ in panels] if many else None,
+                         row_heights=[h / sum(heights) for h in heights]), heights, shared
+
+
+def timeline_figure(panels: list[tuple[str, list[Slice]]], title: str):
+    """One subplot per panel (e.g. simulated, real), lanes as rows, at most MAX_LANES each."""
+    panels = [(t, cap_lanes(s)[0]) for t, s in panels if s]
+    span = max((x.end_s for _, ss in panels for x in ss), default=0.0)
+    axis = (span, *((1e3, "ms") if span >= 1e-3 else (1e6, "µs")))
+    fig, heights, shared = _subplots(panels)
     by_time, shown = list(_busy([x for _, ss in panels for x in ss])), set()
     for row, (_, ss) in enumerate(panels, start=1):
-        _draw_panel(fig, row, ss, by_time[:MAX_LEGEND], shown, span, scale, unit)
-    for row in range(1, len(panels) + 1) if not shared else (len(panels),):
-        fig.update_xaxes(title_text=f"time ({unit})", row=row, col=1)
+        _draw_panel(fig, row, ss, by_time[:MAX_LEGEND], shown, axis)
+        if not shared or row == len(panels):
+            fig.update_xaxes(title_text=f"time ({axis[2]})", row=row, col=1)
     title += "" if shared else " (each panel on its own time axis: their spans differ more than 3x)"
     height = max(140 + 22 * sum(heights) + 60 * len(panels), 80 + 21 * len(shown))  # lanes, or the legend
     return fig.update_layout(barmode="overlay", title=title, height=min(2400, height), bargap=0.1,
@@ -119,39 +124,42 @@ def timeline_figure(panels: list[tuple[str, list[Slice]]], title: str):
                              plot_bgcolor="#fafbfc")
 
 
-def _draw_panel(fig, row: int, ss: list[Slice], frequent: list[str], shown: set, span: float, scale: float,
-                unit: str) -> None:
-    """Panel ``row``: one trace per legend key (a known or frequent name, else "other <family>"), bars or, past
-    BAR_LIMIT slices, line segments; slices narrower than MIN_VISIBLE of the span are drawn that wide."""
-    import plotly.graph_objects as go
-
+def _draw_panel(fig, row: int, ss: list[Slice], frequent: list[str], shown: set, axis: tuple) -> None:
+    """Panel ``row``: one trace per legend key (a known or frequent name, else "other <family>"), its lanes in
+    rank order; bars, or past BAR_LIMIT slices line segments (one SVG path per colour)."""
     order = [lane for _, lane in sorted({(x.lane_key, x.lane) for x in ss})]
     groups: dict[str, list[Slice]] = defaultdict(list)
     for x in ss:
         groups[x.name if x.name in COLORS or x.name in frequent else f"other {category(x.name)}"].append(x)
-    durs, min_w, known = sorted(x.dur_s for x in ss), span * MIN_VISIBLE, list(COLORS)
-    edge = 0.6 if durs[len(durs) // 2] > span / 300 else 0.0  # white borders only where slices are wide
+    durs, known = sorted(x.dur_s for x in ss), list(COLORS)
+    edge = 0.6 if durs[len(durs) // 2] > axis[0] / 300 else 0.0  # white borders only where slices are wide
+    width = max(2.0, min(16.0, 360.0 / max(1, len(order)))) if len(ss) > BAR_LIMIT else None
     for key in sorted(groups, key=lambda k: (known.index(k) if k in known else len(known),
                                              -sum(x.dur_s for x in groups[k]))):
-        xs, common = groups[key], {"name": key, "legendgroup": key, "showlegend": key not in shown}
+        fig.add_trace(_trace(key, groups[key], key not in shown, axis, edge, width), row=row, col=1)
         shown.add(key)
-        if len(ss) <= BAR_LIMIT:  # bars; hover: name, lane, start, true duration
-            trace = go.Bar(orientation="h", y=[x.lane for x in xs], x=[max(x.dur_s, min_w) * scale for x in xs],
-                           base=[x.start_s * scale for x in xs], width=0.8, marker_color=color_of(key),
-                           hovertext=[f"{x.name} {x.detail}<br>{x.lane}<br>start {x.start_s * scale:.4g} {unit}, "
-                                      f"dur {x.dur_s * scale:.4g} {unit}" for x in xs], hoverinfo="text",
-                           marker_line_width=edge, marker_line_color="#ffffff", **common)
-        else:  # thick line segments: one SVG path for many slices
-            ends = [(x.start_s * scale, (x.start_s + max(x.dur_s, min_w)) * scale) for x in xs]
-            trace = go.Scatter(x=[v for a, b in ends for v in (a, b, None)], mode="lines", hoverinfo="text",
-                               y=[v for x in xs for v in (x.lane, x.lane, None)], line={
-                                   "width": max(2.0, min(16.0, 360.0 / max(1, len(order)))), "color": color_of(key),
-                                   "simplify": False},
-                               hovertext=[v for x in xs for v in [f"{x.name} {x.dur_s * scale:.4g} {unit}"] * 2
-                                          + [None]], **common)
-        fig.add_trace(trace, row=row, col=1)
     fig.update_yaxes(categoryorder="array", categoryarray=order, autorange="reversed", row=row, col=1,
                      type="category", tickfont={"size": 10})
+
+
+def _trace(key: str, xs: list[Slice], legend: bool, axis: tuple, edge: float, width: float | None):
+    """Bars (hover: name, lane, start, true duration), or thick line segments of ``width``; slices shorter than
+    MIN_VISIBLE of the span are drawn that wide."""
+    import plotly.graph_objects as go
+
+    (span, scale, unit), common = axis, {"name": key, "legendgroup": key, "showlegend": legend}
+    drawn = [max(x.dur_s, span * MIN_VISIBLE) for x in xs]
+    if width is None:
+        return go.Bar(orientation="h", y=[x.lane for x in xs], x=[w * scale for w in drawn],
+                      base=[x.start_s * scale for x in xs], width=0.8, marker_color=color_of(key), hoverinfo="text",
+                      hovertext=[f"{x.name} {x.detail}<br>{x.lane}<br>start {x.start_s * scale:.4g} {unit}, "
+                                 f"dur {x.dur_s * scale:.4g} {unit}" for x in xs],
+                      marker_line_width=edge, marker_line_color="#ffffff", **common)
+    return go.Scatter(x=[v for x, w in zip(xs, drawn) for v in (x.start_s * scale, (x.start_s + w) * scale, None)],
+                      y=[v for x in xs for v in (x.lane, x.lane, None)],
+                      mode="lines", line={"width": width, "color": color_of(key), "simplify": False},
+                      hovertext=[v for x in xs for v in [f"{x.name} {x.dur_s * scale:.4g} {unit}"] * 2 + [None]],
+                      hoverinfo="text", **common)
 
 
 def pipeline(result: dict, ctx) -> str:

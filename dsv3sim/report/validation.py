@@ -32,6 +32,15 @@ def _colour(e: float) -> str:
     return "#54a24b" if abs(e) <= 10 else "#f58518" if abs(e) <= 25 else "#e45756"
 
 
+def _absolute(ctx, unit: str, rs: list[dict]) -> str:
+    """Predicted and reference values of one unit side by side (a log axis past a 100x range)."""
+    vals = [v for r in rs for v in (r["predicted"], r["reference"]) if v > 0]
+    return ctx.plot("valabs", [{"type": "bar", "x": [r["name"] for r in rs], "y": [r[k] for r in rs], "name": name,
+                                "marker": {"color": c}} for k, name, c in BARS],
+                    title=f"Predicted and reference values ({unit or 'no unit'})", barmode="group", height=360,
+                    yaxis={"title": unit, "type": "log" if vals and max(vals) / min(vals) > 100 else "linear"})
+
+
 def _figures(ctx, result: dict, rows: list[dict], errs: list[float]) -> list[str]:
     """The errors as bars; absolute values side by side, a chart per unit shared by two rows or more; the measured
     and predicted step series."""
@@ -42,12 +51,7 @@ def _figures(ctx, result: dict, rows: list[dict], errs: list[float]) -> list[str
                     title="Relative error of the prediction (predicted − reference) / reference")]
     for unit in dict.fromkeys(r["unit"] for r in rows):
         if len(rs := [r for r in rows if r["unit"] == unit]) >= 2:
-            vals = [v for r in rs for v in (r["predicted"], r["reference"]) if v > 0]
-            out.append(ctx.plot("valabs", [{"type": "bar", "x": [r["name"] for r in rs], "y": [r[k] for r in rs],
-                                            "name": name, "marker": {"color": c}} for k, name, c in BARS],
-                                title=f"Predicted and reference values ({unit or 'no unit'})", barmode="group",
-                                height=360, yaxis={"title": unit, "type": "log" if vals and max(vals) / min(vals) > 100
-                                                   else "linear"}))
+            out.append(_absolute(ctx, unit, rs))
     meas, pred = result.get("measured_steps_s"), result.get("predicted_steps_s")
     if isinstance(meas, list) and isinstance(pred, list) and meas and pred:
         out.append(ctx.plot("valsteps", [{"type": "scatter", "y": s, "name": n, "mode": "lines+markers"}
