@@ -14,16 +14,7 @@ from dsv3sim.config.errors import ConfigError
 from dsv3sim.report import experts, memory, network, planner, summary, sweep, timeline, validation
 from dsv3sim.report.bottleneck import limiter
 from dsv3sim.report.data import fmt_si, fmt_time, load, num, split_results
-from dsv3sim.report.page import (
-    DEFAULT_PRICE_PER_GPU_HOUR,
-    Absent,
-    Page,
-    RenderContext,
-    Section,
-    absent,
-    note,
-    write_index,
-)
+from dsv3sim.report.page import DEFAULT_PRICE_PER_GPU_HOUR, Absent, Page, RenderContext, Section, note, write_index
 
 __all__ = ["SECTIONS", "build_page", "merged_trace_path", "render", "render_html", "section", "write_index"]
 
@@ -53,15 +44,12 @@ def section(key: str, result: dict, ctx: RenderContext, table: dict = SECTIONS) 
     title, renderer = table[key]
     sec = ctx.section = Section(key=key, title=title)
     try:
-        body = renderer(result, ctx)
+        sec.body = renderer(result, ctx)
     except Absent as e:
-        body, sec.present, sec.n_figures = absent(str(e)), False, 0
+        sec.missing, sec.n_figures = str(e), 0
     finally:
         ctx.section = None
-    if body is None:
-        return None
-    sec.body = body
-    return sec
+    return None if sec.body is None else sec
 
 
 def _name(data: dict, results: list, result_json, title: str | None) -> str:

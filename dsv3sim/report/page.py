@@ -69,13 +69,18 @@ class Absent(Exception):  # noqa: N818 -- a section's data is absent: a normal o
 
 @dataclass(kw_only=True, slots=True)
 class Section:
-    """One titled block of the report. ``body`` is trusted HTML built by the section renderers."""
+    """One titled block of the report. ``body`` is trusted HTML built by the section renderers; ``missing`` says
+    what is not in the result when the section has no data."""
 
     key: str
     title: str
     body: str = ""
     n_figures: int = 0
-    present: bool = True
+    missing: str = ""
+
+    @property
+    def present(self) -> bool:
+        return not self.missing
 
 
 @dataclass(kw_only=True, slots=True)
@@ -188,9 +193,8 @@ class Page:
             nav += [f'<a href="#b{bi}-{s.key}">{link}</a>'] if link else []
             out.append(f'<section id="b{bi}-{s.key}" data-section="{esc(s.key)}"><h2>{esc(s.title)}</h2>'
                        f"{s.body}</section>")
-        items = "".join(f'<tr data-section="{esc(s.key)}"><td>{esc(s.title)}</td><td>'
-                        f'{s.body.replace("<p ", "<span ").replace("</p>", "</span>")}</td></tr>'
-                        for s in secs if not s.present)
+        items = "".join(f'<tr data-section="{esc(s.key)}"><td>{esc(s.title)}</td><td><span class="absent">'
+                        f"{esc(s.missing)}</span></td></tr>" for s in secs if not s.present)
         missing = f'<section id="b{bi}-missing"><h2>Not in this result</h2><table>{items}</table></section>'
         head = f'<h3 class="scenario" id="b{bi}">{esc(heading)}</h3>' if multi and heading else ""
         return head + "".join(out) + (missing if items else "")
