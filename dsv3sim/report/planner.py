@@ -1,9 +1,6 @@
-"""Planner section: the ranked layouts of ``dsv3sim plan`` with the best highlighted and why, cost columns, one
-sentence naming the best layout's bottleneck, the Pareto plot (serving) and the network table.
-
-Reads a plan result (``type: plan``; ``kind`` train, serve or network): ``candidates`` / ``best`` / ``totals`` /
-``user_layout`` for training, ``ranked`` / ``pareto`` / ``best`` / ``sla_unmet`` / ``fleet`` for serving, ``rows``
-for the network. Each table is a column spec: (header, key, format).
+"""Planner section: the ranked layouts of ``dsv3sim plan`` (train, serve or network) with the best highlighted and
+why, cost columns, the best layout's bottleneck, the Pareto plot (serving). Each table is a column spec: (header,
+key, format). Keys read: NOTES.md.
 """
 
 from __future__ import annotations
