@@ -259,6 +259,25 @@ def weight_operands(ws: tuple[torch.Tensor, ...]) -> _WEntry:
 DGRAD_ON_SCALED_MM = True
 
 
+def requantize_weights() -> int:
+    """Re-quantise every cached FP8 weight operand whose weight changed, once, right after the optimizer step
+    (V3 §3.3: the step's FP8 copies are made once per optimizer step, not per micro-batch): the grouped
+    kernels' operands in place (nn/fp8_experts.py ``refresh``), this module's emulation operands anew.
+    Returns how many operands were rebuilt."""
+    from dsv3sim.nn import fp8_experts
+
+    n = fp8_experts.refresh()
+    for e in list(_WCACHE.values()):
+        version = tuple(r._version for r in e.refs)  # detach() shares the parameter's version counter
+        if version != e.version:
+            with torch.no_grad():
+                ws = e.refs
+                e.q, e.s = quantize_128x128(ws[0] if len(ws) == 1 else torch.cat(ws))
+            e.version, e.qt, e.st = version, None, None
+            n += 1
+    return n
+
+
 def clear_weight_cache() -> None:
     _WCACHE.clear()
     from dsv3sim.nn import fp8_experts

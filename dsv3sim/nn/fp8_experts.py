@@ -101,12 +101,15 @@ def layout_from_counts(counts: torch.Tensor, n_rows: int) -> Layout:
     return _layout(expert_of, torch.arange(n_rows, device=counts.device), counts.to(torch.int64), n_rows, e)
 
 
-def cached(ws: tuple[torch.Tensor, ...], build):
-    """FP8 operands of the weights ``ws``, built by ``build()`` once per weight value: the key is each weight's
-    storage, offset, shape and dtype, checked against ``w._version``, which every in-place update (optimizer
-    step, ``copy_``) bumps (the rule of nn/fp8.py ``weight_operands``). An entry dies with its weights (a
-    finaliser drops it, so a freed module frees its FP8 copies and a new tensor at a reused address never hits
-    a stale entry); ``clear_cache`` before an optimizer step frees the copies that step makes stale."""
+def cached(ws: tuple[torch.Tensor, ...], make):
+    """FP8 operands of the weights ``ws``, built by ``make(ws, None)`` once per weight value: the key is each
+    weight's storage, offset, shape and dtype, checked against ``w._version``, which every in-place update
+    (optimizer step, ``copy_``) bumps (the rule of nn/fp8.py ``weight_operands``). A stale entry is rebuilt by
+    ``make(ws, old)`` into the old entry's buffers. ``refresh()`` after an optimizer step re-quantises every
+    entry there, once per step, as training does (V3 §3.3: the forward passes of the step's micro-batches then
+    find their operands); without it the first forward after the step rebuilds them. An entry holds its
+    weights only weakly and dies with them (a finaliser drops it, so a freed module frees its FP8 copies and a
+    new tensor at a reused address never hits a stale entry); ``clear_cache`` frees every copy."""
     key = tuple((w.untyped_storage().data_ptr(), w.storage_offset(), tuple(w.shape), w.dtype) for w in ws)
     version = tuple(w._version for w in ws)
     ent = _WCACHE.get(key)
@@ -114,14 +117,33 @@ def cached(ws: tuple[torch.Tensor, ...], build):
         _WCACHE.move_to_end(key)
         return ent[1]
     with torch.no_grad():
-        val = build()
+        val = make(tuple(w.detach() for w in ws), ent[1] if ent is not None else None)
     if ent is None:
         for w in ws:
             weakref.finalize(w, _WCACHE.pop, key, None)
-    _WCACHE[key] = (version, val)
+    _WCACHE[key] = (version, val, make, tuple(weakref.ref(w) for w in ws))
+    _WCACHE.move_to_end(key)
     while len(_WCACHE) > CACHE_MAX_ENTRIES:
         _WCACHE.popitem(last=False)
     return val
+
+
+def refresh() -> int:
+    """Re-quantise, in place, every cached operand whose weights changed since it was built (call it after the
+    optimizer step); returns how many were rebuilt."""
+    n = 0
+    for key, (version, val, make, refs) in list(_WCACHE.items()):
+        ws = tuple(r() for r in refs)
+        if any(w is None for w in ws):
+            _WCACHE.pop(key, None)
+            continue
+        now = tuple(w._version for w in ws)
+        if now != version:
+            with torch.no_grad():
+                val = make(tuple(w.detach() for w in ws), val)
+            _WCACHE[key] = (now, val, make, refs)
+            n += 1
+    return n
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,12 +154,17 @@ class Operands:
     wd: tuple
 
 
-def expert_operands(w_gate: torch.Tensor, w_up: torch.Tensor, w_down: torch.Tensor) -> Operands:
-    """FP8 128x128 operands of the stacked experts, quantised once per weight value (``cached``)."""
+def _make_expert_operands(ws: tuple[torch.Tensor, ...], old: Operands | None) -> Operands:
     from dsv3sim.nn import fp8_triton as K
 
-    return cached((w_gate, w_up, w_down), lambda: Operands(K.weight_quant([w_gate.detach(), w_up.detach()]),
-                                                           K.weight_quant([w_down.detach()])))
+    w_gate, w_up, w_down = ws
+    return Operands(K.weight_quant([w_gate, w_up], out=old.w13 if old else None),
+                    K.weight_quant([w_down], out=old.wd if old else None))
+
+
+def expert_operands(w_gate: torch.Tensor, w_up: torch.Tensor, w_down: torch.Tensor) -> Operands:
+    """FP8 128x128 operands of the stacked experts, quantised once per weight value (``cached``)."""
+    return cached((w_gate, w_up, w_down), _make_expert_operands)
 
 
 def clear_cache() -> None:

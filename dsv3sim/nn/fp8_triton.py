@@ -127,28 +127,33 @@ def _swiglu_bwd_quant_kernel(gu_ptr, dh_ptr, q_ptr, s_ptr, qt_ptr, st_ptr, R, I)
 
 
 @triton.jit
-def _weight_quant_kernel(w_ptr, q_ptr, s_ptr, N, K, NT, n_off, TRANS: tl.constexpr):
-    """w [E, N, K] -> 128x128 blocks into q [E, NT, K] rows n_off.. and s [E, NT/128, K/128]; TRANS: the
-    transposed blocks into qT [E, K, NT] columns n_off.. and sT [E, K/128, NT/128] (Dgrad's operand)."""
+def _weight_quant_kernel(w_ptr, q_ptr, s_ptr, qt_ptr, st_ptr, N, K, NT, n_off):
+    """w [E, N, K] -> one 128x128 block into q [E, NT, K] rows n_off.. with s [E, NT/128, K/128], and the same
+    block transposed into qT [E, K, NT] columns n_off.. with sT [E, K/128, NT/128] (Dgrad's operand), in one
+    pass: the block is read from HBM once, and its transposed view a second time from L2 (the scale of a block
+    and of its transpose is the same amax). Storing ``tl.trans`` of the quantised block instead wrote wrong rows
+    of the transposed copy on the H200 (Triton 3.6)."""
     e = tl.program_id(2).to(tl.int64)
     nb = tl.program_id(0)
     kb = tl.program_id(1)
     n = nb * 128 + tl.arange(0, 128)
     k = kb * 128 + tl.arange(0, 128)
+    base = w_ptr + e * N * K
     m2 = (n < N)[:, None] & (k < K)[None, :]
-    v = tl.load(w_ptr + e * N * K + n.to(tl.int64)[:, None] * K + k[None, :], mask=m2, other=0.0).to(tl.float32)
+    v = tl.load(base + n.to(tl.int64)[:, None] * K + k[None, :], mask=m2, other=0.0).to(tl.float32)
     s = tl.maximum(tl.div_rn(tl.max(tl.max(tl.abs(v), axis=1), axis=0), 448.0), 1e-12)
-    vs = tl.clamp(v * tl.div_rn(1.0, s), -448.0, 448.0)
+    r = tl.div_rn(1.0, s)
     nn_ = n + n_off
     kbt = tl.cdiv(K, 128)
     nbt = tl.cdiv(NT, 128)
-    if TRANS:
-        tl.store(q_ptr + e * K * NT + k.to(tl.int64)[:, None] * NT + nn_[None, :], tl.trans(vs).to(tl.float8e4nv),
-                 mask=(k < K)[:, None] & (n < N)[None, :])
-        tl.store(s_ptr + e * kbt * nbt + kb * nbt + nb + n_off // 128, s)
-    else:
-        tl.store(q_ptr + e * NT * K + nn_.to(tl.int64)[:, None] * K + k[None, :], vs.to(tl.float8e4nv), mask=m2)
-        tl.store(s_ptr + e * nbt * kbt + (nb + n_off // 128) * kbt + kb, s)
+    tl.store(q_ptr + e * NT * K + nn_.to(tl.int64)[:, None] * K + k[None, :],
+             tl.clamp(v * r, -448.0, 448.0).to(tl.float8e4nv), mask=m2)
+    tl.store(s_ptr + e * nbt * kbt + (nb + n_off // 128) * kbt + kb, s)
+    mt = (k < K)[:, None] & (n < N)[None, :]
+    vt = tl.load(base + n.to(tl.int64)[None, :] * K + k[:, None], mask=mt, other=0.0).to(tl.float32)  # [k, n]
+    tl.store(qt_ptr + e * K * NT + k.to(tl.int64)[:, None] * NT + nn_[None, :],
+             tl.clamp(vt * r, -448.0, 448.0).to(tl.float8e4nv), mask=mt)
+    tl.store(st_ptr + e * kbt * nbt + kb * nbt + nb + n_off // 128, s)
 
 
 # --- grouped GEMMs ----------------------------------------------------------------------------------------------
@@ -321,27 +326,30 @@ def swiglu_bwd_quant(gu: torch.Tensor, dh: torch.Tensor):
     return q, s, qt, st
 
 
-def weight_quant(ws: list[torch.Tensor]):
+def weight_quant(ws: list[torch.Tensor], out: tuple | None = None):
     """Stacked weights [E, N_i, K] (one operand [E, sum N_i, K]) -> (q, s [E, NT/128, K/128], qT [E, K, NT],
-    sT [E, K/128, NT/128]); every N_i but the last a multiple of 128 (blocks must not straddle weights).
-    The transposed copy (Dgrad's B) is a second launch: one kernel storing both the block and its tl.trans wrote
-    wrong rows of the transposed copy on the H200 (Triton 3.6); the weights are read twice per optimizer step."""
+    sT [E, K/128, NT/128]); every N_i but the last a multiple of 128 (blocks must not straddle weights). One
+    launch per weight writes both copies (each weight read once from HBM: 2 + 1 + 1 bytes per element). ``out``:
+    the buffers of an earlier call on the same shapes, rewritten in place (the per-step re-quantisation
+    allocates nothing)."""
     e, _, k = ws[0].shape
     if any(w.shape[1] % TILE for w in ws[:-1]):
         raise ValueError(f"weight_quant: stacked row counts {[w.shape[1] for w in ws]} must be multiples of {TILE}")
     nt = sum(w.shape[1] for w in ws)
     dev = ws[0].device
-    q = torch.empty(e, nt, k, dtype=FP8, device=dev)
-    qt = torch.empty(e, k, nt, dtype=FP8, device=dev)
-    s = torch.empty(e, _cdiv(nt, TILE), _cdiv(k, TILE), dtype=torch.float32, device=dev)
-    st = torch.empty(e, _cdiv(k, TILE), _cdiv(nt, TILE), dtype=torch.float32, device=dev)
+    if out is None:
+        out = (torch.empty(e, nt, k, dtype=FP8, device=dev),
+               torch.empty(e, _cdiv(nt, TILE), _cdiv(k, TILE), dtype=torch.float32, device=dev),
+               torch.empty(e, k, nt, dtype=FP8, device=dev),
+               torch.empty(e, _cdiv(k, TILE), _cdiv(nt, TILE), dtype=torch.float32, device=dev))
+    q, s, qt, st = out
+    if q.shape != (e, nt, k) or qt.shape != (e, k, nt):
+        raise ValueError(f"weight_quant: out buffers {tuple(q.shape)} / {tuple(qt.shape)} do not fit {(e, nt, k)}")
     off = 0
     for w in ws:
         n = w.shape[1]
-        wc = w.contiguous()
-        for trans, qq, ss in ((False, q, s), (True, qt, st)):
-            _weight_quant_kernel[(_cdiv(n, TILE), _cdiv(k, TILE), e)](wc, qq, ss, n, k, nt, off, TRANS=trans,
-                                                                      num_warps=8)
+        _weight_quant_kernel[(_cdiv(n, TILE), _cdiv(k, TILE), e)](w.contiguous(), q, s, qt, st, n, k, nt, off,
+                                                                  num_warps=8)
         off += n
     return q, s, qt, st
 

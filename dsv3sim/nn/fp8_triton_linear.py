@@ -24,10 +24,14 @@ def supported(x: torch.Tensor, k: int, ns: list[int]) -> bool:
     return (X.triton_ok(x, TILE, TILE) and k % 16 == 0 and n % 16 == 0 and all(m % TILE == 0 for m in ns[:-1]))
 
 
-def _weights(ws: tuple[torch.Tensor, ...]):
+def _make(ws: tuple[torch.Tensor, ...], old):
     from dsv3sim.nn import fp8_triton as K
 
-    return X.cached(ws, lambda: K.weight_quant([w.detach()[None] for w in ws]))
+    return K.weight_quant([w[None] for w in ws], out=old)
+
+
+def _weights(ws: tuple[torch.Tensor, ...]):
+    return X.cached(ws, _make)
 
 
 class _Linear(torch.autograd.Function):

@@ -28,6 +28,7 @@ from dsv3sim.validate.alpha_beta import fit
 from dsv3sim.validate.layout import coord, stage_layers
 from dsv3sim.validate.nn_adapter import build
 from dsv3sim.validate.parts import materialize
+from dsv3sim.validate.requant import fp8_operands, profile_requant
 from dsv3sim.validate.schedule import plan
 
 REPS = 8
@@ -157,6 +158,9 @@ def profile_components(cfg, spec, device: torch.device, sync, rank: int = 0, *, 
         out["glue"] = _glue(cfg, spec, parts, mat, hid, reps, sync, wait, out, bwd_start)
     dense_p, expert_p = rank_params(parts, cfg, spec, rank)
     out["optim"] = _optim(dense_p + expert_p, device, dtype, sync, reps, wait_s=WAIT_S if spec.world_size > 1 else 0)
+    if spec.fp8_compute:  # the FP8 weight copies re-quantised after each optimizer step (requant.py)
+        out["requant"] = profile_requant(rank_fp8_operands(parts, cfg, spec, rank), device, dtype,
+                                         lambda fn, keep: _WIN.timed(fn, sync, ded, keep), reps)
     out["window"] = _WIN.summary()
     return out
 
@@ -352,6 +356,20 @@ def _stage_spans(st, tl, hid, reps: int, sync, wait: float) -> dict[str, list[fl
 
 def rank_params(parts, cfg, spec, rank: int) -> tuple[list[torch.nn.Parameter], list[torch.nn.Parameter]]:
     """(dense, expert) parameters ``train.py`` gives this rank: its stages' blocks, embed/head; its experts."""
+    mods, ps, ex = _rank_modules(parts, cfg, spec, rank)
+    ps += [p for m in mods for p in m.parameters()]
+    return list({id(p): p for p in ps}.values()), [p for m in ex for p in m.parameters()]
+
+
+def rank_fp8_operands(parts, cfg, spec, rank: int) -> list[tuple[tuple[int, ...], ...]]:
+    """The FP8 weight operands this rank re-quantises after each optimizer step (``requant.fp8_operands``)."""
+    mods, _, ex = _rank_modules(parts, cfg, spec, rank)
+    er = cfg.n_routed_experts // spec.ep if cfg.is_moe else 0
+    return fp8_operands(mods, [(er, cfg.moe_intermediate_size, cfg.hidden_size)] * len(ex))
+
+
+def _rank_modules(parts, cfg, spec, rank: int) -> tuple[list, list, list]:
+    """(dense modules, gate weights, expert slices) of this rank."""
     me = coord(rank, spec.ep, spec.pp)
     pl = plan(spec.schedule, spec.pp, spec.n_microbatches)
     stages = set(pl.stages_of(me.pp))
@@ -372,8 +390,7 @@ def rank_params(parts, cfg, spec, rank: int) -> tuple[list[torch.nn.Parameter], 
         mods.append(parts.embed)
     if pl.n_stages - 1 in stages:
         mods.append(parts.head)
-    ps += [p for m in mods for p in m.parameters()]
-    return list({id(p): p for p in ps}.values()), [p for m in ex for p in m.parameters()]
+    return mods, ps, ex
 
 
 def _optim(params: list[torch.nn.Parameter], device, dtype, sync, reps: int, max_elems: int = 1 << 26,

@@ -7,6 +7,8 @@ spans group the same kernels: table attn(F) (which includes the router GEMM) <->
 table mlp(F) (which includes the shared expert) <-> measured mlp(F) + shared(F); backward = B + W. With FP8
 compute (``--fp8``) the tables' GEMMs are their FP8 ones: the simulator's FP8 prediction against the FP8 run. Measured
 backward of gate, head and embedding is inside "other", so those rows compare forward only for the head.
+With FP8 compute the ``requant`` row compares the run's once-per-step re-quantisation of its FP8 weight copies
+with the simulator's (``workload.optimizer_step``: 4 B per parameter at the tables' memory-bound rate).
 """
 
 from __future__ import annotations
@@ -31,6 +33,29 @@ def gpu_name(device_name: str) -> str:
     raise ConfigError(f"no profile tables for GPU {device_name!r}")
 
 
+def fp8_weight_elements(cfg, layers) -> int:
+    """Elements of the FP8 weight copies of ``layers`` (attention linears, dense FFN or shared + local routed
+    experts), the ones re-quantised after each optimizer step."""
+    from dsv3sim.workload.layer_extras import attention_linears
+
+    n = 0
+    for i, local in layers:
+        n += sum(k * o for _, k, o in attention_linears(cfg))
+        if cfg.is_moe_layer(i):
+            n += 3 * cfg.hidden_size * (cfg.shared_intermediate_size + local * cfg.moe_intermediate_size)
+        else:
+            n += 3 * cfg.hidden_size * cfg.intermediate_size
+    return n
+
+
+def requant_table_s(cfg, layers, gpu: str) -> float:
+    """The simulator's per-step re-quantisation of the FP8 weights of ``layers`` [(layer, local experts)]."""
+    from dsv3sim.workload.kernels import MEM_EFF, gpu_perf
+    from dsv3sim.workload.optimizer_step import REQUANT_BYTES_PER_PARAM
+
+    return REQUANT_BYTES_PER_PARAM * fp8_weight_elements(cfg, layers) / (gpu_perf(gpu).hbm_bw * MEM_EFF)
+
+
 def compare_to_tables(cfg, spec, train: list[dict], gpu: str) -> dict:
     from dsv3sim.workload.layer_ops import head_slices, training_layer
 
@@ -38,9 +63,14 @@ def compare_to_tables(cfg, spec, train: list[dict], gpu: str) -> dict:
     gemm_dtype = "fp8" if getattr(spec, "fp8_compute", False) else "bf16"  # the run's GEMMs, the tables' too
     table: dict[str, float] = defaultdict(float)
     meas: dict[str, float] = defaultdict(float)
+    fp8_compute = gemm_dtype == "fp8"
     for r in train:
         T = r["tokens_per_mb"]
         n_mb = r["microbatches"]
+        if fp8_compute:
+            local = cfg.n_routed_experts // spec.ep if cfg.is_moe else 0
+            held = [(L, local) for ls in r["stages"].values() for L in ls]
+            table["requant"] += requant_table_s(cfg, held, gpu) / len(train)
         for s, layers in r["stages"].items():
             for L in layers:
                 rt = r["routing"].get(str(L), [])
@@ -59,8 +89,9 @@ def compare_to_tables(cfg, spec, train: list[dict], gpu: str) -> dict:
     for name, (tk, mk) in GROUPS.items():
         t, m = sum(table.get(k, 0.0) for k in tk), sum(meas.get(k, 0.0) for k in mk)
         rows.append(dict(name=name, measured_s=m, table_s=t, error=(t - m) / m if m else None))
-    rows.append(dict(name="head(F)", measured_s=meas.get("head(F)", 0.0), table_s=table["head(F)"],
-                     error=(table["head(F)"] - meas["head(F)"]) / meas["head(F)"] if meas.get("head(F)") else None))
+    for name in ("head(F)",) + (("requant",) if fp8_compute else ()):
+        rows.append(dict(name=name, measured_s=meas.get(name, 0.0), table_s=table[name],
+                         error=(table[name] - meas[name]) / meas[name] if meas.get(name) else None))
     tm, tt = sum(r["measured_s"] for r in rows), sum(r["table_s"] for r in rows)
     return {"gpu": gpu, "gemm_dtype": gemm_dtype,
             "source": "dsv3sim.workload.layer_ops on dsv3sim.profile tables (profiles/h200)",

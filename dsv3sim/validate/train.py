@@ -22,6 +22,7 @@ from torch import nn
 from torch._utils import _flatten_dense_tensors, _unflatten_dense_tensors
 
 from dsv3sim.config import load_model_config
+from dsv3sim.nn.fp8 import requantize_weights as requantize_fp8_weights
 from dsv3sim.validate import load
 from dsv3sim.validate.ep import EPMoE
 from dsv3sim.validate.layout import Coord, coord, make_groups, rank_of, stage_layers
@@ -118,10 +119,6 @@ def _build_rank(ctx, cfg, groups, pl, me: Coord) -> _Rank:
     dense_params = [p for st in stages.values() for p in st.parameters() if id(p) not in eids]
     dense_params = list({id(p): p for p in dense_params}.values())
     opt = torch.optim.AdamW(dense_params + expert_params, lr=1e-4, fused=dev.type == "cuda")
-    if spec.fp8_compute:  # the step makes the FP8 weight copies stale: free them before AdamW's temporaries
-        from dsv3sim.nn.fp8 import clear_weight_cache
-
-        opt.register_step_pre_hook(lambda *_: clear_weight_cache())
     return _Rank(me=me, pl=pl, layers=layers, stage_ids=stage_ids, stages=stages, moe=moe, parts=parts,
                  dense_params=dense_params, expert_params=expert_params, opt=opt, tl=tl, dtype=dtype)
 
@@ -166,6 +163,9 @@ def run_rank(ctx, probe=None, probes: list | None = None) -> dict:
         with tl.span("optim"):
             R.opt.step()
             R.opt.zero_grad(set_to_none=True)
+        if spec.fp8_compute:  # FP8 weight copies re-quantised once per optimizer step, in place (V3 §3.3)
+            with tl.span("requant"):
+                requantize_fp8_weights()
         t1 = tl.now()
         tl.profiling = False
         if prof:

@@ -36,6 +36,7 @@ Composition:
   (the run's stage code over the dense layers minus their components: residual adds, marks, the autograd
   graph between components), the autograd start-up of every backward call, and the backward of gate, head and
   embedding (timed in the calibration, not separately in a run).
+* ``requant`` (FP8 compute): the FP8 weight copies re-quantised once after the optimizer, as calibrated.
 The step = max over ranks of the end of the optimizer. Components are per step, mean over ranks.
 
 Not modelled here (the GPU step of ``workload.training`` prices them): SM partitions, DeepEP kernels, HBM
@@ -371,9 +372,12 @@ def _step(t: dict, sched, tr: Transport, ranks: dict, hop: float, fp8: bool):
         spans[d] = ex.spans
     _dp_allreduce(t, sched, ranks, comp, end, tail)
     for r, x in ranks.items():
+        rq = x.get("requant_s", 0.0)  # FP8 weight re-quantisation after the optimizer (FP8 compute only)
         comp["optim"] += x["optim_s"]
-        end[r] += x["optim_s"]
-        busy[r] += x["optim_s"]
+        end[r] += x["optim_s"] + rq
+        busy[r] += x["optim_s"] + rq
+        if rq:
+            comp["requant"] += rq
     return comp, end, spans, makespans, tail, busy
 
 

@@ -198,3 +198,26 @@ def test_moe_layer_fp8_triton_equals_per_expert_path(tiny):
     for t, p, ref in zip(res["triton"], res["per_expert"], res["bf16"]):
         assert _rel(t, p) < 6e-2
         assert _rel(t, ref) < 1.25 * _rel(p, ref) + 5e-3
+
+
+@cuda
+@pytest.mark.parametrize(("n_up", "k"), [(256, 384), (192, 208)])
+def test_weight_quant_one_pass_writes_the_cpu_bytes_and_rewrites_in_place(n_up, k):
+    """Both copies from one launch per weight: q equals nn/fp8.py's 128x128 quantiser byte for byte (stacked gate
+    and up, a ragged last block, K not a multiple of 128), qT its transpose; ``out=`` rewrites the same buffers
+    (the per-step re-quantisation) with the new values."""
+    K = _kernels()
+    g = torch.Generator().manual_seed(n_up + k)
+    wg, wu = torch.randn(3, 256, k, generator=g) * 0.05, torch.randn(3, n_up, k, generator=g)
+    ops = K.weight_quant([wg.cuda().bfloat16(), wu.cuda().bfloat16()])
+    for _ in range(2):
+        q, s, qt, st = ops
+        for e in range(3):
+            rq, rs = F8.quantize_128x128(torch.cat([wg[e], wu[e]]).bfloat16().float())
+            assert torch.equal(q[e].cpu().view(torch.uint8), rq.view(torch.uint8))
+            assert torch.equal(s[e].cpu(), rs)
+        assert torch.equal(qt.view(torch.uint8), q.transpose(1, 2).contiguous().view(torch.uint8))
+        assert torch.equal(st, s.transpose(1, 2))
+        wg, wu = wg * 3, wu - 1  # the optimizer step
+        new = K.weight_quant([wg.cuda().bfloat16(), wu.cuda().bfloat16()], out=ops)
+        assert all(a is b for a, b in zip(new, ops))
