@@ -201,12 +201,14 @@ def test_moe_layer_fp8_triton_equals_per_expert_path(tiny):
 
 
 @cuda
+@pytest.mark.parametrize("one_pass", [False, True])
 @pytest.mark.parametrize(("n_up", "k"), [(256, 384), (192, 208)])
-def test_weight_quant_one_pass_writes_the_cpu_bytes_and_rewrites_in_place(n_up, k):
-    """Both copies from one launch per weight: q equals nn/fp8.py's 128x128 quantiser byte for byte (stacked gate
-    and up, a ragged last block, K not a multiple of 128), qT its transpose; ``out=`` rewrites the same buffers
-    (the per-step re-quantisation) with the new values."""
+def test_weight_quant_writes_the_cpu_bytes_and_rewrites_in_place(n_up, k, one_pass, monkeypatch):
+    """Two launches per weight, or both copies from one (``WEIGHT_QUANT_ONE_PASS``): q equals nn/fp8.py's 128x128
+    quantiser byte for byte (stacked gate and up, a ragged last block, K not a multiple of 128), qT its
+    transpose; ``out=`` rewrites the same buffers (the per-step re-quantisation) with the new values."""
     K = _kernels()
+    monkeypatch.setattr(K, "WEIGHT_QUANT_ONE_PASS", one_pass)
     g = torch.Generator().manual_seed(n_up + k)
     wg, wu = torch.randn(3, 256, k, generator=g) * 0.05, torch.randn(3, n_up, k, generator=g)
     ops = K.weight_quant([wg.cuda().bfloat16(), wu.cuda().bfloat16()])
