@@ -3,13 +3,22 @@ from the default table (``impl=loop``: block-scaled cuBLAS per expert, DeepGEMM-
 model's own kernel (``impl=nn.gluon``, profiles/h200/kernels-fp8nn.csv); everything else as validate prices it.
 Shows whether the FP8 validation error comes from the GEMM tables or from the rest of the measured spans.
 
+A run made before the weight re-quantisation had its own span (``requant``) quantised the weights lazily inside
+its first forward's ``mlp(F)``; the third view moves the quantiser's device time, read from the run's own
+profiler (``_weight_quant_kernel``), out of ``mlp(F)`` into ``requant``, as the run now times it. The last
+lines give the FP8-specific part: FP8 run minus the BF16 run of the same session, per component, measured
+and tabled (the BF16 rows parsed from that run's log), and the tables' activation quantisation (the fused casts
+``layer_ops`` prices before every FP8 GEMM) beside the run's quantisation kernels.
+
 Usage (CPU, no GPU needed):
     python benchmarks/fp8_validate_tables.py [profiles/h200/validate-one-layer-fp8]
 """
 
 from __future__ import annotations
 
+import copy
 import json
+import re
 import sys
 import types
 from pathlib import Path
@@ -19,6 +28,36 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from dsv3sim.config.model import load_model_config  # noqa: E402
 from dsv3sim.validate import gpu_tables as GT  # noqa: E402
 from dsv3sim.workload import kernels as KW  # noqa: E402
+from dsv3sim.workload import layer_ops as LO  # noqa: E402
+
+
+def bf16_rows(log: Path) -> dict[str, tuple[float, float]]:
+    """name -> (measured, table) ms of the compute-vs-tables block of a BF16 validate log."""
+    rows, on = {}, False
+    for line in log.read_text().splitlines() if log.exists() else []:
+        on = on or line.startswith("compute vs H200 profile tables")
+        m = re.match(r"\s+(\S+)\s+([0-9.]+)\s+([0-9.]+)\s+[-+]", line) if on else None
+        if m:
+            rows[m.group(1)] = (float(m.group(2)), float(m.group(3)))
+    return rows
+
+
+def cast_ms(cfg, spec, train) -> float:
+    """The tables' fused activation casts (op fp8_cast_fused) over the run's layers, per step, ms."""
+    tot = [0.0]
+    plain = LO._Acc.add
+
+    def add(self, slice_, op, dtype, flops, bytes_, count=1, **shape):
+        before = dict(self.t)
+        plain(self, slice_, op, dtype, flops, bytes_, count=count, **shape)
+        if op == "fp8_cast_fused":
+            tot[0] += self.t[slice_] - before.get(slice_, 0.0)
+    LO._Acc.add = add
+    try:
+        GT.compare_to_tables(cfg, spec, train, "H200")
+    finally:
+        LO._Acc.add = plain
+    return tot[0] * 1e3
 
 
 def main() -> int:
@@ -43,6 +82,15 @@ def main() -> int:
     finally:
         KW.kernel_time = plain
         KW._op_time_cached.cache_clear()
+    tr2 = copy.deepcopy(train)
+    for r_ in tr2:
+        wq = sum(o["self_device_us"] for o in r_.get("profiler_top_ops", []) if o["op"] == "_weight_quant_kernel")
+        c = r_["component_s_per_step"]
+        if wq and "requant" not in c:
+            c["mlp(F)"] -= wq / 1e6
+            c["requant"] = wq / 1e6
+            r_.setdefault("requant_bytes_per_param", 6.0)  # that run's quantiser: two launches per weight
+    out["loop, requant"] = GT.compare_to_tables(cfg, spec, tr2, "H200")
     print(f"{run}: measured compute {out['loop']['compute_measured_s'] * 1e3:.2f} ms")
     for k, v in out.items():
         print(f"  tables with grouped FP8 GEMMs impl={k:9s} {v['compute_table_s'] * 1e3:7.2f} ms  "
@@ -50,6 +98,19 @@ def main() -> int:
     print(f"  {'component':16s} {'measured':>9s} {'loop':>7s} {'nn.gluon':>9s}  (ms)")
     for a, b in zip(out["loop"]["rows"], out["nn.gluon"]["rows"], strict=True):
         print(f"  {a['name']:16s} {a['measured_s'] * 1e3:9.2f} {a['table_s'] * 1e3:7.2f} {b['table_s'] * 1e3:9.2f}")
+    print("  weight quantisation as its own component (the run's _weight_quant_kernel time moved out of mlp(F)):")
+    for a in out["loop, requant"]["rows"]:
+        print(f"  {a['name']:16s} {a['measured_s'] * 1e3:9.2f} {a['table_s'] * 1e3:7.2f}  error {a['error']:+.1%}")
+    bf = bf16_rows(run / "bf16_same_session_log.txt")
+    if bf:
+        print("  FP8 minus BF16 (same session), measured vs tables, ms:")
+        for a in out["loop"]["rows"]:
+            if a["name"] in bf:
+                mb, tb = bf[a["name"]]
+                print(f"  {a['name']:16s} {a['measured_s'] * 1e3 - mb:+8.2f} {a['table_s'] * 1e3 - tb:+8.2f}")
+    quant = sum(o["self_device_us"] for o in train[0].get("profiler_top_ops", []) if o["op"] == "_quant_kernel")
+    print(f"  activation quantisation per step: tables (fused casts) {cast_ms(cfg, spec, train):.2f} ms; run's "
+          f"_quant_kernel {quant / 1e3:.2f} ms (profiled step; SwiGLU+quant kernels not in its top ops)")
     return 0
 
 

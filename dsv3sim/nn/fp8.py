@@ -278,6 +278,20 @@ def requantize_weights() -> int:
     return n
 
 
+def requant_bytes_per_element(device: torch.device) -> float:
+    """HBM bytes per weight element of one re-quantisation on ``device`` (both FP8 copies, scales neglected): the
+    grouped kernels' two launches read the BF16 weight twice (2 + 2 + 1 + 1), their one-pass kernel once
+    (2 + 1 + 1, what ``workload.optimizer_step`` assumes of production); this module's torch path quantises the
+    GEMM copy (2 + 1) and builds the transposed one from it at the first Dgrad (1 + 1)."""
+    from dsv3sim.nn import fp8_experts
+
+    if fp8_experts.triton_ok(torch.empty(0, device=device), TILE, TILE):
+        from dsv3sim.nn import fp8_triton
+
+        return 4.0 if fp8_triton.WEIGHT_QUANT_ONE_PASS else 6.0
+    return 5.0
+
+
 def clear_weight_cache() -> None:
     _WCACHE.clear()
     from dsv3sim.nn import fp8_experts

@@ -8,7 +8,9 @@ table mlp(F) (which includes the shared expert) <-> measured mlp(F) + shared(F);
 compute (``--fp8``) the tables' GEMMs are their FP8 ones: the simulator's FP8 prediction against the FP8 run. Measured
 backward of gate, head and embedding is inside "other", so those rows compare forward only for the head.
 With FP8 compute the ``requant`` row compares the run's once-per-step re-quantisation of its FP8 weight copies
-with the simulator's (``workload.optimizer_step``: 4 B per parameter at the tables' memory-bound rate).
+with the simulator's memory-bound price (``workload.optimizer_step``) of the bytes per parameter the run's
+quantiser moves (``requant_bytes_per_param``: 6 for the two-launch kernel, 4 for the one-pass kernel that
+production's figure assumes).
 """
 
 from __future__ import annotations
@@ -48,12 +50,14 @@ def fp8_weight_elements(cfg, layers) -> int:
     return n
 
 
-def requant_table_s(cfg, layers, gpu: str) -> float:
-    """The simulator's per-step re-quantisation of the FP8 weights of ``layers`` [(layer, local experts)]."""
+def requant_table_s(cfg, layers, gpu: str, bytes_per_param: float | None = None) -> float:
+    """The simulator's per-step re-quantisation of the FP8 weights of ``layers`` [(layer, local experts)], at
+    ``bytes_per_param`` (default: ``workload.optimizer_step``'s production figure)."""
     from dsv3sim.workload.kernels import MEM_EFF, gpu_perf
     from dsv3sim.workload.optimizer_step import REQUANT_BYTES_PER_PARAM
 
-    return REQUANT_BYTES_PER_PARAM * fp8_weight_elements(cfg, layers) / (gpu_perf(gpu).hbm_bw * MEM_EFF)
+    b = REQUANT_BYTES_PER_PARAM if bytes_per_param is None else bytes_per_param
+    return b * fp8_weight_elements(cfg, layers) / (gpu_perf(gpu).hbm_bw * MEM_EFF)
 
 
 def compare_to_tables(cfg, spec, train: list[dict], gpu: str) -> dict:
@@ -63,14 +67,15 @@ def compare_to_tables(cfg, spec, train: list[dict], gpu: str) -> dict:
     gemm_dtype = "fp8" if getattr(spec, "fp8_compute", False) else "bf16"  # the run's GEMMs, the tables' too
     table: dict[str, float] = defaultdict(float)
     meas: dict[str, float] = defaultdict(float)
-    fp8_compute = gemm_dtype == "fp8"
+    # a run that timed its once-per-step weight re-quantisation (older runs quantised inside their first mlp(F))
+    requant = gemm_dtype == "fp8" and any("requant" in r["component_s_per_step"] for r in train)
     for r in train:
         T = r["tokens_per_mb"]
         n_mb = r["microbatches"]
-        if fp8_compute:
+        if requant:
             local = cfg.n_routed_experts // spec.ep if cfg.is_moe else 0
             held = [(L, local) for ls in r["stages"].values() for L in ls]
-            table["requant"] += requant_table_s(cfg, held, gpu) / len(train)
+            table["requant"] += requant_table_s(cfg, held, gpu, r.get("requant_bytes_per_param")) / len(train)
         for s, layers in r["stages"].items():
             for L in layers:
                 rt = r["routing"].get(str(L), [])
@@ -89,7 +94,7 @@ def compare_to_tables(cfg, spec, train: list[dict], gpu: str) -> dict:
     for name, (tk, mk) in GROUPS.items():
         t, m = sum(table.get(k, 0.0) for k in tk), sum(meas.get(k, 0.0) for k in mk)
         rows.append(dict(name=name, measured_s=m, table_s=t, error=(t - m) / m if m else None))
-    for name in ("head(F)",) + (("requant",) if fp8_compute else ()):
+    for name in ("head(F)",) + (("requant",) if requant else ()):
         rows.append(dict(name=name, measured_s=meas.get(name, 0.0), table_s=table[name],
                          error=(table[name] - meas[name]) / meas[name] if meas.get(name) else None))
     tm, tt = sum(r["measured_s"] for r in rows), sum(r["table_s"] for r in rows)

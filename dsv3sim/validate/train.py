@@ -22,6 +22,7 @@ from torch import nn
 from torch._utils import _flatten_dense_tensors, _unflatten_dense_tensors
 
 from dsv3sim.config import load_model_config
+from dsv3sim.nn.fp8 import requant_bytes_per_element
 from dsv3sim.nn.fp8 import requantize_weights as requantize_fp8_weights
 from dsv3sim.validate import load
 from dsv3sim.validate.ep import EPMoE
@@ -178,6 +179,8 @@ def run_rank(ctx, probe=None, probes: list | None = None) -> dict:
     res = _summarise(ctx, tl, step_s, prof_ops, R.moe, R.stage_ids, R.layers, pl.source, pl.actions[me.pp],
                      R.parts.source, me)
     res.update(layout=pl.layout, n_stages=pl.n_stages, load_per_step=step_load)
+    if spec.fp8_compute:
+        res["requant_bytes_per_param"] = requant_bytes_per_element(dev)
     allp = R.dense_params + R.expert_params
     res.update(n_params=sum(p.numel() for p in allp), n_tensors=len(allp), microbatches=nmb, tokens_per_mb=B * S,
                n_dense_params=sum(p.numel() for p in R.dense_params),

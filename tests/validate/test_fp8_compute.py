@@ -57,3 +57,23 @@ def test_tables_use_fp8_gemms_with_fp8_compute():
     assert out[False]["gemm_dtype"] == "bf16" and out[True]["gemm_dtype"] == "fp8"
     attn = lambda c: next(r for r in c["rows"] if r["name"] == "attn(F)")["table_s"]
     assert attn(out[True]) < attn(out[False])  # the FP8 tables' projection GEMMs are faster
+
+
+@pytest.mark.parametrize(("model", "ep"), [("one-layer", 1), ("tiny", 2)])
+def test_calibrated_requant_quantises_the_weights_the_tables_price(model, ep):
+    """The calibration's re-quantisation stand-ins (validate/requant.py) are this rank's FP8 weights: as many
+    elements as the tables' requant row prices (gpu_tables.fp8_weight_elements), gate and up as one operand."""
+    import math
+
+    from dsv3sim.validate.components import rank_fp8_operands
+    from dsv3sim.validate.gpu_tables import fp8_weight_elements
+    from dsv3sim.validate.nn_adapter import build
+    from dsv3sim.validate.spec import RunSpec
+
+    cfg = load_model_config(model)
+    spec = RunSpec(job="train", model=model, nproc=ep, ep=ep, fp8=True, fp8_compute=True)
+    ops = rank_fp8_operands(build(cfg, 0, fp8=True), cfg, spec, 0)
+    local = cfg.n_routed_experts // ep
+    assert sum(math.prod(s) for o in ops for s in o) == fp8_weight_elements(
+        cfg, [(i, local) for i in range(cfg.num_hidden_layers)])
+    assert sum(len(o) == 2 for o in ops) == sum(cfg.is_moe_layer(i) for i in range(cfg.num_hidden_layers))

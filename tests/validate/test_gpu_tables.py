@@ -32,3 +32,27 @@ def test_tables_scale_with_routed_rows_and_errors_add_up():
     assert gpu_name("NVIDIA H200") == "H200"
     with pytest.raises(ValueError, match="no profile tables"):
         gpu_name("Tesla K80")
+
+
+def test_fp8_requant_row_prices_the_bytes_the_runs_quantiser_moves():
+    """With FP8 compute and a timed ``requant`` span the table gets a requant row: the FP8 weights' elements x the
+    run's bytes per parameter at the memory-bound rate; 4 B (production's one pass) is 2/3 of the two-launch
+    kernel's 6 B. A run without the span (weights quantised inside mlp(F)) gets no such row."""
+    from dsv3sim.validate.gpu_tables import fp8_weight_elements
+    from dsv3sim.workload.kernels import MEM_EFF, gpu_perf
+
+    cfg = load_model_config("one-layer")
+    spec = RunSpec(job="train", model="one-layer", nproc=1, ep=1, device="cpu", seq_len=1024, micro_batch=4,
+                   fp8=True, fp8_compute=True)
+    assert "requant" not in [r["name"] for r in compare_to_tables(cfg, spec, _train(4096 * 8), "H200")["rows"]]
+    rows = {}
+    for b in (6.0, 4.0):
+        tr = _train(4096 * 8)
+        tr[0]["component_s_per_step"]["requant"] = 0.016
+        tr[0]["requant_bytes_per_param"] = b
+        rows[b] = next(r for r in compare_to_tables(cfg, spec, tr, "H200")["rows"] if r["name"] == "requant")
+    el = fp8_weight_elements(cfg, [(0, 256)])
+    assert el == 11_505_434_624  # MLA linears + shared expert + 256 experts of one-layer
+    assert rows[6.0]["table_s"] == pytest.approx(6.0 * el / (gpu_perf("H200").hbm_bw * MEM_EFF))
+    assert rows[4.0]["table_s"] == pytest.approx(rows[6.0]["table_s"] * 4 / 6)
+    assert rows[6.0]["measured_s"] == 0.016

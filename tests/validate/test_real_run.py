@@ -27,7 +27,9 @@ def test_validate_ep2_end_to_end(tmp_path, capsys):
     assert r["measured_step_s"] > 0 and r["predicted_step_s"] > 0 and math.isfinite(r["error"])
     assert r["error"] == pytest.approx((r["predicted_step_s"] - r["measured_step_s"]) / r["measured_step_s"])
     names = {c["name"] for c in r["components"]}
-    assert {"attn(F)", "dispatch(F)", "combine(F)", "mlp(B)", "optim"} <= names
+    assert {"attn(F)", "dispatch(F)", "combine(F)", "mlp(B)", "optim", "requant"} <= names
+    rq = next(c for c in r["components"] if c["name"] == "requant")  # FP8 weights re-quantised once per step
+    assert rq["measured_s"] > 0 and rq["predicted_s"] > 0
     # dispatch forward bytes (FP8 rows) and its backward (BF16 grads back) both crossed the wire
     b = r["a2a_bytes_per_rank_per_step"]
     assert all(b[k]["dispatch(F)"] > 0 and b[k]["dispatch(B)"] > 0 for k in ("0", "1"))
