@@ -10,7 +10,8 @@ For the one-layer model's Block (MLA + gate + routed + shared experts), BF16 and
 * by_kernel / by_class: device time per kernel (profiler, one step), grouped into classes;
 * FP8 only: requant_ms (``nn.fp8.requantize_weights`` after the weights changed: every FP8 copy of the layer,
   once) with its elements and bytes/s at 4 B per element (BF16 read, two FP8 copies written);
-  cold_alloc_ms: the first step after the caching allocator was emptied (validate's quick probes empty it).
+  cold_ms / warm_ms: the first step after the weight copies were dropped and the caching allocator emptied
+  (validate's quick probes empty it), and the next, each with its cudaMalloc / cudaFree / retry counts.
 Usage (GPU machine, repository root):
     python benchmarks/probe_fp8_step.py --tokens 4096,16384 --out profiles/h200/fp8_step_probe.json
 """
@@ -166,15 +167,16 @@ def probe(cfg, tokens: int, seq_len: int, reps: int, graphs: bool) -> dict:
             r["requant_GBps_at_4B"] = 4 * el / statistics.median(ts) / 1e9
             F8.clear_weight_cache()
             torch.cuda.empty_cache()
-            torch.cuda.synchronize()
-            t0 = time.perf_counter()
-            step()
-            torch.cuda.synchronize()
-            r["cold_alloc_ms"] = (time.perf_counter() - t0) * 1e3  # includes the lazy weight quantisation
-            t0 = time.perf_counter()
-            step()
-            torch.cuda.synchronize()
-            r["warm_ms"] = (time.perf_counter() - t0) * 1e3
+            for k in ("cold", "warm"):  # cold includes the lazy weight quantisation
+                a0 = torch.cuda.memory_stats()
+                torch.cuda.synchronize()
+                t0 = time.perf_counter()
+                step()
+                torch.cuda.synchronize()
+                r[f"{k}_ms"] = (time.perf_counter() - t0) * 1e3
+                a1 = torch.cuda.memory_stats()
+                r[f"{k}_allocator"] = {s: a1.get(s, 0) - a0.get(s, 0) for s in
+                                       ("num_device_alloc", "num_device_free", "num_alloc_retries")}
         out[name] = r
         F8.clear_weight_cache()
         torch.cuda.empty_cache()
@@ -207,7 +209,7 @@ def main() -> int:
                   f"host issue {r['host_issue_ms']:.1f} ms ({r['launches']} launches, "
                   f"{r['host_us_per_launch']:.1f} us each), spans F {r['span_wall_ms']['forward']:.1f} "
                   f"B {r['span_wall_ms']['backward']:.1f}; requant {r.get('requant_ms', 0):.2f} ms "
-                  f"({r.get('requant_GBps_at_4B', 0):.0f} GB/s); cold {r.get('cold_alloc_ms', 0):.1f} "
+                  f"({r.get('requant_GBps_at_4B', 0):.0f} GB/s); cold {r.get('cold_ms', 0):.1f} "
                   f"warm {r.get('warm_ms', 0):.1f}")
             print("   ", {k2: round(v, 2) for k2, v in r["by_class_ms"].items()})
     return 0

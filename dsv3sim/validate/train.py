@@ -140,6 +140,7 @@ def run_rank(ctx, probe=None, probes: list | None = None) -> dict:
     B, S, D = spec.micro_batch, spec.seq_len, cfg.hidden_size
     step_s: list[float] = []
     step_load: list[dict] = []
+    step_alloc: list[dict] = []
     prof_ops: list[dict] = []
     for step in range(spec.steps + 1):
         tl.step, tl.recording = step, spec.warmup <= step < spec.steps
@@ -157,6 +158,7 @@ def run_rank(ctx, probe=None, probes: list | None = None) -> dict:
             tl.profiling = True
         t0 = tl.now()
         snap = load.snapshot()
+        alloc = _allocator(dev)
         _pipeline_step(ctx, R, tokens, D)
         with tl.span("allreduce"):
             _allreduce(tl, R.dense_params, groups.replica, groups.replica_size)
@@ -176,9 +178,10 @@ def run_rank(ctx, probe=None, probes: list | None = None) -> dict:
         if tl.recording:
             step_s.append(t1 - t0)
             step_load.append(load.between(snap, load.snapshot()))
+            step_alloc.append({k: v - alloc.get(k, 0) for k, v in _allocator(dev).items()})
     res = _summarise(ctx, tl, step_s, prof_ops, R.moe, R.stage_ids, R.layers, pl.source, pl.actions[me.pp],
                      R.parts.source, me)
-    res.update(layout=pl.layout, n_stages=pl.n_stages, load_per_step=step_load)
+    res.update(layout=pl.layout, n_stages=pl.n_stages, load_per_step=step_load, allocator_per_step=step_alloc)
     if spec.fp8_compute:
         res["requant_bytes_per_param"] = requant_bytes_per_element(dev)
     allp = R.dense_params + R.expert_params
@@ -189,6 +192,16 @@ def run_rank(ctx, probe=None, probes: list | None = None) -> dict:
                dp_size=groups.dp_size,
                device_name=torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu")
     return res
+
+
+def _allocator(dev: torch.device) -> dict:
+    """The CUDA caching allocator's counters (``torch.cuda.memory_stats``): a step's device allocations
+    (cudaMalloc) and frees, and its retries (every cached block freed to satisfy a request, a device sync),
+    host time inside the spans that a warm training process does not pay. Empty on CPU."""
+    if dev.type != "cuda":
+        return {}
+    s = torch.cuda.memory_stats(dev)
+    return {k: s.get(k, 0) for k in ("num_device_alloc", "num_device_free", "num_alloc_retries", "num_ooms")}
 
 
 def _pipeline_step(ctx, R: _Rank, tokens: torch.Tensor, D: int) -> None:
