@@ -128,14 +128,19 @@ def _rank_entry(c: dict) -> dict:
                  "busy": statistics.median(w["busy"] for w in wins) if wins else 1.0}
     out["bwd_start_s"] = statistics.median(cc.get("bwd_call_overhead_s", 0.0) for cc in comps) / share
     out["optim_s"] = statistics.median(x for cc in comps for x in cc["optim"]["F_s"]) / share
-    rq = [x for cc in comps if "requant" in cc for x in cc["requant"]["F_s"]]
-    out["requant_s"] = statistics.median(rq) / share if rq else 0.0
+    out["requant_s"] = _requant_s(comps, share)
     gs = [x for cc in comps if "grad_sync" in cc for x in _grad_sync_samples(cc["grad_sync"])]
     out["grad_sync_s"] = statistics.median(gs) if gs else 0.0
     out["cv"] = sum(c_ * w for c_, w in zip(cvs, wts)) / sum(wts) if wts and sum(wts) > 0 else 0.0
     if ded:
         out["preempt"] = _preempt(c["probes"], comps)
     return out
+
+
+def _requant_s(comps: list[dict], share: float) -> float:
+    """FP8 weight re-quantisation after the optimizer (``requant.py``; 0 without FP8 compute)."""
+    rq = [x for cc in comps if "requant" in cc for x in cc["requant"]["F_s"]]
+    return statistics.median(rq) / share if rq else 0.0
 
 
 def _grad_sync_samples(g: dict) -> list[float]:

@@ -60,10 +60,27 @@ def requant_table_s(cfg, layers, gpu: str, bytes_per_param: float | None = None)
     return b * fp8_weight_elements(cfg, layers) / (gpu_perf(gpu).hbm_bw * MEM_EFF)
 
 
+def _requant_of_rank(cfg, spec, r: dict, gpu: str) -> float:
+    local = cfg.n_routed_experts // spec.ep if cfg.is_moe else 0
+    held = [(L, local) for ls in r["stages"].values() for L in ls]
+    return requant_table_s(cfg, held, gpu, r.get("requant_bytes_per_param"))
+
+
+def _rows(table: dict, meas: dict, alone: tuple[str, ...]) -> list[dict]:
+    """The GROUPS rows, then the components ``alone`` compared one to one."""
+    rows = []
+    for name, (tk, mk) in GROUPS.items():
+        t, m = sum(table.get(k, 0.0) for k in tk), sum(meas.get(k, 0.0) for k in mk)
+        rows.append(dict(name=name, measured_s=m, table_s=t, error=(t - m) / m if m else None))
+    for name in alone:
+        m, t = meas.get(name, 0.0), table.get(name, 0.0)
+        rows.append(dict(name=name, measured_s=m, table_s=t, error=(t - m) / m if m else None))
+    return rows
+
+
 def compare_to_tables(cfg, spec, train: list[dict], gpu: str) -> dict:
     from dsv3sim.workload.layer_ops import head_slices, training_layer
 
-    rows = []
     gemm_dtype = "fp8" if getattr(spec, "fp8_compute", False) else "bf16"  # the run's GEMMs, the tables' too
     table: dict[str, float] = defaultdict(float)
     meas: dict[str, float] = defaultdict(float)
@@ -73,9 +90,7 @@ def compare_to_tables(cfg, spec, train: list[dict], gpu: str) -> dict:
         T = r["tokens_per_mb"]
         n_mb = r["microbatches"]
         if requant:
-            local = cfg.n_routed_experts // spec.ep if cfg.is_moe else 0
-            held = [(L, local) for ls in r["stages"].values() for L in ls]
-            table["requant"] += requant_table_s(cfg, held, gpu, r.get("requant_bytes_per_param")) / len(train)
+            table["requant"] += _requant_of_rank(cfg, spec, r, gpu) / len(train)
         for s, layers in r["stages"].items():
             for L in layers:
                 rt = r["routing"].get(str(L), [])
@@ -91,12 +106,7 @@ def compare_to_tables(cfg, spec, train: list[dict], gpu: str) -> dict:
                 table["head(F)"] += hs.times.get("attn(F)", 0.0) * n_mb / len(train)
         for k, v in r["component_s_per_step"].items():
             meas[k] += v / len(train)
-    for name, (tk, mk) in GROUPS.items():
-        t, m = sum(table.get(k, 0.0) for k in tk), sum(meas.get(k, 0.0) for k in mk)
-        rows.append(dict(name=name, measured_s=m, table_s=t, error=(t - m) / m if m else None))
-    for name in ("head(F)",) + (("requant",) if requant else ()):
-        rows.append(dict(name=name, measured_s=meas.get(name, 0.0), table_s=table[name],
-                         error=(table[name] - meas[name]) / meas[name] if meas.get(name) else None))
+    rows = _rows(table, meas, ("head(F)",) + (("requant",) if requant else ()))
     tm, tt = sum(r["measured_s"] for r in rows), sum(r["table_s"] for r in rows)
     return {"gpu": gpu, "gemm_dtype": gemm_dtype,
             "source": "dsv3sim.workload.layer_ops on dsv3sim.profile tables (profiles/h200)",
