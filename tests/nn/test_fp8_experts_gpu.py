@@ -223,3 +223,36 @@ def test_weight_quant_writes_the_cpu_bytes_and_rewrites_in_place(n_up, k, one_pa
         wg, wu = wg * 3, wu - 1  # the optimizer step
         new = K.weight_quant([wg.cuda().bfloat16(), wu.cuda().bfloat16()], out=ops)
         assert all(a is b for a, b in zip(new, ops))
+
+
+@cuda
+def test_optimizer_step_requantises_in_place_once(tiny, monkeypatch):
+    """After an optimizer step ``requantize_weights`` rewrites every FP8 copy of the layer in place (the same
+    buffers, the new weights' bytes) and the next forward quantises nothing."""
+    from dsv3sim.nn import fp8_experts
+    from dsv3sim.nn.moe import MoE
+
+    K = _kernels()
+    cfg = tiny.with_(hidden_size=256, moe_intermediate_size=128)
+    torch.manual_seed(1)
+    moe = MoE(cfg, 1).cuda().bfloat16()
+    for p in moe.parameters():
+        torch.nn.init.normal_(p, 0, 0.05)
+    moe.experts.fp8 = True
+    fp8_experts.clear_cache()
+    x = torch.randn(2, 64, 256, device="cuda", dtype=torch.bfloat16)
+    moe(x).float().square().sum().backward()
+    ex = moe.experts
+    ops = fp8_experts.expert_operands(ex.gate_proj, ex.up_proj, ex.down_proj)
+    ptrs = [t.data_ptr() for t in (*ops.w13, *ops.wd)]
+    torch.optim.SGD(moe.parameters(), lr=0.5).step()
+    assert F8.requantize_weights() >= 1
+    fresh = K.weight_quant([ex.gate_proj.detach(), ex.up_proj.detach()])
+    assert [t.data_ptr() for t in (*ops.w13, *ops.wd)] == ptrs
+    assert all(torch.equal(a.view(torch.uint8) if a.dtype != torch.float32 else a,
+                           b.view(torch.uint8) if b.dtype != torch.float32 else b) for a, b in zip(ops.w13, fresh))
+    calls = []
+    plain = K.weight_quant
+    monkeypatch.setattr(K, "weight_quant", lambda *a, **k: calls.append(1) or plain(*a, **k))
+    moe(x)
+    assert not calls
