@@ -60,6 +60,14 @@ def cast_ms(cfg, spec, train) -> float:
     return tot[0] * 1e3
 
 
+def span_device_vs_wall(path: Path) -> list[tuple[str, float, float]]:
+    """(span, device ms inside it in the run's profiled step, measured wall ms per step) of a validate result."""
+    v = json.loads(path.read_text())
+    wall = {c["name"]: c["measured_s"] * 1e3 for c in v["components"]}
+    return [(o["op"], o["self_device_us"] / 1e3, wall[o["op"]]) for o in v.get("profiler_top_ops_rank0", [])
+            if o["op"] in wall and o["count"] == 1]
+
+
 def main() -> int:
     run = Path(sys.argv[1] if len(sys.argv) > 1 else "profiles/h200/validate-one-layer-fp8")
     r = json.loads((run / "result.json").read_text())
@@ -109,6 +117,10 @@ def main() -> int:
                 mb, tb = bf[a["name"]]
                 print(f"  {a['name']:16s} {a['measured_s'] * 1e3 - mb:+8.2f} {a['table_s'] * 1e3 - tb:+8.2f}")
     quant = sum(o["self_device_us"] for o in train[0].get("profiler_top_ops", []) if o["op"] == "_quant_kernel")
+    for name, f in (("BF16", run.parent / "validate-one-layer" / "validate.json"), ("FP8", run / "validation.json")):
+        if f.exists():
+            print(f"  {name} run ({f.parent.name}): span, device ms in the profiled step, measured wall ms: " + ", ".join(
+                f"{s} {d:.1f} / {w:.1f}" for s, d, w in span_device_vs_wall(f)))
     print(f"  activation quantisation per step: tables (fused casts) {cast_ms(cfg, spec, train):.2f} ms; run's "
           f"_quant_kernel {quant / 1e3:.2f} ms (profiled step; SwiGLU+quant kernels not in its top ops)")
     return 0
