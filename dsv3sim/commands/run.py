@@ -113,7 +113,7 @@ def _simulate_all(scenarios: dict, notes: list, price_per_gpu_hour: float, bars:
 
 
 def _say_results(say, out, results: dict[str, dict], notes: list) -> None:
-    from dsv3sim.report.bottleneck import bottleneck
+    from dsv3sim.workload.limits import bottleneck
 
     for name, d in results.items():
         say(summarize(name, d))

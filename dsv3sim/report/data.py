@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 from typing import Any
 
 from dsv3sim.config.errors import ConfigError
+from dsv3sim.config.units import fmt_time, num, scaled  # noqa: F401 -- fmt_time: the report formats through here
 
 # Keys that mark a dict as one result (not a {scenario name: result} wrapper).
 RESULT_MARKERS = (
@@ -51,39 +51,18 @@ def split_results(data: dict) -> list[tuple[str, dict]]:
     return subs
 
 
-def num(x: Any) -> float | None:
-    """A finite float, or None (strings like "12.5" are accepted; bools are not numbers)."""
-    if isinstance(x, bool) or x is None:
-        return None
-    try:
-        f = float(x)
-    except (TypeError, ValueError):
-        return None
-    return f if math.isfinite(f) else None
-
-
-def _scaled(x: float | None, steps, last) -> str:
-    """``x`` written by the first (threshold, writer) of ``steps`` whose threshold |x| reaches, else by ``last``."""
-    return "n/a" if x is None else next((f(x) for t, f in steps if abs(x) >= t), None) or last(x)
-
-
 SI = [(d, s) for d, s in ((1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k"))]
 
 
 def fmt_si(x: float | None, unit: str = "", digits: int = 3) -> str:
     steps = [(d, lambda v, d=d, s=s: f"{v / d:.{digits}g} {s}{unit}".rstrip()) for d, s in SI]
-    return _scaled(x, steps, lambda v: f"{v:.{digits}g} {unit}".rstrip())
-
-
-def fmt_time(seconds: float | None) -> str:
-    return _scaled(seconds, ((3600, lambda v: f"{v / 3600:.3g} h"), (1, lambda v: f"{v:.4g} s"),
-                             (1e-3, lambda v: f"{v * 1e3:.4g} ms")), lambda v: f"{v * 1e6:.4g} µs")
+    return scaled(x, steps, lambda v: f"{v:.{digits}g} {unit}".rstrip())
 
 
 def fmt_bytes(b: float | None) -> str:
     steps = [(2 ** p, lambda v, p=p, s=s: f"{v / 2 ** p:.4g} {s}")
              for p, s in ((40, "TiB"), (30, "GiB"), (20, "MiB"), (10, "KiB"))]
-    return _scaled(b, steps, lambda v: f"{v:.0f} B")
+    return scaled(b, steps, lambda v: f"{v:.0f} B")
 
 
 def fmt_num(v: float) -> str:

@@ -8,10 +8,10 @@ percent, cluster tokens/s for training, tokens/s per node for prefill and decode
 
 from __future__ import annotations
 
-from dsv3sim.report.bottleneck import bottleneck, limiter
 from dsv3sim.report.data import fmt_si, fmt_time, num
 from dsv3sim.report.page import Absent, cards, details, esc, fmt, note, spec_table, table
 from dsv3sim.report.timeline import color_of
+from dsv3sim.workload.limits import bottleneck, limiter
 
 
 def gpu_hours_per_trillion(result: dict) -> tuple[float | None, str]:

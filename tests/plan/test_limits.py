@@ -9,9 +9,8 @@ from pathlib import Path
 import pytest
 
 from dsv3sim.plan.limits import training_limits
-from dsv3sim.report.bottleneck import limiter
 from dsv3sim.results import from_json
-from dsv3sim.workload.limits import busiest_network, training_shares
+from dsv3sim.workload.limits import busiest_network, limiter, training_shares
 
 REAL = Path(__file__).resolve().parents[1] / "report" / "data" / "v3_pretrain_result.json"
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from dsv3sim.report.bottleneck import bottleneck, limiter, training_shares
 from dsv3sim.report.experts import nodes_text_over, placement_text
+from dsv3sim.workload.limits import bottleneck, limiter, ranked_shares
 
 
 def _train(**bd) -> dict:
@@ -21,7 +21,7 @@ def _train(**bd) -> dict:
 
 def test_training_shares_sum_to_the_step_and_name_the_largest():
     r = _train()
-    shares = dict(training_shares(r))
+    shares = dict(ranked_shares(r))
     assert sum(shares.values()) == pytest.approx(r["step_time_s"])
     assert shares["GPU compute"] == pytest.approx(13.0 - 2.0)  # chunks minus the EP wait inside them
     s = bottleneck(r)
