@@ -11,6 +11,7 @@ import html
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from importlib import resources
 from pathlib import Path
 
 FIGURE_ATTR = "data-dsv3sim-figure"
@@ -20,47 +21,9 @@ MARGIN = {"l": 10, "r": 10, "t": 50, "b": 40}
 DEFAULT_PRICE_PER_GPU_HOUR = 2.0
 INDEX_NAME = "index.html"
 
-CSS = """
-body{font-family:system-ui,-apple-system,'Segoe UI',Roboto,sans-serif;margin:0;color:#1d2330;background:#f6f7f9}
-header{background:#1d2330;color:#fff;padding:14px 28px}
-header h1{margin:0;font-size:22px} header p{margin:4px 0 0;color:#b8c0cc;font-size:13px}
-nav{padding:8px 28px;background:#e9ecf1;font-size:13px;position:sticky;top:0;z-index:10}
-nav a{margin-right:14px;color:#2d5be3;text-decoration:none}
-main{padding:8px 28px 40px;max-width:1500px}
-section{background:#fff;border:1px solid #dde1e7;border-radius:6px;margin:16px 0;padding:10px 18px}
-section h2{font-size:18px;margin:6px 0 8px}
-h3.scenario{margin:26px 0 0;font-size:20px;border-bottom:2px solid #1d2330}
-.note{color:#5b6472;font-size:13px;margin:4px 0}
-.absent{color:#8a93a0;font-style:italic;font-size:14px}
-table{border-collapse:collapse;font-size:14px;margin:6px 0}
-th,td{border-bottom:1px solid #e3e6eb;padding:4px 12px 4px 0;text-align:left;vertical-align:top}
-td.num{text-align:right;font-variant-numeric:tabular-nums}
-.cards{display:flex;flex-wrap:wrap;gap:10px;margin:6px 0}
-.card{background:#f2f4f8;border-radius:6px;padding:8px 14px;min-width:150px}
-.card .v{font-size:22px;font-weight:600} .card .k{font-size:12px;color:#5b6472}
-.err-pos{color:#b3261e} .err-ok{color:#1b7f3b}
-.bottleneck{background:#eef3fc;border-left:4px solid #2d5be3;padding:6px 10px;margin:6px 0;font-size:15px}
-.warn{background:#fdf3e1;border-left:4px solid #d18b00;padding:6px 10px;margin:6px 0;font-size:14px}
-#js-errors{color:#b3261e;white-space:pre-wrap}
-"""
-
-# Before the figures: collect errors. After them: count the wrappers plotly drew into (an svg.main-svg).
-HEAD_JS = """
-window.__dsv3simErrors = [];
-window.addEventListener('error', function (e) {
-  window.__dsv3simErrors.push(String(e.message || e));
-  var el = document.getElementById('js-errors'); if (el) el.textContent = window.__dsv3simErrors.join('\\n');
-});
-"""
-TAIL_JS = """
-(function check(n) {
-  var figs = document.querySelectorAll('[FIGATTR]'), done = 0;
-  figs.forEach(function (w) { if (w.querySelector('.main-svg')) done += 1; });
-  document.body.setAttribute('data-plots-wanted', String(figs.length));
-  document.body.setAttribute('data-plots-rendered', String(done));
-  if (done < figs.length && n < 200) setTimeout(function () { check(n + 1); }, 50);
-})(0);
-""".replace("FIGATTR", FIGURE_ATTR)
+CSS, HEAD_JS = (resources.files(__package__).joinpath(n).read_text() for n in ("page.css", "head.js"))
+# after the figures: count the wrappers plotly drew into (an svg.main-svg)
+TAIL_JS = resources.files(__package__).joinpath("tail.js").read_text().replace("FIGATTR", FIGURE_ATTR)
 
 
 class Absent(Exception):  # noqa: N818 -- a section's data is absent: a normal outcome, not an error
