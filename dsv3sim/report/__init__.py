@@ -13,7 +13,7 @@ from pathlib import Path
 from dsv3sim.config.errors import ConfigError
 from dsv3sim.report import experts, memory, network, planner, summary, sweep, timeline, validation
 from dsv3sim.report.data import fmt_si, fmt_time, load, num, split_results
-from dsv3sim.report.page import DEFAULT_PRICE_PER_GPU_HOUR, Absent, Page, RenderContext, Section, note, write_index
+from dsv3sim.report.page import DEFAULT_PRICE_PER_GPU_HOUR, Absent, Page, RenderContext, Section, note, say, write_index
 from dsv3sim.workload.limits import limiter
 
 __all__ = ["SECTIONS", "build_page", "merged_trace_path", "render", "render_html", "section", "write_index"]
@@ -91,9 +91,7 @@ def build_page(result_json, *, chrome_trace: str | Path | None = None, price_per
         secs = [section(k, res, ctx, table) for k in table if not light or k in STUDY_LIGHT]
         page.blocks.append((heading, [s for s in secs if s is not None]))
     if light:
-        page.blocks[0][1][0].body += note(
-            "Below: each scenario's summary, expert loads and nodes per token. Timelines, link utilisation, memory, "
-            "KV cache and every field of one scenario: <code>dsv3sim report RESULT.json --scenario NAME</code>.")
+        page.blocks[0][1][0].body += note(say("page.light"))
     page.summary_line = _summary_line(results)
     return page
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from dsv3sim.config.errors import ConfigError
 from dsv3sim.report.data import as_matrix, num
-from dsv3sim.report.page import Absent, absent, esc, note, table
+from dsv3sim.report.page import Absent, Html, absent, esc, note, say, table
 from dsv3sim.results import NodesPerToken, group
 from dsv3sim.trace.imbalance import imbalance_series
 
@@ -77,9 +77,7 @@ def heatmaps(result: dict, ctx) -> str:
     rows = [[label, f"{max(mm):.3f}", f"{sum(mm) / len(mm):.3f}", len(m), f"{len(m[0])} {xl}s"]
             for label, m, xl in maps for mm in [max_over_mean(m)]]
     return "".join(
-        [note("Load (routed tokens) per MoE layer divided by the layer's mean: 1.0 is perfect balance; the hottest "
-              "cell of a row is that layer's max/mean (the colour scale tops out at the 99.5th percentile; hover "
-              "shows the value).")]
+        [note(say("experts.how"))]
         + ([f'<p class="note" data-placement>{esc(verdict)}</p>'] if verdict else [])
         + [absent(f"{lab}: not in this result") for lab in ("before placement", "after placement") if lab not in labels]
         + [_map_figures(ctx, maps, colour_cap([m for _, m, _ in maps])),
@@ -96,23 +94,17 @@ def placement_text(result: dict, maps) -> str | None:
     b, a, n_gpus = max(max_over_mean(before)), max(max_over_mean(after)), len(after[0])
     n_exp = len(by["routed load per logical expert"][0]) if "routed load per logical expert" in by else None
     red = num((result.get("parallel") or {}).get("redundant_experts"))
-    out = [f"The 'before' row is no placement: {n_exp} experts do not divide over {n_gpus} GPUs, so it spreads the "
-           "routed load evenly (the ideal, max/mean 1.000)."] if all(max(r) == min(r) for r in before) and n_exp and (
-        n_exp % n_gpus) else []
+    even = all(max(r) == min(r) for r in before) and n_exp and n_exp % n_gpus
+    out = [say("experts.no_placement", n_exp=n_exp, n_gpus=n_gpus)] if even else []
     if a < b - 5e-4:
-        out.append(f"Placement (EPLB-style replication and packing) lowers the worst layer's per-GPU max/mean "
-                   f"from {b:.3f} to {a:.3f}.")
+        out.append(say("experts.lowers", a=a, b=b))
     elif a > b + 5e-4:
         slots = n_exp + red if n_exp and red is not None else None
-        why = "" if slots is None else (
-            f" {slots:g} expert slots ({n_exp} experts + {red:g} redundant) on {n_gpus} GPUs give each GPU "
-            f"{slots / n_gpus:g} whole slot(s); an expert without a replica keeps all its load on one GPU, so under "
-            f"near-even routing the busiest GPU carries about {slots:g}/{n_exp} = {slots / n_exp:.3f}x the mean. "
-            "Redundant experts pay off only when routing is skewed.")
-        out.append(f"Placement raises the worst layer's per-GPU max/mean from {b:.3f} to {a:.3f}.{why}")
+        why = "" if slots is None else say("experts.slots", slots=slots, n_exp=n_exp, red=red, n_gpus=n_gpus,
+                                           per_gpu=slots / n_gpus, ratio=slots / n_exp)
+        out.append(say("experts.raises", a=a, b=b) + why)
     else:
-        out.append(f"Before and after are one placement here (experts contiguous, no replicas): per-GPU max/mean "
-                   f"{a:.3f}." if before == after else f"Placement leaves the per-GPU max/mean at {a:.3f}.")
+        out.append(say("experts.same" if before == after else "experts.unchanged", a=a))
     return " ".join(out)
 
 
@@ -128,14 +120,9 @@ def nodes_text_over(limit: float, frac_over: float, mean: float, most: int, n_no
                     groups: float | None) -> str:
     """Why tokens reach more nodes than M: M limits the gate's expert groups (topk_group of n_group, V3 §2.1.2),
     which bounds nodes only while each group sits on one node."""
-    span = (f"the EP group spans {n_nodes} nodes but the gate has {groups:g} expert groups, so a group's experts "
-            "(and the placement's replicas of them) sit on several nodes" if n_nodes and groups and n_nodes != groups
-            else "the placement puts experts of one group (or their replicas) on several nodes, or the routing "
-                 "trace was not node-limited")
-    return (f"M={limit:g} limits the expert groups a token's gate keeps (DeepSeek-V3 §2.1.2: the top M groups by "
-            f"their experts' scores); it bounds nodes per token only where each group lives on one node. Here "
-            f"{span}: {frac_over * 100:.1f}% of tokens reach more than {limit:g} nodes (mean {mean:.2f}, at most "
-            f"{most}), and IB traffic per token grows with that count.")
+    split = n_nodes and groups and n_nodes != groups
+    span = say("experts.span_groups", n_nodes=n_nodes, groups=groups) if split else say("experts.span_other")
+    return say("experts.nodes_over", limit=limit, span=Html(span), pct=frac_over * 100, mean=mean, most=most)
 
 
 def nodes(result: dict, ctx) -> str:
@@ -151,12 +138,9 @@ def nodes(result: dict, ctx) -> str:
         label, text = f"M={limit:g} (a limit on expert groups)", nodes_text_over(
             limit, over / total, mean, max(x for x in xs if h[x] > 0), len(h), num(v.n_group))
     elif limit:
-        label, text = f"node limit M={limit:g}", (
-            "DeepSeek-V3 §2.1.2 / §3.2.2: each token goes to at most M nodes, so the IB traffic of a token is "
-            f"bounded by M copies of its hidden state; here no token reaches more than {limit:g} (mean {mean:.2f}).")
+        label, text = f"node limit M={limit:g}", say("experts.nodes_within", limit=limit, mean=mean)
     else:
-        label, text = "", f"No node limit in this result: the gate picks the top-k experts anywhere (mean {mean:.2f} " \
-                          "nodes per token)."
+        label, text = "", say("experts.nodes_free", mean=mean)
     lines = [("v", {"x": limit + 0.5, "line_dash": "dash", "line_color": "#e45756", "annotation_text": label})
              ] if label else ()
     return note(esc(text)) + ctx.plot(
@@ -212,10 +196,9 @@ def imbalance(result: dict, ctx) -> str:
                "opacity": 1.0 if (w := m.endswith(" (windowed)")) else 0.45, "line": {
                    "color": PALETTE[bases.index(m.removesuffix(" (windowed)")) % len(PALETTE)],
                    "width": 2.5 if w else 1.2}} for m in sorted(series)]
-    last = ", ".join(f"{esc(m)}: {series[m][1][-1]:.2f}" for m in sorted(series) if series[m][1])
+    last = ", ".join(f"{m}: {series[m][1][-1]:.2f}" for m in sorted(series) if series[m][1])
     origin = f"traces/ ({', '.join(used)})" if used else ""
-    return note(f"Aux-loss-free balancing (DeepSeek-V3 §2.1.2) vs an auxiliary loss vs none, from {esc(origin)}. "
-                f"Final step: {last}.") + ctx.plot(
+    return note(say("experts.imbalance", origin=origin, last=last)) + ctx.plot(
         "imb", traces, lines=[("h", {"y": 1.0, "line_dash": "dot", "line_color": "#888",
                                      "annotation_text": "perfect balance", "annotation_position": "bottom left"})],
         title="Worst-layer max/mean expert load per training step", xaxis_title="step",

@@ -9,7 +9,7 @@ so the columns compare bytes. Keys read: NOTES.md.
 from __future__ import annotations
 
 from dsv3sim.report.data import fmt_bytes, num
-from dsv3sim.report.page import Absent, esc, fmt, note, spec_table, table
+from dsv3sim.report.page import Absent, esc, fmt, note, say, spec_table, table
 from dsv3sim.results import KvSizing, MemoryRow, group
 
 GiB = 2 ** 30
@@ -89,8 +89,7 @@ def _kv_simulated(kv: KvSizing) -> str:
     if isinstance(cmp, dict) and cmp and all(isinstance(v, dict) for v in cmp.values()):
         cols = list(dict.fromkeys(k for v in cmp.values() for k, x in v.items()
                                   if k != "model" and not isinstance(x, (dict, list))))
-        out += note("Capacity per node as the simulator computed it (weights in each model's native dtype spread "
-                    "over the node):") + table(["model", *cols], [[m] + [_cell(v.get(c)) for c in cols]
+        out += note(say("memory.kv_compare")) + table(["model", *cols], [[m] + [_cell(v.get(c)) for c in cols]
                                                                      for m, v in cmp.items()], range(1, len(cols) + 1))
     if sim := [[k, _cell(getattr(kv, k))] for k in kv.given if k != "kv_compare_models"]:
         out += note("KV figures of the simulated deployment (from the result):") + table(["field", "value"], sim, {1})
@@ -102,17 +101,14 @@ def kv(result: dict, ctx) -> str:
         raise Absent("no model named in this result, so no KV sizing")
     sizing = group(KvSizing, result.get("kv")) or KvSizing()
     budget, hbm = num(sizing.kv_budget_bytes_per_gpu), hbm_bytes(result)
-    how = "KV budget per GPU from the result" if budget is not None else (
-        f"KV budget per GPU = half of {'the result GPU' if hbm else 'an H200'}'s {(hbm or DEFAULT_HBM_BYTES) / GiB:.0f}"
-        " GiB HBM (the rest for weights, activations and buffers; an assumption, the same for every model)")
+    how = "KV budget per GPU from the result" if budget is not None else say(
+        "memory.kv_half", whose="the result GPU" if hbm else "an H200", gib=(hbm or DEFAULT_HBM_BYTES) / GiB)
     budget = budget if budget is not None else (hbm or DEFAULT_HBM_BYTES) * 0.5
     lf = num(sizing.kv_layers_fraction) or 1.0
     rows, skipped = kv_rows([model] + [g for g in GQA_REFERENCES if g != model], budget, lf)
     if not rows:
         raise Absent(f"model configs not loadable: {', '.join(skipped)}")
-    return _kv_simulated(sizing) + note(
-        esc(how) + f"; each GPU caches {lf:g} of the layers (attention data-parallel, as in DeepSeek's decode "
-        "deployment). Computed from the configs with dsv3sim.cost.kvcache.") + spec_table(
+    return _kv_simulated(sizing) + note(say("memory.kv_how", how=how, lf=lf)) + spec_table(
         rows, KV_COLS, numeric=range(2, len(KV_COLS))) + ctx.plot(
         "kv", [{"type": "bar", "x": [r["model"] for r in rows], "y": [r[c] or None for r in rows],
                 "name": f"context {c // 1024}K", "text": [f"{r[c]:,}" for r in rows], "textposition": "outside"}

@@ -4,7 +4,7 @@ bandwidth shown in percent) and the all-to-all table (``results.CommStats``)."""
 from __future__ import annotations
 
 from dsv3sim.report.data import num
-from dsv3sim.report.page import Absent, note, spec_table
+from dsv3sim.report.page import Absent, note, say, spec_table
 from dsv3sim.results import CommStats, LinkUtilisation, group
 
 MAX_SERIES = 64
@@ -46,8 +46,7 @@ def links(result: dict, ctx) -> str:
         if comm:
             return comm
         raise Absent("no link utilisation in this result")
-    parts = [note("Fraction of each link's bandwidth in use (100 % = saturated). Per link class (mean over links of "
-                  "that class) and per node.")]
+    parts = [note(say("links.how"))]
     for what, series in (("per link class", by_class), ("per node", by_node)):
         if what == "per node" and series and sorted(series.values()) == sorted(by_class.values()):
             parts.append(note("Per node: only one node recorded, the same series as above."))

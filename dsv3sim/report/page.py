@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import html
 import re
+import tomllib
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import resources
@@ -24,6 +25,7 @@ INDEX_NAME = "index.html"
 CSS, HEAD_JS = (resources.files(__package__).joinpath(n).read_text() for n in ("page.css", "head.js"))
 # after the figures: count the wrappers plotly drew into (an svg.main-svg)
 TAIL_JS = resources.files(__package__).joinpath("tail.js").read_text().replace("FIGATTR", FIGURE_ATTR)
+TEXT = tomllib.loads(resources.files(__package__).joinpath("text.toml").read_text())  # the prose, by section
 
 
 class Absent(Exception):  # noqa: N818 -- a section's data is absent: a normal outcome, not an error
@@ -82,6 +84,16 @@ class RenderContext:
 
 def esc(s: object) -> str:
     return html.escape(str(s), quote=True)
+
+
+def say(key: str, /, **values) -> str:
+    """The prose ``key`` ("section.name") of text.toml filled with ``values`` (strings HTML-escaped)."""
+    part, name = key.split(".")
+    return TEXT[part][name].format(**{k: esc(v) if type(v) is str else v for k, v in values.items()})
+
+
+class Html(str):
+    """Trusted HTML: ``say`` puts it in as it is."""
 
 
 def note(text: str) -> str:

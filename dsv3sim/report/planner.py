@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from dsv3sim.report.page import BEST_STYLE, Absent, esc, note, spec_table
+from dsv3sim.report.page import BEST_STYLE, Absent, Html, esc, note, say, spec_table
 
 __all__ = ["BEST_STYLE", "plan"]
 
@@ -42,22 +42,18 @@ def plan(result: dict, ctx) -> str | None:
 def _train_best(best: dict | None, q: dict) -> str:
     if not best:
         return '<p class="err-pos"><b>No layout fits.</b></p>'
-    return (f"<p><b>Best:</b> {esc(best['key'])} — {best['step_time_s']:.2f} s per step "
-            f"({esc(best['comm_model'])} all-to-all), MFU {best['mfu']:.1%}, {best['days']:.1f} days, "
-            f"{best['gpu_hours'] / 1e6:.3f}M GPU-hours, ${best['cost_usd_run'] / 1e6:.3f}M at "
-            f"${q.get('price_per_gpu_hour', 2):g}/GPU-hour. Its bottleneck is <b>{esc(best['limits'])}</b>: "
-            f"{esc(best['limits_why'])}.</p>")
+    return say("planner.train_best", **best, mgh=best["gpu_hours"] / 1e6, musd=best["cost_usd_run"] / 1e6,
+               price=q.get("price_per_gpu_hour", 2))
 
 
 def _user_layout(u: dict | None) -> str:
     if not u:
         return ""
     if u.get("feasible"):
-        return note(f"Your layout {esc(u['key'])}: rank {u['rank']}, {u['step_time_s']:.2f} s per step.")
-    nf = u.get("nearest_feasible") or {}
-    return (f'<p class="err-pos">Your layout {esc(u["key"])} does not run: {esc(u["reason"])}. '
-            + (f"Nearest that fits: {esc(nf.get('key'))} (changes {esc(', '.join(nf.get('changed', [])))})"
-               if nf else "Nothing feasible.") + "</p>")
+        return note(say("planner.user_ok", **u))
+    nf = u.get("nearest_feasible")
+    nearest = say("planner.nearest", key=nf.get("key"), changed=", ".join(nf.get("changed", []))) if nf else None
+    return say("planner.user_bad", **u, nearest=nearest or "Nothing feasible.")
 
 
 def _train(r: dict, ctx) -> str:
@@ -66,9 +62,8 @@ def _train(r: dict, ctx) -> str:
     reasons = Counter(x["infeasible"].split(":")[0][:60] for x in bad).most_common(8)
     return "".join([
         _train_best(r.get("best"), r.get("query", {})),
-        note(f"{c.get('layouts', 0)} layouts; {c.get('pruned_before_simulation', 0)} pruned by structure or memory "
-             f"before any simulation; {c.get('simulated_bound', 0)} screened with the busiest-link all-to-all bound; "
-             f"the best {c.get('simulated_event', 0)} re-simulated event by event. Highlighted: the best."),
+        note(say("planner.train_counts", layouts=c.get("layouts", 0), pruned=c.get("pruned_before_simulation", 0),
+                 bound=c.get("simulated_bound", 0), event=c.get("simulated_event", 0))),
         spec_table(ok[:MAX_ROWS], TRAIN_COLS, best=0 if ok else None),
         ctx.plot("plan-train", [{"type": "scatter", "x": [x["days"] for x in ok], "mode": "markers",
                                  "y": [x["cost_usd_run"] for x in ok], "text": [x["key"] for x in ok],
@@ -82,13 +77,7 @@ def _train(r: dict, ctx) -> str:
 
 
 def _serve_best(best: dict, q: dict) -> str:
-    return (f"<p><b>Best:</b> {best['tokens_per_s_per_gpu']:,.0f} output tokens/s/GPU at "
-            f"{best['tokens_per_s_per_user']:.1f} tokens/s/user: {best['n_prefill_instances']} x "
-            f"{esc(best['prefill'])} + {best['n_decode_instances']} x {esc(best['decode'])} "
-            f"({best['gpus_used']} of {q.get('gpus')} GPUs). Its bottleneck is <b>{esc(best['limits'])}</b> "
-            f"({esc(best['bottleneck_side'])} side saturates first). ${best['cost_usd_per_million_input_tokens']:.3f}"
-            f" per million input and ${best['cost_usd_per_million_output_tokens']:.3f} per million output "
-            f"tokens.</p>")
+    return say("planner.serve_best", **best, gpus=q.get("gpus"))
 
 
 def _pareto(ctx, front: list[dict], best: dict | None, q: dict) -> str:
@@ -109,14 +98,12 @@ def _fleet(f: dict) -> str:
     lm, pools = f.get("load_model"), []
     for name in ("prefill", "decode") if isinstance(lm, dict) else ():
         p = lm.get(name) or {}
-        steps = ", ".join(f"{esc(k)} {v:,.0f}" for k, v in (p.get("node_hours_by_cause") or {}).items())
-        pools.append(f"{name}: {p.get('utilisation', 0.0):.0%} of capacity on average ({steps} node-hours)")
-    source = esc((lm.get("load") or {}).get("source", "the load model")) if pools else ""
-    load = (f" Peak {lm.get('peak_nodes', 0):.0f} nodes (peak/average {lm.get('peak_to_average_nodes', 0):.2f}) "
-            f"under {source}; " + "; ".join(pools) + ".") if pools else ""
-    return note(f"Fleet for {f['daily_input_tokens']:.3g} input + {f['daily_output_tokens']:.3g} output tokens per "
-                f"day: {f['nodes']:.1f} nodes on average ({f['prefill_nodes']:.1f} prefill + {f['decode_nodes']:.1f} "
-                f"decode), ${f['cost_usd_per_day']:,.0f} per day ({esc(f['rates_from'])})." + load)
+        steps = ", ".join(f"{k} {v:,.0f}" for k, v in (p.get("node_hours_by_cause") or {}).items())
+        pools.append(say("planner.pool", name=name, util=p.get("utilisation", 0.0), steps=steps))
+    source = (lm.get("load") or {}).get("source", "the load model") if pools else ""
+    load = say("planner.fleet_load", peak=lm.get("peak_nodes", 0), ratio=lm.get("peak_to_average_nodes", 0),
+               source=source, pools=Html("; ".join(pools))) if pools else ""
+    return note(say("planner.fleet", **f) + load)
 
 
 def _serve(r: dict, ctx) -> str:
@@ -132,6 +119,5 @@ def _serve(r: dict, ctx) -> str:
 def _network(r: dict, ctx) -> str:
     rows = [dict(x, verdict=x["infeasible"] if "infeasible" in x else "chosen" if x.get("chosen") else "")
             for x in r.get("rows", [])]
-    return (f"<p>{r.get('endpoints'):,} endpoints with {r.get('radix')}-port switches; the cheapest per endpoint is "
-            f"<b>{esc(r.get('chosen'))}</b>.</p>" + spec_table(
-                rows, NETWORK_COLS, best=next((i for i, x in enumerate(rows) if x.get("chosen")), None)))
+    best = next((i for i, x in enumerate(rows) if x.get("chosen")), None)
+    return say("planner.network", **r) + spec_table(rows, NETWORK_COLS, best=best)

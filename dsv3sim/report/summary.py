@@ -9,7 +9,7 @@ percent, cluster tokens/s for training, tokens/s per node for prefill and decode
 from __future__ import annotations
 
 from dsv3sim.report.data import fmt_si, fmt_time, num
-from dsv3sim.report.page import Absent, cards, details, esc, fmt, note, spec_table, table
+from dsv3sim.report.page import Absent, cards, details, esc, fmt, note, say, spec_table, table
 from dsv3sim.report.timeline import color_of
 from dsv3sim.workload.limits import bottleneck, limiter
 
@@ -83,9 +83,7 @@ def summary(result: dict, ctx) -> str:
     srcs = result.get("sources") if isinstance(result.get("sources"), (list, tuple)) else ()
     return "".join([
         _verdict(result, reason), _identity(result), cards(kv) if kv else "",
-        note(f"Cost stated at <b>${price:g} per GPU-hour</b> (DeepSeek-V3 report's H800 rental assumption; change "
-             "with <code>dsv3sim report RESULT.json --price-per-gpu-hour USD</code>). GPU-hours "
-             f"{esc(how)}.") if gph is not None else "",
+        note(say("summary.cost", price=price, how=how)) if gph is not None else "",
         _bars(ctx, bd, "breakdown", "Step time breakdown", 1e3, "ms", lambda _: "#4c78a8"),
         _bars(ctx, result.get("layer_time_s"), "layer", "One layer of one micro-batch, by slice (before overlap)",
               1e6, "µs", color_of),
@@ -188,8 +186,7 @@ def study(results: list[tuple[str, dict]], ctx) -> str:
                    legend={"orientation": "h", "y": 1.0, "yanchor": "bottom", "x": 0.3, "xanchor": "left"})
     cols = [c for c in STUDY_COLS if any(fmt(r[c[1]], c[2]) for r in rows)]  # no all-empty column (serving: MFU)
     bases = ", ".join(f"{k}: {v}" for k, v in {r["kind"]: r["baseline"] for r in rows if r["baseline"]}.items())
-    return (note(f"Throughput of each scenario relative to the baseline of its kind ({esc(bases)}); the last column "
-                 "names what limits its step. Infeasible scenarios keep their reason.") + fig
+    return (note(say("summary.study", bases=bases)) + fig
             + "<div data-study-table>" + spec_table(rows, cols, numeric={
                 i for i, c in enumerate(cols) if c[1] in ("vs", "mfu", "gph")}) + "</div>")
 

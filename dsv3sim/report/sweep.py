@@ -8,7 +8,7 @@ by the next parameter, so the knee of a curve is visible. Keys read: NOTES.md.
 from __future__ import annotations
 
 from dsv3sim.report.data import fmt_num, num
-from dsv3sim.report.page import Absent, esc, note, table
+from dsv3sim.report.page import Absent, note, say, table
 
 METRICS = ("step_time_s", "tokens_per_s", "mfu", "gpu_hours_per_trillion_tokens", "decode_tokens_per_s_per_node",
            "prefill_tokens_per_s_per_node", "ttft_s", "tpot_s")
@@ -105,6 +105,6 @@ def sweep(result: dict, ctx) -> str:
     present = {m for _, ms, _ in flat for m in ms}
     mcols = [m for m in METRICS if m in present][:MAX_METRICS] or sorted(present)[:1]
     charts = [_chart(ctx, i, flat, x, axes, mcols) for i, x in enumerate(axes[:MAX_CHARTS] if mcols else [])]
-    return "".join([note(f"{len(rows)} configurations; {sum(1 for *_, r in flat if r)} infeasible (kept, with "
-                         f"reason). Swept: {esc(', '.join(varying) or 'nothing varies')}."), *charts,
+    swept = ", ".join(varying) or "nothing varies"
+    return "".join([note(say("sweep.how", n=len(rows), bad=sum(1 for *_, r in flat if r), swept=swept)), *charts,
                     _table(flat, varying, mcols)])

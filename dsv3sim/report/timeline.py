@@ -14,7 +14,7 @@ from pathlib import Path
 
 from dsv3sim.report.chrome_trace import Slice, category, merged_trace, read_slices, sort_key
 from dsv3sim.report.data import num
-from dsv3sim.report.page import Absent, absent, esc, fmt, note, table
+from dsv3sim.report.page import Absent, absent, fmt, note, say, table
 from dsv3sim.results import Timeline, group
 
 BAR_LIMIT = 3000
@@ -168,11 +168,7 @@ def pipeline(result: dict, ctx) -> str:
         raise Absent("no timeline in this result (run with a timeline / --chrome-trace to record one)")
     fig = timeline_figure([("simulated", ss)], f"Simulated step: {len({x.lane for x in ss})} lanes, {len(ss)} "
                           f"slices (from {src})" + (f"; first {MAX_LANES} lanes shown" if cap_lanes(ss)[1] else ""))
-    return note("Each row is one rank's stream (compute, communication). F/B/W are forward, backward-input and "
-                "weight-gradient chunks; F&amp;B an overlapped forward-backward pair (DualPipe); attn/mlp/dispatch/"
-                "combine use DeepSeek's profile-data names. Zoom by dragging; slices shorter than 0.1 % of the step "
-                "are drawn 0.1 % wide so they stay visible (hover gives the true duration). The full trace opens in "
-                "Perfetto: <code>dsv3sim run --chrome-trace</code>.") + ctx.plot("timeline", fig)
+    return note(say("timeline.how")) + ctx.plot("timeline", fig)
 
 
 def compare(result: dict, ctx) -> str | None:
@@ -187,16 +183,13 @@ def compare(result: dict, ctx) -> str | None:
     merged = ""
     if out := ctx.merged_trace_out:
         out.write_text(json.dumps(merged_trace([("simulated", sim), ("real", real)])))
-        merged = (f" Both timelines in one file for Perfetto: <a href=\"{esc(out.name)}\">{esc(out.name)}</a> "
-                  "(simulated lanes first, real lanes below).")
+        merged = say("timeline.merged", name=out.name)
     fig = timeline_figure([("simulated" + (f" ({src})" if src else ""), sim), (f"real: {info['kind']}", real)],
                           "Simulated (top) and measured (bottom)")
     sim_busy = _busy(sim)
     rows = [[n, c, f"{t * 1e3:.4g}", fmt(sim_busy.get(n, [None])[0], lambda v: f"{v * 1e3:.4g}")]
             for n, (t, c) in list(_busy(real).items())[:20]]
     dropped = f", {info['dropped']} later slices dropped" if info["dropped"] else ""
-    return (note(f"Real trace <code>{esc(Path(str(ctx.chrome_trace)).name)}</code>: {info['kind']}, {info['kept']} "
-                 f"slices on {info['lanes']} lanes{dropped}. Both files are Chrome Trace Event JSON: open them in "
-                 "<a href='https://ui.perfetto.dev'>ui.perfetto.dev</a> (Open trace file) or chrome://tracing to "
-                 "see every slice." + merged) + ctx.plot("compare", fig)
+    return (note(say("timeline.real", name=Path(str(ctx.chrome_trace)).name, **info | {"dropped": dropped}) + merged)
+            + ctx.plot("compare", fig)
             + table(["slice name (real)", "count", "busy ms (real)", "busy ms (simulated)"], rows, {1, 2, 3}))
