@@ -1,10 +1,4 @@
-"""HTML reports from a result JSON: ``render(result, out_path) -> Path`` and ``write_index(folder)``.
-
-A report is one self-contained HTML file built from the result JSON only (house style 13: nothing is re-simulated).
-Its sections are declared once, in page order, in ``SECTIONS``: key -> (title, renderer). A renderer returns the
-section's HTML, None where the section does not apply, or raises ``Absent`` naming what is missing (listed under
-"Not in this result"). Which keys each section reads: NOTES.md.
-"""
+"""HTML reports from a result JSON: ``render(result, out_path)``, ``build_page``, ``write_index``; design: NOTES.md."""
 
 from __future__ import annotations
 

@@ -1,9 +1,4 @@
-"""Headless Chromium: dump a report's DOM after its scripts ran, or take a screenshot of it.
-
-Headless, no sandbox (containers), no GPU, no network side traffic, a throw-away profile, and
-``--virtual-time-budget`` so timers run without waiting in real time; ``--enable-logging=stderr --v=0`` puts the
-page's console on stderr ("...:CONSOLE..." lines). Used by tests/report/test_browser.py and ``--screenshot``.
-"""
+"""Headless Chromium (Debian's ``chromium``): dump a report's DOM after its scripts ran, or screenshot it."""
 
 from __future__ import annotations
 

@@ -1,13 +1,4 @@
-"""Read Chrome Trace Event JSON — dsv3sim's own export or a torch.profiler trace of a real run — into slices.
-
-Trace Event Format (Google's "Trace Event Format" doc): ``{"traceEvents": [...]}`` or a bare list; complete events
-``ph == "X"`` carry ``ts`` and ``dur`` in microseconds, ``pid``/``tid`` name the lane, metadata events
-(``process_name``, ``thread_name``) name the lanes; ``B``/``E`` pairs are matched per (pid, tid) as a stack.
-torch.profiler writes CPU ops on host pids and GPU work (``kernel``, ``gpu_memcpy``, ...) on one pid per device, one
-tid per stream: a trace with GPU events keeps those, else its CPU ones; ``record_function`` ranges get a lane of
-their own above the kernels of their stream. ``category`` maps any name (NCCL / DeepEP kernels included) onto
-DeepSeek's profile-data families (``attn(F)``, ``dispatch(B)``, ...) so simulated and real timelines colour alike.
-"""
+"""Chrome Trace Event JSON (dsv3sim's or a torch.profiler trace of a real run) read into slices; merged traces."""
 
 from __future__ import annotations
 

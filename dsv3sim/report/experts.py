@@ -1,11 +1,6 @@
-"""Expert load: heat-maps (layers x experts, before and after placement), nodes per token, imbalance over training.
+"""Expert load: per-layer heat-maps before / after placement, nodes per token, imbalance over training.
 
-Load is tokens routed to each expert per MoE layer (EPLB's ``weight[layers, logical]`` shape), each map normalised per
-layer by its mean, so 1.0 is perfect balance and the colour reads as max/mean (DeepSeek-V3 §2.1.2, §3.4). With
-node-limited routing no token reaches more than M nodes (V3: M=4). Imbalance over training steps: the worst layer's
-max/mean per step of ``dsv3sim train --json`` outputs or ``dsv3sim trace imbalance`` files under ``traces/``
-(aux-loss-free bias balancing, V3 §2.1.2, against an auxiliary loss or none). Keys read: NOTES.md.
-"""
+Load / layer mean, so 1.0 is perfect balance and the colour reads as max/mean (DeepSeek-V3 §2.1.2, §3.4)."""
 
 from __future__ import annotations
 

@@ -1,10 +1,6 @@
-"""Memory per GPU (``results.MemoryRow`` components stacked against the HBM) and KV-cache sizing, MLA vs GQA.
+"""Memory per GPU (``results.MemoryRow`` stacked against the HBM) and KV-cache sizing, MLA vs GQA.
 
-KV sizing reads the model configs (``dsv3sim.cost.kvcache``): bytes per token (MLA caches kv_lora_rank +
-qk_rope_head_dim per layer, DeepSeek-V2 §2.1; GQA K and V of num_key_value_heads x head_dim), then the sequences of a
-context whose cache fits one GPU's KV budget (the result's ``KvSizing``, else half the HBM), the same for every model
-so the columns compare bytes. Keys read: NOTES.md.
-"""
+MLA caches kv_lora_rank + qk_rope_head_dim per layer (DeepSeek-V2 §2.1); GQA K and V of n_kv_heads x head_dim."""
 
 from __future__ import annotations
 

@@ -1,9 +1,4 @@
-"""The HTML page: one self-contained file (plotly.js inlined once in the head, no CDN), sections of trusted HTML,
-each figure a ``fig.to_html(include_plotlyjs=False)`` div; and ``index.html``, the table of a folder's reports.
-
-A script records JavaScript errors in ``#js-errors`` and, once every figure has drawn, sets
-``data-plots-wanted`` / ``data-plots-rendered`` on ``<body>`` so a headless browser (``browser.py``) can check both.
-"""
+"""The HTML page: one self-contained file (plotly.js inlined, no CDN), its sections, ``index.html`` of a folder."""
 
 from __future__ import annotations
 

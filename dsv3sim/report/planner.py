@@ -1,7 +1,4 @@
-"""Planner section: the ranked layouts of ``dsv3sim plan`` (train, serve or network) with the best highlighted and
-why, cost columns, the best layout's bottleneck, the Pareto plot (serving). Each table is a column spec: (header,
-key, format). Keys read: NOTES.md.
-"""
+"""Planner section: the ranked layouts of ``dsv3sim plan`` (train, serve or network), the best highlighted."""
 
 from __future__ import annotations
 

@@ -1,10 +1,6 @@
-"""Summary sections: the headline numbers of one result, every field of it, and a study's comparison table.
+"""Summary sections: a result's headline numbers, every field of it, and a study's comparison of scenarios.
 
-GPU-hours per trillion tokens = n_gpus x 1e12 / tokens_per_s / 3600 when the result does not carry it; DeepSeek-V3
-(report §1, Table 1): 180K H800 GPU-hours per trillion tokens at $2 per GPU-hour. A study compares each scenario
-with the first of its kind (``scenarios/studies.py`` puts the published setup first): throughput relative to it in
-percent, cluster tokens/s for training, tokens/s per node for prefill and decode (DeepSeek's Day-6 unit).
-"""
+GPU-hours per trillion tokens = n_gpus x 1e12 / tokens_per_s / 3600 (DeepSeek-V3 report §1, Table 1: 180K)."""
 
 from __future__ import annotations
 

@@ -1,9 +1,4 @@
-"""Sweep charts: a metric against each swept parameter, infeasible points kept with their reason.
-
-A parameter is a column whose value differs between rows (``dsv3sim sweep``: its ``params``); the metrics are the
-first ``MAX_METRICS`` of ``METRICS`` present, side by side. One chart per parameter (up to ``MAX_CHARTS``), coloured
-by the next parameter, so the knee of a curve is visible. Keys read: NOTES.md.
-"""
+"""Sweep charts: each metric against each swept parameter, infeasible points kept with their reason."""
 
 from __future__ import annotations
 

@@ -1,10 +1,4 @@
-"""Timelines: the simulated pipeline per rank (F/B/W/F&B and communication) and a real trace beside it.
-
-Slices come from the result's ``timeline`` or the Chrome trace it names, and optionally from a torch.profiler trace
-of a real run (``--chrome-trace``). Each lane (rank x stream) is a row; slices are bars coloured by DeepSeek's
-profile-data names (``attn(F)`` ... ``combine(B)``) or by pipeline kind. Above ``BAR_LIMIT`` slices a panel draws
-line segments (one SVG path per colour) instead of bars, so a full DualPipe step stays responsive.
-"""
+"""Timelines: the simulated pipeline per rank (F/B/W/F&B, communication) and a real trace beside it."""
 
 from __future__ import annotations
 

@@ -1,8 +1,6 @@
-"""Validation: predicted vs measured (real runs) or published (DeepSeek's reports), with the error.
+"""Validation: predicted vs measured (real runs) or published (DeepSeek's reports).
 
-The relative error is (predicted - reference) / reference, computed here when a row does not carry it; values
-sharing a unit are drawn side by side, measured and predicted step series as lines. Keys read: NOTES.md.
-"""
+Relative error = (predicted - reference) / reference, computed here when a row does not carry it."""
 
 from __future__ import annotations
 
