@@ -23,6 +23,10 @@ TAIL_JS = resources.files(__package__).joinpath("tail.js").read_text().replace("
 TEXT = tomllib.loads(resources.files(__package__).joinpath("text.toml").read_text())  # the prose, by section
 
 
+class Html(str):
+    """Trusted HTML: ``say`` puts it in as it is."""
+
+
 class Absent(Exception):  # noqa: N818 -- a section's data is absent: a normal outcome, not an error
     """Raised by a section renderer without its data; the message says what is missing."""
 
@@ -84,11 +88,8 @@ def esc(s: object) -> str:
 def say(key: str, /, **values) -> str:
     """The prose ``key`` ("section.name") of text.toml filled with ``values`` (strings HTML-escaped)."""
     part, name = key.split(".")
-    return TEXT[part][name].format(**{k: esc(v) if type(v) is str else v for k, v in values.items()})
-
-
-class Html(str):
-    """Trusted HTML: ``say`` puts it in as it is."""
+    return TEXT[part][name].format(**{k: v if isinstance(v, Html) or not isinstance(v, str) else esc(v)
+                                      for k, v in values.items()})
 
 
 def note(text: str) -> str:
