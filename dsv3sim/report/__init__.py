@@ -85,7 +85,7 @@ def build_page(result_json, *, chrome_trace: str | Path | None = None, price_per
         secs = [section(k, res, ctx, table) for k in table if not light or k in STUDY_LIGHT]
         page.blocks.append((heading, [s for s in secs if s is not None]))
     if light:
-        page.blocks[0][1][0].body += note(say("page.light"))
+        page.blocks[0][1][0].body += note(say("study.light"))
     page.summary_line = _summary_line(results)
     return page
 

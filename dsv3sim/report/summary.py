@@ -182,7 +182,7 @@ def study(results: list[tuple[str, dict]], ctx) -> str:
                    legend={"orientation": "h", "y": 1.0, "yanchor": "bottom", "x": 0.3, "xanchor": "left"})
     cols = [c for c in STUDY_COLS if any(fmt(r[c[1]], c[2]) for r in rows)]  # no all-empty column (serving: MFU)
     bases = ", ".join(f"{k}: {v}" for k, v in {r["kind"]: r["baseline"] for r in rows if r["baseline"]}.items())
-    return (note(say("summary.study", bases=bases)) + fig
+    return (note(say("study.compare", bases=bases)) + fig
             + "<div data-study-table>" + spec_table(rows, cols, numeric={
                 i for i, c in enumerate(cols) if c[1] in ("vs", "mfu", "gph")}) + "</div>")
 
