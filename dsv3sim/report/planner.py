@@ -50,7 +50,7 @@ def _user_layout(u: dict | None) -> str:
         return note(say("planner.user_ok", **u))
     nf = u.get("nearest_feasible")
     nearest = say("planner.nearest", key=nf.get("key"), changed=", ".join(nf.get("changed", []))) if nf else None
-    return say("planner.user_bad", **u, nearest=nearest or "Nothing feasible.")
+    return say("planner.user_bad", **u, nearest=Html(nearest) if nearest else "Nothing feasible.")
 
 
 def _train(r: dict, ctx) -> str:
