@@ -29,3 +29,11 @@ def test_templates_fill_in_and_escape():
             fields = {f.split(".")[0].split("[")[0] for _, f, spec, _ in string.Formatter().parse(template) if f}
             assert all(f.isidentifier() for f in fields), (part, name, fields)
     assert say("planner.user_ok", key="a<b", rank=1, step_time_s=2.0) == "Your layout a&lt;b: rank 1, 2.00 s per step."
+
+
+def test_a_sentence_inside_a_sentence_is_escaped_once():
+    from dsv3sim.report.planner import _user_layout
+
+    s = _user_layout({"feasible": False, "key": "pp8", "reason": "HBM <full>",
+                      "nearest_feasible": {"key": "pp16<a>", "changed": ["pp&ep"]}})
+    assert "HBM &lt;full&gt;" in s and "pp16&lt;a&gt; (changes pp&amp;ep)" in s and "&amp;lt;" not in s
