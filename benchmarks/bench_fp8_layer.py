@@ -32,38 +32,13 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from gpu_layer import timed
+
 from dsv3sim.config.model import load_model_config
 from dsv3sim.nn import fp8 as F8
 from dsv3sim.nn import fp8_experts as X
 
 PEAK = {"bf16": 989.4e12, "fp8": 1978.9e12}
-
-
-def timed(fn, reps: int, warmup: int = 3, graph: bool = False) -> float:
-    """Median seconds of fn (eager) or of its CUDA-graph replay; each sample is one call between two events."""
-    if graph:
-        s = torch.cuda.Stream()
-        s.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(s):
-            for _ in range(2):
-                fn()
-        torch.cuda.current_stream().wait_stream(s)
-        g = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(g):
-            fn()
-        run = g.replay
-    else:
-        run = fn
-    for _ in range(warmup):
-        run()
-    ev = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)) for _ in range(reps)]
-    for a, b in ev:
-        a.record()
-        run()
-        b.record()
-    torch.cuda.synchronize()
-    ts = sorted(a.elapsed_time(b) / 1e3 for a, b in ev)
-    return ts[len(ts) // 2]
 
 
 def both(fn, reps: int, flops: float, peak: float) -> dict:

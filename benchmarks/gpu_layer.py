@@ -1,4 +1,4 @@
-"""Set-up the GPU layer benchmarks share (``bench_layer_gpu.py``, ``bench_fp8_layer.py``, ``profile_layer_fp8.py``):
+"""Set-up and timing the GPU layer benchmarks share (``bench_layer_gpu.py``, ``bench_fp8_layer.py``, ``profile_layer_fp8.py``):
 one MoE decoder layer of a model config built in BF16 on the device (weights N(0, 0.02), norms 1, the gate's bias
 correction 0), its RoPE tables, a random input and output gradient, and the layer's forward FLOPs.
 
@@ -91,3 +91,30 @@ def layer_forward_flops(cfg: ModelConfig, B: int, S: int) -> float:
     """The GEMMs plus the causal attention core (S^2 / 2 per sequence and head, q.k and p.v)."""
     head_dims = cfg.qk_nope_head_dim + cfg.qk_rope_head_dim + cfg.v_head_dim
     return sum(layer_gemm_flops(cfg, B * S).values()) + 2 * B * S * S / 2 * cfg.num_attention_heads * head_dims
+
+
+def timed(fn, reps: int, warmup: int = 3, graph: bool = False) -> float:
+    """Median seconds of fn (eager) or of its CUDA-graph replay; each sample is one call between two events."""
+    if graph:
+        s = torch.cuda.Stream()
+        s.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(s):
+            for _ in range(2):
+                fn()
+        torch.cuda.current_stream().wait_stream(s)
+        g = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(g):
+            fn()
+        run = g.replay
+    else:
+        run = fn
+    for _ in range(warmup):
+        run()
+    ev = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)) for _ in range(reps)]
+    for a, b in ev:
+        a.record()
+        run()
+        b.record()
+    torch.cuda.synchronize()
+    ts = sorted(a.elapsed_time(b) / 1e3 for a, b in ev)
+    return ts[len(ts) // 2]

@@ -32,7 +32,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from gpu_layer import batch_shape, moe_config, one_layer, set_fp8  # noqa: E402
+from gpu_layer import batch_shape, moe_config, one_layer, set_fp8, timed  # noqa: E402
 
 from dsv3sim.nn import fp8 as F8  # noqa: E402
 
@@ -47,33 +47,6 @@ def klass(name: str) -> str:
         if re.search(pat, name):
             return c
     return "elementwise/other"
-
-
-def events_ms(fn, reps: int) -> float:
-    ev = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)) for _ in range(reps)]
-    for a, b in ev:
-        a.record()
-        fn()
-        b.record()
-    torch.cuda.synchronize()
-    return statistics.median(a.elapsed_time(b) for a, b in ev)
-
-
-def graph_ms(step, reps: int) -> float:
-    s = torch.cuda.Stream()
-    s.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(s):
-        for _ in range(2):
-            step()
-    torch.cuda.current_stream().wait_stream(s)
-    g = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(g):
-        step()
-    for _ in range(2):
-        g.replay()
-    t = events_ms(g.replay, reps)
-    del g
-    return t
 
 
 def probe(cfg, tokens: int, seq_len: int, reps: int, graphs: bool) -> dict:
@@ -97,7 +70,7 @@ def probe(cfg, tokens: int, seq_len: int, reps: int, graphs: bool) -> dict:
         for _ in range(3):
             step()
         torch.cuda.synchronize()
-        r["device_ms"] = events_ms(step, reps)
+        r["device_ms"] = timed(step, reps, warmup=0) * 1e3
         hs, fw, bw = [], [], []
         for _ in range(reps):
             torch.cuda.synchronize()
@@ -143,7 +116,7 @@ def probe(cfg, tokens: int, seq_len: int, reps: int, graphs: bool) -> dict:
                           sorted(kern.items(), key=lambda x: -x[1][1])[:20]]
         if graphs:
             try:
-                r["graph_ms"] = graph_ms(step, reps)
+                r["graph_ms"] = timed(step, reps, warmup=2, graph=True) * 1e3
             except Exception as e:  # noqa: BLE001 - a capture that fails is a result
                 r["graph_error"] = f"{type(e).__name__}: {str(e)[:200]}"
         if fp8:
