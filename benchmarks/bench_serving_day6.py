@@ -54,7 +54,7 @@ def curves(m):
             dec.append((x["batch_per_gpu"], x["decode_tokens_per_s_per_node"], x["tokens_per_s_per_request"]))
     pre = []
     for t in PREFILL_TOKENS:
-        x = simulate(m.prefill_day6_cache_hits().with_(workload={"tokens_per_gpu": t})).metrics
+        x = simulate(m.prefill_day6_traffic().with_(workload={"tokens_per_gpu": t})).metrics
         pre.append((t, x["prefill_input_tokens_per_s_per_node"], x["ttft_s"]))
     return pre, dec
 
@@ -64,7 +64,7 @@ def day6_fleet(load: DiurnalLoad, sc: Autoscaler, services: int):
     m = _scenarios()
     pre, dec = curves(m)
     dp = decode_pool(dec, min_speed=m.PUBLISHED_OUTPUT_SPEED[0], unit_nodes=DAY6_DECODE_UNIT_NODES, gpus_per_node=8)
-    w = m.prefill_day6_cache_hits().workload
+    w = m.prefill_day6_traffic().workload
     pp = prefill_pool([p for p in pre if p[0] <= w.tokens_per_gpu], ttft_s=None, isl=w.prompt_len,
                       cache_hit=w.cache_hit_rate, unit_nodes=DAY6_PREFILL_UNIT_NODES, gpus_per_node=8)
     f = fleet_day(prefill=pp, decode=dp, daily_input_tokens=m.PUBLISHED_DAY_INPUT_TOKENS,

@@ -21,6 +21,7 @@ source. ``decode_tp4`` models §3.4.2's TP4 + SP attention.
 from __future__ import annotations
 
 from dsv3sim.config.scenario import AggregatedWorkload, DecodeWorkload, ParallelDims, PrefillWorkload, Scenario
+from dsv3sim.workload.prompt_lengths import mean_prompt_from_kv_length
 
 SOURCES = ("DeepSeek-V3 report §3.4", "deepseek-ai/open-infra-index Day 6 inference system overview",
            "deepseek-ai/profile-data README")
@@ -31,6 +32,7 @@ PUBLISHED_OUTPUT_SPEED = (20.0, 22.0)  # Day 6: tokens/s per request
 PUBLISHED_DAY_INPUT_TOKENS = 608e9  # Day 6: input tokens in 24 h (342B of them cache hits)
 PUBLISHED_DAY_OUTPUT_TOKENS = 168e9  # Day 6: output tokens in 24 h
 PUBLISHED_MEAN_NODES = 226.75  # Day 6: average inference nodes over the 24 h (peak 278)
+PUBLISHED_KV_LEN_PER_OUTPUT_TOKEN = 4989.0  # Day 6: average KV-cache length per output token
 
 
 def prefill() -> Scenario:
@@ -56,6 +58,23 @@ def prefill_day6_cache_hits() -> Scenario:
                                 description="DeepSeek-V3/R1 prefill unit, Day-6 cache-hit rate applied")
 
 
+def day6_mean_prompt_len() -> int:
+    """Day 6's mean prompt (input tokens incl. cache hits per request) from its published token totals and KV length
+    per output token, outputs exponential (``workload/prompt_lengths.py``): 3,909 tokens."""
+    return round(mean_prompt_from_kv_length(PUBLISHED_KV_LEN_PER_OUTPUT_TOKEN, PUBLISHED_DAY_INPUT_TOKENS,
+                                            PUBLISHED_DAY_OUTPUT_TOKENS, output_cv=1.0))
+
+
+def prefill_day6_traffic() -> Scenario:
+    """Day 6's traffic on the Day-6 prefill unit: the published 56.3 % cache hits and prompts of the mean Day 6's
+    figures imply (``day6_mean_prompt_len``), exponentially distributed (cv 1: the maximum-entropy law given only a
+    mean; DeepSeek publishes no distribution), so attention is priced over the mix of lengths."""
+    return prefill_day6_cache_hits().with_(name="deepseek-v3-prefill-day6-traffic",
+                                           workload={"prompt_len": day6_mean_prompt_len(), "prompt_len_cv": 1.0},
+                                           description="DeepSeek-V3/R1 prefill unit on Day 6's traffic (cache hits, "
+                                                       "prompt-length mix)")
+
+
 def decode() -> Scenario:
     """V3 report §3.4.2: 320 H800, EP320 (256 routed + 64 redundant/shared slots, one per GPU), 2 micro-batches."""
     return Scenario(name="deepseek-v3-decode", model="deepseek-v3", topology="h800-deepseek",
@@ -70,7 +89,7 @@ def decode_day6() -> Scenario:
     """Day 6: EP144, MLA and shared expert DP144, 18 nodes, 32 redundant experts (2 routed per GPU), the
     published average KV length per output token (4,989)."""
     return decode().with_(name="deepseek-v3-decode-day6", parallel={"dp": 144, "ep": 144},
-                          workload={"redundant_experts": 32, "context_len": 4989},
+                          workload={"redundant_experts": 32, "context_len": round(PUBLISHED_KV_LEN_PER_OUTPUT_TOKEN)},
                           description="DeepSeek-V3/R1 decode unit (open-infra-index Day 6)")
 
 
@@ -107,9 +126,9 @@ def aggregated_h200() -> Scenario:
 
 
 def all_serving() -> dict[str, Scenario]:
-    return {s.name: s for s in (prefill(), prefill_day6(), prefill_day6_cache_hits(), decode(), decode_day6(),
-                                decode_tp4(), infersim_prefill(),
-                                infersim_decode(), aggregated_h200())}
+    return {s.name: s for s in (prefill(), prefill_day6(), prefill_day6_cache_hits(), prefill_day6_traffic(),
+                                decode(), decode_day6(), decode_tp4(), infersim_prefill(), infersim_decode(),
+                                aggregated_h200())}
 
 
 DEFAULT = all_serving

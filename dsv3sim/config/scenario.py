@@ -159,10 +159,13 @@ class PrefillWorkload:
     #   workload/layer_routing.py (every layer of a trace file; 1 for uniform or synth: routing)
     cache_hit_rate: float = 0.0  # fraction of each prompt found in the KV cache (Day 6: 56.3 %); tokens_per_gpu
     #   counts computed tokens, which attend to the cached prefix too
+    prompt_len_cv: float = 0.0  # coefficient of variation of prompt lengths (prompt_len is their mean): 0 fixed,
+    #   1 exponential (workload/prompt_lengths.py: attention costs the token-weighted mean over the lengths)
 
     def __post_init__(self) -> None:
         _types(self, **_ROUTING)
         _pos_int(self, "prompt_len", "tokens_per_gpu", "micro_batches")
+        ck.number(self.prompt_len_cv, "PrefillWorkload.prompt_len_cv", lo=0.0, hi=4.0)
         ck.number(self.cache_hit_rate, "PrefillWorkload.cache_hit_rate")
         if not 0 <= self.cache_hit_rate < 1:
             raise ConfigError(f"PrefillWorkload.cache_hit_rate must be in [0, 1), got {self.cache_hit_rate}")

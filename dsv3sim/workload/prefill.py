@@ -14,6 +14,11 @@ which attend to the cached h S too: per computed token the causal attention's me
 h S + (1 - h) S / 2, so the attention core costs (1 + h) x the whole-prompt figure per token (the measured
 ``attn_prefill`` time of whole prompts, scaled). ``prefill_input_tokens_per_s_per_node`` counts every prompt
 token as DeepSeek's published figure does: computed / (1 - h).
+
+Prompt lengths (``prompt_len`` their mean, ``prompt_len_cv`` their spread; ``prompt_lengths``): GEMMs and
+all-to-alls cost the same per token, the attention core is priced at the token-weighted mix of lengths (each bin
+at its length in the measured kernel table), so a spread of lengths with the same mean costs more attention
+(x (1 + cv^2) for a linear cost).
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from dsv3sim.workload import layer_routing as LR
 from dsv3sim.workload.kernels import op_time
 from dsv3sim.workload.layer_ops import head_slices, prefill_layer
 from dsv3sim.workload.overlap import run_chunks
+from dsv3sim.workload.prompt_lengths import token_weighted_bins
 from dsv3sim.workload.serving import (
     Instance,
     events_of,
@@ -93,7 +99,7 @@ def _prefill_layers(inst: Instance, lr, comm_by_r: dict, mb_tokens: int, frac: f
     # TP + SP attention: all-gather the sequence shard before attention, reduce-scatter after (BF16, NVLink)
     tp_bytes = mb_tokens * p.attn_tp * cfg.hidden_size * 2.0
     tp_t = 2 * C.ring_time(topo, p.attn_tp, tp_bytes, cross_node=False)
-    hit_t = w.cache_hit_rate * _attention_core(cfg, gpu, mb_tokens, w.prompt_len, frac)
+    core_extra = _attention_core_mix(inst, mb_tokens, frac) - _attention_core(cfg, gpu, mb_tokens, w.prompt_len, frac)
     n_physical = lr.plans[0].n_physical
     layers = []
     for i in range(cfg.num_hidden_layers):
@@ -101,7 +107,7 @@ def _prefill_layers(inst: Instance, lr, comm_by_r: dict, mb_tokens: int, frac: f
         s = prefill_layer(cfg, i, gpu=gpu, tokens=mb_tokens, seq_len=w.prompt_len, expert_rows=lr.plans[r].rows_max,
                           local_experts=n_physical // p.ep, gemm_dtype=w.gemm_dtype, sm_fraction=frac)
         d = dict(s.times_partial)
-        d["attn(F)"] = d.get("attn(F)", 0.0) + tp_t + hit_t
+        d["attn(F)"] = d.get("attn(F)", 0.0) + tp_t + core_extra
         if cfg.is_moe_layer(i):
             d.update(comm_by_r[r])
         layers.append(d)
@@ -137,6 +143,16 @@ def _prefill_result(scn: Scenario, inst: Instance, lr, run, *, layers, head, com
         sim_wall_s=time.perf_counter() - t0)
 
 
+def _attention_core_mix(inst: Instance, tokens: int, frac: float) -> float:
+    """Seconds of the attention core of ``tokens`` computed tokens drawn from the workload's prompt lengths
+    (``prompt_lengths``: token-weighted bins of mean ``prompt_len``, cv ``prompt_len_cv``) with the cached prefix
+    attended to: (1 + h) x the whole-prompt core per token (module docstring), summed over the bins."""
+    w, cfg = inst.w, inst.cfg
+    bins = token_weighted_bins(w.prompt_len, w.prompt_len_cv, max_len=cfg.max_position_embeddings)
+    per_tok = sum(wt * _attention_core(cfg, inst.gpu, tokens, max(1, round(s)), frac) / tokens for s, wt in bins)
+    return (1.0 + w.cache_hit_rate) * per_tok * tokens
+
+
 def _attention_core(cfg, gpu: str, tokens: int, seq_len: int, frac: float) -> float:
     """Seconds of the causal attention core of ``tokens`` tokens of whole ``seq_len`` prompts (the kernel
     ``prefill_layer`` prices), per token x tokens when they are less than one prompt."""
@@ -150,4 +166,4 @@ def _attention_core(cfg, gpu: str, tokens: int, seq_len: int, frac: float) -> fl
     qkv = 2.0 * b * seq_len * (nh * cfg.qk_head_dim + n_kv * (cfg.qk_head_dim + dv))
     t = op_time(gpu, "attn_prefill", "bf16", flops=core, bytes_=qkv, sm_fraction=frac, s=seq_len, h=nh, b=b,
                 dqk=cfg.qk_head_dim, dv=dv).time_s
-    return t * min(1.0, tokens / (b * seq_len))
+    return t * tokens / (b * seq_len)  # b whole prompts priced, scaled to the tokens asked for
