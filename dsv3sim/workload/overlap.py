@@ -48,6 +48,10 @@ BWD = ("combine(B)", "mlp(B)", "dispatch(B)", "attn(B)")
 SIDE = {"mlp(B)": "mlp(W)", "attn(B)": "attn(W)"}  # W slice that becomes ready when this B slice ends
 
 
+def _pos(d) -> bool:
+    return (d[0] if isinstance(d, tuple) else d) > 0
+
+
 def _stream(name: str) -> str:
     return "comm" if name.startswith(COMM) else "compute"
 
@@ -62,15 +66,38 @@ def run_chunks(parts: list[tuple[str, list[dict[str, float]]]], *, record: bool 
     slices: list[Slice] = []
     busy = {"compute": 0.0, "comm": 0.0}
     seq_id = [0]
+    comm_on = [False, env.event()]  # is a communication kernel resident; event fired when that changes
 
-    def one(tag: str, name: str, i: int, d: float, prio: int):
+    def _comm_toggle(on: bool) -> None:
+        ev = comm_on[1]
+        comm_on[0], comm_on[1] = on, env.event()
+        ev.succeed()
+
+    def _shared(d_full: float, d_part: float):
+        """A compute slice of d_full seconds on every SM, d_part on the SMs a resident communication kernel
+        leaves: it progresses at d_full / d_part while one runs, at 1 otherwise."""
+        left = d_full
+        while left > 1e-12 * d_full:
+            rate = d_full / d_part if comm_on[0] else 1.0
+            t0 = env.now
+            yield env.timeout(left / rate) | comm_on[1]
+            left -= (env.now - t0) * rate
+
+    def one(tag: str, name: str, i: int, d, prio: int):
         stream = _stream(name)
         seq_id[0] += 1
         with streams[stream].request(priority=(env.now, prio, seq_id[0])) as req:
             yield req
             t0 = env.now
-            yield env.timeout(d)
-            busy[stream] += d
+            if stream == "comm":
+                _comm_toggle(True)
+            if isinstance(d, tuple):
+                yield env.process(_shared(*d))
+            else:
+                yield env.timeout(d)
+            if stream == "comm":
+                _comm_toggle(False)
+            busy[stream] += env.now - t0
             if record:
                 slices.append(Slice(name=name, layer=i, stream=stream, start=t0, end=env.now, chunk=tag))
 
@@ -84,10 +111,10 @@ def run_chunks(parts: list[tuple[str, list[dict[str, float]]]], *, record: bool 
         side = []
         for name, i in items:
             d = layers[i].get(name, 0.0)
-            if d > 0:
+            if _pos(d):
                 yield env.process(one(tag, name, i, d, prio))
             w = SIDE.get(name) if kind == "BW" else None
-            if w and layers[i].get(w, 0.0) > 0:
+            if w and _pos(layers[i].get(w, 0.0)):
                 side.append(env.process(one(tag, w, i, layers[i][w], prio)))
         if side:
             yield simpy.AllOf(env, side)

@@ -299,12 +299,23 @@ class ChunkTimes:
         return full, part
 
     def stage_dicts(self, stage: int, partial: bool, slow: float) -> list[dict]:
-        out = [dict(self.layer(i)[1 if partial else 0]) for i in self.sp.layers_of[stage]]
+        """Per layer {slice: seconds}; in an overlapped pair (``partial``) a compute slice is (every SM, the SMs
+        DeepEP's kernels leave): ``run_chunks`` runs it at the second rate only while an all-to-all is resident."""
+        pairs = [self.layer(i) for i in self.sp.layers_of[stage]]
         if stage == self.sp.scn.parallel.pp - 1:
-            out.append(dict(self.heads.times_partial if partial else self.heads.times))
-        if slow != 1:
-            out = [{k: (v * slow if not k.startswith(("dispatch", "combine")) else v) for k, v in d.items()}
-                   for d in out]
+            pairs.append((self.heads.times, self.heads.times_partial))
+        out = []
+        for full, part in pairs:
+            d = {}
+            for k, v in (part if partial else full).items():
+                comm = k.startswith(("dispatch", "combine"))
+                if comm:
+                    d[k] = v
+                elif partial:
+                    d[k] = (full.get(k, v) * slow, v * slow)
+                else:
+                    d[k] = v * slow
+            out.append(d)
         return out
 
     def signature(self, stage: int) -> tuple:
