@@ -117,8 +117,26 @@ def _cross_rank_sends(s: Schedule, graph) -> dict[int, list[int]]:
     return sends
 
 
+def _batch_peers(bat: dict[int, list[list]]) -> dict[int, list[list[tuple[int, int]]]]:
+    """peers[rank][i]: (peer, j) for each op of rank's batch i, j the peer's batch holding the matching op."""
+    where = {(p, kind, key): j for p, bs in bat.items() for j, b in enumerate(bs) for kind, key, _peer in b}
+    other = {"send": "recv", "recv": "send"}
+    out = {}
+    for r, bs in bat.items():
+        out[r] = []
+        for i, b in enumerate(bs):
+            row = []
+            for kind, key, peer in b:
+                j = where.get((peer, other[kind], key))
+                if j is None:
+                    raise ValueError(f"rank {r} {kind}s {key} to rank {peer}, which never posts the matching op")
+                row.append((peer, j))
+            out[r].append(row)
+    return out
+
+
 def execute(s: Schedule, times: ChunkTimes | Callable[[int, Action], float], p2p_latency: float = 0.0,
-            p2p_transfer: float = 0.0) -> ExecResult:
+            p2p_transfer: float = 0.0, p2p_batches: dict[int, list[list]] | None = None) -> ExecResult:
     """Start/end of every action, makespan, per-rank bubble and activation peaks (module docstring).
 
     ``p2p_transfer`` > 0 prices the pipeline sends and receives as DualPipe's reference runs them
@@ -126,17 +144,37 @@ def execute(s: Schedule, times: ChunkTimes | Callable[[int, Action], float], p2p
     chunk's receives and waits for them): before each action its rank is idle for
     ``p2p_transfer`` x max(tensors it sends for its previous action, tensors this action receives) (one tensor
     per cross-rank dependency; sends and receives run at the same time, full duplex). The wait is not busy
-    time: it lands in the rank's bubble. With it, ``p2p_latency`` should be the path latency alone."""
+    time: it lands in the rank's bubble. With it, ``p2p_latency`` should be the path latency alone.
+
+    ``p2p_batches`` (``dualpipe_p2p.batches``: the reference's own batches, the one before each action and the
+    last): each batch is posted when the rank's previous action ends and completes only once every peer has
+    posted the batch holding the matching op (NCCL moves a large message only when both ends are posted), then
+    + latency + ``p2p_transfer`` x max(sends, receives) of the batch; the action starts after it. The final
+    batch ends the rank's step. Replaces the per-action rule above."""
     if p2p_latency < 0 or p2p_transfer < 0:
         raise ConfigError(f"p2p latency and transfer must be >= 0, got {p2p_latency}, {p2p_transfer}")
     dur = times.of if isinstance(times, ChunkTimes) else None
     graph = slot_graph(s)
     sends = _cross_rank_sends(s, graph)
+    peers = _batch_peers(p2p_batches) if p2p_batches is not None else None
+    post_dep = (lambda p, j: [(p, j - 1)] if j > 0 else [])
+    order_graph = graph if peers is None else {
+        r: [rows[i] + [d for p, j in peers[r][i] for d in post_dep(p, j)] for i in range(len(rows))]
+        for r, rows in graph.items()}
+
+    def batch_done(r: int, i: int, posted: float) -> float:
+        """Completion of rank r's batch i posted at ``posted`` (peers' posts: their previous actions' ends)."""
+        ops = p2p_batches[r][i]
+        if not ops:
+            return posted
+        t_all = max([posted] + [end_of[p][j - 1] if j > 0 else 0.0 for p, j in peers[r][i]])
+        n_send = sum(1 for k, _key, _p in ops if k == "send")
+        return t_all + p2p_latency + p2p_transfer * max(n_send, len(ops) - n_send)
     end_of = {r: [0.0] * len(acts) for r, acts in s.actions.items()}
     free = dict.fromkeys(s.actions, 0.0)
     spans: dict[int, list[Span]] = {r: [] for r in s.actions}
     busy = dict.fromkeys(s.actions, 0.0)
-    for r, i in run_order(s, graph):
+    for r, i in run_order(s, order_graph):
         a = s.actions[r][i]
         d = dur(a) if dur is not None else float(times(r, a))
         if d < 0:
@@ -146,13 +184,20 @@ def execute(s: Schedule, times: ChunkTimes | Callable[[int, Action], float], p2p
         for dr, di in graph[r][i]:
             ready = max(ready, end_of[dr][di] + (p2p_latency if dr != r else 0.0))
             n_recv += dr != r
-        if p2p_transfer:
+        if peers is not None:
+            ready = max(ready, batch_done(r, i, free[r]))
+        elif p2p_transfer:
             ready += p2p_transfer * max(n_recv, sends[r][i - 1] if i else 0)
         end = ready + d
         end_of[r][i] = end
         free[r] = end
         busy[r] += d
         spans[r].append(Span(rank=r, action=str(a), category=a.category, start=ready, end=end))
+    if peers is not None:  # the step's last commit: the rank's final sends complete
+        for r in s.actions:
+            n = len(s.actions[r])
+            if n < len(p2p_batches[r]):
+                free[r] = max(free[r], batch_done(r, n, free[r]))
     makespan = max(free.values()) if free else 0.0
     return ExecResult(makespan=makespan, busy=busy, bubble={r: makespan - busy[r] for r in busy},
                       spans={r: tuple(v) for r, v in spans.items()}, activation_memory=activation_peaks(s),

@@ -37,6 +37,7 @@ from dsv3sim.cost.flops import train_flops_per_token
 from dsv3sim.cost.memory import activation_bytes_per_token_per_layer, training_state_bytes
 from dsv3sim.cost.params import count_params, layer_params, mtp_module_params
 from dsv3sim.parallel import Action, ExecResult, Schedule, activation_peaks, execute, generate
+from dsv3sim.parallel.dualpipe_p2p import batches as dualpipe_batches
 from dsv3sim.results import Infeasible, TrainingResult
 from dsv3sim.sim.deepep import token_bytes
 from dsv3sim.topology.graph import Topology
@@ -164,7 +165,8 @@ def simulate_training(scn: Scenario) -> TrainingResult | Infeasible:
     # committed and waited for at every chunk boundary as DualPipe's reference does (parallel.execute)
     lat = C.p2p_time(sp.topo, 0.0, cross_node=True)
     ex = execute(sp.sched, lambda rank, a: chunks(rank, a).time_s, p2p_latency=lat,
-                 p2p_transfer=C.p2p_time(sp.topo, T * H * 2.0, cross_node=True) - lat)
+                 p2p_transfer=C.p2p_time(sp.topo, T * H * 2.0, cross_node=True) - lat,
+                 p2p_batches=dualpipe_batches(sp.sched) if sp.sched.layout == "bidirectional" else None)
     return training_result(sp, ep, chunks, ex, t_wall)
 
 
