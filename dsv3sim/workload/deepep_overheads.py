@@ -97,6 +97,11 @@ def notify_time(ep: int, t_ref: float, *, rdma_latency_s: float, nvlink_latency_
         NOTIFY_JITTER_CV * t_ref * expected_max_normal(ep)
 
 
+def corun_extra(transfer: dict[str, float]) -> dict[str, float]:
+    """Seconds a paired slice spends beyond its transfer alone because GEMMs run beside it (item 3)."""
+    return {n: t * (CORUN_SLOWDOWN - 1.0) for n, t in transfer.items() if t > 0}
+
+
 FWD_COMPUTE = ("attn(F)", "mlp(F)")
 BWD_COMPUTE = ("attn(B)", "mlp(B)")
 PAIR_COMPUTE = FWD_COMPUTE + BWD_COMPUTE + ("attn(W)", "mlp(W)")

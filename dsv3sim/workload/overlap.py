@@ -9,10 +9,16 @@ W slices produce only weight gradients, so nothing waits for them: zero-bubble s
 Compute slices run on the compute stream, dispatch/combine on the communication stream (DeepEP kernels on
 ``comm_sms`` SMs, DeepSeek-V3 §3.2.2). Alone (``F``, ``B``, ``W``, ``BW`` actions) the chain runs with every
 SM for compute: communication is exposed. Overlapped (``F&B``: a forward chunk and a backward chunk of
-different micro-batches, DeepSeek-V3 §3.2.1 Figure 4) both chains share the two streams, compute slices run
-on the n_sms - comm_sms SMs left (times from ``layer_ops`` ``times_partial``) and a stream, when free, starts
-the ready slice that became ready first (ties: backward first, DeepSeek's figure starts with the backward's
-combine), so one chunk's all-to-all hides under the other's computation.
+different micro-batches, DeepSeek-V3 §3.2.1 Figure 4) both chains share the two streams and a stream, when
+free, starts the ready slice that became ready first (ties: backward first, DeepSeek's figure starts with the
+backward's combine), so one chunk's all-to-all hides under the other's computation.
+
+Sharing is priced only while both streams hold a kernel: a slice given as (alone, beside) seconds progresses
+at rate alone / beside while the other stream runs and at 1 when it is idle. A compute kernel gets every SM
+unless a DeepEP kernel holds its ``comm_sms`` (``layer_ops`` ``times`` vs ``times_partial``); a transfer is
+slowed by the GEMMs only while they run beside it (``deepep_overheads`` co-run slowdown). A chunk without
+all-to-all (dense layers, the output head) overlapped with one that has it thus runs at full speed between
+the other's transfers.
 """
 
 from __future__ import annotations
@@ -66,21 +72,24 @@ def run_chunks(parts: list[tuple[str, list[dict[str, float]]]], *, record: bool 
     slices: list[Slice] = []
     busy = {"compute": 0.0, "comm": 0.0}
     seq_id = [0]
-    comm_on = [False, env.event()]  # is a communication kernel resident; event fired when that changes
+    # per stream: is a kernel resident, and an event fired when that changes
+    on = {s: [False, env.event()] for s in streams}
 
-    def _comm_toggle(on: bool) -> None:
-        ev = comm_on[1]
-        comm_on[0], comm_on[1] = on, env.event()
+    def _toggle(stream: str, state: bool) -> None:
+        ev = on[stream][1]
+        on[stream][0], on[stream][1] = state, env.event()
         ev.succeed()
 
-    def _shared(d_full: float, d_part: float):
-        """A compute slice of d_full seconds on every SM, d_part on the SMs a resident communication kernel
-        leaves: it progresses at d_full / d_part while one runs, at 1 otherwise."""
-        left = d_full
-        while left > 1e-12 * d_full:
-            rate = d_full / d_part if comm_on[0] else 1.0
+    def _shared(stream: str, d_alone: float, d_beside: float):
+        """A slice of d_alone seconds with the other stream idle and d_beside with it busy the whole time
+        (compute: every SM vs the SMs DeepEP's kernels leave; comm: the transfer alone vs beside the GEMMs):
+        it progresses at rate d_alone / d_beside while the other stream runs a kernel, at 1 otherwise."""
+        other = "comm" if stream == "compute" else "compute"
+        left = d_alone
+        while left > 1e-12 * d_alone:
+            rate = d_alone / d_beside if on[other][0] else 1.0
             t0 = env.now
-            yield env.timeout(left / rate) | comm_on[1]
+            yield env.timeout(left / rate) | on[other][1]
             left -= (env.now - t0) * rate
 
     def one(tag: str, name: str, i: int, d, prio: int):
@@ -89,14 +98,12 @@ def run_chunks(parts: list[tuple[str, list[dict[str, float]]]], *, record: bool 
         with streams[stream].request(priority=(env.now, prio, seq_id[0])) as req:
             yield req
             t0 = env.now
-            if stream == "comm":
-                _comm_toggle(True)
+            _toggle(stream, True)
             if isinstance(d, tuple):
-                yield env.process(_shared(*d))
+                yield env.process(_shared(stream, *d))
             else:
                 yield env.timeout(d)
-            if stream == "comm":
-                _comm_toggle(False)
+            _toggle(stream, False)
             busy[stream] += env.now - t0
             if record:
                 slices.append(Slice(name=name, layer=i, stream=stream, start=t0, end=env.now, chunk=tag))

@@ -274,7 +274,9 @@ class ChunkTimes:
         self._layers: dict[int, tuple[dict, dict]] = {}
 
     def layer(self, i: int) -> tuple[dict, dict]:
-        """(full-SM, partitioned) slice times of layer ``i``, its routing's all-to-all included when MoE."""
+        """(alone, beside) slice times of layer ``i``, its routing's all-to-all included when MoE: compute on every
+        SM vs the partition; the transfer alone vs slowed by GEMMs beside it (``overlap`` prices the second only
+        while the other stream is busy)."""
         if i not in self._layers:
             self._layers[i] = self._layer(i)
         return self._layers[i]
@@ -298,6 +300,9 @@ class ChunkTimes:
                 part = dict(training_layer(cfg, li, mem_stretch=IF.memory_bound_stretch(share), **kw).times_partial)
             full.update(DO.comm_slices(ep.comm_by_r[r], full, paired=False, **self.ep_cfg))
             part.update(DO.comm_slices(ep.comm_by_r[r], part, paired=True, **self.ep_cfg))
+            extra = DO.corun_extra(ep.comm_by_r[r])
+            # in a pair the comm slice's "alone" rate: the paired notify and layout, the transfer unslowed
+            full = dict(full, **{f"{n}@pair": part[n] - extra.get(n, 0.0) for n in ep.comm_by_r[r]})
         return full, part
 
     def stage_dicts(self, stage: int, partial: bool, slow: float) -> list[dict]:
@@ -310,9 +315,11 @@ class ChunkTimes:
         for full, part in pairs:
             d = {}
             for k, v in (part if partial else full).items():
+                if k.endswith("@pair"):
+                    continue
                 comm = k.startswith(("dispatch", "combine"))
                 if comm:
-                    d[k] = v
+                    d[k] = (full[f"{k}@pair"], v) if partial and f"{k}@pair" in full else v
                 elif partial:
                     d[k] = (full.get(k, v) * slow, v * slow)
                 else:
