@@ -33,8 +33,10 @@ from dsv3sim.workload import comm as C
 from dsv3sim.workload import layer_routing as LR
 from dsv3sim.workload.kernels import op_time
 from dsv3sim.workload.layer_ops import head_slices, prefill_layer
+from dsv3sim.workload import deepep_overheads as DO
 from dsv3sim.workload.overlap import run_chunks
 from dsv3sim.workload.prompt_lengths import token_weighted_bins
+from dsv3sim.workload.training import ep_overhead_args
 from dsv3sim.workload.serving import (
     Instance,
     events_of,
@@ -101,19 +103,39 @@ def _prefill_layers(inst: Instance, lr, comm_by_r: dict, mb_tokens: int, frac: f
     tp_t = 2 * C.ring_time(topo, p.attn_tp, tp_bytes, cross_node=False)
     core_extra = _attention_core_mix(inst, mb_tokens, frac) - _attention_core(cfg, gpu, mb_tokens, w.prompt_len, frac)
     n_physical = lr.plans[0].n_physical
+    overlapped = w.micro_batches > 1
+    ep_args = ep_overhead_args(topo, p.ep, mb_tokens, cfg.num_experts_per_tok if cfg.is_moe else 0)
     layers = []
     for i in range(cfg.num_hidden_layers):
         r = lr.routing_of(i)
         s = prefill_layer(cfg, i, gpu=gpu, tokens=mb_tokens, seq_len=w.prompt_len, expert_rows=lr.plans[r].rows_max,
                           local_experts=n_physical // p.ep, gemm_dtype=w.gemm_dtype, sm_fraction=frac)
-        d = dict(s.times_partial)
-        d["attn(F)"] = d.get("attn(F)", 0.0) + tp_t + core_extra
+        extra = {"attn(F)": tp_t + core_extra}
+        alone = {k: s.times.get(k, 0.0) + extra.get(k, 0.0) for k in s.times_partial}
+        beside = {k: v + extra.get(k, 0.0) for k, v in s.times_partial.items()}
+        # overlapped chains: a compute slice on every SM unless a DeepEP kernel is resident (overlap.run_chunks)
+        d = {k: (alone[k], beside[k]) if overlapped else beside[k] for k in beside}
         if cfg.is_moe_layer(i):
-            d.update(comm_by_r[r])
+            d.update(_comm_slices(comm_by_r[r], beside, overlapped, ep_args))
         layers.append(d)
     head = head_slices(cfg, gpu=gpu, tokens=mb_tokens, sm_fraction=frac)
-    layers.append({"attn(F)": head.times_partial["attn(F)"]})
+    hd = (head.times["attn(F)"], head.times_partial["attn(F)"])
+    layers.append({"attn(F)": hd if overlapped else hd[1]})
     return layers, head
+
+
+def _comm_slices(transfer: dict[str, float], compute: dict[str, float], overlapped: bool, ep_args: dict) -> dict:
+    """DeepEP normal-mode dispatch/combine as training prices them (``deepep_overheads``: layout, notify, and
+    beside GEMMs the co-run slowdown). Overlapped chains: per layer 2 x micro-batches transfers share the
+    micro-batches' compute, so a barrier follows (attn + mlp) / 2 of compute, which ``comm_slices``' paired
+    rule (sum of the pair's compute / 4) gives for twice one chain's compute. (alone, beside) tuples when
+    overlapped: the slowdown only while a GEMM runs beside the transfer."""
+    ref = {k: 2.0 * v for k, v in compute.items()} if overlapped else compute
+    out = DO.comm_slices(transfer, ref, paired=overlapped, **ep_args)
+    if not overlapped:
+        return out
+    extra = DO.corun_extra(transfer)
+    return {n: (v - extra.get(n, 0.0), v) for n, v in out.items()}
 
 
 def _prefill_result(scn: Scenario, inst: Instance, lr, run, *, layers, head, comm_info: dict, mb_tokens: int,
@@ -134,7 +156,7 @@ def _prefill_result(scn: Scenario, inst: Instance, lr, run, *, layers, head, com
     return ServingResult(
         scenario=scn.name, kind="prefill", model=scn.model, topology=topo.cfg.name, gpu=gpu, n_gpus=inst.world,
         n_nodes=inst.world / topo.cfg.gpus_per_node, parallel=parallel_fields(p, w, p.ep),
-        metrics=metrics, layer_time_s=dict(layers[-2]),
+        metrics=metrics, layer_time_s={k: v[1] if isinstance(v, tuple) else v for k, v in layers[-2].items()},
         kv={"kv_bytes_per_token": kv_cache_bytes_per_token(cfg, context=w.prompt_len)},
         memory_per_gpu=[{"rank": 0, "weights_bytes": wbytes, "hbm_bytes": perf.hbm_bytes}],
         **load_fields(lr, w.node_limit),

@@ -261,7 +261,7 @@ class ChunkTimes:
             if scn.perturb.straggler_gpu >= p.world:
                 raise ConfigError(f"straggler_gpu={scn.perturb.straggler_gpu} not in 0..{p.world - 1}")
             self.straggler_rank = scn.perturb.straggler_gpu // (p.dp * p.tp)  # GPU = stage * dp*tp + dp rank
-        self.ep_cfg = _ep_overhead_args(sp.topo, p.ep, T, cfg.num_experts_per_tok if cfg.is_moe else 0)
+        self.ep_cfg = ep_overhead_args(sp.topo, p.ep, T, cfg.num_experts_per_tok if cfg.is_moe else 0)
         self.comm_hbm = {n: IF.comm_hbm_bytes(rdma_bytes=v["bytes_by_class"].get("nic_tx", 0.0) / p.ep,
                                               nvlink_bytes=v["bytes_by_class"].get("nvlink_rx", 0.0) / p.ep,
                                               source_bytes=T * token_bytes(ep.specs[n][0], "normal", ep.specs[n][1],
@@ -452,7 +452,7 @@ def _rank_end(cfg: ModelConfig, scn: Scenario, sched, layers_of, topo, perf, ex,
     return OS.rank_end(makespan=ex.makespan, ready=ready, rs=rs, first_use=first, ag=ag, optimizer_s=opt)
 
 
-def _ep_overhead_args(topo, ep: int, tokens: int, topk: int) -> dict:
+def ep_overhead_args(topo, ep: int, tokens: int, topk: int) -> dict:
     """Arguments of ``deepep_overheads.comm_slices`` from the topology: EP size, barrier path latencies."""
     c = topo.cfg
     g = c.gpus_per_node
