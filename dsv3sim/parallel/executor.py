@@ -135,6 +135,36 @@ def _batch_peers(bat: dict[int, list[list]]) -> dict[int, list[list[tuple[int, i
     return out
 
 
+def _duration(dur, times, r: int, a: Action) -> float:
+    d = dur(a) if dur is not None else float(times(r, a))
+    if d < 0:
+        raise ValueError(f"time of {a} on rank {r} must be >= 0, got {d}")
+    return d
+
+
+class _Batches:
+    """The reference's send/receive batches (``execute``'s ``p2p_batches``): when each completes."""
+
+    def __init__(self, bat: dict[int, list[list]], end_of: dict[int, list[float]], latency: float,
+                 transfer: float) -> None:
+        self.bat, self.peers, self.end_of = bat, _batch_peers(bat), end_of
+        self.latency, self.transfer = latency, transfer
+
+    def order_graph(self, graph: dict) -> dict:
+        """Data dependencies + each peer's previous action (its batch is posted when that ends)."""
+        return {r: [rows[i] + [(p, j - 1) for p, j in self.peers[r][i] if j > 0] for i in range(len(rows))]
+                for r, rows in graph.items()}
+
+    def done(self, r: int, i: int, posted: float) -> float:
+        """Completion of rank r's batch i posted at ``posted`` (peers post when their previous action ends)."""
+        ops = self.bat[r][i] if i < len(self.bat[r]) else []
+        if not ops:
+            return posted
+        t_all = max([posted] + [self.end_of[p][j - 1] if j > 0 else 0.0 for p, j in self.peers[r][i]])
+        n_send = sum(1 for k, _key, _p in ops if k == "send")
+        return t_all + self.latency + self.transfer * max(n_send, len(ops) - n_send)
+
+
 def execute(s: Schedule, times: ChunkTimes | Callable[[int, Action], float], p2p_latency: float = 0.0,
             p2p_transfer: float = 0.0, p2p_batches: dict[int, list[list]] | None = None) -> ExecResult:
     """Start/end of every action, makespan, per-rank bubble and activation peaks (module docstring).
@@ -156,48 +186,29 @@ def execute(s: Schedule, times: ChunkTimes | Callable[[int, Action], float], p2p
     dur = times.of if isinstance(times, ChunkTimes) else None
     graph = slot_graph(s)
     sends = _cross_rank_sends(s, graph)
-    peers = _batch_peers(p2p_batches) if p2p_batches is not None else None
-    post_dep = (lambda p, j: [(p, j - 1)] if j > 0 else [])
-    order_graph = graph if peers is None else {
-        r: [rows[i] + [d for p, j in peers[r][i] for d in post_dep(p, j)] for i in range(len(rows))]
-        for r, rows in graph.items()}
-
-    def batch_done(r: int, i: int, posted: float) -> float:
-        """Completion of rank r's batch i posted at ``posted`` (peers' posts: their previous actions' ends)."""
-        ops = p2p_batches[r][i]
-        if not ops:
-            return posted
-        t_all = max([posted] + [end_of[p][j - 1] if j > 0 else 0.0 for p, j in peers[r][i]])
-        n_send = sum(1 for k, _key, _p in ops if k == "send")
-        return t_all + p2p_latency + p2p_transfer * max(n_send, len(ops) - n_send)
     end_of = {r: [0.0] * len(acts) for r, acts in s.actions.items()}
+    bt = _Batches(p2p_batches, end_of, p2p_latency, p2p_transfer) if p2p_batches is not None else None
     free = dict.fromkeys(s.actions, 0.0)
     spans: dict[int, list[Span]] = {r: [] for r in s.actions}
     busy = dict.fromkeys(s.actions, 0.0)
-    for r, i in run_order(s, order_graph):
+    for r, i in run_order(s, graph if bt is None else bt.order_graph(graph)):
         a = s.actions[r][i]
-        d = dur(a) if dur is not None else float(times(r, a))
-        if d < 0:
-            raise ValueError(f"time of {a} on rank {r} must be >= 0, got {d}")
+        d = _duration(dur, times, r, a)
         ready = free[r]
         n_recv = 0
         for dr, di in graph[r][i]:
             ready = max(ready, end_of[dr][di] + (p2p_latency if dr != r else 0.0))
             n_recv += dr != r
-        if peers is not None:
-            ready = max(ready, batch_done(r, i, free[r]))
+        if bt is not None:
+            ready = max(ready, bt.done(r, i, free[r]))
         elif p2p_transfer:
             ready += p2p_transfer * max(n_recv, sends[r][i - 1] if i else 0)
-        end = ready + d
-        end_of[r][i] = end
-        free[r] = end
+        end_of[r][i] = free[r] = ready + d
         busy[r] += d
-        spans[r].append(Span(rank=r, action=str(a), category=a.category, start=ready, end=end))
-    if peers is not None:  # the step's last commit: the rank's final sends complete
+        spans[r].append(Span(rank=r, action=str(a), category=a.category, start=ready, end=ready + d))
+    if bt is not None:  # the step's last commit: the rank's final sends complete
         for r in s.actions:
-            n = len(s.actions[r])
-            if n < len(p2p_batches[r]):
-                free[r] = max(free[r], batch_done(r, n, free[r]))
+            free[r] = bt.done(r, len(s.actions[r]), free[r])
     makespan = max(free.values()) if free else 0.0
     return ExecResult(makespan=makespan, busy=busy, bubble={r: makespan - busy[r] for r in busy},
                       spans={r: tuple(v) for r, v in spans.items()}, activation_memory=activation_peaks(s),

@@ -47,3 +47,24 @@ def test_pair_streams_never_overlap_themselves():
     for stream in ("compute", "comm"):
         sl = sorted((s.start, s.end) for s in r.slices if s.stream == stream)
         assert all(a[1] <= b[0] + 1e-12 for a, b in itertools.pairwise(sl))
+
+
+def test_shared_slice_slows_only_while_the_other_stream_runs():
+    """A compute slice (alone 2, beside 3) next to a comm slice of 1: it does 1/1.5 of a second's work while
+    the transfer runs, the rest at full speed -> ends at 1 + (2 - 2/3) = 7/3. With the transfer as long as the
+    slice it is the beside time (3); with no transfer, the alone time (2)."""
+    d = {"mlp(F)": (2.0, 3.0)}
+    r = run_chunks([("F", [{"mlp(F)": (2.0, 3.0)}]), ("F", [{"dispatch(F)": 1.0}])])
+    mlp = next(s for s in r.slices if s.name == "mlp(F)")
+    assert mlp.end - mlp.start == pytest.approx(7 / 3, rel=1e-6)
+    long = run_chunks([("F", [{"mlp(F)": (2.0, 3.0)}]), ("F", [{"dispatch(F)": 10.0}])])
+    assert next(s for s in long.slices if s.name == "mlp(F)").end == pytest.approx(3.0, rel=1e-6)
+    assert run_chunks([("F", [d])]).time_s == pytest.approx(2.0, rel=1e-6)
+
+
+def test_transfer_slowed_only_beside_compute():
+    """A comm slice (alone 1, beside 2) with compute 0.5 beside it: 0.25 of work in the first 0.5 s, then 0.75
+    alone -> 1.25."""
+    r = run_chunks([("F", [{"dispatch(F)": (1.0, 2.0)}]), ("F", [{"attn(F)": 0.5}])])
+    disp = next(s for s in r.slices if s.name == "dispatch(F)")
+    assert disp.end - disp.start == pytest.approx(1.25, rel=1e-4)
