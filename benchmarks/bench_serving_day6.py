@@ -5,9 +5,10 @@ count used as input).
     python benchmarks/bench_serving_day6.py [--peak-to-mean 1.5] [--scale-interval-h 12] > benchmarks/bench_serving_day6.out.txt
 
 Capacity: ``decode_day6`` (EP144, MTP 0.875, average KV length 4,989) swept over the batch; the SLA batch is the
-largest with >= 20 tokens/s per user (Day 6: 20-22). ``prefill_day6_cache_hits`` (EP32, 56.3 % hits applied,
-input tokens counted as published) swept over tokens per GPU; the profile-data batch (16K tokens per GPU) is the
-SLA batch. Load: the day's published token totals (608B in, 168B out) on a diurnal curve; Day-6 deployment units
+largest with >= 20 tokens/s per user (Day 6: 20-22). ``prefill_day6_traffic`` (EP32, 56.3 % hits applied,
+input tokens counted as published; prompts of the mean Day 6's token totals and KV length imply, 3,909 tokens,
+exponentially distributed: ``workload/prompt_lengths.py``) swept over tokens per GPU; the profile-data batch (16K
+tokens per GPU) is the SLA batch. Also printed: the capacity with fixed 4,096-token prompts (profile-data). Load: the day's published token totals (608B in, 168B out) on a diurnal curve; Day-6 deployment units
 (prefill 4 nodes, decode 18 nodes), one warm unit each, for each of the two services Day 6 combines (V3 and
 R1; equal shares of the load assumed). Day 6's node count (226.75 average, 278 peak) is only
 compared with, never used.
@@ -102,6 +103,8 @@ def main() -> None:
             ("peak nodes (load model)", f["peak_nodes"], PUBLISHED_PEAK_NODES),
             ("peak / average nodes (output check)", f["peak_to_average_nodes"],
              PUBLISHED_PEAK_NODES / m.PUBLISHED_MEAN_NODES)]
+    fixed = simulate(m.prefill_day6_cache_hits()).metrics["prefill_input_tokens_per_s_per_node"]
+    rows.insert(1, ("prefill capacity, fixed 4,096-token prompts (hits 56.3 %)", fixed, pub_p))
     for name, sim, pub in rows:
         print(f"{name:<62s} {sim:10,.2f} {pub:10,.2f} {(sim - pub) / pub:+7.1%}")
     for pool in (p, d):

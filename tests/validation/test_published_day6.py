@@ -1,8 +1,7 @@
 """DeepSeek Day 6 (open-infra-index): the fleet the load model sizes for the published daily tokens, from the
 simulated instances only (Day 6's node count and per-node rates are never inputs; benchmarks/bench_serving_day6.py
 prints every row). Targets: nodes within 15 % of the 226.75 average, decode's 24 h average within 25 % of 14.8k
-output tokens/s per node. Prefill's 24 h average (+40 % against 73.7k) misses its 15 % target and is held only
-to its current size here so that it cannot grow unnoticed."""
+output tokens/s per node, prefill's within 15 % of 73.7k input tokens/s per node (cache hits counted)."""
 
 from __future__ import annotations
 
@@ -37,7 +36,11 @@ def test_decode_day_average_within_25_percent(day6):
     assert d["tokens_per_s_per_node_average"] < dp.capacity_tokens_per_s_per_node  # the fleet is sized ahead
 
 
-def test_prefill_day_average_no_worse_than_today(day6):
-    m, *_, f = day6
-    err = f["prefill"]["tokens_per_s_per_node_average"] / m.PUBLISHED_PREFILL_TOKENS_PER_S_PER_NODE - 1
-    assert err < 0.45
+def test_prefill_day_average_within_15_percent(day6):
+    """Day 6's traffic (56.3 % hits, the mean prompt Day 6's figures imply, exponential lengths) on the load
+    model: +8.5 % against 73.7k."""
+    m, pp, _dp, f = day6
+    p = f["prefill"]
+    err = p["tokens_per_s_per_node_average"] / m.PUBLISHED_PREFILL_TOKENS_PER_S_PER_NODE - 1
+    assert abs(err) < 0.15
+    assert p["tokens_per_s_per_node_average"] < pp.capacity_tokens_per_s_per_node  # the fleet is sized ahead

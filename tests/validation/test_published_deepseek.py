@@ -53,19 +53,29 @@ def test_pretrain_gpu_hours_per_trillion_tokens_bound():
     assert abs(pair["rel_error"]) < 0.15
 
 
-def test_pretrain_step_part_by_part_bound():
-    """ISCA'25 Table 4: the step within 5 %, 1F / 1B / 1W / 1F1B / opt within 15 %, MFU (both counts) within 10 %.
-    bubble misses the 15 % target (-23 % here, dsv3sim/workload/NOTES.md says why); it is held to 30 %."""
-    d, rows = _pretrain("bound")
+def test_pretrain_step_part_by_part():
+    """ISCA'25 Table 4 on the event-simulated network (the benchmark's primary column, ~2 s): the step within 5 %,
+    1F / 1B / 1W / 1F1B / opt within 15 %, MFU (both counts) within 10 %. bubble misses the 15 % target (-18 %
+    here, dsv3sim/workload/NOTES.md says why); it is held to 20 %."""
+    d, rows = _pretrain("sim")
     by = _by_name(rows)
     assert abs(by["step time"]["rel_error"]) < 0.05
     for k in ("1F", "1B", "1W", "1F1B", "opt"):
         assert abs(by[k]["rel_error"]) < 0.15, by[k]
-    assert abs(by["bubble"]["rel_error"]) < 0.30, by["bubble"]
+    assert abs(by["bubble"]["rel_error"]) < 0.20, by["bubble"]
     for k in ("MFU (causal)", "MFU (non-causal)"):
         assert abs(by[k]["rel_error"]) < 0.10, by[k]
     assert d["mfu_noncausal"] > d["mfu_causal"] == d["mfu"]
     assert sum(d["step_breakdown_s"].values()) == pytest.approx(d["step_time_s"], rel=1e-9)
+
+
+def test_pretrain_step_bound_below_simulated_network():
+    """The busiest-link bound prices every all-to-all no slower than the event simulation, so its step is
+    shorter, and within 10 % of the published one (sweeps use it)."""
+    d_b, rows = _pretrain("bound")
+    d_s, _ = _pretrain("sim")
+    assert d_b["step_time_s"] <= d_s["step_time_s"]
+    assert abs(_by_name(rows)["step time"]["rel_error"]) < 0.10
 
 
 def test_pretrain_per_layer_slices_against_profile_data_bound():
