@@ -38,6 +38,9 @@ def _scenario():
     return m.pretrain()
 
 
+TARGET_PAIR_S = 0.129012  # profile-data train.json: one overlapped F&B pair of 4 + 4 MoE layers (pair_span_ms)
+
+
 def _target(name: str) -> float:
     return TARGET.get(name, 0.25 if name.startswith("per layer") else float("nan"))
 
@@ -89,6 +92,17 @@ def main() -> None:
               f"({counts}):")
         print(f"  published parts: {formula(pub):.3f} s (measured bubble {pub['bubble']} s); "
               f"simulated parts: {formula(sb):.3f} s (simulated bubble {sb['bubble']:.3f} s)")
+        pl = d["pipeline"]
+        print("  busy / idle per PP rank, s: " + ", ".join(
+            f"{r}: {b:.2f}/{i:.2f}" for r, (b, i) in enumerate(zip(pl["busy_per_rank"], pl["bubble_per_rank"]))
+            if r < pp // 2))
+        # rank 0's mean overlapped pair against one pair of 4 + 4 MoE layers (profile-data's): how much heavier
+        # rank 0 (embedding + dense layers, last layers + MTP + heads) is than a middle rank, both sides
+        pair_pub, pair_sim = TARGET_PAIR_S, d["pair_slices_s"]["pair_s"]
+        print(f"  rank 0's mean pair / a 4+4 MoE pair: published {pub['1F1B'] / counts['F&B'] * 1e3:.1f} / "
+              f"{pair_pub * 1e3:.1f} ms = {pub['1F1B'] / counts['F&B'] / pair_pub:.3f}; simulated "
+              f"{sb['1F1B'] / counts['F&B'] * 1e3:.1f} / {pair_sim * 1e3:.1f} ms = "
+              f"{sb['1F1B'] / counts['F&B'] / pair_sim:.3f}")
         bd = d["breakdown_s"]
         print(f"  opt = exposed DP reduce-scatter + all-gather {bd['dp_comm_exposed_s'] * 1e3:.1f} ms + optimizer "
               f"{bd['optimizer_s'] * 1e3:.1f} ms (plain ZeRO-1 order; optimizer_overlap=True is the overlapped what-if)")
