@@ -5,7 +5,9 @@ GPUs (redundant experts placed by EPLB). The ``tokens_per_gpu`` are split into `
 tokens_per_gpu // micro_batches tokens, all simulated together on one compute and one communication stream
 (``overlap.run_chunks``): with 1 there is no overlap (the all-to-all is exposed and computation keeps every
 SM); with 2, DeepSeek's two-micro-batch overlap (V3 §3.4.1), each chain's computation hides the other's DeepEP
-normal all-to-all, which holds ``comm_sms`` SMs; more chains overlap the same way with smaller GEMMs.
+normal all-to-all, which holds ``comm_sms`` SMs while it runs; more chains overlap the same way with smaller GEMMs.
+DeepEP's normal kernels cost what they cost in training (``deepep_overheads``: layout, notify, and beside GEMMs
+the co-run slowdown; slices are (alone, beside) pairs priced by ``run_chunks`` as the streams overlap).
 Throughput counts the tokens actually run (micro_batches x tokens per micro-batch). TP all-gather /
 reduce-scatter of SP (per layer, NVLink ring, alpha-beta) are added to attention.
 

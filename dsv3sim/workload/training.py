@@ -247,9 +247,10 @@ def ep_times(sp: StepPlan) -> EpTimes | Infeasible:
 
 class ChunkTimes:
     """``(rank, action) -> ChunkRun``: the slices of the action's chunk passes on one GPU, event by event
-    (``overlap.run_chunks``); full SMs for lone passes, the compute partition for overlapped pairs, where the
-    all-to-all also takes HBM bandwidth from memory-bound kernels (``interference``) and DeepEP's layout and
-    notify kernels are added (``deepep_overheads``). Stages with the same layer kinds in the same order have
+    (``overlap.run_chunks``); full SMs for lone passes; in overlapped pairs each slice is (alone, beside): the
+    compute partition and the all-to-all's HBM share (``interference``) while a DeepEP kernel is resident, the
+    transfer's co-run slowdown while a GEMM runs beside it; DeepEP's layout and notify kernels are added
+    (``deepep_overheads``). Stages with the same layer kinds in the same order have
     identical chunk times, so runs are reused exactly."""
 
     def __init__(self, sp: StepPlan, ep: EpTimes) -> None:
