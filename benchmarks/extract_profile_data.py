@@ -77,6 +77,17 @@ def extract(path: str) -> dict:
         n = len(v["span_ms"])
         out[s] = {"span_ms_mean": sum(v["span_ms"]) / n, "span_ms": [round(x, 3) for x in v["span_ms"]],
                   "busy_ms_mean": {c: round(sum(x) / n, 4) for c, x in sorted(v["busy_ms"].items())}}
+    # share of DeepEP transfer-kernel time with a compute kernel running beside it (the co-run slowdown applies
+    # only then, workload/overlap.py): the DeepEP stream's dispatch/combine against the union of the others
+    comm_tids = {k["tid"] for k in ks if "dpsk::ep" in k["name"]}
+    busy = []
+    for a, b in sorted((k["ts"], k["ts"] + k["dur"]) for k in ks if k["tid"] not in comm_tids):
+        if busy and a <= busy[-1][1]:
+            busy[-1][1] = max(busy[-1][1], b)
+        else:
+            busy.append([a, b])
+    transfers = [k for k in ks if kernel_class(k["name"]) in ("deepep_dispatch", "deepep_combine")]
+    beside = sum(max(0.0, min(k["ts"] + k["dur"], y) - max(k["ts"], x)) for k in transfers for x, y in busy)
     streams = defaultdict(lambda: defaultdict(float))
     for k in ks:
         streams[str(k["tid"])][kernel_class(k["name"])] += k["dur"] / 1e3
@@ -84,6 +95,7 @@ def extract(path: str) -> dict:
                       "one F&B chunk pair of 4 MoE layers, PP communication not included)",
             "extracted_by": "benchmarks/extract_profile_data.py", "n_layers": 4,
             "pair_span_ms": (t1 - t0) / 1e3,
+            "transfer_beside_compute_fraction": round(beside / sum(k["dur"] for k in transfers), 4),
             "stream_busy_ms": {s: {c: round(v, 3) for c, v in sorted(d.items())} for s, d in streams.items()},
             "per_layer": out}
 

@@ -105,3 +105,24 @@ def test_low_latency_pure_rdma(topo, ep, dt, ct):
         print(f"DeepEP low-latency pure RDMA EP{ep} {kind}: simulated {t * 1e6:.0f} us vs published {t_ref} us "
               f"({err:+.0%})")
         assert abs(err) <= LL_RDMA_TOL, (ep, kind, t, t_ref)
+
+
+def test_corun_slowdown_rederived_from_the_profile_extract():
+    """The co-run slowdown referred to the share of transfer time a GEMM ran beside (deepep_overheads): the
+    committed extract's fraction is the constant's, and a transfer beside compute for that share of its time
+    under overlap.run_chunks' rate rule comes out at the profile's observed mean ratio."""
+    import json
+    from pathlib import Path
+
+    from dsv3sim.workload import deepep_overheads as DO
+    from dsv3sim.workload.overlap import run_chunks
+
+    ex = json.loads((Path(DO.__file__).parent / "data" / "profile_data_train.json").read_text())
+    assert ex["transfer_beside_compute_fraction"] == DO.TRACE_TRANSFER_BESIDE_COMPUTE
+    f, s = DO.TRACE_TRANSFER_BESIDE_COMPUTE, DO.CORUN_SLOWDOWN
+    alone = 1.0
+    t_obs = alone * DO.TRACE_CORUN_OBSERVED
+    # compute beside the transfer for the first f of its observed time, then nothing
+    r = run_chunks([("F", [{"dispatch(F)": (alone, alone * s)}]), ("F", [{"attn(F)": f * t_obs}])])
+    disp = next(x for x in r.slices if x.name == "dispatch(F)")
+    assert disp.end - disp.start == pytest.approx(t_obs, rel=1e-6)
