@@ -88,6 +88,10 @@ def extract(path: str) -> dict:
             busy.append([a, b])
     transfers = [k for k in ks if kernel_class(k["name"]) in ("deepep_dispatch", "deepep_combine")]
     beside = sum(max(0.0, min(k["ts"] + k["dur"], y) - max(k["ts"], x)) for k in transfers for x, y in busy)
+    # DeepSeek's FP8 cast-and-transpose kernels (per-channel 1x128 scales, the weight-gradient operands): the grid
+    # is (columns / 128, rows / 128), so their bytes are known: rows x cols x (2 B read + 1 B written) + FP32 scales
+    ct = [k for k in ks if "per_channel_cast_and_transpose" in k["name"] and "swiglu" not in k["name"]]
+    ct_bytes = sum(k["args"]["grid"][0] * 128 * k["args"]["grid"][1] * 128 * (3 + 4 / 128) for k in ct)
     streams = defaultdict(lambda: defaultdict(float))
     for k in ks:
         streams[str(k["tid"])][kernel_class(k["name"])] += k["dur"] / 1e3
@@ -96,6 +100,8 @@ def extract(path: str) -> dict:
             "extracted_by": "benchmarks/extract_profile_data.py", "n_layers": 4,
             "pair_span_ms": (t1 - t0) / 1e3,
             "transfer_beside_compute_fraction": round(beside / sum(k["dur"] for k in transfers), 4),
+            "fp8_cast_transpose_GBps": round(ct_bytes / sum(k["dur"] for k in ct) / 1e3, 1),
+            "fp8_cast_transpose_kernels": len(ct),
             "stream_busy_ms": {s: {c: round(v, 3) for c, v in sorted(d.items())} for s, d in streams.items()},
             "per_layer": out}
 

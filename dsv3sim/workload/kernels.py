@@ -10,7 +10,8 @@ uses FlashMLA's published throughput (``DEPLOYED_PUBLISHED``: the profiled op is
   over the H800 dense FP8 peak 1979 TFLOPS -> 0.682.
 - BF16 compute-bound kernels (BF16 GEMMs, attention): FlashMLA "BF16 580 TFLOPS compute-bound on H800"
   (open-infra-index, Day 1) over 989.5 TFLOPS -> 0.586.
-- Memory-bound kernels: FlashMLA "3000 GB/s memory-bound" on H800 (Day 1) over 3.35 TB/s -> 0.896.
+- Memory-bound kernels: FlashMLA "3000 GB/s memory-bound" on H800 (Day 1) over 3.35 TB/s -> 0.896; DeepSeek's
+  FP8 cast(-and-transpose) kernels at their own throughput measured in profile-data's train.json -> 0.698.
 
 The roofline is an upper bound on speed for small shapes (it ignores wave quantisation and launch cost beyond
 ``KERNEL_LAUNCH_S``); every returned time carries its ``source`` so results say which path was used.
@@ -34,6 +35,11 @@ from dsv3sim.workload.sustained import SOURCE, ceiling_time
 FP8_GEMM_EFF = 1350.0 / 1979.0  # open-infra-index Day 3 (DeepGEMM) / H800 FP8 dense peak
 BF16_EFF = 580.0 / 989.5  # open-infra-index Day 1 (FlashMLA compute-bound) / H800 BF16 dense peak
 MEM_EFF = 3000.0 / 3350.0  # open-infra-index Day 1 (FlashMLA memory-bound) / H800 HBM3 3.35 TB/s
+# DeepSeek's FP8 cast kernels (BF16 -> FP8 with 1x128 scales, fused with the transpose where a weight gradient needs
+# it): 2,339 GB/s measured over its 68 cast-and-transpose kernels of known shape in profile-data's train.json (H800,
+# benchmarks/extract_profile_data.py: fp8_cast_transpose_GBps) over 3.35 TB/s -> 0.698
+CAST_EFF = 2339.4 / 3350.0
+MEM_EFF_OF = {"fp8_cast_fused": CAST_EFF}  # memory-bound ops with a measured throughput of their own
 KERNEL_LAUNCH_S = 0.0  # launch overhead hidden by CUDA graphs / back-to-back launches (not modelled)
 # Ops whose profiled implementation is not the kernel DeepSeek deploys, and whose deployed kernel's throughput
 # DeepSeek published: use the published figure. attn_decode: the profile measures three unfused torch.bmm
@@ -83,10 +89,10 @@ def _profile_time(gpu: str, op: str, dtype: str, shape: dict, sms: int | None) -
     return OpTime(time_s=float(p.time_s), source=f"profile:{p.source}")
 
 
-def _roofline(gpu: str, dtype: str, flops: float, bytes_: float) -> OpTime:
+def _roofline(gpu: str, dtype: str, flops: float, bytes_: float, mem_eff: float = MEM_EFF) -> OpTime:
     g = gpu_perf(gpu)
     peak = g.fp8_flops * FP8_GEMM_EFF if dtype == "fp8" else g.bf16_flops * BF16_EFF
-    t = max(flops / peak if flops else 0.0, bytes_ / (g.hbm_bw * MEM_EFF) if bytes_ else 0.0)
+    t = max(flops / peak if flops else 0.0, bytes_ / (g.hbm_bw * mem_eff) if bytes_ else 0.0)
     return OpTime(time_s=t + KERNEL_LAUNCH_S, source="roofline:published-kernel-throughput")
 
 
@@ -101,13 +107,14 @@ def _op_time_cached(gpu: str, op: str, dtype: str, flops: float, bytes_: float, 
         if floor > got.time_s:  # the table row was timed at a boost clock a step cannot hold (sustained.py)
             return OpTime(time_s=floor, source=f"{got.source}; {SOURCE}")
         return got
-    base = _roofline(gpu, dtype, flops, bytes_)
+    mem_eff = MEM_EFF_OF.get(op, MEM_EFF)
+    base = _roofline(gpu, dtype, flops, bytes_, mem_eff)
     if op in DEPLOYED_PUBLISHED:
         base = OpTime(time_s=base.time_s, source=f"published:{DEPLOYED_PUBLISHED[op]}")
     if sms is None:
         return base
     g = gpu_perf(gpu)
-    t_mem = bytes_ / (g.hbm_bw * MEM_EFF) if bytes_ else 0.0
+    t_mem = bytes_ / (g.hbm_bw * mem_eff) if bytes_ else 0.0
     frac = sms / g.n_sms
     # compute-bound part stretches with fewer SMs; the memory-bound floor does not
     return OpTime(time_s=max(base.time_s / frac if base.time_s > t_mem else base.time_s, t_mem), source=base.source)

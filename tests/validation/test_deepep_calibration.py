@@ -126,3 +126,17 @@ def test_corun_slowdown_rederived_from_the_profile_extract():
     r = run_chunks([("F", [{"dispatch(F)": (alone, alone * s)}]), ("F", [{"attn(F)": f * t_obs}])])
     disp = next(x for x in r.slices if x.name == "dispatch(F)")
     assert disp.end - disp.start == pytest.approx(t_obs, rel=1e-6)
+
+
+def test_cast_throughput_is_the_profile_extract():
+    """The FP8 cast kernels' throughput (workload/kernels.py CAST_EFF) is the one extract_profile_data.py measures
+    over DeepSeek's cast-and-transpose kernels of known shape in train.json, over the H800's 3.35 TB/s."""
+    import json
+    from pathlib import Path
+
+    from dsv3sim.workload import kernels as K
+
+    ex = json.loads((Path(K.__file__).parent / "data" / "profile_data_train.json").read_text())
+    assert ex["fp8_cast_transpose_kernels"] > 40
+    assert K.CAST_EFF * 3350.0 == pytest.approx(ex["fp8_cast_transpose_GBps"], rel=1e-9)
+    assert K.CAST_EFF < K.MEM_EFF  # casts with amax reductions and transposes stream slower than FlashMLA
