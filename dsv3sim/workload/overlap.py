@@ -62,11 +62,42 @@ def _stream(name: str) -> str:
     return "comm" if name.startswith(COMM) else "compute"
 
 
+# DeepSeek's issue order of an overlapped pair, one forward layer and one backward layer per step (profile-data
+# train.json, the CPU-side annotations in launch order; V3 §3.2.1 Figure 4): CUDA streams run their kernels in
+# launch order, so each stream takes its slices in this order, waiting at the head for the slice's inputs.
+PAIR_ISSUE_ORDER = (("B", "combine(B)"), ("F", "attn(F)"), ("B", "mlp(B)"), ("F", "dispatch(F)"), ("B", "dispatch(B)"),
+                    ("B", "mlp(W)"), ("F", "mlp(F)"), ("B", "attn(B)"), ("B", "attn(W)"), ("F", "combine(F)"))
+
+
+def _chain_items(kind: str, layers: list[dict]) -> list[tuple[str, int]]:
+    if kind == "F":
+        return [(nm, i) for i in range(len(layers)) for nm in FWD]
+    if kind == "W":
+        return [(nm, i) for i in reversed(range(len(layers))) for nm in ("mlp(W)", "attn(W)")]
+    return [(nm, i) for i in reversed(range(len(layers))) for nm in BWD]
+
+
+def pair_issue_order(f_layers: int, b_layers: int, with_w: bool) -> list[tuple[str, str, int]]:
+    """(chain F | B, slice, layer) in DeepSeek's launch order: step k pairs forward layer k with backward layer
+    b_layers - 1 - k (``PAIR_ISSUE_ORDER``); past the shorter chain the longer one continues in that order."""
+    out = []
+    for k in range(max(f_layers, b_layers)):
+        for ch, name in PAIR_ISSUE_ORDER:
+            if name.endswith("(W)") and not with_w:
+                continue
+            i = k if ch == "F" else b_layers - 1 - k
+            if (ch == "F" and k < f_layers) or (ch == "B" and k < b_layers):
+                out.append((ch, name, i))
+    return out
+
+
 def run_chunks(parts: list[tuple[str, list[dict[str, float]]]], *, record: bool = True,
-               tags: list[str] | None = None) -> ChunkRun:
+               tags: list[str] | None = None, issue_order: bool = False) -> ChunkRun:
     """Run chains together. ``parts`` = [(kind, per-layer {slice name: seconds})], kind in F | B | W | BW; a
     missing or zero slice (a dense layer's dispatch) is skipped. Any number of forward chains may share the
-    streams (serving's micro-batches); ``tags`` names each part's slices (default "F" / "B" by kind)."""
+    streams (serving's micro-batches); ``tags`` names each part's slices (default "F" / "B" by kind).
+    ``issue_order`` (an F chain with a B or BW chain): each stream runs its slices in DeepSeek's launch order
+    (``pair_issue_order``) instead of the first-ready rule."""
     env = simpy.Environment()
     streams = {"compute": simpy.PriorityResource(env, 1), "comm": simpy.PriorityResource(env, 1)}
     slices: list[Slice] = []
@@ -126,9 +157,41 @@ def run_chunks(parts: list[tuple[str, list[dict[str, float]]]], *, record: bool 
         if side:
             yield simpy.AllOf(env, side)
 
-    for j, (kind, layers) in enumerate(parts):
-        tag = tags[j] if tags else ("F" if kind == "F" else "B")
-        env.process(chain(tag, kind, layers, 1 if kind == "F" else 0))
+    def in_order(stream: str, queue: list, done: dict, deps: dict):
+        for key, tag, name, i, d in queue:
+            need = [done[x] for x in deps[key]]
+            if need:
+                yield simpy.AllOf(env, need)
+            yield env.process(one(tag, name, i, d, 0))
+            done[key].succeed()
+
+    kinds = [k for k, _ in parts]
+    if issue_order and len(parts) == 2 and kinds[0] == "F" and kinds[1] in ("B", "BW"):
+        by = {"F": parts[0][1], "B": parts[1][1]}
+        tag_of = {"F": tags[0] if tags else "F", "B": tags[1] if tags else "B"}
+        present = {(ch, nm, i) for ch, ls in by.items() for i, lay in enumerate(ls) for nm in lay if _pos(lay[nm])}
+        deps: dict = {}
+        for ch, kind in (("F", "F"), ("B", kinds[1])):
+            prev = None
+            for nm, i in _chain_items(kind, by[ch]):
+                if (ch, nm, i) not in present:
+                    continue
+                deps[(ch, nm, i)] = [prev] if prev else []
+                prev = (ch, nm, i)
+                w = SIDE.get(nm) if kind == "BW" else None
+                if w and (ch, w, i) in present:
+                    deps[(ch, w, i)] = [(ch, nm, i)]
+        done = {k: env.event() for k in deps}
+        queues: dict[str, list] = {"compute": [], "comm": []}
+        for ch, nm, i in pair_issue_order(len(by["F"]), len(by["B"]), kinds[1] == "BW"):
+            if (ch, nm, i) in deps:
+                queues[_stream(nm)].append(((ch, nm, i), tag_of[ch], nm, i, by[ch][i][nm]))
+        for s, q in queues.items():
+            env.process(in_order(s, q, done, deps))
+    else:
+        for j, (kind, layers) in enumerate(parts):
+            tag = tags[j] if tags else ("F" if kind == "F" else "B")
+            env.process(chain(tag, kind, layers, 1 if kind == "F" else 0))
     env.run()
     t = env.now
     exposed = max(0.0, t - busy["compute"]) if busy["comm"] > 0 else 0.0

@@ -346,7 +346,7 @@ class ChunkTimes:
         r = self.runs.get(key)
         if r is None:
             parts = [(o.kind, self.stage_dicts(sched.stage_of(rank, o.chunk), a.is_pair, slow)) for o in a.ops]
-            r = self.runs[key] = run_chunks(parts, record=(rank == 0 and scn.record))
+            r = self.runs[key] = run_chunks(parts, record=(rank == 0 and scn.record), issue_order=a.is_pair)
         return r
 
     def table(self) -> dict[str, float]:
@@ -362,7 +362,8 @@ class ChunkTimes:
         if not pairs or not self.sp.cfg.is_moe:
             return {}
         _n, pr, pa = max(pairs, key=lambda x: x[0])
-        run = run_chunks([(o.kind, self.stage_dicts(sched.stage_of(pr, o.chunk), True, 1.0)) for o in pa.ops])
+        run = run_chunks([(o.kind, self.stage_dicts(sched.stage_of(pr, o.chunk), True, 1.0)) for o in pa.ops],
+                         issue_order=True)
         per: dict[str, list[float]] = {}
         for sl in run.slices:
             per.setdefault(sl.name, []).append(sl.end - sl.start)

@@ -68,3 +68,30 @@ def test_transfer_slowed_only_beside_compute():
     r = run_chunks([("F", [{"dispatch(F)": (1.0, 2.0)}]), ("F", [{"attn(F)": 0.5}])])
     disp = next(s for s in r.slices if s.name == "dispatch(F)")
     assert disp.end - disp.start == pytest.approx(1.25, rel=1e-4)
+
+
+def test_issue_order_follows_deepseeks_launch_order():
+    """In-order streams (DeepSeek's launch order of an overlapped pair, profile-data): each stream's slices run in
+    pair_issue_order's order; on equal chains the first-ready rule finds the same schedule, so both agree."""
+    from dsv3sim.workload.overlap import pair_issue_order
+
+    parts = [("F", [LAYER] * 4), ("BW", [LAYER] * 4)]
+    fixed = run_chunks(parts, issue_order=True)
+    greedy = run_chunks(parts)
+    assert fixed.time_s == pytest.approx(greedy.time_s)
+    order = pair_issue_order(4, 4, with_w=True)
+    for stream in ("compute", "comm"):
+        want = [(c, n, i) for c, n, i in order if (n.startswith(("dispatch", "combine"))) == (stream == "comm")]
+        got = [(s.chunk, s.name, s.layer) for s in sorted(fixed.slices, key=lambda s: s.start) if s.stream == stream]
+        assert got == want
+
+
+def test_issue_order_uneven_chains_run_every_slice_once():
+    dense = {"attn(F)": 1.0, "mlp(F)": 2.0, "mlp(B)": 2.0, "mlp(W)": 2.0, "attn(B)": 1.5, "attn(W)": 1.0}
+    r = run_chunks([("F", [dense] * 3), ("BW", [LAYER] * 5)], issue_order=True)
+    names = [(s.chunk, s.name, s.layer) for s in r.slices]
+    # the F chain runs its forward slices (2 per dense layer), the BW chain its 4 backward + 2 W slices per layer
+    assert len(names) == len(set(names)) == 3 * 2 + 5 * 6
+    compute = 3 * (1.0 + 2.0) + 5 * sum(v for k, v in LAYER.items() if k in ("mlp(B)", "mlp(W)", "attn(B)", "attn(W)"))
+    assert r.compute_busy_s == pytest.approx(compute)
+    assert r.time_s >= compute - 1e-9
