@@ -131,7 +131,7 @@ def run_chunks(parts: list[tuple[str, list[dict[str, float]]]], *, record: bool 
             t0 = env.now
             _toggle(stream, True)
             if isinstance(d, tuple):
-                yield env.process(_shared(stream, *d))
+                yield from _shared(stream, *d)
             else:
                 yield env.timeout(d)
             _toggle(stream, False)
