@@ -91,6 +91,31 @@ def pair_issue_order(f_layers: int, b_layers: int, with_w: bool) -> list[tuple[s
     return out
 
 
+def _issue_queues(parts: list[tuple[str, list[dict]]], tags: list[str] | None) -> tuple[dict, dict]:
+    """For an F chain and a B / BW chain: per stream, its slices in launch order as (key, tag, name, layer,
+    seconds), and each slice's dependencies (the previous slice of its chain; a W slice its B slice)."""
+    kind_b = parts[1][0]
+    by = {"F": parts[0][1], "B": parts[1][1]}
+    tag_of = {"F": tags[0] if tags else "F", "B": tags[1] if tags else "B"}
+    present = {(ch, nm, i) for ch, ls in by.items() for i, lay in enumerate(ls) for nm in lay if _pos(lay[nm])}
+    deps: dict = {}
+    for ch, kind in (("F", "F"), ("B", kind_b)):
+        prev = None
+        for nm, i in _chain_items(kind, by[ch]):
+            if (ch, nm, i) not in present:
+                continue
+            deps[(ch, nm, i)] = [prev] if prev else []
+            prev = (ch, nm, i)
+            w = SIDE.get(nm) if kind == "BW" else None
+            if w and (ch, w, i) in present:
+                deps[(ch, w, i)] = [(ch, nm, i)]
+    queues: dict[str, list] = {"compute": [], "comm": []}
+    for ch, nm, i in pair_issue_order(len(by["F"]), len(by["B"]), kind_b == "BW"):
+        if (ch, nm, i) in deps:
+            queues[_stream(nm)].append(((ch, nm, i), tag_of[ch], nm, i, by[ch][i][nm]))
+    return queues, deps
+
+
 def run_chunks(parts: list[tuple[str, list[dict[str, float]]]], *, record: bool = True,
                tags: list[str] | None = None, issue_order: bool = False) -> ChunkRun:
     """Run chains together. ``parts`` = [(kind, per-layer {slice name: seconds})], kind in F | B | W | BW; a
@@ -167,25 +192,8 @@ def run_chunks(parts: list[tuple[str, list[dict[str, float]]]], *, record: bool 
 
     kinds = [k for k, _ in parts]
     if issue_order and len(parts) == 2 and kinds[0] == "F" and kinds[1] in ("B", "BW"):
-        by = {"F": parts[0][1], "B": parts[1][1]}
-        tag_of = {"F": tags[0] if tags else "F", "B": tags[1] if tags else "B"}
-        present = {(ch, nm, i) for ch, ls in by.items() for i, lay in enumerate(ls) for nm in lay if _pos(lay[nm])}
-        deps: dict = {}
-        for ch, kind in (("F", "F"), ("B", kinds[1])):
-            prev = None
-            for nm, i in _chain_items(kind, by[ch]):
-                if (ch, nm, i) not in present:
-                    continue
-                deps[(ch, nm, i)] = [prev] if prev else []
-                prev = (ch, nm, i)
-                w = SIDE.get(nm) if kind == "BW" else None
-                if w and (ch, w, i) in present:
-                    deps[(ch, w, i)] = [(ch, nm, i)]
+        queues, deps = _issue_queues(parts, tags)
         done = {k: env.event() for k in deps}
-        queues: dict[str, list] = {"compute": [], "comm": []}
-        for ch, nm, i in pair_issue_order(len(by["F"]), len(by["B"]), kinds[1] == "BW"):
-            if (ch, nm, i) in deps:
-                queues[_stream(nm)].append(((ch, nm, i), tag_of[ch], nm, i, by[ch][i][nm]))
         for s, q in queues.items():
             env.process(in_order(s, q, done, deps))
     else:
