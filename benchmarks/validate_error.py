@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import platform
 import statistics
 import subprocess
 import sys
@@ -56,6 +58,20 @@ MATRIX = {  # name -> (processes, flags) on model/tiny.json
 }
 
 
+def _cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def _machine() -> str:
+    """CPU model and the cores this process may use (Linux /proc/cpuinfo; else the platform's processor)."""
+    try:
+        name = next(ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
+                    if ln.startswith("model name"))
+    except (OSError, StopIteration):
+        name = platform.processor() or "unknown CPU"
+    return f"{name}, {_cores()} cores available"
+
+
 def _load() -> list[str]:
     p = Path("/proc/loadavg")
     return p.read_text().split()[:3] if p.exists() else []
@@ -65,20 +81,26 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--matrix", action="store_true", help="the layout matrix on tiny (MATRIX) instead of sizes x layouts")
+    ap.add_argument("--only", default="", help="comma-separated layout names: run just these cases")
     ap.add_argument("--steps", type=int, default=8)
     ap.add_argument("--out", default=str(REPO / "profiles" / "cpu-local" / "validation_error.json"))
+    ap.add_argument("--runs", help="keep the run folders here (default: a temp folder); with --repredict, where "
+                                   "the run folders are now (looked up by their folder name)")
     ap.add_argument("--repredict", action="store_true",
                     help="re-run only the prediction on the run folders recorded in --out "
                          "(dsv3sim validate --from-run)")
     a = ap.parse_args()
     if a.repredict:
-        return repredict(Path(a.out))
+        return repredict(Path(a.out), Path(a.runs) if a.runs else None)
     cases = [(s, l) for s in SIZES for l in LAYOUTS]
     if a.matrix:
         cases = [("tiny", l) for l in MATRIX]
     elif a.quick:
         cases = [("tiny", "ep2"), ("tiny", "pp2-1f1b"), ("tiny-wide", "ep2-fp8-2nodes")]
-    tmp = Path(tempfile.mkdtemp(prefix="dsv3sim-valbench-"))
+    if a.only:
+        cases = [c for c in cases if c[1] in a.only.split(",")]
+    tmp = Path(a.runs) if a.runs else Path(tempfile.mkdtemp(prefix="dsv3sim-valbench-"))
+    tmp.mkdir(parents=True, exist_ok=True)
     base = json.loads((REPO / "model" / "tiny.json").read_text())
     rows = []
     print(f"{'model':10s} {'layout':16s} {'measured ms':>12s} {'predicted ms':>13s} {'error':>8s}")
@@ -89,7 +111,7 @@ def main() -> int:
         nproc, flags = MATRIX[lay] if a.matrix else (2, LAYOUTS[lay])
         cmd = [sys.executable, "-m", "dsv3sim", "validate", "--model", str(path), "--nproc", str(nproc), "--steps",
                str(a.steps), "--seq-len", "64", "--json", "--out", str(tmp / f"run{i}"), *flags]
-        if nproc > 2:
+        if nproc > _cores():
             cmd.append("--allow-oversubscribe")
         if i == 0 and not a.matrix:
             cmd.append("--save-profile")
@@ -111,6 +133,7 @@ def main() -> int:
         print(f"{size:10s} {lay:16s} {r['measured_step_s'] * 1e3:12.2f} {r['predicted_step_s'] * 1e3:13.2f} "
               f"{r['error'] * 100:+7.1f}%  load {' '.join(load0)}  CPU share {ld.get('rank_cpu_share_median')}  "
               f"worst component {_worst(r['components'])}", flush=True)
+        write(rows, a.out, a.steps, " ".join(sys.argv[1:]), quiet=True)  # each case kept as soon as it is done
     write(rows, a.out, a.steps, " ".join(sys.argv[1:]))
     return 0
 
@@ -125,7 +148,8 @@ def _worst(comps: list[dict]) -> str:
     return f"{c['name']} {c['error'] * 100:+.0f} %"
 
 
-def write(rows: list[dict], out_path: str | Path, steps: int, args: str = "") -> None:
+def write(rows: list[dict], out_path: str | Path, steps: int, args: str = "", machine: str = "",
+          quiet: bool = False) -> None:
     errs = [abs(r["error"]) for r in rows if "error" in r]
     summary = {}
     if errs:
@@ -135,25 +159,28 @@ def write(rows: list[dict], out_path: str | Path, steps: int, args: str = "") ->
                        within_15pct=sum(e <= 0.15 for e in errs) / len(errs),
                        within_5pct=sum(e <= 0.05 for e in errs) / len(errs),
                        within_10pct=sum(e <= 0.10 for e in errs) / len(errs))
-        print(f"|error|: median {summary['median_abs_error'] * 100:.1f} %, max {summary['max_abs_error'] * 100:.1f} %, "
-              f"<= 15 %: {summary['within_15pct'] * 100:.0f} % of cases, <= 5 %: {summary['within_5pct'] * 100:.0f} %")
-    out = dict(machine="this 2-core CPU box, shared with other jobs", loadavg_at_end=_load(),
-               command=f"python benchmarks/validate_error.py {args}".strip(),
+        if not quiet:
+            print(f"|error|: median {summary['median_abs_error'] * 100:.1f} %, max {summary['max_abs_error'] * 100:.1f} %, "
+                  f"<= 15 %: {summary['within_15pct'] * 100:.0f} % of cases, <= 5 %: {summary['within_5pct'] * 100:.0f} %")
+    out = dict(machine=machine or _machine(), loadavg_at_end=_load(),
+               command=args if args.startswith("python ") else f"python benchmarks/validate_error.py {args}".strip(),
                when=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), steps=steps, summary=summary, cases=rows)
     Path(out_path).parent.mkdir(parents=True, exist_ok=True)
     Path(out_path).write_text(json.dumps(out, indent=1))
-    print(f"wrote {out_path}")
+    if not quiet:
+        print(f"wrote {out_path}")
 
 
-def repredict(path: Path) -> int:
+def repredict(path: Path, runs: Path | None = None) -> int:
     old = json.loads(path.read_text())
     rows = []
     print(f"{'model':10s} {'layout':16s} {'measured ms':>12s} {'predicted ms':>13s} {'error':>8s}")
     for c in old["cases"]:
-        if "run_dir" not in c or not (Path(c["run_dir"]) / "result.json").exists():
+        run_dir = runs / Path(c["run_dir"]).name if runs is not None and "run_dir" in c else Path(c.get("run_dir", ""))
+        if "run_dir" not in c or not (run_dir / "result.json").exists():
             rows.append(c)
             continue
-        p = subprocess.run([sys.executable, "-m", "dsv3sim", "validate", "--from-run", c["run_dir"], "--json"],
+        p = subprocess.run([sys.executable, "-m", "dsv3sim", "validate", "--from-run", str(run_dir), "--json"],
                            capture_output=True, text=True, cwd=REPO, timeout=600)
         if p.returncode != 0:
             rows.append(dict(c, repredict_failed=p.stderr[-300:]))
@@ -162,7 +189,8 @@ def repredict(path: Path) -> int:
         rows.append(dict(c, predicted_step_s=r["predicted_step_s"], error=r["error"], components=r["components"]))
         print(f"{c['model']:10s} {c['layout']:16s} {r['measured_step_s'] * 1e3:12.2f} "
               f"{r['predicted_step_s'] * 1e3:13.2f} {r['error'] * 100:+7.1f}%", flush=True)
-    write(rows, path, old.get("steps", 0), " ".join(sys.argv[1:]))
+    write(rows, path, old.get("steps", 0), f"{old.get('command', '')}; then python benchmarks/validate_error.py {' '.join(sys.argv[1:])}",
+          old.get("machine", ""))
     return 0
 
 

@@ -184,7 +184,8 @@ class _FP8Experts(torch.autograd.Function):
         hq, hs, hqt, hst = K.swiglu_quant(gu)
         y = K.grouped_gemm(hq, hs, qd, sd, lay.tile_expert)
         ctx.save_for_backward(gu, xqt, xst, hqt, hst)
-        ctx.lay, ctx.ops, ctx.n_tok = lay, ops, x.shape[0]
+        # backward needs the transposed operands only: the forward's are left to the cache (freeable after the forward)
+        ctx.lay, ctx.w_t, ctx.n_tok = lay, (ops.w13[2:], ops.wd[2:]), x.shape[0]
         ctx.dtypes = (x.dtype, w_gate.dtype, w_up.dtype, w_down.dtype)
         return y
 
@@ -193,11 +194,9 @@ class _FP8Experts(torch.autograd.Function):
         from dsv3sim.nn import fp8_triton as K
 
         gu, xqt, xst, hqt, hst = ctx.saved_tensors
-        lay, ops = ctx.lay, ctx.ops
-        _, _, qt13, st13 = ops.w13
-        _, _, qtd, std = ops.wd
+        lay, ((qt13, st13), (qtd, std)) = ctx.lay, ctx.w_t
         x_dt, g_dt, u_dt, d_dt = ctx.dtypes
-        _, i2, h = ops.w13[0].shape
+        _, h, i2 = qt13.shape  # qT [E, H, 2I]
         i = i2 // 2
         dyq, dys, dyqt, dyst = K.quant(dy.contiguous(), colwise=True)
         dwd = K.grouped_wgrad(dyqt, dyst, hqt, hst, lay.tile_start, lay.n_tiles, h, out_dtype=d_dt)

@@ -123,6 +123,10 @@ def probe(ctx, quick: bool = False) -> dict:
                                                 reps=min(3, spec.profile_reps) if quick else spec.profile_reps)
         out["components"]["grad_sync"] = _grad_sync(ctx, cfg, iters, parts)
         del parts
+        if spec.fp8_compute:  # the FP8 linears' weight cache holds the profiled weights: let them go
+            from dsv3sim.nn.fp8 import clear_weight_cache
+
+            clear_weight_cache()
         if dev.type == "cuda":
             torch.cuda.empty_cache()
     return out

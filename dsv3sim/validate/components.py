@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import statistics
 import time
+import weakref
 
 import torch
 import torch.nn.functional as F
@@ -77,12 +78,38 @@ class _Window:
 _WIN = _Window()
 
 
+class _Grads:
+    """Parameter gradients as the run has them when a backward starts: a step begins with none
+    (``zero_grad(set_to_none=True)``), so a stage's first micro-batch assigns every weight gradient and each later
+    one of the step accumulates into it (reads and writes the whole gradient: at DeepSeek-V3 width 256 experts'
+    gradients are 22 GB, ~10 ms of HBM traffic per backward on an H200). Sample i of a profile (0 = warm-up)
+    starts with no gradients when i is a multiple of the run's micro-batches per step, else accumulates."""
+
+    def __init__(self, every: int = 1) -> None:
+        self.every, self.held = max(every, 1), weakref.WeakSet()  # weak: a profiled module is freed after use
+
+    def track(self, m):
+        """``m`` (a module or a parameter) takes part; returned as is."""
+        self.held.add(m)
+        return m
+
+    def before(self, i: int) -> None:
+        if i % self.every == 0:
+            for m in list(self.held):
+                for p in m.parameters() if isinstance(m, torch.nn.Module) else [m]:
+                    p.grad = None
+
+
+_GRADS = _Grads()
+
+
 def _samples(fn, make_input, reps: int, sync, wait_s: float = 0.0) -> tuple[list[float], ...]:
     """Wall and CPU seconds of forward and backward, ``reps`` samples after one warm-up: (F, B, F_cpu, B_cpu).
     CPU seconds (``time.thread_time``) are the work a sample needed whatever share of a core the scheduler gave
-    it (on CPU the autograd engine runs backward on this thread)."""
+    it (on CPU the autograd engine runs backward on this thread). Parameter gradients follow the run (``_GRADS``)."""
     fs, bs, cf, cb = [], [], [], []
     for i in range(reps + 1):
+        _GRADS.before(i)
         x = make_input().requires_grad_()
         if wait_s:
             _WIN.sleep(wait_s)  # block like a rank waiting in an all-to-all (see WAIT_S)
@@ -123,8 +150,9 @@ def profile_components(cfg, spec, device: torch.device, sync, rank: int = 0, *, 
     T = B * S
     hid = lambda: torch.randn(B, S, D, dtype=dtype, device=device)
     wait = WAIT_S if spec.ep > 1 else 0.0
-    global _WIN
+    global _WIN, _GRADS
     _WIN = _Window()
+    _GRADS = _Grads(spec.n_microbatches)
     ded = device.type == "cpu"
     _, b0, _, c0 = _samples(lambda x: x * 1.0, hid, reps, sync, wait)
     bwd_start = statistics.median(c0 if ded else b0)
@@ -137,7 +165,7 @@ def profile_components(cfg, spec, device: torch.device, sync, rank: int = 0, *, 
     dense = next((b for b in parts.blocks if b.ffn is not None), None)
     moe = next((b for b in parts.blocks if b.is_moe), None)
     blk = parts.blocks[0]
-    mat = lambda m: materialize(m, device, dtype, spec.seed)
+    mat = lambda m: _GRADS.track(materialize(m, device, dtype, spec.seed))
     an, at = mat(blk.attn_norm), mat(blk.attn)
     prof("attn", lambda x: at(an(x)))
     if dense is not None:
@@ -276,7 +304,7 @@ def _profile_shared_and_gate(cfg, spec, moe, mat, prof, T: int, dtype, device) -
     if moe.shared is not None:
         sh = mat(moe.shared)
         prof("shared", lambda x: sh(x.view(T, D)))
-    gw = torch.nn.Parameter(torch.randn(moe.gate_weight.shape, device=device, dtype=dtype) * 0.02)
+    gw = _GRADS.track(torch.nn.Parameter(torch.randn(moe.gate_weight.shape, device=device, dtype=dtype) * 0.02))
     gb = moe.gate_bias.to(device) if moe.gate_bias is not None else None
     m = EPMoE(cfg=cfg, layer=0, gate_weight=gw, gate_bias=gb, experts=torch.nn.Identity(), n_local=E // spec.ep,
               shared=None, group=None, ep_rank=0, ep_size=spec.ep, node_size=spec.node_size, fp8=False,
@@ -334,6 +362,7 @@ def _stage_spans(st, tl, hid, reps: int, sync, wait: float) -> dict[str, list[fl
     after one warm-up."""
     tot = {"F": [0.0, 0.0, 0.0], "B": [0.0, 0.0, 0.0]}
     for i in range(reps + 1):
+        _GRADS.before(i)
         x = hid().requires_grad_()
         if wait:
             _WIN.sleep(wait)
