@@ -33,11 +33,14 @@ from dsv3sim.validate.requant import fp8_operands, profile_requant
 from dsv3sim.validate.schedule import plan
 
 REPS = 8
-# On a CPU shared with other processes the scheduler (Linux CFS) runs a task that just woke from a blocking
-# wait ahead of the CPU-bound ones for a few ms; a task that computes back to back gets its fair share only.
-# Measured here: an MLA forward of `tiny` takes 11 ms back to back but 5 ms after a 3 ms sleep at load ~13.
-# With EP every component runs between blocking all-to-alls, so it is profiled after such a wait; without EP
-# a stage computes for long stretches and is profiled back to back. The optimizer always follows a wait.
+# A rank that just woke from a blocking wait runs differently from one that computed back to back: on a loaded
+# CPU the scheduler (Linux CFS) runs the woken task ahead of the CPU-bound ones for a few ms (measured: an MLA
+# forward of `tiny` took 11 ms back to back but 5 ms after a 3 ms sleep at load ~13); on an idle one its core
+# comes back from a sleep state with cold caches (measured on 16 idle cores: the short shared-expert and gate
+# spans of EP runs 20-50 % faster in the run than profiled after a sleep). So a component is profiled after
+# such a wait only where the run has one before it: with EP the routed experts follow the dispatch and the
+# payload encoding the layout exchange; attention, gate, shared experts, head and embedding follow compute.
+# The optimizer always follows a wait (the gradient all-reduce) when there are several ranks.
 WAIT_S = 3e-3
 LARGE = 1 << 24  # optimizer: tensors above this many elements are timed as flat stand-ins (_optim)
 MAX_PROFILED_EXPERTS = 16  # at least (on CPU: exactly) this many experts are profiled at once (_experts_that_fit)
@@ -143,24 +146,26 @@ def _summary(fs: list[float], bs: list[float], cf: list[float], cb: list[float],
 
 
 def profile_components(cfg, spec, device: torch.device, sync, rank: int = 0, *, parts=None,
-                       reps: int = REPS) -> dict:
+                       reps: int = REPS, ep=None) -> dict:
+    """Every component's profile on this rank (module docstring); ``ep`` = (EP process group, EP rank) lets the
+    glue profile run the run's EP path with real all-to-alls (``_glue``)."""
     parts = parts if parts is not None else build(cfg, spec.seed, fp8=spec.fp8_compute)
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     B, S, D = spec.micro_batch, spec.seq_len, cfg.hidden_size
     T = B * S
     hid = lambda: torch.randn(B, S, D, dtype=dtype, device=device)
-    wait = WAIT_S if spec.ep > 1 else 0.0
+    wait = WAIT_S if spec.ep > 1 else 0.0  # before the routed experts and the payload encoding only (WAIT_S)
     global _WIN, _GRADS
     _WIN = _Window()
     _GRADS = _Grads(spec.n_microbatches)
     ded = device.type == "cpu"
-    _, b0, _, c0 = _samples(lambda x: x * 1.0, hid, reps, sync, wait)
+    _, b0, _, c0 = _samples(lambda x: x * 1.0, hid, reps, sync)
     bwd_start = statistics.median(c0 if ded else b0)
     out: dict = {"tokens_per_microbatch": T, "bwd_call_overhead_s": bwd_start, "wait_before_sample_s": wait,
                  "dedicated": ded}
 
     def prof(name, fn, make=hid):
-        out[name] = _summary(*_samples(fn, make, reps, sync, wait), bwd_start, ded)
+        out[name] = _summary(*_samples(fn, make, reps, sync), bwd_start, ded)
 
     dense = next((b for b in parts.blocks if b.ffn is not None), None)
     moe = next((b for b in parts.blocks if b.is_moe), None)
@@ -183,7 +188,7 @@ def profile_components(cfg, spec, device: torch.device, sync, rank: int = 0, *, 
     tok = torch.randint(0, cfg.vocab_size, (B, S), device=device)
     prof("embed", lambda _x: emb(tok) + 0 * _x)
     if dense is not None or (moe is not None and device.type == "cpu"):
-        out["glue"] = _glue(cfg, spec, parts, mat, hid, reps, sync, wait, out, bwd_start)
+        out["glue"] = _glue(cfg, spec, parts, mat, hid, reps, sync, out, bwd_start, ep)
     dense_p, expert_p = rank_params(parts, cfg, spec, rank)
     out["optim"] = _optim(dense_p + expert_p, device, dtype, sync, reps, wait_s=WAIT_S if spec.world_size > 1 else 0)
     if spec.fp8_compute:  # the FP8 weight copies re-quantised after each optimizer step (requant.py)
@@ -318,13 +323,17 @@ def _profile_shared_and_gate(cfg, spec, moe, mat, prof, T: int, dtype, device) -
     prof("gate", gate_work)
 
 
-def _glue(cfg, spec, parts, mat, hid, reps: int, sync, wait: float, comps: dict, bwd_start: float) -> dict:
+def _glue(cfg, spec, parts, mat, hid, reps: int, sync, comps: dict, bwd_start: float, ep=None) -> dict:
     """Framework time per layer and pass, measured the way the run defines it (``other`` = step - timed spans):
-    the model's layers run through the run's own stage code (``train.Stage`` with ``ep.EPMoE`` MoE layers on one
-    rank: residual adds, norms, timeline marks, the routing bookkeeping, the autograd graph between the
-    components), forward and backward, and what the stage's timeline spans do not cover is the glue. Backward:
-    less the autograd start-up and the gate's backward (both charged separately). On CPU the share of the stage's
-    CPU time outside the spans (the table divides by the window's share), on a GPU wall time. A GPU profiles the
+    the model's layers run through the run's own stage code (``train.Stage`` with ``ep.EPMoE`` MoE layers:
+    residual adds, norms, timeline marks, the routing bookkeeping, the autograd graph between the components),
+    forward and backward, and what the stage's timeline spans do not cover is the glue. With EP on CPU (``ep`` =
+    (group, EP rank)) the MoE layers run the run's EP path with this rank's experts and real all-to-alls over its
+    EP group (every rank of the group profiles at once, so the collectives pair up): the layout bookkeeping
+    after the exchange, the all-to-all autograd functions and ``tolist`` syncs are glue the one-rank path lacks.
+    Backward: less the autograd start-up and the gate's backward (both charged separately). On CPU the share of
+    the stage's CPU time outside the spans (the table divides by the window's share; a rank blocked in an
+    all-to-all spends no CPU, so the share is over the time outside them), on a GPU wall time. A GPU profiles the
     dense layers only (a V3-width MoE layer's experts do not fit beside the calibration)."""
     from dsv3sim.validate.ep import EPMoE
     from dsv3sim.validate.timeline import Timeline
@@ -336,36 +345,43 @@ def _glue(cfg, spec, parts, mat, hid, reps: int, sync, wait: float, comps: dict,
     tl = Timeline(dev)
     tl.step = 0
     E = cfg.n_routed_experts
+    group, ep_rank = ep if ep is not None and ded else (None, 0)
+    R = spec.ep if group is not None else 1
+    Er = E // R
     moe = {b.layer: EPMoE(cfg=cfg, layer=b.layer, gate_weight=b.gate_weight, gate_bias=b.gate_bias,
-                          experts=b.expert_slice(0, E), n_local=E, shared=b.shared, group=None, ep_rank=0, ep_size=1,
-                          node_size=1, fp8=False, tl=tl) for b in parts.blocks if b.layer in layers and b.is_moe}
+                          experts=b.expert_slice(ep_rank * Er, (ep_rank + 1) * Er), n_local=Er, shared=b.shared,
+                          group=group, ep_rank=ep_rank, ep_size=R, node_size=spec.node_size if R > 1 else 1,
+                          fp8=spec.fp8 and R > 1, tl=tl) for b in parts.blocks if b.layer in layers and b.is_moe}
     st = mat(Stage(s=1, n_stages=3, parts=parts, layers=layers, moe=moe, tl=tl))  # neither first nor last stage
     for m in moe.values():
         if m.gate_bias is not None:
             m.gate_bias = m.gate_bias.to(dev)
-    tot = _stage_spans(st, tl, hid, reps, sync, wait)
+    tot = _stage_spans(st, tl, hid, reps, sync)
     n, n_moe = len(layers), len(moe)
     gate_b = comps["gate"]["B"] if "gate" in comps else 0.0
     per = {}
     for d in ("F", "B"):
-        wall, cpu, spans = (v / reps for v in tot[d])
-        out_of_spans = max(wall - spans, 0.0) * (cpu / wall if ded and wall > 0 else 1.0)
+        wall, cpu, spans, comm = (v / reps for v in tot[d])
+        busy = wall - comm
+        out_of_spans = max(wall - spans, 0.0) * (min(cpu / busy, 1.0) if ded and busy > 0 else 1.0)
         if d == "B":
             out_of_spans -= bwd_start + n_moe * gate_b
         per[d] = max(out_of_spans / n, 0.0)
-    return {"F": per["F"], "B": per["B"], "F_s": [per["F"]], "B_s": [per["B"]], "layers": layers,
-            "stage_wall_s": {d: tot[d][0] / reps for d in tot}, "stage_spans_s": {d: tot[d][2] / reps for d in tot}}
+    return {"F": per["F"], "B": per["B"], "F_s": [per["F"]], "B_s": [per["B"]], "layers": layers, "ep": R,
+            "stage_wall_s": {d: tot[d][0] / reps for d in tot}, "stage_spans_s": {d: tot[d][2] / reps for d in tot},
+            "stage_all_to_all_s": {d: tot[d][3] / reps for d in tot}}
 
 
-def _stage_spans(st, tl, hid, reps: int, sync, wait: float) -> dict[str, list[float]]:
-    """{F|B: [wall, CPU, timeline spans]} seconds of ``st`` forward and backward, summed over ``reps`` samples
-    after one warm-up."""
-    tot = {"F": [0.0, 0.0, 0.0], "B": [0.0, 0.0, 0.0]}
+_COMM_SPANS = ("layout(", "dispatch(", "combine(")
+
+
+def _stage_spans(st, tl, hid, reps: int, sync) -> dict[str, list[float]]:
+    """{F|B: [wall, CPU, timeline spans, all-to-all spans]} seconds of ``st`` forward and backward, summed over
+    ``reps`` samples after one warm-up."""
+    tot = {"F": [0.0, 0.0, 0.0, 0.0], "B": [0.0, 0.0, 0.0, 0.0]}
     for i in range(reps + 1):
         _GRADS.before(i)
         x = hid().requires_grad_()
-        if wait:
-            _WIN.sleep(wait)
         tl.events.clear()
         sync()
         c0, t0 = time.thread_time(), time.perf_counter()
@@ -380,6 +396,8 @@ def _stage_spans(st, tl, hid, reps: int, sync, wait: float) -> dict[str, list[fl
                 tot[d][0] += w
                 tot[d][1] += c
                 tot[d][2] += sum(e.dur for e in tl.events if e.name.endswith(f"({d})"))
+                tot[d][3] += sum(e.dur for e in tl.events if e.name.endswith(f"({d})") and
+                                 e.name.startswith(_COMM_SPANS))
     return tot
 
 
@@ -466,7 +484,5 @@ def _optim(params: list[torch.nn.Parameter], device, dtype, sync, reps: int, max
         c = max(t1 - b * n1, 0.0)
         large = {"elements": n_large, "per_call_s": c, "per_element_s": b}
         ts = [t + c + b * n_large for t in ts]
-    if device.type == "cuda":
-        torch.cuda.empty_cache()
     return {"F": statistics.median(ts), "B": 0.0, "F_s": ts, "B_s": [0.0], "n_tensors": len(params),
             "n_params": total, "scaled_from_params": n, "large": large}

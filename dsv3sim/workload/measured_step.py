@@ -33,8 +33,8 @@ Composition:
   compute x E[max of n N(0,1)] (DP replicas never meet before it: their whole step; EP ranks: the last
   chunk's compute after its last all-to-all).
 * ``optim``: the measured optimizer step. ``framework``: per layer and pass the glue the calibration measured
-  (the run's stage code over the dense layers minus their components: residual adds, marks, the autograd
-  graph between components), the autograd start-up of every backward call, and the backward of gate, head and
+  (the run's stage code minus its timed spans: residual adds, marks, the autograd graph between components;
+  on CPU with EP the MoE layers' EP path with real all-to-alls, its layout bookkeeping included), the autograd start-up of every backward call, and the backward of gate, head and
   embedding (timed in the calibration, not separately in a run).
 * ``requant`` (FP8 compute): the FP8 weight copies re-quantised once after the optimizer, as calibrated.
 The step = max over ranks of the end of the optimizer. Components are per step, mean over ranks.
