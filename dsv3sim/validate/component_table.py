@@ -114,7 +114,51 @@ def _preempt(probes: list[dict], comps: list[dict]) -> dict:
     return preemption_fit([p[0] for p in pairs], [p[1] for p in pairs])
 
 
-def _rank_entry(c: dict) -> dict:
+def _context(cc: dict, cfg) -> dict[str, float] | None:
+    """{F|B: in-stage / standalone} of one probe's compute: the glue profile's whole-stage pass (every layer's
+    forward, then every backward, as the run does) over the same calls timed standalone, back to back. A
+    component inside a stage pass finds its weights and saved activations evicted by the other layers' work
+    (measured on 16 idle cores: the stage's spans 8-21 % above the standalone sum; the runs' compute
+    components -3..-21 % under-predicted from the standalone times). CPU only (seconds of CPU on both sides:
+    the stage's spans times its CPU share outside the all-to-alls); None without a usable stage profile (a GPU
+    profiles no MoE stage; an EP run profiled before the glue took the EP path held other experts)."""
+    g = cc.get("glue")
+    if not g or "stage_spans_s" not in g or not cc.get("dedicated") or "attn" not in cc:
+        return None
+    n = len(g["layers"])
+    n_moe = g.get("n_moe")
+    if n_moe is None:  # a profile from before the glue recorded its MoE layers and expert pairs
+        if cfg is None or "codec" in cc:  # an EP run's one-rank glue held all experts, the fit the rank's
+            return None
+        n_moe = sum(cfg.is_moe_layer(L) for L in g["layers"])
+    pairs = g.get("pairs_per_moe_layer") or cc["tokens_per_microbatch"] * (cfg.num_experts_per_tok if cfg else 1)
+    out = {}
+    for d, key in (("F", "fwd"), ("B", "bwd")):
+        std = n * cc["attn"][d] + (n - n_moe) * cc.get("mlp_dense", {}).get(d, 0.0)
+        if n_moe:
+            ex = cc["expert"][key]
+            std += n_moe * (cc.get("shared", {}).get(d, 0.0) + ex["a_s"] + ex["b_s_per_row"] * pairs)
+            std += n_moe * cc["gate"]["F"] if d == "F" else 0.0  # the gate's backward is outside the spans
+        comm = g.get("stage_all_to_all_s", {}).get(d, 0.0)
+        busy = g["stage_wall_s"][d] - comm
+        ratio = min(g["stage_cpu_s"][d] / busy, 1.0) if "stage_cpu_s" in g and busy > 0 else 1.0
+        ctx = (g["stage_spans_s"][d] - comm) * ratio
+        if std <= 0 or ctx <= 0:
+            return None
+        out[d] = ctx / std
+    return out
+
+
+def _apply_context(entry: dict, k: dict[str, float]) -> None:
+    """Compute components (every one but the glue, which is measured in the stage) and the expert fit x k."""
+    for name, fb in entry["components"].items():
+        if name != "glue":
+            entry["components"][name] = [fb[0] * k["F"], fb[1] * k["B"]]
+    for d, key in (("F", "fwd"), ("B", "bwd")):
+        entry["expert"][key] = [x * k[d] for x in entry["expert"][key]]
+
+
+def _rank_entry(c: dict, cfg=None) -> dict:
     comps = [p["components"] for p in c["probes"] if "components" in p]
     if not comps:
         raise ValueError(f"rank {c['rank']}: the calibration has no component profile")
@@ -126,6 +170,10 @@ def _rank_entry(c: dict) -> dict:
     out: dict = {"components": _component_times(comps, ded, share, cvs, wts),
                  "expert": _expert_fit(comps, share, cvs, wts), "codec": _codec_fit(comps, share), "share": share,
                  "busy": statistics.median(w["busy"] for w in wins) if wins else 1.0}
+    ks = [k for k in (_context(cc, cfg) for cc in comps) if k]
+    if ks:
+        out["context"] = {d: statistics.median(k[d] for k in ks) for d in ("F", "B")}
+        _apply_context(out, out["context"])
     out["bwd_start_s"] = statistics.median(cc.get("bwd_call_overhead_s", 0.0) for cc in comps) / share
     out["optim_s"] = statistics.median(x for cc in comps for x in cc["optim"]["F_s"]) / share
     out["requant_s"] = _requant_s(comps, share)
@@ -194,7 +242,18 @@ def build_table(spec, train: list[dict], calib: list[dict], machine: str) -> dic
                                   key=lambda kv: int(kv[0]))),
             "routing": _routing(spec, train),
             "cores": _cores() if spec.device == "cpu" else 0, "procs": spec.nproc * spec.threads,
-            "ranks": {str(c["rank"]): _rank_entry(c) for c in calib}}
+            "ranks": {str(c["rank"]): _rank_entry(c, _model(spec)) for c in calib}}
+
+
+def _model(spec):
+    """The run's model config (the glue stage's MoE layers and expert pairs when its profile did not record
+    them); None if it cannot be read."""
+    from dsv3sim.config import load_model_config
+
+    try:
+        return load_model_config(spec.model)
+    except Exception:  # noqa: BLE001 - an unreadable model only loses that fallback
+        return None
 
 
 def write_scenario(spec, out_dir: Path, topology: Path, table: Path) -> Path:

@@ -367,8 +367,11 @@ def _glue(cfg, spec, parts, mat, hid, reps: int, sync, comps: dict, bwd_start: f
         if d == "B":
             out_of_spans -= bwd_start + n_moe * gate_b
         per[d] = max(out_of_spans / n, 0.0)
+    pairs = [sum(x["expert_rows"]) for m in moe.values() for x in m.routing]
     return {"F": per["F"], "B": per["B"], "F_s": [per["F"]], "B_s": [per["B"]], "layers": layers, "ep": R,
-            "stage_wall_s": {d: tot[d][0] / reps for d in tot}, "stage_spans_s": {d: tot[d][2] / reps for d in tot},
+            "n_moe": n_moe, "pairs_per_moe_layer": statistics.fmean(pairs) if pairs else 0.0,
+            "stage_wall_s": {d: tot[d][0] / reps for d in tot}, "stage_cpu_s": {d: tot[d][1] / reps for d in tot},
+            "stage_spans_s": {d: tot[d][2] / reps for d in tot},
             "stage_all_to_all_s": {d: tot[d][3] / reps for d in tot}}
 
 

@@ -1,0 +1,71 @@
+"""The calibration's in-stage context factor and the gradient pattern of the component profile."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from dsv3sim.config import load_model_config
+from dsv3sim.validate.component_table import _apply_context, _context
+from dsv3sim.validate.components import _Grads
+
+
+def _probe(k_f: float, k_b: float, *, ep_glue: bool = True, dedicated: bool = True) -> dict:
+    """A CPU probe whose glue stage (4 layers: 1 dense, 3 MoE) ran its compute k times the standalone sum."""
+    attn, dense, shared, gate = (2e-3, 3e-3), (1e-3, 2e-3), (3e-4, 4e-4), 1e-3
+    ex = {"fwd": {"a_s": 5e-4, "b_s_per_row": 1e-6}, "bwd": {"a_s": 6e-4, "b_s_per_row": 2e-6}}
+    pairs = 256.0
+    std = {"F": 4 * attn[0] + dense[0] + 3 * (shared[0] + 5e-4 + 1e-6 * pairs + gate),
+           "B": 4 * attn[1] + dense[1] + 3 * (shared[1] + 6e-4 + 2e-6 * pairs)}
+    comm = {"F": 4e-3, "B": 5e-3}
+    glue = {"layers": [0, 1, 2, 3], "stage_all_to_all_s": comm,
+            "stage_spans_s": {"F": std["F"] * k_f + comm["F"], "B": std["B"] * k_b + comm["B"]},
+            "stage_wall_s": {"F": std["F"] * k_f + comm["F"] + 2e-3, "B": std["B"] * k_b + comm["B"] + 2e-3}}
+    # the rank computed at full speed outside the all-to-alls: CPU = wall - all-to-all time
+    glue["stage_cpu_s"] = {d: glue["stage_wall_s"][d] - comm[d] for d in comm}
+    if ep_glue:
+        glue.update(n_moe=3, pairs_per_moe_layer=pairs)
+    return {"dedicated": dedicated, "tokens_per_microbatch": 64, "attn": {"F": attn[0], "B": attn[1]},
+            "mlp_dense": {"F": dense[0], "B": dense[1]}, "shared": {"F": shared[0], "B": shared[1]},
+            "gate": {"F": gate, "B": 5e-4}, "expert": ex, "glue": glue}
+
+
+def test_context_is_the_stage_over_the_standalone_sum():
+    k = _context(_probe(1.1, 1.2), None)
+    assert k["F"] == pytest.approx(1.1) and k["B"] == pytest.approx(1.2)
+    assert _context(_probe(1.1, 1.2, dedicated=False), None) is None  # GPU: wall times, no MoE stage
+    assert _context({"dedicated": True, "attn": {"F": 1.0, "B": 1.0}}, None) is None  # no glue profile
+
+
+def test_context_of_older_profiles_needs_the_model_and_no_ep():
+    cfg = load_model_config("model/tiny.json")  # 4 layers, the first dense: 3 MoE layers
+    old = _probe(1.1, 1.2, ep_glue=False)
+    old["glue"]["stage_all_to_all_s"] = {"F": 0.0, "B": 0.0}
+    for d in ("F", "B"):  # no all-to-alls in a one-rank glue
+        old["glue"]["stage_spans_s"][d] -= {"F": 4e-3, "B": 5e-3}[d]
+        old["glue"]["stage_wall_s"][d] -= {"F": 4e-3, "B": 5e-3}[d]
+    old["tokens_per_microbatch"] = 64  # x 4 experts per token = the 256 pairs above
+    k = _context(old, cfg)
+    assert k["F"] == pytest.approx(1.1, rel=1e-3) and k["B"] == pytest.approx(1.2, rel=1e-3)
+    assert _context(dict(old, codec={}), cfg) is None  # an EP run's one-rank glue held other experts
+
+
+def test_apply_context_scales_compute_but_not_the_glue():
+    e = {"components": {"attn": [1.0, 2.0], "glue": [0.5, 0.5]}, "expert": {"fwd": [1.0, 2.0], "bwd": [3.0, 4.0]}}
+    _apply_context(e, {"F": 1.1, "B": 1.2})
+    assert e["components"]["attn"] == pytest.approx([1.1, 2.4])
+    assert e["components"]["glue"] == [0.5, 0.5]
+    assert e["expert"]["fwd"] == pytest.approx([1.1, 2.2]) and e["expert"]["bwd"] == pytest.approx([3.6, 4.8])
+
+
+def test_profile_gradients_follow_the_runs_micro_batches():
+    g = _Grads(every=2)
+    lin = g.track(torch.nn.Linear(2, 2))
+    seen = []
+    for i in range(4):
+        g.before(i)
+        seen.append(lin.weight.grad is None)
+        lin(torch.ones(1, 2)).sum().backward()
+    assert seen == [True, False, True, False]  # the first micro-batch of each step assigns, the next accumulates
+    del lin
+    assert len(g.held) == 0  # a profiled module is not kept alive by the pattern
