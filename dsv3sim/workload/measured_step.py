@@ -34,8 +34,9 @@ Composition:
   chunk's compute after its last all-to-all).
 * ``optim``: the measured optimizer step. ``framework``: per layer and pass the glue the calibration measured
   (the run's stage code minus its timed spans: residual adds, marks, the autograd graph between components;
-  on CPU with EP the MoE layers' EP path with real all-to-alls, its layout bookkeeping included), the autograd start-up of every backward call, and the backward of gate, head and
-  embedding (timed in the calibration, not separately in a run).
+  on CPU with EP the MoE layers' EP path with real all-to-alls, its layout bookkeeping included), the autograd
+  start-up of every backward call, and the backward of gate, head and embedding (timed in the calibration, not
+  separately in a run).
 * ``requant`` (FP8 compute): the FP8 weight copies re-quantised once after the optimizer, as calibrated.
 The step = max over ranks of the end of the optimizer. Components are per step, mean over ranks.
 
@@ -50,6 +51,7 @@ import math
 import statistics
 import time
 from collections import defaultdict
+from dataclasses import replace
 from itertools import pairwise
 from pathlib import Path
 
@@ -57,6 +59,7 @@ from dsv3sim.config.errors import ConfigError
 from dsv3sim.config.scenario import Scenario, TrainingWorkload
 from dsv3sim.config.topology import load_topology_config
 from dsv3sim.parallel import execute, generate
+from dsv3sim.parallel.actions import Action
 from dsv3sim.results import Infeasible, TrainingResult
 from dsv3sim.workload.deepep_overheads import expected_max_normal
 from dsv3sim.workload.preemption import lateness
@@ -351,12 +354,24 @@ def simulate_measured(scn: Scenario) -> TrainingResult | Infeasible:
         return Infeasible(scenario=scn.name, kind="training", reason=bad)
     tr = Transport(scn.topology)
     ranks = {int(k): v for k, v in t["ranks"].items()}
-    sched = generate(w.schedule, pp := t["pp"], scn.microbatches)
+    sched = _one_op_per_slot(generate(w.schedule, pp := t["pp"], scn.microbatches))
     act_bytes = t["tokens_per_microbatch"] * t["hidden"] * t["elt_bytes"]
     hop = tr.time("p2p", act_bytes) if pp > 1 else 0.0
     fp8 = w.dispatch_dtype == "fp8"
     comp, end, spans, makespans = _step(t, sched, tr, ranks, hop, fp8)[:4]
     return _result(scn, t, tr, comp, end, spans, makespans, len(ranks), t_wall)
+
+
+def _one_op_per_slot(sched):
+    """The schedule as the measured run executes it: an overlapped pair (DualPipe's ``F1.1&BW0.0``) becomes its
+    two ops in order, each starting when its own input has arrived (``validate/train.py`` receives each op's
+    input right before the op, on one core: the forward runs while the backward's gradient is still on its way).
+    As one slot, the pair would wait for both inputs: on DualPipe pp2 x 4 micro-batches that put a 9 ms wait per
+    rank in front of the pair, where the run waited 0.2-0.5 ms."""
+    if not any(a.is_pair for acts in sched.actions.values() for a in acts):
+        return sched
+    return replace(sched, actions={r: tuple(Action((o,)) for a in acts for o in a.ops)
+                                   for r, acts in sched.actions.items()})
 
 
 def _step(t: dict, sched, tr: Transport, ranks: dict, hop: float, fp8: bool):
