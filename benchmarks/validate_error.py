@@ -13,7 +13,9 @@ Model sizes are variants of model/tiny.json written to a temp folder (hidden siz
         # on/off; 4-process cases oversubscribe a 2-core box (--allow-oversubscribe) and say so
 
 Every case records the load average before and after its run: on a shared box the measured step moves with
-the other jobs' load between the calibration and the training phase, which no prediction can see.
+the other jobs' load between the calibration and the training phase, which no prediction can see. The output
+names the machine (CPU model, cores available); 4-process cases oversubscribe only where the cores are fewer.
+    .venv/bin/python benchmarks/validate_error.py --matrix --runs /tmp/vm --only ep2,dp2   # a subset, folders kept
 """
 
 from __future__ import annotations

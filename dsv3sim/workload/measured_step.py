@@ -17,7 +17,7 @@ Composition:
 * pipeline: ``dsv3sim.parallel.generate(schedule, pp, microbatches)`` executed by ``dsv3sim.parallel.execute``
   (longest path over the action DAG, the same executor as ``workload.training``), one pipeline per DP replica,
   p2p = activation bytes over the p2p fit. B and BW run the full backward, W is empty (eager PyTorch computes
-  weight gradients with the input gradients).
+  weight gradients with the input gradients); an overlapped pair runs as its two ops in order, as the run does.
 * one chunk on one pipeline rank: every EP rank of the replica runs the chunk's layers in lockstep; at each
   all-to-all (layout, dispatch, combine; each dispatch/combine span also encodes the rows sent and decodes those
   received, the table's ``codec`` fit) all EP ranks meet: the all-to-all starts at the latest rank's clock
