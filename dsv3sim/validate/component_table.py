@@ -119,8 +119,9 @@ def _context(cc: dict, cfg) -> dict[str, float] | None:
     forward, then every backward, as the run does) over the same calls timed standalone, back to back. A
     component inside a stage pass finds its weights and saved activations evicted by the other layers' work
     (measured on 16 idle cores: the stage's spans 8-21 % above the standalone sum; the runs' compute
-    components -3..-21 % under-predicted from the standalone times). CPU only (seconds of CPU on both sides:
-    the stage's spans times its CPU share outside the all-to-alls); None without a usable stage profile (a GPU
+    components -3..-21 % under-predicted from the standalone times). CPU only, CPU seconds on both sides (the
+    stage's compute spans' own CPU: on a shared core a rank woken from an all-to-all computes at a higher share
+    than the stage's average, so wall x share misjudged the EP stages); None without a usable stage profile (a GPU
     profiles no MoE stage; an EP run profiled before the glue took the EP path held other experts)."""
     g = cc.get("glue")
     if not g or "stage_spans_s" not in g or not cc.get("dedicated") or "attn" not in cc:
@@ -139,10 +140,13 @@ def _context(cc: dict, cfg) -> dict[str, float] | None:
             ex = cc["expert"][key]
             std += n_moe * (cc.get("shared", {}).get(d, 0.0) + ex["a_s"] + ex["b_s_per_row"] * pairs)
             std += n_moe * cc["gate"]["F"] if d == "F" else 0.0  # the gate's backward is outside the spans
-        comm = g.get("stage_all_to_all_s", {}).get(d, 0.0)
-        busy = g["stage_wall_s"][d] - comm
-        ratio = min(g["stage_cpu_s"][d] / busy, 1.0) if "stage_cpu_s" in g and busy > 0 else 1.0
-        ctx = (g["stage_spans_s"][d] - comm) * ratio
+        if "stage_compute_cpu_s" in g:  # the CPU seconds inside the stage's compute spans, measured
+            ctx = g["stage_compute_cpu_s"][d]
+        else:  # older profiles: the spans' wall times the stage's CPU share outside the all-to-alls
+            comm = g.get("stage_all_to_all_s", {}).get(d, 0.0)
+            busy = g["stage_wall_s"][d] - comm
+            ratio = min(g["stage_cpu_s"][d] / busy, 1.0) if "stage_cpu_s" in g and busy > 0 else 1.0
+            ctx = (g["stage_spans_s"][d] - comm) * ratio
         if std <= 0 or ctx <= 0:
             return None
         out[d] = ctx / std

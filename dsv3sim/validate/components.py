@@ -361,7 +361,7 @@ def _glue(cfg, spec, parts, mat, hid, reps: int, sync, comps: dict, bwd_start: f
     gate_b = comps["gate"]["B"] if "gate" in comps else 0.0
     per = {}
     for d in ("F", "B"):
-        wall, cpu, spans, comm = (v / reps for v in tot[d])
+        wall, cpu, spans, comm, _ = (v / reps for v in tot[d])
         busy = wall - comm
         out_of_spans = max(wall - spans, 0.0) * (min(cpu / busy, 1.0) if ded and busy > 0 else 1.0)
         if d == "B":
@@ -372,16 +372,17 @@ def _glue(cfg, spec, parts, mat, hid, reps: int, sync, comps: dict, bwd_start: f
             "n_moe": n_moe, "pairs_per_moe_layer": statistics.fmean(pairs) if pairs else 0.0,
             "stage_wall_s": {d: tot[d][0] / reps for d in tot}, "stage_cpu_s": {d: tot[d][1] / reps for d in tot},
             "stage_spans_s": {d: tot[d][2] / reps for d in tot},
-            "stage_all_to_all_s": {d: tot[d][3] / reps for d in tot}}
+            "stage_all_to_all_s": {d: tot[d][3] / reps for d in tot},
+            "stage_compute_cpu_s": {d: tot[d][4] / reps for d in tot}}
 
 
 _COMM_SPANS = ("layout(", "dispatch(", "combine(")
 
 
 def _stage_spans(st, tl, hid, reps: int, sync) -> dict[str, list[float]]:
-    """{F|B: [wall, CPU, timeline spans, all-to-all spans]} seconds of ``st`` forward and backward, summed over
-    ``reps`` samples after one warm-up."""
-    tot = {"F": [0.0, 0.0, 0.0, 0.0], "B": [0.0, 0.0, 0.0, 0.0]}
+    """{F|B: [wall, CPU, timeline spans, all-to-all spans, CPU inside the compute spans]} seconds of ``st``
+    forward and backward, summed over ``reps`` samples after one warm-up."""
+    tot = {"F": [0.0] * 5, "B": [0.0] * 5}
     for i in range(reps + 1):
         _GRADS.before(i)
         x = hid().requires_grad_()
@@ -401,6 +402,8 @@ def _stage_spans(st, tl, hid, reps: int, sync) -> dict[str, list[float]]:
                 tot[d][2] += sum(e.dur for e in tl.events if e.name.endswith(f"({d})"))
                 tot[d][3] += sum(e.dur for e in tl.events if e.name.endswith(f"({d})") and
                                  e.name.startswith(_COMM_SPANS))
+                tot[d][4] += sum(e.cpu for e in tl.events if e.name.endswith(f"({d})") and
+                                 not e.name.startswith(_COMM_SPANS))
     return tot
 
 

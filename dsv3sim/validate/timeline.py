@@ -27,6 +27,7 @@ class Event:
     step: int
     mb: int
     layer: int
+    cpu: float = 0.0  # this thread's CPU seconds inside the span (compute spans; the calibration's stage profile)
 
     @property
     def dur(self) -> float:
@@ -50,9 +51,9 @@ class Timeline:
             torch.cuda.synchronize(self.device)
         return time.perf_counter()
 
-    def add(self, name: str, t0: float, t1: float, layer: int = -1) -> None:
+    def add(self, name: str, t0: float, t1: float, layer: int = -1, cpu: float = 0.0) -> None:
         if self.recording:
-            self.events.append(Event(name=name, t0=t0, t1=t1, step=self.step, mb=self.mb, layer=layer))
+            self.events.append(Event(name=name, t0=t0, t1=t1, step=self.step, mb=self.mb, layer=layer, cpu=cpu))
 
     def count_bytes(self, kind: str, wire: int, kept: int = 0) -> None:
         if self.recording:
@@ -61,7 +62,7 @@ class Timeline:
 
     @contextmanager
     def span(self, name: str, layer: int = -1):
-        t0 = self.now()
+        t0, c0 = self.now(), time.thread_time()
         rf = torch.profiler.record_function(name) if self.profiling else None
         if rf is not None:
             rf.__enter__()
@@ -70,17 +71,19 @@ class Timeline:
         finally:
             if rf is not None:
                 rf.__exit__(None, None, None)
-            self.add(name, t0, self.now(), layer)
+            t1 = self.now()
+            self.add(name, t0, t1, layer, time.thread_time() - c0)
 
     def bwd_edge(self, name: str, layer: int, mb: int, edge: str) -> None:
         key = (name, layer, mb)
         if edge == "out":
-            self._open[key] = self.now()
+            self._open[key] = (self.now(), time.thread_time())
         elif key in self._open:
-            t0 = self._open.pop(key)
+            t0, c0 = self._open.pop(key)
             saved = self.mb
             self.mb = mb
-            self.add(f"{name}(B)", t0, self.now(), layer)
+            t1 = self.now()
+            self.add(f"{name}(B)", t0, t1, layer, time.thread_time() - c0)
             self.mb = saved
 
 

@@ -25,6 +25,7 @@ def _probe(k_f: float, k_b: float, *, ep_glue: bool = True, dedicated: bool = Tr
     glue["stage_cpu_s"] = {d: glue["stage_wall_s"][d] - comm[d] for d in comm}
     if ep_glue:
         glue.update(n_moe=3, pairs_per_moe_layer=pairs)
+        glue["stage_compute_cpu_s"] = {"F": std["F"] * k_f, "B": std["B"] * k_b}
     return {"dedicated": dedicated, "tokens_per_microbatch": 64, "attn": {"F": attn[0], "B": attn[1]},
             "mlp_dense": {"F": dense[0], "B": dense[1]}, "shared": {"F": shared[0], "B": shared[1]},
             "gate": {"F": gate, "B": 5e-4}, "expert": ex, "glue": glue}
@@ -34,6 +35,9 @@ def test_context_is_the_stage_over_the_standalone_sum():
     k = _context(_probe(1.1, 1.2), None)
     assert k["F"] == pytest.approx(1.1) and k["B"] == pytest.approx(1.2)
     assert _context(_probe(1.1, 1.2, dedicated=False), None) is None  # GPU: wall times, no MoE stage
+    woken = _probe(1.1, 1.2)
+    woken["glue"]["stage_cpu_s"] = {"F": 1e-3, "B": 1e-3}  # a low average share: the spans' own CPU decides
+    assert _context(woken, None)["B"] == pytest.approx(1.2)
     assert _context({"dedicated": True, "attn": {"F": 1.0, "B": 1.0}}, None) is None  # no glue profile
 
 
