@@ -363,18 +363,16 @@ def weight_quant(ws: list[torch.Tensor], out: tuple | None = None):
     sT [E, K/128, NT/128]); every N_i but the last a multiple of 128 (blocks must not straddle weights). Two
     launches per weight (the block, then its transpose: the weight read twice, 2 + 2 + 1 + 1 bytes per element),
     or one with ``WEIGHT_QUANT_ONE_PASS``. ``out``: the buffers of an earlier call on the same shapes, rewritten
-    in place (the per-step re-quantisation allocates nothing)."""
+    in place (the per-step re-quantisation allocates nothing; a None among them, freed by
+    ``fp8_experts.drop_forward_operands``, is allocated)."""
     e, _, k = ws[0].shape
     if any(w.shape[1] % TILE for w in ws[:-1]):
         raise ValueError(f"weight_quant: stacked row counts {[w.shape[1] for w in ws]} must be multiples of {TILE}")
     nt = sum(w.shape[1] for w in ws)
     dev = ws[0].device
-    if out is None:
-        out = (torch.empty(e, nt, k, dtype=FP8, device=dev),
-               torch.empty(e, _cdiv(nt, TILE), _cdiv(k, TILE), dtype=torch.float32, device=dev),
-               torch.empty(e, k, nt, dtype=FP8, device=dev),
-               torch.empty(e, _cdiv(k, TILE), _cdiv(nt, TILE), dtype=torch.float32, device=dev))
-    q, s, qt, st = out
+    shapes = ((e, nt, k), (e, _cdiv(nt, TILE), _cdiv(k, TILE)), (e, k, nt), (e, _cdiv(k, TILE), _cdiv(nt, TILE)))
+    q, s, qt, st = (o if o is not None else torch.empty(sh, dtype=dt, device=dev)  # a freed buffer is made anew
+                    for o, sh, dt in zip(out or (None,) * 4, shapes, (FP8, torch.float32) * 2))
     if q.shape != (e, nt, k) or qt.shape != (e, k, nt):
         raise ValueError(f"weight_quant: out buffers {tuple(q.shape)} / {tuple(qt.shape)} do not fit {(e, nt, k)}")
     off = 0

@@ -162,6 +162,14 @@ def _apply_context(entry: dict, k: dict[str, float]) -> None:
         entry["expert"][key] = [x * k[d] for x in entry["expert"][key]]
 
 
+def _context_of_probes(entry: dict, comps: list[dict], cfg) -> None:
+    """The median context factor over the probes that give one, applied to ``entry`` (``context`` key)."""
+    ks = [k for k in (_context(cc, cfg) for cc in comps) if k]
+    if ks:
+        entry["context"] = {d: statistics.median(k[d] for k in ks) for d in ("F", "B")}
+        _apply_context(entry, entry["context"])
+
+
 def _rank_entry(c: dict, cfg=None) -> dict:
     comps = [p["components"] for p in c["probes"] if "components" in p]
     if not comps:
@@ -174,10 +182,7 @@ def _rank_entry(c: dict, cfg=None) -> dict:
     out: dict = {"components": _component_times(comps, ded, share, cvs, wts),
                  "expert": _expert_fit(comps, share, cvs, wts), "codec": _codec_fit(comps, share), "share": share,
                  "busy": statistics.median(w["busy"] for w in wins) if wins else 1.0}
-    ks = [k for k in (_context(cc, cfg) for cc in comps) if k]
-    if ks:
-        out["context"] = {d: statistics.median(k[d] for k in ks) for d in ("F", "B")}
-        _apply_context(out, out["context"])
+    _context_of_probes(out, comps, cfg)
     out["bwd_start_s"] = statistics.median(cc.get("bwd_call_overhead_s", 0.0) for cc in comps) / share
     out["optim_s"] = statistics.median(x for cc in comps for x in cc["optim"]["F_s"]) / share
     out["requant_s"] = _requant_s(comps, share)

@@ -335,27 +335,8 @@ def _glue(cfg, spec, parts, mat, hid, reps: int, sync, comps: dict, bwd_start: f
     the stage's CPU time outside the spans (the table divides by the window's share; a rank blocked in an
     all-to-all spends no CPU, so the share is over the time outside them), on a GPU wall time. A GPU profiles the
     dense layers only (a V3-width MoE layer's experts do not fit beside the calibration)."""
-    from dsv3sim.validate.ep import EPMoE
-    from dsv3sim.validate.timeline import Timeline
-    from dsv3sim.validate.train import Stage
-
-    dev = hid().device
     ded = comps["dedicated"]
-    layers = [b.layer for b in parts.blocks if b.ffn is not None or (ded and b.is_moe)]
-    tl = Timeline(dev)
-    tl.step = 0
-    E = cfg.n_routed_experts
-    group, ep_rank = ep if ep is not None and ded else (None, 0)
-    R = spec.ep if group is not None else 1
-    Er = E // R
-    moe = {b.layer: EPMoE(cfg=cfg, layer=b.layer, gate_weight=b.gate_weight, gate_bias=b.gate_bias,
-                          experts=b.expert_slice(ep_rank * Er, (ep_rank + 1) * Er), n_local=Er, shared=b.shared,
-                          group=group, ep_rank=ep_rank, ep_size=R, node_size=spec.node_size if R > 1 else 1,
-                          fp8=spec.fp8 and R > 1, tl=tl) for b in parts.blocks if b.layer in layers and b.is_moe}
-    st = mat(Stage(s=1, n_stages=3, parts=parts, layers=layers, moe=moe, tl=tl))  # neither first nor last stage
-    for m in moe.values():
-        if m.gate_bias is not None:
-            m.gate_bias = m.gate_bias.to(dev)
+    st, tl, layers, moe, R = _glue_stage(cfg, spec, parts, mat, hid().device, ded, ep)
     tot = _stage_spans(st, tl, hid, reps, sync)
     n, n_moe = len(layers), len(moe)
     gate_b = comps["gate"]["B"] if "gate" in comps else 0.0
@@ -370,10 +351,33 @@ def _glue(cfg, spec, parts, mat, hid, reps: int, sync, comps: dict, bwd_start: f
     pairs = [sum(x["expert_rows"]) for m in moe.values() for x in m.routing]
     return {"F": per["F"], "B": per["B"], "F_s": [per["F"]], "B_s": [per["B"]], "layers": layers, "ep": R,
             "n_moe": n_moe, "pairs_per_moe_layer": statistics.fmean(pairs) if pairs else 0.0,
-            "stage_wall_s": {d: tot[d][0] / reps for d in tot}, "stage_cpu_s": {d: tot[d][1] / reps for d in tot},
-            "stage_spans_s": {d: tot[d][2] / reps for d in tot},
-            "stage_all_to_all_s": {d: tot[d][3] / reps for d in tot},
-            "stage_compute_cpu_s": {d: tot[d][4] / reps for d in tot}}
+            **{f"stage_{k}_s": {d: tot[d][i] / reps for d in tot}
+               for i, k in enumerate(("wall", "cpu", "spans", "all_to_all", "compute_cpu"))}}
+
+
+def _glue_stage(cfg, spec, parts, mat, dev, ded: bool, ep):
+    """The glue profile's stage (``train.Stage``, neither first nor last), its timeline, its layers, its EP MoE
+    layers and EP size: every dense layer, and on CPU every MoE layer with this rank's experts (the run's EP
+    path over ``ep`` = (group, EP rank) when given)."""
+    from dsv3sim.validate.ep import EPMoE
+    from dsv3sim.validate.timeline import Timeline
+    from dsv3sim.validate.train import Stage
+
+    layers = [b.layer for b in parts.blocks if b.ffn is not None or (ded and b.is_moe)]
+    tl = Timeline(dev)
+    tl.step = 0
+    group, ep_rank = ep if ep is not None and ded else (None, 0)
+    R = spec.ep if group is not None else 1
+    Er = cfg.n_routed_experts // R
+    moe = {b.layer: EPMoE(cfg=cfg, layer=b.layer, gate_weight=b.gate_weight, gate_bias=b.gate_bias,
+                          experts=b.expert_slice(ep_rank * Er, (ep_rank + 1) * Er), n_local=Er, shared=b.shared,
+                          group=group, ep_rank=ep_rank, ep_size=R, node_size=spec.node_size if R > 1 else 1,
+                          fp8=spec.fp8 and R > 1, tl=tl) for b in parts.blocks if b.layer in layers and b.is_moe}
+    st = mat(Stage(s=1, n_stages=3, parts=parts, layers=layers, moe=moe, tl=tl))
+    for m in moe.values():
+        if m.gate_bias is not None:
+            m.gate_bias = m.gate_bias.to(dev)
+    return st, tl, layers, moe, R
 
 
 _COMM_SPANS = ("layout(", "dispatch(", "combine(")

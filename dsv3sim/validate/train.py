@@ -268,13 +268,13 @@ def _pipeline_step(ctx, R: _Rank, tokens: torch.Tensor, D: int) -> None:
 
 
 def _free_forward_fp8_copies() -> None:
-    """After this rank's last forward of the step no GEMM needs the weights' FP8 forward operands again (the
-    optimizer makes them stale); the backwards hold the transposed copies they use. At DeepSeek-V3 width one
-    layer's 256 experts have 10.5 GiB of forward copies: without this a 16k-token one-layer step on one H200
-    (BF16 weights, gradients, AdamW states and both FP8 copies: ~118 GiB before activations) runs out of memory."""
-    from dsv3sim.nn.fp8 import clear_weight_cache
+    """After this rank's last forward of the step no GEMM needs the experts' FP8 forward operands until the
+    re-quantisation after the optimizer; the backwards hold the transposed copies they use. One V3 layer's 256
+    experts have 10.5 GiB of forward copies: with them a 16k-token one-layer step on one H200 (BF16 weights,
+    gradients, AdamW states and both FP8 copies: ~118 GiB before activations) ran out of memory."""
+    from dsv3sim.nn.fp8_experts import drop_forward_operands
 
-    clear_weight_cache()
+    drop_forward_operands()
 
 
 def _send(tl: Timeline, t: torch.Tensor, dst: int, tag: int):
