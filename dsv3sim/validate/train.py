@@ -160,9 +160,10 @@ def run_rank(ctx, probe=None, probes: list | None = None) -> dict:
         snap = load.snapshot()
         alloc = _allocator(dev)
         _pipeline_step(ctx, R, tokens, D)
-        with tl.span("allreduce"):
-            _allreduce(tl, R.dense_params, groups.replica, groups.replica_size)
-            _allreduce(tl, R.expert_params, groups.dp, groups.dp_size)
+        if groups.replica_size > 1 or groups.dp_size > 1:  # one replica: no all-reduce, no span (its sync is glue)
+            with tl.span("allreduce"):
+                _allreduce(tl, R.dense_params, groups.replica, groups.replica_size)
+                _allreduce(tl, R.expert_params, groups.dp, groups.dp_size)
         with tl.span("optim"):
             R.opt.step()
             R.opt.zero_grad(set_to_none=True)
