@@ -1,6 +1,6 @@
 #!/bin/bash
 # The H200 validation batch (one `run` call): [sustained-clock probe], the CPU gloo layout matrix on the host's
-# idle cores (MATRIX=1, beside the GPU runs: they use the GPU and about one core), `dsv3sim validate` of the
+# idle cores (MATRIX=1, beside the GPU runs: they use the GPU and about one core; ~40 s a case there), `dsv3sim validate` of the
 # one-layer (full-width DeepSeek-V3) model at three sizes and with --fp8 at 16k tokens, the FP8 expert GPU tests.
 # Results and the run folders' JSON come back under $OUT. From the repository root of a copy that has the
 # simpy/plotly wheels in .whl/ (README "Running on the GPU machine").
@@ -15,7 +15,7 @@ nvidia-smi --query-gpu=timestamp,clocks.sm,clocks.mem,power.draw,power.limit,tem
   > "$OUT/nvidia_smi.csv" 2>&1 &
 SMI=$!
 if [ "${MATRIX:-1}" = 1 ]; then
-  timeout ${MATRIX_S:-300} python3 benchmarks/validate_error.py --matrix --runs /tmp/vm \
+  timeout ${MATRIX_S:-420} python3 benchmarks/validate_error.py --matrix --runs /tmp/vm \
     --out "$OUT/validation_matrix.json" > "$OUT/matrix.log" 2>&1 &
   MAT=$!
 fi
