@@ -1,7 +1,8 @@
 #!/bin/bash
 # The H200 validation batch (one `run` call): [sustained-clock probe], the CPU gloo layout matrix on the host's
-# idle cores (MATRIX=1, beside the GPU runs: they use the GPU and about one core; ~40 s a case there), `dsv3sim validate` of the
-# one-layer (full-width DeepSeek-V3) model at three sizes and with --fp8 at 16k tokens, the FP8 expert GPU tests.
+# idle cores (MATRIX=1, beside the GPU runs: they use the GPU and about one core; ~40 s a case there),
+# `dsv3sim validate` of the one-layer (full-width DeepSeek-V3) model at three sizes and with --fp8 at 16k
+# tokens, the FP8 expert GPU tests.
 # Results and the run folders' JSON come back under $OUT. From the repository root of a copy that has the
 # simpy/plotly wheels in .whl/ (README "Running on the GPU machine").
 set -u
