@@ -124,7 +124,7 @@ def _batch_peers(bat: dict[int, list[list]]) -> dict[int, list[list[tuple[int, i
     out = {}
     for r, bs in bat.items():
         out[r] = []
-        for i, b in enumerate(bs):
+        for b in bs:
             row = []
             for kind, key, peer in b:
                 j = where.get((peer, other[kind], key))

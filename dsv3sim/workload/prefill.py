@@ -32,13 +32,12 @@ from dsv3sim.config.scenario import PrefillWorkload, Scenario
 from dsv3sim.cost.kvcache import kv_cache_bytes_per_token
 from dsv3sim.results import Infeasible, ServingResult
 from dsv3sim.workload import comm as C
+from dsv3sim.workload import deepep_overheads as DO
 from dsv3sim.workload import layer_routing as LR
 from dsv3sim.workload.kernels import op_time
 from dsv3sim.workload.layer_ops import head_slices, prefill_layer
-from dsv3sim.workload import deepep_overheads as DO
 from dsv3sim.workload.overlap import run_chunks
 from dsv3sim.workload.prompt_lengths import token_weighted_bins
-from dsv3sim.workload.training import ep_overhead_args
 from dsv3sim.workload.serving import (
     Instance,
     events_of,
@@ -49,6 +48,7 @@ from dsv3sim.workload.serving import (
     serving_weight_dtype,
     weights_per_gpu,
 )
+from dsv3sim.workload.training import ep_overhead_args
 
 
 def simulate_prefill(scn: Scenario) -> ServingResult | Infeasible:
