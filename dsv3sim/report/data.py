@@ -13,7 +13,7 @@ from dsv3sim.config.units import fmt_time, num, scaled  # noqa: F401 -- fmt_time
 RESULT_MARKERS = (
     "step_time_s", "mfu", "tokens_per_s", "schema", "scenario", "kind", "timeline", "chrome_trace",
     "prefill_tokens_per_s_per_node", "decode_tokens_per_s_per_node", "sweep", "rows", "validation",
-    "memory_per_gpu", "infeasible", "gpu_hours_per_trillion_tokens", "breakdown", "traceEvents",
+    "memory_per_gpu", "infeasible", "gpu_hours_per_trillion_tokens", "breakdown", "traceEvents", "cases",
 )
 
 

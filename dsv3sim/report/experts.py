@@ -178,8 +178,8 @@ def _read_series(p: Path) -> dict[str, tuple[list, list]]:
 
 def imbalance(result: dict, ctx) -> str:
     series, used = {}, []
-    if result.get("type", "training") == "training" and "sweep" not in result and ctx.traces_dir is not None and (
-            ctx.traces_dir.is_dir()):  # training runs only: serving reports skip this
+    if result.get("type", "training") == "training" and not {"sweep", "cases"} & result.keys() and (
+            ctx.traces_dir is not None and ctx.traces_dir.is_dir()):  # training runs only: serving, sweeps skip it
         for p in sorted(ctx.traces_dir.rglob("*.json")):
             s = _read_series(p)
             series.update({m if m not in series else f"{m} ({p.stem})": v for m, v in s.items()})

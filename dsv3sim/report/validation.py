@@ -4,8 +4,10 @@ Relative error = (predicted - reference) / reference, computed here when a row d
 
 from __future__ import annotations
 
+import statistics
+
 from dsv3sim.report.data import fmt_num, num
-from dsv3sim.report.page import Absent, esc, note, table
+from dsv3sim.report.page import Absent, cards, esc, note, say, table
 
 REFERENCES = ("measured", "published")
 BARS = (("predicted", "predicted", "#4c78a8"), ("reference", "measured / published", "#f58518"))
@@ -58,8 +60,70 @@ def _figures(ctx, result: dict, rows: list[dict], errs: list[float]) -> list[str
     return out
 
 
+def matrix_cases(result: dict) -> list[dict]:
+    """The cases of a validation matrix (``benchmarks/validate_error.py``) that have both step times."""
+    cases = result.get("cases")
+    return [c for c in cases if isinstance(c, dict) and num(c.get("measured_step_s"))
+            and num(c.get("predicted_step_s")) is not None] if isinstance(cases, list) else []
+
+
+def _component_errors(cases: list[dict]) -> dict[str, list[float]]:
+    """Signed error (%) of each named component across the cases that measured it."""
+    out: dict[str, list[float]] = {}
+    for c in cases:
+        for r in c.get("components") or []:
+            if isinstance(r, dict) and num(r.get("error")) is not None:
+                out.setdefault(str(r.get("name")), []).append(num(r["error"]) * 100)
+    return out
+
+
+def _matrix_cards(errs: list[float], comp: dict[str, list[float]]) -> str:
+    ab = sorted(abs(e) for e in errs)
+    within = [abs(e) <= 20 for es in comp.values() for e in es]
+    kv = [("cases", str(len(ab))), ("median |error|", f"{statistics.median(ab):.1f} %"),
+          ("max |error|", f"{ab[-1]:.1f} %"), ("within 10 %", f"{sum(a <= 10 for a in ab)} of {len(ab)}")]
+    if within:
+        kv.append(("components within 20 %", f"{100 * sum(within) / len(within):.0f} %"))
+    return cards(kv)
+
+
+def _matrix_figures(ctx, names: list[str], errs: list[float], comp: dict[str, list[float]]) -> str:
+    """The step error per case (bars, ±10 % dotted) and each component's spread over the cases (boxes, ±20 %)."""
+    def bounds(b: float) -> list:
+        return [("h", {"y": y, "line_dash": "dot", "line_color": "#999"}) for y in (-b, b)]
+
+    step = ctx.plot("matrix", [{"type": "bar", "x": names, "y": errs, "text": [f"{e:+.1f}%" for e in errs],
+                                "textposition": "outside", "marker": {"color": [_colour(e) for e in errs]}}],
+                    lines=bounds(10), title="Step time: (predicted − measured) / measured per case",
+                    yaxis_title="error (%)", height=360)
+    if not comp:
+        return step
+    return step + ctx.plot("matrixparts", [{"type": "box", "y": es, "name": n, "boxpoints": "all", "jitter": 0.3}
+                                           for n, es in comp.items()], lines=bounds(20), showlegend=False,
+                           title="Component error across the cases", yaxis_title="error (%)", height=380)
+
+
+def matrix(result: dict, ctx) -> str:
+    """A matrix of real runs: the distribution of the step error over the cases and of each component's error."""
+    cases = matrix_cases(result)
+    errs = [(c["predicted_step_s"] - c["measured_step_s"]) / c["measured_step_s"] * 100 for c in cases]
+    comp = _component_errors(cases)
+    names = [str(c.get("layout", i)) for i, c in enumerate(cases)]
+    trs = [[esc(n), esc(" ".join(map(str, c.get("flags") or []))), esc(c.get("nproc", "")),
+            f"{c['measured_step_s'] * 1e3:.1f}", f"{c['predicted_step_s'] * 1e3:.1f}", f"{e:+.1f} %"]
+           for n, c, e in zip(names, cases, errs)]
+    header = ["case", "flags", "processes", "measured (ms)", "predicted (ms)", "error"]
+    return "".join([note(say("validation.matrix", machine=str(result.get("machine") or "not recorded"),
+                             command=str(result.get("command") or ""))), _matrix_cards(errs, comp),
+                    _matrix_figures(ctx, names, errs, comp), table(header, trs, {2, 3, 4, 5})])
+
+
 def validation(result: dict, ctx) -> str:
-    if not (rows := validation_rows(result)):
+    rows = validation_rows(result)
+    head = matrix(result, ctx) if matrix_cases(result) else ""
+    if not rows:
+        if head:
+            return head
         raise Absent("no validation in this result")
     errs = [r["error"] * 100 if r["error"] is not None else 0 for r in rows]
     trs = [[esc(r["name"]), f"{fmt_num(r['predicted'])} {esc(r['unit'])}",
@@ -67,5 +131,6 @@ def validation(result: dict, ctx) -> str:
             f"<span class='{'err-ok' if abs(e) <= 10 else 'err-pos'}'>{e:+.1f} %</span>",
             esc(r["source"]) + (f"<br><span class='note'>{esc(r['note'])}</span>" if r["note"] else "")]
            for r, e in zip(rows, errs)]
-    return "".join([note("Green within 10 %, orange within 25 %, red beyond."), *_figures(ctx, result, rows, errs),
-                    table(["quantity", "predicted", "reference", "kind", "error", "source"], trs, {1, 2, 4}, raw=True)])
+    header = ["quantity", "predicted", "reference", "kind", "error", "source"]
+    return head + "".join([note("Green within 10 %, orange within 25 %, red beyond."),
+                           *_figures(ctx, result, rows, errs), table(header, trs, {1, 2, 4}, raw=True)])
