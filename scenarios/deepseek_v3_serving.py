@@ -34,13 +34,16 @@ PUBLISHED_DAY_OUTPUT_TOKENS = 168e9  # Day 6: output tokens in 24 h
 PUBLISHED_MEAN_NODES = 226.75  # Day 6: average inference nodes over the 24 h (peak 278)
 PUBLISHED_KV_LEN_PER_OUTPUT_TOKEN = 4989.0  # Day 6: average KV-cache length per output token
 
+# profile-data README's prefill figure: "Computation 108 SMs, Communication 24 SMs" (DeepEP's normal kernels)
+PREFILL_COMM_SMS = 24
+
 
 def prefill() -> Scenario:
     """V3 report §3.4.1: 32 H800, attention TP4+SP x DP8, EP32, 32 redundant experts."""
     return Scenario(name="deepseek-v3-prefill", model="deepseek-v3", topology="h800-deepseek",
                     parallel=ParallelDims(dp=8, attn_tp=4, ep=32),
                     workload=PrefillWorkload(prompt_len=4096, tokens_per_gpu=16384, micro_batches=2,
-                                             redundant_experts=32, node_limit=4),
+                                             redundant_experts=32, node_limit=4, comm_sms=PREFILL_COMM_SMS),
                     description="DeepSeek-V3 prefill unit (V3 report §3.4.1)", sources=SOURCES)
 
 
@@ -104,7 +107,8 @@ def infersim_prefill() -> Scenario:
     """profile-data prefill (InferSim's measured 7,839 tokens/s/GPU): EP32, DP32 attention, 16K tokens/GPU."""
     return Scenario(name="infersim-v3-prefill", model="deepseek-v3", topology="h800-deepseek",
                     parallel=ParallelDims(ep=32),
-                    workload=PrefillWorkload(prompt_len=4096, tokens_per_gpu=16384, micro_batches=2, node_limit=4),
+                    workload=PrefillWorkload(prompt_len=4096, tokens_per_gpu=16384, micro_batches=2, node_limit=4,
+                                             comm_sms=PREFILL_COMM_SMS),
                     description="deepseek-ai/profile-data prefill setup (InferSim V3 example)", sources=SOURCES)
 
 

@@ -161,10 +161,14 @@ class PrefillWorkload:
     #   counts computed tokens, which attend to the cached prefix too
     prompt_len_cv: float = 0.0  # coefficient of variation of prompt lengths (prompt_len is their mean): 0 fixed,
     #   1 exponential (workload/prompt_lengths.py: attention costs the token-weighted mean over the lengths)
+    comm_sms: int | None = None  # SMs DeepEP's normal kernels hold while overlapped (None: the topology's;
+    #   DeepSeek's prefill profile: 24 of 132, profile-data README figure)
 
     def __post_init__(self) -> None:
         _types(self, **_ROUTING)
         _pos_int(self, "prompt_len", "tokens_per_gpu", "micro_batches")
+        if self.comm_sms is not None:
+            ck.integer(self.comm_sms, "PrefillWorkload.comm_sms", lo=0, strict=True)
         ck.number(self.prompt_len_cv, "PrefillWorkload.prompt_len_cv", lo=0.0, hi=4.0)
         ck.number(self.cache_hit_rate, "PrefillWorkload.cache_hit_rate")
         if not 0 <= self.cache_hit_rate < 1:

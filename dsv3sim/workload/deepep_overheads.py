@@ -25,9 +25,17 @@ DeepEP's own benchmark measures it. Three terms are added here:
    issue contention; DeepSeek-V3 §3.5 / ISCA'25 §4 describe the contention, no published model of its size):
    calibrated as the profile's mean transfer-kernel time over DeepEP's standalone time for the same bytes,
    referred to the time a GEMM actually ran beside the transfer (96 % of it in the profile).
-   Not the SM share: V3 §3.2.2 states that "only 20 SMs are sufficient to fully utilize the bandwidths of IB and
-   NVLink" (DeepEP's standalone figures ran 24); not HBM: the transfer's own traffic (``interference``) is a few
-   % of HBM bandwidth and the FP8 GEMMs beside it are compute-bound. No first-principles term was found.
+   Alone, the SM share does not limit it: V3 §3.2.2 states that "only 20 SMs are sufficient to fully utilize the
+   bandwidths of IB and NVLink"; not HBM: the transfer's own traffic (``interference``) is a few % of HBM
+   bandwidth and the FP8 GEMMs beside it are compute-bound. No first-principles value of the contention exists.
+   How it scales with the SMs the transfer holds (``corun_slowdown``): each SM of a DeepEP kernel keeps a fixed
+   number of copies in flight, so by Little's law its throughput is requests in flight / latency. Alone, 20 SMs
+   keep the links full; beside the GEMMs the memory latency grows and the throughput falls below the links' to
+   N x (requests per SM) / latency, proportional to the N SMs the kernel holds. The profile measured it at
+   N = ``TRACE_COMM_SMS`` (the grid of its transfer kernels): s(N) = max(1, s_trace x TRACE_COMM_SMS / N).
+   DeepSeek's prefill profile runs its DeepEP kernels on 24 SMs (profile-data README figure: "Computation 108
+   SMs, Communication 24 SMs"), so prefill's transfers slow by x1.25 beside the GEMMs where training's (20) slow
+   by x1.50.
 
 Calibration constants (all from profile-data train.json, extracted by benchmarks/extract_profile_data.py into
 ``data/profile_data_train.json``) are named ``TRACE_*`` below; everything else is computed.
@@ -69,6 +77,8 @@ TRACE_CORUN_OBSERVED = sum(TRACE_TRANSFER_S[n] / _standalone(n) for n in TRACE_T
 # 1 alone), so an observed ratio R = T_obs / T_alone with a share f beside gives 1 / R = f / s + (1 - f):
 TRACE_TRANSFER_BESIDE_COMPUTE = 0.9634
 CORUN_SLOWDOWN = TRACE_TRANSFER_BESIDE_COMPUTE / (1.0 / TRACE_CORUN_OBSERVED - 1.0 + TRACE_TRANSFER_BESIDE_COMPUTE)
+# SMs of the profile's DeepEP transfer kernels (train.json: dispatch/combine grid = 20 blocks, one per SM)
+TRACE_COMM_SMS = 20
 THREADS_PER_BLOCK = 256  # get_dispatch_layout<256, 32, 8> (kNumThreads)
 LOADED_LOAD_LATENCY_S = TRACE_LAYOUT_S / math.ceil(TRACE_TOKENS * 8 / THREADS_PER_BLOCK)  # ~0.8 us per iteration
 
@@ -103,9 +113,17 @@ def notify_time(ep: int, t_ref: float, *, rdma_latency_s: float, nvlink_latency_
         NOTIFY_JITTER_CV * t_ref * expected_max_normal(ep)
 
 
-def corun_extra(transfer: dict[str, float]) -> dict[str, float]:
+def corun_slowdown(comm_sms: int = TRACE_COMM_SMS) -> float:
+    """The transfer's slowdown beside GEMMs when DeepEP holds ``comm_sms`` SMs (item 3: throughput in flight per
+    SM / latency, so x TRACE_COMM_SMS / comm_sms; never faster than alone). 0 SMs (no partition): the profile's."""
+    n = comm_sms if comm_sms > 0 else TRACE_COMM_SMS
+    return max(1.0, CORUN_SLOWDOWN * TRACE_COMM_SMS / n)
+
+
+def corun_extra(transfer: dict[str, float], comm_sms: int = TRACE_COMM_SMS) -> dict[str, float]:
     """Seconds a paired slice spends beyond its transfer alone because GEMMs run beside it (item 3)."""
-    return {n: t * (CORUN_SLOWDOWN - 1.0) for n, t in transfer.items() if t > 0}
+    s = corun_slowdown(comm_sms)
+    return {n: t * (s - 1.0) for n, t in transfer.items() if t > 0}
 
 
 FWD_COMPUTE = ("attn(F)", "mlp(F)")
@@ -114,13 +132,14 @@ PAIR_COMPUTE = FWD_COMPUTE + BWD_COMPUTE + ("attn(W)", "mlp(W)")
 
 
 def comm_slices(transfer: dict[str, float], compute: dict[str, float], *, paired: bool, ep: int, tokens: int,
-                topk: int, rdma_latency_s: float, nvlink_latency_s: float, cross_node: bool) -> dict[str, float]:
+                topk: int, rdma_latency_s: float, nvlink_latency_s: float, cross_node: bool,
+                comm_sms: int = TRACE_COMM_SMS) -> dict[str, float]:
     """One MoE layer's dispatch/combine slices as DeepEP runs them: layout (dispatch(F)) + notify + transfer.
 
     ``transfer``: standalone all-to-all times by slice name; ``compute``: the layer's compute slices (the
     partition's times when ``paired``). Alone (a lone F or B chunk) nothing runs beside the transfer and the
     previous barrier was one compute slice ago; in an overlapped pair the transfer is slowed by the GEMMs beside
-    it (``CORUN_SLOWDOWN``) and the comm stream meets a barrier once per slice of the two chunks' compute."""
+    it (``corun_slowdown(comm_sms)``) and the comm stream meets a barrier once per slice of the two chunks' compute."""
     if paired:
         t_ref = {n: sum(compute.get(c, 0.0) for c in PAIR_COMPUTE) / 4.0 for n in transfer}
     else:
@@ -132,7 +151,7 @@ def comm_slices(transfer: dict[str, float], compute: dict[str, float], *, paired
         if t <= 0:
             out[n] = t
             continue
-        x = t * (CORUN_SLOWDOWN if paired else 1.0)
+        x = t * (corun_slowdown(comm_sms) if paired else 1.0)
         x += notify_time(ep, t_ref[n], rdma_latency_s=rdma_latency_s, nvlink_latency_s=nvlink_latency_s,
                          cross_node=cross_node)
         if n == "dispatch(F)":

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import time
 
-from dsv3sim.config.errors import InfeasibleError
+from dsv3sim.config.errors import ConfigError, InfeasibleError
 from dsv3sim.config.scenario import PrefillWorkload, Scenario
 from dsv3sim.cost.kvcache import kv_cache_bytes_per_token
 from dsv3sim.results import Infeasible, ServingResult
@@ -69,7 +69,7 @@ def simulate_prefill(scn: Scenario) -> ServingResult | Infeasible:
         return Infeasible(scenario=scn.name, kind="prefill", reason=e.reason)
     comm_info, comm_by_r = _prefill_comm(scn, inst, lr)
     # overlapped chains: DeepEP's normal kernels hold comm_sms SMs while computation runs beside them
-    frac = (inst.perf.n_sms - topo.cfg.comm_sms) / inst.perf.n_sms if n_mb > 1 else 1.0
+    frac = (inst.perf.n_sms - _comm_sms(inst)) / inst.perf.n_sms if n_mb > 1 else 1.0
     layers, head = _prefill_layers(inst, lr, comm_by_r, mb_tokens, frac)
     run = run_chunks([("F", layers)] * n_mb, record=scn.record, tags=[str(j) for j in range(n_mb)])
     return _prefill_result(scn, inst, lr, run, layers=layers, head=head, comm_info=comm_info, mb_tokens=mb_tokens,
@@ -97,6 +97,15 @@ def _prefill_comm(scn: Scenario, inst: Instance, lr) -> tuple[dict, dict]:
     return comm_info, comm_by_r
 
 
+def _comm_sms(inst: Instance) -> int:
+    """SMs DeepEP's normal kernels hold in prefill: the workload's ``comm_sms`` (DeepSeek's prefill: 24), else the
+    topology's."""
+    n = inst.topo.cfg.comm_sms if inst.w.comm_sms is None else inst.w.comm_sms
+    if not n < inst.perf.n_sms:
+        raise ConfigError(f"PrefillWorkload.comm_sms={n} must be below the GPU's {inst.perf.n_sms} SMs")
+    return n
+
+
 def _prefill_layers(inst: Instance, lr, comm_by_r: dict, mb_tokens: int, frac: float):
     """(slice times of each layer + the head of one micro-batch, the head's kernels)."""
     w, cfg, p, topo, gpu = inst.w, inst.cfg, inst.p, inst.topo, inst.gpu
@@ -106,7 +115,8 @@ def _prefill_layers(inst: Instance, lr, comm_by_r: dict, mb_tokens: int, frac: f
     core_extra = _attention_core_mix(inst, mb_tokens, frac) - _attention_core(cfg, gpu, mb_tokens, w.prompt_len, frac)
     n_physical = lr.plans[0].n_physical
     overlapped = w.micro_batches > 1
-    ep_args = ep_overhead_args(topo, p.ep, mb_tokens, cfg.num_experts_per_tok if cfg.is_moe else 0)
+    ep_args = ep_overhead_args(topo, p.ep, mb_tokens, cfg.num_experts_per_tok if cfg.is_moe else 0,
+                               comm_sms=_comm_sms(inst))
     layers = []
     for i in range(cfg.num_hidden_layers):
         r = lr.routing_of(i)
@@ -136,7 +146,7 @@ def _comm_slices(transfer: dict[str, float], compute: dict[str, float], overlapp
     out = DO.comm_slices(transfer, ref, paired=overlapped, **ep_args)
     if not overlapped:
         return out
-    extra = DO.corun_extra(transfer)
+    extra = DO.corun_extra(transfer, ep_args["comm_sms"])
     return {n: (v - extra.get(n, 0.0), v) for n, v in out.items()}
 
 

@@ -301,7 +301,7 @@ class ChunkTimes:
                 part = dict(training_layer(cfg, li, mem_stretch=IF.memory_bound_stretch(share), **kw).times_partial)
             full.update(DO.comm_slices(ep.comm_by_r[r], full, paired=False, **self.ep_cfg))
             part.update(DO.comm_slices(ep.comm_by_r[r], part, paired=True, **self.ep_cfg))
-            extra = DO.corun_extra(ep.comm_by_r[r])
+            extra = DO.corun_extra(ep.comm_by_r[r], self.ep_cfg["comm_sms"])
             # in a pair the comm slice's "alone" rate: the paired notify and layout, the transfer unslowed
             full = dict(full, **{f"{n}@pair": part[n] - extra.get(n, 0.0) for n in ep.comm_by_r[r]})
         return full, part
@@ -454,15 +454,16 @@ def _rank_end(cfg: ModelConfig, scn: Scenario, sched, layers_of, topo, perf, ex,
     return OS.rank_end(makespan=ex.makespan, ready=ready, rs=rs, first_use=first, ag=ag, optimizer_s=opt)
 
 
-def ep_overhead_args(topo, ep: int, tokens: int, topk: int) -> dict:
-    """Arguments of ``deepep_overheads.comm_slices`` from the topology: EP size, barrier path latencies."""
+def ep_overhead_args(topo, ep: int, tokens: int, topk: int, comm_sms: int | None = None) -> dict:
+    """Arguments of ``deepep_overheads.comm_slices`` from the topology: EP size, barrier path latencies, the SMs
+    DeepEP's kernels hold (``comm_sms``; None: the topology's)."""
     c = topo.cfg
     g = c.gpus_per_node
     cross = ep > g and c.n_nodes > 1
     rdma = topo.path_latency(topo.path(0, g)) if cross else 0.0
     nvl = topo.path_latency(topo.path(0, 1)) if g > 1 else 0.0
     return {"ep": ep, "tokens": tokens, "topk": topk, "rdma_latency_s": rdma, "nvlink_latency_s": nvl,
-            "cross_node": cross}
+            "cross_node": cross, "comm_sms": c.comm_sms if comm_sms is None else comm_sms}
 
 
 def _dp_and_memory(cfg: ModelConfig, scn: Scenario, sched, layers_of: list[list[int]], topo, perf, T: int):

@@ -125,3 +125,19 @@ def test_plain_zero1_order_by_default_and_overlap_what_if():
     assert over["step_time_s"] < plain["step_time_s"]
     assert over["breakdown_s"]["dp_comm_exposed_s"] < plain["breakdown_s"]["dp_comm_exposed_s"]
     assert plain["step_breakdown_s"]["1F1B"] == over["step_breakdown_s"]["1F1B"]  # the pipeline is the same
+
+
+def test_corun_slowdown_scales_with_the_sms_deepep_holds():
+    # Little's law: beside GEMMs the transfer's throughput is proportional to its SMs; calibrated at the trace's 20
+    assert DO.corun_slowdown(DO.TRACE_COMM_SMS) == DO.CORUN_SLOWDOWN
+    assert DO.corun_slowdown(24) == pytest.approx(DO.CORUN_SLOWDOWN * 20 / 24)
+    assert DO.corun_slowdown(0) == DO.CORUN_SLOWDOWN  # no partition given: the profile's
+    assert DO.corun_slowdown(200) == 1.0  # never faster than alone
+    transfer = {"dispatch(F)": 2e-3, "combine(F)": 4e-3}
+    assert DO.corun_extra(transfer, 24)["combine(F)"] == pytest.approx(4e-3 * (DO.corun_slowdown(24) - 1))
+    compute = {"attn(F)": 3e-3, "mlp(F)": 4e-3}
+    kw = {"ep": 32, "tokens": 8192, "topk": 8, "rdma_latency_s": 3e-6, "nvlink_latency_s": 3e-6, "cross_node": True}
+    p20 = DO.comm_slices(transfer, compute, paired=True, comm_sms=20, **kw)
+    p24 = DO.comm_slices(transfer, compute, paired=True, comm_sms=24, **kw)
+    for n, t in transfer.items():
+        assert p20[n] - p24[n] == pytest.approx(t * (DO.corun_slowdown(20) - DO.corun_slowdown(24)))

@@ -85,3 +85,20 @@ def test_prefill_cache_hits_cost_attention_and_count_every_input_token():
     assert m["prefill_tokens_per_s_per_node"] < cold.metrics["prefill_tokens_per_s_per_node"]
     with pytest.raises(ValueError, match="cache_hit_rate"):
         PrefillWorkload(cache_hit_rate=1.0)
+
+
+def test_prefill_comm_sms_overrides_the_topology():
+    """DeepEP's SMs in prefill (profile-data's prefill figure: 24): fewer SMs for the GEMMs, a faster transfer
+    beside them; out-of-range values are one clear error."""
+    s = Scenario(name="pf", model="deepseek-v3", topology="h800-deepseek", parallel=ParallelDims(dp=32, ep=32),
+                 workload=PrefillWorkload(tokens_per_gpu=16384, prompt_len=4096), comm_model="bound")
+    base = simulate(s)
+    same = simulate(s.with_(workload={"comm_sms": 20}))  # the topology's value given explicitly
+    assert same.metrics["ttft_s"] == base.metrics["ttft_s"]
+    wide = simulate(s.with_(workload={"comm_sms": 24}))
+    assert wide.layer_time_s["attn(F)"] > base.layer_time_s["attn(F)"]  # 108 SMs instead of 112
+    assert wide.layer_time_s["combine(F)"] < base.layer_time_s["combine(F)"]  # x1.25 beside GEMMs, not x1.50
+    with pytest.raises(ValueError, match="PrefillWorkload.comm_sms"):
+        PrefillWorkload(comm_sms=-1)
+    with pytest.raises(ValueError, match="PrefillWorkload.comm_sms=132"):
+        simulate(s.with_(workload={"comm_sms": 132}))
