@@ -20,6 +20,8 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
+TOKENS = 4096  # one 4K sequence per chunk
+NORM_WIDTHS = (7168, 7168, 1536, 512)
 SLICES = ("attn(F)", "dispatch(F)", "mlp(F)", "combine(F)", "combine(B)", "mlp(B)", "dispatch(B)", "attn(B)",
           "mlp(W)", "attn(W)")
 
@@ -92,6 +94,17 @@ def extract(path: str) -> dict:
     # is (columns / 128, rows / 128), so their bytes are known: rows x cols x (2 B read + 1 B written) + FP32 scales
     ct = [k for k in ks if "per_channel_cast_and_transpose" in k["name"] and "swiglu" not in k["name"]]
     ct_bytes = sum(k["args"]["grid"][0] * 128 * k["args"]["grid"][1] * 128 * (3 + 4 / 128) for k in ct)
+    # DeepSeek's norm kernel (layer_norm::ln_fwd_kernel): attn(F) holds four per layer, largest first the attention
+    # input norm and the MoE input norm (the router's) on [T, 7168] and MLA's latent norms on [T, 1536] and [T, 512]
+    # (DeepSeek-V2 §2.1.2); each reads and writes its BF16 rows
+    ln_b = ln_t = 0.0
+    for i, kl in of.items():
+        if ann[i]["name"] != "attn(F)":
+            continue
+        ln = sorted((k for k in kl if "ln_fwd_kernel" in k["name"]), key=lambda k: -k["dur"])
+        for k, w in zip(ln, NORM_WIDTHS):
+            ln_b += TOKENS * w * 2 * 2
+            ln_t += k["dur"]
     streams = defaultdict(lambda: defaultdict(float))
     for k in ks:
         streams[str(k["tid"])][kernel_class(k["name"])] += k["dur"] / 1e3
@@ -102,6 +115,7 @@ def extract(path: str) -> dict:
             "transfer_beside_compute_fraction": round(beside / sum(k["dur"] for k in transfers), 4),
             "fp8_cast_transpose_GBps": round(ct_bytes / sum(k["dur"] for k in ct) / 1e3, 1),
             "fp8_cast_transpose_kernels": len(ct),
+            "layernorm_GBps": round(ln_b / ln_t / 1e3, 1),
             "stream_busy_ms": {s: {c: round(v, 3) for c, v in sorted(d.items())} for s, d in streams.items()},
             "per_layer": out}
 

@@ -39,7 +39,14 @@ MEM_EFF = 3000.0 / 3350.0  # open-infra-index Day 1 (FlashMLA memory-bound) / H8
 # it): 2,339 GB/s measured over its 68 cast-and-transpose kernels of known shape in profile-data's train.json (H800,
 # benchmarks/extract_profile_data.py: fp8_cast_transpose_GBps) over 3.35 TB/s -> 0.698
 CAST_EFF = 2339.4 / 3350.0
-MEM_EFF_OF = {"fp8_cast_fused": CAST_EFF}  # memory-bound ops with a measured throughput of their own
+# DeepSeek's norm kernel (layer_norm::ln_fwd_kernel): 997 GB/s over the attention's four norms of known width per
+# layer in profile-data's train.json (extract_profile_data.py: layernorm_GBps) over 3.35 TB/s -> 0.298; the
+# production step prices its norms (forward, backward, MLA's latent norms) with it
+NORM_EFF = 997.0 / 3350.0
+# memory-bound ops with a measured throughput of their own (E5M6: DeepSeek's special-format cast of the attention
+# output it caches for the backward, V3 §3.3.3, one of its cast kernels)
+MEM_EFF_OF = {"fp8_cast_fused": CAST_EFF, "e5m6_cache_cast": CAST_EFF, "e5m6_cast_back": CAST_EFF,
+              "rmsnorm_deployed": NORM_EFF, "latent_rmsnorm": NORM_EFF, "latent_rmsnorm_bwd": NORM_EFF}
 KERNEL_LAUNCH_S = 0.0  # launch overhead hidden by CUDA graphs / back-to-back launches (not modelled)
 # Ops whose profiled implementation is not the kernel DeepSeek deploys, and whose deployed kernel's throughput
 # DeepSeek published: use the published figure. attn_decode: the profile measures three unfused torch.bmm

@@ -12,6 +12,8 @@ GPU's experts receive, nh heads, d_qk = d_nope + d_rope, P parameters of a slice
 | attn(F) | q_a / kv_a RMSNorm (MLA) | 2 x 2 T (q_lora + kv_lora) | DeepSeek-V2 §2.1.2 (norms on the latents) |
 | attn(F) | RoPE + assembling q and k [T, nh, d_qk] for the attention kernel | 2 x 2 x 2 T nh d_qk | V3 §2.1.1 eq. 3-5 (k^R shared, broadcast) |
 | attn(F), mlp(F) | residual add [T, H] (read 2, write 1) | 3 x 2 T H | pre-norm block |
+| attn(F) | cast of the output projection's input [T, nh d_v] to E5M6, cached for the backward (read 2, write 1.5) | 3.5 T nh d_v | V3 §3.3.3; profile `per_token_cast_to_fp8_with_fp8_special_fmt` |
+| attn(B) | its cast back to BF16 for the output projection's weight gradient (read 1.5, write 2) | 3.5 T nh d_v | profile `per_token_cast_back_special_fmt` |
 | mlp(F) | MoE permute: received tokens (FP8 + scales) into per-expert rows | 2 R (H + H/32) | profile `expand_to_fused_with_scales` |
 | mlp(F) | MoE unpermute: gate-weighted sum of R expert rows per token, BF16 | 2 x 2 R H | profile `reduce_fused` |
 | attn(B), mlp(B) | the same passes backwards (split of dq/dk, norm backward, residual-gradient adds, the gradients of permute/unpermute) | as forward | autograd of the above |
@@ -69,6 +71,9 @@ def training_extras(cfg: ModelConfig, i: int, *, tokens: int, expert_rows: int, 
         lat = (cfg.q_lora_rank or 0) + cfg.kv_lora_rank
         both("attn(F)", "attn(B)", "latent_rmsnorm", 2 * 2 * T * lat)
         both("attn(F)", "attn(B)", "rope_qk_assemble", 2 * 2 * 2 * T * nh * cfg.qk_head_dim)
+        e5m6 = 3.5 * T * nh * cfg.v_dim
+        out.append(ExtraOp(slice="attn(F)", op="e5m6_cache_cast", bytes=e5m6))
+        out.append(ExtraOp(slice="attn(B)", op="e5m6_cast_back", bytes=e5m6))
     both("attn(F)", "attn(B)", "residual_add", 3 * 2 * T * H)
     both("mlp(F)", "mlp(B)", "residual_add", 3 * 2 * T * H)
     attn_p = _attn_weight_params(cfg)

@@ -55,8 +55,11 @@ class LayerSlices:
 
 
 class _Acc:
-    def __init__(self, gpu: str, sm_fraction: float, mem_stretch: float = 1.0) -> None:
+    def __init__(self, gpu: str, sm_fraction: float, mem_stretch: float = 1.0, production: bool = False) -> None:
         self.gpu, self.frac, self.mem_stretch = gpu, sm_fraction, mem_stretch
+        # production step: norms are DeepSeek's kernel (kernels.NORM_EFF) and the MoE input norm sits with the router
+        self.production = production
+        self.norm_op = "rmsnorm_deployed" if production else "rmsnorm"
         self.t: dict[str, float] = {}
         self.tp: dict[str, float] = {}
         self.f: dict[str, float] = {}
@@ -78,7 +81,7 @@ class _Acc:
         self.src.add(a.source)
 
     def gemm(self, slice_: str, m: int, k: int, n: int, dtype: str, groups: int = 1, cast_b: bool = False,
-             count: int = 1) -> None:
+             count: int = 1, cast_slice: str | None = None) -> None:
         """[m, k] x [k, n] (``groups`` experts sharing the m rows), ``count`` times one after another; FP8 GEMMs
         first quantise A (and B for a weight gradient, whose operands are both activations) to 1x128-tile FP8 in
         a fused memory-bound cast (V3 §3.3.2)."""
@@ -89,9 +92,9 @@ class _Acc:
         shape = {"m": m, "n": n, "k": k} if groups == 1 else {"e": groups, "m": max(1, m // groups), "n": n, "k": k}
         self.add(slice_, op, dtype, 2.0 * m * k * n, eb * (m * k + groups * k * n) + 2.0 * m * n, count=count,
                  **shape)
-        if dtype == "fp8":
+        if dtype == "fp8":  # ``cast_slice``: where the cast runs when it is not the GEMM's slice
             elems = m * k + (k * n if cast_b else 0)
-            self.add(slice_, "fp8_cast_fused", "bf16", 0.0, elems * CAST_BYTES_PER_ELEM, count=count)
+            self.add(cast_slice or slice_, "fp8_cast_fused", "bf16", 0.0, elems * CAST_BYTES_PER_ELEM, count=count)
 
     def wgrad(self, slice_: str, out_f: int, rows: int, in_f: int, dtype: str, groups: int = 1) -> None:
         """Weight gradient dW[out_f, in_f] = dY^T [out_f, rows] x X [rows, in_f]; with ``groups`` experts each
@@ -118,7 +121,7 @@ def training_layer(cfg: ModelConfig, i: int, *, gpu: str, tokens: int, seq_len: 
     the production kernels of ``layer_extras`` (the simulated training step sets it; validate's comparison with
     our own PyTorch runs does not); ``mem_stretch``: memory-bound kernels' factor on the compute
     partition beside the all-to-all (``interference.memory_bound_stretch``)."""
-    a = _Acc(gpu, sm_fraction, mem_stretch)
+    a = _Acc(gpu, sm_fraction, mem_stretch, production=extras)
     if extras:
         for e in training_extras(cfg, i, tokens=tokens, expert_rows=expert_rows, local_experts=local_experts):
             a.add(e.slice, e.op, "bf16", 0.0, e.bytes)
@@ -135,11 +138,13 @@ def _attention_slices(a: _Acc, cfg: ModelConfig, i: int, *, tokens: int, seq_len
     lin = attention_linears(cfg)
     up_proj = {"q_b_proj", "kv_b_proj"}
     # attention: norm, projections, core, output projection
-    a.eltwise("attn(F)", tokens, H)
+    a.eltwise("attn(F)", tokens, H, op=a.norm_op)
     for name, k, n in lin:
         a.gemm("attn(F)", tokens, k, n, gemm_dtype)
         a.gemm("attn(B)", tokens, n, k, gemm_dtype)  # dgrad
-        a.gemm("attn(W)", n, tokens, k, gemm_dtype, cast_b=True)  # wgrad [n, T] x [T, k]
+        # wgrad [n, T] x [T, k]; production: its operands are cast and transposed in the backward, where the
+        # output gradient appears (profile-data: per_channel_cast_and_transpose in attn(B), attn(W) GEMMs only)
+        a.gemm("attn(W)", n, tokens, k, gemm_dtype, cast_b=True, cast_slice="attn(B)" if a.production else None)
         if recompute and name in up_proj:
             a.gemm("attn(B)", tokens, k, n, gemm_dtype)  # recomputed up-projection (V3 §3.2.3)
     core = tokens * attention_core_flops_per_token(cfg, causal_mean_context(seq_len, cfg.window_of(i)))
@@ -156,7 +161,7 @@ def _attention_slices(a: _Acc, cfg: ModelConfig, i: int, *, tokens: int, seq_len
     else:
         a.add("attn(F)", "attn_prefill", "bf16", core, qkv_bytes, **ashape)
         a.add("attn(B)", "attn_prefill_bwd", "bf16", ATTN_BWD_FACTOR * core, 2 * qkv_bytes, **ashape)
-    a.eltwise("attn(B)", tokens, H, 2 + (1 if recompute else 0))
+    a.eltwise("attn(B)", tokens, H, 2 + (1 if recompute else 0), op=a.norm_op)
 
 
 def _ffn_slices(a: _Acc, cfg: ModelConfig, i: int, *, tokens: int, expert_rows: int, local_experts: int,
@@ -168,7 +173,11 @@ def _ffn_slices(a: _Acc, cfg: ModelConfig, i: int, *, tokens: int, expert_rows: 
         a.gemm("attn(F)", tokens, H, E, "bf16")  # router (BF16, V3 §3.3)
         a.gemm("attn(B)", tokens, E, H, "bf16")
         a.gemm("attn(W)", E, tokens, H, "bf16")
-        a.eltwise("mlp(F)", tokens, H)  # post-attention norm
+        if a.production:  # the MoE input norm feeds the router: profile-data has it, and its backward, in attn(F/B)
+            a.eltwise("attn(F)", tokens, H, op=a.norm_op)
+            a.eltwise("attn(B)", tokens, H, 3, op=a.norm_op)
+        else:
+            a.eltwise("mlp(F)", tokens, H)  # post-attention norm
         for r, g, I in _expert_rows(cfg, tokens, expert_rows, local_experts):
             a.gemm("mlp(F)", r, H, 2 * I, gemm_dtype, g)
             a.gemm("mlp(F)", r, I, H, gemm_dtype, g)
@@ -180,7 +189,9 @@ def _ffn_slices(a: _Acc, cfg: ModelConfig, i: int, *, tokens: int, expert_rows: 
             a.wgrad("mlp(W)", 2 * I, r, H, gemm_dtype, g)
     else:
         I = cfg.intermediate_size
-        a.eltwise("mlp(F)", tokens, H)
+        a.eltwise("mlp(F)", tokens, H, op=a.norm_op)
+        if a.production:
+            a.eltwise("mlp(B)", tokens, H, 3, op=a.norm_op)
         a.gemm("mlp(F)", tokens, H, 2 * I, gemm_dtype)
         a.gemm("mlp(F)", tokens, I, H, gemm_dtype)
         a.eltwise("mlp(F)", tokens, 2 * I, 0.75, op="swiglu")

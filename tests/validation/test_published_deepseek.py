@@ -55,14 +55,13 @@ def test_pretrain_gpu_hours_per_trillion_tokens_bound():
 
 def test_pretrain_step_part_by_part():
     """ISCA'25 Table 4 on the event-simulated network (the benchmark's primary column, ~2 s): the step within 5 %,
-    1F / 1B / 1W / 1F1B / opt within 15 %, MFU (both counts) within 10 %. bubble misses the 15 % target (-17 %
-    here, dsv3sim/workload/NOTES.md says why); it is held to 20 %."""
+    1F / 1B / 1W / 1F1B / opt / bubble within 15 %, MFU (both counts) within 10 % (at commit: step -2.6 %, 1F -4.9 %,
+    1B +8.6 %, 1W +1.4 %, 1F1B -1.9 %, bubble -14.5 %, opt -13.5 %, MFU +2.9 %)."""
     d, rows = _pretrain("sim")
     by = _by_name(rows)
     assert abs(by["step time"]["rel_error"]) < 0.05
-    for k in ("1F", "1B", "1W", "1F1B", "opt"):
+    for k in ("1F", "1B", "1W", "1F1B", "opt", "bubble"):
         assert abs(by[k]["rel_error"]) < 0.15, by[k]
-    assert abs(by["bubble"]["rel_error"]) < 0.20, by["bubble"]
     for k in ("MFU (causal)", "MFU (non-causal)"):
         assert abs(by[k]["rel_error"]) < 0.10, by[k]
     assert d["mfu_noncausal"] > d["mfu_causal"] == d["mfu"]

@@ -79,11 +79,30 @@ def test_layer_extras_bytes_from_shapes():
     assert by[("mlp(F)", "moe_unpermute")] == by[("mlp(B)", "moe_unpermute_bwd")] == 4.0 * 32768 * H
     dense = {(e.slice, e.op) for e in training_extras(cfg, 0, tokens=4096, expert_rows=0, local_experts=0)}
     assert ("mlp(F)", "moe_permute") not in dense and ("mlp(W)", "grad_accumulate") in dense
-    # the extras make every slice slower, never faster
+    nh, dv = cfg.num_attention_heads, cfg.v_dim
+    assert by[("attn(F)", "e5m6_cache_cast")] == by[("attn(B)", "e5m6_cast_back")] == 3.5 * 4096 * nh * dv
+    # the extras add work; the production step also moves the MoE input norm to the router's attn(F) (its backward to
+    # attn(B)) and the attention weight gradients' operand casts from attn(W) to attn(B), as profile-data places them
     kw = {"gpu": "H800", "tokens": 4096, "seq_len": 4096, "expert_rows": 32768, "local_experts": 4, "gemm_dtype": "fp8",
               "sm_fraction": 1.0}
     with_, without = training_layer(cfg, 10, extras=True, **kw), training_layer(cfg, 10, **kw)
-    assert all(with_.times[k] > without.times[k] for k in without.times)
+    assert sum(with_.times.values()) > sum(without.times.values())
+    assert all(with_.times[k] > without.times[k] for k in ("attn(F)", "attn(B)", "mlp(B)", "mlp(W)"))
+    assert with_.times["attn(W)"] < without.times["attn(W)"]  # GEMMs only, as in the profile
+    # the GEMM flops stay where they were
+    assert with_.flops == without.flops
+
+
+def test_production_norms_run_at_deepseeks_norm_kernel_throughput():
+    from dsv3sim.workload.kernels import NORM_EFF, op_time
+    import json
+    from pathlib import Path
+    data = json.loads((Path(__file__).parents[2] / "dsv3sim/workload/data/profile_data_train.json").read_text())
+    assert NORM_EFF == pytest.approx(data["layernorm_GBps"] / 3350.0, rel=1e-3)
+    b = 2.0 * 4096 * 7168 * 2
+    t = op_time("H800", "rmsnorm_deployed", "bf16", flops=0.0, bytes_=b, m=4096, n=7168).time_s
+    assert t == pytest.approx(b / (3.35e12 * NORM_EFF), rel=0.02)
+    assert t > op_time("H800", "rmsnorm", "bf16", flops=0.0, bytes_=b, m=4096, n=7168).time_s
 
 
 def test_optimizer_step_hides_early_reduce_scatter_and_late_all_gather():
