@@ -1,7 +1,9 @@
 """DeepEP notify/layout, GEMM-communication interference, production memory-bound kernels, the optimizer step."""
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 
 import pytest
 
@@ -9,6 +11,7 @@ from dsv3sim.config.model import load_model_config
 from dsv3sim.workload import deepep_overheads as DO
 from dsv3sim.workload import interference as IF
 from dsv3sim.workload import optimizer_step as OS
+from dsv3sim.workload.kernels import NORM_EFF, op_time
 from dsv3sim.workload.layer_extras import training_extras
 from dsv3sim.workload.layer_ops import training_layer
 
@@ -94,9 +97,6 @@ def test_layer_extras_bytes_from_shapes():
 
 
 def test_production_norms_run_at_deepseeks_norm_kernel_throughput():
-    from dsv3sim.workload.kernels import NORM_EFF, op_time
-    import json
-    from pathlib import Path
     data = json.loads((Path(__file__).parents[2] / "dsv3sim/workload/data/profile_data_train.json").read_text())
     assert NORM_EFF == pytest.approx(data["layernorm_GBps"] / 3350.0, rel=1e-3)
     b = 2.0 * 4096 * 7168 * 2
