@@ -116,6 +116,119 @@ def _issue_queues(parts: list[tuple[str, list[dict]]], tags: list[str] | None) -
     return queues, deps
 
 
+def _chunk_run(t: float, slices: list[Slice], busy: dict[str, float]) -> ChunkRun:
+    """The run's result: makespan, slices by start, busy time per stream, communication the compute stream left
+    exposed."""
+    exposed = max(0.0, t - busy["compute"]) if busy["comm"] > 0 else 0.0
+    return ChunkRun(time_s=t, slices=tuple(sorted(slices, key=lambda s: (s.start, s.stream))),
+                    compute_busy_s=busy["compute"], comm_busy_s=busy["comm"],
+                    exposed_comm_s=min(exposed, busy["comm"]))
+
+
+class _InOrderLoop:
+    """``run_chunks``' in-order pair without simpy: the same arithmetic (a shared slice progresses in segments
+    ``left -= (now - t0) x rate``, cut at every toggle of the other stream; it ends at ``t0 + left / rate``), so the
+    same floats. ``run`` returns None where simpy's order of same-instant events could matter: a segment that leaves
+    more than the loop's threshold, or a superseded timeout (simpy's clock runs to it) that could pass the last
+    slice's end; the caller then runs the simpy model."""
+
+    STREAMS = ("compute", "comm")
+    OTHER = {"compute": "comm", "comm": "compute"}
+
+    def __init__(self, queues: dict, deps: dict, record: bool) -> None:
+        self.queues, self.deps, self.record = queues, deps, record
+        self.pos = dict.fromkeys(self.STREAMS, 0)
+        # per stream the running slice: [key, tag, name, layer, start, shared, left, rate, t0, alone, beside, end]
+        self.cur: dict = dict.fromkeys(self.STREAMS)
+        self.on = dict.fromkeys(self.STREAMS, False)
+        self.done: set = set()
+        self.busy = dict.fromkeys(self.STREAMS, 0.0)
+        self.slices: list[Slice] = []
+        self.stale = 0.0
+
+    def _end(self, now: float) -> dict | None:
+        """End the slices whose end is now: {stream: key of the slice that ended}; None to decline."""
+        ended = dict.fromkeys(self.STREAMS)
+        for s in self.STREAMS:
+            c = self.cur[s]
+            if c is None or c[11] != now:
+                continue
+            if c[5] and c[6] - (now - c[8]) * c[7] > 1e-12 * c[9]:
+                return None
+            self.cur[s], self.on[s], ended[s] = None, False, c[0]
+            self.busy[s] += now - c[4]
+            self.done.add(c[0])
+            if self.record:
+                self.slices.append(Slice(name=c[2], layer=c[3], stream=s, start=c[4], end=now, chunk=c[1]))
+        return ended
+
+    def _start(self, now: float) -> dict:
+        """Start the head slice of each free stream whose inputs are done: {stream: started}."""
+        started = dict.fromkeys(self.STREAMS, False)
+        for s in self.STREAMS:
+            q = self.queues[s]
+            if self.cur[s] is not None or self.pos[s] >= len(q):
+                continue
+            key, tag, name, i, d = q[self.pos[s]]
+            if all(x in self.done for x in self.deps[key]):
+                self.pos[s] += 1
+                sh = isinstance(d, tuple)
+                a, b = d if sh else (d, d)
+                self.cur[s] = [key, tag, name, i, now, sh, a, 1.0, now, a, b, now + (0.0 if sh else d)]
+                self.on[s] = started[s] = True
+        return started
+
+    def _segments(self, now: float, toggled: dict, started: dict, ended: dict) -> None:
+        """Shared slices: a new segment at every toggle of the other stream (or at their start)."""
+        for s in self.STREAMS:
+            c, o = self.cur[s], self.OTHER[s]
+            if c is None or not c[5] or not (toggled[o] or started[s]):
+                continue
+            if started[s] and toggled[o]:
+                # simpy may have read the other stream before its toggle: harmless when it ends on (the earlier
+                # read, off, scheduled a sooner timeout) or when this slice waited for the slice that ended there
+                if not self.on[o] and ended[o] not in self.deps[c[0]]:
+                    self.stale = max(self.stale, now + c[6] / (c[9] / c[10]))
+            elif not started[s]:
+                self.stale = max(self.stale, c[11])  # the superseded segment's timeout stays on simpy's clock
+                c[6] -= (now - c[8]) * c[7]
+            c[7] = c[9] / c[10] if self.on[o] else 1.0
+            c[8] = now
+            c[11] = now + c[6] / c[7]
+
+    def run(self) -> ChunkRun | None:
+        now = 0.0
+        while True:
+            ended = self._end(now)
+            if ended is None:
+                return None
+            started = self._start(now)
+            toggled = {s: started[s] or ended[s] is not None for s in self.STREAMS}
+            self._segments(now, toggled, started, ended)
+            nxt = [c[11] for c in self.cur.values() if c is not None]
+            if not nxt:
+                break
+            now = min(nxt)
+        if any(self.pos[s] < len(self.queues[s]) for s in self.STREAMS) or self.stale > now:
+            return None
+        return _chunk_run(now, self.slices, self.busy)
+
+
+def _fast_in_order(queues: dict, deps: dict, record: bool) -> ChunkRun | None:
+    """The in-order pair by ``_InOrderLoop``; None where the simpy model must answer."""
+    return _InOrderLoop(queues, deps, record).run()
+
+
+def _try_in_order(parts: list, tags: list[str] | None, record: bool, ordered: bool) -> ChunkRun | None:
+    """The in-order pair without simpy when ``ordered`` and the loop can answer, else None."""
+    return _fast_in_order(*_issue_queues(parts, tags), record) if ordered else None
+
+
+def _ordered(parts: list, issue_order: bool) -> bool:
+    kinds = [k for k, _ in parts]
+    return issue_order and len(parts) == 2 and kinds[0] == "F" and kinds[1] in ("B", "BW")
+
+
 def run_chunks(parts: list[tuple[str, list[dict[str, float]]]], *, record: bool = True,
                tags: list[str] | None = None, issue_order: bool = False) -> ChunkRun:
     """Run chains together. ``parts`` = [(kind, per-layer {slice name: seconds})], kind in F | B | W | BW; a
@@ -123,6 +236,14 @@ def run_chunks(parts: list[tuple[str, list[dict[str, float]]]], *, record: bool 
     streams (serving's micro-batches); ``tags`` names each part's slices (default "F" / "B" by kind).
     ``issue_order`` (an F chain with a B or BW chain): each stream runs its slices in DeepSeek's launch order
     (``pair_issue_order``) instead of the first-ready rule."""
+    ordered = _ordered(parts, issue_order)
+    got = _try_in_order(parts, tags, record, ordered)
+    return got if got is not None else _run_simpy(parts, record=record, tags=tags, ordered=ordered)
+
+
+def _run_simpy(parts: list[tuple[str, list[dict[str, float]]]], *, record: bool, tags: list[str] | None,
+               ordered: bool) -> ChunkRun:
+    """``run_chunks`` event by event in simpy (``ordered``: each stream in launch order)."""
     env = simpy.Environment()
     streams = {"compute": simpy.PriorityResource(env, 1), "comm": simpy.PriorityResource(env, 1)}
     slices: list[Slice] = []
@@ -190,8 +311,7 @@ def run_chunks(parts: list[tuple[str, list[dict[str, float]]]], *, record: bool 
             yield env.process(one(tag, name, i, d, 0))
             done[key].succeed()
 
-    kinds = [k for k, _ in parts]
-    if issue_order and len(parts) == 2 and kinds[0] == "F" and kinds[1] in ("B", "BW"):
+    if ordered:
         queues, deps = _issue_queues(parts, tags)
         done = {k: env.event() for k in deps}
         for s, q in queues.items():
@@ -201,8 +321,4 @@ def run_chunks(parts: list[tuple[str, list[dict[str, float]]]], *, record: bool 
             tag = tags[j] if tags else ("F" if kind == "F" else "B")
             env.process(chain(tag, kind, layers, 1 if kind == "F" else 0))
     env.run()
-    t = env.now
-    exposed = max(0.0, t - busy["compute"]) if busy["comm"] > 0 else 0.0
-    return ChunkRun(time_s=t, slices=tuple(sorted(slices, key=lambda s: (s.start, s.stream))),
-                    compute_busy_s=busy["compute"], comm_busy_s=busy["comm"],
-                    exposed_comm_s=min(exposed, busy["comm"]))
+    return _chunk_run(env.now, slices, busy)

@@ -95,3 +95,38 @@ def test_issue_order_uneven_chains_run_every_slice_once():
     compute = 3 * (1.0 + 2.0) + 5 * sum(v for k, v in LAYER.items() if k in ("mlp(B)", "mlp(W)", "attn(B)", "attn(W)"))
     assert r.compute_busy_s == pytest.approx(compute)
     assert r.time_s >= compute - 1e-9
+
+
+def test_in_order_pair_without_simpy_gives_the_same_floats(monkeypatch):
+    """The in-order pair's direct event loop (``_fast_in_order``) against the simpy model, float for float, on
+    random (alone, beside) slices, equal durations (same-instant toggles) and plain floats; where it declines
+    (None), run_chunks falls back to simpy."""
+    import random
+
+    from dsv3sim.workload import overlap as OV
+
+    rng = random.Random(7)
+
+    def layer(tie: bool, plain: bool) -> dict:
+        d = {}
+        for nm in OV.FWD + OV.BWD + ("mlp(W)", "attn(W)"):
+            a = 1e-3 if tie else rng.uniform(2e-4, 6e-3)
+            d[nm] = a if plain else (a, a * (1.0 if tie else rng.uniform(1.0, 1.6)))
+        return d
+
+    fast_used = 0
+    for case in range(40):
+        tie, plain = case % 5 == 0, case % 7 == 0
+        nf, nb = rng.randint(1, 4), rng.randint(1, 4)
+        parts = [("F", [layer(tie, plain) for _ in range(nf)]),
+                 (rng.choice(("B", "BW")), [layer(tie, plain) for _ in range(nb)])]
+        fast = OV._fast_in_order(*OV._issue_queues(parts, None), True)
+        fast_used += fast is not None
+        got = run_chunks(parts, issue_order=True)
+        monkeypatch.setattr(OV, "_fast_in_order", lambda *a: None)
+        ref = run_chunks(parts, issue_order=True)
+        monkeypatch.undo()
+        assert got == ref
+        if fast is not None:
+            assert fast == ref
+    assert fast_used >= 30
