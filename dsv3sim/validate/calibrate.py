@@ -41,24 +41,65 @@ def _busy(gap_s: float) -> None:
         torch.mm(a, a)
 
 
-def _time(fn, iters: int, sync, rel: list[float] | None = None, gap_s: float = 0.0) -> float:
+def _time(fn, iters: int, sync, rel: list[float] | None = None, gap_s: float = 0.0, last=None) -> float:
     """Mean time of fn() over ``iters``. With ``gap_s`` every call follows that much compute (untimed): in the
     run a collective always follows a compute segment, and a process that computed and then blocks on a
-    socket pays the wake-up of its communication thread, which back-to-back collectives do not see."""
+    socket pays the wake-up of its communication thread, which back-to-back collectives do not see.
+
+    ``last`` (a collective's members on one host, ``_Last``): each call is timed from the moment its last
+    member entered, not from this rank's own entry. A rank that entered early waits there for a peer that was
+    still busy or descheduled when its gap ended; the step model prices that wait itself (the lockstep meeting
+    waits for the latest rank's clock plus the expected lateness of the slowest, ``measured_step._Lanes``), so
+    a fit that also held it would count it twice (measured on the 2-core box: the backward all-to-alls +50..+470 %
+    over the run with the own-entry fit)."""
     fn()  # warm-up
-    ts = []
+    t_in, t_out = [], []
     for _ in range(iters):
         if gap_s:
             _busy(gap_s)
         sync()
-        t0 = time.perf_counter()
+        t_in.append(time.perf_counter())
         fn()
         sync()
-        ts.append(time.perf_counter() - t0)
+        t_out.append(time.perf_counter())
+    starts = last.latest(t_in, t_out) if last is not None else t_in
+    ts = [max(t1 - t0, 0.0) for t0, t1 in zip(starts, t_out)]
     m = statistics.fmean(ts)
-    if rel is not None:
+    if rel is not None and m > 0:
         rel += [t / m for t in ts]
     return m  # the mean: a step's time is a sum, so its expectation is what adds up
+
+
+class _Last:
+    """The latest entry time of every call among a group's members: ``time.perf_counter`` is the host's
+    CLOCK_MONOTONIC, one clock for all processes of one machine, so the members' entry stamps compare directly
+    (all-gathered over the group after the timed calls). ``of(ctx, group)`` is None where they do not compare
+    (several hosts) or the group is one rank."""
+
+    def __init__(self, group, size: int) -> None:
+        self.group, self.size = group, size
+        self.exit_skew: list[float] = []  # per call: the last member's exit - the members' mean exit
+
+    @classmethod
+    def of(cls, ctx, group=None, size: int | None = None):
+        size = ctx.world if size is None else size
+        if ctx.spec.nnodes > 1 or ctx.device.type != "cpu" or size < 2:
+            return None
+        return cls(group, size)
+
+    def latest(self, t_in: list[float], t_out: list[float]) -> list[float]:
+        """The latest entry of every call; records the exits' skew: the members leave a collective when each
+        one's thread is woken from it, not at once, and the next meeting waits for the last of them."""
+        mine = torch.tensor([t_in, t_out], dtype=torch.float64)
+        every = torch.stack(self._gather(mine))  # [members, 2, calls]
+        outs = every[:, 1]
+        self.exit_skew += (outs.amax(0) - outs.mean(0)).tolist()
+        return every[:, 0].amax(0).tolist()
+
+    def _gather(self, x: torch.Tensor) -> list[torch.Tensor]:
+        every = [torch.empty_like(x) for _ in range(self.size)]
+        dist.all_gather(every, x, group=self.group)
+        return every
 
 
 def run_rank(ctx) -> dict:
@@ -78,6 +119,7 @@ def probe(ctx, quick: bool = False) -> dict:
     iters = max(spec.calib_iters // 3, 3) if quick else spec.calib_iters
     rows: dict[str, list[tuple[int, float]]] = {"p2p": [], "all_to_all": [], "all_reduce": []}
     rel: dict[str, list[float]] = {k: [] for k in rows}  # sample / mean: the transport's jitter
+    last = None  # the all-to-all's members (its exit skews pool over every size and gap)
     for size in sizes:
         numel = max(size // 4, 1)
         buf = torch.ones(numel, dtype=torch.float32, device=dev)
@@ -98,22 +140,25 @@ def probe(ctx, quick: bool = False) -> dict:
             grp, n = (_groups(ctx).ep, spec.ep) if 1 < spec.ep < world else (None, world)
             send = torch.ones(numel * n, dtype=torch.float32, device=dev)
             recv = torch.empty_like(send)
+            last = _Last.of(ctx, grp, n) if last is None else last
             rows["all_to_all"].append((numel * 4 * (n - 1), _time(lambda: dist.all_to_all_single(recv, send, group=grp),
-                                                    iters, ctx.sync, rel["all_to_all"], GAP_S)))
+                                                    iters, ctx.sync, rel["all_to_all"], GAP_S, last)))
             for g in A2A_GAPS_S:
                 k = f"all_to_all@{g * 1e6:.0f}"
                 rows.setdefault(k, [])
                 rel.setdefault(k, [])
                 rows[k].append((numel * 4 * (n - 1), _time(lambda: dist.all_to_all_single(recv, send, group=grp),
-                                                           iters, ctx.sync, rel[k], g)))
+                                                           iters, ctx.sync, rel[k], g, last)))
         ctx.collective(f"all_reduce:{size}")
         rows["all_reduce"].append((numel * 4, _time(lambda: dist.all_reduce(buf), iters, ctx.sync,
-                                                   rel["all_reduce"], GAP_S)))
+                                                   rel["all_reduce"], GAP_S, _Last.of(ctx))))
     fits = {}
     for k, pts in rows.items():
         if len(pts) >= 2:
             fits[k] = fit([p[0] for p in pts], [p[1] for p in pts]).to_dict()
     out = {"quick": quick, "points": rows, "fits": fits, "rel": rel}
+    if last is not None and last.exit_skew:
+        out["all_to_all_exit_skew_s"] = statistics.fmean(last.exit_skew)
     if spec.model:
         ctx.status.enter("compute")
         cfg = load_model_config(spec.model)
@@ -172,7 +217,7 @@ def _grad_sync(ctx, cfg, iters: int, parts) -> dict:
     def sync_all() -> None:
         _allreduce(tl, dense, groups.replica, groups.replica_size)
         _allreduce(tl, experts, groups.dp, groups.dp_size)
-    m = _time(sync_all, iters, ctx.sync, rel, GAP_S)
+    m = _time(sync_all, iters, ctx.sync, rel, GAP_S, _Last.of(ctx))  # the wait for late members: allreduce_wait
     dist.barrier()
     return {"F": m, "B": 0.0, "F_rel": rel, "B_rel": [1.0],
             "bytes": sum(p.numel() * p.element_size() for p in dense + experts)}

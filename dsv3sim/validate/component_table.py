@@ -184,6 +184,7 @@ def _rank_entry(c: dict, cfg=None) -> dict:
                  "busy": statistics.median(w["busy"] for w in wins) if wins else 1.0}
     _context_of_probes(out, comps, cfg)
     out["bwd_start_s"] = statistics.median(cc.get("bwd_call_overhead_s", 0.0) for cc in comps) / share
+    out["layout_host_s"] = _layout_host(comps, share)
     out["optim_s"] = statistics.median(x for cc in comps for x in cc["optim"]["F_s"]) / share
     out["requant_s"] = _requant_s(comps, share)
     gs = [x for cc in comps if "grad_sync" in cc for x in _grad_sync_samples(cc["grad_sync"])]
@@ -192,6 +193,16 @@ def _rank_entry(c: dict, cfg=None) -> dict:
     if ded:
         out["preempt"] = _preempt(c["probes"], comps)
     return out
+
+
+def _layout_host(comps: list[dict], share: float) -> float:
+    """Host work inside one MoE layer's ``layout(F)`` span between its three all-to-alls (the counts' ``tolist``,
+    the pair layout tensors, the gate weights' autograd all-to-all): the CPU seconds of the glue stage's layout
+    spans (the run's EP path, ``ep.EPMoE._exchange_layout``) per MoE layer, median over the probes, over the
+    share. 0 without an EP glue profile (no EP, or a profile from before the spans kept their CPU)."""
+    xs = [g["stage_layout_cpu_s"]["F"] / g["n_moe"] for g in (cc.get("glue") for cc in comps)
+          if g and g.get("ep", 1) > 1 and g.get("n_moe") and "stage_layout_cpu_s" in g]
+    return statistics.median(xs) / share if xs else 0.0
 
 
 def _requant_s(comps: list[dict], share: float) -> float:
@@ -251,7 +262,17 @@ def build_table(spec, train: list[dict], calib: list[dict], machine: str) -> dic
                                   key=lambda kv: int(kv[0]))),
             "routing": _routing(spec, train),
             "cores": _cores() if spec.device == "cpu" else 0, "procs": spec.nproc * spec.threads,
+            "a2a_exit_skew_s": exit_skew(calib),
             "ranks": {str(c["rank"]): _rank_entry(c, _model(spec)) for c in calib}}
+
+
+def exit_skew(calib: list[dict]) -> float:
+    """The all-to-all sweep's exit skew: per call, the last member's exit from it past the members' mean exit
+    (each member leaves when its own thread is woken from the collective; ``calibrate._Last``), median over
+    rank 0's probes; 0 where the sweep could not compare the members' clocks (GPU, several hosts)."""
+    first = min(calib, key=lambda c: c["rank"])
+    xs = [p["all_to_all_exit_skew_s"] for p in first["probes"] if "all_to_all_exit_skew_s" in p]
+    return statistics.median(xs) if xs else 0.0
 
 
 def _model(spec):

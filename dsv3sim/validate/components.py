@@ -342,7 +342,7 @@ def _glue(cfg, spec, parts, mat, hid, reps: int, sync, comps: dict, bwd_start: f
     gate_b = comps["gate"]["B"] if "gate" in comps else 0.0
     per = {}
     for d in ("F", "B"):
-        wall, cpu, spans, comm, _ = (v / reps for v in tot[d])
+        wall, cpu, spans, comm, _, _ = (v / reps for v in tot[d])
         busy = wall - comm
         out_of_spans = max(wall - spans, 0.0) * (min(cpu / busy, 1.0) if ded and busy > 0 else 1.0)
         if d == "B":
@@ -352,7 +352,7 @@ def _glue(cfg, spec, parts, mat, hid, reps: int, sync, comps: dict, bwd_start: f
     return {"F": per["F"], "B": per["B"], "F_s": [per["F"]], "B_s": [per["B"]], "layers": layers, "ep": R,
             "n_moe": n_moe, "pairs_per_moe_layer": statistics.fmean(pairs) if pairs else 0.0,
             **{f"stage_{k}_s": {d: tot[d][i] / reps for d in tot}
-               for i, k in enumerate(("wall", "cpu", "spans", "all_to_all", "compute_cpu"))}}
+               for i, k in enumerate(("wall", "cpu", "spans", "all_to_all", "compute_cpu", "layout_cpu"))}}
 
 
 def _glue_stage(cfg, spec, parts, mat, dev, ded: bool, ep):
@@ -384,9 +384,9 @@ _COMM_SPANS = ("layout(", "dispatch(", "combine(")
 
 
 def _stage_spans(st, tl, hid, reps: int, sync) -> dict[str, list[float]]:
-    """{F|B: [wall, CPU, timeline spans, all-to-all spans, CPU inside the compute spans]} seconds of ``st``
-    forward and backward, summed over ``reps`` samples after one warm-up."""
-    tot = {"F": [0.0] * 5, "B": [0.0] * 5}
+    """{F|B: [wall, CPU, timeline spans, all-to-all spans, CPU inside the compute spans, CPU inside the layout
+    spans]} seconds of ``st`` forward and backward, summed over ``reps`` samples after one warm-up."""
+    tot = {"F": [0.0] * 6, "B": [0.0] * 6}
     for i in range(reps + 1):
         _GRADS.before(i)
         x = hid().requires_grad_()
@@ -408,6 +408,7 @@ def _stage_spans(st, tl, hid, reps: int, sync) -> dict[str, list[float]]:
                                  e.name.startswith(_COMM_SPANS))
                 tot[d][4] += sum(e.cpu for e in tl.events if e.name.endswith(f"({d})") and
                                  not e.name.startswith(_COMM_SPANS))
+                tot[d][5] += sum(e.cpu for e in tl.events if e.name == f"layout({d})")
     return tot
 
 

@@ -22,6 +22,7 @@ rows'; the pair layout and weights (12 B a pair, DeepEP's topk_idx/topk_weights)
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass
 
 import torch
@@ -185,18 +186,24 @@ class EPMoE(torch.nn.Module):
         (the ``layout(F)`` span); returns (rows sent, rows received per rank, received row / local expert /
         weight of each pair received)."""
         tl, L, R = self.tl, self.layer, self.ep_size
-        t0 = tl.now()
+        t0, c0 = tl.now(), time.thread_time()
         counts = torch.stack([rp.send, rp.pair_send], 1).contiguous()  # [R, 2]: rows, pairs per destination
         counts_r = torch.empty_like(counts)
+        host = time.thread_time() - c0
         dist.all_to_all_single(counts_r, counts, group=self.group)
+        c1 = time.thread_time()
         send_l, recv_l = rp.send.tolist(), counts_r[:, 0].tolist()
         ps_l, pr_l = rp.pair_send.tolist(), counts_r[:, 1].tolist()
         lay = torch.stack([rp.pair_rel, rp.pair_le], 1).contiguous()
         lay_r = torch.empty(sum(pr_l), 2, dtype=torch.int64, device=device)
+        host += time.thread_time() - c1
         dist.all_to_all_single(lay_r, lay, pr_l, ps_l, group=self.group)
+        c2 = time.thread_time()
         w_recv = AllToAll.apply(rp.pair_w, ps_l, pr_l, "native", "native", self.group, None, "weights", L,
                                 self.ep_rank)
-        tl.add("layout(F)", t0, tl.now(), L)
+        # the span's CPU: this thread's host work between the three exchanges (the blocked waits spend none;
+        # the gate weights' autograd all-to-all counts whole, its gloo call is a few us of that)
+        tl.add("layout(F)", t0, tl.now(), L, host + time.thread_time() - c2)
         # received row of each pair: its row inside the sender's block + where that block starts
         src_of_pair = torch.repeat_interleave(torch.arange(R, device=device), torch.tensor(pr_l, device=device))
         prow = lay_r[:, 0] + (torch.cumsum(counts_r[:, 0], 0) - counts_r[:, 0])[src_of_pair]

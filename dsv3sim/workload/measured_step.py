@@ -5,7 +5,8 @@ that ``dsv3sim run`` reproduces from the scenario file ``validate`` writes.
 Inputs (all ordinary files a scenario names):
 * ``TrainingWorkload.component_table``: JSON written by the calibration (``validate/component_table.py``):
   per rank, forward/backward seconds of every model component the run executes (attention block, dense FFN,
-  gate work, shared experts, head + loss, embedding; routed experts as t = a + b * rows), the autograd
+  gate work, shared experts, head + loss, embedding; routed experts as t = a + b * rows), the host work
+  between the layout all-to-alls of one MoE layer (``layout_host_s``), the autograd
   engine's start-up per backward call, the optimizer step on the rank's parameters, the gradient all-reduce
   on the run's exact buffers, each component's relative spread (cv); the run's stage split and its routing
   (rows each EP rank sends to each other rank per micro-batch and MoE layer, per DP replica; routing is an
@@ -27,7 +28,9 @@ Composition:
   all_to_all fit on the largest
   off-rank bytes any rank sends or receives; the fit is the one calibrated after as much compute as the ranks
   did since their previous collective (a rank whose communication thread slept longer pays a longer wake-up;
-  the dispatch follows the layout exchange with none).
+  the dispatch follows the layout exchange with none); the fit is timed from the last rank's entry (the
+  waits for late ranks are the lateness above, not transfer), and every meeting after the chunk's first also
+  waits for the ranks' staggered exits from the previous one (``a2a_exit_skew_s``, measured by the same sweep).
 * ``allreduce``: the calibrated gradient all-reduce; ``allreduce_wait``: the members arrive at their own
   pipeline ends, and each arrives late by its jitter since the last point it met the others: sigma of that
   compute x E[max of n N(0,1)] (DP replicas never meet before it: their whole step; EP ranks: the last
@@ -140,8 +143,13 @@ class _Lanes:
     Jitter: each component call is one sample of its profiled spread, independent of the others, so the
     spread of a stretch of compute is cv x sqrt(sum of its components' squared times) (variances add)."""
 
-    def __init__(self, ranks: list[dict]) -> None:
+    def __init__(self, ranks: list[dict], exit_skew: float = 0.0, cores: int = 0) -> None:
         self.r = ranks
+        self.outside = _outside_share(ranks, cores)
+        # the members of a collective leave it when each one's thread is woken, not at once: the next meeting
+        # starts after the last of them, ``exit_skew`` (the table's ``a2a_exit_skew_s``) past the mean exit
+        self.exit_skew = exit_skew
+        self.skewed = False  # the lanes left an all-to-all and have not met since
         # a shared CPU (the table measured preemption, preemption.py): a rank woken from a blocking call runs
         # its first scheduler slice whole and pays for it in waiting for the core at the wake-up (``debt``,
         # charged to the collective it woke from); beyond the slice it computes at the window's share
@@ -177,8 +185,10 @@ class _Lanes:
         n = len(self.r)
         cpu = statistics.fmean(self.cpu_since)
         late = _late(list(self.r), statistics.fmean(self.since), statistics.fmean(self.since_sq), n,
-                     cpu if any(self.slice) else None)
+                     cpu if any(self.slice) else None, self.outside)
         t = max(c + w for c, w in zip(self.clock, self.debt)) + late + transfer(statistics.fmean(self.since))
+        t += self.exit_skew if self.skewed else 0.0
+        self.skewed = True
         for i in range(n):
             self.comp[name] += t - self.clock[i]
             self.clock[i] = t
@@ -193,6 +203,25 @@ class _Lanes:
             self.debt[i] = 0.0
 
 
+def _outside_share(ranks: list[dict], cores: int) -> float:
+    """The part of a lockstep group's preemptions that tasks outside the group cause (1 without ``cores``).
+
+    The group's own ranks time-share the cores while they compute (n ranks on C < n cores): a rank that waits
+    for a peer's slice is not late against the group, its peer is early by as much, and each rank's component
+    times (CPU seconds over the window's share, which the calibration measured with its peers computing) already
+    put the meeting at the group's CPU over its cores. Only the other tasks (other sessions, the job's other
+    groups) make one rank late against the rest. Lost time per CPU second at the window's share s: 1/s - 1; the
+    group alone on the cores would lose 1/s_g - 1, s_g = min(1, C / sum of the ranks' busy fractions) (processor
+    sharing); the outside part is the rest, (1/s - 1/s_g) / (1/s - 1), clamped to [0, 1]."""
+    if cores <= 0:
+        return 1.0
+    s = statistics.fmean(min(max(float(x.get("share", 1.0)), 1e-3), 1.0) for x in ranks)
+    if s >= 1.0:
+        return 1.0
+    s_g = min(1.0, cores / max(sum(float(x.get("busy", 1.0)) for x in ranks), 1e-9))
+    return min(max((1.0 / s - 1.0 / s_g) / (1.0 / s - 1.0), 0.0), 1.0)
+
+
 def _free_slice(rank: dict) -> float:
     """CPU seconds a rank runs unpreempted after a blocking call: one scheduler slice (the preemption delay the
     calibration measured, the competing tasks' slice under EEVDF); 0 where no preemption was measured."""
@@ -200,16 +229,18 @@ def _free_slice(rank: dict) -> float:
     return float(p.get("slice_s", 0.0)) if p.get("rate_per_cpu_s") else 0.0
 
 
-def _late(ranks: list[dict], since: float, since_sq: float, n: int, exposed_cpu: float | None = None) -> float:
+def _late(ranks: list[dict], since: float, since_sq: float, n: int, exposed_cpu: float | None = None,
+          outside: float = 1.0) -> float:
     """Expected lateness of the slowest of n ranks after ``since`` seconds of compute (sum of squared component
     times ``since_sq``): preemption slices where the table measured them (a shared CPU: ``preemption.py``, on
     the CPU seconds past the free slice ``exposed_cpu``, or since * share), else the normal jitter
-    cv x sqrt(since_sq) x E[max of n N(0,1)]."""
+    cv x sqrt(since_sq) x E[max of n N(0,1)]. ``outside``: the part of the preemption rate that tasks outside
+    the group cause (``_outside_share``)."""
     pre = [x.get("preempt") for x in ranks]
     if all(p and p.get("slice_s") for p in pre):
         share = statistics.fmean(x.get("share", 1.0) for x in ranks)
         cpu = since * share if exposed_cpu is None else exposed_cpu
-        return lateness(cpu, statistics.fmean(p["rate_per_cpu_s"] for p in pre),
+        return lateness(cpu, outside * statistics.fmean(p["rate_per_cpu_s"] for p in pre),
                         statistics.fmean(p["slice_s"] for p in pre), n)
     cv = statistics.fmean(x["cv"] for x in ranks)
     return cv * math.sqrt(since_sq) * expected_max_normal(n)
@@ -253,10 +284,12 @@ def _moe_layer(lanes: _Lanes, kind: str, rr: dict, a2a, wires: tuple[str, str], 
     fwd, bwd = _codec_rows(send, False), _codec_rows(send, True)
     if kind == "F":
         lanes.compute("gate(F)", [_fb(x, "gate", 0) for x in R])
-        # counts, then row ids + local experts and the pairs' gate weights (FP32) right after: the second and
-        # third follow no compute (validate/ep.py _exchange_layout)
-        lanes.meet("layout(F)", lambda s: a2a(4 * ep, s) + a2a(_a2a_bytes(send, 8, False), 0.0)
-                   + a2a(_a2a_bytes(send, 4, False), 0.0))
+        # counts; the host work on them (``tolist``, the pair layout tensors, the gate weights' autograd
+        # all-to-all: the table's ``layout_host_s``); then row ids + local experts and the pairs' gate weights
+        # (FP32), the third right after the second (validate/ep.py _exchange_layout)
+        lanes.meet("layout(F)", lambda s: a2a(4 * ep, s))
+        lanes.compute("layout(F)", [float(x.get("layout_host_s", 0.0)) for x in R])
+        lanes.meet("layout(F)", lambda s: a2a(_a2a_bytes(send, 8, False), s) + a2a(_a2a_bytes(send, 4, False), 0.0))
         lanes.compute("dispatch(F)", [_codec(x, wd, fwd[i]) for i, x in enumerate(R)])
         lanes.meet("dispatch(F)", lambda s: a2a(_a2a_bytes(send, rb_d, False), s))
         lanes.compute("mlp(F)", [_experts(x, rows[i], 0) for i, x in enumerate(R)])
@@ -408,7 +441,8 @@ def _simulate_replica(t: dict, sched, tr: Transport, ranks: dict, d: int, hop: f
     def chunk(p: int, a) -> float:
         key = (p, str(a))
         if key not in cache:
-            lanes = _Lanes([ranks[_rank_of(d, p, e, pp, ep)] for e in range(ep)])
+            lanes = _Lanes([ranks[_rank_of(d, p, e, pp, ep)] for e in range(ep)], float(t.get("a2a_exit_skew_s", 0.0)),
+                           int(t.get("cores", 0)))
             for o in a.ops:
                 if o.kind != "W":
                     _run_op(t, lanes, tr, sched.stage_of(p, o.chunk), "F" if o.kind == "F" else "B", d, fp8)

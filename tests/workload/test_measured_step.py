@@ -131,3 +131,17 @@ def test_all_to_all_spans_hold_the_payload_encoding(tmp_path):
     # 4 rows sent, 4 received per rank: 1 ms + 0.4 ms in each of dispatch(F), combine(F), combine(B), dispatch(B)
     for k in ("dispatch(F)", "combine(F)", "combine(B)", "dispatch(B)"):
         assert res.breakdown_s[k] == pytest.approx(1.4 * MS, rel=1e-6), k
+
+
+def test_layout_host_work_between_the_exchanges(tmp_path):
+    """The table's ``layout_host_s`` (host work on the counts before the ids and the gate weights go out) is
+    part of ``layout(F)`` and is the compute gap the ids' all-to-all follows."""
+    routing = {"0": [{"send_rows": [[0, 0], [0, 0]], "expert_rows": [0, 0]}]}
+    a2a = {"all_to_all@0": {"latency_us": 100.0, "bandwidth_GBps": 1e6},
+           "all_to_all@2000": {"latency_us": 2100.0, "bandwidth_GBps": 1e6},
+           "all_to_all": {"latency_us": 2100.0, "bandwidth_GBps": 1e6}}
+    r = dict(_rank(attn=(1, 0)), layout_host_s=1e-3)
+    res = simulate(_write(tmp_path, ep=2, ranks={0: r, 1: r}, routing=routing, a2a=a2a))
+    # counts after 1 ms of attention: 1100 us; 1 ms of host work; the ids after it: 1100 us; the weights: 100 us
+    assert res.breakdown_s["layout(F)"] == pytest.approx(3.3 * MS, rel=1e-9)
+    assert res.step_time_s == pytest.approx(1 * MS + 3.3 * MS + 5 * 0.1 * MS, rel=1e-9)
