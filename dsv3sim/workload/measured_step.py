@@ -478,7 +478,8 @@ def _dp_allreduce(t: dict, sched, ranks: dict, comp: dict[str, float], end: dict
                   tail: dict[int, tuple]) -> None:
     """DP: every stage's ranks (all replicas and EP ranks; DualPipe: + the mirrored stage) all-reduce gradients.
     The group starts when its expected-latest member arrives (each rank's end plus its jitter over the time since
-    it last met the group, times the expected max of that many normals); moves ``end`` past the sync."""
+    it last met the group, times the expected max of that many normals; on a shared CPU the preemption by tasks
+    outside the group, ``_outside_share``); moves ``end`` past the sync."""
     pp, dp, ep = t["pp"], t["dp"], t["ep"]
     mirror = sched.layout == "bidirectional"
     for p in range(pp):
@@ -488,7 +489,9 @@ def _dp_allreduce(t: dict, sched, ranks: dict, comp: dict[str, float], end: dict
         grp = [_rank_of(d, q, e, pp, ep) for q in peers for d in range(dp) for e in range(ep)]
         if len(grp) < 2:
             continue
-        late = {r: end[r] + _late([ranks[x] for x in grp], tail[r][0], tail[r][1], len(grp)) for r in grp}
+        members = [ranks[x] for x in grp]
+        out = _outside_share(members, int(t.get("cores", 0)))
+        late = {r: end[r] + _late(members, tail[r][0], tail[r][1], len(grp), None, out) for r in grp}
         t0 = max(late.values())
         sync = max(ranks[r]["grad_sync_s"] for r in grp)
         for r in grp:
