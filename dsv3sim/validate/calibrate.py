@@ -6,7 +6,8 @@ Run as a torchrun job (``job="calibrate"``) before a validation run. Over messag
   against n * (R - 1), the bytes a rank sends off-rank, which is what the predictor feeds it);
 * ``all_reduce`` of n bytes over all ranks.
 Each fit is t(n) = alpha + n / beta (Hockney's model; Hockney 1994, "The communication challenge for MPP"),
-least squares over the sizes' mean times. The p2p fit becomes the transport latency/bandwidth of
+least squares over the sizes' mean times. On one CPU host the collectives are timed from their last member's
+entry and their exits' skew is kept (``_Last``). The p2p fit becomes the transport latency/bandwidth of
 ``topologies/local-cpu.yaml``; the collective fits are kept beside it for the predictor.
 """
 
@@ -79,6 +80,7 @@ class _Last:
     def __init__(self, group, size: int) -> None:
         self.group, self.size = group, size
         self.exit_skew: list[float] = []  # per call: the last member's exit - the members' mean exit
+        self.entry_wait: list[float] = []  # per call: the last member's entry - this member's (kept apart)
 
     @classmethod
     def of(cls, ctx, group=None, size: int | None = None):
@@ -94,7 +96,9 @@ class _Last:
         every = torch.stack(self._gather(mine))  # [members, 2, calls]
         outs = every[:, 1]
         self.exit_skew += (outs.amax(0) - outs.mean(0)).tolist()
-        return every[:, 0].amax(0).tolist()
+        latest = every[:, 0].amax(0).tolist()
+        self.entry_wait += [t1 - t0 for t0, t1 in zip(t_in, latest)]
+        return latest
 
     def _gather(self, x: torch.Tensor) -> list[torch.Tensor]:
         every = [torch.empty_like(x) for _ in range(self.size)]
@@ -159,6 +163,7 @@ def probe(ctx, quick: bool = False) -> dict:
     out = {"quick": quick, "points": rows, "fits": fits, "rel": rel}
     if last is not None and last.exit_skew:
         out["all_to_all_exit_skew_s"] = statistics.fmean(last.exit_skew)
+        out["all_to_all_entry_wait_s"] = statistics.fmean(last.entry_wait)
     if spec.model:
         ctx.status.enter("compute")
         cfg = load_model_config(spec.model)

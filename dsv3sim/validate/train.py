@@ -338,7 +338,7 @@ def _summarise(ctx, tl, step_s, prof_ops, moe, stage_ids, layers, sched_src, act
         per_name[e.name] += e.dur / n
         by_step[e.name][steps.index(e.step)] += e.dur
     t_first = min((e.t0 for e in tl.events if e.step == spec.steps - 1), default=0.0)
-    last = [dict(name=e.name, t0=e.t0 - t_first, t1=e.t1 - t_first, mb=e.mb, layer=e.layer)
+    last = [dict(name=e.name, t0=e.t0 - t_first, t1=e.t1 - t_first, mb=e.mb, layer=e.layer, cpu=e.cpu)
             for e in tl.events if e.step == spec.steps - 1]
     return {
         "rank": ctx.rank, "coord": {"dp": me.dp, "pp": me.pp, "ep": me.ep},

@@ -143,9 +143,8 @@ class _Lanes:
     Jitter: each component call is one sample of its profiled spread, independent of the others, so the
     spread of a stretch of compute is cv x sqrt(sum of its components' squared times) (variances add)."""
 
-    def __init__(self, ranks: list[dict], exit_skew: float = 0.0, cores: int = 0) -> None:
+    def __init__(self, ranks: list[dict], exit_skew: float = 0.0) -> None:
         self.r = ranks
-        self.outside = _outside_share(ranks, cores)
         # the members of a collective leave it when each one's thread is woken, not at once: the next meeting
         # starts after the last of them, ``exit_skew`` (the table's ``a2a_exit_skew_s``) past the mean exit
         self.exit_skew = exit_skew
@@ -185,7 +184,7 @@ class _Lanes:
         n = len(self.r)
         cpu = statistics.fmean(self.cpu_since)
         late = _late(list(self.r), statistics.fmean(self.since), statistics.fmean(self.since_sq), n,
-                     cpu if any(self.slice) else None, self.outside)
+                     cpu if any(self.slice) else None)
         t = max(c + w for c, w in zip(self.clock, self.debt)) + late + transfer(statistics.fmean(self.since))
         t += self.exit_skew if self.skewed else 0.0
         self.skewed = True
@@ -203,25 +202,6 @@ class _Lanes:
             self.debt[i] = 0.0
 
 
-def _outside_share(ranks: list[dict], cores: int) -> float:
-    """The part of a lockstep group's preemptions that tasks outside the group cause (1 without ``cores``).
-
-    The group's own ranks time-share the cores while they compute (n ranks on C < n cores): a rank that waits
-    for a peer's slice is not late against the group, its peer is early by as much, and each rank's component
-    times (CPU seconds over the window's share, which the calibration measured with its peers computing) already
-    put the meeting at the group's CPU over its cores. Only the other tasks (other sessions, the job's other
-    groups) make one rank late against the rest. Lost time per CPU second at the window's share s: 1/s - 1; the
-    group alone on the cores would lose 1/s_g - 1, s_g = min(1, C / sum of the ranks' busy fractions) (processor
-    sharing); the outside part is the rest, (1/s - 1/s_g) / (1/s - 1), clamped to [0, 1]."""
-    if cores <= 0:
-        return 1.0
-    s = statistics.fmean(min(max(float(x.get("share", 1.0)), 1e-3), 1.0) for x in ranks)
-    if s >= 1.0:
-        return 1.0
-    s_g = min(1.0, cores / max(sum(float(x.get("busy", 1.0)) for x in ranks), 1e-9))
-    return min(max((1.0 / s - 1.0 / s_g) / (1.0 / s - 1.0), 0.0), 1.0)
-
-
 def _free_slice(rank: dict) -> float:
     """CPU seconds a rank runs unpreempted after a blocking call: one scheduler slice (the preemption delay the
     calibration measured, the competing tasks' slice under EEVDF); 0 where no preemption was measured."""
@@ -229,18 +209,16 @@ def _free_slice(rank: dict) -> float:
     return float(p.get("slice_s", 0.0)) if p.get("rate_per_cpu_s") else 0.0
 
 
-def _late(ranks: list[dict], since: float, since_sq: float, n: int, exposed_cpu: float | None = None,
-          outside: float = 1.0) -> float:
+def _late(ranks: list[dict], since: float, since_sq: float, n: int, exposed_cpu: float | None = None) -> float:
     """Expected lateness of the slowest of n ranks after ``since`` seconds of compute (sum of squared component
     times ``since_sq``): preemption slices where the table measured them (a shared CPU: ``preemption.py``, on
     the CPU seconds past the free slice ``exposed_cpu``, or since * share), else the normal jitter
-    cv x sqrt(since_sq) x E[max of n N(0,1)]. ``outside``: the part of the preemption rate that tasks outside
-    the group cause (``_outside_share``)."""
+    cv x sqrt(since_sq) x E[max of n N(0,1)]."""
     pre = [x.get("preempt") for x in ranks]
     if all(p and p.get("slice_s") for p in pre):
         share = statistics.fmean(x.get("share", 1.0) for x in ranks)
         cpu = since * share if exposed_cpu is None else exposed_cpu
-        return lateness(cpu, outside * statistics.fmean(p["rate_per_cpu_s"] for p in pre),
+        return lateness(cpu, statistics.fmean(p["rate_per_cpu_s"] for p in pre),
                         statistics.fmean(p["slice_s"] for p in pre), n)
     cv = statistics.fmean(x["cv"] for x in ranks)
     return cv * math.sqrt(since_sq) * expected_max_normal(n)
@@ -441,8 +419,7 @@ def _simulate_replica(t: dict, sched, tr: Transport, ranks: dict, d: int, hop: f
     def chunk(p: int, a) -> float:
         key = (p, str(a))
         if key not in cache:
-            lanes = _Lanes([ranks[_rank_of(d, p, e, pp, ep)] for e in range(ep)], float(t.get("a2a_exit_skew_s", 0.0)),
-                           int(t.get("cores", 0)))
+            lanes = _Lanes([ranks[_rank_of(d, p, e, pp, ep)] for e in range(ep)], float(t.get("a2a_exit_skew_s", 0.0)))
             for o in a.ops:
                 if o.kind != "W":
                     _run_op(t, lanes, tr, sched.stage_of(p, o.chunk), "F" if o.kind == "F" else "B", d, fp8)
@@ -478,8 +455,7 @@ def _dp_allreduce(t: dict, sched, ranks: dict, comp: dict[str, float], end: dict
                   tail: dict[int, tuple]) -> None:
     """DP: every stage's ranks (all replicas and EP ranks; DualPipe: + the mirrored stage) all-reduce gradients.
     The group starts when its expected-latest member arrives (each rank's end plus its jitter over the time since
-    it last met the group, times the expected max of that many normals; on a shared CPU the preemption by tasks
-    outside the group, ``_outside_share``); moves ``end`` past the sync."""
+    it last met the group, times the expected max of that many normals); moves ``end`` past the sync."""
     pp, dp, ep = t["pp"], t["dp"], t["ep"]
     mirror = sched.layout == "bidirectional"
     for p in range(pp):
@@ -489,9 +465,7 @@ def _dp_allreduce(t: dict, sched, ranks: dict, comp: dict[str, float], end: dict
         grp = [_rank_of(d, q, e, pp, ep) for q in peers for d in range(dp) for e in range(ep)]
         if len(grp) < 2:
             continue
-        members = [ranks[x] for x in grp]
-        out = _outside_share(members, int(t.get("cores", 0)))
-        late = {r: end[r] + _late(members, tail[r][0], tail[r][1], len(grp), None, out) for r in grp}
+        late = {r: end[r] + _late([ranks[x] for x in grp], tail[r][0], tail[r][1], len(grp)) for r in grp}
         t0 = max(late.values())
         sync = max(ranks[r]["grad_sync_s"] for r in grp)
         for r in grp:

@@ -8,7 +8,7 @@ import torch
 
 from dsv3sim.validate import calibrate
 from dsv3sim.validate.component_table import _layout_host, exit_skew
-from dsv3sim.workload.measured_step import _Lanes, _outside_share
+from dsv3sim.workload.measured_step import _Lanes
 
 
 class _Peer:
@@ -54,27 +54,6 @@ def test_table_takes_the_exit_skew_of_rank_0_and_the_layout_host_work():
     assert _layout_host(glue, 0.5) == pytest.approx(6e-4 / 3 / 0.5)  # per MoE layer, over the share
     one_rank = [{"glue": {"ep": 1, "n_moe": 3, "stage_layout_cpu_s": {"F": 3e-4, "B": 0.0}}}]
     assert _layout_host(one_rank, 0.5) == 0.0 and _layout_host([{}], 0.5) == 0.0
-
-
-def test_outside_share_of_preemption():
-    """n lockstep ranks on C cores: with C >= n every preemption is by outside tasks; 4 always-busy ranks on 2
-    cores at share 0.5 are preempted only by each other; at share 0.4 one third of the lost time is outside."""
-    r = lambda s, b=1.0: {"share": s, "busy": b}  # noqa: E731
-    assert _outside_share([r(0.5), r(0.5)], 0) == 1.0  # no core count (a GPU table)
-    assert _outside_share([r(0.5), r(0.5)], 2) == pytest.approx(1.0)
-    assert _outside_share([r(0.5)] * 4, 2) == pytest.approx(0.0)
-    assert _outside_share([r(0.4)] * 4, 2) == pytest.approx((2.5 - 2.0) / (2.5 - 1.0))
-    assert _outside_share([r(0.5, 0.5)] * 4, 2) == pytest.approx(1.0)  # half-busy: the 4 fit on 2 cores
-    pre = {"rate_per_cpu_s": 300.0, "slice_s": 3e-3}
-    own = _Lanes([dict(r(0.5), cv=0.0, preempt=pre)] * 4, cores=2)
-    ext = _Lanes([dict(r(0.5), cv=0.0, preempt=pre)] * 4, cores=0)
-    for ln in (own, ext):
-        ln.compute("attn(F)", [2e-2] * 4)
-        ln.meet("layout(F)", lambda _s: 0.0)
-    # 10 ms of CPU each: the 3 ms slice whole, then at half speed; each owes 3 ms x (1 / 0.5 - 1) = 3 ms at the
-    # meeting, the slice's debt only: no rank is late against the others
-    assert own.comp["layout(F)"] == pytest.approx(4 * 3e-3, rel=1e-6)
-    assert ext.comp["layout(F)"] > own.comp["layout(F)"] + 4e-3
 
 
 def test_exit_skew_is_paid_by_every_meeting_after_the_first():
