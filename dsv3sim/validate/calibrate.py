@@ -140,19 +140,7 @@ def probe(ctx, quick: bool = False) -> dict:
             rows["p2p"].append((numel * 4, _time(ping, iters, ctx.sync, rel["p2p"], GAP_S) / 2))
             dist.barrier()
             ctx.collective(f"all_to_all:{size}")
-            # over the run's EP group (every EP group at once, as in the run); the world without EP
-            grp, n = (_groups(ctx).ep, spec.ep) if 1 < spec.ep < world else (None, world)
-            send = torch.ones(numel * n, dtype=torch.float32, device=dev)
-            recv = torch.empty_like(send)
-            last = _Last.of(ctx, grp, n) if last is None else last
-            rows["all_to_all"].append((numel * 4 * (n - 1), _time(lambda: dist.all_to_all_single(recv, send, group=grp),
-                                                    iters, ctx.sync, rel["all_to_all"], GAP_S, last)))
-            for g in A2A_GAPS_S:
-                k = f"all_to_all@{g * 1e6:.0f}"
-                rows.setdefault(k, [])
-                rel.setdefault(k, [])
-                rows[k].append((numel * 4 * (n - 1), _time(lambda: dist.all_to_all_single(recv, send, group=grp),
-                                                           iters, ctx.sync, rel[k], g, last)))
+            last = _a2a_sweep(ctx, numel, iters, rows, rel, last)
         ctx.collective(f"all_reduce:{size}")
         rows["all_reduce"].append((numel * 4, _time(lambda: dist.all_reduce(buf), iters, ctx.sync,
                                                    rel["all_reduce"], GAP_S, _Last.of(ctx))))
@@ -186,6 +174,23 @@ def probe(ctx, quick: bool = False) -> dict:
         if dev.type == "cuda" and not quick:
             torch.cuda.empty_cache()
     return out
+
+
+def _a2a_sweep(ctx, numel: int, iters: int, rows: dict, rel: dict, last):
+    """``all_to_all_single`` of ``numel`` fp32 to every peer over the run's EP group (every EP group at once, as in
+    the run; the world without EP) after GAP_S and after each of A2A_GAPS_S of compute; adds the points to
+    ``rows`` / ``rel`` and returns the members' ``_Last`` (one per probe: its exit skews pool over the sizes)."""
+    spec, world = ctx.spec, ctx.world
+    grp, n = (_groups(ctx).ep, spec.ep) if 1 < spec.ep < world else (None, world)
+    send = torch.ones(numel * n, dtype=torch.float32, device=ctx.device)
+    recv = torch.empty_like(send)
+    last = _Last.of(ctx, grp, n) if last is None else last
+    for k, g in (("all_to_all", GAP_S), *((f"all_to_all@{g * 1e6:.0f}", g) for g in A2A_GAPS_S)):
+        rows.setdefault(k, [])
+        rel.setdefault(k, [])
+        rows[k].append((numel * 4 * (n - 1), _time(lambda: dist.all_to_all_single(recv, send, group=grp),
+                                                   iters, ctx.sync, rel[k], g, last)))
+    return last
 
 
 def _groups(ctx):
