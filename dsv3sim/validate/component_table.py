@@ -185,6 +185,7 @@ def _rank_entry(c: dict, cfg=None) -> dict:
     _context_of_probes(out, comps, cfg)
     out["bwd_start_s"] = statistics.median(cc.get("bwd_call_overhead_s", 0.0) for cc in comps) / share
     out["layout_host_s"] = _layout_host(comps, share)
+    out["comm_in_stage_s"] = _comm_in_stage(comps)
     out["optim_s"] = statistics.median(x for cc in comps for x in cc["optim"]["F_s"]) / share
     out["requant_s"] = _requant_s(comps, share)
     gs = [x for cc in comps if "grad_sync" in cc for x in _grad_sync_samples(cc["grad_sync"])]
@@ -203,6 +204,15 @@ def _layout_host(comps: list[dict], share: float) -> float:
     xs = [g["stage_layout_cpu_s"]["F"] / g["n_moe"] for g in (cc.get("glue") for cc in comps)
           if g and g.get("ep", 1) > 1 and g.get("n_moe") and "stage_layout_cpu_s" in g]
     return statistics.median(xs) / share if xs else 0.0
+
+
+def _comm_in_stage(comps: list[dict]) -> dict[str, float]:
+    """{all-to-all span: wall seconds per MoE layer} of the EP glue stage (the run's EP path in a whole-stage
+    pass, every rank of the EP group at once: transfer, the gloo threads' wake-ups and the waits for the peers as
+    the stage has them), median over the probes; {} without an EP glue profile."""
+    per = [g["comm_per_moe_layer_s"] for g in (cc.get("glue") for cc in comps) if g and g.get("comm_per_moe_layer_s")]
+    names = {k for c in per for k in c}
+    return {k: statistics.median(c[k] for c in per if k in c) for k in sorted(names)}
 
 
 def _requant_s(comps: list[dict], share: float) -> float:

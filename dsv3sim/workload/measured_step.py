@@ -193,6 +193,18 @@ class _Lanes:
             self.clock[i] = t
             self.since[i] = self.since_sq[i] = self.cpu_since[i] = self.debt[i] = 0.0
 
+    def meet_in_stage(self, name: str) -> None:
+        """All ranks meet in an exchange the table measured in the stage (``comm_in_stage_s``: its wall per MoE
+        layer in the calibration's whole-stage pass, mean over the ranks): that wall holds the transfer, the
+        wake-ups and the waits for the peers as a stage has them (with the wake-up debt of the compute before
+        it), so the meeting costs it past the latest rank's clock, and the debt is settled."""
+        t = max(self.clock) + statistics.fmean(float(x["comm_in_stage_s"][name]) for x in self.r)
+        for i in range(len(self.r)):
+            self.comp[name] += t - self.clock[i]
+            self.clock[i] = t
+            self.since[i] = self.since_sq[i] = self.cpu_since[i] = self.debt[i] = 0.0
+        self.skewed = True
+
     def finish(self, name: str) -> None:
         """The chunk ends in a blocking call outside the lanes (a pipeline hand-off, the gradient all-reduce):
         the wake-up debt is paid there."""
@@ -251,13 +263,14 @@ def _moe_layer(lanes: _Lanes, kind: str, rr: dict, a2a, wires: tuple[str, str], 
     all-to-alls between them (forward: dispatch in ``rb_d`` bytes per row, combine in ``rb_c``; backward:
     both in ``rb_c``); each dispatch/combine span also encodes the rows sent and decodes those received in its
     wire format (``wires``: dispatch, combine; the table's ``codec`` fit, validate/ep.py)."""
-    R, ep, d = lanes.r, len(lanes.r), 0 if kind == "F" else 1
+    R, ep = lanes.r, len(lanes.r)
     send, rows = rr["send_rows"], rr["expert_rows"]
     wd, wc = wires
     if ep == 1:
-        lanes.compute("gate(F)" if kind == "F" else "framework", [_fb(x, "gate", d) for x in R])
-        lanes.compute(f"mlp({kind})", [_experts(x, rows[i], d) for i, x in enumerate(R)])
-        lanes.compute(f"shared({kind})", [_fb(x, "shared", d) for x in R])
+        _moe_layer_local(lanes, kind, rows)
+        return
+    if all(set(x.get("comm_in_stage_s") or {}) >= _IN_STAGE for x in R):
+        _moe_layer_in_stage(lanes, kind, rr, a2a)
         return
     fwd, bwd = _codec_rows(send, False), _codec_rows(send, True)
     if kind == "F":
@@ -283,6 +296,38 @@ def _moe_layer(lanes: _Lanes, kind: str, rr: dict, a2a, wires: tuple[str, str], 
         lanes.meet("dispatch(B)", lambda s: a2a(_a2a_bytes(send, rb_c, True), s))
         # the gate weights' gradient goes back to the token ranks (the third layout all-to-all's backward;
         # autograd runs it after the dispatch's, being older), then the gate's backward
+        lanes.meet("layout(B)", lambda s: a2a(_a2a_bytes(send, 4, True), s))
+        lanes.compute("framework", [_fb(x, "gate", 1) for x in R])
+
+
+def _moe_layer_local(lanes: _Lanes, kind: str, rows: list[float]) -> None:
+    """A MoE layer without EP: the gate (its backward is framework time), the experts, the shared expert."""
+    R, d = lanes.r, 0 if kind == "F" else 1
+    lanes.compute("gate(F)" if kind == "F" else "framework", [_fb(x, "gate", d) for x in R])
+    lanes.compute(f"mlp({kind})", [_experts(x, rows[i], d) for i, x in enumerate(R)])
+    lanes.compute(f"shared({kind})", [_fb(x, "shared", d) for x in R])
+
+
+_IN_STAGE = {"layout(F)", "dispatch(F)", "combine(F)", "combine(B)", "dispatch(B)"}
+
+
+def _moe_layer_in_stage(lanes: _Lanes, kind: str, rr: dict, a2a) -> None:
+    """An EP MoE layer whose exchanges the table measured in the stage (``_Lanes.meet_in_stage``; each span's
+    encoding and the layout's host work are inside those walls). The gate weights' backward exchange is no span
+    of the run or of the stage pass: it keeps the all-to-all fit."""
+    R, send, rows = lanes.r, rr["send_rows"], rr["expert_rows"]
+    if kind == "F":
+        lanes.compute("gate(F)", [_fb(x, "gate", 0) for x in R])
+        lanes.meet_in_stage("layout(F)")
+        lanes.meet_in_stage("dispatch(F)")
+        lanes.compute("mlp(F)", [_experts(x, rows[i], 0) for i, x in enumerate(R)])
+        lanes.meet_in_stage("combine(F)")
+        lanes.compute("shared(F)", [_fb(x, "shared", 0) for x in R])
+    else:
+        lanes.compute("shared(B)", [_fb(x, "shared", 1) for x in R])
+        lanes.meet_in_stage("combine(B)")
+        lanes.compute("mlp(B)", [_experts(x, rows[i], 1) for i, x in enumerate(R)])
+        lanes.meet_in_stage("dispatch(B)")
         lanes.meet("layout(B)", lambda s: a2a(_a2a_bytes(send, 4, True), s))
         lanes.compute("framework", [_fb(x, "gate", 1) for x in R])
 
