@@ -31,6 +31,10 @@ Composition:
   the dispatch follows the layout exchange with none); the fit is timed from the last rank's entry (the
   waits for late ranks are the lateness above, not transfer), and every meeting after the chunk's first also
   waits for the ranks' staggered exits from the previous one (``a2a_exit_skew_s``, measured by the same sweep).
+* EP exchanges the table measured in the calibration's whole-stage pass (``comm_in_stage_s`` of every rank of
+  the group: wall per MoE layer of layout, dispatch, combine forward and backward, waits and wake-ups as a
+  stage has them) cost the ranks' mean of that wall past the latest rank's clock instead of the fits, the
+  lateness and the codec (``_moe_layer_in_stage``); the gate weights' backward exchange keeps the fit.
 * ``allreduce``: the calibrated gradient all-reduce; ``allreduce_wait``: the members arrive at their own
   pipeline ends, and each arrives late by its jitter since the last point it met the others: sigma of that
   compute x E[max of n N(0,1)] (DP replicas never meet before it: their whole step; EP ranks: the last
