@@ -241,51 +241,51 @@ def run_chunks(parts: list[tuple[str, list[dict[str, float]]]], *, record: bool 
     return got if got is not None else _run_simpy(parts, record=record, tags=tags, ordered=ordered)
 
 
-def _run_simpy(parts: list[tuple[str, list[dict[str, float]]]], *, record: bool, tags: list[str] | None,
-               ordered: bool) -> ChunkRun:
-    """``run_chunks`` event by event in simpy (``ordered``: each stream in launch order)."""
-    env = simpy.Environment()
-    streams = {"compute": simpy.PriorityResource(env, 1), "comm": simpy.PriorityResource(env, 1)}
-    slices: list[Slice] = []
-    busy = {"compute": 0.0, "comm": 0.0}
-    seq_id = [0]
-    # per stream: is a kernel resident, and an event fired when that changes
-    on = {s: [False, env.event()] for s in streams}
+class _SimpyPair:
+    """The two streams of ``run_chunks`` in simpy: each slice holds its stream, a tuple slice progresses at its
+    shared rate while the other stream has a kernel resident (``resident``)."""
 
-    def _toggle(stream: str, state: bool) -> None:
-        ev = on[stream][1]
-        on[stream][0], on[stream][1] = state, env.event()
+    def __init__(self, record: bool):
+        self.env = env = simpy.Environment()
+        self.streams = {"compute": simpy.PriorityResource(env, 1), "comm": simpy.PriorityResource(env, 1)}
+        self.record, self.slices, self.seq = record, [], 0
+        self.busy = {"compute": 0.0, "comm": 0.0}
+        self.resident = {s: [False, env.event()] for s in self.streams}  # a kernel resident, event on change
+
+    def _toggle(self, stream: str, state: bool) -> None:
+        ev = self.resident[stream][1]
+        self.resident[stream][0], self.resident[stream][1] = state, self.env.event()
         ev.succeed()
 
-    def _shared(stream: str, d_alone: float, d_beside: float):
+    def _shared(self, stream: str, d_alone: float, d_beside: float):
         """A slice of d_alone seconds with the other stream idle and d_beside with it busy the whole time
         (compute: every SM vs the SMs DeepEP's kernels leave; comm: the transfer alone vs beside the GEMMs):
         it progresses at rate d_alone / d_beside while the other stream runs a kernel, at 1 otherwise."""
-        other = "comm" if stream == "compute" else "compute"
+        other = self.resident["comm" if stream == "compute" else "compute"]
         left = d_alone
         while left > 1e-12 * d_alone:
-            rate = d_alone / d_beside if on[other][0] else 1.0
-            t0 = env.now
-            yield env.timeout(left / rate) | on[other][1]
-            left -= (env.now - t0) * rate
+            rate = d_alone / d_beside if other[0] else 1.0
+            t0 = self.env.now
+            yield self.env.timeout(left / rate) | other[1]
+            left -= (self.env.now - t0) * rate
 
-    def one(tag: str, name: str, i: int, d, prio: int):
-        stream = _stream(name)
-        seq_id[0] += 1
-        with streams[stream].request(priority=(env.now, prio, seq_id[0])) as req:
+    def one(self, tag: str, name: str, i: int, d, prio: int):
+        env, stream = self.env, _stream(name)
+        self.seq += 1
+        with self.streams[stream].request(priority=(env.now, prio, self.seq)) as req:
             yield req
             t0 = env.now
-            _toggle(stream, True)
+            self._toggle(stream, True)
             if isinstance(d, tuple):
-                yield from _shared(stream, *d)
+                yield from self._shared(stream, *d)
             else:
                 yield env.timeout(d)
-            _toggle(stream, False)
-            busy[stream] += env.now - t0
-            if record:
-                slices.append(Slice(name=name, layer=i, stream=stream, start=t0, end=env.now, chunk=tag))
+            self._toggle(stream, False)
+            self.busy[stream] += env.now - t0
+            if self.record:
+                self.slices.append(Slice(name=name, layer=i, stream=stream, start=t0, end=env.now, chunk=tag))
 
-    def chain(tag: str, kind: str, layers: list[dict[str, float]], prio: int):
+    def chain(self, tag: str, kind: str, layers: list[dict[str, float]], prio: int):
         if kind == "F":
             items = [(nm, i) for i in range(len(layers)) for nm in FWD]
         elif kind == "W":
@@ -296,29 +296,34 @@ def _run_simpy(parts: list[tuple[str, list[dict[str, float]]]], *, record: bool,
         for name, i in items:
             d = layers[i].get(name, 0.0)
             if _pos(d):
-                yield env.process(one(tag, name, i, d, prio))
+                yield self.env.process(self.one(tag, name, i, d, prio))
             w = SIDE.get(name) if kind == "BW" else None
             if w and _pos(layers[i].get(w, 0.0)):
-                side.append(env.process(one(tag, w, i, layers[i][w], prio)))
+                side.append(self.env.process(self.one(tag, w, i, layers[i][w], prio)))
         if side:
-            yield simpy.AllOf(env, side)
+            yield simpy.AllOf(self.env, side)
 
-    def in_order(stream: str, queue: list, done: dict, deps: dict):
+    def in_order(self, queue: list, done: dict, deps: dict):
         for key, tag, name, i, d in queue:
             need = [done[x] for x in deps[key]]
             if need:
-                yield simpy.AllOf(env, need)
-            yield env.process(one(tag, name, i, d, 0))
+                yield simpy.AllOf(self.env, need)
+            yield self.env.process(self.one(tag, name, i, d, 0))
             done[key].succeed()
 
+
+def _run_simpy(parts: list[tuple[str, list[dict[str, float]]]], *, record: bool, tags: list[str] | None,
+               ordered: bool) -> ChunkRun:
+    """``run_chunks`` event by event in simpy (``ordered``: each stream in launch order)."""
+    sim = _SimpyPair(record)
     if ordered:
         queues, deps = _issue_queues(parts, tags)
-        done = {k: env.event() for k in deps}
-        for s, q in queues.items():
-            env.process(in_order(s, q, done, deps))
+        done = {k: sim.env.event() for k in deps}
+        for q in queues.values():
+            sim.env.process(sim.in_order(q, done, deps))
     else:
         for j, (kind, layers) in enumerate(parts):
             tag = tags[j] if tags else ("F" if kind == "F" else "B")
-            env.process(chain(tag, kind, layers, 1 if kind == "F" else 0))
-    env.run()
-    return _chunk_run(env.now, slices, busy)
+            sim.env.process(sim.chain(tag, kind, layers, 1 if kind == "F" else 0))
+    sim.env.run()
+    return _chunk_run(sim.env.now, sim.slices, sim.busy)
