@@ -153,27 +153,34 @@ def probe(ctx, quick: bool = False) -> dict:
         out["all_to_all_exit_skew_s"] = statistics.fmean(last.exit_skew)
         out["all_to_all_entry_wait_s"] = statistics.fmean(last.entry_wait)
     if spec.model:
-        ctx.status.enter("compute")
-        cfg = load_model_config(spec.model)
-        # meta-built: only what the profile materialises is allocated, then freed
-        parts = build(cfg, spec.seed, fp8=spec.fp8_compute)
-        ep = (_groups(ctx).ep, coord(rank, spec.ep, spec.pp).ep) if spec.ep > 1 else None
-        out["components"] = profile_components(cfg, spec, dev, ctx.sync, rank, parts=parts,
-                                                reps=min(3, spec.profile_reps) if quick else spec.profile_reps, ep=ep)
-        out["components"]["grad_sync"] = _grad_sync(ctx, cfg, iters, parts)
-        del parts
-        if spec.fp8_compute:  # the FP8 linears' weight cache holds the profiled weights: let them go
-            from dsv3sim.nn.fp8 import clear_weight_cache
-
-            clear_weight_cache()
-        # Memory goes back to the driver after the full probe only: a quick probe sits between training steps,
-        # and emptying the allocator's cache there makes the next step cudaMalloc its tensors again, which a
-        # training run in steady state does not (one-layer at 16k tokens with --fp8: steps after a quick probe
-        # 697 ms, the profiled step, which follows none, 541 ms even with the profiler on; shared(F) at 2 x 64
-        # tokens 3.1-3.8 ms vs 0.65 ms). The allocator releases cached blocks itself when an allocation fails.
-        if dev.type == "cuda" and not quick:
-            torch.cuda.empty_cache()
+        out["components"] = _model_probe(ctx, iters, quick)
     return out
+
+
+def _model_probe(ctx, iters: int, quick: bool) -> dict:
+    """The component profile of this rank's part of the model and its gradient sync (``probe`` with a model)."""
+    spec, rank, dev = ctx.spec, ctx.rank, ctx.device
+    ctx.status.enter("compute")
+    cfg = load_model_config(spec.model)
+    # meta-built: only what the profile materialises is allocated, then freed
+    parts = build(cfg, spec.seed, fp8=spec.fp8_compute)
+    ep = (_groups(ctx).ep, coord(rank, spec.ep, spec.pp).ep) if spec.ep > 1 else None
+    comps = profile_components(cfg, spec, dev, ctx.sync, rank, parts=parts,
+                               reps=min(3, spec.profile_reps) if quick else spec.profile_reps, ep=ep)
+    comps["grad_sync"] = _grad_sync(ctx, cfg, iters, parts)
+    del parts
+    if spec.fp8_compute:  # the FP8 linears' weight cache holds the profiled weights: let them go
+        from dsv3sim.nn.fp8 import clear_weight_cache
+
+        clear_weight_cache()
+    # Memory goes back to the driver after the full probe only: a quick probe sits between training steps,
+    # and emptying the allocator's cache there makes the next step cudaMalloc its tensors again, which a
+    # training run in steady state does not (one-layer at 16k tokens with --fp8: steps after a quick probe
+    # 697 ms, the profiled step, which follows none, 541 ms even with the profiler on; shared(F) at 2 x 64
+    # tokens 3.1-3.8 ms vs 0.65 ms). The allocator releases cached blocks itself when an allocation fails.
+    if dev.type == "cuda" and not quick:
+        torch.cuda.empty_cache()
+    return comps
 
 
 def _a2a_sweep(ctx, numel: int, iters: int, rows: dict, rel: dict, last):

@@ -160,16 +160,7 @@ def run_rank(ctx, probe=None, probes: list | None = None) -> dict:
         snap = load.snapshot()
         alloc = _allocator(dev)
         _pipeline_step(ctx, R, tokens, D)
-        if groups.replica_size > 1 or groups.dp_size > 1:  # one replica: no all-reduce, no span (its sync is glue)
-            with tl.span("allreduce"):
-                _allreduce(tl, R.dense_params, groups.replica, groups.replica_size)
-                _allreduce(tl, R.expert_params, groups.dp, groups.dp_size)
-        with tl.span("optim"):
-            R.opt.step()
-            R.opt.zero_grad(set_to_none=True)
-        if spec.fp8_compute:  # FP8 weight copies re-quantised once per optimizer step, in place (V3 §3.3)
-            with tl.span("requant"):
-                requantize_fp8_weights()
+        _update(tl, R, groups, spec.fp8_compute)
         t1 = tl.now()
         tl.profiling = False
         if prof:
@@ -185,14 +176,32 @@ def run_rank(ctx, probe=None, probes: list | None = None) -> dict:
     res.update(layout=pl.layout, n_stages=pl.n_stages, load_per_step=step_load, allocator_per_step=step_alloc)
     if spec.fp8_compute:
         res["requant_bytes_per_param"] = requant_bytes_per_element(dev)
-    allp = R.dense_params + R.expert_params
-    res.update(n_params=sum(p.numel() for p in allp), n_tensors=len(allp), microbatches=nmb, tokens_per_mb=B * S,
-               n_dense_params=sum(p.numel() for p in R.dense_params),
-               n_expert_params=sum(p.numel() for p in R.expert_params),
-               elt_bytes=torch.finfo(R.dtype).bits // 8, hidden=D, replica_size=groups.replica_size,
-               dp_size=groups.dp_size,
-               device_name=torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu")
+    res.update(_sizes(R, groups, dev), microbatches=nmb, tokens_per_mb=B * S, hidden=D)
     return res
+
+
+def _update(tl, R, groups, fp8_compute: bool) -> None:
+    """After the pipeline: the gradient all-reduces, the optimizer step and the FP8 weight copies' refresh."""
+    if groups.replica_size > 1 or groups.dp_size > 1:  # one replica: no all-reduce, no span (its sync is glue)
+        with tl.span("allreduce"):
+            _allreduce(tl, R.dense_params, groups.replica, groups.replica_size)
+            _allreduce(tl, R.expert_params, groups.dp, groups.dp_size)
+    with tl.span("optim"):
+        R.opt.step()
+        R.opt.zero_grad(set_to_none=True)
+    if fp8_compute:  # FP8 weight copies re-quantised once per optimizer step, in place (V3 §3.3)
+        with tl.span("requant"):
+            requantize_fp8_weights()
+
+
+def _sizes(R, groups, dev: torch.device) -> dict:
+    """The rank's parameter counts and group sizes, as the predictor reads them."""
+    allp = R.dense_params + R.expert_params
+    return dict(n_params=sum(p.numel() for p in allp), n_tensors=len(allp),
+                n_dense_params=sum(p.numel() for p in R.dense_params),
+                n_expert_params=sum(p.numel() for p in R.expert_params),
+                elt_bytes=torch.finfo(R.dtype).bits // 8, replica_size=groups.replica_size, dp_size=groups.dp_size,
+                device_name=torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu")
 
 
 def _allocator(dev: torch.device) -> dict:
@@ -206,9 +215,8 @@ def _allocator(dev: torch.device) -> dict:
 
 
 def _pipeline_step(ctx, R: _Rank, tokens: torch.Tensor, D: int) -> None:
-    """This rank's action list for one step: forwards and backwards of its chunks, activations and gradients
-    to and from the neighbouring stages (point-to-point, or handed over locally between two chunks of this
-    rank in the V layout); waits for its sends."""
+    """This rank's actions of one step: its chunks' forwards and backwards, activations and gradients to and from
+    the neighbouring stages (point-to-point, or locally between two chunks in the V layout); waits for its sends."""
     spec, me, pl, tl = ctx.spec, R.me, R.pl, R.tl
     nmb, B, S = spec.n_microbatches, spec.micro_batch, spec.seq_len
     timeout = timedelta(seconds=spec.collective_timeout_s)
@@ -222,6 +230,14 @@ def _pipeline_step(ctx, R: _Rank, tokens: torch.Tensor, D: int) -> None:
     sends = []
     saved: dict[tuple[int, int], tuple[torch.Tensor, torch.Tensor]] = {}
     local: dict[tuple[str, int], torch.Tensor] = {}  # hand-offs between two chunks of this rank (V layout)
+
+    def hand(kind: str, t: torch.Tensor, nb: tuple[int, int], mb: int, grad: int) -> None:
+        """To the neighbouring (stage, chunk) ``nb``: kept locally when this rank holds it, else sent."""
+        if nb[0] == me.pp:
+            local[(kind, mb)] = t
+        else:
+            sends.append(_send(tl, t, grank(nb[0]), tag(nb[1], mb, grad)))
+
     acts = [a for item in pl.actions[me.pp] for a in parse(item)]
     last_f = max((i for i, a in enumerate(acts) if a.kind == "F"), default=-1)
     for i, a in enumerate(acts):
@@ -240,14 +256,9 @@ def _pipeline_step(ctx, R: _Rank, tokens: torch.Tensor, D: int) -> None:
                 _recv(tl, x, grank(prev[0]), tag(a.chunk, a.mb, 0), timeout)
                 x.requires_grad_()
             out = R.stages[s](x, tokens[di, :, 1:])
-            if nxt is None:
-                saved[(a.chunk, a.mb)] = (x, out / nmb)
-            else:
-                if nxt[0] == me.pp:
-                    local[("act", a.mb)] = out.detach()
-                else:
-                    sends.append(_send(tl, out.detach(), grank(nxt[0]), tag(nxt[1], a.mb, 0)))
-                saved[(a.chunk, a.mb)] = (x, out)
+            saved[(a.chunk, a.mb)] = (x, out / nmb if nxt is None else out)  # the last stage's loss, averaged
+            if nxt is not None:
+                hand("act", out.detach(), nxt, a.mb, 0)
         elif a.kind in ("B", "BW"):
             x, out = saved.pop((a.chunk, a.mb))
             if nxt is None:
@@ -260,10 +271,7 @@ def _pipeline_step(ctx, R: _Rank, tokens: torch.Tensor, D: int) -> None:
                     _recv(tl, g, grank(nxt[0]), tag(a.chunk, a.mb, 1), timeout)
                 torch.autograd.backward(out, g)
             if prev is not None:
-                if prev[0] == me.pp:
-                    local[("grad", a.mb)] = x.grad
-                else:
-                    sends.append(_send(tl, x.grad, grank(prev[0]), tag(prev[1], a.mb, 1)))
+                hand("grad", x.grad, prev, a.mb, 1)
     for w in sends:
         w.wait(timeout)
 
