@@ -35,6 +35,8 @@ from triton.experimental.gluon.language.nvidia.hopper import (
 )
 from triton.experimental.gluon.nvidia.hopper import TensorDescriptor
 
+from dsv3sim.nn.fp8_tile_order import grouped_tile
+
 TILE = 128
 FP8 = torch.float8_e4m3fn
 GEMM_CFG = {"BM": 128, "BN": 128, "GROUP_M": 8, "STAGES": 4, "num_warps": 8}
@@ -197,15 +199,7 @@ def _gemm_kernel(a_desc, sa_ptr, b_desc, sb_ptr, c_desc, tile_expert_ptr, M, N, 
     BM: gl.constexpr = a_desc.block_type.shape[0]
     BN: gl.constexpr = b_desc.block_type.shape[0]
     layout: gl.constexpr = _mma_layout(BM, BN, num_warps)
-    pid = gl.program_id(0)
-    n_m = gl.cdiv(M, BM)
-    n_n = gl.cdiv(N, BN)
-    width = GROUP_M * n_n  # grouped ordering: GROUP_M row tiles share the B tiles in L2
-    group = pid // width
-    first_m = group * GROUP_M
-    size_m = gl.minimum(n_m - first_m, GROUP_M)
-    pid_m = first_m + (pid % width) % size_m
-    pid_n = (pid % width) // size_m
+    pid_m, pid_n = grouped_tile(gl.program_id(0), M, N, BM, BN, GROUP_M)
     m0 = pid_m * BM
     n0 = pid_n * BN
     e = gl.load(tile_expert_ptr + m0 // 128)

@@ -37,6 +37,8 @@ import triton
 import triton.language as tl
 from triton.tools.tensor_descriptor import TensorDescriptor
 
+from dsv3sim.nn.fp8_tile_order import grouped_tile
+
 E4M3_MAX = 448.0
 TILE = 128
 
@@ -199,15 +201,7 @@ def _grouped_gemm_kernel(a_desc, sa_ptr, b_desc, sb_ptr, c_ptr, tile_expert_ptr,
     """C [M, N] = A [M, K] @ B[e] [N, K]^T for each BM-row tile, e = tile_expert[row // 128] (a_desc over A,
     b_desc over B viewed as [E*N, K]). A 1x128-scaled (sa [K/128, M]), B 128x128-scaled (sb [E, N/128, K/128]).
     Tiles past the experts are written as zeros. SCALED=False: plain FP8 dot (a ceiling probe)."""
-    pid = tl.program_id(0)
-    n_m = tl.cdiv(M, BM)
-    n_n = tl.cdiv(N, BN)
-    width = GROUP_M * n_n  # grouped ordering: GROUP_M row tiles share the B tiles in L2
-    group = pid // width
-    first_m = group * GROUP_M
-    size_m = tl.minimum(n_m - first_m, GROUP_M)
-    pid_m = first_m + (pid % width) % size_m
-    pid_n = (pid % width) // size_m
+    pid_m, pid_n = grouped_tile(tl.program_id(0), M, N, BM, BN, GROUP_M)
     e = tl.load(tile_expert_ptr + (pid_m * BM) // 128)
     m0 = pid_m * BM
     n0 = pid_n * BN
