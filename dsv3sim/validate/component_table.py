@@ -25,6 +25,7 @@ from dsv3sim.validate.atomic import write_json, write_text
 from dsv3sim.validate.calibrate import GAP_S
 from dsv3sim.validate.ep import row_bytes
 from dsv3sim.validate.layout import Coord, rank_of
+from dsv3sim.validate.load import cores
 from dsv3sim.validate.robust import rel_spread
 from dsv3sim.workload.measured_step import COMPONENTS, FORMAT, VERSION
 from dsv3sim.workload.preemption import fit as preemption_fit
@@ -247,15 +248,6 @@ def _routing(spec, train: list[dict]) -> dict[str, list[dict]]:
     return out
 
 
-def _cores() -> int:
-    import os
-
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
-
-
 def build_table(spec, train: list[dict], calib: list[dict], machine: str) -> dict:
     import torch
 
@@ -271,7 +263,7 @@ def build_table(spec, train: list[dict], calib: list[dict], machine: str) -> dic
             "stages": dict(sorted({s: v for m in train for s, v in m["stages"].items()}.items(),
                                   key=lambda kv: int(kv[0]))),
             "routing": _routing(spec, train),
-            "cores": _cores() if spec.device == "cpu" else 0, "procs": spec.nproc * spec.threads,
+            "cores": cores() if spec.device == "cpu" else 0, "procs": spec.nproc * spec.threads,
             "a2a_exit_skew_s": exit_skew(calib),
             "ranks": {str(c["rank"]): _rank_entry(c, _model(spec)) for c in calib}}
 

@@ -25,6 +25,14 @@ def _cpu_counters() -> list[int]:
         return []
 
 
+def cores() -> int:
+    """The cores this process may run on (its affinity mask; the machine's count off Linux)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
 def snapshot() -> dict:
     try:
         la = os.getloadavg()[0]
@@ -55,7 +63,7 @@ def summary(per_rank: list[list[dict]]) -> dict:
     out = {"loadavg1_min": min(la), "loadavg1_median": statistics.median(la), "loadavg1_max": max(la),
            "rank_cpu_share_median": [round(statistics.median(s["rank_cpu_share"] for s in r), 3)
                                      for r in per_rank if r],
-           "cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()}
+           "cores": cores()}
     for k in ("machine_busy", "steal"):
         xs = [s[k] for s in steps if k in s]
         if xs:
