@@ -254,6 +254,7 @@ def build_table(spec, train: list[dict], calib: list[dict], machine: str) -> dic
     m0 = train[0]
     D, elt = m0["hidden"], m0["elt_bytes"]
     dt = torch.float32 if elt == 4 else torch.bfloat16
+    cfg = _model(spec)
     return {"format": FORMAT, "version": VERSION, "machine": machine,
             "when": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), "device": spec.device, "model": spec.model,
             "pp": spec.pp, "ep": spec.ep, "dp": spec.dp, "schedule": spec.schedule, "microbatches": m0["microbatches"],
@@ -265,7 +266,7 @@ def build_table(spec, train: list[dict], calib: list[dict], machine: str) -> dic
             "routing": _routing(spec, train),
             "cores": cores() if spec.device == "cpu" else 0, "procs": spec.nproc * spec.threads,
             "a2a_exit_skew_s": exit_skew(calib),
-            "ranks": {str(c["rank"]): _rank_entry(c, _model(spec)) for c in calib}}
+            "ranks": {str(c["rank"]): _rank_entry(c, cfg) for c in calib}}
 
 
 def exit_skew(calib: list[dict]) -> float:
