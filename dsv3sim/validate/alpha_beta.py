@@ -38,3 +38,11 @@ def fit(sizes: list[float], times: list[float]) -> AlphaBeta:
     b = max(b, 1e-15)
     a = max(my - b * mx, 0.0)
     return AlphaBeta(alpha_s=a, beta_Bps=1.0 / b)
+
+
+def line_through(n1: float, t1: float, n2: float, t2: float) -> tuple[float, float]:
+    """(c, b) of t = c + b n through (n1, t1) and the smaller point (n2, t2), both clamped at 0 (a time that did
+    not grow with n is all per-call cost); n1 == n2: all per-element cost. Extrapolates a memory-bound, element-
+    wise step timed at two sizes to a size too large to time."""
+    b = max((t1 - t2) / (n1 - n2), 0.0) if n1 > n2 else t1 / n1
+    return max(t1 - b * n1, 0.0), b

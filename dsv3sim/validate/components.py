@@ -26,7 +26,7 @@ from collections import defaultdict
 import torch
 import torch.nn.functional as F
 
-from dsv3sim.validate.alpha_beta import fit
+from dsv3sim.validate.alpha_beta import fit, line_through
 from dsv3sim.validate.layout import coord, stage_layers
 from dsv3sim.validate.nn_adapter import build
 from dsv3sim.validate.parts import materialize
@@ -500,8 +500,7 @@ def _optim(params: list[torch.nn.Parameter], device, dtype, sync, reps: int, max
         n1 = min(n_large, max_elems * 4)
         n2 = max(n1 // 4, 1)
         t1, t2 = statistics.median(time_step([(n1,)])), statistics.median(time_step([(n2,)]))
-        b = max((t1 - t2) / (n1 - n2), 0.0) if n1 > n2 else t1 / n1
-        c = max(t1 - b * n1, 0.0)
+        c, b = line_through(n1, t1, n2, t2)
         large = {"elements": n_large, "per_call_s": c, "per_element_s": b}
         ts = [t + c + b * n_large for t in ts]
     return {"F": statistics.median(ts), "B": 0.0, "F_s": ts, "B_s": [0.0], "n_tensors": len(params),

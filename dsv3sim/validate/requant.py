@@ -13,6 +13,7 @@ import statistics
 import torch
 
 from dsv3sim.nn.layers import Linear
+from dsv3sim.validate.alpha_beta import line_through
 
 
 def fp8_operands(dense_modules: list[torch.nn.Module], expert_shapes: list[tuple[int, int, int]]
@@ -75,8 +76,7 @@ def profile_requant(operands: list[tuple[tuple[int, ...], ...]], device: torch.d
             e2 = max(1, e1 // 4)
             t1 = statistics.median(sample_times(tuple((e1, *s[1:]) for s in shapes)))
             t2 = statistics.median(sample_times(tuple((e2, *s[1:]) for s in shapes)))
-            b = max((t1 - t2) / (e1 - e2), 0.0) if e1 > e2 else t1 / e1
-            c = max(t1 - b * e1, 0.0)
+            c, b = line_through(e1, t1, e2, t2)
             ts = [c + b * e] * reps
         total = [a + t for a, t in zip(total, ts)]
     if device.type == "cuda":

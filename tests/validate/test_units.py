@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from dsv3sim.config import load_model_config
-from dsv3sim.validate.alpha_beta import AlphaBeta, fit
+from dsv3sim.validate.alpha_beta import AlphaBeta, fit, line_through
 from dsv3sim.validate.ep import decode, encode, route, row_bytes
 from dsv3sim.validate.launch import diagnose, parse_torchrun_failures
 from dsv3sim.validate.layout import Coord, coord, rank_of, stage_layers
@@ -28,6 +28,13 @@ def test_fit_recovers_exact_alpha_beta():
     assert AlphaBeta.from_dict(f.to_dict()).time(5e5) == pytest.approx(truth.time(5e5), rel=1e-9)
     with pytest.raises(ValueError, match="need >= 2"):
         fit([1.0], [2.0])
+
+
+def test_line_through_two_sizes_clamps_at_zero():
+    assert line_through(400.0, 2e-3 + 400 * 1e-6, 100.0, 2e-3 + 100 * 1e-6) == pytest.approx((2e-3, 1e-6))
+    assert line_through(400.0, 1.0, 100.0, 3.0) == (1.0, 0.0)  # shrank with n: all per-call cost
+    assert line_through(400.0, 5.0, 100.0, 1.0) == (0.0, pytest.approx(4.0 / 300))  # negative intercept: 0
+    assert line_through(8.0, 2.0, 8.0, 2.0) == (0.0, 0.25)  # one size: all per-element cost
 
 
 def test_route_is_node_limited_with_the_models_gate():
