@@ -73,6 +73,20 @@ class _Window:
             self.wall += t1 - t0
         return c1 - c0 if cpu else t1 - t0
 
+    def samples(self, fn, sync, cpu: bool, reps: int, wait_s: float = 0.0, before=None) -> list[float]:
+        """``reps`` samples of ``fn`` (``timed``) after one warm-up, each after ``before()`` (untimed) and, with
+        ``wait_s``, that long asleep (WAIT_S)."""
+        ts = []
+        for i in range(reps + 1):
+            if before is not None:
+                before()
+            if wait_s:
+                self.sleep(wait_s)
+            t = self.timed(fn, sync, cpu, keep=i > 0)
+            if i:
+                ts.append(t)
+        return ts
+
     def summary(self) -> dict:
         el = max(time.perf_counter() - self.t0, 1e-9)
         return {"cpu_s": self.cpu, "wall_s": self.wall, "share": self.cpu / self.wall if self.wall else 1.0,
@@ -194,7 +208,7 @@ def profile_components(cfg, spec, device: torch.device, sync, rank: int = 0, *, 
     out["optim"] = _optim(dense_p + expert_p, device, dtype, sync, reps, wait_s=WAIT_S if spec.world_size > 1 else 0)
     if spec.fp8_compute:  # the FP8 weight copies re-quantised after each optimizer step (requant.py)
         out["requant"] = profile_requant(rank_fp8_operands(parts, cfg, spec, rank), device, dtype,
-                                         lambda fn, keep: _WIN.timed(fn, sync, ded, keep), reps)
+                                         lambda fn: _WIN.samples(fn, sync, ded, reps), reps)
     out["window"] = _WIN.summary()
     return out
 
@@ -270,14 +284,8 @@ def _profile_codec(cfg, spec, T: int, dtype, device, reps: int, sync, wait: floa
         pts = []
         for rows in sorted({max(T // 4, 1), T, 4 * T}):
             x = torch.randn(rows, D, dtype=dtype, device=device)
-            ts = []
-            for i in range(reps + 1):
-                if wait:
-                    _WIN.sleep(wait)
-                codec = lambda x=x, w=wire: decode(encode(x, w), w, D, dtype)  # noqa: E731
-                t = _WIN.timed(codec, sync, device.type == "cpu", keep=i > 0)
-                if i:
-                    ts.append(t)
+            ts = _WIN.samples(lambda x=x, w=wire: decode(encode(x, w), w, D, dtype), sync, device.type == "cpu", reps,
+                              wait)
             pts.append((rows, statistics.median(ts)))
         f = fit([p[0] for p in pts], [p[1] for p in pts])
         out[wire] = [f.alpha_s, 1.0 / f.beta_Bps]
@@ -481,16 +489,12 @@ def _optim(params: list[torch.nn.Parameter], device, dtype, sync, reps: int, max
         ps = [torch.nn.Parameter(torch.randn(sh, dtype=dtype, device=device)) for sh in shapes]
         gs = [torch.randn_like(p) for p in ps]
         opt = torch.optim.AdamW(ps, lr=1e-4, fused=device.type == "cuda")
-        ts = []
-        for i in range(reps + 1):
+
+        def set_grads(ps=ps, gs=gs) -> None:
             for p, g in zip(ps, gs):
                 p.grad = g
-            if wait_s:
-                _WIN.sleep(wait_s)
-            t = _WIN.timed(lambda o=opt: (o.step(), o.zero_grad(set_to_none=True)), sync, device.type == "cpu",
-                           keep=i > 0)
-            if i:
-                ts.append(t)
+        ts = _WIN.samples(lambda o=opt: (o.step(), o.zero_grad(set_to_none=True)), sync, device.type == "cpu", reps,
+                          wait_s, before=set_grads)
         del opt, ps, gs
         return ts
 

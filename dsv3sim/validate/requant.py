@@ -51,19 +51,15 @@ def _quantiser(device: torch.device):
 
 
 def profile_requant(operands: list[tuple[tuple[int, ...], ...]], device: torch.device, dtype: torch.dtype,
-                    timed, reps: int, max_elems: int = 1 << 30) -> dict:
-    """Seconds of re-quantising all ``operands`` once, per sample; ``timed(fn, keep)`` times one sample."""
+                    samples, reps: int, max_elems: int = 1 << 30) -> dict:
+    """Seconds of re-quantising all ``operands`` once, per sample; ``samples(fn)`` gives ``reps`` samples of fn
+    after a warm-up."""
     quant = _quantiser(device)
 
     def sample_times(shapes: tuple[tuple[int, ...], ...]) -> list[float]:
         ws = [torch.randn(s, dtype=dtype, device=device) * 0.02 for s in shapes]
         old = quant(ws, None)
-        ts = []
-        for i in range(reps + 1):
-            t = timed(lambda: quant(ws, old), i > 0)
-            if i:
-                ts.append(t)
-        return ts
+        return samples(lambda: quant(ws, old))
 
     total = [0.0] * reps
     for shapes in operands:
