@@ -1,7 +1,9 @@
 """Kernel times profiled on this machine: forward and backward of each model component, standalone.
 
 Run in the calibration phase (same processes as the validation run, so the same cores and contention), on
-synthetic inputs at the run's shapes, with the modules the run executes (``nn_adapter.build``); no communication.
+synthetic inputs at the run's shapes, with the modules the run executes (``nn_adapter.build``). The components
+are timed without communication; the glue profile runs a whole stage, with EP on CPU the run's EP path and its
+real all-to-alls (``_glue``).
 These times, the calibrated transport and the run's routing are all the prediction uses (``component_table.py``).
 
 Per component: the forward and backward samples (``F_s``/``B_s``; routed experts: the fit and the samples'
@@ -11,9 +13,10 @@ noisy segments, not the sum of means. Backward times exclude the autograd engine
 (measured on an identity graph), which a real backward pays once per microbatch, not once per component.
 
 Components: attention block (norm + MLA) at [B, S, D]; dense FFN; this rank's routed-expert module (its
-E/ep experts, the same call as the run) at several balanced row counts (fit t = a + b * total rows, forward
-and backward; a holds the per-expert overheads); shared experts; the gate's routing and permutation work; head +
-loss; embedding; AdamW step over exactly the parameter shapes this rank holds.
+E/ep experts, the same call as the run) at several row counts (forward and backward, t = c + e * experts +
+b * pairs when the rank holds more experts than fit in memory, else t = a + b * pairs: ``_experts``); shared
+experts; the gate's routing and permutation work; head + loss; embedding; AdamW step over exactly the parameter
+shapes this rank holds.
 """
 
 from __future__ import annotations
