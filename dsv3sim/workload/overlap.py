@@ -286,14 +286,8 @@ class _SimpyPair:
                 self.slices.append(Slice(name=name, layer=i, stream=stream, start=t0, end=env.now, chunk=tag))
 
     def chain(self, tag: str, kind: str, layers: list[dict[str, float]], prio: int):
-        if kind == "F":
-            items = [(nm, i) for i in range(len(layers)) for nm in FWD]
-        elif kind == "W":
-            items = [(nm, i) for i in reversed(range(len(layers))) for nm in ("mlp(W)", "attn(W)")]
-        else:
-            items = [(nm, i) for i in reversed(range(len(layers))) for nm in BWD]
         side = []
-        for name, i in items:
+        for name, i in _chain_items(kind, layers):
             d = layers[i].get(name, 0.0)
             if _pos(d):
                 yield self.env.process(self.one(tag, name, i, d, prio))
