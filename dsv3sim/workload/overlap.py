@@ -219,11 +219,6 @@ def _fast_in_order(queues: dict, deps: dict, record: bool) -> ChunkRun | None:
     return _InOrderLoop(queues, deps, record).run()
 
 
-def _try_in_order(parts: list, tags: list[str] | None, record: bool, ordered: bool) -> ChunkRun | None:
-    """The in-order pair without simpy when ``ordered`` and the loop can answer, else None."""
-    return _fast_in_order(*_issue_queues(parts, tags), record) if ordered else None
-
-
 def _ordered(parts: list, issue_order: bool) -> bool:
     kinds = [k for k, _ in parts]
     return issue_order and len(parts) == 2 and kinds[0] == "F" and kinds[1] in ("B", "BW")
@@ -236,9 +231,11 @@ def run_chunks(parts: list[tuple[str, list[dict[str, float]]]], *, record: bool 
     streams (serving's micro-batches); ``tags`` names each part's slices (default "F" / "B" by kind).
     ``issue_order`` (an F chain with a B or BW chain): each stream runs its slices in DeepSeek's launch order
     (``pair_issue_order``) instead of the first-ready rule."""
-    ordered = _ordered(parts, issue_order)
-    got = _try_in_order(parts, tags, record, ordered)
-    return got if got is not None else _run_simpy(parts, record=record, tags=tags, ordered=ordered)
+    if not _ordered(parts, issue_order):
+        return _run_simpy(parts, record=record, tags=tags)
+    order = _issue_queues(parts, tags)
+    got = _fast_in_order(*order, record)
+    return got if got is not None else _run_simpy(parts, record=record, tags=tags, order=order)
 
 
 class _SimpyPair:
@@ -307,11 +304,12 @@ class _SimpyPair:
 
 
 def _run_simpy(parts: list[tuple[str, list[dict[str, float]]]], *, record: bool, tags: list[str] | None,
-               ordered: bool) -> ChunkRun:
-    """``run_chunks`` event by event in simpy (``ordered``: each stream in launch order)."""
+               order: tuple[dict, dict] | None = None) -> ChunkRun:
+    """``run_chunks`` event by event in simpy (``order``: ``_issue_queues``' per-stream launch order and
+    dependencies, each stream taking its slices in that order)."""
     sim = _SimpyPair(record)
-    if ordered:
-        queues, deps = _issue_queues(parts, tags)
+    if order is not None:
+        queues, deps = order
         done = {k: sim.env.event() for k in deps}
         for q in queues.values():
             sim.env.process(sim.in_order(q, done, deps))
