@@ -33,7 +33,7 @@ class _Replay:
         self.ops: list[CommOp] = []
         self.batches: list[list[CommOp]] = [[]]
         self.kinds: list[str] = []
-        self.n = {k: [0, 0] for k in ("rf", "sf", "rb", "sb", "f", "b")}
+        self.n = {k: [0, 0] for k in ("rf", "sf", "rb", "sb")}  # per direction: receives / sends of F / B so far
 
     def _stage(self, c: int) -> int:
         return self.s.stage_of(self.r, c)
