@@ -165,6 +165,15 @@ class _Batches:
         return t_all + self.latency + self.transfer * max(n_send, len(ops) - n_send)
 
 
+def _p2p_rule(s: Schedule, graph, end_of: dict[int, list[float]], latency: float, transfer: float,
+              bat: dict[int, list[list]] | None) -> tuple[_Batches | None, dict[int, list[int]]]:
+    """How ``execute`` prices the pipeline sends: the reference's batches, or (without them) the per-action
+    rule's send counts, built only when there is transfer time to price."""
+    if bat is not None:
+        return _Batches(bat, end_of, latency, transfer), {}
+    return None, _cross_rank_sends(s, graph) if transfer else {}
+
+
 def execute(s: Schedule, times: ChunkTimes | Callable[[int, Action], float], p2p_latency: float = 0.0,
             p2p_transfer: float = 0.0, p2p_batches: dict[int, list[list]] | None = None) -> ExecResult:
     """Start/end of every action, makespan, per-rank bubble and activation peaks (module docstring).
@@ -185,9 +194,8 @@ def execute(s: Schedule, times: ChunkTimes | Callable[[int, Action], float], p2p
         raise ConfigError(f"p2p latency and transfer must be >= 0, got {p2p_latency}, {p2p_transfer}")
     dur = times.of if isinstance(times, ChunkTimes) else None
     graph = slot_graph(s)
-    sends = _cross_rank_sends(s, graph)
     end_of = {r: [0.0] * len(acts) for r, acts in s.actions.items()}
-    bt = _Batches(p2p_batches, end_of, p2p_latency, p2p_transfer) if p2p_batches is not None else None
+    bt, sends = _p2p_rule(s, graph, end_of, p2p_latency, p2p_transfer, p2p_batches)
     free = dict.fromkeys(s.actions, 0.0)
     spans: dict[int, list[Span]] = {r: [] for r in s.actions}
     busy = dict.fromkeys(s.actions, 0.0)
