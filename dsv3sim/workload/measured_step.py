@@ -418,7 +418,7 @@ def simulate_measured(scn: Scenario) -> TrainingResult | Infeasible:
     act_bytes = t["tokens_per_microbatch"] * t["hidden"] * t["elt_bytes"]
     hop = tr.time("p2p", act_bytes) if pp > 1 else 0.0
     fp8 = w.dispatch_dtype == "fp8"
-    comp, end, spans, makespans = _step(t, sched, tr, ranks, hop, fp8)[:4]
+    comp, end, spans, makespans = _step(t, sched, tr, ranks, hop, fp8)
     return _result(scn, t, tr, comp, end, spans, makespans, len(ranks), t_wall)
 
 
@@ -435,14 +435,13 @@ def _one_op_per_slot(sched):
 
 
 def _step(t: dict, sched, tr: Transport, ranks: dict, hop: float, fp8: bool):
-    """One step on every rank: (components, end per rank, spans per replica, makespans, tail, busy per rank)."""
+    """One step on every rank: (components, end per rank, spans per replica, makespans)."""
     comp: dict[str, float] = defaultdict(float)
     end: dict[int, float] = {}
     tail: dict[int, tuple] = {}  # per rank: (compute, sum of squared component times) since it last met the DP group
-    busy: dict[int, float] = defaultdict(float)  # per rank: compute seconds (no waits)
     spans, makespans = {}, []
     for d in range(t["dp"]):
-        ex = _simulate_replica(t, sched, tr, ranks, d, hop, fp8, comp, end, tail, busy)
+        ex = _simulate_replica(t, sched, tr, ranks, d, hop, fp8, comp, end, tail)
         makespans.append(ex.makespan)
         spans[d] = ex.spans
     _dp_allreduce(t, sched, ranks, comp, end, tail)
@@ -450,15 +449,13 @@ def _step(t: dict, sched, tr: Transport, ranks: dict, hop: float, fp8: bool):
         rq = x.get("requant_s", 0.0)  # FP8 weight re-quantisation after the optimizer (FP8 compute only)
         comp["optim"] += x["optim_s"]
         end[r] += x["optim_s"] + rq
-        busy[r] += x["optim_s"] + rq
         if rq:
             comp["requant"] += rq
-    return comp, end, spans, makespans, tail, busy
+    return comp, end, spans, makespans
 
 
 def _simulate_replica(t: dict, sched, tr: Transport, ranks: dict, d: int, hop: float, fp8: bool,
-                      comp: dict[str, float], end: dict[int, float], tail: dict[int, tuple],
-                      busy_of: dict[int, float]):
+                      comp: dict[str, float], end: dict[int, float], tail: dict[int, tuple]):
     """Pipeline replica ``d``: every (stage, action) chunk run on its EP ranks' lanes, the schedule executed over
     them. Adds its components to ``comp``, sets its ranks' ``end`` and squared-time ``tail``; returns the
     execution (spans, makespan)."""
@@ -485,8 +482,6 @@ def _simulate_replica(t: dict, sched, tr: Transport, ranks: dict, d: int, hop: f
             busy += max(lanes.clock)
             sq = [x + y for x, y in zip(sq, lanes.sq)]
             lin = [x + y for x, y in zip(lin, lanes.busy)]
-            for e in range(ep):
-                busy_of[_rank_of(d, p, e, pp, ep)] += lanes.busy[e]
             for k, v in lanes.comp.items():
                 comp[k] += v
         last = cache[(p, str(acts[-1]))][1]
