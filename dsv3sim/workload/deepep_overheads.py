@@ -126,6 +126,14 @@ def corun_extra(transfer: dict[str, float], comm_sms: int = TRACE_COMM_SMS) -> d
     return {n: t * (s - 1.0) for n, t in transfer.items() if t > 0}
 
 
+def paired_alone(transfer: dict[str, float], paired: dict[str, float], comm_sms: int = TRACE_COMM_SMS
+                 ) -> dict[str, float]:
+    """Each comm slice of an overlapped pair (``paired``: ``comm_slices(..., paired=True)``) with no GEMM beside
+    it: the paired notify and layout, the transfer without the co-run slowdown (``corun_extra``)."""
+    extra = corun_extra(transfer, comm_sms)
+    return {n: paired[n] - extra.get(n, 0.0) for n in transfer}
+
+
 FWD_COMPUTE = ("attn(F)", "mlp(F)")
 BWD_COMPUTE = ("attn(B)", "mlp(B)")
 PAIR_COMPUTE = FWD_COMPUTE + BWD_COMPUTE + ("attn(W)", "mlp(W)")

@@ -146,8 +146,8 @@ def _comm_slices(transfer: dict[str, float], compute: dict[str, float], overlapp
     out = DO.comm_slices(transfer, ref, paired=overlapped, **ep_args)
     if not overlapped:
         return out
-    extra = DO.corun_extra(transfer, ep_args["comm_sms"])
-    return {n: (v - extra.get(n, 0.0), v) for n, v in out.items()}
+    alone = DO.paired_alone(transfer, out, ep_args["comm_sms"])
+    return {n: (alone[n], v) for n, v in out.items()}
 
 
 def _prefill_result(scn: Scenario, inst: Instance, lr, run, *, layers, head, comm_info: dict, mb_tokens: int,

@@ -301,9 +301,9 @@ class ChunkTimes:
                 part = dict(training_layer(cfg, li, mem_stretch=IF.memory_bound_stretch(share), **kw).times_partial)
             full.update(DO.comm_slices(ep.comm_by_r[r], full, paired=False, **self.ep_cfg))
             part.update(DO.comm_slices(ep.comm_by_r[r], part, paired=True, **self.ep_cfg))
-            extra = DO.corun_extra(ep.comm_by_r[r], self.ep_cfg["comm_sms"])
             # in a pair the comm slice's "alone" rate: the paired notify and layout, the transfer unslowed
-            full = dict(full, **{f"{n}@pair": part[n] - extra.get(n, 0.0) for n in ep.comm_by_r[r]})
+            alone = DO.paired_alone(ep.comm_by_r[r], part, self.ep_cfg["comm_sms"])
+            full = dict(full, **{f"{n}@pair": t for n, t in alone.items()})
         return full, part
 
     def stage_dicts(self, stage: int, partial: bool, slow: float) -> list[dict]:
