@@ -190,19 +190,18 @@ class _Lanes:
         late = _late(list(self.r), statistics.fmean(self.since), statistics.fmean(self.since_sq), n,
                      cpu if any(self.slice) else None)
         t = max(c + w for c, w in zip(self.clock, self.debt)) + late + transfer(statistics.fmean(self.since))
-        t += self.exit_skew if self.skewed else 0.0
-        self.skewed = True
-        for i in range(n):
-            self.comp[name] += t - self.clock[i]
-            self.clock[i] = t
-            self.since[i] = self.since_sq[i] = self.cpu_since[i] = self.debt[i] = 0.0
+        self._leave(name, t + (self.exit_skew if self.skewed else 0.0))
 
     def meet_in_stage(self, name: str) -> None:
         """All ranks meet in an exchange the table measured in the stage (``comm_in_stage_s``: its wall per MoE
         layer in the calibration's whole-stage pass, mean over the ranks): that wall holds the transfer, the
         wake-ups and the waits for the peers as a stage has them (with the wake-up debt of the compute before
         it), so the meeting costs it past the latest rank's clock, and the debt is settled."""
-        t = max(self.clock) + statistics.fmean(float(x["comm_in_stage_s"][name]) for x in self.r)
+        self._leave(name, max(self.clock) + statistics.fmean(float(x["comm_in_stage_s"][name]) for x in self.r))
+
+    def _leave(self, name: str, t: float) -> None:
+        """Every rank leaves collective ``name`` at ``t`` (the wait since its clock charged to it), with its
+        compute, jitter and wake-up debt since the last meeting reset."""
         for i in range(len(self.r)):
             self.comp[name] += t - self.clock[i]
             self.clock[i] = t
