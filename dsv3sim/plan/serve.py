@@ -94,7 +94,6 @@ class FleetQuery:
 
     load_shape: str = "sinusoid"
     peak_to_mean: float = 1.5
-    load_source: str = "assumption: a sinusoid with peak 1.5 x mean (vary --peak-to-mean)"
     scale_interval_h: float = 12.0
     burst_quantile: float = 0.99
     min_prefill_units: int = 1
@@ -386,7 +385,7 @@ def _load_model_day(q: ServeQuery, gpn: int, pre: list[dict], dec: list[dict], p
                     daily: tuple[float, float], f: FleetQuery) -> dict:
     """The best instances' curves (same instance layout, every batch the search ran) into the load model."""
     from dsv3sim.plan.fleet import decode_pool, prefill_pool, size_fleet
-    from dsv3sim.workload.fleet import DEFAULT_PEAK_TO_MEAN, Autoscaler, DiurnalLoad
+    from dsv3sim.workload.fleet import Autoscaler, DiurnalLoad
 
     same_p = [r for r in pre if (r["size"], r["attn_tp"], r["redundant_experts"]) ==
               (p["size"], p["attn_tp"], p["redundant_experts"])]  # refined rows replace their screened ones
@@ -398,10 +397,12 @@ def _load_model_day(q: ServeQuery, gpn: int, pre: list[dict], dec: list[dict], p
     pp = prefill_pool([(r["tokens_per_gpu"], r["input_tokens_per_s_per_gpu"] * gpn, r["step_s"]) for r in same_p],
                       ttft_s=q.ttft_ms / 1e3, isl=q.isl, cache_hit=q.prefix_cache_hit,
                       unit_nodes=p["size"] / gpn, gpus_per_node=gpn, min_units=f.min_prefill_units)
+    # the default load keeps DiurnalLoad's own source line (the assumption); any other was given on the command line
+    d0 = DiurnalLoad()
+    given = {} if (f.load_shape, f.peak_to_mean) == (d0.shape, d0.peak_to_mean) else {
+        "source": "given (--load-shape, --peak-to-mean)"}
     return size_fleet(prefill=pp, decode=dp, daily_input_tokens=daily[0], daily_output_tokens=daily[1],
-                      load=DiurnalLoad(shape=f.load_shape, peak_to_mean=f.peak_to_mean,
-                                       source=f.load_source if (f.load_shape, f.peak_to_mean) ==
-                                       ("sinusoid", DEFAULT_PEAK_TO_MEAN) else "given (--load-shape, --peak-to-mean)"),
+                      load=DiurnalLoad(shape=f.load_shape, peak_to_mean=f.peak_to_mean, **given),
                       scaler=Autoscaler(scale_interval_h=f.scale_interval_h, burst_quantile=f.burst_quantile,
                                         whole_units=f.whole_units),
                       gpus_per_node=gpn, price_per_gpu_hour=q.price_per_gpu_hour, services=f.services)
