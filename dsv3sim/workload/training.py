@@ -300,10 +300,10 @@ class ChunkTimes:
             if share > 0:
                 part = dict(training_layer(cfg, li, mem_stretch=IF.memory_bound_stretch(share), **kw).times_partial)
             full.update(DO.comm_slices(ep.comm_by_r[r], full, paired=False, **self.ep_cfg))
-            part.update(DO.comm_slices(ep.comm_by_r[r], part, paired=True, **self.ep_cfg))
-            # in a pair the comm slice's "alone" rate: the paired notify and layout, the transfer unslowed
-            alone = DO.paired_alone(ep.comm_by_r[r], part, self.ep_cfg["comm_sms"])
-            full = dict(full, **{f"{n}@pair": t for n, t in alone.items()})
+            paired = DO.comm_slices(ep.comm_by_r[r], part, paired=True, **self.ep_cfg)
+            # in a pair a comm slice is (alone: the paired notify and layout, the transfer unslowed; beside GEMMs)
+            alone = DO.paired_alone(ep.comm_by_r[r], paired, self.ep_cfg["comm_sms"])
+            part.update({n: (alone[n], t) for n, t in paired.items()})
         return full, part
 
     def stage_dicts(self, stage: int, partial: bool, slow: float) -> list[dict]:
@@ -316,11 +316,8 @@ class ChunkTimes:
         for full, part in pairs:
             d = {}
             for k, v in (part if partial else full).items():
-                if k.endswith("@pair"):
-                    continue
-                comm = k.startswith(("dispatch", "combine"))
-                if comm:
-                    d[k] = (full[f"{k}@pair"], v) if partial and f"{k}@pair" in full else v
+                if k.startswith(("dispatch", "combine")):
+                    d[k] = v  # a pair's comm slice is already (alone, beside) (``layer``)
                 elif partial:
                     d[k] = (full.get(k, v) * slow, v * slow)
                 else:
