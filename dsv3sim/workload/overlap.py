@@ -54,6 +54,15 @@ BWD = ("combine(B)", "mlp(B)", "dispatch(B)", "attn(B)")
 SIDE = {"mlp(B)": "mlp(W)", "attn(B)": "attn(W)"}  # W slice that becomes ready when this B slice ends
 
 
+LEFT_EPS = 1e-12  # a shared slice is done when less than this fraction of its alone time is left
+
+
+def _rate(alone: float, beside: float, other_busy: bool) -> float:
+    """Progress per second of a shared (alone, beside) slice: alone / beside while the other stream holds a
+    kernel, 1 while it is idle (module docstring). ``_InOrderLoop`` and ``_SimpyPair`` both price it here."""
+    return alone / beside if other_busy else 1.0
+
+
 def _pos(d) -> bool:
     return (d[0] if isinstance(d, tuple) else d) > 0
 
@@ -153,7 +162,7 @@ class _InOrderLoop:
             c = self.cur[s]
             if c is None or c[11] != now:
                 continue
-            if c[5] and c[6] - (now - c[8]) * c[7] > 1e-12 * c[9]:
+            if c[5] and c[6] - (now - c[8]) * c[7] > LEFT_EPS * c[9]:
                 return None
             self.cur[s], self.on[s], ended[s] = None, False, c[0]
             self.busy[s] += now - c[4]
@@ -188,11 +197,11 @@ class _InOrderLoop:
                 # simpy may have read the other stream before its toggle: harmless when it ends on (the earlier
                 # read, off, scheduled a sooner timeout) or when this slice waited for the slice that ended there
                 if not self.on[o] and ended[o] not in self.deps[c[0]]:
-                    self.stale = max(self.stale, now + c[6] / (c[9] / c[10]))
+                    self.stale = max(self.stale, now + c[6] / _rate(c[9], c[10], True))
             elif not started[s]:
                 self.stale = max(self.stale, c[11])  # the superseded segment's timeout stays on simpy's clock
                 c[6] -= (now - c[8]) * c[7]
-            c[7] = c[9] / c[10] if self.on[o] else 1.0
+            c[7] = _rate(c[9], c[10], self.on[o])
             c[8] = now
             c[11] = now + c[6] / c[7]
 
@@ -260,8 +269,8 @@ class _SimpyPair:
         it progresses at rate d_alone / d_beside while the other stream runs a kernel, at 1 otherwise."""
         other = self.resident["comm" if stream == "compute" else "compute"]
         left = d_alone
-        while left > 1e-12 * d_alone:
-            rate = d_alone / d_beside if other[0] else 1.0
+        while left > LEFT_EPS * d_alone:
+            rate = _rate(d_alone, d_beside, other[0])
             t0 = self.env.now
             yield self.env.timeout(left / rate) | other[1]
             left -= (self.env.now - t0) * rate
