@@ -349,21 +349,22 @@ def _fleet(q: ServeQuery, gpn: int, pre: list[dict], dec: list[dict], ok: list[d
     With given per-node rates (measured averages): that arithmetic only."""
     from dsv3sim.cost.pricing import fleet_size
 
+    def capacity(inp_node: float, out_node: float) -> dict:
+        """The flat-load, full-batch arithmetic at these per-node rates (``cost.pricing.fleet_size``)."""
+        return fleet_size(daily_input_tokens=daily[0], daily_output_tokens=daily[1],
+                          input_tokens_per_s_per_node=inp_node, output_tokens_per_s_per_node=out_node,
+                          gpus_per_node=gpn, price_per_gpu_hour=q.price_per_gpu_hour,
+                          prefix_cache_hit=q.prefix_cache_hit)
+
     best = ok[0] if ok else None
     if node_rates is not None:
-        return dict(fleet_size(daily_input_tokens=daily[0], daily_output_tokens=daily[1],
-                               input_tokens_per_s_per_node=node_rates[0], output_tokens_per_s_per_node=node_rates[1],
-                               gpus_per_node=gpn, price_per_gpu_hour=q.price_per_gpu_hour,
-                               prefix_cache_hit=q.prefix_cache_hit), rates_from="given per-node throughputs")
+        return dict(capacity(*node_rates), rates_from="given per-node throughputs")
     if best is None:
         return {"infeasible": "no SLA-meeting layout"}
     p = next(r for r in pre if r["key"] == best["prefill"])
     d = next(r for r in dec if r["key"] == best["decode"])
     src = f"best SLA-meeting instances ({best['prefill']}; {best['decode']})"
-    cap = fleet_size(daily_input_tokens=daily[0], daily_output_tokens=daily[1],
-                     input_tokens_per_s_per_node=p["input_tokens_per_s_per_gpu"] * gpn,
-                     output_tokens_per_s_per_node=d["output_tokens_per_s_per_gpu"] * gpn, gpus_per_node=gpn,
-                     price_per_gpu_hour=q.price_per_gpu_hour, prefix_cache_hit=q.prefix_cache_hit)
+    cap = capacity(p["input_tokens_per_s_per_gpu"] * gpn, d["output_tokens_per_s_per_gpu"] * gpn)
     f = fleet or FleetQuery()
     try:
         day = _load_model_day(q, gpn, pre, dec, p, d, daily, f)
