@@ -166,3 +166,15 @@ def comm_slices(transfer: dict[str, float], compute: dict[str, float], *, paired
             x += layout_time(tokens, topk)
         out[n] = x
     return out
+
+
+def ep_overhead_args(topo, ep: int, tokens: int, topk: int, comm_sms: int | None = None) -> dict:
+    """Arguments of ``comm_slices`` from the topology: EP size, barrier path latencies, the SMs
+    DeepEP's kernels hold (``comm_sms``; None: the topology's)."""
+    c = topo.cfg
+    g = c.gpus_per_node
+    cross = ep > g and c.n_nodes > 1
+    rdma = topo.path_latency(topo.path(0, g)) if cross else 0.0
+    nvl = topo.path_latency(topo.path(0, 1)) if g > 1 else 0.0
+    return {"ep": ep, "tokens": tokens, "topk": topk, "rdma_latency_s": rdma, "nvlink_latency_s": nvl,
+            "cross_node": cross, "comm_sms": c.comm_sms if comm_sms is None else comm_sms}

@@ -48,7 +48,6 @@ from dsv3sim.workload.serving import (
     serving_weight_dtype,
     weights_per_gpu,
 )
-from dsv3sim.workload.training import ep_overhead_args
 
 
 def simulate_prefill(scn: Scenario) -> ServingResult | Infeasible:
@@ -115,7 +114,7 @@ def _prefill_layers(inst: Instance, lr, comm_by_r: dict, mb_tokens: int, frac: f
     core_extra = _attention_core_mix(inst, mb_tokens, frac) - _attention_core(cfg, gpu, mb_tokens, w.prompt_len, frac)
     n_physical = lr.plans[0].n_physical
     overlapped = w.micro_batches > 1
-    ep_args = ep_overhead_args(topo, p.ep, mb_tokens, cfg.num_experts_per_tok if cfg.is_moe else 0,
+    ep_args = DO.ep_overhead_args(topo, p.ep, mb_tokens, cfg.num_experts_per_tok if cfg.is_moe else 0,
                                comm_sms=_comm_sms(inst))
     layers = []
     for i in range(cfg.num_hidden_layers):

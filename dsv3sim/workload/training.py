@@ -262,7 +262,7 @@ class ChunkTimes:
             if scn.perturb.straggler_gpu >= p.world:
                 raise ConfigError(f"straggler_gpu={scn.perturb.straggler_gpu} not in 0..{p.world - 1}")
             self.straggler_rank = scn.perturb.straggler_gpu // (p.dp * p.tp)  # GPU = stage * dp*tp + dp rank
-        self.ep_cfg = ep_overhead_args(sp.topo, p.ep, T, cfg.num_experts_per_tok if cfg.is_moe else 0)
+        self.ep_cfg = DO.ep_overhead_args(sp.topo, p.ep, T, cfg.num_experts_per_tok if cfg.is_moe else 0)
         self.comm_hbm = {n: IF.comm_hbm_bytes(rdma_bytes=v["bytes_by_class"].get("nic_tx", 0.0) / p.ep,
                                               nvlink_bytes=v["bytes_by_class"].get("nvlink_rx", 0.0) / p.ep,
                                               source_bytes=T * token_bytes(ep.specs[n][0], "normal", ep.specs[n][1],
@@ -449,18 +449,6 @@ def _rank_end(cfg: ModelConfig, scn: Scenario, sched, layers_of, topo, perf, ex,
     opt = OS.optimizer_compute_time(shard_params=mem["master_weights_bytes"] / 4.0,
                                     local_params=mem["weights_bytes"] / 2.0, hbm_bw=perf.hbm_bw * MEM_EFF)
     return OS.rank_end(makespan=ex.makespan, ready=ready, rs=rs, first_use=first, ag=ag, optimizer_s=opt)
-
-
-def ep_overhead_args(topo, ep: int, tokens: int, topk: int, comm_sms: int | None = None) -> dict:
-    """Arguments of ``deepep_overheads.comm_slices`` from the topology: EP size, barrier path latencies, the SMs
-    DeepEP's kernels hold (``comm_sms``; None: the topology's)."""
-    c = topo.cfg
-    g = c.gpus_per_node
-    cross = ep > g and c.n_nodes > 1
-    rdma = topo.path_latency(topo.path(0, g)) if cross else 0.0
-    nvl = topo.path_latency(topo.path(0, 1)) if g > 1 else 0.0
-    return {"ep": ep, "tokens": tokens, "topk": topk, "rdma_latency_s": rdma, "nvlink_latency_s": nvl,
-            "cross_node": cross, "comm_sms": c.comm_sms if comm_sms is None else comm_sms}
 
 
 def _dp_and_memory(cfg: ModelConfig, scn: Scenario, sched, layers_of: list[list[int]], topo, perf, T: int):
