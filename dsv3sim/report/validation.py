@@ -109,9 +109,8 @@ def matrix(result: dict, ctx) -> str:
     errs = [(c["predicted_step_s"] - c["measured_step_s"]) / c["measured_step_s"] * 100 for c in cases]
     comp = _component_errors(cases)
     names = [str(c.get("layout", i)) for i, c in enumerate(cases)]
-    trs = [[esc(n), esc(" ".join(map(str, c.get("flags") or []))), esc(c.get("nproc", "")),
-            f"{c['measured_step_s'] * 1e3:.1f}", f"{c['predicted_step_s'] * 1e3:.1f}", f"{e:+.1f} %"]
-           for n, c, e in zip(names, cases, errs)]
+    trs = [[n, " ".join(map(str, c.get("flags") or [])), c.get("nproc", ""), f"{c['measured_step_s'] * 1e3:.1f}",
+            f"{c['predicted_step_s'] * 1e3:.1f}", f"{e:+.1f} %"] for n, c, e in zip(names, cases, errs)]
     header = ["case", "flags", "processes", "measured (ms)", "predicted (ms)", "error"]
     return "".join([note(say("validation.matrix", machine=str(result.get("machine") or "not recorded"),
                              command=str(result.get("command") or ""))), _matrix_cards(errs, comp),
