@@ -103,9 +103,9 @@ def _matrix_figures(ctx, names: list[str], errs: list[float], comp: dict[str, li
                            title="Component error across the cases", yaxis_title="error (%)", height=380)
 
 
-def matrix(result: dict, ctx) -> str:
-    """A matrix of real runs: the distribution of the step error over the cases and of each component's error."""
-    cases = matrix_cases(result)
+def matrix(result: dict, cases: list[dict], ctx) -> str:
+    """A matrix of real runs (``matrix_cases``): the distribution of the step error over the cases and of each
+    component's error."""
     errs = [(c["predicted_step_s"] - c["measured_step_s"]) / c["measured_step_s"] * 100 for c in cases]
     comp = _component_errors(cases)
     names = [str(c.get("layout", i)) for i, c in enumerate(cases)]
@@ -118,8 +118,8 @@ def matrix(result: dict, ctx) -> str:
 
 
 def validation(result: dict, ctx) -> str:
-    rows = validation_rows(result)
-    head = matrix(result, ctx) if matrix_cases(result) else ""
+    rows, cases = validation_rows(result), matrix_cases(result)
+    head = matrix(result, cases, ctx) if cases else ""
     if not rows:
         if head:
             return head
