@@ -32,6 +32,12 @@ def _colour(e: float) -> str:
     return "#54a24b" if abs(e) <= 10 else "#f58518" if abs(e) <= 25 else "#e45756"
 
 
+def _error_bars(names: list[str], errs: list[float], **more) -> dict:
+    """Errors (%) as bars labelled with their value, coloured by ``_colour``."""
+    return {"type": "bar", "x": names, "y": errs, "text": [f"{e:+.1f}%" for e in errs], "textposition": "outside",
+            "marker": {"color": [_colour(e) for e in errs]}, **more}
+
+
 def _absolute(ctx, unit: str, rs: list[dict]) -> str:
     """Predicted and reference values of one unit side by side (a log axis past a 100x range)."""
     vals = [v for r in rs for v in (r["predicted"], r["reference"]) if v > 0]
@@ -44,9 +50,7 @@ def _absolute(ctx, unit: str, rs: list[dict]) -> str:
 def _figures(ctx, result: dict, rows: list[dict], errs: list[float]) -> list[str]:
     """The errors as bars; absolute values side by side, a chart per unit shared by two rows or more; the measured
     and predicted step series."""
-    out = [ctx.plot("val", [{"type": "bar", "x": [r["name"] for r in rows], "y": errs, "textposition": "outside",
-                             "text": [f"{e:+.1f}%" for e in errs], "width": 0.5 if len(rows) < 4 else None,
-                             "marker": {"color": [_colour(e) for e in errs]}}],
+    out = [ctx.plot("val", [_error_bars([r["name"] for r in rows], errs, width=0.5 if len(rows) < 4 else None)],
                     lines=[("h", {"y": 0, "line_color": "#333"})], yaxis_title="error (%)", height=380,
                     title="Relative error of the prediction (predicted − reference) / reference")]
     for unit in dict.fromkeys(r["unit"] for r in rows):
@@ -92,8 +96,7 @@ def _matrix_figures(ctx, names: list[str], errs: list[float], comp: dict[str, li
     def bounds(b: float) -> list:
         return [("h", {"y": y, "line_dash": "dot", "line_color": "#999"}) for y in (-b, b)]
 
-    step = ctx.plot("matrix", [{"type": "bar", "x": names, "y": errs, "text": [f"{e:+.1f}%" for e in errs],
-                                "textposition": "outside", "marker": {"color": [_colour(e) for e in errs]}}],
+    step = ctx.plot("matrix", [_error_bars(names, errs)],
                     lines=bounds(10), title="Step time: (predicted − measured) / measured per case",
                     yaxis_title="error (%)", height=360)
     if not comp:
