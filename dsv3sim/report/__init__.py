@@ -5,9 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from dsv3sim.config.errors import ConfigError
+from dsv3sim.cost.pricing import DEFAULT_PRICE_PER_GPU_HOUR
 from dsv3sim.report import experts, memory, network, planner, summary, sweep, timeline, validation
 from dsv3sim.report.data import fmt_si, fmt_time, load, num, split_results
-from dsv3sim.report.page import DEFAULT_PRICE_PER_GPU_HOUR, Absent, Page, RenderContext, Section, note, say, write_index
+from dsv3sim.report.page import Absent, Page, RenderContext, Section, note, say, write_index
 from dsv3sim.workload.limits import limiter
 
 __all__ = ["SECTIONS", "build_page", "merged_trace_path", "render", "render_html", "section", "write_index"]

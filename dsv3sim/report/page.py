@@ -10,11 +10,11 @@ from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
 
+from dsv3sim.cost.pricing import DEFAULT_PRICE_PER_GPU_HOUR
+
 FIGURE_ATTR = "data-dsv3sim-figure"
 BEST_STYLE = ' style="background:#e8f5e9;font-weight:600"'
 MARGIN = {"l": 10, "r": 10, "t": 50, "b": 40}
-# DeepSeek-V3 report §1, Table 1: "assuming the rental price of the H800 GPU is $2 per GPU hour"
-DEFAULT_PRICE_PER_GPU_HOUR = 2.0
 INDEX_NAME = "index.html"
 
 CSS, HEAD_JS = (resources.files(__package__).joinpath(n).read_text() for n in ("page.css", "head.js"))
