@@ -51,7 +51,7 @@ def split_results(data: dict) -> list[tuple[str, dict]]:
     return subs
 
 
-SI = [(d, s) for d, s in ((1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k"))]
+SI = ((1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k"))  # (divisor, prefix), largest first
 
 
 def fmt_si(x: float | None, unit: str = "", digits: int = 3) -> str:
