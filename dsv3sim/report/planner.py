@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 
+from dsv3sim.cost.pricing import DEFAULT_PRICE_PER_GPU_HOUR
 from dsv3sim.report.page import BEST_STYLE, Absent, Html, esc, note, say, spec_table
 
 __all__ = ["BEST_STYLE", "plan"]
@@ -40,7 +41,7 @@ def _train_best(best: dict | None, q: dict) -> str:
     if not best:
         return '<p class="err-pos"><b>No layout fits.</b></p>'
     return say("planner.train_best", **best, mgh=best["gpu_hours"] / 1e6, musd=best["cost_usd_run"] / 1e6,
-               price=q.get("price_per_gpu_hour", 2))
+               price=q.get("price_per_gpu_hour", DEFAULT_PRICE_PER_GPU_HOUR))
 
 
 def _user_layout(u: dict | None) -> str:
