@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import platform
 import statistics
 import subprocess
@@ -32,6 +31,10 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from dsv3sim.validate.load import cores  # noqa: E402
+
 SIZES = {  # name -> changes to model/tiny.json
     "tiny": {},
     "tiny-wide": {"hidden_size": 256, "moe_intermediate_size": 128, "intermediate_size": 768, "n_routed_experts": 32,
@@ -60,10 +63,6 @@ MATRIX = {  # name -> (processes, flags) on model/tiny.json
 }
 
 
-def _cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-
-
 def _machine() -> str:
     """CPU model and the cores this process may use (Linux /proc/cpuinfo; else the platform's processor)."""
     try:
@@ -71,7 +70,7 @@ def _machine() -> str:
                     if ln.startswith("model name"))
     except (OSError, StopIteration):
         name = platform.processor() or "unknown CPU"
-    return f"{name}, {_cores()} cores available"
+    return f"{name}, {cores()} cores available"
 
 
 def _load() -> list[str]:
@@ -113,7 +112,7 @@ def main() -> int:
         nproc, flags = MATRIX[lay] if a.matrix else (2, LAYOUTS[lay])
         cmd = [sys.executable, "-m", "dsv3sim", "validate", "--model", str(path), "--nproc", str(nproc), "--steps",
                str(a.steps), "--seq-len", "64", "--json", "--out", str(tmp / f"run{i}"), *flags]
-        if nproc > _cores():
+        if nproc > cores():
             cmd.append("--allow-oversubscribe")
         if i == 0 and not a.matrix:
             cmd.append("--save-profile")

@@ -80,7 +80,9 @@ def _check_processes(args: argparse.Namespace) -> None:
     if args.threads < 1:
         raise ConfigError(f"--threads must be >= 1, got {args.threads}")
     if args.device == "cpu" and not args.allow_oversubscribe:
-        cores = _cpu_cores()
+        from dsv3sim.validate.load import cores as cpu_cores
+
+        cores = cpu_cores()
         if args.nproc * args.threads > cores:
             raise ConfigError(f"--nproc {args.nproc} x --threads {args.threads} = {args.nproc * args.threads} "
                              f"processes' threads > {cores} CPU cores of this machine (pass --allow-oversubscribe "
@@ -172,15 +174,6 @@ def make_spec(args: argparse.Namespace, out_dir: str):
                    gpus_per_node=args.gpus_per_node, fp8=args.fp8 or args.fp8_dispatch_only,
                    fp8_compute=args.fp8 and not args.fp8_dispatch_only, threads=args.threads,
                    collective_timeout_s=args.collective_timeout, out_dir=out_dir, fault=fault)
-
-
-def _cpu_cores() -> int:
-    import os
-
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
 
 
 def run(args: argparse.Namespace) -> int:

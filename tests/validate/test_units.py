@@ -111,10 +111,9 @@ def test_spec_validation_messages():
 ])
 def test_layouts_the_machine_cannot_run_are_refused_before_launch(argv, flag, capsys, monkeypatch):
     """One line naming the flag, exit 2, nothing launched (a launch would fail this test: no torchrun here)."""
-    import dsv3sim.commands.validate as V
     from dsv3sim.cli import main
 
-    monkeypatch.setattr(V, "_cpu_cores", lambda: 2)
+    monkeypatch.setattr("dsv3sim.validate.load.cores", lambda: 2)
     monkeypatch.setattr("dsv3sim.validate.launch.launch", lambda *a, **k: (_ for _ in ()).throw(AssertionError))
     if flag is None:  # dualpipev: 2 x pp = 4 stages of tiny's 4 layers is fine -> it would launch
         with pytest.raises(AssertionError):
