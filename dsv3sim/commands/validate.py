@@ -292,8 +292,11 @@ def _gpu_tables(result: dict, spec, train: list[dict], raw: dict) -> None:
 
 def _print_table(r: dict, report: str | None) -> None:
     print(f"{r['scenario']['name']}  ({r['model_source']}; {r['schedule_source']})")
-    print(f"step time: measured {r['measured_step_s'] * 1e3:.2f} ms, predicted {r['predicted_step_s'] * 1e3:.2f} ms, "
-          f"error {r['error'] * 100:+.1f} %")
+    ci = r.get("measured_step_ci95_s")
+    within = (f" (median of {len(r['measured_steps_s'])} steps, 95 % interval {ci[0] * 1e3:.2f}-{ci[1] * 1e3:.2f} ms)"
+              if ci else "")
+    print(f"step time: measured {r['measured_step_s'] * 1e3:.2f} ms{within}, predicted {r['predicted_step_s'] * 1e3:.2f} "
+          f"ms, error {r['error'] * 100:+.1f} %")
     ld = r.get("machine_load") or {}
     if ld:
         print(f"machine load during the steps: load average {ld['loadavg1_min']:.1f}-{ld['loadavg1_max']:.1f} on "

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from dsv3sim.validate.atomic import write_json
 from dsv3sim.validate.load import summary as load_summary
-from dsv3sim.validate.robust import low
+from dsv3sim.validate.robust import low, median_ci
 
 COMM = ("dispatch", "combine", "layout", "allreduce", "p2p_wait")
 UNTIMED_IN_RUN = ("framework", "layout(B)")  # not a span of the run: inside its other
@@ -107,6 +107,7 @@ def build_result(spec, train: list[dict], calib: list[dict], pred: dict, *, out_
                  wall_s: float) -> dict:
     steps = measured_steps(train)
     meas = statistics.median(steps)
+    ci = median_ci(steps)
     pstep = pred["predicted_step_s"]
     comps = _component_rows(_measured_components(train), _predicted_components(pred))
     a2a = {str(r["rank"]): dict(r["bytes_per_step"]) for r in train}
@@ -119,6 +120,8 @@ def build_result(spec, train: list[dict], calib: list[dict], pred: dict, *, out_
         "error": (pstep - meas) / meas,
         "measured_steps_s": steps,
         "measured_step_low_s": low(steps),
+        "measured_step_ci95_s": list(ci),  # the median's distribution-free 95 % interval (robust.median_ci)
+        "error_ci95": sorted((pstep - m) / m for m in ci),  # the error were the median at either end
         "measured_statistic": "median over the measured steps (measured_step_low_s: their lower quartile)",
         "predicted_steps_s": [pstep] * len(steps),  # one step model: the same prediction for every measured step
         "components": comps,

@@ -10,6 +10,7 @@ top ops by self time returned); it is not counted in the step times.
 from __future__ import annotations
 
 import statistics
+import time
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import timedelta
@@ -139,6 +140,7 @@ def run_rank(ctx, probe=None, probes: list | None = None) -> dict:
     gen = torch.Generator().manual_seed(spec.seed * 1000003 + me.dp * 1009 + me.ep)
     B, S, D = spec.micro_batch, spec.seq_len, cfg.hidden_size
     step_s: list[float] = []
+    step_t0: list[float] = []  # CLOCK_MONOTONIC at each measured step's start (the ranks of one host compare)
     step_load: list[dict] = []
     step_alloc: list[dict] = []
     prof_ops: list[dict] = []
@@ -151,6 +153,8 @@ def run_rank(ctx, probe=None, probes: list | None = None) -> dict:
         tokens = torch.randint(0, cfg.vocab_size, (nmb, B, S + 1), generator=gen).to(dev)
         ctx.collective("barrier")
         dist.barrier()
+        if spec.nnodes == 1 and spec.world_size > 1:
+            _start_together(dev)
         ctx.status.enter("compute", step)
         prof = _profiler(dev) if profiling else None
         if prof:
@@ -169,15 +173,40 @@ def run_rank(ctx, probe=None, probes: list | None = None) -> dict:
             prof_ops = _top_ops(prof)
         if tl.recording:
             step_s.append(t1 - t0)
+            step_t0.append(t0)
             step_load.append(load.between(snap, load.snapshot()))
             step_alloc.append({k: v - alloc.get(k, 0) for k, v in _allocator(dev).items()})
     res = _summarise(ctx, tl, step_s, prof_ops, R.moe, R.stage_ids, R.layers, pl.source, pl.actions[me.pp],
                      R.parts.source, me)
-    res.update(layout=pl.layout, n_stages=pl.n_stages, load_per_step=step_load, allocator_per_step=step_alloc)
+    res.update(layout=pl.layout, n_stages=pl.n_stages, load_per_step=step_load, allocator_per_step=step_alloc,
+               step_t0_s=step_t0)
     if spec.fp8_compute:
         res["requant_bytes_per_param"] = requant_bytes_per_element(dev)
     res.update(_sizes(R, groups, dev), microbatches=nmb, tokens_per_mb=B * S, hidden=D)
     return res
+
+
+START_MARGIN_S = 0.010  # > the barrier's exit skew: up to 9 ms measured on the loaded 2-core box
+SPIN_S = 0.001
+
+
+def _start_together(dev: torch.device) -> None:
+    """Every rank of one host starts the step at the same instant: rank 0 broadcasts ``now + START_MARGIN_S``
+    on CLOCK_MONOTONIC (``time.perf_counter``, one clock for all processes of a host) and each rank sleeps, then
+    spins the last ``SPIN_S``, until then. A barrier alone releases its members one wake-up apart (0.1-9 ms on
+    the shared 2-core box), and a rank released early waits inside its timed step for a peer not yet started,
+    a wait no training step without the harness's barrier has. Ranks on several hosts keep the barrier."""
+    t = torch.tensor([time.perf_counter() + START_MARGIN_S], dtype=torch.float64)
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+        t = t.to(dev)
+    dist.broadcast(t, 0)
+    at = float(t.item())
+    left = at - time.perf_counter() - SPIN_S
+    if left > 0:
+        time.sleep(left)
+    while time.perf_counter() < at:
+        pass
 
 
 def _update(tl, R, groups, fp8_compute: bool) -> None:
@@ -358,6 +387,7 @@ def _summarise(ctx, tl, step_s, prof_ops, moe, stage_ids, layers, sched_src, act
         "bytes_per_step": {k: v / n for k, v in tl.bytes.items()},
         "bytes_self_per_step": {k: v / n for k, v in tl.bytes_self.items()},
         "last_step_events": last,
+        "last_step_t0": t_first,  # CLOCK_MONOTONIC (time.perf_counter): the ranks of one host compare directly
         "routing": {str(L): m.routing for L, m in moe.items()},
         "profiler_top_ops": prof_ops,
         "trace": f"trace_rank{ctx.rank}.json",
