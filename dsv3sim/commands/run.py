@@ -128,7 +128,8 @@ def _say_results(say, out, results: dict[str, dict], notes: list) -> None:
 
 
 def _write_outputs(args: argparse.Namespace, results: dict[str, dict], json_stdout: bool, bars: bool) -> list[str]:
-    from dsv3sim.results import save_chrome_trace, save_json
+    from dsv3sim.results import save_json
+    from dsv3sim.results.trace_events import save_chrome_trace
 
     if args.chrome_trace:  # the report finds the trace next to the JSON
         for d in results.values():

@@ -6,10 +6,8 @@ import json
 from collections import defaultdict
 from pathlib import Path
 
-from dsv3sim.report.chrome_trace import Slice, category, merged_trace, read_slices, sort_key
-from dsv3sim.report.data import num
 from dsv3sim.report.page import Absent, absent, fmt, note, say, table
-from dsv3sim.results import Timeline, group
+from dsv3sim.results.trace_events import Slice, category, merged_trace, read_slices, slices_from_result
 
 BAR_LIMIT = 3000
 MIN_VISIBLE = 1e-3  # slices shorter than this fraction of the time span are drawn this wide
@@ -32,43 +30,6 @@ def color_of(name: str) -> str:
     if name.startswith("other ") and name[6:] in CATEGORY_COLORS:
         return CATEGORY_COLORS[name[6:]]
     return COLORS.get(name) or CATEGORY_COLORS[category(name)]
-
-
-def slices_from_result(result: dict, base_dir: Path | None = None) -> tuple[list[Slice], str]:
-    """Simulated slices of a result: its ``timeline`` (``{"events": [...]}`` from a simulation, ``{"per_rank":
-    {rank: [...]}}`` from ``dsv3sim validate``), else the Chrome trace file it names (``chrome_trace_path``,
-    ``chrome_trace``), or the result itself when it is a bare Chrome trace."""
-    if isinstance(result.get("traceEvents"), list):
-        return read_slices(result)[0], "Chrome trace"
-    tl = result.get("timeline")
-    ev = g.events if (g := group(Timeline, tl)) else None
-    if isinstance(tl, dict) and isinstance(tl.get("per_rank"), dict):
-        ev = [dict(e, rank=r) for r, es in tl["per_rank"].items() for e in es]
-    if ev and (ss := _slices_from_events(ev)):
-        return ss, "timeline"
-    if not isinstance(path := result.get("chrome_trace_path") or result.get("chrome_trace"), str):
-        return [], ""
-    p = Path(path)
-    p = base_dir / p if not p.is_absolute() and base_dir is not None and not p.exists() else p
-    return (read_slices(p)[0], f"Chrome trace {p.name}") if p.exists() else ([], "")
-
-
-def _slices_from_events(events: list[dict]) -> list[Slice]:
-    """Events ``{rank, stream, name, start_s, end_s}`` (validate's: ``t0``, ``t1``) as slices from time 0; the
-    micro-batch, chunk, stage and layer they carry go to the hover text."""
-    out = []
-    for e in events:
-        start, end = num(e.get("start_s", e.get("t0"))), num(e.get("end_s", e.get("t1")))
-        if start is None or end is None:
-            continue
-        detail = "" if e.get("microbatch") is None else f"microbatch {e['microbatch']}"
-        detail += "".join(f" {k} {e[k]}" for k in ("chunk", "stage", "layer", "step") if e.get(k) not in (None, -1))
-        rank, stream = e.get("rank", 0), e.get("stream", "compute")
-        out.append(Slice(lane=f"rank {rank} / {stream}", lane_key=(sort_key(rank), sort_key(stream)),
-                         name=str(e.get("name")), start_s=start, dur_s=max(0.0, end - start), detail=detail.strip()))
-    t0 = min((s.start_s for s in out), default=0.0)
-    return [Slice(lane=s.lane, lane_key=s.lane_key, name=s.name, start_s=s.start_s - t0, dur_s=s.dur_s,
-                  detail=s.detail) for s in out] if t0 != 0 else out
 
 
 def cap_lanes(ss: list[Slice], max_lanes: int = MAX_LANES) -> tuple[list[Slice], int]:

@@ -1,4 +1,4 @@
-"""Results of simulations: frozen dataclasses, JSON round trip, Chrome-trace export.
+"""Results of simulations: frozen dataclasses, JSON round trip.
 
 The report (``dsv3sim.report``) renders from this JSON only (house style 13). Top-level keys of a training
 result: ``step_time_s``, ``breakdown_s`` (forward_s, backward_input_s, weight_grad_s, backward_full_s,
@@ -14,9 +14,7 @@ start_s, end_s, ...}]}), ``validation`` (rows).
 Serving results: ``prefill_tokens_per_s_per_node``, ``decode_tokens_per_s_per_node``, ``ttft_s``, ``tpot_s``,
 ``kv_*``. ``Infeasible`` keeps the scenario and its reason (``infeasible``). Sweeps: ``{"sweep": [rows]}``.
 
-Chrome trace (Trace Event Format; deepseek-ai/profile-data uses one tid per stream): one pid per simulated
-rank, tids "compute", "comm" (DeepEP SM partition) and "pipeline" (schedule actions), slice names as in
-profile-data: attn(F), mlp(F), dispatch(F), combine(F), attn(B), attn(W), mlp(B), mlp(W), dispatch(B), combine(B).
+The Chrome trace of a result (Trace Event Format) is written and read in ``results.trace_events``.
 """
 
 from __future__ import annotations
@@ -169,7 +167,7 @@ def group(cls, v, strict: bool = False):
     if unknown and not strict:
         return None
     if unknown:
-        raise TypeError(f"{cls.__name__} has no field(s) {sorted(unknown)}: declare them in dsv3sim/results.py")
+        raise TypeError(f"{cls.__name__} has no field(s) {sorted(unknown)}: declare them in dsv3sim/results/__init__.py")
     if issubclass(cls, Ordered):
         return cls.of(v)
     required = {f.name for f in fields(cls) if f.default is MISSING and f.default_factory is MISSING}
@@ -337,45 +335,4 @@ def save_json(results: Result | dict | list, path: str | Path) -> Path:
     else:
         data = to_json(results)
     p.write_text(json.dumps(data, indent=1, allow_nan=False))
-    return p
-
-
-# ------------------------------------------------------------------ Chrome trace
-TIDS = {"compute": 1, "comm": 2, "pipeline": 3}
-
-
-def chrome_trace(result: Result | dict, *, pid_offset: int = 0, label: str = "") -> dict:
-    """Trace Event Format dict: one pid per rank, one tid per stream, complete events (ph "X", microseconds)."""
-    d = to_json(result)
-    evs = ((d.get("timeline") or {}).get("events")) or []
-    out: list[dict] = []
-    seen_pid: set = set()
-    for e in evs:
-        pid = int(e.get("rank", 0)) + pid_offset
-        stream = str(e.get("stream", "compute"))
-        tid = TIDS.get(stream, 9)
-        if pid not in seen_pid:
-            seen_pid.add(pid)
-            out.append({"ph": "M", "name": "process_name", "pid": pid,
-                        "args": {"name": f"{label + ' ' if label else ''}rank {e.get('rank', 0)}"}})
-            for s, t in TIDS.items():
-                out.append({"ph": "M", "name": "thread_name", "pid": pid, "tid": t, "args": {"name": s}})
-        args = {k: v for k, v in e.items() if k not in ("rank", "stream", "name", "start_s", "end_s")}
-        out.append({"ph": "X", "name": e.get("name", "?"), "cat": stream, "pid": pid, "tid": tid,
-                    "ts": float(e["start_s"]) * 1e6, "dur": max(0.0, float(e["end_s"]) - float(e["start_s"])) * 1e6,
-                    "args": args})
-    return {"traceEvents": out, "displayTimeUnit": "ms",
-            "otherData": {"scenario": d.get("scenario", ""), "source": "dsv3sim simulation"}}
-
-
-def save_chrome_trace(results: Result | dict | list, path: str | Path) -> Path:
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    items = results if isinstance(results, list) else [results]
-    merged: list[dict] = []
-    for k, r in enumerate(items):
-        d = to_json(r)
-        merged += chrome_trace(d, pid_offset=1000 * k, label=d.get("scenario", "") if len(items) > 1 else "")[
-            "traceEvents"]
-    p.write_text(json.dumps({"traceEvents": merged, "displayTimeUnit": "ms"}))
     return p

@@ -1,4 +1,4 @@
-"""Hand-built result dicts in the shapes ``dsv3sim/results.py`` writes, covering every report section.
+"""Hand-built result dicts in the shapes ``dsv3sim.results`` writes, covering every report section.
 
 Numbers are deterministic and internally consistent (the tests recompute some of them a second way).
 """

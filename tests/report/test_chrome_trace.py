@@ -8,7 +8,7 @@ import json
 import pytest
 
 from dsv3sim.report import build_page
-from dsv3sim.report.chrome_trace import category, read_slices
+from dsv3sim.results.trace_events import category, read_slices
 
 from .conftest import torch_like_trace
 
@@ -76,7 +76,7 @@ def test_real_torch_profiler_export_side_by_side(tmp_path, train_result):
 
 def test_merged_trace_round_trips(tmp_path, train_json):
     from dsv3sim.cli import main
-    from dsv3sim.report.timeline import slices_from_result
+    from dsv3sim.results.trace_events import slices_from_result
 
     real = tmp_path / "real.json"
     real.write_text(json.dumps(torch_like_trace()))
@@ -98,7 +98,7 @@ def test_merged_trace_round_trips(tmp_path, train_json):
 
 
 def test_a_bare_chrome_trace_renders_as_the_timeline(tmp_path, train_result):
-    from dsv3sim.results import save_chrome_trace
+    from dsv3sim.results.trace_events import save_chrome_trace
 
     p = save_chrome_trace(train_result, tmp_path / "t.json")
     page = build_page(p)

@@ -16,7 +16,7 @@ from dsv3sim.results import CommStats, KvSizing, LinkUtilisation, MemoryRow, Nod
 from .conftest import fixtures, torch_like_trace
 
 ROOT = Path(__file__).resolve().parents[2]
-# the section that shows each typed group of dsv3sim/results.py, and whether it draws it as a figure
+# the section that shows each typed group of dsv3sim.results, and whether it draws it as a figure
 GROUP_SECTIONS = {LinkUtilisation: ("links", True), NodesPerToken: ("nodes", True), Timeline: ("timeline", True),
                   MemoryRow: ("memory", True), KvSizing: ("kvcache", False), CommStats: ("links", False)}
 # every section the report of a full training result has, in page order
@@ -25,7 +25,7 @@ SECTION_KEYS = ("summary", "timeline", "compare", "links", "experts", "nodes", "
 
 
 def test_every_typed_group_has_a_section():
-    """A typed group added to results.py needs a section here (and in the report)."""
+    """A typed group added to dsv3sim.results needs a section here (and in the report)."""
     declared = {c for c in vars(results).values() if isinstance(c, type) and dataclasses.is_dataclass(c)
                 and c.__module__ == results.__name__}
     declared -= {results.Ordered, results.Infeasible, results.TrainingResult, results.ServingResult}

@@ -12,7 +12,7 @@ from dsv3sim.report.experts import load_maps, nodes_hist
 from dsv3sim.report.memory import hbm_bytes, parse_memory
 from dsv3sim.report.network import parse
 from dsv3sim.report.summary import gpu_hours_per_trillion
-from dsv3sim.report.timeline import slices_from_result
+from dsv3sim.results.trace_events import slices_from_result
 
 DATA = Path(__file__).with_name("data") / "v3_pretrain_result.json"
 
@@ -62,8 +62,7 @@ def test_timeline_lanes(real):
 
 def test_results_chrome_export_reads_back_as_the_timeline(real):
     """Two routes: dsv3sim.results.chrome_trace -> read_slices, and the result's timeline events directly."""
-    from dsv3sim.report.chrome_trace import read_slices
-    from dsv3sim.results import chrome_trace
+    from dsv3sim.results.trace_events import chrome_trace, read_slices
 
     via_trace, info = read_slices(chrome_trace(real))
     direct, _ = slices_from_result(real)

@@ -13,8 +13,8 @@ from dsv3sim.report.network import parse
 from dsv3sim.report.page import RenderContext
 from dsv3sim.report.summary import gpu_hours_per_trillion
 from dsv3sim.report.sweep import flatten
-from dsv3sim.report.timeline import slices_from_result
 from dsv3sim.report.validation import validation_rows
+from dsv3sim.results.trace_events import slices_from_result
 
 
 def test_split_by_scenario():
@@ -52,7 +52,7 @@ def test_heatmap_max_over_mean_matches_numpy(train_result):
 
 
 def test_nodes_histogram_as_written():
-    assert nodes_hist({"hist": [0, 5, 7], "node_limit": 4}) == {1: 0, 2: 5, 3: 7}  # results.py: 1..n nodes
+    assert nodes_hist({"hist": [0, 5, 7], "node_limit": 4}) == {1: 0, 2: 5, 3: 7}  # results.NodesPerToken: 1..n nodes
     assert nodes_hist({"hist": []}) is None and nodes_hist(None) is None
 
 

@@ -7,7 +7,8 @@ import pytest
 
 from dsv3sim.config.model import load_model_config
 from dsv3sim.cost.flops import train_flops_per_token
-from dsv3sim.results import Infeasible, TrainingResult, chrome_trace, from_json, to_json
+from dsv3sim.results import Infeasible, TrainingResult, from_json, to_json
+from dsv3sim.results.trace_events import chrome_trace
 from dsv3sim.workload import simulate
 from dsv3sim.workload.kernels import gpu_perf
 

@@ -1,4 +1,10 @@
-"""Chrome Trace Event JSON (dsv3sim's or a torch.profiler trace of a real run) read into slices; merged traces."""
+"""Chrome Trace Event JSON ("Trace Event Format"), both ways: a result's simulated timeline written as a trace
+(``chrome_trace``, ``save_chrome_trace``); a trace (dsv3sim's or a torch.profiler trace of a real run) or a result's
+timeline read into slices (``read_slices``, ``slices_from_result``); several timelines merged into one trace.
+
+Written: one pid per simulated rank, tids "compute", "comm" (DeepEP SM partition) and "pipeline" (schedule
+actions), slice names as in deepseek-ai/profile-data (one tid per stream there too): attn(F), mlp(F), dispatch(F),
+combine(F), attn(B), attn(W), mlp(B), mlp(W), dispatch(B), combine(B)."""
 
 from __future__ import annotations
 
@@ -10,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from dsv3sim.config.errors import ConfigError
+from dsv3sim.config.units import num
+from dsv3sim.results import Result, Timeline, group, to_json
 
 GPU_CATS = {"kernel", "gpu_memcpy", "gpu_memset", "gpu_user_annotation"}
 CPU_CATS = {"cpu_op", "user_annotation", "python_function"}
@@ -147,3 +155,80 @@ def merged_trace(panels: list[tuple[str, list[Slice]]]) -> dict:
             events.append({"ph": "X", "name": s.name, "pid": p, "tid": t, "ts": s.start_s * 1e6, "dur": s.dur_s * 1e6,
                            "cat": category(s.name)} | ({"args": {"detail": s.detail}} if s.detail else {}))
     return {"traceEvents": events, "displayTimeUnit": "ms"}
+
+
+def slices_from_result(result: dict, base_dir: Path | None = None) -> tuple[list[Slice], str]:
+    """Simulated slices of a result: its ``timeline`` (``{"events": [...]}`` from a simulation, ``{"per_rank":
+    {rank: [...]}}`` from ``dsv3sim validate``), else the Chrome trace file it names (``chrome_trace_path``,
+    ``chrome_trace``), or the result itself when it is a bare Chrome trace."""
+    if isinstance(result.get("traceEvents"), list):
+        return read_slices(result)[0], "Chrome trace"
+    tl = result.get("timeline")
+    ev = g.events if (g := group(Timeline, tl)) else None
+    if isinstance(tl, dict) and isinstance(tl.get("per_rank"), dict):
+        ev = [dict(e, rank=r) for r, es in tl["per_rank"].items() for e in es]
+    if ev and (ss := _slices_from_events(ev)):
+        return ss, "timeline"
+    if not isinstance(path := result.get("chrome_trace_path") or result.get("chrome_trace"), str):
+        return [], ""
+    p = Path(path)
+    p = base_dir / p if not p.is_absolute() and base_dir is not None and not p.exists() else p
+    return (read_slices(p)[0], f"Chrome trace {p.name}") if p.exists() else ([], "")
+
+
+def _slices_from_events(events: list[dict]) -> list[Slice]:
+    """Events ``{rank, stream, name, start_s, end_s}`` (validate's: ``t0``, ``t1``) as slices from time 0; the
+    micro-batch, chunk, stage and layer they carry go to the hover text."""
+    out = []
+    for e in events:
+        start, end = num(e.get("start_s", e.get("t0"))), num(e.get("end_s", e.get("t1")))
+        if start is None or end is None:
+            continue
+        detail = "" if e.get("microbatch") is None else f"microbatch {e['microbatch']}"
+        detail += "".join(f" {k} {e[k]}" for k in ("chunk", "stage", "layer", "step") if e.get(k) not in (None, -1))
+        rank, stream = e.get("rank", 0), e.get("stream", "compute")
+        out.append(Slice(lane=f"rank {rank} / {stream}", lane_key=(sort_key(rank), sort_key(stream)),
+                         name=str(e.get("name")), start_s=start, dur_s=max(0.0, end - start), detail=detail.strip()))
+    t0 = min((s.start_s for s in out), default=0.0)
+    return [Slice(lane=s.lane, lane_key=s.lane_key, name=s.name, start_s=s.start_s - t0, dur_s=s.dur_s,
+                  detail=s.detail) for s in out] if t0 != 0 else out
+
+
+TIDS = {"compute": 1, "comm": 2, "pipeline": 3}
+
+
+def chrome_trace(result: Result | dict, *, pid_offset: int = 0, label: str = "") -> dict:
+    """Trace Event Format dict: one pid per rank, one tid per stream, complete events (ph "X", microseconds)."""
+    d = to_json(result)
+    evs = ((d.get("timeline") or {}).get("events")) or []
+    out: list[dict] = []
+    seen_pid: set = set()
+    for e in evs:
+        pid = int(e.get("rank", 0)) + pid_offset
+        stream = str(e.get("stream", "compute"))
+        tid = TIDS.get(stream, 9)
+        if pid not in seen_pid:
+            seen_pid.add(pid)
+            out.append({"ph": "M", "name": "process_name", "pid": pid,
+                        "args": {"name": f"{label + ' ' if label else ''}rank {e.get('rank', 0)}"}})
+            for s, t in TIDS.items():
+                out.append({"ph": "M", "name": "thread_name", "pid": pid, "tid": t, "args": {"name": s}})
+        args = {k: v for k, v in e.items() if k not in ("rank", "stream", "name", "start_s", "end_s")}
+        out.append({"ph": "X", "name": e.get("name", "?"), "cat": stream, "pid": pid, "tid": tid,
+                    "ts": float(e["start_s"]) * 1e6, "dur": max(0.0, float(e["end_s"]) - float(e["start_s"])) * 1e6,
+                    "args": args})
+    return {"traceEvents": out, "displayTimeUnit": "ms",
+            "otherData": {"scenario": d.get("scenario", ""), "source": "dsv3sim simulation"}}
+
+
+def save_chrome_trace(results: Result | dict | list, path: str | Path) -> Path:
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    items = results if isinstance(results, list) else [results]
+    merged: list[dict] = []
+    for k, r in enumerate(items):
+        d = to_json(r)
+        merged += chrome_trace(d, pid_offset=1000 * k, label=d.get("scenario", "") if len(items) > 1 else "")[
+            "traceEvents"]
+    p.write_text(json.dumps({"traceEvents": merged, "displayTimeUnit": "ms"}))
+    return p
