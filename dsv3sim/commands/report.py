@@ -41,10 +41,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def _check_is_result(src: Path) -> None:
     """Refuse a JSON that is not a result (a model config, a load file, anything else) instead of rendering an
     empty report from it."""
-    from dsv3sim.report.data import RESULT_MARKERS, load
+    from dsv3sim.results import RESULT_MARKERS, load_json
 
     try:
-        data = load(src)
+        data = load_json(src)
     except RecursionError:
         raise ConfigError(f"{src}: JSON nested too deeply to be a result") from None
     except UnicodeDecodeError:

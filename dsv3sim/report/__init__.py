@@ -7,8 +7,9 @@ from pathlib import Path
 from dsv3sim.config.errors import ConfigError
 from dsv3sim.cost.pricing import DEFAULT_PRICE_PER_GPU_HOUR
 from dsv3sim.report import experts, memory, network, planner, summary, sweep, timeline, validation
-from dsv3sim.report.data import fmt_si, fmt_time, load, num, split_results
+from dsv3sim.report.data import fmt_si, fmt_time, num
 from dsv3sim.report.page import Absent, Page, RenderContext, Section, note, say, write_index
+from dsv3sim.results import load_json, split_results
 from dsv3sim.workload.limits import limiter
 
 __all__ = ["SECTIONS", "build_page", "merged_trace_path", "render", "render_html", "section", "write_index"]
@@ -70,7 +71,7 @@ def _select(results: list[tuple[str, dict]], scenario: str | None) -> list[tuple
 def build_page(result_json, *, chrome_trace: str | Path | None = None, price_per_gpu_hour: float | None = None,
                title: str | None = None, traces_dir: str | Path | None = None,
                merged_trace_out: str | Path | None = None, scenario: str | None = None) -> Page:
-    data = load(result_json)
+    data = load_json(result_json)
     if price_per_gpu_hour is not None and not price_per_gpu_hour > 0:
         raise ConfigError(f"price per GPU-hour must be > 0, got {price_per_gpu_hour}")
     results = _select(split_results(data), scenario)

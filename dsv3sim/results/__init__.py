@@ -167,7 +167,7 @@ def group(cls, v, strict: bool = False):
     if unknown and not strict:
         return None
     if unknown:
-        raise TypeError(f"{cls.__name__} has no field(s) {sorted(unknown)}: declare them in dsv3sim/results/__init__.py")
+        raise TypeError(f"{cls.__name__} has no field(s) {sorted(unknown)}: declare them in dsv3sim.results")
     if issubclass(cls, Ordered):
         return cls.of(v)
     required = {f.name for f in fields(cls) if f.default is MISSING and f.default_factory is MISSING}
@@ -336,3 +336,48 @@ def save_json(results: Result | dict | list, path: str | Path) -> Path:
         data = to_json(results)
     p.write_text(json.dumps(data, indent=1, allow_nan=False))
     return p
+
+
+# Keys that mark a dict as one result, or another JSON the report renders (sweep rows, a validation matrix, a bare
+# Chrome trace), rather than the {scenario name: result} wrapper of a study.
+RESULT_MARKERS = (
+    "step_time_s", "mfu", "tokens_per_s", "schema", "scenario", "kind", "timeline", "chrome_trace",
+    "prefill_tokens_per_s_per_node", "decode_tokens_per_s_per_node", "sweep", "rows", "validation",
+    "memory_per_gpu", "infeasible", "gpu_hours_per_trillion_tokens", "breakdown", "traceEvents", "cases",
+)
+
+
+def _as_dict(v):
+    return v.to_dict() if hasattr(v, "to_dict") and not isinstance(v, dict) else v
+
+
+def load_json(source) -> dict:
+    """A result as a dict, the inverse of ``save_json``: from a dict, a Result object (``to_dict``), a list of rows
+    (a sweep) or a JSON path."""
+    if not isinstance(source, (str, Path)):
+        data = _as_dict(source)
+        return {"sweep": [_as_dict(r) for r in data]} if isinstance(data, list) else {
+            k: _as_dict(v) for k, v in data.items()}
+    p = Path(source)
+    if not p.exists():
+        raise FileNotFoundError(f"result JSON not found: {p}")
+    try:
+        data = json.loads(p.read_text())
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"{p} is not JSON: {e}") from e
+    if not isinstance(data, (dict, list)):
+        raise ConfigError(f"{p}: expected a JSON object (a result) or a list (sweep rows), got {type(data).__name__}")
+    return {"sweep": data} if isinstance(data, list) else data
+
+
+def is_result(d) -> bool:
+    return isinstance(d, dict) and any(k in d for k in RESULT_MARKERS)
+
+
+def split_results(data: dict) -> list[tuple[str, dict]]:
+    """[(scenario name, result)]: one entry for a plain result, several when the file nests by scenario (a study, as
+    ``save_json`` writes a dict of results)."""
+    subs = [(k, v) for k, v in data.items() if is_result(v)]
+    if is_result(data) or not subs or len(subs) != sum(isinstance(v, dict) for v in data.values()):
+        return [("", data)]
+    return subs

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from dsv3sim.report import section
-from dsv3sim.report.data import as_matrix, split_results
+from dsv3sim.report.data import as_matrix
 from dsv3sim.report.experts import extract, load_maps, max_over_mean, nodes_hist
 from dsv3sim.report.memory import kv_rows, parse_memory
 from dsv3sim.report.network import parse
@@ -14,6 +14,7 @@ from dsv3sim.report.page import RenderContext
 from dsv3sim.report.summary import gpu_hours_per_trillion
 from dsv3sim.report.sweep import flatten
 from dsv3sim.report.validation import validation_rows
+from dsv3sim.results import split_results
 from dsv3sim.results.trace_events import slices_from_result
 
 
