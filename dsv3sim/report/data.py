@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from dsv3sim.config.units import fmt_time, num, scaled  # noqa: F401 -- fmt_time: the report formats through here
+from dsv3sim.config.units import num, scaled
 
 SI = ((1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k"))  # (divisor, prefix), largest first
 

@@ -7,10 +7,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
+
 from dsv3sim.config.errors import ConfigError
-from dsv3sim.report.data import as_matrix, num
+from dsv3sim.config.units import num
+from dsv3sim.report.data import as_matrix
 from dsv3sim.report.page import Absent, Html, absent, esc, note, say, table
 from dsv3sim.results import NodesPerToken, group
+from dsv3sim.trace import stats
 from dsv3sim.trace.imbalance import imbalance_series
 
 MAPS = (("routed load per logical expert", "expert_load_logical", "logical expert"),
@@ -31,7 +35,8 @@ def _over_mean(row: list[float]) -> list[float]:
 
 
 def max_over_mean(m: list[list[float]]) -> list[float]:
-    return [max(row) / (sum(row) / len(row)) if sum(row) / len(row) > 0 else float("nan") for row in m]
+    """Per layer max / mean (``dsv3sim.trace.stats.max_over_mean``, the one definition of the imbalance metric)."""
+    return stats.max_over_mean(np.asarray(m, dtype=float)).tolist()
 
 
 def colour_cap(maps: list[list[list[float]]], q: float = 0.995) -> float:

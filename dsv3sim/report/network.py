@@ -3,7 +3,7 @@ bandwidth shown in percent) and the all-to-all table (``results.CommStats``)."""
 
 from __future__ import annotations
 
-from dsv3sim.report.data import num
+from dsv3sim.config.units import num
 from dsv3sim.report.page import Absent, note, say, spec_table
 from dsv3sim.results import CommStats, LinkUtilisation, group
 
