@@ -4,6 +4,7 @@ MLA caches kv_lora_rank + qk_rope_head_dim per layer (DeepSeek-V2 §2.1); GQA K 
 
 from __future__ import annotations
 
+from dsv3sim.config.hardware import get_gpu
 from dsv3sim.config.units import num
 from dsv3sim.report.data import fmt_bytes
 from dsv3sim.report.page import Absent, esc, fmt, note, say, spec_table, table
@@ -12,7 +13,7 @@ from dsv3sim.results import KvSizing, MemoryRow, group
 GiB = 2 ** 30
 GQA_REFERENCES = ("qwen2.5-72b", "llama3-70b")
 CONTEXTS = (4096, 32768, 131072)
-DEFAULT_HBM_BYTES = 141e9  # H200 (NVIDIA H200 datasheet: 141 GB HBM3e) when the result names no GPU memory
+DEFAULT_HBM_BYTES = get_gpu("H200").hbm_bytes  # the HBM assumed when the result names no GPU memory
 KV_COLS = (("model", "model", str), ("attention", "attention", str), ("KV B/token (BF16)", "bytes_per_token", ","),
            ("KV B/token (FP8)", "bytes_per_token_fp8", ","), ("tokens in budget", "tokens", ","),
            ("max context, batch 1", "context", str)) + tuple(
