@@ -183,8 +183,8 @@ def _read_series(p: Path) -> dict[str, tuple[list, list]]:
 
 def imbalance(result: dict, ctx) -> str:
     series, used = {}, []
-    if result.get("type", "training") == "training" and not {"sweep", "cases"} & result.keys() and (
-            ctx.traces_dir is not None and ctx.traces_dir.is_dir()):  # training runs only: serving, sweeps skip it
+    training = result.get("type", result.get("kind")) == "training"  # a training result, not a run or benchmark
+    if training and ctx.traces_dir is not None and ctx.traces_dir.is_dir():
         for p in sorted(ctx.traces_dir.rglob("*.json")):
             s = _read_series(p)
             series.update({m if m not in series else f"{m} ({p.stem})": v for m, v in s.items()})
