@@ -134,31 +134,71 @@ def _context(cc: dict, cfg) -> dict[str, float] | None:
             return None
         n_moe = sum(cfg.is_moe_layer(L) for L in g["layers"])
     pairs = g.get("pairs_per_moe_layer") or cc["tokens_per_microbatch"] * (cfg.num_experts_per_tok if cfg else 1)
-    out = {}
+    out, totals = {}, {}
     for d, key in (("F", "fwd"), ("B", "bwd")):
         std = n * cc["attn"][d] + (n - n_moe) * cc.get("mlp_dense", {}).get(d, 0.0)
         if n_moe:
             ex = cc["expert"][key]
             std += n_moe * (cc.get("shared", {}).get(d, 0.0) + ex["a_s"] + ex["b_s_per_row"] * pairs)
             std += n_moe * cc["gate"]["F"] if d == "F" else 0.0  # the gate's backward is outside the spans
-        if "stage_compute_cpu_s" in g:  # the CPU seconds inside the stage's compute spans, measured
-            ctx = g["stage_compute_cpu_s"][d]
-        else:  # older profiles: the spans' wall times the stage's CPU share outside the all-to-alls
-            comm = g.get("stage_all_to_all_s", {}).get(d, 0.0)
-            busy = g["stage_wall_s"][d] - comm
-            ratio = min(g["stage_cpu_s"][d] / busy, 1.0) if "stage_cpu_s" in g and busy > 0 else 1.0
-            ctx = (g["stage_spans_s"][d] - comm) * ratio
+        ctx = _stage_compute_cpu(g, d)
         if std <= 0 or ctx <= 0:
             return None
         out[d] = ctx / std
-    return out
+        totals[d] = (ctx, std)
+    by = _context_by_component(cc, g.get("stage_span_cpu_s"), n, n_moe, totals) if "stage_compute_cpu_s" in g \
+        else None
+    return dict(out, **by) if by else out
 
 
-def _apply_context(entry: dict, k: dict[str, float]) -> None:
-    """Compute components (every one but the glue, which is measured in the stage) and the expert fit x k."""
+def _stage_compute_cpu(g: dict, d: str) -> float:
+    """CPU seconds inside the stage pass's compute spans (measured; older profiles: the spans' wall times the
+    stage's CPU share outside the all-to-alls)."""
+    if "stage_compute_cpu_s" in g:
+        return g["stage_compute_cpu_s"][d]
+    comm = g.get("stage_all_to_all_s", {}).get(d, 0.0)
+    busy = g["stage_wall_s"][d] - comm
+    ratio = min(g["stage_cpu_s"][d] / busy, 1.0) if "stage_cpu_s" in g and busy > 0 else 1.0
+    return (g["stage_spans_s"][d] - comm) * ratio
+
+
+# Compute spans of the stage pass with their own profile: (component, span, calls per layer kind)
+_SPAN_OF = (("attn", "attn", "all"), ("shared", "shared", "moe"), ("gate", "gate", "moe"))
+
+
+def _context_by_component(cc: dict, spans: dict | None, n: int, n_moe: int,
+                          totals: dict[str, tuple[float, float]]) -> dict | None:
+    """Per-component factors where the stage pass names a component's spans (``stage_span_cpu_s``): a small
+    component right after a blocking exchange or another layer's work pays more for its evicted caches than a
+    large one (the embedding lookup 3.7x back to back on the 2-core box, MEASUREMENTS.md), which one factor
+    spreads over all. ``totals``: {F|B: (in-stage CPU, standalone sum)}. Returns {"by": {component: {F|B: k}},
+    F|B: the factor of the rest (dense FFN and experts, which share the ``mlp`` span)}, so the stage's total is
+    kept; None without the spans or with nothing left for the rest."""
+    if not spans:
+        return None
+    by: dict[str, dict[str, float]] = {}
+    rest = {d: list(t) for d, t in totals.items()}
+    for comp, span, kind in _SPAN_OF:
+        calls = n if kind == "all" else n_moe
+        for d in rest:
+            t_in, t_alone = spans.get(f"{span}({d})", 0.0), cc.get(comp, {}).get(d, 0.0)
+            if calls and t_in > 0 and t_alone > 0:
+                by.setdefault(comp, {})[d] = t_in / (calls * t_alone)
+                rest[d][0] -= t_in
+                rest[d][1] -= calls * t_alone
+    if not by or any(c <= 0 or s_ <= 0 for c, s_ in rest.values()):
+        return None
+    return {"by": by, **{d: c / s_ for d, (c, s_) in rest.items()}}
+
+
+def _apply_context(entry: dict, k: dict) -> None:
+    """Compute components (every one but the glue, which is measured in the stage) and the expert fit x k; a
+    component with its own factor (``k["by"]``) takes that one."""
+    by = k.get("by", {})
     for name, fb in entry["components"].items():
         if name != "glue":
-            entry["components"][name] = [fb[0] * k["F"], fb[1] * k["B"]]
+            own = by.get(name, {})
+            entry["components"][name] = [fb[0] * own.get("F", k["F"]), fb[1] * own.get("B", k["B"])]
     for d, key in (("F", "fwd"), ("B", "bwd")):
         entry["expert"][key] = [x * k[d] for x in entry["expert"][key]]
 
@@ -168,6 +208,14 @@ def _context_of_probes(entry: dict, comps: list[dict], cfg) -> None:
     ks = [k for k in (_context(cc, cfg) for cc in comps) if k]
     if ks:
         entry["context"] = {d: statistics.median(k[d] for k in ks) for d in ("F", "B")}
+        by: dict[str, dict[str, list[float]]] = {}
+        for k in ks:
+            for name, fb in k.get("by", {}).items():
+                for d, v in fb.items():
+                    by.setdefault(name, {}).setdefault(d, []).append(v)
+        if by:
+            entry["context"]["by"] = {name: {d: statistics.median(v) for d, v in fb.items()}
+                                      for name, fb in by.items()}
         _apply_context(entry, entry["context"])
 
 

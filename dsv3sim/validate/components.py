@@ -349,7 +349,7 @@ def _glue(cfg, spec, parts, mat, hid, reps: int, sync, comps: dict, bwd_start: f
     dense layers only (a V3-width MoE layer's experts do not fit beside the calibration)."""
     ded = comps["dedicated"]
     st, tl, layers, moe, R = _glue_stage(cfg, spec, parts, mat, hid().device, ded, ep)
-    tot, xchg = _stage_spans(st, tl, hid, reps, sync)
+    tot, xchg, span_cpu = _stage_spans(st, tl, hid, reps, sync)
     n, n_moe = len(layers), len(moe)
     gate_b = comps["gate"]["B"] if "gate" in comps else 0.0
     per = {}
@@ -365,6 +365,7 @@ def _glue(cfg, spec, parts, mat, hid, reps: int, sync, comps: dict, bwd_start: f
     in_stage = {k: v / reps / n_moe for k, v in xchg.items()} if R > 1 and n_moe else {}
     return {"F": per["F"], "B": per["B"], "F_s": [per["F"]], "B_s": [per["B"]], "layers": layers, "ep": R,
             "comm_per_moe_layer_s": in_stage,
+            "stage_span_cpu_s": {k: v / reps for k, v in span_cpu.items()},  # per compute span name (context)
             "n_moe": n_moe, "pairs_per_moe_layer": statistics.fmean(pairs) if pairs else 0.0,
             **{f"stage_{k}_s": {d: tot[d][i] / reps for d in tot}
                for i, k in enumerate(("wall", "cpu", "spans", "all_to_all", "compute_cpu", "layout_cpu"))}}
@@ -398,12 +399,13 @@ def _glue_stage(cfg, spec, parts, mat, dev, ded: bool, ep):
 _COMM_SPANS = ("layout(", "dispatch(", "combine(")
 
 
-def _stage_spans(st, tl, hid, reps: int, sync) -> tuple[dict[str, list[float]], dict[str, float]]:
+def _stage_spans(st, tl, hid, reps: int, sync) -> tuple[dict[str, list[float]], dict[str, float], dict[str, float]]:
     """({F|B: [wall, CPU, timeline spans, all-to-all spans, CPU inside the compute spans, CPU inside the layout
-    spans]}, {all-to-all span name: wall}) seconds of ``st`` forward and backward, summed over ``reps`` samples
-    after one warm-up."""
+    spans]}, {all-to-all span name: wall}, {compute span name: CPU}) seconds of ``st`` forward and backward,
+    summed over ``reps`` samples after one warm-up."""
     tot = {"F": [0.0] * 6, "B": [0.0] * 6}
     comm: dict[str, float] = defaultdict(float)
+    cpu: dict[str, float] = defaultdict(float)
     for i in range(reps + 1):
         _GRADS.before(i)
         x = hid().requires_grad_()
@@ -429,7 +431,9 @@ def _stage_spans(st, tl, hid, reps: int, sync) -> tuple[dict[str, list[float]], 
             for e in tl.events:
                 if e.name.startswith(_COMM_SPANS):
                     comm[e.name] += e.dur
-    return tot, dict(comm)
+                else:
+                    cpu[e.name] += e.cpu
+    return tot, dict(comm), dict(cpu)
 
 
 def rank_params(parts, cfg, spec, rank: int) -> tuple[list[torch.nn.Parameter], list[torch.nn.Parameter]]:

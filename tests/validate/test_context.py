@@ -41,6 +41,31 @@ def test_context_is_the_stage_over_the_standalone_sum():
     assert _context({"dedicated": True, "attn": {"F": 1.0, "B": 1.0}}, None) is None  # no glue profile
 
 
+def test_components_with_their_own_spans_take_their_own_factor_and_the_stage_total_is_kept():
+    """attn 1.2x and shared 1.5x their standalone times in the stage pass: their own factors; the rest (dense FFN,
+    experts, the gate's backward) takes what remains of the stage's CPU, so the scaled sum equals the stage."""
+    p = _probe(1.1, 1.2)
+    g = p["glue"]
+    attn, shared, gate = p["attn"], p["shared"], p["gate"]
+    g["stage_span_cpu_s"] = {"attn(F)": 4 * 1.2 * attn["F"], "attn(B)": 4 * 1.2 * attn["B"],
+                             "shared(F)": 3 * 1.5 * shared["F"], "shared(B)": 3 * 1.5 * shared["B"],
+                             "gate(F)": 3 * gate["F"], "mlp(F)": 1.0, "mlp(B)": 1.0}
+    k = _context(p, None)
+    assert k["by"]["attn"] == pytest.approx({"F": 1.2, "B": 1.2})
+    assert k["by"]["shared"] == pytest.approx({"F": 1.5, "B": 1.5})
+    assert k["by"]["gate"] == pytest.approx({"F": 1.0})
+    e = {"components": {"attn": [attn["F"], attn["B"]], "mlp_dense": [1e-3, 2e-3],
+                        "shared": [shared["F"], shared["B"]], "gate": [gate["F"], gate["B"]], "glue": [1.0, 1.0]},
+         "expert": {"fwd": [5e-4, 1e-6], "bwd": [6e-4, 2e-6]}}
+    _apply_context(e, k)
+    c, ex = e["components"], e["expert"]
+    for d, i, key in (("F", 0, "fwd"), ("B", 1, "bwd")):
+        total = 4 * c["attn"][i] + c["mlp_dense"][i] + 3 * (c["shared"][i] + ex[key][0] + ex[key][1] * 256.0)
+        total += 3 * c["gate"][i] if d == "F" else 0.0
+        assert total == pytest.approx(g["stage_compute_cpu_s"][d])
+    assert c["glue"] == [1.0, 1.0]
+
+
 def test_context_of_older_profiles_needs_the_model_and_no_ep():
     cfg = load_model_config("model/tiny.json")  # 4 layers, the first dense: 3 MoE layers
     old = _probe(1.1, 1.2, ep_glue=False)
