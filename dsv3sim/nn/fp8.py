@@ -1,10 +1,8 @@
-"""FP8 (E4M3) fine-grained quantisation and block-scaled GEMM, as DeepSeek-V3 trains (report §3.3).
+"""FP8 (E4M3) block-scaled GEMMs and the FP8 linear layer, as DeepSeek-V3 trains (report §3.3).
 
-Activations are quantised per 1x128 tile (one token, 128 channels), weights per 128x128 block, each tile with
-one FP32 scale ``s = amax / 448`` (E4M3 max 448), so ``x ~= q * s``, q = RNE(x * (1/s)) (the reciprocal in IEEE
-FP32, then one multiply per element: the GPU kernels of nn/fp8_triton.py compute the same bytes); DeepSeek's HF checkpoints store this
-``s`` as ``weight_scale_inv`` of shape [ceil(N/128), ceil(K/128)] (inference/kernel.py ``weight_dequant``:
-y = q * s). Ragged edges (dims not multiples of 128) are padded with zeros inside the quantiser and cropped.
+Operands in the tile format of nn/fp8_quant.py (activations 1x128, weights 128x128, one FP32 scale per tile;
+re-exported here with its quantisers); DeepSeek's HF checkpoints store the weight scale ``s`` as
+``weight_scale_inv`` of shape [ceil(N/128), ceil(K/128)] (inference/kernel.py ``weight_dequant``: y = q * s).
 
 GEMM ``C[M,N] = A[M,K] @ B[N,K]^T`` with A in 1x128 tiles and B in 128x128 blocks (or 1x128 rows, for Wgrad):
 * GPU: ``torch._scaled_mm`` with block-wise scales (cuBLASLt; sm90, torch >= 2.9). Layout the op wants
@@ -15,11 +13,10 @@ GEMM ``C[M,N] = A[M,K] @ B[N,K]^T`` with A in 1x128 tiles and B in 128x128 block
   multiple of 4 and K to a multiple of 128 and the output is cropped, so ragged expert batches and Wgrad's
   K = tokens stay on the FP8 path. A one-time probe per (device, B kind, ragged N) checks the result against
   the emulation; if it fails the GEMM dequantises to BF16 (counted in ``FALLBACKS``).
-* Weights are quantised once per value: ``weight_operands`` caches (q, s) and the transposed copy Dgrad needs,
-  keyed on the tensor's storage/shape/strides and checked against ``w._version``, which every in-place update
-  (optimizer step, ``copy_`` under no_grad) bumps, so training re-quantises after each step and not per call.
-  Several weights multiplying the same input (gate and up projections) are quantised as one [sum N, K]
-  operand: one GEMM per direction instead of one per weight.
+* Weights are quantised once per value, in nn/fp8_weights.py's cache (``weight_operands``, the "torch" layout:
+  (q, s) and the transposed copy Dgrad needs), re-quantised in place once per optimizer step
+  (``requantize_weights``). Several weights multiplying the same input (gate and up projections) are one
+  [sum N, K] operand: one GEMM per direction instead of one per weight.
 * CPU: ``gemm_emulated``: FP32 products of the FP8 values inside each 128-wide K chunk (a WGMMA group), then
   the chunk is multiplied by its two scales and added to an FP32 accumulator, i.e. promotion to FP32 every
   N_C = 128 elements along K (V3 §3.3.2 "Increasing accumulation precision"). Within a chunk the tensor core's
@@ -32,73 +29,25 @@ tiles of dy and x). Outputs in the input dtype; master weights stay in high prec
 
 from __future__ import annotations
 
-from collections import OrderedDict
-
 import torch
-import torch.nn.functional as F
 
-E4M3_MAX = 448.0
-TILE = 128
-FP8 = torch.float8_e4m3fn
+from dsv3sim.nn.fp8_quant import E4M3_MAX as E4M3_MAX
+from dsv3sim.nn.fp8_quant import FP8, TILE, _ceil, _pad_cols, dequantize, quantize_1x128
+from dsv3sim.nn.fp8_quant import expand_scale as expand_scale
+from dsv3sim.nn.fp8_quant import quantize_128x128 as quantize_128x128
+from dsv3sim.nn.fp8_weights import clear_weight_cache as clear_weight_cache
+from dsv3sim.nn.fp8_weights import requantize_weights as requantize_weights
+from dsv3sim.nn.fp8_weights import weight_operands
+
 ROW_ALIGN = 4  # cuBLAS block-scaled FP8: rows % 4 == 0 (outer-dim-major scale columns 16-byte aligned)
 # cuBLAS (torch 2.11 + CUDA 13, H200) reads a 128x128 B-scale [N/128, K/128] with its row length rounded up to a
 # multiple of 4 blocks, while torch's _scaled_mm insists on the exact row length: with K/128 % 4 != 0 the result
 # was garbage (relative error 70-220) or an illegal address (benchmarks/probe_fp8_scale_layout.out.txt). The
 # same 16-byte rule as ROW_ALIGN, on the other scale tensor. So such GEMMs are zero-padded along K.
 SCALE_K_ALIGN = 4
-CACHE_MAX_ENTRIES = 8192
 
 _GPU_OK: dict[tuple[str, bool, bool], bool] = {}  # probe cache per (device, B block-scaled, ragged N)
-_WCACHE: OrderedDict = OrderedDict()  # weight operand cache (not model state), see weight_operands
 FALLBACKS = {"dequant_bf16": 0, "dgrad_dequant_bf16": 0}  # GPU GEMMs that left the FP8 path (the bench reports it)
-
-
-def _ceil(a: int, b: int) -> int:
-    return -(-a // b)
-
-
-def _pad_cols(x: torch.Tensor) -> torch.Tensor:
-    k = x.shape[-1]
-    pad = _ceil(k, TILE) * TILE - k
-    return F.pad(x, (0, pad)) if pad else x
-
-
-def quantize_1x128(x: torch.Tensor, *, row_align: int = 1, crop: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
-    """x[M,K] -> (q fp8 [M,K], s fp32 [M, ceil(K/128)]) with x ~= q * s per 1x128 tile.
-
-    ``s`` is outer-dim-major (stride (1, rows)), the layout _scaled_mm wants. ``crop=False`` keeps the zero
-    padding: rows up to a multiple of ``row_align``, K up to a multiple of 128 (the GPU operand)."""
-    m, k = x.shape
-    mp, kp = _ceil(m, row_align) * row_align, _ceil(k, TILE) * TILE
-    x = F.pad(x, (0, kp - k, 0, mp - m)) if (mp, kp) != (m, k) else x.contiguous()
-    t = x.view(mp, kp // TILE, TILE)
-    amax = torch.linalg.vector_norm(t.transpose(0, 1), ord=float("inf"), dim=-1)  # [C, Mp], max |x|, exact
-    s = (amax.float() / E4M3_MAX).clamp_min_(1e-12).t()  # [Mp, C], stride (1, Mp)
-    q = (t * s.reciprocal().unsqueeze(-1)).clamp_(-E4M3_MAX, E4M3_MAX).to(FP8).view(mp, kp)
-    if crop and (mp, kp) != (m, k):
-        return q[:m, :k], s[:m]
-    return q, s
-
-
-def quantize_128x128(w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """w[N,K] -> (q fp8 [N,K], s fp32 [ceil(N/128), ceil(K/128)]) with w ~= q * s per 128x128 block."""
-    n, k = w.shape
-    np_ = _ceil(n, TILE) * TILE
-    wp = F.pad(_pad_cols(w.float()), (0, 0, 0, np_ - n)).contiguous()
-    b = wp.view(np_ // TILE, TILE, -1, TILE)  # [N/128, 128, K/128, 128]
-    s = (b.abs().amax(dim=(1, 3)) / E4M3_MAX).clamp_min(1e-12)  # [N/128, K/128]
-    q = (b * s.reciprocal()[:, None, :, None]).clamp(-E4M3_MAX, E4M3_MAX).to(FP8).view(np_, -1)[:n, :k]
-    return q.contiguous(), s
-
-
-def expand_scale(s: torch.Tensor, rows: int, cols: int, block_rows: int) -> torch.Tensor:
-    """Per-element scale [rows, cols] from a tile scale (block_rows = 1 for 1x128, 128 for 128x128)."""
-    return s.repeat_interleave(block_rows, 0)[:rows].repeat_interleave(TILE, 1)[:, :cols]
-
-
-def dequantize(q: torch.Tensor, s: torch.Tensor, block_rows: int) -> torch.Tensor:
-    """q * s in FP32 (inverse of quantize_1x128 when block_rows=1, of quantize_128x128 when 128)."""
-    return q.float() * expand_scale(s, q.shape[0], q.shape[1], block_rows)
 
 
 def gemm_emulated(aq: torch.Tensor, sa: torch.Tensor, bq: torch.Tensor, sb: torch.Tensor, *, b_block: bool,
@@ -214,75 +163,16 @@ def fp8_gemm(aq, sa, bq, sb, *, b_block: bool, out_dtype: torch.dtype) -> torch.
     return gemm_emulated(aq, sa, bq, sb, b_block=b_block, out_dtype=out_dtype)
 
 
-# --- weight operand cache ---------------------------------------------------------------------------------
-class _WEntry:
-    __slots__ = ("refs", "version", "q", "s", "qt", "st")
-
-    def __init__(self, refs, version, q, s) -> None:
-        self.refs, self.version, self.q, self.s = refs, version, q, s  # refs pin the storage: no address reuse
-        self.qt = self.st = None
-
-    def transposed(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """(W^T fp8 [K, N'] with N zero-padded to N' = a multiple of 128, its 128x128 scale [K/128, N'/128]):
-        the Dgrad B operand (the same blocks, transposed)."""
-        if self.qt is None:
-            n, k = self.q.shape
-            qt = torch.zeros(k, _ceil(n, TILE) * TILE, dtype=FP8, device=self.q.device)
-            qt[:, :n] = self.q.t()
-            self.qt, self.st = qt, self.s.t().contiguous()
-        return self.qt, self.st
-
-
-def weight_operands(ws: tuple[torch.Tensor, ...]) -> _WEntry:
-    """128x128-quantised [sum N, K] operand of the weights ``ws`` (stacked along N), re-quantised only when a
-    weight's storage, shape, strides or in-place version changed (module docstring)."""
-    key = tuple((w.untyped_storage().data_ptr(), w.storage_offset(), tuple(w.shape), tuple(w.stride()), w.dtype,
-                 str(w.device)) for w in ws)
-    version = tuple(w._version for w in ws)
-    e = _WCACHE.get(key)
-    if e is not None and e.version == version:
-        _WCACHE.move_to_end(key)
-        return e
-    with torch.no_grad():
-        wcat = ws[0].detach() if len(ws) == 1 else torch.cat([w.detach() for w in ws])
-        q, s = quantize_128x128(wcat)
-    e = _WEntry(tuple(w.detach() for w in ws), version, q, s)
-    _WCACHE[key] = e
-    _WCACHE.move_to_end(key)
-    while len(_WCACHE) > CACHE_MAX_ENTRIES:
-        _WCACHE.popitem(last=False)
-    return e
-
-
 # Dgrad on _scaled_mm: its reduction dim is the layer's N (384, kv_a_proj's 576 -> 640), which needs the K padding of
 # SCALE_K_ALIGN in _scaled_mm. False restores the dequantised-BF16 Dgrad (same FP8 operands).
 DGRAD_ON_SCALED_MM = True
-
-
-def requantize_weights() -> int:
-    """Re-quantise every cached FP8 weight operand whose weight changed, once, right after the optimizer step
-    (V3 §3.3: the step's FP8 copies are made once per optimizer step, not per micro-batch): the grouped
-    kernels' operands in place (nn/fp8_experts.py ``refresh``), this module's emulation operands anew.
-    Returns how many operands were rebuilt."""
-    from dsv3sim.nn import fp8_experts
-
-    n = fp8_experts.refresh()
-    for e in list(_WCACHE.values()):
-        version = tuple(r._version for r in e.refs)  # detach() shares the parameter's version counter
-        if version != e.version:
-            with torch.no_grad():
-                ws = e.refs
-                e.q, e.s = quantize_128x128(ws[0] if len(ws) == 1 else torch.cat(ws))
-            e.version, e.qt, e.st = version, None, None
-            n += 1
-    return n
 
 
 def requant_bytes_per_element(device: torch.device) -> float:
     """HBM bytes per weight element of one re-quantisation on ``device`` (both FP8 copies, scales neglected): the
     grouped kernels' two launches read the BF16 weight twice (2 + 2 + 1 + 1), their one-pass kernel once
     (2 + 1 + 1, what ``workload.optimizer_step`` assumes of production); this module's torch path quantises the
-    GEMM copy (2 + 1) and builds the transposed one from it at the first Dgrad (1 + 1)."""
+    GEMM copy (2 + 1) and the transposed one from it (1 + 1; nn/fp8_weights.py)."""
     from dsv3sim.nn import fp8_experts
 
     if fp8_experts.triton_ok(torch.empty(0, device=device), TILE, TILE):
@@ -290,13 +180,6 @@ def requant_bytes_per_element(device: torch.device) -> float:
 
         return 4.0 if fp8_triton.WEIGHT_QUANT_ONE_PASS else 6.0
     return 5.0
-
-
-def clear_weight_cache() -> None:
-    _WCACHE.clear()
-    from dsv3sim.nn import fp8_experts
-
-    fp8_experts.clear_cache()
 
 
 # On a GPU with Triton, fp8_linear runs on the grouped kernels (nn/fp8_triton_linear.py); False keeps the

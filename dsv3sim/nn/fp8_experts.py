@@ -22,16 +22,16 @@ from __future__ import annotations
 
 import functools
 import importlib.util
-import weakref
-from collections import OrderedDict
 from dataclasses import dataclass
 
 import torch
 
+from dsv3sim.nn import fp8_weights as W
+
 TILE = 128
-_WCACHE: OrderedDict = OrderedDict()  # stacked expert weights -> FP8 operands (cache, not model state)
-CACHE_MAX_ENTRIES = 256
 ENABLED = True
+clear_cache = W.clear_weight_cache  # the one weight cache's operations, under the names callers of this module use
+drop_forward_operands = W.drop_forward_operands
 
 
 @functools.cache
@@ -101,91 +101,25 @@ def layout_from_counts(counts: torch.Tensor, n_rows: int) -> Layout:
     return _layout(expert_of, torch.arange(n_rows, device=counts.device), counts.to(torch.int64), n_rows, e)
 
 
-def cached(ws: tuple[torch.Tensor, ...], make):
-    """FP8 operands of the weights ``ws``, built by ``make(ws, None)`` once per weight value: the key is each
-    weight's storage, offset, shape and dtype, checked against ``w._version``, which every in-place update
-    (optimizer step, ``copy_``) bumps (the rule of nn/fp8.py ``weight_operands``). A stale entry is rebuilt by
-    ``make(ws, old)`` into the old entry's buffers. ``refresh()`` after an optimizer step re-quantises every
-    entry there, once per step, as training does (V3 §3.3: the forward passes of the step's micro-batches then
-    find their operands); without it the first forward after the step rebuilds them. An entry holds its
-    weights only weakly and dies with them (a finaliser drops it, so a freed module frees its FP8 copies and a
-    new tensor at a reused address never hits a stale entry); ``clear_cache`` frees every copy."""
-    key = tuple((w.untyped_storage().data_ptr(), w.storage_offset(), tuple(w.shape), w.dtype) for w in ws)
-    version = tuple(w._version for w in ws)
-    ent = _WCACHE.get(key)
-    if ent is not None and ent[0] == version and getattr(ent[1], "complete", True):
-        _WCACHE.move_to_end(key)
-        return ent[1]
-    with torch.no_grad():
-        val = make(tuple(w.detach() for w in ws), ent[1] if ent is not None else None)
-    if ent is None:
-        for w in ws:
-            weakref.finalize(w, _WCACHE.pop, key, None)
-    _WCACHE[key] = (version, val, make, tuple(weakref.ref(w) for w in ws))
-    _WCACHE.move_to_end(key)
-    while len(_WCACHE) > CACHE_MAX_ENTRIES:
-        _WCACHE.popitem(last=False)
-    return val
-
-
-def refresh() -> int:
-    """Re-quantise, in place, every cached operand whose weights changed since it was built (call it after the
-    optimizer step); returns how many were rebuilt."""
-    n = 0
-    for key, (version, val, make, refs) in list(_WCACHE.items()):
-        ws = tuple(r() for r in refs)
-        if any(w is None for w in ws):
-            _WCACHE.pop(key, None)
-            continue
-        now = tuple(w._version for w in ws)
-        if now != version or not getattr(val, "complete", True):
-            with torch.no_grad():
-                val = make(tuple(w.detach() for w in ws), val)
-            _WCACHE[key] = (now, val, make, refs)
-            n += 1
-    return n
-
-
 @dataclass(frozen=True, slots=True)
 class Operands:
-    """w13 = (q [E, 2I, H], s, qT [E, H, 2I], sT), gate and up stacked; wd = (q [E, H, I], s, qT [E, I, H], sT)."""
+    """The cache entries (nn/fp8_weights.py ``WeightOperand``, iterating as (q, s, qT, sT)) of the gate and up
+    projections stacked, w13 = (q [E, 2I, H], s, qT [E, H, 2I], sT), and of the down projection,
+    wd = (q [E, H, I], s, qT [E, I, H], sT)."""
 
-    w13: tuple
-    wd: tuple
+    w13: W.WeightOperand
+    wd: W.WeightOperand
 
     @property
     def complete(self) -> bool:
         """False after ``drop_forward_operands``: the forward copies (q, s) are gone until rebuilt."""
-        return self.w13[0] is not None and self.wd[0] is not None
-
-
-def _make_expert_operands(ws: tuple[torch.Tensor, ...], old: Operands | None) -> Operands:
-    from dsv3sim.nn import fp8_triton as K
-
-    w_gate, w_up, w_down = ws
-    return Operands(K.weight_quant([w_gate, w_up], out=old.w13 if old else None),
-                    K.weight_quant([w_down], out=old.wd if old else None))
+        return self.w13.complete and self.wd.complete
 
 
 def expert_operands(w_gate: torch.Tensor, w_up: torch.Tensor, w_down: torch.Tensor) -> Operands:
-    """FP8 128x128 operands of the stacked experts, quantised once per weight value (``cached``)."""
-    return cached((w_gate, w_up, w_down), _make_expert_operands)
-
-
-def clear_cache() -> None:
-    _WCACHE.clear()
-
-
-def drop_forward_operands() -> int:
-    """Free the forward (row-major) FP8 copies of every cached expert operand and keep the transposed ones, which
-    the backward passes use; ``refresh()`` or the next forward rebuilds them (into new buffers). For a step with
-    no forward left: one V3 layer's 256 experts hold 10.5 GiB of forward copies. Returns how many were freed."""
-    n = 0
-    for key, (version, val, make, refs) in list(_WCACHE.items()):
-        if isinstance(val, Operands) and val.complete:
-            _WCACHE[key] = (version, Operands((None, None, *val.w13[2:]), (None, None, *val.wd[2:])), make, refs)
-            n += 1
-    return n
+    """FP8 128x128 operands of the stacked experts from the one weight cache (nn/fp8_weights.py, "grouped"
+    layout): quantised once per weight value, re-quantised in place by ``requantize_weights``."""
+    return Operands(W.weight_operands((w_gate, w_up), W.GROUPED), W.weight_operands((w_down,), W.GROUPED))
 
 
 class _FP8Experts(torch.autograd.Function):
@@ -194,15 +128,14 @@ class _FP8Experts(torch.autograd.Function):
         from dsv3sim.nn import fp8_triton as K
 
         ops = expert_operands(w_gate, w_up, w_down)
-        q13, s13, _, _ = ops.w13
-        qd, sd, _, _ = ops.wd
+        q13, s13, qd, sd = ops.w13.q, ops.w13.s, ops.wd.q, ops.wd.s
         xq, xs, xqt, xst = K.quant(x, src=lay.src, rows_out=lay.rows, colwise=True)
         gu = K.grouped_gemm(xq, xs, q13, s13, lay.tile_expert)
         hq, hs, hqt, hst = K.swiglu_quant(gu)
         y = K.grouped_gemm(hq, hs, qd, sd, lay.tile_expert)
         ctx.save_for_backward(gu, xqt, xst, hqt, hst)
         # backward needs the transposed operands only: the forward's are left to the cache (freeable after the forward)
-        ctx.lay, ctx.w_t, ctx.n_tok = lay, (ops.w13[2:], ops.wd[2:]), x.shape[0]
+        ctx.lay, ctx.w_t, ctx.n_tok = lay, (ops.w13.transposed(), ops.wd.transposed()), x.shape[0]
         ctx.dtypes = (x.dtype, w_gate.dtype, w_up.dtype, w_down.dtype)
         return y
 

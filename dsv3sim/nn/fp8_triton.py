@@ -358,7 +358,7 @@ def weight_quant(ws: list[torch.Tensor], out: tuple | None = None):
     launches per weight (the block, then its transpose: the weight read twice, 2 + 2 + 1 + 1 bytes per element),
     or one with ``WEIGHT_QUANT_ONE_PASS``. ``out``: the buffers of an earlier call on the same shapes, rewritten
     in place (the per-step re-quantisation allocates nothing; a None among them, freed by
-    ``fp8_experts.drop_forward_operands``, is allocated)."""
+    nn/fp8_weights.py ``drop_forward_operands``, is allocated)."""
     e, _, k = ws[0].shape
     if any(w.shape[1] % TILE for w in ws[:-1]):
         raise ValueError(f"weight_quant: stacked row counts {[w.shape[1] for w in ws]} must be multiples of {TILE}")

@@ -4,7 +4,7 @@ The attention projections and the shared experts use it on a GPU with Triton; it
 ``_FP8Linear`` computes (the same 1x128 / 128x128 tiles, FP32 promotion per 128-wide K block, Wgrad on
 128-token tiles from token 0), without that path's per-call torch quantisation passes (V3 §3.3.1, Fig. 6):
   Fprop  y  = q(x) q(W)^T                     x quantised row-wise and column-wise in one pass
-  Dgrad  dx = q(dy) q(W^T)^T                  W^T = the 128x128 blocks transposed (cached with W)
+  Dgrad  dx = q(dy) q(W^T)^T                  W^T = the 128x128 blocks transposed (nn/fp8_weights.py, with W)
   Wgrad  dW = q_col(dy)^T q_col(x)            128-token tiles of dy and x
 Rows are padded to a multiple of 128 inside the quantiser (zero rows, cropped after).
 """
@@ -14,6 +14,7 @@ from __future__ import annotations
 import torch
 
 from dsv3sim.nn import fp8_experts as X
+from dsv3sim.nn import fp8_weights as W
 
 TILE = 128
 
@@ -22,16 +23,6 @@ def supported(x: torch.Tensor, k: int, ns: list[int]) -> bool:
     """Triton on x's device; K and N multiples of 16 (TMA rows of FP8); stacked weights' rows multiples of 128."""
     n = sum(ns)
     return (X.triton_ok(x, TILE, TILE) and k % 16 == 0 and n % 16 == 0 and all(m % TILE == 0 for m in ns[:-1]))
-
-
-def _make(ws: tuple[torch.Tensor, ...], old):
-    from dsv3sim.nn import fp8_triton as K
-
-    return K.weight_quant([w[None] for w in ws], out=old)
-
-
-def _weights(ws: tuple[torch.Tensor, ...]):
-    return X.cached(ws, _make)
 
 
 class _Linear(torch.autograd.Function):
@@ -44,13 +35,15 @@ class _Linear(torch.autograd.Function):
         dev = x.device
         src = torch.arange(mp, device=dev, dtype=torch.int32)
         src[m:] = -1
-        q, s, _, _ = _weights(ws)
+        ent = W.weight_operands(ws, W.GROUPED)  # [1, N, K] and its transposed copy, quantised once per value
         xq, xs, xqt, xst = K.quant(x, src=src, rows_out=mp, colwise=any(w.requires_grad for w in ws))
         tile_expert = torch.zeros(mp // TILE, dtype=torch.int32, device=dev)
-        y = K.grouped_gemm(xq, xs, q, s, tile_expert, out_dtype=x.dtype if x.dtype != torch.float32 else
+        y = K.grouped_gemm(xq, xs, ent.q, ent.s, tile_expert, out_dtype=x.dtype if x.dtype != torch.float32 else
                            torch.bfloat16)
         ctx.save_for_backward(xqt, xst, src, tile_expert)
-        ctx.ws, ctx.m, ctx.dtypes = ws, m, (x.dtype, *(w.dtype for w in ws))
+        # the backward reads the transposed copy only (the forward one may be dropped by then: nn/fp8_weights.py)
+        ctx.w_t, ctx.splits, ctx.m = ent.transposed(), [w.shape[0] for w in ws], m
+        ctx.dtypes = (x.dtype, *(w.dtype for w in ws))
         return y[:m].to(x.dtype)
 
     @staticmethod
@@ -58,20 +51,19 @@ class _Linear(torch.autograd.Function):
         from dsv3sim.nn import fp8_triton as K
 
         xqt, xst, src, tile_expert = ctx.saved_tensors
-        m, ws = ctx.m, ctx.ws
+        m, (qt, st) = ctx.m, ctx.w_t
         mp = src.shape[0]
-        _, _, qt, st = _weights(ws)
         need_w = any(ctx.needs_input_grad[1:])
         gq, gs, gqt, gst = K.quant(dy.contiguous(), src=src, rows_out=mp, colwise=need_w)
         dx = None
         if ctx.needs_input_grad[0]:
             dx = K.grouped_gemm(gq, gs, qt, st, tile_expert)[:m].to(ctx.dtypes[0])
-        dws = [None] * len(ws)
+        dws = [None] * len(ctx.splits)
         if need_w:
             n = dy.shape[1]
             one = torch.zeros(1, dtype=torch.int32, device=dy.device)
             dw = K.grouped_wgrad(gqt, gst, xqt, xst, one, one + mp // TILE, n, out_dtype=torch.float32)[0]
-            parts = dw.split([w.shape[0] for w in ws], 0)
+            parts = dw.split(ctx.splits, 0)
             dws = [p.to(dt) if need else None for p, dt, need in zip(parts, ctx.dtypes[1:], ctx.needs_input_grad[1:])]
         return (dx, *dws)
 

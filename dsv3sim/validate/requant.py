@@ -33,20 +33,21 @@ def fp8_operands(dense_modules: list[torch.nn.Module], expert_shapes: list[tuple
 
 
 def _quantiser(device: torch.device):
-    """(ws, old) -> operands: the run's quantiser on this device (nn/fp8_experts.py and nn/fp8_triton_linear.py
-    builders on a GPU with Triton, in place into ``old``; nn/fp8.py's 128x128 quantiser otherwise)."""
+    """(ws, old) -> operands: the run's re-quantisation (nn/fp8_weights.py ``quantise``, in place into ``old``) in
+    the layout the run caches on this device: "grouped" stacks on a GPU with Triton, else the "torch" layout, one
+    [sum N, K] operand per expert with its transposed copy (every entry has one after the step's backward)."""
+    from dsv3sim.nn import fp8_weights as W
+
     if device.type == "cuda":
         from dsv3sim.nn import fp8_experts as X
 
         if X.triton_ok(torch.empty(0, device=device), 128, 128):
-            from dsv3sim.nn import fp8_triton as K
+            return lambda ws, old: W.quantise(ws, W.GROUPED, old or (None,) * 4)
 
-            return lambda ws, old: K.weight_quant([w if w.dim() == 3 else w[None] for w in ws], out=old)
-    from dsv3sim.nn.fp8 import quantize_128x128
-
-    def per_expert(ws, old):  # nn/fp8.py weight_operands: one [sum N, K] operand per expert (gate+up stacked)
-        experts = zip(*(w.unbind(0) for w in ws)) if ws[0].dim() == 3 else [ws]
-        return [quantize_128x128(torch.cat(e) if len(e) > 1 else e[0]) for e in experts]
+    def per_expert(ws, old):
+        experts = list(zip(*(w.unbind(0) for w in ws))) if ws[0].dim() == 3 else [ws]
+        return [W.quantise(e, W.TORCH, o or (None,) * 4, transposed=True)
+                for e, o in zip(experts, old or [None] * len(experts))]
     return per_expert
 
 

@@ -306,11 +306,11 @@ def _pipeline_step(ctx, R: _Rank, tokens: torch.Tensor, D: int) -> None:
 
 
 def _free_forward_fp8_copies() -> None:
-    """After this rank's last forward of the step no GEMM needs the experts' FP8 forward operands until the
+    """After this rank's last forward of the step no GEMM needs the FP8 forward copies of the weights until the
     re-quantisation after the optimizer; the backwards hold the transposed copies they use. One V3 layer's 256
     experts have 10.5 GiB of forward copies: with them a 16k-token one-layer step on one H200 (BF16 weights,
     gradients, AdamW states and both FP8 copies: ~118 GiB before activations) ran out of memory."""
-    from dsv3sim.nn.fp8_experts import drop_forward_operands
+    from dsv3sim.nn.fp8_weights import drop_forward_operands
 
     drop_forward_operands()
 
