@@ -27,8 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from dsv3sim.config.model import load_model_config  # noqa: E402
 from dsv3sim.validate import gpu_tables as GT  # noqa: E402
-from dsv3sim.workload import kernels as KW  # noqa: E402
-from dsv3sim.workload import layer_ops as LO  # noqa: E402
+
+MODEL_KERNEL = {("grouped_gemm", "fp8"): "nn.gluon"}  # the grouped FP8 GEMMs priced from the executable model's kernel
 
 
 def bf16_rows(log: Path) -> dict[str, tuple[float, float]]:
@@ -40,24 +40,6 @@ def bf16_rows(log: Path) -> dict[str, tuple[float, float]]:
         if m:
             rows[m.group(1)] = (float(m.group(2)), float(m.group(3)))
     return rows
-
-
-def cast_ms(cfg, spec, train) -> float:
-    """The tables' fused activation casts (op fp8_cast_fused) over the run's layers, per step, ms."""
-    tot = [0.0]
-    plain = LO._Acc.add
-
-    def add(self, slice_, op, dtype, flops, bytes_, count=1, **shape):
-        before = dict(self.t)
-        plain(self, slice_, op, dtype, flops, bytes_, count=count, **shape)
-        if op == "fp8_cast_fused":
-            tot[0] += self.t[slice_] - before.get(slice_, 0.0)
-    LO._Acc.add = add
-    try:
-        GT.compare_to_tables(cfg, spec, train, "H200")
-    finally:
-        LO._Acc.add = plain
-    return tot[0] * 1e3
 
 
 def span_device_vs_wall(path: Path) -> list[tuple[str, float, float]]:
@@ -75,21 +57,8 @@ def main() -> int:
     train = r["ranks"][0]["train"]
     train = train if isinstance(train, list) else [train]
     cfg = load_model_config(spec.model)
-    out = {"loop": GT.compare_to_tables(cfg, spec, train, "H200")}
-    plain = KW.kernel_time
-
-    def model_kernel(gpu, op, dtype, sms=None, **shape):  # the grouped FP8 GEMMs from the nn.gluon rows
-        if op == "grouped_gemm" and dtype == "fp8":
-            shape["impl"] = "nn.gluon"
-        return plain(gpu, op, dtype, sms=sms, **shape)
-
-    KW.kernel_time = model_kernel
-    KW._op_time_cached.cache_clear()
-    try:
-        out["nn.gluon"] = GT.compare_to_tables(cfg, spec, train, "H200")
-    finally:
-        KW.kernel_time = plain
-        KW._op_time_cached.cache_clear()
+    out = {"loop": GT.compare_to_tables(cfg, spec, train, "H200"),
+           "nn.gluon": GT.compare_to_tables(cfg, spec, train, "H200", kernel_impl=MODEL_KERNEL)}
     tr2 = copy.deepcopy(train)
     for r_ in tr2:
         wq = sum(o["self_device_us"] for o in r_.get("profiler_top_ops", []) if o["op"] == "_weight_quant_kernel")
@@ -121,7 +90,8 @@ def main() -> int:
         if f.exists():
             print(f"  {name} run ({f.parent.name}): span, device ms in the profiled step, measured wall ms: " + ", ".join(
                 f"{s} {d:.1f} / {w:.1f}" for s, d, w in span_device_vs_wall(f)))
-    print(f"  activation quantisation per step: tables (fused casts) {cast_ms(cfg, spec, train):.2f} ms; run's "
+    cast_ms = out["loop"]["table_by_op_s"].get("fp8_cast_fused", 0.0) * 1e3  # the tables' fused activation casts
+    print(f"  activation quantisation per step: tables (fused casts) {cast_ms:.2f} ms; run's "
           f"_quant_kernel {quant / 1e3:.2f} ms (profiled step; SwiGLU+quant kernels not in its top ops)")
     return 0
 

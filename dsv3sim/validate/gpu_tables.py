@@ -78,12 +78,18 @@ def _rows(table: dict, meas: dict, alone: tuple[str, ...]) -> list[dict]:
     return rows
 
 
-def compare_to_tables(cfg, spec, train: list[dict], gpu: str) -> dict:
+def compare_to_tables(cfg, spec, train: list[dict], gpu: str, *,
+                      kernel_impl: dict[tuple[str, str], str] | None = None) -> dict:
+    """The run's measured compute per step against the tables' (module doc). ``kernel_impl``: (op, dtype) -> the
+    profile implementation pricing that kernel (``layer_ops.training_layer``), e.g. the executable model's own
+    grouped FP8 kernel; default the tables' default implementations. ``table_by_op_s``: the tables' per-step
+    seconds of each kernel op over the layers (all SMs; the head not included)."""
     from dsv3sim.workload.layer_ops import head_slices, training_layer
 
     gemm_dtype = "fp8" if getattr(spec, "fp8_compute", False) else "bf16"  # the run's GEMMs, the tables' too
     table: dict[str, float] = defaultdict(float)
     meas: dict[str, float] = defaultdict(float)
+    by_op: dict[str, float] = defaultdict(float)
     # a run that timed its once-per-step weight re-quantisation (older runs quantised inside their first mlp(F))
     requant = gemm_dtype == "fp8" and any("requant" in r["component_s_per_step"] for r in train)
     for r in train:
@@ -98,9 +104,12 @@ def compare_to_tables(cfg, spec, train: list[dict], gpu: str) -> dict:
                 local = cfg.n_routed_experts // spec.ep if cfg.is_moe else 0
                 sl = training_layer(cfg, L, gpu=gpu, tokens=T, seq_len=spec.seq_len,
                                     expert_rows=max(int(round(rows_per_mb)), 1), local_experts=local,
-                                    gemm_dtype=gemm_dtype, sm_fraction=1.0, recompute=False)
+                                    gemm_dtype=gemm_dtype, sm_fraction=1.0, recompute=False,
+                                    kernel_impl=kernel_impl)
                 for k, v in sl.times.items():
                     table[k] += v * n_mb / len(train)
+                for k, v in sl.op_times.items():
+                    by_op[k] += v * n_mb / len(train)
             if int(s) == r.get("n_stages", spec.pp) - 1:
                 hs = head_slices(cfg, gpu=gpu, tokens=T, sm_fraction=1.0)
                 table["head(F)"] += hs.times.get("attn(F)", 0.0) * n_mb / len(train)
@@ -110,5 +119,5 @@ def compare_to_tables(cfg, spec, train: list[dict], gpu: str) -> dict:
     tm, tt = sum(r["measured_s"] for r in rows), sum(r["table_s"] for r in rows)
     return {"gpu": gpu, "gemm_dtype": gemm_dtype,
             "source": "dsv3sim.workload.layer_ops on dsv3sim.profile tables (profiles/h200)",
-            "rows": rows, "compute_measured_s": tm, "compute_table_s": tt,
+            "rows": rows, "compute_measured_s": tm, "compute_table_s": tt, "table_by_op_s": dict(by_op),
             "compute_error": (tt - tm) / tm if tm else None}

@@ -22,7 +22,8 @@ R rows reaching this GPU's experts, S sequence length, nh heads):
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 from dsv3sim.config.model import ModelConfig
 from dsv3sim.cost.flops import attention_core_flops_per_token, causal_mean_context
@@ -52,22 +53,28 @@ class LayerSlices:
     times_partial: dict[str, float]  # slice name -> s (n_sms - comm_sms SMs)
     flops: dict[str, float]
     sources: tuple[str, ...]
+    op_times: dict[str, float] = field(default_factory=dict)  # kernel op -> s summed over the slices (all SMs)
 
 
 class _Acc:
-    def __init__(self, gpu: str, sm_fraction: float, mem_stretch: float = 1.0, production: bool = False) -> None:
+    def __init__(self, gpu: str, sm_fraction: float, mem_stretch: float = 1.0, production: bool = False,
+                 kernel_impl: Mapping[tuple[str, str], str] | None = None) -> None:
         self.gpu, self.frac, self.mem_stretch = gpu, sm_fraction, mem_stretch
+        self.kernel_impl = dict(kernel_impl or {})  # (op, dtype) -> the profile tables' impl that prices it
         # production step: norms are DeepSeek's kernel (kernels.NORM_EFF) and the MoE input norm sits with the router
         self.production = production
         self.norm_op = "rmsnorm_deployed" if production else "rmsnorm"
         self.t: dict[str, float] = {}
         self.tp: dict[str, float] = {}
         self.f: dict[str, float] = {}
+        self.op: dict[str, float] = {}
         self.src: set[str] = set()
 
     def add(self, slice_: str, op: str, dtype: str, flops: float, bytes_: float, count: int = 1,
             **shape: int) -> None:
         """``count`` identical kernels one after another (per-expert weight gradients)."""
+        if (op, dtype) in self.kernel_impl:
+            shape = {**shape, "impl": self.kernel_impl[op, dtype]}
         a = op_time(self.gpu, op, dtype, flops=flops, bytes_=bytes_, **shape)
         b = op_time(self.gpu, op, dtype, flops=flops, bytes_=bytes_, sm_fraction=self.frac, **shape)
         tb = b.time_s
@@ -78,6 +85,7 @@ class _Acc:
         self.t[slice_] = self.t.get(slice_, 0.0) + count * a.time_s
         self.tp[slice_] = self.tp.get(slice_, 0.0) + count * tb
         self.f[slice_] = self.f.get(slice_, 0.0) + count * flops
+        self.op[op] = self.op.get(op, 0.0) + count * a.time_s
         self.src.add(a.source)
 
     def gemm(self, slice_: str, m: int, k: int, n: int, dtype: str, groups: int = 1, cast_b: bool = False,
@@ -111,17 +119,20 @@ class _Acc:
 
     def done(self) -> LayerSlices:
         return LayerSlices(times=dict(self.t), times_partial=dict(self.tp), flops=dict(self.f),
-                           sources=tuple(sorted(self.src)))
+                           sources=tuple(sorted(self.src)), op_times=dict(self.op))
 
 
 def training_layer(cfg: ModelConfig, i: int, *, gpu: str, tokens: int, seq_len: int, expert_rows: int,
                    local_experts: int, gemm_dtype: str, sm_fraction: float, recompute: bool = True,
-                   extras: bool = False, mem_stretch: float = 1.0) -> LayerSlices:
+                   extras: bool = False, mem_stretch: float = 1.0,
+                   kernel_impl: Mapping[tuple[str, str], str] | None = None) -> LayerSlices:
     """F/B/W slices of layer ``i`` for ``tokens`` tokens (whole sequences of ``seq_len``) on one GPU. ``extras``:
     the production kernels of ``layer_extras`` (the simulated training step sets it; validate's comparison with
     our own PyTorch runs does not); ``mem_stretch``: memory-bound kernels' factor on the compute
-    partition beside the all-to-all (``interference.memory_bound_stretch``)."""
-    a = _Acc(gpu, sm_fraction, mem_stretch, production=extras)
+    partition beside the all-to-all (``interference.memory_bound_stretch``); ``kernel_impl``: (op, dtype) -> the
+    implementation whose profile rows price that kernel (the predictor's ``impl`` key, e.g. ("grouped_gemm",
+    "fp8") -> "nn.gluon", the executable model's grouped kernel), instead of the table's default."""
+    a = _Acc(gpu, sm_fraction, mem_stretch, production=extras, kernel_impl=kernel_impl)
     if extras:
         for e in training_extras(cfg, i, tokens=tokens, expert_rows=expert_rows, local_experts=local_experts):
             a.add(e.slice, e.op, "bf16", 0.0, e.bytes)

@@ -56,3 +56,21 @@ def test_fp8_requant_row_prices_the_bytes_the_runs_quantiser_moves():
     assert rows[6.0]["table_s"] == pytest.approx(6.0 * el / (gpu_perf("H200").hbm_bw * MEM_EFF))
     assert rows[4.0]["table_s"] == pytest.approx(rows[6.0]["table_s"] * 4 / 6)
     assert rows[6.0]["measured_s"] == 0.016
+
+
+def test_kernel_impl_reprices_only_that_kernel_and_ops_add_up_to_the_layer_rows():
+    """``kernel_impl`` prices the grouped FP8 GEMMs from another implementation's profile rows (the executable
+    model's kernel) and nothing else; ``table_by_op_s`` splits the layers' table time by kernel op."""
+    cfg = load_model_config("one-layer")
+    spec = RunSpec(job="train", model="one-layer", nproc=1, ep=1, device="cpu", seq_len=1024, micro_batch=4,
+                   fp8=True, fp8_compute=True)
+    base = compare_to_tables(cfg, spec, _train(4096 * 8), "H200")
+    own = compare_to_tables(cfg, spec, _train(4096 * 8), "H200", kernel_impl={("grouped_gemm", "fp8"): "nn.gluon"})
+    b_ops, o_ops = base["table_by_op_s"], own["table_by_op_s"]
+    assert o_ops["grouped_gemm"] != b_ops["grouped_gemm"]
+    assert {k: v for k, v in o_ops.items() if k != "grouped_gemm"} == {k: v for k, v in b_ops.items()
+                                                                         if k != "grouped_gemm"}
+    t = {r["name"]: r["table_s"] for r in base["rows"]}
+    assert t["attn(F)"] == next(r["table_s"] for r in own["rows"] if r["name"] == "attn(F)")
+    assert sum(b_ops.values()) == pytest.approx(sum(v for k, v in t.items() if k != "head(F)"))
+    assert b_ops["fp8_cast_fused"] > 0
