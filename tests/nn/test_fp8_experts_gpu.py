@@ -256,3 +256,44 @@ def test_optimizer_step_requantises_in_place_once(tiny, monkeypatch):
     monkeypatch.setattr(K, "weight_quant", lambda *a, **k: calls.append(1) or plain(*a, **k))
     moe(x)
     assert not calls
+
+
+@cuda
+def test_backward_after_dropping_forward_copies_then_requantisation_restores_them(tiny):
+    """validate's order on the device: the rank's last forward, ``drop_forward_operands`` (routed experts and the
+    shared expert's grouped dense linears), the backward on the transposed copies alone (the gradients of a
+    backward without the drop), the optimizer step, ``requantize_weights``: forward copies again, bytes of a fresh
+    quantisation, transposed copies at the same addresses."""
+    from dsv3sim.nn import fp8_weights as W
+    from dsv3sim.nn.moe import MoE
+
+    K = _kernels()
+    cfg = tiny.with_(hidden_size=256, moe_intermediate_size=128)
+    torch.manual_seed(2)
+    moe = MoE(cfg, 1).cuda().bfloat16()
+    for p in moe.parameters():
+        torch.nn.init.normal_(p, 0, 0.05)
+    for m in moe.modules():
+        if hasattr(m, "fp8"):
+            m.fp8 = True
+    W.clear_weight_cache()
+    x = torch.randn(2, 64, 256, device="cuda", dtype=torch.bfloat16)
+    moe(x).float().square().sum().backward()
+    ref = [p.grad.clone() for p in moe.parameters() if p.grad is not None]
+    moe.zero_grad(set_to_none=True)
+    y = moe(x)
+    ents = W.cached_operands()
+    assert {e.kind for e in ents} == {W.GROUPED} and len(ents) >= 5  # experts (2) + shared gate/up, down
+    t_ptrs = [(e.qt.data_ptr(), e.st.data_ptr()) for e in ents]
+    assert W.drop_forward_operands() == len(ents) and not any(e.complete for e in ents)
+    y.float().square().sum().backward()
+    got = [p.grad for p in moe.parameters() if p.grad is not None]
+    assert len(got) == len(ref) and all(_rel(a, b) < 1e-3 for a, b in zip(got, ref))  # atomics may reorder sums
+    torch.optim.SGD(moe.parameters(), lr=0.5).step()
+    assert W.requantize_weights() == len(ents) and all(e.complete for e in ents)
+    assert [(e.qt.data_ptr(), e.st.data_ptr()) for e in ents] == t_ptrs
+    for e in ents:
+        ws = e.weights()
+        fresh = K.weight_quant([w if w.dim() == 3 else w[None] for w in ws])
+        assert all(torch.equal(a.view(torch.uint8) if a.dtype != torch.float32 else a,
+                               b.view(torch.uint8) if b.dtype != torch.float32 else b) for a, b in zip(e, fresh))
