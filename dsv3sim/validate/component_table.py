@@ -164,6 +164,8 @@ def _stage_compute_cpu(g: dict, d: str) -> float:
 
 # Compute spans of the stage pass with their own profile: (component, span, calls per layer kind)
 _SPAN_OF = (("attn", "attn", "all"), ("shared", "shared", "moe"), ("gate", "gate", "moe"))
+# Calls the stage pass times once per sample outside its own spans (``components._stage_pass``): own factor only
+_AROUND = ("head", "embed")
 
 
 def _context_by_component(cc: dict, spans: dict | None, n: int, n_moe: int,
@@ -188,6 +190,10 @@ def _context_by_component(cc: dict, spans: dict | None, n: int, n_moe: int,
                 rest[d][1] -= calls * t_alone
     if not by or any(c <= 0 or s_ <= 0 for c, s_ in rest.values()):
         return None
+    for comp in _AROUND:  # outside the stage's totals: the rest is untouched
+        t_in, t_alone = spans.get(f"{comp}(F)", 0.0), cc.get(comp, {}).get("F", 0.0)
+        if t_in > 0 and t_alone > 0:
+            by[comp] = {"F": t_in / t_alone}
     return {"by": by, **{d: c / s_ for d, (c, s_) in rest.items()}}
 
 

@@ -201,12 +201,14 @@ def profile_components(cfg, spec, device: torch.device, sync, rank: int = 0, *, 
         _profile_shared_and_gate(cfg, spec, moe, mat, prof, T, dtype, device)
     head = mat(parts.head)
     labels = torch.randint(0, cfg.vocab_size, (B, S), device=device)
-    prof("head", lambda x: F.cross_entropy(head(x).float().flatten(0, 1), labels.flatten()))
+    around = {"head": lambda x: F.cross_entropy(head(x).float().flatten(0, 1), labels.flatten())}
+    prof("head", around["head"])
     emb = mat(parts.embed)
     tok = torch.randint(0, cfg.vocab_size, (B, S), device=device)
-    prof("embed", lambda _x: emb(tok) + 0 * _x)
+    around["embed"] = lambda _x: emb(tok) + 0 * _x
+    prof("embed", around["embed"])
     if dense is not None or (moe is not None and device.type == "cpu"):
-        out["glue"] = _glue(cfg, spec, parts, mat, hid, reps, sync, out, bwd_start, ep)
+        out["glue"] = _glue(cfg, spec, parts, mat, hid, reps, sync, out, bwd_start, ep, around)
     dense_p, expert_p = rank_params(parts, cfg, spec, rank)
     out["optim"] = _optim(dense_p + expert_p, device, dtype, sync, reps, wait_s=WAIT_S if spec.world_size > 1 else 0)
     if spec.fp8_compute:  # the FP8 weight copies re-quantised after each optimizer step (requant.py)
@@ -335,7 +337,8 @@ def _profile_shared_and_gate(cfg, spec, moe, mat, prof, T: int, dtype, device) -
     prof("gate", gate_work)
 
 
-def _glue(cfg, spec, parts, mat, hid, reps: int, sync, comps: dict, bwd_start: float, ep=None) -> dict:
+def _glue(cfg, spec, parts, mat, hid, reps: int, sync, comps: dict, bwd_start: float, ep=None,
+          around: dict | None = None) -> dict:
     """Framework time per layer and pass, measured the way the run defines it (``other`` = step - timed spans):
     the model's layers run through the run's own stage code (``train.Stage`` with ``ep.EPMoE`` MoE layers:
     residual adds, norms, timeline marks, the routing bookkeeping, the autograd graph between the components),
@@ -349,7 +352,7 @@ def _glue(cfg, spec, parts, mat, hid, reps: int, sync, comps: dict, bwd_start: f
     dense layers only (a V3-width MoE layer's experts do not fit beside the calibration)."""
     ded = comps["dedicated"]
     st, tl, layers, moe, R = _glue_stage(cfg, spec, parts, mat, hid().device, ded, ep)
-    tot, xchg, span_cpu = _stage_spans(st, tl, hid, reps, sync)
+    tot, xchg, span_cpu = _stage_spans(st, tl, hid, reps, sync, around if ded else None)
     n, n_moe = len(layers), len(moe)
     gate_b = comps["gate"]["B"] if "gate" in comps else 0.0
     per = {}
@@ -399,27 +402,22 @@ def _glue_stage(cfg, spec, parts, mat, dev, ded: bool, ep):
 _COMM_SPANS = ("layout(", "dispatch(", "combine(")
 
 
-def _stage_spans(st, tl, hid, reps: int, sync) -> tuple[dict[str, list[float]], dict[str, float], dict[str, float]]:
+def _stage_spans(st, tl, hid, reps: int, sync, around: dict | None = None
+                 ) -> tuple[dict[str, list[float]], dict[str, float], dict[str, float]]:
     """({F|B: [wall, CPU, timeline spans, all-to-all spans, CPU inside the compute spans, CPU inside the layout
     spans]}, {all-to-all span name: wall}, {compute span name: CPU}) seconds of ``st`` forward and backward,
-    summed over ``reps`` samples after one warm-up."""
+    summed over ``reps`` samples after one warm-up. ``around`` ({"head"|"embed": the profiled call}): the head
+    runs on the stage's output right after its forward, as a last stage runs it, and the embedding right after
+    the backward, as the next micro-batch's first stage follows one; their CPU seconds join the span dict as
+    ``head(F)`` / ``embed(F)`` (outside the stage's own totals)."""
     tot = {"F": [0.0] * 6, "B": [0.0] * 6}
     comm: dict[str, float] = defaultdict(float)
     cpu: dict[str, float] = defaultdict(float)
     for i in range(reps + 1):
         _GRADS.before(i)
-        x = hid().requires_grad_()
-        tl.events.clear()
-        sync()
-        c0, t0 = time.thread_time(), time.perf_counter()
-        y = st(x, None)
-        sync()
-        c1, t1 = time.thread_time(), time.perf_counter()
-        y.backward(torch.ones_like(y))
-        sync()
-        c2, t2 = time.thread_time(), time.perf_counter()
+        wc, outside = _stage_pass(st, tl, hid().requires_grad_(), sync, around)
         if i:
-            for d, w, c in (("F", t1 - t0, c1 - c0), ("B", t2 - t1, c2 - c1)):
+            for d, (w, c) in wc.items():
                 tot[d][0] += w
                 tot[d][1] += c
                 tot[d][2] += sum(e.dur for e in tl.events if e.name.endswith(f"({d})"))
@@ -433,7 +431,38 @@ def _stage_spans(st, tl, hid, reps: int, sync) -> tuple[dict[str, list[float]], 
                     comm[e.name] += e.dur
                 else:
                     cpu[e.name] += e.cpu
+            for k, v in outside.items():
+                cpu[k] += v
     return tot, dict(comm), dict(cpu)
+
+
+def _stage_pass(st, tl, x: torch.Tensor, sync, around: dict | None):
+    """One forward and backward of the stage: ({F|B: (wall, CPU)}, {head(F)|embed(F): CPU} of ``around``'s calls,
+    run outside the stage's timed passes: the head after the forward, the embedding after the backward)."""
+    tl.events.clear()
+    sync()
+    c0, t0 = time.thread_time(), time.perf_counter()
+    y = st(x, None)
+    sync()
+    c1, t1 = time.thread_time(), time.perf_counter()
+    fwd = (t1 - t0, c1 - c0)
+    outside = {}
+    if around:
+        outside["head(F)"] = _cpu_of(around["head"], y.detach(), sync)
+        c1, t1 = time.thread_time(), time.perf_counter()
+    y.backward(torch.ones_like(y))
+    sync()
+    c2, t2 = time.thread_time(), time.perf_counter()
+    if around:
+        outside["embed(F)"] = _cpu_of(around["embed"], y.detach(), sync)
+    return {"F": fwd, "B": (t2 - t1, c2 - c1)}, outside
+
+
+def _cpu_of(fn, x: torch.Tensor, sync) -> float:
+    c0 = time.thread_time()
+    fn(x)
+    sync()
+    return time.thread_time() - c0
 
 
 def rank_params(parts, cfg, spec, rank: int) -> tuple[list[torch.nn.Parameter], list[torch.nn.Parameter]]:

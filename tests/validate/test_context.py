@@ -50,7 +50,12 @@ def test_components_with_their_own_spans_take_their_own_factor_and_the_stage_tot
     g["stage_span_cpu_s"] = {"attn(F)": 4 * 1.2 * attn["F"], "attn(B)": 4 * 1.2 * attn["B"],
                              "shared(F)": 3 * 1.5 * shared["F"], "shared(B)": 3 * 1.5 * shared["B"],
                              "gate(F)": 3 * gate["F"], "mlp(F)": 1.0, "mlp(B)": 1.0}
+    rest_only = _context(p, None)
+    p["head"], p["embed"] = {"F": 1e-4, "B": 2e-4}, {"F": 1e-5, "B": 1e-5}
+    g["stage_span_cpu_s"].update({"head(F)": 1.3e-4, "embed(F)": 4e-5})  # timed around the stage, not in it
     k = _context(p, None)
+    assert k["by"]["head"] == pytest.approx({"F": 1.3}) and k["by"]["embed"] == pytest.approx({"F": 4.0})
+    assert (k["F"], k["B"]) == (rest_only["F"], rest_only["B"])
     assert k["by"]["attn"] == pytest.approx({"F": 1.2, "B": 1.2})
     assert k["by"]["shared"] == pytest.approx({"F": 1.5, "B": 1.5})
     assert k["by"]["gate"] == pytest.approx({"F": 1.0})
