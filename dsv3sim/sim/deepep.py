@@ -30,6 +30,7 @@ import numpy as np
 import simpy
 
 from dsv3sim.config.errors import ConfigError
+from dsv3sim.config.scenario import LL_TRANSPORTS
 from dsv3sim.sim.flows import FlowNetwork
 from dsv3sim.topology.graph import Topology
 from dsv3sim.trace.comm_bytes import combine_message_bytes, dispatch_message_bytes
@@ -270,9 +271,6 @@ def deepep_logical_bytes(c: EpCounts, *, kind: str, mode: str, b: float) -> tupl
 
 
 # ------------------------------------------------------------------ low-latency transports and the TPOT limit
-LL_TRANSPORTS = ("nvlink", "rdma")
-
-
 def ll_path(topo: Topology, src: int, dst: int, transport: str = "nvlink") -> tuple[int, ...]:
     """Links a low-latency message takes.
 
