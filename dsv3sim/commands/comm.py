@@ -8,11 +8,7 @@ import json
 
 from dsv3sim.commands import _args as A
 from dsv3sim.config.errors import ConfigError
-from dsv3sim.sim.collectives import simulate_collective
-from dsv3sim.sim.deepep import LL_TRANSPORTS, ep_counts, ll_link_bound, token_bytes, tpot_limit
-from dsv3sim.sim.ep_run import simulate_ep
-from dsv3sim.sim.routing import load_routing, uniform_routing
-from dsv3sim.topology.graph import load_topology
+from dsv3sim.config.scenario import LL_TRANSPORTS
 
 NAME = "comm"
 HELP = "simulate one dispatch/combine/all-reduce/all-gather/reduce-scatter/p2p on a topology"
@@ -60,6 +56,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _tpot_limit(topo, args: argparse.Namespace) -> dict:
+    from dsv3sim.sim.deepep import tpot_limit
+
     c = topo.cfg
     transport = args.ll_transport or "rdma"
     spec = c.scale_up if transport == "nvlink" else c.nic
@@ -88,6 +86,11 @@ def _check_size(args: argparse.Namespace, topo) -> None:
 
 
 def compute(args: argparse.Namespace) -> dict:
+    from dsv3sim.sim.collectives import simulate_collective
+    from dsv3sim.sim.deepep import ep_counts, ll_link_bound, token_bytes
+    from dsv3sim.sim.ep_run import simulate_ep
+    from dsv3sim.topology.graph import load_topology
+
     topo = load_topology(args.topology)
     for name in ("ep", "tokens_per_rank", "hidden", "topk", "chunks"):
         if getattr(args, name) < 1:
@@ -137,6 +140,8 @@ def compute(args: argparse.Namespace) -> dict:
 
 def _routing(args: argparse.Namespace, topo):
     """The routing the command prices: a trace file's, or uniform node-limited top-k; and the expert count."""
+    from dsv3sim.sim.routing import load_routing, uniform_routing
+
     if args.trace:
         routing = load_routing(args.trace, ep=args.ep, tokens_per_rank=args.tokens_per_rank)
         return routing, max(args.experts, int(routing.max()) + 1)
