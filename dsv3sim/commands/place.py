@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import argparse
 import json
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from dsv3sim.commands import _args as A
-from dsv3sim.parallel.placement import gpu_loads_after, gpu_loads_before, policy, rebalance_experts
+
+if TYPE_CHECKING:
+    import numpy as np
 
 NAME = "place"
 HELP = "EPLB-style expert placement (redundant experts) from expert loads; maps and per-GPU balance"
@@ -36,6 +37,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def dispatch_summary(trace, phy2log: np.ndarray, gpus: int, nodes: int, hidden: int) -> dict:
     """Mean per-layer DeepEP traffic and GPU work balance of a token-level trace, before (contiguous, no
     replicas) and after placement; token sources: contiguous blocks of the batch per GPU."""
+    import numpy as np
+
     from dsv3sim.parallel.dispatch import dispatch_plan_for_trace
 
     E = trace.n_experts
@@ -57,6 +60,8 @@ def dispatch_summary(trace, phy2log: np.ndarray, gpus: int, nodes: int, hidden: 
 
 
 def _balance(loads: np.ndarray) -> dict:
+    import numpy as np
+
     mean = loads.mean(axis=1)
     mx = loads.max(axis=1)
     ratio = np.divide(mx, mean, out=np.ones_like(mx), where=mean > 0)
@@ -65,6 +70,8 @@ def _balance(loads: np.ndarray) -> dict:
 
 
 def compute(weight: np.ndarray, replicas: int, groups: int, nodes: int, gpus: int) -> dict:
+    from dsv3sim.parallel.placement import gpu_loads_after, gpu_loads_before, policy, rebalance_experts
+
     phy2log, log2phy, logcnt = rebalance_experts(weight, replicas, groups, nodes, gpus)
     out = {"layers": int(weight.shape[0]), "experts": int(weight.shape[1]), "replicas": replicas,
            "groups": groups, "nodes": nodes, "gpus": gpus, "policy": policy(groups, nodes),
@@ -78,6 +85,8 @@ def compute(weight: np.ndarray, replicas: int, groups: int, nodes: int, gpus: in
 
 
 def run(args: argparse.Namespace) -> int:
+    import numpy as np
+
     from dsv3sim.trace import load_trace
 
     trace = load_trace(args.load)
@@ -96,6 +105,8 @@ def run(args: argparse.Namespace) -> int:
 def print_summary(out: dict, *, maps: bool = False, worst: int = 5) -> None:
     """The readable answer first (balance before/after, replicas, dispatch), the per-layer lines of the worst
     layers, and the maps themselves only with ``maps``."""
+    import numpy as np
+
     b, a = out["gpu_load_before"], out["gpu_load_after"]
     logcnt = np.asarray(out["logcnt"])
     print(f"placement: {out['layers']} layers x {out['experts']} experts -> {out['replicas']} replicas "
