@@ -8,15 +8,6 @@ import json
 from pathlib import Path
 
 from dsv3sim.commands import _args as A
-from dsv3sim.parallel import SCHEDULES, ChunkTimes, check, execute, generate
-from dsv3sim.parallel.chrome import chrome_trace
-from dsv3sim.parallel.formulas import (
-    activation_closed_form,
-    bubble_closed_form,
-    closed_form_exact,
-    param_copies_closed_form,
-    stages,
-)
 
 NAME = "schedule"
 HELP = "pipeline schedule (1F1B, ZB1P, DualPipe, DualPipeV): action lists, bubbles, memory"
@@ -26,9 +17,13 @@ weight-gradient part (so an input-only backward B takes b-w), --fb an overlapped
 (default f+b, no overlap gain). --pp counts ranks; DualPipeV puts 2*pp stages on them. Bubbles are
 makespan - busy time of a rank; bubble_simulated is the largest over ranks."""
 
+# The keys of dsv3sim.parallel.SCHEDULES, spelled out so that building the parser (every CLI start) does not
+# import the parallel package and numpy with it; tests/parallel/test_cli.py keeps the two equal.
+NAMES = ("1f1b", "dualpipe", "dualpipev", "zb1p")
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("name", choices=sorted(SCHEDULES), help="schedule")
+    p.add_argument("name", choices=NAMES, help="schedule")
     p.add_argument("--pp", type=A.pos_int, required=True, help="pipeline ranks (devices)")
     p.add_argument("--microbatches", type=A.pos_int, required=True, help="micro-batches per step (both directions)")
     p.add_argument("--f", type=A.pos_float, default=1.0, help="forward time of one chunk, ms (default 1)")
@@ -44,6 +39,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def compute(name: str, pp: int, microbatches: int, f: float, b: float, w: float, fb: float | None,
             p2p_latency: float = 0.0) -> tuple[dict, object]:
     from dsv3sim.config.checks import check_limit
+    from dsv3sim.parallel import ChunkTimes, check, execute, generate
+    from dsv3sim.parallel.formulas import (
+        activation_closed_form,
+        bubble_closed_form,
+        closed_form_exact,
+        param_copies_closed_form,
+        stages,
+    )
 
     check_limit("schedule_cells", pp * microbatches, f"pp x microbatches = {pp} x {microbatches}")
     times = ChunkTimes(f=f, b=b, w=w, fb=fb)
@@ -86,6 +89,8 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(out, indent=1) if args.json else f"schedule {args.name}: INFEASIBLE - {out['infeasible']}")
         return 0
     if args.chrome_trace:
+        from dsv3sim.parallel.chrome import chrome_trace
+
         path = Path(args.chrome_trace)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(chrome_trace(res, unit_s=1e-3, name=args.name)))

@@ -103,3 +103,11 @@ def test_place_on_token_trace_reports_dispatch(capsys, tmp_path):
     assert after["slots_per_gpu_max_over_mean"] == pytest.approx(
         np.mean(d["gpu_load_after"]["max_over_mean"]), rel=0.05)
     assert 0 < before["ib_sends_per_token"] <= 1 and before["max_nodes_per_token"] <= 2
+
+
+def test_schedule_command_names_are_the_generators():
+    """`schedule` spells the schedule names out (its parser must not import dsv3sim.parallel): the same set."""
+    from dsv3sim.commands.schedule import NAMES
+    from dsv3sim.parallel import SCHEDULES
+
+    assert tuple(sorted(SCHEDULES)) == NAMES
