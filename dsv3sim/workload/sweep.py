@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Iterable
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import fields
 
 from dsv3sim.config.errors import ConfigError
@@ -178,6 +177,9 @@ def run_parallel(fn: Callable, jobs: list, *, workers: int = 2, ray_address: str
             if progress:
                 progress(i + 1, len(jobs))
         return out
+    # imported here: every CLI start imports this module (the sweep parser lists known_keys)
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
     with ProcessPoolExecutor(max_workers=workers) as ex:
         batches = [(i, jobs[i:i + max(1, chunksize)]) for i in range(0, len(jobs), max(1, chunksize))]
         futs = {ex.submit(_batch, fn, b): i for i, b in batches}
