@@ -17,7 +17,7 @@ from typing import Any
 
 from dsv3sim.config.errors import ConfigError
 from dsv3sim.config.units import num
-from dsv3sim.results import Result, Timeline, group, to_json
+from dsv3sim.results import Result, Timeline, _plain, group
 
 GPU_CATS = {"kernel", "gpu_memcpy", "gpu_memset", "gpu_user_annotation"}
 CPU_CATS = {"cpu_op", "user_annotation", "python_function"}
@@ -197,13 +197,23 @@ def _slices_from_events(events: list[dict]) -> list[Slice]:
 TIDS = {"compute": 1, "comm": 2, "pipeline": 3}
 
 
+def _events(result: Result | dict) -> list:
+    """A result's timeline events: from its JSON as given, or off the typed result made JSON-safe as ``to_json``
+    writes them (without serialising the rest of the result)."""
+    if isinstance(result, dict):
+        return ((result.get("timeline") or {}).get("events")) or []
+    return _plain((getattr(result, "timeline", None) or {}).get("events")) or []
+
+
+def _scenario(result: Result | dict) -> str:
+    return result.get("scenario", "") if isinstance(result, dict) else result.scenario
+
+
 def chrome_trace(result: Result | dict, *, pid_offset: int = 0, label: str = "") -> dict:
     """Trace Event Format dict: one pid per rank, one tid per stream, complete events (ph "X", microseconds)."""
-    d = to_json(result)
-    evs = ((d.get("timeline") or {}).get("events")) or []
     out: list[dict] = []
     seen_pid: set = set()
-    for e in evs:
+    for e in _events(result):
         pid = int(e.get("rank", 0)) + pid_offset
         stream = str(e.get("stream", "compute"))
         tid = TIDS.get(stream, 9)
@@ -218,7 +228,7 @@ def chrome_trace(result: Result | dict, *, pid_offset: int = 0, label: str = "")
                     "ts": float(e["start_s"]) * 1e6, "dur": max(0.0, float(e["end_s"]) - float(e["start_s"])) * 1e6,
                     "args": args})
     return {"traceEvents": out, "displayTimeUnit": "ms",
-            "otherData": {"scenario": d.get("scenario", ""), "source": "dsv3sim simulation"}}
+            "otherData": {"scenario": _scenario(result), "source": "dsv3sim simulation"}}
 
 
 def save_chrome_trace(results: Result | dict | list, path: str | Path) -> Path:
@@ -227,8 +237,6 @@ def save_chrome_trace(results: Result | dict | list, path: str | Path) -> Path:
     items = results if isinstance(results, list) else [results]
     merged: list[dict] = []
     for k, r in enumerate(items):
-        d = to_json(r)
-        merged += chrome_trace(d, pid_offset=1000 * k, label=d.get("scenario", "") if len(items) > 1 else "")[
-            "traceEvents"]
+        merged += chrome_trace(r, pid_offset=1000 * k, label=_scenario(r) if len(items) > 1 else "")["traceEvents"]
     p.write_text(json.dumps({"traceEvents": merged, "displayTimeUnit": "ms"}))
     return p
