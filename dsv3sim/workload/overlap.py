@@ -134,6 +134,29 @@ def _chunk_run(t: float, slices: list[Slice], busy: dict[str, float]) -> ChunkRu
                     exposed_comm_s=min(exposed, busy["comm"]))
 
 
+class _Running:
+    """The slice a stream of ``_InOrderLoop`` runs: ``key`` (chain, name, layer), ``tag``, ``name``, ``layer``,
+    its ``start``; a ``shared`` (alone, beside) slice has ``left`` seconds of its alone time to go at ``rate``
+    since ``t0``; it ends at ``end``."""
+
+    __slots__ = ("alone", "beside", "end", "key", "layer", "left", "name", "rate", "shared", "start", "t0", "tag")
+
+    def __init__(self, entry: tuple, now: float) -> None:
+        """``entry``: the queue's (key, tag, name, layer, seconds or (alone, beside)); it starts ``now``."""
+        self.key, self.tag, self.name, self.layer, d = entry
+        self.start = self.t0 = now
+        self.rate = 1.0
+        if isinstance(d, tuple):
+            self.shared = True
+            self.alone = self.left = d[0]
+            self.beside = d[1]
+            self.end = now
+        else:
+            self.shared = False
+            self.alone = self.left = self.beside = d
+            self.end = now + d
+
+
 class _InOrderLoop:
     """``run_chunks``' in-order pair without simpy: the same arithmetic (a shared slice progresses in segments
     ``left -= (now - t0) x rate``, cut at every toggle of the other stream; it ends at ``t0 + left / rate``), so the
@@ -147,8 +170,7 @@ class _InOrderLoop:
     def __init__(self, queues: dict, deps: dict, record: bool) -> None:
         self.queues, self.deps, self.record = queues, deps, record
         self.pos = dict.fromkeys(self.STREAMS, 0)
-        # per stream the running slice: [key, tag, name, layer, start, shared, left, rate, t0, alone, beside, end]
-        self.cur: dict = dict.fromkeys(self.STREAMS)
+        self.cur: dict[str, _Running | None] = dict.fromkeys(self.STREAMS)  # per stream the running slice
         self.on = dict.fromkeys(self.STREAMS, False)
         self.done: set = set()
         self.busy = dict.fromkeys(self.STREAMS, 0.0)
@@ -160,15 +182,15 @@ class _InOrderLoop:
         ended = dict.fromkeys(self.STREAMS)
         for s in self.STREAMS:
             c = self.cur[s]
-            if c is None or c[11] != now:
+            if c is None or c.end != now:
                 continue
-            if c[5] and c[6] - (now - c[8]) * c[7] > LEFT_EPS * c[9]:
+            if c.shared and c.left - (now - c.t0) * c.rate > LEFT_EPS * c.alone:
                 return None
-            self.cur[s], self.on[s], ended[s] = None, False, c[0]
-            self.busy[s] += now - c[4]
-            self.done.add(c[0])
+            self.cur[s], self.on[s], ended[s] = None, False, c.key
+            self.busy[s] += now - c.start
+            self.done.add(c.key)
             if self.record:
-                self.slices.append(Slice(name=c[2], layer=c[3], stream=s, start=c[4], end=now, chunk=c[1]))
+                self.slices.append(Slice(name=c.name, layer=c.layer, stream=s, start=c.start, end=now, chunk=c.tag))
         return ended
 
     def _start(self, now: float) -> dict:
@@ -178,12 +200,10 @@ class _InOrderLoop:
             q = self.queues[s]
             if self.cur[s] is not None or self.pos[s] >= len(q):
                 continue
-            key, tag, name, i, d = q[self.pos[s]]
-            if all(x in self.done for x in self.deps[key]):
+            entry = q[self.pos[s]]
+            if all(x in self.done for x in self.deps[entry[0]]):
                 self.pos[s] += 1
-                sh = isinstance(d, tuple)
-                a, b = d if sh else (d, d)
-                self.cur[s] = [key, tag, name, i, now, sh, a, 1.0, now, a, b, now + (0.0 if sh else d)]
+                self.cur[s] = _Running(entry, now)
                 self.on[s] = started[s] = True
         return started
 
@@ -191,19 +211,19 @@ class _InOrderLoop:
         """Shared slices: a new segment at every toggle of the other stream (or at their start)."""
         for s in self.STREAMS:
             c, o = self.cur[s], self.OTHER[s]
-            if c is None or not c[5] or not (toggled[o] or started[s]):
+            if c is None or not c.shared or not (toggled[o] or started[s]):
                 continue
             if started[s] and toggled[o]:
                 # simpy may have read the other stream before its toggle: harmless when it ends on (the earlier
                 # read, off, scheduled a sooner timeout) or when this slice waited for the slice that ended there
-                if not self.on[o] and ended[o] not in self.deps[c[0]]:
-                    self.stale = max(self.stale, now + c[6] / _rate(c[9], c[10], True))
+                if not self.on[o] and ended[o] not in self.deps[c.key]:
+                    self.stale = max(self.stale, now + c.left / _rate(c.alone, c.beside, True))
             elif not started[s]:
-                self.stale = max(self.stale, c[11])  # the superseded segment's timeout stays on simpy's clock
-                c[6] -= (now - c[8]) * c[7]
-            c[7] = _rate(c[9], c[10], self.on[o])
-            c[8] = now
-            c[11] = now + c[6] / c[7]
+                self.stale = max(self.stale, c.end)  # the superseded segment's timeout stays on simpy's clock
+                c.left -= (now - c.t0) * c.rate
+            c.rate = _rate(c.alone, c.beside, self.on[o])
+            c.t0 = now
+            c.end = now + c.left / c.rate
 
     def run(self) -> ChunkRun | None:
         now = 0.0
@@ -214,7 +234,7 @@ class _InOrderLoop:
             started = self._start(now)
             toggled = {s: started[s] or ended[s] is not None for s in self.STREAMS}
             self._segments(now, toggled, started, ended)
-            nxt = [c[11] for c in self.cur.values() if c is not None]
+            nxt = [c.end for c in self.cur.values() if c is not None]
             if not nxt:
                 break
             now = min(nxt)
