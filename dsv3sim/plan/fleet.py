@@ -44,7 +44,7 @@ def _curve(points: list[tuple[float, float, float]], b: float, rate: float) -> t
 def decode_pool(points: list[tuple[float, float, float]], *, min_speed: float, unit_nodes: float,
                 gpus_per_node: int, min_units: int = 1) -> Pool:
     """points: (batch per GPU, output tokens/s per node, tokens/s per user)."""
-    sla = _interp_max([(b, r, u) for b, r, u in points], lambda u: u - min_speed)
+    sla = _interp_max(points, lambda u: u - min_speed)
     if sla is None:
         raise ConfigError(f"decode: no batch reaches {min_speed:g} tokens/s per user "
                           f"(best {max(u for _, _, u in points):.1f})")
