@@ -27,7 +27,7 @@ def _interp_max(points: list[tuple[float, float, float]], ok) -> tuple[float, fl
         if s >= 0:
             best = (b, r)
             continue
-        if best is not None and i > 0:
+        if best is not None:  # a point before this one passed
             b0, r0, l0 = pts[i - 1]
             s0 = ok(l0)
             f = s0 / (s0 - s) if s0 != s else 0.0
