@@ -196,11 +196,12 @@ def _pool_day(pool: Pool, daily_tokens: float, load: DiurnalLoad, sc: Autoscaler
                                                       whole_units=sc.whole_units)}
     causes = {k: float(v.sum() * dt_h) for k, v in steps.items()}
     nodes = steps["+ whole units, warm minimum"]
-    node_h = float(nodes.sum() * dt_h)
+    nodes_total = nodes.sum()
+    node_h = float(nodes_total * dt_h)
     avg = daily_tokens / (node_h * 3600.0) if node_h > 0 else 0.0
     rate = np.divide(lam, nodes, out=np.zeros_like(lam), where=nodes > 0)
     b = pool.batch_at(rate)
-    mean_b = float((b * nodes).sum() / nodes.sum()) if b is not None and nodes.sum() > 0 else None
+    mean_b = float((b * nodes).sum() / nodes_total) if b is not None and nodes_total > 0 else None
     speed = None
     if b is not None and pool.batch_unit == "requests" and lam.sum() > 0:
         per_req = np.divide(rate, b * pool.gpus_per_node, out=np.zeros_like(rate), where=b > 0)
