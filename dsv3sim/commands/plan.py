@@ -91,6 +91,14 @@ def _add_train_parser(sub) -> None:
 
 
 def _add_serve_parser(sub) -> None:
+    from dsv3sim.workload.fleet_defaults import (
+        DEFAULT_BURST_QUANTILE,
+        DEFAULT_PEAK_TO_MEAN,
+        DEFAULT_SCALE_INTERVAL_H,
+        DEFAULT_SHAPE,
+        SHAPES,
+    )
+
     s = sub.add_parser("serve", help="search serving layouts under a TTFT/TPOT SLA; fleet size for a daily load",
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     s.add_argument("model", nargs="?", default="deepseek-v3")
@@ -112,14 +120,16 @@ def _add_serve_parser(sub) -> None:
                    help="fleet sizing with a measured prefill node rate (cache hits included) instead of the search's")
     s.add_argument("--output-tokens-per-node-s", type=float, default=None,
                    help="fleet sizing with a measured decode node rate instead of the search's")
-    s.add_argument("--load-shape", default="sinusoid", choices=("flat", "sinusoid", "two-peak"),
+    s.add_argument("--load-shape", default=DEFAULT_SHAPE, choices=SHAPES,
                    help="fleet sizing: the day's load curve (workload/fleet.py)")
-    s.add_argument("--peak-to-mean", type=float, default=1.5,
-                   help="fleet sizing: peak / mean of the day's load (default 1.5, an assumption)")
-    s.add_argument("--scale-interval-h", type=float, default=12.0,
-                   help="fleet sizing: hours between fleet resizes (default 12: Day 6's day/night split)")
-    s.add_argument("--burst-quantile", type=float, default=0.99,
-                   help="fleet sizing: quantile of Poisson bursts the deployed slots cover (default 0.99)")
+    s.add_argument("--peak-to-mean", type=float, default=DEFAULT_PEAK_TO_MEAN,
+                   help=f"fleet sizing: peak / mean of the day's load (default {DEFAULT_PEAK_TO_MEAN:g}, an assumption)")
+    s.add_argument("--scale-interval-h", type=float, default=DEFAULT_SCALE_INTERVAL_H,
+                   help=f"fleet sizing: hours between fleet resizes (default {DEFAULT_SCALE_INTERVAL_H:g}: Day 6's "
+                        "day/night split)")
+    s.add_argument("--burst-quantile", type=float, default=DEFAULT_BURST_QUANTILE,
+                   help="fleet sizing: quantile of Poisson bursts the deployed slots cover "
+                        f"(default {DEFAULT_BURST_QUANTILE:g})")
     s.add_argument("--min-prefill-units", type=int, default=1, help="fleet sizing: prefill instances kept warm")
     s.add_argument("--min-decode-units", type=int, default=1, help="fleet sizing: decode instances kept warm")
     s.add_argument("--services", type=int, default=1,

@@ -34,6 +34,12 @@ from dataclasses import asdict, dataclass
 from dsv3sim.config.errors import ConfigError
 from dsv3sim.config.scenario import AggregatedWorkload, DecodeWorkload, ParallelDims, PrefillWorkload, Scenario
 from dsv3sim.cost.pricing import DEFAULT_PRICE_PER_GPU_HOUR, check_price
+from dsv3sim.workload.fleet_defaults import (
+    DEFAULT_BURST_QUANTILE,
+    DEFAULT_PEAK_TO_MEAN,
+    DEFAULT_SCALE_INTERVAL_H,
+    DEFAULT_SHAPE,
+)
 
 GPU_TOPOLOGY = {"H800": "h800-deepseek", "H200": "h200-hgx", "H100": "h100-roce", "B200": "gb200-nvl72"}
 PREFILL_INFLIGHT_WAIT = 0.5  # mean wait for the prefill step in flight, in steps (uniform arrival within a step)
@@ -90,12 +96,13 @@ class ServeQuery:
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class FleetQuery:
-    """The load model's parameters for fleet sizing (``workload/fleet.py``; each default's source there)."""
+    """The load model's parameters for fleet sizing (``workload/fleet.py``; the defaults and their sources in
+    ``workload/fleet_defaults.py``)."""
 
-    load_shape: str = "sinusoid"
-    peak_to_mean: float = 1.5
-    scale_interval_h: float = 12.0
-    burst_quantile: float = 0.99
+    load_shape: str = DEFAULT_SHAPE
+    peak_to_mean: float = DEFAULT_PEAK_TO_MEAN
+    scale_interval_h: float = DEFAULT_SCALE_INTERVAL_H
+    burst_quantile: float = DEFAULT_BURST_QUANTILE
     min_prefill_units: int = 1
     min_decode_units: int = 1
     services: int = 1  # models deployed separately on equal shares of the load (Day 6: V3 and R1)

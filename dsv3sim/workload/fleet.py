@@ -41,12 +41,16 @@ from statistics import NormalDist
 import numpy as np
 
 from dsv3sim.config.errors import ConfigError
+from dsv3sim.workload.fleet_defaults import (
+    DEFAULT_BURST_QUANTILE,
+    DEFAULT_PEAK_TO_MEAN,
+    DEFAULT_SCALE_INTERVAL_H,
+    DEFAULT_SHAPE,
+    SHAPES,
+)
 
 DAY_H = 24.0
 BINS_PER_HOUR = 60  # one-minute resolution of the load curve
-SHAPES = ("flat", "sinusoid", "two-peak")
-DEFAULT_PEAK_TO_MEAN = 1.5  # assumption (no published diurnal curve for this service): vary it; NOTES tabulates
-DEFAULT_SCALE_INTERVAL_H = 12.0  # Day 6: "all nodes by day, fewer at night" (a day/night split)
 DAY6_PREFILL_UNIT_NODES = 4  # Day 6 / V3 §3.4.1: a prefill deployment unit is 4 nodes (EP32)
 DAY6_DECODE_UNIT_NODES = 18  # Day 6: a decode deployment unit is 18 nodes (EP144)
 
@@ -62,7 +66,7 @@ def z_quantile(p: float) -> float:
 class DiurnalLoad:
     """The shape of the day's load, mean 1 over 24 h (see the module docstring)."""
 
-    shape: str = "sinusoid"
+    shape: str = DEFAULT_SHAPE
     peak_to_mean: float = DEFAULT_PEAK_TO_MEAN
     peak_hour: float = 14.0
     source: str = "assumption: a sinusoid with peak 1.5 x mean (vary --peak-to-mean)"
@@ -126,7 +130,7 @@ class Pool:
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Autoscaler:
     scale_interval_h: float = DEFAULT_SCALE_INTERVAL_H
-    burst_quantile: float = 0.99
+    burst_quantile: float = DEFAULT_BURST_QUANTILE
     align_to_peak: bool = True  # an interval is centred on the load peak (the operator knows the daily rhythm)
     whole_units: bool = True  # False: fractional deployments (the capacity arithmetic's continuous node count)
 
