@@ -5,10 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from dsv3sim.config.errors import ConfigError
-from dsv3sim.config.units import fmt_time, num
+from dsv3sim.config.units import fmt_si, fmt_time, num
 from dsv3sim.cost.pricing import DEFAULT_PRICE_PER_GPU_HOUR
 from dsv3sim.report import experts, memory, network, planner, summary, sweep, timeline, validation
-from dsv3sim.report.data import fmt_si
 from dsv3sim.report.page import Absent, Page, RenderContext, Section, note, say, write_index
 from dsv3sim.results import load_json, split_results
 from dsv3sim.workload.limits import limiter

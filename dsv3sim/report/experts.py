@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from dsv3sim.config.errors import ConfigError
 from dsv3sim.config.units import num
-from dsv3sim.report.data import as_matrix
 from dsv3sim.report.page import Absent, Html, absent, esc, note, say, table
 from dsv3sim.results import NodesPerToken, group
 from dsv3sim.trace import stats
@@ -22,6 +22,16 @@ MAPS = (("routed load per logical expert", "expert_load_logical", "logical exper
 PALETTE = ("#4c78a8", "#f58518", "#54a24b", "#e45756", "#b279a2", "#72b7b2")
 VALUE = "expert_load_max_over_mean"  # what an imbalance file under traces/ holds
 MAX_FILE_BYTES = 20 * 2 ** 20
+
+
+def as_matrix(x: Any) -> list[list[float]] | None:
+    """A rectangular list of lists of numbers (layers x experts); a flat list of numbers is one row; else None."""
+    if isinstance(x, list) and x and all(num(v) is not None for v in x):
+        x = [x]
+    if not isinstance(x, list) or not x or not all(isinstance(r, list) and len(r) == len(x[0]) for r in x):
+        return None
+    out = [[num(v) for v in r] for r in x]
+    return None if not out[0] or any(v is None for r in out for v in r) else out  # type: ignore[return-value]
 
 
 def load_maps(result: dict) -> list[tuple[str, list[list[float]], str]]:

@@ -5,8 +5,7 @@ MLA caches kv_lora_rank + qk_rope_head_dim per layer (DeepSeek-V2 §2.1); GQA K 
 from __future__ import annotations
 
 from dsv3sim.config.hardware import get_gpu
-from dsv3sim.config.units import num
-from dsv3sim.report.data import fmt_bytes
+from dsv3sim.config.units import fmt_bytes, num
 from dsv3sim.report.page import Absent, esc, fmt, note, say, spec_table, table
 from dsv3sim.results import KvSizing, MemoryRow, group
 

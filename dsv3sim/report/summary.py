@@ -4,8 +4,7 @@ GPU-hours per trillion tokens = n_gpus x 1e12 / tokens_per_s / 3600 (DeepSeek-V3
 
 from __future__ import annotations
 
-from dsv3sim.config.units import fmt_time, num
-from dsv3sim.report.data import fmt_si
+from dsv3sim.config.units import fmt_si, fmt_time, num
 from dsv3sim.report.page import Absent, cards, details, esc, fmt, note, say, spec_table, table
 from dsv3sim.report.timeline import color_of
 from dsv3sim.workload.limits import bottleneck, limiter

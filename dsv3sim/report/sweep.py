@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from dsv3sim.config.units import num
-from dsv3sim.report.data import fmt_num
+from dsv3sim.config.units import fmt_num, num
 from dsv3sim.report.page import Absent, note, say, table
 
 METRICS = ("step_time_s", "tokens_per_s", "mfu", "gpu_hours_per_trillion_tokens", "decode_tokens_per_s_per_node",

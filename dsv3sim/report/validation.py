@@ -6,8 +6,7 @@ from __future__ import annotations
 
 import statistics
 
-from dsv3sim.config.units import num
-from dsv3sim.report.data import fmt_num
+from dsv3sim.config.units import fmt_num, num
 from dsv3sim.report.page import Absent, cards, esc, note, say, table
 
 REFERENCES = ("measured", "published")

@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 
 from dsv3sim.report import section
-from dsv3sim.report.data import as_matrix
-from dsv3sim.report.experts import extract, load_maps, max_over_mean, nodes_hist
+from dsv3sim.report.experts import as_matrix, extract, load_maps, max_over_mean, nodes_hist
 from dsv3sim.report.memory import kv_rows, parse_memory
 from dsv3sim.report.network import parse
 from dsv3sim.report.page import RenderContext
