@@ -4,24 +4,19 @@ Load / layer mean, so 1.0 is perfect balance and the colour reads as max/mean (D
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from dsv3sim.config.errors import ConfigError
 from dsv3sim.config.units import num
 from dsv3sim.report.page import Absent, Html, absent, esc, note, say, table
 from dsv3sim.results import NodesPerToken, group
 from dsv3sim.trace import stats
-from dsv3sim.trace.imbalance import imbalance_series
+from dsv3sim.trace.imbalance import series_under
 
 MAPS = (("routed load per logical expert", "expert_load_logical", "logical expert"),
         ("before placement", "expert_load_before", "GPU"), ("after placement", "expert_load_after", "GPU"))
 PALETTE = ("#4c78a8", "#f58518", "#54a24b", "#e45756", "#b279a2", "#72b7b2")
-VALUE = "expert_load_max_over_mean"  # what an imbalance file under traces/ holds
-MAX_FILE_BYTES = 20 * 2 ** 20
 
 
 def as_matrix(x: Any) -> list[list[float]] | None:
@@ -160,45 +155,9 @@ def nodes(result: dict, ctx) -> str:
         title=f"Distinct nodes reached by a token's top-k experts (mean {mean:.2f})")
 
 
-def extract(obj) -> dict[str, tuple[list, list]]:
-    """{label: (steps, worst-layer max/mean)} (and "label (windowed)") of a ``dsv3sim trace imbalance`` output
-    or of one ``dsv3sim train --json`` output; {} for anything else."""
-    if not isinstance(obj, dict):
-        return {}
-    try:  # a train output without per-step expert loads (a dense model) has no series
-        runs = [imbalance_series(obj)] if isinstance(obj.get("history"), list) else obj.get("runs")
-    except ConfigError:
-        return {}
-    out: dict[str, tuple[list, list]] = {}
-    for i, run in enumerate(runs if isinstance(runs, list) else []):
-        if not (ys := run.get("max_over_mean_worst")):
-            continue
-        st = [num(x) for x in run.get("step", range(len(ys)))]
-        label = str(run.get("label") or run.get("balance") or f"run {i}")
-        label = label if label not in out else f"{label} ({i})"
-        out[label] = (st, [num(y) for y in ys])
-        if isinstance(yw := run.get("max_over_mean_worst_windowed"), list) and len(yw) == len(ys):
-            out[f"{label} (windowed)"] = (st, [num(y) for y in yw])
-    return out
-
-
-def _read_series(p: Path) -> dict[str, tuple[list, list]]:
-    """The imbalance series of one JSON file (none when it is large, unreadable or holds something else)."""
-    try:
-        text = p.read_text() if p.stat().st_size <= MAX_FILE_BYTES else ""
-        return extract(json.loads(text)) if VALUE in text else {}
-    except (OSError, json.JSONDecodeError, TypeError, ValueError):
-        return {}
-
-
 def imbalance(result: dict, ctx) -> str:
-    series, used = {}, []
     training = result.get("type", result.get("kind")) == "training"  # a training result, not a run or benchmark
-    if training and ctx.traces_dir is not None and ctx.traces_dir.is_dir():
-        for p in sorted(ctx.traces_dir.rglob("*.json")):
-            s = _read_series(p)
-            series.update({m if m not in series else f"{m} ({p.stem})": v for m, v in s.items()})
-            used += [p.name] if s else []
+    series, used = series_under(ctx.traces_dir) if training else ({}, [])
     if not series:
         raise Absent("no imbalance-over-steps series under traces/")
     bases = list(dict.fromkeys(m.removesuffix(" (windowed)") for m in sorted(series)))

@@ -5,6 +5,7 @@ Input: the JSON that ``dsv3sim train CONFIG --balance {aux-free,aux-loss,none} -
 layer -> counts). Output series per run: step, max_over_mean of each layer, the worst layer, the mean over
 layers, and the training loss when present. DeepSeek-V3 §2.1.2 (aux-loss-free bias update) vs §2.1.2
 "complementary sequence-wise auxiliary loss" vs no balancing is the comparison this is meant to plot.
+Read back (``series_of``, ``series_under``): {label: (steps, worst-layer max/mean)} of either kind of file.
 """
 
 from __future__ import annotations
@@ -15,7 +16,11 @@ from pathlib import Path
 import numpy as np
 
 from dsv3sim.config.errors import ConfigError
+from dsv3sim.config.units import num
 from dsv3sim.trace.stats import max_over_mean
+
+QUANTITY = "expert_load_max_over_mean"  # what an imbalance file holds (and a train output's history entries)
+MAX_FILE_BYTES = 20 * 2 ** 20  # larger JSON files under a traces folder are not read back
 
 
 def _loads_of(entry: dict, where: str) -> np.ndarray:
@@ -111,5 +116,48 @@ def imbalance_from_files(paths: list[str | Path], window: int = 10) -> dict:
             runs.append(_json_safe(imbalance_series(run, window=window)))
         except (TypeError, AttributeError, KeyError) as e:
             raise ConfigError(f"{p}: malformed train output ({type(e).__name__}: {e})") from None
-    return {"quantity": "expert_load_max_over_mean", "definition": "max_e load / mean_e load per MoE layer",
+    return {"quantity": QUANTITY, "definition": "max_e load / mean_e load per MoE layer",
             "source": "dsv3sim train --json history[].expert_load", "runs": runs}
+
+
+def series_of(obj) -> dict[str, tuple[list, list]]:
+    """{label: (steps, worst-layer max/mean)} (and "label (windowed)") of an ``imbalance_from_files`` output
+    (``dsv3sim trace imbalance``) or of one ``dsv3sim train --json`` output; {} for anything else."""
+    if not isinstance(obj, dict):
+        return {}
+    try:  # a train output without per-step expert loads (a dense model) has no series
+        runs = [imbalance_series(obj)] if isinstance(obj.get("history"), list) else obj.get("runs")
+    except ConfigError:
+        return {}
+    out: dict[str, tuple[list, list]] = {}
+    for i, run in enumerate(runs if isinstance(runs, list) else []):
+        if not (ys := run.get("max_over_mean_worst")):
+            continue
+        st = [num(x) for x in run.get("step", range(len(ys)))]
+        label = str(run.get("label") or run.get("balance") or f"run {i}")
+        label = label if label not in out else f"{label} ({i})"
+        out[label] = (st, [num(y) for y in ys])
+        if isinstance(yw := run.get("max_over_mean_worst_windowed"), list) and len(yw) == len(ys):
+            out[f"{label} (windowed)"] = (st, [num(y) for y in yw])
+    return out
+
+
+def read_series(p: Path) -> dict[str, tuple[list, list]]:
+    """``series_of`` one JSON file (none when it is large, unreadable or holds something else)."""
+    try:
+        text = p.read_text() if p.stat().st_size <= MAX_FILE_BYTES else ""
+        return series_of(json.loads(text)) if QUANTITY in text else {}
+    except (OSError, json.JSONDecodeError, TypeError, ValueError):
+        return {}
+
+
+def series_under(folder: Path | None) -> tuple[dict[str, tuple[list, list]], list[str]]:
+    """(the series of every JSON file under ``folder``, a label repeated in a later file suffixed with its stem;
+    the names of the files that had one)."""
+    series: dict[str, tuple[list, list]] = {}
+    used: list[str] = []
+    for p in sorted(folder.rglob("*.json")) if folder is not None and folder.is_dir() else ():
+        s = read_series(p)
+        series.update({m if m not in series else f"{m} ({p.stem})": v for m, v in s.items()})
+        used += [p.name] if s else []
+    return series, used

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from dsv3sim.report import section
-from dsv3sim.report.experts import as_matrix, extract, load_maps, max_over_mean, nodes_hist
+from dsv3sim.report.experts import as_matrix, load_maps, max_over_mean, nodes_hist
 from dsv3sim.report.memory import kv_rows, parse_memory
 from dsv3sim.report.network import parse
 from dsv3sim.report.page import RenderContext
@@ -103,18 +103,6 @@ def test_validation_error_computed():
     assert validation_rows({"validation": [{"name": "x", "predicted": 1.0}]}) == []  # no reference: skipped
 
 
-def test_imbalance_of_a_train_output_equals_the_trace_helper():
-    """Two routes to one series: a `dsv3sim train --json` output read directly, and through the runs file."""
-    from dsv3sim.trace.imbalance import imbalance_series
-
-    run = {"balance": "aux-free", "history": [{"step": i, "expert_load": el, "expert_load_max_over_mean": 1.0}
-                                              for i, el in enumerate([[[4, 4], [6, 2]], [[4, 4], [5, 3]]])]}
-    direct = extract(run)
-    assert direct["aux-free"] == ([0, 1], [1.5, 1.25])  # worst layer by hand: max(1, 6/4), max(1, 5/4)
-    assert direct == extract({"quantity": "expert_load_max_over_mean", "runs": [imbalance_series(run)]})
-    assert extract({"aux-free": [3.0, 2.0]}) == {} and extract([1, 2]) == {}  # not a shape anything writes
-
-
 def test_timeline_from_events_rebased(train_result):
     ss, src = slices_from_result(train_result)
     assert src == "timeline" and min(s.start_s for s in ss) == 0.0
@@ -123,19 +111,6 @@ def test_timeline_from_events_rebased(train_result):
     per_rank = slices_from_result({"timeline": {"per_rank": {"3": [{"name": "F", "t0": 1e-5, "t1": 1.5e-5}]}}})[0]
     assert per_rank[0].dur_s == pytest.approx(5e-6) and per_rank[0].start_s == 0.0  # dsv3sim validate's shape
     assert per_rank[0].lane == "rank 3 / compute"
-
-
-def test_imbalance_reads_trace_helper_output():
-    from dsv3sim.trace.imbalance import imbalance_series
-
-    runs = []
-    for bal, loads in (("aux-free", [[[4, 4], [6, 2]], [[4, 4], [5, 3]]]), ("none", [[[7, 1], [4, 4]], [[8, 0], [4, 4]]])):
-        runs.append(imbalance_series({"balance": bal, "history": [{"step": i, "expert_load": el}
-                                                                   for i, el in enumerate(loads)]}))
-    got = extract({"quantity": "expert_load_max_over_mean", "runs": runs})
-    got = {k: v for k, v in got.items() if not k.endswith("(windowed)")}
-    # worst layer max/mean by hand: aux-free step0 max(1, 6/4)=1.5, step1 5/4; none: 7/4, 8/4
-    assert got == {"aux-free": ([0, 1], [1.5, 1.25]), "none": ([0, 1], [1.75, 2.0])}
 
 
 def test_load_maps_as_written():

@@ -1,4 +1,4 @@
-"""`dsv3sim trace` end to end in-process, and the training-imbalance series."""
+"""`dsv3sim trace` end to end in-process, and the training-imbalance series (written and read back)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from dsv3sim.cli import main
-from dsv3sim.trace.imbalance import imbalance_from_files, imbalance_series
+from dsv3sim.trace.imbalance import MAX_FILE_BYTES, imbalance_from_files, imbalance_series, series_of, series_under
 
 
 def test_synth_stats_export_round_trip(tmp_path, capsys):
@@ -67,3 +67,43 @@ def test_imbalance_series(tmp_path):
     with pytest.raises(ValueError, match="history"):
         imbalance_series({"steps": []})
     assert np.isfinite(s["final_max_over_mean_worst"])
+
+
+def test_series_of_a_train_output_equals_the_runs_file():
+    """Two routes to one series: a `dsv3sim train --json` output read directly, and through the runs file."""
+    run = {"balance": "aux-free", "history": [{"step": i, "expert_load": el, "expert_load_max_over_mean": 1.0}
+                                              for i, el in enumerate([[[4, 4], [6, 2]], [[4, 4], [5, 3]]])]}
+    direct = series_of(run)
+    assert direct["aux-free"] == ([0, 1], [1.5, 1.25])  # worst layer by hand: max(1, 6/4), max(1, 5/4)
+    assert direct == series_of({"quantity": "expert_load_max_over_mean", "runs": [imbalance_series(run)]})
+    assert series_of({"aux-free": [3.0, 2.0]}) == {} and series_of([1, 2]) == {}  # not a shape anything writes
+    assert series_of({"history": [{"step": 0, "loss": 1.0}]}) == {}  # a dense model's train output: no loads
+
+
+def test_series_of_several_runs():
+    runs = []
+    for bal, loads in (("aux-free", [[[4, 4], [6, 2]], [[4, 4], [5, 3]]]), ("none", [[[7, 1], [4, 4]], [[8, 0], [4, 4]]])):
+        runs.append(imbalance_series({"balance": bal, "history": [{"step": i, "expert_load": el}
+                                                                   for i, el in enumerate(loads)]}))
+    got = series_of({"quantity": "expert_load_max_over_mean", "runs": runs + [dict(runs[1], label=None)]})
+    # worst layer max/mean by hand: aux-free step0 max(1, 6/4)=1.5, step1 5/4; none: 7/4, 8/4
+    assert {k: v for k, v in got.items() if not k.endswith("(windowed)")} == {
+        "aux-free": ([0, 1], [1.5, 1.25]), "none": ([0, 1], [1.75, 2.0]), "none (2)": ([0, 1], [1.75, 2.0])}
+    assert got["none (windowed)"] == ([0, 1], [1.75, 15 / 8])  # loads summed over both steps: 15 of 16 on one
+
+
+def test_series_under_a_folder(tmp_path):
+    run = _fake_run("none", [[[3, 1]], [[2, 2]]])
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "bare.json").write_text(json.dumps(run))  # read only when it names the quantity, as
+    run["history"][0]["expert_load_max_over_mean"] = 1.5  # `dsv3sim train --json` does per step
+    (tmp_path / "a" / "train.json").write_text(json.dumps(run))
+    (tmp_path / "b.json").write_text(json.dumps(imbalance_from_files([tmp_path / "a" / "train.json"])))
+    (tmp_path / "c.json").write_text(json.dumps({"expert_load_max_over_mean": 2.0}))  # named, but no series
+    (tmp_path / "d.json").write_text("{not json expert_load_max_over_mean")
+    (tmp_path / "e.json").write_text(json.dumps({"runs": []}) + " " * MAX_FILE_BYTES)  # too large to read
+    series, used = series_under(tmp_path)
+    assert used == ["train.json", "b.json"]  # sorted by path: a/train.json before b.json
+    assert series["none"] == series["none (b)"] == ([0, 1], [1.5, 1.0])
+    assert set(series) == {"none", "none (windowed)", "none (b)", "none (windowed) (b)"}
+    assert series_under(tmp_path / "missing") == ({}, []) and series_under(None) == ({}, [])
