@@ -13,7 +13,7 @@ from dsv3sim.cost.flops import decode_flops_per_token, forward_flops_per_token, 
 from dsv3sim.cost.kvcache import (
     kv_cache_bytes,
     kv_cache_bytes_per_token,
-    max_batch_at_context,
+    max_batch_by_context,
     mha_equivalent_bytes_per_token,
 )
 from dsv3sim.cost.memory import activation_bytes_per_token, checkpoint_weight_dtype, training_state_bytes, weight_bytes
@@ -88,7 +88,7 @@ def compute(cfg: ModelConfig, seq_len: int, context: int, gpu_memory_bytes: floa
         "training_state_bytes_per_param": training_state_bytes(1.0, dp=1).total,
         "activation_bytes_per_token": activation_bytes_per_token(cfg),
         "gpu_memory_bytes": gpu_memory_bytes,
-        "max_batch_per_gpu_memory": {str(c): max_batch_at_context(cfg, kv_budget, c) for c in (4096, 32768, 131072)},
+        "max_batch_per_gpu_memory": {str(c): n for c, n in max_batch_by_context(cfg, kv_budget).items()},
     }
     return out
 

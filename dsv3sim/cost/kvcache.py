@@ -7,12 +7,17 @@ during plain decoding and are excluded. The MHA equivalent caches full K (d_n + 
 GQA caches K and V of num_key_value_heads x head_dim each. A sliding-window layer (gpt-oss: every other layer,
 W = 128) keeps only its last W tokens, so a sequence of C tokens holds min(C, W) there: the bytes per token
 depend on the context for such models (``context=``), and equal the all-layers figure without windows.
+``kv_sizing``: what one KV budget holds for a model (bytes per token, tokens, longest sequence, batch per context),
+the MLA-vs-GQA comparison of `dsv3sim report` and the capacity lines of `dsv3sim stats`.
 """
 
 from __future__ import annotations
 
 from dsv3sim.config.errors import ConfigError
 from dsv3sim.config.model import ModelConfig
+
+CONTEXTS = (4096, 32768, 131072)  # the contexts capacity is quoted at: 4K, 32K, 128K (V3's longest, §4.3)
+GQA_REFERENCES = ("qwen2.5-72b", "llama3-70b")  # dense GQA models the MLA cache is compared with
 
 
 def kv_elements_per_token_per_layer(cfg: ModelConfig) -> int:
@@ -58,3 +63,21 @@ def max_batch_at_context(cfg: ModelConfig, free_bytes: float, context: int, dtyp
         raise ConfigError(f"context must be > 0, got {context}")
     per_seq = kv_cache_bytes(cfg, context, dtype_bytes) * layers_fraction
     return max(0, int(free_bytes // per_seq)) if per_seq > 0 else 0
+
+
+def max_batch_by_context(cfg: ModelConfig, free_bytes: float, contexts: tuple[int, ...] = CONTEXTS,
+                         dtype_bytes: float = 2, layers_fraction: float = 1.0) -> dict[int, int]:
+    """{context: ``max_batch_at_context``} for each of ``contexts``."""
+    return {c: max_batch_at_context(cfg, free_bytes, c, dtype_bytes, layers_fraction) for c in contexts}
+
+
+def kv_sizing(cfg: ModelConfig, free_bytes: float, contexts: tuple[int, ...] = CONTEXTS,
+              layers_fraction: float = 1.0) -> dict:
+    """What ``free_bytes`` of BF16 KV cache holds for ``cfg``: bytes per token (BF16, FP8), ``tokens`` in all, the
+    longest single sequence (``max_context``, at most max_position_embeddings: ``model_limit`` when that caps it)
+    and the largest ``batch`` at each of ``contexts``."""
+    tokens, top = max_kv_tokens(cfg, free_bytes, 2, layers_fraction), cfg.max_position_embeddings
+    return {"model": cfg.name, "attention": cfg.attention, "bytes_per_token": kv_cache_bytes_per_token(cfg, 2),
+            "bytes_per_token_fp8": kv_cache_bytes_per_token(cfg, 1), "tokens": tokens,
+            "max_context": min(tokens, top), "model_limit": tokens > top,
+            "batch": max_batch_by_context(cfg, free_bytes, contexts, 2, layers_fraction)}

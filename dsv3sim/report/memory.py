@@ -4,14 +4,14 @@ MLA caches kv_lora_rank + qk_rope_head_dim per layer (DeepSeek-V2 §2.1); GQA K 
 
 from __future__ import annotations
 
+from dsv3sim.config import load_model_config
 from dsv3sim.config.hardware import get_gpu
 from dsv3sim.config.units import fmt_bytes, num
+from dsv3sim.cost.kvcache import CONTEXTS, GQA_REFERENCES, kv_sizing
 from dsv3sim.report.page import Absent, esc, fmt, note, say, spec_table, table
 from dsv3sim.results import KvSizing, MemoryRow, group
 
 GiB = 2 ** 30
-GQA_REFERENCES = ("qwen2.5-72b", "llama3-70b")
-CONTEXTS = (4096, 32768, 131072)
 DEFAULT_HBM_BYTES = get_gpu("H200").hbm_bytes  # the HBM assumed when the result names no GPU memory
 KV_COLS = (("model", "model", str), ("attention", "attention", str), ("KV B/token (BF16)", "bytes_per_token", ","),
            ("KV B/token (FP8)", "bytes_per_token_fp8", ","), ("tokens in budget", "tokens", ","),
@@ -51,27 +51,17 @@ def memory(result: dict, ctx) -> str:
 
 
 def kv_rows(names: list[str], budget: float, layers_fraction: float = 1.0) -> tuple[list[dict], list[str]]:
-    """One row per loadable config: bytes/token and max batch at each context within ``budget`` bytes."""
-    from dsv3sim.config import load_model_config
-    from dsv3sim.cost.kvcache import kv_cache_bytes_per_token, max_batch_at_context, max_kv_tokens
-
-    rows, skipped, seen = [], [], set()
+    """One row per loadable config (``cost.kvcache.kv_sizing`` of ``budget`` bytes) for KV_COLS; the others."""
+    sizing, skipped = {}, []
     for n in names:
         try:
             cfg = load_model_config(n)
         except (ValueError, FileNotFoundError, OSError) as e:
             skipped.append(f"{n} ({e})")
             continue
-        if cfg.name not in seen:
-            seen.add(cfg.name)
-            tokens, top = max_kv_tokens(cfg, budget, 2, layers_fraction), cfg.max_position_embeddings
-            rows.append({"model": cfg.name, "attention": cfg.attention.upper(), "tokens": tokens,
-                         "bytes_per_token": kv_cache_bytes_per_token(cfg, 2),
-                         "bytes_per_token_fp8": kv_cache_bytes_per_token(cfg, 1),
-                         "context": f"{min(tokens, top):,}" + (" (model limit)" if tokens > top else ""),
-                         "batch": {c: max_batch_at_context(cfg, budget, c, 2, layers_fraction) for c in CONTEXTS}})
-            rows[-1].update(rows[-1]["batch"])
-    return rows, skipped
+        sizing[cfg.name] = sizing.get(cfg.name) or kv_sizing(cfg, budget, CONTEXTS, layers_fraction)
+    return [{**s, "attention": s["attention"].upper(), **s["batch"], "context": f"{s['max_context']:,}" + (
+        " (model limit)" if s["model_limit"] else "")} for s in sizing.values()], skipped
 
 
 def _cell(v) -> str:

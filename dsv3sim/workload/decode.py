@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 from dsv3sim.config.errors import InfeasibleError
 from dsv3sim.config.scenario import DecodeWorkload, Scenario
-from dsv3sim.cost.kvcache import kv_cache_bytes_per_token
+from dsv3sim.cost.kvcache import GQA_REFERENCES, kv_cache_bytes_per_token
 from dsv3sim.results import Infeasible, ServingResult
 from dsv3sim.sim.deepep import ep_counts, ll_link_bound
 from dsv3sim.workload import comm as C
@@ -35,7 +35,6 @@ from dsv3sim.workload import layer_routing as LR
 from dsv3sim.workload.decode_ops import decode_constants, decode_layer_kernels, head_kernels, slice_times
 from dsv3sim.workload.overlap import run_chunks
 from dsv3sim.workload.serving import (
-    GQA_REFERENCES,
     PUBLISHED_MTP_ACCEPTANCE,
     Instance,
     events_of,

@@ -31,7 +31,6 @@ from dsv3sim.workload.kernels import gpu_perf
 from dsv3sim.workload.layer_ops import attention_linears
 
 MTP_MEASUREMENT = Path(__file__).parent / "data" / "mtp_acceptance.json"
-GQA_REFERENCES = ("qwen2.5-72b", "llama3-70b")  # dense GQA models for the KV-capacity comparison
 PUBLISHED_MTP_ACCEPTANCE = (0.85, 0.90)  # DeepSeek-V3 report §5.4.3: second-token acceptance 85-90 %
 DEFAULT_MTP_ACCEPTANCE = sum(PUBLISHED_MTP_ACCEPTANCE) / 2
 DEFAULT_MTP_SOURCE = "DeepSeek-V3 report §5.4.3: 85-90 % second-token acceptance (midpoint)"

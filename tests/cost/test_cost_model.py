@@ -6,7 +6,14 @@ import pytest
 
 from dsv3sim.config import load_model_config
 from dsv3sim.cost.flops import decode_flops_per_token, forward_flops_per_token
-from dsv3sim.cost.kvcache import kv_cache_bytes_per_token, max_batch_at_context, max_kv_tokens
+from dsv3sim.cost.kvcache import (
+    CONTEXTS,
+    kv_cache_bytes_per_token,
+    kv_sizing,
+    max_batch_at_context,
+    max_batch_by_context,
+    max_kv_tokens,
+)
 from dsv3sim.cost.memory import training_state_bytes, weight_bytes
 from dsv3sim.cost.params import count_params, expert_params
 
@@ -49,6 +56,36 @@ def test_kv_capacity_round_trip():
     assert max_batch_at_context(c, free, 32768) == n // 32768
     with pytest.raises(ValueError, match="context"):
         max_batch_at_context(c, free, 0)
+
+
+def test_kv_sizing_of_a_budget():
+    """V3's 70,272 B/token ("Insights into DeepSeek-V3", ISCA'25, Table 1), a budget of exactly three 128K
+    sequences, and the 128K cap of the longest single sequence."""
+    c = load_model_config("deepseek-v3")
+    budget = 70_272 * 131072 * 3
+    s = kv_sizing(c, budget)
+    assert (s["bytes_per_token"], s["bytes_per_token_fp8"], s["attention"]) == (70_272, 35_136, "mla")
+    assert s["tokens"] == 3 * 131072 and s["batch"] == {4096: 96, 32768: 12, 131072: 3}
+    assert s["max_context"] == c.max_position_embeddings == 163840 and s["model_limit"]
+    half = kv_sizing(c, budget, contexts=(1000,), layers_fraction=0.5)  # a GPU holding half the layers
+    assert half["tokens"] == 6 * 131072 and half["batch"] == {1000: 6 * 131072 // 1000}
+    assert not kv_sizing(c, 70_272 * 1000)["model_limit"] and kv_sizing(c, 70_272 * 1000)["max_context"] == 1000
+    q = load_model_config("qwen2.5-72b")  # GQA: K and V of 8 KV heads x 128 per layer, 80 layers
+    assert kv_sizing(q, budget)["bytes_per_token"] == 2 * 8 * 128 * 80 * 2
+
+
+def test_stats_capacity_lines_are_kv_sizing(capsys):
+    """`dsv3sim stats` and the report's KV table count sequences by one function."""
+    import json
+
+    from dsv3sim.cli import main
+
+    assert main(["stats", "gpt-oss-120b", "--gpu-memory-GiB", "80", "--json"]) == 0
+    lines = json.loads(capsys.readouterr().out)["max_batch_per_gpu_memory"]
+    c = load_model_config("gpt-oss-120b")  # sliding-window layers: the cache per sequence depends on its context
+    assert lines == {str(k): v for k, v in kv_sizing(c, 80 * 2 ** 30)["batch"].items()}
+    assert list(lines) == [str(k) for k in CONTEXTS]
+    assert max_batch_by_context(c, 80 * 2 ** 30) == {k: max_batch_at_context(c, 80 * 2 ** 30, k) for k in CONTEXTS}
 
 
 def test_fp8_weights_between_half_and_bf16():
