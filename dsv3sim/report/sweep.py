@@ -4,43 +4,12 @@ from __future__ import annotations
 
 from dsv3sim.config.units import fmt_num, num
 from dsv3sim.report.page import Absent, note, say, table
+from dsv3sim.workload.sweep import split_row, sweep_axes
 
 METRICS = ("step_time_s", "tokens_per_s", "mfu", "gpu_hours_per_trillion_tokens", "decode_tokens_per_s_per_node",
            "prefill_tokens_per_s_per_node", "ttft_s", "tpot_s")
-TOP_PARAMS = ("scenario", "n_gpus")
-SKIP = ("sim_wall_s", "infeasible")
 MAX_CHARTS, MAX_METRICS, MAX_PARAM_CHARS, MAX_TABLE, MAX_LINES = 6, 4, 40, 60, 24
 PALETTE = ("#4c78a8", "#f58518", "#54a24b", "#e45756", "#72b7b2", "#b279a2", "#eeca3b", "#9d755d")
-
-
-def flatten(row: dict) -> tuple[dict, dict, str | None]:
-    """(params, metrics, infeasible reason) of one sweep row: params are the ``params`` group, the scenario and
-    any other non-numeric scalar; metrics every other number."""
-    params, metrics = {}, {}
-    for k, v in row.items():
-        if k == "params" and isinstance(v, dict):
-            params.update({kk: vv for kk, vv in v.items() if not isinstance(vv, (dict, list))})
-        elif k not in SKIP and k != "params" and not isinstance(v, (dict, list)):
-            if k in TOP_PARAMS or num(v) is None:
-                params[k] = v
-            else:
-                metrics[k] = num(v)
-    return params, metrics, (str(row["infeasible"]) if row.get("infeasible") else None)
-
-
-def _distinct(flat: list, k: str) -> int:
-    return len({repr(p.get(k)) for p, _, _ in flat})
-
-
-def _axes(rows: list[dict], flat: list) -> tuple[list[str], list[str]]:
-    """(the parameters that vary across rows, those charted on an x axis: not the row-naming ones, i.e. those with
-    a distinct non-numeric value on every row of more than three)."""
-    varying = [k for k in dict.fromkeys(k for p, _, _ in flat for k in p) if _distinct(flat, k) > 1]
-    ident = {k for k in varying if len(flat) > 3 and _distinct(flat, k) == len(flat)
-             and any(num(p.get(k)) is None for p, _, _ in flat)}
-    if knobs := {k for r in rows if isinstance(r.get("params"), dict) for k in r["params"]}:
-        varying = [k for k in varying if k in knobs or k in ident]  # dsv3sim sweep: its grid axes; derived: table
-    return varying, [k for k in varying if k not in ident] or varying
 
 
 def _metric(fig, col: int, m: str, x: str, groups: dict, numeric_x: bool) -> None:
@@ -94,9 +63,8 @@ def sweep(result: dict, ctx) -> str:
     v = result.get("sweep")
     if not (rows := [r for r in v if isinstance(r, dict)] if isinstance(v, list) else None):
         raise Absent("not a sweep (no rows in this result)")
-    flat = [({k: v for k, v in p.items() if not (isinstance(v, str) and len(v) > MAX_PARAM_CHARS)}, ms, r)
-            for p, ms, r in map(flatten, rows)]  # long strings (notes, sources) are not parameters
-    varying, axes = _axes(rows, flat)
+    flat = [split_row(r, MAX_PARAM_CHARS) for r in rows]
+    varying, axes = sweep_axes(rows, flat)
     present = {m for _, ms, _ in flat for m in ms}
     mcols = [m for m in METRICS if m in present][:MAX_METRICS] or sorted(present)[:1]
     charts = [_chart(ctx, i, flat, x, axes, mcols) for i, x in enumerate(axes[:MAX_CHARTS] if mcols else [])]

@@ -11,6 +11,7 @@ cluster when ``ray_address`` is given and ``ray`` is installed) and returns one 
 ``{"scenario", "params": {...}, <headline metrics>, "infeasible": reason | absent}``. A configuration that
 cannot exist (EP not dividing the experts, pp > layers) or does not fit (HBM) is a row with its reason.
 Sweeps default to ``comm_model="bound"`` and no per-slice timelines (workload/NOTES.md says why).
+Read back (``split_row``, ``sweep_axes``): each row's parameters, metrics and reason, and which parameters vary.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from dataclasses import fields
 
 from dsv3sim.config.errors import ConfigError
 from dsv3sim.config.scenario import ParallelDims, Perturbation, Scenario
+from dsv3sim.config.units import num
 
 ROW_METRICS = ("step_time_s", "mfu", "tokens_per_s", "gpu_hours_per_trillion_tokens", "ib_utilisation",
                "nvlink_utilisation", "exposed_communication_s", "prefill_tokens_per_s_per_node",
@@ -203,3 +205,40 @@ def run_sweep(base: Scenario, points: list[dict], *, workers: int = 2, ray_addre
     """Rows in the order of ``points``."""
     return run_parallel(_one, [(base, p) for p in points], workers=workers, ray_address=ray_address,
                         progress=progress)
+
+
+TOP_PARAMS = ("scenario", "n_gpus")  # numbers of a row that name the point rather than measure it
+NOT_METRICS = ("sim_wall_s", "infeasible")
+
+
+def split_row(row: dict, max_chars: int = 40) -> tuple[dict, dict, str | None]:
+    """(params, metrics, infeasible reason) of one row: params are the ``params`` group, the scenario, ``n_gpus`` and
+    any other non-numeric scalar up to ``max_chars`` long (longer strings, notes and sources, are neither); metrics
+    every other number."""
+    params, metrics = {}, {}
+    for k, v in row.items():
+        if k == "params" and isinstance(v, dict):
+            params.update({kk: vv for kk, vv in v.items() if not isinstance(vv, (dict, list))})
+        elif k not in NOT_METRICS and k != "params" and not isinstance(v, (dict, list)):
+            if k in TOP_PARAMS or num(v) is None:
+                params[k] = v
+            else:
+                metrics[k] = num(v)
+    params = {k: v for k, v in params.items() if not (isinstance(v, str) and len(v) > max_chars)}
+    return params, metrics, (str(row["infeasible"]) if row.get("infeasible") else None)
+
+
+def _distinct(flat: list, k: str) -> int:
+    return len({repr(p.get(k)) for p, _, _ in flat})
+
+
+def sweep_axes(rows: list[dict], flat: list) -> tuple[list[str], list[str]]:
+    """(the parameters that vary across ``rows`` (``flat``: their ``split_row``), those that make an x axis: not the
+    row-naming ones, i.e. those with a distinct non-numeric value on every row of more than three). Rows with a
+    ``params`` group (``run_sweep``'s) vary only in its keys and the row-naming ones; derived columns stay tabled."""
+    varying = [k for k in dict.fromkeys(k for p, _, _ in flat for k in p) if _distinct(flat, k) > 1]
+    ident = {k for k in varying if len(flat) > 3 and _distinct(flat, k) == len(flat)
+             and any(num(p.get(k)) is None for p, _, _ in flat)}
+    if knobs := {k for r in rows if isinstance(r.get("params"), dict) for k in r["params"]}:
+        varying = [k for k in varying if k in knobs or k in ident]
+    return varying, [k for k in varying if k not in ident] or varying

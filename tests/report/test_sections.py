@@ -11,7 +11,6 @@ from dsv3sim.report.memory import kv_rows, parse_memory
 from dsv3sim.report.network import parse
 from dsv3sim.report.page import RenderContext
 from dsv3sim.report.summary import gpu_hours_per_trillion
-from dsv3sim.report.sweep import flatten
 from dsv3sim.report.validation import validation_rows
 from dsv3sim.results import split_results
 from dsv3sim.results.trace_events import slices_from_result
@@ -84,13 +83,7 @@ def test_kv_rows_agree_with_published_v3():
     assert q["batch"][131072] < v3["batch"][131072]
 
 
-def test_sweep_flatten_and_infeasible_kept(sweep_result):
-    p, m, r = flatten({"scenario": "s[ep=8]", "params": {"ep": 8}, "comm_model": "bound", "step_time_s": 2.0,
-                       "n_gpus": 8, "ib_utilisation": 0.5, "sim_wall_s": 0.1})
-    assert p == {"scenario": "s[ep=8]", "ep": 8, "comm_model": "bound", "n_gpus": 8}
-    assert m == {"step_time_s": 2.0, "ib_utilisation": 0.5}
-    assert r is None
-    assert flatten({"params": {"ep": 128}, "infeasible": "does not fit"})[2] == "does not fit"
+def test_sweep_infeasible_kept(sweep_result):
     sec = section("sweep", sweep_result, RenderContext())
     assert sec.n_figures == 2  # ep and ib_GBps vary
     assert "does not fit in HBM: 92 &gt; 80 GB" in sec.body and "1 infeasible" in sec.body

@@ -7,7 +7,7 @@ import textwrap
 import pytest
 
 from dsv3sim.cli import main
-from dsv3sim.workload.sweep import apply, grid, parse_grid, run_sweep
+from dsv3sim.workload.sweep import apply, grid, parse_grid, run_sweep, split_row, sweep_axes
 
 SCENARIO = textwrap.dedent('''
     from dsv3sim.config.scenario import ParallelDims, Scenario, TrainingWorkload
@@ -66,6 +66,11 @@ def test_sweep_keeps_infeasible_rows(tmp_path):
     assert len(bad) == 2 and all("ep=12" in r["infeasible"] for r in bad)
     good = [r for r in rows if not r.get("infeasible")]
     assert all(r["step_time_s"] > 0 and "breakdown.bubble_s" in r for r in good)
+    flat = [split_row(r) for r in rows]  # read back as the report does: the grid's axes and nothing else vary
+    assert sweep_axes(rows, flat) == (["parallel.ep", "workload.node_limit"], ["parallel.ep", "workload.node_limit"])
+    assert flat[0][0] == {**pts[0], "comm_model": "bound", "n_gpus": 32}  # the name (over 40 characters) is no column
+    assert [bool(r) for *_, r in flat] == [bool(r.get("infeasible")) for r in rows]
+    assert flat[0][1]["step_time_s"] == good[0]["step_time_s"] and "sim_wall_s" not in flat[0][1]
 
 
 @pytest.mark.slow
