@@ -32,6 +32,11 @@ def gpu_hours(n_gpus: int, seconds: float) -> float:
     return n_gpus * seconds / 3600.0
 
 
+def gpu_hours_per_trillion_tokens(n_gpus: float, tokens_per_s: float) -> float:
+    """GPU-hours for 1e12 tokens on ``n_gpus`` at ``tokens_per_s`` (V3 report §1, Table 1: 180K H800 GPU-hours)."""
+    return n_gpus * 1e12 / tokens_per_s / 3600.0
+
+
 def cost_usd(gpu_h: float, price_per_gpu_hour: float) -> float:
     return gpu_h * price_per_gpu_hour
 
@@ -39,7 +44,7 @@ def cost_usd(gpu_h: float, price_per_gpu_hour: float) -> float:
 def training_cost_keys(*, n_gpus: int, tokens_per_s: float, price_per_gpu_hour: float,
                        tokens: float | None = None) -> dict:
     """``cost_usd_*`` keys of a training step result: per trillion tokens and, with ``tokens``, for the run."""
-    gph_t = n_gpus * 1e12 / tokens_per_s / 3600.0
+    gph_t = gpu_hours_per_trillion_tokens(n_gpus, tokens_per_s)
     out = {"price_per_gpu_hour": price_per_gpu_hour, "cost_usd_per_trillion_tokens": gph_t * price_per_gpu_hour,
            "cost_usd_per_gpu_hour_total": n_gpus * price_per_gpu_hour}
     if tokens:

@@ -5,6 +5,7 @@ GPU-hours per trillion tokens = n_gpus x 1e12 / tokens_per_s / 3600 (DeepSeek-V3
 from __future__ import annotations
 
 from dsv3sim.config.units import fmt_si, fmt_time, num
+from dsv3sim.cost.pricing import gpu_hours_per_trillion_tokens as gph_per_t
 from dsv3sim.report.page import Absent, cards, details, esc, fmt, note, say, spec_table, table
 from dsv3sim.report.timeline import color_of
 from dsv3sim.workload.limits import bottleneck, limiter
@@ -15,8 +16,7 @@ def gpu_hours_per_trillion(result: dict) -> tuple[float | None, str]:
     if (v := num(result.get("gpu_hours_per_trillion_tokens"))) is not None:
         return v, "from the result"
     n, tps = num(result.get("n_gpus")), num(result.get("tokens_per_s"))
-    return (n * 1e12 / tps / 3600.0, f"= {n:g} GPUs x 1e12 tokens / {tps:.4g} tokens/s / 3600") if n and tps else (
-        None, "")
+    return (gph_per_t(n, tps), f"= {n:g} GPUs x 1e12 tokens / {tps:.4g} tokens/s / 3600") if n and tps else (None, "")
 
 
 def _pct(v: float) -> str:

@@ -65,6 +65,7 @@ from pathlib import Path
 from dsv3sim.config.errors import ConfigError
 from dsv3sim.config.scenario import Scenario, TrainingWorkload
 from dsv3sim.config.topology import load_topology_config
+from dsv3sim.cost.pricing import gpu_hours_per_trillion_tokens as gph_per_t
 from dsv3sim.parallel import execute, generate
 from dsv3sim.parallel.actions import Action
 from dsv3sim.results import Infeasible, TrainingResult
@@ -531,7 +532,7 @@ def _result(scn: Scenario, t: dict, tr: Transport, comp: dict[str, float], end: 
         parallel={"pp": pp, "dp": dp * ep, "tp": 1, "ep": ep, "schedule": w.schedule,
                   "microbatches": scn.microbatches, "micro_batch_tokens": t["tokens_per_microbatch"]},
         step_time_s=step, breakdown_s=components, mfu=0.0, tokens_per_s=tokens / step, tokens_per_step=tokens,
-        gpu_hours_per_trillion_tokens=n * 1e12 / (tokens / step) / 3600.0, train_flops_per_token=0.0,
+        gpu_hours_per_trillion_tokens=gph_per_t(n, tokens / step), train_flops_per_token=0.0,
         memory_per_gpu=[], link_utilisation={}, ib_utilisation=0.0, nvlink_utilisation=0.0,
         exposed_communication_s=sum(v for k, v in components.items()
                                     if k.startswith(("layout", "dispatch", "combine", "allreduce", "p2p"))),

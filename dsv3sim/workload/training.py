@@ -36,6 +36,7 @@ from dsv3sim.config.scenario import Scenario, TrainingWorkload
 from dsv3sim.cost.flops import train_flops_per_token
 from dsv3sim.cost.memory import activation_bytes_per_token_per_layer, training_state_bytes
 from dsv3sim.cost.params import count_params, layer_params, mtp_module_params
+from dsv3sim.cost.pricing import gpu_hours_per_trillion_tokens as gph_per_t
 from dsv3sim.parallel import Action, ExecResult, Schedule, activation_peaks, execute, generate
 from dsv3sim.parallel.dualpipe_p2p import batches as dualpipe_batches
 from dsv3sim.results import Infeasible, TrainingResult
@@ -396,7 +397,7 @@ def training_result(sp: StepPlan, ep: EpTimes, chunks: ChunkTimes, ex: ExecResul
         step_time_s=step, breakdown_s=bd, step_breakdown_s=deepseek_bd, mfu=mfu, mfu_causal=mfu,
         mfu_noncausal=TM.noncausal_train_flops_per_token(cfg, w.seq_len) * tps / (p.world * perf.bf16_flops),
         pair_slices_s=chunks.pair_slices(), tokens_per_s=tps, tokens_per_step=tokens,
-        gpu_hours_per_trillion_tokens=p.world * 1e12 / tps / 3600.0, train_flops_per_token=flops_tok,
+        gpu_hours_per_trillion_tokens=gph_per_t(p.world, tps), train_flops_per_token=flops_tok,
         memory_per_gpu=sp.mem_rows, link_utilisation=link_util,
         ib_utilisation=util["ib"], nvlink_utilisation=util["nvlink"], exposed_communication_s=exposed,
         expert_load_before=loads.get("expert_load_before", []),

@@ -9,7 +9,15 @@ from __future__ import annotations
 
 import pytest
 
-from dsv3sim.cost.pricing import Phase, check_price, fleet_size, training_run_totals
+from dsv3sim.cost.pricing import (
+    Phase,
+    check_price,
+    fleet_size,
+    gpu_hours,
+    gpu_hours_per_trillion_tokens,
+    training_cost_keys,
+    training_run_totals,
+)
 
 
 def test_table1_totals():
@@ -27,6 +35,16 @@ def test_day6_fleet_from_published_node_rates():
     assert f["nodes"] == pytest.approx(226.75, rel=0.01)
     assert f["cost_usd_per_day"] == pytest.approx(87_072, rel=0.01)
     assert f["revenue_usd_per_day"] == pytest.approx(562_027, rel=0.002)
+
+
+def test_gpu_hours_per_trillion_tokens_v3():
+    """V3 report §1: 180K H800 GPU-hours per trillion tokens = 3.7 days on 2048 GPUs; route 2: GPU-hours of the time
+    1e12 tokens take; the step results, the cost keys and the report use this one function."""
+    tps = 1e12 / (3.7 * 86400)
+    gph = gpu_hours_per_trillion_tokens(2048, tps)
+    assert gph == pytest.approx(gpu_hours(2048, 1e12 / tps), rel=1e-12) == pytest.approx(180e3, rel=0.02)
+    keys = training_cost_keys(n_gpus=2048, tokens_per_s=tps, price_per_gpu_hour=2.0, tokens=14.8e12)
+    assert keys["cost_usd_per_trillion_tokens"] == gph * 2.0 and keys["cost_usd_run"] == pytest.approx(gph * 14.8 * 2)
 
 
 @pytest.mark.parametrize("bad", [0, -1, float("nan"), float("inf")])
