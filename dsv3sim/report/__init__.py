@@ -6,7 +6,7 @@ from pathlib import Path
 
 from dsv3sim.config.errors import ConfigError
 from dsv3sim.config.units import fmt_si, fmt_time, num
-from dsv3sim.cost.pricing import DEFAULT_PRICE_PER_GPU_HOUR
+from dsv3sim.cost.pricing import DEFAULT_PRICE_PER_GPU_HOUR, check_price
 from dsv3sim.report import experts, memory, network, planner, summary, sweep, timeline, validation
 from dsv3sim.report.page import Absent, Page, RenderContext, Section, note, say, write_index
 from dsv3sim.results import load_json, split_results
@@ -72,8 +72,8 @@ def build_page(result_json, *, chrome_trace: str | Path | None = None, price_per
                title: str | None = None, traces_dir: str | Path | None = None,
                merged_trace_out: str | Path | None = None, scenario: str | None = None) -> Page:
     data = load_json(result_json)
-    if price_per_gpu_hour is not None and not price_per_gpu_hour > 0:
-        raise ConfigError(f"price per GPU-hour must be > 0, got {price_per_gpu_hour}")
+    if price_per_gpu_hour is not None:
+        check_price(price_per_gpu_hour)  # a finite number of dollars > 0, as every command that prices takes it
     results = _select(split_results(data), scenario)
     data = results[0][1] if scenario is not None else data
     page = Page(title=f"dsv3sim: {_name(data, results, result_json, title)}", subtitle=f"{len(results)} result(s)")

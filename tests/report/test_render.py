@@ -53,8 +53,9 @@ def test_multi_scenario_file_renders_one_block_each(train_result, sweep_result):
 def test_bad_inputs(tmp_path, train_result):
     with pytest.raises(ValueError, match="must end in .html"):
         render(train_result, tmp_path / "r.txt")
-    with pytest.raises(ValueError, match="price per GPU-hour must be > 0, got -1"):
-        build_page(train_result, price_per_gpu_hour=-1)
+    for bad in (-1, 0, float("inf"), float("nan")):  # cost.pricing.check_price, as the commands that price
+        with pytest.raises(ValueError, match=f"price-per-gpu-hour must be a positive number of dollars, got {bad}"):
+            build_page(train_result, price_per_gpu_hour=bad)
     with pytest.raises(FileNotFoundError):
         build_page(tmp_path / "missing.json")
     (tmp_path / "bad.json").write_text("{not json")
