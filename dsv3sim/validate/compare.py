@@ -2,12 +2,13 @@
 
 Step time: the run's step k takes max over ranks of (end - start) of that step; ``measured_step_s`` is the
 median over measured steps (``measured_step_low_s``: their lower quartile); ``predicted_step_s`` the step
-model's step (``prediction.py``); ``error`` = (predicted - measured) / measured. Components: per step, mean
-over ranks, summed over layers and micro-batches. Backward of gate, head and embedding is not timed separately
-in the run; it is inside ``other`` (step - timed spans) there, and ``other`` on the predicted side is the step
-model's ``framework`` component (their profiled sum + the autograd start-up of every backward call). The run's
-``allreduce`` span holds the wait for the slowest member: it is compared with the model's ``allreduce`` +
-``allreduce_wait`` (``predicted_components_s`` keeps the model's components apart).
+model's step (``prediction.py``); ``error`` = (predicted - measured) / measured. Components: per step, the mean
+over each rank's middle half of steps by duration (``central_steps``; ``measured_median_s``: the median over all
+steps), mean over ranks, summed over layers and micro-batches. Backward of gate, head and embedding is not
+timed separately in the run; it is inside ``other`` (step - timed spans) there, and ``other`` on the predicted
+side is the step model's ``framework`` component (their profiled sum + the autograd start-up of every backward
+call). The run's ``allreduce`` span holds the wait for the slowest member: it is compared with the model's
+``allreduce`` + ``allreduce_wait`` (``predicted_components_s`` keeps the model's components apart).
 """
 
 from __future__ import annotations
@@ -36,19 +37,32 @@ def measured_steps(train: list[dict]) -> list[float]:
     return [max(x) for x in zip(*[r["step_s"] for r in train])]
 
 
-def _measured_components(train: list[dict]) -> dict[str, float]:
-    """Per-step component time of the run, mean over ranks of the median over the measured steps;
-    ``other`` = step - the timed spans, per step. Older results without per-step spans: the
-    mean over steps."""
+def central_steps(step_s: list[float]) -> list[int]:
+    """The indices of a rank's typical steps: the middle half by duration (all of them below 4 steps)."""
+    n = len(step_s)
+    order = sorted(range(n), key=lambda i: step_s[i])
+    return sorted(order[n // 4: n - n // 4]) if n >= 4 else list(range(n))
+
+
+def _measured_components(train: list[dict], stat: str = "central") -> dict[str, float]:
+    """Per-step component time of the run, mean over ranks; ``other`` = step - the timed spans, per step.
+    ``stat`` "central": the mean over the rank's typical steps (``central_steps``), so the components add up to
+    the mean of those steps, which is close to the median step and free of the few steps a load spike of other
+    jobs doubled. Per-component medians ("median") do not add up: a preemption hits a few of a step's ~100
+    spans, different ones each step, so every span's median misses it while every step pays some (summed 10 %
+    under the steps on the shared 2-core box, MEASUREMENTS.md), which hid where a prediction's deficit was.
+    Older results without per-step spans: the mean over steps."""
     n = len(train)
     mcomp: dict[str, float] = defaultdict(float)
     for r in train:
         by = r.get("component_s_by_step") or {}
         if by:
+            steps = r["step_s"]
+            idx = central_steps(steps) if stat == "central" else range(len(steps))
+            agg = statistics.fmean if stat == "central" else statistics.median
             for k, v in by.items():
-                mcomp[k] += statistics.median(v) / n
-            spans = [sum(v[i] for v in by.values()) for i in range(len(r["step_s"]))]
-            mcomp["other"] += statistics.median([s - t for s, t in zip(r["step_s"], spans)]) / n
+                mcomp[k] += agg([v[i] for i in idx]) / n
+            mcomp["other"] += agg([steps[i] - sum(v[i] for v in by.values()) for i in idx]) / n
         else:
             for k, v in r["component_s_per_step"].items():
                 mcomp[k] += v / n
@@ -65,12 +79,14 @@ def _predicted_components(pred: dict) -> dict[str, float]:
     return pcomp
 
 
-def _component_rows(mcomp: dict[str, float], pcomp: dict[str, float]) -> list[dict]:
+def _component_rows(mcomp: dict[str, float], pcomp: dict[str, float],
+                    median: dict[str, float] | None = None) -> list[dict]:
     names = [k for k in ("embed(F)", "attn(F)", "mlp(F)", "shared(F)", "gate(F)", "layout(F)", "dispatch(F)",
                          "combine(F)", "head(F)", "attn(B)", "mlp(B)", "shared(B)", "dispatch(B)", "combine(B)",
                          "p2p_wait", "allreduce", "optim", "requant", "other") if k in mcomp or k in pcomp]
     return [dict(name=k, measured_s=mcomp.get(k, 0.0), predicted_s=pcomp.get(k, 0.0),
-                 error=(pcomp.get(k, 0.0) - mcomp[k]) / mcomp[k] if mcomp.get(k) else None) for k in names]
+                 error=(pcomp.get(k, 0.0) - mcomp[k]) / mcomp[k] if mcomp.get(k) else None,
+                 **({"measured_median_s": median.get(k, 0.0)} if median is not None else {})) for k in names]
 
 
 def _a2a_bandwidth(train: list[dict]) -> dict[str, float]:
@@ -109,7 +125,8 @@ def build_result(spec, train: list[dict], calib: list[dict], pred: dict, *, out_
     meas = statistics.median(steps)
     ci = median_ci(steps)
     pstep = pred["predicted_step_s"]
-    comps = _component_rows(_measured_components(train), _predicted_components(pred))
+    comps = _component_rows(_measured_components(train), _predicted_components(pred),
+                            _measured_components(train, "median"))
     a2a = {str(r["rank"]): dict(r["bytes_per_step"]) for r in train}
     r0 = next(r for r in train if r["rank"] == 0)
     return {

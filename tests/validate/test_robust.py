@@ -56,3 +56,21 @@ def test_median_ci_covers_the_true_median_of_a_skewed_law():
         lo, hi = median_ci([rng.expovariate(1.0) for _ in range(16)])
         hits += lo <= math.log(2) <= hi
     assert hits / 2000 >= 0.95
+
+
+def test_measured_components_add_up_to_the_typical_steps():
+    """The components (mean over each rank's middle half of steps, ``other`` included) sum to the mean of those
+    steps; the doubled step stays out; per-component medians would sum under every step here."""
+    from dsv3sim.validate.compare import _measured_components, central_steps
+
+    # each step pays one spike (a or b), different steps different parts; step 2 also a load spike (+12)
+    spans = {"a": [7.0, 4.0, 7.0, 4.0, 7.0, 4.0, 4.0, 4.0], "b": [5.0, 8.0, 5.0, 8.0, 5.0, 8.0, 5.0, 5.0]}
+    steps = [a + b + 1.0 for a, b in zip(spans["a"], spans["b"])]
+    steps[2] += 12.0
+    rank = {"step_s": steps, "component_s_by_step": spans}
+    idx = central_steps(steps)
+    assert 2 not in idx and len(idx) == 4
+    comps = _measured_components([rank])
+    assert sum(comps.values()) == pytest.approx(sum(steps[i] for i in idx) / len(idx))
+    med = _measured_components([rank], "median")
+    assert sum(med.values()) < sum(comps.values()) - 2.0  # the parts' medians miss what most steps pay somewhere
