@@ -91,12 +91,25 @@ def _matrix_cards(errs: list[float], comp: dict[str, list[float]]) -> str:
     return cards(kv)
 
 
-def _matrix_figures(ctx, names: list[str], errs: list[float], comp: dict[str, list[float]]) -> str:
-    """The step error per case (bars, ±10 % dotted) and each component's spread over the cases (boxes, ±20 %)."""
+def _ci_whiskers(cases: list[dict], errs: list[float]) -> dict:
+    """Plotly ``error_y`` from each case's ``error_ci95`` (the measured median's 95 % interval, in error terms);
+    none when a case lacks it (matrices written before it)."""
+    cis = [c.get("error_ci95") for c in cases]
+    if not all(isinstance(ci, list) and len(ci) == 2 for ci in cis):
+        return {}
+    return {"error_y": {"type": "data", "symmetric": False, "color": "#555",
+                        "array": [max(hi * 100 - e, 0.0) for (lo, hi), e in zip(cis, errs)],
+                        "arrayminus": [max(e - lo * 100, 0.0) for (lo, hi), e in zip(cis, errs)]}}
+
+
+def _matrix_figures(ctx, cases: list[dict], names: list[str], errs: list[float],
+                    comp: dict[str, list[float]]) -> str:
+    """The step error per case (bars with the measured median's 95 % interval, ±10 % dotted) and each
+    component's spread over the cases (boxes, ±20 %)."""
     def bounds(b: float) -> list:
         return [("h", {"y": y, "line_dash": "dot", "line_color": "#999"}) for y in (-b, b)]
 
-    step = ctx.plot("matrix", [_error_bars(names, errs)],
+    step = ctx.plot("matrix", [_error_bars(names, errs, **_ci_whiskers(cases, errs))],
                     lines=bounds(10), title="Step time: (predicted − measured) / measured per case",
                     yaxis_title="error (%)", height=360)
     if not comp:
@@ -117,7 +130,7 @@ def matrix(result: dict, cases: list[dict], ctx) -> str:
     header = ["case", "flags", "processes", "measured (ms)", "predicted (ms)", "error"]
     return "".join([note(say("validation.matrix", machine=str(result.get("machine") or "not recorded"),
                              command=str(result.get("command") or ""))), _matrix_cards(errs, comp),
-                    _matrix_figures(ctx, names, errs, comp), table(header, trs, {2, 3, 4, 5})])
+                    _matrix_figures(ctx, cases, names, errs, comp), table(header, trs, {2, 3, 4, 5})])
 
 
 def validation(result: dict, ctx) -> str:

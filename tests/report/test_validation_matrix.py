@@ -46,3 +46,13 @@ def test_matrix_without_components_draws_the_step_errors_only():
     assert sec.n_figures == 1
     assert _card(sec.body, "median |error|") == "7.5 %"
     assert _card(sec.body, "within 10 %") == "2 of 2"
+
+
+def test_matrix_whiskers_are_each_cases_interval_of_the_measured_median():
+    """ep2: error +10 %, interval -5..+20 % -> whisker 10 below, 10 above; only when every case has one."""
+    from dsv3sim.report.validation import _ci_whiskers
+
+    cases = [{"error_ci95": [-0.05, 0.20]}, {"error_ci95": [-0.10, -0.02]}]
+    w = _ci_whiskers(cases, [10.0, -5.0])["error_y"]
+    assert w["array"] == pytest.approx([10.0, 3.0]) and w["arrayminus"] == pytest.approx([15.0, 5.0])
+    assert _ci_whiskers([{"error_ci95": [-0.1, 0.1]}, {}], [0.0, 0.0]) == {}
