@@ -11,30 +11,15 @@ distinct), v (DualPipeV: 2P stages). A flow's path lists its (rank, chunk) posit
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 from dsv3sim.config.errors import ConfigError
-
-_ACT = re.compile(r"^(BW|F|B|W)(\d+)\.(\d+)$")
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class Action:
-    kind: str  # F | B | W | BW
-    chunk: int
-    mb: int
+from dsv3sim.parallel.actions import Op, parse_action
 
 
-def parse(item: str) -> list[Action]:
-    """'F0.3' -> [Action]; 'F0.9&B1.2' -> two actions, in order."""
-    out = []
-    for part in str(item).split("&"):
-        m = _ACT.match(part.strip())
-        if not m:
-            raise ConfigError(f"bad pipeline action {part!r} in {item!r}: expected F|B|W|BW<chunk>.<microbatch>")
-        out.append(Action(kind=m.group(1), chunk=int(m.group(2)), mb=int(m.group(3))))
-    return out
+def parse(item: str) -> list[Op]:
+    """'F0.3' -> [Op]; 'F0.9&B1.2' -> two ops, in order (``dsv3sim.parallel.actions``' grammar and checks)."""
+    return list(parse_action(item).ops)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -79,7 +79,7 @@ def test_1f1b_plan_and_parse():
     # PipeDream-flush (Narayanan et al., SC'21 §2.2): the last stage alternates from the start
     assert p.actions[2][:4] == ["F0.0", "BW0.0", "F0.1", "BW0.1"] and len(p.actions[0]) == 12
     assert [a.kind for a in parse("F0.9&BW1.2")] == ["F", "BW"]
-    with pytest.raises(ValueError, match="bad pipeline action"):
+    with pytest.raises(ValueError, match="bad pipeline op"):
         parse("X0.1")
 
 
