@@ -121,6 +121,39 @@ def _check_model(args: argparse.Namespace, ep: int) -> None:
     if stages > cfg.num_hidden_layers:
         raise ConfigError(f"--pp {pp} with --schedule {args.schedule} needs {stages} pipeline stages, more than "
                          f"{cfg.name}'s {cfg.num_hidden_layers} layers")
+    if args.device == "cpu":
+        _check_host_memory(args, cfg)
+
+
+def _mem_available() -> float | None:
+    """MemAvailable of /proc/meminfo in bytes (None off Linux)."""
+    try:
+        text = Path("/proc/meminfo").read_text()
+    except OSError:
+        return None
+    for line in text.splitlines():
+        if line.startswith("MemAvailable:"):
+            return float(line.split()[1]) * 1024
+    return None
+
+
+def _check_host_memory(args: argparse.Namespace, cfg) -> None:
+    """Refuse a CPU run whose activations alone cannot fit in this host's available memory: a lower bound, one
+    micro-batch in flight per rank, FP32, every layer's kept activations without recomputation
+    (``cost.memory.activation_bytes_per_token``) over the ranks' PP share, and the head's logits and their
+    gradient. Weights, optimizer state and the eager model's extra copies come on top."""
+    from dsv3sim.cost.memory import activation_bytes_per_token
+
+    have = _mem_available()
+    if have is None:
+        return
+    tokens = args.micro_batch * args.seq_len
+    per_token = 2.0 * activation_bytes_per_token(cfg, fp8_cache=False, recompute_norm_and_up_proj=False)
+    need = args.nproc * tokens * per_token / args.pp + args.nproc / args.pp * tokens * cfg.vocab_size * 4 * 2
+    if need > have:
+        raise ConfigError(f"--micro-batch {args.micro_batch} x --seq-len {args.seq_len} = {tokens} tokens per "
+                         f"micro-batch do not fit: {args.nproc} processes need at least {need / 2**30:.1f} GiB of "
+                         f"activations, this machine has {have / 2**30:.1f} GiB available")
 
 
 def _fault(spec: str):

@@ -108,6 +108,8 @@ def test_spec_validation_messages():
     (["--nproc", "3", "--ep", "3", "--allow-oversubscribe"], "divisible by --ep"),
     (["--nproc", "2", "--pp", "2", "--schedule", "dualpipev", "--model", "tiny"], None),
     (["--nproc", "2", "--pp", "8", "--ep", "1", "--dp", "1", "--allow-oversubscribe"], "--pp 8"),
+    # activations alone (lower bound) beyond the host's available memory: 2 x 10^8 tokens of tiny
+    (["--nproc", "2", "--ep", "2", "--seq-len", "100000000"], "--seq-len 100000000"),
 ])
 def test_layouts_the_machine_cannot_run_are_refused_before_launch(argv, flag, capsys, monkeypatch):
     """One line naming the flag, exit 2, nothing launched (a launch would fail this test: no torchrun here)."""
