@@ -16,7 +16,8 @@ nvidia-smi --query-gpu=timestamp,clocks.sm,clocks.mem,power.draw,power.limit,tem
   > "$OUT/nvidia_smi.csv" 2>&1 &
 SMI=$!
 if [ "${MATRIX:-1}" = 1 ]; then
-  timeout ${MATRIX_S:-420} python3 benchmarks/validate_error.py --matrix --runs /tmp/vm \
+  # 16 steps per case (the matrix default, for each case's 95 % interval): ~50 s a case on the host's cores
+  timeout ${MATRIX_S:-540} python3 benchmarks/validate_error.py --matrix --steps ${MATRIX_STEPS:-16} --runs /tmp/vm \
     --out "$OUT/validation_matrix.json" > "$OUT/matrix.log" 2>&1 &
   MAT=$!
 fi
