@@ -41,7 +41,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def _check_is_result(src: Path) -> None:
     """Refuse a JSON that is not a result (a model config, a load file, anything else) instead of rendering an
     empty report from it."""
-    from dsv3sim.results import RESULT_MARKERS, load_json
+    from dsv3sim.results import is_result, load_json
 
     try:
         data = load_json(src)
@@ -49,11 +49,7 @@ def _check_is_result(src: Path) -> None:
         raise ConfigError(f"{src}: JSON nested too deeply to be a result") from None
     except UnicodeDecodeError:
         raise ConfigError(f"{src}: not UTF-8 text, so not a result JSON") from None
-    rows = data.get("sweep") if isinstance(data.get("sweep"), list) else None
-    if rows is not None and all(isinstance(r, dict) for r in rows) and rows:
-        return
-    if any(k in data for k in RESULT_MARKERS) or any(
-            isinstance(v, dict) and any(m in v for m in RESULT_MARKERS) for v in data.values()):
+    if is_result(data) or any(is_result(v) for v in data.values()):  # a result (sweep rows too), or one nested by name
         return
     hint = " (it looks like a model config.json)" if "model_type" in data or "architectures" in data else ""
     raise ConfigError(f"{src} is not a result JSON{hint}: none of the result keys (step_time_s, scenario, kind, "
