@@ -95,8 +95,9 @@ def _ci_whiskers(cases: list[dict], errs: list[float]) -> dict:
     """Plotly ``error_y`` from each case's ``error_ci95`` (the measured median's 95 % interval, in error terms);
     none when a case lacks it (matrices written before it)."""
     cis = [c.get("error_ci95") for c in cases]
-    if not all(isinstance(ci, list) and len(ci) == 2 for ci in cis):
+    if not all(isinstance(ci, list) and len(ci) == 2 and all(num(x) is not None for x in ci) for ci in cis):
         return {}
+    cis = [[num(x) for x in ci] for ci in cis]
     return {"error_y": {"type": "data", "symmetric": False, "color": "#555",
                         "array": [max(hi * 100 - e, 0.0) for (lo, hi), e in zip(cis, errs)],
                         "arrayminus": [max(e - lo * 100, 0.0) for (lo, hi), e in zip(cis, errs)]}}

@@ -56,3 +56,4 @@ def test_matrix_whiskers_are_each_cases_interval_of_the_measured_median():
     w = _ci_whiskers(cases, [10.0, -5.0])["error_y"]
     assert w["array"] == pytest.approx([10.0, 3.0]) and w["arrayminus"] == pytest.approx([15.0, 5.0])
     assert _ci_whiskers([{"error_ci95": [-0.1, 0.1]}, {}], [0.0, 0.0]) == {}
+    assert _ci_whiskers([{"error_ci95": ["x", None]}], [0.0]) == {}  # not numbers: no whiskers, no crash
