@@ -57,12 +57,11 @@ class WeightOperand:
     (None until the first Dgrad on the torch path); iterates as (q, s, qt, st), the order of
     nn/fp8_triton.py ``weight_quant``."""
 
-    __slots__ = ("kind", "key", "owners", "geometry", "version", "q", "s", "qt", "st", "__weakref__")
+    __slots__ = ("kind", "key", "owners", "version", "q", "s", "qt", "st", "__weakref__")
 
     def __init__(self, kind: str, key: tuple, ws: tuple[torch.Tensor, ...]) -> None:
         self.kind, self.key = kind, key
         self.owners = tuple(weakref.ref(_owner(w)) for w in ws)
-        self.geometry = tuple((w.storage_offset(), tuple(w.shape), tuple(w.stride())) for w in ws)
         self.version: tuple[int, ...] | None = None
         self.q = self.s = self.qt = self.st = None
 
@@ -81,11 +80,12 @@ class WeightOperand:
         return all(r() is _owner(w) for r, w in zip(self.owners, ws))
 
     def weights(self) -> tuple[torch.Tensor, ...] | None:
-        """The weights, detached, rebuilt from their owners; None once an owner is gone or holds other storage."""
+        """The weights, detached, rebuilt from their owners and the storage offset, shape and strides of the key;
+        None once an owner is gone or holds other storage."""
         ws = []
-        for ref, (off, shape, stride), k in zip(self.owners, self.geometry, self.key[1:]):
+        for ref, (ptr, off, shape, stride, _, _) in zip(self.owners, self.key[1:]):
             o = ref()
-            if o is None or o.untyped_storage().data_ptr() != k[0]:
+            if o is None or o.untyped_storage().data_ptr() != ptr:
                 return None
             ws.append(o.detach().as_strided(shape, stride, off))
         return tuple(ws)
