@@ -30,8 +30,7 @@ from dsv3sim.nn import fp8_weights as W
 
 TILE = 128
 ENABLED = True
-clear_cache = W.clear_weight_cache  # the one weight cache's operations, under the names callers of this module use
-drop_forward_operands = W.drop_forward_operands
+clear_cache = W.clear_weight_cache  # the one weight cache's, under the name callers of this module use
 
 
 @functools.cache
@@ -109,11 +108,6 @@ class Operands:
 
     w13: W.WeightOperand
     wd: W.WeightOperand
-
-    @property
-    def complete(self) -> bool:
-        """False after ``drop_forward_operands``: the forward copies (q, s) are gone until rebuilt."""
-        return self.w13.complete and self.wd.complete
 
 
 def expert_operands(w_gate: torch.Tensor, w_up: torch.Tensor, w_down: torch.Tensor) -> Operands:

@@ -169,15 +169,16 @@ def test_grouped_expert_operands_drop_and_requantise_in_place(stand_in_kernels):
     e_, i_, h_ = 3, 128, 256
     ws = [torch.nn.Parameter(torch.randn(s, generator=g) * 0.02) for s in ((e_, i_, h_), (e_, i_, h_), (e_, h_, i_))]
     ops = X.expert_operands(*ws)
-    assert ops.complete and ops.w13.q.shape == (e_, 2 * i_, h_) and ops.wd.qt.shape == (e_, i_, h_)
+    assert ops.w13.complete and ops.wd.complete
+    assert ops.w13.q.shape == (e_, 2 * i_, h_) and ops.wd.qt.shape == (e_, i_, h_)
     assert X.expert_operands(*ws) == ops and len(W.cached_operands()) == 2
     t_ptrs = [_ptrs(o)[2:] for o in (ops.w13, ops.wd)]
-    assert X.drop_forward_operands() == 2 and not ops.complete
+    assert W.drop_forward_operands() == 2 and not ops.w13.complete and not ops.wd.complete
     assert [_ptrs(o)[2:] for o in (ops.w13, ops.wd)] == t_ptrs  # the backward's copies stay
     for w in ws:
         w.grad = torch.randn(w.shape, generator=g)
     torch.optim.SGD(ws, lr=0.1).step()
-    assert W.requantize_weights() == 2 and ops.complete
+    assert W.requantize_weights() == 2 and ops.w13.complete and ops.wd.complete
     assert [_ptrs(o)[2:] for o in (ops.w13, ops.wd)] == t_ptrs
     assert all(_same_bytes(o, _fresh(o)) for o in (ops.w13, ops.wd))
     ptrs = [_ptrs(o) for o in (ops.w13, ops.wd)]
