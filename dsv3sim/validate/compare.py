@@ -79,14 +79,13 @@ def _predicted_components(pred: dict) -> dict[str, float]:
     return pcomp
 
 
-def _component_rows(mcomp: dict[str, float], pcomp: dict[str, float],
-                    median: dict[str, float] | None = None) -> list[dict]:
+def _component_rows(mcomp: dict[str, float], pcomp: dict[str, float], median: dict[str, float]) -> list[dict]:
     names = [k for k in ("embed(F)", "attn(F)", "mlp(F)", "shared(F)", "gate(F)", "layout(F)", "dispatch(F)",
                          "combine(F)", "head(F)", "attn(B)", "mlp(B)", "shared(B)", "dispatch(B)", "combine(B)",
                          "p2p_wait", "allreduce", "optim", "requant", "other") if k in mcomp or k in pcomp]
     return [dict(name=k, measured_s=mcomp.get(k, 0.0), predicted_s=pcomp.get(k, 0.0),
                  error=(pcomp.get(k, 0.0) - mcomp[k]) / mcomp[k] if mcomp.get(k) else None,
-                 **({"measured_median_s": median.get(k, 0.0)} if median is not None else {})) for k in names]
+                 measured_median_s=median.get(k, 0.0)) for k in names]
 
 
 def _a2a_bandwidth(train: list[dict]) -> dict[str, float]:
