@@ -33,8 +33,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from dsv3sim.validate.compare import step_ci95  # noqa: E402
 from dsv3sim.validate.load import cores  # noqa: E402
-from dsv3sim.validate.robust import median_ci  # noqa: E402
 
 SIZES = {  # name -> changes to model/tiny.json
     "tiny": {},
@@ -157,9 +157,7 @@ def write(rows: list[dict], out_path: str | Path, steps: int, args: str = "", ma
           quiet: bool = False) -> None:
     for r in rows:
         if r.get("measured_steps_s"):
-            ci = median_ci(r["measured_steps_s"])
-            r["measured_step_ci95_s"] = list(ci)
-            r["error_ci95"] = sorted((r["predicted_step_s"] - m) / m for m in ci)
+            r.update(step_ci95(r["measured_steps_s"], r["predicted_step_s"]))
     errs = [abs(r["error"]) for r in rows if "error" in r]
     summary = {}
     if errs:

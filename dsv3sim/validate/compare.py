@@ -88,6 +88,13 @@ def _component_rows(mcomp: dict[str, float], pcomp: dict[str, float], median: di
                  measured_median_s=median.get(k, 0.0)) for k in names]
 
 
+def step_ci95(steps: list[float], predicted_s: float) -> dict[str, list[float]]:
+    """The measured median's distribution-free 95 % interval (``robust.median_ci``) and the error were the median
+    at either end of it."""
+    ci = median_ci(steps)
+    return {"measured_step_ci95_s": list(ci), "error_ci95": sorted((predicted_s - m) / m for m in ci)}
+
+
 def _a2a_bandwidth(train: list[dict]) -> dict[str, float]:
     """Algorithmic bandwidth (GB/s) of each all-to-all kind, as DeepEP's tests report it: bytes a rank moved
     off-rank / the time it spent in that all-to-all (waits for peers included), mean over ranks."""
@@ -122,7 +129,6 @@ def build_result(spec, train: list[dict], calib: list[dict], pred: dict, *, out_
                  wall_s: float) -> dict:
     steps = measured_steps(train)
     meas = statistics.median(steps)
-    ci = median_ci(steps)
     pstep = pred["predicted_step_s"]
     comps = _component_rows(_measured_components(train), _predicted_components(pred),
                             _measured_components(train, "median"))
@@ -136,8 +142,7 @@ def build_result(spec, train: list[dict], calib: list[dict], pred: dict, *, out_
         "error": (pstep - meas) / meas,
         "measured_steps_s": steps,
         "measured_step_low_s": low(steps),
-        "measured_step_ci95_s": list(ci),  # the median's distribution-free 95 % interval (robust.median_ci)
-        "error_ci95": sorted((pstep - m) / m for m in ci),  # the error were the median at either end
+        **step_ci95(steps, pstep),  # measured_step_ci95_s, error_ci95
         "measured_statistic": "median over the measured steps (measured_step_low_s: their lower quartile)",
         "predicted_steps_s": [pstep] * len(steps),  # one step model: the same prediction for every measured step
         "components": comps,
