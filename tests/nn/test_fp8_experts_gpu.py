@@ -17,6 +17,12 @@ def _rel(a, b):
     return float((a.float().cpu() - b.float().cpu()).norm() / b.float().cpu().norm())
 
 
+def _same_bytes(xs, ys) -> bool:
+    """Pairwise bit-identical: FP8 tensors compared as bytes, FP32 scales as values."""
+    return all(torch.equal(a.view(torch.uint8) if a.dtype != torch.float32 else a,
+                           b.view(torch.uint8) if b.dtype != torch.float32 else b) for a, b in zip(xs, ys))
+
+
 def _kernels():
     pytest.importorskip("triton")
     from dsv3sim.nn import fp8_triton as K
@@ -249,8 +255,7 @@ def test_optimizer_step_requantises_in_place_once(tiny, monkeypatch):
     assert F8.requantize_weights() >= 1
     fresh = K.weight_quant([ex.gate_proj.detach(), ex.up_proj.detach()])
     assert [t.data_ptr() for t in (*ops.w13, *ops.wd)] == ptrs
-    assert all(torch.equal(a.view(torch.uint8) if a.dtype != torch.float32 else a,
-                           b.view(torch.uint8) if b.dtype != torch.float32 else b) for a, b in zip(ops.w13, fresh))
+    assert _same_bytes(ops.w13, fresh)
     calls = []
     plain = K.weight_quant
     monkeypatch.setattr(K, "weight_quant", lambda *a, **k: calls.append(1) or plain(*a, **k))
@@ -295,5 +300,4 @@ def test_backward_after_dropping_forward_copies_then_requantisation_restores_the
     for e in ents:
         ws = e.weights()
         fresh = K.weight_quant([w if w.dim() == 3 else w[None] for w in ws])
-        assert all(torch.equal(a.view(torch.uint8) if a.dtype != torch.float32 else a,
-                               b.view(torch.uint8) if b.dtype != torch.float32 else b) for a, b in zip(e, fresh))
+        assert _same_bytes(e, fresh)
