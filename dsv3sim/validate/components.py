@@ -448,21 +448,15 @@ def _stage_pass(st, tl, x: torch.Tensor, sync, around: dict | None):
     fwd = (t1 - t0, c1 - c0)
     outside = {}
     if around:
-        outside["head(F)"] = _cpu_of(around["head"], y.detach(), sync)
+        yd = y.detach()
+        outside["head(F)"] = _WIN.timed(lambda: around["head"](yd), sync, cpu=True, keep=False)
         c1, t1 = time.thread_time(), time.perf_counter()
     y.backward(torch.ones_like(y))
     sync()
     c2, t2 = time.thread_time(), time.perf_counter()
     if around:
-        outside["embed(F)"] = _cpu_of(around["embed"], y.detach(), sync)
+        outside["embed(F)"] = _WIN.timed(lambda: around["embed"](yd), sync, cpu=True, keep=False)
     return {"F": fwd, "B": (t2 - t1, c2 - c1)}, outside
-
-
-def _cpu_of(fn, x: torch.Tensor, sync) -> float:
-    c0 = time.thread_time()
-    fn(x)
-    sync()
-    return time.thread_time() - c0
 
 
 def rank_params(parts, cfg, spec, rank: int) -> tuple[list[torch.nn.Parameter], list[torch.nn.Parameter]]:
