@@ -196,10 +196,9 @@ def _start_together(dev: torch.device) -> None:
     spins the last ``SPIN_S``, until then. A barrier alone releases its members one wake-up apart (0.1-9 ms on
     the shared 2-core box), and a rank released early waits inside its timed step for a peer not yet started,
     a wait no training step without the harness's barrier has. Ranks on several hosts keep the barrier."""
-    t = torch.tensor([time.perf_counter() + START_MARGIN_S], dtype=torch.float64)
     if dev.type == "cuda":
         torch.cuda.synchronize(dev)
-        t = t.to(dev)
+    t = torch.tensor([time.perf_counter() + START_MARGIN_S], dtype=torch.float64, device=dev)
     dist.broadcast(t, 0)
     at = float(t.item())
     left = at - time.perf_counter() - SPIN_S
