@@ -30,6 +30,17 @@ def _kernels():
     return K
 
 
+def _small_moe(tiny, seed: int):
+    """A 256-wide BF16 MoE layer of ``tiny`` on the GPU, weights N(0, 0.05) from ``seed``."""
+    from dsv3sim.nn.moe import MoE
+
+    torch.manual_seed(seed)
+    moe = MoE(tiny.with_(hidden_size=256, moe_intermediate_size=128), 1).cuda().bfloat16()
+    for p in moe.parameters():
+        torch.nn.init.normal_(p, 0, 0.05)
+    return moe
+
+
 def _backend(name: str, monkeypatch):
     """Force nn/fp8_triton.py's GEMMs onto one backend; gluon only on compute capability 9.x."""
     K = _kernels()
@@ -177,14 +188,9 @@ def test_moe_layer_fp8_triton_equals_per_expert_path(tiny):
     """MoE.forward's fused dispatch path (gather + quant from x, padded layout, combine by gather) vs the
     per-expert FP8 path on the same GPU and weights."""
     from dsv3sim.nn import fp8_experts
-    from dsv3sim.nn.moe import MoE
 
     _kernels()
-    cfg = tiny.with_(hidden_size=256, moe_intermediate_size=128)
-    torch.manual_seed(0)
-    moe = MoE(cfg, 1).cuda().bfloat16()
-    for p in moe.parameters():
-        torch.nn.init.normal_(p, 0, 0.05)
+    moe = _small_moe(tiny, 0)
     moe.experts.fp8 = True
     x = torch.randn(2, 64, 256, device="cuda", dtype=torch.bfloat16)
     res = {}
@@ -236,14 +242,9 @@ def test_optimizer_step_requantises_in_place_once(tiny, monkeypatch):
     """After an optimizer step ``requantize_weights`` rewrites every FP8 copy of the layer in place (the same
     buffers, the new weights' bytes) and the next forward quantises nothing."""
     from dsv3sim.nn import fp8_experts
-    from dsv3sim.nn.moe import MoE
 
     K = _kernels()
-    cfg = tiny.with_(hidden_size=256, moe_intermediate_size=128)
-    torch.manual_seed(1)
-    moe = MoE(cfg, 1).cuda().bfloat16()
-    for p in moe.parameters():
-        torch.nn.init.normal_(p, 0, 0.05)
+    moe = _small_moe(tiny, 1)
     moe.experts.fp8 = True
     fp8_experts.clear_cache()
     x = torch.randn(2, 64, 256, device="cuda", dtype=torch.bfloat16)
@@ -270,14 +271,9 @@ def test_backward_after_dropping_forward_copies_then_requantisation_restores_the
     backward without the drop), the optimizer step, ``requantize_weights``: forward copies again, bytes of a fresh
     quantisation, transposed copies at the same addresses."""
     from dsv3sim.nn import fp8_weights as W
-    from dsv3sim.nn.moe import MoE
 
     K = _kernels()
-    cfg = tiny.with_(hidden_size=256, moe_intermediate_size=128)
-    torch.manual_seed(2)
-    moe = MoE(cfg, 1).cuda().bfloat16()
-    for p in moe.parameters():
-        torch.nn.init.normal_(p, 0, 0.05)
+    moe = _small_moe(tiny, 2)
     for m in moe.modules():
         if hasattr(m, "fp8"):
             m.fp8 = True
