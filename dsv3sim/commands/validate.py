@@ -335,10 +335,12 @@ def _print_table(r: dict, report: str | None) -> None:
         print(f"machine load during the steps: load average {ld['loadavg1_min']:.1f}-{ld['loadavg1_max']:.1f} on "
               f"{ld['cores']} cores, ranks' CPU share {ld['rank_cpu_share_median']}"
               + (f", steal {ld['steal_median'] * 100:.1f} %" if "steal_median" in ld else ""))
-    print(f"{'component':14s} {'measured ms':>12s} {'predicted ms':>13s} {'error':>8s}")
+    print(f"{'component':14s} {'measured ms':>12s} {'predicted ms':>13s} {'error':>8s}   CPU ms measured / predicted")
     for c in r["components"]:
         e = "" if c["error"] is None else f"{c['error'] * 100:+.0f} %"
-        print(f"{c['name']:14s} {c['measured_s'] * 1e3:12.3f} {c['predicted_s'] * 1e3:13.3f} {e:>8s}")
+        cpu = (f"   {c['measured_cpu_s'] * 1e3:.3f} / {c['predicted_cpu_s'] * 1e3:.3f}"
+               if "measured_cpu_s" in c else "")
+        print(f"{c['name']:14s} {c['measured_s'] * 1e3:12.3f} {c['predicted_s'] * 1e3:13.3f} {e:>8s}{cpu}")
     g = r.get("compute_vs_profile_tables")
     if g and "rows" in g:
         print(f"compute vs {g['gpu']} profile tables: measured {g['compute_measured_s'] * 1e3:.3f} ms, tables "

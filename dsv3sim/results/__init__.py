@@ -236,6 +236,7 @@ class TrainingResult:
     mfu_causal: float = 0.0
     mfu_noncausal: float = 0.0  # full S x S attention FLOPs (DeepSeek's non-causal TFLOPS)
     pair_slices_s: dict = field(default_factory=dict)  # {pair_s, rank, action, per_layer_s: {slice: s}}
+    breakdown_cpu_s: dict = field(default_factory=dict)  # measured-table step on a CPU: compute's CPU seconds
 
     def __post_init__(self) -> None:
         _typed_groups(self, link_utilisation=LinkUtilisation, nodes_per_token=NodesPerToken, timeline=Timeline)

@@ -70,6 +70,27 @@ def _measured_components(train: list[dict], stat: str = "central") -> dict[str, 
     return mcomp
 
 
+def _measured_cpu(train: list[dict]) -> dict[str, float]:
+    """Per-step CPU seconds of each compute span (its own thread's CPU), mean over each rank's typical steps,
+    mean over ranks: beside the wall time it splits a compute miss into the work (CPU per call: caches, context)
+    and the core the rank got (wall / CPU: the load)."""
+    n = len(train)
+    out: dict[str, float] = defaultdict(float)
+    for r in train:
+        idx = central_steps(r["step_s"])
+        for k, v in (r.get("component_cpu_s_by_step") or {}).items():
+            out[k] += statistics.fmean([v[i] for i in idx]) / n
+    return out
+
+
+def _add_cpu(rows: list[dict], measured: dict[str, float], predicted: dict[str, float]) -> None:
+    """``measured_cpu_s`` / ``predicted_cpu_s`` on the compute rows both sides have (a CPU run's table)."""
+    for row in rows:
+        k = row["name"]
+        if stream_of(k) == "compute" and k in predicted and measured.get(k):
+            row.update(measured_cpu_s=measured[k], predicted_cpu_s=predicted[k])
+
+
 def _predicted_components(pred: dict) -> dict[str, float]:
     """The model's components regrouped as the run times them (``other``, ``allreduce`` with its wait)."""
     pcomp = dict(pred["components_mean_over_ranks"])
@@ -132,6 +153,7 @@ def build_result(spec, train: list[dict], calib: list[dict], pred: dict, *, out_
     pstep = pred["predicted_step_s"]
     comps = _component_rows(_measured_components(train), _predicted_components(pred),
                             _measured_components(train, "median"))
+    _add_cpu(comps, _measured_cpu(train), pred.get("components_cpu_mean_over_ranks", {}))
     a2a = {str(r["rank"]): dict(r["bytes_per_step"]) for r in train}
     r0 = next(r for r in train if r["rank"] == 0)
     return {

@@ -48,5 +48,6 @@ def predict(spec, train: list[dict], calib: list[dict], out_dir: Path) -> dict:
         if e.get("replica", 0) == 0:
             per_rank.setdefault(e["rank"], []).append({"name": e["name"], "t0": e["start_s"], "t1": e["end_s"]})
     return {"predicted_step_s": res.step_time_s, "components_mean_over_ranks": dict(res.breakdown_s),
+            "components_cpu_mean_over_ranks": dict(res.breakdown_cpu_s),
             "events_last_step": per_rank, "prediction_method": METHOD, "transport": fits,
             "scenario_path": str(scen), "component_table": str(table), "topology_calibrated": str(topo_path)}

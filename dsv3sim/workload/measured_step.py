@@ -167,9 +167,11 @@ class _Lanes:
         self.sq = [0.0] * len(ranks)  # ... over the whole chunk
         self.busy = [0.0] * len(ranks)  # compute only (a rank waiting in a collective leaves its core)
         self.comp: dict[str, float] = defaultdict(float)  # summed over lanes
+        self.comp_cpu: dict[str, float] = defaultdict(float)  # CPU seconds of the compute, summed over lanes
 
     def compute(self, name: str, durs: list[float]) -> None:
         for i, d in enumerate(durs):
+            self.comp_cpu[name] += d * self.share[i]  # a CPU table's time is CPU seconds over the share
             if self.slice[i]:  # d = CPU seconds / share: the part inside the slice runs at full speed
                 sh = self.share[i]
                 c = d * sh
@@ -418,8 +420,10 @@ def simulate_measured(scn: Scenario) -> TrainingResult | Infeasible:
     act_bytes = t["tokens_per_microbatch"] * t["hidden"] * t["elt_bytes"]
     hop = tr.time("p2p", act_bytes) if pp > 1 else 0.0
     fp8 = w.dispatch_dtype == "fp8"
-    comp, end, spans, makespans = _step(t, sched, tr, ranks, hop, fp8)
-    return _result(scn, t, tr, comp, end, spans, makespans, len(ranks), t_wall)
+    comp, comp_cpu, end, spans, makespans = _step(t, sched, tr, ranks, hop, fp8)
+    # a CPU table's compute in CPU seconds (a GPU table's times are wall times: none)
+    cpu = {k: v / len(ranks) for k, v in comp_cpu.items()} if str(t.get("device", "cpu")) == "cpu" else {}
+    return _result(scn, t, tr, comp, end, spans, makespans, len(ranks), t_wall, cpu)
 
 
 def _one_op_per_slot(sched):
@@ -435,13 +439,15 @@ def _one_op_per_slot(sched):
 
 
 def _step(t: dict, sched, tr: Transport, ranks: dict, hop: float, fp8: bool):
-    """One step on every rank: (components, end per rank, spans per replica, makespans)."""
+    """One step on every rank: (components, their compute's CPU seconds, end per rank, spans per replica,
+    makespans)."""
     comp: dict[str, float] = defaultdict(float)
+    comp_cpu: dict[str, float] = defaultdict(float)
     end: dict[int, float] = {}
     tail: dict[int, tuple] = {}  # per rank: (compute, sum of squared component times) since it last met the DP group
     spans, makespans = {}, []
     for d in range(t["dp"]):
-        ex = _simulate_replica(t, sched, tr, ranks, d, hop, fp8, comp, end, tail)
+        ex = _simulate_replica(t, sched, tr, ranks, d, hop, fp8, comp, end, tail, comp_cpu)
         makespans.append(ex.makespan)
         spans[d] = ex.spans
     _dp_allreduce(t, sched, ranks, comp, end, tail)
@@ -451,11 +457,12 @@ def _step(t: dict, sched, tr: Transport, ranks: dict, hop: float, fp8: bool):
         end[r] += x["optim_s"] + rq
         if rq:
             comp["requant"] += rq
-    return comp, end, spans, makespans
+    return comp, comp_cpu, end, spans, makespans
 
 
 def _simulate_replica(t: dict, sched, tr: Transport, ranks: dict, d: int, hop: float, fp8: bool,
-                      comp: dict[str, float], end: dict[int, float], tail: dict[int, tuple]):
+                      comp: dict[str, float], end: dict[int, float], tail: dict[int, tuple],
+                      comp_cpu: dict[str, float]):
     """Pipeline replica ``d``: every (stage, action) chunk run on its EP ranks' lanes, the schedule executed over
     them. Adds its components to ``comp``, sets its ranks' ``end`` and squared-time ``tail``; returns the
     execution (spans, makespan)."""
@@ -484,6 +491,8 @@ def _simulate_replica(t: dict, sched, tr: Transport, ranks: dict, d: int, hop: f
             lin = [x + y for x, y in zip(lin, lanes.busy)]
             for k, v in lanes.comp.items():
                 comp[k] += v
+            for k, v in lanes.comp_cpu.items():
+                comp_cpu[k] += v
         last = cache[(p, str(acts[-1]))][1]
         fin = ex.spans[p][-1].end
         for e in range(ep):
@@ -519,7 +528,7 @@ def _dp_allreduce(t: dict, sched, ranks: dict, comp: dict[str, float], end: dict
 
 
 def _result(scn: Scenario, t: dict, tr: Transport, comp: dict[str, float], end: dict[int, float], spans: dict,
-            makespans: list[float], n: int, t_wall: float) -> TrainingResult:
+            makespans: list[float], n: int, t_wall: float, cpu: dict[str, float]) -> TrainingResult:
     w = scn.workload
     pp, dp, ep = t["pp"], t["dp"], t["ep"]
     components = {k: v / n for k, v in comp.items()}
@@ -538,6 +547,7 @@ def _result(scn: Scenario, t: dict, tr: Transport, comp: dict[str, float], end: 
                                     if k.startswith(("layout", "dispatch", "combine", "allreduce", "p2p"))),
         expert_load_before=[], expert_load_after=[], expert_load_logical=[], nodes_per_token={},
         comm={}, chunk_times_s={}, timeline={"events": events}, pipeline={"makespan_s": max(makespans)},
+        breakdown_cpu_s=cpu,
         sources=(f"component table {w.component_table} ({t.get('when', '?')}, {t.get('machine', '?')})",
                  f"topology {tr.name}: calibrated alpha-beta fits"),
         sim_wall_s=time.perf_counter() - t_wall, step_breakdown_s={"pipeline": max(makespans)})

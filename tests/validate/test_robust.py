@@ -74,3 +74,16 @@ def test_measured_components_add_up_to_the_typical_steps():
     assert sum(comps.values()) == pytest.approx(sum(steps[i] for i in idx) / len(idx))
     med = _measured_components([rank], "median")
     assert sum(med.values()) < sum(comps.values()) - 2.0  # the parts' medians miss what most steps pay somewhere
+
+
+def test_cpu_columns_only_on_compute_rows_that_both_sides_have():
+    from dsv3sim.validate.compare import _add_cpu, _measured_cpu
+
+    rank = {"step_s": [1.0, 1.0, 1.0, 1.0], "component_cpu_s_by_step": {"attn(F)": [0.2, 0.2, 0.4, 0.4],
+                                                                          "dispatch(F)": [0.1] * 4}}
+    measured = _measured_cpu([rank])
+    assert measured["attn(F)"] == pytest.approx(0.3)
+    rows = [{"name": "attn(F)"}, {"name": "dispatch(F)"}, {"name": "mlp(F)"}]
+    _add_cpu(rows, measured, {"attn(F)": 0.25, "dispatch(F)": 0.1, "mlp(F)": 0.5})
+    assert rows[0] == {"name": "attn(F)", "measured_cpu_s": pytest.approx(0.3), "predicted_cpu_s": 0.25}
+    assert rows[1] == {"name": "dispatch(F)"} and rows[2] == {"name": "mlp(F)"}  # an exchange; not measured

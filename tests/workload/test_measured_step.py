@@ -166,3 +166,13 @@ def test_ep_exchanges_measured_in_the_stage(tmp_path):
     r0.pop("comm_in_stage_s")  # one rank without them: the fits and the codec for every exchange
     assert simulate(_write(tmp_path, ep=2, ranks={0: r0, 1: r1}, routing=routing, a2a=a2a)).step_time_s > \
         res.step_time_s
+
+
+def test_cpu_seconds_of_the_compute_are_its_time_times_the_share(tmp_path):
+    """A CPU table's component times are CPU seconds over the rank's share: without preemption slices the
+    step model's ``breakdown_cpu_s`` is each compute component x the share (attention 1 + 2 ms, share 0.5)."""
+    rank = dict(_rank(), share=0.5)
+    r = simulate(_write(tmp_path, ranks={0: rank}))
+    assert r.breakdown_cpu_s["attn(F)"] == pytest.approx(0.5 * r.breakdown_s["attn(F)"])
+    assert r.breakdown_cpu_s["attn(B)"] == pytest.approx(0.5 * 2 * MS)
+    assert "optim" not in r.breakdown_cpu_s  # measured whole, not a lane's compute
