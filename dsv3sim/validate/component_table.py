@@ -241,13 +241,25 @@ def _rank_entry(c: dict, cfg=None) -> dict:
     out["bwd_start_s"] = statistics.median(cc.get("bwd_call_overhead_s", 0.0) for cc in comps) / share
     out["layout_host_s"] = _layout_host(comps, share)
     out["comm_in_stage_s"] = _comm_in_stage(comps)
-    out["optim_s"] = statistics.median(x for cc in comps for x in cc["optim"]["F_s"]) / share
+    out.update(_optim(comps, share))
     out["requant_s"] = _requant_s(comps, share)
     gs = [x for cc in comps if "grad_sync" in cc for x in _grad_sync_samples(cc["grad_sync"])]
     out["grad_sync_s"] = statistics.median(gs) if gs else 0.0
     out["cv"] = sum(c_ * w for c_, w in zip(cvs, wts)) / sum(wts) if wts and sum(wts) > 0 else 0.0
     if ded:
         out["preempt"] = _preempt(c["probes"], comps)
+    return out
+
+
+def _optim(comps: list[dict], share: float) -> dict[str, float]:
+    """{optim_s: the optimizer step's median over the share, x ``optim_context`` where the stage pass measured
+    it: the step after a forward and backward, as the run takes it, over back to back
+    (``components._optim_context``)}."""
+    out = {"optim_s": statistics.median(x for cc in comps for x in cc["optim"]["F_s"]) / share}
+    ks = [cc["glue"]["optim_context"] for cc in comps if (cc.get("glue") or {}).get("optim_context")]
+    if ks:
+        out["optim_context"] = statistics.median(ks)
+        out["optim_s"] *= out["optim_context"]
     return out
 
 

@@ -353,6 +353,7 @@ def _glue(cfg, spec, parts, mat, hid, reps: int, sync, comps: dict, bwd_start: f
     ded = comps["dedicated"]
     st, tl, layers, moe, R = _glue_stage(cfg, spec, parts, mat, hid().device, ded, ep)
     tot, xchg, span_cpu = _stage_spans(st, tl, hid, reps, sync, around if ded else None)
+    optim_context = _optim_context(st, hid, reps, sync) if ded else None
     n, n_moe = len(layers), len(moe)
     gate_b = comps["gate"]["B"] if "gate" in comps else 0.0
     per = {}
@@ -369,6 +370,7 @@ def _glue(cfg, spec, parts, mat, hid, reps: int, sync, comps: dict, bwd_start: f
     return {"F": per["F"], "B": per["B"], "F_s": [per["F"]], "B_s": [per["B"]], "layers": layers, "ep": R,
             "comm_per_moe_layer_s": in_stage,
             "stage_span_cpu_s": {k: v / reps for k, v in span_cpu.items()},  # per compute span name (context)
+            "optim_context": optim_context,
             "n_moe": n_moe, "pairs_per_moe_layer": statistics.fmean(pairs) if pairs else 0.0,
             **{f"stage_{k}_s": {d: tot[d][i] / reps for d in tot}
                for i, k in enumerate(("wall", "cpu", "spans", "all_to_all", "compute_cpu", "layout_cpu"))}}
@@ -434,6 +436,34 @@ def _stage_spans(st, tl, hid, reps: int, sync, around: dict | None = None
             for k, v in outside.items():
                 cpu[k] += v
     return tot, dict(comm), dict(cpu)
+
+
+def _optim_context(st, hid, reps: int, sync) -> float | None:
+    """AdamW over the stage's parameters right after the stage's forward and backward, as the run steps it
+    after its last backward (the step's activations and fresh gradients have evicted the optimizer's state),
+    over the same step again back to back, as the optimizer profile times it: CPU seconds, median ratio. In
+    process on ``tiny``, the whole model: 5.33 ms after a forward and backward, 3.58 ms back to back."""
+    ps = [p for p in st.parameters() if p.requires_grad]
+    if not ps:
+        return None
+    for p in ps:
+        p.grad = None
+    opt = torch.optim.AdamW(ps, lr=1e-4)  # as train.py on a CPU
+    after, again = [], []
+    for i in range(reps + 1):
+        y = st(hid().requires_grad_(), None)
+        y.backward(torch.ones_like(y))
+        grads = [p.grad for p in ps]
+        t1 = _WIN.timed(opt.step, sync, cpu=True, keep=False)
+        for p, g in zip(ps, grads):
+            p.grad = g
+        t2 = _WIN.timed(opt.step, sync, cpu=True, keep=False)
+        opt.zero_grad(set_to_none=True)
+        if i:  # the first step also creates the optimizer's state
+            after.append(t1)
+            again.append(t2)
+    a, b = statistics.median(after), statistics.median(again)
+    return a / b if a > 0 and b > 0 else None
 
 
 def _stage_pass(st, tl, x: torch.Tensor, sync, around: dict | None):

@@ -103,3 +103,13 @@ def test_profile_gradients_follow_the_runs_micro_batches():
     assert seen == [True, False, True, False]  # the first micro-batch of each step assigns, the next accumulates
     del lin
     assert len(g.held) == 0  # a profiled module is not kept alive by the pattern
+
+
+def test_optimizer_time_takes_its_context_factor_where_the_stage_measured_one():
+    from dsv3sim.validate.component_table import _optim
+
+    comps = [{"optim": {"F_s": [2e-3, 2e-3]}, "glue": {"optim_context": 1.2}},
+             {"optim": {"F_s": [2e-3]}, "glue": {"optim_context": 1.4}}, {"optim": {"F_s": [2e-3]}}]
+    out = _optim(comps, share=0.5)
+    assert out["optim_context"] == pytest.approx(1.3) and out["optim_s"] == pytest.approx(4e-3 * 1.3)
+    assert _optim([{"optim": {"F_s": [1e-3]}}], share=1.0) == {"optim_s": 1e-3}  # GPU / older profiles
