@@ -241,7 +241,7 @@ def _rank_entry(c: dict, cfg=None) -> dict:
     out["bwd_start_s"] = statistics.median(cc.get("bwd_call_overhead_s", 0.0) for cc in comps) / share
     out["layout_host_s"] = _layout_host(comps, share)
     out["comm_in_stage_s"] = _comm_in_stage(comps)
-    out.update(_optim(comps, share))
+    out.update(_optim(comps, share), **_boundary(comps, share))
     out["requant_s"] = _requant_s(comps, share)
     gs = [x for cc in comps if "grad_sync" in cc for x in _grad_sync_samples(cc["grad_sync"])]
     out["grad_sync_s"] = statistics.median(gs) if gs else 0.0
@@ -261,6 +261,16 @@ def _optim(comps: list[dict], share: float) -> dict[str, float]:
         out["optim_context"] = statistics.median(ks)
         out["optim_s"] *= out["optim_context"]
     return out
+
+
+def _boundary(comps: list[dict], share: float) -> dict[str, dict[str, float]]:
+    """{boundary_s: the backward's two ends in a first-and-last stage (``components._boundary``), median over
+    the probes over the share} where the stage pass measured them; else nothing (the step model then prices the
+    autograd start-up and the head's and embedding's standalone backward)."""
+    bnd = [cc["glue"]["boundary"] for cc in comps if (cc.get("glue") or {}).get("boundary")]
+    if not bnd:
+        return {}
+    return {"boundary_s": {k: statistics.median(b[k] for b in bnd) / share for k in ("B_last", "B_first")}}
 
 
 def _layout_host(comps: list[dict], share: float) -> float:

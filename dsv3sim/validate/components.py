@@ -354,6 +354,7 @@ def _glue(cfg, spec, parts, mat, hid, reps: int, sync, comps: dict, bwd_start: f
     st, tl, layers, moe, R = _glue_stage(cfg, spec, parts, mat, hid().device, ded, ep)
     tot, xchg, span_cpu = _stage_spans(st, tl, hid, reps, sync, around if ded else None)
     optim_context = _optim_context(st, hid, reps, sync) if ded else None
+    boundary = _boundary(cfg, spec, parts, mat, layers, moe, tl, hid().device, reps, sync) if ded else None
     n, n_moe = len(layers), len(moe)
     gate_b = comps["gate"]["B"] if "gate" in comps else 0.0
     per = {}
@@ -370,7 +371,7 @@ def _glue(cfg, spec, parts, mat, hid, reps: int, sync, comps: dict, bwd_start: f
     return {"F": per["F"], "B": per["B"], "F_s": [per["F"]], "B_s": [per["B"]], "layers": layers, "ep": R,
             "comm_per_moe_layer_s": in_stage,
             "stage_span_cpu_s": {k: v / reps for k, v in span_cpu.items()},  # per compute span name (context)
-            "optim_context": optim_context,
+            "optim_context": optim_context, "boundary": boundary,
             "n_moe": n_moe, "pairs_per_moe_layer": statistics.fmean(pairs) if pairs else 0.0,
             **{f"stage_{k}_s": {d: tot[d][i] / reps for d in tot}
                for i, k in enumerate(("wall", "cpu", "spans", "all_to_all", "compute_cpu", "layout_cpu"))}}
@@ -436,6 +437,35 @@ def _stage_spans(st, tl, hid, reps: int, sync, around: dict | None = None
             for k, v in outside.items():
                 cpu[k] += v
     return tot, dict(comm), dict(cpu)
+
+
+def _boundary(cfg, spec, parts, mat, layers, moe, tl, dev, reps: int, sync) -> dict[str, float] | None:
+    """The backward's two ends as a first-and-last stage runs them (``train.Stage`` with the embedding, the
+    layers and the head and loss), CPU seconds (wall x the backward's own CPU share): ``B_last`` from the
+    backward call to its first span (the autograd start-up, the loss's, head's and final norm's backward: what a
+    last stage runs before its last layer's), ``B_first`` from its last span to the call's return (the
+    embedding's backward and the engine's finish: what a first stage runs after its first layer's). Standalone,
+    the head's and the embedding's backward missed 0.33 and 0.54 ms of these on ``tiny`` dp2."""
+    from dsv3sim.validate.train import Stage
+
+    full = mat(Stage(s=0, n_stages=1, parts=parts, layers=layers, moe=moe, tl=tl))
+    tok = torch.randint(0, cfg.vocab_size, (spec.micro_batch, spec.seq_len + 1), device=dev)
+    last, first = [], []
+    for i in range(reps + 1):
+        _GRADS.before(i)
+        tl.events.clear()
+        loss = full(tok[:, :-1], tok[:, 1:])
+        sync()
+        c1, t1 = time.thread_time(), time.perf_counter()
+        loss.backward()
+        sync()
+        c2, t2 = time.thread_time(), time.perf_counter()
+        bs = [e for e in tl.events if e.name.endswith("(B)")]
+        if i and bs and t2 > t1:
+            r = min((c2 - c1) / (t2 - t1), 1.0)
+            last.append(max(min(e.t0 for e in bs) - t1, 0.0) * r)
+            first.append(max(t2 - max(e.t1 for e in bs), 0.0) * r)
+    return {"B_last": statistics.median(last), "B_first": statistics.median(first)} if last else None
 
 
 def _optim_context(st, hid, reps: int, sync) -> float | None:

@@ -343,7 +343,9 @@ def _stage_start(lanes: _Lanes, kind: str, first: bool, last: bool) -> None:
     R = lanes.r
     if kind == "F" and first:
         lanes.compute("embed(F)", [_fb(x, "embed", 0) for x in R])
-    if kind == "B":
+    if kind == "B" and last and all("boundary_s" in x for x in R):  # measured in a stage (component table)
+        lanes.compute("framework", [x["boundary_s"]["B_last"] for x in R])
+    elif kind == "B":
         lanes.compute("framework", [x["bwd_start_s"] for x in R])
         if last:
             lanes.compute("framework", [_fb(x, "head", 1) for x in R])
@@ -355,7 +357,8 @@ def _stage_end(lanes: _Lanes, kind: str, first: bool, last: bool) -> None:
     if kind == "F" and last:
         lanes.compute("head(F)", [_fb(x, "head", 0) for x in R])
     if kind == "B" and first:
-        lanes.compute("framework", [_fb(x, "embed", 1) for x in R])
+        lanes.compute("framework", [x["boundary_s"]["B_first"] if "boundary_s" in x else _fb(x, "embed", 1)
+                                    for x in R])
 
 
 def _run_op(t: dict, lanes: _Lanes, tr: Transport, stage: int, kind: str, replica: int, dispatch_fp8: bool) -> None:

@@ -176,3 +176,13 @@ def test_cpu_seconds_of_the_compute_are_its_time_times_the_share(tmp_path):
     assert r.breakdown_cpu_s["attn(F)"] == pytest.approx(0.5 * r.breakdown_s["attn(F)"])
     assert r.breakdown_cpu_s["attn(B)"] == pytest.approx(0.5 * 2 * MS)
     assert "optim" not in r.breakdown_cpu_s  # measured whole, not a lane's compute
+
+
+def test_backward_ends_measured_in_a_stage_replace_the_standalone_head_and_embedding(tmp_path):
+    """One stage (first and last): its backward starts with B_last instead of the autograd start-up + the head's
+    standalone backward, and ends with B_first instead of the embedding's (``boundary_s`` of the table)."""
+    plain = simulate(_write(tmp_path))
+    rank = dict(_rank(), boundary_s={"B_last": 0.7 * MS, "B_first": 0.4 * MS})
+    r = simulate(_write(tmp_path, ranks={0: rank}))
+    assert r.breakdown_s["framework"] == pytest.approx(plain.breakdown_s["framework"] + 1.1 * MS)
+    assert r.step_time_s == pytest.approx(plain.step_time_s + 1.1 * MS)
