@@ -164,7 +164,7 @@ def _stage_compute_cpu(g: dict, d: str) -> float:
 
 # Compute spans of the stage pass with their own profile: (component, span, calls per layer kind)
 _SPAN_OF = (("attn", "attn", "all"), ("shared", "shared", "moe"), ("gate", "gate", "moe"))
-# Calls the stage pass times once per sample outside its own spans (``components._stage_pass``): own factor only
+# Calls the stage pass times once per sample outside its own spans (``stage_pass._stage_pass``): own factor only
 _AROUND = ("head", "embed")
 
 
@@ -254,7 +254,7 @@ def _rank_entry(c: dict, cfg=None) -> dict:
 def _optim(comps: list[dict], share: float) -> dict[str, float]:
     """{optim_s: the optimizer step's median over the share, x ``optim_context`` where the stage pass measured
     it: the step after a forward and backward, as the run takes it, over back to back
-    (``components._optim_context``)}."""
+    (``stage_pass._optim_context``)}."""
     out = {"optim_s": statistics.median(x for cc in comps for x in cc["optim"]["F_s"]) / share}
     ks = [cc["glue"]["optim_context"] for cc in comps if (cc.get("glue") or {}).get("optim_context")]
     if ks:
@@ -264,7 +264,7 @@ def _optim(comps: list[dict], share: float) -> dict[str, float]:
 
 
 def _boundary(comps: list[dict], share: float) -> dict[str, dict[str, float]]:
-    """{boundary_s: the backward's two ends in a first-and-last stage (``components._boundary``), median over
+    """{boundary_s: the backward's two ends in a first-and-last stage (``stage_pass._boundary``), median over
     the probes over the share} where the stage pass measured them; else nothing (the step model then prices the
     autograd start-up and the head's and embedding's standalone backward)."""
     bnd = [cc["glue"]["boundary"] for cc in comps if (cc.get("glue") or {}).get("boundary")]

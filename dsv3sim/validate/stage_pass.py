@@ -1,0 +1,196 @@
+"""The calibration's whole-stage pass: the model's layers run through the run's own stage code
+(``train.Stage``), forward then backward, as a run's stage runs them. From it come the framework glue per
+layer and pass (what the stage's spans do not cover), the EP exchanges as a stage has them, the in-stage
+context of each compute component (``component_table._context``), the optimizer's context factor and the
+backward's two ends in a first-and-last stage. ``win`` and ``grads`` are the profile's sample window and
+gradient pattern (``components._Window``, ``components._Grads``)."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections import defaultdict
+
+import torch
+
+
+def glue(cfg, spec, parts, mat, hid, reps: int, sync, comps: dict, bwd_start: float, win, grads, ep=None,
+         around: dict | None = None) -> dict:
+    """Framework time per layer and pass, measured the way the run defines it (``other`` = step - timed spans):
+    the model's layers run through the run's own stage code (``train.Stage`` with ``ep.EPMoE`` MoE layers:
+    residual adds, norms, timeline marks, the routing bookkeeping, the autograd graph between the components),
+    forward and backward, and what the stage's timeline spans do not cover is the glue. With EP on CPU (``ep`` =
+    (group, EP rank)) the MoE layers run the run's EP path with this rank's experts and real all-to-alls over its
+    EP group (every rank of the group profiles at once, so the collectives pair up): the layout bookkeeping
+    after the exchange, the all-to-all autograd functions and ``tolist`` syncs are glue the one-rank path lacks.
+    Backward: less the autograd start-up and the gate's backward (both charged separately). On CPU the share of
+    the stage's CPU time outside the spans (the table divides by the window's share; a rank blocked in an
+    all-to-all spends no CPU, so the share is over the time outside them), on a GPU wall time. A GPU profiles the
+    dense layers only (a V3-width MoE layer's experts do not fit beside the calibration)."""
+    ded = comps["dedicated"]
+    st, tl, layers, moe, R = _glue_stage(cfg, spec, parts, mat, hid().device, ded, ep)
+    tot, xchg, span_cpu = _stage_spans(st, tl, hid, reps, sync, win, grads, around if ded else None)
+    optim_context = _optim_context(st, hid, reps, sync, win) if ded else None
+    boundary = _boundary(cfg, spec, parts, mat, layers, moe, tl, hid().device, reps, sync, grads) if ded else None
+    n, n_moe = len(layers), len(moe)
+    gate_b = comps["gate"]["B"] if "gate" in comps else 0.0
+    per = {}
+    for d in ("F", "B"):
+        wall, cpu, spans, comm, _, _ = (v / reps for v in tot[d])
+        busy = wall - comm
+        out_of_spans = max(wall - spans, 0.0) * (min(cpu / busy, 1.0) if ded and busy > 0 else 1.0)
+        if d == "B":
+            out_of_spans -= bwd_start + n_moe * gate_b
+        per[d] = max(out_of_spans / n, 0.0)
+    pairs = [sum(x["expert_rows"]) for m in moe.values() for x in m.routing]
+    # the EP exchanges as the stage runs them (wall per MoE layer, waits for the peers included): R > 1 only
+    in_stage = {k: v / reps / n_moe for k, v in xchg.items()} if R > 1 and n_moe else {}
+    return {"F": per["F"], "B": per["B"], "F_s": [per["F"]], "B_s": [per["B"]], "layers": layers, "ep": R,
+            "comm_per_moe_layer_s": in_stage,
+            "stage_span_cpu_s": {k: v / reps for k, v in span_cpu.items()},  # per compute span name (context)
+            "optim_context": optim_context, "boundary": boundary,
+            "n_moe": n_moe, "pairs_per_moe_layer": statistics.fmean(pairs) if pairs else 0.0,
+            **{f"stage_{k}_s": {d: tot[d][i] / reps for d in tot}
+               for i, k in enumerate(("wall", "cpu", "spans", "all_to_all", "compute_cpu", "layout_cpu"))}}
+
+
+def _glue_stage(cfg, spec, parts, mat, dev, ded: bool, ep):
+    """The glue profile's stage (``train.Stage``, neither first nor last), its timeline, its layers, its EP MoE
+    layers and EP size: every dense layer, and on CPU every MoE layer with this rank's experts (the run's EP
+    path over ``ep`` = (group, EP rank) when given)."""
+    from dsv3sim.validate.ep import EPMoE
+    from dsv3sim.validate.timeline import Timeline
+    from dsv3sim.validate.train import Stage
+
+    layers = [b.layer for b in parts.blocks if b.ffn is not None or (ded and b.is_moe)]
+    tl = Timeline(dev)
+    tl.step = 0
+    group, ep_rank = ep if ep is not None and ded else (None, 0)
+    R = spec.ep if group is not None else 1
+    Er = cfg.n_routed_experts // R
+    moe = {b.layer: EPMoE(cfg=cfg, layer=b.layer, gate_weight=b.gate_weight, gate_bias=b.gate_bias,
+                          experts=b.expert_slice(ep_rank * Er, (ep_rank + 1) * Er), n_local=Er, shared=b.shared,
+                          group=group, ep_rank=ep_rank, ep_size=R, node_size=spec.node_size if R > 1 else 1,
+                          fp8=spec.fp8 and R > 1, tl=tl) for b in parts.blocks if b.layer in layers and b.is_moe}
+    st = mat(Stage(s=1, n_stages=3, parts=parts, layers=layers, moe=moe, tl=tl))
+    for m in moe.values():
+        if m.gate_bias is not None:
+            m.gate_bias = m.gate_bias.to(dev)
+    return st, tl, layers, moe, R
+
+
+_COMM_SPANS = ("layout(", "dispatch(", "combine(")
+
+
+def _stage_spans(st, tl, hid, reps: int, sync, win, grads, around: dict | None = None
+                 ) -> tuple[dict[str, list[float]], dict[str, float], dict[str, float]]:
+    """({F|B: [wall, CPU, timeline spans, all-to-all spans, CPU inside the compute spans, CPU inside the layout
+    spans]}, {all-to-all span name: wall}, {compute span name: CPU}) seconds of ``st`` forward and backward,
+    summed over ``reps`` samples after one warm-up. ``around`` ({"head"|"embed": the profiled call}): the head
+    runs on the stage's output right after its forward, as a last stage runs it, and the embedding right after
+    the backward, as the next micro-batch's first stage follows one; their CPU seconds join the span dict as
+    ``head(F)`` / ``embed(F)`` (outside the stage's own totals)."""
+    tot = {"F": [0.0] * 6, "B": [0.0] * 6}
+    comm: dict[str, float] = defaultdict(float)
+    cpu: dict[str, float] = defaultdict(float)
+    for i in range(reps + 1):
+        grads.before(i)
+        wc, outside = _stage_pass(st, tl, hid().requires_grad_(), sync, win, around)
+        if i:
+            for d, (w, c) in wc.items():
+                tot[d][0] += w
+                tot[d][1] += c
+                tot[d][2] += sum(e.dur for e in tl.events if e.name.endswith(f"({d})"))
+                tot[d][3] += sum(e.dur for e in tl.events if e.name.endswith(f"({d})") and
+                                 e.name.startswith(_COMM_SPANS))
+                tot[d][4] += sum(e.cpu for e in tl.events if e.name.endswith(f"({d})") and
+                                 not e.name.startswith(_COMM_SPANS))
+                tot[d][5] += sum(e.cpu for e in tl.events if e.name == f"layout({d})")
+            for e in tl.events:
+                if e.name.startswith(_COMM_SPANS):
+                    comm[e.name] += e.dur
+                else:
+                    cpu[e.name] += e.cpu
+            for k, v in outside.items():
+                cpu[k] += v
+    return tot, dict(comm), dict(cpu)
+
+
+def _boundary(cfg, spec, parts, mat, layers, moe, tl, dev, reps: int, sync, grads) -> dict[str, float] | None:
+    """The backward's two ends as a first-and-last stage runs them (``train.Stage`` with the embedding, the
+    layers and the head and loss), CPU seconds (wall x the backward's own CPU share): ``B_last`` from the
+    backward call to its first span (the autograd start-up, the loss's, head's and final norm's backward: what a
+    last stage runs before its last layer's), ``B_first`` from its last span to the call's return (the
+    embedding's backward and the engine's finish: what a first stage runs after its first layer's). Standalone,
+    the head's and the embedding's backward missed 0.33 and 0.54 ms of these on ``tiny`` dp2."""
+    from dsv3sim.validate.train import Stage
+
+    full = mat(Stage(s=0, n_stages=1, parts=parts, layers=layers, moe=moe, tl=tl))
+    tok = torch.randint(0, cfg.vocab_size, (spec.micro_batch, spec.seq_len + 1), device=dev)
+    last, first = [], []
+    for i in range(reps + 1):
+        grads.before(i)
+        tl.events.clear()
+        loss = full(tok[:, :-1], tok[:, 1:])
+        sync()
+        c1, t1 = time.thread_time(), time.perf_counter()
+        loss.backward()
+        sync()
+        c2, t2 = time.thread_time(), time.perf_counter()
+        bs = [e for e in tl.events if e.name.endswith("(B)")]
+        if i and bs and t2 > t1:
+            r = min((c2 - c1) / (t2 - t1), 1.0)
+            last.append(max(min(e.t0 for e in bs) - t1, 0.0) * r)
+            first.append(max(t2 - max(e.t1 for e in bs), 0.0) * r)
+    return {"B_last": statistics.median(last), "B_first": statistics.median(first)} if last else None
+
+
+def _optim_context(st, hid, reps: int, sync, win) -> float | None:
+    """AdamW over the stage's parameters right after the stage's forward and backward, as the run steps it
+    after its last backward (the step's activations and fresh gradients have evicted the optimizer's state),
+    over the same step again back to back, as the optimizer profile times it: CPU seconds, median ratio. In
+    process on ``tiny``, the whole model: 5.33 ms after a forward and backward, 3.58 ms back to back."""
+    ps = [p for p in st.parameters() if p.requires_grad]
+    if not ps:
+        return None
+    for p in ps:
+        p.grad = None
+    opt = torch.optim.AdamW(ps, lr=1e-4)  # as train.py on a CPU
+    after, again = [], []
+    for i in range(reps + 1):
+        y = st(hid().requires_grad_(), None)
+        y.backward(torch.ones_like(y))
+        grads = [p.grad for p in ps]
+        t1 = win.timed(opt.step, sync, cpu=True, keep=False)
+        for p, g in zip(ps, grads):
+            p.grad = g
+        t2 = win.timed(opt.step, sync, cpu=True, keep=False)
+        opt.zero_grad(set_to_none=True)
+        if i:  # the first step also creates the optimizer's state
+            after.append(t1)
+            again.append(t2)
+    a, b = statistics.median(after), statistics.median(again)
+    return a / b if a > 0 and b > 0 else None
+
+
+def _stage_pass(st, tl, x: torch.Tensor, sync, win, around: dict | None):
+    """One forward and backward of the stage: ({F|B: (wall, CPU)}, {head(F)|embed(F): CPU} of ``around``'s calls,
+    run outside the stage's timed passes: the head after the forward, the embedding after the backward)."""
+    tl.events.clear()
+    sync()
+    c0, t0 = time.thread_time(), time.perf_counter()
+    y = st(x, None)
+    sync()
+    c1, t1 = time.thread_time(), time.perf_counter()
+    fwd = (t1 - t0, c1 - c0)
+    outside = {}
+    if around:
+        yd = y.detach()
+        outside["head(F)"] = win.timed(lambda: around["head"](yd), sync, cpu=True, keep=False)
+        c1, t1 = time.thread_time(), time.perf_counter()
+    y.backward(torch.ones_like(y))
+    sync()
+    c2, t2 = time.thread_time(), time.perf_counter()
+    if around:
+        outside["embed(F)"] = win.timed(lambda: around["embed"](yd), sync, cpu=True, keep=False)
+    return {"F": fwd, "B": (t2 - t1, c2 - c1)}, outside
