@@ -162,8 +162,8 @@ def _stage_compute_cpu(g: dict, d: str) -> float:
     return (g["stage_spans_s"][d] - comm) * ratio
 
 
-# Compute spans of the stage pass with their own profile: (component, span, calls per layer kind)
-_SPAN_OF = (("attn", "attn", "all"), ("shared", "shared", "moe"), ("gate", "gate", "moe"))
+# Compute spans of the stage pass (named as their component) with their own profile: (component, called in)
+_SPAN_OF = (("attn", "all"), ("shared", "moe"), ("gate", "moe"))
 # Calls the stage pass times once per sample outside its own spans (``stage_pass._stage_pass``): own factor only
 _AROUND = ("head", "embed")
 
@@ -180,10 +180,10 @@ def _context_by_component(cc: dict, spans: dict | None, n: int, n_moe: int,
         return None
     by: dict[str, dict[str, float]] = {}
     rest = {d: list(t) for d, t in totals.items()}
-    for comp, span, kind in _SPAN_OF:
+    for comp, kind in _SPAN_OF:
         calls = n if kind == "all" else n_moe
         for d in rest:
-            t_in, t_alone = spans.get(f"{span}({d})", 0.0), cc.get(comp, {}).get(d, 0.0)
+            t_in, t_alone = spans.get(f"{comp}({d})", 0.0), cc.get(comp, {}).get(d, 0.0)
             if calls and t_in > 0 and t_alone > 0:
                 by.setdefault(comp, {})[d] = t_in / (calls * t_alone)
                 rest[d][0] -= t_in
