@@ -27,11 +27,11 @@ def glue(cfg, spec, parts, mat, hid, reps: int, sync, comps: dict, bwd_start: fl
     the stage's CPU time outside the spans (the table divides by the window's share; a rank blocked in an
     all-to-all spends no CPU, so the share is over the time outside them), on a GPU wall time. A GPU profiles the
     dense layers only (a V3-width MoE layer's experts do not fit beside the calibration)."""
-    ded = comps["dedicated"]
-    st, tl, layers, moe, R = _glue_stage(cfg, spec, parts, mat, hid().device, ded, ep)
+    ded, dev = comps["dedicated"], hid().device
+    st, tl, layers, moe, R = _glue_stage(cfg, spec, parts, mat, dev, ded, ep)
     tot, xchg, span_cpu = _stage_spans(st, tl, hid, reps, sync, win, grads, around if ded else None)
     optim_context = _optim_context(st, hid, reps, sync, win) if ded else None
-    boundary = _boundary(cfg, spec, parts, mat, layers, moe, tl, hid().device, reps, sync, grads) if ded else None
+    boundary = _boundary(cfg, spec, parts, mat, layers, moe, tl, dev, reps, sync, grads) if ded else None
     n, n_moe = len(layers), len(moe)
     gate_b = comps["gate"]["B"] if "gate" in comps else 0.0
     per = {}
