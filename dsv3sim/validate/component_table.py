@@ -4,8 +4,8 @@ YAML with the collective fits, and a scenario file that names both.
 
 From the calibration phase only (never the run's timings), per rank (statistics: ``robust.py``): every
 component's forward and backward time pooled over all probes (the full profile + the quick probe before each
-measured step): on CPU the median of its CPU-time samples over the share of a core the rank got in the steps'
-window (``window_share``), on a GPU the median of its wall samples; the routed-expert fit t = a + b * rows,
+measured step): on CPU the expected value (``robust.expected``) of its CPU-time samples over the share of a core the
+rank got in the steps' window (``window_share``), on a GPU of its wall samples; the routed-expert fit t = a + b * rows,
 the autograd start-up per backward call and the optimizer step the same way; the gradient all-reduce on the
 run's buffers (wall); the relative spread cv of the wall samples (time-weighted robust sigma / median).
 Transport: alpha-beta fits over rank 0's pooled sweep points (``calibrate.fit``).
@@ -26,7 +26,7 @@ from dsv3sim.validate.calibrate import GAP_S
 from dsv3sim.validate.ep import row_bytes
 from dsv3sim.validate.layout import Coord, rank_of
 from dsv3sim.validate.load import cores
-from dsv3sim.validate.robust import rel_spread
+from dsv3sim.validate.robust import expected, rel_spread
 from dsv3sim.workload.measured_step import COMPONENTS, FORMAT, VERSION
 from dsv3sim.workload.preemption import fit as preemption_fit
 
@@ -63,15 +63,15 @@ def window_share(probes: list[dict]) -> float:
 
 def _component_times(comps: list[dict], ded: bool, share: float, cvs: list[float],
                      wts: list[float]) -> dict[str, list[float]]:
-    """{component: [F, B]}: the median of the pooled samples (CPU seconds over the window's share with ``ded``,
-    else wall); each repeated component's robust spread of its wall samples (weight: its time) goes to
-    ``cvs`` / ``wts``."""
+    """{component: [F, B]}: the expected time per call of the pooled samples (``robust.expected``; CPU seconds over
+    the window's share with ``ded``, else wall); each repeated component's robust spread of its wall samples
+    (weight: its time) goes to ``cvs`` / ``wts``."""
     out: dict[str, list[float]] = {}
     for k in (k for k in COMPONENTS if any(k in cc for cc in comps)):
         fb = []
         for key in ("F", "B"):
             xs = [x for cc in comps if k in cc for x in cc[k].get(f"{key}_cpu_s" if ded else "", cc[k][f"{key}_s"])]
-            m = statistics.median(xs) / share if xs else 0.0
+            m = expected(xs) / share if xs else 0.0
             fb.append(m)
             walls = [x for cc in comps if k in cc for x in cc[k][f"{key}_s"]]
             if len(walls) > 1 and m > 0:
@@ -252,10 +252,10 @@ def _rank_entry(c: dict, cfg=None) -> dict:
 
 
 def _optim(comps: list[dict], share: float) -> dict[str, float]:
-    """{optim_s: the optimizer step's median over the share, x ``optim_context`` where the stage pass measured
-    it: the step after a forward and backward, as the run takes it, over back to back
+    """{optim_s: the optimizer step's expected time (``robust.expected``) over the share, x ``optim_context`` where the
+    stage pass measured it: the step after a forward and backward, as the run takes it, over back to back
     (``stage_pass._optim_context``)}."""
-    out = {"optim_s": statistics.median(x for cc in comps for x in cc["optim"]["F_s"]) / share}
+    out = {"optim_s": expected([x for cc in comps for x in cc["optim"]["F_s"]]) / share}
     ks = [cc["glue"]["optim_context"] for cc in comps if (cc.get("glue") or {}).get("optim_context")]
     if ks:
         out["optim_context"] = statistics.median(ks)
@@ -295,7 +295,7 @@ def _comm_in_stage(comps: list[dict]) -> dict[str, float]:
 def _requant_s(comps: list[dict], share: float) -> float:
     """FP8 weight re-quantisation after the optimizer (``requant.py``; 0 without FP8 compute)."""
     rq = [x for cc in comps if "requant" in cc for x in cc["requant"]["F_s"]]
-    return statistics.median(rq) / share if rq else 0.0
+    return expected(rq) / share if rq else 0.0
 
 
 def _grad_sync_samples(g: dict) -> list[float]:

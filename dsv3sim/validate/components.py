@@ -33,6 +33,7 @@ from dsv3sim.validate.layout import coord, stage_layers
 from dsv3sim.validate.nn_adapter import build
 from dsv3sim.validate.parts import materialize
 from dsv3sim.validate.requant import fp8_operands, profile_requant
+from dsv3sim.validate.robust import expected
 from dsv3sim.validate.schedule import plan
 from dsv3sim.validate.stage_pass import glue
 
@@ -154,12 +155,13 @@ def _samples(fn, make_input, reps: int, sync, wait_s: float = 0.0) -> tuple[list
 
 def _summary(fs: list[float], bs: list[float], cf: list[float], cb: list[float], bwd_start: float,
              dedicated: bool) -> dict:
-    """F/B: the median of the CPU samples with ``dedicated`` (a CPU run: the time on a core of its own; the
-    table divides by the window's share), else of the wall samples; the samples are kept."""
+    """F/B: the expected time per call (``robust.expected``) of the CPU samples with ``dedicated`` (a CPU run: the
+    time on a core of its own; the table divides by the window's share), else of the wall samples; the samples
+    are kept."""
     bs = [max(b - bwd_start, 0.0) for b in bs]
     cb = [max(b - bwd_start, 0.0) for b in cb]
     F, B = (cf, cb) if dedicated else (fs, bs)
-    return {"F": statistics.median(F), "B": statistics.median(B), "F_s": fs, "B_s": bs, "F_cpu_s": cf,
+    return {"F": expected(F), "B": expected(B), "F_s": fs, "B_s": bs, "F_cpu_s": cf,
             "B_cpu_s": cb}
 
 

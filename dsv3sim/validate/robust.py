@@ -3,8 +3,8 @@
 Other jobs on a shared CPU take cores away from a run: a sample's wall time is the CPU time it needed over the
 share of a core the rank got meanwhile. CPU time (``time.thread_time``) barely moves with the load (cache and
 frequency effects only); the share moves with it. So the calibration keeps both for every component sample
-(``components.py``), the component table divides the median CPU time by the share the rank got during the
-quick probes interleaved with the measured steps (the same window as the steps, ``component_table.py``), and
+(``components.py``), the component table divides the expected CPU time per call (``expected``) by the share the rank got
+during the quick probes interleaved with the measured steps (the same window as the steps, ``component_table.py``), and
 the measured side takes the median over steps. On a GPU the host thread waits in the device sync and wall time
 is what counts: medians of wall samples.
 
@@ -25,6 +25,20 @@ LOW_Q = 0.25
 def quantile(xs: list[float], q: float) -> float:
     """Linear-interpolation quantile (numpy's default); 0.0 for no samples."""
     return float(np.quantile(xs, q)) if len(xs) else 0.0
+
+
+def expected(xs: list[float]) -> float:
+    """The mean of the samples without far-out outliers (above Q3 + 3 IQR, Tukey's outer fence); 0.0 for none.
+    A step is a sum of component calls, and the expectation of a sum is the sum of the expectations: the
+    per-call time a step pays on average is the mean, not the median. CPU time per call is right-skewed (cache
+    refills after a preemption, page faults, interrupts): on `tiny` the mean is 1-6 % above the median of the
+    same samples (MEASUREMENTS.md, 2026-12-05). The fence drops only gross outliers (a sample an unrelated
+    stall stretched several-fold), which one of a few dozen samples would otherwise carry into the mean."""
+    xs = list(xs)
+    if len(xs) < 4:
+        return statistics.fmean(xs) if xs else 0.0
+    fence = quantile(xs, 0.75) + 3.0 * (quantile(xs, 0.75) - quantile(xs, 0.25))
+    return statistics.fmean(x for x in xs if x <= fence)
 
 
 def low(xs: list[float]) -> float:
