@@ -17,13 +17,32 @@ weight-gradient part (so an input-only backward B takes b-w), --fb an overlapped
 (default f+b, no overlap gain). --pp counts ranks; DualPipeV puts 2*pp stages on them. Bubbles are
 makespan - busy time of a rank; bubble_simulated is the largest over ranks."""
 
-# The keys of dsv3sim.parallel.SCHEDULES, spelled out so that building the parser (every CLI start) does not
-# import the parallel package and numpy with it; tests/parallel/test_cli.py keeps the two equal.
-NAMES = ("1f1b", "dualpipe", "dualpipev", "zb1p")
+class _Names:
+    """The sorted keys of ``dsv3sim.parallel.SCHEDULES`` as argparse ``choices``, read when argparse checks a value
+    or writes the usage: building the parser (every CLI start) imports neither the parallel package nor numpy
+    with it, and the names have one source."""
+
+    def _names(self) -> list[str]:
+        from dsv3sim.parallel import SCHEDULES
+
+        return sorted(SCHEDULES)
+
+    def __iter__(self):
+        return iter(self._names())
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._names()
+
+    def __len__(self) -> int:
+        return len(self._names())
+
+
+NAMES = _Names()
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("name", choices=NAMES, help="schedule")
+    # choices set after add_argument, which formats (so iterates) any choices it is given at once
+    p.add_argument("name", help="schedule").choices = NAMES
     p.add_argument("--pp", type=A.pos_int, required=True, help="pipeline ranks (devices)")
     p.add_argument("--microbatches", type=A.pos_int, required=True, help="micro-batches per step (both directions)")
     p.add_argument("--f", type=A.pos_float, default=1.0, help="forward time of one chunk, ms (default 1)")

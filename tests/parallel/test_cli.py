@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from dsv3sim.cli import main
+from dsv3sim.cli import build_parser, main
 
 # deepseek-ai/EPLB README example (also in test_placement.py)
 README_WEIGHT = [[90, 132, 40, 61, 104, 165, 39, 4, 73, 56, 183, 86],
@@ -105,9 +105,16 @@ def test_place_on_token_trace_reports_dispatch(capsys, tmp_path):
     assert 0 < before["ib_sends_per_token"] <= 1 and before["max_nodes_per_token"] <= 2
 
 
-def test_schedule_command_names_are_the_generators():
-    """`schedule` spells the schedule names out (its parser must not import dsv3sim.parallel): the same set."""
+def test_schedule_command_names_are_the_generators(monkeypatch, capsys):
+    """`schedule`'s choices are read from dsv3sim.parallel.SCHEDULES, not a copy: a generator registered there is
+    a name the command accepts and lists (the parser itself imports nothing heavy: tests/commands/test_startup.py)."""
+    from dsv3sim import parallel
     from dsv3sim.commands.schedule import NAMES
-    from dsv3sim.parallel import SCHEDULES
 
-    assert tuple(sorted(SCHEDULES)) == NAMES
+    assert list(NAMES) == sorted(parallel.SCHEDULES) == ["1f1b", "dualpipe", "dualpipev", "zb1p"]
+    monkeypatch.setitem(parallel.SCHEDULES, "zz-test", parallel.SCHEDULES["1f1b"])
+    assert "zz-test" in NAMES and len(NAMES) == 5
+    assert build_parser().parse_args(["schedule", "zz-test", "--pp", "2", "--microbatches", "2"]).name == "zz-test"
+    with pytest.raises(SystemExit):
+        main(["schedule", "--help"])
+    assert "{1f1b,dualpipe,dualpipev,zb1p,zz-test}" in capsys.readouterr().out
