@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 from pathlib import Path
+
+from dsv3sim.config.host import host_memory_bytes
 
 
 def _num(text: str) -> float:
@@ -114,7 +115,7 @@ def memory_bytes(dev: str) -> int:
         import torch
 
         return int(torch.cuda.get_device_properties(torch.device(dev)).total_memory)
-    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    return host_memory_bytes()
 
 
 def check_model_fits(cfg, dev: str, use: str) -> None:

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from dsv3sim.commands import _args as A
 from dsv3sim.config.errors import ConfigError
+from dsv3sim.config.host import host_memory_bytes
 
 NAME = "validate"
 HELP = "run the model as a real torchrun job, simulate the same run, compare (measured vs predicted)"
@@ -125,18 +126,6 @@ def _check_model(args: argparse.Namespace, ep: int) -> None:
         _check_host_memory(args, cfg)
 
 
-def _mem_available() -> float | None:
-    """MemAvailable of /proc/meminfo in bytes (None off Linux)."""
-    try:
-        text = Path("/proc/meminfo").read_text()
-    except OSError:
-        return None
-    for line in text.splitlines():
-        if line.startswith("MemAvailable:"):
-            return float(line.split()[1]) * 1024
-    return None
-
-
 def _check_host_memory(args: argparse.Namespace, cfg) -> None:
     """Refuse a CPU run whose activations alone cannot fit in this host's available memory: a lower bound, one
     micro-batch in flight per rank, FP32, every layer's kept activations without recomputation
@@ -144,7 +133,7 @@ def _check_host_memory(args: argparse.Namespace, cfg) -> None:
     gradient. Weights, optimizer state and the eager model's extra copies come on top."""
     from dsv3sim.cost.memory import activation_bytes_per_token
 
-    have = _mem_available()
+    have = host_memory_bytes(available=True)
     if have is None:
         return
     tokens = args.micro_batch * args.seq_len
