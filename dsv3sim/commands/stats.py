@@ -98,6 +98,9 @@ def _ceil_div(a: float, b: float) -> int:
 
 
 def _fmt(n: float, unit: str = "") -> str:
+    """A count for this table: three decimals after the prefix (671.026 G, 1.536 K), so that parameter counts
+    read to a thousandth of their prefix (V3's 671 B total vs 684.490 G on the Hub); ``config.units.fmt_si``
+    writes the reports' three significant digits (671 G) instead."""
     for div, s in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "K")):
         if abs(n) >= div:
             return f"{n / div:,.3f} {s}{unit}"

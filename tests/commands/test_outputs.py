@@ -4,6 +4,7 @@ topology pairing said, trace names that round-trip, HBM in GB, the version, the 
 from __future__ import annotations
 
 import json
+import re
 import textwrap
 
 import pytest
@@ -111,6 +112,17 @@ def test_stats_hbm_in_decimal_gb(capsys):
     assert json.loads(capsys.readouterr().out)["gpu_memory_bytes"] == 141 * 2 ** 30
     assert main(["stats", "deepseek-v3"]) == 0
     assert "H200 141 GB (131.3 GiB)" in capsys.readouterr().out
+
+
+def test_stats_counts_read_to_a_thousandth_of_their_prefix(capsys):
+    """The stats table's counts keep three decimals (not the reports' three significant digits)."""
+    assert main(["stats", "deepseek-v3"]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"^params total +671\.026 G$", out, re.M)
+    assert re.search(r"^params as on the Hub \(.*\) +684\.490 G$", out, re.M)
+    assert main(["stats", "tiny"]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"^  norms +1\.536 K$", out, re.M) and re.search(r"^train FLOPs .* +20\.488 MFLOP$", out, re.M)
 
 
 def test_version(capsys):
