@@ -57,11 +57,12 @@ def max_kv_tokens(cfg: ModelConfig, free_bytes: float, dtype_bytes: float = 2, l
 
 
 def max_batch_at_context(cfg: ModelConfig, free_bytes: float, context: int, dtype_bytes: float = 2,
-                         layers_fraction: float = 1.0) -> int:
-    """Largest number of sequences of ``context`` tokens whose cache fits in ``free_bytes``."""
+                         layers_fraction: float = 1.0, replicas: int = 1) -> int:
+    """Largest number of sequences of ``context`` tokens whose cache fits in ``free_bytes``; ``replicas``: the
+    GPUs holding a copy of each sequence's cache (MLA's latent on every rank of a TP attention group)."""
     if context <= 0:
         raise ConfigError(f"context must be > 0, got {context}")
-    per_seq = kv_cache_bytes(cfg, context, dtype_bytes) * layers_fraction
+    per_seq = kv_cache_bytes(cfg, context, dtype_bytes) * layers_fraction * replicas
     return max(0, int(free_bytes // per_seq)) if per_seq > 0 else 0
 
 

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 from dsv3sim.config.errors import InfeasibleError
 from dsv3sim.config.scenario import DecodeWorkload, Scenario
-from dsv3sim.cost.kvcache import GQA_REFERENCES, kv_cache_bytes_per_token
+from dsv3sim.cost.kvcache import GQA_REFERENCES, kv_cache_bytes_per_token, max_batch_at_context
 from dsv3sim.results import Infeasible, ServingResult
 from dsv3sim.sim.deepep import ep_counts, ll_link_bound
 from dsv3sim.workload import comm as C
@@ -120,10 +120,9 @@ def kv_budget(cfg, p, w, perf) -> tuple[float, float, int]:
     """(weights bytes, KV budget bytes, max requests per GPU) at ``w.context_len``."""
     n_phys = cfg.n_routed_experts + w.redundant_experts
     wbytes = weights_per_gpu(cfg, n_phys, p.ep, serving_weight_dtype(cfg, w.gemm_dtype), p.attn_tp)
-    ctx = w.context_len
-    kv_tok = kv_cache_bytes_per_token(cfg, w.kv_dtype_bytes, context=ctx)  # sliding-window layers cap at W
     budget = perf.hbm_bytes * (1 - w.memory_reserve_fraction) - wbytes
-    max_batch = int(budget // (p.attn_tp * ctx * kv_tok)) if budget > 0 else 0
+    # the latent cache is replicated on the attn_tp ranks; sliding-window layers cap at W
+    max_batch = max_batch_at_context(cfg, budget, w.context_len, w.kv_dtype_bytes, replicas=p.attn_tp)
     return wbytes, budget, max_batch
 
 

@@ -22,7 +22,7 @@ from pathlib import Path
 from dsv3sim.config.errors import InfeasibleError
 from dsv3sim.config.model import ModelConfig, load_model_config
 from dsv3sim.config.scenario import Scenario
-from dsv3sim.cost.kvcache import kv_cache_bytes_per_token
+from dsv3sim.cost.kvcache import kv_cache_bytes_per_token, max_batch_at_context
 from dsv3sim.cost.memory import checkpoint_weight_dtype, routed_expert_bytes, weight_bytes
 from dsv3sim.results import Infeasible
 from dsv3sim.workload import comm as C
@@ -160,5 +160,5 @@ def kv_capacity(cfg_name: str, gpu: str, context: int, *, n_gpus: int = 8, reser
     budget = n_gpus * perf.hbm_bytes * (1 - reserve) - w
     return {"model": cfg_name, "attention": cfg.attention, "gpu": gpu, "n_gpus": n_gpus, "context": context,
             "kv_bytes_per_token": kv, "weights_bytes": w, "weights_dtype": wdt, "kv_budget_bytes": budget,
-            "max_requests_per_node": int(budget // (kv * context)) if budget > 0 else 0,
+            "max_requests_per_node": max_batch_at_context(cfg, budget, context),
             "max_tokens_per_node": int(budget // kv) if budget > 0 else 0}

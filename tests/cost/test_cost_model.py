@@ -54,6 +54,7 @@ def test_kv_capacity_round_trip():
     n = max_kv_tokens(c, free)
     assert n * per <= free < (n + 1) * per
     assert max_batch_at_context(c, free, 32768) == n // 32768
+    assert max_batch_at_context(c, free, 32768, replicas=4) == int(free // (4 * 32768 * per))  # TP4 attention
     with pytest.raises(ValueError, match="context"):
         max_batch_at_context(c, free, 0)
 

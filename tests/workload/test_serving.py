@@ -73,6 +73,29 @@ def test_mla_vs_gqa_capacity_ratio():
         assert v3["max_requests_per_node"] == int(v3["kv_budget_bytes"] // (70272 * ctx))
 
 
+def test_capacity_counts_whole_sequences_of_a_sliding_window_model():
+    """The node comparison and the decode batch bound size a request by its whole cache (cost.kvcache), not by
+    the rounded-down mean bytes per token x context: with gpt-oss's 128-token windows the latter fits one
+    request too many at 1000 tokens on an H200 node (22,845 x the rounded size vs 22,844 x the exact one)."""
+    from types import SimpleNamespace
+
+    from dsv3sim.cost.kvcache import kv_cache_bytes, max_batch_at_context
+    from dsv3sim.workload.decode import kv_budget
+    from dsv3sim.workload.kernels import gpu_perf
+
+    cfg = load_model_config("gpt-oss-120b")
+    cap = kv_capacity("gpt-oss-120b", "H200", 1000)
+    n, seq = cap["max_requests_per_node"], kv_cache_bytes(cfg, 1000)
+    assert n == 22_844 and n * seq <= cap["kv_budget_bytes"] < (n + 1) * seq
+    assert n == max_batch_at_context(cfg, cap["kv_budget_bytes"], 1000)
+    w = SimpleNamespace(redundant_experts=0, gemm_dtype="fp8", context_len=1000, kv_dtype_bytes=1,
+                        memory_reserve_fraction=0.1)
+    for tp in (1, 4):
+        _, budget, max_batch = kv_budget(cfg, SimpleNamespace(ep=16, attn_tp=tp), w, gpu_perf("H800"))
+        per_gpu = tp * kv_cache_bytes(cfg, 1000, 1)  # the cache replicated on the attn_tp ranks
+        assert max_batch * per_gpu <= budget < (max_batch + 1) * per_gpu
+
+
 def test_prefill_cache_hits_cost_attention_and_count_every_input_token():
     s = Scenario(name="pf-hit", model="deepseek-v3", topology="h800-deepseek", parallel=ParallelDims(ep=32),
                  workload=PrefillWorkload(tokens_per_gpu=8192, prompt_len=4096), comm_model="bound")
