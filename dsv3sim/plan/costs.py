@@ -7,7 +7,7 @@ price over its tokens per hour). ``price_per_gpu_hour`` is recorded beside them 
 
 from __future__ import annotations
 
-from dsv3sim.cost.pricing import check_price, serving_cost_keys
+from dsv3sim.cost.pricing import check_price, cost_usd, gpu_hours, serving_cost_keys
 
 
 def add_cost_keys(d: dict, price_per_gpu_hour: float) -> dict:
@@ -17,9 +17,9 @@ def add_cost_keys(d: dict, price_per_gpu_hour: float) -> dict:
     d["price_per_gpu_hour"] = price
     gph = d.get("gpu_hours_per_trillion_tokens")
     if isinstance(gph, (int, float)):
-        d["cost_usd_per_trillion_tokens"] = gph * price
+        d["cost_usd_per_trillion_tokens"] = cost_usd(gph, price)
     if isinstance(d.get("step_time_s"), (int, float)) and isinstance(d.get("n_gpus"), int):
-        d["cost_usd_per_step"] = d["n_gpus"] * d["step_time_s"] / 3600.0 * price
+        d["cost_usd_per_step"] = cost_usd(gpu_hours(d["n_gpus"], d["step_time_s"]), price)
     for k, kind in (("prefill_tokens_per_s_per_gpu", "input"), ("decode_tokens_per_s_per_gpu", "output")):
         if isinstance(d.get(k), (int, float)):
             d.update({kk: v for kk, v in serving_cost_keys(tokens_per_s_per_gpu=d[k], price_per_gpu_hour=price,

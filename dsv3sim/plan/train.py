@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass, field
 
 from dsv3sim.config.errors import ConfigError
 from dsv3sim.config.scenario import SCHEDULES, ParallelDims, Perturbation, Scenario, TrainingWorkload
-from dsv3sim.cost.pricing import DEFAULT_PRICE_PER_GPU_HOUR, check_price
+from dsv3sim.cost.pricing import DEFAULT_PRICE_PER_GPU_HOUR, SECONDS_PER_DAY, check_price, cost_usd, gpu_hours
 from dsv3sim.plan.limits import training_limits
 from dsv3sim.plan.memory import GiB, peak_bytes
 from dsv3sim.plan.totals import run_totals
@@ -188,12 +188,12 @@ def price_training(res, q: TrainQuery) -> dict:
     mem = max(m["total_bytes"] for m in res.memory_per_gpu)
     hbm = res.memory_per_gpu[0]["hbm_bytes"]
     seconds = q.tokens / res.tokens_per_s
-    gph = res.n_gpus * seconds / 3600.0
+    gph = gpu_hours(res.n_gpus, seconds)
     lim = training_limits(res, 1 - mem / hbm)
     out = {"n_gpus": res.n_gpus, "step_time_s": res.step_time_s, "mfu": res.mfu, "tokens_per_s": res.tokens_per_s,
            "memory_peak_GiB": mem / GiB, "hbm_GiB": hbm / GiB, "memory_headroom": 1 - mem / hbm,
-           "days": seconds / 86400.0, "gpu_hours": gph, "cost_usd_run": gph * q.price_per_gpu_hour,
-           "cost_usd_per_trillion_tokens": res.gpu_hours_per_trillion_tokens * q.price_per_gpu_hour,
+           "days": seconds / SECONDS_PER_DAY, "gpu_hours": gph, "cost_usd_run": cost_usd(gph, q.price_per_gpu_hour),
+           "cost_usd_per_trillion_tokens": cost_usd(res.gpu_hours_per_trillion_tokens, q.price_per_gpu_hour),
            "gpu_hours_per_trillion_tokens": res.gpu_hours_per_trillion_tokens,
            "bubble_s": res.breakdown_s.get("bubble_s", 0.0), "exposed_communication_s": res.exposed_communication_s,
            "ib_utilisation": res.ib_utilisation, "nvlink_utilisation": res.nvlink_utilisation, **lim}

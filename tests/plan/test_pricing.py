@@ -57,3 +57,14 @@ def test_fleet_rejects_bad_rates():
     with pytest.raises(ValueError, match="output_tokens_per_s_per_node"):
         fleet_size(daily_input_tokens=1, daily_output_tokens=1, input_tokens_per_s_per_node=1,
                    output_tokens_per_s_per_node=0, gpus_per_node=8, price_per_gpu_hour=2)
+
+
+def test_cost_keys_of_a_result_are_priced_by_cost_pricing():
+    """`run`/`sweep`'s cost keys: a step's GPU-hours and a trillion tokens' GPU-hours at the price, to the bit."""
+    from dsv3sim.cost.pricing import cost_usd
+    from dsv3sim.plan.costs import add_cost_keys
+
+    d = add_cost_keys({"n_gpus": 2048, "step_time_s": 10.3, "gpu_hours_per_trillion_tokens": 180e3}, 2.0)
+    assert d["cost_usd_per_step"] == cost_usd(gpu_hours(2048, 10.3), 2.0) == pytest.approx(2048 * 10.3 / 3600 * 2)
+    assert d["cost_usd_per_trillion_tokens"] == 360e3 and d["price_per_gpu_hour"] == 2.0
+    assert add_cost_keys({"infeasible": "memory"}, 2.0) == {"infeasible": "memory"}

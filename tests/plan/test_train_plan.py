@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from dsv3sim.cost.pricing import cost_usd, gpu_hours
 from dsv3sim.plan.train import TrainLayout, TrainQuery, count_layouts, plan_training
 
 SMALL = {"pp": (8, 16), "ep": (8, 32, 64), "schedules": ("dualpipe", "1f1b"), "dtypes": ("fp8",),
@@ -21,7 +22,9 @@ def test_ranked_priced_and_explained(plan):
     assert plan.best is ok[0] and plan.best["comm_model"] == "sim"
     for r in ok:
         assert r["gpu_hours"] == pytest.approx(r["n_gpus"] * r["days"] * 24)
-        assert r["cost_usd_run"] == pytest.approx(2.0 * r["gpu_hours"])
+        # the planner prices with cost.pricing, to the bit (no GPU-hour arithmetic of its own)
+        assert r["gpu_hours"] == gpu_hours(r["n_gpus"], plan.query["tokens"] / r["tokens_per_s"])
+        assert r["cost_usd_run"] == cost_usd(r["gpu_hours"], 2.0)
         assert 0 < r["memory_headroom"] < 1 and r["limits"] in ("compute", "IB", "NVLink", "bubble")
     bound = [r for r in ok if r["comm_model"] == "bound"]
     assert bound == sorted(bound, key=lambda r: r["days"])
