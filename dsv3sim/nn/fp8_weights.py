@@ -130,9 +130,15 @@ def quantise(ws: tuple[torch.Tensor, ...], kind: str, out: tuple = (None,) * 4, 
         return q, s, qt, st
 
 
-def _requantize(ent: WeightOperand, ws: tuple[torch.Tensor, ...], version: tuple[int, ...]) -> None:
+def _refresh(ent: WeightOperand, ws: tuple[torch.Tensor, ...]) -> bool:
+    """Re-quantise ``ent`` in place (its own buffers) if a weight changed since it was quantised or its forward
+    copy was dropped; whether it did."""
+    version = _versions(ws)
+    if ent.version == version and ent.complete:
+        return False
     ent.q, ent.s, ent.qt, ent.st = quantise(ws, ent.kind, tuple(ent))
     ent.version = version
+    return True
 
 
 def _forget(key: tuple, ref: weakref.ref) -> None:
@@ -151,9 +157,7 @@ def weight_operands(ws: tuple[torch.Tensor, ...], kind: str = TORCH) -> WeightOp
         ent = _CACHE[key] = WeightOperand(kind, key, ws)
         for o in {id(o): o for o in map(_owner, ws)}.values():
             weakref.finalize(o, _forget, key, weakref.ref(ent))
-    version = _versions(ws)
-    if ent.version != version or not ent.complete:
-        _requantize(ent, ws, version)
+    _refresh(ent, ws)
     return ent
 
 
@@ -166,10 +170,7 @@ def requantize_weights() -> int:
         if ws is None:
             _CACHE.pop(key, None)
             continue
-        version = _versions(ws)
-        if version != ent.version or not ent.complete:
-            _requantize(ent, ws, version)
-            n += 1
+        n += _refresh(ent, ws)
     return n
 
 

@@ -101,6 +101,26 @@ def test_stale_operand_is_requantised_before_use():
     assert W.weight_operands((w,)) is e and _same_bytes(e, _fresh(e))
 
 
+def test_lookup_and_step_requantisation_share_one_staleness_rule(monkeypatch):
+    """Whichever of the lookup and ``requantize_weights`` sees a changed (or dropped) entry first quantises it;
+    the other then finds it fresh and quantises nothing."""
+    calls = []
+    real = W.quantise
+    monkeypatch.setattr(W, "quantise", lambda *a, **k: calls.append(1) or real(*a, **k))
+    w = torch.nn.Parameter(torch.randn(128, 256))
+    e = W.weight_operands((w,))
+    assert len(calls) == 1 and W.weight_operands((w,)) is e and W.requantize_weights() == 0 and len(calls) == 1
+    with torch.no_grad():
+        w.mul_(2.0)
+    assert W.weight_operands((w,)) is e and len(calls) == 2 and W.requantize_weights() == 0 and len(calls) == 2
+    with torch.no_grad():
+        w.mul_(2.0)
+    assert W.requantize_weights() == 1 and len(calls) == 3 and W.weight_operands((w,)) is e and len(calls) == 3
+    e.transposed()
+    assert W.drop_forward_operands() == 1 and W.weight_operands((w,)).complete and len(calls) == 4
+    assert W.requantize_weights() == 0 and _same_bytes(e, _fresh(e))
+
+
 def test_drop_keeps_transposed_copies_and_requantisation_restores_forward_ones():
     g = torch.Generator().manual_seed(3)
     w = torch.nn.Parameter(torch.randn(384, 256, generator=g) * 0.05)
