@@ -38,9 +38,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print what was written as one JSON object")
 
 
-def _check_is_result(src: Path) -> None:
-    """Refuse a JSON that is not a result (a model config, a load file, anything else) instead of rendering an
-    empty report from it."""
+def _read_result(src: Path) -> dict:
+    """The result JSON at ``src``, parsed once; a JSON that is not a result (a model config, a load file, anything
+    else) is refused instead of rendering an empty report from it."""
     from dsv3sim.results import is_result, load_json
 
     try:
@@ -50,7 +50,7 @@ def _check_is_result(src: Path) -> None:
     except UnicodeDecodeError:
         raise ConfigError(f"{src}: not UTF-8 text, so not a result JSON") from None
     if is_result(data) or any(is_result(v) for v in data.values()):  # a result (sweep rows too), or one nested by name
-        return
+        return data
     hint = " (it looks like a model config.json)" if "model_type" in data or "architectures" in data else ""
     raise ConfigError(f"{src} is not a result JSON{hint}: none of the result keys (step_time_s, scenario, kind, "
                      "sweep, validation, infeasible, ...); render what `dsv3sim run --json`, `sweep` or `validate` "
@@ -67,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps({"index": str(idx)}) if args.json else f"wrote {idx}")
         return 0
     src = Path(args.result)
-    _check_is_result(src)
+    data = _read_result(src)
     stem = src.stem + (f"-{args.scenario}" if args.scenario else "")
     out = Path(args.out) if args.out else Path("reports") / f"{stem}.html"
     if out.suffix.lower() not in (".html", ".htm"):
@@ -81,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
     from dsv3sim.commands._progress import bars_wanted, progress
 
     with progress(None, f"rendering {out}", enabled=bars_wanted(args.json)):
-        page = build_page(src, chrome_trace=args.chrome_trace, price_per_gpu_hour=args.price_per_gpu_hour,
+        page = build_page(data, source=src, chrome_trace=args.chrome_trace, price_per_gpu_hour=args.price_per_gpu_hour,
                           title=args.title, merged_trace_out=merged, scenario=args.scenario)
         out.write_text(page.html(plotly.offline.get_plotlyjs()))
     idx = write_index(Path(args.index) if args.index else out.parent)

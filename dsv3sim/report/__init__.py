@@ -48,17 +48,17 @@ def section(key: str, result: dict, ctx: RenderContext, table: dict = SECTIONS) 
     return None if sec.body is None else sec
 
 
-def _name(data: dict, results: list, result_json, title: str | None) -> str:
+def _name(data: dict, results: list, source: str | Path | None, title: str | None) -> str:
     """The page's name: the title given, the scenario's name, the sweep's base scenario, or the file's stem."""
-    from_file = isinstance(result_json, (str, Path))
+    from_file = source is not None
     name = title or (data.get("scenario") if len(results) == 1 else (
-        f"{Path(result_json).stem} ({len(results)} scenarios)" if from_file else f"{len(results)} scenarios"))
+        f"{Path(source).stem} ({len(results)} scenarios)" if from_file else f"{len(results)} scenarios"))
     name = name.get("name") if isinstance(name, dict) else name  # dsv3sim validate: a dict with a name
     rows = data.get("sweep")
     base = rows[0].get("scenario") if isinstance(rows, list) and rows and isinstance(rows[0], dict) else None
     if name is None and isinstance(base, str):
         name = f"sweep of {base.split('[')[0]} ({len(rows)} points)"  # a sweep: its base scenario
-    return name if isinstance(name, str) else Path(result_json).stem if from_file else "result"
+    return name if isinstance(name, str) else Path(source).stem if from_file else "result"
 
 
 def _select(results: list[tuple[str, dict]], scenario: str | None) -> list[tuple[str, dict]]:
@@ -70,18 +70,22 @@ def _select(results: list[tuple[str, dict]], scenario: str | None) -> list[tuple
 
 def build_page(result_json, *, chrome_trace: str | Path | None = None, price_per_gpu_hour: float | None = None,
                title: str | None = None, traces_dir: str | Path | None = None,
-               merged_trace_out: str | Path | None = None, scenario: str | None = None) -> Page:
+               merged_trace_out: str | Path | None = None, scenario: str | None = None,
+               source: str | Path | None = None) -> Page:
+    """The report of ``result_json`` (as ``render`` takes it); ``source``: the file an already parsed result came
+    from (the page's name, where sibling trace files are)."""
+    source = result_json if isinstance(result_json, (str, Path)) else source
     data = load_json(result_json)
     if price_per_gpu_hour is not None:
         check_price(price_per_gpu_hour)  # a finite number of dollars > 0, as every command that prices takes it
     results = _select(split_results(data), scenario)
     data = results[0][1] if scenario is not None else data
-    page = Page(title=f"dsv3sim: {_name(data, results, result_json, title)}", subtitle=f"{len(results)} result(s)")
+    page = Page(title=f"dsv3sim: {_name(data, results, source, title)}", subtitle=f"{len(results)} result(s)")
     light = len(results) > STUDY_FULL
     if len(results) > 1:  # a study: compare the scenarios first, one table, one chart
         study = section("study", results, RenderContext(prefix="cmp"), {"study": summary.STUDY})
         page.blocks.append(("Study", [study]))
-    contexts = _contexts(result_json, len(results), chrome_trace, merged_trace_out, price_per_gpu_hour, traces_dir)
+    contexts = _contexts(source, len(results), chrome_trace, merged_trace_out, price_per_gpu_hour, traces_dir)
     for ctx, (heading, res) in zip(contexts, results):
         table = PLAN if res.get("type") == "plan" else SECTIONS
         secs = [section(k, res, ctx, table) for k in table if not light or k in STUDY_LIGHT]
@@ -92,11 +96,11 @@ def build_page(result_json, *, chrome_trace: str | Path | None = None, price_per
     return page
 
 
-def _contexts(result_json, n: int, chrome_trace, merged_trace_out, price, traces_dir) -> list[RenderContext]:
+def _contexts(source, n: int, chrome_trace, merged_trace_out, price, traces_dir) -> list[RenderContext]:
     """One context per result; a real trace (and the merged trace written from it) goes with the first."""
     traces = Path(traces_dir) if traces_dir else next((d for d in (
         Path.cwd() / "traces", Path(__file__).resolve().parents[2] / "traces") if d.is_dir()), None)
-    base = Path(result_json).resolve().parent if isinstance(result_json, (str, Path)) else None
+    base = Path(source).resolve().parent if source is not None else None
     first = {"chrome_trace": Path(chrome_trace) if chrome_trace else None,
              "merged_trace_out": Path(merged_trace_out) if merged_trace_out else None}
     return [RenderContext(base_dir=base, price_per_gpu_hour=price or DEFAULT_PRICE_PER_GPU_HOUR, traces_dir=traces,
