@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from dsv3sim.report.memory import parse_memory
 from dsv3sim.results import CommStats, KvSizing, MemoryRow, Timeline, from_json, group
+from dsv3sim.results.reading import memory_rows
 
 DATA = Path(__file__).parent / "report" / "data" / "v3_pretrain_result.json"
 
@@ -31,7 +31,7 @@ def test_memory_row_keeps_order_and_reads_by_attribute(row):
     g = group(MemoryRow, row)
     assert g.to_dict() == row and list(g.to_dict()) == list(row) and g.hbm_bytes == 8e10 and g["rank"] == row["rank"]
     assert "total" not in g.components() and "hbm" not in g.components()
-    assert parse_memory([row])[0][1] == g.components()
+    assert memory_rows({"memory_per_gpu": [row]})[0].components() == g.components()
 
 
 def test_unknown_key_is_not_a_group():

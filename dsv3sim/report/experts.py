@@ -4,29 +4,18 @@ Load / layer mean, so 1.0 is perfect balance and the colour reads as max/mean (D
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 
 from dsv3sim.config.units import num
 from dsv3sim.report.page import Absent, Html, absent, esc, note, say, table
 from dsv3sim.results import NodesPerToken, group
+from dsv3sim.results.reading import as_matrix, node_counts
 from dsv3sim.trace import stats
 from dsv3sim.trace.imbalance import series_under
 
 MAPS = (("routed load per logical expert", "expert_load_logical", "logical expert"),
         ("before placement", "expert_load_before", "GPU"), ("after placement", "expert_load_after", "GPU"))
 PALETTE = ("#4c78a8", "#f58518", "#54a24b", "#e45756", "#b279a2", "#72b7b2")
-
-
-def as_matrix(x: Any) -> list[list[float]] | None:
-    """A rectangular list of lists of numbers (layers x experts); a flat list of numbers is one row; else None."""
-    if isinstance(x, list) and x and all(num(v) is not None for v in x):
-        x = [x]
-    if not isinstance(x, list) or not x or not all(isinstance(r, list) and len(r) == len(x[0]) for r in x):
-        return None
-    out = [[num(v) for v in r] for r in x]
-    return None if not out[0] or any(v is None for r in out for v in r) else out  # type: ignore[return-value]
 
 
 def load_maps(result: dict) -> list[tuple[str, list[list[float]], str]]:
@@ -113,14 +102,6 @@ def placement_text(result: dict, maps) -> str | None:
     return " ".join(out)
 
 
-def nodes_hist(v) -> dict[int, float] | None:
-    """{nodes: count} of ``nodes_per_token`` (``results.NodesPerToken``: ``hist[i]`` counts tokens reaching i+1)."""
-    g = group(NodesPerToken, v)
-    if g is None or not g.hist or any(num(x) is None for x in g.hist):
-        return None
-    return {i + 1: num(x) for i, x in enumerate(g.hist)}
-
-
 def nodes_text_over(limit: float, frac_over: float, mean: float, most: int, n_nodes: int | None,
                     groups: float | None) -> str:
     """Why tokens reach more nodes than M: M limits the gate's expert groups (topk_group of n_group, V3 §2.1.2),
@@ -132,7 +113,7 @@ def nodes_text_over(limit: float, frac_over: float, mean: float, most: int, n_no
 
 def nodes(result: dict, ctx) -> str:
     v = group(NodesPerToken, result.get("nodes_per_token"))
-    if not (h := nodes_hist(v)):
+    if not (h := node_counts(v)):
         raise Absent("no nodes-per-token distribution in this result")
     limit, total = num(v.node_limit), sum(h.values())
     top = max([x for x in h if h[x]] + [int(limit or 0) + 1])

@@ -9,7 +9,8 @@ from dsv3sim.config.hardware import get_gpu
 from dsv3sim.config.units import fmt_bytes, num
 from dsv3sim.cost.kvcache import CONTEXTS, GQA_REFERENCES, kv_sizing
 from dsv3sim.report.page import Absent, esc, fmt, note, say, spec_table, table
-from dsv3sim.results import KvSizing, MemoryRow, group
+from dsv3sim.results import KvSizing, group
+from dsv3sim.results.reading import hbm_bytes, memory_rows
 
 GiB = 2 ** 30
 DEFAULT_HBM_BYTES = get_gpu("H200").hbm_bytes  # the HBM assumed when the result names no GPU memory
@@ -19,22 +20,10 @@ KV_COLS = (("model", "model", str), ("attention", "attention", str), ("KV B/toke
     (f"max batch @ {c // 1024}K", c, ",") for c in CONTEXTS)
 
 
-def parse_memory(mem, rank_label: str = "PP rank") -> list[tuple[str, dict[str, float]]]:
-    """[(row label, {component: bytes})] of ``memory_per_gpu`` rows (``MemoryRow.components``)."""
-    rows = [g for r in mem if (g := group(MemoryRow, r)) is not None] if isinstance(mem, list) else []
-    return [(f"{rank_label} {i if r.rank is None else r.rank}", r.components()) for i, r in enumerate(rows)
-            if r.components()]
-
-
-def hbm_bytes(result: dict) -> float | None:
-    """The GPU's memory, as the first memory row states it."""
-    mem = result.get("memory_per_gpu")
-    return next((g.hbm_bytes for r in mem if (g := group(MemoryRow, r)) and g.hbm_bytes), None) if isinstance(
-        mem, list) else None
-
-
 def memory(result: dict, ctx) -> str:
-    rows = parse_memory(result.get("memory_per_gpu"), "PP rank" if result.get("type") == "training" else "rank")
+    label = "PP rank" if result.get("type") == "training" else "rank"
+    rows = [(f"{label} {i if r.rank is None else r.rank}", r.components()) for i, r in enumerate(memory_rows(result))
+            if r.components()]
     if not rows:
         raise Absent("no memory breakdown in this result")
     hbm, (worst, comps) = hbm_bytes(result), max(rows, key=lambda r: sum(r[1].values()))

@@ -3,9 +3,8 @@ bandwidth shown in percent) and the all-to-all table (``results.CommStats``)."""
 
 from __future__ import annotations
 
-from dsv3sim.config.units import num
 from dsv3sim.report.page import Absent, note, say, spec_table
-from dsv3sim.results import CommStats, LinkUtilisation, group
+from dsv3sim.results.reading import comm_stats, link_series
 
 MAX_SERIES = 64
 COMM_COLS = (("collective", "name", str), ("time", "time_s", lambda v: f"{v * 1e6:,.1f} µs"),
@@ -14,24 +13,13 @@ COMM_COLS = (("collective", "name", str), ("time", "time_s", lambda v: f"{v * 1e
              ("busiest link", "busiest_link", str), ("method", "method", str))
 
 
-def parse(lu) -> tuple[dict[str, tuple], dict[str, tuple], dict[str, float]]:
-    """(by_class series, by_node series named "node N cls", class averages) of a ``link_utilisation``."""
-    if (g := group(LinkUtilisation, lu)) is None:
-        return {}, {}, {}
-    t = [num(x) for x in g.t_s]
-    return ({str(c): (t, [num(x) for x in u]) for c, u in g.by_class.items()},
-            {f"node {n} {c}": (t, [num(x) for x in u]) for n, cs in g.by_node.items() for c, u in cs.items()},
-            {str(c): num(v) for c, v in g.average.items() if num(v) is not None})
-
-
 def _pct(us: list) -> list:
     return [None if u is None else u * 100.0 for u in us]
 
 
 def comm_table(result: dict) -> str:
     """One all-to-all of one micro-batch per row (``comm``, ``results.CommStats``): time, bandwidths, busiest link."""
-    c = {k: group(CommStats, v) for k, v in result["comm"].items()} if isinstance(result.get("comm"), dict) else {}
-    if not c or None in c.values():
+    if not (c := comm_stats(result)):
         return ""
     rows = [{**d, "name": name, "method": d.method or d.mode or "", "busiest_link": f"{d.busiest_link} "
              f"({d.busiest_link_class or ''})" if d.busiest_link else ""} for name, d in c.items()]
@@ -40,7 +28,7 @@ def comm_table(result: dict) -> str:
 
 
 def links(result: dict, ctx) -> str:
-    by_class, by_node, avg = parse(result.get("link_utilisation"))
+    by_class, by_node, avg = link_series(result.get("link_utilisation"))
     comm = comm_table(result)
     if not (by_class or by_node or avg):
         if comm:

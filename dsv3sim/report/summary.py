@@ -1,22 +1,12 @@
-"""Summary sections: a result's headline numbers, every field of it, and a study's comparison of scenarios.
-
-GPU-hours per trillion tokens = n_gpus x 1e12 / tokens_per_s / 3600 (DeepSeek-V3 report §1, Table 1: 180K)."""
+"""Summary sections: a result's headline numbers, every field of it, and a study's comparison of scenarios."""
 
 from __future__ import annotations
 
 from dsv3sim.config.units import fmt_si, fmt_time, num
-from dsv3sim.cost.pricing import gpu_hours_per_trillion_tokens as gph_per_t
 from dsv3sim.report.page import Absent, cards, details, esc, fmt, note, say, spec_table, table
 from dsv3sim.report.timeline import color_of
+from dsv3sim.results.reading import FIELDS_LIMIT, gpu_hours_per_trillion, scalar_fields
 from dsv3sim.workload.limits import bottleneck, limiter
-
-
-def gpu_hours_per_trillion(result: dict) -> tuple[float | None, str]:
-    """(GPU-hours per trillion tokens, how it was derived)."""
-    if (v := num(result.get("gpu_hours_per_trillion_tokens"))) is not None:
-        return v, "from the result"
-    n, tps = num(result.get("n_gpus")), num(result.get("tokens_per_s"))
-    return (gph_per_t(n, tps), f"= {n:g} GPUs x 1e12 tokens / {tps:.4g} tokens/s / 3600") if n and tps else (None, "")
 
 
 def _pct(v: float) -> str:
@@ -85,25 +75,6 @@ def summary(result: dict, ctx) -> str:
               1e6, "µs", color_of),
         details(f"{len(srcs)} source{'s' if len(srcs) > 1 else ''} of the constants behind this result",
                 "<ul>" + "".join(f"<li>{esc(x)}</li>" for x in srcs) + "</ul>") if srcs else ""])
-
-
-FIELDS_LIMIT = 500
-
-
-def scalar_fields(d, prefix: str = "", out: list | None = None) -> list[tuple[str, object]]:
-    """Every scalar in the result as (dotted path, value), lists summarised by length; at most FIELDS_LIMIT."""
-    out = [] if out is None else out
-    if isinstance(d, dict):
-        for k, v in d.items():
-            if len(out) >= FIELDS_LIMIT:
-                break
-            scalar_fields(v, f"{prefix}.{k}" if prefix else str(k), out)
-    elif isinstance(d, list):
-        short = d and len(d) <= 8 and all(not isinstance(x, (dict, list)) for x in d)
-        out.append((prefix, ", ".join(str(x) for x in d) if short else f"[{len(d)} items]"))
-    else:
-        out.append((prefix, d))
-    return out
 
 
 def fields(result: dict, ctx) -> str:

@@ -8,10 +8,8 @@ from pathlib import Path
 import pytest
 
 from dsv3sim.report import build_page
-from dsv3sim.report.experts import load_maps, nodes_hist
-from dsv3sim.report.memory import hbm_bytes, parse_memory
-from dsv3sim.report.network import parse
-from dsv3sim.report.summary import gpu_hours_per_trillion
+from dsv3sim.report.experts import load_maps
+from dsv3sim.results.reading import gpu_hours_per_trillion, hbm_bytes, link_series, memory_rows, node_counts
 from dsv3sim.results.trace_events import slices_from_result
 
 DATA = Path(__file__).with_name("data") / "v3_pretrain_result.json"
@@ -35,17 +33,17 @@ def test_numbers_two_ways(real):
     recomputed, _ = gpu_hours_per_trillion({k: v for k, v in real.items() if k != "gpu_hours_per_trillion_tokens"})
     assert recomputed == pytest.approx(real["gpu_hours_per_trillion_tokens"], rel=1e-9)
     # node histogram: entry i counts tokens reaching i+1 nodes; none beyond the node limit
-    h = nodes_hist(real["nodes_per_token"])
+    h = node_counts(real["nodes_per_token"])
     assert sum(h.values()) == sum(real["nodes_per_token"]["hist"])
     assert all(c == 0 for n, c in h.items() if n > real["nodes_per_token"]["node_limit"])
     # memory: one row per PP rank, components sum to the simulator's total
-    rows = parse_memory(real["memory_per_gpu"])
+    rows = memory_rows(real)
     assert len(rows) == real["parallel"]["pp"]
-    for (_, comps), raw in zip(rows, real["memory_per_gpu"]):
-        assert sum(comps.values()) == pytest.approx(raw["total_bytes"], rel=1e-9)
+    for row, raw in zip(rows, real["memory_per_gpu"]):
+        assert sum(row.components().values()) == pytest.approx(raw["total_bytes"], rel=1e-9)
     assert hbm_bytes(real) == real["memory_per_gpu"][0]["hbm_bytes"]
     # link averages as written; per-class series present
-    by_class, _, avg = parse(real["link_utilisation"])
+    by_class, _, avg = link_series(real["link_utilisation"])
     assert set(by_class) == {"ib", "nvlink"} and avg["ib"] == pytest.approx(real["ib_utilisation"])
     assert [lab for lab, _, _ in load_maps(real)] == ["routed load per logical expert", "before placement",
                                                       "after placement"]

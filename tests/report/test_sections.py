@@ -6,13 +6,12 @@ import numpy as np
 import pytest
 
 from dsv3sim.report import section
-from dsv3sim.report.experts import as_matrix, load_maps, max_over_mean, nodes_hist
-from dsv3sim.report.memory import kv_rows, parse_memory
-from dsv3sim.report.network import parse
+from dsv3sim.report.experts import load_maps, max_over_mean
+from dsv3sim.report.memory import kv_rows
 from dsv3sim.report.page import RenderContext
-from dsv3sim.report.summary import gpu_hours_per_trillion
 from dsv3sim.report.validation import validation_rows
 from dsv3sim.results import split_results
+from dsv3sim.results.reading import as_matrix, gpu_hours_per_trillion, link_series, memory_rows, node_counts
 from dsv3sim.results.trace_events import slices_from_result
 
 
@@ -51,25 +50,26 @@ def test_heatmap_max_over_mean_matches_numpy(train_result):
 
 
 def test_nodes_histogram_as_written():
-    assert nodes_hist({"hist": [0, 5, 7], "node_limit": 4}) == {1: 0, 2: 5, 3: 7}  # results.NodesPerToken: 1..n nodes
-    assert nodes_hist({"hist": []}) is None and nodes_hist(None) is None
+    assert node_counts({"hist": [0, 5, 7], "node_limit": 4}) == {1: 0, 2: 5, 3: 7}  # results.NodesPerToken: 1..n nodes
+    assert node_counts({"hist": []}) is None and node_counts(None) is None
 
 
 def test_link_utilisation_as_written():
     t = [0.0, 1e-3, 2e-3]
     lu = {"t_s": t, "by_class": {"ib": [0.1, 0.5, 0.9]}, "by_node": {"0": {"ib": [0.2, 0.4, 0.6]}},
           "average": {"ib": 0.5, "nvlink": None}}
-    by_class, by_node, avg = parse(lu)
+    by_class, by_node, avg = link_series(lu)
     assert by_class == {"ib": (t, [0.1, 0.5, 0.9])} and by_node == {"node 0 ib": (t, [0.2, 0.4, 0.6])}
     assert avg == {"ib": 0.5}
-    assert parse(None) == parse({"ib": 0.7}) == ({}, {}, {})  # not the written shape: no series
+    assert link_series(None) == link_series({"ib": 0.7}) == ({}, {}, {})  # not the written shape: no series
 
 
 def test_memory_rows_as_written():
-    per = parse_memory([{"rank": 0, "weights_bytes": 1.0, "total_bytes": 1.0, "hbm_bytes": 8.0,
-                         "activation_microbatch_stages": 17}, {"rank": 1, "weights_bytes": 2.0}])
-    assert per == [("PP rank 0", {"weights": 1.0}), ("PP rank 1", {"weights": 2.0})]  # counts are not bytes
-    assert parse_memory([{"rank": 3, "kv_cache_bytes": 1.0}], "rank") == [("rank 3", {"kv_cache": 1.0})]
+    per = memory_rows({"memory_per_gpu": [{"rank": 0, "weights_bytes": 1.0, "total_bytes": 1.0, "hbm_bytes": 8.0,
+                                           "activation_microbatch_stages": 17}, {"rank": 1, "weights_bytes": 2.0}]})
+    assert [(r.rank, r.components()) for r in per] == [(0, {"weights": 1.0}), (1, {"weights": 2.0})]  # counts: not bytes
+    assert memory_rows({"memory_per_gpu": [{"rank": 3, "kv_bytes": 1.0}]}) == []  # not a MemoryRow key
+    assert memory_rows({"memory_per_gpu": {"rank": 3}}) == []
 
 
 def test_kv_rows_agree_with_published_v3():
