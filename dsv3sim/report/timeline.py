@@ -7,7 +7,8 @@ from collections import defaultdict
 from pathlib import Path
 
 from dsv3sim.report.page import Absent, absent, fmt, note, say, table
-from dsv3sim.results.trace_events import Slice, category, merged_trace, read_slices, slices_from_result
+from dsv3sim.results import trace_events as te
+from dsv3sim.results.trace_events import Slice, busy_by_name, category, first_lanes, lanes
 
 BAR_LIMIT = 3000
 MIN_VISIBLE = 1e-3  # slices shorter than this fraction of the time span are drawn this wide
@@ -32,22 +33,6 @@ def color_of(name: str) -> str:
     return COLORS.get(name) or CATEGORY_COLORS[category(name)]
 
 
-def cap_lanes(ss: list[Slice], max_lanes: int = MAX_LANES) -> tuple[list[Slice], int]:
-    """The slices of the first ``max_lanes`` lanes (by rank, then stream) and the number of lanes dropped."""
-    lanes = sorted({(x.lane_key, x.lane) for x in ss})
-    keep = {lane for _, lane in lanes[:max_lanes]}
-    return ([x for x in ss if x.lane in keep], len(lanes) - max_lanes) if len(lanes) > max_lanes else (ss, 0)
-
-
-def _busy(ss: list[Slice]) -> dict[str, list]:
-    """{slice name: [busy seconds, count]}, busiest first."""
-    tot: dict[str, list] = defaultdict(lambda: [0.0, 0])
-    for x in ss:
-        tot[x.name][0] += x.dur_s
-        tot[x.name][1] += 1
-    return dict(sorted(tot.items(), key=lambda kv: -kv[1][0]))
-
-
 def _subplots(panels: list[tuple[str, list[Slice]]]):
     """(figure with a row per panel, row heights in lanes, whether the panels share one time axis: spans within 3x)."""
     from plotly.subplots import make_subplots
@@ -63,11 +48,11 @@ def _subplots(panels: list[tuple[str, list[Slice]]]):
 
 def timeline_figure(panels: list[tuple[str, list[Slice]]], title: str):
     """One subplot per panel (e.g. simulated, real), lanes as rows, at most MAX_LANES each."""
-    panels = [(t, cap_lanes(s)[0]) for t, s in panels if s]
+    panels = [(t, first_lanes(s, MAX_LANES)[0]) for t, s in panels if s]
     span = max((x.end_s for _, ss in panels for x in ss), default=0.0)
     axis = (span, *((1e3, "ms") if span >= 1e-3 else (1e6, "µs")))
     fig, heights, shared = _subplots(panels)
-    by_time, shown = list(_busy([x for _, ss in panels for x in ss])), set()
+    by_time, shown = list(busy_by_name([x for _, ss in panels for x in ss])), set()
     for row, (_, ss) in enumerate(panels, start=1):
         _draw_panel(fig, row, ss, by_time[:MAX_LEGEND], shown, axis)
         if not shared or row == len(panels):
@@ -82,7 +67,7 @@ def timeline_figure(panels: list[tuple[str, list[Slice]]], title: str):
 def _draw_panel(fig, row: int, ss: list[Slice], frequent: list[str], shown: set, axis: tuple) -> None:
     """Panel ``row``: one trace per legend key (a known or frequent name, else "other <family>"), its lanes in
     rank order; bars, or past BAR_LIMIT slices line segments (one SVG path per colour)."""
-    order = [lane for _, lane in sorted({(x.lane_key, x.lane) for x in ss})]
+    order = lanes(ss)
     groups: dict[str, list[Slice]] = defaultdict(list)
     for x in ss:
         groups[x.name if x.name in COLORS or x.name in frequent else f"other {category(x.name)}"].append(x)
@@ -118,11 +103,12 @@ def _trace(key: str, xs: list[Slice], legend: bool, axis: tuple, edge: float, wi
 
 
 def pipeline(result: dict, ctx) -> str:
-    ss, src = slices_from_result(result, ctx.base_dir)
+    ss, src = te.slices_from_result(result, ctx.base_dir)
     if not ss:
         raise Absent("no timeline in this result (run with a timeline / --chrome-trace to record one)")
-    fig = timeline_figure([("simulated", ss)], f"Simulated step: {len({x.lane for x in ss})} lanes, {len(ss)} "
-                          f"slices (from {src})" + (f"; first {MAX_LANES} lanes shown" if cap_lanes(ss)[1] else ""))
+    n = len(lanes(ss))
+    fig = timeline_figure([("simulated", ss)], f"Simulated step: {n} lanes, {len(ss)} slices (from {src})"
+                          + (f"; first {MAX_LANES} lanes shown" if n > MAX_LANES else ""))
     return note(say("timeline.how")) + ctx.plot("timeline", fig)
 
 
@@ -131,19 +117,19 @@ def compare(result: dict, ctx) -> str | None:
     Writes both as one Chrome trace beside the report (``ctx.merged_trace_out``)."""
     if ctx.chrome_trace is None:
         return None
-    real, info = read_slices(ctx.chrome_trace)
-    sim, src = slices_from_result(result, ctx.base_dir)
+    real, info = te.read_slices(ctx.chrome_trace)
+    sim, src = te.slices_from_result(result, ctx.base_dir)
     if not real:
         return absent(f"{ctx.chrome_trace}: no complete events found")
     merged = ""
     if out := ctx.merged_trace_out:
-        out.write_text(json.dumps(merged_trace([("simulated", sim), ("real", real)])))
+        out.write_text(json.dumps(te.merged_trace([("simulated", sim), ("real", real)])))
         merged = say("timeline.merged", name=out.name)
     fig = timeline_figure([("simulated" + (f" ({src})" if src else ""), sim), (f"real: {info['kind']}", real)],
                           "Simulated (top) and measured (bottom)")
-    sim_busy = _busy(sim)
+    sim_busy = busy_by_name(sim)
     rows = [[n, c, f"{t * 1e3:.4g}", fmt(sim_busy.get(n, [None])[0], lambda v: f"{v * 1e3:.4g}")]
-            for n, (t, c) in list(_busy(real).items())[:20]]
+            for n, (t, c) in list(busy_by_name(real).items())[:20]]
     dropped = f", {info['dropped']} later slices dropped" if info["dropped"] else ""
     return (note(say("timeline.real", name=Path(str(ctx.chrome_trace)).name, **info | {"dropped": dropped}) + merged)
             + ctx.plot("compare", fig)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import gzip
 import json
 import re
+from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -50,6 +51,27 @@ def category(name: str) -> str:
     """Family of a slice name: one of the DeepSeek names' stems, a pipeline kind, comm, or other."""
     low = name.strip().lower()
     return next((fam for fam, pat in CATEGORIES if re.search(pat, low)), "other")
+
+
+def lanes(ss: list[Slice]) -> list[str]:
+    """The lanes of ``ss`` in order: by rank, then stream."""
+    return [lane for _, lane in sorted({(x.lane_key, x.lane) for x in ss})]
+
+
+def first_lanes(ss: list[Slice], n: int) -> tuple[list[Slice], int]:
+    """The slices of the first ``n`` lanes (``lanes``) and the number of lanes dropped."""
+    order = lanes(ss)
+    keep = set(order[:n])
+    return ([x for x in ss if x.lane in keep], len(order) - n) if len(order) > n else (ss, 0)
+
+
+def busy_by_name(ss: list[Slice]) -> dict[str, list]:
+    """{slice name: [busy seconds, count]}, busiest first."""
+    tot: dict[str, list] = defaultdict(lambda: [0.0, 0])
+    for x in ss:
+        tot[x.name][0] += x.dur_s
+        tot[x.name][1] += 1
+    return dict(sorted(tot.items(), key=lambda kv: -kv[1][0]))
 
 
 def sort_key(v: Any) -> tuple:

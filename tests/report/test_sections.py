@@ -137,11 +137,12 @@ def test_imbalance_found_under_traces_dir(tmp_path):
 
 
 def test_timeline_caps_lanes():
-    from dsv3sim.report.timeline import MAX_LANES, cap_lanes, timeline_figure
+    from dsv3sim.report.timeline import MAX_LANES, timeline_figure
+    from dsv3sim.results.trace_events import first_lanes
 
     ev = [{"rank": r, "name": "F", "start_s": 0.0, "end_s": 1.0} for r in range(MAX_LANES + 10)]
     ss, _ = slices_from_result({"timeline": {"events": ev}})
-    kept, dropped = cap_lanes(ss)
+    kept, dropped = first_lanes(ss, MAX_LANES)
     assert dropped == 10 and {s.lane for s in kept} == {f"rank {r} / compute" for r in range(MAX_LANES)}
     fig = timeline_figure([("sim", ss)], "t")
     assert len(set(fig.layout.yaxis.categoryarray)) == MAX_LANES
