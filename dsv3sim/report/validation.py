@@ -1,6 +1,5 @@
-"""Validation: predicted vs measured (real runs) or published (DeepSeek's reports).
-
-Relative error = (predicted - reference) / reference, computed here when a row does not carry it."""
+"""Validation: predicted vs measured (real runs) or published (DeepSeek's reports); relative error = (predicted -
+reference) / reference (``results.reading.validation_rows`` computes it when a row does not carry it)."""
 
 from __future__ import annotations
 
@@ -8,24 +7,9 @@ import statistics
 
 from dsv3sim.config.units import fmt_num, num
 from dsv3sim.report.page import Absent, cards, esc, note, say, table
+from dsv3sim.results.reading import component_errors, matrix_cases, validation_rows
 
-REFERENCES = ("measured", "published")
 BARS = (("predicted", "predicted", "#4c78a8"), ("reference", "measured / published", "#f58518"))
-
-
-def validation_rows(result: dict) -> list[dict]:
-    v = result.get("validation")
-    out = []
-    for r in v.get("rows", []) if isinstance(v, dict) else v or []:
-        pred, kind = num(r.get("predicted")), next((k for k in REFERENCES if num(r.get(k)) is not None), None)
-        if pred is None or kind is None:
-            continue
-        ref, err = num(r[kind]), num(r.get("rel_error"))
-        out.append({"name": str(r.get("name")), "predicted": pred, "reference": ref, "kind": kind,
-                    "source": str(r.get("source", "")), "unit": str(r.get("unit", "")),
-                    "note": str(r.get("note") or ""), "error": err if err is not None else (pred - ref) / ref if ref
-                    else None})
-    return out
 
 
 def _colour(e: float) -> str:
@@ -61,23 +45,6 @@ def _figures(ctx, result: dict, rows: list[dict], errs: list[float]) -> list[str
         out.append(ctx.plot("valsteps", [{"type": "scatter", "y": s, "name": n, "mode": "lines+markers"}
                                          for n, s in (("measured", meas), ("predicted", pred))],
                             title="Step time per measured step", xaxis_title="step", yaxis_title="s", height=320))
-    return out
-
-
-def matrix_cases(result: dict) -> list[dict]:
-    """The cases of a validation matrix (``benchmarks/validate_error.py``) that have both step times."""
-    cases = result.get("cases")
-    return [c for c in cases if isinstance(c, dict) and num(c.get("measured_step_s"))
-            and num(c.get("predicted_step_s")) is not None] if isinstance(cases, list) else []
-
-
-def _component_errors(cases: list[dict]) -> dict[str, list[float]]:
-    """Signed error (%) of each named component across the cases that measured it."""
-    out: dict[str, list[float]] = {}
-    for c in cases:
-        for r in c.get("components") or []:
-            if isinstance(r, dict) and num(r.get("error")) is not None:
-                out.setdefault(str(r.get("name")), []).append(num(r["error"]) * 100)
     return out
 
 
@@ -124,7 +91,7 @@ def matrix(result: dict, cases: list[dict], ctx) -> str:
     """A matrix of real runs (``matrix_cases``): the distribution of the step error over the cases and of each
     component's error."""
     errs = [(c["predicted_step_s"] - c["measured_step_s"]) / c["measured_step_s"] * 100 for c in cases]
-    comp = _component_errors(cases)
+    comp = {n: [e * 100 for e in es] for n, es in component_errors(cases).items()}
     names = [str(c.get("layout", i)) for i, c in enumerate(cases)]
     trs = [[n, " ".join(map(str, c.get("flags") or [])), c.get("nproc", ""), f"{c['measured_step_s'] * 1e3:.1f}",
             f"{c['predicted_step_s'] * 1e3:.1f}", f"{e:+.1f} %"] for n, c, e in zip(names, cases, errs)]

@@ -13,6 +13,7 @@ from dsv3sim.cost.pricing import gpu_hours_per_trillion_tokens
 from dsv3sim.results import CommStats, LinkUtilisation, MemoryRow, NodesPerToken, group
 
 FIELDS_LIMIT = 500
+REFERENCES = ("measured", "published")  # what a validation row's prediction is compared with
 
 
 def gpu_hours_per_trillion(result: dict) -> tuple[float | None, str]:
@@ -85,3 +86,37 @@ def comm_stats(result: dict) -> dict[str, CommStats]:
     """``comm`` as {collective: ``CommStats``}; {} unless every entry is one."""
     c = {k: group(CommStats, v) for k, v in result["comm"].items()} if isinstance(result.get("comm"), dict) else {}
     return {} if None in c.values() else c
+
+
+def validation_rows(result: dict) -> list[dict]:
+    """The ``validation`` rows (a list, or ``{rows: [...]}``) with a prediction and a reference (REFERENCES), each
+    with its relative error (predicted - reference) / reference where the row does not carry it."""
+    v = result.get("validation")
+    out = []
+    for r in v.get("rows", []) if isinstance(v, dict) else v or []:
+        pred, kind = num(r.get("predicted")), next((k for k in REFERENCES if num(r.get(k)) is not None), None)
+        if pred is None or kind is None:
+            continue
+        ref, err = num(r[kind]), num(r.get("rel_error"))
+        out.append({"name": str(r.get("name")), "predicted": pred, "reference": ref, "kind": kind,
+                    "source": str(r.get("source", "")), "unit": str(r.get("unit", "")),
+                    "note": str(r.get("note") or ""), "error": err if err is not None else (pred - ref) / ref if ref
+                    else None})
+    return out
+
+
+def matrix_cases(result: dict) -> list[dict]:
+    """The cases of a validation matrix (``benchmarks/validate_error.py``) that have both step times."""
+    cases = result.get("cases")
+    return [c for c in cases if isinstance(c, dict) and num(c.get("measured_step_s"))
+            and num(c.get("predicted_step_s")) is not None] if isinstance(cases, list) else []
+
+
+def component_errors(cases: list[dict]) -> dict[str, list[float]]:
+    """Signed relative error of each named component across the cases that measured it."""
+    out: dict[str, list[float]] = {}
+    for c in cases:
+        for r in c.get("components") or []:
+            if isinstance(r, dict) and num(r.get("error")) is not None:
+                out.setdefault(str(r.get("name")), []).append(num(r["error"]))
+    return out

@@ -9,9 +9,15 @@ from dsv3sim.report import section
 from dsv3sim.report.experts import load_maps, max_over_mean
 from dsv3sim.report.memory import kv_rows
 from dsv3sim.report.page import RenderContext
-from dsv3sim.report.validation import validation_rows
 from dsv3sim.results import split_results
-from dsv3sim.results.reading import as_matrix, gpu_hours_per_trillion, link_series, memory_rows, node_counts
+from dsv3sim.results.reading import (
+    as_matrix,
+    gpu_hours_per_trillion,
+    link_series,
+    memory_rows,
+    node_counts,
+    validation_rows,
+)
 from dsv3sim.results.trace_events import slices_from_result
 
 
