@@ -6,7 +6,8 @@ from dsv3sim.config.units import fmt_si, fmt_time, num
 from dsv3sim.report.page import Absent, cards, details, esc, fmt, note, say, spec_table, table
 from dsv3sim.report.timeline import color_of
 from dsv3sim.results.reading import FIELDS_LIMIT, gpu_hours_per_trillion, scalar_fields
-from dsv3sim.workload.limits import bottleneck, limiter
+from dsv3sim.workload.limits import bottleneck
+from dsv3sim.workload.study import StudyRow, study_rows
 
 
 def _pct(v: float) -> str:
@@ -87,56 +88,36 @@ def fields(result: dict, ctx) -> str:
 
 # ---------------------------------------------------------------- study: several scenarios in one JSON
 
-THROUGHPUT = {"training": ("tokens_per_s", "tokens/s (cluster)"),
-              "prefill": ("prefill_tokens_per_s_per_node", "prefill tokens/s/node"),
-              "decode": ("decode_tokens_per_s_per_node", "decode tokens/s/node")}
-KIND_COLOUR = {"training": "#4c78a8", "prefill": "#f58518", "decode": "#54a24b"}
 STUDY_COLS = (("scenario", "scenario", str), ("kind", "kind", str), ("step / TTFT / TPOT", "latency", str),
               ("throughput", "tp", str), ("vs baseline", "vs", str), ("MFU", "mfu", lambda v: f"{v * 100:.1f}%"),
               ("GPU-h / T tokens", "gph", lambda v: f"{v / 1e3:,.1f} K" if v else ""),
               ("limited by", "why", str))
+KIND_COLOUR = {"training": "#4c78a8", "prefill": "#f58518", "decode": "#54a24b"}
 
 
-def study_rows(results: list[tuple[str, dict]]) -> list[dict]:
-    """One dict per scenario: name, kind, throughput and its change vs the kind's baseline, latency, limiter."""
-    rows, base = [], {}
-    for name, res in results:
-        k = res.get("kind")
-        kind = k if k in THROUGHPUT else "training" if isinstance(res.get("breakdown_s"), dict) else str(k or "?")
-        key, unit = THROUGHPUT.get(kind, ("tokens_per_s", "tokens/s"))
-        reason = res.get("infeasible")
-        tp = None if reason else num(res.get(key))
-        if tp and kind not in base:
-            base[kind] = (name, tp)
-        lat = next((f"{lab} {fmt_time(v)}" for key2, lab in (("step_time_s", "step"), ("ttft_s", "TTFT"),
-                    ("tpot_s", "TPOT")) if (v := num(res.get(key2))) is not None), "")
-        rows.append({"scenario": name, "kind": kind, "throughput": tp, "unit": unit, "infeasible": reason,
-                     "latency": "" if reason else lat, "mfu": num(res.get("mfu")), "limit": limiter(res),
-                     "gph": num(res.get("gpu_hours_per_trillion_tokens"))})
-    for r in rows:
-        b = base.get(r["kind"])
-        r["baseline"], r["vs_baseline"] = b and b[0], r["throughput"] / b[1] - 1.0 if b and r["throughput"] else None
-        r["vs"] = "baseline" if r["scenario"] == r["baseline"] else fmt(r["vs_baseline"], lambda v: f"{v * 100:+.1f}%")
-        r["tp"] = f"{fmt_si(r['throughput'])} {r['unit']}" if r["throughput"] else ""
-        r["why"] = r["infeasible"] or r["limit"]
-    return rows
+def _cells(r: StudyRow) -> dict:
+    """A study row (``workload.study``) as the table shows it."""
+    return {"scenario": r.scenario, "kind": r.kind, "mfu": r.mfu, "gph": r.gph, "why": r.infeasible or r.limit,
+            "latency": f"{r.latency[0]} {fmt_time(r.latency[1])}" if r.latency else "",
+            "tp": f"{fmt_si(r.throughput)} {r.unit}" if r.throughput else "",
+            "vs": "baseline" if r.scenario == r.baseline else fmt(r.vs_baseline, lambda v: f"{v * 100:+.1f}%")}
 
 
-def _study_traces(rows: list[dict]) -> list[dict]:
+def _study_traces(rows: list[StudyRow], cells: list[dict]) -> list[dict]:
     """Per kind: bars of throughput vs its baseline, and its infeasible scenarios as crosses on zero."""
     traces = []
-    for kind in dict.fromkeys(r["kind"] for r in rows):
-        ok = [r for r in rows if r["kind"] == kind and r["vs_baseline"] is not None]
-        bad = [r for r in rows if r["kind"] == kind and r["infeasible"]]
-        traces.append({"type": "bar", "y": [r["scenario"] for r in ok], "x": [r["vs_baseline"] * 100 for r in ok],
+    for kind in dict.fromkeys(r.kind for r in rows):
+        ok = [(r, c) for r, c in zip(rows, cells) if r.kind == kind and r.vs_baseline is not None]
+        bad = [r for r in rows if r.kind == kind and r.infeasible]
+        traces.append({"type": "bar", "y": [r.scenario for r, _ in ok], "x": [r.vs_baseline * 100 for r, _ in ok],
                        "orientation": "h", "name": kind, "marker": {"color": KIND_COLOUR.get(kind, "#9d755d")},
-                       "text": [r["vs"] for r in ok], "textposition": "outside", "cliponaxis": False,
-                       "customdata": [[fmt_si(r["throughput"]), r["unit"], r["latency"], r["limit"]] for r in ok],
+                       "text": [c["vs"] for _, c in ok], "textposition": "outside", "cliponaxis": False,
+                       "customdata": [[fmt_si(r.throughput), r.unit, c["latency"], r.limit] for r, c in ok],
                        "hovertemplate": "%{y}<br>%{customdata[0]} %{customdata[1]} (%{x:+.1f}%)<br>%{customdata[2]}"
                                         "<br>limited by %{customdata[3]}<extra></extra>"})
-        traces += [{"type": "scatter", "y": [r["scenario"] for r in bad], "x": [0] * len(bad), "mode": "markers",
+        traces += [{"type": "scatter", "y": [r.scenario for r in bad], "x": [0] * len(bad), "mode": "markers",
                     "marker": {"symbol": "x", "color": "#e45756", "size": 11}, "name": "infeasible",
-                    "hovertext": [r["infeasible"] for r in bad], "hoverinfo": "text+y"}] if bad else []
+                    "hovertext": [r.infeasible for r in bad], "hoverinfo": "text+y"}] if bad else []
     return traces
 
 
@@ -144,17 +125,18 @@ def study(results: list[tuple[str, dict]], ctx) -> str:
     """One table and one horizontal-bar chart comparing the scenarios (long names stay legible)."""
     ctx.section.title = f"Comparison of the {len(results)} scenarios"
     rows = study_rows(results)
-    fig = ctx.plot("study", _study_traces(rows), title="Throughput vs the baseline of its kind (%)",
+    cells = [_cells(r) for r in rows]
+    fig = ctx.plot("study", _study_traces(rows, cells), title="Throughput vs the baseline of its kind (%)",
                    barmode="overlay", height=140 + 24 * len(rows), margin={"l": 10, "r": 40, "t": 50, "b": 40},
                    xaxis={"title": "% change in throughput (higher is better)", "zeroline": True,
                           "zerolinecolor": "#555"},
-                   yaxis={"categoryorder": "array", "categoryarray": [r["scenario"] for r in rows][::-1],
+                   yaxis={"categoryorder": "array", "categoryarray": [r.scenario for r in rows][::-1],
                           "automargin": True, "tickfont": {"size": 13}, "ticksuffix": "  "},
                    legend={"orientation": "h", "y": 1.0, "yanchor": "bottom", "x": 0.3, "xanchor": "left"})
-    cols = [c for c in STUDY_COLS if any(fmt(r[c[1]], c[2]) for r in rows)]  # no all-empty column (serving: MFU)
-    bases = ", ".join(f"{k}: {v}" for k, v in {r["kind"]: r["baseline"] for r in rows if r["baseline"]}.items())
+    cols = [c for c in STUDY_COLS if any(fmt(x[c[1]], c[2]) for x in cells)]  # no all-empty column (serving: MFU)
+    bases = ", ".join(f"{k}: {v}" for k, v in {r.kind: r.baseline for r in rows if r.baseline}.items())
     return (note(say("study.compare", bases=bases)) + fig
-            + "<div data-study-table>" + spec_table(rows, cols, numeric={
+            + "<div data-study-table>" + spec_table(cells, cols, numeric={
                 i for i, c in enumerate(cols) if c[1] in ("vs", "mfu", "gph")}) + "</div>")
 
 
