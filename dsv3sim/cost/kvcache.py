@@ -8,11 +8,12 @@ GQA caches K and V of num_key_value_heads x head_dim each. A sliding-window laye
 W = 128) keeps only its last W tokens, so a sequence of C tokens holds min(C, W) there: the bytes per token
 depend on the context for such models (``context=``), and equal the all-layers figure without windows.
 ``kv_sizing``: what one KV budget holds for a model (bytes per token, tokens, longest sequence, batch per context),
-the MLA-vs-GQA comparison of `dsv3sim report` and the capacity lines of `dsv3sim stats`.
+the MLA-vs-GQA comparison of `dsv3sim report` (``kv_comparison``) and the capacity lines of `dsv3sim stats`.
 """
 
 from __future__ import annotations
 
+from dsv3sim.config import load_model_config
 from dsv3sim.config.errors import ConfigError
 from dsv3sim.config.model import ModelConfig
 
@@ -82,3 +83,17 @@ def kv_sizing(cfg: ModelConfig, free_bytes: float, contexts: tuple[int, ...] = C
             "bytes_per_token_fp8": kv_cache_bytes_per_token(cfg, 1), "tokens": tokens,
             "max_context": min(tokens, top), "model_limit": tokens > top,
             "batch": max_batch_by_context(cfg, free_bytes, contexts, 2, layers_fraction)}
+
+
+def kv_comparison(names: list[str], free_bytes: float, layers_fraction: float = 1.0) -> tuple[list[dict], list[str]]:
+    """``kv_sizing`` of each model config of ``names`` that loads (one row per config), and "name (why)" of the
+    others: the same budget for every model, so the rows compare bytes."""
+    sizing, skipped = {}, []
+    for n in names:
+        try:
+            cfg = load_model_config(n)
+        except (ValueError, FileNotFoundError, OSError) as e:
+            skipped.append(f"{n} ({e})")
+            continue
+        sizing[cfg.name] = sizing.get(cfg.name) or kv_sizing(cfg, free_bytes, CONTEXTS, layers_fraction)
+    return list(sizing.values()), skipped

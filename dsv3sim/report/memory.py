@@ -4,10 +4,9 @@ MLA caches kv_lora_rank + qk_rope_head_dim per layer (DeepSeek-V2 §2.1); GQA K 
 
 from __future__ import annotations
 
-from dsv3sim.config import load_model_config
 from dsv3sim.config.hardware import get_gpu
 from dsv3sim.config.units import fmt_bytes, num
-from dsv3sim.cost.kvcache import CONTEXTS, GQA_REFERENCES, kv_sizing
+from dsv3sim.cost.kvcache import CONTEXTS, GQA_REFERENCES, kv_comparison
 from dsv3sim.report.page import Absent, esc, fmt, note, say, spec_table, table
 from dsv3sim.results import KvSizing, group
 from dsv3sim.results.reading import hbm_bytes, memory_rows
@@ -39,20 +38,6 @@ def memory(result: dict, ctx) -> str:
         height=400)
 
 
-def kv_rows(names: list[str], budget: float, layers_fraction: float = 1.0) -> tuple[list[dict], list[str]]:
-    """One row per loadable config (``cost.kvcache.kv_sizing`` of ``budget`` bytes) for KV_COLS; the others."""
-    sizing, skipped = {}, []
-    for n in names:
-        try:
-            cfg = load_model_config(n)
-        except (ValueError, FileNotFoundError, OSError) as e:
-            skipped.append(f"{n} ({e})")
-            continue
-        sizing[cfg.name] = sizing.get(cfg.name) or kv_sizing(cfg, budget, CONTEXTS, layers_fraction)
-    return [{**s, "attention": s["attention"].upper(), **s["batch"], "context": f"{s['max_context']:,}" + (
-        " (model limit)" if s["model_limit"] else "")} for s in sizing.values()], skipped
-
-
 def _cell(v) -> str:
     if isinstance(v, float):
         return f"{v:,.4g}" if abs(v) < 1e6 else f"{v:,.0f}"
@@ -81,7 +66,9 @@ def kv(result: dict, ctx) -> str:
         "memory.kv_half", whose="the result GPU" if hbm else "an H200", gib=(hbm or DEFAULT_HBM_BYTES) / GiB)
     budget = budget if budget is not None else (hbm or DEFAULT_HBM_BYTES) * 0.5
     lf = num(sizing.kv_layers_fraction) or 1.0
-    rows, skipped = kv_rows([model] + [g for g in GQA_REFERENCES if g != model], budget, lf)
+    sizings, skipped = kv_comparison([model] + [g for g in GQA_REFERENCES if g != model], budget, lf)
+    rows = [{**s, "attention": s["attention"].upper(), **s["batch"], "context": f"{s['max_context']:,}" + (
+        " (model limit)" if s["model_limit"] else "")} for s in sizings]  # KV_COLS
     if not rows:
         raise Absent(f"model configs not loadable: {', '.join(skipped)}")
     return _kv_simulated(sizing) + note(say("memory.kv_how", how=how, lf=lf)) + spec_table(

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from dsv3sim.cost.kvcache import kv_comparison
 from dsv3sim.report import section
 from dsv3sim.report.experts import load_maps, max_over_mean
-from dsv3sim.report.memory import kv_rows
 from dsv3sim.report.page import RenderContext
 from dsv3sim.results import split_results
 from dsv3sim.results.reading import (
@@ -78,14 +78,14 @@ def test_memory_rows_as_written():
     assert memory_rows({"memory_per_gpu": {"rank": 3}}) == []
 
 
-def test_kv_rows_agree_with_published_v3():
-    rows, skipped = kv_rows(["deepseek-v3", "qwen2.5-72b", "no-such-model"], budget=70_272 * 131072 * 3)
+def test_kv_comparison_agrees_with_published_v3():
+    rows, skipped = kv_comparison(["deepseek-v3", "qwen2.5-72b", "no-such-model"], free_bytes=70_272 * 131072 * 3)
     assert [r["model"] for r in rows][:1] and skipped and "no-such-model" in skipped[0]
     v3 = rows[0]
-    assert v3["attention"] == "MLA" and v3["bytes_per_token"] == 70_272  # "Insights into DeepSeek-V3", Table 1
+    assert v3["attention"] == "mla" and v3["bytes_per_token"] == 70_272  # "Insights into DeepSeek-V3", Table 1
     assert v3["batch"][131072] == 3  # budget chosen to hold exactly three 128K sequences
     q = rows[1]
-    assert q["attention"] == "GQA" and q["bytes_per_token"] == 2 * 8 * 128 * 80 * 2  # K,V x 8 kv heads x 128 x 80 L
+    assert q["attention"] == "gqa" and q["bytes_per_token"] == 2 * 8 * 128 * 80 * 2  # K,V x 8 kv heads x 128 x 80 L
     assert q["batch"][131072] < v3["batch"][131072]
 
 
