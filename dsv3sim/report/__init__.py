@@ -10,6 +10,7 @@ from dsv3sim.cost.pricing import DEFAULT_PRICE_PER_GPU_HOUR, check_price
 from dsv3sim.report import experts, memory, network, planner, summary, sweep, timeline, validation
 from dsv3sim.report.page import Absent, Page, RenderContext, Section, note, say, write_index
 from dsv3sim.results import load_json, split_results
+from dsv3sim.trace.imbalance import traces_folder
 from dsv3sim.workload.limits import limiter
 
 __all__ = ["SECTIONS", "build_page", "merged_trace_path", "render", "render_html", "section", "write_index"]
@@ -61,13 +62,6 @@ def _name(data: dict, results: list, source: str | Path | None, title: str | Non
     return name if isinstance(name, str) else Path(source).stem if from_file else "result"
 
 
-def _select(results: list[tuple[str, dict]], scenario: str | None) -> list[tuple[str, dict]]:
-    """The results to render: all of them, or the one scenario of a study asked for (rendered in full)."""
-    if scenario is not None and scenario not in (names := [h for h, _ in results]):
-        raise ConfigError(f"scenario {scenario!r} is not in this result (scenarios: {', '.join(names)})")
-    return results if scenario is None else [(h, r) for h, r in results if h == scenario]
-
-
 def build_page(result_json, *, chrome_trace: str | Path | None = None, price_per_gpu_hour: float | None = None,
                title: str | None = None, traces_dir: str | Path | None = None,
                merged_trace_out: str | Path | None = None, scenario: str | None = None,
@@ -78,7 +72,7 @@ def build_page(result_json, *, chrome_trace: str | Path | None = None, price_per
     data = load_json(result_json)
     if price_per_gpu_hour is not None:
         check_price(price_per_gpu_hour)  # a finite number of dollars > 0, as every command that prices takes it
-    results = _select(split_results(data), scenario)
+    results = split_results(data, scenario)  # all, or the one scenario of a study asked for (rendered in full)
     data = results[0][1] if scenario is not None else data
     page = Page(title=f"dsv3sim: {_name(data, results, source, title)}", subtitle=f"{len(results)} result(s)")
     light = len(results) > STUDY_FULL
@@ -98,8 +92,7 @@ def build_page(result_json, *, chrome_trace: str | Path | None = None, price_per
 
 def _contexts(source, n: int, chrome_trace, merged_trace_out, price, traces_dir) -> list[RenderContext]:
     """One context per result; a real trace (and the merged trace written from it) goes with the first."""
-    traces = Path(traces_dir) if traces_dir else next((d for d in (
-        Path.cwd() / "traces", Path(__file__).resolve().parents[2] / "traces") if d.is_dir()), None)
+    traces = Path(traces_dir) if traces_dir else traces_folder()
     base = Path(source).resolve().parent if source is not None else None
     first = {"chrome_trace": Path(chrome_trace) if chrome_trace else None,
              "merged_trace_out": Path(merged_trace_out) if merged_trace_out else None}

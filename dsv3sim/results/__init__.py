@@ -375,10 +375,12 @@ def is_result(d) -> bool:
     return isinstance(d, dict) and any(k in d for k in RESULT_MARKERS)
 
 
-def split_results(data: dict) -> list[tuple[str, dict]]:
+def split_results(data: dict, scenario: str | None = None) -> list[tuple[str, dict]]:
     """[(scenario name, result)]: one entry for a plain result, several when the file nests by scenario (a study, as
-    ``save_json`` writes a dict of results)."""
+    ``save_json`` writes a dict of results); only ``scenario``'s when given (a ConfigError when it is not there)."""
     subs = [(k, v) for k, v in data.items() if is_result(v)]
     if is_result(data) or not subs or len(subs) != sum(isinstance(v, dict) for v in data.values()):
-        return [("", data)]
-    return subs
+        subs = [("", data)]
+    if scenario is not None and scenario not in (names := [h for h, _ in subs]):
+        raise ConfigError(f"scenario {scenario!r} is not in this result (scenarios: {', '.join(names)})")
+    return subs if scenario is None else [(h, r) for h, r in subs if h == scenario]

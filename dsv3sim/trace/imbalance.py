@@ -151,6 +151,12 @@ def read_series(p: Path) -> dict[str, tuple[list, list]]:
         return {}
 
 
+def traces_folder() -> Path | None:
+    """Where the imbalance series live: ./traces, else the repository's traces/; None without either."""
+    here, repo = Path.cwd() / "traces", Path(__file__).resolve().parents[2] / "traces"
+    return next((d for d in (here, repo) if d.is_dir()), None)
+
+
 def series_under(folder: Path | None) -> tuple[dict[str, tuple[list, list]], list[str]]:
     """(the series of every JSON file under ``folder``, a label repeated in a later file suffixed with its stem;
     the names of the files that had one)."""

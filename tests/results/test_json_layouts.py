@@ -21,6 +21,9 @@ def test_a_study_splits_by_scenario_name(tmp_path):
     data = load_json(save_json({"first": A, "second": B}, tmp_path / "s.json"))
     assert split_results(data) == [("first", A.to_dict()), ("second", B.to_dict())]
     assert load_json({"first": A, "second": B}) == data  # Result objects in memory read the same
+    assert split_results(data, "second") == [("second", B.to_dict())]
+    with pytest.raises(ConfigError, match="'third' is not in this result .scenarios: first, second"):
+        split_results(data, "third")
 
 
 def test_a_list_is_a_sweep(tmp_path):
