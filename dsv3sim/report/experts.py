@@ -9,7 +9,7 @@ import numpy as np
 from dsv3sim.config.units import num
 from dsv3sim.report.page import Absent, Html, absent, esc, note, say, table
 from dsv3sim.results import NodesPerToken, group
-from dsv3sim.results.reading import as_matrix, node_counts
+from dsv3sim.results.reading import as_matrix, node_counts, node_spread
 from dsv3sim.trace import stats
 from dsv3sim.trace.imbalance import series_under
 
@@ -116,13 +116,13 @@ def nodes(result: dict, ctx) -> str:
     if not (h := node_counts(v)):
         raise Absent("no nodes-per-token distribution in this result")
     limit, total = num(v.node_limit), sum(h.values())
-    top = max([x for x in h if h[x]] + [int(limit or 0) + 1])
-    xs = [x for x in sorted(h) if x <= top]  # no run of empty bins past the last token (EP320 has 40 nodes)
+    mean, over, most = node_spread(h, limit)
+    # no run of empty bins past the last token's (EP320 has 40 nodes)
+    xs = [x for x in sorted(h) if x <= max(most, int(limit or 0) + 1)]
     frac = [h[x] / total * 100 if total else 0 for x in xs]
-    mean = sum(x * h[x] for x in xs) / total if total else 0
-    if limit and (over := sum(h[x] for x in xs if x > limit)):
+    if limit and over:
         label, text = f"M={limit:g} (a limit on expert groups)", nodes_text_over(
-            limit, over / total, mean, max(x for x in xs if h[x] > 0), len(h), num(v.n_group))
+            limit, over, mean, most, len(h), num(v.n_group))
     elif limit:
         label, text = f"node limit M={limit:g}", say("experts.nodes_within", limit=limit, mean=mean)
     else:

@@ -71,6 +71,15 @@ def node_counts(v) -> dict[int, float] | None:
     return {i + 1: num(x) for i, x in enumerate(g.hist)}
 
 
+def node_spread(counts: dict[int, float], limit: float | None) -> tuple[float, float, int]:
+    """(mean nodes per token, share of tokens reaching more than ``limit`` nodes (0 without a limit), the most
+    nodes a token reached) of ``node_counts``."""
+    total = sum(counts.values())
+    mean = sum(x * n for x, n in sorted(counts.items())) / total if total else 0
+    over = sum(n for x, n in counts.items() if limit and x > limit)
+    return mean, over / total if total else 0.0, max((x for x, n in counts.items() if n > 0), default=0)
+
+
 def link_series(lu) -> tuple[dict[str, tuple], dict[str, tuple], dict[str, float]]:
     """(by_class series, by_node series named "node N cls", class averages) of a ``link_utilisation``; a series is
     (times, fractions of the link's bandwidth)."""

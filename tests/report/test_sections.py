@@ -16,6 +16,7 @@ from dsv3sim.results.reading import (
     link_series,
     memory_rows,
     node_counts,
+    node_spread,
     validation_rows,
 )
 from dsv3sim.results.trace_events import slices_from_result
@@ -58,6 +59,9 @@ def test_heatmap_max_over_mean_matches_numpy(train_result):
 def test_nodes_histogram_as_written():
     assert node_counts({"hist": [0, 5, 7], "node_limit": 4}) == {1: 0, 2: 5, 3: 7}  # results.NodesPerToken: 1..n nodes
     assert node_counts({"hist": []}) is None and node_counts(None) is None
+    mean, over, most = node_spread({1: 2, 2: 6, 3: 0, 4: 2}, 2)
+    assert mean == pytest.approx((2 + 12 + 8) / 10) and over == pytest.approx(0.2) and most == 4
+    assert node_spread({1: 5, 2: 5}, None) == (1.5, 0.0, 2)  # no limit: nothing is over it
 
 
 def test_link_utilisation_as_written():
