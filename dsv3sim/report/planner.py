@@ -5,9 +5,7 @@ from __future__ import annotations
 from collections import Counter
 
 from dsv3sim.cost.pricing import DEFAULT_PRICE_PER_GPU_HOUR
-from dsv3sim.report.page import BEST_STYLE, Absent, Html, esc, note, say, spec_table
-
-__all__ = ["BEST_STYLE", "plan"]
+from dsv3sim.report.page import Absent, Html, esc, note, say, spec_table
 
 MAX_ROWS = 25
 TRAIN_COLS = (("#", "rank", "d"), ("layout", "key", str), ("all-to-all", "comm_model", str),

@@ -6,7 +6,7 @@ from dsv3sim.plan.network import plan_network
 from dsv3sim.plan.serve import ServeQuery, plan_serving
 from dsv3sim.plan.train import TrainQuery, plan_training
 from dsv3sim.report import build_page
-from dsv3sim.report.planner import BEST_STYLE
+from dsv3sim.report.page import BEST_STYLE
 
 
 def _section(result: dict):
