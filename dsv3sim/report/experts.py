@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from dsv3sim.config.units import num
-from dsv3sim.report.page import Absent, Html, absent, esc, note, say, table
+from dsv3sim.report.page import PALETTE, Absent, Html, absent, esc, note, say, table
 from dsv3sim.results import NodesPerToken, group
 from dsv3sim.results.reading import as_matrix, node_counts, node_spread
 from dsv3sim.trace import stats
@@ -15,7 +15,6 @@ from dsv3sim.trace.imbalance import series_under
 
 MAPS = (("routed load per logical expert", "expert_load_logical", "logical expert"),
         ("before placement", "expert_load_before", "GPU"), ("after placement", "expert_load_after", "GPU"))
-PALETTE = ("#4c78a8", "#f58518", "#54a24b", "#e45756", "#b279a2", "#72b7b2")
 
 
 def load_maps(result: dict) -> list[tuple[str, list[list[float]], str]]:

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 from dsv3sim.config.units import fmt_num, num
-from dsv3sim.report.page import Absent, note, say, table
+from dsv3sim.report.page import PALETTE, Absent, note, say, table
 from dsv3sim.workload.sweep import split_row, sweep_axes
 
 METRICS = ("step_time_s", "tokens_per_s", "mfu", "gpu_hours_per_trillion_tokens", "decode_tokens_per_s_per_node",
            "prefill_tokens_per_s_per_node", "ttft_s", "tpot_s")
 MAX_CHARTS, MAX_METRICS, MAX_PARAM_CHARS, MAX_TABLE, MAX_LINES = 6, 4, 40, 60, 24
-PALETTE = ("#4c78a8", "#f58518", "#54a24b", "#e45756", "#72b7b2", "#b279a2", "#eeca3b", "#9d755d")
 
 
 def _metric(fig, col: int, m: str, x: str, groups: dict, numeric_x: bool) -> None:
