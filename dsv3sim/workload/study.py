@@ -1,7 +1,7 @@
 """A study's scenarios compared, each with the first scenario of its kind (``scenarios/studies.py`` puts the
 published setup first): throughput relative to it (cluster tokens/s for training, tokens/s per node for prefill and
-decode, DeepSeek's Day-6 unit), the latency that matters for the kind, MFU, GPU-hours per trillion tokens and what
-limits it (``limits.limiter``)."""
+decode, DeepSeek's Day-6 unit, output tokens/s per node for aggregated serving), the latency that matters for the
+kind, MFU, GPU-hours per trillion tokens and what limits it (``limits.limiter``)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ from dsv3sim.workload.limits import limiter
 
 THROUGHPUT = {"training": ("tokens_per_s", "tokens/s (cluster)"),
               "prefill": ("prefill_tokens_per_s_per_node", "prefill tokens/s/node"),
-              "decode": ("decode_tokens_per_s_per_node", "decode tokens/s/node")}
+              "decode": ("decode_tokens_per_s_per_node", "decode tokens/s/node"),
+              "aggregated": ("output_tokens_per_s_per_node", "output tokens/s/node")}  # prefill + decode per GPU
 LATENCY = (("step_time_s", "step"), ("ttft_s", "TTFT"), ("tpot_s", "TPOT"))  # the first a result has
 
 

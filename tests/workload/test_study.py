@@ -26,6 +26,11 @@ def test_each_kind_against_its_first_scenario():
     assert by["untyped"].kind == "training" and by["untyped"].vs_baseline == pytest.approx(-0.5)
 
 
+def test_aggregated_serving_by_output_tokens_per_node():
+    (r,) = study_rows([("agg", {"kind": "aggregated", "output_tokens_per_s_per_node": 9000.0, "ttft_s": 0.9})])
+    assert (r.throughput, r.unit, r.baseline, r.latency) == (9000.0, "output tokens/s/node", "agg", ("TTFT", 0.9))
+
+
 def test_no_baseline_without_throughput():
     (r,) = study_rows([("x", {"kind": "prefill"})])
     assert r.baseline is None and r.vs_baseline is None and r.kind == "prefill"
