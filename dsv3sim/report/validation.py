@@ -7,7 +7,7 @@ import statistics
 
 from dsv3sim.config.units import fmt_num, num
 from dsv3sim.report.page import Absent, cards, esc, note, say, table
-from dsv3sim.results.reading import component_errors, matrix_cases, validation_rows
+from dsv3sim.results.reading import component_errors, matrix_cases, step_errors, validation_rows
 
 BARS = (("predicted", "predicted", "#4c78a8"), ("reference", "measured / published", "#f58518"))
 
@@ -90,7 +90,7 @@ def _matrix_figures(ctx, cases: list[dict], names: list[str], errs: list[float],
 def matrix(result: dict, cases: list[dict], ctx) -> str:
     """A matrix of real runs (``matrix_cases``): the distribution of the step error over the cases and of each
     component's error."""
-    errs = [(c["predicted_step_s"] - c["measured_step_s"]) / c["measured_step_s"] * 100 for c in cases]
+    errs = [e * 100 for e in step_errors(cases)]
     comp = {n: [e * 100 for e in es] for n, es in component_errors(cases).items()}
     names = [str(c.get("layout", i)) for i, c in enumerate(cases)]
     trs = [[n, " ".join(map(str, c.get("flags") or [])), c.get("nproc", ""), f"{c['measured_step_s'] * 1e3:.1f}",

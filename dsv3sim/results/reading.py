@@ -121,6 +121,11 @@ def matrix_cases(result: dict) -> list[dict]:
             and num(c.get("predicted_step_s")) is not None] if isinstance(cases, list) else []
 
 
+def step_errors(cases: list[dict]) -> list[float]:
+    """The signed relative step error (predicted - measured) / measured of each of ``matrix_cases``."""
+    return [(c["predicted_step_s"] - c["measured_step_s"]) / c["measured_step_s"] for c in cases]
+
+
 def component_errors(cases: list[dict]) -> dict[str, list[float]]:
     """Signed relative error of each named component across the cases that measured it."""
     out: dict[str, list[float]] = {}
