@@ -174,8 +174,22 @@ def _p2p_rule(s: Schedule, graph, end_of: dict[int, list[float]], latency: float
     return None, _cross_rank_sends(s, graph) if transfer else {}
 
 
+def _inputs_ready(deps, r: int, posted: float, end_of: dict[int, list[float]], latency: float,
+                  rendezvous: float) -> tuple[float, int]:
+    """(when rank ``r``'s action, its receives posted at ``posted``, has every input; its cross-rank inputs):
+    a same-rank input at its end, a cross-rank one at max(end + ``latency``, posted + ``rendezvous``)."""
+    ready, n_recv = posted, 0
+    for dr, di in deps:
+        ready = max(ready, end_of[dr][di] + (latency if dr != r else 0.0))
+        n_recv += dr != r
+    if n_recv and rendezvous:
+        ready = max(ready, posted + rendezvous)
+    return ready, n_recv
+
+
 def execute(s: Schedule, times: ChunkTimes | Callable[[int, Action], float], p2p_latency: float = 0.0,
-            p2p_transfer: float = 0.0, p2p_batches: dict[int, list[list]] | None = None) -> ExecResult:
+            p2p_transfer: float = 0.0, p2p_batches: dict[int, list[list]] | None = None,
+            p2p_rendezvous: float = 0.0) -> ExecResult:
     """Start/end of every action, makespan, per-rank bubble and activation peaks (module docstring).
 
     ``p2p_transfer`` > 0 prices the pipeline sends and receives as DualPipe's reference runs them
@@ -189,9 +203,17 @@ def execute(s: Schedule, times: ChunkTimes | Callable[[int, Action], float], p2p
     last): each batch is posted when the rank's previous action ends and completes only once every peer has
     posted the batch holding the matching op (NCCL moves a large message only when both ends are posted), then
     + latency + ``p2p_transfer`` x max(sends, receives) of the batch; the action starts after it. The final
-    batch ends the rank's step. Replaces the per-action rule above."""
-    if p2p_latency < 0 or p2p_transfer < 0:
-        raise ConfigError(f"p2p latency and transfer must be >= 0, got {p2p_latency}, {p2p_transfer}")
+    batch ends the rank's step. Replaces the per-action rule above.
+
+    ``p2p_rendezvous`` > 0: a rendezvous transport, where a message moves only once its receive is posted (gloo's
+    unbound buffers: the sender announces the send, the receiver's posted receive answers, and only then does the
+    sender's event-loop thread write the payload; ``gloo/transport/tcp/pair.cc``). A receive is posted when its
+    rank's previous action ends, so a cross-rank input arrives at max(sent + ``p2p_latency``, posted +
+    ``p2p_rendezvous``): a late receive pays the notification and the payload even when the data was sent long
+    before."""
+    if p2p_latency < 0 or p2p_transfer < 0 or p2p_rendezvous < 0:
+        raise ConfigError(f"p2p latency, transfer and rendezvous must be >= 0, got {p2p_latency}, {p2p_transfer}, "
+                          f"{p2p_rendezvous}")
     dur = times.of if isinstance(times, ChunkTimes) else None
     graph = slot_graph(s)
     end_of = {r: [0.0] * len(acts) for r, acts in s.actions.items()}
@@ -202,11 +224,7 @@ def execute(s: Schedule, times: ChunkTimes | Callable[[int, Action], float], p2p
     for r, i in run_order(s, graph if bt is None else bt.order_graph(graph)):
         a = s.actions[r][i]
         d = _duration(dur, times, r, a)
-        ready = free[r]
-        n_recv = 0
-        for dr, di in graph[r][i]:
-            ready = max(ready, end_of[dr][di] + (p2p_latency if dr != r else 0.0))
-            n_recv += dr != r
+        ready, n_recv = _inputs_ready(graph[r][i], r, free[r], end_of, p2p_latency, p2p_rendezvous)
         if bt is not None:
             ready = max(ready, bt.done(r, i, free[r]))
         elif p2p_transfer:

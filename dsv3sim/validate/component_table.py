@@ -20,7 +20,7 @@ from collections import defaultdict
 from datetime import UTC, datetime
 from pathlib import Path
 
-from dsv3sim.validate.alpha_beta import fit
+from dsv3sim.validate.alpha_beta import fit, interpolate
 from dsv3sim.validate.atomic import write_json, write_text
 from dsv3sim.validate.calibrate import GAP_S
 from dsv3sim.validate.ep import row_bytes
@@ -49,6 +49,23 @@ def transport_fits(calib: list[dict]) -> dict[str, dict[str, float]]:
     if "all_to_all" in out and any(k.startswith("all_to_all@") for k in out):  # the default sweep's gap, by name
         out[f"all_to_all@{GAP_S * 1e6:.0f}"] = out["all_to_all"]
     return out
+
+
+def p2p_times(calib: list[dict], n_bytes: float) -> dict[str, float]:
+    """{p2p_hop_s: one pipeline hop of ``n_bytes``, p2p_notify_s: one notification}: the expected one-way
+    ping-pong time (``robust.expected`` per size over rank 0's pooled sweep points) interpolated at ``n_bytes``
+    (``alpha_beta.interpolate``), and at the sweep's smallest size (a control message: gloo's receive-ready
+    notice). {} without p2p points at two sizes."""
+    first = min(calib, key=lambda c: c["rank"])
+    by: dict[float, list[float]] = defaultdict(list)
+    for p in first["probes"]:
+        for x, t in p.get("points", {}).get("p2p", []):
+            by[x].append(t)
+    if len(by) < 2:
+        return {}
+    tail = fit([x for x, ts in by.items() for _ in ts], [t for ts in by.values() for t in ts])
+    pts = {x: expected(ts) for x, ts in by.items()}
+    return {"p2p_hop_s": interpolate(pts, n_bytes, tail), "p2p_notify_s": pts[min(pts)]}
 
 
 def window_share(probes: list[dict]) -> float:
@@ -342,6 +359,7 @@ def build_table(spec, train: list[dict], calib: list[dict], machine: str) -> dic
             "routing": _routing(spec, train),
             "cores": cores() if spec.device == "cpu" else 0, "procs": spec.nproc * spec.threads,
             "a2a_exit_skew_s": exit_skew(calib),
+            **(p2p_times(calib, m0["tokens_per_mb"] * D * elt) if spec.pp > 1 else {}),
             "ranks": {str(c["rank"]): _rank_entry(c, cfg) for c in calib}}
 
 

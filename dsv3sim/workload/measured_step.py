@@ -17,8 +17,11 @@ Inputs (all ordinary files a scenario names):
 Composition:
 * pipeline: ``dsv3sim.parallel.generate(schedule, pp, microbatches)`` executed by ``dsv3sim.parallel.execute``
   (longest path over the action DAG, the same executor as ``workload.training``), one pipeline per DP replica,
-  p2p = activation bytes over the p2p fit. B and BW run the full backward, W is empty (eager PyTorch computes
-  weight gradients with the input gradients); an overlapped pair runs as its two ops in order, as the run does.
+  p2p = the table's ``p2p_hop_s`` (the expected one-way time measured around the activation's size) where the
+  table has one, else activation bytes over the p2p fit; with the table's ``p2p_notify_s`` (gloo on CPU) a
+  receive posted after its send waits notify + hop from its post (the executor's ``p2p_rendezvous``). B and BW
+  run the full backward, W is empty (eager PyTorch computes weight gradients with the input gradients); an
+  overlapped pair runs as its two ops in order, as the run does.
 * one chunk on one pipeline rank: every EP rank of the replica runs the chunk's layers in lockstep; at each
   all-to-all (layout, dispatch, combine; each dispatch/combine span also encodes the rows sent and decodes those
   received, the table's ``codec`` fit) all EP ranks meet: the all-to-all starts at the latest rank's clock
@@ -421,9 +424,11 @@ def simulate_measured(scn: Scenario) -> TrainingResult | Infeasible:
     ranks = {int(k): v for k, v in t["ranks"].items()}
     sched = _one_op_per_slot(generate(w.schedule, pp := t["pp"], scn.microbatches))
     act_bytes = t["tokens_per_microbatch"] * t["hidden"] * t["elt_bytes"]
-    hop = tr.time("p2p", act_bytes) if pp > 1 else 0.0
+    hop = (t.get("p2p_hop_s") or tr.time("p2p", act_bytes)) if pp > 1 else 0.0
+    # gloo's rendezvous (parallel.executor): a late receive waits for its notice to reach the sender, then the hop
+    rdv = t["p2p_notify_s"] + hop if pp > 1 and "p2p_notify_s" in t else 0.0
     fp8 = w.dispatch_dtype == "fp8"
-    comp, comp_cpu, end, spans, makespans = _step(t, sched, tr, ranks, hop, fp8)
+    comp, comp_cpu, end, spans, makespans = _step(t, sched, tr, ranks, (hop, rdv), fp8)
     # a CPU table's compute in CPU seconds (a GPU table's times are wall times: none)
     cpu = {k: v / len(ranks) for k, v in comp_cpu.items()} if str(t.get("device", "cpu")) == "cpu" else {}
     return _result(scn, t, tr, comp, end, spans, makespans, len(ranks), t_wall, cpu)
@@ -441,7 +446,7 @@ def _one_op_per_slot(sched):
                                    for r, acts in sched.actions.items()})
 
 
-def _step(t: dict, sched, tr: Transport, ranks: dict, hop: float, fp8: bool):
+def _step(t: dict, sched, tr: Transport, ranks: dict, hop: tuple[float, float], fp8: bool):
     """One step on every rank: (components, their compute's CPU seconds, end per rank, spans per replica,
     makespans)."""
     comp: dict[str, float] = defaultdict(float)
@@ -463,7 +468,7 @@ def _step(t: dict, sched, tr: Transport, ranks: dict, hop: float, fp8: bool):
     return comp, comp_cpu, end, spans, makespans
 
 
-def _simulate_replica(t: dict, sched, tr: Transport, ranks: dict, d: int, hop: float, fp8: bool,
+def _simulate_replica(t: dict, sched, tr: Transport, ranks: dict, d: int, hop: tuple[float, float], fp8: bool,
                       comp: dict[str, float], end: dict[int, float], tail: dict[int, tuple],
                       comp_cpu: dict[str, float]):
     """Pipeline replica ``d``: every (stage, action) chunk run on its EP ranks' lanes, the schedule executed over
@@ -483,7 +488,7 @@ def _simulate_replica(t: dict, sched, tr: Transport, ranks: dict, d: int, hop: f
             cache[key] = (max(lanes.clock), lanes)
         return cache[key][0]
 
-    ex = execute(sched, chunk, p2p_latency=hop)
+    ex = execute(sched, chunk, p2p_latency=hop[0], p2p_rendezvous=hop[1])
     for p, acts in sched.actions.items():
         busy = 0.0
         sq, lin = [0.0] * ep, [0.0] * ep

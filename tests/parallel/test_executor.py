@@ -166,6 +166,24 @@ def test_p2p_transfer_commits_at_chunk_boundaries():
         execute(s, t, p2p_transfer=-1.0)
 
 
+def test_p2p_rendezvous_charges_late_receives_from_their_post():
+    """A rendezvous transport (gloo's unbound buffers) moves a message only once its receive is posted, so a
+    receive posted after its send still waits the rendezvous R from its post. 1F1B, P = 2, m = 2, F = 1, B = 2,
+    latency L = 0.1, R = 0.5, by hand: rank 1 posts F0's receive at 0, sent at 1: max(1.1, 0.5) = 1.1; F1's was
+    sent at 2 and posted after BW0 at 4.1: max(2.1, 4.6) = 4.6 (plain rule: 4.1); rank 0 posts BW0's at 2, sent
+    at 4.1: 4.2 either way; BW1's is posted at 6.2, sent at 7.6: 7.7; makespan 9.7 against the plain 9.2.
+    R = 0 is the plain rule; R < 0 is refused."""
+    s = generate("1f1b", 2, 2)
+    t = ChunkTimes(f=1.0, b=2.0)
+    plain, rdv = execute(s, t, 0.1), execute(s, t, 0.1, p2p_rendezvous=0.5)
+    assert execute(s, t, 0.1, p2p_rendezvous=0.0).makespan == plain.makespan == pytest.approx(9.2)
+    starts = {r: [sp.start for sp in v] for r, v in rdv.spans.items()}
+    assert starts[1] == pytest.approx([1.1, 2.1, 4.6, 5.6]) and starts[0] == pytest.approx([0.0, 1.0, 4.2, 7.7])
+    assert rdv.makespan == pytest.approx(9.7) and rdv.busy == plain.busy
+    with pytest.raises(Exception, match="rendezvous"):
+        execute(s, t, p2p_rendezvous=-1.0)
+
+
 @pytest.mark.parametrize("name,p,m", [("1f1b", 8, 20), ("zb1p", 8, 20), ("dualpipe", 8, 20),
                                       ("dualpipe", 4, 16), ("dualpipev", 4, 20), ("dualpipev", 8, 16)])
 def test_activation_memory_and_param_copies_match_readme(name, p, m):

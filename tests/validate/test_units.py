@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from dsv3sim.config import load_model_config
-from dsv3sim.validate.alpha_beta import AlphaBeta, fit, line_through
+from dsv3sim.validate.alpha_beta import AlphaBeta, fit, interpolate, line_through
+from dsv3sim.validate.component_table import p2p_times
 from dsv3sim.validate.ep import decode, encode, route, row_bytes
 from dsv3sim.validate.launch import diagnose, parse_torchrun_failures
 from dsv3sim.validate.layout import Coord, coord, rank_of, stage_layers
@@ -35,6 +36,31 @@ def test_line_through_two_sizes_clamps_at_zero():
     assert line_through(400.0, 1.0, 100.0, 3.0) == (1.0, 0.0)  # shrank with n: all per-call cost
     assert line_through(400.0, 5.0, 100.0, 1.0) == (0.0, pytest.approx(4.0 / 300))  # negative intercept: 0
     assert line_through(8.0, 2.0, 8.0, 2.0) == (0.0, 0.25)  # one size: all per-element cost
+
+
+def test_interpolate_reads_the_points_not_the_fit():
+    """Log-log between the two sizes around n, the smallest size's time below them, the largest one's plus the
+    extra bytes over the tail's bandwidth above them; on an exact alpha-beta line the points agree with it at
+    the points. A transport that is not one line (a loopback socket's 64-128 KB messages) keeps its bump."""
+    tail = AlphaBeta(alpha_s=1e-4, beta_Bps=1e9)
+    pts = {1024.0: 3e-4, 131072.0: 8e-4, 4194304.0: 2e-3}
+    assert interpolate(pts, 65536, tail) == pytest.approx(3e-4 * (8e-4 / 3e-4) ** (6 / 7))
+    assert interpolate(pts, 100, tail) == 3e-4
+    assert interpolate(pts, 4194304 + 1e9, tail) == pytest.approx(2e-3 + 1.0)
+    assert interpolate({}, 1e6, tail) == tail.time(1e6)
+    line = {n: tail.time(n) for n in (1e3, 1e5, 1e7)}
+    assert interpolate(line, 1e5, tail) == pytest.approx(tail.time(1e5))
+
+
+def test_p2p_times_from_rank_zeros_pooled_sweeps():
+    """The hop at the activation's size from the per-size expected ping-pong times of rank 0 (rank 1's points
+    are ignored), and the notification at the smallest size; nothing without points at two sizes."""
+    probe = {"points": {"p2p": [[1024, 2e-4], [1024, 4e-4], [65536, 1e-3], [65536, 1e-3]]}}
+    other = {"points": {"p2p": [[1024, 9.0], [65536, 9.0]]}}
+    calib = [{"rank": 1, "probes": [other]}, {"rank": 0, "probes": [probe, probe]}]
+    out = p2p_times(calib, 65536)
+    assert out == {"p2p_hop_s": pytest.approx(1e-3), "p2p_notify_s": pytest.approx(3e-4)}
+    assert p2p_times([{"rank": 0, "probes": [{"points": {"p2p": [[1024, 1e-4]]}}]}], 65536) == {}
 
 
 def test_route_is_node_limited_with_the_models_gate():
