@@ -51,20 +51,25 @@ def transport_fits(calib: list[dict]) -> dict[str, dict[str, float]]:
     return out
 
 
+MIN_SAMPLES = 3  # per sweep size, for its expected time to price a hop (p2p_times)
+
+
 def p2p_times(calib: list[dict], n_bytes: float) -> dict[str, float]:
     """{p2p_hop_s: one pipeline hop of ``n_bytes``, p2p_notify_s: one notification}: the expected one-way
     ping-pong time (``robust.expected`` per size over rank 0's pooled sweep points) interpolated at ``n_bytes``
     (``alpha_beta.interpolate``), and at the sweep's smallest size (a control message: gloo's receive-ready
-    notice). {} without p2p points at two sizes."""
+    notice). {} without two sizes of MIN_SAMPLES points."""
     first = min(calib, key=lambda c: c["rank"])
     by: dict[float, list[float]] = defaultdict(list)
     for p in first["probes"]:
         for x, t in p.get("points", {}).get("p2p", []):
             by[x].append(t)
-    if len(by) < 2:
+    tail = fit([x for x, ts in by.items() for _ in ts], [t for ts in by.values() for t in ts]) if len(by) > 1 else None
+    # a size the quick probes skip has one sample (the full probe's): on a loaded box one-way times at one size
+    # spread 0.07-4.4 ms, so a single sample is not an expectation and would set the interpolation alone
+    pts = {x: expected(ts) for x, ts in by.items() if len(ts) >= MIN_SAMPLES}
+    if len(pts) < 2 or tail is None:
         return {}
-    tail = fit([x for x, ts in by.items() for _ in ts], [t for ts in by.values() for t in ts])
-    pts = {x: expected(ts) for x, ts in by.items()}
     return {"p2p_hop_s": interpolate(pts, n_bytes, tail), "p2p_notify_s": pts[min(pts)]}
 
 
@@ -79,15 +84,20 @@ def window_share(probes: list[dict]) -> float:
 
 
 def _component_times(comps: list[dict], ded: bool, share: float, cvs: list[float],
-                     wts: list[float]) -> dict[str, list[float]]:
+                     wts: list[float], host: list[dict] | None = None) -> dict[str, list[float]]:
     """{component: [F, B]}: the expected time per call of the pooled samples (``robust.expected``; CPU seconds over
     the window's share with ``ded``, else wall); each repeated component's robust spread of its wall samples
-    (weight: its time) goes to ``cvs`` / ``wts``."""
+    (weight: its time) goes to ``cvs`` / ``wts``. With ``ded`` the CPU samples are pooled over ``host`` (every
+    rank's probes on this host, default this rank's): the CPU seconds a call needs are the code's and the
+    core type's, the same for every rank, while the share is each rank's own. Per rank, the 8-24 samples of a
+    component differed by up to 18 % between two ranks of one DualPipe run (the gate: 0.50 vs 0.59 ms), and in a
+    pipeline whose ranks feed each other that noise became waits the run did not have."""
     out: dict[str, list[float]] = {}
+    pool = host if ded and host else comps
     for k in (k for k in COMPONENTS if any(k in cc for cc in comps)):
         fb = []
         for key in ("F", "B"):
-            xs = [x for cc in comps if k in cc for x in cc[k].get(f"{key}_cpu_s" if ded else "", cc[k][f"{key}_s"])]
+            xs = [x for cc in pool if k in cc for x in cc[k].get(f"{key}_cpu_s" if ded else "", cc[k][f"{key}_s"])]
             m = expected(xs) / share if xs else 0.0
             fb.append(m)
             walls = [x for cc in comps if k in cc for x in cc[k][f"{key}_s"]]
@@ -242,7 +252,9 @@ def _context_of_probes(entry: dict, comps: list[dict], cfg) -> None:
         _apply_context(entry, entry["context"])
 
 
-def _rank_entry(c: dict, cfg=None) -> dict:
+def _rank_entry(c: dict, cfg=None, host: list[dict] | None = None) -> dict:
+    """One rank's table entry from its calibration ``c``; ``host``: every rank's calibration on its host (the
+    compute's CPU samples are pooled over them, ``_component_times``)."""
     comps = [p["components"] for p in c["probes"] if "components" in p]
     if not comps:
         raise ValueError(f"rank {c['rank']}: the calibration has no component profile")
@@ -251,7 +263,8 @@ def _rank_entry(c: dict, cfg=None) -> dict:
     wins = [cc["window"] for cc in comps if "window" in cc]
     cvs: list[float] = []
     wts: list[float] = []
-    out: dict = {"components": _component_times(comps, ded, share, cvs, wts),
+    pool = [p["components"] for h in host or [c] for p in h["probes"] if "components" in p]
+    out: dict = {"components": _component_times(comps, ded, share, cvs, wts, pool),
                  "expert": _expert_fit(comps, share, cvs, wts), "codec": _codec_fit(comps, share), "share": share,
                  "busy": statistics.median(w["busy"] for w in wins) if wins else 1.0}
     _context_of_probes(out, comps, cfg)
@@ -360,7 +373,8 @@ def build_table(spec, train: list[dict], calib: list[dict], machine: str) -> dic
             "cores": cores() if spec.device == "cpu" else 0, "procs": spec.nproc * spec.threads,
             "a2a_exit_skew_s": exit_skew(calib),
             **(p2p_times(calib, m0["tokens_per_mb"] * D * elt) if spec.pp > 1 else {}),
-            "ranks": {str(c["rank"]): _rank_entry(c, cfg) for c in calib}}
+            "ranks": {str(c["rank"]): _rank_entry(c, cfg, [h for h in calib if h["rank"] // spec.nproc ==
+                                                           c["rank"] // spec.nproc]) for c in calib}}
 
 
 def exit_skew(calib: list[dict]) -> float:

@@ -54,12 +54,15 @@ def test_interpolate_reads_the_points_not_the_fit():
 
 def test_p2p_times_from_rank_zeros_pooled_sweeps():
     """The hop at the activation's size from the per-size expected ping-pong times of rank 0 (rank 1's points
-    are ignored), and the notification at the smallest size; nothing without points at two sizes."""
+    are ignored), and the notification at the smallest size; a size with fewer than three samples does not
+    price a hop; nothing without two sizes that have them."""
     probe = {"points": {"p2p": [[1024, 2e-4], [1024, 4e-4], [65536, 1e-3], [65536, 1e-3]]}}
+    full = {"points": {"p2p": [[1024, 3e-4], [16384, 5e-3], [65536, 1e-3]]}}  # 16 KB: one sample, not used
     other = {"points": {"p2p": [[1024, 9.0], [65536, 9.0]]}}
-    calib = [{"rank": 1, "probes": [other]}, {"rank": 0, "probes": [probe, probe]}]
+    calib = [{"rank": 1, "probes": [other]}, {"rank": 0, "probes": [full, probe, probe]}]
     out = p2p_times(calib, 65536)
     assert out == {"p2p_hop_s": pytest.approx(1e-3), "p2p_notify_s": pytest.approx(3e-4)}
+    assert p2p_times(calib, 32768)["p2p_hop_s"] == pytest.approx(3e-4 * (1e-3 / 3e-4) ** (5 / 6))
     assert p2p_times([{"rank": 0, "probes": [{"points": {"p2p": [[1024, 1e-4]]}}]}], 65536) == {}
 
 
