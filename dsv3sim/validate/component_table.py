@@ -252,10 +252,15 @@ def _context_of_probes(entry: dict, comps: list[dict], cfg) -> None:
         _apply_context(entry, entry["context"])
 
 
+def _profiles(c: dict) -> list[dict]:
+    """A rank calibration's component profiles, one per probe that has one."""
+    return [p["components"] for p in c["probes"] if "components" in p]
+
+
 def _rank_entry(c: dict, cfg=None, host: list[dict] | None = None) -> dict:
     """One rank's table entry from its calibration ``c``; ``host``: every rank's calibration on its host (the
     compute's CPU samples are pooled over them, ``_component_times``)."""
-    comps = [p["components"] for p in c["probes"] if "components" in p]
+    comps = _profiles(c)
     if not comps:
         raise ValueError(f"rank {c['rank']}: the calibration has no component profile")
     ded = bool(comps[0].get("dedicated"))
@@ -263,7 +268,7 @@ def _rank_entry(c: dict, cfg=None, host: list[dict] | None = None) -> dict:
     wins = [cc["window"] for cc in comps if "window" in cc]
     cvs: list[float] = []
     wts: list[float] = []
-    pool = [p["components"] for h in host or [c] for p in h["probes"] if "components" in p]
+    pool = [x for h in host for x in _profiles(h)] if host else comps
     out: dict = {"components": _component_times(comps, ded, share, cvs, wts, pool),
                  "expert": _expert_fit(comps, share, cvs, wts), "codec": _codec_fit(comps, share), "share": share,
                  "busy": statistics.median(w["busy"] for w in wins) if wins else 1.0}

@@ -72,6 +72,7 @@ from dsv3sim.cost.pricing import gpu_hours_per_trillion_tokens as gph_per_t
 from dsv3sim.parallel import execute, generate
 from dsv3sim.parallel.actions import Action
 from dsv3sim.results import Infeasible, TrainingResult
+from dsv3sim.workload import cpu_sharing
 from dsv3sim.workload.deepep_overheads import expected_max_normal
 from dsv3sim.workload.preemption import lateness
 
@@ -151,8 +152,9 @@ class _Lanes:
     Jitter: each component call is one sample of its profiled spread, independent of the others, so the
     spread of a stretch of compute is cv x sqrt(sum of its components' squared times) (variances add)."""
 
-    def __init__(self, ranks: list[dict], exit_skew: float = 0.0) -> None:
+    def __init__(self, ranks: list[dict], exit_skew: float = 0.0, speed: float = 1.0) -> None:
         self.r = ranks
+        self.speed = speed  # compute time factor of processor sharing (cpu_sharing.py): the share is over it
         # the members of a collective leave it when each one's thread is woken, not at once: the next meeting
         # starts after the last of them, ``exit_skew`` (the table's ``a2a_exit_skew_s``) past the mean exit
         self.exit_skew = exit_skew
@@ -161,7 +163,7 @@ class _Lanes:
         # its first scheduler slice whole and pays for it in waiting for the core at the wake-up (``debt``,
         # charged to the collective it woke from); beyond the slice it computes at the window's share
         self.slice = [_free_slice(x) for x in ranks]
-        self.share = [min(max(float(x.get("share", 1.0)), 1e-3), 1.0) for x in ranks]
+        self.share = [min(max(float(x.get("share", 1.0)), 1e-3) / speed, 1.0) for x in ranks]
         self.cpu_since = [0.0] * len(ranks)  # CPU seconds since the last blocking call
         self.debt = [0.0] * len(ranks)
         self.clock = [0.0] * len(ranks)
@@ -174,6 +176,7 @@ class _Lanes:
 
     def compute(self, name: str, durs: list[float]) -> None:
         for i, d in enumerate(durs):
+            d *= self.speed
             self.comp_cpu[name] += d * self.share[i]  # a CPU table's time is CPU seconds over the share
             if self.slice[i]:  # d = CPU seconds / share: the part inside the slice runs at full speed
                 sh = self.share[i]
@@ -202,8 +205,11 @@ class _Lanes:
         """All ranks meet in an exchange the table measured in the stage (``comm_in_stage_s``: its wall per MoE
         layer in the calibration's whole-stage pass, mean over the ranks): that wall holds the transfer, the
         wake-ups and the waits for the peers as a stage has them (with the wake-up debt of the compute before
-        it), so the meeting costs it past the latest rank's clock, and the debt is settled."""
-        self._leave(name, max(self.clock) + statistics.fmean(float(x["comm_in_stage_s"][name]) for x in self.r))
+        it), so the meeting costs it past the latest rank's clock, and the debt is settled. On an oversubscribed
+        host that wall is mostly the peers' wait for a core, so it scales with the lanes' ``speed`` as compute
+        does (``cpu_sharing.py``)."""
+        wall = statistics.fmean(float(x["comm_in_stage_s"][name]) for x in self.r)
+        self._leave(name, max(self.clock) + self.speed * wall)
 
     def _leave(self, name: str, t: float) -> None:
         """Every rank leaves collective ``name`` at ``t`` (the wait since its clock charged to it), with its
@@ -476,11 +482,13 @@ def _simulate_replica(t: dict, sched, tr: Transport, ranks: dict, d: int, hop: t
     execution (spans, makespan)."""
     pp, dp, ep = t["pp"], t["dp"], t["ep"]
     cache: dict = {}
+    speed: dict = {}  # processor sharing on an oversubscribed host (cpu_sharing.py): compute time factors
 
     def chunk(p: int, a) -> float:
         key = (p, str(a))
         if key not in cache:
-            lanes = _Lanes([ranks[_rank_of(d, p, e, pp, ep)] for e in range(ep)], float(t.get("a2a_exit_skew_s", 0.0)))
+            lanes = _Lanes([ranks[_rank_of(d, p, e, pp, ep)] for e in range(ep)], float(t.get("a2a_exit_skew_s", 0.0)),
+                           speed.get(key, 1.0))
             for o in a.ops:
                 if o.kind != "W":
                     _run_op(t, lanes, tr, sched.stage_of(p, o.chunk), "F" if o.kind == "F" else "B", d, fp8)
@@ -489,6 +497,13 @@ def _simulate_replica(t: dict, sched, tr: Transport, ranks: dict, d: int, hop: t
         return cache[key][0]
 
     ex = execute(sched, chunk, p2p_latency=hop[0], p2p_rendezvous=hop[1])
+    for _ in range(cpu_sharing.ROUNDS if cpu_sharing.oversubscribed(t, ranks) else 0):
+        new = cpu_sharing.speeds(t, ranks, sched, ex.spans)
+        speed.update({k: 0.5 * (speed.get(k, 1.0) + v) for k, v in new.items()})
+        cache.clear()
+        before, ex = ex.makespan, execute(sched, chunk, p2p_latency=hop[0], p2p_rendezvous=hop[1])
+        if abs(ex.makespan - before) <= cpu_sharing.TOL * before:
+            break
     for p, acts in sched.actions.items():
         busy = 0.0
         sq, lin = [0.0] * ep, [0.0] * ep
