@@ -279,7 +279,7 @@ def _rank_entry(c: dict, cfg=None, host: list[dict] | None = None) -> dict:
     out.update(_optim(comps, share), **_boundary(comps, share))
     out["requant_s"] = _requant_s(comps, share)
     gs = [x for cc in comps if "grad_sync" in cc for x in _grad_sync_samples(cc["grad_sync"])]
-    out["grad_sync_s"] = statistics.median(gs) if gs else 0.0
+    out["grad_sync_s"] = expected(gs) if gs else 0.0
     out["cv"] = sum(c_ * w for c_, w in zip(cvs, wts)) / sum(wts) if wts and sum(wts) > 0 else 0.0
     if ded:
         out["preempt"] = _preempt(c["probes"], comps)
