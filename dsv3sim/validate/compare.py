@@ -57,11 +57,9 @@ def _measured_components(train: list[dict], stat: str = "central") -> dict[str, 
     for r in train:
         by = r.get("component_s_by_step") or {}
         if by:
-            steps = r["step_s"]
-            idx = central_steps(steps) if stat == "central" else range(len(steps))
-            agg = statistics.fmean if stat == "central" else statistics.median
-            for k, v in by.items():
-                mcomp[k] += agg([v[i] for i in idx]) / n
+            steps, (idx, agg) = r["step_s"], _typical_steps(r, stat)
+            for k, v in _typical([r], "component_s_by_step", stat).items():
+                mcomp[k] += v / n
             mcomp["other"] += agg([steps[i] - sum(v[i] for v in by.values()) for i in idx]) / n
         else:
             for k, v in r["component_s_per_step"].items():
@@ -70,17 +68,30 @@ def _measured_components(train: list[dict], stat: str = "central") -> dict[str, 
     return mcomp
 
 
+def _typical_steps(r: dict, stat: str = "central"):
+    """(the step indices a rank's per-step series are aggregated over, the aggregate): its typical steps and the
+    mean ("central", ``central_steps``), or every step and the median ("median")."""
+    if stat == "central":
+        return central_steps(r["step_s"]), statistics.fmean
+    return range(len(r["step_s"])), statistics.median
+
+
+def _typical(train: list[dict], key: str, stat: str = "central") -> dict[str, float]:
+    """Each per-step series under ``key`` of every rank aggregated over its typical steps (``_typical_steps``),
+    mean over ranks."""
+    out: dict[str, float] = defaultdict(float)
+    for r in train:
+        idx, agg = _typical_steps(r, stat)
+        for k, v in (r.get(key) or {}).items():
+            out[k] += agg([v[i] for i in idx]) / len(train)
+    return out
+
+
 def _measured_cpu(train: list[dict]) -> dict[str, float]:
     """Per-step CPU seconds of each compute span (its own thread's CPU), mean over each rank's typical steps,
     mean over ranks: beside the wall time it splits a compute miss into the work (CPU per call: caches, context)
     and the core the rank got (wall / CPU: the load)."""
-    n = len(train)
-    out: dict[str, float] = defaultdict(float)
-    for r in train:
-        idx = central_steps(r["step_s"])
-        for k, v in (r.get("component_cpu_s_by_step") or {}).items():
-            out[k] += statistics.fmean([v[i] for i in idx]) / n
-    return out
+    return _typical(train, "component_cpu_s_by_step")
 
 
 def _add_cpu(rows: list[dict], measured: dict[str, float], predicted: dict[str, float]) -> None:
