@@ -90,7 +90,7 @@ def _stage_spans(st, tl, hid, reps: int, sync, win, grads, around: dict | None =
     runs on the stage's output right after its forward, as a last stage runs it, and the embedding right after
     the backward, as the next micro-batch's first stage follows one; their CPU seconds join the span dict as
     ``head(F)`` / ``embed(F)`` (outside the stage's own totals)."""
-    tot = {"F": [0.0] * 6, "B": [0.0] * 6}
+    tot = {"F": [0.0] * 6, "B": [0.0] * 6}  # [4], the compute spans' CPU, is summed from the names' below
     comm: dict[str, float] = defaultdict(float)
     cpu: dict[str, float] = defaultdict(float)
     for i in range(reps + 1):
@@ -103,8 +103,6 @@ def _stage_spans(st, tl, hid, reps: int, sync, win, grads, around: dict | None =
                 tot[d][2] += sum(e.dur for e in tl.events if e.name.endswith(f"({d})"))
                 tot[d][3] += sum(e.dur for e in tl.events if e.name.endswith(f"({d})") and
                                  e.name.startswith(_COMM_SPANS))
-                tot[d][4] += sum(e.cpu for e in tl.events if e.name.endswith(f"({d})") and
-                                 not e.name.startswith(_COMM_SPANS))
                 tot[d][5] += sum(e.cpu for e in tl.events if e.name == f"layout({d})")
             for e in tl.events:
                 if e.name.startswith(_COMM_SPANS):
@@ -113,6 +111,8 @@ def _stage_spans(st, tl, hid, reps: int, sync, win, grads, around: dict | None =
                     cpu[e.name] += e.cpu
             for k, v in outside.items():
                 cpu[k] += v
+    for d in tot:  # the stage's own compute spans: every timed name of the direction but the head and embedding
+        tot[d][4] = sum(v for k, v in cpu.items() if k.endswith(f"({d})") and k not in ("head(F)", "embed(F)"))
     return tot, dict(comm), dict(cpu)
 
 
