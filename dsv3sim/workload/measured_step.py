@@ -97,6 +97,10 @@ def load_table(path: str | Path) -> dict:
               "dp", "schedule", "microbatches"):
         if k not in t:
             raise TableError(f"component_table {p}: missing key {k!r}")
+    for k in ("p2p_hop_s", "p2p_notify_s", "cores"):  # optional
+        v = t.get(k, 0)
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
+            raise TableError(f"component_table {p}: {k} must be a finite number >= 0, got {v!r}")
     return t
 
 

@@ -116,6 +116,11 @@ def test_mismatched_layout_is_infeasible_and_bad_table_is_refused(tmp_path):
     scn = _write(tmp_path)
     other = scn.with_(parallel={"pp": 1, "dp": 2, "ep": 1}, workload={"global_batch_sequences": 2})
     assert "not the calibrated one" in simulate(other).reason
+    good = json.loads((tmp_path / "t.json").read_text())
+    for k, bad in (("p2p_notify_s", "fast"), ("p2p_hop_s", -1.0), ("cores", float("nan"))):
+        (tmp_path / "t.json").write_text(json.dumps(dict(good, **{k: bad})))
+        with pytest.raises(ValueError, match=k):
+            simulate(scn)
     (tmp_path / "t.json").write_text(json.dumps({"format": "something else"}))
     with pytest.raises(ValueError, match="component_table"):
         simulate(scn)
