@@ -12,8 +12,8 @@ the capacity the probes revealed, s * N cores, split n ways. A chunk of compute 
 at share(n) for the mean n over its span: its compute time scales by s / share(n) (<= 1). The spans depend on
 the speeds and the speeds on the spans, so the executor runs to a damped fixed point (``speeds``). Measured on
 `tiny` pp 2 x ep 2 (4 processes on 2 cores): the stage-0 and stage-1 ranks got 0.34 and 0.50 of a core over the
-step, the compute spans ran at 0.74 while both stages computed, and the step model without sharing put 65-76 %
-too much time into the pipeline's waits (MEASUREMENTS.md, 2026-12-05).
+step, its compute spans at ~0.74 (their CPU / wall), and the step model without sharing put 62-76 % too much
+time into the pipeline's waits (MEASUREMENTS.md, 2026-12-05).
 
 Only with more processes than cores (N > C): with a core each, an idle rank frees nothing for the others.
 """
