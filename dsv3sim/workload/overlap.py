@@ -292,8 +292,11 @@ class _SimpyPair:
         while left > LEFT_EPS * d_alone:
             rate = _rate(d_alone, d_beside, other[0])
             t0 = self.env.now
-            yield self.env.timeout(left / rate) | other[1]
-            left -= (self.env.now - t0) * rate
+            done = self.env.timeout(left / rate)
+            yield done | other[1]
+            # the slice ends when its own timeout fires, not when the clock has moved by its length: at a clock
+            # of 1e17 s (a 1e12-token prompt's attention) a 16 ms step does not move a float, and the loop spun
+            left = 0.0 if done.processed else left - (self.env.now - t0) * rate
 
     def one(self, tag: str, name: str, i: int, d, prio: int):
         env, stream = self.env, _stream(name)

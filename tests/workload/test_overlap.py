@@ -3,6 +3,7 @@ communication is shorter than the other chunk's compute hides it completely."""
 from __future__ import annotations
 
 import itertools
+import signal
 
 import pytest
 
@@ -60,6 +61,23 @@ def test_shared_slice_slows_only_while_the_other_stream_runs():
     long = run_chunks([("F", [{"mlp(F)": (2.0, 3.0)}]), ("F", [{"dispatch(F)": 10.0}])])
     assert next(s for s in long.slices if s.name == "mlp(F)").end == pytest.approx(3.0, rel=1e-6)
     assert run_chunks([("F", [d])]).time_s == pytest.approx(2.0, rel=1e-6)
+
+
+def test_shared_slice_ends_at_a_clock_too_large_to_move():
+    """After a 2e17 s slice (a 1e12-token prompt's attention) a 16 ms shared slice does not move the float clock
+    (its spacing there is 32 s); it still ends, when its own timeout fires, and the run finishes."""
+    def hang(*_):
+        raise TimeoutError("run_chunks did not end: a slice waited for the clock to move")
+
+    old = signal.signal(signal.SIGALRM, hang)
+    signal.alarm(20)
+    try:
+        r = run_chunks([("F", [{"attn(F)": 2e17, "mlp(F)": (0.016, 0.02)}]), ("F", [{"dispatch(F)": 1.0}])])
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
+    assert r.time_s == pytest.approx(2e17, rel=1e-12)
+    assert [s.name for s in r.slices].count("mlp(F)") == 1
 
 
 def test_transfer_slowed_only_beside_compute():
