@@ -456,16 +456,16 @@ def _one_op_per_slot(sched):
                                    for r, acts in sched.actions.items()})
 
 
-def _step(t: dict, sched, tr: Transport, ranks: dict, hop: tuple[float, float], fp8: bool):
-    """One step on every rank: (components, their compute's CPU seconds, end per rank, spans per replica,
-    makespans)."""
+def _step(t: dict, sched, tr: Transport, ranks: dict, p2p: tuple[float, float], fp8: bool):
+    """One step on every rank (``p2p`` = (hop, rendezvous) seconds): (components, their compute's CPU seconds,
+    end per rank, spans per replica, makespans)."""
     comp: dict[str, float] = defaultdict(float)
     comp_cpu: dict[str, float] = defaultdict(float)
     end: dict[int, float] = {}
     tail: dict[int, tuple] = {}  # per rank: (compute, sum of squared component times) since it last met the DP group
     spans, makespans = {}, []
     for d in range(t["dp"]):
-        ex = _simulate_replica(t, sched, tr, ranks, d, hop, fp8, comp, end, tail, comp_cpu)
+        ex = _simulate_replica(t, sched, tr, ranks, d, p2p, fp8, comp, end, tail, comp_cpu)
         makespans.append(ex.makespan)
         spans[d] = ex.spans
     _dp_allreduce(t, sched, ranks, comp, end, tail)
@@ -478,7 +478,7 @@ def _step(t: dict, sched, tr: Transport, ranks: dict, hop: tuple[float, float], 
     return comp, comp_cpu, end, spans, makespans
 
 
-def _simulate_replica(t: dict, sched, tr: Transport, ranks: dict, d: int, hop: tuple[float, float], fp8: bool,
+def _simulate_replica(t: dict, sched, tr: Transport, ranks: dict, d: int, p2p: tuple[float, float], fp8: bool,
                       comp: dict[str, float], end: dict[int, float], tail: dict[int, tuple],
                       comp_cpu: dict[str, float]):
     """Pipeline replica ``d``: every (stage, action) chunk run on its EP ranks' lanes, the schedule executed over
@@ -500,12 +500,12 @@ def _simulate_replica(t: dict, sched, tr: Transport, ranks: dict, d: int, hop: t
             cache[key] = (max(lanes.clock), lanes)
         return cache[key][0]
 
-    ex = execute(sched, chunk, p2p_latency=hop[0], p2p_rendezvous=hop[1])
+    ex = execute(sched, chunk, p2p_latency=p2p[0], p2p_rendezvous=p2p[1])
     for _ in range(cpu_sharing.ROUNDS if cpu_sharing.oversubscribed(t, ranks) else 0):
         new = cpu_sharing.speeds(t, ranks, sched, ex.spans)
         speed.update({k: 0.5 * (speed.get(k, 1.0) + v) for k, v in new.items()})
         cache.clear()
-        before, ex = ex.makespan, execute(sched, chunk, p2p_latency=hop[0], p2p_rendezvous=hop[1])
+        before, ex = ex.makespan, execute(sched, chunk, p2p_latency=p2p[0], p2p_rendezvous=p2p[1])
         if abs(ex.makespan - before) <= cpu_sharing.TOL * before:
             break
     for p, acts in sched.actions.items():
