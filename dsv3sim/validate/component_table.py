@@ -89,9 +89,8 @@ def _component_times(comps: list[dict], ded: bool, share: float, cvs: list[float
     the window's share with ``ded``, else wall); each repeated component's robust spread of its wall samples
     (weight: its time) goes to ``cvs`` / ``wts``. With ``ded`` the CPU samples are pooled over ``host`` (every
     rank's probes on this host, default this rank's): the CPU seconds a call needs are the code's and the
-    core type's, the same for every rank, while the share is each rank's own. Per rank, the 8-24 samples of a
-    component differed by up to 18 % between two ranks of one DualPipe run (the gate: 0.50 vs 0.59 ms), and in a
-    pipeline whose ranks feed each other that noise became waits the run did not have."""
+    core type's, the same for every rank, while the share is each rank's own; pooling two ranks halves the
+    variance of each rank's estimate."""
     out: dict[str, list[float]] = {}
     pool = host if ded and host else comps
     for k in (k for k in COMPONENTS if any(k in cc for cc in comps)):

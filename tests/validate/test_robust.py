@@ -102,3 +102,19 @@ def test_expected_is_the_mean_of_a_skewed_law_without_far_outliers():
     assert expected(xs) > 1.03 * statistics.median(xs)
     assert expected(xs[:40] + [50.0]) == pytest.approx(statistics.fmean(xs[:40]), rel=1e-12)
     assert expected([]) == 0.0 and expected([2.0, 4.0]) == 3.0
+
+
+def test_component_cpu_is_pooled_over_the_host_and_divided_by_each_ranks_share():
+    """CPU seconds per call: the expected value over every rank's samples on the host; each rank divides by its
+    own share. Wall samples (no CPU samples, a GPU table) stay the rank's own."""
+    from dsv3sim.validate.component_table import _component_times
+
+    def prof(cpu):
+        return {"attn": {"F_s": [2 * c for c in cpu], "B_s": [0.0], "F_cpu_s": cpu, "B_cpu_s": [0.0]}}
+
+    r0, r1 = [prof([1.0, 1.0, 1.0, 1.0])], [prof([3.0, 3.0, 3.0, 3.0])]
+    a = _component_times(r0, True, 0.5, [], [], host=r0 + r1)
+    b = _component_times(r1, True, 0.8, [], [], host=r0 + r1)
+    assert a["attn"][0] == pytest.approx(2.0 / 0.5) and b["attn"][0] == pytest.approx(2.0 / 0.8)
+    assert _component_times(r0, True, 0.5, [], [])["attn"][0] == pytest.approx(1.0 / 0.5)
+    assert _component_times(r1, False, 1.0, [], [], host=r0 + r1)["attn"][0] == pytest.approx(6.0)
