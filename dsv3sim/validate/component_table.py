@@ -275,7 +275,7 @@ def _rank_entry(c: dict, cfg=None, host: list[dict] | None = None) -> dict:
     out["bwd_start_s"] = statistics.median(cc.get("bwd_call_overhead_s", 0.0) for cc in comps) / share
     out["layout_host_s"] = _layout_host(comps, share)
     out["comm_in_stage_s"] = _comm_in_stage(comps)
-    out.update(_optim(comps, share), **_boundary(comps, share))
+    out.update(_optim(comps, share), **_boundary(comps, share), **_chunk_ends(comps, share))
     out["requant_s"] = _requant_s(comps, share)
     gs = [x for cc in comps if "grad_sync" in cc for x in _grad_sync_samples(cc["grad_sync"])]
     out["grad_sync_s"] = expected(gs) if gs else 0.0
@@ -305,6 +305,17 @@ def _boundary(comps: list[dict], share: float) -> dict[str, dict[str, float]]:
     if not bnd:
         return {}
     return {"boundary_s": {k: statistics.median(b[k] for b in bnd) / share for k in ("B_last", "B_first")}}
+
+
+def _chunk_ends(comps: list[dict], share: float) -> dict[str, dict[str, float]]:
+    """{chunk_ends_s: the glue stage pass's two ends per direction (``stage_pass.glue``: F/B head and tail),
+    median over the probes over the share} where the profile measured them; else nothing (the step model then
+    has them inside the per-layer glue, as the profile did)."""
+    ce = [cc["glue"]["chunk_ends"] for cc in comps if (cc.get("glue") or {}).get("chunk_ends")]
+    if not ce:
+        return {}
+    return {"chunk_ends_s": {k: statistics.median(c[k] for c in ce) / share
+                             for k in ("F_head", "F_tail", "B_head", "B_tail")}}
 
 
 def _layout_host(comps: list[dict], share: float) -> float:

@@ -23,29 +23,39 @@ def glue(cfg, spec, parts, mat, hid, reps: int, sync, comps: dict, bwd_start: fl
     (group, EP rank)) the MoE layers run the run's EP path with this rank's experts and real all-to-alls over its
     EP group (every rank of the group profiles at once, so the collectives pair up): the layout bookkeeping
     after the exchange, the all-to-all autograd functions and ``tolist`` syncs are glue the one-rank path lacks.
-    Backward: less the autograd start-up and the gate's backward (both charged separately). On CPU the share of
+    Backward: less the autograd start-up and the gate's backward (both charged separately). The time from a
+    pass's call to its first span and from its last span to its return (``chunk_ends``: F/B head and tail; on
+    `tiny` 111 / 41 us forward, 409 / 136 us backward) is paid once per pipeline chunk, however many layers the
+    chunk holds, so it is not spread over the layers (a 2-layer chunk paid half of it). On CPU the share of
     the stage's CPU time outside the spans (the table divides by the window's share; a rank blocked in an
     all-to-all spends no CPU, so the share is over the time outside them), on a GPU wall time. A GPU profiles the
     dense layers only (a V3-width MoE layer's experts do not fit beside the calibration)."""
     ded, dev = comps["dedicated"], hid().device
     st, tl, layers, moe, R = _glue_stage(cfg, spec, parts, mat, dev, ded, ep)
-    tot, xchg, span_cpu = _stage_spans(st, tl, hid, reps, sync, win, grads, around if ded else None)
+    tot, xchg, span_cpu, ends = _stage_spans(st, tl, hid, reps, sync, win, grads, around if ded else None)
     optim_context = _optim_context(st, hid, reps, sync, win) if ded else None
     boundary = _boundary(cfg, spec, parts, mat, layers, moe, tl, dev, reps, sync, grads) if ded else None
     n, n_moe = len(layers), len(moe)
     gate_b = comps["gate"]["B"] if "gate" in comps else 0.0
-    per = {}
+    per, chunk = {}, {}
     for d in ("F", "B"):
         wall, cpu, spans, comm, _, _ = (v / reps for v in tot[d])
         busy = wall - comm
-        out_of_spans = max(wall - spans, 0.0) * (min(cpu / busy, 1.0) if ded and busy > 0 else 1.0)
+        ratio = min(cpu / busy, 1.0) if ded and busy > 0 else 1.0
+        out_of_spans = max(wall - spans, 0.0) * ratio
+        # the pass's two ends are paid once per chunk, whatever its layers (``chunk_ends``): a backward's head
+        # holds the autograd start-up, which the step model charges per backward call already
+        head, tail = ends.get(f"{d}_head", 0.0) / reps * ratio, ends.get(f"{d}_tail", 0.0) / reps * ratio
         if d == "B":
             out_of_spans -= bwd_start + n_moe * gate_b
-        per[d] = max(out_of_spans / n, 0.0)
+            head = max(head - bwd_start, 0.0)
+        chunk[f"{d}_head"], chunk[f"{d}_tail"] = head, tail
+        per[d] = max((out_of_spans - head - tail) / n, 0.0)
     pairs = [sum(x["expert_rows"]) for m in moe.values() for x in m.routing]
     # the EP exchanges as the stage runs them (wall per MoE layer, waits for the peers included): R > 1 only
     in_stage = {k: v / reps / n_moe for k, v in xchg.items()} if R > 1 and n_moe else {}
-    return {"F": per["F"], "B": per["B"], "F_s": [per["F"]], "B_s": [per["B"]], "layers": layers, "ep": R,
+    return {"F": per["F"], "B": per["B"], "F_s": [per["F"]], "B_s": [per["B"]], "chunk_ends": chunk,
+            "layers": layers, "ep": R,
             "comm_per_moe_layer_s": in_stage,
             "stage_span_cpu_s": {k: v / reps for k, v in span_cpu.items()},  # per compute span name (context)
             "optim_context": optim_context, "boundary": boundary,
@@ -83,9 +93,10 @@ _COMM_SPANS = ("layout(", "dispatch(", "combine(")
 
 
 def _stage_spans(st, tl, hid, reps: int, sync, win, grads, around: dict | None = None
-                 ) -> tuple[dict[str, list[float]], dict[str, float], dict[str, float]]:
+                 ) -> tuple[dict[str, list[float]], dict[str, float], dict[str, float], dict[str, float]]:
     """({F|B: [wall, CPU, timeline spans, all-to-all spans, CPU inside the compute spans, CPU inside the layout
-    spans]}, {all-to-all span name: wall}, {compute span name: CPU}) seconds of ``st`` forward and backward,
+    spans]}, {all-to-all span name: wall}, {compute span name: CPU}, {F|B_head|tail: wall of the pass's two ends,
+    ``_stage_pass``}) seconds of ``st`` forward and backward,
     summed over ``reps`` samples after one warm-up. ``around`` ({"head"|"embed": the profiled call}): the head
     runs on the stage's output right after its forward, as a last stage runs it, and the embedding right after
     the backward, as the next micro-batch's first stage follows one; their CPU seconds join the span dict as
@@ -93,10 +104,13 @@ def _stage_spans(st, tl, hid, reps: int, sync, win, grads, around: dict | None =
     tot = {"F": [0.0] * 6, "B": [0.0] * 6}  # [4], the compute spans' CPU, is summed from the names' below
     comm: dict[str, float] = defaultdict(float)
     cpu: dict[str, float] = defaultdict(float)
+    ends: dict[str, float] = defaultdict(float)
     for i in range(reps + 1):
         grads.before(i)
-        wc, outside = _stage_pass(st, tl, hid().requires_grad_(), sync, win, around)
+        wc, outside, end = _stage_pass(st, tl, hid().requires_grad_(), sync, win, around)
         if i:
+            for k, v in end.items():
+                ends[k] += v
             for d, (w, c) in wc.items():
                 tot[d][0] += w
                 tot[d][1] += c
@@ -113,7 +127,7 @@ def _stage_spans(st, tl, hid, reps: int, sync, win, grads, around: dict | None =
                 cpu[k] += v
     for d in tot:  # the stage's own compute spans: every timed name of the direction but the head and embedding
         tot[d][4] = sum(v for k, v in cpu.items() if k.endswith(f"({d})") and k not in ("head(F)", "embed(F)"))
-    return tot, dict(comm), dict(cpu)
+    return tot, dict(comm), dict(cpu), dict(ends)
 
 
 def _boundary(cfg, spec, parts, mat, layers, moe, tl, dev, reps: int, sync, grads) -> dict[str, float] | None:
@@ -175,14 +189,15 @@ def _optim_context(st, hid, reps: int, sync, win) -> float | None:
 
 def _stage_pass(st, tl, x: torch.Tensor, sync, win, around: dict | None):
     """One forward and backward of the stage: ({F|B: (wall, CPU)}, {head(F)|embed(F): CPU} of ``around``'s calls,
-    run outside the stage's timed passes: the head after the forward, the embedding after the backward)."""
+    run outside the stage's timed passes: the head after the forward, the embedding after the backward,
+    {F|B_head|tail: wall from the pass's call to its first span and from its last span to the return})."""
     tl.events.clear()
     sync()
     c0, t0 = time.thread_time(), time.perf_counter()
     y = st(x, None)
     sync()
     c1, t1 = time.thread_time(), time.perf_counter()
-    fwd = (t1 - t0, c1 - c0)
+    fwd, f_end = (t1 - t0, c1 - c0), t1
     outside = {}
     if around:
         yd = y.detach()
@@ -193,4 +208,9 @@ def _stage_pass(st, tl, x: torch.Tensor, sync, win, around: dict | None):
     c2, t2 = time.thread_time(), time.perf_counter()
     if around:
         outside["embed(F)"] = win.timed(lambda: around["embed"](yd), sync, cpu=True, keep=False)
-    return {"F": fwd, "B": (t2 - t1, c2 - c1)}, outside
+    ends = {}
+    for d, (a, b) in (("F", (t0, f_end)), ("B", (t1, t2))):
+        ev = [e for e in tl.events if e.name.endswith(f"({d})")]
+        ends[f"{d}_head"] = max(min(e.t0 for e in ev) - a, 0.0) if ev else 0.0
+        ends[f"{d}_tail"] = max(b - max(e.t1 for e in ev), 0.0) if ev else 0.0
+    return {"F": fwd, "B": (t2 - t1, c2 - c1)}, outside, ends

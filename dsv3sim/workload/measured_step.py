@@ -351,27 +351,40 @@ def _moe_layer_in_stage(lanes: _Lanes, kind: str, rr: dict, a2a) -> None:
         lanes.compute("framework", [_fb(x, "gate", 1) for x in R])
 
 
+def _end(x: dict, key: str) -> float:
+    """A chunk's end the table measured apart from the per-layer glue (``chunk_ends_s``: F/B head and tail);
+    0 for a table whose glue still holds it."""
+    return float((x.get("chunk_ends_s") or {}).get(key, 0.0))
+
+
 def _stage_start(lanes: _Lanes, kind: str, first: bool, last: bool) -> None:
-    """The embedding before the first stage's F; the backward's start-up (and the head's backward) before B."""
+    """The embedding before the first stage's F; the backward's start-up (and the head's backward) before B;
+    each chunk's head (``_end``) where the stage's measured ends (``B_last``) do not already hold it."""
     R = lanes.r
     if kind == "F" and first:
         lanes.compute("embed(F)", [_fb(x, "embed", 0) for x in R])
+    if kind == "F":
+        lanes.compute("framework", [_end(x, "F_head") for x in R])
     if kind == "B" and last and all("boundary_s" in x for x in R):  # measured in a stage (component table)
         lanes.compute("framework", [x["boundary_s"]["B_last"] for x in R])
     elif kind == "B":
-        lanes.compute("framework", [x["bwd_start_s"] for x in R])
+        lanes.compute("framework", [x["bwd_start_s"] + _end(x, "B_head") for x in R])
         if last:
             lanes.compute("framework", [_fb(x, "head", 1) for x in R])
 
 
 def _stage_end(lanes: _Lanes, kind: str, first: bool, last: bool) -> None:
-    """The head after the last stage's F; the embedding's backward after the first stage's B."""
+    """The head after the last stage's F; the embedding's backward after the first stage's B; each chunk's tail
+    where the stage's measured ends (``B_first``) do not already hold it."""
     R = lanes.r
+    if kind == "F":
+        lanes.compute("framework", [_end(x, "F_tail") for x in R])
     if kind == "F" and last:
         lanes.compute("head(F)", [_fb(x, "head", 0) for x in R])
-    if kind == "B" and first:
-        lanes.compute("framework", [x["boundary_s"]["B_first"] if "boundary_s" in x else _fb(x, "embed", 1)
-                                    for x in R])
+    if kind == "B" and first and all("boundary_s" in x for x in R):  # measured in a stage (component table)
+        lanes.compute("framework", [x["boundary_s"]["B_first"] for x in R])
+    elif kind == "B":
+        lanes.compute("framework", [_end(x, "B_tail") + (_fb(x, "embed", 1) if first else 0.0) for x in R])
 
 
 def _run_op(t: dict, lanes: _Lanes, tr: Transport, stage: int, kind: str, replica: int, dispatch_fp8: bool) -> None:

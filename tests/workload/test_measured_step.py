@@ -210,3 +210,22 @@ def test_processor_sharing_on_an_oversubscribed_host(tmp_path):
     assert step(2) == pytest.approx(12 * MS, rel=1e-9)
     assert step(1) == pytest.approx(6 * MS, rel=3e-3)
     assert 0.5 * step(2, m=4) < step(1, m=4) < step(2, m=4)
+
+
+def test_chunk_ends_are_paid_once_per_chunk(tmp_path):
+    """The glue stage's two ends per pass (``chunk_ends_s``) are framework time once per pipeline chunk, however
+    many layers it holds; a first-and-last stage whose backward ends were measured (``boundary_s``) does not pay
+    the backward's again. One micro-batch over two one-layer stages: F ends 2 x (0.1 + 0.2) ms, B ends
+    2 x (0.3 + 0.4) ms -> the step grows by 2.0 ms (the pipeline is serial) and so does the mean framework
+    time per rank by 1.0 ms."""
+    ends = {"F_head": 0.1 * MS, "F_tail": 0.2 * MS, "B_head": 0.3 * MS, "B_tail": 0.4 * MS}
+    kw = {"pp": 2, "nmb": 1, "stages": {"0": [0], "1": [1]}}
+    r0 = simulate(_write(tmp_path, ranks={0: _rank(), 1: _rank()}, **kw))
+    r = simulate(_write(tmp_path, ranks={0: dict(_rank(), chunk_ends_s=ends), 1: dict(_rank(), chunk_ends_s=ends)},
+                        **kw))
+    assert r.step_time_s - r0.step_time_s == pytest.approx(2.0 * MS, rel=1e-9)
+    assert r.breakdown_s["framework"] - r0.breakdown_s.get("framework", 0.0) == pytest.approx(1.0 * MS, rel=1e-9)
+    bnd = {"B_last": 0.0, "B_first": 0.0}
+    one = {0: dict(_rank(), chunk_ends_s=ends, boundary_s=bnd)}
+    base = simulate(_write(tmp_path, ranks={0: dict(_rank(), boundary_s=bnd)}))
+    assert simulate(_write(tmp_path, ranks=one)).step_time_s - base.step_time_s == pytest.approx(0.3 * MS, rel=1e-9)
