@@ -39,16 +39,22 @@ def transport_fits(calib: list[dict]) -> dict[str, dict[str, float]]:
     point the mean over its iterations). The fit weighs points by 1 / t^2 (``alpha_beta.fit``), so a probe whose
     collectives a loaded machine stretched several-fold counts less than the quiet ones: on this shared box a
     per-size mean let single 10 ms outliers set a 5 ms latency (MEASUREMENTS.md)."""
-    first = min(calib, key=lambda c: c["rank"])
-    pts: dict[str, list] = defaultdict(list)
-    for p in first["probes"]:
-        for k, v in p.get("points", {}).items():
-            pts[k] += v
+    pts = _rank0_points(calib)
     out = {k: fit([x for x, _ in v], [t for _, t in v]).to_dict() for k, v in pts.items()
            if len({x for x, _ in v}) >= 2}
     if "all_to_all" in out and any(k.startswith("all_to_all@") for k in out):  # the default sweep's gap, by name
         out[f"all_to_all@{GAP_S * 1e6:.0f}"] = out["all_to_all"]
     return out
+
+
+def _rank0_points(calib: list[dict]) -> dict[str, list]:
+    """{kind: [(size, time)]} of rank 0's sweeps, pooled over its probes (rank 0 is in every pattern)."""
+    first = min(calib, key=lambda c: c["rank"])
+    pts: dict[str, list] = defaultdict(list)
+    for p in first["probes"]:
+        for k, v in p.get("points", {}).items():
+            pts[k] += v
+    return pts
 
 
 MIN_SAMPLES = 3  # per sweep size, for its expected time to price a hop (p2p_times)
@@ -59,11 +65,9 @@ def p2p_times(calib: list[dict], n_bytes: float) -> dict[str, float]:
     ping-pong time (``robust.expected`` per size over rank 0's pooled sweep points) interpolated at ``n_bytes``
     (``alpha_beta.interpolate``), and at the sweep's smallest size (a control message: gloo's receive-ready
     notice). {} without two sizes of MIN_SAMPLES points."""
-    first = min(calib, key=lambda c: c["rank"])
     by: dict[float, list[float]] = defaultdict(list)
-    for p in first["probes"]:
-        for x, t in p.get("points", {}).get("p2p", []):
-            by[x].append(t)
+    for x, t in _rank0_points(calib).get("p2p", []):
+        by[x].append(t)
     tail = fit([x for x, ts in by.items() for _ in ts], [t for ts in by.values() for t in ts]) if len(by) > 1 else None
     # a size the quick probes skip has one sample (the full probe's): on a loaded box one-way times at one size
     # spread 0.07-4.4 ms, so a single sample is not an expectation and would set the interpolation alone
@@ -301,21 +305,22 @@ def _boundary(comps: list[dict], share: float) -> dict[str, dict[str, float]]:
     """{boundary_s: the backward's two ends in a first-and-last stage (``stage_pass._boundary``), median over
     the probes over the share} where the stage pass measured them; else nothing (the step model then prices the
     autograd start-up and the head's and embedding's standalone backward)."""
-    bnd = [cc["glue"]["boundary"] for cc in comps if (cc.get("glue") or {}).get("boundary")]
-    if not bnd:
-        return {}
-    return {"boundary_s": {k: statistics.median(b[k] for b in bnd) / share for k in ("B_last", "B_first")}}
+    return _glue_medians(comps, "boundary", "boundary_s", ("B_last", "B_first"), share)
 
 
 def _chunk_ends(comps: list[dict], share: float) -> dict[str, dict[str, float]]:
     """{chunk_ends_s: the glue stage pass's two ends per direction (``stage_pass.glue``: F/B head and tail),
     median over the probes over the share} where the profile measured them; else nothing (the step model then
     has them inside the per-layer glue, as the profile did)."""
-    ce = [cc["glue"]["chunk_ends"] for cc in comps if (cc.get("glue") or {}).get("chunk_ends")]
-    if not ce:
-        return {}
-    return {"chunk_ends_s": {k: statistics.median(c[k] for c in ce) / share
-                             for k in ("F_head", "F_tail", "B_head", "B_tail")}}
+    return _glue_medians(comps, "chunk_ends", "chunk_ends_s", ("F_head", "F_tail", "B_head", "B_tail"), share)
+
+
+def _glue_medians(comps: list[dict], key: str, out_key: str, names: tuple[str, ...],
+                  share: float) -> dict[str, dict[str, float]]:
+    """{out_key: {name: the median over the probes of the glue profile's ``key`` entry / share}}; {} where no
+    probe's glue profile has ``key``."""
+    got = [cc["glue"][key] for cc in comps if (cc.get("glue") or {}).get(key)]
+    return {out_key: {k: statistics.median(g[k] for g in got) / share for k in names}} if got else {}
 
 
 def _layout_host(comps: list[dict], share: float) -> float:

@@ -37,7 +37,8 @@ def expected(xs: list[float]) -> float:
     xs = list(xs)
     if len(xs) < 4:
         return statistics.fmean(xs) if xs else 0.0
-    fence = quantile(xs, 0.75) + 3.0 * (quantile(xs, 0.75) - quantile(xs, 0.25))
+    q1, q3 = quantile(xs, 0.25), quantile(xs, 0.75)
+    fence = q3 + 3.0 * (q3 - q1)
     return statistics.fmean(x for x in xs if x <= fence)
 
 

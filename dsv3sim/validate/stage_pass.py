@@ -151,11 +151,11 @@ def _boundary(cfg, spec, parts, mat, layers, moe, tl, dev, reps: int, sync, grad
         loss.backward()
         sync()
         c2, t2 = time.thread_time(), time.perf_counter()
-        bs = [e for e in tl.events if e.name.endswith("(B)")]
-        if i and bs and t2 > t1:
+        ends = _ends(tl.events, "B", t1, t2)
+        if i and ends is not None and t2 > t1:
             r = min((c2 - c1) / (t2 - t1), 1.0)
-            last.append(max(min(e.t0 for e in bs) - t1, 0.0) * r)
-            first.append(max(t2 - max(e.t1 for e in bs), 0.0) * r)
+            last.append(ends[0] * r)
+            first.append(ends[1] * r)
     return {"B_last": statistics.median(last), "B_first": statistics.median(first)} if last else None
 
 
@@ -210,7 +210,14 @@ def _stage_pass(st, tl, x: torch.Tensor, sync, win, around: dict | None):
         outside["embed(F)"] = win.timed(lambda: around["embed"](yd), sync, cpu=True, keep=False)
     ends = {}
     for d, (a, b) in (("F", (t0, f_end)), ("B", (t1, t2))):
-        ev = [e for e in tl.events if e.name.endswith(f"({d})")]
-        ends[f"{d}_head"] = max(min(e.t0 for e in ev) - a, 0.0) if ev else 0.0
-        ends[f"{d}_tail"] = max(b - max(e.t1 for e in ev), 0.0) if ev else 0.0
+        ends[f"{d}_head"], ends[f"{d}_tail"] = _ends(tl.events, d, a, b) or (0.0, 0.0)
     return {"F": fwd, "B": (t2 - t1, c2 - c1)}, outside, ends
+
+
+def _ends(events, d: str, start: float, end: float) -> tuple[float, float] | None:
+    """(from ``start`` to the first span of direction ``d``, from its last span to ``end``) seconds of a pass
+    timed from ``start`` to ``end``; None without spans of that direction."""
+    ev = [e for e in events if e.name.endswith(f"({d})")]
+    if not ev:
+        return None
+    return max(min(e.t0 for e in ev) - start, 0.0), max(end - max(e.t1 for e in ev), 0.0)

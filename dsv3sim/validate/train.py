@@ -368,13 +368,14 @@ def _summarise(ctx, tl, step_s, prof_ops, moe, stage_ids, layers, sched_src, act
     spec = ctx.spec
     n = max(len(step_s), 1)
     per_name: dict[str, float] = defaultdict(float)
-    steps = sorted({e.step for e in tl.events})
-    by_step: dict[str, list[float]] = defaultdict(lambda: [0.0] * len(steps))
-    cpu_by_step: dict[str, list[float]] = defaultdict(lambda: [0.0] * len(steps))  # the spans' own CPU seconds
+    pos = {s: i for i, s in enumerate(sorted({e.step for e in tl.events}))}
+    by_step: dict[str, list[float]] = defaultdict(lambda: [0.0] * len(pos))
+    cpu_by_step: dict[str, list[float]] = defaultdict(lambda: [0.0] * len(pos))  # the spans' own CPU seconds
     for e in tl.events:
         per_name[e.name] += e.dur / n
-        by_step[e.name][steps.index(e.step)] += e.dur
-        cpu_by_step[e.name][steps.index(e.step)] += e.cpu or 0.0
+        i = pos[e.step]
+        by_step[e.name][i] += e.dur
+        cpu_by_step[e.name][i] += e.cpu or 0.0
     t_first = min((e.t0 for e in tl.events if e.step == spec.steps - 1), default=0.0)
     last = [dict(name=e.name, t0=e.t0 - t_first, t1=e.t1 - t_first, mb=e.mb, layer=e.layer, cpu=e.cpu)
             for e in tl.events if e.step == spec.steps - 1]
@@ -384,8 +385,8 @@ def _summarise(ctx, tl, step_s, prof_ops, moe, stage_ids, layers, sched_src, act
         "stages": {str(s): list(layers[s]) for s in stage_ids},
         "step_s": step_s, "step_median_s": statistics.median(step_s) if step_s else 0.0,
         "component_s_per_step": dict(per_name),
-        "component_s_by_step": dict(by_step) if len(steps) == len(step_s) else {},
-        "component_cpu_s_by_step": dict(cpu_by_step) if len(steps) == len(step_s) else {},
+        "component_s_by_step": dict(by_step) if len(pos) == len(step_s) else {},
+        "component_cpu_s_by_step": dict(cpu_by_step) if len(pos) == len(step_s) else {},
         "bytes_per_step": {k: v / n for k, v in tl.bytes.items()},
         "bytes_self_per_step": {k: v / n for k, v in tl.bytes_self.items()},
         "last_step_events": last,
