@@ -149,7 +149,7 @@ def bench_experts(case: str, a, cfg, res: dict) -> None:
                 r[f"fp8_gemms_over_bf16_{m}"] = b / r["fp8_gemms"][f"{m}_ms"]
             if f"{m}_ms" in r["fp8_experts"]:
                 r[f"fp8_experts_over_bf16_{m}"] = b / r["fp8_experts"][f"{m}_ms"]
-    X.clear_cache()
+    F8.clear_weight_cache()
     res[f"experts_{case}"] = r
 
 

@@ -85,8 +85,7 @@ validate() {  # name, limit, minimum, flags...; ALLOC_CONF=...: the ranks' PYTOR
   local name=$1 lim=$2 need=$3; shift 3
   step "$name" "$lim" "$need" env ${ALLOC_CONF:+PYTORCH_CUDA_ALLOC_CONF=$ALLOC_CONF} python3 -m dsv3sim validate \
     --device $DEV --model $MODEL --nproc 1 --steps $VSTEPS --out "$W/v/$name" --json "$@"
-  [ -s "$W/logs/$name.out" ] && cp "$W/logs/$name.out" "$W/v/$name.json"
-  python3 - "$W/v/$name.json" <<'EOF' >> "$CMDS" 2>/dev/null
+  python3 - "$W/v/$name/validation.json" <<'EOF' >> "$CMDS" 2>/dev/null
 import json, sys
 d = json.load(open(sys.argv[1]))
 print(f"  = {sys.argv[1]}: measured step {d['measured_step_s'] * 1e3:.1f} ms, predicted {d['predicted_step_s'] * 1e3:.1f} ms, "

@@ -33,7 +33,6 @@ import torch
 
 from dsv3sim.nn.fp8_quant import E4M3_MAX as E4M3_MAX
 from dsv3sim.nn.fp8_quant import FP8, TILE, _ceil, _pad_cols, dequantize, quantize_1x128
-from dsv3sim.nn.fp8_quant import expand_scale as expand_scale
 from dsv3sim.nn.fp8_quant import quantize_128x128 as quantize_128x128
 from dsv3sim.nn.fp8_weights import clear_weight_cache as clear_weight_cache
 from dsv3sim.nn.fp8_weights import requantize_weights as requantize_weights

@@ -30,7 +30,6 @@ from dsv3sim.nn import fp8_weights as W
 
 TILE = 128
 ENABLED = True
-clear_cache = W.clear_weight_cache  # the one weight cache's, under the name callers of this module use
 
 
 @functools.cache

@@ -32,7 +32,7 @@ import weakref
 
 import torch
 
-from dsv3sim.nn.fp8_quant import FP8, TILE, quantize_128x128
+from dsv3sim.nn.fp8_quant import FP8, TILE, _ceil, quantize_128x128
 
 TORCH, GROUPED = "torch", "grouped"
 _CACHE: dict[tuple, WeightOperand] = {}  # the cache (not model state): key -> entry, see the module doc
@@ -102,7 +102,7 @@ def _transpose(q: torch.Tensor, s: torch.Tensor, out: tuple | None = None) -> tu
     into ``out`` where given."""
     n, k = q.shape
     if out is None or out[0] is None:
-        qt = torch.zeros(k, -(-n // TILE) * TILE, dtype=FP8, device=q.device)
+        qt = torch.zeros(k, _ceil(n, TILE) * TILE, dtype=FP8, device=q.device)
         st = torch.empty(s.shape[::-1], dtype=s.dtype, device=s.device)
     else:
         qt, st = out
@@ -111,15 +111,16 @@ def _transpose(q: torch.Tensor, s: torch.Tensor, out: tuple | None = None) -> tu
     return qt, st
 
 
-def quantise(ws: tuple[torch.Tensor, ...], kind: str, out: tuple = (None,) * 4, transposed: bool = False) -> tuple:
+def quantise(ws: tuple[torch.Tensor, ...], kind: str, out: tuple | None = None, transposed: bool = False) -> tuple:
     """(q, s, qt, st) of the weights ``ws`` stacked along N (module doc), written into ``out``'s buffers where
-    given (a None among them is allocated). The torch path makes the transposed copy when ``transposed`` or when
-    ``out`` has one (else qt = st = None); the grouped path always makes both."""
+    given (None, or a None among them, is allocated). The torch path makes the transposed copy when
+    ``transposed`` or when ``out`` has one (else qt = st = None); the grouped path always makes both."""
+    out = tuple(out) if out is not None else (None,) * 4
     with torch.no_grad():
         if kind == GROUPED:
             from dsv3sim.nn import fp8_triton as K
 
-            return K.weight_quant([w.detach() if w.dim() == 3 else w.detach()[None] for w in ws], out=tuple(out))
+            return K.weight_quant([w.detach() if w.dim() == 3 else w.detach()[None] for w in ws], out=out)
         if kind != TORCH:
             raise ValueError(f"FP8 weight operand kind {kind!r}: expected {TORCH!r} or {GROUPED!r}")
         w = ws[0].detach() if len(ws) == 1 else torch.cat([w.detach() for w in ws])  # [sum N, K]

@@ -42,11 +42,11 @@ def _quantiser(device: torch.device):
         from dsv3sim.nn import fp8_experts as X
 
         if X.triton_ok(torch.empty(0, device=device), 128, 128):
-            return lambda ws, old: W.quantise(ws, W.GROUPED, old or (None,) * 4)
+            return lambda ws, old: W.quantise(ws, W.GROUPED, old)
 
     def per_expert(ws, old):
         experts = list(zip(*(w.unbind(0) for w in ws))) if ws[0].dim() == 3 else [ws]
-        return [W.quantise(e, W.TORCH, o or (None,) * 4, transposed=True)
+        return [W.quantise(e, W.TORCH, o, transposed=True)
                 for e, o in zip(experts, old or [None] * len(experts))]
     return per_expert
 

@@ -246,7 +246,7 @@ def test_optimizer_step_requantises_in_place_once(tiny, monkeypatch):
     K = _kernels()
     moe = _small_moe(tiny, 1)
     moe.experts.fp8 = True
-    fp8_experts.clear_cache()
+    F8.clear_weight_cache()
     x = torch.randn(2, 64, 256, device="cuda", dtype=torch.bfloat16)
     moe(x).float().square().sum().backward()
     ex = moe.experts
