@@ -24,6 +24,13 @@ import sys
 from pathlib import Path
 
 from dsv3sim.config.errors import ConfigError
+from dsv3sim.workload.fleet_defaults import (
+    DEFAULT_BURST_QUANTILE,
+    DEFAULT_PEAK_TO_MEAN,
+    DEFAULT_SCALE_INTERVAL_H,
+    DEFAULT_SHAPE,
+    SHAPES,
+)
 
 NAME = "plan"
 HELP = "capacity planner: search training/serving layouts under a budget or SLA, size the fleet and the network"
@@ -91,13 +98,6 @@ def _add_train_parser(sub) -> None:
 
 
 def _add_serve_parser(sub) -> None:
-    from dsv3sim.workload.fleet_defaults import (
-        DEFAULT_BURST_QUANTILE,
-        DEFAULT_PEAK_TO_MEAN,
-        DEFAULT_SCALE_INTERVAL_H,
-        DEFAULT_SHAPE,
-        SHAPES,
-    )
 
     s = sub.add_parser("serve", help="search serving layouts under a TTFT/TPOT SLA; fleet size for a daily load",
                        formatter_class=argparse.RawDescriptionHelpFormatter)

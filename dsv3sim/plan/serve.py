@@ -406,8 +406,7 @@ def _load_model_day(q: ServeQuery, gpn: int, pre: list[dict], dec: list[dict], p
                       ttft_s=q.ttft_ms / 1e3, isl=q.isl, cache_hit=q.prefix_cache_hit,
                       unit_nodes=p["size"] / gpn, gpus_per_node=gpn, min_units=f.min_prefill_units)
     # the default load keeps DiurnalLoad's own source line (the assumption); any other was given on the command line
-    d0 = DiurnalLoad()
-    given = {} if (f.load_shape, f.peak_to_mean) == (d0.shape, d0.peak_to_mean) else {
+    given = {} if (f.load_shape, f.peak_to_mean) == (DEFAULT_SHAPE, DEFAULT_PEAK_TO_MEAN) else {
         "source": "given (--load-shape, --peak-to-mean)"}
     return size_fleet(prefill=pp, decode=dp, daily_input_tokens=daily[0], daily_output_tokens=daily[1],
                       load=DiurnalLoad(shape=f.load_shape, peak_to_mean=f.peak_to_mean, **given),

@@ -126,12 +126,13 @@ def corun_extra(transfer: dict[str, float], comm_sms: int = TRACE_COMM_SMS) -> d
     return {n: t * (s - 1.0) for n, t in transfer.items() if t > 0}
 
 
-def paired_alone(transfer: dict[str, float], paired: dict[str, float], comm_sms: int = TRACE_COMM_SMS
-                 ) -> dict[str, float]:
-    """Each comm slice of an overlapped pair (``paired``: ``comm_slices(..., paired=True)``) with no GEMM beside
-    it: the paired notify and layout, the transfer without the co-run slowdown (``corun_extra``)."""
-    extra = corun_extra(transfer, comm_sms)
-    return {n: paired[n] - extra.get(n, 0.0) for n in transfer}
+def paired_comm(transfer: dict[str, float], compute: dict[str, float], **ep_args) -> dict[str, tuple[float, float]]:
+    """Each comm slice of an overlapped pair as (alone, beside): beside = ``comm_slices(..., paired=True)`` (the
+    paired notify and layout, the transfer slowed by the GEMMs beside it), alone = the same without the co-run
+    slowdown (``corun_extra``). ``ep_args``: ``ep_overhead_args``."""
+    beside = comm_slices(transfer, compute, paired=True, **ep_args)
+    extra = corun_extra(transfer, ep_args["comm_sms"])
+    return {n: (t - extra.get(n, 0.0), t) for n, t in beside.items()}
 
 
 FWD_COMPUTE = ("attn(F)", "mlp(F)")

@@ -69,7 +69,7 @@ class DiurnalLoad:
     shape: str = DEFAULT_SHAPE
     peak_to_mean: float = DEFAULT_PEAK_TO_MEAN
     peak_hour: float = 14.0
-    source: str = "assumption: a sinusoid with peak 1.5 x mean (vary --peak-to-mean)"
+    source: str = f"assumption: a sinusoid with peak {DEFAULT_PEAK_TO_MEAN:g} x mean (vary --peak-to-mean)"
 
     def __post_init__(self) -> None:
         if self.shape not in SHAPES:

@@ -141,12 +141,9 @@ def _comm_slices(transfer: dict[str, float], compute: dict[str, float], overlapp
     micro-batches' compute, so a barrier follows (attn + mlp) / 2 of compute, which ``comm_slices``' paired
     rule (sum of the pair's compute / 4) gives for twice one chain's compute. (alone, beside) tuples when
     overlapped: the slowdown only while a GEMM runs beside the transfer."""
-    ref = {k: 2.0 * v for k, v in compute.items()} if overlapped else compute
-    out = DO.comm_slices(transfer, ref, paired=overlapped, **ep_args)
     if not overlapped:
-        return out
-    alone = DO.paired_alone(transfer, out, ep_args["comm_sms"])
-    return {n: (alone[n], v) for n, v in out.items()}
+        return DO.comm_slices(transfer, compute, paired=False, **ep_args)
+    return DO.paired_comm(transfer, {k: 2.0 * v for k, v in compute.items()}, **ep_args)
 
 
 def _prefill_result(scn: Scenario, inst: Instance, lr, run, *, layers, head, comm_info: dict, mb_tokens: int,

@@ -301,10 +301,8 @@ class ChunkTimes:
             if share > 0:
                 part = dict(training_layer(cfg, li, mem_stretch=IF.memory_bound_stretch(share), **kw).times_partial)
             full.update(DO.comm_slices(ep.comm_by_r[r], full, paired=False, **self.ep_cfg))
-            paired = DO.comm_slices(ep.comm_by_r[r], part, paired=True, **self.ep_cfg)
             # in a pair a comm slice is (alone: the paired notify and layout, the transfer unslowed; beside GEMMs)
-            alone = DO.paired_alone(ep.comm_by_r[r], paired, self.ep_cfg["comm_sms"])
-            part.update({n: (alone[n], t) for n, t in paired.items()})
+            part.update(DO.paired_comm(ep.comm_by_r[r], part, **self.ep_cfg))
         return full, part
 
     def stage_dicts(self, stage: int, partial: bool, slow: float) -> list[dict]:
