@@ -7,6 +7,8 @@
 #   bench        benchmarks/bench_fp8_layer.py: FP8 vs BF16 expert GEMMs (one_layer, ep32) and the whole layer
 #   probe        benchmarks/probe_fp8_step.py: step time split (device, graph, host issue, requant, cold/warm)
 #   val4k        the same validate pair at 4 x 4096 tokens (FP8 with expandable_segments: near the card's memory)
+#   wgrad        benchmarks/probe_wgrad_tiles.py: the Wgrad kernel's tile configurations at EP32 and one-layer shapes
+# VAL_BF16=0 skips the BF16 half of each validate pair (its numbers unchanged by an FP8-only change).
 # Every command goes to $OUT/commands.log with its exit code and seconds; stdout/stderr of each step in
 # $OUT/logs.tgz, the validate run folders (JSON, no traces) in $OUT/validate_runs.tgz, the benchmarks' JSON as
 # $OUT/fp8_layer_bench.json and $OUT/fp8_step_probe.json, clocks and power in $OUT/nvidia_smi.csv: 6 files,
@@ -23,6 +25,7 @@ OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
 W=${WORK:-/tmp/fp8run}; rm -rf "$W"; mkdir -p "$W/logs" "$W/v"
 BUDGET_S=${BUDGET_S:-520}
 STEPS=${STEPS:-tests val1k bench probe val4k}
+VAL_BF16=${VAL_BF16:-1}
 T0=$(date +%s)
 export PYTHONUNBUFFERED=1
 CMDS="$OUT/commands.log"
@@ -103,7 +106,7 @@ for s in $STEPS; do
         tests/nn/test_fp8_weights.py tests/nn/test_fp8_cache.py ;;
     val1k)
       validate b4s1024-fp8 110 60 --micro-batch 4 --seq-len $SEQ1 --fp8
-      validate b4s1024-bf16 100 50 --micro-batch 4 --seq-len $SEQ1 ;;
+      [ "$VAL_BF16" = 1 ] && validate b4s1024-bf16 100 50 --micro-batch 4 --seq-len $SEQ1 ;;
     bench)
       if [ "$SMOKE" = 1 ]; then
         step bench 20 5 python3 benchmarks/bench_fp8_layer.py --help
@@ -115,13 +118,19 @@ for s in $STEPS; do
       if [ "$SMOKE" = 1 ]; then
         step probe 20 5 python3 benchmarks/probe_fp8_step.py --help
       else
-        step probe 110 60 python3 benchmarks/probe_fp8_step.py --tokens 4096,16384 --graph-max-tokens 4096 \
+        step probe 110 60 env PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True python3 benchmarks/probe_fp8_step.py --tokens 4096,16384 --graph-max-tokens 4096 \
           --out "$OUT/fp8_step_probe.json"
       fi ;;
     val4k)
       ALLOC_CONF=expandable_segments:True validate b4s4096-fp8 140 100 --micro-batch 4 --seq-len $SEQ4 --fp8
-      validate b4s4096-bf16 110 80 --micro-batch 4 --seq-len $SEQ4 ;;
-    *) echo "unknown step $s (known: tests val1k bench probe val4k)" | tee -a "$CMDS" ;;
+      [ "$VAL_BF16" = 1 ] && validate b4s4096-bf16 110 80 --micro-batch 4 --seq-len $SEQ4 ;;
+    wgrad)
+      if [ "$SMOKE" = 1 ]; then
+        step wgrad 20 5 python3 benchmarks/probe_wgrad_tiles.py --help
+      else
+        step wgrad 150 60 python3 benchmarks/probe_wgrad_tiles.py --out "$OUT/fp8_wgrad_tiles.json"
+      fi ;;
+    *) echo "unknown step $s (known: tests val1k bench probe val4k wgrad)" | tee -a "$CMDS" ;;
   esac
 done
 

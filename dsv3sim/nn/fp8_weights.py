@@ -20,7 +20,10 @@ Rules:
   so the step's forward passes find their operands and a CUDA graph captured on them stays valid.
 * ``drop_forward_operands()`` frees the forward copies of every entry that has a transposed one (after a rank's
   last forward of the step the backward passes read only the transposed copies; one V3 layer's 256 experts hold
-  10.5 GiB of forward copies); ``requantize_weights()`` or the next lookup allocates them again.
+  10.5 GiB of forward copies); ``requantize_weights()`` or the next lookup allocates them again. Dropping costs
+  device allocations every step (the backward splits the freed blocks, so the re-quantisation asks the driver
+  for new ones, and near a full card the allocator frees its whole cache and synchronises): a caller drops
+  only when keeping does not fit, ``keep_forward_operands``.
 * An entry references its weights weakly, through the tensor that owns their storage (an expert's view: the
   stacked parameter), and dies with it, so a freed module frees its FP8 copies; a lookup with another tensor
   at the same address (a reused allocation) misses.
@@ -183,6 +186,26 @@ def drop_forward_operands() -> int:
             ent.q = ent.s = None
             n += 1
     return n
+
+
+def forward_operand_bytes() -> int:
+    """Bytes of the forward copies (q and s) that ``drop_forward_operands`` would free now."""
+    return sum(e.q.numel() * e.q.element_size() + e.s.numel() * e.s.element_size()
+               for e in _CACHE.values() if e.q is not None and e.qt is not None)
+
+
+KEEP_MARGIN = 0.9  # of the card's memory: room left for the caching allocator's rounding and fragmentation
+
+
+def keep_forward_operands(peak_bytes: int, forward_bytes: int, capacity_bytes: int,
+                          margin: float = KEEP_MARGIN) -> bool:
+    """Whether a step keeps the forward copies through its backward: the peak of a step that dropped them
+    (``peak_bytes``, the allocator's high-water mark) plus their size (at most what keeping adds to that
+    peak) fits in ``margin`` of the card (``capacity_bytes``)."""
+    for name, v in (("peak_bytes", peak_bytes), ("forward_bytes", forward_bytes), ("capacity_bytes", capacity_bytes)):
+        if v < 0:
+            raise ValueError(f"keep_forward_operands: {name} = {v} must be >= 0")
+    return peak_bytes + forward_bytes <= margin * capacity_bytes
 
 
 def clear_weight_cache() -> None:

@@ -93,6 +93,7 @@ class _Rank:
     opt: object
     tl: Timeline
     dtype: torch.dtype
+    drop_fp8_forward: bool = True  # free the FP8 forward copies after the last forward (decided after warm-up)
 
 
 def _build_rank(ctx, cfg, groups, pl, me: Coord) -> _Rank:
@@ -163,9 +164,12 @@ def run_rank(ctx, probe=None, probes: list | None = None) -> dict:
         t0 = tl.now()
         snap = load.snapshot()
         alloc = _allocator(dev)
+        _reset_peak(dev)
         _pipeline_step(ctx, R, tokens, D)
         _update(tl, R, groups, spec.fp8_compute)
         t1 = tl.now()
+        if step < spec.warmup and spec.fp8_compute:
+            R.drop_fp8_forward = _must_drop_fp8_forward(dev)
         tl.profiling = False
         if prof:
             prof.__exit__(None, None, None)
@@ -182,6 +186,7 @@ def run_rank(ctx, probe=None, probes: list | None = None) -> dict:
                step_t0_s=step_t0)
     if spec.fp8_compute:
         res["requant_bytes_per_param"] = requant_bytes_per_element(dev)
+        res["fp8_forward_copies"] = "dropped after the last forward" if R.drop_fp8_forward else "kept"
     res.update(_sizes(R, groups, dev), microbatches=nmb, tokens_per_mb=B * S, hidden=D)
     return res
 
@@ -269,7 +274,7 @@ def _pipeline_step(ctx, R: _Rank, tokens: torch.Tensor, D: int) -> None:
     acts = [a for item in pl.actions[me.pp] for a in parse(item)]
     last_f = max((i for i, a in enumerate(acts) if a.kind == "F"), default=-1)
     for i, a in enumerate(acts):
-        if i == last_f + 1 and spec.fp8_compute:
+        if i == last_f + 1 and spec.fp8_compute and R.drop_fp8_forward:
             _free_forward_fp8_copies()
         s = pl.stage_of(me.pp, a.chunk)
         prev, nxt = pl.neighbours(me.pp, a.chunk)
@@ -302,6 +307,24 @@ def _pipeline_step(ctx, R: _Rank, tokens: torch.Tensor, D: int) -> None:
                 hand("grad", x.grad, prev, a.mb, 1)
     for w in sends:
         w.wait(timeout)
+
+
+def _reset_peak(dev: torch.device) -> None:
+    if dev.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(dev)
+
+
+def _must_drop_fp8_forward(dev: torch.device) -> bool:
+    """After a warm-up step (which dropped them): whether the measured steps free the FP8 forward copies after
+    their last forward, i.e. keeping them would not fit on the card (nn/fp8_weights.py
+    ``keep_forward_operands``, on the step's peak and the copies the re-quantisation has just remade). On the
+    CPU always: host memory is the scarce one there."""
+    if dev.type != "cuda":
+        return True
+    from dsv3sim.nn.fp8_weights import forward_operand_bytes, keep_forward_operands
+
+    cap = torch.cuda.get_device_properties(dev).total_memory
+    return not keep_forward_operands(torch.cuda.max_memory_allocated(dev), forward_operand_bytes(), cap)
 
 
 def _free_forward_fp8_copies() -> None:

@@ -208,3 +208,24 @@ def test_grouped_expert_operands_drop_and_requantise_in_place(stand_in_kernels):
     dense = torch.nn.Parameter(torch.randn(256, 128, generator=g))
     assert W.weight_operands((dense,), W.GROUPED).q.shape == (1, 256, 128)  # a dense linear: one group
     assert W.weight_operands((dense,), W.TORCH).q.shape == (256, 128)  # its other layout: another entry
+
+
+def test_forward_bytes_count_what_a_drop_frees_and_the_keep_rule_adds_them_to_the_peak():
+    """``forward_operand_bytes`` is the q + s bytes of the entries with a transposed copy (what
+    ``drop_forward_operands`` frees); keeping them fits when the dropped step's peak plus them is inside the
+    margin of the card."""
+    g = torch.Generator().manual_seed(5)
+    w = torch.nn.Parameter(torch.randn(384, 256, generator=g))
+    inference = torch.nn.Parameter(torch.randn(128, 256, generator=g))
+    x = torch.randn(4, 256, generator=g, requires_grad=True)
+    F8.fp8_linear(x.detach(), inference)  # no transposed copy: not counted
+    F8.fp8_linear(x, w).sum().backward()
+    e = W.weight_operands((w,))
+    expected = e.q.numel() * 1 + e.s.numel() * 4
+    assert expected == 384 * 256 + 3 * 2 * 4 and W.forward_operand_bytes() == expected
+    assert W.drop_forward_operands() == 1 and W.forward_operand_bytes() == 0
+    cap = 100 << 30
+    assert W.keep_forward_operands(80 << 30, 10 << 30, cap)  # 90 GiB of 100: inside 0.9
+    assert not W.keep_forward_operands(81 << 30, 10 << 30, cap)
+    with pytest.raises(ValueError, match="forward_bytes = -1"):
+        W.keep_forward_operands(0, -1, cap)
