@@ -163,13 +163,11 @@ def run_rank(ctx, probe=None, probes: list | None = None) -> dict:
             tl.profiling = True
         t0 = tl.now()
         snap = load.snapshot()
-        alloc = _allocator(dev)
-        _reset_peak(dev)
+        alloc = _allocator(dev, reset_peak=True)
         _pipeline_step(ctx, R, tokens, D)
         _update(tl, R, groups, spec.fp8_compute)
         t1 = tl.now()
-        if step < spec.warmup and spec.fp8_compute:
-            R.drop_fp8_forward = _must_drop_fp8_forward(dev)
+        R.drop_fp8_forward &= not (spec.fp8_compute and step < spec.warmup) or _must_drop_fp8_forward(dev)
         tl.profiling = False
         if prof:
             prof.__exit__(None, None, None)
@@ -184,9 +182,7 @@ def run_rank(ctx, probe=None, probes: list | None = None) -> dict:
                      R.parts.source, me)
     res.update(layout=pl.layout, n_stages=pl.n_stages, load_per_step=step_load, allocator_per_step=step_alloc,
                step_t0_s=step_t0)
-    if spec.fp8_compute:
-        res["requant_bytes_per_param"] = requant_bytes_per_element(dev)
-        res["fp8_forward_copies"] = "dropped after the last forward" if R.drop_fp8_forward else "kept"
+    res.update(_fp8_result(R, dev) if spec.fp8_compute else {})
     res.update(_sizes(R, groups, dev), microbatches=nmb, tokens_per_mb=B * S, hidden=D)
     return res
 
@@ -237,12 +233,15 @@ def _sizes(R, groups, dev: torch.device) -> dict:
                 device_name=torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu")
 
 
-def _allocator(dev: torch.device) -> dict:
+def _allocator(dev: torch.device, reset_peak: bool = False) -> dict:
     """The CUDA caching allocator's counters (``torch.cuda.memory_stats``): a step's device allocations
     (cudaMalloc) and frees, and its retries (every cached block freed to satisfy a request, a device sync),
-    host time inside the spans that a warm training process does not pay. Empty on CPU."""
+    host time inside the spans that a warm training process does not pay. Empty on CPU. ``reset_peak``: also
+    restart the high-water mark (a step's peak, read by ``_must_drop_fp8_forward``)."""
     if dev.type != "cuda":
         return {}
+    if reset_peak:
+        torch.cuda.reset_peak_memory_stats(dev)
     s = torch.cuda.memory_stats(dev)
     return {k: s.get(k, 0) for k in ("num_device_alloc", "num_device_free", "num_alloc_retries", "num_ooms")}
 
@@ -309,9 +308,9 @@ def _pipeline_step(ctx, R: _Rank, tokens: torch.Tensor, D: int) -> None:
         w.wait(timeout)
 
 
-def _reset_peak(dev: torch.device) -> None:
-    if dev.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(dev)
+def _fp8_result(R: _Rank, dev: torch.device) -> dict:
+    return {"requant_bytes_per_param": requant_bytes_per_element(dev),
+            "fp8_forward_copies": "dropped after the last forward" if R.drop_fp8_forward else "kept"}
 
 
 def _must_drop_fp8_forward(dev: torch.device) -> bool:
