@@ -7,6 +7,7 @@
 #   bench        benchmarks/bench_fp8_layer.py: FP8 vs BF16 expert GEMMs (one_layer, ep32) and the whole layer
 #   probe        benchmarks/probe_fp8_step.py: step time split (device, graph, host issue, requant, cold/warm)
 #   val4k        the same validate pair at 4 x 4096 tokens (FP8 with expandable_segments: near the card's memory)
+#   val64        validate BF16 at 2 x 64 tokens (the host-bound end of the one-layer sizes)
 #   wgrad        benchmarks/probe_wgrad_tiles.py: the Wgrad kernel's tile configurations at EP32 and one-layer shapes
 # VAL_BF16=0 skips the BF16 half of each validate pair (its numbers unchanged by an FP8-only change).
 # Every command goes to $OUT/commands.log with its exit code and seconds; stdout/stderr of each step in
@@ -124,13 +125,15 @@ for s in $STEPS; do
     val4k)
       ALLOC_CONF=expandable_segments:True validate b4s4096-fp8 140 100 --micro-batch 4 --seq-len $SEQ4 --fp8
       [ "$VAL_BF16" = 1 ] && validate b4s4096-bf16 110 80 --micro-batch 4 --seq-len $SEQ4 ;;
+    val64)  # the smallest H200 size of the validation matrix, BF16 (2 x 64 tokens: host-bound)
+      validate b2s64-bf16 80 40 --micro-batch 2 --seq-len 64 ;;
     wgrad)
       if [ "$SMOKE" = 1 ]; then
         step wgrad 20 5 python3 benchmarks/probe_wgrad_tiles.py --help
       else
         step wgrad 150 60 python3 benchmarks/probe_wgrad_tiles.py --out "$OUT/fp8_wgrad_tiles.json"
       fi ;;
-    *) echo "unknown step $s (known: tests val1k bench probe val4k wgrad)" | tee -a "$CMDS" ;;
+    *) echo "unknown step $s (known: tests val1k val64 bench probe val4k wgrad)" | tee -a "$CMDS" ;;
   esac
 done
 
