@@ -60,13 +60,17 @@ class WeightOperand:
     (None until the first Dgrad on the torch path); iterates as (q, s, qt, st), the order of
     nn/fp8_triton.py ``weight_quant``."""
 
-    __slots__ = ("kind", "key", "owners", "version", "q", "s", "qt", "st", "__weakref__")
+    __slots__ = ("key", "owners", "version", "q", "s", "qt", "st", "__weakref__")
 
-    def __init__(self, kind: str, key: tuple, ws: tuple[torch.Tensor, ...]) -> None:
-        self.kind, self.key = kind, key
+    def __init__(self, key: tuple, ws: tuple[torch.Tensor, ...]) -> None:
+        self.key = key  # (kind, one tuple per weight: storage pointer, offset, shape, strides, dtype, device)
         self.owners = tuple(weakref.ref(_owner(w)) for w in ws)
         self.version: tuple[int, ...] | None = None
         self.q = self.s = self.qt = self.st = None
+
+    @property
+    def kind(self) -> str:
+        return self.key[0]
 
     def __iter__(self):
         return iter((self.q, self.s, self.qt, self.st))
@@ -158,7 +162,7 @@ def weight_operands(ws: tuple[torch.Tensor, ...], kind: str = TORCH) -> WeightOp
     key = _key(ws, kind)
     ent = _CACHE.get(key)
     if ent is None or not ent.owned_by(ws):  # new, or another tensor at a reused address
-        ent = _CACHE[key] = WeightOperand(kind, key, ws)
+        ent = _CACHE[key] = WeightOperand(key, ws)
         for o in {id(o): o for o in map(_owner, ws)}.values():
             weakref.finalize(o, _forget, key, weakref.ref(ent))
     _refresh(ent, ws)

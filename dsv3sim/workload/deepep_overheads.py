@@ -126,11 +126,14 @@ def corun_extra(transfer: dict[str, float], comm_sms: int = TRACE_COMM_SMS) -> d
     return {n: t * (s - 1.0) for n, t in transfer.items() if t > 0}
 
 
-def paired_comm(transfer: dict[str, float], compute: dict[str, float], **ep_args) -> dict[str, tuple[float, float]]:
+def paired_comm(transfer: dict[str, float], compute: dict[str, float], beside: dict[str, float] | None = None,
+                **ep_args) -> dict[str, tuple[float, float]]:
     """Each comm slice of an overlapped pair as (alone, beside): beside = ``comm_slices(..., paired=True)`` (the
-    paired notify and layout, the transfer slowed by the GEMMs beside it), alone = the same without the co-run
-    slowdown (``corun_extra``). ``ep_args``: ``ep_overhead_args``."""
-    beside = comm_slices(transfer, compute, paired=True, **ep_args)
+    paired notify and layout, the transfer slowed by the GEMMs beside it; pass it when already computed on this
+    ``compute``), alone = the same without the co-run slowdown (``corun_extra``). ``ep_args``:
+    ``ep_overhead_args``."""
+    if beside is None:
+        beside = comm_slices(transfer, compute, paired=True, **ep_args)
     extra = corun_extra(transfer, ep_args["comm_sms"])
     return {n: (t - extra.get(n, 0.0), t) for n, t in beside.items()}
 

@@ -302,7 +302,7 @@ class ChunkTimes:
                 part = dict(training_layer(cfg, li, mem_stretch=IF.memory_bound_stretch(share), **kw).times_partial)
             full.update(DO.comm_slices(ep.comm_by_r[r], full, paired=False, **self.ep_cfg))
             # in a pair a comm slice is (alone: the paired notify and layout, the transfer unslowed; beside GEMMs)
-            part.update(DO.paired_comm(ep.comm_by_r[r], part, **self.ep_cfg))
+            part.update(DO.paired_comm(ep.comm_by_r[r], part, beside=None if share > 0 else pair_comm, **self.ep_cfg))
         return full, part
 
     def stage_dicts(self, stage: int, partial: bool, slow: float) -> list[dict]:
