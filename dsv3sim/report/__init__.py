@@ -29,6 +29,7 @@ SECTIONS = {
     "validation": ("Validation: predicted vs measured / published", validation.validation),
     "fields": ("All fields of the result", summary.fields),
 }
+STUDY = {"study": ("Comparison of the scenarios", summary.study)}  # several scenarios: compared first
 PLAN = {"planner": ("Capacity plan", planner.plan)}  # a plan result (``type: plan``) has this section only
 # A study page stays small: beyond STUDY_FULL scenarios each scenario keeps only these (one scenario in full:
 # ``dsv3sim report STUDY.json --scenario NAME``); the comparison of the scenarios comes first either way.
@@ -67,7 +68,8 @@ def build_page(result_json, *, chrome_trace: str | Path | None = None, price_per
                merged_trace_out: str | Path | None = None, scenario: str | None = None,
                source: str | Path | None = None) -> Page:
     """The report of ``result_json`` (as ``render`` takes it); ``source``: the file an already parsed result came
-    from (the page's name, where sibling trace files are)."""
+    from (the page's name, where sibling trace files are). A real trace (and the merged trace written from it) goes
+    with the first result."""
     source = result_json if isinstance(result_json, (str, Path)) else source
     data = load_json(result_json)
     if price_per_gpu_hour is not None:
@@ -77,10 +79,14 @@ def build_page(result_json, *, chrome_trace: str | Path | None = None, price_per
     page = Page(title=f"dsv3sim: {_name(data, results, source, title)}", subtitle=f"{len(results)} result(s)")
     light = len(results) > STUDY_FULL
     if len(results) > 1:  # a study: compare the scenarios first, one table, one chart
-        study = section("study", results, RenderContext(prefix="cmp"), {"study": summary.STUDY})
-        page.blocks.append(("Study", [study]))
-    contexts = _contexts(source, len(results), chrome_trace, merged_trace_out, price_per_gpu_hour, traces_dir)
-    for ctx, (heading, res) in zip(contexts, results):
+        page.blocks.append(("Study", [section("study", results, RenderContext(prefix="cmp"), STUDY)]))
+    shared = {"base_dir": Path(source).resolve().parent if source is not None else None,
+              "price_per_gpu_hour": price_per_gpu_hour or DEFAULT_PRICE_PER_GPU_HOUR,
+              "traces_dir": Path(traces_dir) if traces_dir else traces_folder()}
+    real = {"chrome_trace": Path(chrome_trace) if chrome_trace else None,
+            "merged_trace_out": Path(merged_trace_out) if merged_trace_out else None}
+    for i, (heading, res) in enumerate(results):
+        ctx = RenderContext(**shared, prefix=f"r{i}", **(real if i == 0 else {}))
         table = PLAN if res.get("type") == "plan" else SECTIONS
         secs = [section(k, res, ctx, table) for k in table if not light or k in STUDY_LIGHT]
         page.blocks.append((heading, [s for s in secs if s is not None]))
@@ -88,16 +94,6 @@ def build_page(result_json, *, chrome_trace: str | Path | None = None, price_per
         page.blocks[0][1][0].body += note(say("study.light"))
     page.summary_line = _summary_line(results)
     return page
-
-
-def _contexts(source, n: int, chrome_trace, merged_trace_out, price, traces_dir) -> list[RenderContext]:
-    """One context per result; a real trace (and the merged trace written from it) goes with the first."""
-    traces = Path(traces_dir) if traces_dir else traces_folder()
-    base = Path(source).resolve().parent if source is not None else None
-    first = {"chrome_trace": Path(chrome_trace) if chrome_trace else None,
-             "merged_trace_out": Path(merged_trace_out) if merged_trace_out else None}
-    return [RenderContext(base_dir=base, price_per_gpu_hour=price or DEFAULT_PRICE_PER_GPU_HOUR, traces_dir=traces,
-                          prefix=f"r{i}", **(first if i == 0 else {})) for i in range(n)]
 
 
 def _summary_line(results: list[tuple[str, dict]]) -> str:
@@ -137,20 +133,17 @@ def render_html(result_json, **kw) -> tuple[str, Page]:
     return page.html(plotly.offline.get_plotlyjs()), page
 
 
-def render(result_json, out_path: str | Path, *, chrome_trace: str | Path | None = None,
-           price_per_gpu_hour: float | None = None, title: str | None = None, update_index: bool = True,
-           traces_dir: str | Path | None = None, scenario: str | None = None) -> Path:
+def render(result_json, out_path: str | Path, *, update_index: bool = True, **kw) -> Path:
     """Write the HTML report of ``result_json`` (a result dict, a path to one, a Result object, a list of results
-    rendered as a sweep, or a {scenario name: result} dict) to ``out_path``; refresh the folder's index. With
-    ``chrome_trace`` (a real run's trace) also ``<out stem>.sim+real.trace.json``: both timelines for Perfetto."""
+    rendered as a sweep, or a {scenario name: result} dict) to ``out_path``; refresh the folder's index. ``kw`` as
+    ``build_page`` takes them; with ``chrome_trace`` (a real run's trace) also ``<out stem>.sim+real.trace.json``:
+    both timelines for Perfetto."""
     out = Path(out_path)
     if out.suffix.lower() not in (".html", ".htm"):
         raise ConfigError(f"report path must end in .html, got {out}")
     out.parent.mkdir(parents=True, exist_ok=True)
-    text, _ = render_html(result_json, chrome_trace=chrome_trace, price_per_gpu_hour=price_per_gpu_hour,
-                          title=title, traces_dir=traces_dir, scenario=scenario,
-                          merged_trace_out=merged_trace_path(out) if chrome_trace else None)
-    out.write_text(text)
+    out.write_text(render_html(result_json, merged_trace_out=merged_trace_path(out) if kw.get("chrome_trace") else None,
+                               **kw)[0])
     if update_index:
         write_index(out.parent)
     return out

@@ -35,13 +35,6 @@ def plan(result: dict, ctx) -> str | None:
     return body(result, ctx) + "".join(note(esc(n)) for n in result.get("notes", []) if body is not _network)
 
 
-def _train_best(best: dict | None, q: dict) -> str:
-    if not best:
-        return '<p class="err-pos"><b>No layout fits.</b></p>'
-    return say("planner.train_best", **best, mgh=best["gpu_hours"] / 1e6, musd=best["cost_usd_run"] / 1e6,
-               price=q.get("price_per_gpu_hour", DEFAULT_PRICE_PER_GPU_HOUR))
-
-
 def _user_layout(u: dict | None) -> str:
     if not u:
         return ""
@@ -53,11 +46,13 @@ def _user_layout(u: dict | None) -> str:
 
 
 def _train(r: dict, ctx) -> str:
-    c, cands, t = r.get("counts", {}), r.get("candidates", []), r.get("totals")
+    c, cands, t, best = r.get("counts", {}), r.get("candidates", []), r.get("totals"), r.get("best")
     ok, bad = [x for x in cands if "infeasible" not in x], [x for x in cands if "infeasible" in x]
     reasons = Counter(x["infeasible"].split(":")[0][:60] for x in bad).most_common(8)
     return "".join([
-        _train_best(r.get("best"), r.get("query", {})),
+        say("planner.train_best", **best, mgh=best["gpu_hours"] / 1e6, musd=best["cost_usd_run"] / 1e6,
+            price=r.get("query", {}).get("price_per_gpu_hour", DEFAULT_PRICE_PER_GPU_HOUR)) if best
+        else '<p class="err-pos"><b>No layout fits.</b></p>',
         note(say("planner.train_counts", layouts=c.get("layouts", 0), pruned=c.get("pruned_before_simulation", 0),
                  bound=c.get("simulated_bound", 0), event=c.get("simulated_event", 0))),
         spec_table(ok[:MAX_ROWS], TRAIN_COLS, best=0 if ok else None),
@@ -70,10 +65,6 @@ def _train(r: dict, ctx) -> str:
         spec_table(t["phases"] + [{"phase": "total", "gpu_hours": t["gpu_hours_total"],
                                    "cost_usd": t["cost_usd_total"]}], TOTALS_COLS) if t else "",
         note("Infeasible, by reason: " + "; ".join(f"{esc(k)} ({n})" for k, n in reasons)) if bad else ""])
-
-
-def _serve_best(best: dict, q: dict) -> str:
-    return say("planner.serve_best", **best, gpus=q.get("gpus"))
 
 
 def _pareto(ctx, front: list[dict], best: dict | None, q: dict) -> str:
@@ -104,9 +95,10 @@ def _fleet(f: dict) -> str:
 
 def _serve(r: dict, ctx) -> str:
     q, best, unmet, f = r.get("query", {}), r.get("best"), r.get("sla_unmet"), r.get("fleet")
+    miss = f'<p class="err-pos"><b>{esc(unmet["message"])}.</b> Closest:</p>' if unmet else ""
     return "".join([
-        _serve_best(best, q) if best else (f'<p class="err-pos"><b>{esc(unmet["message"])}.</b> Closest:</p>'
-                                           + spec_table(unmet["closest"], CLOSEST_COLS) if unmet else ""),
+        say("planner.serve_best", **best, gpus=q.get("gpus")) if best else
+        miss + spec_table(unmet["closest"], CLOSEST_COLS) if unmet else "",
         spec_table(r["ranked"][:MAX_ROWS], SERVE_COLS, best=0) if r.get("ranked") else "",
         _pareto(ctx, r["pareto"], best, q) if r.get("pareto") else "",
         _fleet(f) if f and "infeasible" not in f else ""])

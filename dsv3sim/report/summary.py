@@ -138,6 +138,3 @@ def study(results: list[tuple[str, dict]], ctx) -> str:
     return (note(say("study.compare", bases=bases)) + fig
             + "<div data-study-table>" + spec_table(cells, cols, numeric={
                 i for i, c in enumerate(cols) if c[1] in ("vs", "mfu", "gph")}) + "</div>")
-
-
-STUDY = ("Comparison of the scenarios", study)
