@@ -12,50 +12,28 @@ from dsv3sim.results.reading import component_errors, matrix_cases, step_errors,
 BARS = (("predicted", "predicted", "#4c78a8"), ("reference", "measured / published", "#f58518"))
 
 
-def _colour(e: float) -> str:
-    return "#54a24b" if abs(e) <= 10 else "#f58518" if abs(e) <= 25 else "#e45756"
-
-
 def _error_bars(names: list[str], errs: list[float], **more) -> dict:
-    """Errors (%) as bars labelled with their value, coloured by ``_colour``."""
+    """Errors (%) as bars labelled with their value: green within 10 %, orange within 25 %, red beyond."""
+    colours = ["#54a24b" if abs(e) <= 10 else "#f58518" if abs(e) <= 25 else "#e45756" for e in errs]
     return {"type": "bar", "x": names, "y": errs, "text": [f"{e:+.1f}%" for e in errs], "textposition": "outside",
-            "marker": {"color": [_colour(e) for e in errs]}, **more}
+            "marker": {"color": colours}, **more}
 
 
-def _absolute(ctx, unit: str, rs: list[dict]) -> str:
-    """Predicted and reference values of one unit side by side (a log axis past a 100x range)."""
-    vals = [v for r in rs for v in (r["predicted"], r["reference"]) if v > 0]
-    return ctx.plot("valabs", [{"type": "bar", "x": [r["name"] for r in rs], "y": [r[k] for r in rs], "name": name,
-                                "marker": {"color": c}} for k, name, c in BARS],
-                    title=f"Predicted and reference values ({unit or 'no unit'})", barmode="group", height=360,
-                    yaxis={"title": unit, "type": "log" if vals and max(vals) / min(vals) > 100 else "linear"})
-
-
-def _figures(ctx, result: dict, rows: list[dict], errs: list[float]) -> list[str]:
-    """The errors as bars; absolute values side by side, a chart per unit shared by two rows or more; the measured
-    and predicted step series."""
+def _figures(ctx, rows: list[dict], errs: list[float]) -> list[str]:
+    """The errors as bars; predicted and reference values side by side, a chart per unit shared by two rows or more
+    (a log axis past a 100x range)."""
     out = [ctx.plot("val", [_error_bars([r["name"] for r in rows], errs, width=0.5 if len(rows) < 4 else None)],
                     lines=[("h", {"y": 0, "line_color": "#333"})], yaxis_title="error (%)", height=380,
                     title="Relative error of the prediction (predicted − reference) / reference")]
     for unit in dict.fromkeys(r["unit"] for r in rows):
         if len(rs := [r for r in rows if r["unit"] == unit]) >= 2:
-            out.append(_absolute(ctx, unit, rs))
-    meas, pred = result.get("measured_steps_s"), result.get("predicted_steps_s")
-    if isinstance(meas, list) and isinstance(pred, list) and meas and pred:
-        out.append(ctx.plot("valsteps", [{"type": "scatter", "y": s, "name": n, "mode": "lines+markers"}
-                                         for n, s in (("measured", meas), ("predicted", pred))],
-                            title="Step time per measured step", xaxis_title="step", yaxis_title="s", height=320))
+            vals = [v for r in rs for v in (r["predicted"], r["reference"]) if v > 0]
+            out.append(ctx.plot("valabs", [{"type": "bar", "x": [r["name"] for r in rs], "y": [r[k] for r in rs],
+                                            "name": name, "marker": {"color": c}} for k, name, c in BARS],
+                                title=f"Predicted and reference values ({unit or 'no unit'})", barmode="group",
+                                height=360, yaxis={"title": unit, "type": "log" if vals and max(vals) / min(vals) > 100
+                                                   else "linear"}))
     return out
-
-
-def _matrix_cards(errs: list[float], comp: dict[str, list[float]]) -> str:
-    ab = sorted(abs(e) for e in errs)
-    within = [abs(e) <= 20 for es in comp.values() for e in es]
-    kv = [("cases", str(len(ab))), ("median |error|", f"{statistics.median(ab):.1f} %"),
-          ("max |error|", f"{ab[-1]:.1f} %"), ("within 10 %", f"{sum(a <= 10 for a in ab)} of {len(ab)}")]
-    if within:
-        kv.append(("components within 20 %", f"{100 * sum(within) / len(within):.0f} %"))
-    return cards(kv)
 
 
 def _ci_whiskers(cases: list[dict], errs: list[float]) -> dict:
@@ -70,35 +48,29 @@ def _ci_whiskers(cases: list[dict], errs: list[float]) -> dict:
                         "arrayminus": [max(e - lo * 100, 0.0) for (lo, hi), e in zip(cis, errs)]}}
 
 
-def _matrix_figures(ctx, cases: list[dict], names: list[str], errs: list[float],
-                    comp: dict[str, list[float]]) -> str:
-    """The step error per case (bars with the measured median's 95 % interval, ±10 % dotted) and each
-    component's spread over the cases (boxes, ±20 %)."""
-    def bounds(b: float) -> list:
-        return [("h", {"y": y, "line_dash": "dot", "line_color": "#999"}) for y in (-b, b)]
-
-    step = ctx.plot("matrix", [_error_bars(names, errs, **_ci_whiskers(cases, errs))],
-                    lines=bounds(10), title="Step time: (predicted − measured) / measured per case",
-                    yaxis_title="error (%)", height=360)
-    if not comp:
-        return step
-    return step + ctx.plot("matrixparts", [{"type": "box", "y": es, "name": n, "boxpoints": "all", "jitter": 0.3}
-                                           for n, es in comp.items()], lines=bounds(20), showlegend=False,
-                           title="Component error across the cases", yaxis_title="error (%)", height=380)
-
-
 def matrix(result: dict, cases: list[dict], ctx) -> str:
-    """A matrix of real runs (``matrix_cases``): the distribution of the step error over the cases and of each
-    component's error."""
+    """A matrix of real runs (``matrix_cases``): the cards, the step error per case (bars with the measured median's
+    95 % interval, ±10 % dotted), each component's spread over the cases (boxes, ±20 %), the table of cases."""
     errs = [e * 100 for e in step_errors(cases)]
+    ab = sorted(abs(e) for e in errs)
     comp = {n: [e * 100 for e in es] for n, es in component_errors(cases).items()}
+    within = [abs(e) <= 20 for es in comp.values() for e in es]
+    kv = [("cases", str(len(ab))), ("median |error|", f"{statistics.median(ab):.1f} %"),
+          ("max |error|", f"{ab[-1]:.1f} %"), ("within 10 %", f"{sum(a <= 10 for a in ab)} of {len(ab)}")]
+    kv += [("components within 20 %", f"{100 * sum(within) / len(within):.0f} %")] if within else []
     names = [str(c.get("layout", i)) for i, c in enumerate(cases)]
+    bounds = {b: [("h", {"y": y, "line_dash": "dot", "line_color": "#999"}) for y in (-b, b)] for b in (10, 20)}
+    figs = ctx.plot("matrix", [_error_bars(names, errs, **_ci_whiskers(cases, errs))], lines=bounds[10],
+                    title="Step time: (predicted − measured) / measured per case", yaxis_title="error (%)", height=360)
+    figs += ctx.plot("matrixparts", [{"type": "box", "y": es, "name": n, "boxpoints": "all", "jitter": 0.3}
+                                     for n, es in comp.items()], lines=bounds[20], showlegend=False,
+                     title="Component error across the cases", yaxis_title="error (%)", height=380) if comp else ""
     trs = [[n, " ".join(map(str, c.get("flags") or [])), c.get("nproc", ""), f"{c['measured_step_s'] * 1e3:.1f}",
             f"{c['predicted_step_s'] * 1e3:.1f}", f"{e:+.1f} %"] for n, c, e in zip(names, cases, errs)]
     header = ["case", "flags", "processes", "measured (ms)", "predicted (ms)", "error"]
     return "".join([note(say("validation.matrix", machine=str(result.get("machine") or "not recorded"),
-                             command=str(result.get("command") or ""))), _matrix_cards(errs, comp),
-                    _matrix_figures(ctx, cases, names, errs, comp), table(header, trs, {2, 3, 4, 5})])
+                             command=str(result.get("command") or ""))), cards(kv), figs,
+                    table(header, trs, {2, 3, 4, 5})])
 
 
 def validation(result: dict, ctx) -> str:
@@ -114,6 +86,10 @@ def validation(result: dict, ctx) -> str:
             f"<span class='{'err-ok' if abs(e) <= 10 else 'err-pos'}'>{e:+.1f} %</span>",
             esc(r["source"]) + (f"<br><span class='note'>{esc(r['note'])}</span>" if r["note"] else "")]
            for r, e in zip(rows, errs)]
+    meas, pred, figs = result.get("measured_steps_s"), result.get("predicted_steps_s"), _figures(ctx, rows, errs)
+    steps = ctx.plot("valsteps", [{"type": "scatter", "y": s, "name": n, "mode": "lines+markers"} for n, s in (
+        ("measured", meas), ("predicted", pred))], title="Step time per measured step", xaxis_title="step",
+        yaxis_title="s", height=320) if isinstance(meas, list) and isinstance(pred, list) and meas and pred else ""
     header = ["quantity", "predicted", "reference", "kind", "error", "source"]
-    return head + "".join([note("Green within 10 %, orange within 25 %, red beyond."),
-                           *_figures(ctx, result, rows, errs), table(header, trs, {1, 2, 4}, raw=True)])
+    return head + "".join([note("Green within 10 %, orange within 25 %, red beyond."), *figs,
+                           steps, table(header, trs, {1, 2, 4}, raw=True)])
