@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from dsv3sim.config.units import num
-from dsv3sim.report.page import PALETTE, Absent, Html, absent, esc, note, say, table
+from dsv3sim.report.page import PALETTE, Html, absent, esc, need, note, say, table
 from dsv3sim.results import NodesPerToken, group
 from dsv3sim.results.reading import as_matrix, node_counts, node_spread
 from dsv3sim.trace import stats
@@ -32,16 +32,12 @@ def max_over_mean(m: list[list[float]]) -> list[float]:
     return stats.max_over_mean(np.asarray(m, dtype=float)).tolist()
 
 
-def colour_cap(maps: list[list[list[float]]], q: float = 0.995) -> float:
-    """Top of the colour scale: the q-quantile of load/mean over all cells (at least 2), so a few very hot
-    experts do not turn the rest of the map black; hover still shows every cell's value."""
-    vals = sorted(v / (sum(r) / len(r)) for m in maps for r in m if sum(r) > 0 for v in r)
-    return max(2.0, vals[min(len(vals) - 1, int(q * len(vals)))]) if vals else 2.0
-
-
-def _map_figures(ctx, maps, zmax: float) -> str:
-    """A heat-map per multi-layer map, max/mean per layer as lines; one-layer maps as bars per column."""
-    out, lines = [], []
+def _map_figures(ctx, maps) -> str:
+    """A heat-map per multi-layer map, max/mean per layer as lines; one-layer maps as bars per column. The colour
+    scale tops at the 99.5 % quantile of load/mean over all cells (at least 2), so a few very hot experts do not turn
+    the rest of the map black; hover still shows every cell's value."""
+    vals = sorted(v for _, m, _ in maps for r in m if sum(r) > 0 for v in _over_mean(r))
+    zmax, out, lines = max(2.0, vals[min(len(vals) - 1, int(0.995 * len(vals)))]) if vals else 2.0, [], []
     for label, m, xl in (x for x in maps if len(x[1]) > 1):
         out.append(ctx.plot("heat", [{
             "type": "heatmap", "z": [_over_mean(r) for r in m], "y": list(range(len(m))), "colorscale": "Inferno",
@@ -64,17 +60,14 @@ def _map_figures(ctx, maps, zmax: float) -> str:
 
 
 def heatmaps(result: dict, ctx) -> str:
-    if not (maps := load_maps(result)):
-        raise Absent("no expert load in this result")
+    maps = need(load_maps(result), "no expert load in this result")
     verdict, labels = placement_text(result, maps), {lab for lab, _, _ in maps}
     rows = [[label, f"{max(mm):.3f}", f"{sum(mm) / len(mm):.3f}", len(m), f"{len(m[0])} {xl}s"]
             for label, m, xl in maps for mm in [max_over_mean(m)]]
-    return "".join(
-        [note(say("experts.how"))]
-        + ([f'<p class="note" data-placement>{esc(verdict)}</p>'] if verdict else [])
-        + [absent(f"{lab}: not in this result") for lab in ("before placement", "after placement") if lab not in labels]
-        + [_map_figures(ctx, maps, colour_cap([m for _, m, _ in maps])),
-           table(["", "worst layer max/mean", "mean over layers", "layers", "columns"], rows, {1, 2, 3})])
+    return "".join([note(say("experts.how")), f'<p class="note" data-placement>{esc(verdict)}</p>' if verdict else "",
+                    *[absent(f"{x}: not in this result") for x in ("before placement", "after placement")
+                      if x not in labels], _map_figures(ctx, maps),
+                    table(["", "worst layer max/mean", "mean over layers", "layers", "columns"], rows, {1, 2, 3})])
 
 
 def placement_text(result: dict, maps) -> str | None:
@@ -112,8 +105,7 @@ def nodes_text_over(limit: float, frac_over: float, mean: float, most: int, n_no
 
 def nodes(result: dict, ctx) -> str:
     v = group(NodesPerToken, result.get("nodes_per_token"))
-    if not (h := node_counts(v)):
-        raise Absent("no nodes-per-token distribution in this result")
+    h = need(node_counts(v), "no nodes-per-token distribution in this result")
     limit, total = num(v.node_limit), sum(h.values())
     mean, over, most = node_spread(h, limit)
     # no run of empty bins past the last token's (EP320 has 40 nodes)
@@ -138,8 +130,7 @@ def nodes(result: dict, ctx) -> str:
 def imbalance(result: dict, ctx) -> str:
     training = result.get("type", result.get("kind")) == "training"  # a training result, not a run or benchmark
     series, used = series_under(ctx.traces_dir) if training else ({}, [])
-    if not series:
-        raise Absent("no imbalance-over-steps series under traces/")
+    need(series, "no imbalance-over-steps series under traces/")
     bases = list(dict.fromkeys(m.removesuffix(" (windowed)") for m in sorted(series)))
     traces = [{"type": "scatter", "x": series[m][0], "y": series[m][1], "name": m, "mode": "lines",
                "opacity": 1.0 if (w := m.endswith(" (windowed)")) else 0.45, "line": {

@@ -18,10 +18,10 @@ MARGIN = {"l": 10, "r": 10, "t": 50, "b": 40}
 PALETTE = ("#4c78a8", "#f58518", "#54a24b", "#e45756", "#72b7b2", "#b279a2", "#eeca3b", "#9d755d")  # series colours
 INDEX_NAME = "index.html"
 
-CSS, HEAD_JS = (resources.files(__package__).joinpath(n).read_text() for n in ("page.css", "head.js"))
-# after the figures: count the wrappers plotly drew into (an svg.main-svg)
-TAIL_JS = resources.files(__package__).joinpath("tail.js").read_text().replace("FIGATTR", FIGURE_ATTR)
-TEXT = tomllib.loads(resources.files(__package__).joinpath("text.toml").read_text())  # the prose, by section
+CSS, HEAD_JS, TAIL_JS, TEXT = (resources.files(__package__).joinpath(n).read_text()
+                               for n in ("page.css", "head.js", "tail.js", "text.toml"))
+# tail.js, after the figures, counts the wrappers plotly drew into (an svg.main-svg); text.toml: the prose by section
+TAIL_JS, TEXT = TAIL_JS.replace("FIGATTR", FIGURE_ATTR), tomllib.loads(TEXT)
 
 
 class Html(str):
@@ -30,6 +30,13 @@ class Html(str):
 
 class Absent(Exception):  # noqa: N818 -- a section's data is absent: a normal outcome, not an error
     """Raised by a section renderer without its data; the message says what is missing."""
+
+
+def need(value, missing: str):
+    """``value``; ``Absent(missing)`` where it is empty: a section renderer's data, or what it lacks."""
+    if not value:
+        raise Absent(missing)
+    return value
 
 
 @dataclass(kw_only=True, slots=True)
