@@ -7,7 +7,7 @@ from __future__ import annotations
 from dsv3sim.config.hardware import get_gpu
 from dsv3sim.config.units import fmt_bytes, num
 from dsv3sim.cost.kvcache import CONTEXTS, GQA_REFERENCES, kv_comparison
-from dsv3sim.report.page import Absent, esc, fmt, note, say, spec_table, table
+from dsv3sim.report.page import esc, fmt, need, note, say, spec_table, table
 from dsv3sim.results import KvSizing, group
 from dsv3sim.results.reading import hbm_bytes, memory_rows
 
@@ -21,10 +21,8 @@ KV_COLS = (("model", "model", str), ("attention", "attention", str), ("KV B/toke
 
 def memory(result: dict, ctx) -> str:
     label = "PP rank" if result.get("type") == "training" else "rank"
-    rows = [(f"{label} {i if r.rank is None else r.rank}", r.components()) for i, r in enumerate(memory_rows(result))
-            if r.components()]
-    if not rows:
-        raise Absent("no memory breakdown in this result")
+    rows = need([(f"{label} {i if r.rank is None else r.rank}", r.components()) for i, r in enumerate(
+        memory_rows(result)) if r.components()], "no memory breakdown in this result")
     hbm, (worst, comps) = hbm_bytes(result), max(rows, key=lambda r: sum(r[1].values()))
     tot = sum(comps.values())
     fits = "" if not hbm else (f" — fits ({tot / hbm * 100:.0f} % of HBM)" if tot <= hbm
@@ -58,8 +56,7 @@ def _kv_simulated(kv: KvSizing) -> str:
 
 
 def kv(result: dict, ctx) -> str:
-    if not isinstance(model := result.get("model"), str):
-        raise Absent("no model named in this result, so no KV sizing")
+    need(isinstance(model := result.get("model"), str), "no model named in this result, so no KV sizing")
     sizing = group(KvSizing, result.get("kv")) or KvSizing()
     budget, hbm = num(sizing.kv_budget_bytes_per_gpu), hbm_bytes(result)
     how = "KV budget per GPU from the result" if budget is not None else say(
@@ -67,10 +64,9 @@ def kv(result: dict, ctx) -> str:
     budget = budget if budget is not None else (hbm or DEFAULT_HBM_BYTES) * 0.5
     lf = num(sizing.kv_layers_fraction) or 1.0
     sizings, skipped = kv_comparison([model] + [g for g in GQA_REFERENCES if g != model], budget, lf)
-    rows = [{**s, "attention": s["attention"].upper(), **s["batch"], "context": f"{s['max_context']:,}" + (
-        " (model limit)" if s["model_limit"] else "")} for s in sizings]  # KV_COLS
-    if not rows:
-        raise Absent(f"model configs not loadable: {', '.join(skipped)}")
+    rows = need([{**s, "attention": s["attention"].upper(), **s["batch"], "context": f"{s['max_context']:,}" + (
+        " (model limit)" if s["model_limit"] else "")} for s in sizings], "model configs not loadable: " + ", ".join(
+        skipped))  # KV_COLS
     return _kv_simulated(sizing) + note(say("memory.kv_how", how=how, lf=lf)) + spec_table(
         rows, KV_COLS, numeric=range(2, len(KV_COLS))) + ctx.plot(
         "kv", [{"type": "bar", "x": [r["model"] for r in rows], "y": [r[c] or None for r in rows],

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dsv3sim.config.units import fmt_si, fmt_time, num
-from dsv3sim.report.page import Absent, cards, details, esc, fmt, note, say, spec_table, table
+from dsv3sim.report.page import cards, details, esc, fmt, need, note, say, spec_table, table
 from dsv3sim.report.timeline import color_of
 from dsv3sim.results.reading import FIELDS_LIMIT, gpu_hours_per_trillion, scalar_fields
 from dsv3sim.workload.limits import bottleneck
@@ -27,23 +27,20 @@ CARDS = (("step time", "step_time_s", fmt_time), ("MFU (causal FLOPs / BF16 dens
 IDENTITY = (("scenario", "scenario"), ("model", "model"), ("GPU", "gpu"), ("GPUs", "n_gpus"), ("topology", "topology"))
 
 
-def _verdict(result: dict, reason) -> str:
-    """The infeasibility reason or the bottleneck sentence, then the result's notes and warnings."""
+def _head(result: dict, reason) -> str:
+    """The infeasibility reason or the bottleneck sentence, the result's notes and warnings, then the table of what
+    was simulated: scenario, model, GPU(s), topology, schedule, parallel layout."""
     limit = None if reason else bottleneck(result)
     out = f'<p class="err-pos"><b>Infeasible:</b> {esc(reason)}</p>' if reason else (
         f'<p class="bottleneck" data-bottleneck><b>Bottleneck.</b> {esc(limit)}</p>' if limit else "")
-    return out + "".join(f'<p class="{"warn" if str(n).startswith("warning") else "note"}" data-note>{esc(n)}</p>'
-                         for n in result.get("notes") or ())
-
-
-def _identity(result: dict) -> str:
-    """The table of what was simulated: scenario, model, GPU(s), topology, schedule, parallel layout."""
+    out += "".join(f'<p class="{"warn" if str(n).startswith("warning") else "note"}" data-note>{esc(n)}</p>'
+                   for n in result.get("notes") or ())
     layout = result.get("parallel") if isinstance(result.get("parallel"), dict) else None
     rows = [(k, result.get(key)) for k, key in IDENTITY] + [("schedule", (layout or {}).get("schedule"))]
     rows = [[k, v.get("name", "…") if isinstance(v, dict) else v] for k, v in rows if v is not None]
     if layout is not None:
         rows.append(["layout", ", ".join(f"{k}={v}" for k, v in layout.items() if not isinstance(v, (dict, list)))])
-    return table(["", ""], rows) if rows else ""
+    return out + (table(["", ""], rows) if rows else "")
 
 
 def _bars(ctx, items, name: str, title: str, scale: float, unit: str, colour) -> str:
@@ -65,11 +62,10 @@ def summary(result: dict, ctx) -> str:
     kv = [(label.format(price=price, ep=ep), f(v)) for label, key, f in CARDS if (v := num(vals.get(key))) is not None]
     kv, reason = [(k, v) for k, v in kv if v], result.get("infeasible")
     bd = result.get("step_breakdown_s") or result.get("breakdown_s")  # DeepSeek's terms, else the executor's
-    if not kv and not bd and not reason:
-        raise Absent("no summary metrics in this result")
+    need(kv or bd or reason, "no summary metrics in this result")
     srcs = result.get("sources") if isinstance(result.get("sources"), (list, tuple)) else ()
     return "".join([
-        _verdict(result, reason), _identity(result), cards(kv) if kv else "",
+        _head(result, reason), cards(kv) if kv else "",
         note(say("summary.cost", price=price, how=how)) if gph is not None else "",
         _bars(ctx, bd, "breakdown", "Step time breakdown", 1e3, "ms", lambda _: "#4c78a8"),
         _bars(ctx, result.get("layer_time_s"), "layer", "One layer of one micro-batch, by slice (before overlap)",
@@ -79,8 +75,7 @@ def summary(result: dict, ctx) -> str:
 
 
 def fields(result: dict, ctx) -> str:
-    if not (rows := scalar_fields(result)):
-        raise Absent("empty result")
+    rows = need(scalar_fields(result), "empty result")
     more = " (the first ones; the JSON holds the rest)" if len(rows) >= FIELDS_LIMIT else ""
     return details(f"{len(rows)} fields (every scalar, as written by the simulator){more}", table(
         ["field", "value"], [[k, fmt(v, ".6g") if isinstance(v, float) else v] for k, v in rows]))
@@ -93,14 +88,6 @@ STUDY_COLS = (("scenario", "scenario", str), ("kind", "kind", str), ("step / TTF
               ("GPU-h / T tokens", "gph", lambda v: f"{v / 1e3:,.1f} K" if v else ""),
               ("limited by", "why", str))
 KIND_COLOUR = {"training": "#4c78a8", "prefill": "#f58518", "decode": "#54a24b"}
-
-
-def _cells(r: StudyRow) -> dict:
-    """A study row (``workload.study``) as the table shows it."""
-    return {"scenario": r.scenario, "kind": r.kind, "mfu": r.mfu, "gph": r.gph, "why": r.infeasible or r.limit,
-            "latency": f"{r.latency[0]} {fmt_time(r.latency[1])}" if r.latency else "",
-            "tp": f"{fmt_si(r.throughput)} {r.unit}" if r.throughput else "",
-            "vs": "baseline" if r.scenario == r.baseline else fmt(r.vs_baseline, lambda v: f"{v * 100:+.1f}%")}
 
 
 def _study_traces(rows: list[StudyRow], cells: list[dict]) -> list[dict]:
@@ -124,8 +111,12 @@ def _study_traces(rows: list[StudyRow], cells: list[dict]) -> list[dict]:
 def study(results: list[tuple[str, dict]], ctx) -> str:
     """One table and one horizontal-bar chart comparing the scenarios (long names stay legible)."""
     ctx.section.title = f"Comparison of the {len(results)} scenarios"
-    rows = study_rows(results)
-    cells = [_cells(r) for r in rows]
+    rows = study_rows(results)  # workload.study's rows as the table shows them
+    cells = [{"scenario": r.scenario, "kind": r.kind, "mfu": r.mfu, "gph": r.gph, "why": r.infeasible or r.limit,
+              "latency": f"{r.latency[0]} {fmt_time(r.latency[1])}" if r.latency else "",
+              "tp": f"{fmt_si(r.throughput)} {r.unit}" if r.throughput else "",
+              "vs": "baseline" if r.scenario == r.baseline else fmt(r.vs_baseline, lambda v: f"{v * 100:+.1f}%")}
+             for r in rows]
     fig = ctx.plot("study", _study_traces(rows, cells), title="Throughput vs the baseline of its kind (%)",
                    barmode="overlay", height=140 + 24 * len(rows), margin={"l": 10, "r": 40, "t": 50, "b": 40},
                    xaxis={"title": "% change in throughput (higher is better)", "zeroline": True,
