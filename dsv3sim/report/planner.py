@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 
 from dsv3sim.cost.pricing import DEFAULT_PRICE_PER_GPU_HOUR
-from dsv3sim.report.page import Absent, Html, esc, note, say, spec_table
+from dsv3sim.report.page import Html, esc, need, note, say, spec_table
 
 MAX_ROWS = 25
 TRAIN_COLS = (("#", "rank", "d"), ("layout", "key", str), ("all-to-all", "comm_model", str),
@@ -30,8 +30,7 @@ def plan(result: dict, ctx) -> str | None:
     if result.get("type") != "plan":
         return None
     ctx.section.title = f"Capacity plan ({result.get('kind')})"
-    if (body := {"train": _train, "serve": _serve, "network": _network}.get(result.get("kind"))) is None:
-        raise Absent("not a plan result")
+    body = need({"train": _train, "serve": _serve, "network": _network}.get(result.get("kind")), "not a plan result")
     return body(result, ctx) + "".join(note(esc(n)) for n in result.get("notes", []) if body is not _network)
 
 

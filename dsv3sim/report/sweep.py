@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dsv3sim.config.units import fmt_num, num
-from dsv3sim.report.page import PALETTE, Absent, note, say, table
+from dsv3sim.report.page import PALETTE, need, note, say, table
 from dsv3sim.workload.sweep import split_row, sweep_axes
 
 METRICS = ("step_time_s", "tokens_per_s", "mfu", "gpu_hours_per_trillion_tokens", "decode_tokens_per_s_per_node",
@@ -59,9 +59,8 @@ def _table(flat: list, varying: list[str], mcols: list[str]) -> str:
 
 def sweep(result: dict, ctx) -> str:
     """Charts and table of sweep rows."""
-    v = result.get("sweep")
-    if not (rows := [r for r in v if isinstance(r, dict)] if isinstance(v, list) else None):
-        raise Absent("not a sweep (no rows in this result)")
+    v = result.get("sweep") if isinstance(result.get("sweep"), list) else []
+    rows = need([r for r in v if isinstance(r, dict)], "not a sweep (no rows in this result)")
     flat = [split_row(r, MAX_PARAM_CHARS) for r in rows]
     varying, axes = sweep_axes(rows, flat)
     present = {m for _, ms, _ in flat for m in ms}

@@ -6,7 +6,7 @@ import json
 from collections import defaultdict
 from pathlib import Path
 
-from dsv3sim.report.page import Absent, absent, fmt, note, say, table
+from dsv3sim.report.page import absent, fmt, need, note, say, table
 from dsv3sim.results import trace_events as te
 from dsv3sim.results.trace_events import Slice, busy_by_name, category, first_lanes, lanes
 
@@ -104,8 +104,7 @@ def _trace(key: str, xs: list[Slice], legend: bool, axis: tuple, edge: float, wi
 
 def pipeline(result: dict, ctx) -> str:
     ss, src = te.slices_from_result(result, ctx.base_dir)
-    if not ss:
-        raise Absent("no timeline in this result (run with a timeline / --chrome-trace to record one)")
+    need(ss, "no timeline in this result (run with a timeline / --chrome-trace to record one)")
     n = len(lanes(ss))
     fig = timeline_figure([("simulated", ss)], f"Simulated step: {n} lanes, {len(ss)} slices (from {src})"
                           + (f"; first {MAX_LANES} lanes shown" if n > MAX_LANES else ""))

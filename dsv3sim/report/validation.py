@@ -6,7 +6,7 @@ from __future__ import annotations
 import statistics
 
 from dsv3sim.config.units import fmt_num, num
-from dsv3sim.report.page import Absent, cards, esc, note, say, table
+from dsv3sim.report.page import cards, esc, need, note, say, table
 from dsv3sim.results.reading import component_errors, matrix_cases, step_errors, validation_rows
 
 BARS = (("predicted", "predicted", "#4c78a8"), ("reference", "measured / published", "#f58518"))
@@ -77,9 +77,7 @@ def validation(result: dict, ctx) -> str:
     rows, cases = validation_rows(result), matrix_cases(result)
     head = matrix(result, cases, ctx) if cases else ""
     if not rows:
-        if head:
-            return head
-        raise Absent("no validation in this result")
+        return need(head, "no validation in this result")
     errs = [r["error"] * 100 if r["error"] is not None else 0 for r in rows]
     trs = [[esc(r["name"]), f"{fmt_num(r['predicted'])} {esc(r['unit'])}",
             f"{fmt_num(r['reference'])} {esc(r['unit'])}", esc(r["kind"]),
