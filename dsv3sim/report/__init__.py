@@ -35,6 +35,8 @@ PLAN = {"planner": ("Capacity plan", planner.plan)}  # a plan result (``type: pl
 # ``dsv3sim report STUDY.json --scenario NAME``); the comparison of the scenarios comes first either way.
 STUDY_FULL = 4
 STUDY_LIGHT = ("planner", "summary", "experts", "nodes", "sweep", "validation")
+HEADLINE = (("step", "step_time_s", fmt_time), ("tokens/s", "tokens_per_s", fmt_si),  # the index's summary line
+            ("decode tok/s/node", "decode_tokens_per_s_per_node", fmt_si), ("MFU", "mfu", lambda v: f"{v * 100:.1f}%"))
 
 
 def section(key: str, result: dict, ctx: RenderContext, table: dict = SECTIONS) -> Section | None:
@@ -98,27 +100,20 @@ def build_page(result_json, *, chrome_trace: str | Path | None = None, price_per
 
 def _summary_line(results: list[tuple[str, dict]]) -> str:
     """One line for the index: a study's scenarios, or of one result: sweep size, predicted vs measured,
-    infeasibility, headline metrics, the limit."""
+    infeasibility, headline metrics (a plan: its best layout's), the limit."""
     if len(results) > 1:
         return f"{len(results)} scenarios: " + ", ".join(h for h, _ in results[:6]) + (" …" if len(results) > 6 else "")
-    bits, res = [], results[0][1]
-    rows = res.get("sweep")
-    if isinstance(rows, list):
-        bad = sum(1 for r in rows if isinstance(r, dict) and r.get("infeasible"))
-        bits.append(f"sweep of {len(rows)} points ({bad} infeasible)")
+    res = results[0][1]
+    rows, reason = res.get("sweep"), res.get("infeasible")
+    m = (res.get("best") or {}) if res.get("type") == "plan" else res
     meas, pred = num(res.get("measured_step_s")), num(res.get("predicted_step_s"))
-    if meas and pred is not None:
-        bits.append(f"predicted {fmt_time(pred)} vs measured {fmt_time(meas)} ({(pred - meas) / meas * 100:+.1f}%)")
-    reason = res.get("infeasible")
-    if isinstance(reason, str):
-        bits.append(f"infeasible: {reason}")
-    m = (res.get("best") or {}) if res.get("type") == "plan" else res  # a plan: its best layout's numbers
-    for label, key, f in (("step", "step_time_s", fmt_time), ("tokens/s", "tokens_per_s", fmt_si),
-                          ("decode tok/s/node", "decode_tokens_per_s_per_node", fmt_si),
-                          ("MFU", "mfu", lambda v: f"{v * 100:.1f}%")):
-        bits += [f"{label} {f(v)}"] if (v := num(m.get(key))) is not None else []
+    bad = sum(1 for r in rows if isinstance(r, dict) and r.get("infeasible")) if isinstance(rows, list) else None
+    bits = [f"sweep of {len(rows)} points ({bad} infeasible)" if bad is not None else "",
+            f"predicted {fmt_time(pred)} vs measured {fmt_time(meas)} ({(pred - meas) / meas * 100:+.1f}%)"
+            if meas and pred is not None else "", f"infeasible: {reason}" if isinstance(reason, str) else ""]
+    bits += [f"{label} {f(v)}" for label, key, f in HEADLINE if (v := num(m.get(key))) is not None]
     limit = "" if isinstance(reason, str) else limiter(res)
-    return " · ".join(bits + ([f"limited by {limit}"] if limit else []))
+    return " · ".join([b for b in bits if b] + ([f"limited by {limit}"] if limit else []))
 
 
 def merged_trace_path(report: Path) -> Path:
