@@ -135,9 +135,8 @@ def spec_table(items: list, spec, *, get=dict.get, numeric=(), best: int | None 
 
 
 def cards(items: list[tuple[str, str]]) -> str:
-    return '<div class="cards">' + "".join(
-        f'<div class="card"><div class="v">{esc(v)}</div><div class="k">{esc(k)}</div></div>' for k, v in items
-    ) + "</div>"
+    return '<div class="cards">' + "".join(f'<div class="card"><div class="v">{esc(v)}</div><div class="k">{esc(k)}'
+                                           "</div></div>" for k, v in items) + "</div>"
 
 
 def details(summary: str, inner: str) -> str:

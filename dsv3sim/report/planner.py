@@ -66,19 +66,6 @@ def _train(r: dict, ctx) -> str:
         note("Infeasible, by reason: " + "; ".join(f"{esc(k)} ({n})" for k, n in reasons)) if bad else ""])
 
 
-def _pareto(ctx, front: list[dict], best: dict | None, q: dict) -> str:
-    traces = [{"type": "scatter", "x": [c["tokens_per_s_per_user"] for c in front], "mode": "lines+markers",
-               "y": [c["tokens_per_s_per_gpu"] for c in front], "name": "Pareto frontier",
-               "text": [f"{c['prefill']} + {c['decode']}" for c in front]}]
-    traces += [{"type": "scatter", "x": [best["tokens_per_s_per_user"]], "y": [best["tokens_per_s_per_gpu"]],
-                "mode": "markers", "marker": {"size": 14, "color": "#2e7d32", "symbol": "star"},
-                "name": "best meeting the SLA"}] if best else []
-    return ctx.plot("plan-pareto", traces, lines=[("v", {"x": 1000.0 / q.get("tpot_ms", 50.0), "line_dash": "dot",
-                                                         "annotation_text": "TPOT SLA"})],
-                    title="tokens/s/GPU vs tokens/s/user (disaggregated)", xaxis_title="tokens/s/user",
-                    yaxis_title="output tokens/s/GPU", height=360)
-
-
 def _fleet(f: dict) -> str:
     """The fleet for the daily tokens; the load model's peak and where each pool's node-hours go."""
     lm, pools = f.get("load_model"), []
@@ -93,14 +80,23 @@ def _fleet(f: dict) -> str:
 
 
 def _serve(r: dict, ctx) -> str:
-    q, best, unmet, f = r.get("query", {}), r.get("best"), r.get("sla_unmet"), r.get("fleet")
+    q, best, unmet, front = r.get("query", {}), r.get("best"), r.get("sla_unmet"), r.get("pareto") or []
     miss = f'<p class="err-pos"><b>{esc(unmet["message"])}.</b> Closest:</p>' if unmet else ""
+    pareto = [{"type": "scatter", "x": [c["tokens_per_s_per_user"] for c in front], "mode": "lines+markers",
+               "y": [c["tokens_per_s_per_gpu"] for c in front], "name": "Pareto frontier",
+               "text": [f"{c['prefill']} + {c['decode']}" for c in front]}]
+    pareto += [{"type": "scatter", "x": [best["tokens_per_s_per_user"]], "y": [best["tokens_per_s_per_gpu"]],
+                "mode": "markers", "marker": {"size": 14, "color": "#2e7d32", "symbol": "star"},
+                "name": "best meeting the SLA"}] if best else []
     return "".join([
         say("planner.serve_best", **best, gpus=q.get("gpus")) if best else
         miss + spec_table(unmet["closest"], CLOSEST_COLS) if unmet else "",
         spec_table(r["ranked"][:MAX_ROWS], SERVE_COLS, best=0) if r.get("ranked") else "",
-        _pareto(ctx, r["pareto"], best, q) if r.get("pareto") else "",
-        _fleet(f) if f and "infeasible" not in f else ""])
+        ctx.plot("plan-pareto", pareto, lines=[("v", {"x": 1000.0 / q.get("tpot_ms", 50.0), "line_dash": "dot",
+                                                      "annotation_text": "TPOT SLA"})],
+                 title="tokens/s/GPU vs tokens/s/user (disaggregated)", xaxis_title="tokens/s/user",
+                 yaxis_title="output tokens/s/GPU", height=360) if front else "",
+        _fleet(f) if (f := r.get("fleet")) and "infeasible" not in f else ""])
 
 
 def _network(r: dict, ctx) -> str:
