@@ -74,9 +74,8 @@ def placement_text(result: dict, maps) -> str | None:
     """What placement did to the per-GPU load (worst layer max/mean before -> after), and why when it did not help:
     whole expert slots per GPU, or a "before" that is no placement at all."""
     by = {label: m for label, m, _ in maps}
-    if "before placement" not in by or "after placement" not in by:
+    if (before := by.get("before placement")) is None or (after := by.get("after placement")) is None:
         return None
-    before, after = by["before placement"], by["after placement"]
     b, a, n_gpus = max(max_over_mean(before)), max(max_over_mean(after)), len(after[0])
     n_exp = len(by["routed load per logical expert"][0]) if "routed load per logical expert" in by else None
     red = num((result.get("parallel") or {}).get("redundant_experts"))

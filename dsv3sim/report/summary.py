@@ -45,8 +45,8 @@ def _head(result: dict, reason) -> str:
 
 def _bars(ctx, items, name: str, title: str, scale: float, unit: str, colour) -> str:
     """Horizontal bars of ``items`` ({label: seconds}) in ``unit``; '' without numbers."""
-    items = [(str(k).removesuffix("_s"), num(v)) for k, v in items.items()] if isinstance(items, dict) else []
-    items = [(k, v) for k, v in items if v is not None]
+    items = [(str(k).removesuffix("_s"), v) for k, x in (items.items() if isinstance(items, dict) else ())
+             if (v := num(x)) is not None]
     return ctx.plot(name, [{"type": "bar", "x": [v * scale for _, v in items], "y": [k for k, _ in items],
                             "orientation": "h", "text": [fmt_time(v) for _, v in items], "textposition": "auto",
                             "marker": {"color": [colour(k) for k, _ in items]}}],
