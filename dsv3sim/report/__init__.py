@@ -13,8 +13,6 @@ from dsv3sim.results import load_json, split_results
 from dsv3sim.trace.imbalance import traces_folder
 from dsv3sim.workload.limits import limiter
 
-__all__ = ["SECTIONS", "build_page", "merged_trace_path", "render", "render_html", "section", "write_index"]
-
 SECTIONS = {
     "summary": ("Summary", summary.summary),
     "timeline": ("Pipeline timeline per rank", timeline.pipeline),
@@ -54,15 +52,14 @@ def section(key: str, result: dict, ctx: RenderContext, table: dict = SECTIONS) 
 
 def _name(data: dict, results: list, source: str | Path | None, title: str | None) -> str:
     """The page's name: the title given, the scenario's name, the sweep's base scenario, or the file's stem."""
-    from_file = source is not None
-    name = title or (data.get("scenario") if len(results) == 1 else (
-        f"{Path(source).stem} ({len(results)} scenarios)" if from_file else f"{len(results)} scenarios"))
+    n, stem = len(results), None if source is None else Path(source).stem
+    many = f"{n} scenarios" if stem is None else f"{stem} ({n} scenarios)"
+    name = title or (data.get("scenario") if n == 1 else many)
     name = name.get("name") if isinstance(name, dict) else name  # dsv3sim validate: a dict with a name
-    rows = data.get("sweep")
-    base = rows[0].get("scenario") if isinstance(rows, list) and rows and isinstance(rows[0], dict) else None
-    if name is None and isinstance(base, str):
+    rows = data.get("sweep") if isinstance(data.get("sweep"), list) else []
+    if name is None and rows and isinstance(rows[0], dict) and isinstance(base := rows[0].get("scenario"), str):
         name = f"sweep of {base.split('[')[0]} ({len(rows)} points)"  # a sweep: its base scenario
-    return name if isinstance(name, str) else Path(source).stem if from_file else "result"
+    return name if isinstance(name, str) else "result" if stem is None else stem
 
 
 def build_page(result_json, *, chrome_trace: str | Path | None = None, price_per_gpu_hour: float | None = None,
