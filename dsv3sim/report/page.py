@@ -165,17 +165,16 @@ class Page:
 
     def _block(self, bi: int, heading: str, secs: list[Section], nav: list[str]) -> str:
         """One block's sections; those without data as one compact list at its end. Adds its links to ``nav``."""
-        multi, out = len(self.blocks) > 1, []
+        multi = len(self.blocks) > 1
+        out = f'<h3 class="scenario" id="b{bi}">{esc(heading)}</h3>' if multi and heading else ""
         for s in (s for s in secs if s.present):
             link = esc(s.title) if bi == 0 or not multi else esc(heading) if s.key == "summary" else None
             nav += [f'<a href="#b{bi}-{s.key}">{link}</a>'] if link else []
-            out.append(f'<section id="b{bi}-{s.key}" data-section="{esc(s.key)}"><h2>{esc(s.title)}</h2>'
-                       f"{s.body}</section>")
+            out += f'<section id="b{bi}-{s.key}" data-section="{esc(s.key)}"><h2>{esc(s.title)}</h2>{s.body}</section>'
         items = "".join(f'<tr data-section="{esc(s.key)}"><td>{esc(s.title)}</td><td><span class="absent">'
                         f"{esc(s.missing)}</span></td></tr>" for s in secs if not s.present)
-        missing = f'<section id="b{bi}-missing"><h2>Not in this result</h2><table>{items}</table></section>'
-        head = f'<h3 class="scenario" id="b{bi}">{esc(heading)}</h3>' if multi and heading else ""
-        return head + "".join(out) + (missing if items else "")
+        return out + (f'<section id="b{bi}-missing"><h2>Not in this result</h2><table>{items}</table></section>'
+                      if items else "")
 
     def html(self, plotly_js: str) -> str:
         nav: list[str] = []
@@ -208,10 +207,9 @@ def write_index(folder: str | Path) -> Path:
     rows = [_entry(p) for p in sorted(folder.glob("*.html"), key=lambda q: -q.stat().st_mtime)
             if p.name != INDEX_NAME]
     traces = sorted(p.name for p in folder.glob("*.json")) + sorted(p.name for p in folder.glob("*.json.gz"))
-    tr_html = ("<section><h2>Chrome traces and result JSON here</h2><p class='note'>Open a trace in "
-               "<a href='https://ui.perfetto.dev'>ui.perfetto.dev</a> or chrome://tracing.</p><ul>"
-               + "".join(f"<li><a href=\"{esc(t)}\">{esc(t)}</a></li>" for t in traces) + "</ul></section>"
-               ) if traces else ""
+    tr_html = ("<section><h2>Chrome traces and result JSON here</h2><p class='note'>Open a trace in <a href="
+               "'https://ui.perfetto.dev'>ui.perfetto.dev</a> or chrome://tracing.</p><ul>" + "".join(
+                   f"<li><a href=\"{esc(t)}\">{esc(t)}</a></li>" for t in traces) + "</ul></section>") if traces else ""
     body = table(["report", "summary", "written", "MB"], rows, {3}, raw=True) if rows else absent("no reports yet")
     out = folder / INDEX_NAME
     out.write_text(html_page("dsv3sim reports", f"{len(rows)} report(s) in {esc(folder)}; each file is "
