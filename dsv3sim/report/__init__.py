@@ -66,9 +66,8 @@ def build_page(result_json, *, chrome_trace: str | Path | None = None, price_per
                title: str | None = None, traces_dir: str | Path | None = None,
                merged_trace_out: str | Path | None = None, scenario: str | None = None,
                source: str | Path | None = None) -> Page:
-    """The report of ``result_json`` (as ``render`` takes it); ``source``: the file an already parsed result came
-    from (the page's name, where sibling trace files are). A real trace (and the merged trace written from it) goes
-    with the first result."""
+    """The report of ``result_json`` (as ``render`` takes it); ``source``: the file a parsed result came from (sibling
+    trace files resolve against it). A real trace (and the merged trace written from it) goes with the first result."""
     source = result_json if isinstance(result_json, (str, Path)) else source
     data = load_json(result_json)
     if price_per_gpu_hour is not None:

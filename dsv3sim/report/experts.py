@@ -1,6 +1,5 @@
-"""Expert load: per-layer heat-maps before / after placement, nodes per token, imbalance over training.
-
-Load / layer mean, so 1.0 is perfect balance and the colour reads as max/mean (DeepSeek-V3 §2.1.2, §3.4)."""
+"""Expert load: per-layer heat-maps before / after placement, nodes per token, imbalance over training. Load / layer
+mean, so 1.0 is perfect balance and the colour reads as max/mean (DeepSeek-V3 §2.1.2, §3.4)."""
 
 from __future__ import annotations
 
@@ -33,9 +32,8 @@ def max_over_mean(m: list[list[float]]) -> list[float]:
 
 
 def _map_figures(ctx, maps) -> str:
-    """A heat-map per multi-layer map, max/mean per layer as lines; one-layer maps as bars per column. The colour
-    scale tops at the 99.5 % quantile of load/mean over all cells (at least 2), so a few very hot experts do not turn
-    the rest of the map black; hover still shows every cell's value."""
+    """A heat-map per multi-layer map (colours capped at the 99.5 % quantile of load/mean, at least 2, so a few hot
+    experts leave the rest readable), max/mean per layer as lines; one-layer maps as bars per column."""
     vals = sorted(v for _, m, _ in maps for r in m if sum(r) > 0 for v in _over_mean(r))
     zmax, out, lines = max(2.0, vals[min(len(vals) - 1, int(0.995 * len(vals)))]) if vals else 2.0, [], []
     for label, m, xl in (x for x in maps if len(x[1]) > 1):

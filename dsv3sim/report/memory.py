@@ -1,6 +1,5 @@
-"""Memory per GPU (``results.MemoryRow`` stacked against the HBM) and KV-cache sizing, MLA vs GQA.
-
-MLA caches kv_lora_rank + qk_rope_head_dim per layer (DeepSeek-V2 §2.1); GQA K and V of n_kv_heads x head_dim."""
+"""Memory per GPU (``results.MemoryRow`` stacked against the HBM) and KV-cache sizing, MLA vs GQA: MLA caches
+kv_lora_rank + qk_rope_head_dim per layer (DeepSeek-V2 §2.1), GQA K and V of n_kv_heads x head_dim."""
 
 from __future__ import annotations
 

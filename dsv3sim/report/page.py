@@ -41,8 +41,7 @@ def need(value, missing: str):
 
 @dataclass(kw_only=True, slots=True)
 class Section:
-    """One titled block of the report. ``body`` is trusted HTML built by the section renderers; ``missing`` says
-    what is not in the result when the section has no data."""
+    """One titled block: ``body`` trusted HTML from its renderer, or ``missing``: what the result lacks for it."""
 
     key: str
     title: str
@@ -69,9 +68,8 @@ class RenderContext:
     _n: int = field(default=0)
 
     def plot(self, name: str, data, *, lines=(), **layout) -> str:
-        """A figure div counted in the section being rendered: ``data`` (a plotly figure, or traces as dicts),
-        reference ``lines`` (("h" or "v", ``add_hline`` / ``add_vline`` arguments)), laid out by ``layout`` (the
-        house margins unless it has its own)."""
+        """A figure div counted in the section being rendered: ``data`` (a plotly figure, or traces as dicts), ``lines``
+        ("h" or "v", ``add_hline`` / ``add_vline`` arguments), ``layout`` (the house margins unless it has its own)."""
         import plotly.graph_objects as go
 
         fig = data if isinstance(data, go.Figure) else go.Figure(data=list(data))

@@ -49,9 +49,8 @@ def _bars(ctx, items, name: str, title: str, scale: float, unit: str, colour) ->
              if (v := num(x)) is not None]
     return ctx.plot(name, [{"type": "bar", "x": [v * scale for _, v in items], "y": [k for k, _ in items],
                             "orientation": "h", "text": [fmt_time(v) for _, v in items], "textposition": "auto",
-                            "marker": {"color": [colour(k) for k, _ in items]}}],
-                    title=title, xaxis_title=unit, height=120 + 28 * len(items),
-                    yaxis={"autorange": "reversed"}) if items else ""
+                            "marker": {"color": [colour(k) for k, _ in items]}}], title=title, xaxis_title=unit,
+                    height=120 + 28 * len(items), yaxis={"autorange": "reversed"}) if items else ""
 
 
 def summary(result: dict, ctx) -> str:
