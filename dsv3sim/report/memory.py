@@ -14,8 +14,7 @@ GiB = 2 ** 30
 DEFAULT_HBM_BYTES = get_gpu("H200").hbm_bytes  # the HBM assumed when the result names no GPU memory
 KV_COLS = (("model", "model", str), ("attention", "attention", str), ("KV B/token (BF16)", "bytes_per_token", ","),
            ("KV B/token (FP8)", "bytes_per_token_fp8", ","), ("tokens in budget", "tokens", ","),
-           ("max context, batch 1", "context", str)) + tuple(
-    (f"max batch @ {c // 1024}K", c, ",") for c in CONTEXTS)
+           ("max context, batch 1", "context", str), *((f"max batch @ {c // 1024}K", c, ",") for c in CONTEXTS))
 
 
 def memory(result: dict, ctx) -> str:

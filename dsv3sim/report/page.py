@@ -126,9 +126,9 @@ def fmt(v, spec) -> str:
         return str(v)
 
 
-def spec_table(items: list, spec, *, get=dict.get, numeric=(), best: int | None = None) -> str:
+def spec_table(items: list[dict], spec, *, numeric=(), best: int | None = None) -> str:
     """A table of ``items`` by a column spec: (header, key, format spec or function) per column."""
-    rows = [[fmt(get(x, k), f) for _, k, f in spec] for x in items]
+    rows = [[fmt(x.get(k), f) for _, k, f in spec] for x in items]
     return table([h for h, _, _ in spec], rows, numeric, best=best)
 
 
