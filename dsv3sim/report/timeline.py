@@ -71,11 +71,10 @@ def _draw_panel(fig, row: int, ss: list[Slice], frequent: list[str], shown: set,
     groups: dict[str, list[Slice]] = defaultdict(list)
     for x in ss:
         groups[x.name if x.name in COLORS or x.name in frequent else f"other {category(x.name)}"].append(x)
-    durs, known = sorted(x.dur_s for x in ss), list(COLORS)
+    durs, rank = sorted(x.dur_s for x in ss), {k: i for i, k in enumerate(COLORS)}
     edge = 0.6 if durs[len(durs) // 2] > axis[0] / 300 else 0.0  # white borders only where slices are wide
     width = max(2.0, min(16.0, 360.0 / max(1, len(order)))) if len(ss) > BAR_LIMIT else None
-    for key in sorted(groups, key=lambda k: (known.index(k) if k in known else len(known),
-                                             -sum(x.dur_s for x in groups[k]))):
+    for key in sorted(groups, key=lambda k: (rank.get(k, len(rank)), -sum(x.dur_s for x in groups[k]))):
         fig.add_trace(_trace(key, groups[key], key not in shown, axis, edge, width), row=row, col=1)
         shown.add(key)
     fig.update_yaxes(categoryorder="array", categoryarray=order, autorange="reversed", row=row, col=1,
@@ -120,10 +119,9 @@ def compare(result: dict, ctx) -> str | None:
     sim, src = te.slices_from_result(result, ctx.base_dir)
     if not real:
         return absent(f"{ctx.chrome_trace}: no complete events found")
-    merged = ""
     if out := ctx.merged_trace_out:
         out.write_text(json.dumps(te.merged_trace([("simulated", sim), ("real", real)])))
-        merged = say("timeline.merged", name=out.name)
+    merged = say("timeline.merged", name=out.name) if out else ""
     fig = timeline_figure([("simulated" + (f" ({src})" if src else ""), sim), (f"real: {info['kind']}", real)],
                           "Simulated (top) and measured (bottom)")
     sim_busy = busy_by_name(sim)
