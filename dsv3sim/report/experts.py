@@ -91,15 +91,6 @@ def placement_text(result: dict, maps) -> str | None:
     return " ".join(out)
 
 
-def nodes_text_over(limit: float, frac_over: float, mean: float, most: int, n_nodes: int | None,
-                    groups: float | None) -> str:
-    """Why tokens reach more nodes than M: M limits the gate's expert groups (topk_group of n_group, V3 §2.1.2),
-    which bounds nodes only while each group sits on one node."""
-    split = n_nodes and groups and n_nodes != groups
-    span = say("experts.span_groups", n_nodes=n_nodes, groups=groups) if split else say("experts.span_other")
-    return say("experts.nodes_over", limit=limit, span=Html(span), pct=frac_over * 100, mean=mean, most=most)
-
-
 def nodes(result: dict, ctx) -> str:
     v = group(NodesPerToken, result.get("nodes_per_token"))
     h = need(node_counts(v), "no nodes-per-token distribution in this result")
@@ -108,9 +99,12 @@ def nodes(result: dict, ctx) -> str:
     # no run of empty bins past the last token's (EP320 has 40 nodes)
     xs = [x for x in sorted(h) if x <= max(most, int(limit or 0) + 1)]
     frac = [h[x] / total * 100 if total else 0 for x in xs]
-    if limit and over:
-        label, text = f"M={limit:g} (a limit on expert groups)", nodes_text_over(
-            limit, over, mean, most, len(h), num(v.n_group))
+    if limit and over:  # M limits the gate's expert groups (V3 §2.1.2): it bounds nodes while a group sits on one
+        groups = num(v.n_group)
+        span = say("experts.span_groups", n_nodes=len(h), groups=groups) if groups and len(h) != groups else say(
+            "experts.span_other")
+        label, text = f"M={limit:g} (a limit on expert groups)", say(
+            "experts.nodes_over", limit=limit, span=Html(span), pct=over * 100, mean=mean, most=most)
     elif limit:
         label, text = f"node limit M={limit:g}", say("experts.nodes_within", limit=limit, mean=mean)
     else:

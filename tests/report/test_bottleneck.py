@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from dsv3sim.report.experts import nodes_text_over, placement_text
+from dsv3sim.report import section
+from dsv3sim.report.experts import placement_text
+from dsv3sim.report.page import RenderContext
 from dsv3sim.workload.limits import bottleneck, limiter, ranked_shares
 
 
@@ -45,7 +47,8 @@ def test_serving_names_the_larger_of_compute_and_all_to_all():
 
 
 def test_node_limit_text_says_it_limits_groups():
-    t = nodes_text_over(4, 0.995, 6.87, 8, 40, 8)
+    hist = [0, 0, 0, 5, 100, 195, 420, 280] + [0] * 32  # an EP group over 40 nodes; 995 of 1000 tokens past M=4
+    t = section("nodes", {"nodes_per_token": {"hist": hist, "node_limit": 4, "n_group": 8}}, RenderContext()).body
     assert "M=4 limits the expert groups" in t and "spans 40 nodes but the gate has 8 expert groups" in t
     assert "99.5% of tokens reach more than 4 nodes (mean 6.87, at most 8)" in t
 
