@@ -34,20 +34,15 @@ def plan(result: dict, ctx) -> str | None:
     return body(result, ctx) + "".join(note(esc(n)) for n in result.get("notes", []) if body is not _network)
 
 
-def _user_layout(u: dict | None) -> str:
-    if not u:
-        return ""
-    if u.get("feasible"):
-        return note(say("planner.user_ok", **u))
-    nf = u.get("nearest_feasible")
-    nearest = say("planner.nearest", key=nf.get("key"), changed=", ".join(nf.get("changed", []))) if nf else None
-    return say("planner.user_bad", **u, nearest=Html(nearest) if nearest else "Nothing feasible.")
-
-
 def _train(r: dict, ctx) -> str:
     c, cands, t, best = r.get("counts", {}), r.get("candidates", []), r.get("totals"), r.get("best")
     ok, bad = [x for x in cands if "infeasible" not in x], [x for x in cands if "infeasible" in x]
     reasons = Counter(x["infeasible"].split(":")[0][:60] for x in bad).most_common(8)
+    u = r.get("user_layout") or {}  # the layout asked about: how it ran, else why not and the nearest that fits
+    nf = u.get("nearest_feasible")
+    nearest = Html(say("planner.nearest", key=nf.get("key"), changed=", ".join(nf.get("changed", [])))) if nf else ""
+    user = "" if not u else note(say("planner.user_ok", **u)) if u.get("feasible") else say(
+        "planner.user_bad", **u, nearest=nearest or "Nothing feasible.")
     return "".join([
         say("planner.train_best", **best, mgh=best["gpu_hours"] / 1e6, musd=best["cost_usd_run"] / 1e6,
             price=r.get("query", {}).get("price_per_gpu_hour", DEFAULT_PRICE_PER_GPU_HOUR)) if best
@@ -60,7 +55,7 @@ def _train(r: dict, ctx) -> str:
                                  "hoverinfo": "text+x+y", "name": "feasible",
                                  "marker": {"color": ["#2e7d32"] + ["#4c78a8"] * (len(ok) - 1)}}],
                  title="Feasible layouts: days vs dollars", xaxis_title="days", yaxis_title="$", height=340)
-        if ok else "", _user_layout(r.get("user_layout")),
+        if ok else "", user,
         spec_table(t["phases"] + [{"phase": "total", "gpu_hours": t["gpu_hours_total"],
                                    "cost_usd": t["cost_usd_total"]}], TOTALS_COLS) if t else "",
         note("Infeasible, by reason: " + "; ".join(f"{esc(k)} ({n})" for k, n in reasons)) if bad else ""])

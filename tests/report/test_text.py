@@ -32,8 +32,10 @@ def test_templates_fill_in_and_escape():
 
 
 def test_a_sentence_inside_a_sentence_is_escaped_once():
-    from dsv3sim.report.planner import _user_layout
+    from dsv3sim.report import PLAN, section
+    from dsv3sim.report.page import RenderContext
 
-    s = _user_layout({"feasible": False, "key": "pp8", "reason": "HBM <full>",
-                      "nearest_feasible": {"key": "pp16<a>", "changed": ["pp&ep"]}})
+    user = {"feasible": False, "key": "pp8", "reason": "HBM <full>",
+            "nearest_feasible": {"key": "pp16<a>", "changed": ["pp&ep"]}}
+    s = section("planner", {"type": "plan", "kind": "train", "user_layout": user}, RenderContext(), PLAN).body
     assert "HBM &lt;full&gt;" in s and "pp16&lt;a&gt; (changes pp&amp;ep)" in s and "&amp;lt;" not in s
