@@ -29,10 +29,8 @@ SECTIONS = {
 }
 STUDY = {"study": ("Comparison of the scenarios", summary.study)}  # several scenarios: compared first
 PLAN = {"planner": ("Capacity plan", planner.plan)}  # a plan result (``type: plan``) has this section only
-# A study page stays small: beyond STUDY_FULL scenarios each scenario keeps only these (one scenario in full:
-# ``dsv3sim report STUDY.json --scenario NAME``); the comparison of the scenarios comes first either way.
-STUDY_FULL = 4
-STUDY_LIGHT = ("planner", "summary", "experts", "nodes", "sweep", "validation")
+# a study page stays small: past STUDY_FULL scenarios a block keeps STUDY_LIGHT (one in full: report --scenario NAME)
+STUDY_FULL, STUDY_LIGHT = 4, ("planner", "summary", "experts", "nodes", "sweep", "validation")
 HEADLINE = (("step", "step_time_s", fmt_time), ("tokens/s", "tokens_per_s", fmt_si),  # the index's summary line
             ("decode tok/s/node", "decode_tokens_per_s_per_node", fmt_si), ("MFU", "mfu", lambda v: f"{v * 100:.1f}%"))
 
