@@ -26,7 +26,9 @@ def glue(cfg, spec, parts, mat, hid, reps: int, sync, comps: dict, bwd_start: fl
     Backward: less the autograd start-up and the gate's backward (both charged separately). The time from a
     pass's call to its first span and from its last span to its return (``chunk_ends``: F/B head and tail; on
     `tiny` 111 / 41 us forward, 409 / 136 us backward) is paid once per pipeline chunk, however many layers the
-    chunk holds, so it is not spread over the layers (a 2-layer chunk paid half of it). On CPU the share of
+    chunk holds, so it is not spread over the layers (a 2-layer chunk paid half of it). Dropping the backward's
+    output after the call frees the pass's autograd graph, a cost that grows with the layers: it joins the
+    per-layer backward glue. On CPU the share of
     the stage's CPU time outside the spans (the table divides by the window's share; a rank blocked in an
     all-to-all spends no CPU, so the share is over the time outside them), on a GPU wall time. A GPU profiles the
     dense layers only (a V3-width MoE layer's experts do not fit beside the calibration)."""
@@ -49,8 +51,11 @@ def glue(cfg, spec, parts, mat, hid, reps: int, sync, comps: dict, bwd_start: fl
         if d == "B":
             out_of_spans -= bwd_start + n_moe * gate_b
             head = max(head - bwd_start, 0.0)
+        # the backward's graph released after the call (``_stage_pass``): outside the pass's wall; its size and
+        # so its cost grow with the chunk's layers, so it joins the per-layer glue
+        release = ends.get("B_release", 0.0) / reps * ratio if d == "B" else 0.0
         chunk[f"{d}_head"], chunk[f"{d}_tail"] = head, tail
-        per[d] = max((out_of_spans - head - tail) / n, 0.0)
+        per[d] = max((out_of_spans - head - tail + release) / n, 0.0)
     pairs = [sum(x["expert_rows"]) for m in moe.values() for x in m.routing]
     # the EP exchanges as the stage runs them (wall per MoE layer, waits for the peers included): R > 1 only
     in_stage = {k: v / reps / n_moe for k, v in xchg.items()} if R > 1 and n_moe else {}
@@ -190,7 +195,8 @@ def _optim_context(st, hid, reps: int, sync, win) -> float | None:
 def _stage_pass(st, tl, x: torch.Tensor, sync, win, around: dict | None):
     """One forward and backward of the stage: ({F|B: (wall, CPU)}, {head(F)|embed(F): CPU} of ``around``'s calls,
     run outside the stage's timed passes: the head after the forward, the embedding after the backward,
-    {F|B_head|tail: wall from the pass's call to its first span and from its last span to the return})."""
+    {F|B_head|tail: wall from the pass's call to its first span and from its last span to the return, B_release:
+    wall of dropping the backward's graph after the return})."""
     tl.events.clear()
     sync()
     c0, t0 = time.thread_time(), time.perf_counter()
@@ -206,12 +212,19 @@ def _stage_pass(st, tl, x: torch.Tensor, sync, win, around: dict | None):
     y.backward(torch.ones_like(y))
     sync()
     c2, t2 = time.thread_time(), time.perf_counter()
+    # drop the pass's output: its autograd graph (nodes and what they still hold) is freed here, as a run's step
+    # frees it after each backward call returns (tiny dp2: 0.42-0.45 ms per step, the whole gap from the backward's
+    # return to the all-reduce); charged with the backward's per-layer glue
+    y = None
+    release = time.perf_counter() - t2
     if around:
         outside["embed(F)"] = win.timed(lambda: around["embed"](yd), sync, cpu=True, keep=False)
     ends = {}
     for d, (a, b) in (("F", (t0, f_end)), ("B", (t1, t2))):
         ends[f"{d}_head"], ends[f"{d}_tail"] = _ends(tl.events, d, a, b) or (0.0, 0.0)
+    ends["B_release"] = release
     return {"F": fwd, "B": (t2 - t1, c2 - c1)}, outside, ends
+
 
 
 def _ends(events, d: str, start: float, end: float) -> tuple[float, float] | None:
