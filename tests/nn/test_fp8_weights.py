@@ -229,3 +229,21 @@ def test_forward_bytes_count_what_a_drop_frees_and_the_keep_rule_adds_them_to_th
     assert not W.keep_forward_operands(81 << 30, 10 << 30, cap)
     with pytest.raises(ValueError, match="forward_bytes = -1"):
         W.keep_forward_operands(0, -1, cap)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_a_step_that_fits_keeps_its_forward_copies_on_the_device():
+    """validate's rule on a card: a small FP8 step's peak plus its forward copies fits, so the measured steps keep
+    them (no re-allocation per step); a card 'smaller' than the peak (capacity given) would drop them."""
+    from dsv3sim.validate.train import _must_drop_fp8_forward
+
+    dev = torch.device("cuda")
+    w = torch.nn.Parameter(torch.randn(512, 512, device=dev, dtype=torch.bfloat16) * 0.02)
+    x = torch.randn(256, 512, device=dev, dtype=torch.bfloat16, requires_grad=True)
+    torch.cuda.reset_peak_memory_stats(dev)
+    F8.fp8_linear(x, w).float().sum().backward()
+    assert W.forward_operand_bytes() > 0
+    assert not _must_drop_fp8_forward(dev)
+    peak = torch.cuda.max_memory_allocated(dev)
+    assert not W.keep_forward_operands(peak, W.forward_operand_bytes(), peak)
