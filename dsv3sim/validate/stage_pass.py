@@ -226,7 +226,6 @@ def _stage_pass(st, tl, x: torch.Tensor, sync, win, around: dict | None):
     return {"F": fwd, "B": (t2 - t1, c2 - c1)}, outside, ends
 
 
-
 def _ends(events, d: str, start: float, end: float) -> tuple[float, float] | None:
     """(from ``start`` to the first span of direction ``d``, from its last span to ``end``) seconds of a pass
     timed from ``start`` to ``end``; None without spans of that direction."""

@@ -167,7 +167,7 @@ def run_rank(ctx, probe=None, probes: list | None = None) -> dict:
         _pipeline_step(ctx, R, tokens, D)
         _update(tl, R, groups, spec.fp8_compute)
         t1 = tl.now()
-        R.drop_fp8_forward &= not (spec.fp8_compute and step < spec.warmup) or _must_drop_fp8_forward(dev)
+        _decide_fp8_drop(R, spec, dev, step)
         tl.profiling = False
         if prof:
             prof.__exit__(None, None, None)
@@ -311,6 +311,13 @@ def _pipeline_step(ctx, R: _Rank, tokens: torch.Tensor, D: int) -> None:
 def _fp8_result(R: _Rank, dev: torch.device) -> dict:
     return {"requant_bytes_per_param": requant_bytes_per_element(dev),
             "fp8_forward_copies": "dropped after the last forward" if R.drop_fp8_forward else "kept"}
+
+
+def _decide_fp8_drop(R: _Rank, spec, dev: torch.device, step: int) -> None:
+    """After each warm-up step of an FP8 run: whether the measured steps drop the FP8 forward copies. Once a step
+    has kept them the rank keeps them (a later step's peak already holds the copies)."""
+    if spec.fp8_compute and step < spec.warmup and R.drop_fp8_forward:
+        R.drop_fp8_forward = _must_drop_fp8_forward(dev)
 
 
 def _must_drop_fp8_forward(dev: torch.device) -> bool:

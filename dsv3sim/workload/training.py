@@ -294,15 +294,16 @@ class ChunkTimes:
         moe = cfg.is_moe_layer(min(i, cfg.num_hidden_layers - 1)) and cfg.is_moe
         full, part = dict(s.times), dict(s.times_partial)
         if moe:
-            pair_comm = DO.comm_slices(ep.comm_by_r[r], part, paired=True, **self.ep_cfg)
+            beside = DO.comm_slices(ep.comm_by_r[r], part, paired=True, **self.ep_cfg)
             # HBM taken by the all-to-all, averaged over the pair's layer: its wall time is the longer stream
-            span = max(sum(part.values()), sum(pair_comm.values()))
+            span = max(sum(part.values()), sum(beside.values()))
             share = IF.hbm_share(sum(self.comm_hbm.values()), span, sp.perf.hbm_bw)
-            if share > 0:
+            if share > 0:  # the compute stretched: the comm slices' barriers follow it
                 part = dict(training_layer(cfg, li, mem_stretch=IF.memory_bound_stretch(share), **kw).times_partial)
+                beside = DO.comm_slices(ep.comm_by_r[r], part, paired=True, **self.ep_cfg)
             full.update(DO.comm_slices(ep.comm_by_r[r], full, paired=False, **self.ep_cfg))
             # in a pair a comm slice is (alone: the paired notify and layout, the transfer unslowed; beside GEMMs)
-            part.update(DO.paired_comm(ep.comm_by_r[r], part, beside=None if share > 0 else pair_comm, **self.ep_cfg))
+            part.update(DO.paired_comm(ep.comm_by_r[r], part, beside=beside, **self.ep_cfg))
         return full, part
 
     def stage_dicts(self, stage: int, partial: bool, slow: float) -> list[dict]:
