@@ -25,6 +25,7 @@ from torch._utils import _flatten_dense_tensors, _unflatten_dense_tensors
 from dsv3sim.config import load_model_config
 from dsv3sim.nn.fp8 import requant_bytes_per_element
 from dsv3sim.nn.fp8 import requantize_weights as requantize_fp8_weights
+from dsv3sim.nn.fp8_weights import drop_forward_operands, forward_operand_bytes, keep_forward_operands
 from dsv3sim.validate import load
 from dsv3sim.validate.ep import EPMoE
 from dsv3sim.validate.layout import Coord, coord, make_groups, rank_of, stage_layers
@@ -327,8 +328,6 @@ def _must_drop_fp8_forward(dev: torch.device) -> bool:
     CPU always: host memory is the scarce one there."""
     if dev.type != "cuda":
         return True
-    from dsv3sim.nn.fp8_weights import forward_operand_bytes, keep_forward_operands
-
     cap = torch.cuda.get_device_properties(dev).total_memory
     return not keep_forward_operands(torch.cuda.max_memory_allocated(dev), forward_operand_bytes(), cap)
 
@@ -338,8 +337,6 @@ def _free_forward_fp8_copies() -> None:
     re-quantisation after the optimizer; the backwards hold the transposed copies they use. One V3 layer's 256
     experts have 10.5 GiB of forward copies: with them a 16k-token one-layer step on one H200 (BF16 weights,
     gradients, AdamW states and both FP8 copies: ~118 GiB before activations) ran out of memory."""
-    from dsv3sim.nn.fp8_weights import drop_forward_operands
-
     drop_forward_operands()
 
 
