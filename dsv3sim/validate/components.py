@@ -207,7 +207,10 @@ def profile_components(cfg, spec, device: torch.device, sync, rank: int = 0, *, 
     prof("head", around["head"])
     emb = mat(parts.embed)
     tok = torch.randint(0, cfg.vocab_size, (B, S), device=device)
-    around["embed"] = lambda _x: emb(tok) + 0 * _x
+    # the lookup alone, as the run's embed(F) span has it: its output needs no path from the sample's input (the
+    # backward reaches the table's weight), and an added ``0 * x`` costs two element-wise passes over the
+    # activations, more than the lookup itself at the run's widths
+    around["embed"] = lambda _x: emb(tok)
     prof("embed", around["embed"])
     if dense is not None or (moe is not None and device.type == "cpu"):
         out["glue"] = glue(cfg, spec, parts, mat, hid, reps, sync, out, bwd_start, _WIN, _GRADS, ep, around)
