@@ -279,6 +279,7 @@ def _rank_entry(c: dict, cfg=None, host: list[dict] | None = None) -> dict:
     out["bwd_start_s"] = statistics.median(cc.get("bwd_call_overhead_s", 0.0) for cc in comps) / share
     out["layout_host_s"] = _layout_host(comps, share)
     out["comm_in_stage_s"] = _comm_in_stage(comps)
+    out["in_stage_wall_per_cpu"] = _compute_in_stage(comps) if ded else {}
     out.update(_optim(comps, share), **_boundary(comps, share), **_chunk_ends(comps, share))
     out["requant_s"] = _requant_s(comps, share)
     gs = [x for cc in comps if "grad_sync" in cc for x in _grad_sync_samples(cc["grad_sync"])]
@@ -340,6 +341,27 @@ def _comm_in_stage(comps: list[dict]) -> dict[str, float]:
     per = [g["comm_per_moe_layer_s"] for g in (cc.get("glue") for cc in comps) if g and g.get("comm_per_moe_layer_s")]
     names = {k for c in per for k in c}
     return {k: statistics.median(c[k] for c in per if k in c) for k in sorted(names)}
+
+
+def _compute_in_stage(comps: list[dict]) -> dict[str, float]:
+    """{F|B: wall over CPU seconds of the EP glue stage's compute spans (every span of the direction but the
+    all-to-alls), and per span name (``attn(F)``, ...) where the profile timed each name's wall}, medians over
+    the probes: the pace of compute between the exchanges as the stage runs it, every rank of the EP group at
+    once. With more ranks than cores, ranks woken together from an all-to-all share the cores (4 ranks on 2
+    cores: 1.1-1.3 in the stage, 1.15-1.45 in the runs' spans; the short gate after a wake-up the most); with a
+    core each, ~1.0. {} without an EP glue profile."""
+    gs = [g for g in (cc.get("glue") for cc in comps)
+          if g and g.get("ep", 1) > 1 and "stage_compute_cpu_s" in g and "stage_all_to_all_s" in g]
+    xs: dict[str, list[float]] = defaultdict(list)
+    for g in gs:
+        for d in ("F", "B"):
+            if g["stage_compute_cpu_s"][d] > 0:
+                xs[d].append((g["stage_spans_s"][d] - g["stage_all_to_all_s"][d]) / g["stage_compute_cpu_s"][d])
+        cpu = g.get("stage_span_cpu_s") or {}
+        for name, w in (g.get("stage_span_wall_s") or {}).items():
+            if cpu.get(name, 0.0) > 0:
+                xs[name].append(w / cpu[name])
+    return {k: max(statistics.median(v), 1.0) for k, v in sorted(xs.items())}
 
 
 def _requant_s(comps: list[dict], share: float) -> float:

@@ -168,6 +168,9 @@ class _Lanes:
         # charged to the collective it woke from); beyond the slice it computes at the window's share
         self.slice = [_free_slice(x) for x in ranks]
         self.share = [min(max(float(x.get("share", 1.0)), 1e-3) / speed, 1.0) for x in ranks]
+        # EP ranks with in-stage exchanges (``meet_in_stage``): compute spans at the stage's measured wall per CPU
+        # second (``in_stage_wall_per_cpu``: per span name, else F / B), no free slice, no wake-up debt
+        self.pace = [dict(x.get("in_stage_wall_per_cpu") or {}) if x.get("comm_in_stage_s") else {} for x in ranks]
         self.cpu_since = [0.0] * len(ranks)  # CPU seconds since the last blocking call
         self.debt = [0.0] * len(ranks)
         self.clock = [0.0] * len(ranks)
@@ -179,16 +182,19 @@ class _Lanes:
         self.comp_cpu: dict[str, float] = defaultdict(float)  # CPU seconds of the compute, summed over lanes
 
     def compute(self, name: str, durs: list[float]) -> None:
+        pace = name[-3:] in ("(F)", "(B)")  # a compute span; framework time keeps the slice model
         for i, d in enumerate(durs):
             d *= self.speed
-            self.comp_cpu[name] += d * self.share[i]  # a CPU table's time is CPU seconds over the share
-            if self.slice[i]:  # d = CPU seconds / share: the part inside the slice runs at full speed
-                sh = self.share[i]
-                c = d * sh
+            c = d * self.share[i]  # a CPU table's time is CPU seconds over the share
+            self.comp_cpu[name] += c
+            k = self.pace[i].get(name, self.pace[i].get(name[-2])) if pace else None
+            if k:  # CPU seconds x the pace; measured with every rank runnable, it shares in ``speed``
+                d = c * max(k * self.speed, 1.0)
+            elif self.slice[i]:  # the CPU seconds inside the slice run at full speed, the rest at the share
                 free = min(c, max(self.slice[i] - self.cpu_since[i], 0.0))
-                d = free + (c - free) / sh
-                self.debt[i] += free * (1.0 / sh - 1.0)
-                self.cpu_since[i] += c
+                d = free + (c - free) / self.share[i]
+                self.debt[i] += free * (1.0 / self.share[i] - 1.0)
+            self.cpu_since[i] += c
             self.busy[i] += d
             self.clock[i] += d
             self.since[i] += d
