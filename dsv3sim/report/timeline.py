@@ -8,7 +8,7 @@ from pathlib import Path
 
 from dsv3sim.report.page import absent, fmt, need, note, say, table
 from dsv3sim.results import trace_events as te
-from dsv3sim.results.trace_events import Slice, busy_by_name, category, first_lanes, lanes
+from dsv3sim.results.trace_events import Slice, busy_by_name, category, first_lanes
 
 BAR_LIMIT = 3000
 MIN_VISIBLE = 1e-3  # slices shorter than this fraction of the time span are drawn this wide
@@ -33,28 +33,28 @@ def color_of(name: str) -> str:
     return COLORS.get(name) or CATEGORY_COLORS[category(name)]
 
 
-def _subplots(panels: list[tuple[str, list[Slice]]]):
+def _subplots(panels: list[tuple[str, list[Slice], list[str]]]):
     """(figure with a row per panel, row heights in lanes, whether the panels share one time axis: spans within 3x)."""
     from plotly.subplots import make_subplots
 
-    heights = [max(2, len({x.lane for x in ss})) for _, ss in panels]
-    spans = [max(x.end_s for x in ss) for _, ss in panels]
+    heights = [max(2, len(order)) for _, _, order in panels]
+    spans = [max(x.end_s for x in ss) for _, ss, _ in panels]
     shared, many = len(panels) < 2 or max(spans) <= 3 * max(min(spans), 1e-12), len(panels) > 1
     return make_subplots(rows=len(panels), cols=1, shared_xaxes=shared,
                          vertical_spacing=(0.08 if shared else 0.2) if many else 0,
-                         subplot_titles=[t for t, _ in panels] if many else None,
+                         subplot_titles=[t for t, _, _ in panels] if many else None,
                          row_heights=[h / sum(heights) for h in heights]), heights, shared
 
 
 def timeline_figure(panels: list[tuple[str, list[Slice]]], title: str):
-    """One subplot per panel (e.g. simulated, real), lanes as rows, at most MAX_LANES each."""
-    panels = [(t, first_lanes(s, MAX_LANES)[0]) for t, s in panels if s]
-    span = max((x.end_s for _, ss in panels for x in ss), default=0.0)
+    """One subplot per panel (e.g. simulated, real), lanes as rows, at most MAX_LANES each (their order sorted once)."""
+    panels = [(t, *first_lanes(s, MAX_LANES)[:2]) for t, s in panels if s]  # (title, slices, lanes in order)
+    span = max((x.end_s for _, ss, _ in panels for x in ss), default=0.0)
     axis = (span, *((1e3, "ms") if span >= 1e-3 else (1e6, "µs")))
     fig, heights, shared = _subplots(panels)
-    by_time, shown = list(busy_by_name([x for _, ss in panels for x in ss])), set()
-    for row, (_, ss) in enumerate(panels, start=1):
-        _draw_panel(fig, row, ss, by_time[:MAX_LEGEND], shown, axis)
+    by_time, shown = list(busy_by_name([x for _, ss, _ in panels for x in ss])), set()
+    for row, (_, ss, order) in enumerate(panels, start=1):
+        _draw_panel(fig, row, ss, order, by_time[:MAX_LEGEND], shown, axis)
         if not shared or row == len(panels):
             fig.update_xaxes(title_text=f"time ({axis[2]})", row=row, col=1)
     title += "" if shared else " (each panel on its own time axis: their spans differ more than 3x)"
@@ -64,10 +64,9 @@ def timeline_figure(panels: list[tuple[str, list[Slice]]], title: str):
                              plot_bgcolor="#fafbfc")
 
 
-def _draw_panel(fig, row: int, ss: list[Slice], frequent: list[str], shown: set, axis: tuple) -> None:
+def _draw_panel(fig, row: int, ss: list[Slice], order: list[str], frequent: list[str], shown: set, axis: tuple):
     """Panel ``row``: one trace per legend key (a known or frequent name, else "other <family>"), its lanes in
-    rank order; bars, or past BAR_LIMIT slices line segments (one SVG path per colour)."""
-    order = lanes(ss)
+    ``order`` (rank order); bars, or past BAR_LIMIT slices line segments (one SVG path per colour)."""
     groups: dict[str, list[Slice]] = defaultdict(list)
     for x in ss:
         groups[x.name if x.name in COLORS or x.name in frequent else f"other {category(x.name)}"].append(x)
@@ -104,7 +103,7 @@ def _trace(key: str, xs: list[Slice], legend: bool, axis: tuple, edge: float, wi
 def pipeline(result: dict, ctx) -> str:
     ss, src = te.slices_from_result(result, ctx.base_dir)
     need(ss, "no timeline in this result (run with a timeline / --chrome-trace to record one)")
-    n = len(lanes(ss))
+    n = len({(x.lane_key, x.lane) for x in ss})  # the lanes (``lanes``), counted without sorting them
     fig = timeline_figure([("simulated", ss)], f"Simulated step: {n} lanes, {len(ss)} slices (from {src})"
                           + (f"; first {MAX_LANES} lanes shown" if n > MAX_LANES else ""))
     return note(say("timeline.how")) + ctx.plot("timeline", fig)

@@ -58,11 +58,11 @@ def lanes(ss: list[Slice]) -> list[str]:
     return [lane for _, lane in sorted({(x.lane_key, x.lane) for x in ss})]
 
 
-def first_lanes(ss: list[Slice], n: int) -> tuple[list[Slice], int]:
-    """The slices of the first ``n`` lanes (``lanes``) and the number of lanes dropped."""
+def first_lanes(ss: list[Slice], n: int) -> tuple[list[Slice], list[str], int]:
+    """The slices of the first ``n`` lanes, those lanes in order (``lanes``), and the number of lanes dropped."""
     order = lanes(ss)
     keep = set(order[:n])
-    return ([x for x in ss if x.lane in keep], len(order) - n) if len(order) > n else (ss, 0)
+    return ([x for x in ss if x.lane in keep] if len(order) > n else ss), order[:n], max(0, len(order) - n)
 
 
 def busy_by_name(ss: list[Slice]) -> dict[str, list]:

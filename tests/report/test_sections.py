@@ -152,8 +152,8 @@ def test_timeline_caps_lanes():
 
     ev = [{"rank": r, "name": "F", "start_s": 0.0, "end_s": 1.0} for r in range(MAX_LANES + 10)]
     ss, _ = slices_from_result({"timeline": {"events": ev}})
-    kept, dropped = first_lanes(ss, MAX_LANES)
-    assert dropped == 10 and {s.lane for s in kept} == {f"rank {r} / compute" for r in range(MAX_LANES)}
+    kept, order, dropped = first_lanes(ss, MAX_LANES)
+    assert dropped == 10 and order == [f"rank {r} / compute" for r in range(MAX_LANES)] and {s.lane for s in kept} == {f"rank {r} / compute" for r in range(MAX_LANES)}
     fig = timeline_figure([("sim", ss)], "t")
     assert len(set(fig.layout.yaxis.categoryarray)) == MAX_LANES
 
