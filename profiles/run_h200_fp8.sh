@@ -20,7 +20,6 @@
 # on the GPU machine"); profiles/h200/fp8_log.md names the exact call.
 set -u
 cd "$(dirname "$0")/.." || exit 1
-ROOT=$PWD
 SMOKE=${SMOKE:-0}
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
 W=${WORK:-/tmp/fp8run}; rm -rf "$W"; mkdir -p "$W/logs" "$W/v"
@@ -32,16 +31,7 @@ export PYTHONUNBUFFERED=1
 CMDS="$OUT/commands.log"
 : > "$CMDS"
 
-if ! python3 -c "import simpy, plotly" 2>/dev/null; then  # a bare GPU box: install the carried wheels
-  for d in ${WHEELS:-.whl ../.whl}; do
-    if ls "$d"/*.whl > /dev/null 2>&1; then
-      python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site "$d"/*.whl \
-        && export PYTHONPATH=/tmp/site
-      break
-    fi
-  done
-fi
-export PYTHONPATH=${PYTHONPATH:+$PYTHONPATH:}$ROOT
+. profiles/wheels.sh  # a bare GPU box: install the carried wheels; the repository root on PYTHONPATH
 
 {
   echo "# run_h200_fp8.sh $(date -u +%FT%TZ) SMOKE=$SMOKE STEPS='$STEPS' BUDGET_S=$BUDGET_S"

@@ -6,8 +6,7 @@
 # Results and the run folders' JSON come back under $OUT. From the repository root of a copy that has the
 # simpy/plotly wheels in .whl/ (README "Running on the GPU machine").
 set -u
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
-  && export PYTHONPATH=/tmp/site:$PWD || exit 1
+. profiles/wheels.sh || exit 1  # a bare GPU box: install the carried wheels; the repository root on PYTHONPATH
 export PYTHONUNBUFFERED=1
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
 T0=$(date +%s)
