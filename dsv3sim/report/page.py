@@ -15,13 +15,14 @@ from dsv3sim.cost.pricing import DEFAULT_PRICE_PER_GPU_HOUR
 FIGURE_ATTR = "data-dsv3sim-figure"
 BEST_STYLE = ' style="background:#e8f5e9;font-weight:600"'
 MARGIN = {"l": 10, "r": 10, "t": 50, "b": 40}
-PALETTE = ("#4c78a8", "#f58518", "#54a24b", "#e45756", "#72b7b2", "#b279a2", "#eeca3b", "#9d755d")  # series colours
 INDEX_NAME = "index.html"
 
-CSS, HEAD_JS, TAIL_JS, TEXT = (resources.files(__package__).joinpath(n).read_text()
-                               for n in ("page.css", "head.js", "tail.js", "text.toml"))
-# tail.js, after the figures, counts the wrappers plotly drew into (an svg.main-svg); text.toml: the prose by section
-TAIL_JS, TEXT = TAIL_JS.replace("FIGATTR", FIGURE_ATTR), tomllib.loads(TEXT)
+CSS, HEAD_JS, TAIL_JS, TEXT, COLOURS = (resources.files(__package__).joinpath(n).read_text()
+                                        for n in ("page.css", "head.js", "tail.js", "text.toml", "colours.toml"))
+# tail.js, after the figures, counts the wrappers plotly drew into (an svg.main-svg); text.toml: the prose by section;
+# colours.toml: the colour tables (series, study kinds, timeline slices)
+TAIL_JS, TEXT, COLOURS = TAIL_JS.replace("FIGATTR", FIGURE_ATTR), tomllib.loads(TEXT), tomllib.loads(COLOURS)
+PALETTE = tuple(COLOURS["series"])  # series colours
 
 
 class Html(str):

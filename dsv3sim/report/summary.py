@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dsv3sim.config.units import fmt_si, fmt_time, num
-from dsv3sim.report.page import cards, details, esc, fmt, need, note, say, spec_table, table
+from dsv3sim.report.page import COLOURS, cards, details, esc, fmt, need, note, say, spec_table, table
 from dsv3sim.report.timeline import color_of
 from dsv3sim.results.reading import FIELDS_LIMIT, gpu_hours_per_trillion, scalar_fields
 from dsv3sim.workload.limits import bottleneck
@@ -86,7 +86,7 @@ STUDY_COLS = (("scenario", "scenario", str), ("kind", "kind", str), ("step / TTF
               ("throughput", "tp", str), ("vs baseline", "vs", str), ("MFU", "mfu", lambda v: f"{v * 100:.1f}%"),
               ("GPU-h / T tokens", "gph", lambda v: f"{v / 1e3:,.1f} K" if v else ""),
               ("limited by", "why", str))
-KIND_COLOUR = {"training": "#4c78a8", "prefill": "#f58518", "decode": "#54a24b"}
+KIND_COLOUR = COLOURS["kind"]
 
 
 def _study_traces(rows: list[StudyRow], cells: list[dict]) -> list[dict]:

@@ -6,7 +6,7 @@ import json
 from collections import defaultdict
 from pathlib import Path
 
-from dsv3sim.report.page import absent, fmt, need, note, say, table
+from dsv3sim.report.page import COLOURS, absent, fmt, need, note, say, table
 from dsv3sim.results import trace_events as te
 from dsv3sim.results.trace_events import Slice, busy_by_name, category, first_lanes
 
@@ -14,16 +14,7 @@ BAR_LIMIT = 3000
 MIN_VISIBLE = 1e-3  # slices shorter than this fraction of the time span are drawn this wide
 MAX_LEGEND = 16
 MAX_LANES = 64  # a figure shows at most this many lanes (the first ranks); Perfetto shows them all
-COLORS = {  # DeepSeek profile-data slice names, then pipeline kinds
-    "attn(F)": "#4c78a8", "mlp(F)": "#72b7b2", "dispatch(F)": "#f58518", "combine(F)": "#e45756",
-    "attn(B)": "#54a24b", "mlp(B)": "#88d27a", "attn(W)": "#b279a2", "mlp(W)": "#d6a5c9",
-    "dispatch(B)": "#ff9d45", "combine(B)": "#ff7f7f",
-    "F": "#4c78a8", "B": "#54a24b", "W": "#b279a2", "F&B": "#eeca3b", "BW": "#2f7d32", "F&BW": "#d4a017",
-    "send": "#9d755d", "recv": "#bab0ac", "optimizer": "#79706e", "bubble": "#e5e5e5", "dp_comm(exposed)": "#8c564b",
-}
-CATEGORY_COLORS = {"attn": "#4c78a8", "mlp": "#72b7b2", "dispatch": "#f58518", "combine": "#e45756",
-                   "comm": "#9d755d", "pipeline": "#eeca3b", "optimizer": "#79706e", "idle": "#e5e5e5",
-                   "other": "#bab0ac"}
+COLORS, CATEGORY_COLORS = COLOURS["slice"], COLOURS["family"]  # by slice name (in legend order), by family
 
 
 def color_of(name: str) -> str:
