@@ -27,8 +27,9 @@ SECTIONS = {
     "validation": ("Validation: predicted vs measured / published", validation.validation),
     "fields": ("All fields of the result", summary.fields),
 }
-STUDY = {"study": ("Comparison of the scenarios", summary.study)}  # several scenarios: compared first
-PLAN = {"planner": ("Capacity plan", planner.plan)}  # a plan result (``type: plan``) has this section only
+# a title is a string, or a function of what the section renders
+STUDY = {"study": (lambda rs: f"Comparison of the {len(rs)} scenarios", summary.study)}  # several scenarios: first
+PLAN = {"planner": (lambda r: f"Capacity plan ({r.get('kind')})", planner.plan)}  # a plan (``type: plan``): only this
 # a study page stays small: past STUDY_FULL scenarios a block keeps STUDY_LIGHT (one in full: report --scenario NAME)
 STUDY_FULL, STUDY_LIGHT = 4, ("planner", "summary", "experts", "nodes", "sweep", "validation")
 HEADLINE = (("step", "step_time_s", fmt_time), ("tokens/s", "tokens_per_s", fmt_si),  # the index's summary line
@@ -38,13 +39,11 @@ HEADLINE = (("step", "step_time_s", fmt_time), ("tokens/s", "tokens_per_s", fmt_
 def section(key: str, result: dict, ctx: RenderContext, table: dict = SECTIONS) -> Section | None:
     """Section ``key`` of ``result``: rendered, listed as absent (``Absent``), or None where it does not apply."""
     title, renderer = table[key]
-    sec = ctx.section = Section(key=key, title=title)
+    sec = Section(key=key, title=title(result) if callable(title) else title)
     try:
         sec.body = renderer(result, ctx)
     except Absent as e:
-        sec.missing, sec.n_figures = str(e), 0
-    finally:
-        ctx.section = None
+        sec.missing = str(e)
     return None if sec.body is None else sec
 
 

@@ -47,12 +47,16 @@ class Section:
     key: str
     title: str
     body: str = ""
-    n_figures: int = 0
     missing: str = ""
 
     @property
     def present(self) -> bool:
         return not self.missing
+
+    @property
+    def n_figures(self) -> int:
+        """Its figures: the wrappers ``RenderContext.plot`` marks (tail.js counts the same ones on the page)."""
+        return self.body.count(f"<div {FIGURE_ATTR}=")
 
 
 @dataclass(kw_only=True, slots=True)
@@ -65,11 +69,10 @@ class RenderContext:
     merged_trace_out: Path | None = None  # where to write simulated + real lanes as one Perfetto trace
     traces_dir: Path | None = None  # where training-imbalance series live (repo traces/)
     prefix: str = "f"
-    section: Section | None = None  # the section being rendered: its figures are counted there
     _n: int = field(default=0)
 
     def plot(self, name: str, data, *, lines=(), **layout) -> str:
-        """A figure div counted in the section being rendered: ``data`` (a plotly figure, or traces as dicts), ``lines``
+        """A figure div marked ``FIGURE_ATTR``: ``data`` (a plotly figure, or traces as dicts), ``lines``
         ("h" or "v", ``add_hline`` / ``add_vline`` arguments), ``layout`` (the house margins unless it has its own)."""
         import plotly.graph_objects as go
 
@@ -80,8 +83,6 @@ class RenderContext:
         if fig.layout.margin.t is None:
             fig.update_layout(margin=MARGIN)
         self._n += 1
-        if self.section is not None:
-            self.section.n_figures += 1
         div_id = f"{self.prefix}-{name}-{self._n}"
         div = fig.to_html(full_html=False, include_plotlyjs=False, div_id=div_id,
                           config={"displaylogo": False, "responsive": True})

@@ -27,7 +27,6 @@ TOTALS_COLS = (("phase", "phase", str), ("GPU-hours", "gpu_hours", ",.0f"), ("da
 
 
 def plan(result: dict, ctx) -> str:
-    ctx.section.title = f"Capacity plan ({result.get('kind')})"
     body = need({"train": _train, "serve": _serve, "network": _network}.get(result.get("kind")), "not a plan result")
     return body(result, ctx) + "".join(note(esc(n)) for n in result.get("notes", []) if body is not _network)
 

@@ -109,7 +109,6 @@ def _study_traces(rows: list[StudyRow], cells: list[dict]) -> list[dict]:
 
 def study(results: list[tuple[str, dict]], ctx) -> str:
     """One table and one horizontal-bar chart comparing the scenarios (long names stay legible)."""
-    ctx.section.title = f"Comparison of the {len(results)} scenarios"
     rows = study_rows(results)  # workload.study's rows as the table shows them
     cells = [{"scenario": r.scenario, "kind": r.kind, "mfu": r.mfu, "gph": r.gph, "why": r.infeasible or r.limit,
               "latency": f"{r.latency[0]} {fmt_time(r.latency[1])}" if r.latency else "",
