@@ -6,7 +6,7 @@ from __future__ import annotations
 from dsv3sim.config.hardware import get_gpu
 from dsv3sim.config.units import fmt_bytes, num
 from dsv3sim.cost.kvcache import CONTEXTS, GQA_REFERENCES, kv_comparison
-from dsv3sim.report.page import esc, fmt, need, note, say, spec_table, table
+from dsv3sim.report.page import Html, esc, fmt, need, note, say, spec_table, table
 from dsv3sim.results import KvSizing, group
 from dsv3sim.results.reading import hbm_bytes, memory_rows
 
@@ -23,13 +23,12 @@ def memory(result: dict, ctx) -> str:
         memory_rows(result)) if r.components()], "no memory breakdown in this result")
     hbm, (worst, comps) = hbm_bytes(result), max(rows, key=lambda r: sum(r[1].values()))
     tot = sum(comps.values())
-    fits = "" if not hbm else (f" — fits ({tot / hbm * 100:.0f} % of HBM)" if tot <= hbm
-                               else f" — <b class='err-pos'>does not fit ({tot / hbm * 100:.0f} % of HBM)</b>")
+    fits = say("memory.fits" if tot <= hbm else "memory.overflows", pct=tot / hbm * 100) if hbm else ""
     traces = [{"type": "bar", "x": [r for r, _ in rows], "y": [c.get(comp, 0) / GiB for _, c in rows], "name": comp}
               for comp in dict.fromkeys(k for _, c in rows for k in c)]
     lines = [("h", {"y": hbm / GiB, "line_dash": "dash", "line_color": "#e45756", "annotation_position": "top left",
                     "annotation_text": f"HBM {hbm / GiB:.0f} GiB"})] if hbm else ()
-    return note(f"Largest: {esc(worst)} with {fmt_bytes(tot)}{fits}.") + ctx.plot(
+    return note(say("memory.largest", worst=worst, total=fmt_bytes(tot), fits=Html(fits))) + ctx.plot(
         "memory", traces, lines=lines, barmode="stack", title="Memory per GPU by component", yaxis_title="GiB",
         height=400)
 

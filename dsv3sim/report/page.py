@@ -183,9 +183,9 @@ class Page:
         meta = (f"<meta name=\"dsv3sim:summary\" content=\"{esc(self.summary_line)}\">"
                 f"<meta name=\"dsv3sim:figures\" content=\"{self.n_figures}\">")
         scripts = f"<script>{HEAD_JS}</script><script type=\"text/javascript\">{plotly_js}</script></head>\n<body>"
-        return html_page(self.title, f"{esc(self.subtitle)} &middot; rendered {stamp} by dsv3sim report from the "
-                         "result JSON (no simulation was re-run)", body + '<pre id="js-errors"></pre></main>',
-                         meta, scripts, f"<nav>{''.join(nav)}</nav>") + f"<script>{TAIL_JS}</script></body></html>\n"
+        return html_page(self.title, say("header.rendered", subtitle=self.subtitle, stamp=stamp), body
+                         + '<pre id="js-errors"></pre></main>', meta, scripts, f"<nav>{''.join(nav)}</nav>"
+                         ) + f"<script>{TAIL_JS}</script></body></html>\n"
 
 
 def _entry(p: Path) -> list[str]:
@@ -207,12 +207,10 @@ def write_index(folder: str | Path) -> Path:
     rows = [_entry(p) for p in sorted(folder.glob("*.html"), key=lambda q: -q.stat().st_mtime)
             if p.name != INDEX_NAME]
     traces = sorted(p.name for p in folder.glob("*.json")) + sorted(p.name for p in folder.glob("*.json.gz"))
-    tr_html = ("<section><h2>Chrome traces and result JSON here</h2><p class='note'>Open a trace in <a href="
-               "'https://ui.perfetto.dev'>ui.perfetto.dev</a> or chrome://tracing.</p><ul>" + "".join(
-                   f"<li><a href=\"{esc(t)}\">{esc(t)}</a></li>" for t in traces) + "</ul></section>") if traces else ""
+    items = "".join(f"<li><a href=\"{esc(t)}\">{esc(t)}</a></li>" for t in traces)
     body = table(["report", "summary", "written", "MB"], rows, {3}, raw=True) if rows else absent("no reports yet")
     out = folder / INDEX_NAME
-    out.write_text(html_page("dsv3sim reports", f"{len(rows)} report(s) in {esc(folder)}; each file is "
-                             "self-contained and works offline", f"<section><h2>Reports</h2>{body}</section>"
-                             f"{tr_html}</main></body></html>\n"))
+    out.write_text(html_page("dsv3sim reports", say("header.index", n=len(rows), folder=str(folder)),
+                             f"<section><h2>Reports</h2>{body}</section>"
+                             + (say("folder.traces", items=Html(items)) if traces else "") + "</main></body></html>\n"))
     return out
