@@ -122,12 +122,13 @@ def imbalance(result: dict, ctx) -> str:
     training = result.get("type", result.get("kind")) == "training"  # a training result, not a run or benchmark
     series, used = series_under(ctx.traces_dir) if training else ({}, [])
     need(series, "no imbalance-over-steps series under traces/")
-    bases = list(dict.fromkeys(m.removesuffix(" (windowed)") for m in sorted(series)))
+    names = sorted(series)
+    bases = list(dict.fromkeys(m.removesuffix(" (windowed)") for m in names))  # a run and its windowed mean: a colour
     traces = [{"type": "scatter", "x": series[m][0], "y": series[m][1], "name": m, "mode": "lines",
                "opacity": 1.0 if (w := m.endswith(" (windowed)")) else 0.45, "line": {
                    "color": PALETTE[bases.index(m.removesuffix(" (windowed)")) % len(PALETTE)],
-                   "width": 2.5 if w else 1.2}} for m in sorted(series)]
-    last = ", ".join(f"{m}: {series[m][1][-1]:.2f}" for m in sorted(series) if series[m][1])
+                   "width": 2.5 if w else 1.2}} for m in names]
+    last = ", ".join(f"{m}: {series[m][1][-1]:.2f}" for m in names if series[m][1])
     origin = f"traces/ ({', '.join(used)})" if used else ""
     return note(say("experts.imbalance", origin=origin, last=last)) + ctx.plot(
         "imb", traces, lines=[("h", {"y": 1.0, "line_dash": "dot", "line_color": "#888",

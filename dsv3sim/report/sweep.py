@@ -41,13 +41,13 @@ def _chart(ctx, i: int, flat: list, x: str, axes: list[str], mcols: list[str]) -
     for p, ms, r in flat:
         groups.setdefault("" if colour_by is None else f"{colour_by}={p.get(colour_by)}", []).append((p, ms, r))
     fig = make_subplots(rows=1, cols=len(mcols), subplot_titles=mcols, horizontal_spacing=0.06)
+    numeric_x, bad = all(num(p.get(x)) is not None for p, _, _ in flat), any(r for *_, r in flat)
     for col, m in enumerate(mcols, start=1):
-        _metric(fig, col, m, x, groups, all(num(p.get(x)) is not None for p, _, _ in flat))
-        if any(r for *_, r in flat):
+        _metric(fig, col, m, x, groups, numeric_x)
+        if bad:
             _infeasible(fig, col, m, x, flat)
     return ctx.plot(f"sweep{i}", fig, title=f"vs {x}" + (f", coloured by {colour_by}" if colour_by else ""),
-                    height=340, margin={"l": 10, "r": 10, "t": 70, "b": 40},
-                    showlegend=bool(colour_by) or any(r for *_, r in flat))
+                    height=340, margin={"l": 10, "r": 10, "t": 70, "b": 40}, showlegend=bool(colour_by) or bad)
 
 
 def _table(flat: list, varying: list[str], mcols: list[str]) -> str:
