@@ -18,20 +18,22 @@ def find_chromium() -> str | None:
                              shutil.which("google-chrome")) if c and Path(c).exists()), None)
 
 
-def _run(page: Path, args: list[str], timeout_s: float, budget_ms: int) -> subprocess.CompletedProcess:
+def _run(page: Path, args: list[str], timeout_s: float, budget_ms: int, writes: Path | None = None):
+    """Chromium on ``page`` with ``args``; a RuntimeError with its stderr when it fails or does not write ``writes``."""
     if (exe := find_chromium()) is None:
         raise FileNotFoundError("Chromium not found (Debian: apt-get install chromium)")
     with tempfile.TemporaryDirectory(prefix="dsv3sim-chromium-") as prof:
-        return subprocess.run([exe, *FLAGS, f"--user-data-dir={prof}", f"--virtual-time-budget={budget_ms}", *args,
-                               Path(page).resolve().as_uri()], capture_output=True, text=True, timeout=timeout_s,
-                              check=False)
+        r = subprocess.run([exe, *FLAGS, f"--user-data-dir={prof}", f"--virtual-time-budget={budget_ms}", *args,
+                            Path(page).resolve().as_uri()], capture_output=True, text=True, timeout=timeout_s,
+                           check=False)
+    if r.returncode != 0 or (writes is not None and not writes.exists()):
+        raise RuntimeError(f"chromium {' '.join(args)} failed (exit {r.returncode}): {r.stderr[-1500:]}")
+    return r
 
 
 def dump_dom(page: Path, *, budget_ms: int = 20000, timeout_s: float = 120) -> tuple[str, str]:
     """(DOM after the page's scripts ran, stderr with console lines)."""
     r = _run(page, ["--enable-logging=stderr", "--v=0", "--dump-dom"], timeout_s, budget_ms)
-    if r.returncode != 0:
-        raise RuntimeError(f"chromium exited {r.returncode}: {r.stderr[-1500:]}")
     return r.stdout, r.stderr
 
 
@@ -44,7 +46,5 @@ def screenshot(page: Path, png: Path, *, width: int = 1400, height: int = 3000, 
                timeout_s: float = 120) -> Path:
     png = Path(png).resolve()
     png.parent.mkdir(parents=True, exist_ok=True)
-    r = _run(page, [f"--window-size={width},{height}", f"--screenshot={png}"], timeout_s, budget_ms)
-    if r.returncode != 0 or not png.exists():
-        raise RuntimeError(f"chromium screenshot failed ({r.returncode}): {r.stderr[-1500:]}")
+    _run(page, [f"--window-size={width},{height}", f"--screenshot={png}"], timeout_s, budget_ms, writes=png)
     return png
