@@ -34,7 +34,7 @@ def glue(cfg, spec, parts, mat, hid, reps: int, sync, comps: dict, bwd_start: fl
     dense layers only (a V3-width MoE layer's experts do not fit beside the calibration)."""
     ded, dev = comps["dedicated"], hid().device
     st, tl, layers, moe, R = _glue_stage(cfg, spec, parts, mat, dev, ded, ep)
-    tot, xchg, span_cpu, span_wall, ends = _stage_spans(st, tl, hid, reps, sync, win, grads, around if ded else None)
+    tot, xchg, span_cpu, ends = _stage_spans(st, tl, hid, reps, sync, win, grads, around if ded else None)
     optim_context = _optim_context(st, hid, reps, sync, win) if ded else None
     boundary = _boundary(cfg, spec, parts, mat, layers, moe, tl, dev, reps, sync, grads) if ded else None
     n, n_moe = len(layers), len(moe)
@@ -62,17 +62,11 @@ def glue(cfg, spec, parts, mat, hid, reps: int, sync, comps: dict, bwd_start: fl
     return {"F": per["F"], "B": per["B"], "F_s": [per["F"]], "B_s": [per["B"]], "chunk_ends": chunk,
             "layers": layers, "ep": R,
             "comm_per_moe_layer_s": in_stage,
-            **_per_sample({"stage_span_cpu_s": span_cpu, "stage_span_wall_s": span_wall}, reps),
+            "stage_span_cpu_s": {k: v / reps for k, v in span_cpu.items()},  # per compute span name (context)
             "optim_context": optim_context, "boundary": boundary,
             "n_moe": n_moe, "pairs_per_moe_layer": statistics.fmean(pairs) if pairs else 0.0,
             **{f"stage_{k}_s": {d: tot[d][i] / reps for d in tot}
                for i, k in enumerate(("wall", "cpu", "spans", "all_to_all", "compute_cpu", "layout_cpu"))}}
-
-
-def _per_sample(sums: dict[str, dict[str, float]], reps: int) -> dict[str, dict[str, float]]:
-    """Each {span name: seconds summed over ``reps`` samples} of ``sums`` per sample: the compute spans' CPU (the
-    in-stage context) and wall (the stage's pace)."""
-    return {key: {k: v / reps for k, v in d.items()} for key, d in sums.items()}
 
 
 def _glue_stage(cfg, spec, parts, mat, dev, ded: bool, ep):
@@ -104,11 +98,10 @@ _COMM_SPANS = ("layout(", "dispatch(", "combine(")
 
 
 def _stage_spans(st, tl, hid, reps: int, sync, win, grads, around: dict | None = None
-                 ) -> tuple[dict[str, list[float]], dict[str, float], dict[str, float], dict[str, float],
-                            dict[str, float]]:
+                 ) -> tuple[dict[str, list[float]], dict[str, float], dict[str, float], dict[str, float]]:
     """({F|B: [wall, CPU, timeline spans, all-to-all spans, CPU inside the compute spans, CPU inside the layout
-    spans]}, {all-to-all span name: wall}, {compute span name: CPU}, {compute span name: wall}, {F|B_head|tail:
-    wall of the pass's two ends, ``_stage_pass``}) seconds of ``st`` forward and backward,
+    spans]}, {all-to-all span name: wall}, {compute span name: CPU}, {F|B_head|tail: wall of the pass's two ends,
+    ``_stage_pass``}) seconds of ``st`` forward and backward,
     summed over ``reps`` samples after one warm-up. ``around`` ({"head"|"embed": the profiled call}): the head
     runs on the stage's output right after its forward, as a last stage runs it, and the embedding right after
     the backward, as the next micro-batch's first stage follows one; their CPU seconds join the span dict as
@@ -116,7 +109,6 @@ def _stage_spans(st, tl, hid, reps: int, sync, win, grads, around: dict | None =
     tot = {"F": [0.0] * 6, "B": [0.0] * 6}  # [4], the compute spans' CPU, is summed from the names' below
     comm: dict[str, float] = defaultdict(float)
     cpu: dict[str, float] = defaultdict(float)
-    wall: dict[str, float] = defaultdict(float)
     ends: dict[str, float] = defaultdict(float)
     for i in range(reps + 1):
         grads.before(i)
@@ -136,12 +128,11 @@ def _stage_spans(st, tl, hid, reps: int, sync, win, grads, around: dict | None =
                     comm[e.name] += e.dur
                 else:
                     cpu[e.name] += e.cpu
-                    wall[e.name] += e.dur
             for k, v in outside.items():
                 cpu[k] += v
     for d in tot:  # the stage's own compute spans: every timed name of the direction but the head and embedding
         tot[d][4] = sum(v for k, v in cpu.items() if k.endswith(f"({d})") and k not in ("head(F)", "embed(F)"))
-    return tot, dict(comm), dict(cpu), dict(wall), dict(ends)
+    return tot, dict(comm), dict(cpu), dict(ends)
 
 
 def _boundary(cfg, spec, parts, mat, layers, moe, tl, dev, reps: int, sync, grads) -> dict[str, float] | None:

@@ -169,7 +169,7 @@ class _Lanes:
         self.slice = [_free_slice(x) for x in ranks]
         self.share = [min(max(float(x.get("share", 1.0)), 1e-3) / speed, 1.0) for x in ranks]
         # EP ranks with in-stage exchanges (``meet_in_stage``): compute spans at the stage's measured wall per CPU
-        # second (``in_stage_wall_per_cpu``: per span name, else F / B), no free slice, no wake-up debt
+        # second (``in_stage_wall_per_cpu``, F / B), no free slice, no wake-up debt
         self.pace = [dict(x.get("in_stage_wall_per_cpu") or {}) if x.get("comm_in_stage_s") else {} for x in ranks]
         self.cpu_since = [0.0] * len(ranks)  # CPU seconds since the last blocking call
         self.debt = [0.0] * len(ranks)
@@ -187,8 +187,8 @@ class _Lanes:
             d *= self.speed
             c = d * self.share[i]  # a CPU table's time is CPU seconds over the share
             self.comp_cpu[name] += c
-            k = self.pace[i].get(name, self.pace[i].get(name[-2])) if pace else None
-            if k:  # CPU seconds x the pace; measured with every rank runnable, it shares in ``speed``
+            k = self.pace[i].get(name[-2]) if pace else None
+            if k:  # CPU seconds x the direction's pace; measured with every rank runnable, it shares in ``speed``
                 d = c * max(k * self.speed, 1.0)
             elif self.slice[i]:  # the CPU seconds inside the slice run at full speed, the rest at the share
                 free = min(c, max(self.slice[i] - self.cpu_since[i], 0.0))
