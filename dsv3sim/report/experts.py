@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from dsv3sim.config.units import num
-from dsv3sim.report.page import PALETTE, Html, absent, esc, need, note, say, table
+from dsv3sim.report.page import PALETTE, Html, absent, need, note, say, table
 from dsv3sim.results import NodesPerToken, group
 from dsv3sim.results.reading import as_matrix, node_counts, node_spread
 from dsv3sim.trace import stats
@@ -62,7 +62,7 @@ def heatmaps(result: dict, ctx) -> str:
     verdict, labels = placement_text(result, maps), {lab for lab, _, _ in maps}
     rows = [[label, f"{max(mm):.3f}", f"{sum(mm) / len(mm):.3f}", len(m), f"{len(m[0])} {xl}s"]
             for label, m, xl in maps for mm in [max_over_mean(m)]]
-    return "".join([note(say("experts.how")), f'<p class="note" data-placement>{esc(verdict)}</p>' if verdict else "",
+    return "".join([note(say("experts.how")), f'<p class="note" data-placement>{verdict}</p>' if verdict else "",
                     *[absent(f"{x}: not in this result") for x in ("before placement", "after placement")
                       if x not in labels], _map_figures(ctx, maps),
                     table(["", "worst layer max/mean", "mean over layers", "layers", "columns"], rows, {1, 2, 3})])
@@ -111,7 +111,7 @@ def nodes(result: dict, ctx) -> str:
         label, text = "", say("experts.nodes_free", mean=mean)
     lines = [("v", {"x": limit + 0.5, "line_dash": "dash", "line_color": "#e45756", "annotation_text": label})
              ] if label else ()
-    return note(esc(text)) + ctx.plot(
+    return note(text) + ctx.plot(
         "nodes", [{"type": "bar", "x": xs, "y": frac, "marker": {"color": "#4c78a8"},
                    "text": [f"{f:.1f}%" for f in frac], "textposition": "outside"}], lines=lines,
         xaxis_title="nodes per token", height=340, yaxis_title="% of tokens", xaxis={"dtick": 1},

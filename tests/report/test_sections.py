@@ -162,3 +162,14 @@ def test_validation_rows_are_not_a_sweep():
     r = {"step_time_s": 1.0, "validation": {"rows": [{"name": "x", "predicted": 1.0, "published": 2.0}]}}
     assert not section("sweep", r, RenderContext()).present
     assert len(validation_rows(r)) == 1
+
+
+def test_expert_notes_are_escaped_once(train_result):
+    """The nodes-per-token and placement notes are prose from ``say``, which escapes the values it fills in and
+    keeps the template as written: the note paragraphs carry no entity of a second escape (a node limit that
+    tokens exceed: "a token's gate" stays as written, not ``&#x27;``)."""
+    r = dict(train_result, nodes_per_token={"hist": [10, 30, 40, 20], "node_limit": 2, "n_group": 8})
+    for key in ("nodes", "experts"):
+        notes = [p.split("</p>")[0] for p in section(key, r, RenderContext()).body.split('<p class="note"')[1:]]
+        assert notes and not any("&#x27;" in p or "&amp;" in p for p in notes), key
+    assert "a token's gate" in section("nodes", r, RenderContext()).body
