@@ -33,8 +33,8 @@ def glue(cfg, spec, parts, mat, hid, reps: int, sync, comps: dict, bwd_start: fl
     all-to-all spends no CPU, so the share is over the time outside them), on a GPU wall time. A GPU profiles the
     dense layers only (a V3-width MoE layer's experts do not fit beside the calibration)."""
     ded, dev = comps["dedicated"], hid().device
-    st, tl, layers, moe, R = _glue_stage(cfg, spec, parts, mat, dev, ded, ep)
-    tot, xchg, span_cpu, ends = _stage_spans(st, tl, hid, reps, sync, win, grads, around if ded else None)
+    st, tl, layers, moe, R, group = _glue_stage(cfg, spec, parts, mat, dev, ded, ep)
+    tot, xchg, span_cpu, ends = _stage_spans(st, tl, hid, reps, sync, win, grads, around if ded else None, group)
     optim_context = _optim_context(st, hid, reps, sync, win) if ded else None
     boundary = _boundary(cfg, spec, parts, mat, layers, moe, tl, dev, reps, sync, grads) if ded else None
     n, n_moe = len(layers), len(moe)
@@ -71,8 +71,8 @@ def glue(cfg, spec, parts, mat, hid, reps: int, sync, comps: dict, bwd_start: fl
 
 def _glue_stage(cfg, spec, parts, mat, dev, ded: bool, ep):
     """The glue profile's stage (``train.Stage``, neither first nor last), its timeline, its layers, its EP MoE
-    layers and EP size: every dense layer, and on CPU every MoE layer with this rank's experts (the run's EP
-    path over ``ep`` = (group, EP rank) when given)."""
+    layers, EP size and EP group (None without one): every dense layer, and on CPU every MoE layer with this
+    rank's experts (the run's EP path over ``ep`` = (group, EP rank) when given)."""
     from dsv3sim.validate.ep import EPMoE
     from dsv3sim.validate.timeline import Timeline
     from dsv3sim.validate.train import Stage
@@ -91,13 +91,13 @@ def _glue_stage(cfg, spec, parts, mat, dev, ded: bool, ep):
     for m in moe.values():
         if m.gate_bias is not None:
             m.gate_bias = m.gate_bias.to(dev)
-    return st, tl, layers, moe, R
+    return st, tl, layers, moe, R, group
 
 
 _COMM_SPANS = ("layout(", "dispatch(", "combine(")
 
 
-def _stage_spans(st, tl, hid, reps: int, sync, win, grads, around: dict | None = None
+def _stage_spans(st, tl, hid, reps: int, sync, win, grads, around: dict | None = None, group=None
                  ) -> tuple[dict[str, list[float]], dict[str, float], dict[str, float], dict[str, float]]:
     """({F|B: [wall, CPU, timeline spans, all-to-all spans, CPU inside the compute spans, CPU inside the layout
     spans]}, {all-to-all span name: wall}, {compute span name: CPU}, {F|B_head|tail: wall of the pass's two ends,
@@ -105,14 +105,21 @@ def _stage_spans(st, tl, hid, reps: int, sync, win, grads, around: dict | None =
     summed over ``reps`` samples after one warm-up. ``around`` ({"head"|"embed": the profiled call}): the head
     runs on the stage's output right after its forward, as a last stage runs it, and the embedding right after
     the backward, as the next micro-batch's first stage follows one; their CPU seconds join the span dict as
-    ``head(F)`` / ``embed(F)`` (outside the stage's own totals)."""
+    ``head(F)`` / ``embed(F)`` (outside the stage's own totals). With an EP ``group`` its ranks start every pass
+    at one instant, as a run's steps start (``train._start_together``): unaligned, the pass's first exchange
+    held the ranks' skew from the previous sample's ends."""
+    from dsv3sim.validate.train import _start_together
+
     tot = {"F": [0.0] * 6, "B": [0.0] * 6}  # [4], the compute spans' CPU, is summed from the names' below
     comm: dict[str, float] = defaultdict(float)
     cpu: dict[str, float] = defaultdict(float)
     ends: dict[str, float] = defaultdict(float)
     for i in range(reps + 1):
         grads.before(i)
-        wc, outside, end = _stage_pass(st, tl, hid().requires_grad_(), sync, win, around)
+        x = hid().requires_grad_()
+        if group is not None:
+            _start_together(x.device, group)
+        wc, outside, end = _stage_pass(st, tl, x, sync, win, around)
         if i:
             for k, v in end.items():
                 ends[k] += v

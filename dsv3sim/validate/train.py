@@ -192,16 +192,17 @@ START_MARGIN_S = 0.010  # > the barrier's exit skew: up to 9 ms measured on the 
 SPIN_S = 0.001
 
 
-def _start_together(dev: torch.device) -> None:
-    """Every rank of one host starts the step at the same instant: rank 0 broadcasts ``now + START_MARGIN_S``
-    on CLOCK_MONOTONIC (``time.perf_counter``, one clock for all processes of a host) and each rank sleeps, then
-    spins the last ``SPIN_S``, until then. A barrier alone releases its members one wake-up apart (0.1-9 ms on
-    the shared 2-core box), and a rank released early waits inside its timed step for a peer not yet started,
-    a wait no training step without the harness's barrier has. Ranks on several hosts keep the barrier."""
+def _start_together(dev: torch.device, group=None) -> None:
+    """Every rank of one host (of ``group``) starts the step at the same instant: the first rank broadcasts
+    ``now + START_MARGIN_S`` on CLOCK_MONOTONIC (``time.perf_counter``, one clock for all processes of a host) and
+    each rank sleeps, then spins the last ``SPIN_S``, until then. A barrier alone releases its members one
+    wake-up apart (0.1-9 ms on the shared 2-core box), and a rank released early waits inside its timed step for
+    a peer not yet started, a wait no training step without the harness's barrier has. Ranks on several hosts
+    keep the barrier."""
     if dev.type == "cuda":
         torch.cuda.synchronize(dev)
     t = torch.tensor([time.perf_counter() + START_MARGIN_S], dtype=torch.float64, device=dev)
-    dist.broadcast(t, 0)
+    dist.broadcast(t, dist.get_global_rank(group, 0) if group is not None else 0, group=group)
     at = float(t.item())
     left = at - time.perf_counter() - SPIN_S
     if left > 0:
