@@ -79,7 +79,7 @@ def _load() -> list[str]:
     return p.read_text().split()[:3] if p.exists() else []
 
 
-def main() -> int:
+def _parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--matrix", action="store_true", help="the layout matrix on tiny (MATRIX) instead of sizes x layouts")
@@ -93,51 +93,76 @@ def main() -> int:
     ap.add_argument("--repredict", action="store_true",
                     help="re-run only the prediction on the run folders recorded in --out "
                          "(dsv3sim validate --from-run)")
-    a = ap.parse_args()
+    a = ap.parse_args(argv)
     a.steps = a.steps or (16 if a.matrix else 8)
+    return a
+
+
+def _cases(matrix: bool, quick: bool, only: str) -> list[tuple[str, str]]:
+    """(model size, layout) pairs to run: sizes x layouts, the matrix on tiny, or the quick three; --only filters."""
+    cases = [(s, l) for s in SIZES for l in LAYOUTS]
+    if matrix:
+        cases = [("tiny", l) for l in MATRIX]
+    elif quick:
+        cases = [("tiny", "ep2"), ("tiny", "pp2-1f1b"), ("tiny-wide", "ep2-fp8-2nodes")]
+    if only:
+        cases = [c for c in cases if c[1] in only.split(",")]
+    return cases
+
+
+def _validate_cmd(model: Path, nproc: int, flags: list[str], steps: int, run_dir: Path,
+                  save_profile: bool) -> list[str]:
+    """The `dsv3sim validate` command line of one case (oversubscribed where the cores are fewer)."""
+    cmd = [sys.executable, "-m", "dsv3sim", "validate", "--model", str(model), "--nproc", str(nproc), "--steps",
+           str(steps), "--seq-len", "64", "--json", "--out", str(run_dir), *flags]
+    if nproc > cores():
+        cmd.append("--allow-oversubscribe")
+    if save_profile:
+        cmd.append("--save-profile")
+    return cmd
+
+
+def _run_case(i: int, size: str, lay: str, a: argparse.Namespace, tmp: Path, base: dict) -> dict:
+    """One real validate job: its row for the JSON, and its line of the table printed."""
+    cfg = dict(base, **SIZES[size])
+    path = tmp / f"{size}.json"
+    path.write_text(json.dumps(cfg))
+    nproc, flags = MATRIX[lay] if a.matrix else (2, LAYOUTS[lay])
+    cmd = _validate_cmd(path, nproc, flags, a.steps, tmp / f"run{i}", i == 0 and not a.matrix)
+    t0 = time.time()
+    load0 = _load()
+    p = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=900)
+    if p.returncode != 0:
+        print(f"{size:10s} {lay:16s} FAILED: {p.stderr.strip().splitlines()[-1:]}")
+        return dict(model=size, layout=lay, failed=p.stderr[-500:])
+    r = json.loads(p.stdout)
+    row = dict(model=size, layout=lay, nproc=nproc, flags=flags, loadavg_before=load0, loadavg_after=_load(),
+               run_dir=str(tmp / f"run{i}"), measured_step_s=r["measured_step_s"],
+               predicted_step_s=r["predicted_step_s"], error=r["error"], signed_error=r["error"],
+               measured_steps_s=r["measured_steps_s"], wall_s=time.time() - t0,
+               machine_load=r.get("machine_load"),
+               components=r["components"], predicted_components_s=r.get("predicted_components_s"))
+    ld = r.get("machine_load") or {}
+    print(f"{size:10s} {lay:16s} {r['measured_step_s'] * 1e3:12.2f} {r['predicted_step_s'] * 1e3:13.2f} "
+          f"{r['error'] * 100:+7.1f}%  load {' '.join(load0)}  CPU share {ld.get('rank_cpu_share_median')}  "
+          f"worst component {_worst(r['components'])}", flush=True)
+    return row
+
+
+def main() -> int:
+    a = _parse_args()
     if a.repredict:
         return repredict(Path(a.out), Path(a.runs) if a.runs else None)
-    cases = [(s, l) for s in SIZES for l in LAYOUTS]
-    if a.matrix:
-        cases = [("tiny", l) for l in MATRIX]
-    elif a.quick:
-        cases = [("tiny", "ep2"), ("tiny", "pp2-1f1b"), ("tiny-wide", "ep2-fp8-2nodes")]
-    if a.only:
-        cases = [c for c in cases if c[1] in a.only.split(",")]
+    cases = _cases(a.matrix, a.quick, a.only)
     tmp = Path(a.runs) if a.runs else Path(tempfile.mkdtemp(prefix="dsv3sim-valbench-"))
     tmp.mkdir(parents=True, exist_ok=True)
     base = json.loads((REPO / "model" / "tiny.json").read_text())
     rows = []
     print(f"{'model':10s} {'layout':16s} {'measured ms':>12s} {'predicted ms':>13s} {'error':>8s}")
     for i, (size, lay) in enumerate(cases):
-        cfg = dict(base, **SIZES[size])
-        path = tmp / f"{size}.json"
-        path.write_text(json.dumps(cfg))
-        nproc, flags = MATRIX[lay] if a.matrix else (2, LAYOUTS[lay])
-        cmd = [sys.executable, "-m", "dsv3sim", "validate", "--model", str(path), "--nproc", str(nproc), "--steps",
-               str(a.steps), "--seq-len", "64", "--json", "--out", str(tmp / f"run{i}"), *flags]
-        if nproc > cores():
-            cmd.append("--allow-oversubscribe")
-        if i == 0 and not a.matrix:
-            cmd.append("--save-profile")
-        t0 = time.time()
-        load0 = _load()
-        p = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=900)
-        if p.returncode != 0:
-            print(f"{size:10s} {lay:16s} FAILED: {p.stderr.strip().splitlines()[-1:]}")
-            rows.append(dict(model=size, layout=lay, failed=p.stderr[-500:]))
+        rows.append(_run_case(i, size, lay, a, tmp, base))
+        if "failed" in rows[-1]:
             continue
-        r = json.loads(p.stdout)
-        rows.append(dict(model=size, layout=lay, nproc=nproc, flags=flags, loadavg_before=load0, loadavg_after=_load(),
-                         run_dir=str(tmp / f"run{i}"), measured_step_s=r["measured_step_s"],
-                         predicted_step_s=r["predicted_step_s"], error=r["error"], signed_error=r["error"],
-                         measured_steps_s=r["measured_steps_s"], wall_s=time.time() - t0,
-                         machine_load=r.get("machine_load"),
-                         components=r["components"], predicted_components_s=r.get("predicted_components_s")))
-        ld = r.get("machine_load") or {}
-        print(f"{size:10s} {lay:16s} {r['measured_step_s'] * 1e3:12.2f} {r['predicted_step_s'] * 1e3:13.2f} "
-              f"{r['error'] * 100:+7.1f}%  load {' '.join(load0)}  CPU share {ld.get('rank_cpu_share_median')}  "
-              f"worst component {_worst(r['components'])}", flush=True)
         write(rows, a.out, a.steps, " ".join(sys.argv[1:]), quiet=True)  # each case kept as soon as it is done
     write(rows, a.out, a.steps, " ".join(sys.argv[1:]))
     return 0
@@ -153,29 +178,38 @@ def _worst(comps: list[dict]) -> str:
     return f"{c['name']} {c['error'] * 100:+.0f} %"
 
 
+def _summary(rows: list[dict]) -> dict:
+    """The error distribution over the cases that ran ({} when none did)."""
+    errs = [abs(r["error"]) for r in rows if "error" in r]
+    if not errs:
+        return {}
+    comp_errs = [abs(c["error"]) for r in rows for c in r.get("components", []) if c.get("error") is not None]
+    return dict(n=len(errs), median_abs_error=statistics.median(errs), max_abs_error=max(errs),
+                components_within_20pct=sum(e <= 0.20 for e in comp_errs) / max(len(comp_errs), 1),
+                within_15pct=sum(e <= 0.15 for e in errs) / len(errs),
+                within_5pct=sum(e <= 0.05 for e in errs) / len(errs),
+                within_10pct=sum(e <= 0.10 for e in errs) / len(errs),
+                # misses the measurement cannot explain: the whole 95 % interval of the error beyond 10 %
+                outside_10pct_beyond_ci=sum(min(abs(x) for x in r["error_ci95"]) > 0.10 and
+                                            r["error_ci95"][0] * r["error_ci95"][1] > 0
+                                            for r in rows if "error_ci95" in r) / len(errs))
+
+
+def _print_summary(summary: dict) -> None:
+    print(f"|error|: median {summary['median_abs_error'] * 100:.1f} %, max {summary['max_abs_error'] * 100:.1f} %, "
+          f"<= 15 %: {summary['within_15pct'] * 100:.0f} % of cases, <= 5 %: {summary['within_5pct'] * 100:.0f} %, "
+          f"<= 10 %: {summary['within_10pct'] * 100:.0f} %; beyond 10 % with the measured median's whole 95 % "
+          f"interval: {summary['outside_10pct_beyond_ci'] * 100:.0f} %")
+
+
 def write(rows: list[dict], out_path: str | Path, steps: int, args: str = "", machine: str = "",
           quiet: bool = False) -> None:
     for r in rows:
         if r.get("measured_steps_s"):
             r.update(step_ci95(r["measured_steps_s"], r["predicted_step_s"]))
-    errs = [abs(r["error"]) for r in rows if "error" in r]
-    summary = {}
-    if errs:
-        comp_errs = [abs(c["error"]) for r in rows for c in r.get("components", []) if c.get("error") is not None]
-        summary = dict(n=len(errs), median_abs_error=statistics.median(errs), max_abs_error=max(errs),
-                       components_within_20pct=sum(e <= 0.20 for e in comp_errs) / max(len(comp_errs), 1),
-                       within_15pct=sum(e <= 0.15 for e in errs) / len(errs),
-                       within_5pct=sum(e <= 0.05 for e in errs) / len(errs),
-                       within_10pct=sum(e <= 0.10 for e in errs) / len(errs),
-                       # misses the measurement cannot explain: the whole 95 % interval of the error beyond 10 %
-                       outside_10pct_beyond_ci=sum(min(abs(x) for x in r["error_ci95"]) > 0.10 and
-                                                   r["error_ci95"][0] * r["error_ci95"][1] > 0
-                                                   for r in rows if "error_ci95" in r) / len(errs))
-        if not quiet:
-            print(f"|error|: median {summary['median_abs_error'] * 100:.1f} %, max {summary['max_abs_error'] * 100:.1f} %, "
-                  f"<= 15 %: {summary['within_15pct'] * 100:.0f} % of cases, <= 5 %: {summary['within_5pct'] * 100:.0f} %, "
-                  f"<= 10 %: {summary['within_10pct'] * 100:.0f} %; beyond 10 % with the measured median's whole 95 % "
-                  f"interval: {summary['outside_10pct_beyond_ci'] * 100:.0f} %")
+    summary = _summary(rows)
+    if summary and not quiet:
+        _print_summary(summary)
     out = dict(machine=machine or _machine(), loadavg_at_end=_load(),
                command=args if args.startswith("python ") else f"python benchmarks/validate_error.py {args}".strip(),
                when=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), steps=steps, summary=summary, cases=rows)
