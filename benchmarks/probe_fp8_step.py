@@ -49,6 +49,124 @@ def klass(name: str) -> str:
     return "elementwise/other"
 
 
+def _host_and_span_times(fwd, blk, h, gy, reps: int) -> dict:
+    """Host issue time of forward+backward (GPU idle at the start) and validate's span walls (sync, host clock,
+    work, sync) of forward and backward, medians over ``reps``."""
+    hs, fw, bw = [], [], []
+    for _ in range(reps):
+        torch.cuda.synchronize()
+        time.sleep(0.02)  # the GPU idle: the host issue time alone
+        t0 = time.perf_counter()
+        y = fwd()
+        y.backward(gy)
+        hs.append(time.perf_counter() - t0)
+        torch.cuda.synchronize()
+        blk.zero_grad(set_to_none=True)
+        h.grad = None
+        t0 = time.perf_counter()  # validate's spans: sync, host clock, work, sync
+        y = fwd()
+        torch.cuda.synchronize()
+        t1 = time.perf_counter()
+        y.backward(gy)
+        torch.cuda.synchronize()
+        fw.append(t1 - t0)
+        bw.append(time.perf_counter() - t1)
+        blk.zero_grad(set_to_none=True)
+        h.grad = None
+    return {"host_issue_ms": statistics.median(hs) * 1e3,
+            "span_wall_ms": {"forward": statistics.median(fw) * 1e3, "backward": statistics.median(bw) * 1e3}}
+
+
+def _kernel_profile(step, host_issue_ms: float) -> dict:
+    """Kernels of one step (torch.profiler): launches, host time per launch, device time per kernel and class."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        step()
+        torch.cuda.synchronize()
+    kern: dict = defaultdict(lambda: [0, 0.0])
+    for e in prof.events():
+        if e.device_type == torch.autograd.DeviceType.CUDA:
+            k = kern[e.name[:90]]
+            k[0] += 1
+            k[1] += e.device_time_total / 1e3
+    cls: dict = defaultdict(float)
+    for k, (_, t) in kern.items():
+        cls[klass(k)] += t
+    r: dict = {"launches": sum(n for n, _ in kern.values())}
+    r["host_us_per_launch"] = host_issue_ms * 1e3 / max(r["launches"], 1)
+    r["kernel_ms_sum"] = sum(t for _, t in kern.values())
+    r["by_class_ms"] = dict(sorted(cls.items(), key=lambda x: -x[1]))
+    r["by_kernel"] = [{"kernel": k, "count": n, "ms": t} for k, (n, t) in
+                      sorted(kern.items(), key=lambda x: -x[1][1])[:20]]
+    return r
+
+
+def _graph_time(step, reps: int) -> dict:
+    """The step replayed from a CUDA graph, or why the capture failed."""
+    try:
+        return {"graph_ms": timed(step, reps, warmup=2, graph=True) * 1e3}
+    except Exception as e:  # noqa: BLE001 - a capture that fails is a result
+        return {"graph_error": f"{type(e).__name__}: {str(e)[:200]}"}
+
+
+def _requant(cfg, blk, reps: int) -> dict:
+    """``requantize_weights`` after every weight got a new version (as after the optimizer step), median of reps."""
+    ws = [p for p in blk.parameters() if p.dim() >= 2]
+    ts = []
+    for _ in range(reps):
+        with torch.no_grad():
+            for p in ws:
+                p.add_(0.0)  # a new version: every copy stale, as after the optimizer step
+        torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        n = F8.requantize_weights()
+        torch.cuda.synchronize()
+        ts.append(time.perf_counter() - t0)
+    from dsv3sim.validate.gpu_tables import fp8_weight_elements
+
+    el = fp8_weight_elements(cfg, [(0, cfg.n_routed_experts)])
+    return {"requant_ms": statistics.median(ts) * 1e3, "requant_operands": n, "requant_elements": el,
+            "requant_GBps_at_4B": 4 * el / statistics.median(ts) / 1e9}
+
+
+def _cold_warm(step) -> dict:
+    """The first step after the weight copies were dropped and the allocator emptied, and the next, each with its
+    cudaMalloc / cudaFree / retry counts."""
+    F8.clear_weight_cache()
+    torch.cuda.empty_cache()
+    r: dict = {}
+    for k in ("cold", "warm"):  # cold includes the lazy weight quantisation
+        a0 = torch.cuda.memory_stats()
+        torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        step()
+        torch.cuda.synchronize()
+        r[f"{k}_ms"] = (time.perf_counter() - t0) * 1e3
+        a1 = torch.cuda.memory_stats()
+        r[f"{k}_allocator"] = {s: a1.get(s, 0) - a0.get(s, 0) for s in
+                               ("num_device_alloc", "num_device_free", "num_alloc_retries")}
+    return r
+
+
+def _probe_precision(cfg, blk, fwd, step, h, gy, fp8: bool, reps: int, graphs: bool) -> dict:
+    """Every number of one precision (BF16 or FP8) on the layer."""
+    set_fp8(blk, fp8)
+    r: dict = {}
+    for _ in range(3):
+        step()
+    torch.cuda.synchronize()
+    r["device_ms"] = timed(step, reps, warmup=0) * 1e3
+    r.update(_host_and_span_times(fwd, blk, h, gy, reps))
+    r.update(_kernel_profile(step, r["host_issue_ms"]))
+    if graphs:
+        r.update(_graph_time(step, reps))
+    if fp8:
+        r.update(_requant(cfg, blk, reps))
+        r.update(_cold_warm(step))
+    return r
+
+
 def probe(cfg, tokens: int, seq_len: int, reps: int, graphs: bool) -> dict:
     B, S = batch_shape(tokens, seq_len)
     lc = one_layer(cfg, B, S)
@@ -65,92 +183,7 @@ def probe(cfg, tokens: int, seq_len: int, reps: int, graphs: bool) -> dict:
             h.grad = None
 
     for name, fp8 in (("bf16", False), ("fp8", True)):
-        set_fp8(blk, fp8)
-        r: dict = {}
-        for _ in range(3):
-            step()
-        torch.cuda.synchronize()
-        r["device_ms"] = timed(step, reps, warmup=0) * 1e3
-        hs, fw, bw = [], [], []
-        for _ in range(reps):
-            torch.cuda.synchronize()
-            time.sleep(0.02)  # the GPU idle: the host issue time alone
-            t0 = time.perf_counter()
-            y = fwd()
-            y.backward(gy)
-            hs.append(time.perf_counter() - t0)
-            torch.cuda.synchronize()
-            blk.zero_grad(set_to_none=True)
-            h.grad = None
-            t0 = time.perf_counter()  # validate's spans: sync, host clock, work, sync
-            y = fwd()
-            torch.cuda.synchronize()
-            t1 = time.perf_counter()
-            y.backward(gy)
-            torch.cuda.synchronize()
-            fw.append(t1 - t0)
-            bw.append(time.perf_counter() - t1)
-            blk.zero_grad(set_to_none=True)
-            h.grad = None
-        r["host_issue_ms"] = statistics.median(hs) * 1e3
-        r["span_wall_ms"] = {"forward": statistics.median(fw) * 1e3, "backward": statistics.median(bw) * 1e3}
-        from torch.profiler import ProfilerActivity, profile
-
-        with profile(activities=[ProfilerActivity.CUDA]) as prof:
-            step()
-            torch.cuda.synchronize()
-        kern: dict = defaultdict(lambda: [0, 0.0])
-        for e in prof.events():
-            if e.device_type == torch.autograd.DeviceType.CUDA:
-                k = kern[e.name[:90]]
-                k[0] += 1
-                k[1] += e.device_time_total / 1e3
-        cls: dict = defaultdict(float)
-        for k, (_, t) in kern.items():
-            cls[klass(k)] += t
-        r["launches"] = sum(n for n, _ in kern.values())
-        r["host_us_per_launch"] = r["host_issue_ms"] * 1e3 / max(r["launches"], 1)
-        r["kernel_ms_sum"] = sum(t for _, t in kern.values())
-        r["by_class_ms"] = dict(sorted(cls.items(), key=lambda x: -x[1]))
-        r["by_kernel"] = [{"kernel": k, "count": n, "ms": t} for k, (n, t) in
-                          sorted(kern.items(), key=lambda x: -x[1][1])[:20]]
-        if graphs:
-            try:
-                r["graph_ms"] = timed(step, reps, warmup=2, graph=True) * 1e3
-            except Exception as e:  # noqa: BLE001 - a capture that fails is a result
-                r["graph_error"] = f"{type(e).__name__}: {str(e)[:200]}"
-        if fp8:
-            ws = [p for p in blk.parameters() if p.dim() >= 2]
-            ts = []
-            for _ in range(reps):
-                with torch.no_grad():
-                    for p in ws:
-                        p.add_(0.0)  # a new version: every copy stale, as after the optimizer step
-                torch.cuda.synchronize()
-                t0 = time.perf_counter()
-                n = F8.requantize_weights()
-                torch.cuda.synchronize()
-                ts.append(time.perf_counter() - t0)
-            from dsv3sim.validate.gpu_tables import fp8_weight_elements
-
-            el = fp8_weight_elements(cfg, [(0, cfg.n_routed_experts)])
-            r["requant_ms"] = statistics.median(ts) * 1e3
-            r["requant_operands"] = n
-            r["requant_elements"] = el
-            r["requant_GBps_at_4B"] = 4 * el / statistics.median(ts) / 1e9
-            F8.clear_weight_cache()
-            torch.cuda.empty_cache()
-            for k in ("cold", "warm"):  # cold includes the lazy weight quantisation
-                a0 = torch.cuda.memory_stats()
-                torch.cuda.synchronize()
-                t0 = time.perf_counter()
-                step()
-                torch.cuda.synchronize()
-                r[f"{k}_ms"] = (time.perf_counter() - t0) * 1e3
-                a1 = torch.cuda.memory_stats()
-                r[f"{k}_allocator"] = {s: a1.get(s, 0) - a0.get(s, 0) for s in
-                                       ("num_device_alloc", "num_device_free", "num_alloc_retries")}
-        out[name] = r
+        out[name] = _probe_precision(cfg, blk, fwd, step, h, gy, fp8, reps, graphs)
         F8.clear_weight_cache()
         torch.cuda.empty_cache()
     out["fp8_over_bf16_device"] = out["bf16"]["device_ms"] / out["fp8"]["device_ms"]
