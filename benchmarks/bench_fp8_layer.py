@@ -71,10 +71,9 @@ def routing_counts(case: str, T: int, E: int, k: int, H: int, dev: str) -> torch
     return expert_counts(ids, E)
 
 
-def bench_experts(case: str, a, cfg, res: dict) -> None:
-    from dsv3sim.nn import fp8_triton as K
-    from dsv3sim.nn.moe import routed_experts
-
+def _expert_inputs(case: str, a, cfg) -> tuple:
+    """Routing counts of the case, the header of its result, and the experts' BF16 input, weights and output
+    gradient (seeded)."""
     dev, bf = "cuda", torch.bfloat16
     H, I, k = cfg.hidden_size, cfg.moe_intermediate_size, cfg.num_experts_per_tok
     E = 8 if case == "ep32" else cfg.n_routed_experts
@@ -89,18 +88,15 @@ def bench_experts(case: str, a, cfg, res: dict) -> None:
           (torch.randn(E, I, H, device=dev, dtype=bf) * 0.02).requires_grad_(),
           (torch.randn(E, H, I, device=dev, dtype=bf) * 0.02).requires_grad_()]
     dy = torch.randn(rows, H, device=dev, dtype=bf)
+    return counts, rows, flops, r, x, ws, dy
 
-    def step(fp8):
-        def f():
-            y = routed_experts(x, counts, *ws, fp8=fp8)
-            y.backward(dy)
-            x.grad = None
-            for w in ws:
-                w.grad = None
-        return f
 
-    r["bf16_grouped"] = both(step(False), a.reps, flops, PEAK["bf16"])
-    # the FP8 GEMMs alone on operands quantised beforehand
+def _fp8_kernels(x, ws, dy, counts, rows: int, H: int, I: int, reps: int, flops: float) -> dict:
+    """The FP8 GEMMs alone on operands quantised beforehand (``fp8_gemms``), and each kernel alone
+    (``kernels_ms``, with TFLOP/s for the GEMMs)."""
+    from dsv3sim.nn import fp8_triton as K
+
+    r: dict = {}
     lay = X.layout_from_counts(counts, rows)
     ops = X.expert_operands(*ws)
     with torch.no_grad():
@@ -121,7 +117,7 @@ def bench_experts(case: str, a, cfg, res: dict) -> None:
         K.grouped_gemm(gq, gs, ops.w13[2], ops.w13[3], lay.tile_expert)
 
     with torch.no_grad():
-        r["fp8_gemms"] = both(gemms, a.reps, flops, PEAK["fp8"])
+        r["fp8_gemms"] = both(gemms, reps, flops, PEAK["fp8"])
         parts = {"fprop_gate_up": lambda: K.grouped_gemm(xq, xs, ops.w13[0], ops.w13[1], lay.tile_expert),
                  "fprop_down": lambda: K.grouped_gemm(hq, hs, ops.wd[0], ops.wd[1], lay.tile_expert),
                  "dgrad_down": lambda: K.grouped_gemm(dyq, dys, ops.wd[2], ops.wd[3], lay.tile_expert),
@@ -132,16 +128,25 @@ def bench_experts(case: str, a, cfg, res: dict) -> None:
                  "swiglu_quant": lambda: K.swiglu_quant(gu),
                  "swiglu_bwd_quant": lambda: K.swiglu_bwd_quant(gu, dh),
                  "weight_quant_w13": lambda: K.weight_quant([ws[0].detach(), ws[1].detach()])}
-        f1 = 2 * rows * H * I
-        fl = {"fprop_gate_up": 2 * f1, "fprop_down": f1, "dgrad_down": f1, "dgrad_gate_up": 2 * f1,
-              "wgrad_down": f1, "wgrad_gate": f1}
-        r["kernels_ms"] = {}
-        for name, fn in parts.items():
-            t = timed(fn, a.reps)
-            r["kernels_ms"][name] = t * 1e3
-            if name in fl:
-                r["kernels_ms"][name + "_tflops"] = fl[name] / t / 1e12
-    r["fp8_experts"] = both(step(True), a.reps, flops, PEAK["fp8"])
+        r["kernels_ms"] = _kernel_times(parts, 2 * rows * H * I, reps)
+    return r
+
+
+def _kernel_times(parts: dict, f1: float, reps: int) -> dict:
+    """ms of each kernel alone, and TFLOP/s of the GEMMs (f1 = one [rows, H] x [H, I] GEMM's FLOPs)."""
+    fl = {"fprop_gate_up": 2 * f1, "fprop_down": f1, "dgrad_down": f1, "dgrad_gate_up": 2 * f1,
+          "wgrad_down": f1, "wgrad_gate": f1}
+    out = {}
+    for name, fn in parts.items():
+        t = timed(fn, reps)
+        out[name] = t * 1e3
+        if name in fl:
+            out[name + "_tflops"] = fl[name] / t / 1e12
+    return out
+
+
+def _speedups(r: dict) -> None:
+    """BF16 time over the FP8 GEMMs' and over the FP8 experts' time, eager and graph, where both ran."""
     for m in ("eager", "graph"):
         b = r["bf16_grouped"].get(f"{m}_ms")
         if b:
@@ -149,8 +154,91 @@ def bench_experts(case: str, a, cfg, res: dict) -> None:
                 r[f"fp8_gemms_over_bf16_{m}"] = b / r["fp8_gemms"][f"{m}_ms"]
             if f"{m}_ms" in r["fp8_experts"]:
                 r[f"fp8_experts_over_bf16_{m}"] = b / r["fp8_experts"][f"{m}_ms"]
+
+
+def bench_experts(case: str, a, cfg, res: dict) -> None:
+    from dsv3sim.nn.moe import routed_experts
+
+    H, I = cfg.hidden_size, cfg.moe_intermediate_size
+    counts, rows, flops, r, x, ws, dy = _expert_inputs(case, a, cfg)
+
+    def step(fp8):
+        def f():
+            y = routed_experts(x, counts, *ws, fp8=fp8)
+            y.backward(dy)
+            x.grad = None
+            for w in ws:
+                w.grad = None
+        return f
+
+    r["bf16_grouped"] = both(step(False), a.reps, flops, PEAK["bf16"])
+    r.update(_fp8_kernels(x, ws, dy, counts, rows, H, I, a.reps, flops))
+    r["fp8_experts"] = both(step(True), a.reps, flops, PEAK["fp8"])
+    _speedups(r)
     F8.clear_weight_cache()
     res[f"experts_{case}"] = r
+
+
+def _sweep_gemm(K, xq, xs, q, s, lay, f1: float, reps: int) -> dict:
+    """TFLOP/s, error against the default tile configuration and registers/spills/shared memory of each grouped
+    GEMM tile configuration (a configuration that fails records its error)."""
+    out = {}
+    gemm_cfgs = {"BM64_BN128_w4_s3": {}, "BM64_BN128_w4_s3_r128": {"maxnreg": 128},
+                 "BM64_BN128_w4_s2": {"num_stages": 2}, "BM64_BN64_w4_s3": {"BN": 64},
+                 "BM64_BN64_w4_s4": {"BN": 64, "num_stages": 4}, "BM64_BN128_w4_s3_g4": {"GROUP_M": 4},
+                 "BM64_BN128_w4_s3_g16": {"GROUP_M": 16}, "BM128_BN128_w8_s3": {"BM": 128, "num_warps": 8},
+                 "unscaled_BM64_BN128_w4_s3": {"scaled": False}}
+    ref_out = K.grouped_gemm(xq, xs, q, s, lay.tile_expert).float()
+    for name, c in gemm_cfgs.items():
+        try:
+            t = timed(lambda c=c: K.grouped_gemm(xq, xs, q, s, lay.tile_expert, cfg=c), reps)
+            out[f"gemm_{name}"] = f1 / t / 1e12
+            o = K.grouped_gemm(xq, xs, q, s, lay.tile_expert, cfg=c).float()
+            out[f"gemm_{name}_rel_diff"] = float((o - ref_out).norm() / ref_out.norm())
+            kern = K.LAST["gemm"]
+            out[f"gemm_{name}_regs_spills_smem"] = [kern.n_regs, kern.n_spills, kern.metadata.shared]
+        except Exception as e:  # noqa: BLE001
+            out[f"gemm_{name}"] = f"{type(e).__name__}: {str(e)[:160]}"
+    return out
+
+
+def _sweep_refs(cfg, xq, q, lay, f1: float, reps: int) -> dict:
+    """References: BF16 grouped (torch._grouped_mm) and row-wise-scaled FP8 grouped (torch._scaled_grouped_mm)."""
+    dev = "cuda"
+    H, I = cfg.hidden_size, cfg.moe_intermediate_size
+    out = {}
+    offs = (lay.n_tiles.cumsum(0) * 128).to(torch.int32)
+    xb = torch.randn(lay.rows, H, device=dev, dtype=torch.bfloat16)
+    wb = torch.randn(cfg.n_routed_experts, 2 * I, H, device=dev, dtype=torch.bfloat16) * 0.02
+    t = timed(lambda: torch._grouped_mm(xb, wb.transpose(-2, -1), offs=offs), reps)
+    out["ref_bf16_grouped_mm"] = f1 / t / 1e12
+    try:
+        sa_r = torch.ones(lay.rows, device=dev)
+        sb_r = torch.ones(cfg.n_routed_experts, 2 * I, device=dev)
+        t = timed(lambda: torch._scaled_grouped_mm(xq, q.transpose(-2, -1), sa_r, sb_r, offs=offs,
+                                                   out_dtype=torch.bfloat16), reps)
+        out["ref_fp8_scaled_grouped_mm_rowwise"] = f1 / t / 1e12
+    except Exception as e:  # noqa: BLE001
+        out["ref_fp8_scaled_grouped_mm_rowwise"] = f"{type(e).__name__}: {str(e)[:160]}"
+    return out
+
+
+def _sweep_wgrad(K, gqt, gst, xqt, xst, lay, I: int, f2: float, reps: int) -> dict:
+    """TFLOP/s and registers/spills/shared memory of each grouped Wgrad tile configuration."""
+    out = {}
+    wg_cfgs = {"BM64_BN128_w4_s3": {}, "BM64_BN128_w4_s3_r128": {"maxnreg": 128},
+               "BM64_BN128_w4_s4": {"num_stages": 4}, "BM64_BN64_w4_s3": {"BN": 64},
+               "BM128_BN128_w8_s3": {"BM": 128, "num_warps": 8}}
+    for name, c in wg_cfgs.items():
+        try:
+            t = timed(lambda c=c: K.grouped_wgrad(gqt, gst, xqt, xst, lay.tile_start, lay.n_tiles, I, 0, cfg=c),
+                      reps)
+            out[f"wgrad_{name}"] = f2 / t / 1e12
+            kern = K.LAST["wgrad"]
+            out[f"wgrad_{name}_regs_spills_smem"] = [kern.n_regs, kern.n_spills, kern.metadata.shared]
+        except Exception as e:  # noqa: BLE001
+            out[f"wgrad_{name}"] = f"{type(e).__name__}: {str(e)[:160]}"
+    return out
 
 
 def sweep(a, cfg, res: dict) -> None:
@@ -169,51 +257,10 @@ def sweep(a, cfg, res: dict) -> None:
     del w
     g = torch.randn(rows, 2 * I, device=dev, dtype=torch.bfloat16)
     _, _, gqt, gst = K.quant(g, src=lay.src, rows_out=lay.rows, rowwise=False, colwise=True)
-    out = {}
     f1 = 2 * rows * H * 2 * I
-    gemm_cfgs = {"BM64_BN128_w4_s3": {}, "BM64_BN128_w4_s3_r128": {"maxnreg": 128},
-                 "BM64_BN128_w4_s2": {"num_stages": 2}, "BM64_BN64_w4_s3": {"BN": 64},
-                 "BM64_BN64_w4_s4": {"BN": 64, "num_stages": 4}, "BM64_BN128_w4_s3_g4": {"GROUP_M": 4},
-                 "BM64_BN128_w4_s3_g16": {"GROUP_M": 16}, "BM128_BN128_w8_s3": {"BM": 128, "num_warps": 8},
-                 "unscaled_BM64_BN128_w4_s3": {"scaled": False}}
-    ref_out = K.grouped_gemm(xq, xs, q, s, lay.tile_expert).float()
-    for name, c in gemm_cfgs.items():
-        try:
-            t = timed(lambda c=c: K.grouped_gemm(xq, xs, q, s, lay.tile_expert, cfg=c), a.reps)
-            out[f"gemm_{name}"] = f1 / t / 1e12
-            o = K.grouped_gemm(xq, xs, q, s, lay.tile_expert, cfg=c).float()
-            out[f"gemm_{name}_rel_diff"] = float((o - ref_out).norm() / ref_out.norm())
-            kern = K.LAST["gemm"]
-            out[f"gemm_{name}_regs_spills_smem"] = [kern.n_regs, kern.n_spills, kern.metadata.shared]
-        except Exception as e:  # noqa: BLE001
-            out[f"gemm_{name}"] = f"{type(e).__name__}: {str(e)[:160]}"
-    # references: BF16 grouped (torch._grouped_mm) and row-wise-scaled FP8 grouped (torch._scaled_grouped_mm)
-    offs = (lay.n_tiles.cumsum(0) * 128).to(torch.int32)
-    xb = torch.randn(lay.rows, H, device=dev, dtype=torch.bfloat16)
-    wb = torch.randn(cfg.n_routed_experts, 2 * I, H, device=dev, dtype=torch.bfloat16) * 0.02
-    t = timed(lambda: torch._grouped_mm(xb, wb.transpose(-2, -1), offs=offs), a.reps)
-    out["ref_bf16_grouped_mm"] = f1 / t / 1e12
-    try:
-        sa_r = torch.ones(lay.rows, device=dev)
-        sb_r = torch.ones(cfg.n_routed_experts, 2 * I, device=dev)
-        t = timed(lambda: torch._scaled_grouped_mm(xq, q.transpose(-2, -1), sa_r, sb_r, offs=offs,
-                                                   out_dtype=torch.bfloat16), a.reps)
-        out["ref_fp8_scaled_grouped_mm_rowwise"] = f1 / t / 1e12
-    except Exception as e:  # noqa: BLE001
-        out["ref_fp8_scaled_grouped_mm_rowwise"] = f"{type(e).__name__}: {str(e)[:160]}"
-    f2 = 2 * rows * I * H
-    wg_cfgs = {"BM64_BN128_w4_s3": {}, "BM64_BN128_w4_s3_r128": {"maxnreg": 128},
-               "BM64_BN128_w4_s4": {"num_stages": 4}, "BM64_BN64_w4_s3": {"BN": 64},
-               "BM128_BN128_w8_s3": {"BM": 128, "num_warps": 8}}
-    for name, c in wg_cfgs.items():
-        try:
-            t = timed(lambda c=c: K.grouped_wgrad(gqt, gst, xqt, xst, lay.tile_start, lay.n_tiles, I, 0, cfg=c),
-                      a.reps)
-            out[f"wgrad_{name}"] = f2 / t / 1e12
-            kern = K.LAST["wgrad"]
-            out[f"wgrad_{name}_regs_spills_smem"] = [kern.n_regs, kern.n_spills, kern.metadata.shared]
-        except Exception as e:  # noqa: BLE001
-            out[f"wgrad_{name}"] = f"{type(e).__name__}: {str(e)[:160]}"
+    out = _sweep_gemm(K, xq, xs, q, s, lay, f1, a.reps)
+    out.update(_sweep_refs(cfg, xq, q, lay, f1, a.reps))
+    out.update(_sweep_wgrad(K, gqt, gst, xqt, xst, lay, I, 2 * rows * I * H, a.reps))
     res["sweep_tflops"] = out
 
 
