@@ -84,23 +84,22 @@ def host_timer(fn, n: int) -> float:
     return dt
 
 
-def expert_gemm_loops(a, dev, dt, pk, E, H, I, counts, xs, gy, wg, wu, wd, f_moe) -> dict:
-    """The routed experts' Fprop/Dgrad/Wgrad GEMMs, one call per expert per GEMM, in FP8 (block-scaled
-    _scaled_mm on operands quantised and laid out beforehand: GEMMs only) and BF16, with gate and up as two
-    GEMMs ("9": 9 GEMMs per expert) or one [2I, H] GEMM ("6"), timed eagerly (launch cost included, as the
-    nn model runs) and as one CUDA graph (the GPU's time alone, as profiles/h200/kernels.csv measures)."""
-    out: dict = {"errors": {}}
+def _q_act(t, cuda: bool):
+    """1x128 along the last dim; GPU operand keeps zero padding (rows % 4, K % 128)."""
+    return F8.quantize_1x128(t, row_align=F8.ROW_ALIGN, crop=False) if cuda else F8.quantize_1x128(t)
+
+
+def _mm8(aq, sa, bq, sb, b_block, cuda: bool, dt):
+    if cuda:  # the raw call, scales already in _scaled_mm's layout (sb row-major or outer-dim-major)
+        return torch._scaled_mm(aq, bq.t(), sa, sb.t(), out_dtype=torch.bfloat16)
+    return F8.fp8_gemm(aq, sa, bq, sb, b_block=b_block, out_dtype=dt)
+
+
+def _gemm_operands(dev, dt, E, I, counts, xs, gy, wg, wu, wd) -> tuple[dict, dict]:
+    """Per expert, the operands of its Fprop/Dgrad/Wgrad GEMMs, FP8 (quantised and laid out) and BF16, for the
+    "9" (gate and up apart) and "6" (gate+up as one [2I, H] operand) variants."""
     sizes = counts.tolist()
     cuda = dev == "cuda"
-
-    def q_act(t):  # 1x128 along the last dim; GPU operand keeps zero padding (rows % 4, K % 128)
-        return F8.quantize_1x128(t, row_align=F8.ROW_ALIGN, crop=False) if cuda else F8.quantize_1x128(t)
-
-    def mm8(aq, sa, bq, sb, b_block):
-        if cuda:  # the raw call, scales already in _scaled_mm's layout (sb row-major or outer-dim-major)
-            return torch._scaled_mm(aq, bq.t(), sa, sb.t(), out_dtype=torch.bfloat16)
-        return F8.fp8_gemm(aq, sa, bq, sb, b_block=b_block, out_dtype=dt)
-
     g = torch.Generator(device=dev).manual_seed(1)
     rnd = lambda *s_: torch.randn(*s_, device=dev, dtype=dt, generator=g)  # noqa: E731
     ops8: dict[str, list] = {"9": [], "6": []}
@@ -119,10 +118,10 @@ def expert_gemm_loops(a, dev, dt, pk, E, H, I, counts, xs, gy, wg, wu, wd, f_moe
                    (("g", (wg[e],)), ("u", (wu[e],)), ("d", (wd[e],)), ("gu", (wg[e], wu[e])))}
             B = {k_: (v.q, v.s) for k_, v in ent.items()}
             BT = {k_: v.transposed() for k_, v in ent.items()}
-            xq, hq, dyq = q_act(x_e), q_act(h_e), q_act(dy_e)
-            dgq, duq, dguq = q_act(dg_e.contiguous()), q_act(du_e.contiguous()), q_act(dgu_e)
-            xT, hT, dyT = q_act(x_e.t()), q_act(h_e.t()), q_act(dy_e.t())
-            dgT, duT, dguT = q_act(dg_e.t()), q_act(du_e.t()), q_act(dgu_e.t())
+            xq, hq, dyq = _q_act(x_e, cuda), _q_act(h_e, cuda), _q_act(dy_e, cuda)
+            dgq, duq, dguq = _q_act(dg_e.contiguous(), cuda), _q_act(du_e.contiguous(), cuda), _q_act(dgu_e, cuda)
+            xT, hT, dyT = _q_act(x_e.t(), cuda), _q_act(h_e.t(), cuda), _q_act(dy_e.t(), cuda)
+            dgT, duT, dguT = _q_act(dg_e.t(), cuda), _q_act(du_e.t(), cuda), _q_act(dgu_e.t(), cuda)
             ops8["9"] += [(*xq, *B["g"], True), (*xq, *B["u"], True), (*hq, *B["d"], True),
                           (*dgq, *BT["g"], True), (*duq, *BT["u"], True), (*dyq, *BT["d"], True),
                           (*dyT, *hT, False), (*dgT, *xT, False), (*duT, *xT, False)]
@@ -134,36 +133,54 @@ def expert_gemm_loops(a, dev, dt, pk, E, H, I, counts, xs, gy, wg, wu, wd, f_moe
                            (dy_e.t(), h_e.t()), (dg_e.t(), x_e.t()), (du_e.t(), x_e.t())]
             ops16["6"] += [(x_e, w13[e]), (h_e, wde), (dgu_e, w13[e].t()), (dy_e, wde.t()),
                            (dy_e.t(), h_e.t()), (dgu_e.t(), x_e.t())]
+    return ops8, ops16
+
+
+def _time_variant(a, dev, dt, pk, variant: str, ops8: dict, ops16: dict, f_moe: float, out: dict) -> None:
+    """One variant's FP8 and BF16 loops timed (eager; on CUDA also graph and host), and FP8's speed-up."""
+    cuda = dev == "cuda"
+
+    def run8(v=variant):  # results dropped at once, so the allocator reuses the output memory
+        for op in ops8[v]:
+            _mm8(*op, cuda, dt)
+
+    def run16(v=variant):
+        for a_, b_ in ops16[v]:
+            a_ @ b_.t()
+
+    fns = (("fp8", run8), ("bf16_loop", run16))
+    for dname, fn in fns:
+        name = f"moe_gemm_{dname}_{variant}"
+        peak = pk["fp8" if dname == "fp8" else "bf16"]
+        try:
+            with torch.no_grad():
+                t = timer(fn, a.reps, a.warmup, dev)
+                r = {"ms": t * 1e3, "tflops": 3 * f_moe / t / 1e12, "mfu": 3 * f_moe / t / peak,
+                     "gemm_calls": len(ops8[variant])}
+                if cuda:
+                    tg = graph_timer(fn, a.reps)
+                    r.update(graph_ms=tg * 1e3, graph_tflops=3 * f_moe / tg / 1e12, graph_mfu=3 * f_moe / tg / peak,
+                             host_ms=host_timer(fn, 1) * 1e3)
+            out[name] = r
+        except Exception:  # noqa: BLE001
+            out["errors"][name] = traceback.format_exc(limit=3)
+    f8, b16 = out.get(f"moe_gemm_fp8_{variant}"), out.get(f"moe_gemm_bf16_loop_{variant}")
+    if f8 and b16:
+        out[f"fp8_over_bf16_gemm_speedup_{variant}"] = b16["ms"] / f8["ms"]
+        if "graph_ms" in f8 and "graph_ms" in b16:
+            out[f"fp8_over_bf16_gemm_speedup_{variant}_graph"] = b16["graph_ms"] / f8["graph_ms"]
+
+
+def expert_gemm_loops(a, dev, dt, pk, E, H, I, counts, xs, gy, wg, wu, wd, f_moe) -> dict:
+    """The routed experts' Fprop/Dgrad/Wgrad GEMMs, one call per expert per GEMM, in FP8 (block-scaled
+    _scaled_mm on operands quantised and laid out beforehand: GEMMs only) and BF16, with gate and up as two
+    GEMMs ("9": 9 GEMMs per expert) or one [2I, H] GEMM ("6"), timed eagerly (launch cost included, as the
+    nn model runs) and as one CUDA graph (the GPU's time alone, as profiles/h200/kernels.csv measures)."""
+    out: dict = {"errors": {}}
+    cuda = dev == "cuda"
+    ops8, ops16 = _gemm_operands(dev, dt, E, I, counts, xs, gy, wg, wu, wd)
     for variant in ("9", "6"):
-        def run8(v=variant):  # results dropped at once, so the allocator reuses the output memory
-            for op in ops8[v]:
-                mm8(*op)
-
-        def run16(v=variant):
-            for a_, b_ in ops16[v]:
-                a_ @ b_.t()
-
-        fns = (("fp8", run8), ("bf16_loop", run16))
-        for dname, fn in fns:
-            name = f"moe_gemm_{dname}_{variant}"
-            peak = pk["fp8" if dname == "fp8" else "bf16"]
-            try:
-                with torch.no_grad():
-                    t = timer(fn, a.reps, a.warmup, dev)
-                    r = {"ms": t * 1e3, "tflops": 3 * f_moe / t / 1e12, "mfu": 3 * f_moe / t / peak,
-                         "gemm_calls": len(ops8[variant])}
-                    if cuda:
-                        tg = graph_timer(fn, a.reps)
-                        r.update(graph_ms=tg * 1e3, graph_tflops=3 * f_moe / tg / 1e12, graph_mfu=3 * f_moe / tg / peak,
-                                 host_ms=host_timer(fn, 1) * 1e3)
-                out[name] = r
-            except Exception:  # noqa: BLE001
-                out["errors"][name] = traceback.format_exc(limit=3)
-        f8, b16 = out.get(f"moe_gemm_fp8_{variant}"), out.get(f"moe_gemm_bf16_loop_{variant}")
-        if f8 and b16:
-            out[f"fp8_over_bf16_gemm_speedup_{variant}"] = b16["ms"] / f8["ms"]
-            if "graph_ms" in f8 and "graph_ms" in b16:
-                out[f"fp8_over_bf16_gemm_speedup_{variant}_graph"] = b16["graph_ms"] / f8["graph_ms"]
+        _time_variant(a, dev, dt, pk, variant, ops8, ops16, f_moe, out)
     # the nn model's own path (quantisation included) is the layer run below; keep the old keys for readers
     if "moe_gemm_fp8_9" in out:
         out["moe_gemm_fp8"], out["moe_gemm_bf16_loop"] = out["moe_gemm_fp8_9"], out.get("moe_gemm_bf16_loop_9")
@@ -250,7 +267,7 @@ def layer_runs(cfg, B: int, S: int, a, pk: dict) -> dict:
     return out
 
 
-def main() -> int:
+def _parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--config", default="one-layer")
     ap.add_argument("--device", default="cuda")
@@ -259,16 +276,13 @@ def main() -> int:
     ap.add_argument("--reps", type=int, default=10)
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--out", required=True)
-    a = ap.parse_args()
+    return ap.parse_args(argv)
+
+
+def routed_expert_gemms(a, cfg, T: int, dt, pk: dict, res: dict) -> None:
+    """The routed experts' GEMMs: BF16 grouped, then per expert FP8 vs BF16 (``expert_gemm_loops``), into res;
+    the expert operands are freed on return (before the layer run)."""
     dev = a.device
-    cfg = moe_config(a.config)
-    B, S = batch_shape(a.tokens, a.seq_len)
-    T = B * S
-    dt = torch.bfloat16
-    res: dict = {"config": cfg.name, "device": dev, "tokens": T, "batch": B, "seq_len": S, "torch": torch.__version__,
-                 "gpu": torch.cuda.get_device_name() if dev == "cuda" else "cpu", "errors": {}}
-    pk = peaks(dev)
-    res["peak_flops"] = pk
     torch.manual_seed(0)
     E, H, I, k = cfg.n_routed_experts, cfg.hidden_size, cfg.moe_intermediate_size, cfg.num_experts_per_tok
 
@@ -311,7 +325,37 @@ def main() -> int:
         for v in ("9", "6"):
             if f"moe_gemm_fp8_{v}" in res:
                 res[f"fp8_{v}_over_bf16_grouped_speedup"] = res["moe_gemm_bf16"]["ms"] / res[f"moe_gemm_fp8_{v}"]["ms"]
-    xs = gy = wg = wu = wd = None  # free the expert operands before the layer run
+
+
+def write_and_print(res: dict, out: str) -> None:
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    Path(out).write_text(json.dumps(res, indent=1))
+    for key in ("moe_gemm_bf16", *[k_ for k_ in res if k_.startswith("moe_gemm_") and k_ != "moe_gemm_bf16"],
+                "layer_bf16", "layer_fp8", "layer_fp8_requant"):
+        if key in res:
+            r = res[key]
+            print(f"{key:20s} {r['ms']:9.2f} ms  {r['tflops']:8.1f} TFLOP/s  MFU {100 * r['mfu']:5.1f} %")
+    for key in [k_ for k_ in res if "speedup" in k_]:
+        print(f"{key}: {res[key]:.2f}x")
+    if "probe_m512_n4096_k7168" in res:
+        print("probe M=512 N=4096 K=7168:", json.dumps(res["probe_m512_n4096_k7168"]))
+    for k_, v in res["errors"].items():
+        print(f"ERROR {k_}: {v.strip().splitlines()[-1]}")
+    print(f"wrote {out}")
+
+
+def main() -> int:
+    a = _parse_args()
+    dev = a.device
+    cfg = moe_config(a.config)
+    B, S = batch_shape(a.tokens, a.seq_len)
+    T = B * S
+    dt = torch.bfloat16
+    res: dict = {"config": cfg.name, "device": dev, "tokens": T, "batch": B, "seq_len": S, "torch": torch.__version__,
+                 "gpu": torch.cuda.get_device_name() if dev == "cuda" else "cpu", "errors": {}}
+    pk = peaks(dev)
+    res["peak_flops"] = pk
+    routed_expert_gemms(a, cfg, T, dt, pk, res)  # the expert operands freed before the layer run
     F8.clear_weight_cache()
     if dev == "cuda":
         torch.cuda.empty_cache()
@@ -324,20 +368,7 @@ def main() -> int:
     layer = layer_runs(cfg, B, S, a, pk)
     res["errors"].update(layer.pop("errors"))
     res.update(layer)
-    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(a.out).write_text(json.dumps(res, indent=1))
-    for key in ("moe_gemm_bf16", *[k_ for k_ in res if k_.startswith("moe_gemm_") and k_ != "moe_gemm_bf16"],
-                "layer_bf16", "layer_fp8", "layer_fp8_requant"):
-        if key in res:
-            r = res[key]
-            print(f"{key:20s} {r['ms']:9.2f} ms  {r['tflops']:8.1f} TFLOP/s  MFU {100 * r['mfu']:5.1f} %")
-    for key in [k_ for k_ in res if "speedup" in k_]:
-        print(f"{key}: {res[key]:.2f}x")
-    if "probe_m512_n4096_k7168" in res:
-        print("probe M=512 N=4096 K=7168:", json.dumps(res["probe_m512_n4096_k7168"]))
-    for k_, v in res["errors"].items():
-        print(f"ERROR {k_}: {v.strip().splitlines()[-1]}")
-    print(f"wrote {a.out}")
+    write_and_print(res, a.out)
     return 0
 
 
