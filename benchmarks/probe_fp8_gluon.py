@@ -79,45 +79,42 @@ def rel(o: torch.Tensor, ref: torch.Tensor) -> float:
     return float((o - ref).norm() / ref.norm())
 
 
-def probe_case(case: str, a, cfg, res: dict) -> None:
-    from dsv3sim.nn import fp8_gluon as G
-    from dsv3sim.nn import fp8_triton as K
+def _kernel_variants(K, G, name: str, args: tuple, fl: float, reps: int, tot: dict) -> dict:
+    """One kernel: the Triton kernel (the reference output) and each Gluon variant's time, TFLOP/s, difference
+    from the reference and registers/spills/shared memory (a variant that fails records its error); adds the
+    Triton and the default Gluon time to ``tot`` (K: nn/fp8_triton.py, G: nn/fp8_gluon.py)."""
+    is_w = name.startswith("wgrad")
+    tk = K.grouped_wgrad if is_w else K.grouped_gemm
+    gk = G.grouped_wgrad if is_w else G.grouped_gemm
+    K.BACKEND = "triton"
+    ref = tk(*args)
+    t = timed(lambda: tk(*args), reps)
+    r = {"triton_ms": t * 1e3, "triton_tflops": fl / t / 1e12}
+    tot["triton"] += t * 1e3
+    for vname, vcfg in (WGRAD_VARIANTS if is_w else GEMM_VARIANTS).items():
+        try:
+            o = gk(*args, cfg=vcfg)
+            d = rel(o, ref)
+            del o
+            t = timed(lambda vcfg=vcfg: gk(*args, cfg=vcfg), reps)
+            kern = G.LAST["wgrad" if is_w else "gemm"]
+            r[vname] = {"ms": t * 1e3, "tflops": fl / t / 1e12, "rel_diff": d,
+                        "regs_spills_smem": [kern.n_regs, kern.n_spills, kern.metadata.shared]}
+            if vname == "gluon_s4":
+                tot["gluon"] += t * 1e3
+        except Exception as e:  # noqa: BLE001 - a variant that fails is a result
+            r[vname] = f"{type(e).__name__}: {str(e).splitlines()[0][:300] if str(e) else ''}"
+            traceback.print_exc(limit=3)
+    return r
 
-    meta, gemms, wgrads, (xq, lay, H, I, E, dev) = operands(case, a, cfg)
-    out: dict = {k: v for k, v in meta.items() if k != "counts"}
-    tot = {"triton": 0.0, "gluon": 0.0}
-    for name, (args, fl) in {**gemms, **wgrads}.items():
-        is_w = name.startswith("wgrad")
-        tk = K.grouped_wgrad if is_w else K.grouped_gemm
-        gk = G.grouped_wgrad if is_w else G.grouped_gemm
-        K.BACKEND = "triton"
-        ref = tk(*args)
-        t = timed(lambda: tk(*args), a.reps)
-        r = {"triton_ms": t * 1e3, "triton_tflops": fl / t / 1e12}
-        tot["triton"] += t * 1e3
-        for vname, vcfg in (WGRAD_VARIANTS if is_w else GEMM_VARIANTS).items():
-            try:
-                o = gk(*args, cfg=vcfg)
-                d = rel(o, ref)
-                del o
-                t = timed(lambda vcfg=vcfg: gk(*args, cfg=vcfg), a.reps)
-                kern = G.LAST["wgrad" if is_w else "gemm"]
-                r[vname] = {"ms": t * 1e3, "tflops": fl / t / 1e12, "rel_diff": d,
-                            "regs_spills_smem": [kern.n_regs, kern.n_spills, kern.metadata.shared]}
-                if vname == "gluon_s4":
-                    tot["gluon"] += t * 1e3
-            except Exception as e:  # noqa: BLE001 - a variant that fails is a result
-                r[vname] = f"{type(e).__name__}: {str(e).splitlines()[0][:300] if str(e) else ''}"
-                traceback.print_exc(limit=3)
-        out[name] = r
-        print(case, name, json.dumps(r)[:400], flush=True)
-    out["total_ms"] = tot
-    # the reference of the target: the BF16 routed experts forward+backward (torch._grouped_mm under autograd, rows
-    # unpadded), as benchmarks/bench_fp8_layer.py's bf16_grouped
+
+def _bf16_experts(counts, H: int, I: int, E: int, dev, reps: int, tot: dict) -> dict:
+    """The reference of the target: the BF16 routed experts forward+backward (torch._grouped_mm under autograd,
+    rows unpadded), as benchmarks/bench_fp8_layer.py's bf16_grouped; and the FP8 kernels' speed-up over it."""
+    out: dict = {}
     try:
         from dsv3sim.nn.moe import routed_experts
 
-        counts = meta["counts"]
         rows = int(counts.sum())
         xr = torch.randn(rows, H, device=dev, dtype=torch.bfloat16).requires_grad_()
         wr = [(torch.randn(E, I, H, device=dev, dtype=torch.bfloat16) * 0.02).requires_grad_(),
@@ -131,19 +128,40 @@ def probe_case(case: str, a, cfg, res: dict) -> None:
             for w in wr:
                 w.grad = None
 
-        out["bf16_grouped_fwd_bwd_ms"] = timed(bf16_step, a.reps) * 1e3
+        out["bf16_grouped_fwd_bwd_ms"] = timed(bf16_step, reps) * 1e3
         out["fp8_gemms_over_bf16"] = {k: out["bf16_grouped_fwd_bwd_ms"] / v for k, v in tot.items()}
     except Exception as e:  # noqa: BLE001
         out["bf16_grouped_fwd_bwd_ms"] = f"{type(e).__name__}: {e}"
-    # ceilings on the Fprop gate+up shape: BF16 torch._grouped_mm over the same padded layout
+    return out
+
+
+def _bf16_gate_up_ceiling(lay, H: int, I: int, E: int, dev, reps: int, fl: float) -> float | str:
+    """Ceiling on the Fprop gate+up shape: BF16 torch._grouped_mm over the same padded layout (TFLOP/s)."""
     try:
         offs = (lay.n_tiles.cumsum(0) * 128).to(torch.int32)
         xb = torch.randn(lay.rows, H, device=dev, dtype=torch.bfloat16)
         wb = torch.randn(E, 2 * I, H, device=dev, dtype=torch.bfloat16) * 0.02
-        t = timed(lambda: torch._grouped_mm(xb, wb.transpose(-2, -1), offs=offs), a.reps)
-        out["ref_bf16_grouped_mm_fprop_gate_up_tflops"] = gemms["fprop_gate_up"][1] / t / 1e12
+        t = timed(lambda: torch._grouped_mm(xb, wb.transpose(-2, -1), offs=offs), reps)
+        return fl / t / 1e12
     except Exception as e:  # noqa: BLE001
-        out["ref_bf16_grouped_mm_fprop_gate_up_tflops"] = f"{type(e).__name__}: {e}"
+        return f"{type(e).__name__}: {e}"
+
+
+def probe_case(case: str, a, cfg, res: dict) -> None:
+    from dsv3sim.nn import fp8_gluon as G
+    from dsv3sim.nn import fp8_triton as K
+
+    meta, gemms, wgrads, (xq, lay, H, I, E, dev) = operands(case, a, cfg)
+    out: dict = {k: v for k, v in meta.items() if k != "counts"}
+    tot = {"triton": 0.0, "gluon": 0.0}
+    for name, (args, fl) in {**gemms, **wgrads}.items():
+        r = _kernel_variants(K, G, name, args, fl, a.reps, tot)
+        out[name] = r
+        print(case, name, json.dumps(r)[:400], flush=True)
+    out["total_ms"] = tot
+    out.update(_bf16_experts(meta["counts"], H, I, E, dev, a.reps, tot))
+    out["ref_bf16_grouped_mm_fprop_gate_up_tflops"] = _bf16_gate_up_ceiling(lay, H, I, E, dev, a.reps,
+                                                                            gemms["fprop_gate_up"][1])
     res[case] = out
     torch.cuda.empty_cache()
 
