@@ -1,12 +1,21 @@
-"""No function of the package longer than 60 lines (decorators, signature, docstring and body), and the counter
-counts what it must (methods and nested functions, a 61-line function flagged, a 60-line one not)."""
+"""No function of the repository outside tests/ (the package, benchmarks/, scenarios/, ...) longer than 60 lines
+(decorators, signature, docstring and body), and the counter counts what it must (methods and nested functions,
+a 61-line function flagged, a 60-line one not) over the files it must."""
 
 from __future__ import annotations
 
 import ast
 from pathlib import Path
 
-PACKAGE = Path(__file__).resolve().parents[1] / "dsv3sim"
+REPO = Path(__file__).resolve().parents[1]
+SKIP = {"tests", "build", "__pycache__"}  # and every hidden folder (.venv, .git, .dev-*)
+
+
+def _sources(root: Path = REPO) -> list[Path]:
+    """Every .py of the repository outside tests/, build output and hidden folders: the package, benchmarks/,
+    scenarios/, profiles/' scenario files, any top-level script."""
+    return [p for p in sorted(root.rglob("*.py"))
+            if not any(part in SKIP or part.startswith(".") for part in p.relative_to(root).parts[:-1])]
 MAX_LINES = 60
 
 
@@ -16,7 +25,7 @@ def _long(source: str, name: str) -> list[str]:
 
 
 def test_no_function_over_60_lines():
-    over = [x for p in sorted(PACKAGE.rglob("*.py")) for x in _long(p.read_text(), str(p.relative_to(PACKAGE)))]
+    over = [x for p in _sources() for x in _long(p.read_text(), str(p.relative_to(REPO)))]
     assert not over, over
 
 
@@ -29,3 +38,14 @@ def test_counter_flags_61_lines():
     assert _long("class C:\n" + fn(60, "    "), "t.py") == ["t.py:2 f 61 lines"]
     assert _long("def g():\n" + fn(57, "    ") + "    return f\n", "t.py") == []  # 60 lines with f inside
     assert _long("def g():\n" + fn(60, "    ") + "    return f\n", "t.py") == ["t.py:1 g 63 lines", "t.py:2 f 61 lines"]
+
+
+def test_scan_covers_the_repository_outside_tests(tmp_path):
+    names = {str(p.relative_to(REPO)) for p in _sources()}
+    assert {"dsv3sim/cli.py", "benchmarks/validate_error.py", "scenarios/studies.py"} <= names
+    assert not [n for n in names if n.startswith(("tests/", ".")) or "/." in n]
+    for rel in ("a.py", "pkg/b.py", "tests/t.py", "pkg/tests/u.py", ".venv/lib/v.py", "pkg/.hidden/w.py",
+                "pkg/__pycache__/x.py", "pkg/c.txt"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text("")
+    assert [str(p.relative_to(tmp_path)) for p in _sources(tmp_path)] == ["a.py", "pkg/b.py"]
