@@ -152,9 +152,36 @@ def probe(ctx, quick: bool = False) -> dict:
     if last is not None and last.exit_skew:
         out["all_to_all_exit_skew_s"] = statistics.fmean(last.exit_skew)
         out["all_to_all_entry_wait_s"] = statistics.fmean(last.entry_wait)
+    if spec.model and spec.pp > 1 and world > spec.ep and dev.type == "cpu":
+        out["p2p_isend"] = _isend_calls(ctx, iters)
     if spec.model:
         out["components"] = _model_probe(ctx, iters, quick)
     return out
+
+
+def _isend_calls(ctx, iters: int) -> list[float]:
+    """Seconds of the ``isend`` call itself, as a pipeline stage makes it at a chunk's end: rank 0 hands one
+    micro-batch's activation to its next stage's rank (``spec.ep``), which is computing and receives GAP_S later;
+    the call returns before the transfer, but enqueues the work to gloo's thread and wakes it (0.1-0.2 ms per call
+    in the runs, no span there: their ``other``). Rank 0 returns its calls' times, the other ranks []."""
+    spec, rank = ctx.spec, ctx.rank
+    ctx.collective("p2p_isend")
+    calls: list[float] = []
+    if rank in (0, spec.ep):
+        cfg = load_model_config(spec.model)
+        buf = torch.ones(spec.micro_batch * spec.seq_len * cfg.hidden_size, dtype=torch.float32, device=ctx.device)
+        for _ in range(iters + 1):  # the first call warms the pair up
+            if rank == 0:
+                t0 = time.perf_counter()
+                h = dist.isend(buf, spec.ep)
+                calls.append(time.perf_counter() - t0)
+                _busy(GAP_S)
+                h.wait()
+            else:
+                _busy(GAP_S)
+                dist.irecv(buf, 0).wait()
+    dist.barrier()
+    return calls[1:]
 
 
 def _model_probe(ctx, iters: int, quick: bool) -> dict:

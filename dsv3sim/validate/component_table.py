@@ -27,7 +27,7 @@ from dsv3sim.validate.ep import row_bytes
 from dsv3sim.validate.layout import Coord, rank_of
 from dsv3sim.validate.load import cores
 from dsv3sim.validate.robust import expected, rel_spread
-from dsv3sim.workload.measured_step import COMPONENTS, FORMAT, VERSION
+from dsv3sim.workload.measured_table import COMPONENTS, FORMAT, VERSION
 from dsv3sim.workload.preemption import fit as preemption_fit
 
 TABLE = "components.json"
@@ -61,10 +61,11 @@ MIN_SAMPLES = 3  # per sweep size, for its expected time to price a hop (p2p_tim
 
 
 def p2p_times(calib: list[dict], n_bytes: float) -> dict[str, float]:
-    """{p2p_hop_s: one pipeline hop of ``n_bytes``, p2p_notify_s: one notification}: the expected one-way
-    ping-pong time (``robust.expected`` per size over rank 0's pooled sweep points) interpolated at ``n_bytes``
-    (``alpha_beta.interpolate``), and at the sweep's smallest size (a control message: gloo's receive-ready
-    notice). {} without two sizes of MIN_SAMPLES points."""
+    """{p2p_hop_s: one pipeline hop of ``n_bytes``, p2p_notify_s: one notification, p2p_isend_s: one isend call}:
+    the expected one-way ping-pong time (``robust.expected`` per size over rank 0's pooled sweep points)
+    interpolated at ``n_bytes`` (``alpha_beta.interpolate``), and at the sweep's smallest size (a control message:
+    gloo's receive-ready notice); the expected ``isend`` call where probed (``calibrate._isend_calls``). {}
+    without two sizes of MIN_SAMPLES points."""
     by: dict[float, list[float]] = defaultdict(list)
     for x, t in _rank0_points(calib).get("p2p", []):
         by[x].append(t)
@@ -74,7 +75,9 @@ def p2p_times(calib: list[dict], n_bytes: float) -> dict[str, float]:
     pts = {x: expected(ts) for x, ts in by.items() if len(ts) >= MIN_SAMPLES}
     if len(pts) < 2 or tail is None:
         return {}
-    return {"p2p_hop_s": interpolate(pts, n_bytes, tail), "p2p_notify_s": pts[min(pts)]}
+    calls = [x for c in calib for p in c["probes"] for x in p.get("p2p_isend", [])]
+    return {"p2p_hop_s": interpolate(pts, n_bytes, tail), "p2p_notify_s": pts[min(pts)],
+            **({"p2p_isend_s": expected(calls)} if len(calls) >= MIN_SAMPLES else {})}
 
 
 def window_share(probes: list[dict]) -> float:

@@ -19,7 +19,8 @@ Composition:
   (longest path over the action DAG, the same executor as ``workload.training``), one pipeline per DP replica,
   p2p = the table's ``p2p_hop_s`` (the expected one-way time measured around the activation's size) where the
   table has one, else activation bytes over the p2p fit; with the table's ``p2p_notify_s`` (gloo on CPU) a
-  receive posted after its send waits notify + hop from its post (the executor's ``p2p_rendezvous``). B and BW
+  receive posted after its send waits notify + hop from its post (the executor's ``p2p_rendezvous``); a chunk
+  that hands its output to another rank pays the ``isend`` call (``p2p_isend_s``) as framework time. B and BW
   run the full backward, W is empty (eager PyTorch computes weight gradients with the input gradients); an
   overlapped pair runs as its two ops in order, as the run does.
 * one chunk on one pipeline rank: every EP rank of the replica runs the chunk's layers in lockstep; at each
@@ -56,16 +57,13 @@ interference, the production element-wise kernels, ZeRO-1 (a CPU run all-reduces
 
 from __future__ import annotations
 
-import json
 import math
 import statistics
 import time
 from collections import defaultdict
 from dataclasses import replace
 from itertools import pairwise
-from pathlib import Path
 
-from dsv3sim.config.errors import ConfigError
 from dsv3sim.config.scenario import Scenario, TrainingWorkload
 from dsv3sim.config.topology import load_topology_config
 from dsv3sim.cost.pricing import gpu_hours_per_trillion_tokens as gph_per_t
@@ -74,34 +72,8 @@ from dsv3sim.parallel.actions import Action
 from dsv3sim.results import Infeasible, TrainingResult
 from dsv3sim.workload import cpu_sharing
 from dsv3sim.workload.deepep_overheads import expected_max_normal
+from dsv3sim.workload.measured_table import TableError, load_table
 from dsv3sim.workload.preemption import lateness
-
-FORMAT = "dsv3sim-component-table"
-VERSION = 1
-COMPONENTS = ("attn", "mlp_dense", "shared", "gate", "head", "embed", "glue")
-
-
-class TableError(ConfigError):
-    """A component table that cannot be used (missing keys, other layout than the scenario)."""
-
-
-def load_table(path: str | Path) -> dict:
-    p = Path(path)
-    try:
-        t = json.loads(p.read_text())
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise TableError(f"component_table {p}: cannot read ({e})") from None
-    if not isinstance(t, dict) or t.get("format") != FORMAT or t.get("version") != VERSION:
-        raise TableError(f"component_table {p}: not a {FORMAT} v{VERSION} file")
-    for k in ("ranks", "stages", "routing", "hidden", "elt_bytes", "tokens_per_microbatch", "row_bytes", "pp", "ep",
-              "dp", "schedule", "microbatches"):
-        if k not in t:
-            raise TableError(f"component_table {p}: missing key {k!r}")
-    for k in ("p2p_hop_s", "p2p_notify_s", "cores"):  # optional
-        v = t.get(k, 0)
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
-            raise TableError(f"component_table {p}: {k} must be a finite number >= 0, got {v!r}")
-    return t
 
 
 class Transport:
@@ -418,6 +390,16 @@ def _run_op(t: dict, lanes: _Lanes, tr: Transport, stage: int, kind: str, replic
             lanes.compute("attn(B)", [_fb(x, "attn", 1) for x in R])
         lanes.compute("framework", [_fb(x, "glue", d) for x in R])
     _stage_end(lanes, kind, first, last)
+    if _hands_off(t, stage, kind):  # the hand-off's isend call (gloo on CPU; the run has no span for it)
+        lanes.compute("framework", [float(t["p2p_isend_s"])] * len(R))
+
+
+def _hands_off(t: dict, stage: int, kind: str) -> bool:
+    """Whether a chunk of ``stage`` ends in an isend the table priced (``p2p_isend_s``): a forward to the next
+    stage, a backward to the previous one; not between the two stages of DualPipeV's turn (one rank holds both)."""
+    n, to = len(t["stages"]), stage + 1 if kind == "F" else stage - 1
+    turn = t.get("schedule") == "dualpipev" and {stage, to} == {n // 2 - 1, n // 2}
+    return bool(t.get("p2p_isend_s")) and 0 <= to < n and not turn
 
 
 def _check(scn: Scenario, t: dict) -> str | None:

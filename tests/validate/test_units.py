@@ -66,6 +66,15 @@ def test_p2p_times_from_rank_zeros_pooled_sweeps():
     assert p2p_times([{"rank": 0, "probes": [{"points": {"p2p": [[1024, 1e-4]]}}]}], 65536) == {}
 
 
+def test_isend_call_is_the_expected_time_over_the_probes():
+    """``p2p_isend_s``: the expected ``isend`` call over every probe's calls; absent below three samples."""
+    sweep = {"p2p": [[1024, 3e-4]] * 3 + [[65536, 1e-3]] * 3}
+    calib = [{"rank": 0, "probes": [{"points": sweep, "p2p_isend": [1e-4, 2e-4]}, {"points": {}, "p2p_isend": [3e-4]}]}]
+    assert p2p_times(calib, 65536)["p2p_isend_s"] == pytest.approx(2e-4)
+    calib[0]["probes"][1]["p2p_isend"] = []
+    assert "p2p_isend_s" not in p2p_times(calib, 65536)
+
+
 def test_route_is_node_limited_with_the_models_gate():
     """Node-limited routing through dsv3sim.nn.routing (groups = nodes): at most M nodes per token, weights
     normalised and scaled as the model's gate does."""

@@ -10,7 +10,8 @@ import yaml
 from dsv3sim.config.scenario import ParallelDims, Scenario, TrainingWorkload
 from dsv3sim.workload import simulate
 from dsv3sim.workload.deepep_overheads import expected_max_normal
-from dsv3sim.workload.measured_step import FORMAT, VERSION
+from dsv3sim.workload.measured_step import _hands_off
+from dsv3sim.workload.measured_table import FORMAT, VERSION
 
 MS = 1e-3
 
@@ -53,6 +54,22 @@ def test_1f1b_closed_form_with_p2p(tmp_path):
     assert r0.breakdown_s["p2p_wait"] == pytest.approx(4 * MS, rel=1e-9)
     r = simulate(_write(tmp_path, p2p_us=hop * 1e6, **kw))
     assert r0.step_time_s + 2 * hop - 1e-12 <= r.step_time_s <= r0.step_time_s + 2 * m * hop + 1e-12
+
+
+def test_a_hand_off_to_another_rank_pays_the_isend_call(tmp_path):
+    """The table's ``p2p_isend_s``: 1F1B on two stages, four micro-batches: stage 0 sends four activations, stage 1
+    four gradients, so each rank's framework time grows by 4 calls; DualPipeV's turn (stages P-1 and P on one
+    rank) sends nothing."""
+    kw = {"pp": 2, "nmb": 4, "stages": {"0": [0], "1": [1]}, "ranks": {0: _rank(), 1: _rank()}}
+    scn = _write(tmp_path, **kw)
+    base = simulate(scn)
+    t = json.loads((tmp_path / "t.json").read_text())
+    (tmp_path / "t.json").write_text(json.dumps(dict(t, p2p_isend_s=0.25 * MS)))
+    paid = simulate(scn)
+    assert paid.breakdown_s["framework"] == pytest.approx(base.breakdown_s["framework"] + 4 * 0.25 * MS)
+    v = {"stages": {str(i): [i] for i in range(4)}, "schedule": "dualpipev", "p2p_isend_s": 1e-4}
+    assert [_hands_off(v, s, "F") for s in range(4)] == [True, False, True, False]
+    assert [_hands_off(v, s, "B") for s in range(4)] == [False, True, False, True]
 
 
 def test_ep_lockstep_waits_for_the_slowest_and_expected_lateness(tmp_path):
