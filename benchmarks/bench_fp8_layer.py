@@ -328,7 +328,7 @@ def main() -> int:
         try:
             job()
         except Exception:  # noqa: BLE001
-            res["errors"][name] = traceback.format_exc(limit=4)
+            res["errors"][name] = traceback.format_exc(limit=5)
         torch.cuda.empty_cache()
         Path(a.out).parent.mkdir(parents=True, exist_ok=True)
         Path(a.out).write_text(json.dumps(res, indent=1))
