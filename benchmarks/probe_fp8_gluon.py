@@ -182,7 +182,7 @@ def main() -> int:
         try:
             probe_case(case, a, cfg, res)
         except Exception:  # noqa: BLE001
-            res[f"error_{case}"] = traceback.format_exc(limit=5)
+            res[f"error_{case}"] = traceback.format_exc(limit=6)
             print(res[f"error_{case}"], flush=True)
         Path(a.out).parent.mkdir(parents=True, exist_ok=True)
         Path(a.out).write_text(json.dumps(res, indent=1))
