@@ -227,13 +227,27 @@ def _context_by_component(cc: dict, spans: dict | None, n: int, n_moe: int,
         t_in, t_alone = spans.get(f"{comp}(F)", 0.0), cc.get(comp, {}).get("F", 0.0)
         if t_in > 0 and t_alone > 0:
             by[comp] = {"F": t_in / t_alone}
+    if after := _embed_after(cc, spans):
+        by["embed_after"] = after
     return {"by": by, **{d: c / s_ for d, (c, s_) in rest.items()}}
+
+
+def _embed_after(cc: dict, spans: dict) -> dict[str, float]:
+    """{F|B: the embedding lookup's CPU / its back-to-back time} by the pass that ran before it on the core
+    (``stage_pass._stage_pass``). The lookup itself is a few microseconds; the rest is its code and data brought
+    back into the caches the pass before it evicted, which that pass sets (in process on ``tiny``: 13-22 us back
+    to back, 60-136 after a forward, 123-180 after a backward, MEASUREMENTS.md)."""
+    t_alone = cc.get("embed", {}).get("F", 0.0)
+    ts = (("F", spans.get("embed after F")), ("B", spans.get("embed(F)")))
+    return {pos: t / t_alone for pos, t in ts if t and t_alone > 0}
 
 
 def _apply_context(entry: dict, k: dict) -> None:
     """Compute components (every one but the glue, which is measured in the stage) and the expert fit x k; a
     component with its own factor (``k["by"]``) takes that one."""
     by = k.get("by", {})
+    if "embed_after" in by and "embed" in entry["components"]:  # CPU per call by what precedes the lookup
+        entry["embed_after_s"] = {pos: entry["components"]["embed"][0] * f for pos, f in by["embed_after"].items()}
     for name, fb in entry["components"].items():
         if name != "glue":
             own = by.get(name, {})

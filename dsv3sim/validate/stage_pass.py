@@ -103,9 +103,10 @@ def _stage_spans(st, tl, hid, reps: int, sync, win, grads, around: dict | None =
     spans]}, {all-to-all span name: wall}, {compute span name: CPU}, {F|B_head|tail: wall of the pass's two ends,
     ``_stage_pass``}) seconds of ``st`` forward and backward,
     summed over ``reps`` samples after one warm-up. ``around`` ({"head"|"embed": the profiled call}): the head
-    runs on the stage's output right after its forward, as a last stage runs it, and the embedding right after
-    the backward, as the next micro-batch's first stage follows one; their CPU seconds join the span dict as
-    ``head(F)`` / ``embed(F)`` (outside the stage's own totals). With an EP ``group`` its ranks start every pass
+    runs on the stage's output right after its forward, as a last stage runs it, then the embedding, as a first
+    stage's next forward follows a forward, and the embedding right after the backward, as it follows a backward
+    or the optimizer's step; their CPU seconds join the span dict as ``head(F)`` / ``embed after F`` /
+    ``embed(F)`` (outside the stage's own totals). With an EP ``group`` its ranks start every pass
     at one instant, as a run's steps start (``train._start_together``): unaligned, the pass's first exchange
     held the ranks' skew from the previous sample's ends."""
     from dsv3sim.validate.train import _start_together
@@ -200,8 +201,9 @@ def _optim_context(st, hid, reps: int, sync, win) -> float | None:
 
 
 def _stage_pass(st, tl, x: torch.Tensor, sync, win, around: dict | None):
-    """One forward and backward of the stage: ({F|B: (wall, CPU)}, {head(F)|embed(F): CPU} of ``around``'s calls,
-    run outside the stage's timed passes: the head after the forward, the embedding after the backward,
+    """One forward and backward of the stage: ({F|B: (wall, CPU)}, {head(F)|embed after F|embed(F): CPU} of
+    ``around``'s calls, run outside the stage's timed passes: the head after the forward, then the embedding (as a
+    first stage's next forward follows its forward), the embedding after the backward,
     {F|B_head|tail: wall from the pass's call to its first span and from its last span to the return, B_release:
     wall of dropping the backward's graph after the return})."""
     tl.events.clear()
@@ -215,6 +217,7 @@ def _stage_pass(st, tl, x: torch.Tensor, sync, win, around: dict | None):
     if around:
         yd = y.detach()
         outside["head(F)"] = win.timed(lambda: around["head"](yd), sync, cpu=True, keep=False)
+        outside["embed after F"] = win.timed(lambda: around["embed"](yd), sync, cpu=True, keep=False)
         c1, t1 = time.thread_time(), time.perf_counter()
     y.backward(torch.ones_like(y))
     sync()

@@ -152,6 +152,7 @@ class _Lanes:
         self.busy = [0.0] * len(ranks)  # compute only (a rank waiting in a collective leaves its core)
         self.comp: dict[str, float] = defaultdict(float)  # summed over lanes
         self.comp_cpu: dict[str, float] = defaultdict(float)  # CPU seconds of the compute, summed over lanes
+        self.after = "B"  # the pass the ranks ran last (F or B), ``_embed``
 
     def compute(self, name: str, durs: list[float]) -> None:
         pace = name[-3:] in ("(F)", "(B)")  # a compute span; framework time keeps the slice model
@@ -250,6 +251,12 @@ def _fb(rank: dict, name: str, d: int) -> float:
     return float(rank["components"].get(name, (0.0, 0.0))[d])
 
 
+def _embed(rank: dict, after: str) -> float:
+    """The embedding lookup's time after a pass ``after`` (F or B) on its rank's core (``embed_after_s``: its
+    caches hold what that pass left), else the table's one in-stage time."""
+    return float((rank.get("embed_after_s") or {}).get(after, _fb(rank, "embed", 0)))
+
+
 def _experts(rank: dict, rows: float, d: int) -> float:
     a, b = rank["expert"]["fwd" if d == 0 else "bwd"]
     return a + b * rows if rows > 0 else 0.0
@@ -340,7 +347,7 @@ def _stage_start(lanes: _Lanes, kind: str, first: bool, last: bool) -> None:
     each chunk's head (``_end``) where the stage's measured ends (``B_last``) do not already hold it."""
     R = lanes.r
     if kind == "F" and first:
-        lanes.compute("embed(F)", [_fb(x, "embed", 0) for x in R])
+        lanes.compute("embed(F)", [_embed(x, lanes.after) for x in R])
     if kind == "F":
         lanes.compute("framework", [_end(x, "F_head") for x in R])
     if kind == "B" and last and all("boundary_s" in x for x in R):  # measured in a stage (component table)
@@ -479,6 +486,15 @@ def _step(t: dict, sched, tr: Transport, ranks: dict, p2p: tuple[float, float], 
     return comp, comp_cpu, end, spans, makespans
 
 
+def _after(acts: tuple, a) -> str:
+    """The pass a rank ran before action ``a`` of its list ``acts``: F after a forward; B after a backward or
+    weight pass, and before its first action (the previous step's optimizer pass over the parameters leaves the
+    caches at least as cold as a backward: on ``tiny`` the embedding lookup takes 124-337 us after it and a step's
+    start, 123-180 after a backward, 60-136 after a forward, validate/MEASUREMENTS.md)."""
+    i = acts.index(a)
+    return "F" if i and acts[i - 1].ops[-1].kind == "F" else "B"
+
+
 def _simulate_replica(t: dict, sched, tr: Transport, ranks: dict, d: int, p2p: tuple[float, float], fp8: bool,
                       comp: dict[str, float], end: dict[int, float], tail: dict[int, tuple],
                       comp_cpu: dict[str, float]):
@@ -494,9 +510,11 @@ def _simulate_replica(t: dict, sched, tr: Transport, ranks: dict, d: int, p2p: t
         if key not in cache:
             lanes = _Lanes([ranks[_rank_of(d, p, e, pp, ep)] for e in range(ep)], float(t.get("a2a_exit_skew_s", 0.0)),
                            speed.get(key, 1.0))
+            lanes.after = _after(sched.actions[p], a)
             for o in a.ops:
                 if o.kind != "W":
                     _run_op(t, lanes, tr, sched.stage_of(p, o.chunk), "F" if o.kind == "F" else "B", d, fp8)
+                    lanes.after = "F" if o.kind == "F" else "B"
             lanes.finish("p2p_wait" if pp > 1 else "allreduce_wait")
             cache[key] = (max(lanes.clock), lanes)
         return cache[key][0]

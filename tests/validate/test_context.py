@@ -6,8 +6,10 @@ import pytest
 import torch
 
 from dsv3sim.config import load_model_config
+from dsv3sim.parallel.linear import one_f_one_b
 from dsv3sim.validate.component_table import _apply_context, _context
 from dsv3sim.validate.components import _Grads
+from dsv3sim.workload.measured_step import _after, _embed
 
 
 def _probe(k_f: float, k_b: float, *, ep_glue: bool = True, dedicated: bool = True) -> dict:
@@ -69,6 +71,32 @@ def test_components_with_their_own_spans_take_their_own_factor_and_the_stage_tot
         total += 3 * c["gate"][i] if d == "F" else 0.0
         assert total == pytest.approx(g["stage_compute_cpu_s"][d])
     assert c["glue"] == [1.0, 1.0]
+
+
+def test_embedding_lookup_takes_its_time_by_the_pass_before_it():
+    """The lookup timed after the stage pass's forward (20 us) and after its backward (40 us), 10 us back to back:
+    factors 2 and 4 by position; the table's entry keeps them as times per position, the component the B one."""
+    p = _probe(1.1, 1.2)
+    attn = p["attn"]
+    p["glue"]["stage_span_cpu_s"] = {"attn(F)": 4 * attn["F"], "attn(B)": 4 * attn["B"],
+                                     "embed(F)": 4e-5, "embed after F": 2e-5}
+    p["embed"] = {"F": 1e-5, "B": 1e-5}
+    k = _context(p, None)
+    assert k["by"]["embed_after"] == pytest.approx({"F": 2.0, "B": 4.0})
+    e = {"components": {"embed": [1e-5, 1e-5], "glue": [1.0, 1.0]}, "expert": {"fwd": [0.0, 0.0], "bwd": [0.0, 0.0]}}
+    _apply_context(e, k)
+    assert e["embed_after_s"] == pytest.approx({"F": 2e-5, "B": 4e-5})
+    assert e["components"]["embed"][0] == pytest.approx(4e-5)
+
+
+def test_step_model_charges_the_lookup_by_the_pass_before_it():
+    """1F1B, first of 2 stages, 4 micro-batches: F0 follows the previous step's optimizer (B), F1 a forward,
+    F2 and F3 a backward; a table without positions keeps its one in-stage time."""
+    acts = one_f_one_b(2, 4).actions[0]
+    assert [_after(acts, a) for a in acts if a.ops[0].kind == "F"] == ["B", "F", "B", "B"]
+    rank = {"components": {"embed": [3e-5, 1e-5]}, "embed_after_s": {"F": 2e-5, "B": 4e-5}}
+    assert (_embed(rank, "F"), _embed(rank, "B")) == (2e-5, 4e-5)
+    assert _embed({"components": {"embed": [3e-5, 1e-5]}}, "F") == 3e-5
 
 
 def test_context_of_older_profiles_needs_the_model_and_no_ep():
