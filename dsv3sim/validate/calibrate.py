@@ -50,7 +50,7 @@ def _time(fn, iters: int, sync, rel: list[float] | None = None, gap_s: float = 0
     ``last`` (a collective's members on one host, ``_Last``): each call is timed from the moment its last
     member entered, not from this rank's own entry. A rank that entered early waits there for a peer that was
     still busy or descheduled when its gap ended; the step model prices that wait itself (the lockstep meeting
-    waits for the latest rank's clock plus the expected lateness of the slowest, ``measured_step._Lanes``), so
+    waits for the latest rank's clock plus the expected lateness of the slowest, ``measured_lanes.Lanes``), so
     a fit that also held it would count it twice (measured on the 2-core box: the backward all-to-alls +50..+470 %
     over the run with the own-entry fit)."""
     fn()  # warm-up

@@ -57,8 +57,6 @@ interference, the production element-wise kernels, ZeRO-1 (a CPU run all-reduces
 
 from __future__ import annotations
 
-import math
-import statistics
 import time
 from collections import defaultdict
 from dataclasses import replace
@@ -71,9 +69,8 @@ from dsv3sim.parallel import execute, generate
 from dsv3sim.parallel.actions import Action
 from dsv3sim.results import Infeasible, TrainingResult
 from dsv3sim.workload import cpu_sharing
-from dsv3sim.workload.deepep_overheads import expected_max_normal
+from dsv3sim.workload.measured_lanes import Lanes, lateness_of_slowest
 from dsv3sim.workload.measured_table import TableError, load_table
-from dsv3sim.workload.preemption import lateness
 
 
 class Transport:
@@ -123,117 +120,6 @@ def _a2a_bytes(send: list[list[float]], row_bytes: float, reverse: bool) -> floa
     return max(max(sent), max(recv)) * row_bytes
 
 
-class _Lanes:
-    """The EP ranks of one (replica, pipeline rank) running one chunk in lockstep: per-rank clocks from 0.
-    Jitter: each component call is one sample of its profiled spread, independent of the others, so the
-    spread of a stretch of compute is cv x sqrt(sum of its components' squared times) (variances add)."""
-
-    def __init__(self, ranks: list[dict], exit_skew: float = 0.0, speed: float = 1.0) -> None:
-        self.r = ranks
-        self.speed = speed  # compute time factor of processor sharing (cpu_sharing.py): the share is over it
-        # the members of a collective leave it when each one's thread is woken, not at once: the next meeting
-        # starts after the last of them, ``exit_skew`` (the table's ``a2a_exit_skew_s``) past the mean exit
-        self.exit_skew = exit_skew
-        self.skewed = False  # the lanes left an all-to-all and have not met since
-        # a shared CPU (the table measured preemption, preemption.py): a rank woken from a blocking call runs
-        # its first scheduler slice whole and pays for it in waiting for the core at the wake-up (``debt``,
-        # charged to the collective it woke from); beyond the slice it computes at the window's share
-        self.slice = [_free_slice(x) for x in ranks]
-        self.share = [min(max(float(x.get("share", 1.0)), 1e-3) / speed, 1.0) for x in ranks]
-        # EP ranks with in-stage exchanges (``meet_in_stage``): compute spans at the stage's measured wall per CPU
-        # second (``in_stage_wall_per_cpu``, F / B), no free slice, no wake-up debt
-        self.pace = [dict(x.get("in_stage_wall_per_cpu") or {}) if x.get("comm_in_stage_s") else {} for x in ranks]
-        self.cpu_since = [0.0] * len(ranks)  # CPU seconds since the last blocking call
-        self.debt = [0.0] * len(ranks)
-        self.clock = [0.0] * len(ranks)
-        self.since = [0.0] * len(ranks)  # compute since the last all-to-all
-        self.since_sq = [0.0] * len(ranks)  # sum of squared component times since then
-        self.sq = [0.0] * len(ranks)  # ... over the whole chunk
-        self.busy = [0.0] * len(ranks)  # compute only (a rank waiting in a collective leaves its core)
-        self.comp: dict[str, float] = defaultdict(float)  # summed over lanes
-        self.comp_cpu: dict[str, float] = defaultdict(float)  # CPU seconds of the compute, summed over lanes
-        self.after = "B"  # the pass the ranks ran last (F or B), ``_embed``
-
-    def compute(self, name: str, durs: list[float]) -> None:
-        pace = name[-3:] in ("(F)", "(B)")  # a compute span; framework time keeps the slice model
-        for i, d in enumerate(durs):
-            d *= self.speed
-            c = d * self.share[i]  # a CPU table's time is CPU seconds over the share
-            self.comp_cpu[name] += c
-            k = self.pace[i].get(name[-2]) if pace else None
-            if k:  # CPU seconds x the direction's pace; measured with every rank runnable, it shares in ``speed``
-                d = c * max(k * self.speed, 1.0)
-            elif self.slice[i]:  # the CPU seconds inside the slice run at full speed, the rest at the share
-                free = min(c, max(self.slice[i] - self.cpu_since[i], 0.0))
-                d = free + (c - free) / self.share[i]
-                self.debt[i] += free * (1.0 / self.share[i] - 1.0)
-            self.cpu_since[i] += c
-            self.busy[i] += d
-            self.clock[i] += d
-            self.since[i] += d
-            self.since_sq[i] += d * d
-            self.sq[i] += d * d
-            self.comp[name] += d
-
-    def meet(self, name: str, transfer) -> None:
-        """All ranks meet in a collective; ``transfer(after_s)`` is its time after that much compute."""
-        n = len(self.r)
-        cpu = statistics.fmean(self.cpu_since)
-        late = _late(list(self.r), statistics.fmean(self.since), statistics.fmean(self.since_sq), n,
-                     cpu if any(self.slice) else None)
-        t = max(c + w for c, w in zip(self.clock, self.debt)) + late + transfer(statistics.fmean(self.since))
-        self._leave(name, t + (self.exit_skew if self.skewed else 0.0))
-
-    def meet_in_stage(self, name: str) -> None:
-        """All ranks meet in an exchange the table measured in the stage (``comm_in_stage_s``: its wall per MoE
-        layer in the calibration's whole-stage pass, mean over the ranks): that wall holds the transfer, the
-        wake-ups and the waits for the peers as a stage has them (with the wake-up debt of the compute before
-        it), so the meeting costs it past the latest rank's clock, and the debt is settled. On an oversubscribed
-        host that wall is mostly the peers' wait for a core, so it scales with the lanes' ``speed`` as compute
-        does (``cpu_sharing.py``)."""
-        wall = statistics.fmean(float(x["comm_in_stage_s"][name]) for x in self.r)
-        self._leave(name, max(self.clock) + self.speed * wall)
-
-    def _leave(self, name: str, t: float) -> None:
-        """Every rank leaves collective ``name`` at ``t`` (the wait since its clock charged to it), with its
-        compute, jitter and wake-up debt since the last meeting reset."""
-        for i in range(len(self.r)):
-            self.comp[name] += t - self.clock[i]
-            self.clock[i] = t
-            self.since[i] = self.since_sq[i] = self.cpu_since[i] = self.debt[i] = 0.0
-        self.skewed = True
-
-    def finish(self, name: str) -> None:
-        """The chunk ends in a blocking call outside the lanes (a pipeline hand-off, the gradient all-reduce):
-        the wake-up debt is paid there."""
-        for i, w in enumerate(self.debt):
-            self.clock[i] += w
-            self.comp[name] += w
-            self.debt[i] = 0.0
-
-
-def _free_slice(rank: dict) -> float:
-    """CPU seconds a rank runs unpreempted after a blocking call: one scheduler slice (the preemption delay the
-    calibration measured, the competing tasks' slice under EEVDF); 0 where no preemption was measured."""
-    p = rank.get("preempt") or {}
-    return float(p.get("slice_s", 0.0)) if p.get("rate_per_cpu_s") else 0.0
-
-
-def _late(ranks: list[dict], since: float, since_sq: float, n: int, exposed_cpu: float | None = None) -> float:
-    """Expected lateness of the slowest of n ranks after ``since`` seconds of compute (sum of squared component
-    times ``since_sq``): preemption slices where the table measured them (a shared CPU: ``preemption.py``, on
-    the CPU seconds past the free slice ``exposed_cpu``, or since * share), else the normal jitter
-    cv x sqrt(since_sq) x E[max of n N(0,1)]."""
-    pre = [x.get("preempt") for x in ranks]
-    if all(p and p.get("slice_s") for p in pre):
-        share = statistics.fmean(x.get("share", 1.0) for x in ranks)
-        cpu = since * share if exposed_cpu is None else exposed_cpu
-        return lateness(cpu, statistics.fmean(p["rate_per_cpu_s"] for p in pre),
-                        statistics.fmean(p["slice_s"] for p in pre), n)
-    cv = statistics.fmean(x["cv"] for x in ranks)
-    return cv * math.sqrt(since_sq) * expected_max_normal(n)
-
-
 def _codec(rank: dict, wire: str, rows: float) -> float:
     """Encoding the rows a rank sends and decoding those it receives (``rows`` = their mean), t = a + b * rows."""
     ab = (rank.get("codec") or {}).get(wire)
@@ -252,9 +138,9 @@ def _fb(rank: dict, name: str, d: int) -> float:
 
 
 def _embed(rank: dict, after: str) -> float:
-    """The embedding lookup's time after a pass ``after`` (F or B) on its rank's core (``embed_after_s``: its
-    caches hold what that pass left), else the table's one in-stage time."""
-    return float((rank.get("embed_after_s") or {}).get(after, _fb(rank, "embed", 0)))
+    """The embedding lookup's time after a pass ``after`` (F or B; the step's start counts as B, ``_after``) on its
+    rank's core (``embed_after_s``: its caches hold what that pass left), else the table's one in-stage time."""
+    return float((rank.get("embed_after_s") or {}).get("B" if after == "start" else after, _fb(rank, "embed", 0)))
 
 
 def _experts(rank: dict, rows: float, d: int) -> float:
@@ -262,7 +148,7 @@ def _experts(rank: dict, rows: float, d: int) -> float:
     return a + b * rows if rows > 0 else 0.0
 
 
-def _moe_layer(lanes: _Lanes, kind: str, rr: dict, a2a, wires: tuple[str, str], rb_d: float, rb_c: float) -> None:
+def _moe_layer(lanes: Lanes, kind: str, rr: dict, a2a, wires: tuple[str, str], rb_d: float, rb_c: float) -> None:
     """One MoE layer's gate, experts and shared expert; with EP > 1 the DeepEP layout, dispatch and combine
     all-to-alls between them (forward: dispatch in ``rb_d`` bytes per row, combine in ``rb_c``; backward:
     both in ``rb_c``); each dispatch/combine span also encodes the rows sent and decodes those received in its
@@ -304,7 +190,7 @@ def _moe_layer(lanes: _Lanes, kind: str, rr: dict, a2a, wires: tuple[str, str], 
         lanes.compute("framework", [_fb(x, "gate", 1) for x in R])
 
 
-def _moe_layer_local(lanes: _Lanes, kind: str, rows: list[float]) -> None:
+def _moe_layer_local(lanes: Lanes, kind: str, rows: list[float]) -> None:
     """A MoE layer without EP: the gate (its backward is framework time), the experts, the shared expert."""
     R, d = lanes.r, 0 if kind == "F" else 1
     lanes.compute("gate(F)" if kind == "F" else "framework", [_fb(x, "gate", d) for x in R])
@@ -315,8 +201,8 @@ def _moe_layer_local(lanes: _Lanes, kind: str, rows: list[float]) -> None:
 _IN_STAGE = {"layout(F)", "dispatch(F)", "combine(F)", "combine(B)", "dispatch(B)"}
 
 
-def _moe_layer_in_stage(lanes: _Lanes, kind: str, rr: dict, a2a) -> None:
-    """An EP MoE layer whose exchanges the table measured in the stage (``_Lanes.meet_in_stage``; each span's
+def _moe_layer_in_stage(lanes: Lanes, kind: str, rr: dict, a2a) -> None:
+    """An EP MoE layer whose exchanges the table measured in the stage (``Lanes.meet_in_stage``; each span's
     encoding and the layout's host work are inside those walls). The gate weights' backward exchange is no span
     of the run or of the stage pass: it keeps the all-to-all fit."""
     R, send, rows = lanes.r, rr["send_rows"], rr["expert_rows"]
@@ -342,12 +228,12 @@ def _end(x: dict, key: str) -> float:
     return float((x.get("chunk_ends_s") or {}).get(key, 0.0))
 
 
-def _stage_start(lanes: _Lanes, kind: str, first: bool, last: bool) -> None:
+def _stage_start(lanes: Lanes, kind: str, first: bool, last: bool) -> None:
     """The embedding before the first stage's F; the backward's start-up (and the head's backward) before B;
     each chunk's head (``_end``) where the stage's measured ends (``B_last``) do not already hold it."""
     R = lanes.r
     if kind == "F" and first:
-        lanes.compute("embed(F)", [_embed(x, lanes.after) for x in R])
+        lanes.compute("embed(F)", [_embed(x, lanes.after) for x in R], fresh=lanes.after == "start")
     if kind == "F":
         lanes.compute("framework", [_end(x, "F_head") for x in R])
     if kind == "B" and last and all("boundary_s" in x for x in R):  # measured in a stage (component table)
@@ -358,7 +244,7 @@ def _stage_start(lanes: _Lanes, kind: str, first: bool, last: bool) -> None:
             lanes.compute("framework", [_fb(x, "head", 1) for x in R])
 
 
-def _stage_end(lanes: _Lanes, kind: str, first: bool, last: bool) -> None:
+def _stage_end(lanes: Lanes, kind: str, first: bool, last: bool) -> None:
     """The head after the last stage's F; the embedding's backward after the first stage's B; each chunk's tail
     where the stage's measured ends (``B_first``) do not already hold it."""
     R = lanes.r
@@ -372,7 +258,7 @@ def _stage_end(lanes: _Lanes, kind: str, first: bool, last: bool) -> None:
         lanes.compute("framework", [_end(x, "B_tail") + (_fb(x, "embed", 1) if first else 0.0) for x in R])
 
 
-def _run_op(t: dict, lanes: _Lanes, tr: Transport, stage: int, kind: str, replica: int, dispatch_fp8: bool) -> None:
+def _run_op(t: dict, lanes: Lanes, tr: Transport, stage: int, kind: str, replica: int, dispatch_fp8: bool) -> None:
     """One forward (``F``) or full backward (``B``) of ``stage`` on the replica's EP ranks."""
     d = 0 if kind == "F" else 1
     layers = t["stages"][str(stage)]
@@ -487,12 +373,13 @@ def _step(t: dict, sched, tr: Transport, ranks: dict, p2p: tuple[float, float], 
 
 
 def _after(acts: tuple, a) -> str:
-    """The pass a rank ran before action ``a`` of its list ``acts``: F after a forward; B after a backward or
-    weight pass, and before its first action (the previous step's optimizer pass over the parameters leaves the
-    caches at least as cold as a backward: on ``tiny`` the embedding lookup takes 124-337 us after it and a step's
-    start, 123-180 after a backward, 60-136 after a forward, validate/MEASUREMENTS.md)."""
+    """What a rank ran before action ``a`` of its list ``acts``: "start" before its first (the step's start, after
+    the previous step's optimizer pass over the parameters, which leaves the caches at least as cold as a
+    backward: on ``tiny`` the embedding lookup takes 124-337 us after it and a step's start, 123-180 after a
+    backward, 60-136 after a forward, validate/MEASUREMENTS.md), else the previous action's last pass: F after a
+    forward, B after a backward or weight pass."""
     i = acts.index(a)
-    return "F" if i and acts[i - 1].ops[-1].kind == "F" else "B"
+    return "start" if i == 0 else "F" if acts[i - 1].ops[-1].kind == "F" else "B"
 
 
 def _simulate_replica(t: dict, sched, tr: Transport, ranks: dict, d: int, p2p: tuple[float, float], fp8: bool,
@@ -508,7 +395,7 @@ def _simulate_replica(t: dict, sched, tr: Transport, ranks: dict, d: int, p2p: t
     def chunk(p: int, a) -> float:
         key = (p, str(a))
         if key not in cache:
-            lanes = _Lanes([ranks[_rank_of(d, p, e, pp, ep)] for e in range(ep)], float(t.get("a2a_exit_skew_s", 0.0)),
+            lanes = Lanes([ranks[_rank_of(d, p, e, pp, ep)] for e in range(ep)], float(t.get("a2a_exit_skew_s", 0.0)),
                            speed.get(key, 1.0))
             lanes.after = _after(sched.actions[p], a)
             for o in a.ops:
@@ -564,7 +451,7 @@ def _dp_allreduce(t: dict, sched, ranks: dict, comp: dict[str, float], end: dict
         grp = [_rank_of(d, q, e, pp, ep) for q in peers for d in range(dp) for e in range(ep)]
         if len(grp) < 2:
             continue
-        late = {r: end[r] + _late([ranks[x] for x in grp], tail[r][0], tail[r][1], len(grp)) for r in grp}
+        late = {r: end[r] + lateness_of_slowest([ranks[x] for x in grp], tail[r][0], tail[r][1], len(grp)) for r in grp}
         t0 = max(late.values())
         sync = max(ranks[r]["grad_sync_s"] for r in grp)
         for r in grp:

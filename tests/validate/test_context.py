@@ -90,12 +90,13 @@ def test_embedding_lookup_takes_its_time_by_the_pass_before_it():
 
 
 def test_step_model_charges_the_lookup_by_the_pass_before_it():
-    """1F1B, first of 2 stages, 4 micro-batches: F0 follows the previous step's optimizer (B), F1 a forward,
-    F2 and F3 a backward; a table without positions keeps its one in-stage time."""
+    """1F1B, first of 2 stages, 4 micro-batches: F0 follows the step's start (priced as after a backward: the
+    previous step's optimizer), F1 a forward, F2 and F3 a backward; a table without positions keeps its one
+    in-stage time."""
     acts = one_f_one_b(2, 4).actions[0]
-    assert [_after(acts, a) for a in acts if a.ops[0].kind == "F"] == ["B", "F", "B", "B"]
+    assert [_after(acts, a) for a in acts if a.ops[0].kind == "F"] == ["start", "F", "B", "B"]
     rank = {"components": {"embed": [3e-5, 1e-5]}, "embed_after_s": {"F": 2e-5, "B": 4e-5}}
-    assert (_embed(rank, "F"), _embed(rank, "B")) == (2e-5, 4e-5)
+    assert (_embed(rank, "F"), _embed(rank, "B"), _embed(rank, "start")) == (2e-5, 4e-5, 4e-5)
     assert _embed({"components": {"embed": [3e-5, 1e-5]}}, "F") == 3e-5
 
 

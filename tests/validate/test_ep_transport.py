@@ -8,7 +8,7 @@ import torch
 
 from dsv3sim.validate import calibrate
 from dsv3sim.validate.component_table import _layout_host, exit_skew
-from dsv3sim.workload.measured_step import _Lanes
+from dsv3sim.workload.measured_lanes import Lanes
 
 
 class _Peer:
@@ -57,7 +57,7 @@ def test_table_takes_the_exit_skew_of_rank_0_and_the_layout_host_work():
 
 
 def test_exit_skew_is_paid_by_every_meeting_after_the_first():
-    ln = _Lanes([{"share": 1.0, "cv": 0.0}] * 2, exit_skew=1e-4)
+    ln = Lanes([{"share": 1.0, "cv": 0.0}] * 2, exit_skew=1e-4)
     for name in ("layout(F)", "dispatch(F)", "combine(F)"):
         ln.meet(name, lambda _s: 1e-3)
     assert ln.clock == pytest.approx([3e-3 + 2e-4] * 2)

@@ -50,16 +50,29 @@ def test_lanes_pay_the_wake_up_at_the_collective():
     """A rank at share 0.5 that computes 1 ms of CPU after a blocking call (inside its 4 ms slice) runs it in
     1 ms and pays the 1 ms it owes the other tasks waiting for its core at the next collective; 6 ms of CPU:
     4 ms whole, 2 ms at half speed (4 ms), 4 ms owed. Totals stay CPU / share."""
-    from dsv3sim.workload.measured_step import _Lanes
+    from dsv3sim.workload.measured_lanes import Lanes
 
     rank = {"share": 0.5, "cv": 0.0, "preempt": {"rate_per_cpu_s": 0.0001, "slice_s": 4e-3}}
-    ln = _Lanes([rank])
+    ln = Lanes([rank])
     ln.compute("attn(F)", [2e-3])  # table: 1 ms CPU / 0.5
     assert ln.clock[0] == pytest.approx(1e-3)
     ln.meet("dispatch(F)", lambda _s: 0.0)
     assert ln.comp["dispatch(F)"] == pytest.approx(1e-3, rel=1e-3) and ln.clock[0] == pytest.approx(2e-3, rel=1e-3)
-    ln2 = _Lanes([rank])
+    ln2 = Lanes([rank])
     ln2.compute("mlp(F)", [12e-3])  # 6 ms CPU
     assert ln2.clock[0] == pytest.approx(4e-3 + 4e-3)
     ln2.finish("p2p_wait")
     assert ln2.comp["p2p_wait"] == pytest.approx(4e-3) and ln2.clock[0] == pytest.approx(12e-3)
+
+
+def test_paced_rank_runs_the_steps_first_work_at_full_speed():
+    """An EP rank with in-stage exchanges computes at its stage's pace (1.25 x its CPU seconds), except the step's
+    first work (``fresh``), which starts its time on the core: CPU seconds as they are."""
+    from dsv3sim.workload.measured_lanes import Lanes
+
+    rank = {"share": 0.5, "cv": 0.0, "comm_in_stage_s": {"layout(F)": 1e-3}, "in_stage_wall_per_cpu": {"F": 1.25}}
+    ln = Lanes([rank])
+    ln.compute("embed(F)", [2e-4], fresh=True)  # table: 0.1 ms CPU / 0.5
+    assert ln.clock[0] == pytest.approx(1e-4)
+    ln.compute("attn(F)", [2e-3])
+    assert ln.clock[0] == pytest.approx(1e-4 + 1.25e-3)
