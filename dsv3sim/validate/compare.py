@@ -25,7 +25,7 @@ from dsv3sim.validate.load import summary as load_summary
 from dsv3sim.validate.robust import low, median_ci
 
 COMM = ("dispatch", "combine", "layout", "allreduce", "p2p_wait")
-UNTIMED_IN_RUN = ("framework", "layout(B)")  # not a span of the run: inside its other
+UNTIMED_IN_RUN = ("framework", "layout(B)")  # not a span of the run (older runs: layout(B)): inside its other
 IN_RUN_ALLREDUCE = ("allreduce", "allreduce_wait")
 
 
@@ -102,10 +102,11 @@ def _add_cpu(rows: list[dict], measured: dict[str, float], predicted: dict[str, 
             row.update(measured_cpu_s=measured[k], predicted_cpu_s=predicted[k])
 
 
-def _predicted_components(pred: dict) -> dict[str, float]:
-    """The model's components regrouped as the run times them (``other``, ``allreduce`` with its wait)."""
+def _predicted_components(pred: dict, measured: dict[str, float]) -> dict[str, float]:
+    """The model's components regrouped as the run times them (``other``, ``allreduce`` with its wait); a run
+    recorded before its gate weights' backward exchange had a span has ``layout(B)`` inside its ``other``."""
     pcomp = dict(pred["components_mean_over_ranks"])
-    pcomp["other"] = sum(pcomp.pop(k, 0.0) for k in UNTIMED_IN_RUN)
+    pcomp["other"] = sum(pcomp.pop(k, 0.0) for k in UNTIMED_IN_RUN if k not in measured)
     if any(k in pcomp for k in IN_RUN_ALLREDUCE):
         pcomp["allreduce"] = sum(pcomp.pop(k, 0.0) for k in IN_RUN_ALLREDUCE)
     return pcomp
@@ -114,7 +115,7 @@ def _predicted_components(pred: dict) -> dict[str, float]:
 def _component_rows(mcomp: dict[str, float], pcomp: dict[str, float], median: dict[str, float]) -> list[dict]:
     names = [k for k in ("embed(F)", "attn(F)", "mlp(F)", "shared(F)", "gate(F)", "layout(F)", "dispatch(F)",
                          "combine(F)", "head(F)", "attn(B)", "mlp(B)", "shared(B)", "dispatch(B)", "combine(B)",
-                         "p2p_wait", "allreduce", "optim", "requant", "other") if k in mcomp or k in pcomp]
+                         "layout(B)", "p2p_wait", "allreduce", "optim", "requant", "other") if k in mcomp or k in pcomp]
     return [dict(name=k, measured_s=mcomp.get(k, 0.0), predicted_s=pcomp.get(k, 0.0),
                  error=(pcomp.get(k, 0.0) - mcomp[k]) / mcomp[k] if mcomp.get(k) else None,
                  measured_median_s=median.get(k, 0.0)) for k in names]
@@ -162,7 +163,8 @@ def build_result(spec, train: list[dict], calib: list[dict], pred: dict, *, out_
     steps = measured_steps(train)
     meas = statistics.median(steps)
     pstep = pred["predicted_step_s"]
-    comps = _component_rows(_measured_components(train), _predicted_components(pred),
+    mcomp = _measured_components(train)
+    comps = _component_rows(mcomp, _predicted_components(pred, mcomp),
                             _measured_components(train, "median"))
     _add_cpu(comps, _measured_cpu(train), pred.get("components_cpu_mean_over_ranks", {}))
     a2a = {str(r["rank"]): dict(r["bytes_per_step"]) for r in train}

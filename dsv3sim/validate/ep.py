@@ -16,7 +16,8 @@ rank adds up. ``torch.distributed.all_to_all_single`` carries counts, then the p
 (differentiable, FP32) and the rows. FP8 dispatch (V3 §3.3: activations quantised in 1x128 tiles, e4m3,
 scale = amax/448) packs fp8 bytes + fp32 tile scales per row; combine is BF16 when FP8 is on, else the model
 dtype; backward all-to-alls send gradients in the combine dtype. Bytes counted for dispatch/combine are the
-rows'; the pair layout and weights (12 B a pair, DeepEP's topk_idx/topk_weights) are timed as ``layout(F)``.
+rows'; the pair layout and weights (12 B a pair, DeepEP's topk_idx/topk_weights) are timed as ``layout(F)``, the
+weights' gradients sent back in the backward as ``layout(B)``.
 """
 
 from __future__ import annotations
@@ -100,12 +101,13 @@ class AllToAll(torch.autograd.Function):
     """Differentiable row all-to-all; forward in ``wire``, backward (reverse splits) in ``bwd_wire``."""
 
     @staticmethod
-    def forward(ctx, x, send, recv, wire, bwd_wire, group, tl, name, layer, me):
-        """``tl`` None: an untimed side transfer (the gate weights), neither timed nor counted."""
+    def forward(ctx, x, send, recv, wire, bwd_wire, group, tl, name, layer, me, fwd_timed=True):
+        """``tl`` None: an untimed transfer, neither timed nor counted; ``fwd_timed`` False: the forward is part of
+        an enclosing span (the gate weights inside ``layout(F)``) and only the backward is timed, as ``{name}(B)``."""
         ctx.args = (send, recv, bwd_wire, group, tl, name, layer, me)
         t0 = tl.now() if tl else 0.0
         y = _a2a_rows(x, send, recv, wire, group)
-        if tl:
+        if tl and fwd_timed:
             tl.add(f"{name}(F)", t0, tl.now(), layer)
             rb = row_bytes(x.shape[1], wire, x.dtype)
             tl.count_bytes(f"{name}(F)", (sum(send) - send[me]) * rb, send[me] * rb)
@@ -120,7 +122,7 @@ class AllToAll(torch.autograd.Function):
             tl.add(f"{name}(B)", t0, tl.now(), layer)
             rb = row_bytes(g.shape[1], bwd_wire, g.dtype)
             tl.count_bytes(f"{name}(B)", (sum(recv) - recv[me]) * rb, recv[me] * rb)
-        return gx, None, None, None, None, None, None, None, None, None
+        return gx, None, None, None, None, None, None, None, None, None, None
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,8 +201,10 @@ class EPMoE(torch.nn.Module):
         host += time.thread_time() - c1
         dist.all_to_all_single(lay_r, lay, pr_l, ps_l, group=self.group)
         c2 = time.thread_time()
-        w_recv = AllToAll.apply(rp.pair_w, ps_l, pr_l, "native", "native", self.group, None, "weights", L,
-                                self.ep_rank)
+        # the gate weights' exchange: its forward inside this span, its backward (the weights' gradients back to
+        # the ranks that routed them) the ``layout(B)`` span
+        w_recv = AllToAll.apply(rp.pair_w, ps_l, pr_l, "native", "native", self.group, tl, "layout", L,
+                                self.ep_rank, False)
         # the span's CPU: this thread's host work between the three exchanges (the blocked waits spend none;
         # the gate weights' autograd all-to-all counts whole, its gloo call is a few us of that)
         tl.add("layout(F)", t0, tl.now(), L, host + time.thread_time() - c2)

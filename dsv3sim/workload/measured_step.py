@@ -203,8 +203,8 @@ _IN_STAGE = {"layout(F)", "dispatch(F)", "combine(F)", "combine(B)", "dispatch(B
 
 def _moe_layer_in_stage(lanes: Lanes, kind: str, rr: dict, a2a) -> None:
     """An EP MoE layer whose exchanges the table measured in the stage (``Lanes.meet_in_stage``; each span's
-    encoding and the layout's host work are inside those walls). The gate weights' backward exchange is no span
-    of the run or of the stage pass: it keeps the all-to-all fit."""
+    encoding and the layout's host work are inside those walls). The gate weights' backward exchange
+    (``layout(B)``) too where the table has it; a table from before that span keeps the all-to-all fit."""
     R, send, rows = lanes.r, rr["send_rows"], rr["expert_rows"]
     if kind == "F":
         lanes.compute("gate(F)", [_fb(x, "gate", 0) for x in R])
@@ -218,7 +218,10 @@ def _moe_layer_in_stage(lanes: Lanes, kind: str, rr: dict, a2a) -> None:
         lanes.meet_in_stage("combine(B)")
         lanes.compute("mlp(B)", [_experts(x, rows[i], 1) for i, x in enumerate(R)])
         lanes.meet_in_stage("dispatch(B)")
-        lanes.meet("layout(B)", lambda s: a2a(_a2a_bytes(send, 4, True), s))
+        if all("layout(B)" in x["comm_in_stage_s"] for x in R):
+            lanes.meet_in_stage("layout(B)")
+        else:
+            lanes.meet("layout(B)", lambda s: a2a(_a2a_bytes(send, 4, True), s))
         lanes.compute("framework", [_fb(x, "gate", 1) for x in R])
 
 

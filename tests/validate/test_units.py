@@ -179,3 +179,15 @@ def test_diagnose_names_the_root_cause():
     assert diagnose(raised, {}, killed_for=None, rc=1, collective_timeout_s=5)[0] == 1
     text = "  rank      : 3 (local_rank: 1)\n  exitcode  : -9 (pid: 42)\n"
     assert parse_torchrun_failures(text) == {3: -9}
+
+
+def test_gate_weights_backward_exchange_is_its_own_row_where_the_run_timed_it():
+    """``layout(B)``: compared as its own row where the run has the span; inside ``other`` for runs without it."""
+    from dsv3sim.validate.compare import _predicted_components
+
+    pred = {"components_mean_over_ranks": {"framework": 2.0, "layout(B)": 0.5, "allreduce": 1.0,
+                                           "allreduce_wait": 0.25}}
+    timed = _predicted_components(pred, {"layout(B)": 0.6, "other": 2.1})
+    assert (timed["layout(B)"], timed["other"], timed["allreduce"]) == (0.5, 2.0, 1.25)
+    older = _predicted_components(pred, {"other": 2.7})
+    assert "layout(B)" not in older and older["other"] == 2.5

@@ -172,7 +172,7 @@ def test_layout_host_work_between_the_exchanges(tmp_path):
 def test_ep_exchanges_measured_in_the_stage(tmp_path):
     """A table with the EP glue stage's exchange walls (``comm_in_stage_s``, per MoE layer): each exchange costs
     the ranks' mean of them past the latest rank; the codec and the layout's host work are inside them, and the
-    gate weights' backward exchange keeps the all-to-all fit."""
+    gate weights' backward exchange (``layout(B)``) keeps the all-to-all fit unless the table has its wall."""
     routing = {"0": [{"send_rows": [[3, 1], [1, 3]], "expert_rows": [0, 0]}]}
     walls = {"layout(F)": 1.0, "dispatch(F)": 0.5, "combine(F)": 0.25, "combine(B)": 0.3, "dispatch(B)": 0.2}
     r0 = dict(_rank(attn=(1, 0)), codec={"native": [1e-3, 0.0]}, layout_host_s=5e-3,
@@ -185,6 +185,11 @@ def test_ep_exchanges_measured_in_the_stage(tmp_path):
     assert res.breakdown_s["layout(F)"] == pytest.approx((2 / 2 + 2.0) * MS, rel=1e-9)
     assert res.breakdown_s["dispatch(B)"] == pytest.approx(0.4 * MS, rel=1e-9)
     assert res.step_time_s == pytest.approx((3 + 2 * sum(walls.values()) + 0.1) * MS, rel=1e-9)
+    for r, k in ((r0, 1), (r1, 3)):  # the gate weights' backward exchange measured in the stage too: its wall
+        r["comm_in_stage_s"]["layout(B)"] = k * 0.7 * MS
+    both = simulate(_write(tmp_path, ep=2, ranks={0: r0, 1: r1}, routing=routing, a2a=a2a))
+    assert both.breakdown_s["layout(B)"] == pytest.approx(2 * 0.7 * MS, rel=1e-9)
+    assert both.step_time_s == pytest.approx(res.step_time_s - 0.1 * MS + 1.4 * MS, rel=1e-9)
     r0.pop("comm_in_stage_s")  # one rank without them: the fits and the codec for every exchange
     assert simulate(_write(tmp_path, ep=2, ranks={0: r0, 1: r1}, routing=routing, a2a=a2a)).step_time_s > \
         res.step_time_s
