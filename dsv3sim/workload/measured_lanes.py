@@ -30,8 +30,9 @@ class Lanes:
         # charged to the collective it woke from); beyond the slice it computes at the window's share
         self.slice = [free_slice(x) for x in ranks]
         self.share = [min(max(float(x.get("share", 1.0)), 1e-3) / speed, 1.0) for x in ranks]
-        # EP ranks with in-stage exchanges (``meet_in_stage``): compute spans at the stage's measured wall per CPU
-        # second (``in_stage_wall_per_cpu``, F / B), no free slice, no wake-up debt
+        # EP ranks with in-stage exchanges (``meet_in_stage``): compute spans and framework time at the stage's
+        # measured wall per CPU second of its compute spans (``in_stage_wall_per_cpu``, F / B: the glue between
+        # them is the same CPU work on the same shared cores), no free slice, no wake-up debt
         self.pace = [dict(x.get("in_stage_wall_per_cpu") or {}) if x.get("comm_in_stage_s") else {} for x in ranks]
         self.cpu_since = [0.0] * len(ranks)  # CPU seconds since the last blocking call
         self.debt = [0.0] * len(ranks)
@@ -40,6 +41,7 @@ class Lanes:
         self.since_sq = [0.0] * len(ranks)  # sum of squared component times since then
         self.sq = [0.0] * len(ranks)  # ... over the whole chunk
         self.busy = [0.0] * len(ranks)  # compute only (a rank waiting in a collective leaves its core)
+        self.kind = "F"  # the pass the ranks run (``measured_step._run_op``): framework time takes its pace
         self.comp: dict[str, float] = defaultdict(float)  # summed over lanes
         self.comp_cpu: dict[str, float] = defaultdict(float)  # CPU seconds of the compute, summed over lanes
         self.after = "start"  # what the ranks ran last: the step's start or a pass (F or B), ``_after``
@@ -48,12 +50,12 @@ class Lanes:
         """``durs`` per rank; ``fresh``: the first work of a rank's step, at the start of its time on the core (a
         paced rank runs it at full speed: the step's first embedding, 0.1 ms, ran at wall = CPU within 1 % in
         the 4-process EP runs, validate/MEASUREMENTS.md)."""
-        pace = name[-3:] in ("(F)", "(B)")  # a compute span; framework time keeps the slice model
+        pace = name[-3:] in ("(F)", "(B)") or name == "framework"  # every CPU stretch of a paced rank
         for i, d in enumerate(durs):
             d *= self.speed
             c = d * self.share[i]  # a CPU table's time is CPU seconds over the share
             self.comp_cpu[name] += c
-            k = self.pace[i].get(name[-2]) if pace else None
+            k = self.pace[i].get(name[-2] if name[-1] == ")" else self.kind) if pace else None
             k = 1.0 / self.speed if k and fresh else k
             if k:  # CPU seconds x the direction's pace; measured with every rank runnable, it shares in ``speed``
                 d = c * max(k * self.speed, 1.0)

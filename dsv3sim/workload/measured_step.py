@@ -38,7 +38,9 @@ Composition:
 * EP exchanges the table measured in the calibration's whole-stage pass (``comm_in_stage_s`` of every rank of
   the group: wall per MoE layer of layout, dispatch, combine forward and backward, waits and wake-ups as a
   stage has them) cost the ranks' mean of that wall past the latest rank's clock instead of the fits, the
-  lateness and the codec (``_moe_layer_in_stage``); the gate weights' backward exchange keeps the fit.
+  lateness and the codec (``_moe_layer_in_stage``), the gate weights' backward exchange (``layout(B)``)
+  included where measured; between them the ranks' compute and framework time run at the stage's measured
+  pace (``measured_lanes.Lanes``).
 * ``allreduce``: the calibrated gradient all-reduce; ``allreduce_wait``: the members arrive at their own
   pipeline ends, and each arrives late by its jitter since the last point it met the others: sigma of that
   compute x E[max of n N(0,1)] (DP replicas never meet before it: their whole step; EP ranks: the last
@@ -273,6 +275,7 @@ def _run_op(t: dict, lanes: Lanes, tr: Transport, stage: int, kind: str, replica
     def a2a(n_bytes: float, after_s: float) -> float:
         return tr.time("all_to_all", n_bytes, after_s)
 
+    lanes.kind = kind
     _stage_start(lanes, kind, first, last)
     for L in (layers if kind == "F" else list(reversed(layers))):
         rt = t["routing"].get(str(L))

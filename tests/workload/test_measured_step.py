@@ -197,18 +197,22 @@ def test_ep_exchanges_measured_in_the_stage(tmp_path):
 
 def test_compute_between_in_stage_exchanges_runs_at_the_stages_pace(tmp_path):
     """EP ranks with in-stage exchange walls and a measured pace (``in_stage_wall_per_cpu``: the stage pass's
-    compute span wall over CPU, per direction): each compute span costs its CPU seconds x the pace; CPU seconds
-    stay table time x share; framework time keeps its model. Attention 1 ms forward at share 0.5, pace F 1.5."""
+    compute span wall over CPU, per direction): each compute span and the framework time between them cost their
+    CPU seconds x the pace; CPU seconds stay table time x share. Attention 1 ms forward and glue 0.2 ms forward,
+    0.4 ms backward at share 0.5, pace F 1.5, B 1.25."""
     routing = {"0": [{"send_rows": [[3, 1], [1, 3]], "expert_rows": [0, 0]}]}
     walls = dict.fromkeys(("layout(F)", "dispatch(F)", "combine(F)", "combine(B)", "dispatch(B)"), 0.1 * MS)
-    ranks = {i: dict(_rank(attn=(1, 0), mlp=(0, 0)), comm_in_stage_s=walls, share=0.5) for i in (0, 1)}
+    ranks = {i: dict(_rank(attn=(1, 0), mlp=(0, 0), glue=(0.2, 0.4)), comm_in_stage_s=walls, share=0.5)
+             for i in (0, 1)}
     base = simulate(_write(tmp_path, ep=2, ranks=ranks, routing=routing))
     for r in ranks.values():
-        r["in_stage_wall_per_cpu"] = {"F": 1.5, "B": 1.5}
+        r["in_stage_wall_per_cpu"] = {"F": 1.5, "B": 1.25}
     paced = simulate(_write(tmp_path, ep=2, ranks=ranks, routing=routing))
     assert paced.breakdown_s["attn(F)"] == pytest.approx(1.5 * 0.5 * MS)  # per rank: CPU 0.5 ms x the pace
     assert paced.breakdown_cpu_s["attn(F)"] == pytest.approx(base.breakdown_cpu_s["attn(F)"])
-    assert paced.breakdown_s["framework"] == pytest.approx(base.breakdown_s["framework"])  # glue keeps its model
+    # the glue: 0.1 ms CPU forward x 1.5, 0.2 ms CPU backward x 1.25 per rank
+    assert paced.breakdown_s["framework"] == pytest.approx((0.1 * 1.5 + 0.2 * 1.25) * MS)
+    assert base.breakdown_s["framework"] == pytest.approx(0.6 * MS)  # unpaced: table time, CPU / share
 
 
 def test_cpu_seconds_of_the_compute_are_its_time_times_the_share(tmp_path):
