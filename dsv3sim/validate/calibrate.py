@@ -194,7 +194,7 @@ def _model_probe(ctx, iters: int, quick: bool) -> dict:
     ep = (_groups(ctx).ep, coord(rank, spec.ep, spec.pp).ep) if spec.ep > 1 else None
     comps = profile_components(cfg, spec, dev, ctx.sync, rank, parts=parts,
                                reps=min(3, spec.profile_reps) if quick else spec.profile_reps, ep=ep)
-    comps["grad_sync"] = _grad_sync(ctx, cfg, iters, parts, quick)
+    comps["grad_sync"] = _grad_sync(ctx, cfg, iters, parts)
     del parts
     if spec.fp8_compute:  # the FP8 linears' weight cache holds the profiled weights: let them go
         from dsv3sim.nn.fp8 import clear_weight_cache
@@ -237,11 +237,9 @@ def _groups(ctx):
     return ctx.extra["groups"]
 
 
-def _grad_sync(ctx, cfg, iters: int, parts, quick: bool = False) -> dict:
+def _grad_sync(ctx, cfg, iters: int, parts) -> dict:
     """The run's gradient all-reduces (same buffers, same groups, same code as ``train._allreduce``) timed
-    here on synthetic gradients: dense grads over the replica group, expert grads over the DP group; every rank
-    at once, and (the full probe, stages that all-reduce apart) one stage at a time beside the others' compute
-    (``beside_compute_s``)."""
+    here on synthetic gradients: dense grads over the replica group, expert grads over the DP group."""
     spec = ctx.spec
     groups = _groups(ctx)
     if groups.replica_size <= 1 and groups.dp_size <= 1:  # nothing to all-reduce (one replica)
@@ -263,39 +261,10 @@ def _grad_sync(ctx, cfg, iters: int, parts, quick: bool = False) -> dict:
     def sync_all() -> None:
         _allreduce(tl, dense, groups.replica, groups.replica_size)
         _allreduce(tl, experts, groups.dp, groups.dp_size)
-    m = _time(sync_all, iters, ctx.sync, rel, GAP_S, _Last.of(ctx))  # the wait for late members: allreduce_wait
+    # timed from the latest entry of the rank's own sync group (the replica group holds its DP group): the wait
+    # for late members is allreduce_wait; the world's latest entry fell after a stage's whole call when the
+    # stages sync apart (pp2 x ep2: 0 s samples)
+    m = _time(sync_all, iters, ctx.sync, rel, GAP_S, _Last.of(ctx, groups.replica, groups.replica_size))
     dist.barrier()
-    out = {"F": m, "B": 0.0, "F_rel": rel, "B_rel": [1.0],
-           "bytes": sum(p.numel() * p.element_size() for p in dense + experts)}
-    if not quick and _stages_sync_apart(spec, ctx):
-        out["beside_compute_s"] = _sync_beside_compute(ctx, sync_all, iters, groups, m)
-    return out
-
-
-def _stages_sync_apart(spec, ctx) -> bool:
-    """Whether the pipeline stages all-reduce in groups of their own on one CPU host (PP > 1 without DualPipe's
-    mirrored pairs, more than one rank a stage): a stage that ends its pipeline early all-reduces while the
-    others still compute on the host's cores."""
-    return (spec.pp > 1 and spec.ep * spec.dp > 1 and spec.nnodes == 1 and ctx.device.type == "cpu"
-            and plan(spec.schedule, spec.pp, spec.n_microbatches).layout != "bidirectional")
-
-
-def _sync_beside_compute(ctx, sync_all, iters: int, groups, alone_s: float) -> float:
-    """The gradient all-reduce of one stage's ranks while every other rank computes (``_busy``), as a 1F1B
-    stage that ends its pipeline first all-reduces beside the stages still in their backward: the stages take
-    turns, the others computing for longer than the syncing stage's calls take (six times their time with every
-    rank syncing, ``alone_s``, each, and a margin). This rank's mean seconds a call, timed from its stage's
-    latest entry (its replica group: the stage's ranks)."""
-    spec = ctx.spec
-    me = coord(ctx.rank, spec.ep, spec.pp)
-    window = iters * (GAP_S + 6 * alone_s) + 0.05
-    mine = 0.0
-    for turn in range(spec.pp):
-        ctx.collective(f"grad_sync_beside:{turn}")
-        dist.barrier()
-        if me.pp == turn:
-            mine = _time(sync_all, iters, ctx.sync, None, GAP_S, _Last.of(ctx, groups.replica, groups.replica_size))
-        else:
-            _busy(window)
-        dist.barrier()
-    return mine
+    return {"F": m, "B": 0.0, "F_rel": rel, "B_rel": [1.0],
+            "bytes": sum(p.numel() * p.element_size() for p in dense + experts)}

@@ -299,7 +299,8 @@ def _rank_entry(c: dict, cfg=None, host: list[dict] | None = None) -> dict:
     out["in_stage_wall_per_cpu"] = _compute_in_stage(comps) if ded else {}
     out.update(_optim(comps, share), **_boundary(comps, share), **_chunk_ends(comps, share))
     out["requant_s"] = _requant_s(comps, share)
-    out.update(_grad_sync_times(comps))
+    gs = [x for cc in comps if "grad_sync" in cc for x in _grad_sync_samples(cc["grad_sync"])]
+    out["grad_sync_s"] = expected(gs) if gs else 0.0
     out["cv"] = sum(c_ * w for c_, w in zip(cvs, wts)) / sum(wts) if wts and sum(wts) > 0 else 0.0
     if ded:
         out["preempt"] = _preempt(c["probes"], comps)
@@ -382,18 +383,6 @@ def _requant_s(comps: list[dict], share: float) -> float:
     """FP8 weight re-quantisation after the optimizer (``requant.py``; 0 without FP8 compute)."""
     rq = [x for cc in comps if "requant" in cc for x in cc["requant"]["F_s"]]
     return expected(rq) / share if rq else 0.0
-
-
-def _grad_sync_times(comps: list[dict]) -> dict[str, float]:
-    """{grad_sync_s: the gradient all-reduce's expected time with every rank syncing, grad_sync_beside_compute_s:
-    its mean with one stage syncing while the others compute (``calibrate._sync_beside_compute``; median over the
-    probes that timed it, where any did)}."""
-    gs = [x for cc in comps if "grad_sync" in cc for x in _grad_sync_samples(cc["grad_sync"])]
-    out = {"grad_sync_s": expected(gs) if gs else 0.0}
-    beside = [cc["grad_sync"]["beside_compute_s"] for cc in comps if "beside_compute_s" in cc.get("grad_sync", {})]
-    if beside:
-        out["grad_sync_beside_compute_s"] = statistics.median(beside)
-    return out
 
 
 def _grad_sync_samples(g: dict) -> list[float]:

@@ -41,8 +41,7 @@ Composition:
   lateness and the codec (``_moe_layer_in_stage``), the gate weights' backward exchange (``layout(B)``)
   included where measured; between them the ranks' compute and framework time run at the stage's measured
   pace (``measured_lanes.Lanes``).
-* ``allreduce``: the calibrated gradient all-reduce (on a CPU host, where ranks outside the group are still in
-  their pipeline, the calibration's time of one stage's all-reduce beside the others' compute); ``allreduce_wait``: the members arrive at their own
+* ``allreduce``: the calibrated gradient all-reduce; ``allreduce_wait``: the members arrive at their own
   pipeline ends, and each arrives late by its jitter since the last point it met the others: sigma of that
   compute x E[max of n N(0,1)] (DP replicas never meet before it: their whole step; EP ranks: the last
   chunk's compute after its last all-to-all).
@@ -460,24 +459,11 @@ def _dp_allreduce(t: dict, sched, ranks: dict, comp: dict[str, float], end: dict
             continue
         late = {r: end[r] + lateness_of_slowest([ranks[x] for x in grp], tail[r][0], tail[r][1], len(grp)) for r in grp}
         t0 = max(late.values())
-        sync = max(_grad_sync(ranks[r], _others_compute(end, grp, t0)) for r in grp)
+        sync = max(ranks[r]["grad_sync_s"] for r in grp)
         for r in grp:
             comp["allreduce_wait"] += t0 - end[r]
             comp["allreduce"] += sync
             end[r] = t0 + sync
-
-
-def _others_compute(end: dict[int, float], grp: list[int], t0: float) -> bool:
-    """Whether a rank outside ``grp`` is still in its pipeline at ``t0`` (a CPU host's cores are shared)."""
-    return any(e > t0 for r, e in end.items() if r not in grp)
-
-
-def _grad_sync(rank: dict, beside_compute: bool) -> float:
-    """The gradient all-reduce: as the calibration timed it with every rank syncing, or, while other stages
-    still compute, as it timed one stage's beside their compute (``grad_sync_beside_compute_s``: each of the
-    all-reduce's wake-ups waits for a core those ranks hold)."""
-    return float(rank.get("grad_sync_beside_compute_s", rank["grad_sync_s"]) if beside_compute else
-                 rank["grad_sync_s"])
 
 
 def _result(scn: Scenario, t: dict, tr: Transport, comp: dict[str, float], end: dict[int, float], spans: dict,

@@ -27,7 +27,9 @@ def test_validate_ep2_end_to_end(tmp_path, capsys):
     assert r["measured_step_s"] > 0 and r["predicted_step_s"] > 0 and math.isfinite(r["error"])
     assert r["error"] == pytest.approx((r["predicted_step_s"] - r["measured_step_s"]) / r["measured_step_s"])
     names = {c["name"] for c in r["components"]}
-    assert {"attn(F)", "dispatch(F)", "combine(F)", "mlp(B)", "optim", "requant"} <= names
+    assert {"attn(F)", "dispatch(F)", "combine(F)", "mlp(B)", "layout(B)", "optim", "requant"} <= names
+    lb = next(c for c in r["components"] if c["name"] == "layout(B)")  # the gate weights' backward exchange
+    assert lb["measured_s"] > 0 and lb["predicted_s"] > 0
     rq = next(c for c in r["components"] if c["name"] == "requant")  # FP8 weights re-quantised once per step
     assert rq["measured_s"] > 0 and rq["predicted_s"] > 0
     # dispatch forward bytes (FP8 rows) and its backward (BF16 grads back) both crossed the wire
@@ -43,6 +45,21 @@ def test_validate_ep2_end_to_end(tmp_path, capsys):
     assert {"framework", "allreduce_wait", "allreduce"} <= set(sim["breakdown_s"])
     html = rep.read_text()
     assert "Validation" in html and "step time" in html
+
+
+def test_pipeline_stages_time_their_all_reduce_from_their_own_latest_entry(tmp_path, capsys):
+    """pp2 x ep2 on 4 processes: each stage all-reduces in its own group, so each rank's gradient all-reduce is
+    timed from its own group's latest entry; timed from the world's, a stage's whole call could end before the
+    other stage entered, and ranks got 0 s."""
+    argv = [*QUICK[:2], "--nproc", "4", *QUICK[4:]]
+    rc = main(["validate", *argv, "--pp", "2", "--ep", "2", "--microbatches", "2", "--steps", "2",
+               "--allow-oversubscribe", "--out", str(tmp_path / "run"), "--json"])
+    assert rc == 0
+    r = json.loads(capsys.readouterr().out)
+    assert r["measured_step_s"] > 0 and r["predicted_step_s"] > 0
+    table = json.loads((tmp_path / "run" / "components.json").read_text())
+    got = {k: x["grad_sync_s"] for k, x in table["ranks"].items()}
+    assert all(v > 0 for v in got.values()), got
 
 
 def test_killed_rank_is_named_and_no_report(tmp_path, capsys):

@@ -192,11 +192,3 @@ def test_gate_weights_backward_exchange_is_its_own_row_where_the_run_timed_it():
     older = _predicted_components(pred, {"other": 2.7})
     assert "layout(B)" not in older and older["other"] == 2.5
 
-
-def test_grad_sync_beside_compute_is_the_median_over_the_probes_that_timed_it():
-    from dsv3sim.validate.component_table import _grad_sync_times
-
-    probe = {"grad_sync": {"F": 2e-3, "F_rel": [0.5, 1.5]}}
-    assert _grad_sync_times([probe]) == {"grad_sync_s": pytest.approx(2e-3)}
-    timed = [dict(probe, grad_sync=dict(probe["grad_sync"], beside_compute_s=t)) for t in (3e-3, 5e-3, 4e-3)]
-    assert _grad_sync_times(timed + [probe])["grad_sync_beside_compute_s"] == 4e-3

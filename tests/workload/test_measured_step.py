@@ -272,14 +272,3 @@ def test_chunk_ends_are_paid_once_per_chunk(tmp_path):
     base = simulate(_write(tmp_path, ranks={0: dict(_rank(), boundary_s=bnd)}))
     assert simulate(_write(tmp_path, ranks=one)).step_time_s - base.step_time_s == pytest.approx(0.3 * MS, rel=1e-9)
 
-
-def test_a_stage_that_all_reduces_beside_computing_stages_takes_the_contended_time():
-    """The all-reduce takes the calibration's time beside the other stages' compute while a rank outside its group
-    is still in its pipeline, else the time with every rank syncing (and that one where none was measured)."""
-    from dsv3sim.workload.measured_step import _grad_sync, _others_compute
-
-    end = {0: 10.0, 1: 10.0, 2: 6.0, 3: 6.0}
-    assert _others_compute(end, [2, 3], 6.5) and not _others_compute(end, [0, 1], 10.5)
-    rank = {"grad_sync_s": 1e-3, "grad_sync_beside_compute_s": 3e-3}
-    assert (_grad_sync(rank, True), _grad_sync(rank, False)) == (3e-3, 1e-3)
-    assert _grad_sync({"grad_sync_s": 1e-3}, True) == 1e-3
