@@ -44,7 +44,7 @@ class Lanes:
         self.kind = "F"  # the pass the ranks run (``measured_step._run_op``): framework time takes its pace
         self.comp: dict[str, float] = defaultdict(float)  # summed over lanes
         self.comp_cpu: dict[str, float] = defaultdict(float)  # CPU seconds of the compute, summed over lanes
-        self.after = "start"  # what the ranks ran last: the step's start or a pass (F or B), ``_after``
+        self.after = "start"  # what the ranks ran last: the step's start or a pass (F or B), ``measured_step._after``
 
     def compute(self, name: str, durs: list[float], fresh: bool = False) -> None:
         """``durs`` per rank; ``fresh``: the first work of a rank's step, at the start of its time on the core (a
@@ -56,9 +56,8 @@ class Lanes:
             c = d * self.share[i]  # a CPU table's time is CPU seconds over the share
             self.comp_cpu[name] += c
             k = self.pace[i].get(name[-2] if name[-1] == ")" else self.kind) if pace else None
-            k = 1.0 / self.speed if k and fresh else k
             if k:  # CPU seconds x the direction's pace; measured with every rank runnable, it shares in ``speed``
-                d = c * max(k * self.speed, 1.0)
+                d = c if fresh else c * max(k * self.speed, 1.0)
             elif self.slice[i]:  # the CPU seconds inside the slice run at full speed, the rest at the share
                 free = min(c, max(self.slice[i] - self.cpu_since[i], 0.0))
                 d = free + (c - free) / self.share[i]

@@ -291,6 +291,7 @@ def _run_op(t: dict, lanes: Lanes, tr: Transport, stage: int, kind: str, replica
     _stage_end(lanes, kind, first, last)
     if _hands_off(t, stage, kind):  # the hand-off's isend call (gloo on CPU; the run has no span for it)
         lanes.compute("framework", [float(t["p2p_isend_s"])] * len(R))
+    lanes.after = kind
 
 
 def _hands_off(t: dict, stage: int, kind: str) -> bool:
@@ -407,7 +408,6 @@ def _simulate_replica(t: dict, sched, tr: Transport, ranks: dict, d: int, p2p: t
             for o in a.ops:
                 if o.kind != "W":
                     _run_op(t, lanes, tr, sched.stage_of(p, o.chunk), "F" if o.kind == "F" else "B", d, fp8)
-                    lanes.after = "F" if o.kind == "F" else "B"
             lanes.finish("p2p_wait" if pp > 1 else "allreduce_wait")
             cache[key] = (max(lanes.clock), lanes)
         return cache[key][0]
