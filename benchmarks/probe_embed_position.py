@@ -19,14 +19,11 @@ import torch.nn.functional as F
 
 from dsv3sim.config.model import load_model_config
 from dsv3sim.nn.transformer import Transformer
-from dsv3sim.validate.train import SPIN_S, START_MARGIN_S
+from dsv3sim.validate.train import START_MARGIN_S, wait_until
 
 
 def _start() -> None:
-    time.sleep(START_MARGIN_S - SPIN_S)
-    end = time.perf_counter() + SPIN_S
-    while time.perf_counter() < end:
-        pass
+    wait_until(time.perf_counter() + START_MARGIN_S)
 
 
 def _cpu_us(fn) -> float:

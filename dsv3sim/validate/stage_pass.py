@@ -95,6 +95,7 @@ def _glue_stage(cfg, spec, parts, mat, dev, ded: bool, ep):
 
 
 _COMM_SPANS = ("layout(", "dispatch(", "combine(")
+_AROUND_CALLS = ("head(F)", "embed after F", "embed(F)")  # timed outside the stage's passes (``_stage_pass``)
 
 
 def _stage_spans(st, tl, hid, reps: int, sync, win, grads, around: dict | None = None, group=None
@@ -138,8 +139,8 @@ def _stage_spans(st, tl, hid, reps: int, sync, win, grads, around: dict | None =
                     cpu[e.name] += e.cpu
             for k, v in outside.items():
                 cpu[k] += v
-    for d in tot:  # the stage's own compute spans: every timed name of the direction but the head and embedding
-        tot[d][4] = sum(v for k, v in cpu.items() if k.endswith(f"({d})") and k not in ("head(F)", "embed(F)"))
+    for d in tot:  # the stage's own compute spans: every timed name of the direction but the calls around it
+        tot[d][4] = sum(v for k, v in cpu.items() if k.endswith(f"({d})") and k not in _AROUND_CALLS)
     return tot, dict(comm), dict(cpu), dict(ends)
 
 

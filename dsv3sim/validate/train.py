@@ -203,7 +203,11 @@ def _start_together(dev: torch.device, group=None) -> None:
         torch.cuda.synchronize(dev)
     t = torch.tensor([time.perf_counter() + START_MARGIN_S], dtype=torch.float64, device=dev)
     dist.broadcast(t, dist.get_global_rank(group, 0) if group is not None else 0, group=group)
-    at = float(t.item())
+    wait_until(float(t.item()))
+
+
+def wait_until(at: float) -> None:
+    """Sleep, then spin the last ``SPIN_S``, until ``at`` (``time.perf_counter``): a step's idle start."""
     left = at - time.perf_counter() - SPIN_S
     if left > 0:
         time.sleep(left)
