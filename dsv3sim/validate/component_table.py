@@ -299,8 +299,7 @@ def _rank_entry(c: dict, cfg=None, host: list[dict] | None = None) -> dict:
     out["in_stage_wall_per_cpu"] = _compute_in_stage(comps) if ded else {}
     out.update(_optim(comps, share), **_boundary(comps, share), **_chunk_ends(comps, share))
     out["requant_s"] = _requant_s(comps, share)
-    gs = [x for cc in comps if "grad_sync" in cc for x in _grad_sync_samples(cc["grad_sync"])]
-    out["grad_sync_s"] = expected(gs) if gs else 0.0
+    out.update(_grad_sync(comps))
     out["cv"] = sum(c_ * w for c_, w in zip(cvs, wts)) / sum(wts) if wts and sum(wts) > 0 else 0.0
     if ded:
         out["preempt"] = _preempt(c["probes"], comps)
@@ -310,7 +309,7 @@ def _rank_entry(c: dict, cfg=None, host: list[dict] | None = None) -> dict:
 def _optim(comps: list[dict], share: float) -> dict[str, float]:
     """{optim_s: the optimizer step's expected time (``robust.expected``) over the share, x ``optim_context`` where the
     stage pass measured it: the step after a forward and backward, as the run takes it, over back to back
-    (``stage_pass._optim_context``)}."""
+    (``stage_pass._update_context``)}."""
     out = {"optim_s": expected([x for cc in comps for x in cc["optim"]["F_s"]]) / share}
     ks = [cc["glue"]["optim_context"] for cc in comps if (cc.get("glue") or {}).get("optim_context")]
     if ks:
@@ -383,6 +382,20 @@ def _requant_s(comps: list[dict], share: float) -> float:
     """FP8 weight re-quantisation after the optimizer (``requant.py``; 0 without FP8 compute)."""
     rq = [x for cc in comps if "requant" in cc for x in cc["requant"]["F_s"]]
     return expected(rq) / share if rq else 0.0
+
+
+def _grad_sync(comps: list[dict]) -> dict[str, float]:
+    """{grad_sync_s: the gradient all-reduce's expected time (``robust.expected``; timed after GAP_S of compute),
+    x ``allreduce_context`` where the stage pass measured it: the all-reduce right after a forward and backward,
+    as the run calls it, over after the gap (``stage_pass._update_context``), medians of every probe's samples}."""
+    gs = [x for cc in comps if "grad_sync" in cc for x in _grad_sync_samples(cc["grad_sync"])]
+    out = {"grad_sync_s": expected(gs) if gs else 0.0}
+    pairs = [cc["glue"]["allreduce_pair_s"] for cc in comps if (cc.get("glue") or {}).get("allreduce_pair_s")]
+    after, again = ([x for p in pairs for x in p[k]] for k in ("after", "again"))
+    if gs and after and again and statistics.median(again) > 0:
+        out["allreduce_context"] = statistics.median(after) / statistics.median(again)
+        out["grad_sync_s"] *= out["allreduce_context"]
+    return out
 
 
 def _grad_sync_samples(g: dict) -> list[float]:

@@ -45,7 +45,8 @@ REPS = 8
 # spans of EP runs 20-50 % faster in the run than profiled after a sleep). So a component is profiled after
 # such a wait only where the run has one before it: with EP the routed experts follow the dispatch and the
 # payload encoding the layout exchange; attention, gate, shared experts, head and embedding follow compute.
-# The optimizer always follows a wait (the gradient all-reduce) when there are several ranks.
+# The optimizer always follows a wait (the gradient all-reduce) when there are several ranks; on CPU it is
+# profiled after a barrier of every rank instead (``_optim``: the ranks step together, as in the run).
 WAIT_S = 3e-3
 LARGE = 1 << 24  # optimizer: tensors above this many elements are timed as flat stand-ins (_optim)
 MAX_PROFILED_EXPERTS = 16  # at least (on CPU: exactly) this many experts are profiled at once (_experts_that_fit)
@@ -166,9 +167,11 @@ def _summary(fs: list[float], bs: list[float], cf: list[float], cb: list[float],
 
 
 def profile_components(cfg, spec, device: torch.device, sync, rank: int = 0, *, parts=None,
-                       reps: int = REPS, ep=None) -> dict:
+                       reps: int = REPS, ep=None, grad_sync=None, meet=None) -> dict:
     """Every component's profile on this rank (module docstring); ``ep`` = (EP process group, EP rank) lets the
-    glue profile run the run's EP path with real all-to-alls (``stage_pass.glue``)."""
+    glue profile run the run's EP path with real all-to-alls, ``grad_sync`` (``calibrate._SyncAfter``) the run's
+    gradient all-reduce after the stage's backward (``stage_pass.glue``), ``meet`` (a barrier of every rank) the
+    ranks' optimizer steps at once (``_optim``)."""
     parts = parts if parts is not None else build(cfg, spec.seed, fp8=spec.fp8_compute)
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     B, S, D = spec.micro_batch, spec.seq_len, cfg.hidden_size
@@ -213,9 +216,11 @@ def profile_components(cfg, spec, device: torch.device, sync, rank: int = 0, *, 
     around["embed"] = lambda _x: emb(tok)
     prof("embed", around["embed"])
     if dense is not None or (moe is not None and device.type == "cpu"):
-        out["glue"] = glue(cfg, spec, parts, mat, hid, reps, sync, out, bwd_start, _WIN, _GRADS, ep, around)
+        out["glue"] = glue(cfg, spec, parts, mat, hid, reps, sync, out, bwd_start, _WIN, _GRADS, ep, around,
+                           grad_sync)
     dense_p, expert_p = rank_params(parts, cfg, spec, rank)
-    out["optim"] = _optim(dense_p + expert_p, device, dtype, sync, reps, wait_s=WAIT_S if spec.world_size > 1 else 0)
+    out["optim"] = _optim(dense_p + expert_p, device, dtype, sync, reps, wait_s=WAIT_S if spec.world_size > 1 else 0,
+                          meet=meet)
     if spec.fp8_compute:  # the FP8 weight copies re-quantised after each optimizer step (requant.py)
         out["requant"] = profile_requant(rank_fp8_operands(parts, cfg, spec, rank), device, dtype,
                                          lambda fn: _WIN.samples(fn, sync, ded, reps), reps)
@@ -382,12 +387,16 @@ def _rank_modules(parts, cfg, spec, rank: int) -> tuple[list, list, list]:
 
 
 def _optim(params: list[torch.nn.Parameter], device, dtype, sync, reps: int, max_elems: int = 1 << 26,
-           wait_s: float = 0.0) -> dict:
+           wait_s: float = 0.0, meet=None) -> dict:
     """AdamW step (fused on CUDA, as train.py), gradients dropped after it (``zero_grad(set_to_none=True)``, as the
     run). The rank's tensors up to LARGE elements are stepped as they are (up to ``max_elems`` in all, the time
     scaled by their count beyond that); the larger ones (a V3 expert stack is 3.8 G elements) as one flat tensor
     of n1 and of n1 / 4 elements: AdamW is element-wise, so t = c + b * n for them and their time is
-    c + b * (their elements), the per-launch cost c counted once."""
+    c + b * (their elements), the per-launch cost c counted once. With ``meet`` (a barrier of every rank) each
+    sample of the rank's own tensors starts as every rank's does, in place of the ``wait_s`` sleep: in the run the
+    ranks step their optimizers together after the gradient all-reduce or their last backward, and ranks that
+    stream their optimizer state at once share the last-level cache and the memory bandwidth (in process, the
+    whole of `tiny` on the 2-core box: 4.4-4.7 ms a step alone, 5.0-5.1 ms with a second process stepping)."""
     total = sum(p.numel() for p in params)
     small = [p for p in params if p.numel() <= LARGE]
     n_large = total - sum(p.numel() for p in small)
@@ -398,20 +407,27 @@ def _optim(params: list[torch.nn.Parameter], device, dtype, sync, reps: int, max
             n += p.numel()
     scale = sum(p.numel() for p in small) / n if n else 0.0
 
-    def time_step(shapes: list) -> list[float]:
+    def time_step(shapes: list, meet=None) -> list[float]:
         ps = [torch.nn.Parameter(torch.randn(sh, dtype=dtype, device=device)) for sh in shapes]
         gs = [torch.randn_like(p) for p in ps]
         opt = torch.optim.AdamW(ps, lr=1e-4, fused=device.type == "cuda")
 
-        def set_grads(ps=ps, gs=gs) -> None:
+        def before(ps=ps, gs=gs) -> None:
             for p, g in zip(ps, gs):
                 p.grad = g
+            if meet is not None:
+                meet()
         ts = _WIN.samples(lambda o=opt: (o.step(), o.zero_grad(set_to_none=True)), sync, device.type == "cpu", reps,
-                          wait_s, before=set_grads)
+                          0.0 if meet is not None else wait_s, before=before)
         del opt, ps, gs
         return ts
 
-    ts = [t * scale for t in time_step([p.shape for p in take])] if take else [0.0] * reps
+    if take:
+        ts = [t * scale for t in time_step([p.shape for p in take], meet)]
+    else:  # every rank meets as often
+        for _ in range(reps + 1 if meet is not None else 0):
+            meet()
+        ts = [0.0] * reps
     large = {}
     if n_large:
         n1 = min(n_large, max_elems * 4)

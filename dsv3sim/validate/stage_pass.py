@@ -15,7 +15,7 @@ import torch
 
 
 def glue(cfg, spec, parts, mat, hid, reps: int, sync, comps: dict, bwd_start: float, win, grads, ep=None,
-         around: dict | None = None) -> dict:
+         around: dict | None = None, grad_sync=None) -> dict:
     """Framework time per layer and pass, measured the way the run defines it (``other`` = step - timed spans):
     the model's layers run through the run's own stage code (``train.Stage`` with ``ep.EPMoE`` MoE layers:
     residual adds, norms, timeline marks, the routing bookkeeping, the autograd graph between the components),
@@ -35,7 +35,7 @@ def glue(cfg, spec, parts, mat, hid, reps: int, sync, comps: dict, bwd_start: fl
     ded, dev = comps["dedicated"], hid().device
     st, tl, layers, moe, R, group = _glue_stage(cfg, spec, parts, mat, dev, ded, ep)
     tot, xchg, span_cpu, ends = _stage_spans(st, tl, hid, reps, sync, win, grads, around if ded else None, group)
-    optim_context = _optim_context(st, hid, reps, sync, win) if ded else None
+    contexts = _update_context(st, moe, hid, reps, sync, win, grad_sync) if ded else (None, None)
     boundary = _boundary(cfg, spec, parts, mat, layers, moe, tl, dev, reps, sync, grads) if ded else None
     n, n_moe = len(layers), len(moe)
     gate_b = comps["gate"]["B"] if "gate" in comps else 0.0
@@ -63,7 +63,7 @@ def glue(cfg, spec, parts, mat, hid, reps: int, sync, comps: dict, bwd_start: fl
             "layers": layers, "ep": R,
             "comm_per_moe_layer_s": in_stage,
             "stage_span_cpu_s": {k: v / reps for k, v in span_cpu.items()},  # per compute span name (context)
-            "optim_context": optim_context, "boundary": boundary,
+            "optim_context": contexts[0], "allreduce_pair_s": contexts[1], "boundary": boundary,
             "n_moe": n_moe, "pairs_per_moe_layer": statistics.fmean(pairs) if pairs else 0.0,
             **{f"stage_{k}_s": {d: tot[d][i] / reps for d in tot}
                for i, k in enumerate(("wall", "cpu", "spans", "all_to_all", "compute_cpu", "layout_cpu"))}}
@@ -173,14 +173,19 @@ def _boundary(cfg, spec, parts, mat, layers, moe, tl, dev, reps: int, sync, grad
     return {"B_last": statistics.median(last), "B_first": statistics.median(first)} if last else None
 
 
-def _optim_context(st, hid, reps: int, sync, win) -> float | None:
-    """AdamW over the stage's parameters right after the stage's forward and backward, as the run steps it
-    after its last backward (the step's activations and fresh gradients have evicted the optimizer's state),
-    over the same step again back to back, as the optimizer profile times it: CPU seconds, median ratio. In
-    process on ``tiny``, the whole model: 5.33 ms after a forward and backward, 3.58 ms back to back."""
+def _update_context(st, moe: dict, hid, reps: int, sync, win, grad_sync=None) -> tuple[float | None, dict | None]:
+    """The optimizer's and the gradient all-reduce's context: each timed where the run calls it, after the stage's
+    forward and backward (the all-reduce, then the optimizer: the step's activations and fresh gradients have
+    evicted the optimizer's state and the all-reduce's buffers, and a rank that computed wakes its communication
+    thread), and again as its profile times it: the optimizer back to back (CPU seconds), the all-reduce after
+    GAP_S of compute (``grad_sync``: ``calibrate._SyncAfter``, wall from the group's latest entry; None without
+    one: a single replica). Returns (the optimizer's median ratio, the all-reduce's samples: ``_pairs``). In
+    process on ``tiny``, the whole model: the optimizer 5.33 ms after a forward and backward, 3.58 ms back to back;
+    two gloo ranks: 5.71 ms after the backward and the all-reduce, 4.45 ms after the backward and a barrier,
+    5.18 ms back to back."""
     ps = [p for p in st.parameters() if p.requires_grad]
-    if not ps:
-        return None
+    ex = {id(p) for m in moe.values() for p in m.experts.parameters()}
+    dense, experts = [p for p in ps if id(p) not in ex], [p for p in ps if id(p) in ex]
     for p in ps:
         p.grad = None
     opt = torch.optim.AdamW(ps, lr=1e-4)  # as train.py on a CPU
@@ -188,17 +193,32 @@ def _optim_context(st, hid, reps: int, sync, win) -> float | None:
     for i in range(reps + 1):
         y = st(hid().requires_grad_(), None)
         y.backward(torch.ones_like(y))
+        if grad_sync is not None:
+            grad_sync(dense, experts)
         grads = [p.grad for p in ps]
         t1 = win.timed(opt.step, sync, cpu=True, keep=False)
         for p, g in zip(ps, grads):
             p.grad = g
         t2 = win.timed(opt.step, sync, cpu=True, keep=False)
+        if grad_sync is not None:
+            grad_sync(dense, experts, gap=True)
         opt.zero_grad(set_to_none=True)
         if i:  # the first step also creates the optimizer's state
             after.append(t1)
             again.append(t2)
-    a, b = statistics.median(after), statistics.median(again)
-    return a / b if a > 0 and b > 0 else None
+    return _ratio(after, again), (_pairs(grad_sync.times()) if grad_sync is not None else None)
+
+
+def _pairs(ts: list[float]) -> dict[str, list[float]]:
+    """The all-reduce's samples of ``_update_context``, {after: right after the backward, again: after the gap}
+    (the warm-up's pair dropped; its calls alternate). Three samples a quick probe scatter by 2x and more on a
+    loaded box, so the table pools them over the probes before taking the ratio."""
+    return {"after": ts[2::2], "again": ts[3::2]}
+
+
+def _ratio(a: list[float], b: list[float]) -> float | None:
+    ma, mb = (statistics.median(a), statistics.median(b)) if a and b else (0.0, 0.0)
+    return ma / mb if ma > 0 and mb > 0 else None
 
 
 def _stage_pass(st, tl, x: torch.Tensor, sync, win, around: dict | None):

@@ -144,6 +144,30 @@ def test_optimizer_time_takes_its_context_factor_where_the_stage_measured_one():
     assert _optim([{"optim": {"F_s": [1e-3]}}], share=1.0) == {"optim_s": 1e-3}  # GPU / older profiles
 
 
+def test_gradient_sync_takes_its_context_factor_where_the_stage_measured_one():
+    """The all-reduce's samples after the backward and after the gap pool over the probes before the ratio."""
+    from dsv3sim.validate.component_table import _grad_sync
+
+    comps = [{"grad_sync": {"F": 4e-3, "F_rel": [1.0, 1.0]}, "glue": {"allreduce_pair_s": {"after": [3.0, 9.0],
+                                                                                           "again": [2.0, 2.0]}}},
+             {"grad_sync": {"F": 4e-3}, "glue": {"allreduce_pair_s": {"after": [4.0], "again": [2.0]}}},
+             {"glue": {"allreduce_pair_s": None}}]
+    out = _grad_sync(comps)
+    assert out["allreduce_context"] == pytest.approx(2.0) and out["grad_sync_s"] == pytest.approx(4e-3 * 2.0)
+    assert _grad_sync([{"grad_sync": {"F": 2e-3}}]) == {"grad_sync_s": 2e-3}  # GPU / older profiles
+    assert _grad_sync([{"glue": {"allreduce_pair_s": {"after": [1.0], "again": [1.0]}}}]) == {"grad_sync_s": 0.0}
+
+
+def test_update_context_pairs_the_all_reduce_calls_after_the_backward_and_after_the_gap():
+    """The stage pass calls the all-reduce twice a sample (after the backward, then after the gap), the first
+    sample a warm-up."""
+    from dsv3sim.validate.stage_pass import _pairs, _ratio
+
+    assert _pairs([9.0, 9.0, 3.0, 2.0, 5.0, 4.0, 4.0, 2.0]) == {"after": [3.0, 5.0, 4.0], "again": [2.0, 4.0, 2.0]}
+    assert _ratio([3.0, 5.0], [2.0, 2.0]) == pytest.approx(2.0)
+    assert _ratio([], []) is None and _ratio([1.0], [0.0]) is None
+
+
 def test_stage_pace_is_the_compute_spans_wall_over_their_cpu():
     """``in_stage_wall_per_cpu``: per direction the EP glue stage's compute spans (all spans less the
     all-to-alls) wall over CPU, median over the probes, never below 1; nothing without an EP glue profile."""
