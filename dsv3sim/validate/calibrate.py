@@ -77,23 +77,26 @@ class _Last:
     (all-gathered over the group after the timed calls). ``of(ctx, group)`` is None where they do not compare
     (several hosts) or the group is one rank."""
 
-    def __init__(self, group, size: int) -> None:
-        self.group, self.size = group, size
+    def __init__(self, group, size: int, members: tuple[int, ...] | None = None) -> None:
+        self.group, self.size, self.members = group, size, members
         self.exit_skew: list[float] = []  # per call: the last member's exit - the members' mean exit
         self.entry_wait: list[float] = []  # per call: the last member's entry - this member's (kept apart)
 
     @classmethod
-    def of(cls, ctx, group=None, size: int | None = None):
+    def of(cls, ctx, group=None, size: int | None = None, members: tuple[int, ...] | None = None):
+        """``members``: the group ranks whose entries count (a call between two ranks of a larger group)."""
         size = ctx.world if size is None else size
         if ctx.spec.nnodes > 1 or ctx.device.type != "cpu" or size < 2:
             return None
-        return cls(group, size)
+        return cls(group, size, members)
 
     def latest(self, t_in: list[float], t_out: list[float]) -> list[float]:
         """The latest entry of every call; records the exits' skew: the members leave a collective when each
         one's thread is woken from it, not at once, and the next meeting waits for the last of them."""
         mine = torch.tensor([t_in, t_out], dtype=torch.float64)
         every = torch.stack(self._gather(mine))  # [members, 2, calls]
+        if self.members is not None:
+            every = every[list(self.members)]
         outs = every[:, 1]
         self.exit_skew += (outs.amax(0) - outs.mean(0)).tolist()
         latest = every[:, 0].amax(0).tolist()
@@ -124,6 +127,7 @@ def probe(ctx, quick: bool = False) -> dict:
     rows: dict[str, list[tuple[int, float]]] = {"p2p": [], "all_to_all": [], "all_reduce": []}
     rel: dict[str, list[float]] = {k: [] for k in rows}  # sample / mean: the transport's jitter
     last = None  # the all-to-all's members (its exit skews pool over every size and gap)
+    pair = _Last.of(ctx, members=(0, 1))  # the ping-pong's two ranks: each round trip from the later one's entry
     for size in sizes:
         numel = max(size // 4, 1)
         buf = torch.ones(numel, dtype=torch.float32, device=dev)
@@ -137,7 +141,7 @@ def probe(ctx, quick: bool = False) -> dict:
                 elif rank == 1:
                     dist.recv(buf, 0)
                     dist.send(buf, 0)
-            rows["p2p"].append((numel * 4, _time(ping, iters, ctx.sync, rel["p2p"], GAP_S) / 2))
+            rows["p2p"].append((numel * 4, _time(ping, iters, ctx.sync, rel["p2p"], GAP_S, pair) / 2))
             dist.barrier()
             ctx.collective(f"all_to_all:{size}")
             last = _a2a_sweep(ctx, numel, iters, rows, rel, last)
