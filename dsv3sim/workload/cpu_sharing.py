@@ -50,3 +50,21 @@ def speeds(t: dict, ranks: dict, sched, spans: dict) -> dict[tuple[int, str], fl
             n = per_stage * (1.0 + busy / dur)
             out[(p, str(a))] = s / min(1.0, s * n_all / n)
     return out
+
+
+def optimizer_speeds(t: dict, ranks: dict, end: dict[int, float]) -> dict[int, float]:
+    """{rank: optimizer time factor s / share(n)}. A rank's optimizer step follows a blocking wait (its gradient
+    all-reduce, or the last exchange of its pipeline), and the scheduler runs a task that has just woken ahead of
+    those that kept computing (CFS places a woken task's virtual runtime at the queue's minimum less half a
+    scheduling period), so the ranks stepping at once share the capacity between them: n = the ranks whose
+    optimizer steps overlap this one's (starting at ``end``, lasting ``optim_s``). Measured on `tiny` pp 2 x ep 2
+    (4 processes on 2 cores, each rank's share 0.34-0.50 over the step): the stage-1 ranks stepped at wall = CPU
+    while the stage-0 ranks ran their last backward (validate/MEASUREMENTS.md, 2026-12-05)."""
+    n_all = len(ranks)
+    s = statistics.fmean(min(max(float(x.get("share", 1.0)), 1e-3), 1.0) for x in ranks.values())
+    span = {r: (end[r], end[r] + float(x["optim_s"])) for r, x in ranks.items()}
+    out = {}
+    for r, (a, b) in span.items():
+        n = sum(1 for c, d in span.values() if min(b, d) > max(a, c)) if b > a else 1
+        out[r] = s / min(1.0, s * n_all / max(n, 1))
+    return out

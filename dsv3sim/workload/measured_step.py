@@ -45,7 +45,8 @@ Composition:
   pipeline ends, and each arrives late by its jitter since the last point it met the others: sigma of that
   compute x E[max of n N(0,1)] (DP replicas never meet before it: their whole step; EP ranks: the last
   chunk's compute after its last all-to-all).
-* ``optim``: the measured optimizer step. ``framework``: per layer and pass the glue the calibration measured
+* ``optim``: the measured optimizer step (on an oversubscribed pipeline host, shared only among the ranks that step
+  at once: ``cpu_sharing.optimizer_speeds``). ``framework``: per layer and pass the glue the calibration measured
   (the run's stage code minus its timed spans: residual adds, marks, the autograd graph between components;
   on CPU with EP the MoE layers' EP path with real all-to-alls, its layout bookkeeping included), the autograd
   start-up of every backward call, and the backward of gate, head and embedding (timed in the calibration, not
@@ -370,10 +371,13 @@ def _step(t: dict, sched, tr: Transport, ranks: dict, p2p: tuple[float, float], 
         makespans.append(ex.makespan)
         spans[d] = ex.spans
     _dp_allreduce(t, sched, ranks, comp, end, tail)
+    # processor sharing between the ranks that step at once on an oversubscribed host (cpu_sharing.py)
+    pace = cpu_sharing.optimizer_speeds(t, ranks, end) if cpu_sharing.oversubscribed(t, ranks) else {}
     for r, x in ranks.items():
         rq = x.get("requant_s", 0.0)  # FP8 weight re-quantisation after the optimizer (FP8 compute only)
-        comp["optim"] += x["optim_s"]
-        end[r] += x["optim_s"] + rq
+        opt = x["optim_s"] * pace.get(r, 1.0)
+        comp["optim"] += opt
+        end[r] += opt + rq
         if rq:
             comp["requant"] += rq
     return comp, comp_cpu, end, spans, makespans

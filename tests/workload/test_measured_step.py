@@ -254,6 +254,19 @@ def test_processor_sharing_on_an_oversubscribed_host(tmp_path):
     assert 0.5 * step(2, m=4) < step(1, m=4) < step(2, m=4)
 
 
+def test_optimizer_steps_share_the_host_only_with_the_ranks_stepping_at_once():
+    """Four ranks on two cores, profiled at share 0.5 (all runnable: capacity 2 cores): two ranks whose optimizer
+    steps overlap only each other run at share min(1, 0.5 x 4 / 2) = 1, so their table time (at 0.5) halves;
+    four stepping at once keep 0.5 (cpu_sharing.optimizer_speeds)."""
+    from dsv3sim.workload.cpu_sharing import optimizer_speeds
+
+    ranks = {r: {"share": 0.5, "optim_s": 2 * MS} for r in range(4)}
+    apart = optimizer_speeds({}, ranks, {0: 0.0, 1: 0.0, 2: 10 * MS, 3: 10 * MS})
+    assert apart == pytest.approx(dict.fromkeys(range(4), 0.5))
+    together = optimizer_speeds({}, ranks, dict.fromkeys(range(4), 0.0))
+    assert together == pytest.approx(dict.fromkeys(range(4), 1.0))
+
+
 def test_chunk_ends_are_paid_once_per_chunk(tmp_path):
     """The glue stage's two ends per pass (``chunk_ends_s``) are framework time once per pipeline chunk, however
     many layers it holds; a first-and-last stage whose backward ends were measured (``boundary_s``) does not pay
