@@ -164,8 +164,7 @@ def run_rank(ctx, probe=None, probes: list | None = None) -> dict:
         if prof:
             prof.__enter__()
             tl.profiling = True
-        # the load and allocator counters are read outside the timed step (the first read after the start's
-        # sleep took 0.1-0.2 ms on the 2-core box, work no training step does)
+        # counters read outside the timed step (0.1-0.2 ms after the start's sleep: no training step's work)
         snap = load.snapshot()
         alloc = _allocator(dev, reset_peak=True)
         t0 = tl.now()
