@@ -26,14 +26,9 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
+from dsv3sim.validate.calibrate import compute_for
+
 PATTERNS = ("blocked", "bidir", "busy")
-
-
-def _busy(s: float) -> None:
-    a = torch.ones(64, 64)
-    end = time.perf_counter() + s
-    while time.perf_counter() < end:
-        torch.mm(a, a)
 
 
 def _timed_recv(y: torch.Tensor, src: int) -> float:
@@ -51,12 +46,12 @@ def _round(rank: int, pattern: str, x: torch.Tensor, y: torch.Tensor) -> float |
             dist.recv(y, 1)
             w.wait()
             return None
-        _busy(0.010)
+        compute_for(0.010)
         t = _timed_recv(y, 0)
         dist.send(x, 0)
         return t
     w = dist.isend(x, 1 - rank) if pattern == "bidir" or rank == 0 else None
-    _busy(0.010 if rank == 0 else 0.006)
+    compute_for(0.010 if rank == 0 else 0.006)
     t = _timed_recv(y, 1 - rank) if pattern == "bidir" or rank == 1 else None
     if w is not None:
         w.wait()

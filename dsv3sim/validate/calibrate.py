@@ -26,7 +26,7 @@ from dsv3sim.validate.layout import coord, make_groups
 from dsv3sim.validate.nn_adapter import build
 from dsv3sim.validate.schedule import plan
 from dsv3sim.validate.timeline import Timeline
-from dsv3sim.validate.train import _allreduce
+from dsv3sim.validate.train import sync_gradients
 
 GAP_S = 3e-3  # compute before each timed collective: how the run uses them (see _time)
 # The all-to-all is also swept after shorter compute gaps: the wake-up a blocked rank pays grows with the time
@@ -35,7 +35,8 @@ GAP_S = 3e-3  # compute before each timed collective: how the run uses them (see
 A2A_GAPS_S = (0.0, 1e-3)
 
 
-def _busy(gap_s: float) -> None:
+def compute_for(gap_s: float) -> None:
+    """Small matrix products for ``gap_s`` seconds of wall time: the compute before a timed collective."""
     a = torch.ones(64, 64)
     end = time.perf_counter() + gap_s
     while time.perf_counter() < end:
@@ -57,7 +58,7 @@ def _time(fn, iters: int, sync, rel: list[float] | None = None, gap_s: float = 0
     t_in, t_out = [], []
     for _ in range(iters):
         if gap_s:
-            _busy(gap_s)
+            compute_for(gap_s)
         sync()
         t_in.append(time.perf_counter())
         fn()
@@ -179,10 +180,10 @@ def _isend_calls(ctx, iters: int) -> list[float]:
                 t0 = time.perf_counter()
                 h = dist.isend(buf, spec.ep)
                 calls.append(time.perf_counter() - t0)
-                _busy(GAP_S)
+                compute_for(GAP_S)
                 h.wait()
             else:
-                _busy(GAP_S)
+                compute_for(GAP_S)
                 dist.irecv(buf, 0).wait()
     dist.barrier()
     return calls[1:]
@@ -195,8 +196,8 @@ def _model_probe(ctx, iters: int, quick: bool) -> dict:
     cfg = load_model_config(spec.model)
     # meta-built: only what the profile materialises is allocated, then freed
     parts = build(cfg, spec.seed, fp8=spec.fp8_compute)
-    ep = (_groups(ctx).ep, coord(rank, spec.ep, spec.pp).ep) if spec.ep > 1 else None
     groups = _groups(ctx)
+    ep = (groups.ep, coord(rank, spec.ep, spec.pp).ep) if spec.ep > 1 else None
     sync_after = _SyncAfter(ctx, groups) if groups.replica_size > 1 or groups.dp_size > 1 else None
     comps = profile_components(cfg, spec, dev, ctx.sync, rank, parts=parts,
                                reps=min(3, spec.profile_reps) if quick else spec.profile_reps, ep=ep,
@@ -235,8 +236,8 @@ def _a2a_sweep(ctx, numel: int, iters: int, rows: dict, rel: dict, last):
 
 
 class _SyncAfter:
-    """The run's gradient all-reduce (``train._allreduce``: dense gradients over the replica group, the experts'
-    over the DP group) called from inside the stage pass (``stage_pass._update_context``) on the stage's real
+    """The run's gradient all-reduce (``train.sync_gradients``: dense gradients over the replica group, the
+    experts' over the DP group) called from inside the stage pass (``stage_pass._update_context``) on the stage's real
     gradients: right after its backward, as the run calls it, and again after GAP_S of compute, as the
     ``grad_sync`` probe times it. Every call is timed from its group's latest entry (``_Last``), gathered once
     by ``times`` after the pass. In process, two gloo ranks of `tiny` on the 2-core box: 13.0 ms right after a
@@ -252,11 +253,10 @@ class _SyncAfter:
 
     def __call__(self, dense: list, experts: list, gap: bool = False) -> None:
         if gap:
-            _busy(GAP_S)
+            compute_for(GAP_S)
         self.ctx.sync()
         self.t_in.append(time.perf_counter())
-        _allreduce(self.tl, dense, self.groups.replica, self.groups.replica_size)
-        _allreduce(self.tl, experts, self.groups.dp, self.groups.dp_size)
+        sync_gradients(self.tl, dense, experts, self.groups)
         self.ctx.sync()
         self.t_out.append(time.perf_counter())
 
@@ -277,7 +277,7 @@ def _groups(ctx):
 
 
 def _grad_sync(ctx, cfg, iters: int, parts) -> dict:
-    """The run's gradient all-reduces (same buffers, same groups, same code as ``train._allreduce``) timed
+    """The run's gradient all-reduces (same buffers, same groups, same code as ``train.sync_gradients``) timed
     here on synthetic gradients: dense grads over the replica group, expert grads over the DP group."""
     spec = ctx.spec
     groups = _groups(ctx)
@@ -298,8 +298,7 @@ def _grad_sync(ctx, cfg, iters: int, parts) -> dict:
     rel: list[float] = []
 
     def sync_all() -> None:
-        _allreduce(tl, dense, groups.replica, groups.replica_size)
-        _allreduce(tl, experts, groups.dp, groups.dp_size)
+        sync_gradients(tl, dense, experts, groups)
     # timed from the latest entry of the rank's own sync group (the replica group holds its DP group): the wait
     # for late members is allreduce_wait; the world's latest entry fell after a stage's whole call when the
     # stages sync apart (pp2 x ep2: 0 s samples)

@@ -222,8 +222,7 @@ def _update(tl, R, groups, fp8_compute: bool) -> None:
     """After the pipeline: the gradient all-reduces, the optimizer step and the FP8 weight copies' refresh."""
     if groups.replica_size > 1 or groups.dp_size > 1:  # one replica: no all-reduce, no span (its sync is glue)
         with tl.span("allreduce"):
-            _allreduce(tl, R.dense_params, groups.replica, groups.replica_size)
-            _allreduce(tl, R.expert_params, groups.dp, groups.dp_size)
+            sync_gradients(tl, R.dense_params, R.expert_params, groups)
     with tl.span("optim"):
         R.opt.step()
         R.opt.zero_grad(set_to_none=True)
@@ -356,6 +355,12 @@ def _send(tl: Timeline, t: torch.Tensor, dst: int, tag: int):
 def _recv(tl: Timeline, buf: torch.Tensor, src: int, tag: int, timeout: timedelta) -> None:
     with tl.span("p2p_wait"):
         dist.irecv(buf, src, tag=tag).wait(timeout)
+
+
+def sync_gradients(tl: Timeline, dense: list[torch.Tensor], experts: list[torch.Tensor], groups) -> None:
+    """The step's gradient all-reduces: dense gradients over the replica group, the experts' over the DP group."""
+    _allreduce(tl, dense, groups.replica, groups.replica_size)
+    _allreduce(tl, experts, groups.dp, groups.dp_size)
 
 
 def _allreduce(tl: Timeline, params: list[torch.Tensor], group, size: int, bucket: int = 1 << 26) -> None:

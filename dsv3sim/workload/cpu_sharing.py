@@ -36,9 +36,8 @@ def speeds(t: dict, ranks: dict, sched, spans: dict) -> dict[tuple[int, str], fl
     """{(pipeline rank, action): compute time factor s / share(n)} from one execution's ``spans`` (per pipeline
     rank, aligned with ``sched.actions``): n = the ranks of one pipeline rank (EP x DP, the replicas run the same
     schedule) x (1 + the other pipeline ranks' busy time inside the span / its length)."""
-    n_all = len(ranks)
     per_stage = t["ep"] * t["dp"]
-    s = statistics.fmean(min(max(float(x.get("share", 1.0)), 1e-3), 1.0) for x in ranks.values())
+    s = _probed_share(ranks)
     out = {}
     for p, sp in spans.items():
         for a, x in zip(sched.actions[p], sp):
@@ -47,12 +46,21 @@ def speeds(t: dict, ranks: dict, sched, spans: dict) -> dict[tuple[int, str], fl
                 continue
             busy = sum(max(min(x.end, y.end) - max(x.start, y.start), 0.0)
                        for q, sq in spans.items() if q != p for y in sq)
-            n = per_stage * (1.0 + busy / dur)
-            out[(p, str(a))] = s / min(1.0, s * n_all / n)
+            out[(p, str(a))] = _factor(s, len(ranks), per_stage * (1.0 + busy / dur))
     return out
 
 
-def optimizer_speeds(t: dict, ranks: dict, end: dict[int, float]) -> dict[int, float]:
+def _probed_share(ranks: dict) -> float:
+    """s: the ranks' mean share of a core while all of them profiled at once (the table's ``share``)."""
+    return statistics.fmean(min(max(float(x.get("share", 1.0)), 1e-3), 1.0) for x in ranks.values())
+
+
+def _factor(s: float, n_all: int, n: float) -> float:
+    """The time factor s / share(n) of work priced at share s when n of the host's n_all ranks are runnable."""
+    return s / min(1.0, s * n_all / n)
+
+
+def optimizer_speeds(ranks: dict, end: dict[int, float]) -> dict[int, float]:
     """{rank: optimizer time factor s / share(n)}. A rank's optimizer step follows a blocking wait (its gradient
     all-reduce, or the last exchange of its pipeline), and the scheduler runs a task that has just woken ahead of
     those that kept computing (CFS places a woken task's virtual runtime at the queue's minimum less half a
@@ -60,11 +68,10 @@ def optimizer_speeds(t: dict, ranks: dict, end: dict[int, float]) -> dict[int, f
     optimizer steps overlap this one's (starting at ``end``, lasting ``optim_s``). Measured on `tiny` pp 2 x ep 2
     (4 processes on 2 cores, each rank's share 0.34-0.50 over the step): the stage-1 ranks stepped at wall = CPU
     while the stage-0 ranks ran their last backward (validate/MEASUREMENTS.md, 2026-12-05)."""
-    n_all = len(ranks)
-    s = statistics.fmean(min(max(float(x.get("share", 1.0)), 1e-3), 1.0) for x in ranks.values())
+    s = _probed_share(ranks)
     span = {r: (end[r], end[r] + float(x["optim_s"])) for r, x in ranks.items()}
     out = {}
     for r, (a, b) in span.items():
         n = sum(1 for c, d in span.values() if min(b, d) > max(a, c)) if b > a else 1
-        out[r] = s / min(1.0, s * n_all / max(n, 1))
+        out[r] = _factor(s, len(ranks), max(n, 1))
     return out

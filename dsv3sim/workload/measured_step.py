@@ -372,7 +372,7 @@ def _step(t: dict, sched, tr: Transport, ranks: dict, p2p: tuple[float, float], 
         spans[d] = ex.spans
     _dp_allreduce(t, sched, ranks, comp, end, tail)
     # processor sharing between the ranks that step at once on an oversubscribed host (cpu_sharing.py)
-    pace = cpu_sharing.optimizer_speeds(t, ranks, end) if cpu_sharing.oversubscribed(t, ranks) else {}
+    pace = cpu_sharing.optimizer_speeds(ranks, end) if cpu_sharing.oversubscribed(t, ranks) else {}
     for r, x in ranks.items():
         rq = x.get("requant_s", 0.0)  # FP8 weight re-quantisation after the optimizer (FP8 compute only)
         opt = x["optim_s"] * pace.get(r, 1.0)

@@ -261,9 +261,9 @@ def test_optimizer_steps_share_the_host_only_with_the_ranks_stepping_at_once():
     from dsv3sim.workload.cpu_sharing import optimizer_speeds
 
     ranks = {r: {"share": 0.5, "optim_s": 2 * MS} for r in range(4)}
-    apart = optimizer_speeds({}, ranks, {0: 0.0, 1: 0.0, 2: 10 * MS, 3: 10 * MS})
+    apart = optimizer_speeds(ranks, {0: 0.0, 1: 0.0, 2: 10 * MS, 3: 10 * MS})
     assert apart == pytest.approx(dict.fromkeys(range(4), 0.5))
-    together = optimizer_speeds({}, ranks, dict.fromkeys(range(4), 0.0))
+    together = optimizer_speeds(ranks, dict.fromkeys(range(4), 0.0))
     assert together == pytest.approx(dict.fromkeys(range(4), 1.0))
 
 
